@@ -1,0 +1,1 @@
+"""The `pyxl` command line: one command table (table.py) drives dispatch, help and man/pyxl.1."""

@@ -1,0 +1,187 @@
+"""Entry point: xl's global options, command lookup, lazy dispatch and help.
+
+Start-up cost matters (scripts call pyxl in loops), so this module imports
+nothing heavy: the table is plain data, and typer plus the handler's module
+are imported only once a command has been chosen.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pyxl.cli import table
+
+
+class Globals:
+    """The global options of `pyxl [-vfNtT] CMD`, readable by every handler."""
+
+    verbose = 0
+    dryrun = False
+    force = False
+    timestamps = False
+
+
+def usage_flags(cmd: table.Command) -> str:
+    return "-vtT" + ("f" if cmd.modifies else "") + ("N" if cmd.can_dryrun else "")
+
+
+def print_help(command: str | None = None) -> None:
+    if not command or command == "help":
+        print("Usage pyxl [-vfNtT] <subcommand> [args]\n")
+        print("pyxl full list of subcommands:\n")
+        for c in table.COMMANDS:
+            line = " %-19s " % c.name
+            if len(c.name) > 19:
+                line += "\n %-19s " % ""
+            print(line + c.desc)
+        return
+    cmd = table.lookup(command)
+    if cmd is None:
+        print('command "%s" not implemented' % command)
+        return
+    print("Usage: pyxl [%s] %s %s\n\n%s.\n" % (usage_flags(cmd), cmd.name, cmd.usage, cmd.desc))
+    try:
+        opts = options_help(cmd)
+    except ImportError:
+        opts = ""
+    if opts:
+        print("Options:\n\n" + opts)
+
+
+def options_help(cmd: table.Command) -> str:
+    """xl-style option lines, rendered from the handler's own parameters."""
+    click_cmd = build_click(cmd)
+    lines = []
+    for p in click_cmd.params:
+        if not getattr(p, "opts", None) or p.param_type_name != "option" or getattr(p, "hidden", False):
+            continue
+        names = ", ".join(list(p.opts) + list(p.secondary_opts))
+        if not p.is_flag and p.metavar:
+            names += " " + p.metavar
+        elif not p.is_flag and p.param_type_name == "option":
+            names += " " + p.name.upper()
+        helptext = (p.help or "").strip()
+        if len(names) >= 24:
+            lines.append(names)
+            lines.append(" " * 24 + helptext)
+        else:
+            lines.append("%-24s%s" % (names, helptext))
+    return "\n".join(lines)
+
+
+def load_handler(cmd: table.Command):
+    import importlib
+
+    modname, _, func = cmd.handler.partition(":")
+    return getattr(importlib.import_module(modname), func)
+
+
+def build_click(cmd: table.Command):
+    """A click command for one table row, built through typer from its handler."""
+    import typer
+
+    app = typer.Typer(
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": []},
+    )
+    app.command(name=cmd.name, help=cmd.desc + ".")(load_handler(cmd))
+    return typer.main.get_command(app)
+
+
+def wants_help(args: list[str]) -> bool:
+    for a in args:
+        if a == "--":
+            return False
+        if a == "--help" or (a.startswith("-") and not a.startswith("--") and "h" in a[1:2]):
+            return True
+    return False
+
+
+def run_command(cmd: table.Command, args: list[str]) -> int:
+    if wants_help(args):  # xl's def_getopt: -h prints the command's help, exit 0
+        print_help(cmd.name)
+        return 0
+    try:
+        click_cmd = build_click(cmd)
+    except ImportError as e:
+        if e.name and cmd.handler.startswith(e.name):
+            print("pyxl: command %s is not available in this build" % cmd.name, file=sys.stderr)
+            return 1
+        raise
+    try:
+        rc = click_cmd.main(args, prog_name="pyxl " + cmd.name, standalone_mode=False)
+    except BrokenPipeError:
+        return 0
+    except Exception as e:
+        # typer may bundle its own click: match the exception classes by name.
+        kinds = {k.__name__ for k in type(e).__mro__}
+        if "UsageError" in kinds:
+            e.show()
+            return 2
+        if "Exit" in kinds:
+            return e.exit_code
+        if "Abort" in kinds:
+            return 130
+        raise
+    if isinstance(rc, int):
+        return rc
+    return 0
+
+
+def parse_globals(argv: list[str]) -> list[str] | int:
+    """getopt("+vftNTh"): options stop at the first non-option argument."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            return argv[i + 1:]
+        if not a.startswith("-") or a == "-":
+            return argv[i:]
+        for ch in a[1:]:
+            if ch == "v":
+                Globals.verbose += 1
+            elif ch == "f":
+                Globals.force = True
+            elif ch == "N":
+                Globals.dryrun = True
+            elif ch == "t":
+                Globals.timestamps = True
+            elif ch == "T":
+                Globals.timestamps = True
+            elif ch == "h":
+                print_help()
+                return 0
+            else:
+                print("pyxl: invalid option -- '%s'" % ch, file=sys.stderr)
+                print("unknown global option", file=sys.stderr)
+                return 1
+        i += 1
+    return []
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rest = parse_globals(argv)
+    if isinstance(rest, int):
+        return rest
+    if not rest:
+        print_help()
+        return 1
+    name, args = rest[0], rest[1:]
+    cmd = table.lookup(name)
+    if cmd is None:
+        print("command not implemented", file=sys.stderr)
+        return 1
+    if Globals.dryrun and not cmd.can_dryrun:
+        print("command does not implement -N (dryrun) option", file=sys.stderr)
+        return 1
+    try:
+        return run_command(cmd, args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The command table drives dispatch and help."""
+
+import subprocess
+
+from pyxl.cli import table
+from pyxl.cli.main import main
+
+
+def test_names_unique_and_described():
+    names = [c.name for c in table.COMMANDS]
+    assert len(names) == len(set(names))
+    for c in table.COMMANDS:
+        assert c.desc and not c.desc.endswith("."), c.name
+        assert ":" in c.handler
+
+
+def test_prefix_lookup_like_xl():
+    assert table.lookup("create").name == "create"
+    assert table.lookup("cr").name == "create"
+    assert table.lookup("vtpm-l").name == "vtpm-list"
+    assert table.lookup("vtpm") is None          # ambiguous
+    assert table.lookup("") is None
+    assert table.lookup("nosuch") is None
+
+
+def test_help_lists_every_command(capsys):
+    assert main(["help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Usage pyxl [-vfNtT] <subcommand> [args]\n")
+    for c in table.COMMANDS:
+        assert "\n %-19s %s\n" % (c.name, c.desc) in out or f" {c.name}" in out
+
+
+def test_unknown_command_and_no_args(capsys):
+    assert main(["frobnicate"]) == 1
+    assert capsys.readouterr().err == "command not implemented\n"
+    assert main([]) == 1
+
+
+def test_dryrun_refused_where_unsupported(capsys):
+    from pyxl.cli.main import Globals
+
+    try:
+        assert main(["-N", "list"]) == 1
+        assert "command does not implement -N (dryrun) option" in capsys.readouterr().err
+    finally:
+        Globals.dryrun = False
+
+
+def test_entry_point_runs(pyxl_cmd):
+    p = subprocess.run(pyxl_cmd + ["help"], capture_output=True, text=True)
+    assert p.returncode == 0
+    assert "vtpm-attach" in p.stdout
