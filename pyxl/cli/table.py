@@ -19,7 +19,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Command:
     name: str
-    handler: str          # "pyxl.cli.vmcontrol:create" -- a typer-annotated function
+    handler: str          # "pyxl.cli.create:create" -- a typer-annotated function
     can_dryrun: bool      # accepts the global -N
     modifies: bool        # accepts the global -f (xl's "modifies" flag)
     desc: str             # one line, no final full stop (xl adds it in `help CMD`)
@@ -28,7 +28,7 @@ class Command:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("create", "pyxl.cli.vmcontrol:create", True, True,
+    Command("create", "pyxl.cli.create:create", True, True,
             "Create a domain from config file <filename>",
             "<ConfigFile> [options] [vars]"),
     Command("list", "pyxl.cli.info:list_", False, False,
