@@ -26,12 +26,11 @@ surrogateescape, so arbitrary bytes round-trip through .encode("utf-8",
 from __future__ import annotations
 
 import errno as _errno
-import hashlib
-import json
+import marshal
 import os
 import re
 import sys
-import tempfile
+import zlib
 from typing import Callable, Iterator, NamedTuple
 
 __all__ = [
@@ -273,7 +272,10 @@ def _cache_dir() -> str:
 
 
 def _compute_tables(grammar: str) -> dict:
-    """Run Lark's LALR(1) construction and apply Bison's table policy."""
+    """Run Lark's LALR(1) construction and apply Bison's table policy:
+    per state the explicit actions (shift: state+1, reduce: -(rule+1)), the
+    default reduction, whether it reduces without reading a lookahead, where
+    the `error` token shifts, and the expected tokens a message lists."""
     from lark import Lark
 
     lark = Lark(grammar, parser="lalr", lexer="basic", start="file")
@@ -337,25 +339,38 @@ def parse_tables() -> dict:
     if _TABLES is not None:
         return _TABLES
     grammar = grammar_text()
-    key = hashlib.sha256(grammar.encode() + b"%d" % _TABLES_VERSION).hexdigest()[:20]
-    path = os.path.join(_cache_dir(), f"xl.cfg-{key}.json")
+    raw = grammar.encode()
+    key = "%08x%06x-%d" % (zlib.crc32(raw), len(raw), _TABLES_VERSION)
+    path = os.path.join(_cache_dir(), f"xl.cfg-{key}.marshal")
     try:
-        with open(path, encoding="utf-8") as f:
-            tables = json.load(f)
-        if tables.get("version") != _TABLES_VERSION:
+        with open(path, "rb") as f:
+            tables = marshal.load(f)
+        if not isinstance(tables, dict) or tables.get("version") != _TABLES_VERSION \
+                or tables.get("grammar") != raw:
             raise ValueError
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError, TypeError):
         tables = _compute_tables(grammar)
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(tables, f)
-            os.replace(tmp, path)
-        except OSError:
-            pass
+        tables["grammar"] = raw
+        _write_cache(path, tables)
     _TABLES = _prepare(tables)
     return _TABLES
+
+
+def _write_cache(path: str, tables: dict) -> None:
+    """Atomically (temp file + rename); a cache we cannot write is no error."""
+    import tempfile
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                marshal.dump(tables, f)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError:
+        pass
 
 
 def _prepare(tables: dict) -> dict:
@@ -367,6 +382,8 @@ def _prepare(tables: dict) -> dict:
     tables["goto"] = [s["goto"] for s in states]
     tables["err"] = [s["error"] for s in states]
     tables["expected"] = [s["expected"] for s in states]
+    tables["rules"] = [(_RULE_CODES.get(text, 0), lhs, n)
+                       for text, lhs, n in tables["rules"]]
     return tables
 
 
@@ -676,7 +693,7 @@ def _run(data: bytes, path: str, warn: Warn | None, want_tree: bool):
                 error_expected = expected[s]
             if rule is not None:
                 # ---- reduce
-                text, lhs, n = rules[rule]
+                code, lhs, n = rules[rule]
                 if n:
                     line = locs[-n]
                     rhs = values[-n:]
@@ -684,7 +701,8 @@ def _run(data: bytes, path: str, warn: Warn | None, want_tree: bool):
                 else:
                     line = locs[-1]
                     rhs = []
-                value = _action(text, rhs, line, ctx, cfg, statements, want_tree, loc)
+                value = _action(code, rhs, line, ctx, cfg, statements, want_tree,
+                                loc) if code else None
                 if not push(goto[states[-1]][lhs], value, line):
                     ctx.yyerror(loc, "memory exhausted")
                     result = 2
@@ -728,35 +746,49 @@ def _run(data: bytes, path: str, warn: Warn | None, want_tree: bool):
     return cfg, Tree("file", statements)
 
 
-def _action(rule: str, rhs: list, line: int, ctx: _Context, cfg: XluConfig,
+# Semantic actions of libxlu_cfg_y.y, by rule (other rules just build
+# nothing: statements, terminators, nlok).
+_ATOM, _VALUE_ATOM, _VALUE_LIST, _LIST_EMPTY, _LIST_SAME, _VALUES_FIRST, \
+    _VALUES_MORE, _ASSIGN = range(1, 9)
+_RULE_CODES = {
+    "atom: STRING": _ATOM, "atom: NUMBER": _ATOM,
+    "value: atom": _VALUE_ATOM,
+    "value: LSQB nlok valuelist RSQB": _VALUE_LIST,
+    "valuelist: ": _LIST_EMPTY,
+    "valuelist: values": _LIST_SAME, "valuelist: values COMMA nlok": _LIST_SAME,
+    "values: value nlok": _VALUES_FIRST,
+    "values: values COMMA nlok value nlok": _VALUES_MORE,
+    "assignment: IDENT EQUALS value": _ASSIGN,
+    "assignment: IDENT PLUS_EQUALS value": _ASSIGN,
+}
+
+
+def _action(code: int, rhs: list, line: int, ctx: _Context, cfg: XluConfig,
             statements: list, want_tree: bool, loc: int):
-    """Semantic actions of libxlu_cfg_y.y (values and settings)."""
-    if rule == "atom: STRING" or rule == "atom: NUMBER":
+    if code == _ATOM:
         tok = rhs[0]
         return None if ctx.err or tok.value is None else XluString(tok.value, tok.line)
-    if rule == "value: atom":
+    if code == _VALUE_ATOM or code == _LIST_SAME:
         return rhs[0]
-    if rule == "value: LSQB nlok valuelist RSQB":
-        lst = rhs[2]
-        if lst is not None:
-            lst.line = line
-        return lst
-    if rule == "valuelist: ":
-        return None if ctx.err else XluList(loc)
-    if rule == "valuelist: values" or rule == "valuelist: values COMMA nlok":
-        return rhs[0]
-    if rule == "values: value nlok":
+    if code == _VALUES_FIRST:
         return None if ctx.err else XluList(line, [rhs[0]])
-    if rule == "values: values COMMA nlok value nlok":
+    if code == _VALUES_MORE:
         lst = rhs[0]
         if not ctx.err and lst is not None:
             lst.values.append(rhs[3])
         return lst
-    if rule.startswith("assignment: "):
+    if code == _VALUE_LIST:
+        lst = rhs[2]
+        if lst is not None:
+            lst.line = line
+        return lst
+    if code == _LIST_EMPTY:
+        return None if ctx.err else XluList(loc)
+    if code == _ASSIGN:
+        value = rhs[2]
         op = "+=" if rhs[1].type == "PLUS_EQUALS" else "="
-        _store(ctx, cfg, rhs[0].value, op, rhs[2], line if rhs[2] is None
-               else rhs[2].line, statements, want_tree, rhs)
-        return None
+        _store(ctx, cfg, rhs[0].value, op, value,
+               line if value is None else value.line, statements, want_tree, rhs)
     return None
 
 

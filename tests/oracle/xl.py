@@ -43,7 +43,7 @@ class Result(NamedTuple):
 
     @property
     def stderr_lines(self) -> list[str]:
-        return self.stderr.splitlines()
+        return self.stderr.split("\n")[:-1] if self.stderr.endswith("\n") else self.stderr.split("\n")
 
 
 def _need_xl() -> None:
