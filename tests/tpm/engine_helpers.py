@@ -107,7 +107,7 @@ class Session:
         pad = sha1(self.shared, odd if odd is not None else self.nonce_even)
         return bytes(a ^ b for a, b in zip(new_auth, pad))
 
-    def trailer(self, ordinal, hashed_params, secret=None, cont=True, nonce_odd=None):
+    def trailer(self, ordinal, hashed_params, secret=None, cont=False, nonce_odd=None):
         self.nonce_odd = nonce_odd or os.urandom(20)
         self.cont = 1 if cont else 0
         key = self.shared if self.kind == "osap" else secret

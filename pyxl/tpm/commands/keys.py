@@ -118,8 +118,8 @@ def _check_new_key(info) -> int:
         raise TPMError(C.TPM_BAD_KEY_PROPERTY)
     if info.authDataUsage not in (C.TPM_AUTH_NEVER, C.TPM_AUTH_ALWAYS, C.TPM_AUTH_PRIV_USE_ONLY):
         raise TPMError(C.TPM_INVALID_KEYUSAGE)
-    if info.keyFlags & ~0x1F or info.keyFlags & 0x1 or info.keyFlags & 0x4:
-        # redirection and volatile keys are not supported
+    if info.keyFlags & ~0x1F or info.keyFlags & 0x1:
+        # redirection is not supported
         raise TPMError(C.TPM_BAD_KEY_PROPERTY)
     return rsa.keyLength
 
