@@ -186,6 +186,15 @@ class XenInterface:
                 return default
             raise
 
+    def exists(self, path: str, tx: int = 0) -> bool:
+        try:
+            self.read(path, tx)
+            return True
+        except XenError as e:
+            if e.errno == _errno.ENOENT:
+                return False
+            raise
+
     def write(self, path: str, value, tx: int = 0) -> None:
         self._call(wire.XS_WRITE, [path, value if isinstance(value, (bytes, bytearray))
                                    else str(value).encode()], tx)
