@@ -21,10 +21,10 @@ Imports only the standard library's basics: domain processes are small.
 
 from __future__ import annotations
 
+import _socket
 import errno as _errno
 import mmap
 import os
-import socket
 import threading
 
 from pyxl.hypervisor import wire
@@ -82,7 +82,8 @@ class Mapping:
 
 
 class XenInterface:
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock):
+        """`sock`: this domain's connected socket (socket.socket or _socket.socket)."""
         self.sock = sock
         self._lock = threading.Lock()          # request ids, send
         self._cond = threading.Condition()
@@ -100,7 +101,7 @@ class XenInterface:
 
     @classmethod
     def from_fd(cls, fd: int) -> "XenInterface":
-        return cls(socket.socket(fileno=fd))
+        return cls(_socket.socket(fileno=fd))
 
     @classmethod
     def from_env(cls) -> "XenInterface":
@@ -123,7 +124,9 @@ class XenInterface:
                     if f.req_id:
                         self._replies[f.req_id] = f
                     elif f.op == wire.XS_WATCH_EVENT and len(f.args) == 2:
-                        self._watch_events.append((f.args[0].decode(), f.args[1].decode()))
+                        ev = (f.args[0].decode(), f.args[1].decode())
+                        if ev not in self._watch_events:   # xenstored coalesces too
+                            self._watch_events.append(ev)
                     elif f.op == wire.EVTCHN_EVENT:
                         port = int(f.args[0])
                         if port not in self._pending:
@@ -167,7 +170,7 @@ class XenInterface:
 
     def close(self) -> None:
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(_socket.SHUT_RDWR)
         except OSError:
             pass
         self._reader.join(2.0)

@@ -16,7 +16,9 @@ access fails while the grant is mapped (gnttab_end_foreign_access_ref);
 a dying domain's grants are revoked and its own mappings released.
 
 This module only keeps descriptors; the wire layer moves them (SCM_RIGHTS).
-All descriptors taken in are owned here and closed on revoke.
+All descriptors taken in are owned here and closed on revoke; a domain
+can pin at most `max_pages` distinct pages (one descriptor each in the
+daemon), so grants cannot exhaust the daemon's descriptor table.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def open_page_fd(fd: int, readonly: bool) -> int:
 
 
 class GrantTables:
-    def __init__(self, max_entries: int = 4096, max_pages: int = 256):
+    def __init__(self, max_entries: int = 4096, max_pages: int = 64):
         self.lock = threading.RLock()
         self._max_entries = max_entries
         self._max_pages = max_pages

@@ -66,6 +66,7 @@ class DomainConnection:
         self._events = 0
         self._pending_ports: set[int] = set()
         self._pending_watch: set[tuple[str, str]] = set()
+        self._sending = False          # the writer thread is sending outside the lock
         self.closed = False
         self.xs: XsConnection = hv.xenstore.connect(domid, self._watch_event)
         self._reader = threading.Thread(target=self._read_loop, daemon=True,
@@ -78,9 +79,27 @@ class DomainConnection:
         self._writer.start()
 
     # -- outgoing --------------------------------------------------------
-    def _push(self, frame: wire.Frame) -> None:
+    def _push(self, frame: wire.Frame) -> bool:
+        """Send now if nothing is queued ahead and the socket has room (the
+        common case: no thread hand-off), else queue for the writer thread.
+        Called with self._cond held; never blocks. True if sent now."""
+        if not self._queue and not self._sending:
+            try:
+                wire.send_frame(self.sock, frame, nowait=True)
+            except BlockingIOError:
+                pass
+            except OSError:
+                for fd in frame.fds:
+                    os.close(fd)
+                self._cond.notify_all()
+                return True      # the reader will see the broken socket and close
+            else:
+                for fd in frame.fds:
+                    os.close(fd)
+                return True
         self._queue.append(frame)
         self._cond.notify_all()
+        return False
 
     def _watch_event(self, path: str, token: str) -> None:
         with self._cond:
@@ -88,17 +107,17 @@ class DomainConnection:
                 return
             if self._events >= EVENT_QUEUE_LIMIT:
                 return
-            self._pending_watch.add((path, token))
-            self._events += 1
-            self._push(wire.Frame(wire.XS_WATCH_EVENT, [path, token]))
+            if not self._push(wire.Frame(wire.XS_WATCH_EVENT, [path, token])):
+                self._pending_watch.add((path, token))
+                self._events += 1
 
     def evtchn_event(self, port: int) -> None:
         with self._cond:
             if self.closed or port in self._pending_ports:
                 return
-            self._pending_ports.add(port)
-            self._events += 1
-            self._push(wire.Frame(wire.EVTCHN_EVENT, [port]))
+            if not self._push(wire.Frame(wire.EVTCHN_EVENT, [port])):
+                self._pending_ports.add(port)
+                self._events += 1
 
     def console_input(self, data: bytes) -> bool:
         with self._cond:
@@ -106,9 +125,10 @@ class DomainConnection:
                 return False
             if self._events >= EVENT_QUEUE_LIMIT:
                 return False
-            self._events += 1
             for i in range(0, len(data), wire.CONSOLE_CHUNK):
-                self._push(wire.Frame(wire.CONSOLE_INPUT, [data[i:i + wire.CONSOLE_CHUNK]]))
+                if not self._push(wire.Frame(wire.CONSOLE_INPUT,
+                                             [data[i:i + wire.CONSOLE_CHUNK]])):
+                    self._events += 1
             return True
 
     def _reply(self, frame: wire.Frame) -> None:
@@ -118,16 +138,19 @@ class DomainConnection:
                 for fd in frame.fds:
                     os.close(fd)
                 return
-            self._replies += 1
-            self._push(frame)
+            if not self._push(frame):
+                self._replies += 1
 
     def _write_loop(self) -> None:
         while True:
             with self._cond:
+                self._sending = False
+                self._cond.notify_all()
                 self._cond.wait_for(lambda: self._queue or self.closed)
                 if self.closed and not self._queue:
                     return
                 frame = self._queue.popleft()
+                self._sending = True
                 if frame.req_id:
                     self._replies -= 1
                 else:
@@ -314,7 +337,7 @@ class Hypervisor:
     def connect_domain(self, domid: int) -> socket.socket:
         """Make the socket pair for a domain, attach our end, and return the
         domain's end (close-on-exec: hand it on with pass_fds)."""
-        ours, theirs = wire.socketpair()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.attach(ours, domid)
         except Exception:

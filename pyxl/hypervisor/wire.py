@@ -22,8 +22,9 @@ This module is shared by both ends and must stay cheap to import.
 
 from __future__ import annotations
 
+import _socket as socket   # the C module: socket.py's enum tables cost ~270 kB per domain
 import array
-import socket
+import os
 import struct
 
 WIRE_VERSION = 1
@@ -129,22 +130,22 @@ class Frame:
             raise WireError(f"argument {i} is not text") from None
 
 
-def socketpair() -> tuple[socket.socket, socket.socket]:
-    """(hypervisor end, domain end), both close-on-exec; make the domain end
-    inheritable (or pass it with pass_fds) when spawning the domain."""
+def socketpair():
+    """(hypervisor end, domain end) as _socket objects, both close-on-exec;
+    pass the domain end on with pass_fds. (Hypervisor.connect_domain makes
+    the same pair with socket.socket objects for the daemon.)"""
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 
 
-def send_frame(sock: socket.socket, frame: Frame) -> None:
+def send_frame(sock, frame: Frame, nowait: bool = False) -> None:
+    """Send one frame (atomically: SOCK_SEQPACKET). With nowait, raise
+    BlockingIOError instead of waiting for room in the peer's buffer."""
     data = frame.encode()
-    if frame.fds:
-        sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                               array.array("i", frame.fds))])
-    else:
-        sock.sendall(data)
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", frame.fds))] if frame.fds else []
+    sock.sendmsg([data], anc, socket.MSG_DONTWAIT if nowait else 0)
 
 
-def recv_frame(sock: socket.socket) -> Frame | None:
+def recv_frame(sock) -> Frame | None:
     """The next frame, or None at EOF. Passed descriptors end up in .fds
     (the receiver owns them)."""
     data, anc, msg_flags, _ = sock.recvmsg(MAX_FRAME, socket.CMSG_SPACE(MAX_FDS * 4))
@@ -157,14 +158,12 @@ def recv_frame(sock: socket.socket) -> Frame | None:
     if not data and not fds:
         return None
     if msg_flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
-        import os
         for fd in fds:
             os.close(fd)
         raise WireError("oversized frame")
     try:
         return Frame.decode(data, fds)
     except WireError:
-        import os
         for fd in fds:
             os.close(fd)
         raise
