@@ -1,0 +1,1 @@
+"""What Xen and its daemons do: domains, xenstore, event channels, grants, consoles."""
