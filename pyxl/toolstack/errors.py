@@ -89,7 +89,7 @@ _KINDS = (
               "Can't get domid of domain name '{name}', maybe this domain does not exist."),
     FaultKind(32, "DOMNAME_OF_ID", 1,
               "Can't get domain name of domain id '{domid}', maybe this domain does not exist."),
-    FaultKind(33, "NOT_A_DOMID", 1, "Invalid domain id."),
+    FaultKind(33, "NOT_A_DOMID", 1, "Invalid domain id.\n"),
     FaultKind(34, "SHUTDOWN_FAILED", 1, "{what} failed (rc=-3)"),
     FaultKind(35, "DEVICE_TIMEOUT", 3,
               "libxl: error: libxl_device.c:1194:device_backend_callback: Domain {domid}:"

@@ -671,7 +671,12 @@ class HostState:
 
     def vtpm_list(self, dom_q: str) -> list:
         with self.lock:
-            dom = self.resolve(dom_q, missing_id="INVALID_DOMAIN")
+            try:
+                dom = self.resolve(dom_q)
+            except Fault as f:
+                if f.name == "NO_SUCH_DOMID":   # a number is taken as a domid: nothing there
+                    return []
+                raise
             return devices.list_vtpms(self.xs, dom.domid) if self.xs is not None else []
 
     def vtpm_detach(self, dom_q: str, dev: str) -> None:
