@@ -145,7 +145,7 @@ def start_daemon(paths: Paths, timeout: float = START_TIMEOUT) -> None:
         if daemon_alive(paths) and _can_connect(paths):
             return
         r, w = os.pipe()
-        env = dict(os.environ, PYXL_READY_FD=str(w))
+        env = dict(os.environ, PYXL_READY_FD=str(w), PYXL_ROOT=paths.root)
         pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = os.pathsep.join(
             [pkg_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
