@@ -160,12 +160,26 @@ class Guest:
             self.login_again = True
             self.out("Debian GNU/Linux 12 %s hvc0\n\n" % self.hostname())
             self.out("%s login: root (automatic login)\n\n" % self.hostname())
+        elif name == "yes":
+            self.yes(" ".join(args) or "y")
         elif name in ("true", ":", "clear", "sync"):
             pass
         elif name == "false":
             pass
         else:
             self.out("-bash: %s: command not found\n" % name)
+
+    def yes(self, word: str) -> None:
+        """coreutils yes: output until interrupted (^C on the console)."""
+        chunk = ((word + CRLF) * (8192 // (len(word) + 2) + 1)).encode()
+        fd = self.con.fileno()
+        while True:
+            with self.lock:
+                self.con.write(chunk)
+            ready, _, _ = select.select([fd], [], [], 0)
+            if ready and 3 in self.con.read(4096):
+                self.out("^C\n")
+                return
 
     def read_file(self, path: str) -> str | None:
         d = self.dom
