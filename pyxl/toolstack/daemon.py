@@ -123,6 +123,8 @@ class Daemon:
         ch = protocol.Channel(conn)
         handed_over = False
         try:
+            if self.state.peer_is_domain(conn):
+                return            # a domain has no business on dom0's control socket
             hello = ch.recv()
             if not isinstance(hello, dict) or hello.get("hello") != protocol.MAGIC:
                 ch.send({"ok": False, **Fault("BAD_REQUEST", reason="no handshake").to_wire()})
@@ -161,17 +163,59 @@ class Daemon:
                 ch.close()
 
     def _console(self, ch: protocol.Channel, args: dict) -> bool:
+        """xenconsole: the connection becomes a byte pipe to the domain's console."""
         st = self.state
         try:
             with st.lock:
                 dom = st.resolve(args.get("dom", ""), missing_id="INVALID_DOMAIN")
-                if dom.domid not in st.consoles.consoles:
+                try:
+                    console = st.hv.console(dom.domid)
+                except OSError:
+                    raise Fault("CONSOLE_UNAVAILABLE") from None
+                if console.closed:
                     raise Fault("CONSOLE_UNAVAILABLE")
+                reader = console.attach()
             ch.send({"ok": True, "result": {"domid": dom.domid, "name": dom.name}})
         except Fault as f:
             ch.send({"ok": False, **f.to_wire()})
             return False
-        return st.consoles.attach(dom.domid, ch.sock, ch.take_buffered())
+        sock = ch.sock
+        first = ch.take_buffered()
+        if first:
+            reader.write(first)
+
+        def to_client():
+            try:
+                while True:
+                    data = reader.read(1.0)
+                    if data is None:
+                        continue
+                    if not data:
+                        break            # the domain is gone: hang up, as the pty vanishes
+                    sock.sendall(data)
+            except OSError:
+                pass
+            finally:
+                reader.detach()
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        t = threading.Thread(target=to_client, daemon=True)
+        t.start()
+        try:
+            while True:
+                data = sock.recv(4096)
+                if not data:
+                    break
+                reader.write(data)
+        except OSError:
+            pass
+        reader.detach()
+        t.join()
+        sock.close()
+        return True
 
     def dispatch(self, op: str, a: dict):
         st = self.state
@@ -219,7 +263,7 @@ class Daemon:
                 open(self.paths.hypervisor_log, "w").close()
             return data
         if op == "xenstore":
-            return st.xenstore_op(a["op"], a)
+            return st.xenstore_op(a["xsop"], a)
         if op == "vtpm_attach":
             return st.vtpm_attach(a["dom"], a.get("uuid"), a.get("backend"))
         if op == "vtpm_list":
@@ -230,7 +274,10 @@ class Daemon:
         if op == "console_history":
             with st.lock:
                 dom = st.resolve(a["dom"])
-            return st.consoles.history(dom.domid).decode(errors="replace")
+            try:
+                return st.hv.console(dom.domid).backlog.decode(errors="replace")
+            except OSError:
+                return ""
         if op == "daemon_status":
             with st.lock:
                 return {"pid": os.getpid(), "root": self.paths.root,
