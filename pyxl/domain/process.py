@@ -79,7 +79,7 @@ class Domain:
                 except OSError:
                     s.close()
                 time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                delay = min(delay * 2, 0.25)
 
     # -- the console (through the hypervisor, like the PV console ring) ----
     def console_write(self, data) -> None:

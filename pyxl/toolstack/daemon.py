@@ -233,7 +233,8 @@ class Daemon:
                 return {"lines": st.host.info_lines(st.table.free_kb())}
         if op == "create":
             return st.create(a["config"], a.get("config_file", ""), a.get("config_text", ""),
-                             paused=a.get("paused", False), monitor=a.get("monitor", True))
+                             paused=a.get("paused", False), monitor=a.get("monitor", True),
+                             **_timeout(a))
         if op == "destroy":
             st.destroy(a["dom"], a.get("force", False))
             return None
@@ -246,7 +247,8 @@ class Daemon:
                 st.shutdown(str(domid), a.get("reboot", False))
             return ids
         if op == "wait":
-            return st.wait_event(int(a["domid"]), float(a.get("timeout", 60)))
+            return st.wait_event(int(a["domid"]), float(a.get("timeout", 60)),
+                                 a.get("until", "shutdown"))
         if op in ("pause", "unpause"):
             st.pause(a["dom"], op == "pause")
             return None
@@ -265,11 +267,11 @@ class Daemon:
         if op == "xenstore":
             return st.xenstore_op(a["xsop"], a)
         if op == "vtpm_attach":
-            return st.vtpm_attach(a["dom"], a.get("uuid"), a.get("backend"))
+            return st.vtpm_attach(a["dom"], a.get("uuid"), a.get("backend"), **_timeout(a))
         if op == "vtpm_list":
             return st.vtpm_list(a["dom"])
         if op == "vtpm_detach":
-            st.vtpm_detach(a["dom"], a["dev"])
+            st.vtpm_detach(a["dom"], a["dev"], **_timeout(a))
             return None
         if op == "console_history":
             with st.lock:
@@ -292,6 +294,11 @@ class Daemon:
             self.stop_event.set()
             return {"pid": os.getpid()}
         raise Fault("BAD_REQUEST", reason="unknown op %r" % op)
+
+
+def _timeout(a: dict) -> dict:
+    t = a.get("device_timeout")
+    return {"device_timeout": float(t)} if t is not None else {}
 
 
 def _sd_notify(msg: str) -> None:

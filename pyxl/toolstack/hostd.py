@@ -32,7 +32,7 @@ from pyxl.toolstack.paths import Paths, atomic_write
 
 STATE_VERSION = 1
 EXIT_SHUTDOWN_BASE = 64      # a domain process exits 64+reason after SCHEDOP_shutdown
-DEVICE_TIMEOUT = float(os.environ.get("PYXL_DEVICE_TIMEOUT", "10"))  # LIBXL_INIT_TIMEOUT
+DEVICE_TIMEOUT = 10.0        # LIBXL_INIT_TIMEOUT; a request may carry its own (tests)
 MAXMEM_SLACK_KB = 1024       # LIBXL_MAXMEM_CONSTANT
 
 ACTIONS = ("destroy", "restart", "restart_rename", "preserve", "coredump_destroy",
@@ -57,6 +57,7 @@ class HostState:
         self.pidfds: dict[int, int] = {}
         self.disk_fds: dict[int, list[int]] = {}
         self.stopping = False
+        self.shutdown_events: dict[int, int] = {}   # domid -> reason, kept past destruction
         self.host, saved = self._load()
         self.table = DomainTable(self.host)
         from pyxl.hypervisor.services import Hypervisor
@@ -226,7 +227,8 @@ class HostState:
 
     # -- create --------------------------------------------------------
     def create(self, config: dict, config_file: str = "", config_text: str = "",
-               paused: bool = False, monitor: bool = True, reuse_uuid: bool = False) -> dict:
+               paused: bool = False, monitor: bool = True,
+               device_timeout: float = DEVICE_TIMEOUT) -> dict:
         name = _cfg(config, "c_info", "name") or ""
         if not name:
             raise Fault("BAD_REQUEST", reason="domain config without a name")
@@ -290,7 +292,7 @@ class HostState:
         if True:
             for devid, be_domid in enumerate(vtpm_backends):
                 be = "/local/domain/%d/backend/vtpm/%d/%d" % (be_domid, domid, devid)
-                if not devices.wait_state(self.xs, be, devices.XenbusStateInitWait, DEVICE_TIMEOUT,
+                if not devices.wait_state(self.xs, be, devices.XenbusStateInitWait, device_timeout,
                                           alive=lambda: be_domid in self.table.domains):
                     with self.lock:
                         self._destroy_locked(dom)
@@ -482,6 +484,9 @@ class HostState:
             dom.pid = 0
             dom.paused = False
             dom.shutdown_reason = reason
+            self.shutdown_events[domid] = reason
+            if len(self.shutdown_events) > 4096:
+                self.shutdown_events.pop(next(iter(self.shutdown_events)))
             try:
                 self.hv.console(domid).close()     # console clients see the end
             except OSError:
@@ -568,15 +573,17 @@ class HostState:
                           "reboot" if reboot else "poweroff")
             return dom.domid
 
-    def wait_event(self, domid: int, timeout: float) -> dict:
+    def wait_event(self, domid: int, timeout: float, until: str = "shutdown") -> dict:
         """Block until the domain has shut down or is gone (libxl domain death events)."""
         deadline = time.monotonic() + timeout
         with self.lock:
             while True:
                 dom = self.table.domains.get(domid)
                 if dom is None:
+                    if until == "shutdown" and domid in self.shutdown_events:   # it shut down, then its monitor reaped it
+                        return {"event": "shutdown", "reason": self.shutdown_events[domid]}
                     return {"event": "destroyed"}
-                if dom.shutdown_reason is not None:
+                if dom.shutdown_reason is not None and until == "shutdown":
                     return {"event": "shutdown", "reason": dom.shutdown_reason}
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -620,7 +627,8 @@ class HostState:
         return out
 
     # -- vtpm devices ----------------------------------------------------
-    def vtpm_attach(self, dom_q: str, uuid: str | None, backend: str | None) -> int:
+    def vtpm_attach(self, dom_q: str, uuid: str | None, backend: str | None,
+                    device_timeout: float = DEVICE_TIMEOUT) -> int:
         with self.lock:
             dom = self.resolve(dom_q)
             be_domid = 0
@@ -639,7 +647,7 @@ class HostState:
                 {"backend_domid": be_domid, "devid": devid, "uuid": uuid})
             self.save()
         be = "/local/domain/%d/backend/vtpm/%d/%d" % (be_domid, dom.domid, devid)
-        if not devices.wait_state(self.xs, be, devices.XenbusStateInitWait, DEVICE_TIMEOUT,
+        if not devices.wait_state(self.xs, be, devices.XenbusStateInitWait, device_timeout,
                                   alive=lambda: be_domid in self.table.domains):
             with self.lock:
                 devices.remove_vtpm(self.xs, dom.domid, devid, 0)
@@ -659,7 +667,7 @@ class HostState:
                 raise
             return devices.list_vtpms(self.xs, dom.domid)
 
-    def vtpm_detach(self, dom_q: str, dev: str) -> None:
+    def vtpm_detach(self, dom_q: str, dev: str, device_timeout: float = DEVICE_TIMEOUT) -> None:
         with self.lock:
             dom = self.resolve(dom_q)
             rows = devices.list_vtpms(self.xs, dom.domid)
@@ -668,7 +676,7 @@ class HostState:
             if not hit:
                 raise Fault("UNKNOWN_DEVICE", dev=dev)
             devid = hit[0]["devid"]
-        devices.remove_vtpm(self.xs, dom.domid, devid, DEVICE_TIMEOUT)
+        devices.remove_vtpm(self.xs, dom.domid, devid, device_timeout)
         with self.lock:
             dom.config["vtpms"] = [v for v in dom.config.get("vtpms", [])
                                    if v.get("devid") != devid]
