@@ -67,6 +67,11 @@ class Daemon:
             return 1
         self.logf = open(self.paths.daemon_log, "a")
         os.umask(0o077)
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:      # a pidfd and a socket per domain
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         from pyxl.toolstack.hostd import HostState
 
         self.state = HostState(self.paths, self.log)

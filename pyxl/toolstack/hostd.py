@@ -66,6 +66,8 @@ class HostState:
         self.xs = self.hv.xs()
         self.xenbus: socket.socket | None = None      # where adopted domains reconnect
         self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
         self.reaper = threading.Thread(target=self._reap_loop, name="reaper", daemon=True)
         self._saved = saved
         self.hypervisor_log("(XEN) pyxl: simulated Xen 4.17 host, %d CPUs, %d MiB"
@@ -449,19 +451,38 @@ class HostState:
             pass
 
     def _reap_loop(self) -> None:
+        import selectors
+
+        sel = selectors.DefaultSelector()       # epoll: hundreds of pidfds, no FD_SETSIZE limit
+        sel.register(self.wake_r, selectors.EVENT_READ, None)
+        watched: dict[int, int] = {}            # fd -> domid
         while not self.stopping:
             with self.lock:
-                fds = {fd: domid for domid, fd in self.pidfds.items()}
-            try:
-                ready, _, _ = select.select([self.wake_r] + list(fds), [], [], 1.0)
-            except (OSError, ValueError):
-                time.sleep(0.01)
-                continue
-            for fd in ready:
-                if fd == self.wake_r:
-                    os.read(self.wake_r, 4096)
+                want = {fd: domid for domid, fd in self.pidfds.items()}
+            for fd in list(watched):
+                if want.get(fd) != watched[fd]:
+                    try:
+                        sel.unregister(fd)
+                    except (KeyError, ValueError):
+                        pass
+                    del watched[fd]
+            for fd, domid in want.items():
+                if fd not in watched:
+                    try:
+                        sel.register(fd, selectors.EVENT_READ, domid)
+                        watched[fd] = domid
+                    except (OSError, ValueError, KeyError):
+                        pass
+            for key, _ in sel.select(1.0):
+                if key.fd == self.wake_r:
+                    try:
+                        os.read(self.wake_r, 4096)
+                    except BlockingIOError:
+                        pass
                     continue
-                self._died(fds[fd], fd)
+                sel.unregister(key.fd)
+                watched.pop(key.fd, None)
+                self._died(key.data, key.fd)
 
     def _died(self, domid: int, fd: int) -> None:
         with self.lock:
