@@ -78,6 +78,8 @@ class Domain:
                     return True
                 except OSError:
                     s.close()
+                if not os.path.isdir(os.path.dirname(self.xenbus_path)):
+                    os._exit(1)       # the host itself is gone (its root was removed)
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
 

@@ -77,21 +77,28 @@ class Domain:
         st = self.proc_stat()
         return st is not None and st[0] != "Z"
 
-    def cpu_time(self) -> float:
+    def cpu_time(self, st: list[str] | None = None) -> float:
         if self.is_dom0:
             t = os.times()
             return t.user + t.system + t.children_user + t.children_system
-        st = self.proc_stat()
+        if st is None:
+            st = self.proc_stat()
         if st is None:
             return self.cpu_time_done
         return self.cpu_time_done + (int(st[11]) + int(st[12])) / _CLK_TCK
 
-    def state_chars(self) -> str:
+    def snapshot(self) -> tuple[str, float]:
+        """(state letters, CPU seconds) from one read of /proc/<pid>/stat."""
+        st = None if self.is_dom0 else self.proc_stat()
+        return self.state_chars(st), self.cpu_time(st)
+
+    def state_chars(self, st: list[str] | None = None) -> str:
         running = blocked = False
         if self.is_dom0:
             running = True
         elif self.shutdown_reason is None and not self.dying:
-            st = self.proc_stat()
+            if st is None:
+                st = self.proc_stat()
             if st is not None:
                 running = st[0] == "R"
                 blocked = st[0] in "SDI"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
+import _socket as socket   # socket.py (enums, selectors) costs start-up on every command
 
 from pyxl.toolstack import protocol
 from pyxl.toolstack.errors import Fault

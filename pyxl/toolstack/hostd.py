@@ -218,9 +218,10 @@ class HostState:
         return d
 
     def dominfo(self, d: Domain, long: bool = False) -> dict:
+        state, cpu = d.snapshot()
         info = {"domid": d.domid, "name": d.name, "uuid": d.uuid,
                 "mem": d.target_memkb // 1024, "max_memkb": d.max_memkb, "vcpus": d.vcpus,
-                "state": d.state_chars(), "cpu_time": d.cpu_time(),
+                "state": state, "cpu_time": cpu,
                 "reason": d.shutdown_reason, "uptime": d.uptime(), "created": d.created,
                 "paused": d.paused}
         if long:
@@ -430,17 +431,19 @@ class HostState:
         dom.pid = 0
         self._wake()
 
-    def _teardown(self, dom: Domain) -> None:
+    def _teardown(self, dom: Domain, save: bool = True) -> None:
         try:
             os.unlink(self._status_path(dom.domid))
         except FileNotFoundError:
             pass
         for fd in self.disk_fds.pop(dom.domid, []):
             os.close(fd)
+        paths = devices.domain_paths(self.xs, dom.domid, dom.uuid)
         self.hv.domain_destroyed(dom.domid)
-        devices.remove_domain(self.xs, dom.domid, dom.uuid)
+        devices.remove_paths(self.xs, paths)
         self.table.domains.pop(dom.domid, None)
-        self.save()
+        if save:
+            self.save()
         self.changed.notify_all()
 
     # -- the reaper: a domain process that ends has shut down or crashed -
@@ -710,8 +713,20 @@ class HostState:
     def stop(self, destroy_all: bool) -> None:
         with self.lock:
             if destroy_all:
-                for d in self.guests():
-                    self._destroy_locked(d)
+                guests = self.guests()
+                for d in guests:          # stop them all first, then reap: no serial waits
+                    d.dying = True
+                    if d.pid and d.alive():
+                        try:
+                            os.kill(d.pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+                for d in guests:
+                    try:
+                        self._kill(d)
+                        self._teardown(d, save=False)
+                    except Exception as e:      # keep going: leave nothing running
+                        self.log("destroying domain %d: %r" % (d.domid, e))
             self.stopping = True
             self.save()
         self._wake()
