@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from pyxl.hypervisor.host import Host
 
@@ -114,12 +114,16 @@ class Domain:
         return max(0.0, time.time() - self.created)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # shallow (no asdict deep copy): the state file is rewritten on every change
+        return {f: getattr(self, f) for f in _FIELDS}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Domain":
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+_FIELDS = tuple(Domain.__dataclass_fields__)
 
 
 def pid_start_time(pid: int) -> int:

@@ -91,7 +91,7 @@ class HostState:
     def save(self) -> None:
         data = {"version": STATE_VERSION, "host": self.host.to_dict()}
         data.update(self.table.to_dict())
-        atomic_write(self.paths.state_file, json.dumps(data, indent=1).encode())
+        atomic_write(self.paths.state_file, json.dumps(data, separators=(",", ":")).encode())
 
     def hypervisor_log(self, line: str) -> None:
         try:
@@ -657,10 +657,10 @@ class HostState:
             dom = self.resolve(dom_q)
             be_domid = 0
             if backend is not None:
-                try:
+                try:        # libxl__device_vtpm_setdefault resolves backend_domname
                     be_domid = self.resolve(backend).domid
                 except Fault:
-                    be_domid = 0   # seed xl: "defaulting to Dom0" (client prints it)
+                    raise Fault("VTPM_ADD_FAILED") from None
             used = {r["devid"] for r in devices.list_vtpms(self.xs, dom.domid)}
             devid = 0
             while devid in used:
