@@ -117,9 +117,9 @@ _TOKEN_RE = re.compile(rb"""
   | (?P<python>[+\-.():])
   | (?P<bad>[^\n])
 """, re.X | re.S)
-# The `lexerr` start condition: the rest of the non-blank run, with its
-# newline if the run reaches one.
-_LEXERR_RE = re.compile(rb"[^ \t\n]*\n?")
+# The `lexerr` start condition swallows the rest of the non-blank run (a
+# newline right after the bad character is swallowed instead).
+_LEXERR_RE = re.compile(rb"[^ \t\n]*")
 _STRTOUL_RE = re.compile(rb"[ \t\n\v\f\r]*[+-]?[0-9]+")
 
 
@@ -209,15 +209,22 @@ class _Scanner:
             elif kind == "python" or kind == "bad":
                 if kind == "python":
                     ctx.likely_python = True
+                if pos < n and data[pos] == 0x0A:
+                    # <lexerr>\n: the error ends here and the newline is a token
+                    pos += 1
+                    text += b"\n"
+                    ctx.text = text
+                    self.lineno += 1
+                    ctx.lexical_error("lexical error", self.lineno)
+                    yield Token("NEWLINE", text, self.lineno, None)
+                    continue
                 run = _LEXERR_RE.match(data, pos)
                 pos = run.end()
                 text += run.group()
                 ctx.text = text
-                if text.endswith(b"\n"):
-                    self.lineno += 1
-                    ctx.lexical_error("lexical error", self.lineno)
-                    yield Token("NEWLINE", text, self.lineno, None)
-                elif pos < n or len(text) > 1:
+                if pos < n or len(text) > 1:
+                    # <lexerr>[^ \t\n]*: the rest of the run (maybe nothing);
+                    # a newline after it is an ordinary NEWLINE token
                     ctx.lexical_error("lexical error", self.lineno)
                 else:
                     # the error state met end of input with nothing more to
