@@ -111,7 +111,8 @@ _TOKEN_RE = re.compile(rb"""
   | (?P<IDENT>[a-z][._0-9a-z]*)
   | (?P<NUMBER>[0-9][0-9a-fx]*)
   | (?P<NEWLINE>\n|\#[^\n]*\n)
-  | (?P<STRING>"(?:[^"\\\n]|\\[^\n])*"|'(?:[^'\\\n]|\\[^\n])*')
+  | (?P<STRING>"[^"\\\n]*+(?:\\[^\n][^"\\\n]*+)*+"
+              |'[^'\\\n]*+(?:\\[^\n][^'\\\n]*+)*+')
   | (?P<PLUS_EQUALS>\+=)
   | (?P<EQUALS>=) | (?P<SEMICOLON>;) | (?P<COMMA>,) | (?P<LSQB>\[) | (?P<RSQB>\])
   | (?P<python>[+\-.():])
@@ -120,6 +121,7 @@ _TOKEN_RE = re.compile(rb"""
 # The `lexerr` start condition swallows the rest of the non-blank run (a
 # newline right after the bad character is swallowed instead).
 _LEXERR_RE = re.compile(rb"[^ \t\n]*")
+_match_token = _TOKEN_RE.match
 _STRTOUL_RE = re.compile(rb"[ \t\n\v\f\r]*[+-]?[0-9]+")
 
 
@@ -169,33 +171,36 @@ def _dequote_bytes(src: bytes) -> tuple[bytes, str | None]:
 
 class _Scanner:
     """flex's scanner over the whole buffer, reporting lexical errors to the
-    parse context as it goes (lexing is on demand, like yylex)."""
+    parse context as it goes (lexing is on demand, like yylex).  token()
+    returns plain (type, text, line, value) tuples (see Token)."""
 
     def __init__(self, data: bytes, ctx: "_Context"):
         self.data = data
+        self.n = len(data)
         self.pos = 0
         self.lineno = 1          # yylineno
         self.ctx = ctx
+        self.eof: tuple | None = None
 
-    def __iter__(self) -> Iterator[Token]:
-        data, ctx, n = self.data, self.ctx, len(self.data)
-        match = _TOKEN_RE.match
+    def token(self) -> tuple:
+        data, ctx, n = self.data, self.ctx, self.n
         pos = self.pos
         while pos < n:
-            m = match(data, pos)
+            m = _match_token(data, pos)
             kind = m.lastgroup
-            text = m.group()
             pos = m.end()
             if kind == "ws":
                 continue
+            text = m.group()
+            self.pos = pos
             if kind == "NEWLINE":
                 self.lineno += 1
                 ctx.text = text
-                yield Token("NEWLINE", text, self.lineno - 1, None)
-            elif kind == "IDENT" or kind == "NUMBER":
+                return ("NEWLINE", text, self.lineno - 1, None)
+            if kind == "IDENT" or kind == "NUMBER":
                 ctx.text = text
-                yield Token(kind, text, self.lineno, text.decode("ascii"))
-            elif kind == "STRING":
+                return (kind, text, self.lineno, text.decode("ascii"))
+            if kind == "STRING":
                 ctx.text = text
                 value = None
                 if not ctx.err:
@@ -205,40 +210,46 @@ class _Scanner:
                     if msg:
                         ctx.lexical_error(msg, self.lineno)
                         ctx.err = _errno.EINVAL
-                yield Token("STRING", text, self.lineno, value)
-            elif kind == "python" or kind == "bad":
+                return ("STRING", text, self.lineno, value)
+            if kind == "python" or kind == "bad":
                 if kind == "python":
                     ctx.likely_python = True
                 if pos < n and data[pos] == 0x0A:
                     # <lexerr>\n: the error ends here and the newline is a token
-                    pos += 1
+                    self.pos = pos + 1
                     text += b"\n"
                     ctx.text = text
                     self.lineno += 1
                     ctx.lexical_error("lexical error", self.lineno)
-                    yield Token("NEWLINE", text, self.lineno, None)
-                    continue
+                    return ("NEWLINE", text, self.lineno, None)
                 run = _LEXERR_RE.match(data, pos)
-                pos = run.end()
+                pos = self.pos = run.end()
                 text += run.group()
                 ctx.text = text
                 if pos < n or len(text) > 1:
                     # <lexerr>[^ \t\n]*: the rest of the run (maybe nothing);
                     # a newline after it is an ordinary NEWLINE token
                     ctx.lexical_error("lexical error", self.lineno)
-                else:
-                    # the error state met end of input with nothing more to
-                    # swallow: no error; the text stays in yytext for $end
-                    ctx.text = text + b"\0"
-                    self.pos = pos
-                    yield Token("$END", ctx.text, -1, None)
-                    return
-            else:
-                ctx.text = text
-                yield Token(kind, text, self.lineno, None)
+                    continue
+                # the error state met end of input with nothing more to
+                # swallow: no error; the text stays in yytext for $end
+                ctx.text = text + b"\0"
+                self.eof = ("$END", ctx.text, -1, None)
+                return self.eof
+            ctx.text = text
+            return (kind, text, self.lineno, None)
         self.pos = pos
-        ctx.text = b"\0"         # flex's yytext at end of buffer: one NUL
-        yield Token("$END", b"\0", -1, None)
+        if self.eof is None:
+            ctx.text = b"\0"         # flex's yytext at end of buffer: one NUL
+            self.eof = ("$END", b"\0", -1, None)
+        return self.eof
+
+    def __iter__(self) -> Iterator[tuple]:
+        while True:
+            tok = self.token()
+            yield tok
+            if tok[0] == "$END":
+                return
 
 
 def scan(data: bytes) -> list[Token]:
@@ -248,7 +259,7 @@ def scan(data: bytes) -> list[Token]:
     out = []
     try:
         for tok in _Scanner(data, ctx):
-            out.append(tok)
+            out.append(Token(*tok))
     except _Abort:
         pass
     return out
@@ -383,8 +394,13 @@ def _write_cache(path: str, tables: dict) -> None:
 def _prepare(tables: dict) -> dict:
     """JSON tables -> per-state lists for the driver loop."""
     states = tables["states"]
-    tables["act"] = [s["act"] for s in states]
-    tables["default"] = [s["default"] for s in states]
+    # one dict per state: explicit actions; dflt: the default reduction or 0
+    # (error).  The accept state shifts $END to _ACCEPT.
+    tables["full"] = [dict(s["act"]) for s in states]
+    tables["dflt"] = [-(s["default"] + 1) if s["default"] is not None else 0
+                      for s in states]
+    tables["full"][tables["accept"]] = {"$END": _ACCEPT}
+    states[tables["accept"]]["expected"] = ["$end"]
     tables["nolook"] = [s["nolook"] for s in states]
     tables["goto"] = [s["goto"] for s in states]
     tables["err"] = [s["error"] for s in states]
@@ -636,113 +652,93 @@ class _Context:
         self.lexerrlineno = lineno
 
 
+_ACCEPT = 1 << 30
+
+
 def _run(data: bytes, path: str, warn: Warn | None, want_tree: bool):
     tables = parse_tables()
-    act, default, nolook = tables["act"], tables["default"], tables["nolook"]
+    full, dflt, nolook = tables["full"], tables["dflt"], tables["nolook"]
     goto, errshift, expected = tables["goto"], tables["err"], tables["expected"]
     rules = tables["rules"]
-    accept = tables["accept"]
 
     lines_out: list[str] = []
     ctx = _Context(path, lines_out.append)
     cfg = XluConfig(path, warn)
     ctx.scanner = _Scanner(data, ctx)
-    scanner = iter(ctx.scanner)
+    next_token = ctx.scanner.token
 
     states = [tables["start"]]
-    values: list = [None]
-    locs = [1]
-    tok: Token | None = None
+    vals: list = [None]
+    tok = None                   # the lookahead (yychar); None = YYEMPTY
     loc = 1                      # yylloc: the last token's first_line
     errstatus = 0
     result = 0
     statements: list = []
-
-    def push(state, value, line) -> bool:
-        states.append(state)
-        values.append(value)
-        locs.append(line)
-        return len(states) < YYMAXDEPTH
+    tree = statements if want_tree else None
 
     try:
         while True:
             s = states[-1]
-            rule = None
-            if s == accept:
-                if tok is None:
-                    tok = next(scanner)
-                    if tok.line >= 0:
-                        loc = tok.line
-                if tok.type == "$END":
-                    break
-                error_expected = ["$end"]
-            elif nolook[s]:
-                rule = default[s]
+            if nolook[s]:
+                a = dflt[s]
             else:
                 if tok is None:
-                    tok = next(scanner)
-                    if tok.line >= 0:
-                        loc = tok.line
-                a = act[s].get(tok.type)
-                if a is None:
-                    rule = default[s]
-                elif a > 0:
-                    if errstatus:
-                        errstatus -= 1
-                    if not push(a - 1, tok, loc):
-                        ctx.yyerror(loc, "memory exhausted")
-                        result = 2
-                        break
-                    tok = None
-                    continue
-                else:
-                    rule = -a - 1
-                error_expected = expected[s]
-            if rule is not None:
-                # ---- reduce
-                code, lhs, n = rules[rule]
-                if n:
-                    line = locs[-n]
-                    rhs = values[-n:]
-                    del states[-n:], values[-n:], locs[-n:]
-                else:
-                    line = locs[-1]
-                    rhs = []
-                value = _action(code, rhs, line, ctx, cfg, statements, want_tree,
-                                loc) if code else None
-                if not push(goto[states[-1]][lhs], value, line):
+                    tok = next_token()
+                    if tok[2] >= 0:
+                        loc = tok[2]
+                a = full[s].get(tok[0], dflt[s])
+            if a > 0:                                   # shift
+                if a == _ACCEPT:
+                    break
+                if errstatus:
+                    errstatus -= 1
+                states.append(a - 1)
+                vals.append(tok)
+                tok = None
+                if len(states) >= YYMAXDEPTH:
                     ctx.yyerror(loc, "memory exhausted")
                     result = 2
                     break
-                continue
-            # ---- syntax error (yyerrlab)
-            if not errstatus:
-                unexpected = BISON_NAMES[tok.type]
-                if len(error_expected) > 4:
-                    msg = f"syntax error, unexpected {unexpected}"
-                elif error_expected:
-                    msg = (f"syntax error, unexpected {unexpected}, expecting "
-                           + " or ".join(error_expected))
+            elif a < 0:                                 # reduce
+                code, lhs, n = rules[-a - 1]
+                if n:
+                    rhs = vals[-n:]
+                    del states[-n:], vals[-n:]
                 else:
-                    msg = f"syntax error, unexpected {unexpected}"
-                ctx.yyerror(loc, msg)
-            if errstatus == 3:
-                if tok.type == "$END":
-                    result = 1
+                    rhs = None
+                states.append(goto[states[-1]][lhs])
+                vals.append(_action(code, rhs, ctx, cfg, tree, loc) if code else None)
+                if len(states) >= YYMAXDEPTH:
+                    ctx.yyerror(loc, "memory exhausted")
+                    result = 2
                     break
-                tok = None
-            errstatus = 3
-            while errshift[states[-1]] is None:
-                if len(states) == 1:
-                    result = 1
+            else:                                       # syntax error (yyerrlab)
+                if not errstatus:
+                    wanted = expected[s]
+                    msg = f"syntax error, unexpected {BISON_NAMES[tok[0]]}"
+                    if 0 < len(wanted) <= 4:
+                        msg += ", expecting " + " or ".join(wanted)
+                    ctx.yyerror(loc, msg)
+                if errstatus == 3:
+                    if tok[0] == "$END":
+                        result = 1
+                        break
+                    tok = None                          # discard the lookahead
+                errstatus = 3
+                while errshift[states[-1]] is None:     # pop to a state taking `error`
+                    if len(states) == 1:
+                        result = 1
+                        break
+                    states.pop()
+                    vals.pop()
+                if result:
                     break
-                states.pop(), values.pop(), locs.pop()
-            if result:
-                break
-            if not push(errshift[states[-1]], None, loc):
-                ctx.yyerror(loc, "memory exhausted")
-                result = 2
-                break
+                states.append(errshift[states[-1]])
+                vals.append(None)
+                if len(states) >= YYMAXDEPTH:
+                    ctx.yyerror(loc, "memory exhausted")
+                    result = 2
+                    break
     except _Abort as e:
         raise ConfigParseError(lines_out + [str(e)], exit_code=134) from None
 
@@ -770,15 +766,15 @@ _RULE_CODES = {
 }
 
 
-def _action(code: int, rhs: list, line: int, ctx: _Context, cfg: XluConfig,
-            statements: list, want_tree: bool, loc: int):
+def _action(code: int, rhs: list, ctx: _Context, cfg: XluConfig,
+            tree: list | None, loc: int):
     if code == _ATOM:
         tok = rhs[0]
-        return None if ctx.err or tok.value is None else XluString(tok.value, tok.line)
+        return None if ctx.err or tok[3] is None else XluString(tok[3], tok[2])
     if code == _VALUE_ATOM or code == _LIST_SAME:
         return rhs[0]
     if code == _VALUES_FIRST:
-        return None if ctx.err else XluList(line, [rhs[0]])
+        return None if ctx.err else XluList(0, [rhs[0]])
     if code == _VALUES_MORE:
         lst = rhs[0]
         if not ctx.err and lst is not None:
@@ -787,23 +783,21 @@ def _action(code: int, rhs: list, line: int, ctx: _Context, cfg: XluConfig,
     if code == _VALUE_LIST:
         lst = rhs[2]
         if lst is not None:
-            lst.line = line
+            lst.line = rhs[0][2]           # a list is located at its '['
         return lst
     if code == _LIST_EMPTY:
         return None if ctx.err else XluList(loc)
     if code == _ASSIGN:
-        value = rhs[2]
-        op = "+=" if rhs[1].type == "PLUS_EQUALS" else "="
-        _store(ctx, cfg, rhs[0].value, op, value,
-               line if value is None else value.line, statements, want_tree, rhs)
+        if not ctx.err:
+            _store(ctx, cfg, rhs, tree)
     return None
 
 
-def _store(ctx: _Context, cfg: XluConfig, name: str, op: str, value, line: int,
-           statements: list, want_tree: bool, rhs: list) -> None:
+def _store(ctx: _Context, cfg: XluConfig, rhs: list, tree: list | None) -> None:
     """xlu__cfg_set_store, including `+=` concatenation."""
-    if ctx.err:
-        return
+    ident, optok, value = rhs
+    name = ident[3]
+    op = "+=" if optok[0] == "PLUS_EQUALS" else "="
     if op == "+=":
         prev = cfg._settings.get(name)
         if prev is not None:
@@ -818,11 +812,11 @@ def _store(ctx: _Context, cfg: XluConfig, name: str, op: str, value, line: int,
                 value.values[:0] = pv.values
             else:
                 value = XluString(str(pv) + str(value), value.line)
-    s = Setting(name, value, op, line)
-    cfg._settings[name] = s
-    cfg.order.append(s)
-    if want_tree:
-        statements.append(Tree("assignment", [rhs[0], rhs[1], value], line))
+    setting = Setting(name, value, op, value.line)
+    cfg._settings[name] = setting
+    cfg.order.append(setting)
+    if tree is not None:
+        tree.append(Tree("assignment", [Token(*ident), Token(*optok), value], value.line))
 
 
 # --------------------------------------------------------------------------
