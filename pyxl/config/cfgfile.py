@@ -34,7 +34,7 @@ import zlib
 from typing import Callable, Iterator, NamedTuple
 
 __all__ = [
-    "ConfigParseError", "ConfigReadError", "XluConfig", "XluList", "XluString",
+    "ConfigParseError", "ConfigReadError", "XluConfig", "XluList", "Setting",
     "Token", "Tree", "parse", "parse_tree", "read_config", "read_config_data",
     "scan", "grammar_text", "parse_tables", "strtol",
 ]
@@ -413,18 +413,9 @@ def _prepare(tables: dict) -> dict:
 # --------------------------------------------------------------------------
 # values and settings (libxlu_cfg.c)
 
-class XluString(str):
-    """An atom: STRING or NUMBER text.  .line is where it started."""
-    line: int
-
-    def __new__(cls, value: str, line: int):
-        self = super().__new__(cls, value)
-        self.line = line
-        return self
-
-
 class XluList:
-    """A list value (libxlu XLU_ConfigList); items are XluString or XluList."""
+    """A list value (libxlu XLU_ConfigList); items are str (atoms: STRING or
+    NUMBER text) or XluList.  .line is the line of its '['."""
 
     __slots__ = ("values", "line")
 
@@ -444,7 +435,7 @@ class XluList:
         if 0 <= i < len(self.values):
             v = self.values[i]
             if isinstance(v, str):
-                return str(v)
+                return v
         return None
 
     def get_value(self, i: int):
@@ -457,7 +448,7 @@ class XluList:
 
 class Setting(NamedTuple):
     name: str
-    value: object      # XluString | XluList
+    value: object      # str | XluList
     op: str            # "=" or "+="
     line: int
 
@@ -538,7 +529,7 @@ class XluConfig:
 
     def get_string(self, key: str, dont_warn: bool = False) -> str | None:
         s = self._atom(key, dont_warn)
-        return None if s is None else str(s.value)
+        return None if s is None else s.value
 
     def get_bounded_long(self, key: str, min: int, max: int,
                          dont_warn: bool = False) -> int | None:
@@ -550,7 +541,7 @@ class XluConfig:
             if not dont_warn:
                 self.warn(where + f"can't use += with numbers for parameter `{key}'")
             return None
-        value, used, err = strtol(str(s.value))
+        value, used, err = strtol(s.value)
         if err:
             if not dont_warn:
                 self.warn(where + f"parameter `{key}' could not be parsed as a "
@@ -654,6 +645,48 @@ class _Context:
 
 _ACCEPT = 1 << 30
 
+# Fast path.  Most statements are `key = atom` or `key = [atom, ...]` with
+# plain (escape-free) strings.  Such a statement, met where the parser waits
+# for the next statement, can only be parsed one way and can report no error
+# of its own, so one regex match replaces its ~20 automaton steps; the
+# effects on the parse context (yytext, yylineno, the setting) are applied
+# exactly as the steps would.  Anything else takes the general path.
+_W = rb"(?:[ \t]|\n|\#[^\n]*\n)*+"
+_ATOM = rb"""(?:"[^"\\\n\0]*+"|'[^'\\\n\0]*+'|[0-9][0-9a-fx]*+)"""
+_FAST_RE = re.compile(
+    rb"[ \t]*+(?P<key>[a-z][._0-9a-z]*+)[ \t]*+(?P<op>\+?=)[ \t]*+"
+    rb"(?:(?P<atom>" + _ATOM + rb")|\[(?P<list>" + _W + rb"(?:" + _ATOM + _W
+    + rb"(?:," + _W + _ATOM + _W + rb")*+(?:," + _W + rb")?)?)\])"
+    rb"[ \t]*+(?P<end>\n|\#[^\n]*\n|;)")
+_FAST_ITEM_RE = re.compile(rb"""\n|\#[^\n]*\n|"[^"]*"|'[^']*'|[0-9][0-9a-fx]*""")
+
+
+def _fast_statement(m, ctx: "_Context", cfg: "XluConfig", tree: list | None) -> int:
+    """Apply one fast-path statement; returns yylloc of its terminator."""
+    scanner = ctx.scanner
+    line = scanner.lineno
+    key, op, atom, body, end = m.group("key", "op", "atom", "list", "end")
+    if atom is not None:
+        ctx.text = atom
+        value = _text(atom[1:-1]) if atom[0] in b"\"'" else atom.decode("ascii")
+    else:
+        ctx.text = b"]"
+        items = []
+        for item in _FAST_ITEM_RE.findall(body):
+            if item[-1] == 0x0A:
+                scanner.lineno += 1
+            else:
+                items.append(_text(item[1:-1]) if item[0] in b"\"'" else item.decode("ascii"))
+        value = XluList(line, items)
+    if not ctx.err:
+        _store(ctx, cfg, key.decode("ascii"), op == b"+=", value, line, tree, key, op)
+    ctx.text = end
+    scanner.pos = m.end()
+    if end[-1] == 0x0A:
+        scanner.lineno += 1
+        return scanner.lineno - 1
+    return scanner.lineno
+
 
 def _run(data: bytes, path: str, warn: Warn | None, want_tree: bool):
     tables = parse_tables()
@@ -676,9 +709,19 @@ def _run(data: bytes, path: str, warn: Warn | None, want_tree: bool):
     statements: list = []
     tree = statements if want_tree else None
 
+    fast = _FAST_RE.match
+    stmts_state = goto[tables["start"]]["stmts"]
+    scanner = ctx.scanner
+
     try:
         while True:
             s = states[-1]
+            if s == stmts_state and tok is None:
+                m = fast(data, scanner.pos)
+                if m is not None:
+                    loc = _fast_statement(m, ctx, cfg, tree)
+                    errstatus = 0
+                    continue
             if nolook[s]:
                 a = dflt[s]
             else:
@@ -770,7 +813,7 @@ def _action(code: int, rhs: list, ctx: _Context, cfg: XluConfig,
             tree: list | None, loc: int):
     if code == _ATOM:
         tok = rhs[0]
-        return None if ctx.err or tok[3] is None else XluString(tok[3], tok[2])
+        return None if ctx.err else tok[3]
     if code == _VALUE_ATOM or code == _LIST_SAME:
         return rhs[0]
     if code == _VALUES_FIRST:
@@ -789,16 +832,17 @@ def _action(code: int, rhs: list, ctx: _Context, cfg: XluConfig,
         return None if ctx.err else XluList(loc)
     if code == _ASSIGN:
         if not ctx.err:
-            _store(ctx, cfg, rhs, tree)
+            ident, optok, value = rhs
+            _store(ctx, cfg, ident[3], optok[0] == "PLUS_EQUALS", value, ident[2],
+                   tree, ident[1], optok[1])
     return None
 
 
-def _store(ctx: _Context, cfg: XluConfig, rhs: list, tree: list | None) -> None:
-    """xlu__cfg_set_store, including `+=` concatenation."""
-    ident, optok, value = rhs
-    name = ident[3]
-    op = "+=" if optok[0] == "PLUS_EQUALS" else "="
-    if op == "+=":
+def _store(ctx: _Context, cfg: XluConfig, name: str, add: bool, value, line: int,
+           tree: list | None, key_text: bytes, op_text: bytes) -> None:
+    """xlu__cfg_set_store, including `+=` concatenation.  LINE is where the
+    value starts, which is the key's line (no newline may come between)."""
+    if add:
         prev = cfg._settings.get(name)
         if prev is not None:
             pv = prev.value
@@ -811,12 +855,14 @@ def _store(ctx: _Context, cfg: XluConfig, rhs: list, tree: list | None) -> None:
             if isinstance(value, XluList):
                 value.values[:0] = pv.values
             else:
-                value = XluString(str(pv) + str(value), value.line)
-    setting = Setting(name, value, op, value.line)
+                value = pv + value
+    setting = Setting(name, value, "+=" if add else "=", line)
     cfg._settings[name] = setting
     cfg.order.append(setting)
     if tree is not None:
-        tree.append(Tree("assignment", [Token(*ident), Token(*optok), value], value.line))
+        tree.append(Tree("assignment", [
+            Token("IDENT", key_text, line, name),
+            Token("PLUS_EQUALS" if add else "EQUALS", op_text, line, None), value], line))
 
 
 # --------------------------------------------------------------------------
