@@ -7,9 +7,13 @@ its messages verbatim.
 
 Stages (each usable on its own):
 
-  scan(data)                -> Token stream        flex's rules, error states
-  parse_tree(data, path)    -> Tree                Bison's automaton + recovery
-  parse(data, path, warn)   -> XluConfig           settings, `+=`, getters
+  scan(data)                 -> [Token]     flex's rules and error states
+  parse_tree(data, path)     -> Tree        Bison's automaton, error recovery
+  config_from_tree(tree, ..) -> XluConfig   settings and libxlu's getters
+  parse(data, path, warn)    -> XluConfig   all three in one pass (the usual
+                                            entry; `+=` errors interleave with
+                                            syntax errors, so the real work is
+                                            done during the parse)
 
 The parse tables come from grammar/xl.cfg.lark (package data): Lark computes
 the LALR(1) automaton, then Bison's policy is applied on top of it (default
@@ -36,7 +40,7 @@ from typing import Callable, Iterator, NamedTuple
 __all__ = [
     "ConfigParseError", "ConfigReadError", "XluConfig", "XluList", "Setting",
     "Token", "Tree", "parse", "parse_tree", "read_config", "read_config_data",
-    "scan", "grammar_text", "parse_tables", "strtol",
+    "scan", "grammar_text", "parse_tables", "strtol", "config_from_tree",
 ]
 
 Warn = Callable[[str], None]
@@ -278,9 +282,23 @@ _TABLES_VERSION = 1
 
 
 def grammar_text() -> str:
-    """grammar/xl.cfg.lark, loaded as package data."""
-    from importlib.resources import files
-    return (files("pyxl") / "grammar" / "xl.cfg.lark").read_text(encoding="utf-8")
+    """grammar/xl.cfg.lark, loaded as package data (pyxl/grammar)."""
+    return _grammar_bytes().decode("utf-8")
+
+
+def _grammar_bytes() -> bytes:
+    # The package directory holds grammar/ (a symlink in the source tree, a
+    # copy in a wheel); read it directly when it is a plain file -- start-up
+    # matters and importlib.resources drags in pathlib and zipfile -- and
+    # through importlib.resources otherwise (zipped installs).
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "grammar", "xl.cfg.lark")
+    try:
+        with open(here, "rb") as f:
+            return f.read()
+    except OSError:
+        from importlib.resources import files
+        return (files("pyxl") / "grammar" / "xl.cfg.lark").read_bytes()
 
 
 def _cache_dir() -> str:
@@ -356,8 +374,8 @@ def parse_tables() -> dict:
     global _TABLES
     if _TABLES is not None:
         return _TABLES
-    grammar = grammar_text()
-    raw = grammar.encode()
+    raw = _grammar_bytes()
+    grammar = raw.decode("utf-8")
     key = "%08x%06x-%d" % (zlib.crc32(raw), len(raw), _TABLES_VERSION)
     path = os.path.join(_cache_dir(), f"xl.cfg-{key}.marshal")
     try:
@@ -880,6 +898,19 @@ def parse_tree(data: bytes, path: str = "<config>") -> Tree:
     value])...]) -- values already combined as libxlu combines them."""
     _, tree = _parse(data, path, None, True)
     return tree
+
+
+def config_from_tree(tree: Tree, path: str, warn: Warn | None = None) -> XluConfig:
+    """The last stage on its own: settings from parse_tree()'s statements
+    (whose values already carry `+=` combination, as libxlu stores them)."""
+    cfg = XluConfig(path, warn)
+    for stmt in tree.children:
+        ident, op, value = stmt.children
+        setting = Setting(ident.value, value, "+=" if op.type == "PLUS_EQUALS" else "=",
+                          stmt.line)
+        cfg._settings[setting.name] = setting
+        cfg.order.append(setting)
+    return cfg
 
 
 def _parse(data: bytes, path: str, warn: Warn | None, want_tree: bool):
