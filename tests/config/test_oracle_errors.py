@@ -52,3 +52,35 @@ def test_extras_are_appended_like_xl(tmp_path, extra):
             assert mine == parse_error_lines(r)
         else:
             assert mine is None
+
+
+MEMORY_VALUES = [
+    b'512', b'0777', b'0x10', b'"512"', b'" 12"', b'"\\t12"', b'"+12"', b'"-5"',
+    b'"-0x10"', b'"00"', b'"0x"', b'"0x1g"', b'"08"', b'"abc"', b'""', b'"12 "',
+    b'"9223372036854775807"', b'"9223372036854775808"', b'"-9223372036854775809"',
+    b'12abc', b'1e5', b'[512]', b'[]', b'"1"\nmemory+="2"', b'"3"\nmemory+=4',
+]
+
+
+@pytest.mark.parametrize("value", MEMORY_VALUES)
+def test_get_long_matches_xl_on_memory(value):
+    """xl reads memory with xlu_cfg_get_long: same value (JSON target_memkb
+    = memory * 1024, wrapped to 64 bits) or the same warning."""
+    import re
+    text = b'name="a"\nkernel="/k"\nmemory=' + value + b"\n"
+    r = run_xl_text(text)
+    warnings = []
+    cfg = read_config_text(text, warnings.append)
+    got = cfg.get_long("memory")
+    xl_warnings = [l for l in r.stderr_lines if "warning" in l and "`memory'" in l]
+    assert warnings == xl_warnings
+    m = re.search(r'"target_memkb": (\d+)', r.stdout)
+    if got is None:
+        assert m is None
+    else:
+        assert int(m.group(1)) == (got * 1024) % 2**64
+
+
+def read_config_text(text, warn):
+    from pyxl.config.cfgfile import parse
+    return parse(text, "t.cfg", warn=warn)
