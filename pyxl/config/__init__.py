@@ -54,16 +54,20 @@ def load(path: str, extra=(), *, warn=_stderr, host=None,
 
 
 def load_data(data: bytes, source: str, *, warn=_stderr, host=None,
-              ignore_global_affinity_masks: bool = False, optarg=None):
-    """load() for config text already in memory (`source` names it in messages)."""
+              ignore_global_affinity_masks: bool = False, optarg=None, warn_partial=None):
+    """load() for config text already in memory (`source` names it in messages).
+    `warn_partial`, if given, receives a final message xl prints without a
+    newline (otherwise it goes to `warn` as a line)."""
     from pyxl.config import cfgfile
     from pyxl.config.host import DEFAULT_HOST
     from pyxl.config.parse import Output, apply_global_affinity_masks, parse_config
 
-    out = Output(warn)
+    out = Output(warn, warn_partial)
     out.optarg = optarg
     try:
-        cfg = cfgfile.parse(data, source, warn=warn)
+        # the language layer's warnings go through `out` too, so that a
+        # message xl printed without a newline runs into them as in xl
+        cfg = cfgfile.parse(data, source, warn=out.say)
     except cfgfile.ConfigParseError as e:
         raise ConfigError(list(e.lines) + ["Failed to parse config: Invalid argument"], 1)
     d = parse_config(cfg, source, out, host or DEFAULT_HOST)

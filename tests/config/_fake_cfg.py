@@ -179,3 +179,10 @@ def parse(data: bytes, path: str, warn=None) -> FakeConfig:
         return parse_simple(data.decode("utf-8", "surrogateescape"), path, warn)
     except ValueError as e:
         raise ConfigParseError(["%s: fake parser: %s" % (path, e)])
+
+
+def _line_of(self, key):
+    return self.lines.get(key, 0)
+
+
+FakeConfig.line_of = _line_of
