@@ -12,8 +12,9 @@ Values are drawn per key from strategies mixing what real configs contain
 with the edge cases xl handles specially (prefix matching, base-0 numbers,
 overflow, wrong kinds: lists where strings are wanted and vice versa, specs
 with unknown or repeated options).  The emitted syntax is deliberately plain
-(one `key = value` per line, no escapes): the config *language* has its own
-generator in cfg-lang's tests.
+(`key = value` lines, sometimes `+=`, a repeated key, a comment, a list
+spread over lines): the config *language* has its own generator in
+cfg-lang's tests.
 """
 
 from __future__ import annotations
@@ -421,7 +422,20 @@ def generate(rng: random.Random) -> str:
     if rng.random() < 0.05:
         lines.append("vnuma = " + pick(rng, VNUMA))
     rng.shuffle(lines)
-    return "\n".join(lines) + "\n"
+    if rng.random() < 0.15:      # a later `+=` or `=` on a key already set
+        key = pick(rng, keys)
+        op = pick(rng, ["+=", "+=", "="])
+        lines.append("%s %s %s" % (key, op, KEYS[key](rng)))
+    out = []
+    for line in lines:
+        r = rng.random()
+        if r < 0.05:
+            out.append("# " + pick(rng, ["comment", "memory = 1", "é"]))
+        if r > 0.97 and line.endswith("]") and ", " in line:
+            line = line.replace(", ", ",\n    ").replace("[", "[\n    ", 1)
+        out.append(line)
+    sep = "; " if rng.random() < 0.03 else "\n"
+    return sep.join(out) + "\n"
 
 
 def main(argv=None) -> int:
