@@ -31,6 +31,7 @@ def _expect_tag(r: Reader, tag: int, name: str) -> None:
 
 class TPMStruct:
     """Mixin: whole-buffer helpers around marshal/unmarshal."""
+    OPEN_ENDED = False      # True: the last field takes the rest of the buffer
 
     def marshal(self, w: Writer) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -425,6 +426,9 @@ class TPM_SEALED_DATA(TPMStruct):
 
 @dataclass
 class TPM_BOUND_DATA(TPMStruct):
+    """payloadData runs to the end of the (decrypted) buffer, so any prefix
+    longer than the 5-byte header is itself a valid TPM_BOUND_DATA."""
+    OPEN_ENDED = True
     ver: TPM_STRUCT_VER = field(default_factory=TPM_STRUCT_VER)
     payload: int = C.TPM_PT_BIND
     payloadData: bytes = b""
