@@ -99,6 +99,14 @@ class NVArea:
 
 
 @dataclass
+class Counter:
+    """A monotonic counter (Part 3 25)."""
+    label: bytes
+    value: int
+    auth: bytes
+
+
+@dataclass
 class Session:
     handle: int
     protocol: int                 # TPM_PID_OIAP / TPM_PID_OSAP
@@ -129,6 +137,8 @@ class PermanentData:
     ek_reset: bytes | None = None          # revocable EK: the reset secret
     srk: LoadedKey | None = None
     nv: dict[int, NVArea] = field(default_factory=dict)
+    counters: dict[int, Counter] = field(default_factory=dict)
+    counter_floor: int = 0                 # highest value of a released counter
     auth_fail_count: int = 0
 
 
@@ -302,6 +312,7 @@ class TPM:
         self.boot_time = self.clock()
         self.tick_nonce = random_bytes(20)
         self.test_done = False
+        self.active_counter: int | None = None
 
     def power_on(self, startup: str = "clear") -> None:
         """TPM_Init followed by TPM_Startup(startup) and a full self test, as

@@ -91,10 +91,18 @@ def test_xen_property_values(tpm):
 
 @pytest.mark.parametrize("cap,sub", [
     (0x0B, b""), (0xFF, u32(0)), (5, u32(0x1FF)), (5, b""), (5, u16(0x101)), (4, u32(0x10A)),
-    (0x19, u16(2)), (0x14, u32(3)),
+    (0x19, u16(2)), (0x14, u32(11)), (0x14, b""),
 ])
 def test_bad_capability_is_bad_mode(tpm, cap, sub):
     assert getcap(tpm, cap, sub).rc == RC.TPM_BAD_MODE
+
+
+def test_cap_handle_lists(tpm):
+    # every list vtpmmgr flushes at start-up exists (empty); the rest as libtpms
+    for rt in (1, 2, 4, 5, 6, 8):
+        assert cap_value(tpm, 0x14, u32(rt)) == u16(0)
+    for rt in (3, 7, 9, 10):
+        assert getcap(tpm, 0x14, u32(rt)).rc == RC.TPM_BAD_PARAMETER
 
 
 def test_flags(tpm):

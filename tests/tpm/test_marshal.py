@@ -24,6 +24,8 @@ pcr_info = st.builds(S.TPM_PCR_INFO, selection, digest, digest)
 pcr_info_long = st.builds(S.TPM_PCR_INFO_LONG, u8, u8, selection, selection, digest, digest)
 pcr_info_short = st.builds(S.TPM_PCR_INFO_SHORT, selection, u8, digest)
 nv_attributes = st.builds(S.TPM_NV_ATTRIBUTES, u32)
+sym_key = st.builds(S.TPM_SYMMETRIC_KEY, u32, u16, st.binary(max_size=40))
+pubkey = st.builds(S.TPM_PUBKEY, key_parms, store_pubkey)
 
 STRATEGIES = {
     S.TPM_STRUCT_VER: ver,
@@ -33,7 +35,7 @@ STRATEGIES = {
     S.TPM_RSA_KEY_PARMS: st.builds(S.TPM_RSA_KEY_PARMS, u32, u32, blob),
     S.TPM_KEY_PARMS: key_parms,
     S.TPM_STORE_PUBKEY: store_pubkey,
-    S.TPM_PUBKEY: st.builds(S.TPM_PUBKEY, key_parms, store_pubkey),
+    S.TPM_PUBKEY: pubkey,
     S.TPM_KEY: st.builds(S.TPM_KEY, ver, u16, u32, u8, key_parms, blob, store_pubkey, blob),
     S.TPM_KEY12: st.builds(S.TPM_KEY12, keyUsage=u16, keyFlags=u32, authDataUsage=u8,
                            algorithmParms=key_parms, PCRInfo=blob, pubKey=store_pubkey,
@@ -57,6 +59,15 @@ STRATEGIES = {
     S.TPM_PERMANENT_FLAGS: st.builds(S.TPM_PERMANENT_FLAGS, *[flag] * 20),
     S.TPM_STCLEAR_FLAGS: st.builds(S.TPM_STCLEAR_FLAGS, *[flag] * 5),
     S.TPM_CURRENT_TICKS: st.builds(S.TPM_CURRENT_TICKS, st.integers(0, 2**64 - 1), u16, digest),
+    S.TPM_SYMMETRIC_KEY: sym_key,
+    S.TPM_IDENTITY_CONTENTS: st.builds(S.TPM_IDENTITY_CONTENTS, ver, u32, digest, pubkey),
+    S.TPM_ASYM_CA_CONTENTS: st.builds(S.TPM_ASYM_CA_CONTENTS, sym_key, digest),
+    S.TPM_EK_BLOB_ACTIVATE: st.builds(S.TPM_EK_BLOB_ACTIVATE, sym_key, digest, pcr_info_short),
+    S.TPM_EK_BLOB: st.builds(S.TPM_EK_BLOB, u16, blob),
+    S.TPM_COUNTER_VALUE: st.builds(S.TPM_COUNTER_VALUE, st.binary(min_size=4, max_size=4), u32),
+    S.TPM_QUOTE_INFO2: st.builds(S.TPM_QUOTE_INFO2, digest, pcr_info_short),
+    S.TPM_CERTIFY_INFO: st.builds(S.TPM_CERTIFY_INFO, ver, u16, u32, u8, key_parms, digest, digest,
+                                  u8, blob),
 }
 
 

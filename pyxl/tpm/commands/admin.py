@@ -21,6 +21,7 @@ def startup_clear(tpm) -> None:
     tpm.stclear = TPM_STCLEAR_FLAGS(deactivated=tpm.perm.flags.deactivated)
     tpm.keys.clear()
     tpm.sessions.clear()
+    tpm.active_counter = None
     for a in tpm.perm.nv.values():
         a.pub.bReadSTClear = 0
         a.pub.bWriteSTClear = 0

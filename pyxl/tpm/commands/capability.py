@@ -12,6 +12,8 @@ from ..engine import (CHECK_ALL, CHECK_BASIC, CHECK_NO_LOCKOUT, COMMANDS, T0, T1
 from ..marshal import Reader, TPMDecodeError, Writer
 from ..structures import (TPM_CAP_VERSION_INFO, TPM_KEY_PARMS, TPM_STRUCT_VER, TPM_VERSION)
 
+from .counter import MAX_COUNTERS
+
 NV_TOTAL = 4096          # bytes of NV the emulator offers
 MAX_CONTEXTS = 16
 
@@ -40,10 +42,10 @@ def _property(tpm, prop: int) -> bytes:
         P.TPM_CAP_PROP_MIN_COUNTER: _u32(1),
         P.TPM_CAP_PROP_AUTHSESS: _u32(free_sessions),
         P.TPM_CAP_PROP_TRANSESS: _u32(free_sessions),
-        P.TPM_CAP_PROP_COUNTERS: _u32(0),
+        P.TPM_CAP_PROP_COUNTERS: _u32(MAX_COUNTERS - len(tpm.perm.counters)),
         P.TPM_CAP_PROP_MAX_AUTHSESS: _u32(ident.max_sessions),
         P.TPM_CAP_PROP_MAX_TRANSESS: _u32(ident.max_sessions),
-        P.TPM_CAP_PROP_MAX_COUNTERS: _u32(0),
+        P.TPM_CAP_PROP_MAX_COUNTERS: _u32(MAX_COUNTERS),
         P.TPM_CAP_PROP_MAX_KEYS: _u32(ident.max_keys),
         P.TPM_CAP_PROP_OWNER: _bool(tpm.owned),
         P.TPM_CAP_PROP_CONTEXT: _u32(MAX_CONTEXTS),
@@ -60,7 +62,8 @@ def _property(tpm, prop: int) -> bytes:
         P.TPM_CAP_PROP_MAX_SESSIONS: _u32(ident.max_sessions),
         P.TPM_CAP_PROP_CMK_RESTRICTION: _u32(0),
         P.TPM_CAP_PROP_DURATION: b"".join(_u32(v) for v in ident.durations),
-        P.TPM_CAP_PROP_ACTIVE_COUNTER: _u32(0xFFFFFFFF),
+        P.TPM_CAP_PROP_ACTIVE_COUNTER: _u32(0xFFFFFFFF if tpm.active_counter is None
+                                            else tpm.active_counter),
         P.TPM_CAP_PROP_MAX_NV_AVAILABLE: _u32(max(0, NV_TOTAL - sum(
             a.pub.dataSize for a in tpm.perm.nv.values()))),
         P.TPM_CAP_PROP_INPUT_BUFFER: _u32(ident.input_buffer),
@@ -148,8 +151,12 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
             return _handle_list(tpm.keys)
         if rt == C.TPM_RT_AUTH:
             return _handle_list(tpm.sessions)
-        if rt in (C.TPM_RT_TRANS, C.TPM_RT_COUNTER, C.TPM_RT_CONTEXT):
+        if rt == C.TPM_RT_COUNTER:
+            return _handle_list(tpm.perm.counters)
+        if rt in (C.TPM_RT_TRANS, C.TPM_RT_CONTEXT, C.TPM_RT_DAA_TPM):
             return _handle_list([])
+        if rt in (C.TPM_RT_HASH, C.TPM_RT_DELEGATE, C.TPM_RT_DAA_V0, C.TPM_RT_DAA_V1):
+            raise TPMError(C.TPM_BAD_PARAMETER)    # as libtpms (vtpmmgr flushes DAA_TPM)
         raise TPMError(C.TPM_BAD_MODE)
     if cap == A.TPM_CAP_TRANS_ES:
         if len(sub) != 2:

@@ -40,6 +40,10 @@ def clear_owner(tpm) -> None:
     tpm.lockout_since = None
     owner_bits = C.TPM_NV_PER_OWNERREAD | C.TPM_NV_PER_OWNERWRITE
     p.nv = {i: a for i, a in p.nv.items() if not a.pub.permission.attributes & owner_bits}
+    for c in p.counters.values():
+        p.counter_floor = max(p.counter_floor, c.value)
+    p.counters.clear()
+    tpm.active_counter = None
     tpm.keys.clear()
     tpm.sessions.clear()
 
