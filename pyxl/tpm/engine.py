@@ -222,10 +222,8 @@ class Ctx:
         else:
             if not allow_osap:
                 raise TPMError(C.TPM_BAD_MODE)
-            if entity_type is not None and (
-                    (s.entity_type & 0xFF) not in _entity_aliases(entity_type)
-                    or (entity_value is not None and s.entity_value != entity_value
-                        and (s.entity_type & 0xFF) not in (C.TPM_ET_OWNER, C.TPM_ET_SRK))):
+            if entity_type is not None and not _osap_for(s, entity_type, entity_value):
+                # an OSAP session opened for another entity cannot authorize this one
                 self.tpm.auth_failed()
                 raise TPMError(C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL)
             key = s.shared_secret
@@ -249,12 +247,17 @@ class Ctx:
         return xor(enc, pad)
 
 
-def _entity_aliases(et: int) -> tuple[int, ...]:
+def _osap_for(s: Session, et: int, ev: int | None) -> bool:
+    """Was OSAP session s opened for entity (et, ev)?"""
+    st = s.entity_type & 0xFF
+    srk = st == C.TPM_ET_SRK or (st == C.TPM_ET_KEYHANDLE and s.entity_value == C.TPM_KH_SRK)
+    if et == C.TPM_ET_SRK or (et == C.TPM_ET_KEYHANDLE and ev == C.TPM_KH_SRK):
+        return srk
+    if et in (C.TPM_ET_OWNER, C.TPM_ET_OPERATOR):
+        return st == et
     if et == C.TPM_ET_KEYHANDLE:
-        return (C.TPM_ET_KEYHANDLE, C.TPM_ET_SRK, C.TPM_ET_KEY)
-    if et == C.TPM_ET_SRK:
-        return (C.TPM_ET_SRK, C.TPM_ET_KEYHANDLE)
-    return (et,)
+        return st in (C.TPM_ET_KEYHANDLE, C.TPM_ET_KEY) and s.entity_value == ev
+    return st == et and (ev is None or s.entity_value == ev)
 
 
 def _eq(a: bytes, b: bytes) -> bool:

@@ -239,3 +239,23 @@ def test_osap_for_unknown_entities(owned):
     assert run(owned, 0xC1, 0x0B, u16(1) + u32(0x01000005) + bytes(20)).rc == RC.TPM_INVALID_KEYHANDLE
     assert run(owned, 0xC1, 0x0B, u16(0x0B) + u32(0x1234) + bytes(20)).rc == RC.TPM_BADINDEX
     assert run(owned, 0xC1, 0x0B, u16(0x0C) + u32(0) + bytes(20)).rc == RC.TPM_NOOPERATOR
+
+
+def test_osap_session_only_authorizes_its_entity(owned):
+    from engine_helpers import create_wrap_key, load_key2
+    h = load_key2(owned, create_wrap_key(owned))
+    # an OSAP session for the SRK must not authorize the use of another key
+    s = Session(owned, "osap", 4, 0x40000000, SRK)
+    params = s.enc_auth(b"d" * 20) + u32(0) + u32(1) + b"x"
+    r, _ = auth1(owned, 0x17, u32(h), params, None, sess=s)
+    assert r.rc == RC.TPM_AUTHFAIL
+    # nor an owner session the SRK
+    s = Session(owned, "osap", 2, 0x40000001, OWNER)
+    params = s.enc_auth(b"d" * 20) + u32(0) + u32(1) + b"x"
+    r, _ = auth1(owned, 0x17, u32(0x40000000), params, None, sess=s)
+    assert r.rc == RC.TPM_AUTHFAIL
+    # the right one does
+    s = Session(owned, "osap", 1, 0x40000000, SRK)
+    params = s.enc_auth(b"d" * 20) + u32(0) + u32(1) + b"x"
+    r, _ = auth1(owned, 0x17, u32(0x40000000), params, None, sess=s)
+    assert r.rc == 0
