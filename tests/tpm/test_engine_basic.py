@@ -225,6 +225,10 @@ def test_savestate_startup_state_restores_pcrs():
     assert t2.dump() != blob
     t3 = TPM.load(t2.dump())
     assert run(t3, 0xC1, 0x99, u16(2)).rc == RC.TPM_FAIL
+    t3b = TPM.load(t2.dump())
+    assert t3b.power_on("state") == RC.TPM_FAIL
+    assert getcap(t3b, 6).rc == RC.TPM_INVALID_POSTINIT      # still waits for Startup
+    assert t3b.power_on(None) == 0
     t4 = TPM.load(blob)
     t4.power_on("clear")
     assert run(t4, 0xC1, 0x15, u32(3)).body == bytes(20)
