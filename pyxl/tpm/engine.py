@@ -61,7 +61,6 @@ _RSP_TAG = {0: C.TPM_TAG_RSP_COMMAND, 1: C.TPM_TAG_RSP_AUTH1_COMMAND,
 # PCR attributes of a PC-client TPM (bit l = locality l may act)
 PCR_RESET_LOCALITY = [0] * 16 + [0x1F, 0x10, 0x10, 0x10, 0x14, 0x04, 0x04, 0x1F]
 PCR_EXTEND_LOCALITY = [0x1F] * 17 + [0x1C, 0x1C, 0x0C, 0x0E, 0x04, 0x04, 0x1F]
-PCR_RESETTABLE_AT_STARTUP = set(range(16, 24))   # start at all-0xFF (Berlios emulator)
 
 
 class TPMError(Exception):
@@ -291,6 +290,8 @@ class TPM:
         self.clock = clock
         self.perm = PermanentData()
         self.perm.nv = default_nv()
+        self.perm.flags.nvLocked = identity.nv_locked
+        self.perm.flags.readSRKPub = identity.read_srk_pub
         if generate_ek:
             # TPM_CONF_GENERATE_EK: the vTPM makes its EK once, when its state is created
             self.perm.ek = self.key_source(2048)
@@ -408,6 +409,13 @@ class TPM:
         self.mark_dirty()
         if self.perm.auth_fail_count > LOCKOUT_THRESHOLD:
             self.lockout_since = self.clock()
+
+    def physical_presence(self) -> bool:
+        return self.identity.physical_presence or self.stclear.physicalPresence
+
+    def require_presence(self) -> None:
+        if not self.physical_presence():
+            raise TPMError(C.TPM_BAD_PRESENCE)
 
     def check_locality(self, mask: int, locality: int) -> bool:
         return 0 <= locality <= 4 and bool(mask & (1 << locality))

@@ -224,7 +224,7 @@ def SetCapability(tpm, ctx, r):
             if not ctx.n_auth:
                 raise TPMError(C.TPM_AUTHFAIL)
         elif bit in _PP_SETTABLE:
-            pass          # physical presence is always asserted on the Xen vTPM
+            tpm.require_presence()
         else:
             raise TPMError(C.TPM_BAD_PARAMETER)
         tpm.perm.flags.set_bit(bit, bool(value[0]))

@@ -1,6 +1,7 @@
 """Ownership, the endorsement key, clearing and the enable/activate switches
-(Part 3 5-9, 27).  Physical presence is always asserted, as on a Xen vTPM
-(the Berlios emulator's presence test is constant TRUE)."""
+(Part 3 5-9, 27).  Physical presence is always asserted on a Xen vTPM (the
+Berlios emulator's presence test is constant TRUE); other identities need
+TSC_PhysicalPresence first."""
 
 from __future__ import annotations
 
@@ -126,6 +127,7 @@ def OwnerClear(tpm, ctx, r):
 @command(C.TPM_ORD_ForceClear)
 def ForceClear(tpm, ctx, r):
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    tpm.require_presence()
     if tpm.stclear.disableForceClear:
         raise TPMError(C.TPM_CLEAR_DISABLED)
     clear_owner(tpm)
@@ -233,6 +235,7 @@ def RevokeTrust(tpm, ctx, r):
     p = tpm.perm
     if p.ek is None or p.ek_reset is None or not p.flags.enableRevokeEK:
         raise TPMError(C.TPM_PERMANENTEK)
+    tpm.require_presence()
     if reset != p.ek_reset:
         tpm.auth_failed()
         raise TPMError(C.TPM_AUTHFAIL)
@@ -289,6 +292,7 @@ def SetOwnerInstall(tpm, ctx, r):
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     if tpm.owned:
         return b""          # with an owner the command changes nothing (as measured)
+    tpm.require_presence()
     tpm.perm.flags.ownership = bool(state)
     return b""
 
@@ -305,6 +309,7 @@ def OwnerSetDisable(tpm, ctx, r):
 @command(C.TPM_ORD_PhysicalEnable)
 def PhysicalEnable(tpm, ctx, r):
     ctx.start(r, T0, CHECK_BASIC)
+    tpm.require_presence()
     tpm.perm.flags.disable = False
     return b""
 
@@ -312,6 +317,7 @@ def PhysicalEnable(tpm, ctx, r):
 @command(C.TPM_ORD_PhysicalDisable)
 def PhysicalDisable(tpm, ctx, r):
     ctx.start(r, T0, CHECK_BASIC | CHECK_ENABLED)
+    tpm.require_presence()
     tpm.perm.flags.disable = True
     return b""
 
@@ -320,6 +326,7 @@ def PhysicalDisable(tpm, ctx, r):
 def PhysicalSetDeactivated(tpm, ctx, r):
     state = r.u8()
     ctx.start(r, T0, CHECK_BASIC | CHECK_ENABLED)
+    tpm.require_presence()
     tpm.perm.flags.deactivated = bool(state)
     return b""
 
@@ -331,6 +338,8 @@ def SetTempDeactivated(tpm, ctx, r):
         if tpm.perm.operator_auth is None:
             raise TPMError(C.TPM_NOOPERATOR)
         ctx.verify(0, tpm.perm.operator_auth, C.TPM_ET_OPERATOR)
+    else:
+        tpm.require_presence()
     tpm.stclear.deactivated = True
     return b""
 
@@ -339,6 +348,7 @@ def SetTempDeactivated(tpm, ctx, r):
 def SetOperatorAuth(tpm, ctx, r):
     auth = r.digest()
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    tpm.require_presence()
     tpm.perm.operator_auth = auth
     tpm.perm.flags.operator = True
     return b""
