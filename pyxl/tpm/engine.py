@@ -16,7 +16,6 @@ The commands themselves live in pyxl/tpm/commands/.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, field

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .. import constants as C
 from ..engine import (CHECK_ALL, CHECK_BASIC, CHECK_NO_LOCKOUT, COMMANDS, T0, T1, T10,
                       TPMError, command)
-from ..marshal import Reader, TPMDecodeError, Writer
+from ..marshal import TPMDecodeError, Writer
 from ..structures import (TPM_CAP_VERSION_INFO, TPM_KEY_PARMS, TPM_STRUCT_VER, TPM_VERSION)
 
 from .counter import MAX_COUNTERS
@@ -244,6 +244,3 @@ def SetCapability(tpm, ctx, r):
                C.TPM_SET_STANY_DATA, C.TPM_SET_VENDOR):
         raise TPMError(C.TPM_BAD_PARAMETER)
     raise TPMError(C.TPM_BAD_MODE)
-
-
-_ = Reader

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from .. import constants as C
 from ..crypto import sha1
-from ..engine import CHECK_ALL, LoadedKey, T10, T21, T210, TPMError, command
-from ..marshal import Reader, TPMDecodeError, Writer
+from ..engine import CHECK_ALL, T10, T21, T210, TPMError, command
+from ..marshal import TPMDecodeError, Writer
 from ..structures import (TPM_ASYM_CA_CONTENTS, TPM_CAP_VERSION_INFO, TPM_CERTIFY_INFO,
                           TPM_EK_BLOB, TPM_EK_BLOB_ACTIVATE, TPM_IDENTITY_CONTENTS,
                           TPM_PCR_INFO_SHORT, TPM_PCR_SELECTION, TPM_QUOTE_INFO2,
@@ -150,6 +150,3 @@ def CertifyKey(tpm, ctx, r):
                             b"" if b.is_key12 else b.PCRInfo)
     sig = cert.rsa.sign_sha1_digest(sha1(info.to_bytes()))
     return info.to_bytes() + Writer().sized32(sig).getvalue()
-
-
-_ = (LoadedKey, Reader)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from .. import constants as C
 from ..crypto import RSAKey, sha1
 from ..engine import CHECK_ALL, LoadedKey, T0, T10, T21, TPMError, command
-from ..marshal import Reader, TPMDecodeError, Writer
+from ..marshal import TPMDecodeError, Writer
 from ..structures import (TPM_BOUND_DATA, TPM_PCR_COMPOSITE, TPM_PCR_INFO, TPM_PCR_INFO_LONG,
                           TPM_PCR_SELECTION, TPM_QUOTE_INFO, TPM_SEALED_DATA, TPM_STORE_ASYMKEY,
-                          TPM_STORE_PUBKEY, TPM_STORED_DATA, TPM_STORED_DATA12, TPMStructError,
+                          TPM_STORE_PUBKEY, TPM_STORED_DATA, TPM_STORED_DATA12,
                           unmarshal_any_key, unmarshal_any_stored_data)
 
 _MIGRATABLE = 0x00000002
@@ -358,6 +358,3 @@ def Quote(tpm, ctx, r):
     info = TPM_QUOTE_INFO(digestValue=sha1(comp.to_bytes()), externalData=external)
     sig = key.rsa.sign_sha1_digest(sha1(info.to_bytes()))
     return comp.to_bytes() + Writer().sized32(sig).getvalue()
-
-
-_ = (Reader, TPMStructError)

@@ -4,7 +4,6 @@ Init, the 1.1 DIR commands, ChangeAuth (Part 3 6.2, 17.1, 21, 30)."""
 from __future__ import annotations
 
 from .. import constants as C
-from ..crypto import sha1
 from ..engine import (CHECK_ALL, CHECK_ALLOW_NO_OWNER, CHECK_BASIC, CHECK_STARTUP, T0, T1, T2,
                       TPMError, command)
 from ..marshal import TPMDecodeError, Writer
@@ -148,6 +147,3 @@ def ChangeAuth(tpm, ctx, r):
         raise TPMError(C.TPM_INVALID_STRUCTURE) from None
     out = parent.rsa.encrypt_oaep(obj.to_bytes())
     return Writer().sized32(out).getvalue()
-
-
-_ = sha1

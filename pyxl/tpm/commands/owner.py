@@ -10,7 +10,7 @@ from ..crypto import random_bytes, sha1
 from ..engine import (CHECK_ALL, CHECK_ALLOW_NO_OWNER, CHECK_BASIC, CHECK_ENABLED,
                       CHECK_ACTIVATED, CHECK_NO_LOCKOUT, CHECK_NOT_SHUTDOWN, CHECK_OWNER,
                       LoadedKey, T0, T1, T10, TPMError, command)
-from ..marshal import TPMDecodeError, Writer
+from ..marshal import TPMDecodeError
 from ..structures import (TPM_KEY_PARMS, TPM_PUBKEY, TPM_RSA_KEY_PARMS, TPM_STORE_PUBKEY,
                           unmarshal_any_key)
 
@@ -352,6 +352,3 @@ def SetOperatorAuth(tpm, ctx, r):
     tpm.perm.operator_auth = auth
     tpm.perm.flags.operator = True
     return b""
-
-
-_ = (Writer, CHECK_OWNER)
