@@ -129,6 +129,7 @@ class AuthIn:
 class PermanentData:
     flags: TPM_PERMANENT_FLAGS = field(default_factory=TPM_PERMANENT_FLAGS)
     tpm_proof: bytes = field(default_factory=lambda: random_bytes(20))
+    context_key: bytes = field(default_factory=lambda: random_bytes(16))   # AES-128, context blobs
     owner_auth: bytes | None = None        # None: no owner installed
     operator_auth: bytes | None = None
     ek: RSAKey | None = None
@@ -316,6 +317,10 @@ class TPM:
         self.tick_nonce = random_bytes(20)
         self.test_done = False
         self.active_counter: int | None = None
+        self.context_nonce_key = random_bytes(20)       # renewed by TPM_Startup(ST_CLEAR)
+        self.context_nonce_session = random_bytes(20)   # renewed by every start-up
+        self.context_count = 0
+        self.saved_sessions: set[int] = set()           # contextCounts of saved sessions
 
     def power_on(self, startup: str | None = "clear") -> int:
         """TPM_Init followed by TPM_Startup(startup), as vtpm-stubdom does.

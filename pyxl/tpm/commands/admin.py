@@ -23,6 +23,7 @@ def startup_clear(tpm) -> None:
     tpm.keys.clear()
     tpm.sessions.clear()
     tpm.active_counter = None
+    tpm.context_nonce_key = random_bytes(20)
     for a in tpm.perm.nv.values():
         a.pub.bReadSTClear = 0
         a.pub.bWriteSTClear = 0
