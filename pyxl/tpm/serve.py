@@ -578,7 +578,10 @@ def open_engine(opts: Options, state: StateDir, log: Callable[[str], None]):
         except Exception as e:   # TPMStateError and anything else a bad blob provokes
             raise ServeError("cannot load %s: %s (left untouched)" % (state.state_path, e))
         fresh = False
-    tpm.power_on(opts.startup)
+    try:
+        tpm.power_on("none" if opts.startup is None else opts.startup)
+    except Exception as e:   # TPM_Startup refused, e.g. ST_STATE with nothing saved
+        raise ServeError("power-on with TPM_Startup(%s) failed: %s" % (opts.startup, e))
     return tpm, fresh
 
 
