@@ -88,8 +88,11 @@ def main() -> int:
             px = PyxlServe(pyxl_cmd, Path(tmp) / "pyxl").start()
         try:
             clients = {"swtpm": TPMClient(sw.addr), "pyxl": TPMClient(px.addr)}
-            for c in clients.values():
-                prepare(c)
+            for k, c in clients.items():
+                try:
+                    prepare(c)
+                except TPMError as e:     # an engine without ownership yet: owner ops n/a
+                    print("# %s: could not take ownership (%s)" % (k, e))
             ops = {k: operations(c) for k, c in clients.items()}
             print("%-26s %10s %10s %7s %7s" % ("median ms", "swtpm", "pyxl", "ratio", "target"))
             worst = []
@@ -98,8 +101,12 @@ def main() -> int:
                 if rsa_bound and not name.startswith("CreateWrapKey"):
                     n = max(args.rsa_n, args.n // 4)
                 times = {"swtpm": [], "pyxl": []}
-                for k in times:                      # warm-up
-                    measure(ops[k][i][1], 2)
+                try:
+                    for k in times:                  # warm-up (and: does it work at all?)
+                        measure(ops[k][i][1], 2)
+                except TPMError as e:
+                    print("%-26s %10s %10s   n/a: %s failed on %s" % (name, "-", "-", e, k))
+                    continue
                 for j in range(n):                   # alternate the two TPMs, and who goes first
                     for k in (("swtpm", "pyxl") if j % 2 else ("pyxl", "swtpm")):
                         times[k] += measure(ops[k][i][1], 1)
@@ -112,7 +119,7 @@ def main() -> int:
                       % (name, ms["swtpm"], ms["pyxl"], ratio, target, flag))
             print("(n=%d fast, %d key generation; new TCP connection per command)"
                   % (args.n, args.rsa_n))
-            return 0 if max(worst) <= 1.0 else 1
+            return 0 if worst and max(worst) <= 1.0 else 1
         finally:
             px.stop()
             sw.stop()

@@ -404,6 +404,9 @@ class TPMServer:
             conn = Conn(sock, peer, Framer(), time.monotonic())
             self.conns[sock] = conn
             self.sel.register(sock, selectors.EVENT_READ, ("conn", conn))
+            # tcsd writes its command right after connecting: often it is
+            # already here, so serve it without another trip through select()
+            self._readable(conn)
 
     def _readable(self, conn: Conn) -> None:
         try:
@@ -475,13 +478,24 @@ class TPMServer:
         """The whole response in one send() (tcsd reads it with one read())."""
         sock = conn.sock
         try:
-            sock.settimeout(SEND_TIMEOUT)
-            sock.sendall(resp)
-            sock.setblocking(False)
+            sent = sock.send(resp)        # non-blocking; a fresh socket takes it all
+            if sent < len(resp):          # a full send buffer: finish it blocking
+                sock.settimeout(SEND_TIMEOUT)
+                sock.sendall(resp[sent:])
+                sock.setblocking(False)
             return True
+        except BlockingIOError:
+            try:
+                sock.settimeout(SEND_TIMEOUT)
+                sock.sendall(resp)
+                sock.setblocking(False)
+                return True
+            except OSError:
+                pass
         except OSError:
-            self._close(conn)
-            return False
+            pass
+        self._close(conn)
+        return False
 
     def _close(self, conn: Conn) -> None:
         if self.conns.pop(conn.sock, None) is None:
