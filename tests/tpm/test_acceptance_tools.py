@@ -126,6 +126,15 @@ def test_version(run):
     assert {k: got.get(k) for k in want} == want
 
 
+def test_direct_client_while_tcsd_holds_a_connection(run):
+    """tcsd keeps its last TPM connection open; pyxl serves another client
+    meanwhile (swtpm would queue it behind tcsd's idle socket)."""
+    if run.backend == "swtpm":
+        pytest.skip("swtpm serves one connection at a time")
+    resp = transact(run.tpm.addr, getcap(0x1A), timeout=5)
+    assert rc_of(resp) == 0 and b"ETHZ" in resp
+
+
 def test_selftest(run):
     r = run.tool("tpm_selftest")
     assert r.rc == 0, str(r)

@@ -120,3 +120,13 @@ def test_bad_options(pyxl_cmd, tmp_path):
     p = subprocess.run(pyxl_cmd + ["tpm-serve", "--state", str(tmp_path / "s"), "--port", "0",
                                    "--vendor", "NOPE"], capture_output=True, text=True, timeout=30)
     assert p.returncode == 1 and "unknown --vendor NOPE" in p.stderr
+
+
+def test_locality_option_reaches_the_engine(start_serve):
+    """PCR 17 may be reset only from locality 4 (TPM_NOTLOCAL elsewhere)."""
+    reset17 = frame(0xC1, 0xC8, b"\x00\x03\x00\x00\x02")
+    s0 = start_serve()
+    assert rc_of(transact(s0.addr, reset17)) == 51              # TPM_NOTLOCAL
+    s4 = start_serve("--locality", "4")
+    assert rc_of(transact(s4.addr, reset17)) == 0
+    assert TPMClient(s4.addr).pcr_read(17) == bytes(20)
