@@ -148,7 +148,9 @@ def save_volatile(tpm) -> dict:
     return {
         "pcrs": [v.hex() for v in tpm.pcrs],
         "stclear": tpm.stclear.to_bytes().hex(),
-        "keys": [[h, _key_out(k)] for h, k in sorted(tpm.keys.items())],
+        # isVolatile keys are unloaded by TPM_Startup(ST_STATE), so not saved
+        "keys": [[h, _key_out(k)] for h, k in sorted(tpm.keys.items())
+                 if not k.blob.keyFlags & 0x4],
         "nv_stclear": [[i, a.pub.bReadSTClear, a.pub.bWriteSTClear]
                        for i, a in sorted(tpm.perm.nv.items())],
     }

@@ -107,7 +107,7 @@ class Session:
         pad = sha1(self.shared, odd if odd is not None else self.nonce_even)
         return bytes(a ^ b for a, b in zip(new_auth, pad))
 
-    def trailer(self, ordinal, hashed_params, secret=None, cont=True, nonce_odd=None):
+    def trailer(self, ordinal, hashed_params, secret=None, cont=False, nonce_odd=None):
         self.nonce_odd = nonce_odd or os.urandom(20)
         self.cont = 1 if cont else 0
         key = self.shared if self.kind == "osap" else secret
@@ -139,3 +139,70 @@ def auth1(tpm, ordinal, handles: bytes, params: bytes, secret, sess=None, cont=F
         return r, out
     assert r.tag == 0xC4 and len(r.raw) == 10
     return r, b""
+
+
+# ---------------------------------------------------------------- owner / keys
+
+from cryptography.hazmat.primitives import hashes  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
+
+from pyxl.tpm import structures as S  # noqa: E402
+
+OAEP_TCPA = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=b"TCPA")
+OWNER = b"O" * 20
+SRK = bytes(20)          # the well-known secret (tpm-tools -z)
+
+
+def parse_pubkey(b: bytes):
+    """TPM_PUBKEY -> (cryptography public key, bytes consumed)."""
+    alg, es, ss, psize = struct.unpack(">IHHI", b[:12])
+    klen = struct.unpack(">I", b[12 + psize:16 + psize])[0]
+    n = int.from_bytes(b[16 + psize:16 + psize + klen], "big")
+    return rsa.RSAPublicNumbers(65537, n).public_key(), 16 + psize + klen
+
+
+def read_pubek(tpm):
+    nonce = os.urandom(20)
+    r = run(tpm, 0xC1, 0x7C, nonce)
+    assert r.rc == 0, r
+    pub, used = parse_pubkey(r.body)
+    assert r.body[used:] == sha1(r.body[:used], nonce)
+    return pub
+
+
+def key_template(usage=0x0011, es=3, ss=1, bits=2048, flags=0, auth_usage=1, pcr_info=b"",
+                 key12=False):
+    parms = S.TPM_KEY_PARMS(1, es, ss, S.TPM_RSA_KEY_PARMS(bits, 2, b"").to_bytes())
+    cls = S.TPM_KEY12 if key12 else S.TPM_KEY
+    return cls(keyUsage=usage, keyFlags=flags, authDataUsage=auth_usage, algorithmParms=parms,
+               PCRInfo=pcr_info)
+
+
+def take_ownership(tpm, owner=OWNER, srk=SRK):
+    ek = read_pubek(tpm)
+    params = (u16(5) + u32(256) + ek.encrypt(owner, OAEP_TCPA) + u32(256)
+              + ek.encrypt(srk, OAEP_TCPA) + key_template().to_bytes())
+    r, out = auth1(tpm, 0x0D, b"", params, owner)
+    assert r.rc == 0, r
+    return S.TPM_KEY.from_bytes(out)
+
+
+def create_wrap_key(tpm, parent=0x40000000, parent_auth=SRK, usage_auth=b"k" * 20,
+                    template=None, entity=(0x0004, 0x40000000)):
+    template = template or key_template()
+    s = Session(tpm, "osap", entity[0], entity[1], parent_auth)
+    params = s.enc_auth(usage_auth)
+    tr_odd = os.urandom(20)
+    params += s.enc_auth(bytes(20), odd=tr_odd) + template.to_bytes()
+    tr = s.trailer(0x1F, params, nonce_odd=tr_odd, cont=False)
+    r = run(tpm, 0xC2, 0x1F, u32(parent) + params + tr)
+    assert r.rc == 0, r
+    out = r.body[:-41]
+    s.check_response(0x1F, r, out, r.body[-41:])
+    return out
+
+
+def load_key2(tpm, blob: bytes, parent=0x40000000, parent_auth=SRK):
+    r, out = auth1(tpm, 0x41, u32(parent), blob, parent_auth, out_skip=4)
+    assert r.rc == 0, r
+    return struct.unpack(">I", out[:4])[0]

@@ -47,6 +47,8 @@ GC_PCR = frame(0xC1, 0x65, u32(5) + u32(4) + u32(0x101))
     (frame(0xC1, 0x65), RC.TPM_BAD_PARAM_SIZE),
     (frame(0xC1, 0x65, u32(5) + u32(100) + u32(0x101)), RC.TPM_BAD_PARAM_SIZE),
     (frame(0xC1, 0x65, u32(5) + u32(4) + u32(0x101) + b"\xaa" * 8), RC.TPM_BAD_PARAM_SIZE),
+    (frame(0xC1, 0x5B), RC.TPM_NOSRK),             # OwnerClear, tag C1, unowned
+    (frame(0xC2, 0x0D, u16(5)), RC.TPM_BAD_PARAM_SIZE),
     (frame(0xC1, 0x14, u32(10) + bytes(10)), RC.TPM_BAD_PARAM_SIZE),
     (frame(0xC1, 0x46, u32(4) + bytes(4097 - 14)), RC.TPM_BAD_PARAM_SIZE),
     (GC_PCR * 2, RC.TPM_BAD_PARAM_SIZE),

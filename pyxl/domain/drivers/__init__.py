@@ -1,0 +1,1 @@
+"""Split-driver plumbing shared by frontends and backends (xenbus, tpmif)."""

@@ -1,0 +1,114 @@
+"""The tpmif v2 shared page (xen/include/public/io/tpmif.h, since Apr 2013).
+
+    struct tpmif_shared_page {
+        uint32_t length;         /* request/response length in bytes */
+        uint8_t  state;          /* enum tpmif_state */
+        uint8_t  locality;       /* for the current request */
+        uint8_t  pad;            /* should be zero */
+        uint8_t  nr_extra_pages; /* extra pages for long packets; may be zero */
+        uint32_t extra_pages[0]; /* grant IDs; length is actually nr_extra_pages */
+    };
+
+Packet data follows the struct and its extra_pages array: offset
+8 + 4 * nr_extra_pages (= 8; the header comment's "offset 16" is not what any
+implementation does). Little-endian, as on x86. The frontend only sets
+SUBMIT and CANCEL, the backend only IDLE and FINISH. Data and length are
+written before state, and the state change is what the other end acts on
+after the event channel fires.
+"""
+
+from __future__ import annotations
+
+import struct
+
+TPMIF_STATE_IDLE = 0
+TPMIF_STATE_SUBMIT = 1
+TPMIF_STATE_FINISH = 2
+TPMIF_STATE_CANCEL = 3
+
+PAGE_SIZE = 4096
+HEADER = struct.Struct("<IBBBB")
+DATA_OFFSET = HEADER.size          # 8
+MAX_PACKET = PAGE_SIZE - DATA_OFFSET
+
+_STATE_AT = 4
+_LOCALITY_AT = 5
+_EXTRA_AT = 7
+
+
+class TpmifError(ValueError):
+    """The shared page holds something a driver must refuse (bad length)."""
+
+
+class SharedPage:
+    """Accessors over a 4096-byte buffer (a granted Page or a Mapping's buf)."""
+
+    def __init__(self, buf):
+        if len(buf) < PAGE_SIZE:
+            raise ValueError("tpmif shared page must be 4096 bytes")
+        self.buf = buf
+
+    # header fields
+    @property
+    def length(self) -> int:
+        return HEADER.unpack_from(self.buf)[0]
+
+    @property
+    def state(self) -> int:
+        return self.buf[_STATE_AT]
+
+    @state.setter
+    def state(self, value: int) -> None:
+        self.buf[_STATE_AT] = value
+
+    @property
+    def locality(self) -> int:
+        return self.buf[_LOCALITY_AT]
+
+    @property
+    def nr_extra_pages(self) -> int:
+        return self.buf[_EXTRA_AT]
+
+    @property
+    def data_offset(self) -> int:
+        return DATA_OFFSET + 4 * self.nr_extra_pages
+
+    def init(self) -> None:
+        """What the frontend does after allocating the page: all zero = IDLE."""
+        self.buf[:DATA_OFFSET] = bytes(DATA_OFFSET)
+
+    def _put(self, data: bytes, state: int, locality: int | None) -> None:
+        off = self.data_offset
+        if len(data) > PAGE_SIZE - off:
+            raise TpmifError(f"packet of {len(data)} bytes does not fit the shared page")
+        self.buf[off:off + len(data)] = data
+        struct.pack_into("<I", self.buf, 0, len(data))
+        if locality is not None:
+            self.buf[_LOCALITY_AT] = locality
+        self.state = state          # last: the other end acts on the state
+
+    def _get(self) -> bytes:
+        off, n = self.data_offset, self.length
+        if n > PAGE_SIZE - off:
+            raise TpmifError(f"length {n} exceeds the shared page")
+        return bytes(self.buf[off:off + n])
+
+    # frontend side
+    def submit(self, request: bytes, locality: int = 0) -> None:
+        self._put(request, TPMIF_STATE_SUBMIT, locality)
+
+    def cancel(self) -> None:
+        self.state = TPMIF_STATE_CANCEL
+
+    def response(self) -> bytes:
+        return self._get()
+
+    # backend side
+    def request(self) -> tuple[bytes, int]:
+        return self._get(), self.locality
+
+    def finish(self, response: bytes) -> None:
+        self._put(response, TPMIF_STATE_FINISH, None)
+
+    def idle(self) -> None:
+        self.state = TPMIF_STATE_IDLE

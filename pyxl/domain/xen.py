@@ -1,0 +1,365 @@
+"""`XenInterface`: a domain's hypercalls and xenbus, over its one socket to
+the hypervisor services (pyxl/hypervisor/wire.py describes the frames).
+
+    xen = XenInterface.from_env()          # PYXL_XEN_FD set by the toolstack
+    xen.domid                               # told by the hypervisor, not chosen
+    xen.write("device/vtpm/0/state", "3")   # relative to /local/domain/<domid>
+    xen.watch("backend/vtpm", "be"); xen.read_watch(timeout=1.0)
+    page = xen.alloc_page(); ref = xen.grant_access(page, backend_domid)
+    port = xen.evtchn_alloc_unbound(backend_domid); xen.evtchn_notify(port)
+    m = xen.map_grant(frontend_domid, ref); m.buf[0:4]
+    xen.evtchn_wait(timeout=1.0); xen.console_write(b"hello\\n")
+
+Calls are synchronous and thread-safe; a background thread reads the socket
+and sorts what arrives into replies, watch events, pending event channel
+ports and console input, so several threads of one domain (a shell and a
+driver, say) can wait on different things at once. Errors come back as
+`XenError` (an OSError with the errno the hypervisor returned).
+
+Imports only the standard library's basics: domain processes are small.
+"""
+
+from __future__ import annotations
+
+import _socket
+import errno as _errno
+import mmap
+import os
+import threading
+
+from pyxl.hypervisor import wire
+
+PAGE_SIZE = 4096
+DOMID_SELF = 0x7FF0
+ENV_FD = "PYXL_XEN_FD"
+
+
+class XenError(OSError):
+    """A hypercall or xenstore operation failed; `.name` is the errno name."""
+
+    def __init__(self, name: str, message: str = ""):
+        err = getattr(_errno, name, _errno.EINVAL)
+        super().__init__(err, message or name)
+        self.name = name
+
+
+class Page:
+    """One page of this domain's memory that can be granted: a 4096-byte
+    memfd mapped shared; `buf` is a writable memoryview of it."""
+
+    def __init__(self):
+        self.fd = os.memfd_create("pyxl-page", os.MFD_CLOEXEC)
+        os.ftruncate(self.fd, PAGE_SIZE)
+        self.mmap = mmap.mmap(self.fd, PAGE_SIZE, mmap.MAP_SHARED,
+                              mmap.PROT_READ | mmap.PROT_WRITE)
+        self.buf = memoryview(self.mmap)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self.buf.release()
+            self.mmap.close()
+            os.close(self.fd)
+            self.fd = -1
+
+
+class Mapping:
+    """A foreign page mapped into this domain (map_grant)."""
+
+    def __init__(self, domid: int, ref: int, fd: int, readonly: bool):
+        self.domid, self.ref, self.readonly = domid, ref, readonly
+        prot = mmap.PROT_READ if readonly else mmap.PROT_READ | mmap.PROT_WRITE
+        try:
+            self.mmap = mmap.mmap(fd, PAGE_SIZE, mmap.MAP_SHARED, prot)
+        finally:
+            os.close(fd)
+        self.buf = memoryview(self.mmap)
+
+    def close(self) -> None:
+        if self.mmap is not None:
+            self.buf.release()
+            self.mmap.close()
+            self.mmap = None
+
+
+class XenInterface:
+    def __init__(self, sock):
+        """`sock`: this domain's connected socket (socket.socket or _socket.socket)."""
+        self.sock = sock
+        self._lock = threading.Lock()          # request ids, send
+        self._cond = threading.Condition()
+        self._next_id = 1
+        self._replies: dict[int, wire.Frame] = {}
+        self._watch_events: list[tuple[str, str]] = []
+        self._pending: list[int] = []            # ports, in arrival order
+        self._console_in = bytearray()
+        self.closed = False
+        self._reader = threading.Thread(target=self._read_loop, daemon=True, name="xen-rx")
+        self._reader.start()
+        version, domid = self._call(wire.HELLO, [wire.WIRE_VERSION])
+        self.domid = int(domid)
+        self.home = f"/local/domain/{self.domid}"
+
+    @classmethod
+    def from_fd(cls, fd: int) -> "XenInterface":
+        return cls(_socket.socket(fileno=fd))
+
+    @classmethod
+    def from_env(cls) -> "XenInterface":
+        fd = os.environ.get(ENV_FD)
+        if not fd:
+            raise RuntimeError(f"{ENV_FD} is not set: this process was not started as a domain")
+        return cls.from_fd(int(fd))
+
+    # -- plumbing --------------------------------------------------------
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                try:
+                    f = wire.recv_frame(self.sock)
+                except (OSError, wire.WireError):
+                    break
+                if f is None:
+                    break
+                with self._cond:
+                    if f.req_id:
+                        self._replies[f.req_id] = f
+                    elif f.op == wire.XS_WATCH_EVENT and len(f.args) == 2:
+                        ev = (f.args[0].decode(), f.args[1].decode())
+                        if ev not in self._watch_events:   # xenstored coalesces too
+                            self._watch_events.append(ev)
+                    elif f.op == wire.EVTCHN_EVENT:
+                        port = int(f.args[0])
+                        if port not in self._pending:
+                            self._pending.append(port)
+                    elif f.op == wire.CONSOLE_INPUT:
+                        self._console_in += f.args[0]
+                    else:
+                        for fd in f.fds:
+                            os.close(fd)
+                    self._cond.notify_all()
+        finally:
+            with self._cond:
+                self.closed = True
+                self._cond.notify_all()
+
+    def _call(self, op: int, args=(), tx: int = 0, fds=()) -> list[bytes]:
+        return self._call_frame(op, args, tx, fds).args
+
+    def _call_frame(self, op: int, args=(), tx: int = 0, fds=()) -> wire.Frame:
+        with self._lock:
+            req = self._next_id
+            self._next_id = (req % 0xFFFFFFFF) + 1
+            if self.closed:
+                raise XenError("EPIPE", "hypervisor connection closed")
+            try:
+                wire.send_frame(self.sock, wire.Frame(op, args, req_id=req, tx_id=tx, fds=fds))
+            except OSError as exc:
+                raise XenError("EPIPE", f"hypervisor connection: {exc}") from None
+        with self._cond:
+            self._cond.wait_for(lambda: req in self._replies or self.closed)
+            reply = self._replies.pop(req, None)
+        if reply is None:
+            raise XenError("EPIPE", "hypervisor connection closed")
+        if reply.op == wire.XS_ERROR:
+            for fd in reply.fds:
+                os.close(fd)
+            name = reply.args[0].decode() if reply.args else "EINVAL"
+            msg = reply.args[1].decode(errors="replace") if len(reply.args) > 1 else name
+            raise XenError(name, msg)
+        return reply
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(_socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._reader.join(2.0)
+        self.sock.close()
+
+    # -- xenstore --------------------------------------------------------
+    def read(self, path: str, tx: int = 0) -> bytes:
+        return self._call(wire.XS_READ, [path], tx)[0]
+
+    def read_str(self, path: str, tx: int = 0, default: str | None = None) -> str | None:
+        """read() decoded; `default` instead of ENOENT when given."""
+        try:
+            return self.read(path, tx).decode()
+        except XenError as e:
+            if default is not None and e.errno == _errno.ENOENT:
+                return default
+            raise
+
+    def exists(self, path: str, tx: int = 0) -> bool:
+        try:
+            self.read(path, tx)
+            return True
+        except XenError as e:
+            if e.errno == _errno.ENOENT:
+                return False
+            raise
+
+    def write(self, path: str, value, tx: int = 0) -> None:
+        self._call(wire.XS_WRITE, [path, value if isinstance(value, (bytes, bytearray))
+                                   else str(value).encode()], tx)
+
+    def mkdir(self, path: str, tx: int = 0) -> None:
+        self._call(wire.XS_MKDIR, [path], tx)
+
+    def rm(self, path: str, tx: int = 0) -> None:
+        self._call(wire.XS_RM, [path], tx)
+
+    def directory(self, path: str, tx: int = 0) -> list[str]:
+        return [a.decode() for a in self._call(wire.XS_DIRECTORY, [path], tx)]
+
+    def get_perms(self, path: str, tx: int = 0) -> list[str]:
+        return [a.decode() for a in self._call(wire.XS_GET_PERMS, [path], tx)]
+
+    def set_perms(self, path: str, perms: list[str], tx: int = 0) -> None:
+        self._call(wire.XS_SET_PERMS, [path, *[str(p) for p in perms]], tx)
+
+    def get_domain_path(self, domid: int) -> str:
+        return self._call(wire.XS_GET_DOMAIN_PATH, [domid])[0].decode()
+
+    def watch(self, path: str, token: str) -> None:
+        self._call(wire.XS_WATCH, [path, token])
+
+    def unwatch(self, path: str, token: str) -> None:
+        self._call(wire.XS_UNWATCH, [path, token])
+        with self._cond:
+            self._watch_events = [e for e in self._watch_events if e[1] != token]
+
+    def read_watch(self, timeout: float | None = None,
+                   token: str | None = None) -> tuple[str, str] | None:
+        """The next (path, token) watch event -- only `token`'s if given --
+        or None after `timeout` seconds (or if the connection closed)."""
+        def find():
+            for i, e in enumerate(self._watch_events):
+                if token is None or e[1] == token:
+                    return i
+            return None
+        with self._cond:
+            self._cond.wait_for(lambda: find() is not None or self.closed, timeout)
+            i = find()
+            return None if i is None else self._watch_events.pop(i)
+
+    def transaction_start(self) -> int:
+        return int(self._call(wire.XS_TRANSACTION_START)[0])
+
+    def transaction_end(self, tx: int, commit: bool = True) -> None:
+        self._call(wire.XS_TRANSACTION_END, ["T" if commit else "F"], tx)
+
+    def transaction(self, fn, retries: int = 16):
+        """Run fn(tx) in a transaction, retrying on EAGAIN; returns fn's value."""
+        for _ in range(retries):
+            tx = self.transaction_start()
+            try:
+                result = fn(tx)
+            except BaseException:
+                try:
+                    self.transaction_end(tx, False)
+                except XenError:
+                    pass
+                raise
+            try:
+                self.transaction_end(tx, True)
+                return result
+            except XenError as e:
+                if e.errno != _errno.EAGAIN:
+                    raise
+        raise XenError("EAGAIN", "transaction kept conflicting")
+
+    # -- event channels --------------------------------------------------
+    def evtchn_alloc_unbound(self, remote_dom: int, dom: int = DOMID_SELF) -> int:
+        return int(self._call(wire.EVTCHN_ALLOC_UNBOUND, [dom, remote_dom])[0])
+
+    def evtchn_bind_interdomain(self, remote_dom: int, remote_port: int) -> int:
+        return int(self._call(wire.EVTCHN_BIND_INTERDOMAIN, [remote_dom, remote_port])[0])
+
+    def evtchn_notify(self, port: int) -> None:
+        self._call(wire.EVTCHN_SEND, [port])
+
+    def evtchn_close(self, port: int) -> None:
+        self._call(wire.EVTCHN_CLOSE, [port])
+        with self._cond:
+            if port in self._pending:
+                self._pending.remove(port)
+
+    def evtchn_status(self, port: int, dom: int = DOMID_SELF) -> dict:
+        status, rdom, rport = (a.decode() for a in self._call(wire.EVTCHN_STATUS, [dom, port]))
+        out: dict = {"status": status}
+        if rdom:
+            out["dom"] = int(rdom)
+        if rport:
+            out["port"] = int(rport)
+        return out
+
+    def evtchn_wait(self, ports=None, timeout: float | None = None) -> int | None:
+        """Wait until one of `ports` (any port if None) is pending, clear it
+        and return it; None on timeout (or if the connection closed)."""
+        want = None if ports is None else ({ports} if isinstance(ports, int) else set(ports))
+
+        def find():
+            for p in self._pending:
+                if want is None or p in want:
+                    return p
+            return None
+        with self._cond:
+            self._cond.wait_for(lambda: find() is not None or self.closed, timeout)
+            p = find()
+            if p is not None:
+                self._pending.remove(p)
+            return p
+
+    def evtchn_pending(self, port: int) -> bool:
+        with self._cond:
+            return port in self._pending
+
+    # -- grant tables ----------------------------------------------------
+    def alloc_page(self) -> Page:
+        return Page()
+
+    def grant_access(self, page: Page, domid: int, readonly: bool = False) -> int:
+        return int(self._call(wire.GNT_GRANT, [domid, int(bool(readonly))], fds=[page.fd])[0])
+
+    def end_access(self, ref: int) -> None:
+        self._call(wire.GNT_END_ACCESS, [ref])
+
+    def map_grant(self, domid: int, ref: int, readonly: bool = False) -> Mapping:
+        reply = self._call_frame(wire.GNT_MAP, [domid, ref, int(bool(readonly))])
+        if len(reply.fds) != 1:
+            for fd in reply.fds:
+                os.close(fd)
+            raise XenError("EIO", "map_grant reply without a page")
+        return Mapping(domid, ref, reply.fds[0], readonly)
+
+    def unmap_grant(self, mapping: Mapping) -> None:
+        mapping.close()
+        self._call(wire.GNT_UNMAP, [mapping.domid, mapping.ref])
+
+    # -- console ---------------------------------------------------------
+    def console_write(self, data) -> None:
+        """Console output (one-way; never waits for the daemon to log it)."""
+        if isinstance(data, str):
+            data = data.encode()
+        with self._lock:
+            if self.closed:
+                return
+            for i in range(0, len(data), wire.CONSOLE_CHUNK):
+                try:
+                    wire.send_frame(self.sock, wire.Frame(
+                        wire.CONSOLE_WRITE, [data[i:i + wire.CONSOLE_CHUNK]],
+                        flags=wire.FLAG_ONEWAY))
+                except OSError:
+                    return
+
+    def console_read(self, timeout: float | None = None) -> bytes | None:
+        """Console input typed at the domain; None on timeout, b"" once the
+        connection is closed."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._console_in or self.closed, timeout)
+            if not self._console_in:
+                return b"" if self.closed else None
+            out = bytes(self._console_in)
+            self._console_in.clear()
+            return out
+

@@ -1,0 +1,150 @@
+"""Per-domain consoles, as xenconsoled keeps them.
+
+Output from the domain is appended to the domain's log file (when the
+caller gives one, like xenconsoled's --log=guest) and either handed to the
+attached readers or, while nobody is attached, kept in a bounded backlog
+(oldest bytes dropped, as xenconsoled's buffer limit does) that the next
+reader receives first. Nothing here ever blocks the writer: a domain that
+floods its console costs bounded memory and a log file that grows, and
+slow readers lose their oldest unread bytes rather than stall the domain.
+
+Input goes the other way through `send_input`, which the hypervisor wires
+to the domain's connection (kept, bounded, until the domain connects).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Callable
+
+DEFAULT_LIMIT = 64 * 1024
+
+
+class _Bounded:
+    """Bytes kept up to `limit`, oldest dropped; counts what was dropped."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.data = bytearray()
+        self.dropped = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.data += chunk
+        excess = len(self.data) - self.limit
+        if excess > 0:
+            del self.data[:excess]
+            self.dropped += excess
+
+    def take(self) -> bytes:
+        out = bytes(self.data)
+        self.data.clear()
+        return out
+
+
+class ConsoleReader:
+    """One attached client (`pyxl console`). `read(timeout)` returns the next
+    bytes, None on timeout, b"" once the console is closed (domain gone)."""
+
+    def __init__(self, console: "Console", backlog: bytes):
+        self._console = console
+        self._buf = _Bounded(console.limit)
+        self._buf.add(backlog)
+        self.closed = False
+
+    def read(self, timeout: float | None = None) -> bytes | None:
+        cond = self._console._cond
+        with cond:
+            if not cond.wait_for(lambda: self._buf.data or self.closed or self._console.closed,
+                                 timeout):
+                return None
+            return self._buf.take()
+
+    @property
+    def dropped(self) -> int:
+        return self._buf.dropped
+
+    def write(self, data: bytes) -> None:
+        """Keyboard input for the domain."""
+        self._console.send_input(data)
+
+    def detach(self) -> None:
+        with self._console._cond:
+            self.closed = True
+            if self in self._console._readers:
+                self._console._readers.remove(self)
+            self._console._cond.notify_all()
+
+
+class Console:
+    def __init__(self, domid: int, log_path: str | None = None, limit: int = DEFAULT_LIMIT):
+        self.domid = domid
+        self.limit = limit
+        self._cond = threading.Condition()
+        self._backlog = _Bounded(limit)
+        self._readers: list[ConsoleReader] = []
+        self._log = None
+        self._log_path = log_path
+        self._input_sink: Callable[[bytes], bool] | None = None
+        self._pending_input = _Bounded(limit)
+        self.closed = False
+        if log_path:
+            os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+            self._log = open(log_path, "ab", buffering=0)
+
+    # -- from the domain -----------------------------------------------
+    def output(self, data: bytes) -> None:
+        if not data:
+            return
+        with self._cond:
+            if self.closed:
+                return
+            if self._log is not None:
+                try:
+                    self._log.write(data)
+                except OSError:
+                    pass  # a full disk must not take the console down
+            if self._readers:
+                for r in self._readers:
+                    r._buf.add(data)
+            else:
+                self._backlog.add(data)
+            self._cond.notify_all()
+
+    # -- readers -------------------------------------------------------
+    def attach(self) -> ConsoleReader:
+        with self._cond:
+            reader = ConsoleReader(self, self._backlog.take())
+            self._readers.append(reader)
+            self._cond.notify_all()
+            return reader
+
+    @property
+    def backlog(self) -> bytes:
+        with self._cond:
+            return bytes(self._backlog.data)
+
+    # -- input to the domain -------------------------------------------
+    def set_input_sink(self, sink: Callable[[bytes], bool] | None) -> None:
+        """`sink(data) -> bool` delivers input to the domain (False = not now)."""
+        with self._cond:
+            self._input_sink = sink
+            if sink is not None and self._pending_input.data:
+                if sink(bytes(self._pending_input.data)):
+                    self._pending_input.take()
+
+    def send_input(self, data: bytes) -> None:
+        with self._cond:
+            if self.closed or not data:
+                return
+            if self._input_sink is None or not self._input_sink(bytes(data)):
+                self._pending_input.add(bytes(data))
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._input_sink = None
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+            self._cond.notify_all()

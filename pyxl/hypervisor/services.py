@@ -1,0 +1,483 @@
+"""`Hypervisor`: what Xen, xenstored and xenconsoled provide, in one object
+that the daemon embeds.
+
+Threads, not asyncio: each attached domain connection gets a reader thread
+(requests are handled in it, so one slow or flooding domain only delays
+itself) and a writer thread (replies and pushed events are queued and sent
+from there, so the daemon never blocks on a domain that stops reading).
+Shared state is guarded by each service's own lock; pushes into a
+connection's queue never block: watch events and event-channel
+notifications pending for the same target are coalesced, as xenstored drops
+duplicate events and Xen's pending bit coalesces notifications, and watch
+events beyond a bound are dropped; only a domain's own replies apply
+back-pressure, to that domain's reader.
+
+Embedding (the toolstack's daemon):
+
+    hv = Hypervisor()                       # dom0 is domain 0, privileged
+    hv.domain_created(domid, name="vm", console_log="/.../guest-vm.log")
+    sock = hv.connect_domain(domid)         # the domain process's end
+    child = subprocess.Popen([...], pass_fds=[sock.fileno()],
+                             env={..., "PYXL_XEN_FD": str(sock.fileno())})
+    sock.close()                            # the daemon keeps its own end
+    ...
+    xs = hv.xs()                            # dom0's xenstore, in-process
+    reader = hv.console(domid).attach()     # `pyxl console`
+    hv.domain_destroyed(domid)              # revoke, unbind, @releaseDomain
+
+Inside the domain process: `pyxl.domain.xen.XenInterface.from_env()`.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno as _errno
+import os
+import socket
+import threading
+from typing import Callable
+
+from . import wire
+from .console import Console
+from .evtchn import EventChannels
+from .grant import GrantTables
+from .xenstore import QueueSink, Quotas, XenStore, XsConnection
+
+# How many frames may wait in one connection's queue.
+REPLY_QUEUE_LIMIT = 256        # replies: the domain's reader waits (back-pressure)
+EVENT_QUEUE_LIMIT = 1024       # watch events beyond this are dropped
+
+
+def _errname(exc: BaseException) -> bytes:
+    err = getattr(exc, "errno", None) or _errno.EINVAL
+    return _errno.errorcode.get(err, "EINVAL").encode()
+
+
+class DomainConnection:
+    """The hypervisor's end of one domain's socket."""
+
+    def __init__(self, hv: "Hypervisor", sock: socket.socket, domid: int):
+        self.hv = hv
+        self.sock = sock
+        self.domid = domid
+        self._cond = threading.Condition()
+        self._queue: collections.deque[wire.Frame] = collections.deque()
+        self._replies = 0
+        self._events = 0
+        self._pending_ports: set[int] = set()
+        self._pending_watch: set[tuple[str, str]] = set()
+        self._sending = False          # the writer thread is sending outside the lock
+        self.closed = False
+        self.xs: XsConnection = hv.xenstore.connect(domid, self._watch_event)
+        self._reader = threading.Thread(target=self._read_loop, daemon=True,
+                                        name=f"hv-dom{domid}-rx")
+        self._writer = threading.Thread(target=self._write_loop, daemon=True,
+                                        name=f"hv-dom{domid}-tx")
+
+    def start(self) -> None:
+        self._reader.start()
+        self._writer.start()
+
+    # -- outgoing --------------------------------------------------------
+    def _push(self, frame: wire.Frame) -> bool:
+        """Send now if nothing is queued ahead and the socket has room (the
+        common case: no thread hand-off), else queue for the writer thread.
+        Called with self._cond held; never blocks. True if sent now."""
+        if not self._queue and not self._sending:
+            try:
+                wire.send_frame(self.sock, frame, nowait=True)
+            except BlockingIOError:
+                pass
+            except OSError:
+                for fd in frame.fds:
+                    os.close(fd)
+                self._cond.notify_all()
+                return True      # the reader will see the broken socket and close
+            else:
+                for fd in frame.fds:
+                    os.close(fd)
+                return True
+        self._queue.append(frame)
+        self._cond.notify_all()
+        return False
+
+    def _watch_event(self, path: str, token: str) -> None:
+        with self._cond:
+            if self.closed or (path, token) in self._pending_watch:
+                return
+            if self._events >= EVENT_QUEUE_LIMIT:
+                return
+            if not self._push(wire.Frame(wire.XS_WATCH_EVENT, [path, token])):
+                self._pending_watch.add((path, token))
+                self._events += 1
+
+    def evtchn_event(self, port: int) -> None:
+        with self._cond:
+            if self.closed or port in self._pending_ports:
+                return
+            if not self._push(wire.Frame(wire.EVTCHN_EVENT, [port])):
+                self._pending_ports.add(port)
+                self._events += 1
+
+    def console_input(self, data: bytes) -> bool:
+        with self._cond:
+            if self.closed:
+                return False
+            if self._events >= EVENT_QUEUE_LIMIT:
+                return False
+            for i in range(0, len(data), wire.CONSOLE_CHUNK):
+                if not self._push(wire.Frame(wire.CONSOLE_INPUT,
+                                             [data[i:i + wire.CONSOLE_CHUNK]])):
+                    self._events += 1
+            return True
+
+    def _reply(self, frame: wire.Frame) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self.closed or self._replies < REPLY_QUEUE_LIMIT)
+            if self.closed:
+                for fd in frame.fds:
+                    os.close(fd)
+                return
+            if not self._push(frame):
+                self._replies += 1
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._cond:
+                self._sending = False
+                self._cond.notify_all()
+                self._cond.wait_for(lambda: self._queue or self.closed)
+                if self.closed and not self._queue:
+                    return
+                frame = self._queue.popleft()
+                self._sending = True
+                if frame.req_id:
+                    self._replies -= 1
+                else:
+                    self._events -= 1
+                    if frame.op == wire.EVTCHN_EVENT:
+                        self._pending_ports.discard(int(frame.args[0]))
+                    elif frame.op == wire.XS_WATCH_EVENT:
+                        self._pending_watch.discard((frame.args[0].decode(),
+                                                     frame.args[1].decode()))
+                self._cond.notify_all()
+            try:
+                if not self.closed:
+                    wire.send_frame(self.sock, frame)
+            except OSError:
+                self.close()
+            finally:
+                for fd in frame.fds:
+                    os.close(fd)
+
+    # -- incoming --------------------------------------------------------
+    def _read_loop(self) -> None:
+        try:
+            while not self.closed:
+                try:
+                    frame = wire.recv_frame(self.sock)
+                except (OSError, wire.WireError):
+                    break
+                if frame is None:
+                    break
+                self._handle(frame)
+        finally:
+            self.close()
+
+    def _handle(self, frame: wire.Frame) -> None:
+        try:
+            result, fds = self.hv._dispatch(self, frame)
+        except (OSError, wire.WireError) as exc:
+            for fd in frame.fds:
+                os.close(fd)
+            if frame.req_id and not frame.flags & wire.FLAG_ONEWAY:
+                msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                self._reply(wire.Frame(wire.XS_ERROR, [_errname(exc), msg],
+                                       req_id=frame.req_id, tx_id=frame.tx_id))
+            return
+        for fd in frame.fds:            # descriptors we were given were dup'ed if kept
+            os.close(fd)
+        if frame.req_id and not frame.flags & wire.FLAG_ONEWAY:
+            self._reply(wire.Frame(frame.op, result, req_id=frame.req_id,
+                                   tx_id=frame.tx_id, fds=fds))
+        else:
+            for fd in fds:
+                os.close(fd)
+
+    def close(self) -> None:
+        with self._cond:
+            if self.closed:
+                return
+            self.closed = True
+            self._cond.notify_all()
+        self.xs.close()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.hv._connection_closed(self)
+
+    def join(self, timeout: float | None = None) -> None:
+        for t in (self._reader, self._writer):
+            if t.is_alive() and t is not threading.current_thread():
+                t.join(timeout)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class _Domain:
+    def __init__(self, domid: int, name: str | None, console: Console):
+        self.domid = domid
+        self.name = name
+        self.console = console
+        self.conn: DomainConnection | None = None
+
+
+class Hypervisor:
+    """Owns xenstore, event channels, grant tables and consoles.
+
+    `on_disconnect(domid)` (optional) is called when a domain's connection
+    ends without `domain_destroyed` (the domain process died or closed it).
+    """
+
+    def __init__(self, *, quotas: Quotas = Quotas(), console_limit: int = 64 * 1024,
+                 dom0_home: bool = True,
+                 on_disconnect: Callable[[int], None] | None = None):
+        self.xenstore = XenStore(quotas)
+        self.evtchn = EventChannels(self._deliver_evtchn)
+        self.grants = GrantTables()
+        self.lock = threading.RLock()
+        self._domains: dict[int, _Domain] = {}
+        self._dom0_sinks: list[Callable[[int], None]] = []
+        self._console_limit = console_limit
+        self.on_disconnect = on_disconnect
+        self._dom0_xs = self.xenstore.connect(0)
+        self.domain_created(0, name="Domain-0", home=dom0_home)
+
+    # -- domain lifecycle -------------------------------------------------
+    def domain_created(self, domid: int, *, name: str | None = None,
+                       console_log: str | None = None, home: bool = True) -> None:
+        """Register a new domain with every service (XS_INTRODUCE and co).
+
+        With home=True the domain's xenstore home is laid out as libxl does
+        (libxl__domain_make): /local/domain/<domid> owned by dom0 and
+        readable by the domain; device/ and control/ likewise; data/,
+        drivers/, feature/, attr/, error/ and control/shutdown owned by the
+        domain; `name` and `domid` written when known.
+        """
+        with self.lock:
+            if domid in self._domains:
+                raise OSError(_errno.EEXIST, f"domain {domid} exists")
+            console = Console(domid, console_log, self._console_limit)
+            self._domains[domid] = _Domain(domid, name, console)
+            self.evtchn.add_domain(domid)
+            self.grants.add_domain(domid)
+        if home:
+            self._make_home(domid, name)
+        self.xenstore.introduce(domid)
+
+    def _make_home(self, domid: int, name: str | None) -> None:
+        xs = self._dom0_xs
+        home = f"/local/domain/{domid}"
+        ro = ["n0", f"r{domid}"] if domid else ["n0"]
+        rw = [f"n{domid}"]
+        while True:
+            tx = xs.transaction_start()
+            try:
+                xs.mkdir(home, tx)
+                xs.set_perms(home, ro, tx)
+                for sub in ("device", "control"):
+                    xs.mkdir(f"{home}/{sub}", tx)
+                    xs.set_perms(f"{home}/{sub}", ro, tx)
+                for sub in ("control/shutdown", "data", "drivers", "feature", "attr", "error"):
+                    xs.mkdir(f"{home}/{sub}", tx)
+                    xs.set_perms(f"{home}/{sub}", rw, tx)
+                if name is not None:
+                    xs.write(f"{home}/name", name, tx)
+                xs.write(f"{home}/domid", str(domid), tx)
+                xs.transaction_end(tx, True)
+                return
+            except OSError as exc:
+                if exc.errno != _errno.EAGAIN:
+                    try:
+                        xs.transaction_end(tx, False)
+                    except OSError:
+                        pass
+                    raise
+
+    def domain_destroyed(self, domid: int, *, remove_home: bool = True) -> None:
+        """Tear a domain down in every service: close its connection, close
+        its event channels (peers become unbound), revoke its grants and
+        release its mappings, close its console, drop its xenstore home
+        (as libxl does) and fire @releaseDomain."""
+        with self.lock:
+            dom = self._domains.pop(domid, None)
+        if dom is None:
+            return
+        if dom.conn is not None:
+            dom.conn.close()
+            dom.conn.join(2.0)
+        self.evtchn.remove_domain(domid)
+        self.grants.remove_domain(domid)
+        dom.console.close()
+        if remove_home:
+            try:
+                self._dom0_xs.rm(f"/local/domain/{domid}")
+            except OSError:
+                pass
+        self.xenstore.release(domid)
+
+    def domains(self) -> list[int]:
+        with self.lock:
+            return sorted(self._domains)
+
+    # -- connections -----------------------------------------------------
+    def connect_domain(self, domid: int) -> socket.socket:
+        """Make the socket pair for a domain, attach our end, and return the
+        domain's end (close-on-exec: hand it on with pass_fds)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.attach(ours, domid)
+        except Exception:
+            ours.close()
+            theirs.close()
+            raise
+        return theirs
+
+    def attach(self, sock: socket.socket, domid: int) -> DomainConnection:
+        """Serve `sock` as domain `domid` (threads; returns at once). A domain
+        has at most one connection; attaching again replaces the old one."""
+        with self.lock:
+            dom = self._domains.get(domid)
+            if dom is None:
+                raise OSError(_errno.ESRCH, f"no domain {domid}")
+            old = dom.conn
+            conn = DomainConnection(self, sock, domid)
+            dom.conn = conn
+        if old is not None:
+            old.close()
+        dom.console.set_input_sink(conn.console_input)
+        conn.start()
+        return conn
+
+    def _connection_closed(self, conn: DomainConnection) -> None:
+        with self.lock:
+            dom = self._domains.get(conn.domid)
+            current = dom is not None and dom.conn is conn
+            if current:
+                dom.conn = None
+                dom.console.set_input_sink(None)
+        if current and self.on_disconnect is not None:
+            self.on_disconnect(conn.domid)
+
+    def close(self) -> None:
+        """Stop serving every domain (the daemon is shutting down)."""
+        with self.lock:
+            conns = [d.conn for d in self._domains.values() if d.conn is not None]
+        for c in conns:
+            c.close()
+            c.join(2.0)
+
+    # -- dom0, in-process ------------------------------------------------
+    def xs(self, sink: Callable[[str, str], None] | None = None) -> XsConnection:
+        """A dom0 (privileged) xenstore connection for the toolstack. Pass a
+        non-blocking `sink(path, token)` for watches, or use `QueueSink()`."""
+        return self.xenstore.connect(0, sink if sink is not None else QueueSink())
+
+    def console(self, domid: int) -> Console:
+        with self.lock:
+            dom = self._domains.get(domid)
+            if dom is None:
+                raise OSError(_errno.ESRCH, f"no domain {domid}")
+            return dom.console
+
+    def add_dom0_evtchn_sink(self, sink: Callable[[int], None]) -> None:
+        """Receive dom0's event channel notifications (port) in-process."""
+        self._dom0_sinks.append(sink)
+
+    def _deliver_evtchn(self, domid: int, port: int) -> None:
+        if domid == 0:
+            for s in self._dom0_sinks:
+                s(port)
+        dom = self._domains.get(domid)
+        if dom is not None and dom.conn is not None:
+            dom.conn.evtchn_event(port)
+
+    # -- requests from a domain -------------------------------------------
+    def _dispatch(self, conn: DomainConnection, f: wire.Frame) -> tuple[list, list[int]]:
+        domid, xs, op = conn.domid, conn.xs, f.op
+        if op == wire.HELLO:
+            if f.int(0) != wire.WIRE_VERSION:
+                raise OSError(_errno.EPROTO, f"wire version {f.int(0)} not supported "
+                              f"(hypervisor speaks {wire.WIRE_VERSION})")
+            return [wire.WIRE_VERSION, domid], []
+        if op == wire.XS_READ:
+            return [xs.read(f.str(0), f.tx_id)], []
+        if op == wire.XS_WRITE:
+            if len(f.args) != 2:
+                raise wire.WireError("write needs path and value")
+            xs.write(f.str(0), f.args[1], f.tx_id)
+            return [], []
+        if op == wire.XS_MKDIR:
+            xs.mkdir(f.str(0), f.tx_id)
+            return [], []
+        if op == wire.XS_RM:
+            xs.rm(f.str(0), f.tx_id)
+            return [], []
+        if op == wire.XS_DIRECTORY:
+            return xs.directory(f.str(0), f.tx_id), []
+        if op == wire.XS_GET_PERMS:
+            return [str(p) for p in xs.get_perms(f.str(0), f.tx_id)], []
+        if op == wire.XS_SET_PERMS:
+            xs.set_perms(f.str(0), [a.decode("ascii", "replace") for a in f.args[1:]], f.tx_id)
+            return [], []
+        if op == wire.XS_WATCH:
+            xs.watch(f.str(0), f.str(1))
+            return [], []
+        if op == wire.XS_UNWATCH:
+            xs.unwatch(f.str(0), f.str(1))
+            return [], []
+        if op == wire.XS_TRANSACTION_START:
+            return [xs.transaction_start()], []
+        if op == wire.XS_TRANSACTION_END:
+            commit = f.str(0)
+            if commit not in ("T", "F"):
+                raise OSError(_errno.EINVAL, "transaction end takes T or F")
+            xs.transaction_end(f.tx_id, commit == "T")
+            return [], []
+        if op == wire.XS_GET_DOMAIN_PATH:
+            return [xs.get_domain_path(f.int(0))], []
+        if op == wire.EVTCHN_ALLOC_UNBOUND:
+            return [self.evtchn.alloc_unbound(domid, f.int(0), f.int(1))], []
+        if op == wire.EVTCHN_BIND_INTERDOMAIN:
+            return [self.evtchn.bind_interdomain(domid, f.int(0), f.int(1))], []
+        if op == wire.EVTCHN_SEND:
+            self.evtchn.send(domid, f.int(0))
+            return [], []
+        if op == wire.EVTCHN_CLOSE:
+            self.evtchn.close(domid, f.int(0))
+            return [], []
+        if op == wire.EVTCHN_STATUS:
+            st = self.evtchn.status(domid, f.int(0), f.int(1))
+            return [st["status"], st.get("dom", ""), st.get("port", "")], []
+        if op == wire.GNT_GRANT:
+            if len(f.fds) != 1:
+                raise OSError(_errno.EINVAL, "grant needs exactly one page descriptor")
+            return [self.grants.grant(domid, f.fds[0], f.int(0), bool(f.int(1)))], []
+        if op == wire.GNT_END_ACCESS:
+            self.grants.end_access(domid, f.int(0))
+            return [], []
+        if op == wire.GNT_MAP:
+            fd = self.grants.map(domid, f.int(0), f.int(1), bool(f.int(2)))
+            return [], [fd]
+        if op == wire.GNT_UNMAP:
+            self.grants.unmap(domid, f.int(0), f.int(1))
+            return [], []
+        if op == wire.CONSOLE_WRITE:
+            dom = self._domains.get(domid)
+            if dom is not None and f.args:
+                dom.console.output(f.args[0])
+            return [], []
+        raise OSError(_errno.ENOSYS, f"unknown operation {op:#x}")

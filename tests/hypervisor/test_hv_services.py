@@ -1,0 +1,255 @@
+"""Hypervisor + XenInterface over real sockets (domains as threads here; the
+integration test runs them as processes)."""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import threading
+import time
+
+import pytest
+
+from pyxl.domain.xen import XenError, XenInterface
+from pyxl.hypervisor import wire
+from pyxl.hypervisor.services import EVENT_QUEUE_LIMIT, Hypervisor
+from pyxl.hypervisor.xenstore import QueueSink, Quotas
+
+
+@pytest.fixture
+def hv():
+    disconnected = []
+    h = Hypervisor(on_disconnect=disconnected.append)
+    h.disconnected = disconnected
+    for d in (1, 2, 3):
+        h.domain_created(d, name=f"dom{d}")
+    yield h
+    h.close()
+
+
+def xen(hv, domid):
+    return XenInterface(hv.connect_domain(domid))
+
+
+def fails(fn, *a, **kw) -> str:
+    with pytest.raises(XenError) as ei:
+        fn(*a, **kw)
+    return ei.value.name
+
+
+def test_domid_comes_from_the_socket_and_home_is_libxl_like(hv):
+    x1, x2 = xen(hv, 1), xen(hv, 2)
+    assert (x1.domid, x2.domid) == (1, 2)
+    assert x1.read("name") == b"dom1"
+    assert x1.get_perms(x1.home) == ["n0", "r1"]
+    assert x1.get_perms("data") == ["n1"]
+    x1.write("data/x", "1")
+    assert fails(x1.write, "name", "evil") == "EACCES"
+    assert fails(x2.read, "/local/domain/1/data/x") == "EACCES"
+    assert fails(x2.write, "/local/domain/1/data/y", "1") == "EACCES"
+    assert fails(x1.read, "data/missing") == "ENOENT"
+
+
+def test_watches_are_pushed_with_relative_paths(hv):
+    x1 = xen(hv, 1)
+    dom0 = hv.xs()
+    x1.watch("data", "tok")
+    assert x1.read_watch(2) == ("data", "tok")
+    dom0.write("/local/domain/1/data/k", "v")
+    assert x1.read_watch(2) == ("data/k", "tok")
+    assert x1.read_watch(0.05) is None
+    x1.unwatch("data", "tok")
+    assert fails(x1.unwatch, "data", "tok") == "ENOENT"
+
+
+def test_transactions_over_the_wire_conflict_and_retry(hv):
+    x1 = xen(hv, 1)
+    dom0 = hv.xs()
+    x1.write("data/n", "0")
+    tx = x1.transaction_start()
+    assert x1.read("data/n", tx) == b"0"
+    dom0.write("/local/domain/1/data/n", "5")
+    x1.write("data/n", "1", tx)
+    assert fails(x1.transaction_end, tx) == "EAGAIN"
+    assert x1.read("data/n") == b"5"
+    tries = []
+
+    def bump(tx):
+        v = int(x1.read("data/n", tx))
+        if not tries:
+            dom0.write("/local/domain/1/data/n", str(v + 10))   # first attempt loses
+        tries.append(v)
+        x1.write("data/n", str(v + 1), tx)
+    x1.transaction(bump)
+    assert len(tries) == 2 and x1.read("data/n") == b"16"
+    assert fails(x1.read, "data/n", 12345) == "ENOENT"
+
+
+def test_event_channels_over_the_wire(hv):
+    x1, x2 = xen(hv, 1), xen(hv, 2)
+    p1 = x1.evtchn_alloc_unbound(2)
+    assert fails(xen(hv, 3).evtchn_bind_interdomain, 1, p1) == "EINVAL"
+    p2 = x2.evtchn_bind_interdomain(1, p1)
+    assert x2.evtchn_wait(p2, 1) == p2         # pending set by the bind
+    assert x2.evtchn_wait(p2, 0.05) is None
+    for _ in range(5):
+        x1.evtchn_notify(p1)
+    assert x2.evtchn_wait(p2, 1) == p2         # notifications coalesce
+    x2.evtchn_notify(p2)
+    assert x1.evtchn_wait(timeout=1) == p1
+    assert x1.evtchn_status(p1) == {"status": "interdomain", "dom": 2, "port": p2}
+    x2.evtchn_close(p2)
+    assert x1.evtchn_status(p1) == {"status": "unbound", "dom": 2}
+    assert fails(x1.evtchn_alloc_unbound, 2, dom=2) == "EPERM"
+
+
+def test_grants_share_memory_only_with_the_named_domain(hv):
+    x1, x2, x3 = xen(hv, 1), xen(hv, 2), xen(hv, 3)
+    page = x1.alloc_page()
+    page.buf[0:4] = b"ping"
+    ref = x1.grant_access(page, 2)
+    assert fails(x3.map_grant, 1, ref) == "EPERM"
+    m = x2.map_grant(1, ref)
+    assert bytes(m.buf[0:4]) == b"ping"
+    m.buf[4:8] = b"pong"
+    assert bytes(page.buf[4:8]) == b"pong"
+    assert fails(x1.end_access, ref) == "EBUSY"
+    x2.unmap_grant(m)
+    x1.end_access(ref)
+    assert fails(x2.map_grant, 1, ref) == "EINVAL"
+
+
+def test_read_only_grant_maps_read_only(hv):
+    x1, x2 = xen(hv, 1), xen(hv, 2)
+    page = x1.alloc_page()
+    ref = x1.grant_access(page, 2, readonly=True)
+    assert fails(x2.map_grant, 1, ref) == "EPERM"
+    m = x2.map_grant(1, ref, readonly=True)
+    page.buf[0] = 42
+    assert m.buf[0] == 42
+    with pytest.raises(TypeError):
+        m.buf[0] = 1
+    assert m.mmap.closed is False
+    with pytest.raises(TypeError):
+        m.mmap.write(b"x")
+
+
+def test_console_output_input_and_log(hv, tmp_path):
+    log = tmp_path / "guest-dom4.log"
+    hv.domain_created(4, console_log=str(log))
+    x4 = xen(hv, 4)
+    x4.console_write("hello from 4\n")
+    reader = None
+    deadline = time.monotonic() + 2
+    while hv.console(4).backlog != b"hello from 4\n" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    reader = hv.console(4).attach()
+    assert reader.read(1) == b"hello from 4\n"
+    reader.write(b"root\n")
+    assert x4.console_read(2) == b"root\n"
+    assert log.read_bytes() == b"hello from 4\n"
+
+
+def test_domain_destroyed_cleans_up_everywhere(hv):
+    x1, x2 = xen(hv, 1), xen(hv, 2)
+    sink = QueueSink()
+    dom0 = hv.xs(sink)
+    dom0.watch("@releaseDomain", "rel")
+    sink.wait(1)
+    p1 = x1.evtchn_alloc_unbound(2)
+    p2 = x2.evtchn_bind_interdomain(1, p1)
+    page = x1.alloc_page()
+    ref = x1.grant_access(page, 2)
+    page2 = x2.alloc_page()
+    ref2 = x2.grant_access(page2, 1)
+    x1.map_grant(2, ref2)
+    hv.domain_destroyed(1)
+    assert sink.wait(2) == ("@releaseDomain", "rel")
+    assert x2.evtchn_status(p2) == {"status": "unbound", "dom": 1}
+    assert fails(x2.map_grant, 1, ref) == "ESRCH"
+    x2.end_access(ref2)                          # domain 1's mapping was released
+    with pytest.raises(OSError) as ei:
+        dom0.read("/local/domain/1")
+    assert ei.value.errno == errno.ENOENT
+    deadline = time.monotonic() + 2
+    while not x1.closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert x1.closed
+    assert fails(x1.read, "name") == "EPIPE"
+    assert hv.domains() == [0, 2, 3]
+    assert hv.disconnected == []                 # destroy is not a disconnect
+
+
+def test_hostile_frames_drop_only_that_connection(hv):
+    sock = hv.connect_domain(3)
+    x1 = xen(hv, 1)
+    sock.send(b"\x00\x01junk")
+    deadline = time.monotonic() + 2
+    while 3 not in hv.disconnected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert hv.disconnected == [3]
+    assert x1.read("name") == b"dom1"
+    sock.close()
+
+
+def test_unknown_operation_and_version_mismatch(hv):
+    x1 = xen(hv, 1)
+    assert fails(x1._call, 0x7777) == "ENOSYS"
+    assert fails(x1._call, wire.HELLO, [99]) == "EPROTO"
+    with pytest.raises(OSError):
+        hv.connect_domain(42)
+
+
+def test_a_domain_that_never_reads_cannot_stall_the_daemon(hv):
+    sock = hv.connect_domain(3)          # raw: registers a watch, never reads
+    wire.send_frame(sock, wire.Frame(wire.XS_WATCH, ["data", "t"], req_id=1))
+    dom0 = hv.xs()
+    x1 = xen(hv, 1)
+    start = time.monotonic()
+    for i in range(3000):
+        dom0.write(f"/local/domain/3/data/n{i}", "x" * 1000)
+    assert time.monotonic() - start < 10
+    assert hv._domains[3].conn._events <= EVENT_QUEUE_LIMIT    # bounded, rest dropped
+    t0 = time.monotonic()
+    assert x1.read("name") == b"dom1"
+    assert time.monotonic() - t0 < 1
+    sock.close()
+
+
+def test_a_console_flood_does_not_delay_other_domains(hv):
+    x1, x2 = xen(hv, 1), xen(hv, 2)
+    stop = threading.Event()
+
+    def flood():
+        chunk = b"y" * 60000
+        while not stop.is_set():
+            x1.console_write(chunk)
+    t = threading.Thread(target=flood, daemon=True)
+    t.start()
+    try:
+        deadline = time.monotonic() + 2
+        while len(hv.console(1).backlog) < 60000 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        worst = 0.0
+        for _ in range(50):
+            t0 = time.monotonic()
+            x2.read("name")
+            worst = max(worst, time.monotonic() - t0)
+        assert worst < 1.0
+        assert len(hv.console(1).backlog) <= 64 * 1024
+    finally:
+        stop.set()
+        t.join(5)
+
+
+def test_node_quota_holds_over_the_wire():
+    h = Hypervisor(quotas=Quotas(nodes=20))
+    try:
+        h.domain_created(5)
+        x5 = XenInterface(h.connect_domain(5))
+        with pytest.raises(XenError) as ei:
+            for i in range(100):
+                x5.write(f"data/n{i}", "x")
+        assert ei.value.errno == errno.ENOSPC
+    finally:
+        h.close()
