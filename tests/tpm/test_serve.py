@@ -32,7 +32,6 @@ def test_ready_line_names_the_chosen_port(start_serve, tmp_path):
     assert rc_of(resp) == 0 and b"ETHZ" in resp
 
 
-@pytest.mark.xfail(strict=False, reason="engine lacks TPM_ReadPubek, TPM_TakeOwnership")
 def test_state_survives_sigterm_and_sigkill(start_serve, tmp_path):
     state = tmp_path / "st"
     s = start_serve(state=state)
