@@ -119,6 +119,10 @@ def test_bad_options(pyxl_cmd, tmp_path):
     p = subprocess.run(pyxl_cmd + ["tpm-serve", "--state", str(tmp_path / "s"), "--port", "0",
                                    "--vendor", "NOPE"], capture_output=True, text=True, timeout=30)
     assert p.returncode == 1 and "unknown --vendor NOPE" in p.stderr
+    p = subprocess.run(pyxl_cmd + ["tpm-serve", "--state", str(tmp_path / "s"), "--port", "0",
+                                   "--startup", "state"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1 and "TPM_Startup(state) failed" in p.stderr   # nothing was saved
+    assert not (tmp_path / "s" / "tpm-state").exists()
 
 
 def test_locality_option_reaches_the_engine(start_serve):
