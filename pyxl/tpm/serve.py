@@ -571,7 +571,8 @@ def resolve_identity(vendor: str):
             known.setdefault(key.rstrip("\0").upper(), obj)
     if vendor.upper() in known:
         return known[vendor.upper()]
-    raise ServeError("unknown --vendor %s (known: %s)" % (vendor, ", ".join(sorted(known)) or "none"))
+    raise ServeError("unknown --vendor %s (known: %s)"
+                     % (vendor, ", ".join(sorted(known)) or "none"))
 
 
 def open_engine(opts: Options, state: StateDir, log: Callable[[str], None]):

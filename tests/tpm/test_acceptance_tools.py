@@ -62,9 +62,6 @@ def run(request, tmp_path_factory, pyxl_cmd):
         need_peer("swtpm")
         tpm = Swtpm(work / "swtpm").start()
     else:
-        import importlib.util
-        if importlib.util.find_spec("pyxl.tpm.engine") is None:
-            pytest.xfail("the TPM engine (pyxl/tpm/engine.py) is not merged yet")
         tpm = PyxlServe(pyxl_cmd, work / "state").start()
     try:
         tcsd = Tcsd(work / "tcsd", "127.0.0.1", tpm.port).start()

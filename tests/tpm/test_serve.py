@@ -4,7 +4,6 @@ across restarts (clean or killed), TPM_SaveState on SIGTERM, --startup /
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -15,12 +14,6 @@ from tpm.client import TPMClient, TPMError
 from tpm.fixtures import frame, getcap, rc_of, transact
 
 TPM_INVALID_POSTINIT = 38
-
-
-@pytest.fixture(autouse=True)
-def _engine():
-    if importlib.util.find_spec("pyxl.tpm.engine") is None:
-        pytest.xfail("the TPM engine (pyxl/tpm/engine.py) is not merged yet")
 
 
 def test_ready_line_names_the_chosen_port(start_serve, tmp_path):
@@ -120,7 +113,8 @@ def test_bad_options(pyxl_cmd, tmp_path):
                                    "--vendor", "NOPE"], capture_output=True, text=True, timeout=30)
     assert p.returncode == 1 and "unknown --vendor NOPE" in p.stderr
     p = subprocess.run(pyxl_cmd + ["tpm-serve", "--state", str(tmp_path / "s"), "--port", "0",
-                                   "--startup", "state"], capture_output=True, text=True, timeout=30)
+                                   "--startup", "state"],
+                       capture_output=True, text=True, timeout=30)
     assert p.returncode == 1 and "TPM_Startup(state) failed" in p.stderr   # nothing was saved
     assert not (tmp_path / "s" / "tpm-state").exists()
 
