@@ -563,12 +563,10 @@ def resolve_identity(vendor: str):
         raise ServeError("the TPM engine is not available in this build (%s)" % e)
 
     known = {}
-    for name in dir(ident):
+    for name in dir(ident):      # every Identity the engine defines, by its vendor ID
         obj = getattr(ident, name)
-        vid = getattr(obj, "vendor", None) or getattr(obj, "vendor_id", None)
-        if name.isupper() and vid is not None:
-            key = vid.decode("latin-1") if isinstance(vid, bytes) else str(vid)
-            known.setdefault(key.rstrip("\0").upper(), obj)
+        if isinstance(obj, ident.Identity):
+            known.setdefault(obj.vendor_id.decode("latin-1").rstrip("\0 ").upper(), obj)
     if vendor.upper() in known:
         return known[vendor.upper()]
     raise ServeError("unknown --vendor %s (known: %s)"

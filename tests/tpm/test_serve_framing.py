@@ -445,3 +445,15 @@ def test_framer_never_loses_or_invents_bytes(chunks):
         assert 0 < len(d) <= 4096
         if kind == "command":
             assert int.from_bytes(d[2:6], "big") == len(d)
+
+
+def test_too_many_connections_closes_the_longest_idle(server):
+    idle = [connect(server) for _ in range(serve.MAX_CONNECTIONS + 6)]
+    with connect(server) as s:                      # still served
+        assert ask(s, GETCAP)[0] == ok_response(GETCAP)
+    idle[0].settimeout(2)
+    assert idle[0].recv(10) == b""                  # the oldest were closed
+    idle[-1].sendall(GETCAP)                        # the newest still work
+    assert read_response(idle[-1], 5)[0] == ok_response(GETCAP)
+    for s in idle:
+        s.close()
