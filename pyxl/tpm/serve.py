@@ -592,10 +592,21 @@ def open_engine(opts: Options, state: StateDir, log: Callable[[str], None]):
             raise ServeError("cannot load %s: %s (left untouched)" % (state.state_path, e))
         fresh = False
     try:
-        tpm.power_on("none" if opts.startup is None else opts.startup)
+        rc = tpm.power_on("none" if opts.startup is None else opts.startup)
     except Exception as e:   # TPM_Startup refused, e.g. ST_STATE with nothing saved
         raise ServeError("power-on with TPM_Startup(%s) failed: %s" % (opts.startup, e))
+    if rc:                   # the engine reports TPM_Startup's return code
+        raise ServeError("power-on with TPM_Startup(%s) failed: %s"
+                         % (opts.startup, _rc_name(rc)))
     return tpm, fresh
+
+
+def _rc_name(rc: int) -> str:
+    try:
+        from pyxl.tpm import constants
+        return "%s (%d)" % (constants.rc_name(rc), rc)
+    except Exception:
+        return "return code %d" % rc
 
 
 def run(opts: Options, engine_factory=open_engine) -> int:
