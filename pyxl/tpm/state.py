@@ -81,6 +81,9 @@ def state_dict(tpm) -> dict:
             "srk": _key_out(p.srk),
             "nv": [{"pub": a.pub.to_bytes().hex(), "auth": a.auth.hex(), "data": bytes(a.data).hex()}
                    for _, a in sorted(p.nv.items())],
+            "counters": [[i, c.label.hex(), c.value, c.auth.hex()]
+                         for i, c in sorted(p.counters.items())],
+            "counter_floor": p.counter_floor,
             "auth_fail_count": p.auth_fail_count,
         },
         "saved": tpm.saved,
@@ -129,6 +132,11 @@ def load_state(tpm, blob: bytes) -> None:
             if len(data) != pub.dataSize:
                 raise ValueError("NV area size mismatch")
             p.nv[pub.nvIndex] = NVArea(pub, _b(a["auth"], 20), data)
+        from .engine import Counter
+        p.counters = {}
+        for i, label, value, auth in pd["counters"]:
+            p.counters[int(i)] = Counter(_b(label, 4), int(value), _b(auth, 20))
+        p.counter_floor = int(pd["counter_floor"])
         p.auth_fail_count = int(pd["auth_fail_count"])
         saved = d["saved"]
         if saved is not None:
