@@ -171,11 +171,8 @@ def test_domain_destroyed_cleans_up_everywhere(hv):
     with pytest.raises(OSError) as ei:
         dom0.read("/local/domain/1")
     assert ei.value.errno == errno.ENOENT
-    deadline = time.monotonic() + 2
-    while not x1.closed and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert fails(x1.read, "name") == "EPIPE"            # the socket was shut down
     assert x1.closed
-    assert fails(x1.read, "name") == "EPIPE"
     assert hv.domains() == [0, 2, 3]
     assert hv.disconnected == []                 # destroy is not a disconnect
 
