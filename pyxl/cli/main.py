@@ -103,6 +103,9 @@ def run_command(cmd: table.Command, args: list[str]) -> int:
     if wants_help(args):  # xl's def_getopt: -h prints the command's help, exit 0
         print_help(cmd.name)
         return 0
+    rc = run_fast(cmd, args)
+    if rc is not None:
+        return rc
     try:
         click_cmd = build_click(cmd)
     except ImportError as e:
@@ -128,6 +131,28 @@ def run_command(cmd: table.Command, args: list[str]) -> int:
     if isinstance(rc, int):
         return rc
     return 0
+
+
+def run_fast(cmd: table.Command, args: list[str]) -> int | None:
+    """Plain command lines skip click/pydantic (pyxl.cli.fastargs); None = use typer."""
+    try:
+        handler = load_handler(cmd)
+    except ImportError:
+        return None
+    from pyxl.cli import fastargs
+
+    kwargs = fastargs.parse(handler, args)
+    if kwargs is None:
+        return None
+    try:
+        rc = handler(**kwargs)
+    except BrokenPipeError:
+        return 0
+    except Exception as e:
+        if "Exit" in {k.__name__ for k in type(e).__mro__}:
+            return e.exit_code
+        raise
+    return rc if isinstance(rc, int) else 0
 
 
 def parse_globals(argv: list[str]) -> list[str] | int:

@@ -1,0 +1,42 @@
+"""Small helpers shared by the toolstack's command handlers (xl's xl_utils.c)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def need_args(cmd: str, args: list | None, n: int) -> bool:
+    """def_getopt's check: "'xl CMD' requires at least N argument(s)." + help, exit 2."""
+    if len(args or []) >= n:
+        return True
+    from pyxl.cli.main import print_help
+
+    print("'pyxl %s' requires at least %d argument%s.\n" % (cmd, n, "s" if n > 1 else ""),
+          file=sys.stderr)
+    print_help(cmd)
+    return False
+
+
+def call(op: str, **args):
+    from pyxl.toolstack.client import call as _call
+
+    return _call(op, **args)
+
+
+def faults(fn):
+    """Run a handler body; a Fault prints xl's text and becomes the exit status."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        from pyxl.toolstack.errors import Fault
+
+        try:
+            rc = fn(*a, **kw)
+        except Fault as f:
+            return f.report()
+        except BrokenPipeError:
+            return 0
+        return rc or 0
+
+    return wrapper

@@ -1,0 +1,37 @@
+"""`pyxl tpm-serve`: the TPM 1.2 engine alone, as a raw command socket that
+TrouSerS' `tcsd -e` (TCSD_TCP_DEVICE_PORT) or any swtpm client can use."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+
+def tpm_serve(
+    state: Annotated[str, typer.Option(
+        "--state", metavar="DIR",
+        help="State directory (created; kept across restarts, locked while served)")],
+    port: Annotated[Optional[int], typer.Option(
+        "--port", "-p", metavar="PORT",
+        help="TCP port (0: any free port, printed in the ready line; "
+             "default 6545, tcsd's, unless --unix is given)")] = None,
+    unix: Annotated[Optional[str], typer.Option(
+        "--unix", metavar="PATH", help="Also (or only) listen on this Unix socket")] = None,
+    host: Annotated[str, typer.Option(
+        "--host", metavar="ADDR", help="Address to listen on")] = "127.0.0.1",
+    startup: Annotated[str, typer.Option(
+        "--startup", metavar="TYPE",
+        help="TPM_Startup type sent at power-on: clear, state or deactivated")] = "clear",
+    no_startup: Annotated[bool, typer.Option(
+        "--no-startup", help="Power on without TPM_Startup (the client must send it)")] = False,
+    vendor: Annotated[str, typer.Option(
+        "--vendor", metavar="ID", help="TPM identity (ETHZ: the Xen vTPM's)")] = "ETHZ",
+    locality: Annotated[int, typer.Option(
+        "--locality", metavar="N", help="Locality the commands are executed at")] = 0,
+) -> int:
+    from pyxl.tpm.serve import Options, run
+
+    return run(Options(state_dir=state, port=port, unix=unix, host=host,
+                       startup=None if no_startup else startup.lower(),
+                       vendor=vendor, locality=locality))

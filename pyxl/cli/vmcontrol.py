@@ -1,0 +1,136 @@
+"""`pyxl destroy | shutdown | reboot | pause | unpause | rename` (xl_vmcontrol.c, xl_misc.c)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from pyxl.cli._common import call, faults, need_args
+
+Dom = Annotated[Optional[str], typer.Argument(metavar="Domain", show_default=False)]
+
+
+@faults
+def destroy(
+    force: Annotated[bool, typer.Option("-f", help="Permit destroying domain 0, which will only succeed "
+                                        "when run from disaggregated toolstack domain with a "
+                                        "hardware domain distinct from domain 0.")] = False,
+    domain: Dom = None,
+):
+    if not need_args("destroy", [domain] if domain else [], 1):
+        return 2
+    call("destroy", dom=domain, force=force)
+    return 0
+
+
+def _shutdown_or_reboot(reboot: bool, all_: bool, wait: bool, fallback: bool,
+                        domain: Optional[str]) -> int:
+    from pyxl.toolstack.client import Client
+    from pyxl.toolstack.errors import Fault
+
+    verb = "Rebooting" if reboot else "Shutting down"
+    if not domain and not all_:
+        print("You must specify -a or a domain id.\n", file=sys.stderr)
+        return 1
+    with Client().connect() as c:
+        if all_:
+            doms = [d for d in c.call("list") if d["domid"] != 0]
+            ids = []
+            for d in doms:
+                print("%s domain %d" % (verb, d["domid"]), file=sys.stderr)
+                c.call("shutdown", dom=str(d["domid"]), reboot=reboot)
+                ids.append(d["domid"])
+        else:
+            try:
+                found = c.call("list", dom=domain)
+            except Fault as f:
+                if f.name != "NO_SUCH_DOMID":
+                    raise
+                # find_domain accepts any number; libxl then fails on it
+                print("%s domain %s" % (verb, domain), file=sys.stderr)
+                print("%s failed (rc=-21)" % ("reboot" if reboot else "shutdown"), file=sys.stderr)
+                return 1
+            domid = found[0]["domid"]
+            print("%s domain %d" % (verb, domid), file=sys.stderr)
+            c.call("shutdown", dom=str(domid), reboot=reboot)
+            ids = [domid]
+        if wait:
+            print("Waiting for %d domains" % len(ids), file=sys.stderr)
+            for domid in ids:
+                while True:
+                    ev = c.call("wait", domid=domid, timeout=3600)
+                    if ev["event"] == "shutdown":
+                        print("Domain %d has been shut down, reason code %d" % (domid, ev["reason"]),
+                              file=sys.stderr)
+                        break
+                    if ev["event"] == "destroyed":
+                        print("Domain %d has been destroyed" % domid, file=sys.stderr)
+                        break
+    return 0
+
+
+All = Annotated[bool, typer.Option("-a", "--all", help="Shutdown all guest domains.")]
+Fallback = Annotated[bool, typer.Option("-F", help="Fallback to ACPI power event for HVM guests with "
+                                        "no PV drivers.")]
+
+
+@faults
+def shutdown(all_: All = False,
+             wait: Annotated[bool, typer.Option("-w", "--wait", help="Wait for guest(s) to shutdown.")] = False,
+             fallback: Fallback = False, domain: Dom = None):
+    return _shutdown_or_reboot(False, all_, wait, fallback, domain)
+
+
+@faults
+def reboot(all_: All = False,
+           wait: Annotated[bool, typer.Option("-w", "--wait", help="Wait for guest(s) to reboot.")] = False,
+           fallback: Fallback = False, domain: Dom = None):
+    return _shutdown_or_reboot(True, all_, wait, fallback, domain)
+
+
+@faults
+def pause(domain: Dom = None):
+    if not need_args("pause", [domain] if domain else [], 1):
+        return 2
+    from pyxl.toolstack.errors import Fault
+
+    try:
+        call("pause", dom=domain)
+    except Fault as f:
+        if f.name != "NO_SUCH_DOMID":   # xl ignores libxl_domain_pause's result
+            raise
+    return 0
+
+
+@faults
+def unpause(domain: Dom = None):
+    if not need_args("unpause", [domain] if domain else [], 1):
+        return 2
+    from pyxl.toolstack.errors import Fault
+
+    try:
+        call("unpause", dom=domain)
+    except Fault as f:
+        if f.name != "NO_SUCH_DOMID":
+            raise
+    return 0
+
+
+@faults
+def rename(domain: Dom = None,
+           new_name: Annotated[Optional[str], typer.Argument(metavar="NewDomainName",
+                                                             show_default=False)] = None):
+    if not need_args("rename", [a for a in (domain, new_name) if a], 2):
+        return 2
+    from pyxl.toolstack.errors import Fault
+
+    try:
+        call("rename", dom=domain, name=new_name)
+    except Fault as f:
+        if f.name == "NO_SUCH_DOMID":
+            print("Can't rename domain '%s'." % domain, file=sys.stderr)
+            return 1
+        raise
+    return 0

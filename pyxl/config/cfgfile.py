@@ -1,0 +1,885 @@
+"""libxlu's config-file layer: bytes -> settings, with xl 4.17's exact errors.
+
+Xen's xl reads a domain config with libxlu (tools/libs/util/libxlu_cfg*):
+a flex scanner, a Bison LALR(1) parser and a handful of typed getters.  This
+module reproduces that layer, quirks included, because scripts and users see
+its messages verbatim.
+
+Stages (each usable on its own):
+
+  scan(data)                -> Token stream        flex's rules, error states
+  parse_tree(data, path)    -> Tree                Bison's automaton + recovery
+  parse(data, path, warn)   -> XluConfig           settings, `+=`, getters
+
+The parse tables come from grammar/xl.cfg.lark (package data): Lark computes
+the LALR(1) automaton, then Bison's policy is applied on top of it (default
+reductions, which states read a lookahead, which tokens an error message
+lists) so that errors name exactly the tokens xl names.  The tables are
+computed once and cached as JSON in the user's cache directory, so a normal
+run never imports Lark (start-up latency is benchmarked).
+
+Values stay bytes-faithful: strings are decoded as UTF-8 with
+surrogateescape, so arbitrary bytes round-trip through .encode("utf-8",
+"surrogateescape"); messages use the same decoding.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import marshal
+import os
+import re
+import sys
+import zlib
+from typing import Callable, Iterator, NamedTuple
+
+__all__ = [
+    "ConfigParseError", "ConfigReadError", "XluConfig", "XluList", "XluString",
+    "Token", "Tree", "parse", "parse_tree", "read_config", "read_config_data",
+    "scan", "grammar_text", "parse_tables", "strtol",
+]
+
+Warn = Callable[[str], None]
+
+LONG_MIN = -(1 << 63)
+LONG_MAX = (1 << 63) - 1
+YYMAXDEPTH = 10000          # Bison's stack limit in libxlu's generated parser
+
+PYTHON_WARNING = [
+    "warning: Config file looks like it contains Python code.",
+    "warning:  Arbitrary Python is no longer supported.",
+    "warning:  See https://wiki.xen.org/wiki/PythonInXlConfig",
+]
+
+
+def _text(b: bytes) -> str:
+    return b.decode("utf-8", "surrogateescape")
+
+
+def _stderr(line: str) -> None:
+    sys.stderr.buffer.write(line.encode("utf-8", "surrogateescape") + b"\n")
+    sys.stderr.flush()
+
+
+# --------------------------------------------------------------------------
+# errors
+
+class ConfigParseError(Exception):
+    """The config was rejected.  .lines are xl's stderr lines for it, without
+    the caller's "Failed to parse config: Invalid argument".  .exit_code is
+    None for an ordinary rejection (xl then exits 1); 134 when real xl dies
+    on an assertion (a NUL byte inside a quoted string) -- .lines then end
+    with xl's assertion message and xl prints nothing more."""
+
+    def __init__(self, lines: list[str], exit_code: int | None = None):
+        super().__init__("\n".join(lines))
+        self.lines = lines
+        self.exit_code = exit_code
+
+
+class ConfigReadError(Exception):
+    """The config file could not be read (xl create exits 3, before printing
+    "Parsing config from ...")."""
+
+    def __init__(self, lines: list[str], exit_code: int = 3):
+        super().__init__("\n".join(lines))
+        self.lines = lines
+        self.exit_code = exit_code
+
+
+class _Abort(Exception):
+    """A libxlu assert() fired."""
+
+
+# --------------------------------------------------------------------------
+# stage 1: the scanner (libxlu_cfg_l.l)
+
+class Token(NamedTuple):
+    type: str        # IDENT NUMBER STRING NEWLINE EQUALS PLUS_EQUALS SEMICOLON
+                     # COMMA LSQB RSQB $END
+    text: bytes      # flex's yytext for the token
+    line: int        # Bison location first_line (NEWLINE: its own line)
+    value: object    # IDENT/NUMBER: str; STRING: dequoted str (None after an error)
+
+
+# Tokens of the INITIAL start condition.  flex takes the longest match; the
+# alternatives below never compete for the same length except where the
+# earlier flex rule is listed first, so Python's first-match gives the same
+# result.  A comment is a NEWLINE token that includes its newline.
+_TOKEN_RE = re.compile(rb"""
+    (?P<ws>[ \t]+)
+  | (?P<IDENT>[a-z][._0-9a-z]*)
+  | (?P<NUMBER>[0-9][0-9a-fx]*)
+  | (?P<NEWLINE>\n|\#[^\n]*\n)
+  | (?P<STRING>"(?:[^"\\\n]|\\[^\n])*"|'(?:[^'\\\n]|\\[^\n])*')
+  | (?P<PLUS_EQUALS>\+=)
+  | (?P<EQUALS>=) | (?P<SEMICOLON>;) | (?P<COMMA>,) | (?P<LSQB>\[) | (?P<RSQB>\])
+  | (?P<python>[+\-.():])
+  | (?P<bad>[^\n])
+""", re.X | re.S)
+# The `lexerr` start condition: the rest of the non-blank run, with its
+# newline if the run reaches one.
+_LEXERR_RE = re.compile(rb"[^ \t\n]*\n?")
+_STRTOUL_RE = re.compile(rb"[ \t\n\v\f\r]*[+-]?[0-9]+")
+
+
+def _dequote_bytes(src: bytes) -> tuple[bytes, str | None]:
+    """xlu__cfgl_dequote on a C string (the token up to its first NUL).
+    Returns (value, error message or None); raises _Abort where libxlu's
+    asserts fire."""
+    n = len(src)
+    if not (n >= 2 and src[0] == src[-1]):
+        raise _Abort("xl: libxlu_cfg.c:607: xlu__cfgl_dequote: "
+                     "Assertion `len>=2 && src[0]==src[len-1]' failed.")
+    if 0x5c not in src:
+        return src[1:-1], None
+    out = bytearray()
+    p, end = 1, n - 1
+    simple = {0x22: 0x22, 0x27: 0x27, 0x5c: 0x5c, 0x61: 7, 0x62: 8, 0x66: 12,
+              0x6e: 10, 0x72: 13, 0x74: 9, 0x76: 11}
+    while p < end:
+        c = src[p]
+        p += 1
+        if c != 0x5c:
+            out.append(c)
+            continue
+        if not p < end:
+            raise _Abort("xl: libxlu_cfg.c:619: xlu__cfgl_dequote: "
+                         "Assertion `p < src+len-1' failed.")
+        nc = src[p]
+        p += 1
+        if nc in simple:
+            out.append(simple[nc])
+        elif nc == 0x78:  # \x: the length check can never pass in 4.17
+            return bytes(out), ("invalid digit after backslash hexnumerical "
+                                "character escape in quoted string")
+        elif 0x30 <= nc <= 0x37:
+            # strtoul(base 10) on the next three characters must consume at
+            # least two; then the escape is dropped, nothing is written.
+            m = _STRTOUL_RE.match(src[p:p + 3])
+            used = m.end() if m else 0
+            if used <= 1:
+                return bytes(out), ("invalid digit after backslash octalnumerical "
+                                    "character escape in quoted string")
+            p += used
+        else:
+            return bytes(out), "invalid character after backlash in quoted string"
+    return bytes(out), None
+
+
+class _Scanner:
+    """flex's scanner over the whole buffer, reporting lexical errors to the
+    parse context as it goes (lexing is on demand, like yylex)."""
+
+    def __init__(self, data: bytes, ctx: "_Context"):
+        self.data = data
+        self.pos = 0
+        self.lineno = 1          # yylineno
+        self.ctx = ctx
+
+    def __iter__(self) -> Iterator[Token]:
+        data, ctx, n = self.data, self.ctx, len(self.data)
+        match = _TOKEN_RE.match
+        pos = self.pos
+        while pos < n:
+            m = match(data, pos)
+            kind = m.lastgroup
+            text = m.group()
+            pos = m.end()
+            if kind == "ws":
+                continue
+            if kind == "NEWLINE":
+                self.lineno += 1
+                ctx.text = text
+                yield Token("NEWLINE", text, self.lineno - 1, None)
+            elif kind == "IDENT" or kind == "NUMBER":
+                ctx.text = text
+                yield Token(kind, text, self.lineno, text.decode("ascii"))
+            elif kind == "STRING":
+                ctx.text = text
+                value = None
+                if not ctx.err:
+                    cut = text.find(b"\0")
+                    raw, msg = _dequote_bytes(text if cut < 0 else text[:cut])
+                    value = _text(raw)
+                    if msg:
+                        ctx.lexical_error(msg, self.lineno)
+                        ctx.err = _errno.EINVAL
+                yield Token("STRING", text, self.lineno, value)
+            elif kind == "python" or kind == "bad":
+                if kind == "python":
+                    ctx.likely_python = True
+                run = _LEXERR_RE.match(data, pos)
+                pos = run.end()
+                text += run.group()
+                ctx.text = text
+                if text.endswith(b"\n"):
+                    self.lineno += 1
+                    ctx.lexical_error("lexical error", self.lineno)
+                    yield Token("NEWLINE", text, self.lineno, None)
+                elif pos < n or len(text) > 1:
+                    ctx.lexical_error("lexical error", self.lineno)
+                else:
+                    # the error state met end of input with nothing more to
+                    # swallow: no error; the text stays in yytext for $end
+                    ctx.text = text + b"\0"
+                    self.pos = pos
+                    yield Token("$END", ctx.text, -1, None)
+                    return
+            else:
+                ctx.text = text
+                yield Token(kind, text, self.lineno, None)
+        self.pos = pos
+        ctx.text = b"\0"         # flex's yytext at end of buffer: one NUL
+        yield Token("$END", b"\0", -1, None)
+
+
+def scan(data: bytes) -> list[Token]:
+    """The token stream flex would produce (no diagnostics; for inspection
+    and tests).  $END carries line -1: Bison keeps the previous location."""
+    ctx = _Context("<scan>", lambda line: None)
+    out = []
+    try:
+        for tok in _Scanner(data, ctx):
+            out.append(tok)
+    except _Abort:
+        pass
+    return out
+
+
+# --------------------------------------------------------------------------
+# stage 2: tables from the grammar, Bison's way
+
+BISON_NAMES = {  # token -> name in Bison messages, in Bison's token order
+    "$END": "$end", "IDENT": "IDENT", "STRING": "STRING", "NUMBER": "NUMBER",
+    "NEWLINE": "NEWLINE", "PLUS_EQUALS": "+=", "EQUALS": "'='",
+    "SEMICOLON": "';'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','",
+}
+_ORDER = list(BISON_NAMES)
+_TABLES_VERSION = 1
+
+
+def grammar_text() -> str:
+    """grammar/xl.cfg.lark, loaded as package data."""
+    from importlib.resources import files
+    return (files("pyxl") / "grammar" / "xl.cfg.lark").read_text(encoding="utf-8")
+
+
+def _cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "pyxl")
+
+
+def _compute_tables(grammar: str) -> dict:
+    """Run Lark's LALR(1) construction and apply Bison's table policy:
+    per state the explicit actions (shift: state+1, reduce: -(rule+1)), the
+    default reduction, whether it reduces without reading a lookahead, where
+    the `error` token shifts, and the expected tokens a message lists."""
+    from lark import Lark
+
+    lark = Lark(grammar, parser="lalr", lexer="basic", start="file")
+    table = lark.parser.parser.parser.parse_table
+    rules: list[str] = []
+    rule_index: dict[object, int] = {}
+    nstates = len(table.states)
+    out_states = []
+    for s in range(nstates):
+        acts = table.states[s]
+        shifts, gotos, reduces = {}, {}, {}
+        for sym, (action, arg) in acts.items():
+            if action.name == "Shift":
+                (shifts if sym.isupper() or sym == "$END" else gotos)[sym] = arg
+            else:
+                if arg not in rule_index:
+                    rule_index[arg] = len(rules)
+                    rules.append(f"{arg.origin.name}: " + " ".join(
+                        x.name for x in arg.expansion))
+                reduces[sym] = rule_index[arg]
+        rset = set(reduces.values())
+        token_shifts = {k: v for k, v in shifts.items()}
+        # Bison: a state needs no lookahead when it has a single reduction
+        # and shifts no token; it then reduces at once ("consistent").
+        consistent = len(rset) <= 1 and (not rset or not token_shifts)
+        default = None
+        if rset and "ERROR" not in token_shifts:   # no default where `error` shifts
+            counts = {r: list(reduces.values()).count(r) for r in rset}
+            default = max(sorted(rset), key=lambda r: counts[r])
+        explicit = {}
+        for sym, st in token_shifts.items():
+            if sym != "ERROR":
+                explicit[sym] = st + 1                  # shift: state + 1
+        for sym, r in reduces.items():
+            if r != default and sym in BISON_NAMES:
+                explicit[sym] = -(r + 1)               # reduce: -(rule + 1)
+        expected = [BISON_NAMES[t] for t in _ORDER if t in explicit]
+        out_states.append({
+            "act": explicit,
+            "default": default,
+            "nolook": bool(consistent and rset),
+            "goto": gotos,
+            "error": token_shifts.get("ERROR"),
+            "expected": expected,
+        })
+    rule_info = []
+    for text in rules:
+        lhs, rhs = text.split(": ", 1)
+        rule_info.append([text, lhs, len(rhs.split()) if rhs else 0])
+    return {"version": _TABLES_VERSION, "rules": rule_info, "states": out_states,
+            "start": table.start_states["file"], "accept": table.end_states["file"]}
+
+
+_TABLES: dict | None = None
+
+
+def parse_tables() -> dict:
+    """The parser tables, built once per grammar and Lark version and cached
+    in $XDG_CACHE_HOME/pyxl (recomputed if the cache is unusable)."""
+    global _TABLES
+    if _TABLES is not None:
+        return _TABLES
+    grammar = grammar_text()
+    raw = grammar.encode()
+    key = "%08x%06x-%d" % (zlib.crc32(raw), len(raw), _TABLES_VERSION)
+    path = os.path.join(_cache_dir(), f"xl.cfg-{key}.marshal")
+    try:
+        with open(path, "rb") as f:
+            tables = marshal.load(f)
+        if not isinstance(tables, dict) or tables.get("version") != _TABLES_VERSION \
+                or tables.get("grammar") != raw:
+            raise ValueError
+    except (OSError, ValueError, EOFError, TypeError):
+        tables = _compute_tables(grammar)
+        tables["grammar"] = raw
+        _write_cache(path, tables)
+    _TABLES = _prepare(tables)
+    return _TABLES
+
+
+def _write_cache(path: str, tables: dict) -> None:
+    """Atomically (temp file + rename); a cache we cannot write is no error."""
+    import tempfile
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                marshal.dump(tables, f)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError:
+        pass
+
+
+def _prepare(tables: dict) -> dict:
+    """JSON tables -> per-state lists for the driver loop."""
+    states = tables["states"]
+    tables["act"] = [s["act"] for s in states]
+    tables["default"] = [s["default"] for s in states]
+    tables["nolook"] = [s["nolook"] for s in states]
+    tables["goto"] = [s["goto"] for s in states]
+    tables["err"] = [s["error"] for s in states]
+    tables["expected"] = [s["expected"] for s in states]
+    tables["rules"] = [(_RULE_CODES.get(text, 0), lhs, n)
+                       for text, lhs, n in tables["rules"]]
+    return tables
+
+
+# --------------------------------------------------------------------------
+# values and settings (libxlu_cfg.c)
+
+class XluString(str):
+    """An atom: STRING or NUMBER text.  .line is where it started."""
+    line: int
+
+    def __new__(cls, value: str, line: int):
+        self = super().__new__(cls, value)
+        self.line = line
+        return self
+
+
+class XluList:
+    """A list value (libxlu XLU_ConfigList); items are XluString or XluList."""
+
+    __slots__ = ("values", "line")
+
+    def __init__(self, line: int, values: list | None = None):
+        self.line = line
+        self.values = values if values is not None else []
+
+    @property
+    def count(self) -> int:
+        return len(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def get_item(self, i: int) -> str | None:
+        """xlu_cfg_get_listitem: the string at i, None if absent or a list."""
+        if 0 <= i < len(self.values):
+            v = self.values[i]
+            if isinstance(v, str):
+                return str(v)
+        return None
+
+    def get_value(self, i: int):
+        """xlu_cfg_get_listitem2: the raw value at i (or None)."""
+        return self.values[i] if 0 <= i < len(self.values) else None
+
+    def __repr__(self) -> str:
+        return f"XluList(line={self.line}, count={len(self.values)})"
+
+
+class Setting(NamedTuple):
+    name: str
+    value: object      # XluString | XluList
+    op: str            # "=" or "+="
+    line: int
+
+
+_DIGITS = {8: "01234567", 10: "0123456789", 16: "0123456789abcdefABCDEF"}
+
+
+def strtol(text: str) -> tuple[int | None, int, str]:
+    """C strtol(text, &end, 0) -> (value, characters used, "ERANGE" or "").
+    value is None when no digits were found (end == text)."""
+    i, n = 0, len(text)
+    while i < n and text[i] in " \t\n\v\f\r":
+        i += 1
+    neg = i < n and text[i] == "-"
+    if i < n and text[i] in "+-":
+        i += 1
+    if text[i:i + 2] in ("0x", "0X") and i + 2 < n and text[i + 2] in _DIGITS[16]:
+        base, i = 16, i + 2
+    elif text[i:i + 1] == "0":
+        base = 8
+    else:
+        base = 10
+    digits = _DIGITS[base]
+    j = i
+    while j < n and text[j] in digits:
+        j += 1
+    if j == i:
+        return None, 0, ""
+    value = int(text[i:j], base)
+    if neg:
+        value = -value
+    if value > LONG_MAX:
+        return LONG_MAX, j, "ERANGE"
+    if value < LONG_MIN:
+        return LONG_MIN, j, "ERANGE"
+    return value, j, ""
+
+
+class XluConfig:
+    """Parsed settings with libxlu's getters (xlu_cfg_get_* minus the
+    prefix).  Getters return None where libxlu returns an error; warnings go
+    through the `warn` callback given to parse()."""
+
+    def __init__(self, path: str, warn: Warn | None = None):
+        self.path = path
+        self.warn: Warn = warn or _stderr
+        self._settings: dict[str, Setting] = {}
+        self.order: list[Setting] = []        # every assignment, file order
+
+    # -- libxlu's find()/find_atom()
+    def setting(self, key: str) -> Setting | None:
+        return self._settings.get(key)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._settings
+
+    def keys(self) -> list[str]:
+        return list(self._settings)
+
+    def line_of(self, key: str) -> int | None:
+        s = self._settings.get(key)
+        return s.line if s else None
+
+    def get_value(self, key: str):
+        s = self._settings.get(key)
+        return s.value if s else None
+
+    def _atom(self, key: str, dont_warn: bool) -> Setting | None:
+        s = self._settings.get(key)
+        if s is None:
+            return None
+        if not isinstance(s.value, str):
+            if not dont_warn:
+                self.warn(f"{self.path}:{s.line}: warning: parameter `{key}' is"
+                          " a list but should be a single value")
+            return None
+        return s
+
+    def get_string(self, key: str, dont_warn: bool = False) -> str | None:
+        s = self._atom(key, dont_warn)
+        return None if s is None else str(s.value)
+
+    def get_bounded_long(self, key: str, min: int, max: int,
+                         dont_warn: bool = False) -> int | None:
+        s = self._atom(key, dont_warn)
+        if s is None:
+            return None
+        where = f"{self.path}:{s.line}: warning: "
+        if s.op == "+=":
+            if not dont_warn:
+                self.warn(where + f"can't use += with numbers for parameter `{key}'")
+            return None
+        value, used, err = strtol(str(s.value))
+        if err:
+            if not dont_warn:
+                self.warn(where + f"parameter `{key}' could not be parsed as a "
+                          "number: Numerical result out of range")
+            return None
+        if value is None or used != len(s.value):
+            if not dont_warn:
+                self.warn(where + f"parameter `{key}' is not a valid number")
+            return None
+        if value < min:
+            if not dont_warn:
+                self.warn(where + f"value `{value}' is smaller than minimum bound '{min}'")
+            return None
+        if value > max:
+            if not dont_warn:
+                self.warn(where + f"value `{value}' is greater than maximum bound '{max}'")
+            return None
+        return value
+
+    def get_long(self, key: str, dont_warn: bool = False) -> int | None:
+        return self.get_bounded_long(key, LONG_MIN, LONG_MAX, dont_warn)
+
+    def get_defbool(self, key: str, dont_warn: bool = False) -> bool | None:
+        value = self.get_long(key, dont_warn)
+        return None if value is None else value != 0
+
+    def get_list(self, key: str, dont_warn: bool = False) -> XluList | None:
+        s = self._settings.get(key)
+        if s is None:
+            return None
+        if not isinstance(s.value, XluList):
+            if not dont_warn:
+                self.warn(f"{self.path}:{s.line}: warning: parameter `{key}' is a "
+                          "single value but should be a list")
+            return None
+        return s.value
+
+    def get_list_as_string_list(self, key: str,
+                                dont_warn: bool = False) -> list[str | None] | None:
+        lst = self.get_list(key, dont_warn)
+        if lst is None:
+            return None
+        return [lst.get_item(i) for i in range(lst.count)]
+
+    def __repr__(self) -> str:
+        return f"XluConfig({self.path!r}, keys={self.keys()})"
+
+
+# --------------------------------------------------------------------------
+# stage 3: the parser (libxlu_cfg_y.y driven the way Bison's yacc.c does)
+
+class Tree:
+    """A parse-tree node shaped like lark.Tree (.data, .children); leaves are
+    Tokens.  Built without recursion; deep lists stay cheap."""
+
+    __slots__ = ("data", "children", "line")
+
+    def __init__(self, data: str, children: list, line: int = 0):
+        self.data = data
+        self.children = children
+        self.line = line
+
+    def __repr__(self) -> str:
+        return f"Tree({self.data!r}, <{len(self.children)} children>)"
+
+
+class _Context:
+    """CfgParseContext: error state shared by scanner, parser and actions."""
+
+    def __init__(self, path: str, emit: Callable[[str], None]):
+        self.path = path
+        self.emit = emit
+        self.err = 0
+        self.lexerrlineno = -1
+        self.likely_python = False
+        self.text = b""               # yytext of the last scanner match
+        self.scanner: _Scanner | None = None
+
+    def yyerror(self, line: int, msg: str) -> None:
+        if line <= self.lexerrlineno:
+            return
+        text = self.text
+        newline = ""
+        if text.endswith(b"\n"):
+            text = text[:-1]
+            line -= 1
+            if not text:
+                newline = "<newline>"
+        text = text.rstrip(b" \t")
+        shown = _text(text.split(b"\0", 1)[0])    # printf %.*s stops at NUL
+        quoted = f"`{shown}'" if text else ""
+        self.emit(f"{self.path}:{line}: config parsing error near "
+                  f"{quoted}{newline}: {msg}")
+        if not self.err:
+            self.err = _errno.EINVAL
+
+    def lexical_error(self, msg: str, lineno: int) -> None:
+        self.yyerror(lineno, msg)
+        self.lexerrlineno = lineno
+
+
+def _run(data: bytes, path: str, warn: Warn | None, want_tree: bool):
+    tables = parse_tables()
+    act, default, nolook = tables["act"], tables["default"], tables["nolook"]
+    goto, errshift, expected = tables["goto"], tables["err"], tables["expected"]
+    rules = tables["rules"]
+    accept = tables["accept"]
+
+    lines_out: list[str] = []
+    ctx = _Context(path, lines_out.append)
+    cfg = XluConfig(path, warn)
+    ctx.scanner = _Scanner(data, ctx)
+    scanner = iter(ctx.scanner)
+
+    states = [tables["start"]]
+    values: list = [None]
+    locs = [1]
+    tok: Token | None = None
+    loc = 1                      # yylloc: the last token's first_line
+    errstatus = 0
+    result = 0
+    statements: list = []
+
+    def push(state, value, line) -> bool:
+        states.append(state)
+        values.append(value)
+        locs.append(line)
+        return len(states) < YYMAXDEPTH
+
+    try:
+        while True:
+            s = states[-1]
+            rule = None
+            if s == accept:
+                if tok is None:
+                    tok = next(scanner)
+                    if tok.line >= 0:
+                        loc = tok.line
+                if tok.type == "$END":
+                    break
+                error_expected = ["$end"]
+            elif nolook[s]:
+                rule = default[s]
+            else:
+                if tok is None:
+                    tok = next(scanner)
+                    if tok.line >= 0:
+                        loc = tok.line
+                a = act[s].get(tok.type)
+                if a is None:
+                    rule = default[s]
+                elif a > 0:
+                    if errstatus:
+                        errstatus -= 1
+                    if not push(a - 1, tok, loc):
+                        ctx.yyerror(loc, "memory exhausted")
+                        result = 2
+                        break
+                    tok = None
+                    continue
+                else:
+                    rule = -a - 1
+                error_expected = expected[s]
+            if rule is not None:
+                # ---- reduce
+                code, lhs, n = rules[rule]
+                if n:
+                    line = locs[-n]
+                    rhs = values[-n:]
+                    del states[-n:], values[-n:], locs[-n:]
+                else:
+                    line = locs[-1]
+                    rhs = []
+                value = _action(code, rhs, line, ctx, cfg, statements, want_tree,
+                                loc) if code else None
+                if not push(goto[states[-1]][lhs], value, line):
+                    ctx.yyerror(loc, "memory exhausted")
+                    result = 2
+                    break
+                continue
+            # ---- syntax error (yyerrlab)
+            if not errstatus:
+                unexpected = BISON_NAMES[tok.type]
+                if len(error_expected) > 4:
+                    msg = f"syntax error, unexpected {unexpected}"
+                elif error_expected:
+                    msg = (f"syntax error, unexpected {unexpected}, expecting "
+                           + " or ".join(error_expected))
+                else:
+                    msg = f"syntax error, unexpected {unexpected}"
+                ctx.yyerror(loc, msg)
+            if errstatus == 3:
+                if tok.type == "$END":
+                    result = 1
+                    break
+                tok = None
+            errstatus = 3
+            while errshift[states[-1]] is None:
+                if len(states) == 1:
+                    result = 1
+                    break
+                states.pop(), values.pop(), locs.pop()
+            if result:
+                break
+            if not push(errshift[states[-1]], None, loc):
+                ctx.yyerror(loc, "memory exhausted")
+                result = 2
+                break
+    except _Abort as e:
+        raise ConfigParseError(lines_out + [str(e)], exit_code=134) from None
+
+    if ctx.err or result:
+        if ctx.likely_python:
+            lines_out.extend(PYTHON_WARNING)
+        raise ConfigParseError(lines_out)
+    return cfg, Tree("file", statements)
+
+
+# Semantic actions of libxlu_cfg_y.y, by rule (other rules just build
+# nothing: statements, terminators, nlok).
+_ATOM, _VALUE_ATOM, _VALUE_LIST, _LIST_EMPTY, _LIST_SAME, _VALUES_FIRST, \
+    _VALUES_MORE, _ASSIGN = range(1, 9)
+_RULE_CODES = {
+    "atom: STRING": _ATOM, "atom: NUMBER": _ATOM,
+    "value: atom": _VALUE_ATOM,
+    "value: LSQB nlok valuelist RSQB": _VALUE_LIST,
+    "valuelist: ": _LIST_EMPTY,
+    "valuelist: values": _LIST_SAME, "valuelist: values COMMA nlok": _LIST_SAME,
+    "values: value nlok": _VALUES_FIRST,
+    "values: values COMMA nlok value nlok": _VALUES_MORE,
+    "assignment: IDENT EQUALS value": _ASSIGN,
+    "assignment: IDENT PLUS_EQUALS value": _ASSIGN,
+}
+
+
+def _action(code: int, rhs: list, line: int, ctx: _Context, cfg: XluConfig,
+            statements: list, want_tree: bool, loc: int):
+    if code == _ATOM:
+        tok = rhs[0]
+        return None if ctx.err or tok.value is None else XluString(tok.value, tok.line)
+    if code == _VALUE_ATOM or code == _LIST_SAME:
+        return rhs[0]
+    if code == _VALUES_FIRST:
+        return None if ctx.err else XluList(line, [rhs[0]])
+    if code == _VALUES_MORE:
+        lst = rhs[0]
+        if not ctx.err and lst is not None:
+            lst.values.append(rhs[3])
+        return lst
+    if code == _VALUE_LIST:
+        lst = rhs[2]
+        if lst is not None:
+            lst.line = line
+        return lst
+    if code == _LIST_EMPTY:
+        return None if ctx.err else XluList(loc)
+    if code == _ASSIGN:
+        value = rhs[2]
+        op = "+=" if rhs[1].type == "PLUS_EQUALS" else "="
+        _store(ctx, cfg, rhs[0].value, op, value,
+               line if value is None else value.line, statements, want_tree, rhs)
+    return None
+
+
+def _store(ctx: _Context, cfg: XluConfig, name: str, op: str, value, line: int,
+           statements: list, want_tree: bool, rhs: list) -> None:
+    """xlu__cfg_set_store, including `+=` concatenation."""
+    if ctx.err:
+        return
+    if op == "+=":
+        prev = cfg._settings.get(name)
+        if prev is not None:
+            pv = prev.value
+            if isinstance(pv, XluList) != isinstance(value, XluList):
+                # reported like a lexical error: current scanner line and text
+                ctx.lexical_error("can't add [list] to \"string\" or vice versa",
+                                  ctx.scanner.lineno)
+                ctx.err = _errno.EINVAL
+                return
+            if isinstance(value, XluList):
+                value.values[:0] = pv.values
+            else:
+                value = XluString(str(pv) + str(value), value.line)
+    s = Setting(name, value, op, line)
+    cfg._settings[name] = s
+    cfg.order.append(s)
+    if want_tree:
+        statements.append(Tree("assignment", [rhs[0], rhs[1], value], line))
+
+
+# --------------------------------------------------------------------------
+# public entry points
+
+def parse(data: bytes, path: str, warn: Warn | None = None) -> XluConfig:
+    """libxlu's xlu_cfg_init(report, path) + xlu_cfg_readdata(data): the
+    settings of DATA, or ConfigParseError with xl's messages naming PATH."""
+    cfg, _ = _parse(data, path, warn, False)
+    return cfg
+
+
+def parse_tree(data: bytes, path: str = "<config>") -> Tree:
+    """The statements as a Tree('file', [Tree('assignment', [IDENT, op,
+    value])...]) -- values already combined as libxlu combines them."""
+    _, tree = _parse(data, path, None, True)
+    return tree
+
+
+def _parse(data: bytes, path: str, warn: Warn | None, want_tree: bool):
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    return _run(bytes(data), path, warn, want_tree)
+
+
+def read_config_data(path: str, extra: list[str] = ()) -> bytes:
+    """What xl create hands to libxlu: the file's bytes, then -- if there are
+    KEY=VALUE extras -- "\\n" + the extras joined by "\\n" + "\\n".  Raises
+    ConfigReadError with xl's message (exit 3) when the file cannot be read."""
+    spath = os.fsdecode(path)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as e:
+        raise ConfigReadError([f"Failed to read config file: {spath}: {os.strerror(e.errno)}"])
+    try:
+        import stat
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            msg = os.strerror(_errno.ENOTTY)
+            raise ConfigReadError([
+                "libxl: error: libxl_utils.c:346:libxl_read_file_contents: "
+                f"{spath} is not a plain file: {msg}",
+                f"Failed to read config file: {spath}: {msg}"])
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 20)
+            except OSError as e:
+                raise ConfigReadError(
+                    [f"Failed to read config file: {spath}: {os.strerror(e.errno)}"])
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    extras = [e.encode("utf-8", "surrogateescape") if isinstance(e, str) else e
+              for e in extra]
+    if extras:
+        data += b"\n" + b"\n".join(extras) + b"\n"
+    return data
+
+
+def read_config(path: str, extra: list[str] = (), warn: Warn | None = None) -> XluConfig:
+    """read_config_data + parse, as xl create does.  (xl prints "Parsing
+    config from PATH" between the two; callers that print it use the two
+    functions separately.)"""
+    return parse(read_config_data(path, extra), os.fsdecode(path), warn)

@@ -1,0 +1,20 @@
+"""The error a config load fails with."""
+
+from __future__ import annotations
+
+
+class ConfigError(Exception):
+    """A config xl would reject.
+
+    `lines` are the stderr lines of the failure (without trailing newlines),
+    `exit_code` the status xl exits with (1, 3 for -ERROR_FAIL, 6 for
+    -ERROR_INVAL, ...).  An empty `lines` is legitimate: xl fails silently
+    on a bad max_grant_frames, for example.
+    """
+
+    def __init__(self, lines, exit_code: int = 1):
+        if isinstance(lines, str):
+            lines = [lines]
+        self.lines = list(lines)
+        self.exit_code = exit_code
+        super().__init__("\n".join(self.lines) or "config rejected (exit %d)" % exit_code)

@@ -1,0 +1,273 @@
+"""A simulated PV Linux guest: boots with a kernel log on hvc0, logs root in
+on the console, runs a small shell, and obeys the toolstack's
+control/shutdown requests as Linux's drivers/xen/manage.c does.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+
+KERNEL_RELEASE = "6.1.0-18-amd64"
+KERNEL_VERSION = "#1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1 (2024-02-01)"
+CRLF = "\r\n"
+
+SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT, SHUTDOWN_CRASH = 0, 1, 3
+
+
+class Guest:
+    def __init__(self, dom):
+        self.dom = dom
+        self.con = dom.console
+        self.t0 = time.monotonic()
+        self.dmesg: list[str] = []
+        self.lock = threading.Lock()
+        self.going_down = False
+
+    # -- console output --------------------------------------------------
+    def out(self, text: str) -> None:
+        with self.lock:
+            self.con.write(text.replace("\n", CRLF))
+
+    def klog(self, msg: str) -> None:
+        line = "[%12.6f] %s" % (time.monotonic() - self.t0, msg)
+        self.dmesg.append(line)
+        self.out(line + "\n")
+
+    # -- boot ------------------------------------------------------------
+    def boot(self) -> None:
+        d = self.dom
+        mem_mb = d.memkb // 1024
+        self.klog("Linux version %s (debian-kernel@lists.debian.org) (gcc-12 (Debian 12.2.0-14) "
+                  "12.2.0, GNU ld (GNU Binutils for Debian) 2.40) %s" % (KERNEL_RELEASE, KERNEL_VERSION))
+        self.klog("Command line: %s" % d.cmdline)
+        self.klog("Xen: using vcpuop timer interface")
+        self.klog("Booting paravirtualized kernel on Xen")
+        self.klog("Xen version: 4.17.7 (preserve-AD)")
+        self.klog("Memory: %dK/%dK available" % (d.memkb * 9 // 10, d.memkb))
+        self.klog("smpboot: Allowing %d CPUs, 0 hotplug CPUs" % d.vcpus)
+        self.klog("xen:events: Using FIFO-based ABI")
+        self.klog("xen:grant_table: Grant tables using version 1 layout")
+        self.klog("Grant table initialized")
+        self.klog("hvc0: X.509 console on Xen")
+        self.klog("xenbus_probe_frontend: Device with no driver: device/vtpm/0"
+                  if self._has_device("vtpm") else "xen_netfront: Initialising Xen virtual ethernet driver")
+        for vbd in self._devices("vbd"):
+            self.klog("blkfront: xvd%s: flush diskcache: enabled; persistent grants: enabled"
+                      % chr(ord("a") + (int(vbd) >> 4 & 15)) if vbd.isdigit() else vbd)
+        self.klog("Freeing unused kernel image (initmem) memory: %dK" % min(2048, mem_mb * 8))
+        self.klog("Run /sbin/init as init process")
+        self.out("\nDebian GNU/Linux 12 %s hvc0\n\n" % self.hostname())
+        self.login()
+
+    def _devices(self, kind: str) -> list[str]:
+        xen = self.dom.xen
+        if xen is None:
+            return []
+        try:
+            return sorted(xen.xenstore.directory("device/%s" % kind))
+        except Exception:
+            return []
+
+    def _has_device(self, kind: str) -> bool:
+        return bool(self._devices(kind))
+
+    def hostname(self) -> str:
+        return self.dom.name
+
+    def login(self) -> None:
+        self.out("%s login: root (automatic login)\n\n" % self.hostname())
+        self.out("Linux %s %s %s x86_64\n" % (self.hostname(), KERNEL_RELEASE, KERNEL_VERSION))
+        self.prompt()
+
+    def prompt(self) -> None:
+        self.out("root@%s:~# " % self.hostname())
+
+    # -- the shell -------------------------------------------------------
+    def run(self) -> None:
+        threading.Thread(target=self.watch_control, daemon=True).start()
+        line = bytearray()
+        while True:
+            data = self.con.read(4096)
+            for b in data:
+                if b in (13, 10):
+                    self.out("\n")
+                    cmd = line.decode(errors="replace").strip()
+                    line.clear()
+                    if cmd:
+                        self.execute(cmd)
+                    self.prompt()
+                elif b in (8, 127):
+                    if line:
+                        line.pop()
+                        self.out("\b \b")
+                elif b == 3:
+                    line.clear()
+                    self.out("^C\n")
+                    self.prompt()
+                elif b == 21:   # ^U
+                    self.out("\b \b" * len(line))
+                    line.clear()
+                elif b >= 32:
+                    line.append(b)
+                    with self.lock:
+                        self.con.write(bytes([b]))
+
+    def execute(self, cmd: str) -> None:
+        argv = cmd.split()
+        name, args = argv[0], argv[1:]
+        d = self.dom
+        if name == "echo":
+            if len(args) >= 3 and args[-2] == ">" and args[-1] == "/proc/sysrq-trigger":
+                return self.sysrq(args[0])
+            self.out(" ".join(a for a in args) + "\n")
+        elif name == "uname":
+            parts = {"-s": "Linux", "-n": self.hostname(), "-r": KERNEL_RELEASE,
+                     "-v": KERNEL_VERSION, "-m": "x86_64"}
+            if not args:
+                self.out("Linux\n")
+            elif "-a" in args:
+                self.out("Linux %s %s %s x86_64 GNU/Linux\n" % (self.hostname(), KERNEL_RELEASE,
+                                                                KERNEL_VERSION))
+            else:
+                self.out(" ".join(parts.get(a, "") for a in args) + "\n")
+        elif name == "hostname":
+            self.out(self.hostname() + "\n")
+        elif name == "cat":
+            for path in args:
+                text = self.read_file(path)
+                if text is None:
+                    self.out("cat: %s: No such file or directory\n" % path)
+                else:
+                    self.out(text)
+        elif name == "ls":
+            path = args[-1] if args else "/root"
+            entries = self.list_dir(path)
+            if entries is None:
+                self.out("ls: cannot access '%s': No such file or directory\n" % path)
+            elif entries:
+                self.out("  ".join(entries) + "\n")
+        elif name == "dmesg":
+            self.out("\n".join(self.dmesg) + "\n")
+        elif name in ("poweroff", "halt") or (name == "shutdown" and "-r" not in args):
+            self.power(SHUTDOWN_POWEROFF)
+        elif name == "reboot" or (name == "shutdown" and "-r" in args):
+            self.power(SHUTDOWN_REBOOT)
+        elif name in ("exit", "logout"):
+            self.out("logout\n\n")
+            self.login_again = True
+            self.out("Debian GNU/Linux 12 %s hvc0\n\n" % self.hostname())
+            self.out("%s login: root (automatic login)\n\n" % self.hostname())
+        elif name == "yes":
+            self.yes(" ".join(args) or "y")
+        elif name in ("true", ":", "clear", "sync"):
+            pass
+        elif name == "false":
+            pass
+        else:
+            self.out("-bash: %s: command not found\n" % name)
+
+    def yes(self, word: str) -> None:
+        """coreutils yes: output until interrupted (^C on the console)."""
+        chunk = ((word + CRLF) * (8192 // (len(word) + 2) + 1)).encode()
+        fd = self.con.fileno()
+        while True:
+            with self.lock:
+                self.con.write(chunk)
+            ready, _, _ = select.select([fd], [], [], 0)
+            if ready and 3 in self.con.read(4096):
+                self.out("^C\n")
+                return
+
+    def read_file(self, path: str) -> str | None:
+        d = self.dom
+        up = time.monotonic() - self.t0
+        files = {
+            "/proc/version": "Linux version %s (debian-kernel@lists.debian.org) %s\n"
+                             % (KERNEL_RELEASE, KERNEL_VERSION),
+            "/proc/cmdline": d.cmdline + "\n",
+            "/proc/uptime": "%.2f %.2f\n" % (up, up * d.vcpus),
+            "/proc/meminfo": "MemTotal:       %8d kB\nMemFree:        %8d kB\n"
+                             % (d.memkb * 9 // 10, d.memkb * 7 // 10),
+            "/proc/cpuinfo": "".join("processor\t: %d\nvendor_id\t: GenuineIntel\n"
+                                     "model name\t: Intel(R) Xeon(R) CPU\nflags\t\t: hypervisor\n\n" % i
+                                     for i in range(d.vcpus)),
+            "/etc/hostname": self.hostname() + "\n",
+            "/sys/hypervisor/type": "xen\n",
+            "/sys/hypervisor/uuid": d.uuid + "\n",
+            "/sys/hypervisor/version/major": "4\n",
+            "/sys/hypervisor/version/minor": "17\n",
+        }
+        return files.get(path)
+
+    def list_dir(self, path: str) -> list[str] | None:
+        if path.rstrip("/") == "/dev":
+            devs = ["console", "hvc0", "null", "random", "tty", "urandom", "xen", "zero"]
+            for vbd in self._devices("vbd"):
+                if vbd.isdigit():
+                    n = int(vbd)
+                    devs.append("xvd" + chr(ord("a") + ((n >> 4) & 15)))
+            return sorted(devs)
+        if path.rstrip("/") in ("/root", "~", "."):
+            return []
+        return None
+
+    # -- going down -------------------------------------------------------
+    def sysrq(self, key: str) -> None:
+        if key == "c":
+            self.klog("sysrq: Trigger a crash")
+            self.klog("Kernel panic - not syncing: sysrq triggered crash")
+            self.dom.crash(1)         # no SCHEDOP_shutdown: the toolstack sees a crash
+        elif key == "o":
+            self.power(SHUTDOWN_POWEROFF)
+        elif key == "b":
+            self.dom.shutdown(SHUTDOWN_REBOOT)
+
+    def power(self, reason: int) -> None:
+        if self.going_down:
+            return
+        self.going_down = True
+        self.out("\n")
+        self.klog("systemd-shutdown[1]: Syncing filesystems and block devices.")
+        self.klog("reboot: %s" % ("Restarting system" if reason == SHUTDOWN_REBOOT else "Power down"))
+        self.dom.shutdown(reason)
+
+    def watch_control(self) -> None:
+        """drivers/xen/manage.c: watch control/shutdown, acknowledge, act."""
+        xen = self.dom.xen
+        if xen is None:
+            return
+        try:
+            xs = xen.xenstore
+            for key in ("feature-poweroff", "feature-reboot"):
+                try:
+                    xs.write("control/" + key, "1")
+                except Exception:
+                    pass
+            xs.watch("control/shutdown", "shutdown")
+            while True:
+                ev = xen.wait_watch()
+                if ev is None:
+                    return
+                try:
+                    what = xs.read("control/shutdown")
+                except Exception:
+                    continue
+                what = what.decode() if isinstance(what, (bytes, bytearray)) else what
+                if not what:
+                    continue
+                xs.write("control/shutdown", "")
+                if what in ("poweroff", "halt"):
+                    self.power(SHUTDOWN_POWEROFF)
+                elif what == "reboot":
+                    self.power(SHUTDOWN_REBOOT)
+        except Exception:
+            return
+
+
+def boot(dom) -> None:
+    g = Guest(dom)
+    g.boot()
+    g.run()

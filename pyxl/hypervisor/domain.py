@@ -1,0 +1,175 @@
+"""The hypervisor's domain table: domids, states, memory accounting.
+
+A domain here is the hypervisor's view of one guest: an id, a uuid, memory
+and vcpus it was given, and its run state.  The process that *is* the guest
+is started by the toolstack (pyxl.toolstack.domains); this table records its
+pid and reads its run state and CPU time from the OS, as Xen's scheduler
+would know them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+from pyxl.hypervisor.host import Host
+
+DOMID_FIRST_RESERVED = 0x7FF0
+
+# SHUTDOWN_* reason codes (xen/include/public/sched.h)
+SHUTDOWN_POWEROFF = 0
+SHUTDOWN_REBOOT = 1
+SHUTDOWN_SUSPEND = 2
+SHUTDOWN_CRASH = 3
+SHUTDOWN_WATCHDOG = 4
+SHUTDOWN_SOFT_RESET = 5
+REASON_CHARS = {SHUTDOWN_POWEROFF: "-", SHUTDOWN_REBOOT: "r", SHUTDOWN_SUSPEND: "s",
+                SHUTDOWN_CRASH: "c", SHUTDOWN_WATCHDOG: "w", SHUTDOWN_SOFT_RESET: "S"}
+REASON_NAMES = {SHUTDOWN_POWEROFF: "poweroff", SHUTDOWN_REBOOT: "reboot",
+                SHUTDOWN_SUSPEND: "suspend", SHUTDOWN_CRASH: "crash",
+                SHUTDOWN_WATCHDOG: "watchdog", SHUTDOWN_SOFT_RESET: "soft_reset"}
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclass
+class Domain:
+    domid: int
+    name: str
+    uuid: str
+    max_memkb: int
+    target_memkb: int
+    vcpus: int = 1
+    pid: int = 0
+    pid_start: int = 0              # /proc/<pid>/stat start time: pid reuse guard
+    created: float = field(default_factory=time.time)
+    paused: bool = False
+    shutdown_reason: int | None = None   # set once the guest has shut down
+    dying: bool = False
+    cpu_time_done: float = 0.0      # CPU seconds of processes this domain has finished with
+    kernel: str = ""
+    config: dict = field(default_factory=dict)     # libxl_domain_config JSON
+    config_text: str = ""
+    config_file: str = ""
+    stubdom: bool = False
+    monitored: bool = True          # xl create without -e: on_* actions are carried out
+
+    @property
+    def is_dom0(self) -> bool:
+        return self.domid == 0
+
+    def proc_stat(self) -> list[str] | None:
+        if not self.pid:
+            return None
+        try:
+            with open("/proc/%d/stat" % self.pid, "rb") as f:
+                data = f.read().decode()
+        except OSError:
+            return None
+        # comm may hold spaces/parens: split after the last ')'
+        rest = data[data.rindex(")") + 2:].split()
+        if self.pid_start and int(rest[19]) != self.pid_start:
+            return None   # the pid now belongs to someone else
+        return rest
+
+    def alive(self) -> bool:
+        st = self.proc_stat()
+        return st is not None and st[0] != "Z"
+
+    def cpu_time(self) -> float:
+        if self.is_dom0:
+            t = os.times()
+            return t.user + t.system + t.children_user + t.children_system
+        st = self.proc_stat()
+        if st is None:
+            return self.cpu_time_done
+        return self.cpu_time_done + (int(st[11]) + int(st[12])) / _CLK_TCK
+
+    def state_chars(self) -> str:
+        running = blocked = False
+        if self.is_dom0:
+            running = True
+        elif self.shutdown_reason is None and not self.dying:
+            st = self.proc_stat()
+            if st is not None:
+                running = st[0] == "R"
+                blocked = st[0] in "SDI"
+        s = ("r" if running and not self.paused else "-")
+        s += "b" if blocked and not self.paused else "-"
+        s += "p" if self.paused else "-"
+        s += "s" if self.shutdown_reason is not None else "-"
+        s += REASON_CHARS.get(self.shutdown_reason, "-") if self.shutdown_reason is not None else "-"
+        s += "d" if self.dying else "-"
+        return s
+
+    def uptime(self) -> float:
+        return max(0.0, time.time() - self.created)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Domain":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def pid_start_time(pid: int) -> int:
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read().decode()
+        return int(data[data.rindex(")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class DomainTable:
+    """Domains by id, domid allocation and memory accounting.
+
+    Domids are handed out as Xen's domctl does: counting up from the last one
+    allocated and wrapping below DOMID_FIRST_RESERVED, so a destroyed
+    domain's id is not reused at once.
+    """
+
+    def __init__(self, host: Host):
+        self.host = host
+        self.domains: dict[int, Domain] = {}
+        self.last_domid = 0
+        self.domains[0] = Domain(0, "Domain-0", "00000000-0000-0000-0000-000000000000",
+                                 host.dom0_memory_mb * 1024, host.dom0_memory_mb * 1024,
+                                 vcpus=host.nr_cpus, pid=os.getpid())
+
+    def allocate_domid(self) -> int:
+        d = self.last_domid
+        for _ in range(DOMID_FIRST_RESERVED):
+            d = d + 1 if d + 1 < DOMID_FIRST_RESERVED else 1
+            if d not in self.domains:
+                self.last_domid = d
+                return d
+        raise RuntimeError("out of domids")
+
+    def used_kb(self) -> int:
+        return sum(d.max_memkb for d in self.domains.values() if not d.is_dom0)
+
+    def free_kb(self) -> int:
+        return self.host.guest_pool_kb() - self.used_kb()
+
+    def by_name(self, name: str) -> Domain | None:
+        for d in self.domains.values():
+            if d.name == name:
+                return d
+        return None
+
+    def sorted(self) -> list[Domain]:
+        return [self.domains[k] for k in sorted(self.domains)]
+
+    def to_dict(self) -> dict:
+        return {"last_domid": self.last_domid,
+                "domains": [d.to_dict() for d in self.sorted() if not d.is_dom0]}
+
+    def load(self, d: dict) -> None:
+        self.last_domid = d.get("last_domid", 0)
+        for dd in d.get("domains", []):
+            dom = Domain.from_dict(dd)
+            self.domains[dom.domid] = dom

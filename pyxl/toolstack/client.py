@@ -1,0 +1,199 @@
+"""The pyxl side of the control socket: connect, handshake, autostart.
+
+`call(op, **args)` returns the daemon's result or raises `Fault`.  A command
+that needs the daemon starts it when none is running (gpg-agent style): under
+an flock on run/pyxl/start.lock, re-check, spawn `pyxld` detached, wait for its
+readiness byte.  "Not running", "refused" and "version mismatch" are distinct
+faults with distinct messages.  Imports stay minimal: `pyxl list` pays for
+this module on every run.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+
+from pyxl.toolstack import protocol
+from pyxl.toolstack.errors import Fault
+from pyxl.toolstack.paths import Paths
+
+START_TIMEOUT = 15.0
+
+
+class Client:
+    def __init__(self, paths: Paths | None = None):
+        self.paths = paths or Paths.from_env()
+        self.ch: protocol.Channel | None = None
+        self.daemon_pid = 0
+
+    def connect(self, autostart: bool = True) -> "Client":
+        try:
+            self._connect()
+        except Fault as f:
+            if not autostart or f.name not in ("NOT_RUNNING", "REFUSED_STALE"):
+                raise
+            start_daemon(self.paths)
+            self._connect()
+        return self
+
+    def _connect(self) -> None:
+        path = self.paths.control_socket
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(path)
+        except FileNotFoundError:
+            s.close()
+            raise Fault("NOT_RUNNING", path=path) from None
+        except ConnectionRefusedError:
+            s.close()
+            # a socket file nobody listens on: the daemon died; restartable if its lock is free
+            if not daemon_alive(self.paths):
+                raise Fault("NOT_RUNNING", path=path) from None
+            raise Fault("REFUSED", path=path, reason="connection refused") from None
+        except PermissionError:
+            s.close()
+            raise Fault("PERMISSION", path=path) from None
+        except OSError as e:
+            s.close()
+            raise Fault("REFUSED", path=path, reason=os.strerror(e.errno or errno.EIO)) from None
+        ch = protocol.Channel(s)
+        try:
+            ch.send({"hello": protocol.MAGIC, "version": protocol.VERSION})
+            hello = ch.recv()
+        except (OSError, protocol.ProtocolError) as e:
+            ch.close()
+            raise Fault("REFUSED", path=path, reason="handshake failed (%s)" % e) from None
+        if hello is None:
+            ch.close()
+            raise Fault("REFUSED", path=path, reason="the daemon hung up during the handshake")
+        if hello.get("ok") is False:
+            ch.close()
+            raise Fault.from_wire(hello)
+        if hello.get("hello") != protocol.MAGIC or hello.get("version") != protocol.VERSION:
+            ch.close()
+            raise Fault("VERSION_MISMATCH", theirs=hello.get("version"), ours=protocol.VERSION)
+        self.daemon_pid = hello.get("pid", 0)
+        self.ch = ch
+
+    def call(self, op: str, **args):
+        if self.ch is None:
+            self.connect()
+        try:
+            self.ch.send({"op": op, "args": args})
+            reply = self.ch.recv()
+        except (OSError, protocol.ProtocolError) as e:
+            raise Fault("REFUSED", path=self.paths.control_socket,
+                        reason="connection lost (%s)" % e) from None
+        if reply is None:
+            raise Fault("REFUSED", path=self.paths.control_socket,
+                        reason="the daemon closed the connection")
+        if not reply.get("ok"):
+            raise Fault.from_wire(reply)
+        return reply.get("result")
+
+    def close(self) -> None:
+        if self.ch is not None:
+            self.ch.close()
+            self.ch = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def call(op: str, autostart: bool = True, **args):
+    """One request on a fresh connection."""
+    c = Client().connect(autostart=autostart)
+    try:
+        return c.call(op, **args)
+    finally:
+        c.close()
+
+
+def daemon_alive(paths: Paths) -> bool:
+    """True while some process holds the daemon's lifetime lock."""
+    import fcntl
+
+    try:
+        fd = os.open(paths.lock_file, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def start_daemon(paths: Paths, timeout: float = START_TIMEOUT) -> None:
+    """Start pyxld for this root unless one is running; never two."""
+    import fcntl
+    import subprocess
+    import sys
+    import time
+
+    paths.make_dirs()
+    lock = os.open(os.path.join(paths.run_dir, "start.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                   0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if daemon_alive(paths) and _can_connect(paths):
+            return
+        r, w = os.pipe()
+        env = dict(os.environ, PYXL_READY_FD=str(w), PYXL_ROOT=paths.root)
+        pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(
+            [pkg_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        log = open(paths.daemon_log, "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "pyxl.toolstack.daemon"],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                pass_fds=(w,), env=env, start_new_session=True,
+                                cwd="/")
+        os.close(w)
+        log.close()
+        import select
+
+        deadline = time.monotonic() + timeout
+        ok = False
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([r], [], [], 0.1)
+            if ready:
+                ok = os.read(r, 1) == b"R"
+                break
+            if proc.poll() is not None:
+                break
+        os.close(r)
+        if not ok:
+            if proc.poll() is not None and daemon_alive(paths) and _can_connect(paths):
+                return        # lost a race with a daemon started by hand: fine
+            raise Fault("START_FAILED", reason="no readiness signal" if proc.poll() is None
+                        else "exit status %s" % proc.returncode, log=paths.daemon_log)
+    finally:
+        os.close(lock)
+
+
+def _can_connect(paths: Paths) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(paths.control_socket)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def wait_daemon_gone(paths: Paths, timeout: float = 30.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not daemon_alive(paths):
+            return True
+        time.sleep(0.02)
+    return False

@@ -1,0 +1,273 @@
+"""pyxld: the daemon that is the simulated host (Xen + xenstored +
+xenconsoled + libxl's state), serving pyxl commands on a control socket.
+
+    python -m pyxl.toolstack.daemon [-F]     (or `pyxl daemon start [-F]`)
+
+One daemon per host root, never two: it holds an exclusive flock on
+run/pyxl/daemon.lock for its whole life.  In the foreground (-F) it suits a
+service manager (READY=1 through $NOTIFY_SOCKET); a pyxl command that finds no
+daemon starts one in the background and waits for its readiness byte.
+
+SIGTERM/SIGINT stop the daemon and leave domains running: a daemon started
+later adopts them (their processes, consoles and state are all under the
+root).  `pyxl daemon stop` refuses while guests exist unless --force, which
+destroys them first.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+
+from pyxl.toolstack import protocol
+from pyxl.toolstack.errors import Fault
+from pyxl.toolstack.paths import Paths, atomic_write
+
+
+class Daemon:
+    def __init__(self, paths: Paths, foreground: bool):
+        self.paths = paths
+        self.foreground = foreground
+        self.logf = None
+        self.stop_event = threading.Event()
+        self.listener: socket.socket | None = None
+        self.state = None
+        self.lock_fd = -1
+
+    def log(self, msg: str) -> None:
+        line = time.strftime("%Y-%m-%d %H:%M:%S ") + msg + "\n"
+        try:
+            if self.logf is not None:
+                self.logf.write(line)
+                self.logf.flush()
+        except OSError:
+            pass
+        if self.foreground:
+            sys.stderr.write(line)
+
+    # -- lifetime --------------------------------------------------------
+    def acquire(self) -> bool:
+        self.paths.make_dirs()
+        self.lock_fd = os.open(self.paths.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def run(self, ready_fd: int = -1) -> int:
+        if not self.acquire():
+            print("pyxl: a pyxl daemon is already running for %s" % self.paths.root, file=sys.stderr)
+            return 1
+        self.logf = open(self.paths.daemon_log, "a")
+        os.umask(0o077)
+        from pyxl.toolstack.hostd import HostState
+
+        self.state = HostState(self.paths, self.log)
+        self.state.start()
+        sock_path = self.paths.control_socket
+        try:
+            os.unlink(sock_path)        # stale: we hold the lock, nobody else serves it
+        except FileNotFoundError:
+            pass
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(sock_path)
+        os.chmod(sock_path, 0o600)
+        self.listener.listen(128)
+        atomic_write(self.paths.pid_file, b"%d\n" % os.getpid(), 0o644)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda *_: self.stop_event.set())
+        self.log("pyxld %d serving %s (protocol %d)" % (os.getpid(), sock_path, protocol.VERSION))
+        threading.Thread(target=self._accept_loop, name="accept", daemon=True).start()
+        if ready_fd >= 0:
+            try:
+                os.write(ready_fd, b"R")
+            finally:
+                os.close(ready_fd)
+        _sd_notify("READY=1")
+        while not self.stop_event.wait(1.0):
+            pass
+        self._shutdown(destroy_all=getattr(self, "_destroy_all", False))
+        return 0
+
+    def _shutdown(self, destroy_all: bool) -> None:
+        self.log("stopping (%s)" % ("destroying domains" if destroy_all else "domains left running"))
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+        for p in (self.paths.control_socket, self.paths.pid_file):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+        self.state.stop(destroy_all)
+        self.log("stopped")
+
+    def _accept_loop(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+
+    # -- one client ----------------------------------------------------
+    def _client(self, conn: socket.socket) -> None:
+        ch = protocol.Channel(conn)
+        handed_over = False
+        try:
+            hello = ch.recv()
+            if not isinstance(hello, dict) or hello.get("hello") != protocol.MAGIC:
+                ch.send({"ok": False, **Fault("BAD_REQUEST", reason="no handshake").to_wire()})
+                return
+            if hello.get("version") != protocol.VERSION:
+                ch.send({"ok": False, **Fault("VERSION_MISMATCH", theirs=protocol.VERSION,
+                                              ours=hello.get("version")).to_wire()})
+                return
+            ch.send({"hello": protocol.MAGIC, "version": protocol.VERSION, "pid": os.getpid(),
+                     "root": self.paths.root})
+            while True:
+                req = ch.recv()
+                if req is None:
+                    return
+                op = req.get("op", "")
+                args = req.get("args") or {}
+                if op == "console":
+                    handed_over = self._console(ch, args)
+                    if handed_over:
+                        return
+                    continue
+                try:
+                    result = self.dispatch(op, args)
+                    ch.send({"ok": True, "result": result})
+                except Fault as f:
+                    ch.send({"ok": False, **f.to_wire()})
+                except Exception as e:
+                    self.log("op %s failed: %s" % (op, traceback.format_exc()))
+                    ch.send({"ok": False, **Fault("INTERNAL", reason=repr(e)).to_wire()})
+                if op == "daemon_stop":
+                    return
+        except (OSError, protocol.ProtocolError):
+            return
+        finally:
+            if not handed_over:
+                ch.close()
+
+    def _console(self, ch: protocol.Channel, args: dict) -> bool:
+        st = self.state
+        try:
+            with st.lock:
+                dom = st.resolve(args.get("dom", ""), missing_id="INVALID_DOMAIN")
+                if dom.domid not in st.consoles.consoles:
+                    raise Fault("CONSOLE_UNAVAILABLE")
+            ch.send({"ok": True, "result": {"domid": dom.domid, "name": dom.name}})
+        except Fault as f:
+            ch.send({"ok": False, **f.to_wire()})
+            return False
+        return st.consoles.attach(dom.domid, ch.sock, ch.take_buffered())
+
+    def dispatch(self, op: str, a: dict):
+        st = self.state
+        if op == "ping":
+            return {"pid": os.getpid()}
+        if op == "list":
+            with st.lock:
+                if a.get("dom") is not None:
+                    doms = [st.resolve(a["dom"])]
+                else:
+                    doms = st.table.sorted()
+                return [st.dominfo(d, a.get("long", False)) for d in doms]
+        if op == "info":
+            with st.lock:
+                return {"lines": st.host.info_lines(st.table.free_kb())}
+        if op == "create":
+            return st.create(a["config"], a.get("config_file", ""), a.get("config_text", ""),
+                             paused=a.get("paused", False), monitor=a.get("monitor", True))
+        if op == "destroy":
+            st.destroy(a["dom"], a.get("force", False))
+            return None
+        if op == "shutdown":
+            return st.shutdown(a["dom"], a.get("reboot", False))
+        if op == "shutdown_all":
+            with st.lock:
+                ids = [d.domid for d in st.guests() if d.shutdown_reason is None]
+            for domid in ids:
+                st.shutdown(str(domid), a.get("reboot", False))
+            return ids
+        if op == "wait":
+            return st.wait_event(int(a["domid"]), float(a.get("timeout", 60)))
+        if op in ("pause", "unpause"):
+            st.pause(a["dom"], op == "pause")
+            return None
+        if op == "rename":
+            st.rename(a["dom"], a["name"])
+            return None
+        if op == "dmesg":
+            try:
+                with open(self.paths.hypervisor_log, "rb") as f:
+                    data = f.read().decode(errors="replace")
+            except FileNotFoundError:
+                data = ""
+            if a.get("clear"):
+                open(self.paths.hypervisor_log, "w").close()
+            return data
+        if op == "xenstore":
+            return st.xenstore_op(a["op"], a)
+        if op == "vtpm_attach":
+            return st.vtpm_attach(a["dom"], a.get("uuid"), a.get("backend"))
+        if op == "vtpm_list":
+            return st.vtpm_list(a["dom"])
+        if op == "vtpm_detach":
+            st.vtpm_detach(a["dom"], a["dev"])
+            return None
+        if op == "console_history":
+            with st.lock:
+                dom = st.resolve(a["dom"])
+            return st.consoles.history(dom.domid).decode(errors="replace")
+        if op == "daemon_status":
+            with st.lock:
+                return {"pid": os.getpid(), "root": self.paths.root,
+                        "domains": len(st.guests()), "protocol": protocol.VERSION}
+        if op == "daemon_stop":
+            with st.lock:
+                n = len(st.guests())
+                if n and not a.get("force"):
+                    raise Fault("DAEMON_BUSY", count=n)
+                st.stopping = True
+            self._destroy_all = True
+            self.stop_event.set()
+            return {"pid": os.getpid()}
+        raise Fault("BAD_REQUEST", reason="unknown op %r" % op)
+
+
+def _sd_notify(msg: str) -> None:
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(addr)
+            s.send(msg.encode())
+    except OSError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    foreground = "-F" in argv or "--foreground" in argv
+    ready_fd = int(os.environ.pop("PYXL_READY_FD", "-1"))
+    d = Daemon(Paths.from_env(), foreground)
+    return d.run(ready_fd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

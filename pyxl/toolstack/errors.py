@@ -1,0 +1,156 @@
+"""The one table of faults shared by the daemon and the client.
+
+The daemon raises `Fault(NAME, **args)`; the name and args cross the control
+socket unchanged, and the client turns them into xl's exact stderr text and
+exit status from this same table.  So a message such as
+"foo is an invalid domain identifier (rc=-6)" reads the same whichever side
+noticed the problem (Supervisor's `Faults` idea, with xl's words).
+
+Messages may span several lines; `{...}` fields come from the fault's args.
+libxl's own log lines carry a source position; pyxl names the libxl function
+xl 4.17 reports from, with the line number of that release.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FaultKind:
+    code: int          # stable number (wire + docs); never reused
+    name: str
+    exit: int          # xl's exit status for this failure
+    message: str       # xl's stderr text, str.format()-ed with the args
+
+
+# libxl error numbers (libxl_types.idl libxl_error), as xl prints them in "rc=..."
+ERROR_FAIL = -3
+ERROR_INVAL = -6
+ERROR_DOMAIN_NOTFOUND = -21
+
+_KINDS = (
+    # -- talking to the daemon (pyxl's own; Supervisor-style distinct diagnostics)
+    FaultKind(1, "NOT_RUNNING", 1,
+              "pyxl: the pyxl daemon is not running (no control socket at {path})"),
+    FaultKind(2, "REFUSED", 1,
+              "pyxl: the pyxl daemon refused the connection at {path}: {reason}"),
+    FaultKind(3, "VERSION_MISMATCH", 1,
+              "pyxl: the pyxl daemon speaks control protocol {theirs}, this pyxl speaks {ours};"
+              " stop it with `pyxl daemon stop` and retry"),
+    FaultKind(4, "PERMISSION", 1,
+              "pyxl: permission denied on the control socket {path} (it is root-only, like privcmd)"),
+    FaultKind(5, "START_FAILED", 1,
+              "pyxl: could not start the pyxl daemon: {reason} (see {log})"),
+    FaultKind(6, "BAD_REQUEST", 1, "pyxl: bad request: {reason}"),
+    FaultKind(7, "INTERNAL", 1, "pyxl: internal error in the daemon: {reason}"),
+    FaultKind(8, "DAEMON_BUSY", 1,
+              "pyxl: {count} domain(s) other than Domain-0 still exist;"
+              " use `pyxl daemon stop --force` to destroy them"),
+    FaultKind(9, "SHUTTING_DOWN", 1, "pyxl: the pyxl daemon is shutting down"),
+    # -- domains (xl's words)
+    FaultKind(20, "INVALID_DOMAIN", 1, "{dom} is an invalid domain identifier (rc=-6)"),
+    FaultKind(21, "NO_SUCH_DOMID", 1, "Error: Domain '{dom}' does not exist."),
+    FaultKind(23, "DESTROY_DOM0", 1,
+              "Not destroying domain 0; use -f to force.\n"
+              "This can only be done when using a disaggregated hardware domain and toolstack.\n"),
+    FaultKind(24, "DESTROY_FAILED", 1,
+              "libxl: error: libxl_domain.c:1158:libxl__destroy_domid: Domain {domid}:Non-existant domain\n"
+              "libxl: error: libxl_domain.c:1112:domain_destroy_callback: Domain {domid}:"
+              "Unable to destroy guest\n"
+              "libxl: error: libxl_domain.c:1039:domain_destroy_cb: Domain {domid}:"
+              "Destruction of domain failed\n"
+              "destroy failed (rc=-21)"),
+    FaultKind(25, "NOMEM", 3, "failed to free memory for the domain"),
+    FaultKind(26, "KERNEL_MISSING", 3,
+              "xc: error: panic: xc_dom_core.c:208: failed to open file '{path}':"
+              " No such file or directory: Internal error\n"
+              "libxl: error: libxl_dom.c:588:libxl__build_dom: xc_dom_kernel_file failed:"
+              " No such file or directory\n"
+              "libxl: error: libxl_create.c:1734:domcreate_rebuild_done: Domain {domid}:"
+              "cannot (re-)build domain: -3"),
+    FaultKind(27, "DISK_MISSING", 3,
+              "libxl: error: libxl_device.c:397:libxl__device_disk_set_backend: Disk vdev={vdev}"
+              " failed to stat: {path}: No such file or directory\n"
+              "libxl: error: libxl_create.c:1216:libxl__domain_config_setdefault:"
+              " Unable to set disk defaults for disk {index}"),
+    FaultKind(28, "VTPM_BACKEND_MISSING", 1,
+              "Specified vtpm backend domain `{backend}' does not exist!"),
+    FaultKind(29, "NAME_IN_USE", 3,
+              "libxl: error: libxl_domain.c:478:libxl__domain_rename: Domain {domid}:"
+              "Domain with name \"{name}\" already exists.\n"
+              "libxl: error: libxl_create.c:710:initiate_domain_create: Domain {domid}:"
+              "cannot make domain: -6"),
+    FaultKind(30, "RENAME_DUP", 1,
+              "libxl: error: libxl_domain.c:478:libxl__domain_rename: Domain {domid}:"
+              "Domain with name \"{name}\" already exists.\n"
+              "Can't rename domain '{dom}'."),
+    FaultKind(31, "DOMID_OF_NAME", 1,
+              "Can't get domid of domain name '{name}', maybe this domain does not exist."),
+    FaultKind(32, "DOMNAME_OF_ID", 1,
+              "Can't get domain name of domain id '{domid}', maybe this domain does not exist."),
+    FaultKind(33, "NOT_A_DOMID", 1, "Invalid domain id.\n"),
+    FaultKind(34, "SHUTDOWN_FAILED", 1, "{what} failed (rc=-3)"),
+    FaultKind(35, "DEVICE_TIMEOUT", 3,
+              "libxl: error: libxl_device.c:1194:device_backend_callback: Domain {domid}:"
+              "unable to add device with path {path}\n"
+              "libxl: error: libxl_create.c:1898:domcreate_attach_devices: Domain {domid}:"
+              "unable to add {kind} devices"),
+    # -- vtpm commands
+    FaultKind(40, "VTPM_ADD_FAILED", 1, "libxl_device_vtpm_add failed."),
+    FaultKind(41, "UNKNOWN_DEVICE", 1, "Unknown device {dev}."),
+    FaultKind(42, "VTPM_REMOVE_FAILED", 1, "libxl_device_vtpm_remove failed."),
+    FaultKind(43, "CONSOLE_UNAVAILABLE", 1, "Unable to attach console"),
+    FaultKind(44, "VTPM_ADD_TIMEOUT", 1,
+              "libxl: error: libxl_device.c:1194:device_backend_callback: Domain {domid}:"
+              "unable to add device with path {path}\n"
+              "libxl_device_vtpm_add failed."),
+    FaultKind(50, "XENSTORE", 1, "xenstore-{op}: {reason}: {path}"),
+)
+
+KINDS: dict[str, FaultKind] = {k.name: k for k in _KINDS}
+assert len({k.code for k in _KINDS}) == len(_KINDS)
+
+
+class Fault(Exception):
+    """A named failure from the table; raise in the daemon or the client."""
+
+    def __init__(self, name: str, /, **args):
+        if name not in KINDS:
+            raise KeyError(name)
+        self.name = name
+        self.args_ = args
+        super().__init__(self.message)
+
+    @property
+    def kind(self) -> FaultKind:
+        return KINDS[self.name]
+
+    @property
+    def message(self) -> str:
+        try:
+            return self.kind.message.format(**self.args_)
+        except (KeyError, IndexError):
+            return self.kind.message
+
+    @property
+    def exit_code(self) -> int:
+        return self.kind.exit
+
+    def to_wire(self) -> dict:
+        return {"fault": self.name, "code": self.kind.code, "args": self.args_}
+
+    @classmethod
+    def from_wire(cls, d: dict) -> "Fault":
+        name = d.get("fault", "INTERNAL")
+        if name not in KINDS:
+            return cls("INTERNAL", reason="unknown fault %r" % name)
+        return cls(name, **(d.get("args") or {}))
+
+    def report(self, stream=None) -> int:
+        """Print xl's text to stderr; return the exit status."""
+        import sys
+
+        msg = self.message
+        print(msg.rstrip("\n") + ("\n" if msg.endswith("\n") else ""), file=stream or sys.stderr)
+        return self.exit_code

@@ -1,0 +1,709 @@
+"""The simulated host's toolstack state, living in the daemon.
+
+`HostState` is what libxl + Xen + xenconsoled together know about a host:
+the domain table (pyxl.hypervisor.domain), the hypervisor's services
+(xenstore, event channels, grants: pyxl.hypervisor.services), the consoles,
+and the domain processes.  Every operation the control socket offers is a
+method here; each runs under one lock, so concurrent pyxl commands never
+lose an update, and every change is written atomically to the state file
+before the reply goes out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid as uuidlib
+
+from pyxl.hypervisor.domain import (REASON_NAMES, SHUTDOWN_CRASH, SHUTDOWN_POWEROFF,
+                                    SHUTDOWN_REBOOT, SHUTDOWN_SOFT_RESET, SHUTDOWN_WATCHDOG,
+                                    Domain, DomainTable, pid_start_time)
+from pyxl.hypervisor.host import Host
+from pyxl.toolstack import devices
+from pyxl.toolstack.consoled import ConsoleDaemon, make_fifo
+from pyxl.toolstack.errors import Fault
+from pyxl.toolstack.paths import Paths, atomic_write
+
+STATE_VERSION = 1
+EXIT_SHUTDOWN_BASE = 64      # a domain process exits 64+reason after SCHEDOP_shutdown
+DEVICE_TIMEOUT = float(os.environ.get("PYXL_DEVICE_TIMEOUT", "10"))  # LIBXL_INIT_TIMEOUT
+MAXMEM_SLACK_KB = 1024       # LIBXL_MAXMEM_CONSTANT
+
+ACTIONS = ("destroy", "restart", "restart_rename", "preserve", "coredump_destroy",
+           "coredump_restart", "soft_reset")
+
+
+def load_hypervisor():
+    """The hypervisor's services (hv-services' layer), or None before it exists."""
+    try:
+        from pyxl.hypervisor.services import Hypervisor
+    except ImportError:
+        Hypervisor = None
+    if Hypervisor is not None:
+        return Hypervisor()
+    return None
+
+
+class _XsOnly:
+    """Until the full services layer exists: xenstore alone."""
+
+    def __init__(self):
+        from pyxl.hypervisor.xenstore import XenStore
+
+        self.xenstore = XenStore()
+
+    def domain_created(self, domid, **kw):
+        self.xenstore.introduce(domid)
+
+    def domain_destroyed(self, domid):
+        self.xenstore.release(domid)
+
+    serve = None
+
+
+def _cfg(d: dict, *keys, default=None):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return default
+        d = d[k]
+    return d
+
+
+class HostState:
+    def __init__(self, paths: Paths, log):
+        self.paths = paths
+        self.log = log
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.procs: dict[int, subprocess.Popen] = {}
+        self.pidfds: dict[int, int] = {}
+        self.disk_fds: dict[int, list[int]] = {}
+        self.serve_socks: dict[int, socket.socket] = {}
+        self.stopping = False
+        self.host, saved = self._load()
+        self.table = DomainTable(self.host)
+        hv = load_hypervisor()
+        if hv is None:
+            try:
+                hv = _XsOnly()
+            except ImportError:
+                hv = None
+        self.hv = hv
+        self.xs = hv.xenstore.connect(0) if hv is not None else None
+        self.consoles = ConsoleDaemon(log)
+        self.wake_r, self.wake_w = os.pipe()
+        self.reaper = threading.Thread(target=self._reap_loop, name="reaper", daemon=True)
+        self._saved = saved
+        self.hypervisor_log("(XEN) pyxl: simulated Xen 4.17 host, %d CPUs, %d MiB"
+                            % (self.host.nr_cpus, self.host.total_memory_mb))
+
+    # -- persistence ---------------------------------------------------
+    def _load(self):
+        try:
+            with open(self.paths.state_file, "rb") as f:
+                saved = json.loads(f.read())
+            if saved.get("version") != STATE_VERSION:
+                raise ValueError("state version %r" % saved.get("version"))
+            return Host.from_dict(saved["host"]), saved
+        except FileNotFoundError:
+            return Host.from_env(), None
+        except (ValueError, KeyError, TypeError) as e:
+            self.log("state file unreadable (%s); starting with an empty host" % e)
+            os.replace(self.paths.state_file, self.paths.state_file + ".bad")
+            return Host.from_env(), None
+
+    def save(self) -> None:
+        data = {"version": STATE_VERSION, "host": self.host.to_dict()}
+        data.update(self.table.to_dict())
+        atomic_write(self.paths.state_file, json.dumps(data, indent=1).encode())
+
+    def hypervisor_log(self, line: str) -> None:
+        try:
+            with open(self.paths.hypervisor_log, "a") as f:
+                f.write(line + "\n")
+        except OSError:
+            pass
+
+    def monitor_log(self, dom: Domain, line: str) -> None:
+        try:
+            with open(self.paths.monitor_log(dom.name), "a") as f:
+                f.write(line + "\n")
+        except OSError:
+            pass
+
+    # -- start-up: adopt what a previous daemon left running -------------
+    def start(self) -> None:
+        self.consoles.start()
+        saved = self._saved
+        if saved:
+            self.table.load(saved)
+            for dom in list(self.table.domains.values()):
+                if dom.is_dom0:
+                    continue
+                if dom.pid and dom.alive():
+                    self._adopt(dom)
+                elif dom.shutdown_reason is not None and not dom.dying:
+                    self._rewire(dom)          # a preserved shut-down domain: keep it listed
+                else:
+                    self.log("domain %d (%s) died while the daemon was away: crashed"
+                             % (dom.domid, dom.name))
+                    self.monitor_log(dom, "Domain %d has shut down, reason code %d 0x%x"
+                                     % (dom.domid, SHUTDOWN_CRASH, SHUTDOWN_CRASH))
+                    dom.shutdown_reason = self._reason_file(dom, SHUTDOWN_CRASH)
+                    dom.pid = 0
+                    self._rewire(dom)
+                    threading.Thread(target=self._act_on_shutdown, args=(dom.domid,),
+                                     daemon=True).start()
+            self.save()
+        self.table.domains[0].pid = os.getpid()
+        if self.xs is not None:
+            self.xs.write("/local/domain/0/name", "Domain-0")
+            self.xs.write("/local/domain/0/domid", "0")
+        self.reaper.start()
+
+    def _rewire(self, dom: Domain) -> None:
+        """Recreate the domain's xenstore nodes in the new daemon's store."""
+        if self.hv is not None:
+            self.hv.domain_created(dom.domid)
+        if self.xs is not None:
+            self._write_xenstore(dom)
+
+    def _adopt(self, dom: Domain) -> None:
+        self.log("adopting domain %d (%s), pid %d" % (dom.domid, dom.name, dom.pid))
+        self._rewire(dom)
+        try:
+            self.pidfds[dom.domid] = os.pidfd_open(dom.pid)
+        except OSError:
+            pass
+        fifo_out, fifo_in = self.paths.console_fifo(dom.domid), self.paths.console_in_fifo(dom.domid)
+        if os.path.exists(fifo_out) and os.path.exists(fifo_in):
+            self.consoles.add(dom.domid, fifo_out, fifo_in, self.paths.console_log(dom.name))
+        self._wake()
+
+    # -- resolution ----------------------------------------------------
+    def resolve(self, dom: str | int, missing_id: str = "NO_SUCH_DOMID") -> Domain:
+        """libxl_domain_qualifier_to_domid: all digits = a domid, else a name."""
+        s = str(dom)
+        if s.isdigit():
+            d = self.table.domains.get(int(s))
+            if d is None:
+                raise Fault(missing_id, dom=s, domid=s)
+            return d
+        d = self.table.by_name(s)
+        if d is None:
+            raise Fault("INVALID_DOMAIN", dom=s)
+        return d
+
+    def dominfo(self, d: Domain, long: bool = False) -> dict:
+        info = {"domid": d.domid, "name": d.name, "uuid": d.uuid,
+                "mem": d.target_memkb // 1024, "max_memkb": d.max_memkb, "vcpus": d.vcpus,
+                "state": d.state_chars(), "cpu_time": d.cpu_time(),
+                "reason": d.shutdown_reason, "uptime": d.uptime(), "created": d.created,
+                "paused": d.paused}
+        if long:
+            info["config"] = d.config
+        return info
+
+    # -- create --------------------------------------------------------
+    def create(self, config: dict, config_file: str = "", config_text: str = "",
+               paused: bool = False, monitor: bool = True, reuse_uuid: bool = False) -> dict:
+        name = _cfg(config, "c_info", "name") or ""
+        if not name:
+            raise Fault("BAD_REQUEST", reason="domain config without a name")
+        max_memkb = int(_cfg(config, "b_info", "max_memkb", default=32 * 1024))
+        target_memkb = int(_cfg(config, "b_info", "target_memkb", default=max_memkb))
+        vcpus = int(_cfg(config, "b_info", "max_vcpus", default=1) or 1)
+        kernel = _cfg(config, "b_info", "kernel", default=None) \
+            or _cfg(config, "b_info", "type.pv", "kernel", default="") or ""
+        cmdline = _cfg(config, "b_info", "cmdline", default="") or ""
+        uuid = _cfg(config, "c_info", "uuid") or str(uuidlib.uuid4())
+        disks = config.get("disks") or []
+        vtpms = config.get("vtpms") or []
+        with self.lock:
+            if self.stopping:
+                raise Fault("SHUTTING_DOWN")
+            # libxl__domain_config_setdefault: disk backends are stat'ed first
+            for i, disk in enumerate(disks):
+                path = disk.get("pdev_path") or ""
+                if path and not os.path.exists(path):
+                    raise Fault("DISK_MISSING", vdev=disk.get("vdev", ""), path=path, index=i)
+            # seed xl resolves vtpm backends while parsing
+            vtpm_backends = []
+            for v in vtpms:
+                be = v.get("backend_domname")
+                if be is None:
+                    be = str(v.get("backend_domid", 0))
+                try:
+                    vtpm_backends.append(self.resolve(be).domid)
+                except Fault:
+                    raise Fault("VTPM_BACKEND_MISSING", backend=be) from None
+            # xl's freemem(): does it fit?
+            if self.table.free_kb() < max_memkb + MAXMEM_SLACK_KB:
+                raise Fault("NOMEM")
+            domid = self.table.allocate_domid()
+            if self.table.by_name(name) is not None:
+                # libxl__domain_make: the domain is made, the rename fails, it is torn down
+                self.save()
+                raise Fault("NAME_IN_USE", domid=domid, name=name)
+            if kernel and not os.path.isfile(kernel):
+                self.save()
+                raise Fault("KERNEL_MISSING", domid=domid, path=kernel)
+            dom = Domain(domid, name, uuid, max_memkb, target_memkb, vcpus, kernel=kernel,
+                         config=config, config_text=config_text, config_file=config_file)
+            dom.monitored = monitor
+            self.table.domains[domid] = dom
+            try:
+                if self.hv is not None:
+                    self.hv.domain_created(domid)
+                if self.xs is not None:
+                    self._write_xenstore(dom)
+                self._open_disks(dom)
+                self._spawn(dom, paused)
+            except Exception:
+                self._teardown(dom)
+                raise
+            dom.config.setdefault("c_info", {})["uuid"] = uuid
+            self.monitor_log(dom, "Waiting for domain %s (domid %d) to die [pid %d]"
+                             % (name, domid, os.getpid()))
+            self.save()
+            self.changed.notify_all()
+        # libxl waits (without our lock) for every backend to reach InitWait
+        if self.xs is not None:
+            for devid, be_domid in enumerate(vtpm_backends):
+                be = "/local/domain/%d/backend/vtpm/%d/%d" % (be_domid, domid, devid)
+                if not devices.wait_state(self.xs, be, devices.XenbusStateInitWait, DEVICE_TIMEOUT,
+                                          alive=lambda: be_domid in self.table.domains):
+                    with self.lock:
+                        self._destroy_locked(dom)
+                    raise Fault("DEVICE_TIMEOUT", domid=domid, path=be, kind="vtpm")
+        return {"domid": domid, "name": name, "uuid": uuid}
+
+    def _write_xenstore(self, dom: Domain) -> None:
+        devices.write_domain(self.xs, dom.domid, dom.name, dom.uuid, dom.max_memkb,
+                             dom.target_memkb, dom.vcpus, dom.kernel,
+                             _cfg(dom.config, "b_info", "cmdline", default="") or "", dom.created)
+        for disk in dom.config.get("disks") or []:
+            devid = devices.vdev_to_devid(disk.get("vdev", ""))
+            if devid >= 0:
+                devices.add_vbd(self.xs, dom.domid, 0, disk, devid)
+        for i, v in enumerate(dom.config.get("vtpms") or []):
+            be = v.get("backend_domname")
+            be_dom = self.table.by_name(be) if be is not None else \
+                self.table.domains.get(int(v.get("backend_domid", 0)))
+            if be_dom is None:
+                continue
+            if not v.get("uuid"):
+                v["uuid"] = str(uuidlib.uuid4())
+            devices.add_vtpm(self.xs, dom.domid, be_dom.domid, int(v.get("devid", i)), v["uuid"])
+
+    def _open_disks(self, dom: Domain) -> None:
+        """blkback opens every image the domain was given."""
+        fds = []
+        for i, disk in enumerate(dom.config.get("disks") or []):
+            path = disk.get("pdev_path") or ""
+            if not path:
+                continue
+            flags = os.O_RDWR if disk.get("readwrite", 1) else os.O_RDONLY
+            try:
+                fds.append(os.open(path, flags | os.O_CLOEXEC))
+            except OSError:
+                for fd in fds:
+                    os.close(fd)
+                raise Fault("DISK_MISSING", vdev=disk.get("vdev", ""), path=path, index=i) from None
+            devid = devices.vdev_to_devid(disk.get("vdev", ""))
+            if self.xs is not None and devid >= 0:
+                be = "/local/domain/0/backend/vbd/%d/%d" % (dom.domid, devid)
+                size = os.fstat(fds[-1]).st_size
+                self.xs.write(be + "/sectors", str(size // 512))
+                self.xs.write(be + "/sector-size", "512")
+                self.xs.write(be + "/state", str(devices.XenbusStateInitWait))
+        self.disk_fds[dom.domid] = fds
+
+    def _spawn(self, dom: Domain, paused: bool) -> None:
+        out_p, in_p = self.paths.console_fifo(dom.domid), self.paths.console_in_fifo(dom.domid)
+        make_fifo(out_p)
+        make_fifo(in_p)
+        self.consoles.add(dom.domid, out_p, in_p, self.paths.console_log(dom.name))
+        spec = {"domid": dom.domid, "name": dom.name, "uuid": dom.uuid, "kernel": dom.kernel,
+                "cmdline": _cfg(dom.config, "b_info", "cmdline", default="") or "",
+                "memkb": dom.target_memkb, "vcpus": dom.vcpus, "paused": paused,
+                "console_out": out_p, "console_in": in_p,
+                "status": self._status_path(dom.domid), "extra": {}}
+        try:
+            os.unlink(spec["status"])
+        except FileNotFoundError:
+            pass
+        pass_fds = ()
+        parent_sock = child_sock = None
+        if self.hv is not None and getattr(self.hv, "serve", None) is not None:
+            parent_sock, child_sock = socket.socketpair()
+            spec["hv_fd"] = child_sock.fileno()
+            pass_fds = (child_sock.fileno(),)
+        pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        boot = ("import sys;sys.path[:0]=%r;from pyxl.domain.process import main;main()"
+                % ([os.path.dirname(pkg_root)] + self._site_paths()))
+        argv = [sys.executable, "-S", "-c", boot, "pyxl-domain", json.dumps(spec)]
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL,
+                                stderr=open(self.paths.console_log(dom.name) + ".stderr", "ab"),
+                                pass_fds=pass_fds, start_new_session=True, close_fds=True)
+        if child_sock is not None:
+            child_sock.close()
+            self.serve_socks[dom.domid] = parent_sock
+            threading.Thread(target=self._serve, args=(dom.domid, parent_sock),
+                             name="hv-%d" % dom.domid, daemon=True).start()
+        dom.pid = proc.pid
+        dom.pid_start = pid_start_time(proc.pid)
+        dom.paused = paused
+        self.procs[dom.domid] = proc
+        self.pidfds[dom.domid] = os.pidfd_open(proc.pid)
+        self._wake()
+        if paused:   # the domain stops itself before running a single instruction
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:
+                st = dom.proc_stat()
+                if st is None or st[0] == "T":
+                    break
+                time.sleep(0.001)
+
+    def _site_paths(self) -> list[str]:
+        # stub domains need cryptography & co.; a Linux guest imports none of them
+        return [p for p in sys.path if p.endswith("site-packages")]
+
+    def _serve(self, domid: int, sock: socket.socket) -> None:
+        try:
+            self.hv.serve(sock, domid)
+        except Exception as e:
+            self.log("hv connection of domain %d: %r" % (domid, e))
+
+    def _status_path(self, domid: int) -> str:
+        return os.path.join(self.paths.run_dir, "console", "%d.status" % domid)
+
+    def _reason_file(self, dom: Domain, default: int) -> int:
+        try:
+            with open(self._status_path(dom.domid)) as f:
+                return int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return default
+
+    # -- destroy -------------------------------------------------------
+    def destroy(self, dom_q: str, force: bool = False) -> None:
+        with self.lock:
+            dom = self.resolve(dom_q, missing_id="DESTROY_FAILED")
+            if dom.is_dom0:
+                raise Fault("DESTROY_DOM0")
+            self._destroy_locked(dom)
+
+    def _destroy_locked(self, dom: Domain) -> None:
+        if dom.domid not in self.table.domains:
+            return
+        dom.dying = True
+        self._kill(dom)
+        self._teardown(dom)
+        self.hypervisor_log("(XEN) domain %d (%s) destroyed" % (dom.domid, dom.name))
+
+    def _kill(self, dom: Domain) -> None:
+        proc = self.procs.pop(dom.domid, None)
+        fd = self.pidfds.pop(dom.domid, None)
+        if dom.pid and (proc is not None or dom.alive()):
+            try:
+                os.kill(dom.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            if proc is not None:
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+            elif fd is not None:
+                select.select([fd], [], [], 5)
+        if fd is not None:
+            os.close(fd)
+        dom.cpu_time_done = dom.cpu_time()
+        dom.pid = 0
+        self._wake()
+
+    def _teardown(self, dom: Domain) -> None:
+        self.consoles.remove(dom.domid)
+        for p in (self.paths.console_fifo(dom.domid), self.paths.console_in_fifo(dom.domid),
+                  self._status_path(dom.domid)):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+        for fd in self.disk_fds.pop(dom.domid, []):
+            os.close(fd)
+        s = self.serve_socks.pop(dom.domid, None)
+        if s is not None:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        if self.xs is not None:
+            devices.remove_domain(self.xs, dom.domid, dom.uuid)
+        if self.hv is not None:
+            self.hv.domain_destroyed(dom.domid)
+        self.table.domains.pop(dom.domid, None)
+        self.save()
+        self.changed.notify_all()
+
+    # -- the reaper: a domain process that ends has shut down or crashed -
+    def _wake(self) -> None:
+        try:
+            os.write(self.wake_w, b"x")
+        except OSError:
+            pass
+
+    def _reap_loop(self) -> None:
+        while not self.stopping:
+            with self.lock:
+                fds = {fd: domid for domid, fd in self.pidfds.items()}
+            try:
+                ready, _, _ = select.select([self.wake_r] + list(fds), [], [], 1.0)
+            except (OSError, ValueError):
+                time.sleep(0.01)
+                continue
+            for fd in ready:
+                if fd == self.wake_r:
+                    os.read(self.wake_r, 4096)
+                    continue
+                self._died(fds[fd], fd)
+
+    def _died(self, domid: int, fd: int) -> None:
+        with self.lock:
+            if self.pidfds.get(domid) != fd:
+                return          # destroyed meanwhile
+            dom = self.table.domains.get(domid)
+            self.pidfds.pop(domid)
+            os.close(fd)
+            proc = self.procs.pop(domid, None)
+            if dom is None or dom.dying:
+                return
+            reason = SHUTDOWN_CRASH
+            if proc is not None:
+                rc = proc.wait()
+                if EXIT_SHUTDOWN_BASE <= rc <= EXIT_SHUTDOWN_BASE + SHUTDOWN_SOFT_RESET:
+                    reason = rc - EXIT_SHUTDOWN_BASE
+            else:
+                reason = self._reason_file(dom, SHUTDOWN_CRASH)
+            dom.cpu_time_done = dom.cpu_time()
+            dom.pid = 0
+            dom.paused = False
+            dom.shutdown_reason = reason
+            self.consoles.remove(domid)
+            self.hypervisor_log("(XEN) domain %d (%s) shut down, reason %s"
+                                % (domid, dom.name, REASON_NAMES.get(reason, reason)))
+            self.monitor_log(dom, "Domain %d has shut down, reason code %d 0x%x"
+                             % (domid, reason, reason))
+            self.save()
+            self.changed.notify_all()
+        threading.Thread(target=self._act_on_shutdown, args=(domid,), daemon=True).start()
+
+    def _act_on_shutdown(self, domid: int) -> None:
+        """What xl's monitor (xl create without -e) does when a domain shuts down."""
+        with self.lock:
+            dom = self.table.domains.get(domid)
+            if dom is None or not dom.monitored or dom.shutdown_reason is None:
+                return
+            reason = dom.shutdown_reason
+            key = {SHUTDOWN_POWEROFF: "on_poweroff", SHUTDOWN_REBOOT: "on_reboot",
+                   SHUTDOWN_CRASH: "on_crash", SHUTDOWN_WATCHDOG: "on_watchdog",
+                   SHUTDOWN_SOFT_RESET: "on_soft_reset"}.get(reason)
+            if key is None:   # suspend
+                self.monitor_log(dom, "Domain has suspended.")
+                return
+            default = {"on_reboot": "restart", "on_soft_reset": "soft_reset"}.get(key, "destroy")
+            action = dom.config.get(key) or default
+            self.monitor_log(dom, "Action for shutdown reason code %d is %s" % (reason, action))
+            if action == "preserve":
+                return
+            restart = action in ("restart", "coredump_restart", "soft_reset", "restart_rename")
+            self.monitor_log(dom, "Domain %d needs to be cleaned up: destroying the domain" % domid)
+            self._destroy_locked(dom)
+            if not restart:
+                self.monitor_log(dom, "Done. Exiting now")
+                return
+            self.monitor_log(dom, "Domain %d has been destroyed." % domid)
+            try:
+                new = self.create(dom.config, dom.config_file, dom.config_text,
+                                  monitor=True)
+                self.monitor_log(dom, "Waiting for domain %s (domid %s) to die [pid %d]"
+                                 % (dom.name, new["domid"], os.getpid()))
+            except Fault as f:
+                self.monitor_log(dom, f.message)
+
+    # -- other domain operations -----------------------------------------
+    def rename(self, dom_q: str, new: str) -> None:
+        with self.lock:
+            dom = self.resolve(dom_q)
+            other = self.table.by_name(new)
+            if other is not None and other is not dom:
+                raise Fault("RENAME_DUP", domid=dom.domid, name=new, dom=dom_q)
+            old = dom.name
+            dom.name = new
+            if self.xs is not None:
+                self.xs.write("/local/domain/%d/name" % dom.domid, new)
+                self.xs.write("/vm/%s/name" % dom.uuid, new)
+            dom.config.setdefault("c_info", {})["name"] = new
+            try:
+                os.replace(self.paths.console_log(old), self.paths.console_log(new))
+            except OSError:
+                pass
+            self.save()
+            self.changed.notify_all()
+
+    def pause(self, dom_q: str, pause: bool) -> None:
+        with self.lock:
+            dom = self.resolve(dom_q)
+            if dom.is_dom0 or not dom.pid:
+                return
+            try:
+                os.kill(dom.pid, signal.SIGSTOP if pause else signal.SIGCONT)
+            except ProcessLookupError:
+                return
+            dom.paused = pause
+            self.save()
+
+    def shutdown(self, dom_q: str, reboot: bool) -> int:
+        """libxl_domain_shutdown/reboot: write control/shutdown for the PV guest."""
+        with self.lock:
+            dom = self.resolve(dom_q)
+            if dom.shutdown_reason is not None:
+                return dom.domid
+            if self.xs is None:
+                raise Fault("SHUTDOWN_FAILED", what="reboot" if reboot else "shutdown")
+            self.xs.write("/local/domain/%d/control/shutdown" % dom.domid,
+                          "reboot" if reboot else "poweroff")
+            return dom.domid
+
+    def wait_event(self, domid: int, timeout: float) -> dict:
+        """Block until the domain has shut down or is gone (libxl domain death events)."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while True:
+                dom = self.table.domains.get(domid)
+                if dom is None:
+                    return {"event": "destroyed"}
+                if dom.shutdown_reason is not None:
+                    return {"event": "shutdown", "reason": dom.shutdown_reason}
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return {"event": "timeout"}
+                self.changed.wait(min(left, 1.0))
+
+    def xenstore_op(self, op: str, args: dict):
+        if self.xs is None:
+            raise Fault("INTERNAL", reason="this host has no xenstore")
+        from pyxl.hypervisor.xenstore import XenStoreError
+
+        try:
+            if op == "read":
+                return [self.xs.read(p).decode(errors="replace") for p in args["paths"]]
+            if op == "write":
+                kv = args["pairs"]
+                for p, v in kv:
+                    self.xs.write(p, v)
+                return None
+            if op == "rm":
+                for p in args["paths"]:
+                    self.xs.rm(p)
+                return None
+            if op == "ls":
+                return self._xs_ls(args.get("path") or "/")
+        except XenStoreError as e:
+            raise Fault("XENSTORE", op=op, reason=e.name, path=getattr(e, "filename", "")
+                        or (args.get("paths") or [args.get("path", "")])[0]) from None
+        raise Fault("BAD_REQUEST", reason="xenstore op %s" % op)
+
+    def _xs_ls(self, path: str) -> list:
+        out = []
+
+        def walk(p, depth):
+            for c in sorted(self.xs.directory(p)):
+                cp = (p.rstrip("/") + "/" + c)
+                v = self.xs.read(cp).decode(errors="replace")
+                perms = [str(x) for x in self.xs.get_perms(cp)]
+                out.append([depth, c, v, perms, cp])
+                walk(cp, depth + 1)
+
+        walk(path, 0)
+        return out
+
+    # -- vtpm devices ----------------------------------------------------
+    def vtpm_attach(self, dom_q: str, uuid: str | None, backend: str | None) -> int:
+        with self.lock:
+            dom = self.resolve(dom_q)
+            be_domid = 0
+            if backend is not None:
+                try:
+                    be_domid = self.resolve(backend).domid
+                except Fault:
+                    be_domid = 0   # seed xl: "defaulting to Dom0" (client prints it)
+            if self.xs is None:
+                raise Fault("VTPM_ADD_FAILED")
+            used = {r["devid"] for r in devices.list_vtpms(self.xs, dom.domid)}
+            devid = 0
+            while devid in used:
+                devid += 1
+            uuid = uuid or str(uuidlib.uuid4())
+            devices.add_vtpm(self.xs, dom.domid, be_domid, devid, uuid)
+            dom.config.setdefault("vtpms", []).append(
+                {"backend_domid": be_domid, "devid": devid, "uuid": uuid})
+            self.save()
+        be = "/local/domain/%d/backend/vtpm/%d/%d" % (be_domid, dom.domid, devid)
+        if not devices.wait_state(self.xs, be, devices.XenbusStateInitWait, DEVICE_TIMEOUT,
+                                  alive=lambda: be_domid in self.table.domains):
+            with self.lock:
+                devices.remove_vtpm(self.xs, dom.domid, devid, 0)
+                dom.config["vtpms"] = [v for v in dom.config.get("vtpms", [])
+                                       if v.get("devid") != devid]
+                self.save()
+            raise Fault("VTPM_ADD_TIMEOUT", domid=dom.domid, path=be)
+        return devid
+
+    def vtpm_list(self, dom_q: str) -> list:
+        with self.lock:
+            try:
+                dom = self.resolve(dom_q)
+            except Fault as f:
+                if f.name == "NO_SUCH_DOMID":   # a number is taken as a domid: nothing there
+                    return []
+                raise
+            return devices.list_vtpms(self.xs, dom.domid) if self.xs is not None else []
+
+    def vtpm_detach(self, dom_q: str, dev: str) -> None:
+        with self.lock:
+            dom = self.resolve(dom_q)
+            rows = devices.list_vtpms(self.xs, dom.domid) if self.xs is not None else []
+            hit = [r for r in rows if r["uuid"].lower() == dev.lower()] or \
+                [r for r in rows if dev.isdigit() and r["devid"] == int(dev)]
+            if not hit:
+                raise Fault("UNKNOWN_DEVICE", dev=dev)
+            devid = hit[0]["devid"]
+        devices.remove_vtpm(self.xs, dom.domid, devid, DEVICE_TIMEOUT)
+        with self.lock:
+            dom.config["vtpms"] = [v for v in dom.config.get("vtpms", [])
+                                   if v.get("devid") != devid]
+            self.save()
+
+    # -- stopping --------------------------------------------------------
+    def guests(self) -> list[Domain]:
+        return [d for d in self.table.sorted() if not d.is_dom0]
+
+    def stop(self, destroy_all: bool) -> None:
+        with self.lock:
+            if destroy_all:
+                for d in self.guests():
+                    self._destroy_locked(d)
+            self.stopping = True
+            self.save()
+        self._wake()
+        self.consoles.stop()

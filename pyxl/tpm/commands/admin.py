@@ -1,0 +1,167 @@
+"""Start-up, self test, random numbers, the SHA-1 thread, ticks (Part 3 3-6, 13, 20)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from .. import constants as C
+from ..crypto import random_bytes, sha1
+from ..engine import (CHECK_ALLOW_NO_OWNER, CHECK_BASIC, CHECK_STARTUP, CHECK_NO_LOCKOUT,
+                      PCR_EXTEND_LOCALITY, PCR_RESETTABLE_AT_STARTUP, T0, TPMError, command)
+from ..marshal import Writer
+from ..state import restore_volatile, save_volatile
+from ..structures import TPM_CURRENT_TICKS, TPM_STCLEAR_FLAGS
+
+SELF_TEST_RESULT = b"Success\x00"     # what the Berlios emulator reports
+
+
+def startup_clear(tpm) -> None:
+    tpm.pcrs = [b"\xff" * 20 if i in PCR_RESETTABLE_AT_STARTUP else bytes(20)
+                for i in range(C.TPM_NUM_PCR)]
+    tpm.stclear = TPM_STCLEAR_FLAGS(deactivated=tpm.perm.flags.deactivated)
+    tpm.keys.clear()
+    tpm.sessions.clear()
+    for a in tpm.perm.nv.values():
+        a.pub.bReadSTClear = 0
+        a.pub.bWriteSTClear = 0
+    tpm.saved = None
+
+
+@command(C.TPM_ORD_Startup)
+def Startup(tpm, ctx, r):
+    if not tpm.post_init:
+        raise TPMError(C.TPM_INVALID_POSTINIT)
+    st = r.u16()
+    ctx.start(r, T0, check=CHECK_STARTUP)
+    if st == C.TPM_ST_CLEAR:
+        startup_clear(tpm)
+    elif st == C.TPM_ST_STATE:
+        if tpm.saved is None:
+            raise TPMError(C.TPM_FAIL, "no saved state")
+        saved = tpm.saved
+        startup_clear(tpm)
+        restore_volatile(tpm, saved)
+        # resettable PCRs do not survive a saved state (they reset to their default)
+        for i in PCR_RESETTABLE_AT_STARTUP:
+            tpm.pcrs[i] = b"\xff" * 20
+        tpm.saved = saved
+    elif st == C.TPM_ST_DEACTIVATED:
+        startup_clear(tpm)
+        tpm.stclear.deactivated = True
+    else:
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    tpm.post_init = False
+    return b""
+
+
+@command(C.TPM_ORD_SaveState)
+def SaveState(tpm, ctx, r):
+    ctx.start(r, T0, CHECK_BASIC)
+    tpm.saved = save_volatile(tpm)
+    return b""
+
+
+@command(C.TPM_ORD_SelfTestFull)
+def SelfTestFull(tpm, ctx, r):
+    ctx.start(r, T0, CHECK_BASIC)
+    tpm.test_done = True
+    return b""
+
+
+@command(C.TPM_ORD_ContinueSelfTest)
+def ContinueSelfTest(tpm, ctx, r):
+    ctx.start(r, T0, CHECK_BASIC)
+    tpm.test_done = True
+    return b""
+
+
+@command(C.TPM_ORD_GetTestResult)
+def GetTestResult(tpm, ctx, r):
+    ctx.start(r, T0, CHECK_NO_LOCKOUT)
+    return Writer().sized32(SELF_TEST_RESULT).getvalue()
+
+
+@command(C.TPM_ORD_GetRandom)
+def GetRandom(tpm, ctx, r):
+    n = r.u32()
+    ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    n = min(n, tpm.identity.max_random)
+    return Writer().sized32(random_bytes(n)).getvalue()
+
+
+@command(C.TPM_ORD_StirRandom)
+def StirRandom(tpm, ctx, r):
+    size = r.u32()
+    if size > 255:
+        # libtpms checks the size before reading the data (spec: dataSize < 256)
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    r.bytes(size)
+    ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    return b""   # the OS generator needs no stirring
+
+
+@command(C.TPM_ORD_GetTicks)
+def GetTicks(tpm, ctx, r):
+    ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    ticks = int((tpm.clock() - tpm.boot_time) * 1_000_000)
+    return TPM_CURRENT_TICKS(ticks, 1, tpm.tick_nonce).to_bytes()
+
+
+# ---------------------------------------------------------------- SHA-1 thread
+
+SHA1_MAX_BYTES = 2048
+
+
+@command(C.TPM_ORD_SHA1Start)
+def SHA1Start(tpm, ctx, r):
+    ctx.start(r, T0, CHECK_BASIC)
+    tpm.sha1_ctx = hashlib.sha1()
+    return Writer().u32(SHA1_MAX_BYTES).getvalue()
+
+
+@command(C.TPM_ORD_SHA1Update)
+def SHA1Update(tpm, ctx, r):
+    data = r.sized32("hashData")
+    ctx.start(r, T0, CHECK_BASIC)
+    if tpm.sha1_ctx is None:
+        raise TPMError(C.TPM_SHA_THREAD)
+    if len(data) % 64:
+        tpm.sha1_ctx = None
+        raise TPMError(C.TPM_SHA_ERROR)
+    tpm.sha1_ctx.update(data)
+    return b""
+
+
+def _finish_sha1(tpm, data: bytes) -> bytes:
+    if tpm.sha1_ctx is None:
+        raise TPMError(C.TPM_SHA_THREAD)
+    if len(data) > 64:
+        tpm.sha1_ctx = None
+        raise TPMError(C.TPM_SHA_ERROR)
+    h = tpm.sha1_ctx
+    tpm.sha1_ctx = None
+    h.update(data)
+    return h.digest()
+
+
+@command(C.TPM_ORD_SHA1Complete)
+def SHA1Complete(tpm, ctx, r):
+    data = r.sized32("hashData")
+    ctx.start(r, T0, CHECK_BASIC)
+    return _finish_sha1(tpm, data)
+
+
+@command(C.TPM_ORD_SHA1CompleteExtend)
+def SHA1CompleteExtend(tpm, ctx, r):
+    idx = r.u32()
+    data = r.sized32("hashData")
+    ctx.start(r, T0, CHECK_BASIC)
+    if idx >= C.TPM_NUM_PCR:
+        tpm.sha1_ctx = None
+        raise TPMError(C.TPM_BADINDEX)
+    if not tpm.check_locality(PCR_EXTEND_LOCALITY[idx], ctx.locality):
+        tpm.sha1_ctx = None
+        raise TPMError(C.TPM_BAD_LOCALITY)
+    digest = _finish_sha1(tpm, data)
+    tpm.pcrs[idx] = sha1(tpm.pcrs[idx], digest)
+    return digest + tpm.pcrs[idx]

@@ -1,0 +1,234 @@
+"""GetCapability, GetCapabilityOwner, SetCapability (Part 3 7.1-7.3, Part 2 21).
+
+Property values are the Xen vTPM's (Berlios emulator with Xen's patches),
+taken from the Identity where they are implementation choices.
+"""
+
+from __future__ import annotations
+
+from .. import constants as C
+from ..engine import (CHECK_ALL, CHECK_BASIC, CHECK_NO_LOCKOUT, COMMANDS, T0, T1, T10,
+                      TPMError, command)
+from ..marshal import Reader, TPMDecodeError, Writer
+from ..structures import (TPM_CAP_VERSION_INFO, TPM_KEY_PARMS, TPM_STRUCT_VER, TPM_VERSION)
+
+NV_TOTAL = 4096          # bytes of NV the emulator offers
+MAX_CONTEXTS = 16
+
+
+def _u32(v: int) -> bytes:
+    return v.to_bytes(4, "big")
+
+
+def _bool(v) -> bytes:
+    return b"\x01" if v else b"\x00"
+
+
+def version(tpm) -> TPM_VERSION:
+    return TPM_VERSION(*tpm.identity.version)
+
+
+def _property(tpm, prop: int) -> bytes:
+    ident = tpm.identity
+    free_sessions = ident.max_sessions - len(tpm.sessions)
+    P = C.TPM_CAP_PROP
+    table = {
+        P.TPM_CAP_PROP_PCR: _u32(C.TPM_NUM_PCR),
+        P.TPM_CAP_PROP_DIR: _u32(1),
+        P.TPM_CAP_PROP_MANUFACTURER: _u32(ident.manufacturer),
+        P.TPM_CAP_PROP_KEYS: _u32(ident.max_keys - len(tpm.keys)),
+        P.TPM_CAP_PROP_MIN_COUNTER: _u32(1),
+        P.TPM_CAP_PROP_AUTHSESS: _u32(free_sessions),
+        P.TPM_CAP_PROP_TRANSESS: _u32(free_sessions),
+        P.TPM_CAP_PROP_COUNTERS: _u32(0),
+        P.TPM_CAP_PROP_MAX_AUTHSESS: _u32(ident.max_sessions),
+        P.TPM_CAP_PROP_MAX_TRANSESS: _u32(ident.max_sessions),
+        P.TPM_CAP_PROP_MAX_COUNTERS: _u32(0),
+        P.TPM_CAP_PROP_MAX_KEYS: _u32(ident.max_keys),
+        P.TPM_CAP_PROP_OWNER: _bool(tpm.owned),
+        P.TPM_CAP_PROP_CONTEXT: _u32(MAX_CONTEXTS),
+        P.TPM_CAP_PROP_MAX_CONTEXT: _u32(MAX_CONTEXTS),
+        P.TPM_CAP_PROP_FAMILYROWS: _u32(16),
+        P.TPM_CAP_PROP_TIS_TIMEOUT: b"".join(_u32(v) for v in ident.tis_timeouts),
+        P.TPM_CAP_PROP_STARTUP_EFFECT: _u32(0x4F),
+        P.TPM_CAP_PROP_DELEGATE_ROW: _u32(4),
+        P.TPM_CAP_PROP_MAX_DAASESS: _u32(1),
+        P.TPM_CAP_PROP_DAASESS: _u32(1),
+        P.TPM_CAP_PROP_CONTEXT_DIST: _u32(0xFFFFFFFE),
+        P.TPM_CAP_PROP_DAA_INTERRUPT: _bool(True),
+        P.TPM_CAP_PROP_SESSIONS: _u32(free_sessions),
+        P.TPM_CAP_PROP_MAX_SESSIONS: _u32(ident.max_sessions),
+        P.TPM_CAP_PROP_CMK_RESTRICTION: _u32(0),
+        P.TPM_CAP_PROP_DURATION: b"".join(_u32(v) for v in ident.durations),
+        P.TPM_CAP_PROP_ACTIVE_COUNTER: _u32(0xFFFFFFFF),
+        P.TPM_CAP_PROP_MAX_NV_AVAILABLE: _u32(max(0, NV_TOTAL - sum(
+            a.pub.dataSize for a in tpm.perm.nv.values()))),
+        P.TPM_CAP_PROP_INPUT_BUFFER: _u32(ident.input_buffer),
+    }
+    v = table.get(prop)
+    if v is None:
+        raise TPMError(C.TPM_BAD_MODE)
+    return v
+
+
+def _handle_list(handles) -> bytes:
+    hs = sorted(handles)
+    return len(hs).to_bytes(2, "big") + b"".join(_u32(h) for h in hs)
+
+
+def _sub32(sub: bytes) -> int:
+    if len(sub) != 4:
+        raise TPMError(C.TPM_BAD_MODE)
+    return int.from_bytes(sub, "big")
+
+
+def check_loaded(tpm, parms: TPM_KEY_PARMS) -> bool:
+    if parms.algorithmID != C.TPM_ALG_RSA or len(tpm.keys) >= tpm.identity.max_keys:
+        return False
+    try:
+        rsa = parms.rsa()
+    except TPMDecodeError:
+        return False
+    return rsa.keyLength <= 2048 and rsa.numPrimes == 2
+
+
+def capability(tpm, cap: int, sub: bytes) -> bytes:
+    A = C.TPM_CAPABILITY_AREA
+    if cap == A.TPM_CAP_ORD:
+        return _bool(_sub32(sub) in COMMANDS)
+    if cap == A.TPM_CAP_ALG:
+        return _bool(_sub32(sub) == C.TPM_ALG_RSA)
+    if cap == A.TPM_CAP_PID:
+        if len(sub) != 2:
+            raise TPMError(C.TPM_BAD_MODE)
+        return _bool(int.from_bytes(sub, "big") in (C.TPM_PID_OIAP, C.TPM_PID_OSAP,
+                                                    C.TPM_PID_ADIP, C.TPM_PID_OWNER))
+    if cap == A.TPM_CAP_FLAG:
+        which = _sub32(sub)
+        if which == C.TPM_CAP_FLAG_PERMANENT:
+            return tpm.perm.flags.to_bytes()
+        if which == C.TPM_CAP_FLAG_VOLATILE:
+            return tpm.stclear.to_bytes()
+        raise TPMError(C.TPM_BAD_MODE)
+    if cap == A.TPM_CAP_PROPERTY:
+        return _property(tpm, _sub32(sub))
+    if cap == A.TPM_CAP_VERSION:
+        return TPM_STRUCT_VER().to_bytes()
+    if cap == A.TPM_CAP_KEY_HANDLE:
+        return _handle_list(tpm.keys)
+    if cap == A.TPM_CAP_CHECK_LOADED:
+        try:
+            parms = TPM_KEY_PARMS.from_bytes(sub)
+        except TPMDecodeError:
+            raise TPMError(C.TPM_BAD_MODE) from None
+        return _bool(check_loaded(tpm, parms))
+    if cap == A.TPM_CAP_SYM_MODE:
+        _sub32(sub)
+        return _bool(False)
+    if cap == A.TPM_CAP_KEY_STATUS:
+        h = _sub32(sub)
+        if h not in tpm.keys:
+            raise TPMError(C.TPM_INVALID_KEYHANDLE)
+        return _bool(False)      # no key is owner-evict
+    if cap == A.TPM_CAP_NV_LIST:
+        return b"".join(_u32(i) for i in sorted(tpm.perm.nv))
+    if cap == A.TPM_CAP_MFR:
+        return version(tpm).to_bytes()
+    if cap == A.TPM_CAP_NV_INDEX:
+        a = tpm.perm.nv.get(_sub32(sub))
+        if a is None:
+            raise TPMError(C.TPM_BADINDEX)
+        return a.pub.to_bytes()
+    if cap == A.TPM_CAP_TRANS_ALG:
+        _sub32(sub)
+        return _bool(False)
+    if cap == A.TPM_CAP_HANDLE:
+        rt = _sub32(sub)
+        if rt == C.TPM_RT_KEY:
+            return _handle_list(tpm.keys)
+        if rt == C.TPM_RT_AUTH:
+            return _handle_list(tpm.sessions)
+        if rt in (C.TPM_RT_TRANS, C.TPM_RT_COUNTER, C.TPM_RT_CONTEXT):
+            return _handle_list([])
+        raise TPMError(C.TPM_BAD_MODE)
+    if cap == A.TPM_CAP_TRANS_ES:
+        if len(sub) != 2:
+            raise TPMError(C.TPM_BAD_MODE)
+        return _bool(False)
+    if cap == A.TPM_CAP_AUTH_ENCRYPT:
+        return _bool(_sub32(sub) == C.TPM_ALG_XOR)
+    if cap == A.TPM_CAP_SELECT_SIZE:
+        if len(sub) != 4:
+            raise TPMError(C.TPM_BAD_MODE)
+        return _bool(int.from_bytes(sub[2:4], "big") <= C.TPM_NUM_PCR_SELECT)
+    if cap == A.TPM_CAP_VERSION_VAL:
+        i = tpm.identity
+        return TPM_CAP_VERSION_INFO(version(tpm), i.spec_level, i.errata_rev, i.vendor_id,
+                                    i.vendor_specific).to_bytes()
+    raise TPMError(C.TPM_BAD_MODE)
+
+
+@command(C.TPM_ORD_GetCapability)
+def GetCapability(tpm, ctx, r):
+    cap = r.u32()
+    sub = r.sized32("subCap")
+    ctx.start(r, T0, CHECK_NO_LOCKOUT)
+    return Writer().sized32(capability(tpm, cap, sub)).getvalue()
+
+
+@command(C.TPM_ORD_GetCapabilityOwner)
+def GetCapabilityOwner(tpm, ctx, r):
+    ctx.start(r, T1, CHECK_ALL)
+    ctx.verify(0, tpm.perm.owner_auth, C.TPM_ET_OWNER)
+    return (version(tpm).to_bytes() + _u32(tpm.perm.flags.as_word())
+            + _u32(tpm.stclear.as_word()))
+
+
+# SetCapability(TPM_SET_PERM_FLAGS): which flags may be set, and by whom
+_OWNER_SETTABLE = {C.TPM_PF_DISABLEFULLDALOGICINFO, C.TPM_PF_READSRKPUB}
+_PP_SETTABLE = {C.TPM_PF_DISABLE, C.TPM_PF_OWNERSHIP, C.TPM_PF_DEACTIVATED,
+                C.TPM_PF_PHYSICALPRESENCECMDENABLE}
+
+
+@command(C.TPM_ORD_SetCapability)
+def SetCapability(tpm, ctx, r):
+    ctx.mark(r)
+    cap = r.u32()
+    sub = r.sized32("subCap")
+    value = r.sized32("setValue")
+    ctx.start(r, T10, CHECK_BASIC)
+    if ctx.n_auth:
+        if not tpm.owned:
+            raise TPMError(C.TPM_NOSRK)
+        ctx.verify(0, tpm.perm.owner_auth, C.TPM_ET_OWNER)
+    if cap == C.TPM_SET_PERM_FLAGS:
+        bit = _sub32(sub)
+        if len(value) != 1:
+            raise TPMError(C.TPM_BAD_PARAMETER)
+        if bit in _OWNER_SETTABLE:
+            if not ctx.n_auth:
+                raise TPMError(C.TPM_AUTHFAIL)
+        elif bit in _PP_SETTABLE:
+            pass          # physical presence is always asserted on the Xen vTPM
+        else:
+            raise TPMError(C.TPM_BAD_PARAMETER)
+        tpm.perm.flags.set_bit(bit, bool(value[0]))
+        return b""
+    if cap == C.TPM_SET_STCLEAR_FLAGS:
+        bit = _sub32(sub)
+        if len(value) != 1:
+            raise TPMError(C.TPM_BAD_PARAMETER)
+        if bit == C.TPM_SF_DISABLEFORCECLEAR and value[0]:
+            tpm.stclear.disableForceClear = True
+            return b""
+        if bit == C.TPM_SF_DEACTIVATED and value[0]:
+            tpm.stclear.deactivated = True
+            return b""
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    if cap in (C.TPM_SET_PERM_DATA, C.TPM_SET_STCLEAR_DATA, C.TPM_SET_STANY_FLAGS,
+               C.TPM_SET_STANY_DATA, C.TPM_SET_VENDOR):
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    raise TPMError(C.TPM_BAD_MODE)
+
+
+_ = Reader

@@ -1,0 +1,360 @@
+"""Keys and protected storage: CreateWrapKey, LoadKey(2), GetPubKey, EvictKey,
+Seal, Unseal, UnBind, Sign, Quote (Part 3 10, 11, 13, 16, 27).
+
+A wrapped key's encData is its TPM_STORE_ASYMKEY (holding the prime p)
+encrypted to the parent with RSA-OAEP(SHA-1, MGF1, label "TCPA")."""
+
+from __future__ import annotations
+
+from .. import constants as C
+from ..crypto import RSAKey, sha1
+from ..engine import CHECK_ALL, LoadedKey, T0, T10, T21, TPMError, command
+from ..marshal import Reader, TPMDecodeError, Writer
+from ..structures import (TPM_BOUND_DATA, TPM_PCR_COMPOSITE, TPM_PCR_INFO, TPM_PCR_INFO_LONG,
+                          TPM_PCR_SELECTION, TPM_QUOTE_INFO, TPM_SEALED_DATA, TPM_STORE_ASYMKEY,
+                          TPM_STORE_PUBKEY, TPM_STORED_DATA, TPM_STORED_DATA12, TPMStructError,
+                          unmarshal_any_key, unmarshal_any_stored_data)
+
+_MIGRATABLE = 0x00000002
+
+
+# ---------------------------------------------------------------- PCR binding
+
+def parse_pcr_info(data: bytes, long: bool):
+    if not data:
+        return None
+    try:
+        info = (TPM_PCR_INFO_LONG if long else TPM_PCR_INFO).from_bytes(data)
+    except TPMDecodeError:
+        raise TPMError(C.TPM_INVALID_PCR_INFO) from None
+    sels = ([info.creationPCRSelection, info.releasePCRSelection] if long
+            else [info.pcrSelection])
+    for s in sels:
+        if len(s.pcrSelect) > C.TPM_NUM_PCR_SELECT:
+            raise TPMError(C.TPM_INVALID_PCR_INFO)
+    return info
+
+
+def _release_selection(info):
+    return info.releasePCRSelection if isinstance(info, TPM_PCR_INFO_LONG) else info.pcrSelection
+
+
+def check_pcr_binding(tpm, info, locality: int) -> None:
+    """Refuse use when the PCRs (or the locality) differ from digestAtRelease."""
+    if info is None:
+        return
+    if isinstance(info, TPM_PCR_INFO_LONG):
+        if not tpm.check_locality(info.localityAtRelease, locality):
+            raise TPMError(C.TPM_BAD_LOCALITY)
+    sel = _release_selection(info)
+    if sel.indices():
+        if tpm.pcr_composite_hash(sel.pcrSelect) != info.digestAtRelease:
+            raise TPMError(C.TPM_WRONGPCRVAL)
+
+
+def fill_creation(tpm, info, locality: int) -> None:
+    """Set digestAtCreation (and localityAtCreation) as the TPM does on creation."""
+    if isinstance(info, TPM_PCR_INFO_LONG):
+        info.localityAtCreation = 1 << locality if 0 <= locality <= 4 else 0
+        info.digestAtCreation = tpm.pcr_composite_hash(info.creationPCRSelection.pcrSelect)
+    else:
+        info.digestAtCreation = tpm.pcr_composite_hash(info.pcrSelection.pcrSelect)
+
+
+def key_pcr_info(key: LoadedKey):
+    return parse_pcr_info(key.blob.PCRInfo, key.blob.is_key12)
+
+
+# ---------------------------------------------------------------- key use helpers
+
+def use_key(tpm, ctx, handle: int, i: int = 0) -> LoadedKey:
+    """Authorize use of a loaded key: HMAC if the key needs auth (tag C1 then fails)."""
+    key = tpm.key_by_handle(handle)
+    needs = key.blob.authDataUsage != C.TPM_AUTH_NEVER
+    if i < ctx.n_auth:
+        ctx.verify(i, key.usage_auth, C.TPM_ET_KEYHANDLE, handle)
+    elif needs:
+        raise TPMError(C.TPM_AUTHFAIL)
+    return key
+
+
+def storage_parent(key: LoadedKey) -> LoadedKey:
+    if key.usage != C.TPM_KEY_STORAGE:
+        raise TPMError(C.TPM_INVALID_KEYUSAGE)
+    return key
+
+
+def _check_new_key(info) -> int:
+    """Validate a key template (CreateWrapKey keyInfo); returns its bit length."""
+    parms = info.algorithmParms
+    if parms.algorithmID != C.TPM_ALG_RSA:
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
+    try:
+        rsa = parms.rsa()
+    except TPMDecodeError:
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY) from None
+    if rsa.keyLength not in (512, 1024, 2048) or rsa.numPrimes != 2 or rsa.exponent_int != 65537:
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
+    u, es, ss = info.keyUsage, parms.encScheme, parms.sigScheme
+    OAEP, PKCS, NONE = C.TPM_ES_RSAESOAEP_SHA1_MGF1, C.TPM_ES_RSAESPKCSv15, C.TPM_ES_NONE
+    SIGS = (C.TPM_SS_RSASSAPKCS1v15_SHA1, C.TPM_SS_RSASSAPKCS1v15_DER,
+            C.TPM_SS_RSASSAPKCS1v15_INFO)
+    # (allowed encSchemes, allowed sigSchemes) per key usage (Part 3 10.4 / 13)
+    rules = {
+        C.TPM_KEY_STORAGE: ((OAEP,), (C.TPM_SS_NONE,)),
+        C.TPM_KEY_SIGNING: ((NONE,), SIGS),
+        C.TPM_KEY_BIND: ((OAEP, PKCS), (C.TPM_SS_NONE,)),
+        C.TPM_KEY_LEGACY: ((OAEP, PKCS), SIGS[:2]),
+        C.TPM_KEY_MIGRATE: ((OAEP,), (C.TPM_SS_NONE,)),
+    }
+    if u not in rules:
+        raise TPMError(C.TPM_INVALID_KEYUSAGE)
+    encs, sigs = rules[u]
+    if es not in encs:
+        raise TPMError(C.TPM_INAPPROPRIATE_ENC)
+    if ss not in sigs:
+        raise TPMError(C.TPM_INAPPROPRIATE_SIG)
+    if u == C.TPM_KEY_STORAGE and rsa.keyLength != 2048:
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
+    if info.authDataUsage not in (C.TPM_AUTH_NEVER, C.TPM_AUTH_ALWAYS, C.TPM_AUTH_PRIV_USE_ONLY):
+        raise TPMError(C.TPM_INVALID_KEYUSAGE)
+    if info.keyFlags & ~0x1F or info.keyFlags & 0x1:
+        # redirection is not supported
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
+    return rsa.keyLength
+
+
+@command(C.TPM_ORD_CreateWrapKey)
+def CreateWrapKey(tpm, ctx, r):
+    parent_handle = r.u32()
+    ctx.mark(r)
+    enc_usage = r.digest()
+    enc_mig = r.digest()
+    info = unmarshal_any_key(r)
+    ctx.start(r, (C.TPM_TAG_RQU_AUTH1_COMMAND,), CHECK_ALL)
+    parent = storage_parent(use_key(tpm, ctx, parent_handle))
+    usage_auth = ctx.decrypt_auth(enc_usage)
+    mig_auth = ctx.decrypt_auth(enc_mig, odd=True)
+    bits = _check_new_key(info)
+    pcr = parse_pcr_info(info.PCRInfo, info.is_key12)
+    if pcr is not None:
+        fill_creation(tpm, pcr, ctx.locality)
+        info.PCRInfo = pcr.to_bytes()
+    if not info.keyFlags & _MIGRATABLE:
+        mig_auth = tpm.perm.tpm_proof
+    rsa = tpm.key_source(bits)
+    info.pubKey = TPM_STORE_PUBKEY(rsa.modulus())
+    asym = TPM_STORE_ASYMKEY(C.TPM_PT_ASYM, usage_auth, mig_auth, sha1(info.public_bytes()),
+                             rsa.prime())
+    info.encData = parent.rsa.encrypt_oaep(asym.to_bytes())
+    return info.to_bytes()
+
+
+def _unwrap(tpm, parent: LoadedKey, blob) -> LoadedKey:
+    try:
+        plain = parent.rsa.decrypt_oaep(blob.encData)
+        asym = TPM_STORE_ASYMKEY.from_bytes(plain)
+    except (ValueError, TPMDecodeError):
+        raise TPMError(C.TPM_DECRYPT_ERROR) from None
+    if asym.payload != C.TPM_PT_ASYM or asym.pubDataDigest != sha1(blob.public_bytes()):
+        raise TPMError(C.TPM_DECRYPT_ERROR)
+    if not blob.keyFlags & _MIGRATABLE and asym.migrationAuth != tpm.perm.tpm_proof:
+        raise TPMError(C.TPM_FAIL)
+    try:
+        n = int.from_bytes(blob.pubKey.key, "big")
+        rsa = RSAKey.from_modulus_prime(n, blob.algorithmParms.rsa().exponent_int,
+                                        int.from_bytes(asym.privKey, "big"))
+    except (ValueError, TPMDecodeError):
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY) from None
+    parse_pcr_info(blob.PCRInfo, blob.is_key12)
+    return LoadedKey(blob, rsa, asym.usageAuth, asym.migrationAuth)
+
+
+def _load(tpm, ctx, r, key2: bool):
+    parent_handle = r.u32()
+    ctx.mark(r)
+    blob = unmarshal_any_key(r)
+    ctx.start(r, T10, CHECK_ALL)
+    parent = storage_parent(use_key(tpm, ctx, parent_handle))
+    _check_new_key(blob)
+    key = _unwrap(tpm, parent, blob)
+    if len(tpm.keys) >= tpm.identity.max_keys:
+        raise TPMError(C.TPM_NOSPACE)
+    handle = tpm.add_key(key)
+    ctx.out_skip = 4 if key2 else 0
+    return handle.to_bytes(4, "big")
+
+
+@command(C.TPM_ORD_LoadKey2)
+def LoadKey2(tpm, ctx, r):
+    return _load(tpm, ctx, r, True)
+
+
+@command(C.TPM_ORD_LoadKey)
+def LoadKey(tpm, ctx, r):
+    return _load(tpm, ctx, r, False)
+
+
+@command(C.TPM_ORD_GetPubKey)
+def GetPubKey(tpm, ctx, r):
+    handle = r.u32()
+    ctx.mark(r)
+    ctx.start(r, T10, CHECK_ALL)
+    if handle == C.TPM_KH_SRK and not tpm.perm.flags.readSRKPub:
+        raise TPMError(C.TPM_INVALID_KEYHANDLE)
+    key = tpm.key_by_handle(handle)
+    if ctx.n_auth:
+        ctx.verify(0, key.usage_auth, C.TPM_ET_KEYHANDLE, handle)
+    elif key.blob.authDataUsage == C.TPM_AUTH_ALWAYS and handle != C.TPM_KH_SRK:
+        raise TPMError(C.TPM_AUTHFAIL)
+    if not key.blob.keyFlags & 0x8:        # pcrIgnoredOnRead
+        check_pcr_binding(tpm, key_pcr_info(key), ctx.locality)
+    return key.blob.pubkey().to_bytes()
+
+
+@command(C.TPM_ORD_EvictKey)
+def EvictKey(tpm, ctx, r):
+    handle = r.u32()
+    ctx.start(r, T0, CHECK_ALL)
+    if handle == C.TPM_KH_SRK or tpm.keys.pop(handle, None) is None:
+        raise TPMError(C.TPM_INVALID_KEYHANDLE)
+    return b""
+
+
+# ---------------------------------------------------------------- seal / unseal
+
+@command(C.TPM_ORD_Seal)
+def Seal(tpm, ctx, r):
+    handle = r.u32()
+    ctx.mark(r)
+    enc_auth = r.digest()
+    pcr_bytes = r.sized32("pcrInfo")
+    data = r.sized32("inData")
+    ctx.start(r, (C.TPM_TAG_RQU_AUTH1_COMMAND,), CHECK_ALL)
+    key = storage_parent(use_key(tpm, ctx, handle))
+    check_pcr_binding(tpm, key_pcr_info(key), ctx.locality)
+    data_auth = ctx.decrypt_auth(enc_auth)
+    long = pcr_bytes[:2] == b"\x00\x06"
+    info = parse_pcr_info(pcr_bytes, long)
+    if info is not None:
+        fill_creation(tpm, info, ctx.locality)
+        pcr_bytes = info.to_bytes()
+    stored = TPM_STORED_DATA12(sealInfo=pcr_bytes) if long else TPM_STORED_DATA(sealInfo=pcr_bytes)
+    sealed = TPM_SEALED_DATA(C.TPM_PT_SEAL, data_auth, tpm.perm.tpm_proof,
+                             sha1(stored.digest_bytes()), data)
+    try:
+        stored.encData = key.rsa.encrypt_oaep(sealed.to_bytes())
+    except ValueError:
+        raise TPMError(C.TPM_BAD_DATASIZE) from None
+    return stored.to_bytes()
+
+
+@command(C.TPM_ORD_Unseal)
+def Unseal(tpm, ctx, r):
+    handle = r.u32()
+    ctx.mark(r)
+    stored = unmarshal_any_stored_data(r)
+    ctx.start(r, T21, CHECK_ALL)
+    key = tpm.key_by_handle(handle)
+    data_i = 1 if ctx.n_auth == 2 else 0
+    if ctx.n_auth == 2:
+        ctx.verify(0, key.usage_auth, C.TPM_ET_KEYHANDLE, handle)
+    elif key.blob.authDataUsage != C.TPM_AUTH_NEVER:
+        raise TPMError(C.TPM_AUTHFAIL)
+    storage_parent(key)
+    check_pcr_binding(tpm, key_pcr_info(key), ctx.locality)
+    try:
+        sealed = TPM_SEALED_DATA.from_bytes(key.rsa.decrypt_oaep(stored.encData))
+    except (ValueError, TPMDecodeError):
+        raise TPMError(C.TPM_DECRYPT_ERROR) from None
+    if (sealed.payload != C.TPM_PT_SEAL or sealed.tpmProof != tpm.perm.tpm_proof
+            or sealed.storedDigest != sha1(stored.digest_bytes())):
+        raise TPMError(C.TPM_NOTSEALED_BLOB)
+    info = parse_pcr_info(stored.sealInfo, isinstance(stored, TPM_STORED_DATA12))
+    check_pcr_binding(tpm, info, ctx.locality)
+    ctx.verify(data_i, sealed.authData, C.TPM_ET_DATA)
+    return Writer().sized32(sealed.data).getvalue()
+
+
+# ---------------------------------------------------------------- bind, sign, quote
+
+@command(C.TPM_ORD_UnBind)
+def UnBind(tpm, ctx, r):
+    handle = r.u32()
+    ctx.mark(r)
+    data = r.sized32("inData")
+    ctx.start(r, T10, CHECK_ALL)
+    key = use_key(tpm, ctx, handle)
+    if key.usage not in (C.TPM_KEY_BIND, C.TPM_KEY_LEGACY):
+        raise TPMError(C.TPM_INVALID_KEYUSAGE)
+    check_pcr_binding(tpm, key_pcr_info(key), ctx.locality)
+    es = key.blob.algorithmParms.encScheme
+    try:
+        if es == C.TPM_ES_RSAESOAEP_SHA1_MGF1:
+            plain = key.rsa.decrypt_oaep(data)
+        elif es == C.TPM_ES_RSAESPKCSv15:
+            plain = key.rsa.decrypt_pkcs1v15(data)
+        else:
+            raise TPMError(C.TPM_INAPPROPRIATE_ENC)
+    except ValueError:
+        raise TPMError(C.TPM_DECRYPT_ERROR) from None
+    if key.usage == C.TPM_KEY_BIND:
+        try:
+            bound = TPM_BOUND_DATA.from_bytes(plain)
+        except TPMDecodeError:
+            raise TPMError(C.TPM_INVALID_STRUCTURE) from None
+        if bound.payload != C.TPM_PT_BIND or (bound.ver.major, bound.ver.minor) != (1, 1):
+            raise TPMError(C.TPM_INVALID_STRUCTURE)
+        plain = bound.payloadData
+    return Writer().sized32(plain).getvalue()
+
+
+def _sign_key(tpm, ctx, handle, usages) -> LoadedKey:
+    key = use_key(tpm, ctx, handle)
+    if key.usage not in usages:
+        raise TPMError(C.TPM_INVALID_KEYUSAGE)
+    check_pcr_binding(tpm, key_pcr_info(key), ctx.locality)
+    return key
+
+
+@command(C.TPM_ORD_Sign)
+def Sign(tpm, ctx, r):
+    handle = r.u32()
+    ctx.mark(r)
+    area = r.sized32("areaToSign")
+    ctx.start(r, T10, CHECK_ALL)
+    key = _sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_LEGACY))
+    ss = key.blob.algorithmParms.sigScheme
+    if ss == C.TPM_SS_RSASSAPKCS1v15_SHA1:
+        if len(area) != 20:
+            raise TPMError(C.TPM_BAD_PARAMETER)
+        sig = key.rsa.sign_sha1_digest(area)
+    elif ss == C.TPM_SS_RSASSAPKCS1v15_DER:
+        try:
+            sig = key.rsa.sign_raw_pkcs1(area)
+        except ValueError:
+            raise TPMError(C.TPM_BAD_PARAMETER) from None
+    else:
+        raise TPMError(C.TPM_INAPPROPRIATE_SIG)
+    return Writer().sized32(sig).getvalue()
+
+
+@command(C.TPM_ORD_Quote)
+def Quote(tpm, ctx, r):
+    handle = r.u32()
+    ctx.mark(r)
+    external = r.digest()
+    sel = TPM_PCR_SELECTION.unmarshal(r)
+    ctx.start(r, T10, CHECK_ALL)
+    key = _sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
+    if key.blob.algorithmParms.sigScheme != C.TPM_SS_RSASSAPKCS1v15_SHA1:
+        raise TPMError(C.TPM_INAPPROPRIATE_SIG)
+    if len(sel.pcrSelect) > C.TPM_NUM_PCR_SELECT:
+        raise TPMError(C.TPM_INVALID_PCR_INFO)
+    comp = TPM_PCR_COMPOSITE(sel, b"".join(tpm.pcrs[i] for i in sel.indices()))
+    info = TPM_QUOTE_INFO(digestValue=sha1(comp.to_bytes()), externalData=external)
+    sig = key.rsa.sign_sha1_digest(sha1(info.to_bytes()))
+    return comp.to_bytes() + Writer().sized32(sig).getvalue()
+
+
+_ = (Reader, TPMStructError)

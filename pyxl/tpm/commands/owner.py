@@ -1,0 +1,343 @@
+"""Ownership, the endorsement key, clearing and the enable/activate switches
+(Part 3 5-9, 27).  Physical presence is always asserted, as on a Xen vTPM
+(the Berlios emulator's presence test is constant TRUE)."""
+
+from __future__ import annotations
+
+from .. import constants as C
+from ..crypto import random_bytes, sha1
+from ..engine import (CHECK_ALL, CHECK_ALLOW_NO_OWNER, CHECK_BASIC, CHECK_ENABLED,
+                      CHECK_ACTIVATED, CHECK_NO_LOCKOUT, CHECK_NOT_SHUTDOWN, CHECK_OWNER,
+                      LoadedKey, T0, T1, T10, TPMError, command)
+from ..marshal import TPMDecodeError, Writer
+from ..structures import (TPM_KEY_PARMS, TPM_PUBKEY, TPM_RSA_KEY_PARMS, TPM_STORE_PUBKEY,
+                          unmarshal_any_key)
+
+
+def ek_pubkey(tpm) -> TPM_PUBKEY:
+    ek = tpm.perm.ek
+    parms = TPM_KEY_PARMS(C.TPM_ALG_RSA, C.TPM_ES_RSAESOAEP_SHA1_MGF1, C.TPM_SS_NONE,
+                          TPM_RSA_KEY_PARMS(ek.bits, 2, b"").to_bytes())
+    return TPM_PUBKEY(parms, TPM_STORE_PUBKEY(ek.modulus()))
+
+
+def srk_pubkey(tpm) -> TPM_PUBKEY:
+    return tpm.perm.srk.blob.pubkey()
+
+
+def clear_owner(tpm) -> None:
+    """What OwnerClear / ForceClear / RevokeTrust do.  Like the Berlios emulator,
+    the TPM stays enabled and activated, readPubek is set again, and every NV
+    area that needs the owner to read or write it is released."""
+    p = tpm.perm
+    p.owner_auth = None
+    p.srk = None
+    p.tpm_proof = random_bytes(20)
+    p.flags.disableOwnerClear = False
+    p.flags.readPubek = True
+    p.flags.readSRKPub = True
+    p.auth_fail_count = 0
+    tpm.lockout_since = None
+    owner_bits = C.TPM_NV_PER_OWNERREAD | C.TPM_NV_PER_OWNERWRITE
+    p.nv = {i: a for i, a in p.nv.items() if not a.pub.permission.attributes & owner_bits}
+    tpm.keys.clear()
+    tpm.sessions.clear()
+
+
+def _check_ek_parms(parms: TPM_KEY_PARMS) -> int:
+    if parms.algorithmID != C.TPM_ALG_RSA:
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
+    try:
+        rsa = parms.rsa()
+    except TPMDecodeError:
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY) from None
+    if (rsa.keyLength != 2048 or rsa.numPrimes != 2 or rsa.exponent_int != 65537
+            or parms.encScheme != C.TPM_ES_RSAESOAEP_SHA1_MGF1
+            or parms.sigScheme != C.TPM_SS_NONE):
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
+    return rsa.keyLength
+
+
+@command(C.TPM_ORD_TakeOwnership)
+def TakeOwnership(tpm, ctx, r):
+    pid = r.u16()
+    enc_owner = r.sized32("encOwnerAuth")
+    enc_srk = r.sized32("encSrkAuth")
+    srk_params = unmarshal_any_key(r)
+    ctx.start(r, T1, CHECK_NOT_SHUTDOWN | CHECK_ENABLED | CHECK_NO_LOCKOUT)
+    p = tpm.perm
+    if tpm.owned:
+        raise TPMError(C.TPM_OWNER_SET)
+    if not p.flags.ownership:
+        raise TPMError(C.TPM_INSTALL_DISABLED)
+    if p.ek is None:
+        raise TPMError(C.TPM_NO_ENDORSEMENT)
+    if pid != C.TPM_PID_OWNER:
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    try:
+        owner_auth = p.ek.decrypt_oaep(enc_owner)
+        srk_auth = p.ek.decrypt_oaep(enc_srk)
+    except ValueError:
+        raise TPMError(C.TPM_DECRYPT_ERROR) from None
+    if len(owner_auth) != 20 or len(srk_auth) != 20:
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
+    ctx.verify(0, owner_auth, allow_osap=False)
+    parms = srk_params.algorithmParms
+    if (srk_params.keyUsage != C.TPM_KEY_STORAGE or srk_params.keyFlags & 0x2
+            or parms.algorithmID != C.TPM_ALG_RSA
+            or parms.encScheme != C.TPM_ES_RSAESOAEP_SHA1_MGF1
+            or parms.sigScheme != C.TPM_SS_NONE):
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
+    try:
+        rsa_parms = parms.rsa()
+    except TPMDecodeError:
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY) from None
+    if rsa_parms.keyLength != 2048 or rsa_parms.numPrimes != 2 or rsa_parms.exponent_int != 65537:
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
+    rsa = tpm.key_source(2048)
+    blob = srk_params
+    blob.pubKey = TPM_STORE_PUBKEY(rsa.modulus())
+    blob.encData = b""
+    p.tpm_proof = random_bytes(20)
+    p.srk = LoadedKey(blob, rsa, srk_auth, p.tpm_proof)
+    p.owner_auth = owner_auth
+    p.flags.readPubek = False
+    return blob.to_bytes()
+
+
+def _owner_auth(tpm, ctx, i=0):
+    ctx.verify(i, tpm.perm.owner_auth, C.TPM_ET_OWNER)
+
+
+@command(C.TPM_ORD_OwnerClear)
+def OwnerClear(tpm, ctx, r):
+    ctx.start(r, T1, CHECK_ALL)
+    _owner_auth(tpm, ctx)
+    if tpm.perm.flags.disableOwnerClear:
+        raise TPMError(C.TPM_CLEAR_DISABLED)
+    clear_owner(tpm)
+    return b""
+
+
+@command(C.TPM_ORD_ForceClear)
+def ForceClear(tpm, ctx, r):
+    ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    if tpm.stclear.disableForceClear:
+        raise TPMError(C.TPM_CLEAR_DISABLED)
+    clear_owner(tpm)
+    return b""
+
+
+@command(C.TPM_ORD_DisableOwnerClear)
+def DisableOwnerClear(tpm, ctx, r):
+    ctx.start(r, T1, CHECK_ALL)
+    _owner_auth(tpm, ctx)
+    tpm.perm.flags.disableOwnerClear = True
+    return b""
+
+
+@command(C.TPM_ORD_DisableForceClear)
+def DisableForceClear(tpm, ctx, r):
+    ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    tpm.stclear.disableForceClear = True
+    return b""
+
+
+# ---------------------------------------------------------------- endorsement key
+
+@command(C.TPM_ORD_ReadPubek)
+def ReadPubek(tpm, ctx, r):
+    anti_replay = r.digest()
+    ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    if tpm.perm.ek is None:
+        raise TPMError(C.TPM_NO_ENDORSEMENT)
+    if not tpm.perm.flags.readPubek:
+        raise TPMError(C.TPM_DISABLED_CMD)
+    pub = ek_pubkey(tpm).to_bytes()
+    return pub + sha1(pub, anti_replay)
+
+
+@command(C.TPM_ORD_OwnerReadPubek)
+def OwnerReadPubek(tpm, ctx, r):
+    ctx.start(r, T1, CHECK_ALL)
+    _owner_auth(tpm, ctx)
+    if tpm.perm.ek is None:
+        raise TPMError(C.TPM_NO_ENDORSEMENT)
+    return ek_pubkey(tpm).to_bytes()
+
+
+@command(C.TPM_ORD_OwnerReadInternalPub)
+def OwnerReadInternalPub(tpm, ctx, r):
+    handle = r.u32()
+    ctx.start(r, T1, CHECK_ALL)
+    _owner_auth(tpm, ctx)
+    if handle == C.TPM_KH_EK:
+        if tpm.perm.ek is None:
+            raise TPMError(C.TPM_NO_ENDORSEMENT)
+        return ek_pubkey(tpm).to_bytes()
+    if handle == C.TPM_KH_SRK:
+        return srk_pubkey(tpm).to_bytes()
+    raise TPMError(C.TPM_BAD_PARAMETER)
+
+
+@command(C.TPM_ORD_DisablePubekRead)
+def DisablePubekRead(tpm, ctx, r):
+    ctx.start(r, T1, CHECK_ALL)
+    _owner_auth(tpm, ctx)
+    tpm.perm.flags.readPubek = False
+    return b""
+
+
+def _create_ek(tpm, key_info: TPM_KEY_PARMS):
+    if tpm.perm.ek is not None:
+        raise TPMError(C.TPM_DISABLED_CMD)
+    bits = _check_ek_parms(key_info)
+    tpm.perm.ek = tpm.key_source(bits)
+
+
+@command(C.TPM_ORD_CreateEndorsementKeyPair)
+def CreateEndorsementKeyPair(tpm, ctx, r):
+    anti_replay = r.digest()
+    key_info = TPM_KEY_PARMS.unmarshal(r)
+    ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    _create_ek(tpm, key_info)
+    tpm.perm.ek_reset = None
+    tpm.perm.flags.enableRevokeEK = False
+    pub = ek_pubkey(tpm).to_bytes()
+    return pub + sha1(pub, anti_replay)
+
+
+@command(C.TPM_ORD_CreateRevocableEK)
+def CreateRevocableEK(tpm, ctx, r):
+    anti_replay = r.digest()
+    key_info = TPM_KEY_PARMS.unmarshal(r)
+    generate = r.u8()
+    input_reset = r.digest()
+    ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    _create_ek(tpm, key_info)
+    reset = random_bytes(20) if generate else input_reset
+    tpm.perm.ek_reset = reset
+    tpm.perm.flags.enableRevokeEK = True
+    pub = ek_pubkey(tpm).to_bytes()
+    return pub + sha1(pub, anti_replay) + reset
+
+
+@command(C.TPM_ORD_RevokeTrust)
+def RevokeTrust(tpm, ctx, r):
+    reset = r.digest()
+    ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    p = tpm.perm
+    if p.ek is None or p.ek_reset is None or not p.flags.enableRevokeEK:
+        raise TPMError(C.TPM_PERMANENTEK)
+    if reset != p.ek_reset:
+        tpm.auth_failed()
+        raise TPMError(C.TPM_AUTHFAIL)
+    clear_owner(tpm)
+    p.ek = None
+    p.ek_reset = None
+    p.flags.enableRevokeEK = False
+    return b""
+
+
+# ---------------------------------------------------------------- owner auth
+
+@command(C.TPM_ORD_ChangeAuthOwner)
+def ChangeAuthOwner(tpm, ctx, r):
+    pid = r.u16()
+    enc = r.digest()
+    et = r.u16()
+    ctx.start(r, T1, CHECK_ALL)
+    ctx.verify(0, tpm.perm.owner_auth, C.TPM_ET_OWNER, allow_oiap=False)
+    if pid != C.TPM_PID_ADCP:
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    new = ctx.decrypt_auth(enc)
+    if et == C.TPM_ET_OWNER:
+        tpm.perm.owner_auth = new
+    elif et == C.TPM_ET_SRK:
+        tpm.perm.srk.usage_auth = new
+    else:
+        raise TPMError(C.TPM_WRONG_ENTITYTYPE)
+    return b""
+
+
+@command(C.TPM_ORD_ResetLockValue)
+def ResetLockValue(tpm, ctx, r):
+    ctx.start(r, T1, CHECK_NOT_SHUTDOWN | CHECK_ENABLED | CHECK_ACTIVATED | CHECK_OWNER)
+    if tpm.disable_reset_lock:
+        raise TPMError(C.TPM_AUTHFAIL)
+    locked = tpm.lockout_active()
+    try:
+        _owner_auth(tpm, ctx)
+    except TPMError:
+        if locked:
+            tpm.disable_reset_lock = True
+        raise
+    tpm.perm.auth_fail_count = 0
+    tpm.lockout_since = None
+    return b""
+
+
+# ---------------------------------------------------------------- switches
+
+@command(C.TPM_ORD_SetOwnerInstall)
+def SetOwnerInstall(tpm, ctx, r):
+    state = r.u8()
+    ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    if tpm.owned:
+        return b""          # with an owner the command changes nothing (as measured)
+    tpm.perm.flags.ownership = bool(state)
+    return b""
+
+
+@command(C.TPM_ORD_OwnerSetDisable)
+def OwnerSetDisable(tpm, ctx, r):
+    state = r.u8()
+    ctx.start(r, T1, CHECK_NOT_SHUTDOWN | CHECK_OWNER | CHECK_NO_LOCKOUT)
+    _owner_auth(tpm, ctx)
+    tpm.perm.flags.disable = bool(state)
+    return b""
+
+
+@command(C.TPM_ORD_PhysicalEnable)
+def PhysicalEnable(tpm, ctx, r):
+    ctx.start(r, T0, CHECK_BASIC)
+    tpm.perm.flags.disable = False
+    return b""
+
+
+@command(C.TPM_ORD_PhysicalDisable)
+def PhysicalDisable(tpm, ctx, r):
+    ctx.start(r, T0, CHECK_BASIC | CHECK_ENABLED)
+    tpm.perm.flags.disable = True
+    return b""
+
+
+@command(C.TPM_ORD_PhysicalSetDeactivated)
+def PhysicalSetDeactivated(tpm, ctx, r):
+    state = r.u8()
+    ctx.start(r, T0, CHECK_BASIC | CHECK_ENABLED)
+    tpm.perm.flags.deactivated = bool(state)
+    return b""
+
+
+@command(C.TPM_ORD_SetTempDeactivated)
+def SetTempDeactivated(tpm, ctx, r):
+    ctx.start(r, T10, CHECK_BASIC | CHECK_ACTIVATED)
+    if ctx.n_auth:
+        if tpm.perm.operator_auth is None:
+            raise TPMError(C.TPM_NOOPERATOR)
+        ctx.verify(0, tpm.perm.operator_auth, C.TPM_ET_OPERATOR)
+    tpm.stclear.deactivated = True
+    return b""
+
+
+@command(C.TPM_ORD_SetOperatorAuth)
+def SetOperatorAuth(tpm, ctx, r):
+    auth = r.digest()
+    ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    tpm.perm.operator_auth = auth
+    tpm.perm.flags.operator = True
+    return b""
+
+
+_ = (Writer, CHECK_OWNER)

@@ -1,0 +1,90 @@
+"""Authorization sessions: OIAP, OSAP, FlushSpecific, Terminate_Handle (Part 3 18, 22)."""
+
+from __future__ import annotations
+
+from .. import constants as C
+from ..crypto import hmac_sha1, random_bytes
+from ..engine import CHECK_ALLOW_NO_OWNER, CHECK_BASIC, Session, T0, TPMError, command
+
+
+@command(C.TPM_ORD_OIAP)
+def OIAP(tpm, ctx, r):
+    ctx.start(r, T0, CHECK_BASIC)
+    s = tpm.add_session(Session(0, C.TPM_PID_OIAP, random_bytes(20)))
+    ctx.out_skip = 4
+    return s.handle.to_bytes(4, "big") + s.nonce_even
+
+
+def entity_secret(tpm, et: int, ev: int) -> bytes:
+    """The usage secret of an OSAP entity, or a TPMError."""
+    low = et & 0xFF
+    if low == C.TPM_ET_OWNER:
+        if not tpm.owned:
+            raise TPMError(C.TPM_NOSRK)
+        return tpm.perm.owner_auth
+    if low == C.TPM_ET_SRK or (low == C.TPM_ET_KEYHANDLE and ev == C.TPM_KH_SRK):
+        if tpm.perm.srk is None:
+            raise TPMError(C.TPM_NOSRK)
+        return tpm.perm.srk.usage_auth
+    if low == C.TPM_ET_KEYHANDLE:
+        return tpm.key_by_handle(ev).usage_auth
+    if low == C.TPM_ET_NV:
+        a = tpm.perm.nv.get(ev)
+        if a is None:
+            raise TPMError(C.TPM_BADINDEX)
+        return a.auth
+    if low == C.TPM_ET_OPERATOR:
+        if tpm.perm.operator_auth is None:
+            raise TPMError(C.TPM_NOOPERATOR)
+        return tpm.perm.operator_auth
+    raise TPMError(C.TPM_BAD_PARAMETER)
+
+
+@command(C.TPM_ORD_OSAP)
+def OSAP(tpm, ctx, r):
+    et = r.u16()
+    ev = r.u32()
+    nonce_odd_osap = r.digest()
+    ctx.start(r, T0, CHECK_BASIC)
+    if et >> 8 not in (0, C.TPM_ET_XOR):
+        raise TPMError(C.TPM_INAPPROPRIATE_ENC)
+    secret = entity_secret(tpm, et, ev)
+    nonce_even_osap = random_bytes(20)
+    shared = hmac_sha1(secret, nonce_even_osap, nonce_odd_osap)
+    s = tpm.add_session(Session(0, C.TPM_PID_OSAP, random_bytes(20), et, ev, shared))
+    ctx.out_skip = 4
+    return s.handle.to_bytes(4, "big") + s.nonce_even + nonce_even_osap
+
+
+def _flush(tpm, handle: int, rt: int) -> None:
+    if rt == C.TPM_RT_AUTH:
+        if tpm.sessions.pop(handle, None) is None:
+            raise TPMError(C.TPM_INVALID_AUTHHANDLE)
+    elif rt == C.TPM_RT_KEY:
+        if handle in (C.TPM_KH_SRK, C.TPM_KH_EK) or tpm.keys.pop(handle, None) is None:
+            raise TPMError(C.TPM_INVALID_KEYHANDLE)
+    elif rt in (C.TPM_RT_TRANS, C.TPM_RT_CONTEXT, C.TPM_RT_DAA_TPM):
+        raise TPMError(C.TPM_BAD_PARAMETER if rt != C.TPM_RT_TRANS else C.TPM_BAD_HANDLE)
+    else:
+        raise TPMError(C.TPM_INVALID_RESOURCE)
+
+
+@command(C.TPM_ORD_FlushSpecific)
+def FlushSpecific(tpm, ctx, r):
+    handle = r.u32()
+    rt = r.u32()
+    ctx.start(r, T0, CHECK_BASIC)
+    _flush(tpm, handle, rt)
+    return b""
+
+
+@command(C.TPM_ORD_Terminate_Handle)
+def Terminate_Handle(tpm, ctx, r):
+    handle = r.u32()
+    ctx.start(r, T0, CHECK_BASIC)
+    if tpm.sessions.pop(handle, None) is None:
+        raise TPMError(C.TPM_INVALID_AUTHHANDLE)
+    return b""
+
+
+_ = CHECK_ALLOW_NO_OWNER

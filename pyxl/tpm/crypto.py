@@ -1,0 +1,158 @@
+"""The TPM's cryptography, all through `cryptography`: RSA (OAEP with the
+"TCPA" label, PKCS#1 v1.5), SHA-1, HMAC-SHA1, and a pluggable RSA key source.
+
+RSAKey keeps only (n, e, p) -- what the TPM stores -- and builds the
+`cryptography` key objects lazily, so loading a state blob stays cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac as _hmac
+import os
+from typing import Callable, Iterable
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+
+from .constants import TPM_ES_ENC_LABEL
+
+OAEP_TCPA = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(),
+                         label=TPM_ES_ENC_LABEL)
+
+
+def sha1(*parts: bytes) -> bytes:
+    h = hashlib.sha1()
+    for p in parts:
+        h.update(p)
+    return h.digest()
+
+
+def hmac_sha1(key: bytes, *parts: bytes) -> bytes:
+    return _hmac.new(key, b"".join(parts), hashlib.sha1).digest()
+
+
+def random_bytes(n: int) -> bytes:
+    return os.urandom(n)
+
+
+def xor(a: bytes, b: bytes) -> bytes:
+    return bytes(x ^ y for x, y in zip(a, b))
+
+
+class RSAKey:
+    """An RSA key pair (or public key when p is None)."""
+
+    __slots__ = ("n", "e", "p", "_priv", "_pub")
+
+    def __init__(self, n: int, e: int = 65537, p: int | None = None):
+        self.n, self.e, self.p = n, e, p
+        self._priv = None
+        self._pub = None
+
+    @classmethod
+    def from_crypto(cls, key: rsa.RSAPrivateKey) -> "RSAKey":
+        nums = key.private_numbers()
+        k = cls(nums.public_numbers.n, nums.public_numbers.e, nums.p)
+        k._priv = key
+        return k
+
+    @classmethod
+    def from_modulus_prime(cls, n: int, e: int, p: int) -> "RSAKey":
+        if p <= 1 or n % p:
+            raise ValueError("prime does not divide the modulus")
+        return cls(n, e, p)
+
+    @property
+    def bits(self) -> int:
+        return self.n.bit_length()
+
+    @property
+    def size(self) -> int:
+        return (self.n.bit_length() + 7) // 8
+
+    def modulus(self) -> bytes:
+        return self.n.to_bytes(self.size, "big")
+
+    def prime(self) -> bytes:
+        return self.p.to_bytes((self.p.bit_length() + 7) // 8, "big")
+
+    def public(self) -> rsa.RSAPublicKey:
+        if self._pub is None:
+            self._pub = rsa.RSAPublicNumbers(self.e, self.n).public_key()
+        return self._pub
+
+    def private(self) -> rsa.RSAPrivateKey:
+        if self._priv is None:
+            if self.p is None:
+                raise ValueError("no private key")
+            p, q = self.p, self.n // self.p
+            d = rsa.rsa_recover_private_exponent(self.e, p, q)
+            nums = rsa.RSAPrivateNumbers(p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q),
+                                         rsa.rsa_crt_iqmp(p, q), rsa.RSAPublicNumbers(self.e, self.n))
+            self._priv = nums.private_key(unsafe_skip_rsa_key_validation=True)
+        return self._priv
+
+    # -- encryption
+    def encrypt_oaep(self, data: bytes) -> bytes:
+        return self.public().encrypt(data, OAEP_TCPA)
+
+    def decrypt_oaep(self, data: bytes) -> bytes:
+        """Raises ValueError on a bad ciphertext."""
+        return self.private().decrypt(data, OAEP_TCPA)
+
+    def encrypt_pkcs1v15(self, data: bytes) -> bytes:
+        return self.public().encrypt(data, padding.PKCS1v15())
+
+    def decrypt_pkcs1v15(self, data: bytes) -> bytes:
+        return self.private().decrypt(data, padding.PKCS1v15())
+
+    # -- signatures
+    def sign_sha1_digest(self, digest: bytes) -> bytes:
+        """RSASSA-PKCS1-v1_5 over an already computed SHA-1 digest."""
+        return self.private().sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA1()))
+
+    def sign_raw_pkcs1(self, data: bytes) -> bytes:
+        """PKCS#1 v1.5 type-1 signature of arbitrary (DER DigestInfo) data, as
+        TPM_SS_RSASSAPKCS1v15_DER asks: the padding is built here, the RSA
+        private operation is cryptography's (via recoverable signing is not
+        offered, so the private exponent is applied with pow on its numbers)."""
+        k = self.size
+        if len(data) > k - 11:
+            raise ValueError("data too long")
+        em = b"\x00\x01" + b"\xff" * (k - 3 - len(data)) + b"\x00" + data
+        d = self.private().private_numbers().d
+        return pow(int.from_bytes(em, "big"), d, self.n).to_bytes(k, "big")
+
+    def verify_sha1_digest(self, signature: bytes, digest: bytes) -> bool:
+        try:
+            self.public().verify(signature, digest, padding.PKCS1v15(),
+                                 utils.Prehashed(hashes.SHA1()))
+            return True
+        except InvalidSignature:
+            return False
+
+
+KeySource = Callable[[int], RSAKey]
+
+
+def generate_rsa(bits: int = 2048, e: int = 65537) -> RSAKey:
+    """The default key source: a fresh key from `cryptography`."""
+    return RSAKey.from_crypto(rsa.generate_private_key(public_exponent=e, key_size=bits))
+
+
+class KeyPool:
+    """A key source that hands out pre-generated keys in turn (for fast tests)."""
+
+    def __init__(self, keys: Iterable[RSAKey]):
+        self.keys = list(keys)
+        self.i = 0
+
+    def __call__(self, bits: int = 2048) -> RSAKey:
+        for _ in range(len(self.keys)):
+            k = self.keys[self.i % len(self.keys)]
+            self.i += 1
+            if k.bits == bits:
+                return RSAKey(k.n, k.e, k.p)
+        return generate_rsa(bits)

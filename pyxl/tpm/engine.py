@@ -1,0 +1,542 @@
+"""The TPM 1.2 engine: frame checks, dispatch, authorization sessions, state.
+
+    tpm = TPM()                    # fresh (generates its EK once), powered off
+    tpm.power_on("clear")          # TPM_Init + TPM_Startup(ST_CLEAR) + self test,
+                                   # as vtpm-stubdom does (tcsd never sends Startup)
+    rsp = tpm.execute(frame, locality=0)   # never raises
+    blob = tpm.dump(); tpm2 = TPM.load(blob)
+
+Request processing follows libtpms's order, so malformed input gets the
+same return codes: header and paramSize, ordinal table (TPM_BAD_ORDINAL),
+then per command: parameters (short -> TPM_BAD_PARAM_SIZE), auth trailers,
+state checks (lockout, post-init, disabled, deactivated, owner), the
+command's allowed tags (TPM_BADTAG), leftover bytes (TPM_BAD_PARAM_SIZE).
+The commands themselves live in pyxl/tpm/commands/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import constants as C
+from .crypto import KeySource, RSAKey, generate_rsa, hmac_sha1, random_bytes, sha1, xor
+from .identity import XEN_VTPM_IDENTITY, Identity
+from .marshal import Reader, TPMDecodeError, Writer
+from .structures import (TPM_KEY, TPM_KEY12, TPM_KEY_PARMS, TPM_NV_ATTRIBUTES,
+                         TPM_NV_DATA_PUBLIC, TPM_PERMANENT_FLAGS, TPM_RSA_KEY_PARMS,
+                         TPM_STCLEAR_FLAGS, TPM_STORE_PUBKEY, TPMStructError)
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME = 4096            # the largest command libtpms accepts in one piece
+LOCKOUT_THRESHOLD = 5       # failures before the dictionary-attack lockout starts
+
+# state-check bits (which preconditions a command has), as in libtpms
+CHECK_NOT_SHUTDOWN = 0x01
+CHECK_ENABLED = 0x04
+CHECK_ACTIVATED = 0x08
+CHECK_OWNER = 0x10
+CHECK_NO_LOCKOUT = 0x20
+CHECK_NV_NOAUTH = 0x40
+CHECK_STARTUP = 0x80        # only TPM_Startup runs before TPM_Startup
+CHECK_ALL = 0x3F
+CHECK_ALLOW_NO_OWNER = 0x2F
+CHECK_BASIC = CHECK_NOT_SHUTDOWN | CHECK_NO_LOCKOUT
+
+T0 = (C.TPM_TAG_RQU_COMMAND,)
+T1 = (C.TPM_TAG_RQU_AUTH1_COMMAND,)
+T10 = (C.TPM_TAG_RQU_AUTH1_COMMAND, C.TPM_TAG_RQU_COMMAND)
+T2 = (C.TPM_TAG_RQU_AUTH2_COMMAND,)
+T21 = (C.TPM_TAG_RQU_AUTH2_COMMAND, C.TPM_TAG_RQU_AUTH1_COMMAND)
+T210 = (C.TPM_TAG_RQU_AUTH2_COMMAND, C.TPM_TAG_RQU_AUTH1_COMMAND, C.TPM_TAG_RQU_COMMAND)
+_AUTHS_OF_TAG = {C.TPM_TAG_RQU_COMMAND: 0, C.TPM_TAG_RQU_AUTH1_COMMAND: 1,
+                 C.TPM_TAG_RQU_AUTH2_COMMAND: 2}
+_RSP_TAG = {0: C.TPM_TAG_RSP_COMMAND, 1: C.TPM_TAG_RSP_AUTH1_COMMAND,
+            2: C.TPM_TAG_RSP_AUTH2_COMMAND}
+
+# PCR attributes of a PC-client TPM (bit l = locality l may act)
+PCR_RESET_LOCALITY = [0] * 16 + [0x1F, 0x10, 0x10, 0x10, 0x14, 0x04, 0x04, 0x1F]
+PCR_EXTEND_LOCALITY = [0x1F] * 17 + [0x1C, 0x1C, 0x0C, 0x0E, 0x04, 0x04, 0x1F]
+PCR_RESETTABLE_AT_STARTUP = set(range(16, 24))   # start at all-0xFF (Berlios emulator)
+
+
+class TPMError(Exception):
+    """A command fails with this TPM return code."""
+
+    def __init__(self, rc: int, why: str = ""):
+        super().__init__("%s%s" % (C.rc_name(rc), ": " + why if why else ""))
+        self.rc = rc
+
+
+class TPMStateError(ValueError):
+    """A state blob that cannot be loaded."""
+
+
+# ---------------------------------------------------------------- state pieces
+
+@dataclass
+class LoadedKey:
+    """A key in a key slot (or the SRK / EK in permanent data)."""
+    blob: TPM_KEY                 # public parts + encData as loaded
+    rsa: RSAKey
+    usage_auth: bytes = bytes(20)
+    migration_auth: bytes = bytes(20)
+
+    @property
+    def usage(self) -> int:
+        return self.blob.keyUsage
+
+
+@dataclass
+class NVArea:
+    pub: TPM_NV_DATA_PUBLIC
+    auth: bytes = bytes(20)
+    data: bytearray = field(default_factory=bytearray)
+
+
+@dataclass
+class Session:
+    handle: int
+    protocol: int                 # TPM_PID_OIAP / TPM_PID_OSAP
+    nonce_even: bytes
+    entity_type: int = 0
+    entity_value: int = 0
+    shared_secret: bytes = b""
+
+
+@dataclass
+class AuthIn:
+    """One authorization trailer of a request."""
+    handle: int
+    nonce_odd: bytes
+    cont: int
+    auth: bytes
+    session: Session | None = None
+    key: bytes | None = None      # HMAC key for the response
+
+
+@dataclass
+class PermanentData:
+    flags: TPM_PERMANENT_FLAGS = field(default_factory=TPM_PERMANENT_FLAGS)
+    tpm_proof: bytes = field(default_factory=lambda: random_bytes(20))
+    owner_auth: bytes | None = None        # None: no owner installed
+    operator_auth: bytes | None = None
+    ek: RSAKey | None = None
+    ek_reset: bytes | None = None          # revocable EK: the reset secret
+    srk: LoadedKey | None = None
+    nv: dict[int, NVArea] = field(default_factory=dict)
+    auth_fail_count: int = 0
+
+
+def default_nv() -> dict[int, NVArea]:
+    """NV at manufacture: the 20-byte DIR area the emulator predefines."""
+    pub = TPM_NV_DATA_PUBLIC(nvIndex=C.TPM_NV_INDEX_DIR,
+                             permission=TPM_NV_ATTRIBUTES(C.TPM_NV_PER_OWNERWRITE |
+                                                          C.TPM_NV_PER_WRITEALL),
+                             dataSize=20)
+    return {C.TPM_NV_INDEX_DIR: NVArea(pub, bytes(20), bytearray(20))}
+
+
+# ---------------------------------------------------------------- per-command context
+
+class Ctx:
+    """What a command handler needs: the request, its auth trailers, the
+    response digest parts.  Handlers parse their parameters, then call
+    start(), which does the common checks in libtpms's order."""
+
+    def __init__(self, tpm: "TPM", tag: int, ordinal: int, locality: int, data: bytes):
+        self.tpm = tpm
+        self.tag = tag
+        self.ordinal = ordinal
+        self.locality = locality
+        self.data = data
+        self.mark_pos = 10           # start of the HMAC'ed parameters
+        self.param_end = 10
+        self.auths: list[AuthIn] = []
+        self.in_digest = b""
+        self.out_skip = 0            # leading output bytes not in the HMAC (handles)
+        self.started = False
+
+    def mark(self, r: Reader) -> None:
+        """The HMAC'ed parameters start here (after the handles)."""
+        self.mark_pos = r.pos
+
+    def start(self, r: Reader, tags=T0, check: int = CHECK_ALL) -> None:
+        tpm = self.tpm
+        self.param_end = r.pos
+        n = _AUTHS_OF_TAG.get(self.tag, 0) if self.tag in tags else 0
+        for _ in range(n):
+            self.auths.append(AuthIn(r.u32(), r.bytes(20), r.u8(), r.bytes(20)))
+        self.started = True
+        tpm.check_state(self.tag, check)
+        if self.tag not in tags:
+            raise TPMError(C.TPM_BADTAG)
+        if r.remaining:
+            raise TPMError(C.TPM_BAD_PARAM_SIZE)
+        if self.auths:
+            self.in_digest = sha1(self.ordinal.to_bytes(4, "big"),
+                                  self.data[self.mark_pos:self.param_end])
+            for a in self.auths:
+                if a.cont > 1:
+                    # a BOOL outside 0/1 is not a valid continueAuthSession
+                    raise TPMError(C.TPM_BAD_PARAMETER)
+
+    @property
+    def n_auth(self) -> int:
+        return len(self.auths)
+
+    def session(self, i: int) -> Session:
+        a = self.auths[i]
+        if a.session is None:
+            s = self.tpm.sessions.get(a.handle)
+            if s is None:
+                raise TPMError(C.TPM_INVALID_AUTHHANDLE)
+            a.session = s
+        return a.session
+
+    def verify(self, i: int, secret: bytes | None, entity_type: int | None = None,
+               entity_value: int | None = None, allow_oiap: bool = True,
+               allow_osap: bool = True) -> Session:
+        """Check the HMAC of trailer i for an entity whose usage secret is
+        `secret` (OIAP) or that the OSAP session was opened for."""
+        s = self.session(i)
+        a = self.auths[i]
+        if s.protocol == C.TPM_PID_OIAP:
+            if not allow_oiap:
+                raise TPMError(C.TPM_BAD_MODE)
+            key = secret
+        else:
+            if not allow_osap:
+                raise TPMError(C.TPM_BAD_MODE)
+            if entity_type is not None and (
+                    (s.entity_type & 0xFF) not in _entity_aliases(entity_type)
+                    or (entity_value is not None and s.entity_value != entity_value
+                        and (s.entity_type & 0xFF) not in (C.TPM_ET_OWNER, C.TPM_ET_SRK))):
+                self.tpm.auth_failed()
+                raise TPMError(C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL)
+            key = s.shared_secret
+        if key is None:
+            raise TPMError(C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL)
+        want = hmac_sha1(key, self.in_digest, s.nonce_even, a.nonce_odd, bytes((a.cont,)))
+        if not _eq(want, a.auth):
+            self.tpm.auth_failed()
+            raise TPMError(C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL)
+        a.key = key
+        return s
+
+    def decrypt_auth(self, enc: bytes, i: int = 0, odd: bool = False) -> bytes:
+        """ADIP (XOR): an encrypted AuthData under OSAP session i's shared secret."""
+        s = self.session(i)
+        if s.protocol != C.TPM_PID_OSAP:
+            raise TPMError(C.TPM_BAD_MODE)
+        if s.entity_type >> 8 not in (0, C.TPM_ET_XOR):
+            raise TPMError(C.TPM_INAPPROPRIATE_ENC)
+        pad = sha1(s.shared_secret, self.auths[i].nonce_odd if odd else s.nonce_even)
+        return xor(enc, pad)
+
+
+def _entity_aliases(et: int) -> tuple[int, ...]:
+    if et == C.TPM_ET_KEYHANDLE:
+        return (C.TPM_ET_KEYHANDLE, C.TPM_ET_SRK, C.TPM_ET_KEY)
+    if et == C.TPM_ET_SRK:
+        return (C.TPM_ET_SRK, C.TPM_ET_KEYHANDLE)
+    return (et,)
+
+
+def _eq(a: bytes, b: bytes) -> bool:
+    import hmac
+    return hmac.compare_digest(a, b)
+
+
+Handler = Callable[["TPM", Ctx, Reader], bytes]
+COMMANDS: dict[int, Handler] = {}
+
+
+def command(ordinal: int):
+    """Register a handler for an ordinal (pyxl/tpm/commands/*)."""
+    def deco(fn: Handler) -> Handler:
+        COMMANDS[int(ordinal)] = fn
+        return fn
+    return deco
+
+
+# ---------------------------------------------------------------- the TPM
+
+class TPM:
+    """One TPM 1.2 (a Xen vTPM by default)."""
+
+    def __init__(self, identity: Identity = XEN_VTPM_IDENTITY, *,
+                 key_source: KeySource | None = None, generate_ek: bool = True,
+                 clock: Callable[[], float] = time.monotonic):
+        _load_commands()
+        self.identity = identity
+        self.key_source: KeySource = key_source or generate_rsa
+        self.clock = clock
+        self.perm = PermanentData()
+        self.perm.nv = default_nv()
+        if generate_ek:
+            # TPM_CONF_GENERATE_EK: the vTPM makes its EK once, when its state is created
+            self.perm.ek = self.key_source(2048)
+        self.saved: dict | None = None          # TPM_SaveState snapshot (dumped)
+        self._last_dump: bytes | None = None
+        self._dirty = True
+        self.internal_errors = 0                 # handler bugs turned into TPM_FAIL
+        self._power_off()
+
+    # -- power and start-up ------------------------------------------------
+    def _power_off(self) -> None:
+        """TPM_Init: every volatile thing is gone, the TPM awaits TPM_Startup."""
+        self.post_init = True
+        self.stclear = TPM_STCLEAR_FLAGS()
+        self.pcrs = [bytes(20)] * C.TPM_NUM_PCR
+        self.sessions: dict[int, Session] = {}
+        self.keys: dict[int, LoadedKey] = {}
+        self.sha1_ctx = None
+        self.sha1_done = False
+        self.disable_reset_lock = False
+        self.lockout_since: float | None = None
+        self.boot_time = self.clock()
+        self.tick_nonce = random_bytes(20)
+        self.test_done = False
+
+    def power_on(self, startup: str = "clear") -> None:
+        """TPM_Init followed by TPM_Startup(startup) and a full self test, as
+        vtpm-stubdom does.  startup: "clear", "state", "deactivated", or
+        "none" (only TPM_Init: the client must send TPM_Startup)."""
+        self._power_off()
+        if startup == "none":
+            return
+        st = {"clear": C.TPM_ST_CLEAR, "state": C.TPM_ST_STATE,
+              "deactivated": C.TPM_ST_DEACTIVATED}[startup]
+        req = Writer().u16(C.TPM_TAG_RQU_COMMAND).u32(12).u32(C.TPM_ORD_Startup).u16(st).getvalue()
+        rsp = self.execute(req)
+        rc = int.from_bytes(rsp[6:10], "big")
+        if rc:
+            raise TPMError(rc, "TPM_Startup failed")
+        self.test_done = True
+
+    # -- persistent state -----------------------------------------------------
+    def dump(self) -> bytes:
+        from .state import dump_state
+        blob = dump_state(self)
+        self._last_dump = blob
+        self._dirty = False
+        return blob
+
+    @classmethod
+    def load(cls, blob: bytes, identity: Identity = XEN_VTPM_IDENTITY, *,
+             key_source: KeySource | None = None,
+             clock: Callable[[], float] = time.monotonic) -> "TPM":
+        """A powered-off TPM with blob's state; call power_on() next."""
+        from .state import load_state
+        tpm = cls(identity, key_source=key_source, generate_ek=False, clock=clock)
+        load_state(tpm, blob)
+        tpm._last_dump = bytes(blob)
+        tpm._dirty = False
+        return tpm
+
+    @property
+    def persistent_changed(self) -> bool:
+        """True when dump() would differ from the last dump() / load()."""
+        if not self._dirty:
+            return False
+        from .state import dump_state
+        if dump_state(self) == self._last_dump:
+            self._dirty = False
+            return False
+        return True
+
+    def mark_dirty(self) -> None:
+        self._dirty = True
+
+    # -- checks shared by commands -------------------------------------------
+    @property
+    def owned(self) -> bool:
+        return self.perm.owner_auth is not None
+
+    def check_state(self, tag: int, check: int) -> None:
+        if check & CHECK_NO_LOCKOUT and tag != C.TPM_TAG_RQU_COMMAND:
+            self.check_lockout()
+        if self.post_init and not check & CHECK_STARTUP:
+            raise TPMError(C.TPM_INVALID_POSTINIT)
+        nv_free = check & CHECK_NV_NOAUTH and not self.perm.flags.nvLocked
+        if check & CHECK_ENABLED and not nv_free and self.perm.flags.disable:
+            raise TPMError(C.TPM_DISABLED)
+        if check & CHECK_ACTIVATED and not nv_free and self.stclear.deactivated:
+            raise TPMError(C.TPM_DEACTIVATED)
+        if check & CHECK_OWNER and not self.owned:
+            raise TPMError(C.TPM_NOSRK)
+
+    def lockout_active(self) -> bool:
+        n = self.perm.auth_fail_count
+        if n <= LOCKOUT_THRESHOLD:
+            return False
+        if self.lockout_since is None:
+            self.lockout_since = self.clock()
+        wait = 1 << min(n - LOCKOUT_THRESHOLD - 1, 31)
+        return self.clock() - self.lockout_since < wait
+
+    def check_lockout(self) -> None:
+        if self.lockout_active():
+            raise TPMError(C.TPM_DEFEND_LOCK_RUNNING)
+        self.disable_reset_lock = False
+
+    def auth_failed(self) -> None:
+        """Count an authorization failure towards the dictionary-attack lockout."""
+        self.perm.auth_fail_count += 1
+        self.mark_dirty()
+        if self.perm.auth_fail_count > LOCKOUT_THRESHOLD:
+            self.lockout_since = self.clock()
+
+    def check_locality(self, mask: int, locality: int) -> bool:
+        return 0 <= locality <= 4 and bool(mask & (1 << locality))
+
+    # -- key slots -------------------------------------------------------------
+    def key_by_handle(self, handle: int, *, allow_ek: bool = False) -> LoadedKey:
+        if handle == C.TPM_KH_SRK:
+            if self.perm.srk is None:
+                raise TPMError(C.TPM_INVALID_KEYHANDLE)
+            return self.perm.srk
+        k = self.keys.get(handle)
+        if k is None:
+            raise TPMError(C.TPM_INVALID_KEYHANDLE)
+        return k
+
+    def add_key(self, key: LoadedKey) -> int:
+        for slot in range(self.identity.max_keys):
+            h = C.TPM_HANDLE_KEY_BASE | slot
+            if h not in self.keys:
+                self.keys[h] = key
+                return h
+        raise TPMError(C.TPM_NOSPACE)
+
+    def add_session(self, s: Session) -> Session:
+        for slot in range(self.identity.max_sessions):
+            h = C.TPM_HANDLE_AUTH_BASE | slot
+            if h not in self.sessions:
+                s.handle = h
+                self.sessions[h] = s
+                return s
+        raise TPMError(C.TPM_RESOURCES)
+
+    # -- the command entry point ---------------------------------------------
+    def execute(self, request: bytes, locality: int = 0) -> bytes:
+        """Run one command frame; always returns a response frame."""
+        try:
+            return self._execute(bytes(request), locality)
+        except Exception:  # a handler bug must not take the TPM (or its server) down
+            self.internal_errors += 1
+            log.exception("TPM engine internal error")
+            return _error(C.TPM_FAIL)
+
+    def _execute(self, req: bytes, locality: int) -> bytes:
+        if len(req) < 10 or len(req) > MAX_FRAME:
+            return _error(C.TPM_BAD_PARAM_SIZE)
+        r = Reader(req)
+        tag, size, ordinal = r.u16(), r.u32(), r.u32()
+        if size != len(req):
+            return _error(C.TPM_BAD_PARAM_SIZE)
+        # preprocessing common to all ordinals (libtpms TPM_Process_Preprocess)
+        if self.sha1_ctx is not None and ordinal not in (
+                C.TPM_ORD_SHA1Update, C.TPM_ORD_SHA1Complete, C.TPM_ORD_SHA1CompleteExtend):
+            self.sha1_ctx = None
+        if self.saved is not None and ordinal not in (C.TPM_ORD_Startup, C.TPM_ORD_Init):
+            self.saved = None            # any other command invalidates saved state
+            self.mark_dirty()
+        handler = COMMANDS.get(ordinal)
+        if handler is None:
+            return _error(C.TPM_BAD_ORDINAL)
+        ctx = Ctx(self, tag, ordinal, locality, req)
+        try:
+            out = handler(self, ctx, r)
+        except TPMError as e:
+            self._end_sessions(ctx, e.rc)
+            return _error(e.rc)
+        except TPMStructError:
+            self._end_sessions(ctx, C.TPM_BAD_PARAMETER)
+            return _error(C.TPM_BAD_PARAMETER)
+        except TPMDecodeError:
+            self._end_sessions(ctx, C.TPM_BAD_PARAM_SIZE)
+            return _error(C.TPM_BAD_PARAM_SIZE)
+        if ordinal not in READ_ONLY:
+            self.mark_dirty()
+        return self._respond(ctx, out)
+
+    def _end_sessions(self, ctx: Ctx, rc: int) -> None:
+        """A failed command ends the sessions it used (not on a running lockout)."""
+        if rc == C.TPM_DEFEND_LOCK_RUNNING:
+            return
+        for a in ctx.auths:
+            self.sessions.pop(a.handle, None)
+
+    def _respond(self, ctx: Ctx, out: bytes) -> bytes:
+        n = len(ctx.auths)
+        tail = b""
+        if n:
+            out_digest = sha1(bytes(4), ctx.ordinal.to_bytes(4, "big"), out[ctx.out_skip:])
+            parts = []
+            for a in ctx.auths:
+                s = a.session
+                if s is None or a.key is None:
+                    # a handler that takes auth must verify every trailer
+                    raise RuntimeError("unverified auth session in %s" % C.ord_name(ctx.ordinal))
+                even = random_bytes(20)
+                res = hmac_sha1(a.key, out_digest, even, a.nonce_odd, bytes((a.cont,)))
+                parts.append(even + bytes((a.cont,)) + res)
+                if a.cont and s.handle in self.sessions:
+                    s.nonce_even = even
+                else:
+                    self.sessions.pop(s.handle, None)
+            tail = b"".join(parts)
+        body = out + tail
+        return (_RSP_TAG[n].to_bytes(2, "big") + (10 + len(body)).to_bytes(4, "big")
+                + bytes(4) + body)
+
+    # -- helpers for commands ----------------------------------------------------
+    def pcr_composite_hash(self, select: bytes) -> bytes:
+        from .structures import TPM_PCR_COMPOSITE, TPM_PCR_SELECTION
+        sel = TPM_PCR_SELECTION(select)
+        vals = b"".join(self.pcrs[i] for i in sel.indices())
+        return sha1(TPM_PCR_COMPOSITE(sel, vals).to_bytes())
+
+    def new_storage_key_blob(self, rsa: RSAKey, usage: int = C.TPM_KEY_STORAGE,
+                             key12: bool = False) -> TPM_KEY:
+        parms = TPM_KEY_PARMS(C.TPM_ALG_RSA, C.TPM_ES_RSAESOAEP_SHA1_MGF1, C.TPM_SS_NONE,
+                              TPM_RSA_KEY_PARMS(rsa.bits, 2, b"").to_bytes())
+        cls = TPM_KEY12 if key12 else TPM_KEY
+        return cls(keyUsage=usage, keyFlags=0, authDataUsage=C.TPM_AUTH_ALWAYS,
+                   algorithmParms=parms, pubKey=TPM_STORE_PUBKEY(rsa.modulus()))
+
+
+def _error(rc: int) -> bytes:
+    return (C.TPM_TAG_RSP_COMMAND.to_bytes(2, "big") + (10).to_bytes(4, "big")
+            + int(rc).to_bytes(4, "big"))
+
+
+# ordinals that never change what dump() writes (fast path for persistent_changed)
+READ_ONLY = {C.TPM_ORD_GetCapability, C.TPM_ORD_PcrRead, C.TPM_ORD_GetRandom,
+             C.TPM_ORD_OIAP, C.TPM_ORD_OSAP, C.TPM_ORD_GetTestResult,
+             C.TPM_ORD_SHA1Start, C.TPM_ORD_SHA1Update, C.TPM_ORD_SHA1Complete,
+             C.TPM_ORD_GetTicks, C.TPM_ORD_ReadPubek, C.TPM_ORD_GetPubKey,
+             C.TPM_ORD_FlushSpecific, C.TPM_ORD_Terminate_Handle, C.TPM_ORD_StirRandom,
+             C.TPM_ORD_Extend, C.TPM_ORD_PCR_Reset, C.TPM_ORD_LoadKey, C.TPM_ORD_LoadKey2,
+             C.TPM_ORD_EvictKey, C.TPM_ORD_Sign, C.TPM_ORD_Quote, C.TPM_ORD_UnBind,
+             C.TPM_ORD_Seal, C.TPM_ORD_Unseal, C.TPM_ORD_CreateWrapKey,
+             C.TPM_ORD_SelfTestFull, C.TPM_ORD_ContinueSelfTest,
+             C.TPM_ORD_GetCapabilityOwner, C.TPM_ORD_OwnerReadInternalPub,
+             C.TPM_ORD_NV_ReadValue, C.TPM_ORD_NV_ReadValueAuth,
+             C.TPM_ORD_SHA1CompleteExtend}
+
+
+_loaded = False
+
+
+def _load_commands() -> None:
+    global _loaded
+    if not _loaded:
+        from . import commands  # noqa: F401  (registers every handler)
+        _loaded = True

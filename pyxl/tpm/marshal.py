@@ -1,0 +1,134 @@
+"""The one bounds-checked reader and writer for the TPM 1.2 wire format.
+
+Everything the engine parses or produces (command frames, structures, the
+state blob) goes through Reader and Writer.  All integers are big-endian
+(Part 2 2.1).  A read past the end raises TPMDecodeError(offset, need, have),
+which the engine turns into TPM_BAD_PARAM_SIZE, as libtpms does.
+"""
+
+from __future__ import annotations
+
+import struct
+
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+
+
+class TPMDecodeError(ValueError):
+    """A structure or parameter ran past the end of its buffer."""
+
+    def __init__(self, offset: int, need: int, have: int, what: str = ""):
+        self.offset, self.need, self.have, self.what = offset, need, have, what
+        super().__init__("TPM decode error%s at offset %d: need %d bytes, have %d"
+                         % (" in " + what if what else "", offset, need, have))
+
+
+class Reader:
+    """Sequential, bounds-checked view over bytes."""
+
+    __slots__ = ("data", "pos", "end")
+
+    def __init__(self, data: bytes, pos: int = 0, end: int | None = None):
+        self.data = data if isinstance(data, bytes) else bytes(data)
+        self.pos = pos
+        self.end = len(self.data) if end is None else end
+
+    @property
+    def remaining(self) -> int:
+        return self.end - self.pos
+
+    def _take(self, n: int, what: str = "") -> int:
+        if n < 0 or self.pos + n > self.end:
+            raise TPMDecodeError(self.pos, n, self.end - self.pos, what)
+        p = self.pos
+        self.pos = p + n
+        return p
+
+    def u8(self) -> int:
+        return self.data[self._take(1, "u8")]
+
+    def bool(self) -> int:
+        return self.data[self._take(1, "BOOL")]
+
+    def u16(self) -> int:
+        return _U16.unpack_from(self.data, self._take(2, "u16"))[0]
+
+    def u32(self) -> int:
+        return _U32.unpack_from(self.data, self._take(4, "u32"))[0]
+
+    def u64(self) -> int:
+        return _U64.unpack_from(self.data, self._take(8, "u64"))[0]
+
+    def bytes(self, n: int, what: str = "bytes") -> bytes:
+        p = self._take(n, what)
+        return self.data[p:p + n]
+
+    def digest(self) -> bytes:
+        return self.bytes(20, "TPM_DIGEST")
+
+    def sized32(self, what: str = "sized buffer") -> bytes:
+        """UINT32 size followed by that many bytes (TPM_SIZED_BUFFER)."""
+        return self.bytes(self.u32(), what)
+
+    def sized16(self, what: str = "sized buffer") -> bytes:
+        return self.bytes(self.u16(), what)
+
+    def rest(self) -> bytes:
+        return self.bytes(self.remaining, "rest")
+
+    def sub(self, n: int) -> "Reader":
+        """A reader over the next n bytes (consumed here)."""
+        p = self._take(n, "sub-structure")
+        return Reader(self.data, p, p + n)
+
+    def expect_end(self, what: str = "") -> None:
+        if self.pos != self.end:
+            raise TPMDecodeError(self.pos, 0, self.end - self.pos, what or "trailing bytes")
+
+
+class Writer:
+    """Append-only builder of wire bytes."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self):
+        self.parts: list[bytes] = []
+
+    def u8(self, v: int) -> "Writer":
+        self.parts.append(bytes((v & 0xFF,)))
+        return self
+
+    bool = u8
+
+    def u16(self, v: int) -> "Writer":
+        self.parts.append(_U16.pack(v & 0xFFFF))
+        return self
+
+    def u32(self, v: int) -> "Writer":
+        self.parts.append(_U32.pack(v & 0xFFFFFFFF))
+        return self
+
+    def u64(self, v: int) -> "Writer":
+        self.parts.append(_U64.pack(v & 0xFFFFFFFFFFFFFFFF))
+        return self
+
+    def bytes(self, b: bytes) -> "Writer":
+        self.parts.append(bytes(b))
+        return self
+
+    def sized32(self, b: bytes) -> "Writer":
+        return self.u32(len(b)).bytes(b)
+
+    def sized16(self, b: bytes) -> "Writer":
+        return self.u16(len(b)).bytes(b)
+
+    def struct(self, s) -> "Writer":
+        s.marshal(self)
+        return self
+
+    def getvalue(self) -> bytes:
+        return b"".join(self.parts)
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)

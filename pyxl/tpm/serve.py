@@ -1,0 +1,628 @@
+"""`pyxl tpm-serve`: one TPM 1.2 engine as a raw command socket.
+
+The endpoint is what TrouSerS' `tcsd -e` (TCP device) and swtpm's
+`socket --server` speak: TPM 1.2 command frames back to back, no extra
+header, one response per command.  What the clients need (measured, see the
+project's TPM research notes):
+
+* tcsd opens a NEW connection for every command and leaves the previous one
+  open and idle, opens one connection at start-up that sends nothing, and
+  reads each response with ONE read() of at most 2048 bytes -- so every
+  response goes out in one send(), and idle or empty connections cost nothing.
+* Several clients may be connected at once (tcsd's idle socket plus a
+  probe); commands are executed one at a time, in arrival order, by a single
+  selector loop (the engine is not thread-safe and needs no threads).
+
+Framing.  A TCP stream has no write boundaries, so like a TPM driver we use
+the header's paramSize to know when a frame is complete, and like
+swtpm/libtpms we answer a malformed frame with a 10-byte TPM_BAD_PARAM_SIZE
+and keep the connection open:
+
+* fewer than 10 bytes: wait; on EOF close without answering (swtpm does too);
+* 10 <= paramSize <= 4096 and exactly paramSize bytes arrived: the engine
+  executes the frame;
+* more bytes than paramSize arrived together (a too-small paramSize, or two
+  commands in one write): one TPM_BAD_PARAM_SIZE for the whole batch, as
+  libtpms, which treats one read as one command;
+* paramSize < 10: TPM_BAD_PARAM_SIZE for what arrived;
+* paramSize > 4096 (the TPM's input buffer): TPM_BAD_PARAM_SIZE for the
+  first 4096 bytes; what follows is framed afresh (swtpm reads 4096 at a time);
+* fewer than paramSize bytes: wait up to FRAME_GRACE seconds for the rest
+  (TCP may split a write), then TPM_BAD_PARAM_SIZE.  Deliberate difference:
+  swtpm answers a short read at once; waiting a moment means a client whose
+  command is split in transit is still served correctly.
+
+State.  The engine's dump() is kept in DIR/tpm-state, rewritten atomically
+(temp file, fsync, rename, directory fsync) after every command that changed
+persistent state and BEFORE the response is sent: an answered command is on
+disk, and a kill at any moment leaves the old or the new file, never a torn
+one.  DIR/lock (flock) keeps a second server off the same directory.  On
+SIGTERM/SIGINT the server does what vtpm-stubdom's emulator does at shutdown:
+TPM_SaveState, then a final write -- so a later `--startup state` resumes.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+TPM_TAG_RSP_COMMAND = 0x00C4
+TPM_TAG_RQU_COMMAND = 0x00C1
+TPM_SUCCESS = 0
+TPM_FAIL = 0x09
+TPM_BAD_PARAM_SIZE = 0x19
+TPM_ORD_SaveState = 0x98
+
+HEADER = struct.Struct(">HII")     # tag, paramSize, ordinal / returnCode
+TPM_INPUT_BUFFER = 4096            # the most one command may be (libtpms' buffer)
+FRAME_GRACE = 0.3                  # seconds to wait for the rest of a short frame
+MAX_CONNECTIONS = 64               # beyond this the longest-idle connection is closed
+SEND_TIMEOUT = 10.0
+
+
+def error_response(rc: int) -> bytes:
+    """The 10-byte answer a TPM gives when a command fails before its body."""
+    return HEADER.pack(TPM_TAG_RSP_COMMAND, 10, rc)
+
+
+class Engine(Protocol):
+    """What the server needs of pyxl.tpm.engine.TPM (COMMON.md interface 4)."""
+
+    persistent_changed: bool
+
+    def execute(self, request: bytes, locality: int = 0) -> bytes: ...
+    def dump(self) -> bytes: ...
+
+
+class ServeError(Exception):
+    """A problem the operator must fix (busy or broken state dir, bad port).
+    str() is the complete message."""
+
+
+# ---------------------------------------------------------------- framing
+
+class Framer:
+    """Cuts one connection's byte stream into commands (see module doc).
+
+    feed() adds bytes; take() returns the next ("command", bytes) or
+    ("malformed", bytes) item, or None when it must wait for more bytes
+    (then `deadline` says until when, None = indefinitely)."""
+
+    def __init__(self, max_size: int = TPM_INPUT_BUFFER, grace: float = FRAME_GRACE):
+        self.buf = bytearray()
+        self.max_size = max_size
+        self.grace = grace
+        self.last_data = 0.0
+
+    def feed(self, data: bytes, now: float) -> None:
+        self.buf += data
+        self.last_data = now
+
+    @property
+    def deadline(self) -> float | None:
+        if len(self.buf) < 10:
+            return None
+        return self.last_data + self.grace
+
+    def take(self, now: float, eof: bool = False) -> tuple[str, bytes] | None:
+        buf = self.buf
+        if len(buf) < 10:
+            return None
+        size = int.from_bytes(buf[2:6], "big")
+        if size < 10:
+            return self._cut("malformed", min(len(buf), self.max_size))
+        if size > self.max_size:
+            want = self.max_size
+        else:
+            want = size
+        if len(buf) < want:
+            if eof or now >= self.last_data + self.grace:
+                return self._cut("malformed", len(buf))
+            return None
+        if size > self.max_size:
+            return self._cut("malformed", self.max_size)
+        if len(buf) > size:
+            return self._cut("malformed", min(len(buf), self.max_size))
+        return self._cut("command", size)
+
+    def _cut(self, kind: str, n: int) -> tuple[str, bytes]:
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
+        return kind, data
+
+
+# ---------------------------------------------------------------- state dir
+
+STATE_MAGIC = b"pyxl-tpm-state\n"   # + sha256(blob) + blob
+
+
+class StateDir:
+    """DIR/tpm-state (the engine's dump, checksummed) and DIR/lock."""
+
+    STATE = "tpm-state"
+    LOCK = "lock"
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+        self.state_path = os.path.join(self.path, self.STATE)
+        self.lock_path = os.path.join(self.path, self.LOCK)
+        self._lock_fd: int | None = None
+
+    def lock(self) -> None:
+        """Take DIR/lock or raise ServeError naming the process holding it."""
+        try:
+            os.makedirs(self.path, mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise ServeError("cannot create state directory %s: %s" % (self.path, e.strerror))
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            raise ServeError("cannot open %s: %s" % (self.lock_path, e.strerror))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = ""
+            try:
+                holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip()
+            except OSError:
+                pass
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise ServeError("state directory %s is in use by %s" % (
+                    self.path, holder or "another process (it holds %s)" % self.lock_path))
+            raise ServeError("cannot lock %s: %s" % (self.lock_path, e.strerror))
+        self._lock_fd = fd
+        self.set_holder("pyxl tpm-serve pid %d" % os.getpid())
+
+    def set_holder(self, text: str) -> None:
+        """Record who holds the lock (shown to a second server that is refused)."""
+        if self._lock_fd is None:
+            return
+        data = (text + "\n").encode()
+        os.ftruncate(self._lock_fd, 0)
+        os.pwrite(self._lock_fd, data, 0)
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            try:
+                os.ftruncate(self._lock_fd, 0)
+            except OSError:
+                pass
+            os.close(self._lock_fd)   # closing drops the flock
+            self._lock_fd = None
+
+    def read(self) -> bytes | None:
+        """The saved blob, None if there is none; ServeError if damaged."""
+        try:
+            with open(self.state_path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise ServeError("cannot read %s: %s" % (self.state_path, e.strerror))
+        n = len(STATE_MAGIC)
+        if not data.startswith(STATE_MAGIC) or len(data) < n + 32:
+            raise ServeError("%s is not a pyxl TPM state file (left untouched)" % self.state_path)
+        digest, blob = data[n:n + 32], data[n + 32:]
+        if hashlib.sha256(blob).digest() != digest:
+            raise ServeError("%s is damaged: checksum mismatch (left untouched)" % self.state_path)
+        return blob
+
+    def write(self, blob: bytes) -> None:
+        """Replace the state file atomically and durably."""
+        tmp = "%s.tmp.%d" % (self.state_path, os.getpid())
+        data = STATE_MAGIC + hashlib.sha256(blob).digest() + blob
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            _unlink_quietly(tmp)
+            raise
+        os.close(fd)
+        try:
+            os.rename(tmp, self.state_path)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        dfd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def remove_stale_temps(self) -> None:
+        """Temp files of a server killed mid-write (we hold the lock now)."""
+        prefix = self.STATE + ".tmp."
+        for name in os.listdir(self.path):
+            if name.startswith(prefix):
+                _unlink_quietly(os.path.join(self.path, name))
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------- server
+
+@dataclass
+class Conn:
+    sock: socket.socket
+    peer: str
+    framer: Framer
+    last_active: float
+    eof: bool = False
+
+
+@dataclass
+class Listener:
+    sock: socket.socket
+    address: str          # "tcp 127.0.0.1:6545" / "unix /path"
+    unix_path: str | None = None
+
+
+def open_tcp(host: str, port: int) -> Listener:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise ServeError("cannot resolve %s: %s" % (host, e))
+    family, _, _, _, addr = infos[0]
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(addr)
+        s.listen(16)
+    except OSError as e:
+        s.close()
+        raise ServeError("cannot listen on %s port %d: %s" % (host, port, e.strerror))
+    h, p = s.getsockname()[:2]
+    return Listener(s, "tcp %s:%d" % (h if family == socket.AF_INET else "[%s]" % h, p))
+
+
+def open_unix(path: str) -> Listener:
+    path = os.path.abspath(path)
+    if os.path.exists(path):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError:
+            _unlink_quietly(path)    # stale socket of a dead server
+        else:
+            raise ServeError("%s is in use: something is listening on it" % path)
+        finally:
+            probe.close()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.bind(path)
+        s.listen(16)
+    except OSError as e:
+        s.close()
+        raise ServeError("cannot listen on %s: %s" % (path, e.strerror))
+    return Listener(s, "unix %s" % path, unix_path=path)
+
+
+class TPMServer:
+    """The selector loop: accept, frame, execute one command at a time, save,
+    answer in one send."""
+
+    def __init__(self, engine: Engine, state: StateDir | None, listeners: list[Listener],
+                 locality: int = 0, log: Callable[[str], None] | None = None):
+        self.engine = engine
+        self.state = state
+        self.listeners = listeners
+        self.locality = locality
+        self.log = log or (lambda msg: print("pyxl tpm-serve: " + msg, file=sys.stderr, flush=True))
+        self.sel = selectors.DefaultSelector()
+        self.conns: dict[socket.socket, Conn] = {}
+        self.dirty = False          # a state write failed; retry after the next command
+        self.commands = 0
+        self._stop = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+
+    # -- control
+    def stop(self) -> None:
+        """Ask the loop to finish (safe from a signal handler or another thread)."""
+        self._stop = True
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum, frame):
+            self.stop()
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    # -- loop
+    def serve_forever(self) -> None:
+        for lst in self.listeners:
+            lst.sock.setblocking(False)
+            self.sel.register(lst.sock, selectors.EVENT_READ, ("listen", lst))
+        self.sel.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
+        try:
+            while not self._stop:
+                timeout = self._next_timeout()
+                for key, _ in self.sel.select(timeout):
+                    kind, obj = key.data
+                    if kind == "listen":
+                        self._accept(obj)
+                    elif kind == "wake":
+                        try:
+                            self._wake_r.recv(64)
+                        except OSError:
+                            pass
+                    else:
+                        self._readable(obj)
+                    if self._stop:
+                        break
+                self._expire()
+        finally:
+            self._shutdown()
+
+    def _next_timeout(self) -> float | None:
+        deadlines = [c.framer.deadline for c in self.conns.values() if c.framer.deadline]
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _accept(self, lst: Listener) -> None:
+        while True:
+            try:
+                sock, addr = lst.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                self.log("accept failed: %s" % e)
+                return
+            if len(self.conns) >= MAX_CONNECTIONS:
+                oldest = min(self.conns.values(), key=lambda c: c.last_active)
+                self._close(oldest)
+            sock.setblocking(False)
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            peer = "%s:%s" % addr[:2] if isinstance(addr, tuple) else (addr or lst.address)
+            conn = Conn(sock, peer, Framer(), time.monotonic())
+            self.conns[sock] = conn
+            self.sel.register(sock, selectors.EVENT_READ, ("conn", conn))
+
+    def _readable(self, conn: Conn) -> None:
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(conn)
+            return
+        now = time.monotonic()
+        conn.last_active = now
+        if not data:
+            conn.eof = True
+        else:
+            conn.framer.feed(data, now)
+        self._process(conn, now)
+        if conn.eof and conn.sock in self.conns:
+            self._close(conn)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for conn in list(self.conns.values()):
+            d = conn.framer.deadline
+            if d is not None and now >= d:
+                self._process(conn, now)
+
+    def _process(self, conn: Conn, now: float) -> None:
+        while conn.sock in self.conns and not self._stop:
+            item = conn.framer.take(now, conn.eof)
+            if item is None:
+                return
+            kind, data = item
+            if kind == "command":
+                resp = self.execute(data)
+            else:
+                resp = error_response(TPM_BAD_PARAM_SIZE)
+            if not self._send(conn, resp):
+                return
+
+    def execute(self, request: bytes) -> bytes:
+        """Run one well-framed command; persist before answering."""
+        self.commands += 1
+        try:
+            resp = self.engine.execute(request, self.locality)
+        except Exception:   # the engine promises not to raise; never let it kill the server
+            self.log("engine raised on %s:\n%s" % (request[:10].hex(), traceback.format_exc()))
+            resp = error_response(TPM_FAIL)
+        if not isinstance(resp, (bytes, bytearray)) or len(resp) < 10:
+            self.log("engine returned a malformed response to %s" % request[:10].hex())
+            resp = error_response(TPM_FAIL)
+        self.save_if_changed()
+        return bytes(resp)
+
+    def save_if_changed(self, force: bool = False) -> bool:
+        if self.state is None:
+            return True
+        if not (force or self.dirty or getattr(self.engine, "persistent_changed", True)):
+            return True
+        try:
+            self.state.write(self.engine.dump())
+        except Exception as e:   # disk full, I/O error: keep serving, keep retrying
+            self.dirty = True
+            self.log("could not save TPM state to %s: %s" % (self.state.state_path, e))
+            return False
+        self.dirty = False
+        return True
+
+    def _send(self, conn: Conn, resp: bytes) -> bool:
+        """The whole response in one send() (tcsd reads it with one read())."""
+        sock = conn.sock
+        try:
+            sock.settimeout(SEND_TIMEOUT)
+            sock.sendall(resp)
+            sock.setblocking(False)
+            return True
+        except OSError:
+            self._close(conn)
+            return False
+
+    def _close(self, conn: Conn) -> None:
+        if self.conns.pop(conn.sock, None) is None:
+            return
+        try:
+            self.sel.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+        try:
+            conn.sock.close()
+        except OSError:
+            pass
+
+    def _shutdown(self) -> None:
+        for conn in list(self.conns.values()):
+            self._close(conn)
+        for lst in self.listeners:
+            try:
+                self.sel.unregister(lst.sock)
+            except (KeyError, ValueError):
+                pass
+            lst.sock.close()
+            if lst.unix_path:
+                _unlink_quietly(lst.unix_path)
+        try:
+            self.sel.unregister(self._wake_r)
+        except (KeyError, ValueError):
+            pass
+        self._wake_r.close()
+        self._wake_w.close()
+        self.sel.close()
+
+    def save_state_and_stop(self) -> bool:
+        """Power-down as vtpm-stubdom does it: TPM_SaveState, then a final write."""
+        try:
+            self.engine.execute(HEADER.pack(TPM_TAG_RQU_COMMAND, 10, TPM_ORD_SaveState),
+                                self.locality)
+        except Exception:
+            self.log("TPM_SaveState raised:\n" + traceback.format_exc())
+        return self.save_if_changed(force=True)
+
+
+# ---------------------------------------------------------------- entry
+
+STARTUPS = ("clear", "state", "deactivated")
+
+
+@dataclass
+class Options:
+    state_dir: str
+    port: int | None = None
+    unix: str | None = None
+    host: str = "127.0.0.1"
+    startup: str | None = "clear"      # None: leave the TPM waiting for TPM_Startup
+    vendor: str = "ETHZ"
+    locality: int = 0
+    ready: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
+
+
+def resolve_identity(vendor: str):
+    """The engine identity for --vendor (ETHZ: the Xen vTPM's)."""
+    try:
+        from pyxl.tpm import identity as ident
+    except ImportError as e:
+        raise ServeError("the TPM engine is not available in this build (%s)" % e)
+
+    known = {}
+    for name in dir(ident):
+        obj = getattr(ident, name)
+        vid = getattr(obj, "vendor", None) or getattr(obj, "vendor_id", None)
+        if name.isupper() and vid is not None:
+            key = vid.decode("latin-1") if isinstance(vid, bytes) else str(vid)
+            known.setdefault(key.rstrip("\0").upper(), obj)
+    if vendor.upper() in known:
+        return known[vendor.upper()]
+    raise ServeError("unknown --vendor %s (known: %s)" % (vendor, ", ".join(sorted(known)) or "none"))
+
+
+def open_engine(opts: Options, state: StateDir, log: Callable[[str], None]):
+    """Load the saved TPM (or make a fresh one), then power it on."""
+    try:
+        from pyxl.tpm.engine import TPM
+    except ImportError as e:
+        raise ServeError("the TPM engine is not available in this build (%s)" % e)
+
+    identity = resolve_identity(opts.vendor)
+    blob = state.read()
+    if blob is None:
+        tpm = TPM(identity)
+        fresh = True
+    else:
+        try:
+            tpm = TPM.load(blob, identity=identity)
+        except Exception as e:   # TPMStateError and anything else a bad blob provokes
+            raise ServeError("cannot load %s: %s (left untouched)" % (state.state_path, e))
+        fresh = False
+    tpm.power_on(opts.startup)
+    return tpm, fresh
+
+
+def run(opts: Options, engine_factory=open_engine) -> int:
+    """`pyxl tpm-serve`: returns the exit code."""
+    def log(msg: str) -> None:
+        print("pyxl tpm-serve: " + msg, file=sys.stderr, flush=True)
+
+    if opts.startup is not None and opts.startup not in STARTUPS:
+        log("--startup must be one of %s" % ", ".join(STARTUPS))
+        return 2
+    if not (0 <= opts.locality <= 4):
+        log("--locality must be 0..4")
+        return 2
+    state = StateDir(opts.state_dir)
+    listeners: list[Listener] = []
+    server = None
+    try:
+        state.lock()
+        state.remove_stale_temps()
+        tpm, fresh = engine_factory(opts, state, log)
+        if opts.port is not None or opts.unix is None:
+            listeners.append(open_tcp(opts.host, 6545 if opts.port is None else opts.port))
+        if opts.unix is not None:
+            listeners.append(open_unix(opts.unix))
+        server = TPMServer(tpm, state, listeners, locality=opts.locality, log=log)
+        if fresh and not server.save_if_changed(force=True):
+            raise ServeError("cannot write the new TPM state to %s" % state.state_path)
+        where = ", ".join(lst.address for lst in listeners)
+        state.set_holder("pyxl tpm-serve pid %d (%s)" % (os.getpid(), where))
+        server.install_signal_handlers()
+        opts.ready("pyxl tpm-serve: ready, %s, state %s%s" % (
+            where, state.path, " (new TPM)" if fresh else ""))
+        server.serve_forever()
+        ok = server.save_state_and_stop()
+        log("stopped after %d commands; state saved%s" % (
+            server.commands, "" if ok else " FAILED"))
+        return 0 if ok else 1
+    except ServeError as e:
+        log(str(e))
+        for lst in listeners:
+            lst.sock.close()
+            if lst.unix_path:
+                _unlink_quietly(lst.unix_path)
+        return 1
+    finally:
+        state.unlock()

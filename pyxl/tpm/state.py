@@ -1,0 +1,175 @@
+"""The TPM's state blob: complete, versioned, deterministic.
+
+    blob = MAGIC | u16 format version | u32 length | JSON body | SHA-256(body)
+
+The body holds everything persistent (permanent flags and data: tpmProof,
+owner and operator auth, EK, SRK, NV areas, dictionary-attack counter) and,
+if TPM_SaveState ran and nothing has invalidated it since, the saved
+volatile state (PCRs, STCLEAR flags, loaded keys) that TPM_Startup(ST_STATE)
+restores.  Sessions are never saved.  JSON with sorted keys makes
+dump(load(dump(x))) == dump(x) hold byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+
+from .crypto import RSAKey
+from .marshal import Reader, TPMDecodeError
+from .structures import (TPM_NV_DATA_PUBLIC, TPM_PERMANENT_FLAGS, TPM_STCLEAR_FLAGS,
+                         unmarshal_any_key)
+
+MAGIC = b"PYXLTPM12\x00"
+FORMAT_VERSION = 1
+
+
+def _h(b: bytes | None):
+    return None if b is None else b.hex()
+
+
+def _b(s, n: int | None = None) -> bytes | None:
+    if s is None:
+        return None
+    b = bytes.fromhex(s)
+    if n is not None and len(b) != n:
+        raise ValueError("expected %d bytes" % n)
+    return b
+
+
+def _rsa_out(k: RSAKey | None):
+    if k is None:
+        return None
+    return {"n": "%x" % k.n, "e": k.e, "p": "%x" % k.p}
+
+
+def _rsa_in(d) -> RSAKey | None:
+    if d is None:
+        return None
+    return RSAKey.from_modulus_prime(int(d["n"], 16), int(d["e"]), int(d["p"], 16))
+
+
+def _key_out(k):
+    if k is None:
+        return None
+    return {"blob": k.blob.to_bytes().hex(), "rsa": _rsa_out(k.rsa),
+            "usage_auth": k.usage_auth.hex(), "migration_auth": k.migration_auth.hex()}
+
+
+def _key_in(d):
+    from .engine import LoadedKey
+    if d is None:
+        return None
+    r = Reader(bytes.fromhex(d["blob"]))
+    blob = unmarshal_any_key(r)
+    r.expect_end("key blob")
+    return LoadedKey(blob, _rsa_in(d["rsa"]), _b(d["usage_auth"], 20), _b(d["migration_auth"], 20))
+
+
+def state_dict(tpm) -> dict:
+    p = tpm.perm
+    body = {
+        "identity_vendor": tpm.identity.vendor_id.hex(),
+        "perm": {
+            "flags": p.flags.to_bytes().hex(),
+            "tpm_proof": p.tpm_proof.hex(),
+            "owner_auth": _h(p.owner_auth),
+            "operator_auth": _h(p.operator_auth),
+            "ek": _rsa_out(p.ek),
+            "ek_reset": _h(p.ek_reset),
+            "srk": _key_out(p.srk),
+            "nv": [{"pub": a.pub.to_bytes().hex(), "auth": a.auth.hex(), "data": bytes(a.data).hex()}
+                   for _, a in sorted(p.nv.items())],
+            "auth_fail_count": p.auth_fail_count,
+        },
+        "saved": tpm.saved,
+    }
+    return body
+
+
+def dump_state(tpm) -> bytes:
+    body = json.dumps(state_dict(tpm), sort_keys=True, separators=(",", ":")).encode()
+    return (MAGIC + struct.pack(">HI", FORMAT_VERSION, len(body)) + body
+            + hashlib.sha256(body).digest())
+
+
+def load_state(tpm, blob: bytes) -> None:
+    from .engine import NVArea, PermanentData, TPMStateError
+    blob = bytes(blob)
+    if not blob.startswith(MAGIC):
+        raise TPMStateError("not a pyxl TPM state blob")
+    try:
+        r = Reader(blob, len(MAGIC))
+        version, n = r.u16(), r.u32()
+        if version != FORMAT_VERSION:
+            raise TPMStateError("unsupported TPM state format %d" % version)
+        body = r.bytes(n)
+        digest = r.bytes(32)
+        r.expect_end("state blob")
+    except TPMDecodeError as e:
+        raise TPMStateError("truncated TPM state blob: %s" % e) from None
+    if hashlib.sha256(body).digest() != digest:
+        raise TPMStateError("TPM state blob checksum mismatch")
+    try:
+        d = json.loads(body)
+        pd = d["perm"]
+        p = PermanentData()
+        p.flags = TPM_PERMANENT_FLAGS.from_bytes(bytes.fromhex(pd["flags"]))
+        p.tpm_proof = _b(pd["tpm_proof"], 20)
+        p.owner_auth = _b(pd["owner_auth"], 20)
+        p.operator_auth = _b(pd["operator_auth"], 20)
+        p.ek = _rsa_in(pd["ek"])
+        p.ek_reset = _b(pd["ek_reset"], 20)
+        p.srk = _key_in(pd["srk"])
+        p.nv = {}
+        for a in pd["nv"]:
+            pub = TPM_NV_DATA_PUBLIC.from_bytes(bytes.fromhex(a["pub"]))
+            data = bytearray(bytes.fromhex(a["data"]))
+            if len(data) != pub.dataSize:
+                raise ValueError("NV area size mismatch")
+            p.nv[pub.nvIndex] = NVArea(pub, _b(a["auth"], 20), data)
+        p.auth_fail_count = int(pd["auth_fail_count"])
+        saved = d["saved"]
+        if saved is not None:
+            check_saved(saved)
+    except TPMStateError:
+        raise
+    except (KeyError, TypeError, ValueError, TPMDecodeError) as e:
+        raise TPMStateError("corrupt TPM state: %s" % e) from None
+    tpm.perm = p
+    tpm.saved = saved
+
+
+# ---------------------------------------------------------------- TPM_SaveState
+
+def save_volatile(tpm) -> dict:
+    """The snapshot TPM_SaveState keeps for TPM_Startup(ST_STATE)."""
+    return {
+        "pcrs": [v.hex() for v in tpm.pcrs],
+        "stclear": tpm.stclear.to_bytes().hex(),
+        # isVolatile keys are unloaded by TPM_Startup(ST_STATE), so not saved
+        "keys": [[h, _key_out(k)] for h, k in sorted(tpm.keys.items())
+                 if not k.blob.keyFlags & 0x4],
+        "nv_stclear": [[i, a.pub.bReadSTClear, a.pub.bWriteSTClear]
+                       for i, a in sorted(tpm.perm.nv.items())],
+    }
+
+
+def check_saved(saved: dict) -> None:
+    if len(saved["pcrs"]) != 24 or any(len(bytes.fromhex(v)) != 20 for v in saved["pcrs"]):
+        raise ValueError("bad saved PCRs")
+    TPM_STCLEAR_FLAGS.from_bytes(bytes.fromhex(saved["stclear"]))
+    for h, k in saved["keys"]:
+        int(h)
+        _key_in(k)
+
+
+def restore_volatile(tpm, saved: dict) -> None:
+    tpm.pcrs = [bytes.fromhex(v) for v in saved["pcrs"]]
+    tpm.stclear = TPM_STCLEAR_FLAGS.from_bytes(bytes.fromhex(saved["stclear"]))
+    tpm.keys = {int(h): _key_in(k) for h, k in saved["keys"]}
+    for i, rd, wr in saved.get("nv_stclear", []):
+        a = tpm.perm.nv.get(i)
+        if a is not None:
+            a.pub.bReadSTClear, a.pub.bWriteSTClear = rd, wr

@@ -1,0 +1,598 @@
+"""TPM 1.2 structures (Main Specification Part 2) as spec-named dataclasses.
+
+Each structure marshals into a Writer and unmarshals from a Reader (marshal.py);
+to_bytes()/from_bytes() are the whole-buffer forms.  Field names follow the
+specification.  Tagged 1.2 structures check their TPM_STRUCTURE_TAG and raise
+TPMStructError (a TPMDecodeError) on a wrong one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from . import constants as C
+from .marshal import Reader, TPMDecodeError, Writer
+
+
+class TPMStructError(TPMDecodeError):
+    """Well-sized bytes that are not the structure expected (bad tag, bad value)."""
+
+    def __init__(self, offset: int, what: str):
+        super().__init__(offset, 0, 0, what)
+        self.args = ("bad %s at offset %d" % (what, offset),)
+
+
+def _expect_tag(r: Reader, tag: int, name: str) -> None:
+    at = r.pos
+    got = r.u16()
+    if got != tag:
+        raise TPMStructError(at, "%s tag 0x%04x (want 0x%04x)" % (name, got, tag))
+
+
+class TPMStruct:
+    """Mixin: whole-buffer helpers around marshal/unmarshal."""
+
+    def marshal(self, w: Writer) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def unmarshal(cls, r: Reader):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        w = Writer()
+        self.marshal(w)
+        return w.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes):
+        r = Reader(data)
+        v = cls.unmarshal(r)
+        r.expect_end(cls.__name__)
+        return v
+
+    def copy(self):
+        return type(self).from_bytes(self.to_bytes())
+
+
+# ---------------------------------------------------------------- versions
+
+@dataclass
+class TPM_STRUCT_VER(TPMStruct):
+    """1.1 version; in 1.2 structures always 1.1.0.0 (Part 2 5.1)."""
+    major: int = 1
+    minor: int = 1
+    revMajor: int = 0
+    revMinor: int = 0
+
+    def marshal(self, w):
+        w.u8(self.major).u8(self.minor).u8(self.revMajor).u8(self.revMinor)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls(r.u8(), r.u8(), r.u8(), r.u8())
+
+
+@dataclass
+class TPM_VERSION(TPM_STRUCT_VER):
+    """The TPM's version (Part 2 5.3); same layout as TPM_STRUCT_VER."""
+    major: int = 1
+    minor: int = 2
+    revMajor: int = 0
+    revMinor: int = 0
+
+
+@dataclass
+class TPM_CAP_VERSION_INFO(TPMStruct):
+    """TPM_CAP_VERSION_VAL answer (Part 2 21.6)."""
+    version: TPM_VERSION = field(default_factory=TPM_VERSION)
+    specLevel: int = 2
+    errataRev: int = 1
+    tpmVendorID: bytes = b"ETHZ"
+    vendorSpecific: bytes = b""
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_CAP_VERSION_INFO).struct(self.version).u16(self.specLevel)
+        w.u8(self.errataRev).bytes(self.tpmVendorID).sized16(self.vendorSpecific)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_CAP_VERSION_INFO, "TPM_CAP_VERSION_INFO")
+        return cls(TPM_VERSION.unmarshal(r), r.u16(), r.u8(), r.bytes(4), r.sized16())
+
+
+# ---------------------------------------------------------------- keys
+
+@dataclass
+class TPM_RSA_KEY_PARMS(TPMStruct):
+    keyLength: int = 2048
+    numPrimes: int = 2
+    exponent: bytes = b""      # empty = the default 65537
+
+    def marshal(self, w):
+        w.u32(self.keyLength).u32(self.numPrimes).sized32(self.exponent)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls(r.u32(), r.u32(), r.sized32("exponent"))
+
+    @property
+    def exponent_int(self) -> int:
+        return int.from_bytes(self.exponent, "big") if self.exponent else 65537
+
+
+@dataclass
+class TPM_KEY_PARMS(TPMStruct):
+    algorithmID: int = C.TPM_ALG_RSA
+    encScheme: int = C.TPM_ES_NONE
+    sigScheme: int = C.TPM_SS_NONE
+    parms: bytes = b""         # TPM_RSA_KEY_PARMS for RSA keys
+
+    def marshal(self, w):
+        w.u32(self.algorithmID).u16(self.encScheme).u16(self.sigScheme).sized32(self.parms)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls(r.u32(), r.u16(), r.u16(), r.sized32("parms"))
+
+    def rsa(self) -> TPM_RSA_KEY_PARMS:
+        return TPM_RSA_KEY_PARMS.from_bytes(self.parms)
+
+
+@dataclass
+class TPM_STORE_PUBKEY(TPMStruct):
+    key: bytes = b""           # the RSA modulus, big-endian
+
+    def marshal(self, w):
+        w.sized32(self.key)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls(r.sized32("pubkey"))
+
+
+@dataclass
+class TPM_PUBKEY(TPMStruct):
+    algorithmParms: TPM_KEY_PARMS = field(default_factory=TPM_KEY_PARMS)
+    pubKey: TPM_STORE_PUBKEY = field(default_factory=TPM_STORE_PUBKEY)
+
+    def marshal(self, w):
+        w.struct(self.algorithmParms).struct(self.pubKey)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls(TPM_KEY_PARMS.unmarshal(r), TPM_STORE_PUBKEY.unmarshal(r))
+
+
+@dataclass
+class TPM_KEY(TPMStruct):
+    """A 1.1 key blob (Part 2 10.2); PCRInfo is a TPM_PCR_INFO or empty."""
+    ver: TPM_STRUCT_VER = field(default_factory=TPM_STRUCT_VER)
+    keyUsage: int = C.TPM_KEY_STORAGE
+    keyFlags: int = 0
+    authDataUsage: int = C.TPM_AUTH_ALWAYS
+    algorithmParms: TPM_KEY_PARMS = field(default_factory=TPM_KEY_PARMS)
+    PCRInfo: bytes = b""
+    pubKey: TPM_STORE_PUBKEY = field(default_factory=TPM_STORE_PUBKEY)
+    encData: bytes = b""
+
+    def marshal_head(self, w):
+        w.struct(self.ver)
+
+    def marshal_public(self, w):
+        """Everything but encData -- what pubDataDigest covers."""
+        self.marshal_head(w)
+        w.u16(self.keyUsage).u32(self.keyFlags).u8(self.authDataUsage)
+        w.struct(self.algorithmParms).sized32(self.PCRInfo).struct(self.pubKey)
+
+    def marshal(self, w):
+        self.marshal_public(w)
+        w.sized32(self.encData)
+
+    def public_bytes(self) -> bytes:
+        w = Writer()
+        self.marshal_public(w)
+        return w.getvalue()
+
+    @classmethod
+    def _unmarshal_body(cls, r, **head):
+        return cls(keyUsage=r.u16(), keyFlags=r.u32(), authDataUsage=r.u8(),
+                   algorithmParms=TPM_KEY_PARMS.unmarshal(r), PCRInfo=r.sized32("PCRInfo"),
+                   pubKey=TPM_STORE_PUBKEY.unmarshal(r), encData=r.sized32("encData"), **head)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls._unmarshal_body(r, ver=TPM_STRUCT_VER.unmarshal(r))
+
+    @property
+    def is_key12(self) -> bool:
+        return False
+
+    def pubkey(self) -> TPM_PUBKEY:
+        return TPM_PUBKEY(self.algorithmParms, self.pubKey)
+
+
+@dataclass
+class TPM_KEY12(TPM_KEY):
+    """A 1.2 key blob (Part 2 10.3); PCRInfo is a TPM_PCR_INFO_LONG or empty."""
+    fill: int = 0
+
+    def marshal_head(self, w):
+        w.u16(C.TPM_TAG_KEY12).u16(self.fill)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_KEY12, "TPM_KEY12")
+        return cls._unmarshal_body(r, fill=r.u16())
+
+    @property
+    def is_key12(self) -> bool:
+        return True
+
+
+def unmarshal_any_key(r: Reader) -> TPM_KEY:
+    """A TPM_KEY or TPM_KEY12, told apart by the leading tag/version."""
+    if r.remaining >= 2 and r.data[r.pos:r.pos + 2] == b"\x00\x28":
+        return TPM_KEY12.unmarshal(r)
+    return TPM_KEY.unmarshal(r)
+
+
+@dataclass
+class TPM_STORE_ASYMKEY(TPMStruct):
+    """The secret half of a wrapped key (Part 2 10.6); privKey is the prime p."""
+    payload: int = C.TPM_PT_ASYM
+    usageAuth: bytes = bytes(20)
+    migrationAuth: bytes = bytes(20)
+    pubDataDigest: bytes = bytes(20)
+    privKey: bytes = b""
+
+    def marshal(self, w):
+        w.u8(self.payload).bytes(self.usageAuth).bytes(self.migrationAuth)
+        w.bytes(self.pubDataDigest).sized32(self.privKey)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls(r.u8(), r.digest(), r.digest(), r.digest(), r.sized32("privKey"))
+
+
+@dataclass
+class TPM_MIGRATE_ASYMKEY(TPMStruct):
+    payload: int = C.TPM_PT_MIGRATE
+    usageAuth: bytes = bytes(20)
+    pubDataDigest: bytes = bytes(20)
+    partPrivKey: bytes = b""
+
+    def marshal(self, w):
+        w.u8(self.payload).bytes(self.usageAuth).bytes(self.pubDataDigest).sized32(self.partPrivKey)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls(r.u8(), r.digest(), r.digest(), r.sized32("partPrivKey"))
+
+
+# ---------------------------------------------------------------- PCRs
+
+@dataclass
+class TPM_PCR_SELECTION(TPMStruct):
+    pcrSelect: bytes = bytes(3)
+
+    def marshal(self, w):
+        w.sized16(self.pcrSelect)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls(r.sized16("pcrSelect"))
+
+    @classmethod
+    def of(cls, indices, size: int = 3) -> "TPM_PCR_SELECTION":
+        bm = bytearray(size)
+        for i in indices:
+            bm[i // 8] |= 1 << (i % 8)
+        return cls(bytes(bm))
+
+    def indices(self) -> list[int]:
+        return [i * 8 + b for i, byte in enumerate(self.pcrSelect) for b in range(8)
+                if byte >> b & 1]
+
+
+@dataclass
+class TPM_PCR_COMPOSITE(TPMStruct):
+    select: TPM_PCR_SELECTION = field(default_factory=TPM_PCR_SELECTION)
+    pcrValue: bytes = b""      # concatenated 20-byte values
+
+    def marshal(self, w):
+        w.struct(self.select).sized32(self.pcrValue)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls(TPM_PCR_SELECTION.unmarshal(r), r.sized32("pcrValue"))
+
+
+@dataclass
+class TPM_PCR_INFO(TPMStruct):
+    pcrSelection: TPM_PCR_SELECTION = field(default_factory=TPM_PCR_SELECTION)
+    digestAtRelease: bytes = bytes(20)
+    digestAtCreation: bytes = bytes(20)
+
+    def marshal(self, w):
+        w.struct(self.pcrSelection).bytes(self.digestAtRelease).bytes(self.digestAtCreation)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls(TPM_PCR_SELECTION.unmarshal(r), r.digest(), r.digest())
+
+
+@dataclass
+class TPM_PCR_INFO_LONG(TPMStruct):
+    localityAtCreation: int = C.TPM_LOC_ZERO
+    localityAtRelease: int = C.TPM_LOC_ALL
+    creationPCRSelection: TPM_PCR_SELECTION = field(default_factory=TPM_PCR_SELECTION)
+    releasePCRSelection: TPM_PCR_SELECTION = field(default_factory=TPM_PCR_SELECTION)
+    digestAtCreation: bytes = bytes(20)
+    digestAtRelease: bytes = bytes(20)
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_PCR_INFO_LONG).u8(self.localityAtCreation).u8(self.localityAtRelease)
+        w.struct(self.creationPCRSelection).struct(self.releasePCRSelection)
+        w.bytes(self.digestAtCreation).bytes(self.digestAtRelease)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_PCR_INFO_LONG, "TPM_PCR_INFO_LONG")
+        return cls(r.u8(), r.u8(), TPM_PCR_SELECTION.unmarshal(r), TPM_PCR_SELECTION.unmarshal(r),
+                   r.digest(), r.digest())
+
+
+@dataclass
+class TPM_PCR_INFO_SHORT(TPMStruct):
+    pcrSelection: TPM_PCR_SELECTION = field(default_factory=TPM_PCR_SELECTION)
+    localityAtRelease: int = C.TPM_LOC_ALL
+    digestAtRelease: bytes = bytes(20)
+
+    def marshal(self, w):
+        w.struct(self.pcrSelection).u8(self.localityAtRelease).bytes(self.digestAtRelease)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls(TPM_PCR_SELECTION.unmarshal(r), r.u8(), r.digest())
+
+
+# ---------------------------------------------------------------- sealed / bound data
+
+@dataclass
+class TPM_STORED_DATA(TPMStruct):
+    """1.1 sealed blob; sealInfo is a TPM_PCR_INFO or empty (Part 2 9.1)."""
+    ver: TPM_STRUCT_VER = field(default_factory=TPM_STRUCT_VER)
+    sealInfo: bytes = b""
+    encData: bytes = b""
+
+    def marshal_head(self, w):
+        w.struct(self.ver)
+
+    def marshal(self, w):
+        self.marshal_head(w)
+        w.sized32(self.sealInfo).sized32(self.encData)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls(TPM_STRUCT_VER.unmarshal(r), r.sized32("sealInfo"), r.sized32("encData"))
+
+    def digest_bytes(self) -> bytes:
+        """What TPM_SEALED_DATA.storedDigest covers: the blob with no encData."""
+        w = Writer()
+        self.marshal_head(w)
+        w.sized32(self.sealInfo).u32(0)
+        return w.getvalue()
+
+
+@dataclass
+class TPM_STORED_DATA12(TPM_STORED_DATA):
+    """1.2 sealed blob; sealInfo is a TPM_PCR_INFO_LONG or empty (Part 2 9.2)."""
+    et: int = C.TPM_ET_DATA
+
+    def marshal_head(self, w):
+        w.u16(C.TPM_TAG_STORED_DATA12).u16(self.et)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_STORED_DATA12, "TPM_STORED_DATA12")
+        et = r.u16()
+        return cls(sealInfo=r.sized32("sealInfo"), encData=r.sized32("encData"), et=et)
+
+
+def unmarshal_any_stored_data(r: Reader) -> TPM_STORED_DATA:
+    if r.remaining >= 2 and r.data[r.pos:r.pos + 2] == b"\x00\x16":
+        return TPM_STORED_DATA12.unmarshal(r)
+    return TPM_STORED_DATA.unmarshal(r)
+
+
+@dataclass
+class TPM_SEALED_DATA(TPMStruct):
+    payload: int = C.TPM_PT_SEAL
+    authData: bytes = bytes(20)
+    tpmProof: bytes = bytes(20)
+    storedDigest: bytes = bytes(20)
+    data: bytes = b""
+
+    def marshal(self, w):
+        w.u8(self.payload).bytes(self.authData).bytes(self.tpmProof).bytes(self.storedDigest)
+        w.sized32(self.data)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls(r.u8(), r.digest(), r.digest(), r.digest(), r.sized32("data"))
+
+
+@dataclass
+class TPM_BOUND_DATA(TPMStruct):
+    ver: TPM_STRUCT_VER = field(default_factory=TPM_STRUCT_VER)
+    payload: int = C.TPM_PT_BIND
+    payloadData: bytes = b""
+
+    def marshal(self, w):
+        w.struct(self.ver).u8(self.payload).bytes(self.payloadData)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls(TPM_STRUCT_VER.unmarshal(r), r.u8(), r.rest())
+
+
+@dataclass
+class TPM_QUOTE_INFO(TPMStruct):
+    """What TPM_Quote signs (Part 2 11.3)."""
+    version: TPM_STRUCT_VER = field(default_factory=TPM_STRUCT_VER)
+    digestValue: bytes = bytes(20)   # SHA-1 of the TPM_PCR_COMPOSITE
+    externalData: bytes = bytes(20)
+
+    def marshal(self, w):
+        w.struct(self.version).bytes(b"QUOT").bytes(self.digestValue).bytes(self.externalData)
+
+    @classmethod
+    def unmarshal(cls, r):
+        v = TPM_STRUCT_VER.unmarshal(r)
+        at = r.pos
+        if r.bytes(4) != b"QUOT":
+            raise TPMStructError(at, "TPM_QUOTE_INFO fixed")
+        return cls(v, r.digest(), r.digest())
+
+
+@dataclass
+class TPM_CHANGEAUTH_VALIDATE(TPMStruct):
+    newAuthSecret: bytes = bytes(20)
+    n1: bytes = bytes(20)
+
+    def marshal(self, w):
+        w.bytes(self.newAuthSecret).bytes(self.n1)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls(r.digest(), r.digest())
+
+
+# ---------------------------------------------------------------- NV
+
+@dataclass
+class TPM_NV_ATTRIBUTES(TPMStruct):
+    attributes: int = 0
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_NV_ATTRIBUTES).u32(self.attributes)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_NV_ATTRIBUTES, "TPM_NV_ATTRIBUTES")
+        return cls(r.u32())
+
+
+@dataclass
+class TPM_NV_DATA_PUBLIC(TPMStruct):
+    nvIndex: int = 0
+    pcrInfoRead: TPM_PCR_INFO_SHORT = field(default_factory=TPM_PCR_INFO_SHORT)
+    pcrInfoWrite: TPM_PCR_INFO_SHORT = field(default_factory=TPM_PCR_INFO_SHORT)
+    permission: TPM_NV_ATTRIBUTES = field(default_factory=TPM_NV_ATTRIBUTES)
+    bReadSTClear: int = 0
+    bWriteSTClear: int = 0
+    bWriteDefine: int = 0
+    dataSize: int = 0
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_NV_DATA_PUBLIC).u32(self.nvIndex).struct(self.pcrInfoRead)
+        w.struct(self.pcrInfoWrite).struct(self.permission).u8(self.bReadSTClear)
+        w.u8(self.bWriteSTClear).u8(self.bWriteDefine).u32(self.dataSize)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_NV_DATA_PUBLIC, "TPM_NV_DATA_PUBLIC")
+        return cls(r.u32(), TPM_PCR_INFO_SHORT.unmarshal(r), TPM_PCR_INFO_SHORT.unmarshal(r),
+                   TPM_NV_ATTRIBUTES.unmarshal(r), r.u8(), r.u8(), r.u8(), r.u32())
+
+
+# ---------------------------------------------------------------- flags
+
+class _FlagStruct(TPMStruct):
+    """A tag followed by one BOOL byte per field, in declaration order."""
+    TAG = 0
+
+    def marshal(self, w):
+        w.u16(self.TAG)
+        for f in fields(self):
+            w.u8(1 if getattr(self, f.name) else 0)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, cls.TAG, cls.__name__)
+        return cls(*(bool(r.u8()) for _ in fields(cls)))
+
+    def set_bit(self, bit: int, value: bool) -> None:
+        """Set the flag at 1-based position bit (TPM_PF_* / TPM_SF_* numbering)."""
+        setattr(self, fields(self)[bit - 1].name, bool(value))
+
+    def get_bit(self, bit: int) -> bool:
+        return getattr(self, fields(self)[bit - 1].name)
+
+    def as_word(self) -> int:
+        """Bit i-1 set for flag i -- the 32-bit form GetCapabilityOwner returns."""
+        return sum(1 << i for i, f in enumerate(fields(self)) if getattr(self, f.name))
+
+
+@dataclass
+class TPM_PERMANENT_FLAGS(_FlagStruct):
+    """Part 2 7.1; the defaults are the Xen vTPM's (Berlios emulator) initial values."""
+    TAG = C.TPM_TAG_PERMANENT_FLAGS
+    disable: bool = False
+    ownership: bool = True
+    deactivated: bool = False
+    readPubek: bool = True
+    disableOwnerClear: bool = False
+    allowMaintenance: bool = True
+    physicalPresenceLifetimeLock: bool = False
+    physicalPresenceHWEnable: bool = False
+    physicalPresenceCMDEnable: bool = False
+    CEKPUsed: bool = False
+    TPMpost: bool = False
+    TPMpostLock: bool = False
+    FIPS: bool = False
+    operator: bool = False
+    enableRevokeEK: bool = True
+    nvLocked: bool = True
+    readSRKPub: bool = True
+    tpmEstablished: bool = False
+    maintenanceDone: bool = False
+    disableFullDALogicInfo: bool = False
+
+
+@dataclass
+class TPM_STCLEAR_FLAGS(_FlagStruct):
+    """Part 2 7.2."""
+    TAG = C.TPM_TAG_STCLEAR_FLAGS
+    deactivated: bool = False
+    disableForceClear: bool = False
+    physicalPresence: bool = False
+    physicalPresenceLock: bool = False
+    bGlobalLock: bool = False
+
+
+@dataclass
+class TPM_CURRENT_TICKS(TPMStruct):
+    currentTicks: int = 0
+    tickRate: int = 1      # microseconds per tick
+    tickNonce: bytes = bytes(20)
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_CURRENT_TICKS).u64(self.currentTicks).u16(self.tickRate)
+        w.bytes(self.tickNonce)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_CURRENT_TICKS, "TPM_CURRENT_TICKS")
+        return cls(r.u64(), r.u16(), r.digest())
+
+
+ALL_STRUCTURES = [
+    TPM_STRUCT_VER, TPM_VERSION, TPM_CAP_VERSION_INFO, TPM_RSA_KEY_PARMS, TPM_KEY_PARMS,
+    TPM_STORE_PUBKEY, TPM_PUBKEY, TPM_KEY, TPM_KEY12, TPM_STORE_ASYMKEY, TPM_MIGRATE_ASYMKEY,
+    TPM_PCR_SELECTION, TPM_PCR_COMPOSITE, TPM_PCR_INFO, TPM_PCR_INFO_LONG, TPM_PCR_INFO_SHORT,
+    TPM_STORED_DATA, TPM_STORED_DATA12, TPM_SEALED_DATA, TPM_BOUND_DATA, TPM_QUOTE_INFO,
+    TPM_CHANGEAUTH_VALIDATE, TPM_NV_ATTRIBUTES, TPM_NV_DATA_PUBLIC, TPM_PERMANENT_FLAGS,
+    TPM_STCLEAR_FLAGS, TPM_CURRENT_TICKS,
+]

@@ -1,0 +1,140 @@
+"""The daemon: autostart under a lock, handshake faults, stop rules, adoption."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import procs_of
+from pyxl.toolstack import protocol
+from pyxl.toolstack.client import Client
+from pyxl.toolstack.errors import KINDS, Fault
+from pyxl.toolstack.paths import Paths
+
+
+def daemon_pids(host):
+    return [p for p in procs_of(host.root)
+            if b"pyxl.toolstack.daemon" in open("/proc/%d/cmdline" % p, "rb").read()]
+
+
+def test_fault_table_is_one_consistent_table():
+    codes = [k.code for k in KINDS.values()]
+    assert len(codes) == len(set(codes))
+    f = Fault("INVALID_DOMAIN", dom="nosuch")
+    assert f.message == "nosuch is an invalid domain identifier (rc=-6)"
+    assert Fault.from_wire(json.loads(json.dumps(f.to_wire()))).message == f.message
+    assert Fault("NAME_IN_USE", domid=3, name="x").exit_code == 3
+
+
+def test_autostart_race_starts_exactly_one_daemon(host):
+    procs = [subprocess.Popen(host.pyxl_cmd + ["list"], env=host.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+        assert out.splitlines()[0].startswith("Name                                        ID   Mem")
+        assert out.splitlines()[1].startswith("Domain-0 ")
+    assert len(daemon_pids(host)) == 1
+    sock = Path(host.root, "run/pyxl/control.sock")
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+
+
+def test_not_running_refused_and_version_mismatch_are_distinct(tmp_path):
+    paths = Paths(str(tmp_path))
+    paths.make_dirs()
+    with pytest.raises(Fault) as e:
+        Client(paths).connect(autostart=False)
+    assert e.value.name == "NOT_RUNNING"
+    assert "not running" in e.value.message
+    # a daemon speaking another protocol version
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(paths.control_socket)
+    srv.listen(1)
+
+    def serve():
+        c, _ = srv.accept()
+        ch = protocol.Channel(c)
+        ch.recv()
+        ch.send({"hello": protocol.MAGIC, "version": protocol.VERSION + 1, "pid": 1})
+        c.close()
+
+    t = threading.Thread(target=serve)
+    t.start()
+    with pytest.raises(Fault) as e:
+        Client(paths).connect(autostart=False)
+    t.join()
+    assert e.value.name == "VERSION_MISMATCH"
+    assert "protocol %d" % (protocol.VERSION + 1) in e.value.message
+    # something that accepts and hangs up: refused, not "not running"
+    t = threading.Thread(target=lambda: srv.accept()[0].close())
+    t.start()
+    with pytest.raises(Fault) as e:
+        Client(paths).connect(autostart=False)
+    t.join()
+    assert e.value.name == "REFUSED"
+    srv.close()
+
+
+def test_daemon_refuses_a_client_of_another_version(host):
+    assert host.run("list").returncode == 0
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(os.path.join(host.root, "run/pyxl/control.sock"))
+    ch = protocol.Channel(s)
+    ch.send({"hello": protocol.MAGIC, "version": 999})
+    reply = ch.recv()
+    assert reply["ok"] is False and reply["fault"] == "VERSION_MISMATCH"
+    assert ch.recv() is None
+    s.close()
+
+
+def test_second_foreground_daemon_refuses(host):
+    assert host.run("list").returncode == 0
+    p = host.run("daemon", "start", "-F", timeout=20)
+    assert p.returncode == 1
+    assert "already running" in p.stderr
+
+
+def test_stop_refuses_with_guests_unless_forced(host):
+    assert host.create("g1").returncode == 0
+    p = host.run("daemon", "stop")
+    assert p.returncode == 1
+    assert "1 domain(s) other than Domain-0 still exist" in p.stderr
+    pid = host.domains()["g1"]
+    p = host.run("daemon", "stop", "--force")
+    assert p.returncode == 0, p.stderr
+    assert procs_of(host.root) == []
+    assert host.run("daemon", "status").returncode == 3
+
+
+def test_sigkill_daemon_then_adopt_live_and_record_dead(host):
+    assert host.create("alive").returncode == 0
+    assert host.create("doomed", on_crash="preserve").returncode == 0
+    before = host.domains()
+    dpid = daemon_pids(host)[0]
+    os.kill(dpid, signal.SIGKILL)
+    host.wait_for(lambda: not os.path.exists("/proc/%d/stat" % dpid) or
+                  open("/proc/%d/stat" % dpid).read().split()[2] == "Z", what="daemon death")
+    doomed_pid = [p for p in procs_of(host.root)
+                  if b'"name": "doomed"' in open("/proc/%d/cmdline" % p, "rb").read()]
+    assert len(doomed_pid) == 1
+    os.kill(doomed_pid[0], signal.SIGKILL)
+    time.sleep(0.1)
+    # the next command starts a new daemon, which adopts "alive" and finds "doomed" crashed
+    p = host.run("list")
+    assert p.returncode == 0, p.stderr
+    after = host.domains()
+    assert after["alive"]["domid"] == before["alive"]["domid"]
+    assert after["alive"]["state"] in ("-b----", "r-----")
+    assert after["doomed"]["state"] == "---sc-"
+    assert len(daemon_pids(host)) == 1
+    # the adopted domain's console still works (the ring outlived the daemon)
+    assert "login:" in host.call("console_history", dom="alive") or "login:" in host.console_log("alive")

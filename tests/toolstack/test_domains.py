@@ -1,0 +1,243 @@
+"""Domains end to end: create, list, errors, lifecycle, consoles (pexpect)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from conftest import procs_of
+
+ROW = re.compile(r"^(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+([rbpscd-]{6})\s+(\d+\.\d)$")
+
+
+def rows(out: str) -> dict[str, tuple]:
+    lines = out.splitlines()
+    assert lines[0] == "Name                                        ID   Mem VCPUs\tState\tTime(s)"
+    res = {}
+    for line in lines[1:]:
+        m = ROW.match(line)
+        assert m, line
+        assert len(line) == 40 + 1 + 5 + 1 + 5 + 1 + 5 + 5 + 6 + 2 + 8
+        res[m.group(1)] = m.groups()[1:]
+    return res
+
+
+def domain_pid(host, name):
+    for p in procs_of(host.root):
+        if ('"name": "%s"' % name).encode() in open("/proc/%d/cmdline" % p, "rb").read():
+            return p
+    return None
+
+
+def test_create_list_destroy(host):
+    p = host.create("web", memory=96)
+    assert p.returncode == 0, p.stderr
+    out = host.run("list")
+    assert out.returncode == 0
+    r = rows(out.stdout)
+    assert r["web"][0] == "1" and r["web"][1] == "96" and r["web"][2] == "1"
+    assert r["Domain-0"][0] == "0"
+    assert host.run("domid", "web").stdout == "1\n"
+    assert host.run("domname", "1").stdout == "web\n"
+    assert host.run("destroy", "web").returncode == 0
+    assert "web" not in rows(host.run("list").stdout)
+    assert domain_pid(host, "web") is None
+    # domids are not reused at once
+    assert host.create("web").returncode == 0
+    assert rows(host.run("list").stdout)["web"][0] == "2"
+
+
+def test_duplicate_name_consumes_domid_exit_3(host):
+    assert host.create("dup").returncode == 0
+    p = host.create("dup")
+    assert p.returncode == 3
+    assert p.stderr.splitlines() == [
+        'libxl: error: libxl_domain.c:478:libxl__domain_rename: Domain 2:Domain with name "dup" already exists.',
+        "libxl: error: libxl_create.c:710:initiate_domain_create: Domain 2:cannot make domain: -6"]
+    assert host.create("other").returncode == 0
+    assert host.domains()["other"]["domid"] == 3
+
+
+def test_unknown_domains_get_xl_messages(host):
+    cases = [
+        (("list", "nosuch"), 1, "nosuch is an invalid domain identifier (rc=-6)\n"),
+        (("list", "42"), 1, "Error: Domain '42' does not exist.\n"),
+        (("destroy", "nosuch"), 1, "nosuch is an invalid domain identifier (rc=-6)\n"),
+        (("domid", "nosuch"), 1,
+         "Can't get domid of domain name 'nosuch', maybe this domain does not exist.\n"),
+        (("domname", "42"), 1,
+         "Can't get domain name of domain id '42', maybe this domain does not exist.\n"),
+        (("domname", "x"), 1, "Invalid domain id.\n\n"),
+        (("pause", "nosuch"), 1, "nosuch is an invalid domain identifier (rc=-6)\n"),
+        (("pause", "42"), 0, ""),
+        (("shutdown",), 1, "You must specify -a or a domain id.\n\n"),
+        (("vtpm-list", "nosuch"), 0, "nosuch is an invalid domain identifier\n"),
+        (("destroy", "0"), 1, "Not destroying domain 0; use -f to force.\n"
+         "This can only be done when using a disaggregated hardware domain and toolstack.\n\n"),
+    ]
+    for args, rc, err in cases:
+        p = host.run(*args)
+        assert (p.returncode, p.stderr) == (rc, err), args
+
+
+def test_memory_is_accounted(host):
+    host.env["PYXL_HOST_MEMORY"] = "2048"     # 2 GiB host: 512 MiB dom0, the rest for guests
+    assert host.create("big", memory=1024).returncode == 0
+    p = host.create("toobig", memory=1024)
+    assert (p.returncode, p.stderr) == (3, "failed to free memory for the domain\n")
+    info = dict(l.split(" : ", 1) for l in host.run("info").stdout.splitlines())
+    assert info["total_memory          "].strip() == "2048"
+    free = int(info["free_memory           "])
+    assert 0 < free < 1024
+    host.run("destroy", "big")
+    assert host.create("toobig", memory=1024).returncode == 0
+
+
+def test_missing_kernel_and_disk(host, tmp_path):
+    cfg = host.config("nok")
+    cfg["b_info"]["kernel"] = str(tmp_path / "no-such-kernel")
+    p = host.create("nok", cfg=cfg)
+    assert p.returncode == 3
+    assert "failed to open file '%s'" % cfg["b_info"]["kernel"] in p.stderr
+    assert "cannot (re-)build domain: -3" in p.stderr
+    cfg = host.config("nodisk", disks=[{"pdev_path": str(tmp_path / "no.img"), "vdev": "xvda",
+                                        "format": "raw", "readwrite": 1}])
+    p = host.create("nodisk", cfg=cfg)
+    assert p.returncode == 3
+    assert "Disk vdev=xvda failed to stat: %s: No such file or directory" % (tmp_path / "no.img") \
+        in p.stderr
+    assert set(host.domains()) == {"Domain-0"}
+
+
+def test_pause_unpause_and_create_paused(host):
+    assert host.create("p1", "-p").returncode == 0
+    assert host.domains()["p1"]["state"] == "--p---"
+    assert host.console_log("p1") == ""          # not one instruction ran
+    host.run("unpause", "p1")
+    host.wait_for(lambda: "login:" in host.console_log("p1"), what="boot after unpause")
+    host.run("pause", "p1")
+    assert host.domains()["p1"]["state"] == "--p---"
+    host.run("unpause", "p1")
+    assert host.domains()["p1"]["state"] in ("-b----", "r-----")
+
+
+def test_rename(host):
+    assert host.create("a").returncode == 0
+    assert host.create("b").returncode == 0
+    p = host.run("rename", "a", "b")
+    assert p.returncode == 1
+    assert p.stderr.endswith("Can't rename domain 'a'.\n")
+    assert host.run("rename", "a", "c").returncode == 0
+    assert set(host.domains()) == {"Domain-0", "b", "c"}
+
+
+def test_concurrent_creates_lose_nothing(host):
+    assert host.run("list").returncode == 0
+    procs = [subprocess.Popen(host.mkdom_argv("c%d" % i), env=host.env, stderr=subprocess.PIPE)
+             for i in range(8)]
+    for p in procs:
+        assert p.wait(60) == 0, p.stderr.read()
+    doms = host.domains()
+    assert {"c%d" % i for i in range(8)} <= set(doms)
+    assert len({d["domid"] for d in doms.values()}) == 9
+    state = json.loads(Path(host.root, "var/lib/pyxl/domains.json").read_text())
+    assert {d["name"] for d in state["domains"]} == {"c%d" % i for i in range(8)}
+
+
+def spawn_console(host, *args):
+    child = pexpect.spawn(host.pyxl_cmd[0], host.pyxl_cmd[1:] + list(args), env=host.env,
+                          timeout=15, encoding="utf-8")
+    return child
+
+
+def test_console_attach_type_and_detach(host):
+    assert host.create("con").returncode == 0
+    host.wait_for(lambda: "root@con:~#" in host.console_log("con"), what="shell prompt")
+    child = spawn_console(host, "console", "con")
+    # output from before the attach is delivered first
+    child.expect("Linux version")
+    child.expect(r"root@con:~# ")
+    child.send("echo hello from the guest\r")
+    child.expect("hello from the guest\r\n")
+    child.expect(r"root@con:~# ")
+    child.send("cat /sys/hypervisor/type\r")
+    child.expect("xen\r\n")
+    child.send("\x1d")                      # Ctrl-]
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    # still running, and the log kept everything
+    assert host.domains()["con"]["state"] in ("-b----", "r-----")
+    assert "hello from the guest" in host.console_log("con")
+
+
+def test_create_c_then_poweroff_from_the_console(host):
+    child = pexpect.spawn(sys.executable, host.mkdom_argv("cc", "-c")[1:], env=host.env,
+                          timeout=15, encoding="utf-8")
+    child.expect("Booting paravirtualized kernel on Xen")
+    child.expect(r"root@cc:~# ")
+    child.send("poweroff\r")
+    child.expect("reboot: Power down")
+    child.expect(pexpect.EOF)               # the domain is gone, the console ends
+    child.close()
+    assert child.exitstatus == 0
+    host.wait_for(lambda: "cc" not in host.domains(), what="on_poweroff=destroy")
+    log = Path(host.root, "var/log/pyxl/xl-cc.log").read_text()
+    assert "Domain 1 has shut down, reason code 0 0x0" in log
+    assert "Action for shutdown reason code 0 is destroy" in log
+
+
+def test_crash_runs_on_crash(host):
+    assert host.create("keep", on_crash="preserve").returncode == 0
+    assert host.create("gone").returncode == 0
+    host.wait_for(lambda: domain_pid(host, "gone") and domain_pid(host, "keep"), what="processes")
+    os.kill(domain_pid(host, "keep"), signal.SIGKILL)
+    os.kill(domain_pid(host, "gone"), signal.SIGKILL)
+    host.wait_for(lambda: host.domains().get("keep", {}).get("state") == "---sc-", what="crashed")
+    host.wait_for(lambda: "gone" not in host.domains(), what="on_crash=destroy")
+    assert host.run("destroy", "keep").returncode == 0
+
+
+def test_reboot_restarts_with_a_new_domid_and_e_leaves_it(host):
+    child = pexpect.spawn(sys.executable, host.mkdom_argv("rb", "-c")[1:], env=host.env,
+                          timeout=15, encoding="utf-8")
+    child.expect(r"root@rb:~# ")
+    child.send("reboot\r")
+    child.expect("reboot: Restarting system")
+    child.expect(pexpect.EOF)
+    child.close()
+    host.wait_for(lambda: host.domains().get("rb", {}).get("domid") == 2, what="restart")
+    # -e: no monitor, so a powered-off domain lingers as ---s--
+    assert host.create("lin", "-e").returncode == 0
+    child = spawn_console(host, "console", "lin")
+    child.expect(r"root@lin:~# ")
+    child.send("halt\r")
+    child.expect(pexpect.EOF)
+    host.wait_for(lambda: host.domains().get("lin", {}).get("state") == "---s--", what="shutdown")
+
+
+def test_console_flood_keeps_the_daemon_responsive(host):
+    assert host.create("flood").returncode == 0
+    child = spawn_console(host, "console", "flood")
+    child.expect(r"root@flood:~# ")
+    child.send("yes\r")
+    child.expect("y\r\ny\r\n")
+    child.send("\x1d")
+    child.expect(pexpect.EOF)
+    t0 = time.monotonic()
+    for _ in range(5):
+        assert host.run("list").returncode == 0
+    assert (time.monotonic() - t0) / 5 < 2.0
+    assert host.run("destroy", "flood").returncode == 0
+    log = Path(host.root, "var/log/pyxl/console/guest-flood.log")
+    assert log.stat().st_size < 2 * (16 << 20) + 65536      # bounded (rotates)

@@ -1,0 +1,235 @@
+"""The Xen vTPM guide's client stack against the TPM: real TrouSerS tcsd plus
+tpm-tools, driven as a guest would, against `pyxl tpm-serve` -- and the same
+sequence against swtpm (libtpms), which checks the harness itself.
+
+One TPM and one tcsd per backend serve the whole module; the tests run in
+file order and build on each other (ownership, then NV, seal, clear).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from peers import need_peer
+from tpm.fixtures import PyxlServe, Swtpm, Tcsd, getcap, rc_of, transact
+
+NV_INDEX = "0x00011101"
+
+# what tpm_version must print (tpm-tools' tpm_version.c; values column 24)
+EXPECTED_VERSION = {
+    # docs/man/xen-vtpm.7.pod, and the Berlios emulator inside vtpm-stubdom
+    "pyxl": {"Chip Version": "1.2.0.7", "Spec Level": "2", "Errata Revision": "1",
+             "TPM Vendor ID": "ETHZ", "TPM Version": "01010000",
+             "Manufacturer Info": "4554485a"},
+    # swtpm 0.7.1 / libtpms 0.9.2 (vendor ID "IBM\0")
+    "swtpm": {"Chip Version": "1.2.18.158", "Spec Level": "2", "Errata Revision": "3",
+              "TPM Vendor ID": "IBM", "TPM Version": "01010000",
+              "Manufacturer Info": "49424d00"},
+}
+
+# Engine features still missing, per test (pyxl only).  Emptied as the engine
+# grows; a listed test that passes is reported XPASS, not hidden.
+ENGINE_GAPS: dict[str, str] = {}
+
+
+class Run:
+    def __init__(self, backend, tpm, tcsd, work):
+        self.backend = backend
+        self.tpm = tpm
+        self.tcsd = tcsd
+        self.work = work
+        self.ek_modulus = None
+        self.sealed = None
+        self.seal_in = None
+        self.nv_in = None
+
+    def tool(self, *argv, stdin="", timeout=60):
+        return self.tcsd.tool(*argv, stdin=stdin, timeout=timeout)
+
+
+@pytest.fixture(scope="module", params=["swtpm", "pyxl"])
+def run(request, tmp_path_factory, pyxl_cmd):
+    backend = request.param
+    need_peer("tcsd")
+    need_peer("tpm-tools")
+    if os.geteuid() != 0:
+        pytest.skip("tcsd needs root (its config must be root:tss 0640)")
+    work = tmp_path_factory.mktemp("acceptance-" + backend)
+    if backend == "swtpm":
+        need_peer("swtpm")
+        tpm = Swtpm(work / "swtpm").start()
+    else:
+        import importlib.util
+        if importlib.util.find_spec("pyxl.tpm.engine") is None:
+            pytest.xfail("the TPM engine (pyxl/tpm/engine.py) is not merged yet")
+        tpm = PyxlServe(pyxl_cmd, work / "state").start()
+    try:
+        tcsd = Tcsd(work / "tcsd", "127.0.0.1", tpm.port).start()
+    except Exception:
+        tpm.stop()
+        raise
+    r = Run(backend, tpm, tcsd, work)
+    yield r
+    tcsd.stop()
+    tpm.stop()
+
+
+@pytest.fixture(autouse=True)
+def _engine_gaps(request):
+    if "run" not in request.fixturenames:
+        return
+    backend = request.node.callspec.params.get("run")
+    reason = ENGINE_GAPS.get(request.node.originalname)
+    if backend == "pyxl" and reason:
+        request.applymarker(pytest.mark.xfail(strict=False, reason=reason))
+
+
+def version_fields(out: str) -> dict[str, str]:
+    fields = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*([A-Za-z0-9 ]+):\s*(.*?)\s*$", line)
+        if m and m.group(2):
+            fields[m.group(1)] = m.group(2)
+    return fields
+
+
+def ek_modulus(out: str) -> str:
+    after = out.split("Public Key:", 1)
+    return re.sub(r"\s+", "", after[1]) if len(after) == 2 else ""
+
+
+def test_version(run):
+    r = run.tool("tpm_version")
+    assert r.rc == 0 and "TPM 1.2 Version Info:" in r.out, str(r)
+    got = version_fields(r.out)
+    want = EXPECTED_VERSION[run.backend]
+    assert {k: got.get(k) for k in want} == want
+
+
+def test_selftest(run):
+    r = run.tool("tpm_selftest")
+    assert r.rc == 0, str(r)
+    m = re.search(r"TPM Test Results: ([0-9a-f ]+)", r.out)
+    assert m, r.out
+    if run.backend == "pyxl":   # the emulator reports its last self test: "Success\0"
+        assert m.group(1).split() == ["53756363", "65737300"]
+
+
+def test_endorsement_key(run):
+    r = run.tool("tpm_getpubek", "-z")
+    if r.rc != 0 and "No EK" in r.err:
+        assert run.backend == "swtpm", "a Xen vTPM always has an EK: " + str(r)
+        c = run.tool("tpm_createek")
+        assert c.rc == 0, str(c)
+        r = run.tool("tpm_getpubek", "-z")
+    assert r.rc == 0 and "Public Endorsement Key" in r.out, str(r)
+    assert re.search(r"Key Size:\s+2048 bits", r.out), r.out
+    run.ek_modulus = ek_modulus(r.out)
+    assert len(run.ek_modulus) == 512
+
+
+def test_takeownership(run):
+    r = run.tool("tpm_takeownership", "-y", "-z")
+    assert r.rc == 0, str(r)
+
+
+def test_status_enabled(run):
+    r = run.tool("tpm_setenable", "--status", "-z")
+    assert r.rc == 0 and "Disabled status: false" in r.out, str(r)
+
+
+def test_status_active(run):
+    r = run.tool("tpm_setactive", "--status", "-z")
+    assert r.rc == 0, str(r)
+    assert "Persistent Deactivated Status: false" in r.out, r.out
+    assert "Volatile Deactivated Status: false" in r.out, r.out
+
+
+def test_pubek_with_owner(run):
+    r = run.tool("tpm_getpubek", "-z")   # ReadPubek is refused now; owner-read instead
+    assert r.rc == 0 and "Public Endorsement Key" in r.out, str(r)
+    assert run.ek_modulus and ek_modulus(r.out) == run.ek_modulus
+
+
+def test_wrong_owner_password_is_authfail(run):
+    r = run.tool("tpm_setenable", "--status", stdin="definitely-not-the-owner-password\n")
+    assert r.rc != 0, "owner query succeeded with a wrong password: " + str(r)
+    assert re.search(r"code=0001|Authentication failed", r.err), str(r)
+
+
+def test_resetdalock(run):
+    r = run.tool("tpm_resetdalock", "-z")
+    assert r.rc == 0, str(r)
+
+
+def test_nv_define(run):
+    r = run.tool("tpm_nvdefine", "-i", NV_INDEX, "-s", "32", "-p", "OWNERWRITE|OWNERREAD",
+                 "-y", "-z")
+    assert r.rc == 0 and "Successfully created NVRAM area" in r.out, str(r)
+
+
+def test_nv_info(run):
+    r = run.tool("tpm_nvinfo", "-i", NV_INDEX)
+    assert r.rc == 0, str(r)
+    assert re.search(r"NVRAM index\s*:\s*%s" % NV_INDEX, r.out, re.I), r.out
+    assert re.search(r"Size\s*:\s*32 \(0x20\)", r.out), r.out
+    assert re.search(r"Permissions\s*:\s*0x00020002 \(OWNERREAD\|OWNERWRITE\)", r.out), r.out
+
+
+def test_nv_write(run):
+    run.nv_in = os.urandom(32)
+    f = run.work / "nv.in"
+    f.write_bytes(run.nv_in)
+    r = run.tool("tpm_nvwrite", "-i", NV_INDEX, "-z", "-f", str(f))
+    assert r.rc == 0, str(r)
+
+
+def test_nv_read(run):
+    f = run.work / "nv.out"
+    r = run.tool("tpm_nvread", "-i", NV_INDEX, "-s", "32", "-z", "-f", str(f))
+    assert r.rc == 0, str(r)
+    assert run.nv_in is not None and f.read_bytes() == run.nv_in
+
+
+def test_nv_release(run):
+    r = run.tool("tpm_nvrelease", "-i", NV_INDEX, "-y")
+    assert r.rc == 0 and "Successfully released" in r.out, str(r)
+
+
+def test_nv_gone(run):
+    r = run.tool("tpm_nvinfo", "-n")
+    assert r.rc == 0, str(r)
+    assert NV_INDEX.lower() not in r.out.lower(), r.out
+
+
+def test_seal(run):
+    run.seal_in = b"pyxl seal test\n" + os.urandom(48).hex().encode() + b"\n"
+    src, dst = run.work / "seal.in", run.work / "sealed"
+    src.write_bytes(run.seal_in)
+    r = run.tool("tpm_sealdata", "-z", "-i", str(src), "-o", str(dst))
+    assert r.rc == 0, str(r)
+    assert dst.read_text().startswith("-----BEGIN TSS-----")
+    run.sealed = dst
+
+
+def test_unseal(run):
+    out = run.work / "seal.out"
+    assert run.sealed is not None
+    r = run.tool("tpm_unsealdata", "-z", "-i", str(run.sealed), "-o", str(out))
+    assert r.rc == 0, str(r)
+    assert out.read_bytes() == run.seal_in
+
+
+def test_clear_then_unowned(run):
+    r = run.tool("tpm_clear", "-z")
+    assert r.rc == 0 and "Cleared" in r.out, str(r)
+    if run.backend == "swtpm":
+        # swtpm serves one connection at a time and tcsd keeps its last one
+        # open: stop tcsd before probing directly.  pyxl serves both at once.
+        run.tcsd.stop()
+    resp = transact(run.tpm.addr, getcap(0x05, (0x111).to_bytes(4, "big")), timeout=10)
+    assert rc_of(resp) == 0, resp.hex()
+    assert resp[-1] == 0, "TPM_CAP_PROP_OWNER still TRUE after tpm_clear"
