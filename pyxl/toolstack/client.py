@@ -117,6 +117,18 @@ def call(op: str, autostart: bool = True, **args):
         c.close()
 
 
+def progress(text: str):
+    """A rich spinner on stderr while a person watches; nothing for scripts."""
+    import contextlib
+    import sys
+
+    if not sys.stderr.isatty() or os.environ.get("TERM") == "dumb":
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(text)
+
+
 def daemon_alive(paths: Paths) -> bool:
     """True while some process holds the daemon's lifetime lock."""
     import fcntl

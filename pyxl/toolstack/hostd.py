@@ -55,7 +55,7 @@ class HostState:
         self.changed = threading.Condition(self.lock)
         self.procs: dict[int, subprocess.Popen] = {}
         self.pidfds: dict[int, int] = {}
-        self.disk_fds: dict[int, list[int]] = {}
+        self.disk_fds: dict[int, list[tuple[str, int]]] = {}   # domid -> [(vdev, fd)]
         self.stopping = False
         self.shutdown_events: dict[int, int] = {}   # domid -> reason, kept past destruction
         self.host, saved = self._load()
@@ -144,6 +144,10 @@ class HostState:
     def _adopt(self, dom: Domain) -> None:
         self.log("adopting domain %d (%s), pid %d" % (dom.domid, dom.name, dom.pid))
         self._rewire(dom)
+        try:
+            self._open_disks(dom)        # blkback reopens; the domain kept its own handles
+        except Fault as f:
+            self.log("domain %d: %s" % (dom.domid, f.message))
         try:
             self.pidfds[dom.domid] = os.pidfd_open(dom.pid)
         except OSError:
@@ -329,15 +333,15 @@ class HostState:
                 continue
             flags = os.O_RDWR if disk.get("readwrite", 1) else os.O_RDONLY
             try:
-                fds.append(os.open(path, flags | os.O_CLOEXEC))
+                fds.append((disk.get("vdev", ""), os.open(path, flags | os.O_CLOEXEC)))
             except OSError:
-                for fd in fds:
+                for _, fd in fds:
                     os.close(fd)
                 raise Fault("DISK_MISSING", vdev=disk.get("vdev", ""), path=path, index=i) from None
             devid = devices.vdev_to_devid(disk.get("vdev", ""))
             if devid >= 0:
                 be = "/local/domain/0/backend/vbd/%d/%d" % (dom.domid, devid)
-                size = os.fstat(fds[-1]).st_size
+                size = os.fstat(fds[-1][1]).st_size
                 self.xs.write(be + "/sectors", str(size // 512))
                 self.xs.write(be + "/sector-size", "512")
                 self.xs.write(be + "/state", str(devices.XenbusStateInitWait))
@@ -355,6 +359,9 @@ class HostState:
             pass
         child_sock = self.hv.connect_domain(dom.domid)
         spec["hv_fd"] = child_sock.fileno()
+        # the block devices blkback opened, handed to the domain's blkfront
+        block = self.disk_fds.get(dom.domid, [])
+        spec["block"] = {vdev: fd for vdev, fd in block}
         pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         boot = ("import sys;sys.path[:0]=%r;from pyxl.domain.process import main;main()"
                 % ([os.path.dirname(pkg_root)] + self._site_paths()))
@@ -362,7 +369,8 @@ class HostState:
         try:
             with open(self.paths.console_log(dom.name) + ".stderr", "ab") as err:
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=err, pass_fds=(child_sock.fileno(),),
+                                        stderr=err,
+                                        pass_fds=(child_sock.fileno(),) + tuple(fd for _, fd in block),
                                         start_new_session=True, close_fds=True)
         finally:
             child_sock.close()
@@ -436,7 +444,7 @@ class HostState:
             os.unlink(self._status_path(dom.domid))
         except FileNotFoundError:
             pass
-        for fd in self.disk_fds.pop(dom.domid, []):
+        for _, fd in self.disk_fds.pop(dom.domid, []):
             os.close(fd)
         paths = devices.domain_paths(self.xs, dom.domid, dom.uuid)
         self.hv.domain_destroyed(dom.domid)
