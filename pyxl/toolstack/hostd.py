@@ -70,8 +70,20 @@ class HostState:
         os.set_blocking(self.wake_w, False)
         self.reaper = threading.Thread(target=self._reap_loop, name="reaper", daemon=True)
         self._saved = saved
-        self.hypervisor_log("(XEN) pyxl: simulated Xen 4.17 host, %d CPUs, %d MiB"
-                            % (self.host.nr_cpus, self.host.total_memory_mb))
+        if not os.path.exists(self.paths.hypervisor_log):     # the host's first boot
+            h = self.host
+            for line in (
+                    " Xen 4.17.7 (pyxl simulated hypervisor)",
+                    "(XEN) Xen version 4.17.7 (pyxl) (gcc (Debian 12.2.0-14) 12.2.0)",
+                    "(XEN) Command line: placeholder dom0_mem=%dM,max:%dM"
+                    % (h.dom0_memory_mb, h.dom0_memory_mb),
+                    "(XEN) Xen-e820 RAM map: %d MiB usable" % h.total_memory_mb,
+                    "(XEN) Using scheduler: SMP Credit Scheduler rev2 (credit2)",
+                    "(XEN) Brought up %d CPUs" % h.nr_cpus,
+                    "(XEN) *** LOADING DOMAIN 0 ***",
+                    "(XEN) Dom0 has maximum %d VCPUs" % h.nr_cpus,
+                    "(XEN) Freed 2048kB init memory"):
+                self.hypervisor_log(line)
 
     # -- persistence ---------------------------------------------------
     def _load(self):
