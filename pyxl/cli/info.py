@@ -6,9 +6,8 @@ import sys
 import time
 from typing import Annotated, Optional
 
-import typer
 
-from pyxl.cli._common import call, faults, need_args
+from pyxl.cli._common import typer, call, faults, need_args
 
 LIST_HEADER = "Name                                        ID   Mem VCPUs\tState\tTime(s)"
 
