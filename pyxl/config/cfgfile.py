@@ -921,9 +921,23 @@ def _parse(data: bytes, path: str, warn: Warn | None, want_tree: bool):
 
 def read_config_data(path: str, extra: list[str] = ()) -> bytes:
     """What xl create hands to libxlu: the file's bytes, then -- if there are
-    KEY=VALUE extras -- "\\n" + the extras joined by "\\n" + "\\n".  Raises
+    KEY=VALUE extras -- "\\n", each extra followed by "\\n", and "\\n".  Raises
     ConfigReadError with xl's message (exit 3) when the file cannot be read."""
     spath = os.fsdecode(path)
+    if spath == "/dev/null":          # xl create special-cases it: empty config
+        data = b""
+    else:
+        data = _read_file(path, spath)
+    extras = [e.encode("utf-8", "surrogateescape") if isinstance(e, str) else e
+              for e in extra]
+    if extras:
+        # xl: each KEY=VALUE + "\n" into extra_config, then sprintf("\n%s\n")
+        data += b"\n" + b"".join(e + b"\n" for e in extras) + b"\n"
+    return data
+
+
+def _read_file(path, spath: str) -> bytes:
+    """libxl_read_file_contents: a regular file, read whole."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as e:
@@ -948,12 +962,7 @@ def read_config_data(path: str, extra: list[str] = ()) -> bytes:
             chunks.append(chunk)
     finally:
         os.close(fd)
-    data = b"".join(chunks)
-    extras = [e.encode("utf-8", "surrogateescape") if isinstance(e, str) else e
-              for e in extra]
-    if extras:
-        data += b"\n" + b"\n".join(extras) + b"\n"
-    return data
+    return b"".join(chunks)
 
 
 def read_config(path: str, extra: list[str] = (), warn: Warn | None = None) -> XluConfig:

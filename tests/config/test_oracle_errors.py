@@ -36,6 +36,8 @@ def test_generated_configs_match_xl(data):
     ["x=]"],
     ["memory=64", "memory+=1"],
     ["a=(", "b=1"],
+    ["x=["],
+    ["x=1 y"],
 ])
 def test_extras_are_appended_like_xl(tmp_path, extra):
     for body in (b'name="a"\nkernel="/k"', b'name="a"\nkernel="/k"\n'):
