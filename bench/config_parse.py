@@ -133,6 +133,10 @@ def main() -> None:
     print(f"{'python -c import typer':28} {typer_ms:9.1f}")
     print(f"{'pyxl parse-only (vtpm.cfg)':28} {parse_ms:9.1f}   "
           f"({parse_ms / typer_ms:.2f}x import typer)")
+    if (REPO / "pyxl" / "cli" / "create.py").exists():
+        create_ms = process_ms([sys.executable, "-m", "pyxl", "create", "-n", cfg], runs, env)
+        print(f"{'pyxl create -n (vtpm.cfg)':28} {create_ms:9.1f}   "
+              f"({create_ms / typer_ms:.2f}x import typer)")
     try:
         sys.path.insert(0, str(REPO / "tests"))
         from oracle.xl import XL, xl_env
