@@ -19,8 +19,10 @@ The parse tables come from grammar/xl.cfg.lark (package data): Lark computes
 the LALR(1) automaton, then Bison's policy is applied on top of it (default
 reductions, which states read a lookahead, which tokens an error message
 lists) so that errors name exactly the tokens xl names.  The tables are
-computed once and cached as JSON in the user's cache directory, so a normal
-run never imports Lark (start-up latency is benchmarked).
+computed once and cached (marshal) in the user's cache directory, so a
+normal run never imports Lark (start-up latency is benchmarked).  A few
+common statement shapes skip the automaton (see _FAST_RE) with identical
+effects.
 
 Values stay bytes-faithful: strings are decoded as UTF-8 with
 surrogateescape, so arbitrary bytes round-trip through .encode("utf-8",
@@ -333,12 +335,14 @@ def _compute_tables(grammar: str) -> dict:
                         x.name for x in arg.expansion))
                 reduces[sym] = rule_index[arg]
         rset = set(reduces.values())
-        token_shifts = {k: v for k, v in shifts.items()}
+        token_shifts = shifts
         # Bison: a state needs no lookahead when it has a single reduction
         # and shifts no token; it then reduces at once ("consistent").
         consistent = len(rset) <= 1 and (not rset or not token_shifts)
         default = None
         if rset and "ERROR" not in token_shifts:   # no default where `error` shifts
+            # the reduction with the most lookaheads (this grammar never has
+            # two reductions in one state, so ties cannot arise)
             counts = {r: list(reduces.values()).count(r) for r in rset}
             default = max(sorted(rset), key=lambda r: counts[r])
         explicit = {}
