@@ -373,26 +373,27 @@ _TABLES: dict | None = None
 
 
 def parse_tables() -> dict:
-    """The parser tables, built once per grammar and Lark version and cached
-    in $XDG_CACHE_HOME/pyxl (recomputed if the cache is unusable)."""
+    """The parser tables, built once per grammar (and _TABLES_VERSION, bump
+    it when _compute_tables changes) and cached in $XDG_CACHE_HOME/pyxl;
+    an unreadable or malformed cache is rebuilt, never trusted."""
     global _TABLES
     if _TABLES is not None:
         return _TABLES
     raw = _grammar_bytes()
-    grammar = raw.decode("utf-8")
     key = "%08x%06x-%d" % (zlib.crc32(raw), len(raw), _TABLES_VERSION)
     path = os.path.join(_cache_dir(), f"xl.cfg-{key}.marshal")
     try:
         with open(path, "rb") as f:
             tables = marshal.load(f)
-        if not isinstance(tables, dict) or tables.get("version") != _TABLES_VERSION \
-                or tables.get("grammar") != raw:
-            raise ValueError
-    except (OSError, ValueError, EOFError, TypeError):
-        tables = _compute_tables(grammar)
+        if tables.get("version") != _TABLES_VERSION or tables.get("grammar") != raw:
+            raise ValueError("stale")
+        prepared = _prepare(tables)
+    except Exception:       # missing, truncated, foreign or malformed cache
+        tables = _compute_tables(raw.decode("utf-8"))
         tables["grammar"] = raw
         _write_cache(path, tables)
-    _TABLES = _prepare(tables)
+        prepared = _prepare(tables)
+    _TABLES = prepared
     return _TABLES
 
 

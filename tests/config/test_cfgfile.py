@@ -159,10 +159,15 @@ def test_tables_cache_is_in_user_cache_dir(tmp_path, monkeypatch):
     assert len(files) == 1 and files[0].endswith(".marshal")
     monkeypatch.setattr(cfgfile, "_TABLES", None)
     assert sorted(cfgfile.parse_tables()["expected"]) == sorted(first["expected"])
-    # a corrupt cache is rebuilt, never trusted
-    (tmp_path / "pyxl" / files[0]).write_bytes(b"garbage")
-    monkeypatch.setattr(cfgfile, "_TABLES", None)
-    assert sorted(cfgfile.parse_tables()["expected"]) == sorted(first["expected"])
+    # a corrupt or malformed cache is rebuilt, never trusted
+    import marshal
+    for junk in (b"garbage", marshal.dumps({"version": 1}), marshal.dumps([1, 2])):
+        (tmp_path / "pyxl" / files[0]).write_bytes(junk)
+        monkeypatch.setattr(cfgfile, "_TABLES", None)
+        assert sorted(cfgfile.parse_tables()["expected"]) == sorted(first["expected"])
+    with pytest.raises(ConfigParseError) as e:
+        parse(b"x = ]\n", "t.cfg")
+    assert e.value.lines[0].endswith("expecting STRING or NUMBER or '['")
 
 
 def test_stages_compose():
