@@ -16,6 +16,10 @@ def pyxl_lines(data):
     return rc != 0, lines[1:]
 
 
+def shell_rc(r):
+    return 128 - r.rc if r.rc < 0 else r.rc
+
+
 # 150 generated configs, one xl run each (~20 ms); no shrinking -- the
 # failing text is in the message and each step would rerun xl.
 @pytest.mark.slow
@@ -29,6 +33,7 @@ def test_generated_configs_match_xl(data):
     assert rejected == rejected_by_libxlu(r), f"text {data!r}: xl said {r.stderr!r}"
     if rejected:
         assert lines == parse_error_lines(r), f"text {data!r}"
+        assert xl_stderr(data)[0] == shell_rc(r), f"text {data!r}"
 
 
 @pytest.mark.parametrize("extra", [
