@@ -2,15 +2,18 @@
 that the daemon embeds.
 
 Threads, not asyncio: each attached domain connection gets a reader thread
-(requests are handled in it, so one slow or flooding domain only delays
-itself) and a writer thread (replies and pushed events are queued and sent
-from there, so the daemon never blocks on a domain that stops reading).
-Shared state is guarded by each service's own lock; pushes into a
-connection's queue never block: watch events and event-channel
-notifications pending for the same target are coalesced, as xenstored drops
-duplicate events and Xen's pending bit coalesces notifications, and watch
-events beyond a bound are dropped; only a domain's own replies apply
-back-pressure, to that domain's reader.
+(its requests are handled there, so a slow or flooding domain only delays
+itself) and a writer thread. A reply or pushed event is sent at once with
+MSG_DONTWAIT when nothing is queued ahead of it; only when the domain's
+socket is full does it wait in the connection's queue for the writer
+thread, so the daemon never blocks on a domain that stops reading. Watch
+events and event-channel notifications already queued for the same target
+are coalesced (xenstored drops duplicate events; Xen's pending bit
+coalesces notifications), watch events beyond a bound are dropped, and
+only a domain's own replies apply back-pressure, to that domain's reader.
+Every service has its own lock; callbacks out of here (`on_disconnect`,
+dom0 event-channel sinks, watch sinks) run on these threads and must not
+block -- an asyncio daemon hands them on with loop.call_soon_threadsafe.
 
 Embedding (the toolstack's daemon):
 
