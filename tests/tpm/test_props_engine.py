@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from engine_helpers import (OWNER, SRK, OAEP_TCPA, Session, frame, key_pool, key_template,
                             parse_pubkey, u16, u32)
 
-from pyxl.tpm import TPM
+from pyxl.tpm import TPM, XEN_VTPM_IDENTITY
 from pyxl.tpm import structures as S
+from pyxl.tpm.identity import IBM_SWTPM_IDENTITY
 
 SEL3 = st.binary(min_size=3, max_size=3)
 
@@ -216,7 +217,7 @@ def build(c: Client, op) -> bytes | None:
     raise AssertionError(name)
 
 
-def run_stream(tpm, steps, c=None):
+def run_stream(tpm, steps, c=None, locality=0):
     c = c or Client(tpm)
     for op, mut in steps:
         try:
@@ -229,7 +230,7 @@ def run_stream(tpm, steps, c=None):
             continue
         if mut is not None and raw:
             raw = mutate(raw, *mut)
-        rsp = c.send(raw, locality=0)
+        rsp = c.send(raw, locality=locality)
         if op[0] == "oiap" and rsp[6:10] == bytes(4):
             c.sessions.append(struct.unpack(">I", rsp[10:14])[0])
     return c
@@ -241,13 +242,14 @@ PROLOGUE = [(("takeown", True), None), (("wrapkey", True), None), (("loadkey", 0
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.booleans(), st.lists(STEP, max_size=40))
-def test_streams_never_crash_and_state_round_trips(prologue, steps):
-    tpm = TPM(key_source=key_pool())
+@given(st.booleans(), st.sampled_from([XEN_VTPM_IDENTITY, IBM_SWTPM_IDENTITY]),
+       st.integers(0, 4), st.lists(STEP, max_size=40))
+def test_streams_never_crash_and_state_round_trips(prologue, identity, locality, steps):
+    tpm = TPM(identity, key_source=key_pool())
     tpm.power_on("clear")
-    run_stream(tpm, (PROLOGUE if prologue else []) + steps)
+    run_stream(tpm, (PROLOGUE if prologue else []) + steps, locality=locality)
     blob = tpm.dump()
-    again = TPM.load(blob, key_source=key_pool())
+    again = TPM.load(blob, identity, key_source=key_pool())
     assert again.dump() == blob
     assert not again.persistent_changed
     # the reloaded TPM starts and answers like the original would
@@ -304,3 +306,21 @@ def test_load_rejects_bad_blobs():
                 blob.replace(b'"auth_fail_count":0', b'"auth_fail_count":"x"')):
         with pytest.raises(TPMStateError):
             TPM.load(bad)
+
+
+def _ordinals():
+    from pyxl.tpm import engine
+    engine._load_commands()
+    return sorted(engine.COMMANDS)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(_ordinals()), st.sampled_from([0xC1, 0xC2, 0xC3]),
+       st.binary(max_size=300), st.integers(0, 4))
+def test_every_handler_survives_random_parameters(ordinal, tag, params, locality):
+    tpm = _owned()
+    check_frame(tpm.execute(frame(tag, ordinal, params), locality))
+    # and with a plausible handle first (SRK, a key slot, a session slot)
+    for h in (0x40000000, 0x01000000, 0x02000000):
+        check_frame(tpm.execute(frame(tag, ordinal, u32(h) + params), locality))
+    assert tpm.internal_errors == 0
