@@ -81,7 +81,7 @@ OPS = st.one_of(
     st.tuples(st.just("capowner"), st.booleans()),
     st.tuples(st.just("resetlock"), st.booleans()),
     st.tuples(st.just("nvdefine"), st.integers(0x1100, 0x1103), st.sampled_from([0, 8, 20]),
-              st.sampled_from([0, 0x2, 0x20002, 0x40004, 0x1000, 0x2000])),
+              st.sampled_from([0, 0x2, 0x20002, 0x40004, 0x1001, 0x2000, 0x80004001])),
     st.tuples(st.just("nvwrite"), st.integers(0x1100, 0x1103), st.binary(max_size=10),
               st.booleans()),
     st.tuples(st.just("nvread"), st.integers(0x1100, 0x1103), st.integers(0, 10), st.booleans()),
