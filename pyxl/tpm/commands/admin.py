@@ -103,11 +103,16 @@ def StirRandom(tpm, ctx, r):
     return b""   # the OS generator needs no stirring
 
 
+def current_ticks(tpm) -> TPM_CURRENT_TICKS:
+    """Microseconds since start-up; the nonce changes with every power cycle."""
+    ticks = int((tpm.clock() - tpm.boot_time) * 1_000_000)
+    return TPM_CURRENT_TICKS(ticks, 1, tpm.tick_nonce)
+
+
 @command(C.TPM_ORD_GetTicks)
 def GetTicks(tpm, ctx, r):
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
-    ticks = int((tpm.clock() - tpm.boot_time) * 1_000_000)
-    return TPM_CURRENT_TICKS(ticks, 1, tpm.tick_nonce).to_bytes()
+    return current_ticks(tpm).to_bytes()
 
 
 # ---------------------------------------------------------------- SHA-1 thread
