@@ -485,9 +485,9 @@ class TPM:
         except TPMError as e:
             self._end_sessions(ctx, e.rc)
             return _error(e.rc)
-        except TPMStructError:
-            self._end_sessions(ctx, C.TPM_BAD_PARAMETER)
-            return _error(C.TPM_BAD_PARAMETER)
+        except TPMStructError:           # a wrong TPM_STRUCTURE_TAG (libtpms TPM_CheckTag)
+            self._end_sessions(ctx, C.TPM_INVALID_STRUCTURE)
+            return _error(C.TPM_INVALID_STRUCTURE)
         except TPMDecodeError:
             self._end_sessions(ctx, C.TPM_BAD_PARAM_SIZE)
             return _error(C.TPM_BAD_PARAM_SIZE)

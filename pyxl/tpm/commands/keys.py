@@ -87,6 +87,8 @@ def storage_parent(key: LoadedKey) -> LoadedKey:
 def _check_new_key(info, loading: bool = False) -> int:
     """Validate a key template (CreateWrapKey keyInfo) or, with loading, a
     blob to load (identity keys come from MakeIdentity); returns its bits."""
+    if not info.is_key12 and (info.ver.major, info.ver.minor) != (1, 1):
+        raise TPMError(C.TPM_BAD_VERSION)
     parms = info.algorithmParms
     if parms.algorithmID != C.TPM_ALG_RSA:
         raise TPMError(C.TPM_BAD_KEY_PROPERTY)
