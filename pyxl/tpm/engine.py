@@ -138,6 +138,7 @@ class PermanentData:
     nv: dict[int, NVArea] = field(default_factory=dict)
     counters: dict[int, Counter] = field(default_factory=dict)
     counter_floor: int = 0                 # highest value of a released counter
+    evict_keys: dict[int, LoadedKey] = field(default_factory=dict)   # owner-evict keys
     auth_fail_count: int = 0
 
 
@@ -308,7 +309,8 @@ class TPM:
         self.stclear = TPM_STCLEAR_FLAGS()
         self.pcrs = [bytes(20)] * C.TPM_NUM_PCR
         self.sessions: dict[int, Session] = {}
-        self.keys: dict[int, LoadedKey] = {}
+        # loaded keys; owner-evict keys stay loaded through every power cycle
+        self.keys: dict[int, LoadedKey] = dict(self.perm.evict_keys)
         self.sha1_ctx = None
         self.sha1_done = False
         self.disable_reset_lock = False
@@ -425,6 +427,17 @@ class TPM:
         return 0 <= locality <= 4 and bool(mask & (1 << locality))
 
     # -- key slots -------------------------------------------------------------
+    def reset_keys(self) -> None:
+        """Unload every key except the owner-evict ones."""
+        self.keys = dict(self.perm.evict_keys)
+
+    def unload_key(self, handle: int) -> None:
+        """FlushSpecific / EvictKey of a key handle."""
+        if handle in self.perm.evict_keys:
+            raise TPMError(C.TPM_KEY_OWNER_CONTROL)
+        if handle in (C.TPM_KH_SRK, C.TPM_KH_EK) or self.keys.pop(handle, None) is None:
+            raise TPMError(C.TPM_INVALID_KEYHANDLE)
+
     def key_by_handle(self, handle: int, *, allow_ek: bool = False) -> LoadedKey:
         if handle == C.TPM_KH_SRK:
             if self.perm.srk is None:

@@ -212,3 +212,26 @@ def test_bad_key_templates(owned):
         params = s.enc_auth(KEYAUTH) + bytes(20) + tmpl.to_bytes()
         r = run(owned, 0xC2, 0x1F, u32(0x40000000) + params + s.trailer(0x1F, params))
         assert r.rc == rc
+
+
+def test_owner_evict_keys_stay_loaded(owned, storage_key):
+    from pyxl.tpm import TPM
+    from engine_helpers import key_pool
+    h = load_key2(owned, storage_key)
+    pub = S.TPM_KEY.from_bytes(storage_key).pubkey().to_bytes()
+    assert auth1(owned, 0x23, u32(h), pub + u32(1) + b"\x01", b"O" * 20)[0].rc == 0
+    assert cap_value(owned, 0x0C, u32(h)) == b"\x01"
+    assert run(owned, 0xC1, 0xBA, u32(h) + u32(1)).rc == RC.TPM_KEY_OWNER_CONTROL
+    owned.power_on("clear")
+    assert cap_value(owned, 0x0C, u32(h)) == b"\x01"
+    t2 = TPM.load(owned.dump(), key_source=key_pool())
+    t2.power_on()
+    r, blob = seal(t2, h, b"still here")
+    assert r.rc == 0 and unseal(t2, h, blob)[1] == b"still here"
+    # a wrong public key, an unknown bit
+    assert auth1(owned, 0x23, u32(h), pub[:-1] + b"\0" + u32(1) + b"\x01", b"O" * 20)[0].rc == \
+        RC.TPM_BAD_PARAMETER
+    assert auth1(owned, 0x23, u32(h), pub + u32(2) + b"\x01", b"O" * 20)[0].rc == RC.TPM_BAD_MODE
+    assert auth1(owned, 0x23, u32(h), pub + u32(1) + b"\x00", b"O" * 20)[0].rc == 0
+    assert cap_value(owned, 0x0C, u32(h)) == b"\x00"
+    assert run(owned, 0xC1, 0xBA, u32(h) + u32(1)).rc == 0

@@ -90,6 +90,7 @@ OPS = st.one_of(
     st.tuples(st.just("seal"), st.integers(0, 3), st.binary(max_size=40), st.booleans()),
     st.tuples(st.just("unseal"), st.integers(0, 3), st.booleans()),
     st.tuples(st.just("clear"), st.booleans()),
+    st.tuples(st.just("evict"), st.integers(0, 3), st.booleans()),
     st.tuples(st.just("switch"), st.sampled_from([0x6F, 0x70, 0x5E, 0x5D, 0x73, 0x98])),
     st.tuples(st.just("power"), st.sampled_from(["clear", "state", "deactivated", "none"])),
     st.tuples(st.just("startup"), st.integers(0, 4)),
@@ -195,6 +196,14 @@ def build(c: Client, op) -> bytes | None:
             s1, s2 = Session(tpm), Session(tpm)
             t = s1.trailer(0x18, blob, b"k" * 20) + s2.trailer(0x18, blob, b"d" * 20 if a[1] else bytes(20))
             c.send(frame(0xC3, 0x18, u32(h) + blob + t))
+        return None
+    if name == "evict":
+        if a[0] < len(c.keys):
+            h = c.keys[a[0]]
+            r = c.send(frame(0xC1, 0x21, u32(h)))          # GetPubKey (auth NEVER fails: fine)
+            key = tpm.keys.get(h)
+            pub = key.blob.pubkey().to_bytes() if key else r[10:]
+            c.auth(0x23, u32(h), pub + u32(1) + bytes([a[1]]), OWNER)
         return None
     if name == "clear":
         if a[0]:

@@ -20,7 +20,7 @@ def startup_clear(tpm) -> None:
     tpm.pcrs = [b"\xff" * 20 if i in ff else bytes(20)
                 for i in range(C.TPM_NUM_PCR)]
     tpm.stclear = TPM_STCLEAR_FLAGS(deactivated=tpm.perm.flags.deactivated)
-    tpm.keys.clear()
+    tpm.reset_keys()
     tpm.sessions.clear()
     tpm.active_counter = None
     tpm.context_nonce_key = random_bytes(20)

@@ -140,7 +140,7 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
         h = _sub32(sub)
         if h not in tpm.keys:
             raise TPMError(C.TPM_INVALID_KEYHANDLE)
-        return _bool(False)      # no key is owner-evict
+        return _bool(h in tpm.perm.evict_keys)
     if cap == A.TPM_CAP_NV_LIST:
         return b"".join(_u32(i) for i in sorted(tpm.perm.nv))
     if cap == A.TPM_CAP_MFR:

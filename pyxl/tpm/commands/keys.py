@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from .. import constants as C
 from ..crypto import RSAKey, sha1
-from ..engine import CHECK_ALL, LoadedKey, T0, T10, T21, TPMError, command
+from ..engine import CHECK_ALL, LoadedKey, T0, T1, T10, T21, TPMError, command
 from ..marshal import TPMDecodeError, Writer
 from ..structures import (TPM_BOUND_DATA, TPM_PCR_COMPOSITE, TPM_PCR_INFO, TPM_PCR_INFO_LONG,
-                          TPM_PCR_SELECTION, TPM_QUOTE_INFO, TPM_SEALED_DATA, TPM_STORE_ASYMKEY,
-                          TPM_STORE_PUBKEY, TPM_STORED_DATA, TPM_STORED_DATA12,
+                          TPM_PCR_SELECTION, TPM_PUBKEY, TPM_QUOTE_INFO, TPM_SEALED_DATA,
+                          TPM_STORE_ASYMKEY, TPM_STORE_PUBKEY, TPM_STORED_DATA, TPM_STORED_DATA12,
                           unmarshal_any_key, unmarshal_any_stored_data)
 
 _MIGRATABLE = 0x00000002
@@ -221,8 +221,36 @@ def GetPubKey(tpm, ctx, r):
 def EvictKey(tpm, ctx, r):
     handle = r.u32()
     ctx.start(r, T0, CHECK_ALL)
-    if handle == C.TPM_KH_SRK or tpm.keys.pop(handle, None) is None:
-        raise TPMError(C.TPM_INVALID_KEYHANDLE)
+    tpm.unload_key(handle)
+    return b""
+
+
+TPM_KEY_CONTROL_OWNER_EVICT = 0x00000001
+MAX_EVICT_KEYS = 3     # owner-evict keys may not take the last key slots
+
+
+@command(C.TPM_ORD_KeyControlOwner)
+def KeyControlOwner(tpm, ctx, r):
+    handle = r.u32()
+    ctx.mark(r)
+    pub = TPM_PUBKEY.unmarshal(r)
+    bit, value = r.u32(), r.u8()
+    ctx.start(r, T1, CHECK_ALL)
+    ctx.verify(0, tpm.perm.owner_auth, C.TPM_ET_OWNER)
+    key = tpm.key_by_handle(handle)
+    if handle == C.TPM_KH_SRK or pub.to_bytes() != key.blob.pubkey().to_bytes():
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    if bit != TPM_KEY_CONTROL_OWNER_EVICT:
+        raise TPMError(C.TPM_BAD_MODE)
+    if key.blob.keyFlags & _MIGRATABLE or key.blob.keyFlags & 0x4:
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    evict = tpm.perm.evict_keys
+    if value:
+        if handle not in evict and len(evict) >= MAX_EVICT_KEYS:
+            raise TPMError(C.TPM_NOSPACE)
+        evict[handle] = key
+    else:
+        evict.pop(handle, None)
     return b""
 
 
