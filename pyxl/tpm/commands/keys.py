@@ -11,7 +11,7 @@ from ..crypto import RSAKey, sha1
 from ..engine import CHECK_ALL, LoadedKey, T0, T1, T10, T21, TPMError, command
 from ..marshal import TPMDecodeError, Writer
 from ..structures import (TPM_BOUND_DATA, TPM_PCR_COMPOSITE, TPM_PCR_INFO, TPM_PCR_INFO_LONG,
-                          TPM_PCR_SELECTION, TPM_PUBKEY, TPM_QUOTE_INFO, TPM_SEALED_DATA,
+                          TPM_PCR_SELECTION, TPM_PUBKEY, TPM_QUOTE_INFO, TPM_SEALED_DATA, TPM_SIGN_INFO,
                           TPM_STORE_ASYMKEY, TPM_STORE_PUBKEY, TPM_STORED_DATA, TPM_STORED_DATA12,
                           unmarshal_any_key, unmarshal_any_stored_data)
 
@@ -358,6 +358,8 @@ def Sign(tpm, ctx, r):
     ctx.start(r, T10, CHECK_ALL)
     key = _sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_LEGACY))
     ss = key.blob.algorithmParms.sigScheme
+    if not area:
+        raise TPMError(C.TPM_BAD_PARAMETER)
     if ss == C.TPM_SS_RSASSAPKCS1v15_SHA1:
         if len(area) != 20:
             raise TPMError(C.TPM_BAD_PARAMETER)
@@ -367,8 +369,14 @@ def Sign(tpm, ctx, r):
             sig = key.rsa.sign_raw_pkcs1(area)
         except ValueError:
             raise TPMError(C.TPM_BAD_PARAMETER) from None
+    elif ss == C.TPM_SS_RSASSAPKCS1v15_INFO:
+        # the signature covers TPM_SIGN_INFO("SIGN", nonceOdd, areaToSign)
+        if not ctx.n_auth:
+            raise TPMError(C.TPM_BAD_PARAMETER)
+        info = TPM_SIGN_INFO(b"SIGN", ctx.auths[0].nonce_odd, area)
+        sig = key.rsa.sign_sha1_digest(sha1(info.to_bytes()))
     else:
-        raise TPMError(C.TPM_INAPPROPRIATE_SIG)
+        raise TPMError(C.TPM_INVALID_KEYUSAGE)
     return Writer().sized32(sig).getvalue()
 
 
