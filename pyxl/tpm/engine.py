@@ -224,7 +224,7 @@ class Ctx:
                 raise TPMError(C.TPM_BAD_MODE)
             if entity_type is not None and not _osap_for(s, entity_type, entity_value):
                 # an OSAP session opened for another entity cannot authorize this one
-                self.tpm.auth_failed()
+                # (not a guessed secret, so it does not count towards the lockout)
                 raise TPMError(C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL)
             key = s.shared_secret
         if key is None:
