@@ -86,9 +86,12 @@ class Mapping:
 
 
 class XenInterface:
-    def __init__(self, sock):
-        """`sock`: this domain's connected socket (socket.socket or _socket.socket)."""
+    def __init__(self, sock, domid: int | None = None):
+        """`sock`: this domain's connected socket (socket.socket or
+        _socket.socket, SOCK_SEQPACKET or SOCK_STREAM). `domid`, if given, is
+        checked against what the hypervisor says this domain is."""
         self.sock = sock
+        self.chan = wire.Channel(sock)
         self._lock = threading.Lock()          # request ids, send
         self._cond = threading.Condition()
         self._next_id = 1
@@ -100,8 +103,10 @@ class XenInterface:
         self._reading = False                    # a waiter is reading the socket
         self._poll = select.poll()
         self._poll.register(sock.fileno(), select.POLLIN)
-        version, domid = self._call(wire.HELLO, [wire.WIRE_VERSION])
-        self.domid = int(domid)
+        version, told = self._call(wire.HELLO, [wire.WIRE_VERSION])
+        self.domid = int(told)
+        if domid is not None and int(domid) != self.domid:
+            raise XenError("EPROTO", f"this socket belongs to domain {self.domid}, not {domid}")
         self.home = f"/local/domain/{self.domid}"
 
     @classmethod
@@ -138,7 +143,7 @@ class XenInterface:
             try:
                 ms = -1 if left is None else max(1, int(left * 1000 + 0.999))
                 if self._poll.poll(ms):
-                    frame = wire.recv_frame(self.sock)
+                    frame = self.chan.recv()
                     eof = frame is None
             except (OSError, ValueError, wire.WireError):
                 eof = True
@@ -178,7 +183,7 @@ class XenInterface:
             if self.closed:
                 raise XenError("EPIPE", "hypervisor connection closed")
             try:
-                wire.send_frame(self.sock, wire.Frame(op, args, req_id=req, tx_id=tx, fds=fds))
+                self.chan.send(wire.Frame(op, args, req_id=req, tx_id=tx, fds=fds))
             except OSError as exc:
                 with self._cond:
                     self.closed = True
@@ -272,6 +277,17 @@ class XenInterface:
             self._wait(lambda: find() is not None, timeout)
             i = find()
             return None if i is None else self._watch_events.pop(i)
+
+    def wait_watch(self, timeout: float | None = None,
+                   token: str | None = None) -> tuple[str, str] | None:
+        """Alias of read_watch (blocking by default)."""
+        return self.read_watch(timeout, token)
+
+    @property
+    def xenstore(self) -> "XenInterface":
+        """The xenstore operations live on this object; `xen.xenstore.read()`
+        reads as callers written against a separate xenstore handle expect."""
+        return self
 
     def transaction_start(self) -> int:
         return int(self._call(wire.XS_TRANSACTION_START)[0])
@@ -377,7 +393,7 @@ class XenInterface:
                 return
             for i in range(0, len(data), wire.CONSOLE_CHUNK):
                 try:
-                    wire.send_frame(self.sock, wire.Frame(
+                    self.chan.send(wire.Frame(
                         wire.CONSOLE_WRITE, [data[i:i + wire.CONSOLE_CHUNK]],
                         flags=wire.FLAG_ONEWAY))
                 except OSError:

@@ -199,7 +199,7 @@ def test_unknown_operation_and_version_mismatch(hv):
 
 def test_a_domain_that_never_reads_cannot_stall_the_daemon(hv):
     sock = hv.connect_domain(3)          # raw: registers a watch, never reads
-    wire.send_frame(sock, wire.Frame(wire.XS_WATCH, ["data", "t"], req_id=1))
+    wire.Channel(sock).send(wire.Frame(wire.XS_WATCH, ["data", "t"], req_id=1))
     dom0 = hv.xs()
     x1 = xen(hv, 1)
     start = time.monotonic()
@@ -291,3 +291,34 @@ def test_a_dead_domain_process_loses_its_watches_not_its_resources(hv):
     assert hv.evtchn.status(0, 1, port) == {"status": "unbound", "dom": 2}   # kept until destroy
     x1b = xen(hv, 1)                                # a new connection for the same domain
     assert x1b.read("name") == b"dom1"
+
+
+def test_serve_on_a_stream_socket_like_the_toolstack_does(hv):
+    """hv.serve(sock, domid) in a thread of the daemon, a plain
+    socket.socketpair() (SOCK_STREAM), XenInterface(sock, domid) in the domain."""
+    import socket
+    ours, theirs = socket.socketpair()
+    t = threading.Thread(target=hv.serve, args=(ours, 2), daemon=True)
+    t.start()
+    x2 = XenInterface(theirs, 2)
+    x1 = xen(hv, 1)
+    page = x1.alloc_page()
+    page.buf[0:3] = b"abc"
+    m = x2.map_grant(1, x1.grant_access(page, 2))        # descriptor over a stream
+    assert bytes(m.buf[0:3]) == b"abc"
+    x2.console_write(b"s" * 200000)                       # several chunks, one stream
+    deadline = time.monotonic() + 5
+    while len(hv.console(2).backlog) < 64 * 1024 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert hv.console(2).backlog == b"s" * (64 * 1024)  # bounded: the newest 64 KiB
+    x2.watch("data", "w")
+    assert x2.read_watch(2) == ("data", "w")
+    hv.domain_destroyed(2)
+    t.join(5)
+    assert not t.is_alive()                               # serve returns when the domain goes
+
+
+def test_a_domain_cannot_claim_another_domid(hv):
+    with pytest.raises(XenError) as ei:
+        XenInterface(hv.connect_domain(1), 2)
+    assert ei.value.name == "EPROTO"
