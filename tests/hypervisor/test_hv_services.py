@@ -101,6 +101,10 @@ def test_event_channels_over_the_wire(hv):
     x2.evtchn_close(p2)
     assert x1.evtchn_status(p1) == {"status": "unbound", "dom": 2}
     assert fails(x1.evtchn_alloc_unbound, 2, dom=2) == "EPERM"
+    x1.evtchn_notify(p1)                         # unbound now: dropped, as Xen does
+    assert fails(x1.evtchn_notify, 77) == "EINVAL"   # not ours: the checked call
+    x1.evtchn_close(p1)
+    assert fails(x1.evtchn_notify, p1) == "EINVAL"
 
 
 def test_grants_share_memory_only_with_the_named_domain(hv):
