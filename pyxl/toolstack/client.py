@@ -19,6 +19,7 @@ from pyxl.toolstack.errors import Fault
 from pyxl.toolstack.paths import Paths
 
 START_TIMEOUT = 15.0
+DEVICE_OPS = ("create", "vtpm_attach", "vtpm_detach")
 
 
 class Client:
@@ -79,6 +80,9 @@ class Client:
     def call(self, op: str, **args):
         if self.ch is None:
             self.connect()
+        if op in DEVICE_OPS and "PYXL_DEVICE_TIMEOUT" in os.environ:
+            # how long libxl waits for a backend (LIBXL_INIT_TIMEOUT, 10 s); tests shorten it
+            args.setdefault("device_timeout", float(os.environ["PYXL_DEVICE_TIMEOUT"]))
         try:
             self.ch.send({"op": op, "args": args})
             reply = self.ch.recv()

@@ -68,7 +68,7 @@ def follow(c: Client, domid: int, name: str) -> int:
             r = ev["reason"]
             print("Domain %d has shut down, reason code %d 0x%x" % (domid, r, r), file=log)
             # the daemon carries out the on_* action; see whether a successor appears
-            ev = c.call("wait", domid=domid, timeout=30)
+            ev = c.call("wait", domid=domid, timeout=30, until="destroyed")
             if ev["event"] != "destroyed":
                 print("Domain %d has been preserved" % domid, file=log)
                 return 0

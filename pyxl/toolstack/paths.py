@@ -43,13 +43,10 @@ class Paths:
     def pid_file(self) -> str:
         return os.path.join(self.run_dir, "daemon.pid")
 
-    def console_fifo(self, domid: int) -> str:
-        """A domain's console ring: a FIFO the domain writes and xenconsoled reads.
-        It outlives the daemon, so a restarted daemon drains what was written."""
-        return os.path.join(self.run_dir, "console", "%d.out" % domid)
-
-    def console_in_fifo(self, domid: int) -> str:
-        return os.path.join(self.run_dir, "console", "%d.in" % domid)
+    @property
+    def xenbus_socket(self) -> str:
+        """Where a domain reconnects to a restarted daemon (identified by SO_PEERCRED)."""
+        return os.path.join(self.run_dir, "xenbus.sock")
 
     # /var/lib/pyxl: the toolstack's persistent state
     @property
@@ -87,7 +84,7 @@ class Paths:
         return os.path.join(self.log_dir, "console", "hypervisor.log")
 
     def make_dirs(self) -> None:
-        for d, mode in ((self.run_dir, 0o700), (os.path.join(self.run_dir, "console"), 0o700),
+        for d, mode in ((self.run_dir, 0o700), (os.path.join(self.run_dir, "dom"), 0o700),
                         (self.lib_dir, 0o700), (self.log_dir, 0o755),
                         (os.path.join(self.log_dir, "console"), 0o755)):
             os.makedirs(d, mode=mode, exist_ok=True)

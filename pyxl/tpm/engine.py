@@ -16,7 +16,6 @@ The commands themselves live in pyxl/tpm/commands/.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -61,7 +60,6 @@ _RSP_TAG = {0: C.TPM_TAG_RSP_COMMAND, 1: C.TPM_TAG_RSP_AUTH1_COMMAND,
 # PCR attributes of a PC-client TPM (bit l = locality l may act)
 PCR_RESET_LOCALITY = [0] * 16 + [0x1F, 0x10, 0x10, 0x10, 0x14, 0x04, 0x04, 0x1F]
 PCR_EXTEND_LOCALITY = [0x1F] * 17 + [0x1C, 0x1C, 0x0C, 0x0E, 0x04, 0x04, 0x1F]
-PCR_RESETTABLE_AT_STARTUP = set(range(16, 24))   # start at all-0xFF (Berlios emulator)
 
 
 class TPMError(Exception):
@@ -99,6 +97,14 @@ class NVArea:
 
 
 @dataclass
+class Counter:
+    """A monotonic counter (Part 3 25)."""
+    label: bytes
+    value: int
+    auth: bytes
+
+
+@dataclass
 class Session:
     handle: int
     protocol: int                 # TPM_PID_OIAP / TPM_PID_OSAP
@@ -123,12 +129,15 @@ class AuthIn:
 class PermanentData:
     flags: TPM_PERMANENT_FLAGS = field(default_factory=TPM_PERMANENT_FLAGS)
     tpm_proof: bytes = field(default_factory=lambda: random_bytes(20))
+    context_key: bytes = field(default_factory=lambda: random_bytes(16))   # AES-128, context blobs
     owner_auth: bytes | None = None        # None: no owner installed
     operator_auth: bytes | None = None
     ek: RSAKey | None = None
     ek_reset: bytes | None = None          # revocable EK: the reset secret
     srk: LoadedKey | None = None
     nv: dict[int, NVArea] = field(default_factory=dict)
+    counters: dict[int, Counter] = field(default_factory=dict)
+    counter_floor: int = 0                 # highest value of a released counter
     auth_fail_count: int = 0
 
 
@@ -212,10 +221,8 @@ class Ctx:
         else:
             if not allow_osap:
                 raise TPMError(C.TPM_BAD_MODE)
-            if entity_type is not None and (
-                    (s.entity_type & 0xFF) not in _entity_aliases(entity_type)
-                    or (entity_value is not None and s.entity_value != entity_value
-                        and (s.entity_type & 0xFF) not in (C.TPM_ET_OWNER, C.TPM_ET_SRK))):
+            if entity_type is not None and not _osap_for(s, entity_type, entity_value):
+                # an OSAP session opened for another entity cannot authorize this one
                 self.tpm.auth_failed()
                 raise TPMError(C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL)
             key = s.shared_secret
@@ -239,12 +246,17 @@ class Ctx:
         return xor(enc, pad)
 
 
-def _entity_aliases(et: int) -> tuple[int, ...]:
+def _osap_for(s: Session, et: int, ev: int | None) -> bool:
+    """Was OSAP session s opened for entity (et, ev)?"""
+    st = s.entity_type & 0xFF
+    srk = st == C.TPM_ET_SRK or (st == C.TPM_ET_KEYHANDLE and s.entity_value == C.TPM_KH_SRK)
+    if et == C.TPM_ET_SRK or (et == C.TPM_ET_KEYHANDLE and ev == C.TPM_KH_SRK):
+        return srk
+    if et in (C.TPM_ET_OWNER, C.TPM_ET_OPERATOR):
+        return st == et
     if et == C.TPM_ET_KEYHANDLE:
-        return (C.TPM_ET_KEYHANDLE, C.TPM_ET_SRK, C.TPM_ET_KEY)
-    if et == C.TPM_ET_SRK:
-        return (C.TPM_ET_SRK, C.TPM_ET_KEYHANDLE)
-    return (et,)
+        return st in (C.TPM_ET_KEYHANDLE, C.TPM_ET_KEY) and s.entity_value == ev
+    return st == et and (ev is None or s.entity_value == ev)
 
 
 def _eq(a: bytes, b: bytes) -> bool:
@@ -278,6 +290,8 @@ class TPM:
         self.clock = clock
         self.perm = PermanentData()
         self.perm.nv = default_nv()
+        self.perm.flags.nvLocked = identity.nv_locked
+        self.perm.flags.readSRKPub = identity.read_srk_pub
         if generate_ek:
             # TPM_CONF_GENERATE_EK: the vTPM makes its EK once, when its state is created
             self.perm.ek = self.key_source(2048)
@@ -302,22 +316,30 @@ class TPM:
         self.boot_time = self.clock()
         self.tick_nonce = random_bytes(20)
         self.test_done = False
+        self.active_counter: int | None = None
+        self.context_nonce_key = random_bytes(20)       # renewed by TPM_Startup(ST_CLEAR)
+        self.context_nonce_session = random_bytes(20)   # renewed by every start-up
+        self.context_count = 0
+        self.saved_sessions: set[int] = set()           # contextCounts of saved sessions
 
-    def power_on(self, startup: str = "clear") -> None:
-        """TPM_Init followed by TPM_Startup(startup) and a full self test, as
-        vtpm-stubdom does.  startup: "clear", "state", "deactivated", or
-        "none" (only TPM_Init: the client must send TPM_Startup)."""
+    def power_on(self, startup: str | None = "clear") -> int:
+        """TPM_Init followed by TPM_Startup(startup), as vtpm-stubdom does.
+        startup: "clear", "state", "deactivated", or "none"/None (only TPM_Init:
+        the client must send TPM_Startup).  Returns TPM_Startup's return code;
+        on failure (e.g. "state" without a saved state: TPM_FAIL) the TPM is
+        left waiting for a TPM_Startup, as a real one would be."""
         self._power_off()
-        if startup == "none":
-            return
+        if startup in (None, "none"):
+            return 0
         st = {"clear": C.TPM_ST_CLEAR, "state": C.TPM_ST_STATE,
               "deactivated": C.TPM_ST_DEACTIVATED}[startup]
         req = Writer().u16(C.TPM_TAG_RQU_COMMAND).u32(12).u32(C.TPM_ORD_Startup).u16(st).getvalue()
-        rsp = self.execute(req)
-        rc = int.from_bytes(rsp[6:10], "big")
+        rc = int.from_bytes(self.execute(req)[6:10], "big")
         if rc:
-            raise TPMError(rc, "TPM_Startup failed")
-        self.test_done = True
+            log.warning("TPM_Startup(%s) failed: %s", startup, C.rc_name(rc))
+        else:
+            self.test_done = True      # the stub domain runs the self test with start-up
+        return rc
 
     # -- persistent state -----------------------------------------------------
     def dump(self) -> bytes:
@@ -391,6 +413,13 @@ class TPM:
         self.mark_dirty()
         if self.perm.auth_fail_count > LOCKOUT_THRESHOLD:
             self.lockout_since = self.clock()
+
+    def physical_presence(self) -> bool:
+        return self.identity.physical_presence or self.stclear.physicalPresence
+
+    def require_presence(self) -> None:
+        if not self.physical_presence():
+            raise TPMError(C.TPM_BAD_PRESENCE)
 
     def check_locality(self, mask: int, locality: int) -> bool:
         return 0 <= locality <= 4 and bool(mask & (1 << locality))

@@ -155,3 +155,15 @@ def test_tables_cache_is_in_user_cache_dir(tmp_path, monkeypatch):
     (tmp_path / "pyxl" / files[0]).write_bytes(b"garbage")
     monkeypatch.setattr(cfgfile, "_TABLES", None)
     assert sorted(cfgfile.parse_tables()["expected"]) == sorted(first["expected"])
+
+
+def test_stages_compose():
+    from pyxl.config.cfgfile import config_from_tree, scan
+    data = b'a=1\nb=["x"]\nb+=["y"]\nc="s";c+="t"\n'
+    assert scan(data)[0].type == "IDENT"
+    direct, staged = parse(data, "t.cfg"), config_from_tree(parse_tree(data), "t.cfg")
+    for key in "abc":
+        assert staged.line_of(key) == direct.line_of(key)
+        assert staged.get_string(key, True) == direct.get_string(key, True)
+    assert staged.get_list_as_string_list("b") == ["x", "y"]
+    assert staged.get_long("c", dont_warn=True) is None   # made with +=

@@ -62,9 +62,6 @@ def run(request, tmp_path_factory, pyxl_cmd):
         need_peer("swtpm")
         tpm = Swtpm(work / "swtpm").start()
     else:
-        import importlib.util
-        if importlib.util.find_spec("pyxl.tpm.engine") is None:
-            pytest.xfail("the TPM engine (pyxl/tpm/engine.py) is not merged yet")
         tpm = PyxlServe(pyxl_cmd, work / "state").start()
     try:
         tcsd = Tcsd(work / "tcsd", "127.0.0.1", tpm.port).start()
@@ -107,6 +104,15 @@ def test_version(run):
     got = version_fields(r.out)
     want = EXPECTED_VERSION[run.backend]
     assert {k: got.get(k) for k in want} == want
+
+
+def test_direct_client_while_tcsd_holds_a_connection(run):
+    """tcsd keeps its last TPM connection open; pyxl serves another client
+    meanwhile (swtpm would queue it behind tcsd's idle socket)."""
+    if run.backend == "swtpm":
+        pytest.skip("swtpm serves one connection at a time")
+    resp = transact(run.tpm.addr, getcap(0x1A), timeout=5)
+    assert rc_of(resp) == 0 and b"ETHZ" in resp
 
 
 def test_selftest(run):

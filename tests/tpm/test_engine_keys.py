@@ -8,9 +8,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 
-from engine_helpers import (OAEP_TCPA, OWNER, SRK, Session, auth1, cap_value, create_wrap_key,
+from engine_helpers import (OAEP_TCPA, SRK, Session, auth1, cap_value, create_wrap_key,
                             key_template, load_key2, new_tpm, parse_pubkey, run, sha1,
-                            take_ownership, u16, u32)
+                            take_ownership, u32)
 
 from pyxl.tpm import constants as C
 from pyxl.tpm import structures as S

@@ -9,10 +9,10 @@ from __future__ import annotations
 from .. import constants as C
 from ..crypto import RSAKey, sha1
 from ..engine import CHECK_ALL, LoadedKey, T0, T10, T21, TPMError, command
-from ..marshal import Reader, TPMDecodeError, Writer
+from ..marshal import TPMDecodeError, Writer
 from ..structures import (TPM_BOUND_DATA, TPM_PCR_COMPOSITE, TPM_PCR_INFO, TPM_PCR_INFO_LONG,
                           TPM_PCR_SELECTION, TPM_QUOTE_INFO, TPM_SEALED_DATA, TPM_STORE_ASYMKEY,
-                          TPM_STORE_PUBKEY, TPM_STORED_DATA, TPM_STORED_DATA12, TPMStructError,
+                          TPM_STORE_PUBKEY, TPM_STORED_DATA, TPM_STORED_DATA12,
                           unmarshal_any_key, unmarshal_any_stored_data)
 
 _MIGRATABLE = 0x00000002
@@ -84,8 +84,9 @@ def storage_parent(key: LoadedKey) -> LoadedKey:
     return key
 
 
-def _check_new_key(info) -> int:
-    """Validate a key template (CreateWrapKey keyInfo); returns its bit length."""
+def _check_new_key(info, loading: bool = False) -> int:
+    """Validate a key template (CreateWrapKey keyInfo) or, with loading, a
+    blob to load (identity keys come from MakeIdentity); returns its bits."""
     parms = info.algorithmParms
     if parms.algorithmID != C.TPM_ALG_RSA:
         raise TPMError(C.TPM_BAD_KEY_PROPERTY)
@@ -107,6 +108,8 @@ def _check_new_key(info) -> int:
         C.TPM_KEY_LEGACY: ((OAEP, PKCS), SIGS[:2]),
         C.TPM_KEY_MIGRATE: ((OAEP,), (C.TPM_SS_NONE,)),
     }
+    if loading:
+        rules[C.TPM_KEY_IDENTITY] = ((NONE,), (C.TPM_SS_RSASSAPKCS1v15_SHA1,))
     if u not in rules:
         raise TPMError(C.TPM_INVALID_KEYUSAGE)
     encs, sigs = rules[u]
@@ -176,7 +179,7 @@ def _load(tpm, ctx, r, key2: bool):
     blob = unmarshal_any_key(r)
     ctx.start(r, T10, CHECK_ALL)
     parent = storage_parent(use_key(tpm, ctx, parent_handle))
-    _check_new_key(blob)
+    _check_new_key(blob, loading=True)
     key = _unwrap(tpm, parent, blob)
     if len(tpm.keys) >= tpm.identity.max_keys:
         raise TPMError(C.TPM_NOSPACE)
@@ -355,6 +358,3 @@ def Quote(tpm, ctx, r):
     info = TPM_QUOTE_INFO(digestValue=sha1(comp.to_bytes()), externalData=external)
     sig = key.rsa.sign_sha1_digest(sha1(info.to_bytes()))
     return comp.to_bytes() + Writer().sized32(sig).getvalue()
-
-
-_ = (Reader, TPMStructError)

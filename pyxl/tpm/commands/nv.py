@@ -47,6 +47,8 @@ def NV_DefineSpace(tpm, ctx, r):
         # (physical presence, always asserted here, stands in for the owner)
         if tpm.owned and p.flags.nvLocked:
             raise TPMError(C.TPM_AUTHFAIL)
+        if p.flags.nvLocked:
+            tpm.require_presence()
         auth = enc_auth
     if idx == C.TPM_NV_INDEX_LOCK:
         if pub.dataSize != 0 or ctx.n_auth:
@@ -94,6 +96,8 @@ def _write(tpm, ctx, a: NVArea, offset: int, data: bytes) -> None:
                 attrs & C.TPM_NV_PER_GLOBALLOCK and tpm.stclear.bGlobalLock):
             raise TPMError(C.TPM_AREA_LOCKED)
         _check_pcr_short(tpm, pub.pcrInfoWrite, ctx.locality)
+        if attrs & C.TPM_NV_PER_PPWRITE:
+            tpm.require_presence()
     if not data and offset == 0 and locked:
         # a zero-length write locks the area (WRITEDEFINE / WRITE_STCLEAR)
         if attrs & C.TPM_NV_PER_WRITEDEFINE:
@@ -114,6 +118,8 @@ def _read(tpm, ctx, a: NVArea, offset: int, size: int) -> bytes:
         if pub.bReadSTClear:
             raise TPMError(C.TPM_DISABLED_CMD)
         _check_pcr_short(tpm, pub.pcrInfoRead, ctx.locality)
+        if pub.permission.attributes & C.TPM_NV_PER_PPREAD:
+            tpm.require_presence()
         if size == 0 and offset == 0 and pub.permission.attributes & C.TPM_NV_PER_READ_STCLEAR:
             pub.bReadSTClear = 1
             return Writer().sized32(b"").getvalue()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import constants as C
 from ..crypto import hmac_sha1, random_bytes
-from ..engine import CHECK_ALLOW_NO_OWNER, CHECK_BASIC, Session, T0, TPMError, command
+from ..engine import CHECK_BASIC, Session, T0, TPMError, command
 
 
 @command(C.TPM_ORD_OIAP)
@@ -85,6 +85,3 @@ def Terminate_Handle(tpm, ctx, r):
     if tpm.sessions.pop(handle, None) is None:
         raise TPMError(C.TPM_INVALID_AUTHHANDLE)
     return b""
-
-
-_ = CHECK_ALLOW_NO_OWNER
