@@ -326,3 +326,52 @@ def test_a_domain_cannot_claim_another_domid(hv):
     with pytest.raises(XenError) as ei:
         XenInterface(hv.connect_domain(1), 2)
     assert ei.value.name == "EPROTO"
+
+
+def test_many_threads_of_one_domain_share_its_interface(hv):
+    """Leader/follower reading: callers, a watch waiter and an event-channel
+    waiter in one domain all get what is theirs, with nobody left hanging."""
+    x1, x2 = xen(hv, 1), xen(hv, 2)
+    p1 = x1.evtchn_alloc_unbound(2)
+    p2 = x2.evtchn_bind_interdomain(1, p1)
+    x1.watch("data/w", "w")
+    assert x1.read_watch(2, token="w") == ("data/w", "w")
+    errors, got_events, got_watches = [], [], []
+
+    def caller(i):
+        try:
+            for j in range(100):
+                x1.write(f"data/t{i}", str(j))
+                assert x1.read(f"data/t{i}") == str(j).encode()
+        except Exception as e:         # pragma: no cover - reported below
+            errors.append(e)
+
+    def evwaiter():
+        while len(got_events) < 20:
+            if x1.evtchn_wait(p1, 5) is None:
+                return
+            got_events.append(1)
+
+    def watcher():
+        while len(got_watches) < 20:
+            ev = x1.read_watch(5, token="w")
+            if ev is None:
+                return
+            got_watches.append(ev)
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(6)]
+    threads += [threading.Thread(target=evwaiter), threading.Thread(target=watcher)]
+    for t in threads:
+        t.start()
+    dom0 = hv.xs()
+    for k in range(20):
+        x2.evtchn_notify(p2)
+        dom0.write(f"/local/domain/1/data/w/{k}", "x")
+        while len(got_events) <= k or len(got_watches) <= k:
+            time.sleep(0.001)
+            if not any(t.is_alive() for t in threads[6:]):
+                break
+    for t in threads:
+        t.join(20)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    assert len(got_events) == 20 and len(got_watches) == 20
