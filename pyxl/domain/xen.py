@@ -154,7 +154,10 @@ class XenInterface:
                 if eof:
                     self.closed = True
                 elif frame is not None:
-                    self._file(frame)
+                    try:
+                        self._file(frame)
+                    except (ValueError, IndexError, UnicodeDecodeError):
+                        pass        # a garbled event is dropped, not raised at a caller
                 self._cond.notify_all()
 
     def _file(self, f: wire.Frame) -> None:
