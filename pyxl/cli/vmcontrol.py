@@ -73,15 +73,9 @@ def _shutdown_or_reboot(reboot: bool, all_: bool, wait: bool, fallback: bool,
 
 
 def _progress(text: str):
-    """A spinner on stderr when a person watches it; nothing for scripts."""
-    import contextlib
-    import os
+    from pyxl.toolstack.client import progress
 
-    if not sys.stderr.isatty() or os.environ.get("TERM") == "dumb":
-        return contextlib.nullcontext()
-    from rich.console import Console
-
-    return Console(stderr=True).status(text)
+    return progress(text)
 
 
 All = Annotated[bool, typer.Option("-a", "--all", help="Shutdown all guest domains.")]

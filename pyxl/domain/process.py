@@ -49,6 +49,8 @@ class Domain:
         self.memkb = spec.get("memkb", 0)
         self.vcpus = spec.get("vcpus", 1)
         self.disks = spec.get("disks", [])
+        # vdev -> file descriptor of the image blkback opened for this domain
+        self.block = {k: int(v) for k, v in (spec.get("block") or {}).items()}
         self.status_path = spec.get("status")
         self.xenbus_path = spec.get("xenbus")
         from pyxl.domain.xen import XenInterface
@@ -78,6 +80,8 @@ class Domain:
                     return True
                 except OSError:
                     s.close()
+                if not os.path.isdir(os.path.dirname(self.xenbus_path)):
+                    os._exit(1)       # the host itself is gone (its root was removed)
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
 

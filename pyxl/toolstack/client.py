@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
+import _socket as socket   # socket.py (enums, selectors) costs start-up on every command
 
 from pyxl.toolstack import protocol
 from pyxl.toolstack.errors import Fault
@@ -115,6 +115,18 @@ def call(op: str, autostart: bool = True, **args):
         return c.call(op, **args)
     finally:
         c.close()
+
+
+def progress(text: str):
+    """A rich spinner on stderr while a person watches; nothing for scripts."""
+    import contextlib
+    import sys
+
+    if not sys.stderr.isatty() or os.environ.get("TERM") == "dumb":
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(text)
 
 
 def daemon_alive(paths: Paths) -> bool:

@@ -55,7 +55,7 @@ class HostState:
         self.changed = threading.Condition(self.lock)
         self.procs: dict[int, subprocess.Popen] = {}
         self.pidfds: dict[int, int] = {}
-        self.disk_fds: dict[int, list[int]] = {}
+        self.disk_fds: dict[int, list[tuple[str, int]]] = {}   # domid -> [(vdev, fd)]
         self.stopping = False
         self.shutdown_events: dict[int, int] = {}   # domid -> reason, kept past destruction
         self.host, saved = self._load()
@@ -70,8 +70,20 @@ class HostState:
         os.set_blocking(self.wake_w, False)
         self.reaper = threading.Thread(target=self._reap_loop, name="reaper", daemon=True)
         self._saved = saved
-        self.hypervisor_log("(XEN) pyxl: simulated Xen 4.17 host, %d CPUs, %d MiB"
-                            % (self.host.nr_cpus, self.host.total_memory_mb))
+        if not os.path.exists(self.paths.hypervisor_log):     # the host's first boot
+            h = self.host
+            for line in (
+                    " Xen 4.17.7 (pyxl simulated hypervisor)",
+                    "(XEN) Xen version 4.17.7 (pyxl) (gcc (Debian 12.2.0-14) 12.2.0)",
+                    "(XEN) Command line: placeholder dom0_mem=%dM,max:%dM"
+                    % (h.dom0_memory_mb, h.dom0_memory_mb),
+                    "(XEN) Xen-e820 RAM map: %d MiB usable" % h.total_memory_mb,
+                    "(XEN) Using scheduler: SMP Credit Scheduler rev2 (credit2)",
+                    "(XEN) Brought up %d CPUs" % h.nr_cpus,
+                    "(XEN) *** LOADING DOMAIN 0 ***",
+                    "(XEN) Dom0 has maximum %d VCPUs" % h.nr_cpus,
+                    "(XEN) Freed 2048kB init memory"):
+                self.hypervisor_log(line)
 
     # -- persistence ---------------------------------------------------
     def _load(self):
@@ -91,7 +103,7 @@ class HostState:
     def save(self) -> None:
         data = {"version": STATE_VERSION, "host": self.host.to_dict()}
         data.update(self.table.to_dict())
-        atomic_write(self.paths.state_file, json.dumps(data, indent=1).encode())
+        atomic_write(self.paths.state_file, json.dumps(data, separators=(",", ":")).encode())
 
     def hypervisor_log(self, line: str) -> None:
         try:
@@ -144,6 +156,10 @@ class HostState:
     def _adopt(self, dom: Domain) -> None:
         self.log("adopting domain %d (%s), pid %d" % (dom.domid, dom.name, dom.pid))
         self._rewire(dom)
+        try:
+            self._open_disks(dom)        # blkback reopens; the domain kept its own handles
+        except Fault as f:
+            self.log("domain %d: %s" % (dom.domid, f.message))
         try:
             self.pidfds[dom.domid] = os.pidfd_open(dom.pid)
         except OSError:
@@ -218,9 +234,10 @@ class HostState:
         return d
 
     def dominfo(self, d: Domain, long: bool = False) -> dict:
+        state, cpu = d.snapshot()
         info = {"domid": d.domid, "name": d.name, "uuid": d.uuid,
                 "mem": d.target_memkb // 1024, "max_memkb": d.max_memkb, "vcpus": d.vcpus,
-                "state": d.state_chars(), "cpu_time": d.cpu_time(),
+                "state": state, "cpu_time": cpu,
                 "reason": d.shutdown_reason, "uptime": d.uptime(), "created": d.created,
                 "paused": d.paused}
         if long:
@@ -328,15 +345,15 @@ class HostState:
                 continue
             flags = os.O_RDWR if disk.get("readwrite", 1) else os.O_RDONLY
             try:
-                fds.append(os.open(path, flags | os.O_CLOEXEC))
+                fds.append((disk.get("vdev", ""), os.open(path, flags | os.O_CLOEXEC)))
             except OSError:
-                for fd in fds:
+                for _, fd in fds:
                     os.close(fd)
                 raise Fault("DISK_MISSING", vdev=disk.get("vdev", ""), path=path, index=i) from None
             devid = devices.vdev_to_devid(disk.get("vdev", ""))
             if devid >= 0:
                 be = "/local/domain/0/backend/vbd/%d/%d" % (dom.domid, devid)
-                size = os.fstat(fds[-1]).st_size
+                size = os.fstat(fds[-1][1]).st_size
                 self.xs.write(be + "/sectors", str(size // 512))
                 self.xs.write(be + "/sector-size", "512")
                 self.xs.write(be + "/state", str(devices.XenbusStateInitWait))
@@ -354,6 +371,9 @@ class HostState:
             pass
         child_sock = self.hv.connect_domain(dom.domid)
         spec["hv_fd"] = child_sock.fileno()
+        # the block devices blkback opened, handed to the domain's blkfront
+        block = self.disk_fds.get(dom.domid, [])
+        spec["block"] = {vdev: fd for vdev, fd in block}
         pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         boot = ("import sys;sys.path[:0]=%r;from pyxl.domain.process import main;main()"
                 % ([os.path.dirname(pkg_root)] + self._site_paths()))
@@ -361,7 +381,8 @@ class HostState:
         try:
             with open(self.paths.console_log(dom.name) + ".stderr", "ab") as err:
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=err, pass_fds=(child_sock.fileno(),),
+                                        stderr=err,
+                                        pass_fds=(child_sock.fileno(),) + tuple(fd for _, fd in block),
                                         start_new_session=True, close_fds=True)
         finally:
             child_sock.close()
@@ -430,17 +451,19 @@ class HostState:
         dom.pid = 0
         self._wake()
 
-    def _teardown(self, dom: Domain) -> None:
+    def _teardown(self, dom: Domain, save: bool = True) -> None:
         try:
             os.unlink(self._status_path(dom.domid))
         except FileNotFoundError:
             pass
-        for fd in self.disk_fds.pop(dom.domid, []):
+        for _, fd in self.disk_fds.pop(dom.domid, []):
             os.close(fd)
+        paths = devices.domain_paths(self.xs, dom.domid, dom.uuid)
         self.hv.domain_destroyed(dom.domid)
-        devices.remove_domain(self.xs, dom.domid, dom.uuid)
+        devices.remove_paths(self.xs, paths)
         self.table.domains.pop(dom.domid, None)
-        self.save()
+        if save:
+            self.save()
         self.changed.notify_all()
 
     # -- the reaper: a domain process that ends has shut down or crashed -
@@ -654,10 +677,10 @@ class HostState:
             dom = self.resolve(dom_q)
             be_domid = 0
             if backend is not None:
-                try:
+                try:        # libxl__device_vtpm_setdefault resolves backend_domname
                     be_domid = self.resolve(backend).domid
                 except Fault:
-                    be_domid = 0   # seed xl: "defaulting to Dom0" (client prints it)
+                    raise Fault("VTPM_ADD_FAILED") from None
             used = {r["devid"] for r in devices.list_vtpms(self.xs, dom.domid)}
             devid = 0
             while devid in used:
@@ -710,8 +733,20 @@ class HostState:
     def stop(self, destroy_all: bool) -> None:
         with self.lock:
             if destroy_all:
-                for d in self.guests():
-                    self._destroy_locked(d)
+                guests = self.guests()
+                for d in guests:          # stop them all first, then reap: no serial waits
+                    d.dying = True
+                    if d.pid and d.alive():
+                        try:
+                            os.kill(d.pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+                for d in guests:
+                    try:
+                        self._kill(d)
+                        self._teardown(d, save=False)
+                    except Exception as e:      # keep going: leave nothing running
+                        self.log("destroying domain %d: %r" % (d.domid, e))
             self.stopping = True
             self.save()
         self._wake()

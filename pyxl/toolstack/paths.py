@@ -9,12 +9,21 @@ hosts (and test runs) can live side by side without root.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
 class Paths:
-    root: str
+    """The file layout of the host rooted at `root` (cheap to import: no dataclasses)."""
+
+    __slots__ = ("root",)
+
+    def __init__(self, root: str):
+        self.root = root
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Paths) and other.root == self.root
+
+    def __repr__(self) -> str:
+        return "Paths(%r)" % self.root
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "Paths":

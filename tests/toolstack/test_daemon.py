@@ -171,3 +171,22 @@ def test_control_socket_turns_domain_processes_away(tmp_path):
     a.close()
     b.close()
     st.hv.close()
+
+
+def test_foreground_daemon_under_a_service_manager(host, tmp_path):
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(20)
+    env = dict(host.env, NOTIFY_SOCKET=str(tmp_path / "notify"))
+    proc = subprocess.Popen(host.pyxl_cmd + ["daemon", "start", "-F"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert notify.recv(100) == b"READY=1"
+        assert host.run("list").returncode == 0          # served by this daemon
+        assert host.call("daemon_status")["pid"] == proc.pid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert "serving" in err and "stopped" in err
+    assert not os.path.exists(os.path.join(host.root, "run/pyxl/control.sock"))

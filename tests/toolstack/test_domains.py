@@ -243,3 +243,18 @@ def test_console_flood_keeps_the_daemon_responsive(host):
     log = Path(host.root, "var/log/pyxl/console/guest-flood.log")
     assert log.stat().st_size > 1 << 20        # it really flooded
     log.unlink()
+
+
+def test_info_uptime_dmesg_formats(host):
+    assert host.create("up").returncode == 0
+    info = host.run("info").stdout.splitlines()
+    keys = [l[:23] for l in info]
+    assert all(l[23:25] == ": " for l in info)
+    assert keys[0].rstrip() == "host" and keys[-1].rstrip() == "xend_config_format"
+    assert "xen_major              : 4" in info and "xen_minor              : 17" in info
+    out = host.run("uptime").stdout.splitlines()
+    assert out[0] == "%-33s %4s %s" % ("Name", "ID", "Uptime")
+    assert re.match(r"^up {31}    1  0:00:0\d$", out[2]), out
+    short = host.run("uptime", "-s", "up").stdout
+    assert re.match(r"^ \d\d:\d\d:\d\d up  0:00, up \(1\)\n$", short), short
+    assert "(XEN)" in host.run("dmesg").stdout

@@ -147,3 +147,21 @@ def test_vtpm_attach_list_detach(host):
     assert p.returncode == 0, p.stderr
     assert host.run("vtpm-list", "g").stdout.count("\n") == 1
     assert host.run("xenstore-read", be_dir + "/uuid").returncode == 1
+
+
+def test_the_domain_gets_the_image_blkback_opened(host, tmp_path):
+    img = tmp_path / "disk.img"
+    img.write_bytes(b"IMAGE" + b"\0" * 4091)
+    cfg = host.config("vm", disks=[{"pdev_path": str(img), "vdev": "hda", "format": "raw",
+                                    "readwrite": 1}])
+    assert host.create("vm", cfg=cfg).returncode == 0
+    import json
+    import os
+
+    from conftest import procs_of
+
+    pid = [p for p in procs_of(host.root)
+           if b'"name": "vm"' in open("/proc/%d/cmdline" % p, "rb").read()][0]
+    spec = json.loads(open("/proc/%d/cmdline" % pid, "rb").read().split(b"\0")[-2])
+    fd = spec["block"]["hda"]
+    assert os.readlink("/proc/%d/fd/%d" % (pid, fd)) == str(img)
