@@ -141,6 +141,9 @@ def main() -> None:
           f"(grant page + 2 evtchn sends of {res['notify_us']:.1f} us each)")
     print(f"domain process USS           {res['uss_kb']:8d} kB  "
           f"(bare interpreter {bare} kB, +{res['uss_kb'] - bare} kB)")
+    if sys.flags.dont_write_bytecode:
+        print("  note: PYTHONDONTWRITEBYTECODE is set, so the domain compiled pyxl's modules "
+              "from source; with cached .pyc files the domain side costs ~1.3 MB less")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ def tpm_serve(
     no_startup: Annotated[bool, typer.Option(
         "--no-startup", help="Power on without TPM_Startup (the client must send it)")] = False,
     vendor: Annotated[str, typer.Option(
-        "--vendor", metavar="ID", help="TPM identity (ETHZ: the Xen vTPM's)")] = "ETHZ",
+        "--vendor", metavar="ID",
+        help="TPM identity: ETHZ (the Xen vTPM) or IBM (like swtpm, a hardware-like TPM)")
+    ] = "ETHZ",
     locality: Annotated[int, typer.Option(
         "--locality", metavar="N", help="Locality the commands are executed at")] = 0,
 ) -> int:

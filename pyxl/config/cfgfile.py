@@ -19,8 +19,10 @@ The parse tables come from grammar/xl.cfg.lark (package data): Lark computes
 the LALR(1) automaton, then Bison's policy is applied on top of it (default
 reductions, which states read a lookahead, which tokens an error message
 lists) so that errors name exactly the tokens xl names.  The tables are
-computed once and cached as JSON in the user's cache directory, so a normal
-run never imports Lark (start-up latency is benchmarked).
+computed once and cached (marshal) in the user's cache directory, so a
+normal run never imports Lark (start-up latency is benchmarked).  A few
+common statement shapes skip the automaton (see _FAST_RE) with identical
+effects.
 
 Values stay bytes-faithful: strings are decoded as UTF-8 with
 surrogateescape, so arbitrary bytes round-trip through .encode("utf-8",
@@ -333,12 +335,14 @@ def _compute_tables(grammar: str) -> dict:
                         x.name for x in arg.expansion))
                 reduces[sym] = rule_index[arg]
         rset = set(reduces.values())
-        token_shifts = {k: v for k, v in shifts.items()}
+        token_shifts = shifts
         # Bison: a state needs no lookahead when it has a single reduction
         # and shifts no token; it then reduces at once ("consistent").
         consistent = len(rset) <= 1 and (not rset or not token_shifts)
         default = None
         if rset and "ERROR" not in token_shifts:   # no default where `error` shifts
+            # the reduction with the most lookaheads (this grammar never has
+            # two reductions in one state, so ties cannot arise)
             counts = {r: list(reduces.values()).count(r) for r in rset}
             default = max(sorted(rset), key=lambda r: counts[r])
         explicit = {}
@@ -369,26 +373,27 @@ _TABLES: dict | None = None
 
 
 def parse_tables() -> dict:
-    """The parser tables, built once per grammar and Lark version and cached
-    in $XDG_CACHE_HOME/pyxl (recomputed if the cache is unusable)."""
+    """The parser tables, built once per grammar (and _TABLES_VERSION, bump
+    it when _compute_tables changes) and cached in $XDG_CACHE_HOME/pyxl;
+    an unreadable or malformed cache is rebuilt, never trusted."""
     global _TABLES
     if _TABLES is not None:
         return _TABLES
     raw = _grammar_bytes()
-    grammar = raw.decode("utf-8")
     key = "%08x%06x-%d" % (zlib.crc32(raw), len(raw), _TABLES_VERSION)
     path = os.path.join(_cache_dir(), f"xl.cfg-{key}.marshal")
     try:
         with open(path, "rb") as f:
             tables = marshal.load(f)
-        if not isinstance(tables, dict) or tables.get("version") != _TABLES_VERSION \
-                or tables.get("grammar") != raw:
-            raise ValueError
-    except (OSError, ValueError, EOFError, TypeError):
-        tables = _compute_tables(grammar)
+        if tables.get("version") != _TABLES_VERSION or tables.get("grammar") != raw:
+            raise ValueError("stale")
+        prepared = _prepare(tables)
+    except Exception:       # missing, truncated, foreign or malformed cache
+        tables = _compute_tables(raw.decode("utf-8"))
         tables["grammar"] = raw
         _write_cache(path, tables)
-    _TABLES = _prepare(tables)
+        prepared = _prepare(tables)
+    _TABLES = prepared
     return _TABLES
 
 
@@ -921,9 +926,23 @@ def _parse(data: bytes, path: str, warn: Warn | None, want_tree: bool):
 
 def read_config_data(path: str, extra: list[str] = ()) -> bytes:
     """What xl create hands to libxlu: the file's bytes, then -- if there are
-    KEY=VALUE extras -- "\\n" + the extras joined by "\\n" + "\\n".  Raises
+    KEY=VALUE extras -- "\\n", each extra followed by "\\n", and "\\n".  Raises
     ConfigReadError with xl's message (exit 3) when the file cannot be read."""
     spath = os.fsdecode(path)
+    if spath == "/dev/null":          # xl create special-cases it: empty config
+        data = b""
+    else:
+        data = _read_file(path, spath)
+    extras = [e.encode("utf-8", "surrogateescape") if isinstance(e, str) else e
+              for e in extra]
+    if extras:
+        # xl: each KEY=VALUE + "\n" into extra_config, then sprintf("\n%s\n")
+        data += b"\n" + b"".join(e + b"\n" for e in extras) + b"\n"
+    return data
+
+
+def _read_file(path, spath: str) -> bytes:
+    """libxl_read_file_contents: a regular file, read whole."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as e:
@@ -948,12 +967,7 @@ def read_config_data(path: str, extra: list[str] = ()) -> bytes:
             chunks.append(chunk)
     finally:
         os.close(fd)
-    data = b"".join(chunks)
-    extras = [e.encode("utf-8", "surrogateescape") if isinstance(e, str) else e
-              for e in extra]
-    if extras:
-        data += b"\n" + b"\n".join(extras) + b"\n"
-    return data
+    return b"".join(chunks)
 
 
 def read_config(path: str, extra: list[str] = (), warn: Warn | None = None) -> XluConfig:

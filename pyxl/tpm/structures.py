@@ -785,3 +785,22 @@ class TPM_CONTEXT_BLOB(TPMStruct):
 
 
 ALL_STRUCTURES += [TPM_CONTEXT_SENSITIVE, TPM_CONTEXT_BLOB]
+
+
+@dataclass
+class TPM_SIGN_INFO(TPMStruct):
+    """What TickStampBlob (and the INFO signature scheme) signs (Part 2 11.2)."""
+    fixed: bytes = b"TSTP"
+    replay: bytes = bytes(20)
+    data: bytes = b""
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_SIGNINFO).bytes(self.fixed).bytes(self.replay).sized32(self.data)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_SIGNINFO, "TPM_SIGN_INFO")
+        return cls(r.bytes(4, "fixed"), r.digest(), r.sized32("data"))
+
+
+ALL_STRUCTURES += [TPM_SIGN_INFO]

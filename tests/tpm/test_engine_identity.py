@@ -220,3 +220,22 @@ def test_key_and_session_contexts(world):
     assert run(tpm, 0xC1, 0xB7, u32(len(ablob)) + ablob).rc == RC.TPM_BADCONTEXT
     tpm.power_on("clear")
     assert run(tpm, 0xC1, 0xB5, u32(len(kblob)) + kblob).rc == RC.TPM_BADCONTEXT
+
+
+def test_tickstampblob(world):
+    tpm, _ = world
+    parent = load_key2(tpm, create_wrap_key(tpm))
+    blob = create_wrap_key(tpm, parent, b"k" * 20, b"s" * 20,
+                           key_template(usage=0x10, es=1, ss=2), entity=(1, parent))
+    h = load_key2(tpm, blob, parent, b"k" * 20)
+    nonce, digest = os.urandom(20), sha1(b"stamp me")
+    r, out = auth1(tpm, 0xF2, u32(h), nonce + digest, b"s" * 20)
+    assert r.rc == 0
+    ticks = S.TPM_CURRENT_TICKS.unmarshal(Reader(out))
+    tb = ticks.to_bytes()
+    sig = out[len(tb) + 4:]
+    signed = u16(5) + b"TSTP" + nonce + u32(20 + len(tb)) + digest + tb
+    pub = parse_pubkey(S.TPM_KEY.from_bytes(blob).pubkey().to_bytes())[0]
+    pub.verify(sig, signed, padding.PKCS1v15(), hashes.SHA1())
+    for k in (h, parent):
+        run(tpm, 0xC1, 0xBA, u32(k) + u32(1))
