@@ -568,13 +568,13 @@ class HostState:
                 self.monitor_log(dom, "Done. Exiting now")
                 return
             self.monitor_log(dom, "Domain %d has been destroyed." % domid)
-            try:
-                new = self.create(dom.config, dom.config_file, dom.config_text,
-                                  monitor=True)
-                self.monitor_log(dom, "Waiting for domain %s (domid %s) to die [pid %d]"
-                                 % (dom.name, new["domid"], os.getpid()))
-            except Fault as f:
-                self.monitor_log(dom, f.message)
+        # the new domain is made outside the lock: create waits for device backends
+        try:
+            new = self.create(dom.config, dom.config_file, dom.config_text, monitor=True)
+            self.monitor_log(dom, "Waiting for domain %s (domid %s) to die [pid %d]"
+                             % (dom.name, new["domid"], os.getpid()))
+        except Fault as f:
+            self.monitor_log(dom, f.message)
 
     # -- other domain operations -----------------------------------------
     def rename(self, dom_q: str, new: str) -> None:
