@@ -99,3 +99,28 @@ class Host:
                 p.kill()
             p.wait(5)
         self.hv.close()
+
+
+def spawn_kernel(host: Host, domid: int, name: str, kernel: str, cmdline: str = "",
+                 disks: dict | None = None) -> subprocess.Popen:
+    """Start a domain the way the toolstack does: pyxl.domain.process.main
+    with a spec naming the kernel, its hypervisor socket and its block fds."""
+    import json
+    fds = {vdev: os.open(path, os.O_RDWR) for vdev, path in (disks or {}).items()}
+    sock = host.hv.connect_domain(domid)
+    spec = {"domid": domid, "name": name, "uuid": "00000000-0000-0000-0000-%012d" % domid,
+            "kernel": kernel, "cmdline": cmdline, "memkb": 16384, "vcpus": 1,
+            "hv_fd": sock.fileno(), "block": fds,
+            "status": str(host.tmp / ("status-%d" % domid)), "xenbus": ""}
+    env = dict(os.environ, PYXL_MINIOS_BOOT_DELAY="0",
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    try:
+        p = subprocess.Popen([sys.executable, "-c", "from pyxl.domain.process import main; main()",
+                              json.dumps(spec)], pass_fds=[sock.fileno(), *fds.values()],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    finally:
+        sock.close()
+        for fd in fds.values():
+            os.close(fd)
+    host.procs.append(p)
+    return p

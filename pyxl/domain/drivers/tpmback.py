@@ -34,6 +34,8 @@ from .tpmif import (TPMIF_STATE_CANCEL, TPMIF_STATE_SUBMIT, SharedPage, TpmifErr
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _NEW_FE = re.compile(r"^backend/vtpm/(\d+)/(\d+)$")
 _FE_STATE = re.compile(r"^/local/domain/(\d+)/device/vtpm/(\d+)/state$")
+TOKEN = "tpmback"    # one token for all our watches: other waiters in this domain
+                     # (tpmfront's state waits) must never lose their events to us
 POLL = 0.1          # how often a request waiter looks for newly connected interfaces
 
 DISCONNECTED, DISCONNECTING, CONNECTED = 0, 1, 2
@@ -162,7 +164,7 @@ class TpmBack:
             self.tpms.sort(key=lambda x: (x.domid, x.handle))
         try:
             self.xen.write(t.be_path + "/feature-protocol-v2", "1")
-            self.xen.watch(t.fe_state_path, t.fe_state_path)
+            self.xen.watch(t.fe_state_path, TOKEN)
         except OSError as e:
             self.err("Unable to write feature-protocol-v2 node: %s\n" % e.strerror)
             with self.cond:
@@ -266,7 +268,7 @@ class TpmBack:
                 self.tpms.remove(t)
             self.cond.notify_all()
         try:
-            self.xen.unwatch(t.fe_state_path, t.fe_state_path)
+            self.xen.unwatch(t.fe_state_path, TOKEN)
         except OSError:
             pass
         try:
@@ -320,7 +322,7 @@ class TpmBack:
 
     def _listener(self) -> None:
         try:
-            self.xen.watch("backend/vtpm", "backend/vtpm")
+            self.xen.watch("backend/vtpm", TOKEN)
         except OSError as e:
             self.err("xenbus_watch_path_token(backend/vtpm) failed with error %s!\n" % e.strerror)
             self._started.set()
@@ -328,12 +330,12 @@ class TpmBack:
         self._started.set()
         self._scan()
         while not self.closed and not self.xen.closed:
-            ev = self.xen.read_watch(0.5)
+            ev = self.xen.read_watch(0.5, token=TOKEN)
             if ev is None or self.closed:
                 continue
-            path, token = ev
+            path = ev[0]
             try:
-                if token == "backend/vtpm":
+                if not path.startswith("/"):
                     m = re.match(r"^(?:%s/)?backend/vtpm/(\d+)/(\d+)(/.*)?$"
                                  % re.escape(self.xen.home), path)
                     if m:
@@ -344,7 +346,7 @@ class TpmBack:
                             if t is not None:
                                 self._free_tpmif(t)    # the toolstack removed the device
                 else:
-                    self.handle_event(token)
+                    self.handle_event(path)
             except OSError:
                 if self.xen.closed:
                     break
@@ -465,7 +467,7 @@ class TpmBack:
         for t in tpms:
             self._free_tpmif(t)
         try:
-            self.xen.unwatch("backend/vtpm", "backend/vtpm")
+            self.xen.unwatch("backend/vtpm", TOKEN)
         except OSError:
             pass
         self._thread.join(2)
