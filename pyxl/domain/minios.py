@@ -38,3 +38,41 @@ def argv_of(cmdline: str) -> list[str]:
 
 def echo_args(printk: Printk, argv: list[str]) -> None:
     printk("".join('"%s" ' % a for a in argv) + "\n")
+
+
+SHUTDOWN_REASONS = {"poweroff": 0, "reboot": 1}
+SHUTDOWN_CRASH = 3
+
+
+def start_shutdown_thread(xen, printk, app_shutdown=None):
+    """mini-os shutdown_thread: wait for the toolstack's control/shutdown
+    request, clear it, print `Shutting down (<req>)`, hand the reason to
+    app_shutdown -- whose default (the seed stub domains keep it) only prints
+    `Shutdown requested: <n>`: the domain keeps running, which is why the
+    guide says the manager must be destroyed.  One request is handled.
+    libxl creates the node empty; only a written request counts here."""
+    path = "control/shutdown"
+
+    def run():
+        try:
+            xen.watch(path, "minios-shutdown")
+            while True:
+                value = xen.read_str(path, default="")
+                if value:
+                    break
+                if xen.read_watch(None, token="minios-shutdown") is None:
+                    return
+            xen.unwatch(path, "minios-shutdown")
+            xen.write(path, "")
+        except OSError:
+            return
+        printk("Shutting down (%s)\n" % value)
+        reason = SHUTDOWN_REASONS.get(value, SHUTDOWN_CRASH)
+        if app_shutdown is not None:
+            app_shutdown(reason)
+        else:
+            printk("Shutdown requested: %d\n" % reason)
+
+    t = threading.Thread(target=run, name="shutdown", daemon=True)
+    t.start()
+    return t

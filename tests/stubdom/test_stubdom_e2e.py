@@ -125,6 +125,11 @@ def test_guide_chain_and_persistence(host):
     assert f"INFO[VTPM]: Registered vtpm {UUID}\r\n" in con
     assert f"INFO[VTPM]: Saved hash and key for vtpm {UUID}\r\n" in con
 
+    # xl shutdown of a seed stub domain: mini-os prints and keeps running
+    host.xs.write(f"/local/domain/{MGR}/control/shutdown", "poweroff")
+    host.wait_console(MGR, "Shutting down (poweroff)\r\nShutdown requested: 0\r\n")
+    assert mgr.poll() is None
+
     # a second life for the vTPM: same disk, same uuid -> same state
     host.destroy(VTPM)
     host.destroy(GUEST)
@@ -149,3 +154,17 @@ def test_guide_chain_and_persistence(host):
     con = host.wait_console(MGR, "Waiting for commands from vTPM's:")
     assert "INFO[VTPM]: Loaded 1 vtpms!\r\n" in con and "Failed to read manager" not in con
     assert f"INFO[VTPM]: Registered vtpm {UUID}\r\n" in con
+
+
+def test_manager_seed_option_bug_crashes_the_domain(host):
+    mgr = start_manager(host, "owner_auth=well-known")
+    assert mgr.wait(30) == 64 + 3                         # SHUTDOWN_crash
+    con = host.console(MGR)
+    assert ("ERROR[VTPM]: Invalid auth string =well-known\r\n"
+            "ERROR[VTPM]: Invalid Option owner_auth=well-known\r\n"
+            "ERROR[VTPM]: Command line parsing failed! exiting..\r\n"
+            "Tpmback:Info Shutting down tpm backend\r\n"
+            "INFO[VTPM]: VTPM Manager stopped.\r\n"
+            "ERROR[VTPM]: Unable to initialize vtpmmgr domain!\r\n") in con
+    assert con.endswith("main returned -1\r\nDo_exit called!\r\n")
+    assert host.tis.commands == 0                          # never touched the TPM

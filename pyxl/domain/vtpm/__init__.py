@@ -19,13 +19,14 @@ BOOT_DELAY_ENV = "PYXL_MINIOS_BOOT_DELAY"     # seed main() sleeps 2 s before an
 
 
 def boot(dom) -> None:
-    from pyxl.domain.minios import argv_of, echo_args, make_printk
+    from pyxl.domain.minios import argv_of, echo_args, make_printk, start_shutdown_thread
 
     from .main import Vtpm
 
     printk = make_printk(dom.console_write)
     argv = argv_of(dom.cmdline)
     echo_args(printk, argv)
+    start_shutdown_thread(dom.xen, printk)
     time.sleep(float(os.environ.get(BOOT_DELAY_ENV, "2")))
     ret = Vtpm(dom, printk).main(argv)
     printk("main returned %d\n" % ret)

@@ -17,13 +17,14 @@ BOOT_DELAY_ENV = "PYXL_MINIOS_BOOT_DELAY"
 
 
 def boot(dom) -> None:
-    from pyxl.domain.minios import argv_of, echo_args, make_printk
+    from pyxl.domain.minios import argv_of, echo_args, make_printk, start_shutdown_thread
 
     from .main import Manager
 
     printk = make_printk(dom.console_write)
     argv = argv_of(dom.cmdline)
     echo_args(printk, argv)
+    start_shutdown_thread(dom.xen, printk)
     time.sleep(float(os.environ.get(BOOT_DELAY_ENV, "2")))
     ret = Manager(dom, printk).main(argv)
     printk("main returned %d\n" % ret)

@@ -122,6 +122,8 @@ class HwTpm:
         return s
 
     def terminate_handle(self, handle: int) -> None:
+        if handle == 0:
+            return                   # nothing open: the seed does not even log the call
         self._cmd("TPM_TerminateHandle", C.TPM_ORD_Terminate_Handle, struct.pack(">I", handle))
         self.log.info("Auth Session: 0x%x closed by TPM_TerminateHandle\n" % handle, "TPM")
 
@@ -192,6 +194,8 @@ class HwTpm:
         return handle
 
     def evict_key(self, handle: int) -> None:
+        if handle == 0:
+            return
         self._cmd("TPM_EvictKey", C.TPM_ORD_EvictKey, struct.pack(">I", handle))
         self.log.info("Key handle: 0x%x closed by TPM_EvictKey\n" % handle, "TPM")
 

@@ -233,9 +233,11 @@ class Manager:
             opts = self.parse_cmdline(argv)
         except OptionError:
             self.log.error("Command line parsing failed! exiting..\n")
+            self.shutdown()
             return False
         if not self._init_storage():
             self.log.error("Unable to initialize storage subsystem!\n")
+            self.shutdown()
             return False
         self.back = TpmBack(self.dom.xen, self.printk)
         if opts["tpmdriver"] == "tpm_tis":
@@ -308,6 +310,8 @@ class Manager:
                     pass
         if self.back is not None:
             self.back.shutdown()
+        else:                        # shutdown_tpmback logs even if never started
+            self.printk("Tpmback:Info Shutting down tpm backend\n")
         if self.tis is not None:
             self.tis.shutdown()
         self.log.info("VTPM Manager stopped.\n")
