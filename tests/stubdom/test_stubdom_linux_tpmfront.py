@@ -38,6 +38,13 @@ def test_sysfs_files_through_the_vtpm(host):  # noqa: F811
     vcon = host.wait_console(VTPM, f"Tpmback:Info Frontend {GUEST}/0 disconnected")
     assert f"Tpmback:Info Frontend {GUEST}/0 connected" in vcon
     assert vtpm.poll() is None            # a clean close: the vTPM waits for a re-open
+    # the next kernel opens it again (pv-grub's measure-then-kexec pattern): same vTPM,
+    # PCR 16 still holds the extend
+    q = host.spawn(GUEST, [str(HERE / "tpm_client_domain.py"),
+                           (b"\x00\xc1\x00\x00\x00\x0e\x00\x00\x00\x15" + bytes([0, 0, 0, 16])).hex()])
+    out, err = q.communicate(timeout=60)
+    assert q.returncode == 0, err.decode()
+    assert bytes.fromhex(json.loads(out)[0])[10:30] == ext
 
 
 def test_backend_without_protocol_v2_is_refused(host):  # noqa: F811
