@@ -1,5 +1,11 @@
 """`pyxl tpm-serve`: the TPM 1.2 engine alone, as a raw command socket that
-TrouSerS' `tcsd -e` (TCSD_TCP_DEVICE_PORT) or any swtpm client can use."""
+TrouSerS' `tcsd -e` (TCSD_TCP_DEVICE_PORT) or any swtpm client can use.
+
+Once it accepts connections it prints one line on stdout, for scripts:
+    pyxl tpm-serve: ready, tcp 127.0.0.1:PORT[, unix PATH], state DIR[ (new TPM)]
+Errors go to stderr; exit 0 after a clean stop (SIGTERM/SIGINT: TPM_SaveState,
+state written), 1 for a busy/damaged state dir or a port in use, 2 for bad
+options.  See pyxl/tpm/serve.py for framing and the state dir."""
 
 from __future__ import annotations
 
@@ -26,7 +32,9 @@ def tpm_serve(
     no_startup: Annotated[bool, typer.Option(
         "--no-startup", help="Power on without TPM_Startup (the client must send it)")] = False,
     vendor: Annotated[str, typer.Option(
-        "--vendor", metavar="ID", help="TPM identity (ETHZ: the Xen vTPM's)")] = "ETHZ",
+        "--vendor", metavar="ID",
+        help="TPM identity: ETHZ (the Xen vTPM) or IBM (like swtpm, a hardware-like TPM)")
+    ] = "ETHZ",
     locality: Annotated[int, typer.Option(
         "--locality", metavar="N", help="Locality the commands are executed at")] = 0,
 ) -> int:

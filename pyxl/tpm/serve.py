@@ -404,6 +404,9 @@ class TPMServer:
             conn = Conn(sock, peer, Framer(), time.monotonic())
             self.conns[sock] = conn
             self.sel.register(sock, selectors.EVENT_READ, ("conn", conn))
+            # tcsd writes its command right after connecting: often it is
+            # already here, so serve it without another trip through select()
+            self._readable(conn)
 
     def _readable(self, conn: Conn) -> None:
         try:
@@ -475,13 +478,24 @@ class TPMServer:
         """The whole response in one send() (tcsd reads it with one read())."""
         sock = conn.sock
         try:
-            sock.settimeout(SEND_TIMEOUT)
-            sock.sendall(resp)
-            sock.setblocking(False)
+            sent = sock.send(resp)        # non-blocking; a fresh socket takes it all
+            if sent < len(resp):          # a full send buffer: finish it blocking
+                sock.settimeout(SEND_TIMEOUT)
+                sock.sendall(resp[sent:])
+                sock.setblocking(False)
             return True
+        except BlockingIOError:
+            try:
+                sock.settimeout(SEND_TIMEOUT)
+                sock.sendall(resp)
+                sock.setblocking(False)
+                return True
+            except OSError:
+                pass
         except OSError:
-            self._close(conn)
-            return False
+            pass
+        self._close(conn)
+        return False
 
     def _close(self, conn: Conn) -> None:
         if self.conns.pop(conn.sock, None) is None:
@@ -549,15 +563,14 @@ def resolve_identity(vendor: str):
         raise ServeError("the TPM engine is not available in this build (%s)" % e)
 
     known = {}
-    for name in dir(ident):
+    for name in dir(ident):      # every Identity the engine defines, by its vendor ID
         obj = getattr(ident, name)
-        vid = getattr(obj, "vendor", None) or getattr(obj, "vendor_id", None)
-        if name.isupper() and vid is not None:
-            key = vid.decode("latin-1") if isinstance(vid, bytes) else str(vid)
-            known.setdefault(key.rstrip("\0").upper(), obj)
+        if isinstance(obj, ident.Identity):
+            known.setdefault(obj.vendor_id.decode("latin-1").rstrip("\0 ").upper(), obj)
     if vendor.upper() in known:
         return known[vendor.upper()]
-    raise ServeError("unknown --vendor %s (known: %s)" % (vendor, ", ".join(sorted(known)) or "none"))
+    raise ServeError("unknown --vendor %s (known: %s)"
+                     % (vendor, ", ".join(sorted(known)) or "none"))
 
 
 def open_engine(opts: Options, state: StateDir, log: Callable[[str], None]):
@@ -578,8 +591,22 @@ def open_engine(opts: Options, state: StateDir, log: Callable[[str], None]):
         except Exception as e:   # TPMStateError and anything else a bad blob provokes
             raise ServeError("cannot load %s: %s (left untouched)" % (state.state_path, e))
         fresh = False
-    tpm.power_on(opts.startup)
+    try:
+        rc = tpm.power_on("none" if opts.startup is None else opts.startup)
+    except Exception as e:   # TPM_Startup refused, e.g. ST_STATE with nothing saved
+        raise ServeError("power-on with TPM_Startup(%s) failed: %s" % (opts.startup, e))
+    if rc:                   # the engine reports TPM_Startup's return code
+        raise ServeError("power-on with TPM_Startup(%s) failed: %s"
+                         % (opts.startup, _rc_name(rc)))
     return tpm, fresh
+
+
+def _rc_name(rc: int) -> str:
+    try:
+        from pyxl.tpm import constants
+        return "%s (%d)" % (constants.rc_name(rc), rc)
+    except Exception:
+        return "return code %d" % rc
 
 
 def run(opts: Options, engine_factory=open_engine) -> int:

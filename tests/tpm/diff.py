@@ -151,7 +151,8 @@ def gen_getcap():
         out.append(_gc("CHECK_LOADED RSA%d" % bits, 0x08, parms))
     out += [_gc("KEY_STATUS SRK", 0x0C, u32(0x40000000)), _gc("NV_LIST", 0x0D),
             _gc("NV_INDEX 0x00011101", 0x11, u32(0x00011101)),
-            _gc("NV_INDEX 0xFFFFFFFF", 0x11, u32(0xFFFFFFFF)), _gc("MFR", 0x10),
+            _gc("NV_INDEX 0xFFFFFFFF", 0x11, u32(0xFFFFFFFF)),
+            _gc("NV_INDEX 0x10000001", 0x11, u32(0x10000001)), _gc("MFR", 0x10),
             _gc("SELECT_SIZE 1.2/3", 0x18, bytes([1, 2]) + u16(3)),
             _gc("SELECT_SIZE 1.2/4", 0x18, bytes([1, 2]) + u16(4)),
             _gc("DA_LOGIC owner", 0x19, u16(2)),
@@ -471,8 +472,8 @@ def compare(cmd: Cmd, a: Answer, b: Answer, declared: dict[str, str] | None = No
     return v
 
 
-def run(a_addr, b_addr, cmds: list[Cmd], declared=None, timeout=10.0, wait_timeout=0.6,
-        linger=0.3) -> list[Verdict]:
+def run(a_addr, b_addr, cmds: list[Cmd], declared=None, timeout=10.0, wait_timeout=0.5,
+        linger=0.2) -> list[Verdict]:
     """Replay `cmds` against both endpoints, one command at a time, each on a
     new connection; answers of earlier commands feed later ones (handles)."""
     prev = {"a": {}, "b": {}}

@@ -28,7 +28,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -344,7 +343,3 @@ class Tcsd:
 def _text(b: bytes | None) -> str:
     # tpm_version writes stray bytes (and NULs) to stderr; keep printable text
     return (b or b"").replace(b"\0", b"").decode("utf-8", "replace")
-
-
-def python_cmd() -> list[str]:
-    return [sys.executable]
