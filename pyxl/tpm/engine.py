@@ -11,7 +11,11 @@ same return codes: header and paramSize, ordinal table (TPM_BAD_ORDINAL),
 then per command: parameters (short -> TPM_BAD_PARAM_SIZE), auth trailers,
 state checks (lockout, post-init, disabled, deactivated, owner), the
 command's allowed tags (TPM_BADTAG), leftover bytes (TPM_BAD_PARAM_SIZE).
-The commands themselves live in pyxl/tpm/commands/.
+
+This module holds the frame checks, the dispatch table, the authorization
+sessions (Ctx.verify: OIAP/OSAP HMAC-SHA1, ADIP) and the state containers;
+the commands live in pyxl/tpm/commands/ (one module per area, registered
+with @command), the state blob in state.py.
 """
 
 from __future__ import annotations
@@ -169,7 +173,6 @@ class Ctx:
         self.auths: list[AuthIn] = []
         self.in_digest = b""
         self.out_skip = 0            # leading output bytes not in the HMAC (handles)
-        self.started = False
 
     def mark(self, r: Reader) -> None:
         """The HMAC'ed parameters start here (after the handles)."""
@@ -181,7 +184,6 @@ class Ctx:
         n = _AUTHS_OF_TAG.get(self.tag, 0) if self.tag in tags else 0
         for _ in range(n):
             self.auths.append(AuthIn(r.u32(), r.bytes(20), r.u8(), r.bytes(20)))
-        self.started = True
         tpm.check_state(self.tag, check)
         if self.tag not in tags:
             raise TPMError(C.TPM_BADTAG)
@@ -438,7 +440,7 @@ class TPM:
         if handle in (C.TPM_KH_SRK, C.TPM_KH_EK) or self.keys.pop(handle, None) is None:
             raise TPMError(C.TPM_INVALID_KEYHANDLE)
 
-    def key_by_handle(self, handle: int, *, allow_ek: bool = False) -> LoadedKey:
+    def key_by_handle(self, handle: int) -> LoadedKey:
         if handle == C.TPM_KH_SRK:
             if self.perm.srk is None:
                 raise TPMError(C.TPM_INVALID_KEYHANDLE)
