@@ -21,6 +21,7 @@ with @command), the state blob in state.py.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -302,6 +303,7 @@ class TPM:
         self._last_dump: bytes | None = None
         self._dirty = True
         self.internal_errors = 0                 # handler bugs turned into TPM_FAIL
+        self._lock = threading.RLock()           # one command at a time, as on a chip
         self._power_off()
 
     # -- power and start-up ------------------------------------------------
@@ -348,7 +350,8 @@ class TPM:
     # -- persistent state -----------------------------------------------------
     def dump(self) -> bytes:
         from .state import dump_state
-        blob = dump_state(self)
+        with self._lock:
+            blob = dump_state(self)
         self._last_dump = blob
         self._dirty = False
         return blob
@@ -471,7 +474,8 @@ class TPM:
     def execute(self, request: bytes, locality: int = 0) -> bytes:
         """Run one command frame; always returns a response frame."""
         try:
-            return self._execute(bytes(request), locality)
+            with self._lock:
+                return self._execute(bytes(request), locality)
         except Exception:  # a handler bug must not take the TPM (or its server) down
             self.internal_errors += 1
             log.exception("TPM engine internal error")
