@@ -144,6 +144,8 @@ class PermanentData:
     counters: dict[int, Counter] = field(default_factory=dict)
     counter_floor: int = 0                 # highest value of a released counter
     evict_keys: dict[int, LoadedKey] = field(default_factory=dict)   # owner-evict keys
+    audited: set[int] = field(default_factory=set)                     # audited ordinals
+    audit_counter: int = 0                 # auditMonotonicCounter
     auth_fail_count: int = 0
 
 
@@ -294,6 +296,8 @@ class TPM:
         self.clock = clock
         self.perm = PermanentData()
         self.perm.nv = default_nv()
+        from .commands.audit import default_audited
+        self.perm.audited = default_audited(identity)
         self.perm.flags.nvLocked = identity.nv_locked
         self.perm.flags.readSRKPub = identity.read_srk_pub
         if generate_ek:
@@ -327,6 +331,7 @@ class TPM:
         self.context_nonce_session = random_bytes(20)   # renewed by every start-up
         self.context_count = 0
         self.saved_sessions: set[int] = set()           # contextCounts of saved sessions
+        self.audit_digest = bytes(20)                   # renewed by TPM_Startup(ST_CLEAR)
 
     def power_on(self, startup: str | None = "clear") -> int:
         """TPM_Init followed by TPM_Startup(startup), as vtpm-stubdom does.
@@ -511,6 +516,10 @@ class TPM:
             self._end_sessions(ctx, C.TPM_BAD_PARAM_SIZE)
             return _error(C.TPM_BAD_PARAM_SIZE)
         if ordinal not in READ_ONLY:
+            self.mark_dirty()
+        if ordinal in self.perm.audited:
+            from .commands.audit import audit
+            audit(self, ctx, out)
             self.mark_dirty()
         return self._respond(ctx, out)
 

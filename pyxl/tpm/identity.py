@@ -33,6 +33,7 @@ class Identity:
     pcrs_ff_at_startup: frozenset = frozenset(range(16, 24))
     nv_locked: bool = True                # initial TPM_PERMANENT_FLAGS.nvLocked
     read_srk_pub: bool = True             # initial TPM_PERMANENT_FLAGS.readSRKPub
+    audit_by_default: bool = False        # libtpms audits the owner/EK commands from the start
 
     def __post_init__(self):
         if len(self.vendor_id) != 4:
@@ -49,4 +50,5 @@ IBM_SWTPM_IDENTITY = Identity(
     manufacturer=0x49424D00, max_random=4082, input_buffer=4096, max_keys=20,
     max_sessions=16, tis_timeouts=(1000000, 1000000, 1000000, 1000000),
     durations=(50000000, 100000000, 300000000), physical_presence=False,
-    pcrs_ff_at_startup=frozenset(range(17, 23)), nv_locked=False, read_srk_pub=False)
+    pcrs_ff_at_startup=frozenset(range(17, 23)), nv_locked=False, read_srk_pub=False,
+    audit_by_default=True)

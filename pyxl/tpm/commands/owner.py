@@ -46,6 +46,8 @@ def clear_owner(tpm) -> None:
     p.counters.clear()
     tpm.active_counter = None
     p.evict_keys.clear()
+    from .audit import default_audited
+    p.audited = default_audited(tpm.identity)
     tpm.reset_keys()
     tpm.sessions.clear()
 
