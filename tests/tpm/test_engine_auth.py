@@ -279,3 +279,11 @@ def test_hardware_like_identity_needs_physical_presence():
     assert run(tpm, 0xC1, 0x71, b"\x01").rc == RC.TPM_BAD_PRESENCE
     r = getcap(tpm, 0x1A)
     assert r.body[4 + 2:4 + 13] == bytes.fromhex("0102129e000203") + b"IBM\x00"
+
+
+def test_owner_read_pubek(owned):
+    r, out = auth1(owned, 0x7D, b"", b"", OWNER)
+    assert r.rc == 0
+    pub, used = parse_pubkey(out)
+    assert used == len(out) and pub.public_numbers().n == owned.perm.ek.n
+    assert auth1(owned, 0x7D, b"", b"", bytes(20))[0].rc == RC.TPM_AUTHFAIL
