@@ -80,7 +80,8 @@ def state_dict(tpm) -> dict:
             "ek": _rsa_out(p.ek),
             "ek_reset": _h(p.ek_reset),
             "srk": _key_out(p.srk),
-            "nv": [{"pub": a.pub.to_bytes().hex(), "auth": a.auth.hex(), "data": bytes(a.data).hex()}
+            "nv": [{"pub": a.pub.to_bytes().hex(), "auth": a.auth.hex(),
+                    "data": bytes(a.data).hex()}
                    for _, a in sorted(p.nv.items())],
             "counters": [[i, c.label.hex(), c.value, c.auth.hex()]
                          for i, c in sorted(p.counters.items())],

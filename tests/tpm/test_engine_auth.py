@@ -236,7 +236,8 @@ def test_session_slots_run_out(tpm):
 
 
 def test_osap_for_unknown_entities(owned):
-    assert run(owned, 0xC1, 0x0B, u16(1) + u32(0x01000005) + bytes(20)).rc == RC.TPM_INVALID_KEYHANDLE
+    r = run(owned, 0xC1, 0x0B, u16(1) + u32(0x01000005) + bytes(20))
+    assert r.rc == RC.TPM_INVALID_KEYHANDLE
     assert run(owned, 0xC1, 0x0B, u16(0x0B) + u32(0x1234) + bytes(20)).rc == RC.TPM_BADINDEX
     assert run(owned, 0xC1, 0x0B, u16(0x0C) + u32(0) + bytes(20)).rc == RC.TPM_NOOPERATOR
 

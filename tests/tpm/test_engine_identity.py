@@ -53,8 +53,8 @@ def test_activate_identity_and_quote2(world):
     key, _ = make_identity(tpm)
     h = load_key2(tpm, key.to_bytes())
     sym = S.TPM_SYMMETRIC_KEY(C.TPM_ALG_AES128, C.TPM_ES_SYM_CTR, os.urandom(16))
-    act = S.TPM_EK_BLOB_ACTIVATE(sym, sha1(key.pubkey().to_bytes()),
-                                 S.TPM_PCR_INFO_SHORT(S.TPM_PCR_SELECTION(bytes(3)), 0x1F, bytes(20)))
+    no_pcrs = S.TPM_PCR_INFO_SHORT(S.TPM_PCR_SELECTION(bytes(3)), 0x1F, bytes(20))
+    act = S.TPM_EK_BLOB_ACTIVATE(sym, sha1(key.pubkey().to_bytes()), no_pcrs)
     blob = ek.encrypt(S.TPM_EK_BLOB(1, act.to_bytes()).to_bytes(), OAEP_TCPA)
     r, out = auth2(tpm, 0x7A, u32(h), u32(len(blob)) + blob, Session(tpm), IDAUTH,
                    Session(tpm), OWNER)

@@ -195,7 +195,8 @@ def build(c: Client, op) -> bytes | None:
             h = c.keys[-1]
             blob = c.blobs[a[0]]
             s1, s2 = Session(tpm), Session(tpm)
-            t = s1.trailer(0x18, blob, b"k" * 20) + s2.trailer(0x18, blob, b"d" * 20 if a[1] else bytes(20))
+            data_auth = b"d" * 20 if a[1] else bytes(20)
+            t = s1.trailer(0x18, blob, b"k" * 20) + s2.trailer(0x18, blob, data_auth)
             c.send(frame(0xC3, 0x18, u32(h) + blob + t))
         return None
     if name == "audit":
@@ -244,7 +245,7 @@ def run_stream(tpm, steps, c=None, locality=0):
         if mut is not None and raw:
             raw = mutate(raw, *mut)
         rsp = c.send(raw, locality=locality)
-        if op[0] == "oiap" and rsp[6:10] == bytes(4):
+        if op[0] == "oiap" and mut is None and rsp[6:10] == bytes(4):
             c.sessions.append(struct.unpack(">I", rsp[10:14])[0])
     return c
 

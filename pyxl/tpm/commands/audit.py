@@ -16,7 +16,7 @@ from ..crypto import sha1
 from ..engine import CHECK_ALL, CHECK_ALLOW_NO_OWNER, T0, T1, T10, TPMError, command
 from ..marshal import Writer
 from ..structures import TPM_COUNTER_VALUE, TPM_SIGN_INFO
-from .keys import _sign_key
+from .keys import sign_key
 
 O = C.TPM_ORD
 DEFAULT_AUDITED = frozenset({
@@ -77,7 +77,7 @@ def GetAuditDigestSigned(tpm, ctx, r):
     close = r.u8()
     anti_replay = r.digest()
     ctx.start(r, T10, CHECK_ALL)
-    key = _sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
+    key = sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
     if key.blob.algorithmParms.sigScheme not in (C.TPM_SS_RSASSAPKCS1v15_SHA1,
                                                  C.TPM_SS_RSASSAPKCS1v15_INFO):
         raise TPMError(C.TPM_INVALID_KEYUSAGE)
