@@ -288,3 +288,13 @@ def test_owner_read_pubek(owned):
     pub, used = parse_pubkey(out)
     assert used == len(out) and pub.public_numbers().n == owned.perm.ek.n
     assert auth1(owned, 0x7D, b"", b"", bytes(20))[0].rc == RC.TPM_AUTHFAIL
+
+
+def test_clear_on_a_hardware_like_tpm_disables_it():
+    from pyxl.tpm.identity import IBM_SWTPM_IDENTITY
+    tpm = TPM(IBM_SWTPM_IDENTITY, key_source=key_pool())
+    tpm.power_on()
+    take_ownership(tpm)
+    assert auth1(tpm, 0x5B, b"", b"", OWNER)[0].rc == 0
+    assert tpm.perm.flags.disable and tpm.perm.flags.deactivated
+    assert run(tpm, 0xC1, 0x7C, bytes(20)).rc == RC.TPM_DISABLED      # as recorded on libtpms
