@@ -9,6 +9,7 @@ options.  See pyxl/tpm/serve.py for framing and the state dir."""
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -24,6 +25,9 @@ def tpm_serve(
              "default 6545, tcsd's, unless --unix is given)")] = None,
     unix: Annotated[Optional[str], typer.Option(
         "--unix", metavar="PATH", help="Also (or only) listen on this Unix socket")] = None,
+    unix_mode: Annotated[Optional[str], typer.Option(
+        "--unix-mode", metavar="MODE",
+        help="Permissions of the Unix socket, octal (0666 lets tcsd, user tss, connect)")] = None,
     host: Annotated[str, typer.Option(
         "--host", metavar="ADDR", help="Address to listen on")] = "127.0.0.1",
     startup: Annotated[str, typer.Option(
@@ -40,6 +44,16 @@ def tpm_serve(
 ) -> int:
     from pyxl.tpm.serve import Options, run
 
-    return run(Options(state_dir=state, port=port, unix=unix, host=host,
+    mode = None
+    if unix_mode is not None:
+        try:
+            mode = int(unix_mode, 8)
+        except ValueError:
+            mode = -1
+        if not 0 <= mode <= 0o777:
+            print("pyxl tpm-serve: --unix-mode must be octal permissions like 0660",
+                  file=sys.stderr)
+            return 2
+    return run(Options(state_dir=state, port=port, unix=unix, unix_mode=mode, host=host,
                        startup=None if no_startup else startup.lower(),
                        vendor=vendor, locality=locality))

@@ -296,7 +296,7 @@ def open_tcp(host: str, port: int) -> Listener:
     return Listener(s, "tcp %s:%d" % (h if family == socket.AF_INET else "[%s]" % h, p))
 
 
-def open_unix(path: str) -> Listener:
+def open_unix(path: str, mode: int | None = None) -> Listener:
     path = os.path.abspath(path)
     if os.path.exists(path):
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -311,6 +311,8 @@ def open_unix(path: str) -> Listener:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.bind(path)
+        if mode is not None:      # e.g. 0o666 for tcsd, which runs as user tss
+            os.chmod(path, mode)
         s.listen(16)
     except OSError as e:
         s.close()
@@ -548,6 +550,7 @@ class Options:
     state_dir: str
     port: int | None = None
     unix: str | None = None
+    unix_mode: int | None = None
     host: str = "127.0.0.1"
     startup: str | None = "clear"      # None: leave the TPM waiting for TPM_Startup
     vendor: str = "ETHZ"
@@ -630,7 +633,7 @@ def run(opts: Options, engine_factory=open_engine) -> int:
         if opts.port is not None or opts.unix is None:
             listeners.append(open_tcp(opts.host, 6545 if opts.port is None else opts.port))
         if opts.unix is not None:
-            listeners.append(open_unix(opts.unix))
+            listeners.append(open_unix(opts.unix, opts.unix_mode))
         server = TPMServer(tpm, state, listeners, locality=opts.locality, log=log)
         if fresh and not server.save_if_changed(force=True):
             raise ServeError("cannot write the new TPM state to %s" % state.state_path)

@@ -280,9 +280,12 @@ class ToolResult:
 class Tcsd:
     """A private tcsd talking to a TCP TPM, on its own port and ps file."""
 
-    def __init__(self, work: Path, dev_host: str, dev_port: int):
+    def __init__(self, work: Path, dev_host: str, dev_port: int, unix_device: str | None = None):
+        """unix_device: talk to a Unix-socket TPM (tcsd's fallback device, the
+        Berlios tpmd's kind) instead; dev_port should then be a closed port."""
         self.work = Path(work)
         self.dev = (dev_host, dev_port)
+        self.unix_device = unix_device
         self.proc: subprocess.Popen | None = None
         self.port = 0
 
@@ -301,7 +304,7 @@ class Tcsd:
         os.chmod(conf, 0o640)
         env = dict(os.environ, TCSD_TCP_DEVICE_HOSTNAME=self.dev[0],
                    TCSD_TCP_DEVICE_PORT=str(self.dev[1]),
-                   TCSD_UN_SOCKET_DEVICE_PATH=str(w / "no-such-socket"))
+                   TCSD_UN_SOCKET_DEVICE_PATH=self.unix_device or str(w / "no-such-socket"))
         self.log = open(w / "tcsd.log", "wb")
         self.proc = subprocess.Popen([which("tcsd"), "-e", "-f", "-c", str(conf)],
                                      stdin=subprocess.DEVNULL, stdout=self.log,

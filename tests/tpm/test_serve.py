@@ -72,8 +72,9 @@ def test_no_startup_leaves_tpm_waiting_for_startup(start_serve):
 
 def test_unix_socket_only(start_serve, tmp_path):
     path = str(tmp_path / "tpm.sock")
-    s = start_serve(unix=path, tcp=False)
+    s = start_serve("--unix-mode", "0660", unix=path, tcp=False)
     assert "unix %s" % path in s.ready_line and s.port == 0
+    assert os.stat(path).st_mode & 0o777 == 0o660
     assert TPMClient(path).get_random(16)
     s.stop()
     assert not os.path.exists(path), "socket file left behind"
@@ -109,6 +110,10 @@ def test_bad_options(pyxl_cmd, tmp_path):
                                    "--startup", "sideways"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 2 and "--startup must be one of clear, state, deactivated" in p.stderr
+    p = subprocess.run(pyxl_cmd + ["tpm-serve", "--state", str(tmp_path / "s"), "--unix",
+                                   str(tmp_path / "sock"), "--unix-mode", "rw"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and "--unix-mode must be octal" in p.stderr
     p = subprocess.run(pyxl_cmd + ["tpm-serve", "--state", str(tmp_path / "s"), "--port", "0",
                                    "--vendor", "NOPE"], capture_output=True, text=True, timeout=30)
     assert p.returncode == 1 and "unknown --vendor NOPE" in p.stderr
