@@ -3,7 +3,7 @@ TrouSerS' `tcsd -e` (TCSD_TCP_DEVICE_PORT) or any swtpm client can use.
 
 Once it accepts connections it prints one line on stdout, for scripts:
     pyxl tpm-serve: ready, tcp 127.0.0.1:PORT[, unix PATH], state DIR[ (new TPM)]
-Errors go to stderr; exit 0 after a clean stop (SIGTERM/SIGINT: TPM_SaveState,
+Errors go to stderr (with the global -v, also one line per command); exit 0 after a clean stop (SIGTERM/SIGINT: TPM_SaveState,
 state written), 1 for a busy/damaged state dir or a port in use, 2 for bad
 options.  See pyxl/tpm/serve.py for framing and the state dir."""
 
@@ -42,6 +42,7 @@ def tpm_serve(
     locality: Annotated[int, typer.Option(
         "--locality", metavar="N", help="Locality the commands are executed at")] = 0,
 ) -> int:
+    from pyxl.cli.main import Globals
     from pyxl.tpm.serve import Options, run
 
     mode = None
@@ -56,4 +57,4 @@ def tpm_serve(
             return 2
     return run(Options(state_dir=state, port=port, unix=unix, unix_mode=mode, host=host,
                        startup=None if no_startup else startup.lower(),
-                       vendor=vendor, locality=locality))
+                       vendor=vendor, locality=locality, trace=Globals.verbose > 0))

@@ -325,7 +325,9 @@ class TPMServer:
     answer in one send."""
 
     def __init__(self, engine: Engine, state: StateDir | None, listeners: list[Listener],
-                 locality: int = 0, log: Callable[[str], None] | None = None):
+                 locality: int = 0, log: Callable[[str], None] | None = None,
+                 trace: bool = False):
+        self.trace = trace          # log every command: ordinal, return code, time
         self.engine = engine
         self.state = state
         self.listeners = listeners
@@ -441,10 +443,16 @@ class TPMServer:
             if item is None:
                 return
             kind, data = item
+            t0 = time.perf_counter() if self.trace else 0.0
             if kind == "command":
                 resp = self.execute(data)
             else:
                 resp = error_response(TPM_BAD_PARAM_SIZE)
+            if self.trace:
+                self.log("%s: %s ordinal 0x%08x (%d bytes) -> rc %d (%d bytes, %.2f ms)" % (
+                    conn.peer, kind, int.from_bytes(data[6:10], "big"), len(data),
+                    int.from_bytes(resp[6:10], "big"), len(resp),
+                    (time.perf_counter() - t0) * 1000))
             if not self._send(conn, resp):
                 return
 
@@ -555,6 +563,7 @@ class Options:
     startup: str | None = "clear"      # None: leave the TPM waiting for TPM_Startup
     vendor: str = "ETHZ"
     locality: int = 0
+    trace: bool = False               # pyxl -v tpm-serve: log every command
     ready: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
 
@@ -634,7 +643,8 @@ def run(opts: Options, engine_factory=open_engine) -> int:
             listeners.append(open_tcp(opts.host, 6545 if opts.port is None else opts.port))
         if opts.unix is not None:
             listeners.append(open_unix(opts.unix, opts.unix_mode))
-        server = TPMServer(tpm, state, listeners, locality=opts.locality, log=log)
+        server = TPMServer(tpm, state, listeners, locality=opts.locality, log=log,
+                           trace=opts.trace)
         if fresh and not server.save_if_changed(force=True):
             raise ServeError("cannot write the new TPM state to %s" % state.state_path)
         where = ", ".join(lst.address for lst in listeners)

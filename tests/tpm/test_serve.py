@@ -132,3 +132,17 @@ def test_locality_option_reaches_the_engine(start_serve):
     s4 = start_serve("--locality", "4")
     assert rc_of(transact(s4.addr, reset17)) == 0
     assert TPMClient(s4.addr).pcr_read(17) == bytes(20)
+
+
+def test_verbose_logs_every_command(pyxl_cmd, tmp_path):
+    from tpm.fixtures import PyxlServe
+
+    s = PyxlServe(pyxl_cmd + ["-v"], tmp_path / "st").start()
+    try:
+        transact(s.addr, getcap(0x1A))
+        transact(s.addr, getcap(0x1A)[:14])           # truncated: answered after the grace
+    finally:
+        s.stop()
+    err = s.stderr()
+    assert "command ordinal 0x00000065 (18 bytes) -> rc 0 (29 bytes" in err
+    assert "malformed ordinal 0x00000065 (14 bytes) -> rc 25 (10 bytes" in err
