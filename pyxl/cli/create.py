@@ -71,7 +71,7 @@ def create(
     if not quiet:
         _err("Parsing config from %s" % config_file)
     try:
-        d_config = load_data(data, config_file, warn=_err,
+        d_config = load_data(data, config_file, warn=_err, warn_partial=sys.stderr.write,
                              ignore_global_affinity_masks=ignore_masks, optarg=defconfig)
     except ConfigError as e:
         for line in e.lines:

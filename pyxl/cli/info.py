@@ -55,7 +55,9 @@ def list_(
             return 1
         raise
     if long:
-        print(yajl([{"domid": d["domid"], "config": d.get("config") or {}} for d in doms]))
+        # libxl has no stored configuration for dom0: xl skips it
+        print(yajl([{"domid": d["domid"], "config": d.get("config") or {}} for d in doms
+                    if d["domid"] != 0]))
         return 0
     out = [LIST_HEADER + ("   UUID                            Reason-Code\tSecurity Label" if verbose
                           else "   Security Label" if context else "")]

@@ -60,7 +60,8 @@ def _shutdown_or_reboot(reboot: bool, all_: bool, wait: bool, fallback: bool,
             print("Waiting for %d domains" % len(ids), file=sys.stderr)
             for domid in ids:
                 while True:
-                    ev = c.call("wait", domid=domid, timeout=3600)
+                    with _progress("Waiting for domain %d to shut down" % domid):
+                        ev = c.call("wait", domid=domid, timeout=3600)
                     if ev["event"] == "shutdown":
                         print("Domain %d has been shut down, reason code %d" % (domid, ev["reason"]),
                               file=sys.stderr)
@@ -69,6 +70,12 @@ def _shutdown_or_reboot(reboot: bool, all_: bool, wait: bool, fallback: bool,
                         print("Domain %d has been destroyed" % domid, file=sys.stderr)
                         break
     return 0
+
+
+def _progress(text: str):
+    from pyxl.toolstack.client import progress
+
+    return progress(text)
 
 
 All = Annotated[bool, typer.Option("-a", "--all", help="Shutdown all guest domains.")]

@@ -17,7 +17,7 @@ def _xs(op: str, **args):
     from pyxl.toolstack.errors import Fault
 
     try:
-        return call("xenstore", op=op, **args), None
+        return call("xenstore", xsop=op, **args), None
     except Fault as f:
         if f.name == "XENSTORE":
             return None, f.args_

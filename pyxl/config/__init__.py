@@ -24,16 +24,18 @@ def _stderr(line: str) -> None:
 
 def config_text(path: str, extra=()) -> bytes:
     """What xl create parses: the file (/dev/null reads as empty) plus the
-    KEY=VALUE arguments, appended as "\\n" + each + "\\n" ... + "\\n".
-    Raises ConfigError (exit 3) when the file cannot be read."""
+    KEY=VALUE arguments, appended as "\n" + "KEY=VALUE\n"... + "\n" (xl's
+    sprintf("\n%s\n", extra_config)).  Raises ConfigError (exit 3) when
+    the file cannot be read."""
+    from pyxl.config import cfgfile
+
     if path == "/dev/null":
         data = b""
     else:
         try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise ConfigError("Failed to read config file: %s: %s" % (path, e.strerror), 3)
+            data = cfgfile.read_config_data(path, [])
+        except cfgfile.ConfigReadError as e:
+            raise ConfigError(e.lines, e.exit_code)
     if extra:
         data += b"\n" + "".join(x + "\n" for x in extra).encode("utf-8", "surrogateescape") + b"\n"
     return data
@@ -54,17 +56,23 @@ def load(path: str, extra=(), *, warn=_stderr, host=None,
 
 
 def load_data(data: bytes, source: str, *, warn=_stderr, host=None,
-              ignore_global_affinity_masks: bool = False, optarg=None):
-    """load() for config text already in memory (`source` names it in messages)."""
+              ignore_global_affinity_masks: bool = False, optarg=None, warn_partial=None):
+    """load() for config text already in memory (`source` names it in messages).
+    `warn_partial`, if given, receives a final message xl prints without a
+    newline (otherwise it goes to `warn` as a line)."""
     from pyxl.config import cfgfile
     from pyxl.config.host import DEFAULT_HOST
     from pyxl.config.parse import Output, apply_global_affinity_masks, parse_config
 
-    out = Output(warn)
+    out = Output(warn, warn_partial)
     out.optarg = optarg
     try:
-        cfg = cfgfile.parse(data, source, warn=warn)
+        # the language layer's warnings go through `out` too, so that a
+        # message xl printed without a newline runs into them as in xl
+        cfg = cfgfile.parse(data, source, warn=out.say)
     except cfgfile.ConfigParseError as e:
+        if e.exit_code is not None:      # xl itself aborts (exit_code 134)
+            raise ConfigError(list(e.lines), e.exit_code)
         raise ConfigError(list(e.lines) + ["Failed to parse config: Invalid argument"], 1)
     d = parse_config(cfg, source, out, host or DEFAULT_HOST)
     if not ignore_global_affinity_masks:

@@ -233,7 +233,7 @@ def _parse_p9(cfg, d, out):
     # xl keeps these across items: a later spec inherits what it omits
     security_model = path = tag = backend = None
     for i, buf in enumerate(_items(lst)):
-        p9 = M.DeviceP9(devid=i)
+        p9 = M.DeviceP9()  # xl re-inits it after setting devid: -1
         d.p9s.append(p9)
         for tok in strtok(buf, ","):
             tok = tok.lstrip(" ")
@@ -372,6 +372,8 @@ def _parse_vsnd(cfg, d, out):
         while i < lst.count:
             card_value = lst.get_value(i)
             if isinstance(card_value, str):
+                from pyxl.config.parse import _line_of
+                out.say("%s:%d:0: warning: value is not a list" % (out.source, _line_of(cfg, "vsnd")))
                 raise ConfigError("Failed to get vsnd card list: Invalid argument")
             vsnd = M.DeviceVsnd(devid=len(d.vsnds))
             d.vsnds.append(vsnd)

@@ -158,7 +158,8 @@ def _value(meta: dict, v):
 
 def _elem(elem, x):
     if elem == "bitmap":
-        return [_int(b) for b in x]
+        # (None: a map xl never filled in -- only reachable with create -i)
+        return [_int(b) for b in x] if x is not None else []
     if elem == "uint32":
         return _int(x)
     if isinstance(elem, type) and issubclass(elem, M.LibxlEnum):

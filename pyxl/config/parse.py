@@ -32,11 +32,13 @@ class Output:
     """stderr as xl writes it: whole lines, plus fragments printed without a
     newline that end up glued to the next line."""
 
-    def __init__(self, say=None):
+    def __init__(self, say=None, say_partial=None):
         self.lines: list[str] = []
         self._say = say
+        self._say_partial = say_partial
         self._pending = ""
         self.optarg = None   # getopt's optarg in xl (-f's argument): one message prints it
+        self.source = ""     # the config's name in located messages
 
     def say(self, line: str) -> None:
         line = self._pending + line
@@ -63,9 +65,13 @@ class Output:
         return ConfigError(lines, exit_code)
 
     def flush(self) -> None:
+        """End of output: a fragment still pending is written as is."""
         p = self.take_pending()
         if p:
-            self.say(p)
+            if self._say_partial is not None:
+                self._say_partial(p)
+            else:
+                self.say(p)
 
 
 # ---------------------------------------------------------------- getters
@@ -97,6 +103,11 @@ def _string_list(cfg, key, dont_warn):
     if lst is None:
         return "EINVAL", None
     return 0, _list_items(lst)
+
+
+def _line_of(cfg, key) -> int:
+    f = getattr(cfg, "line_of", None)
+    return f(key) if f is not None else 0
 
 
 def _get_long(cfg, key, dont_warn=False):
@@ -199,6 +210,7 @@ def _parse_vnuma(cfg, b_info, host, out):
         p = nodes[i]
         spec = vnuma.get_value(i)
         if isinstance(spec, str):
+            out.say("%s:%d:0: warning: value is not a list" % (out.source, _line_of(cfg, "vnuma")))
             raise out.fail("xl: cannot get vnode config option list")
         for k in range(spec.count):
             opt = spec.get_value(k)
@@ -266,6 +278,7 @@ def parse_config(cfg, source: str, out: Output | None = None,
     from pyxl.config import devices
 
     out = out or Output()
+    out.source = source
     d = M.DomainConfig()
     c_info, b_info = d.c_info, d.b_info
 
@@ -360,14 +373,15 @@ def parse_config(cfg, source: str, out: Output | None = None,
     l = _get_long(cfg, "vcpus")
     if l is not None:
         vcpus = l
-        if l < 0:
+        n = wrap_int(l)   # libxl_cpu_bitmap_alloc takes an int
+        if n < 0:
             out.say("libxl: error: libxl_utils.c:809:libxl_cpu_bitmap_alloc: "
                     "invalid number of cpus provided")
             raise out.fail("Unable to allocate cpumap")
-        if l > 1 << 20:
-            raise out.fail("Unable to allocate cpumap")
-        bm = M.Bitmap.cpus(host, l)
-        for i in range(l):
+        if n > 1 << 24:
+            raise out.fail("pyxl: vcpus=%d is too large for this host" % l)
+        bm = M.Bitmap.cpus(host, n)
+        for i in range(min(l, bm.nbits)):
             bm.set(i)
         b_info.avail_vcpus = bm
 

@@ -156,3 +156,25 @@ class KeyPool:
             if k.bits == bits:
                 return RSAKey(k.n, k.e, k.p)
         return generate_rsa(bits)
+
+
+def aes_cbc_encrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
+    """AES-CBC with PKCS#7 padding (context blobs)."""
+    from cryptography.hazmat.primitives import padding as sympad
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    p = sympad.PKCS7(128).padder()
+    padded = p.update(data) + p.finalize()
+    e = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    return e.update(padded) + e.finalize()
+
+
+def aes_cbc_decrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
+    """Inverse of aes_cbc_encrypt; ValueError on a bad length or padding."""
+    from cryptography.hazmat.primitives import padding as sympad
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    if len(data) % 16 or len(iv) != 16:
+        raise ValueError("bad AES-CBC input")
+    d = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+    padded = d.update(data) + d.finalize()
+    u = sympad.PKCS7(128).unpadder()
+    return u.update(padded) + u.finalize()

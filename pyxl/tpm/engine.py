@@ -129,6 +129,7 @@ class AuthIn:
 class PermanentData:
     flags: TPM_PERMANENT_FLAGS = field(default_factory=TPM_PERMANENT_FLAGS)
     tpm_proof: bytes = field(default_factory=lambda: random_bytes(20))
+    context_key: bytes = field(default_factory=lambda: random_bytes(16))   # AES-128, context blobs
     owner_auth: bytes | None = None        # None: no owner installed
     operator_auth: bytes | None = None
     ek: RSAKey | None = None
@@ -137,6 +138,7 @@ class PermanentData:
     nv: dict[int, NVArea] = field(default_factory=dict)
     counters: dict[int, Counter] = field(default_factory=dict)
     counter_floor: int = 0                 # highest value of a released counter
+    evict_keys: dict[int, LoadedKey] = field(default_factory=dict)   # owner-evict keys
     auth_fail_count: int = 0
 
 
@@ -222,7 +224,7 @@ class Ctx:
                 raise TPMError(C.TPM_BAD_MODE)
             if entity_type is not None and not _osap_for(s, entity_type, entity_value):
                 # an OSAP session opened for another entity cannot authorize this one
-                self.tpm.auth_failed()
+                # (not a guessed secret, so it does not count towards the lockout)
                 raise TPMError(C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL)
             key = s.shared_secret
         if key is None:
@@ -307,7 +309,8 @@ class TPM:
         self.stclear = TPM_STCLEAR_FLAGS()
         self.pcrs = [bytes(20)] * C.TPM_NUM_PCR
         self.sessions: dict[int, Session] = {}
-        self.keys: dict[int, LoadedKey] = {}
+        # loaded keys; owner-evict keys stay loaded through every power cycle
+        self.keys: dict[int, LoadedKey] = dict(self.perm.evict_keys)
         self.sha1_ctx = None
         self.sha1_done = False
         self.disable_reset_lock = False
@@ -316,6 +319,10 @@ class TPM:
         self.tick_nonce = random_bytes(20)
         self.test_done = False
         self.active_counter: int | None = None
+        self.context_nonce_key = random_bytes(20)       # renewed by TPM_Startup(ST_CLEAR)
+        self.context_nonce_session = random_bytes(20)   # renewed by every start-up
+        self.context_count = 0
+        self.saved_sessions: set[int] = set()           # contextCounts of saved sessions
 
     def power_on(self, startup: str | None = "clear") -> int:
         """TPM_Init followed by TPM_Startup(startup), as vtpm-stubdom does.
@@ -331,7 +338,7 @@ class TPM:
         req = Writer().u16(C.TPM_TAG_RQU_COMMAND).u32(12).u32(C.TPM_ORD_Startup).u16(st).getvalue()
         rc = int.from_bytes(self.execute(req)[6:10], "big")
         if rc:
-            log.warning("TPM_Startup(%s) failed: %s", startup, C.rc_name(rc))
+            log.info("TPM_Startup(%s) failed: %s", startup, C.rc_name(rc))
         else:
             self.test_done = True      # the stub domain runs the self test with start-up
         return rc
@@ -420,6 +427,17 @@ class TPM:
         return 0 <= locality <= 4 and bool(mask & (1 << locality))
 
     # -- key slots -------------------------------------------------------------
+    def reset_keys(self) -> None:
+        """Unload every key except the owner-evict ones."""
+        self.keys = dict(self.perm.evict_keys)
+
+    def unload_key(self, handle: int) -> None:
+        """FlushSpecific / EvictKey of a key handle."""
+        if handle in self.perm.evict_keys:
+            raise TPMError(C.TPM_KEY_OWNER_CONTROL)
+        if handle in (C.TPM_KH_SRK, C.TPM_KH_EK) or self.keys.pop(handle, None) is None:
+            raise TPMError(C.TPM_INVALID_KEYHANDLE)
+
     def key_by_handle(self, handle: int, *, allow_ek: bool = False) -> LoadedKey:
         if handle == C.TPM_KH_SRK:
             if self.perm.srk is None:
@@ -480,9 +498,9 @@ class TPM:
         except TPMError as e:
             self._end_sessions(ctx, e.rc)
             return _error(e.rc)
-        except TPMStructError:
-            self._end_sessions(ctx, C.TPM_BAD_PARAMETER)
-            return _error(C.TPM_BAD_PARAMETER)
+        except TPMStructError:           # a wrong TPM_STRUCTURE_TAG (libtpms TPM_CheckTag)
+            self._end_sessions(ctx, C.TPM_INVALID_STRUCTURE)
+            return _error(C.TPM_INVALID_STRUCTURE)
         except TPMDecodeError:
             self._end_sessions(ctx, C.TPM_BAD_PARAM_SIZE)
             return _error(C.TPM_BAD_PARAM_SIZE)

@@ -743,3 +743,64 @@ class TPM_CERTIFY_INFO(TPMStruct):
 ALL_STRUCTURES += [TPM_SYMMETRIC_KEY, TPM_IDENTITY_CONTENTS, TPM_ASYM_CA_CONTENTS,
                    TPM_EK_BLOB_ACTIVATE, TPM_EK_BLOB, TPM_COUNTER_VALUE, TPM_QUOTE_INFO2,
                    TPM_CERTIFY_INFO]
+
+
+# ---------------------------------------------------------------- context blobs
+
+@dataclass
+class TPM_CONTEXT_SENSITIVE(TPMStruct):
+    contextNonce: bytes = bytes(20)
+    internalData: bytes = b""
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_CONTEXT_SENSITIVE).bytes(self.contextNonce).sized32(self.internalData)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_CONTEXT_SENSITIVE, "TPM_CONTEXT_SENSITIVE")
+        return cls(r.digest(), r.sized32("internalData"))
+
+
+@dataclass
+class TPM_CONTEXT_BLOB(TPMStruct):
+    """A saved key or session (Part 2 18.1); sensitiveData is encrypted."""
+    resourceType: int = C.TPM_RT_KEY
+    handle: int = 0
+    label: bytes = bytes(16)
+    contextCount: int = 0
+    integrityDigest: bytes = bytes(20)
+    additionalData: bytes = b""
+    sensitiveData: bytes = b""
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_CONTEXTBLOB).u32(self.resourceType).u32(self.handle).bytes(self.label)
+        w.u32(self.contextCount).bytes(self.integrityDigest).sized32(self.additionalData)
+        w.sized32(self.sensitiveData)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_CONTEXTBLOB, "TPM_CONTEXT_BLOB")
+        return cls(r.u32(), r.u32(), r.bytes(16, "label"), r.u32(), r.digest(),
+                   r.sized32("additionalData"), r.sized32("sensitiveData"))
+
+
+ALL_STRUCTURES += [TPM_CONTEXT_SENSITIVE, TPM_CONTEXT_BLOB]
+
+
+@dataclass
+class TPM_SIGN_INFO(TPMStruct):
+    """What TickStampBlob (and the INFO signature scheme) signs (Part 2 11.2)."""
+    fixed: bytes = b"TSTP"
+    replay: bytes = bytes(20)
+    data: bytes = b""
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_SIGNINFO).bytes(self.fixed).bytes(self.replay).sized32(self.data)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_SIGNINFO, "TPM_SIGN_INFO")
+        return cls(r.bytes(4, "fixed"), r.digest(), r.sized32("data"))
+
+
+ALL_STRUCTURES += [TPM_SIGN_INFO]

@@ -52,6 +52,7 @@ GC_PCR = frame(0xC1, 0x65, u32(5) + u32(4) + u32(0x101))
     (frame(0xC1, 0x14, u32(10) + bytes(10)), RC.TPM_BAD_PARAM_SIZE),
     (frame(0xC1, 0x46, u32(4) + bytes(4097 - 14)), RC.TPM_BAD_PARAM_SIZE),
     (GC_PCR * 2, RC.TPM_BAD_PARAM_SIZE),
+    (frame(0xC1, 0xCC, u16(0x0019) + bytes(60)), RC.TPM_INVALID_STRUCTURE),   # wrong NV tag
     (frame(0xC1, 0x99, u16(1)), RC.TPM_INVALID_POSTINIT),
     (frame(0xC1, 0x99, u16(2)), RC.TPM_INVALID_POSTINIT),
     (frame(0xC1, 0x99, u16(7)), RC.TPM_INVALID_POSTINIT),

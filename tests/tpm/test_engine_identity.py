@@ -184,3 +184,58 @@ def test_reset_and_init():
     assert run(tpm, 0xC1, 0x97).rc == 0
     assert run(tpm, 0xC1, 0x46, u32(1)).rc == RC.TPM_INVALID_POSTINIT
     assert run(tpm, 0xC1, 0x99, u16(1)).rc == 0
+
+
+def test_key_and_session_contexts(world):
+    tpm, _ = world
+    h = load_key2(tpm, create_wrap_key(tpm))
+    r = run(tpm, 0xC1, 0xB8, u32(h) + u32(1) + b"L" * 16)               # SaveContext
+    assert r.rc == 0
+    blob = r.body[4:]
+    assert run(tpm, 0xC1, 0xBA, u32(h) + u32(1)).rc == 0
+    r = run(tpm, 0xC1, 0xB9, u32(h) + b"\x01" + u32(len(blob)) + blob)   # LoadContext
+    assert r.rc == 0
+    h2 = struct.unpack(">I", r.body)[0]
+    assert h2 == h
+    # the reloaded key works (seal needs its auth), a tampered blob does not load
+    s = Session(tpm, "osap", 1, h2, b"k" * 20)
+    params = s.enc_auth(b"d" * 20) + u32(0) + u32(1) + b"x"
+    assert auth1(tpm, 0x17, u32(h2), params, None, sess=s)[0].rc == 0
+    bad = bytearray(blob)
+    bad[-1] ^= 1
+    assert run(tpm, 0xC1, 0xB5, u32(len(bad)) + bytes(bad)).rc == RC.TPM_BADCONTEXT
+    # 1.1 forms; a key context dies with TPM_Startup(ST_CLEAR)
+    r = run(tpm, 0xC1, 0xB4, u32(h2))
+    kblob = r.body[4:]
+    assert r.rc == 0 and run(tpm, 0xC1, 0xB5, u32(len(kblob)) + kblob).rc == 0
+    # sessions: saved once, loaded once, HMACs keep rolling
+    sess = Session(tpm)
+    r = run(tpm, 0xC1, 0xB6, u32(sess.handle))
+    ablob = r.body[4:]
+    assert run(tpm, 0xC1, 0xBA, u32(sess.handle) + u32(2)).rc == RC.TPM_INVALID_AUTHHANDLE
+    r = run(tpm, 0xC1, 0xB7, u32(len(ablob)) + ablob)
+    assert r.rc == 0
+    sess.handle = struct.unpack(">I", r.body)[0]
+    assert auth1(tpm, 0x66, b"", b"", OWNER, sess=sess)[0].rc == 0
+    assert run(tpm, 0xC1, 0xB7, u32(len(ablob)) + ablob).rc == RC.TPM_BADCONTEXT
+    tpm.power_on("clear")
+    assert run(tpm, 0xC1, 0xB5, u32(len(kblob)) + kblob).rc == RC.TPM_BADCONTEXT
+
+
+def test_tickstampblob(world):
+    tpm, _ = world
+    parent = load_key2(tpm, create_wrap_key(tpm))
+    blob = create_wrap_key(tpm, parent, b"k" * 20, b"s" * 20,
+                           key_template(usage=0x10, es=1, ss=2), entity=(1, parent))
+    h = load_key2(tpm, blob, parent, b"k" * 20)
+    nonce, digest = os.urandom(20), sha1(b"stamp me")
+    r, out = auth1(tpm, 0xF2, u32(h), nonce + digest, b"s" * 20)
+    assert r.rc == 0
+    ticks = S.TPM_CURRENT_TICKS.unmarshal(Reader(out))
+    tb = ticks.to_bytes()
+    sig = out[len(tb) + 4:]
+    signed = u16(5) + b"TSTP" + nonce + u32(20 + len(tb)) + digest + tb
+    pub = parse_pubkey(S.TPM_KEY.from_bytes(blob).pubkey().to_bytes())[0]
+    pub.verify(sig, signed, padding.PKCS1v15(), hashes.SHA1())
+    for k in (h, parent):
+        run(tpm, 0xC1, 0xBA, u32(k) + u32(1))

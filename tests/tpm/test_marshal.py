@@ -66,6 +66,10 @@ STRATEGIES = {
     S.TPM_EK_BLOB: st.builds(S.TPM_EK_BLOB, u16, blob),
     S.TPM_COUNTER_VALUE: st.builds(S.TPM_COUNTER_VALUE, st.binary(min_size=4, max_size=4), u32),
     S.TPM_QUOTE_INFO2: st.builds(S.TPM_QUOTE_INFO2, digest, pcr_info_short),
+    S.TPM_SIGN_INFO: st.builds(S.TPM_SIGN_INFO, st.binary(min_size=4, max_size=4), digest, blob),
+    S.TPM_CONTEXT_SENSITIVE: st.builds(S.TPM_CONTEXT_SENSITIVE, digest, blob),
+    S.TPM_CONTEXT_BLOB: st.builds(S.TPM_CONTEXT_BLOB, u32, u32, st.binary(min_size=16, max_size=16),
+                                  u32, digest, blob, blob),
     S.TPM_CERTIFY_INFO: st.builds(S.TPM_CERTIFY_INFO, ver, u16, u32, u8, key_parms, digest, digest,
                                   u8, blob),
 }

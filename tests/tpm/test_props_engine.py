@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from engine_helpers import (OWNER, SRK, OAEP_TCPA, Session, frame, key_pool, key_template,
                             parse_pubkey, u16, u32)
 
-from pyxl.tpm import TPM
+from pyxl.tpm import TPM, XEN_VTPM_IDENTITY
 from pyxl.tpm import structures as S
+from pyxl.tpm.identity import IBM_SWTPM_IDENTITY
 
 SEL3 = st.binary(min_size=3, max_size=3)
 
@@ -80,7 +81,7 @@ OPS = st.one_of(
     st.tuples(st.just("capowner"), st.booleans()),
     st.tuples(st.just("resetlock"), st.booleans()),
     st.tuples(st.just("nvdefine"), st.integers(0x1100, 0x1103), st.sampled_from([0, 8, 20]),
-              st.sampled_from([0, 0x2, 0x20002, 0x40004, 0x1000, 0x2000])),
+              st.sampled_from([0, 0x2, 0x20002, 0x40004, 0x1001, 0x2000, 0x80004001])),
     st.tuples(st.just("nvwrite"), st.integers(0x1100, 0x1103), st.binary(max_size=10),
               st.booleans()),
     st.tuples(st.just("nvread"), st.integers(0x1100, 0x1103), st.integers(0, 10), st.booleans()),
@@ -89,6 +90,7 @@ OPS = st.one_of(
     st.tuples(st.just("seal"), st.integers(0, 3), st.binary(max_size=40), st.booleans()),
     st.tuples(st.just("unseal"), st.integers(0, 3), st.booleans()),
     st.tuples(st.just("clear"), st.booleans()),
+    st.tuples(st.just("evict"), st.integers(0, 3), st.booleans()),
     st.tuples(st.just("switch"), st.sampled_from([0x6F, 0x70, 0x5E, 0x5D, 0x73, 0x98])),
     st.tuples(st.just("power"), st.sampled_from(["clear", "state", "deactivated", "none"])),
     st.tuples(st.just("startup"), st.integers(0, 4)),
@@ -195,6 +197,14 @@ def build(c: Client, op) -> bytes | None:
             t = s1.trailer(0x18, blob, b"k" * 20) + s2.trailer(0x18, blob, b"d" * 20 if a[1] else bytes(20))
             c.send(frame(0xC3, 0x18, u32(h) + blob + t))
         return None
+    if name == "evict":
+        if a[0] < len(c.keys):
+            h = c.keys[a[0]]
+            r = c.send(frame(0xC1, 0x21, u32(h)))          # GetPubKey (auth NEVER fails: fine)
+            key = tpm.keys.get(h)
+            pub = key.blob.pubkey().to_bytes() if key else r[10:]
+            c.auth(0x23, u32(h), pub + u32(1) + bytes([a[1]]), OWNER)
+        return None
     if name == "clear":
         if a[0]:
             c.auth(0x5B, b"", b"", OWNER)
@@ -216,7 +226,7 @@ def build(c: Client, op) -> bytes | None:
     raise AssertionError(name)
 
 
-def run_stream(tpm, steps, c=None):
+def run_stream(tpm, steps, c=None, locality=0):
     c = c or Client(tpm)
     for op, mut in steps:
         try:
@@ -229,7 +239,7 @@ def run_stream(tpm, steps, c=None):
             continue
         if mut is not None and raw:
             raw = mutate(raw, *mut)
-        rsp = c.send(raw, locality=0)
+        rsp = c.send(raw, locality=locality)
         if op[0] == "oiap" and rsp[6:10] == bytes(4):
             c.sessions.append(struct.unpack(">I", rsp[10:14])[0])
     return c
@@ -241,13 +251,14 @@ PROLOGUE = [(("takeown", True), None), (("wrapkey", True), None), (("loadkey", 0
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.booleans(), st.lists(STEP, max_size=40))
-def test_streams_never_crash_and_state_round_trips(prologue, steps):
-    tpm = TPM(key_source=key_pool())
+@given(st.booleans(), st.sampled_from([XEN_VTPM_IDENTITY, IBM_SWTPM_IDENTITY]),
+       st.integers(0, 4), st.lists(STEP, max_size=40))
+def test_streams_never_crash_and_state_round_trips(prologue, identity, locality, steps):
+    tpm = TPM(identity, key_source=key_pool())
     tpm.power_on("clear")
-    run_stream(tpm, (PROLOGUE if prologue else []) + steps)
+    run_stream(tpm, (PROLOGUE if prologue else []) + steps, locality=locality)
     blob = tpm.dump()
-    again = TPM.load(blob, key_source=key_pool())
+    again = TPM.load(blob, identity, key_source=key_pool())
     assert again.dump() == blob
     assert not again.persistent_changed
     # the reloaded TPM starts and answers like the original would
@@ -304,3 +315,21 @@ def test_load_rejects_bad_blobs():
                 blob.replace(b'"auth_fail_count":0', b'"auth_fail_count":"x"')):
         with pytest.raises(TPMStateError):
             TPM.load(bad)
+
+
+def _ordinals():
+    from pyxl.tpm import engine
+    engine._load_commands()
+    return sorted(engine.COMMANDS)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(_ordinals()), st.sampled_from([0xC1, 0xC2, 0xC3]),
+       st.binary(max_size=300), st.integers(0, 4))
+def test_every_handler_survives_random_parameters(ordinal, tag, params, locality):
+    tpm = _owned()
+    check_frame(tpm.execute(frame(tag, ordinal, params), locality))
+    # and with a plausible handle first (SRK, a key slot, a session slot)
+    for h in (0x40000000, 0x01000000, 0x02000000):
+        check_frame(tpm.execute(frame(tag, ordinal, u32(h) + params), locality))
+    assert tpm.internal_errors == 0

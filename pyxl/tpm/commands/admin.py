@@ -20,9 +20,10 @@ def startup_clear(tpm) -> None:
     tpm.pcrs = [b"\xff" * 20 if i in ff else bytes(20)
                 for i in range(C.TPM_NUM_PCR)]
     tpm.stclear = TPM_STCLEAR_FLAGS(deactivated=tpm.perm.flags.deactivated)
-    tpm.keys.clear()
+    tpm.reset_keys()
     tpm.sessions.clear()
     tpm.active_counter = None
+    tpm.context_nonce_key = random_bytes(20)
     for a in tpm.perm.nv.values():
         a.pub.bReadSTClear = 0
         a.pub.bWriteSTClear = 0
@@ -102,11 +103,16 @@ def StirRandom(tpm, ctx, r):
     return b""   # the OS generator needs no stirring
 
 
+def current_ticks(tpm) -> TPM_CURRENT_TICKS:
+    """Microseconds since start-up; the nonce changes with every power cycle."""
+    ticks = int((tpm.clock() - tpm.boot_time) * 1_000_000)
+    return TPM_CURRENT_TICKS(ticks, 1, tpm.tick_nonce)
+
+
 @command(C.TPM_ORD_GetTicks)
 def GetTicks(tpm, ctx, r):
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
-    ticks = int((tpm.clock() - tpm.boot_time) * 1_000_000)
-    return TPM_CURRENT_TICKS(ticks, 1, tpm.tick_nonce).to_bytes()
+    return current_ticks(tpm).to_bytes()
 
 
 # ---------------------------------------------------------------- SHA-1 thread

@@ -15,7 +15,7 @@ from ..structures import (TPM_CAP_VERSION_INFO, TPM_KEY_PARMS, TPM_STRUCT_VER, T
 from .counter import MAX_COUNTERS
 
 NV_TOTAL = 4096          # bytes of NV the emulator offers
-MAX_CONTEXTS = 16
+MAX_CONTEXTS = 16       # saved session contexts (context.MAX_SAVED_SESSIONS)
 
 
 def _u32(v: int) -> bytes:
@@ -54,7 +54,7 @@ PROPERTIES = {
     P.TPM_CAP_PROP_MAX_COUNTERS: lambda t: _u32(MAX_COUNTERS),
     P.TPM_CAP_PROP_MAX_KEYS: lambda t: _u32(t.identity.max_keys),
     P.TPM_CAP_PROP_OWNER: lambda t: _bool(t.owned),
-    P.TPM_CAP_PROP_CONTEXT: lambda t: _u32(MAX_CONTEXTS),
+    P.TPM_CAP_PROP_CONTEXT: lambda t: _u32(MAX_CONTEXTS - len(t.saved_sessions)),
     P.TPM_CAP_PROP_MAX_CONTEXT: lambda t: _u32(MAX_CONTEXTS),
     P.TPM_CAP_PROP_FAMILYROWS: lambda t: _u32(16),
     P.TPM_CAP_PROP_TIS_TIMEOUT: lambda t: b"".join(_u32(v) for v in t.identity.tis_timeouts),
@@ -113,7 +113,8 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
         if len(sub) != 2:
             raise TPMError(C.TPM_BAD_MODE)
         return _bool(int.from_bytes(sub, "big") in (C.TPM_PID_OIAP, C.TPM_PID_OSAP,
-                                                    C.TPM_PID_ADIP, C.TPM_PID_OWNER))
+                                                    C.TPM_PID_ADIP, C.TPM_PID_ADCP,
+                                                    C.TPM_PID_OWNER))
     if cap == A.TPM_CAP_FLAG:
         which = _sub32(sub)
         if which == C.TPM_CAP_FLAG_PERMANENT:
@@ -140,7 +141,7 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
         h = _sub32(sub)
         if h not in tpm.keys:
             raise TPMError(C.TPM_INVALID_KEYHANDLE)
-        return _bool(False)      # no key is owner-evict
+        return _bool(h in tpm.perm.evict_keys)
     if cap == A.TPM_CAP_NV_LIST:
         return b"".join(_u32(i) for i in sorted(tpm.perm.nv))
     if cap == A.TPM_CAP_MFR:

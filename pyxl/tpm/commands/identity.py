@@ -10,9 +10,10 @@ from ..engine import CHECK_ALL, T10, T21, T210, TPMError, command
 from ..marshal import TPMDecodeError, Writer
 from ..structures import (TPM_ASYM_CA_CONTENTS, TPM_CAP_VERSION_INFO, TPM_CERTIFY_INFO,
                           TPM_EK_BLOB, TPM_EK_BLOB_ACTIVATE, TPM_IDENTITY_CONTENTS,
-                          TPM_PCR_INFO_SHORT, TPM_PCR_SELECTION, TPM_QUOTE_INFO2,
+                          TPM_PCR_INFO_SHORT, TPM_PCR_SELECTION, TPM_QUOTE_INFO2, TPM_SIGN_INFO,
                           TPM_STORE_ASYMKEY, TPM_STORE_PUBKEY, TPM_STRUCT_VER, TPM_VERSION,
                           TPM_EK_TYPE_ACTIVATE, unmarshal_any_key)
+from .admin import current_ticks
 from .keys import _check_new_key, _sign_key, check_pcr_binding, fill_creation, parse_pcr_info
 
 
@@ -118,6 +119,23 @@ def Quote2(tpm, ctx, r):
                                        i.vendor_id, i.vendor_specific).to_bytes()
     sig = key.rsa.sign_sha1_digest(sha1(signed + version))
     return short.to_bytes() + Writer().sized32(version).sized32(sig).getvalue()
+
+
+@command(C.TPM_ORD_TickStampBlob)
+def TickStampBlob(tpm, ctx, r):
+    handle = r.u32()
+    ctx.mark(r)
+    anti_replay = r.digest()
+    digest = r.digest()
+    ctx.start(r, T10, CHECK_ALL)
+    key = _sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
+    if key.blob.algorithmParms.sigScheme not in (C.TPM_SS_RSASSAPKCS1v15_SHA1,
+                                                 C.TPM_SS_RSASSAPKCS1v15_INFO):
+        raise TPMError(C.TPM_INAPPROPRIATE_SIG)
+    ticks = current_ticks(tpm).to_bytes()
+    info = TPM_SIGN_INFO(b"TSTP", anti_replay, digest + ticks)
+    sig = key.rsa.sign_sha1_digest(sha1(info.to_bytes()))
+    return ticks + Writer().sized32(sig).getvalue()
 
 
 @command(C.TPM_ORD_CertifyKey)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from .. import constants as C
 from ..crypto import RSAKey, sha1
-from ..engine import CHECK_ALL, LoadedKey, T0, T10, T21, TPMError, command
+from ..engine import CHECK_ALL, LoadedKey, T0, T1, T10, T21, TPMError, command
 from ..marshal import TPMDecodeError, Writer
 from ..structures import (TPM_BOUND_DATA, TPM_PCR_COMPOSITE, TPM_PCR_INFO, TPM_PCR_INFO_LONG,
-                          TPM_PCR_SELECTION, TPM_QUOTE_INFO, TPM_SEALED_DATA, TPM_STORE_ASYMKEY,
-                          TPM_STORE_PUBKEY, TPM_STORED_DATA, TPM_STORED_DATA12,
+                          TPM_PCR_SELECTION, TPM_PUBKEY, TPM_QUOTE_INFO, TPM_SEALED_DATA, TPM_SIGN_INFO,
+                          TPM_STORE_ASYMKEY, TPM_STORE_PUBKEY, TPM_STORED_DATA, TPM_STORED_DATA12,
                           unmarshal_any_key, unmarshal_any_stored_data)
 
 _MIGRATABLE = 0x00000002
@@ -87,6 +87,8 @@ def storage_parent(key: LoadedKey) -> LoadedKey:
 def _check_new_key(info, loading: bool = False) -> int:
     """Validate a key template (CreateWrapKey keyInfo) or, with loading, a
     blob to load (identity keys come from MakeIdentity); returns its bits."""
+    if not info.is_key12 and (info.ver.major, info.ver.minor) != (1, 1):
+        raise TPMError(C.TPM_BAD_VERSION)
     parms = info.algorithmParms
     if parms.algorithmID != C.TPM_ALG_RSA:
         raise TPMError(C.TPM_BAD_KEY_PROPERTY)
@@ -219,8 +221,36 @@ def GetPubKey(tpm, ctx, r):
 def EvictKey(tpm, ctx, r):
     handle = r.u32()
     ctx.start(r, T0, CHECK_ALL)
-    if handle == C.TPM_KH_SRK or tpm.keys.pop(handle, None) is None:
-        raise TPMError(C.TPM_INVALID_KEYHANDLE)
+    tpm.unload_key(handle)
+    return b""
+
+
+TPM_KEY_CONTROL_OWNER_EVICT = 0x00000001
+MAX_EVICT_KEYS = 3     # owner-evict keys may not take the last key slots
+
+
+@command(C.TPM_ORD_KeyControlOwner)
+def KeyControlOwner(tpm, ctx, r):
+    handle = r.u32()
+    ctx.mark(r)
+    pub = TPM_PUBKEY.unmarshal(r)
+    bit, value = r.u32(), r.u8()
+    ctx.start(r, T1, CHECK_ALL)
+    ctx.verify(0, tpm.perm.owner_auth, C.TPM_ET_OWNER)
+    key = tpm.key_by_handle(handle)
+    if handle == C.TPM_KH_SRK or pub.to_bytes() != key.blob.pubkey().to_bytes():
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    if bit != TPM_KEY_CONTROL_OWNER_EVICT:
+        raise TPMError(C.TPM_BAD_MODE)
+    if key.blob.keyFlags & _MIGRATABLE or key.blob.keyFlags & 0x4:
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    evict = tpm.perm.evict_keys
+    if value:
+        if handle not in evict and len(evict) >= MAX_EVICT_KEYS:
+            raise TPMError(C.TPM_NOSPACE)
+        evict[handle] = key
+    else:
+        evict.pop(handle, None)
     return b""
 
 
@@ -328,6 +358,8 @@ def Sign(tpm, ctx, r):
     ctx.start(r, T10, CHECK_ALL)
     key = _sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_LEGACY))
     ss = key.blob.algorithmParms.sigScheme
+    if not area:
+        raise TPMError(C.TPM_BAD_PARAMETER)
     if ss == C.TPM_SS_RSASSAPKCS1v15_SHA1:
         if len(area) != 20:
             raise TPMError(C.TPM_BAD_PARAMETER)
@@ -337,8 +369,14 @@ def Sign(tpm, ctx, r):
             sig = key.rsa.sign_raw_pkcs1(area)
         except ValueError:
             raise TPMError(C.TPM_BAD_PARAMETER) from None
+    elif ss == C.TPM_SS_RSASSAPKCS1v15_INFO:
+        # the signature covers TPM_SIGN_INFO("SIGN", nonceOdd, areaToSign)
+        if not ctx.n_auth:
+            raise TPMError(C.TPM_BAD_PARAMETER)
+        info = TPM_SIGN_INFO(b"SIGN", ctx.auths[0].nonce_odd, area)
+        sig = key.rsa.sign_sha1_digest(sha1(info.to_bytes()))
     else:
-        raise TPMError(C.TPM_INAPPROPRIATE_SIG)
+        raise TPMError(C.TPM_INVALID_KEYUSAGE)
     return Writer().sized32(sig).getvalue()
 
 

@@ -45,7 +45,8 @@ def clear_owner(tpm) -> None:
         p.counter_floor = max(p.counter_floor, c.value)
     p.counters.clear()
     tpm.active_counter = None
-    tpm.keys.clear()
+    p.evict_keys.clear()
+    tpm.reset_keys()
     tpm.sessions.clear()
 
 

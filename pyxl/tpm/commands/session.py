@@ -61,8 +61,7 @@ def _flush(tpm, handle: int, rt: int) -> None:
         if tpm.sessions.pop(handle, None) is None:
             raise TPMError(C.TPM_INVALID_AUTHHANDLE)
     elif rt == C.TPM_RT_KEY:
-        if handle in (C.TPM_KH_SRK, C.TPM_KH_EK) or tpm.keys.pop(handle, None) is None:
-            raise TPMError(C.TPM_INVALID_KEYHANDLE)
+        tpm.unload_key(handle)
     elif rt in (C.TPM_RT_TRANS, C.TPM_RT_CONTEXT, C.TPM_RT_DAA_TPM):
         raise TPMError(C.TPM_BAD_PARAMETER if rt != C.TPM_RT_TRANS else C.TPM_BAD_HANDLE)
     else:
