@@ -32,6 +32,10 @@ and keep the connection open:
   swtpm answers a short read at once; waiting a moment means a client whose
   command is split in transit is still served correctly.
 
+(vtpm-stubdom never has to frame: its shared page carries the exact length,
+and the emulator ignores paramSize.  A byte stream has no such length, so this
+endpoint frames as swtpm does, for every --vendor.)
+
 State.  The engine's dump() is kept in DIR/tpm-state, rewritten atomically
 (temp file, fsync, rename, directory fsync) after every command that changed
 persistent state and BEFORE the response is sent: an answered command is on
