@@ -104,3 +104,16 @@ def test_state_persists_atomically(tmp_path):
     path.write_bytes(b"garbage")
     with pytest.raises(ValueError):
         T.TisDevice(str(path), key_source=key_pool())
+
+
+def test_locality_2_with_only_its_page(dev):
+    """vtpm-platforms.txt: extra="tpmlocality=2", iomem=["fed42,1"]."""
+    io = IoMem()
+    io.add_device(T.TIS_BASE, T.TIS_LEN, dev)
+    io.permit(9, 0xFED42, 1)
+    lines = []
+    tis = TpmTis(DirectXen(io, 9), lines.append, localities=1 << 2)
+    assert lines[2] == "Enabled Localities: 2 \n" and tis.locality == 2
+    # the chip sees locality 2: PCR 21/22 extends are allowed only there (PC client)
+    ext = struct.pack(">HIII", 0xC1, 34, 0x14, 21) + bytes(20)
+    assert tis.transmit(ext)[6:10] == b"\0\0\0\0"
