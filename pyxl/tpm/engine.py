@@ -32,7 +32,7 @@ from .identity import XEN_VTPM_IDENTITY, Identity
 from .marshal import Reader, TPMDecodeError, Writer
 from .structures import (TPM_KEY, TPM_KEY12, TPM_KEY_PARMS, TPM_NV_ATTRIBUTES,
                          TPM_NV_DATA_PUBLIC, TPM_PERMANENT_FLAGS, TPM_RSA_KEY_PARMS,
-                         TPM_STCLEAR_FLAGS, TPM_STORE_PUBKEY, TPMStructError)
+                         TPM_STCLEAR_FLAGS, TPM_STORE_PUBKEY, TPMBadValue, TPMStructError)
 
 log = logging.getLogger(__name__)
 
@@ -507,6 +507,9 @@ class TPM:
         try:
             out = handler(self, ctx, r)
         except TPMError as e:
+            self._end_sessions(ctx, e.rc)
+            return _error(e.rc)
+        except TPMBadValue as e:         # a value refused while parsing
             self._end_sessions(ctx, e.rc)
             return _error(e.rc)
         except TPMStructError:           # a wrong TPM_STRUCTURE_TAG (libtpms TPM_CheckTag)

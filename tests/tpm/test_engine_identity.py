@@ -285,20 +285,3 @@ def test_libtpms_like_identity_audits_owner_commands():
     read_pubek(tpm)                                           # audited: the digest moves
     assert run(tpm, 0xC1, 0x85, u32(0)).body[10:30] != bytes(20)
 
-
-def test_getcapabilitysigned_and_certifyselftest(world):
-    tpm, _ = world
-    parent = load_key2(tpm, create_wrap_key(tpm))
-    blob = create_wrap_key(tpm, parent, b"k" * 20, b"s" * 20,
-                           key_template(usage=0x10, es=1, ss=2), entity=(1, parent))
-    h = load_key2(tpm, blob, parent, b"k" * 20)
-    pub = parse_pubkey(S.TPM_KEY.from_bytes(blob).pubkey().to_bytes())[0]
-    nonce = os.urandom(20)
-    r, out = auth1(tpm, 0x64, u32(h), nonce + u32(5) + u32(4) + u32(0x101), b"s" * 20)
-    assert r.rc == 0 and out[:4] == bytes([1, 2, 0, 7]) and out[4:12] == u32(4) + u32(24)
-    pub.verify(out[16:], u32(24) + nonce, padding.PKCS1v15(), hashes.SHA1())
-    r, out = auth1(tpm, 0x52, u32(h), nonce, b"s" * 20)
-    assert r.rc == 0
-    pub.verify(out[4:], b"Test Passed" + nonce + u32(0x52), padding.PKCS1v15(), hashes.SHA1())
-    for k in (h, parent):
-        run(tpm, 0xC1, 0xBA, u32(k) + u32(1))

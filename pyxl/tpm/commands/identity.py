@@ -169,35 +169,3 @@ def CertifyKey(tpm, ctx, r):
     sig = cert.rsa.sign_sha1_digest(sha1(info.to_bytes()))
     return info.to_bytes() + Writer().sized32(sig).getvalue()
 
-
-@command(C.TPM_ORD_GetCapabilitySigned)
-def GetCapabilitySigned(tpm, ctx, r):
-    """1.1: GetCapability plus a signature over SHA-1(resp || antiReplay)."""
-    from .capability import capability, version
-    handle = r.u32()
-    ctx.mark(r)
-    anti_replay = r.digest()
-    cap = r.u32()
-    sub = r.sized32("subCap")
-    ctx.start(r, T10, CHECK_ALL)
-    key = sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
-    if key.blob.algorithmParms.sigScheme != C.TPM_SS_RSASSAPKCS1v15_SHA1:
-        raise TPMError(C.TPM_INAPPROPRIATE_SIG)
-    resp = capability(tpm, cap, sub)
-    sig = key.rsa.sign_sha1_digest(sha1(resp, anti_replay))
-    return version(tpm).to_bytes() + Writer().sized32(resp).sized32(sig).getvalue()
-
-
-@command(C.TPM_ORD_CertifySelfTest)
-def CertifySelfTest(tpm, ctx, r):
-    """1.1: a self test, then a signature over 'Test Passed' || antiReplay || ordinal."""
-    handle = r.u32()
-    ctx.mark(r)
-    anti_replay = r.digest()
-    ctx.start(r, T10, CHECK_ALL)
-    key = sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
-    if key.blob.algorithmParms.sigScheme != C.TPM_SS_RSASSAPKCS1v15_SHA1:
-        raise TPMError(C.TPM_BAD_SCHEME)
-    tpm.test_done = True
-    m2 = sha1(b"Test Passed", anti_replay, C.TPM_ORD_CertifySelfTest.to_bytes(4, "big"))
-    return Writer().sized32(key.rsa.sign_sha1_digest(m2)).getvalue()
