@@ -24,10 +24,11 @@ TPM_CONF = 0x07            # strong persistence | generate EK | generate DAA see
 STARTUP = {1: "clear", 2: "state", 3: "deactivated"}
 VBD_HDA = 768
 ENTROPY_BYTES = 128        # polarssl ENTROPY_MAX_GATHER per gather
-# The seed saves after every successful command (strong persistence). We save
-# only when the engine says its persistent state changed: the same states
-# reach the disk, without a disk write + manager round trip per GetCapability.
-SAVE_EVERY_COMMAND = False
+# The seed saves after every successful command (strong persistence), and the
+# guide relies on it: after `tpm_version` the user is told to watch the vTPM
+# save its state and the manager store its key.  Follow the guide; with False
+# a save happens only when the engine's persistent state changed.
+SAVE_EVERY_COMMAND = True
 
 
 class Drbg:
