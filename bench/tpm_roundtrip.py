@@ -94,7 +94,9 @@ def main() -> int:
                 except TPMError as e:     # an engine without ownership yet: owner ops n/a
                     print("# %s: could not take ownership (%s)" % (k, e))
             ops = {k: operations(c) for k, c in clients.items()}
-            print("%-26s %10s %10s %7s %7s %s" % ("median ms", "swtpm", "pyxl", "ratio", "target",
+            print("%-26s %10s %10s %7s %7s %s" % ("median ms", "swtpm",
+                                                 "swtpm #2" if args.baseline else "pyxl",
+                                                 "ratio", "target",
                                                  "   (p10 ratio: less sensitive to load)"))
             worst = []
             for i, (name, _, rsa_bound) in enumerate(ops["swtpm"]):

@@ -32,6 +32,10 @@ and keep the connection open:
   swtpm answers a short read at once; waiting a moment means a client whose
   command is split in transit is still served correctly.
 
+(vtpm-stubdom never has to frame: its shared page carries the exact length,
+and the emulator ignores paramSize.  A byte stream has no such length, so this
+endpoint frames as swtpm does, for every --vendor.)
+
 State.  The engine's dump() is kept in DIR/tpm-state, rewritten atomically
 (temp file, fsync, rename, directory fsync) after every command that changed
 persistent state and BEFORE the response is sent: an answered command is on
@@ -296,7 +300,7 @@ def open_tcp(host: str, port: int) -> Listener:
     return Listener(s, "tcp %s:%d" % (h if family == socket.AF_INET else "[%s]" % h, p))
 
 
-def open_unix(path: str) -> Listener:
+def open_unix(path: str, mode: int | None = None) -> Listener:
     path = os.path.abspath(path)
     if os.path.exists(path):
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -311,6 +315,8 @@ def open_unix(path: str) -> Listener:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.bind(path)
+        if mode is not None:      # e.g. 0o666 for tcsd, which runs as user tss
+            os.chmod(path, mode)
         s.listen(16)
     except OSError as e:
         s.close()
@@ -323,7 +329,9 @@ class TPMServer:
     answer in one send."""
 
     def __init__(self, engine: Engine, state: StateDir | None, listeners: list[Listener],
-                 locality: int = 0, log: Callable[[str], None] | None = None):
+                 locality: int = 0, log: Callable[[str], None] | None = None,
+                 trace: bool = False):
+        self.trace = trace          # log every command: ordinal, return code, time
         self.engine = engine
         self.state = state
         self.listeners = listeners
@@ -439,10 +447,16 @@ class TPMServer:
             if item is None:
                 return
             kind, data = item
+            t0 = time.perf_counter() if self.trace else 0.0
             if kind == "command":
                 resp = self.execute(data)
             else:
                 resp = error_response(TPM_BAD_PARAM_SIZE)
+            if self.trace:
+                self.log("%s: %s ordinal 0x%08x (%d bytes) -> rc %d (%d bytes, %.2f ms)" % (
+                    conn.peer, kind, int.from_bytes(data[6:10], "big"), len(data),
+                    int.from_bytes(resp[6:10], "big"), len(resp),
+                    (time.perf_counter() - t0) * 1000))
             if not self._send(conn, resp):
                 return
 
@@ -548,10 +562,12 @@ class Options:
     state_dir: str
     port: int | None = None
     unix: str | None = None
+    unix_mode: int | None = None
     host: str = "127.0.0.1"
     startup: str | None = "clear"      # None: leave the TPM waiting for TPM_Startup
     vendor: str = "ETHZ"
     locality: int = 0
+    trace: bool = False               # pyxl -v tpm-serve: log every command
     ready: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
 
@@ -630,8 +646,9 @@ def run(opts: Options, engine_factory=open_engine) -> int:
         if opts.port is not None or opts.unix is None:
             listeners.append(open_tcp(opts.host, 6545 if opts.port is None else opts.port))
         if opts.unix is not None:
-            listeners.append(open_unix(opts.unix))
-        server = TPMServer(tpm, state, listeners, locality=opts.locality, log=log)
+            listeners.append(open_unix(opts.unix, opts.unix_mode))
+        server = TPMServer(tpm, state, listeners, locality=opts.locality, log=log,
+                           trace=opts.trace)
         if fresh and not server.save_if_changed(force=True):
             raise ServeError("cannot write the new TPM state to %s" % state.state_path)
         where = ", ".join(lst.address for lst in listeners)

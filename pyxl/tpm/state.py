@@ -7,7 +7,9 @@ owner and operator auth, EK, SRK, NV areas, dictionary-attack counter) and,
 if TPM_SaveState ran and nothing has invalidated it since, the saved
 volatile state (PCRs, STCLEAR flags, loaded keys) that TPM_Startup(ST_STATE)
 restores.  Sessions are never saved.  JSON with sorted keys makes
-dump(load(dump(x))) == dump(x) hold byte for byte.
+dump(load(dump(x))) == dump(x) hold byte for byte.  Fields added within a
+format version load with their defaults when absent; an incompatible layout
+gets a new FORMAT_VERSION (and older engines refuse it).
 """
 
 from __future__ import annotations
@@ -80,13 +82,16 @@ def state_dict(tpm) -> dict:
             "ek": _rsa_out(p.ek),
             "ek_reset": _h(p.ek_reset),
             "srk": _key_out(p.srk),
-            "nv": [{"pub": a.pub.to_bytes().hex(), "auth": a.auth.hex(), "data": bytes(a.data).hex()}
+            "nv": [{"pub": a.pub.to_bytes().hex(), "auth": a.auth.hex(),
+                    "data": bytes(a.data).hex()}
                    for _, a in sorted(p.nv.items())],
             "counters": [[i, c.label.hex(), c.value, c.auth.hex()]
                          for i, c in sorted(p.counters.items())],
             "counter_floor": p.counter_floor,
             "evict_keys": [[h, _key_out(k)] for h, k in sorted(p.evict_keys.items())],
             "auth_fail_count": p.auth_fail_count,
+            "audited": sorted(p.audited),
+            "audit_counter": p.audit_counter,
         },
         "saved": tpm.saved,
     }
@@ -122,7 +127,7 @@ def load_state(tpm, blob: bytes) -> None:
         p = PermanentData()
         p.flags = TPM_PERMANENT_FLAGS.from_bytes(bytes.fromhex(pd["flags"]))
         p.tpm_proof = _b(pd["tpm_proof"], 20)
-        p.context_key = _b(pd["context_key"], 16)
+        p.context_key = _b(pd.get("context_key"), 16) or p.context_key
         p.owner_auth = _b(pd["owner_auth"], 20)
         p.operator_auth = _b(pd["operator_auth"], 20)
         p.ek = _rsa_in(pd["ek"])
@@ -137,11 +142,17 @@ def load_state(tpm, blob: bytes) -> None:
             p.nv[pub.nvIndex] = NVArea(pub, _b(a["auth"], 20), data)
         from .engine import Counter
         p.counters = {}
-        for i, label, value, auth in pd["counters"]:
+        for i, label, value, auth in pd.get("counters", []):
             p.counters[int(i)] = Counter(_b(label, 4), int(value), _b(auth, 20))
-        p.counter_floor = int(pd["counter_floor"])
-        p.evict_keys = {int(h): _key_in(k) for h, k in pd["evict_keys"]}
+        p.counter_floor = int(pd.get("counter_floor", 0))
+        p.evict_keys = {int(h): _key_in(k) for h, k in pd.get("evict_keys", [])}
         p.auth_fail_count = int(pd["auth_fail_count"])
+        if "audited" in pd:
+            p.audited = {int(o) for o in pd["audited"]}
+        else:
+            from .commands.audit import default_audited
+            p.audited = default_audited(tpm.identity)
+        p.audit_counter = int(pd.get("audit_counter", 0))
         saved = d["saved"]
         if saved is not None:
             check_saved(saved)
@@ -165,6 +176,7 @@ def save_volatile(tpm) -> dict:
         "keys": [[h, _key_out(k)] for h, k in sorted(tpm.keys.items())
                  if not k.blob.keyFlags & 0x4 and h not in tpm.perm.evict_keys],
         "context_nonce_key": tpm.context_nonce_key.hex(),
+        "audit_digest": tpm.audit_digest.hex(),
         "nv_stclear": [[i, a.pub.bReadSTClear, a.pub.bWriteSTClear]
                        for i, a in sorted(tpm.perm.nv.items())],
     }
@@ -174,7 +186,8 @@ def check_saved(saved: dict) -> None:
     if len(saved["pcrs"]) != 24 or any(len(bytes.fromhex(v)) != 20 for v in saved["pcrs"]):
         raise ValueError("bad saved PCRs")
     TPM_STCLEAR_FLAGS.from_bytes(bytes.fromhex(saved["stclear"]))
-    if len(bytes.fromhex(saved["context_nonce_key"])) != 20:
+    if len(bytes.fromhex(saved.get("context_nonce_key", "00" * 20))) != 20 or \
+            len(bytes.fromhex(saved.get("audit_digest", "00" * 20))) != 20:
         raise ValueError("bad saved context nonce")
     for h, k in saved["keys"]:
         int(h)
@@ -186,7 +199,8 @@ def restore_volatile(tpm, saved: dict) -> None:
     tpm.stclear = TPM_STCLEAR_FLAGS.from_bytes(bytes.fromhex(saved["stclear"]))
     tpm.reset_keys()
     tpm.keys.update({int(h): _key_in(k) for h, k in saved["keys"]})
-    tpm.context_nonce_key = bytes.fromhex(saved["context_nonce_key"])
+    tpm.context_nonce_key = bytes.fromhex(saved.get("context_nonce_key", "00" * 20))
+    tpm.audit_digest = bytes.fromhex(saved.get("audit_digest", "00" * 20))
     for i, rd, wr in saved.get("nv_stclear", []):
         a = tpm.perm.nv.get(i)
         if a is not None:

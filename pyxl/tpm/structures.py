@@ -22,6 +22,15 @@ class TPMStructError(TPMDecodeError):
         self.args = ("bad %s at offset %d" % (what, offset),)
 
 
+class TPMBadValue(TPMStructError):
+    """A field value this TPM refuses while parsing, with the TPM return code
+    libtpms gives for it (e.g. a PCR selection larger than 24 PCRs)."""
+
+    def __init__(self, offset: int, what: str, rc: int):
+        super().__init__(offset, what)
+        self.rc = rc
+
+
 def _expect_tag(r: Reader, tag: int, name: str) -> None:
     at = r.pos
     got = r.u16()
@@ -282,7 +291,12 @@ class TPM_PCR_SELECTION(TPMStruct):
 
     @classmethod
     def unmarshal(cls, r):
-        return cls(r.sized16("pcrSelect"))
+        at = r.pos
+        size = r.u16()
+        if size > C.TPM_NUM_PCR // 8:
+            # checked before the bitmap is read, as libtpms does
+            raise TPMBadValue(at, "sizeOfSelect %d" % size, C.TPM_INVALID_PCR_INFO)
+        return cls(r.bytes(size, "pcrSelect"))
 
     @classmethod
     def of(cls, indices, size: int = 3) -> "TPM_PCR_SELECTION":
@@ -602,7 +616,7 @@ ALL_STRUCTURES = [
 ]
 
 
-# ---------------------------------------------------------------- identities, counters, certification
+# ---------------------------------------------------------------- identities, counters, certifying
 
 @dataclass
 class TPM_SYMMETRIC_KEY(TPMStruct):

@@ -105,7 +105,8 @@ def gen_pcr_reset():
         out.append(Cmd("pcrread %d after reset" % i, frame(C1, 0x15, u32(i)), "pcr_reset"))
     for name, sel in (("none", _select([])), ("16+23", _select([16, 23])),
                       ("size 0", u16(0)), ("size 2", _select([1], 2)),
-                      ("size 4 pcr 25", _select([25], 4))):
+                      ("size 4 pcr 25", _select([25], 4)), ("size 4 no bitmap", u16(4)),
+                      ("size 9 short bitmap", u16(9) + b"\x01")):
         out.append(Cmd("pcr_reset %s" % name, frame(C1, 0xC8, sel), "pcr_reset"))
     return out
 
@@ -155,6 +156,8 @@ def gen_getcap():
             _gc("NV_INDEX 0x10000001", 0x11, u32(0x10000001)), _gc("MFR", 0x10),
             _gc("SELECT_SIZE 1.2/3", 0x18, bytes([1, 2]) + u16(3)),
             _gc("SELECT_SIZE 1.2/4", 0x18, bytes([1, 2]) + u16(4)),
+            _gc("SELECT_SIZE no subcap", 0x18), _gc("SELECT_SIZE 1 byte", 0x18, b"\x01"),
+            _gc("SELECT_SIZE version 9.9", 0x18, bytes([9, 9]) + u16(3)),
             _gc("DA_LOGIC owner", 0x19, u16(2)),
             # requests a TPM must refuse
             _gc("area 0x0B", 0x0B), _gc("area 0xFF", 0xFF, u32(0)),

@@ -78,7 +78,8 @@ def test_tcsd_startup_and_tpm_version(tpm):
 
 
 def test_xen_property_values(tpm):
-    assert cap_value(tpm, 5, u32(0x115)) == b"".join(u32(v) for v in (750000, 2000000, 750000, 750000))
+    timeouts = (750000, 2000000, 750000, 750000)
+    assert cap_value(tpm, 5, u32(0x115)) == b"".join(u32(v) for v in timeouts)
     assert cap_value(tpm, 5, u32(0x120)) == b"".join(u32(v) for v in (3000000, 3000000, 600000000))
     assert cap_value(tpm, 5, u32(0x124)) == u32(4088)
     assert cap_value(tpm, 5, u32(0x111)) == b"\x00"
@@ -242,3 +243,24 @@ def test_power_on_none_waits_for_startup():
     tpm = TPM(generate_ek=False)
     tpm.power_on("none")
     assert getcap(tpm, 6).rc == RC.TPM_INVALID_POSTINIT
+
+
+def test_selection_sizes_checked_like_libtpms(tpm):
+    # the size is checked before the bitmap is read
+    assert run(tpm, 0xC1, 0xC8, u16(4)).rc == RC.TPM_INVALID_PCR_INFO
+    assert run(tpm, 0xC1, 0xC8, u16(9) + b"\x01").rc == RC.TPM_INVALID_PCR_INFO
+    assert run(tpm, 0xC1, 0xC8, u16(3) + b"\x01").rc == RC.TPM_BAD_PARAM_SIZE
+    assert run(tpm, 0xC1, 0xC8, u16(2) + b"\x00\x00").rc == RC.TPM_INVALID_PCR_INFO   # empty
+    # TPM_CAP_SELECT_SIZE: major 1, minor 1/2, reqSize
+    assert cap_value(tpm, 0x18, bytes([1, 2]) + u16(3)) == b"\x01"
+    assert cap_value(tpm, 0x18, bytes([1, 1]) + u16(4)) == b"\x00"
+    assert getcap(tpm, 0x18, b"").rc == RC.TPM_BAD_PARAM_SIZE
+    assert getcap(tpm, 0x18, b"\x02").rc == RC.TPM_BAD_PARAMETER
+    assert getcap(tpm, 0x18, bytes([9, 9]) + u16(3)).rc == RC.TPM_BAD_PARAMETER
+    assert getcap(tpm, 0x18, bytes([1, 3]) + u16(3)).rc == RC.TPM_BAD_PARAMETER
+
+
+def test_no_1_1_signed_capability_commands(tpm):
+    # neither libtpms nor the emulator implements CertifySelfTest / GetCapabilitySigned
+    assert cap_value(tpm, 1, u32(0x52)) == b"\x00"
+    assert run(tpm, 0xC1, 0x64, bytes(40)).rc == RC.TPM_BAD_ORDINAL

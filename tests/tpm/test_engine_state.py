@@ -36,7 +36,8 @@ def rich_tpm():
 def test_rich_state_round_trips_and_keeps_working():
     tpm, cid = rich_tpm()
     blob = tpm.dump()
-    assert blob.startswith(MAGIC) and struct.unpack(">H", blob[len(MAGIC):len(MAGIC) + 2])[0] == FORMAT_VERSION
+    assert blob.startswith(MAGIC)
+    assert struct.unpack(">H", blob[len(MAGIC):len(MAGIC) + 2])[0] == FORMAT_VERSION
     t2 = TPM.load(blob, key_source=key_pool())
     assert t2.dump() == blob
     t2.power_on()
@@ -117,3 +118,21 @@ def test_fresh_tpm_makes_its_ek_once():
     assert calls == [2048]
     TPM.load(tpm.dump(), key_source=source).power_on()
     assert calls == [2048]
+
+
+def test_fields_added_later_load_with_defaults():
+    import hashlib
+    import json
+    tpm, cid = rich_tpm()
+    blob = tpm.dump()
+    n = struct.unpack(">I", blob[len(MAGIC) + 2:len(MAGIC) + 6])[0]
+    body = json.loads(blob[len(MAGIC) + 6:len(MAGIC) + 6 + n])
+    for k in ("context_key", "evict_keys", "audited", "audit_counter", "counters",
+              "counter_floor"):
+        del body["perm"][k]
+    raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    old = MAGIC + struct.pack(">HI", FORMAT_VERSION, len(raw)) + raw + hashlib.sha256(raw).digest()
+    t2 = TPM.load(old)
+    t2.power_on()
+    assert auth1(t2, 0x66, b"", b"", OWNER)[0].rc == 0
+    assert t2.perm.counters == {} and t2.perm.audited == set()

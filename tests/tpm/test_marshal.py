@@ -17,7 +17,7 @@ flag = st.booleans()
 
 ver = st.builds(S.TPM_STRUCT_VER, u8, u8, u8, u8)
 version = st.builds(S.TPM_VERSION, u8, u8, u8, u8)
-selection = st.builds(S.TPM_PCR_SELECTION, st.binary(max_size=4))
+selection = st.builds(S.TPM_PCR_SELECTION, st.binary(max_size=3))
 key_parms = st.builds(S.TPM_KEY_PARMS, u32, u16, u16, blob)
 store_pubkey = st.builds(S.TPM_STORE_PUBKEY, blob)
 pcr_info = st.builds(S.TPM_PCR_INFO, selection, digest, digest)

@@ -72,8 +72,9 @@ def test_no_startup_leaves_tpm_waiting_for_startup(start_serve):
 
 def test_unix_socket_only(start_serve, tmp_path):
     path = str(tmp_path / "tpm.sock")
-    s = start_serve(unix=path, tcp=False)
+    s = start_serve("--unix-mode", "0660", unix=path, tcp=False)
     assert "unix %s" % path in s.ready_line and s.port == 0
+    assert os.stat(path).st_mode & 0o777 == 0o660
     assert TPMClient(path).get_random(16)
     s.stop()
     assert not os.path.exists(path), "socket file left behind"
@@ -109,6 +110,10 @@ def test_bad_options(pyxl_cmd, tmp_path):
                                    "--startup", "sideways"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 2 and "--startup must be one of clear, state, deactivated" in p.stderr
+    p = subprocess.run(pyxl_cmd + ["tpm-serve", "--state", str(tmp_path / "s"), "--unix",
+                                   str(tmp_path / "sock"), "--unix-mode", "rw"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and "--unix-mode must be octal" in p.stderr
     p = subprocess.run(pyxl_cmd + ["tpm-serve", "--state", str(tmp_path / "s"), "--port", "0",
                                    "--vendor", "NOPE"], capture_output=True, text=True, timeout=30)
     assert p.returncode == 1 and "unknown --vendor NOPE" in p.stderr
@@ -127,3 +132,17 @@ def test_locality_option_reaches_the_engine(start_serve):
     s4 = start_serve("--locality", "4")
     assert rc_of(transact(s4.addr, reset17)) == 0
     assert TPMClient(s4.addr).pcr_read(17) == bytes(20)
+
+
+def test_verbose_logs_every_command(pyxl_cmd, tmp_path):
+    from tpm.fixtures import PyxlServe
+
+    s = PyxlServe(pyxl_cmd + ["-v"], tmp_path / "st").start()
+    try:
+        transact(s.addr, getcap(0x1A))
+        transact(s.addr, getcap(0x1A)[:14])           # truncated: answered after the grace
+    finally:
+        s.stop()
+    err = s.stderr()
+    assert "command ordinal 0x00000065 (18 bytes) -> rc 0 (29 bytes" in err
+    assert "malformed ordinal 0x00000065 (14 bytes) -> rc 25 (10 bytes" in err

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .. import constants as C
 from ..engine import (CHECK_ALL, CHECK_BASIC, CHECK_NO_LOCKOUT, COMMANDS, T0, T1, T10,
                       TPMError, command)
-from ..marshal import TPMDecodeError, Writer
+from ..marshal import Reader, TPMDecodeError, Writer
 from ..structures import (TPM_CAP_VERSION_INFO, TPM_KEY_PARMS, TPM_STRUCT_VER, TPM_VERSION)
 
 from .counter import MAX_COUNTERS
@@ -174,9 +174,18 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
     if cap == A.TPM_CAP_AUTH_ENCRYPT:
         return _bool(_sub32(sub) == C.TPM_ALG_XOR)
     if cap == A.TPM_CAP_SELECT_SIZE:
-        if len(sub) != 4:
-            raise TPMError(C.TPM_BAD_MODE)
-        return _bool(int.from_bytes(sub[2:4], "big") <= C.TPM_NUM_PCR_SELECT)
+        # TPM_SELECT_SIZE: major 1, minor 1 or 2, reqSize (libtpms's checks;
+        # like the emulator, any reqSize up to 3 is supported, even 0)
+        r = Reader(sub)
+        try:
+            if r.u8() != 1:
+                raise TPMError(C.TPM_BAD_PARAMETER)
+            if r.u8() not in (1, 2):
+                raise TPMError(C.TPM_BAD_PARAMETER)
+            req = r.u16()
+        except TPMDecodeError:
+            raise TPMError(C.TPM_BAD_PARAM_SIZE) from None
+        return _bool(req <= C.TPM_NUM_PCR_SELECT)
     if cap == A.TPM_CAP_VERSION_VAL:
         i = tpm.identity
         return TPM_CAP_VERSION_INFO(version(tpm), i.spec_level, i.errata_rev, i.vendor_id,

@@ -1,0 +1,241 @@
+"""Linux's xen-tpmfront (drivers/char/tpm/xen-tpmfront.c) on a
+XenInterface, for the simulated Linux guest's /dev/tpm0, plus the TPM 1.2
+sysfs files (drivers/char/tpm/tpm-sysfs.c, Linux 6.1) rendered from real
+commands.
+
+    front = XenTpmFront(xen)       # probe: ring page, event channel, v2 flag,
+                                   # Initialised; a watch thread follows the backend
+    front.wait_connected(10)
+    rsp = front.transmit(request)  # what a write()+read() on /dev/tpm0 does
+    pcrs_text(front.transmit)      # /sys/class/tpm/tpm0/pcrs (and caps_text, pubek_text)
+
+Unlike mini-os, Linux publishes ring-ref, event-channel and
+feature-protocol-v2 in one transaction and goes to Initialised; only when
+the backend reports Connected *and* feature-protocol-v2 does it go to
+Connected -- without the flag it fails with "vTPM protocol 2 required"
+(xenbus_dev_fatal: error node, state Closing).  A backend that closes
+unregisters the chip.  Sends wait for the shared page to be idle (timeout
+C), then for the result up to the ordinal's duration, and cancel on expiry
+(-ETIME).  The locality byte is never written: always 0.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import struct
+import threading
+import time
+
+from . import xenbus
+from .tpmif import (TPMIF_STATE_CANCEL, TPMIF_STATE_FINISH, TPMIF_STATE_IDLE,
+                    TPMIF_STATE_SUBMIT, SharedPage)
+
+TOKEN = "xen-tpmfront"
+TIMEOUT_C = 0.750                      # TIS default until the TPM says otherwise
+DURATION = 120.0                       # the longest TPM 1.2 duration class
+
+
+class TpmDeviceError(OSError):
+    pass
+
+
+class XenTpmFront:
+    def __init__(self, xen, nodename: str = "device/vtpm/0", klog=None):
+        self.xen, self.nodename = xen, nodename
+        self.klog = klog or (lambda msg: None)
+        self.registered = False
+        self.error: str | None = None
+        self.cond = threading.Condition()
+        self.lock = threading.Lock()            # one command at a time, like tpm_mutex
+        self.timeout_c, self.duration = TIMEOUT_C, DURATION
+        self.bepath = xen.read_str(nodename + "/backend")
+        self.bedomid = int(xen.read_str(nodename + "/backend-id"))
+        # setup_ring
+        self.page = xen.alloc_page()
+        self.shared = SharedPage(self.page.buf)
+        self.shared.init()
+        self.ref = xen.grant_access(self.page, self.bedomid)
+        self.port = xen.evtchn_alloc_unbound(self.bedomid)
+
+        def publish(tx):
+            xen.write(nodename + "/ring-ref", "%u" % self.ref, tx)
+            xen.write(nodename + "/event-channel", "%u" % self.port, tx)
+            xen.write(nodename + "/feature-protocol-v2", "1", tx)
+        xen.transaction(publish)
+        xenbus.switch_state(xen, nodename, xenbus.XenbusStateInitialised)
+        self.registered = True                   # tpm_chip_register: /dev/tpm0 appears
+        xen.watch(self.bepath + "/state", TOKEN)
+        self._thread = threading.Thread(target=self._watch, name="xen-tpmfront", daemon=True)
+        self._thread.start()
+
+    # -- xenbus: backend_changed -------------------------------------------------
+    def _watch(self) -> None:
+        while self.registered and not self.xen.closed:
+            if self.xen.read_watch(0.5, token=TOKEN) is None:
+                continue
+            try:
+                self._backend_changed(xenbus.read_state(self.xen, self.bepath))
+            except OSError:
+                if self.xen.closed:
+                    return
+
+    def _backend_changed(self, state: int) -> None:
+        own = xenbus.read_state(self.xen, self.nodename)
+        if state == xenbus.XenbusStateConnected:
+            if own == xenbus.XenbusStateConnected:
+                return
+            if self.xen.read_str(self.bepath + "/feature-protocol-v2", default="0") != "1":
+                self._fatal(_errno.EINVAL, "vTPM protocol 2 required")
+                return
+            xenbus.switch_state(self.xen, self.nodename, xenbus.XenbusStateConnected)
+        elif state in (xenbus.XenbusStateClosing, xenbus.XenbusStateClosed):
+            self.remove()
+        with self.cond:
+            self.cond.notify_all()
+
+    def _fatal(self, err: int, msg: str) -> None:
+        """xenbus_dev_fatal: log, error node, Closing."""
+        self.error = msg
+        self.klog("vtpm vtpm-%s: %d %s" % (self.nodename.rsplit("/", 1)[-1], err, msg))
+        try:
+            self.xen.write("error/%s/error" % self.nodename, "%d %s" % (err, msg))
+        except OSError:
+            pass
+        xenbus.switch_state(self.xen, self.nodename, xenbus.XenbusStateClosing)
+        with self.cond:
+            self.cond.notify_all()
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if xenbus.read_state(self.xen, self.nodename) == xenbus.XenbusStateConnected:
+                return True
+            if self.error or not self.registered:
+                return False
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            with self.cond:
+                self.cond.wait(0.05 if left is None else min(0.05, left))
+
+    # -- the TPM chip ------------------------------------------------------------------
+    def _status_idle(self) -> bool:
+        return self.shared.state in (TPMIF_STATE_IDLE, TPMIF_STATE_FINISH)
+
+    def _wait_idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self._status_idle():
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.registered:
+                return False
+            self.xen.evtchn_wait(self.port, timeout=min(left, 0.5))
+        return True
+
+    def cancel(self) -> None:
+        self.shared.cancel()
+        self.xen.evtchn_notify(self.port)
+
+    def transmit(self, request: bytes) -> bytes:
+        """vtpm_send + vtpm_recv: TpmDeviceError(ETIME) after a cancel,
+        (ENODEV) once the chip is gone."""
+        with self.lock:
+            if not self.registered:
+                raise TpmDeviceError(_errno.ENODEV, "no TPM")
+            if not self._wait_idle(self.timeout_c):
+                self.cancel()
+                raise TpmDeviceError(_errno.ETIME, "vTPM busy")
+            self.xen.evtchn_wait(self.port, timeout=0)        # drop a stale notification
+            self.shared.submit(request, 0)                      # Linux leaves locality 0
+            self.xen.evtchn_notify(self.port)
+            if not self._wait_idle(self.duration) or self.shared.state != TPMIF_STATE_FINISH:
+                self.cancel()
+                raise TpmDeviceError(_errno.ETIME, "vTPM timed out")
+            rsp = self.shared.response()
+            if len(rsp) < 10:
+                raise TpmDeviceError(_errno.EIO, "short response")
+            return rsp
+
+    def remove(self) -> None:
+        """The backend is going away: unregister the chip, close the ring."""
+        if not self.registered:
+            return
+        self.registered = False
+        xenbus.switch_state(self.xen, self.nodename, xenbus.XenbusStateClosed)
+        with self.cond:
+            self.cond.notify_all()
+
+    def close(self) -> None:
+        """Module unload / guest shutdown: Closing, wait for the backend, free."""
+        xen = self.xen
+        self.registered = False
+        try:
+            xenbus.switch_state(xen, self.nodename, xenbus.XenbusStateClosing)
+            xenbus.wait_for_state(xen, self.bepath, {
+                xenbus.XenbusStateClosing, xenbus.XenbusStateClosed,
+                xenbus.XenbusStateInitWait, xenbus.XenbusStateUnknown}, 5)
+            xenbus.switch_state(xen, self.nodename, xenbus.XenbusStateClosed)
+            xen.unwatch(self.bepath + "/state", TOKEN)
+            xenbus.wait_for_state(xen, self.bepath, {
+                xenbus.XenbusStateClosed, xenbus.XenbusStateInitWait,
+                xenbus.XenbusStateUnknown}, 5)
+        except OSError:
+            pass
+        for fn, arg in ((xen.evtchn_close, self.port), (xen.end_access, self.ref)):
+            try:
+                fn(arg)
+            except OSError:
+                pass
+        self.page.close()
+
+
+# -- sysfs (Linux 6.1 tpm-sysfs.c for TPM 1.2 chips) ----------------------------------
+
+def _getcap_prop(transmit, prop: int) -> bytes:
+    rsp = transmit(struct.pack(">HIIIII", 0xC1, 22, 0x65, 5, 4, prop))
+    if struct.unpack_from(">I", rsp, 6)[0]:
+        raise TpmDeviceError(_errno.EIO, "GetCapability failed")
+    return rsp[14:14 + struct.unpack_from(">I", rsp, 10)[0]]
+
+
+def pcrs_text(transmit) -> str:
+    n = struct.unpack(">I", _getcap_prop(transmit, 0x101))[0]      # TPM_CAP_PROP_PCR
+    out = []
+    for i in range(n):
+        rsp = transmit(struct.pack(">HIII", 0xC1, 14, 0x15, i))
+        if struct.unpack_from(">I", rsp, 6)[0]:
+            break
+        out.append("PCR-%02d: " % i + "".join("%02X " % b for b in rsp[10:30]) + "\n")
+    return "".join(out)
+
+
+def caps_text(transmit) -> str:
+    try:
+        manuf = struct.unpack(">I", _getcap_prop(transmit, 0x103))[0]  # PROP_MANUFACTURER
+    except TpmDeviceError:
+        return ""
+    out = "Manufacturer: 0x%x\n" % manuf
+    rsp = transmit(struct.pack(">HIIII", 0xC1, 18, 0x65, 0x1A, 0))   # CAP_VERSION_VAL (1.2)
+    if struct.unpack_from(">I", rsp, 6)[0] == 0:
+        major, minor, rmaj, rmin = rsp[16:20]
+        return out + "TCG version: %d.%d\nFirmware version: %d.%d\n" % (major, minor, rmaj, rmin)
+    rsp = transmit(struct.pack(">HIIII", 0xC1, 18, 0x65, 0x06, 0))   # CAP_VERSION (1.1)
+    if struct.unpack_from(">I", rsp, 6)[0]:
+        return ""
+    major, minor, rmaj, rmin = rsp[14:18]
+    return out + "TCG version: %d.%d\nFirmware version: %d.%d\n" % (major, minor, rmaj, rmin)
+
+
+def pubek_text(transmit) -> str:
+    rsp = transmit(struct.pack(">HII", 0xC1, 30, 0x7C) + bytes(20))
+    if struct.unpack_from(">I", rsp, 6)[0] or len(rsp) < 10 + 28 + 256:
+        return ""
+    o = rsp[10:]
+    out = ("Algorithm: %02X %02X %02X %02X\nEncscheme: %02X %02X\nSigscheme: %02X %02X\n"
+           % tuple(o[0:8]))
+    out += "Parameters: " + " ".join("%02X" % b for b in o[12:24]) + "\n"
+    out += "Modulus length: %d\nModulus:\n" % struct.unpack_from(">I", o, 24)[0]
+    for i in range(256):
+        out += "%02X " % o[28 + i]
+        if (i + 1) % 16 == 0:
+            out += "\n"
+    return out

@@ -1,0 +1,78 @@
+"""What pyxl's stub domains share with mini-os: its console output rules.
+
+mini-os's console_print turns every "\\n" into "\\r\\n" on the PV console
+ring, and call_main echoes the argument vector it built from the domain's
+command line (`"main" "a" "b" `).  Stub-domain code writes through a
+`printk` made here so every line reaches the console the same way.
+"""
+
+from __future__ import annotations
+
+import shlex
+import threading
+from typing import Callable
+
+Printk = Callable[[str], None]
+
+
+def make_printk(console_write) -> Printk:
+    """A thread-safe printk over a domain's console_write(bytes)."""
+    lock = threading.Lock()
+
+    def printk(text: str) -> None:
+        data = text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8", "replace")
+        with lock:
+            console_write(data)
+    return printk
+
+
+def argv_of(cmdline: str) -> list[str]:
+    """mini-os splits the command line on spaces (quotes honoured) and puts
+    "main" in front."""
+    try:
+        args = shlex.split(cmdline or "")
+    except ValueError:
+        args = (cmdline or "").split()
+    return ["main"] + args
+
+
+def echo_args(printk: Printk, argv: list[str]) -> None:
+    printk("".join('"%s" ' % a for a in argv) + "\n")
+
+
+SHUTDOWN_REASONS = {"poweroff": 0, "reboot": 1}
+SHUTDOWN_CRASH = 3
+
+
+def start_shutdown_thread(xen, printk, app_shutdown=None):
+    """mini-os shutdown_thread: wait for the toolstack's control/shutdown
+    request, clear it, print `Shutting down (<req>)`, hand the reason to
+    app_shutdown -- whose default (the seed stub domains keep it) only prints
+    `Shutdown requested: <n>`: the domain keeps running, which is why the
+    guide says the manager must be destroyed.  One request is handled.
+    libxl creates the node empty; only a written request counts here."""
+    path = "control/shutdown"
+
+    def run():
+        try:
+            xen.watch(path, "minios-shutdown")
+            while True:
+                value = xen.read_str(path, default="")
+                if value:
+                    break
+                if xen.read_watch(None, token="minios-shutdown") is None:
+                    return
+            xen.unwatch(path, "minios-shutdown")
+            xen.write(path, "")
+        except OSError:
+            return
+        printk("Shutting down (%s)\n" % value)
+        reason = SHUTDOWN_REASONS.get(value, SHUTDOWN_CRASH)
+        if app_shutdown is not None:
+            app_shutdown(reason)
+        else:
+            printk("Shutdown requested: %d\n" % reason)
+
+    t = threading.Thread(target=run, name="shutdown", daemon=True)
+    t.start()
+    return t
