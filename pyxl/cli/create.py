@@ -74,8 +74,7 @@ def create(
         d_config = load_data(data, config_file, warn=_err, warn_partial=sys.stderr.write,
                              ignore_global_affinity_masks=ignore_masks, optarg=defconfig)
     except ConfigError as e:
-        for line in e.lines:
-            _err(line)
+        sys.stderr.write(e.text())
         sys.stderr.flush()
         return e.exit_code
 
