@@ -88,31 +88,43 @@ def main() -> int:
             px = PyxlServe(pyxl_cmd, Path(tmp) / "pyxl").start()
         try:
             clients = {"swtpm": TPMClient(sw.addr), "pyxl": TPMClient(px.addr)}
-            for c in clients.values():
-                prepare(c)
+            for k, c in clients.items():
+                try:
+                    prepare(c)
+                except TPMError as e:     # an engine without ownership yet: owner ops n/a
+                    print("# %s: could not take ownership (%s)" % (k, e))
             ops = {k: operations(c) for k, c in clients.items()}
-            print("%-26s %10s %10s %7s %7s" % ("median ms", "swtpm", "pyxl", "ratio", "target"))
+            print("%-26s %10s %10s %7s %7s %s" % ("median ms", "swtpm",
+                                                 "swtpm #2" if args.baseline else "pyxl",
+                                                 "ratio", "target",
+                                                 "   (p10 ratio: less sensitive to load)"))
             worst = []
             for i, (name, _, rsa_bound) in enumerate(ops["swtpm"]):
                 n = args.rsa_n if name.startswith("CreateWrapKey") else args.n
                 if rsa_bound and not name.startswith("CreateWrapKey"):
                     n = max(args.rsa_n, args.n // 4)
                 times = {"swtpm": [], "pyxl": []}
-                for k in times:                      # warm-up
-                    measure(ops[k][i][1], 2)
+                try:
+                    for k in times:                  # warm-up (and: does it work at all?)
+                        measure(ops[k][i][1], 2)
+                except TPMError as e:
+                    print("%-26s %10s %10s   n/a: %s failed on %s" % (name, "-", "-", e, k))
+                    continue
                 for j in range(n):                   # alternate the two TPMs, and who goes first
                     for k in (("swtpm", "pyxl") if j % 2 else ("pyxl", "swtpm")):
                         times[k] += measure(ops[k][i][1], 1)
                 ms = {k: statistics.median(v) for k, v in times.items()}
+                p10 = {k: sorted(v)[len(v) // 10] for k, v in times.items()}
                 ratio = ms["pyxl"] / ms["swtpm"]
                 target = 1.2 if rsa_bound else 1.5
                 flag = "ok" if ratio <= target else "SLOW"
                 worst.append(ratio / target)
-                print("%-26s %10.3f %10.3f %6.2fx %5.1fx %s"
-                      % (name, ms["swtpm"], ms["pyxl"], ratio, target, flag))
+                print("%-26s %10.3f %10.3f %6.2fx %5.1fx %-4s  p10 %.2fx"
+                      % (name, ms["swtpm"], ms["pyxl"], ratio, target, flag,
+                         p10["pyxl"] / p10["swtpm"]))
             print("(n=%d fast, %d key generation; new TCP connection per command)"
                   % (args.n, args.rsa_n))
-            return 0 if max(worst) <= 1.0 else 1
+            return 0 if worst and max(worst) <= 1.0 else 1
         finally:
             px.stop()
             sw.stop()

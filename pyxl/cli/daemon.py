@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Annotated, Optional
 
-import typer
 
-from pyxl.cli._common import faults
+from pyxl.cli._common import typer, faults
 
 
 @faults
@@ -42,7 +41,7 @@ def daemon(
                 print("pyxl: the pyxl daemon is not running", file=sys.stderr)
                 return 0 if not client.daemon_alive(paths) else f.report()
             raise
-        if not client.wait_daemon_gone(paths):
+        if not client.wait_daemon_gone(paths, timeout=300):
             print("pyxl: the pyxl daemon (pid %s) did not stop" % res.get("pid"), file=sys.stderr)
             return 1
         return 0

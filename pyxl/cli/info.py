@@ -6,9 +6,8 @@ import sys
 import time
 from typing import Annotated, Optional
 
-import typer
 
-from pyxl.cli._common import call, faults, need_args
+from pyxl.cli._common import typer, call, faults, need_args
 
 LIST_HEADER = "Name                                        ID   Mem VCPUs\tState\tTime(s)"
 
@@ -48,14 +47,21 @@ def list_(
     from pyxl.toolstack.errors import Fault
 
     try:
-        doms = call("list", dom=domain[0] if domain else None, long=long)
+        if long:
+            doms = call("list", dom=domain[0] if domain else None, long=True)
+        else:
+            doms = [dict(zip(("domid", "name", "mem", "vcpus", "state", "cpu_time", "uuid",
+                              "reason"), row))
+                    for row in call("list", dom=domain[0] if domain else None, rows=True)]
     except Fault as f:
         if f.name == "NO_SUCH_DOMID":
             print("Error: Domain '%s' does not exist." % domain[0], file=sys.stderr)
             return 1
         raise
     if long:
-        print(yajl([{"domid": d["domid"], "config": d.get("config") or {}} for d in doms]))
+        # libxl has no stored configuration for dom0: xl skips it
+        print(yajl([{"domid": d["domid"], "config": d.get("config") or {}} for d in doms
+                    if d["domid"] != 0]))
         return 0
     out = [LIST_HEADER + ("   UUID                            Reason-Code\tSecurity Label" if verbose
                           else "   Security Label" if context else "")]

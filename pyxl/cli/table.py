@@ -13,18 +13,17 @@ command runs: listing or resolving commands never imports typer or any layer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
 
-
-@dataclass(frozen=True)
-class Command:
-    name: str
-    handler: str          # "pyxl.cli.create:create" -- a typer-annotated function
-    can_dryrun: bool      # accepts the global -N
-    modifies: bool        # accepts the global -f (xl's "modifies" flag)
-    desc: str             # one line, no final full stop (xl adds it in `help CMD`)
-    usage: str            # the part after the command name in "Usage: ..."
-    xl: bool = True       # False for pyxl's own commands (daemon, tpm-serve, ...)
+# name; handler: "pyxl.cli.create:create" -- a typer-annotated function;
+# can_dryrun: accepts the global -N; modifies: accepts the global -f (xl's
+# "modifies" flag); desc: one line, no final full stop (xl adds it in `help
+# CMD`); usage: the part after the command name in "Usage: ..."; xl: False
+# for pyxl's own commands (daemon, tpm-serve, ...).
+# A namedtuple rather than a dataclass: every pyxl run imports this table,
+# and dataclasses (with inspect) cost ~10 ms of start-up.
+Command = namedtuple("Command", "name handler can_dryrun modifies desc usage xl",
+                     defaults=(True,))
 
 
 COMMANDS: tuple[Command, ...] = (

@@ -1,8 +1,15 @@
 """`pyxl tpm-serve`: the TPM 1.2 engine alone, as a raw command socket that
-TrouSerS' `tcsd -e` (TCSD_TCP_DEVICE_PORT) or any swtpm client can use."""
+TrouSerS' `tcsd -e` (TCSD_TCP_DEVICE_PORT) or any swtpm client can use.
+
+Once it accepts connections it prints one line on stdout, for scripts:
+    pyxl tpm-serve: ready, tcp 127.0.0.1:PORT[, unix PATH], state DIR[ (new TPM)]
+Errors go to stderr (with the global -v, also one line per command); exit 0 after a clean stop (SIGTERM/SIGINT: TPM_SaveState,
+state written), 1 for a busy/damaged state dir or a port in use, 2 for bad
+options.  See pyxl/tpm/serve.py for framing and the state dir."""
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -18,6 +25,9 @@ def tpm_serve(
              "default 6545, tcsd's, unless --unix is given)")] = None,
     unix: Annotated[Optional[str], typer.Option(
         "--unix", metavar="PATH", help="Also (or only) listen on this Unix socket")] = None,
+    unix_mode: Annotated[Optional[str], typer.Option(
+        "--unix-mode", metavar="MODE",
+        help="Permissions of the Unix socket, octal (0666 lets tcsd, user tss, connect)")] = None,
     host: Annotated[str, typer.Option(
         "--host", metavar="ADDR", help="Address to listen on")] = "127.0.0.1",
     startup: Annotated[str, typer.Option(
@@ -26,12 +36,25 @@ def tpm_serve(
     no_startup: Annotated[bool, typer.Option(
         "--no-startup", help="Power on without TPM_Startup (the client must send it)")] = False,
     vendor: Annotated[str, typer.Option(
-        "--vendor", metavar="ID", help="TPM identity (ETHZ: the Xen vTPM's)")] = "ETHZ",
+        "--vendor", metavar="ID",
+        help="TPM identity: ETHZ (the Xen vTPM) or IBM (like swtpm, a hardware-like TPM)")
+    ] = "ETHZ",
     locality: Annotated[int, typer.Option(
         "--locality", metavar="N", help="Locality the commands are executed at")] = 0,
 ) -> int:
+    from pyxl.cli.main import Globals
     from pyxl.tpm.serve import Options, run
 
-    return run(Options(state_dir=state, port=port, unix=unix, host=host,
+    mode = None
+    if unix_mode is not None:
+        try:
+            mode = int(unix_mode, 8)
+        except ValueError:
+            mode = -1
+        if not 0 <= mode <= 0o777:
+            print("pyxl tpm-serve: --unix-mode must be octal permissions like 0660",
+                  file=sys.stderr)
+            return 2
+    return run(Options(state_dir=state, port=port, unix=unix, unix_mode=mode, host=host,
                        startup=None if no_startup else startup.lower(),
-                       vendor=vendor, locality=locality))
+                       vendor=vendor, locality=locality, trace=Globals.verbose > 0))

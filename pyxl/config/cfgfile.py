@@ -7,16 +7,22 @@ its messages verbatim.
 
 Stages (each usable on its own):
 
-  scan(data)                -> Token stream        flex's rules, error states
-  parse_tree(data, path)    -> Tree                Bison's automaton + recovery
-  parse(data, path, warn)   -> XluConfig           settings, `+=`, getters
+  scan(data)                 -> [Token]     flex's rules and error states
+  parse_tree(data, path)     -> Tree        Bison's automaton, error recovery
+  config_from_tree(tree, ..) -> XluConfig   settings and libxlu's getters
+  parse(data, path, warn)    -> XluConfig   all three in one pass (the usual
+                                            entry; `+=` errors interleave with
+                                            syntax errors, so the real work is
+                                            done during the parse)
 
 The parse tables come from grammar/xl.cfg.lark (package data): Lark computes
 the LALR(1) automaton, then Bison's policy is applied on top of it (default
 reductions, which states read a lookahead, which tokens an error message
 lists) so that errors name exactly the tokens xl names.  The tables are
-computed once and cached as JSON in the user's cache directory, so a normal
-run never imports Lark (start-up latency is benchmarked).
+computed once and cached (marshal) in the user's cache directory, so a
+normal run never imports Lark (start-up latency is benchmarked).  A few
+common statement shapes skip the automaton (see _FAST_RE) with identical
+effects.
 
 Values stay bytes-faithful: strings are decoded as UTF-8 with
 surrogateescape, so arbitrary bytes round-trip through .encode("utf-8",
@@ -34,9 +40,9 @@ import zlib
 from typing import Callable, Iterator, NamedTuple
 
 __all__ = [
-    "ConfigParseError", "ConfigReadError", "XluConfig", "XluList", "XluString",
+    "ConfigParseError", "ConfigReadError", "XluConfig", "XluList", "Setting",
     "Token", "Tree", "parse", "parse_tree", "read_config", "read_config_data",
-    "scan", "grammar_text", "parse_tables", "strtol",
+    "scan", "grammar_text", "parse_tables", "strtol", "config_from_tree",
 ]
 
 Warn = Callable[[str], None]
@@ -111,15 +117,17 @@ _TOKEN_RE = re.compile(rb"""
   | (?P<IDENT>[a-z][._0-9a-z]*)
   | (?P<NUMBER>[0-9][0-9a-fx]*)
   | (?P<NEWLINE>\n|\#[^\n]*\n)
-  | (?P<STRING>"(?:[^"\\\n]|\\[^\n])*"|'(?:[^'\\\n]|\\[^\n])*')
+  | (?P<STRING>"[^"\\\n]*+(?:\\[^\n][^"\\\n]*+)*+"
+              |'[^'\\\n]*+(?:\\[^\n][^'\\\n]*+)*+')
   | (?P<PLUS_EQUALS>\+=)
   | (?P<EQUALS>=) | (?P<SEMICOLON>;) | (?P<COMMA>,) | (?P<LSQB>\[) | (?P<RSQB>\])
   | (?P<python>[+\-.():])
   | (?P<bad>[^\n])
 """, re.X | re.S)
-# The `lexerr` start condition: the rest of the non-blank run, with its
-# newline if the run reaches one.
-_LEXERR_RE = re.compile(rb"[^ \t\n]*\n?")
+# The `lexerr` start condition swallows the rest of the non-blank run (a
+# newline right after the bad character is swallowed instead).
+_LEXERR_RE = re.compile(rb"[^ \t\n]*")
+_match_token = _TOKEN_RE.match
 _STRTOUL_RE = re.compile(rb"[ \t\n\v\f\r]*[+-]?[0-9]+")
 
 
@@ -169,33 +177,36 @@ def _dequote_bytes(src: bytes) -> tuple[bytes, str | None]:
 
 class _Scanner:
     """flex's scanner over the whole buffer, reporting lexical errors to the
-    parse context as it goes (lexing is on demand, like yylex)."""
+    parse context as it goes (lexing is on demand, like yylex).  token()
+    returns plain (type, text, line, value) tuples (see Token)."""
 
     def __init__(self, data: bytes, ctx: "_Context"):
         self.data = data
+        self.n = len(data)
         self.pos = 0
         self.lineno = 1          # yylineno
         self.ctx = ctx
+        self.eof: tuple | None = None
 
-    def __iter__(self) -> Iterator[Token]:
-        data, ctx, n = self.data, self.ctx, len(self.data)
-        match = _TOKEN_RE.match
+    def token(self) -> tuple:
+        data, ctx, n = self.data, self.ctx, self.n
         pos = self.pos
         while pos < n:
-            m = match(data, pos)
+            m = _match_token(data, pos)
             kind = m.lastgroup
-            text = m.group()
             pos = m.end()
             if kind == "ws":
                 continue
+            text = m.group()
+            self.pos = pos
             if kind == "NEWLINE":
                 self.lineno += 1
                 ctx.text = text
-                yield Token("NEWLINE", text, self.lineno - 1, None)
-            elif kind == "IDENT" or kind == "NUMBER":
+                return ("NEWLINE", text, self.lineno - 1, None)
+            if kind == "IDENT" or kind == "NUMBER":
                 ctx.text = text
-                yield Token(kind, text, self.lineno, text.decode("ascii"))
-            elif kind == "STRING":
+                return (kind, text, self.lineno, text.decode("ascii"))
+            if kind == "STRING":
                 ctx.text = text
                 value = None
                 if not ctx.err:
@@ -205,33 +216,46 @@ class _Scanner:
                     if msg:
                         ctx.lexical_error(msg, self.lineno)
                         ctx.err = _errno.EINVAL
-                yield Token("STRING", text, self.lineno, value)
-            elif kind == "python" or kind == "bad":
+                return ("STRING", text, self.lineno, value)
+            if kind == "python" or kind == "bad":
                 if kind == "python":
                     ctx.likely_python = True
-                run = _LEXERR_RE.match(data, pos)
-                pos = run.end()
-                text += run.group()
-                ctx.text = text
-                if text.endswith(b"\n"):
+                if pos < n and data[pos] == 0x0A:
+                    # <lexerr>\n: the error ends here and the newline is a token
+                    self.pos = pos + 1
+                    text += b"\n"
+                    ctx.text = text
                     self.lineno += 1
                     ctx.lexical_error("lexical error", self.lineno)
-                    yield Token("NEWLINE", text, self.lineno, None)
-                elif pos < n or len(text) > 1:
-                    ctx.lexical_error("lexical error", self.lineno)
-                else:
-                    # the error state met end of input with nothing more to
-                    # swallow: no error; the text stays in yytext for $end
-                    ctx.text = text + b"\0"
-                    self.pos = pos
-                    yield Token("$END", ctx.text, -1, None)
-                    return
-            else:
+                    return ("NEWLINE", text, self.lineno, None)
+                run = _LEXERR_RE.match(data, pos)
+                pos = self.pos = run.end()
+                text += run.group()
                 ctx.text = text
-                yield Token(kind, text, self.lineno, None)
+                if pos < n or len(text) > 1:
+                    # <lexerr>[^ \t\n]*: the rest of the run (maybe nothing);
+                    # a newline after it is an ordinary NEWLINE token
+                    ctx.lexical_error("lexical error", self.lineno)
+                    continue
+                # the error state met end of input with nothing more to
+                # swallow: no error; the text stays in yytext for $end
+                ctx.text = text + b"\0"
+                self.eof = ("$END", ctx.text, -1, None)
+                return self.eof
+            ctx.text = text
+            return (kind, text, self.lineno, None)
         self.pos = pos
-        ctx.text = b"\0"         # flex's yytext at end of buffer: one NUL
-        yield Token("$END", b"\0", -1, None)
+        if self.eof is None:
+            ctx.text = b"\0"         # flex's yytext at end of buffer: one NUL
+            self.eof = ("$END", b"\0", -1, None)
+        return self.eof
+
+    def __iter__(self) -> Iterator[tuple]:
+        while True:
+            tok = self.token()
+            yield tok
+            if tok[0] == "$END":
+                return
 
 
 def scan(data: bytes) -> list[Token]:
@@ -241,7 +265,7 @@ def scan(data: bytes) -> list[Token]:
     out = []
     try:
         for tok in _Scanner(data, ctx):
-            out.append(tok)
+            out.append(Token(*tok))
     except _Abort:
         pass
     return out
@@ -260,9 +284,23 @@ _TABLES_VERSION = 1
 
 
 def grammar_text() -> str:
-    """grammar/xl.cfg.lark, loaded as package data."""
-    from importlib.resources import files
-    return (files("pyxl") / "grammar" / "xl.cfg.lark").read_text(encoding="utf-8")
+    """grammar/xl.cfg.lark, loaded as package data (pyxl/grammar)."""
+    return _grammar_bytes().decode("utf-8")
+
+
+def _grammar_bytes() -> bytes:
+    # The package directory holds grammar/ (a symlink in the source tree, a
+    # copy in a wheel); read it directly when it is a plain file -- start-up
+    # matters and importlib.resources drags in pathlib and zipfile -- and
+    # through importlib.resources otherwise (zipped installs).
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "grammar", "xl.cfg.lark")
+    try:
+        with open(here, "rb") as f:
+            return f.read()
+    except OSError:
+        from importlib.resources import files
+        return (files("pyxl") / "grammar" / "xl.cfg.lark").read_bytes()
 
 
 def _cache_dir() -> str:
@@ -297,12 +335,14 @@ def _compute_tables(grammar: str) -> dict:
                         x.name for x in arg.expansion))
                 reduces[sym] = rule_index[arg]
         rset = set(reduces.values())
-        token_shifts = {k: v for k, v in shifts.items()}
+        token_shifts = shifts
         # Bison: a state needs no lookahead when it has a single reduction
         # and shifts no token; it then reduces at once ("consistent").
         consistent = len(rset) <= 1 and (not rset or not token_shifts)
         default = None
         if rset and "ERROR" not in token_shifts:   # no default where `error` shifts
+            # the reduction with the most lookaheads (this grammar never has
+            # two reductions in one state, so ties cannot arise)
             counts = {r: list(reduces.values()).count(r) for r in rset}
             default = max(sorted(rset), key=lambda r: counts[r])
         explicit = {}
@@ -333,26 +373,27 @@ _TABLES: dict | None = None
 
 
 def parse_tables() -> dict:
-    """The parser tables, built once per grammar and Lark version and cached
-    in $XDG_CACHE_HOME/pyxl (recomputed if the cache is unusable)."""
+    """The parser tables, built once per grammar (and _TABLES_VERSION, bump
+    it when _compute_tables changes) and cached in $XDG_CACHE_HOME/pyxl;
+    an unreadable or malformed cache is rebuilt, never trusted."""
     global _TABLES
     if _TABLES is not None:
         return _TABLES
-    grammar = grammar_text()
-    raw = grammar.encode()
+    raw = _grammar_bytes()
     key = "%08x%06x-%d" % (zlib.crc32(raw), len(raw), _TABLES_VERSION)
     path = os.path.join(_cache_dir(), f"xl.cfg-{key}.marshal")
     try:
         with open(path, "rb") as f:
             tables = marshal.load(f)
-        if not isinstance(tables, dict) or tables.get("version") != _TABLES_VERSION \
-                or tables.get("grammar") != raw:
-            raise ValueError
-    except (OSError, ValueError, EOFError, TypeError):
-        tables = _compute_tables(grammar)
+        if tables.get("version") != _TABLES_VERSION or tables.get("grammar") != raw:
+            raise ValueError("stale")
+        prepared = _prepare(tables)
+    except Exception:       # missing, truncated, foreign or malformed cache
+        tables = _compute_tables(raw.decode("utf-8"))
         tables["grammar"] = raw
         _write_cache(path, tables)
-    _TABLES = _prepare(tables)
+        prepared = _prepare(tables)
+    _TABLES = prepared
     return _TABLES
 
 
@@ -376,8 +417,13 @@ def _write_cache(path: str, tables: dict) -> None:
 def _prepare(tables: dict) -> dict:
     """JSON tables -> per-state lists for the driver loop."""
     states = tables["states"]
-    tables["act"] = [s["act"] for s in states]
-    tables["default"] = [s["default"] for s in states]
+    # one dict per state: explicit actions; dflt: the default reduction or 0
+    # (error).  The accept state shifts $END to _ACCEPT.
+    tables["full"] = [dict(s["act"]) for s in states]
+    tables["dflt"] = [-(s["default"] + 1) if s["default"] is not None else 0
+                      for s in states]
+    tables["full"][tables["accept"]] = {"$END": _ACCEPT}
+    states[tables["accept"]]["expected"] = ["$end"]
     tables["nolook"] = [s["nolook"] for s in states]
     tables["goto"] = [s["goto"] for s in states]
     tables["err"] = [s["error"] for s in states]
@@ -390,18 +436,9 @@ def _prepare(tables: dict) -> dict:
 # --------------------------------------------------------------------------
 # values and settings (libxlu_cfg.c)
 
-class XluString(str):
-    """An atom: STRING or NUMBER text.  .line is where it started."""
-    line: int
-
-    def __new__(cls, value: str, line: int):
-        self = super().__new__(cls, value)
-        self.line = line
-        return self
-
-
 class XluList:
-    """A list value (libxlu XLU_ConfigList); items are XluString or XluList."""
+    """A list value (libxlu XLU_ConfigList); items are str (atoms: STRING or
+    NUMBER text) or XluList.  .line is the line of its '['."""
 
     __slots__ = ("values", "line")
 
@@ -421,7 +458,7 @@ class XluList:
         if 0 <= i < len(self.values):
             v = self.values[i]
             if isinstance(v, str):
-                return str(v)
+                return v
         return None
 
     def get_value(self, i: int):
@@ -434,7 +471,7 @@ class XluList:
 
 class Setting(NamedTuple):
     name: str
-    value: object      # XluString | XluList
+    value: object      # str | XluList
     op: str            # "=" or "+="
     line: int
 
@@ -515,7 +552,7 @@ class XluConfig:
 
     def get_string(self, key: str, dont_warn: bool = False) -> str | None:
         s = self._atom(key, dont_warn)
-        return None if s is None else str(s.value)
+        return None if s is None else s.value
 
     def get_bounded_long(self, key: str, min: int, max: int,
                          dont_warn: bool = False) -> int | None:
@@ -527,7 +564,7 @@ class XluConfig:
             if not dont_warn:
                 self.warn(where + f"can't use += with numbers for parameter `{key}'")
             return None
-        value, used, err = strtol(str(s.value))
+        value, used, err = strtol(s.value)
         if err:
             if not dont_warn:
                 self.warn(where + f"parameter `{key}' could not be parsed as a "
@@ -629,113 +666,145 @@ class _Context:
         self.lexerrlineno = lineno
 
 
+_ACCEPT = 1 << 30
+
+# Fast path.  Most statements are `key = atom` or `key = [atom, ...]` with
+# plain (escape-free) strings.  Such a statement, met where the parser waits
+# for the next statement, can only be parsed one way and can report no error
+# of its own, so one regex match replaces its ~20 automaton steps; the
+# effects on the parse context (yytext, yylineno, the setting) are applied
+# exactly as the steps would.  Anything else takes the general path.
+_W = rb"(?:[ \t]|\n|\#[^\n]*\n)*+"
+_ATOM = rb"""(?:"[^"\\\n\0]*+"|'[^'\\\n\0]*+'|[0-9][0-9a-fx]*+)"""
+_FAST_RE = re.compile(
+    rb"[ \t]*+(?P<key>[a-z][._0-9a-z]*+)[ \t]*+(?P<op>\+?=)[ \t]*+"
+    rb"(?:(?P<atom>" + _ATOM + rb")|\[(?P<list>" + _W + rb"(?:" + _ATOM + _W
+    + rb"(?:," + _W + _ATOM + _W + rb")*+(?:," + _W + rb")?)?)\])"
+    rb"[ \t]*+(?P<end>\n|\#[^\n]*\n|;)")
+_FAST_ITEM_RE = re.compile(rb"""\n|\#[^\n]*\n|"[^"]*"|'[^']*'|[0-9][0-9a-fx]*""")
+
+
+def _fast_statement(m, ctx: "_Context", cfg: "XluConfig", tree: list | None) -> int:
+    """Apply one fast-path statement; returns yylloc of its terminator."""
+    scanner = ctx.scanner
+    line = scanner.lineno
+    key, op, atom, body, end = m.group("key", "op", "atom", "list", "end")
+    if atom is not None:
+        ctx.text = atom
+        value = _text(atom[1:-1]) if atom[0] in b"\"'" else atom.decode("ascii")
+    else:
+        ctx.text = b"]"
+        items = []
+        for item in _FAST_ITEM_RE.findall(body):
+            if item[-1] == 0x0A:
+                scanner.lineno += 1
+            else:
+                items.append(_text(item[1:-1]) if item[0] in b"\"'" else item.decode("ascii"))
+        value = XluList(line, items)
+    if not ctx.err:
+        _store(ctx, cfg, key.decode("ascii"), op == b"+=", value, line, tree, key, op)
+    ctx.text = end
+    scanner.pos = m.end()
+    if end[-1] == 0x0A:
+        scanner.lineno += 1
+        return scanner.lineno - 1
+    return scanner.lineno
+
+
 def _run(data: bytes, path: str, warn: Warn | None, want_tree: bool):
     tables = parse_tables()
-    act, default, nolook = tables["act"], tables["default"], tables["nolook"]
+    full, dflt, nolook = tables["full"], tables["dflt"], tables["nolook"]
     goto, errshift, expected = tables["goto"], tables["err"], tables["expected"]
     rules = tables["rules"]
-    accept = tables["accept"]
 
     lines_out: list[str] = []
     ctx = _Context(path, lines_out.append)
     cfg = XluConfig(path, warn)
     ctx.scanner = _Scanner(data, ctx)
-    scanner = iter(ctx.scanner)
+    next_token = ctx.scanner.token
 
     states = [tables["start"]]
-    values: list = [None]
-    locs = [1]
-    tok: Token | None = None
+    vals: list = [None]
+    tok = None                   # the lookahead (yychar); None = YYEMPTY
     loc = 1                      # yylloc: the last token's first_line
     errstatus = 0
     result = 0
     statements: list = []
+    tree = statements if want_tree else None
 
-    def push(state, value, line) -> bool:
-        states.append(state)
-        values.append(value)
-        locs.append(line)
-        return len(states) < YYMAXDEPTH
+    fast = _FAST_RE.match
+    stmts_state = goto[tables["start"]]["stmts"]
+    scanner = ctx.scanner
 
     try:
         while True:
             s = states[-1]
-            rule = None
-            if s == accept:
-                if tok is None:
-                    tok = next(scanner)
-                    if tok.line >= 0:
-                        loc = tok.line
-                if tok.type == "$END":
-                    break
-                error_expected = ["$end"]
-            elif nolook[s]:
-                rule = default[s]
+            if s == stmts_state and tok is None:
+                m = fast(data, scanner.pos)
+                if m is not None:
+                    loc = _fast_statement(m, ctx, cfg, tree)
+                    errstatus = 0
+                    continue
+            if nolook[s]:
+                a = dflt[s]
             else:
                 if tok is None:
-                    tok = next(scanner)
-                    if tok.line >= 0:
-                        loc = tok.line
-                a = act[s].get(tok.type)
-                if a is None:
-                    rule = default[s]
-                elif a > 0:
-                    if errstatus:
-                        errstatus -= 1
-                    if not push(a - 1, tok, loc):
-                        ctx.yyerror(loc, "memory exhausted")
-                        result = 2
-                        break
-                    tok = None
-                    continue
-                else:
-                    rule = -a - 1
-                error_expected = expected[s]
-            if rule is not None:
-                # ---- reduce
-                code, lhs, n = rules[rule]
-                if n:
-                    line = locs[-n]
-                    rhs = values[-n:]
-                    del states[-n:], values[-n:], locs[-n:]
-                else:
-                    line = locs[-1]
-                    rhs = []
-                value = _action(code, rhs, line, ctx, cfg, statements, want_tree,
-                                loc) if code else None
-                if not push(goto[states[-1]][lhs], value, line):
+                    tok = next_token()
+                    if tok[2] >= 0:
+                        loc = tok[2]
+                a = full[s].get(tok[0], dflt[s])
+            if a > 0:                                   # shift
+                if a == _ACCEPT:
+                    break
+                if errstatus:
+                    errstatus -= 1
+                states.append(a - 1)
+                vals.append(tok)
+                tok = None
+                if len(states) >= YYMAXDEPTH:
                     ctx.yyerror(loc, "memory exhausted")
                     result = 2
                     break
-                continue
-            # ---- syntax error (yyerrlab)
-            if not errstatus:
-                unexpected = BISON_NAMES[tok.type]
-                if len(error_expected) > 4:
-                    msg = f"syntax error, unexpected {unexpected}"
-                elif error_expected:
-                    msg = (f"syntax error, unexpected {unexpected}, expecting "
-                           + " or ".join(error_expected))
+            elif a < 0:                                 # reduce
+                code, lhs, n = rules[-a - 1]
+                if n:
+                    rhs = vals[-n:]
+                    del states[-n:], vals[-n:]
                 else:
-                    msg = f"syntax error, unexpected {unexpected}"
-                ctx.yyerror(loc, msg)
-            if errstatus == 3:
-                if tok.type == "$END":
-                    result = 1
+                    rhs = None
+                states.append(goto[states[-1]][lhs])
+                vals.append(_action(code, rhs, ctx, cfg, tree, loc) if code else None)
+                if len(states) >= YYMAXDEPTH:
+                    ctx.yyerror(loc, "memory exhausted")
+                    result = 2
                     break
-                tok = None
-            errstatus = 3
-            while errshift[states[-1]] is None:
-                if len(states) == 1:
-                    result = 1
+            else:                                       # syntax error (yyerrlab)
+                if not errstatus:
+                    wanted = expected[s]
+                    msg = f"syntax error, unexpected {BISON_NAMES[tok[0]]}"
+                    if 0 < len(wanted) <= 4:
+                        msg += ", expecting " + " or ".join(wanted)
+                    ctx.yyerror(loc, msg)
+                if errstatus == 3:
+                    if tok[0] == "$END":
+                        result = 1
+                        break
+                    tok = None                          # discard the lookahead
+                errstatus = 3
+                while errshift[states[-1]] is None:     # pop to a state taking `error`
+                    if len(states) == 1:
+                        result = 1
+                        break
+                    states.pop()
+                    vals.pop()
+                if result:
                     break
-                states.pop(), values.pop(), locs.pop()
-            if result:
-                break
-            if not push(errshift[states[-1]], None, loc):
-                ctx.yyerror(loc, "memory exhausted")
-                result = 2
-                break
+                states.append(errshift[states[-1]])
+                vals.append(None)
+                if len(states) >= YYMAXDEPTH:
+                    ctx.yyerror(loc, "memory exhausted")
+                    result = 2
+                    break
     except _Abort as e:
         raise ConfigParseError(lines_out + [str(e)], exit_code=134) from None
 
@@ -763,15 +832,15 @@ _RULE_CODES = {
 }
 
 
-def _action(code: int, rhs: list, line: int, ctx: _Context, cfg: XluConfig,
-            statements: list, want_tree: bool, loc: int):
+def _action(code: int, rhs: list, ctx: _Context, cfg: XluConfig,
+            tree: list | None, loc: int):
     if code == _ATOM:
         tok = rhs[0]
-        return None if ctx.err or tok.value is None else XluString(tok.value, tok.line)
+        return None if ctx.err else tok[3]
     if code == _VALUE_ATOM or code == _LIST_SAME:
         return rhs[0]
     if code == _VALUES_FIRST:
-        return None if ctx.err else XluList(line, [rhs[0]])
+        return None if ctx.err else XluList(0, [rhs[0]])
     if code == _VALUES_MORE:
         lst = rhs[0]
         if not ctx.err and lst is not None:
@@ -780,24 +849,23 @@ def _action(code: int, rhs: list, line: int, ctx: _Context, cfg: XluConfig,
     if code == _VALUE_LIST:
         lst = rhs[2]
         if lst is not None:
-            lst.line = line
+            lst.line = rhs[0][2]           # a list is located at its '['
         return lst
     if code == _LIST_EMPTY:
         return None if ctx.err else XluList(loc)
     if code == _ASSIGN:
-        value = rhs[2]
-        op = "+=" if rhs[1].type == "PLUS_EQUALS" else "="
-        _store(ctx, cfg, rhs[0].value, op, value,
-               line if value is None else value.line, statements, want_tree, rhs)
+        if not ctx.err:
+            ident, optok, value = rhs
+            _store(ctx, cfg, ident[3], optok[0] == "PLUS_EQUALS", value, ident[2],
+                   tree, ident[1], optok[1])
     return None
 
 
-def _store(ctx: _Context, cfg: XluConfig, name: str, op: str, value, line: int,
-           statements: list, want_tree: bool, rhs: list) -> None:
-    """xlu__cfg_set_store, including `+=` concatenation."""
-    if ctx.err:
-        return
-    if op == "+=":
+def _store(ctx: _Context, cfg: XluConfig, name: str, add: bool, value, line: int,
+           tree: list | None, key_text: bytes, op_text: bytes) -> None:
+    """xlu__cfg_set_store, including `+=` concatenation.  LINE is where the
+    value starts, which is the key's line (no newline may come between)."""
+    if add:
         prev = cfg._settings.get(name)
         if prev is not None:
             pv = prev.value
@@ -810,12 +878,14 @@ def _store(ctx: _Context, cfg: XluConfig, name: str, op: str, value, line: int,
             if isinstance(value, XluList):
                 value.values[:0] = pv.values
             else:
-                value = XluString(str(pv) + str(value), value.line)
-    s = Setting(name, value, op, line)
-    cfg._settings[name] = s
-    cfg.order.append(s)
-    if want_tree:
-        statements.append(Tree("assignment", [rhs[0], rhs[1], value], line))
+                value = pv + value
+    setting = Setting(name, value, "+=" if add else "=", line)
+    cfg._settings[name] = setting
+    cfg.order.append(setting)
+    if tree is not None:
+        tree.append(Tree("assignment", [
+            Token("IDENT", key_text, line, name),
+            Token("PLUS_EQUALS" if add else "EQUALS", op_text, line, None), value], line))
 
 
 # --------------------------------------------------------------------------
@@ -835,6 +905,19 @@ def parse_tree(data: bytes, path: str = "<config>") -> Tree:
     return tree
 
 
+def config_from_tree(tree: Tree, path: str, warn: Warn | None = None) -> XluConfig:
+    """The last stage on its own: settings from parse_tree()'s statements
+    (whose values already carry `+=` combination, as libxlu stores them)."""
+    cfg = XluConfig(path, warn)
+    for stmt in tree.children:
+        ident, op, value = stmt.children
+        setting = Setting(ident.value, value, "+=" if op.type == "PLUS_EQUALS" else "=",
+                          stmt.line)
+        cfg._settings[setting.name] = setting
+        cfg.order.append(setting)
+    return cfg
+
+
 def _parse(data: bytes, path: str, warn: Warn | None, want_tree: bool):
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogateescape")
@@ -843,9 +926,23 @@ def _parse(data: bytes, path: str, warn: Warn | None, want_tree: bool):
 
 def read_config_data(path: str, extra: list[str] = ()) -> bytes:
     """What xl create hands to libxlu: the file's bytes, then -- if there are
-    KEY=VALUE extras -- "\\n" + the extras joined by "\\n" + "\\n".  Raises
+    KEY=VALUE extras -- "\\n", each extra followed by "\\n", and "\\n".  Raises
     ConfigReadError with xl's message (exit 3) when the file cannot be read."""
     spath = os.fsdecode(path)
+    if spath == "/dev/null":          # xl create special-cases it: empty config
+        data = b""
+    else:
+        data = _read_file(path, spath)
+    extras = [e.encode("utf-8", "surrogateescape") if isinstance(e, str) else e
+              for e in extra]
+    if extras:
+        # xl: each KEY=VALUE + "\n" into extra_config, then sprintf("\n%s\n")
+        data += b"\n" + b"".join(e + b"\n" for e in extras) + b"\n"
+    return data
+
+
+def _read_file(path, spath: str) -> bytes:
+    """libxl_read_file_contents: a regular file, read whole."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as e:
@@ -870,12 +967,7 @@ def read_config_data(path: str, extra: list[str] = ()) -> bytes:
             chunks.append(chunk)
     finally:
         os.close(fd)
-    data = b"".join(chunks)
-    extras = [e.encode("utf-8", "surrogateescape") if isinstance(e, str) else e
-              for e in extra]
-    if extras:
-        data += b"\n" + b"\n".join(extras) + b"\n"
-    return data
+    return b"".join(chunks)
 
 
 def read_config(path: str, extra: list[str] = (), warn: Warn | None = None) -> XluConfig:

@@ -31,31 +31,13 @@ KERNELS = (
 LINUX = ("pyxl.domain.linux.guest", "boot")
 
 
-class Console:
-    """The domain's side of its console ring (see pyxl.toolstack.consoled)."""
-
-    def __init__(self, out_path: str, in_path: str):
-        # read-write opens: neither end ever sees EOF/EPIPE when the other goes away
-        self.out_fd = os.open(out_path, os.O_RDWR)
-        self.in_fd = os.open(in_path, os.O_RDWR)
-
-    def write(self, data) -> None:
-        if isinstance(data, str):
-            data = data.encode()
-        view = memoryview(data)
-        while view:
-            n = os.write(self.out_fd, view)
-            view = view[n:]
-
-    def read(self, n: int = 4096) -> bytes:
-        return os.read(self.in_fd, n)
-
-    def fileno(self) -> int:
-        return self.in_fd
-
-
 class Domain:
-    """What a kernel runtime gets: identity, console, hypervisor access."""
+    """What a kernel runtime gets: identity, console, hypervisor access.
+
+    `xen` is the domain's XenInterface.  If the hypervisor connection breaks
+    (the daemon was killed), `reconnect()` dials the host's xenbus socket
+    until a new daemon takes the domain back; the daemon knows it by its pid.
+    """
 
     def __init__(self, spec: dict):
         self.spec = spec
@@ -66,25 +48,55 @@ class Domain:
         self.cmdline = spec.get("cmdline", "")
         self.memkb = spec.get("memkb", 0)
         self.vcpus = spec.get("vcpus", 1)
-        self.console = Console(spec["console_out"], spec["console_in"])
+        self.disks = spec.get("disks", [])
+        # vdev -> file descriptor of the image blkback opened for this domain
+        self.block = {k: int(v) for k, v in (spec.get("block") or {}).items()}
         self.status_path = spec.get("status")
-        self._xen = None
-        self.hv_fd = spec.get("hv_fd")
+        self.xenbus_path = spec.get("xenbus")
+        from pyxl.domain.xen import XenInterface
 
-    @property
-    def xen(self):
-        """The domain's hypercall interface (pyxl.domain.xen), or None on a
-        host without the hypervisor services."""
-        if self._xen is None and self.hv_fd is not None:
-            try:
-                from pyxl.domain.xen import XenInterface
-            except ImportError:
-                self.hv_fd = None
-                return None
-            import socket
+        self._XenInterface = XenInterface
+        self.xen = XenInterface.from_fd(spec["hv_fd"])
+        self.generation = 0
+        import threading
 
-            self._xen = XenInterface(socket.socket(fileno=self.hv_fd), self.domid)
-        return self._xen
+        self._reconnect_lock = threading.Lock()
+
+    def reconnect(self, broken) -> bool:
+        """Replace a closed XenInterface (`broken`); True once connected again."""
+        import time
+        import _socket
+
+        with self._reconnect_lock:
+            if self.xen is not broken:
+                return True           # another thread already did it
+            delay = 0.05
+            while True:
+                s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+                try:
+                    s.connect(self.xenbus_path)
+                    self.xen = self._XenInterface(s)
+                    self.generation += 1
+                    return True
+                except OSError:
+                    s.close()
+                if not os.path.isdir(os.path.dirname(self.xenbus_path)):
+                    os._exit(1)       # the host itself is gone (its root was removed)
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+
+    # -- the console (through the hypervisor, like the PV console ring) ----
+    def console_write(self, data) -> None:
+        self.xen.console_write(data)
+
+    def console_read(self, timeout: float | None = None) -> bytes | None:
+        """Input typed on the console; None on timeout.  Survives a daemon restart."""
+        while True:
+            xen = self.xen
+            data = xen.console_read(timeout)
+            if data != b"":
+                return data
+            self.reconnect(xen)
 
     def shutdown(self, reason: int) -> None:
         """SCHEDOP_shutdown: the domain stops running for good."""
@@ -123,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         mod = importlib.import_module(modname)
     except ImportError as e:
-        dom.console.write("pyxl: no runtime for kernel %s (%s)\r\n" % (dom.kernel, e))
+        dom.console_write("pyxl: no runtime for kernel %s (%s)\r\n" % (dom.kernel, e))
         dom.crash(1)
     getattr(mod, fn)(dom)
     dom.shutdown(0)

@@ -10,10 +10,12 @@ the hypervisor services (pyxl/hypervisor/wire.py describes the frames).
     m = xen.map_grant(frontend_domid, ref); m.buf[0:4]
     xen.evtchn_wait(timeout=1.0); xen.console_write(b"hello\\n")
 
-Calls are synchronous and thread-safe; a background thread reads the socket
-and sorts what arrives into replies, watch events, pending event channel
-ports and console input, so several threads of one domain (a shell and a
-driver, say) can wait on different things at once. Errors come back as
+Calls are synchronous and thread-safe. There is no reader thread: whichever
+thread is waiting (for a reply, a watch event, a pending port or console
+input) reads the socket itself and files what arrives for the others
+(leader/follower), so a round trip costs no thread hand-off and several
+threads of one domain (a shell and a driver, say) can wait on different
+things at once. Errors come back as
 `XenError` (an OSError with the errno the hypervisor returned).
 
 Imports only the standard library's basics: domain processes are small.
@@ -25,7 +27,9 @@ import _socket
 import errno as _errno
 import mmap
 import os
+import select
 import threading
+import time
 
 from pyxl.hypervisor import wire
 
@@ -82,9 +86,12 @@ class Mapping:
 
 
 class XenInterface:
-    def __init__(self, sock):
-        """`sock`: this domain's connected socket (socket.socket or _socket.socket)."""
+    def __init__(self, sock, domid: int | None = None):
+        """`sock`: this domain's connected socket (socket.socket or
+        _socket.socket, SOCK_SEQPACKET or SOCK_STREAM). `domid`, if given, is
+        checked against what the hypervisor says this domain is."""
         self.sock = sock
+        self.chan = wire.Channel(sock)
         self._lock = threading.Lock()          # request ids, send
         self._cond = threading.Condition()
         self._next_id = 1
@@ -92,11 +99,15 @@ class XenInterface:
         self._watch_events: list[tuple[str, str]] = []
         self._pending: list[int] = []            # ports, in arrival order
         self._console_in = bytearray()
+        self._ports: set[int] = set()            # event channels opened through us
         self.closed = False
-        self._reader = threading.Thread(target=self._read_loop, daemon=True, name="xen-rx")
-        self._reader.start()
-        version, domid = self._call(wire.HELLO, [wire.WIRE_VERSION])
-        self.domid = int(domid)
+        self._reading = False                    # a waiter is reading the socket
+        self._poll = select.poll()
+        self._poll.register(sock.fileno(), select.POLLIN)
+        version, told = self._call(wire.HELLO, [wire.WIRE_VERSION])
+        self.domid = int(told)
+        if domid is not None and int(domid) != self.domid:
+            raise XenError("EPROTO", f"this socket belongs to domain {self.domid}, not {domid}")
         self.home = f"/local/domain/{self.domid}"
 
     @classmethod
@@ -111,36 +122,60 @@ class XenInterface:
         return cls.from_fd(int(fd))
 
     # -- plumbing --------------------------------------------------------
-    def _read_loop(self) -> None:
-        try:
-            while True:
-                try:
-                    f = wire.recv_frame(self.sock)
-                except (OSError, wire.WireError):
-                    break
-                if f is None:
-                    break
-                with self._cond:
-                    if f.req_id:
-                        self._replies[f.req_id] = f
-                    elif f.op == wire.XS_WATCH_EVENT and len(f.args) == 2:
-                        ev = (f.args[0].decode(), f.args[1].decode())
-                        if ev not in self._watch_events:   # xenstored coalesces too
-                            self._watch_events.append(ev)
-                    elif f.op == wire.EVTCHN_EVENT:
-                        port = int(f.args[0])
-                        if port not in self._pending:
-                            self._pending.append(port)
-                    elif f.op == wire.CONSOLE_INPUT:
-                        self._console_in += f.args[0]
-                    else:
-                        for fd in f.fds:
-                            os.close(fd)
-                    self._cond.notify_all()
-        finally:
-            with self._cond:
-                self.closed = True
+    def _wait(self, pred, timeout: float | None) -> bool:
+        """With self._cond held: wait until pred() holds (True), the timeout
+        passes or the connection closes (False). The first waiter reads the
+        socket and files every frame; the others sleep until it notifies."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if pred():
+                return True
+            if self.closed:
+                return False
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            if self._reading:
+                self._cond.wait(left)
+                continue
+            self._reading = True
+            self._cond.release()
+            frame = eof = None
+            try:
+                ms = -1 if left is None else max(1, int(left * 1000 + 0.999))
+                if self._poll.poll(ms):
+                    frame = self.chan.recv()
+                    eof = frame is None
+            except (OSError, ValueError, wire.WireError):
+                eof = True
+            finally:
+                self._cond.acquire()
+                self._reading = False
+                if eof:
+                    self.closed = True
+                elif frame is not None:
+                    try:
+                        self._file(frame)
+                    except (ValueError, IndexError, UnicodeDecodeError):
+                        pass        # a garbled event is dropped, not raised at a caller
                 self._cond.notify_all()
+
+    def _file(self, f: wire.Frame) -> None:
+        if f.req_id:
+            self._replies[f.req_id] = f
+        elif f.op == wire.XS_WATCH_EVENT and len(f.args) == 2:
+            ev = (f.args[0].decode(), f.args[1].decode())
+            if ev not in self._watch_events:   # xenstored coalesces too
+                self._watch_events.append(ev)
+        elif f.op == wire.EVTCHN_EVENT:
+            port = int(f.args[0])
+            if port not in self._pending:
+                self._pending.append(port)
+        elif f.op == wire.CONSOLE_INPUT and f.args:
+            self._console_in += f.args[0]
+        else:
+            for fd in f.fds:
+                os.close(fd)
 
     def _call(self, op: int, args=(), tx: int = 0, fds=()) -> list[bytes]:
         return self._call_frame(op, args, tx, fds).args
@@ -152,11 +187,14 @@ class XenInterface:
             if self.closed:
                 raise XenError("EPIPE", "hypervisor connection closed")
             try:
-                wire.send_frame(self.sock, wire.Frame(op, args, req_id=req, tx_id=tx, fds=fds))
+                self.chan.send(wire.Frame(op, args, req_id=req, tx_id=tx, fds=fds))
             except OSError as exc:
+                with self._cond:
+                    self.closed = True
+                    self._cond.notify_all()
                 raise XenError("EPIPE", f"hypervisor connection: {exc}") from None
         with self._cond:
-            self._cond.wait_for(lambda: req in self._replies or self.closed)
+            self._wait(lambda: req in self._replies, None)
             reply = self._replies.pop(req, None)
         if reply is None:
             raise XenError("EPIPE", "hypervisor connection closed")
@@ -173,7 +211,9 @@ class XenInterface:
             self.sock.shutdown(_socket.SHUT_RDWR)
         except OSError:
             pass
-        self._reader.join(2.0)
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
         self.sock.close()
 
     # -- xenstore --------------------------------------------------------
@@ -238,9 +278,20 @@ class XenInterface:
                     return i
             return None
         with self._cond:
-            self._cond.wait_for(lambda: find() is not None or self.closed, timeout)
+            self._wait(lambda: find() is not None, timeout)
             i = find()
             return None if i is None else self._watch_events.pop(i)
+
+    def wait_watch(self, timeout: float | None = None,
+                   token: str | None = None) -> tuple[str, str] | None:
+        """Alias of read_watch (blocking by default)."""
+        return self.read_watch(timeout, token)
+
+    @property
+    def xenstore(self) -> "XenInterface":
+        """The xenstore operations live on this object; `xen.xenstore.read()`
+        reads as callers written against a separate xenstore handle expect."""
+        return self
 
     def transaction_start(self) -> int:
         return int(self._call(wire.XS_TRANSACTION_START)[0])
@@ -270,16 +321,35 @@ class XenInterface:
 
     # -- event channels --------------------------------------------------
     def evtchn_alloc_unbound(self, remote_dom: int, dom: int = DOMID_SELF) -> int:
-        return int(self._call(wire.EVTCHN_ALLOC_UNBOUND, [dom, remote_dom])[0])
+        port = int(self._call(wire.EVTCHN_ALLOC_UNBOUND, [dom, remote_dom])[0])
+        if dom in (DOMID_SELF, self.domid):
+            self._ports.add(port)
+        return port
 
     def evtchn_bind_interdomain(self, remote_dom: int, remote_port: int) -> int:
-        return int(self._call(wire.EVTCHN_BIND_INTERDOMAIN, [remote_dom, remote_port])[0])
+        port = int(self._call(wire.EVTCHN_BIND_INTERDOMAIN, [remote_dom, remote_port])[0])
+        self._ports.add(port)
+        return port
 
     def evtchn_notify(self, port: int) -> None:
+        """EVTCHNOP_send. On a port this interface opened, the only error Xen
+        could return (a free port) cannot happen, so the send is one-way: no
+        round trip on the hot path of every split-driver request. Other
+        ports (opened for us by the toolstack) get the checked call."""
+        if port in self._ports:
+            with self._lock:
+                if self.closed:
+                    raise XenError("EPIPE", "hypervisor connection closed")
+                try:
+                    self.chan.send(wire.Frame(wire.EVTCHN_SEND, [port], flags=wire.FLAG_ONEWAY))
+                    return
+                except OSError as exc:
+                    raise XenError("EPIPE", f"hypervisor connection: {exc}") from None
         self._call(wire.EVTCHN_SEND, [port])
 
     def evtchn_close(self, port: int) -> None:
         self._call(wire.EVTCHN_CLOSE, [port])
+        self._ports.discard(port)
         with self._cond:
             if port in self._pending:
                 self._pending.remove(port)
@@ -304,7 +374,7 @@ class XenInterface:
                     return p
             return None
         with self._cond:
-            self._cond.wait_for(lambda: find() is not None or self.closed, timeout)
+            self._wait(lambda: find() is not None, timeout)
             p = find()
             if p is not None:
                 self._pending.remove(p)
@@ -336,6 +406,16 @@ class XenInterface:
         mapping.close()
         self._call(wire.GNT_UNMAP, [mapping.domid, mapping.ref])
 
+    # -- iomem (MMIO to host devices the domain was given with iomem=) ----
+    def mmio_read(self, addr: int, width: int = 1, count: int = 1) -> bytes:
+        """`count` reads of `width` bytes at machine address `addr`
+        (little-endian each); EPERM without iomem permission."""
+        return self._call(wire.MMIO_READ, [addr, width, count])[0]
+
+    def mmio_write(self, addr: int, data: bytes, width: int = 1) -> None:
+        """Write `data` as len(data)/width accesses of `width` bytes at `addr`."""
+        self._call(wire.MMIO_WRITE, [addr, width, bytes(data)])
+
     # -- console ---------------------------------------------------------
     def console_write(self, data) -> None:
         """Console output (one-way; never waits for the daemon to log it)."""
@@ -346,7 +426,7 @@ class XenInterface:
                 return
             for i in range(0, len(data), wire.CONSOLE_CHUNK):
                 try:
-                    wire.send_frame(self.sock, wire.Frame(
+                    self.chan.send(wire.Frame(
                         wire.CONSOLE_WRITE, [data[i:i + wire.CONSOLE_CHUNK]],
                         flags=wire.FLAG_ONEWAY))
                 except OSError:
@@ -356,7 +436,7 @@ class XenInterface:
         """Console input typed at the domain; None on timeout, b"" once the
         connection is closed."""
         with self._cond:
-            self._cond.wait_for(lambda: self._console_in or self.closed, timeout)
+            self._wait(lambda: bool(self._console_in), timeout)
             if not self._console_in:
                 return b"" if self.closed else None
             out = bytes(self._console_in)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from pyxl.hypervisor.host import Host
 
@@ -62,9 +62,12 @@ class Domain:
     def proc_stat(self) -> list[str] | None:
         if not self.pid:
             return None
-        try:
-            with open("/proc/%d/stat" % self.pid, "rb") as f:
-                data = f.read().decode()
+        try:        # os-level calls: `pyxl list` reads this for every domain
+            fd = os.open("/proc/%d/stat" % self.pid, os.O_RDONLY)
+            try:
+                data = os.read(fd, 4096).decode()
+            finally:
+                os.close(fd)
         except OSError:
             return None
         # comm may hold spaces/parens: split after the last ')'
@@ -77,21 +80,28 @@ class Domain:
         st = self.proc_stat()
         return st is not None and st[0] != "Z"
 
-    def cpu_time(self) -> float:
+    def cpu_time(self, st: list[str] | None = None) -> float:
         if self.is_dom0:
             t = os.times()
             return t.user + t.system + t.children_user + t.children_system
-        st = self.proc_stat()
+        if st is None:
+            st = self.proc_stat()
         if st is None:
             return self.cpu_time_done
         return self.cpu_time_done + (int(st[11]) + int(st[12])) / _CLK_TCK
 
-    def state_chars(self) -> str:
+    def snapshot(self) -> tuple[str, float]:
+        """(state letters, CPU seconds) from one read of /proc/<pid>/stat."""
+        st = None if self.is_dom0 else self.proc_stat()
+        return self.state_chars(st), self.cpu_time(st)
+
+    def state_chars(self, st: list[str] | None = None) -> str:
         running = blocked = False
         if self.is_dom0:
             running = True
         elif self.shutdown_reason is None and not self.dying:
-            st = self.proc_stat()
+            if st is None:
+                st = self.proc_stat()
             if st is not None:
                 running = st[0] == "R"
                 blocked = st[0] in "SDI"
@@ -107,12 +117,16 @@ class Domain:
         return max(0.0, time.time() - self.created)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # shallow (no asdict deep copy): the state file is rewritten on every change
+        return {f: getattr(self, f) for f in _FIELDS}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Domain":
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+_FIELDS = tuple(Domain.__dataclass_fields__)
 
 
 def pid_start_time(pid: int) -> int:

@@ -2,15 +2,18 @@
 that the daemon embeds.
 
 Threads, not asyncio: each attached domain connection gets a reader thread
-(requests are handled in it, so one slow or flooding domain only delays
-itself) and a writer thread (replies and pushed events are queued and sent
-from there, so the daemon never blocks on a domain that stops reading).
-Shared state is guarded by each service's own lock; pushes into a
-connection's queue never block: watch events and event-channel
-notifications pending for the same target are coalesced, as xenstored drops
-duplicate events and Xen's pending bit coalesces notifications, and watch
-events beyond a bound are dropped; only a domain's own replies apply
-back-pressure, to that domain's reader.
+(its requests are handled there, so a slow or flooding domain only delays
+itself) and a writer thread. A reply or pushed event is sent at once with
+MSG_DONTWAIT when nothing is queued ahead of it; only when the domain's
+socket is full does it wait in the connection's queue for the writer
+thread, so the daemon never blocks on a domain that stops reading. Watch
+events and event-channel notifications already queued for the same target
+are coalesced (xenstored drops duplicate events; Xen's pending bit
+coalesces notifications), watch events beyond a bound are dropped, and
+only a domain's own replies apply back-pressure, to that domain's reader.
+Every service has its own lock; callbacks out of here (`on_disconnect`,
+dom0 event-channel sinks, watch sinks) run on these threads and must not
+block -- an asyncio daemon hands them on with loop.call_soon_threadsafe.
 
 Embedding (the toolstack's daemon):
 
@@ -41,6 +44,7 @@ from . import wire
 from .console import Console
 from .evtchn import EventChannels
 from .grant import GrantTables
+from .iomem import IoMem
 from .xenstore import QueueSink, Quotas, XenStore, XsConnection
 
 # How many frames may wait in one connection's queue.
@@ -59,6 +63,7 @@ class DomainConnection:
     def __init__(self, hv: "Hypervisor", sock: socket.socket, domid: int):
         self.hv = hv
         self.sock = sock
+        self.chan = wire.Channel(sock)
         self.domid = domid
         self._cond = threading.Condition()
         self._queue: collections.deque[wire.Frame] = collections.deque()
@@ -85,7 +90,7 @@ class DomainConnection:
         Called with self._cond held; never blocks. True if sent now."""
         if not self._queue and not self._sending:
             try:
-                wire.send_frame(self.sock, frame, nowait=True)
+                rest = self.chan.send(frame, nowait=True)
             except BlockingIOError:
                 pass
             except OSError:
@@ -96,6 +101,9 @@ class DomainConnection:
             else:
                 for fd in frame.fds:
                     os.close(fd)
+                if rest:         # stream socket, partly sent: the writer finishes it
+                    self._queue.append(_Rest(rest))
+                    self._cond.notify_all()
                 return True
         self._queue.append(frame)
         self._cond.notify_all()
@@ -151,7 +159,9 @@ class DomainConnection:
                     return
                 frame = self._queue.popleft()
                 self._sending = True
-                if frame.req_id:
+                if isinstance(frame, _Rest):
+                    pass
+                elif frame.req_id:
                     self._replies -= 1
                 else:
                     self._events -= 1
@@ -162,8 +172,12 @@ class DomainConnection:
                                                      frame.args[1].decode()))
                 self._cond.notify_all()
             try:
-                if not self.closed:
-                    wire.send_frame(self.sock, frame)
+                if self.closed:
+                    pass
+                elif isinstance(frame, _Rest):
+                    self.sock.sendall(frame.data)
+                else:
+                    self.chan.send(frame)
             except OSError:
                 self.close()
             finally:
@@ -175,7 +189,7 @@ class DomainConnection:
         try:
             while not self.closed:
                 try:
-                    frame = wire.recv_frame(self.sock)
+                    frame = self.chan.recv()
                 except (OSError, wire.WireError):
                     break
                 if frame is None:
@@ -225,6 +239,20 @@ class DomainConnection:
             self.sock.close()
         except OSError:
             pass
+        self.chan.close()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the connection has ended; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.closed, timeout)
+
+
+class _Rest:
+    """The unsent tail of a frame on a stream socket (sent before anything else)."""
+    fds = ()
+
+    def __init__(self, data: bytes):
+        self.data = data
 
 
 class _Domain:
@@ -248,6 +276,7 @@ class Hypervisor:
         self.xenstore = XenStore(quotas)
         self.evtchn = EventChannels(self._deliver_evtchn)
         self.grants = GrantTables()
+        self.iomem = IoMem()             # iomem= permissions and host MMIO devices
         self.lock = threading.RLock()
         self._domains: dict[int, _Domain] = {}
         self._dom0_sinks: list[Callable[[int], None]] = []
@@ -321,6 +350,7 @@ class Hypervisor:
             dom.conn.join(2.0)
         self.evtchn.remove_domain(domid)
         self.grants.remove_domain(domid)
+        self.iomem.domain_destroyed(domid)
         dom.console.close()
         if remove_home:
             try:
@@ -361,6 +391,13 @@ class Hypervisor:
         dom.console.set_input_sink(conn.console_input)
         conn.start()
         return conn
+
+    def serve(self, sock, domid: int) -> None:
+        """Serve `sock` as domain `domid` until the connection ends (blocking;
+        run it in a thread of its own). `attach` is the non-blocking form."""
+        conn = self.attach(sock, domid)
+        conn.wait()
+        conn.join(2.0)
 
     def _connection_closed(self, conn: DomainConnection) -> None:
         with self.lock:
@@ -479,5 +516,12 @@ class Hypervisor:
             dom = self._domains.get(domid)
             if dom is not None and f.args:
                 dom.console.output(f.args[0])
+            return [], []
+        if op == wire.MMIO_READ:
+            return [self.iomem.read(domid, f.int(0), f.int(1), f.int(2))], []
+        if op == wire.MMIO_WRITE:
+            if len(f.args) != 3:
+                raise wire.WireError("MMIO write needs address, width and data")
+            self.iomem.write(domid, f.int(0), f.int(1), f.args[2])
             return [], []
         raise OSError(_errno.ENOSYS, f"unknown operation {op:#x}")

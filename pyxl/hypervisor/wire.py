@@ -1,16 +1,18 @@
 """The wire between a domain process and the hypervisor services in the daemon.
 
-Transport: one AF_UNIX SOCK_SEQPACKET socket per domain (message boundaries
-and passed descriptors stay together). Each message is one frame:
+Transport: one connected AF_UNIX socket per domain, SOCK_SEQPACKET
+(preferred: one frame per message) or SOCK_STREAM (frames are read by their
+length prefix). Each frame:
 
-    u16 op | u16 flags | u32 req_id | u32 tx_id | args...
+    u32 length-of-rest | u16 op | u8 flags | u8 nfds | u32 req_id | u32 tx_id | args...
 
 big-endian; each arg is `u32 length + bytes`; integers travel as decimal
-ASCII (as xenstore does). Descriptors (grant pages) ride along as SCM_RIGHTS.
-Requests carry a non-zero req_id and get exactly one reply with the same
-req_id: the same op on success, `XS_ERROR` with (errno name, message) on
-failure. `FLAG_ONEWAY` requests (console output) get no reply. Pushed events
-(watch fired, event channel pending, console input) have req_id 0.
+ASCII (as xenstore does). `nfds` descriptors (grant pages) ride along as
+SCM_RIGHTS on the frame's first byte. Requests carry a non-zero req_id and
+get exactly one reply with the same req_id: the same op on success,
+`XS_ERROR` with (errno name, message) on failure. `FLAG_ONEWAY` requests
+(console output) get no reply. Pushed events (watch fired, event channel
+pending, console input) have req_id 0.
 
 xenstore ops keep xenstored's numbers (xs_wire.h); the other hypercalls
 live above 0x100. A connection starts with HELLO: the client sends its wire
@@ -27,7 +29,7 @@ import array
 import os
 import struct
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2
 
 # xs_wire.h numbers
 XS_DIRECTORY = 1
@@ -58,10 +60,12 @@ GNT_MAP = 0x302
 GNT_UNMAP = 0x303
 CONSOLE_WRITE = 0x400          # one-way: domain output
 CONSOLE_INPUT = 0x480          # pushed: input for the domain
+MMIO_READ = 0x500              # iomem access: addr, width, count -> data
+MMIO_WRITE = 0x501             # iomem access: addr, width, data
 
 FLAG_ONEWAY = 1
 
-_HDR = struct.Struct(">HHII")
+_HDR = struct.Struct(">HBBII")     # op, flags, nfds, req_id, tx_id
 _LEN = struct.Struct(">I")
 MAX_FDS = 4
 MAX_FRAME = 64 * 1024 + 256    # console chunks are at most 64 KiB
@@ -87,20 +91,26 @@ class Frame:
                 f"args={self.args!r}, fds={self.fds})")
 
     def encode(self) -> bytes:
-        parts = [_HDR.pack(self.op, self.flags, self.req_id, self.tx_id)]
+        """The frame with its length prefix."""
+        if len(self.fds) > MAX_FDS:
+            raise WireError(f"at most {MAX_FDS} descriptors per frame")
+        parts = [b"", _HDR.pack(self.op, self.flags, len(self.fds), self.req_id, self.tx_id)]
         for a in self.args:
             parts.append(_LEN.pack(len(a)))
             parts.append(a)
-        data = b"".join(parts)
-        if len(data) > MAX_FRAME:
-            raise WireError(f"frame of {len(data)} bytes exceeds {MAX_FRAME}")
-        return data
+        body = b"".join(parts)
+        if len(body) > MAX_FRAME:
+            raise WireError(f"frame of {len(body)} bytes exceeds {MAX_FRAME}")
+        return _LEN.pack(len(body)) + body
 
     @classmethod
     def decode(cls, data: bytes, fds=()) -> "Frame":
+        """Decode a frame body (without the length prefix)."""
         if len(data) < _HDR.size:
             raise WireError("short frame")
-        op, flags, req_id, tx_id = _HDR.unpack_from(data)
+        op, flags, nfds, req_id, tx_id = _HDR.unpack_from(data)
+        if nfds != len(fds):
+            raise WireError(f"frame announces {nfds} descriptors, {len(fds)} came")
         args = []
         off = _HDR.size
         while off < len(data):
@@ -137,33 +147,104 @@ def socketpair():
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 
 
-def send_frame(sock, frame: Frame, nowait: bool = False) -> None:
-    """Send one frame (atomically: SOCK_SEQPACKET). With nowait, raise
-    BlockingIOError instead of waiting for room in the peer's buffer."""
-    data = frame.encode()
-    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", frame.fds))] if frame.fds else []
-    sock.sendmsg([data], anc, socket.MSG_DONTWAIT if nowait else 0)
-
-
-def recv_frame(sock) -> Frame | None:
-    """The next frame, or None at EOF. Passed descriptors end up in .fds
-    (the receiver owns them)."""
-    data, anc, msg_flags, _ = sock.recvmsg(MAX_FRAME, socket.CMSG_SPACE(MAX_FDS * 4))
-    fds: list[int] = []
+def _take_fds(anc, into: list) -> bool:
+    """Collect SCM_RIGHTS descriptors; False if something else came."""
+    ok = True
     for level, kind, payload in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             a = array.array("i")
             a.frombytes(payload[:len(payload) - len(payload) % a.itemsize])
-            fds.extend(a)
-    if not data and not fds:
+            into.extend(a)
+        else:
+            ok = False
+    return ok
+
+
+def _close_all(fds) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class Channel:
+    """Frames over one socket, either type. Not thread-safe by itself: one
+    sender at a time and one receiver at a time (they may overlap)."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.stream = int(sock.type) != socket.SOCK_SEQPACKET
+        self._fds: list[int] = []      # stream: descriptors read ahead of their frame
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, frame: Frame, nowait: bool = False) -> bytes | None:
+        """Send one frame. With nowait, raise BlockingIOError if the peer's
+        buffer is full; on a stream socket a partial send returns the unsent
+        tail, which the caller must send (sendall) before anything else."""
+        data = frame.encode()
+        anc = ([(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", frame.fds))]
+               if frame.fds else [])
+        n = self.sock.sendmsg([data], anc, socket.MSG_DONTWAIT if nowait else 0)
+        if n < len(data):
+            if nowait:
+                return data[n:]
+            self.sock.sendall(data[n:])
         return None
-    if msg_flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
-        for fd in fds:
-            os.close(fd)
-        raise WireError("oversized frame")
-    try:
-        return Frame.decode(data, fds)
-    except WireError:
-        for fd in fds:
-            os.close(fd)
-        raise
+
+    def recv(self) -> Frame | None:
+        """The next frame, or None at EOF. Passed descriptors end up in
+        .fds and belong to the caller. Raises WireError on junk."""
+        if not self.stream:
+            data, anc, flags, _ = self.sock.recvmsg(MAX_FRAME + 4,
+                                                    socket.CMSG_SPACE(MAX_FDS * 4))
+            fds: list[int] = []
+            ok = _take_fds(anc, fds)
+            if not data and not fds:
+                return None
+            if not ok or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC) or len(data) < 4 \
+                    or _LEN.unpack_from(data)[0] != len(data) - 4:
+                _close_all(fds)
+                raise WireError("malformed message")
+            try:
+                return Frame.decode(data[4:], fds)
+            except WireError:
+                _close_all(fds)
+                raise
+        head = self._exact(4, at_start=True)
+        if head is None:
+            return None
+        (n,) = _LEN.unpack(head)
+        if n > MAX_FRAME or n < _HDR.size:
+            raise WireError(f"frame length {n}")
+        body = self._exact(n)
+        nfds = body[3]
+        if nfds > len(self._fds):
+            raise WireError("descriptors missing")
+        fds, self._fds = self._fds[:nfds], self._fds[nfds:]
+        try:
+            return Frame.decode(body, fds)
+        except WireError:
+            _close_all(fds)
+            raise
+
+    def _exact(self, n: int, at_start: bool = False) -> bytes | None:
+        buf = b""
+        while len(buf) < n:
+            data, anc, flags, _ = self.sock.recvmsg(n - len(buf),
+                                                    socket.CMSG_SPACE(MAX_FDS * 4))
+            ok = _take_fds(anc, self._fds)
+            if not ok or flags & socket.MSG_CTRUNC:
+                raise WireError("descriptors lost")
+            if not data:
+                if at_start and not buf:
+                    return None
+                raise WireError("connection closed inside a frame")
+            buf += data
+        return buf
+
+    def close(self) -> None:
+        _close_all(self._fds)
+        self._fds = []

@@ -179,6 +179,18 @@ class XenStore:
         self._next_tx = 1
         self.privileged: set[int] = {0}
 
+    def snapshot(self) -> dict[str, tuple[bytes, tuple[str, ...], tuple[str, ...]]]:
+        """path -> (value, perms, children) of the whole tree (debugging, tests,
+        xenstore-ls style listings)."""
+        with self.lock:
+            return {p: (n.value, tuple(str(x) for x in n.perms), tuple(n.children))
+                    for p, n in self._nodes.items()}
+
+    def owned(self, domid: int) -> int:
+        """Nodes owned by `domid`, as the node quota counts them."""
+        with self.lock:
+            return self._owned.get(domid, 0)
+
     # -- connections ---------------------------------------------------
     def connect(self, domid: int, sink: Callable[[str, str], None] | None = None,
                 privileged: bool | None = None) -> "XsConnection":

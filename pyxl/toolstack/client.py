@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
+import _socket as socket   # socket.py (enums, selectors) costs start-up on every command
 
 from pyxl.toolstack import protocol
 from pyxl.toolstack.errors import Fault
 from pyxl.toolstack.paths import Paths
 
 START_TIMEOUT = 15.0
+DEVICE_OPS = ("create", "vtpm_attach", "vtpm_detach")
 
 
 class Client:
@@ -79,6 +80,9 @@ class Client:
     def call(self, op: str, **args):
         if self.ch is None:
             self.connect()
+        if op in DEVICE_OPS and "PYXL_DEVICE_TIMEOUT" in os.environ:
+            # how long libxl waits for a backend (LIBXL_INIT_TIMEOUT, 10 s); tests shorten it
+            args.setdefault("device_timeout", float(os.environ["PYXL_DEVICE_TIMEOUT"]))
         try:
             self.ch.send({"op": op, "args": args})
             reply = self.ch.recv()
@@ -111,6 +115,18 @@ def call(op: str, autostart: bool = True, **args):
         return c.call(op, **args)
     finally:
         c.close()
+
+
+def progress(text: str):
+    """A rich spinner on stderr while a person watches; nothing for scripts."""
+    import contextlib
+    import sys
+
+    if not sys.stderr.isatty() or os.environ.get("TERM") == "dumb":
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(text)
 
 
 def daemon_alive(paths: Paths) -> bool:

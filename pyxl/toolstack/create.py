@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from pyxl.toolstack.client import Client
+from pyxl.toolstack.client import Client, progress
 from pyxl.toolstack.errors import Fault
 
 
@@ -36,8 +36,11 @@ def create_domain(d_config, config_file: str = "", config_data: str | bytes = ""
         config_data = config_data.decode(errors="replace")
     try:
         c = Client().connect()
-        res = c.call("create", config=cfg, config_file=config_file, config_text=config_data,
-                     paused=paused, monitor=monitor or foreground)
+        # with devices libxl waits for their backends: show it to a person watching
+        with progress("Waiting for the backends of %s" % _name(cfg)) if cfg.get("vtpms") \
+                else _nothing():
+            res = c.call("create", config=cfg, config_file=config_file, config_text=config_data,
+                         paused=paused, monitor=monitor or foreground)
     except Fault as f:
         return f.report()
     domid, name = res["domid"], res["name"]
@@ -56,6 +59,16 @@ def create_domain(d_config, config_file: str = "", config_data: str | bytes = ""
     return 0
 
 
+def _name(cfg: dict) -> str:
+    return (cfg.get("c_info") or {}).get("name", "the domain")
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
 def follow(c: Client, domid: int, name: str) -> int:
     """xl create -F: log the domain's life to stderr until it is gone."""
     log = sys.stderr
@@ -68,7 +81,7 @@ def follow(c: Client, domid: int, name: str) -> int:
             r = ev["reason"]
             print("Domain %d has shut down, reason code %d 0x%x" % (domid, r, r), file=log)
             # the daemon carries out the on_* action; see whether a successor appears
-            ev = c.call("wait", domid=domid, timeout=30)
+            ev = c.call("wait", domid=domid, timeout=30, until="destroyed")
             if ev["event"] != "destroyed":
                 print("Domain %d has been preserved" % domid, file=log)
                 return 0

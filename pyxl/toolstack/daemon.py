@@ -67,6 +67,11 @@ class Daemon:
             return 1
         self.logf = open(self.paths.daemon_log, "a")
         os.umask(0o077)
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:      # a pidfd and a socket per domain
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         from pyxl.toolstack.hostd import HostState
 
         self.state = HostState(self.paths, self.log)
@@ -123,6 +128,8 @@ class Daemon:
         ch = protocol.Channel(conn)
         handed_over = False
         try:
+            if self.state.peer_is_domain(conn):
+                return            # a domain has no business on dom0's control socket
             hello = ch.recv()
             if not isinstance(hello, dict) or hello.get("hello") != protocol.MAGIC:
                 ch.send({"ok": False, **Fault("BAD_REQUEST", reason="no handshake").to_wire()})
@@ -161,17 +168,59 @@ class Daemon:
                 ch.close()
 
     def _console(self, ch: protocol.Channel, args: dict) -> bool:
+        """xenconsole: the connection becomes a byte pipe to the domain's console."""
         st = self.state
         try:
             with st.lock:
                 dom = st.resolve(args.get("dom", ""), missing_id="INVALID_DOMAIN")
-                if dom.domid not in st.consoles.consoles:
+                try:
+                    console = st.hv.console(dom.domid)
+                except OSError:
+                    raise Fault("CONSOLE_UNAVAILABLE") from None
+                if console.closed:
                     raise Fault("CONSOLE_UNAVAILABLE")
+                reader = console.attach()
             ch.send({"ok": True, "result": {"domid": dom.domid, "name": dom.name}})
         except Fault as f:
             ch.send({"ok": False, **f.to_wire()})
             return False
-        return st.consoles.attach(dom.domid, ch.sock, ch.take_buffered())
+        sock = ch.sock
+        first = ch.take_buffered()
+        if first:
+            reader.write(first)
+
+        def to_client():
+            try:
+                while True:
+                    data = reader.read(1.0)
+                    if data is None:
+                        continue
+                    if not data:
+                        break            # the domain is gone: hang up, as the pty vanishes
+                    sock.sendall(data)
+            except OSError:
+                pass
+            finally:
+                reader.detach()
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        t = threading.Thread(target=to_client, daemon=True)
+        t.start()
+        try:
+            while True:
+                data = sock.recv(4096)
+                if not data:
+                    break
+                reader.write(data)
+        except OSError:
+            pass
+        reader.detach()
+        t.join()
+        sock.close()
+        return True
 
     def dispatch(self, op: str, a: dict):
         st = self.state
@@ -183,13 +232,21 @@ class Daemon:
                     doms = [st.resolve(a["dom"])]
                 else:
                     doms = st.table.sorted()
+                if a.get("rows"):      # `pyxl list`: just its columns, as compact rows
+                    out = []
+                    for d in doms:
+                        state, cpu = d.snapshot()
+                        out.append([d.domid, d.name, d.target_memkb // 1024, d.vcpus, state,
+                                    round(cpu, 3), d.uuid, d.shutdown_reason])
+                    return out
                 return [st.dominfo(d, a.get("long", False)) for d in doms]
         if op == "info":
             with st.lock:
                 return {"lines": st.host.info_lines(st.table.free_kb())}
         if op == "create":
             return st.create(a["config"], a.get("config_file", ""), a.get("config_text", ""),
-                             paused=a.get("paused", False), monitor=a.get("monitor", True))
+                             paused=a.get("paused", False), monitor=a.get("monitor", True),
+                             **_timeout(a))
         if op == "destroy":
             st.destroy(a["dom"], a.get("force", False))
             return None
@@ -202,7 +259,8 @@ class Daemon:
                 st.shutdown(str(domid), a.get("reboot", False))
             return ids
         if op == "wait":
-            return st.wait_event(int(a["domid"]), float(a.get("timeout", 60)))
+            return st.wait_event(int(a["domid"]), float(a.get("timeout", 60)),
+                                 a.get("until", "shutdown"))
         if op in ("pause", "unpause"):
             st.pause(a["dom"], op == "pause")
             return None
@@ -219,18 +277,21 @@ class Daemon:
                 open(self.paths.hypervisor_log, "w").close()
             return data
         if op == "xenstore":
-            return st.xenstore_op(a["op"], a)
+            return st.xenstore_op(a["xsop"], a)
         if op == "vtpm_attach":
-            return st.vtpm_attach(a["dom"], a.get("uuid"), a.get("backend"))
+            return st.vtpm_attach(a["dom"], a.get("uuid"), a.get("backend"), **_timeout(a))
         if op == "vtpm_list":
             return st.vtpm_list(a["dom"])
         if op == "vtpm_detach":
-            st.vtpm_detach(a["dom"], a["dev"])
+            st.vtpm_detach(a["dom"], a["dev"], **_timeout(a))
             return None
         if op == "console_history":
             with st.lock:
                 dom = st.resolve(a["dom"])
-            return st.consoles.history(dom.domid).decode(errors="replace")
+            try:
+                return st.hv.console(dom.domid).backlog.decode(errors="replace")
+            except OSError:
+                return ""
         if op == "daemon_status":
             with st.lock:
                 return {"pid": os.getpid(), "root": self.paths.root,
@@ -245,6 +306,11 @@ class Daemon:
             self.stop_event.set()
             return {"pid": os.getpid()}
         raise Fault("BAD_REQUEST", reason="unknown op %r" % op)
+
+
+def _timeout(a: dict) -> dict:
+    t = a.get("device_timeout")
+    return {"device_timeout": float(t)} if t is not None else {}
 
 
 def _sd_notify(msg: str) -> None:

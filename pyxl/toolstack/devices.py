@@ -93,14 +93,21 @@ def write_domain(xs, domid: int, name: str, uuid: str, max_memkb: int, target_me
     _tx(xs, body)
 
 
-def remove_domain(xs, domid: int, uuid: str) -> None:
-    """What libxl__destroy_domid removes: the domain's dirs and its backends."""
+def domain_paths(xs, domid: int, uuid: str) -> list[str]:
+    """What libxl__destroy_domid removes: the domain's dirs and, for each of
+    its devices, the backend's directory for it (found through the
+    frontends' `backend` nodes, so the cost is per device, not per host)."""
     paths = ["/local/domain/%d" % domid, "/vm/%s" % uuid, "/libxl/%d" % domid]
-    for be in _ls(xs, "/local/domain"):
-        for kind in _ls(xs, "/local/domain/%s/backend" % be):
-            p = "/local/domain/%s/backend/%s/%d" % (be, kind, domid)
-            if _exists(xs, p):
-                paths.append(p)
+    dev = "/local/domain/%d/device" % domid
+    for kind in _ls(xs, dev):
+        for devid in _ls(xs, "%s/%s" % (dev, kind)):
+            be = read(xs, "%s/%s/%s/backend" % (dev, kind, devid))
+            if be and be.rsplit("/", 1)[0] not in paths:
+                paths.append(be.rsplit("/", 1)[0])      # .../backend/<kind>/<domid>
+    return paths
+
+
+def remove_paths(xs, paths: list[str]) -> None:
     for p in paths:
         try:
             xs.rm(p)

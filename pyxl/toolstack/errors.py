@@ -13,15 +13,12 @@ xl 4.17 reports from, with the line number of that release.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
 
-
-@dataclass(frozen=True)
-class FaultKind:
-    code: int          # stable number (wire + docs); never reused
-    name: str
-    exit: int          # xl's exit status for this failure
-    message: str       # xl's stderr text, str.format()-ed with the args
+# code: stable number (wire + docs), never reused; exit: xl's exit status;
+# message: xl's stderr text, str.format()-ed with the fault's args.
+# (A namedtuple, not a dataclass: every pyxl command imports this table.)
+FaultKind = namedtuple("FaultKind", "code name exit message")
 
 
 # libxl error numbers (libxl_types.idl libxl_error), as xl prints them in "rc=..."

@@ -27,45 +27,16 @@ from pyxl.hypervisor.domain import (REASON_NAMES, SHUTDOWN_CRASH, SHUTDOWN_POWER
                                     Domain, DomainTable, pid_start_time)
 from pyxl.hypervisor.host import Host
 from pyxl.toolstack import devices
-from pyxl.toolstack.consoled import ConsoleDaemon, make_fifo
 from pyxl.toolstack.errors import Fault
 from pyxl.toolstack.paths import Paths, atomic_write
 
 STATE_VERSION = 1
 EXIT_SHUTDOWN_BASE = 64      # a domain process exits 64+reason after SCHEDOP_shutdown
-DEVICE_TIMEOUT = float(os.environ.get("PYXL_DEVICE_TIMEOUT", "10"))  # LIBXL_INIT_TIMEOUT
+DEVICE_TIMEOUT = 10.0        # LIBXL_INIT_TIMEOUT; a request may carry its own (tests)
 MAXMEM_SLACK_KB = 1024       # LIBXL_MAXMEM_CONSTANT
 
 ACTIONS = ("destroy", "restart", "restart_rename", "preserve", "coredump_destroy",
            "coredump_restart", "soft_reset")
-
-
-def load_hypervisor():
-    """The hypervisor's services (hv-services' layer), or None before it exists."""
-    try:
-        from pyxl.hypervisor.services import Hypervisor
-    except ImportError:
-        Hypervisor = None
-    if Hypervisor is not None:
-        return Hypervisor()
-    return None
-
-
-class _XsOnly:
-    """Until the full services layer exists: xenstore alone."""
-
-    def __init__(self):
-        from pyxl.hypervisor.xenstore import XenStore
-
-        self.xenstore = XenStore()
-
-    def domain_created(self, domid, **kw):
-        self.xenstore.introduce(domid)
-
-    def domain_destroyed(self, domid):
-        self.xenstore.release(domid)
-
-    serve = None
 
 
 def _cfg(d: dict, *keys, default=None):
@@ -84,25 +55,35 @@ class HostState:
         self.changed = threading.Condition(self.lock)
         self.procs: dict[int, subprocess.Popen] = {}
         self.pidfds: dict[int, int] = {}
-        self.disk_fds: dict[int, list[int]] = {}
-        self.serve_socks: dict[int, socket.socket] = {}
+        self.disk_fds: dict[int, list[tuple[str, int]]] = {}   # domid -> [(vdev, fd)]
         self.stopping = False
+        self.shutdown_events: dict[int, int] = {}   # domid -> reason, kept past destruction
         self.host, saved = self._load()
         self.table = DomainTable(self.host)
-        hv = load_hypervisor()
-        if hv is None:
-            try:
-                hv = _XsOnly()
-            except ImportError:
-                hv = None
-        self.hv = hv
-        self.xs = hv.xenstore.connect(0) if hv is not None else None
-        self.consoles = ConsoleDaemon(log)
+        from pyxl.hypervisor.services import Hypervisor
+
+        self.hv = Hypervisor()
+        self.xs = self.hv.xs()
+        self.xenbus: socket.socket | None = None      # where adopted domains reconnect
         self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
         self.reaper = threading.Thread(target=self._reap_loop, name="reaper", daemon=True)
         self._saved = saved
-        self.hypervisor_log("(XEN) pyxl: simulated Xen 4.17 host, %d CPUs, %d MiB"
-                            % (self.host.nr_cpus, self.host.total_memory_mb))
+        if not os.path.exists(self.paths.hypervisor_log):     # the host's first boot
+            h = self.host
+            for line in (
+                    " Xen 4.17.7 (pyxl simulated hypervisor)",
+                    "(XEN) Xen version 4.17.7 (pyxl) (gcc (Debian 12.2.0-14) 12.2.0)",
+                    "(XEN) Command line: placeholder dom0_mem=%dM,max:%dM"
+                    % (h.dom0_memory_mb, h.dom0_memory_mb),
+                    "(XEN) Xen-e820 RAM map: %d MiB usable" % h.total_memory_mb,
+                    "(XEN) Using scheduler: SMP Credit Scheduler rev2 (credit2)",
+                    "(XEN) Brought up %d CPUs" % h.nr_cpus,
+                    "(XEN) *** LOADING DOMAIN 0 ***",
+                    "(XEN) Dom0 has maximum %d VCPUs" % h.nr_cpus,
+                    "(XEN) Freed 2048kB init memory"):
+                self.hypervisor_log(line)
 
     # -- persistence ---------------------------------------------------
     def _load(self):
@@ -122,7 +103,7 @@ class HostState:
     def save(self) -> None:
         data = {"version": STATE_VERSION, "host": self.host.to_dict()}
         data.update(self.table.to_dict())
-        atomic_write(self.paths.state_file, json.dumps(data, indent=1).encode())
+        atomic_write(self.paths.state_file, json.dumps(data, separators=(",", ":")).encode())
 
     def hypervisor_log(self, line: str) -> None:
         try:
@@ -140,7 +121,7 @@ class HostState:
 
     # -- start-up: adopt what a previous daemon left running -------------
     def start(self) -> None:
-        self.consoles.start()
+        self._listen_xenbus()
         saved = self._saved
         if saved:
             self.table.load(saved)
@@ -163,29 +144,80 @@ class HostState:
                                      daemon=True).start()
             self.save()
         self.table.domains[0].pid = os.getpid()
-        if self.xs is not None:
-            self.xs.write("/local/domain/0/name", "Domain-0")
-            self.xs.write("/local/domain/0/domid", "0")
         self.reaper.start()
+        threading.Thread(target=self._xenbus_loop, name="xenbus", daemon=True).start()
 
     def _rewire(self, dom: Domain) -> None:
-        """Recreate the domain's xenstore nodes in the new daemon's store."""
-        if self.hv is not None:
-            self.hv.domain_created(dom.domid)
-        if self.xs is not None:
-            self._write_xenstore(dom)
+        """Recreate the domain in the new daemon's hypervisor and xenstore."""
+        self.hv.domain_created(dom.domid, name=dom.name, home=False,
+                               console_log=self.paths.console_log(dom.name))
+        self._write_xenstore(dom)
 
     def _adopt(self, dom: Domain) -> None:
         self.log("adopting domain %d (%s), pid %d" % (dom.domid, dom.name, dom.pid))
         self._rewire(dom)
         try:
+            self._open_disks(dom)        # blkback reopens; the domain kept its own handles
+        except Fault as f:
+            self.log("domain %d: %s" % (dom.domid, f.message))
+        try:
             self.pidfds[dom.domid] = os.pidfd_open(dom.pid)
         except OSError:
             pass
-        fifo_out, fifo_in = self.paths.console_fifo(dom.domid), self.paths.console_in_fifo(dom.domid)
-        if os.path.exists(fifo_out) and os.path.exists(fifo_in):
-            self.consoles.add(dom.domid, fifo_out, fifo_in, self.paths.console_log(dom.name))
         self._wake()
+
+    # -- adopted domains reconnect here -------------------------------------
+    def _listen_xenbus(self) -> None:
+        path = self.paths.xenbus_socket
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        s.bind(path)
+        os.chmod(path, 0o600)
+        s.listen(64)
+        self.xenbus = s
+
+    def _xenbus_loop(self) -> None:
+        """A domain whose hypervisor connection broke (the daemon was
+        restarted) reconnects here.  Who it is comes from the kernel
+        (SO_PEERCRED), never from what it says: only the recorded pid of a
+        live domain gets that domain's connection back."""
+        import struct
+
+        while not self.stopping:
+            try:
+                conn, _ = self.xenbus.accept()
+            except OSError:
+                return
+            try:
+                cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                       struct.calcsize("3i"))
+                pid = struct.unpack("3i", cred)[0]
+                with self.lock:
+                    dom = next((d for d in self.table.domains.values()
+                                if d.pid == pid and not d.is_dom0 and not d.dying), None)
+                    if dom is None:
+                        conn.close()
+                        continue
+                    self.hv.attach(conn, dom.domid)
+                    self.log("domain %d (%s) reconnected" % (dom.domid, dom.name))
+            except Exception as e:
+                self.log("xenbus reconnect failed: %r" % e)
+                conn.close()
+
+    def peer_is_domain(self, sock: socket.socket) -> bool:
+        """Domains never get the control socket (it is dom0's privcmd)."""
+        import struct
+
+        try:
+            cred = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        except OSError:
+            return False
+        pid = struct.unpack("3i", cred)[0]
+        with self.lock:
+            return any(d.pid == pid for d in self.table.domains.values() if not d.is_dom0)
 
     # -- resolution ----------------------------------------------------
     def resolve(self, dom: str | int, missing_id: str = "NO_SUCH_DOMID") -> Domain:
@@ -202,9 +234,10 @@ class HostState:
         return d
 
     def dominfo(self, d: Domain, long: bool = False) -> dict:
+        state, cpu = d.snapshot()
         info = {"domid": d.domid, "name": d.name, "uuid": d.uuid,
                 "mem": d.target_memkb // 1024, "max_memkb": d.max_memkb, "vcpus": d.vcpus,
-                "state": d.state_chars(), "cpu_time": d.cpu_time(),
+                "state": state, "cpu_time": cpu,
                 "reason": d.shutdown_reason, "uptime": d.uptime(), "created": d.created,
                 "paused": d.paused}
         if long:
@@ -213,7 +246,8 @@ class HostState:
 
     # -- create --------------------------------------------------------
     def create(self, config: dict, config_file: str = "", config_text: str = "",
-               paused: bool = False, monitor: bool = True, reuse_uuid: bool = False) -> dict:
+               paused: bool = False, monitor: bool = True,
+               device_timeout: float = DEVICE_TIMEOUT) -> dict:
         name = _cfg(config, "c_info", "name") or ""
         if not name:
             raise Fault("BAD_REQUEST", reason="domain config without a name")
@@ -260,10 +294,9 @@ class HostState:
             dom.monitored = monitor
             self.table.domains[domid] = dom
             try:
-                if self.hv is not None:
-                    self.hv.domain_created(domid)
-                if self.xs is not None:
-                    self._write_xenstore(dom)
+                self.hv.domain_created(domid, name=name, home=False,
+                                       console_log=self.paths.console_log(name))
+                self._write_xenstore(dom)
                 self._open_disks(dom)
                 self._spawn(dom, paused)
             except Exception:
@@ -275,10 +308,10 @@ class HostState:
             self.save()
             self.changed.notify_all()
         # libxl waits (without our lock) for every backend to reach InitWait
-        if self.xs is not None:
+        if True:
             for devid, be_domid in enumerate(vtpm_backends):
                 be = "/local/domain/%d/backend/vtpm/%d/%d" % (be_domid, domid, devid)
-                if not devices.wait_state(self.xs, be, devices.XenbusStateInitWait, DEVICE_TIMEOUT,
+                if not devices.wait_state(self.xs, be, devices.XenbusStateInitWait, device_timeout,
                                           alive=lambda: be_domid in self.table.domains):
                     with self.lock:
                         self._destroy_locked(dom)
@@ -312,53 +345,47 @@ class HostState:
                 continue
             flags = os.O_RDWR if disk.get("readwrite", 1) else os.O_RDONLY
             try:
-                fds.append(os.open(path, flags | os.O_CLOEXEC))
+                fds.append((disk.get("vdev", ""), os.open(path, flags | os.O_CLOEXEC)))
             except OSError:
-                for fd in fds:
+                for _, fd in fds:
                     os.close(fd)
                 raise Fault("DISK_MISSING", vdev=disk.get("vdev", ""), path=path, index=i) from None
             devid = devices.vdev_to_devid(disk.get("vdev", ""))
-            if self.xs is not None and devid >= 0:
+            if devid >= 0:
                 be = "/local/domain/0/backend/vbd/%d/%d" % (dom.domid, devid)
-                size = os.fstat(fds[-1]).st_size
+                size = os.fstat(fds[-1][1]).st_size
                 self.xs.write(be + "/sectors", str(size // 512))
                 self.xs.write(be + "/sector-size", "512")
                 self.xs.write(be + "/state", str(devices.XenbusStateInitWait))
         self.disk_fds[dom.domid] = fds
 
     def _spawn(self, dom: Domain, paused: bool) -> None:
-        out_p, in_p = self.paths.console_fifo(dom.domid), self.paths.console_in_fifo(dom.domid)
-        make_fifo(out_p)
-        make_fifo(in_p)
-        self.consoles.add(dom.domid, out_p, in_p, self.paths.console_log(dom.name))
         spec = {"domid": dom.domid, "name": dom.name, "uuid": dom.uuid, "kernel": dom.kernel,
                 "cmdline": _cfg(dom.config, "b_info", "cmdline", default="") or "",
                 "memkb": dom.target_memkb, "vcpus": dom.vcpus, "paused": paused,
-                "console_out": out_p, "console_in": in_p,
-                "status": self._status_path(dom.domid), "extra": {}}
+                "status": self._status_path(dom.domid), "xenbus": self.paths.xenbus_socket,
+                "disks": dom.config.get("disks") or [], "extra": {}}
         try:
             os.unlink(spec["status"])
         except FileNotFoundError:
             pass
-        pass_fds = ()
-        parent_sock = child_sock = None
-        if self.hv is not None and getattr(self.hv, "serve", None) is not None:
-            parent_sock, child_sock = socket.socketpair()
-            spec["hv_fd"] = child_sock.fileno()
-            pass_fds = (child_sock.fileno(),)
+        child_sock = self.hv.connect_domain(dom.domid)
+        spec["hv_fd"] = child_sock.fileno()
+        # the block devices blkback opened, handed to the domain's blkfront
+        block = self.disk_fds.get(dom.domid, [])
+        spec["block"] = {vdev: fd for vdev, fd in block}
         pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         boot = ("import sys;sys.path[:0]=%r;from pyxl.domain.process import main;main()"
                 % ([os.path.dirname(pkg_root)] + self._site_paths()))
         argv = [sys.executable, "-S", "-c", boot, "pyxl-domain", json.dumps(spec)]
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL,
-                                stderr=open(self.paths.console_log(dom.name) + ".stderr", "ab"),
-                                pass_fds=pass_fds, start_new_session=True, close_fds=True)
-        if child_sock is not None:
+        try:
+            with open(self.paths.console_log(dom.name) + ".stderr", "ab") as err:
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=err,
+                                        pass_fds=(child_sock.fileno(),) + tuple(fd for _, fd in block),
+                                        start_new_session=True, close_fds=True)
+        finally:
             child_sock.close()
-            self.serve_socks[dom.domid] = parent_sock
-            threading.Thread(target=self._serve, args=(dom.domid, parent_sock),
-                             name="hv-%d" % dom.domid, daemon=True).start()
         dom.pid = proc.pid
         dom.pid_start = pid_start_time(proc.pid)
         dom.paused = paused
@@ -377,14 +404,8 @@ class HostState:
         # stub domains need cryptography & co.; a Linux guest imports none of them
         return [p for p in sys.path if p.endswith("site-packages")]
 
-    def _serve(self, domid: int, sock: socket.socket) -> None:
-        try:
-            self.hv.serve(sock, domid)
-        except Exception as e:
-            self.log("hv connection of domain %d: %r" % (domid, e))
-
     def _status_path(self, domid: int) -> str:
-        return os.path.join(self.paths.run_dir, "console", "%d.status" % domid)
+        return os.path.join(self.paths.run_dir, "dom", "%d.status" % domid)
 
     def _reason_file(self, dom: Domain, default: int) -> int:
         try:
@@ -430,29 +451,19 @@ class HostState:
         dom.pid = 0
         self._wake()
 
-    def _teardown(self, dom: Domain) -> None:
-        self.consoles.remove(dom.domid)
-        for p in (self.paths.console_fifo(dom.domid), self.paths.console_in_fifo(dom.domid),
-                  self._status_path(dom.domid)):
-            try:
-                os.unlink(p)
-            except FileNotFoundError:
-                pass
-        for fd in self.disk_fds.pop(dom.domid, []):
+    def _teardown(self, dom: Domain, save: bool = True) -> None:
+        try:
+            os.unlink(self._status_path(dom.domid))
+        except FileNotFoundError:
+            pass
+        for _, fd in self.disk_fds.pop(dom.domid, []):
             os.close(fd)
-        s = self.serve_socks.pop(dom.domid, None)
-        if s is not None:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-        if self.xs is not None:
-            devices.remove_domain(self.xs, dom.domid, dom.uuid)
-        if self.hv is not None:
-            self.hv.domain_destroyed(dom.domid)
+        paths = devices.domain_paths(self.xs, dom.domid, dom.uuid)
+        self.hv.domain_destroyed(dom.domid)
+        devices.remove_paths(self.xs, paths)
         self.table.domains.pop(dom.domid, None)
-        self.save()
+        if save:
+            self.save()
         self.changed.notify_all()
 
     # -- the reaper: a domain process that ends has shut down or crashed -
@@ -463,19 +474,38 @@ class HostState:
             pass
 
     def _reap_loop(self) -> None:
+        import selectors
+
+        sel = selectors.DefaultSelector()       # epoll: hundreds of pidfds, no FD_SETSIZE limit
+        sel.register(self.wake_r, selectors.EVENT_READ, None)
+        watched: dict[int, int] = {}            # fd -> domid
         while not self.stopping:
             with self.lock:
-                fds = {fd: domid for domid, fd in self.pidfds.items()}
-            try:
-                ready, _, _ = select.select([self.wake_r] + list(fds), [], [], 1.0)
-            except (OSError, ValueError):
-                time.sleep(0.01)
-                continue
-            for fd in ready:
-                if fd == self.wake_r:
-                    os.read(self.wake_r, 4096)
+                want = {fd: domid for domid, fd in self.pidfds.items()}
+            for fd in list(watched):
+                if want.get(fd) != watched[fd]:
+                    try:
+                        sel.unregister(fd)
+                    except (KeyError, ValueError):
+                        pass
+                    del watched[fd]
+            for fd, domid in want.items():
+                if fd not in watched:
+                    try:
+                        sel.register(fd, selectors.EVENT_READ, domid)
+                        watched[fd] = domid
+                    except (OSError, ValueError, KeyError):
+                        pass
+            for key, _ in sel.select(1.0):
+                if key.fd == self.wake_r:
+                    try:
+                        os.read(self.wake_r, 4096)
+                    except BlockingIOError:
+                        pass
                     continue
-                self._died(fds[fd], fd)
+                sel.unregister(key.fd)
+                watched.pop(key.fd, None)
+                self._died(key.data, key.fd)
 
     def _died(self, domid: int, fd: int) -> None:
         with self.lock:
@@ -498,7 +528,13 @@ class HostState:
             dom.pid = 0
             dom.paused = False
             dom.shutdown_reason = reason
-            self.consoles.remove(domid)
+            self.shutdown_events[domid] = reason
+            if len(self.shutdown_events) > 4096:
+                self.shutdown_events.pop(next(iter(self.shutdown_events)))
+            try:
+                self.hv.console(domid).close()     # console clients see the end
+            except OSError:
+                pass
             self.hypervisor_log("(XEN) domain %d (%s) shut down, reason %s"
                                 % (domid, dom.name, REASON_NAMES.get(reason, reason)))
             self.monitor_log(dom, "Domain %d has shut down, reason code %d 0x%x"
@@ -549,9 +585,8 @@ class HostState:
                 raise Fault("RENAME_DUP", domid=dom.domid, name=new, dom=dom_q)
             old = dom.name
             dom.name = new
-            if self.xs is not None:
-                self.xs.write("/local/domain/%d/name" % dom.domid, new)
-                self.xs.write("/vm/%s/name" % dom.uuid, new)
+            self.xs.write("/local/domain/%d/name" % dom.domid, new)
+            self.xs.write("/vm/%s/name" % dom.uuid, new)
             dom.config.setdefault("c_info", {})["name"] = new
             try:
                 os.replace(self.paths.console_log(old), self.paths.console_log(new))
@@ -578,21 +613,21 @@ class HostState:
             dom = self.resolve(dom_q)
             if dom.shutdown_reason is not None:
                 return dom.domid
-            if self.xs is None:
-                raise Fault("SHUTDOWN_FAILED", what="reboot" if reboot else "shutdown")
             self.xs.write("/local/domain/%d/control/shutdown" % dom.domid,
                           "reboot" if reboot else "poweroff")
             return dom.domid
 
-    def wait_event(self, domid: int, timeout: float) -> dict:
+    def wait_event(self, domid: int, timeout: float, until: str = "shutdown") -> dict:
         """Block until the domain has shut down or is gone (libxl domain death events)."""
         deadline = time.monotonic() + timeout
         with self.lock:
             while True:
                 dom = self.table.domains.get(domid)
                 if dom is None:
+                    if until == "shutdown" and domid in self.shutdown_events:   # it shut down, then its monitor reaped it
+                        return {"event": "shutdown", "reason": self.shutdown_events[domid]}
                     return {"event": "destroyed"}
-                if dom.shutdown_reason is not None:
+                if dom.shutdown_reason is not None and until == "shutdown":
                     return {"event": "shutdown", "reason": dom.shutdown_reason}
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -600,8 +635,6 @@ class HostState:
                 self.changed.wait(min(left, 1.0))
 
     def xenstore_op(self, op: str, args: dict):
-        if self.xs is None:
-            raise Fault("INTERNAL", reason="this host has no xenstore")
         from pyxl.hypervisor.xenstore import XenStoreError
 
         try:
@@ -638,17 +671,16 @@ class HostState:
         return out
 
     # -- vtpm devices ----------------------------------------------------
-    def vtpm_attach(self, dom_q: str, uuid: str | None, backend: str | None) -> int:
+    def vtpm_attach(self, dom_q: str, uuid: str | None, backend: str | None,
+                    device_timeout: float = DEVICE_TIMEOUT) -> int:
         with self.lock:
             dom = self.resolve(dom_q)
             be_domid = 0
             if backend is not None:
-                try:
+                try:        # libxl__device_vtpm_setdefault resolves backend_domname
                     be_domid = self.resolve(backend).domid
                 except Fault:
-                    be_domid = 0   # seed xl: "defaulting to Dom0" (client prints it)
-            if self.xs is None:
-                raise Fault("VTPM_ADD_FAILED")
+                    raise Fault("VTPM_ADD_FAILED") from None
             used = {r["devid"] for r in devices.list_vtpms(self.xs, dom.domid)}
             devid = 0
             while devid in used:
@@ -659,7 +691,7 @@ class HostState:
                 {"backend_domid": be_domid, "devid": devid, "uuid": uuid})
             self.save()
         be = "/local/domain/%d/backend/vtpm/%d/%d" % (be_domid, dom.domid, devid)
-        if not devices.wait_state(self.xs, be, devices.XenbusStateInitWait, DEVICE_TIMEOUT,
+        if not devices.wait_state(self.xs, be, devices.XenbusStateInitWait, device_timeout,
                                   alive=lambda: be_domid in self.table.domains):
             with self.lock:
                 devices.remove_vtpm(self.xs, dom.domid, devid, 0)
@@ -677,18 +709,18 @@ class HostState:
                 if f.name == "NO_SUCH_DOMID":   # a number is taken as a domid: nothing there
                     return []
                 raise
-            return devices.list_vtpms(self.xs, dom.domid) if self.xs is not None else []
+            return devices.list_vtpms(self.xs, dom.domid)
 
-    def vtpm_detach(self, dom_q: str, dev: str) -> None:
+    def vtpm_detach(self, dom_q: str, dev: str, device_timeout: float = DEVICE_TIMEOUT) -> None:
         with self.lock:
             dom = self.resolve(dom_q)
-            rows = devices.list_vtpms(self.xs, dom.domid) if self.xs is not None else []
+            rows = devices.list_vtpms(self.xs, dom.domid)
             hit = [r for r in rows if r["uuid"].lower() == dev.lower()] or \
                 [r for r in rows if dev.isdigit() and r["devid"] == int(dev)]
             if not hit:
                 raise Fault("UNKNOWN_DEVICE", dev=dev)
             devid = hit[0]["devid"]
-        devices.remove_vtpm(self.xs, dom.domid, devid, DEVICE_TIMEOUT)
+        devices.remove_vtpm(self.xs, dom.domid, devid, device_timeout)
         with self.lock:
             dom.config["vtpms"] = [v for v in dom.config.get("vtpms", [])
                                    if v.get("devid") != devid]
@@ -701,9 +733,27 @@ class HostState:
     def stop(self, destroy_all: bool) -> None:
         with self.lock:
             if destroy_all:
-                for d in self.guests():
-                    self._destroy_locked(d)
+                guests = self.guests()
+                for d in guests:          # stop them all first, then reap: no serial waits
+                    d.dying = True
+                    if d.pid and d.alive():
+                        try:
+                            os.kill(d.pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+                for d in guests:
+                    try:
+                        self._kill(d)
+                        self._teardown(d, save=False)
+                    except Exception as e:      # keep going: leave nothing running
+                        self.log("destroying domain %d: %r" % (d.domid, e))
             self.stopping = True
             self.save()
         self._wake()
-        self.consoles.stop()
+        if self.xenbus is not None:
+            self.xenbus.close()
+            try:
+                os.unlink(self.paths.xenbus_socket)
+            except FileNotFoundError:
+                pass
+        self.hv.close()

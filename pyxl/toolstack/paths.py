@@ -9,12 +9,21 @@ hosts (and test runs) can live side by side without root.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
 class Paths:
-    root: str
+    """The file layout of the host rooted at `root` (cheap to import: no dataclasses)."""
+
+    __slots__ = ("root",)
+
+    def __init__(self, root: str):
+        self.root = root
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Paths) and other.root == self.root
+
+    def __repr__(self) -> str:
+        return "Paths(%r)" % self.root
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "Paths":
@@ -43,13 +52,10 @@ class Paths:
     def pid_file(self) -> str:
         return os.path.join(self.run_dir, "daemon.pid")
 
-    def console_fifo(self, domid: int) -> str:
-        """A domain's console ring: a FIFO the domain writes and xenconsoled reads.
-        It outlives the daemon, so a restarted daemon drains what was written."""
-        return os.path.join(self.run_dir, "console", "%d.out" % domid)
-
-    def console_in_fifo(self, domid: int) -> str:
-        return os.path.join(self.run_dir, "console", "%d.in" % domid)
+    @property
+    def xenbus_socket(self) -> str:
+        """Where a domain reconnects to a restarted daemon (identified by SO_PEERCRED)."""
+        return os.path.join(self.run_dir, "xenbus.sock")
 
     # /var/lib/pyxl: the toolstack's persistent state
     @property
@@ -87,7 +93,7 @@ class Paths:
         return os.path.join(self.log_dir, "console", "hypervisor.log")
 
     def make_dirs(self) -> None:
-        for d, mode in ((self.run_dir, 0o700), (os.path.join(self.run_dir, "console"), 0o700),
+        for d, mode in ((self.run_dir, 0o700), (os.path.join(self.run_dir, "dom"), 0o700),
                         (self.lib_dir, 0o700), (self.log_dir, 0o755),
                         (os.path.join(self.log_dir, "console"), 0o755)):
             os.makedirs(d, mode=mode, exist_ok=True)

@@ -19,7 +19,7 @@ console op turns it into a raw byte pipe to the domain's console.
 from __future__ import annotations
 
 import json
-import socket
+
 
 MAGIC = "pyxl-control"
 VERSION = 1
@@ -33,7 +33,7 @@ class ProtocolError(Exception):
 class Channel:
     """Line-framed JSON over a connected socket (either end)."""
 
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock):
         self.sock = sock
         self.buf = b""
 

@@ -90,7 +90,8 @@ class RSAKey:
             p, q = self.p, self.n // self.p
             d = rsa.rsa_recover_private_exponent(self.e, p, q)
             nums = rsa.RSAPrivateNumbers(p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q),
-                                         rsa.rsa_crt_iqmp(p, q), rsa.RSAPublicNumbers(self.e, self.n))
+                                         rsa.rsa_crt_iqmp(p, q),
+                                         rsa.RSAPublicNumbers(self.e, self.n))
             self._priv = nums.private_key(unsafe_skip_rsa_key_validation=True)
         return self._priv
 
@@ -156,3 +157,25 @@ class KeyPool:
             if k.bits == bits:
                 return RSAKey(k.n, k.e, k.p)
         return generate_rsa(bits)
+
+
+def aes_cbc_encrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
+    """AES-CBC with PKCS#7 padding (context blobs)."""
+    from cryptography.hazmat.primitives import padding as sympad
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    p = sympad.PKCS7(128).padder()
+    padded = p.update(data) + p.finalize()
+    e = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    return e.update(padded) + e.finalize()
+
+
+def aes_cbc_decrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
+    """Inverse of aes_cbc_encrypt; ValueError on a bad length or padding."""
+    from cryptography.hazmat.primitives import padding as sympad
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    if len(data) % 16 or len(iv) != 16:
+        raise ValueError("bad AES-CBC input")
+    d = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+    padded = d.update(data) + d.finalize()
+    u = sympad.PKCS7(128).unpadder()
+    return u.update(padded) + u.finalize()

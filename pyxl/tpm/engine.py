@@ -11,13 +11,17 @@ same return codes: header and paramSize, ordinal table (TPM_BAD_ORDINAL),
 then per command: parameters (short -> TPM_BAD_PARAM_SIZE), auth trailers,
 state checks (lockout, post-init, disabled, deactivated, owner), the
 command's allowed tags (TPM_BADTAG), leftover bytes (TPM_BAD_PARAM_SIZE).
-The commands themselves live in pyxl/tpm/commands/.
+
+This module holds the frame checks, the dispatch table, the authorization
+sessions (Ctx.verify: OIAP/OSAP HMAC-SHA1, ADIP) and the state containers;
+the commands live in pyxl/tpm/commands/ (one module per area, registered
+with @command), the state blob in state.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -61,7 +65,6 @@ _RSP_TAG = {0: C.TPM_TAG_RSP_COMMAND, 1: C.TPM_TAG_RSP_AUTH1_COMMAND,
 # PCR attributes of a PC-client TPM (bit l = locality l may act)
 PCR_RESET_LOCALITY = [0] * 16 + [0x1F, 0x10, 0x10, 0x10, 0x14, 0x04, 0x04, 0x1F]
 PCR_EXTEND_LOCALITY = [0x1F] * 17 + [0x1C, 0x1C, 0x0C, 0x0E, 0x04, 0x04, 0x1F]
-PCR_RESETTABLE_AT_STARTUP = set(range(16, 24))   # start at all-0xFF (Berlios emulator)
 
 
 class TPMError(Exception):
@@ -99,6 +102,14 @@ class NVArea:
 
 
 @dataclass
+class Counter:
+    """A monotonic counter (Part 3 25)."""
+    label: bytes
+    value: int
+    auth: bytes
+
+
+@dataclass
 class Session:
     handle: int
     protocol: int                 # TPM_PID_OIAP / TPM_PID_OSAP
@@ -123,12 +134,18 @@ class AuthIn:
 class PermanentData:
     flags: TPM_PERMANENT_FLAGS = field(default_factory=TPM_PERMANENT_FLAGS)
     tpm_proof: bytes = field(default_factory=lambda: random_bytes(20))
+    context_key: bytes = field(default_factory=lambda: random_bytes(16))   # AES-128, context blobs
     owner_auth: bytes | None = None        # None: no owner installed
     operator_auth: bytes | None = None
     ek: RSAKey | None = None
     ek_reset: bytes | None = None          # revocable EK: the reset secret
     srk: LoadedKey | None = None
     nv: dict[int, NVArea] = field(default_factory=dict)
+    counters: dict[int, Counter] = field(default_factory=dict)
+    counter_floor: int = 0                 # highest value of a released counter
+    evict_keys: dict[int, LoadedKey] = field(default_factory=dict)   # owner-evict keys
+    audited: set[int] = field(default_factory=set)                     # audited ordinals
+    audit_counter: int = 0                 # auditMonotonicCounter
     auth_fail_count: int = 0
 
 
@@ -159,7 +176,6 @@ class Ctx:
         self.auths: list[AuthIn] = []
         self.in_digest = b""
         self.out_skip = 0            # leading output bytes not in the HMAC (handles)
-        self.started = False
 
     def mark(self, r: Reader) -> None:
         """The HMAC'ed parameters start here (after the handles)."""
@@ -171,7 +187,6 @@ class Ctx:
         n = _AUTHS_OF_TAG.get(self.tag, 0) if self.tag in tags else 0
         for _ in range(n):
             self.auths.append(AuthIn(r.u32(), r.bytes(20), r.u8(), r.bytes(20)))
-        self.started = True
         tpm.check_state(self.tag, check)
         if self.tag not in tags:
             raise TPMError(C.TPM_BADTAG)
@@ -212,11 +227,9 @@ class Ctx:
         else:
             if not allow_osap:
                 raise TPMError(C.TPM_BAD_MODE)
-            if entity_type is not None and (
-                    (s.entity_type & 0xFF) not in _entity_aliases(entity_type)
-                    or (entity_value is not None and s.entity_value != entity_value
-                        and (s.entity_type & 0xFF) not in (C.TPM_ET_OWNER, C.TPM_ET_SRK))):
-                self.tpm.auth_failed()
+            if entity_type is not None and not _osap_for(s, entity_type, entity_value):
+                # an OSAP session opened for another entity cannot authorize this one
+                # (not a guessed secret, so it does not count towards the lockout)
                 raise TPMError(C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL)
             key = s.shared_secret
         if key is None:
@@ -239,12 +252,17 @@ class Ctx:
         return xor(enc, pad)
 
 
-def _entity_aliases(et: int) -> tuple[int, ...]:
+def _osap_for(s: Session, et: int, ev: int | None) -> bool:
+    """Was OSAP session s opened for entity (et, ev)?"""
+    st = s.entity_type & 0xFF
+    srk = st == C.TPM_ET_SRK or (st == C.TPM_ET_KEYHANDLE and s.entity_value == C.TPM_KH_SRK)
+    if et == C.TPM_ET_SRK or (et == C.TPM_ET_KEYHANDLE and ev == C.TPM_KH_SRK):
+        return srk
+    if et in (C.TPM_ET_OWNER, C.TPM_ET_OPERATOR):
+        return st == et
     if et == C.TPM_ET_KEYHANDLE:
-        return (C.TPM_ET_KEYHANDLE, C.TPM_ET_SRK, C.TPM_ET_KEY)
-    if et == C.TPM_ET_SRK:
-        return (C.TPM_ET_SRK, C.TPM_ET_KEYHANDLE)
-    return (et,)
+        return st in (C.TPM_ET_KEYHANDLE, C.TPM_ET_KEY) and s.entity_value == ev
+    return st == et and (ev is None or s.entity_value == ev)
 
 
 def _eq(a: bytes, b: bytes) -> bool:
@@ -278,6 +296,10 @@ class TPM:
         self.clock = clock
         self.perm = PermanentData()
         self.perm.nv = default_nv()
+        from .commands.audit import default_audited
+        self.perm.audited = default_audited(identity)
+        self.perm.flags.nvLocked = identity.nv_locked
+        self.perm.flags.readSRKPub = identity.read_srk_pub
         if generate_ek:
             # TPM_CONF_GENERATE_EK: the vTPM makes its EK once, when its state is created
             self.perm.ek = self.key_source(2048)
@@ -285,6 +307,7 @@ class TPM:
         self._last_dump: bytes | None = None
         self._dirty = True
         self.internal_errors = 0                 # handler bugs turned into TPM_FAIL
+        self._lock = threading.RLock()           # one command at a time, as on a chip
         self._power_off()
 
     # -- power and start-up ------------------------------------------------
@@ -294,7 +317,8 @@ class TPM:
         self.stclear = TPM_STCLEAR_FLAGS()
         self.pcrs = [bytes(20)] * C.TPM_NUM_PCR
         self.sessions: dict[int, Session] = {}
-        self.keys: dict[int, LoadedKey] = {}
+        # loaded keys; owner-evict keys stay loaded through every power cycle
+        self.keys: dict[int, LoadedKey] = dict(self.perm.evict_keys)
         self.sha1_ctx = None
         self.sha1_done = False
         self.disable_reset_lock = False
@@ -302,27 +326,37 @@ class TPM:
         self.boot_time = self.clock()
         self.tick_nonce = random_bytes(20)
         self.test_done = False
+        self.active_counter: int | None = None
+        self.context_nonce_key = random_bytes(20)       # renewed by TPM_Startup(ST_CLEAR)
+        self.context_nonce_session = random_bytes(20)   # renewed by every start-up
+        self.context_count = 0
+        self.saved_sessions: set[int] = set()           # contextCounts of saved sessions
+        self.audit_digest = bytes(20)                   # renewed by TPM_Startup(ST_CLEAR)
 
-    def power_on(self, startup: str = "clear") -> None:
-        """TPM_Init followed by TPM_Startup(startup) and a full self test, as
-        vtpm-stubdom does.  startup: "clear", "state", "deactivated", or
-        "none" (only TPM_Init: the client must send TPM_Startup)."""
+    def power_on(self, startup: str | None = "clear") -> int:
+        """TPM_Init followed by TPM_Startup(startup), as vtpm-stubdom does.
+        startup: "clear", "state", "deactivated", or "none"/None (only TPM_Init:
+        the client must send TPM_Startup).  Returns TPM_Startup's return code;
+        on failure (e.g. "state" without a saved state: TPM_FAIL) the TPM is
+        left waiting for a TPM_Startup, as a real one would be."""
         self._power_off()
-        if startup == "none":
-            return
+        if startup in (None, "none"):
+            return 0
         st = {"clear": C.TPM_ST_CLEAR, "state": C.TPM_ST_STATE,
               "deactivated": C.TPM_ST_DEACTIVATED}[startup]
         req = Writer().u16(C.TPM_TAG_RQU_COMMAND).u32(12).u32(C.TPM_ORD_Startup).u16(st).getvalue()
-        rsp = self.execute(req)
-        rc = int.from_bytes(rsp[6:10], "big")
+        rc = int.from_bytes(self.execute(req)[6:10], "big")
         if rc:
-            raise TPMError(rc, "TPM_Startup failed")
-        self.test_done = True
+            log.info("TPM_Startup(%s) failed: %s", startup, C.rc_name(rc))
+        else:
+            self.test_done = True      # the stub domain runs the self test with start-up
+        return rc
 
     # -- persistent state -----------------------------------------------------
     def dump(self) -> bytes:
         from .state import dump_state
-        blob = dump_state(self)
+        with self._lock:
+            blob = dump_state(self)
         self._last_dump = blob
         self._dirty = False
         return blob
@@ -392,11 +426,29 @@ class TPM:
         if self.perm.auth_fail_count > LOCKOUT_THRESHOLD:
             self.lockout_since = self.clock()
 
+    def physical_presence(self) -> bool:
+        return self.identity.physical_presence or self.stclear.physicalPresence
+
+    def require_presence(self) -> None:
+        if not self.physical_presence():
+            raise TPMError(C.TPM_BAD_PRESENCE)
+
     def check_locality(self, mask: int, locality: int) -> bool:
         return 0 <= locality <= 4 and bool(mask & (1 << locality))
 
     # -- key slots -------------------------------------------------------------
-    def key_by_handle(self, handle: int, *, allow_ek: bool = False) -> LoadedKey:
+    def reset_keys(self) -> None:
+        """Unload every key except the owner-evict ones."""
+        self.keys = dict(self.perm.evict_keys)
+
+    def unload_key(self, handle: int) -> None:
+        """FlushSpecific / EvictKey of a key handle."""
+        if handle in self.perm.evict_keys:
+            raise TPMError(C.TPM_KEY_OWNER_CONTROL)
+        if handle in (C.TPM_KH_SRK, C.TPM_KH_EK) or self.keys.pop(handle, None) is None:
+            raise TPMError(C.TPM_INVALID_KEYHANDLE)
+
+    def key_by_handle(self, handle: int) -> LoadedKey:
         if handle == C.TPM_KH_SRK:
             if self.perm.srk is None:
                 raise TPMError(C.TPM_INVALID_KEYHANDLE)
@@ -427,7 +479,8 @@ class TPM:
     def execute(self, request: bytes, locality: int = 0) -> bytes:
         """Run one command frame; always returns a response frame."""
         try:
-            return self._execute(bytes(request), locality)
+            with self._lock:
+                return self._execute(bytes(request), locality)
         except Exception:  # a handler bug must not take the TPM (or its server) down
             self.internal_errors += 1
             log.exception("TPM engine internal error")
@@ -456,13 +509,17 @@ class TPM:
         except TPMError as e:
             self._end_sessions(ctx, e.rc)
             return _error(e.rc)
-        except TPMStructError:
-            self._end_sessions(ctx, C.TPM_BAD_PARAMETER)
-            return _error(C.TPM_BAD_PARAMETER)
+        except TPMStructError:           # a wrong TPM_STRUCTURE_TAG (libtpms TPM_CheckTag)
+            self._end_sessions(ctx, C.TPM_INVALID_STRUCTURE)
+            return _error(C.TPM_INVALID_STRUCTURE)
         except TPMDecodeError:
             self._end_sessions(ctx, C.TPM_BAD_PARAM_SIZE)
             return _error(C.TPM_BAD_PARAM_SIZE)
         if ordinal not in READ_ONLY:
+            self.mark_dirty()
+        if ordinal in self.perm.audited:
+            from .commands.audit import audit
+            audit(self, ctx, out)
             self.mark_dirty()
         return self._respond(ctx, out)
 

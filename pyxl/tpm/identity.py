@@ -2,7 +2,11 @@
 
 The Xen vTPM (the Berlios TPM emulator 0.7 inside vtpm-stubdom) answers
 chip version 1.2.0.7, spec level 2, errata 1, vendor "ETHZ"; a simulated
-hardware TPM can present another identity.
+hardware TPM can present another identity.  Besides the numbers, an identity
+carries the few behaviours in which the two families differ: physical
+presence (always asserted in the emulator), which PCRs start at all-0xFF,
+the initial nvLocked / readSRKPub flags, default auditing, and whether
+clearing the owner leaves the TPM enabled and active.
 """
 
 from __future__ import annotations
@@ -25,6 +29,13 @@ class Identity:
     max_sessions: int = 4
     tis_timeouts: tuple[int, int, int, int] = (750000, 2000000, 750000, 750000)
     durations: tuple[int, int, int] = (3000000, 3000000, 600000000)
+    # behaviour
+    physical_presence: bool = True        # the emulator's presence test is constant TRUE
+    pcrs_ff_at_startup: frozenset = frozenset(range(16, 24))
+    nv_locked: bool = True                # initial TPM_PERMANENT_FLAGS.nvLocked
+    read_srk_pub: bool = True             # initial TPM_PERMANENT_FLAGS.readSRKPub
+    audit_by_default: bool = False        # libtpms audits the owner/EK commands from the start
+    clear_keeps_enabled: bool = True      # OwnerClear/ForceClear: libtpms disables + deactivates
 
     def __post_init__(self):
         if len(self.vendor_id) != 4:
@@ -32,3 +43,14 @@ class Identity:
 
 
 XEN_VTPM_IDENTITY = Identity()
+
+# A hardware-like TPM as swtpm 0.7 / libtpms 0.9 presents itself (measured):
+# physical presence must be asserted with TSC_PhysicalPresence, PCRs 17-22
+# start at all-0xFF, nvLocked and readSRKPub start FALSE.
+IBM_SWTPM_IDENTITY = Identity(
+    version=(1, 2, 18, 158), spec_level=2, errata_rev=3, vendor_id=b"IBM\x00",
+    manufacturer=0x49424D00, max_random=4082, input_buffer=4096, max_keys=20,
+    max_sessions=16, tis_timeouts=(1000000, 1000000, 1000000, 1000000),
+    durations=(50000000, 100000000, 300000000), physical_presence=False,
+    pcrs_ff_at_startup=frozenset(range(17, 23)), nv_locked=False, read_srk_pub=False,
+    audit_by_default=True, clear_keeps_enabled=False)

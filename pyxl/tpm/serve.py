@@ -32,6 +32,10 @@ and keep the connection open:
   swtpm answers a short read at once; waiting a moment means a client whose
   command is split in transit is still served correctly.
 
+(vtpm-stubdom never has to frame: its shared page carries the exact length,
+and the emulator ignores paramSize.  A byte stream has no such length, so this
+endpoint frames as swtpm does, for every --vendor.)
+
 State.  The engine's dump() is kept in DIR/tpm-state, rewritten atomically
 (temp file, fsync, rename, directory fsync) after every command that changed
 persistent state and BEFORE the response is sent: an answered command is on
@@ -296,7 +300,7 @@ def open_tcp(host: str, port: int) -> Listener:
     return Listener(s, "tcp %s:%d" % (h if family == socket.AF_INET else "[%s]" % h, p))
 
 
-def open_unix(path: str) -> Listener:
+def open_unix(path: str, mode: int | None = None) -> Listener:
     path = os.path.abspath(path)
     if os.path.exists(path):
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -311,6 +315,8 @@ def open_unix(path: str) -> Listener:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.bind(path)
+        if mode is not None:      # e.g. 0o666 for tcsd, which runs as user tss
+            os.chmod(path, mode)
         s.listen(16)
     except OSError as e:
         s.close()
@@ -323,7 +329,9 @@ class TPMServer:
     answer in one send."""
 
     def __init__(self, engine: Engine, state: StateDir | None, listeners: list[Listener],
-                 locality: int = 0, log: Callable[[str], None] | None = None):
+                 locality: int = 0, log: Callable[[str], None] | None = None,
+                 trace: bool = False):
+        self.trace = trace          # log every command: ordinal, return code, time
         self.engine = engine
         self.state = state
         self.listeners = listeners
@@ -404,6 +412,9 @@ class TPMServer:
             conn = Conn(sock, peer, Framer(), time.monotonic())
             self.conns[sock] = conn
             self.sel.register(sock, selectors.EVENT_READ, ("conn", conn))
+            # tcsd writes its command right after connecting: often it is
+            # already here, so serve it without another trip through select()
+            self._readable(conn)
 
     def _readable(self, conn: Conn) -> None:
         try:
@@ -436,10 +447,16 @@ class TPMServer:
             if item is None:
                 return
             kind, data = item
+            t0 = time.perf_counter() if self.trace else 0.0
             if kind == "command":
                 resp = self.execute(data)
             else:
                 resp = error_response(TPM_BAD_PARAM_SIZE)
+            if self.trace:
+                self.log("%s: %s ordinal 0x%08x (%d bytes) -> rc %d (%d bytes, %.2f ms)" % (
+                    conn.peer, kind, int.from_bytes(data[6:10], "big"), len(data),
+                    int.from_bytes(resp[6:10], "big"), len(resp),
+                    (time.perf_counter() - t0) * 1000))
             if not self._send(conn, resp):
                 return
 
@@ -475,13 +492,24 @@ class TPMServer:
         """The whole response in one send() (tcsd reads it with one read())."""
         sock = conn.sock
         try:
-            sock.settimeout(SEND_TIMEOUT)
-            sock.sendall(resp)
-            sock.setblocking(False)
+            sent = sock.send(resp)        # non-blocking; a fresh socket takes it all
+            if sent < len(resp):          # a full send buffer: finish it blocking
+                sock.settimeout(SEND_TIMEOUT)
+                sock.sendall(resp[sent:])
+                sock.setblocking(False)
             return True
+        except BlockingIOError:
+            try:
+                sock.settimeout(SEND_TIMEOUT)
+                sock.sendall(resp)
+                sock.setblocking(False)
+                return True
+            except OSError:
+                pass
         except OSError:
-            self._close(conn)
-            return False
+            pass
+        self._close(conn)
+        return False
 
     def _close(self, conn: Conn) -> None:
         if self.conns.pop(conn.sock, None) is None:
@@ -534,10 +562,12 @@ class Options:
     state_dir: str
     port: int | None = None
     unix: str | None = None
+    unix_mode: int | None = None
     host: str = "127.0.0.1"
     startup: str | None = "clear"      # None: leave the TPM waiting for TPM_Startup
     vendor: str = "ETHZ"
     locality: int = 0
+    trace: bool = False               # pyxl -v tpm-serve: log every command
     ready: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
 
@@ -549,15 +579,14 @@ def resolve_identity(vendor: str):
         raise ServeError("the TPM engine is not available in this build (%s)" % e)
 
     known = {}
-    for name in dir(ident):
+    for name in dir(ident):      # every Identity the engine defines, by its vendor ID
         obj = getattr(ident, name)
-        vid = getattr(obj, "vendor", None) or getattr(obj, "vendor_id", None)
-        if name.isupper() and vid is not None:
-            key = vid.decode("latin-1") if isinstance(vid, bytes) else str(vid)
-            known.setdefault(key.rstrip("\0").upper(), obj)
+        if isinstance(obj, ident.Identity):
+            known.setdefault(obj.vendor_id.decode("latin-1").rstrip("\0 ").upper(), obj)
     if vendor.upper() in known:
         return known[vendor.upper()]
-    raise ServeError("unknown --vendor %s (known: %s)" % (vendor, ", ".join(sorted(known)) or "none"))
+    raise ServeError("unknown --vendor %s (known: %s)"
+                     % (vendor, ", ".join(sorted(known)) or "none"))
 
 
 def open_engine(opts: Options, state: StateDir, log: Callable[[str], None]):
@@ -578,8 +607,22 @@ def open_engine(opts: Options, state: StateDir, log: Callable[[str], None]):
         except Exception as e:   # TPMStateError and anything else a bad blob provokes
             raise ServeError("cannot load %s: %s (left untouched)" % (state.state_path, e))
         fresh = False
-    tpm.power_on(opts.startup)
+    try:
+        rc = tpm.power_on("none" if opts.startup is None else opts.startup)
+    except Exception as e:   # TPM_Startup refused, e.g. ST_STATE with nothing saved
+        raise ServeError("power-on with TPM_Startup(%s) failed: %s" % (opts.startup, e))
+    if rc:                   # the engine reports TPM_Startup's return code
+        raise ServeError("power-on with TPM_Startup(%s) failed: %s"
+                         % (opts.startup, _rc_name(rc)))
     return tpm, fresh
+
+
+def _rc_name(rc: int) -> str:
+    try:
+        from pyxl.tpm import constants
+        return "%s (%d)" % (constants.rc_name(rc), rc)
+    except Exception:
+        return "return code %d" % rc
 
 
 def run(opts: Options, engine_factory=open_engine) -> int:
@@ -603,8 +646,9 @@ def run(opts: Options, engine_factory=open_engine) -> int:
         if opts.port is not None or opts.unix is None:
             listeners.append(open_tcp(opts.host, 6545 if opts.port is None else opts.port))
         if opts.unix is not None:
-            listeners.append(open_unix(opts.unix))
-        server = TPMServer(tpm, state, listeners, locality=opts.locality, log=log)
+            listeners.append(open_unix(opts.unix, opts.unix_mode))
+        server = TPMServer(tpm, state, listeners, locality=opts.locality, log=log,
+                           trace=opts.trace)
         if fresh and not server.save_if_changed(force=True):
             raise ServeError("cannot write the new TPM state to %s" % state.state_path)
         where = ", ".join(lst.address for lst in listeners)

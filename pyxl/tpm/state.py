@@ -74,14 +74,22 @@ def state_dict(tpm) -> dict:
         "perm": {
             "flags": p.flags.to_bytes().hex(),
             "tpm_proof": p.tpm_proof.hex(),
+            "context_key": p.context_key.hex(),
             "owner_auth": _h(p.owner_auth),
             "operator_auth": _h(p.operator_auth),
             "ek": _rsa_out(p.ek),
             "ek_reset": _h(p.ek_reset),
             "srk": _key_out(p.srk),
-            "nv": [{"pub": a.pub.to_bytes().hex(), "auth": a.auth.hex(), "data": bytes(a.data).hex()}
+            "nv": [{"pub": a.pub.to_bytes().hex(), "auth": a.auth.hex(),
+                    "data": bytes(a.data).hex()}
                    for _, a in sorted(p.nv.items())],
+            "counters": [[i, c.label.hex(), c.value, c.auth.hex()]
+                         for i, c in sorted(p.counters.items())],
+            "counter_floor": p.counter_floor,
+            "evict_keys": [[h, _key_out(k)] for h, k in sorted(p.evict_keys.items())],
             "auth_fail_count": p.auth_fail_count,
+            "audited": sorted(p.audited),
+            "audit_counter": p.audit_counter,
         },
         "saved": tpm.saved,
     }
@@ -117,6 +125,7 @@ def load_state(tpm, blob: bytes) -> None:
         p = PermanentData()
         p.flags = TPM_PERMANENT_FLAGS.from_bytes(bytes.fromhex(pd["flags"]))
         p.tpm_proof = _b(pd["tpm_proof"], 20)
+        p.context_key = _b(pd["context_key"], 16)
         p.owner_auth = _b(pd["owner_auth"], 20)
         p.operator_auth = _b(pd["operator_auth"], 20)
         p.ek = _rsa_in(pd["ek"])
@@ -129,7 +138,15 @@ def load_state(tpm, blob: bytes) -> None:
             if len(data) != pub.dataSize:
                 raise ValueError("NV area size mismatch")
             p.nv[pub.nvIndex] = NVArea(pub, _b(a["auth"], 20), data)
+        from .engine import Counter
+        p.counters = {}
+        for i, label, value, auth in pd["counters"]:
+            p.counters[int(i)] = Counter(_b(label, 4), int(value), _b(auth, 20))
+        p.counter_floor = int(pd["counter_floor"])
+        p.evict_keys = {int(h): _key_in(k) for h, k in pd["evict_keys"]}
         p.auth_fail_count = int(pd["auth_fail_count"])
+        p.audited = {int(o) for o in pd["audited"]}
+        p.audit_counter = int(pd["audit_counter"])
         saved = d["saved"]
         if saved is not None:
             check_saved(saved)
@@ -139,6 +156,7 @@ def load_state(tpm, blob: bytes) -> None:
         raise TPMStateError("corrupt TPM state: %s" % e) from None
     tpm.perm = p
     tpm.saved = saved
+    tpm.reset_keys()
 
 
 # ---------------------------------------------------------------- TPM_SaveState
@@ -150,7 +168,9 @@ def save_volatile(tpm) -> dict:
         "stclear": tpm.stclear.to_bytes().hex(),
         # isVolatile keys are unloaded by TPM_Startup(ST_STATE), so not saved
         "keys": [[h, _key_out(k)] for h, k in sorted(tpm.keys.items())
-                 if not k.blob.keyFlags & 0x4],
+                 if not k.blob.keyFlags & 0x4 and h not in tpm.perm.evict_keys],
+        "context_nonce_key": tpm.context_nonce_key.hex(),
+        "audit_digest": tpm.audit_digest.hex(),
         "nv_stclear": [[i, a.pub.bReadSTClear, a.pub.bWriteSTClear]
                        for i, a in sorted(tpm.perm.nv.items())],
     }
@@ -160,6 +180,9 @@ def check_saved(saved: dict) -> None:
     if len(saved["pcrs"]) != 24 or any(len(bytes.fromhex(v)) != 20 for v in saved["pcrs"]):
         raise ValueError("bad saved PCRs")
     TPM_STCLEAR_FLAGS.from_bytes(bytes.fromhex(saved["stclear"]))
+    if len(bytes.fromhex(saved["context_nonce_key"])) != 20 or \
+            len(bytes.fromhex(saved["audit_digest"])) != 20:
+        raise ValueError("bad saved context nonce")
     for h, k in saved["keys"]:
         int(h)
         _key_in(k)
@@ -168,7 +191,10 @@ def check_saved(saved: dict) -> None:
 def restore_volatile(tpm, saved: dict) -> None:
     tpm.pcrs = [bytes.fromhex(v) for v in saved["pcrs"]]
     tpm.stclear = TPM_STCLEAR_FLAGS.from_bytes(bytes.fromhex(saved["stclear"]))
-    tpm.keys = {int(h): _key_in(k) for h, k in saved["keys"]}
+    tpm.reset_keys()
+    tpm.keys.update({int(h): _key_in(k) for h, k in saved["keys"]})
+    tpm.context_nonce_key = bytes.fromhex(saved["context_nonce_key"])
+    tpm.audit_digest = bytes.fromhex(saved["audit_digest"])
     for i, rd, wr in saved.get("nv_stclear", []):
         a = tpm.perm.nv.get(i)
         if a is not None:

@@ -31,6 +31,7 @@ def _expect_tag(r: Reader, tag: int, name: str) -> None:
 
 class TPMStruct:
     """Mixin: whole-buffer helpers around marshal/unmarshal."""
+    OPEN_ENDED = False      # True: the last field takes the rest of the buffer
 
     def marshal(self, w: Writer) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -425,6 +426,9 @@ class TPM_SEALED_DATA(TPMStruct):
 
 @dataclass
 class TPM_BOUND_DATA(TPMStruct):
+    """payloadData runs to the end of the (decrypted) buffer, so any prefix
+    longer than the 5-byte header is itself a valid TPM_BOUND_DATA."""
+    OPEN_ENDED = True
     ver: TPM_STRUCT_VER = field(default_factory=TPM_STRUCT_VER)
     payload: int = C.TPM_PT_BIND
     payloadData: bytes = b""
@@ -596,3 +600,207 @@ ALL_STRUCTURES = [
     TPM_CHANGEAUTH_VALIDATE, TPM_NV_ATTRIBUTES, TPM_NV_DATA_PUBLIC, TPM_PERMANENT_FLAGS,
     TPM_STCLEAR_FLAGS, TPM_CURRENT_TICKS,
 ]
+
+
+# ---------------------------------------------------------------- identities, counters, certifying
+
+@dataclass
+class TPM_SYMMETRIC_KEY(TPMStruct):
+    algId: int = C.TPM_ALG_AES128
+    encScheme: int = C.TPM_ES_SYM_CTR
+    data: bytes = b""
+
+    def marshal(self, w):
+        w.u32(self.algId).u16(self.encScheme).sized16(self.data)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls(r.u32(), r.u16(), r.sized16("symmetric key"))
+
+
+@dataclass
+class TPM_IDENTITY_CONTENTS(TPMStruct):
+    """What MakeIdentity's identityBinding signs (Part 2 12.5)."""
+    ver: TPM_STRUCT_VER = field(default_factory=TPM_STRUCT_VER)
+    ordinal: int = C.TPM_ORD_MakeIdentity
+    labelPrivCADigest: bytes = bytes(20)
+    identityPubKey: TPM_PUBKEY = field(default_factory=TPM_PUBKEY)
+
+    def marshal(self, w):
+        w.struct(self.ver).u32(self.ordinal).bytes(self.labelPrivCADigest)
+        w.struct(self.identityPubKey)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls(TPM_STRUCT_VER.unmarshal(r), r.u32(), r.digest(), TPM_PUBKEY.unmarshal(r))
+
+
+@dataclass
+class TPM_ASYM_CA_CONTENTS(TPMStruct):
+    """The 1.1 ActivateIdentity blob (Part 2 12.6)."""
+    sessionKey: TPM_SYMMETRIC_KEY = field(default_factory=TPM_SYMMETRIC_KEY)
+    idDigest: bytes = bytes(20)
+
+    def marshal(self, w):
+        w.struct(self.sessionKey).bytes(self.idDigest)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls(TPM_SYMMETRIC_KEY.unmarshal(r), r.digest())
+
+
+@dataclass
+class TPM_EK_BLOB_ACTIVATE(TPMStruct):
+    sessionKey: TPM_SYMMETRIC_KEY = field(default_factory=TPM_SYMMETRIC_KEY)
+    idDigest: bytes = bytes(20)
+    pcrInfo: TPM_PCR_INFO_SHORT = field(default_factory=TPM_PCR_INFO_SHORT)
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_EK_BLOB_ACTIVATE).struct(self.sessionKey).bytes(self.idDigest)
+        w.struct(self.pcrInfo)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_EK_BLOB_ACTIVATE, "TPM_EK_BLOB_ACTIVATE")
+        return cls(TPM_SYMMETRIC_KEY.unmarshal(r), r.digest(), TPM_PCR_INFO_SHORT.unmarshal(r))
+
+
+TPM_EK_TYPE_ACTIVATE = 0x0001
+TPM_EK_TYPE_AUTH = 0x0002
+
+
+@dataclass
+class TPM_EK_BLOB(TPMStruct):
+    ekType: int = TPM_EK_TYPE_ACTIVATE
+    blob: bytes = b""
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_EK_BLOB).u16(self.ekType).sized32(self.blob)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_EK_BLOB, "TPM_EK_BLOB")
+        return cls(r.u16(), r.sized32("EK blob"))
+
+
+@dataclass
+class TPM_COUNTER_VALUE(TPMStruct):
+    label: bytes = bytes(4)
+    counter: int = 0
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_COUNTER_VALUE).bytes(self.label).u32(self.counter)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_COUNTER_VALUE, "TPM_COUNTER_VALUE")
+        return cls(r.bytes(4), r.u32())
+
+
+@dataclass
+class TPM_QUOTE_INFO2(TPMStruct):
+    """What TPM_Quote2 signs (Part 2 11.4)."""
+    externalData: bytes = bytes(20)
+    infoShort: TPM_PCR_INFO_SHORT = field(default_factory=TPM_PCR_INFO_SHORT)
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_QUOTE_INFO2).bytes(b"QUT2").bytes(self.externalData)
+        w.struct(self.infoShort)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_QUOTE_INFO2, "TPM_QUOTE_INFO2")
+        at = r.pos
+        if r.bytes(4) != b"QUT2":
+            raise TPMStructError(at, "TPM_QUOTE_INFO2 fixed")
+        return cls(r.digest(), TPM_PCR_INFO_SHORT.unmarshal(r))
+
+
+@dataclass
+class TPM_CERTIFY_INFO(TPMStruct):
+    """What TPM_CertifyKey signs (Part 2 11.1)."""
+    version: TPM_STRUCT_VER = field(default_factory=TPM_STRUCT_VER)
+    keyUsage: int = 0
+    keyFlags: int = 0
+    authDataUsage: int = 0
+    algorithmParms: TPM_KEY_PARMS = field(default_factory=TPM_KEY_PARMS)
+    pubkeyDigest: bytes = bytes(20)
+    data: bytes = bytes(20)
+    parentPCRStatus: int = 0
+    PCRInfo: bytes = b""
+
+    def marshal(self, w):
+        w.struct(self.version).u16(self.keyUsage).u32(self.keyFlags).u8(self.authDataUsage)
+        w.struct(self.algorithmParms).bytes(self.pubkeyDigest).bytes(self.data)
+        w.u8(self.parentPCRStatus).sized32(self.PCRInfo)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls(TPM_STRUCT_VER.unmarshal(r), r.u16(), r.u32(), r.u8(),
+                   TPM_KEY_PARMS.unmarshal(r), r.digest(), r.digest(), r.u8(), r.sized32("PCRInfo"))
+
+
+ALL_STRUCTURES += [TPM_SYMMETRIC_KEY, TPM_IDENTITY_CONTENTS, TPM_ASYM_CA_CONTENTS,
+                   TPM_EK_BLOB_ACTIVATE, TPM_EK_BLOB, TPM_COUNTER_VALUE, TPM_QUOTE_INFO2,
+                   TPM_CERTIFY_INFO]
+
+
+# ---------------------------------------------------------------- context blobs
+
+@dataclass
+class TPM_CONTEXT_SENSITIVE(TPMStruct):
+    contextNonce: bytes = bytes(20)
+    internalData: bytes = b""
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_CONTEXT_SENSITIVE).bytes(self.contextNonce).sized32(self.internalData)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_CONTEXT_SENSITIVE, "TPM_CONTEXT_SENSITIVE")
+        return cls(r.digest(), r.sized32("internalData"))
+
+
+@dataclass
+class TPM_CONTEXT_BLOB(TPMStruct):
+    """A saved key or session (Part 2 18.1); sensitiveData is encrypted."""
+    resourceType: int = C.TPM_RT_KEY
+    handle: int = 0
+    label: bytes = bytes(16)
+    contextCount: int = 0
+    integrityDigest: bytes = bytes(20)
+    additionalData: bytes = b""
+    sensitiveData: bytes = b""
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_CONTEXTBLOB).u32(self.resourceType).u32(self.handle).bytes(self.label)
+        w.u32(self.contextCount).bytes(self.integrityDigest).sized32(self.additionalData)
+        w.sized32(self.sensitiveData)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_CONTEXTBLOB, "TPM_CONTEXT_BLOB")
+        return cls(r.u32(), r.u32(), r.bytes(16, "label"), r.u32(), r.digest(),
+                   r.sized32("additionalData"), r.sized32("sensitiveData"))
+
+
+ALL_STRUCTURES += [TPM_CONTEXT_SENSITIVE, TPM_CONTEXT_BLOB]
+
+
+@dataclass
+class TPM_SIGN_INFO(TPMStruct):
+    """What TickStampBlob (and the INFO signature scheme) signs (Part 2 11.2)."""
+    fixed: bytes = b"TSTP"
+    replay: bytes = bytes(20)
+    data: bytes = b""
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_SIGNINFO).bytes(self.fixed).bytes(self.replay).sized32(self.data)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_SIGNINFO, "TPM_SIGN_INFO")
+        return cls(r.bytes(4, "fixed"), r.digest(), r.sized32("data"))
+
+
+ALL_STRUCTURES += [TPM_SIGN_INFO]

@@ -121,13 +121,21 @@ def test_read_config_appends_extras_like_xl(tmp_path):
     p = tmp_path / "d.cfg"
     p.write_bytes(b'name="a"\nkernel="/k"')
     assert read_config_data(str(p), ["memory=64", "x=1"]) == \
-        b'name="a"\nkernel="/k"\nmemory=64\nx=1\n'
+        b'name="a"\nkernel="/k"\nmemory=64\nx=1\n\n'
     assert read_config_data(str(p)) == b'name="a"\nkernel="/k"'
     c = read_config(str(p), ["memory=64", "name=\"b\""])
     assert c.get_long("memory") == 64 and c.get_string("name") == "b"
     with pytest.raises(ConfigParseError) as e:
         read_config(str(p), ["memory=64", "x=", "y = ]"])
     assert [l.split(":")[1] for l in e.value.lines] == ["3", "5"]
+
+
+def test_dev_null_is_an_empty_config_like_xl():
+    assert read_config_data("/dev/null", ['name="a"']) == b'\nname="a"\n\n'
+    with pytest.raises(ConfigReadError) as e:
+        read_config_data("/dev/zero")
+    assert e.value.lines[0].endswith("/dev/zero is not a plain file: "
+                                     "Inappropriate ioctl for device")
 
 
 def test_read_errors(tmp_path):
@@ -151,7 +159,24 @@ def test_tables_cache_is_in_user_cache_dir(tmp_path, monkeypatch):
     assert len(files) == 1 and files[0].endswith(".marshal")
     monkeypatch.setattr(cfgfile, "_TABLES", None)
     assert sorted(cfgfile.parse_tables()["expected"]) == sorted(first["expected"])
-    # a corrupt cache is rebuilt, never trusted
-    (tmp_path / "pyxl" / files[0]).write_bytes(b"garbage")
-    monkeypatch.setattr(cfgfile, "_TABLES", None)
-    assert sorted(cfgfile.parse_tables()["expected"]) == sorted(first["expected"])
+    # a corrupt or malformed cache is rebuilt, never trusted
+    import marshal
+    for junk in (b"garbage", marshal.dumps({"version": 1}), marshal.dumps([1, 2])):
+        (tmp_path / "pyxl" / files[0]).write_bytes(junk)
+        monkeypatch.setattr(cfgfile, "_TABLES", None)
+        assert sorted(cfgfile.parse_tables()["expected"]) == sorted(first["expected"])
+    with pytest.raises(ConfigParseError) as e:
+        parse(b"x = ]\n", "t.cfg")
+    assert e.value.lines[0].endswith("expecting STRING or NUMBER or '['")
+
+
+def test_stages_compose():
+    from pyxl.config.cfgfile import config_from_tree, scan
+    data = b'a=1\nb=["x"]\nb+=["y"]\nc="s";c+="t"\n'
+    assert scan(data)[0].type == "IDENT"
+    direct, staged = parse(data, "t.cfg"), config_from_tree(parse_tree(data), "t.cfg")
+    for key in "abc":
+        assert staged.line_of(key) == direct.line_of(key)
+        assert staged.get_string(key, True) == direct.get_string(key, True)
+    assert staged.get_list_as_string_list("b") == ["x", "y"]
+    assert staged.get_long("c", dont_warn=True) is None   # made with +=

@@ -43,3 +43,17 @@ def test_goldens_still_match_live_xl():
         if (rc, p.stderr) != golden(name):
             stale.append(name)
     assert stale == []
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if golden(n)[0] != 0])
+def test_load_reports_golden_errors(name, monkeypatch):
+    """Through the model layer's load() (interface 2): the same lines and
+    exit status reach `pyxl create`."""
+    from pyxl.config import ConfigError, load
+    monkeypatch.chdir(GOLDEN)
+    rc, stderr = golden(name)
+    with pytest.raises(ConfigError) as e:
+        load(f"{name}.cfg", warn=lambda line: None)
+    assert e.value.exit_code == rc
+    expected = stderr.decode("utf-8", "surrogateescape").split("\n")[1:-1]
+    assert list(e.value.lines) == expected

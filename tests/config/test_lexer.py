@@ -38,11 +38,18 @@ def test_comment_without_final_newline_is_an_error_run():
 
 
 def test_bad_character_swallows_its_non_blank_run():
-    # 'B' starts the error state; the run and its newline become one NEWLINE
+    # 'B' starts the error state, which swallows "ar=2" (no token); the
+    # newline after the run is an ordinary NEWLINE on line 1
     toks = scan(b"x = Bar=2\ny=1\n")
     assert [t.type for t in toks] == ["IDENT", "EQUALS", "NEWLINE", "IDENT",
                                       "EQUALS", "NUMBER", "NEWLINE", "$END"]
-    assert toks[2].text == b"Bar=2\n" and toks[2].line == 2   # GOT(): after the newline
+    assert toks[2].text == b"\n" and toks[2].line == 1
+
+
+def test_bad_character_right_before_newline_takes_the_newline():
+    # <lexerr>\n: yytext is "(\n" and GOT() puts the token after the newline
+    toks = scan(b"x = (\ny=1\n")
+    assert toks[2].text == b"(\n" and toks[2].line == 2
 
 
 def test_crlf_carriage_return_is_a_bad_character():

@@ -11,7 +11,7 @@ import json
 import sys
 
 from pyxl.domain.drivers import xenbus
-from pyxl.domain.drivers.tpmif import (TPMIF_STATE_CANCEL, TPMIF_STATE_SUBMIT, SharedPage)
+from pyxl.domain.drivers.tpmif import TPMIF_STATE_CANCEL, TPMIF_STATE_SUBMIT, SharedPage
 from pyxl.domain.xen import XenInterface
 
 TIMEOUT = 10.0
@@ -113,6 +113,12 @@ def frontend(xen: XenInterface) -> dict:
             raise SystemExit("no response")
         results.append({"state": shared.state, "ok": shared.response() == answer(request, locality),
                         "length": shared.length})
+    # CANCEL while the backend is idle: it answers IDLE and notifies
+    shared.cancel()
+    xen.evtchn_notify(port)
+    if xen.evtchn_wait(port, timeout=TIMEOUT) is None:
+        raise SystemExit("cancel not acknowledged")
+    cancel_state = shared.state
     mapped_while_busy = False
     try:
         xen.end_access(ref)
@@ -127,7 +133,7 @@ def frontend(xen: XenInterface) -> dict:
     xenbus.switch_state(xen, fe_path, xenbus.XenbusStateClosed)
     xen.console_write(f"frontend {xen.domid} done\n")
     return {"role": "frontend", "domid": xen.domid, "backend": be_id, "results": results,
-            "busy_while_mapped": mapped_while_busy}
+            "cancel_state": cancel_state, "busy_while_mapped": mapped_while_busy}
 
 
 def main() -> None:

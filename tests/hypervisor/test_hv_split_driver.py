@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from pyxl.domain.drivers import xenbus
-from pyxl.domain.drivers.tpmif import TPMIF_STATE_FINISH
+from pyxl.domain.drivers.tpmif import TPMIF_STATE_FINISH, TPMIF_STATE_IDLE
 from pyxl.hypervisor.services import Hypervisor
 from pyxl.hypervisor.xenstore import QueueSink
 
@@ -64,13 +64,9 @@ def test_frontend_backend_handshake_and_tpmif_round_trips(tmp_path):
         backend = spawn(hv, BE, "backend")
         add_vtpm(xs, FE, BE)
         # libxl waits for the backend to reach InitWait before returning
-        seen = []
         while True:
-            ev = sink.wait(10)
-            assert ev is not None, "backend never reached InitWait"
-            state = xs.read(f"{be_path}/state") if xs.exists(f"{be_path}/state") else b""
-            seen.append(state)
-            if state == b"2":
+            assert sink.wait(10) is not None, "backend never reached InitWait"
+            if xs.exists(f"{be_path}/state") and xs.read(f"{be_path}/state") == b"2":
                 break
         frontend = spawn(hv, FE, "frontend")
         fout, ferr = frontend.communicate(timeout=30)
@@ -84,8 +80,9 @@ def test_frontend_backend_handshake_and_tpmif_round_trips(tmp_path):
         assert all(r["state"] == TPMIF_STATE_FINISH for r in f["results"])
         assert f["results"][2]["length"] == 4 + 256 * 15
         assert f["busy_while_mapped"] is True
+        assert f["cancel_state"] == TPMIF_STATE_IDLE
         assert b == {"role": "backend", "domid": BE, "frontend": [FE, 0], "uuid": UUID,
-                     "served": 3, "cancels": 0}
+                     "served": 3, "cancels": 1}
 
         assert xs.read(f"{be_path}/state") == str(xenbus.XenbusStateClosed).encode()
         assert xs.read(f"{fe_path}/state") == str(xenbus.XenbusStateClosed).encode()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import procs_of
+from ts_host import cmdline, procs_of
 from pyxl.toolstack import protocol
 from pyxl.toolstack.client import Client
 from pyxl.toolstack.errors import KINDS, Fault
@@ -23,7 +23,7 @@ from pyxl.toolstack.paths import Paths
 
 def daemon_pids(host):
     return [p for p in procs_of(host.root)
-            if b"pyxl.toolstack.daemon" in open("/proc/%d/cmdline" % p, "rb").read()]
+            if b"pyxl.toolstack.daemon" in cmdline(p)]
 
 
 def test_fault_table_is_one_consistent_table():
@@ -124,7 +124,7 @@ def test_sigkill_daemon_then_adopt_live_and_record_dead(host):
     host.wait_for(lambda: not os.path.exists("/proc/%d/stat" % dpid) or
                   open("/proc/%d/stat" % dpid).read().split()[2] == "Z", what="daemon death")
     doomed_pid = [p for p in procs_of(host.root)
-                  if b'"name": "doomed"' in open("/proc/%d/cmdline" % p, "rb").read()]
+                  if b'"name": "doomed"' in cmdline(p)]
     assert len(doomed_pid) == 1
     os.kill(doomed_pid[0], signal.SIGKILL)
     time.sleep(0.1)
@@ -138,3 +138,55 @@ def test_sigkill_daemon_then_adopt_live_and_record_dead(host):
     assert len(daemon_pids(host)) == 1
     # the adopted domain's console still works (the ring outlived the daemon)
     assert "login:" in host.call("console_history", dom="alive") or "login:" in host.console_log("alive")
+
+
+def test_adopted_domain_reconnects_and_obeys_shutdown(host):
+    assert host.create("vm").returncode == 0
+    host.wait_for(lambda: "login:" in host.console_log("vm"), what="boot")
+    os.kill(daemon_pids(host)[0], signal.SIGKILL)
+    time.sleep(0.1)
+    assert host.run("list").returncode == 0          # a new daemon adopts vm
+    # the guest dials back in and re-arms its control/shutdown watch
+    host.wait_for(lambda: host.run("xenstore-read", "/local/domain/1/control/feature-poweroff")
+                  .stdout == "1\n", what="guest reconnect")
+    p = host.run("shutdown", "-w", "vm")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == ("Shutting down domain 1\nWaiting for 1 domains\n"
+                        "Domain 1 has been shut down, reason code 0\n")
+    host.wait_for(lambda: "vm" not in host.domains(), what="on_poweroff")
+
+
+def test_control_socket_turns_domain_processes_away(tmp_path):
+    """The daemon knows a peer by SO_PEERCRED: a pid that is a domain's is refused."""
+    from pyxl.hypervisor.domain import Domain
+    from pyxl.toolstack.hostd import HostState
+
+    paths = Paths(str(tmp_path))
+    paths.make_dirs()
+    st = HostState(paths, lambda m: None)
+    a, b = socket.socketpair()
+    assert not st.peer_is_domain(a)
+    st.table.domains[5] = Domain(5, "guest", "u", 1024, 1024, pid=os.getpid())
+    assert st.peer_is_domain(a)
+    a.close()
+    b.close()
+    st.hv.close()
+
+
+def test_foreground_daemon_under_a_service_manager(host, tmp_path):
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(20)
+    env = dict(host.env, NOTIFY_SOCKET=str(tmp_path / "notify"))
+    proc = subprocess.Popen(host.pyxl_cmd + ["daemon", "start", "-F"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert notify.recv(100) == b"READY=1"
+        assert host.run("list").returncode == 0          # served by this daemon
+        assert host.call("daemon_status")["pid"] == proc.pid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert "serving" in err and "stopped" in err
+    assert not os.path.exists(os.path.join(host.root, "run/pyxl/control.sock"))

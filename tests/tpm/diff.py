@@ -105,7 +105,8 @@ def gen_pcr_reset():
         out.append(Cmd("pcrread %d after reset" % i, frame(C1, 0x15, u32(i)), "pcr_reset"))
     for name, sel in (("none", _select([])), ("16+23", _select([16, 23])),
                       ("size 0", u16(0)), ("size 2", _select([1], 2)),
-                      ("size 4 pcr 25", _select([25], 4))):
+                      ("size 4 pcr 25", _select([25], 4)), ("size 4 no bitmap", u16(4)),
+                      ("size 9 short bitmap", u16(9) + b"\x01")):
         out.append(Cmd("pcr_reset %s" % name, frame(C1, 0xC8, sel), "pcr_reset"))
     return out
 
@@ -151,9 +152,12 @@ def gen_getcap():
         out.append(_gc("CHECK_LOADED RSA%d" % bits, 0x08, parms))
     out += [_gc("KEY_STATUS SRK", 0x0C, u32(0x40000000)), _gc("NV_LIST", 0x0D),
             _gc("NV_INDEX 0x00011101", 0x11, u32(0x00011101)),
-            _gc("NV_INDEX 0xFFFFFFFF", 0x11, u32(0xFFFFFFFF)), _gc("MFR", 0x10),
+            _gc("NV_INDEX 0xFFFFFFFF", 0x11, u32(0xFFFFFFFF)),
+            _gc("NV_INDEX 0x10000001", 0x11, u32(0x10000001)), _gc("MFR", 0x10),
             _gc("SELECT_SIZE 1.2/3", 0x18, bytes([1, 2]) + u16(3)),
             _gc("SELECT_SIZE 1.2/4", 0x18, bytes([1, 2]) + u16(4)),
+            _gc("SELECT_SIZE no subcap", 0x18), _gc("SELECT_SIZE 1 byte", 0x18, b"\x01"),
+            _gc("SELECT_SIZE version 9.9", 0x18, bytes([9, 9]) + u16(3)),
             _gc("DA_LOGIC owner", 0x19, u16(2)),
             # requests a TPM must refuse
             _gc("area 0x0B", 0x0B), _gc("area 0xFF", 0xFF, u32(0)),
@@ -471,8 +475,8 @@ def compare(cmd: Cmd, a: Answer, b: Answer, declared: dict[str, str] | None = No
     return v
 
 
-def run(a_addr, b_addr, cmds: list[Cmd], declared=None, timeout=10.0, wait_timeout=0.6,
-        linger=0.3) -> list[Verdict]:
+def run(a_addr, b_addr, cmds: list[Cmd], declared=None, timeout=10.0, wait_timeout=0.5,
+        linger=0.2) -> list[Verdict]:
     """Replay `cmds` against both endpoints, one command at a time, each on a
     new connection; answers of earlier commands feed later ones (handles)."""
     prev = {"a": {}, "b": {}}

@@ -206,3 +206,17 @@ def load_key2(tpm, blob: bytes, parent=0x40000000, parent_auth=SRK):
     r, out = auth1(tpm, 0x41, u32(parent), blob, parent_auth, out_skip=4)
     assert r.rc == 0, r
     return struct.unpack(">I", out[:4])[0]
+
+
+def auth2(tpm, ordinal, handles: bytes, params: bytes, s1, secret1, s2, secret2, out_skip=0):
+    """Run an AUTH2 command; checks both response HMACs; returns (Rsp, out)."""
+    t = s1.trailer(ordinal, params, secret1) + s2.trailer(ordinal, params, secret2)
+    r = run(tpm, 0xC3, ordinal, handles + params + t)
+    if r.rc:
+        assert r.tag == 0xC4 and len(r.raw) == 10
+        return r, b""
+    assert r.tag == 0xC6
+    out = r.body[:-82]
+    s1.check_response(ordinal, r, out[out_skip:], r.body[-82:-41])
+    s2.check_response(ordinal, r, out[out_skip:], r.body[-41:])
+    return r, out

@@ -28,7 +28,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -281,9 +280,12 @@ class ToolResult:
 class Tcsd:
     """A private tcsd talking to a TCP TPM, on its own port and ps file."""
 
-    def __init__(self, work: Path, dev_host: str, dev_port: int):
+    def __init__(self, work: Path, dev_host: str, dev_port: int, unix_device: str | None = None):
+        """unix_device: talk to a Unix-socket TPM (tcsd's fallback device, the
+        Berlios tpmd's kind) instead; dev_port should then be a closed port."""
         self.work = Path(work)
         self.dev = (dev_host, dev_port)
+        self.unix_device = unix_device
         self.proc: subprocess.Popen | None = None
         self.port = 0
 
@@ -295,23 +297,26 @@ class Tcsd:
         ps.mkdir(exist_ok=True)
         shutil.chown(ps, "tss", "tss")
         os.chmod(ps, 0o700)
-        self.port = free_port()
-        conf = w / "tcsd.conf"
-        conf.write_text("port = %d\nsystem_ps_file = %s\n" % (self.port, ps / "system.data"))
-        shutil.chown(conf, "root", "tss")
-        os.chmod(conf, 0o640)
         env = dict(os.environ, TCSD_TCP_DEVICE_HOSTNAME=self.dev[0],
                    TCSD_TCP_DEVICE_PORT=str(self.dev[1]),
-                   TCSD_UN_SOCKET_DEVICE_PATH=str(w / "no-such-socket"))
-        self.log = open(w / "tcsd.log", "wb")
-        self.proc = subprocess.Popen([which("tcsd"), "-e", "-f", "-c", str(conf)],
-                                     stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=subprocess.STDOUT, env=env)
-        if not wait_port(self.port, timeout, lambda: self.proc.poll() is None):
+                   TCSD_UN_SOCKET_DEVICE_PATH=self.unix_device or str(w / "no-such-socket"))
+        conf = w / "tcsd.conf"
+        for attempt in range(3):     # its port may be taken between choosing and binding
+            self.port = free_port()
+            conf.write_text("port = %d\nsystem_ps_file = %s\n" % (self.port, ps / "system.data"))
+            shutil.chown(conf, "root", "tss")
+            os.chmod(conf, 0o640)
+            self.log = open(w / "tcsd.log", "wb")
+            self.proc = subprocess.Popen([which("tcsd"), "-e", "-f", "-c", str(conf)],
+                                         stdin=subprocess.DEVNULL, stdout=self.log,
+                                         stderr=subprocess.STDOUT, env=env)
+            if wait_port(self.port, timeout, lambda: self.proc.poll() is None):
+                return self
             self.stop()
-            raise RuntimeError("tcsd did not come up: %s"
-                               % (w / "tcsd.log").read_text(errors="replace")[-600:])
-        return self
+            log = (w / "tcsd.log").read_text(errors="replace")
+            if "bind" not in log.lower():
+                break
+        raise RuntimeError("tcsd did not come up: %s" % log[-600:])
 
     def env(self) -> dict:
         return dict(os.environ, TSS_TCSD_HOSTNAME="127.0.0.1", TSS_TCSD_PORT=str(self.port))
@@ -344,7 +349,3 @@ class Tcsd:
 def _text(b: bytes | None) -> str:
     # tpm_version writes stray bytes (and NULs) to stderr; keep printable text
     return (b or b"").replace(b"\0", b"").decode("utf-8", "replace")
-
-
-def python_cmd() -> list[str]:
-    return [sys.executable]

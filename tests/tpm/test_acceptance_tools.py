@@ -1,6 +1,8 @@
 """The Xen vTPM guide's client stack against the TPM: real TrouSerS tcsd plus
-tpm-tools, driven as a guest would, against `pyxl tpm-serve` -- and the same
-sequence against swtpm (libtpms), which checks the harness itself.
+tpm-tools, driven as a guest would, against `pyxl tpm-serve` (the Xen vTPM,
+ETHZ), against `pyxl tpm-serve --vendor IBM` (the engine as a hardware-like
+TPM) -- and the same sequence against swtpm (libtpms), which checks the
+harness itself.
 
 One TPM and one tcsd per backend serve the whole module; the tests run in
 file order and build on each other (ownership, then NV, seal, clear).
@@ -10,11 +12,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from peers import need_peer
-from tpm.fixtures import PyxlServe, Swtpm, Tcsd, getcap, rc_of, transact
+from tpm.fixtures import PyxlServe, Swtpm, Tcsd, free_port, getcap, rc_of, transact
 
 NV_INDEX = "0x00011101"
 
@@ -24,11 +29,13 @@ EXPECTED_VERSION = {
     "pyxl": {"Chip Version": "1.2.0.7", "Spec Level": "2", "Errata Revision": "1",
              "TPM Vendor ID": "ETHZ", "TPM Version": "01010000",
              "Manufacturer Info": "4554485a"},
-    # swtpm 0.7.1 / libtpms 0.9.2 (vendor ID "IBM\0")
+    # swtpm 0.7.1 / libtpms 0.9.2 (vendor ID "IBM\0"), and pyxl presenting
+    # itself as that TPM (--vendor IBM: a simulated hardware TPM)
     "swtpm": {"Chip Version": "1.2.18.158", "Spec Level": "2", "Errata Revision": "3",
               "TPM Vendor ID": "IBM", "TPM Version": "01010000",
               "Manufacturer Info": "49424d00"},
 }
+EXPECTED_VERSION["pyxl-ibm"] = EXPECTED_VERSION["swtpm"]
 
 # Engine features still missing, per test (pyxl only).  Emptied as the engine
 # grows; a listed test that passes is reported XPASS, not hidden.
@@ -50,7 +57,7 @@ class Run:
         return self.tcsd.tool(*argv, stdin=stdin, timeout=timeout)
 
 
-@pytest.fixture(scope="module", params=["swtpm", "pyxl"])
+@pytest.fixture(scope="module", params=["swtpm", "pyxl", "pyxl-ibm"])
 def run(request, tmp_path_factory, pyxl_cmd):
     backend = request.param
     need_peer("tcsd")
@@ -61,11 +68,10 @@ def run(request, tmp_path_factory, pyxl_cmd):
     if backend == "swtpm":
         need_peer("swtpm")
         tpm = Swtpm(work / "swtpm").start()
-    else:
-        import importlib.util
-        if importlib.util.find_spec("pyxl.tpm.engine") is None:
-            pytest.xfail("the TPM engine (pyxl/tpm/engine.py) is not merged yet")
+    elif backend == "pyxl":
         tpm = PyxlServe(pyxl_cmd, work / "state").start()
+    else:
+        tpm = PyxlServe(pyxl_cmd, work / "state", "--vendor", "IBM").start()
     try:
         tcsd = Tcsd(work / "tcsd", "127.0.0.1", tpm.port).start()
     except Exception:
@@ -83,7 +89,7 @@ def _engine_gaps(request):
         return
     backend = request.node.callspec.params.get("run")
     reason = ENGINE_GAPS.get(request.node.originalname)
-    if backend == "pyxl" and reason:
+    if backend.startswith("pyxl") and reason:
         request.applymarker(pytest.mark.xfail(strict=False, reason=reason))
 
 
@@ -109,19 +115,28 @@ def test_version(run):
     assert {k: got.get(k) for k in want} == want
 
 
+def test_direct_client_while_tcsd_holds_a_connection(run):
+    """tcsd keeps its last TPM connection open; pyxl serves another client
+    meanwhile (swtpm would queue it behind tcsd's idle socket)."""
+    if run.backend == "swtpm":
+        pytest.skip("swtpm serves one connection at a time")
+    resp = transact(run.tpm.addr, getcap(0x1A), timeout=5)
+    assert rc_of(resp) == 0 and (b"ETHZ" if run.backend == "pyxl" else b"IBM\0") in resp
+
+
 def test_selftest(run):
     r = run.tool("tpm_selftest")
     assert r.rc == 0, str(r)
     m = re.search(r"TPM Test Results: ([0-9a-f ]+)", r.out)
     assert m, r.out
-    if run.backend == "pyxl":   # the emulator reports its last self test: "Success\0"
+    if run.backend.startswith("pyxl"):   # the emulator reports its last self test: "Success\0"
         assert m.group(1).split() == ["53756363", "65737300"]
 
 
 def test_endorsement_key(run):
     r = run.tool("tpm_getpubek", "-z")
     if r.rc != 0 and "No EK" in r.err:
-        assert run.backend == "swtpm", "a Xen vTPM always has an EK: " + str(r)
+        assert run.backend == "swtpm", "pyxl's engine always has an EK: " + str(r)
         c = run.tool("tpm_createek")
         assert c.rc == 0, str(c)
         r = run.tool("tpm_getpubek", "-z")
@@ -233,3 +248,57 @@ def test_clear_then_unowned(run):
     resp = transact(run.tpm.addr, getcap(0x05, (0x111).to_bytes(4, "big")), timeout=10)
     assert rc_of(resp) == 0, resp.hex()
     assert resp[-1] == 0, "TPM_CAP_PROP_OWNER still TRUE after tpm_clear"
+
+
+def test_xen_vtpm_can_be_owned_again_after_clear(run):
+    """The emulator leaves the TPM enabled and active after TPM_OwnerClear
+    (libtpms disables and deactivates it until physical presence)."""
+    if run.backend != "pyxl":
+        pytest.skip("only the Xen vTPM stays enabled after tpm_clear")
+    r = run.tool("tpm_takeownership", "-y", "-z")
+    assert r.rc == 0, str(r)
+    r = run.tool("tpm_setenable", "--status", "-z")
+    assert r.rc == 0 and "Disabled status: false" in r.out, str(r)
+
+
+def test_physical_presence_commands(run):
+    """ForceClear needs physical presence: always asserted on the Xen vTPM,
+    never through tcsd on a hardware-like TPM (TPM_BAD_PRESENCE)."""
+    if run.backend == "swtpm":
+        pytest.skip("tcsd was stopped for the direct probe; pyxl-ibm covers libtpms' answer")
+    r = run.tool("tpm_clear", "-f")
+    if run.backend == "pyxl":
+        assert r.rc == 0 and "Cleared" in r.out, str(r)
+        resp = transact(run.tpm.addr, getcap(0x05, (0x111).to_bytes(4, "big")), timeout=10)
+        assert rc_of(resp) == 0 and resp[-1] == 0
+    else:
+        assert r.rc != 0 and re.search(r"code=00(2d|07)", r.err), str(r)
+
+
+def test_tcsd_over_unix_socket(pyxl_cmd, tmp_path):
+    """tcsd's other device: a Unix socket (as the Berlios tpmd offers), here
+    `pyxl tpm-serve --unix PATH --unix-mode 0666` (tcsd runs as user tss)."""
+    need_peer("tcsd")
+    need_peer("tpm-tools")
+    if os.geteuid() != 0:
+        pytest.skip("tcsd needs root (its config must be root:tss 0640)")
+    sockdir = Path(tempfile.mkdtemp(prefix="pyxl-tpm-"))   # reachable by tss
+    os.chmod(sockdir, 0o755)
+    path = str(sockdir / "tpmd_socket")
+    tpm = PyxlServe(pyxl_cmd, tmp_path / "state", "--unix-mode", "0666", unix=path,
+                    tcp=False).start()
+    try:
+        tcsd = Tcsd(tmp_path / "tcsd", "127.0.0.1", free_port(), unix_device=path).start()
+        try:
+            r = tcsd.tool("tpm_version")
+            assert r.rc == 0 and version_fields(r.out) == dict(
+                version_fields(r.out), **EXPECTED_VERSION["pyxl"]), str(r)
+            r = tcsd.tool("tpm_takeownership", "-y", "-z")
+            assert r.rc == 0, str(r)
+            r = tcsd.tool("tpm_setenable", "--status", "-z")
+            assert r.rc == 0 and "Disabled status: false" in r.out, str(r)
+        finally:
+            tcsd.stop()
+    finally:
+        tpm.stop()
+        shutil.rmtree(sockdir, ignore_errors=True)

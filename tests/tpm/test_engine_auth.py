@@ -236,6 +236,65 @@ def test_session_slots_run_out(tpm):
 
 
 def test_osap_for_unknown_entities(owned):
-    assert run(owned, 0xC1, 0x0B, u16(1) + u32(0x01000005) + bytes(20)).rc == RC.TPM_INVALID_KEYHANDLE
+    r = run(owned, 0xC1, 0x0B, u16(1) + u32(0x01000005) + bytes(20))
+    assert r.rc == RC.TPM_INVALID_KEYHANDLE
     assert run(owned, 0xC1, 0x0B, u16(0x0B) + u32(0x1234) + bytes(20)).rc == RC.TPM_BADINDEX
     assert run(owned, 0xC1, 0x0B, u16(0x0C) + u32(0) + bytes(20)).rc == RC.TPM_NOOPERATOR
+
+
+def test_osap_session_only_authorizes_its_entity(owned):
+    from engine_helpers import create_wrap_key, load_key2
+    h = load_key2(owned, create_wrap_key(owned))
+    # an OSAP session for the SRK must not authorize the use of another key
+    s = Session(owned, "osap", 4, 0x40000000, SRK)
+    params = s.enc_auth(b"d" * 20) + u32(0) + u32(1) + b"x"
+    r, _ = auth1(owned, 0x17, u32(h), params, None, sess=s)
+    assert r.rc == RC.TPM_AUTHFAIL
+    # nor an owner session the SRK
+    s = Session(owned, "osap", 2, 0x40000001, OWNER)
+    params = s.enc_auth(b"d" * 20) + u32(0) + u32(1) + b"x"
+    r, _ = auth1(owned, 0x17, u32(0x40000000), params, None, sess=s)
+    assert r.rc == RC.TPM_AUTHFAIL
+    # the right one does
+    s = Session(owned, "osap", 1, 0x40000000, SRK)
+    params = s.enc_auth(b"d" * 20) + u32(0) + u32(1) + b"x"
+    r, _ = auth1(owned, 0x17, u32(0x40000000), params, None, sess=s)
+    assert r.rc == 0
+
+
+def test_hardware_like_identity_needs_physical_presence():
+    from pyxl.tpm.identity import IBM_SWTPM_IDENTITY
+    tpm = TPM(IBM_SWTPM_IDENTITY, key_source=key_pool())
+    tpm.power_on()
+    pf = cap_value(tpm, 4, u32(0x108))
+    assert pf[2 + 15] == 0 and pf[2 + 16] == 0           # nvLocked, readSRKPub FALSE
+    assert run(tpm, 0xC1, 0x15, u32(16)).body == bytes(20)
+    assert run(tpm, 0xC1, 0x15, u32(17)).body == b"\xff" * 20
+    for ordinal, params in ((0x6F, b""), (0x70, b""), (0x72, b"\x01"), (0x73, b""),
+                            (0x74, bytes(20)), (0x5D, b""), (0x71, b"\x01")):
+        assert run(tpm, 0xC1, ordinal, params).rc == RC.TPM_BAD_PRESENCE, hex(ordinal)
+    assert run(tpm, 0xC1, 0x4000000A, u16(0x0020)).rc == 0       # CMD_ENABLE
+    assert run(tpm, 0xC1, 0x4000000A, u16(0x0008)).rc == 0       # PRESENT
+    assert run(tpm, 0xC1, 0x71, b"\x01").rc == 0
+    assert run(tpm, 0xC1, 0x4000000A, u16(0x0010)).rc == 0       # NOTPRESENT
+    assert run(tpm, 0xC1, 0x71, b"\x01").rc == RC.TPM_BAD_PRESENCE
+    r = getcap(tpm, 0x1A)
+    assert r.body[4 + 2:4 + 13] == bytes.fromhex("0102129e000203") + b"IBM\x00"
+
+
+def test_owner_read_pubek(owned):
+    r, out = auth1(owned, 0x7D, b"", b"", OWNER)
+    assert r.rc == 0
+    pub, used = parse_pubkey(out)
+    assert used == len(out) and pub.public_numbers().n == owned.perm.ek.n
+    assert auth1(owned, 0x7D, b"", b"", bytes(20))[0].rc == RC.TPM_AUTHFAIL
+
+
+def test_clear_on_a_hardware_like_tpm_disables_it():
+    from pyxl.tpm.identity import IBM_SWTPM_IDENTITY
+    tpm = TPM(IBM_SWTPM_IDENTITY, key_source=key_pool())
+    tpm.power_on()
+    take_ownership(tpm)
+    assert auth1(tpm, 0x5B, b"", b"", OWNER)[0].rc == 0
+    assert tpm.perm.flags.disable and tpm.perm.flags.deactivated
+    assert run(tpm, 0xC1, 0x7C, bytes(20)).rc == RC.TPM_DISABLED      # as recorded on libtpms

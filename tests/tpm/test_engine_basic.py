@@ -52,6 +52,7 @@ GC_PCR = frame(0xC1, 0x65, u32(5) + u32(4) + u32(0x101))
     (frame(0xC1, 0x14, u32(10) + bytes(10)), RC.TPM_BAD_PARAM_SIZE),
     (frame(0xC1, 0x46, u32(4) + bytes(4097 - 14)), RC.TPM_BAD_PARAM_SIZE),
     (GC_PCR * 2, RC.TPM_BAD_PARAM_SIZE),
+    (frame(0xC1, 0xCC, u16(0x0019) + bytes(60)), RC.TPM_INVALID_STRUCTURE),   # wrong NV tag
     (frame(0xC1, 0x99, u16(1)), RC.TPM_INVALID_POSTINIT),
     (frame(0xC1, 0x99, u16(2)), RC.TPM_INVALID_POSTINIT),
     (frame(0xC1, 0x99, u16(7)), RC.TPM_INVALID_POSTINIT),
@@ -77,7 +78,8 @@ def test_tcsd_startup_and_tpm_version(tpm):
 
 
 def test_xen_property_values(tpm):
-    assert cap_value(tpm, 5, u32(0x115)) == b"".join(u32(v) for v in (750000, 2000000, 750000, 750000))
+    timeouts = (750000, 2000000, 750000, 750000)
+    assert cap_value(tpm, 5, u32(0x115)) == b"".join(u32(v) for v in timeouts)
     assert cap_value(tpm, 5, u32(0x120)) == b"".join(u32(v) for v in (3000000, 3000000, 600000000))
     assert cap_value(tpm, 5, u32(0x124)) == u32(4088)
     assert cap_value(tpm, 5, u32(0x111)) == b"\x00"
@@ -91,10 +93,18 @@ def test_xen_property_values(tpm):
 
 @pytest.mark.parametrize("cap,sub", [
     (0x0B, b""), (0xFF, u32(0)), (5, u32(0x1FF)), (5, b""), (5, u16(0x101)), (4, u32(0x10A)),
-    (0x19, u16(2)), (0x14, u32(3)),
+    (0x19, u16(2)), (0x14, u32(11)), (0x14, b""),
 ])
 def test_bad_capability_is_bad_mode(tpm, cap, sub):
     assert getcap(tpm, cap, sub).rc == RC.TPM_BAD_MODE
+
+
+def test_cap_handle_lists(tpm):
+    # every list vtpmmgr flushes at start-up exists (empty); the rest as libtpms
+    for rt in (1, 2, 4, 5, 6, 8):
+        assert cap_value(tpm, 0x14, u32(rt)) == u16(0)
+    for rt in (3, 7, 9, 10):
+        assert getcap(tpm, 0x14, u32(rt)).rc == RC.TPM_BAD_PARAMETER
 
 
 def test_flags(tpm):
@@ -217,6 +227,10 @@ def test_savestate_startup_state_restores_pcrs():
     assert t2.dump() != blob
     t3 = TPM.load(t2.dump())
     assert run(t3, 0xC1, 0x99, u16(2)).rc == RC.TPM_FAIL
+    t3b = TPM.load(t2.dump())
+    assert t3b.power_on("state") == RC.TPM_FAIL
+    assert getcap(t3b, 6).rc == RC.TPM_INVALID_POSTINIT      # still waits for Startup
+    assert t3b.power_on(None) == 0
     t4 = TPM.load(blob)
     t4.power_on("clear")
     assert run(t4, 0xC1, 0x15, u32(3)).body == bytes(20)

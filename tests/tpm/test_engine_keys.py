@@ -8,12 +8,13 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 
-from engine_helpers import (OAEP_TCPA, OWNER, SRK, Session, auth1, cap_value, create_wrap_key,
+from engine_helpers import (OAEP_TCPA, SRK, Session, auth1, cap_value, create_wrap_key,
                             key_template, load_key2, new_tpm, parse_pubkey, run, sha1,
-                            take_ownership, u16, u32)
+                            take_ownership, u32)
 
 from pyxl.tpm import constants as C
 from pyxl.tpm import structures as S
+from pyxl.tpm.marshal import Reader
 
 RC = C.TPM_RESULT
 KEYAUTH = b"k" * 20
@@ -155,9 +156,10 @@ def test_sign_and_verify(owned, storage_key):
     sel = S.TPM_PCR_SELECTION.of([0, 10])
     r, out = auth1(owned, 0x16, u32(h), nonce + sel.to_bytes(), b"s" * 20)
     assert r.rc == 0
-    comp = S.TPM_PCR_COMPOSITE.unmarshal(__import__("pyxl.tpm.marshal", fromlist=["Reader"]).Reader(out))
+    comp = S.TPM_PCR_COMPOSITE.unmarshal(Reader(out))
     comp_bytes = comp.to_bytes()
-    assert comp.pcrValue == run(owned, 0xC1, 0x15, u32(0)).body + run(owned, 0xC1, 0x15, u32(10)).body
+    pcrs = run(owned, 0xC1, 0x15, u32(0)).body + run(owned, 0xC1, 0x15, u32(10)).body
+    assert comp.pcrValue == pcrs
     sig = out[len(comp_bytes) + 4:]
     qi = bytes([1, 1, 0, 0]) + b"QUOT" + sha1(comp_bytes) + nonce
     pubkey.verify(sig, qi, padding.PKCS1v15(), hashes.SHA1())
@@ -203,7 +205,7 @@ def test_key_slots_and_loadkey_1_1(owned, storage_key):
 
 def test_bad_key_templates(owned):
     for tmpl, rc in [
-        (key_template(usage=0x12), RC.TPM_INVALID_KEYUSAGE),          # identity keys via MakeIdentity
+        (key_template(usage=0x12), RC.TPM_INVALID_KEYUSAGE),    # identities: MakeIdentity
         (key_template(usage=0x11, es=2), RC.TPM_INAPPROPRIATE_ENC),
         (key_template(usage=0x10, es=1, ss=1), RC.TPM_INAPPROPRIATE_SIG),
         (key_template(bits=4096), RC.TPM_BAD_KEY_PROPERTY),
@@ -212,3 +214,62 @@ def test_bad_key_templates(owned):
         params = s.enc_auth(KEYAUTH) + bytes(20) + tmpl.to_bytes()
         r = run(owned, 0xC2, 0x1F, u32(0x40000000) + params + s.trailer(0x1F, params))
         assert r.rc == rc
+
+
+def test_owner_evict_keys_stay_loaded(owned, storage_key):
+    from pyxl.tpm import TPM
+    from engine_helpers import key_pool
+    h = load_key2(owned, storage_key)
+    pub = S.TPM_KEY.from_bytes(storage_key).pubkey().to_bytes()
+    assert auth1(owned, 0x23, u32(h), pub + u32(1) + b"\x01", b"O" * 20)[0].rc == 0
+    assert cap_value(owned, 0x0C, u32(h)) == b"\x01"
+    assert run(owned, 0xC1, 0xBA, u32(h) + u32(1)).rc == RC.TPM_KEY_OWNER_CONTROL
+    owned.power_on("clear")
+    assert cap_value(owned, 0x0C, u32(h)) == b"\x01"
+    t2 = TPM.load(owned.dump(), key_source=key_pool())
+    t2.power_on()
+    r, blob = seal(t2, h, b"still here")
+    assert r.rc == 0 and unseal(t2, h, blob)[1] == b"still here"
+    # a wrong public key, an unknown bit
+    assert auth1(owned, 0x23, u32(h), pub[:-1] + b"\0" + u32(1) + b"\x01", b"O" * 20)[0].rc == \
+        RC.TPM_BAD_PARAMETER
+    assert auth1(owned, 0x23, u32(h), pub + u32(2) + b"\x01", b"O" * 20)[0].rc == RC.TPM_BAD_MODE
+    assert auth1(owned, 0x23, u32(h), pub + u32(1) + b"\x00", b"O" * 20)[0].rc == 0
+    assert cap_value(owned, 0x0C, u32(h)) == b"\x00"
+    assert run(owned, 0xC1, 0xBA, u32(h) + u32(1)).rc == 0
+
+
+def test_sign_info_scheme_covers_the_nonce(owned, storage_key):
+    parent = load_key2(owned, storage_key)
+    blob = create_wrap_key(owned, parent, KEYAUTH, b"s" * 20,
+                           key_template(usage=0x10, es=1, ss=4), entity=(1, parent))
+    h = load_key2(owned, blob, parent, KEYAUTH)
+    pubkey, _ = parse_pubkey(S.TPM_KEY.from_bytes(blob).pubkey().to_bytes())
+    s = Session(owned)
+    area = b"any data at all"
+    params = u32(len(area)) + area
+    tr = s.trailer(0x3C, params, b"s" * 20)
+    r = run(owned, 0xC2, 0x3C, u32(h) + params + tr)
+    assert r.rc == 0
+    sig = r.body[4:-41]
+    info = b"\x00\x05" + b"SIGN" + s.nonce_odd + u32(len(area)) + area
+    pubkey.verify(sig, info, padding.PKCS1v15(), hashes.SHA1())
+    for k in (h, parent):
+        run(owned, 0xC1, 0xBA, u32(k) + u32(1))
+
+
+def test_sign_der_scheme_is_standard_pkcs1(owned, storage_key):
+    parent = load_key2(owned, storage_key)
+    blob = create_wrap_key(owned, parent, KEYAUTH, b"s" * 20,
+                           key_template(usage=0x10, es=1, ss=3), entity=(1, parent))
+    h = load_key2(owned, blob, parent, KEYAUTH)
+    pubkey, _ = parse_pubkey(S.TPM_KEY.from_bytes(blob).pubkey().to_bytes())
+    digest_info_sha1 = bytes.fromhex("3021300906052b0e03021a05000414")
+    area = digest_info_sha1 + sha1(b"message")
+    r, out = auth1(owned, 0x3C, u32(h), u32(len(area)) + area, b"s" * 20)
+    assert r.rc == 0
+    pubkey.verify(out[4:], b"message", padding.PKCS1v15(), hashes.SHA1())
+    r, _ = auth1(owned, 0x3C, u32(h), u32(246) + bytes(246), b"s" * 20)
+    assert r.rc == RC.TPM_BAD_PARAMETER
+    for k in (h, parent):
+        run(owned, 0xC1, 0xBA, u32(k) + u32(1))

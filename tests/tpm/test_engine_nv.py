@@ -62,10 +62,13 @@ def test_owner_area(owned):
     assert nv_write(owned, idx, b"x") == RC.TPM_AUTH_CONFLICT
     assert nv_read(owned, idx, 33, secret=OWNER)[0] == RC.TPM_NOSPACE
     assert nv_write(owned, idx, b"x", secret=b"w" * 20) == RC.TPM_AUTHFAIL
-    assert define(owned, idx, 32, 0x2) == RC.TPM_BADINDEX        # already defined
+    assert define(owned, idx, 16, 0x20002) == 0                   # redefining replaces
+    assert nv_read(owned, idx, 10, secret=OWNER) == (0, b"\xff" * 10)
     assert define(owned, idx, 0, 0) == 0                          # release
     assert nv_read(owned, idx, 1, secret=OWNER)[0] == RC.TPM_BADINDEX
-    assert define(owned, idx, 0, 0) == RC.TPM_BADINDEX
+    # nothing to release: the checks of a new definition apply (as libtpms)
+    assert define(owned, idx, 0, 0) == RC.TPM_PER_NOWRITE
+    assert define(owned, idx, 0, 2) == RC.TPM_BAD_PARAM_SIZE
 
 
 def test_auth_area(owned):
@@ -83,7 +86,8 @@ def test_auth_area(owned):
 
 def test_open_area_and_writeall(owned):
     idx = 0x00011103
-    assert define(owned, idx, 4, C.TPM_NV_PER_WRITEALL) == 0
+    assert define(owned, idx, 4, C.TPM_NV_PER_WRITEALL) == RC.TPM_PER_NOWRITE
+    assert define(owned, idx, 4, C.TPM_NV_PER_WRITEALL | C.TPM_NV_PER_PPWRITE) == 0
     assert nv_read(owned, idx, 4) == (0, b"\xff" * 4)
     assert nv_write(owned, idx, b"ab") == RC.TPM_NOT_FULLWRITE
     assert nv_write(owned, idx, b"abcd") == 0
@@ -110,7 +114,7 @@ def test_pcr_bound_write(owned):
     import hashlib
     digest = hashlib.sha1(S.TPM_PCR_COMPOSITE(sel, cur).to_bytes()).digest()
     info = S.TPM_PCR_INFO_SHORT(sel, 0x1F, digest)
-    assert define(owned, idx, 4, 0, pcr_write=info) == 0
+    assert define(owned, idx, 4, C.TPM_NV_PER_PPWRITE, pcr_write=info) == 0
     assert nv_write(owned, idx, b"ok!!") == 0
     run(owned, 0xC1, 0x14, u32(7) + bytes(20))
     assert nv_write(owned, idx, b"no!!") == RC.TPM_WRONGPCRVAL
@@ -119,8 +123,10 @@ def test_pcr_bound_write(owned):
 def test_define_errors(owned):
     both = C.TPM_NV_PER_OWNERWRITE | C.TPM_NV_PER_AUTHWRITE
     assert define(owned, 0x11106, 4, both) == RC.TPM_AUTH_CONFLICT
-    assert define(owned, 0x11107, 4, 0x00100000) == RC.TPM_BAD_ATTRIBUTES
-    assert define(owned, 0x11108, 5000, 0) == RC.TPM_NOSPACE
+    assert define(owned, 0x11107, 4, 0) == RC.TPM_PER_NOWRITE
+    assert define(owned, 0x11108, 5000, 2) == RC.TPM_NOSPACE
+    assert define(owned, 0x11109, 0, 2) == RC.TPM_BAD_PARAM_SIZE
+    assert define(owned, 0x10000001, 20, 2) == RC.TPM_BADINDEX    # the DIR area is the TPM's
     assert define(owned, 0x10000002, 4, 0) == RC.TPM_BADINDEX      # TPM-defined (D bit)
     assert cap_value(owned, 5, u32(0x123)) == u32(4096 - 20)
 
@@ -136,6 +142,19 @@ def test_nv_without_owner_needs_no_auth_until_locked():
     assert run(tpm, 0xC1, 0xCC, lock.to_bytes() + bytes(20)).rc == 0
     assert tpm.perm.flags.nvLocked
     assert nv_write(tpm, 0x2000, b"lock") == RC.TPM_AUTH_CONFLICT
+    # index 0: a zero-length write sets bGlobalLock
+    assert nv_write(tpm, 0, b"") == 0 and tpm.stclear.bGlobalLock
+
+
+def test_auth_areas_need_their_own_commands_even_unlocked(owned):
+    tpm = owned
+    tpm.perm.flags.nvLocked = False
+    pub = S.TPM_NV_DATA_PUBLIC(0x2001, permission=S.TPM_NV_ATTRIBUTES(0x40004), dataSize=4)
+    assert run(tpm, 0xC1, 0xCC, pub.to_bytes() + AREA_AUTH).rc == 0
+    assert nv_write(tpm, 0x2001, b"abcd") == RC.TPM_AUTH_CONFLICT
+    assert nv_read(tpm, 0x2001, 4)[0] == RC.TPM_AUTH_CONFLICT
+    assert nv_write(tpm, 0x2001, b"abcd", secret=AREA_AUTH, ordinal=0xCE) == 0
+    assert nv_read(tpm, 0x2001, 4, secret=AREA_AUTH, ordinal=0xD0) == (0, b"abcd")
 
 
 def test_dir_area_is_owner_writable(owned):

@@ -4,7 +4,6 @@ across restarts (clean or killed), TPM_SaveState on SIGTERM, --startup /
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -15,12 +14,6 @@ from tpm.client import TPMClient, TPMError
 from tpm.fixtures import frame, getcap, rc_of, transact
 
 TPM_INVALID_POSTINIT = 38
-
-
-@pytest.fixture(autouse=True)
-def _engine():
-    if importlib.util.find_spec("pyxl.tpm.engine") is None:
-        pytest.xfail("the TPM engine (pyxl/tpm/engine.py) is not merged yet")
 
 
 def test_ready_line_names_the_chosen_port(start_serve, tmp_path):
@@ -79,8 +72,9 @@ def test_no_startup_leaves_tpm_waiting_for_startup(start_serve):
 
 def test_unix_socket_only(start_serve, tmp_path):
     path = str(tmp_path / "tpm.sock")
-    s = start_serve(unix=path, tcp=False)
+    s = start_serve("--unix-mode", "0660", unix=path, tcp=False)
     assert "unix %s" % path in s.ready_line and s.port == 0
+    assert os.stat(path).st_mode & 0o777 == 0o660
     assert TPMClient(path).get_random(16)
     s.stop()
     assert not os.path.exists(path), "socket file left behind"
@@ -116,6 +110,39 @@ def test_bad_options(pyxl_cmd, tmp_path):
                                    "--startup", "sideways"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 2 and "--startup must be one of clear, state, deactivated" in p.stderr
+    p = subprocess.run(pyxl_cmd + ["tpm-serve", "--state", str(tmp_path / "s"), "--unix",
+                                   str(tmp_path / "sock"), "--unix-mode", "rw"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and "--unix-mode must be octal" in p.stderr
     p = subprocess.run(pyxl_cmd + ["tpm-serve", "--state", str(tmp_path / "s"), "--port", "0",
                                    "--vendor", "NOPE"], capture_output=True, text=True, timeout=30)
     assert p.returncode == 1 and "unknown --vendor NOPE" in p.stderr
+    p = subprocess.run(pyxl_cmd + ["tpm-serve", "--state", str(tmp_path / "s"), "--port", "0",
+                                   "--startup", "state"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1 and "TPM_Startup(state) failed" in p.stderr   # nothing was saved
+    assert not (tmp_path / "s" / "tpm-state").exists()
+
+
+def test_locality_option_reaches_the_engine(start_serve):
+    """PCR 17 may be reset only from locality 4 (TPM_NOTLOCAL elsewhere)."""
+    reset17 = frame(0xC1, 0xC8, b"\x00\x03\x00\x00\x02")
+    s0 = start_serve()
+    assert rc_of(transact(s0.addr, reset17)) == 51              # TPM_NOTLOCAL
+    s4 = start_serve("--locality", "4")
+    assert rc_of(transact(s4.addr, reset17)) == 0
+    assert TPMClient(s4.addr).pcr_read(17) == bytes(20)
+
+
+def test_verbose_logs_every_command(pyxl_cmd, tmp_path):
+    from tpm.fixtures import PyxlServe
+
+    s = PyxlServe(pyxl_cmd + ["-v"], tmp_path / "st").start()
+    try:
+        transact(s.addr, getcap(0x1A))
+        transact(s.addr, getcap(0x1A)[:14])           # truncated: answered after the grace
+    finally:
+        s.stop()
+    err = s.stderr()
+    assert "command ordinal 0x00000065 (18 bytes) -> rc 0 (29 bytes" in err
+    assert "malformed ordinal 0x00000065 (14 bytes) -> rc 25 (10 bytes" in err

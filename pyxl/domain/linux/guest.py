@@ -20,7 +20,6 @@ SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT, SHUTDOWN_CRASH = 0, 1, 3
 class Guest:
     def __init__(self, dom):
         self.dom = dom
-        self.con = dom.console
         self.t0 = time.monotonic()
         self.dmesg: list[str] = []
         self.lock = threading.Lock()
@@ -29,7 +28,7 @@ class Guest:
     # -- console output --------------------------------------------------
     def out(self, text: str) -> None:
         with self.lock:
-            self.con.write(text.replace("\n", CRLF))
+            self.dom.console_write(text.replace("\n", CRLF))
 
     def klog(self, msg: str) -> None:
         line = "[%12.6f] %s" % (time.monotonic() - self.t0, msg)
@@ -63,12 +62,9 @@ class Guest:
         self.login()
 
     def _devices(self, kind: str) -> list[str]:
-        xen = self.dom.xen
-        if xen is None:
-            return []
         try:
-            return sorted(xen.xenstore.directory("device/%s" % kind))
-        except Exception:
+            return sorted(self.dom.xen.directory("device/%s" % kind))
+        except OSError:
             return []
 
     def _has_device(self, kind: str) -> bool:
@@ -90,7 +86,7 @@ class Guest:
         threading.Thread(target=self.watch_control, daemon=True).start()
         line = bytearray()
         while True:
-            data = self.con.read(4096)
+            data = self.dom.console_read()
             for b in data:
                 if b in (13, 10):
                     self.out("\n")
@@ -113,7 +109,7 @@ class Guest:
                 elif b >= 32:
                     line.append(b)
                     with self.lock:
-                        self.con.write(bytes([b]))
+                        self.dom.console_write(bytes([b]))
 
     def execute(self, cmd: str) -> None:
         argv = cmd.split()
@@ -172,12 +168,11 @@ class Guest:
     def yes(self, word: str) -> None:
         """coreutils yes: output until interrupted (^C on the console)."""
         chunk = ((word + CRLF) * (8192 // (len(word) + 2) + 1)).encode()
-        fd = self.con.fileno()
         while True:
             with self.lock:
-                self.con.write(chunk)
-            ready, _, _ = select.select([fd], [], [], 0)
-            if ready and 3 in self.con.read(4096):
+                self.dom.console_write(chunk)
+            data = self.dom.console_read(0)
+            if data and 3 in data:
                 self.out("^C\n")
                 return
 
@@ -235,36 +230,32 @@ class Guest:
         self.dom.shutdown(reason)
 
     def watch_control(self) -> None:
-        """drivers/xen/manage.c: watch control/shutdown, acknowledge, act."""
-        xen = self.dom.xen
-        if xen is None:
-            return
-        try:
-            xs = xen.xenstore
-            for key in ("feature-poweroff", "feature-reboot"):
-                try:
-                    xs.write("control/" + key, "1")
-                except Exception:
-                    pass
-            xs.watch("control/shutdown", "shutdown")
-            while True:
-                ev = xen.wait_watch()
-                if ev is None:
-                    return
-                try:
-                    what = xs.read("control/shutdown")
-                except Exception:
-                    continue
-                what = what.decode() if isinstance(what, (bytes, bytearray)) else what
-                if not what:
-                    continue
-                xs.write("control/shutdown", "")
-                if what in ("poweroff", "halt"):
-                    self.power(SHUTDOWN_POWEROFF)
-                elif what == "reboot":
-                    self.power(SHUTDOWN_REBOOT)
-        except Exception:
-            return
+        """drivers/xen/manage.c: watch control/shutdown, acknowledge, act.
+        Re-arms itself after the hypervisor connection is re-established."""
+        while True:
+            xen = self.dom.xen
+            try:
+                for key in ("feature-poweroff", "feature-reboot"):
+                    xen.write("control/" + key, "1")
+                xen.watch("control/shutdown", "shutdown")
+                while True:
+                    ev = xen.read_watch(timeout=None)
+                    if ev is None:
+                        if xen.closed:
+                            break
+                        continue
+                    what = xen.read_str("control/shutdown", default="")
+                    if not what:
+                        continue
+                    xen.write("control/shutdown", "")
+                    if what in ("poweroff", "halt"):
+                        self.power(SHUTDOWN_POWEROFF)
+                    elif what == "reboot":
+                        self.power(SHUTDOWN_REBOOT)
+            except OSError:
+                if not xen.closed:
+                    raise
+            self.dom.reconnect(xen)
 
 
 def boot(dom) -> None:

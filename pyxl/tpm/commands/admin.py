@@ -7,7 +7,7 @@ import hashlib
 from .. import constants as C
 from ..crypto import random_bytes, sha1
 from ..engine import (CHECK_ALLOW_NO_OWNER, CHECK_BASIC, CHECK_STARTUP, CHECK_NO_LOCKOUT,
-                      PCR_EXTEND_LOCALITY, PCR_RESETTABLE_AT_STARTUP, T0, TPMError, command)
+                      PCR_EXTEND_LOCALITY, T0, TPMError, command)
 from ..marshal import Writer
 from ..state import restore_volatile, save_volatile
 from ..structures import TPM_CURRENT_TICKS, TPM_STCLEAR_FLAGS
@@ -16,11 +16,15 @@ SELF_TEST_RESULT = b"Success\x00"     # what the Berlios emulator reports
 
 
 def startup_clear(tpm) -> None:
-    tpm.pcrs = [b"\xff" * 20 if i in PCR_RESETTABLE_AT_STARTUP else bytes(20)
+    ff = tpm.identity.pcrs_ff_at_startup
+    tpm.pcrs = [b"\xff" * 20 if i in ff else bytes(20)
                 for i in range(C.TPM_NUM_PCR)]
     tpm.stclear = TPM_STCLEAR_FLAGS(deactivated=tpm.perm.flags.deactivated)
-    tpm.keys.clear()
+    tpm.reset_keys()
     tpm.sessions.clear()
+    tpm.active_counter = None
+    tpm.context_nonce_key = random_bytes(20)
+    tpm.audit_digest = bytes(20)
     for a in tpm.perm.nv.values():
         a.pub.bReadSTClear = 0
         a.pub.bWriteSTClear = 0
@@ -42,8 +46,8 @@ def Startup(tpm, ctx, r):
         startup_clear(tpm)
         restore_volatile(tpm, saved)
         # resettable PCRs do not survive a saved state (they reset to their default)
-        for i in PCR_RESETTABLE_AT_STARTUP:
-            tpm.pcrs[i] = b"\xff" * 20
+        for i in range(16, C.TPM_NUM_PCR):
+            tpm.pcrs[i] = b"\xff" * 20 if i in tpm.identity.pcrs_ff_at_startup else bytes(20)
         tpm.saved = saved
     elif st == C.TPM_ST_DEACTIVATED:
         startup_clear(tpm)
@@ -100,11 +104,16 @@ def StirRandom(tpm, ctx, r):
     return b""   # the OS generator needs no stirring
 
 
+def current_ticks(tpm) -> TPM_CURRENT_TICKS:
+    """Microseconds since start-up; the nonce changes with every power cycle."""
+    ticks = int((tpm.clock() - tpm.boot_time) * 1_000_000)
+    return TPM_CURRENT_TICKS(ticks, 1, tpm.tick_nonce)
+
+
 @command(C.TPM_ORD_GetTicks)
 def GetTicks(tpm, ctx, r):
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
-    ticks = int((tpm.clock() - tpm.boot_time) * 1_000_000)
-    return TPM_CURRENT_TICKS(ticks, 1, tpm.tick_nonce).to_bytes()
+    return current_ticks(tpm).to_bytes()
 
 
 # ---------------------------------------------------------------- SHA-1 thread

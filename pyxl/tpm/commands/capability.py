@@ -9,11 +9,13 @@ from __future__ import annotations
 from .. import constants as C
 from ..engine import (CHECK_ALL, CHECK_BASIC, CHECK_NO_LOCKOUT, COMMANDS, T0, T1, T10,
                       TPMError, command)
-from ..marshal import Reader, TPMDecodeError, Writer
+from ..marshal import TPMDecodeError, Writer
 from ..structures import (TPM_CAP_VERSION_INFO, TPM_KEY_PARMS, TPM_STRUCT_VER, TPM_VERSION)
 
+from .counter import MAX_COUNTERS
+
 NV_TOTAL = 4096          # bytes of NV the emulator offers
-MAX_CONTEXTS = 16
+MAX_CONTEXTS = 16       # saved session contexts (context.MAX_SAVED_SESSIONS)
 
 
 def _u32(v: int) -> bytes:
@@ -28,47 +30,56 @@ def version(tpm) -> TPM_VERSION:
     return TPM_VERSION(*tpm.identity.version)
 
 
+def _free_sessions(tpm) -> int:
+    return tpm.identity.max_sessions - len(tpm.sessions)
+
+
+def _nv_available(tpm) -> int:
+    return max(0, NV_TOTAL - sum(a.pub.dataSize for a in tpm.perm.nv.values()))
+
+
+P = C.TPM_CAP_PROP
+# TPM_CAP_PROPERTY answers, computed on demand
+PROPERTIES = {
+    P.TPM_CAP_PROP_PCR: lambda t: _u32(C.TPM_NUM_PCR),
+    P.TPM_CAP_PROP_DIR: lambda t: _u32(1),
+    P.TPM_CAP_PROP_MANUFACTURER: lambda t: _u32(t.identity.manufacturer),
+    P.TPM_CAP_PROP_KEYS: lambda t: _u32(t.identity.max_keys - len(t.keys)),
+    P.TPM_CAP_PROP_MIN_COUNTER: lambda t: _u32(1),
+    P.TPM_CAP_PROP_AUTHSESS: lambda t: _u32(_free_sessions(t)),
+    P.TPM_CAP_PROP_TRANSESS: lambda t: _u32(_free_sessions(t)),
+    P.TPM_CAP_PROP_COUNTERS: lambda t: _u32(MAX_COUNTERS - len(t.perm.counters)),
+    P.TPM_CAP_PROP_MAX_AUTHSESS: lambda t: _u32(t.identity.max_sessions),
+    P.TPM_CAP_PROP_MAX_TRANSESS: lambda t: _u32(t.identity.max_sessions),
+    P.TPM_CAP_PROP_MAX_COUNTERS: lambda t: _u32(MAX_COUNTERS),
+    P.TPM_CAP_PROP_MAX_KEYS: lambda t: _u32(t.identity.max_keys),
+    P.TPM_CAP_PROP_OWNER: lambda t: _bool(t.owned),
+    P.TPM_CAP_PROP_CONTEXT: lambda t: _u32(MAX_CONTEXTS - len(t.saved_sessions)),
+    P.TPM_CAP_PROP_MAX_CONTEXT: lambda t: _u32(MAX_CONTEXTS),
+    P.TPM_CAP_PROP_FAMILYROWS: lambda t: _u32(16),
+    P.TPM_CAP_PROP_TIS_TIMEOUT: lambda t: b"".join(_u32(v) for v in t.identity.tis_timeouts),
+    P.TPM_CAP_PROP_STARTUP_EFFECT: lambda t: _u32(0x4F),
+    P.TPM_CAP_PROP_DELEGATE_ROW: lambda t: _u32(4),
+    P.TPM_CAP_PROP_MAX_DAASESS: lambda t: _u32(1),
+    P.TPM_CAP_PROP_DAASESS: lambda t: _u32(1),
+    P.TPM_CAP_PROP_CONTEXT_DIST: lambda t: _u32(0xFFFFFFFE),
+    P.TPM_CAP_PROP_DAA_INTERRUPT: lambda t: _bool(True),
+    P.TPM_CAP_PROP_SESSIONS: lambda t: _u32(_free_sessions(t)),
+    P.TPM_CAP_PROP_MAX_SESSIONS: lambda t: _u32(t.identity.max_sessions),
+    P.TPM_CAP_PROP_CMK_RESTRICTION: lambda t: _u32(0),
+    P.TPM_CAP_PROP_DURATION: lambda t: b"".join(_u32(v) for v in t.identity.durations),
+    P.TPM_CAP_PROP_ACTIVE_COUNTER: lambda t: _u32(
+        0xFFFFFFFF if t.active_counter is None else t.active_counter),
+    P.TPM_CAP_PROP_MAX_NV_AVAILABLE: lambda t: _u32(_nv_available(t)),
+    P.TPM_CAP_PROP_INPUT_BUFFER: lambda t: _u32(t.identity.input_buffer),
+}
+
+
 def _property(tpm, prop: int) -> bytes:
-    ident = tpm.identity
-    free_sessions = ident.max_sessions - len(tpm.sessions)
-    P = C.TPM_CAP_PROP
-    table = {
-        P.TPM_CAP_PROP_PCR: _u32(C.TPM_NUM_PCR),
-        P.TPM_CAP_PROP_DIR: _u32(1),
-        P.TPM_CAP_PROP_MANUFACTURER: _u32(ident.manufacturer),
-        P.TPM_CAP_PROP_KEYS: _u32(ident.max_keys - len(tpm.keys)),
-        P.TPM_CAP_PROP_MIN_COUNTER: _u32(1),
-        P.TPM_CAP_PROP_AUTHSESS: _u32(free_sessions),
-        P.TPM_CAP_PROP_TRANSESS: _u32(free_sessions),
-        P.TPM_CAP_PROP_COUNTERS: _u32(0),
-        P.TPM_CAP_PROP_MAX_AUTHSESS: _u32(ident.max_sessions),
-        P.TPM_CAP_PROP_MAX_TRANSESS: _u32(ident.max_sessions),
-        P.TPM_CAP_PROP_MAX_COUNTERS: _u32(0),
-        P.TPM_CAP_PROP_MAX_KEYS: _u32(ident.max_keys),
-        P.TPM_CAP_PROP_OWNER: _bool(tpm.owned),
-        P.TPM_CAP_PROP_CONTEXT: _u32(MAX_CONTEXTS),
-        P.TPM_CAP_PROP_MAX_CONTEXT: _u32(MAX_CONTEXTS),
-        P.TPM_CAP_PROP_FAMILYROWS: _u32(16),
-        P.TPM_CAP_PROP_TIS_TIMEOUT: b"".join(_u32(v) for v in ident.tis_timeouts),
-        P.TPM_CAP_PROP_STARTUP_EFFECT: _u32(0x4F),
-        P.TPM_CAP_PROP_DELEGATE_ROW: _u32(4),
-        P.TPM_CAP_PROP_MAX_DAASESS: _u32(1),
-        P.TPM_CAP_PROP_DAASESS: _u32(1),
-        P.TPM_CAP_PROP_CONTEXT_DIST: _u32(0xFFFFFFFE),
-        P.TPM_CAP_PROP_DAA_INTERRUPT: _bool(True),
-        P.TPM_CAP_PROP_SESSIONS: _u32(free_sessions),
-        P.TPM_CAP_PROP_MAX_SESSIONS: _u32(ident.max_sessions),
-        P.TPM_CAP_PROP_CMK_RESTRICTION: _u32(0),
-        P.TPM_CAP_PROP_DURATION: b"".join(_u32(v) for v in ident.durations),
-        P.TPM_CAP_PROP_ACTIVE_COUNTER: _u32(0xFFFFFFFF),
-        P.TPM_CAP_PROP_MAX_NV_AVAILABLE: _u32(max(0, NV_TOTAL - sum(
-            a.pub.dataSize for a in tpm.perm.nv.values()))),
-        P.TPM_CAP_PROP_INPUT_BUFFER: _u32(ident.input_buffer),
-    }
-    v = table.get(prop)
-    if v is None:
+    f = PROPERTIES.get(prop)
+    if f is None:
         raise TPMError(C.TPM_BAD_MODE)
-    return v
+    return f(tpm)
 
 
 def _handle_list(handles) -> bytes:
@@ -102,7 +113,8 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
         if len(sub) != 2:
             raise TPMError(C.TPM_BAD_MODE)
         return _bool(int.from_bytes(sub, "big") in (C.TPM_PID_OIAP, C.TPM_PID_OSAP,
-                                                    C.TPM_PID_ADIP, C.TPM_PID_OWNER))
+                                                    C.TPM_PID_ADIP, C.TPM_PID_ADCP,
+                                                    C.TPM_PID_OWNER))
     if cap == A.TPM_CAP_FLAG:
         which = _sub32(sub)
         if which == C.TPM_CAP_FLAG_PERMANENT:
@@ -129,7 +141,7 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
         h = _sub32(sub)
         if h not in tpm.keys:
             raise TPMError(C.TPM_INVALID_KEYHANDLE)
-        return _bool(False)      # no key is owner-evict
+        return _bool(h in tpm.perm.evict_keys)
     if cap == A.TPM_CAP_NV_LIST:
         return b"".join(_u32(i) for i in sorted(tpm.perm.nv))
     if cap == A.TPM_CAP_MFR:
@@ -148,8 +160,12 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
             return _handle_list(tpm.keys)
         if rt == C.TPM_RT_AUTH:
             return _handle_list(tpm.sessions)
-        if rt in (C.TPM_RT_TRANS, C.TPM_RT_COUNTER, C.TPM_RT_CONTEXT):
+        if rt == C.TPM_RT_COUNTER:
+            return _handle_list(tpm.perm.counters)
+        if rt in (C.TPM_RT_TRANS, C.TPM_RT_CONTEXT, C.TPM_RT_DAA_TPM):
             return _handle_list([])
+        if rt in (C.TPM_RT_HASH, C.TPM_RT_DELEGATE, C.TPM_RT_DAA_V0, C.TPM_RT_DAA_V1):
+            raise TPMError(C.TPM_BAD_PARAMETER)    # as libtpms (vtpmmgr flushes DAA_TPM)
         raise TPMError(C.TPM_BAD_MODE)
     if cap == A.TPM_CAP_TRANS_ES:
         if len(sub) != 2:
@@ -209,7 +225,7 @@ def SetCapability(tpm, ctx, r):
             if not ctx.n_auth:
                 raise TPMError(C.TPM_AUTHFAIL)
         elif bit in _PP_SETTABLE:
-            pass          # physical presence is always asserted on the Xen vTPM
+            tpm.require_presence()
         else:
             raise TPMError(C.TPM_BAD_PARAMETER)
         tpm.perm.flags.set_bit(bit, bool(value[0]))
@@ -229,6 +245,3 @@ def SetCapability(tpm, ctx, r):
                C.TPM_SET_STANY_DATA, C.TPM_SET_VENDOR):
         raise TPMError(C.TPM_BAD_PARAMETER)
     raise TPMError(C.TPM_BAD_MODE)
-
-
-_ = Reader

@@ -1,5 +1,5 @@
 """Keys and protected storage: CreateWrapKey, LoadKey(2), GetPubKey, EvictKey,
-Seal, Unseal, UnBind, Sign, Quote (Part 3 10, 11, 13, 16, 27).
+KeyControlOwner, Seal, Unseal, UnBind, Sign, Quote (Part 3 10, 11, 13, 16, 27).
 
 A wrapped key's encData is its TPM_STORE_ASYMKEY (holding the prime p)
 encrypted to the parent with RSA-OAEP(SHA-1, MGF1, label "TCPA")."""
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from .. import constants as C
 from ..crypto import RSAKey, sha1
-from ..engine import CHECK_ALL, LoadedKey, T0, T10, T21, TPMError, command
-from ..marshal import Reader, TPMDecodeError, Writer
+from ..engine import CHECK_ALL, LoadedKey, T0, T1, T10, T21, TPMError, command
+from ..marshal import TPMDecodeError, Writer
 from ..structures import (TPM_BOUND_DATA, TPM_PCR_COMPOSITE, TPM_PCR_INFO, TPM_PCR_INFO_LONG,
-                          TPM_PCR_SELECTION, TPM_QUOTE_INFO, TPM_SEALED_DATA, TPM_STORE_ASYMKEY,
-                          TPM_STORE_PUBKEY, TPM_STORED_DATA, TPM_STORED_DATA12, TPMStructError,
-                          unmarshal_any_key, unmarshal_any_stored_data)
+                          TPM_PCR_SELECTION, TPM_PUBKEY, TPM_QUOTE_INFO, TPM_SEALED_DATA,
+                          TPM_SIGN_INFO, TPM_STORE_ASYMKEY, TPM_STORE_PUBKEY, TPM_STORED_DATA,
+                          TPM_STORED_DATA12, unmarshal_any_key, unmarshal_any_stored_data)
 
 _MIGRATABLE = 0x00000002
 
@@ -84,8 +84,11 @@ def storage_parent(key: LoadedKey) -> LoadedKey:
     return key
 
 
-def _check_new_key(info) -> int:
-    """Validate a key template (CreateWrapKey keyInfo); returns its bit length."""
+def check_key_template(info, loading: bool = False) -> int:
+    """Validate a key template (CreateWrapKey keyInfo) or, with loading, a
+    blob to load (identity keys come from MakeIdentity); returns its bits."""
+    if not info.is_key12 and (info.ver.major, info.ver.minor) != (1, 1):
+        raise TPMError(C.TPM_BAD_VERSION)
     parms = info.algorithmParms
     if parms.algorithmID != C.TPM_ALG_RSA:
         raise TPMError(C.TPM_BAD_KEY_PROPERTY)
@@ -107,6 +110,8 @@ def _check_new_key(info) -> int:
         C.TPM_KEY_LEGACY: ((OAEP, PKCS), SIGS[:2]),
         C.TPM_KEY_MIGRATE: ((OAEP,), (C.TPM_SS_NONE,)),
     }
+    if loading:
+        rules[C.TPM_KEY_IDENTITY] = ((NONE,), (C.TPM_SS_RSASSAPKCS1v15_SHA1,))
     if u not in rules:
         raise TPMError(C.TPM_INVALID_KEYUSAGE)
     encs, sigs = rules[u]
@@ -135,7 +140,7 @@ def CreateWrapKey(tpm, ctx, r):
     parent = storage_parent(use_key(tpm, ctx, parent_handle))
     usage_auth = ctx.decrypt_auth(enc_usage)
     mig_auth = ctx.decrypt_auth(enc_mig, odd=True)
-    bits = _check_new_key(info)
+    bits = check_key_template(info)
     pcr = parse_pcr_info(info.PCRInfo, info.is_key12)
     if pcr is not None:
         fill_creation(tpm, pcr, ctx.locality)
@@ -176,7 +181,7 @@ def _load(tpm, ctx, r, key2: bool):
     blob = unmarshal_any_key(r)
     ctx.start(r, T10, CHECK_ALL)
     parent = storage_parent(use_key(tpm, ctx, parent_handle))
-    _check_new_key(blob)
+    check_key_template(blob, loading=True)
     key = _unwrap(tpm, parent, blob)
     if len(tpm.keys) >= tpm.identity.max_keys:
         raise TPMError(C.TPM_NOSPACE)
@@ -216,8 +221,36 @@ def GetPubKey(tpm, ctx, r):
 def EvictKey(tpm, ctx, r):
     handle = r.u32()
     ctx.start(r, T0, CHECK_ALL)
-    if handle == C.TPM_KH_SRK or tpm.keys.pop(handle, None) is None:
-        raise TPMError(C.TPM_INVALID_KEYHANDLE)
+    tpm.unload_key(handle)
+    return b""
+
+
+TPM_KEY_CONTROL_OWNER_EVICT = 0x00000001
+MAX_EVICT_KEYS = 3     # owner-evict keys may not take the last key slots
+
+
+@command(C.TPM_ORD_KeyControlOwner)
+def KeyControlOwner(tpm, ctx, r):
+    handle = r.u32()
+    ctx.mark(r)
+    pub = TPM_PUBKEY.unmarshal(r)
+    bit, value = r.u32(), r.u8()
+    ctx.start(r, T1, CHECK_ALL)
+    ctx.verify(0, tpm.perm.owner_auth, C.TPM_ET_OWNER)
+    key = tpm.key_by_handle(handle)
+    if handle == C.TPM_KH_SRK or pub.to_bytes() != key.blob.pubkey().to_bytes():
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    if bit != TPM_KEY_CONTROL_OWNER_EVICT:
+        raise TPMError(C.TPM_BAD_MODE)
+    if key.blob.keyFlags & _MIGRATABLE or key.blob.keyFlags & 0x4:
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    evict = tpm.perm.evict_keys
+    if value:
+        if handle not in evict and len(evict) >= MAX_EVICT_KEYS:
+            raise TPMError(C.TPM_NOSPACE)
+        evict[handle] = key
+    else:
+        evict.pop(handle, None)
     return b""
 
 
@@ -309,7 +342,7 @@ def UnBind(tpm, ctx, r):
     return Writer().sized32(plain).getvalue()
 
 
-def _sign_key(tpm, ctx, handle, usages) -> LoadedKey:
+def sign_key(tpm, ctx, handle, usages) -> LoadedKey:
     key = use_key(tpm, ctx, handle)
     if key.usage not in usages:
         raise TPMError(C.TPM_INVALID_KEYUSAGE)
@@ -323,8 +356,10 @@ def Sign(tpm, ctx, r):
     ctx.mark(r)
     area = r.sized32("areaToSign")
     ctx.start(r, T10, CHECK_ALL)
-    key = _sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_LEGACY))
+    key = sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_LEGACY))
     ss = key.blob.algorithmParms.sigScheme
+    if not area:
+        raise TPMError(C.TPM_BAD_PARAMETER)
     if ss == C.TPM_SS_RSASSAPKCS1v15_SHA1:
         if len(area) != 20:
             raise TPMError(C.TPM_BAD_PARAMETER)
@@ -334,8 +369,14 @@ def Sign(tpm, ctx, r):
             sig = key.rsa.sign_raw_pkcs1(area)
         except ValueError:
             raise TPMError(C.TPM_BAD_PARAMETER) from None
+    elif ss == C.TPM_SS_RSASSAPKCS1v15_INFO:
+        # the signature covers TPM_SIGN_INFO("SIGN", nonceOdd, areaToSign)
+        if not ctx.n_auth:
+            raise TPMError(C.TPM_BAD_PARAMETER)
+        info = TPM_SIGN_INFO(b"SIGN", ctx.auths[0].nonce_odd, area)
+        sig = key.rsa.sign_sha1_digest(sha1(info.to_bytes()))
     else:
-        raise TPMError(C.TPM_INAPPROPRIATE_SIG)
+        raise TPMError(C.TPM_INVALID_KEYUSAGE)
     return Writer().sized32(sig).getvalue()
 
 
@@ -346,7 +387,7 @@ def Quote(tpm, ctx, r):
     external = r.digest()
     sel = TPM_PCR_SELECTION.unmarshal(r)
     ctx.start(r, T10, CHECK_ALL)
-    key = _sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
+    key = sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
     if key.blob.algorithmParms.sigScheme != C.TPM_SS_RSASSAPKCS1v15_SHA1:
         raise TPMError(C.TPM_INAPPROPRIATE_SIG)
     if len(sel.pcrSelect) > C.TPM_NUM_PCR_SELECT:
@@ -355,6 +396,3 @@ def Quote(tpm, ctx, r):
     info = TPM_QUOTE_INFO(digestValue=sha1(comp.to_bytes()), externalData=external)
     sig = key.rsa.sign_sha1_digest(sha1(info.to_bytes()))
     return comp.to_bytes() + Writer().sized32(sig).getvalue()
-
-
-_ = (Reader, TPMStructError)

@@ -1,6 +1,8 @@
 """Non-volatile storage: NV_DefineSpace (size 0 releases), NV_WriteValue(Auth),
-NV_ReadValue(Auth) (Part 3 20).  While nvLocked is FALSE no authorization is
-checked, as the specification requires; the Xen vTPM starts with it TRUE."""
+NV_ReadValue(Auth) (Part 3 20), with the checks in libtpms's order.  While
+nvLocked is FALSE the authorization checks are skipped, as the specification
+requires (AUTHREAD / AUTHWRITE areas still need their own commands); the Xen
+vTPM starts with nvLocked TRUE."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from .capability import NV_TOTAL
 
 _READ_AUTHS = C.TPM_NV_PER_OWNERREAD | C.TPM_NV_PER_AUTHREAD
 _WRITE_AUTHS = C.TPM_NV_PER_OWNERWRITE | C.TPM_NV_PER_AUTHWRITE
+_WRITE_ANY = _WRITE_AUTHS | C.TPM_NV_PER_WRITEDEFINE | C.TPM_NV_PER_PPWRITE
 
 
 def _check_pcr_short(tpm, info, locality: int) -> None:
@@ -25,9 +28,14 @@ def _check_pcr_short(tpm, info, locality: int) -> None:
 
 def _valid_short(info) -> None:
     if len(info.pcrSelection.pcrSelect) > C.TPM_NUM_PCR_SELECT:
-        raise TPMError(C.TPM_INVALID_PCR_INFO)
+        raise TPMError(C.TPM_INVALID_STRUCTURE)
     if info.localityAtRelease & ~C.TPM_LOC_ALL or not info.localityAtRelease:
-        raise TPMError(C.TPM_BAD_LOCALITY)
+        raise TPMError(C.TPM_INVALID_STRUCTURE)
+
+
+def _is_valid_index(idx: int) -> bool:
+    return idx not in (C.TPM_NV_INDEX_LOCK, C.TPM_NV_INDEX0, C.TPM_NV_INDEX_DIR) \
+        and not idx & C.TPM_NV_INDEX_RESVD
 
 
 @command(C.TPM_ORD_NV_DefineSpace)
@@ -37,39 +45,51 @@ def NV_DefineSpace(tpm, ctx, r):
     ctx.start(r, T10, CHECK_ALLOW_NO_OWNER | CHECK_NV_NOAUTH)
     p = tpm.perm
     idx = pub.nvIndex
-    if ctx.n_auth:
-        if not tpm.owned:
-            raise TPMError(C.TPM_NOSRK)
-        ctx.verify(0, p.owner_auth, C.TPM_ET_OWNER)
-        auth = ctx.decrypt_auth(enc_auth)
-    else:
-        # without owner authorization: only before an owner or NV lock exists
-        # (physical presence, always asserted here, stands in for the owner)
-        if tpm.owned and p.flags.nvLocked:
-            raise TPMError(C.TPM_AUTHFAIL)
-        auth = enc_auth
-    if idx == C.TPM_NV_INDEX_LOCK:
-        if pub.dataSize != 0 or ctx.n_auth:
+    if idx == C.TPM_NV_INDEX_LOCK and not ctx.n_auth:
+        if pub.dataSize != 0:
             raise TPMError(C.TPM_BADINDEX)
         p.flags.nvLocked = True
         return b""
-    if idx == C.TPM_NV_INDEX0 or idx & C.TPM_NV_INDEX_RESVD:
+    ignore_auth = not p.flags.nvLocked
+    if idx == C.TPM_NV_INDEX0:
         raise TPMError(C.TPM_BADINDEX)
-    existing = p.nv.get(idx)
-    if pub.dataSize == 0:
-        if existing is None:
-            raise TPMError(C.TPM_BADINDEX)
-        del p.nv[idx]
-        return b""
-    if existing is not None or idx & C.TPM_NV_INDEX_D_BIT:
+    if idx & C.TPM_NV_INDEX_D_BIT and not ignore_auth:
         raise TPMError(C.TPM_BADINDEX)
-    attrs = pub.permission.attributes
-    if attrs & ~C.TPM_NV_PER_ALL:
-        raise TPMError(C.TPM_BAD_ATTRIBUTES)
-    if attrs & _READ_AUTHS == _READ_AUTHS or attrs & _WRITE_AUTHS == _WRITE_AUTHS:
-        raise TPMError(C.TPM_AUTH_CONFLICT)
+    if ctx.n_auth:
+        ctx.verify(0, p.owner_auth, C.TPM_ET_OWNER, allow_oiap=False)
+        auth = ctx.decrypt_auth(enc_auth)
+    else:
+        if not ignore_auth:
+            tpm.require_presence()
+            if tpm.owned:
+                raise TPMError(C.TPM_OWNER_SET)
+            if pub.dataSize == 0:
+                raise TPMError(C.TPM_BAD_DATASIZE)
+        auth = enc_auth
+    old = p.nv.get(idx)
+    if old is not None:
+        attrs = old.pub.permission.attributes
+        if not ignore_auth and (
+                (attrs & C.TPM_NV_PER_GLOBALLOCK and tpm.stclear.bGlobalLock)
+                or (attrs & C.TPM_NV_PER_WRITE_STCLEAR and old.pub.bWriteSTClear)):
+            raise TPMError(C.TPM_AREA_LOCKED)
+        del p.nv[idx]          # redefining replaces the area; size 0 only releases it
+        for h, s in list(tpm.sessions.items()):
+            if s.entity_type & 0xFF == C.TPM_ET_NV and s.entity_value == idx:
+                del tpm.sessions[h]
+        if pub.dataSize == 0:
+            return b""
     _valid_short(pub.pcrInfoRead)
     _valid_short(pub.pcrInfoWrite)
+    attrs = pub.permission.attributes
+    if attrs & _WRITE_AUTHS == _WRITE_AUTHS or attrs & _READ_AUTHS == _READ_AUTHS:
+        raise TPMError(C.TPM_AUTH_CONFLICT)
+    if not attrs & _WRITE_ANY and pub.pcrInfoWrite.localityAtRelease == C.TPM_LOC_ALL:
+        raise TPMError(C.TPM_PER_NOWRITE)
+    if not _is_valid_index(idx):
+        raise TPMError(C.TPM_BADINDEX)
+    if pub.dataSize == 0:
+        raise TPMError(C.TPM_BAD_PARAM_SIZE)
     used = sum(a.pub.dataSize for a in p.nv.values())
     if pub.dataSize > NV_TOTAL - used:
         raise TPMError(C.TPM_NOSPACE)
@@ -86,37 +106,50 @@ def _area(tpm, idx: int) -> NVArea:
 
 
 def _write(tpm, ctx, a: NVArea, offset: int, data: bytes) -> None:
+    """Steps 8-16 of NV_WriteValue (shared with NV_WriteValueAuth)."""
     pub = a.pub
     attrs = pub.permission.attributes
-    locked = tpm.perm.flags.nvLocked
-    if locked:
-        if pub.bWriteDefine or pub.bWriteSTClear or (
-                attrs & C.TPM_NV_PER_GLOBALLOCK and tpm.stclear.bGlobalLock):
+    if tpm.perm.flags.nvLocked:
+        if not tpm.check_locality(pub.pcrInfoWrite.localityAtRelease, ctx.locality):
+            raise TPMError(C.TPM_BAD_LOCALITY)
+        if attrs & C.TPM_NV_PER_PPWRITE:
+            tpm.require_presence()
+        if (attrs & C.TPM_NV_PER_WRITEDEFINE and pub.bWriteDefine) or \
+                (attrs & C.TPM_NV_PER_GLOBALLOCK and tpm.stclear.bGlobalLock) or \
+                (attrs & C.TPM_NV_PER_WRITE_STCLEAR and pub.bWriteSTClear):
             raise TPMError(C.TPM_AREA_LOCKED)
         _check_pcr_short(tpm, pub.pcrInfoWrite, ctx.locality)
-    if not data and offset == 0 and locked:
-        # a zero-length write locks the area (WRITEDEFINE / WRITE_STCLEAR)
-        if attrs & C.TPM_NV_PER_WRITEDEFINE:
-            pub.bWriteDefine = 1
+    if not data:
+        # a zero-length write locks the area (WRITE_STCLEAR / WRITEDEFINE)
         if attrs & C.TPM_NV_PER_WRITE_STCLEAR:
             pub.bWriteSTClear = 1
-        return
-    if offset + len(data) > pub.dataSize:
-        raise TPMError(C.TPM_NOSPACE)
-    if locked and attrs & C.TPM_NV_PER_WRITEALL and len(data) != pub.dataSize:
-        raise TPMError(C.TPM_NOT_FULLWRITE)
-    a.data[offset:offset + len(data)] = data
+        if attrs & C.TPM_NV_PER_WRITEDEFINE:
+            pub.bWriteDefine = 1
+    else:
+        if offset + len(data) > pub.dataSize:
+            raise TPMError(C.TPM_NOSPACE)
+        if attrs & C.TPM_NV_PER_WRITEALL and len(data) != pub.dataSize:
+            raise TPMError(C.TPM_NOT_FULLWRITE)
+        a.data[offset:offset + len(data)] = data
+    pub.bReadSTClear = 0
 
 
 def _read(tpm, ctx, a: NVArea, offset: int, size: int) -> bytes:
+    """Steps 6-11 of NV_ReadValue (shared with NV_ReadValueAuth)."""
     pub = a.pub
+    attrs = pub.permission.attributes
     if tpm.perm.flags.nvLocked:
-        if pub.bReadSTClear:
+        if not tpm.check_locality(pub.pcrInfoRead.localityAtRelease, ctx.locality):
+            raise TPMError(C.TPM_BAD_LOCALITY)
+        if attrs & C.TPM_NV_PER_PPREAD:
+            tpm.require_presence()
+        if attrs & C.TPM_NV_PER_READ_STCLEAR and pub.bReadSTClear:
             raise TPMError(C.TPM_DISABLED_CMD)
         _check_pcr_short(tpm, pub.pcrInfoRead, ctx.locality)
-        if size == 0 and offset == 0 and pub.permission.attributes & C.TPM_NV_PER_READ_STCLEAR:
+    if size == 0:
+        if attrs & C.TPM_NV_PER_READ_STCLEAR:
             pub.bReadSTClear = 1
-            return Writer().sized32(b"").getvalue()
+        return Writer().sized32(b"").getvalue()
     if offset + size > pub.dataSize:
         raise TPMError(C.TPM_NOSPACE)
     return Writer().sized32(bytes(a.data[offset:offset + size])).getvalue()
@@ -127,21 +160,25 @@ def NV_WriteValue(tpm, ctx, r):
     idx, offset = r.u32(), r.u32()
     data = r.sized32("data")
     ctx.start(r, T10, CHECK_BASIC | CHECK_NV_NOAUTH)
-    if not tpm.perm.flags.nvLocked:
-        if idx not in tpm.perm.nv:
-            raise TPMError(C.TPM_BADINDEX)
+    locked = tpm.perm.flags.nvLocked
+    if idx == C.TPM_NV_INDEX0:
         if ctx.n_auth:
             ctx.verify(0, tpm.perm.owner_auth, C.TPM_ET_OWNER)
-        _write(tpm, ctx, tpm.perm.nv[idx], offset, data)
+        if data:
+            raise TPMError(C.TPM_BADINDEX)
+        tpm.stclear.bGlobalLock = True
         return b""
-    tpm.check_state(ctx.tag, CHECK_ALL if ctx.n_auth else CHECK_ALLOW_NO_OWNER)
     a = _area(tpm, idx)
     attrs = a.pub.permission.attributes
+    if locked and attrs & C.TPM_NV_PER_OWNERWRITE and tpm.perm.flags.disable:
+        raise TPMError(C.TPM_DISABLED)
     if ctx.n_auth:
-        if not attrs & C.TPM_NV_PER_OWNERWRITE:
+        if locked and not attrs & C.TPM_NV_PER_OWNERWRITE:
             raise TPMError(C.TPM_AUTH_CONFLICT)
         ctx.verify(0, tpm.perm.owner_auth, C.TPM_ET_OWNER)
-    elif attrs & _WRITE_AUTHS:
+    elif locked and attrs & C.TPM_NV_PER_OWNERWRITE:
+        raise TPMError(C.TPM_AUTH_CONFLICT)
+    if attrs & C.TPM_NV_PER_AUTHWRITE:
         raise TPMError(C.TPM_AUTH_CONFLICT)
     _write(tpm, ctx, a, offset, data)
     return b""
@@ -164,19 +201,16 @@ def NV_WriteValueAuth(tpm, ctx, r):
 def NV_ReadValue(tpm, ctx, r):
     idx, offset, size = r.u32(), r.u32(), r.u32()
     ctx.start(r, T10, CHECK_BASIC | CHECK_NV_NOAUTH)
-    if not tpm.perm.flags.nvLocked:
-        a = _area(tpm, idx)
-        if ctx.n_auth:
-            ctx.verify(0, tpm.perm.owner_auth, C.TPM_ET_OWNER)
-        return _read(tpm, ctx, a, offset, size)
-    tpm.check_state(ctx.tag, CHECK_ALL if ctx.n_auth else CHECK_ALLOW_NO_OWNER)
+    locked = tpm.perm.flags.nvLocked
     a = _area(tpm, idx)
     attrs = a.pub.permission.attributes
+    if locked and attrs & C.TPM_NV_PER_OWNERREAD and tpm.perm.flags.disable:
+        raise TPMError(C.TPM_DISABLED)
     if ctx.n_auth:
-        if not attrs & C.TPM_NV_PER_OWNERREAD:
+        if locked and not attrs & C.TPM_NV_PER_OWNERREAD:
             raise TPMError(C.TPM_AUTH_CONFLICT)
         ctx.verify(0, tpm.perm.owner_auth, C.TPM_ET_OWNER)
-    elif attrs & _READ_AUTHS:
+    elif attrs & C.TPM_NV_PER_AUTHREAD or (locked and attrs & C.TPM_NV_PER_OWNERREAD):
         raise TPMError(C.TPM_AUTH_CONFLICT)
     return _read(tpm, ctx, a, offset, size)
 
@@ -190,4 +224,3 @@ def NV_ReadValueAuth(tpm, ctx, r):
         raise TPMError(C.TPM_AUTH_CONFLICT)
     ctx.verify(0, a.auth, C.TPM_ET_NV, idx)
     return _read(tpm, ctx, a, offset, size)
-

@@ -1,6 +1,7 @@
 """Ownership, the endorsement key, clearing and the enable/activate switches
-(Part 3 5-9, 27).  Physical presence is always asserted, as on a Xen vTPM
-(the Berlios emulator's presence test is constant TRUE)."""
+(Part 3 5-9, 27).  Physical presence is always asserted on a Xen vTPM (the
+Berlios emulator's presence test is constant TRUE); other identities need
+TSC_PhysicalPresence first."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from ..crypto import random_bytes, sha1
 from ..engine import (CHECK_ALL, CHECK_ALLOW_NO_OWNER, CHECK_BASIC, CHECK_ENABLED,
                       CHECK_ACTIVATED, CHECK_NO_LOCKOUT, CHECK_NOT_SHUTDOWN, CHECK_OWNER,
                       LoadedKey, T0, T1, T10, TPMError, command)
-from ..marshal import TPMDecodeError, Writer
+from ..marshal import TPMDecodeError
 from ..structures import (TPM_KEY_PARMS, TPM_PUBKEY, TPM_RSA_KEY_PARMS, TPM_STORE_PUBKEY,
                           unmarshal_any_key)
 
@@ -27,8 +28,9 @@ def srk_pubkey(tpm) -> TPM_PUBKEY:
 
 def clear_owner(tpm) -> None:
     """What OwnerClear / ForceClear / RevokeTrust do.  Like the Berlios emulator,
-    the TPM stays enabled and activated, readPubek is set again, and every NV
-    area that needs the owner to read or write it is released."""
+    the TPM stays enabled and activated (other identities: disabled and
+    deactivated, as libtpms), readPubek is set again, and every NV area that
+    needs the owner to read or write it is released."""
     p = tpm.perm
     p.owner_auth = None
     p.srk = None
@@ -36,11 +38,22 @@ def clear_owner(tpm) -> None:
     p.flags.disableOwnerClear = False
     p.flags.readPubek = True
     p.flags.readSRKPub = True
+    if not tpm.identity.clear_keeps_enabled:
+        # a real TPM (libtpms) is disabled and deactivated until presence re-enables it
+        p.flags.disable = True
+        p.flags.deactivated = True
     p.auth_fail_count = 0
     tpm.lockout_since = None
     owner_bits = C.TPM_NV_PER_OWNERREAD | C.TPM_NV_PER_OWNERWRITE
     p.nv = {i: a for i, a in p.nv.items() if not a.pub.permission.attributes & owner_bits}
-    tpm.keys.clear()
+    for c in p.counters.values():
+        p.counter_floor = max(p.counter_floor, c.value)
+    p.counters.clear()
+    tpm.active_counter = None
+    p.evict_keys.clear()
+    from .audit import default_audited
+    p.audited = default_audited(tpm.identity)
+    tpm.reset_keys()
     tpm.sessions.clear()
 
 
@@ -122,6 +135,7 @@ def OwnerClear(tpm, ctx, r):
 @command(C.TPM_ORD_ForceClear)
 def ForceClear(tpm, ctx, r):
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    tpm.require_presence()
     if tpm.stclear.disableForceClear:
         raise TPMError(C.TPM_CLEAR_DISABLED)
     clear_owner(tpm)
@@ -229,6 +243,7 @@ def RevokeTrust(tpm, ctx, r):
     p = tpm.perm
     if p.ek is None or p.ek_reset is None or not p.flags.enableRevokeEK:
         raise TPMError(C.TPM_PERMANENTEK)
+    tpm.require_presence()
     if reset != p.ek_reset:
         tpm.auth_failed()
         raise TPMError(C.TPM_AUTHFAIL)
@@ -285,6 +300,7 @@ def SetOwnerInstall(tpm, ctx, r):
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     if tpm.owned:
         return b""          # with an owner the command changes nothing (as measured)
+    tpm.require_presence()
     tpm.perm.flags.ownership = bool(state)
     return b""
 
@@ -301,6 +317,7 @@ def OwnerSetDisable(tpm, ctx, r):
 @command(C.TPM_ORD_PhysicalEnable)
 def PhysicalEnable(tpm, ctx, r):
     ctx.start(r, T0, CHECK_BASIC)
+    tpm.require_presence()
     tpm.perm.flags.disable = False
     return b""
 
@@ -308,6 +325,7 @@ def PhysicalEnable(tpm, ctx, r):
 @command(C.TPM_ORD_PhysicalDisable)
 def PhysicalDisable(tpm, ctx, r):
     ctx.start(r, T0, CHECK_BASIC | CHECK_ENABLED)
+    tpm.require_presence()
     tpm.perm.flags.disable = True
     return b""
 
@@ -316,6 +334,7 @@ def PhysicalDisable(tpm, ctx, r):
 def PhysicalSetDeactivated(tpm, ctx, r):
     state = r.u8()
     ctx.start(r, T0, CHECK_BASIC | CHECK_ENABLED)
+    tpm.require_presence()
     tpm.perm.flags.deactivated = bool(state)
     return b""
 
@@ -327,6 +346,8 @@ def SetTempDeactivated(tpm, ctx, r):
         if tpm.perm.operator_auth is None:
             raise TPMError(C.TPM_NOOPERATOR)
         ctx.verify(0, tpm.perm.operator_auth, C.TPM_ET_OPERATOR)
+    else:
+        tpm.require_presence()
     tpm.stclear.deactivated = True
     return b""
 
@@ -335,9 +356,7 @@ def SetTempDeactivated(tpm, ctx, r):
 def SetOperatorAuth(tpm, ctx, r):
     auth = r.digest()
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    tpm.require_presence()
     tpm.perm.operator_auth = auth
     tpm.perm.flags.operator = True
     return b""
-
-
-_ = (Writer, CHECK_OWNER)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import constants as C
 from ..crypto import hmac_sha1, random_bytes
-from ..engine import CHECK_ALLOW_NO_OWNER, CHECK_BASIC, Session, T0, TPMError, command
+from ..engine import CHECK_BASIC, CHECK_OWNER, Session, T0, TPMError, command
 
 
 @command(C.TPM_ORD_OIAP)
@@ -45,7 +45,7 @@ def OSAP(tpm, ctx, r):
     et = r.u16()
     ev = r.u32()
     nonce_odd_osap = r.digest()
-    ctx.start(r, T0, CHECK_BASIC)
+    ctx.start(r, T0, CHECK_BASIC | CHECK_OWNER)
     if et >> 8 not in (0, C.TPM_ET_XOR):
         raise TPMError(C.TPM_INAPPROPRIATE_ENC)
     secret = entity_secret(tpm, et, ev)
@@ -61,8 +61,7 @@ def _flush(tpm, handle: int, rt: int) -> None:
         if tpm.sessions.pop(handle, None) is None:
             raise TPMError(C.TPM_INVALID_AUTHHANDLE)
     elif rt == C.TPM_RT_KEY:
-        if handle in (C.TPM_KH_SRK, C.TPM_KH_EK) or tpm.keys.pop(handle, None) is None:
-            raise TPMError(C.TPM_INVALID_KEYHANDLE)
+        tpm.unload_key(handle)
     elif rt in (C.TPM_RT_TRANS, C.TPM_RT_CONTEXT, C.TPM_RT_DAA_TPM):
         raise TPMError(C.TPM_BAD_PARAMETER if rt != C.TPM_RT_TRANS else C.TPM_BAD_HANDLE)
     else:
@@ -85,6 +84,3 @@ def Terminate_Handle(tpm, ctx, r):
     if tpm.sessions.pop(handle, None) is None:
         raise TPMError(C.TPM_INVALID_AUTHHANDLE)
     return b""
-
-
-_ = CHECK_ALLOW_NO_OWNER

@@ -1,0 +1,96 @@
+"""Generate man/pyxl.1 from the command table and the handlers' signatures.
+
+    python -m pyxl.cli.manpage > man/pyxl.1
+
+Nothing here is written by hand per command: names, usage and descriptions
+come from pyxl/cli/table.py, options (names, metavars, help) from each
+handler's typer parameters, exit statuses from the fault table.  A test
+checks that the committed page equals the generated one.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pyxl import __version__
+from pyxl.cli import table
+
+
+def esc(text: str) -> str:
+    text = text.replace("\\", "\\\\").replace("-", "\\-")
+    return "\n".join(("\\&" + l if l.startswith((".", "'")) else l) for l in text.split("\n"))
+
+
+def options(cmd: table.Command) -> list[tuple[str, str]]:
+    from pyxl.cli.main import build_click
+
+    try:
+        click_cmd = build_click(cmd)
+    except ImportError:
+        return []
+    out = []
+    for p in click_cmd.params:
+        if p.param_type_name != "option" or getattr(p, "hidden", False):
+            continue
+        names = ", ".join(list(p.opts) + list(p.secondary_opts))
+        if not p.is_flag:
+            names += " " + (p.metavar or p.name.upper())
+        out.append((names, " ".join((p.help or "").split())))
+    return out
+
+
+def render() -> str:
+    from pyxl.toolstack.errors import KINDS
+
+    L = [
+        '.TH PYXL 1 "" "pyxl %s" "pyxl manual"' % __version__,
+        ".SH NAME",
+        "pyxl \\- Xen's xl toolstack on a simulated Xen host",
+        ".SH SYNOPSIS",
+        ".B pyxl",
+        "[\\fB\\-vfNtT\\fR] \\fIsubcommand\\fR [\\fIargs\\fR]",
+        ".SH DESCRIPTION",
+        esc("pyxl manages domains the way xl(1) does, with xl's commands, output formats, "
+            "messages and exit statuses, so scripts written for xl work with s/xl/pyxl/. "
+            "The host is simulated: one daemon per host root holds the hypervisor "
+            "(domains, xenstore, event channels, grants, consoles); each domain is a "
+            "process of its own. The first command that needs the daemon starts it."),
+        ".SH GLOBAL OPTIONS",
+        ".TP", ".B \\-v", "Verbose.",
+        ".TP", ".B \\-N", "Dry run: print what would be done (commands that support it).",
+        ".TP", ".B \\-f", "Force (commands that modify domains).",
+        ".TP", ".B \\-t, \\-T", "Timestamps.",
+    ]
+    for title, xl in (("DOMAIN SUBCOMMANDS", True), ("PYXL SUBCOMMANDS", False)):
+        L.append(".SH " + title)
+        for cmd in table.COMMANDS:
+            if cmd.xl != xl:
+                continue
+            L += [".TP", "\\fB%s\\fR %s" % (esc(cmd.name), esc(cmd.usage)), esc(cmd.desc) + "."]
+            opts = options(cmd)
+            if opts:
+                L.append(".RS")
+                for names, helptext in opts:
+                    L += [".TP", ".B " + esc(names), esc(helptext) if helptext else "\\&"]
+                L.append(".RE")
+    L += [
+        ".SH ENVIRONMENT",
+        ".TP", ".B PYXL_ROOT",
+        esc("Root of the simulated host (default /). Everything lives below it: "
+            "run/pyxl (control socket, 0600; lock), var/lib/pyxl (domain table), "
+            "var/log/pyxl (daemon log, xl-NAME.log monitor logs, console/guest-NAME.log)."),
+        ".TP", ".B PYXL_HOST_MEMORY, PYXL_HOST_CPUS",
+        esc("Size of a new host, in MiB and CPUs (default 16384 and 2)."),
+        ".SH EXIT STATUS",
+        esc("0 on success; otherwise xl's status for the failure:"),
+    ]
+    for k in sorted(KINDS.values(), key=lambda k: k.code):
+        first = k.message.strip().split("\n")[-1] if k.name in ("NAME_IN_USE", "DESTROY_FAILED") \
+            else k.message.strip().split("\n")[0]
+        L += [".TP", ".B %s (%d)" % (esc(k.name), k.exit), esc(first)]
+    L += [".SH SEE ALSO", "xl(1), xl.cfg(5), xenstore(7)", ""]
+    return "\n".join(L)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())

@@ -1,0 +1,147 @@
+"""Saving and loading keys and sessions: SaveContext / LoadContext and the
+1.1 Save/Load{Key,Auth}Context (Part 3 21).
+
+A context blob is a TPM_CONTEXT_BLOB whose TPM_CONTEXT_SENSITIVE part is
+encrypted with AES-128-CBC under the TPM's context key (the IV travels in
+additionalData) and whose integrityDigest is HMAC-SHA1 under tpmProof.
+Key contexts die with TPM_Startup(ST_CLEAR) (the key nonce changes), session
+contexts with any start-up, and a session context loads only once."""
+
+from __future__ import annotations
+
+from .. import constants as C
+from ..crypto import aes_cbc_decrypt, aes_cbc_encrypt, hmac_sha1, random_bytes
+from ..engine import CHECK_ALLOW_NO_OWNER, LoadedKey, Session, T0, TPMError, command
+from ..marshal import Reader, TPMDecodeError, Writer
+from ..structures import TPM_CONTEXT_BLOB, TPM_CONTEXT_SENSITIVE, unmarshal_any_key
+
+MAX_SAVED_SESSIONS = 16
+
+
+def _integrity(tpm, blob: TPM_CONTEXT_BLOB) -> bytes:
+    blob.integrityDigest = bytes(20)
+    return hmac_sha1(tpm.perm.tpm_proof, blob.to_bytes())
+
+
+def _key_internal(k: LoadedKey) -> bytes:
+    return (Writer().sized32(k.blob.to_bytes()).sized32(k.rsa.prime()).bytes(k.usage_auth)
+            .bytes(k.migration_auth).getvalue())
+
+
+def _session_internal(s: Session) -> bytes:
+    return (Writer().u16(s.protocol).bytes(s.nonce_even).u16(s.entity_type)
+            .u32(s.entity_value).sized32(s.shared_secret).getvalue())
+
+
+def save(tpm, handle: int, rt: int, label: bytes) -> bytes:
+    if rt == C.TPM_RT_KEY:
+        if handle == C.TPM_KH_SRK or handle not in tpm.keys:
+            raise TPMError(C.TPM_INVALID_KEYHANDLE)
+        internal, nonce, count = _key_internal(tpm.keys[handle]), tpm.context_nonce_key, 0
+    elif rt == C.TPM_RT_AUTH:
+        s = tpm.sessions.get(handle)
+        if s is None:
+            raise TPMError(C.TPM_INVALID_AUTHHANDLE)
+        if len(tpm.saved_sessions) >= MAX_SAVED_SESSIONS:
+            raise TPMError(C.TPM_NOCONTEXTSPACE)
+        tpm.context_count += 1
+        internal, nonce, count = _session_internal(s), tpm.context_nonce_session, tpm.context_count
+    else:
+        raise TPMError(C.TPM_INVALID_RESOURCE)
+    iv = random_bytes(16)
+    sensitive = TPM_CONTEXT_SENSITIVE(nonce, internal).to_bytes()
+    blob = TPM_CONTEXT_BLOB(rt, handle, label, count, bytes(20), iv,
+                            aes_cbc_encrypt(tpm.perm.context_key, iv, sensitive))
+    blob.integrityDigest = _integrity(tpm, blob.copy())
+    if rt == C.TPM_RT_AUTH:
+        del tpm.sessions[handle]            # the session now lives in the blob
+        tpm.saved_sessions.add(count)
+    return blob.to_bytes()
+
+
+def load(tpm, data: bytes, keep_handle: bool = False) -> int:
+    try:
+        blob = TPM_CONTEXT_BLOB.from_bytes(data)
+    except TPMDecodeError:
+        raise TPMError(C.TPM_BADCONTEXT) from None
+    if _integrity(tpm, blob.copy()) != blob.integrityDigest:
+        raise TPMError(C.TPM_BADCONTEXT)
+    try:
+        sens = TPM_CONTEXT_SENSITIVE.from_bytes(
+            aes_cbc_decrypt(tpm.perm.context_key, blob.additionalData, blob.sensitiveData))
+    except (ValueError, TPMDecodeError):
+        raise TPMError(C.TPM_BADCONTEXT) from None
+    r = Reader(sens.internalData)
+    try:
+        if blob.resourceType == C.TPM_RT_KEY:
+            if sens.contextNonce != tpm.context_nonce_key:
+                raise TPMError(C.TPM_BADCONTEXT)
+            kb = Reader(r.sized32())
+            key_blob = unmarshal_any_key(kb)
+            from ..crypto import RSAKey
+            n = int.from_bytes(key_blob.pubKey.key, "big")
+            rsa = RSAKey.from_modulus_prime(n, key_blob.algorithmParms.rsa().exponent_int,
+                                            int.from_bytes(r.sized32(), "big"))
+            key = LoadedKey(key_blob, rsa, r.digest(), r.digest())
+            if keep_handle and blob.handle not in tpm.keys and \
+                    blob.handle & 0xFF000000 == C.TPM_HANDLE_KEY_BASE and \
+                    blob.handle & 0xFFFFFF < tpm.identity.max_keys:
+                tpm.keys[blob.handle] = key
+                return blob.handle
+            return tpm.add_key(key)
+        if blob.resourceType == C.TPM_RT_AUTH:
+            if sens.contextNonce != tpm.context_nonce_session or \
+                    blob.contextCount not in tpm.saved_sessions:
+                raise TPMError(C.TPM_BADCONTEXT)
+            s = Session(0, r.u16(), r.digest(), r.u16(), r.u32(), r.sized32())
+            tpm.add_session(s)
+            tpm.saved_sessions.discard(blob.contextCount)
+            return s.handle
+    except (TPMDecodeError, ValueError):
+        raise TPMError(C.TPM_BADCONTEXT) from None
+    raise TPMError(C.TPM_BADCONTEXT)
+
+
+@command(C.TPM_ORD_SaveContext)
+def SaveContext(tpm, ctx, r):
+    handle, rt = r.u32(), r.u32()
+    label = r.bytes(16, "label")
+    ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    return Writer().sized32(save(tpm, handle, rt, label)).getvalue()
+
+
+@command(C.TPM_ORD_LoadContext)
+def LoadContext(tpm, ctx, r):
+    r.u32()                               # entityHandle: only a hint
+    keep = r.u8()
+    data = r.sized32("contextBlob")
+    ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    return load(tpm, data, bool(keep)).to_bytes(4, "big")
+
+
+@command(C.TPM_ORD_SaveKeyContext)
+def SaveKeyContext(tpm, ctx, r):
+    handle = r.u32()
+    ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    return Writer().sized32(save(tpm, handle, C.TPM_RT_KEY, bytes(16))).getvalue()
+
+
+@command(C.TPM_ORD_LoadKeyContext)
+def LoadKeyContext(tpm, ctx, r):
+    data = r.sized32("keyContextBlob")
+    ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    return load(tpm, data).to_bytes(4, "big")
+
+
+@command(C.TPM_ORD_SaveAuthContext)
+def SaveAuthContext(tpm, ctx, r):
+    handle = r.u32()
+    ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    return Writer().sized32(save(tpm, handle, C.TPM_RT_AUTH, bytes(16))).getvalue()
+
+
+@command(C.TPM_ORD_LoadAuthContext)
+def LoadAuthContext(tpm, ctx, r):
+    data = r.sized32("authContextBlob")
+    ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    return load(tpm, data).to_bytes(4, "big")

@@ -1,0 +1,203 @@
+"""Attestation identities and certification: MakeIdentity, ActivateIdentity,
+Quote2, CertifyKey (Part 3 14-16) -- what a vTPM manager asks of the
+hardware TPM to make and activate its group keys."""
+
+from __future__ import annotations
+
+from .. import constants as C
+from ..crypto import sha1
+from ..engine import CHECK_ALL, T10, T21, T210, TPMError, command
+from ..marshal import TPMDecodeError, Writer
+from ..structures import (TPM_ASYM_CA_CONTENTS, TPM_CAP_VERSION_INFO, TPM_CERTIFY_INFO,
+                          TPM_EK_BLOB, TPM_EK_BLOB_ACTIVATE, TPM_IDENTITY_CONTENTS,
+                          TPM_PCR_INFO_SHORT, TPM_PCR_SELECTION, TPM_QUOTE_INFO2, TPM_SIGN_INFO,
+                          TPM_STORE_ASYMKEY, TPM_STORE_PUBKEY, TPM_STRUCT_VER, TPM_VERSION,
+                          TPM_EK_TYPE_ACTIVATE, unmarshal_any_key)
+from .admin import current_ticks
+from .keys import check_key_template, sign_key, check_pcr_binding, fill_creation, parse_pcr_info
+
+
+@command(C.TPM_ORD_MakeIdentity)
+def MakeIdentity(tpm, ctx, r):
+    enc_auth = r.digest()
+    label_digest = r.digest()
+    info = unmarshal_any_key(r)
+    ctx.start(r, T21, CHECK_ALL)
+    srk = tpm.perm.srk
+    owner_i = ctx.n_auth - 1             # the owner's session is the last one
+    if ctx.n_auth == 2:
+        ctx.verify(0, srk.usage_auth, C.TPM_ET_SRK, C.TPM_KH_SRK)
+    elif srk.blob.authDataUsage != C.TPM_AUTH_NEVER:
+        raise TPMError(C.TPM_AUTHFAIL)
+    ctx.verify(owner_i, tpm.perm.owner_auth, C.TPM_ET_OWNER, allow_oiap=False)
+    id_auth = ctx.decrypt_auth(enc_auth, owner_i)
+    parms = info.algorithmParms
+    if info.keyUsage != C.TPM_KEY_IDENTITY or info.keyFlags & 0x2:
+        raise TPMError(C.TPM_INVALID_KEYUSAGE)
+    if (parms.encScheme != C.TPM_ES_NONE or parms.sigScheme != C.TPM_SS_RSASSAPKCS1v15_SHA1):
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
+    bits = check_key_template(info, loading=True)
+    if bits != 2048:
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
+    pcr = parse_pcr_info(info.PCRInfo, info.is_key12)
+    if pcr is not None:
+        fill_creation(tpm, pcr, ctx.locality)
+        info.PCRInfo = pcr.to_bytes()
+    rsa = tpm.key_source(bits)
+    info.pubKey = TPM_STORE_PUBKEY(rsa.modulus())
+    asym = TPM_STORE_ASYMKEY(C.TPM_PT_ASYM, id_auth, tpm.perm.tpm_proof,
+                             sha1(info.public_bytes()), rsa.prime())
+    info.encData = srk.rsa.encrypt_oaep(asym.to_bytes())
+    contents = TPM_IDENTITY_CONTENTS(TPM_STRUCT_VER(), C.TPM_ORD_MakeIdentity, label_digest,
+                                     info.pubkey())
+    binding = rsa.sign_sha1_digest(sha1(contents.to_bytes()))
+    return info.to_bytes() + Writer().sized32(binding).getvalue()
+
+
+@command(C.TPM_ORD_ActivateIdentity)
+def ActivateIdentity(tpm, ctx, r):
+    handle = r.u32()
+    ctx.mark(r)
+    blob = r.sized32("blob")
+    ctx.start(r, (C.TPM_TAG_RQU_AUTH2_COMMAND,), CHECK_ALL)
+    key = tpm.key_by_handle(handle)
+    ctx.verify(0, key.usage_auth, C.TPM_ET_KEYHANDLE, handle)
+    ctx.verify(1, tpm.perm.owner_auth, C.TPM_ET_OWNER)
+    if key.usage != C.TPM_KEY_IDENTITY:
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    if tpm.perm.ek is None:
+        raise TPMError(C.TPM_NO_ENDORSEMENT)
+    try:
+        plain = tpm.perm.ek.decrypt_oaep(blob)
+    except ValueError:
+        raise TPMError(C.TPM_DECRYPT_ERROR) from None
+    id_digest = sha1(key.blob.pubkey().to_bytes())
+    try:
+        if plain[:2] == b"\x00\x0c":
+            ek_blob = TPM_EK_BLOB.from_bytes(plain)
+            if ek_blob.ekType != TPM_EK_TYPE_ACTIVATE:
+                raise TPMError(C.TPM_BAD_TYPE)
+            act = TPM_EK_BLOB_ACTIVATE.from_bytes(ek_blob.blob)
+            if act.idDigest != id_digest:
+                raise TPMError(C.TPM_BAD_PARAMETER)
+            info = act.pcrInfo
+            if not tpm.check_locality(info.localityAtRelease, ctx.locality):
+                raise TPMError(C.TPM_BAD_LOCALITY)
+            if info.pcrSelection.indices() and tpm.pcr_composite_hash(
+                    info.pcrSelection.pcrSelect) != info.digestAtRelease:
+                raise TPMError(C.TPM_WRONGPCRVAL)
+            return act.sessionKey.to_bytes()
+        ca = TPM_ASYM_CA_CONTENTS.from_bytes(plain)
+    except TPMDecodeError:
+        raise TPMError(C.TPM_BAD_PARAMETER) from None
+    if ca.idDigest != id_digest:
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    return ca.sessionKey.to_bytes()
+
+
+@command(C.TPM_ORD_Quote2)
+def Quote2(tpm, ctx, r):
+    handle = r.u32()
+    ctx.mark(r)
+    external = r.digest()
+    sel = TPM_PCR_SELECTION.unmarshal(r)
+    add_version = r.u8()
+    ctx.start(r, T10, CHECK_ALL)
+    key = sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
+    if key.blob.algorithmParms.sigScheme not in (C.TPM_SS_RSASSAPKCS1v15_SHA1,
+                                                 C.TPM_SS_RSASSAPKCS1v15_INFO):
+        raise TPMError(C.TPM_INAPPROPRIATE_SIG)
+    if len(sel.pcrSelect) > C.TPM_NUM_PCR_SELECT:
+        raise TPMError(C.TPM_INVALID_PCR_INFO)
+    loc = 1 << ctx.locality if 0 <= ctx.locality <= 4 else 0
+    short = TPM_PCR_INFO_SHORT(sel, loc, tpm.pcr_composite_hash(sel.pcrSelect))
+    signed = TPM_QUOTE_INFO2(external, short).to_bytes()
+    version = b""
+    if add_version:
+        i = tpm.identity
+        version = TPM_CAP_VERSION_INFO(TPM_VERSION(*i.version), i.spec_level, i.errata_rev,
+                                       i.vendor_id, i.vendor_specific).to_bytes()
+    sig = key.rsa.sign_sha1_digest(sha1(signed + version))
+    return short.to_bytes() + Writer().sized32(version).sized32(sig).getvalue()
+
+
+@command(C.TPM_ORD_TickStampBlob)
+def TickStampBlob(tpm, ctx, r):
+    handle = r.u32()
+    ctx.mark(r)
+    anti_replay = r.digest()
+    digest = r.digest()
+    ctx.start(r, T10, CHECK_ALL)
+    key = sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
+    if key.blob.algorithmParms.sigScheme not in (C.TPM_SS_RSASSAPKCS1v15_SHA1,
+                                                 C.TPM_SS_RSASSAPKCS1v15_INFO):
+        raise TPMError(C.TPM_INAPPROPRIATE_SIG)
+    ticks = current_ticks(tpm).to_bytes()
+    info = TPM_SIGN_INFO(b"TSTP", anti_replay, digest + ticks)
+    sig = key.rsa.sign_sha1_digest(sha1(info.to_bytes()))
+    return ticks + Writer().sized32(sig).getvalue()
+
+
+@command(C.TPM_ORD_CertifyKey)
+def CertifyKey(tpm, ctx, r):
+    cert_handle = r.u32()
+    key_handle = r.u32()
+    ctx.mark(r)
+    anti_replay = r.digest()
+    ctx.start(r, T210, CHECK_ALL)
+    cert = tpm.key_by_handle(cert_handle)
+    key = tpm.key_by_handle(key_handle)
+    # AUTH2: certifying key, then key; AUTH1: whichever of the two needs auth
+    needs = [k.blob.authDataUsage != C.TPM_AUTH_NEVER for k in (cert, key)]
+    if ctx.n_auth == 2:
+        order = [(cert_handle, cert), (key_handle, key)]
+    else:
+        order = [hk for hk, n in zip(((cert_handle, cert), (key_handle, key)), needs) if n]
+        if len(order) != ctx.n_auth:
+            raise TPMError(C.TPM_AUTHFAIL)
+    for i, (h, k) in enumerate(order):
+        ctx.verify(i, k.usage_auth, C.TPM_ET_KEYHANDLE, h)
+    if cert.usage not in (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY):
+        raise TPMError(C.TPM_INVALID_KEYUSAGE)
+    if cert.blob.algorithmParms.sigScheme != C.TPM_SS_RSASSAPKCS1v15_SHA1:
+        raise TPMError(C.TPM_INAPPROPRIATE_SIG)
+    check_pcr_binding(tpm, parse_pcr_info(cert.blob.PCRInfo, cert.blob.is_key12), ctx.locality)
+    b = key.blob
+    info = TPM_CERTIFY_INFO(TPM_STRUCT_VER(), b.keyUsage, b.keyFlags, b.authDataUsage,
+                            b.algorithmParms, sha1(b.pubKey.to_bytes()), anti_replay, 0,
+                            b"" if b.is_key12 else b.PCRInfo)
+    sig = cert.rsa.sign_sha1_digest(sha1(info.to_bytes()))
+    return info.to_bytes() + Writer().sized32(sig).getvalue()
+
+
+@command(C.TPM_ORD_GetCapabilitySigned)
+def GetCapabilitySigned(tpm, ctx, r):
+    """1.1: GetCapability plus a signature over SHA-1(resp || antiReplay)."""
+    from .capability import capability, version
+    handle = r.u32()
+    ctx.mark(r)
+    anti_replay = r.digest()
+    cap = r.u32()
+    sub = r.sized32("subCap")
+    ctx.start(r, T10, CHECK_ALL)
+    key = sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
+    if key.blob.algorithmParms.sigScheme != C.TPM_SS_RSASSAPKCS1v15_SHA1:
+        raise TPMError(C.TPM_INAPPROPRIATE_SIG)
+    resp = capability(tpm, cap, sub)
+    sig = key.rsa.sign_sha1_digest(sha1(resp, anti_replay))
+    return version(tpm).to_bytes() + Writer().sized32(resp).sized32(sig).getvalue()
+
+
+@command(C.TPM_ORD_CertifySelfTest)
+def CertifySelfTest(tpm, ctx, r):
+    """1.1: a self test, then a signature over 'Test Passed' || antiReplay || ordinal."""
+    handle = r.u32()
+    ctx.mark(r)
+    anti_replay = r.digest()
+    ctx.start(r, T10, CHECK_ALL)
+    key = sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
+    if key.blob.algorithmParms.sigScheme != C.TPM_SS_RSASSAPKCS1v15_SHA1:
+        raise TPMError(C.TPM_BAD_SCHEME)
+    tpm.test_done = True
+    m2 = sha1(b"Test Passed", anti_replay, C.TPM_ORD_CertifySelfTest.to_bytes(4, "big"))
+    return Writer().sized32(key.rsa.sign_sha1_digest(m2)).getvalue()
