@@ -730,7 +730,7 @@ def _parse_hvm_build(cfg, b_info, out):
     buf = cfg.get_string("ms_vm_genid")
     if buf is not None:
         if buf == "generate":
-            hvm.ms_vm_genid = M.MsVmGenid(os.urandom(16))
+            hvm.ms_vm_genid = M.MsVmGenid(bytes=os.urandom(16))
         elif buf == "none":
             pass
         else:
