@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Annotated, Optional
 
-import typer
 
-from pyxl.cli._common import faults, need_args
+from pyxl.cli._common import typer, faults, need_args
 
 
 @faults

@@ -2,7 +2,7 @@
 
 typer (0.29) builds a click command and coerces every parameter through
 pydantic, which costs ~150 ms per run -- more than the rest of `pyxl list`
-together.  Most command lines are plain: flags, options with a string or int
+together -- and importing typer alone costs ~40 ms.  Most command lines are plain: flags, options with a string or int
 value, positional strings.  For those this module reads the same
 `Annotated[..., typer.Option("-l", "--long")]` declarations the handler
 already has and calls it directly; anything it does not fully understand
@@ -13,7 +13,6 @@ errors and help keep their one implementation.
 
 from __future__ import annotations
 
-import inspect
 import typing
 
 _SCALARS = (str, int)
@@ -39,20 +38,64 @@ def _unwrap(ann):
     return None, None
 
 
+class OptionInfo:
+    """Stand-in for typer.Option while reading a signature: records the
+    declarations without importing typer (~40 ms of every command's start-up)."""
+
+    def __init__(self, default=None, *param_decls, **kw):
+        self.default = default
+        self.param_decls = param_decls
+        self.callback = kw.get("callback")
+        self.is_eager = kw.get("is_eager", False)
+
+
+class ArgumentInfo(OptionInfo):
+    pass
+
+
+class _StubTyper:
+    Option = OptionInfo
+    Argument = ArgumentInfo
+
+
+_NO_DEFAULT = object()
+
+
+def _signature(handler):
+    """[(name, default)] of the handler's parameters, and its type hints,
+    evaluated with typer stubbed out (handler modules bind typer lazily)."""
+    fn = handler
+    while hasattr(fn, "__wrapped__"):
+        fn = fn.__wrapped__
+    code = fn.__code__
+    if code.co_flags & 0x0C:                 # *args / **kwargs: not a plain signature
+        return None, None
+    names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+    pos = names[:code.co_argcount]
+    defaults = dict(zip(pos[len(pos) - len(fn.__defaults__ or ()):], fn.__defaults__ or ()))
+    defaults.update(fn.__kwdefaults__ or {})
+    hints = typing.get_type_hints(fn, globalns=dict(fn.__globals__, typer=_StubTyper),
+                                  include_extras=True)
+    return [(n, defaults.get(n, _NO_DEFAULT)) for n in names], hints
+
+
 def parse(handler, argv: list[str]) -> dict | None:
     try:
-        hints = typing.get_type_hints(handler, include_extras=True)
-        sig = inspect.signature(handler)
+        params, hints = _signature(handler)
     except Exception:
+        return None
+    if params is None:
         return None
     options: dict[str, tuple[str, type]] = {}
     positionals: list[tuple[str, type]] = []
     kwargs: dict = {}
-    for name, p in sig.parameters.items():
+    for name, default in params:
         typ, info = _unwrap(hints.get(name))
         if typ is None or getattr(info, "callback", None) or getattr(info, "is_eager", False):
             return None
-        kwargs[name] = None if p.default is inspect.Parameter.empty else p.default
+        if default is _NO_DEFAULT:
+            return None           # required: let typer report it
+        kwargs[name] = default
         if type(info).__name__ == "OptionInfo":
             # inside Annotated, typer takes Option's first positional (stored as
             # its default) as the first declaration
@@ -65,8 +108,6 @@ def parse(handler, argv: list[str]) -> dict | None:
                     return None
                 options[d] = (name, typ)
         else:
-            if p.default is inspect.Parameter.empty:
-                return None       # required: let typer report it
             positionals.append((name, typ))
     pos_values: list[str] = []
     i = 0

@@ -6,9 +6,8 @@ import sys
 import time
 from typing import Annotated, Optional
 
-import typer
 
-from pyxl.cli._common import call, faults, need_args
+from pyxl.cli._common import typer, call, faults, need_args
 
 LIST_HEADER = "Name                                        ID   Mem VCPUs\tState\tTime(s)"
 
@@ -48,7 +47,12 @@ def list_(
     from pyxl.toolstack.errors import Fault
 
     try:
-        doms = call("list", dom=domain[0] if domain else None, long=long)
+        if long:
+            doms = call("list", dom=domain[0] if domain else None, long=True)
+        else:
+            doms = [dict(zip(("domid", "name", "mem", "vcpus", "state", "cpu_time", "uuid",
+                              "reason"), row))
+                    for row in call("list", dom=domain[0] if domain else None, rows=True)]
     except Fault as f:
         if f.name == "NO_SUCH_DOMID":
             print("Error: Domain '%s' does not exist." % domain[0], file=sys.stderr)

@@ -5,11 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Annotated, Optional
 
-import typer
 
-from pyxl.cli._common import call, faults, need_args
-
-Dom = Annotated[Optional[str], typer.Argument(metavar="Domain", show_default=False)]
+from pyxl.cli._common import typer, call, faults, need_args
 
 
 @faults
@@ -17,7 +14,7 @@ def destroy(
     force: Annotated[bool, typer.Option("-f", help="Permit destroying domain 0, which will only succeed "
                                         "when run from disaggregated toolstack domain with a "
                                         "hardware domain distinct from domain 0.")] = False,
-    domain: Dom = None,
+    domain: Annotated[Optional[str], typer.Argument(metavar="Domain", show_default=False)] = None,
 ):
     if not need_args("destroy", [domain] if domain else [], 1):
         return 2
@@ -78,27 +75,23 @@ def _progress(text: str):
     return progress(text)
 
 
-All = Annotated[bool, typer.Option("-a", "--all", help="Shutdown all guest domains.")]
-Fallback = Annotated[bool, typer.Option("-F", help="Fallback to ACPI power event for HVM guests with "
-                                        "no PV drivers.")]
-
 
 @faults
-def shutdown(all_: All = False,
+def shutdown(all_: Annotated[bool, typer.Option("-a", "--all", help="Shutdown all guest domains.")] = False,
              wait: Annotated[bool, typer.Option("-w", "--wait", help="Wait for guest(s) to shutdown.")] = False,
-             fallback: Fallback = False, domain: Dom = None):
+             fallback: Annotated[bool, typer.Option("-F", help="Fallback to ACPI power event for HVM guests with " "no PV drivers.")] = False, domain: Annotated[Optional[str], typer.Argument(metavar="Domain", show_default=False)] = None):
     return _shutdown_or_reboot(False, all_, wait, fallback, domain)
 
 
 @faults
-def reboot(all_: All = False,
+def reboot(all_: Annotated[bool, typer.Option("-a", "--all", help="Shutdown all guest domains.")] = False,
            wait: Annotated[bool, typer.Option("-w", "--wait", help="Wait for guest(s) to reboot.")] = False,
-           fallback: Fallback = False, domain: Dom = None):
+           fallback: Annotated[bool, typer.Option("-F", help="Fallback to ACPI power event for HVM guests with " "no PV drivers.")] = False, domain: Annotated[Optional[str], typer.Argument(metavar="Domain", show_default=False)] = None):
     return _shutdown_or_reboot(True, all_, wait, fallback, domain)
 
 
 @faults
-def pause(domain: Dom = None):
+def pause(domain: Annotated[Optional[str], typer.Argument(metavar="Domain", show_default=False)] = None):
     if not need_args("pause", [domain] if domain else [], 1):
         return 2
     from pyxl.toolstack.errors import Fault
@@ -112,7 +105,7 @@ def pause(domain: Dom = None):
 
 
 @faults
-def unpause(domain: Dom = None):
+def unpause(domain: Annotated[Optional[str], typer.Argument(metavar="Domain", show_default=False)] = None):
     if not need_args("unpause", [domain] if domain else [], 1):
         return 2
     from pyxl.toolstack.errors import Fault
@@ -126,7 +119,7 @@ def unpause(domain: Dom = None):
 
 
 @faults
-def rename(domain: Dom = None,
+def rename(domain: Annotated[Optional[str], typer.Argument(metavar="Domain", show_default=False)] = None,
            new_name: Annotated[Optional[str], typer.Argument(metavar="NewDomainName",
                                                              show_default=False)] = None):
     if not need_args("rename", [a for a in (domain, new_name) if a], 2):

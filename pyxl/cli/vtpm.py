@@ -6,16 +6,13 @@ import re
 import sys
 from typing import Annotated, Optional
 
-import typer
 
-from pyxl.cli._common import call, faults, need_args
+from pyxl.cli._common import typer, call, faults, need_args
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-Args = Annotated[Optional[list[str]], typer.Argument(show_default=False)]
-
 
 @faults
-def vtpm_attach(args: Args = None):
+def vtpm_attach(args: Annotated[Optional[list[str]], typer.Argument(show_default=False)] = None):
     args = args or []
     if not need_args("vtpm-attach", args, 1):
         return 2
@@ -59,7 +56,7 @@ def vtpm_attach(args: Args = None):
 
 
 @faults
-def vtpm_list(domains: Args = None):
+def vtpm_list(domains: Annotated[Optional[list[str]], typer.Argument(show_default=False)] = None):
     domains = domains or []
     if not need_args("vtpm-list", domains, 1):
         return 2
@@ -86,7 +83,7 @@ def vtpm_list(domains: Args = None):
 
 
 @faults
-def vtpm_detach(args: Args = None):
+def vtpm_detach(args: Annotated[Optional[list[str]], typer.Argument(show_default=False)] = None):
     args = args or []
     if not need_args("vtpm-detach", args, 2):
         return 2

@@ -6,11 +6,8 @@ from __future__ import annotations
 import sys
 from typing import Annotated, Optional
 
-import typer
 
-from pyxl.cli._common import call, faults, need_args
-
-Paths_ = Annotated[Optional[list[str]], typer.Argument(metavar="PATH...", show_default=False)]
+from pyxl.cli._common import typer, call, faults, need_args
 
 
 def _xs(op: str, **args):
@@ -47,7 +44,7 @@ def xenstore_ls(
 
 
 @faults
-def xenstore_read(paths: Paths_ = None):
+def xenstore_read(paths: Annotated[Optional[list[str]], typer.Argument(metavar="PATH...", show_default=False)] = None):
     paths = paths or []
     if not need_args("xenstore-read", paths, 1):
         return 2
@@ -77,7 +74,7 @@ def xenstore_write(args: Annotated[Optional[list[str]], typer.Argument(metavar="
 
 
 @faults
-def xenstore_rm(paths: Paths_ = None):
+def xenstore_rm(paths: Annotated[Optional[list[str]], typer.Argument(metavar="PATH...", show_default=False)] = None):
     paths = paths or []
     if not need_args("xenstore-rm", paths, 1):
         return 2

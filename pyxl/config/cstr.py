@@ -8,11 +8,37 @@ overflow (ULONG_MAX / LONG_MIN / LONG_MAX with ERANGE), and the end offset
 
 from __future__ import annotations
 
+import threading
+
+ERANGE = 34
+
 ULONG_MAX = (1 << 64) - 1
 LONG_MAX = (1 << 63) - 1
 LONG_MIN = -(1 << 63)
 
 _SPACE = " \t\n\v\f\r"
+
+
+class _Errno(threading.local):
+    value = 0
+
+
+_errno = _Errno()
+
+
+def get_errno() -> int:
+    """C's errno as far as xl's parsing can see it: set to ERANGE by an
+    overflowing conversion here and never cleared by a successful one (xl's
+    vif rate check reads a stale ERANGE, so this matters)."""
+    return _errno.value
+
+
+def set_errno(value: int) -> None:
+    _errno.value = value
+
+
+def _overflow() -> None:
+    _errno.value = ERANGE
 
 
 def _digits(s: str, i: int, base: int):
@@ -63,6 +89,7 @@ def strtoul(s: str, base: int = 10):
     if not ok:
         return 0, 0
     if val > ULONG_MAX:
+        _overflow()
         return ULONG_MAX, end
     if neg:
         val = (-val) & ULONG_MAX
@@ -75,6 +102,7 @@ def strtoul_erange(s: str, base: int = 10):
     if not ok:
         return 0, 0, False
     if val > ULONG_MAX:
+        _overflow()
         return ULONG_MAX, end, True
     if neg:
         val = (-val) & ULONG_MAX
@@ -89,8 +117,10 @@ def strtol(s: str, base: int = 10):
     if neg:
         val = -val
     if val > LONG_MAX:
+        _overflow()
         return LONG_MAX, end, True
     if val < LONG_MIN:
+        _overflow()
         return LONG_MIN, end, True
     return val, end, False
 
@@ -123,6 +153,9 @@ def scan_hex_uint(s: str, i: int = 0):
     val, neg, end, ok = _parse(s[i:], 16)
     if not ok:
         return None
+    if val > ULONG_MAX:
+        _overflow()
+        val = ULONG_MAX
     if neg:
         val = -val
     return val & 0xFFFFFFFF, i + end
@@ -134,6 +167,7 @@ def scan_hex_u64(s: str, i: int = 0):
     if not ok:
         return None
     if val > ULONG_MAX:
+        _overflow()
         val = ULONG_MAX
     elif neg:
         val = (-val) & ULONG_MAX

@@ -15,7 +15,7 @@ import uuid as _uuid
 
 from pyxl.config import model as M
 from pyxl.config.cpumap import parse_cpurange, parse_range
-from pyxl.config.cstr import atoi, strtok, strtoul, wrap_int, wrap_u32, wrap_u64
+from pyxl.config.cstr import ERANGE, set_errno, strtok, strtol, strtoul, wrap_int, wrap_u32, wrap_u64
 from pyxl.config.errors import ConfigError
 from pyxl.config.host import DEFAULT_HOST, HostInfo
 from pyxl.config.uuidparse import parse_uuid
@@ -75,6 +75,37 @@ class Output:
 
 
 # ---------------------------------------------------------------- getters
+
+class _ErrnoTracking:
+    """The XluConfig, plus the errno side effect of libxlu's number getters:
+    xlu_cfg_get_bounded_long clears errno and runs strtol on a plain atom."""
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+
+    def __getattr__(self, name):
+        return getattr(self._cfg, name)
+
+    def _strtol_errno(self, key):
+        setting = getattr(self._cfg, "setting", None)
+        s = setting(key) if setting is not None else None
+        if s is None or not isinstance(s.value, str) or s.op == "+=":
+            return
+        set_errno(0)
+        strtol(str(s.value), 0)     # sets ERANGE on overflow
+
+    def get_bounded_long(self, key, lo, hi, dont_warn=False):
+        self._strtol_errno(key)
+        return self._cfg.get_bounded_long(key, lo, hi, dont_warn)
+
+    def get_long(self, key, dont_warn=False):
+        self._strtol_errno(key)
+        return self._cfg.get_long(key, dont_warn)
+
+    def get_defbool(self, key, dont_warn=False):
+        self._strtol_errno(key)
+        return self._cfg.get_defbool(key, dont_warn)
+
 
 def _value_kind(cfg, key):
     v = cfg.get_value(key)
@@ -279,6 +310,8 @@ def parse_config(cfg, source: str, out: Output | None = None,
 
     out = out or Output()
     out.source = source
+    cfg = _ErrnoTracking(cfg)
+    set_errno(0)
     d = M.DomainConfig()
     c_info, b_info = d.c_info, d.b_info
 

@@ -32,6 +32,12 @@ def _scan_fixed(s: str, fmt_seps: list[str]):
     return vals, i
 
 
+class _NoFunction(Exception):
+    """"BB:DD" not followed by '.': xl's sscanf then leaves %n unset and
+    parse_bdf jumps by an uninitialised offset (a crash, or a rejection
+    without a message); pyxl rejects the spec."""
+
+
 def parse_bdf(pci, s: str):
     """parse_bdf -> end offset, or None (ERROR_INVAL)."""
     colons = 0
@@ -45,13 +51,17 @@ def parse_bdf(pci, s: str):
     if colons == 1:
         domain = 0
         vals, end = _scan_fixed(s, [":", "."])
-        if len(vals) != 2 or end is None:
+        if len(vals) != 2:
             return None
+        if end is None:
+            raise _NoFunction()
         bus, dev = vals
     elif colons == 2:
         vals, end = _scan_fixed(s, [":", ":", "."])
-        if len(vals) != 3 or end is None:
+        if len(vals) != 3:
             return None
+        if end is None:
+            raise _NoFunction()
         domain, bus, dev = vals
     else:
         return None
@@ -84,6 +94,13 @@ def parse_pci(pci, spec: str, say_partial) -> int:
     """xlu_pci_parse_spec_string: fills `pci`, returns 0 or a libxl error
     code (the caller exits with -code).  Messages without a newline go to
     `say_partial`, as libxlu prints them."""
+    try:
+        return _parse_pci(pci, spec, say_partial)
+    except _NoFunction:
+        return ERROR_INVAL
+
+
+def _parse_pci(pci, spec: str, say_partial) -> int:
     ptr = 0
     bdf_present = name_present = False
     end = parse_bdf(pci, spec)

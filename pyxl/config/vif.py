@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from pyxl.config.cstr import ULONG_MAX, strtok, strtoul, strtoul_erange, wrap_int
+from pyxl.config.cstr import ERANGE, ULONG_MAX, get_errno, strtoul, strtoul_erange, wrap_int
 from pyxl.config.errors import ConfigError
 from pyxl.config.model import NIC_COLO_FIELDS, DeviceNic, NicType
 
@@ -41,8 +41,10 @@ def parse_rate(rate: str, source: str):
         raise _rate_err(source, "no rate specified", rate)
     if not _RATE_RE.match(amount):
         raise _rate_err(source, "invalid rate", amount)
-    tmp, end, erange = strtoul_erange(amount, 0)
-    if tmp == 0 or tmp > UINT32_MAX or erange:
+    tmp, end, _ = strtoul_erange(amount, 0)
+    # errno is not cleared first: an ERANGE left by any earlier conversion
+    # (a getter's overflow, say) makes xl call a good rate an overflow
+    if tmp == 0 or tmp > UINT32_MAX or get_errno() == ERANGE:
         raise _rate_err(source, "rate overflow", amount)
     unit = amount[end:]
     tmp *= {"G": 10**9, "M": 10**6, "K": 1000}.get(unit[:1], 1)
@@ -53,8 +55,8 @@ def parse_rate(rate: str, source: str):
     if interval is not None:
         if not _INTERVAL_RE.match(interval):
             raise _rate_err(source, "invalid replenishment interval", interval)
-        t, end, erange = strtoul_erange(interval, 0)
-        if t == 0 or t > UINT32_MAX or erange:
+        t, end, _ = strtoul_erange(interval, 0)
+        if t == 0 or t > UINT32_MAX or get_errno() == ERANGE:
             raise _rate_err(source, "replenishment interval overflow", interval)
         u = interval[end:end + 1]
         if u in ("s", ""):

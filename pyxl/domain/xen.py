@@ -406,6 +406,16 @@ class XenInterface:
         mapping.close()
         self._call(wire.GNT_UNMAP, [mapping.domid, mapping.ref])
 
+    # -- iomem (MMIO to host devices the domain was given with iomem=) ----
+    def mmio_read(self, addr: int, width: int = 1, count: int = 1) -> bytes:
+        """`count` reads of `width` bytes at machine address `addr`
+        (little-endian each); EPERM without iomem permission."""
+        return self._call(wire.MMIO_READ, [addr, width, count])[0]
+
+    def mmio_write(self, addr: int, data: bytes, width: int = 1) -> None:
+        """Write `data` as len(data)/width accesses of `width` bytes at `addr`."""
+        self._call(wire.MMIO_WRITE, [addr, width, bytes(data)])
+
     # -- console ---------------------------------------------------------
     def console_write(self, data) -> None:
         """Console output (one-way; never waits for the daemon to log it)."""

@@ -62,9 +62,12 @@ class Domain:
     def proc_stat(self) -> list[str] | None:
         if not self.pid:
             return None
-        try:
-            with open("/proc/%d/stat" % self.pid, "rb") as f:
-                data = f.read().decode()
+        try:        # os-level calls: `pyxl list` reads this for every domain
+            fd = os.open("/proc/%d/stat" % self.pid, os.O_RDONLY)
+            try:
+                data = os.read(fd, 4096).decode()
+            finally:
+                os.close(fd)
         except OSError:
             return None
         # comm may hold spaces/parens: split after the last ')'

@@ -44,6 +44,7 @@ from . import wire
 from .console import Console
 from .evtchn import EventChannels
 from .grant import GrantTables
+from .iomem import IoMem
 from .xenstore import QueueSink, Quotas, XenStore, XsConnection
 
 # How many frames may wait in one connection's queue.
@@ -275,6 +276,7 @@ class Hypervisor:
         self.xenstore = XenStore(quotas)
         self.evtchn = EventChannels(self._deliver_evtchn)
         self.grants = GrantTables()
+        self.iomem = IoMem()             # iomem= permissions and host MMIO devices
         self.lock = threading.RLock()
         self._domains: dict[int, _Domain] = {}
         self._dom0_sinks: list[Callable[[int], None]] = []
@@ -348,6 +350,7 @@ class Hypervisor:
             dom.conn.join(2.0)
         self.evtchn.remove_domain(domid)
         self.grants.remove_domain(domid)
+        self.iomem.domain_destroyed(domid)
         dom.console.close()
         if remove_home:
             try:
@@ -513,5 +516,12 @@ class Hypervisor:
             dom = self._domains.get(domid)
             if dom is not None and f.args:
                 dom.console.output(f.args[0])
+            return [], []
+        if op == wire.MMIO_READ:
+            return [self.iomem.read(domid, f.int(0), f.int(1), f.int(2))], []
+        if op == wire.MMIO_WRITE:
+            if len(f.args) != 3:
+                raise wire.WireError("MMIO write needs address, width and data")
+            self.iomem.write(domid, f.int(0), f.int(1), f.args[2])
             return [], []
         raise OSError(_errno.ENOSYS, f"unknown operation {op:#x}")

@@ -60,6 +60,8 @@ GNT_MAP = 0x302
 GNT_UNMAP = 0x303
 CONSOLE_WRITE = 0x400          # one-way: domain output
 CONSOLE_INPUT = 0x480          # pushed: input for the domain
+MMIO_READ = 0x500              # iomem access: addr, width, count -> data
+MMIO_WRITE = 0x501             # iomem access: addr, width, data
 
 FLAG_ONEWAY = 1
 

@@ -232,6 +232,13 @@ class Daemon:
                     doms = [st.resolve(a["dom"])]
                 else:
                     doms = st.table.sorted()
+                if a.get("rows"):      # `pyxl list`: just its columns, as compact rows
+                    out = []
+                    for d in doms:
+                        state, cpu = d.snapshot()
+                        out.append([d.domid, d.name, d.target_memkb // 1024, d.vcpus, state,
+                                    round(cpu, 3), d.uuid, d.shutdown_reason])
+                    return out
                 return [st.dominfo(d, a.get("long", False)) for d in doms]
         if op == "info":
             with st.lock:

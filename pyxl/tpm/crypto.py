@@ -90,7 +90,8 @@ class RSAKey:
             p, q = self.p, self.n // self.p
             d = rsa.rsa_recover_private_exponent(self.e, p, q)
             nums = rsa.RSAPrivateNumbers(p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q),
-                                         rsa.rsa_crt_iqmp(p, q), rsa.RSAPublicNumbers(self.e, self.n))
+                                         rsa.rsa_crt_iqmp(p, q),
+                                         rsa.RSAPublicNumbers(self.e, self.n))
             self._priv = nums.private_key(unsafe_skip_rsa_key_validation=True)
         return self._priv
 

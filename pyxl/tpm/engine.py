@@ -11,12 +11,17 @@ same return codes: header and paramSize, ordinal table (TPM_BAD_ORDINAL),
 then per command: parameters (short -> TPM_BAD_PARAM_SIZE), auth trailers,
 state checks (lockout, post-init, disabled, deactivated, owner), the
 command's allowed tags (TPM_BADTAG), leftover bytes (TPM_BAD_PARAM_SIZE).
-The commands themselves live in pyxl/tpm/commands/.
+
+This module holds the frame checks, the dispatch table, the authorization
+sessions (Ctx.verify: OIAP/OSAP HMAC-SHA1, ADIP) and the state containers;
+the commands live in pyxl/tpm/commands/ (one module per area, registered
+with @command), the state blob in state.py.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -139,6 +144,8 @@ class PermanentData:
     counters: dict[int, Counter] = field(default_factory=dict)
     counter_floor: int = 0                 # highest value of a released counter
     evict_keys: dict[int, LoadedKey] = field(default_factory=dict)   # owner-evict keys
+    audited: set[int] = field(default_factory=set)                     # audited ordinals
+    audit_counter: int = 0                 # auditMonotonicCounter
     auth_fail_count: int = 0
 
 
@@ -169,7 +176,6 @@ class Ctx:
         self.auths: list[AuthIn] = []
         self.in_digest = b""
         self.out_skip = 0            # leading output bytes not in the HMAC (handles)
-        self.started = False
 
     def mark(self, r: Reader) -> None:
         """The HMAC'ed parameters start here (after the handles)."""
@@ -181,7 +187,6 @@ class Ctx:
         n = _AUTHS_OF_TAG.get(self.tag, 0) if self.tag in tags else 0
         for _ in range(n):
             self.auths.append(AuthIn(r.u32(), r.bytes(20), r.u8(), r.bytes(20)))
-        self.started = True
         tpm.check_state(self.tag, check)
         if self.tag not in tags:
             raise TPMError(C.TPM_BADTAG)
@@ -291,6 +296,8 @@ class TPM:
         self.clock = clock
         self.perm = PermanentData()
         self.perm.nv = default_nv()
+        from .commands.audit import default_audited
+        self.perm.audited = default_audited(identity)
         self.perm.flags.nvLocked = identity.nv_locked
         self.perm.flags.readSRKPub = identity.read_srk_pub
         if generate_ek:
@@ -300,6 +307,7 @@ class TPM:
         self._last_dump: bytes | None = None
         self._dirty = True
         self.internal_errors = 0                 # handler bugs turned into TPM_FAIL
+        self._lock = threading.RLock()           # one command at a time, as on a chip
         self._power_off()
 
     # -- power and start-up ------------------------------------------------
@@ -323,6 +331,7 @@ class TPM:
         self.context_nonce_session = random_bytes(20)   # renewed by every start-up
         self.context_count = 0
         self.saved_sessions: set[int] = set()           # contextCounts of saved sessions
+        self.audit_digest = bytes(20)                   # renewed by TPM_Startup(ST_CLEAR)
 
     def power_on(self, startup: str | None = "clear") -> int:
         """TPM_Init followed by TPM_Startup(startup), as vtpm-stubdom does.
@@ -346,7 +355,8 @@ class TPM:
     # -- persistent state -----------------------------------------------------
     def dump(self) -> bytes:
         from .state import dump_state
-        blob = dump_state(self)
+        with self._lock:
+            blob = dump_state(self)
         self._last_dump = blob
         self._dirty = False
         return blob
@@ -438,7 +448,7 @@ class TPM:
         if handle in (C.TPM_KH_SRK, C.TPM_KH_EK) or self.keys.pop(handle, None) is None:
             raise TPMError(C.TPM_INVALID_KEYHANDLE)
 
-    def key_by_handle(self, handle: int, *, allow_ek: bool = False) -> LoadedKey:
+    def key_by_handle(self, handle: int) -> LoadedKey:
         if handle == C.TPM_KH_SRK:
             if self.perm.srk is None:
                 raise TPMError(C.TPM_INVALID_KEYHANDLE)
@@ -469,7 +479,8 @@ class TPM:
     def execute(self, request: bytes, locality: int = 0) -> bytes:
         """Run one command frame; always returns a response frame."""
         try:
-            return self._execute(bytes(request), locality)
+            with self._lock:
+                return self._execute(bytes(request), locality)
         except Exception:  # a handler bug must not take the TPM (or its server) down
             self.internal_errors += 1
             log.exception("TPM engine internal error")
@@ -505,6 +516,10 @@ class TPM:
             self._end_sessions(ctx, C.TPM_BAD_PARAM_SIZE)
             return _error(C.TPM_BAD_PARAM_SIZE)
         if ordinal not in READ_ONLY:
+            self.mark_dirty()
+        if ordinal in self.perm.audited:
+            from .commands.audit import audit
+            audit(self, ctx, out)
             self.mark_dirty()
         return self._respond(ctx, out)
 

@@ -4,8 +4,9 @@ The Xen vTPM (the Berlios TPM emulator 0.7 inside vtpm-stubdom) answers
 chip version 1.2.0.7, spec level 2, errata 1, vendor "ETHZ"; a simulated
 hardware TPM can present another identity.  Besides the numbers, an identity
 carries the few behaviours in which the two families differ: physical
-presence (always asserted in the emulator), which PCRs start at all-0xFF, and
-the initial nvLocked / readSRKPub flags.
+presence (always asserted in the emulator), which PCRs start at all-0xFF,
+the initial nvLocked / readSRKPub flags, default auditing, and whether
+clearing the owner leaves the TPM enabled and active.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class Identity:
     pcrs_ff_at_startup: frozenset = frozenset(range(16, 24))
     nv_locked: bool = True                # initial TPM_PERMANENT_FLAGS.nvLocked
     read_srk_pub: bool = True             # initial TPM_PERMANENT_FLAGS.readSRKPub
+    audit_by_default: bool = False        # libtpms audits the owner/EK commands from the start
+    clear_keeps_enabled: bool = True      # OwnerClear/ForceClear: libtpms disables + deactivates
 
     def __post_init__(self):
         if len(self.vendor_id) != 4:
@@ -49,4 +52,5 @@ IBM_SWTPM_IDENTITY = Identity(
     manufacturer=0x49424D00, max_random=4082, input_buffer=4096, max_keys=20,
     max_sessions=16, tis_timeouts=(1000000, 1000000, 1000000, 1000000),
     durations=(50000000, 100000000, 300000000), physical_presence=False,
-    pcrs_ff_at_startup=frozenset(range(17, 23)), nv_locked=False, read_srk_pub=False)
+    pcrs_ff_at_startup=frozenset(range(17, 23)), nv_locked=False, read_srk_pub=False,
+    audit_by_default=True, clear_keeps_enabled=False)

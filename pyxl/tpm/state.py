@@ -80,13 +80,16 @@ def state_dict(tpm) -> dict:
             "ek": _rsa_out(p.ek),
             "ek_reset": _h(p.ek_reset),
             "srk": _key_out(p.srk),
-            "nv": [{"pub": a.pub.to_bytes().hex(), "auth": a.auth.hex(), "data": bytes(a.data).hex()}
+            "nv": [{"pub": a.pub.to_bytes().hex(), "auth": a.auth.hex(),
+                    "data": bytes(a.data).hex()}
                    for _, a in sorted(p.nv.items())],
             "counters": [[i, c.label.hex(), c.value, c.auth.hex()]
                          for i, c in sorted(p.counters.items())],
             "counter_floor": p.counter_floor,
             "evict_keys": [[h, _key_out(k)] for h, k in sorted(p.evict_keys.items())],
             "auth_fail_count": p.auth_fail_count,
+            "audited": sorted(p.audited),
+            "audit_counter": p.audit_counter,
         },
         "saved": tpm.saved,
     }
@@ -142,6 +145,8 @@ def load_state(tpm, blob: bytes) -> None:
         p.counter_floor = int(pd["counter_floor"])
         p.evict_keys = {int(h): _key_in(k) for h, k in pd["evict_keys"]}
         p.auth_fail_count = int(pd["auth_fail_count"])
+        p.audited = {int(o) for o in pd["audited"]}
+        p.audit_counter = int(pd["audit_counter"])
         saved = d["saved"]
         if saved is not None:
             check_saved(saved)
@@ -165,6 +170,7 @@ def save_volatile(tpm) -> dict:
         "keys": [[h, _key_out(k)] for h, k in sorted(tpm.keys.items())
                  if not k.blob.keyFlags & 0x4 and h not in tpm.perm.evict_keys],
         "context_nonce_key": tpm.context_nonce_key.hex(),
+        "audit_digest": tpm.audit_digest.hex(),
         "nv_stclear": [[i, a.pub.bReadSTClear, a.pub.bWriteSTClear]
                        for i, a in sorted(tpm.perm.nv.items())],
     }
@@ -174,7 +180,8 @@ def check_saved(saved: dict) -> None:
     if len(saved["pcrs"]) != 24 or any(len(bytes.fromhex(v)) != 20 for v in saved["pcrs"]):
         raise ValueError("bad saved PCRs")
     TPM_STCLEAR_FLAGS.from_bytes(bytes.fromhex(saved["stclear"]))
-    if len(bytes.fromhex(saved["context_nonce_key"])) != 20:
+    if len(bytes.fromhex(saved["context_nonce_key"])) != 20 or \
+            len(bytes.fromhex(saved["audit_digest"])) != 20:
         raise ValueError("bad saved context nonce")
     for h, k in saved["keys"]:
         int(h)
@@ -187,6 +194,7 @@ def restore_volatile(tpm, saved: dict) -> None:
     tpm.reset_keys()
     tpm.keys.update({int(h): _key_in(k) for h, k in saved["keys"]})
     tpm.context_nonce_key = bytes.fromhex(saved["context_nonce_key"])
+    tpm.audit_digest = bytes.fromhex(saved["audit_digest"])
     for i, rd, wr in saved.get("nv_stclear", []):
         a = tpm.perm.nv.get(i)
         if a is not None:

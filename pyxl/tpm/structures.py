@@ -602,7 +602,7 @@ ALL_STRUCTURES = [
 ]
 
 
-# ---------------------------------------------------------------- identities, counters, certification
+# ---------------------------------------------------------------- identities, counters, certifying
 
 @dataclass
 class TPM_SYMMETRIC_KEY(TPMStruct):

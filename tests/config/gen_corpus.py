@@ -308,6 +308,9 @@ KEYS = {
     "device_model_args_pv": lambda r: slist(r, lambda rr: pick(rr, ["-a", "b"])),
     "device_model_args_hvm": lambda r: slist(r, lambda rr: pick(rr, ["-a", "b"])),
     "stubdomain_kernel": lambda r: string(r, PATHS), "stubdomain_memory": number,
+    "stubdomain_cmdline": lambda r: string(r, ["console=hvc0", ""]),
+    "stubdomain_ramdisk": lambda r: string(r, PATHS),
+    "vsnd": lambda r: (pick(r, VSND) if r.random() < 0.9 else q("card")),
     "hap": boolean, "oos": boolean, "nomigrate": boolean, "localtime": boolean,
     "driver_domain": boolean, "acpi": boolean, "e820_host": boolean, "dm_restrict": boolean,
     "xend_suspend_evtchn_compat": boolean, "vpmu": boolean, "msr_relaxed": boolean,
@@ -392,6 +395,13 @@ KEYS = {
     "unknown_key": lambda r: q("ignored"), "on.0": lambda r: "1",
 }
 
+VSND = ['[["card, backend=dom0, short-name=A, sample-rates=8000;44100, sample-formats=s16_le;u8",'
+        ' "pcm, name=p0, channels-max=2", "stream, unique-id=s0, type=p, buffer-size=1024"]]',
+        '[["card, long-name=B", "stream, type=c"], ["pcm, name=x", "stream, type=P"]]',
+        '[["card, sample-formats=s99"]]', '[["card, bogus=1"]]', '[["stream, type=x"]]',
+        '[["widget"]]', '[["pcm, channels-min=1, channels-max=0x2, buffer-size=010"]]',
+        '["card"]', '[[]]']
+
 VNUMA = ['[["pnode=0", "size=512", "vcpus=0", "vdistances=10,20"], '
          '["pnode=0", "size=512", "vcpus=1", "vdistances=20,10"]]',
          '[["pnode=0", "size=1024", "vcpus=0-1", "vdistances=10"]]',
@@ -431,8 +441,8 @@ def generate(rng: random.Random) -> str:
         r = rng.random()
         if r < 0.05:
             out.append("# " + pick(rng, ["comment", "memory = 1", "é"]))
-        if r > 0.97 and line.endswith("]") and ", " in line:
-            line = line.replace(", ", ",\n    ").replace("[", "[\n    ", 1)
+        if r > 0.97 and line.endswith("]") and '", "' in line:
+            line = line.replace('", "', '",\n    "').replace("[", "[\n    ", 1)
         out.append(line)
     sep = "; " if rng.random() < 0.03 else "\n"
     return sep.join(out) + "\n"

@@ -38,7 +38,7 @@ def test_corpus_goldens_are_still_what_xl_says():
     assert stale == []
 
 
-@settings(max_examples=200, deadline=None, derandomize=False,
+@settings(max_examples=400, deadline=None, derandomize=False,
           suppress_health_check=[HealthCheck.too_slow])
 @given(rng=st.randoms(use_true_random=False))
 def test_generated_configs_agree_with_xl(rng: random.Random):

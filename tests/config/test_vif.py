@@ -66,3 +66,14 @@ def test_bad_mtu_is_fatal():
     with pytest.raises(ConfigError) as e:
         nic("mtu=abc")
     assert e.value.lines == ['xl: failed to convert "abc" to number']
+
+
+def test_a_stale_erange_makes_a_good_rate_overflow_like_xl():
+    from pyxl.config import ConfigError, load_data
+    text = (b'name="g"\nkernel="/k"\nvmtrace_buf_kb=99999999999999999999\n'
+            b'vif=["rate=10Mb/s"]\n')
+    with pytest.raises(ConfigError) as e:
+        load_data(text, "t.cfg", warn=lambda s: None)
+    assert e.value.lines == ["t.cfg: config parsing error in vif: rate overflow in `10Mb/s'"]
+    # without the overflow the same rate is fine
+    load_data(text.replace(b'vif=', b'vmtrace_buf_kb=1\nvif='), "t.cfg", warn=lambda s: None)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pexpect
 
+from ts_host import expect
+
 
 def write_cfg(tmp_path, host, name, extra=""):
     cfg = tmp_path / (name + ".cfg")
@@ -41,13 +43,13 @@ def test_create_c_attaches_console(host, tmp_path):
     cfg = write_cfg(tmp_path, host, "domu")
     child = pexpect.spawn(host.pyxl_cmd[0], host.pyxl_cmd[1:] + ["create", "-c", str(cfg)],
                           env=host.env, timeout=15, encoding="utf-8")
-    child.expect("Parsing config from")
-    child.expect("Command line: console=hvc0")
-    child.expect("root@domu:~# ")
+    expect(child, "Parsing config from", host)
+    expect(child, "Command line: console=hvc0", host)
+    expect(child, "root@domu:~# ", host)
     child.send("uname -r\r")
-    child.expect("6.1.0-18-amd64\r\n")
+    expect(child, "6.1.0-18-amd64\r\n", host)
     child.send("\x1d")
-    child.expect(pexpect.EOF)
+    expect(child, pexpect.EOF, host)
     child.close()
     assert child.exitstatus == 0
     assert "domu" in host.domains()
@@ -57,12 +59,12 @@ def test_create_F_follows_the_domain_until_it_is_gone(host, tmp_path):
     cfg = write_cfg(tmp_path, host, "fg")
     child = pexpect.spawn(host.pyxl_cmd[0], host.pyxl_cmd[1:] + ["create", "-F", str(cfg)],
                           env=host.env, timeout=15, encoding="utf-8")
-    child.expect(r"Waiting for domain fg \(domid 1\) to die")
+    expect(child, r"Waiting for domain fg \(domid 1\) to die", host)
     host.wait_for(lambda: "login:" in host.console_log("fg"), what="boot")
     assert host.run("shutdown", "fg").returncode == 0
-    child.expect("Domain 1 has shut down, reason code 0 0x0")
-    child.expect("Done. Exiting now")
-    child.expect(pexpect.EOF)
+    expect(child, "Domain 1 has shut down, reason code 0 0x0", host)
+    expect(child, "Done. Exiting now", host)
+    expect(child, pexpect.EOF, host)
     child.close()
     assert child.exitstatus == 0
     assert "fg" not in host.domains()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import procs_of
+from ts_host import cmdline, procs_of
 from pyxl.toolstack import protocol
 from pyxl.toolstack.client import Client
 from pyxl.toolstack.errors import KINDS, Fault
@@ -23,7 +23,7 @@ from pyxl.toolstack.paths import Paths
 
 def daemon_pids(host):
     return [p for p in procs_of(host.root)
-            if b"pyxl.toolstack.daemon" in open("/proc/%d/cmdline" % p, "rb").read()]
+            if b"pyxl.toolstack.daemon" in cmdline(p)]
 
 
 def test_fault_table_is_one_consistent_table():
@@ -124,7 +124,7 @@ def test_sigkill_daemon_then_adopt_live_and_record_dead(host):
     host.wait_for(lambda: not os.path.exists("/proc/%d/stat" % dpid) or
                   open("/proc/%d/stat" % dpid).read().split()[2] == "Z", what="daemon death")
     doomed_pid = [p for p in procs_of(host.root)
-                  if b'"name": "doomed"' in open("/proc/%d/cmdline" % p, "rb").read()]
+                  if b'"name": "doomed"' in cmdline(p)]
     assert len(doomed_pid) == 1
     os.kill(doomed_pid[0], signal.SIGKILL)
     time.sleep(0.1)

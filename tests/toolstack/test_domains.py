@@ -15,7 +15,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import procs_of
+from ts_host import cmdline, expect, procs_of
 
 ROW = re.compile(r"^(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+([rbpscd-]{6})\s+(\d+\.\d)$")
 
@@ -34,7 +34,7 @@ def rows(out: str) -> dict[str, tuple]:
 
 def domain_pid(host, name):
     for p in procs_of(host.root):
-        if ('"name": "%s"' % name).encode() in open("/proc/%d/cmdline" % p, "rb").read():
+        if ('"name": "%s"' % name).encode() in cmdline(p):
             return p
     return None
 
@@ -165,15 +165,15 @@ def test_console_attach_type_and_detach(host):
     host.wait_for(lambda: "root@con:~#" in host.console_log("con"), what="shell prompt")
     child = spawn_console(host, "console", "con")
     # output from before the attach is delivered first
-    child.expect("Linux version")
-    child.expect(r"root@con:~# ")
+    expect(child, "Linux version", host)
+    expect(child, r"root@con:~# ", host)
     child.send("echo hello from the guest\r")
-    child.expect("hello from the guest\r\n")
-    child.expect(r"root@con:~# ")
+    expect(child, "hello from the guest\r\n", host)
+    expect(child, r"root@con:~# ", host)
     child.send("cat /sys/hypervisor/type\r")
-    child.expect("xen\r\n")
+    expect(child, "xen\r\n", host)
     child.send("\x1d")                      # Ctrl-]
-    child.expect(pexpect.EOF)
+    expect(child, pexpect.EOF, host)
     child.close()
     assert child.exitstatus == 0
     # still running, and the log kept everything
@@ -184,10 +184,10 @@ def test_console_attach_type_and_detach(host):
 def test_create_c_then_poweroff_from_the_console(host):
     child = pexpect.spawn(sys.executable, host.mkdom_argv("cc", "-c")[1:], env=host.env,
                           timeout=15, encoding="utf-8")
-    child.expect("Booting paravirtualized kernel on Xen")
-    child.expect(r"root@cc:~# ")
+    expect(child, "Booting paravirtualized kernel on Xen", host)
+    expect(child, r"root@cc:~# ", host)
     child.send("poweroff\r")
-    child.expect("reboot: Power down")
+    expect(child, "reboot: Power down", host)
     child.expect(pexpect.EOF)               # the domain is gone, the console ends
     child.close()
     assert child.exitstatus == 0
@@ -211,29 +211,29 @@ def test_crash_runs_on_crash(host):
 def test_reboot_restarts_with_a_new_domid_and_e_leaves_it(host):
     child = pexpect.spawn(sys.executable, host.mkdom_argv("rb", "-c")[1:], env=host.env,
                           timeout=15, encoding="utf-8")
-    child.expect(r"root@rb:~# ")
+    expect(child, r"root@rb:~# ", host)
     child.send("reboot\r")
-    child.expect("reboot: Restarting system")
-    child.expect(pexpect.EOF)
+    expect(child, "reboot: Restarting system", host)
+    expect(child, pexpect.EOF, host)
     child.close()
     host.wait_for(lambda: host.domains().get("rb", {}).get("domid") == 2, what="restart")
     # -e: no monitor, so a powered-off domain lingers as ---s--
     assert host.create("lin", "-e").returncode == 0
     child = spawn_console(host, "console", "lin")
-    child.expect(r"root@lin:~# ")
+    expect(child, r"root@lin:~# ", host)
     child.send("halt\r")
-    child.expect(pexpect.EOF)
+    expect(child, pexpect.EOF, host)
     host.wait_for(lambda: host.domains().get("lin", {}).get("state") == "---s--", what="shutdown")
 
 
 def test_console_flood_keeps_the_daemon_responsive(host):
     assert host.create("flood").returncode == 0
     child = spawn_console(host, "console", "flood")
-    child.expect(r"root@flood:~# ")
+    expect(child, r"root@flood:~# ", host)
     child.send("yes\r")
-    child.expect("y\r\ny\r\n")
+    expect(child, "y\r\ny\r\n", host)
     child.send("\x1d")
-    child.expect(pexpect.EOF)
+    expect(child, pexpect.EOF, host)
     t0 = time.monotonic()
     for _ in range(3):
         p = host.run("list")

@@ -158,10 +158,10 @@ def test_the_domain_gets_the_image_blkback_opened(host, tmp_path):
     import json
     import os
 
-    from conftest import procs_of
+    from ts_host import cmdline, procs_of
 
     pid = [p for p in procs_of(host.root)
-           if b'"name": "vm"' in open("/proc/%d/cmdline" % p, "rb").read()][0]
-    spec = json.loads(open("/proc/%d/cmdline" % pid, "rb").read().split(b"\0")[-2])
+           if b'"name": "vm"' in cmdline(p)][0]
+    spec = json.loads(cmdline(pid).split(b"\0")[-2])
     fd = spec["block"]["hda"]
     assert os.readlink("/proc/%d/fd/%d" % (pid, fd)) == str(img)

@@ -236,7 +236,8 @@ def test_session_slots_run_out(tpm):
 
 
 def test_osap_for_unknown_entities(owned):
-    assert run(owned, 0xC1, 0x0B, u16(1) + u32(0x01000005) + bytes(20)).rc == RC.TPM_INVALID_KEYHANDLE
+    r = run(owned, 0xC1, 0x0B, u16(1) + u32(0x01000005) + bytes(20))
+    assert r.rc == RC.TPM_INVALID_KEYHANDLE
     assert run(owned, 0xC1, 0x0B, u16(0x0B) + u32(0x1234) + bytes(20)).rc == RC.TPM_BADINDEX
     assert run(owned, 0xC1, 0x0B, u16(0x0C) + u32(0) + bytes(20)).rc == RC.TPM_NOOPERATOR
 
@@ -279,3 +280,21 @@ def test_hardware_like_identity_needs_physical_presence():
     assert run(tpm, 0xC1, 0x71, b"\x01").rc == RC.TPM_BAD_PRESENCE
     r = getcap(tpm, 0x1A)
     assert r.body[4 + 2:4 + 13] == bytes.fromhex("0102129e000203") + b"IBM\x00"
+
+
+def test_owner_read_pubek(owned):
+    r, out = auth1(owned, 0x7D, b"", b"", OWNER)
+    assert r.rc == 0
+    pub, used = parse_pubkey(out)
+    assert used == len(out) and pub.public_numbers().n == owned.perm.ek.n
+    assert auth1(owned, 0x7D, b"", b"", bytes(20))[0].rc == RC.TPM_AUTHFAIL
+
+
+def test_clear_on_a_hardware_like_tpm_disables_it():
+    from pyxl.tpm.identity import IBM_SWTPM_IDENTITY
+    tpm = TPM(IBM_SWTPM_IDENTITY, key_source=key_pool())
+    tpm.power_on()
+    take_ownership(tpm)
+    assert auth1(tpm, 0x5B, b"", b"", OWNER)[0].rc == 0
+    assert tpm.perm.flags.disable and tpm.perm.flags.deactivated
+    assert run(tpm, 0xC1, 0x7C, bytes(20)).rc == RC.TPM_DISABLED      # as recorded on libtpms

@@ -78,7 +78,8 @@ def test_tcsd_startup_and_tpm_version(tpm):
 
 
 def test_xen_property_values(tpm):
-    assert cap_value(tpm, 5, u32(0x115)) == b"".join(u32(v) for v in (750000, 2000000, 750000, 750000))
+    timeouts = (750000, 2000000, 750000, 750000)
+    assert cap_value(tpm, 5, u32(0x115)) == b"".join(u32(v) for v in timeouts)
     assert cap_value(tpm, 5, u32(0x120)) == b"".join(u32(v) for v in (3000000, 3000000, 600000000))
     assert cap_value(tpm, 5, u32(0x124)) == u32(4088)
     assert cap_value(tpm, 5, u32(0x111)) == b"\x00"

@@ -53,8 +53,8 @@ def test_activate_identity_and_quote2(world):
     key, _ = make_identity(tpm)
     h = load_key2(tpm, key.to_bytes())
     sym = S.TPM_SYMMETRIC_KEY(C.TPM_ALG_AES128, C.TPM_ES_SYM_CTR, os.urandom(16))
-    act = S.TPM_EK_BLOB_ACTIVATE(sym, sha1(key.pubkey().to_bytes()),
-                                 S.TPM_PCR_INFO_SHORT(S.TPM_PCR_SELECTION(bytes(3)), 0x1F, bytes(20)))
+    no_pcrs = S.TPM_PCR_INFO_SHORT(S.TPM_PCR_SELECTION(bytes(3)), 0x1F, bytes(20))
+    act = S.TPM_EK_BLOB_ACTIVATE(sym, sha1(key.pubkey().to_bytes()), no_pcrs)
     blob = ek.encrypt(S.TPM_EK_BLOB(1, act.to_bytes()).to_bytes(), OAEP_TCPA)
     r, out = auth2(tpm, 0x7A, u32(h), u32(len(blob)) + blob, Session(tpm), IDAUTH,
                    Session(tpm), OWNER)
@@ -237,5 +237,68 @@ def test_tickstampblob(world):
     signed = u16(5) + b"TSTP" + nonce + u32(20 + len(tb)) + digest + tb
     pub = parse_pubkey(S.TPM_KEY.from_bytes(blob).pubkey().to_bytes())[0]
     pub.verify(sig, signed, padding.PKCS1v15(), hashes.SHA1())
+    for k in (h, parent):
+        run(tpm, 0xC1, 0xBA, u32(k) + u32(1))
+
+
+def test_audit_digest_chain():
+    tpm = new_tpm()
+    take_ownership(tpm)
+    # the Xen vTPM audits nothing by default
+    r = run(tpm, 0xC1, 0x85, u32(0))
+    assert r.rc == 0 and r.body[10:30] == bytes(20) and r.body[-4:] == u32(0)
+    assert auth1(tpm, 0x8D, b"", u32(0x15) + b"\x01", OWNER)[0].rc == 0      # audit PcrRead
+    assert auth1(tpm, 0x8D, b"", u32(0x85) + b"\x01", OWNER)[0].rc == RC.TPM_BAD_PARAMETER
+    before = run(tpm, 0xC1, 0x85, u32(0)).body
+    counter = S.TPM_COUNTER_VALUE.from_bytes(before[:10])
+    assert before[10:30] == bytes(20)
+    pcr = run(tpm, 0xC1, 0x15, u32(3))
+    after = run(tpm, 0xC1, 0x85, u32(0)).body
+    c2 = S.TPM_COUNTER_VALUE.from_bytes(after[:10])
+    assert c2.counter == counter.counter + 1                  # a new chain started
+    ev_in = u16(0x12) + sha1(u32(0x15) + u32(3)) + c2.to_bytes()
+    ev_out = u16(0x13) + sha1(u32(0) + u32(0x15) + pcr.body) + c2.to_bytes()
+    assert after[10:30] == sha1(sha1(bytes(20) + ev_in) + ev_out)
+    assert after[30:31] == b"\x00" and after[31:] == u32(4) + u32(0x15)
+    # signed by an identity key, closing the chain
+    key, _ = make_identity(tpm)
+    h = load_key2(tpm, key.to_bytes())
+    nonce = os.urandom(20)
+    r, out = auth1(tpm, 0x86, u32(h), b"\x01" + nonce, IDAUTH)
+    assert r.rc == 0
+    counter_b, digest, ord_digest, sig = out[:10], out[10:30], out[30:50], out[54:]
+    assert ord_digest == sha1(u32(0x15))
+    info = u16(5) + b"ADIG" + nonce + u32(50) + digest + counter_b + ord_digest
+    parse_pubkey(key.pubkey().to_bytes())[0].verify(sig, info, padding.PKCS1v15(), hashes.SHA1())
+    assert run(tpm, 0xC1, 0x85, u32(0)).body[10:30] == bytes(20)
+
+
+def test_libtpms_like_identity_audits_owner_commands():
+    from pyxl.tpm import TPM
+    from pyxl.tpm.identity import IBM_SWTPM_IDENTITY
+    from engine_helpers import key_pool
+    tpm = TPM(IBM_SWTPM_IDENTITY, key_source=key_pool())
+    tpm.power_on()
+    r = run(tpm, 0xC1, 0x85, u32(0))
+    n = struct.unpack(">I", r.body[31:35])[0]
+    assert n == 4 * 22 and u32(0x0D) in r.body[35:]          # TakeOwnership audited
+    read_pubek(tpm)                                           # audited: the digest moves
+    assert run(tpm, 0xC1, 0x85, u32(0)).body[10:30] != bytes(20)
+
+
+def test_getcapabilitysigned_and_certifyselftest(world):
+    tpm, _ = world
+    parent = load_key2(tpm, create_wrap_key(tpm))
+    blob = create_wrap_key(tpm, parent, b"k" * 20, b"s" * 20,
+                           key_template(usage=0x10, es=1, ss=2), entity=(1, parent))
+    h = load_key2(tpm, blob, parent, b"k" * 20)
+    pub = parse_pubkey(S.TPM_KEY.from_bytes(blob).pubkey().to_bytes())[0]
+    nonce = os.urandom(20)
+    r, out = auth1(tpm, 0x64, u32(h), nonce + u32(5) + u32(4) + u32(0x101), b"s" * 20)
+    assert r.rc == 0 and out[:4] == bytes([1, 2, 0, 7]) and out[4:12] == u32(4) + u32(24)
+    pub.verify(out[16:], u32(24) + nonce, padding.PKCS1v15(), hashes.SHA1())
+    r, out = auth1(tpm, 0x52, u32(h), nonce, b"s" * 20)
+    assert r.rc == 0
+    pub.verify(out[4:], b"Test Passed" + nonce + u32(0x52), padding.PKCS1v15(), hashes.SHA1())
     for k in (h, parent):
         run(tpm, 0xC1, 0xBA, u32(k) + u32(1))

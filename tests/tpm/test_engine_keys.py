@@ -14,6 +14,7 @@ from engine_helpers import (OAEP_TCPA, SRK, Session, auth1, cap_value, create_wr
 
 from pyxl.tpm import constants as C
 from pyxl.tpm import structures as S
+from pyxl.tpm.marshal import Reader
 
 RC = C.TPM_RESULT
 KEYAUTH = b"k" * 20
@@ -155,9 +156,10 @@ def test_sign_and_verify(owned, storage_key):
     sel = S.TPM_PCR_SELECTION.of([0, 10])
     r, out = auth1(owned, 0x16, u32(h), nonce + sel.to_bytes(), b"s" * 20)
     assert r.rc == 0
-    comp = S.TPM_PCR_COMPOSITE.unmarshal(__import__("pyxl.tpm.marshal", fromlist=["Reader"]).Reader(out))
+    comp = S.TPM_PCR_COMPOSITE.unmarshal(Reader(out))
     comp_bytes = comp.to_bytes()
-    assert comp.pcrValue == run(owned, 0xC1, 0x15, u32(0)).body + run(owned, 0xC1, 0x15, u32(10)).body
+    pcrs = run(owned, 0xC1, 0x15, u32(0)).body + run(owned, 0xC1, 0x15, u32(10)).body
+    assert comp.pcrValue == pcrs
     sig = out[len(comp_bytes) + 4:]
     qi = bytes([1, 1, 0, 0]) + b"QUOT" + sha1(comp_bytes) + nonce
     pubkey.verify(sig, qi, padding.PKCS1v15(), hashes.SHA1())
@@ -203,7 +205,7 @@ def test_key_slots_and_loadkey_1_1(owned, storage_key):
 
 def test_bad_key_templates(owned):
     for tmpl, rc in [
-        (key_template(usage=0x12), RC.TPM_INVALID_KEYUSAGE),          # identity keys via MakeIdentity
+        (key_template(usage=0x12), RC.TPM_INVALID_KEYUSAGE),    # identities: MakeIdentity
         (key_template(usage=0x11, es=2), RC.TPM_INAPPROPRIATE_ENC),
         (key_template(usage=0x10, es=1, ss=1), RC.TPM_INAPPROPRIATE_SIG),
         (key_template(bits=4096), RC.TPM_BAD_KEY_PROPERTY),

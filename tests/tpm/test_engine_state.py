@@ -36,7 +36,8 @@ def rich_tpm():
 def test_rich_state_round_trips_and_keeps_working():
     tpm, cid = rich_tpm()
     blob = tpm.dump()
-    assert blob.startswith(MAGIC) and struct.unpack(">H", blob[len(MAGIC):len(MAGIC) + 2])[0] == FORMAT_VERSION
+    assert blob.startswith(MAGIC)
+    assert struct.unpack(">H", blob[len(MAGIC):len(MAGIC) + 2])[0] == FORMAT_VERSION
     t2 = TPM.load(blob, key_source=key_pool())
     assert t2.dump() == blob
     t2.power_on()

@@ -91,6 +91,7 @@ OPS = st.one_of(
     st.tuples(st.just("unseal"), st.integers(0, 3), st.booleans()),
     st.tuples(st.just("clear"), st.booleans()),
     st.tuples(st.just("evict"), st.integers(0, 3), st.booleans()),
+    st.tuples(st.just("audit"), st.sampled_from([0x15, 0x65, 0x0A, 0x14, 0x98]), st.booleans()),
     st.tuples(st.just("switch"), st.sampled_from([0x6F, 0x70, 0x5E, 0x5D, 0x73, 0x98])),
     st.tuples(st.just("power"), st.sampled_from(["clear", "state", "deactivated", "none"])),
     st.tuples(st.just("startup"), st.integers(0, 4)),
@@ -194,9 +195,13 @@ def build(c: Client, op) -> bytes | None:
             h = c.keys[-1]
             blob = c.blobs[a[0]]
             s1, s2 = Session(tpm), Session(tpm)
-            t = s1.trailer(0x18, blob, b"k" * 20) + s2.trailer(0x18, blob, b"d" * 20 if a[1] else bytes(20))
+            data_auth = b"d" * 20 if a[1] else bytes(20)
+            t = s1.trailer(0x18, blob, b"k" * 20) + s2.trailer(0x18, blob, data_auth)
             c.send(frame(0xC3, 0x18, u32(h) + blob + t))
         return None
+    if name == "audit":
+        c.auth(0x8D, b"", u32(a[0]) + bytes([a[1]]), OWNER)
+        return frame(0xC1, 0x85, u32(0))
     if name == "evict":
         if a[0] < len(c.keys):
             h = c.keys[a[0]]
@@ -240,7 +245,7 @@ def run_stream(tpm, steps, c=None, locality=0):
         if mut is not None and raw:
             raw = mutate(raw, *mut)
         rsp = c.send(raw, locality=locality)
-        if op[0] == "oiap" and rsp[6:10] == bytes(4):
+        if op[0] == "oiap" and mut is None and rsp[6:10] == bytes(4):
             c.sessions.append(struct.unpack(">I", rsp[10:14])[0])
     return c
 

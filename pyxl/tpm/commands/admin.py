@@ -24,6 +24,7 @@ def startup_clear(tpm) -> None:
     tpm.sessions.clear()
     tpm.active_counter = None
     tpm.context_nonce_key = random_bytes(20)
+    tpm.audit_digest = bytes(20)
     for a in tpm.perm.nv.values():
         a.pub.bReadSTClear = 0
         a.pub.bWriteSTClear = 0

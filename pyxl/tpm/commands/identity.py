@@ -14,7 +14,7 @@ from ..structures import (TPM_ASYM_CA_CONTENTS, TPM_CAP_VERSION_INFO, TPM_CERTIF
                           TPM_STORE_ASYMKEY, TPM_STORE_PUBKEY, TPM_STRUCT_VER, TPM_VERSION,
                           TPM_EK_TYPE_ACTIVATE, unmarshal_any_key)
 from .admin import current_ticks
-from .keys import _check_new_key, _sign_key, check_pcr_binding, fill_creation, parse_pcr_info
+from .keys import check_key_template, sign_key, check_pcr_binding, fill_creation, parse_pcr_info
 
 
 @command(C.TPM_ORD_MakeIdentity)
@@ -36,7 +36,7 @@ def MakeIdentity(tpm, ctx, r):
         raise TPMError(C.TPM_INVALID_KEYUSAGE)
     if (parms.encScheme != C.TPM_ES_NONE or parms.sigScheme != C.TPM_SS_RSASSAPKCS1v15_SHA1):
         raise TPMError(C.TPM_BAD_KEY_PROPERTY)
-    bits = _check_new_key(info, loading=True)
+    bits = check_key_template(info, loading=True)
     if bits != 2048:
         raise TPMError(C.TPM_BAD_KEY_PROPERTY)
     pcr = parse_pcr_info(info.PCRInfo, info.is_key12)
@@ -103,7 +103,7 @@ def Quote2(tpm, ctx, r):
     sel = TPM_PCR_SELECTION.unmarshal(r)
     add_version = r.u8()
     ctx.start(r, T10, CHECK_ALL)
-    key = _sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
+    key = sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
     if key.blob.algorithmParms.sigScheme not in (C.TPM_SS_RSASSAPKCS1v15_SHA1,
                                                  C.TPM_SS_RSASSAPKCS1v15_INFO):
         raise TPMError(C.TPM_INAPPROPRIATE_SIG)
@@ -128,7 +128,7 @@ def TickStampBlob(tpm, ctx, r):
     anti_replay = r.digest()
     digest = r.digest()
     ctx.start(r, T10, CHECK_ALL)
-    key = _sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
+    key = sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
     if key.blob.algorithmParms.sigScheme not in (C.TPM_SS_RSASSAPKCS1v15_SHA1,
                                                  C.TPM_SS_RSASSAPKCS1v15_INFO):
         raise TPMError(C.TPM_INAPPROPRIATE_SIG)
@@ -168,3 +168,36 @@ def CertifyKey(tpm, ctx, r):
                             b"" if b.is_key12 else b.PCRInfo)
     sig = cert.rsa.sign_sha1_digest(sha1(info.to_bytes()))
     return info.to_bytes() + Writer().sized32(sig).getvalue()
+
+
+@command(C.TPM_ORD_GetCapabilitySigned)
+def GetCapabilitySigned(tpm, ctx, r):
+    """1.1: GetCapability plus a signature over SHA-1(resp || antiReplay)."""
+    from .capability import capability, version
+    handle = r.u32()
+    ctx.mark(r)
+    anti_replay = r.digest()
+    cap = r.u32()
+    sub = r.sized32("subCap")
+    ctx.start(r, T10, CHECK_ALL)
+    key = sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
+    if key.blob.algorithmParms.sigScheme != C.TPM_SS_RSASSAPKCS1v15_SHA1:
+        raise TPMError(C.TPM_INAPPROPRIATE_SIG)
+    resp = capability(tpm, cap, sub)
+    sig = key.rsa.sign_sha1_digest(sha1(resp, anti_replay))
+    return version(tpm).to_bytes() + Writer().sized32(resp).sized32(sig).getvalue()
+
+
+@command(C.TPM_ORD_CertifySelfTest)
+def CertifySelfTest(tpm, ctx, r):
+    """1.1: a self test, then a signature over 'Test Passed' || antiReplay || ordinal."""
+    handle = r.u32()
+    ctx.mark(r)
+    anti_replay = r.digest()
+    ctx.start(r, T10, CHECK_ALL)
+    key = sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
+    if key.blob.algorithmParms.sigScheme != C.TPM_SS_RSASSAPKCS1v15_SHA1:
+        raise TPMError(C.TPM_BAD_SCHEME)
+    tpm.test_done = True
+    m2 = sha1(b"Test Passed", anti_replay, C.TPM_ORD_CertifySelfTest.to_bytes(4, "big"))
+    return Writer().sized32(key.rsa.sign_sha1_digest(m2)).getvalue()

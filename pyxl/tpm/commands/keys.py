@@ -1,5 +1,5 @@
 """Keys and protected storage: CreateWrapKey, LoadKey(2), GetPubKey, EvictKey,
-Seal, Unseal, UnBind, Sign, Quote (Part 3 10, 11, 13, 16, 27).
+KeyControlOwner, Seal, Unseal, UnBind, Sign, Quote (Part 3 10, 11, 13, 16, 27).
 
 A wrapped key's encData is its TPM_STORE_ASYMKEY (holding the prime p)
 encrypted to the parent with RSA-OAEP(SHA-1, MGF1, label "TCPA")."""
@@ -11,9 +11,9 @@ from ..crypto import RSAKey, sha1
 from ..engine import CHECK_ALL, LoadedKey, T0, T1, T10, T21, TPMError, command
 from ..marshal import TPMDecodeError, Writer
 from ..structures import (TPM_BOUND_DATA, TPM_PCR_COMPOSITE, TPM_PCR_INFO, TPM_PCR_INFO_LONG,
-                          TPM_PCR_SELECTION, TPM_PUBKEY, TPM_QUOTE_INFO, TPM_SEALED_DATA, TPM_SIGN_INFO,
-                          TPM_STORE_ASYMKEY, TPM_STORE_PUBKEY, TPM_STORED_DATA, TPM_STORED_DATA12,
-                          unmarshal_any_key, unmarshal_any_stored_data)
+                          TPM_PCR_SELECTION, TPM_PUBKEY, TPM_QUOTE_INFO, TPM_SEALED_DATA,
+                          TPM_SIGN_INFO, TPM_STORE_ASYMKEY, TPM_STORE_PUBKEY, TPM_STORED_DATA,
+                          TPM_STORED_DATA12, unmarshal_any_key, unmarshal_any_stored_data)
 
 _MIGRATABLE = 0x00000002
 
@@ -84,7 +84,7 @@ def storage_parent(key: LoadedKey) -> LoadedKey:
     return key
 
 
-def _check_new_key(info, loading: bool = False) -> int:
+def check_key_template(info, loading: bool = False) -> int:
     """Validate a key template (CreateWrapKey keyInfo) or, with loading, a
     blob to load (identity keys come from MakeIdentity); returns its bits."""
     if not info.is_key12 and (info.ver.major, info.ver.minor) != (1, 1):
@@ -140,7 +140,7 @@ def CreateWrapKey(tpm, ctx, r):
     parent = storage_parent(use_key(tpm, ctx, parent_handle))
     usage_auth = ctx.decrypt_auth(enc_usage)
     mig_auth = ctx.decrypt_auth(enc_mig, odd=True)
-    bits = _check_new_key(info)
+    bits = check_key_template(info)
     pcr = parse_pcr_info(info.PCRInfo, info.is_key12)
     if pcr is not None:
         fill_creation(tpm, pcr, ctx.locality)
@@ -181,7 +181,7 @@ def _load(tpm, ctx, r, key2: bool):
     blob = unmarshal_any_key(r)
     ctx.start(r, T10, CHECK_ALL)
     parent = storage_parent(use_key(tpm, ctx, parent_handle))
-    _check_new_key(blob, loading=True)
+    check_key_template(blob, loading=True)
     key = _unwrap(tpm, parent, blob)
     if len(tpm.keys) >= tpm.identity.max_keys:
         raise TPMError(C.TPM_NOSPACE)
@@ -342,7 +342,7 @@ def UnBind(tpm, ctx, r):
     return Writer().sized32(plain).getvalue()
 
 
-def _sign_key(tpm, ctx, handle, usages) -> LoadedKey:
+def sign_key(tpm, ctx, handle, usages) -> LoadedKey:
     key = use_key(tpm, ctx, handle)
     if key.usage not in usages:
         raise TPMError(C.TPM_INVALID_KEYUSAGE)
@@ -356,7 +356,7 @@ def Sign(tpm, ctx, r):
     ctx.mark(r)
     area = r.sized32("areaToSign")
     ctx.start(r, T10, CHECK_ALL)
-    key = _sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_LEGACY))
+    key = sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_LEGACY))
     ss = key.blob.algorithmParms.sigScheme
     if not area:
         raise TPMError(C.TPM_BAD_PARAMETER)
@@ -387,7 +387,7 @@ def Quote(tpm, ctx, r):
     external = r.digest()
     sel = TPM_PCR_SELECTION.unmarshal(r)
     ctx.start(r, T10, CHECK_ALL)
-    key = _sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
+    key = sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
     if key.blob.algorithmParms.sigScheme != C.TPM_SS_RSASSAPKCS1v15_SHA1:
         raise TPMError(C.TPM_INAPPROPRIATE_SIG)
     if len(sel.pcrSelect) > C.TPM_NUM_PCR_SELECT:

@@ -27,8 +27,9 @@ def TSC_PhysicalPresence(tpm, ctx, r):
     if pp & config:
         if f.physicalPresenceLifetimeLock:
             raise TPMError(C.TPM_BAD_PARAMETER)
-        if (pp & PP.TPM_PHYSICAL_PRESENCE_HW_ENABLE and pp & PP.TPM_PHYSICAL_PRESENCE_HW_DISABLE) or \
-                (pp & PP.TPM_PHYSICAL_PRESENCE_CMD_ENABLE and pp & PP.TPM_PHYSICAL_PRESENCE_CMD_DISABLE):
+        hw = PP.TPM_PHYSICAL_PRESENCE_HW_ENABLE | PP.TPM_PHYSICAL_PRESENCE_HW_DISABLE
+        cmd = PP.TPM_PHYSICAL_PRESENCE_CMD_ENABLE | PP.TPM_PHYSICAL_PRESENCE_CMD_DISABLE
+        if pp & hw == hw or pp & cmd == cmd:
             raise TPMError(C.TPM_BAD_PARAMETER)
         if pp & PP.TPM_PHYSICAL_PRESENCE_HW_ENABLE:
             f.physicalPresenceHWEnable = True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import constants as C
 from ..crypto import hmac_sha1, random_bytes
-from ..engine import CHECK_BASIC, Session, T0, TPMError, command
+from ..engine import CHECK_BASIC, CHECK_OWNER, Session, T0, TPMError, command
 
 
 @command(C.TPM_ORD_OIAP)
@@ -45,7 +45,7 @@ def OSAP(tpm, ctx, r):
     et = r.u16()
     ev = r.u32()
     nonce_odd_osap = r.digest()
-    ctx.start(r, T0, CHECK_BASIC)
+    ctx.start(r, T0, CHECK_BASIC | CHECK_OWNER)
     if et >> 8 not in (0, C.TPM_ET_XOR):
         raise TPMError(C.TPM_INAPPROPRIATE_ENC)
     secret = entity_secret(tpm, et, ev)

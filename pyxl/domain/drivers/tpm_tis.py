@@ -1,0 +1,306 @@
+"""mini-os tpm_tis: the TIS 1.2 driver vtpmmgr-stubdom uses to reach the
+hardware TPM through the iomem pages xl gave it (`iomem=["fed40,5"]`).
+
+    tis = TpmTis(xen, printk, baseaddr=0xFED40000, localities=1 << 0)
+    rsp = tis.transmit(request)
+
+Register accesses are the domain's MMIO operations (XenInterface.mmio_read
+/ mmio_write); a FIFO burst is one string access.  Polling mode only (the
+seed never got interrupts working either: irq probing is unimplemented).
+Init follows mini-os: map the enabled localities' pages, request the
+first one, print DID/VID/RID and the interface capabilities, enable the
+interrupt sources, read TIS timeouts (GetCapability PROPERTY 0x115, must
+be 30 bytes) and durations (0x120, must be 26 bytes, else init fails),
+then ContinueSelfTest.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+
+from pyxl.hypervisor.tis import (ACCESS, ACCESS_ACTIVE_LOCALITY, ACCESS_REQUEST_PENDING,
+                                 ACCESS_REQUEST_USE, ACCESS_VALID, DATA_FIFO, DID_VID,
+                                 INT_ENABLE, INTF_CAPABILITY, RID, STS, STS_COMMAND_READY,
+                                 STS_DATA_AVAIL, STS_EXPECT, STS_GO, STS_VALID)
+
+TPM_TIS_BASE = 0xFED40000
+TPM_BUFSIZE = 2048
+TPM_TIMEOUT = 0.005                 # poll interval (msleep(5))
+TIS_SHORT_TIMEOUT, TIS_LONG_TIMEOUT = 0.750, 2.0
+HEADER = 10
+CAPS = ((0x100, "Burst Count Static"), (0x80, "Command Ready Int Support"),
+        (0x40, "Interrupt Edge Falling"), (0x20, "Interrupt Edge Rising"),
+        (0x10, "Interrupt Level Low"), (0x08, "Interrupt Level High"),
+        (0x04, "Locality Change Int Support"), (0x02, "Sts Valid Int Support"),
+        (0x01, "Data Avail Int Support"))
+INT_SOURCES = 0x80 | 0x04 | 0x01 | 0x02     # cmdReady | localityChange | dataAvail | stsValid
+TPM_CAP_PROP, TIS_TIMEOUT, TIS_DURATION = 5, 0x115, 0x120
+
+
+class TisError(OSError):
+    pass
+
+
+def getcap_prop(subcap: int) -> bytes:
+    return struct.pack(">HIIIII", 0x00C1, 22, 0x65, TPM_CAP_PROP, 4, subcap)
+
+
+class TpmTis:
+    def __init__(self, xen, printk, baseaddr: int = TPM_TIS_BASE, localities: int = 1,
+                 irq: int = 0):
+        self.xen, self.printk = xen, printk
+        self.locality = -1
+        self.timeout_a = self.timeout_c = self.timeout_d = TIS_SHORT_TIMEOUT
+        self.timeout_b = TIS_LONG_TIMEOUT
+        self.durations = [0.0, 0.0, 0.0]
+        self.fd = -1
+        printk("============= Init TPM TIS Driver ==============\n")
+        if localities & ~0x1F:
+            printk("init_tpm_tis() Invalid locality specification! %X\n" % localities)
+            raise TisError(22, "bad localities")
+        printk("IOMEM Machine Base Address: %X\n" % baseaddr)
+        self.baseaddr = baseaddr
+        self.enabled = localities or 0x1F
+        printk("Enabled Localities: " + "".join("%d " % i for i in range(5)
+                                                if self.enabled >> i & 1) + "\n")
+        for i in range(5):
+            if not self.enabled >> i & 1:
+                continue
+            try:                                   # ioremap: needs iomem permission
+                self._r(i, ACCESS)
+            except OSError:
+                printk("Unable to map iomem page a address 0x%x\n" % (baseaddr + 0x1000 * i))
+                raise TisError(1, "iomem not permitted") from None
+            if self.locality < 0 and self.request_locality(i) < 0:
+                printk("Unable to request locality %d??\n" % i)
+                raise TisError(16, "locality")
+        didvid = self._r(self.locality, DID_VID, 4)
+        self.did, self.vid = didvid >> 16, didvid & 0xFFFF
+        self.rid = self._r(self.locality, RID)
+        printk("1.2 TPM (device-id=0x%X vendor-id = %X rev-id = %X)\n"
+               % (self.did, self.vid, self.rid))
+        caps = self._r(self.locality, INTF_CAPABILITY, 4)
+        printk("TPM interface capabilities (0x%x):\n" % caps)
+        for bit, text in CAPS:
+            if caps & bit:
+                printk("\t%s\n" % text)
+        mask = self._r(self.locality, INT_ENABLE, 4) | INT_SOURCES
+        self._w(self.locality, INT_ENABLE, mask, 4)
+        if irq:
+            printk("IRQ probing not implemented\n")
+        if not self.get_timeouts():
+            printk("Could not get TPM timeouts and durations\n")
+            raise TisError(22, "timeouts")
+        self.transmit(bytes.fromhex("00c10000000a00000053"))     # ContinueSelfTest
+
+    # -- register access --------------------------------------------------------
+    def _addr(self, loc: int, reg: int) -> int:
+        return self.baseaddr + 0x1000 * loc + reg
+
+    def _r(self, loc: int, reg: int, width: int = 1) -> int:
+        return int.from_bytes(self.xen.mmio_read(self._addr(loc, reg), width), "little")
+
+    def _w(self, loc: int, reg: int, value: int, width: int = 1) -> None:
+        self.xen.mmio_write(self._addr(loc, reg), value.to_bytes(width, "little"), width)
+
+    def _check_locality(self, loc: int) -> bool:
+        want = ACCESS_ACTIVE_LOCALITY | ACCESS_VALID
+        return bool(self.enabled >> loc & 1) and self._r(loc, ACCESS) & want == want
+
+    def request_locality(self, loc: int) -> int:
+        if not self.enabled >> loc & 1:
+            self.printk("tpm_tis_change_locality() Tried to change to locality %d, "
+                        "but it is disabled or invalid!\n" % loc)
+            return -1
+        if self._check_locality(loc):
+            self.locality = loc
+            return loc
+        self._w(loc, ACCESS, ACCESS_REQUEST_USE)
+        stop = time.monotonic() + self.timeout_a
+        while True:
+            if self._check_locality(loc):
+                self.locality = loc
+                return loc
+            if time.monotonic() >= stop:
+                break
+            time.sleep(TPM_TIMEOUT)
+        self.printk("REQ LOCALITY FAILURE\n")
+        return -1
+
+    def release_locality(self, loc: int, force: bool = False) -> None:
+        want = ACCESS_REQUEST_PENDING | ACCESS_VALID
+        if self.enabled >> loc & 1 and (force or self._r(loc, ACCESS) & want == want):
+            self._w(loc, ACCESS, ACCESS_ACTIVE_LOCALITY)
+
+    def _status(self) -> int:
+        return self._r(self.locality, STS)
+
+    def _wait_for_stat(self, mask: int, timeout: float) -> bool:
+        if self._status() & mask == mask:
+            return True
+        stop = time.monotonic() + timeout
+        while time.monotonic() < stop:
+            time.sleep(TPM_TIMEOUT)
+            if self._status() & mask == mask:
+                return True
+        return False
+
+    def _burstcount(self) -> int:
+        stop = time.monotonic() + self.timeout_d
+        while True:
+            n = int.from_bytes(self.xen.mmio_read(self._addr(self.locality, STS + 1), 1, 2),
+                               "little")
+            if n:
+                return n
+            if time.monotonic() >= stop:
+                return -1
+            time.sleep(TPM_TIMEOUT)
+
+    # -- send / receive -------------------------------------------------------------
+    def send(self, buf: bytes) -> None:
+        if self.request_locality(self.locality) < 0:
+            raise TisError(16, "locality")
+        if not self._status() & STS_COMMAND_READY:
+            self._w(self.locality, STS, STS_COMMAND_READY)
+            if not self._wait_for_stat(STS_COMMAND_READY, self.timeout_b):
+                raise TisError(62, "not ready")
+        count = 0
+        while count < len(buf) - 1:
+            burst = self._burstcount()
+            if burst < 0:
+                raise TisError(16, "burst count")
+            chunk = buf[count:min(count + burst, len(buf) - 1)]
+            self.xen.mmio_write(self._addr(self.locality, DATA_FIFO), chunk, 1)
+            count += len(chunk)
+            self._wait_for_stat(STS_VALID, self.timeout_c)
+            if not self._status() & STS_EXPECT:
+                self._w(self.locality, STS, STS_COMMAND_READY)
+                raise TisError(5, "TPM does not expect more data")
+        self._w(self.locality, DATA_FIFO, buf[-1])
+        self._wait_for_stat(STS_VALID, self.timeout_c)
+        if self._status() & STS_EXPECT:
+            self._w(self.locality, STS, STS_COMMAND_READY)
+            raise TisError(5, "TPM expects more data")
+        self._w(self.locality, STS, STS_GO)
+
+    def _recv_data(self, count: int) -> bytes:
+        out = bytearray()
+        while len(out) < count and self._wait_for_stat(STS_DATA_AVAIL | STS_VALID,
+                                                       self.timeout_c):
+            burst = self._burstcount()
+            if burst < 0:
+                break
+            n = min(burst, count - len(out))
+            out += self.xen.mmio_read(self._addr(self.locality, DATA_FIFO), 1, n)
+        return bytes(out)
+
+    def recv(self) -> bytes:
+        try:
+            head = self._recv_data(HEADER)
+            if len(head) < HEADER:
+                self.printk("Error reading tpm cmd header\n")
+                raise TisError(5, "header")
+            expected = struct.unpack_from(">I", head, 2)[0]
+            if expected > TPM_BUFSIZE or expected < HEADER:
+                raise TisError(5, "response too large")
+            rest = self._recv_data(expected - HEADER)
+            if len(rest) < expected - HEADER:
+                self.printk("Unable to read rest of tpm command size=%d expected=%d\n"
+                            % (HEADER + len(rest), expected))
+                raise TisError(62, "short response")
+            self._wait_for_stat(STS_VALID, self.timeout_c)
+            if self._status() & STS_DATA_AVAIL:
+                self.printk("Error: left over data\n")
+                raise TisError(5, "left over data")
+            return head + rest
+        finally:
+            self._w(self.locality, STS, STS_COMMAND_READY)
+            self.release_locality(self.locality)
+
+    def _duration(self, ordinal: int) -> float:
+        return 120.0 if not any(self.durations) else max(self.durations)
+
+    def transmit(self, buf: bytes) -> bytes:
+        """tpm_transmit (polling): send, wait for dataAvail, receive."""
+        if len(buf) < HEADER:
+            raise TisError(61, "no data")
+        count = struct.unpack_from(">I", buf, 2)[0]
+        if count == 0:
+            raise TisError(61, "no data")
+        if count > TPM_BUFSIZE or count > len(buf):
+            self.printk("Error: invalid count value %x %x \n" % (count, TPM_BUFSIZE))
+            raise TisError(7, "too big")
+        try:
+            self.send(buf[:count])
+        except TisError as e:
+            self.printk("tpm_transmit: tpm_send: error %d\n" % -e.errno)
+            raise
+        ordinal = struct.unpack_from(">I", buf, 6)[0]
+        stop = time.monotonic() + self._duration(ordinal)
+        while True:
+            st = self._status()
+            if st & (STS_DATA_AVAIL | STS_VALID) == STS_DATA_AVAIL | STS_VALID:
+                break
+            if st == STS_COMMAND_READY:
+                self.printk("TPM Error: Operation Canceled\n")
+                raise TisError(125, "canceled")
+            if time.monotonic() >= stop:
+                self._w(self.locality, STS, STS_COMMAND_READY)
+                self.printk("TPM Operation Timed out\n")
+                raise TisError(62, "timed out")
+            time.sleep(TPM_TIMEOUT)
+        try:
+            return self.recv()
+        except TisError as e:
+            self.printk("tpm_transmit: tpm_recv: error %d\n" % -e.errno)
+            raise
+
+    def get_timeouts(self) -> bool:
+        try:
+            rsp = self.transmit(getcap_prop(TIS_TIMEOUT))
+        except TisError as e:
+            self.printk("transmit failed %d\n" % -e.errno)
+            rsp = None
+        if rsp is not None:
+            rc = struct.unpack_from(">I", rsp, 6)[0]
+            if len(rsp) == HEADER:
+                self.printk("A TPM error (%d) occurred attempting to determine the timeouts\n" % rc)
+                self.printk("transmit failed %d\n" % rc)
+            elif rc != 0 or len(rsp) != HEADER + 4 + 16:
+                return False
+            else:
+                vals = struct.unpack_from(">IIII", rsp, 14)
+                scale = 1000 if vals[0] and vals[0] < 1000 else 1
+                names = ("timeout_a", "timeout_b", "timeout_c", "timeout_d")
+                for name, v in zip(names, vals):
+                    if v:
+                        setattr(self, name, v * scale / 1e6)
+        try:
+            rsp = self.transmit(getcap_prop(TIS_DURATION))
+        except TisError:
+            return False
+        rc = struct.unpack_from(">I", rsp, 6)[0]
+        if len(rsp) == HEADER:
+            self.printk("A TPM error (%d) occurred attempting to determine the durations\n" % rc)
+        if rc != 0 or len(rsp) != HEADER + 4 + 12:
+            return False
+        self.durations = [v / 1e6 for v in struct.unpack_from(">III", rsp, 14)]
+        if self.durations[0] < 0.010:
+            self.durations = [1.0, self.durations[1] * 1000, self.durations[2] * 1000]
+            self.printk("Adjusting TPM timeout parameters\n")
+        return True
+
+    def open(self, fd: int = 3) -> int:
+        """tpm_tis_open: mini-os hands out the next free file descriptor."""
+        if self.fd < 0:
+            self.fd = fd
+            self.printk("tpm_tis_open() -> %d\n" % self.fd)
+        return self.fd
+
+    def shutdown(self) -> None:
+        self.printk("Shutting down tpm_tis device\n")
+        try:
+            self._w(self.locality, INT_ENABLE, 0x7FFFFFFF, 4)
+        except OSError:
+            pass

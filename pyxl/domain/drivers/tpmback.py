@@ -1,0 +1,473 @@
+"""mini-os tpmback on a XenInterface: the backend half of the vTPM split
+driver (tpmif v2), as vtpm-stubdom and vtpmmgr-stubdom use it.
+
+    back = TpmBack(xen, printk)             # prints the Init banner, starts
+                                            # the xenbus listener thread
+    domid, handle = back.wait_for_frontend_connect()
+    cmd = back.req_any()                    # TpmCmd(domid, handle, uuid, req, locality)
+    back.resp(cmd, response)
+    back.shutdown()
+
+The listener thread plays mini-os's event thread: a watch on backend/vtpm
+finds new interfaces (uuid validated, feature-protocol-v2 written, state
+InitWait, the frontend's state watched); frontend Initialised/Connected ->
+connect (map the ring page, bind the event channel, ready=1, Connected);
+Closing -> Closing; Closed -> disconnect back to InitWait (the front may
+re-open, as pv-grub then the guest kernel do); Unknown (the frontend is
+gone) -> free the interface and remove its backend directory.  Interfaces
+are kept sorted by (domid, handle); each has at most one request in
+flight.  The event-channel "interrupt handler" runs in whichever thread
+waits for requests (SUBMIT marks the interface ready; CANCEL while idle is
+acknowledged with IDLE).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid as _uuid
+from dataclasses import dataclass
+
+from . import xenbus
+from .tpmif import (TPMIF_STATE_CANCEL, TPMIF_STATE_SUBMIT, SharedPage, TpmifError)
+
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_NEW_FE = re.compile(r"^backend/vtpm/(\d+)/(\d+)$")
+_FE_STATE = re.compile(r"^/local/domain/(\d+)/device/vtpm/(\d+)/state$")
+TOKEN = "tpmback"    # one token for all our watches: other waiters in this domain
+                     # (tpmfront's state waits) must never lose their events to us
+POLL = 0.1          # how often a request waiter looks for newly connected interfaces
+
+DISCONNECTED, DISCONNECTING, CONNECTED = 0, 1, 2
+
+
+def parse_uuid(text: str) -> bytes | None:
+    """xenbus_read_uuid: 36 characters 8-4-4-4-12 hex, else None."""
+    if not UUID_RE.match(text or ""):
+        return None
+    return _uuid.UUID(text).bytes
+
+
+@dataclass
+class TpmCmd:
+    domid: int
+    handle: int
+    uuid: bytes
+    req: bytes
+    locality: int
+
+    @property
+    def uuid_str(self) -> str:
+        return str(_uuid.UUID(bytes=self.uuid))
+
+
+class TpmIf:
+    def __init__(self, domid: int, handle: int):
+        self.domid, self.handle = domid, handle
+        self.fe_path = ""
+        self.state = xenbus.XenbusStateInitialising
+        self.status = DISCONNECTED
+        self.uuid = bytes(16)
+        self.mapping = None
+        self.page: SharedPage | None = None
+        self.port = -1
+        self.ready = False          # a request is waiting to be served
+        self.closed = False
+
+    @property
+    def be_path(self) -> str:
+        return "backend/vtpm/%u/%u" % (self.domid, self.handle)
+
+    @property
+    def fe_state_path(self) -> str:
+        return self.fe_path + "/state"
+
+
+class TpmBack:
+    def __init__(self, xen, printk, open_callback=None, close_callback=None):
+        self.xen = xen
+        self.printk = printk
+        self.open_callback = open_callback
+        self.close_callback = close_callback
+        self.tpms: list[TpmIf] = []
+        self.closed = False
+        self.cond = threading.Condition(threading.RLock())
+        printk("============= Init TPM BACK ================\n")
+        self._thread = threading.Thread(target=self._listener, name="tpmback-listener",
+                                        daemon=True)
+        self._started = threading.Event()
+        self._thread.start()
+        self._started.wait(10)
+
+    # -- logging -----------------------------------------------------------
+    def log(self, msg: str) -> None:
+        self.printk("Tpmback:Info " + msg)
+
+    def err(self, msg: str) -> None:
+        self.printk("Tpmback:Error " + msg)
+
+    # -- the interface list ------------------------------------------------
+    def get(self, domid: int, handle: int) -> TpmIf | None:
+        with self.cond:
+            for t in self.tpms:
+                if t.domid == domid and t.handle == handle:
+                    return t
+        return None
+
+    def num_frontends(self) -> int:
+        with self.cond:
+            return len(self.tpms)
+
+    def get_uuid(self, domid: int, handle: int) -> bytes | None:
+        t = self.get(domid, handle)
+        return None if t is None else t.uuid
+
+    def _change_state(self, t: TpmIf, state: int) -> None:
+        if t.state == state:
+            return
+        try:
+            raw = self.xen.read_str(t.be_path + "/state")
+            t.state = int(raw)
+        except (OSError, ValueError, TypeError):
+            self.err("Unable to read backend state %s/state\n" % t.be_path)
+            return
+        if t.state == state:
+            return
+        try:
+            self.xen.write(t.be_path + "/state", "%u" % state)
+            t.state = state
+        except OSError as e:
+            self.err("Error writing to xenstore %s, error was %s new state=%d\n"
+                     % (t.be_path, e.strerror, state))
+
+    def _new_tpmif(self, domid: int, handle: int) -> None:
+        if self.get(domid, handle) is not None:
+            return
+        t = TpmIf(domid, handle)
+        raw = self.xen.read_str(t.be_path + "/uuid", default="")
+        u = parse_uuid(raw)
+        if u is None:
+            self.err("Error reading %s/uuid\n" % t.be_path)
+            self.err("Failed to create new tpm instance %u/%u\n" % (domid, handle))
+            return
+        t.uuid = u
+        self._change_state(t, xenbus.XenbusStateInitWait)
+        try:
+            t.fe_path = self.xen.read_str(t.be_path + "/frontend")
+        except OSError as e:
+            self.err("Error creating new tpm instance xenbus_read(%s/frontend), Error = %s"
+                     % (t.be_path, e.strerror))
+            self.err("Failed to create new tpm instance %u/%u\n" % (domid, handle))
+            return
+        with self.cond:
+            self.tpms.append(t)
+            self.tpms.sort(key=lambda x: (x.domid, x.handle))
+        try:
+            self.xen.write(t.be_path + "/feature-protocol-v2", "1")
+            self.xen.watch(t.fe_state_path, TOKEN)
+        except OSError as e:
+            self.err("Unable to write feature-protocol-v2 node: %s\n" % e.strerror)
+            with self.cond:
+                self.tpms.remove(t)
+            return
+        if self.open_callback:
+            self.open_callback(domid, handle)
+        with self.cond:
+            self.cond.notify_all()
+        self._frontend_changed(t)     # the watch fires at once too; harmless twice
+
+    def _connect_fe(self, t: TpmIf) -> bool:
+        if t.status == CONNECTED:
+            return True
+        xen = self.xen
+        vals = {}
+        for key in ("ring-ref", "event-channel"):
+            path = "%s/%s" % (t.fe_path, key)
+            try:
+                raw = xen.read_str(path)
+            except OSError as e:
+                self.err("Error creating new tpm instance xenbus_read(%s) Error = %s"
+                         % (path, e.strerror))
+                return False
+            try:
+                vals[key] = int(raw)
+            except ValueError:
+                self.err("Non integer value (%s) in %s ??\n" % (raw, path))
+                return False
+        path = t.fe_path + "/feature-protocol-v2"
+        try:
+            v2 = xen.read_str(path)
+        except OSError as e:
+            self.err("Unable to read %s during tpmback initialization! error = %s\n"
+                     % (path, e.strerror))
+            return False
+        if v2 != "1":
+            self.err("%s has an invalid value (%s)\n" % (path, v2))
+            return False
+        try:
+            mapping = xen.map_grant(t.domid, vals["ring-ref"])
+        except OSError:
+            self.err("Failed to map grant reference %u/%u\n" % (t.domid, t.handle))
+            return False
+        try:
+            port = xen.evtchn_bind_interdomain(t.domid, vals["event-channel"])
+        except OSError:
+            self.err("%u/%u Unable to bind to interdomain event channel!\n" % (t.domid, t.handle))
+            xen.unmap_grant(mapping)
+            return False
+        try:
+            xen.write(t.be_path + "/ready", "1")
+        except OSError:
+            self.err("%u/%u Unable to write ready flag on connect_fe()\n" % (t.domid, t.handle))
+            xen.evtchn_close(port)
+            xen.unmap_grant(mapping)
+            return False
+        with self.cond:
+            t.mapping, t.page, t.port = mapping, SharedPage(mapping.buf), port
+            t.status = CONNECTED
+            t.ready = False
+            self.cond.notify_all()
+        self._change_state(t, xenbus.XenbusStateConnected)
+        self.log("Frontend %u/%u connected\n" % (t.domid, t.handle))
+        return True
+
+    def _unmap(self, t: TpmIf) -> None:
+        with self.cond:
+            if t.status != CONNECTED:
+                t.status = DISCONNECTED
+                return
+            t.status = DISCONNECTING
+            mapping, port = t.mapping, t.port
+            t.page, t.mapping, t.port, t.ready = None, None, -1, False
+        try:
+            self.xen.unmap_grant(mapping)
+        except OSError:
+            self.err("%u/%u Error occured while trying to unmap shared page\n" % (t.domid, t.handle))
+        try:
+            self.xen.evtchn_close(port)
+        except OSError:
+            pass
+        t.status = DISCONNECTED
+
+    def _disconnect_fe(self, t: TpmIf) -> None:
+        self._unmap(t)
+        self._change_state(t, xenbus.XenbusStateInitWait)
+        self.log("Frontend %u/%u disconnected\n" % (t.domid, t.handle))
+
+    def _free_tpmif(self, t: TpmIf) -> None:
+        if t.closed:
+            return
+        t.closed = True
+        self._change_state(t, xenbus.XenbusStateClosing)
+        self._unmap(t)
+        self._change_state(t, xenbus.XenbusStateClosed)
+        if self.close_callback:
+            self.close_callback(t.domid, t.handle)
+        with self.cond:
+            if t in self.tpms:
+                self.tpms.remove(t)
+            self.cond.notify_all()
+        try:
+            self.xen.unwatch(t.fe_state_path, TOKEN)
+        except OSError:
+            pass
+        try:
+            self.xen.rm(t.be_path)
+        except OSError as e:
+            self.err("Error cleaning up xenbus entries path=%s error=%s\n" % (t.be_path, e.strerror))
+        self.log("Frontend %u/%u disconnected\n" % (t.domid, t.handle))
+
+    def _frontend_changed(self, t: TpmIf) -> None:
+        state = xenbus.read_state(self.xen, t.fe_path)
+        if state in (xenbus.XenbusStateInitialised, xenbus.XenbusStateConnected):
+            if not self._connect_fe(t):
+                self.err("Failed to connect to front end %u/%u\n" % (t.domid, t.handle))
+                self._change_state(t, xenbus.XenbusStateClosed)
+        elif state == xenbus.XenbusStateClosing:
+            self._change_state(t, xenbus.XenbusStateClosing)
+        elif state == xenbus.XenbusStateClosed:
+            if t.status == CONNECTED:
+                self._disconnect_fe(t)
+            else:
+                self._change_state(t, xenbus.XenbusStateInitWait)
+        elif state == xenbus.XenbusStateUnknown:
+            self._free_tpmif(t)
+
+    def handle_event(self, path: str) -> None:
+        home = self.xen.home + "/"
+        rel = path[len(home):] if path.startswith(home) else path
+        m = _NEW_FE.match(rel)
+        if m:
+            if self.xen.exists(rel):
+                self._new_tpmif(int(m.group(1)), int(m.group(2)))
+            return
+        m = _FE_STATE.match(path)
+        if m:
+            t = self.get(int(m.group(1)), int(m.group(2)))
+            if t is not None and not t.closed:
+                self._frontend_changed(t)
+
+    def _scan(self) -> None:
+        try:
+            fes = self.xen.directory("backend/vtpm")
+        except OSError:
+            return
+        for fe in fes:
+            try:
+                handles = self.xen.directory("backend/vtpm/%s" % fe)
+            except OSError:
+                continue
+            for h in handles:
+                self.handle_event("backend/vtpm/%s/%s" % (fe, h))
+
+    def _listener(self) -> None:
+        try:
+            self.xen.watch("backend/vtpm", TOKEN)
+        except OSError as e:
+            self.err("xenbus_watch_path_token(backend/vtpm) failed with error %s!\n" % e.strerror)
+            self._started.set()
+            return
+        self._started.set()
+        self._scan()
+        while not self.closed and not self.xen.closed:
+            ev = self.xen.read_watch(0.5, token=TOKEN)
+            if ev is None or self.closed:
+                continue
+            path = ev[0]
+            try:
+                if not path.startswith("/"):
+                    m = re.match(r"^(?:%s/)?backend/vtpm/(\d+)/(\d+)(/.*)?$"
+                                 % re.escape(self.xen.home), path)
+                    if m:
+                        self.handle_event("backend/vtpm/%s/%s" % (m.group(1), m.group(2)))
+                        if m.group(3) is None and not self.xen.exists(
+                                "backend/vtpm/%s/%s" % (m.group(1), m.group(2))):
+                            t = self.get(int(m.group(1)), int(m.group(2)))
+                            if t is not None:
+                                self._free_tpmif(t)    # the toolstack removed the device
+                else:
+                    self.handle_event(path)
+            except OSError:
+                if self.xen.closed:
+                    break
+        with self.cond:
+            self.cond.notify_all()
+
+    # -- requests ----------------------------------------------------------
+    def _irq(self, port: int) -> None:
+        """tpmback_handler: what the event channel means for its interface."""
+        with self.cond:
+            for t in self.tpms:
+                if t.port == port and t.status == CONNECTED:
+                    st = t.page.state
+                    if st == TPMIF_STATE_SUBMIT:
+                        t.ready = True
+                    elif st == TPMIF_STATE_CANCEL and not t.ready:
+                        t.page.idle()
+                        self.xen.evtchn_notify(port)
+                    return
+
+    def _pump(self, want, timeout: float | None) -> bool:
+        """Wait until want() (under cond) holds, servicing event channels."""
+        import time
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self.cond:
+                if want():
+                    return True
+                if self.closed or self.xen.closed:
+                    return False
+                ports = [t.port for t in self.tpms if t.status == CONNECTED]
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            step = POLL if left is None else min(POLL, left)
+            if ports:
+                port = self.xen.evtchn_wait(ports, timeout=step)
+                if port is not None:
+                    self._irq(port)
+            else:
+                with self.cond:
+                    if not want():
+                        self.cond.wait(step)
+
+    def wait_for_frontend_connect(self, timeout: float | None = None) -> tuple[int, int] | None:
+        """Block until at least one interface is known; the first one's
+        (domid, handle), or None if shut down / timed out."""
+        if not self._pump(lambda: bool(self.tpms), timeout):
+            return None
+        with self.cond:
+            t = self.tpms[0]
+            return t.domid, t.handle
+
+    def _take(self, t: TpmIf) -> TpmCmd | None:
+        try:
+            req, locality = t.page.request()
+        except TpmifError:
+            self.err("%u/%u Command size too long for shared page!\n" % (t.domid, t.handle))
+            t.ready = False
+            return None
+        return TpmCmd(t.domid, t.handle, t.uuid, req, locality)
+
+    def req_any(self, timeout: float | None = None) -> TpmCmd | None:
+        """The next request from any connected interface (None: shut down or
+        timed out)."""
+        while True:
+            if not self._pump(lambda: any(t.ready for t in self.tpms), timeout):
+                return None
+            with self.cond:
+                for t in self.tpms:
+                    if t.ready and t.status == CONNECTED:
+                        cmd = self._take(t)
+                        if cmd is not None:
+                            return cmd
+
+    def req(self, domid: int, handle: int, timeout: float | None = None) -> TpmCmd | None:
+        """The next request from one interface; None once it is freed."""
+        t = self.get(domid, handle)
+        if t is None:
+            return None
+        while True:
+            if not self._pump(lambda: t.ready or t.closed, timeout):
+                return None
+            with self.cond:
+                if t.closed:
+                    return None
+                if t.ready and t.status == CONNECTED:
+                    cmd = self._take(t)
+                    if cmd is not None:
+                        return cmd
+
+    def resp(self, cmd: TpmCmd, response: bytes) -> None:
+        with self.cond:
+            t = self.get(cmd.domid, cmd.handle)
+            if t is None:
+                self.err("Tried to send a reponse to non existant frontend %u/%u\n"
+                         % (cmd.domid, cmd.handle))
+                return
+            if not t.ready or t.status != CONNECTED:
+                self.err("Tried to send response to a frontend that was not waiting for one %u/%u\n"
+                         % (cmd.domid, cmd.handle))
+                return
+            try:
+                t.page.finish(response)
+            except TpmifError:
+                self.err("%u/%u Command size too long for shared page!\n" % (t.domid, t.handle))
+                return
+            finally:
+                t.ready = False
+            self.xen.evtchn_notify(t.port)
+
+    def shutdown(self) -> None:
+        self.log("Shutting down tpm backend\n")
+        with self.cond:
+            self.closed = True
+            tpms = list(self.tpms)
+            self.cond.notify_all()
+        for t in tpms:
+            self._free_tpmif(t)
+        try:
+            self.xen.unwatch("backend/vtpm", TOKEN)
+        except OSError:
+            pass
+        self._thread.join(2)

@@ -1,0 +1,173 @@
+"""mini-os tpmfront on a XenInterface: the frontend half of the vTPM split
+driver (tpmif v2), as vtpm-stubdom uses it to reach the manager and pv-grub
+to reach a guest's vTPM.
+
+    front = TpmFront(xen, printk)           # init_tpmfront("device/vtpm/0")
+    rsp = front.cmd(request)                # send, wait for FINISH, copy out
+    front.shutdown()                        # Closing -> Closed -> wait -> Initialising
+
+As mini-os does it: feature-protocol-v2 first, then ring-ref and
+event-channel in one transaction, then state Connected directly (no
+Initialised step), wait for the backend's Connected, check its v2 flag.
+Failures print mini-os's messages and raise TpmFrontError after the
+device was shut down again.
+"""
+
+from __future__ import annotations
+
+import time
+
+from . import xenbus
+from .tpmif import (MAX_PACKET, TPMIF_STATE_FINISH, TPMIF_STATE_IDLE, SharedPage)
+
+
+class TpmFrontError(OSError):
+    """The frontend could not connect, or a command could not be carried."""
+
+
+class TpmFront:
+    def __init__(self, xen, printk, nodename: str = "device/vtpm/0",
+                 timeout: float | None = None):
+        self.xen = xen
+        self.printk = printk
+        self.nodename = nodename
+        self.state = xenbus.XenbusStateInitialising
+        self.page = None
+        self.shared: SharedPage | None = None
+        self.ref = self.port = -1
+        self.locality = 0
+        self.bepath = ""
+        printk("============= Init TPM Front ================\n")
+        try:
+            self._init(timeout)
+        except TpmFrontError:
+            self.shutdown()
+            raise
+        self.log("Initialization Completed successfully\n")
+
+    def log(self, msg: str) -> None:
+        self.printk("Tpmfront:Info " + msg)
+
+    def err(self, msg: str) -> None:
+        self.printk("Tpmfront:Error " + msg)
+
+    def _read(self, path: str) -> str:
+        try:
+            return self.xen.read_str(path)
+        except OSError as e:
+            self.err("Unable to read %s during tpmfront initialization! error = %s\n"
+                     % (path, e.strerror))
+            raise TpmFrontError(e.errno, str(e)) from None
+
+    def _init(self, timeout: float | None) -> None:
+        xen = self.xen
+        raw = self._read(self.nodename + "/backend-id")
+        try:
+            self.bedomid = int(raw)
+        except ValueError:
+            self.err("%s/backend-id has non-integer value (%s)\n" % (self.nodename, raw))
+            raise TpmFrontError(22, "bad backend-id") from None
+        self.bepath = self._read(self.nodename + "/backend")
+        try:
+            xen.write(self.nodename + "/feature-protocol-v2", "1")
+        except OSError as e:
+            self.err("Unable to write feature-protocol-v2 node: %s\n" % e.strerror)
+            raise TpmFrontError(e.errno, str(e)) from None
+        # tpmfront_connect: page, grant, event channel, publish, Connected
+        self.page = xen.alloc_page()
+        self.shared = SharedPage(self.page.buf)
+        self.shared.init()
+        self.ref = xen.grant_access(self.page, self.bedomid)
+        self.port = xen.evtchn_alloc_unbound(self.bedomid)
+
+        def publish(tx):
+            xen.write(self.nodename + "/ring-ref", "%u" % self.ref, tx)
+            xen.write(self.nodename + "/event-channel", "%u" % self.port, tx)
+        try:
+            xen.transaction(publish)
+        except OSError as e:
+            self.err("Unable to complete xenbus transaction, error was %s\n" % e.strerror)
+            raise TpmFrontError(e.errno, str(e)) from None
+        self.state = xenbus.XenbusStateConnected
+        xen.write(self.nodename + "/state", "%u" % self.state)
+        # wait_for_backend_connect
+        self.log("Waiting for backend connection..\n")
+        bad = {xenbus.XenbusStateUnknown, xenbus.XenbusStateClosing, xenbus.XenbusStateClosed}
+        st = xenbus.wait_for_state(xen, self.bepath, bad | {xenbus.XenbusStateConnected}, timeout)
+        if st != xenbus.XenbusStateConnected:
+            self.err("Unable to connect to backend\n")
+            raise TpmFrontError(107, "backend did not connect")
+        self.log("Backend Connected\n")
+        path = self.bepath + "/feature-protocol-v2"
+        v2 = self._read(path)
+        if v2 != "1":
+            self.err("%s has an invalid value (%s)\n" % (path, v2))
+            raise TpmFrontError(93, "backend lacks protocol v2")
+
+    # -- commands ------------------------------------------------------------
+    def set_locality(self, locality: int) -> None:
+        self.locality = locality
+
+    def cmd(self, request: bytes, timeout: float | None = None) -> bytes:
+        """tpmfront_cmd: one request, its response (b"" if it was cancelled)."""
+        if self.state != xenbus.XenbusStateConnected:
+            self.err("Tried to send message through disconnected frontend\n")
+            raise TpmFrontError(107, "frontend not connected")
+        if len(request) > MAX_PACKET:
+            self.err("Message too long for shared page\n")
+            raise TpmFrontError(90, "message too long")
+        # a stale notification (the backend's bind) must not end this wait
+        self.xen.evtchn_wait(self.port, timeout=0)
+        self.shared.submit(request, self.locality)
+        self.xen.evtchn_notify(self.port)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.shared.state not in (TPMIF_STATE_FINISH, TPMIF_STATE_IDLE):
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TpmFrontError(62, "no response from the backend")
+            step = 0.5 if left is None else min(0.5, left)
+            self.xen.evtchn_wait(self.port, timeout=step)
+            if self.xen.closed:
+                raise TpmFrontError(32, "hypervisor connection closed")
+        if self.shared.state != TPMIF_STATE_FINISH:
+            return b""
+        return self.shared.response()
+
+    def shutdown(self, timeout: float | None = 10.0) -> None:
+        xen = self.xen
+        self.log("Shutting down tpmfront\n")
+        if self.state == xenbus.XenbusStateConnected:
+            self.state = xenbus.XenbusStateClosing
+            try:
+                xen.write(self.nodename + "/state", "%u" % self.state)
+                for key in ("event-channel", "ring-ref"):
+                    try:
+                        xen.rm("%s/%s" % (self.nodename, key))
+                    except OSError:
+                        pass
+                self.state = xenbus.XenbusStateClosed
+                xen.write(self.nodename + "/state", "%u" % self.state)
+                self.log("Waiting for backend to close..\n")
+                st = xenbus.wait_for_state(xen, self.bepath, {
+                    xenbus.XenbusStateUnknown, xenbus.XenbusStateClosed,
+                    xenbus.XenbusStateInitWait}, timeout)
+                if st == xenbus.XenbusStateClosed:
+                    self.log("Backend Closed\n")
+                elif st == xenbus.XenbusStateInitWait:
+                    self.log("Backend Closed (waiting for reconnect)\n")
+                elif st == xenbus.XenbusStateUnknown:
+                    self.err("Backend Unknown state, forcing shutdown\n")
+                self.state = xenbus.XenbusStateInitialising
+                xen.write(self.nodename + "/state", "%u" % self.state)
+            except OSError:
+                pass
+        for fn, arg in ((xen.evtchn_close, self.port), (xen.end_access, self.ref)):
+            if arg is not None and arg >= 0:
+                try:
+                    fn(arg)
+                except OSError:
+                    pass
+        self.port = self.ref = -1
+        if self.page is not None:
+            self.page.close()
+            self.page = None

@@ -1,0 +1,94 @@
+"""vtpm-stubdom's console lines: `<file>:<line>: Info: <msg>` (Error:, Debug:).
+
+Two level schemes meet here, as in the seed: vtpm.c's own lines use syslog
+numbers (error 3, info 6, debug 7) and obey `loglevel=`, while the
+emulator's, vtpmblk.c's and vtpm_cmd.c's lines use the emulator's enum
+(debug 0, info 1, error 2) and therefore always pass vtpm_log's
+`loglevel >= priority` test.  File names and line numbers are those of the
+seed tree (stubdom/vtpm @ 1f44053686, tpm_emulator 0.7.4 whose
+tpm_cmd_handler.c Xen does not patch); vtpmblk.c's are those of the
+two-slot version (58c2ab7588) whose disk layout we use.
+"""
+
+from __future__ import annotations
+
+from pyxl.tpm import constants as C
+
+from .emulog_data import ORD_DEBUG_LINE, RC_TEXT
+
+LOG_ERR, LOG_INFO, LOG_DEBUG = 3, 6, 7
+_KIND = {"Info": LOG_INFO, "Error": LOG_ERR, "Debug": LOG_DEBUG}
+# vtpm.c lines (seed)
+L_DISABLED_ORD, L_INITIALIZING, L_HWPCR_FAIL = 135, 148, 161
+L_WAITING, L_ATTACHED, L_ATTACH_FAIL, L_HANDLE_FAIL, L_SHUTTING = 166, 168, 170, 187, 202
+L_PCR_INDEX, L_PCR_SPEC, L_BAD_OPTION = 257, 280, 287
+L_MODE = {1: 295, 2: 298, 3: 301}
+L_HWPCR_LIST, L_HWPCR_ROW, L_PCR_DEFAULT = 314, 323, 325
+L_MAINT_OFF, L_MAINT_ON, L_LOGLEVEL, L_STARTING = 329, 336, 339, 363
+L_BAD_CMDLINE, L_NO_TPMFRONT, L_NO_RNG, L_NO_BLK = 365, 372, 378, 384
+# tpm_cmd_handler.c / tpm_startup.c / tpm_testing.c / tpm_data.c (0.7.4)
+L_TAG_LINE = {C.TPM_TAG_RQU_AUTH2_COMMAND: 3435, C.TPM_TAG_RQU_AUTH1_COMMAND: 3443,
+              C.TPM_TAG_RQU_COMMAND: 3450}
+L_BAD_TAG, L_STATUS_MODE, L_UNKNOWN_ORD = 3456, 3464, 4070
+L_CMD_FAILED, L_CMD_OK, L_EMU_INIT, L_EMU_SHUTDOWN, L_HANDLE = 4077, 4084, 4113, 4126, 4143
+# rcs tpm_check_status_and_mode produces before a command runs
+STATUS_MODE_RCS = {C.TPM_DISABLED, C.TPM_DEACTIVATED, C.TPM_INVALID_POSTINIT,
+                   C.TPM_DISABLED_CMD}
+
+
+class VtpmLog:
+    def __init__(self, printk, loglevel: int = LOG_INFO):
+        self.printk = printk
+        self.loglevel = loglevel
+
+    def line(self, file: str, line: int, kind: str, msg: str, *, filtered: bool = False) -> None:
+        if filtered and self.loglevel < _KIND[kind]:
+            return
+        self.printk("%s:%d: %s: %s\n" % (file, line, kind, msg))
+
+    # vtpm.c's own info()/error() obey loglevel
+    def info(self, line: int, msg: str) -> None:
+        self.line("vtpm.c", line, "Info", msg, filtered=True)
+
+    def error(self, line: int, msg: str) -> None:
+        self.line("vtpm.c", line, "Error", msg, filtered=True)
+
+    # everything else always prints
+    def emu(self, file: str, line: int, kind: str, msg: str) -> None:
+        self.line(file, line, kind, msg)
+
+    def command(self, request: bytes, response: bytes) -> None:
+        """What tpm_handle_command / tpm_execute_command print for one command."""
+        self.emu("tpm_cmd_handler.c", L_HANDLE, "Debug", "tpm_handle_command()")
+        if len(request) < 10 or len(response) < 10:
+            return
+        tag = int.from_bytes(request[0:2], "big")
+        ordinal = int.from_bytes(request[6:10], "big")
+        rc = int.from_bytes(response[6:10], "big")
+        if tag not in L_TAG_LINE:
+            self.emu("tpm_cmd_handler.c", L_BAD_TAG, "Info",
+                     "The tag value sent to for a command (0x%02x) is invalid" % tag)
+            return
+        self.emu("tpm_cmd_handler.c", L_TAG_LINE[tag], "Debug", "[%s]" % C.TPM_TAG(tag).name)
+        if rc in STATUS_MODE_RCS and ordinal in ORD_DEBUG_LINE:
+            self.emu("tpm_cmd_handler.c", L_STATUS_MODE, "Info",
+                     "tpm_check_status_and_mode(0x%02x) failed: (0x%02x) %s"
+                     % (ordinal, rc, rc_text(rc)))
+            return
+        known = ORD_DEBUG_LINE.get(ordinal)
+        if known is None:
+            self.emu("tpm_cmd_handler.c", L_UNKNOWN_ORD, "Info",
+                     "The ordinal (0x%02x) was unknown or inconsistent" % ordinal)
+            return
+        name, line = known
+        self.emu("tpm_cmd_handler.c", line, "Debug", "[%s]" % name)
+        if rc:
+            self.emu("tpm_cmd_handler.c", L_CMD_FAILED, "Info",
+                     "TPM command failed: (0x%02x) %s" % (rc, rc_text(rc)))
+        else:
+            self.emu("tpm_cmd_handler.c", L_CMD_OK, "Info", "TPM command succeeded")
+
+
+def rc_text(rc: int) -> str:
+    """tpm_error_to_string."""
+    return RC_TEXT.get(rc, "Unknown TPM error")

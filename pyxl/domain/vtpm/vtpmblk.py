@@ -1,0 +1,144 @@
+"""vtpm-stubdom's persistent state on its disk (vtpmblk.c).
+
+Blob = IV(16: 12 random bytes || BE uint32 plaintext length) ||
+AES-256-CBC(plaintext zero-padded to 16) under a fresh random key on
+every save; the manager keeps SHA-1(blob) || key (52 bytes).
+
+Layout: the two-slot form of Xen's 58c2ab7588 ("make state save
+operation atomic", Mar 2013) rather than the seed's single slot at offset
+0.  The disk is split in halves; a slot is BE uint32 length + blob; every
+save goes to the slot not holding the current state, is flushed, and only
+then is the new hash+key handed to the manager.  A crash at any point
+leaves either the old state (the manager still has the old hash) or the
+new one -- never a state that fails its checksum.  The seed overwrote the
+only copy in place.  A seed image (single slot at offset 0) still loads:
+slot 0 is where the seed wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from pyxl.domain.vtpmmgr.protocol import HASHKEYSZ, HASHSZ, NVMKEYSZ
+
+from .vtpm_cmd import ManagerError
+
+BLKSZ = 16
+F = "vtpmblk.c"
+
+
+class StorageError(Exception):
+    pass
+
+
+def encrypt(clear: bytes, key: bytes, iv12: bytes) -> bytes:
+    iv = iv12 + struct.pack(">I", len(clear))
+    pad = (-len(clear)) % BLKSZ
+    enc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    return iv + enc.update(clear + bytes(pad)) + enc.finalize()
+
+
+def decrypt(blob: bytes, key: bytes) -> bytes:
+    iv, body = blob[:BLKSZ], blob[BLKSZ:]
+    if len(blob) < BLKSZ or len(body) % BLKSZ:
+        raise StorageError("Decryption Error: Cipher block size was not a multiple of %u" % BLKSZ)
+    n = struct.unpack(">I", iv[12:])[0]
+    dec = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+    clear = dec.update(body) + dec.finalize()
+    if n > len(clear):
+        raise StorageError("plaintext length beyond the decrypted data")
+    return clear[:n]
+
+
+class VtpmBlk:
+    def __init__(self, fd: int, manager, log, rng):
+        self.fd = fd
+        self.manager = manager
+        self.log = log
+        self.rng = rng
+        size = os.fstat(fd).st_size
+        self.slot_size = size // 2
+        self.active_slot = -1
+
+    def _write_raw(self, blob: bytes, slot: int) -> None:
+        self.log.emu(F, 70, "Debug", "Begin Write data=0x%x len=%u slot=%u ssize=%u"
+                     % (id(blob) & 0xFFFFFFFF, len(blob), slot, self.slot_size))
+        if len(blob) > self.slot_size - 4:
+            self.log.emu(F, 73, "Error", "vtpm data cannot fit in data slot (%d/%d)."
+                         % (len(blob), self.slot_size - 4))
+            raise StorageError("too big")
+        data = struct.pack(">I", len(blob)) + blob
+        try:
+            if os.pwrite(self.fd, data, slot * self.slot_size) != len(data):
+                raise OSError(5, "short write")
+            os.fsync(self.fd)          # on disk before the manager learns the new hash
+        except OSError as e:
+            self.log.emu(F, 85, "Error", "write(data) failed! error was %s" % e.strerror)
+            raise StorageError(str(e)) from None
+        self.log.emu(F, 89, "Info", "Wrote %u bytes to NVM persistent storage" % len(blob))
+
+    def _read_raw(self, slot: int) -> bytes:
+        off = slot * self.slot_size
+        head = os.pread(self.fd, 4, off)
+        if len(head) != 4:
+            self.log.emu(F, 101, "Error", "read(length) failed! error was Success")
+            raise StorageError("short read")
+        n = struct.unpack(">I", head)[0]
+        if n == 0:
+            self.log.emu(F, 106, "Error", "read 0 data_length for NVM")
+            raise StorageError("empty")
+        if n > self.slot_size - 4:
+            self.log.emu(F, 110, "Error", "read invalid data_length for NVM")
+            raise StorageError("bad length")
+        blob = os.pread(self.fd, n, off + 4)
+        if len(blob) != n:
+            self.log.emu(F, 116, "Error", "read(data) failed! error was Success")
+            raise StorageError("short read")
+        self.log.emu(F, 120, "Info", "Read %u bytes from NVM persistent storage (slot %d)"
+                     % (n, slot))
+        return blob
+
+    def write(self, clear: bytes) -> None:
+        """write_vtpmblk: encrypt under a new key, write the other slot,
+        hand hash||key to the manager.  Raises StorageError/ManagerError."""
+        self.active_slot = 1 if self.active_slot == 0 else 0
+        key = self.rng(NVMKEYSZ)
+        blob = encrypt(clear, key, self.rng(12))
+        self._write_raw(blob, self.active_slot)
+        self.manager.save_hashkey(hashlib.sha1(blob).digest() + key)
+
+    def read(self) -> bytes:
+        """read_vtpmblk: the state the manager's hash vouches for."""
+        try:
+            hashkey = self.manager.load_hashkey()
+            if len(hashkey) != HASHKEYSZ:
+                self.log.emu(F, 289, "Error",
+                             "Manager returned a hashkey of invalid size! expected %d, actual %d"
+                             % (NVMKEYSZ, len(hashkey)))
+                raise StorageError("bad hashkey size")
+            want, key = hashkey[:HASHSZ], hashkey[HASHSZ:]
+            hashes = []
+            for slot in (0, 1):
+                self.active_slot = slot
+                if slot == 0:
+                    self.log.emu(F, 296, "Debug", "Reading slot 0 from disk\n")
+                else:
+                    self.log.emu(F, 310, "Debug", "Reading slot 1 from disk (offset=%u)\n"
+                                 % self.slot_size)
+                blob = self._read_raw(slot)
+                h = hashlib.sha1(blob).digest()
+                if h == want:
+                    return decrypt(blob, key)
+                hashes.append(h)
+            self.log.emu(F, 322, "Error", "NVM Storage Checksum failed!")
+            row = lambda b: "".join("%02X " % x for x in b)   # noqa: E731
+            self.log.printk("Expected: %s\nSlot 0:   %s\nSlot 1:   %s\n"
+                            % (row(want), row(hashes[0]), row(hashes[1])))
+            raise StorageError("checksum")
+        except (StorageError, ManagerError):
+            self.active_slot = -1
+            raise

@@ -1,0 +1,375 @@
+"""The body of vtpmmgr-stubdom (seed vtpmmgr.c, init.c, vtpm_cmd_handler.c)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import struct
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from pyxl.domain.drivers.tpm_tis import TPM_TIS_BASE, TisError, TpmTis
+from pyxl.domain.drivers.tpmback import TpmBack
+from pyxl.domain.drivers.tpmfront import TpmFront, TpmFrontError
+from pyxl.tpm import constants as C
+from pyxl.tpm.structures import TPM_CAP_VERSION_INFO, TPM_KEY
+from pyxl.tpm.marshal import Reader
+
+from . import protocol as P
+from .hwtpm import SRK_HANDLE, TPM_ET_KEYHANDLE, AuthSession, HwTpm, HwTpmError, rsa_key_parms
+from .log import MgrLog
+from .storage import MgrStorage, StorageFailure
+
+WELLKNOWN_SRK_AUTH = bytes(20)
+WELLKNOWN_OWNER_AUTH = b"\xff" * 20         # the seed's default (later Xen: zeros)
+TPM_KEY_BIND = 0x0014
+TCPA_MAX_BUFFER_LENGTH = 0x2000
+VBD_HDA = 768
+RESOURCE_TYPES = (1, 2, 4, 6, 8, 5)          # KEY, AUTH, TRANS, COUNTER, DAA_TPM, CONTEXT
+ENTROPY_BYTES = 128
+
+
+class OptionError(ValueError):
+    pass
+
+
+class Drbg:
+    """Keys and IVs come from AES-256-CTR keyed by SHA-256 of hardware-TPM
+    entropy and the host's (the seed: polarssl CTR-DRBG on TPM_GetRandom)."""
+
+    def __init__(self, entropy: bytes):
+        key = hashlib.sha256(entropy + os.urandom(32)).digest()
+        self._enc = Cipher(algorithms.AES(key), modes.CTR(os.urandom(16))).encryptor()
+
+    def __call__(self, n: int) -> bytes:
+        return self._enc.update(bytes(n))
+
+
+class Manager:
+    def __init__(self, dom, printk):
+        self.dom = dom
+        self.printk = printk
+        self.log = MgrLog(printk)
+        self.owner_auth = WELLKNOWN_OWNER_AUTH
+        self.srk_auth = WELLKNOWN_SRK_AUTH
+        self.storage_key: TPM_KEY | None = None
+        self.storage_key_handle = 0
+        self.storage_key_usage_auth = bytes(20)
+        self.oiap = AuthSession()
+        self.rng = os.urandom
+        self.back = self.tis = self.front = self.hw = None
+        self.gen_owner_auth = False
+
+    # -- options (init.c parse_cmdline_opts, bugs kept) --------------------------
+    def parse_auth(self, text: str, wellknown: bytes, allow_random: bool):
+        if text == "well-known":
+            return wellknown
+        if allow_random and text == "random":
+            return "random"
+        if text.startswith("hash:"):
+            hexs = text[5:]
+            if len(hexs) != 40:
+                self.log.error("Supplied owner auth hex string `%s' must be exactly 40 characters "
+                               "(20 bytes) long, length=%d\n" % (hexs, len(hexs)))
+                raise OptionError(text)
+            try:
+                return bytes.fromhex(hexs)
+            except ValueError:
+                self.log.error("Supplied owner auth string `%s' is not a valid hex string\n" % hexs)
+                raise OptionError(text) from None
+        if text.startswith("text:"):
+            return hashlib.sha1(text[5:].encode()).digest()
+        self.log.error("Invalid auth string %s\n" % text)
+        raise OptionError(text)
+
+    def parse_cmdline(self, argv: list[str]) -> dict:
+        opts = {"tpmdriver": "tpm_tis", "tpmiomem": TPM_TIS_BASE, "tpmirq": 0, "tpmlocality": 0}
+        for arg in argv[1:]:
+            try:
+                # the seed compares only "owner_auth" / "srk_auth" (10 / 8 chars) and
+                # hands the rest, separator included, to the auth parser
+                if arg.startswith("owner_auth"):
+                    v = self.parse_auth(arg[10:], WELLKNOWN_OWNER_AUTH, True)
+                    if v == "random":
+                        self.gen_owner_auth = True
+                    else:
+                        self.owner_auth = v
+                elif arg.startswith("srk_auth"):
+                    self.srk_auth = self.parse_auth(arg[8:], WELLKNOWN_SRK_AUTH, False)
+                elif arg.startswith("tpmdriver="):
+                    if arg[10:] not in ("tpm_tis", "tpmfront"):
+                        raise OptionError(arg)
+                    opts["tpmdriver"] = arg[10:]
+                elif arg.startswith("tpmiomem="):
+                    m = re.match(r"0x([0-9a-fA-F]+)", arg[9:])
+                    if not m:
+                        raise OptionError(arg)
+                    opts["tpmiomem"] = int(m.group(1), 16)
+                elif arg.startswith("tpmirq="):
+                    if arg[7:] == "probe":
+                        opts["tpmirq"] = -1
+                    else:
+                        m = re.match(r"\s*\+?(\d+)", arg[7:])
+                        if not m:
+                            raise OptionError(arg)
+                        opts["tpmirq"] = int(m.group(1))
+                elif arg.startswith("tpmlocality="):
+                    m = re.match(r"\s*\+?(\d+)", arg[12:])
+                    if not m or int(m.group(1)) > 4:
+                        raise OptionError(arg)
+                    opts["tpmlocality"] = int(m.group(1))
+            except OptionError:
+                self.log.error("Invalid Option %s\n" % arg)
+                raise
+        self.log.info("Option: Using %s driver\n" % opts["tpmdriver"])
+        return opts
+
+    # -- helpers the storage layer uses -------------------------------------------
+    def load_storage_key(self) -> None:
+        self.storage_key_handle = self.hw.load_key(SRK_HANDLE, self.storage_key,
+                                                   self.srk_auth, self.oiap)
+        self.storage_key_usage_auth = bytes(20)
+
+    def unbind(self, block: bytes) -> bytes:
+        return self.hw.unbind(self.storage_key_handle, block, self.storage_key_usage_auth,
+                              self.oiap)
+
+    def forget_storage_key(self) -> None:
+        self.storage_key = None
+        try:
+            self.hw.evict_key(self.storage_key_handle)
+        except HwTpmError:
+            pass
+        self.storage_key_handle = 0
+
+    def _try(self, fn, func: str, line: int, file: str = "init.c"):
+        try:
+            return fn()
+        except HwTpmError as e:
+            self.log.tryfail(func, file, line, e.rc)
+            raise
+
+    # -- init.c ----------------------------------------------------------------------
+    def check_tpm_version(self) -> None:
+        raw = self._try(lambda: self.hw.get_capability(C.TPM_CAP_VERSION_VAL),
+                        "check_tpm_version", 93)
+        if len(raw) < 4:
+            self.log.error("Invalid size returned by GetCapability!\n")
+            raise HwTpmError(C.TPM_BAD_PARAMETER)
+        v = TPM_CAP_VERSION_INFO.unmarshal(Reader(raw))
+        ver = v.version
+        info = self.log.info
+        info("Hardware TPM:\n")
+        info(" version: %d %d %d %d\n" % (ver.major, ver.minor, ver.revMajor, ver.revMinor))
+        info(" specLevel: %d\n" % v.specLevel)
+        info(" errataRev: %d\n" % v.errataRev)
+        info(" vendorID: %s\n" % "".join(chr(b) if b else "\0" for b in v.tpmVendorID))
+        info(" vendorSpecificSize: %d\n" % len(v.vendorSpecific))
+        info(" vendorSpecific: ")
+        self.printk(v.vendorSpecific.hex() + "\n")
+
+    def flush_tpm(self) -> None:
+        for rt in RESOURCE_TYPES:
+            raw = self._try(lambda: self.hw.get_capability(C.TPM_CAP_HANDLE, struct.pack(">I", rt)),
+                            "flush_tpm", 138)
+            n = struct.unpack_from(">H", raw)[0] if len(raw) >= 2 else 0
+            if n:
+                self.log.info("Flushing %u handle(s) of type %u\n" % (n, rt))
+                for i in range(n):
+                    h = struct.unpack_from(">I", raw, 2 + 4 * i)[0]
+                    self._try(lambda: self.hw.flush_specific(h, rt), "flush_tpm", 154)
+
+    def try_take_ownership(self) -> None:
+        try:
+            pubek = self.hw.read_pubek()
+            status = 0
+        except HwTpmError as e:
+            status, pubek = e.rc, None
+        if status == C.TPM_DISABLED_CMD:
+            self.log.info("Failed to readEK meaning TPM has an owner. Creating Keys off existing SRK.\n")
+            return
+        if status == C.TPM_NO_ENDORSEMENT:
+            pubek = self._try(self.hw.create_endorsement_key_pair, "try_take_ownership", 198)
+        elif status:
+            raise HwTpmError(status)
+        srk = TPM_KEY(keyUsage=C.TPM_KEY_STORAGE, authDataUsage=C.TPM_AUTH_ALWAYS,
+                      algorithmParms=rsa_key_parms())
+        self._try(lambda: self.hw.take_ownership(pubek, self.owner_auth, self.srk_auth, srk,
+                                                 self.oiap), "try_take_ownership", 229)
+        self._try(lambda: self.hw.disable_pubek_read(self.owner_auth, self.oiap),
+                  "try_take_ownership", 237)
+
+    def create(self) -> None:
+        """vtpmmgr_create: own the TPM, make and load the bind key, new header."""
+        osap = None
+        try:
+            self._try(self.try_take_ownership, "vtpmmgr_create", 389)
+            self.storage_key_usage_auth = bytes(20)
+            osap = self._try(lambda: self.hw.osap(TPM_ET_KEYHANDLE, SRK_HANDLE, self.srk_auth),
+                             "vtpmmgr_create", 394)
+            template = TPM_KEY(keyUsage=TPM_KEY_BIND, authDataUsage=C.TPM_AUTH_ALWAYS,
+                               algorithmParms=rsa_key_parms())
+            self.storage_key = self._try(lambda: self.hw.create_wrap_key(
+                SRK_HANDLE, self.storage_key_usage_auth, self.storage_key_usage_auth,
+                template, osap), "vtpmmgr_create", 404)
+            self._try(self.load_storage_key, "vtpmmgr_create", 413)
+            self._try(self.hw.save_state, "vtpmmgr_create", 421)
+            try:
+                self.storage.new_header()
+            except StorageFailure as e:
+                self.log.tryfail("vtpmmgr_create", "init.c", 424, e.rc)
+                raise HwTpmError(e.rc) from None
+        finally:
+            self.log.info("Finished initialized new VTPM manager\n")
+            if osap is not None and osap.handle:
+                try:
+                    self.hw.terminate_handle(osap.handle)
+                except HwTpmError:
+                    pass
+
+    def init(self, argv: list[str]) -> bool:
+        try:
+            opts = self.parse_cmdline(argv)
+        except OptionError:
+            self.log.error("Command line parsing failed! exiting..\n")
+            return False
+        if not self._init_storage():
+            self.log.error("Unable to initialize storage subsystem!\n")
+            return False
+        self.back = TpmBack(self.dom.xen, self.printk)
+        if opts["tpmdriver"] == "tpm_tis":
+            try:
+                self.tis = TpmTis(self.dom.xen, self.printk, opts["tpmiomem"],
+                                  1 << opts["tpmlocality"], max(0, opts["tpmirq"]))
+            except (TisError, OSError):
+                self.log.error("Unable to initialize tpmfront device\n")
+                self.shutdown()
+                return False
+            self.tis.open()
+            self.tis.request_locality(opts["tpmlocality"])
+            transmit = self.tis.transmit
+        else:
+            try:
+                self.front = TpmFront(self.dom.xen, self.printk)
+            except TpmFrontError:
+                self.log.error("Unable to initialize tpmfront device\n")
+                self.shutdown()
+                return False
+            self.printk("tpmfront_open(device/vtpm/0) -> 3\n")
+            transmit = self.front.cmd
+        self.hw = HwTpm(transmit, self.log)
+        try:
+            self._try(self.check_tpm_version, "vtpmmgr_init", 495)
+            try:
+                self.flush_tpm()
+            except HwTpmError:
+                self.log.error("VTPM_FlushResources failed, continuing anyway..\n")
+            self.rng = Drbg(self.hw.get_random(ENTROPY_BYTES) + self.hw.get_random(ENTROPY_BYTES))
+            self.hw.rng = self.rng
+            if self.gen_owner_auth:
+                self.owner_auth = self.rng(20)
+            self.oiap = self._try(self.hw.oiap, "vtpmmgr_init", 515)
+            try:
+                self.storage.load_header()
+            except StorageFailure:
+                if not self.oiap.handle:
+                    self.oiap = self._try(self.hw.oiap, "vtpmmgr_init", 521)
+                self.log.info("Failed to read manager file. Assuming first time initialization.\n")
+                self._try(self.create, "vtpmmgr_init", 524)
+        except (HwTpmError, TisError, TpmFrontError, OSError):
+            self.shutdown()
+            return False
+        return True
+
+    def _init_storage(self) -> bool:
+        block = self.dom.block
+        fd = block.get("hda", block.get(str(VBD_HDA), block.get("xvda")))
+        if fd is None:
+            return False
+        node = "device/vbd/%d" % VBD_HDA
+        self.printk("******************* BLKFRONT for %s **********\n\n\n" % node)
+        backend = self.dom.xen.read_str(node + "/backend", default="") or \
+            "/local/domain/0/backend/vbd/%d/%d" % (self.dom.domid, VBD_HDA)
+        self.printk("backend at %s\n" % backend)
+        self.printk("%u sectors of %u bytes\n" % (os.fstat(fd).st_size // 512, 512))
+        self.printk("**************************\n")
+        self.printk("blk_open(%s) -> %d\n" % (node, 3))
+        self.storage = MgrStorage(fd, self)
+        return True
+
+    def shutdown(self) -> None:
+        if self.hw is not None:
+            for fn in (lambda: self.hw.evict_key(self.storage_key_handle),
+                       lambda: self.hw.terminate_handle(self.oiap.handle)):
+                try:
+                    fn()
+                except (HwTpmError, TisError, OSError):
+                    pass
+        if self.back is not None:
+            self.back.shutdown()
+        if self.tis is not None:
+            self.tis.shutdown()
+        self.log.info("VTPM Manager stopped.\n")
+
+    # -- vtpm_cmd_handler.c ------------------------------------------------------------------
+    def handle_cmd(self, uuid: bytes, req: bytes) -> bytes:
+        try:
+            tag, _size, ordinal = P.unpack_header(req)
+        except ValueError:
+            tag, ordinal = 0, 0
+        if tag == P.VTPM_TAG_REQ:
+            if ordinal == P.VTPM_ORD_SAVEHASHKEY:
+                status = 0
+                if len(req) != P.HEADER_SIZE + P.HASHKEYSZ:
+                    self.log.error("VTPM_ORD_SAVEHASHKEY hashkey too short!\n")
+                    status = C.TPM_BAD_PARAMETER
+                else:
+                    try:
+                        self.storage.save_hashkey(uuid, req[P.HEADER_SIZE:])
+                    except StorageFailure as e:
+                        self.log.tryfail("vtpmmgr_SaveHashKey", "vtpm_cmd_handler.c", 61, e.rc)
+                        status = e.rc
+                return P.HEADER.pack(P.VTPM_TAG_RSP, P.HEADER_SIZE, status)
+            if ordinal == P.VTPM_ORD_LOADHASHKEY:
+                try:
+                    hk = self.storage.load_hashkey(uuid)
+                except StorageFailure as e:
+                    self.log.tryfail("vtpmmgr_LoadHashKey", "vtpm_cmd_handler.c", 78, e.rc)
+                    return P.HEADER.pack(P.VTPM_TAG_RSP, P.HEADER_SIZE, e.rc)
+                return P.HEADER.pack(P.VTPM_TAG_RSP, P.HEADER_SIZE + len(hk), 0) + hk
+            self.log.error("Invalid vTPM Ordinal %d\n" % ordinal)
+            status = C.TPM_BAD_ORDINAL
+        elif tag in (0x00C1, 0x00C2, 0x00C3):
+            if ordinal == C.TPM_ORD_GetRandom:
+                self.log.info("Passthrough: TPM_GetRandom\n")
+            elif ordinal == C.TPM_ORD_PcrRead:
+                self.log.info("Passthrough: TPM_PcrRead\n")
+            else:
+                self.log.error("TPM Disallowed Passthrough ord=%d\n" % ordinal)
+                return P.HEADER.pack(tag + 3, P.HEADER_SIZE, C.TPM_DISABLED_CMD)
+            try:
+                return self.hw.transmit(req[:TCPA_MAX_BUFFER_LENGTH])
+            except (TisError, TpmFrontError, OSError):
+                self.log.tryfail("vtpmmgr_handle_cmd", "vtpm_cmd_handler.c", 134, C.TPM_IOERROR)
+                return P.HEADER.pack(tag + 3, P.HEADER_SIZE, C.TPM_IOERROR)
+        else:
+            self.log.error("Invalid tag=%d\n" % tag)
+            status = C.TPM_BADTAG
+        return P.HEADER.pack((tag + 3) & 0xFFFF, P.HEADER_SIZE, status)
+
+    # -- vtpmmgr.c ------------------------------------------------------------------------------
+    def main(self, argv: list[str]) -> int:
+        self.log.info("Starting vTPM manager domain\n")
+        if not self.init(argv):
+            self.log.error("Unable to initialize vtpmmgr domain!\n")
+            return -1
+        while True:
+            self.log.info("Waiting for commands from vTPM's:\n")
+            cmd = self.back.req_any()
+            if cmd is None:
+                if self.back.closed or self.dom.xen.closed:
+                    return 0
+                self.log.error("NULL tpmcmd\n")
+                continue
+            self.back.resp(cmd, self.handle_cmd(cmd.uuid, cmd.req))

@@ -1,0 +1,106 @@
+"""The host's TIS 1.2 TPM device and mini-os's tpm_tis driver: register
+behaviour, locality arbitration, command/response through the FIFO, the
+iomem permission check, atomic persistence."""
+
+from __future__ import annotations
+
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tpm"))
+from engine_helpers import key_pool  # noqa: E402
+
+from pyxl.domain.drivers.tpm_tis import TpmTis  # noqa: E402
+from pyxl.hypervisor import tis as T  # noqa: E402
+from pyxl.hypervisor.iomem import IoMem  # noqa: E402
+
+GETRANDOM = struct.pack(">HIII", 0xC1, 14, 0x46, 16)
+
+
+class DirectXen:
+    """MMIO through an IoMem, as the hypervisor dispatches it (in-process)."""
+
+    def __init__(self, iomem, domid):
+        self.iomem, self.domid = iomem, domid
+
+    def mmio_read(self, addr, width=1, count=1):
+        return self.iomem.read(self.domid, addr, width, count)
+
+    def mmio_write(self, addr, data, width=1):
+        self.iomem.write(self.domid, addr, width, bytes(data))
+
+
+@pytest.fixture
+def dev(tmp_path):
+    return T.TisDevice(str(tmp_path / "tpm.state"), key_source=key_pool())
+
+
+def rd(dev, loc, reg, width=1):
+    return int.from_bytes(dev.read(loc * T.TIS_PAGE + reg, width), "little")
+
+
+def wr(dev, loc, reg, val):
+    dev.write(loc * T.TIS_PAGE + reg, 1, bytes([val]))
+
+
+def test_register_protocol_by_hand(dev):
+    assert rd(dev, 0, T.ACCESS) == T.ACCESS_VALID | T.ACCESS_ESTABLISHMENT
+    assert rd(dev, 0, T.STS) == 0xFF                      # not the active locality
+    wr(dev, 0, T.ACCESS, T.ACCESS_REQUEST_USE)
+    assert rd(dev, 0, T.ACCESS) & T.ACCESS_ACTIVE_LOCALITY
+    wr(dev, 2, T.ACCESS, T.ACCESS_REQUEST_USE)            # another locality asks
+    assert rd(dev, 0, T.ACCESS) & T.ACCESS_REQUEST_PENDING
+    assert not rd(dev, 2, T.ACCESS) & T.ACCESS_ACTIVE_LOCALITY
+    assert rd(dev, 0, T.DID_VID, 4) == 0x00011014 and rd(dev, 0, T.RID) == 1
+    wr(dev, 0, T.STS, T.STS_COMMAND_READY)
+    assert rd(dev, 0, T.STS) == T.STS_VALID | T.STS_COMMAND_READY
+    for b in GETRANDOM[:-1]:
+        wr(dev, 0, T.DATA_FIFO, b)
+        assert rd(dev, 0, T.STS) & T.STS_EXPECT
+    wr(dev, 0, T.DATA_FIFO, GETRANDOM[-1])
+    assert rd(dev, 0, T.STS) == T.STS_VALID                # complete: expect cleared
+    wr(dev, 0, T.STS, T.STS_GO)
+    assert rd(dev, 0, T.STS) == T.STS_VALID | T.STS_DATA_AVAIL
+    assert rd(dev, 0, T.BURST_LO, 2) == 30                 # 10 + 4 + 16 bytes waiting
+    rsp = dev.read(T.DATA_FIFO, 1, 30)
+    assert rsp[:10] == struct.pack(">HII", 0xC4, 30, 0) and rsp[10:14] == b"\0\0\0\x10"
+    assert rd(dev, 0, T.STS) == T.STS_VALID                # drained
+    wr(dev, 0, T.ACCESS, T.ACCESS_ACTIVE_LOCALITY)         # relinquish -> 2 gets it
+    assert rd(dev, 2, T.ACCESS) & T.ACCESS_ACTIVE_LOCALITY
+    assert dev.commands == 1
+
+
+def test_driver_init_and_transmit_with_iomem_permission(dev):
+    io = IoMem()
+    io.add_device(T.TIS_BASE, T.TIS_LEN, dev)
+    lines = []
+    with pytest.raises(OSError):
+        TpmTis(DirectXen(io, 5), lines.append)             # no iomem= for domain 5
+    assert "Unable to map iomem page a address 0xfed40000\n" in lines
+    io.permit(7, 0xFED40, 1)                               # iomem=["fed40,1"]
+    lines = []
+    tis = TpmTis(DirectXen(io, 7), lines.append)
+    assert lines[:4] == ["============= Init TPM TIS Driver ==============\n",
+                         "IOMEM Machine Base Address: FED40000\n", "Enabled Localities: 0 \n",
+                         "1.2 TPM (device-id=0x1 vendor-id = 1014 rev-id = 1)\n"]
+    assert lines[4] == "TPM interface capabilities (0x97):\n"
+    assert dev.commands == 3                               # timeouts, durations, ContinueSelfTest
+    rsp = tis.transmit(GETRANDOM)
+    assert len(rsp) == 30 and rsp[6:10] == b"\0\0\0\0"
+    with pytest.raises(OSError):                           # locality 1 is not permitted
+        io.read(7, T.TIS_BASE + 0x1000, 1)
+
+
+def test_state_persists_atomically(tmp_path):
+    path = tmp_path / "hwtpm"
+    d1 = T.TisDevice(str(path), key_source=key_pool())
+    ek1 = d1.tpm.perm.ek.n
+    assert path.exists() and not list(tmp_path.glob("*.tmp.*"))
+    d2 = T.TisDevice(str(path), key_source=key_pool())
+    assert d2.tpm.perm.ek.n == ek1
+    path.write_bytes(b"garbage")
+    with pytest.raises(ValueError):
+        T.TisDevice(str(path), key_source=key_pool())

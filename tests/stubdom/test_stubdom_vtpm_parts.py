@@ -1,0 +1,149 @@
+"""vtpm-stubdom pieces without domains: command-line quirks, log levels,
+the state blob format and two-slot disk, command handling quirks."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from pyxl.domain.vtpm import log as L
+from pyxl.domain.vtpm.main import Vtpm
+from pyxl.domain.vtpm.options import OptionError, parse_cmd_line
+from pyxl.domain.vtpm.vtpm_cmd import ManagerError, create_error_response
+from pyxl.domain.vtpm.vtpmblk import StorageError, VtpmBlk, decrypt, encrypt
+
+
+def parse(*args):
+    lines = []
+    log = L.VtpmLog(lines.append)
+    try:
+        opts = parse_cmd_line(["main", *args], log)
+    except OptionError:
+        opts = None
+    return opts, lines
+
+
+def test_defaults_summary():
+    opts, lines = parse()
+    assert lines == ["vtpm.c:295: Info: Startup mode is `clear'\n",
+                     "vtpm.c:325: Info: All PCRs initialized to default values\n",
+                     "vtpm.c:329: Info: TPM Maintenance Commands disabled\n",
+                     "vtpm.c:339: Info: Log level set to (null)\n"]
+    assert opts.bad_ordinals == [0x2C, 0x2D, 0x2E, 0x2F, 0x30]
+
+
+def test_hwinitpcr_quirks():
+    opts, lines = parse("hwinitpcr=12-16,3")
+    assert opts.hwinitpcrs == (1 << 12) | (1 << 3)              # the range is read as 12
+    assert lines[1:3] == ["vtpm.c:314: Info: The following PCRs will be initialized with "
+                          "values from the hardware TPM:\n", "vtpm.c:323: Info: \t3, 12\n"]
+    assert parse("hwinitpcr=all")[0].hwinitpcrs == (1 << 24) - 1
+    opts, lines = parse("hwinitpcr=24")
+    assert opts is None and lines == ["vtpm.c:257: Error: hwinitpcr error: Invalid PCR index 24\n"]
+    opts, lines = parse("hwinitpcr=x")
+    assert opts is None and "Invalid PCR specification : x" in lines[0]
+    opts, lines = parse("hwinitpcrs=1")                         # the README's spelling
+    assert lines[0] == "vtpm.c:287: Error: Invalid command line option `hwinitpcrs=1'\n"
+    assert opts.hwinitpcrs == 0
+
+
+def test_options_and_loglevel_filter():
+    opts, lines = parse("save", "maintcmds=1", "loglevel=bogus", "maintcmds=7")
+    assert lines == ["vtpm.c:298: Info: Startup mode is `save'\n",
+                     "vtpm.c:325: Info: All PCRs initialized to default values\n",
+                     "vtpm.c:336: Info: TPM Maintenance Commands enabled\n",
+                     "vtpm.c:339: Info: Log level set to (null)\n"]
+    assert opts.maint_cmds and opts.bad_ordinals == []
+    opts, lines = parse("loglevel=error", "deactivated")
+    assert lines == []                                          # vtpm.c's info lines filtered
+    out = []
+    log = L.VtpmLog(out.append, L.LOG_ERR)
+    log.emu("vtpmblk.c", 89, "Info", "Wrote 1 bytes to NVM persistent storage")
+    log.info(L.L_WAITING, "Waiting for frontend domain to connect..")
+    assert out == ["vtpmblk.c:89: Info: Wrote 1 bytes to NVM persistent storage\n"]
+
+
+def test_blob_format():
+    key, iv12 = bytes(range(32)), b"\xAA" * 12
+    blob = encrypt(b"state!", key, iv12)
+    assert len(blob) == 32 and blob[:12] == iv12 and blob[12:16] == struct.pack(">I", 6)
+    dec = Cipher(algorithms.AES(key), modes.CBC(blob[:16])).decryptor()
+    assert dec.update(blob[16:]) + dec.finalize() == b"state!" + bytes(10)   # zero padding
+    assert decrypt(blob, key) == b"state!"
+
+
+class FakeManager:
+    """Holds the hash+key the way vtpmmgr does (this test is about the disk)."""
+
+    def __init__(self):
+        self.hashkey = None
+
+    def save_hashkey(self, hk):
+        self.hashkey = hk
+
+    def load_hashkey(self):
+        if self.hashkey is None:
+            raise ManagerError(3)
+        return self.hashkey
+
+
+def test_two_slots_survive_a_torn_write(tmp_path):
+    import os
+    path = tmp_path / "vtpm.img"
+    path.write_bytes(bytes(1 << 16))
+    fd = os.open(path, os.O_RDWR)
+    lines, mgr = [], FakeManager()
+    log = L.VtpmLog(lines.append)
+    blk = VtpmBlk(fd, mgr, log, os.urandom)
+    blk.write(b"A" * 100)                                   # slot 0
+    blk.write(b"B" * 200)                                   # slot 1, manager knows B
+    assert blk.read() == b"B" * 200
+    # a crash while writing the next state into slot 0: garbage there, manager still on B
+    os.pwrite(fd, b"\x00\x00\x00\x40" + os.urandom(64), 0)
+    assert VtpmBlk(fd, mgr, log, os.urandom).read() == b"B" * 200
+    # the manager's hash matches neither slot: checksum failure with both hashes shown
+    mgr.hashkey = hashlib.sha1(b"x").digest() + bytes(32)
+    lines.clear()
+    with pytest.raises(StorageError):
+        VtpmBlk(fd, mgr, log, os.urandom).read()
+    text = "".join(lines)
+    assert "vtpmblk.c:322: Error: NVM Storage Checksum failed!\n" in text
+    assert "Expected: " + "".join("%02X " % b for b in hashlib.sha1(b"x").digest()) in text
+    assert "\nSlot 0:   " in text and "\nSlot 1:   " in text
+    os.close(fd)
+
+
+def test_command_quirks():
+    class Opts:
+        bad_ordinals = [0x2C]
+    v = Vtpm.__new__(Vtpm)
+    v.log, v.opts = L.VtpmLog(lambda s: None), Opts()
+    assert v.handle(b"", 0) == b""
+    maint = struct.pack(">HII", 0xC2, 10, 0x2C)
+    assert v.handle(maint, 0) == struct.pack(">HII", 0xC3, 10, 10)   # AUTH1 -> 0xC3 (seed bug)
+    assert create_error_response(struct.pack(">HII", 0xC1, 10, 1), 9) == struct.pack(">HII", 0xC4, 10, 9)
+    assert create_error_response(struct.pack(">HII", 0xC3, 10, 1), 9)[:2] == b"\x00\xc3"
+    assert create_error_response(b"\x01", 9)[:2] == b"\x00\xc4"
+
+
+def test_emulator_command_lines():
+    out = []
+    log = L.VtpmLog(out.append)
+    ok = struct.pack(">HII", 0xC4, 10, 0)
+    log.command(struct.pack(">HII", 0xC1, 14, 0x46) + b"\0\0\0\1", ok)
+    assert out == ["tpm_cmd_handler.c:4143: Debug: tpm_handle_command()\n",
+                   "tpm_cmd_handler.c:3450: Debug: [TPM_TAG_RQU_COMMAND]\n",
+                   "tpm_cmd_handler.c:%d: Debug: [TPM_ORD_GetRandom]\n"
+                   % L.ORD_DEBUG_LINE[0x46][1],
+                   "tpm_cmd_handler.c:4084: Info: TPM command succeeded\n"]
+    out.clear()
+    log.command(struct.pack(">HII", 0xC1, 10, 0x99999), struct.pack(">HII", 0xC4, 10, 10))
+    assert out[-1] == ("tpm_cmd_handler.c:4070: Info: The ordinal (0x99999) was unknown "
+                       "or inconsistent\n")
+    out.clear()
+    log.command(struct.pack(">HII", 0xC1, 14, 0x15) + b"\0\0\0\x63", struct.pack(">HII", 0xC4, 10, 2))
+    assert out[-1] == ("tpm_cmd_handler.c:4077: Info: TPM command failed: (0x02) The index "
+                       "to a PCR, DIR or other register is incorrect.\n")
