@@ -64,14 +64,18 @@ DECLARED = {"ETHZ": XEN_VTPM, "IBM": EMULATOR}
 # Ordinals libtpms has and the engine does not implement yet (TPM_CAP_ORD
 # answers FALSE): ChangeAuthAsymStart/Finish, DSAP, CMK_*, MigrateKey,
 # CreateMigrationBlob, ConvertMigrationBlob, AuthorizeMigrationKey, DAA_Join/Sign,
-# CertifyKey2, Sealx, SetOwnerPointer, the audit ordinals, Delegate_*, transport.
+# CertifyKey2, Sealx, SetOwnerPointer, Delegate_*, transport.
 MISSING_ORDINALS = [0x0E, 0x0F, 0x11, 0x12, 0x13, 0x1B, 0x1C, 0x1D, 0x24, 0x25, 0x28, 0x29,
-                    0x2A, 0x2B, 0x31, 0x33, 0x3D, 0x75, 0x85, 0x86, 0x8D, 0xD1, 0xD2, 0xD4,
-                    0xD5, 0xD6, 0xD8, 0xDB, 0xE6, 0xE7, 0xE8]
+                    0x2A, 0x2B, 0x31, 0x33, 0x3D, 0x75, 0xD1, 0xD2, 0xD4, 0xD5, 0xD6, 0xD8,
+                    0xDB, 0xE6, 0xE7, 0xE8]
 ENGINE_GAPS: dict[str, str] = {
     **{"getcap ORD 0x%x:value" % o: "%d ordinals not implemented" % len(MISSING_ORDINALS)
        for o in MISSING_ORDINALS},
     "getcap PID [67]:value": "DSAP and transport sessions",
+    "getcap ORD 0x52:value": "TPM_CAP_ORD says TRUE for CertifySelfTest, which neither libtpms "
+                             "0.9 nor the emulator advertises",
+    "getcap ORD 0x64:value": "TPM_CAP_ORD says TRUE for GetCapabilitySigned, which neither "
+                             "libtpms 0.9 nor the emulator advertises",
     # found by the generated streams below; libtpms checks the selection before reading it
     "pcr_reset size 4 no bitmap:rc": "PCR_Reset: a short pcrSelect gives TPM_BAD_PARAM_SIZE "
                                      "(libtpms: TPM_INVALID_PCR_INFO)",
@@ -80,7 +84,7 @@ ENGINE_GAPS: dict[str, str] = {
     "getcap SELECT_SIZE no subcap:*": "GetCapability(SELECT_SIZE) without subCap: TPM_BAD_MODE "
                                       "(libtpms: TPM_BAD_PARAM_SIZE)",
     "getcap SELECT_SIZE 1 byte:*": "GetCapability(SELECT_SIZE) with a short subCap: TPM_BAD_MODE "
-                                   "(libtpms: TPM_BAD_PARAMETER)",
+                                   "(libtpms: TPM_BAD_PARAM_SIZE)",
     "getcap SELECT_SIZE version 9.9:*": "GetCapability(SELECT_SIZE) of an unknown version: FALSE "
                                         "(libtpms: TPM_BAD_PARAMETER)",
 }
@@ -88,10 +92,8 @@ ENGINE_GAPS: dict[str, str] = {
 # ... and where the engine presenting the IBM identity still behaves as the
 # emulator although libtpms (which that identity imitates) does not:
 VENDOR_GAPS: dict[str, dict[str, str]] = {"ETHZ": {}, "IBM": {
-    "getcap FLAG PERMANENT cleared:flag d*a*": "OwnerClear leaves the TPM enabled and active "
-                                               "(libtpms disables and deactivates it)",
-    "getcap FLAG PERMANENT cleared:flag readSRKPub": "OwnerClear leaves readSRKPub TRUE",
-    "readpubek when cleared:*": "OwnerClear leaves the TPM enabled (ReadPubek works)",
+    "getcap FLAG PERMANENT cleared:flag readSRKPub": "OwnerClear leaves readSRKPub TRUE "
+                                                     "(libtpms: FALSE)",
 }}
 
 
