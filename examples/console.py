@@ -3,11 +3,12 @@
 
     console.py until TEXT  -- create -c vtpmmgr-stubdom.cfg   # wait for TEXT, detach
     console.py type CMD... -- console domu                    # type at the shell prompt
-    console.py show        -- console domu-vtpm               # print what is there, detach
+    console.py show        -- console domu-vtpm               # print what is new, detach
 
 Everything after `--` is a pyxl command line that ends up attached to a
 console (`create -c ...` or `console DOM`); $PYXL (default "pyxl") is the
-program.  The console's output is copied to stdout as it arrives (for
+program.  Like a pty, a console shows what nobody has read yet: the whole
+history is in the console log (var/log/pyxl/console/guest-NAME.log).  The console's output is copied to stdout as it arrives (for
 `type`, from the first typed command on).  Detaching is Ctrl-] as with
 xenconsole, so the domains keep running.  Exit status 1 when TEXT or a
 shell prompt does not appear within $CONSOLE_TIMEOUT seconds (120), or
@@ -93,6 +94,7 @@ def main(argv):
         ok = con.wait(lambda b: args[0].encode() in b)
     elif mode == "show" and not args:
         con = Console(cmd)
+        con.wait(lambda b: len(b) > 0, timeout=3.0)   # pyxl takes a moment to attach
         con.drain()
         ok = True
     elif mode == "type" and args:

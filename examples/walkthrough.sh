@@ -18,6 +18,7 @@ PYXL=${PYXL:-pyxl}
 export PYXL
 pyxl() { $PYXL "$@"; }
 con() { python3 "$here/console.py" "$@"; }
+console_log() { echo "${PYXL_ROOT:-}/var/log/pyxl/console/guest-$1.log"; }
 step() { printf '\n### %s\n' "$*"; }
 show() { printf '# %s\n' "$*"; }
 
@@ -65,12 +66,12 @@ con type "modprobe xen-tpmfront" "tcsd" "tpm_version" -- \
     create -c "$here/domu.cfg" "kernel=\"$kernel\""
 
 step "On the vtpm console: the guest attached, the command, the state saved"
-con show -- console domu-vtpm >"$dir/.vtpm-console" || true
-grep -aE "VTPM attached to Frontend|Frontend [0-9]+/0 connected" "$dir/.vtpm-console" || true
-grep -aE "TPM_ORD_|Wrote [0-9]+ bytes to NVM|Sending encryption key" "$dir/.vtpm-console" | tail -n 3 || true
-rm -f "$dir/.vtpm-console"
+# (from the console logs xenconsoled-style logging keeps: the whole history)
+vlog=$(console_log domu-vtpm)
+grep -aE "VTPM attached to Frontend|Frontend [0-9]+/0 connected" "$vlog" || true
+grep -aE "TPM_ORD_|Wrote [0-9]+ bytes to NVM|Sending encryption key" "$vlog" | tail -n 3 || true
 step "On the vtpmmgr console: the vTPM's key encrypted and stored"
-con show -- console vtpmmgr | grep -aE "Registered vtpm|Saved hash and key" | tail -n 2
+grep -aE "Registered vtpm|Saved hash and key" "$(console_log vtpmmgr)" | tail -n 2 || true
 
 step "pyxl list"
 pyxl list
@@ -85,7 +86,7 @@ for _ in $(seq 100); do pyxl domid domu-vtpm >/dev/null 2>&1 || break; sleep 0.1
 if pyxl domid domu-vtpm >/dev/null 2>&1; then pyxl destroy domu-vtpm; fi
 # destroy the manager only while it waits for commands (its last word; tpmback's
 # notes about the departed vTPM may follow)
-con show -- console vtpmmgr | grep -a "^[A-Z]*\[VTPM\]" | tail -n 1 | grep -q "Waiting for commands from vTPM's:" || {
+grep -a "^[A-Z]*\[VTPM\]" "$(console_log vtpmmgr)" | tail -n 1 | grep -q "Waiting for commands from vTPM's:" || {
     echo "walkthrough: the manager is busy; not destroying it" >&2; exit 1; }
 show "pyxl destroy vtpmmgr"
 pyxl destroy vtpmmgr
