@@ -116,7 +116,7 @@ def main() -> None:
     try:
         small = BenchHost(kernel)
         c = small.c
-        to_run, to_login, to_gone = [], [], []
+        to_run, to_login, to_gone, stuck = [], [], [], []
         for i in range(20):
             t0 = time.perf_counter()
             domid = c.call("create", config=small.cfg("probe%d" % i))["domid"]
@@ -124,8 +124,12 @@ def main() -> None:
                 time.sleep(0.0005)
             to_run.append(time.perf_counter() - t0)
             while "login:" not in c.call("console_history", dom=str(domid)):
+                if time.perf_counter() - t0 > 10:
+                    stuck.append(domid)      # never booted: report it, don't hang
+                    break
                 time.sleep(0.002)
-            to_login.append(time.perf_counter() - t0)
+            else:
+                to_login.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             c.call("destroy", dom=str(domid))
             to_gone.append(time.perf_counter() - t0)
@@ -133,6 +137,8 @@ def main() -> None:
              "   target < 150 ms")
         line("create -> login prompt on the console", statistics.median(to_login) * 1e3, "ms")
         line("destroy -> gone", statistics.median(to_gone) * 1e3, "ms")
+        if stuck:
+            print("WARNING: domains that never reached their login prompt: %r" % stuck)
 
         small.grow(10)
         big = BenchHost(kernel)

@@ -6,7 +6,9 @@ driven by the same client over the same kind of socket (TCP, a new
 connection per command, as tcsd does).  Iterations alternate between the two
 TPMs so drift hits both alike.  Prints the median per operation and the ratio
 pyxl/swtpm against the targets: within 1.5x for non-RSA commands, 1.2x for
-RSA-bound ones (key generation, private-key operations).
+RSA-bound ones (key generation, private-key operations).  On a busy machine
+wall times are noisy (try --baseline: swtpm against swtpm); the server CPU
+time per command (from /proc/PID/task/*/schedstat) is not.
 
   python bench/tpm_roundtrip.py [-n 200] [--rsa-n 10]
 """
@@ -70,6 +72,18 @@ def measure(fn, n: int) -> list[float]:
     return out
 
 
+def cpu_ns(pid: int) -> int:
+    """CPU time a process has used, from the scheduler (ns; all threads).
+    Unlike wall time it hardly depends on how loaded the machine is."""
+    total = 0
+    for task in Path("/proc/%d/task" % pid).iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=200, help="iterations of the fast commands")
@@ -94,10 +108,12 @@ def main() -> int:
                 except TPMError as e:     # an engine without ownership yet: owner ops n/a
                     print("# %s: could not take ownership (%s)" % (k, e))
             ops = {k: operations(c) for k, c in clients.items()}
+            pids = {"swtpm": sw.proc.pid, "pyxl": px.proc.pid}
             print("%-26s %10s %10s %7s %7s %s" % ("median ms", "swtpm",
                                                  "swtpm #2" if args.baseline else "pyxl",
                                                  "ratio", "target",
-                                                 "   (p10 ratio: less sensitive to load)"))
+                                                 "     p10   | server CPU us/op: swtpm, "
+                                                 "other, ratio"))
             worst = []
             for i, (name, _, rsa_bound) in enumerate(ops["swtpm"]):
                 n = args.rsa_n if name.startswith("CreateWrapKey") else args.n
@@ -110,18 +126,21 @@ def main() -> int:
                 except TPMError as e:
                     print("%-26s %10s %10s   n/a: %s failed on %s" % (name, "-", "-", e, k))
                     continue
+                cpu0 = {k: cpu_ns(p) for k, p in pids.items()}
                 for j in range(n):                   # alternate the two TPMs, and who goes first
                     for k in (("swtpm", "pyxl") if j % 2 else ("pyxl", "swtpm")):
                         times[k] += measure(ops[k][i][1], 1)
+                cpu = {k: (cpu_ns(p) - cpu0[k]) / n / 1000 for k, p in pids.items()}
                 ms = {k: statistics.median(v) for k, v in times.items()}
                 p10 = {k: sorted(v)[len(v) // 10] for k, v in times.items()}
                 ratio = ms["pyxl"] / ms["swtpm"]
                 target = 1.2 if rsa_bound else 1.5
                 flag = "ok" if ratio <= target else "SLOW"
                 worst.append(ratio / target)
-                print("%-26s %10.3f %10.3f %6.2fx %5.1fx %-4s  p10 %.2fx"
+                print("%-26s %10.3f %10.3f %6.2fx %5.1fx %-4s  p10 %.2fx | %9.1f %9.1f %5.2fx"
                       % (name, ms["swtpm"], ms["pyxl"], ratio, target, flag,
-                         p10["pyxl"] / p10["swtpm"]))
+                         p10["pyxl"] / p10["swtpm"], cpu["swtpm"], cpu["pyxl"],
+                         cpu["pyxl"] / max(cpu["swtpm"], 1e-9)))
             print("(n=%d fast, %d key generation; new TCP connection per command)"
                   % (args.n, args.rsa_n))
             return 0 if worst and max(worst) <= 1.0 else 1

@@ -23,15 +23,15 @@ def create(
     args: Optional[List[str]] = typer.Argument(None, metavar="[ConfigFile] [KEY=VALUE...]",
                                                show_default=False),
     console: bool = typer.Option(False, "-c", help="Connect to the console after the domain is created."),
-    paused: bool = typer.Option(False, "-p", help="Leave the domain paused after it is created."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="Quiet."),
-    dryrun: bool = typer.Option(False, "-n", "--dryrun", help="Dry run - prints the resulting configuration\n"
-                                "                         in JSON format."),
     debug: bool = typer.Option(False, "-d", help="Enable debug messages."),
     no_monitor: bool = typer.Option(False, "-e", help="Do not wait in the background for the death of the domain."),
     foreground: bool = typer.Option(False, "-F", help="Run in foreground until death of the domain."),
     defconfig: Optional[str] = typer.Option(None, "-f", "--defconfig", metavar="FILE",
                                             help="Use the given configuration file."),
+    dryrun: bool = typer.Option(False, "-n", "--dryrun", help="Dry run - prints the resulting configuration "
+                                "(deprecated in favour of global -N option)."),
+    paused: bool = typer.Option(False, "-p", help="Leave the domain paused after it is created."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Quiet."),
     vncviewer: bool = typer.Option(False, "-V", "--vncviewer", help="Connect to the VNC display after the domain is created."),
     vncviewer_autopass: bool = typer.Option(False, "-A", "--vncviewer-autopass",
                                             help="Pass VNC password to viewer via stdin."),
@@ -74,8 +74,7 @@ def create(
         d_config = load_data(data, config_file, warn=_err, warn_partial=sys.stderr.write,
                              ignore_global_affinity_masks=ignore_masks, optarg=defconfig)
     except ConfigError as e:
-        for line in e.lines:
-            _err(line)
+        sys.stderr.write(e.text())
         sys.stderr.flush()
         return e.exit_code
 

@@ -81,6 +81,9 @@ def render() -> str:
             "var/log/pyxl (daemon log, xl-NAME.log monitor logs, console/guest-NAME.log)."),
         ".TP", ".B PYXL_HOST_MEMORY, PYXL_HOST_CPUS",
         esc("Size of a new host, in MiB and CPUs (default 16384 and 2)."),
+        ".TP", ".B PYXL_DEVICE_TIMEOUT",
+        esc("Seconds create, vtpm-attach and vtpm-detach wait for a device's backend "
+            "(libxl's LIBXL_INIT_TIMEOUT, default 10)."),
         ".SH EXIT STATUS",
         esc("0 on success; otherwise xl's status for the failure:"),
     ]

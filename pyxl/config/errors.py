@@ -9,7 +9,7 @@ class ConfigError(Exception):
     `lines` are the stderr lines of the failure (without trailing newlines),
     `exit_code` the status xl exits with (1, 3 for -ERROR_FAIL, 6 for
     -ERROR_INVAL, ...).  An empty `lines` is legitimate: xl fails silently
-    on a bad max_grant_frames, for example.
+    on a bad max_grant_frames, for example.  `text()` is the exact stderr.
     """
 
     def __init__(self, lines, exit_code: int = 1):
@@ -17,4 +17,10 @@ class ConfigError(Exception):
             lines = [lines]
         self.lines = list(lines)
         self.exit_code = exit_code
+        self.no_newline = False   # xl printed the last line without "\n"
         super().__init__("\n".join(self.lines) or "config rejected (exit %d)" % exit_code)
+
+    def text(self) -> str:
+        """The stderr xl writes for this failure, newlines included."""
+        s = "".join(line + "\n" for line in self.lines)
+        return s[:-1] if self.no_newline and s else s

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 import uuid as _uuid
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Optional
 
 MEMKB_DEFAULT = (1 << 64) - 1          # LIBXL_MEMKB_DEFAULT
@@ -122,6 +122,49 @@ def devid():
 
 def domid():
     return _f("uint", 0, init=0, bits=32)
+
+
+# ---------------------------------------------------------------- structs
+
+class Struct:
+    """Base of the IDL structs: keyword construction, repr and equality over
+    the dataclass fields.  (dataclass(init=False, ...) + these generic
+    methods instead of dataclass's generated code: the model is imported on
+    every `pyxl create`, and generating ~60 __init__s costs tens of ms.)"""
+
+    __slots__ = ()
+    _defaults: tuple = ()
+
+    def __init__(self, **kw):
+        for name, default, factory in self._defaults:
+            if name in kw:
+                object.__setattr__(self, name, kw.pop(name))
+            else:
+                object.__setattr__(self, name, factory() if factory is not None else default)
+        if kw:
+            raise TypeError("%s has no field %s" % (type(self).__name__, ", ".join(kw)))
+
+    def __repr__(self):
+        return "%s(%s)" % (type(self).__name__, ", ".join(
+            "%s=%r" % (n, getattr(self, n)) for n, _, _ in self._defaults))
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n, _, _ in self._defaults
+                   if n != "source")
+
+    __hash__ = None
+
+
+def idl_struct(cls):
+    """@dataclass for an IDL struct: fields (with their IDL metadata) without
+    generated methods; Struct supplies __init__/__repr__/__eq__."""
+    cls = dataclass(init=False, repr=False, eq=False)(cls)
+    cls._defaults = tuple(
+        (f.name, f.default, None if f.default_factory is MISSING else f.default_factory)
+        for f in fields(cls))
+    return cls
 
 
 # ---------------------------------------------------------------- bitmap
@@ -414,26 +457,26 @@ class VsndStreamType(LibxlEnum):
 
 # ---------------------------------------------------------------- small structs
 
-@dataclass
-class IoportRange:
+@idl_struct
+class IoportRange(Struct):
     first: int = uint(32)
     number: int = uint(32)
 
 
-@dataclass
-class IomemRange:
+@idl_struct
+class IomemRange(Struct):
     start: int = uint(64)
     number: int = uint(64)
     gfn: int = _f("uint", INVALID_GFN, init=INVALID_GFN, bits=64)
 
 
-@dataclass
-class VgaInterfaceInfo:
+@idl_struct
+class VgaInterfaceInfo(Struct):
     kind: int = enumf(VgaInterfaceType, VgaInterfaceType.UNKNOWN)
 
 
-@dataclass
-class VncInfo:
+@idl_struct
+class VncInfo(Struct):
     enable: Optional[bool] = defbool()
     listen: Optional[str] = string()
     passwd: Optional[str] = string()
@@ -441,8 +484,8 @@ class VncInfo:
     findunused: Optional[bool] = defbool()
 
 
-@dataclass
-class SpiceInfo:
+@idl_struct
+class SpiceInfo(Struct):
     enable: Optional[bool] = defbool()
     port: int = integer()
     tls_port: int = integer()
@@ -457,16 +500,16 @@ class SpiceInfo:
     streaming_video: Optional[str] = string()
 
 
-@dataclass
-class SdlInfo:
+@idl_struct
+class SdlInfo(Struct):
     enable: Optional[bool] = defbool()
     opengl: Optional[bool] = defbool()
     display: Optional[str] = string()
     xauthority: Optional[str] = string()
 
 
-@dataclass
-class DomainCreateInfo:
+@idl_struct
+class DomainCreateInfo(Struct):
     type: int = enumf(DomainType, DomainType.INVALID)
     hap: Optional[bool] = defbool()
     oos: Optional[bool] = defbool()
@@ -485,8 +528,8 @@ class DomainCreateInfo:
     xend_suspend_evtchn_compat: Optional[bool] = defbool()
 
 
-@dataclass
-class DomainSchedParams:
+@idl_struct
+class DomainSchedParams(Struct):
     sched: int = enumf(Scheduler)
     weight: int = integer(SCHED_PARAM_DEFAULT)
     cap: int = integer(SCHED_PARAM_DEFAULT)
@@ -497,30 +540,30 @@ class DomainSchedParams:
     latency: int = integer(SCHED_PARAM_DEFAULT)
 
 
-@dataclass
-class VnodeInfo:
+@idl_struct
+class VnodeInfo(Struct):
     memkb: int = memkb()
     distances: list = array("uint32")
     pnode: int = uint(32)
     vcpus: Optional[Bitmap] = bitmap()
 
 
-@dataclass
-class RdmReserve:
+@idl_struct
+class RdmReserve(Struct):
     strategy: int = enumf(RdmReserveStrategy)
     policy: int = enumf(RdmReservePolicy, RdmReservePolicy.INVALID)
 
 
-@dataclass
-class MsVmGenid:
+@idl_struct
+class MsVmGenid(Struct):
     bytes: bytes = b"\0" * 16
 
     def is_zero(self) -> bool:
         return not any(self.bytes)
 
 
-@dataclass
-class CpuidPolicy:
+@idl_struct
+class CpuidPolicy(Struct):
     """libxl_cpuid_policy_list: xend-style leaf entries (and MSRs, unused here)."""
     # each entry: {"leaf": int, "subleaf": int|None, "eax": str|None, ...}
     cpuid: list = field(default_factory=list)
@@ -531,8 +574,8 @@ class CpuidPolicy:
 
 # ---------------------------------------------------------------- build info
 
-@dataclass
-class HvmBuildInfo:
+@idl_struct
+class HvmBuildInfo(Struct):
     firmware: Optional[str] = string()
     bios: int = enumf(BiosType)
     pae: Optional[bool] = defbool()
@@ -581,8 +624,8 @@ class HvmBuildInfo:
     mca_caps: int = uint(64)
 
 
-@dataclass
-class PvBuildInfo:
+@idl_struct
+class PvBuildInfo(Struct):
     kernel: Optional[str] = string()
     slack_memkb: int = memkb()
     bootloader: Optional[str] = string()
@@ -593,22 +636,22 @@ class PvBuildInfo:
     e820_host: Optional[bool] = defbool()
 
 
-@dataclass
-class PvhBuildInfo:
+@idl_struct
+class PvhBuildInfo(Struct):
     pvshim: Optional[bool] = defbool()
     pvshim_path: Optional[str] = string()
     pvshim_cmdline: Optional[str] = string()
     pvshim_extra: Optional[str] = string()
 
 
-@dataclass
-class ArchArm:
+@idl_struct
+class ArchArm(Struct):
     gic_version: int = enumf(GicVersion, GicVersion.DEFAULT)
     vuart: int = enumf(VuartType)
 
 
-@dataclass
-class ArchX86:
+@idl_struct
+class ArchX86(Struct):
     msr_relaxed: Optional[bool] = defbool()
 
 
@@ -617,8 +660,8 @@ UNION_MEMBERS = {DomainType.HVM: ("hvm", HvmBuildInfo),
                  DomainType.PVH: ("pvh", PvhBuildInfo)}
 
 
-@dataclass
-class DomainBuildInfo:
+@idl_struct
+class DomainBuildInfo(Struct):
     max_vcpus: int = integer()
     avail_vcpus: Optional[Bitmap] = bitmap()
     cpumap: Optional[Bitmap] = bitmap()
@@ -705,8 +748,8 @@ class DomainBuildInfo:
 
 # ---------------------------------------------------------------- devices
 
-@dataclass
-class DeviceVfb:
+@idl_struct
+class DeviceVfb(Struct):
     backend_domid: int = domid()
     backend_domname: Optional[str] = string()
     devid: int = devid()
@@ -715,8 +758,8 @@ class DeviceVfb:
     keymap: Optional[str] = string()
 
 
-@dataclass
-class DeviceVkb:
+@idl_struct
+class DeviceVkb(Struct):
     backend_domid: int = domid()
     backend_domname: Optional[str] = string()
     devid: int = devid()
@@ -734,8 +777,8 @@ class DeviceVkb:
     multi_touch_num_contacts: int = uint(32)
 
 
-@dataclass
-class DeviceDisk:
+@idl_struct
+class DeviceDisk(Struct):
     backend_domid: int = domid()
     backend_domname: Optional[str] = string()
     pdev_path: Optional[str] = string()
@@ -786,8 +829,8 @@ NIC_COLO_FIELDS = (
 )
 
 
-@dataclass
-class DeviceNic:
+@idl_struct
+class DeviceNic(Struct):
     backend_domid: int = domid()
     backend_domname: Optional[str] = string()
     devid: int = devid()
@@ -855,8 +898,8 @@ class DeviceNic:
     trusted: Optional[bool] = defbool()
 
 
-@dataclass
-class DevicePci:
+@idl_struct
+class DevicePci(Struct):
     func: int = uint(8)
     dev: int = uint(8)
     bus: int = uint(8)
@@ -871,15 +914,15 @@ class DevicePci:
     name: Optional[str] = string()
 
 
-@dataclass
-class DeviceRdm:
+@idl_struct
+class DeviceRdm(Struct):
     start: int = uint(64)
     size: int = uint(64)
     policy: int = enumf(RdmReservePolicy, RdmReservePolicy.INVALID)
 
 
-@dataclass
-class DeviceUsbctrl:
+@idl_struct
+class DeviceUsbctrl(Struct):
     type: int = enumf(UsbctrlType)
     devid: int = devid()
     version: int = integer()
@@ -888,14 +931,14 @@ class DeviceUsbctrl:
     backend_domname: Optional[str] = string()
 
 
-@dataclass
-class UsbdevHostdev:
+@idl_struct
+class UsbdevHostdev(Struct):
     hostbus: int = uint(8)
     hostaddr: int = uint(8)
 
 
-@dataclass
-class DeviceUsbdev:
+@idl_struct
+class DeviceUsbdev(Struct):
     ctrl: int = devid()
     port: int = integer()
     # KeyedUnion u keyed by `type` (only hostdev exists)
@@ -903,21 +946,21 @@ class DeviceUsbdev:
     u: "UsbdevHostdev" = _f("union", UsbdevHostdev)
 
 
-@dataclass
-class DeviceDtdev:
+@idl_struct
+class DeviceDtdev(Struct):
     path: Optional[str] = string()
 
 
-@dataclass
-class DeviceVtpm:
+@idl_struct
+class DeviceVtpm(Struct):
     backend_domid: int = domid()
     backend_domname: Optional[str] = string()
     devid: int = devid()
     uuid: Optional[_uuid.UUID] = uuidf()
 
 
-@dataclass
-class DeviceP9:
+@idl_struct
+class DeviceP9(Struct):
     backend_domid: int = domid()
     backend_domname: Optional[str] = string()
     tag: Optional[str] = string()
@@ -926,20 +969,20 @@ class DeviceP9:
     devid: int = devid()
 
 
-@dataclass
-class DevicePvcallsif:
+@idl_struct
+class DevicePvcallsif(Struct):
     backend_domid: int = domid()
     backend_domname: Optional[str] = string()
     devid: int = devid()
 
 
-@dataclass
-class ChannelSocket:
+@idl_struct
+class ChannelSocket(Struct):
     path: Optional[str] = string()
 
 
-@dataclass
-class DeviceChannel:
+@idl_struct
+class DeviceChannel(Struct):
     backend_domid: int = domid()
     backend_domname: Optional[str] = string()
     devid: int = devid()
@@ -949,15 +992,15 @@ class DeviceChannel:
     u: object = _f("union", None)
 
 
-@dataclass
-class ConnectorParam:
+@idl_struct
+class ConnectorParam(Struct):
     unique_id: Optional[str] = string()
     width: int = uint(32)
     height: int = uint(32)
 
 
-@dataclass
-class DeviceVdispl:
+@idl_struct
+class DeviceVdispl(Struct):
     backend_domid: int = domid()
     backend_domname: Optional[str] = string()
     devid: int = devid()
@@ -965,8 +1008,8 @@ class DeviceVdispl:
     connectors: list = array(ConnectorParam)
 
 
-@dataclass
-class VsndParams:
+@idl_struct
+class VsndParams(Struct):
     sample_rates: list = array("uint32")
     sample_formats: list = array(VsndPcmFormat)
     channels_min: int = uint(32)
@@ -974,22 +1017,22 @@ class VsndParams:
     buffer_size: int = uint(32)
 
 
-@dataclass
-class VsndStream:
+@idl_struct
+class VsndStream(Struct):
     unique_id: Optional[str] = string()
     type: int = enumf(VsndStreamType)
     params: VsndParams = struct(VsndParams)
 
 
-@dataclass
-class VsndPcm:
+@idl_struct
+class VsndPcm(Struct):
     name: Optional[str] = string()
     params: VsndParams = struct(VsndParams)
     streams: list = array(VsndStream)
 
 
-@dataclass
-class DeviceVsnd:
+@idl_struct
+class DeviceVsnd(Struct):
     backend_domid: int = domid()
     backend_domname: Optional[str] = string()
     devid: int = devid()
@@ -1001,8 +1044,8 @@ class DeviceVsnd:
 
 # ---------------------------------------------------------------- the config
 
-@dataclass
-class DomainConfig:
+@idl_struct
+class DomainConfig(Struct):
     c_info: DomainCreateInfo = struct(DomainCreateInfo)
     b_info: DomainBuildInfo = struct(DomainBuildInfo)
     disks: list = array(DeviceDisk)

@@ -60,8 +60,12 @@ class Output:
             lines = [lines]
         lines = list(lines)
         p = self.take_pending()
-        if p:
-            lines = [p + lines[0]] + lines[1:] if lines else [p]
+        if p and lines:
+            lines = [p + lines[0]] + lines[1:]
+        elif p:  # xl exits right after a message without a newline
+            e = ConfigError([p], exit_code)
+            e.no_newline = True
+            return e
         return ConfigError(lines, exit_code)
 
     def flush(self) -> None:
@@ -230,11 +234,11 @@ def _parse_vnuma(cfg, b_info, host, out):
         return
     nodes = [M.VnodeInfo(distances=[0] * num) for _ in range(num)]
     b_info.vnuma_nodes = nodes
-    vcpu_parsed = [M.Bitmap.cpus(host, b_info.max_vcpus) if b_info.max_vcpus else None
-                   for _ in range(num)]
     if b_info.max_vcpus < 0:
+        out.say("libxl: error: libxl_utils.c:809:libxl_cpu_bitmap_alloc: "
+                "invalid number of cpus provided")
         raise out.fail("libxl_node_bitmap_alloc failed.")
-    vcpu_parsed = [b if b is not None else M.Bitmap.cpus(host) for b in vcpu_parsed]
+    vcpu_parsed = [M.Bitmap.cpus(host, b_info.max_vcpus) for _ in range(num)]
     max_vcpus = 0
     max_memkb = 0
     for i in range(num):
@@ -726,7 +730,7 @@ def _parse_hvm_build(cfg, b_info, out):
     buf = cfg.get_string("ms_vm_genid")
     if buf is not None:
         if buf == "generate":
-            hvm.ms_vm_genid = M.MsVmGenid(os.urandom(16))
+            hvm.ms_vm_genid = M.MsVmGenid(bytes=os.urandom(16))
         elif buf == "none":
             pass
         else:

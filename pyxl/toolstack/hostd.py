@@ -72,7 +72,9 @@ class HostState:
         self.table = DomainTable(self.host)
         from pyxl.hypervisor.services import Hypervisor
 
-        self.hv = Hypervisor()
+        self._gone: dict[int, threading.Event] = {}     # domid -> its hv connection ended
+        self._gone_lock = threading.Lock()
+        self.hv = Hypervisor(on_disconnect=self._hv_disconnected)
         from pyxl.toolstack import platform
 
         self.tis = platform.attach_hardware_tpm(self.paths, self.hv)   # the board's TPM
@@ -384,6 +386,8 @@ class HostState:
             os.unlink(spec["status"])
         except FileNotFoundError:
             pass
+        with self._gone_lock:
+            self._gone.pop(dom.domid, None)
         child_sock = self.hv.connect_domain(dom.domid)
         spec["hv_fd"] = child_sock.fileno()
         # the block devices blkback opened, handed to the domain's blkfront
@@ -522,7 +526,26 @@ class HostState:
                 watched.pop(key.fd, None)
                 self._died(key.data, key.fd)
 
+    def _hv_disconnected(self, domid: int) -> None:
+        """Called by the hypervisor once it has read everything a domain sent."""
+        with self._gone_lock:
+            self._gone.setdefault(domid, threading.Event()).set()
+
+    def _drained(self, domid: int, timeout: float = 2.0) -> None:
+        """A dead domain's last console output may still sit in its socket:
+        wait until the hypervisor has read it all before closing the console."""
+        with self._gone_lock:
+            ev = self._gone.setdefault(domid, threading.Event())
+        ev.wait(timeout)
+        with self._gone_lock:
+            self._gone.pop(domid, None)
+
     def _died(self, domid: int, fd: int) -> None:
+        with self.lock:
+            dom = self.table.domains.get(domid)
+            mine = self.pidfds.get(domid) == fd and dom is not None and not dom.dying
+        if mine:          # not being destroyed: a shutdown or a crash; let its output in
+            self._drained(domid)
         with self.lock:
             if self.pidfds.get(domid) != fd:
                 return          # destroyed meanwhile
@@ -583,13 +606,13 @@ class HostState:
                 self.monitor_log(dom, "Done. Exiting now")
                 return
             self.monitor_log(dom, "Domain %d has been destroyed." % domid)
-            try:
-                new = self.create(dom.config, dom.config_file, dom.config_text,
-                                  monitor=True)
-                self.monitor_log(dom, "Waiting for domain %s (domid %s) to die [pid %d]"
-                                 % (dom.name, new["domid"], os.getpid()))
-            except Fault as f:
-                self.monitor_log(dom, f.message)
+        # the new domain is made outside the lock: create waits for device backends
+        try:
+            new = self.create(dom.config, dom.config_file, dom.config_text, monitor=True)
+            self.monitor_log(dom, "Waiting for domain %s (domid %s) to die [pid %d]"
+                             % (dom.name, new["domid"], os.getpid()))
+        except Fault as f:
+            self.monitor_log(dom, f.message)
 
     # -- other domain operations -----------------------------------------
     def rename(self, dom_q: str, new: str) -> None:

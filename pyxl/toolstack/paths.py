@@ -67,10 +67,6 @@ class Paths:
         """The domain table, rewritten atomically after every change."""
         return os.path.join(self.lib_dir, "domains.json")
 
-    def userdata(self, domid: int, uuid: str) -> str:
-        """libxl's saved domain config: userdata-d.<domid>.<uuid>.libxl-json."""
-        return os.path.join(self.lib_dir, "userdata-d.%d.%s.libxl-json" % (domid, uuid))
-
     # /var/log/pyxl: daemon log, per-domain monitor logs, console logs
     @property
     def log_dir(self) -> str:

@@ -37,7 +37,7 @@ def run_pyxl(path: str, extra=(), *, cwd: str | None = None) -> Answer:
         try:
             d = load_data(data, path, warn=err.append, warn_partial=tail.append, optarg=path)
         except ConfigError as e:
-            return Answer(e.exit_code, "", "".join(line + "\n" for line in err + e.lines))
+            return Answer(e.exit_code, "", "".join(line + "\n" for line in err) + e.text())
         return Answer(0, to_json(d), "".join(line + "\n" for line in err) + "".join(tail))
     finally:
         os.chdir(old)

@@ -95,6 +95,29 @@ def slist(rng, gen, lo=0, hi=3):
     return lst([q(i) for i in items] + [lst([q("nested")])] + [q("after")])
 
 
+MUTATION_CHARS = ",=:;@.-*^ x0123456789abcdefgrwhnopt/\t"
+
+
+def mutate(rng, s: str) -> str:
+    """A few random edits: what a typo or a fuzzer does to a spec."""
+    for _ in range(rng.randint(1, 3)):
+        i = rng.randint(0, len(s))
+        op = rng.random()
+        if op < 0.4 or not s:
+            s = s[:i] + pick(rng, MUTATION_CHARS) + s[i:]
+        elif op < 0.7:
+            s = s[:i] + s[i + 1:]
+        else:
+            j = rng.randint(0, len(s))
+            s = s[:i] + s[j:j + rng.randint(1, 4)] + s[i:]
+    return s
+
+
+def fuzzed(gen, p=0.15):
+    """gen, mutated with probability p."""
+    return lambda rng: mutate(rng, gen(rng)) if rng.random() < p else gen(rng)
+
+
 def prefix_of(rng, words, extra=()):
     w = pick(rng, list(words))
     return w[: rng.randint(0, len(w))] if rng.random() < 0.3 else pick(rng, list(words) + list(extra))
@@ -277,26 +300,24 @@ KEYS = {
     "memory": number, "maxmem": number,
     "vcpus": lambda r: small(r, 4) if r.random() < 0.8 else number(r),
     "maxvcpus": lambda r: small(r, 4) if r.random() < 0.8 else number(r),
-    "cpus": lambda r: q(cpus_str(r)) if r.random() < 0.7 else slist(r, cpus_str, 0, 4),
-    "cpus_soft": lambda r: q(cpus_str(r)) if r.random() < 0.7 else slist(r, cpus_str, 0, 4),
+    "cpus": lambda r: q(cpus_str(r)) if r.random() < 0.7 else slist(r, fuzzed(cpus_str), 0, 4),
+    "cpus_soft": lambda r: q(cpus_str(r)) if r.random() < 0.7 else slist(r, fuzzed(cpus_str), 0, 4),
     "on_poweroff": lambda r: string(r, ACTIONS), "on_reboot": lambda r: string(r, ACTIONS),
     "on_watchdog": lambda r: string(r, ACTIONS), "on_crash": lambda r: string(r, ACTIONS),
     "on_soft_reset": lambda r: string(r, ACTIONS),
     "uuid": lambda r: string(r, UUIDS),
     "seclabel": lambda r: string(r, ["system_u:system_r:domU_t", ""]),
     "init_seclabel": lambda r: string(r, ["system_u:system_r:domU_t_building", ""]),
-    "disk": lambda r: slist(r, disk_spec, 0, 3),
-    "vif": lambda r: slist(r, vif_spec, 0, 3),
-    "vtpm": lambda r: slist(r, vtpm_spec, 0, 2),
-    "iomem": lambda r: slist(r, iomem_item, 0, 2),
-    "ioports": lambda r: slist(r, ioport_item, 0, 2),
-    "irqs": lambda r: (slist(r, irq_item, 0, 3) if r.random() < 0.8
+    "disk": lambda r: slist(r, fuzzed(disk_spec), 0, 3),
+    "vif": lambda r: slist(r, fuzzed(vif_spec), 0, 3),
+    "vtpm": lambda r: slist(r, fuzzed(vtpm_spec), 0, 2),
+    "iomem": lambda r: slist(r, fuzzed(iomem_item), 0, 2),
+    "ioports": lambda r: slist(r, fuzzed(ioport_item), 0, 2),
+    "irqs": lambda r: (slist(r, fuzzed(irq_item), 0, 3) if r.random() < 0.8
                        else lst([pick(r, ["7", "034", "0x7"])])),
-    "pci": lambda r: slist(r, pci_spec, 0, 2),
+    "pci": lambda r: slist(r, fuzzed(pci_spec), 0, 2),
     "pci_permissive": boolean, "pci_msitranslate": boolean, "pci_seize": boolean,
     "pci_power_mgmt": boolean,
-    "rdm": lambda r: q(pick(r, ["strategy=host,policy=relaxed", "strategy=ignore", "policy=strict",
-                                "bogus=1", "", "strategy=host,"])),
     "dtdev": lambda r: slist(r, lambda rr: pick(rr, ["/soc/dma", "/x"]), 0, 2),
     "device_model": lambda r: string(r, ["qemu-dm", "/usr/lib/xen/bin/stubdom-dm"]),
     "device_model_override": lambda r: string(r, ["/usr/bin/qemu-system-i386"]),
@@ -335,15 +356,15 @@ KEYS = {
     "max_maptrack_frames": lambda r: pick(r, ["1024", q("x"), "0"]),
     "max_grant_version": lambda r: pick(r, ["1", "2", q("-2")]),
     "ms_vm_genid": lambda r: string(r, ["generate", "none", "bogus"]),
-    "vfb": lambda r: slist(r, vfb_spec, 0, 2),
-    "vkb": lambda r: slist(r, vkb_spec, 0, 2),
-    "p9": lambda r: slist(r, p9_spec, 0, 2),
-    "channel": lambda r: slist(r, channel_spec, 1, 2),
-    "usbctrl": lambda r: slist(r, usbctrl_spec, 0, 2),
-    "usbdev": lambda r: slist(r, usbdev_spec, 0, 2),
-    "vdispl": lambda r: slist(r, vdispl_spec, 0, 2),
+    "vfb": lambda r: slist(r, fuzzed(vfb_spec), 0, 2),
+    "vkb": lambda r: slist(r, fuzzed(vkb_spec), 0, 2),
+    "p9": lambda r: slist(r, fuzzed(p9_spec), 0, 2),
+    "channel": lambda r: slist(r, fuzzed(channel_spec), 1, 2),
+    "usbctrl": lambda r: slist(r, fuzzed(usbctrl_spec), 0, 2),
+    "usbdev": lambda r: slist(r, fuzzed(usbdev_spec), 0, 2),
+    "vdispl": lambda r: slist(r, fuzzed(vdispl_spec), 0, 2),
     "pvcalls": lambda r: slist(r, lambda rr: pick(rr, ["backend=dom0", "", "bogus=1", "x"]), 0, 2),
-    "cpuid": lambda r: slist(r, cpuid_item, 0, 2) if r.random() < 0.9 else q("host"),
+    "cpuid": lambda r: slist(r, fuzzed(cpuid_item), 0, 2) if r.random() < 0.9 else q("host"),
     "vif2": lambda r: slist(r, lambda rr: "bridge=xenbr0", 0, 1),
     "passthrough": lambda r: string(r, ["default", "disabled", "enabled", "sync_pt", "share_pt", "x"]),
     "vuart": lambda r: string(r, ["sbsa_uart", "pl011"]),

@@ -190,3 +190,21 @@ def test_foreground_daemon_under_a_service_manager(host, tmp_path):
     assert proc.returncode == 0
     assert "serving" in err and "stopped" in err
     assert not os.path.exists(os.path.join(host.root, "run/pyxl/control.sock"))
+
+
+def test_garbage_on_the_control_socket_costs_one_connection(host):
+    assert host.run("list").returncode == 0
+    for junk in (b"not json\n", b'{"hello": "pyxl-control", "version": 1}\n{"op": 3}\n',
+                 b"\xff" * 70000):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(os.path.join(host.root, "run/pyxl/control.sock"))
+        try:
+            s.sendall(junk)
+            s.shutdown(socket.SHUT_WR)
+            while s.recv(4096):
+                pass
+        except OSError:
+            pass
+        s.close()
+    p = host.run("list")
+    assert p.returncode == 0 and "Domain-0" in p.stdout

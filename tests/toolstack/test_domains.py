@@ -258,3 +258,18 @@ def test_info_uptime_dmesg_formats(host):
     short = host.run("uptime", "-s", "up").stdout
     assert re.match(r"^ \d\d:\d\d:\d\d up  0:00, up \(1\)\n$", short), short
     assert "(XEN)" in host.run("dmesg").stdout
+
+
+def test_shutdown_all_and_wait(host):
+    assert host.create("s1").returncode == 0
+    assert host.create("s2").returncode == 0
+    host.wait_for(lambda: all("login:" in host.console_log(n) for n in ("s1", "s2")), what="boot")
+    host.wait_for(lambda: all(host.run("xenstore-read", "/local/domain/%d/control/feature-poweroff"
+                                       % i).stdout == "1\n" for i in (1, 2)), what="pv drivers")
+    p = host.run("shutdown", "-a", "-w")
+    assert p.returncode == 0, p.stderr
+    lines = p.stderr.splitlines()
+    assert lines[:3] == ["Shutting down domain 1", "Shutting down domain 2", "Waiting for 2 domains"]
+    assert sorted(lines[3:]) == ["Domain 1 has been shut down, reason code 0",
+                                 "Domain 2 has been shut down, reason code 0"]
+    host.wait_for(lambda: set(host.domains()) == {"Domain-0"}, what="both reaped")

@@ -11,8 +11,12 @@ Known, deliberate differences of the Xen vTPM (the Berlios emulator pyxl
 models) from libtpms are declared separately, with the reason, by the caller
 (`declared=` globs over "command name:field").
 
+Groups: startup, pcr, pcr_reset, getcap, random, sha1, misc, malformed ("all"),
+and owner (TakeOwnership ... OwnerClear; both TPMs need an EK; run it alone on
+fresh TPMs, libtpms is disabled afterwards).
+
 Also usable by hand:
-  python tests/tpm/diff.py --a 127.0.0.1:PA --b 127.0.0.1:PB [--gen all] [-v]
+  python tests/tpm/diff.py --a 127.0.0.1:PA --b 127.0.0.1:PB [--gen all|owner|GROUP,..] [-v]
 """
 
 from __future__ import annotations
@@ -240,10 +244,82 @@ def gen_malformed():
     ]
 
 
+OWNER_SECRET = b"\x5a" * 20     # the same well-chosen secrets on both sides
+SRK_SECRET = b"\xa5" * 20
+TPM_KH_EK = 0x40000006
+
+
+def _authorised(ordinal: int, params, session: str, secret: bytes = OWNER_SECRET,
+                handles: bytes = b""):
+    """A builder of an AUTH1 command whose session is the answer named
+    `session` (OIAP) -- HMAC over SHA1(ordinal || params), TPM 1.2 Part 1."""
+    import hashlib
+    import hmac
+
+    def build(answers: dict) -> bytes:
+        r = answers.get(session)
+        handle, even = (r.raw[10:14], r.raw[14:34]) if r and len(r.raw) >= 34 else (bytes(4),
+                                                                                   bytes(20))
+        p = params(answers) if callable(params) else params
+        odd, cont = bytes(range(20)), b"\x00"
+        digest = hashlib.sha1(u32(ordinal) + p).digest()
+        auth = hmac.new(secret, digest + even + odd + cont, hashlib.sha1).digest()
+        return frame(C2, ordinal, handles + p + handle + odd + cont + auth)
+    return build
+
+
+def _take_ownership_params(answers: dict) -> bytes:
+    """TakeOwnership's parameters, secrets encrypted to this side's EK."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    body = answers["owner readpubek"].raw[10:]
+    alg, enc, sig, psize = struct.unpack(">IHHI", body[:12])
+    n = struct.unpack(">I", body[12 + psize:16 + psize])[0]
+    ek = rsa.RSAPublicNumbers(65537, int.from_bytes(body[16 + psize:16 + psize + n], "big"))
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=b"TCPA")
+    key = ek.public_key()
+    srk = (bytes([1, 1, 0, 0]) + struct.pack(">HIB", 0x0011, 0, 1)
+           + struct.pack(">IHH", 1, 3, 1) + u32(12) + struct.pack(">III", 2048, 2, 0)
+           + u32(0) + u32(0) + u32(0))
+    return (u16(5) + u32(256) + key.encrypt(OWNER_SECRET, oaep) + u32(256)
+            + key.encrypt(SRK_SECRET, oaep) + srk)
+
+
+def gen_owner():
+    """Ownership and owner-authorised commands (needs an EK on both sides; ends
+    with OwnerClear, after which libtpms is disabled: run it on fresh TPMs)."""
+    g = "owner"
+    oiap = lambda name: Cmd(name, frame(C1, 0x0A), g)  # noqa: E731
+    return [
+        Cmd("owner readpubek", frame(C1, 0x7C, bytes(20)), g),
+        oiap("oiap 1"),
+        Cmd("takeownership", _authorised(0x0D, _take_ownership_params, "oiap 1"), g,
+            ordinal=0x0D),
+        _gc("PROPERTY OWNER owned", 0x05, u32(0x111)),
+        _gc("FLAG PERMANENT owned", 0x04, u32(0x108)),
+        _gc("FLAG VOLATILE owned", 0x04, u32(0x109)),
+        Cmd("readpubek when owned", frame(C1, 0x7C, bytes(20)), g),
+        oiap("oiap 2"),
+        Cmd("getcapabilityowner", _authorised(0x66, b"", "oiap 2"), g, ordinal=0x66),
+        oiap("oiap 3"),
+        Cmd("getcapabilityowner wrong secret", _authorised(0x66, b"", "oiap 3", bytes(20)), g,
+            ordinal=0x66),
+        oiap("oiap 4"),
+        Cmd("ownerreadinternalpub EK", _authorised(0x81, u32(TPM_KH_EK), "oiap 4"), g,
+            ordinal=0x81),
+        oiap("oiap 5"),
+        Cmd("ownerclear", _authorised(0x5B, b"", "oiap 5"), g, ordinal=0x5B),
+        _gc("PROPERTY OWNER cleared", 0x05, u32(0x111)),
+        _gc("FLAG PERMANENT cleared", 0x04, u32(0x108)),
+        Cmd("readpubek when cleared", frame(C1, 0x7C, bytes(20)), g),
+    ]
+
+
 GROUPS = {"startup": gen_startup, "pcr": gen_pcr, "pcr_reset": gen_pcr_reset,
           "getcap": gen_getcap, "random": gen_random, "sha1": gen_sha1, "misc": gen_misc,
-          "malformed": gen_malformed}
-ALL = list(GROUPS)
+          "malformed": gen_malformed, "owner": gen_owner}
+ALL = [g for g in GROUPS if g != "owner"]     # "owner" ends with OwnerClear: on its own
 
 
 def commands(groups="all") -> list[Cmd]:
@@ -356,6 +432,9 @@ def decode(cmd: Cmd, a: Answer) -> list[tuple[str, object, str]]:
         if body:
             f.append(("errbody", body.hex(), MUST))
         return f
+    if tag == 0x00C5 and len(body) >= 41:      # nonceEven, continue, resAuth
+        f += [("continueAuthSession", body[-21], MUST), ("resAuth", body[-41:].hex(), RANDOM)]
+        body = body[:-41]
     try:
         f += _decode_body(cmd, body)
     except (struct.error, IndexError) as e:
@@ -389,6 +468,16 @@ def _decode_body(cmd: Cmd, body: bytes):
                 ("ek keyLength", klen, MUST), ("ek key", body[16 + n:].hex(), RANDOM)]
     if o == 0x0A:
         return [("authHandle", body[:4].hex(), VENDOR), ("nonceEven", body[4:].hex(), RANDOM)]
+    if o == 0x66:         # GetCapabilityOwner: TPM_VERSION, non-volatile and volatile flags
+        nv, vol = struct.unpack(">II", body[4:12])
+        f = [("version", body[:4].hex(), VENDOR)]
+        f += [("flag " + n, (nv >> i) & 1, VENDOR if n in PERM_FLAGS_VENDOR else MUST)
+              for i, n in enumerate(PERM_FLAGS)]
+        f += [("volatile flag " + n, (vol >> i) & 1, MUST) for i, n in enumerate(STCLEAR_FLAGS)]
+        f.append(("unnamed bits", (nv >> len(PERM_FLAGS), vol >> len(STCLEAR_FLAGS)), MUST))
+        return f
+    if o in (0x0D, 0x81):   # TakeOwnership's SRK TPM_KEY / OwnerReadInternalPub's TPM_PUBKEY
+        return [("key size", len(body), MUST), ("key", body.hex(), RANDOM)]
     return [("body", body.hex(), MUST)] if body else []
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from peers import need_peer
-from tpm.fixtures import PyxlServe, Swtpm, Tcsd, free_port, getcap, rc_of, transact
+from tpm.fixtures import (PyxlServe, Swtpm, Tcsd, frame, free_port, getcap, rc_of,
+                          transact)
 
 NV_INDEX = "0x00011101"
 
@@ -163,6 +164,31 @@ def test_status_active(run):
     assert "Volatile Deactivated Status: false" in r.out, r.out
 
 
+# The owner-authorised status queries (OIAP + GetCapabilityOwner each), as
+# tpm-tools prints them on a freshly owned swtpm (measured) -- what pyxl must
+# print too, except where the Xen vTPM's start-up flags differ.
+STATUS_QUERIES = {
+    "tpm_setownable": "Ownable status: true\n",
+    "tpm_setclearable": "Owner Clear Disabled: false\nForce Clear Disabled: false\n",
+    "tpm_restrictpubek": "Public Endorsement Key readable by: owner\n",
+    "tpm_restrictsrk": "Storage Root Key readable with: owner auth\n",
+    "tpm_setpresence": "Physical Presence Status:\n\tCommand Enable: false\n\tHardware Enable: "
+                       "false\n\tLifetime Lock: false\n\tPhysical Presence: false\n\tLock: false\n",
+}
+XEN_VTPM_STATUS = {   # the emulator starts with readSRKPub TRUE
+    "tpm_restrictsrk": "Storage Root Key readable with: SRK auth\n",
+}
+
+
+@pytest.mark.parametrize("tool", sorted(STATUS_QUERIES))
+def test_owner_status_queries(run, tool):
+    r = run.tool(tool, "--status", "-z")
+    want = STATUS_QUERIES[tool]
+    if run.backend == "pyxl":
+        want = XEN_VTPM_STATUS.get(tool, want)
+    assert r.rc == 0 and r.out == want, str(r)
+
+
 def test_pubek_with_owner(run):
     r = run.tool("tpm_getpubek", "-z")   # ReadPubek is refused now; owner-read instead
     assert r.rc == 0 and "Public Endorsement Key" in r.out, str(r)
@@ -236,6 +262,56 @@ def test_unseal(run):
     r = run.tool("tpm_unsealdata", "-z", "-i", str(run.sealed), "-o", str(out))
     assert r.rc == 0, str(r)
     assert out.read_bytes() == run.seal_in
+
+
+def test_nv_area_with_its_own_password(run):
+    """AUTHREAD|AUTHWRITE: NV_WriteValueAuth / NV_ReadValueAuth with the area's
+    secret; a wrong one is TPM_AUTHFAIL."""
+    idx, data = "0x00011102", os.urandom(16)
+    r = run.tool("tpm_nvdefine", "-i", idx, "-s", "16", "-p", "AUTHREAD|AUTHWRITE",
+                 "--pwda=nv-secret", "-y")
+    assert r.rc == 0, str(r)
+    src, dst = run.work / "nva.in", run.work / "nva.out"
+    src.write_bytes(data)
+    r = run.tool("tpm_nvwrite", "-i", idx, "--password=nv-secret", "-f", str(src))
+    assert r.rc == 0, str(r)
+    r = run.tool("tpm_nvread", "-i", idx, "-s", "16", "--password=nv-secret", "-f", str(dst))
+    assert r.rc == 0 and dst.read_bytes() == data, str(r)
+    r = run.tool("tpm_nvread", "-i", idx, "-s", "16", "--password=not-the-secret")
+    assert r.rc != 0 and "code=0001" in r.err, str(r)
+    r = run.tool("tpm_nvrelease", "-i", idx, "-y")
+    assert r.rc == 0, str(r)
+
+
+def test_seal_to_pcrs(run):
+    """tpm_sealdata -p 0 -p 7 binds to the current PCR values: unseal works,
+    and after PCR 7 changes it is refused (TPM_WRONGPCRVAL)."""
+    src, sealed, out = run.work / "pcr.in", run.work / "pcr.sealed", run.work / "pcr.out"
+    src.write_bytes(b"bound to PCR 0 and 7\n")
+    r = run.tool("tpm_sealdata", "-z", "-p", "0", "-p", "7", "-i", str(src), "-o", str(sealed))
+    assert r.rc == 0, str(r)
+    r = run.tool("tpm_unsealdata", "-z", "-i", str(sealed), "-o", str(out))
+    assert r.rc == 0 and out.read_bytes() == src.read_bytes(), str(r)
+    if run.backend == "swtpm":
+        return      # a direct Extend would queue behind tcsd's idle connection
+    extend = frame(0xC1, 0x14, (7).to_bytes(4, "big") + b"\x07" * 20)
+    assert rc_of(transact(run.tpm.addr, extend)) == 0
+    out.unlink()
+    r = run.tool("tpm_unsealdata", "-z", "-i", str(sealed), "-o", str(out))
+    assert r.rc != 0 and not (out.exists() and out.read_bytes() == src.read_bytes()), str(r)
+
+
+def test_change_owner_password_and_back(run):
+    r = run.tool("tpm_changeownerauth", "-o", "-z", stdin="new-owner-pw\nnew-owner-pw\n")
+    assert r.rc == 0, str(r)
+    r = run.tool("tpm_setenable", "--status", "-z")                  # the old secret fails
+    assert r.rc != 0 and "code=0001" in r.err, str(r)
+    r = run.tool("tpm_setenable", "--status", stdin="new-owner-pw\n")
+    assert r.rc == 0 and "Disabled status: false" in r.out, str(r)
+    r = run.tool("tpm_changeownerauth", "-o", "-r", stdin="new-owner-pw\n")   # well-known again
+    assert r.rc == 0, str(r)
+    r = run.tool("tpm_setenable", "--status", "-z")
+    assert r.rc == 0, str(r)
 
 
 def test_clear_then_unowned(run):

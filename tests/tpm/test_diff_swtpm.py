@@ -21,7 +21,7 @@ from tpm.fixtures import PyxlServe, Swtpm
 #
 # The emulator's own behaviour, whatever identity the TPM presents:
 EMULATOR: dict[str, str] = {
-    "getcap FLAG PERMANENT:flag enableRevokeEK": "the emulator starts with enableRevokeEK TRUE "
+    "*:flag enableRevokeEK": "the emulator starts with enableRevokeEK TRUE "
                                                  "(libtpms clears it when its EK is created)",
     "getcap ORD 0x2[c-f]:value": "the emulator implements the maintenance ordinals",
     "getcap ORD 0x30:value": "the emulator implements the maintenance ordinals",
@@ -46,12 +46,15 @@ XEN_VTPM = dict(EMULATOR, **{
     "extend 16:digest": "the emulator starts PCRs 16-23 at all-0xFF",
     "pcrread 23*:digest": "the emulator starts PCRs 16-23 at all-0xFF",
     "extend 23:digest": "the emulator starts PCRs 16-23 at all-0xFF",
-    "getcap FLAG PERMANENT:flag nvLocked": "the emulator starts with nvLocked TRUE",
-    "getcap FLAG PERMANENT:flag readSRKPub": "the emulator starts with readSRKPub TRUE",
+    "*:flag nvLocked": "the emulator starts with nvLocked TRUE",
+    "*:flag readSRKPub": "the emulator starts with readSRKPub TRUE",
     "getcap HANDLE *:*": "the emulator lists handles of KEY/AUTH/TRANS/COUNTER/CONTEXT only, "
                         "TPM_BAD_MODE for other types",
     "getrandom 4096:*": "the emulator returns at most 2048 random bytes (libtpms 4082)",
     "getrandom 4294967295:*": "the emulator returns at most 2048 random bytes (libtpms 4082)",
+    "getcap FLAG PERMANENT cleared:flag d*a*": "the emulator's OwnerClear leaves the TPM enabled "
+                                               "and active (libtpms disables, deactivates it)",
+    "readpubek when cleared:*": "the emulator's OwnerClear leaves the TPM enabled, readPubek TRUE",
 })
 DECLARED = {"ETHZ": XEN_VTPM, "IBM": EMULATOR}
 
@@ -61,14 +64,18 @@ DECLARED = {"ETHZ": XEN_VTPM, "IBM": EMULATOR}
 # Ordinals libtpms has and the engine does not implement yet (TPM_CAP_ORD
 # answers FALSE): ChangeAuthAsymStart/Finish, DSAP, CMK_*, MigrateKey,
 # CreateMigrationBlob, ConvertMigrationBlob, AuthorizeMigrationKey, DAA_Join/Sign,
-# CertifyKey2, Sealx, SetOwnerPointer, the audit ordinals, Delegate_*, transport.
+# CertifyKey2, Sealx, SetOwnerPointer, Delegate_*, transport.
 MISSING_ORDINALS = [0x0E, 0x0F, 0x11, 0x12, 0x13, 0x1B, 0x1C, 0x1D, 0x24, 0x25, 0x28, 0x29,
-                    0x2A, 0x2B, 0x31, 0x33, 0x3D, 0x75, 0x85, 0x86, 0x8D, 0xD1, 0xD2, 0xD4,
-                    0xD5, 0xD6, 0xD8, 0xDB, 0xE6, 0xE7, 0xE8]
+                    0x2A, 0x2B, 0x31, 0x33, 0x3D, 0x75, 0xD1, 0xD2, 0xD4, 0xD5, 0xD6, 0xD8,
+                    0xDB, 0xE6, 0xE7, 0xE8]
 ENGINE_GAPS: dict[str, str] = {
     **{"getcap ORD 0x%x:value" % o: "%d ordinals not implemented" % len(MISSING_ORDINALS)
        for o in MISSING_ORDINALS},
     "getcap PID [67]:value": "DSAP and transport sessions",
+    "getcap ORD 0x52:value": "TPM_CAP_ORD says TRUE for CertifySelfTest, which neither libtpms "
+                             "0.9 nor the emulator advertises",
+    "getcap ORD 0x64:value": "TPM_CAP_ORD says TRUE for GetCapabilitySigned, which neither "
+                             "libtpms 0.9 nor the emulator advertises",
     # found by the generated streams below; libtpms checks the selection before reading it
     "pcr_reset size 4 no bitmap:rc": "PCR_Reset: a short pcrSelect gives TPM_BAD_PARAM_SIZE "
                                      "(libtpms: TPM_INVALID_PCR_INFO)",
@@ -77,10 +84,32 @@ ENGINE_GAPS: dict[str, str] = {
     "getcap SELECT_SIZE no subcap:*": "GetCapability(SELECT_SIZE) without subCap: TPM_BAD_MODE "
                                       "(libtpms: TPM_BAD_PARAM_SIZE)",
     "getcap SELECT_SIZE 1 byte:*": "GetCapability(SELECT_SIZE) with a short subCap: TPM_BAD_MODE "
-                                   "(libtpms: TPM_BAD_PARAMETER)",
+                                   "(libtpms: TPM_BAD_PARAM_SIZE)",
     "getcap SELECT_SIZE version 9.9:*": "GetCapability(SELECT_SIZE) of an unknown version: FALSE "
                                         "(libtpms: TPM_BAD_PARAMETER)",
 }
+
+# ... and where the engine presenting the IBM identity still behaves as the
+# emulator although libtpms (which that identity imitates) does not:
+VENDOR_GAPS: dict[str, dict[str, str]] = {"ETHZ": {}, "IBM": {
+    "getcap FLAG PERMANENT cleared:flag readSRKPub": "OwnerClear leaves readSRKPub TRUE "
+                                                     "(libtpms: FALSE)",
+}}
+
+
+def gaps_in(verdicts, vendor):
+    """-> (verdicts with unexplained differences, reasons of known engine gaps)"""
+    known = dict(ENGINE_GAPS, **VENDOR_GAPS[vendor])
+    bad, gaps = [], set()
+    for v in verdicts:
+        for k, a, b in v.diffs:
+            path = "%s:%s" % (v.cmd.name, k)
+            why = next((r for g, r in known.items() if fnmatch.fnmatchcase(path, g)), None)
+            if why:
+                gaps.add(why)
+            else:
+                bad.append(v)
+    return bad, gaps
 
 
 def report(verdicts) -> str:
@@ -124,15 +153,20 @@ def pair(request, tmp_path_factory, pyxl_cmd):
 def test_pyxl_answers_like_libtpms(group, pair):
     vendor, ref, ours = pair
     verdicts = diff.run(ref.addr, ours.addr, diff.commands(group), declared=DECLARED[vendor])
-    bad, gaps = [], set()
-    for v in verdicts:
-        for k, a, b in v.diffs:
-            path = "%s:%s" % (v.cmd.name, k)
-            why = next((r for g, r in ENGINE_GAPS.items() if fnmatch.fnmatchcase(path, g)), None)
-            if why:
-                gaps.add(why)
-            else:
-                bad.append(v)
+    bad, gaps = gaps_in(verdicts, vendor)
+    assert not bad, report(verdicts)
+    if gaps:
+        pytest.xfail("engine gap: " + "; ".join(sorted(gaps)))
+
+
+@pytest.mark.parametrize("vendor", ["ETHZ", "IBM"])
+def test_owner_commands_answer_like_libtpms(vendor, start_swtpm, start_serve):
+    """TakeOwnership, owner-authorised commands (right and wrong secret),
+    OwnerClear, on fresh TPMs (libtpms is disabled after OwnerClear)."""
+    ref, ours = start_swtpm(), start_serve("--vendor", vendor)
+    TPMClient(ref.addr).create_ek()
+    verdicts = diff.run(ref.addr, ours.addr, diff.commands("owner"), declared=DECLARED[vendor])
+    bad, gaps = gaps_in(verdicts, vendor)
     assert not bad, report(verdicts)
     if gaps:
         pytest.xfail("engine gap: " + "; ".join(sorted(gaps)))
