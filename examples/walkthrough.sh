@@ -16,7 +16,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PYXL=${PYXL:-pyxl}
 export PYXL
-pyxl() { $PYXL "$@"; }
+pyxl() { command $PYXL "$@"; }   # `command`: PYXL=pyxl must not call this function again
 con() { python3 "$here/console.py" "$@"; }
 console_log() { echo "${PYXL_ROOT:-}/var/log/pyxl/console/guest-$1.log"; }
 step() { printf '\n### %s\n' "$*"; }
