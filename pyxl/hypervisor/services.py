@@ -73,6 +73,14 @@ class DomainConnection:
         self._pending_watch: set[tuple[str, str]] = set()
         self._sending = False          # the writer thread is sending outside the lock
         self.closed = False
+        # The socket's descriptor is closed only once no thread can touch it
+        # any more: a number closed under a thread that is about to recvmsg or
+        # sendmsg on it can be reused at once by the next domain's socket, and
+        # that thread would then read (and, being closed, drop) the new
+        # domain's HELLO. So the last of our threads to leave closes it.
+        self._live = 0                 # reader/writer threads started and not yet done
+        self._started = False
+        self._fd_closed = False
         self.xs: XsConnection = hv.xenstore.connect(domid, self._watch_event)
         self._reader = threading.Thread(target=self._read_loop, daemon=True,
                                         name=f"hv-dom{domid}-rx")
@@ -80,8 +88,40 @@ class DomainConnection:
                                         name=f"hv-dom{domid}-tx")
 
     def start(self) -> None:
-        self._reader.start()
-        self._writer.start()
+        """Start the threads (not if the connection was closed meanwhile: a
+        domain destroyed while being attached)."""
+        with self._cond:
+            if self.closed or self._started:
+                return
+            self._started = True
+            self._live = 2
+        for i, t in enumerate((self._reader, self._writer)):
+            try:
+                t.start()
+            except BaseException:        # RuntimeError: can't start new thread
+                with self._cond:
+                    self._live -= 2 - i  # this one and any after it never ran
+                self.close()
+                self._close_fd()
+                raise
+
+    def _thread_done(self) -> None:
+        with self._cond:
+            self._live -= 1
+            last = self._live == 0
+        if last:
+            self._close_fd()
+
+    def _close_fd(self) -> None:
+        with self._cond:
+            if self._fd_closed or self._live or not self.closed:
+                return
+            self._fd_closed = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.chan.close()
 
     # -- outgoing --------------------------------------------------------
     def _push(self, frame: wire.Frame) -> bool:
@@ -93,6 +133,9 @@ class DomainConnection:
                 rest = self.chan.send(frame, nowait=True)
             except BlockingIOError:
                 pass
+            except wire.WireError as exc:     # e.g. a reply too big for one frame
+                instead = _unsendable(frame, exc)
+                return True if instead is None else self._push(instead)
             except OSError:
                 for fd in frame.fds:
                     os.close(fd)
@@ -150,6 +193,12 @@ class DomainConnection:
                 self._replies += 1
 
     def _write_loop(self) -> None:
+        try:
+            self._write_frames()
+        finally:
+            self._thread_done()
+
+    def _write_frames(self) -> None:
         while True:
             with self._cond:
                 self._sending = False
@@ -177,8 +226,13 @@ class DomainConnection:
                 elif isinstance(frame, _Rest):
                     self.sock.sendall(frame.data)
                 else:
-                    self.chan.send(frame)
-            except OSError:
+                    try:
+                        self.chan.send(frame)
+                    except wire.WireError as exc:
+                        instead = _unsendable(frame, exc)
+                        if instead is not None:
+                            self.chan.send(instead)
+            except (OSError, wire.WireError):
                 self.close()
             finally:
                 for fd in frame.fds:
@@ -197,6 +251,7 @@ class DomainConnection:
                 self._handle(frame)
         finally:
             self.close()
+            self._thread_done()
 
     def _handle(self, frame: wire.Frame) -> None:
         try:
@@ -226,25 +281,35 @@ class DomainConnection:
             self._cond.notify_all()
         self.xs.close()
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(socket.SHUT_RDWR)   # wakes our threads; the fd stays ours
         except OSError:
             pass
+        self._close_fd()                           # only if no thread was ever started
         self.hv._connection_closed(self)
 
     def join(self, timeout: float | None = None) -> None:
+        """Wait for the threads (up to `timeout` each). The descriptor is
+        closed by whichever of them ends last, never under a live thread."""
         for t in (self._reader, self._writer):
             if t.is_alive() and t is not threading.current_thread():
                 t.join(timeout)
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        self.chan.close()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the connection has ended; False on timeout."""
         with self._cond:
             return self._cond.wait_for(lambda: self.closed, timeout)
+
+
+def _unsendable(frame: wire.Frame, exc: Exception):
+    """What goes out instead of a frame the wire cannot carry: an E2BIG
+    error for a request, None (dropped) for an event."""
+    for fd in frame.fds:
+        os.close(fd)
+    frame.fds = []
+    if frame.req_id:
+        return wire.Frame(wire.XS_ERROR, [b"E2BIG", str(exc)], req_id=frame.req_id,
+                          tx_id=frame.tx_id)
+    return None
 
 
 class _Rest:
@@ -386,10 +451,12 @@ class Hypervisor:
             old = dom.conn
             conn = DomainConnection(self, sock, domid)
             dom.conn = conn
+            # under the lock, so a close racing with us cannot be overtaken
+            # (it clears the sink under the same lock)
+            dom.console.set_input_sink(conn.console_input)
         if old is not None:
             old.close()
-        dom.console.set_input_sink(conn.console_input)
-        conn.start()
+        conn.start()        # a no-op if domain_destroyed closed it meanwhile
         return conn
 
     def serve(self, sock, domid: int) -> None:
