@@ -41,6 +41,8 @@ import threading
 from typing import Callable
 
 from . import wire
+from .console import DEFAULT_LOG_KEEP as CONSOLE_LOG_KEEP
+from .console import DEFAULT_LOG_MAX as CONSOLE_LOG_MAX
 from .console import Console
 from .evtchn import EventChannels
 from .grant import GrantTables
@@ -333,9 +335,13 @@ class Hypervisor:
 
     `on_disconnect(domid)` (optional) is called when a domain's connection
     ends without `domain_destroyed` (the domain process died or closed it).
+    Console logs are capped at `console_log_max` bytes (None: no cap) and
+    rotated, keeping `console_log_keep` older files (see console.py).
     """
 
     def __init__(self, *, quotas: Quotas = Quotas(), console_limit: int = 64 * 1024,
+                 console_log_max: int | None = CONSOLE_LOG_MAX,
+                 console_log_keep: int = CONSOLE_LOG_KEEP,
                  dom0_home: bool = True,
                  on_disconnect: Callable[[int], None] | None = None):
         self.xenstore = XenStore(quotas)
@@ -346,6 +352,7 @@ class Hypervisor:
         self._domains: dict[int, _Domain] = {}
         self._dom0_sinks: list[Callable[[int], None]] = []
         self._console_limit = console_limit
+        self._console_log = (console_log_max, console_log_keep)
         self.on_disconnect = on_disconnect
         self._dom0_xs = self.xenstore.connect(0)
         self.domain_created(0, name="Domain-0", home=dom0_home)
@@ -364,7 +371,8 @@ class Hypervisor:
         with self.lock:
             if domid in self._domains:
                 raise OSError(_errno.EEXIST, f"domain {domid} exists")
-            console = Console(domid, console_log, self._console_limit)
+            console = Console(domid, console_log, self._console_limit,
+                              *self._console_log)
             self._domains[domid] = _Domain(domid, name, console)
             self.evtchn.add_domain(domid)
             self.grants.add_domain(domid)
