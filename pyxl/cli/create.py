@@ -10,9 +10,9 @@ nothing is created; otherwise the domain is handed to the toolstack.
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
-import typer
+from pyxl.cli._common import typer   # lazy: the CLI's fast path never imports typer
 
 
 def _err(line: str) -> None:
@@ -20,23 +20,25 @@ def _err(line: str) -> None:
 
 
 def create(
-    args: Optional[List[str]] = typer.Argument(None, metavar="[ConfigFile] [KEY=VALUE...]",
-                                               show_default=False),
-    console: bool = typer.Option(False, "-c", help="Connect to the console after the domain is created."),
-    debug: bool = typer.Option(False, "-d", help="Enable debug messages."),
-    no_monitor: bool = typer.Option(False, "-e", help="Do not wait in the background for the death of the domain."),
-    foreground: bool = typer.Option(False, "-F", help="Run in foreground until death of the domain."),
-    defconfig: Optional[str] = typer.Option(None, "-f", "--defconfig", metavar="FILE",
-                                            help="Use the given configuration file."),
-    dryrun: bool = typer.Option(False, "-n", "--dryrun", help="Dry run - prints the resulting configuration "
-                                "(deprecated in favour of global -N option)."),
-    paused: bool = typer.Option(False, "-p", help="Leave the domain paused after it is created."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="Quiet."),
-    vncviewer: bool = typer.Option(False, "-V", "--vncviewer", help="Connect to the VNC display after the domain is created."),
-    vncviewer_autopass: bool = typer.Option(False, "-A", "--vncviewer-autopass",
-                                            help="Pass VNC password to viewer via stdin."),
-    ignore_masks: bool = typer.Option(False, "-i", "--ignore-global-affinity-masks",
-                                      help="Ignore global masks in xl.conf."),
+    args: Annotated[Optional[List[str]], typer.Argument(metavar="[ConfigFile] [KEY=VALUE...]",
+                                                        show_default=False)] = None,
+    console: Annotated[bool, typer.Option("-c", help="Connect to the console after the domain is created.")] = False,
+    debug: Annotated[bool, typer.Option("-d", help="Enable debug messages.")] = False,
+    no_monitor: Annotated[bool, typer.Option(
+        "-e", help="Do not wait in the background for the death of the domain.")] = False,
+    foreground: Annotated[bool, typer.Option("-F", help="Run in foreground until death of the domain.")] = False,
+    defconfig: Annotated[Optional[str], typer.Option("-f", "--defconfig", metavar="FILE",
+                                                     help="Use the given configuration file.")] = None,
+    dryrun: Annotated[bool, typer.Option("-n", "--dryrun", help="Dry run - prints the resulting configuration "
+                                         "(deprecated in favour of global -N option).")] = False,
+    paused: Annotated[bool, typer.Option("-p", help="Leave the domain paused after it is created.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Quiet.")] = False,
+    vncviewer: Annotated[bool, typer.Option(
+        "-V", "--vncviewer", help="Connect to the VNC display after the domain is created.")] = False,
+    vncviewer_autopass: Annotated[bool, typer.Option("-A", "--vncviewer-autopass",
+                                                     help="Pass VNC password to viewer via stdin.")] = False,
+    ignore_masks: Annotated[bool, typer.Option("-i", "--ignore-global-affinity-masks",
+                                               help="Ignore global masks in xl.conf.")] = False,
 ) -> int:
     from pyxl.cli.main import Globals
 
