@@ -402,8 +402,10 @@ class TPM_STORED_DATA(TPMStruct):
 
 @dataclass
 class TPM_STORED_DATA12(TPM_STORED_DATA):
-    """1.2 sealed blob; sealInfo is a TPM_PCR_INFO_LONG or empty (Part 2 9.2)."""
-    et: int = C.TPM_ET_DATA
+    """1.2 sealed blob; sealInfo is a TPM_PCR_INFO_LONG or empty (Part 2 9.2).
+    et 0: TPM_Seal's plain blob; TPM_Sealx sets TPM_ET_XOR|TPM_ET_KEY, which
+    makes TPM_Unseal return the data encrypted under its OSAP session."""
+    et: int = 0
 
     def marshal_head(self, w):
         w.u16(C.TPM_TAG_STORED_DATA12).u16(self.et)
