@@ -101,6 +101,9 @@ def test_certify_key(world):
     info = S.TPM_CERTIFY_INFO.unmarshal(rd)
     sig = rd.sized32()
     assert info.data == nonce and info.keyUsage == 0x11
+    pub_out = auth1(tpm, 0x21, u32(parent), b"", b"k" * 20)[1]
+    modulus = parse_pubkey(pub_out)[0].public_numbers().n.to_bytes(256, "big")
+    assert info.pubkeyDigest == sha1(modulus)             # the bare modulus, as both peers
     pub = parse_pubkey(S.TPM_KEY.from_bytes(signer_blob).pubkey().to_bytes())[0]
     pub.verify(sig, info.to_bytes(), padding.PKCS1v15(), hashes.SHA1())
     for h in (signer, parent):
@@ -285,3 +288,52 @@ def test_libtpms_like_identity_audits_owner_commands():
     read_pubek(tpm)                                           # audited: the digest moves
     assert run(tpm, 0xC1, 0x85, u32(0)).body[10:30] != bytes(20)
 
+
+
+def test_certify_key2(world):
+    """TPM_CertifyKey2: a TPM_CERTIFY_INFO2 over a PCR-bound key, signed by a
+    signing key; fields and signature checked here with `cryptography`."""
+    tpm, _ = world
+    parent = load_key2(tpm, create_wrap_key(tpm))
+    signer_blob = create_wrap_key(tpm, parent, b"k" * 20, b"s" * 20,
+                                  key_template(usage=0x10, es=1, ss=2), entity=(1, parent))
+    signer = load_key2(tpm, signer_blob, parent, b"k" * 20)
+    sel = S.TPM_PCR_SELECTION.of([13])
+    release = sha1(S.TPM_PCR_COMPOSITE(sel, run(tpm, 0xC1, 0x15, u32(13)).body).to_bytes())
+    pcr = S.TPM_PCR_INFO_LONG(0, 0x03, sel, sel, bytes(20), release).to_bytes()
+    bound_blob = create_wrap_key(tpm, parent, b"k" * 20, b"b" * 20,
+                                 key_template(usage=0x14, es=3, ss=1, pcr_info=pcr, key12=True),
+                                 entity=(1, parent))
+    bound = load_key2(tpm, bound_blob, parent, b"k" * 20)
+    signer_pub = parse_pubkey(S.TPM_KEY.from_bytes(signer_blob).pubkey().to_bytes())[0]
+    nonce, mig = os.urandom(20), os.urandom(20)
+    # AUTH2: the certified key's auth first, then the certifying key's
+    r, out = auth2(tpm, 0x33, u32(bound) + u32(signer), mig + nonce, Session(tpm), b"b" * 20,
+                   Session(tpm), b"s" * 20)
+    assert r.rc == 0, r
+    rd = Reader(out)
+    info = S.TPM_CERTIFY_INFO2.unmarshal(rd)
+    sig = rd.sized32()
+    assert not rd.remaining
+    raw = out[:len(out) - 4 - len(sig)]
+    assert raw[:4] == bytes.fromhex("00290001")              # tag, fill, TPM_PT_ASYM
+    signer_pub.verify(sig, raw, padding.PKCS1v15(), hashes.SHA1())
+    key = S.TPM_KEY12.from_bytes(bound_blob)
+    assert (info.keyUsage, info.data, info.migrationAuthority) == (0x14, nonce, b"")
+    assert info.pubkeyDigest == sha1(key.pubKey.key)
+    short = S.TPM_PCR_INFO_SHORT.from_bytes(info.pcrInfo)
+    assert (short.pcrSelection, short.localityAtRelease, short.digestAtRelease) == (sel, 3, release)
+    # AUTH1 authorizes the certifying key only: refused for a key that needs auth
+    r, _ = auth1(tpm, 0x33, u32(bound) + u32(signer), mig + nonce, b"s" * 20)
+    assert r.rc == RC.TPM_AUTHFAIL
+    # a storage key cannot certify (its sigScheme is NONE)
+    r, _ = auth2(tpm, 0x33, u32(bound) + u32(parent), mig + nonce, Session(tpm), b"b" * 20,
+                 Session(tpm), b"k" * 20)
+    assert r.rc == RC.TPM_BAD_KEY_PROPERTY
+    # the key's PCRs moved: no certificate
+    run(tpm, 0xC1, 0x14, u32(13) + os.urandom(20))
+    r, _ = auth2(tpm, 0x33, u32(bound) + u32(signer), mig + nonce, Session(tpm), b"b" * 20,
+                 Session(tpm), b"s" * 20)
+    assert r.rc == RC.TPM_WRONGPCRVAL
+    for h in (bound, signer, parent):
+        run(tpm, 0xC1, 0xBA, u32(h) + u32(1))
