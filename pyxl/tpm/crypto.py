@@ -41,6 +41,16 @@ def xor(a: bytes, b: bytes) -> bytes:
     return bytes(x ^ y for x, y in zip(a, b))
 
 
+def mgf1(seed: bytes, length: int) -> bytes:
+    """MGF1 with SHA-1 (PKCS#1 B.2.1): the keystream of Sealx / Unseal's XOR."""
+    out = bytearray()
+    counter = 0
+    while len(out) < length:
+        out += sha1(seed, counter.to_bytes(4, "big"))
+        counter += 1
+    return bytes(out[:length])
+
+
 class RSAKey:
     """An RSA key pair (or public key when p is None)."""
 

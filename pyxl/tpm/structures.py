@@ -402,8 +402,10 @@ class TPM_STORED_DATA(TPMStruct):
 
 @dataclass
 class TPM_STORED_DATA12(TPM_STORED_DATA):
-    """1.2 sealed blob; sealInfo is a TPM_PCR_INFO_LONG or empty (Part 2 9.2)."""
-    et: int = C.TPM_ET_DATA
+    """1.2 sealed blob; sealInfo is a TPM_PCR_INFO_LONG or empty (Part 2 9.2).
+    et 0: TPM_Seal's plain blob; TPM_Sealx sets TPM_ET_XOR|TPM_ET_KEY, which
+    makes TPM_Unseal return the data encrypted under its OSAP session."""
+    et: int = 0
 
     def marshal_head(self, w):
         w.u16(C.TPM_TAG_STORED_DATA12).u16(self.et)
@@ -754,9 +756,37 @@ class TPM_CERTIFY_INFO(TPMStruct):
                    TPM_KEY_PARMS.unmarshal(r), r.digest(), r.digest(), r.u8(), r.sized32("PCRInfo"))
 
 
+@dataclass
+class TPM_CERTIFY_INFO2(TPMStruct):
+    """What TPM_CertifyKey2 signs (Part 2 11.2); pcrInfo is a TPM_PCR_INFO_SHORT or empty."""
+    payloadType: int = C.TPM_PT_ASYM
+    keyUsage: int = 0
+    keyFlags: int = 0
+    authDataUsage: int = 0
+    algorithmParms: TPM_KEY_PARMS = field(default_factory=TPM_KEY_PARMS)
+    pubkeyDigest: bytes = bytes(20)
+    data: bytes = bytes(20)
+    parentPCRStatus: int = 0
+    pcrInfo: bytes = b""
+    migrationAuthority: bytes = b""
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_CERTIFY_INFO2).u8(0).u8(self.payloadType).u16(self.keyUsage)
+        w.u32(self.keyFlags).u8(self.authDataUsage).struct(self.algorithmParms)
+        w.bytes(self.pubkeyDigest).bytes(self.data).u8(self.parentPCRStatus)
+        w.sized32(self.pcrInfo).sized32(self.migrationAuthority)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_CERTIFY_INFO2, "TPM_CERTIFY_INFO2")
+        r.u8()                                   # fill
+        return cls(r.u8(), r.u16(), r.u32(), r.u8(), TPM_KEY_PARMS.unmarshal(r), r.digest(),
+                   r.digest(), r.u8(), r.sized32("pcrInfo"), r.sized32("migrationAuthority"))
+
+
 ALL_STRUCTURES += [TPM_SYMMETRIC_KEY, TPM_IDENTITY_CONTENTS, TPM_ASYM_CA_CONTENTS,
                    TPM_EK_BLOB_ACTIVATE, TPM_EK_BLOB, TPM_COUNTER_VALUE, TPM_QUOTE_INFO2,
-                   TPM_CERTIFY_INFO]
+                   TPM_CERTIFY_INFO, TPM_CERTIFY_INFO2]
 
 
 # ---------------------------------------------------------------- context blobs

@@ -298,3 +298,17 @@ def test_clear_on_a_hardware_like_tpm_disables_it():
     assert auth1(tpm, 0x5B, b"", b"", OWNER)[0].rc == 0
     assert tpm.perm.flags.disable and tpm.perm.flags.deactivated
     assert run(tpm, 0xC1, 0x7C, bytes(20)).rc == RC.TPM_DISABLED      # as recorded on libtpms
+    assert not tpm.perm.flags.readSRKPub
+
+
+def test_clear_on_the_xen_vtpm_keeps_read_srk_pub(owned):
+    """The emulator's OwnerClear leaves readSRKPub as it was (libtpms clears it)."""
+    from pyxl.tpm.identity import XEN_VTPM_IDENTITY
+    assert owned.identity == XEN_VTPM_IDENTITY
+    for value in (True, False):
+        owned.perm.flags.readSRKPub = value
+        assert auth1(owned, 0x5B, b"", b"", OWNER)[0].rc == 0
+        pf = cap_value(owned, 4, u32(0x108))
+        assert pf[2 + 16] == value                        # readSRKPub
+        assert not owned.perm.flags.disable
+        take_ownership(owned)

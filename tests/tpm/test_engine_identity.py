@@ -101,6 +101,9 @@ def test_certify_key(world):
     info = S.TPM_CERTIFY_INFO.unmarshal(rd)
     sig = rd.sized32()
     assert info.data == nonce and info.keyUsage == 0x11
+    pub_out = auth1(tpm, 0x21, u32(parent), b"", b"k" * 20)[1]
+    modulus = parse_pubkey(pub_out)[0].public_numbers().n.to_bytes(256, "big")
+    assert info.pubkeyDigest == sha1(modulus)             # the bare modulus, as both peers
     pub = parse_pubkey(S.TPM_KEY.from_bytes(signer_blob).pubkey().to_bytes())[0]
     pub.verify(sig, info.to_bytes(), padding.PKCS1v15(), hashes.SHA1())
     for h in (signer, parent):
@@ -285,3 +288,110 @@ def test_libtpms_like_identity_audits_owner_commands():
     read_pubek(tpm)                                           # audited: the digest moves
     assert run(tpm, 0xC1, 0x85, u32(0)).body[10:30] != bytes(20)
 
+
+
+def test_certify_key2(world):
+    """TPM_CertifyKey2: a TPM_CERTIFY_INFO2 over a PCR-bound key, signed by a
+    signing key; fields and signature checked here with `cryptography`."""
+    tpm, _ = world
+    parent = load_key2(tpm, create_wrap_key(tpm))
+    signer_blob = create_wrap_key(tpm, parent, b"k" * 20, b"s" * 20,
+                                  key_template(usage=0x10, es=1, ss=2), entity=(1, parent))
+    signer = load_key2(tpm, signer_blob, parent, b"k" * 20)
+    sel = S.TPM_PCR_SELECTION.of([13])
+    release = sha1(S.TPM_PCR_COMPOSITE(sel, run(tpm, 0xC1, 0x15, u32(13)).body).to_bytes())
+    pcr = S.TPM_PCR_INFO_LONG(0, 0x03, sel, sel, bytes(20), release).to_bytes()
+    bound_blob = create_wrap_key(tpm, parent, b"k" * 20, b"b" * 20,
+                                 key_template(usage=0x14, es=3, ss=1, pcr_info=pcr, key12=True),
+                                 entity=(1, parent))
+    bound = load_key2(tpm, bound_blob, parent, b"k" * 20)
+    signer_pub = parse_pubkey(S.TPM_KEY.from_bytes(signer_blob).pubkey().to_bytes())[0]
+    nonce, mig = os.urandom(20), os.urandom(20)
+    # AUTH2: the certified key's auth first, then the certifying key's
+    r, out = auth2(tpm, 0x33, u32(bound) + u32(signer), mig + nonce, Session(tpm), b"b" * 20,
+                   Session(tpm), b"s" * 20)
+    assert r.rc == 0, r
+    rd = Reader(out)
+    info = S.TPM_CERTIFY_INFO2.unmarshal(rd)
+    sig = rd.sized32()
+    assert not rd.remaining
+    raw = out[:len(out) - 4 - len(sig)]
+    assert raw[:4] == bytes.fromhex("00290001")              # tag, fill, TPM_PT_ASYM
+    signer_pub.verify(sig, raw, padding.PKCS1v15(), hashes.SHA1())
+    key = S.TPM_KEY12.from_bytes(bound_blob)
+    assert (info.keyUsage, info.data, info.migrationAuthority) == (0x14, nonce, b"")
+    assert info.pubkeyDigest == sha1(key.pubKey.key)
+    short = S.TPM_PCR_INFO_SHORT.from_bytes(info.pcrInfo)
+    assert (short.pcrSelection, short.localityAtRelease, short.digestAtRelease) == (sel, 3, release)
+    # AUTH1 authorizes the certifying key only: refused for a key that needs auth
+    r, _ = auth1(tpm, 0x33, u32(bound) + u32(signer), mig + nonce, b"s" * 20)
+    assert r.rc == RC.TPM_AUTHFAIL
+    # a storage key cannot certify (its sigScheme is NONE)
+    r, _ = auth2(tpm, 0x33, u32(bound) + u32(parent), mig + nonce, Session(tpm), b"b" * 20,
+                 Session(tpm), b"k" * 20)
+    assert r.rc == RC.TPM_BAD_KEY_PROPERTY
+    # the key's PCRs moved: no certificate
+    run(tpm, 0xC1, 0x14, u32(13) + os.urandom(20))
+    r, _ = auth2(tpm, 0x33, u32(bound) + u32(signer), mig + nonce, Session(tpm), b"b" * 20,
+                 Session(tpm), b"s" * 20)
+    assert r.rc == RC.TPM_WRONGPCRVAL
+    for h in (bound, signer, parent):
+        run(tpm, 0xC1, 0xBA, u32(h) + u32(1))
+
+
+def test_change_auth_asym(world):
+    """ChangeAuthAsymStart certifies an ephemeral key with an identity key;
+    ChangeAuthAsymFinish gives a wrapped key a new secret sent encrypted to it."""
+    import hmac as _hmac
+    import hashlib
+    from cryptography.hazmat.primitives.asymmetric import rsa as _rsa
+    tpm, _ = world
+    idk, _ = make_identity(tpm)
+    idh = load_key2(tpm, idk.to_bytes())
+    id_pub = parse_pubkey(idk.pubkey().to_bytes())[0]
+    parent = load_key2(tpm, create_wrap_key(tpm))
+    old, new = b"o" * 20, b"n" * 20
+    child = create_wrap_key(tpm, parent, b"k" * 20, old, entity=(1, parent))
+    nonce = os.urandom(20)
+    parms = S.TPM_KEY_PARMS(1, 3, 1, S.TPM_RSA_KEY_PARMS(2048, 2, b"").to_bytes()).to_bytes()
+    r, out = auth1(tpm, 0x0E, u32(idh), nonce + parms, IDAUTH)
+    assert r.rc == 0, r
+    rd = Reader(out)
+    info = S.TPM_CERTIFY_INFO.unmarshal(rd)
+    info_bytes = out[:rd.pos]
+    sig = rd.sized32()
+    eph = rd.u32()
+    temp = S.TPM_KEY.unmarshal(rd)
+    assert not rd.remaining and temp.encData == b""
+    id_pub.verify(sig, info_bytes, padding.PKCS1v15(), hashes.SHA1())
+    assert (info.keyUsage, info.keyFlags, info.authDataUsage, info.data) == (0x13, 4, 0, nonce)
+    assert info.pubkeyDigest == sha1(temp.pubKey.key)
+    eph_pub = _rsa.RSAPublicNumbers(65537, int.from_bytes(temp.pubKey.key, "big")).public_key()
+    # Finish: newAuthLink = HMAC(old, new); encNewAuth = OAEP(new || n1) to the ephemeral key
+    n1 = os.urandom(20)
+    link = _hmac.new(old, new, hashlib.sha1).digest()
+    enc_new = eph_pub.encrypt(new + n1, OAEP_TCPA)
+    enc_data = S.TPM_KEY.from_bytes(child).encData
+    params = u16(0x0005) + link + u32(len(enc_new)) + enc_new + u32(len(enc_data)) + enc_data
+    bad = u16(0x0005) + _hmac.new(b"x" * 20, new, hashlib.sha1).digest() + params[22:]
+    assert auth1(tpm, 0x0F, u32(parent) + u32(eph), bad, b"k" * 20)[0].rc == RC.TPM_AUTHFAIL
+    r, out = auth1(tpm, 0x0F, u32(parent) + u32(eph), params, b"k" * 20)
+    assert r.rc == 0, r
+    rd = Reader(out)
+    out_data, salt, proof = rd.sized32(), rd.digest(), rd.digest()
+    assert proof == _hmac.new(new, salt + n1, hashlib.sha1).digest()
+    # the ephemeral key is gone; the re-wrapped key answers to the new secret only
+    assert auth1(tpm, 0x0F, u32(parent) + u32(eph), params, b"k" * 20)[0].rc == \
+        RC.TPM_INVALID_KEYHANDLE
+    blob = S.TPM_KEY.from_bytes(child)
+    blob.encData = out_data
+    h = load_key2(tpm, blob.to_bytes(), parent, b"k" * 20)
+    assert auth1(tpm, 0x21, u32(h), b"", old)[0].rc == RC.TPM_AUTHFAIL
+    assert auth1(tpm, 0x21, u32(h), b"", new)[0].rc == 0
+    # only identity keys certify; only RSA/OAEP/no-signature ephemeral keys
+    assert auth1(tpm, 0x0E, u32(parent), nonce + parms, b"k" * 20)[0].rc == \
+        RC.TPM_INVALID_KEYUSAGE
+    weak = S.TPM_KEY_PARMS(1, 3, 1, S.TPM_RSA_KEY_PARMS(256, 2, b"").to_bytes()).to_bytes()
+    assert auth1(tpm, 0x0E, u32(idh), nonce + weak, IDAUTH)[0].rc == RC.TPM_BAD_KEY_PROPERTY
+    for k in (h, parent, idh):
+        run(tpm, 0xC1, 0xBA, u32(k) + u32(1))

@@ -273,3 +273,98 @@ def test_sign_der_scheme_is_standard_pkcs1(owned, storage_key):
     assert r.rc == RC.TPM_BAD_PARAMETER
     for k in (h, parent):
         run(owned, 0xC1, 0xBA, u32(k) + u32(1))
+
+
+# ---------------------------------------------------------------- Sealx
+
+def _mgf1(seed: bytes, n: int) -> bytes:
+    """PKCS#1 MGF1-SHA1, written here from the RFC (not the engine's)."""
+    import hashlib
+    out = b""
+    for i in range((n + 19) // 20):
+        out += hashlib.sha1(seed + i.to_bytes(4, "big")).digest()
+    return out[:n]
+
+
+def _xor(a, b):
+    return bytes(x ^ y for x, y in zip(a, b))
+
+
+def _private_key(owned, blob):
+    """The wrapped key's private half, rebuilt from its prime with `cryptography`."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = S.TPM_KEY.from_bytes(blob)
+    asym = S.TPM_STORE_ASYMKEY.from_bytes(owned.perm.srk.rsa.decrypt_oaep(key.encData))
+    n, e = int.from_bytes(key.pubKey.key, "big"), 65537
+    p = int.from_bytes(asym.privKey, "big")
+    q = n // p
+    d = pow(e, -1, (p - 1) * (q - 1))
+    return rsa.RSAPrivateNumbers(p, q, d, d % (p - 1), d % (q - 1), pow(q, -1, p),
+                                 rsa.RSAPublicNumbers(e, n)).private_key()
+
+
+def test_sealx_data_travels_encrypted_both_ways(owned, storage_key):
+    h = load_key2(owned, storage_key)
+    secret = b"sealx: the secret never crosses in clear" * 2
+    sel = S.TPM_PCR_SELECTION.of([12])
+    cur = run(owned, 0xC1, 0x15, u32(12)).body
+    release = sha1(S.TPM_PCR_COMPOSITE(sel, cur).to_bytes())
+    info = S.TPM_PCR_INFO_LONG(0, 0x1F, sel, sel, bytes(20), release).to_bytes()
+    s = Session(owned, "osap", 0x0001, h, KEYAUTH)
+    odd = os.urandom(20)
+    enc_in = _xor(secret, _mgf1(s.nonce_even + odd + b"XOR" + s.shared, len(secret)))
+    params = s.enc_auth(DATAAUTH) + u32(len(info)) + info + u32(len(enc_in)) + enc_in
+    r = run(owned, 0xC2, 0x3D, u32(h) + params + s.trailer(0x3D, params, nonce_odd=odd,
+                                                          cont=True))
+    assert r.rc == 0, r
+    blob, tail = r.body[:-41], r.body[-41:]
+    s.check_response(0x3D, r, blob, tail)
+    assert tail[20] == 0 and s.handle not in owned.sessions      # the TPM ended the session
+    stored = S.TPM_STORED_DATA12.from_bytes(blob)
+    assert stored.et == 0x0005                                    # TPM_ET_XOR | TPM_ET_KEY
+    creation = S.TPM_PCR_INFO_LONG.from_bytes(stored.sealInfo)
+    assert creation.digestAtCreation == release and creation.localityAtCreation == 1
+    # the blob, opened here with the storage key's private half
+    sealed = S.TPM_SEALED_DATA.from_bytes(
+        _private_key(owned, storage_key).decrypt(stored.encData, OAEP_TCPA))
+    assert sealed.data == secret and sealed.authData == DATAAUTH
+    assert sealed.tpmProof == owned.perm.tpm_proof
+    hdr = b"\x00\x16\x00\x05" + u32(len(stored.sealInfo)) + stored.sealInfo + u32(0)
+    assert sealed.storedDigest == sha1(hdr)
+    # Unseal answers with the data encrypted under the key's OSAP session
+    s1, s2 = Session(owned, "osap", 0x0001, h, KEYAUTH), Session(owned)
+    even = s1.nonce_even
+    t = s1.trailer(0x18, blob, cont=True) + s2.trailer(0x18, blob, DATAAUTH, cont=True)
+    r = run(owned, 0xC3, 0x18, u32(h) + blob + t)
+    assert r.rc == 0, r
+    out = r.body[:-82]
+    s1.check_response(0x18, r, out, r.body[-82:-41])
+    s2.check_response(0x18, r, out, r.body[-41:])
+    assert r.body[-82 + 20] == 0 and r.body[-41 + 20] == 1
+    n = struct.unpack(">I", out[:4])[0]
+    assert out[4:4 + n] != secret
+    assert _xor(out[4:4 + n], _mgf1(even + s1.nonce_odd + b"XOR" + s1.shared, n)) == secret
+    # an OIAP session for the key cannot receive it
+    s1, s2 = Session(owned), Session(owned)
+    t = s1.trailer(0x18, blob, KEYAUTH) + s2.trailer(0x18, blob, DATAAUTH)
+    assert run(owned, 0xC3, 0x18, u32(h) + blob + t).rc == RC.TPM_BAD_MODE
+    run(owned, 0xC1, 0xBA, u32(h) + u32(1))
+
+
+def test_sealx_refusals(owned, storage_key):
+    h = load_key2(owned, storage_key)
+
+    def sealx(sess, data, info=b"", secret=None):
+        params = (sess.enc_auth(DATAAUTH) if sess.shared else DATAAUTH)
+        params += u32(len(info)) + info + u32(len(data)) + data
+        return run(owned, 0xC2, 0x3D, u32(h) + params + sess.trailer(0x3D, params, secret))
+
+    assert sealx(Session(owned), b"x", secret=KEYAUTH).rc == RC.TPM_BAD_MODE     # OIAP
+    assert sealx(Session(owned, "osap", 1, h, KEYAUTH), b"").rc == RC.TPM_BAD_PARAMETER
+    assert sealx(Session(owned, "osap", 1, h, bytes(20)), b"x").rc == RC.TPM_AUTHFAIL
+    short = S.TPM_PCR_INFO(S.TPM_PCR_SELECTION.of([1])).to_bytes()       # not a PCR_INFO_LONG
+    assert sealx(Session(owned, "osap", 1, h, KEYAUTH), b"x", short).rc == RC.TPM_BADINDEX
+    # a Seal blob (et 0) still unseals in clear
+    r, blob = seal(owned, h, b"plain")
+    assert S.TPM_STORED_DATA.from_bytes(blob) and unseal(owned, h, blob)[1] == b"plain"
+    run(owned, 0xC1, 0xBA, u32(h) + u32(1))

@@ -72,6 +72,8 @@ STRATEGIES = {
                                   u32, digest, blob, blob),
     S.TPM_CERTIFY_INFO: st.builds(S.TPM_CERTIFY_INFO, ver, u16, u32, u8, key_parms, digest, digest,
                                   u8, blob),
+    S.TPM_CERTIFY_INFO2: st.builds(S.TPM_CERTIFY_INFO2, u8, u16, u32, u8, key_parms, digest,
+                                   digest, u8, blob, blob),
 }
 
 

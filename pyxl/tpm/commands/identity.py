@@ -9,6 +9,7 @@ from ..crypto import sha1
 from ..engine import CHECK_ALL, T10, T21, T210, TPMError, command
 from ..marshal import TPMDecodeError, Writer
 from ..structures import (TPM_ASYM_CA_CONTENTS, TPM_CAP_VERSION_INFO, TPM_CERTIFY_INFO,
+                          TPM_CERTIFY_INFO2, TPM_PCR_INFO_LONG, TPM_PCR_INFO_SHORT,
                           TPM_EK_BLOB, TPM_EK_BLOB_ACTIVATE, TPM_IDENTITY_CONTENTS,
                           TPM_PCR_INFO_SHORT, TPM_PCR_SELECTION, TPM_QUOTE_INFO2, TPM_SIGN_INFO,
                           TPM_STORE_ASYMKEY, TPM_STORE_PUBKEY, TPM_STRUCT_VER, TPM_VERSION,
@@ -164,8 +165,57 @@ def CertifyKey(tpm, ctx, r):
     check_pcr_binding(tpm, parse_pcr_info(cert.blob.PCRInfo, cert.blob.is_key12), ctx.locality)
     b = key.blob
     info = TPM_CERTIFY_INFO(TPM_STRUCT_VER(), b.keyUsage, b.keyFlags, b.authDataUsage,
-                            b.algorithmParms, sha1(b.pubKey.to_bytes()), anti_replay, 0,
+                            b.algorithmParms, sha1(b.pubKey.key), anti_replay, 0,
                             b"" if b.is_key12 else b.PCRInfo)
     sig = cert.rsa.sign_sha1_digest(sha1(info.to_bytes()))
     return info.to_bytes() + Writer().sized32(sig).getvalue()
 
+
+
+@command(C.TPM_ORD_CertifyKey2)
+def CertifyKey2(tpm, ctx, r):
+    """CertifyKey with a TPM_CERTIFY_INFO2 (PCR_INFO_SHORT, payload type): the key
+    first, then the certifying key (AUTH2: key, cert; AUTH1: cert), as libtpms.
+    There are no CMKs here, so payloadType is always TPM_PT_ASYM and
+    migrationPubDigest is not used."""
+    key_handle = r.u32()
+    cert_handle = r.u32()
+    ctx.mark(r)
+    r.digest()                                   # migrationPubDigest (CMK only)
+    anti_replay = r.digest()
+    ctx.start(r, T210, CHECK_ALL)
+    key = tpm.key_by_handle(key_handle)
+    cert = tpm.key_by_handle(cert_handle)
+    check_pcr_binding(tpm, parse_pcr_info(key.blob.PCRInfo, key.blob.is_key12), ctx.locality)
+    check_pcr_binding(tpm, parse_pcr_info(cert.blob.PCRInfo, cert.blob.is_key12), ctx.locality)
+    if cert.blob.algorithmParms.sigScheme not in (C.TPM_SS_RSASSAPKCS1v15_SHA1,
+                                                  C.TPM_SS_RSASSAPKCS1v15_INFO):
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
+    if ctx.n_auth == 2:
+        ctx.verify(0, key.usage_auth, C.TPM_ET_KEYHANDLE, key_handle)
+    elif key.blob.authDataUsage == C.TPM_AUTH_ALWAYS:
+        raise TPMError(C.TPM_AUTHFAIL)
+    if ctx.n_auth:
+        ctx.verify(ctx.n_auth - 1, cert.usage_auth, C.TPM_ET_KEYHANDLE, cert_handle)
+    elif cert.blob.authDataUsage != C.TPM_AUTH_NEVER:
+        raise TPMError(C.TPM_AUTHFAIL)
+    if cert.usage == C.TPM_KEY_IDENTITY and key.blob.keyFlags & 0x2:
+        # a migratable key certified by an identity must be a CMK (none exist here)
+        raise TPMError(C.TPM_MIGRATEFAIL)
+    if cert.usage not in (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY):
+        raise TPMError(C.TPM_INVALID_KEYUSAGE)
+    if key.usage not in (C.TPM_KEY_SIGNING, C.TPM_KEY_STORAGE, C.TPM_KEY_IDENTITY,
+                         C.TPM_KEY_BIND, C.TPM_KEY_LEGACY):
+        raise TPMError(C.TPM_INVALID_KEYUSAGE)
+    b = key.blob
+    pcr = b""
+    info = parse_pcr_info(b.PCRInfo, b.is_key12)
+    if isinstance(info, TPM_PCR_INFO_LONG):
+        pcr = TPM_PCR_INFO_SHORT(info.releasePCRSelection, info.localityAtRelease,
+                                 info.digestAtRelease).to_bytes()
+    elif info is not None:
+        pcr = TPM_PCR_INFO_SHORT(info.pcrSelection, C.TPM_LOC_ALL, info.digestAtRelease).to_bytes()
+    c1 = TPM_CERTIFY_INFO2(C.TPM_PT_ASYM, b.keyUsage, b.keyFlags, b.authDataUsage,
+                           b.algorithmParms, sha1(b.pubKey.key), anti_replay, 0, pcr, b"")
+    sig = cert.rsa.sign_sha1_digest(sha1(c1.to_bytes()))
+    return c1.to_bytes() + Writer().sized32(sig).getvalue()

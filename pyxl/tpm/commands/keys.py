@@ -1,5 +1,5 @@
 """Keys and protected storage: CreateWrapKey, LoadKey(2), GetPubKey, EvictKey,
-KeyControlOwner, Seal, Unseal, UnBind, Sign, Quote (Part 3 10, 11, 13, 16, 27).
+KeyControlOwner, Seal, Sealx, Unseal, UnBind, Sign, Quote (Part 3 10, 11, 13, 16, 27).
 
 A wrapped key's encData is its TPM_STORE_ASYMKEY (holding the prime p)
 encrypted to the parent with RSA-OAEP(SHA-1, MGF1, label "TCPA")."""
@@ -7,7 +7,7 @@ encrypted to the parent with RSA-OAEP(SHA-1, MGF1, label "TCPA")."""
 from __future__ import annotations
 
 from .. import constants as C
-from ..crypto import RSAKey, sha1
+from ..crypto import RSAKey, mgf1, sha1, xor
 from ..engine import CHECK_ALL, LoadedKey, T0, T1, T10, T21, TPMError, command
 from ..marshal import TPMDecodeError, Writer
 from ..structures import (TPM_BOUND_DATA, TPM_PCR_COMPOSITE, TPM_PCR_INFO, TPM_PCR_INFO_LONG,
@@ -282,6 +282,55 @@ def Seal(tpm, ctx, r):
     return stored.to_bytes()
 
 
+def seal_crypt(ctx, i: int, data: bytes) -> bytes:
+    """Sealx / Unseal with et: XOR data with MGF1(authLastNonceEven || nonceOdd
+    || "XOR" || sharedSecret) of OSAP session i (the emulator does XOR only)."""
+    s = ctx.session(i)
+    seed = s.nonce_even + ctx.auths[i].nonce_odd + b"XOR" + s.shared_secret
+    return xor(data, mgf1(seed, len(data)))
+
+
+@command(C.TPM_ORD_Sealx)
+def Sealx(tpm, ctx, r):
+    """Seal whose inData arrives encrypted under the key's OSAP session and
+    whose blob tells Unseal to return it encrypted the same way."""
+    handle = r.u32()
+    ctx.mark(r)
+    enc_auth = r.digest()
+    pcr_bytes = r.sized32("pcrInfo")
+    data = r.sized32("inData")
+    ctx.start(r, T1, CHECK_ALL)
+    key = tpm.key_by_handle(handle)
+    s = ctx.verify(0, key.usage_auth, C.TPM_ET_KEYHANDLE, handle, allow_oiap=False)
+    if not data:
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    storage_parent(key)
+    if key.blob.keyFlags & _MIGRATABLE:
+        raise TPMError(C.TPM_INVALID_KEYUSAGE)
+    check_pcr_binding(tpm, key_pcr_info(key), ctx.locality)
+    info = None
+    if pcr_bytes:
+        try:
+            info = TPM_PCR_INFO_LONG.from_bytes(pcr_bytes)
+        except (TPMDecodeError, ValueError):
+            raise TPMError(C.TPM_BADINDEX) from None
+        fill_creation(tpm, info, ctx.locality)
+    data_auth = ctx.decrypt_auth(enc_auth)
+    if s.entity_type >> 8 not in (0, C.TPM_ET_XOR):
+        raise TPMError(C.TPM_INAPPROPRIATE_ENC)
+    plain = seal_crypt(ctx, 0, data)
+    stored = TPM_STORED_DATA12(sealInfo=info.to_bytes() if info else b"",
+                               et=(C.TPM_ET_XOR << 8) | C.TPM_ET_KEY)
+    sealed = TPM_SEALED_DATA(C.TPM_PT_SEAL, data_auth, tpm.perm.tpm_proof,
+                             sha1(stored.digest_bytes()), plain)
+    ctx.auths[0].cont = 0                    # the session ends with the command
+    try:
+        stored.encData = key.rsa.encrypt_oaep(sealed.to_bytes())
+    except ValueError:
+        raise TPMError(C.TPM_BAD_DATASIZE) from None
+    return stored.to_bytes()
+
+
 @command(C.TPM_ORD_Unseal)
 def Unseal(tpm, ctx, r):
     handle = r.u32()
@@ -306,7 +355,18 @@ def Unseal(tpm, ctx, r):
     info = parse_pcr_info(stored.sealInfo, isinstance(stored, TPM_STORED_DATA12))
     check_pcr_binding(tpm, info, ctx.locality)
     ctx.verify(data_i, sealed.authData, C.TPM_ET_DATA)
-    return Writer().sized32(sealed.data).getvalue()
+    out = sealed.data
+    if isinstance(stored, TPM_STORED_DATA12) and stored.et != 0:
+        # a Sealx blob: the secret leaves encrypted under the key's OSAP session
+        if ctx.n_auth != 2:
+            raise TPMError(C.TPM_AUTHFAIL)
+        if ctx.session(0).protocol != C.TPM_PID_OSAP:
+            raise TPMError(C.TPM_BAD_MODE)
+        if stored.et >> 8 != C.TPM_ET_XOR:
+            raise TPMError(C.TPM_INAPPROPRIATE_ENC)
+        out = seal_crypt(ctx, 0, out)
+        ctx.auths[0].cont = 0
+    return Writer().sized32(out).getvalue()
 
 
 # ---------------------------------------------------------------- bind, sign, quote

@@ -1,13 +1,16 @@
 """Small commands: TSC_PhysicalPresence, TSC_ResetEstablishmentBit, Reset,
-Init, the 1.1 DIR commands, ChangeAuth (Part 3 6.2, 17.1, 21, 30)."""
+Init, the 1.1 DIR commands, ChangeAuth and the deprecated
+ChangeAuthAsymStart/Finish (Part 3 6.2, 17.1, 21, 30, 31.2)."""
 
 from __future__ import annotations
 
 from .. import constants as C
+from ..crypto import hmac_sha1, random_bytes, sha1
 from ..engine import (CHECK_ALL, CHECK_ALLOW_NO_OWNER, CHECK_BASIC, CHECK_STARTUP, T0, T1, T2,
-                      TPMError, command)
-from ..marshal import TPMDecodeError, Writer
-from ..structures import TPM_SEALED_DATA, TPM_STORE_ASYMKEY
+                      T10, LoadedKey, TPMError, command)
+from ..marshal import Reader, TPMDecodeError, Writer
+from ..structures import (TPM_CERTIFY_INFO, TPM_KEY, TPM_KEY_PARMS, TPM_SEALED_DATA,
+                          TPM_STORE_ASYMKEY, TPM_STORE_PUBKEY, TPM_STRUCT_VER)
 
 PP = C.TPM_PHYSICAL_PRESENCE
 
@@ -148,3 +151,98 @@ def ChangeAuth(tpm, ctx, r):
         raise TPMError(C.TPM_INVALID_STRUCTURE) from None
     out = parent.rsa.encrypt_oaep(obj.to_bytes())
     return Writer().sized32(out).getvalue()
+
+
+# ---------------------------------------------------------------- ChangeAuthAsym (deprecated)
+
+_ISVOLATILE = 0x00000004
+
+
+@command(C.TPM_ORD_ChangeAuthAsymStart)
+def ChangeAuthAsymStart(tpm, ctx, r):
+    """Make an ephemeral TPM_KEY_AUTHCHANGE key (volatile, no auth, in a key
+    slot) and certify it with an identity key."""
+    from .keys import check_pcr_binding, key_pcr_info
+    id_handle = r.u32()
+    ctx.mark(r)
+    anti_replay = r.digest()
+    parms = TPM_KEY_PARMS.unmarshal(r)
+    ctx.start(r, T10, CHECK_ALL)
+    idk = tpm.key_by_handle(id_handle)
+    check_pcr_binding(tpm, key_pcr_info(idk), ctx.locality)
+    if idk.usage != C.TPM_KEY_IDENTITY:
+        raise TPMError(C.TPM_INVALID_KEYUSAGE)
+    if ctx.n_auth:
+        ctx.verify(0, idk.usage_auth, C.TPM_ET_KEYHANDLE, id_handle)
+    elif idk.blob.authDataUsage != C.TPM_AUTH_NEVER:
+        raise TPMError(C.TPM_AUTHFAIL)
+    # TPM_KeyParms_CheckProperties for TPM_KEY_AUTHCHANGE, as libtpms
+    if parms.algorithmID != C.TPM_ALG_RSA:
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
+    rp = parms.rsa()
+    if (rp.keyLength > 2048 or rp.keyLength < 512 or rp.keyLength % 8 or rp.numPrimes != 2
+            or rp.exponent_int != 65537
+            or parms.encScheme != C.TPM_ES_RSAESOAEP_SHA1_MGF1
+            or parms.sigScheme != C.TPM_SS_NONE):
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
+    rsa = tpm.key_source(rp.keyLength)
+    temp = TPM_KEY(keyUsage=C.TPM_KEY_AUTHCHANGE, keyFlags=_ISVOLATILE,
+                   authDataUsage=C.TPM_AUTH_NEVER, algorithmParms=parms,
+                   pubKey=TPM_STORE_PUBKEY(rsa.modulus()))
+    eph = tpm.add_key(LoadedKey(temp, rsa))
+    info = TPM_CERTIFY_INFO(TPM_STRUCT_VER(), temp.keyUsage, temp.keyFlags, temp.authDataUsage,
+                            parms, sha1(temp.pubKey.key), anti_replay, 0, b"")
+    sig = idk.rsa.sign_sha1_digest(sha1(info.to_bytes()))
+    return (info.to_bytes() + Writer().sized32(sig).u32(eph).getvalue() + temp.to_bytes())
+
+
+@command(C.TPM_ORD_ChangeAuthAsymFinish)
+def ChangeAuthAsymFinish(tpm, ctx, r):
+    """Give a wrapped key the new secret sent encrypted to the ephemeral key,
+    if newAuthLink proves knowledge of the current one; the ephemeral key goes."""
+    from .keys import check_pcr_binding, key_pcr_info
+    parent_handle = r.u32()
+    eph_handle = r.u32()
+    ctx.mark(r)
+    et = r.u16()
+    link = r.digest()
+    enc_new = r.sized32("encNewAuth")
+    enc_data = r.sized32("encData")
+    ctx.start(r, T10, CHECK_ALL)
+    parent = tpm.key_by_handle(parent_handle)
+    check_pcr_binding(tpm, key_pcr_info(parent), ctx.locality)
+    if not ctx.n_auth:
+        if parent.blob.authDataUsage != C.TPM_AUTH_NEVER:
+            raise TPMError(C.TPM_AUTHFAIL)
+    elif parent_handle == C.TPM_KH_SRK:
+        # for the SRK the HMAC key is the owner's secret (libtpms, Part 3 31.2)
+        ctx.verify(0, tpm.perm.owner_auth, C.TPM_ET_OWNER)
+    else:
+        ctx.verify(0, parent.usage_auth, C.TPM_ET_KEYHANDLE, parent_handle)
+    if et != C.TPM_ET_KEY:
+        raise TPMError(C.TPM_WRONG_ENTITYTYPE)
+    if parent.usage != C.TPM_KEY_STORAGE:
+        raise TPMError(C.TPM_INVALID_KEYUSAGE)
+    try:
+        plain = parent.rsa.decrypt_oaep(enc_data)
+    except ValueError:
+        raise TPMError(C.TPM_DECRYPT_ERROR) from None
+    entity = TPM_STORE_ASYMKEY.from_bytes(plain)
+    eph = tpm.key_by_handle(eph_handle)
+    if eph.usage != C.TPM_KEY_AUTHCHANGE:
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    try:
+        a1 = eph.rsa.decrypt_oaep(enc_new)
+    except ValueError:
+        raise TPMError(C.TPM_DECRYPT_ERROR) from None
+    v = Reader(a1)                       # TPM_CHANGEAUTH_VALIDATE
+    new_auth, n1 = v.digest(), v.digest()
+    v.expect_end("TPM_CHANGEAUTH_VALIDATE")
+    if hmac_sha1(entity.usageAuth, new_auth) != link:
+        raise TPMError(C.TPM_AUTHFAIL)
+    entity.usageAuth = new_auth
+    out = parent.rsa.encrypt_oaep(entity.to_bytes())
+    salt = random_bytes(20)
+    proof = hmac_sha1(new_auth, salt, n1)
+    tpm.keys.pop(eph_handle, None)
+    return Writer().sized32(out).getvalue() + salt + proof

@@ -28,20 +28,21 @@ def srk_pubkey(tpm) -> TPM_PUBKEY:
 
 def clear_owner(tpm) -> None:
     """What OwnerClear / ForceClear / RevokeTrust do.  Like the Berlios emulator,
-    the TPM stays enabled and activated (other identities: disabled and
-    deactivated, as libtpms), readPubek is set again, and every NV area that
-    needs the owner to read or write it is released."""
+    the TPM stays enabled and activated and readSRKPub keeps its value (other
+    identities: disabled, deactivated and readSRKPub FALSE, as libtpms),
+    readPubek is set again, and every NV area that needs the owner to read or
+    write it is released."""
     p = tpm.perm
     p.owner_auth = None
     p.srk = None
     p.tpm_proof = random_bytes(20)
     p.flags.disableOwnerClear = False
     p.flags.readPubek = True
-    p.flags.readSRKPub = True
     if not tpm.identity.clear_keeps_enabled:
         # a real TPM (libtpms) is disabled and deactivated until presence re-enables it
         p.flags.disable = True
         p.flags.deactivated = True
+        p.flags.readSRKPub = False      # libtpms TPM_OwnerClearCommon; the emulator keeps it
     p.auth_fail_count = 0
     tpm.lockout_since = None
     owner_bits = C.TPM_NV_PER_OWNERREAD | C.TPM_NV_PER_OWNERWRITE
