@@ -8,8 +8,8 @@ import fnmatch
 
 import pytest
 
-from tpm import diff
 from peers import need_peer
+from tpm import diff
 from tpm.client import TPMClient
 from tpm.fixtures import PyxlServe, Swtpm
 
