@@ -107,6 +107,29 @@ def domain_paths(xs, domid: int, uuid: str) -> list[str]:
     return paths
 
 
+def backend_domid_of(path: str) -> int | None:
+    """/local/domain/<be>/backend/<kind>/<fe> -> be (None for other paths)."""
+    parts = path.split("/")
+    if len(parts) >= 6 and parts[1:3] == ["local", "domain"] and parts[4] == "backend":
+        return int(parts[3]) if parts[3].isdigit() else None
+    return None
+
+
+def wait_backend_gone(xs, path: str, timeout: float, alive=lambda: True) -> bool:
+    """libxl__initiate_device_generic_remove's wait: a backend living in
+    another domain (a vtpm-stubdom's tpmback) tears its own directories
+    down once it sees the frontend go; give it LIBXL_DESTROY_TIMEOUT before
+    removing what is left.  True if the backend cleaned up by itself."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while _ls(xs, path):
+        if time.monotonic() >= deadline or not alive():
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+    return True
+
+
 def remove_paths(xs, paths: list[str]) -> None:
     for p in paths:
         try:

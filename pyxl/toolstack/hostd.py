@@ -33,6 +33,7 @@ from pyxl.toolstack.paths import Paths, atomic_write
 STATE_VERSION = 1
 EXIT_SHUTDOWN_BASE = 64      # a domain process exits 64+reason after SCHEDOP_shutdown
 DEVICE_TIMEOUT = 10.0        # LIBXL_INIT_TIMEOUT; a request may carry its own (tests)
+DESTROY_TIMEOUT = 10.0       # LIBXL_DESTROY_TIMEOUT: how long a foreign backend gets to close
 MAXMEM_SLACK_KB = 1024       # LIBXL_MAXMEM_CONSTANT
 
 ACTIONS = ("destroy", "restart", "restart_rename", "preserve", "coredump_destroy",
@@ -479,11 +480,31 @@ class HostState:
             os.close(fd)
         paths = devices.domain_paths(self.xs, dom.domid, dom.uuid)
         self.hv.domain_destroyed(dom.domid)
-        devices.remove_paths(self.xs, paths)
+        # Backends in dom0 are ours to remove now.  A backend in another
+        # domain (tpmback in a vtpm-stubdom) removes its own directory once
+        # the frontend is gone, as it does on Xen while libxl waits for it;
+        # removing it under its feet would make it fail its own cleanup.
+        foreign = [p for p in paths if devices.backend_domid_of(p) not in (None, 0, dom.domid)
+                   and self._backend_alive(devices.backend_domid_of(p))]
+        devices.remove_paths(self.xs, [p for p in paths if p not in foreign])
+        if foreign:
+            threading.Thread(target=self._remove_foreign_backends, args=(foreign,),
+                             name="backend-cleanup", daemon=True).start()
         self.table.domains.pop(dom.domid, None)
         if save:
             self.save()
         self.changed.notify_all()
+
+    def _backend_alive(self, domid: int) -> bool:
+        d = self.table.domains.get(domid)
+        return d is not None and d.pid != 0
+
+    def _remove_foreign_backends(self, paths: list[str]) -> None:
+        for p in paths:
+            be = devices.backend_domid_of(p)
+            devices.wait_backend_gone(self.xs, p, DESTROY_TIMEOUT,
+                                      alive=lambda be=be: self._backend_alive(be))
+            devices.remove_paths(self.xs, [p])
 
     # -- the reaper: a domain process that ends has shut down or crashed -
     def _wake(self) -> None:
