@@ -57,6 +57,25 @@ def test_create_list_destroy(host):
     assert rows(host.run("list").stdout)["web"][0] == "2"
 
 
+def test_list_cpupool_and_numa_columns(host):
+    assert host.create("web").returncode == 0
+    out = host.run("list", "-c", "-n").stdout.splitlines()
+    assert out[0] == ("Name                                        ID   Mem VCPUs\tState\tTime(s)"
+                      "         Cpupool NODE Affinity")
+    web = [line for line in out if line.startswith("web ")][0]
+    assert web.endswith("          Pool-0 all")
+    assert host.run("list", "--cpupool", "web").stdout.splitlines()[1].endswith("          Pool-0")
+
+
+def test_node_bitmap_like_xl_print_bitmap():
+    from pyxl.cli.info import node_bitmap
+
+    assert node_bitmap(range(4), 4) == "all"
+    assert node_bitmap([], 4) == "none"
+    assert node_bitmap([0, 1, 3], 5) == "0-1,3"
+    assert node_bitmap([2], 4) == "2"
+
+
 def test_duplicate_name_consumes_domid_exit_3(host):
     assert host.create("dup").returncode == 0
     p = host.create("dup")
