@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from domcfg import Answer, differences, run_pyxl
 from pyxl.config import cpuid_names as N
@@ -146,3 +147,25 @@ def test_cpuid_list_form_and_names_together_agree_with_xl():
         for text, r in zip(texts, exp):
             Path(d, "t.cfg").write_text(text)
             assert differences(Answer(r.rc, r.stdout, r.stderr), run_pyxl("t.cfg", cwd=d)) == []
+
+
+_NAMES = sorted(set(N.LEGACY) | set(N.FEATURES))
+_item = st.one_of(
+    st.tuples(st.sampled_from(_NAMES + ["bogus", "SSE3", ""]),
+              st.one_of(st.sampled_from(["0", "1", "x", "k", "s", "", "q", "01", "x1", "-1"]),
+                        st.integers(0, 2**40).map(hex),
+                        st.integers(0, 300).map(str))).map("=".join),
+    st.sampled_from(_NAMES))                        # no "=" at all
+
+
+@pytest.mark.peer("xl")
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(items=st.lists(_item, min_size=1, max_size=8))
+def test_random_cpuid_strings_agree_with_xl(items):
+    from oracle.xl import run_xl_text
+    text = _text("host," + ",".join(items))
+    r = run_xl_text(text)
+    with tempfile.TemporaryDirectory(prefix="pyxl-cpuid-") as d:
+        Path(d, "t.cfg").write_text(text)
+        assert differences(Answer(r.rc, r.stdout, r.stderr), run_pyxl("t.cfg", cwd=d)) == [], text
