@@ -5,6 +5,7 @@ cpuid, vkb -- each with xl's own little item syntax and messages.
 
 from __future__ import annotations
 
+from pyxl.config import cpuid as _cpuid
 from pyxl.config import model as M
 from pyxl.config.cstr import atoi, strtok, strtoul, wrap_int, wrap_u32
 from pyxl.config.errors import ConfigError
@@ -546,11 +547,11 @@ def _parse_cpuid(cfg, b_info, out):
         out.say('while parsing CPUID string: "%s":' % buf)
         out.say('  error: first word must be "host"')
         return
-    if len(toks) > 1:
-        # libxl's feature-name table (libxl_cpuid_parse_config) is not
-        # reproduced: refuse rather than build a different policy.
-        raise out.fail("pyxl: cpuid=\"host,<flags>\" is not supported; "
-                       "use the list form [\"leaf:eax=...\"]")
+    for p in toks[1:]:
+        e = _cpuid.parse_config(b_info.cpuid, p)
+        if e:
+            out.say('while parsing CPUID flag: "%s":' % p)
+            out.say("  error #%i: %s" % (e, _cpuid.ERRORS.get(e, "unknown error")))
 
 
 # ---------------------------------------------------------------- vkb

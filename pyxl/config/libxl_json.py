@@ -177,7 +177,9 @@ def _cpuid(policy: "M.CpuidPolicy"):
             if e.get(reg) is not None:
                 d[reg] = _string(e[reg])
         leaves.append(d)
-    return {"cpuid": leaves, "msr": []}
+    msrs = [{"index": _int(m["index"]), "policy": _string(m["policy"])}
+            for m in policy.msr]
+    return {"cpuid": leaves, "msr": msrs}
 
 
 def _union_key(obj, keyvar: str):

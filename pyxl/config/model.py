@@ -564,12 +564,14 @@ class MsVmGenid(Struct):
 
 @idl_struct
 class CpuidPolicy(Struct):
-    """libxl_cpuid_policy_list: xend-style leaf entries (and MSRs, unused here)."""
+    """libxl_cpuid_policy_list: xend-style leaf entries and MSR filters."""
     # each entry: {"leaf": int, "subleaf": int|None, "eax": str|None, ...}
     cpuid: list = field(default_factory=list)
+    # each entry: {"index": int, "policy": 64-character filter}
+    msr: list = field(default_factory=list)
 
     def is_empty(self) -> bool:
-        return not self.cpuid
+        return not self.cpuid and not self.msr
 
 
 # ---------------------------------------------------------------- build info
