@@ -36,6 +36,8 @@ def list_(
     verbose: Annotated[bool, typer.Option("-v", "--verbose",
                                           help="Prints out UUIDs and security context")] = False,
     context: Annotated[bool, typer.Option("-Z", "--context", help="Prints out security context")] = False,
+    cpupool: Annotated[bool, typer.Option("-c", "--cpupool", help="Prints the cpupool the domain is in")] = False,
+    numa: Annotated[bool, typer.Option("-n", "--numa", help="Prints out NUMA node affinity")] = False,
     domain: Annotated[Optional[list[str]], typer.Argument(help="Domain", show_default=False)] = None,
 ):
     domain = domain or []
@@ -64,7 +66,8 @@ def list_(
                     if d["domid"] != 0]))
         return 0
     out = [LIST_HEADER + ("   UUID                            Reason-Code\tSecurity Label" if verbose
-                          else "   Security Label" if context else "")]
+                          else "   Security Label" if context else "")
+           + ("         Cpupool" if cpupool else "") + (" NODE Affinity" if numa else "")]
     for d in doms:
         row = "%-40s %5d %5d %5d     %s  %8.1f" % (d["name"], d["domid"], d["mem"], d["vcpus"],
                                                   d["state"], d["cpu_time"])
@@ -73,9 +76,35 @@ def list_(
             row += " %8x" % d["reason"] if d["reason"] is not None else " %8s" % "-"
         if verbose or context:
             row += " %16s" % "-"
+        if cpupool:
+            row += "%16s" % "Pool-0"       # the simulated host has one cpupool
+        if numa:
+            # no NUMA placement is simulated: every domain may use every node
+            row += " " + node_bitmap(range(HOST_NODES), HOST_NODES)
         out.append(row)
     sys.stdout.write("\n".join(out) + "\n")
     return 0
+
+
+HOST_NODES = 1
+
+
+def node_bitmap(nodes, nr_nodes: int) -> str:
+    """xl's print_bitmap: "all", "none", or ranges such as "0-1,3"."""
+    nodes = set(nodes)
+    if nodes >= set(range(nr_nodes)):
+        return "all"
+    runs, i = [], 0
+    while i < nr_nodes:
+        if i in nodes:
+            j = i
+            while j + 1 < nr_nodes and j + 1 in nodes:
+                j += 1
+            runs.append("%d" % i if i == j else "%d-%d" % (i, j))
+            i = j + 1
+        else:
+            i += 1
+    return ",".join(runs) or "none"
 
 
 @faults

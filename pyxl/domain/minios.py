@@ -76,3 +76,26 @@ def start_shutdown_thread(xen, printk, app_shutdown=None):
     t = threading.Thread(target=run, name="shutdown", daemon=True)
     t.start()
     return t
+
+
+BOOT_DELAY_ENV = "PYXL_MINIOS_BOOT_DELAY"     # the seed's main() sleeps 2 s before anything
+
+
+def run_app(dom, app_class) -> None:
+    """What mini-os does around a stub domain's main(): echo its arguments,
+    watch control/shutdown, sleep, run main, and end the domain with its
+    result (a non-zero return crashes the domain, as Do_exit does)."""
+    import os
+    import time
+
+    printk = make_printk(dom.console_write)
+    argv = argv_of(dom.cmdline)
+    echo_args(printk, argv)
+    start_shutdown_thread(dom.xen, printk)
+    time.sleep(float(os.environ.get(BOOT_DELAY_ENV, "2")))
+    ret = app_class(dom, printk).main(argv)
+    printk("main returned %d\n" % ret)
+    if ret != 0:
+        printk("Do_exit called!\n")
+        dom.shutdown(3)              # SHUTDOWN_crash
+    dom.shutdown(0)

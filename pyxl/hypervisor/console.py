@@ -5,8 +5,14 @@ caller gives one, like xenconsoled's --log=guest) and either handed to the
 attached readers or, while nobody is attached, kept in a bounded backlog
 (oldest bytes dropped, as xenconsoled's buffer limit does) that the next
 reader receives first. Nothing here ever blocks the writer: a domain that
-floods its console costs bounded memory and a log file that grows, and
-slow readers lose their oldest unread bytes rather than stall the domain.
+floods its console costs bounded memory, and slow readers lose their oldest
+unread bytes rather than stall the domain.
+
+The log file is capped too (`log_max` bytes, 1 MiB by default): when it is
+full it is rotated the way libxl rotates its log files -- NAME.log.(k-1)
+becomes NAME.log.k, ..., NAME.log becomes NAME.log.1, the oldest beyond
+`log_keep` is overwritten -- and a fresh NAME.log is started, so a flooding
+guest costs at most (log_keep + 1) * log_max bytes of disk.
 
 Input goes the other way through `send_input`, which the hypervisor wires
 to the domain's connection (kept, bounded, until the domain connects).
@@ -19,6 +25,8 @@ import threading
 from typing import Callable
 
 DEFAULT_LIMIT = 64 * 1024
+DEFAULT_LOG_MAX = 1024 * 1024      # bytes per console log file
+DEFAULT_LOG_KEEP = 4               # rotated files kept: NAME.log.1 .. NAME.log.4
 
 
 class _Bounded:
@@ -77,7 +85,8 @@ class ConsoleReader:
 
 
 class Console:
-    def __init__(self, domid: int, log_path: str | None = None, limit: int = DEFAULT_LIMIT):
+    def __init__(self, domid: int, log_path: str | None = None, limit: int = DEFAULT_LIMIT,
+                 log_max: int | None = DEFAULT_LOG_MAX, log_keep: int = DEFAULT_LOG_KEEP):
         self.domid = domid
         self.limit = limit
         self._cond = threading.Condition()
@@ -88,9 +97,53 @@ class Console:
         self._input_sink: Callable[[bytes], bool] | None = None
         self._pending_input = _Bounded(limit)
         self.closed = False
+        self.log_max = log_max if log_max and log_max > 0 else None   # None: no cap
+        self.log_keep = max(0, log_keep)
+        self._log_size = 0
         if log_path:
             os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
             self._log = open(log_path, "ab", buffering=0)
+            self._log_size = os.fstat(self._log.fileno()).st_size
+
+    def _write_log(self, data: bytes) -> None:
+        """Append to the log, rotating whenever the current file is full.
+        Called with self._cond held."""
+        if self.log_max is None:
+            self._log.write(data)
+            return
+        view = memoryview(data)
+        while view:
+            room = self.log_max - self._log_size
+            if room <= 0:
+                self._rotate()
+                if self._log is None:
+                    return
+                continue
+            chunk = view[:room]
+            n = self._log.write(chunk) or 0
+            self._log_size += n
+            if n < len(chunk):
+                return        # the disk is full: drop the rest, never wait
+            view = view[n:]
+
+    def _rotate(self) -> None:
+        path = self._log_path
+        self._log.close()
+        self._log = None
+        try:
+            if self.log_keep:
+                for i in range(self.log_keep - 1, 0, -1):
+                    try:
+                        os.replace(f"{path}.{i}", f"{path}.{i + 1}")
+                    except FileNotFoundError:
+                        pass
+                os.replace(path, f"{path}.1")
+            else:
+                os.unlink(path)
+        except OSError:
+            pass      # could not rotate: start over in the same file rather than grow it
+        self._log = open(path, "wb", buffering=0)
+        self._log_size = 0
 
     # -- from the domain -----------------------------------------------
     def output(self, data: bytes) -> None:
@@ -101,7 +154,7 @@ class Console:
                 return
             if self._log is not None:
                 try:
-                    self._log.write(data)
+                    self._write_log(data)
                 except OSError:
                     pass  # a full disk must not take the console down
             if self._readers:

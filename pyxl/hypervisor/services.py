@@ -41,6 +41,8 @@ import threading
 from typing import Callable
 
 from . import wire
+from .console import DEFAULT_LOG_KEEP as CONSOLE_LOG_KEEP
+from .console import DEFAULT_LOG_MAX as CONSOLE_LOG_MAX
 from .console import Console
 from .evtchn import EventChannels
 from .grant import GrantTables
@@ -73,6 +75,14 @@ class DomainConnection:
         self._pending_watch: set[tuple[str, str]] = set()
         self._sending = False          # the writer thread is sending outside the lock
         self.closed = False
+        # The socket's descriptor is closed only once no thread can touch it
+        # any more: a number closed under a thread that is about to recvmsg or
+        # sendmsg on it can be reused at once by the next domain's socket, and
+        # that thread would then read (and, being closed, drop) the new
+        # domain's HELLO. So the last of our threads to leave closes it.
+        self._live = 0                 # reader/writer threads started and not yet done
+        self._started = False
+        self._fd_closed = False
         self.xs: XsConnection = hv.xenstore.connect(domid, self._watch_event)
         self._reader = threading.Thread(target=self._read_loop, daemon=True,
                                         name=f"hv-dom{domid}-rx")
@@ -80,8 +90,40 @@ class DomainConnection:
                                         name=f"hv-dom{domid}-tx")
 
     def start(self) -> None:
-        self._reader.start()
-        self._writer.start()
+        """Start the threads (not if the connection was closed meanwhile: a
+        domain destroyed while being attached)."""
+        with self._cond:
+            if self.closed or self._started:
+                return
+            self._started = True
+            self._live = 2
+        for i, t in enumerate((self._reader, self._writer)):
+            try:
+                t.start()
+            except BaseException:        # RuntimeError: can't start new thread
+                with self._cond:
+                    self._live -= 2 - i  # this one and any after it never ran
+                self.close()
+                self._close_fd()
+                raise
+
+    def _thread_done(self) -> None:
+        with self._cond:
+            self._live -= 1
+            last = self._live == 0
+        if last:
+            self._close_fd()
+
+    def _close_fd(self) -> None:
+        with self._cond:
+            if self._fd_closed or self._live or not self.closed:
+                return
+            self._fd_closed = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.chan.close()
 
     # -- outgoing --------------------------------------------------------
     def _push(self, frame: wire.Frame) -> bool:
@@ -93,6 +135,9 @@ class DomainConnection:
                 rest = self.chan.send(frame, nowait=True)
             except BlockingIOError:
                 pass
+            except wire.WireError as exc:     # e.g. a reply too big for one frame
+                instead = _unsendable(frame, exc)
+                return True if instead is None else self._push(instead)
             except OSError:
                 for fd in frame.fds:
                     os.close(fd)
@@ -150,6 +195,12 @@ class DomainConnection:
                 self._replies += 1
 
     def _write_loop(self) -> None:
+        try:
+            self._write_frames()
+        finally:
+            self._thread_done()
+
+    def _write_frames(self) -> None:
         while True:
             with self._cond:
                 self._sending = False
@@ -177,8 +228,13 @@ class DomainConnection:
                 elif isinstance(frame, _Rest):
                     self.sock.sendall(frame.data)
                 else:
-                    self.chan.send(frame)
-            except OSError:
+                    try:
+                        self.chan.send(frame)
+                    except wire.WireError as exc:
+                        instead = _unsendable(frame, exc)
+                        if instead is not None:
+                            self.chan.send(instead)
+            except (OSError, wire.WireError):
                 self.close()
             finally:
                 for fd in frame.fds:
@@ -197,6 +253,7 @@ class DomainConnection:
                 self._handle(frame)
         finally:
             self.close()
+            self._thread_done()
 
     def _handle(self, frame: wire.Frame) -> None:
         try:
@@ -226,25 +283,35 @@ class DomainConnection:
             self._cond.notify_all()
         self.xs.close()
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(socket.SHUT_RDWR)   # wakes our threads; the fd stays ours
         except OSError:
             pass
+        self._close_fd()                           # only if no thread was ever started
         self.hv._connection_closed(self)
 
     def join(self, timeout: float | None = None) -> None:
+        """Wait for the threads (up to `timeout` each). The descriptor is
+        closed by whichever of them ends last, never under a live thread."""
         for t in (self._reader, self._writer):
             if t.is_alive() and t is not threading.current_thread():
                 t.join(timeout)
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        self.chan.close()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the connection has ended; False on timeout."""
         with self._cond:
             return self._cond.wait_for(lambda: self.closed, timeout)
+
+
+def _unsendable(frame: wire.Frame, exc: Exception):
+    """What goes out instead of a frame the wire cannot carry: an E2BIG
+    error for a request, None (dropped) for an event."""
+    for fd in frame.fds:
+        os.close(fd)
+    frame.fds = []
+    if frame.req_id:
+        return wire.Frame(wire.XS_ERROR, [b"E2BIG", str(exc)], req_id=frame.req_id,
+                          tx_id=frame.tx_id)
+    return None
 
 
 class _Rest:
@@ -268,9 +335,13 @@ class Hypervisor:
 
     `on_disconnect(domid)` (optional) is called when a domain's connection
     ends without `domain_destroyed` (the domain process died or closed it).
+    Console logs are capped at `console_log_max` bytes (None: no cap) and
+    rotated, keeping `console_log_keep` older files (see console.py).
     """
 
     def __init__(self, *, quotas: Quotas = Quotas(), console_limit: int = 64 * 1024,
+                 console_log_max: int | None = CONSOLE_LOG_MAX,
+                 console_log_keep: int = CONSOLE_LOG_KEEP,
                  dom0_home: bool = True,
                  on_disconnect: Callable[[int], None] | None = None):
         self.xenstore = XenStore(quotas)
@@ -281,6 +352,7 @@ class Hypervisor:
         self._domains: dict[int, _Domain] = {}
         self._dom0_sinks: list[Callable[[int], None]] = []
         self._console_limit = console_limit
+        self._console_log = (console_log_max, console_log_keep)
         self.on_disconnect = on_disconnect
         self._dom0_xs = self.xenstore.connect(0)
         self.domain_created(0, name="Domain-0", home=dom0_home)
@@ -299,7 +371,8 @@ class Hypervisor:
         with self.lock:
             if domid in self._domains:
                 raise OSError(_errno.EEXIST, f"domain {domid} exists")
-            console = Console(domid, console_log, self._console_limit)
+            console = Console(domid, console_log, self._console_limit,
+                              *self._console_log)
             self._domains[domid] = _Domain(domid, name, console)
             self.evtchn.add_domain(domid)
             self.grants.add_domain(domid)
@@ -386,10 +459,12 @@ class Hypervisor:
             old = dom.conn
             conn = DomainConnection(self, sock, domid)
             dom.conn = conn
+            # under the lock, so a close racing with us cannot be overtaken
+            # (it clears the sink under the same lock)
+            dom.console.set_input_sink(conn.console_input)
         if old is not None:
             old.close()
-        dom.console.set_input_sink(conn.console_input)
-        conn.start()
+        conn.start()        # a no-op if domain_destroyed closed it meanwhile
         return conn
 
     def serve(self, sock, domid: int) -> None:

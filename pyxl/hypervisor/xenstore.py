@@ -176,6 +176,12 @@ class XenStore:
         self._special: dict[str, tuple[Perm, ...]] = {s: (Perm(0, "n"),) for s in SPECIAL_NODES}
         self._owned: dict[int, int] = {}             # domid -> nodes owned (quota)
         self._conns: list[XsConnection] = []
+        # Watches indexed by watched path: a write looks up the written
+        # path's ancestors (and itself), so its cost does not grow with the
+        # number of connections. path -> {(id(conn), token): (seq, conn, token, relative)};
+        # seq orders a connection's events as its registrations were made.
+        self._watch_index: dict[str, dict[tuple[int, str], tuple]] = {}
+        self._watch_seq = 0
         self._next_tx = 1
         self.privileged: set[int] = {0}
 
@@ -206,6 +212,8 @@ class XenStore:
         with self.lock:
             if conn in self._conns:
                 self._conns.remove(conn)
+            for (name, token, _rel) in conn.watches:
+                self._unindex_watch(conn, name, token)
             conn.watches.clear()
             conn.transactions.clear()
 
@@ -240,14 +248,23 @@ class XenStore:
     def _count_owned(self, domid: int) -> int:
         return sum(1 for n in self._nodes.values() if n.owner == domid)
 
+    def _index_watch(self, conn: "XsConnection", name: str, token: str, relative: bool) -> None:
+        self._watch_seq += 1
+        self._watch_index.setdefault(name, {})[(id(conn), token)] = \
+            (self._watch_seq, conn, token, relative)
+
+    def _unindex_watch(self, conn: "XsConnection", name: str, token: str) -> None:
+        entries = self._watch_index.get(name)
+        if entries is not None:
+            entries.pop((id(conn), token), None)
+            if not entries:
+                del self._watch_index[name]
+
     def _fire_special(self, name: str) -> None:
         perms = self._special[name]
-        for conn in list(self._conns):
-            if not perm_for(conn.domid, conn.privileged, perms) & PERM_READ:
-                continue
-            for (path, token, _rel) in list(conn.watches):
-                if path == name:
-                    conn._deliver(name, token)
+        for (_seq, conn, token, _rel) in list(self._watch_index.get(name, {}).values()):
+            if perm_for(conn.domid, conn.privileged, perms) & PERM_READ:
+                conn._deliver(name, token)
 
     # -- tree access through a transaction view ------------------------
     def _get(self, path: str, tx: _Transaction | None) -> _Node | None:
@@ -300,14 +317,26 @@ class XenStore:
         if tx is not None:
             tx.events.append((path, node, exact, old_perms))
             return
-        for watcher in list(self._conns):
-            if not self._watch_permitted(watcher, path, node, old_perms):
-                continue
-            for (wpath, token, rel) in list(watcher.watches):
-                if wpath.startswith("@"):
-                    continue
-                if (path == wpath) if exact else _is_child(path, wpath):
-                    watcher._deliver(watcher._relative(path) if rel else path, token)
+        index = self._watch_index
+        if exact:       # a removed descendant: watches on exactly this node
+            found = list(index.get(path, {}).values())
+        else:           # the node and every ancestor, "/" included
+            found = list(index.get("/", {}).values())
+            i = path.find("/", 1)
+            while i != -1:
+                found.extend(index.get(path[:i], {}).values())
+                i = path.find("/", i + 1)
+            if path != "/":
+                found.extend(index.get(path, {}).values())
+            found.sort(key=lambda e: e[0])
+        permitted: dict[int, bool] = {}          # one check per matching connection
+        for (_seq, watcher, token, rel) in found:
+            ok = permitted.get(id(watcher))
+            if ok is None:
+                ok = permitted[id(watcher)] = bool(
+                    self._watch_permitted(watcher, path, node, old_perms))
+            if ok:
+                watcher._deliver(watcher._relative(path) if rel else path, token)
 
     def _watch_permitted(self, watcher: "XsConnection", path: str, node: _Node | None,
                          old_perms: tuple[Perm, ...] | None) -> bool:
@@ -590,6 +619,7 @@ class XsConnection:
             if not self.privileged and len(self.watches) >= self.store.quotas.watches:
                 _fail(_errno.E2BIG)
             self.watches.append((name, token, relative))
+            self.store._index_watch(self, name, token, relative)
             # "We fire once up front: simplifies clients and restart."
             self._deliver(self._relative(name) if relative else name, token)
 
@@ -600,6 +630,7 @@ class XsConnection:
             for w in self.watches:
                 if w[0] == name and w[1] == token:
                     self.watches.remove(w)
+                    self.store._unindex_watch(self, name, token)
                     return
             _fail(_errno.ENOENT)
 

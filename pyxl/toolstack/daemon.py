@@ -74,7 +74,13 @@ class Daemon:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         from pyxl.toolstack.hostd import HostState
 
-        self.state = HostState(self.paths, self.log)
+        from pyxl.toolstack.platform import PlatformError
+
+        try:
+            self.state = HostState(self.paths, self.log)
+        except PlatformError as e:
+            self.log("pyxld: %s" % e)        # the client's START_FAILED points here
+            return 1
         self.state.start()
         sock_path = self.paths.control_socket
         try:

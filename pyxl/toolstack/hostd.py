@@ -47,6 +47,16 @@ def _cfg(d: dict, *keys, default=None):
     return d
 
 
+def _platform():
+    from pyxl.toolstack import platform
+
+    return platform
+
+
+def _embedded(kernel: str) -> bool:
+    return _platform().embedded_kernel(kernel)
+
+
 class HostState:
     def __init__(self, paths: Paths, log):
         self.paths = paths
@@ -65,6 +75,9 @@ class HostState:
         self._gone: dict[int, threading.Event] = {}     # domid -> its hv connection ended
         self._gone_lock = threading.Lock()
         self.hv = Hypervisor(on_disconnect=self._hv_disconnected)
+        from pyxl.toolstack import platform
+
+        self.tis = platform.attach_hardware_tpm(self.paths, self.hv)   # the board's TPM
         self.xs = self.hv.xs()
         self.xenbus: socket.socket | None = None      # where adopted domains reconnect
         self.wake_r, self.wake_w = os.pipe()
@@ -153,6 +166,7 @@ class HostState:
         """Recreate the domain in the new daemon's hypervisor and xenstore."""
         self.hv.domain_created(dom.domid, name=dom.name, home=False,
                                console_log=self.paths.console_log(dom.name))
+        _platform().grant_iomem(self.hv, dom.domid, dom.config.get("b_info") or {})
         self._write_xenstore(dom)
 
     def _adopt(self, dom: Domain) -> None:
@@ -288,7 +302,7 @@ class HostState:
                 # libxl__domain_make: the domain is made, the rename fails, it is torn down
                 self.save()
                 raise Fault("NAME_IN_USE", domid=domid, name=name)
-            if kernel and not os.path.isfile(kernel):
+            if kernel and not os.path.isfile(kernel) and not _embedded(kernel):
                 self.save()
                 raise Fault("KERNEL_MISSING", domid=domid, path=kernel)
             dom = Domain(domid, name, uuid, max_memkb, target_memkb, vcpus, kernel=kernel,
@@ -298,6 +312,7 @@ class HostState:
             try:
                 self.hv.domain_created(domid, name=name, home=False,
                                        console_log=self.paths.console_log(name))
+                _platform().grant_iomem(self.hv, domid, config.get("b_info") or {})
                 self._write_xenstore(dom)
                 self._open_disks(dom)
                 self._spawn(dom, paused)

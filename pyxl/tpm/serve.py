@@ -11,7 +11,7 @@ project's TPM research notes):
   response goes out in one send(), and idle or empty connections cost nothing.
 * Several clients may be connected at once (tcsd's idle socket plus a
   probe); commands are executed one at a time, in arrival order, by a single
-  selector loop (the engine is not thread-safe and needs no threads).
+  selector loop (no threads: a TPM runs one command at a time anyway).
 
 Framing.  A TCP stream has no write boundaries, so like a TPM driver we use
 the header's paramSize to know when a frame is complete, and like
@@ -36,7 +36,8 @@ and keep the connection open:
 and the emulator ignores paramSize.  A byte stream has no such length, so this
 endpoint frames as swtpm does, for every --vendor.)
 
-State.  The engine's dump() is kept in DIR/tpm-state, rewritten atomically
+State.  The engine's dump() is kept in DIR/tpm-state ("pyxl-tpm-state\n", the
+blob's SHA-256, the blob: damage is detected, never loaded), rewritten atomically
 (temp file, fsync, rename, directory fsync) after every command that changed
 persistent state and BEFORE the response is sent: an answered command is on
 disk, and a kill at any moment leaves the old or the new file, never a torn
@@ -61,12 +62,13 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-TPM_TAG_RSP_COMMAND = 0x00C4
-TPM_TAG_RQU_COMMAND = 0x00C1
-TPM_SUCCESS = 0
-TPM_FAIL = 0x09
-TPM_BAD_PARAM_SIZE = 0x19
-TPM_ORD_SaveState = 0x98
+from pyxl.tpm.constants import TPM_ORD, TPM_RESULT, TPM_TAG
+
+TPM_TAG_RSP_COMMAND = int(TPM_TAG.TPM_TAG_RSP_COMMAND)
+TPM_TAG_RQU_COMMAND = int(TPM_TAG.TPM_TAG_RQU_COMMAND)
+TPM_FAIL = int(TPM_RESULT.TPM_FAIL)
+TPM_BAD_PARAM_SIZE = int(TPM_RESULT.TPM_BAD_PARAM_SIZE)
+TPM_ORD_SaveState = int(TPM_ORD.TPM_ORD_SaveState)
 
 HEADER = struct.Struct(">HII")     # tag, paramSize, ordinal / returnCode
 TPM_INPUT_BUFFER = 4096            # the most one command may be (libtpms' buffer)

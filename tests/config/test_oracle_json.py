@@ -38,6 +38,7 @@ def test_corpus_goldens_are_still_what_xl_says():
     assert stale == []
 
 
+@pytest.mark.slow   # ~10 s: 400 whole configs through xl and pyxl
 @settings(max_examples=400, deadline=None, derandomize=False,
           suppress_health_check=[HealthCheck.too_slow])
 @given(rng=st.randoms(use_true_random=False))

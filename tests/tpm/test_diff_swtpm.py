@@ -8,8 +8,8 @@ import fnmatch
 
 import pytest
 
-from tpm import diff
 from peers import need_peer
+from tpm import diff
 from tpm.client import TPMClient
 from tpm.fixtures import PyxlServe, Swtpm
 
@@ -34,6 +34,8 @@ EMULATOR: dict[str, str] = {
     "getcap CHECK_LOADED RSA4096:value": "the emulator loads RSA keys up to 2048 bits only",
     "getcap SELECT_SIZE 010[12]/0:value": "the emulator accepts any select size <= 3, even 0 "
                                           "(libtpms: 1..3)",
+    "getcap SELECT_SIZE raw 010[12]0000:value": "the emulator accepts any select size <= 3, "
+                                                "even 0 (libtpms: 1..3)",
     "getcap NV_LIST:*": "the emulator predefines the 20-byte DIR area at 0x10000001",
     "getcap NV_INDEX 0x10000001:*": "the emulator predefines the 20-byte DIR area at 0x10000001",
     "getcap MFR:*": "the emulator answers TPM_CAP_MFR with its version (libtpms: TPM_BAD_MODE)",
@@ -175,9 +177,7 @@ random_commands = st.one_of(
     st.builds(lambda i: _cmd("pcrread %d" % i, 0x15, diff.u32(i)), st.integers(0, 25)),
     st.builds(lambda i, d: _cmd("extend %d" % i, 0x14, diff.u32(i) + d),
               st.integers(0, 25), st.binary(min_size=20, max_size=20)),
-    # sizeOfSelect need not match the bitmap sent: libtpms checks it first
-    st.builds(lambda n, bits: _cmd("pcr_reset %d/%s" % (n, bits.hex()), 0xC8, diff.u16(n) + bits),
-              st.integers(0, 6), st.binary(max_size=5)),
+    st.builds(lambda sel: _cmd("pcr_reset %s" % sel.hex(), 0xC8, sel), st.binary(max_size=6)),
     st.builds(lambda a, sub: _cmd("getcap area 0x%x sub %s" % (a, sub.hex()), 0x65,
                                   diff.u32(a) + diff.u32(len(sub)) + sub, cap=a, sub=sub),
               st.sampled_from(COMPARABLE_AREAS), st.binary(max_size=6)),
@@ -185,6 +185,9 @@ random_commands = st.one_of(
                                 diff.u32(0x18) + diff.u32(4) + v + diff.u16(n), cap=0x18,
                                 sub=v + diff.u16(n)),
               st.sampled_from([b"\x01\x01", b"\x01\x02"]), st.integers(0, 0xFFFF)),
+    st.builds(lambda sub: _cmd("getcap SELECT_SIZE raw %s" % sub.hex(), 0x65,
+                               diff.u32(0x18) + diff.u32(len(sub)) + sub, cap=0x18, sub=sub),
+              st.binary(max_size=6)),
     st.builds(lambda n: _cmd("getrandom %d" % n, 0x46, diff.u32(n)), st.integers(0, 2048)),
     st.just(_cmd("sha1start", 0xA0)),
     st.builds(lambda k: _cmd("sha1update %d" % k, 0xA1, diff.u32(k) + b"u" * k),

@@ -24,6 +24,10 @@ class Guest:
         self.dmesg: list[str] = []
         self.lock = threading.Lock()
         self.going_down = False
+        from pyxl.domain.linux import tpm, userland
+
+        self.tpm = tpm.GuestTpm(dom, self.klog)                 # xen-tpmfront, /dev/tpm0
+        self.userland = userland.Userland(self.tpm, self.out)   # the host's tcsd, tpm-tools
 
     # -- console output --------------------------------------------------
     def out(self, text: str) -> None:
@@ -51,6 +55,7 @@ class Guest:
         self.klog("xen:grant_table: Grant tables using version 1 layout")
         self.klog("Grant table initialized")
         self.klog("hvc0: X.509 console on Xen")
+        # Debian's kernel has CONFIG_TCG_XEN=m: the guide's `modprobe xen-tpmfront` binds it
         self.klog("xenbus_probe_frontend: Device with no driver: device/vtpm/0"
                   if self._has_device("vtpm") else "xen_netfront: Initialising Xen virtual ethernet driver")
         for vbd in self._devices("vbd"):
@@ -115,6 +120,8 @@ class Guest:
         argv = cmd.split()
         name, args = argv[0], argv[1:]
         d = self.dom
+        if self.userland.run(name, args) or self.kmod(name, args):
+            return
         if name == "echo":
             if len(args) >= 3 and args[-2] == ">" and args[-1] == "/proc/sysrq-trigger":
                 return self.sysrq(args[0])
@@ -176,8 +183,29 @@ class Guest:
                 self.out("^C\n")
                 return
 
+    def kmod(self, name: str, args: list[str]) -> bool:
+        """modprobe/rmmod of the xen-tpmfront module."""
+        if name not in ("modprobe", "rmmod") or not args:
+            return False
+        mod = args[-1].replace("_", "-")
+        if name == "rmmod":
+            if mod != "xen-tpmfront" or not self.tpm.has_chip():
+                self.out("rmmod: ERROR: Module %s is not currently loaded\n" % args[-1].replace("-", "_"))
+            else:
+                self.tpm.close()
+        elif mod == "xen-tpmfront":
+            self.tpm.probe(wait=True)
+        elif mod not in ("tpm", "tpm-tis", "xen-netfront", "xen-blkfront"):
+            self.out("modprobe: FATAL: Module %s not found in directory /lib/modules/%s\n"
+                     % (args[-1], KERNEL_RELEASE))
+        return True
+
     def read_file(self, path: str) -> str | None:
         d = self.dom
+        if path.startswith("/sys/"):
+            text = self.tpm.read_sysfs(path)
+            if text is not None:
+                return text
         up = time.monotonic() - self.t0
         files = {
             "/proc/version": "Linux version %s (debian-kernel@lists.debian.org) %s\n"
@@ -204,7 +232,12 @@ class Guest:
                 if vbd.isdigit():
                     n = int(vbd)
                     devs.append("xvd" + chr(ord("a") + ((n >> 4) & 15)))
+            if self.tpm.has_chip():
+                devs.append("tpm0")
             return sorted(devs)
+        tpm_dir = self.tpm.list_sysfs(path)
+        if tpm_dir is not None:
+            return tpm_dir
         if path.rstrip("/") in ("/root", "~", "."):
             return []
         return None
@@ -226,6 +259,8 @@ class Guest:
         self.going_down = True
         self.out("\n")
         self.klog("systemd-shutdown[1]: Syncing filesystems and block devices.")
+        self.userland.stop()          # tcsd goes before the TPM driver does
+        self.tpm.close()
         self.klog("reboot: %s" % ("Restarting system" if reason == SHUTDOWN_REBOOT else "Power down"))
         self.dom.shutdown(reason)
 
@@ -239,7 +274,7 @@ class Guest:
                     xen.write("control/" + key, "1")
                 xen.watch("control/shutdown", "shutdown")
                 while True:
-                    ev = xen.read_watch(timeout=None)
+                    ev = xen.read_watch(timeout=None, token="shutdown")
                     if ev is None:
                         if xen.closed:
                             break

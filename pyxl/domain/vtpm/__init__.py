@@ -12,25 +12,12 @@ freed, save, power off.
 
 from __future__ import annotations
 
-import os
-import time
-
-BOOT_DELAY_ENV = "PYXL_MINIOS_BOOT_DELAY"     # seed main() sleeps 2 s before anything
+from pyxl.domain.minios import BOOT_DELAY_ENV  # noqa: F401  (tests set it)
 
 
 def boot(dom) -> None:
-    from pyxl.domain.minios import argv_of, echo_args, make_printk, start_shutdown_thread
+    from pyxl.domain.minios import run_app
 
     from .main import Vtpm
 
-    printk = make_printk(dom.console_write)
-    argv = argv_of(dom.cmdline)
-    echo_args(printk, argv)
-    start_shutdown_thread(dom.xen, printk)
-    time.sleep(float(os.environ.get(BOOT_DELAY_ENV, "2")))
-    ret = Vtpm(dom, printk).main(argv)
-    printk("main returned %d\n" % ret)
-    if ret != 0:
-        printk("Do_exit called!\n")
-        dom.shutdown(3)              # SHUTDOWN_crash
-    dom.shutdown(0)
+    run_app(dom, Vtpm)

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""The guide's last step, timed: `tpm_version` typed in the guest vs run
+against swtpm.
+
+pyxl: a private host (PYXL_ROOT in a temp dir) running the guide's three
+domains; in the guest `modprobe xen-tpmfront` and `tcsd`, then N times
+`tpm_version` at its console (the host's tpm_version -> the guest's tcsd ->
+/dev/tpm0 -> xen-tpmfront -> vtpm-stubdom; its state save goes through
+vtpmmgr-stubdom to the TIS hardware TPM), measured from Enter to the next
+prompt.  swtpm: the same tpm_version against a private tcsd on swtpm 1.2.
+Also reports how long the three `pyxl create`s took.  Needs root, tcsd,
+tpm-tools and swtpm.  Prints medians and the ratio pyxl/swtpm.
+
+  PYTHONPATH=. python bench/walkthrough_tpm_version.py [-n 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "examples"), str(ROOT / "tests"), str(ROOT / "tests" / "tpm"), str(ROOT)]
+
+from console import Console, at_prompt  # noqa: E402
+from fixtures import Swtpm, Tcsd  # noqa: E402
+
+
+def run_pyxl(tmp: Path, n: int) -> dict:
+    env = dict(os.environ, PYXL_ROOT=str(tmp / "root"), PYXL="%s -m pyxl" % sys.executable,
+               PYTHONPATH=str(ROOT))
+    os.environ.update(env)           # Console runs $PYXL with our environment
+    ex = ROOT / "examples"
+
+    def pyxl(*args):
+        subprocess.run([sys.executable, "-m", "pyxl", *args], env=env, check=True,
+                       capture_output=True)
+
+    def log(dom):
+        p = tmp / "root" / "var/log/pyxl/console" / ("guest-%s.log" % dom)
+        return p.read_bytes() if p.exists() else b""
+
+    def wait_log(dom, text):
+        while text not in log(dom):
+            time.sleep(0.05)
+
+    (tmp / "mgr.img").write_bytes(bytes(16 << 20))
+    (tmp / "vtpm.img").write_bytes(bytes(8 << 20))
+    (tmp / "vmlinuz").write_bytes(b"kernel")
+    try:
+        t0 = time.perf_counter()
+        pyxl("create", "-q", str(ex / "vtpmmgr-stubdom.cfg"), 'disk=["file:%s/mgr.img,hda,w"]' % tmp)
+        wait_log("vtpmmgr", b"Waiting for commands from vTPM's:")
+        t1 = time.perf_counter()
+        pyxl("create", "-q", str(ex / "vtpm.cfg"), 'disk=["file:%s/vtpm.img,hda,w"]' % tmp)
+        wait_log("domu-vtpm", b"Waiting for frontend domain to connect..")
+        t2 = time.perf_counter()
+        pyxl("create", "-q", str(ex / "domu.cfg"), 'kernel="%s/vmlinuz"' % tmp)
+        t3 = time.perf_counter()
+        con = Console(["console", "domu"], echo=False)
+        con.wait(at_prompt, timeout=5) or (con.type(""), con.wait(at_prompt))
+        con.drain(0.3)
+        for cmd in ("modprobe xen-tpmfront", "tcsd"):
+            start = len(con.buf)
+            con.type(cmd)
+            assert con.wait(at_prompt, start), cmd
+        times = []
+        for _ in range(n):
+            start = len(con.buf)
+            s = time.perf_counter()
+            con.type("tpm_version")
+            assert con.wait(at_prompt, start)
+            times.append(time.perf_counter() - s)
+            assert b"ETHZ" in con.buf[start:]
+        con.detach()
+        return {"tpm_version_ms": statistics.median(times) * 1000,
+                "create_manager_s": t1 - t0, "create_vtpm_s": t2 - t1, "create_guest_s": t3 - t2}
+    finally:
+        subprocess.run([sys.executable, "-m", "pyxl", "daemon", "stop", "--force"], env=env,
+                       capture_output=True)
+
+
+def run_swtpm(tmp: Path, n: int) -> dict:
+    sw = Swtpm(tmp / "swtpm").start()
+    tcsd = None
+    try:
+        tcsd = Tcsd(tmp / "tcsd", *sw.addr).start()
+        times = []
+        for _ in range(n):
+            s = time.perf_counter()
+            r = tcsd.tool("tpm_version")
+            times.append(time.perf_counter() - s)
+            assert r.rc == 0, r
+        return {"tpm_version_ms": statistics.median(times) * 1000}
+    finally:
+        if tcsd:
+            tcsd.stop()
+        sw.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-n", type=int, default=10)
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "pyxl").mkdir()
+        p = run_pyxl(Path(d) / "pyxl", a.n)
+        s = run_swtpm(Path(d), a.n)
+    out = {"n": a.n, "pyxl": p, "swtpm": s,
+           "ratio_tpm_version": p["tpm_version_ms"] / s["tpm_version_ms"]}
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

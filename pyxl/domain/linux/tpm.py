@@ -1,0 +1,169 @@
+"""The guest kernel's TPM: xen-tpmfront bound to device/vtpm/0, the chip's
+/dev/tpm0 and its sysfs files.
+
+The guest runs Debian's kernel, where xen-tpmfront is a module
+(CONFIG_TCG_XEN=m): at boot device/vtpm/0 has no driver, and the guide's
+`modprobe xen-tpmfront` binds it (`rmmod xen_tpmfront` lets it go).
+
+The guest is simulated but its userland is the host's real programs, so
+/dev/tpm0 must be reachable from a host process: the chip is exposed as a
+private TCP endpoint on 127.0.0.1 (an ephemeral port, alive only as long as
+this guest process) that speaks raw TPM 1.2 frames -- what tcsd's
+TCSD_TCP_DEVICE expects.  Every frame goes through XenTpmFront.transmit,
+i.e. through the shared ring to the guest's vtpm-stubdom.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+
+from pyxl.domain.drivers.xen_tpmfront import (TpmDeviceError, XenTpmFront, caps_text,
+                                              pcrs_text, pubek_text)
+
+NODE = "device/vtpm/0"
+CONNECT_TIMEOUT = 30.0
+HEADER = 10
+MAX_FRAME = 4096                     # TPM_BUFSIZE in Linux's tpm driver
+
+# sysfs names of the TPM 1.2 chip: the old flat layout under the xenbus
+# device (what the guide's era showed) and the class device
+SYSFS_DIRS = ("/sys/devices/vtpm-0", "/sys/class/tpm/tpm0", "/sys/class/misc/tpm0/device")
+SYSFS_FILES = {"pcrs": pcrs_text, "pubek": pubek_text, "caps": caps_text}
+
+
+class GuestTpm:
+    """One guest's TPM chip (xen-tpmfront + /dev/tpm0)."""
+
+    def __init__(self, dom, klog):
+        self.dom = dom
+        self.klog = klog
+        self.front: XenTpmFront | None = None
+        self.listener: socket.socket | None = None
+        self.lock = threading.Lock()
+
+    # -- the driver --------------------------------------------------------
+    def present(self) -> bool:
+        try:
+            return self.dom.xen.read_str(NODE + "/backend", default="") != ""
+        except OSError:
+            return False
+
+    def probe(self, wait: bool = False) -> bool:
+        """xenbus probe of device/vtpm/0: ring, event channel, Initialised;
+        the chip is usable once the backend connects (waited for in the
+        background unless `wait`)."""
+        with self.lock:
+            if self.front is not None and self.front.registered:
+                return True
+            if not self.present():
+                return False
+            try:
+                self.front = XenTpmFront(self.dom.xen, NODE, klog=self.klog)
+            except OSError as e:
+                self.klog("vtpm vtpm-0: probe failed: %s" % e)
+                return False
+        if wait:
+            return self.front.wait_connected(CONNECT_TIMEOUT)
+        threading.Thread(target=self.front.wait_connected, args=(CONNECT_TIMEOUT,),
+                         daemon=True).start()
+        return True
+
+    def ready(self, timeout: float = CONNECT_TIMEOUT) -> bool:
+        f = self.front
+        return f is not None and f.registered and f.wait_connected(timeout)
+
+    def transmit(self, request: bytes) -> bytes:
+        if not self.ready():
+            raise TpmDeviceError(19, "No such device")       # ENODEV
+        return self.front.transmit(request)
+
+    def close(self) -> None:
+        """Guest shutdown: the frontend closes so the backend sees it leave."""
+        f = self.front
+        if f is not None and f.registered:
+            f.close()
+        with self.lock:
+            if self.listener is not None:
+                self.listener.close()
+                self.listener = None
+
+    # -- what the guest's shell sees -----------------------------------------
+    def has_chip(self) -> bool:
+        return self.front is not None and self.front.registered
+
+    def read_sysfs(self, path: str) -> str | None:
+        """Text of a chip attribute, or None when there is no such file."""
+        if not self.has_chip():
+            return None
+        d, _, name = path.rstrip("/").rpartition("/")
+        if d not in SYSFS_DIRS or name not in SYSFS_FILES:
+            return None
+        try:
+            return SYSFS_FILES[name](self.transmit)
+        except (TpmDeviceError, struct.error):
+            return ""
+
+    def list_sysfs(self, path: str) -> list[str] | None:
+        if self.has_chip() and path.rstrip("/") in SYSFS_DIRS:
+            return sorted(SYSFS_FILES)
+        return None
+
+    # -- /dev/tpm0 for host programs ------------------------------------------
+    def device_address(self) -> tuple[str, int] | None:
+        """(host, port) where raw TPM frames reach this guest's /dev/tpm0."""
+        if not self.has_chip():
+            return None
+        with self.lock:
+            if self.listener is None:
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("127.0.0.1", 0))
+                s.listen(8)
+                self.listener = s
+                threading.Thread(target=self._accept, name="tpm0", daemon=True).start()
+            return self.listener.getsockname()[:2]
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        """One open() of /dev/tpm0: write a command, read its response, repeat."""
+        with conn:
+            while True:
+                head = _recv_exact(conn, HEADER)
+                if head is None:
+                    return
+                size = struct.unpack_from(">I", head, 2)[0]
+                if not HEADER <= size <= MAX_FRAME:
+                    return                       # write() fails with EINVAL; drop the client
+                body = _recv_exact(conn, size - HEADER)
+                if body is None:
+                    return
+                try:
+                    rsp = self.transmit(head + body)
+                except TpmDeviceError:
+                    return
+                try:
+                    conn.sendall(rsp)
+                except OSError:
+                    return
+
+
+def _recv_exact(conn: socket.socket, n: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        try:
+            chunk = conn.recv(n - len(buf))
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)

@@ -1,0 +1,189 @@
+"""The guest's TPM userland: the host's real TrouSerS tcsd and tpm-tools,
+run on behalf of the simulated guest against the guest's own /dev/tpm0.
+
+    ul = Userland(guest_tpm, out)
+    ul.run("tcsd", [])            # True: handled (printed what a shell would)
+    ul.run("tpm_version", [])
+
+`tcsd` starts the host's tcsd in TCP-device mode (`tcsd -e`, with
+TCSD_TCP_DEVICE_* pointing at the guest's /dev/tpm0 endpoint) on a private
+port with a private config (root:tss 0640, as tcsd insists) and persistent
+storage file.  tcsd runs under a small guardian process holding the read end
+of a pipe whose write end only the guest process has: when the guest dies --
+shutdown, destroy (SIGKILL) or crash -- the guardian sees EOF, stops tcsd and
+removes the private directory.  So nothing a guest started outlives it.
+
+`tpm_*` runs the host's tpm-tools program with TSS_TCSD_PORT set to this
+guest's tcsd port (a port nobody listens on before `tcsd` ran, so the tool
+fails as it would in a guest without tcsd) and shows its output on the
+console.  A program the host lacks is `-bash: NAME: command not found`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+SBIN = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+TCSD_START_TIMEOUT = 30.0
+TOOL_TIMEOUT = 120.0
+
+# runs in the guardian process: stdin is the guest's lifeline
+GUARDIAN = r"""
+import os, select, shutil, signal, subprocess, sys
+argv, log, work = sys.argv[1:-2], sys.argv[-2], sys.argv[-1]
+with open(log, "ab") as f:
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
+signal.signal(signal.SIGTERM, lambda *a: None)
+while p.poll() is None:
+    r, _, _ = select.select([0], [], [], 0.5)
+    if r and not os.read(0, 4096):
+        break
+if p.poll() is None:
+    p.terminate()
+    try:
+        p.wait(3)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+shutil.rmtree(work, ignore_errors=True)
+"""
+
+
+def which(prog: str) -> str | None:
+    return shutil.which(prog, path=os.pathsep.join(SBIN + tuple(
+        os.environ.get("PATH", "").split(os.pathsep))))
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    try:
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+class Userland:
+    def __init__(self, tpm, out):
+        self.tpm = tpm                 # GuestTpm
+        self.out = out                 # console printer (str)
+        self.tcsd_port = 0
+        self.guardian: subprocess.Popen | None = None
+        self.lifeline: int | None = None
+
+    def handles(self, name: str) -> bool:
+        return name == "tcsd" or name.startswith("tpm_")
+
+    def run(self, name: str, args: list[str]) -> bool:
+        if not self.handles(name):
+            return False
+        prog = which(name)
+        if prog is None:
+            self.out("-bash: %s: command not found\n" % name)
+        elif name == "tcsd":
+            self.start_tcsd(prog, args)
+        else:
+            self.tool(prog, args)
+        return True
+
+    # -- tcsd ----------------------------------------------------------------
+    def tcsd_running(self) -> bool:
+        return self.guardian is not None and self.guardian.poll() is None
+
+    def port(self) -> int:
+        if not self.tcsd_port:
+            self.tcsd_port = free_port()
+        return self.tcsd_port
+
+    def start_tcsd(self, prog: str, args: list[str]) -> None:
+        """Like the real daemon started from a shell: silent, back to the
+        prompt once it serves (its complaints would go to syslog)."""
+        if self.tcsd_running():
+            return                    # a second tcsd cannot bind the port: it just exits
+        dev = self.tpm.device_address()
+        if dev is None:
+            return                    # no TPM device: tcsd gives up (TDDL_Open failed)
+        work = tempfile.mkdtemp(prefix="pyxl-guest-tcsd-")
+        os.chmod(work, 0o755)
+        ps = os.path.join(work, "ps")
+        os.mkdir(ps, 0o700)
+        conf = os.path.join(work, "tcsd.conf")
+        port = self.port()
+        try:
+            shutil.chown(ps, "tss", "tss")
+            with open(conf, "w") as f:
+                f.write("port = %d\nsystem_ps_file = %s\n" % (port, os.path.join(ps, "system.data")))
+            shutil.chown(conf, "root", "tss")
+            os.chmod(conf, 0o640)
+        except (OSError, LookupError):
+            shutil.rmtree(work, ignore_errors=True)
+            return                    # no tss user / not root: tcsd refuses its config
+        env = dict(os.environ, TCSD_TCP_DEVICE_HOSTNAME=dev[0], TCSD_TCP_DEVICE_PORT=str(dev[1]),
+                   TCSD_UN_SOCKET_DEVICE_PATH=os.path.join(work, "no-such-socket"))
+        r, w = os.pipe()
+        os.set_inheritable(w, False)
+        try:
+            self.guardian = subprocess.Popen(
+                [sys.executable, "-S", "-c", GUARDIAN, prog, "-e", "-f", "-c", conf,
+                 os.path.join(work, "tcsd.log"), work],
+                stdin=r, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                start_new_session=True, close_fds=True)
+        finally:
+            os.close(r)
+        if self.lifeline is not None:
+            os.close(self.lifeline)
+        self.lifeline = w             # closes when this guest process ends, however it ends
+        deadline = time.monotonic() + TCSD_START_TIMEOUT
+        while time.monotonic() < deadline and self.tcsd_running():
+            if listening(port):
+                return
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.lifeline is not None:
+            os.close(self.lifeline)
+            self.lifeline = None
+        if self.guardian is not None:
+            try:
+                self.guardian.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    # -- tpm-tools -------------------------------------------------------------
+    def tool(self, prog: str, args: list[str]) -> None:
+        env = dict(os.environ, TSS_TCSD_HOSTNAME="127.0.0.1", TSS_TCSD_PORT=str(self.port()))
+        try:
+            p = subprocess.run([prog, *args], stdin=subprocess.DEVNULL, capture_output=True,
+                               env=env, timeout=TOOL_TIMEOUT, start_new_session=True)
+            out, err = p.stdout, p.stderr
+        except subprocess.TimeoutExpired as e:
+            out, err = e.stdout or b"", e.stderr or b""
+        except OSError as e:
+            self.out("-bash: %s: %s\n" % (os.path.basename(prog), e.strerror))
+            return
+        for text in (out.decode("utf-8", "replace"), _stderr_text(err)):
+            if text:
+                self.out(text if text.endswith("\n") else text + "\n")
+
+
+def _stderr_text(err: bytes) -> str:
+    """A tool's stderr minus binary junk: tpm_version writes an unterminated
+    buffer of stray bytes there on every run (a tpm-tools bug); a terminal
+    would show mojibake the guide does not.  Real error lines are text."""
+    lines = err.replace(b"\0", b"").decode("utf-8", "replace").splitlines(keepends=True)
+    keep = [ln for ln in lines if ln.rstrip("\r\n").isprintable()]
+    return "".join(k for k in keep if k.strip())

@@ -1,0 +1,146 @@
+"""Connection lifecycle under churn: descriptors are never closed under a
+live thread (a reused fd number would let a dead connection's reader eat the
+next domain's HELLO), and every HELLO gets its answer while domains come
+and go around it."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import select
+import socket
+import threading
+import time
+
+from pyxl.hypervisor import wire
+from pyxl.hypervisor.services import Hypervisor
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _hello(sock, timeout: float) -> wire.Frame | None:
+    """Send HELLO on the domain's end; the reply, or None if none came in time."""
+    chan = wire.Channel(sock)
+    chan.send(wire.Frame(wire.HELLO, [wire.WIRE_VERSION], req_id=7))
+    p = select.poll()
+    p.register(sock.fileno(), select.POLLIN)
+    if not p.poll(int(timeout * 1000)):
+        return None
+    return chan.recv()
+
+
+def _until(pred, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return pred()
+
+
+def test_a_closed_connection_keeps_its_fd_while_a_thread_may_use_it():
+    hv = Hypervisor()
+    hv.domain_created(1)
+    theirs = hv.connect_domain(1)
+    conn = hv._domains[1].conn
+    fd = conn.sock.fileno()
+    with hv.xenstore.lock:               # the reader gets stuck inside a request
+        wire.Channel(theirs).send(wire.Frame(wire.XS_READ, ["/local"], req_id=1))
+        time.sleep(0.2)
+        conn.close()
+        conn.join(0.05)                  # a daemon that gave up waiting for it
+        assert conn._reader.is_alive()
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # the next domain's socket must not get the number the reader still uses
+        assert fd not in (a.fileno(), b.fileno())
+        os.fstat(fd)
+    assert _until(lambda: not conn._reader.is_alive() and not conn._writer.is_alive())
+    assert _until(lambda: conn.sock.fileno() == -1)   # the last thread closed it
+    for s in (a, b, theirs):
+        s.close()
+    hv.close()
+
+
+def test_a_connection_closed_before_its_threads_start_closes_its_fd():
+    hv = Hypervisor()
+    hv.domain_created(1)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    from pyxl.hypervisor.services import DomainConnection
+    conn = DomainConnection(hv, ours, 1)
+    conn.close()
+    conn.start()                         # destroyed while being attached: no threads
+    assert not conn._reader.is_alive() and ours.fileno() == -1
+    assert theirs.recv(16) == b""        # the domain sees the end
+    theirs.close()
+    hv.close()
+
+
+def test_hello_is_always_answered_while_domains_come_and_go():
+    """Many domains connect at once while others crash mid-HELLO, are
+    destroyed mid-HELLO, reconnect (attach replaces a connection) and while
+    the daemon gives up joining their threads; every domain still alive gets
+    its HELLO answered with its own domid, and no descriptor leaks."""
+    hv = Hypervisor()
+    base_fds = _open_fds()
+    domids = itertools.count(1)
+    failures: list[str] = []
+    answered = [0]
+    lock = threading.Lock()
+    stop = time.monotonic() + 3.0
+
+    def worker(seed: int) -> None:
+        rnd = random.Random(seed)
+        while time.monotonic() < stop and not failures:
+            domid = next(domids)
+            hv.domain_created(domid, home=rnd.random() < 0.3)
+            theirs = hv.connect_domain(domid)
+            fate = rnd.choice(["live", "live", "live", "crash", "destroy", "reattach",
+                               "giveup"])
+            try:
+                if fate == "crash":          # dies before its HELLO is answered
+                    wire.Channel(theirs).send(
+                        wire.Frame(wire.HELLO, [wire.WIRE_VERSION], req_id=7))
+                    theirs.close()
+                elif fate == "destroy":      # destroyed while its HELLO is in flight
+                    wire.Channel(theirs).send(
+                        wire.Frame(wire.HELLO, [wire.WIRE_VERSION], req_id=7))
+                    hv.domain_destroyed(domid)
+                    continue
+                elif fate == "giveup":       # the daemon stops waiting for the threads
+                    conn = hv._domains[domid].conn
+                    conn.close()
+                    conn.join(0)
+                    theirs.close()
+                else:
+                    if fate == "reattach":   # the old connection goes, a new one serves
+                        theirs.close()
+                        ours, theirs = socket.socketpair(socket.AF_UNIX,
+                                                         socket.SOCK_SEQPACKET)
+                        hv.attach(ours, domid)
+                    reply = _hello(theirs, 5.0)
+                    if reply is None:
+                        failures.append(f"domain {domid} ({fate}): HELLO never answered")
+                    elif reply.op != wire.HELLO or reply.req_id != 7 \
+                            or reply.int(1) != domid:
+                        failures.append(f"domain {domid} ({fate}): wrong reply {reply!r}")
+                    else:
+                        with lock:
+                            answered[0] += 1
+                    theirs.close()
+                hv.domain_destroyed(domid)
+            finally:
+                theirs.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not failures, failures[:5]
+    assert answered[0] > 50
+    hv.close()
+    # every connection's socket is closed once its threads are done
+    assert _until(lambda: _open_fds() <= base_fds), (_open_fds(), base_fds)

@@ -1,0 +1,110 @@
+"""A private simulated host for the walkthrough tests: its own PYXL_ROOT,
+pyxl run as a subprocess, consoles driven by examples/console.py."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+LIST_ROW = re.compile(r"^(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+([-rbpscd]{6})\s+[\d.]+$")
+
+
+def squeeze(line: str) -> str:
+    """tpm-tools 1.3.9 indents and aligns its fields; the guide printed
+    them with single spaces.  Words and their order must match exactly."""
+    return " ".join(line.split())
+
+
+def procs_with_root(root: str) -> list[int]:
+    """Every process that inherited this host's PYXL_ROOT (daemon, domains,
+    and whatever a guest started: tcsd and its guardian)."""
+    key = ("PYXL_ROOT=" + root).encode()
+    pids = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit() or int(p) == os.getpid():
+            continue
+        try:
+            env = open("/proc/%s/environ" % p, "rb").read().split(b"\0")
+            stat = open("/proc/%s/stat" % p).read()
+        except OSError:
+            continue
+        if key in env and stat.rsplit(")", 1)[1].split()[0] != "Z":
+            pids.append(int(p))
+    return pids
+
+
+class Host:
+    def __init__(self, tmp: Path, pyxl_cmd: list[str]):
+        self.dir = tmp / "guide"
+        self.dir.mkdir()
+        self.root = str(tmp / "root")
+        self.pyxl = pyxl_cmd
+        self.env = dict(os.environ, PYXL_ROOT=self.root, PYXL=" ".join(pyxl_cmd),
+                        PYXL_MINIOS_BOOT_DELAY="0", CONSOLE_TIMEOUT="60",
+                        PYTHONPATH=os.pathsep.join([str(REPO)] + [
+                            p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+        self.env.pop("NOTIFY_SOCKET", None)
+
+    def run(self, *args, timeout=60) -> subprocess.CompletedProcess:
+        return subprocess.run(self.pyxl + list(args), env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+
+    def console(self, mode: str, *args: str, timeout=90) -> str:
+        p = subprocess.run([sys.executable, str(EXAMPLES / "console.py"), mode, *args],
+                           env=self.env, capture_output=True, text=True, timeout=timeout,
+                           errors="replace")
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+        return p.stdout
+
+    def guest(self, *commands: str) -> str:
+        return self.console("type", *commands, "--", "console", "domu")
+
+    def console_log(self, dom: str) -> str:
+        """xenconsoled's log of the domain (every line since it was created)."""
+        path = Path(self.root, "var/log/pyxl/console/guest-%s.log" % dom)
+        return path.read_bytes().decode(errors="replace").replace("\r\n", "\n")
+
+    def wait_console(self, dom: str, text: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                log = self.console_log(dom)
+            except FileNotFoundError:
+                log = ""
+            if text in log:
+                return log
+            assert time.monotonic() < deadline, "%r never appeared on %s:\n%s" % (text, dom, log)
+            time.sleep(0.05)
+
+    def domains(self) -> dict[str, tuple]:
+        out = self.run("list").stdout.splitlines()
+        rows = {}
+        for line in out[1:]:
+            m = LIST_ROW.match(line)
+            assert m, line
+            rows[m.group(1)] = m.groups()[1:]
+        return rows
+
+    def wait_gone(self, name: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while name in self.domains():
+            assert time.monotonic() < deadline, "%s is still there" % name
+            time.sleep(0.1)
+
+    def create(self, cfg: str, *extra: str) -> None:
+        p = self.run("create", str(EXAMPLES / cfg), *extra)
+        assert p.returncode == 0, p.stderr
+
+    def stop(self) -> list[int]:
+        """`pyxl daemon stop --force`; the processes still alive 10 s later."""
+        self.run("daemon", "stop", "--force", timeout=60)
+        deadline = time.monotonic() + 10
+        while procs_with_root(self.root) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return procs_with_root(self.root)
