@@ -110,6 +110,15 @@ class Counter:
 
 
 @dataclass
+class FamilyRow:
+    """A row of the delegation family table (Part 2 20.2 TPM_FAMILY_TABLE_ENTRY)."""
+    label: int                    # TPM_FAMILY_LABEL, one byte
+    family_id: int
+    verification_count: int = 1
+    flags: int = 0                # TPM_DELEGATE_ADMIN_LOCK | TPM_FAMFLAG_ENABLED
+
+
+@dataclass
 class Session:
     handle: int
     protocol: int                 # TPM_PID_OIAP / TPM_PID_OSAP
@@ -147,6 +156,9 @@ class PermanentData:
     audited: set[int] = field(default_factory=set)                     # audited ordinals
     audit_counter: int = 0                 # auditMonotonicCounter
     auth_fail_count: int = 0
+    families: dict[int, FamilyRow] = field(default_factory=dict)     # family table row -> entry
+    last_family_id: int = 0
+    no_owner_nv_write: int = 0             # NV writes without an owner (TPM_MAX_NV_WRITE_NOOWNER)
 
 
 def default_nv() -> dict[int, NVArea]:
@@ -589,7 +601,7 @@ READ_ONLY = {C.TPM_ORD_GetCapability, C.TPM_ORD_PcrRead, C.TPM_ORD_GetRandom,
              C.TPM_ORD_SelfTestFull, C.TPM_ORD_ContinueSelfTest,
              C.TPM_ORD_GetCapabilityOwner, C.TPM_ORD_OwnerReadInternalPub,
              C.TPM_ORD_NV_ReadValue, C.TPM_ORD_NV_ReadValueAuth,
-             C.TPM_ORD_SHA1CompleteExtend}
+             C.TPM_ORD_SHA1CompleteExtend, C.TPM_ORD_Delegate_ReadTable}
 
 
 _loaded = False

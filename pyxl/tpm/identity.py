@@ -36,6 +36,10 @@ class Identity:
     read_srk_pub: bool = True             # initial TPM_PERMANENT_FLAGS.readSRKPub
     audit_by_default: bool = False        # libtpms audits the owner/EK commands from the start
     clear_keeps_enabled: bool = True      # OwnerClear/ForceClear: libtpms disables + deactivates
+    # Delegate_Manage without authorization on an unowned TPM: libtpms allows it (up
+    # to TPM_MAX_NV_WRITE_NOOWNER writes); the emulator looks up the missing
+    # session first and always answers TPM_AUTHFAIL
+    unowned_delegate_manage: bool = False
 
     def __post_init__(self):
         if len(self.vendor_id) != 4:
@@ -53,4 +57,4 @@ IBM_SWTPM_IDENTITY = Identity(
     max_sessions=16, tis_timeouts=(1000000, 1000000, 1000000, 1000000),
     durations=(50000000, 100000000, 300000000), physical_presence=False,
     pcrs_ff_at_startup=frozenset(range(17, 23)), nv_locked=False, read_srk_pub=False,
-    audit_by_default=True, clear_keeps_enabled=False)
+    audit_by_default=True, clear_keeps_enabled=False, unowned_delegate_manage=True)

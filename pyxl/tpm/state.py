@@ -24,7 +24,8 @@ from .structures import (TPM_NV_DATA_PUBLIC, TPM_PERMANENT_FLAGS, TPM_STCLEAR_FL
                          unmarshal_any_key)
 
 MAGIC = b"PYXLTPM12\x00"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2       # 2: + the delegation family table (1 still loads: no families)
+READABLE_VERSIONS = (1, 2)
 
 
 def _h(b: bytes | None):
@@ -92,6 +93,10 @@ def state_dict(tpm) -> dict:
             "auth_fail_count": p.auth_fail_count,
             "audited": sorted(p.audited),
             "audit_counter": p.audit_counter,
+            "families": [[row, f.label, f.family_id, f.verification_count, f.flags]
+                         for row, f in sorted(p.families.items())],
+            "last_family_id": p.last_family_id,
+            "no_owner_nv_write": p.no_owner_nv_write,
         },
         "saved": tpm.saved,
     }
@@ -112,7 +117,7 @@ def load_state(tpm, blob: bytes) -> None:
     try:
         r = Reader(blob, len(MAGIC))
         version, n = r.u16(), r.u32()
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise TPMStateError("unsupported TPM state format %d" % version)
         body = r.bytes(n)
         digest = r.bytes(32)
@@ -153,6 +158,14 @@ def load_state(tpm, blob: bytes) -> None:
             from .commands.audit import default_audited
             p.audited = default_audited(tpm.identity)
         p.audit_counter = int(pd.get("audit_counter", 0))
+        from .engine import FamilyRow
+        p.families = {}
+        for row, label, fid, count, flags in pd.get("families", []):
+            if not 0 <= int(row) < 16 or not 0 <= int(label) <= 0xFF:
+                raise ValueError("bad family table row")
+            p.families[int(row)] = FamilyRow(int(label), int(fid), int(count), int(flags))
+        p.last_family_id = int(pd.get("last_family_id", 0))
+        p.no_owner_nv_write = int(pd.get("no_owner_nv_write", 0))
         saved = d["saved"]
         if saved is not None:
             check_saved(saved)

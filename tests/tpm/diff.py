@@ -308,12 +308,35 @@ def gen_owner():
         oiap("oiap 4"),
         Cmd("ownerreadinternalpub EK", _authorised(0x81, u32(TPM_KH_EK), "oiap 4"), g,
             ordinal=0x81),
+        # the delegation family table, managed by the owner
+        Cmd("delegate_readtable empty", frame(C1, 0xDB), g, ordinal=0xDB),
+        *_family_ops(g),
         oiap("oiap 5"),
         Cmd("ownerclear", _authorised(0x5B, b"", "oiap 5"), g, ordinal=0x5B),
         _gc("PROPERTY OWNER cleared", 0x05, u32(0x111)),
         _gc("FLAG PERMANENT cleared", 0x04, u32(0x108)),
         Cmd("readpubek when cleared", frame(C1, 0x7C, bytes(20)), g),
+        Cmd("delegate_readtable cleared", frame(C1, 0xDB), g, ordinal=0xDB),
     ]
+
+
+def _family_ops(g: str) -> list[Cmd]:
+    """Owner-authorised Delegate_Manage (familyID, opCode, opData): create two
+    families, enable / lock / invalidate, with ReadTable after each step."""
+    steps = [("create a", 0, 1, b"\x0a"), ("create b", 0, 1, b"\x0b"),
+             ("enable 1", 1, 2, b"\x01"), ("admin lock 2", 2, 3, b"\x01"),
+             ("enable bad size", 1, 2, b"\x01\x01"), ("unknown family", 9, 2, b"\x01"),
+             ("bad opcode", 1, 7, b""), ("invalidate 1", 1, 4, b""),
+             ("create c", 0, 1, b"\x0c")]
+    out = []
+    for i, (name, fam, op, data) in enumerate(steps):
+        s = "oiap d%d" % i
+        out += [Cmd(s, frame(C1, 0x0A), g),
+                Cmd("delegate_manage " + name,
+                    _authorised(0xD2, u32(fam) + u32(op) + u32(len(data)) + data, s), g,
+                    ordinal=0xD2),
+                Cmd("delegate_readtable after " + name, frame(C1, 0xDB), g, ordinal=0xDB)]
+    return out
 
 
 GROUPS = {"startup": gen_startup, "pcr": gen_pcr, "pcr_reset": gen_pcr_reset,

@@ -312,3 +312,24 @@ def test_clear_on_the_xen_vtpm_keeps_read_srk_pub(owned):
         assert pf[2 + 16] == value                        # readSRKPub
         assert not owned.perm.flags.disable
         take_ownership(owned)
+
+
+def test_authorize_migration_key(owned):
+    """TPM_MIGRATIONKEYAUTH = migrationKey || scheme || SHA-1(key || scheme || tpmProof)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa as _rsa
+    n = _rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key() \
+        .public_numbers().n.to_bytes(256, "big")
+
+    def pubkey(bits=2048, es=3, exponent=b""):
+        parms = u32(bits) + u32(2) + u32(len(exponent)) + exponent
+        return u32(1) + u16(es) + u16(1) + u32(len(parms)) + parms + u32(len(n)) + n
+
+    key = pubkey()
+    r, out = auth1(owned, 0x2B, b"", u16(2) + key, OWNER)            # TPM_MS_REWRAP
+    assert r.rc == 0
+    assert out == key + u16(2) + sha1(key + u16(2) + owned.perm.tpm_proof)
+    assert auth1(owned, 0x2B, b"", u16(2) + key, bytes(20))[0].rc == RC.TPM_AUTHFAIL
+    assert auth1(owned, 0x2B, b"", u16(2) + pubkey(es=1), OWNER)[0].rc == RC.TPM_INAPPROPRIATE_ENC
+    for weak in (pubkey(bits=1024), pubkey(exponent=b"\x03")):
+        assert auth1(owned, 0x2B, b"", u16(1) + weak, OWNER)[0].rc == RC.TPM_BAD_KEY_PROPERTY
+    assert run(owned, 0xC1, 0x2B, u16(1) + key).rc == RC.TPM_BADTAG

@@ -102,8 +102,8 @@ def test_persistent_changed():
 def test_corrupt_blobs_raise_tpm_state_error():
     blob = new_tpm().dump()
     body_at = len(MAGIC) + 6
-    for bad in (blob[:len(MAGIC)], MAGIC + b"\x00\x02" + blob[len(MAGIC) + 2:],
-                blob[:body_at] + b"[" + blob[body_at + 1:]):
+    future = MAGIC + struct.pack(">H", FORMAT_VERSION + 1) + blob[len(MAGIC) + 2:]
+    for bad in (blob[:len(MAGIC)], future, blob[:body_at] + b"[" + blob[body_at + 1:]):
         with pytest.raises(TPMStateError):
             TPM.load(bad)
 

@@ -13,6 +13,7 @@ from ..marshal import Reader, TPMDecodeError, Writer
 from ..structures import (TPM_CAP_VERSION_INFO, TPM_KEY_PARMS, TPM_STRUCT_VER, TPM_VERSION)
 
 from .counter import MAX_COUNTERS
+from .delegate import DELEGATE_ROWS, FAMILY_ROWS
 
 NV_TOTAL = 4096          # bytes of NV the emulator offers
 MAX_CONTEXTS = 16       # saved session contexts (context.MAX_SAVED_SESSIONS)
@@ -56,10 +57,10 @@ PROPERTIES = {
     P.TPM_CAP_PROP_OWNER: lambda t: _bool(t.owned),
     P.TPM_CAP_PROP_CONTEXT: lambda t: _u32(MAX_CONTEXTS - len(t.saved_sessions)),
     P.TPM_CAP_PROP_MAX_CONTEXT: lambda t: _u32(MAX_CONTEXTS),
-    P.TPM_CAP_PROP_FAMILYROWS: lambda t: _u32(16),
+    P.TPM_CAP_PROP_FAMILYROWS: lambda t: _u32(FAMILY_ROWS),
     P.TPM_CAP_PROP_TIS_TIMEOUT: lambda t: b"".join(_u32(v) for v in t.identity.tis_timeouts),
     P.TPM_CAP_PROP_STARTUP_EFFECT: lambda t: _u32(0x4F),
-    P.TPM_CAP_PROP_DELEGATE_ROW: lambda t: _u32(4),
+    P.TPM_CAP_PROP_DELEGATE_ROW: lambda t: _u32(DELEGATE_ROWS),
     P.TPM_CAP_PROP_MAX_DAASESS: lambda t: _u32(1),
     P.TPM_CAP_PROP_DAASESS: lambda t: _u32(1),
     P.TPM_CAP_PROP_CONTEXT_DIST: lambda t: _u32(0xFFFFFFFE),
