@@ -258,9 +258,14 @@ class DomainConnection:
     def _handle(self, frame: wire.Frame) -> None:
         try:
             result, fds = self.hv._dispatch(self, frame)
-        except (OSError, wire.WireError) as exc:
+        except Exception as exc:
+            # OSError/WireError are the domain's fault; anything else is a bug
+            # here, answered EIO so the domain is told rather than left waiting
+            # or cut off
             for fd in frame.fds:
                 os.close(fd)
+            if not isinstance(exc, (OSError, wire.WireError)):
+                exc = OSError(_errno.EIO, f"hypervisor error: {exc!r}"[:1000])
             if frame.req_id and not frame.flags & wire.FLAG_ONEWAY:
                 msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 self._reply(wire.Frame(wire.XS_ERROR, [_errname(exc), msg],
@@ -514,8 +519,9 @@ class Hypervisor:
             for s in self._dom0_sinks:
                 s(port)
         dom = self._domains.get(domid)
-        if dom is not None and dom.conn is not None:
-            dom.conn.evtchn_event(port)
+        conn = dom.conn if dom is not None else None     # read once: a close may clear it
+        if conn is not None:
+            conn.evtchn_event(port)
 
     # -- requests from a domain -------------------------------------------
     def _dispatch(self, conn: DomainConnection, f: wire.Frame) -> tuple[list, list[int]]:

@@ -144,3 +144,44 @@ def test_hello_is_always_answered_while_domains_come_and_go():
     hv.close()
     # every connection's socket is closed once its threads are done
     assert _until(lambda: _open_fds() <= base_fds), (_open_fds(), base_fds)
+
+
+def test_a_bug_in_a_service_is_answered_eio_and_the_connection_lives():
+    from pyxl.domain.xen import XenError, XenInterface
+    hv = Hypervisor()
+    hv.domain_created(1)
+    x = XenInterface(hv.connect_domain(1))
+
+    def broken(*a):
+        raise KeyError("oops")
+    hv.evtchn.status = broken
+    try:
+        x.evtchn_status(1)
+    except XenError as e:
+        assert e.name == "EIO" and "oops" in str(e)
+    else:
+        raise AssertionError("no error")
+    assert x.read("/local/domain/1/domid") == b"1"     # still served
+    hv.close()
+
+
+def test_a_reply_too_big_for_the_wire_is_e2big_not_a_dead_writer():
+    from pyxl.domain.xen import XenError, XenInterface
+    hv = Hypervisor()
+    hv.domain_created(1)
+    dom0 = hv.xs()
+    dom0.mkdir("/big")
+    dom0.set_perms("/big", ["n0", "r1"])
+    tx = dom0.transaction_start()
+    for i in range(2000):                 # ~90 kB of names: more than one frame
+        dom0.mkdir(f"/big/a-rather-long-child-name-for-the-listing-{i:05d}", tx)
+    dom0.transaction_end(tx, True)
+    x = XenInterface(hv.connect_domain(1))
+    try:
+        x.directory("/big")
+    except XenError as e:
+        assert e.name == "E2BIG"          # xenstored: a directory over the payload limit
+    else:
+        raise AssertionError("no error")
+    assert x.read("/local/domain/1/domid") == b"1"
+    hv.close()
