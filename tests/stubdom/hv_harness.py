@@ -31,8 +31,17 @@ class Host:
         return self.tmp / ("console-%d.log" % domid)
 
     def console(self, domid: int) -> str:
+        """The console log once it has stopped growing: the hypervisor writes
+        it on its own thread, so a domain's last lines may land a moment after
+        the domain (or its reply) is seen."""
         p = self.log_path(domid)
-        return p.read_bytes().decode(errors="replace") if p.exists() else ""
+        last, deadline = None, time.monotonic() + 5
+        while True:
+            out = p.read_bytes() if p.exists() else b""
+            if out == last or time.monotonic() > deadline:
+                return out.decode(errors="replace")
+            last = out
+            time.sleep(0.05)
 
     def wait_console(self, domid: int, text: str, timeout: float = 20) -> str:
         deadline = time.monotonic() + timeout

@@ -159,7 +159,9 @@ def test_guide_chain_and_persistence(host):
 def test_manager_seed_option_bug_crashes_the_domain(host):
     mgr = start_manager(host, "owner_auth=well-known")
     assert mgr.wait(30) == 64 + 3                         # SHUTDOWN_crash
-    con = host.console(MGR)
+    # the hypervisor writes the console log on its own thread: the domain may
+    # be gone before its last lines are in the file
+    con = host.wait_console(MGR, "Do_exit called!\r\n")
     assert ("ERROR[VTPM]: Invalid auth string =well-known\r\n"
             "ERROR[VTPM]: Invalid Option owner_auth=well-known\r\n"
             "ERROR[VTPM]: Command line parsing failed! exiting..\r\n"
