@@ -621,19 +621,54 @@ class HostState:
             if action == "preserve":
                 return
             restart = action in ("restart", "coredump_restart", "soft_reset", "restart_rename")
-            self.monitor_log(dom, "Domain %d needs to be cleaned up: destroying the domain" % domid)
-            self._destroy_locked(dom)
+            config = dom.config             # what the restarted domain is made from
+            if action == "restart_rename":
+                # xl's preserve_domain: the old domain stays, shut down, under
+                # a dated name and a new uuid; a new one takes the name
+                self._preserve_renamed(dom)
+            else:
+                self.monitor_log(dom, "Domain %d needs to be cleaned up: destroying the domain"
+                                 % domid)
+                self._destroy_locked(dom)
             if not restart:
                 self.monitor_log(dom, "Done. Exiting now")
                 return
-            self.monitor_log(dom, "Domain %d has been destroyed." % domid)
+            if action != "restart_rename":
+                self.monitor_log(dom, "Domain %d has been destroyed." % domid)
         # the new domain is made outside the lock: create waits for device backends
         try:
-            new = self.create(dom.config, dom.config_file, dom.config_text, monitor=True)
+            new = self.create(config, dom.config_file, dom.config_text, monitor=True)
             self.monitor_log(dom, "Waiting for domain %s (domid %s) to die [pid %d]"
                              % (dom.name, new["domid"], os.getpid()))
         except Fault as f:
             self.monitor_log(dom, f.message)
+
+    def _preserve_renamed(self, dom: Domain) -> None:
+        """libxl_domain_preserve with xl's suffix "-%Y%m%dT%H%MZ" (UTC)."""
+        suffix = time.strftime("-%Y%m%dT%H%MZ", time.gmtime())
+        name = dom.config.get("c_info", {}).get("name", dom.name)
+        self.monitor_log(dom, "Preserving domain %d %s with suffix%s" % (dom.domid, name, suffix))
+        old_uuid, new_uuid = dom.uuid, str(uuidlib.uuid4())
+        dom.name = name + suffix
+        dom.uuid = new_uuid
+        dom.monitored = False
+        dom.config = json.loads(json.dumps(dom.config))     # the new domain keeps the original
+        dom.config.setdefault("c_info", {})["name"] = dom.name
+        dom.config["c_info"]["uuid"] = new_uuid
+        try:
+            self.xs.rm("/vm/%s" % old_uuid)
+        except OSError:
+            pass
+        self.xs.write("/vm/%s/name" % new_uuid, dom.name)
+        self.xs.write("/vm/%s/uuid" % new_uuid, new_uuid)
+        self.xs.write("/local/domain/%d/vm" % dom.domid, "/vm/%s" % new_uuid)
+        self.xs.write("/local/domain/%d/name" % dom.domid, dom.name)
+        try:
+            os.replace(self.paths.console_log(name), self.paths.console_log(dom.name))
+        except OSError:
+            pass
+        self.save()
+        self.changed.notify_all()
 
     # -- other domain operations -----------------------------------------
     def rename(self, dom_q: str, new: str) -> None:

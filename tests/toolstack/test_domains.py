@@ -245,6 +245,25 @@ def test_reboot_restarts_with_a_new_domid_and_e_leaves_it(host):
     host.wait_for(lambda: host.domains().get("lin", {}).get("state") == "---s--", what="shutdown")
 
 
+def test_rename_restart_preserves_the_old_domain_under_a_dated_name(host):
+    assert host.create("rr", on_reboot="restart_rename").returncode == 0
+    old = host.domains()["rr"]
+    host.wait_for(lambda: "rr" in host.console_log("rr") and "login" in host.console_log("rr"),
+                  what="boot")
+    assert host.run("reboot", "rr").returncode == 0
+
+    def preserved():
+        return [n for n in host.domains() if re.fullmatch(r"rr-\d{8}T\d{4}Z", n)]
+
+    host.wait_for(lambda: preserved() and "rr" in host.domains(), what="rename-restart")
+    doms = host.domains()
+    kept = doms[preserved()[0]]
+    assert kept["domid"] == old["domid"] and kept["uuid"] != old["uuid"]
+    assert kept["state"][3:5] == "sr"                   # shut down for reboot, left listed
+    assert doms["rr"]["domid"] > old["domid"]
+    assert host.run("domname", str(old["domid"])).stdout == preserved()[0] + "\n"
+
+
 def test_console_flood_keeps_the_daemon_responsive(host):
     assert host.create("flood").returncode == 0
     child = spawn_console(host, "console", "flood")
