@@ -252,8 +252,10 @@ class DomainConnection:
                     break
                 self._handle(frame)
         finally:
-            self.close()
-            self._thread_done()
+            try:
+                self.close()
+            finally:
+                self._thread_done()
 
     def _handle(self, frame: wire.Frame) -> None:
         try:
@@ -478,6 +480,15 @@ class Hypervisor:
         conn = self.attach(sock, domid)
         conn.wait()
         conn.join(2.0)
+
+    def wait_disconnected(self, domid: int, timeout: float | None = None) -> bool:
+        """Wait until domain `domid` has no connection: once its process has
+        exited this means everything it sent (its last console output) has
+        been handled. False on timeout."""
+        with self.lock:
+            dom = self._domains.get(domid)
+            conn = dom.conn if dom is not None else None
+        return conn is None or conn.wait(timeout)
 
     def _connection_closed(self, conn: DomainConnection) -> None:
         with self.lock:
