@@ -14,6 +14,9 @@ only a domain's own replies apply back-pressure, to that domain's reader.
 Every service has its own lock; callbacks out of here (`on_disconnect`,
 dom0 event-channel sinks, watch sinks) run on these threads and must not
 block -- an asyncio daemon hands them on with loop.call_soon_threadsafe.
+A connection's socket is closed by the last of its two threads to end,
+never by close()/join() under a live thread: a descriptor number freed
+under a thread about to recvmsg would be the next domain's socket.
 
 Embedding (the toolstack's daemon):
 
