@@ -14,6 +14,9 @@ only a domain's own replies apply back-pressure, to that domain's reader.
 Every service has its own lock; callbacks out of here (`on_disconnect`,
 dom0 event-channel sinks, watch sinks) run on these threads and must not
 block -- an asyncio daemon hands them on with loop.call_soon_threadsafe.
+A connection's socket is closed by the last of its two threads to end,
+never by close()/join() under a live thread: a descriptor number freed
+under a thread about to recvmsg would be the next domain's socket.
 
 Embedding (the toolstack's daemon):
 
@@ -252,8 +255,10 @@ class DomainConnection:
                     break
                 self._handle(frame)
         finally:
-            self.close()
-            self._thread_done()
+            try:
+                self.close()
+            finally:
+                self._thread_done()
 
     def _handle(self, frame: wire.Frame) -> None:
         try:
@@ -478,6 +483,15 @@ class Hypervisor:
         conn = self.attach(sock, domid)
         conn.wait()
         conn.join(2.0)
+
+    def wait_disconnected(self, domid: int, timeout: float | None = None) -> bool:
+        """Wait until domain `domid` has no connection: once its process has
+        exited this means everything it sent (its last console output) has
+        been handled. False on timeout."""
+        with self.lock:
+            dom = self._domains.get(domid)
+            conn = dom.conn if dom is not None else None
+        return conn is None or conn.wait(timeout)
 
     def _connection_closed(self, conn: DomainConnection) -> None:
         with self.lock:

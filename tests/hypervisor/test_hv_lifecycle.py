@@ -140,7 +140,7 @@ def test_hello_is_always_answered_while_domains_come_and_go():
     for t in threads:
         t.join(30)
     assert not failures, failures[:5]
-    assert answered[0] > 50
+    assert answered[0] > 50, answered
     hv.close()
     # every connection's socket is closed once its threads are done
     assert _until(lambda: _open_fds() <= base_fds), (_open_fds(), base_fds)
@@ -184,4 +184,23 @@ def test_a_reply_too_big_for_the_wire_is_e2big_not_a_dead_writer():
     else:
         raise AssertionError("no error")
     assert x.read("/local/domain/1/domid") == b"1"
+    hv.close()
+
+
+def test_wait_disconnected_means_the_last_output_is_in_the_log(tmp_path):
+    hv = Hypervisor()
+    log = tmp_path / "guest-a.log"
+    hv.domain_created(1, console_log=str(log))
+    theirs = hv.connect_domain(1)
+    chan = wire.Channel(theirs)
+    with hv.xenstore.lock:          # the hypervisor is stuck on the first request
+        chan.send(wire.Frame(wire.XS_READ, ["/local"], req_id=1))
+        for i in range(200):
+            chan.send(wire.Frame(wire.CONSOLE_WRITE, [b"line %d\n" % i],
+                                 flags=wire.FLAG_ONEWAY))
+        theirs.close()              # the domain process exits
+        assert not hv.wait_disconnected(1, 0.05)
+        assert not log.read_bytes()
+    assert hv.wait_disconnected(1, 5)
+    assert log.read_bytes().endswith(b"line 199\n")
     hv.close()
