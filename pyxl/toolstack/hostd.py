@@ -520,22 +520,24 @@ class HostState:
         sel.register(self.wake_r, selectors.EVENT_READ, None)
         watched: dict[int, int] = {}            # fd -> domid
         while not self.stopping:
+            # under the lock: _kill closes pidfds under it, and a number closed
+            # between a copy and register() could already name another socket
             with self.lock:
                 want = {fd: domid for domid, fd in self.pidfds.items()}
-            for fd in list(watched):
-                if want.get(fd) != watched[fd]:
-                    try:
-                        sel.unregister(fd)
-                    except (KeyError, ValueError):
-                        pass
-                    del watched[fd]
-            for fd, domid in want.items():
-                if fd not in watched:
-                    try:
-                        sel.register(fd, selectors.EVENT_READ, domid)
-                        watched[fd] = domid
-                    except (OSError, ValueError, KeyError):
-                        pass
+                for fd in list(watched):
+                    if want.get(fd) != watched[fd]:
+                        try:
+                            sel.unregister(fd)
+                        except (KeyError, ValueError):
+                            pass
+                        del watched[fd]
+                for fd, domid in want.items():
+                    if fd not in watched:
+                        try:
+                            sel.register(fd, selectors.EVENT_READ, domid)
+                            watched[fd] = domid
+                        except (OSError, ValueError, KeyError):
+                            pass
             for key, _ in sel.select(1.0):
                 if key.fd == self.wake_r:
                     try:
