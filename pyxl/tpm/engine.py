@@ -119,6 +119,13 @@ class FamilyRow:
 
 
 @dataclass
+class DelegateRow:
+    """A row of the delegate table (Part 2 20.6 TPM_DELEGATE_TABLE_ROW)."""
+    pub: object                   # TPM_DELEGATE_PUBLIC
+    auth: bytes                   # the delegation's authValue
+
+
+@dataclass
 class Session:
     handle: int
     protocol: int                 # TPM_PID_OIAP / TPM_PID_OSAP
@@ -126,6 +133,7 @@ class Session:
     entity_type: int = 0
     entity_value: int = 0
     shared_secret: bytes = b""
+    delegate: object = None       # DSAP: the TPM_DELEGATE_PUBLIC it was opened with
 
 
 @dataclass
@@ -158,6 +166,7 @@ class PermanentData:
     auth_fail_count: int = 0
     families: dict[int, FamilyRow] = field(default_factory=dict)     # family table row -> entry
     last_family_id: int = 0
+    delegates: dict[int, DelegateRow] = field(default_factory=dict)  # delegate table row -> row
     no_owner_nv_write: int = 0             # NV writes without an owner (TPM_MAX_NV_WRITE_NOOWNER)
 
 
@@ -236,6 +245,15 @@ class Ctx:
             if not allow_oiap:
                 raise TPMError(C.TPM_BAD_MODE)
             key = secret
+        elif s.protocol == C.TPM_PID_DSAP:
+            if not allow_osap:
+                raise TPMError(C.TPM_BAD_MODE)
+            # a DSAP session stands for the owner, and only for the ordinals delegated
+            if entity_type != C.TPM_ET_OWNER or s.delegate is None:
+                raise TPMError(C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL)
+            from .commands.delegate import check_permission
+            check_permission(self.tpm, s.delegate, self.ordinal, self.locality)
+            key = s.shared_secret
         else:
             if not allow_osap:
                 raise TPMError(C.TPM_BAD_MODE)
@@ -256,7 +274,7 @@ class Ctx:
     def decrypt_auth(self, enc: bytes, i: int = 0, odd: bool = False) -> bytes:
         """ADIP (XOR): an encrypted AuthData under OSAP session i's shared secret."""
         s = self.session(i)
-        if s.protocol != C.TPM_PID_OSAP:
+        if s.protocol not in (C.TPM_PID_OSAP, C.TPM_PID_DSAP):
             raise TPMError(C.TPM_BAD_MODE)
         if s.entity_type >> 8 not in (0, C.TPM_ET_XOR):
             raise TPMError(C.TPM_INAPPROPRIATE_ENC)

@@ -8,7 +8,8 @@ import struct
 
 import pytest
 
-from engine_helpers import (OWNER, Session, auth1, key_pool, new_tpm, run, take_ownership, u32)
+from engine_helpers import (OWNER, Session, auth1, getcap, hmac1, key_pool, new_tpm, run, sha1,
+                            take_ownership, u16, u32)
 
 from pyxl.tpm import TPM
 from pyxl.tpm import constants as C
@@ -137,3 +138,167 @@ def test_families_survive_dump_and_load(owned):
     t3 = TPM.load(v1, key_source=key_pool())
     t3.power_on()
     assert table(t3)[0] == [] and t3.perm.last_family_id == 0
+
+
+# ---------------------------------------------------------------- owner delegation + DSAP
+
+DELAUTH = b"D" * 20
+PER_OWNERREADINTERNALPUB = 1 << 18       # Part 2 20.2.1 per1 bits
+PER_CREATEOWNERDELEGATION = 1 << 1
+
+
+def delegate_public(family, per1, label=7, count=0, pcr_select=b"\0\0\0", digest=bytes(20),
+                    locality=0x1F):
+    """TPM_DELEGATE_PUBLIC built by hand (Part 2 20.6)."""
+    pcr = struct.pack(">H", len(pcr_select)) + pcr_select + bytes([locality]) + digest
+    perms = struct.pack(">HIII", 0x001A, 1, per1, 0)         # TPM_DEL_OWNER_BITS
+    return struct.pack(">HB", 0x001B, label) + pcr + perms + u32(family) + u32(count)
+
+
+def create_owner_delegation(tpm, pub, secret=DELAUTH, increment=False, sess=None):
+    """-> (rc, blob) via an owner OSAP session (or sess), ADIP-encrypted secret."""
+    sess = sess or Session(tpm, "osap", C.TPM_ET_OWNER, C.TPM_KH_OWNER, OWNER)
+    params = bytes([increment]) + pub + sess.enc_auth(secret)
+    r, out = auth1(tpm, 0xD5, b"", params, None, sess=sess)
+    if r.rc:
+        return r.rc, None
+    assert r.body[-41 + 20] == 0                   # continueAuthSession FALSE
+    n = struct.unpack(">I", out[:4])[0]
+    assert len(out) == 4 + n
+    return 0, out[4:]
+
+
+class DSAP(Session):
+    """A DSAP session: the shared secret is HMAC(delegation secret, evenDSAP || oddDSAP)."""
+
+    def __init__(self, tpm, entity_type, value, secret=DELAUTH, expect=0):
+        self.tpm = tpm
+        odd = bytes(range(20))
+        r = run(tpm, 0xC1, 0x11, u16(entity_type) + u32(0) + odd + u32(len(value)) + value)
+        self.rc = r.rc
+        assert r.rc == expect, r
+        if r.rc:
+            return
+        assert len(r.body) == 44
+        self.handle = struct.unpack(">I", r.body[:4])[0]
+        self.nonce_even = r.body[4:24]
+        self.shared = hmac1(secret, r.body[24:44], odd)
+        self.kind = "osap"
+
+
+def read_internal_pub(tpm, sess):
+    return auth1(tpm, 0x81, b"", u32(0x40000000), None, sess=sess)[0]
+
+
+@pytest.fixture
+def family(owned):
+    assert manage(owned, 0, CREATE, b"\x01") == (0, u32(1))
+    assert manage(owned, 1, ENABLE, b"\x01") == (0, b"")
+    return owned
+
+
+def test_owner_blob_opens_dsap_for_delegated_ordinals_only(family):
+    t = family
+    pub = delegate_public(1, PER_OWNERREADINTERNALPUB)
+    rc, blob = create_owner_delegation(t, pub)
+    assert rc == 0
+    # TPM_DELEGATE_OWNER_BLOB: tag, pub (verificationCount set to the family's), digest, areas
+    assert blob[:2] == b"\x00\x2a"
+    assert blob[2:2 + len(pub)] == pub[:-4] + u32(1)
+    assert blob[2 + len(pub):22 + len(pub)] != bytes(20)
+    assert DELAUTH not in blob                      # the secret is encrypted
+    s = DSAP(t, C.TPM_ET_DEL_OWNER_BLOB, blob)
+    assert read_internal_pub(t, s).rc == 0           # HMAC'ed with the DSAP shared secret
+    r, _ = auth1(t, 0x40, b"", b"", None, sess=DSAP(t, C.TPM_ET_DEL_OWNER_BLOB, blob))
+    assert r.rc == RC.TPM_AUTHFAIL                   # ResetLockValue: bit 17 not delegated
+    # the owner's secret is not the delegate's
+    wrong = DSAP(t, C.TPM_ET_DEL_OWNER_BLOB, blob, secret=OWNER)
+    assert read_internal_pub(t, wrong).rc == RC.TPM_AUTHFAIL
+    # a DSAP session cannot stand for a key
+    r, _ = auth1(t, 0x21, u32(0x40000000), b"", None, sess=DSAP(t, C.TPM_ET_DEL_OWNER_BLOB, blob))
+    assert r.rc == RC.TPM_AUTHFAIL
+    # a tampered blob (per1 widened) fails its integrity check
+    i = blob.index(struct.pack(">HII", 0x001A, 1, PER_OWNERREADINTERNALPUB))
+    bad = bytearray(blob)
+    bad[i + 6:i + 10] = u32(0xFFFFFFFF)
+    DSAP(t, C.TPM_ET_DEL_OWNER_BLOB, bytes(bad), expect=RC.TPM_AUTHFAIL)
+    DSAP(t, C.TPM_ET_DEL_OWNER_BLOB, b"junk", expect=RC.TPM_WRONG_ENTITYTYPE)
+    DSAP(t, C.TPM_ET_DEL_KEY_BLOB, blob, expect=RC.TPM_BAD_PARAMETER)  # key delegation: absent
+    # a disabled family refuses; a new verification count retires older blobs
+    assert manage(t, 1, ENABLE, b"\x00")[0] == 0
+    DSAP(t, C.TPM_ET_DEL_OWNER_BLOB, blob, expect=RC.TPM_DISABLED_CMD)
+    assert manage(t, 1, ENABLE, b"\x01")[0] == 0
+    rc, blob2 = create_owner_delegation(t, pub, increment=True)
+    assert rc == 0 and blob2[2 + len(pub) - 4:2 + len(pub)] == u32(2)
+    DSAP(t, C.TPM_ET_DEL_OWNER_BLOB, blob, expect=RC.TPM_FAMILYCOUNT)
+    assert read_internal_pub(t, DSAP(t, C.TPM_ET_DEL_OWNER_BLOB, blob2)).rc == 0
+    # bad requests
+    assert create_owner_delegation(t, delegate_public(9, 1))[0] == RC.TPM_BADINDEX
+    keybits = pub.replace(struct.pack(">HI", 0x001A, 1), struct.pack(">HI", 0x001A, 2))
+    assert create_owner_delegation(t, keybits)[0] == RC.TPM_BAD_PARAMETER
+    r, _ = auth1(t, 0xD5, b"", b"\0" + pub + bytes(20), OWNER)       # OIAP: no ADIP
+    assert r.rc == RC.TPM_BAD_MODE
+
+
+def test_delegate_hands_on_at_most_its_rights_and_pcr_binding(family):
+    t = family
+    rc, blob = create_owner_delegation(
+        t, delegate_public(1, PER_CREATEOWNERDELEGATION | PER_OWNERREADINTERNALPUB))
+    assert rc == 0
+    sub = delegate_public(1, PER_OWNERREADINTERNALPUB)
+    rc, sub_blob = create_owner_delegation(t, sub, b"S" * 20,
+                                           sess=DSAP(t, C.TPM_ET_DEL_OWNER_BLOB, blob))
+    assert rc == 0
+    s = DSAP(t, C.TPM_ET_DEL_OWNER_BLOB, sub_blob, secret=b"S" * 20)
+    assert read_internal_pub(t, s).rc == 0
+    more = delegate_public(1, PER_OWNERREADINTERNALPUB | 1 << 16)
+    assert create_owner_delegation(t, more, sess=DSAP(t, C.TPM_ET_DEL_OWNER_BLOB, blob))[0] \
+        == RC.TPM_AUTHFAIL
+    # bound to PCR 16's current value: usable until PCR 16 changes
+    pcr16 = run(t, 0xC1, 0x15, u32(16)).body
+    composite = sha1(u16(3) + b"\0\0\x01" + u32(20) + pcr16)
+    rc, bound = create_owner_delegation(
+        t, delegate_public(1, PER_OWNERREADINTERNALPUB, pcr_select=b"\0\0\x01", digest=composite))
+    assert rc == 0
+    assert read_internal_pub(t, DSAP(t, C.TPM_ET_DEL_OWNER_BLOB, bound)).rc == 0
+    assert run(t, 0xC1, 0x14, u32(16) + b"x" * 20).rc == 0
+    s = DSAP(t, C.TPM_ET_DEL_OWNER_BLOB, bound)
+    assert read_internal_pub(t, s).rc == RC.TPM_WRONGPCRVAL
+
+
+def load_owner_delegation(tpm, index, blob, secret=OWNER):
+    params = u32(index) + u32(len(blob)) + blob
+    return auth1(tpm, 0xD8, b"", params, secret)[0].rc
+
+
+def test_delegate_rows_load_list_authorize_and_persist(family):
+    t = family
+    pub = delegate_public(1, PER_OWNERREADINTERNALPUB, label=0x42)
+    rc, blob = create_owner_delegation(t, pub)
+    assert rc == 0
+    assert load_owner_delegation(t, 4, blob) == RC.TPM_BADINDEX
+    assert load_owner_delegation(t, 2, blob, secret=bytes(20)) == RC.TPM_AUTHFAIL
+    assert run(t, 0xC1, 0xD8, u32(2) + u32(len(blob)) + blob).rc == RC.TPM_AUTHFAIL
+    assert load_owner_delegation(t, 2, blob) == 0
+    rows, delegates = table(t)
+    assert delegates == u32(2) + pub[:-4] + u32(1)
+    assert read_internal_pub(t, DSAP(t, C.TPM_ET_DEL_ROW, u32(2))).rc == 0
+    DSAP(t, C.TPM_ET_DEL_ROW, u32(1), expect=RC.TPM_BADINDEX)
+    # the row survives dump/load
+    t2 = TPM.load(t.dump(), key_source=key_pool())
+    t2.power_on()
+    assert table(t2)[1] == delegates
+    assert read_internal_pub(t2, DSAP(t2, C.TPM_ET_DEL_ROW, u32(2))).rc == 0
+    # OwnerClear empties the delegate table
+    assert auth1(t2, 0x5B, b"", b"", OWNER)[0].rc == 0
+    assert table(t2) == ([], b"")
+
+
+def test_dsap_and_owner_delegation_advertised():
+    t = new_tpm()
+    for o in (0x11, 0xD5, 0xD8):
+        assert getcap(t, 0x01, u32(o)).body == u32(1) + b"\x01"
+    for o in (0xD4, 0xD6, 0xD1, 0x75):
+        assert getcap(t, 0x01, u32(o)).body == u32(1) + b"\x00"
+    assert getcap(t, 0x03, u16(6)).body == u32(1) + b"\x01"     # TPM_CAP_PID: DSAP
+    assert getcap(t, 0x03, u16(7)).body == u32(1) + b"\x00"     # transport: absent

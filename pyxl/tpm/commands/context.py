@@ -42,6 +42,9 @@ def save(tpm, handle: int, rt: int, label: bytes) -> bytes:
         s = tpm.sessions.get(handle)
         if s is None:
             raise TPMError(C.TPM_INVALID_AUTHHANDLE)
+        if s.protocol == C.TPM_PID_DSAP:
+            # the context blob does not carry the delegation (a known gap)
+            raise TPMError(C.TPM_BAD_PARAMETER)
         if len(tpm.saved_sessions) >= MAX_SAVED_SESSIONS:
             raise TPMError(C.TPM_NOCONTEXTSPACE)
         tpm.context_count += 1
