@@ -207,6 +207,10 @@ def test_owner_blob_opens_dsap_for_delegated_ordinals_only(family):
     assert blob[2:2 + len(pub)] == pub[:-4] + u32(1)
     assert blob[2 + len(pub):22 + len(pub)] != bytes(20)
     assert DELAUTH not in blob                      # the secret is encrypted
+    # no additionalArea, a 32-byte sealed area (libtpms's sizes), sealed afresh each time
+    assert blob[22 + len(pub):][:8] == u32(0) + u32(32) and len(blob) == len(pub) + 62
+    again = create_owner_delegation(t, pub)[1]
+    assert again[-32:] != blob[-32:]
     s = DSAP(t, C.TPM_ET_DEL_OWNER_BLOB, blob)
     assert read_internal_pub(t, s).rc == 0           # HMAC'ed with the DSAP shared secret
     r, _ = auth1(t, 0x40, b"", b"", None, sess=DSAP(t, C.TPM_ET_DEL_OWNER_BLOB, blob))

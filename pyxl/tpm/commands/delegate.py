@@ -8,9 +8,12 @@ Not implemented (their ordinals are absent): key delegation
 (CreateKeyDelegation, DSAP on TPM_ET_DEL_KEY_BLOB), VerifyDelegation,
 UpdateVerification, SetOwnerPointer.
 
-The blob's sensitive part is AES-128-CBC under a key derived from tpmProof
-(the IV is the additionalArea); its integrityDigest is HMAC-SHA1 keyed with
-tpmProof, as in libtpms, so a blob only loads on the TPM that made it.
+The blob's sensitive part is AES-128-CBC under a key derived from tpmProof,
+with a zero IV and SEALED_NONCE random bytes before the TPM_DELEGATE_SENSITIVE
+(the spec leaves "other fields" to the vendor), so equal secrets seal
+differently and the blob is as long as libtpms's (no additionalArea, 32 bytes
+of sensitiveArea).  Its integrityDigest is HMAC-SHA1 keyed with tpmProof, as
+in libtpms, so a blob only loads on the TPM that made it.
 """
 
 from __future__ import annotations
@@ -91,11 +94,19 @@ def _integrity(tpm, blob: TPM_DELEGATE_OWNER_BLOB) -> bytes:
         blob.integrityDigest = digest
 
 
+SEALED_NONCE = 9          # 9 + 22 bytes of TPM_DELEGATE_SENSITIVE pad to 32
+
+
+def _seal(tpm, auth: bytes) -> bytes:
+    plain = random_bytes(SEALED_NONCE) + TPM_DELEGATE_SENSITIVE(auth).to_bytes()
+    return aes_cbc_encrypt(_delegate_key(tpm), bytes(16), plain)
+
+
 def _unseal(tpm, blob: TPM_DELEGATE_OWNER_BLOB) -> bytes:
     """The blob's authValue; TPM_BAD_DELEGATE when it does not decrypt."""
     try:
-        plain = aes_cbc_decrypt(_delegate_key(tpm), blob.additionalArea, blob.sensitiveArea)
-        return TPM_DELEGATE_SENSITIVE.from_bytes(plain).authValue
+        plain = aes_cbc_decrypt(_delegate_key(tpm), bytes(16), blob.sensitiveArea)
+        return TPM_DELEGATE_SENSITIVE.from_bytes(plain[SEALED_NONCE:]).authValue
     except (ValueError, TPMDecodeError):
         raise TPMError(C.TPM_BAD_DELEGATE) from None
 
@@ -222,9 +233,7 @@ def Delegate_CreateOwnerDelegation(tpm, ctx, r):
         fam.verification_count += 1
         _end_sessions(tpm, ctx)
     pub.verificationCount = fam.verification_count
-    iv = random_bytes(16)
-    sealed = aes_cbc_encrypt(_delegate_key(tpm), iv, TPM_DELEGATE_SENSITIVE(auth).to_bytes())
-    blob = TPM_DELEGATE_OWNER_BLOB(pub, bytes(20), iv, sealed)
+    blob = TPM_DELEGATE_OWNER_BLOB(pub, bytes(20), b"", _seal(tpm, auth))
     blob.integrityDigest = _integrity(tpm, blob)
     ctx.auths[0].cont = 0
     return Writer().sized32(blob.to_bytes()).getvalue()
