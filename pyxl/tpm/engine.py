@@ -619,7 +619,8 @@ READ_ONLY = {C.TPM_ORD_GetCapability, C.TPM_ORD_PcrRead, C.TPM_ORD_GetRandom,
              C.TPM_ORD_SelfTestFull, C.TPM_ORD_ContinueSelfTest,
              C.TPM_ORD_GetCapabilityOwner, C.TPM_ORD_OwnerReadInternalPub,
              C.TPM_ORD_NV_ReadValue, C.TPM_ORD_NV_ReadValueAuth,
-             C.TPM_ORD_SHA1CompleteExtend, C.TPM_ORD_Delegate_ReadTable}
+             C.TPM_ORD_SHA1CompleteExtend, C.TPM_ORD_Delegate_ReadTable,
+             C.TPM_ORD_Delegate_VerifyDelegation}
 
 
 _loaded = False

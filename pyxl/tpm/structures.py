@@ -922,3 +922,26 @@ class TPM_DELEGATE_OWNER_BLOB(TPMStruct):
         if pub.permissions.delegateType != TPM_DEL_OWNER_BITS:
             raise TPMStructError(at, "owner blob delegateType %d" % pub.permissions.delegateType)
         return cls(pub, r.digest(), r.sized32("additionalArea"), r.sized32("sensitiveArea"))
+
+
+@dataclass
+class TPM_DELEGATE_KEY_BLOB(TPMStruct):
+    pub: TPM_DELEGATE_PUBLIC = field(default_factory=TPM_DELEGATE_PUBLIC)
+    integrityDigest: bytes = bytes(20)
+    pubKeyDigest: bytes = bytes(20)
+    additionalArea: bytes = b""
+    sensitiveArea: bytes = b""
+
+    def marshal(self, w):
+        (w.u16(C.TPM_TAG_DELG_KEY_BLOB).struct(self.pub).bytes(self.integrityDigest)
+         .bytes(self.pubKeyDigest).sized32(self.additionalArea).sized32(self.sensitiveArea))
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_DELG_KEY_BLOB, "TPM_DELEGATE_KEY_BLOB")
+        at = r.pos
+        pub = TPM_DELEGATE_PUBLIC.unmarshal(r)
+        if pub.permissions.delegateType != TPM_DEL_KEY_BITS:
+            raise TPMStructError(at, "key blob delegateType %d" % pub.permissions.delegateType)
+        return cls(pub, r.digest(), r.digest(), r.sized32("additionalArea"),
+                   r.sized32("sensitiveArea"))

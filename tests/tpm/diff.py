@@ -382,10 +382,18 @@ def _delegation_ops(g: str) -> list[Cmd]:
         enc = bytes(a ^ b for a, b in zip(DELEGATE_SECRET, pad))
         return b"\x00" + _delegate_public(3, 1 << 18) + enc
 
-    def load(answers):
+    def blob(answers):
         r = answers.get("create owner delegation")
-        blob = r.raw[14:-41] if r is not None and len(r.raw) > 55 else b""
-        return u32(0) + u32(len(blob)) + blob
+        return r.raw[14:-41] if r is not None and len(r.raw) > 55 else b""
+
+    def load(answers):
+        return u32(0) + u32(len(blob(answers))) + blob(answers)
+
+    def verify(answers):
+        return frame(C1, 0xD6, u32(len(blob(answers))) + blob(answers))
+
+    def verify_bad_tag(answers):
+        return frame(C1, 0xD6, u32(len(blob(answers))) + b"\x00\x99" + blob(answers)[2:])
 
     osap = Cmd("osap owner", frame(C1, 0x0B, u16(2) + u32(0x40000001) + ODD_OSAP), g)
     dsap = lambda name: Cmd(name, frame(C1, 0x11, u16(8) + u32(0) + ODD_OSAP  # noqa: E731
@@ -401,6 +409,11 @@ def _delegation_ops(g: str) -> list[Cmd]:
         Cmd("oiap f", frame(C1, 0x0A), g),
         Cmd("load owner delegation", _authorised(0xD8, load, "oiap f"), g, ordinal=0xD8),
         Cmd("delegate_readtable with a row", frame(C1, 0xDB), g, ordinal=0xDB),
+        Cmd("verifydelegation", verify, g, ordinal=0xD6),
+        Cmd("verifydelegation bad tag", verify_bad_tag, g, ordinal=0xD6),
+        Cmd("oiap g", frame(C1, 0x0A), g),
+        Cmd("updateverification row 0", _authorised(0xD1, u32(4) + u32(0), "oiap g"), g,
+            ordinal=0xD1),
         dsap("dsap row 0"),
         Cmd("delegated ownerreadinternalpub EK",
             _osap_authorised(0x81, u32(TPM_KH_EK), "dsap row 0", DELEGATE_SECRET), g,

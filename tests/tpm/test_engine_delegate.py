@@ -300,9 +300,49 @@ def test_delegate_rows_load_list_authorize_and_persist(family):
 
 def test_dsap_and_owner_delegation_advertised():
     t = new_tpm()
-    for o in (0x11, 0xD5, 0xD8):
+    for o in (0x11, 0xD5, 0xD8, 0xD6, 0xD1):
         assert getcap(t, 0x01, u32(o)).body == u32(1) + b"\x01"
-    for o in (0xD4, 0xD6, 0xD1, 0x75):
+    for o in (0xD4, 0x75):
         assert getcap(t, 0x01, u32(o)).body == u32(1) + b"\x00"
     assert getcap(t, 0x03, u16(6)).body == u32(1) + b"\x01"     # TPM_CAP_PID: DSAP
     assert getcap(t, 0x03, u16(7)).body == u32(1) + b"\x00"     # transport: absent
+
+
+def verify_delegation(tpm, blob):
+    return run(tpm, 0xC1, 0xD6, u32(len(blob)) + blob).rc
+
+
+def update_verification(tpm, data, secret=OWNER, sess=None):
+    r, out = auth1(tpm, 0xD1, b"", u32(len(data)) + data, secret, sess=sess)
+    if r.rc:
+        return r.rc, None
+    assert struct.unpack(">I", out[:4])[0] == len(out) - 4
+    return 0, out[4:]
+
+
+def test_verify_and_update_verification(family):
+    t = family
+    pub = delegate_public(1, PER_OWNERREADINTERNALPUB | 1 << 5)   # + UpdateVerification
+    rc, blob = create_owner_delegation(t, pub)
+    assert rc == 0 and verify_delegation(t, blob) == 0
+    assert load_owner_delegation(t, 0, blob) == 0
+    bad = blob[:-1] + bytes([blob[-1] ^ 1])
+    assert verify_delegation(t, bad) == RC.TPM_AUTHFAIL
+    assert verify_delegation(t, b"\x00\x99" + blob[2:]) == RC.TPM_BAD_PARAMETER
+    # a new verification count retires the blob and the row ...
+    assert create_owner_delegation(t, pub, increment=True)[0] == 0
+    assert verify_delegation(t, blob) == RC.TPM_FAMILYCOUNT
+    DSAP(t, C.TPM_ET_DEL_ROW, u32(0), expect=RC.TPM_FAMILYCOUNT)
+    # ... until the owner updates them
+    assert update_verification(t, blob, secret=bytes(20))[0] == RC.TPM_AUTHFAIL
+    rc, fresh = update_verification(t, blob)
+    assert rc == 0 and fresh[:2 + len(pub)] == blob[:2 + len(pub) - 4] + u32(2)
+    assert verify_delegation(t, fresh) == 0
+    assert read_internal_pub(t, DSAP(t, C.TPM_ET_DEL_OWNER_BLOB, fresh)).rc == 0
+    assert update_verification(t, u32(0)) == (0, b"")
+    assert table(t)[1] == u32(0) + pub[:-4] + u32(2)
+    # a delegate with the UpdateVerification bit may update rows of its family
+    assert update_verification(t, u32(0), sess=DSAP(t, C.TPM_ET_DEL_ROW, u32(0))) == (0, b"")
+    assert update_verification(t, u32(3))[0] == RC.TPM_BADINDEX
+    assert manage(t, 1, ENABLE, b"\x00")[0] == 0
+    assert verify_delegation(t, fresh) == RC.TPM_DISABLED_CMD

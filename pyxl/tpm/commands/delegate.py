@@ -4,9 +4,10 @@ owner delegation blobs (Delegate_CreateOwnerDelegation), the delegate table
 authorize an owner command in place of the owner when the ordinal's bit is
 set in the delegation's per1 (Ctx.verify calls check_permission).
 
+VerifyDelegation and UpdateVerification take owner and key blobs (a key
+blob can only come from another TPM here, so it fails its integrity check).
 Not implemented (their ordinals are absent): key delegation
-(CreateKeyDelegation, DSAP on TPM_ET_DEL_KEY_BLOB), VerifyDelegation,
-UpdateVerification, SetOwnerPointer.
+(CreateKeyDelegation, DSAP on TPM_ET_DEL_KEY_BLOB) and SetOwnerPointer.
 
 The blob's sensitive part is AES-128-CBC under a key derived from tpmProof,
 with a zero IV and SEALED_NONCE random bytes before the TPM_DELEGATE_SENSITIVE
@@ -24,8 +25,8 @@ from ..engine import (CHECK_ALL, CHECK_ALLOW_NO_OWNER, CHECK_NO_LOCKOUT, CHECK_N
                       CHECK_OWNER, T0, T1, T10, DelegateRow, FamilyRow, Session, TPMError,
                       command)
 from ..marshal import Reader, TPMDecodeError, Writer
-from ..structures import (TPM_DEL_OWNER_BITS, TPM_DELEGATE_OWNER_BLOB, TPM_DELEGATE_PUBLIC,
-                          TPM_DELEGATE_SENSITIVE)
+from ..structures import (TPM_DEL_OWNER_BITS, TPM_DELEGATE_KEY_BLOB, TPM_DELEGATE_OWNER_BLOB,
+                          TPM_DELEGATE_PUBLIC, TPM_DELEGATE_SENSITIVE)
 
 FAMILY_ROWS = 16            # TPM_CAP_PROP_FAMILYROWS (the emulator's and swtpm's build)
 DELEGATE_ROWS = 4           # TPM_CAP_PROP_DELEGATE_ROW
@@ -86,7 +87,8 @@ def _delegate_key(tpm) -> bytes:
     return sha1(b"pyxl TPM_DELEGATE_KEY", tpm.perm.tpm_proof)[:16]
 
 
-def _integrity(tpm, blob: TPM_DELEGATE_OWNER_BLOB) -> bytes:
+def _integrity(tpm, blob) -> bytes:
+    """HMAC(tpmProof) of an owner or key blob with a zero integrityDigest."""
     digest, blob.integrityDigest = blob.integrityDigest, bytes(20)
     try:
         return hmac_sha1(tpm.perm.tpm_proof, blob.to_bytes())
@@ -102,7 +104,7 @@ def _seal(tpm, auth: bytes) -> bytes:
     return aes_cbc_encrypt(_delegate_key(tpm), bytes(16), plain)
 
 
-def _unseal(tpm, blob: TPM_DELEGATE_OWNER_BLOB) -> bytes:
+def _unseal(tpm, blob) -> bytes:
     """The blob's authValue; TPM_BAD_DELEGATE when it does not decrypt."""
     try:
         plain = aes_cbc_decrypt(_delegate_key(tpm), bytes(16), blob.sensitiveArea)
@@ -322,3 +324,58 @@ def DSAP(tpm, ctx, r):
     out = s.handle.to_bytes(4, "big") + s.nonce_even + nonce_even_dsap
     ctx.out_skip = len(out)      # libtpms: no output parameter is digested
     return out
+
+
+def _blob_of(data: bytes):
+    """An owner or key delegation blob by its tag (libtpms: others TPM_BAD_PARAMETER)."""
+    tag = Reader(data).u16()
+    cls = {C.TPM_TAG_DELEGATE_OWNER_BLOB: TPM_DELEGATE_OWNER_BLOB,
+           C.TPM_TAG_DELG_KEY_BLOB: TPM_DELEGATE_KEY_BLOB}.get(tag)
+    if cls is None:
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    return cls.unmarshal(Reader(data))
+
+
+@command(C.TPM_ORD_Delegate_VerifyDelegation)
+def Delegate_VerifyDelegation(tpm, ctx, r):
+    data = r.sized32("delegation")
+    ctx.start(r, T0, CHECK_ALL)
+    blob = _blob_of(data)
+    fam = _enabled_family(tpm, blob.pub.familyID)
+    if blob.pub.verificationCount != fam.verification_count:
+        raise TPMError(C.TPM_FAMILYCOUNT)
+    if not _eq(_integrity(tpm, blob), blob.integrityDigest):
+        raise TPMError(C.TPM_AUTHFAIL)
+    _unseal(tpm, blob)
+    return b""
+
+
+@command(C.TPM_ORD_Delegate_UpdateVerification)
+def Delegate_UpdateVerification(tpm, ctx, r):
+    """Bring a blob or a delegate row (inputData of 4 bytes: its index) up to
+    its family's verificationCount."""
+    ctx.mark(r)
+    data = r.sized32("inputData")
+    ctx.start(r, T1, CHECK_ALL)
+    s = ctx.verify(0, tpm.perm.owner_auth, C.TPM_ET_OWNER)
+    if len(data) == 4:
+        row = tpm.perm.delegates.get(Reader(data).u32())
+        if row is None:
+            raise TPMError(C.TPM_BADINDEX)
+        pub, blob = row.pub, None
+    else:
+        blob = _blob_of(data)
+        if not _eq(_integrity(tpm, blob), blob.integrityDigest):
+            raise TPMError(C.TPM_AUTHFAIL)
+        pub = blob.pub
+    fam = tpm.perm.families[_row_of(tpm, pub.familyID)]
+    if s.protocol == C.TPM_PID_DSAP:
+        if pub.familyID != s.delegate.familyID:
+            raise TPMError(C.TPM_DELEGATE_FAMILY)
+        if not fam.flags & TPM_FAMFLAG_ENABLED:
+            raise TPMError(C.TPM_DISABLED_CMD)
+    pub.verificationCount = fam.verification_count
+    if blob is None:
+        return Writer().u32(0).getvalue()
+    blob.integrityDigest = _integrity(tpm, blob)
+    return Writer().sized32(blob.to_bytes()).getvalue()
