@@ -134,6 +134,7 @@ class Session:
     entity_value: int = 0
     shared_secret: bytes = b""
     delegate: object = None       # DSAP: the TPM_DELEGATE_PUBLIC it was opened with
+    delegate_key: bytes = b""     # DSAP on a key blob: the blob's pubKeyDigest
 
 
 @dataclass
@@ -248,10 +249,11 @@ class Ctx:
         elif s.protocol == C.TPM_PID_DSAP:
             if not allow_osap:
                 raise TPMError(C.TPM_BAD_MODE)
-            # a DSAP session stands for the owner, and only for the ordinals delegated
-            if entity_type != C.TPM_ET_OWNER or s.delegate is None:
+            # a DSAP session stands for the owner or for one key, and only for
+            # the ordinals delegated
+            from .commands.delegate import check_permission, dsap_entity_ok
+            if s.delegate is None or not dsap_entity_ok(self.tpm, s, entity_type, entity_value):
                 raise TPMError(C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL)
-            from .commands.delegate import check_permission
             check_permission(self.tpm, s.delegate, self.ordinal, self.locality)
             key = s.shared_secret
         else:

@@ -171,10 +171,10 @@ def create_owner_delegation(tpm, pub, secret=DELAUTH, increment=False, sess=None
 class DSAP(Session):
     """A DSAP session: the shared secret is HMAC(delegation secret, evenDSAP || oddDSAP)."""
 
-    def __init__(self, tpm, entity_type, value, secret=DELAUTH, expect=0):
+    def __init__(self, tpm, entity_type, value, secret=DELAUTH, expect=0, key=0):
         self.tpm = tpm
         odd = bytes(range(20))
-        r = run(tpm, 0xC1, 0x11, u16(entity_type) + u32(0) + odd + u32(len(value)) + value)
+        r = run(tpm, 0xC1, 0x11, u16(entity_type) + u32(key) + odd + u32(len(value)) + value)
         self.rc = r.rc
         assert r.rc == expect, r
         if r.rc:
@@ -227,7 +227,7 @@ def test_owner_blob_opens_dsap_for_delegated_ordinals_only(family):
     bad[i + 6:i + 10] = u32(0xFFFFFFFF)
     DSAP(t, C.TPM_ET_DEL_OWNER_BLOB, bytes(bad), expect=RC.TPM_AUTHFAIL)
     DSAP(t, C.TPM_ET_DEL_OWNER_BLOB, b"junk", expect=RC.TPM_WRONG_ENTITYTYPE)
-    DSAP(t, C.TPM_ET_DEL_KEY_BLOB, blob, expect=RC.TPM_BAD_PARAMETER)  # key delegation: absent
+    DSAP(t, C.TPM_ET_DEL_KEY_BLOB, blob, expect=RC.TPM_WRONG_ENTITYTYPE)  # not a key blob
     # a disabled family refuses; a new verification count retires older blobs
     assert manage(t, 1, ENABLE, b"\x00")[0] == 0
     DSAP(t, C.TPM_ET_DEL_OWNER_BLOB, blob, expect=RC.TPM_DISABLED_CMD)
@@ -300,9 +300,9 @@ def test_delegate_rows_load_list_authorize_and_persist(family):
 
 def test_dsap_and_owner_delegation_advertised():
     t = new_tpm()
-    for o in (0x11, 0xD5, 0xD8, 0xD6, 0xD1):
+    for o in (0x11, 0xD4, 0xD5, 0xD8, 0xD6, 0xD1):
         assert getcap(t, 0x01, u32(o)).body == u32(1) + b"\x01"
-    for o in (0xD4, 0x75):
+    for o in (0x75,):
         assert getcap(t, 0x01, u32(o)).body == u32(1) + b"\x00"
     assert getcap(t, 0x03, u16(6)).body == u32(1) + b"\x01"     # TPM_CAP_PID: DSAP
     assert getcap(t, 0x03, u16(7)).body == u32(1) + b"\x00"     # transport: absent
@@ -346,3 +346,55 @@ def test_verify_and_update_verification(family):
     assert update_verification(t, u32(3))[0] == RC.TPM_BADINDEX
     assert manage(t, 1, ENABLE, b"\x00")[0] == 0
     assert verify_delegation(t, fresh) == RC.TPM_DISABLED_CMD
+
+
+KEY_PER_GETPUBKEY = 1 << 5          # Part 2 20.2.3 key per1 bits
+KEY_PER_SEAL = 1 << 1
+
+
+def key_public(family, per1):
+    pub = delegate_public(family, per1)
+    return pub.replace(struct.pack(">HI", 0x001A, 1), struct.pack(">HI", 0x001A, 2))
+
+
+def create_key_delegation(tpm, handle, key_auth, pub, secret=DELAUTH, sess=None):
+    sess = sess or Session(tpm, "osap", C.TPM_ET_KEYHANDLE, handle, key_auth)
+    params = pub + sess.enc_auth(secret)
+    r, out = auth1(tpm, 0xD4, u32(handle), params, None, sess=sess)
+    if r.rc:
+        return r.rc, None
+    assert struct.unpack(">I", out[:4])[0] == len(out) - 4
+    return 0, out[4:]
+
+
+def test_key_delegation(family):
+    from engine_helpers import create_wrap_key, load_key2
+    t = family
+    kauth = b"k" * 20
+    h = load_key2(t, create_wrap_key(t, usage_auth=kauth))
+    rc, blob = create_key_delegation(t, h, kauth, key_public(1, KEY_PER_GETPUBKEY))
+    assert rc == 0 and blob[:2] == b"\x00\x27" and DELAUTH not in blob
+    # pubKeyDigest = SHA-1 of the key's TPM_STORE_PUBKEY, as GetPubKey shows it
+    r, pubkey = auth1(t, 0x21, u32(h), b"", kauth)
+    assert r.rc == 0
+    store_pubkey = pubkey[-(4 + 256):]
+    plen = len(key_public(1, 0))
+    assert blob[2 + plen + 20:2 + plen + 40] == sha1(store_pubkey)
+    assert verify_delegation(t, blob) == 0
+    # DSAP on the blob stands for that key, for GetPubKey only
+    s = DSAP(t, C.TPM_ET_DEL_KEY_BLOB, blob, key=h)
+    r, out = auth1(t, 0x21, u32(h), b"", None, sess=s)
+    assert r.rc == 0 and out == pubkey
+    r, _ = auth1(t, 0x21, u32(0x40000000), b"", None, sess=DSAP(t, C.TPM_ET_DEL_KEY_BLOB, blob, key=h))
+    assert r.rc == RC.TPM_AUTHFAIL                   # another key (the SRK)
+    assert read_internal_pub(t, DSAP(t, C.TPM_ET_DEL_KEY_BLOB, blob, key=h)).rc == RC.TPM_AUTHFAIL
+    run_dsap = run(t, 0xC1, 0x11, u16(C.TPM_ET_DEL_KEY_BLOB) + u32(0x40000000) + bytes(20)
+                   + u32(len(blob)) + blob)
+    assert run_dsap.rc == RC.TPM_KEYNOTFOUND         # the blob names another key
+    rc, seal_only = create_key_delegation(t, h, kauth, key_public(1, KEY_PER_SEAL))
+    assert rc == 0
+    r, _ = auth1(t, 0x21, u32(h), b"", None, sess=DSAP(t, C.TPM_ET_DEL_KEY_BLOB, seal_only, key=h))
+    assert r.rc == RC.TPM_AUTHFAIL                   # GetPubKey's bit is clear
+    # owner bits cannot make a key blob; a wrong key secret is refused
+    assert create_key_delegation(t, h, kauth, delegate_public(1, 1))[0] == RC.TPM_BAD_PARAMETER
+    assert create_key_delegation(t, h, bytes(20), key_public(1, 1))[0] == RC.TPM_AUTHFAIL

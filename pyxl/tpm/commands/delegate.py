@@ -4,10 +4,11 @@ owner delegation blobs (Delegate_CreateOwnerDelegation), the delegate table
 authorize an owner command in place of the owner when the ordinal's bit is
 set in the delegation's per1 (Ctx.verify calls check_permission).
 
-VerifyDelegation and UpdateVerification take owner and key blobs (a key
-blob can only come from another TPM here, so it fails its integrity check).
-Not implemented (their ordinals are absent): key delegation
-(CreateKeyDelegation, DSAP on TPM_ET_DEL_KEY_BLOB) and SetOwnerPointer.
+Key delegation: CreateKeyDelegation makes a TPM_DELEGATE_KEY_BLOB naming the
+key by its public key's digest; DSAP on TPM_ET_DEL_KEY_BLOB then stands for
+that key only, for the ordinals of its per1 (Part 2 20.2.3).
+VerifyDelegation and UpdateVerification take owner and key blobs.
+Not implemented (its ordinal is absent): SetOwnerPointer.
 
 The blob's sensitive part is AES-128-CBC under a key derived from tpmProof,
 with a zero IV and SEALED_NONCE random bytes before the TPM_DELEGATE_SENSITIVE
@@ -25,7 +26,7 @@ from ..engine import (CHECK_ALL, CHECK_ALLOW_NO_OWNER, CHECK_NO_LOCKOUT, CHECK_N
                       CHECK_OWNER, T0, T1, T10, DelegateRow, FamilyRow, Session, TPMError,
                       command)
 from ..marshal import Reader, TPMDecodeError, Writer
-from ..structures import (TPM_DEL_OWNER_BITS, TPM_DELEGATE_KEY_BLOB, TPM_DELEGATE_OWNER_BLOB,
+from ..structures import (TPM_DEL_KEY_BITS, TPM_DEL_OWNER_BITS, TPM_DELEGATE_KEY_BLOB, TPM_DELEGATE_OWNER_BLOB,
                           TPM_DELEGATE_PUBLIC, TPM_DELEGATE_SENSITIVE)
 
 FAMILY_ROWS = 16            # TPM_CAP_PROP_FAMILYROWS (the emulator's and swtpm's build)
@@ -62,17 +63,54 @@ OWNER_PER1 = {
     "Delegate_UpdateVerification": 5, "CreateCounter": 4, "ReleaseCounterOwner": 3,
     "Delegate_Manage": 2, "Delegate_CreateOwnerDelegation": 1, "DAA_Sign": 0,
 }
-OWNER_PERMISSION = {getattr(C, "TPM_ORD_" + n): bit for n, bit in OWNER_PER1.items()
-                    if hasattr(C, "TPM_ORD_" + n)}
+# Part 2 20.2.3: the per1 bit that delegates each key-authorized ordinal
+KEY_PER1 = {
+    "CMK_ConvertMigration": 28, "TickStampBlob": 27, "ChangeAuthAsymStart": 26,
+    "ChangeAuthAsymFinish": 25, "CMK_CreateKey": 24, "MigrateKey": 23, "LoadKey2": 22,
+    "EstablishTransport": 21, "ReleaseTransportSigned": 20, "Quote2": 19, "Sealx": 18,
+    "MakeIdentity": 17, "ActivateIdentity": 16, "GetAuditDigestSigned": 15, "Sign": 14,
+    "CertifyKey2": 13, "CertifyKey": 12, "CreateWrapKey": 11, "CMK_CreateBlob": 10,
+    "CreateMigrationBlob": 9, "ConvertMigrationBlob": 8, "Delegate_CreateKeyDelegation": 7,
+    "ChangeAuth": 6, "GetPubKey": 5, "UnBind": 4, "Quote": 3, "Unseal": 2, "Seal": 1,
+    "LoadKey": 0,
+}
+
+
+def _ordinal_bits(names: dict[str, int]) -> dict[int, int]:
+    return {getattr(C, "TPM_ORD_" + n): bit for n, bit in names.items()
+            if hasattr(C, "TPM_ORD_" + n)}
+
+
+PERMISSION = {TPM_DEL_OWNER_BITS: _ordinal_bits(OWNER_PER1),
+              TPM_DEL_KEY_BITS: _ordinal_bits(KEY_PER1)}
+
+
+def pubkey_digest(key) -> bytes:
+    """SHA-1 of a loaded key's TPM_STORE_PUBKEY (a key blob's pubKeyDigest)."""
+    return sha1(key.blob.pubKey.to_bytes())
+
+
+def dsap_entity_ok(tpm, s: Session, et: int | None, ev: int | None) -> bool:
+    """May DSAP session s stand for entity (et, ev)?  An owner delegation only
+    for the owner, a key delegation only for the key whose public key it names."""
+    if s.delegate.permissions.delegateType == TPM_DEL_OWNER_BITS:
+        return et == C.TPM_ET_OWNER
+    if et == C.TPM_ET_SRK or (et == C.TPM_ET_KEYHANDLE and ev == C.TPM_KH_SRK):
+        key = tpm.perm.srk
+    elif et == C.TPM_ET_KEYHANDLE:
+        key = tpm.keys.get(ev)
+    else:
+        return False
+    return key is not None and _eq(pubkey_digest(key), s.delegate_key)
 
 
 def check_permission(tpm, pub: TPM_DELEGATE_PUBLIC, ordinal: int, locality: int) -> None:
-    """May a DSAP session opened for `pub` authorize `ordinal` as the owner?
-    (libtpms TPM_Delegations_CheckPermission: every refusal is TPM_AUTHFAIL,
-    then the delegation's PCR binding.)"""
+    """May a DSAP session opened for `pub` authorize `ordinal`?  (libtpms
+    TPM_Delegations_CheckPermission: every refusal is TPM_AUTHFAIL, then the
+    delegation's PCR binding.)"""
     perms = pub.permissions
-    bit = OWNER_PERMISSION.get(ordinal)
-    if perms.delegateType != TPM_DEL_OWNER_BITS or bit is None or not perms.per1 >> bit & 1:
+    bit = PERMISSION.get(perms.delegateType, {}).get(ordinal)
+    if bit is None or not perms.per1 >> bit & 1:
         raise TPMError(C.TPM_AUTHFAIL)
     info = pub.pcrInfo
     if not tpm.check_locality(info.localityAtRelease, locality):
@@ -289,12 +327,27 @@ def _eq(a: bytes, b: bytes) -> bool:
 @command(C.TPM_ORD_DSAP)
 def DSAP(tpm, ctx, r):
     et = r.u16()
-    r.u32()                      # keyHandle: only for TPM_ET_DEL_KEY_BLOB (not implemented)
+    key_handle = r.u32()         # only for TPM_ET_DEL_KEY_BLOB
     nonce_odd_dsap = r.digest()
     value = r.sized32("entityValue")
     ctx.start(r, T0, CHECK_NOT_SHUTDOWN | CHECK_OWNER | CHECK_NO_LOCKOUT)
     low = et & 0xFF
-    if low == C.TPM_ET_DEL_OWNER_BLOB:
+    key_digest = b""
+    if low == C.TPM_ET_DEL_KEY_BLOB:
+        try:
+            blob = TPM_DELEGATE_KEY_BLOB.unmarshal(Reader(value))
+        except TPMDecodeError:
+            raise TPMError(C.TPM_WRONG_ENTITYTYPE) from None
+        fam = _enabled_family(tpm, blob.pub.familyID)
+        if blob.pub.verificationCount != fam.verification_count:
+            raise TPMError(C.TPM_FAMILYCOUNT)
+        if not _eq(_integrity(tpm, blob), blob.integrityDigest):
+            raise TPMError(C.TPM_AUTHFAIL)
+        key = tpm.key_by_handle(key_handle)
+        if key_handle == C.TPM_KH_EK or not _eq(pubkey_digest(key), blob.pubKeyDigest):
+            raise TPMError(C.TPM_KEYNOTFOUND)
+        pub, secret, key_digest = blob.pub, _unseal(tpm, blob), blob.pubKeyDigest
+    elif low == C.TPM_ET_DEL_OWNER_BLOB:
         try:
             blob = TPM_DELEGATE_OWNER_BLOB.unmarshal(Reader(value))
         except TPMDecodeError:
@@ -313,14 +366,19 @@ def DSAP(tpm, ctx, r):
         if row.pub.verificationCount != fam.verification_count:
             raise TPMError(C.TPM_FAMILYCOUNT)
         pub, secret = row.pub, row.auth
-    else:                        # TPM_ET_DEL_KEY_BLOB included: key delegation is absent
+    else:
         raise TPMError(C.TPM_BAD_PARAMETER)
     if et >> 8 not in (0, C.TPM_ET_XOR):
         raise TPMError(C.TPM_INAPPROPRIATE_ENC)
     nonce_even_dsap = random_bytes(20)
     shared = hmac_sha1(secret, nonce_even_dsap, nonce_odd_dsap)
-    s = tpm.add_session(Session(0, C.TPM_PID_DSAP, random_bytes(20), C.TPM_ET_OWNER,
-                                C.TPM_KH_OWNER, shared, pub.copy()))
+    if key_digest:
+        s = Session(0, C.TPM_PID_DSAP, random_bytes(20), C.TPM_ET_KEYHANDLE, key_handle,
+                    shared, pub.copy(), key_digest)
+    else:
+        s = Session(0, C.TPM_PID_DSAP, random_bytes(20), C.TPM_ET_OWNER, C.TPM_KH_OWNER,
+                    shared, pub.copy())
+    tpm.add_session(s)
     out = s.handle.to_bytes(4, "big") + s.nonce_even + nonce_even_dsap
     ctx.out_skip = len(out)      # libtpms: no output parameter is digested
     return out
@@ -377,5 +435,33 @@ def Delegate_UpdateVerification(tpm, ctx, r):
     pub.verificationCount = fam.verification_count
     if blob is None:
         return Writer().u32(0).getvalue()
+    blob.integrityDigest = _integrity(tpm, blob)
+    return Writer().sized32(blob.to_bytes()).getvalue()
+
+
+@command(C.TPM_ORD_Delegate_CreateKeyDelegation)
+def Delegate_CreateKeyDelegation(tpm, ctx, r):
+    """A TPM_DELEGATE_KEY_BLOB delegating the use of the key keyHandle."""
+    handle = r.u32()
+    ctx.mark(r)
+    pub = TPM_DELEGATE_PUBLIC.unmarshal(r)
+    enc_auth = r.digest()
+    ctx.start(r, T1, CHECK_ALL)
+    key = tpm.key_by_handle(handle)
+    s = ctx.verify(0, key.usage_auth, C.TPM_ET_KEYHANDLE, handle, allow_oiap=False)
+    fam = tpm.perm.families[_row_of(tpm, pub.familyID)]
+    if s.protocol == C.TPM_PID_DSAP:
+        if pub.familyID != s.delegate.familyID:
+            raise TPMError(C.TPM_DELEGATE_FAMILY)
+        if not fam.flags & TPM_FAMFLAG_ENABLED:
+            raise TPMError(C.TPM_DISABLED_CMD)
+        mine = s.delegate.permissions
+        if pub.permissions.per1 & ~mine.per1 or pub.permissions.per2 & ~mine.per2:
+            raise TPMError(C.TPM_AUTHFAIL)
+    if pub.permissions.delegateType != TPM_DEL_KEY_BITS:
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    auth = ctx.decrypt_auth(enc_auth)
+    pub.verificationCount = fam.verification_count
+    blob = TPM_DELEGATE_KEY_BLOB(pub, bytes(20), pubkey_digest(key), b"", _seal(tpm, auth))
     blob.integrityDigest = _integrity(tpm, blob)
     return Writer().sized32(blob.to_bytes()).getvalue()
