@@ -246,6 +246,12 @@ class Ctx:
             if not allow_oiap:
                 raise TPMError(C.TPM_BAD_MODE)
             key = secret
+            if entity_type == C.TPM_ET_OWNER and self.tpm.owner_reference != C.TPM_KH_OWNER:
+                # SetOwnerPointer: "the owner" is the delegate row, within its rights
+                from .commands.delegate import check_permission, owner_pointer_row
+                row = owner_pointer_row(self.tpm)
+                check_permission(self.tpm, row.pub, self.ordinal, self.locality)
+                key = row.auth
         elif s.protocol == C.TPM_PID_DSAP:
             if not allow_osap:
                 raise TPMError(C.TPM_BAD_MODE)
@@ -364,6 +370,7 @@ class TPM:
         self.context_count = 0
         self.saved_sessions: set[int] = set()           # contextCounts of saved sessions
         self.audit_digest = bytes(20)                   # renewed by TPM_Startup(ST_CLEAR)
+        self.owner_reference = C.TPM_KH_OWNER           # SetOwnerPointer (TPM_STCLEAR_DATA)
 
     def power_on(self, startup: str | None = "clear") -> int:
         """TPM_Init followed by TPM_Startup(startup), as vtpm-stubdom does.

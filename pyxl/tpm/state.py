@@ -200,6 +200,7 @@ def save_volatile(tpm) -> dict:
                  if not k.blob.keyFlags & 0x4 and h not in tpm.perm.evict_keys],
         "context_nonce_key": tpm.context_nonce_key.hex(),
         "audit_digest": tpm.audit_digest.hex(),
+        "owner_reference": tpm.owner_reference,
         "nv_stclear": [[i, a.pub.bReadSTClear, a.pub.bWriteSTClear]
                        for i, a in sorted(tpm.perm.nv.items())],
     }
@@ -224,6 +225,7 @@ def restore_volatile(tpm, saved: dict) -> None:
     tpm.keys.update({int(h): _key_in(k) for h, k in saved["keys"]})
     tpm.context_nonce_key = bytes.fromhex(saved.get("context_nonce_key", "00" * 20))
     tpm.audit_digest = bytes.fromhex(saved.get("audit_digest", "00" * 20))
+    tpm.owner_reference = int(saved.get("owner_reference", 0x40000001))   # TPM_KH_OWNER
     for i, rd, wr in saved.get("nv_stclear", []):
         a = tpm.perm.nv.get(i)
         if a is not None:

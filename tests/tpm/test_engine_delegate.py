@@ -300,10 +300,9 @@ def test_delegate_rows_load_list_authorize_and_persist(family):
 
 def test_dsap_and_owner_delegation_advertised():
     t = new_tpm()
-    for o in (0x11, 0xD4, 0xD5, 0xD8, 0xD6, 0xD1):
+    for o in (0x11, 0x75, 0xD4, 0xD5, 0xD8, 0xD6, 0xD1):
         assert getcap(t, 0x01, u32(o)).body == u32(1) + b"\x01"
-    for o in (0x75,):
-        assert getcap(t, 0x01, u32(o)).body == u32(1) + b"\x00"
+    assert getcap(t, 0x01, u32(0x12)).body == u32(1) + b"\x00"   # CMK_CreateTicket: absent
     assert getcap(t, 0x03, u16(6)).body == u32(1) + b"\x01"     # TPM_CAP_PID: DSAP
     assert getcap(t, 0x03, u16(7)).body == u32(1) + b"\x00"     # transport: absent
 
@@ -398,3 +397,31 @@ def test_key_delegation(family):
     # owner bits cannot make a key blob; a wrong key secret is refused
     assert create_key_delegation(t, h, kauth, delegate_public(1, 1))[0] == RC.TPM_BAD_PARAMETER
     assert create_key_delegation(t, h, bytes(20), key_public(1, 1))[0] == RC.TPM_AUTHFAIL
+
+
+def set_owner_pointer(tpm, et, ev):
+    return run(tpm, 0xC1, 0x75, u16(et) + u32(ev)).rc
+
+
+def test_set_owner_pointer_makes_the_owner_a_delegate(family):
+    t = family
+    rc, blob = create_owner_delegation(t, delegate_public(1, PER_OWNERREADINTERNALPUB))
+    assert rc == 0 and load_owner_delegation(t, 1, blob) == 0
+    assert set_owner_pointer(t, C.TPM_ET_DEL_ROW, 3) == RC.TPM_BADINDEX
+    assert set_owner_pointer(t, C.TPM_ET_KEYHANDLE, 1) == RC.TPM_BAD_PARAMETER
+    assert set_owner_pointer(t, C.TPM_ET_DEL_ROW, 1) == 0
+    # OIAP and OSAP "owner" sessions now use the row's secret and rights
+    assert auth1(t, 0x81, b"", u32(0x40000000), DELAUTH)[0].rc == 0
+    assert auth1(t, 0x81, b"", u32(0x40000000), OWNER)[0].rc == RC.TPM_AUTHFAIL
+    assert auth1(t, 0x40, b"", b"", DELAUTH)[0].rc == RC.TPM_AUTHFAIL
+    osap = Session(t, "osap", C.TPM_ET_OWNER, C.TPM_KH_OWNER, DELAUTH)
+    assert read_internal_pub(t, osap).rc == 0
+    # kept by SaveState / Startup(ST_STATE), reset by Startup(ST_CLEAR)
+    assert run(t, 0xC1, 0x98).rc == 0
+    assert t.power_on("state") == 0
+    assert auth1(t, 0x81, b"", u32(0x40000000), DELAUTH)[0].rc == 0
+    t.power_on("clear")
+    assert auth1(t, 0x81, b"", u32(0x40000000), OWNER)[0].rc == 0
+    assert set_owner_pointer(t, C.TPM_ET_DEL_ROW, 1) == 0
+    assert set_owner_pointer(t, C.TPM_ET_OWNER, 0) == 0
+    assert auth1(t, 0x81, b"", u32(0x40000000), OWNER)[0].rc == 0

@@ -8,7 +8,9 @@ Key delegation: CreateKeyDelegation makes a TPM_DELEGATE_KEY_BLOB naming the
 key by its public key's digest; DSAP on TPM_ET_DEL_KEY_BLOB then stands for
 that key only, for the ordinals of its per1 (Part 2 20.2.3).
 VerifyDelegation and UpdateVerification take owner and key blobs.
-Not implemented (its ordinal is absent): SetOwnerPointer.
+SetOwnerPointer points "the owner" of later OIAP and OSAP sessions at a
+delegate row (legacy software then acts as the delegate without knowing it);
+LoadOwnerDelegation and CreateOwnerDelegation(increment) point it back.
 
 The blob's sensitive part is AES-128-CBC under a key derived from tpmProof,
 with a zero IV and SEALED_NONCE random bytes before the TPM_DELEGATE_SENSITIVE
@@ -271,6 +273,7 @@ def Delegate_CreateOwnerDelegation(tpm, ctx, r):
     auth = ctx.decrypt_auth(enc_auth)
     if increment:
         fam.verification_count += 1
+        tpm.owner_reference = C.TPM_KH_OWNER
         _end_sessions(tpm, ctx)
     pub.verificationCount = fam.verification_count
     blob = TPM_DELEGATE_OWNER_BLOB(pub, bytes(20), b"", _seal(tpm, auth))
@@ -312,6 +315,7 @@ def Delegate_LoadOwnerDelegation(tpm, ctx, r):
         raise TPMError(C.TPM_BADINDEX)
     _end_sessions(tpm, ctx)
     p.delegates[index] = DelegateRow(blob.pub, auth)
+    tpm.owner_reference = C.TPM_KH_OWNER
     if s is not None and s.protocol == C.TPM_PID_DSAP:
         ctx.auths[0].cont = 0
     if not tpm.owned:
@@ -465,3 +469,36 @@ def Delegate_CreateKeyDelegation(tpm, ctx, r):
     blob = TPM_DELEGATE_KEY_BLOB(pub, bytes(20), pubkey_digest(key), b"", _seal(tpm, auth))
     blob.integrityDigest = _integrity(tpm, blob)
     return Writer().sized32(blob.to_bytes()).getvalue()
+
+
+def owner_pointer_row(tpm, opening: bool = False) -> DelegateRow:
+    """The delegate row SetOwnerPointer selected (checked as DSAP checks a row
+    when an OSAP session opens on it)."""
+    row = tpm.perm.delegates.get(tpm.owner_reference)
+    if row is None:
+        raise TPMError(C.TPM_BADINDEX)
+    if opening:
+        fam = _enabled_family(tpm, row.pub.familyID)
+        if row.pub.verificationCount != fam.verification_count:
+            raise TPMError(C.TPM_FAMILYCOUNT)
+    return row
+
+
+@command(C.TPM_ORD_SetOwnerPointer)
+def SetOwnerPointer(tpm, ctx, r):
+    et = r.u16()
+    ev = r.u32()
+    ctx.start(r, T0, CHECK_ALL)
+    if et == C.TPM_ET_DEL_ROW:
+        row = tpm.perm.delegates.get(ev)
+        if row is None:
+            raise TPMError(C.TPM_BADINDEX)
+        fam = _enabled_family(tpm, row.pub.familyID)
+        if row.pub.verificationCount != fam.verification_count:
+            raise TPMError(C.TPM_FAMILYCOUNT)
+        tpm.owner_reference = ev
+    elif et == C.TPM_ET_OWNER:
+        tpm.owner_reference = C.TPM_KH_OWNER
+    else:
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    return b""
