@@ -5,6 +5,7 @@ are vendor-specific by nature and the Xen vTPM's declared differences."""
 from __future__ import annotations
 
 import fnmatch
+import struct
 
 import pytest
 
@@ -12,6 +13,8 @@ from peers import need_peer
 from tpm import diff
 from tpm.client import TPMClient
 from tpm.fixtures import PyxlServe, Swtpm
+
+from pyxl.tpm import constants as C
 
 # Where pyxl's engine answers differently from libtpms ON PURPOSE:
 # "command:field" glob -> reason (source: the Berlios emulator in
@@ -153,6 +156,16 @@ def test_owner_commands_answer_like_libtpms(vendor, start_swtpm, start_serve):
     verdicts = diff.run(ref.addr, ours.addr, diff.commands("owner"), declared=DECLARED[vendor])
     bad, gaps = gaps_in(verdicts, vendor)
     assert not bad, report(verdicts)
+    # the delegation steps are not vacuous: swtpm (and so we) succeeded or refused as meant
+    rcs = {v.cmd.name: struct.unpack(">I", v.a.raw[6:10])[0] for v in verdicts
+           if len(v.a.raw) >= 10}
+    for name in ("create owner delegation", "load owner delegation", "dsap row 0",
+                 "delegated ownerreadinternalpub EK", "verifydelegation",
+                 "updateverification row 0", "setownerpointer row 0",
+                 "ownerreadinternalpub EK via pointer"):
+        assert rcs[name] == 0, name
+    for name in ("undelegated resetlockvalue", "resetlockvalue via pointer"):
+        assert rcs[name] == C.TPM_RESULT.TPM_AUTHFAIL, name
     if gaps:
         pytest.xfail("engine gap: " + "; ".join(sorted(gaps)))
 

@@ -384,7 +384,8 @@ def test_key_delegation(family):
     s = DSAP(t, C.TPM_ET_DEL_KEY_BLOB, blob, key=h)
     r, out = auth1(t, 0x21, u32(h), b"", None, sess=s)
     assert r.rc == 0 and out == pubkey
-    r, _ = auth1(t, 0x21, u32(0x40000000), b"", None, sess=DSAP(t, C.TPM_ET_DEL_KEY_BLOB, blob, key=h))
+    s = DSAP(t, C.TPM_ET_DEL_KEY_BLOB, blob, key=h)
+    r, _ = auth1(t, 0x21, u32(0x40000000), b"", None, sess=s)
     assert r.rc == RC.TPM_AUTHFAIL                   # another key (the SRK)
     assert read_internal_pub(t, DSAP(t, C.TPM_ET_DEL_KEY_BLOB, blob, key=h)).rc == RC.TPM_AUTHFAIL
     run_dsap = run(t, 0xC1, 0x11, u16(C.TPM_ET_DEL_KEY_BLOB) + u32(0x40000000) + bytes(20)

@@ -28,8 +28,8 @@ from ..engine import (CHECK_ALL, CHECK_ALLOW_NO_OWNER, CHECK_NO_LOCKOUT, CHECK_N
                       CHECK_OWNER, T0, T1, T10, DelegateRow, FamilyRow, Session, TPMError,
                       command)
 from ..marshal import Reader, TPMDecodeError, Writer
-from ..structures import (TPM_DEL_KEY_BITS, TPM_DEL_OWNER_BITS, TPM_DELEGATE_KEY_BLOB, TPM_DELEGATE_OWNER_BLOB,
-                          TPM_DELEGATE_PUBLIC, TPM_DELEGATE_SENSITIVE)
+from ..structures import (TPM_DEL_KEY_BITS, TPM_DEL_OWNER_BITS, TPM_DELEGATE_KEY_BLOB,
+                          TPM_DELEGATE_OWNER_BLOB, TPM_DELEGATE_PUBLIC, TPM_DELEGATE_SENSITIVE)
 
 FAMILY_ROWS = 16            # TPM_CAP_PROP_FAMILYROWS (the emulator's and swtpm's build)
 DELEGATE_ROWS = 4           # TPM_CAP_PROP_DELEGATE_ROW
