@@ -51,3 +51,14 @@ def test_entry_point_runs(pyxl_cmd):
     p = subprocess.run(pyxl_cmd + ["help"], capture_output=True, text=True)
     assert p.returncode == 0
     assert "vtpm-attach" in p.stdout
+
+
+def test_unknown_or_incomplete_option_is_xl_getopt_error(pyxl_cmd, tmp_path):
+    # xl's def_getopt prints getopt's optopt (0 for a long option) and exits 2
+    for args, ch in ((["create", "-z", "x.cfg"], b"z"), (["create", "-f"], b"f"),
+                     (["list", "--bogus"], b"\0")):
+        p = subprocess.run(pyxl_cmd + args, capture_output=True, cwd=tmp_path,
+                           env=dict(__import__("os").environ, PYXL_ROOT=str(tmp_path)))
+        assert p.returncode == 2, (args, p)
+        assert p.stderr == b"option `" + ch + b"' not supported.\n"
+        assert p.stdout == b""

@@ -120,6 +120,12 @@ def run_command(cmd: table.Command, args: list[str]) -> int:
     except Exception as e:
         # typer may bundle its own click: match the exception classes by name.
         kinds = {k.__name__ for k in type(e).__mro__}
+        if kinds & {"NoSuchOption", "BadOptionUsage"} and getattr(e, "option_name", None):
+            # xl's def_getopt: getopt's optopt, which is 0 for a long option
+            name = e.option_name
+            ch = name[1] if len(name) == 2 and name[0] == "-" and name[1] != "-" else "\0"
+            sys.stderr.write("option `%s' not supported.\n" % ch)
+            return 2
         if "UsageError" in kinds:
             e.show()
             return 2

@@ -311,6 +311,10 @@ def _parse_vdispl(cfg, d, out):
                         out.say("Can't parse connector resolution")
                         if rc:
                             raise out.fail([])
+                        # xl returns sscanf's 0 as success: the connectors it
+                        # never reached stay as xcalloc left them
+                        v.connectors.extend(M.ConnectorParam()
+                                            for _ in range(len(conns) - len(v.connectors)))
                         break
             else:
                 raise out.fail('Unknown string "%s" in vdispl spec' % tok)

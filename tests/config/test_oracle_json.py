@@ -39,7 +39,7 @@ def test_corpus_goldens_are_still_what_xl_says():
 
 
 @pytest.mark.slow   # ~10 s: 400 whole configs through xl and pyxl
-@settings(max_examples=400, deadline=None, derandomize=False,
+@settings(max_examples=400, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(rng=st.randoms(use_true_random=False))
 def test_generated_configs_agree_with_xl(rng: random.Random):
