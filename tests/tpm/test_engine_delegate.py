@@ -426,3 +426,24 @@ def test_set_owner_pointer_makes_the_owner_a_delegate(family):
     assert set_owner_pointer(t, C.TPM_ET_DEL_ROW, 1) == 0
     assert set_owner_pointer(t, C.TPM_ET_OWNER, 0) == 0
     assert auth1(t, 0x81, b"", u32(0x40000000), OWNER)[0].rc == 0
+
+
+def test_dsap_session_context_keeps_the_delegation(family):
+    t = family
+    rc, blob = create_owner_delegation(t, delegate_public(1, PER_OWNERREADINTERNALPUB))
+    assert rc == 0
+    s = DSAP(t, C.TPM_ET_DEL_OWNER_BLOB, blob)
+    r = run(t, 0xC1, 0xB8, u32(s.handle) + u32(2) + b"L" * 16)   # SaveContext, TPM_RT_AUTH
+    assert r.rc == 0 and s.handle not in t.sessions
+    ctx = r.body[4:]
+    r = run(t, 0xC1, 0xB9, u32(s.handle) + b"\x00" + u32(len(ctx)) + ctx)   # LoadContext
+    assert r.rc == 0
+    s.handle = struct.unpack(">I", r.body)[0]
+    r, _ = auth1(t, 0x40, b"", b"", None, sess=s, cont=True)
+    assert r.rc == RC.TPM_AUTHFAIL               # still only what was delegated
+    s = DSAP(t, C.TPM_ET_DEL_OWNER_BLOB, blob)
+    r = run(t, 0xC1, 0xB8, u32(s.handle) + u32(2) + b"L" * 16)
+    ctx = r.body[4:]
+    r = run(t, 0xC1, 0xB9, u32(s.handle) + b"\x00" + u32(len(ctx)) + ctx)
+    s.handle = struct.unpack(">I", r.body)[0]
+    assert read_internal_pub(t, s).rc == 0       # and it still authorizes that
