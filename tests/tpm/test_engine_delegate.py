@@ -447,3 +447,14 @@ def test_dsap_session_context_keeps_the_delegation(family):
     r = run(t, 0xC1, 0xB9, u32(s.handle) + b"\x00" + u32(len(ctx)) + ctx)
     s.handle = struct.unpack(">I", r.body)[0]
     assert read_internal_pub(t, s).rc == 0       # and it still authorizes that
+
+
+def test_owner_clear_by_pointer_delegate_points_back_to_the_owner(family):
+    t = family
+    rc, blob = create_owner_delegation(t, delegate_public(1, 1 << 16))    # OwnerClear
+    assert rc == 0 and load_owner_delegation(t, 0, blob) == 0
+    assert set_owner_pointer(t, C.TPM_ET_DEL_ROW, 0) == 0
+    assert auth1(t, 0x5B, b"", b"", OWNER)[0].rc == RC.TPM_AUTHFAIL
+    assert auth1(t, 0x5B, b"", b"", DELAUTH)[0].rc == 0
+    take_ownership(t)
+    assert auth1(t, 0x81, b"", u32(0x40000000), OWNER)[0].rc == 0

@@ -54,6 +54,7 @@ def clear_owner(tpm) -> None:
     p.evict_keys.clear()
     p.families.clear()                  # lastFamilyID is kept (Part 3 6.1)
     p.delegates.clear()
+    tpm.owner_reference = C.TPM_KH_OWNER   # no row left to point at
     p.no_owner_nv_write = 0
     from .audit import default_audited
     p.audited = default_audited(tpm.identity)
