@@ -119,6 +119,13 @@ class FamilyRow:
 
 
 @dataclass
+class DelegateRow:
+    """A row of the delegate table (Part 2 20.6 TPM_DELEGATE_TABLE_ROW)."""
+    pub: object                   # TPM_DELEGATE_PUBLIC
+    auth: bytes                   # the delegation's authValue
+
+
+@dataclass
 class Session:
     handle: int
     protocol: int                 # TPM_PID_OIAP / TPM_PID_OSAP
@@ -126,6 +133,8 @@ class Session:
     entity_type: int = 0
     entity_value: int = 0
     shared_secret: bytes = b""
+    delegate: object = None       # DSAP: the TPM_DELEGATE_PUBLIC it was opened with
+    delegate_key: bytes = b""     # DSAP on a key blob: the blob's pubKeyDigest
 
 
 @dataclass
@@ -158,6 +167,7 @@ class PermanentData:
     auth_fail_count: int = 0
     families: dict[int, FamilyRow] = field(default_factory=dict)     # family table row -> entry
     last_family_id: int = 0
+    delegates: dict[int, DelegateRow] = field(default_factory=dict)  # delegate table row -> row
     no_owner_nv_write: int = 0             # NV writes without an owner (TPM_MAX_NV_WRITE_NOOWNER)
 
 
@@ -236,6 +246,22 @@ class Ctx:
             if not allow_oiap:
                 raise TPMError(C.TPM_BAD_MODE)
             key = secret
+            if entity_type == C.TPM_ET_OWNER and self.tpm.owner_reference != C.TPM_KH_OWNER:
+                # SetOwnerPointer: "the owner" is the delegate row, within its rights
+                from .commands.delegate import check_permission, owner_pointer_row
+                row = owner_pointer_row(self.tpm)
+                check_permission(self.tpm, row.pub, self.ordinal, self.locality)
+                key = row.auth
+        elif s.protocol == C.TPM_PID_DSAP:
+            if not allow_osap:
+                raise TPMError(C.TPM_BAD_MODE)
+            # a DSAP session stands for the owner or for one key, and only for
+            # the ordinals delegated
+            from .commands.delegate import check_permission, dsap_entity_ok
+            if s.delegate is None or not dsap_entity_ok(self.tpm, s, entity_type, entity_value):
+                raise TPMError(C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL)
+            check_permission(self.tpm, s.delegate, self.ordinal, self.locality)
+            key = s.shared_secret
         else:
             if not allow_osap:
                 raise TPMError(C.TPM_BAD_MODE)
@@ -256,7 +282,7 @@ class Ctx:
     def decrypt_auth(self, enc: bytes, i: int = 0, odd: bool = False) -> bytes:
         """ADIP (XOR): an encrypted AuthData under OSAP session i's shared secret."""
         s = self.session(i)
-        if s.protocol != C.TPM_PID_OSAP:
+        if s.protocol not in (C.TPM_PID_OSAP, C.TPM_PID_DSAP):
             raise TPMError(C.TPM_BAD_MODE)
         if s.entity_type >> 8 not in (0, C.TPM_ET_XOR):
             raise TPMError(C.TPM_INAPPROPRIATE_ENC)
@@ -344,6 +370,7 @@ class TPM:
         self.context_count = 0
         self.saved_sessions: set[int] = set()           # contextCounts of saved sessions
         self.audit_digest = bytes(20)                   # renewed by TPM_Startup(ST_CLEAR)
+        self.owner_reference = C.TPM_KH_OWNER           # SetOwnerPointer (TPM_STCLEAR_DATA)
 
     def power_on(self, startup: str | None = "clear") -> int:
         """TPM_Init followed by TPM_Startup(startup), as vtpm-stubdom does.
@@ -601,7 +628,8 @@ READ_ONLY = {C.TPM_ORD_GetCapability, C.TPM_ORD_PcrRead, C.TPM_ORD_GetRandom,
              C.TPM_ORD_SelfTestFull, C.TPM_ORD_ContinueSelfTest,
              C.TPM_ORD_GetCapabilityOwner, C.TPM_ORD_OwnerReadInternalPub,
              C.TPM_ORD_NV_ReadValue, C.TPM_ORD_NV_ReadValueAuth,
-             C.TPM_ORD_SHA1CompleteExtend, C.TPM_ORD_Delegate_ReadTable}
+             C.TPM_ORD_SHA1CompleteExtend, C.TPM_ORD_Delegate_ReadTable,
+             C.TPM_ORD_Delegate_VerifyDelegation}
 
 
 _loaded = False

@@ -24,8 +24,8 @@ from .structures import (TPM_NV_DATA_PUBLIC, TPM_PERMANENT_FLAGS, TPM_STCLEAR_FL
                          unmarshal_any_key)
 
 MAGIC = b"PYXLTPM12\x00"
-FORMAT_VERSION = 2       # 2: + the delegation family table (1 still loads: no families)
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3       # 2: + the delegation family table (1 still loads: no families)
+READABLE_VERSIONS = (1, 2, 3)   # 3: + the delegate table (older blobs load with none)
 
 
 def _h(b: bytes | None):
@@ -96,6 +96,8 @@ def state_dict(tpm) -> dict:
             "families": [[row, f.label, f.family_id, f.verification_count, f.flags]
                          for row, f in sorted(p.families.items())],
             "last_family_id": p.last_family_id,
+            "delegates": [[row, d.pub.to_bytes().hex(), d.auth.hex()]
+                          for row, d in sorted(p.delegates.items())],
             "no_owner_nv_write": p.no_owner_nv_write,
         },
         "saved": tpm.saved,
@@ -165,6 +167,14 @@ def load_state(tpm, blob: bytes) -> None:
                 raise ValueError("bad family table row")
             p.families[int(row)] = FamilyRow(int(label), int(fid), int(count), int(flags))
         p.last_family_id = int(pd.get("last_family_id", 0))
+        from .engine import DelegateRow
+        from .structures import TPM_DELEGATE_PUBLIC
+        p.delegates = {}
+        for row, pub, auth in pd.get("delegates", []):
+            if not 0 <= int(row) < 4:
+                raise ValueError("bad delegate table row")
+            p.delegates[int(row)] = DelegateRow(TPM_DELEGATE_PUBLIC.from_bytes(bytes.fromhex(pub)),
+                                                _b(auth, 20))
         p.no_owner_nv_write = int(pd.get("no_owner_nv_write", 0))
         saved = d["saved"]
         if saved is not None:
@@ -190,6 +200,7 @@ def save_volatile(tpm) -> dict:
                  if not k.blob.keyFlags & 0x4 and h not in tpm.perm.evict_keys],
         "context_nonce_key": tpm.context_nonce_key.hex(),
         "audit_digest": tpm.audit_digest.hex(),
+        "owner_reference": tpm.owner_reference,
         "nv_stclear": [[i, a.pub.bReadSTClear, a.pub.bWriteSTClear]
                        for i, a in sorted(tpm.perm.nv.items())],
     }
@@ -214,6 +225,7 @@ def restore_volatile(tpm, saved: dict) -> None:
     tpm.keys.update({int(h): _key_in(k) for h, k in saved["keys"]})
     tpm.context_nonce_key = bytes.fromhex(saved.get("context_nonce_key", "00" * 20))
     tpm.audit_digest = bytes.fromhex(saved.get("audit_digest", "00" * 20))
+    tpm.owner_reference = int(saved.get("owner_reference", 0x40000001))   # TPM_KH_OWNER
     for i, rd, wr in saved.get("nv_stclear", []):
         a = tpm.perm.nv.get(i)
         if a is not None:

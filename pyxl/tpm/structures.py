@@ -848,3 +848,100 @@ class TPM_SIGN_INFO(TPMStruct):
 
 
 ALL_STRUCTURES += [TPM_SIGN_INFO]
+
+
+# ---------------------------------------------------------------- delegation (Part 2 20)
+
+TPM_DEL_OWNER_BITS = 0x00000001
+TPM_DEL_KEY_BITS = 0x00000002
+
+
+@dataclass
+class TPM_DELEGATIONS(TPMStruct):
+    delegateType: int = TPM_DEL_OWNER_BITS
+    per1: int = 0
+    per2: int = 0
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_DELEGATIONS).u32(self.delegateType).u32(self.per1).u32(self.per2)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_DELEGATIONS, "TPM_DELEGATIONS")
+        return cls(r.u32(), r.u32(), r.u32())
+
+
+@dataclass
+class TPM_DELEGATE_PUBLIC(TPMStruct):
+    rowLabel: int = 0                 # TPM_DELEGATE_LABEL, one byte
+    pcrInfo: TPM_PCR_INFO_SHORT = field(default_factory=TPM_PCR_INFO_SHORT)
+    permissions: TPM_DELEGATIONS = field(default_factory=TPM_DELEGATIONS)
+    familyID: int = 0
+    verificationCount: int = 0
+
+    def marshal(self, w):
+        (w.u16(C.TPM_TAG_DELEGATE_PUBLIC).u8(self.rowLabel).struct(self.pcrInfo)
+         .struct(self.permissions).u32(self.familyID).u32(self.verificationCount))
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_DELEGATE_PUBLIC, "TPM_DELEGATE_PUBLIC")
+        return cls(r.u8(), TPM_PCR_INFO_SHORT.unmarshal(r), TPM_DELEGATIONS.unmarshal(r),
+                   r.u32(), r.u32())
+
+
+@dataclass
+class TPM_DELEGATE_SENSITIVE(TPMStruct):
+    authValue: bytes = bytes(20)
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_DELEGATE_SENSITIVE).bytes(self.authValue)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_DELEGATE_SENSITIVE, "TPM_DELEGATE_SENSITIVE")
+        return cls(r.digest())
+
+
+@dataclass
+class TPM_DELEGATE_OWNER_BLOB(TPMStruct):
+    pub: TPM_DELEGATE_PUBLIC = field(default_factory=TPM_DELEGATE_PUBLIC)
+    integrityDigest: bytes = bytes(20)
+    additionalArea: bytes = b""
+    sensitiveArea: bytes = b""
+
+    def marshal(self, w):
+        (w.u16(C.TPM_TAG_DELEGATE_OWNER_BLOB).struct(self.pub).bytes(self.integrityDigest)
+         .sized32(self.additionalArea).sized32(self.sensitiveArea))
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_DELEGATE_OWNER_BLOB, "TPM_DELEGATE_OWNER_BLOB")
+        at = r.pos
+        pub = TPM_DELEGATE_PUBLIC.unmarshal(r)
+        if pub.permissions.delegateType != TPM_DEL_OWNER_BITS:
+            raise TPMStructError(at, "owner blob delegateType %d" % pub.permissions.delegateType)
+        return cls(pub, r.digest(), r.sized32("additionalArea"), r.sized32("sensitiveArea"))
+
+
+@dataclass
+class TPM_DELEGATE_KEY_BLOB(TPMStruct):
+    pub: TPM_DELEGATE_PUBLIC = field(default_factory=TPM_DELEGATE_PUBLIC)
+    integrityDigest: bytes = bytes(20)
+    pubKeyDigest: bytes = bytes(20)
+    additionalArea: bytes = b""
+    sensitiveArea: bytes = b""
+
+    def marshal(self, w):
+        (w.u16(C.TPM_TAG_DELG_KEY_BLOB).struct(self.pub).bytes(self.integrityDigest)
+         .bytes(self.pubKeyDigest).sized32(self.additionalArea).sized32(self.sensitiveArea))
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_DELG_KEY_BLOB, "TPM_DELEGATE_KEY_BLOB")
+        at = r.pos
+        pub = TPM_DELEGATE_PUBLIC.unmarshal(r)
+        if pub.permissions.delegateType != TPM_DEL_KEY_BITS:
+            raise TPMStructError(at, "key blob delegateType %d" % pub.permissions.delegateType)
+        return cls(pub, r.digest(), r.digest(), r.sized32("additionalArea"),
+                   r.sized32("sensitiveArea"))

@@ -311,6 +311,7 @@ def gen_owner():
         # the delegation family table, managed by the owner
         Cmd("delegate_readtable empty", frame(C1, 0xDB), g, ordinal=0xDB),
         *_family_ops(g),
+        *_delegation_ops(g),
         oiap("oiap 5"),
         Cmd("ownerclear", _authorised(0x5B, b"", "oiap 5"), g, ordinal=0x5B),
         _gc("PROPERTY OWNER cleared", 0x05, u32(0x111)),
@@ -337,6 +338,101 @@ def _family_ops(g: str) -> list[Cmd]:
                     ordinal=0xD2),
                 Cmd("delegate_readtable after " + name, frame(C1, 0xDB), g, ordinal=0xDB)]
     return out
+
+
+DELEGATE_SECRET = b"\x3c" * 20
+ODD_OSAP = bytes(range(40, 60))
+
+
+def _osap_authorised(ordinal: int, params, session: str, secret: bytes):
+    """A builder of an AUTH1 command under the OSAP/DSAP answer named `session`:
+    shared = HMAC(secret, nonceEvenOSAP || ODD_OSAP); params(even, shared) may
+    use the session for ADIP."""
+    import hashlib
+    import hmac
+
+    def build(answers: dict) -> bytes:
+        r = answers.get(session)
+        ok = r is not None and len(r.raw) >= 54
+        handle, even, even_osap = ((r.raw[10:14], r.raw[14:34], r.raw[34:54]) if ok
+                                   else (bytes(4), bytes(20), bytes(20)))
+        shared = hmac.new(secret, even_osap + ODD_OSAP, hashlib.sha1).digest()
+        p = params(answers, even, shared) if callable(params) else params
+        odd, cont = bytes(range(20)), b"\x00"
+        digest = hashlib.sha1(u32(ordinal) + p).digest()
+        auth = hmac.new(shared, digest + even + odd + cont, hashlib.sha1).digest()
+        return frame(C2, ordinal, p + handle + odd + cont + auth)
+    return build
+
+
+def _delegate_public(family: int, per1: int) -> bytes:
+    """TPM_DELEGATE_PUBLIC: label 1, no PCRs, owner bits per1, familyID, count 0."""
+    return (struct.pack(">HB", 0x001B, 1) + u16(3) + bytes(3) + b"\x1f" + bytes(20)
+            + struct.pack(">HIII", 0x001A, 1, per1, 0) + u32(family) + u32(0))
+
+
+def _delegation_ops(g: str) -> list[Cmd]:
+    """Owner delegation on family 3 ("create c"): a blob allowing
+    OwnerReadInternalPub (per1 bit 18), loaded into delegate row 0, a DSAP
+    session on that row, a delegated and a non-delegated owner command."""
+    import hashlib
+
+    def create(answers, even, shared):
+        pad = hashlib.sha1(shared + even).digest()
+        enc = bytes(a ^ b for a, b in zip(DELEGATE_SECRET, pad))
+        return b"\x00" + _delegate_public(3, 1 << 18) + enc
+
+    def blob(answers):
+        r = answers.get("create owner delegation")
+        return r.raw[14:-41] if r is not None and len(r.raw) > 55 else b""
+
+    def load(answers):
+        return u32(0) + u32(len(blob(answers))) + blob(answers)
+
+    def verify(answers):
+        return frame(C1, 0xD6, u32(len(blob(answers))) + blob(answers))
+
+    def verify_bad_tag(answers):
+        return frame(C1, 0xD6, u32(len(blob(answers))) + b"\x00\x99" + blob(answers)[2:])
+
+    osap = Cmd("osap owner", frame(C1, 0x0B, u16(2) + u32(0x40000001) + ODD_OSAP), g)
+    dsap = lambda name: Cmd(name, frame(C1, 0x11, u16(8) + u32(0) + ODD_OSAP  # noqa: E731
+                                         + u32(4) + u32(0)), g)
+    return [
+        Cmd("oiap e", frame(C1, 0x0A), g),
+        Cmd("delegate_manage enable 3", _authorised(0xD2, u32(3) + u32(2) + u32(1) + b"\x01",
+                                                    "oiap e"), g, ordinal=0xD2),
+        Cmd("dsap empty row", frame(C1, 0x11, u16(8) + u32(0) + ODD_OSAP + u32(4) + u32(0)), g),
+        osap,
+        Cmd("create owner delegation", _osap_authorised(0xD5, create, "osap owner",
+                                                        OWNER_SECRET), g, ordinal=0xD5),
+        Cmd("oiap f", frame(C1, 0x0A), g),
+        Cmd("load owner delegation", _authorised(0xD8, load, "oiap f"), g, ordinal=0xD8),
+        Cmd("delegate_readtable with a row", frame(C1, 0xDB), g, ordinal=0xDB),
+        Cmd("verifydelegation", verify, g, ordinal=0xD6),
+        Cmd("verifydelegation bad tag", verify_bad_tag, g, ordinal=0xD6),
+        Cmd("oiap g", frame(C1, 0x0A), g),
+        Cmd("updateverification row 0", _authorised(0xD1, u32(4) + u32(0), "oiap g"), g,
+            ordinal=0xD1),
+        Cmd("setownerpointer row 5", frame(C1, 0x75, u16(8) + u32(5)), g),
+        Cmd("setownerpointer row 0", frame(C1, 0x75, u16(8) + u32(0)), g),
+        Cmd("oiap h", frame(C1, 0x0A), g),
+        Cmd("ownerreadinternalpub EK via pointer",
+            _authorised(0x81, u32(TPM_KH_EK), "oiap h", DELEGATE_SECRET), g, ordinal=0x81),
+        Cmd("oiap i", frame(C1, 0x0A), g),
+        Cmd("resetlockvalue via pointer", _authorised(0x40, b"", "oiap i", DELEGATE_SECRET), g,
+            ordinal=0x40),
+        Cmd("setownerpointer owner", frame(C1, 0x75, u16(2) + u32(0)), g),
+        dsap("dsap row 0"),
+        Cmd("delegated ownerreadinternalpub EK",
+            _osap_authorised(0x81, u32(TPM_KH_EK), "dsap row 0", DELEGATE_SECRET), g,
+            ordinal=0x81),
+        dsap("dsap row 0 again"),
+        Cmd("undelegated resetlockvalue",
+            _osap_authorised(0x40, b"", "dsap row 0 again", DELEGATE_SECRET), g, ordinal=0x40),
+        Cmd("dsap row 7", frame(C1, 0x11, u16(8) + u32(0) + ODD_OSAP + u32(4) + u32(7)), g),
+        Cmd("dsap bad entity", frame(C1, 0x11, u16(5) + u32(0) + ODD_OSAP + u32(4) + u32(0)), g),
+    ]
 
 
 GROUPS = {"startup": gen_startup, "pcr": gen_pcr, "pcr_reset": gen_pcr_reset,
@@ -491,6 +587,14 @@ def _decode_body(cmd: Cmd, body: bytes):
                 ("ek keyLength", klen, MUST), ("ek key", body[16 + n:].hex(), RANDOM)]
     if o == 0x0A:
         return [("authHandle", body[:4].hex(), VENDOR), ("nonceEven", body[4:].hex(), RANDOM)]
+    if o in (0x0B, 0x11):    # OSAP / DSAP: handle, nonceEven, nonceEvenOSAP
+        return [("authHandle", body[:4].hex(), VENDOR), ("size", len(body), MUST),
+                ("nonces", body[4:].hex(), RANDOM)]
+    if o == 0xD5:             # TPM_DELEGATE_OWNER_BLOB: pub and tag compare, the rest is sealed
+        n, tag = struct.unpack(">IH", body[:6])
+        pub_end = 6 + len(_delegate_public(0, 0))
+        return [("blobSize consistent", n == len(body) - 4, MUST), ("blob tag", tag, MUST),
+                ("blob pub", body[6:pub_end].hex(), MUST), ("sealed", body[pub_end:].hex(), RANDOM)]
     if o == 0x66:         # GetCapabilityOwner: TPM_VERSION, non-volatile and volatile flags
         nv, vol = struct.unpack(">II", body[4:12])
         f = [("version", body[:4].hex(), VENDOR)]

@@ -23,6 +23,7 @@ def startup_clear(tpm) -> None:
     tpm.reset_keys()
     tpm.sessions.clear()
     tpm.active_counter = None
+    tpm.owner_reference = C.TPM_KH_OWNER
     tpm.context_nonce_key = random_bytes(20)
     tpm.audit_digest = bytes(20)
     for a in tpm.perm.nv.values():

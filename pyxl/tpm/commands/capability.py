@@ -115,7 +115,7 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
             raise TPMError(C.TPM_BAD_MODE)
         return _bool(int.from_bytes(sub, "big") in (C.TPM_PID_OIAP, C.TPM_PID_OSAP,
                                                     C.TPM_PID_ADIP, C.TPM_PID_ADCP,
-                                                    C.TPM_PID_OWNER))
+                                                    C.TPM_PID_OWNER, C.TPM_PID_DSAP))
     if cap == A.TPM_CAP_FLAG:
         which = _sub32(sub)
         if which == C.TPM_CAP_FLAG_PERMANENT:

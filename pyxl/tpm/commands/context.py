@@ -29,8 +29,12 @@ def _key_internal(k: LoadedKey) -> bytes:
 
 
 def _session_internal(s: Session) -> bytes:
+    """A session's fields; a DSAP session's delegation (TPM_DELEGATE_PUBLIC,
+    key digest) follows, empty for the others."""
     return (Writer().u16(s.protocol).bytes(s.nonce_even).u16(s.entity_type)
-            .u32(s.entity_value).sized32(s.shared_secret).getvalue())
+            .u32(s.entity_value).sized32(s.shared_secret)
+            .sized32(s.delegate.to_bytes() if s.delegate is not None else b"")
+            .sized32(s.delegate_key).getvalue())
 
 
 def save(tpm, handle: int, rt: int, label: bytes) -> bytes:
@@ -94,6 +98,11 @@ def load(tpm, data: bytes, keep_handle: bool = False) -> int:
                     blob.contextCount not in tpm.saved_sessions:
                 raise TPMError(C.TPM_BADCONTEXT)
             s = Session(0, r.u16(), r.digest(), r.u16(), r.u32(), r.sized32())
+            pub = r.sized32()
+            if pub:
+                from ..structures import TPM_DELEGATE_PUBLIC
+                s.delegate = TPM_DELEGATE_PUBLIC.from_bytes(pub)
+            s.delegate_key = r.sized32()
             tpm.add_session(s)
             tpm.saved_sessions.discard(blob.contextCount)
             return s.handle

@@ -53,6 +53,8 @@ def clear_owner(tpm) -> None:
     tpm.active_counter = None
     p.evict_keys.clear()
     p.families.clear()                  # lastFamilyID is kept (Part 3 6.1)
+    p.delegates.clear()
+    tpm.owner_reference = C.TPM_KH_OWNER   # no row left to point at
     p.no_owner_nv_write = 0
     from .audit import default_audited
     p.audited = default_audited(tpm.identity)

@@ -49,9 +49,15 @@ def OSAP(tpm, ctx, r):
     if et >> 8 not in (0, C.TPM_ET_XOR):
         raise TPMError(C.TPM_INAPPROPRIATE_ENC)
     secret = entity_secret(tpm, et, ev)
+    pid, delegate = C.TPM_PID_OSAP, None
+    if et & 0xFF == C.TPM_ET_OWNER and tpm.owner_reference != C.TPM_KH_OWNER:
+        # SetOwnerPointer: an owner OSAP session is a DSAP session on that row
+        from .delegate import owner_pointer_row
+        row = owner_pointer_row(tpm, opening=True)
+        pid, delegate, secret = C.TPM_PID_DSAP, row.pub.copy(), row.auth
     nonce_even_osap = random_bytes(20)
     shared = hmac_sha1(secret, nonce_even_osap, nonce_odd_osap)
-    s = tpm.add_session(Session(0, C.TPM_PID_OSAP, random_bytes(20), et, ev, shared))
+    s = tpm.add_session(Session(0, pid, random_bytes(20), et, ev, shared, delegate))
     ctx.out_skip = 4
     return s.handle.to_bytes(4, "big") + s.nonce_even + nonce_even_osap
 
