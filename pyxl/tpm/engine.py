@@ -198,6 +198,10 @@ class Ctx:
         self.auths: list[AuthIn] = []
         self.in_digest = b""
         self.out_skip = 0            # leading output bytes not in the HMAC (handles)
+        self.transport = None        # the TransportSession a wrapped command runs in
+        self.extra_tail = b""        # a transport session's response trailer (handled
+        self.extra_auths = 0         # by commands/transport.py, not by _respond's loop)
+        self.audit_io: tuple[bytes, bytes] | None = None   # audit digests a command sets
 
     def mark(self, r: Reader) -> None:
         """The HMAC'ed parameters start here (after the handles)."""
@@ -371,6 +375,8 @@ class TPM:
         self.saved_sessions: set[int] = set()           # contextCounts of saved sessions
         self.audit_digest = bytes(20)                   # renewed by TPM_Startup(ST_CLEAR)
         self.owner_reference = C.TPM_KH_OWNER           # SetOwnerPointer (TPM_STCLEAR_DATA)
+        self.transports: dict = {}                      # transHandle -> TransportSession
+        self.transport_exclusive = 0                    # handle of the exclusive session
 
     def power_on(self, startup: str | None = "clear") -> int:
         """TPM_Init followed by TPM_Startup(startup), as vtpm-stubdom does.
@@ -528,6 +534,16 @@ class TPM:
     def _execute(self, req: bytes, locality: int) -> bytes:
         if len(req) < 10 or len(req) > MAX_FRAME:
             return _error(C.TPM_BAD_PARAM_SIZE)
+        return self.dispatch(req, locality)
+
+    def end_transport(self, handle: int) -> bool:
+        """Invalidate a transport session (False if there was none)."""
+        if self.transport_exclusive == handle:
+            self.transport_exclusive = 0
+        return self.transports.pop(handle, None) is not None
+
+    def dispatch(self, req: bytes, locality: int, transport=None) -> bytes:
+        """Run one command (transport: the session of a wrapped one)."""
         r = Reader(req)
         tag, size, ordinal = r.u16(), r.u32(), r.u32()
         if size != len(req):
@@ -539,10 +555,15 @@ class TPM:
         if self.saved is not None and ordinal not in (C.TPM_ORD_Startup, C.TPM_ORD_Init):
             self.saved = None            # any other command invalidates saved state
             self.mark_dirty()
+        if (transport is None and self.transport_exclusive and ordinal not in (
+                C.TPM_ORD_ExecuteTransport, C.TPM_ORD_ReleaseTransportSigned)):
+            # any other command ends the exclusive transport session
+            self.end_transport(self.transport_exclusive)
         handler = COMMANDS.get(ordinal)
         if handler is None:
             return _error(C.TPM_BAD_ORDINAL)
         ctx = Ctx(self, tag, ordinal, locality, req)
+        ctx.transport = transport
         try:
             out = handler(self, ctx, r)
         except TPMError as e:
@@ -591,8 +612,8 @@ class TPM:
                 else:
                     self.sessions.pop(s.handle, None)
             tail = b"".join(parts)
-        body = out + tail
-        return (_RSP_TAG[n].to_bytes(2, "big") + (10 + len(body)).to_bytes(4, "big")
+        body = out + tail + ctx.extra_tail
+        return (_RSP_TAG[n + ctx.extra_auths].to_bytes(2, "big") + (10 + len(body)).to_bytes(4, "big")
                 + bytes(4) + body)
 
     # -- helpers for commands ----------------------------------------------------

@@ -304,7 +304,7 @@ def test_dsap_and_owner_delegation_advertised():
         assert getcap(t, 0x01, u32(o)).body == u32(1) + b"\x01"
     assert getcap(t, 0x01, u32(0x12)).body == u32(1) + b"\x00"   # CMK_CreateTicket: absent
     assert getcap(t, 0x03, u16(6)).body == u32(1) + b"\x01"     # TPM_CAP_PID: DSAP
-    assert getcap(t, 0x03, u16(7)).body == u32(1) + b"\x00"     # transport: absent
+    assert getcap(t, 0x03, u16(7)).body == u32(1) + b"\x01"     # transport sessions
 
 
 def verify_delegation(tpm, blob):

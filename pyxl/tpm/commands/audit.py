@@ -49,11 +49,19 @@ def audit(tpm, ctx, out: bytes) -> None:
     """Extend the audit digest for a successful audited command."""
     if tpm.audit_digest == bytes(20):
         tpm.perm.audit_counter += 1          # a new chain starts
-    in_digest = sha1(ctx.ordinal.to_bytes(4, "big"), ctx.data[ctx.mark_pos:ctx.param_end])
+    ordinal = ctx.ordinal.to_bytes(4, "big")
+    encrypted = ctx.transport is not None and ctx.transport.encrypt
+    if ctx.audit_io is not None:            # ExecuteTransport audits H1 / H2
+        in_digest, out_digest = ctx.audit_io
+    elif encrypted:
+        # a command in an encrypted transport session: its parameters are not audited
+        in_digest, out_digest = sha1(ordinal), sha1(bytes(4), ordinal)
+    else:
+        in_digest = sha1(ordinal, ctx.data[ctx.mark_pos:ctx.param_end])
+        out_digest = sha1(bytes(4), ordinal, out[ctx.out_skip:])
     event_in = Writer().u16(TPM_TAG_AUDIT_EVENT_IN).bytes(in_digest).bytes(_counter(tpm))
     tpm.audit_digest = sha1(tpm.audit_digest, event_in.getvalue())
     if ctx.ordinal != C.TPM_ORD_SaveState:   # SaveState audits its input only
-        out_digest = sha1(bytes(4), ctx.ordinal.to_bytes(4, "big"), out[ctx.out_skip:])
         event_out = Writer().u16(TPM_TAG_AUDIT_EVENT_OUT).bytes(out_digest).bytes(_counter(tpm))
         tpm.audit_digest = sha1(tpm.audit_digest, event_out.getvalue())
 

@@ -115,7 +115,8 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
             raise TPMError(C.TPM_BAD_MODE)
         return _bool(int.from_bytes(sub, "big") in (C.TPM_PID_OIAP, C.TPM_PID_OSAP,
                                                     C.TPM_PID_ADIP, C.TPM_PID_ADCP,
-                                                    C.TPM_PID_OWNER, C.TPM_PID_DSAP))
+                                                    C.TPM_PID_OWNER, C.TPM_PID_DSAP,
+                                                    C.TPM_PID_TRANSPORT))
     if cap == A.TPM_CAP_FLAG:
         which = _sub32(sub)
         if which == C.TPM_CAP_FLAG_PERMANENT:
@@ -153,8 +154,8 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
             raise TPMError(C.TPM_BADINDEX)
         return a.pub.to_bytes()
     if cap == A.TPM_CAP_TRANS_ALG:
-        _sub32(sub)
-        return _bool(False)
+        # transport sessions encrypt with MGF1 only (commands/transport.py)
+        return _bool(_sub32(sub) == C.TPM_ALG_MGF1)
     if cap == A.TPM_CAP_HANDLE:
         rt = _sub32(sub)
         if rt == C.TPM_RT_KEY:
@@ -163,7 +164,9 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
             return _handle_list(tpm.sessions)
         if rt == C.TPM_RT_COUNTER:
             return _handle_list(tpm.perm.counters)
-        if rt in (C.TPM_RT_TRANS, C.TPM_RT_CONTEXT, C.TPM_RT_DAA_TPM):
+        if rt == C.TPM_RT_TRANS:
+            return _handle_list(tpm.transports)
+        if rt in (C.TPM_RT_CONTEXT, C.TPM_RT_DAA_TPM):
             return _handle_list([])
         if rt in (C.TPM_RT_HASH, C.TPM_RT_DELEGATE, C.TPM_RT_DAA_V0, C.TPM_RT_DAA_V1):
             raise TPMError(C.TPM_BAD_PARAMETER)    # as libtpms (vtpmmgr flushes DAA_TPM)

@@ -68,8 +68,11 @@ def _flush(tpm, handle: int, rt: int) -> None:
             raise TPMError(C.TPM_INVALID_AUTHHANDLE)
     elif rt == C.TPM_RT_KEY:
         tpm.unload_key(handle)
-    elif rt in (C.TPM_RT_TRANS, C.TPM_RT_CONTEXT, C.TPM_RT_DAA_TPM):
-        raise TPMError(C.TPM_BAD_PARAMETER if rt != C.TPM_RT_TRANS else C.TPM_BAD_HANDLE)
+    elif rt == C.TPM_RT_TRANS:
+        if not tpm.end_transport(handle):
+            raise TPMError(C.TPM_BAD_HANDLE)
+    elif rt in (C.TPM_RT_CONTEXT, C.TPM_RT_DAA_TPM):
+        raise TPMError(C.TPM_BAD_PARAMETER)
     else:
         raise TPMError(C.TPM_INVALID_RESOURCE)
 

@@ -1,0 +1,267 @@
+"""Transport sessions: EstablishTransport, ExecuteTransport,
+ReleaseTransportSigned (Part 3 24), in libtpms's order of checks."""
+
+from __future__ import annotations
+
+from .. import constants as C
+from ..crypto import hmac_sha1, random_bytes, sha1
+from ..engine import COMMANDS, CHECK_ALL, T10, T21, TPMError, _eq, command
+from ..marshal import Reader, TPMDecodeError, Writer
+from ..structures import TPM_SIGN_INFO, TPM_STORE_PUBKEY, TPMStructError
+from ..transport import (SPECIAL, TPM_ES_NONE, TPM_HANDLE_TRANS_BASE, TPM_TRANSPORT_ENCRYPT,
+                         TPM_TRANSPORT_EXCLUSIVE, TransportPublic, TransportSession, log_in,
+                         log_out, mgf1_crypt, transport_auth, wrap_info)
+from .admin import current_ticks
+from .keys import check_pcr_binding, key_pcr_info, use_key
+
+_TRAILER = 4 + 20 + 1 + 20       # a request's authHandle, nonceOdd, continue, auth
+_RSP_TRAILER = 20 + 1 + 20
+
+
+def _u32(v: int) -> bytes:
+    return v.to_bytes(4, "big")
+
+
+def _check_scheme(tpm, pub: TransportPublic) -> None:
+    """The encryption a transport session asks for (only MGF1, as the emulator)."""
+    if pub.algId != C.TPM_ALG_MGF1:
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
+    if tpm.perm.flags.FIPS or pub.encScheme != TPM_ES_NONE:
+        raise TPMError(C.TPM_INAPPROPRIATE_ENC)
+
+
+def _new_handle(tpm) -> int:
+    for slot in range(tpm.identity.max_sessions):
+        h = TPM_HANDLE_TRANS_BASE | slot
+        if h not in tpm.transports:
+            return h
+    raise TPMError(C.TPM_RESOURCES)
+
+
+@command(C.TPM_ORD_EstablishTransport)
+def EstablishTransport(tpm, ctx, r):
+    enc_handle = r.u32()
+    ctx.mark(r)
+    pub_start = r.pos
+    pub = TransportPublic.unmarshal(r)
+    pub_bytes = ctx.data[pub_start:r.pos]
+    secret = r.sized32("secret")
+    ctx.start(r, T10, CHECK_ALL)
+    if enc_handle == C.TPM_KH_TRANSPORT:
+        # a plain secret: no key, no encryption
+        if ctx.tag != C.TPM_TAG_RQU_COMMAND:
+            raise TPMError(C.TPM_BADTAG)
+        if pub.transAttributes & TPM_TRANSPORT_ENCRYPT:
+            raise TPMError(C.TPM_BAD_SCHEME)
+        if len(secret) != 20:
+            raise TPMError(C.TPM_BAD_PARAM_SIZE)
+        auth = secret
+    else:
+        key = tpm.key_by_handle(enc_handle)
+        if key.usage not in (C.TPM_KEY_STORAGE, C.TPM_KEY_LEGACY):
+            raise TPMError(C.TPM_INVALID_KEYUSAGE)
+        check_pcr_binding(tpm, key_pcr_info(key), ctx.locality)
+        use_key(tpm, ctx, enc_handle)
+        try:
+            plain = key.rsa.decrypt_oaep(secret)
+        except ValueError:
+            raise TPMError(C.TPM_DECRYPT_ERROR) from None
+        try:
+            auth = transport_auth(plain)
+        except TPMStructError:
+            raise
+        except TPMDecodeError:
+            raise TPMError(C.TPM_BAD_PARAM_SIZE) from None
+    if pub.transAttributes & TPM_TRANSPORT_ENCRYPT:
+        _check_scheme(tpm, pub)
+    nonce_even = random_bytes(20)
+    s = TransportSession(_new_handle(tpm), pub, auth, nonce_even)
+    ticks = current_ticks(tpm)
+    if s.logging:
+        params = sha1(_u32(ctx.ordinal), pub_bytes, _u32(len(secret)), secret)
+        s.digest = log_in(s.digest, params)
+        out_params = sha1(_u32(0), _u32(ctx.ordinal), _u32(ctx.locality), ticks.to_bytes(),
+                          nonce_even)
+        s.digest = log_out(s.digest, ticks, out_params, ctx.locality)
+    tpm.transports[s.handle] = s
+    if pub.transAttributes & TPM_TRANSPORT_EXCLUSIVE:
+        tpm.transport_exclusive = s.handle
+    ctx.out_skip = 4
+    return _u32(s.handle) + _u32(ctx.locality) + ticks.to_bytes() + nonce_even
+
+
+def _trans_trailer(r: Reader):
+    return r.u32(), r.bytes(20), r.u8(), r.bytes(20)
+
+
+def _check_trans(t: TransportSession, in_digest: bytes, odd: bytes, cont: int,
+                 auth: bytes) -> None:
+    want = hmac_sha1(t.auth, in_digest, t.nonce_even, odd, bytes((cont,)))
+    if not _eq(want, auth):
+        raise TPMError(C.TPM_AUTH2FAIL)
+
+
+def _trans_response(ctx, t: TransportSession, out_digest: bytes, odd: bytes, cont: int) -> None:
+    """Append the transport session's response trailer (t.nonce_even is the new one)."""
+    res = hmac_sha1(t.auth, out_digest, t.nonce_even, odd, bytes((cont,)))
+    ctx.extra_tail = t.nonce_even + bytes((cont,)) + res
+    ctx.extra_auths = 1
+
+
+def _end_exclusive_unless(tpm, handle: int) -> None:
+    if tpm.transport_exclusive and tpm.transport_exclusive != handle:
+        tpm.end_transport(tpm.transport_exclusive)
+
+
+def _pub_key_digest(tpm, handle: int) -> bytes:
+    """SHA-1 of a loaded key's TPM_STORE_PUBKEY (the EK included)."""
+    if handle == C.TPM_KH_EK:
+        if tpm.perm.ek is None:
+            raise TPMError(C.TPM_INVALID_KEYHANDLE)
+        modulus = tpm.perm.ek.modulus()
+    else:
+        modulus = tpm.key_by_handle(handle).blob.pubKey.key
+    return sha1(TPM_STORE_PUBKEY(modulus).to_bytes())
+
+
+@command(C.TPM_ORD_ExecuteTransport)
+def ExecuteTransport(tpm, ctx, r):
+    wrapped = r.sized32("wrappedCmd")
+    tpm.check_state(ctx.tag, CHECK_ALL)
+    if ctx.tag != C.TPM_TAG_RQU_AUTH1_COMMAND:
+        raise TPMError(C.TPM_BADTAG)
+    handle, odd, cont, auth = _trans_trailer(r)
+    if r.remaining:
+        raise TPMError(C.TPM_BAD_PARAM_SIZE)
+    try:
+        return _execute_transport(tpm, ctx, wrapped, handle, odd, cont, auth)
+    except (TPMError, TPMDecodeError) as e:
+        if getattr(e, "rc", None) != C.TPM_DEFEND_LOCK_RUNNING:
+            tpm.end_transport(handle)
+        raise
+
+
+def _execute_transport(tpm, ctx, wrapped, handle, odd, cont, auth):
+    _end_exclusive_unless(tpm, handle)
+    live = tpm.transports.get(handle)
+    if live is None:
+        raise TPMError(C.TPM_INVALID_AUTHHANDLE)
+    t = live.copy()          # the wrapped command may end the session
+    # parse the wrapped command's header and find its DATAw area
+    w = Reader(wrapped)
+    tag_w, size_w, ord_w = w.u16(), w.u32(), w.u32()
+    if size_w != len(wrapped):
+        raise TPMError(C.TPM_BAD_PARAM_SIZE)
+    row = wrap_info(ord_w, COMMANDS)
+    if row is None:
+        raise TPMError(C.TPM_BAD_ORDINAL)
+    e1 = 10 + row.in_handles
+    auth_len = {C.TPM_TAG_RQU_AUTH1_COMMAND: _TRAILER,
+                C.TPM_TAG_RQU_AUTH2_COMMAND: 2 * _TRAILER}.get(tag_w, 0)
+    if size_w < e1 + auth_len:
+        raise TPMError(C.TPM_BAD_PARAM_SIZE)
+    len1 = size_w - e1 - auth_len
+    cmd = wrapped
+    if t.encrypt:
+        cmd = mgf1_crypt(wrapped, e1, len1, t.nonce_even, odd, b"in", t.auth)
+    key_handles = row.key_handles
+    if key_handles == SPECIAL:
+        # FlushSpecific / SaveContext: a key handle only if the resourceType says so
+        rr = Reader(cmd[14:])
+        key_handles = 1 if rr.u32() == C.TPM_RT_KEY else 0
+    h1 = sha1(_u32(ord_w), cmd[e1:e1 + len1])
+    _check_trans(t, sha1(_u32(ctx.ordinal), _u32(len(wrapped)), h1), odd, cont, auth)
+    if not row.wrappable:
+        raise TPMError(C.TPM_NO_WRAP_TRANSPORT)
+    if t.logging:
+        key_hash = bytes(20)
+        if key_handles:
+            k = [_pub_key_digest(tpm, int.from_bytes(cmd[10 + 4 * i:14 + 4 * i], "big"))
+                 for i in range(key_handles)]
+            key_hash = sha1(*k)
+        t.digest = log_in(t.digest, h1, key_hash)
+    # the wrapped command, as if sent on its own
+    rsp = tpm.dispatch(cmd, ctx.locality, transport=t)
+    ticks = current_ticks(tpm)
+    rr = Reader(rsp)
+    tag2, size2, rc_w = rr.u16(), rr.u32(), rr.u32()
+    if rc_w == 0:
+        s2 = 10 + row.out_handles
+        auth2 = {C.TPM_TAG_RSP_AUTH1_COMMAND: _RSP_TRAILER,
+                 C.TPM_TAG_RSP_AUTH2_COMMAND: 2 * _RSP_TRAILER}.get(tag2, 0)
+        if size2 < s2 + auth2:
+            raise TPMError(C.TPM_BAD_PARAM_SIZE)
+        len2 = size2 - s2 - auth2
+    else:
+        s2, len2 = 10, 0
+    h2 = sha1(_u32(rc_w), _u32(ord_w), rsp[s2:s2 + len2])
+    t.nonce_even = random_bytes(20)
+    out_digest = sha1(_u32(0), _u32(ctx.ordinal), ticks.currentTicks.to_bytes(8, "big"),
+                      _u32(ctx.locality), _u32(len(rsp)), h2)
+    if t.logging:
+        t.digest = log_out(t.digest, ticks, h2, ctx.locality)
+    if t.encrypt:
+        rsp = mgf1_crypt(rsp, s2, len2, t.nonce_even, odd, b"out", t.auth)
+    if tpm.transports.get(handle) is live:
+        tpm.transports[handle] = t
+    else:
+        cont = 0             # the wrapped command ended the session
+    if not cont:
+        tpm.end_transport(handle)
+    ctx.audit_io = (h1, h2)
+    _trans_response(ctx, t, out_digest, odd, cont)
+    return (Writer().u64(ticks.currentTicks).u32(ctx.locality).sized32(rsp).getvalue())
+
+
+@command(C.TPM_ORD_ReleaseTransportSigned)
+def ReleaseTransportSigned(tpm, ctx, r):
+    key_handle = r.u32()
+    ctx.mark(r)
+    anti_replay = r.digest()
+    param_end = r.pos
+    # the last trailer is the transport session's; ctx.start sees only the key's
+    if ctx.tag not in T21:
+        tpm.check_state(ctx.tag, CHECK_ALL)
+        raise TPMError(C.TPM_BADTAG)
+    n_key = 1 if ctx.tag == C.TPM_TAG_RQU_AUTH2_COMMAND else 0
+    key_trailers = r.bytes(n_key * _TRAILER) if n_key else b""
+    handle, odd, cont, auth = _trans_trailer(r)
+    if r.remaining:
+        raise TPMError(C.TPM_BAD_PARAM_SIZE)
+    ctx.tag = C.TPM_TAG_RQU_AUTH1_COMMAND if n_key else C.TPM_TAG_RQU_COMMAND
+    kr = Reader(ctx.data[:param_end] + key_trailers)
+    kr.pos = param_end
+    ctx.start(kr, (ctx.tag,), CHECK_ALL)
+    try:
+        _end_exclusive_unless(tpm, handle)
+        t = tpm.transports.get(handle)
+        if t is None:
+            raise TPMError(C.TPM_INVALID_AUTHHANDLE)
+        key = tpm.key_by_handle(key_handle)
+        if key.blob.algorithmParms.sigScheme not in (C.TPM_SS_RSASSAPKCS1v15_SHA1,
+                                                     C.TPM_SS_RSASSAPKCS1v15_INFO):
+            raise TPMError(C.TPM_INAPPROPRIATE_SIG)
+        if not n_key and key.blob.authDataUsage != C.TPM_AUTH_NEVER:
+            raise TPMError(C.TPM_AUTHFAIL)
+        if key.usage != C.TPM_KEY_SIGNING:
+            raise TPMError(C.TPM_INVALID_KEYUSAGE)
+        check_pcr_binding(tpm, key_pcr_info(key), ctx.locality)
+        if n_key:
+            ctx.verify(0, key.usage_auth, C.TPM_ET_KEYHANDLE, key_handle)
+        in_digest = sha1(_u32(ctx.ordinal), anti_replay)
+        _check_trans(t, in_digest, odd, cont, auth)
+        if not t.logging:
+            raise TPMError(C.TPM_BAD_MODE)
+    except TPMError as e:
+        if e.rc != C.TPM_DEFEND_LOCK_RUNNING:
+            tpm.end_transport(handle)
+        raise
+    ticks = current_ticks(tpm)
+    t.digest = log_out(t.digest, ticks, in_digest, ctx.locality)
+    info = TPM_SIGN_INFO(b"TRAN", anti_replay, t.digest)
+    sig = key.rsa.sign_sha1_digest(sha1(info.to_bytes()))
+    out = _u32(ctx.locality) + ticks.to_bytes() + Writer().sized32(sig).getvalue()
+    tpm.end_transport(handle)
+    t.nonce_even = random_bytes(20)
+    _trans_response(ctx, t, sha1(bytes(4), _u32(ctx.ordinal), out), odd, 0)
+    return out
