@@ -10,7 +10,7 @@ import struct
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, utils
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
 from engine_helpers import (OAEP_TCPA, SRK, Rsp, Session, cap_value, create_wrap_key,
                             frame, hmac1, key_template, load_key2, new_tpm, parse_pubkey, run,
@@ -132,14 +132,6 @@ def owned():
     return tpm
 
 
-def srk_pub(tpm):
-    s = Session(tpm)
-    r = run(tpm, 0xC2, 0x21, u32(0x40000000) + s.trailer(0x21, b"", SRK))
-    assert r.rc == 0, r
-    pub, _ = parse_pubkey(r.body)
-    return pub
-
-
 def getrandom(n):
     return frame(0xC1, 0x46, u32(n))
 
@@ -196,27 +188,32 @@ def _pubkey_of(tpm, kh):
 
 
 def test_encrypted_session_wraps_authorized_commands():
-    tpm = owned()
-    t = Transport(tpm, ENCRYPT | LOG, enc_key=(0x40000000, srk_pub(tpm)), key_auth=SRK)
+    tpm = new_tpm()
+    srk = take_ownership(tpm)
+    srk_pub = rsa.RSAPublicNumbers(65537, int.from_bytes(srk.pubKey.key, "big")).public_key()
+    blob = create_wrap_key(tpm, usage_auth=b"k" * 20)
+    kh = load_key2(tpm, blob)
+    t = Transport(tpm, ENCRYPT | LOG, enc_key=(0x40000000, srk_pub), key_auth=SRK)
     # GetRandom: the request's and the response's parameters travel encrypted
     rsp = t.execute(getrandom(32))
     assert Rsp(rsp).rc == 0 and struct.unpack(">I", rsp[10:14])[0] == 32
     # an OIAP session opened inside the transport (its handle and nonce are not encrypted)
     rsp = t.execute(frame(0xC1, 0x0A), out_handles=24)
     sess_handle, even = struct.unpack(">I", rsp[10:14])[0], rsp[14:34]
-    # GetPubKey(SRK) through it: the inner HMAC is over the decrypted parameters
+    # GetPubKey through it: the inner HMAC is over the decrypted parameters, the log
+    # names the key by the hash of its public key
+    modulus = S.TPM_KEY.from_bytes(blob).pubKey
     odd = os.urandom(20)
-    mac = hmac1(SRK, sha1(u32(0x21)), even, odd, b"\x00")
-    inner = frame(0xC2, 0x21, u32(0x40000000) + u32(sess_handle) + odd + b"\x00" + mac)
+    mac = hmac1(b"k" * 20, sha1(u32(0x21)), even, odd, b"\x00")
+    inner = frame(0xC2, 0x21, u32(kh) + u32(sess_handle) + odd + b"\x00" + mac)
     rsp = t.execute(inner, in_handles=4, auth_len=45, rsp_auth_len=41,
-                    keyhash=sha1(sha1(S.TPM_STORE_PUBKEY(
-                        srk_pub(tpm).public_numbers().n.to_bytes(256, "big")).to_bytes())))
+                    keyhash=sha1(sha1(modulus.to_bytes())))
     assert Rsp(rsp).rc == 0
     pub, used = parse_pubkey(rsp[10:])
     tail = rsp[10 + used:]
-    assert tail[21:] == hmac1(SRK, sha1(u32(0), u32(0x21), rsp[10:10 + used]), tail[:20], odd,
-                              b"\x00")
-    assert pub.public_numbers().n == srk_pub(tpm).public_numbers().n
+    assert tail[21:] == hmac1(b"k" * 20, sha1(u32(0), u32(0x21), rsp[10:10 + used]), tail[:20],
+                              odd, b"\x00")
+    assert pub.public_numbers().n == int.from_bytes(modulus.key, "big")
 
 
 def test_wrong_transport_hmac_ends_the_session():
@@ -256,7 +253,7 @@ def test_flush_specific_and_pid():
     assert cap_value(tpm, 3, u16(7)) == b"\x01"     # TPM_CAP_PID TPM_PID_TRANSPORT
     t = Transport(tpm, LOG)
     assert run(tpm, 0xC1, 0xBA, u32(t.handle) + u32(4)).rc == 0
-    assert run(tpm, 0xC1, 0xBA, u32(t.handle) + u32(4)).rc == C.TPM_BAD_HANDLE
+    assert run(tpm, 0xC1, 0xBA, u32(t.handle) + u32(4)).rc == C.TPM_INVALID_AUTHHANDLE
     assert cap_value(tpm, 0x14, u32(4)) == u16(0)
 
 

@@ -70,7 +70,7 @@ def _flush(tpm, handle: int, rt: int) -> None:
         tpm.unload_key(handle)
     elif rt == C.TPM_RT_TRANS:
         if not tpm.end_transport(handle):
-            raise TPMError(C.TPM_BAD_HANDLE)
+            raise TPMError(C.TPM_INVALID_AUTHHANDLE)
     elif rt in (C.TPM_RT_CONTEXT, C.TPM_RT_DAA_TPM):
         raise TPMError(C.TPM_BAD_PARAMETER)
     else:
