@@ -303,3 +303,23 @@ def test_release_without_log_is_bad_mode():
     r = run(tpm, 0xC2, REL, u32(kh) + anti + u32(t.handle) + odd + b"\x01" + mac)
     assert r.rc == C.TPM_BAD_MODE
     assert cap_value(tpm, 0x14, u32(4)) == u16(0)
+
+
+def test_save_and_load_context_of_a_transport_session():
+    tpm = owned()
+    t = Transport(tpm, LOG)
+    t.execute(getrandom(2))
+    r = run(tpm, 0xC1, 0xB8, u32(t.handle) + u32(4) + b"transport-label!")
+    assert r.rc == 0, r
+    blob = r.body[4:]
+    assert struct.unpack(">I", r.body[:4])[0] == len(blob)
+    assert cap_value(tpm, 0x14, u32(4)) == u16(0)        # the session lives in the blob
+    r = run(tpm, 0xC1, 0xB9, u32(t.handle) + b"\x01" + u32(len(blob)) + blob)
+    assert r.rc == 0, r
+    t.handle = struct.unpack(">I", r.body[:4])[0]
+    assert cap_value(tpm, 0x14, u32(4)) == u16(1) + u32(t.handle)
+    rsp = t.execute(getrandom(3))                         # same authData, same nonce chain
+    assert Rsp(rsp).rc == 0 and struct.unpack(">I", rsp[10:14])[0] == 3
+    # a session context loads once
+    r = run(tpm, 0xC1, 0xB9, u32(t.handle) + b"\x00" + u32(len(blob)) + blob)
+    assert r.rc == C.TPM_BADCONTEXT

@@ -57,6 +57,7 @@ def swtpm_tpm(start_swtpm, monkeypatch):
     "test_exclusive_session_ends_on_any_other_command",
     "test_wrapped_flush_of_its_own_session_ends_it",
     "test_flush_specific_and_pid",
+    "test_save_and_load_context_of_a_transport_session",
 ])
 def test_same_on_swtpm(swtpm_tpm, scenario):
     getattr(T, scenario)()

@@ -50,6 +50,16 @@ def save(tpm, handle: int, rt: int, label: bytes) -> bytes:
             raise TPMError(C.TPM_NOCONTEXTSPACE)
         tpm.context_count += 1
         internal, nonce, count = _session_internal(s), tpm.context_nonce_session, tpm.context_count
+    elif rt == C.TPM_RT_TRANS:
+        t = tpm.transports.get(handle)
+        if t is None:
+            raise TPMError(C.TPM_INVALID_AUTHHANDLE)
+        if len(tpm.saved_sessions) >= MAX_SAVED_SESSIONS:
+            raise TPMError(C.TPM_NOCONTEXTSPACE)
+        tpm.context_count += 1
+        internal = (Writer().bytes(t.public.to_bytes()).bytes(t.auth).bytes(t.nonce_even)
+                    .bytes(t.digest).getvalue())
+        nonce, count = tpm.context_nonce_session, tpm.context_count
     else:
         raise TPMError(C.TPM_INVALID_RESOURCE)
     iv = random_bytes(16)
@@ -59,6 +69,9 @@ def save(tpm, handle: int, rt: int, label: bytes) -> bytes:
     blob.integrityDigest = _integrity(tpm, blob.copy())
     if rt == C.TPM_RT_AUTH:
         del tpm.sessions[handle]            # the session now lives in the blob
+        tpm.saved_sessions.add(count)
+    elif rt == C.TPM_RT_TRANS:
+        tpm.end_transport(handle)
         tpm.saved_sessions.add(count)
     return blob.to_bytes()
 
@@ -106,9 +119,30 @@ def load(tpm, data: bytes, keep_handle: bool = False) -> int:
             tpm.add_session(s)
             tpm.saved_sessions.discard(blob.contextCount)
             return s.handle
+        if blob.resourceType == C.TPM_RT_TRANS:
+            if sens.contextNonce != tpm.context_nonce_session or \
+                    blob.contextCount not in tpm.saved_sessions:
+                raise TPMError(C.TPM_BADCONTEXT)
+            from ..transport import TransportPublic, TransportSession
+            from .transport import new_transport_handle
+            t = TransportSession(0, TransportPublic.unmarshal(r), r.digest(), r.digest(),
+                                 r.digest())
+            if keep_handle and blob.handle not in tpm.transports and \
+                    blob.handle in _trans_slots(tpm):
+                t.handle = blob.handle
+            else:
+                t.handle = new_transport_handle(tpm)
+            tpm.transports[t.handle] = t
+            tpm.saved_sessions.discard(blob.contextCount)
+            return t.handle
     except (TPMDecodeError, ValueError):
         raise TPMError(C.TPM_BADCONTEXT) from None
     raise TPMError(C.TPM_BADCONTEXT)
+
+
+def _trans_slots(tpm):
+    from ..transport import TPM_HANDLE_TRANS_BASE
+    return {TPM_HANDLE_TRANS_BASE | i for i in range(tpm.identity.max_sessions)}
 
 
 @command(C.TPM_ORD_SaveContext)

@@ -30,7 +30,7 @@ def _check_scheme(tpm, pub: TransportPublic) -> None:
         raise TPMError(C.TPM_INAPPROPRIATE_ENC)
 
 
-def _new_handle(tpm) -> int:
+def new_transport_handle(tpm) -> int:
     for slot in range(tpm.identity.max_sessions):
         h = TPM_HANDLE_TRANS_BASE | slot
         if h not in tpm.transports:
@@ -75,7 +75,7 @@ def EstablishTransport(tpm, ctx, r):
     if pub.transAttributes & TPM_TRANSPORT_ENCRYPT:
         _check_scheme(tpm, pub)
     nonce_even = random_bytes(20)
-    s = TransportSession(_new_handle(tpm), pub, auth, nonce_even)
+    s = TransportSession(new_transport_handle(tpm), pub, auth, nonce_even)
     ticks = current_ticks(tpm)
     if s.logging:
         params = sha1(_u32(ctx.ordinal), pub_bytes, _u32(len(secret)), secret)
