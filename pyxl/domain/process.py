@@ -21,6 +21,7 @@ import signal
 import sys
 
 EXIT_SHUTDOWN_BASE = 64
+CONSOLE_PENDING_MAX = 64 * 1024   # console output kept while no daemon listens
 
 # kernel image name -> runtime module (import path, function)
 KERNELS = (
@@ -61,6 +62,8 @@ class Domain:
         import threading
 
         self._reconnect_lock = threading.Lock()
+        self._console_lock = threading.Lock()
+        self._console_pending = b""
 
     def reconnect(self, broken) -> bool:
         """Replace a closed XenInterface (`broken`); True once connected again."""
@@ -77,6 +80,7 @@ class Domain:
                     s.connect(self.xenbus_path)
                     self.xen = self._XenInterface(s)
                     self.generation += 1
+                    self._flush_console()
                     return True
                 except OSError:
                     s.close()
@@ -87,7 +91,22 @@ class Domain:
 
     # -- the console (through the hypervisor, like the PV console ring) ----
     def console_write(self, data) -> None:
-        self.xen.console_write(data)
+        """While the daemon is away (killed, not yet restarted) output waits
+        here, as it would in the console ring and the guest's tty, and goes
+        out once a new daemon has the domain back."""
+        if isinstance(data, str):
+            data = data.encode()
+        with self._console_lock:
+            if self._console_pending:
+                data = self._console_pending + data
+                self._console_pending = b""
+            if not self.xen.console_write(data):
+                self._console_pending = data[:CONSOLE_PENDING_MAX]   # the oldest stay
+
+    def _flush_console(self) -> None:
+        with self._console_lock:
+            if self._console_pending and self.xen.console_write(self._console_pending):
+                self._console_pending = b""
 
     def console_read(self, timeout: float | None = None) -> bytes | None:
         """Input typed on the console; None on timeout.  Survives a daemon restart."""

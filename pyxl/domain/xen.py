@@ -417,20 +417,22 @@ class XenInterface:
         self._call(wire.MMIO_WRITE, [addr, width, bytes(data)])
 
     # -- console ---------------------------------------------------------
-    def console_write(self, data) -> None:
-        """Console output (one-way; never waits for the daemon to log it)."""
+    def console_write(self, data) -> bool:
+        """Console output (one-way; never waits for the daemon to log it).
+        False if the connection is gone and the output was not sent."""
         if isinstance(data, str):
             data = data.encode()
         with self._lock:
             if self.closed:
-                return
+                return False
             for i in range(0, len(data), wire.CONSOLE_CHUNK):
                 try:
                     self.chan.send(wire.Frame(
                         wire.CONSOLE_WRITE, [data[i:i + wire.CONSOLE_CHUNK]],
                         flags=wire.FLAG_ONEWAY))
                 except OSError:
-                    return
+                    return False
+        return True
 
     def console_read(self, timeout: float | None = None) -> bytes | None:
         """Console input typed at the domain; None on timeout, b"" once the
