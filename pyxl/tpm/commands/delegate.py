@@ -160,6 +160,20 @@ def _enabled_family(tpm, family_id: int) -> FamilyRow:
     return f
 
 
+def _check_handing_on(s, pub, fam) -> None:
+    """A delegate (a DSAP session) may hand on at most its own rights, within
+    its own, enabled family."""
+    if s.protocol != C.TPM_PID_DSAP:
+        return
+    if pub.familyID != s.delegate.familyID:
+        raise TPMError(C.TPM_DELEGATE_FAMILY)
+    if not fam.flags & TPM_FAMFLAG_ENABLED:
+        raise TPMError(C.TPM_DISABLED_CMD)
+    mine = s.delegate.permissions
+    if pub.permissions.per1 & ~mine.per1 or pub.permissions.per2 & ~mine.per2:
+        raise TPMError(C.TPM_AUTHFAIL)
+
+
 def _row_of(tpm, family_id: int) -> int:
     for row, f in tpm.perm.families.items():
         if f.family_id == family_id:
@@ -259,15 +273,7 @@ def Delegate_CreateOwnerDelegation(tpm, ctx, r):
     ctx.start(r, T1, CHECK_ALL)
     s = ctx.verify(0, tpm.perm.owner_auth, C.TPM_ET_OWNER, allow_oiap=False)
     fam = tpm.perm.families[_row_of(tpm, pub.familyID)]
-    if s.protocol == C.TPM_PID_DSAP:
-        # a delegate may hand on at most its own rights, within its own family
-        if pub.familyID != s.delegate.familyID:
-            raise TPMError(C.TPM_DELEGATE_FAMILY)
-        if not fam.flags & TPM_FAMFLAG_ENABLED:
-            raise TPMError(C.TPM_DISABLED_CMD)
-        mine = s.delegate.permissions
-        if pub.permissions.per1 & ~mine.per1 or pub.permissions.per2 & ~mine.per2:
-            raise TPMError(C.TPM_AUTHFAIL)
+    _check_handing_on(s, pub, fam)
     if pub.permissions.delegateType != TPM_DEL_OWNER_BITS:
         raise TPMError(C.TPM_BAD_PARAMETER)
     auth = ctx.decrypt_auth(enc_auth)
@@ -454,14 +460,7 @@ def Delegate_CreateKeyDelegation(tpm, ctx, r):
     key = tpm.key_by_handle(handle)
     s = ctx.verify(0, key.usage_auth, C.TPM_ET_KEYHANDLE, handle, allow_oiap=False)
     fam = tpm.perm.families[_row_of(tpm, pub.familyID)]
-    if s.protocol == C.TPM_PID_DSAP:
-        if pub.familyID != s.delegate.familyID:
-            raise TPMError(C.TPM_DELEGATE_FAMILY)
-        if not fam.flags & TPM_FAMFLAG_ENABLED:
-            raise TPMError(C.TPM_DISABLED_CMD)
-        mine = s.delegate.permissions
-        if pub.permissions.per1 & ~mine.per1 or pub.permissions.per2 & ~mine.per2:
-            raise TPMError(C.TPM_AUTHFAIL)
+    _check_handing_on(s, pub, fam)
     if pub.permissions.delegateType != TPM_DEL_KEY_BITS:
         raise TPMError(C.TPM_BAD_PARAMETER)
     auth = ctx.decrypt_auth(enc_auth)
