@@ -21,6 +21,7 @@ from pyxl.tpm import structures as S
 
 MS_MIGRATE, MS_REWRAP = 1, 2
 ORD_CMB, ORD_CONVERT, ORD_AMK, ORD_GETPUB, ORD_SIGN = 0x28, 0x2A, 0x2B, 0x21, 0x3C
+ORD_MIGRATEKEY = 0x25
 KEY_AUTH = b"k" * 20
 MIG_AUTH = bytes(20)          # create_wrap_key's migration secret
 
@@ -46,8 +47,8 @@ def pair():
     return src, dst
 
 
-def dest_storage_key(dst):
-    blob = create_wrap_key(dst)
+def dest_storage_key(dst, template=None):
+    blob = create_wrap_key(dst, template=template)
     handle = load_key2(dst, blob)
     r, pub = auth1(dst, ORD_GETPUB, u32(handle), b"", KEY_AUTH)
     assert r.rc == 0, r
@@ -159,3 +160,27 @@ def test_refusals(pair):
     assert create_blob(src, 7, mka, mig.encData)[0] == 0x03              # TPM_BAD_PARAMETER
     # garbage encData
     assert create_blob(src, MS_REWRAP, mka, os.urandom(256))[0] != 0
+
+
+def test_migrate_through_a_migration_authority(pair):
+    """MIGRATE to a TPM_KEY_MIGRATE key; MigrateKey on the authority's TPM
+    re-encrypts to the destination storage key; Convert there; sign."""
+    src, dst = pair
+    key = S.TPM_KEY.from_bytes(create_wrap_key(src, template=signing_template()))
+    ma, ma_pub = dest_storage_key(dst, template=key_template(usage=0x0016))
+    parent, pub = dest_storage_key(dst)
+    rc, rnd, out = create_blob(src, MS_MIGRATE, authorize(src, ma_pub, MS_MIGRATE), key.encData)
+    assert rc == 0
+    r, moved = auth1(dst, ORD_MIGRATEKEY, u32(ma), pub + u32(len(out)) + out, KEY_AUTH)
+    assert r.rc == 0, r
+    moved = moved[4:]
+    r, conv = auth1(dst, ORD_CONVERT, u32(parent), u32(len(moved)) + moved + u32(len(rnd)) + rnd,
+                    KEY_AUTH)
+    assert r.rc == 0, r
+    key.encData = conv[4:]
+    sign_and_verify(dst, load_key2(dst, key.to_bytes(), parent=parent, parent_auth=KEY_AUTH), key)
+    # only a TPM_KEY_MIGRATE key may do this, and only with its secret
+    r, _ = auth1(dst, ORD_MIGRATEKEY, u32(parent), pub + u32(len(out)) + out, KEY_AUTH)
+    assert r.rc == 0x24                                   # TPM_INVALID_KEYUSAGE
+    r, _ = auth1(dst, ORD_MIGRATEKEY, u32(ma), pub + u32(len(out)) + out, b"x" * 20)
+    assert r.rc == 0x01                                   # TPM_AUTHFAIL

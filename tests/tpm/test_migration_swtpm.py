@@ -45,7 +45,8 @@ def owned_engine():
 @pytest.mark.parametrize("src,dst", [("swtpm", "swtpm"), ("swtpm", "engine"),
                                      ("engine", "swtpm")])
 @pytest.mark.parametrize("scenario", ["test_rewrap_round_trip",
-                                      "test_migrate_round_trip_through_convert"])
+                                      "test_migrate_round_trip_through_convert",
+                                      "test_migrate_through_a_migration_authority"])
 def test_round_trip_with_libtpms(start_swtpm, src, dst, scenario):
     pair = tuple(owned_swtpm(start_swtpm, "sw%d" % i) if kind == "swtpm" else owned_engine()
                  for i, kind in enumerate((src, dst)))

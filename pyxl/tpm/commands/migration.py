@@ -6,7 +6,8 @@ key.  TPM_MS_MIGRATE splits the private key: its first 20 serialized bytes
 (length + 16 bytes of p) become the OAEP seed, the rest travels in a
 TPM_MIGRATE_ASYMKEY, OAEP-encoded with pHash = migrationAuth, XORed with a
 random string handed to the caller, then RSA-OAEP encrypted to the migration
-key.  MigrateKey and the CMK family are not implemented; TPM_CAP_ORD says so.
+key.  MigrateKey lets a migration authority's TPM re-encrypt such a blob to
+its final destination.  The CMK family is not implemented; TPM_CAP_ORD says so.
 """
 
 from __future__ import annotations
@@ -160,4 +161,26 @@ def ConvertMigrationBlob(tpm, ctx, r):
     d2 = TPM_STORE_ASYMKEY(C.TPM_PT_ASYM, m1.usageAuth, p_hash, m1.pubDataDigest,
                            k1k2[4:4 + n])
     out = parent.rsa.encrypt_oaep(d2.to_bytes())
+    return len(out).to_bytes(4, "big") + out
+
+
+@command(C.TPM_ORD_MigrateKey)
+def MigrateKey(tpm, ctx, r):
+    """A migration authority's step (Part 3 11.5): decrypt inData with the
+    TPM_KEY_MIGRATE key maKeyHandle, re-encrypt it to pubKey."""
+    ma_handle = r.u32()
+    ctx.mark(r)
+    dest = TPM_PUBKEY.unmarshal(r)
+    in_data = r.sized32("inData")
+    ctx.start(r, T10, CHECK_ALL)
+    ma = use_key(tpm, ctx, ma_handle)
+    if ma.usage != C.TPM_KEY_MIGRATE:
+        raise TPMError(C.TPM_INVALID_KEYUSAGE)
+    if ma.blob.algorithmParms.encScheme != C.TPM_ES_RSAESOAEP_SHA1_MGF1:
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
+    try:
+        plain = ma.rsa.decrypt_oaep(in_data)
+    except ValueError:
+        raise TPMError(C.TPM_DECRYPT_ERROR) from None
+    out = _encrypt_to(dest, plain)
     return len(out).to_bytes(4, "big") + out
