@@ -1,16 +1,27 @@
-"""Migration: AuthorizeMigrationKey (Part 3 11.3).
+"""Migration: AuthorizeMigrationKey, CreateMigrationBlob, ConvertMigrationBlob
+(Part 3 11.1-11.3), following libtpms's order of checks.
 
-Only the owner's approval of a migration destination is implemented; the
-commands that use it (CreateMigrationBlob, ConvertMigrationBlob, MigrateKey,
-the CMK family) are not, and TPM_CAP_ORD says so.
+TPM_MS_REWRAP re-encrypts a key's TPM_STORE_ASYMKEY to the approved migration
+key.  TPM_MS_MIGRATE splits the private key: its first 20 serialized bytes
+(length + 16 bytes of p) become the OAEP seed, the rest travels in a
+TPM_MIGRATE_ASYMKEY, OAEP-encoded with pHash = migrationAuth, XORed with a
+random string handed to the caller, then RSA-OAEP encrypted to the migration
+key.  MigrateKey lets a migration authority's TPM re-encrypt such a blob to
+its final destination.  The CMK family is not implemented; TPM_CAP_ORD says so.
 """
 
 from __future__ import annotations
 
 from .. import constants as C
-from ..crypto import sha1
-from ..engine import CHECK_ALL, T1, TPMError, command
-from ..structures import TPM_PUBKEY
+from ..crypto import RSAKey, mgf1, random_bytes, sha1, xor
+from ..engine import CHECK_ALL, T1, T10, T21, TPMError, command
+from ..marshal import TPMDecodeError
+from ..structures import TPM_MIGRATE_ASYMKEY, TPM_PUBKEY, TPM_STORE_ASYMKEY
+from .keys import storage_parent, use_key
+
+TPM_MS_MIGRATE = 0x0001
+TPM_MS_REWRAP = 0x0002
+_H = 20     # SHA-1 digest size
 
 
 @command(C.TPM_ORD_AuthorizeMigrationKey)
@@ -32,3 +43,144 @@ def AuthorizeMigrationKey(tpm, ctx, r):
     pub = key.to_bytes()
     sch = scheme.to_bytes(2, "big")
     return pub + sch + sha1(pub, sch, tpm.perm.tpm_proof)
+
+
+# ---------------------------------------------------------------- OAEP encoding with a given seed
+
+def oaep_encode(message: bytes, em_len: int, p_hash: bytes, seed: bytes) -> bytes:
+    """EME-OAEP encoding (PKCS#1 v2.0 9.1.1.1, no leading zero octet) with
+    pHash and seed supplied by the caller, as TPM_MS_MIGRATE needs."""
+    if em_len < 2 * _H + 1 + len(message):
+        raise TPMError(C.TPM_ENCRYPT_ERROR)
+    db = p_hash + bytes(em_len - len(message) - 2 * _H - 1) + b"\x01" + message
+    masked_db = xor(db, mgf1(seed, len(db)))
+    return xor(seed, mgf1(masked_db, _H)) + masked_db
+
+
+def oaep_decode(em: bytes) -> tuple[bytes, bytes, bytes]:
+    """Inverse of oaep_encode -> (message, pHash, seed); pHash is returned, not
+    checked (it carries the key's migrationAuth)."""
+    if len(em) < 2 * _H + 1:
+        raise TPMError(C.TPM_DECRYPT_ERROR)
+    masked_seed, masked_db = em[:_H], em[_H:]
+    seed = xor(masked_seed, mgf1(masked_db, _H))
+    db = xor(masked_db, mgf1(seed, len(masked_db)))
+    rest = db[_H:].lstrip(b"\x00")
+    if not rest or rest[0] != 1:
+        raise TPMError(C.TPM_DECRYPT_ERROR)
+    return rest[1:], db[:_H], seed
+
+
+def _encrypt_to(pub: TPM_PUBKEY, data: bytes) -> bytes:
+    try:
+        rsa = RSAKey(int.from_bytes(pub.pubKey.key, "big"),
+                     pub.algorithmParms.rsa().exponent_int)
+        return rsa.encrypt_oaep(data)
+    except (ValueError, TPMDecodeError):
+        raise TPMError(C.TPM_ENCRYPT_ERROR) from None
+
+
+# ---------------------------------------------------------------- CreateMigrationBlob
+
+@command(C.TPM_ORD_CreateMigrationBlob)
+def CreateMigrationBlob(tpm, ctx, r):
+    """-> random, outData.  AUTH2: parent usage, then the key's migrationAuth
+    (OIAP only); AUTH1 (parent needs no auth): the migrationAuth alone.  A
+    non-migratable key's migrationAuth is tpmProof, so it cannot be authorized."""
+    parent_handle = r.u32()
+    ctx.mark(r)
+    mtype = r.u16()
+    mig_pub = TPM_PUBKEY.unmarshal(r)
+    scheme = r.u16()
+    digest = r.digest()
+    enc = r.sized32("encData")
+    ctx.start(r, T21, CHECK_ALL)
+    parent = tpm.key_by_handle(parent_handle)
+    if ctx.n_auth == 2:
+        ctx.verify(0, parent.usage_auth, C.TPM_ET_KEYHANDLE, parent_handle)
+    elif parent.blob.authDataUsage != C.TPM_AUTH_NEVER:
+        raise TPMError(C.TPM_AUTHFAIL)
+    storage_parent(parent)
+    try:
+        d1_bytes = parent.rsa.decrypt_oaep(enc)
+        d1 = TPM_STORE_ASYMKEY.from_bytes(d1_bytes)
+    except (ValueError, TPMDecodeError):
+        raise TPMError(C.TPM_DECRYPT_ERROR) from None
+    if d1.payload != C.TPM_PT_ASYM:
+        raise TPMError(C.TPM_BAD_MIGRATION)
+    ei = ctx.n_auth - 1
+    try:
+        ctx.verify(ei, d1.migrationAuth, allow_osap=False)
+    except TPMError as e:
+        # libtpms checks this trailer as the second one whatever the tag
+        raise TPMError(C.TPM_AUTH2FAIL if e.rc == C.TPM_AUTHFAIL else e.rc) from None
+    if sha1(mig_pub.to_bytes(), scheme.to_bytes(2, "big"), tpm.perm.tpm_proof) != digest:
+        raise TPMError(C.TPM_AUTHFAIL)
+    if mtype == TPM_MS_MIGRATE:
+        k1k2 = len(d1.privKey).to_bytes(4, "big") + d1.privKey
+        m1 = TPM_MIGRATE_ASYMKEY(C.TPM_PT_MIGRATE, d1.usageAuth, d1.pubDataDigest,
+                                 k1k2[_H:]).to_bytes()
+        o1 = oaep_encode(m1, len(m1) + 2 * _H + 1, d1.migrationAuth, k1k2[:_H])
+        rnd = random_bytes(len(o1))
+        out = _encrypt_to(mig_pub, xor(o1, rnd))
+    elif mtype == TPM_MS_REWRAP:
+        rnd = b""
+        out = _encrypt_to(mig_pub, d1_bytes)
+    else:
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    return (len(rnd).to_bytes(4, "big") + rnd + len(out).to_bytes(4, "big") + out)
+
+
+@command(C.TPM_ORD_ConvertMigrationBlob)
+def ConvertMigrationBlob(tpm, ctx, r):
+    """The destination side of TPM_MS_MIGRATE: undo the XOR and the OAEP
+    encoding, rebuild the TPM_STORE_ASYMKEY and wrap it to parentHandle."""
+    parent_handle = r.u32()
+    ctx.mark(r)
+    in_data = r.sized32("inData")
+    rnd = r.sized32("random")
+    ctx.start(r, T10, CHECK_ALL)
+    parent = storage_parent(use_key(tpm, ctx, parent_handle))
+    try:
+        d1 = parent.rsa.decrypt_oaep(in_data)
+    except ValueError:
+        raise TPMError(C.TPM_DECRYPT_ERROR) from None
+    if len(d1) != len(rnd):
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    m1_bytes, p_hash, seed = oaep_decode(xor(d1, rnd))
+    try:
+        m1 = TPM_MIGRATE_ASYMKEY.from_bytes(m1_bytes)
+    except TPMDecodeError:
+        raise TPMError(C.TPM_BAD_PARAM_SIZE) from None
+    if m1.payload != C.TPM_PT_MIGRATE:
+        raise TPMError(C.TPM_BAD_MIGRATION)
+    k1k2 = seed + m1.partPrivKey
+    n = int.from_bytes(k1k2[:4], "big")
+    if n > len(k1k2) - 4:
+        raise TPMError(C.TPM_BAD_PARAM_SIZE)
+    d2 = TPM_STORE_ASYMKEY(C.TPM_PT_ASYM, m1.usageAuth, p_hash, m1.pubDataDigest,
+                           k1k2[4:4 + n])
+    out = parent.rsa.encrypt_oaep(d2.to_bytes())
+    return len(out).to_bytes(4, "big") + out
+
+
+@command(C.TPM_ORD_MigrateKey)
+def MigrateKey(tpm, ctx, r):
+    """A migration authority's step (Part 3 11.5): decrypt inData with the
+    TPM_KEY_MIGRATE key maKeyHandle, re-encrypt it to pubKey."""
+    ma_handle = r.u32()
+    ctx.mark(r)
+    dest = TPM_PUBKEY.unmarshal(r)
+    in_data = r.sized32("inData")
+    ctx.start(r, T10, CHECK_ALL)
+    ma = use_key(tpm, ctx, ma_handle)
+    if ma.usage != C.TPM_KEY_MIGRATE:
+        raise TPMError(C.TPM_INVALID_KEYUSAGE)
+    if ma.blob.algorithmParms.encScheme != C.TPM_ES_RSAESOAEP_SHA1_MGF1:
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
+    try:
+        plain = ma.rsa.decrypt_oaep(in_data)
+    except ValueError:
+        raise TPMError(C.TPM_DECRYPT_ERROR) from None
+    out = _encrypt_to(dest, plain)
+    return len(out).to_bytes(4, "big") + out
