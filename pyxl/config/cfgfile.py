@@ -461,6 +461,16 @@ class XluList:
                 return v
         return None
 
+    def leading_strings(self) -> list[str]:
+        """What xl's `for (i = 0; (s = xlu_cfg_get_listitem(l, i)); i++)`
+        loops see: the strings up to the first non-string item."""
+        out = []
+        for v in self.values:
+            if not isinstance(v, str):
+                break
+            out.append(v)
+        return out
+
     def get_value(self, i: int):
         """xlu_cfg_get_listitem2: the raw value at i (or None)."""
         return self.values[i] if 0 <= i < len(self.values) else None

@@ -13,16 +13,6 @@ from pyxl.config.errors import ConfigError
 _TRIM = " \t\n\v\f\r"
 
 
-def _items(lst):
-    out = []
-    for i in range(lst.count):
-        item = lst.get_item(i)
-        if item is None:
-            break
-        out.append(item)
-    return out
-
-
 def _get_list(cfg, key):
     if cfg.get_value(key) is None:
         return None
@@ -53,7 +43,7 @@ def parse_pci_list(cfg, d, opts, rdm_policy, out):
     lst = _get_list(cfg, "pci")
     if lst is None:
         return
-    for buf in _items(lst):
+    for buf in lst.leading_strings():
         pci = M.DevicePci(msitranslate=opts["pci_msitranslate"] != 0,
                           power_mgmt=opts["pci_power_mgmt"] != 0,
                           permissive=opts["pci_permissive"] != 0,
@@ -100,7 +90,7 @@ def parse_devices(cfg, d, source, host, out, xl_defaults=None):
 
     lst = _get_list(cfg, "disk")
     if lst is not None:
-        for buf in _items(lst):
+        for buf in lst.leading_strings():
             errs: list = []
             disk = parse_disk(buf, source, errs)
             if disk is None:
@@ -111,7 +101,7 @@ def parse_devices(cfg, d, source, host, out, xl_defaults=None):
 
     lst = _get_list(cfg, "vtpm")
     if lst is not None:
-        for i, buf in enumerate(_items(lst)):
+        for i, buf in enumerate(lst.leading_strings()):
             try:
                 d.vtpms.append(parse_vtpm(buf, i))
             except ConfigError as e:
@@ -124,7 +114,7 @@ def parse_devices(cfg, d, source, host, out, xl_defaults=None):
 
     lst = _get_list(cfg, "vif")
     if lst is not None:
-        for i, buf in enumerate(_items(lst)):
+        for i, buf in enumerate(lst.leading_strings()):
             nic = M.DeviceNic(devid=i)
             _nic_defaults(nic, xl_defaults)
             d.nics.append(nic)
@@ -138,7 +128,7 @@ def parse_devices(cfg, d, source, host, out, xl_defaults=None):
 
     lst = _get_list(cfg, "vfb")
     if lst is not None:
-        for buf in _items(lst):
+        for buf in lst.leading_strings():
             vfb = M.DeviceVfb(devid=len(d.vfbs))
             d.vfbs.append(vfb)
             d.vkbs.append(M.DeviceVkb(devid=len(d.vkbs)))
@@ -170,7 +160,7 @@ def parse_devices(cfg, d, source, host, out, xl_defaults=None):
 
     lst = _get_list(cfg, "usbctrl")
     if lst is not None:
-        for buf in _items(lst):
+        for buf in lst.leading_strings():
             ctrl = M.DeviceUsbctrl(devid=len(d.usbctrls))
             d.usbctrls.append(ctrl)
             for tok in strtok(buf, ","):
@@ -190,7 +180,7 @@ def parse_devices(cfg, d, source, host, out, xl_defaults=None):
 
     lst = _get_list(cfg, "usbdev")
     if lst is not None:
-        for buf in _items(lst):
+        for buf in lst.leading_strings():
             dev = M.DeviceUsbdev()
             d.usbdevs.append(dev)
             for tok in strtok(buf, ","):
@@ -233,7 +223,7 @@ def _parse_p9(cfg, d, out):
         return
     # xl keeps these across items: a later spec inherits what it omits
     security_model = path = tag = backend = None
-    for i, buf in enumerate(_items(lst)):
+    for i, buf in enumerate(lst.leading_strings()):
         p9 = M.DeviceP9()  # xl re-inits it after setting devid: -1
         d.p9s.append(p9)
         for tok in strtok(buf, ","):
@@ -273,7 +263,7 @@ def _parse_vdispl(cfg, d, out):
     lst = _get_list(cfg, "vdispl")
     if lst is None:
         return
-    for buf in _items(lst):
+    for buf in lst.leading_strings():
         v = M.DeviceVdispl(devid=len(d.vdispls))
         d.vdispls.append(v)
         for tok in strtok(buf, ","):
@@ -326,7 +316,7 @@ def _parse_pvcalls(cfg, d, out):
     lst = _get_list(cfg, "pvcalls")
     if lst is None:
         return
-    for buf in _items(lst):
+    for buf in lst.leading_strings():
         p = M.DevicePvcallsif(devid=len(d.pvcallsifs))
         d.pvcallsifs.append(p)
         for tok in strtok(buf, ","):
@@ -383,7 +373,7 @@ def _parse_vsnd(cfg, d, out):
             vsnd = M.DeviceVsnd(devid=len(d.vsnds))
             d.vsnds.append(vsnd)
             i += 1
-            for item in _items(card_value):
+            for item in card_value.leading_strings():
                 _vsnd_item(vsnd, item)
     except ConfigError as e:
         raise _fail(out, e)
@@ -442,7 +432,7 @@ def _parse_channels(cfg, d, out):
     lst = _get_list(cfg, "channel")
     if lst is None:
         return
-    for buf in _items(lst):
+    for buf in lst.leading_strings():
         chn = M.DeviceChannel(devid=len(d.channels))
         d.channels.append(chn)
         path = None
@@ -535,7 +525,7 @@ def _parse_cpuid(cfg, b_info, out):
         return
     if not isinstance(v, str):
         lst = cfg.get_list("cpuid", True)
-        for buf in _items(lst):
+        for buf in lst.leading_strings():
             e = _cpuid_xend(b_info.cpuid, buf)
             if e:
                 out.say('while parsing CPUID line: "%s":' % buf)
@@ -575,7 +565,7 @@ def parse_vkb_list(cfg, d, out):
     lst = _get_list(cfg, "vkb")
     if lst is None:
         return
-    for buf in _items(lst):
+    for buf in lst.leading_strings():
         vkb = M.DeviceVkb(devid=len(d.vkbs))
         d.vkbs.append(vkb)
         for tok in strtok(buf, ","):

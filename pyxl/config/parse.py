@@ -118,17 +118,6 @@ def _value_kind(cfg, key):
     return "string" if isinstance(v, str) else "list"
 
 
-def _list_items(lst):
-    """xlu_cfg_get_listitem loop: strings until the first non-string item."""
-    out = []
-    for i in range(lst.count):
-        item = lst.get_item(i)
-        if item is None:
-            break
-        out.append(item)
-    return out
-
-
 def _string_list(cfg, key, dont_warn):
     """xlu_cfg_get_list_as_string_list -> (rc, list): rc 0, 'ESRCH', 'EINVAL'."""
     kind = _value_kind(cfg, key)
@@ -137,7 +126,7 @@ def _string_list(cfg, key, dont_warn):
     lst = cfg.get_list(key, dont_warn)
     if lst is None:
         return "EINVAL", None
-    return 0, _list_items(lst)
+    return 0, lst.leading_strings()
 
 
 def _line_of(cfg, key) -> int:
@@ -502,7 +491,7 @@ def parse_config(cfg, source: str, out: Output | None = None,
     kind = _value_kind(cfg, "dtdev")
     lst = cfg.get_list("dtdev") if kind is not None else None
     if lst is not None:
-        d.dtdevs = [M.DeviceDtdev(path=p) for p in _list_items(lst)]
+        d.dtdevs = [M.DeviceDtdev(path=p) for p in lst.leading_strings()]
 
     buf = cfg.get_string("passthrough")
     if buf is not None:
