@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pyxl.config import cpuid as _cpuid
 from pyxl.config import model as M
-from pyxl.config.cstr import atoi, strtok, strtoul, wrap_int, wrap_u32
+from pyxl.config.cstr import atoi, strtok, strtoul
 from pyxl.config.errors import ConfigError
 
 _TRIM = " \t\n\v\f\r"

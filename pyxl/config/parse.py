@@ -15,7 +15,7 @@ import uuid as _uuid
 
 from pyxl.config import model as M
 from pyxl.config.cpumap import parse_cpurange, parse_range
-from pyxl.config.cstr import ERANGE, set_errno, strtok, strtol, strtoul, wrap_int, wrap_u32, wrap_u64
+from pyxl.config.cstr import set_errno, strtok, strtol, strtoul, wrap_int, wrap_u32, wrap_u64
 from pyxl.config.errors import ConfigError
 from pyxl.config.host import DEFAULT_HOST, HostInfo
 from pyxl.config.uuidparse import parse_uuid

@@ -160,6 +160,21 @@ def _enabled_family(tpm, family_id: int) -> FamilyRow:
     return f
 
 
+def _open_blob(tpm, cls, value: bytes):
+    """A delegation blob DSAP may open: well formed, of an enabled family at
+    its current verification count, and untouched since the TPM made it."""
+    try:
+        blob = cls.unmarshal(Reader(value))
+    except TPMDecodeError:
+        raise TPMError(C.TPM_WRONG_ENTITYTYPE) from None
+    fam = _enabled_family(tpm, blob.pub.familyID)
+    if blob.pub.verificationCount != fam.verification_count:
+        raise TPMError(C.TPM_FAMILYCOUNT)
+    if not _eq(_integrity(tpm, blob), blob.integrityDigest):
+        raise TPMError(C.TPM_AUTHFAIL)
+    return blob
+
+
 def _check_handing_on(s, pub, fam) -> None:
     """A delegate (a DSAP session) may hand on at most its own rights, within
     its own, enabled family."""
@@ -344,29 +359,13 @@ def DSAP(tpm, ctx, r):
     low = et & 0xFF
     key_digest = b""
     if low == C.TPM_ET_DEL_KEY_BLOB:
-        try:
-            blob = TPM_DELEGATE_KEY_BLOB.unmarshal(Reader(value))
-        except TPMDecodeError:
-            raise TPMError(C.TPM_WRONG_ENTITYTYPE) from None
-        fam = _enabled_family(tpm, blob.pub.familyID)
-        if blob.pub.verificationCount != fam.verification_count:
-            raise TPMError(C.TPM_FAMILYCOUNT)
-        if not _eq(_integrity(tpm, blob), blob.integrityDigest):
-            raise TPMError(C.TPM_AUTHFAIL)
+        blob = _open_blob(tpm, TPM_DELEGATE_KEY_BLOB, value)
         key = tpm.key_by_handle(key_handle)
         if key_handle == C.TPM_KH_EK or not _eq(pubkey_digest(key), blob.pubKeyDigest):
             raise TPMError(C.TPM_KEYNOTFOUND)
         pub, secret, key_digest = blob.pub, _unseal(tpm, blob), blob.pubKeyDigest
     elif low == C.TPM_ET_DEL_OWNER_BLOB:
-        try:
-            blob = TPM_DELEGATE_OWNER_BLOB.unmarshal(Reader(value))
-        except TPMDecodeError:
-            raise TPMError(C.TPM_WRONG_ENTITYTYPE) from None
-        fam = _enabled_family(tpm, blob.pub.familyID)
-        if blob.pub.verificationCount != fam.verification_count:
-            raise TPMError(C.TPM_FAMILYCOUNT)
-        if not _eq(_integrity(tpm, blob), blob.integrityDigest):
-            raise TPMError(C.TPM_AUTHFAIL)
+        blob = _open_blob(tpm, TPM_DELEGATE_OWNER_BLOB, value)
         pub, secret = blob.pub, _unseal(tpm, blob)
     elif low == C.TPM_ET_DEL_ROW:
         row = tpm.perm.delegates.get(Reader(value).u32())
