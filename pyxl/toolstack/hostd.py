@@ -273,7 +273,6 @@ class HostState:
         vcpus = int(_cfg(config, "b_info", "max_vcpus", default=1) or 1)
         kernel = _cfg(config, "b_info", "kernel", default=None) \
             or _cfg(config, "b_info", "type.pv", "kernel", default="") or ""
-        cmdline = _cfg(config, "b_info", "cmdline", default="") or ""
         uuid = _cfg(config, "c_info", "uuid") or str(uuidlib.uuid4())
         disks = config.get("disks") or []
         vtpms = config.get("vtpms") or []

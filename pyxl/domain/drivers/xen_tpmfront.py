@@ -27,8 +27,7 @@ import threading
 import time
 
 from . import xenbus
-from .tpmif import (TPMIF_STATE_CANCEL, TPMIF_STATE_FINISH, TPMIF_STATE_IDLE,
-                    TPMIF_STATE_SUBMIT, SharedPage)
+from .tpmif import TPMIF_STATE_FINISH, TPMIF_STATE_IDLE, SharedPage
 
 TOKEN = "xen-tpmfront"
 TIMEOUT_C = 0.750                      # TIS default until the TPM says otherwise

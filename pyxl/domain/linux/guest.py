@@ -5,8 +5,6 @@ control/shutdown requests as Linux's drivers/xen/manage.c does.
 
 from __future__ import annotations
 
-import os
-import select
 import threading
 import time
 
@@ -119,7 +117,6 @@ class Guest:
     def execute(self, cmd: str) -> None:
         argv = cmd.split()
         name, args = argv[0], argv[1:]
-        d = self.dom
         if self.userland.run(name, args) or self.kmod(name, args):
             return
         if name == "echo":

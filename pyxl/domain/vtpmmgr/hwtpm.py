@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from pyxl.tpm import constants as C
 from pyxl.tpm.crypto import RSAKey
-from pyxl.tpm.marshal import Reader, Writer
+from pyxl.tpm.marshal import Reader
 from pyxl.tpm.structures import TPM_KEY, TPM_KEY_PARMS, TPM_PUBKEY, TPM_RSA_KEY_PARMS
 
 from .log import MgrLog, error_name

@@ -9,7 +9,7 @@ from ..crypto import sha1
 from ..engine import CHECK_ALL, T10, T21, T210, TPMError, command
 from ..marshal import TPMDecodeError, Writer
 from ..structures import (TPM_ASYM_CA_CONTENTS, TPM_CAP_VERSION_INFO, TPM_CERTIFY_INFO,
-                          TPM_CERTIFY_INFO2, TPM_PCR_INFO_LONG, TPM_PCR_INFO_SHORT,
+                          TPM_CERTIFY_INFO2, TPM_PCR_INFO_LONG,
                           TPM_EK_BLOB, TPM_EK_BLOB_ACTIVATE, TPM_IDENTITY_CONTENTS,
                           TPM_PCR_INFO_SHORT, TPM_PCR_SELECTION, TPM_QUOTE_INFO2, TPM_SIGN_INFO,
                           TPM_STORE_ASYMKEY, TPM_STORE_PUBKEY, TPM_STRUCT_VER, TPM_VERSION,
