@@ -431,6 +431,7 @@ class TPM_ENTITY_TYPE(IntEnum):
 globals().update(TPM_ENTITY_TYPE.__members__)
 
 TPM_ET_XOR = 0x00  # ADIP scheme in the high byte of an entity type
+TPM_ET_AES128_CTR = 0x06
 
 
 class TPM_KEY_HANDLE_VALUE(IntEnum):

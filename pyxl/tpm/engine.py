@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import constants as C
-from .crypto import KeySource, RSAKey, generate_rsa, hmac_sha1, random_bytes, sha1, xor
+from .crypto import (KeySource, RSAKey, aes128_ctr, generate_rsa, hmac_sha1, random_bytes,
+                     sha1, xor)
 from .identity import XEN_VTPM_IDENTITY, Identity
 from .marshal import Reader, TPMDecodeError, Writer
 from .structures import (TPM_KEY, TPM_KEY12, TPM_KEY_PARMS, TPM_NV_ATTRIBUTES,
@@ -135,6 +136,11 @@ class Session:
     shared_secret: bytes = b""
     delegate: object = None       # DSAP: the TPM_DELEGATE_PUBLIC it was opened with
     delegate_key: bytes = b""     # DSAP on a key blob: the blob's pubKeyDigest
+
+    @property
+    def adip(self) -> int:
+        """The ADIP scheme the session was opened with: its entity type's MSB."""
+        return self.entity_type >> 8
 
 
 @dataclass
@@ -284,14 +290,18 @@ class Ctx:
         return s
 
     def decrypt_auth(self, enc: bytes, i: int = 0, odd: bool = False) -> bytes:
-        """ADIP (XOR): an encrypted AuthData under OSAP session i's shared secret."""
+        """ADIP: an encrypted AuthData under OSAP/DSAP session i's shared secret,
+        XOR with SHA-1(secret || nonce) or AES-128-CTR keyed by the secret and
+        counting from the nonce (authLastNonceEven; nonceOdd for a second one)."""
         s = self.session(i)
         if s.protocol not in (C.TPM_PID_OSAP, C.TPM_PID_DSAP):
             raise TPMError(C.TPM_BAD_MODE)
-        if s.entity_type >> 8 not in (0, C.TPM_ET_XOR):
-            raise TPMError(C.TPM_INAPPROPRIATE_ENC)
-        pad = sha1(s.shared_secret, self.auths[i].nonce_odd if odd else s.nonce_even)
-        return xor(enc, pad)
+        nonce = self.auths[i].nonce_odd if odd else s.nonce_even
+        if s.adip == C.TPM_ET_XOR:
+            return xor(enc, sha1(s.shared_secret, nonce))
+        if s.adip == C.TPM_ET_AES128_CTR and not self.tpm.identity.berlios:
+            return aes128_ctr(s.shared_secret, nonce, enc)
+        raise TPMError(C.TPM_INAPPROPRIATE_ENC)
 
 
 def _osap_for(s: Session, et: int, ev: int | None) -> bool:

@@ -40,6 +40,8 @@ class Identity:
     # to TPM_MAX_NV_WRITE_NOOWNER writes); the emulator looks up the missing
     # session first and always answers TPM_AUTHFAIL
     unowned_delegate_manage: bool = False
+    # the Berlios emulator itself (RSA/XOR only: no AES transport or ADIP); False = libtpms
+    berlios: bool = False
 
     def __post_init__(self):
         if len(self.vendor_id) != 4:

@@ -17,6 +17,7 @@ from engine_helpers import (OAEP_TCPA, SRK, Rsp, Session, cap_value, create_wrap
                             sha1, take_ownership, u16, u32)
 from pyxl.tpm import constants as C
 from pyxl.tpm import structures as S
+from pyxl.tpm.identity import Identity
 
 ENCRYPT, LOG, EXCLUSIVE = 1, 2, 4
 KH_TRANSPORT = 0x40000003
@@ -289,7 +290,10 @@ def test_wrapped_flush_of_its_own_session_ends_it():
 def test_transport_alg_capability():
     tpm = new_tpm()
     assert cap_value(tpm, 0x12, u32(7)) == b"\x01"      # TPM_ALG_MGF1
-    assert cap_value(tpm, 0x12, u32(6)) == b"\x00"      # AES128: not for transport here
+    assert cap_value(tpm, 0x12, u32(6)) == b"\x01"      # AES128, as libtpms
+    emulator = new_tpm(identity=Identity(berlios=True))
+    assert cap_value(emulator, 0x12, u32(7)) == b"\x01"
+    assert cap_value(emulator, 0x12, u32(6)) == b"\x00"  # the Berlios emulator: MGF1 only
 
 
 def test_release_without_log_is_bad_mode():

@@ -104,6 +104,14 @@ def check_loaded(tpm, parms: TPM_KEY_PARMS) -> bool:
     return rsa.keyLength <= 2048 and rsa.numPrimes == 2
 
 
+def _trans_algs(tpm) -> tuple:
+    return (C.TPM_ALG_MGF1,) if tpm.identity.berlios else (C.TPM_ALG_MGF1, C.TPM_ALG_AES128)
+
+
+def _adip_algs(tpm) -> tuple:
+    return (C.TPM_ALG_XOR,) if tpm.identity.berlios else (C.TPM_ALG_XOR, C.TPM_ALG_AES128)
+
+
 def capability(tpm, cap: int, sub: bytes) -> bytes:
     A = C.TPM_CAPABILITY_AREA
     if cap == A.TPM_CAP_ORD:
@@ -154,8 +162,8 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
             raise TPMError(C.TPM_BADINDEX)
         return a.pub.to_bytes()
     if cap == A.TPM_CAP_TRANS_ALG:
-        # transport sessions encrypt with MGF1 only (commands/transport.py)
-        return _bool(_sub32(sub) == C.TPM_ALG_MGF1)
+        # transport encryption (transport.check_scheme): MGF1, and AES-128 but in the emulator
+        return _bool(_sub32(sub) in _trans_algs(tpm))
     if cap == A.TPM_CAP_HANDLE:
         rt = _sub32(sub)
         if rt == C.TPM_RT_KEY:
@@ -174,9 +182,12 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
     if cap == A.TPM_CAP_TRANS_ES:
         if len(sub) != 2:
             raise TPMError(C.TPM_BAD_MODE)
-        return _bool(False)
+        # AES-128's modes; libtpms answers FALSE for TPM_ES_NONE (MGF1's) too
+        es = int.from_bytes(sub, "big")
+        return _bool(not tpm.identity.berlios and es in (C.TPM_ES_SYM_CTR, C.TPM_ES_SYM_OFB))
     if cap == A.TPM_CAP_AUTH_ENCRYPT:
-        return _bool(_sub32(sub) == C.TPM_ALG_XOR)
+        # ADIP (session.check_adip): XOR, and AES-128-CTR but in the emulator
+        return _bool(_sub32(sub) in _adip_algs(tpm))
     if cap == A.TPM_CAP_SELECT_SIZE:
         # TPM_SELECT_SIZE: major 1, minor 1 or 2, reqSize (libtpms's checks;
         # like the emulator, any reqSize up to 3 is supported, even 0)
