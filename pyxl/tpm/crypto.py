@@ -218,5 +218,8 @@ def aes128_ctr(key: bytes, counter: bytes, data: bytes) -> bytes:
 def aes128_ofb(key: bytes, iv: bytes, data: bytes) -> bytes:
     """AES-128 in OFB mode (transport sessions): key and IV are the first 16
     bytes of what is given."""
-    from cryptography.hazmat.primitives.ciphers import modes
-    return _aes_stream(key[:16], modes.OFB(iv[:16]), data) if data else b""
+    try:        # cryptography >= 47 keeps OFB among its "decrepit" modes
+        from cryptography.hazmat.decrepit.ciphers.modes import OFB
+    except ImportError:
+        from cryptography.hazmat.primitives.ciphers.modes import OFB
+    return _aes_stream(key[:16], OFB(iv[:16]), data) if data else b""

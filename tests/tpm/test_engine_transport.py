@@ -52,12 +52,12 @@ def log_out(digest, ticks_struct, params, locality):
 class Transport:
     """The client side of one transport session."""
 
-    def __init__(self, tpm, attrs, enc_key=None, key_auth=None, locality=0):
+    def __init__(self, tpm, attrs, enc_key=None, key_auth=None, locality=0, alg=7, es=1):
         self.tpm = tpm
         self.attrs = attrs
         self.auth = os.urandom(20)
         self.locality = locality
-        pub = trans_public(attrs)
+        pub = trans_public(attrs, alg, es)
         if enc_key is None:
             secret = self.auth
             params = u32(KH_TRANSPORT) + pub + u32(len(secret)) + secret
@@ -77,6 +77,7 @@ class Transport:
         assert struct.unpack(">I", b[4:8])[0] == locality
         ticks = b[8:8 + 32]
         assert ticks[:2] == u16(0x14)
+        self.ticks = ticks
         self.nonce_even = b[40:60]
         self.digest = bytes(20)
         if attrs & LOG:
@@ -94,8 +95,8 @@ class Transport:
         h1 = sha1(ordw, inner[e1:e1 + len1])
         wrapped = inner
         if self.attrs & ENCRYPT:
-            pad = mgf1(self.nonce_even + odd + b"in" + self.auth, len1)
-            wrapped = inner[:e1] + xor(inner[e1:e1 + len1], pad) + inner[e1 + len1:]
+            wrapped = (inner[:e1] + self.crypt(inner[e1:e1 + len1], self.nonce_even, odd, b"in")
+                       + inner[e1 + len1:])
         c = bytes([1 if cont else 0])
         in_digest = sha1(u32(EXE), u32(len(wrapped)), h1)
         mac = hmac1(self.auth, in_digest, self.nonce_even, odd, c)
@@ -114,8 +115,7 @@ class Transport:
         s2 = 10 + out_handles if rc == bytes(4) else 10
         len2 = len(rsp) - s2 - (rsp_auth_len if rc == bytes(4) else 0)
         if self.attrs & ENCRYPT and len2 and rc == bytes(4):
-            pad = mgf1(even + odd + b"out" + self.auth, len2)
-            rsp = rsp[:s2] + xor(rsp[s2:s2 + len2], pad) + rsp[s2 + len2:]
+            rsp = rsp[:s2] + self.crypt(rsp[s2:s2 + len2], even, odd, b"out") + rsp[s2 + len2:]
         h2 = sha1(rc, ordw, rsp[s2:s2 + len2] if rc == bytes(4) else b"")
         out_digest = sha1(u32(0), u32(EXE), ct, u32(self.locality), u32(n), h2)
         assert res == hmac1(self.auth, out_digest, even, odd, c), "transport HMAC"
@@ -125,6 +125,10 @@ class Transport:
             self.last_h2 = h2
             self.last_ct = ct
         return rsp
+
+    def crypt(self, data: bytes, nonce_even: bytes, odd: bytes, label: bytes) -> bytes:
+        """The wrapped parameters' encryption: MGF1 XOR (AES: test_engine_transport_aes.py)."""
+        return xor(data, mgf1(nonce_even + odd + label + self.auth, len(data)))
 
 
 def owned():
