@@ -216,6 +216,23 @@ def aes_transport_nv_round_trip(es):
     assert r.body[:4] == u32(300) and r.body[4:304] == data
 
 
+def aes_transport_context(es):
+    """SaveContext / LoadContext of an AES transport session: it comes back
+    with its algorithm, mode, key and nonce chain."""
+    tpm, srk = owned()
+    t = AesTransport(tpm, ENCRYPT, es, srk)
+    assert Rsp(t.execute(T.getrandom(20))).rc == 0
+    r = run(tpm, 0xC1, 0xB8, u32(t.handle) + u32(4) + b"aes-transport-cx")
+    assert r.rc == 0, r
+    blob = r.body[4:]
+    assert cap_value(tpm, 0x14, u32(4)) == u16(0)
+    r = run(tpm, 0xC1, 0xB9, u32(t.handle) + b"\x01" + u32(len(blob)) + blob)
+    assert r.rc == 0, r
+    t.handle = struct.unpack(">I", r.body[:4])[0]
+    rsp = t.execute(T.getrandom(50))
+    assert Rsp(rsp).rc == 0 and struct.unpack(">I", rsp[10:14])[0] == 50
+
+
 def aes_transport_wrong_mode_fails():
     """A CTR session fed OFB ciphertext (the two differ from the second block
     on): the TPM decrypts with CTR, its digest of the command differs from the
@@ -391,6 +408,11 @@ def test_aes_transport_seal_and_release(es):
 @pytest.mark.parametrize("es", [ES_CTR, ES_OFB], ids=["ctr", "ofb"])
 def test_aes_transport_nv_round_trip(es):
     aes_transport_nv_round_trip(es)
+
+
+@pytest.mark.parametrize("es", [ES_CTR, ES_OFB], ids=["ctr", "ofb"])
+def test_aes_transport_context(es):
+    aes_transport_context(es)
 
 
 def test_aes_transport_wrong_mode_fails():

@@ -56,6 +56,7 @@ SCENARIOS = [
     ("aes_transport_seal_and_release", (A.ES_OFB,)),
     ("aes_transport_nv_round_trip", (A.ES_CTR,)),
     ("aes_transport_nv_round_trip", (A.ES_OFB,)),
+    ("aes_transport_context", (A.ES_OFB,)),
     ("aes_transport_wrong_mode_fails", ()),
     ("aes_adip_create_wrap_key", ()),
     ("aes_sealx_unseal", ()),
