@@ -38,7 +38,9 @@ def random_bytes(n: int) -> bytes:
 
 
 def xor(a: bytes, b: bytes) -> bytes:
-    return bytes(x ^ y for x, y in zip(a, b))
+    """a XOR b, as long as the shorter (as big integers: fast for long pads)."""
+    n = min(len(a), len(b))
+    return (int.from_bytes(a[:n], "big") ^ int.from_bytes(b[:n], "big")).to_bytes(n, "big")
 
 
 def mgf1(seed: bytes, length: int) -> bytes:
