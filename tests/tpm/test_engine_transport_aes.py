@@ -4,8 +4,8 @@ session's entity type carries TPM_ET_AES128_CTR in its MSB (CreateWrapKey,
 NV_DefineSpace, Sealx / Unseal).  Every keystream is computed here with
 `cryptography`, independently of the engine: CTR from AES-ECB blocks with
 libtpms's counter (only its low 32 bits count), OFB with modes.OFB.  The
-same scenarios run against swtpm in test_transport_aes_swtpm.py.  With
-Identity(berlios=True) the engine is the Berlios emulator again: no AES."""
+same scenarios run against swtpm in test_transport_aes_swtpm.py.  Behaving
+as the Berlios emulator (Identity.berlios) the engine has no AES."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from engine_helpers import (OWNER, SRK, Rsp, Session, auth1, auth2, cap_value, c
                             sha1, take_ownership, u16, u32)
 from pyxl.tpm import constants as C
 from pyxl.tpm import structures as S
-from pyxl.tpm.identity import Identity
+from pyxl.tpm.identity import XEN_VTPM_IDENTITY, behaving_as
 
 RC = C.TPM_RESULT
 ENCRYPT, LOG = T.ENCRYPT, T.LOG
@@ -42,9 +42,15 @@ ORD_NV_DEFINE, ORD_NV_WRITE_AUTH, ORD_NV_READ_AUTH = 0xCC, 0xCE, 0xD0
 ORD_AMK, ORD_CMB, ORD_OSAP = 0x2B, 0x28, 0x0B
 USAGE, MIGRATION, DATA_AUTH, AREA_AUTH = b"u" * 20, b"m" * 20, b"d" * 20, b"a" * 20
 
-# the TPM under test: the scenarios call these through the module, so the
-# swtpm file can point them at a real libtpms
-new_tpm = T.new_tpm
+# the TPM under test: the Xen vTPM's identity behaving as libtpms (tpm-serve's
+# default); the scenarios call new_tpm() through the module, so the swtpm
+# file can point it at a real libtpms
+LIBTPMS = behaving_as(XEN_VTPM_IDENTITY, "libtpms")
+BERLIOS = behaving_as(XEN_VTPM_IDENTITY, "berlios")
+
+
+def new_tpm():
+    return T.new_tpm(identity=LIBTPMS)
 
 
 def owned():
@@ -441,7 +447,7 @@ def test_capabilities_as_libtpms():
 
 
 def berlios():
-    tpm = T.new_tpm(identity=Identity(berlios=True))
+    tpm = T.new_tpm(identity=BERLIOS)
     return tpm, take_ownership(tpm)
 
 
