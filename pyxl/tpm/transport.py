@@ -2,7 +2,8 @@
 ordinals share -- the session record, TPM_TRANSPORT_PUBLIC, the log chain
 (TPM_TRANSPORT_LOG_IN / _OUT), the encryption of wrapped parameters (MGF1
 XOR, AES-128 CTR / OFB), and the per-ordinal handle table that says where a
-wrapped command's parameters start.  The ordinals themselves are in commands/transport.py."""
+wrapped command's parameters start.  The ordinals themselves are in
+commands/transport.py."""
 
 from __future__ import annotations
 
