@@ -677,7 +677,10 @@ READ_ONLY = {C.TPM_ORD_GetCapability, C.TPM_ORD_PcrRead, C.TPM_ORD_GetRandom,
              C.TPM_ORD_GetCapabilityOwner, C.TPM_ORD_OwnerReadInternalPub,
              C.TPM_ORD_NV_ReadValue, C.TPM_ORD_NV_ReadValueAuth,
              C.TPM_ORD_SHA1CompleteExtend, C.TPM_ORD_Delegate_ReadTable,
-             C.TPM_ORD_Delegate_VerifyDelegation}
+             C.TPM_ORD_Delegate_VerifyDelegation,
+             # transport sessions are volatile; a wrapped command marks its own changes
+             C.TPM_ORD_EstablishTransport, C.TPM_ORD_ExecuteTransport,
+             C.TPM_ORD_ReleaseTransportSigned}
 
 
 _loaded = False

@@ -483,3 +483,28 @@ def test_libtpms_ctr_counter_wraps_in_its_low_word():
 @pytest.mark.parametrize("kind", ["row", "blob"])
 def test_aes_dsap_delegates_creation(kind):
     aes_dsap_delegates_creation(kind)
+
+
+def test_transport_ordinals_mark_persistent_state_by_what_they_wrap():
+    """Transport sessions are volatile: ExecuteTransport of a read-only command
+    leaves persistent_changed FALSE (no state write by tpm-serve), a wrapped
+    NV write makes it TRUE."""
+    tpm, srk = owned()
+    idx = 0x00011A02
+    pub = S.TPM_NV_DATA_PUBLIC(idx, permission=S.TPM_NV_ATTRIBUTES(C.TPM_NV_PER_AUTHWRITE),
+                               dataSize=8)
+    s = Session(tpm, "osap", C.TPM_ET_OWNER, KH_OWNER, OWNER)
+    assert auth1(tpm, ORD_NV_DEFINE, b"", pub.to_bytes() + s.enc_auth(AREA_AUTH), None,
+                 sess=s)[0].rc == 0
+    t = AesTransport(tpm, ENCRYPT | LOG, ES_CTR, srk)
+    tpm.dump()
+    assert Rsp(t.execute(T.getrandom(8))).rc == 0
+    assert not tpm._dirty                 # the fast path: no dump to compare
+    assert not tpm.persistent_changed
+    params = u32(idx) + u32(0) + u32(8) + b"8 bytes!"
+    o = Session(tpm)
+    rsp = t.execute(frame(0xC2, ORD_NV_WRITE_AUTH, params + o.trailer(ORD_NV_WRITE_AUTH, params,
+                                                                        AREA_AUTH)),
+                    auth_len=45, rsp_auth_len=41)
+    assert Rsp(rsp).rc == 0
+    assert tpm.persistent_changed
