@@ -293,6 +293,26 @@ def aes_adip_create_wrap_key():
     assert r.rc == RC.TPM_AUTHFAIL
 
 
+def aes_osap_context():
+    """An AES-ADIP OSAP session saved and loaded again (SaveContext /
+    LoadContext) still decrypts AuthData with AES: CreateWrapKey through it,
+    then the key authorizes with the secret sent."""
+    tpm, _ = owned()
+    s = AesOSAP(tpm, C.TPM_ET_SRK, KH_SRK, SRK)
+    r = run(tpm, 0xC1, 0xB8, u32(s.handle) + u32(2) + b"L" * 16)      # TPM_RT_AUTH
+    assert r.rc == 0, r
+    ctx = r.body[4:]
+    r = run(tpm, 0xC1, 0xB9, u32(s.handle) + b"\x00" + u32(len(ctx)) + ctx)
+    assert r.rc == 0, r
+    s.handle = struct.unpack(">I", r.body[:4])[0]
+    odd = os.urandom(20)
+    params = s.enc_auth(USAGE) + s.enc_auth(MIGRATION, odd=odd) + key_template().to_bytes()
+    r = run(tpm, 0xC2, ORD_CWK, u32(KH_SRK) + params + s.trailer(ORD_CWK, params, nonce_odd=odd))
+    assert r.rc == 0, r
+    kh = load_key2(tpm, r.body[:-41])
+    assert auth1(tpm, ORD_GETPUB, u32(kh), b"", USAGE)[0].rc == 0
+
+
 def aes_sealx_unseal():
     """Sealx under an AES-ADIP OSAP session: encAuth and inData arrive
     AES-CTR encrypted (inData's counter: SHA-1(authLastNonceEven || nonceOdd)),
@@ -427,6 +447,10 @@ def test_aes_transport_wrong_mode_fails():
 
 def test_aes_adip_create_wrap_key():
     aes_adip_create_wrap_key()
+
+
+def test_aes_osap_context():
+    aes_osap_context()
 
 
 def test_aes_sealx_unseal():
