@@ -293,6 +293,33 @@ def aes_adip_create_wrap_key():
     assert r.rc == RC.TPM_AUTHFAIL
 
 
+def aes_seal_change_auth_and_counter():
+    """More AES-ADIP consumers: Seal's dataAuth, ChangeAuth's new dataAuth
+    (the sealed blob then unseals with it), CreateCounter's counter secret
+    (the counter then increments with it)."""
+    tpm, _ = owned()
+    s = AesOSAP(tpm, C.TPM_ET_KEYHANDLE, KH_SRK, SRK)
+    params = s.enc_auth(DATA_AUTH) + u32(0) + u32(3) + b"abc"
+    r, out = auth1(tpm, ORD_SEAL, u32(KH_SRK), params, None, sess=s)
+    assert r.rc == 0, r
+    sealed = S.TPM_STORED_DATA.from_bytes(out)
+    s = AesOSAP(tpm, C.TPM_ET_KEYHANDLE, KH_SRK, SRK)
+    new_auth = b"n" * 20
+    params = (u16(4) + s.enc_auth(new_auth) + u16(C.TPM_ET_DATA) + u32(len(sealed.encData))
+              + sealed.encData)                                      # TPM_PID_ADCP
+    r, out = auth2(tpm, 0x0C, u32(KH_SRK), params, s, None, Session(tpm), DATA_AUTH)
+    assert r.rc == 0, r
+    sealed.encData = out[4:]
+    assert unseal(tpm, KH_SRK, sealed.to_bytes(), SRK, new_auth)[:2] == (0, b"abc")
+    s = AesOSAP(tpm, C.TPM_ET_OWNER, KH_OWNER, OWNER)
+    r, out = auth1(tpm, 0xDC, b"", s.enc_auth(b"c" * 20) + b"AES1", None, sess=s)
+    assert r.rc == 0, r
+    cid = struct.unpack(">I", out[:4])[0]
+    first = S.TPM_COUNTER_VALUE.from_bytes(out[4:]).counter
+    r, out = auth1(tpm, 0xDD, b"", u32(cid), b"c" * 20)                # IncrementCounter
+    assert r.rc == 0 and S.TPM_COUNTER_VALUE.from_bytes(out).counter == first + 1
+
+
 def aes_osap_context():
     """An AES-ADIP OSAP session saved and loaded again (SaveContext /
     LoadContext) still decrypts AuthData with AES: CreateWrapKey through it,
@@ -447,6 +474,10 @@ def test_aes_transport_wrong_mode_fails():
 
 def test_aes_adip_create_wrap_key():
     aes_adip_create_wrap_key()
+
+
+def test_aes_seal_change_auth_and_counter():
+    aes_seal_change_auth_and_counter()
 
 
 def test_aes_osap_context():

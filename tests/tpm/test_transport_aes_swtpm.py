@@ -59,6 +59,7 @@ SCENARIOS = [
     ("aes_transport_context", (A.ES_OFB,)),
     ("aes_transport_wrong_mode_fails", ()),
     ("aes_adip_create_wrap_key", ()),
+    ("aes_seal_change_auth_and_counter", ()),
     ("aes_osap_context", ()),
     ("aes_sealx_unseal", ()),
     ("aes_refusals", ()),
