@@ -13,6 +13,8 @@ import os
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -516,6 +518,16 @@ def test_the_berlios_emulator_has_no_aes():
         assert establish_rc(tpm, srk, attrs, alg, es) == want, (alg, es)
     r = run(tpm, 0xC1, ORD_OSAP, u16(0x0604) + u32(KH_SRK) + os.urandom(20))
     assert r.rc == RC.TPM_INAPPROPRIATE_ENC
+
+
+@settings(max_examples=150, deadline=None)
+@given(key=st.binary(min_size=16, max_size=20), high=st.binary(min_size=12, max_size=12),
+       low=st.one_of(st.integers(0xFFFFFFF0, 0xFFFFFFFF), st.integers(0, 0xFFFFFFFF)),
+       data=st.binary(max_size=300))
+def test_engine_ctr_matches_libtpms_construction(key, high, low, data):
+    from pyxl.tpm.crypto import aes128_ctr
+    counter = high + low.to_bytes(4, "big")
+    assert aes128_ctr(key, counter, data) == ctr(key, counter, data)
 
 
 def test_libtpms_ctr_counter_wraps_in_its_low_word():
