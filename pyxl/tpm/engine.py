@@ -169,6 +169,10 @@ class PermanentData:
     last_family_id: int = 0
     delegates: dict[int, DelegateRow] = field(default_factory=dict)  # delegate table row -> row
     no_owner_nv_write: int = 0             # NV writes without an owner (TPM_MAX_NV_WRITE_NOOWNER)
+    # DAA secrets (tpmDAASeed, daaProof, daaBlobKey): made with the EK, kept by OwnerClear
+    daa_seed: bytes = field(default_factory=lambda: random_bytes(20))
+    daa_proof: bytes = field(default_factory=lambda: random_bytes(20))
+    daa_blob_key: bytes = field(default_factory=lambda: random_bytes(16))   # AES-128
 
 
 def default_nv() -> dict[int, NVArea]:
@@ -377,6 +381,7 @@ class TPM:
         self.owner_reference = C.TPM_KH_OWNER           # SetOwnerPointer (TPM_STCLEAR_DATA)
         self.transports: dict = {}                      # transHandle -> TransportSession
         self.transport_exclusive = 0                    # handle of the exclusive session
+        self.daa_sessions: dict = {}                    # daaHandle -> commands/daa.DAASession
 
     def power_on(self, startup: str | None = "clear") -> int:
         """TPM_Init followed by TPM_Startup(startup), as vtpm-stubdom does.

@@ -1,0 +1,294 @@
+"""TPM_DAA_Join / TPM_DAA_Sign on the engine: a full join (the issuer checks
+the TPM's proof and issues a credential), a full sign verified with the DAA
+verification equations, and the refusals (order of stages, handles, sizes,
+issuer settings) the engine shares with libtpms (test_daa_swtpm.py)."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+import daa_issuer as D
+import engine_helpers as H
+from pyxl.tpm import TPM
+from pyxl.tpm import constants as C
+
+J, SG = D.ORD_JOIN, D.ORD_SIGN
+
+
+def owned_engine():
+    tpm = H.new_tpm()
+    tpm.ek_pub = H.read_pubek(tpm)      # readable until an owner is installed
+    H.take_ownership(tpm)
+    return tpm
+
+
+@pytest.fixture(scope="module")
+def issuer():
+    return D.Issuer()
+
+
+# ---------------------------------------------------------------- scenarios (also run on swtpm)
+
+def scenario_join_and_sign(tpm, issuer):
+    ek = tpm.ek_pub
+    cred = D.join(tpm, issuer, H.OWNER, ek)
+    msg, n_v = b"attested message", b"N" * 20
+    sig = D.sign(tpm, issuer, H.OWNER, cred, msg, n_v)
+    assert D.verify(issuer, sig, msg, n_v)
+    assert not D.verify(issuer, sig, b"another message", n_v)
+    assert not D.verify(issuer, sig, msg, b"M" * 20)
+    forged = D.Signature(**{**sig.__dict__, "s_v": sig.s_v + 1})
+    assert not D.verify(issuer, forged, msg, n_v)
+    # the same TPM signs again with the same credential; the pseudonym
+    # N_V = zeta^f is the same for the same basename (linkability by choice)
+    sig2 = D.sign(tpm, issuer, H.OWNER, cred, msg, n_v)
+    assert D.verify(issuer, sig2, msg, n_v)
+    assert sig2.N_V == sig.N_V and sig2.T != sig.T
+    sig3 = D.sign(tpm, issuer, H.OWNER, cred, msg, n_v, basename=b"other")
+    assert D.verify(issuer, sig3, msg, n_v) and sig3.N_V != sig.N_V
+    return cred
+
+
+def daa_handles(tpm):
+    b = H.cap_value(tpm, 0x14, H.u32(C.TPM_RT_DAA_TPM))
+    n = struct.unpack(">H", b[:2])[0]
+    return list(struct.unpack(">%dI" % n, b[2:]))
+
+
+def daa_free(tpm):
+    return struct.unpack(">I", H.cap_value(tpm, 5, H.u32(C.TPM_CAP_PROP_DAASESS)))[0]
+
+
+def start_join(tpm, issuer, upto: int) -> D.DAAClient:
+    """A join session advanced until stage `upto` is next."""
+    c = D.DAAClient(tpm, H.OWNER)
+    c.handle = struct.unpack(">I", c.ok(J, 0, H.u32(1)))[0]
+    if upto > 1:
+        c.ok(J, 1, D.rsa_modulus(issuer.keys[0]))
+    if upto > 2:
+        st = issuer.settings()
+        c.ok(J, 2, st, D.rsa_sign(issuer.keys[0], D.H(D.rsa_modulus(issuer.keys[0])) + st))
+    if upto > 3:
+        c.ok(J, 3, H.u32(0))
+    return c
+
+
+def refusal_codes(tpm, issuer) -> list:
+    """Malformed and out-of-order requests; returns every return code, in order."""
+    out = []
+
+    def note(rc):
+        out.append(rc)
+        return rc
+
+    # no session: a later stage names a handle that does not exist
+    c = D.DAAClient(tpm, H.OWNER)
+    note(c.call(J, 3, H.u32(0), handle=0x12345678)[0])
+    note(c.call(SG, 2, handle=0x12345678)[0])
+    # stage 0: the count must be a non-zero u32
+    note(c.call(J, 0, H.u32(0))[0])
+    note(c.call(J, 0, b"\x00\x01")[0])
+    note(daa_free(tpm))
+    # a stage out of order ends the session
+    c = start_join(tpm, issuer, 1)
+    note(len(daa_handles(tpm)))
+    note(daa_free(tpm))
+    note(c.call(J, 0, H.u32(1))[0])             # one DAA session at a time
+    note(c.call(J, 5)[0])                       # stage 5 while 1 is expected
+    note(c.call(J, 1, D.rsa_modulus(issuer.keys[0]))[0])   # the session is gone
+    note(len(daa_handles(tpm)))
+    # stage 1: the issuer key must be 256 bytes
+    c = start_join(tpm, issuer, 1)
+    note(c.call(J, 1, b"\x01" * 255)[0])
+    # stage 2: a bad settings structure, a short signature, a bad signature
+    c = start_join(tpm, issuer, 2)
+    note(c.call(J, 2, issuer.settings()[:-1], b"\x00" * 256)[0])
+    c = start_join(tpm, issuer, 2)
+    note(c.call(J, 2, issuer.settings(), b"\x00" * 255)[0])
+    c = start_join(tpm, issuer, 2)
+    note(c.call(J, 2, issuer.settings(), b"\x01" * 256)[0])
+    # a two-key chain whose second key is not signed by the first
+    c = D.DAAClient(tpm, H.OWNER)
+    c.handle = struct.unpack(">I", c.ok(J, 0, H.u32(2)))[0]
+    c.ok(J, 1, D.rsa_modulus(issuer.keys[0]))
+    note(c.call(J, 1, D.rsa_modulus(issuer.keys[0]), b"\x05" * 256)[0])
+    # stage 3: a count of the wrong size
+    c = start_join(tpm, issuer, 3)
+    note(c.call(J, 3, b"\x00" * 5)[0])
+    # stage 4: R0 or n that do not hash to the settings
+    c = start_join(tpm, issuer, 4)
+    note(c.call(J, 4, issuer.b_R1, issuer.b_n)[0])
+    c = start_join(tpm, issuer, 4)
+    note(c.call(J, 4, issuer.b_R0, issuer.b_n[1:])[0])
+    # stage 8: NE of the wrong size
+    c = start_join(tpm, issuer, 4)
+    for st, x in ((4, issuer.b_R0), (5, issuer.b_R1), (6, issuer.b_S0), (7, issuer.b_S1)):
+        c.ok(J, st, x, issuer.b_n)
+    note(c.call(J, 8, b"\x00" * 255)[0])
+    # a handle of another session, a flushed session
+    c = start_join(tpm, issuer, 4)
+    note(c.call(J, 4, issuer.b_R0, issuer.b_n, handle=c.handle ^ 1)[0])
+    note(len(daa_handles(tpm)))                 # the real session lives on
+    note(H.run(tpm, 0xC1, 0xBA, H.u32(c.handle) + H.u32(C.TPM_RT_DAA_TPM)).rc)
+    c = start_join(tpm, issuer, 4)
+    note(H.run(tpm, 0xC1, 0xBA, H.u32(c.handle) + H.u32(C.TPM_RT_DAA_TPM)).rc)
+    note(H.run(tpm, 0xC1, 0xBA, H.u32(c.handle) + H.u32(C.TPM_RT_DAA_TPM)).rc)
+    note(c.call(J, 4, issuer.b_R0, issuer.b_n)[0])
+    # without owner authorization (tag C1), a wrong owner secret
+    c = start_join(tpm, issuer, 4)
+    params = (bytes([4]) + H.u32(256) + issuer.b_R0 + H.u32(256) + issuer.b_n)
+    note(H.run(tpm, 0xC1, J, H.u32(c.handle) + params).rc)
+    note(len(daa_handles(tpm)))
+    c = start_join(tpm, issuer, 4)
+    c.owner = b"x" * 20
+    note(c.call(J, 4, issuer.b_R0, issuer.b_n)[0])
+    note(len(daa_handles(tpm)))
+    # truncated inputData1
+    c = start_join(tpm, issuer, 4)
+    sess = H.Session(tpm)
+    body = bytes([4]) + H.u32(256) + issuer.b_R0 + H.u32(300) + issuer.b_n
+    tr = sess.trailer(J, body, H.OWNER)
+    note(H.run(tpm, 0xC2, J, H.u32(c.handle) + body + tr).rc)
+    note(len(daa_handles(tpm)))
+    # sign: bad settings, bad blob, settings of another issuer
+    c = D.DAAClient(tpm, H.OWNER)
+    note(c.call(SG, 0, issuer.settings() + b"\x00")[0])
+    c.handle = struct.unpack(">I", c.ok(SG, 0, issuer.settings()))[0]
+    note(c.call(SG, 1, b"\x00" * 100)[0])
+    note(len(daa_handles(tpm)))
+    return out
+
+
+def scenario_refusals(tpm, issuer):
+    codes = refusal_codes(tpm, issuer)
+    return codes
+
+
+def scenario_wrong_issuer_settings(tpm, issuer, cred):
+    """A credential joined under one issuer settings, signed under others."""
+    c = D.DAAClient(tpm, H.OWNER)
+    other = issuer.settings(DAA_digest_gamma=b"\x07" * 20)
+    c.handle = struct.unpack(">I", c.ok(SG, 0, other))[0]
+    c.ok(SG, 1, cred.tpm_specific)
+    rc1 = c.call(SG, 2, issuer.b_R0, issuer.b_n)[0]
+    # the right settings, a blob of the wrong type (v0 where the TPM_DAA_TPM goes)
+    c = D.DAAClient(tpm, H.OWNER)
+    c.handle = struct.unpack(">I", c.ok(SG, 0, issuer.settings()))[0]
+    rc2 = c.call(SG, 1, cred.v0_blob)[0]
+    # right blob, then v1 where v0 goes at stage 13
+    c = D.DAAClient(tpm, H.OWNER)
+    c.handle = struct.unpack(">I", c.ok(SG, 0, issuer.settings()))[0]
+    c.ok(SG, 1, cred.tpm_specific)
+    for st, x in ((2, issuer.b_R0), (3, issuer.b_R1), (4, issuer.b_S0), (5, issuer.b_S1)):
+        c.ok(SG, st, x, issuer.b_n)
+    rc3 = c.call(SG, 6, issuer.b_Gamma, b"\x02" + bytes(255))[0]      # w of the wrong order
+    return [rc1, rc2, rc3]
+
+
+# ---------------------------------------------------------------- engine tests
+
+def test_join_sign_verify(issuer):
+    tpm = owned_engine()
+    scenario_join_and_sign(tpm, issuer)
+    assert daa_handles(tpm) == [] and daa_free(tpm) == 1
+
+
+def test_join_with_a_two_key_chain():
+    iss = D.Issuer(chain=2)
+    tpm = owned_engine()
+    cred = D.join(tpm, iss, H.OWNER, tpm.ek_pub, count=7)
+    sig = D.sign(tpm, iss, H.OWNER, cred, b"m", b"n" * 20)
+    assert D.verify(iss, sig, b"m", b"n" * 20)
+
+
+def test_refusal_codes(issuer):
+    tpm = owned_engine()
+    got = refusal_codes(tpm, issuer)
+    E = C
+    assert got == [
+        E.TPM_BAD_HANDLE, E.TPM_BAD_HANDLE, E.TPM_DAA_INPUT_DATA0, E.TPM_DAA_INPUT_DATA0, 1,
+        1, 0, E.TPM_RESOURCES, E.TPM_DAA_STAGE, E.TPM_BAD_HANDLE, 0,
+        E.TPM_DAA_INPUT_DATA0,
+        E.TPM_DAA_INPUT_DATA0, E.TPM_DAA_INPUT_DATA1, E.TPM_DAA_ISSUER_VALIDITY,
+        E.TPM_DAA_ISSUER_VALIDITY,
+        E.TPM_DAA_INPUT_DATA0,
+        E.TPM_DAA_INPUT_DATA0, E.TPM_DAA_INPUT_DATA1,
+        E.TPM_DAA_INPUT_DATA0,
+        E.TPM_BAD_HANDLE, 1, 0,
+        0, E.TPM_BAD_HANDLE, E.TPM_BAD_HANDLE,
+        E.TPM_BADTAG, 0, E.TPM_AUTHFAIL, 0,
+        E.TPM_BAD_PARAM_SIZE, 0,
+        E.TPM_DAA_INPUT_DATA0, E.TPM_DAA_INPUT_DATA0, 0,
+    ], [C.rc_name(x) if x > 8 else x for x in got]
+
+
+def test_wrong_issuer_settings(issuer):
+    tpm = owned_engine()
+    cred = D.join(tpm, issuer, H.OWNER, tpm.ek_pub)
+    assert scenario_wrong_issuer_settings(tpm, issuer, cred) == [
+        C.TPM_DAA_ISSUER_SETTINGS, C.TPM_DAA_INPUT_DATA0, C.TPM_DAA_WRONG_W]
+
+
+def test_blobs_belong_to_their_tpm(issuer):
+    a, b = owned_engine(), owned_engine()
+    cred = D.join(a, issuer, H.OWNER, a.ek_pub)
+    c = D.DAAClient(b, H.OWNER)
+    c.handle = struct.unpack(">I", c.ok(SG, 0, issuer.settings()))[0]
+    assert c.call(SG, 1, cred.tpm_specific)[0] == C.TPM_DAA_INPUT_DATA0
+
+
+def test_rejoin_gives_the_same_f_and_a_new_ek_a_new_one(issuer):
+    """f derives from tpmDAASeed, the issuer's root key and the count: the same
+    TPM joining twice has the same pseudonym for a basename; the DAA secrets
+    survive OwnerClear (as in libtpms) and the pseudonym with them."""
+    tpm = owned_engine()
+    ek = tpm.ek_pub
+    sigs = []
+    for _ in range(2):
+        cred = D.join(tpm, issuer, H.OWNER, ek)
+        sigs.append(D.sign(tpm, issuer, H.OWNER, cred, b"m", b"n" * 20))
+    assert sigs[0].N_V == sigs[1].N_V
+    seed = tpm.perm.daa_seed
+    r, _ = H.auth1(tpm, 0x5B, b"", b"", H.OWNER)          # OwnerClear
+    assert r.rc == 0 and tpm.perm.daa_seed == seed
+
+
+def test_no_owner_no_daa(issuer):
+    tpm = H.new_tpm()
+    c = D.DAAClient(tpm, H.OWNER)
+    assert c.call(J, 0, H.u32(1))[0] == C.TPM_NOSRK
+
+
+def test_daa_session_survives_save_state(issuer):
+    """A DAA session is TPM_STCLEAR_DATA: TPM_SaveState keeps it for
+    TPM_Startup(ST_STATE), TPM_Startup(ST_CLEAR) drops it; the saved session
+    goes through dump()/load()."""
+    tpm = owned_engine()
+    c = start_join(tpm, issuer, 4)
+    assert H.run(tpm, 0xC1, 0x98).rc == 0               # SaveState
+    tpm2 = TPM.load(tpm.dump(), key_source=H.key_pool())
+    assert tpm2.power_on("state") == 0
+    assert daa_handles(tpm2) == [c.handle]
+    c.tpm = tpm2
+    c.ok(J, 4, issuer.b_R0, issuer.b_n)
+    assert tpm2.power_on("clear") == 0
+    assert daa_handles(tpm2) == [] and daa_free(tpm2) == 1
+
+
+def test_old_state_blob_loads_with_fresh_daa_secrets():
+    import json
+
+    from pyxl.tpm import state
+    tpm = owned_engine()
+    blob = tpm.dump()
+    body = json.loads(blob[len(state.MAGIC) + 6:-32])
+    assert body["perm"]["daa"][0] == tpm.perm.daa_seed.hex()
+    del body["perm"]["daa"]                              # a blob from before DAA
+    raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    import hashlib
+    old = (state.MAGIC + struct.pack(">HI", 3, len(raw)) + raw + hashlib.sha256(raw).digest())
+    t2 = TPM.load(old)
+    assert len(t2.perm.daa_seed) == 20 and len(t2.perm.daa_blob_key) == 16
+    assert TPM.load(t2.dump()).perm.daa_proof == t2.perm.daa_proof
