@@ -223,9 +223,7 @@ def check_saved(saved: dict) -> None:
     for h, k in saved["keys"]:
         int(h)
         _key_in(k)
-    from .commands.daa import MAX_DAA_SESSIONS, DAASession
-    if len(saved.get("daa_sessions", [])) > MAX_DAA_SESSIONS:
-        raise ValueError("too many saved DAA sessions")
+    from .commands.daa import DAASession
     for d in saved.get("daa_sessions", []):
         DAASession.from_saved(d)
 
@@ -239,8 +237,8 @@ def restore_volatile(tpm, saved: dict) -> None:
     tpm.audit_digest = bytes.fromhex(saved.get("audit_digest", "00" * 20))
     tpm.owner_reference = int(saved.get("owner_reference", 0x40000001))   # TPM_KH_OWNER
     from .commands.daa import DAASession
-    tpm.daa_sessions = {s.handle: s for s in map(DAASession.from_saved,
-                                                  saved.get("daa_sessions", []))}
+    sessions = [DAASession.from_saved(d) for d in saved.get("daa_sessions", [])]
+    tpm.daa_sessions = {s.handle: s for s in sessions[:tpm.identity.max_daa_sessions]}
     for i, rd, wr in saved.get("nv_stclear", []):
         a = tpm.perm.nv.get(i)
         if a is not None:

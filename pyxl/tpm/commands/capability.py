@@ -13,7 +13,6 @@ from ..marshal import Reader, TPMDecodeError, Writer
 from ..structures import (TPM_CAP_VERSION_INFO, TPM_KEY_PARMS, TPM_STRUCT_VER, TPM_VERSION)
 
 from .counter import MAX_COUNTERS
-from .daa import MAX_DAA_SESSIONS
 from .delegate import DELEGATE_ROWS, FAMILY_ROWS
 
 NV_TOTAL = 4096          # bytes of NV the emulator offers
@@ -62,8 +61,8 @@ PROPERTIES = {
     P.TPM_CAP_PROP_TIS_TIMEOUT: lambda t: b"".join(_u32(v) for v in t.identity.tis_timeouts),
     P.TPM_CAP_PROP_STARTUP_EFFECT: lambda t: _u32(0x4F),
     P.TPM_CAP_PROP_DELEGATE_ROW: lambda t: _u32(DELEGATE_ROWS),
-    P.TPM_CAP_PROP_MAX_DAASESS: lambda t: _u32(MAX_DAA_SESSIONS),
-    P.TPM_CAP_PROP_DAASESS: lambda t: _u32(MAX_DAA_SESSIONS - len(t.daa_sessions)),
+    P.TPM_CAP_PROP_MAX_DAASESS: lambda t: _u32(t.identity.max_daa_sessions),
+    P.TPM_CAP_PROP_DAASESS: lambda t: _u32(t.identity.max_daa_sessions - len(t.daa_sessions)),
     P.TPM_CAP_PROP_CONTEXT_DIST: lambda t: _u32(0xFFFFFFFE),
     P.TPM_CAP_PROP_DAA_INTERRUPT: lambda t: _bool(True),
     P.TPM_CAP_PROP_SESSIONS: lambda t: _u32(_free_sessions(t)),

@@ -27,7 +27,6 @@ from ..marshal import Reader, TPMDecodeError
 from ..structures import (TPM_DAA_BLOB, TPM_DAA_CONTEXT, TPM_DAA_ISSUER, TPM_DAA_JOINDATA,
                           TPM_DAA_SENSITIVE, TPM_DAA_TPM)
 
-MAX_DAA_SESSIONS = 1          # as libtpms (TPM_MIN_DAA_SESSIONS)
 _SHA1_DER = bytes.fromhex("3021300906052b0e03021a05000414")
 
 
@@ -72,7 +71,7 @@ def flush(tpm, handle: int) -> None:
 
 
 def _new_session(tpm) -> DAASession:
-    if len(tpm.daa_sessions) >= MAX_DAA_SESSIONS:
+    if len(tpm.daa_sessions) >= tpm.identity.max_daa_sessions:
         raise TPMError(C.TPM_RESOURCES)
     while True:                 # a random non-zero unused handle, as libtpms
         h = int.from_bytes(random_bytes(4), "big")
