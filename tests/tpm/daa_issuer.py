@@ -173,6 +173,7 @@ class Issuer:
         P = load_params()
         p, q = P["p"], P["q"]
         self.n = p * q
+        self.pq = (p, q)
         self.order = ((p - 1) // 2) * ((q - 1) // 2)      # |QR_n|
         self.Gamma, self.rho = P["Gamma"], P["rho"]
         g = pow(secrets.randbelow(self.n - 2) + 2, 2, self.n)   # a generator of QR_n (whp)
@@ -227,63 +228,91 @@ class Issuer:
             if is_probable_prime(e):
                 break
         v2 = secrets.randbits(L_V - 1) | (1 << (L_V - 1))
-        d = pow(e, -1, self.order)
         base = self.Z * pow(U * pow(self.S, v2, self.n), -1, self.n) % self.n
-        A = pow(base, d, self.n)
+        # the e-th root mod p and mod q, joined by the CRT (the issuer knows p, q)
+        p, q = self.pq
+        ap, aq = pow(base, pow(e, -1, p - 1), p), pow(base, pow(e, -1, q - 1), q)
+        A = (aq + q * ((ap - aq) * pow(q, -1, p) % p)) % self.n
         assert pow(A, e, self.n) * U * pow(self.S, v2, self.n) % self.n == self.Z
         return A, e, v2
 
 
-def join(tpm, issuer: Issuer, owner_auth: bytes, ek_pub, count: int = 0) -> Credential:
-    """A complete join: every stage, the issuer's checks, the credential."""
+class Stopped(Exception):
+    """join()/sign() with stop=(stage, in0, in1): the rc of that replaced stage."""
+
+    def __init__(self, rc: int):
+        super().__init__(rc)
+        self.rc = rc
+
+
+def _stepper(c: DAAClient, ordinal: int, stop):
+    def step(stage, in0=b"", in1=b""):
+        if stop is not None and stage == stop[0]:
+            rc = c.call(ordinal, stage, *stop[1:])[0]
+            if rc == 0:     # accepted: end the session ourselves
+                c.Hh.run(c.tpm, 0xC1, 0xBA, struct.pack(">II", c.handle, 8))
+            raise Stopped(rc)
+        return c.ok(ordinal, stage, in0, in1)
+    return step
+
+
+def join(tpm, issuer: Issuer, owner_auth: bytes, ek_pub, count: int = 0, stop=None):
+    """A complete join: every stage, the issuer's checks, the credential.
+    stop=(stage, in0, in1): send that instead of the stage and return its rc."""
     c = DAAClient(tpm, owner_auth)
-    J = ORD_JOIN
-    c.handle = struct.unpack(">I", c.ok(J, 0, struct.pack(">I", len(issuer.keys))))[0]
+    try:
+        return _join(c, issuer, ek_pub, count, _stepper(c, ORD_JOIN, stop))
+    except Stopped as e:
+        return e.rc
+
+
+def _join(c, issuer, ek_pub, count, step) -> Credential:
+    c.handle = struct.unpack(">I", step(0, struct.pack(">I", len(issuer.keys))))[0]
     root = issuer.keys[0]
-    c.ok(J, 1, rsa_modulus(root))
+    step(1, rsa_modulus(root))
     prev = root
     for k in issuer.keys[1:]:
-        c.ok(J, 1, rsa_modulus(k), rsa_sign(prev, rsa_modulus(k)))
+        step(1, rsa_modulus(k), rsa_sign(prev, rsa_modulus(k)))
         prev = k
     digest_n0 = H(rsa_modulus(root))
     settings = issuer.settings()
-    c.ok(J, 2, settings, rsa_sign(prev, digest_n0 + settings))
-    c.ok(J, 3, struct.pack(">I", count))
+    step(2, settings, rsa_sign(prev, digest_n0 + settings))
+    step(3, struct.pack(">I", count))
     # U = R0^f0 R1^f1 S0^u0 S1^u1
     for st, x in ((4, issuer.b_R0), (5, issuer.b_R1), (6, issuer.b_S0)):
-        assert c.ok(J, st, x, issuer.b_n) == b""
-    U_b = c.ok(J, 7, issuer.b_S1, issuer.b_n)
+        assert step(st, x, issuer.b_n) == b""
+    U_b = step(7, issuer.b_S1, issuer.b_n)
     assert len(U_b) == 256
     U = b2i(U_b)
     # the issuer's nonce to the EK: only a genuine TPM can answer
     ne = os.urandom(20)
-    answer = c.ok(J, 8, ek_pub.encrypt(ne, OAEP_TCPA))
+    answer = step(8, ek_pub.encrypt(ne, OAEP_TCPA))
     assert answer == H(H(U_b, struct.pack(">I", count), digest_n0), ne), "EK challenge"
     for st, x in ((9, issuer.b_R0), (10, issuer.b_R1), (11, issuer.b_S0)):
-        assert c.ok(J, st, x, issuer.b_n) == b""
-    U_tilde = b2i(c.ok(J, 12, issuer.b_S1, issuer.b_n))
-    assert c.ok(J, 13, issuer.b_Gamma, i2b(issuer.zeta_I, 256)) == b""
-    N_I = b2i(c.ok(J, 14, issuer.b_Gamma))
-    N_tilde = b2i(c.ok(J, 15, issuer.b_Gamma))
+        assert step(st, x, issuer.b_n) == b""
+    U_tilde = b2i(step(12, issuer.b_S1, issuer.b_n))
+    assert step(13, issuer.b_Gamma, i2b(issuer.zeta_I, 256)) == b""
+    N_I = b2i(step(14, issuer.b_Gamma))
+    N_tilde = b2i(step(15, issuer.b_Gamma))
     n_i = os.urandom(20)
     ch = H(issuer.pub_bytes(), i2b(U, 256), i2b(N_I, 256), i2b(U_tilde, 256),
            i2b(N_tilde, 256), n_i)
-    n_t = c.ok(J, 16, ch)
+    n_t = step(16, ch)
     assert len(n_t) == 20
-    s0 = b2i(c.ok(J, 17))
-    s1 = b2i(c.ok(J, 18))
-    s2_b = c.ok(J, 19)
+    s0 = b2i(step(17))
+    s1 = b2i(step(18))
+    s2_b = step(19)
     assert len(s2_b) == 128
-    c_b = c.ok(J, 20)
+    c_b = step(20)
     assert c_b == H(ch, n_t)
-    s3 = b2i(c.ok(J, 21))
+    s3 = b2i(step(21))
     assert issuer.verify_join_proof(U, N_I, b2i(c_b), n_t, n_i, s0, s1, b2i(s2_b), s3), \
         "the TPM's proof of knowledge of f0, f1, v' does not verify"
     assert N_I not in issuer.rogue
     A, e, v2 = issuer.issue(U)
-    v0_blob = c.ok(J, 22, i2b(v2 & ((1 << 1024) - 1), 128))
-    v1_blob = c.ok(J, 23, i2b(v2 >> 1024, 192))
-    tpm_specific = c.ok(J, 24)
+    v0_blob = step(22, i2b(v2 & ((1 << 1024) - 1), 128))
+    v1_blob = step(23, i2b(v2 >> 1024, 192))
+    tpm_specific = step(24)
     return Credential(A, e, tpm_specific, v0_blob, v1_blob)
 
 
@@ -303,20 +332,27 @@ class Signature:
 
 
 def sign(tpm, issuer: Issuer, owner_auth: bytes, cred: Credential, message: bytes,
-         n_v: bytes, basename: bytes = b"verifier") -> Signature:
-    """The platform's signature: the TPM proves f0, f1, v; the host blinds A."""
+         n_v: bytes, basename: bytes = b"verifier", stop=None):
+    """The platform's signature: the TPM proves f0, f1, v; the host blinds A.
+    stop: as for join()."""
     c = DAAClient(tpm, owner_auth)
-    Sg = ORD_SIGN
+    try:
+        return _sign(c, issuer, cred, message, n_v, basename, _stepper(c, ORD_SIGN, stop))
+    except Stopped as e:
+        return e.rc
+
+
+def _sign(c, issuer, cred, message, n_v, basename, step) -> Signature:
     n = issuer.n
-    c.handle = struct.unpack(">I", c.ok(Sg, 0, issuer.settings()))[0]
-    assert c.ok(Sg, 1, cred.tpm_specific) == b""
+    c.handle = struct.unpack(">I", step(0, issuer.settings()))[0]
+    assert step(1, cred.tpm_specific) == b""
     for st, x in ((2, issuer.b_R0), (3, issuer.b_R1), (4, issuer.b_S0)):
-        assert c.ok(Sg, st, x, issuer.b_n) == b""
-    tau_tpm = b2i(c.ok(Sg, 5, issuer.b_S1, issuer.b_n))
+        assert step(st, x, issuer.b_n) == b""
+    tau_tpm = b2i(step(5, issuer.b_S1, issuer.b_n))
     zeta = issuer.zeta(basename)
-    assert c.ok(Sg, 6, issuer.b_Gamma, i2b(zeta, 256)) == b""
-    N_V = b2i(c.ok(Sg, 7, issuer.b_Gamma))
-    N_tilde = b2i(c.ok(Sg, 8, issuer.b_Gamma))
+    assert step(6, issuer.b_Gamma, i2b(zeta, 256)) == b""
+    N_V = b2i(step(7, issuer.b_Gamma))
+    N_tilde = b2i(step(8, issuer.b_Gamma))
     # the host's share: T = A S^w, and randomness for e' = e - 2^(le-1) and -e w
     w = secrets.randbits(L_N + L_PHI)
     T = cred.A * pow(issuer.S, w, n) % n
@@ -324,15 +360,15 @@ def sign(tpm, issuer: Issuer, owner_auth: bytes, cred: Credential, message: byte
     r_ew = secrets.randbits(L_E + L_N + 2 * L_PHI + L_H + 1)
     tau = tau_tpm * pow(T, r_e, n) * pow(issuer.S, r_ew, n) % n
     ch = _sign_hash(issuer, zeta, T, N_V, tau, N_tilde, n_v)
-    n_t = c.ok(Sg, 9, ch)
-    c_b = c.ok(Sg, 10, b"\x01", H(message))
+    n_t = step(9, ch)
+    c_b = step(10, b"\x01", H(message))
     assert c_b == H(H(ch, n_t), b"\x01", H(message))
     ci = b2i(c_b)
-    s0 = b2i(c.ok(Sg, 11))
-    s1 = b2i(c.ok(Sg, 12))
-    s2 = b2i(c.ok(Sg, 13, cred.v0_blob))
-    assert c.ok(Sg, 14, cred.v0_blob) == b""
-    s3 = b2i(c.ok(Sg, 15, cred.v1_blob))
+    s0 = b2i(step(11))
+    s1 = b2i(step(12))
+    s2 = b2i(step(13, cred.v0_blob))
+    assert step(14, cred.v0_blob) == b""
+    s3 = b2i(step(15, cred.v1_blob))
     e1 = cred.e - (1 << (L_E - 1))
     s_v = s2 + (s3 << 1024) + r_ew - ci * cred.e * w
     return Signature(zeta, T, N_V, ci, n_t, s_v, s0, s1, r_e + ci * e1)

@@ -66,3 +66,12 @@ def test_blobs_cross_implementations(start_swtpm, issuer):
         c.handle = int.from_bytes(c.ok(D.ORD_SIGN, 0, issuer.settings()), "big")
         codes.append(c.call(D.ORD_SIGN, 1, cred.tpm_specific)[0])
     assert codes[0] == codes[1] == 0x51
+
+
+@pytest.mark.slow   # ~7 s: twenty partial joins and signs on each TPM
+def test_late_refusals_as_libtpms(start_swtpm, issuer):
+    got = []
+    for tpm in (owned_swtpm(start_swtpm), E.owned_engine(IBM_SWTPM_IDENTITY)):
+        cred = D.join(tpm, issuer, H.OWNER, tpm.ek_pub)
+        got.append(E.scenario_late_refusals(tpm, issuer, cred))
+    assert got[0] == got[1] == E.LATE_REFUSALS

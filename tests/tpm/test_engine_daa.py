@@ -205,6 +205,45 @@ def scenario_wrong_issuer_settings(tpm, issuer, cred):
     return [rc1, rc2, rc3]
 
 
+def scenario_late_refusals(tpm, issuer, cred) -> list:
+    """Bad input at the later stages of an otherwise honest join / sign."""
+    j = lambda *stop: D.join(tpm, issuer, H.OWNER, tpm.ek_pub, stop=stop)  # noqa: E731
+    sg = lambda *stop: D.sign(tpm, issuer, H.OWNER, cred, b"m", b"n" * 20,  # noqa: E731
+                              stop=stop)
+    return [
+        j(8, b"\x01" * 256),                             # NE not encrypted to the EK
+        j(13, issuer.b_Gamma, b"\x02" * 255),            # w of the wrong size
+        j(13, issuer.b_Gamma, b"\x00" * 255 + b"\x02"),  # w of the wrong order
+        j(14, issuer.b_Gamma[1:]),                        # Gamma not the issuer's
+        j(16, b"\x00" * 21),                             # c_h of the wrong size
+        j(22, b"\x00" * 127),                            # u2 of the wrong size
+        j(23, b"\x00" * 193),                            # u3 of the wrong size
+        j(17, b"ignored", b"ignored"),                    # stages without input take any
+        sg(1, cred.tpm_specific[:-1]),                    # a truncated blob
+        sg(5, issuer.b_S0, issuer.b_n),                   # S0 where S1 goes
+        sg(10, b"\x02", D.H(b"m")),                      # an unknown selector
+        sg(10, b"", D.H(b"m")),
+        sg(10, b"\x01", D.H(b"m")[1:]),                  # a message digest of 19 bytes
+        sg(10, b"\x00", H.u32(0x40000000)),              # the SRK is no AIK
+        sg(10, b"\x00", H.u32(0x01020304)),              # no such key
+        sg(10, b"\x00", b"\x40\x00\x00"),
+        sg(13, cred.v1_blob),                             # v1 where v0 goes
+        sg(14, cred.tpm_specific),
+        sg(15, cred.v0_blob),                             # v0 where v1 goes
+        daa_handles(tpm),
+    ]
+
+
+LATE_REFUSALS = [
+    C.TPM_DECRYPT_ERROR, C.TPM_DAA_INPUT_DATA1, C.TPM_DAA_WRONG_W, C.TPM_DAA_INPUT_DATA0,
+    C.TPM_DAA_INPUT_DATA0, C.TPM_DAA_INPUT_DATA0, C.TPM_DAA_INPUT_DATA0, 0,
+    C.TPM_DAA_INPUT_DATA0, C.TPM_DAA_INPUT_DATA0, C.TPM_DAA_INPUT_DATA0, C.TPM_DAA_INPUT_DATA0,
+    C.TPM_DAA_INPUT_DATA1, C.TPM_DAA_INPUT_DATA1, C.TPM_DAA_INPUT_DATA1, C.TPM_DAA_INPUT_DATA1,
+    C.TPM_DAA_INPUT_DATA0, C.TPM_DAA_INPUT_DATA0, C.TPM_DAA_INPUT_DATA0,
+    [],
+]
+
+
 # ---------------------------------------------------------------- engine tests
 
 def test_join_sign_verify(issuer):
@@ -240,6 +279,13 @@ def test_refusal_codes(issuer):
         E.TPM_BAD_PARAM_SIZE, 0,
         E.TPM_DAA_INPUT_DATA0, E.TPM_DAA_INPUT_DATA0, 0,
     ], got
+
+
+def test_late_refusals(issuer):
+    tpm = owned_engine()
+    cred = D.join(tpm, issuer, H.OWNER, tpm.ek_pub)
+    got = scenario_late_refusals(tpm, issuer, cred)
+    assert got == LATE_REFUSALS, [C.rc_name(x) if isinstance(x, int) else x for x in got]
 
 
 def test_wrong_issuer_settings(issuer):
