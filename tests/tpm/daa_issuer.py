@@ -245,8 +245,10 @@ class Stopped(Exception):
         self.rc = rc
 
 
-def _stepper(c: DAAClient, ordinal: int, stop):
+def _stepper(c: DAAClient, ordinal: int, stop, hook=None):
     def step(stage, in0=b"", in1=b""):
+        if hook is not None:
+            hook(stage, c)
         if stop is not None and stage == stop[0]:
             rc = c.call(ordinal, stage, *stop[1:])[0]
             if rc == 0:     # accepted: end the session ourselves
@@ -256,12 +258,14 @@ def _stepper(c: DAAClient, ordinal: int, stop):
     return step
 
 
-def join(tpm, issuer: Issuer, owner_auth: bytes, ek_pub, count: int = 0, stop=None):
+def join(tpm, issuer: Issuer, owner_auth: bytes, ek_pub, count: int = 0, stop=None,
+         hook=None):
     """A complete join: every stage, the issuer's checks, the credential.
-    stop=(stage, in0, in1): send that instead of the stage and return its rc."""
+    stop=(stage, in0, in1): send that instead of the stage and return its rc;
+    hook(stage, client) runs before each stage."""
     c = DAAClient(tpm, owner_auth)
     try:
-        return _join(c, issuer, ek_pub, count, _stepper(c, ORD_JOIN, stop))
+        return _join(c, issuer, ek_pub, count, _stepper(c, ORD_JOIN, stop, hook))
     except Stopped as e:
         return e.rc
 
@@ -332,12 +336,13 @@ class Signature:
 
 
 def sign(tpm, issuer: Issuer, owner_auth: bytes, cred: Credential, message: bytes,
-         n_v: bytes, basename: bytes = b"verifier", stop=None):
+         n_v: bytes, basename: bytes = b"verifier", stop=None, hook=None):
     """The platform's signature: the TPM proves f0, f1, v; the host blinds A.
-    stop: as for join()."""
+    stop, hook: as for join()."""
     c = DAAClient(tpm, owner_auth)
     try:
-        return _sign(c, issuer, cred, message, n_v, basename, _stepper(c, ORD_SIGN, stop))
+        return _sign(c, issuer, cred, message, n_v, basename,
+                     _stepper(c, ORD_SIGN, stop, hook))
     except Stopped as e:
         return e.rc
 

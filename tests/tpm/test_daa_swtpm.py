@@ -68,6 +68,12 @@ def test_blobs_cross_implementations(start_swtpm, issuer):
     assert codes[0] == codes[1] == 0x51
 
 
+def test_context_save_load_as_libtpms(start_swtpm, issuer):
+    got = [E.scenario_context(tpm, issuer)
+           for tpm in (owned_swtpm(start_swtpm), E.owned_engine(IBM_SWTPM_IDENTITY))]
+    assert got[0] == got[1] == E.CONTEXT_CODES
+
+
 @pytest.mark.slow   # ~7 s: twenty partial joins and signs on each TPM
 def test_late_refusals_as_libtpms(start_swtpm, issuer):
     got = []

@@ -244,6 +244,59 @@ LATE_REFUSALS = [
 ]
 
 
+def save_context(tpm, handle, rt=C.TPM_RT_DAA_TPM):
+    r = H.run(tpm, 0xC1, 0xB8, H.u32(handle) + H.u32(rt) + b"daa-label-16byte")
+    return r.rc, r.body[4:] if r.rc == 0 else b""
+
+
+def load_context(tpm, blob, keep):
+    r = H.run(tpm, 0xC1, 0xB9, H.u32(0) + bytes([keep]) + H.u32(len(blob)) + blob)
+    return r.rc, struct.unpack(">I", r.body[:4])[0] if r.rc == 0 else 0
+
+
+def scenario_context(tpm, issuer) -> list:
+    """DAA sessions leave the TPM with SaveContext and come back with
+    LoadContext (same handle or a new one) in the middle of a join and a
+    sign, which still verify; a context loads once; refusals."""
+    out = []
+
+    def swap(keep):
+        def hook(stage, c):
+            if c.handle and stage in (10, 13):
+                rc, blob = save_context(tpm, c.handle)
+                out.append(rc)
+                out.append(daa_handles(tpm))
+                rc, h = load_context(tpm, blob, keep)
+                out.append(rc)
+                out.append(h == c.handle if keep else None)
+                out.append(load_context(tpm, blob, keep)[0])      # used up
+                c.handle = h
+        return hook
+
+    cred = D.join(tpm, issuer, H.OWNER, tpm.ek_pub, hook=swap(1))
+    sig = D.sign(tpm, issuer, H.OWNER, cred, b"m", b"n" * 20, hook=swap(0))
+    out.append(D.verify(issuer, sig, b"m", b"n" * 20))
+    out.append(save_context(tpm, 0x01020304)[0])
+    c = start_join(tpm, issuer, 4)
+    rc, blob = save_context(tpm, c.handle)
+    others = [start_join(tpm, issuer, 2).handle for _ in range(daa_max(tpm))]
+    out.append(load_context(tpm, blob, 0)[0])                 # no free slot
+    for h in others:
+        flush_daa(tpm, h)
+    out.append(load_context(tpm, blob, 0)[0])                 # that used it up
+    c = start_join(tpm, issuer, 4)
+    rc, blob = save_context(tpm, c.handle)
+    out.append(load_context(tpm, blob, 1)[0])
+    out.append(load_context(tpm, blob, 1)[0])
+    out.append(flush_daa(tpm, c.handle))
+    out.append(daa_handles(tpm))
+    return out
+
+
+CONTEXT_CODES = [0, [], 0, True, C.TPM_BADCONTEXT] * 2 + [0, [], 0, None, C.TPM_BADCONTEXT] * 2 + \
+    [True, C.TPM_INVALID_RESOURCE, C.TPM_RESOURCES, C.TPM_BADCONTEXT, 0, C.TPM_BADCONTEXT, 0, []]
+
+
 # ---------------------------------------------------------------- engine tests
 
 def test_join_sign_verify(issuer):
@@ -286,6 +339,12 @@ def test_late_refusals(issuer):
     cred = D.join(tpm, issuer, H.OWNER, tpm.ek_pub)
     got = scenario_late_refusals(tpm, issuer, cred)
     assert got == LATE_REFUSALS, [C.rc_name(x) if isinstance(x, int) else x for x in got]
+
+
+def test_context_save_load(issuer):
+    tpm = owned_engine()
+    got = scenario_context(tpm, issuer)
+    assert got == CONTEXT_CODES, got
 
 
 def test_wrong_issuer_settings(issuer):

@@ -43,7 +43,16 @@ class DAASession:
     def join_digest(self) -> bytes:
         return sha1(self.tpm_specific.to_bytes(), self.join.to_bytes())
 
-    # -- (de)serialization for TPM_SaveState (state.py) --------------------
+    # -- (de)serialization for SaveContext (context.py) and TPM_SaveState (state.py)
+    def internal(self) -> bytes:
+        return (self.issuer.to_bytes() + self.tpm_specific.to_bytes() + self.context.to_bytes()
+                + self.join.to_bytes() + bytes((int(self.scratch_null),)))
+
+    @classmethod
+    def from_internal(cls, r: Reader, handle: int) -> "DAASession":
+        return cls(handle, TPM_DAA_ISSUER.unmarshal(r), TPM_DAA_TPM.unmarshal(r),
+                   TPM_DAA_CONTEXT.unmarshal(r), TPM_DAA_JOINDATA.unmarshal(r), bool(r.u8()))
+
     def to_saved(self) -> list:
         return [self.handle, self.issuer.to_bytes().hex(), self.tpm_specific.to_bytes().hex(),
                 self.context.to_bytes().hex(), self.join.to_bytes().hex(), self.scratch_null]
@@ -70,16 +79,25 @@ def flush(tpm, handle: int) -> None:
         raise TPMError(C.TPM_BAD_HANDLE)
 
 
-def _new_session(tpm) -> DAASession:
+def add_session(tpm, s: DAASession, keep: bool = False) -> DAASession:
+    """A free slot (TPM_RESOURCES), then s's own handle if keep (TPM_BAD_HANDLE
+    when taken) or a random non-zero unused one, as libtpms."""
     if len(tpm.daa_sessions) >= tpm.identity.max_daa_sessions:
         raise TPMError(C.TPM_RESOURCES)
-    while True:                 # a random non-zero unused handle, as libtpms
-        h = int.from_bytes(random_bytes(4), "big")
-        if h and h not in tpm.daa_sessions:
-            break
-    s = DAASession(h)
-    tpm.daa_sessions[h] = s
+    if keep:
+        if s.handle == 0 or s.handle in tpm.daa_sessions:
+            raise TPMError(C.TPM_BAD_HANDLE)
+    else:
+        while True:
+            s.handle = int.from_bytes(random_bytes(4), "big")
+            if s.handle and s.handle not in tpm.daa_sessions:
+                break
+    tpm.daa_sessions[s.handle] = s
     return s
+
+
+def _new_session(tpm) -> DAASession:
+    return add_session(tpm, DAASession(0))
 
 
 # ---------------------------------------------------------------- arithmetic helpers
