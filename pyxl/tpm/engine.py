@@ -359,6 +359,7 @@ class TPM:
         self._last_dump: bytes | None = None
         self._dirty = True
         self.internal_errors = 0                 # handler bugs turned into TPM_FAIL
+        self.daa_bases: dict = {}                # commands/daa.py: fixed-base tables (a cache)
         self._lock = threading.RLock()           # one command at a time, as on a chip
         self._power_off()
 
@@ -672,7 +673,7 @@ READ_ONLY = {C.TPM_ORD_GetCapability, C.TPM_ORD_PcrRead, C.TPM_ORD_GetRandom,
              C.TPM_ORD_GetCapabilityOwner, C.TPM_ORD_OwnerReadInternalPub,
              C.TPM_ORD_NV_ReadValue, C.TPM_ORD_NV_ReadValueAuth,
              C.TPM_ORD_SHA1CompleteExtend, C.TPM_ORD_Delegate_ReadTable,
-             C.TPM_ORD_Delegate_VerifyDelegation}
+             C.TPM_ORD_Delegate_VerifyDelegation, C.TPM_ORD_DAA_Join, C.TPM_ORD_DAA_Sign}
 
 
 _loaded = False

@@ -416,3 +416,22 @@ def test_old_state_blob_loads_with_fresh_daa_secrets():
     t2 = TPM.load(old)
     assert len(t2.perm.daa_seed) == 20 and len(t2.perm.daa_blob_key) == 16
     assert TPM.load(t2.dump()).perm.daa_proof == t2.perm.daa_proof
+
+
+def test_fixed_base_exponentiation_is_pow():
+    """The TPM's fixed-base tables give pow()'s results (first, second and
+    later uses of a base; exponents growing past the table; x >= n; 0)."""
+    import secrets
+
+    from pyxl.tpm.commands.daa import _modexp
+    tpm = TPM(generate_ek=False)
+    n = secrets.randbits(2048) | (1 << 2047) | 1
+    bases = [secrets.randbelow(n), n + 5, 0, 1, n - 1]
+    for x in bases:
+        for bits in (130, 344, 1024, 1752, 2800, 200, 0):
+            y = secrets.randbits(bits) if bits else 0
+            assert _modexp(tpm, x, y, n) == pow(x, y, n), (x, bits)
+    assert len(tpm.daa_bases) == len(bases)
+    for i in range(10):                     # the cache stays bounded
+        _modexp(tpm, i + 7, 1 << 300, n)
+    assert len(tpm.daa_bases) <= 8
