@@ -175,6 +175,10 @@ class PermanentData:
     last_family_id: int = 0
     delegates: dict[int, DelegateRow] = field(default_factory=dict)  # delegate table row -> row
     no_owner_nv_write: int = 0             # NV writes without an owner (TPM_MAX_NV_WRITE_NOOWNER)
+    # DAA secrets (tpmDAASeed, daaProof, daaBlobKey): made with the EK, kept by OwnerClear
+    daa_seed: bytes = field(default_factory=lambda: random_bytes(20))
+    daa_proof: bytes = field(default_factory=lambda: random_bytes(20))
+    daa_blob_key: bytes = field(default_factory=lambda: random_bytes(16))   # AES-128
 
 
 def default_nv() -> dict[int, NVArea]:
@@ -365,6 +369,7 @@ class TPM:
         self._last_dump: bytes | None = None
         self._dirty = True
         self.internal_errors = 0                 # handler bugs turned into TPM_FAIL
+        self.daa_bases: dict = {}                # commands/daa.py: fixed-base tables (a cache)
         self._lock = threading.RLock()           # one command at a time, as on a chip
         self._power_off()
 
@@ -393,6 +398,7 @@ class TPM:
         self.owner_reference = C.TPM_KH_OWNER           # SetOwnerPointer (TPM_STCLEAR_DATA)
         self.transports: dict = {}                      # transHandle -> TransportSession
         self.transport_exclusive = 0                    # handle of the exclusive session
+        self.daa_sessions: dict = {}                    # daaHandle -> commands/daa.DAASession
 
     def power_on(self, startup: str | None = "clear") -> int:
         """TPM_Init followed by TPM_Startup(startup), as vtpm-stubdom does.
@@ -677,7 +683,7 @@ READ_ONLY = {C.TPM_ORD_GetCapability, C.TPM_ORD_PcrRead, C.TPM_ORD_GetRandom,
              C.TPM_ORD_GetCapabilityOwner, C.TPM_ORD_OwnerReadInternalPub,
              C.TPM_ORD_NV_ReadValue, C.TPM_ORD_NV_ReadValueAuth,
              C.TPM_ORD_SHA1CompleteExtend, C.TPM_ORD_Delegate_ReadTable,
-             C.TPM_ORD_Delegate_VerifyDelegation,
+             C.TPM_ORD_Delegate_VerifyDelegation, C.TPM_ORD_DAA_Join, C.TPM_ORD_DAA_Sign,
              # transport sessions are volatile; a wrapped command marks its own changes
              C.TPM_ORD_EstablishTransport, C.TPM_ORD_ExecuteTransport,
              C.TPM_ORD_ReleaseTransportSigned}

@@ -63,8 +63,8 @@ PROPERTIES = {
     P.TPM_CAP_PROP_TIS_TIMEOUT: lambda t: b"".join(_u32(v) for v in t.identity.tis_timeouts),
     P.TPM_CAP_PROP_STARTUP_EFFECT: lambda t: _u32(0x4F),
     P.TPM_CAP_PROP_DELEGATE_ROW: lambda t: _u32(DELEGATE_ROWS),
-    P.TPM_CAP_PROP_MAX_DAASESS: lambda t: _u32(1),
-    P.TPM_CAP_PROP_DAASESS: lambda t: _u32(1),
+    P.TPM_CAP_PROP_MAX_DAASESS: lambda t: _u32(t.identity.max_daa_sessions),
+    P.TPM_CAP_PROP_DAASESS: lambda t: _u32(t.identity.max_daa_sessions - len(t.daa_sessions)),
     P.TPM_CAP_PROP_CONTEXT_DIST: lambda t: _u32(0xFFFFFFFE),
     P.TPM_CAP_PROP_DAA_INTERRUPT: lambda t: _bool(True),
     P.TPM_CAP_PROP_SESSIONS: lambda t: _u32(_free_sessions(t)),
@@ -220,7 +220,9 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
             return _handle_list(tpm.perm.counters)
         if rt == C.TPM_RT_TRANS:
             return _handle_list(tpm.transports)
-        if rt in (C.TPM_RT_CONTEXT, C.TPM_RT_DAA_TPM):
+        if rt == C.TPM_RT_DAA_TPM:
+            return _handle_list(tpm.daa_sessions)
+        if rt == C.TPM_RT_CONTEXT:
             return _handle_list([])
         if rt in (C.TPM_RT_HASH, C.TPM_RT_DELEGATE, C.TPM_RT_DAA_V0, C.TPM_RT_DAA_V1):
             raise TPMError(C.TPM_BAD_PARAMETER)    # as libtpms (vtpmmgr flushes DAA_TPM)

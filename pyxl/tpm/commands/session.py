@@ -78,7 +78,10 @@ def _flush(tpm, handle: int, rt: int) -> None:
     elif rt == C.TPM_RT_TRANS:
         if not tpm.end_transport(handle):
             raise TPMError(C.TPM_INVALID_AUTHHANDLE)
-    elif rt in (C.TPM_RT_CONTEXT, C.TPM_RT_DAA_TPM):
+    elif rt == C.TPM_RT_DAA_TPM:
+        from .daa import flush
+        flush(tpm, handle)
+    elif rt == C.TPM_RT_CONTEXT:
         raise TPMError(C.TPM_BAD_PARAMETER)
     else:
         raise TPMError(C.TPM_INVALID_RESOURCE)
