@@ -169,6 +169,7 @@ class PermanentData:
     last_family_id: int = 0
     delegates: dict[int, DelegateRow] = field(default_factory=dict)  # delegate table row -> row
     no_owner_nv_write: int = 0             # NV writes without an owner (TPM_MAX_NV_WRITE_NOOWNER)
+    restrict_delegate: int = 0             # TPM_CMK_DELEGATE bits (CMK_SetRestrictions)
 
 
 def default_nv() -> dict[int, NVArea]:
@@ -265,6 +266,9 @@ class Ctx:
             if s.delegate is None or not dsap_entity_ok(self.tpm, s, entity_type, entity_value):
                 raise TPMError(C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL)
             check_permission(self.tpm, s.delegate, self.ordinal, self.locality)
+            if entity_type == C.TPM_ET_KEYHANDLE:
+                from .commands.cmk import check_restrict_delegate
+                check_restrict_delegate(self.tpm, entity_value)
             key = s.shared_secret
         else:
             if not allow_osap:

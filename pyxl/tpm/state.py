@@ -3,7 +3,8 @@
     blob = MAGIC | u16 format version | u32 length | JSON body | SHA-256(body)
 
 The body holds everything persistent (permanent flags and data: tpmProof,
-owner and operator auth, EK, SRK, NV areas, dictionary-attack counter) and,
+owner and operator auth, EK, SRK, NV areas, dictionary-attack counter, the
+CMK restrictDelegate bits -- written only when non-zero) and,
 if TPM_SaveState ran and nothing has invalidated it since, the saved
 volatile state (PCRs, STCLEAR flags, loaded keys) that TPM_Startup(ST_STATE)
 restores.  Sessions are never saved.  JSON with sorted keys makes
@@ -99,6 +100,8 @@ def state_dict(tpm) -> dict:
             "delegates": [[row, d.pub.to_bytes().hex(), d.auth.hex()]
                           for row, d in sorted(p.delegates.items())],
             "no_owner_nv_write": p.no_owner_nv_write,
+            # written only when set, so states without CMK restrictions stay byte-identical
+            **({"restrict_delegate": p.restrict_delegate} if p.restrict_delegate else {}),
         },
         "saved": tpm.saved,
     }
@@ -176,6 +179,9 @@ def load_state(tpm, blob: bytes) -> None:
             p.delegates[int(row)] = DelegateRow(TPM_DELEGATE_PUBLIC.from_bytes(bytes.fromhex(pub)),
                                                 _b(auth, 20))
         p.no_owner_nv_write = int(pd.get("no_owner_nv_write", 0))
+        p.restrict_delegate = int(pd.get("restrict_delegate", 0))
+        if not 0 <= p.restrict_delegate <= 0xFFFFFFFF:
+            raise ValueError("bad restrictDelegate")
         saved = d["saved"]
         if saved is not None:
             check_saved(saved)
