@@ -88,6 +88,7 @@ class LoadedKey:
     rsa: RSAKey
     usage_auth: bytes = bytes(20)
     migration_auth: bytes = bytes(20)
+    payload: int = C.TPM_PT_ASYM  # TPM_PT_MIGRATE_RESTRICTED / _EXTERNAL: a CMK
 
     @property
     def usage(self) -> int:

@@ -19,6 +19,7 @@ import hashlib
 import json
 import struct
 
+from . import constants as C
 from .crypto import RSAKey
 from .marshal import Reader, TPMDecodeError
 from .structures import (TPM_NV_DATA_PUBLIC, TPM_PERMANENT_FLAGS, TPM_STCLEAR_FLAGS,
@@ -57,8 +58,11 @@ def _rsa_in(d) -> RSAKey | None:
 def _key_out(k):
     if k is None:
         return None
-    return {"blob": k.blob.to_bytes().hex(), "rsa": _rsa_out(k.rsa),
-            "usage_auth": k.usage_auth.hex(), "migration_auth": k.migration_auth.hex()}
+    d = {"blob": k.blob.to_bytes().hex(), "rsa": _rsa_out(k.rsa),
+         "usage_auth": k.usage_auth.hex(), "migration_auth": k.migration_auth.hex()}
+    if k.payload != C.TPM_PT_ASYM:
+        d["payload"] = k.payload          # a CMK (written only then: older blobs stay alike)
+    return d
 
 
 def _key_in(d):
@@ -68,7 +72,11 @@ def _key_in(d):
     r = Reader(bytes.fromhex(d["blob"]))
     blob = unmarshal_any_key(r)
     r.expect_end("key blob")
-    return LoadedKey(blob, _rsa_in(d["rsa"]), _b(d["usage_auth"], 20), _b(d["migration_auth"], 20))
+    payload = int(d.get("payload", C.TPM_PT_ASYM))
+    if payload not in (C.TPM_PT_ASYM, C.TPM_PT_MIGRATE_RESTRICTED, C.TPM_PT_MIGRATE_EXTERNAL):
+        raise ValueError("bad key payload")
+    return LoadedKey(blob, _rsa_in(d["rsa"]), _b(d["usage_auth"], 20), _b(d["migration_auth"], 20),
+                     payload)
 
 
 def state_dict(tpm) -> dict:

@@ -22,10 +22,11 @@ import engine_helpers as H
 from engine_helpers import (OWNER, SRK, Session, auth1, create_wrap_key, key_template,
                             load_key2, new_tpm, run, take_ownership, u16, u32)
 from pyxl.tpm import structures as S
+from pyxl.tpm.marshal import Reader
 
 ORD_CREATE_TICKET, ORD_CREATE_KEY, ORD_CREATE_BLOB = 0x12, 0x13, 0x1B
 ORD_SET_RESTRICTIONS, ORD_APPROVE_MA, ORD_CONVERT = 0x1C, 0x1D, 0x24
-ORD_AMK, ORD_GETPUB, ORD_SIGN, ORD_CMB = 0x2B, 0x21, 0x3C, 0x28
+ORD_AMK, ORD_GETPUB, ORD_SIGN, ORD_CMB, ORD_CERTIFY2 = 0x2B, 0x21, 0x3C, 0x28, 0x33
 MS_MIGRATE, MS_RESTRICT_MIGRATE, MS_RESTRICT_APPROVE = 1, 4, 5
 MIGRATABLE, MIGRATE_AUTHORITY = 0x02, 0x10
 KEY_AUTH = b"k" * 20
@@ -169,6 +170,35 @@ def sign_and_verify(tpm, handle, key: S.TPM_KEY, auth=CMK_AUTH):
     pub.verify(out[4:], digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA1()))
 
 
+def certify(tpm, handle: int, key: S.TPM_KEY, msa: bytes, payload: int):
+    """CertifyKey2 of a loaded CMK by a fresh signing key: the certificate
+    carries the payload type and SHA-1(SHA-1(msaList) || payload), and only
+    the key's own list is accepted."""
+    cert_key = S.TPM_KEY.from_bytes(create_wrap_key(tpm, template=key_template(
+        usage=0x0010, es=1, ss=2)))
+    cert = load_key2(tpm, cert_key.to_bytes())
+    nonce = os.urandom(20)
+
+    def run_certify(msa_digest):
+        return H.auth2(tpm, ORD_CERTIFY2, u32(handle) + u32(cert), msa_digest + nonce,
+                       Session(tpm), CMK_AUTH, Session(tpm), KEY_AUTH)
+
+    r, _ = run_certify(sha1(u32(1) + os.urandom(20)))
+    assert r.rc == MA_SOURCE
+    r, out = run_certify(sha1(msa))
+    assert r.rc == 0, r
+    rd = Reader(out)
+    info = S.TPM_CERTIFY_INFO2.unmarshal(rd)
+    sig = rd.sized32()
+    assert rd.remaining == 0
+    assert info.payloadType == payload and info.data == nonce
+    assert info.keyFlags == MIGRATABLE | MIGRATE_AUTHORITY
+    assert info.pubkeyDigest == sha1(key.pubKey.key)
+    assert info.migrationAuthority == sha1(sha1(msa), bytes([payload]))
+    pub = rsa.RSAPublicNumbers(65537, int.from_bytes(cert_key.pubKey.key, "big")).public_key()
+    pub.verify(sig, sha1(info.to_bytes()), padding.PKCS1v15(), utils.Prehashed(hashes.SHA1()))
+
+
 class Setup:
     """A CMK on `src` whose list names `dests` digests and the authority's."""
 
@@ -203,6 +233,7 @@ def test_cmk_is_made_and_used_where_it_was_made(pair):
     assert key.keyFlags == MIGRATABLE | MIGRATE_AUTHORITY and key.keyUsage == 0x0010
     handle = load_key2(src, key.to_bytes())
     sign_and_verify(src, handle, key)
+    certify(src, handle, key, setup.msa, 0x06)           # TPM_PT_MIGRATE_RESTRICTED
     # the ticket is an HMAC only this TPM can make: the other one's is refused
     rc, other = approve_ma(pair[1], setup.msa)
     assert rc == 0 and other != setup.approval
@@ -226,8 +257,9 @@ def test_restrict_migrate_to_an_authority_key(pair):
     rc, enc = convert(dst, parent, restrict, ticket, key, setup.msa, rnd)
     assert rc == 0, hex(rc)
     key.encData = enc
-    sign_and_verify(dst, load_key2(dst, key.to_bytes(), parent=parent, parent_auth=KEY_AUTH),
-                    key)
+    handle = load_key2(dst, key.to_bytes(), parent=parent, parent_auth=KEY_AUTH)
+    sign_and_verify(dst, handle, key)
+    certify(dst, handle, key, setup.msa, 0x07)           # TPM_PT_MIGRATE_EXTERNAL
 
 
 def test_restrict_approve_with_signed_tickets(pair):
@@ -431,3 +463,31 @@ def test_restrictions_persist_and_old_states_load():
     r, _ = auth1(again, 0x5B, b"", b"", OWNER)
     assert r.rc == 0
     assert H.cap_value(again, 5, u32(0x11F)) == u32(0)
+
+
+def test_dsap_on_a_cmk_obeys_the_restrictions(pair):
+    """A key delegation of a CMK authorizes its use only for the usages the
+    owner allowed with CMK_SetRestrictions (none at first)."""
+    from test_engine_delegate import DSAP, create_key_delegation, key_public, manage
+    t = pair[0]
+    rc, fid = manage(t, 0, 1, b"\x01")                   # create a family ...
+    assert rc == 0
+    fid = struct.unpack(">I", fid)[0]
+    assert manage(t, fid, 2, b"\x01")[0] == 0            # ... and enable it
+    setup = Setup(t, sha1(b"some destination"))
+    h = load_key2(t, setup.key.to_bytes())
+    rc, blob = create_key_delegation(t, h, CMK_AUTH, key_public(fid, 1 << 14))   # Sign
+    assert rc == 0, hex(rc)
+
+    def sign_by_delegate():
+        r, _ = auth1(t, ORD_SIGN, u32(h), u32(20) + os.urandom(20), None,
+                     sess=DSAP(t, 0x0009, blob, key=h))           # TPM_ET_DEL_KEY_BLOB
+        return r.rc
+
+    assert sign_by_delegate() == INVALID_KEYUSAGE
+    for restriction, rc in ((0x80000000, 0), (0x40000000, INVALID_KEYUSAGE), (0xF8000000, 0)):
+        r, _ = auth1(t, ORD_SET_RESTRICTIONS, b"", u32(restriction), OWNER)
+        assert r.rc == 0
+        assert sign_by_delegate() == rc
+    # the owner's own authorization is never restricted
+    sign_and_verify(t, h, setup.key)

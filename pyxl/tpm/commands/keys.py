@@ -186,7 +186,7 @@ def _unwrap(tpm, parent: LoadedKey, blob) -> LoadedKey:
     except (ValueError, TPMDecodeError):
         raise TPMError(C.TPM_BAD_KEY_PROPERTY) from None
     parse_pcr_info(blob.PCRInfo, blob.is_key12)
-    return LoadedKey(blob, rsa, asym.usageAuth, asym.migrationAuth)
+    return LoadedKey(blob, rsa, asym.usageAuth, asym.migrationAuth, asym.payload)
 
 
 def _load(tpm, ctx, r, key2: bool):
