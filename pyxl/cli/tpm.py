@@ -39,6 +39,10 @@ def tpm_serve(
         "--vendor", metavar="ID",
         help="TPM identity: ETHZ (the Xen vTPM) or IBM (like swtpm, a hardware-like TPM)")
     ] = "ETHZ",
+    emulator: Annotated[str, typer.Option(
+        "--emulator", metavar="FAMILY",
+        help="Behave as libtpms (swtpm) or as berlios (the emulator inside vtpm-stubdom)")
+    ] = "libtpms",
     locality: Annotated[int, typer.Option(
         "--locality", metavar="N", help="Locality the commands are executed at")] = 0,
 ) -> int:
@@ -57,4 +61,4 @@ def tpm_serve(
             return 2
     return run(Options(state_dir=state, port=port, unix=unix, unix_mode=mode, host=host,
                        startup=None if no_startup else startup.lower(),
-                       vendor=vendor, locality=locality, trace=Globals.verbose > 0))
+                       vendor=vendor, emulator=emulator, locality=locality, trace=Globals.verbose > 0))

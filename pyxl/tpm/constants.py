@@ -629,6 +629,11 @@ class TPM_STRUCTURE_TAG(IntEnum):
 
 globals().update(TPM_STRUCTURE_TAG.__members__)
 
+# Part 2 21.7: dictionary-attack mitigation state and actions
+TPM_DA_STATE_INACTIVE = 0x00
+TPM_DA_STATE_ACTIVE = 0x01
+TPM_DA_ACTION_TIMEOUT = 0x00000001
+
 
 class TPM_NV_INDEX_VALUE(IntEnum):
     TPM_NV_INDEX_LOCK = 0xFFFFFFFF

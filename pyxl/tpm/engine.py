@@ -174,7 +174,9 @@ class PermanentData:
 
 
 def default_nv() -> dict[int, NVArea]:
-    """NV at manufacture: the 20-byte DIR area the emulator predefines."""
+    """NV at manufacture: the 20-byte DIR area (TPM_NV_INDEX_DIR).  The emulator
+    lists it among the NV areas; libtpms keeps it apart (authDIR), reachable
+    through the NV commands by its index but not listed (capability.py)."""
     pub = TPM_NV_DATA_PUBLIC(nvIndex=C.TPM_NV_INDEX_DIR,
                              permission=TPM_NV_ATTRIBUTES(C.TPM_NV_PER_OWNERWRITE |
                                                           C.TPM_NV_PER_WRITEALL),
@@ -350,6 +352,10 @@ class TPM:
         if generate_ek:
             # TPM_CONF_GENERATE_EK: the vTPM makes its EK once, when its state is created
             self.perm.ek = self.key_source(2048)
+            if not identity.berlios:
+                # as swtpm_setup makes it: TPM_CreateEndorsementKeyPair, not revocable
+                self.perm.flags.CEKPUsed = True
+                self.perm.flags.enableRevokeEK = False
         self.saved: dict | None = None          # TPM_SaveState snapshot (dumped)
         self._last_dump: bytes | None = None
         self._dirty = True
@@ -398,7 +404,7 @@ class TPM:
         rc = int.from_bytes(self.execute(req)[6:10], "big")
         if rc:
             log.info("TPM_Startup(%s) failed: %s", startup, C.rc_name(rc))
-        else:
+        elif self.identity.berlios:
             self.test_done = True      # the stub domain runs the self test with start-up
         return rc
 
@@ -564,6 +570,8 @@ class TPM:
                 C.TPM_ORD_ExecuteTransport, C.TPM_ORD_ReleaseTransportSigned)):
             # any other command ends the exclusive transport session
             self.end_transport(self.transport_exclusive)
+        if not self.test_done and ordinal not in LIMITED_MODE_ORDINALS:
+            self.test_done = True        # libtpms runs the rest of the self test first
         handler = COMMANDS.get(ordinal)
         if handler is None:
             return _error(C.TPM_BAD_ORDINAL)
@@ -643,6 +651,15 @@ def _error(rc: int) -> bytes:
 
 
 # ordinals that never change what dump() writes (fast path for persistent_changed)
+# What runs in limited operation mode, before the self test has finished
+# (Part 1 "Self-Test"; libtpms TPM_Process_Preprocess); anything else first
+# finishes it.  GetCapability decides by capArea (capability.py).
+LIMITED_MODE_ORDINALS = frozenset({
+    C.TPM_ORD_Startup, C.TPM_ORD_SHA1Start, C.TPM_ORD_SHA1Update, C.TPM_ORD_SHA1Complete,
+    C.TPM_ORD_SHA1CompleteExtend, C.TPM_ORD_Extend, C.TPM_ORD_ContinueSelfTest,
+    C.TPM_ORD_GetCapability, C.TPM_ORD_SelfTestFull, C.TPM_ORD_GetTestResult,
+    C.TSC_ORD_PhysicalPresence, C.TSC_ORD_ResetEstablishmentBit})
+
 READ_ONLY = {C.TPM_ORD_GetCapability, C.TPM_ORD_PcrRead, C.TPM_ORD_GetRandom,
              C.TPM_ORD_OIAP, C.TPM_ORD_OSAP, C.TPM_ORD_GetTestResult,
              C.TPM_ORD_SHA1Start, C.TPM_ORD_SHA1Update, C.TPM_ORD_SHA1Complete,

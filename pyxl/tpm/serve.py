@@ -568,13 +568,15 @@ class Options:
     host: str = "127.0.0.1"
     startup: str | None = "clear"      # None: leave the TPM waiting for TPM_Startup
     vendor: str = "ETHZ"
+    emulator: str = "libtpms"         # behaviour family: libtpms or berlios (identity.py)
     locality: int = 0
     trace: bool = False               # pyxl -v tpm-serve: log every command
     ready: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
 
-def resolve_identity(vendor: str):
-    """The engine identity for --vendor (ETHZ: the Xen vTPM's)."""
+def resolve_identity(vendor: str, emulator: str = "libtpms"):
+    """The engine identity for --vendor (ETHZ: the Xen vTPM's), behaving as
+    --emulator (libtpms, or berlios: the emulator inside vtpm-stubdom)."""
     try:
         from pyxl.tpm import identity as ident
     except ImportError as e:
@@ -586,7 +588,10 @@ def resolve_identity(vendor: str):
         if isinstance(obj, ident.Identity):
             known.setdefault(obj.vendor_id.decode("latin-1").rstrip("\0 ").upper(), obj)
     if vendor.upper() in known:
-        return known[vendor.upper()]
+        try:
+            return ident.behaving_as(known[vendor.upper()], emulator.lower())
+        except ValueError as e:
+            raise ServeError(str(e)) from None
     raise ServeError("unknown --vendor %s (known: %s)"
                      % (vendor, ", ".join(sorted(known)) or "none"))
 
@@ -598,7 +603,7 @@ def open_engine(opts: Options, state: StateDir, log: Callable[[str], None]):
     except ImportError as e:
         raise ServeError("the TPM engine is not available in this build (%s)" % e)
 
-    identity = resolve_identity(opts.vendor)
+    identity = resolve_identity(opts.vendor, opts.emulator)
     blob = state.read()
     if blob is None:
         tpm = TPM(identity)

@@ -1,8 +1,9 @@
 """The Xen vTPM guide's client stack against the TPM: real TrouSerS tcsd plus
-tpm-tools, driven as a guest would, against `pyxl tpm-serve` (the Xen vTPM,
-ETHZ), against `pyxl tpm-serve --vendor IBM` (the engine as a hardware-like
-TPM) -- and the same sequence against swtpm (libtpms), which checks the
-harness itself.
+tpm-tools, driven as a guest would, against `pyxl tpm-serve` (the Xen vTPM's
+identity, ETHZ, answering like libtpms), against `pyxl tpm-serve --emulator
+berlios` (behaving as the emulator inside vtpm-stubdom), against `pyxl
+tpm-serve --vendor IBM` (the engine as a hardware-like TPM) -- and the same
+sequence against swtpm (libtpms), which checks the harness itself.
 
 One TPM and one tcsd per backend serve the whole module; the tests run in
 file order and build on each other (ownership, then NV, seal, clear).
@@ -37,6 +38,10 @@ EXPECTED_VERSION = {
               "Manufacturer Info": "49424d00"},
 }
 EXPECTED_VERSION["pyxl-ibm"] = EXPECTED_VERSION["swtpm"]
+EXPECTED_VERSION["pyxl-berlios"] = EXPECTED_VERSION["pyxl"]
+# backend -> `pyxl tpm-serve` arguments
+SERVE_ARGS = {"pyxl": (), "pyxl-ibm": ("--vendor", "IBM"),
+              "pyxl-berlios": ("--emulator", "berlios")}
 
 # Engine features still missing, per test (pyxl only).  Emptied as the engine
 # grows; a listed test that passes is reported XPASS, not hidden.
@@ -58,7 +63,7 @@ class Run:
         return self.tcsd.tool(*argv, stdin=stdin, timeout=timeout)
 
 
-@pytest.fixture(scope="module", params=["swtpm", "pyxl", "pyxl-ibm"])
+@pytest.fixture(scope="module", params=["swtpm", *SERVE_ARGS])
 def run(request, tmp_path_factory, pyxl_cmd):
     backend = request.param
     need_peer("tcsd")
@@ -69,10 +74,8 @@ def run(request, tmp_path_factory, pyxl_cmd):
     if backend == "swtpm":
         need_peer("swtpm")
         tpm = Swtpm(work / "swtpm").start()
-    elif backend == "pyxl":
-        tpm = PyxlServe(pyxl_cmd, work / "state").start()
     else:
-        tpm = PyxlServe(pyxl_cmd, work / "state", "--vendor", "IBM").start()
+        tpm = PyxlServe(pyxl_cmd, work / "state", *SERVE_ARGS[backend]).start()
     try:
         tcsd = Tcsd(work / "tcsd", "127.0.0.1", tpm.port).start()
     except Exception:
@@ -122,7 +125,7 @@ def test_direct_client_while_tcsd_holds_a_connection(run):
     if run.backend == "swtpm":
         pytest.skip("swtpm serves one connection at a time")
     resp = transact(run.tpm.addr, getcap(0x1A), timeout=5)
-    assert rc_of(resp) == 0 and (b"ETHZ" if run.backend == "pyxl" else b"IBM\0") in resp
+    assert rc_of(resp) == 0 and (b"IBM\0" if run.backend == "pyxl-ibm" else b"ETHZ") in resp
 
 
 def test_selftest(run):
@@ -130,8 +133,10 @@ def test_selftest(run):
     assert r.rc == 0, str(r)
     m = re.search(r"TPM Test Results: ([0-9a-f ]+)", r.out)
     assert m, r.out
-    if run.backend.startswith("pyxl"):   # the emulator reports its last self test: "Success\0"
+    if run.backend == "pyxl-berlios":    # the emulator reports its last self test: "Success\0"
         assert m.group(1).split() == ["53756363", "65737300"]
+    else:                                # libtpms its test state: "Shutdown 00000002\n"
+        assert "".join(m.group(1).split()) == b"Shutdown 00000002\n".hex()
 
 
 def test_endorsement_key(run):
@@ -184,7 +189,7 @@ XEN_VTPM_STATUS = {   # the emulator starts with readSRKPub TRUE
 def test_owner_status_queries(run, tool):
     r = run.tool(tool, "--status", "-z")
     want = STATUS_QUERIES[tool]
-    if run.backend == "pyxl":
+    if run.backend == "pyxl-berlios":
         want = XEN_VTPM_STATUS.get(tool, want)
     assert r.rc == 0 and r.out == want, str(r)
 
@@ -329,8 +334,8 @@ def test_clear_then_unowned(run):
 def test_xen_vtpm_can_be_owned_again_after_clear(run):
     """The emulator leaves the TPM enabled and active after TPM_OwnerClear
     (libtpms disables and deactivates it until physical presence)."""
-    if run.backend != "pyxl":
-        pytest.skip("only the Xen vTPM stays enabled after tpm_clear")
+    if run.backend != "pyxl-berlios":
+        pytest.skip("only the emulator stays enabled after tpm_clear")
     r = run.tool("tpm_takeownership", "-y", "-z")
     assert r.rc == 0, str(r)
     r = run.tool("tpm_setenable", "--status", "-z")
@@ -338,12 +343,12 @@ def test_xen_vtpm_can_be_owned_again_after_clear(run):
 
 
 def test_physical_presence_commands(run):
-    """ForceClear needs physical presence: always asserted on the Xen vTPM,
-    never through tcsd on a hardware-like TPM (TPM_BAD_PRESENCE)."""
+    """ForceClear needs physical presence: always asserted in the emulator,
+    never through tcsd on libtpms (TPM_BAD_PRESENCE)."""
     if run.backend == "swtpm":
         pytest.skip("tcsd was stopped for the direct probe; pyxl-ibm covers libtpms' answer")
     r = run.tool("tpm_clear", "-f")
-    if run.backend == "pyxl":
+    if run.backend == "pyxl-berlios":
         assert r.rc == 0 and "Cleared" in r.out, str(r)
         resp = transact(run.tpm.addr, getcap(0x05, (0x111).to_bytes(4, "big")), timeout=10)
         assert rc_of(resp) == 0 and resp[-1] == 0

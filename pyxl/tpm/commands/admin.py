@@ -15,6 +15,13 @@ from ..structures import TPM_CURRENT_TICKS, TPM_STCLEAR_FLAGS
 SELF_TEST_RESULT = b"Success\x00"     # what the Berlios emulator reports
 
 
+def self_test_result(tpm) -> bytes:
+    """libtpms reports its test state (1 limited, 2 full operation) as text."""
+    if tpm.identity.berlios:
+        return SELF_TEST_RESULT
+    return b"Shutdown %08x\n" % (2 if tpm.test_done else 1)
+
+
 def startup_clear(tpm) -> None:
     ff = tpm.identity.pcrs_ff_at_startup
     tpm.pcrs = [b"\xff" * 20 if i in ff else bytes(20)
@@ -83,7 +90,7 @@ def ContinueSelfTest(tpm, ctx, r):
 @command(C.TPM_ORD_GetTestResult)
 def GetTestResult(tpm, ctx, r):
     ctx.start(r, T0, CHECK_NO_LOCKOUT)
-    return Writer().sized32(SELF_TEST_RESULT).getvalue()
+    return Writer().sized32(self_test_result(tpm)).getvalue()
 
 
 @command(C.TPM_ORD_GetRandom)

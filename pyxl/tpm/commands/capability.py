@@ -1,7 +1,8 @@
 """GetCapability, GetCapabilityOwner, SetCapability (Part 3 7.1-7.3, Part 2 21).
 
-Property values are the Xen vTPM's (Berlios emulator with Xen's patches),
-taken from the Identity where they are implementation choices.
+Sizes and limits are the Identity's (the Xen vTPM's: the Berlios emulator
+with Xen's patches); where libtpms and the emulator answer differently, the
+identity's behaviour family decides (identity.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from ..engine import (CHECK_ALL, CHECK_BASIC, CHECK_NO_LOCKOUT, COMMANDS, T0, T1
 from ..marshal import Reader, TPMDecodeError, Writer
 from ..structures import (TPM_CAP_VERSION_INFO, TPM_KEY_PARMS, TPM_STRUCT_VER, TPM_VERSION)
 
+from ..engine import LOCKOUT_THRESHOLD
 from .counter import MAX_COUNTERS
 from .delegate import DELEGATE_ROWS, FAMILY_ROWS
 
@@ -97,6 +99,8 @@ def _sub32(sub: bytes) -> int:
 def check_loaded(tpm, parms: TPM_KEY_PARMS) -> bool:
     if parms.algorithmID != C.TPM_ALG_RSA or len(tpm.keys) >= tpm.identity.max_keys:
         return False
+    if not tpm.identity.berlios:
+        return True              # libtpms: any RSA key while a slot is free
     try:
         rsa = parms.rsa()
     except TPMDecodeError:
@@ -104,8 +108,45 @@ def check_loaded(tpm, parms: TPM_KEY_PARMS) -> bool:
     return rsa.keyLength <= 2048 and rsa.numPrimes == 2
 
 
+def da_info(tpm) -> bytes:
+    """TPM_DA_INFO, or TPM_DA_INFO_LIMITED when disableFullDALogicInfo is set
+    (Part 2 21.7-21.8): one counter for every entity type, as in libtpms;
+    the action at the threshold is a timeout, doubling with each failure."""
+    active = tpm.lockout_active()
+    left = 0
+    if active:
+        n = tpm.perm.auth_fail_count
+        wait = 1 << min(n - LOCKOUT_THRESHOLD - 1, 31)
+        left = max(1, int(wait - (tpm.clock() - tpm.lockout_since)))
+    state = bytes([C.TPM_DA_STATE_ACTIVE if active else C.TPM_DA_STATE_INACTIVE])
+    action = Writer().u16(C.TPM_TAG_DA_ACTION_TYPE).u32(C.TPM_DA_ACTION_TIMEOUT).getvalue()
+    w = Writer()
+    if tpm.perm.flags.disableFullDALogicInfo:
+        w.u16(C.TPM_TAG_DA_INFO_LIMITED).bytes(state).bytes(action)
+    else:
+        w.u16(C.TPM_TAG_DA_INFO).bytes(state).u16(min(tpm.perm.auth_fail_count, 0xFFFF))
+        w.u16(LOCKOUT_THRESHOLD).bytes(action).u32(left)
+    return w.u32(0).getvalue()          # no vendor data
+
+
+# what GetCapability answers before the self test has finished (Part 3 7.1)
+_LIMITED_MODE_CAPS = {C.TPM_CAPABILITY_AREA.TPM_CAP_VERSION,
+                      C.TPM_CAPABILITY_AREA.TPM_CAP_VERSION_VAL,
+                      C.TPM_CAPABILITY_AREA.TPM_CAP_MFR}
+_LIMITED_MODE_PROPS = {P.TPM_CAP_PROP_MANUFACTURER, P.TPM_CAP_PROP_DURATION,
+                       P.TPM_CAP_PROP_TIS_TIMEOUT}
+
+
+def _nv_visible(tpm, index: int) -> bool:
+    # libtpms keeps the DIR register apart from the NV areas (authDIR)
+    return tpm.identity.berlios or index != C.TPM_NV_INDEX_DIR
+
+
 def capability(tpm, cap: int, sub: bytes) -> bytes:
     A = C.TPM_CAPABILITY_AREA
+    if not tpm.test_done and cap not in _LIMITED_MODE_CAPS and not (
+            cap == A.TPM_CAP_PROPERTY and sub[:4] in [_u32(p) for p in _LIMITED_MODE_PROPS]):
+        tpm.test_done = True             # libtpms finishes the self test first
     if cap == A.TPM_CAP_ORD:
         return _bool(_sub32(sub) in COMMANDS)
     if cap == A.TPM_CAP_ALG:
@@ -145,11 +186,16 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
             raise TPMError(C.TPM_INVALID_KEYHANDLE)
         return _bool(h in tpm.perm.evict_keys)
     if cap == A.TPM_CAP_NV_LIST:
-        return b"".join(_u32(i) for i in sorted(tpm.perm.nv))
+        return b"".join(_u32(i) for i in sorted(tpm.perm.nv) if _nv_visible(tpm, i))
     if cap == A.TPM_CAP_MFR:
+        if not tpm.identity.berlios:
+            raise TPMError(C.TPM_BAD_MODE)     # libtpms has no manufacturer data
         return version(tpm).to_bytes()
+    if cap == A.TPM_CAP_DA_LOGIC and not tpm.identity.berlios:
+        return da_info(tpm)                    # (the emulator has no DA_LOGIC)
     if cap == A.TPM_CAP_NV_INDEX:
-        a = tpm.perm.nv.get(_sub32(sub))
+        index = _sub32(sub)
+        a = tpm.perm.nv.get(index) if _nv_visible(tpm, index) else None
         if a is None:
             raise TPMError(C.TPM_BADINDEX)
         return a.pub.to_bytes()
@@ -179,7 +225,7 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
         return _bool(_sub32(sub) == C.TPM_ALG_XOR)
     if cap == A.TPM_CAP_SELECT_SIZE:
         # TPM_SELECT_SIZE: major 1, minor 1 or 2, reqSize (libtpms's checks;
-        # like the emulator, any reqSize up to 3 is supported, even 0)
+        # reqSize 1..3, the emulator any reqSize up to 3, even 0)
         r = Reader(sub)
         try:
             if r.u8() != 1:
@@ -189,7 +235,7 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
             req = r.u16()
         except TPMDecodeError:
             raise TPMError(C.TPM_BAD_PARAM_SIZE) from None
-        return _bool(req <= C.TPM_NUM_PCR_SELECT)
+        return _bool(req <= C.TPM_NUM_PCR_SELECT and (req or tpm.identity.berlios))
     if cap == A.TPM_CAP_VERSION_VAL:
         i = tpm.identity
         return TPM_CAP_VERSION_INFO(version(tpm), i.spec_level, i.errata_rev, i.vendor_id,

@@ -46,7 +46,11 @@ def clear_owner(tpm) -> None:
     p.auth_fail_count = 0
     tpm.lockout_since = None
     owner_bits = C.TPM_NV_PER_OWNERREAD | C.TPM_NV_PER_OWNERWRITE
+    kept_dir = p.nv.get(C.TPM_NV_INDEX_DIR)
     p.nv = {i: a for i, a in p.nv.items() if not a.pub.permission.attributes & owner_bits}
+    if kept_dir is not None and not tpm.identity.berlios:
+        kept_dir.data[:] = bytes(len(kept_dir.data))     # libtpms zeroes authDIR
+        p.nv[C.TPM_NV_INDEX_DIR] = kept_dir
     for c in p.counters.values():
         p.counter_floor = max(p.counter_floor, c.value)
     p.counters.clear()
@@ -213,6 +217,7 @@ def _create_ek(tpm, key_info: TPM_KEY_PARMS):
         raise TPMError(C.TPM_DISABLED_CMD)
     bits = _check_ek_parms(key_info)
     tpm.perm.ek = tpm.key_source(bits)
+    tpm.perm.flags.CEKPUsed = True
 
 
 @command(C.TPM_ORD_CreateEndorsementKeyPair)
