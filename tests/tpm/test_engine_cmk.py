@@ -491,3 +491,25 @@ def test_dsap_on_a_cmk_obeys_the_restrictions(pair):
         assert sign_by_delegate() == rc
     # the owner's own authorization is never restricted
     sign_and_verify(t, h, setup.key)
+
+
+def test_a_loaded_cmk_stays_one_through_context_and_savestate():
+    """The payload type that makes a key a CMK lives in the context blob and
+    in TPM_SaveState's snapshot: CertifyKey2 still sees a CMK afterwards."""
+    tpm = new_tpm()
+    take_ownership(tpm)
+    setup = Setup(tpm, sha1(b"some destination"))
+    h = load_key2(tpm, setup.key.to_bytes())
+    r = run(tpm, 0xC1, 0xB8, u32(h) + u32(1) + b"L" * 16)               # SaveContext
+    assert r.rc == 0
+    blob = r.body[4:]
+    assert run(tpm, 0xC1, 0xBA, u32(h) + u32(1)).rc == 0                # FlushSpecific
+    r = run(tpm, 0xC1, 0xB9, u32(h) + b"\x01" + u32(len(blob)) + blob)   # LoadContext
+    assert r.rc == 0
+    h = struct.unpack(">I", r.body)[0]
+    certify(tpm, h, setup.key, setup.msa, 0x06)
+    assert run(tpm, 0xC1, 0x98).rc == 0                                 # SaveState
+    again = type(tpm).load(tpm.dump(), key_source=H.key_pool())
+    assert again.power_on("state") == 0
+    certify(again, h, setup.key, setup.msa, 0x06)
+    sign_and_verify(again, h, setup.key)
