@@ -26,6 +26,7 @@ def test_round_trip_with_libtpms(start_swtpm, src, dst, scenario):
                                       "test_blob_opened_independently",
                                       "test_owner_commands", "test_create_key_refusals",
                                       "test_create_blob_refusals", "test_convert_refusals",
-                                      "test_dsap_on_a_cmk_obeys_the_restrictions"])
+                                      "test_dsap_on_a_cmk_obeys_the_restrictions",
+                                      "test_restrict_migrate_through_an_authority_tpm"])
 def test_same_on_swtpm(start_swtpm, scenario):
     getattr(K, scenario)((owned_swtpm(start_swtpm, "a"), owned_swtpm(start_swtpm, "b")))

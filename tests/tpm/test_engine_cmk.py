@@ -262,6 +262,35 @@ def test_restrict_migrate_to_an_authority_key(pair):
     certify(dst, handle, key, setup.msa, 0x07)           # TPM_PT_MIGRATE_EXTERNAL
 
 
+def test_restrict_migrate_through_an_authority_tpm(pair):
+    """The MA's key in the list is a TPM_KEY_MIGRATE key: MigrateKey on the
+    MA's TPM re-encrypts the blob to the final parent, which converts it."""
+    src, dst = pair
+    ma_key = load_key2(dst, create_wrap_key(dst, template=key_template(usage=0x0016)))
+    r, ma_pub = auth1(dst, ORD_GETPUB, u32(ma_key), b"", KEY_AUTH)
+    assert r.rc == 0
+    parent, pub = dest_storage_key(dst)
+    setup = Setup(src, sha1(ma_pub))
+    rc, rnd, out = create_blob(src, authorize(src, ma_pub, MS_RESTRICT_MIGRATE), setup.source,
+                               setup.msa, setup.key.encData)
+    assert rc == 0, hex(rc)
+    r, moved = auth1(dst, 0x25, u32(ma_key), pub + u32(len(out)) + out, KEY_AUTH)   # MigrateKey
+    assert r.rc == 0, r
+    key = setup.key.copy()
+    key.encData = moved[4:]
+    restrict = setup.restrict(pub)
+    _, ticket = create_ticket(dst, setup.ma, sha1(restrict))
+    # the approval must name the final parent, not the authority's key
+    wrong = setup.restrict(ma_pub)
+    _, wrong_ticket = create_ticket(dst, setup.ma, sha1(wrong))
+    assert convert(dst, parent, wrong, wrong_ticket, key, setup.msa, rnd)[0] == MA_DESTINATION
+    rc, enc = convert(dst, parent, restrict, ticket, key, setup.msa, rnd)
+    assert rc == 0, hex(rc)
+    key.encData = enc
+    sign_and_verify(dst, load_key2(dst, key.to_bytes(), parent=parent, parent_auth=KEY_AUTH),
+                    key)
+
+
 def test_restrict_approve_with_signed_tickets(pair):
     """TPM_MS_RESTRICT_APPROVE: the authority signs a TPM_CMK_AUTH naming the
     key and its new parent; each TPM turns the signature into its own ticket."""

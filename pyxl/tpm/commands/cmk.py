@@ -22,6 +22,8 @@ and a migrationAuth under its own tpmProof; LoadKey2 then loads it as usual.
 
 from __future__ import annotations
 
+from hmac import compare_digest as _eq
+
 from .. import constants as C
 from ..crypto import RSAKey, hmac_sha1, sha1
 from ..engine import CHECK_ALL, T1, TPMError, command
@@ -58,11 +60,6 @@ def check_restrict_delegate(tpm, handle: int) -> None:
 def _ticket(tpm, struct) -> bytes:
     """An HMAC under tpmProof: what makes a CMK structure this TPM's own word."""
     return hmac_sha1(tpm.perm.tpm_proof, struct.to_bytes())
-
-
-def _eq(a: bytes, b: bytes) -> bool:
-    import hmac
-    return hmac.compare_digest(a, b)
 
 
 def _msa_list(data: bytes) -> TPM_MSA_COMPOSITE:
