@@ -89,6 +89,7 @@ class LoadedKey:
     rsa: RSAKey
     usage_auth: bytes = bytes(20)
     migration_auth: bytes = bytes(20)
+    payload: int = C.TPM_PT_ASYM  # TPM_PT_MIGRATE_RESTRICTED / _EXTERNAL: a CMK
 
     @property
     def usage(self) -> int:
@@ -175,10 +176,14 @@ class PermanentData:
     last_family_id: int = 0
     delegates: dict[int, DelegateRow] = field(default_factory=dict)  # delegate table row -> row
     no_owner_nv_write: int = 0             # NV writes without an owner (TPM_MAX_NV_WRITE_NOOWNER)
+<<<<<<< HEAD
     # DAA secrets (tpmDAASeed, daaProof, daaBlobKey): made with the EK, kept by OwnerClear
     daa_seed: bytes = field(default_factory=lambda: random_bytes(20))
     daa_proof: bytes = field(default_factory=lambda: random_bytes(20))
     daa_blob_key: bytes = field(default_factory=lambda: random_bytes(16))   # AES-128
+=======
+    restrict_delegate: int = 0             # TPM_CMK_DELEGATE bits (CMK_SetRestrictions)
+>>>>>>> tpm-cmk
 
 
 def default_nv() -> dict[int, NVArea]:
@@ -277,6 +282,9 @@ class Ctx:
             if s.delegate is None or not dsap_entity_ok(self.tpm, s, entity_type, entity_value):
                 raise TPMError(C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL)
             check_permission(self.tpm, s.delegate, self.ordinal, self.locality)
+            if entity_type == C.TPM_ET_KEYHANDLE:
+                from .commands.cmk import check_restrict_delegate
+                check_restrict_delegate(self.tpm, entity_value)
             key = s.shared_secret
         else:
             if not allow_osap:

@@ -69,7 +69,7 @@ PROPERTIES = {
     P.TPM_CAP_PROP_DAA_INTERRUPT: lambda t: _bool(True),
     P.TPM_CAP_PROP_SESSIONS: lambda t: _u32(_free_sessions(t)),
     P.TPM_CAP_PROP_MAX_SESSIONS: lambda t: _u32(t.identity.max_sessions),
-    P.TPM_CAP_PROP_CMK_RESTRICTION: lambda t: _u32(0),
+    P.TPM_CAP_PROP_CMK_RESTRICTION: lambda t: _u32(t.perm.restrict_delegate),
     P.TPM_CAP_PROP_DURATION: lambda t: b"".join(_u32(v) for v in t.identity.durations),
     P.TPM_CAP_PROP_ACTIVE_COUNTER: lambda t: _u32(
         0xFFFFFFFF if t.active_counter is None else t.active_counter),

@@ -16,6 +16,10 @@ from ..structures import (TPM_BOUND_DATA, TPM_PCR_COMPOSITE, TPM_PCR_INFO, TPM_P
                           TPM_STORED_DATA12, unmarshal_any_key, unmarshal_any_stored_data)
 
 _MIGRATABLE = 0x00000002
+_MIGRATE_AUTHORITY = 0x00000010
+# payloads of a loadable key: a plain one, a CMK made here (TPM_CMK_CreateKey)
+# and a CMK migrated in (TPM_CMK_ConvertMigration)
+_KEY_PAYLOADS = (C.TPM_PT_ASYM, C.TPM_PT_MIGRATE_RESTRICTED, C.TPM_PT_MIGRATE_EXTERNAL)
 
 
 # ---------------------------------------------------------------- PCR binding
@@ -141,18 +145,28 @@ def CreateWrapKey(tpm, ctx, r):
     usage_auth = ctx.decrypt_auth(enc_usage)
     mig_auth = ctx.decrypt_auth(enc_mig, odd=True)
     bits = check_key_template(info)
-    pcr = parse_pcr_info(info.PCRInfo, info.is_key12)
-    if pcr is not None:
-        fill_creation(tpm, pcr, ctx.locality)
-        info.PCRInfo = pcr.to_bytes()
+    if info.keyFlags & _MIGRATE_AUTHORITY:
+        # only TPM_CMK_CreateKey makes certified-migration keys
+        raise TPMError(C.TPM_INVALID_KEYUSAGE)
     if not info.keyFlags & _MIGRATABLE:
         mig_auth = tpm.perm.tpm_proof
-    rsa = tpm.key_source(bits)
-    info.pubKey = TPM_STORE_PUBKEY(rsa.modulus())
+    rsa = generate_key(tpm, ctx, info, bits)
     asym = TPM_STORE_ASYMKEY(C.TPM_PT_ASYM, usage_auth, mig_auth, sha1(info.public_bytes()),
                              rsa.prime())
     info.encData = parent.rsa.encrypt_oaep(asym.to_bytes())
     return info.to_bytes()
+
+
+def generate_key(tpm, ctx, info, bits: int) -> RSAKey:
+    """Make the key a checked template asks for: fill in its PCR creation
+    values and its public key (the caller builds and wraps its secrets)."""
+    pcr = parse_pcr_info(info.PCRInfo, info.is_key12)
+    if pcr is not None:
+        fill_creation(tpm, pcr, ctx.locality)
+        info.PCRInfo = pcr.to_bytes()
+    rsa = tpm.key_source(bits)
+    info.pubKey = TPM_STORE_PUBKEY(rsa.modulus())
+    return rsa
 
 
 def _unwrap(tpm, parent: LoadedKey, blob) -> LoadedKey:
@@ -161,7 +175,7 @@ def _unwrap(tpm, parent: LoadedKey, blob) -> LoadedKey:
         asym = TPM_STORE_ASYMKEY.from_bytes(plain)
     except (ValueError, TPMDecodeError):
         raise TPMError(C.TPM_DECRYPT_ERROR) from None
-    if asym.payload != C.TPM_PT_ASYM or asym.pubDataDigest != sha1(blob.public_bytes()):
+    if asym.payload not in _KEY_PAYLOADS or asym.pubDataDigest != sha1(blob.public_bytes()):
         raise TPMError(C.TPM_DECRYPT_ERROR)
     if not blob.keyFlags & _MIGRATABLE and asym.migrationAuth != tpm.perm.tpm_proof:
         raise TPMError(C.TPM_FAIL)
@@ -172,7 +186,7 @@ def _unwrap(tpm, parent: LoadedKey, blob) -> LoadedKey:
     except (ValueError, TPMDecodeError):
         raise TPMError(C.TPM_BAD_KEY_PROPERTY) from None
     parse_pcr_info(blob.PCRInfo, blob.is_key12)
-    return LoadedKey(blob, rsa, asym.usageAuth, asym.migrationAuth)
+    return LoadedKey(blob, rsa, asym.usageAuth, asym.migrationAuth, asym.payload)
 
 
 def _load(tpm, ctx, r, key2: bool):
