@@ -176,14 +176,11 @@ class PermanentData:
     last_family_id: int = 0
     delegates: dict[int, DelegateRow] = field(default_factory=dict)  # delegate table row -> row
     no_owner_nv_write: int = 0             # NV writes without an owner (TPM_MAX_NV_WRITE_NOOWNER)
-<<<<<<< HEAD
     # DAA secrets (tpmDAASeed, daaProof, daaBlobKey): made with the EK, kept by OwnerClear
     daa_seed: bytes = field(default_factory=lambda: random_bytes(20))
     daa_proof: bytes = field(default_factory=lambda: random_bytes(20))
     daa_blob_key: bytes = field(default_factory=lambda: random_bytes(16))   # AES-128
-=======
     restrict_delegate: int = 0             # TPM_CMK_DELEGATE bits (CMK_SetRestrictions)
->>>>>>> tpm-cmk
 
 
 def default_nv() -> dict[int, NVArea]:

@@ -109,12 +109,9 @@ def state_dict(tpm) -> dict:
             "delegates": [[row, d.pub.to_bytes().hex(), d.auth.hex()]
                           for row, d in sorted(p.delegates.items())],
             "no_owner_nv_write": p.no_owner_nv_write,
-<<<<<<< HEAD
             "daa": [p.daa_seed.hex(), p.daa_proof.hex(), p.daa_blob_key.hex()],
-=======
             # written only when set, so states without CMK restrictions stay byte-identical
             **({"restrict_delegate": p.restrict_delegate} if p.restrict_delegate else {}),
->>>>>>> tpm-cmk
         },
         "saved": tpm.saved,
     }
@@ -192,15 +189,12 @@ def load_state(tpm, blob: bytes) -> None:
             p.delegates[int(row)] = DelegateRow(TPM_DELEGATE_PUBLIC.from_bytes(bytes.fromhex(pub)),
                                                 _b(auth, 20))
         p.no_owner_nv_write = int(pd.get("no_owner_nv_write", 0))
-<<<<<<< HEAD
         if "daa" in pd:      # older blobs: the fresh secrets of PermanentData()
             p.daa_seed, p.daa_proof = _b(pd["daa"][0], 20), _b(pd["daa"][1], 20)
             p.daa_blob_key = _b(pd["daa"][2], 16)
-=======
         p.restrict_delegate = int(pd.get("restrict_delegate", 0))
         if not 0 <= p.restrict_delegate <= 0xFFFFFFFF:
             raise ValueError("bad restrictDelegate")
->>>>>>> tpm-cmk
         saved = d["saved"]
         if saved is not None:
             check_saved(saved)
