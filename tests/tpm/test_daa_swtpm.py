@@ -81,3 +81,23 @@ def test_late_refusals_as_libtpms(start_swtpm, issuer):
         cred = D.join(tpm, issuer, H.OWNER, tpm.ek_pub)
         got.append(E.scenario_late_refusals(tpm, issuer, cred))
     assert got[0] == got[1] == E.LATE_REFUSALS
+
+
+def test_save_state_keeps_daa_sessions_on_libtpms(start_swtpm, issuer):
+    """libtpms saves DAA sessions with TPM_SaveState (TPM_STCLEAR_DATA) and
+    TPM_Startup(ST_STATE) brings them back -- what the engine does too
+    (test_engine_daa.test_daa_session_survives_save_state)."""
+    from tpm.fixtures import Swtpm
+    tpm = owned_swtpm(start_swtpm, name="st")
+    c = E.start_join(tpm, issuer, 4)
+    assert H.run(tpm, 0xC1, 0x98).rc == 0                  # SaveState
+    tpm.sw.stop()
+    again = Swtpm(tpm.sw.dir, startup=False).start()
+    try:
+        tpm.sw = again
+        assert H.run(tpm, 0xC1, 0x99, H.u16(2)).rc == 0    # Startup(ST_STATE)
+        assert E.daa_handles(tpm) == [c.handle]
+        c.ok(D.ORD_JOIN, 4, issuer.b_R0, issuer.b_n)
+        c.ok(D.ORD_JOIN, 5, issuer.b_R1, issuer.b_n)
+    finally:
+        again.stop()
