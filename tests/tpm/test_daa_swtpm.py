@@ -74,6 +74,12 @@ def test_context_save_load_as_libtpms(start_swtpm, issuer):
     assert got[0] == got[1] == E.CONTEXT_CODES
 
 
+def test_new_daa_proof_as_libtpms(start_swtpm, issuer):
+    got = [E.scenario_new_daa_proof(tpm, issuer)
+           for tpm in (owned_swtpm(start_swtpm), E.owned_engine(IBM_SWTPM_IDENTITY))]
+    assert got[0] == got[1] == [0, 0x51, True, True, 3]
+
+
 @pytest.mark.slow   # ~7 s: twenty partial joins and signs on each TPM
 def test_late_refusals_as_libtpms(start_swtpm, issuer):
     got = []

@@ -297,6 +297,23 @@ CONTEXT_CODES = [0, [], 0, True, C.TPM_BADCONTEXT] * 2 + [0, [], 0, None, C.TPM_
     [True, C.TPM_INVALID_RESOURCE, C.TPM_RESOURCES, C.TPM_BADCONTEXT, 0, C.TPM_BADCONTEXT, 0, []]
 
 
+def scenario_new_daa_proof(tpm, issuer) -> list:
+    """SetCapability(TPM_SET_PERM_DATA, TPM_PD_DAAPROOF) renews the DAA secrets
+    (libtpms: no authorization needed): old blobs die, the pseudonym changes."""
+    cred = D.join(tpm, issuer, H.OWNER, tpm.ek_pub)
+    before = D.sign(tpm, issuer, H.OWNER, cred, b"m", b"n" * 20)
+    setcap = H.u32(2) + H.u32(4) + H.u32(C.TPM_PD_DAAPROOF) + H.u32(0)
+    out = [H.run(tpm, 0xC1, 0x3F, setcap).rc]
+    out.append(D.sign(tpm, issuer, H.OWNER, cred, b"m", b"n" * 20, stop=(1, cred.tpm_specific)))
+    cred = D.join(tpm, issuer, H.OWNER, tpm.ek_pub)
+    after = D.sign(tpm, issuer, H.OWNER, cred, b"m", b"n" * 20)
+    out.append(D.verify(issuer, after, b"m", b"n" * 20))
+    out.append(after.N_V != before.N_V)
+    # other TPM_SET_PERM_DATA sub-capabilities: TPM_PD_TPMDAASEED cannot be set
+    out.append(H.run(tpm, 0xC1, 0x3F, H.u32(2) + H.u32(4) + H.u32(24) + H.u32(4) + H.u32(0)).rc)
+    return out
+
+
 # ---------------------------------------------------------------- engine tests
 
 def test_join_sign_verify(issuer):
@@ -345,6 +362,11 @@ def test_context_save_load(issuer):
     tpm = owned_engine()
     got = scenario_context(tpm, issuer)
     assert got == CONTEXT_CODES, got
+
+
+def test_new_daa_proof(issuer):
+    got = scenario_new_daa_proof(owned_engine(), issuer)
+    assert got == [0, C.TPM_DAA_INPUT_DATA0, True, True, C.TPM_BAD_PARAMETER]
 
 
 def test_wrong_issuer_settings(issuer):
