@@ -70,14 +70,14 @@ def flush_daa(tpm, handle):
     return H.run(tpm, 0xC1, 0xBA, H.u32(handle) + H.u32(C.TPM_RT_DAA_TPM)).rc
 
 
-def start_join(tpm, issuer, upto: int) -> D.DAAClient:
+def start_join(tpm, issuer, upto: int, settings: bytes | None = None) -> D.DAAClient:
     """A join session advanced until stage `upto` is next."""
     c = D.DAAClient(tpm, H.OWNER)
     c.handle = struct.unpack(">I", c.ok(J, 0, H.u32(1)))[0]
     if upto > 1:
         c.ok(J, 1, D.rsa_modulus(issuer.keys[0]))
     if upto > 2:
-        st = issuer.settings()
+        st = settings or issuer.settings()
         c.ok(J, 2, st, D.rsa_sign(issuer.keys[0], D.H(D.rsa_modulus(issuer.keys[0])) + st))
     if upto > 3:
         c.ok(J, 3, H.u32(0))
@@ -163,6 +163,10 @@ def refusal_codes(tpm, issuer) -> list:
     c.owner = b"x" * 20
     note(c.call(J, 4, issuer.b_R0, issuer.b_n)[0])
     note(len(daa_handles(tpm)))
+    # a modulus n longer than DAA_scratch: R0^f0 mod n does not fit (TPM_SIZE)
+    big_n = b"\xff" * 300
+    c = start_join(tpm, issuer, 4, issuer.settings(DAA_digest_n=D.H(big_n)))
+    note(c.call(J, 4, issuer.b_R0, big_n)[0])
     # truncated inputData1
     c = start_join(tpm, issuer, 4)
     sess = H.Session(tpm)
@@ -345,7 +349,7 @@ def test_refusal_codes(issuer):
         E.TPM_DAA_INPUT_DATA0,
         E.TPM_BAD_HANDLE, 1, 0,
         0, E.TPM_BAD_HANDLE, E.TPM_BAD_HANDLE,
-        E.TPM_BADTAG, 0, E.TPM_AUTHFAIL, 0,
+        E.TPM_BADTAG, 0, E.TPM_AUTHFAIL, 0, E.TPM_SIZE,
         E.TPM_BAD_PARAM_SIZE, 0,
         E.TPM_DAA_INPUT_DATA0, E.TPM_DAA_INPUT_DATA0, 0,
     ], got
