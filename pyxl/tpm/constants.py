@@ -431,6 +431,7 @@ class TPM_ENTITY_TYPE(IntEnum):
 globals().update(TPM_ENTITY_TYPE.__members__)
 
 TPM_ET_XOR = 0x00  # ADIP scheme in the high byte of an entity type
+TPM_ET_AES128_CTR = 0x06
 
 
 class TPM_KEY_HANDLE_VALUE(IntEnum):
@@ -539,6 +540,31 @@ class TPM_PAYLOAD_TYPE(IntEnum):
 
 
 globals().update(TPM_PAYLOAD_TYPE.__members__)
+
+
+class TPM_MIGRATE_SCHEME(IntEnum):
+    """Migration schemes (Part 2 5.8)."""
+    TPM_MS_MIGRATE = 0x0001
+    TPM_MS_REWRAP = 0x0002
+    TPM_MS_MAINT = 0x0003
+    TPM_MS_RESTRICT_MIGRATE = 0x0004
+    TPM_MS_RESTRICT_APPROVE = 0x0005
+
+
+globals().update(TPM_MIGRATE_SCHEME.__members__)
+
+
+class TPM_CMK_DELEGATE(IntEnum):
+    """restrictDelegate bits: the usages of certified-migration keys that a
+    DSAP session may authorize (Part 2 5.17)."""
+    TPM_CMK_DELEGATE_SIGNING = 0x80000000
+    TPM_CMK_DELEGATE_STORAGE = 0x40000000
+    TPM_CMK_DELEGATE_BIND = 0x20000000
+    TPM_CMK_DELEGATE_LEGACY = 0x10000000
+    TPM_CMK_DELEGATE_MIGRATE = 0x08000000
+
+
+globals().update(TPM_CMK_DELEGATE.__members__)
 
 
 class TPM_STRUCTURE_TAG(IntEnum):

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import constants as C
-from .crypto import KeySource, RSAKey, generate_rsa, hmac_sha1, random_bytes, sha1, xor
+from .crypto import (KeySource, RSAKey, aes128_ctr, generate_rsa, hmac_sha1, random_bytes,
+                     sha1, xor)
 from .identity import XEN_VTPM_IDENTITY, Identity
 from .marshal import Reader, TPMDecodeError, Writer
 from .structures import (TPM_KEY, TPM_KEY12, TPM_KEY_PARMS, TPM_NV_ATTRIBUTES,
@@ -88,6 +89,7 @@ class LoadedKey:
     rsa: RSAKey
     usage_auth: bytes = bytes(20)
     migration_auth: bytes = bytes(20)
+    payload: int = C.TPM_PT_ASYM  # TPM_PT_MIGRATE_RESTRICTED / _EXTERNAL: a CMK
 
     @property
     def usage(self) -> int:
@@ -136,6 +138,11 @@ class Session:
     delegate: object = None       # DSAP: the TPM_DELEGATE_PUBLIC it was opened with
     delegate_key: bytes = b""     # DSAP on a key blob: the blob's pubKeyDigest
 
+    @property
+    def adip(self) -> int:
+        """The ADIP scheme the session was opened with: its entity type's MSB."""
+        return self.entity_type >> 8
+
 
 @dataclass
 class AuthIn:
@@ -173,6 +180,7 @@ class PermanentData:
     daa_seed: bytes = field(default_factory=lambda: random_bytes(20))
     daa_proof: bytes = field(default_factory=lambda: random_bytes(20))
     daa_blob_key: bytes = field(default_factory=lambda: random_bytes(16))   # AES-128
+    restrict_delegate: int = 0             # TPM_CMK_DELEGATE bits (CMK_SetRestrictions)
 
 
 def default_nv() -> dict[int, NVArea]:
@@ -271,6 +279,9 @@ class Ctx:
             if s.delegate is None or not dsap_entity_ok(self.tpm, s, entity_type, entity_value):
                 raise TPMError(C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL)
             check_permission(self.tpm, s.delegate, self.ordinal, self.locality)
+            if entity_type == C.TPM_ET_KEYHANDLE:
+                from .commands.cmk import check_restrict_delegate
+                check_restrict_delegate(self.tpm, entity_value)
             key = s.shared_secret
         else:
             if not allow_osap:
@@ -290,14 +301,18 @@ class Ctx:
         return s
 
     def decrypt_auth(self, enc: bytes, i: int = 0, odd: bool = False) -> bytes:
-        """ADIP (XOR): an encrypted AuthData under OSAP session i's shared secret."""
+        """ADIP: an encrypted AuthData under OSAP/DSAP session i's shared secret,
+        XOR with SHA-1(secret || nonce) or AES-128-CTR keyed by the secret and
+        counting from the nonce (authLastNonceEven; nonceOdd for a second one)."""
         s = self.session(i)
         if s.protocol not in (C.TPM_PID_OSAP, C.TPM_PID_DSAP):
             raise TPMError(C.TPM_BAD_MODE)
-        if s.entity_type >> 8 not in (0, C.TPM_ET_XOR):
-            raise TPMError(C.TPM_INAPPROPRIATE_ENC)
-        pad = sha1(s.shared_secret, self.auths[i].nonce_odd if odd else s.nonce_even)
-        return xor(enc, pad)
+        nonce = self.auths[i].nonce_odd if odd else s.nonce_even
+        if s.adip == C.TPM_ET_XOR:
+            return xor(enc, sha1(s.shared_secret, nonce))
+        if s.adip == C.TPM_ET_AES128_CTR and not self.tpm.identity.berlios:
+            return aes128_ctr(s.shared_secret, nonce, enc)
+        raise TPMError(C.TPM_INAPPROPRIATE_ENC)
 
 
 def _osap_for(s: Session, et: int, ev: int | None) -> bool:
@@ -673,7 +688,10 @@ READ_ONLY = {C.TPM_ORD_GetCapability, C.TPM_ORD_PcrRead, C.TPM_ORD_GetRandom,
              C.TPM_ORD_GetCapabilityOwner, C.TPM_ORD_OwnerReadInternalPub,
              C.TPM_ORD_NV_ReadValue, C.TPM_ORD_NV_ReadValueAuth,
              C.TPM_ORD_SHA1CompleteExtend, C.TPM_ORD_Delegate_ReadTable,
-             C.TPM_ORD_Delegate_VerifyDelegation, C.TPM_ORD_DAA_Join, C.TPM_ORD_DAA_Sign}
+             C.TPM_ORD_Delegate_VerifyDelegation, C.TPM_ORD_DAA_Join, C.TPM_ORD_DAA_Sign,
+             # transport sessions are volatile; a wrapped command marks its own changes
+             C.TPM_ORD_EstablishTransport, C.TPM_ORD_ExecuteTransport,
+             C.TPM_ORD_ReleaseTransportSigned}
 
 
 _loaded = False

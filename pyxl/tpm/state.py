@@ -3,7 +3,8 @@
     blob = MAGIC | u16 format version | u32 length | JSON body | SHA-256(body)
 
 The body holds everything persistent (permanent flags and data: tpmProof,
-owner and operator auth, EK, SRK, NV areas, dictionary-attack counter) and,
+owner and operator auth, EK, SRK, NV areas, dictionary-attack counter, the
+CMK restrictDelegate bits -- written only when non-zero) and,
 if TPM_SaveState ran and nothing has invalidated it since, the saved
 volatile state (PCRs, STCLEAR flags, loaded keys) that TPM_Startup(ST_STATE)
 restores.  Authorization and transport sessions are never saved; DAA
@@ -19,6 +20,7 @@ import hashlib
 import json
 import struct
 
+from . import constants as C
 from .crypto import RSAKey
 from .marshal import Reader, TPMDecodeError
 from .structures import (TPM_NV_DATA_PUBLIC, TPM_PERMANENT_FLAGS, TPM_STCLEAR_FLAGS,
@@ -57,8 +59,11 @@ def _rsa_in(d) -> RSAKey | None:
 def _key_out(k):
     if k is None:
         return None
-    return {"blob": k.blob.to_bytes().hex(), "rsa": _rsa_out(k.rsa),
-            "usage_auth": k.usage_auth.hex(), "migration_auth": k.migration_auth.hex()}
+    d = {"blob": k.blob.to_bytes().hex(), "rsa": _rsa_out(k.rsa),
+         "usage_auth": k.usage_auth.hex(), "migration_auth": k.migration_auth.hex()}
+    if k.payload != C.TPM_PT_ASYM:
+        d["payload"] = k.payload          # a CMK (written only then: older blobs stay alike)
+    return d
 
 
 def _key_in(d):
@@ -68,7 +73,11 @@ def _key_in(d):
     r = Reader(bytes.fromhex(d["blob"]))
     blob = unmarshal_any_key(r)
     r.expect_end("key blob")
-    return LoadedKey(blob, _rsa_in(d["rsa"]), _b(d["usage_auth"], 20), _b(d["migration_auth"], 20))
+    payload = int(d.get("payload", C.TPM_PT_ASYM))
+    if payload not in (C.TPM_PT_ASYM, C.TPM_PT_MIGRATE_RESTRICTED, C.TPM_PT_MIGRATE_EXTERNAL):
+        raise ValueError("bad key payload")
+    return LoadedKey(blob, _rsa_in(d["rsa"]), _b(d["usage_auth"], 20), _b(d["migration_auth"], 20),
+                     payload)
 
 
 def state_dict(tpm) -> dict:
@@ -101,6 +110,8 @@ def state_dict(tpm) -> dict:
                           for row, d in sorted(p.delegates.items())],
             "no_owner_nv_write": p.no_owner_nv_write,
             "daa": [p.daa_seed.hex(), p.daa_proof.hex(), p.daa_blob_key.hex()],
+            # written only when set, so states without CMK restrictions stay byte-identical
+            **({"restrict_delegate": p.restrict_delegate} if p.restrict_delegate else {}),
         },
         "saved": tpm.saved,
     }
@@ -181,6 +192,9 @@ def load_state(tpm, blob: bytes) -> None:
         if "daa" in pd:      # older blobs: the fresh secrets of PermanentData()
             p.daa_seed, p.daa_proof = _b(pd["daa"][0], 20), _b(pd["daa"][1], 20)
             p.daa_blob_key = _b(pd["daa"][2], 16)
+        p.restrict_delegate = int(pd.get("restrict_delegate", 0))
+        if not 0 <= p.restrict_delegate <= 0xFFFFFFFF:
+            raise ValueError("bad restrictDelegate")
         saved = d["saved"]
         if saved is not None:
             check_saved(saved)

@@ -280,6 +280,105 @@ class TPM_MIGRATE_ASYMKEY(TPMStruct):
         return cls(r.u8(), r.digest(), r.digest(), r.sized32("partPrivKey"))
 
 
+# ---------------------------------------------------------------- migration (Part 2 11)
+
+@dataclass
+class TPM_MIGRATIONKEYAUTH(TPMStruct):
+    """An owner-approved migration destination (Part 2 5.5)."""
+    migrationKey: TPM_PUBKEY = field(default_factory=TPM_PUBKEY)
+    migrationScheme: int = C.TPM_MS_MIGRATE
+    digest: bytes = bytes(20)     # SHA-1(migrationKey || migrationScheme || tpmProof)
+
+    def marshal(self, w):
+        w.struct(self.migrationKey).u16(self.migrationScheme).bytes(self.digest)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls(TPM_PUBKEY.unmarshal(r), r.u16(), r.digest())
+
+
+@dataclass
+class TPM_MSA_COMPOSITE(TPMStruct):
+    """The migration authorities a certified-migration key may move to, as
+    digests of their TPM_PUBKEYs (Part 2 11.1).  The list is never empty."""
+    migAuthDigest: list[bytes] = field(default_factory=list)
+
+    def marshal(self, w):
+        w.u32(len(self.migAuthDigest))
+        for d in self.migAuthDigest:
+            w.bytes(d)
+
+    @classmethod
+    def unmarshal(cls, r):
+        at = r.pos
+        n = r.u32()
+        if n == 0:
+            raise TPMBadValue(at, "MSAlist 0", C.TPM_INVALID_STRUCTURE)
+        if n > r.remaining // 20:
+            raise TPMDecodeError(r.pos, 20 * n, r.remaining, "migAuthDigest")
+        return cls([r.digest() for _ in range(n)])
+
+
+@dataclass
+class TPM_CMK_AUTH(TPMStruct):
+    """A migration authority's approval to move one key to one parent (Part 2 11.2)."""
+    migrationAuthorityDigest: bytes = bytes(20)
+    destinationKeyDigest: bytes = bytes(20)
+    sourceKeyDigest: bytes = bytes(20)
+
+    def marshal(self, w):
+        w.bytes(self.migrationAuthorityDigest).bytes(self.destinationKeyDigest)
+        w.bytes(self.sourceKeyDigest)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls(r.digest(), r.digest(), r.digest())
+
+
+@dataclass
+class TPM_CMK_MIGAUTH(TPMStruct):
+    """HMAC'ed with tpmProof, it is a CMK's migrationAuth (Part 2 11.3)."""
+    msaDigest: bytes = bytes(20)
+    pubKeyDigest: bytes = bytes(20)
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_CMK_MIGAUTH).bytes(self.msaDigest).bytes(self.pubKeyDigest)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_CMK_MIGAUTH, "TPM_CMK_MIGAUTH")
+        return cls(r.digest(), r.digest())
+
+
+@dataclass
+class TPM_CMK_SIGTICKET(TPMStruct):
+    """HMAC'ed with tpmProof: "verKeyDigest's key signed signedData" (Part 2 11.4)."""
+    verKeyDigest: bytes = bytes(20)
+    signedData: bytes = bytes(20)
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_CMK_SIGTICKET).bytes(self.verKeyDigest).bytes(self.signedData)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_CMK_SIGTICKET, "TPM_CMK_SIGTICKET")
+        return cls(r.digest(), r.digest())
+
+
+@dataclass
+class TPM_CMK_MA_APPROVAL(TPMStruct):
+    """HMAC'ed with tpmProof: the owner approved this TPM_MSA_COMPOSITE (Part 2 11.5)."""
+    migrationAuthorityDigest: bytes = bytes(20)
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_CMK_MA_APPROVAL).bytes(self.migrationAuthorityDigest)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_CMK_MA_APPROVAL, "TPM_CMK_MA_APPROVAL")
+        return cls(r.digest())
+
+
 # ---------------------------------------------------------------- PCRs
 
 @dataclass
@@ -611,6 +710,8 @@ class TPM_CURRENT_TICKS(TPMStruct):
 ALL_STRUCTURES = [
     TPM_STRUCT_VER, TPM_VERSION, TPM_CAP_VERSION_INFO, TPM_RSA_KEY_PARMS, TPM_KEY_PARMS,
     TPM_STORE_PUBKEY, TPM_PUBKEY, TPM_KEY, TPM_KEY12, TPM_STORE_ASYMKEY, TPM_MIGRATE_ASYMKEY,
+    TPM_MIGRATIONKEYAUTH, TPM_MSA_COMPOSITE, TPM_CMK_AUTH, TPM_CMK_MIGAUTH, TPM_CMK_SIGTICKET,
+    TPM_CMK_MA_APPROVAL,
     TPM_PCR_SELECTION, TPM_PCR_COMPOSITE, TPM_PCR_INFO, TPM_PCR_INFO_LONG, TPM_PCR_INFO_SHORT,
     TPM_STORED_DATA, TPM_STORED_DATA12, TPM_SEALED_DATA, TPM_BOUND_DATA, TPM_QUOTE_INFO,
     TPM_CHANGEAUTH_VALIDATE, TPM_NV_ATTRIBUTES, TPM_NV_DATA_PUBLIC, TPM_PERMANENT_FLAGS,

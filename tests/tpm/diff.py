@@ -40,6 +40,9 @@ RC_NAMES = {
     26: "SHA_THREAD", 27: "SHA_ERROR", 30: "BADTAG", 34: "INVALID_AUTHHANDLE",
     35: "NO_ENDORSEMENT", 38: "INVALID_POSTINIT", 44: "BAD_MODE", 50: "NOTRESETABLE",
     51: "NOTLOCAL", 88: "BAD_HANDLE",
+    14: "INAPPROPRIATE_ENC", 36: "INVALID_KEYUSAGE", 67: "INVALID_STRUCTURE",
+    92: "MA_TICKET_SIGNATURE", 93: "MA_DESTINATION", 94: "MA_SOURCE", 95: "MA_AUTHORITY",
+    98: "BAD_SIGNATURE",
 }
 
 
@@ -131,7 +134,7 @@ PROPERTIES = {
     0x123: "MAX_NV_AVAILABLE", 0x124: "INPUT_BUFFER",
 }
 # properties whose value is the same on every TPM 1.2 a client may meet
-PORTABLE_PROPERTIES = {0x101, 0x102, 0x111}
+PORTABLE_PROPERTIES = {0x101, 0x102, 0x111, 0x11F}     # ... and TPM_CAP_PROP_CMK_RESTRICTION
 
 # the ordinals a client may ask TPM_CAP_ORD about: the TCG range, the
 # TSC_ ordinals and the Xen vTPM's two vendor ordinals
@@ -312,9 +315,11 @@ def gen_owner():
         Cmd("delegate_readtable empty", frame(C1, 0xDB), g, ordinal=0xDB),
         *_family_ops(g),
         *_delegation_ops(g),
+        *_cmk_ops(g),
         oiap("oiap 5"),
         Cmd("ownerclear", _authorised(0x5B, b"", "oiap 5"), g, ordinal=0x5B),
         _gc("PROPERTY OWNER cleared", 0x05, u32(0x111)),
+        _gc("PROPERTY CMK_RESTRICTION cleared", 0x05, u32(0x11F)),
         _gc("FLAG PERMANENT cleared", 0x04, u32(0x108)),
         Cmd("readpubek when cleared", frame(C1, 0x7C, bytes(20)), g),
         Cmd("delegate_readtable cleared", frame(C1, 0xDB), g, ordinal=0xDB),
@@ -432,6 +437,48 @@ def _delegation_ops(g: str) -> list[Cmd]:
             _osap_authorised(0x40, b"", "dsap row 0 again", DELEGATE_SECRET), g, ordinal=0x40),
         Cmd("dsap row 7", frame(C1, 0x11, u16(8) + u32(0) + ODD_OSAP + u32(4) + u32(7)), g),
         Cmd("dsap bad entity", frame(C1, 0x11, u16(5) + u32(0) + ODD_OSAP + u32(4) + u32(0)), g),
+    ]
+
+
+def _cmk_ops(g: str) -> list[Cmd]:
+    """Certified migration keys: the owner's restrictions and MA approval
+    (an HMAC under tpmProof: random here), an MA signature that does not
+    verify, and CMK commands refused before their keys are looked at."""
+    rsa_parms = lambda es, ss: (struct.pack(">IHHI", 1, es, ss, 12)  # noqa: E731
+                                + struct.pack(">III", 2048, 2, 0))
+    ma_pub = rsa_parms(1, 2) + u32(256) + b"\xc3" * 256       # TPM_ES_NONE, SS_SHA1
+    key12 = (u16(0x0028) + u16(0) + u16(0x0010) + u32(0x12) + b"\x01" + rsa_parms(1, 2)
+             + u32(0) + u32(0) + u32(0))
+    bogus_auth = u32(0x02000000) + bytes(20) + b"\x00" + bytes(20)
+    empty_msa = u32(4) + u32(0)
+    blob = (u32(0x40000000) + u16(4) + ma_pub + u16(4) + bytes(20) + bytes(20) + empty_msa
+            + u32(0) + u32(0) + u32(0))
+    convert = (bytes(60) + bytes(20) + key12 + u32(24) + u32(1) + bytes(20) + u32(0))
+    oiap = lambda name: Cmd(name, frame(C1, 0x0A), g)  # noqa: E731
+    return [
+        oiap("oiap c1"),
+        Cmd("cmk_setrestrictions", _authorised(0x1C, u32(0x80000000), "oiap c1"), g,
+            ordinal=0x1C),
+        _gc("PROPERTY CMK_RESTRICTION set", 0x05, u32(0x11F)),
+        oiap("oiap c2"),
+        Cmd("cmk_approvema", _authorised(0x1D, bytes(20), "oiap c2"), g, ordinal=0x1D),
+        oiap("oiap c3"),
+        Cmd("cmk_approvema wrong secret", _authorised(0x1D, bytes(20), "oiap c3", bytes(20)), g,
+            ordinal=0x1D),
+        oiap("oiap c4"),
+        Cmd("cmk_createticket bad signature",
+            _authorised(0x12, ma_pub + bytes(20) + u32(256) + bytes(256), "oiap c4"), g,
+            ordinal=0x12),
+        oiap("oiap c5"),
+        Cmd("cmk_createticket oaep key",
+            _authorised(0x12, rsa_parms(3, 1) + ma_pub[24:] + bytes(20) + u32(0), "oiap c5"), g,
+            ordinal=0x12),
+        Cmd("cmk_createblob empty msaList", frame(C2, 0x1B, blob + bogus_auth), g),
+        Cmd("cmk_createkey tag C1", frame(C1, 0x13, u32(0x40000000) + bytes(20) + key12
+                                          + bytes(40)), g),
+        oiap("oiap c6"),
+        Cmd("cmk_convertmigration no parent",
+            _authorised(0x24, convert, "oiap c6", handles=u32(0x01000077)), g, ordinal=0x24),
     ]
 
 
@@ -603,6 +650,8 @@ def _decode_body(cmd: Cmd, body: bytes):
         f += [("volatile flag " + n, (vol >> i) & 1, MUST) for i, n in enumerate(STCLEAR_FLAGS)]
         f.append(("unnamed bits", (nv >> len(PERM_FLAGS), vol >> len(STCLEAR_FLAGS)), MUST))
         return f
+    if o == 0x1D:           # CMK_ApproveMA: an HMAC under this TPM's tpmProof
+        return [("ticket size", len(body), MUST), ("ticket", body.hex(), RANDOM)]
     if o in (0x0D, 0x81):   # TakeOwnership's SRK TPM_KEY / OwnerReadInternalPub's TPM_PUBKEY
         return [("key size", len(body), MUST), ("key", body.hex(), RANDOM)]
     return [("body", body.hex(), MUST)] if body else []

@@ -302,7 +302,7 @@ def test_dsap_and_owner_delegation_advertised():
     t = new_tpm()
     for o in (0x11, 0x75, 0xD4, 0xD5, 0xD8, 0xD6, 0xD1):
         assert getcap(t, 0x01, u32(o)).body == u32(1) + b"\x01"
-    assert getcap(t, 0x01, u32(0x12)).body == u32(1) + b"\x00"   # CMK_CreateTicket: absent
+    assert getcap(t, 0x01, u32(0x09)).body == u32(1) + b"\x00"   # no such ordinal
     assert getcap(t, 0x03, u16(6)).body == u32(1) + b"\x01"     # TPM_CAP_PID: DSAP
     assert getcap(t, 0x03, u16(7)).body == u32(1) + b"\x01"     # transport sessions
 

@@ -25,7 +25,7 @@ def _integrity(tpm, blob: TPM_CONTEXT_BLOB) -> bytes:
 
 def _key_internal(k: LoadedKey) -> bytes:
     return (Writer().sized32(k.blob.to_bytes()).sized32(k.rsa.prime()).bytes(k.usage_auth)
-            .bytes(k.migration_auth).getvalue())
+            .bytes(k.migration_auth).u8(k.payload).getvalue())
 
 
 def _session_internal(s: Session) -> bytes:
@@ -111,6 +111,8 @@ def load(tpm, data: bytes, keep_handle: bool = False) -> int:
             rsa = RSAKey.from_modulus_prime(n, key_blob.algorithmParms.rsa().exponent_int,
                                             int.from_bytes(r.sized32(), "big"))
             key = LoadedKey(key_blob, rsa, r.digest(), r.digest())
+            if r.remaining:
+                key.payload = r.u8()
             if keep_handle and blob.handle not in tpm.keys and \
                     blob.handle & 0xFF000000 == C.TPM_HANDLE_KEY_BASE and \
                     blob.handle & 0xFFFFFF < tpm.identity.max_keys:

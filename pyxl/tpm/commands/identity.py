@@ -4,12 +4,14 @@ hardware TPM to make and activate its group keys."""
 
 from __future__ import annotations
 
+import hmac
+
 from .. import constants as C
-from ..crypto import sha1
+from ..crypto import hmac_sha1, sha1
 from ..engine import CHECK_ALL, T10, T21, T210, TPMError, command
 from ..marshal import TPMDecodeError, Writer
 from ..structures import (TPM_ASYM_CA_CONTENTS, TPM_CAP_VERSION_INFO, TPM_CERTIFY_INFO,
-                          TPM_CERTIFY_INFO2, TPM_PCR_INFO_LONG,
+                          TPM_CERTIFY_INFO2, TPM_CMK_MIGAUTH, TPM_PCR_INFO_LONG,
                           TPM_EK_BLOB, TPM_EK_BLOB_ACTIVATE, TPM_IDENTITY_CONTENTS,
                           TPM_PCR_INFO_SHORT, TPM_PCR_SELECTION, TPM_QUOTE_INFO2, TPM_SIGN_INFO,
                           TPM_STORE_ASYMKEY, TPM_STORE_PUBKEY, TPM_STRUCT_VER, TPM_VERSION,
@@ -176,12 +178,13 @@ def CertifyKey(tpm, ctx, r):
 def CertifyKey2(tpm, ctx, r):
     """CertifyKey with a TPM_CERTIFY_INFO2 (PCR_INFO_SHORT, payload type): the key
     first, then the certifying key (AUTH2: key, cert; AUTH1: cert), as libtpms.
-    There are no CMKs here, so payloadType is always TPM_PT_ASYM and
-    migrationPubDigest is not used."""
+    For a certified-migration key, migrationPubDigest must be the digest of
+    the TPM_MSA_COMPOSITE it was made with (its migrationAuth proves it), and
+    the certificate names SHA-1(migrationPubDigest || payload)."""
     key_handle = r.u32()
     cert_handle = r.u32()
     ctx.mark(r)
-    r.digest()                                   # migrationPubDigest (CMK only)
+    msa_digest = r.digest()                      # migrationPubDigest (CMKs only)
     anti_replay = r.digest()
     ctx.start(r, T210, CHECK_ALL)
     key = tpm.key_by_handle(key_handle)
@@ -199,8 +202,10 @@ def CertifyKey2(tpm, ctx, r):
         ctx.verify(ctx.n_auth - 1, cert.usage_auth, C.TPM_ET_KEYHANDLE, cert_handle)
     elif cert.blob.authDataUsage != C.TPM_AUTH_NEVER:
         raise TPMError(C.TPM_AUTHFAIL)
-    if cert.usage == C.TPM_KEY_IDENTITY and key.blob.keyFlags & 0x2:
-        # a migratable key certified by an identity must be a CMK (none exist here)
+    cmk = key.payload in (C.TPM_PT_MIGRATE_RESTRICTED, C.TPM_PT_MIGRATE_EXTERNAL)
+    if cert.usage == C.TPM_KEY_IDENTITY and key.blob.keyFlags & 0x2 and \
+            not (key.blob.keyFlags & 0x10 and cmk):
+        # an identity certifies only keys that stay in the TPM or move under an MA's control
         raise TPMError(C.TPM_MIGRATEFAIL)
     if cert.usage not in (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY):
         raise TPMError(C.TPM_INVALID_KEYUSAGE)
@@ -208,6 +213,13 @@ def CertifyKey2(tpm, ctx, r):
                          C.TPM_KEY_BIND, C.TPM_KEY_LEGACY):
         raise TPMError(C.TPM_INVALID_KEYUSAGE)
     b = key.blob
+    payload, authority = C.TPM_PT_ASYM, b""
+    if cmk:
+        m2 = TPM_CMK_MIGAUTH(msa_digest, sha1(b.pubkey().to_bytes()))
+        if not hmac.compare_digest(hmac_sha1(tpm.perm.tpm_proof, m2.to_bytes()),
+                                   key.migration_auth):
+            raise TPMError(C.TPM_MA_SOURCE)
+        payload, authority = key.payload, sha1(msa_digest, bytes((key.payload,)))
     pcr = b""
     info = parse_pcr_info(b.PCRInfo, b.is_key12)
     if isinstance(info, TPM_PCR_INFO_LONG):
@@ -215,7 +227,7 @@ def CertifyKey2(tpm, ctx, r):
                                  info.digestAtRelease).to_bytes()
     elif info is not None:
         pcr = TPM_PCR_INFO_SHORT(info.pcrSelection, C.TPM_LOC_ALL, info.digestAtRelease).to_bytes()
-    c1 = TPM_CERTIFY_INFO2(C.TPM_PT_ASYM, b.keyUsage, b.keyFlags, b.authDataUsage,
-                           b.algorithmParms, sha1(b.pubKey.key), anti_replay, 0, pcr, b"")
+    c1 = TPM_CERTIFY_INFO2(payload, b.keyUsage, b.keyFlags, b.authDataUsage,
+                           b.algorithmParms, sha1(b.pubKey.key), anti_replay, 0, pcr, authority)
     sig = cert.rsa.sign_sha1_digest(sha1(c1.to_bytes()))
     return c1.to_bytes() + Writer().sized32(sig).getvalue()

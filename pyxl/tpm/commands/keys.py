@@ -7,7 +7,7 @@ encrypted to the parent with RSA-OAEP(SHA-1, MGF1, label "TCPA")."""
 from __future__ import annotations
 
 from .. import constants as C
-from ..crypto import RSAKey, mgf1, sha1, xor
+from ..crypto import RSAKey, aes128_ctr, mgf1, sha1, xor
 from ..engine import CHECK_ALL, LoadedKey, T0, T1, T10, T21, TPMError, command
 from ..marshal import TPMDecodeError, Writer
 from ..structures import (TPM_BOUND_DATA, TPM_PCR_COMPOSITE, TPM_PCR_INFO, TPM_PCR_INFO_LONG,
@@ -16,6 +16,10 @@ from ..structures import (TPM_BOUND_DATA, TPM_PCR_COMPOSITE, TPM_PCR_INFO, TPM_P
                           TPM_STORED_DATA12, unmarshal_any_key, unmarshal_any_stored_data)
 
 _MIGRATABLE = 0x00000002
+_MIGRATE_AUTHORITY = 0x00000010
+# payloads of a loadable key: a plain one, a CMK made here (TPM_CMK_CreateKey)
+# and a CMK migrated in (TPM_CMK_ConvertMigration)
+_KEY_PAYLOADS = (C.TPM_PT_ASYM, C.TPM_PT_MIGRATE_RESTRICTED, C.TPM_PT_MIGRATE_EXTERNAL)
 
 
 # ---------------------------------------------------------------- PCR binding
@@ -141,18 +145,28 @@ def CreateWrapKey(tpm, ctx, r):
     usage_auth = ctx.decrypt_auth(enc_usage)
     mig_auth = ctx.decrypt_auth(enc_mig, odd=True)
     bits = check_key_template(info)
-    pcr = parse_pcr_info(info.PCRInfo, info.is_key12)
-    if pcr is not None:
-        fill_creation(tpm, pcr, ctx.locality)
-        info.PCRInfo = pcr.to_bytes()
+    if info.keyFlags & _MIGRATE_AUTHORITY:
+        # only TPM_CMK_CreateKey makes certified-migration keys
+        raise TPMError(C.TPM_INVALID_KEYUSAGE)
     if not info.keyFlags & _MIGRATABLE:
         mig_auth = tpm.perm.tpm_proof
-    rsa = tpm.key_source(bits)
-    info.pubKey = TPM_STORE_PUBKEY(rsa.modulus())
+    rsa = generate_key(tpm, ctx, info, bits)
     asym = TPM_STORE_ASYMKEY(C.TPM_PT_ASYM, usage_auth, mig_auth, sha1(info.public_bytes()),
                              rsa.prime())
     info.encData = parent.rsa.encrypt_oaep(asym.to_bytes())
     return info.to_bytes()
+
+
+def generate_key(tpm, ctx, info, bits: int) -> RSAKey:
+    """Make the key a checked template asks for: fill in its PCR creation
+    values and its public key (the caller builds and wraps its secrets)."""
+    pcr = parse_pcr_info(info.PCRInfo, info.is_key12)
+    if pcr is not None:
+        fill_creation(tpm, pcr, ctx.locality)
+        info.PCRInfo = pcr.to_bytes()
+    rsa = tpm.key_source(bits)
+    info.pubKey = TPM_STORE_PUBKEY(rsa.modulus())
+    return rsa
 
 
 def _unwrap(tpm, parent: LoadedKey, blob) -> LoadedKey:
@@ -161,7 +175,7 @@ def _unwrap(tpm, parent: LoadedKey, blob) -> LoadedKey:
         asym = TPM_STORE_ASYMKEY.from_bytes(plain)
     except (ValueError, TPMDecodeError):
         raise TPMError(C.TPM_DECRYPT_ERROR) from None
-    if asym.payload != C.TPM_PT_ASYM or asym.pubDataDigest != sha1(blob.public_bytes()):
+    if asym.payload not in _KEY_PAYLOADS or asym.pubDataDigest != sha1(blob.public_bytes()):
         raise TPMError(C.TPM_DECRYPT_ERROR)
     if not blob.keyFlags & _MIGRATABLE and asym.migrationAuth != tpm.perm.tpm_proof:
         raise TPMError(C.TPM_FAIL)
@@ -172,7 +186,7 @@ def _unwrap(tpm, parent: LoadedKey, blob) -> LoadedKey:
     except (ValueError, TPMDecodeError):
         raise TPMError(C.TPM_BAD_KEY_PROPERTY) from None
     parse_pcr_info(blob.PCRInfo, blob.is_key12)
-    return LoadedKey(blob, rsa, asym.usageAuth, asym.migrationAuth)
+    return LoadedKey(blob, rsa, asym.usageAuth, asym.migrationAuth, asym.payload)
 
 
 def _load(tpm, ctx, r, key2: bool):
@@ -282,12 +296,18 @@ def Seal(tpm, ctx, r):
     return stored.to_bytes()
 
 
-def seal_crypt(ctx, i: int, data: bytes) -> bytes:
-    """Sealx / Unseal with et: XOR data with MGF1(authLastNonceEven || nonceOdd
-    || "XOR" || sharedSecret) of OSAP session i (the emulator does XOR only)."""
+def seal_crypt(ctx, i: int, data: bytes, scheme: int) -> bytes:
+    """Sealx / Unseal with et: with OSAP session i, XOR data with
+    MGF1(authLastNonceEven || nonceOdd || "XOR" || sharedSecret), or run
+    AES-128-CTR keyed by sharedSecret from SHA-1(authLastNonceEven || nonceOdd)
+    (libtpms; the emulator does XOR only)."""
     s = ctx.session(i)
-    seed = s.nonce_even + ctx.auths[i].nonce_odd + b"XOR" + s.shared_secret
-    return xor(data, mgf1(seed, len(data)))
+    odd = ctx.auths[i].nonce_odd
+    if scheme == C.TPM_ET_XOR:
+        return xor(data, mgf1(s.nonce_even + odd + b"XOR" + s.shared_secret, len(data)))
+    if scheme == C.TPM_ET_AES128_CTR and not ctx.tpm.identity.berlios:
+        return aes128_ctr(s.shared_secret, sha1(s.nonce_even, odd), data)
+    raise TPMError(C.TPM_INAPPROPRIATE_ENC)
 
 
 @command(C.TPM_ORD_Sealx)
@@ -316,11 +336,10 @@ def Sealx(tpm, ctx, r):
             raise TPMError(C.TPM_BADINDEX) from None
         fill_creation(tpm, info, ctx.locality)
     data_auth = ctx.decrypt_auth(enc_auth)
-    if s.entity_type >> 8 not in (0, C.TPM_ET_XOR):
-        raise TPMError(C.TPM_INAPPROPRIATE_ENC)
-    plain = seal_crypt(ctx, 0, data)
-    stored = TPM_STORED_DATA12(sealInfo=info.to_bytes() if info else b"",
-                               et=(C.TPM_ET_XOR << 8) | C.TPM_ET_KEY)
+    plain = seal_crypt(ctx, 0, data, s.adip)
+    # et: the scheme in the MSB; XOR adds TPM_ET_KEY since 0 means "not encrypted"
+    et = (C.TPM_ET_XOR << 8) | C.TPM_ET_KEY if s.adip == C.TPM_ET_XOR else s.adip << 8
+    stored = TPM_STORED_DATA12(sealInfo=info.to_bytes() if info else b"", et=et)
     sealed = TPM_SEALED_DATA(C.TPM_PT_SEAL, data_auth, tpm.perm.tpm_proof,
                              sha1(stored.digest_bytes()), plain)
     ctx.auths[0].cont = 0                    # the session ends with the command
@@ -362,9 +381,7 @@ def Unseal(tpm, ctx, r):
             raise TPMError(C.TPM_AUTHFAIL)
         if ctx.session(0).protocol != C.TPM_PID_OSAP:
             raise TPMError(C.TPM_BAD_MODE)
-        if stored.et >> 8 != C.TPM_ET_XOR:
-            raise TPMError(C.TPM_INAPPROPRIATE_ENC)
-        out = seal_crypt(ctx, 0, out)
+        out = seal_crypt(ctx, 0, out, stored.et >> 8)
         ctx.auths[0].cont = 0
     return Writer().sized32(out).getvalue()
 

@@ -7,7 +7,8 @@ key.  TPM_MS_MIGRATE splits the private key: its first 20 serialized bytes
 TPM_MIGRATE_ASYMKEY, OAEP-encoded with pHash = migrationAuth, XORed with a
 random string handed to the caller, then RSA-OAEP encrypted to the migration
 key.  MigrateKey lets a migration authority's TPM re-encrypt such a blob to
-its final destination.  The CMK family is not implemented; TPM_CAP_ORD says so.
+its final destination.  The certified-migration (CMK) commands reuse the
+MIGRATE split and its inverse from here (commands/cmk.py).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from ..marshal import TPMDecodeError
 from ..structures import TPM_MIGRATE_ASYMKEY, TPM_PUBKEY, TPM_STORE_ASYMKEY
 from .keys import storage_parent, use_key
 
-TPM_MS_MIGRATE = 0x0001
-TPM_MS_REWRAP = 0x0002
+TPM_MS_MIGRATE = C.TPM_MS_MIGRATE
+TPM_MS_REWRAP = C.TPM_MS_REWRAP
 _H = 20     # SHA-1 digest size
 
 
@@ -71,13 +72,56 @@ def oaep_decode(em: bytes) -> tuple[bytes, bytes, bytes]:
     return rest[1:], db[:_H], seed
 
 
-def _encrypt_to(pub: TPM_PUBKEY, data: bytes) -> bytes:
+def encrypt_to(pub: TPM_PUBKEY, data: bytes) -> bytes:
+    """RSA-OAEP("TCPA") encryption to a migration destination's public key."""
     try:
         rsa = RSAKey(int.from_bytes(pub.pubKey.key, "big"),
                      pub.algorithmParms.rsa().exponent_int)
         return rsa.encrypt_oaep(data)
     except (ValueError, TPMDecodeError):
         raise TPMError(C.TPM_ENCRYPT_ERROR) from None
+
+
+def migrate_split(d1: TPM_STORE_ASYMKEY, p_hash: bytes, payload: int) -> bytes:
+    """o1: the OAEP encoding (seed = the first 20 bytes of the serialized
+    private key, pHash as given) of a TPM_MIGRATE_ASYMKEY carrying the rest."""
+    k1k2 = len(d1.privKey).to_bytes(4, "big") + d1.privKey
+    m1 = TPM_MIGRATE_ASYMKEY(payload, d1.usageAuth, d1.pubDataDigest, k1k2[_H:]).to_bytes()
+    return oaep_encode(m1, len(m1) + 2 * _H + 1, p_hash, k1k2[:_H])
+
+
+def migrate_join(o1: bytes) -> TPM_STORE_ASYMKEY:
+    """Inverse of migrate_split: a TPM_STORE_ASYMKEY whose payload is the
+    TPM_MIGRATE_ASYMKEY's and whose migrationAuth is the OAEP pHash."""
+    m1_bytes, p_hash, seed = oaep_decode(o1)
+    try:
+        m1 = TPM_MIGRATE_ASYMKEY.from_bytes(m1_bytes)
+    except TPMDecodeError:
+        raise TPMError(C.TPM_BAD_PARAM_SIZE) from None
+    if m1.payload not in (C.TPM_PT_MIGRATE, C.TPM_PT_MAINT, C.TPM_PT_CMK_MIGRATE):
+        raise TPMError(C.TPM_INVALID_STRUCTURE)
+    k1k2 = seed + m1.partPrivKey
+    n = int.from_bytes(k1k2[:4], "big")
+    if n > len(k1k2) - 4:
+        raise TPMError(C.TPM_BAD_PARAM_SIZE)
+    return TPM_STORE_ASYMKEY(m1.payload, m1.usageAuth, p_hash, m1.pubDataDigest, k1k2[4:4 + n])
+
+
+def xor_and_encrypt(o1: bytes, pub: TPM_PUBKEY) -> tuple[bytes, bytes]:
+    """-> (random, outData): o1 XOR a fresh random string, encrypted to pub."""
+    rnd = random_bytes(len(o1))
+    return rnd, encrypt_to(pub, xor(o1, rnd))
+
+
+def decrypt_and_xor(parent, in_data: bytes, rnd: bytes) -> bytes:
+    """The destination's half of xor_and_encrypt: o1 back, with parent's key."""
+    try:
+        d1 = parent.rsa.decrypt_oaep(in_data)
+    except ValueError:
+        raise TPMError(C.TPM_DECRYPT_ERROR) from None
+    if len(d1) != len(rnd):
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    return xor(d1, rnd)
 
 
 # ---------------------------------------------------------------- CreateMigrationBlob
@@ -117,15 +161,11 @@ def CreateMigrationBlob(tpm, ctx, r):
     if sha1(mig_pub.to_bytes(), scheme.to_bytes(2, "big"), tpm.perm.tpm_proof) != digest:
         raise TPMError(C.TPM_AUTHFAIL)
     if mtype == TPM_MS_MIGRATE:
-        k1k2 = len(d1.privKey).to_bytes(4, "big") + d1.privKey
-        m1 = TPM_MIGRATE_ASYMKEY(C.TPM_PT_MIGRATE, d1.usageAuth, d1.pubDataDigest,
-                                 k1k2[_H:]).to_bytes()
-        o1 = oaep_encode(m1, len(m1) + 2 * _H + 1, d1.migrationAuth, k1k2[:_H])
-        rnd = random_bytes(len(o1))
-        out = _encrypt_to(mig_pub, xor(o1, rnd))
+        o1 = migrate_split(d1, d1.migrationAuth, C.TPM_PT_MIGRATE)
+        rnd, out = xor_and_encrypt(o1, mig_pub)
     elif mtype == TPM_MS_REWRAP:
         rnd = b""
-        out = _encrypt_to(mig_pub, d1_bytes)
+        out = encrypt_to(mig_pub, d1_bytes)
     else:
         raise TPMError(C.TPM_BAD_PARAMETER)
     return (len(rnd).to_bytes(4, "big") + rnd + len(out).to_bytes(4, "big") + out)
@@ -141,25 +181,10 @@ def ConvertMigrationBlob(tpm, ctx, r):
     rnd = r.sized32("random")
     ctx.start(r, T10, CHECK_ALL)
     parent = storage_parent(use_key(tpm, ctx, parent_handle))
-    try:
-        d1 = parent.rsa.decrypt_oaep(in_data)
-    except ValueError:
-        raise TPMError(C.TPM_DECRYPT_ERROR) from None
-    if len(d1) != len(rnd):
-        raise TPMError(C.TPM_BAD_PARAMETER)
-    m1_bytes, p_hash, seed = oaep_decode(xor(d1, rnd))
-    try:
-        m1 = TPM_MIGRATE_ASYMKEY.from_bytes(m1_bytes)
-    except TPMDecodeError:
-        raise TPMError(C.TPM_BAD_PARAM_SIZE) from None
-    if m1.payload != C.TPM_PT_MIGRATE:
+    d2 = migrate_join(decrypt_and_xor(parent, in_data, rnd))
+    if d2.payload != C.TPM_PT_MIGRATE:
         raise TPMError(C.TPM_BAD_MIGRATION)
-    k1k2 = seed + m1.partPrivKey
-    n = int.from_bytes(k1k2[:4], "big")
-    if n > len(k1k2) - 4:
-        raise TPMError(C.TPM_BAD_PARAM_SIZE)
-    d2 = TPM_STORE_ASYMKEY(C.TPM_PT_ASYM, m1.usageAuth, p_hash, m1.pubDataDigest,
-                           k1k2[4:4 + n])
+    d2.payload = C.TPM_PT_ASYM
     out = parent.rsa.encrypt_oaep(d2.to_bytes())
     return len(out).to_bytes(4, "big") + out
 
@@ -182,5 +207,5 @@ def MigrateKey(tpm, ctx, r):
         plain = ma.rsa.decrypt_oaep(in_data)
     except ValueError:
         raise TPMError(C.TPM_DECRYPT_ERROR) from None
-    out = _encrypt_to(dest, plain)
+    out = encrypt_to(dest, plain)
     return len(out).to_bytes(4, "big") + out

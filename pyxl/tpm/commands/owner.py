@@ -61,6 +61,7 @@ def clear_owner(tpm) -> None:
     p.delegates.clear()
     tpm.owner_reference = C.TPM_KH_OWNER   # no row left to point at
     p.no_owner_nv_write = 0
+    p.restrict_delegate = 0
     from .audit import default_audited
     p.audited = default_audited(tpm.identity)
     tpm.reset_keys()
