@@ -13,6 +13,7 @@ import daa_issuer as D
 import engine_helpers as H
 from pyxl.tpm import TPM
 from pyxl.tpm import constants as C
+from pyxl.tpm.identity import IBM_SWTPM_IDENTITY
 
 J, SG = D.ORD_JOIN, D.ORD_SIGN
 
@@ -355,8 +356,9 @@ def test_refusal_codes(issuer):
     ], got
 
 
-def test_late_refusals(issuer):
-    tpm = owned_engine()
+@pytest.mark.parametrize("identity", [None, IBM_SWTPM_IDENTITY], ids=["xen", "libtpms"])
+def test_late_refusals(issuer, identity):
+    tpm = owned_engine(identity)
     cred = D.join(tpm, issuer, H.OWNER, tpm.ek_pub)
     got = scenario_late_refusals(tpm, issuer, cred)
     assert got == LATE_REFUSALS, [C.rc_name(x) if isinstance(x, int) else x for x in got]
