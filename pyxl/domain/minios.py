@@ -54,18 +54,28 @@ def start_shutdown_thread(xen, printk, app_shutdown=None):
     path = "control/shutdown"
 
     def run():
-        try:
-            xen.watch(path, "minios-shutdown")
-            while True:
+        import time
+        # the watch outlives a daemon restart: the domain's resume registers it again
+        while True:
+            try:
+                xen.watch(path, "minios-shutdown")
+                break
+            except OSError:
+                if not xen.closed:
+                    return
+                time.sleep(0.1)
+        while True:
+            try:
                 value = xen.read_str(path, default="")
                 if value:
+                    xen.unwatch(path, "minios-shutdown")
+                    xen.write(path, "")
                     break
-                if xen.read_watch(None, token="minios-shutdown") is None:
-                    return
-            xen.unwatch(path, "minios-shutdown")
-            xen.write(path, "")
-        except OSError:
-            return
+                xen.read_watch(None, token="minios-shutdown")
+            except OSError:
+                pass
+            if xen.closed:
+                time.sleep(0.1)        # until the domain is resumed
         printk("Shutting down (%s)\n" % value)
         reason = SHUTDOWN_REASONS.get(value, SHUTDOWN_CRASH)
         if app_shutdown is not None:

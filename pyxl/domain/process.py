@@ -64,30 +64,62 @@ class Domain:
         self._reconnect_lock = threading.Lock()
         self._console_lock = threading.Lock()
         self._console_pending = b""
+        self._resume_handlers: list = []
 
-    def reconnect(self, broken) -> bool:
-        """Replace a closed XenInterface (`broken`); True once connected again."""
+    def reconnect(self, broken=None) -> bool:
+        """Dial the host's xenbus socket until a new daemon takes the domain
+        back, then resume: the same XenInterface carries on over the new
+        connection (its watches registered again) and every resume handler
+        runs, in registration order, in this thread.  Returns at once if
+        the connection is up (another thread already resumed it)."""
         import time
         import _socket
 
         with self._reconnect_lock:
-            if self.xen is not broken:
+            if not self.xen.closed:
                 return True           # another thread already did it
             delay = 0.05
             while True:
                 s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
                 try:
                     s.connect(self.xenbus_path)
-                    self.xen = self._XenInterface(s)
+                    self.xen.resume(s)
                     self.generation += 1
-                    self._flush_console()
-                    return True
+                    break
                 except OSError:
                     s.close()
                 if not os.path.isdir(os.path.dirname(self.xenbus_path)):
                     os._exit(1)       # the host itself is gone (its root was removed)
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
+            self._flush_console()
+            handlers = list(self._resume_handlers)
+        for fn in handlers:
+            try:
+                fn()
+            except OSError:
+                if self.xen.closed:   # the new daemon went away too: the watchdog retries
+                    break
+        return True
+
+    def on_resume(self, fn) -> None:
+        """Run fn() after every reconnection (a frontend's or backend's
+        xenbus resume handler)."""
+        self._resume_handlers.append(fn)
+
+    def keep_connected(self) -> None:
+        """A thread that notices the hypervisor connection break (it waits
+        on the socket like any other waiter) and resumes the domain, so
+        even a domain with nothing else listening comes back."""
+        import threading
+
+        def run():
+            while True:
+                xen = self.xen
+                xen.read_watch(None, token="\0pyxl-resume")   # returns only once closed
+                if xen.closed:
+                    self.reconnect(xen)
+        threading.Thread(target=run, name="xenbus-resume", daemon=True).start()
 
     # -- the console (through the hypervisor, like the PV console ring) ----
     def console_write(self, data) -> None:
@@ -148,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     dom = Domain(spec)
+    dom.keep_connected()
     modname, fn = runtime_for(dom.kernel)
     import importlib
 

@@ -104,11 +104,52 @@ class XenInterface:
         self._reading = False                    # a waiter is reading the socket
         self._poll = select.poll()
         self._poll.register(sock.fileno(), select.POLLIN)
+        self._watches: dict[tuple[str, str], None] = {}   # registered watches, in order
+        self.generation = 0                      # bumped by every resume()
         version, told = self._call(wire.HELLO, [wire.WIRE_VERSION])
         self.domid = int(told)
         if domid is not None and int(domid) != self.domid:
             raise XenError("EPROTO", f"this socket belongs to domain {self.domid}, not {domid}")
         self.home = f"/local/domain/{self.domid}"
+
+    def resume(self, sock) -> None:
+        """Carry on over a new connection to a (new) hypervisor, in place, so
+        every driver holding this object keeps working: what Linux's
+        xs_resume does after a restore.  Everything the old hypervisor held
+        for us (event channels, grants, pending events, replies) is gone;
+        the watches are registered again (each fires once, as on any
+        registration) and the drivers' own resume handlers redo the rest."""
+        with self._lock, self._cond:
+            if not self.closed:
+                raise XenError("EBUSY", "the hypervisor connection is still up")
+            try:
+                self.sock.shutdown(_socket.SHUT_RDWR)    # wakes a reader still polling it
+            except OSError:
+                pass
+            while self._reading:
+                self._cond.wait(0.05)
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = sock
+            self.chan = wire.Channel(sock)
+            self._poll = select.poll()
+            self._poll.register(sock.fileno(), select.POLLIN)
+            self._replies.clear()
+            self._watch_events.clear()
+            self._pending.clear()
+            self._ports.clear()
+            self.closed = False
+        version, told = self._call(wire.HELLO, [wire.WIRE_VERSION])
+        if int(told) != self.domid:
+            self.close()
+            raise XenError("EPROTO", f"reconnected as domain {told}, not {self.domid}")
+        for path, token in list(self._watches):
+            self._call(wire.XS_WATCH, [path, token])
+        with self._cond:
+            self.generation += 1
+            self._cond.notify_all()
 
     @classmethod
     def from_fd(cls, fd: int) -> "XenInterface":
@@ -262,11 +303,15 @@ class XenInterface:
 
     def watch(self, path: str, token: str) -> None:
         self._call(wire.XS_WATCH, [path, token])
+        self._watches[(path, token)] = None
 
     def unwatch(self, path: str, token: str) -> None:
-        self._call(wire.XS_UNWATCH, [path, token])
-        with self._cond:
-            self._watch_events = [e for e in self._watch_events if e[1] != token]
+        self._watches.pop((path, token), None)     # forgotten even if the call fails
+        try:
+            self._call(wire.XS_UNWATCH, [path, token])
+        finally:
+            with self._cond:
+                self._watch_events = [e for e in self._watch_events if e[1] != token]
 
     def read_watch(self, timeout: float | None = None,
                    token: str | None = None) -> tuple[str, str] | None:
@@ -344,6 +389,9 @@ class XenInterface:
                     self.chan.send(wire.Frame(wire.EVTCHN_SEND, [port], flags=wire.FLAG_ONEWAY))
                     return
                 except OSError as exc:
+                    with self._cond:
+                        self.closed = True
+                        self._cond.notify_all()
                     raise XenError("EPIPE", f"hypervisor connection: {exc}") from None
         self._call(wire.EVTCHN_SEND, [port])
 

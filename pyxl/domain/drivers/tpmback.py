@@ -92,6 +92,7 @@ class TpmBack:
         self.tpms: list[TpmIf] = []
         self.closed = False
         self.cond = threading.Condition(threading.RLock())
+        self.xb_lock = threading.RLock()        # one xenbus handler at a time
         printk("============= Init TPM BACK ================\n")
         self._thread = threading.Thread(target=self._listener, name="tpmback-listener",
                                         daemon=True)
@@ -293,7 +294,40 @@ class TpmBack:
         elif state == xenbus.XenbusStateUnknown:
             self._free_tpmif(t)
 
+    def resume(self) -> None:
+        """The hypervisor came back (the daemon was restarted): the old
+        mappings and event channels died with it and the toolstack wrote
+        every device's directories afresh (state Initialising).  Keep each
+        interface -- its uuid, and a vTPM's serving loop waiting on it --
+        but take it back to InitWait and reconnect when its frontend
+        publishes a new ring, as for a frontend that re-opened."""
+        with self.xb_lock:
+            with self.cond:
+                tpms = list(self.tpms)
+                for t in tpms:
+                    mapping = t.mapping
+                    t.page, t.mapping, t.port, t.ready = None, None, -1, False
+                    t.status, t.state = DISCONNECTED, xenbus.XenbusStateUnknown
+                    if mapping is not None:
+                        mapping.close()          # our view only: the old grant is gone
+                self.cond.notify_all()
+            for t in tpms:
+                if t.closed:
+                    continue
+                if not self.xen.exists(t.be_path):
+                    self._free_tpmif(t)          # detached while the daemon was away
+                    continue
+                self._change_state(t, xenbus.XenbusStateInitWait)
+                self.xen.write(t.be_path + "/feature-protocol-v2", "1")
+                self.log("Frontend %u/%u resumed\n" % (t.domid, t.handle))
+                self._frontend_changed(t)
+            self._scan()
+
     def handle_event(self, path: str) -> None:
+        with self.xb_lock:
+            self._handle_event(path)
+
+    def _handle_event(self, path: str) -> None:
         home = self.xen.home + "/"
         rel = path[len(home):] if path.startswith(home) else path
         m = _NEW_FE.match(rel)
@@ -329,9 +363,12 @@ class TpmBack:
             return
         self._started.set()
         self._scan()
-        while not self.closed and not self.xen.closed:
+        import time
+        while not self.closed:
             ev = self.xen.read_watch(0.5, token=TOKEN)
             if ev is None or self.closed:
+                if self.xen.closed:
+                    time.sleep(0.05)             # until the domain resumes (see resume())
                 continue
             path = ev[0]
             try:
@@ -344,12 +381,12 @@ class TpmBack:
                                 "backend/vtpm/%s/%s" % (m.group(1), m.group(2))):
                             t = self.get(int(m.group(1)), int(m.group(2)))
                             if t is not None:
-                                self._free_tpmif(t)    # the toolstack removed the device
+                                with self.xb_lock:
+                                    self._free_tpmif(t)    # the toolstack removed the device
                 else:
                     self.handle_event(path)
             except OSError:
-                if self.xen.closed:
-                    break
+                pass                             # a closed connection: resume() redoes it
         with self.cond:
             self.cond.notify_all()
 
@@ -364,7 +401,10 @@ class TpmBack:
                         t.ready = True
                     elif st == TPMIF_STATE_CANCEL and not t.ready:
                         t.page.idle()
-                        self.xen.evtchn_notify(port)
+                        try:
+                            self.xen.evtchn_notify(port)
+                        except OSError:
+                            pass
                     return
 
     def _pump(self, want, timeout: float | None) -> bool:
@@ -375,14 +415,16 @@ class TpmBack:
             with self.cond:
                 if want():
                     return True
-                if self.closed or self.xen.closed:
+                if self.closed:
                     return False
                 ports = [t.port for t in self.tpms if t.status == CONNECTED]
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return False
             step = POLL if left is None else min(POLL, left)
-            if ports:
+            if self.xen.closed:                  # the daemon is away: wait for resume()
+                time.sleep(step)
+            elif ports:
                 port = self.xen.evtchn_wait(ports, timeout=step)
                 if port is not None:
                     self._irq(port)
@@ -456,7 +498,10 @@ class TpmBack:
                 return
             finally:
                 t.ready = False
-            self.xen.evtchn_notify(t.port)
+            try:
+                self.xen.evtchn_notify(t.port)
+            except OSError:
+                pass             # the hypervisor went away: the frontend resends or fails
 
     def shutdown(self) -> None:
         self.log("Shutting down tpm backend\n")

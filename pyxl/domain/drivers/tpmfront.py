@@ -15,10 +15,14 @@ device was shut down again.
 
 from __future__ import annotations
 
+import threading
 import time
 
 from . import xenbus
 from .tpmif import (MAX_PACKET, TPMIF_STATE_FINISH, TPMIF_STATE_IDLE, SharedPage)
+
+
+RESUME_TIMEOUT = 30.0      # how long a command waits for the ring to come back
 
 
 class TpmFrontError(OSError):
@@ -37,6 +41,8 @@ class TpmFront:
         self.ref = self.port = -1
         self.locality = 0
         self.bepath = ""
+        self.lock = threading.Lock()          # one command (or resume) at a time
+        self.generation = xen.generation      # the hypervisor the ring lives in
         printk("============= Init TPM Front ================\n")
         try:
             self._init(timeout)
@@ -73,7 +79,13 @@ class TpmFront:
         except OSError as e:
             self.err("Unable to write feature-protocol-v2 node: %s\n" % e.strerror)
             raise TpmFrontError(e.errno, str(e)) from None
-        # tpmfront_connect: page, grant, event channel, publish, Connected
+        self._connect(timeout)
+
+    def _connect(self, timeout: float | None) -> None:
+        """tpmfront_connect: page, grant, event channel, publish, Connected,
+        then wait for the backend's Connected and its v2 flag."""
+        xen = self.xen
+        self.generation = xen.generation
         self.page = xen.alloc_page()
         self.shared = SharedPage(self.page.buf)
         self.shared.init()
@@ -104,31 +116,89 @@ class TpmFront:
             self.err("%s has an invalid value (%s)\n" % (path, v2))
             raise TpmFrontError(93, "backend lacks protocol v2")
 
+    # -- resume (after the hypervisor came back) --------------------------------
+    def _gone(self) -> bool:
+        return self.xen.closed or self.xen.generation != self.generation
+
+    def resume(self) -> None:
+        """The daemon was restarted: the ring's grant and event channel
+        died with the old hypervisor and the toolstack wrote the device
+        afresh.  Drop the old page, connect again (Linux frontends' xenbus
+        resume; mini-os itself never resumes)."""
+        with self.lock:
+            if self.state != xenbus.XenbusStateConnected or self.page is None:
+                return                           # shut down, or never connected
+            self.log("Resuming: reconnecting to the backend\n")
+            self.state = xenbus.XenbusStateInitialising
+            self.page.close()
+            self.page = self.shared = None
+            self.ref = self.port = -1
+            try:
+                self.xen.write(self.nodename + "/feature-protocol-v2", "1")
+                self._connect(RESUME_TIMEOUT)
+            except (TpmFrontError, OSError) as e:
+                self.err("Resume failed: %s\n" % e)
+                self.state = xenbus.XenbusStateClosed
+
+    def _wait_resumed(self, dead: int, timeout: float) -> bool:
+        """Wait for a ring newer than the one of generation `dead`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.generation > dead and not self._gone() and \
+                    self.state == xenbus.XenbusStateConnected:
+                return True
+            if self.state == xenbus.XenbusStateClosed:
+                return False
+            time.sleep(0.02)
+        return False
+
     # -- commands ------------------------------------------------------------
     def set_locality(self, locality: int) -> None:
         self.locality = locality
 
     def cmd(self, request: bytes, timeout: float | None = None) -> bytes:
-        """tpmfront_cmd: one request, its response (b"" if it was cancelled)."""
-        if self.state != xenbus.XenbusStateConnected:
-            self.err("Tried to send message through disconnected frontend\n")
-            raise TpmFrontError(107, "frontend not connected")
+        """tpmfront_cmd: one request, its response (b"" if it was cancelled).
+        If the hypervisor goes away meanwhile (the daemon was restarted),
+        the request is sent again once the ring is back: everything
+        vtpm-stubdom asks the manager (GetRandom, PcrRead, Load/SaveHashKey)
+        may safely be asked twice."""
         if len(request) > MAX_PACKET:
             self.err("Message too long for shared page\n")
             raise TpmFrontError(90, "message too long")
-        # a stale notification (the backend's bind) must not end this wait
-        self.xen.evtchn_wait(self.port, timeout=0)
-        self.shared.submit(request, self.locality)
-        self.xen.evtchn_notify(self.port)
+        for _ in range(3):
+            with self.lock:
+                dead = self.generation
+                if not self._gone():
+                    if self.state != xenbus.XenbusStateConnected:
+                        self.err("Tried to send message through disconnected frontend\n")
+                        raise TpmFrontError(107, "frontend not connected")
+                    rsp = self._cmd(request, timeout)
+                    if rsp is not None:
+                        return rsp
+            if not self._wait_resumed(dead, RESUME_TIMEOUT):
+                break
+        raise TpmFrontError(32, "hypervisor connection closed")
+
+    def _cmd(self, request: bytes, timeout: float | None) -> bytes | None:
+        """One round trip on the current ring; None if the ring died under it."""
+        try:
+            # a stale notification (the backend's bind) must not end this wait
+            self.xen.evtchn_wait(self.port, timeout=0)
+            self.shared.submit(request, self.locality)
+            self.xen.evtchn_notify(self.port)
+        except OSError:
+            return None
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.shared.state not in (TPMIF_STATE_FINISH, TPMIF_STATE_IDLE):
+            if self._gone():
+                return None
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise TpmFrontError(62, "no response from the backend")
             step = 0.5 if left is None else min(0.5, left)
             self.xen.evtchn_wait(self.port, timeout=step)
-            if self.xen.closed:
-                raise TpmFrontError(32, "hypervisor connection closed")
+        if self._gone():
+            return None
         if self.shared.state != TPMIF_STATE_FINISH:
             return b""
         return self.shared.response()

@@ -47,14 +47,28 @@ class XenTpmFront:
         self.cond = threading.Condition()
         self.lock = threading.Lock()            # one command at a time, like tpm_mutex
         self.timeout_c, self.duration = TIMEOUT_C, DURATION
+        self.page = None
+        self._setup_ring()
+        self.registered = True                   # tpm_chip_register: /dev/tpm0 appears
+        xen.watch(self.bepath + "/state", TOKEN)
+        self._thread = threading.Thread(target=self._watch, name="xen-tpmfront", daemon=True)
+        self._thread.start()
+
+    def _setup_ring(self) -> None:
+        """setup_ring: a zeroed page granted to the backend, an unbound
+        event channel, both published with the v2 flag; Initialised."""
+        xen, nodename = self.xen, self.nodename
         self.bepath = xen.read_str(nodename + "/backend")
         self.bedomid = int(xen.read_str(nodename + "/backend-id"))
-        # setup_ring
-        self.page = xen.alloc_page()
-        self.shared = SharedPage(self.page.buf)
-        self.shared.init()
-        self.ref = xen.grant_access(self.page, self.bedomid)
+        self.generation = xen.generation         # the hypervisor this ring lives in
+        page = xen.alloc_page()
+        shared = SharedPage(page.buf)
+        shared.init()
+        self.ref = xen.grant_access(page, self.bedomid)
         self.port = xen.evtchn_alloc_unbound(self.bedomid)
+        old, self.page, self.shared = self.page, page, shared
+        if old is not None:
+            old.close()
 
         def publish(tx):
             xen.write(nodename + "/ring-ref", "%u" % self.ref, tx)
@@ -62,21 +76,39 @@ class XenTpmFront:
             xen.write(nodename + "/feature-protocol-v2", "1", tx)
         xen.transaction(publish)
         xenbus.switch_state(xen, nodename, xenbus.XenbusStateInitialised)
-        self.registered = True                   # tpm_chip_register: /dev/tpm0 appears
-        xen.watch(self.bepath + "/state", TOKEN)
-        self._thread = threading.Thread(target=self._watch, name="xen-tpmfront", daemon=True)
-        self._thread.start()
+
+    def resume(self) -> None:
+        """tpmfront_resume after the hypervisor came back (the daemon was
+        restarted): "a suspend/resume/migrate will interrupt a vTPM anyway"
+        -- a command in flight has failed, the old grant and event channel
+        died with the old hypervisor; set the ring up afresh and walk the
+        xenbus handshake again.  The chip stays registered meanwhile."""
+        if not self.registered:
+            return
+        with self.lock:                          # after any in-flight command gave up
+            self.error = None
+            self._setup_ring()
+            self.klog("vtpm vtpm-%s: resumed, ring-ref %u event-channel %u"
+                      % (self.nodename.rsplit("/", 1)[-1], self.ref, self.port))
+        # the backend may have connected before our watch was back
+        self._backend_changed(xenbus.read_state(self.xen, self.bepath))
+
+    def _gone(self) -> bool:
+        """The hypervisor this ring lives in is gone (or was replaced)."""
+        return self.xen.closed or self.xen.generation != self.generation
 
     # -- xenbus: backend_changed -------------------------------------------------
     def _watch(self) -> None:
-        while self.registered and not self.xen.closed:
+        while self.registered:
             if self.xen.read_watch(0.5, token=TOKEN) is None:
+                if self.xen.closed:
+                    time.sleep(0.05)             # until the domain resumes
                 continue
             try:
-                self._backend_changed(xenbus.read_state(self.xen, self.bepath))
+                if not self._gone():
+                    self._backend_changed(xenbus.read_state(self.xen, self.bepath))
             except OSError:
-                if self.xen.closed:
-                    return
+                pass
 
     def _backend_changed(self, state: int) -> None:
         own = xenbus.read_state(self.xen, self.nodename)
@@ -107,6 +139,8 @@ class XenTpmFront:
     def wait_connected(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            if self.xen.closed:
+                return False                     # no hypervisor: no TPM until resumed
             if xenbus.read_state(self.xen, self.nodename) == xenbus.XenbusStateConnected:
                 return True
             if self.error or not self.registered:
@@ -125,14 +159,20 @@ class XenTpmFront:
         deadline = time.monotonic() + timeout
         while not self._status_idle():
             left = deadline - time.monotonic()
-            if left <= 0 or not self.registered:
+            if left <= 0 or not self.registered or self._gone():
                 return False
             self.xen.evtchn_wait(self.port, timeout=min(left, 0.5))
-        return True
+        return not self._gone()
 
     def cancel(self) -> None:
         self.shared.cancel()
         self.xen.evtchn_notify(self.port)
+
+    def _gave_up(self, why: str) -> None:
+        if self._gone():
+            raise TpmDeviceError(_errno.EIO, "vTPM went away")
+        self.cancel()
+        raise TpmDeviceError(_errno.ETIME, why)
 
     def transmit(self, request: bytes) -> bytes:
         """vtpm_send + vtpm_recv: TpmDeviceError(ETIME) after a cancel,
@@ -140,15 +180,19 @@ class XenTpmFront:
         with self.lock:
             if not self.registered:
                 raise TpmDeviceError(_errno.ENODEV, "no TPM")
-            if not self._wait_idle(self.timeout_c):
-                self.cancel()
-                raise TpmDeviceError(_errno.ETIME, "vTPM busy")
-            self.xen.evtchn_wait(self.port, timeout=0)        # drop a stale notification
-            self.shared.submit(request, 0)                      # Linux leaves locality 0
-            self.xen.evtchn_notify(self.port)
-            if not self._wait_idle(self.duration) or self.shared.state != TPMIF_STATE_FINISH:
-                self.cancel()
-                raise TpmDeviceError(_errno.ETIME, "vTPM timed out")
+            try:
+                if not self._wait_idle(self.timeout_c):
+                    self._gave_up("vTPM busy")
+                self.xen.evtchn_wait(self.port, timeout=0)        # drop a stale notification
+                self.shared.submit(request, 0)                      # Linux leaves locality 0
+                self.xen.evtchn_notify(self.port)
+                if not self._wait_idle(self.duration) or self.shared.state != TPMIF_STATE_FINISH:
+                    self._gave_up("vTPM timed out")
+            except TpmDeviceError:
+                raise
+            except OSError:
+                # the hypervisor went away under the command (the daemon was killed)
+                raise TpmDeviceError(_errno.EIO, "vTPM went away") from None
             rsp = self.shared.response()
             if len(rsp) < 10:
                 raise TpmDeviceError(_errno.EIO, "short response")

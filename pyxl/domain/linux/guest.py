@@ -263,31 +263,37 @@ class Guest:
 
     def watch_control(self) -> None:
         """drivers/xen/manage.c: watch control/shutdown, acknowledge, act.
-        Re-arms itself after the hypervisor connection is re-established."""
+        After the hypervisor connection is re-established the watch is
+        registered again by the resume (xs_resume) and the features are
+        advertised again."""
+        xen = self.dom.xen
+        self.dom.on_resume(self._advertise)
+        self._advertise()
+        xen.watch("control/shutdown", "shutdown")
         while True:
-            xen = self.dom.xen
             try:
-                for key in ("feature-poweroff", "feature-reboot"):
-                    xen.write("control/" + key, "1")
-                xen.watch("control/shutdown", "shutdown")
-                while True:
-                    ev = xen.read_watch(timeout=None, token="shutdown")
-                    if ev is None:
-                        if xen.closed:
-                            break
-                        continue
-                    what = xen.read_str("control/shutdown", default="")
-                    if not what:
-                        continue
-                    xen.write("control/shutdown", "")
-                    if what in ("poweroff", "halt"):
-                        self.power(SHUTDOWN_POWEROFF)
-                    elif what == "reboot":
-                        self.power(SHUTDOWN_REBOOT)
+                ev = xen.read_watch(timeout=None, token="shutdown")
+                if ev is None:
+                    if xen.closed:
+                        self.dom.reconnect(xen)
+                    continue
+                what = xen.read_str("control/shutdown", default="")
+                if not what:
+                    continue
+                xen.write("control/shutdown", "")
             except OSError:
                 if not xen.closed:
                     raise
-            self.dom.reconnect(xen)
+                self.dom.reconnect(xen)
+                continue
+            if what in ("poweroff", "halt"):
+                self.power(SHUTDOWN_POWEROFF)
+            elif what == "reboot":
+                self.power(SHUTDOWN_REBOOT)
+
+    def _advertise(self) -> None:
+        for key in ("feature-poweroff", "feature-reboot"):
+            self.dom.xen.write("control/" + key, "1")
 
 
 def boot(dom) -> None:

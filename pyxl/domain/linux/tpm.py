@@ -42,6 +42,7 @@ class GuestTpm:
         self.front: XenTpmFront | None = None
         self.listener: socket.socket | None = None
         self.lock = threading.Lock()
+        dom.on_resume(self.resume)
 
     # -- the driver --------------------------------------------------------
     def present(self) -> bool:
@@ -70,14 +71,26 @@ class GuestTpm:
                          daemon=True).start()
         return True
 
+    def resume(self) -> None:
+        """The domain's hypervisor connection came back: the bound
+        frontend sets its ring up again (xenbus_dev_resume)."""
+        f = self.front
+        if f is not None and f.registered:
+            f.resume()
+
     def ready(self, timeout: float = CONNECT_TIMEOUT) -> bool:
         f = self.front
         return f is not None and f.registered and f.wait_connected(timeout)
 
     def transmit(self, request: bytes) -> bytes:
-        if not self.ready():
-            raise TpmDeviceError(19, "No such device")       # ENODEV
-        return self.front.transmit(request)
+        try:
+            if not self.ready():
+                raise TpmDeviceError(19, "No such device")       # ENODEV
+            return self.front.transmit(request)
+        except TpmDeviceError:
+            raise
+        except OSError:                  # the hypervisor connection broke meanwhile
+            raise TpmDeviceError(5, "Input/output error") from None
 
     def close(self) -> None:
         """Guest shutdown: the frontend closes so the backend sees it leave."""

@@ -68,6 +68,10 @@ class Vtpm:
             log.error(L.L_NO_TPMFRONT, "Unable to initialize tpmfront device")
             self.back.shutdown()
             return 0
+        # after a daemon restart: the backend waits for the guest's new ring,
+        # the frontend brings a new ring to the manager
+        self.dom.on_resume(self.back.resume)
+        self.dom.on_resume(self.front.resume)
         self.manager = ManagerClient(self.front, log)
         try:
             self.rng = Drbg(self.manager.get_random(ENTROPY_BYTES)

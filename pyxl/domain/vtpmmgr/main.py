@@ -250,6 +250,7 @@ class Manager:
                 return False
             self.tis.open()
             self.tis.request_locality(opts["tpmlocality"])
+            self.tpmlocality = opts["tpmlocality"]
             transmit = self.tis.transmit
         else:
             try:
@@ -282,7 +283,26 @@ class Manager:
         except (HwTpmError, TisError, TpmFrontError, OSError):
             self.shutdown()
             return False
+        # after a daemon restart: the TPM first (the pyxl host's chip was
+        # restarted with its daemon: locality, session and loaded key are
+        # gone), then the vTPMs may reconnect
+        self.dom.on_resume(self.resume_hw)
+        self.dom.on_resume(self.back.resume)
         return True
+
+    def resume_hw(self) -> None:
+        try:
+            if self.tis is not None:
+                self.tis.locality = -1
+                if self.tis.request_locality(self.tpmlocality) < 0:
+                    raise TisError(5, "no locality")
+            elif self.front is not None:
+                self.front.resume()
+            self.oiap = self.hw.oiap()
+            if self.storage_key is not None:
+                self.load_storage_key()
+        except (HwTpmError, TisError, TpmFrontError) as e:
+            self.log.error("Hardware TPM not usable after resume: %s\n" % e)
 
     def _init_storage(self) -> bool:
         block = self.dom.block
@@ -372,7 +392,7 @@ class Manager:
             self.log.info("Waiting for commands from vTPM's:\n")
             cmd = self.back.req_any()
             if cmd is None:
-                if self.back.closed or self.dom.xen.closed:
+                if self.back.closed:
                     return 0
                 self.log.error("NULL tpmcmd\n")
                 continue

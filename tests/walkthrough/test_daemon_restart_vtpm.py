@@ -1,0 +1,166 @@
+"""The guide's vTPM chain survives a SIGKILLed daemon.
+
+The daemon holds the simulated hypervisor (xenstore, event channels,
+grants); killing it loses every ring the split drivers had set up.  The
+next pyxl command starts a new daemon that adopts the live domains and
+writes their devices' xenstore directories afresh; each domain dials back
+in and its drivers resume as Linux's xenbus frontends do after a restore
+(fresh ring page, fresh event channel, the XenbusState handshake again).
+The vTPM's engine -- PCRs included -- lives on in the vtpm-stubdom process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import time
+
+import pytest
+from test_walkthrough_e2e import GUIDE_TPM_VERSION, host  # noqa: F401  (the fixture)
+from wt_host import EXAMPLES, procs_with_root, squeeze
+
+TPM_ORD_Extend, TPM_ORD_PcrRead = 0x14, 0x15
+PCR = 10
+
+
+def _pid_of(host, needle: bytes) -> int:
+    pids = [p for p in procs_with_root(host.root) if needle in _read(p, "cmdline")]
+    assert len(pids) == 1, (needle, pids)
+    return pids[0]
+
+
+def _read(pid: int, what: str) -> bytes:
+    try:
+        return open("/proc/%d/%s" % (pid, what), "rb").read()
+    except OSError:
+        return b""
+
+
+def _tpm0(host) -> tuple[str, int]:
+    """Where the guest's /dev/tpm0 is reachable: what its tcsd was given."""
+    for p in procs_with_root(host.root):
+        env = dict(e.split(b"=", 1) for e in _read(p, "environ").split(b"\0") if b"=" in e)
+        if b"TCSD_TCP_DEVICE_PORT" in env:
+            return env[b"TCSD_TCP_DEVICE_HOSTNAME"].decode(), int(env[b"TCSD_TCP_DEVICE_PORT"])
+    raise AssertionError("the guest's tcsd is not running")
+
+
+def _transact(addr, request: bytes, timeout: float = 10) -> bytes:
+    """One write()+read() on the guest's /dev/tpm0; b"" if the device failed it."""
+    with socket.create_connection(addr, timeout=timeout) as s:
+        s.sendall(request)
+        out = b""
+        while len(out) < 10 or len(out) < struct.unpack_from(">I", out, 2)[0]:
+            chunk = s.recv(4096)
+            if not chunk:
+                return out
+            out += chunk
+        return out
+
+
+def _pcr_line(text: str) -> str:
+    m = re.search(r"^PCR-%02d: ([0-9A-F ]+)$" % PCR, text, re.M)
+    assert m, text
+    return m.group(1).strip()
+
+
+def _kill_daemon(host) -> None:
+    dpid = _pid_of(host, b"pyxl.toolstack.daemon")
+    os.kill(dpid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _read(dpid, "stat") and _read(dpid, "stat").rsplit(b")", 1)[1].split()[0] != b"Z":
+        assert time.monotonic() < deadline, "the daemon did not die"
+        time.sleep(0.02)
+
+
+def _wait_connected(host, vtpm_domid: int, timeout: float = 20) -> list[str]:
+    """vtpm-list until the guest's frontend is Connected again (it only
+    gets there after the backend connected to its new ring)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = host.run("vtpm-list", "domu").stdout.splitlines()
+        if len(rows) == 2 and rows[1].split()[1] == str(vtpm_domid) and rows[1].split()[4] == "4":
+            return rows
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_vtpm_chain_survives_sigkilled_daemon(host):  # noqa: F811
+    p = subprocess.run(["bash", str(EXAMPLES / "walkthrough.sh"), str(host.dir)],
+                       env=dict(host.env, KEEP_RUNNING="1"), capture_output=True, text=True,
+                       timeout=120, errors="replace")
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr
+    rows = host.domains()
+    mgr, vtpm, domu = (int(rows[n][0]) for n in ("vtpmmgr", "domu-vtpm", "domu"))
+
+    # the guest extends a PCR through /dev/tpm0 (volatile vTPM state)
+    dev = _tpm0(host)
+    digest = bytes(range(20))
+    rsp = _transact(dev, struct.pack(">HII I", 0xC1, 34, TPM_ORD_Extend, PCR) + digest)
+    assert rsp[6:10] == b"\0\0\0\0" and len(rsp) == 30, rsp.hex()
+    before = _pcr_line(host.guest("cat /sys/devices/vtpm-0/pcrs"))
+    assert before != " ".join(["00"] * 20)
+    saves = host.console_log("vtpmmgr").count("Saved hash and key for vtpm")
+    ring = host.run("vtpm-list", "domu").stdout.splitlines()[1].split()
+
+    # -- the daemon is SIGKILLed; the next command starts a new one -----------------
+    _kill_daemon(host)
+    p = host.run("list")
+    assert p.returncode == 0, p.stderr
+    assert set(host.domains()) == {"Domain-0", "vtpmmgr", "domu-vtpm", "domu"}
+    assert {n: int(r[0]) for n, r in host.domains().items() if n != "Domain-0"} == \
+        {"vtpmmgr": mgr, "domu-vtpm": vtpm, "domu": domu}
+
+    # the guest's frontend set up a fresh ring, the vTPM reconnected to it
+    vl = _wait_connected(host, vtpm)
+    assert vl[1].split()[2] == ring[2]                       # same uuid
+    vlog = host.console_log("domu-vtpm")
+    assert "Tpmback:Info Frontend %d/0 resumed\n" % domu in vlog
+    assert vlog.count("Tpmback:Info Frontend %d/0 connected\n" % domu) >= 2
+    assert "Tpmfront:Info Resuming: reconnecting to the backend\n" in vlog
+    assert host.console_log("vtpmmgr").count("Tpmback:Info Frontend %d/0 connected\n" % vtpm) >= 2
+
+    # the guide's tpm_version through the same running tcsd, on the same vTPM
+    out = host.guest("tpm_version").replace("\r", "")
+    lines = out.splitlines()
+    i = [n for n, x in enumerate(lines) if x.endswith("tpm_version")][0]
+    assert [squeeze(x) for x in lines[i + 1:i + 8]] == GUIDE_TPM_VERSION.splitlines(), out
+    assert _pcr_line(host.guest("cat /sys/devices/vtpm-0/pcrs")) == before
+    # ... and the vTPM's state still reaches the manager (its new ring to vtpmmgr)
+    deadline = time.monotonic() + 10
+    while host.console_log("vtpmmgr").count("Saved hash and key for vtpm") <= saves:
+        assert time.monotonic() < deadline, host.console_log("vtpmmgr")[-2000:]
+        time.sleep(0.05)
+    assert "tpm_store_permanent_data() failed" not in host.console_log("domu-vtpm")
+
+    # -- a command in flight when the daemon dies fails; the next ones work ---------
+    vpid = _pid_of(host, b'"name": "domu-vtpm"')
+    os.kill(vpid, signal.SIGSTOP)                 # the vTPM cannot answer meanwhile
+    try:
+        with socket.create_connection(dev, timeout=15) as s:
+            s.sendall(struct.pack(">HIII", 0xC1, 14, TPM_ORD_PcrRead, PCR))
+            time.sleep(0.2)
+            t0 = time.monotonic()
+            _kill_daemon(host)
+            assert s.recv(4096) == b""            # EIO: the device dropped the command
+            assert time.monotonic() - t0 < 5
+    finally:
+        os.kill(vpid, signal.SIGCONT)
+    assert host.run("list").returncode == 0
+    _wait_connected(host, vtpm)
+    rsp = _transact(dev, struct.pack(">HIII", 0xC1, 14, TPM_ORD_PcrRead, PCR))
+    assert rsp[6:10] == b"\0\0\0\0"
+    assert " ".join("%02X" % b for b in rsp[10:30]) == before
+
+    # -- and the guide's teardown works as before ----------------------------------
+    p = host.run("shutdown", "-w", "domu")
+    assert p.returncode == 0 and "Domain %d has been shut down, reason code 0" % domu in p.stderr
+    host.wait_gone("domu-vtpm")
+    assert "tpm_store_permanent_data() failed" not in host.console_log("domu-vtpm")
+    assert host.run("destroy", "vtpmmgr").returncode == 0
+    assert set(host.domains()) == {"Domain-0"}
