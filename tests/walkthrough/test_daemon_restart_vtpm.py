@@ -21,7 +21,7 @@ import time
 
 import pytest
 from test_walkthrough_e2e import GUIDE_TPM_VERSION, host  # noqa: F401  (the fixture)
-from wt_host import EXAMPLES, procs_with_root, squeeze
+from wt_host import EXAMPLES, Host, procs_with_root, squeeze
 
 TPM_ORD_Extend, TPM_ORD_PcrRead = 0x14, 0x15
 PCR = 10
@@ -164,3 +164,56 @@ def test_vtpm_chain_survives_sigkilled_daemon(host):  # noqa: F811
     assert "tpm_store_permanent_data() failed" not in host.console_log("domu-vtpm")
     assert host.run("destroy", "vtpmmgr").returncode == 0
     assert set(host.domains()) == {"Domain-0"}
+
+
+@pytest.fixture
+def bare_host(tmp_path, pyxl_cmd):
+    """A host without the guest's tcsd: needs no peer and no root."""
+    h = Host(tmp_path, pyxl_cmd)
+    yield h
+    assert h.stop() == [], "processes outlived the host"
+
+
+def _sysfs(host, *names: str) -> list[str]:
+    """The guest's `cat` of each chip attribute, in one console session."""
+    out = host.guest(*("cat /sys/devices/vtpm-0/%s" % n for n in names)).replace("\r", "")
+    parts = out.split("root@domu:~# ")
+    assert len(parts) == len(names) + 1, out
+    return [p[p.index("\n") + 1:] for p in parts[:-1]]      # each: the command's echo, its output
+
+
+@pytest.mark.slow
+def test_guest_sysfs_tpm_survives_sigkilled_daemon_without_tcsd(bare_host):
+    """The same chain built command by command; the guest's TPM is read
+    through its sysfs files (each a few real TPM commands over the ring)."""
+    h = bare_host
+    mgr_img, vtpm_img, kernel = h.dir / "mgr.img", h.dir / "vtpm.img", h.dir / "vmlinuz"
+    for path, size in ((mgr_img, 16 << 20), (vtpm_img, 8 << 20)):
+        with open(path, "wb") as f:
+            f.truncate(size)
+    kernel.write_text("stand-in kernel\n")
+    h.create("vtpmmgr-stubdom.cfg", 'disk=["file:%s,hda,w"]' % mgr_img)
+    h.wait_console("vtpmmgr", "Waiting for commands from vTPM's:")
+    h.create("vtpm.cfg", 'disk=["file:%s,hda,w"]' % vtpm_img)
+    h.wait_console("domu-vtpm", "Waiting for frontend domain to connect..")
+    h.create("domu.cfg", 'kernel="%s"' % kernel)
+    h.guest("modprobe xen-tpmfront")
+    caps, pubek = _sysfs(h, "caps", "pubek")
+    assert caps.startswith("Manufacturer: 0x4554485a\n"), caps
+    assert "Modulus length: 256\n" in pubek
+    vtpm = int(h.domains()["domu-vtpm"][0])
+    ring = _wait_connected(h, vtpm)[1].split()
+
+    _kill_daemon(h)
+    assert h.run("list").returncode == 0
+    again = _wait_connected(h, vtpm)[1].split()
+    assert again[2] == ring[2]                         # the same device (uuid)
+    assert _sysfs(h, "caps", "pubek") == [caps, pubek]
+    assert "Tpmfront:Info Resuming: reconnecting to the backend\n" in h.console_log("domu-vtpm")
+    assert "tpm_store_permanent_data() failed" not in h.console_log("domu-vtpm")
+
+    p = h.run("shutdown", "-w", "domu")
+    assert p.returncode == 0, p.stderr
+    h.wait_gone("domu-vtpm")
+    assert "Tpmback:Error" not in h.console_log("domu-vtpm")
+    assert h.run("destroy", "vtpmmgr").returncode == 0
