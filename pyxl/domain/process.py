@@ -108,17 +108,17 @@ class Domain:
         self._resume_handlers.append(fn)
 
     def keep_connected(self) -> None:
-        """A thread that notices the hypervisor connection break (it waits
-        on the socket like any other waiter) and resumes the domain, so
-        even a domain with nothing else listening comes back."""
+        """A thread that resumes the domain once its hypervisor connection
+        broke (noticed by whichever thread reads the socket), so the
+        drivers come back even while nothing else calls reconnect()."""
         import threading
 
         def run():
             while True:
-                xen = self.xen
-                xen.read_watch(None, token="\0pyxl-resume")   # returns only once closed
-                if xen.closed:
-                    self.reconnect(xen)
+                self.xen.broken.wait()
+                if self.xen.detached:
+                    return            # closed on purpose, not lost
+                self.reconnect(self.xen)
         threading.Thread(target=run, name="xenbus-resume", daemon=True).start()
 
     # -- the console (through the hypervisor, like the PV console ring) ----

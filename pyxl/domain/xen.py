@@ -101,6 +101,8 @@ class XenInterface:
         self._console_in = bytearray()
         self._ports: set[int] = set()            # event channels opened through us
         self.closed = False
+        self.broken = threading.Event()          # set with `closed`; cleared by resume()
+        self.detached = False                    # close() was called: no resume wanted
         self._reading = False                    # a waiter is reading the socket
         self._poll = select.poll()
         self._poll.register(sock.fileno(), select.POLLIN)
@@ -140,7 +142,8 @@ class XenInterface:
             self._watch_events.clear()
             self._pending.clear()
             self._ports.clear()
-            self.closed = False
+            self.closed = self.detached = False
+            self.broken.clear()
         version, told = self._call(wire.HELLO, [wire.WIRE_VERSION])
         if int(told) != self.domid:
             self.close()
@@ -163,6 +166,10 @@ class XenInterface:
         return cls.from_fd(int(fd))
 
     # -- plumbing --------------------------------------------------------
+    def _set_closed(self) -> None:
+        self.closed = True
+        self.broken.set()
+
     def _wait(self, pred, timeout: float | None) -> bool:
         """With self._cond held: wait until pred() holds (True), the timeout
         passes or the connection closes (False). The first waiter reads the
@@ -193,7 +200,7 @@ class XenInterface:
                 self._cond.acquire()
                 self._reading = False
                 if eof:
-                    self.closed = True
+                    self._set_closed()
                 elif frame is not None:
                     try:
                         self._file(frame)
@@ -231,7 +238,7 @@ class XenInterface:
                 self.chan.send(wire.Frame(op, args, req_id=req, tx_id=tx, fds=fds))
             except OSError as exc:
                 with self._cond:
-                    self.closed = True
+                    self._set_closed()
                     self._cond.notify_all()
                 raise XenError("EPIPE", f"hypervisor connection: {exc}") from None
         with self._cond:
@@ -248,12 +255,14 @@ class XenInterface:
         return reply
 
     def close(self) -> None:
+        """Hang up for good (nobody should resume this connection)."""
+        self.detached = True
         try:
             self.sock.shutdown(_socket.SHUT_RDWR)
         except OSError:
             pass
         with self._cond:
-            self.closed = True
+            self._set_closed()
             self._cond.notify_all()
         self.sock.close()
 
@@ -390,7 +399,7 @@ class XenInterface:
                     return
                 except OSError as exc:
                     with self._cond:
-                        self.closed = True
+                        self._set_closed()
                         self._cond.notify_all()
                     raise XenError("EPIPE", f"hypervisor connection: {exc}") from None
         self._call(wire.EVTCHN_SEND, [port])
