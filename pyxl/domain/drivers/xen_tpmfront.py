@@ -87,9 +87,7 @@ class XenTpmFront:
             return
         with self.lock:                          # after any in-flight command gave up
             self.error = None
-            self._setup_ring()
-            self.klog("vtpm vtpm-%s: resumed, ring-ref %u event-channel %u"
-                      % (self.nodename.rsplit("/", 1)[-1], self.ref, self.port))
+            self._setup_ring()                   # (Linux logs nothing here either)
         # the backend may have connected before our watch was back
         self._backend_changed(xenbus.read_state(self.xen, self.bepath))
 
