@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import uuid as _uuid
 from dataclasses import dataclass
 
@@ -363,7 +364,6 @@ class TpmBack:
             return
         self._started.set()
         self._scan()
-        import time
         while not self.closed:
             ev = self.xen.read_watch(0.5, token=TOKEN)
             if ev is None or self.closed:
@@ -409,7 +409,6 @@ class TpmBack:
 
     def _pump(self, want, timeout: float | None) -> bool:
         """Wait until want() (under cond) holds, servicing event channels."""
-        import time
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self.cond:
