@@ -542,3 +542,24 @@ def test_a_loaded_cmk_stays_one_through_context_and_savestate():
     assert again.power_on("state") == 0
     certify(again, h, setup.key, setup.msa, 0x06)
     sign_and_verify(again, h, setup.key)
+
+
+def test_only_set_restrictions_changes_the_state_blob():
+    """The other CMK commands are declared read-only (tpm-serve skips saving
+    after them): a whole migration leaves dump() as it was."""
+    tpm = new_tpm()
+    take_ownership(tpm)
+    parent, pub = dest_storage_key(tpm)
+    before = tpm.dump()
+    setup = Setup(tpm, sha1(pub))
+    rc, rnd, out = create_blob(tpm, authorize(tpm, pub, MS_RESTRICT_MIGRATE), setup.source,
+                               setup.msa, setup.key.encData)
+    assert rc == 0
+    restrict = setup.restrict(pub)
+    rc, ticket = create_ticket(tpm, setup.ma, sha1(restrict))
+    key = setup.key.copy()
+    key.encData = out
+    assert rc == 0 and convert(tpm, parent, restrict, ticket, key, setup.msa, rnd)[0] == 0
+    assert not tpm.persistent_changed and tpm.dump() == before
+    r, _ = auth1(tpm, ORD_SET_RESTRICTIONS, b"", u32(0x08000000), OWNER)
+    assert r.rc == 0 and tpm.persistent_changed
