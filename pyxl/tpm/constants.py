@@ -431,6 +431,7 @@ class TPM_ENTITY_TYPE(IntEnum):
 globals().update(TPM_ENTITY_TYPE.__members__)
 
 TPM_ET_XOR = 0x00  # ADIP scheme in the high byte of an entity type
+TPM_ET_AES128_CTR = 0x06
 
 
 class TPM_KEY_HANDLE_VALUE(IntEnum):
@@ -704,6 +705,21 @@ TPM_NUM_PCR_SELECT = 3
 TPM_HANDLE_KEY_BASE = 0x01000000      # key handles = base | slot (as the Berlios emulator)
 TPM_HANDLE_AUTH_BASE = 0x02000000     # auth session handles = base | slot
 TPM_ES_ENC_LABEL = b"TCPA"            # the OAEP label of TPM 1.2
+
+# DAA sizes in bytes and powers of two (Part 2 22 "DAA Structures")
+DAA_SIZE_r0 = 43
+DAA_SIZE_r1 = 43
+DAA_SIZE_r2 = 128
+DAA_SIZE_r3 = 168
+DAA_SIZE_r4 = 219
+DAA_SIZE_NT = 20
+DAA_SIZE_v0 = 128
+DAA_SIZE_v1 = 192
+DAA_SIZE_NE = 256
+DAA_SIZE_w = 256
+DAA_SIZE_issuerModulus = 256
+DAA_power0 = 104
+DAA_power1 = 1024
 
 
 def rc_name(rc: int) -> str:

@@ -38,7 +38,9 @@ def random_bytes(n: int) -> bytes:
 
 
 def xor(a: bytes, b: bytes) -> bytes:
-    return bytes(x ^ y for x, y in zip(a, b))
+    """a XOR b, as long as the shorter (as big integers: fast for long pads)."""
+    n = min(len(a), len(b))
+    return (int.from_bytes(a[:n], "big") ^ int.from_bytes(b[:n], "big")).to_bytes(n, "big")
 
 
 def mgf1(seed: bytes, length: int) -> bytes:
@@ -189,3 +191,37 @@ def aes_cbc_decrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
     padded = d.update(data) + d.finalize()
     u = sympad.PKCS7(128).unpadder()
     return u.update(padded) + u.finalize()
+
+
+def _aes_stream(key: bytes, mode, data: bytes) -> bytes:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+    e = Cipher(algorithms.AES(key), mode).encryptor()
+    return e.update(data) + e.finalize()
+
+
+def aes128_ctr(key: bytes, counter: bytes, data: bytes) -> bytes:
+    """AES-128 in CTR mode as TPM 1.2 runs it (transport sessions, ADIP,
+    Sealx): the key and the initial counter are the first 16 bytes of what is
+    given, and only the counter's low 32 bits count up, wrapping to zero
+    without a carry into the upper 96 (libtpms TPM_AES_ctr128_encrypt).
+    `cryptography` carries through all 128 bits, so the data is cut where the
+    low word wraps and each piece gets its own counter."""
+    from cryptography.hazmat.primitives.ciphers import modes
+    key, counter = key[:16], counter[:16]
+    out = []
+    low = int.from_bytes(counter[12:], "big")
+    while data:
+        n = ((1 << 32) - low) * 16          # bytes before the low word wraps
+        out.append(_aes_stream(key, modes.CTR(counter[:12] + low.to_bytes(4, "big")), data[:n]))
+        data, low = data[n:], 0
+    return b"".join(out)
+
+
+def aes128_ofb(key: bytes, iv: bytes, data: bytes) -> bytes:
+    """AES-128 in OFB mode (transport sessions): key and IV are the first 16
+    bytes of what is given."""
+    try:        # cryptography >= 47 keeps OFB among its "decrepit" modes
+        from cryptography.hazmat.decrepit.ciphers.modes import OFB
+    except ImportError:
+        from cryptography.hazmat.primitives.ciphers.modes import OFB
+    return _aes_stream(key[:16], OFB(iv[:16]), data) if data else b""

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import constants as C
-from .crypto import KeySource, RSAKey, generate_rsa, hmac_sha1, random_bytes, sha1, xor
+from .crypto import (KeySource, RSAKey, aes128_ctr, generate_rsa, hmac_sha1, random_bytes,
+                     sha1, xor)
 from .identity import XEN_VTPM_IDENTITY, Identity
 from .marshal import Reader, TPMDecodeError, Writer
 from .structures import (TPM_KEY, TPM_KEY12, TPM_KEY_PARMS, TPM_NV_ATTRIBUTES,
@@ -137,6 +138,11 @@ class Session:
     delegate: object = None       # DSAP: the TPM_DELEGATE_PUBLIC it was opened with
     delegate_key: bytes = b""     # DSAP on a key blob: the blob's pubKeyDigest
 
+    @property
+    def adip(self) -> int:
+        """The ADIP scheme the session was opened with: its entity type's MSB."""
+        return self.entity_type >> 8
+
 
 @dataclass
 class AuthIn:
@@ -170,6 +176,10 @@ class PermanentData:
     last_family_id: int = 0
     delegates: dict[int, DelegateRow] = field(default_factory=dict)  # delegate table row -> row
     no_owner_nv_write: int = 0             # NV writes without an owner (TPM_MAX_NV_WRITE_NOOWNER)
+    # DAA secrets (tpmDAASeed, daaProof, daaBlobKey): made with the EK, kept by OwnerClear
+    daa_seed: bytes = field(default_factory=lambda: random_bytes(20))
+    daa_proof: bytes = field(default_factory=lambda: random_bytes(20))
+    daa_blob_key: bytes = field(default_factory=lambda: random_bytes(16))   # AES-128
     restrict_delegate: int = 0             # TPM_CMK_DELEGATE bits (CMK_SetRestrictions)
 
 
@@ -291,14 +301,18 @@ class Ctx:
         return s
 
     def decrypt_auth(self, enc: bytes, i: int = 0, odd: bool = False) -> bytes:
-        """ADIP (XOR): an encrypted AuthData under OSAP session i's shared secret."""
+        """ADIP: an encrypted AuthData under OSAP/DSAP session i's shared secret,
+        XOR with SHA-1(secret || nonce) or AES-128-CTR keyed by the secret and
+        counting from the nonce (authLastNonceEven; nonceOdd for a second one)."""
         s = self.session(i)
         if s.protocol not in (C.TPM_PID_OSAP, C.TPM_PID_DSAP):
             raise TPMError(C.TPM_BAD_MODE)
-        if s.entity_type >> 8 not in (0, C.TPM_ET_XOR):
-            raise TPMError(C.TPM_INAPPROPRIATE_ENC)
-        pad = sha1(s.shared_secret, self.auths[i].nonce_odd if odd else s.nonce_even)
-        return xor(enc, pad)
+        nonce = self.auths[i].nonce_odd if odd else s.nonce_even
+        if s.adip == C.TPM_ET_XOR:
+            return xor(enc, sha1(s.shared_secret, nonce))
+        if s.adip == C.TPM_ET_AES128_CTR and not self.tpm.identity.berlios:
+            return aes128_ctr(s.shared_secret, nonce, enc)
+        raise TPMError(C.TPM_INAPPROPRIATE_ENC)
 
 
 def _osap_for(s: Session, et: int, ev: int | None) -> bool:
@@ -360,6 +374,7 @@ class TPM:
         self._last_dump: bytes | None = None
         self._dirty = True
         self.internal_errors = 0                 # handler bugs turned into TPM_FAIL
+        self.daa_bases: dict = {}                # commands/daa.py: fixed-base tables (a cache)
         self._lock = threading.RLock()           # one command at a time, as on a chip
         self._power_off()
 
@@ -388,6 +403,7 @@ class TPM:
         self.owner_reference = C.TPM_KH_OWNER           # SetOwnerPointer (TPM_STCLEAR_DATA)
         self.transports: dict = {}                      # transHandle -> TransportSession
         self.transport_exclusive = 0                    # handle of the exclusive session
+        self.daa_sessions: dict = {}                    # daaHandle -> commands/daa.DAASession
 
     def power_on(self, startup: str | None = "clear") -> int:
         """TPM_Init followed by TPM_Startup(startup), as vtpm-stubdom does.
@@ -672,7 +688,10 @@ READ_ONLY = {C.TPM_ORD_GetCapability, C.TPM_ORD_PcrRead, C.TPM_ORD_GetRandom,
              C.TPM_ORD_GetCapabilityOwner, C.TPM_ORD_OwnerReadInternalPub,
              C.TPM_ORD_NV_ReadValue, C.TPM_ORD_NV_ReadValueAuth,
              C.TPM_ORD_SHA1CompleteExtend, C.TPM_ORD_Delegate_ReadTable,
-             C.TPM_ORD_Delegate_VerifyDelegation}
+             C.TPM_ORD_Delegate_VerifyDelegation, C.TPM_ORD_DAA_Join, C.TPM_ORD_DAA_Sign,
+             # transport sessions are volatile; a wrapped command marks its own changes
+             C.TPM_ORD_EstablishTransport, C.TPM_ORD_ExecuteTransport,
+             C.TPM_ORD_ReleaseTransportSigned}
 
 
 _loaded = False

@@ -34,6 +34,7 @@ class Identity:
     input_buffer: int = 4088      # TPM_CAP_PROP_INPUT_BUFFER (Xen's vtpm-bufsize patch)
     max_keys: int = 10
     max_sessions: int = 4
+    max_daa_sessions: int = 1     # DAA sessions (Berlios TPM_MAX_SESSIONS_DAA, libtpms 2)
     tis_timeouts: tuple[int, int, int, int] = (750000, 2000000, 750000, 750000)
     durations: tuple[int, int, int] = (3000000, 3000000, 600000000)
     # behaviour
@@ -86,5 +87,5 @@ XEN_VTPM_IDENTITY = Identity()
 IBM_SWTPM_IDENTITY = Identity(
     version=(1, 2, 18, 158), spec_level=2, errata_rev=3, vendor_id=b"IBM\x00",
     manufacturer=0x49424D00, input_buffer=4096, max_keys=20,
-    max_sessions=16, tis_timeouts=(1000000, 1000000, 1000000, 1000000),
+    max_sessions=16, max_daa_sessions=2, tis_timeouts=(1000000, 1000000, 1000000, 1000000),
     durations=(50000000, 100000000, 300000000), **BEHAVIOURS["libtpms"])

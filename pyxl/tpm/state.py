@@ -7,8 +7,9 @@ owner and operator auth, EK, SRK, NV areas, dictionary-attack counter, the
 CMK restrictDelegate bits -- written only when non-zero) and,
 if TPM_SaveState ran and nothing has invalidated it since, the saved
 volatile state (PCRs, STCLEAR flags, loaded keys) that TPM_Startup(ST_STATE)
-restores.  Sessions are never saved.  JSON with sorted keys makes
-dump(load(dump(x))) == dump(x) hold byte for byte.  Fields added within a
+restores.  Authorization and transport sessions are never saved; DAA
+sessions are (as by libtpms: they live in TPM_STCLEAR_DATA).  JSON with
+sorted keys makes dump(load(dump(x))) == dump(x) hold byte for byte.  Fields added within a
 format version load with their defaults when absent; an incompatible layout
 gets a new FORMAT_VERSION (and older engines refuse it).
 """
@@ -108,6 +109,7 @@ def state_dict(tpm) -> dict:
             "delegates": [[row, d.pub.to_bytes().hex(), d.auth.hex()]
                           for row, d in sorted(p.delegates.items())],
             "no_owner_nv_write": p.no_owner_nv_write,
+            "daa": [p.daa_seed.hex(), p.daa_proof.hex(), p.daa_blob_key.hex()],
             # written only when set, so states without CMK restrictions stay byte-identical
             **({"restrict_delegate": p.restrict_delegate} if p.restrict_delegate else {}),
         },
@@ -187,6 +189,9 @@ def load_state(tpm, blob: bytes) -> None:
             p.delegates[int(row)] = DelegateRow(TPM_DELEGATE_PUBLIC.from_bytes(bytes.fromhex(pub)),
                                                 _b(auth, 20))
         p.no_owner_nv_write = int(pd.get("no_owner_nv_write", 0))
+        if "daa" in pd:      # older blobs: the fresh secrets of PermanentData()
+            p.daa_seed, p.daa_proof = _b(pd["daa"][0], 20), _b(pd["daa"][1], 20)
+            p.daa_blob_key = _b(pd["daa"][2], 16)
         p.restrict_delegate = int(pd.get("restrict_delegate", 0))
         if not 0 <= p.restrict_delegate <= 0xFFFFFFFF:
             raise ValueError("bad restrictDelegate")
@@ -217,6 +222,8 @@ def save_volatile(tpm) -> dict:
         "owner_reference": tpm.owner_reference,
         "nv_stclear": [[i, a.pub.bReadSTClear, a.pub.bWriteSTClear]
                        for i, a in sorted(tpm.perm.nv.items())],
+        # DAA sessions are part of TPM_STCLEAR_DATA, which libtpms saves
+        "daa_sessions": [s.to_saved() for _, s in sorted(tpm.daa_sessions.items())],
     }
 
 
@@ -230,6 +237,9 @@ def check_saved(saved: dict) -> None:
     for h, k in saved["keys"]:
         int(h)
         _key_in(k)
+    from .commands.daa import DAASession
+    for d in saved.get("daa_sessions", []):
+        DAASession.from_saved(d)
 
 
 def restore_volatile(tpm, saved: dict) -> None:
@@ -240,6 +250,9 @@ def restore_volatile(tpm, saved: dict) -> None:
     tpm.context_nonce_key = bytes.fromhex(saved.get("context_nonce_key", "00" * 20))
     tpm.audit_digest = bytes.fromhex(saved.get("audit_digest", "00" * 20))
     tpm.owner_reference = int(saved.get("owner_reference", 0x40000001))   # TPM_KH_OWNER
+    from .commands.daa import DAASession
+    sessions = [DAASession.from_saved(d) for d in saved.get("daa_sessions", [])]
+    tpm.daa_sessions = {s.handle: s for s in sessions[:tpm.identity.max_daa_sessions]}
     for i, rd, wr in saved.get("nv_stclear", []):
         a = tpm.perm.nv.get(i)
         if a is not None:

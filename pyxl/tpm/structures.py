@@ -932,6 +932,122 @@ class TPM_CONTEXT_BLOB(TPMStruct):
 ALL_STRUCTURES += [TPM_CONTEXT_SENSITIVE, TPM_CONTEXT_BLOB]
 
 
+# ---------------------------------------------------------------- DAA (Part 2 22)
+
+@dataclass
+class TPM_DAA_ISSUER(TPMStruct):
+    """Digests of the issuer's public parameters, and q itself (22.3)."""
+    DAA_digest_R0: bytes = bytes(20)
+    DAA_digest_R1: bytes = bytes(20)
+    DAA_digest_S0: bytes = bytes(20)
+    DAA_digest_S1: bytes = bytes(20)
+    DAA_digest_n: bytes = bytes(20)
+    DAA_digest_gamma: bytes = bytes(20)
+    DAA_generic_q: bytes = bytes(26)
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_DAA_ISSUER).bytes(self.DAA_digest_R0).bytes(self.DAA_digest_R1)
+        w.bytes(self.DAA_digest_S0).bytes(self.DAA_digest_S1).bytes(self.DAA_digest_n)
+        w.bytes(self.DAA_digest_gamma).bytes(self.DAA_generic_q)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_DAA_ISSUER, "TPM_DAA_ISSUER")
+        return cls(r.digest(), r.digest(), r.digest(), r.digest(), r.digest(), r.digest(),
+                   r.bytes(26, "DAA_generic_q"))
+
+
+@dataclass
+class TPM_DAA_TPM(TPMStruct):
+    """The TPM's own DAA parameters, exported (encrypted) by the join (22.4)."""
+    DAA_digestIssuer: bytes = bytes(20)
+    DAA_digest_v0: bytes = bytes(20)
+    DAA_digest_v1: bytes = bytes(20)
+    DAA_rekey: bytes = bytes(20)
+    DAA_count: int = 0
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_DAA_TPM).bytes(self.DAA_digestIssuer).bytes(self.DAA_digest_v0)
+        w.bytes(self.DAA_digest_v1).bytes(self.DAA_rekey).u32(self.DAA_count)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_DAA_TPM, "TPM_DAA_TPM")
+        return cls(r.digest(), r.digest(), r.digest(), r.digest(), r.u32())
+
+
+@dataclass
+class TPM_DAA_CONTEXT(TPMStruct):
+    """A DAA session's working state; never leaves the TPM (22.5)."""
+    DAA_digestContext: bytes = bytes(20)
+    DAA_digest: bytes = bytes(20)
+    DAA_contextSeed: bytes = bytes(20)
+    DAA_scratch: bytes = bytes(256)
+    DAA_stage: int = 0
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_DAA_CONTEXT).bytes(self.DAA_digestContext).bytes(self.DAA_digest)
+        w.bytes(self.DAA_contextSeed).bytes(self.DAA_scratch).u8(self.DAA_stage)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_DAA_CONTEXT, "TPM_DAA_CONTEXT")
+        return cls(r.digest(), r.digest(), r.digest(), r.bytes(256, "DAA_scratch"), r.u8())
+
+
+@dataclass
+class TPM_DAA_JOINDATA(TPMStruct):
+    """The join's secrets u0, u1 and the issuer key digest (22.6; untagged)."""
+    DAA_join_u0: bytes = bytes(128)
+    DAA_join_u1: bytes = bytes(138)
+    DAA_digest_n0: bytes = bytes(20)
+
+    def marshal(self, w):
+        w.bytes(self.DAA_join_u0).bytes(self.DAA_join_u1).bytes(self.DAA_digest_n0)
+
+    @classmethod
+    def unmarshal(cls, r):
+        return cls(r.bytes(128, "DAA_join_u0"), r.bytes(138, "DAA_join_u1"), r.digest())
+
+
+@dataclass
+class TPM_DAA_BLOB(TPMStruct):
+    """A DAA value exported by the TPM, encrypted and HMAC'ed (22.8)."""
+    resourceType: int = C.TPM_RT_DAA_TPM
+    label: bytes = bytes(16)
+    blobIntegrity: bytes = bytes(20)
+    additionalData: bytes = b""
+    sensitiveData: bytes = b""
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_DAA_BLOB).u32(self.resourceType).bytes(self.label)
+        w.bytes(self.blobIntegrity).sized32(self.additionalData).sized32(self.sensitiveData)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_DAA_BLOB, "TPM_DAA_BLOB")
+        return cls(r.u32(), r.bytes(16, "label"), r.digest(), r.sized32("additionalData"),
+                   r.sized32("sensitiveData"))
+
+
+@dataclass
+class TPM_DAA_SENSITIVE(TPMStruct):
+    """The plaintext inside a TPM_DAA_BLOB (22.9)."""
+    internalData: bytes = b""
+
+    def marshal(self, w):
+        w.u16(C.TPM_TAG_DAA_SENSITIVE).sized32(self.internalData)
+
+    @classmethod
+    def unmarshal(cls, r):
+        _expect_tag(r, C.TPM_TAG_DAA_SENSITIVE, "TPM_DAA_SENSITIVE")
+        return cls(r.sized32("internalData"))
+
+
+ALL_STRUCTURES += [TPM_DAA_ISSUER, TPM_DAA_TPM, TPM_DAA_CONTEXT, TPM_DAA_JOINDATA, TPM_DAA_BLOB,
+                   TPM_DAA_SENSITIVE]
+
+
 @dataclass
 class TPM_SIGN_INFO(TPMStruct):
     """What TickStampBlob (and the INFO signature scheme) signs (Part 2 11.2)."""

@@ -1,15 +1,17 @@
 """Transport sessions (TPM 1.2 Part 3 24): the pieces the three transport
 ordinals share -- the session record, TPM_TRANSPORT_PUBLIC, the log chain
-(TPM_TRANSPORT_LOG_IN / _OUT), the MGF1 XOR of wrapped parameters, and the
-per-ordinal handle table that says where a wrapped command's parameters
-start.  The ordinals themselves are in commands/transport.py."""
+(TPM_TRANSPORT_LOG_IN / _OUT), the encryption of wrapped parameters (MGF1
+XOR, AES-128 CTR / OFB), and the per-ordinal handle table that says where a
+wrapped command's parameters start.  The ordinals themselves are in
+commands/transport.py."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from . import constants as C
-from .crypto import mgf1, sha1, xor
+from .crypto import aes128_ctr, aes128_ofb, mgf1, sha1, xor
+from .engine import TPMError
 from .marshal import Reader, Writer
 from .structures import TPM_CURRENT_TICKS, _expect_tag
 
@@ -81,14 +83,37 @@ def log_out(digest: bytes, ticks: TPM_CURRENT_TICKS, parameters: bytes, locality
                 .bytes(parameters).u32(locality).getvalue())
 
 
-def mgf1_crypt(data: bytes, start: int, length: int, nonce_even: bytes, nonce_odd: bytes,
-               label: bytes, auth: bytes) -> bytes:
-    """XOR data[start:start+length] with MGF1(nonceEven || nonceOdd || label || authData)
-    (label b"in" for a command, b"out" for a response); the rest stays as it is."""
+def check_scheme(pub: TransportPublic, fips: bool, berlios: bool) -> None:
+    """The encryption a TPM_TRANSPORT_ENCRYPT session asks for, in libtpms's
+    order: MGF1 (no encScheme), or AES-128 in CTR or OFB mode; any other
+    algorithm is TPM_BAD_KEY_PROPERTY.  The Berlios emulator has MGF1 only."""
+    if pub.algId == C.TPM_ALG_AES128 and not berlios:
+        if pub.encScheme not in (C.TPM_ES_SYM_CTR, C.TPM_ES_SYM_OFB):
+            raise TPMError(C.TPM_INAPPROPRIATE_ENC)
+        return
+    if pub.algId != C.TPM_ALG_MGF1:
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
+    if fips or pub.encScheme != TPM_ES_NONE:
+        raise TPMError(C.TPM_INAPPROPRIATE_ENC)
+
+
+def session_crypt(pub: TransportPublic, auth: bytes, data: bytes, start: int, length: int,
+                  nonce_even: bytes, nonce_odd: bytes, label: bytes) -> bytes:
+    """Encrypt or decrypt data[start:start+length] (a wrapped command's or
+    response's parameters; label b"in" or b"out"); the rest stays as it is.
+    MGF1: XOR with MGF1(nonceEven || nonceOdd || label || authData).  AES-128:
+    the key is authData's first 16 bytes, the CTR's initial counter or OFB's IV
+    the 16 bytes of MGF1(nonceEven || nonceOdd || label)."""
     if not length:
         return data
-    pad = mgf1(nonce_even + nonce_odd + label + auth, length)
-    return data[:start] + xor(data[start:start + length], pad) + data[start + length:]
+    area = data[start:start + length]
+    if pub.algId == C.TPM_ALG_MGF1:
+        area = xor(area, mgf1(nonce_even + nonce_odd + label + auth, length))
+    else:
+        iv = mgf1(nonce_even + nonce_odd + label, 16)
+        stream = aes128_ctr if pub.encScheme == C.TPM_ES_SYM_CTR else aes128_ofb
+        area = stream(auth, iv, area)
+    return data[:start] + area + data[start + length:]
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,8 @@ PROPERTIES = {
     P.TPM_CAP_PROP_TIS_TIMEOUT: lambda t: b"".join(_u32(v) for v in t.identity.tis_timeouts),
     P.TPM_CAP_PROP_STARTUP_EFFECT: lambda t: _u32(0x4F),
     P.TPM_CAP_PROP_DELEGATE_ROW: lambda t: _u32(DELEGATE_ROWS),
-    P.TPM_CAP_PROP_MAX_DAASESS: lambda t: _u32(1),
-    P.TPM_CAP_PROP_DAASESS: lambda t: _u32(1),
+    P.TPM_CAP_PROP_MAX_DAASESS: lambda t: _u32(t.identity.max_daa_sessions),
+    P.TPM_CAP_PROP_DAASESS: lambda t: _u32(t.identity.max_daa_sessions - len(t.daa_sessions)),
     P.TPM_CAP_PROP_CONTEXT_DIST: lambda t: _u32(0xFFFFFFFE),
     P.TPM_CAP_PROP_DAA_INTERRUPT: lambda t: _bool(True),
     P.TPM_CAP_PROP_SESSIONS: lambda t: _u32(_free_sessions(t)),
@@ -142,6 +142,14 @@ def _nv_visible(tpm, index: int) -> bool:
     return tpm.identity.berlios or index != C.TPM_NV_INDEX_DIR
 
 
+def _trans_algs(tpm) -> tuple:
+    return (C.TPM_ALG_MGF1,) if tpm.identity.berlios else (C.TPM_ALG_MGF1, C.TPM_ALG_AES128)
+
+
+def _adip_algs(tpm) -> tuple:
+    return (C.TPM_ALG_XOR,) if tpm.identity.berlios else (C.TPM_ALG_XOR, C.TPM_ALG_AES128)
+
+
 def capability(tpm, cap: int, sub: bytes) -> bytes:
     A = C.TPM_CAPABILITY_AREA
     if not tpm.test_done and cap not in _LIMITED_MODE_CAPS and not (
@@ -200,8 +208,8 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
             raise TPMError(C.TPM_BADINDEX)
         return a.pub.to_bytes()
     if cap == A.TPM_CAP_TRANS_ALG:
-        # transport sessions encrypt with MGF1 only (commands/transport.py)
-        return _bool(_sub32(sub) == C.TPM_ALG_MGF1)
+        # transport encryption (transport.check_scheme): MGF1, and AES-128 but in the emulator
+        return _bool(_sub32(sub) in _trans_algs(tpm))
     if cap == A.TPM_CAP_HANDLE:
         rt = _sub32(sub)
         if rt == C.TPM_RT_KEY:
@@ -212,7 +220,9 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
             return _handle_list(tpm.perm.counters)
         if rt == C.TPM_RT_TRANS:
             return _handle_list(tpm.transports)
-        if rt in (C.TPM_RT_CONTEXT, C.TPM_RT_DAA_TPM):
+        if rt == C.TPM_RT_DAA_TPM:
+            return _handle_list(tpm.daa_sessions)
+        if rt == C.TPM_RT_CONTEXT:
             return _handle_list([])
         if rt in (C.TPM_RT_HASH, C.TPM_RT_DELEGATE, C.TPM_RT_DAA_V0, C.TPM_RT_DAA_V1):
             raise TPMError(C.TPM_BAD_PARAMETER)    # as libtpms (vtpmmgr flushes DAA_TPM)
@@ -220,9 +230,12 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
     if cap == A.TPM_CAP_TRANS_ES:
         if len(sub) != 2:
             raise TPMError(C.TPM_BAD_MODE)
-        return _bool(False)
+        # AES-128's modes; libtpms answers FALSE for TPM_ES_NONE (MGF1's) too
+        es = int.from_bytes(sub, "big")
+        return _bool(not tpm.identity.berlios and es in (C.TPM_ES_SYM_CTR, C.TPM_ES_SYM_OFB))
     if cap == A.TPM_CAP_AUTH_ENCRYPT:
-        return _bool(_sub32(sub) == C.TPM_ALG_XOR)
+        # ADIP (session.check_adip): XOR, and AES-128-CTR but in the emulator
+        return _bool(_sub32(sub) in _adip_algs(tpm))
     if cap == A.TPM_CAP_SELECT_SIZE:
         # TPM_SELECT_SIZE: major 1, minor 1 or 2, reqSize (libtpms's checks;
         # reqSize 1..3, the emulator any reqSize up to 3, even 0)

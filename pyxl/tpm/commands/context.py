@@ -60,6 +60,14 @@ def save(tpm, handle: int, rt: int, label: bytes) -> bytes:
         internal = (Writer().bytes(t.public.to_bytes()).bytes(t.auth).bytes(t.nonce_even)
                     .bytes(t.digest).getvalue())
         nonce, count = tpm.context_nonce_session, tpm.context_count
+    elif rt == C.TPM_RT_DAA_TPM:
+        s = tpm.daa_sessions.get(handle)
+        if s is None:
+            raise TPMError(C.TPM_INVALID_RESOURCE)     # libtpms's code for a missing one
+        if len(tpm.saved_sessions) >= MAX_SAVED_SESSIONS:
+            raise TPMError(C.TPM_NOCONTEXTSPACE)
+        tpm.context_count += 1
+        internal, nonce, count = s.internal(), tpm.context_nonce_session, tpm.context_count
     else:
         raise TPMError(C.TPM_INVALID_RESOURCE)
     iv = random_bytes(16)
@@ -72,6 +80,9 @@ def save(tpm, handle: int, rt: int, label: bytes) -> bytes:
         tpm.saved_sessions.add(count)
     elif rt == C.TPM_RT_TRANS:
         tpm.end_transport(handle)
+        tpm.saved_sessions.add(count)
+    elif rt == C.TPM_RT_DAA_TPM:
+        del tpm.daa_sessions[handle]
         tpm.saved_sessions.add(count)
     return blob.to_bytes()
 
@@ -137,6 +148,15 @@ def load(tpm, data: bytes, keep_handle: bool = False) -> int:
             tpm.transports[t.handle] = t
             tpm.saved_sessions.discard(blob.contextCount)
             return t.handle
+        if blob.resourceType == C.TPM_RT_DAA_TPM:
+            if sens.contextNonce != tpm.context_nonce_session or \
+                    blob.contextCount not in tpm.saved_sessions:
+                raise TPMError(C.TPM_BADCONTEXT)
+            from .daa import DAASession, add_session
+            s = DAASession.from_internal(r, blob.handle)
+            r.expect_end("DAA session")
+            tpm.saved_sessions.discard(blob.contextCount)   # used up even if it cannot load
+            return add_session(tpm, s, bool(keep_handle)).handle
     except (TPMDecodeError, ValueError):
         raise TPMError(C.TPM_BADCONTEXT) from None
     raise TPMError(C.TPM_BADCONTEXT)

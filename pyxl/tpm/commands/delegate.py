@@ -30,6 +30,7 @@ from ..engine import (CHECK_ALL, CHECK_ALLOW_NO_OWNER, CHECK_NO_LOCKOUT, CHECK_N
 from ..marshal import Reader, TPMDecodeError, Writer
 from ..structures import (TPM_DEL_KEY_BITS, TPM_DEL_OWNER_BITS, TPM_DELEGATE_KEY_BLOB,
                           TPM_DELEGATE_OWNER_BLOB, TPM_DELEGATE_PUBLIC, TPM_DELEGATE_SENSITIVE)
+from .session import check_adip
 
 FAMILY_ROWS = 16            # TPM_CAP_PROP_FAMILYROWS (the emulator's and swtpm's build)
 DELEGATE_ROWS = 4           # TPM_CAP_PROP_DELEGATE_ROW
@@ -377,15 +378,15 @@ def DSAP(tpm, ctx, r):
         pub, secret = row.pub, row.auth
     else:
         raise TPMError(C.TPM_BAD_PARAMETER)
-    if et >> 8 not in (0, C.TPM_ET_XOR):
-        raise TPMError(C.TPM_INAPPROPRIATE_ENC)
+    check_adip(tpm, et)
     nonce_even_dsap = random_bytes(20)
     shared = hmac_sha1(secret, nonce_even_dsap, nonce_odd_dsap)
+    adip = et & 0xFF00           # the session keeps the ADIP scheme in its type's MSB
     if key_digest:
-        s = Session(0, C.TPM_PID_DSAP, random_bytes(20), C.TPM_ET_KEYHANDLE, key_handle,
+        s = Session(0, C.TPM_PID_DSAP, random_bytes(20), adip | C.TPM_ET_KEYHANDLE, key_handle,
                     shared, pub.copy(), key_digest)
     else:
-        s = Session(0, C.TPM_PID_DSAP, random_bytes(20), C.TPM_ET_OWNER, C.TPM_KH_OWNER,
+        s = Session(0, C.TPM_PID_DSAP, random_bytes(20), adip | C.TPM_ET_OWNER, C.TPM_KH_OWNER,
                     shared, pub.copy())
     tpm.add_session(s)
     out = s.handle.to_bytes(4, "big") + s.nonce_even + nonce_even_dsap

@@ -7,7 +7,7 @@ encrypted to the parent with RSA-OAEP(SHA-1, MGF1, label "TCPA")."""
 from __future__ import annotations
 
 from .. import constants as C
-from ..crypto import RSAKey, mgf1, sha1, xor
+from ..crypto import RSAKey, aes128_ctr, mgf1, sha1, xor
 from ..engine import CHECK_ALL, LoadedKey, T0, T1, T10, T21, TPMError, command
 from ..marshal import TPMDecodeError, Writer
 from ..structures import (TPM_BOUND_DATA, TPM_PCR_COMPOSITE, TPM_PCR_INFO, TPM_PCR_INFO_LONG,
@@ -296,12 +296,18 @@ def Seal(tpm, ctx, r):
     return stored.to_bytes()
 
 
-def seal_crypt(ctx, i: int, data: bytes) -> bytes:
-    """Sealx / Unseal with et: XOR data with MGF1(authLastNonceEven || nonceOdd
-    || "XOR" || sharedSecret) of OSAP session i (the emulator does XOR only)."""
+def seal_crypt(ctx, i: int, data: bytes, scheme: int) -> bytes:
+    """Sealx / Unseal with et: with OSAP session i, XOR data with
+    MGF1(authLastNonceEven || nonceOdd || "XOR" || sharedSecret), or run
+    AES-128-CTR keyed by sharedSecret from SHA-1(authLastNonceEven || nonceOdd)
+    (libtpms; the emulator does XOR only)."""
     s = ctx.session(i)
-    seed = s.nonce_even + ctx.auths[i].nonce_odd + b"XOR" + s.shared_secret
-    return xor(data, mgf1(seed, len(data)))
+    odd = ctx.auths[i].nonce_odd
+    if scheme == C.TPM_ET_XOR:
+        return xor(data, mgf1(s.nonce_even + odd + b"XOR" + s.shared_secret, len(data)))
+    if scheme == C.TPM_ET_AES128_CTR and not ctx.tpm.identity.berlios:
+        return aes128_ctr(s.shared_secret, sha1(s.nonce_even, odd), data)
+    raise TPMError(C.TPM_INAPPROPRIATE_ENC)
 
 
 @command(C.TPM_ORD_Sealx)
@@ -330,11 +336,10 @@ def Sealx(tpm, ctx, r):
             raise TPMError(C.TPM_BADINDEX) from None
         fill_creation(tpm, info, ctx.locality)
     data_auth = ctx.decrypt_auth(enc_auth)
-    if s.entity_type >> 8 not in (0, C.TPM_ET_XOR):
-        raise TPMError(C.TPM_INAPPROPRIATE_ENC)
-    plain = seal_crypt(ctx, 0, data)
-    stored = TPM_STORED_DATA12(sealInfo=info.to_bytes() if info else b"",
-                               et=(C.TPM_ET_XOR << 8) | C.TPM_ET_KEY)
+    plain = seal_crypt(ctx, 0, data, s.adip)
+    # et: the scheme in the MSB; XOR adds TPM_ET_KEY since 0 means "not encrypted"
+    et = (C.TPM_ET_XOR << 8) | C.TPM_ET_KEY if s.adip == C.TPM_ET_XOR else s.adip << 8
+    stored = TPM_STORED_DATA12(sealInfo=info.to_bytes() if info else b"", et=et)
     sealed = TPM_SEALED_DATA(C.TPM_PT_SEAL, data_auth, tpm.perm.tpm_proof,
                              sha1(stored.digest_bytes()), plain)
     ctx.auths[0].cont = 0                    # the session ends with the command
@@ -376,9 +381,7 @@ def Unseal(tpm, ctx, r):
             raise TPMError(C.TPM_AUTHFAIL)
         if ctx.session(0).protocol != C.TPM_PID_OSAP:
             raise TPMError(C.TPM_BAD_MODE)
-        if stored.et >> 8 != C.TPM_ET_XOR:
-            raise TPMError(C.TPM_INAPPROPRIATE_ENC)
-        out = seal_crypt(ctx, 0, out)
+        out = seal_crypt(ctx, 0, out, stored.et >> 8)
         ctx.auths[0].cont = 0
     return Writer().sized32(out).getvalue()
 

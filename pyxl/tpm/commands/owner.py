@@ -13,6 +13,7 @@ from ..engine import (CHECK_ALL, CHECK_ALLOW_NO_OWNER, CHECK_BASIC, CHECK_ENABLE
 from ..marshal import TPMDecodeError
 from ..structures import (TPM_KEY_PARMS, TPM_PUBKEY, TPM_RSA_KEY_PARMS, TPM_STORE_PUBKEY,
                           unmarshal_any_key)
+from .daa import new_daa_secrets
 
 
 def ek_pubkey(tpm) -> TPM_PUBKEY:
@@ -218,6 +219,7 @@ def _create_ek(tpm, key_info: TPM_KEY_PARMS):
     bits = _check_ek_parms(key_info)
     tpm.perm.ek = tpm.key_source(bits)
     tpm.perm.flags.CEKPUsed = True
+    new_daa_secrets(tpm)
 
 
 @command(C.TPM_ORD_CreateEndorsementKeyPair)
@@ -259,6 +261,7 @@ def RevokeTrust(tpm, ctx, r):
         tpm.auth_failed()
         raise TPMError(C.TPM_AUTHFAIL)
     clear_owner(tpm)
+    new_daa_secrets(tpm)
     p.ek = None
     p.ek_reset = None
     p.flags.enableRevokeEK = False

@@ -15,6 +15,14 @@ def OIAP(tpm, ctx, r):
     return s.handle.to_bytes(4, "big") + s.nonce_even
 
 
+def check_adip(tpm, et: int) -> None:
+    """The ADIP scheme in an OSAP/DSAP entity type's MSB: XOR, or AES-128-CTR
+    (libtpms; the Berlios emulator has XOR only)."""
+    adip = et >> 8
+    if adip != C.TPM_ET_XOR and (adip != C.TPM_ET_AES128_CTR or tpm.identity.berlios):
+        raise TPMError(C.TPM_INAPPROPRIATE_ENC)
+
+
 def entity_secret(tpm, et: int, ev: int) -> bytes:
     """The usage secret of an OSAP entity, or a TPMError."""
     low = et & 0xFF
@@ -46,8 +54,7 @@ def OSAP(tpm, ctx, r):
     ev = r.u32()
     nonce_odd_osap = r.digest()
     ctx.start(r, T0, CHECK_BASIC | CHECK_OWNER)
-    if et >> 8 not in (0, C.TPM_ET_XOR):
-        raise TPMError(C.TPM_INAPPROPRIATE_ENC)
+    check_adip(tpm, et)
     secret = entity_secret(tpm, et, ev)
     pid, delegate = C.TPM_PID_OSAP, None
     if et & 0xFF == C.TPM_ET_OWNER and tpm.owner_reference != C.TPM_KH_OWNER:
@@ -71,7 +78,10 @@ def _flush(tpm, handle: int, rt: int) -> None:
     elif rt == C.TPM_RT_TRANS:
         if not tpm.end_transport(handle):
             raise TPMError(C.TPM_INVALID_AUTHHANDLE)
-    elif rt in (C.TPM_RT_CONTEXT, C.TPM_RT_DAA_TPM):
+    elif rt == C.TPM_RT_DAA_TPM:
+        from .daa import flush
+        flush(tpm, handle)
+    elif rt == C.TPM_RT_CONTEXT:
         raise TPMError(C.TPM_BAD_PARAMETER)
     else:
         raise TPMError(C.TPM_INVALID_RESOURCE)

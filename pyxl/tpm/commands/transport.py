@@ -8,9 +8,9 @@ from ..crypto import hmac_sha1, random_bytes, sha1
 from ..engine import COMMANDS, CHECK_ALL, T10, T21, TPMError, _eq, command
 from ..marshal import Reader, TPMDecodeError, Writer
 from ..structures import TPM_SIGN_INFO, TPM_STORE_PUBKEY, TPMStructError
-from ..transport import (SPECIAL, TPM_ES_NONE, TPM_HANDLE_TRANS_BASE, TPM_TRANSPORT_ENCRYPT,
-                         TPM_TRANSPORT_EXCLUSIVE, TransportPublic, TransportSession, log_in,
-                         log_out, mgf1_crypt, transport_auth, wrap_info)
+from ..transport import (SPECIAL, TPM_HANDLE_TRANS_BASE, TPM_TRANSPORT_ENCRYPT,
+                         TPM_TRANSPORT_EXCLUSIVE, TransportPublic, TransportSession, check_scheme,
+                         log_in, log_out, session_crypt, transport_auth, wrap_info)
 from .admin import current_ticks
 from .keys import check_pcr_binding, key_pcr_info, use_key
 
@@ -20,14 +20,6 @@ _RSP_TRAILER = 20 + 1 + 20
 
 def _u32(v: int) -> bytes:
     return v.to_bytes(4, "big")
-
-
-def _check_scheme(tpm, pub: TransportPublic) -> None:
-    """The encryption a transport session asks for (only MGF1, as the emulator)."""
-    if pub.algId != C.TPM_ALG_MGF1:
-        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
-    if tpm.perm.flags.FIPS or pub.encScheme != TPM_ES_NONE:
-        raise TPMError(C.TPM_INAPPROPRIATE_ENC)
 
 
 def new_transport_handle(tpm) -> int:
@@ -73,7 +65,7 @@ def EstablishTransport(tpm, ctx, r):
         except TPMDecodeError:
             raise TPMError(C.TPM_BAD_PARAM_SIZE) from None
     if pub.transAttributes & TPM_TRANSPORT_ENCRYPT:
-        _check_scheme(tpm, pub)
+        check_scheme(pub, tpm.perm.flags.FIPS, tpm.identity.berlios)
     nonce_even = random_bytes(20)
     s = TransportSession(new_transport_handle(tpm), pub, auth, nonce_even)
     ticks = current_ticks(tpm)
@@ -163,7 +155,7 @@ def _execute_transport(tpm, ctx, wrapped, handle, odd, cont, auth):
     len1 = size_w - e1 - auth_len
     cmd = wrapped
     if t.encrypt:
-        cmd = mgf1_crypt(wrapped, e1, len1, t.nonce_even, odd, b"in", t.auth)
+        cmd = session_crypt(t.public, t.auth, wrapped, e1, len1, t.nonce_even, odd, b"in")
     key_handles = row.key_handles
     if key_handles == SPECIAL:
         # FlushSpecific / SaveContext: a key handle only if the resourceType says so
@@ -201,7 +193,7 @@ def _execute_transport(tpm, ctx, wrapped, handle, odd, cont, auth):
     if t.logging:
         t.digest = log_out(t.digest, ticks, h2, ctx.locality)
     if t.encrypt:
-        rsp = mgf1_crypt(rsp, s2, len2, t.nonce_even, odd, b"out", t.auth)
+        rsp = session_crypt(t.public, t.auth, rsp, s2, len2, t.nonce_even, odd, b"out")
     if tpm.transports.get(handle) is live:
         tpm.transports[handle] = t
     else:
