@@ -227,7 +227,7 @@ def pair():
 # ---------------------------------------------------------------- scenarios
 
 def test_cmk_is_made_and_used_where_it_was_made(pair):
-    src, _ = pair
+    src = pair[0]
     setup = Setup(src, sha1(b"some destination"))
     key = setup.key
     assert key.keyFlags == MIGRATABLE | MIGRATE_AUTHORITY and key.keyUsage == 0x0010
@@ -322,7 +322,7 @@ def test_blob_opened_independently(pair):
     """Open CMK_CreateBlob's output here: OAEP pHash is SHA-1(SHA-1(msaList)
     || SHA-1(key's TPM_PUBKEY)), the payload TPM_PT_CMK_MIGRATE, and the seed
     with partPrivKey gives a prime of the key's modulus."""
-    src, _ = pair
+    src = pair[0]
     priv = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     n = priv.public_key().public_numbers().n
     pub = (S.TPM_KEY_PARMS(1, 3, 1, S.TPM_RSA_KEY_PARMS(2048, 2, b"").to_bytes()).to_bytes()
@@ -351,7 +351,7 @@ def test_blob_opened_independently(pair):
 # ---------------------------------------------------------------- refusals
 
 def test_owner_commands(pair):
-    src, _ = pair
+    src = pair[0]
     assert approve_ma(src, msa_list(os.urandom(20)), owner=b"x" * 20)[0] == AUTHFAIL
     r, _ = auth1(src, ORD_SET_RESTRICTIONS, b"", u32(0x80000000), b"x" * 20)
     assert r.rc == AUTHFAIL
@@ -373,7 +373,7 @@ def test_owner_commands(pair):
 
 
 def test_create_key_refusals(pair):
-    src, _ = pair
+    src = pair[0]
     msa = msa_list(os.urandom(20))
     rc, approval = approve_ma(src, msa)
     assert rc == 0
