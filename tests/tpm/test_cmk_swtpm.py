@@ -27,7 +27,8 @@ def test_round_trip_with_libtpms(start_swtpm, src, dst, scenario):
                                       "test_owner_commands", "test_create_key_refusals",
                                       "test_create_blob_refusals", "test_convert_refusals",
                                       "test_dsap_on_a_cmk_obeys_the_restrictions",
-                                      "test_restrict_migrate_through_an_authority_tpm"])
+                                      "test_restrict_migrate_through_an_authority_tpm",
+                                      "test_owner_evict_takes_migratable_keys"])
 def test_same_on_swtpm(start_swtpm, scenario):
     getattr(K, scenario)(LazyPair(start_swtpm))
 

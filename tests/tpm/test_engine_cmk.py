@@ -234,6 +234,13 @@ def test_cmk_is_made_and_used_where_it_was_made(pair):
     handle = load_key2(src, key.to_bytes())
     sign_and_verify(src, handle, key)
     certify(src, handle, key, setup.msa, 0x06)           # TPM_PT_MIGRATE_RESTRICTED
+    # the owner may keep it loaded (owner-evict), a CMK still
+    r, _ = auth1(src, 0x23, u32(handle), key.pubkey().to_bytes() + u32(1) + b"\x01", OWNER)
+    assert r.rc == 0                                      # KeyControlOwner(OWNER_EVICT)
+    if hasattr(src, "dump"):                              # the engine: across a reload too
+        src = type(src).load(src.dump(), key_source=H.key_pool())
+        src.power_on("clear")
+    certify(src, handle, key, setup.msa, 0x06)
     # the ticket is an HMAC only this TPM can make: the other one's is refused
     rc, other = approve_ma(pair[1], setup.msa)
     assert rc == 0 and other != setup.approval
@@ -563,3 +570,24 @@ def test_only_set_restrictions_changes_the_state_blob():
     assert not tpm.persistent_changed and tpm.dump() == before
     r, _ = auth1(tpm, ORD_SET_RESTRICTIONS, b"", u32(0x08000000), OWNER)
     assert r.rc == 0 and tpm.persistent_changed
+
+
+def test_owner_evict_takes_migratable_keys(pair):
+    """KeyControlOwner(OWNER_EVICT), as libtpms and the Berlios emulator: a
+    migratable key (such as a CMK) may be kept loaded, a volatile one may
+    not, and only keys of the usual usages (not TPM_KEY_MIGRATE)."""
+    t = pair[0]
+
+    def evict(template):
+        blob = S.TPM_KEY.from_bytes(create_wrap_key(t, template=template))
+        h = load_key2(t, blob.to_bytes())
+        r, _ = auth1(t, 0x23, u32(h), blob.pubkey().to_bytes() + u32(1) + b"\x01", OWNER)
+        if r.rc == 0:        # give the slot back
+            r2, _ = auth1(t, 0x23, u32(h), blob.pubkey().to_bytes() + u32(1) + b"\x00", OWNER)
+            assert r2.rc == 0
+        assert run(t, 0xC1, 0xBA, u32(h) + u32(1)).rc == 0                 # FlushSpecific
+        return r.rc
+
+    assert evict(key_template(usage=0x0010, es=1, ss=2, flags=MIGRATABLE)) == 0
+    assert evict(key_template(usage=0x0010, es=1, ss=2, flags=0x04)) == BAD_PARAMETER
+    assert evict(key_template(usage=0x0016)) == INVALID_KEYUSAGE
