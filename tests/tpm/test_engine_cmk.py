@@ -591,3 +591,74 @@ def test_owner_evict_takes_migratable_keys(pair):
     assert evict(key_template(usage=0x0010, es=1, ss=2, flags=MIGRATABLE)) == 0
     assert evict(key_template(usage=0x0010, es=1, ss=2, flags=0x04)) == BAD_PARAMETER
     assert evict(key_template(usage=0x0016)) == INVALID_KEYUSAGE
+
+
+# ---------------------------------------------------------------- robustness
+
+_WORLD: list = []
+
+
+def _world():
+    """An owned engine (as a state blob) whose CMK can migrate to its own SRK,
+    with every input of a valid CMK_CreateBlob and CMK_ConvertMigration."""
+    if not _WORLD:
+        tpm = new_tpm()
+        srk = take_ownership(tpm)
+        pub = srk.pubkey().to_bytes()
+        setup = Setup(tpm, sha1(pub))
+        mka = authorize(tpm, pub, MS_RESTRICT_MIGRATE)
+        restrict = setup.restrict(pub)
+        _, ticket = create_ticket(tpm, setup.ma, sha1(restrict))
+        rc, rnd, out = create_blob(tpm, mka, setup.source, setup.msa, setup.key.encData)
+        assert rc == 0
+        key = setup.key.copy()
+        key.encData = out
+        assert convert(tpm, SRK_HANDLE, restrict, ticket, key, setup.msa, rnd,
+                       parent_auth=SRK)[0] == 0
+        _WORLD.append((tpm.dump(), [u16(4), mka, setup.source, setup.msa, b"", b"",
+                                    setup.key.encData],
+                       [restrict, ticket, key.to_bytes(), setup.msa, rnd]))
+    blob, blob_parts, convert_parts = _WORLD[0]
+    tpm = type(H.new_tpm()).load(blob, key_source=H.key_pool())
+    tpm.power_on("clear")
+    return tpm, list(blob_parts), list(convert_parts)
+
+
+_SIZED_BLOB = (3, 4, 5, 6)      # CMK_CreateBlob's sized parameters
+_SIZED_CONVERT = (3, 4)
+
+
+def _params(parts, sized):
+    return b"".join(u32(len(p)) + p if i in sized else p for i, p in enumerate(parts))
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.booleans(), st.data())
+def test_mutated_cmk_requests_get_an_answer(blob_side, data):
+    """Well-authorized CMK_CreateBlob / CMK_ConvertMigration requests with one
+    parameter replaced (or cut, or bit-flipped) get a TPM answer, never an
+    engine error; the unchanged request still works afterwards."""
+    tpm, blob_parts, convert_parts = _world()
+    parts, sized, ordinal = ((blob_parts, _SIZED_BLOB, ORD_CREATE_BLOB) if blob_side
+                             else (convert_parts, _SIZED_CONVERT, ORD_CONVERT))
+    i = data.draw(st.integers(0, len(parts) - 1))
+    how = data.draw(st.sampled_from(["random", "cut", "flip"]))
+    p = parts[i]
+    if how == "random":
+        parts[i] = data.draw(st.binary(max_size=300))
+    elif how == "cut" and p:
+        parts[i] = p[:data.draw(st.integers(0, len(p) - 1))]
+    elif p:
+        k = data.draw(st.integers(0, len(p) - 1))
+        parts[i] = p[:k] + bytes([p[k] ^ (1 << data.draw(st.integers(0, 7)))]) + p[k + 1:]
+    r, _ = auth1(tpm, ordinal, u32(SRK_HANDLE), _params(parts, sized), SRK)
+    assert tpm.internal_errors == 0
+    if parts[i] == p:
+        assert r.rc == 0
+    tpm, blob_parts, convert_parts = _world()
+    r, _ = auth1(tpm, ordinal, u32(SRK_HANDLE),
+                 _params(blob_parts if blob_side else convert_parts, sized), SRK)
+    assert r.rc == 0
