@@ -17,6 +17,8 @@ import struct
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import engine_helpers as H
 from engine_helpers import (OWNER, SRK, Session, auth1, create_wrap_key, key_template,
@@ -630,9 +632,6 @@ _SIZED_CONVERT = (3, 4)
 
 def _params(parts, sized):
     return b"".join(u32(len(p)) + p if i in sized else p for i, p in enumerate(parts))
-
-
-from hypothesis import given, settings, strategies as st  # noqa: E402
 
 
 @settings(max_examples=40, deadline=None)
