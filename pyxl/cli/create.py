@@ -74,7 +74,7 @@ def create(
         _err("Parsing config from %s" % config_file)
     try:
         d_config = load_data(data, config_file, warn=_err, warn_partial=sys.stderr.write,
-                             ignore_global_affinity_masks=ignore_masks, optarg=defconfig)
+                             ignore_global_affinity_masks=ignore_masks)
     except ConfigError as e:
         sys.stderr.write(e.text())
         sys.stderr.flush()

@@ -42,7 +42,7 @@ def config_text(path: str, extra=()) -> bytes:
 
 
 def load(path: str, extra=(), *, warn=_stderr, host=None,
-         ignore_global_affinity_masks: bool = False, optarg=None):
+         ignore_global_affinity_masks: bool = False):
     """Parse an xl domain config like `xl create PATH KEY=VALUE...` does.
 
     Warnings go to `warn` (one line per call) as they happen; a config xl
@@ -51,12 +51,11 @@ def load(path: str, extra=(), *, warn=_stderr, host=None,
     (The "Parsing config from PATH" line is the caller's, as in xl.)
     """
     return load_data(config_text(path, extra), path, warn=warn, host=host,
-                     ignore_global_affinity_masks=ignore_global_affinity_masks,
-                     optarg=optarg)
+                     ignore_global_affinity_masks=ignore_global_affinity_masks)
 
 
 def load_data(data: bytes, source: str, *, warn=_stderr, host=None,
-              ignore_global_affinity_masks: bool = False, optarg=None, warn_partial=None):
+              ignore_global_affinity_masks: bool = False, warn_partial=None):
     """load() for config text already in memory (`source` names it in messages).
     `warn_partial`, if given, receives a final message xl prints without a
     newline (otherwise it goes to `warn` as a line)."""
@@ -65,7 +64,6 @@ def load_data(data: bytes, source: str, *, warn=_stderr, host=None,
     from pyxl.config.parse import Output, apply_global_affinity_masks, parse_config
 
     out = Output(warn, warn_partial)
-    out.optarg = optarg
     try:
         # the language layer's warnings go through `out` too, so that a
         # message xl printed without a newline runs into them as in xl

@@ -189,8 +189,9 @@ def parse_devices(cfg, d, source, host, out, xl_defaults=None):
                 if eq and key == "type":
                     t = M.UsbdevType.from_string(val)
                     if t is None:
-                        # xl prints getopt's optarg here, not the value
-                        raise out.fail("Invalid usb device type: %s" % (out.optarg or "(null)"))
+                        # xl prints getopt's optarg here, not the value, and
+                        # getopt has reset it to NULL by the time configs parse
+                        raise out.fail("Invalid usb device type: (null)")
                     dev.type = t
                 elif eq and key == "hostbus":
                     dev.u.hostbus = _strtoul0(val) & 0xFF

@@ -37,7 +37,6 @@ class Output:
         self._say = say
         self._say_partial = say_partial
         self._pending = ""
-        self.optarg = None   # getopt's optarg in xl (-f's argument): one message prints it
         self.source = ""     # the config's name in located messages
 
     def say(self, line: str) -> None:

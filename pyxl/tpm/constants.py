@@ -720,6 +720,7 @@ DAA_SIZE_w = 256
 DAA_SIZE_issuerModulus = 256
 DAA_power0 = 104
 DAA_power1 = 1024
+TPM_PD_DAAPROOF = 25          # SetCapability(TPM_SET_PERM_DATA): new DAA secrets
 
 
 def rc_name(rc: int) -> str:

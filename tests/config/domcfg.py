@@ -35,7 +35,7 @@ def run_pyxl(path: str, extra=(), *, cwd: str | None = None) -> Answer:
             return Answer(e.exit_code, "", "".join(line + "\n" for line in e.lines))
         err.append("Parsing config from %s" % path)
         try:
-            d = load_data(data, path, warn=err.append, warn_partial=tail.append, optarg=path)
+            d = load_data(data, path, warn=err.append, warn_partial=tail.append)
         except ConfigError as e:
             return Answer(e.exit_code, "", "".join(line + "\n" for line in err) + e.text())
         return Answer(0, to_json(d), "".join(line + "\n" for line in err) + "".join(tail))

@@ -29,9 +29,8 @@ EMULATOR: dict[str, str] = {
     "getcap ORD 0x30:value": "the emulator implements the maintenance ordinals",
     "getcap ORD 0x9a:value": "the emulator implements SetRedirection",
     "getcap ORD 0xaa:value": "the emulator implements FieldUpgrade",
-    "getcap TRANS_ALG [6-9]:value": "the emulator's transport sessions support RSA only",
-    "getcap TRANS_ALG 10:value": "the emulator's transport sessions support RSA only",
-    "getcap AUTH_ENCRYPT [6-9]:value": "the emulator encrypts auth data with XOR only",
+    "getcap TRANS_ALG 6:value": "the emulator's transport sessions encrypt with MGF1 only",
+    "getcap AUTH_ENCRYPT 6:value": "the emulator encrypts auth data with XOR only",
     "getcap TRANS_ES [45]:value": "the emulator's transport encryption: OAEP and PKCS#1 v1.5 only",
     "getcap CHECK_LOADED RSA4096:value": "the emulator loads RSA keys up to 2048 bits only",
     "getcap SELECT_SIZE 010[12]/0:value": "the emulator accepts any select size <= 3, even 0 "

@@ -13,6 +13,7 @@ import daa_issuer as D
 import engine_helpers as H
 from pyxl.tpm import TPM
 from pyxl.tpm import constants as C
+from pyxl.tpm.identity import IBM_SWTPM_IDENTITY
 
 J, SG = D.ORD_JOIN, D.ORD_SIGN
 
@@ -70,14 +71,14 @@ def flush_daa(tpm, handle):
     return H.run(tpm, 0xC1, 0xBA, H.u32(handle) + H.u32(C.TPM_RT_DAA_TPM)).rc
 
 
-def start_join(tpm, issuer, upto: int) -> D.DAAClient:
+def start_join(tpm, issuer, upto: int, settings: bytes | None = None) -> D.DAAClient:
     """A join session advanced until stage `upto` is next."""
     c = D.DAAClient(tpm, H.OWNER)
     c.handle = struct.unpack(">I", c.ok(J, 0, H.u32(1)))[0]
     if upto > 1:
         c.ok(J, 1, D.rsa_modulus(issuer.keys[0]))
     if upto > 2:
-        st = issuer.settings()
+        st = settings or issuer.settings()
         c.ok(J, 2, st, D.rsa_sign(issuer.keys[0], D.H(D.rsa_modulus(issuer.keys[0])) + st))
     if upto > 3:
         c.ok(J, 3, H.u32(0))
@@ -163,6 +164,10 @@ def refusal_codes(tpm, issuer) -> list:
     c.owner = b"x" * 20
     note(c.call(J, 4, issuer.b_R0, issuer.b_n)[0])
     note(len(daa_handles(tpm)))
+    # a modulus n longer than DAA_scratch: R0^f0 mod n does not fit (TPM_SIZE)
+    big_n = b"\xff" * 300
+    c = start_join(tpm, issuer, 4, issuer.settings(DAA_digest_n=D.H(big_n)))
+    note(c.call(J, 4, issuer.b_R0, big_n)[0])
     # truncated inputData1
     c = start_join(tpm, issuer, 4)
     sess = H.Session(tpm)
@@ -297,6 +302,23 @@ CONTEXT_CODES = [0, [], 0, True, C.TPM_BADCONTEXT] * 2 + [0, [], 0, None, C.TPM_
     [True, C.TPM_INVALID_RESOURCE, C.TPM_RESOURCES, C.TPM_BADCONTEXT, 0, C.TPM_BADCONTEXT, 0, []]
 
 
+def scenario_new_daa_proof(tpm, issuer) -> list:
+    """SetCapability(TPM_SET_PERM_DATA, TPM_PD_DAAPROOF) renews the DAA secrets
+    (libtpms: no authorization needed): old blobs die, the pseudonym changes."""
+    cred = D.join(tpm, issuer, H.OWNER, tpm.ek_pub)
+    before = D.sign(tpm, issuer, H.OWNER, cred, b"m", b"n" * 20)
+    setcap = H.u32(2) + H.u32(4) + H.u32(C.TPM_PD_DAAPROOF) + H.u32(0)
+    out = [H.run(tpm, 0xC1, 0x3F, setcap).rc]
+    out.append(D.sign(tpm, issuer, H.OWNER, cred, b"m", b"n" * 20, stop=(1, cred.tpm_specific)))
+    cred = D.join(tpm, issuer, H.OWNER, tpm.ek_pub)
+    after = D.sign(tpm, issuer, H.OWNER, cred, b"m", b"n" * 20)
+    out.append(D.verify(issuer, after, b"m", b"n" * 20))
+    out.append(after.N_V != before.N_V)
+    # other TPM_SET_PERM_DATA sub-capabilities: TPM_PD_TPMDAASEED cannot be set
+    out.append(H.run(tpm, 0xC1, 0x3F, H.u32(2) + H.u32(4) + H.u32(24) + H.u32(4) + H.u32(0)).rc)
+    return out
+
+
 # ---------------------------------------------------------------- engine tests
 
 def test_join_sign_verify(issuer):
@@ -328,14 +350,15 @@ def test_refusal_codes(issuer):
         E.TPM_DAA_INPUT_DATA0,
         E.TPM_BAD_HANDLE, 1, 0,
         0, E.TPM_BAD_HANDLE, E.TPM_BAD_HANDLE,
-        E.TPM_BADTAG, 0, E.TPM_AUTHFAIL, 0,
+        E.TPM_BADTAG, 0, E.TPM_AUTHFAIL, 0, E.TPM_SIZE,
         E.TPM_BAD_PARAM_SIZE, 0,
         E.TPM_DAA_INPUT_DATA0, E.TPM_DAA_INPUT_DATA0, 0,
     ], got
 
 
-def test_late_refusals(issuer):
-    tpm = owned_engine()
+@pytest.mark.parametrize("identity", [None, IBM_SWTPM_IDENTITY], ids=["xen", "libtpms"])
+def test_late_refusals(issuer, identity):
+    tpm = owned_engine(identity)
     cred = D.join(tpm, issuer, H.OWNER, tpm.ek_pub)
     got = scenario_late_refusals(tpm, issuer, cred)
     assert got == LATE_REFUSALS, [C.rc_name(x) if isinstance(x, int) else x for x in got]
@@ -345,6 +368,11 @@ def test_context_save_load(issuer):
     tpm = owned_engine()
     got = scenario_context(tpm, issuer)
     assert got == CONTEXT_CODES, got
+
+
+def test_new_daa_proof(issuer):
+    got = scenario_new_daa_proof(owned_engine(), issuer)
+    assert got == [0, C.TPM_DAA_INPUT_DATA0, True, True, C.TPM_BAD_PARAMETER]
 
 
 def test_wrong_issuer_settings(issuer):

@@ -313,6 +313,11 @@ def SetCapability(tpm, ctx, r):
             tpm.stclear.deactivated = True
             return b""
         raise TPMError(C.TPM_BAD_PARAMETER)
+    if cap == C.TPM_SET_PERM_DATA and sub == C.TPM_PD_DAAPROOF.to_bytes(4, "big"):
+        # libtpms: no value, no authorization -- new tpmDAASeed, daaProof, daaBlobKey
+        from .daa import new_daa_secrets
+        new_daa_secrets(tpm)
+        return b""
     if cap in (C.TPM_SET_PERM_DATA, C.TPM_SET_STCLEAR_DATA, C.TPM_SET_STANY_FLAGS,
                C.TPM_SET_STANY_DATA, C.TPM_SET_VENDOR):
         raise TPMError(C.TPM_BAD_PARAMETER)

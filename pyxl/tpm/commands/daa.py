@@ -19,6 +19,7 @@ daaBlobKey, HMAC-SHA1 under daaProof.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from hmac import compare_digest
 
 from .. import constants as C
 from ..crypto import aes_cbc_decrypt, aes_cbc_encrypt, hmac_sha1, mgf1, random_bytes, sha1
@@ -54,16 +55,15 @@ class DAASession:
                    TPM_DAA_CONTEXT.unmarshal(r), TPM_DAA_JOINDATA.unmarshal(r), bool(r.u8()))
 
     def to_saved(self) -> list:
-        return [self.handle, self.issuer.to_bytes().hex(), self.tpm_specific.to_bytes().hex(),
-                self.context.to_bytes().hex(), self.join.to_bytes().hex(), self.scratch_null]
+        return [self.handle, self.internal().hex()]
 
     @classmethod
     def from_saved(cls, d) -> "DAASession":
-        h, issuer, tpm_specific, context, join, null = d
-        return cls(int(h), TPM_DAA_ISSUER.from_bytes(bytes.fromhex(issuer)),
-                   TPM_DAA_TPM.from_bytes(bytes.fromhex(tpm_specific)),
-                   TPM_DAA_CONTEXT.from_bytes(bytes.fromhex(context)),
-                   TPM_DAA_JOINDATA.from_bytes(bytes.fromhex(join)), bool(null))
+        handle, internal = d
+        r = Reader(bytes.fromhex(internal))
+        s = cls.from_internal(r, int(handle))
+        r.expect_end("saved DAA session")
+        return s
 
 
 def new_daa_secrets(tpm) -> None:
@@ -111,15 +111,15 @@ def _bin(v: int) -> bytes:
     return v.to_bytes((v.bit_length() + 7) // 8, "big")
 
 
-def _fixed(v: int, size: int) -> bytes:
-    """A value left-padded to size bytes; TPM_FAIL if it does not fit."""
+def _fixed(v: int, size: int, rc: int = C.TPM_FAIL) -> bytes:
+    """A value left-padded to size bytes; rc if it does not fit."""
     if v.bit_length() > 8 * size:
-        raise TPMError(C.TPM_FAIL)
+        raise TPMError(rc)
     return v.to_bytes(size, "big")
 
 
 def _set_scratch(s: DAASession, v: int) -> None:
-    s.context.DAA_scratch = _fixed(v, 256)
+    s.context.DAA_scratch = _fixed(v, 256, C.TPM_SIZE)    # as TPM_bn2binArray
 
 
 def _scratch(s: DAASession) -> int:
@@ -229,7 +229,8 @@ def _unseal(tpm, data: bytes, rt: int) -> bytes:
         blob = TPM_DAA_BLOB.from_bytes(data)
         mac = blob.blobIntegrity
         blob.blobIntegrity = bytes(20)
-        if hmac_sha1(tpm.perm.daa_proof, blob.to_bytes()) != mac or blob.resourceType != rt:
+        if not compare_digest(hmac_sha1(tpm.perm.daa_proof, blob.to_bytes()), mac) or \
+                blob.resourceType != rt:
             raise ValueError("DAA blob integrity")
         sens = aes_cbc_decrypt(tpm.perm.daa_blob_key, blob.additionalData, blob.sensitiveData)
         return TPM_DAA_SENSITIVE.from_bytes(sens).internalData
