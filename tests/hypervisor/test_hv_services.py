@@ -4,7 +4,6 @@ integration test runs them as processes)."""
 from __future__ import annotations
 
 import errno
-import mmap
 import threading
 import time
 

@@ -8,12 +8,10 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pexpect
-import pytest
 
 from ts_host import cmdline, expect, procs_of
 

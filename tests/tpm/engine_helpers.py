@@ -220,3 +220,34 @@ def auth2(tpm, ordinal, handles: bytes, params: bytes, s1, secret1, s2, secret2,
     s1.check_response(ordinal, r, out[out_skip:], r.body[-82:-41])
     s2.check_response(ordinal, r, out[out_skip:], r.body[-41:])
     return r, out
+
+
+# ---------------------------------------------------------------- swtpm as a scenario's TPM
+
+class Remote:
+    """A running swtpm (tests/tpm/fixtures.Swtpm) with the engine's
+    execute(frame, locality) interface, so engine scenarios run on libtpms."""
+
+    def __init__(self, sw):
+        self.sw = sw
+
+    def execute(self, req: bytes, locality: int = 0) -> bytes:
+        from tpm.fixtures import transact
+        return transact(self.sw.addr, req)
+
+
+def owned_swtpm(start_swtpm, name: str = "swtpm") -> Remote:
+    """A fresh swtpm with an EK (ek_pub), enabled, activated and owned
+    (OWNER / SRK): a libtpms TPM starts without an EK, disabled and
+    deactivated, and needs physical presence asserted to change that."""
+    from pyxl.tpm import structures as S
+    tpm = Remote(start_swtpm(name=name))
+    parms = S.TPM_KEY_PARMS(1, 3, 1, S.TPM_RSA_KEY_PARMS(2048, 2, b"").to_bytes())
+    assert run(tpm, 0xC1, 0x78, os.urandom(20) + parms.to_bytes()).rc == 0
+    assert run(tpm, 0xC1, 0x4000000A, u16(0x20)).rc == 0   # PP command enable
+    assert run(tpm, 0xC1, 0x4000000A, u16(0x08)).rc == 0   # PP present
+    assert run(tpm, 0xC1, 0x6F).rc == 0                     # PhysicalEnable
+    assert run(tpm, 0xC1, 0x72, b"\x00").rc == 0            # PhysicalSetDeactivated
+    tpm.ek_pub = read_pubek(tpm)
+    take_ownership(tpm)
+    return tpm

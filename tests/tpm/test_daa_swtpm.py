@@ -4,30 +4,16 @@ out-of-order stage sequences get the same return codes from both."""
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
 import daa_issuer as D
 import engine_helpers as H
 import test_engine_daa as E
-from pyxl.tpm import structures as S
 from pyxl.tpm.identity import IBM_SWTPM_IDENTITY
-from test_migration_swtpm import Remote
 
 
-def owned_swtpm(start_swtpm, name="swtpm"):
-    tpm = Remote(start_swtpm(name=name))
-    # a libtpms TPM starts without an EK, disabled and deactivated
-    parms = S.TPM_KEY_PARMS(1, 3, 1, S.TPM_RSA_KEY_PARMS(2048, 2, b"").to_bytes())
-    assert H.run(tpm, 0xC1, 0x78, os.urandom(20) + parms.to_bytes()).rc == 0
-    assert H.run(tpm, 0xC1, 0x4000000A, H.u16(0x20)).rc == 0   # PP command enable
-    assert H.run(tpm, 0xC1, 0x4000000A, H.u16(0x08)).rc == 0   # PP present
-    assert H.run(tpm, 0xC1, 0x6F).rc == 0                     # PhysicalEnable
-    assert H.run(tpm, 0xC1, 0x72, b"\x00").rc == 0            # PhysicalSetDeactivated
-    tpm.ek_pub = H.read_pubek(tpm)
-    H.take_ownership(tpm)
-    return tpm
+owned_swtpm = H.owned_swtpm
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ def test_takeownership_then_owner_commands(owned):
     assert cap_value(tpm, 5, u32(0x111)) == b"\x01"
     r, out = capowner(tpm)
     assert r.rc == 0
-    ver, nv, vol = out[:4], *struct.unpack(">II", out[4:12])
+    ver, nv, _vol = out[:4], *struct.unpack(">II", out[4:12])
     assert ver == bytes([1, 2, 0, 7])
     assert nv & 2 and not nv & 1 and not nv & 4      # ownership allowed, enabled, active
     assert not nv & 8                                 # readPubek cleared by TakeOwnership

@@ -17,6 +17,8 @@ import struct
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import engine_helpers as H
 from engine_helpers import (OWNER, SRK, Session, auth1, create_wrap_key, key_template,
@@ -227,13 +229,20 @@ def pair():
 # ---------------------------------------------------------------- scenarios
 
 def test_cmk_is_made_and_used_where_it_was_made(pair):
-    src, _ = pair
+    src = pair[0]
     setup = Setup(src, sha1(b"some destination"))
     key = setup.key
     assert key.keyFlags == MIGRATABLE | MIGRATE_AUTHORITY and key.keyUsage == 0x0010
     handle = load_key2(src, key.to_bytes())
     sign_and_verify(src, handle, key)
     certify(src, handle, key, setup.msa, 0x06)           # TPM_PT_MIGRATE_RESTRICTED
+    # the owner may keep it loaded (owner-evict), a CMK still
+    r, _ = auth1(src, 0x23, u32(handle), key.pubkey().to_bytes() + u32(1) + b"\x01", OWNER)
+    assert r.rc == 0                                      # KeyControlOwner(OWNER_EVICT)
+    if hasattr(src, "dump"):                              # the engine: across a reload too
+        src = type(src).load(src.dump(), key_source=H.key_pool())
+        src.power_on("clear")
+    certify(src, handle, key, setup.msa, 0x06)
     # the ticket is an HMAC only this TPM can make: the other one's is refused
     rc, other = approve_ma(pair[1], setup.msa)
     assert rc == 0 and other != setup.approval
@@ -322,7 +331,7 @@ def test_blob_opened_independently(pair):
     """Open CMK_CreateBlob's output here: OAEP pHash is SHA-1(SHA-1(msaList)
     || SHA-1(key's TPM_PUBKEY)), the payload TPM_PT_CMK_MIGRATE, and the seed
     with partPrivKey gives a prime of the key's modulus."""
-    src, _ = pair
+    src = pair[0]
     priv = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     n = priv.public_key().public_numbers().n
     pub = (S.TPM_KEY_PARMS(1, 3, 1, S.TPM_RSA_KEY_PARMS(2048, 2, b"").to_bytes()).to_bytes()
@@ -351,7 +360,7 @@ def test_blob_opened_independently(pair):
 # ---------------------------------------------------------------- refusals
 
 def test_owner_commands(pair):
-    src, _ = pair
+    src = pair[0]
     assert approve_ma(src, msa_list(os.urandom(20)), owner=b"x" * 20)[0] == AUTHFAIL
     r, _ = auth1(src, ORD_SET_RESTRICTIONS, b"", u32(0x80000000), b"x" * 20)
     assert r.rc == AUTHFAIL
@@ -373,7 +382,7 @@ def test_owner_commands(pair):
 
 
 def test_create_key_refusals(pair):
-    src, _ = pair
+    src = pair[0]
     msa = msa_list(os.urandom(20))
     rc, approval = approve_ma(src, msa)
     assert rc == 0
@@ -542,3 +551,113 @@ def test_a_loaded_cmk_stays_one_through_context_and_savestate():
     assert again.power_on("state") == 0
     certify(again, h, setup.key, setup.msa, 0x06)
     sign_and_verify(again, h, setup.key)
+
+
+def test_only_set_restrictions_changes_the_state_blob():
+    """The other CMK commands are declared read-only (tpm-serve skips saving
+    after them): a whole migration leaves dump() as it was."""
+    tpm = new_tpm()
+    take_ownership(tpm)
+    parent, pub = dest_storage_key(tpm)
+    before = tpm.dump()
+    setup = Setup(tpm, sha1(pub))
+    rc, rnd, out = create_blob(tpm, authorize(tpm, pub, MS_RESTRICT_MIGRATE), setup.source,
+                               setup.msa, setup.key.encData)
+    assert rc == 0
+    restrict = setup.restrict(pub)
+    rc, ticket = create_ticket(tpm, setup.ma, sha1(restrict))
+    key = setup.key.copy()
+    key.encData = out
+    assert rc == 0 and convert(tpm, parent, restrict, ticket, key, setup.msa, rnd)[0] == 0
+    assert not tpm.persistent_changed and tpm.dump() == before
+    r, _ = auth1(tpm, ORD_SET_RESTRICTIONS, b"", u32(0x08000000), OWNER)
+    assert r.rc == 0 and tpm.persistent_changed
+
+
+def test_owner_evict_takes_migratable_keys(pair):
+    """KeyControlOwner(OWNER_EVICT), as libtpms and the Berlios emulator: a
+    migratable key (such as a CMK) may be kept loaded, a volatile one may
+    not, and only keys of the usual usages (not TPM_KEY_MIGRATE)."""
+    t = pair[0]
+
+    def evict(template):
+        blob = S.TPM_KEY.from_bytes(create_wrap_key(t, template=template))
+        h = load_key2(t, blob.to_bytes())
+        r, _ = auth1(t, 0x23, u32(h), blob.pubkey().to_bytes() + u32(1) + b"\x01", OWNER)
+        if r.rc == 0:        # give the slot back
+            r2, _ = auth1(t, 0x23, u32(h), blob.pubkey().to_bytes() + u32(1) + b"\x00", OWNER)
+            assert r2.rc == 0
+        assert run(t, 0xC1, 0xBA, u32(h) + u32(1)).rc == 0                 # FlushSpecific
+        return r.rc
+
+    assert evict(key_template(usage=0x0010, es=1, ss=2, flags=MIGRATABLE)) == 0
+    assert evict(key_template(usage=0x0010, es=1, ss=2, flags=0x04)) == BAD_PARAMETER
+    assert evict(key_template(usage=0x0016)) == INVALID_KEYUSAGE
+
+
+# ---------------------------------------------------------------- robustness
+
+_WORLD: list = []
+
+
+def _world():
+    """An owned engine (as a state blob) whose CMK can migrate to its own SRK,
+    with every input of a valid CMK_CreateBlob and CMK_ConvertMigration."""
+    if not _WORLD:
+        tpm = new_tpm()
+        srk = take_ownership(tpm)
+        pub = srk.pubkey().to_bytes()
+        setup = Setup(tpm, sha1(pub))
+        mka = authorize(tpm, pub, MS_RESTRICT_MIGRATE)
+        restrict = setup.restrict(pub)
+        _, ticket = create_ticket(tpm, setup.ma, sha1(restrict))
+        rc, rnd, out = create_blob(tpm, mka, setup.source, setup.msa, setup.key.encData)
+        assert rc == 0
+        key = setup.key.copy()
+        key.encData = out
+        assert convert(tpm, SRK_HANDLE, restrict, ticket, key, setup.msa, rnd,
+                       parent_auth=SRK)[0] == 0
+        _WORLD.append((tpm.dump(), [u16(4), mka, setup.source, setup.msa, b"", b"",
+                                    setup.key.encData],
+                       [restrict, ticket, key.to_bytes(), setup.msa, rnd]))
+    blob, blob_parts, convert_parts = _WORLD[0]
+    tpm = type(H.new_tpm()).load(blob, key_source=H.key_pool())
+    tpm.power_on("clear")
+    return tpm, list(blob_parts), list(convert_parts)
+
+
+_SIZED_BLOB = (3, 4, 5, 6)      # CMK_CreateBlob's sized parameters
+_SIZED_CONVERT = (3, 4)
+
+
+def _params(parts, sized):
+    return b"".join(u32(len(p)) + p if i in sized else p for i, p in enumerate(parts))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.booleans(), st.data())
+def test_mutated_cmk_requests_get_an_answer(blob_side, data):
+    """Well-authorized CMK_CreateBlob / CMK_ConvertMigration requests with one
+    parameter replaced (or cut, or bit-flipped) get a TPM answer, never an
+    engine error; the unchanged request still works afterwards."""
+    tpm, blob_parts, convert_parts = _world()
+    parts, sized, ordinal = ((blob_parts, _SIZED_BLOB, ORD_CREATE_BLOB) if blob_side
+                             else (convert_parts, _SIZED_CONVERT, ORD_CONVERT))
+    i = data.draw(st.integers(0, len(parts) - 1))
+    how = data.draw(st.sampled_from(["random", "cut", "flip"]))
+    p = parts[i]
+    if how == "random":
+        parts[i] = data.draw(st.binary(max_size=300))
+    elif how == "cut" and p:
+        parts[i] = p[:data.draw(st.integers(0, len(p) - 1))]
+    elif p:
+        k = data.draw(st.integers(0, len(p) - 1))
+        parts[i] = p[:k] + bytes([p[k] ^ (1 << data.draw(st.integers(0, 7)))]) + p[k + 1:]
+    r, _ = auth1(tpm, ordinal, u32(SRK_HANDLE), _params(parts, sized), SRK)
+    assert tpm.internal_errors == 0
+    if parts[i] == p:
+        assert r.rc == 0
+    tpm, blob_parts, convert_parts = _world()
+    r, _ = auth1(tpm, ordinal, u32(SRK_HANDLE),
+                 _params(blob_parts if blob_side else convert_parts, sized), SRK)
+    assert r.rc == 0

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
 from engine_helpers import (OAEP_TCPA, OWNER, SRK, Session, auth1, auth2, create_wrap_key,
-                            key_template, load_key2, new_tpm, parse_pubkey, take_ownership,
+                            key_template, load_key2, new_tpm, take_ownership,
                             u16, u32)
 from pyxl.tpm import structures as S
 

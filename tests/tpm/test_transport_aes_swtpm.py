@@ -15,17 +15,9 @@ import engine_helpers as H
 import test_engine_transport_aes as A
 from peers import need_peer
 from pyxl.tpm import structures as S
-from tpm.fixtures import transact
 
 
-class Remote:
-    """What the scenarios need of a TPM: execute(frame, locality)."""
-
-    def __init__(self, sw):
-        self.sw = sw
-
-    def execute(self, req: bytes, locality: int = 0) -> bytes:
-        return transact(self.sw.addr, req)
+Remote = H.Remote
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from hmac import compare_digest as _eq
 
 from .. import constants as C
 from ..crypto import RSAKey, hmac_sha1, sha1
-from ..engine import CHECK_ALL, T1, TPMError, command
+from ..engine import CHECK_ALL, READ_ONLY, T1, TPMError, command
 from ..marshal import Reader, TPMDecodeError
 from ..structures import (TPM_CMK_AUTH, TPM_CMK_MA_APPROVAL, TPM_CMK_MIGAUTH,
                           TPM_CMK_SIGTICKET, TPM_MIGRATIONKEYAUTH, TPM_MSA_COMPOSITE,
@@ -36,6 +36,11 @@ from .migration import decrypt_and_xor, migrate_join, migrate_split, xor_and_enc
 
 _MIGRATABLE = C.TPM_KEY_FLAGS.migratable
 _MIGRATE_AUTHORITY = C.TPM_KEY_FLAGS.migrateAuthority
+
+# all but CMK_SetRestrictions leave the state blob alone (tpm-serve need not
+# re-serialize it after them; a failed authorization marks it itself)
+READ_ONLY.update({C.TPM_ORD_CMK_ApproveMA, C.TPM_ORD_CMK_CreateTicket, C.TPM_ORD_CMK_CreateKey,
+                  C.TPM_ORD_CMK_CreateBlob, C.TPM_ORD_CMK_ConvertMigration})
 
 # restrictDelegate bit that lets a DSAP session use a CMK of each usage
 _DELEGATE_BIT = {

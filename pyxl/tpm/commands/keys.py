@@ -252,11 +252,15 @@ def KeyControlOwner(tpm, ctx, r):
     ctx.start(r, T1, CHECK_ALL)
     ctx.verify(0, tpm.perm.owner_auth, C.TPM_ET_OWNER)
     key = tpm.key_by_handle(handle)
+    if key.usage not in (C.TPM_KEY_SIGNING, C.TPM_KEY_STORAGE, C.TPM_KEY_IDENTITY,
+                         C.TPM_KEY_BIND, C.TPM_KEY_LEGACY):
+        raise TPMError(C.TPM_INVALID_KEYUSAGE)
     if handle == C.TPM_KH_SRK or pub.to_bytes() != key.blob.pubkey().to_bytes():
         raise TPMError(C.TPM_BAD_PARAMETER)
     if bit != TPM_KEY_CONTROL_OWNER_EVICT:
         raise TPMError(C.TPM_BAD_MODE)
-    if key.blob.keyFlags & _MIGRATABLE or key.blob.keyFlags & 0x4:
+    if key.blob.keyFlags & 0x4:
+        # isVolatile (a migratable key may be owner-evict: libtpms and the emulator agree)
         raise TPMError(C.TPM_BAD_PARAMETER)
     evict = tpm.perm.evict_keys
     if value:

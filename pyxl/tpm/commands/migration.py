@@ -15,10 +15,14 @@ from __future__ import annotations
 
 from .. import constants as C
 from ..crypto import RSAKey, mgf1, random_bytes, sha1, xor
-from ..engine import CHECK_ALL, T1, T10, T21, TPMError, command
+from ..engine import CHECK_ALL, READ_ONLY, T1, T10, T21, TPMError, command
 from ..marshal import TPMDecodeError
 from ..structures import TPM_MIGRATE_ASYMKEY, TPM_PUBKEY, TPM_STORE_ASYMKEY
 from .keys import storage_parent, use_key
+
+# none of them changes the state blob (tpm-serve need not re-serialize it)
+READ_ONLY.update({C.TPM_ORD_AuthorizeMigrationKey, C.TPM_ORD_CreateMigrationBlob,
+                  C.TPM_ORD_ConvertMigrationBlob, C.TPM_ORD_MigrateKey})
 
 TPM_MS_MIGRATE = C.TPM_MS_MIGRATE
 TPM_MS_REWRAP = C.TPM_MS_REWRAP

@@ -8,7 +8,6 @@ Each case NAME becomes NAME.cfg (the config), NAME.stderr (xl -N create's
 stderr, run as `xl -N create -f NAME.cfg` from this directory) and NAME.rc
 (its exit status as a shell reports it: 134 for an abort)."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
