@@ -73,7 +73,8 @@ def start_shutdown_thread(xen, printk, app_shutdown=None):
                     break
                 xen.read_watch(None, token="minios-shutdown")
             except OSError:
-                pass
+                if not xen.closed:
+                    return
             if xen.closed:
                 time.sleep(0.1)        # until the domain is resumed
         printk("Shutting down (%s)\n" % value)

@@ -268,8 +268,15 @@ class Guest:
         advertised again."""
         xen = self.dom.xen
         self.dom.on_resume(self._advertise)
-        self._advertise()
-        xen.watch("control/shutdown", "shutdown")
+        while True:
+            try:
+                self._advertise()
+                xen.watch("control/shutdown", "shutdown")
+                break
+            except OSError:
+                if not xen.closed:
+                    raise
+                self.dom.reconnect(xen)
         while True:
             try:
                 ev = xen.read_watch(timeout=None, token="shutdown")
