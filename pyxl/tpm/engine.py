@@ -666,7 +666,6 @@ def _error(rc: int) -> bytes:
             + int(rc).to_bytes(4, "big"))
 
 
-# ordinals that never change what dump() writes (fast path for persistent_changed)
 # What runs in limited operation mode, before the self test has finished
 # (Part 1 "Self-Test"; libtpms TPM_Process_Preprocess); anything else first
 # finishes it.  GetCapability decides by capArea (capability.py).
@@ -676,6 +675,7 @@ LIMITED_MODE_ORDINALS = frozenset({
     C.TPM_ORD_GetCapability, C.TPM_ORD_SelfTestFull, C.TPM_ORD_GetTestResult,
     C.TSC_ORD_PhysicalPresence, C.TSC_ORD_ResetEstablishmentBit})
 
+# ordinals that never change what dump() writes (fast path for persistent_changed)
 READ_ONLY = {C.TPM_ORD_GetCapability, C.TPM_ORD_PcrRead, C.TPM_ORD_GetRandom,
              C.TPM_ORD_OIAP, C.TPM_ORD_OSAP, C.TPM_ORD_GetTestResult,
              C.TPM_ORD_SHA1Start, C.TPM_ORD_SHA1Update, C.TPM_ORD_SHA1Complete,
