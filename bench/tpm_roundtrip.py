@@ -122,7 +122,7 @@ def main() -> int:
                 times = {"swtpm": [], "pyxl": []}
                 try:
                     for k in times:                  # warm-up (and: does it work at all?)
-                        measure(ops[k][i][1], 2)
+                        measure(ops[k][i][1], 20)
                 except TPMError as e:
                     print("%-26s %10s %10s   n/a: %s failed on %s" % (name, "-", "-", e, k))
                     continue

@@ -52,7 +52,7 @@ import errno
 import fcntl
 import hashlib
 import os
-import selectors
+import select
 import signal
 import socket
 import struct
@@ -73,6 +73,7 @@ TPM_ORD_SaveState = int(TPM_ORD.TPM_ORD_SaveState)
 HEADER = struct.Struct(">HII")     # tag, paramSize, ordinal / returnCode
 TPM_INPUT_BUFFER = 4096            # the most one command may be (libtpms' buffer)
 FRAME_GRACE = 0.3                  # seconds to wait for the rest of a short frame
+RECV_SIZE = 2 * TPM_INPUT_BUFFER   # one command and then some (a bigger buffer costs per call)
 MAX_CONNECTIONS = 64               # beyond this the longest-idle connection is closed
 SEND_TIMEOUT = 10.0
 
@@ -283,6 +284,10 @@ class Listener:
     address: str          # "tcp 127.0.0.1:6545" / "unix /path"
     unix_path: str | None = None
 
+    @property
+    def tcp(self) -> bool:
+        return self.unix_path is None
+
 
 def open_tcp(host: str, port: int) -> Listener:
     try:
@@ -339,7 +344,10 @@ class TPMServer:
         self.listeners = listeners
         self.locality = locality
         self.log = log or (lambda msg: print("pyxl tpm-serve: " + msg, file=sys.stderr, flush=True))
-        self.sel = selectors.DefaultSelector()
+        # epoll directly, not selectors: its per-event bookkeeping is a
+        # measurable share of a round trip when every command is a connection
+        self._epoll = select.epoll()
+        self._watched: dict[int, tuple[str, object]] = {}     # fd -> (kind, object)
         self.conns: dict[socket.socket, Conn] = {}
         self.dirty = False          # a state write failed; retry after the next command
         self.commands = 0
@@ -364,16 +372,28 @@ class TPMServer:
         signal.signal(signal.SIGINT, handler)
 
     # -- loop
+    def _watch(self, sock: socket.socket, kind: str, obj) -> None:
+        self._epoll.register(sock.fileno(), select.EPOLLIN)
+        self._watched[sock.fileno()] = (kind, obj)
+
+    def _unwatch(self, sock: socket.socket) -> None:
+        fd = sock.fileno()
+        if self._watched.pop(fd, None) is not None:
+            try:
+                self._epoll.unregister(fd)
+            except OSError:
+                pass
+
     def serve_forever(self) -> None:
         for lst in self.listeners:
             lst.sock.setblocking(False)
-            self.sel.register(lst.sock, selectors.EVENT_READ, ("listen", lst))
-        self.sel.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
+            self._watch(lst.sock, "listen", lst)
+        self._watch(self._wake_r, "wake", None)
         try:
             while not self._stop:
                 timeout = self._next_timeout()
-                for key, _ in self.sel.select(timeout):
-                    kind, obj = key.data
+                for fd, _ in self._epoll.poll(-1 if timeout is None else timeout):
+                    kind, obj = self._watched.get(fd, (None, None))
                     if kind == "listen":
                         self._accept(obj)
                     elif kind == "wake":
@@ -381,7 +401,7 @@ class TPMServer:
                             self._wake_r.recv(64)
                         except OSError:
                             pass
-                    else:
+                    elif kind == "conn":
                         self._readable(obj)
                     if self._stop:
                         break
@@ -396,31 +416,35 @@ class TPMServer:
         return max(0.0, min(deadlines) - time.monotonic())
 
     def _accept(self, lst: Listener) -> None:
-        while True:
-            try:
-                sock, addr = lst.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as e:
-                self.log("accept failed: %s" % e)
-                return
-            if len(self.conns) >= MAX_CONNECTIONS:
-                oldest = min(self.conns.values(), key=lambda c: c.last_active)
-                self._close(oldest)
-            sock.setblocking(False)
-            if sock.family != socket.AF_UNIX:
+        # one connection per readiness event: the listener is level-triggered,
+        # so a second pending one wakes select() again, and the common case
+        # (tcsd: one connection per command) saves a failing accept()
+        try:
+            sock, addr = lst.sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self.log("accept failed: %s" % e)
+            return
+        if len(self.conns) >= MAX_CONNECTIONS:
+            oldest = min(self.conns.values(), key=lambda c: c.last_active)
+            self._close(oldest)
+        sock.setblocking(False)
+        peer = "%s:%s" % addr[:2] if lst.tcp else (addr or lst.address)
+        conn = Conn(sock, peer, Framer(), time.monotonic())
+        self.conns[sock] = conn
+        # tcsd writes its command right after connecting: often it is
+        # already here, so serve it before anything else (nothing is in
+        # flight yet, so Nagle cannot hold that first answer back)
+        self._readable(conn)
+        if sock in self.conns:               # still open: more commands, or EOF
+            if lst.tcp:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            peer = "%s:%s" % addr[:2] if isinstance(addr, tuple) else (addr or lst.address)
-            conn = Conn(sock, peer, Framer(), time.monotonic())
-            self.conns[sock] = conn
-            self.sel.register(sock, selectors.EVENT_READ, ("conn", conn))
-            # tcsd writes its command right after connecting: often it is
-            # already here, so serve it without another trip through select()
-            self._readable(conn)
+            self._watch(sock, "conn", conn)
 
     def _readable(self, conn: Conn) -> None:
         try:
-            data = conn.sock.recv(65536)
+            data = conn.sock.recv(RECV_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -516,10 +540,7 @@ class TPMServer:
     def _close(self, conn: Conn) -> None:
         if self.conns.pop(conn.sock, None) is None:
             return
-        try:
-            self.sel.unregister(conn.sock)
-        except (KeyError, ValueError):
-            pass
+        self._unwatch(conn.sock)
         try:
             conn.sock.close()
         except OSError:
@@ -529,20 +550,14 @@ class TPMServer:
         for conn in list(self.conns.values()):
             self._close(conn)
         for lst in self.listeners:
-            try:
-                self.sel.unregister(lst.sock)
-            except (KeyError, ValueError):
-                pass
+            self._unwatch(lst.sock)
             lst.sock.close()
             if lst.unix_path:
                 _unlink_quietly(lst.unix_path)
-        try:
-            self.sel.unregister(self._wake_r)
-        except (KeyError, ValueError):
-            pass
+        self._unwatch(self._wake_r)
         self._wake_r.close()
         self._wake_w.close()
-        self.sel.close()
+        self._epoll.close()
 
     def save_state_and_stop(self) -> bool:
         """Power-down as vtpm-stubdom does it: TPM_SaveState, then a final write."""
