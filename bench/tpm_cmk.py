@@ -30,15 +30,10 @@ sys.path[:0] = [str(ROOT / "tests" / "tpm"), str(ROOT / "tests"), str(ROOT)]
 import engine_helpers as H  # noqa: E402
 import test_engine_cmk as K  # noqa: E402
 from pyxl.tpm import structures as S  # noqa: E402
-from tpm.fixtures import PyxlServe, Swtpm, transact  # noqa: E402
+from tpm.fixtures import PyxlServe, Swtpm  # noqa: E402
 
 
-class Remote:
-    def __init__(self, addr):
-        self.addr = addr
-
-    def execute(self, req: bytes, locality: int = 0) -> bytes:
-        return transact(self.addr, req)
+Remote = H.Remote      # a served TPM (swtpm or tpm-serve) as a scenario's TPM
 
 
 def own(tpm, needs_ek: bool) -> None:
@@ -99,7 +94,7 @@ def main() -> int:
         sw = Swtpm(Path(tmp) / "swtpm").start()
         px = PyxlServe(pyxl_cmd, Path(tmp) / "pyxl").start()
         try:
-            tpms = {"swtpm": Remote(sw.addr), "pyxl": Remote(px.addr)}
+            tpms = {"swtpm": Remote(sw), "pyxl": Remote(px)}
             own(tpms["swtpm"], True)
             own(tpms["pyxl"], False)
             ops = {k: operations(t) for k, t in tpms.items()}

@@ -225,8 +225,9 @@ def auth2(tpm, ordinal, handles: bytes, params: bytes, s1, secret1, s2, secret2,
 # ---------------------------------------------------------------- swtpm as a scenario's TPM
 
 class Remote:
-    """A running swtpm (tests/tpm/fixtures.Swtpm) with the engine's
-    execute(frame, locality) interface, so engine scenarios run on libtpms."""
+    """A served TPM (tests/tpm/fixtures.Swtpm or PyxlServe: anything with an
+    `addr`) with the engine's execute(frame, locality) interface, so engine
+    scenarios run on libtpms or through tpm-serve."""
 
     def __init__(self, sw):
         self.sw = sw
