@@ -193,35 +193,46 @@ def aes_cbc_decrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
     return u.update(padded) + u.finalize()
 
 
-def _aes_stream(key: bytes, mode, data: bytes) -> bytes:
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
-    e = Cipher(algorithms.AES(key), mode).encryptor()
-    return e.update(data) + e.finalize()
+# AES block encryptors by key.  A transport session keeps its key for its
+# whole life and only the counter / IV changes per command, and building a
+# cipher object costs far more than encrypting a few blocks; ECB on whole
+# blocks keeps no state between calls, so one encryptor serves every call.
+_ECB: dict[bytes, object] = {}
+_ECB_MAX = 32
+
+
+def _aes_blocks(key: bytes):
+    e = _ECB.get(key)
+    if e is None:
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+        if len(_ECB) >= _ECB_MAX:
+            _ECB.clear()
+        e = _ECB[key] = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    return e.update
 
 
 def aes128_ctr(key: bytes, counter: bytes, data: bytes) -> bytes:
     """AES-128 in CTR mode as TPM 1.2 runs it (transport sessions, ADIP,
     Sealx): the key and the initial counter are the first 16 bytes of what is
     given, and only the counter's low 32 bits count up, wrapping to zero
-    without a carry into the upper 96 (libtpms TPM_AES_ctr128_encrypt).
-    `cryptography` carries through all 128 bits, so the data is cut where the
-    low word wraps and each piece gets its own counter."""
-    from cryptography.hazmat.primitives.ciphers import modes
-    key, counter = key[:16], counter[:16]
-    out = []
-    low = int.from_bytes(counter[12:], "big")
-    while data:
-        n = ((1 << 32) - low) * 16          # bytes before the low word wraps
-        out.append(_aes_stream(key, modes.CTR(counter[:12] + low.to_bytes(4, "big")), data[:n]))
-        data, low = data[n:], 0
-    return b"".join(out)
+    without a carry into the upper 96 (libtpms TPM_AES_ctr128_encrypt) --
+    which is why the counter blocks are built here rather than by
+    `cryptography`'s CTR mode, which carries through all 128 bits."""
+    if not data:
+        return b""
+    high, low = counter[:12], int.from_bytes(counter[12:16], "big")
+    blocks = b"".join(high + ((low + i) & 0xFFFFFFFF).to_bytes(4, "big")
+                      for i in range((len(data) + 15) // 16))
+    return xor(data, _aes_blocks(key[:16])(blocks))
 
 
 def aes128_ofb(key: bytes, iv: bytes, data: bytes) -> bytes:
     """AES-128 in OFB mode (transport sessions): key and IV are the first 16
-    bytes of what is given."""
-    try:        # cryptography >= 47 keeps OFB among its "decrepit" modes
-        from cryptography.hazmat.decrepit.ciphers.modes import OFB
-    except ImportError:
-        from cryptography.hazmat.primitives.ciphers.modes import OFB
-    return _aes_stream(key[:16], OFB(iv[:16]), data) if data else b""
+    bytes of what is given; each output block is the encryption of the one
+    before it."""
+    encrypt = _aes_blocks(key[:16])
+    stream, block = [], iv[:16]
+    for _ in range((len(data) + 15) // 16):
+        block = encrypt(block)
+        stream.append(block)
+    return xor(data, b"".join(stream)) if data else b""
