@@ -44,13 +44,15 @@ def xor(a: bytes, b: bytes) -> bytes:
 
 
 def mgf1(seed: bytes, length: int) -> bytes:
-    """MGF1 with SHA-1 (PKCS#1 B.2.1): the keystream of Sealx / Unseal's XOR."""
-    out = bytearray()
-    counter = 0
-    while len(out) < length:
-        out += sha1(seed, counter.to_bytes(4, "big"))
-        counter += 1
-    return bytes(out[:length])
+    """MGF1 with SHA-1 (PKCS#1 B.2.1): the keystream of Sealx / Unseal's XOR
+    and of transport sessions (the seed is hashed once, then copied)."""
+    base = hashlib.sha1(seed)
+    out = []
+    for counter in range((length + 19) // 20):
+        h = base.copy()
+        h.update(counter.to_bytes(4, "big"))
+        out.append(h.digest())
+    return b"".join(out)[:length]
 
 
 class RSAKey:
