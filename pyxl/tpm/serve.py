@@ -655,6 +655,9 @@ def run(opts: Options, engine_factory=open_engine) -> int:
     if opts.startup is not None and opts.startup not in STARTUPS:
         log("--startup must be one of %s" % ", ".join(STARTUPS))
         return 2
+    if opts.emulator.lower() not in ("libtpms", "berlios"):
+        log("--emulator must be libtpms or berlios")
+        return 2
     if not (0 <= opts.locality <= 4):
         log("--locality must be 0..4")
         return 2

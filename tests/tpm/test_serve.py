@@ -118,6 +118,9 @@ def test_bad_options(pyxl_cmd, tmp_path):
                                    "--vendor", "NOPE"], capture_output=True, text=True, timeout=30)
     assert p.returncode == 1 and "unknown --vendor NOPE" in p.stderr
     p = subprocess.run(pyxl_cmd + ["tpm-serve", "--state", str(tmp_path / "s"), "--port", "0",
+                                   "--emulator", "qemu"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and "--emulator must be libtpms or berlios" in p.stderr
+    p = subprocess.run(pyxl_cmd + ["tpm-serve", "--state", str(tmp_path / "s"), "--port", "0",
                                    "--startup", "state"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 1 and "TPM_Startup(state) failed" in p.stderr   # nothing was saved
