@@ -655,8 +655,9 @@ def run(opts: Options, engine_factory=open_engine) -> int:
     if opts.startup is not None and opts.startup not in STARTUPS:
         log("--startup must be one of %s" % ", ".join(STARTUPS))
         return 2
-    if opts.emulator.lower() not in ("libtpms", "berlios"):
-        log("--emulator must be libtpms or berlios")
+    from pyxl.tpm.identity import BEHAVIOURS
+    if opts.emulator.lower() not in BEHAVIOURS:
+        log("--emulator must be %s" % " or ".join(sorted(BEHAVIOURS, reverse=True)))
         return 2
     if not (0 <= opts.locality <= 4):
         log("--locality must be 0..4")
