@@ -3,7 +3,10 @@
 Facts transcribed from xen-project/xen RELEASE-4.17.7: the fixed table in
 tools/libs/light/libxl_cpuid.c (searched first, in order) and the featureset
 names generated from xen/include/public/arch-x86/cpufeatureset.h (lower-case,
-"_" -> "-"; searched second).  Registers are "eax".."edx".
+"_" -> "-"; searched second).  The featureset is the one of Debian's build
+(xen 4.17.5+72-g01140da4e8-1, the peer the suite runs): it predates
+SRSO_US_NO and SRSO_MSR_FIX, so "srso-us-no" and "srso-msr-fix" are unknown
+flag names there, as here.  Registers are "eax".."edx".
 """
 
 NA = None  # no subleaf (XEN_CPUID_INPUT_UNUSED)
@@ -268,9 +271,7 @@ FEATURES = {
     "smep":                  5*32+7,
     "smx":                   1*32+6,
     "srbds-ctrl":            9*32+9,
-    "srso-msr-fix":          11*32+31,
     "srso-no":               11*32+29,
-    "srso-us-no":            11*32+30,
     "ss":                    0*32+27,
     "ssb-no":                8*32+26,
     "ssbd":                  9*32+31,
