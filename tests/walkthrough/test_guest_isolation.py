@@ -1,0 +1,204 @@
+"""A guest's TPM is reachable only by that guest (and root).
+
+The attack: the guide's chain is up, the guest has loaded xen-tpmfront and
+started tcsd.  Another local user (`nobody`, through util-linux setpriv)
+tries every TCP port the guest's userland listens on -- tcsd's and the TCP
+device tcsd uses as /dev/tpm0 -- from the host: a raw TPM_Extend of PCR 12,
+the real `tpm_version` and `tpm_takeownership -y -z` with TSS_TCSD_PORT
+pointing at the port.  All of it must fail, and no process of this host
+may have any TCP listener in the host's network namespace.  The guest
+itself still runs the real tcsd and tpm-tools and owns its TPM.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+
+import pytest
+from test_walkthrough_e2e import GUIDE_TPM_VERSION, host  # noqa: F401  (the fixture)
+from wt_host import REPO, procs_with_root, squeeze
+
+from peers import which
+from pyxl.domain.linux.netns import GuestNetwork
+
+TPM_ORD_Extend = 0x14
+LISTEN = "0A"                                    # TCP_LISTEN in /proc/net/tcp
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return inodes
+    for fd in fds:
+        try:
+            m = re.fullmatch(r"socket:\[(\d+)\]", os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+        except OSError:
+            continue
+        if m:
+            inodes.add(int(m.group(1)))
+    return inodes
+
+
+def _tcp_listeners(net_dir: str) -> dict[int, int]:
+    """inode -> port of every listening TCP socket of a network namespace,
+    as its /proc/.../net/tcp{,6} lists them."""
+    out = {}
+    for name in ("tcp", "tcp6"):
+        try:
+            lines = open(os.path.join(net_dir, name)).read().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            f = line.split()
+            if f[3] == LISTEN:
+                out[int(f[9])] = int(f[1].rsplit(":", 1)[1], 16)
+    return out
+
+
+def _pid_of_program(root: str, prog: str) -> int:
+    pids = [p for p in procs_with_root(root) if _argv0(p) == prog]
+    assert len(pids) == 1, (prog, pids)
+    return pids[0]
+
+
+def _argv0(pid: int) -> str:
+    try:
+        return os.path.basename(open("/proc/%d/cmdline" % pid, "rb").read().split(b"\0")[0].decode())
+    except OSError:
+        return ""
+
+
+def _as_nobody(argv: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups",
+                           "--", *argv], env=env, capture_output=True, text=True, timeout=60,
+                          errors="replace", cwd="/")
+
+
+EXTEND = r"""
+import socket, struct, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.sendall(struct.pack(">HII I", 0xC1, 34, %d, 12) + bytes(20))
+print(s.recv(4096).hex())
+""" % TPM_ORD_Extend
+
+
+@pytest.mark.slow
+def test_other_users_cannot_reach_the_guests_tpm(host):  # noqa: F811
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs util-linux setpriv")
+    h = host
+    mgr_img, vtpm_img, kernel = h.dir / "mgr.img", h.dir / "vtpm.img", h.dir / "vmlinuz"
+    for path, size in ((mgr_img, 16 << 20), (vtpm_img, 8 << 20)):
+        with open(path, "wb") as f:
+            f.truncate(size)
+    kernel.write_text("stand-in kernel\n")
+    h.create("vtpmmgr-stubdom.cfg", 'disk=["file:%s,hda,w"]' % mgr_img)
+    h.wait_console("vtpmmgr", "Waiting for commands from vTPM's:")
+    h.create("vtpm.cfg", 'disk=["file:%s,hda,w"]' % vtpm_img)
+    h.wait_console("domu-vtpm", "Waiting for frontend domain to connect..")
+    h.create("domu.cfg", 'kernel="%s"' % kernel)
+    h.guest("modprobe xen-tpmfront", "tcsd")
+
+    # what the guest's userland listens on, seen from inside its own network
+    tcsd = _pid_of_program(h.root, "tcsd")
+    procs = procs_with_root(h.root)
+    ours = set().union(*(_socket_inodes(p) for p in procs))
+    guest_ports = sorted({port for ino, port in _tcp_listeners("/proc/%d/net" % tcsd).items()
+                          if ino in ours})
+    assert len(guest_ports) >= 2, guest_ports           # tcsd's port and /dev/tpm0's
+
+    # -- the attack, as another local user --------------------------------------
+    python = "/usr/bin/python3"
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/", "TSS_TCSD_HOSTNAME": "127.0.0.1"}
+    breaches = []
+    for port in guest_ports:
+        r = _as_nobody([python, "-S", "-c", EXTEND, str(port)], env)
+        if r.returncode == 0 or "ConnectionRefusedError" not in r.stderr:
+            breaches.append("connected to port %d: %s%s" % (port, r.stdout, r.stderr[-200:]))
+        for tool in (["tpm_version"], ["tpm_takeownership", "-y", "-z"]):
+            r = _as_nobody([which(tool[0]), *tool[1:]], dict(env, TSS_TCSD_PORT=str(port)))
+            if r.returncode == 0 or "Communication failure" not in r.stdout + r.stderr:
+                breaches.append("%s through port %d: rc %d %s%s"
+                                % (tool[0], port, r.returncode, r.stdout, r.stderr[-200:]))
+    assert breaches == [], "\n".join(breaches)
+
+    # no process of this host listens on TCP in the host's network namespace
+    host_view = _tcp_listeners("/proc/%d/net" % os.getpid())
+    leaks = {p: sorted(host_view[i] for i in _socket_inodes(p) if i in host_view)
+             for p in procs_with_root(h.root)}
+    assert {p: ports for p, ports in leaks.items() if ports} == {}, \
+        {_argv0(p): ports for p, ports in leaks.items() if ports}
+
+    # -- inside the guest its TPM is still its own --------------------------------
+    out = "root@domu:~# " + h.guest("tpm_version", "tpm_takeownership -y -z").replace("\r", "")
+    lines = out.splitlines()
+    i = lines.index("root@domu:~# tpm_version")
+    assert [squeeze(x) for x in lines[i + 1:i + 8]] == GUIDE_TPM_VERSION.splitlines(), out
+    j = lines.index("root@domu:~# tpm_takeownership -y -z")
+    assert lines[j + 1:] == ["root@domu:~# "], out          # silent: the guest took ownership
+
+
+NO_ROOT = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from pyxl.domain.linux import netns, userland
+
+class NoChip:
+    def device_address(self):
+        raise AssertionError("a TPM endpoint was opened")
+
+out = []
+ul = userland.Userland(NoChip(), out.append, netns.GuestNetwork())
+for name in ("tcsd", "tpm_version"):
+    assert ul.run(name, [])
+print("".join(out), end="")
+"""
+
+
+def test_without_root_the_guests_userland_is_refused_not_moved_to_the_host(peer):
+    """A pyxl run by an ordinary user cannot give a guest a network of its
+    own: the guest's tcsd and tools say so, and open nothing anywhere."""
+    peer("tcsd")
+    peer("tpm-tools")
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs util-linux setpriv")
+    r = _as_nobody(["/usr/bin/python3", "-S", "-c", NO_ROOT, str(REPO)])
+    assert r.returncode == 0, r.stderr
+    why = "unshare(CLONE_NEWNET): Operation not permitted (a guest's private network needs root)"
+    assert r.stdout.splitlines() == [
+        "-bash: %s: not run: the guest has no network of its own: %s" % (name, why)
+        for name in ("tcsd", "tpm_version")]
+
+
+def test_the_guests_network_is_its_own():
+    """In-process: what GuestNetwork runs is in a namespace of its own with
+    lo up, and a socket listening there is not in the host's."""
+    if os.geteuid() != 0:
+        pytest.skip("a network namespace needs root")
+
+    def ns() -> int:
+        return os.stat("/proc/thread-self/ns/net").st_ino
+
+    def listen() -> socket.socket:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        return s
+
+    net = GuestNetwork()
+    assert net.call(ns) != ns()
+    assert net.call(ns) == net.call(ns)                 # one namespace per guest
+    with net.call(listen) as s:
+        port = s.getsockname()[1]
+        net.call(lambda: socket.create_connection(("127.0.0.1", port), timeout=5).close())
+        inode = os.fstat(s.fileno()).st_ino
+        assert inode in net.call(lambda: _tcp_listeners("/proc/thread-self/net"))
+        assert inode not in _tcp_listeners("/proc/thread-self/net")
+    with pytest.raises(ZeroDivisionError):
+        net.call(lambda: 1 // 0)                        # the caller gets the exception
