@@ -126,6 +126,12 @@ def test_other_users_cannot_reach_the_guests_tpm(host):  # noqa: F811
             if r.returncode == 0 or "Communication failure" not in r.stdout + r.stderr:
                 breaches.append("%s through port %d: rc %d %s%s"
                                 % (tool[0], port, r.returncode, r.stdout, r.stderr[-200:]))
+    # nor can it look into the directory of the guest's tcsd (config, storage, log)
+    argv = open("/proc/%d/cmdline" % tcsd, "rb").read().decode().split("\0")
+    work = os.path.dirname(argv[argv.index("-c") + 1])
+    r = _as_nobody(["ls", "-A", work], env)
+    if r.returncode == 0:
+        breaches.append("listed %s: %s" % (work, r.stdout.split()))
     assert breaches == [], "\n".join(breaches)
 
     # no process of this host listens on TCP in the host's network namespace

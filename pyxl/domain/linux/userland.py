@@ -118,12 +118,14 @@ class Userland:
             dev = None
         if dev is None:
             return                    # no TPM device: tcsd gives up (TDDL_Open failed)
-        work = tempfile.mkdtemp(prefix="pyxl-guest-tcsd-")
-        os.chmod(work, 0o755)
+        work = tempfile.mkdtemp(prefix="pyxl-guest-tcsd-")        # 0700, ours
         ps = os.path.join(work, "ps")
-        os.mkdir(ps, 0o700)
         conf = os.path.join(work, "tcsd.conf")
         try:
+            # tcsd, once it is tss, reaches its files here; other users see nothing
+            shutil.chown(work, "root", "tss")
+            os.chmod(work, 0o750)
+            os.mkdir(ps, 0o700)
             shutil.chown(ps, "tss", "tss")
             with open(conf, "w") as f:
                 f.write("port = %d\nsystem_ps_file = %s\n"
