@@ -5,9 +5,11 @@ started tcsd.  Another local user (`nobody`, through util-linux setpriv)
 tries every TCP port the guest's userland listens on -- tcsd's and the TCP
 device tcsd uses as /dev/tpm0 -- from the host: a raw TPM_Extend of PCR 12,
 the real `tpm_version` and `tpm_takeownership -y -z` with TSS_TCSD_PORT
-pointing at the port.  All of it must fail, and no process of this host
-may have any TCP listener in the host's network namespace.  The guest
-itself still runs the real tcsd and tpm-tools and owns its TPM.
+pointing at the port -- and a look into tcsd's directory.  All of it must
+fail, and no process of this host (daemon, stub domains, guest, tcsd) may
+have any TCP or UDP socket, listening or not, in the host's network
+namespace.  The guest itself still runs the real tcsd and tpm-tools and
+owns its TPM.
 """
 
 from __future__ import annotations
@@ -45,20 +47,25 @@ def _socket_inodes(pid: int) -> set[int]:
     return inodes
 
 
-def _tcp_listeners(net_dir: str) -> dict[int, int]:
-    """inode -> port of every listening TCP socket of a network namespace,
-    as its /proc/.../net/tcp{,6} lists them."""
+def _inet_sockets(net_dir: str) -> dict[int, tuple[str, int, str]]:
+    """inode -> (protocol, local port, state) of every IPv4/IPv6 socket of
+    a network namespace, as its /proc/.../net/{tcp,udp}{,6} list them."""
     out = {}
-    for name in ("tcp", "tcp6"):
+    for name in ("tcp", "tcp6", "udp", "udp6"):
         try:
             lines = open(os.path.join(net_dir, name)).read().splitlines()[1:]
         except FileNotFoundError:
             continue
         for line in lines:
             f = line.split()
-            if f[3] == LISTEN:
-                out[int(f[9])] = int(f[1].rsplit(":", 1)[1], 16)
+            out[int(f[9])] = (name, int(f[1].rsplit(":", 1)[1], 16), f[3])
     return out
+
+
+def _tcp_listeners(net_dir: str) -> dict[int, int]:
+    """inode -> port of every listening TCP socket of a network namespace."""
+    return {ino: port for ino, (proto, port, st) in _inet_sockets(net_dir).items()
+            if proto.startswith("tcp") and st == LISTEN}
 
 
 def _pid_of_program(root: str, prog: str) -> int:
@@ -134,8 +141,9 @@ def test_other_users_cannot_reach_the_guests_tpm(host):  # noqa: F811
         breaches.append("listed %s: %s" % (work, r.stdout.split()))
     assert breaches == [], "\n".join(breaches)
 
-    # no process of this host listens on TCP in the host's network namespace
-    host_view = _tcp_listeners("/proc/%d/net" % os.getpid())
+    # no process of this host has any TCP or UDP socket in the host's network
+    # namespace (so no listener either): daemon, stub domains, guest, tcsd
+    host_view = _inet_sockets("/proc/%d/net" % os.getpid())
     leaks = {p: sorted(host_view[i] for i in _socket_inodes(p) if i in host_view)
              for p in procs_with_root(h.root)}
     assert {p: ports for p, ports in leaks.items() if ports} == {}, \
