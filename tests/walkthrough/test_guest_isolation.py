@@ -18,16 +18,17 @@ import os
 import re
 import shutil
 import socket
+import struct
 import subprocess
 
 import pytest
 from test_walkthrough_e2e import GUIDE_TPM_VERSION, host  # noqa: F401  (the fixture)
-from wt_host import REPO, procs_with_root, squeeze
+from wt_host import REPO, in_netns, procs_with_root, squeeze
 
 from peers import which
 from pyxl.domain.linux.netns import GuestNetwork
 
-TPM_ORD_Extend = 0x14
+TPM_ORD_Extend, TPM_ORD_GetRandom = 0x14, 0x46
 LISTEN = "0A"                                    # TCP_LISTEN in /proc/net/tcp
 
 
@@ -87,6 +88,20 @@ def _as_nobody(argv: list[str], env: dict | None = None) -> subprocess.Completed
                           errors="replace", cwd="/")
 
 
+def _guide_chain(h) -> None:
+    """The guide's three domains, created one by one."""
+    mgr_img, vtpm_img, kernel = h.dir / "mgr.img", h.dir / "vtpm.img", h.dir / "vmlinuz"
+    for path, size in ((mgr_img, 16 << 20), (vtpm_img, 8 << 20)):
+        with open(path, "wb") as f:
+            f.truncate(size)
+    kernel.write_text("stand-in kernel\n")
+    h.create("vtpmmgr-stubdom.cfg", 'disk=["file:%s,hda,w"]' % mgr_img)
+    h.wait_console("vtpmmgr", "Waiting for commands from vTPM's:")
+    h.create("vtpm.cfg", 'disk=["file:%s,hda,w"]' % vtpm_img)
+    h.wait_console("domu-vtpm", "Waiting for frontend domain to connect..")
+    h.create("domu.cfg", 'kernel="%s"' % kernel)
+
+
 EXTEND = r"""
 import socket, struct, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
@@ -100,16 +115,7 @@ def test_other_users_cannot_reach_the_guests_tpm(host):  # noqa: F811
     if shutil.which("setpriv") is None:
         pytest.skip("needs util-linux setpriv")
     h = host
-    mgr_img, vtpm_img, kernel = h.dir / "mgr.img", h.dir / "vtpm.img", h.dir / "vmlinuz"
-    for path, size in ((mgr_img, 16 << 20), (vtpm_img, 8 << 20)):
-        with open(path, "wb") as f:
-            f.truncate(size)
-    kernel.write_text("stand-in kernel\n")
-    h.create("vtpmmgr-stubdom.cfg", 'disk=["file:%s,hda,w"]' % mgr_img)
-    h.wait_console("vtpmmgr", "Waiting for commands from vTPM's:")
-    h.create("vtpm.cfg", 'disk=["file:%s,hda,w"]' % vtpm_img)
-    h.wait_console("domu-vtpm", "Waiting for frontend domain to connect..")
-    h.create("domu.cfg", 'kernel="%s"' % kernel)
+    _guide_chain(h)
     h.guest("modprobe xen-tpmfront", "tcsd")
 
     # what the guest's userland listens on, seen from inside its own network
@@ -216,3 +222,25 @@ def test_the_guests_network_is_its_own():
         assert inode not in _tcp_listeners("/proc/thread-self/net")
     with pytest.raises(ZeroDivisionError):
         net.call(lambda: 1 // 0)                        # the caller gets the exception
+
+
+@pytest.mark.slow
+def test_without_its_chip_the_guests_tcsd_never_reaches_the_hosts_tpm(host):  # noqa: F811
+    """tcsd -e opens its TCP device anew for every command and, when that
+    cannot be reached, the host's /dev/tpm0, /udev/tpm0 or /dev/tpm
+    (open_device in TrouSerS' src/tddl/tddl.c).  After `rmmod xen_tpmfront`
+    the guest's device must therefore still be there, failing every
+    command, for as long as the guest lives."""
+    h = host
+    _guide_chain(h)
+    h.guest("modprobe xen-tpmfront", "tcsd")
+    tcsd = _pid_of_program(h.root, "tcsd")
+    env = dict(e.split("=", 1) for e in open("/proc/%d/environ" % tcsd, "rb").read()
+               .decode().split("\0") if "=" in e)
+    dev = env["TCSD_TCP_DEVICE_HOSTNAME"], int(env["TCSD_TCP_DEVICE_PORT"])
+    h.guest("rmmod xen_tpmfront")
+    out = h.guest("tpm_version").replace("\r", "")
+    assert "failed: 0x00001087 - layer=tddl, code=0087 (135), I/O error\n" in out, out
+    with in_netns(tcsd, lambda: socket.create_connection(dev, timeout=10)) as s:
+        s.sendall(struct.pack(">HIII", 0xC1, 14, TPM_ORD_GetRandom, 16))
+        assert s.recv(4096) == b""                     # the command failed: no chip

@@ -97,18 +97,16 @@ class GuestTpm:
             raise TpmDeviceError(5, "Input/output error") from None
 
     def close(self) -> None:
-        """Guest shutdown: the frontend closes so the backend sees it leave."""
+        """rmmod, or guest shutdown: the frontend closes so the backend sees
+        it leave.  The /dev/tpm0 endpoint stays open as long as this guest
+        process, failing every command while there is no chip: tcsd -e
+        opens the device anew for every command, and when its TCP device
+        cannot be reached it falls back to the host's own /dev/tpm0,
+        /udev/tpm0 or /dev/tpm (open_device in TrouSerS' src/tddl/tddl.c)
+        -- a guest must never reach the host's TPM."""
         f = self.front
         if f is not None and f.registered:
             f.close()
-        with self.lock:
-            if self.listener is not None:
-                try:
-                    self.listener.shutdown(socket.SHUT_RDWR)     # wakes the accept()ing thread
-                except OSError:
-                    pass
-                self.listener.close()
-                self.listener = None
 
     # -- what the guest's shell sees -----------------------------------------
     def has_chip(self) -> bool:
