@@ -248,3 +248,13 @@ def test_without_its_chip_the_guests_tcsd_never_reaches_the_hosts_tpm(host):  # 
     with in_netns(tcsd, lambda: socket.create_connection(dev, timeout=10)) as s:
         s.sendall(struct.pack(">HIII", 0xC1, 14, TPM_ORD_GetRandom, 16))
         assert s.recv(4096) == b""                     # the command failed: no chip
+
+
+def test_the_guests_userland_runs_tpm_tools_by_name_only():
+    """A `tpm_` word with a slash names a path, not a tool: not the
+    userland's to run (the guest's shell says command not found)."""
+    from pyxl.domain.linux.userland import Userland
+
+    ul = Userland(None, None, None)
+    assert ul.handles("tpm_version") and ul.handles("tcsd")
+    assert not ul.handles("tpm_/../../usr/bin/id")

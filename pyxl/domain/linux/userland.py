@@ -71,6 +71,7 @@ def which(prog: str) -> str | None:
 
 
 def listening(port: int) -> bool:
+    """Whether tcsd serves yet; called inside the guest's network."""
     try:
         socket.create_connection((TCSD_HOST, port), timeout=0.5).close()
         return True
@@ -87,7 +88,9 @@ class Userland:
         self.lifeline: int | None = None
 
     def handles(self, name: str) -> bool:
-        return name == "tcsd" or name.startswith("tpm_")
+        """tcsd and tpm-tools by name; never a path (which would run
+        whatever host program the path names)."""
+        return name == "tcsd" or (name.startswith("tpm_") and "/" not in name)
 
     def run(self, name: str, args: list[str]) -> bool:
         if not self.handles(name):
