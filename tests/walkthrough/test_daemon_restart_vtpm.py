@@ -21,7 +21,7 @@ import time
 
 import pytest
 from test_walkthrough_e2e import GUIDE_TPM_VERSION, host  # noqa: F401  (the fixture)
-from wt_host import EXAMPLES, Host, procs_with_root, squeeze
+from wt_host import EXAMPLES, Host, in_netns, procs_with_root, squeeze
 
 TPM_ORD_Extend, TPM_ORD_PcrRead = 0x14, 0x15
 PCR = 10
@@ -40,18 +40,25 @@ def _read(pid: int, what: str) -> bytes:
         return b""
 
 
-def _tpm0(host) -> tuple[str, int]:
-    """Where the guest's /dev/tpm0 is reachable: what its tcsd was given."""
+def _tpm0(host) -> tuple[int, tuple[str, int]]:
+    """Where the guest's /dev/tpm0 is reachable: the tcsd's pid (whose
+    network namespace is the guest's) and the address it was given."""
     for p in procs_with_root(host.root):
         env = dict(e.split(b"=", 1) for e in _read(p, "environ").split(b"\0") if b"=" in e)
         if b"TCSD_TCP_DEVICE_PORT" in env:
-            return env[b"TCSD_TCP_DEVICE_HOSTNAME"].decode(), int(env[b"TCSD_TCP_DEVICE_PORT"])
+            return p, (env[b"TCSD_TCP_DEVICE_HOSTNAME"].decode(), int(env[b"TCSD_TCP_DEVICE_PORT"]))
     raise AssertionError("the guest's tcsd is not running")
 
 
-def _transact(addr, request: bytes, timeout: float = 10) -> bytes:
+def _connect(dev, timeout: float = 10) -> socket.socket:
+    """open() of the guest's /dev/tpm0, from inside the guest's network."""
+    pid, addr = dev
+    return in_netns(pid, lambda: socket.create_connection(addr, timeout=timeout))
+
+
+def _transact(dev, request: bytes, timeout: float = 10) -> bytes:
     """One write()+read() on the guest's /dev/tpm0; b"" if the device failed it."""
-    with socket.create_connection(addr, timeout=timeout) as s:
+    with _connect(dev, timeout) as s:
         s.sendall(request)
         out = b""
         while len(out) < 10 or len(out) < struct.unpack_from(">I", out, 2)[0]:
@@ -142,7 +149,7 @@ def test_vtpm_chain_survives_sigkilled_daemon(host):  # noqa: F811
     vpid = _pid_of(host, b'"name": "domu-vtpm"')
     os.kill(vpid, signal.SIGSTOP)                 # the vTPM cannot answer meanwhile
     try:
-        with socket.create_connection(dev, timeout=15) as s:
+        with _connect(dev, timeout=15) as s:
             s.sendall(struct.pack(">HIII", 0xC1, 14, TPM_ORD_PcrRead, PCR))
             time.sleep(0.2)
             t0 = time.monotonic()

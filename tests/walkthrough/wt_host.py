@@ -3,12 +3,16 @@ pyxl run as a subprocess, consoles driven by examples/console.py."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+
+from pyxl.domain.linux.netns import CLONE_NEWNET
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -108,3 +112,32 @@ class Host:
         while procs_with_root(self.root) and time.monotonic() < deadline:
             time.sleep(0.1)
         return procs_with_root(self.root)
+
+
+def in_netns(pid: int, fn):
+    """fn() run by a thread inside the network namespace of process `pid`
+    (setns(2): root only); what it returns, e.g. a socket, keeps that
+    namespace.  How root reaches what a guest listens on."""
+    box: list = []
+
+    def run():
+        try:
+            fd = os.open("/proc/%d/ns/net" % pid, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                if libc.setns(fd, CLONE_NEWNET) != 0:
+                    e = ctypes.get_errno()
+                    raise OSError(e, "setns: " + os.strerror(e))
+                box.append((True, fn()))
+            finally:
+                os.close(fd)
+        except BaseException as e:
+            box.append((False, e))
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value

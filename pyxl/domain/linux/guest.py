@@ -22,10 +22,11 @@ class Guest:
         self.dmesg: list[str] = []
         self.lock = threading.Lock()
         self.going_down = False
-        from pyxl.domain.linux import tpm, userland
+        from pyxl.domain.linux import netns, tpm, userland
 
-        self.tpm = tpm.GuestTpm(dom, self.klog)                 # xen-tpmfront, /dev/tpm0
-        self.userland = userland.Userland(self.tpm, self.out)   # the host's tcsd, tpm-tools
+        self.net = netns.GuestNetwork()                      # its own network, made on first use
+        self.tpm = tpm.GuestTpm(dom, self.klog, self.net)    # xen-tpmfront, /dev/tpm0
+        self.userland = userland.Userland(self.tpm, self.out, self.net)  # host's tcsd, tpm-tools
 
     # -- console output --------------------------------------------------
     def out(self, text: str) -> None:

@@ -7,10 +7,12 @@ The guest runs Debian's kernel, where xen-tpmfront is a module
 
 The guest is simulated but its userland is the host's real programs, so
 /dev/tpm0 must be reachable from a host process: the chip is exposed as a
-private TCP endpoint on 127.0.0.1 (an ephemeral port, alive only as long as
-this guest process) that speaks raw TPM 1.2 frames -- what tcsd's
-TCSD_TCP_DEVICE expects.  Every frame goes through XenTpmFront.transmit,
-i.e. through the shared ring to the guest's vtpm-stubdom.
+TCP endpoint speaking raw TPM 1.2 frames -- what tcsd's TCSD_TCP_DEVICE
+expects -- on 127.0.0.1:6545 *of the guest's own network namespace*
+(netns.py), so only the guest's userland (and root) can reach it; it lives
+as long as this guest process.  Every frame goes through
+XenTpmFront.transmit, i.e. through the shared ring to the guest's
+vtpm-stubdom.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ NODE = "device/vtpm/0"
 CONNECT_TIMEOUT = 30.0
 HEADER = 10
 MAX_FRAME = 4096                     # TPM_BUFSIZE in Linux's tpm driver
+DEVICE_PORT = 6545                   # TrouSerS' default TCSD_TCP_DEVICE_PORT (src/tddl/tddl.c)
 
 # sysfs names of the TPM 1.2 chip: the old flat layout under the xenbus
 # device (what the guide's era showed) and the class device
@@ -36,9 +39,10 @@ SYSFS_FILES = {"pcrs": pcrs_text, "pubek": pubek_text, "caps": caps_text}
 class GuestTpm:
     """One guest's TPM chip (xen-tpmfront + /dev/tpm0)."""
 
-    def __init__(self, dom, klog):
+    def __init__(self, dom, klog, net):
         self.dom = dom
         self.klog = klog
+        self.net = net                   # the guest's network namespace (GuestNetwork)
         self.front: XenTpmFront | None = None
         self.listener: socket.socket | None = None
         self.lock = threading.Lock()
@@ -93,14 +97,16 @@ class GuestTpm:
             raise TpmDeviceError(5, "Input/output error") from None
 
     def close(self) -> None:
-        """Guest shutdown: the frontend closes so the backend sees it leave."""
+        """rmmod, or guest shutdown: the frontend closes so the backend sees
+        it leave.  The /dev/tpm0 endpoint stays open as long as this guest
+        process, failing every command while there is no chip: tcsd -e
+        opens the device anew for every command, and when its TCP device
+        cannot be reached it falls back to the host's own /dev/tpm0,
+        /udev/tpm0 or /dev/tpm (open_device in TrouSerS' src/tddl/tddl.c)
+        -- a guest must never reach the host's TPM."""
         f = self.front
         if f is not None and f.registered:
             f.close()
-        with self.lock:
-            if self.listener is not None:
-                self.listener.close()
-                self.listener = None
 
     # -- what the guest's shell sees -----------------------------------------
     def has_chip(self) -> bool:
@@ -125,23 +131,22 @@ class GuestTpm:
 
     # -- /dev/tpm0 for host programs ------------------------------------------
     def device_address(self) -> tuple[str, int] | None:
-        """(host, port) where raw TPM frames reach this guest's /dev/tpm0."""
+        """(host, port) where raw TPM frames reach this guest's /dev/tpm0,
+        inside the guest's network namespace.  Raises netns.NoNetwork when
+        the guest has none."""
         if not self.has_chip():
             return None
         with self.lock:
             if self.listener is None:
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("127.0.0.1", 0))
-                s.listen(8)
-                self.listener = s
-                threading.Thread(target=self._accept, name="tpm0", daemon=True).start()
+                self.listener = self.net.call(_listen, ("127.0.0.1", DEVICE_PORT))
+                threading.Thread(target=self._accept, args=(self.listener,), name="tpm0",
+                                 daemon=True).start()
             return self.listener.getsockname()[:2]
 
-    def _accept(self) -> None:
+    def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
-                conn, _ = self.listener.accept()
+                conn, _ = listener.accept()
             except OSError:
                 return
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
@@ -167,6 +172,14 @@ class GuestTpm:
                     conn.sendall(rsp)
                 except OSError:
                     return
+
+
+def _listen(addr: tuple[str, int]) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(addr)
+    s.listen(8)
+    return s
 
 
 def _recv_exact(conn: socket.socket, n: int) -> bytes | None:

@@ -1,22 +1,29 @@
 """The guest's TPM userland: the host's real TrouSerS tcsd and tpm-tools,
 run on behalf of the simulated guest against the guest's own /dev/tpm0.
 
-    ul = Userland(guest_tpm, out)
+    ul = Userland(guest_tpm, out, net)
     ul.run("tcsd", [])            # True: handled (printed what a shell would)
     ul.run("tpm_version", [])
 
-`tcsd` starts the host's tcsd in TCP-device mode (`tcsd -e`, with
-TCSD_TCP_DEVICE_* pointing at the guest's /dev/tpm0 endpoint) on a private
-port with a private config (root:tss 0640, as tcsd insists) and persistent
-storage file.  tcsd runs under a small guardian process holding the read end
-of a pipe whose write end only the guest process has: when the guest dies --
-shutdown, destroy (SIGKILL) or crash -- the guardian sees EOF, stops tcsd and
-removes the private directory.  So nothing a guest started outlives it.
+Everything here runs inside the guest's own network namespace (netns.py):
+tcsd listens on its usual port, 30003, and reaches /dev/tpm0 at
+127.0.0.1:6545 -- both in that namespace, so no other local user can
+reach them -- and the tools connect to tcsd there.  A host without a
+namespace for the guest (pyxl not run as root) gets a clear error on the
+console instead; nothing ever listens in the host's namespace.
 
-`tpm_*` runs the host's tpm-tools program with TSS_TCSD_PORT set to this
-guest's tcsd port (a port nobody listens on before `tcsd` ran, so the tool
-fails as it would in a guest without tcsd) and shows its output on the
-console.  A program the host lacks is `-bash: NAME: command not found`.
+`tcsd` starts the host's tcsd in TCP-device mode (`tcsd -e`, with
+TCSD_TCP_DEVICE_* pointing at the guest's /dev/tpm0 endpoint) with a
+private config (root:tss 0640, as tcsd insists) and persistent storage
+file.  tcsd runs under a small guardian process holding the read end of a
+pipe whose write end only the guest process has: when the guest dies --
+shutdown, destroy (SIGKILL) or crash -- the guardian sees EOF, stops tcsd
+and removes the private directory.  So nothing a guest started outlives it.
+
+`tpm_*` runs the host's tpm-tools program against this guest's tcsd (before
+`tcsd` ran nobody listens there, so the tool fails as it would in a guest
+without tcsd) and shows its output on the console.  A program the host
+lacks is `-bash: NAME: command not found`.
 """
 
 from __future__ import annotations
@@ -29,9 +36,12 @@ import sys
 import tempfile
 import time
 
+from pyxl.domain.linux.netns import NoNetwork
+
 SBIN = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 TCSD_START_TIMEOUT = 30.0
 TOOL_TIMEOUT = 120.0
+TCSD_HOST, TCSD_PORT = "127.0.0.1", 30003    # tcsd.conf's default port, in the guest's network
 
 # runs in the guardian process: stdin is the guest's lifeline
 GUARDIAN = r"""
@@ -60,33 +70,27 @@ def which(prog: str) -> str | None:
         os.environ.get("PATH", "").split(os.pathsep))))
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    try:
-        return s.getsockname()[1]
-    finally:
-        s.close()
-
-
 def listening(port: int) -> bool:
+    """Whether tcsd serves yet; called inside the guest's network."""
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        socket.create_connection((TCSD_HOST, port), timeout=0.5).close()
         return True
     except OSError:
         return False
 
 
 class Userland:
-    def __init__(self, tpm, out):
+    def __init__(self, tpm, out, net):
         self.tpm = tpm                 # GuestTpm
         self.out = out                 # console printer (str)
-        self.tcsd_port = 0
+        self.net = net                 # the guest's network namespace (GuestNetwork)
         self.guardian: subprocess.Popen | None = None
         self.lifeline: int | None = None
 
     def handles(self, name: str) -> bool:
-        return name == "tcsd" or name.startswith("tpm_")
+        """tcsd and tpm-tools by name; never a path (which would run
+        whatever host program the path names)."""
+        return name == "tcsd" or (name.startswith("tpm_") and "/" not in name)
 
     def run(self, name: str, args: list[str]) -> bool:
         if not self.handles(name):
@@ -94,39 +98,41 @@ class Userland:
         prog = which(name)
         if prog is None:
             self.out("-bash: %s: command not found\n" % name)
-        elif name == "tcsd":
-            self.start_tcsd(prog, args)
-        else:
-            self.tool(prog, args)
+            return True
+        try:
+            self.net.call(self.start_tcsd if name == "tcsd" else self.tool, prog, args)
+        except NoNetwork as e:
+            self.out("-bash: %s: not run: the guest has no network of its own: %s\n"
+                     % (name, e.strerror))
         return True
 
     # -- tcsd ----------------------------------------------------------------
     def tcsd_running(self) -> bool:
         return self.guardian is not None and self.guardian.poll() is None
 
-    def port(self) -> int:
-        if not self.tcsd_port:
-            self.tcsd_port = free_port()
-        return self.tcsd_port
-
     def start_tcsd(self, prog: str, args: list[str]) -> None:
         """Like the real daemon started from a shell: silent, back to the
         prompt once it serves (its complaints would go to syslog)."""
         if self.tcsd_running():
             return                    # a second tcsd cannot bind the port: it just exits
-        dev = self.tpm.device_address()
+        try:
+            dev = self.tpm.device_address()    # here already inside the guest's network
+        except OSError:
+            dev = None
         if dev is None:
             return                    # no TPM device: tcsd gives up (TDDL_Open failed)
-        work = tempfile.mkdtemp(prefix="pyxl-guest-tcsd-")
-        os.chmod(work, 0o755)
+        work = tempfile.mkdtemp(prefix="pyxl-guest-tcsd-")        # 0700, ours
         ps = os.path.join(work, "ps")
-        os.mkdir(ps, 0o700)
         conf = os.path.join(work, "tcsd.conf")
-        port = self.port()
         try:
+            # tcsd, once it is tss, reaches its files here; other users see nothing
+            shutil.chown(work, "root", "tss")
+            os.chmod(work, 0o750)
+            os.mkdir(ps, 0o700)
             shutil.chown(ps, "tss", "tss")
             with open(conf, "w") as f:
-                f.write("port = %d\nsystem_ps_file = %s\n" % (port, os.path.join(ps, "system.data")))
+                f.write("port = %d\nsystem_ps_file = %s\n"
+                        % (TCSD_PORT, os.path.join(ps, "system.data")))
             shutil.chown(conf, "root", "tss")
             os.chmod(conf, 0o640)
         except (OSError, LookupError):
@@ -149,7 +155,7 @@ class Userland:
         self.lifeline = w             # closes when this guest process ends, however it ends
         deadline = time.monotonic() + TCSD_START_TIMEOUT
         while time.monotonic() < deadline and self.tcsd_running():
-            if listening(port):
+            if listening(TCSD_PORT):
                 return
             time.sleep(0.05)
 
@@ -165,7 +171,7 @@ class Userland:
 
     # -- tpm-tools -------------------------------------------------------------
     def tool(self, prog: str, args: list[str]) -> None:
-        env = dict(os.environ, TSS_TCSD_HOSTNAME="127.0.0.1", TSS_TCSD_PORT=str(self.port()))
+        env = dict(os.environ, TSS_TCSD_HOSTNAME=TCSD_HOST, TSS_TCSD_PORT=str(TCSD_PORT))
         try:
             p = subprocess.run([prog, *args], stdin=subprocess.DEVNULL, capture_output=True,
                                env=env, timeout=TOOL_TIMEOUT, start_new_session=True)
