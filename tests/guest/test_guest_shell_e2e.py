@@ -65,7 +65,7 @@ def test_tpm_tools_lines_as_typed_in_bash(host):
     out = host.guest("modprobe xen-tpmfront", "tcsd", "tpm_takeownership -y -z", nvdefine,
                      "tpm_nvinfo -i 0x10000 > 'nv info.txt'; cat nv\\ info.txt", seal,
                      "head -c 19 sealed.blob; tpm_unsealdata -z -i sealed.blob",
-                     "mkdir keys && cd keys; pwd; tpm_unsealdata -z -i ../sealed.blob -o plain",
+                     "mkdir keys && cd keys; pwd; tpm_unsealdata -z -i /root/sealed.blob -o plain",
                      "cat plain /root/keys/plain; ls -1 /root; cd; tpm_nosuch",
                      "cat /sys/class/tpm/tpm0/caps | cat > caps; cat < caps")
     assert "Successfully created NVRAM area at index 0x10000" in after(out, nvdefine)
@@ -75,7 +75,7 @@ def test_tpm_tools_lines_as_typed_in_bash(host):
     assert after(out, seal) == "sealed: 0\n"
     shown = after(out, "head -c 19 sealed.blob; tpm_unsealdata -z -i sealed.blob")
     assert shown == "-bash: head: command not found\nmy secret\n", out
-    assert after(out, "mkdir keys && cd keys; pwd; tpm_unsealdata -z -i ../sealed.blob -o plain"
+    assert after(out, "mkdir keys && cd keys; pwd; tpm_unsealdata -z -i /root/sealed.blob -o plain"
                  ) == "/root/keys\n"
     assert after(out, "cat plain /root/keys/plain; ls -1 /root; cd; tpm_nosuch") == (
         "my secret\nmy secret\nkeys\nnv info.txt\nsealed.blob\n"

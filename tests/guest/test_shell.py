@@ -127,7 +127,6 @@ def tree(tmp_path):
 def run_guest(tree: GuestTree, line: str):
     out, err = shell.Buffer(), shell.Buffer()
     sh = shell.Shell(tree, NoKernel(), out)
-    sh.console = None
     io = shell.Io(None, out, err)
     try:
         body = shell.parse(line)
@@ -270,3 +269,48 @@ def test_paths_stay_in_the_tree(tree):
     assert err == (b"-bash: link/outside: Not a directory\ncat: link/secret: Not a directory\n"
                    b"cat: file: No such file or directory\n-bash: file: No such file or directory\n"
                    b"-bash: cd: link: Not a directory\n")
+
+
+def _populate(tree: GuestTree) -> None:
+    names = ["a", "bb", "ccc", "a-much-longer-name.ctx", "primary.ctx", "sealed.blob",
+             "policy.digest", "key.pub", "key.priv", "x" * 30, "nv info.txt", "z9"]
+    for k, n in enumerate(names):
+        with open(tree.host_path("/root/" + n), "wb") as f:
+            f.write(b"x" * (k * 700))
+    os.mkdir(tree.host_path("/root/sub"))
+
+
+NAME_SETS = [
+    ["a", "bb", "ccc", "a-much-longer-name.ctx", "primary.ctx", "sealed.blob", "policy.digest",
+     "key.pub", "key.priv", "x" * 30, "nv info.txt", "z9"],
+    ["f%d" % k for k in range(60)],
+    ["x" * 79, "y"],
+    ["n" * 38, "m" * 38, "o"],
+    ["%s%d" % ("k" * (k * 7 % 23), k) for k in range(25)],
+]
+
+
+@pytest.mark.parametrize("names", NAME_SETS)
+def test_ls_on_the_terminal_fills_columns_as_coreutils_ls_does(names, tree):
+    """ls to a terminal is `ls -C` for 80 columns: real ls, on the same files."""
+    for n in names:
+        open(tree.host_path("/root/" + n), "w").close()
+    out = shell.Buffer()
+    out.tty = True
+    sh = shell.Shell(tree, NoKernel(), out)
+    assert sh.run("ls") == 0
+    want = subprocess.run(["ls", "-C", tree.host_path("/root")], capture_output=True,
+                          env={"LC_ALL": "C", "COLUMNS": "80", "PATH": "/usr/bin:/bin"}).stdout
+    assert out.value() == want
+
+
+def test_ls_l_as_coreutils_ls_l(tree):
+    """ls -l: real ls -l on the same files (the guest's owner is root: as root only)."""
+    if os.geteuid() != 0:
+        pytest.skip("the guest's files are root's; real ls names the host user")
+    _populate(tree)
+    got = run_guest(tree, "ls -l; ls -l a bb; ls -la sub")
+    env = {"LC_ALL": "C", "PATH": "/usr/bin:/bin", "TZ": os.environ.get("TZ", "")}
+    want = subprocess.run(["bash", "-c", "ls -l; ls -l a bb; ls -la sub"], env=env,
+                          cwd=tree.host_path("/root"), capture_output=True)
+    assert got == (want.stdout, want.stderr, want.returncode)

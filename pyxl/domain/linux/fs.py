@@ -30,6 +30,7 @@ import tempfile
 
 TREE_DIRS = ("root", "tmp", "etc")
 HOME = "/root"
+UMASK = 0o022                          # the guest's: what its shell creates is at most 0644
 VIRTUAL_TOP = ("proc", "sys", "dev")   # simulated by the guest's kernel, not in the tree
 
 # the reaper: stdin is the guest's lifeline
@@ -61,12 +62,8 @@ class GuestTree:
         parent = os.path.dirname(dom.status_path) if getattr(dom, "status_path", None) else None
         top = tempfile.mkdtemp(prefix="%d.guest." % dom.domid, dir=parent)   # 0700
         tree = cls(top)
-        old = os.umask(0o022)
-        try:
-            for d in TREE_DIRS:
-                os.mkdir(os.path.join(top, d), 0o700 if d == "root" else 0o755)
-        finally:
-            os.umask(old)
+        for d in TREE_DIRS:
+            os.mkdir(os.path.join(top, d), 0o700 if d == "root" else 0o777 & ~UMASK)
         tree._start_reaper()
         return tree
 
@@ -197,7 +194,7 @@ class GuestTree:
     def mkdir(self, gpath: str) -> None:
         fd, name = self._parent(gpath)
         try:
-            os.mkdir(name, 0o777, dir_fd=fd)
+            os.mkdir(name, 0o777 & ~UMASK, dir_fd=fd)
         finally:
             os.close(fd)
 

@@ -9,7 +9,7 @@ import os
 import threading
 import time
 
-from pyxl.domain.linux import shell
+from pyxl.domain.linux import shell, userland
 from pyxl.domain.linux.fs import GuestTree
 
 KERNEL_RELEASE = "6.1.0-18-amd64"
@@ -17,7 +17,6 @@ KERNEL_VERSION = "#1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1 (2024-02-01)"
 CRLF = "\r\n"
 
 SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT, SHUTDOWN_CRASH = 0, 1, 3
-BIN_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 HOST_ENV = ("PATH", "HOME", "PWD", "OLDPWD", "SHELL", "SHLVL", "TERM", "USER", "LOGNAME")
 
 
@@ -28,7 +27,7 @@ class Guest:
         self.dmesg: list[str] = []
         self.lock = threading.Lock()
         self.going_down = False
-        from pyxl.domain.linux import tpm, userland
+        from pyxl.domain.linux import tpm
 
         self.tpm = tpm.GuestTpm(dom, self.klog)                 # xen-tpmfront, /dev/tpm0
         self.userland = userland.Userland(self.tpm, self.out)   # the host's tcsd, tpm-tools
@@ -157,7 +156,8 @@ class Guest:
     def command(self, name: str, args: list[str], io, sh, env: dict) -> int | None:
         """Run a program that is not a shell built-in; None: there is none."""
         base = os.path.basename(name)
-        if "/" in name and (os.path.dirname(name) not in BIN_DIRS or not self.userland.handles(base)):
+        if "/" in name and (os.path.dirname(name) not in userland.SBIN
+                            or not self.userland.handles(base)):
             return None
         if self.userland.handles(base):
             return self.userland.run(base, [sh.host_arg(a) for a in args], cwd=sh.host_cwd(),

@@ -24,8 +24,8 @@ A pipeline's commands run one after another, each reading what the one
 before wrote; each runs, as in bash, in a copy of the shell (`cd /tmp | cat`
 does not move the shell).  The built-ins are bash's `cd`, `pwd`, `echo`,
 `export`, `unset`, `exit`/`logout`, `true`, `false`, `:` and, standing in for
-coreutils, `cat`, `ls`, `rm` and `mkdir`; files are those of the guest's own
-tree (fs.GuestTree).  Every other name goes to `system.command()` (the
+coreutils, `cat`, `ls`, `rm` and `mkdir` (coreutils.py); files are those of
+the guest's own tree (fs.GuestTree).  Every other name goes to `system.command()` (the
 kernel side: uname, modprobe, the host's TPM tools, ...); a name nobody
 runs is `-bash: NAME: command not found`, status 127.
 """
@@ -37,7 +37,8 @@ import fnmatch
 import os
 import re
 
-from pyxl.domain.linux.fs import HOME, VIRTUAL_TOP, GuestTree
+from pyxl.domain.linux import coreutils
+from pyxl.domain.linux.fs import HOME, UMASK, VIRTUAL_TOP, GuestTree
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SPECIAL_PARAMS = "?$#!0123456789@*-"
@@ -47,9 +48,7 @@ METACHARS = " \t\n;&|<>()"
 OPERATORS = ("&>>", "&&", "||", ";;", "<<", ">>", ">&", "<&", ">|", "<>", "&>",
              ";", "&", "|", "<", ">", "(", ")")
 REDIRECTS = ("<", ">", ">>", ">|", "<>", ">&", "<&", "&>", "&>>")
-UMASK = 0o022
-STATUS_SYNTAX, STATUS_NOT_FOUND, STATUS_NOT_EXECUTABLE = 2, 127, 126
-LS_WIDTH = 80
+STATUS_SYNTAX, STATUS_NOT_FOUND = 2, 127
 
 
 class Incomplete(Exception):
@@ -444,18 +443,9 @@ class Parser:
 
 
 def _after_equals(t: Tok, offset: int) -> Tok:
-    """The value of NAME=value: the word's parts after the `=`."""
-    parts, seen = [], 0
-    for kind, value, quoted in t.parts:
-        if seen >= offset:
-            parts.append((kind, value, quoted))
-        elif kind == "lit" and not quoted and seen + len(value) > offset:
-            parts.append((kind, value[offset - seen:], quoted))
-        if kind == "lit" and not quoted:
-            seen += len(value)
-        elif seen < offset:
-            seen = offset                        # cannot happen: NAME= is unquoted
-    return Tok("word", t.text[offset:], parts)
+    """The value of NAME=value: the word after the `=`.  Every unquoted
+    character is a part of its own, so the value's parts start at `offset`."""
+    return Tok("word", t.text[offset:], t.parts[offset:])
 
 
 def parse(src: str) -> list:
@@ -532,9 +522,10 @@ class Io:
 # -- the shell --------------------------------------------------------------------
 class Shell:
     """One login shell.  `system` is the kernel side of the guest:
-    read_file(path) / list_dir(path) (the simulated /proc, /sys, /dev),
-    write_file(path) -> Sink | None, command(name, args, io, cwd, env) ->
-    status | None, hostname()."""
+    read_file(path) -> str | None and list_dir(path) -> list | None (the
+    simulated /proc, /sys, /dev), write_file(path) -> Sink | None (a
+    special file opened for writing), and command(name, args, io, shell,
+    env) -> status | None (a program; None: there is no such program)."""
 
     def __init__(self, tree: GuestTree, system, console: Sink):
         self.tree = tree
@@ -846,8 +837,6 @@ class Shell:
             return "0"
         if value == "0":
             return "-bash"
-        if value == "-":
-            return "himBH"
         return self.vars.get(value, "")
 
     def substitute(self, src: str, io: Io) -> str:
@@ -925,13 +914,14 @@ class Shell:
 
     def host_arg(self, arg: str) -> str:
         """A program's path argument, as the same path in the guest's tree:
-        `/root/x` and `--file=/root/x` name the guest's files, not the host's."""
+        `/root/x`, `--file=/root/x` and tpm2-tools' `file:/root/x` name the
+        guest's files, not the host's."""
         if arg.startswith("/"):
             gpath = self.tree.resolve("/", arg)
             if gpath in ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"):
                 return gpath
             return self.tree.host_path(gpath)
-        m = re.match(r"(--?[A-Za-z][\w-]*=|[a-z]+:)(/.*)$", arg)
+        m = re.match(r"(--?[A-Za-z][\w-]*=|file:)(/.*)$", arg)
         if m:
             return m.group(1) + self.host_arg(m.group(2))
         return arg
@@ -946,32 +936,6 @@ def _has_cmd(word: Tok) -> bool:
 
 
 # -- built-ins ---------------------------------------------------------------------
-def _usage(io: Io, prog: str, msg: str) -> int:
-    io.error("%s: %s" % (prog, msg))
-    io.error("Try '%s --help' for more information." % prog)
-    return 1
-
-
-def _options(args: list[str], allowed: str, prog: str, io: Io):
-    """Short options of a coreutils program: (set of letters, operands), or
-    None after printing the usage error."""
-    opts: set[str] = set()
-    operands = []
-    done = False
-    for a in args:
-        if done or a == "-" or not a.startswith("-"):
-            operands.append(a)
-        elif a == "--":
-            done = True
-        else:
-            for c in a[1:]:
-                if c not in allowed:
-                    _usage(io, prog, "invalid option -- '%s'" % c)
-                    return None
-                opts.add(c)
-    return opts, operands
-
-
 def b_true(sh: Shell, args, io) -> int:
     return 0
 
@@ -1108,153 +1072,8 @@ def b_exit(sh: Shell, args, io) -> int:
     raise ShellExit(int(args[0]) & 0xFF)
 
 
-def b_cat(sh: Shell, args, io) -> int:
-    parsed = _options(args, "u", "cat", io)
-    if parsed is None:
-        return 1
-    _, files = parsed
-    status = 0
-    for f in files or ["-"]:
-        if f == "-":
-            io.out.write(io.stdin or b"")
-            continue
-        if sh.is_dir(f):
-            io.error("cat: %s: Is a directory" % f)
-            status = 1
-            continue
-        try:
-            io.out.write(sh.read_path(f))
-        except OSError as e:
-            io.error("cat: %s: %s" % (f, e.strerror))
-            status = 1
-    return status
-
-
-def b_ls(sh: Shell, args, io) -> int:
-    parsed = _options(args, "aA1d", "ls", io)
-    if parsed is None:
-        return 2
-    opts, operands = parsed
-    status = 0
-    files, dirs = [], []
-    for op in operands or ["."]:
-        if not sh.exists(op):
-            io.error("ls: cannot access '%s': No such file or directory" % op)
-            status = 2
-        elif sh.is_dir(op) and "d" not in opts:
-            dirs.append(op)
-        else:
-            files.append(op)
-    blocks = []
-    if files:
-        blocks.append((None, sorted(files)))
-    for d in sorted(dirs):
-        names = sh.listing(sh.tree.resolve(sh.cwd, d)) or []
-        if "a" in opts:
-            names = names + [".", ".."]
-        elif "A" not in opts:
-            names = [n for n in names if not n.startswith(".")]
-        blocks.append((d, sorted(names)))
-    header = len(operands) > 1 or status != 0
-    for k, (d, names) in enumerate(blocks):
-        if k:
-            io.print("\n")
-        if d is not None and header:
-            io.print("%s:\n" % d)
-        if names:
-            io.print(_columns(names) if io.out.tty and "1" not in opts else "\n".join(names) + "\n")
-    return status
-
-
-def _columns(names: list[str]) -> str:
-    """ls -C: as many columns as fit the terminal, filled down then across."""
-    for ncols in range(len(names), 0, -1):
-        nrows = -(-len(names) // ncols)
-        cols = [names[c * nrows:(c + 1) * nrows] for c in range(ncols)]
-        cols = [c for c in cols if c]
-        widths = [max(len(n) for n in c) + 2 for c in cols]
-        if sum(widths) - 2 <= LS_WIDTH or ncols == 1:
-            lines = []
-            for r in range(nrows):
-                cells = [(c[r], w) for c, w in zip(cols, widths) if r < len(c)]
-                lines.append("".join(n.ljust(w) for n, w in cells[:-1]) + cells[-1][0])
-            return "\n".join(lines) + "\n"
-    return ""
-
-
-def b_rm(sh: Shell, args, io) -> int:
-    parsed = _options(args, "frRiv", "rm", io)
-    if parsed is None:
-        return 1
-    opts, operands = parsed
-    force, recursive = "f" in opts, bool(opts & {"r", "R"})
-    if not operands:
-        return 0 if force else _usage(io, "rm", "missing operand")
-    status = 0
-    for op in operands:
-        gpath = sh.tree.resolve(sh.cwd, op)
-        if recursive and os.path.basename(op.rstrip("/")) in (".", ".."):
-            io.error("rm: refusing to remove '.' or '..' directory: skipping '%s'" % op)
-            status = 1
-            continue
-        if recursive and gpath == "/":
-            io.error("rm: it is dangerous to operate recursively on '/'")
-            io.error("rm: use --no-preserve-root to override this failsafe")
-            status = 1
-            continue
-        if GuestTree.is_virtual(gpath):
-            if sh.exists(op):
-                io.error("rm: cannot remove '%s': Permission denied" % op)
-                status = 1
-            elif not force:
-                io.error("rm: cannot remove '%s': No such file or directory" % op)
-                status = 1
-            continue
-        try:
-            sh.tree.remove(gpath, recursive)
-        except OSError as e:
-            if force and e.errno == errno.ENOENT:
-                continue
-            io.error("rm: cannot remove '%s': %s" % (op, e.strerror))
-            status = 1
-    return status
-
-
-def b_mkdir(sh: Shell, args, io) -> int:
-    parsed = _options(args, "p", "mkdir", io)
-    if parsed is None:
-        return 1
-    opts, operands = parsed
-    if not operands:
-        return _usage(io, "mkdir", "missing operand")
-    status = 0
-    for op in operands:
-        gpath = sh.tree.resolve(sh.cwd, op)
-        todo = [gpath]
-        if "p" in opts:
-            todo = ["/" + "/".join(gpath.strip("/").split("/")[:k + 1])
-                    for k in range(gpath.count("/"))]
-        for g in todo:
-            if GuestTree.is_virtual(g) or g == "/":
-                if "p" in opts and sh.is_dir(g):
-                    continue
-                io.error("mkdir: cannot create directory '%s': %s" % (op, os.strerror(
-                    errno.EEXIST if sh.exists(g) else errno.EACCES)))
-                status = 1
-                break
-            try:
-                sh.tree.mkdir(g)
-            except OSError as e:
-                if "p" in opts and e.errno == errno.EEXIST and sh.tree.is_dir(g):
-                    continue
-                io.error("mkdir: cannot create directory '%s': %s" % (op, e.strerror))
-                status = 1
-                break
-    return status
-
-
 BUILTINS = {
     "echo": b_echo, "cd": b_cd, "pwd": b_pwd, "export": b_export, "unset": b_unset,
     "exit": b_exit, "logout": b_exit, "true": b_true, ":": b_true, "false": b_false,
-    "cat": b_cat, "ls": b_ls, "rm": b_rm, "mkdir": b_mkdir,
 }
+BUILTINS.update(coreutils.COMMANDS)
