@@ -314,3 +314,12 @@ def test_ls_l_as_coreutils_ls_l(tree):
     want = subprocess.run(["bash", "-c", "ls -l; ls -l a bb; ls -la sub"], env=env,
                           cwd=tree.host_path("/root"), capture_output=True)
     assert got == (want.stdout, want.stderr, want.returncode)
+
+
+def test_nesting_too_deep_is_an_error_not_a_crash(tree):
+    out = shell.Buffer()
+    sh = shell.Shell(tree, NoKernel(), out)
+    line = "echo " + "$(echo " * 1000 + "x" + ")" * 1000
+    assert sh.run(line) == 1
+    assert out.value() == b"-bash: command substitution: nested too deeply\n"
+    assert sh.run("echo fine") == 0

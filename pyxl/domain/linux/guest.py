@@ -17,6 +17,7 @@ KERNEL_VERSION = "#1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1 (2024-02-01)"
 CRLF = "\r\n"
 
 SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT, SHUTDOWN_CRASH = 0, 1, 3
+MAX_INPUT = 4095          # a console line, as Linux's n_tty keeps in canonical mode
 HOST_ENV = ("PATH", "HOME", "PWD", "OLDPWD", "SHELL", "SHLVL", "TERM", "USER", "LOGNAME")
 
 
@@ -131,7 +132,7 @@ class Guest:
                 elif b == 21:   # ^U
                     self.out("\b \b" * len(line))
                     line.clear()
-                elif b >= 32:
+                elif b >= 32 and len(line) < MAX_INPUT:
                     line.append(b)
                     with self.lock:
                         self.dom.console_write(bytes([b]))

@@ -581,6 +581,9 @@ class Shell:
         except BadSubstitution as e:
             io.error("-bash: %s" % e)
             self.status = 1
+        except RecursionError:                   # $( $( $( ... ) ) ) nested thousands deep
+            io.error("-bash: command substitution: nested too deeply")
+            self.status = 1
         return self.status
 
     # -- the grammar's parts -----------------------------------------------------
