@@ -6,8 +6,8 @@
 
 The language follows the POSIX Shell Command Language (XCU chapter 2) as bash
 implements it: token recognition (2.3) with single quotes, double quotes and
-backslash (2.2); parameter expansion of `$NAME`, `${NAME}`, `${NAME:-word}`,
-`$?`, `$$`, `$#`, `$0` (2.6.2), command substitution `$(...)` and backquotes
+backslash (2.2); parameter expansion of `$NAME`, `${NAME}`, `${NAME:-word}`
+(and `-`, `=`, `+`, `?` with or without the colon), `${#NAME}`, `$?`, `$$`, `$#`, `$0` (2.6.2), command substitution `$(...)` and backquotes
 (2.6.3), tilde expansion (2.6.1), field splitting on blanks (2.6.5), pathname
 expansion of `*`, `?`, `[...]` (2.6.6) and quote removal; lists with `;`,
 `&&`, `||` (2.9.3), pipelines with `|` and `!` (2.9.2), `( list )`
@@ -65,9 +65,10 @@ class ExpansionError(Exception):
     command does not run, $? is 1."""
 
 
-class BadSubstitution(Exception):
-    """${...} that is no parameter expansion: as in bash, the rest of the
-    input line (or of the subshell) is abandoned, $? is 1."""
+class ExpansionAbort(Exception):
+    """${...} that is no parameter expansion, or ${NAME?word} with NAME
+    unset: as in an interactive bash, the rest of the input line (or of the
+    subshell) is abandoned, $? is 1."""
 
 
 class ShellExit(Exception):
@@ -235,6 +236,9 @@ def _dollar(src: str, i: int, parts: list, quoted: bool) -> int:
         if k < 0:
             raise Incomplete()
         body = src[j + 1:k]
+        if re.fullmatch(r"#[A-Za-z_][A-Za-z0-9_]*|#[%s]" % re.escape(SPECIAL_PARAMS), body):
+            parts.append(("length", body[1:], quoted))
+            return k + 1
         m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*|[%s])(?:(:?[-=+?])(.*))?"
                          % re.escape(SPECIAL_PARAMS), body, re.S)
         if m:
@@ -578,7 +582,7 @@ class Shell:
             return self.status
         try:
             self.run_list(body, io)
-        except BadSubstitution as e:
+        except ExpansionAbort as e:
             io.error("-bash: %s" % e)
             self.status = 1
         except RecursionError:                   # $( $( $( ... ) ) ) nested thousands deep
@@ -630,7 +634,7 @@ class Shell:
             if not subshell:
                 raise
             status = e.status
-        except BadSubstitution as e:
+        except ExpansionAbort as e:
             if not subshell:
                 raise
             io.error("-bash: %s" % e)
@@ -644,7 +648,7 @@ class Shell:
             return self.status
         except ShellExit as e:
             return e.status
-        except BadSubstitution as e:
+        except ExpansionAbort as e:
             io.error("-bash: %s" % e)
             return 1
 
@@ -796,9 +800,10 @@ class Shell:
             elif kind == "tilde":
                 yield self.vars.get("HOME", HOME), True
             elif kind == "bad":
-                raise BadSubstitution("%s: bad substitution" % value)
+                raise ExpansionAbort("%s: bad substitution" % value)
             else:
-                text = self.param(value) if kind == "param" else self.substitute(value, io)
+                text = self.param(value) if kind == "param" else \
+                    str(len(self.param(value))) if kind == "length" else self.substitute(value, io)
                 if quoted or not split:
                     yield text, True
                     continue
@@ -830,7 +835,7 @@ class Shell:
                     return word
                 return cur
             if empty:
-                raise ExpansionError("%s: %s" % (name, word or "parameter null or not set"))
+                raise ExpansionAbort("%s: %s" % (name, word or "parameter null or not set"))
             return cur
         if value == "?":
             return str(self.status)
