@@ -5,14 +5,20 @@ control/shutdown requests as Linux's drivers/xen/manage.c does.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+
+from pyxl.domain.linux import shell, userland
+from pyxl.domain.linux.fs import GuestTree
 
 KERNEL_RELEASE = "6.1.0-18-amd64"
 KERNEL_VERSION = "#1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1 (2024-02-01)"
 CRLF = "\r\n"
 
 SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT, SHUTDOWN_CRASH = 0, 1, 3
+MAX_INPUT = 4095          # a console line, as Linux's n_tty keeps in canonical mode
+HOST_ENV = ("PATH", "HOME", "PWD", "OLDPWD", "SHELL", "SHLVL", "TERM", "USER", "LOGNAME")
 
 
 class Guest:
@@ -22,11 +28,13 @@ class Guest:
         self.dmesg: list[str] = []
         self.lock = threading.Lock()
         self.going_down = False
-        from pyxl.domain.linux import netns, tpm, userland
+        from pyxl.domain.linux import netns, tpm
 
         self.net = netns.GuestNetwork()                      # its own network, made on first use
         self.tpm = tpm.GuestTpm(dom, self.klog, self.net)    # xen-tpmfront, /dev/tpm0
         self.userland = userland.Userland(self.tpm, self.out, self.net)  # host's tcsd, tpm-tools
+        self.tree = GuestTree.create(dom)                    # the guest's own files
+        self.shell = shell.Shell(self.tree, self, shell.Call(self._console_bytes, tty=True))
 
     # -- console output --------------------------------------------------
     def out(self, text: str) -> None:
@@ -83,21 +91,35 @@ class Guest:
         self.prompt()
 
     def prompt(self) -> None:
-        self.out("root@%s:~# " % self.hostname())
+        """Debian's PS1 for root, '\\u@\\h:\\w\\$ ': the working directory, home as ~."""
+        cwd = self.shell.cwd
+        home = self.shell.vars.get("HOME", "")
+        if home and (cwd == home or cwd.startswith(home.rstrip("/") + "/")):
+            cwd = "~" + cwd[len(home.rstrip("/")):]
+        self.out("root@%s:%s# " % (self.hostname(), cwd))
 
-    # -- the shell -------------------------------------------------------
+    # -- the console and its shell ------------------------------------------
     def run(self) -> None:
+        """The console's line discipline: echo, backspace, ^U, ^C; a line
+        the shell cannot end yet (an open quote, a trailing `|`) is
+        continued after bash's PS2 prompt, `> `."""
         threading.Thread(target=self.watch_control, daemon=True).start()
         line = bytearray()
+        pending = ""
         while True:
             data = self.dom.console_read()
             for b in data:
                 if b in (13, 10):
                     self.out("\n")
-                    cmd = line.decode(errors="replace").strip()
+                    text = pending + line.decode(errors="replace")
                     line.clear()
-                    if cmd:
-                        self.execute(cmd)
+                    if not shell.Shell.complete(text):
+                        pending = text + "\n"
+                        self.out("> ")
+                        continue
+                    pending = ""
+                    if text.strip():
+                        self.execute(text)
                     self.prompt()
                 elif b in (8, 127):
                     if line:
@@ -105,98 +127,118 @@ class Guest:
                         self.out("\b \b")
                 elif b == 3:
                     line.clear()
+                    pending = ""
                     self.out("^C\n")
                     self.prompt()
                 elif b == 21:   # ^U
                     self.out("\b \b" * len(line))
                     line.clear()
-                elif b >= 32:
+                elif b >= 32 and len(line) < MAX_INPUT:
                     line.append(b)
                     with self.lock:
                         self.dom.console_write(bytes([b]))
 
-    def execute(self, cmd: str) -> None:
-        argv = cmd.split()
-        name, args = argv[0], argv[1:]
-        if self.userland.run(name, args) or self.kmod(name, args):
-            return
-        if name == "echo":
-            if len(args) >= 3 and args[-2] == ">" and args[-1] == "/proc/sysrq-trigger":
-                return self.sysrq(args[0])
-            self.out(" ".join(a for a in args) + "\n")
-        elif name == "uname":
-            parts = {"-s": "Linux", "-n": self.hostname(), "-r": KERNEL_RELEASE,
-                     "-v": KERNEL_VERSION, "-m": "x86_64"}
-            if not args:
-                self.out("Linux\n")
-            elif "-a" in args:
-                self.out("Linux %s %s %s x86_64 GNU/Linux\n" % (self.hostname(), KERNEL_RELEASE,
-                                                                KERNEL_VERSION))
-            else:
-                self.out(" ".join(parts.get(a, "") for a in args) + "\n")
-        elif name == "hostname":
-            self.out(self.hostname() + "\n")
-        elif name == "cat":
-            for path in args:
-                text = self.read_file(path)
-                if text is None:
-                    self.out("cat: %s: No such file or directory\n" % path)
-                else:
-                    self.out(text)
-        elif name == "ls":
-            path = args[-1] if args else "/root"
-            entries = self.list_dir(path)
-            if entries is None:
-                self.out("ls: cannot access '%s': No such file or directory\n" % path)
-            elif entries:
-                self.out("  ".join(entries) + "\n")
+    def execute(self, text: str) -> int:
+        """Run one complete input in the login shell; `exit` logs out and
+        the console logs root in again, with a fresh shell."""
+        try:
+            return self.shell.run(text)
+        except shell.ShellExit as e:
+            self.out("logout\n\n")
+            self.out("Debian GNU/Linux 12 %s hvc0\n\n" % self.hostname())
+            self.out("%s login: root (automatic login)\n\n" % self.hostname())
+            self.shell.reset()
+            return e.status
+
+    def _console_bytes(self, data: bytes) -> None:
+        with self.lock:
+            self.dom.console_write(data.replace(b"\n", b"\r\n"))
+
+    # -- what the shell asks of the kernel: programs and special files --------
+    def command(self, name: str, args: list[str], io, sh, env: dict) -> int | None:
+        """Run a program that is not a shell built-in; None: there is none."""
+        base = os.path.basename(name)
+        if "/" in name and (os.path.dirname(name) not in userland.SBIN
+                            or not self.userland.handles(base)):
+            return None
+        if self.userland.handles(base):
+            return self.userland.run(base, [sh.host_arg(a) for a in args], cwd=sh.host_cwd(),
+                                     stdin=io.stdin, out=io.out.write, err=io.err.write,
+                                     env={k: v for k, v in env.items()
+                                          if k not in HOST_ENV and not k.startswith("LD_")})
+        if name in ("modprobe", "rmmod"):
+            return self.kmod(name, args, io)
+        if name == "uname":
+            return self.uname(args, io)
+        if name == "hostname":
+            io.print(self.hostname() + "\n")
         elif name == "dmesg":
-            self.out("\n".join(self.dmesg) + "\n")
+            io.print("\n".join(self.dmesg) + "\n")
         elif name in ("poweroff", "halt") or (name == "shutdown" and "-r" not in args):
             self.power(SHUTDOWN_POWEROFF)
         elif name == "reboot" or (name == "shutdown" and "-r" in args):
             self.power(SHUTDOWN_REBOOT)
-        elif name in ("exit", "logout"):
-            self.out("logout\n\n")
-            self.login_again = True
-            self.out("Debian GNU/Linux 12 %s hvc0\n\n" % self.hostname())
-            self.out("%s login: root (automatic login)\n\n" % self.hostname())
         elif name == "yes":
-            self.yes(" ".join(args) or "y")
-        elif name in ("true", ":", "clear", "sync"):
-            pass
-        elif name == "false":
-            pass
-        else:
-            self.out("-bash: %s: command not found\n" % name)
+            self.yes(" ".join(args) or "y", io)
+        elif name not in ("clear", "sync"):
+            return None
+        return 0
 
-    def yes(self, word: str) -> None:
-        """coreutils yes: output until interrupted (^C on the console)."""
-        chunk = ((word + CRLF) * (8192 // (len(word) + 2) + 1)).encode()
+    def uname(self, args: list[str], io) -> int:
+        parts = {"-s": "Linux", "-n": self.hostname(), "-r": KERNEL_RELEASE,
+                 "-v": KERNEL_VERSION, "-m": "x86_64"}
+        if not args:
+            io.print("Linux\n")
+        elif "-a" in args:
+            io.print("Linux %s %s %s x86_64 GNU/Linux\n" % (self.hostname(), KERNEL_RELEASE,
+                                                           KERNEL_VERSION))
+        else:
+            io.print(" ".join(parts.get(a, "") for a in args) + "\n")
+        return 0
+
+    def write_file(self, path: str):
+        """Where output redirected to a special file goes (None: it cannot be written)."""
+        if path == "/dev/null":
+            return shell.Null()
+        if path in ("/dev/console", "/dev/hvc0", "/dev/tty"):
+            return shell.Call(self._console_bytes, tty=True)
+        if path == "/proc/sysrq-trigger":
+            return shell.Call(lambda data: data[:1].strip() and self.sysrq(data[:1].decode()))
+        return None
+
+    def yes(self, word: str, io) -> None:
+        """coreutils yes: output until interrupted (^C on the console); into
+        a pipe or a file, as much as a pipe holds."""
+        chunk = ((word + "\n") * (8192 // (len(word) + 1) + 1)).encode()
+        if not io.out.tty:
+            io.out.write(chunk * 8)
+            return
         while True:
-            with self.lock:
-                self.dom.console_write(chunk)
+            io.out.write(chunk)
             data = self.dom.console_read(0)
             if data and 3 in data:
                 self.out("^C\n")
                 return
 
-    def kmod(self, name: str, args: list[str]) -> bool:
+    def kmod(self, name: str, args: list[str], io) -> int:
         """modprobe/rmmod of the xen-tpmfront module."""
-        if name not in ("modprobe", "rmmod") or not args:
-            return False
+        if not args:
+            io.error("%s: ERROR: missing module name." % name if name == "rmmod" else
+                     "modprobe: ERROR: missing parameters. See -h.")
+            return 1
         mod = args[-1].replace("_", "-")
         if name == "rmmod":
             if mod != "xen-tpmfront" or not self.tpm.has_chip():
-                self.out("rmmod: ERROR: Module %s is not currently loaded\n" % args[-1].replace("-", "_"))
-            else:
-                self.tpm.close()
+                io.error("rmmod: ERROR: Module %s is not currently loaded" % args[-1].replace("-", "_"))
+                return 1
+            self.tpm.close()
         elif mod == "xen-tpmfront":
             self.tpm.probe(wait=True)
         elif mod not in ("tpm", "tpm-tis", "xen-netfront", "xen-blkfront"):
-            self.out("modprobe: FATAL: Module %s not found in directory /lib/modules/%s\n"
+            io.error("modprobe: FATAL: Module %s not found in directory /lib/modules/%s"
                      % (args[-1], KERNEL_RELEASE))
-        return True
+            return 1
+        return 0
 
     def read_file(self, path: str) -> str | None:
         d = self.dom
@@ -233,12 +275,7 @@ class Guest:
             if self.tpm.has_chip():
                 devs.append("tpm0")
             return sorted(devs)
-        tpm_dir = self.tpm.list_sysfs(path)
-        if tpm_dir is not None:
-            return tpm_dir
-        if path.rstrip("/") in ("/root", "~", "."):
-            return []
-        return None
+        return self.tpm.list_sysfs(path)
 
     # -- going down -------------------------------------------------------
     def sysrq(self, key: str) -> None:

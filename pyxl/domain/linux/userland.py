@@ -92,19 +92,25 @@ class Userland:
         whatever host program the path names)."""
         return name == "tcsd" or (name.startswith("tpm_") and "/" not in name)
 
-    def run(self, name: str, args: list[str]) -> bool:
+    def run(self, name: str, args: list[str], **io) -> int | None:
+        """The program's exit status; None if it is not one of ours.  `io`
+        is passed to tool(): where the program runs and its streams."""
         if not self.handles(name):
-            return False
+            return None
         prog = which(name)
         if prog is None:
-            self.out("-bash: %s: command not found\n" % name)
-            return True
+            (io.get("err") or self._print)(b"-bash: %s: command not found\n" % name.encode())
+            return 127
         try:
-            self.net.call(self.start_tcsd if name == "tcsd" else self.tool, prog, args)
+            if name == "tcsd":
+                self.net.call(self.start_tcsd, prog, args)
+                return 0
+            return self.net.call(self.tool, prog, args, **io)
         except NoNetwork as e:
-            self.out("-bash: %s: not run: the guest has no network of its own: %s\n"
-                     % (name, e.strerror))
-        return True
+            (io.get("err") or self._print)(
+                b"-bash: %s: not run: the guest has no network of its own: %s\n"
+                % (name.encode(), e.strerror.encode()))
+            return 126
 
     # -- tcsd ----------------------------------------------------------------
     def tcsd_running(self) -> bool:
@@ -170,20 +176,35 @@ class Userland:
                 pass
 
     # -- tpm-tools -------------------------------------------------------------
-    def tool(self, prog: str, args: list[str]) -> None:
-        env = dict(os.environ, TSS_TCSD_HOSTNAME=TCSD_HOST, TSS_TCSD_PORT=str(TCSD_PORT))
+    def tool(self, prog: str, args: list[str], cwd: str | None = None, stdin: bytes | None = None,
+             out=None, err=None, env: dict | None = None) -> int:
+        """Run a tool to its end: `cwd` its working directory, `stdin` its
+        input (None: nothing), `out`/`err` where its output goes (callables
+        taking bytes; default the console), `env` variables the guest
+        exported.  Returns its exit status, as a shell's $? shows it."""
+        out = out or self._print
+        err = err or self._print
+        env = dict(os.environ, **(env or {}), TSS_TCSD_HOSTNAME=TCSD_HOST,
+                   TSS_TCSD_PORT=str(TCSD_PORT))
+        status = 0
         try:
-            p = subprocess.run([prog, *args], stdin=subprocess.DEVNULL, capture_output=True,
+            p = subprocess.run([prog, *args], input=stdin or b"", capture_output=True, cwd=cwd,
                                env=env, timeout=TOOL_TIMEOUT, start_new_session=True)
-            out, err = p.stdout, p.stderr
+            stdout, stderr, status = p.stdout, p.stderr, p.returncode
         except subprocess.TimeoutExpired as e:
-            out, err = e.stdout or b"", e.stderr or b""
+            stdout, stderr, status = e.stdout or b"", e.stderr or b"", 128 + 9
         except OSError as e:
-            self.out("-bash: %s: %s\n" % (os.path.basename(prog), e.strerror))
-            return
-        for text in (out.decode("utf-8", "replace"), _stderr_text(err)):
-            if text:
-                self.out(text if text.endswith("\n") else text + "\n")
+            err(b"-bash: %s: %s\n" % (os.path.basename(prog).encode(), e.strerror.encode()))
+            return 126
+        if stdout:
+            out(stdout)
+        text = _stderr_text(stderr)
+        if text:
+            err((text if text.endswith("\n") else text + "\n").encode())
+        return 128 - status if status < 0 else status
+
+    def _print(self, data: bytes) -> None:
+        self.out(data.decode("utf-8", "replace"))
 
 
 def _stderr_text(err: bytes) -> str:
