@@ -38,6 +38,7 @@ class Daemon:
         self.stop_event = threading.Event()
         self.listener: socket.socket | None = None
         self.state = None
+        self.xenstored = None
         self.lock_fd = -1
 
     def log(self, msg: str) -> None:
@@ -82,6 +83,10 @@ class Daemon:
             self.log("pyxld: %s" % e)        # the client's START_FAILED points here
             return 1
         self.state.start()
+        from pyxl.hypervisor.xenstored import XenstoredServer
+
+        self.xenstored = XenstoredServer(self.state.hv, self.paths.xenstored_dir, self.log)
+        self.xenstored.start()
         sock_path = self.paths.control_socket
         try:
             os.unlink(sock_path)        # stale: we hold the lock, nobody else serves it
@@ -113,6 +118,7 @@ class Daemon:
             self.listener.close()
         except OSError:
             pass
+        self.xenstored.stop()
         for p in (self.paths.control_socket, self.paths.pid_file):
             try:
                 os.unlink(p)
