@@ -288,8 +288,6 @@ class Daemon:
             if a.get("clear"):
                 open(self.paths.hypervisor_log, "w").close()
             return data
-        if op == "xenstore":
-            return st.xenstore_op(a["xsop"], a)
         if op == "vtpm_attach":
             return st.vtpm_attach(a["dom"], a.get("uuid"), a.get("backend"), **_timeout(a))
         if op == "vtpm_list":
