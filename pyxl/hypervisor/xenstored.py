@@ -40,9 +40,8 @@ from typing import Callable
 
 from . import xs_wire
 from .xenstore import XenStore, XsConnection
-from .xs_wire import XENSTORE_PAYLOAD_MAX, XENSTORE_REL_PATH_MAX, XsType
+from .xs_wire import SOCKET_NAME, XENSTORE_PAYLOAD_MAX, XENSTORE_REL_PATH_MAX, XsType
 
-SOCKET_NAME = "socket"           # xs_daemon_socket(): <rundir>/socket
 EVENT_QUEUE_LIMIT = 1024         # pending watch events per connection
 REPLY_QUEUE_LIMIT = 256          # pipelined replies before the reader waits
 

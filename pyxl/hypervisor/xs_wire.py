@@ -60,6 +60,8 @@ XS_WATCH_TOKEN = 1
 
 DOMID_SELF = 0x7FF0               # xen/include/public/xen.h
 
+SOCKET_NAME = "socket"            # xs_lib.c: xenstored's socket is <rundir>/socket
+
 HEADER = struct.Struct("=IIII")   # type, req_id, tx_id, len
 
 

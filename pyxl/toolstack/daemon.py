@@ -82,11 +82,15 @@ class Daemon:
         except PlatformError as e:
             self.log("pyxld: %s" % e)        # the client's START_FAILED points here
             return 1
-        self.state.start()
         from pyxl.hypervisor.xenstored import XenstoredServer
 
         self.xenstored = XenstoredServer(self.state.hv, self.paths.xenstored_dir, self.log)
-        self.xenstored.start()
+        try:
+            self.xenstored.start()
+        except OSError as e:
+            self.log("pyxld: xenstored socket: %s" % e)
+            return 1
+        self.state.start()
         sock_path = self.paths.control_socket
         try:
             os.unlink(sock_path)        # stale: we hold the lock, nobody else serves it

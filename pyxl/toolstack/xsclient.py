@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import errno as _errno
 import os
-import socket
+import _socket as socket   # socket.py (enums, selectors) costs start-up on every command
 
 from pyxl.hypervisor import xs_wire
 from pyxl.hypervisor.xs_wire import XENSTORE_PAYLOAD_MAX, XsType
@@ -22,11 +22,11 @@ XBT_NULL = 0
 
 def socket_path(paths) -> str:
     """Where the host's xenstored listens (pyxl.hypervisor.xenstored)."""
-    return os.path.join(paths.xenstored_dir, "socket")
+    return os.path.join(paths.xenstored_dir, xs_wire.SOCKET_NAME)
 
 
 class XsClient:
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock):
         self.sock = sock
         self.events: collections.deque[tuple[bytes, bytes]] = collections.deque()
 
