@@ -70,6 +70,7 @@ def test_ls_matches(xs_host):
     base = "/test/ls"
     fill(xs_host, base)
     same(xs_host, "ls")                                   # the whole tree, guest included
+    same(xs_host, "ls", "-p")
     for args in (["-f"], ["-p"], ["-f", "-p"], ["--flat", "--prefix"], ["--fl"], ["-s"]):
         same(xs_host, "ls", *args, base)
     same(xs_host, "ls", "/local/domain/1", base)          # several paths
@@ -263,3 +264,23 @@ def test_transaction_conflict_gets_eagain(xs_host):
     finally:
         a.close()
         b.close()
+
+
+def test_long_child_lists_come_in_parts(xs_host):
+    """A child list over the 4096-byte payload limit: XS_DIRECTORY answers
+    E2BIG and libxenstore reads it with XS_DIRECTORY_PART."""
+    from pyxl.toolstack.xsclient import XsClient
+
+    base = "/test/big"
+    names = ["child-%04d-%s" % (i, "x" * 40) for i in range(150)]
+    c = XsClient.open(xs_host.socket)
+    try:
+        tx = c.transaction_start()
+        for n in names:
+            c.write(base + "/" + n, b"")
+        c.transaction_end(tx, abort=False)
+    finally:
+        c.close()
+    real = same(xs_host, "list", base)
+    assert real.stdout.decode().split() == names
+    same(xs_host, "ls", "-p", base)
