@@ -493,6 +493,7 @@ class XenstoredServer:
         self.log = log
         self.uid = os.geteuid()
         self._listener: socket.socket | None = None
+        self._dir_fd = -1
         self._conns: set[ClientConnection] = set()
         self._lock = threading.Lock()
         self._stopped = False
@@ -501,30 +502,41 @@ class XenstoredServer:
         """None: no such domain; else whether it has a connection."""
         return self.hv.domain_connected(domid)
 
-    def _prepare_directory(self) -> None:
-        """The socket's directory: ours, a real directory (not a symlink), 0700."""
+    def _open_directory(self) -> int:
+        """The socket's directory, opened without following a symbolic link:
+        it must be a real directory of our uid, and is made 0700.  The
+        socket is then bound through this descriptor, so what was checked is
+        where it lands (and a long host root does not meet AF_UNIX's
+        108-byte path limit)."""
         try:
             os.mkdir(self.directory, 0o700)
         except FileExistsError:
             pass
-        st = os.lstat(self.directory)
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != self.uid:
-            raise OSError(_errno.EPERM, "%s is not a directory of uid %d" % (self.directory, self.uid))
-        os.chmod(self.directory, 0o700)
+        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != self.uid:
+                raise OSError(_errno.EPERM, "%s is not a directory of uid %d"
+                              % (self.directory, self.uid))
+            os.fchmod(fd, 0o700)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def start(self) -> None:
-        self._prepare_directory()
+        self._dir_fd = self._open_directory()
         try:
-            os.unlink(self.path)         # stale: our caller holds the host's lock
+            os.unlink(SOCKET_NAME, dir_fd=self._dir_fd)   # stale: our caller holds the host's lock
         except FileNotFoundError:
             pass
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         old = os.umask(0o177)
         try:
-            s.bind(self.path)
+            s.bind("/proc/self/fd/%d/%s" % (self._dir_fd, SOCKET_NAME))
         finally:
             os.umask(old)
-        os.chmod(self.path, 0o600)
+        os.chmod(SOCKET_NAME, 0o600, dir_fd=self._dir_fd)
         s.listen(64)
         self._listener = s
         threading.Thread(target=self._accept_loop, name="xenstored", daemon=True).start()
@@ -569,8 +581,9 @@ class XenstoredServer:
         if self._listener is not None:
             self._listener.close()
             try:
-                os.unlink(self.path)
+                os.unlink(SOCKET_NAME, dir_fd=self._dir_fd)
             except FileNotFoundError:
                 pass
+            os.close(self._dir_fd)
         for c in conns:
             c.close()

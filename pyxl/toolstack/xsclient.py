@@ -34,7 +34,14 @@ class XsClient:
     def open(cls, path: str) -> "XsClient":
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
-            s.connect(path)
+            if len(os.fsencode(path)) < 108:
+                s.connect(path)
+            else:                   # past AF_UNIX's limit: through the directory's descriptor
+                d = os.open(os.path.dirname(path) or ".", os.O_PATH | os.O_CLOEXEC)
+                try:
+                    s.connect("/proc/self/fd/%d/%s" % (d, os.path.basename(path)))
+                finally:
+                    os.close(d)
         except OSError:
             s.close()
             raise

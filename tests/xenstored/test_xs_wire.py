@@ -304,3 +304,24 @@ def test_symlinked_directory_is_refused(tmp_path):
     with pytest.raises(OSError):
         srv.start()
     assert not os.listdir(target)
+
+
+def test_a_long_host_root_still_gets_its_socket(tmp_path):
+    """The socket is bound and reached through its directory's descriptor:
+    a directory path past AF_UNIX's 108 bytes still works."""
+    hv = Hypervisor()
+    d = tmp_path / ("d" * 60) / ("e" * 60) / "xenstored"
+    d.parent.mkdir(parents=True)
+    srv = XenstoredServer(hv, str(d))
+    srv.start()
+    try:
+        assert len(srv.path) > 108
+        c = XsClient.open(srv.path)
+        try:
+            assert c.read("/local/domain/0/name") == b"Domain-0"
+        finally:
+            c.close()
+    finally:
+        srv.stop()
+        hv.close()
+    assert not os.path.exists(srv.path)
