@@ -46,13 +46,20 @@ class Tool:
     def __init__(self, mode: Mode, prog: str):
         self.mode = mode
         self.prog = prog                      # argv[0] and program_invocation_short_name
-        self.out = sys.stdout.buffer
+        # stdio's stdout: line-buffered on a terminal, else a buffer of the
+        # descriptor's block size (whatever PYTHONUNBUFFERED says), so an
+        # error message and the output interleave on one pipe as the C tool's
+        self.line_buffered = os.isatty(1)
+        try:
+            blksize = os.fstat(1).st_blksize or 4096
+        except OSError:
+            blksize = 4096
+        self.out = open(1, "wb", buffering=blksize, closefd=False)
         self.output: list[bytes] = []         # output()/output_raw(): printed at the end
         self.xs = None
 
     # err.h
     def warnx(self, msg: str) -> None:
-        sys.stdout.flush()
         sys.stderr.write("%s: %s\n" % (self.prog, msg))
         sys.stderr.flush()
 
@@ -314,11 +321,12 @@ class Run:
                 try:
                     perms = xs.get_perms(newpath)
                 except OSError as e:
-                    out.flush()
                     t.warn("\ncould not access permissions for %s" % os.fsdecode(name), e.errno)
                 else:
                     out.write(b"  (" + b",".join(perms) + b")")
             out.write(b"\n")
+            if t.line_buffered:
+                out.flush()
             self.do_ls(newpath, depth + 1, show_perms)
 
     def do_rm(self, path: bytes, xth: int) -> bool:
@@ -482,6 +490,15 @@ def _open():
     return XsClient.open(path)
 
 
+def _die_of_sigpipe() -> None:
+    """The reader went away: the C tool dies of SIGPIPE at its next write,
+    and so does this one (Python ignores the signal and sees EPIPE)."""
+    import signal
+
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGPIPE)
+
+
 def run(mode: Mode, argv: list[str]) -> int:
     """main() of xenstore_client.c for one mode."""
     tool = Tool(mode, "xenstore-" + mode.value)
@@ -490,12 +507,13 @@ def run(mode: Mode, argv: list[str]) -> int:
     except Exit as e:
         return e.code
     except BrokenPipeError:
+        _die_of_sigpipe()
         return 0
     finally:
         try:
-            sys.stdout.flush()
+            tool.out.flush()
         except BrokenPipeError:
-            pass
+            _die_of_sigpipe()
         if tool.xs is not None:
             tool.xs.close()
 

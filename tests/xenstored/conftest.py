@@ -24,15 +24,20 @@ class XsHost(Host):
         return os.path.join(self.root, "run", "pyxl", "xenstored", "socket")
 
     def real(self, tool: str, *args, input=None, timeout=30, **kw) -> subprocess.CompletedProcess:
-        """Debian's xenstore-<tool> (bytes in, bytes out)."""
+        """Debian's xenstore-<tool> (bytes in, bytes out; stdout and stderr
+        captured apart unless `kw` says otherwise)."""
         env = dict(self.env, XENSTORED_PATH=self.socket)
-        return subprocess.run(["xenstore-" + tool, *args], capture_output=True, env=env,
-                              input=input, timeout=timeout, **kw)
+        kw.setdefault("stdout", subprocess.PIPE)
+        kw.setdefault("stderr", subprocess.PIPE)
+        return subprocess.run(["xenstore-" + tool, *args], env=env, input=input,
+                              timeout=timeout, **kw)
 
     def ours(self, tool: str, *args, input=None, timeout=30, **kw) -> subprocess.CompletedProcess:
-        """`pyxl xenstore-<tool>` (bytes in, bytes out)."""
-        return subprocess.run(self.pyxl_cmd + ["xenstore-" + tool, *args], capture_output=True,
-                              env=self.env, input=input, timeout=timeout, **kw)
+        """`pyxl xenstore-<tool>`, as `real`."""
+        kw.setdefault("stdout", subprocess.PIPE)
+        kw.setdefault("stderr", subprocess.PIPE)
+        return subprocess.run(self.pyxl_cmd + ["xenstore-" + tool, *args], env=self.env,
+                              input=input, timeout=timeout, **kw)
 
 
 @pytest.fixture(scope="module")

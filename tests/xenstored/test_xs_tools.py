@@ -54,6 +54,15 @@ def same(host, tool: str, *args, input=None):
     return real
 
 
+def same_merged(host, tool: str, *args):
+    """As `same`, with stderr and stdout on one pipe: stdio buffering decides
+    the order (an error before the block-buffered output)."""
+    kw = {"stderr": subprocess.STDOUT}
+    real = host.real(tool, *args, **kw)
+    ours = host.ours(tool, *args, **kw)
+    assert (ours.returncode, ours.stdout) == (real.returncode, real.stdout), (tool, args)
+
+
 def test_real_tools_see_the_guest(xs_host):
     """Xen's xenstore-ls and xenstore-read, unmodified, read the host's
     xenstore: the guest's home as libxl lays it out."""
@@ -75,6 +84,8 @@ def test_ls_matches(xs_host):
         same(xs_host, "ls", *args, base)
     same(xs_host, "ls", "/local/domain/1", base)          # several paths
     same(xs_host, "ls", base, "/nope", base)              # an error after some output
+    same_merged(xs_host, "ls", base, "/nope")
+    same_merged(xs_host, "read", base + "/quote", base + "/tab", "/nope")
     same(xs_host, "ls", "/nope")
     same(xs_host, "ls", "-p", "/local/domain/1/device")
     same(xs_host, "ls", "local/domain/0")                 # relative: dom0's home
@@ -284,3 +295,28 @@ def test_long_child_lists_come_in_parts(xs_host):
     real = same(xs_host, "list", base)
     assert real.stdout.decode().split() == names
     same(xs_host, "ls", "-p", base)
+
+
+def test_a_closed_pipe_ends_both_by_sigpipe(xs_host):
+    """`xenstore-ls | head -1`: once the reader is gone the C tool dies of
+    SIGPIPE at its next write; so does pyxl's."""
+    from pyxl.toolstack.xsclient import XsClient
+
+    base = "/test/pipe"
+    c = XsClient.open(xs_host.socket)
+    try:
+        tx = c.transaction_start()
+        for i in range(3000):                   # far more than a pipe holds
+            c.write("%s/n%d" % (base, i), b"v" * 60)
+        c.transaction_end(tx, abort=False)
+    finally:
+        c.close()
+    codes = []
+    for argv in (["xenstore-ls", base], xs_host.pyxl_cmd + ["xenstore-ls", base]):
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=dict(xs_host.env, XENSTORED_PATH=xs_host.socket))
+        assert p.stdout.readline() == b'n0 = "' + b"v" * 60 + b'"\n'
+        p.stdout.close()
+        p.wait(timeout=30)
+        codes.append((p.returncode, p.stderr.read()))
+    assert codes[1] == codes[0] == (-13, b"")
