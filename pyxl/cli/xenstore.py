@@ -119,7 +119,7 @@ def _scan_uint(s: bytes, i: int, width: int, base: int) -> tuple[int, int] | Non
     j = i
     while j < len(s) and s[j] in _SPACE:
         j += 1
-    start, left, neg = j, width, False
+    left, neg = width, False
     if left and j < len(s) and s[j] in b"+-":
         neg = s[j] == 0x2D
         j += 1
@@ -141,7 +141,6 @@ def _scan_uint(s: bytes, i: int, width: int, base: int) -> tuple[int, int] | Non
         got += 1
     if not got:
         return None
-    del start
     if neg:
         value = -value
     return value & 0xFFFFFFFF, j - i

@@ -59,11 +59,10 @@ class XsError(Exception):
 
 @dataclass
 class Request:
-    """One message being processed: `args` are the payload's strings as the
-    row's check left them (str for paths, bytes where bytes matter)."""
+    """One message being processed: `args` are the payload's nul-terminated
+    strings (bytes) as the row's check found them."""
 
     conn: "ClientConnection"
-    kind: int
     tx: int
     payload: bytes
     args: list
@@ -78,12 +77,12 @@ def onearg(payload: bytes) -> list:
     """xenstored's onearg: exactly one nul, at the end."""
     if not payload or payload.find(b"\0") != len(payload) - 1:
         raise XsError(_errno.EINVAL)
-    return [payload[:-1].decode("latin-1")]
+    return [payload[:-1]]
 
 
 def at_least(n: int) -> Callable[[bytes], list]:
     """get_strings(...) < n is EINVAL; the strings after the n-th are kept
-    (bytes) for rows that want them."""
+    for rows that want them."""
     def check(payload: bytes) -> list:
         vec = xs_wire.strings(payload)
         if len(vec) < n:
@@ -136,7 +135,7 @@ CONTROL_HELP = (("check", ""), ("print", "<string>"), ("help", ""))
 
 
 def send_directory(req: Request) -> bytes:
-    return b"".join(c.encode() + b"\0" for c in req.xs.directory(req.args[0], req.tx))
+    return b"".join(c.encode() + b"\0" for c in req.xs.directory(_text(req.args[0]), req.tx))
 
 
 def send_directory_part(req: Request) -> bytes:
@@ -164,11 +163,12 @@ def send_directory_part(req: Request) -> bytes:
 
 
 def do_read(req: Request) -> bytes:
-    return req.xs.read(req.args[0], req.tx)
+    return req.xs.read(_text(req.args[0]), req.tx)
 
 
 def do_get_perms(req: Request) -> bytes:
-    return b"".join(str(p).encode() + b"\0" for p in req.xs.get_perms(req.args[0], req.tx))
+    return b"".join(str(p).encode() + b"\0"
+                    for p in req.xs.get_perms(_text(req.args[0]), req.tx))
 
 
 def do_watch(req: Request) -> bytes:
@@ -191,11 +191,11 @@ def do_transaction_start(req: Request) -> bytes:
 
 
 def do_transaction_end(req: Request) -> bytes:
-    if req.args[0] not in ("T", "F"):
+    if req.args[0] not in (b"T", b"F"):
         raise XsError(_errno.EINVAL)
     if not req.tx:
         raise XsError(_errno.ENOENT)
-    req.xs.transaction_end(req.tx, req.args[0] == "T")
+    req.xs.transaction_end(req.tx, req.args[0] == b"T")
     return b"OK\0"
 
 
@@ -211,7 +211,7 @@ def do_introduce(req: Request) -> bytes:
 
 def _onearg_domain(req: Request) -> int:
     """onearg_domain + find_connected_domain."""
-    domid = xs_wire.atoi(req.args[0].encode("latin-1")) & 0xFFFFFFFF
+    domid = xs_wire.atoi(req.args[0]) & 0xFFFFFFFF
     if not domid:
         raise XsError(_errno.EINVAL)
     connected = req.conn.server.domain_connected(domid)
@@ -233,7 +233,7 @@ def do_resume(req: Request) -> bytes:
 
 
 def do_get_domain_path(req: Request) -> bytes:
-    domid = xs_wire.atoi(req.args[0].encode("latin-1")) & 0xFFFFFFFF
+    domid = xs_wire.atoi(req.args[0]) & 0xFFFFFFFF
     return b"/local/domain/%d\0" % domid
 
 
@@ -244,12 +244,12 @@ def do_write(req: Request) -> bytes:
 
 
 def do_mkdir(req: Request) -> bytes:
-    req.xs.mkdir(req.args[0], req.tx)
+    req.xs.mkdir(_text(req.args[0]), req.tx)
     return b"OK\0"
 
 
 def do_rm(req: Request) -> bytes:
-    req.xs.rm(req.args[0], req.tx)
+    req.xs.rm(_text(req.args[0]), req.tx)
     return b"OK\0"
 
 
@@ -260,7 +260,7 @@ def do_set_perms(req: Request) -> bytes:
 
 
 def do_is_domain_introduced(req: Request) -> bytes:
-    domid = xs_wire.atoi(req.args[0].encode("latin-1")) & 0xFFFFFFFF
+    domid = xs_wire.atoi(req.args[0]) & 0xFFFFFFFF
     known = domid == xs_wire.DOMID_SELF or req.conn.server.domain_connected(domid) is not None
     return b"T\0" if known else b"F\0"
 
@@ -331,7 +331,7 @@ def process_message(conn: "ClientConnection", kind: int, tx: int, payload: bytes
         elif tx and tx not in conn.xs.transactions:
             raise XsError(_errno.ENOENT)      # transaction_lookup
         args = row.check(payload)
-        reply = row.func(Request(conn, kind, tx, payload, args))
+        reply = row.func(Request(conn, tx, payload, args))
         if len(reply) > XENSTORE_PAYLOAD_MAX:        # send_reply
             raise XsError(_errno.E2BIG)
         return kind, reply
@@ -339,6 +339,9 @@ def process_message(conn: "ClientConnection", kind: int, tx: int, payload: bytes
         err = e.err
     except OSError as e:                                # XenStoreError and co
         err = e.errno or _errno.EINVAL
+    except Exception as e:      # a bug here: the client is told (EIO), not cut off
+        conn.server.log("xenstored: %s failed: %r" % (OPS[kind].name, e))
+        err = _errno.EIO
     return XsType.ERROR, xs_wire.error_name(err).encode() + b"\0"
 
 

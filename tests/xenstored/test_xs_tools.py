@@ -111,7 +111,8 @@ def test_read_matches(xs_host):
 
 
 ESCAPES = ["plain", "tab\\there", "\\x41\\x4a\\x4", "\\101\\7\\777", "\\q\\\"", "end\\",
-           "\\x", "\\xZZ", "\\x 4", "\\x-1", "\\x0x41", "\\x0", "a\\n\\r\\\\b", "\u00e9\\xc3\\xa9"]
+           "\\x", "\\xZZ", "\\x 4", "\\x-1", "\\x0x41", "\\x0", "a\\n\\r\\\\b", "\u00e9\\xc3\\xa9",
+           "\\x+4", "\\x 41", "\\x\t\n7f", "\\xA\\x", "\\0", "\\08", "\\400", "\\0x", "\\x0X7"]
 
 
 @pytest.mark.parametrize("spec", ESCAPES)
