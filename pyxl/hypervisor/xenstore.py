@@ -104,7 +104,7 @@ class Quotas:
     transactions: int = 10     # open transactions per connection
     entry_size: int = 2048     # bytes of value + child names + perms of one node
     perms: int = 5             # entries in one node's permission list
-    path_len: int = XENSTORE_REL_PATH_MAX  # path length below /local/domain/<id>/
+    path_len: int = XENSTORE_REL_PATH_MAX  # path length below /local/domain/<id>/ (binds dom0 too)
 
 
 @dataclass
@@ -404,12 +404,14 @@ class XsConnection:
         name = path if path[0] == "/" else f"{self.home}/{path}"
         if (name.endswith("/") and name != "/") or "//" in name:
             _fail(_errno.EINVAL, path)
-        local = 0
+        local = 0          # sscanf(node, "/local/domain/%5u/%n"): only with the slash
         parts = name.split("/", 4)
-        if len(parts) >= 4 and parts[1] == "local" and parts[2] == "domain" and parts[3].isdigit():
+        if len(parts) >= 5 and parts[1] == "local" and parts[2] == "domain" and \
+                parts[3].isdigit() and len(parts[3]) <= 5:
             local = len("/".join(parts[:4])) + 1
-        if len(name) > XENSTORE_ABS_PATH_MAX or (
-                not self.privileged and len(name) - local > self.store.quotas.path_len):
+        # is_valid_nodename: the length below /local/domain/<id>/ (else the
+        # whole path) is bounded for every connection, dom0's too
+        if len(name) > XENSTORE_ABS_PATH_MAX or len(name) - local > self.store.quotas.path_len:
             _fail(_errno.EINVAL, path)
         return name
 

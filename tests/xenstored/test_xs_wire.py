@@ -325,3 +325,16 @@ def test_a_long_host_root_still_gets_its_socket(tmp_path):
         srv.stop()
         hv.close()
     assert not os.path.exists(srv.path)
+
+
+def test_path_length_binds_dom0_too(server):
+    """is_valid_nodename: at most XENSTORE_REL_PATH_MAX characters below
+    /local/domain/<id>/, or in the whole path elsewhere -- for every
+    connection (quota_max_path_len has no privilege exception)."""
+    c = server.connect()
+    rel = xs_wire.XENSTORE_REL_PATH_MAX
+    assert c.ask(XsType.WRITE, b"/t/" + b"x" * (rel - 3) + b"\0v")[3] == b"OK\0"
+    assert c.ask(XsType.WRITE, b"/t/" + b"x" * (rel - 2) + b"\0v")[3] == b"EINVAL\0"
+    home = b"/local/domain/1/"
+    assert c.ask(XsType.WRITE, home + b"x" * rel + b"\0v")[3] == b"OK\0"
+    assert c.ask(XsType.WRITE, home + b"x" * (rel + 1) + b"\0v")[3] == b"EINVAL\0"
