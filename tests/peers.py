@@ -19,6 +19,9 @@ PEERS = {
     "tcsd": (["tcsd"], "trousers"),
     "tpm-tools": (["tpm_version", "tpm_takeownership", "tpm_sealdata"], "tpm-tools"),
     "swtpm": (["swtpm"], "swtpm swtpm-tools"),
+    "xenstore-utils": (["xenstore-ls", "xenstore-read", "xenstore-write", "xenstore-rm",
+                        "xenstore-list", "xenstore-exists", "xenstore-chmod", "xenstore-watch"],
+                       "xenstore-utils"),
 }
 
 SBIN = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]

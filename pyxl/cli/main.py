@@ -100,6 +100,12 @@ def wants_help(args: list[str]) -> bool:
 
 
 def run_command(cmd: table.Command, args: list[str]) -> int:
+    try:
+        handler = load_handler(cmd)
+    except ImportError:
+        handler = None
+    if getattr(handler, "raw_argv", False):   # the command parses its own argv
+        return handler(args)
     if wants_help(args):  # xl's def_getopt: -h prints the command's help, exit 0
         print_help(cmd.name)
         return 0

@@ -1,86 +1,603 @@
-"""`pyxl xenstore-ls | -read | -write | -rm`: dom0's view of the host's
-xenstore, for debugging (the xenstore-* tools of Xen's tools/xenstore)."""
+"""`pyxl xenstore-ls | -read | -write | -rm | -list | -exists | -chmod | -watch`:
+Xen's xenstore tools (tools/xenstore/xenstore_client.c, Xen 4.17), talking
+xenstored's wire protocol to the host's xenstored socket
+(run/pyxl/xenstored/socket) as Debian's xenstore-utils do, with the same
+options (GNU getopt_long), output, messages and exit statuses.
+
+The handlers take their command line raw (`raw_argv`): xenstore_client.c
+parses it itself, and `-h` is its usage error, not pyxl's help.
+"""
 
 from __future__ import annotations
 
+import errno as _errno
+import os
 import sys
+from enum import Enum
 from typing import Annotated, Optional
 
+from pyxl.cli._common import typer
 
-from pyxl.cli._common import typer, call, faults, need_args
+MAX_PATH_LEN = 256
+STRING_MAX = 3072 + 1024          # XENSTORE_ABS_PATH_MAX + 1024
+TAG = b' = "..."'
+INT_MAX = 2 ** 31 - 1
 
 
-def _xs(op: str, **args):
-    from pyxl.toolstack.errors import Fault
+class Mode(Enum):
+    CHMOD = "chmod"
+    EXISTS = "exists"
+    LIST = "list"
+    LS = "ls"
+    READ = "read"
+    RM = "rm"
+    WRITE = "write"
+    WATCH = "watch"
+
+
+class Exit(Exception):
+    def __init__(self, code: int):
+        self.code = code
+
+
+class Tool:
+    """One run of xenstore-<mode>: its stdout/stderr and the C program's state."""
+
+    def __init__(self, mode: Mode, prog: str):
+        self.mode = mode
+        self.prog = prog                      # argv[0] and program_invocation_short_name
+        # stdio's stdout: line-buffered on a terminal, else a buffer of the
+        # descriptor's block size (whatever PYTHONUNBUFFERED says), so an
+        # error message and the output interleave on one pipe as the C tool's
+        self.line_buffered = os.isatty(1)
+        try:
+            blksize = os.fstat(1).st_blksize or 4096
+        except OSError:
+            blksize = 4096
+        self.out = open(1, "wb", buffering=blksize, closefd=False)
+        self.output: list[bytes] = []         # output()/output_raw(): printed at the end
+        self.xs = None
+
+    # err.h
+    def warnx(self, msg: str) -> None:
+        sys.stderr.write("%s: %s\n" % (self.prog, msg))
+        sys.stderr.flush()
+
+    def warn(self, msg: str, err: int) -> None:
+        self.warnx("%s: %s" % (msg, os.strerror(err)))
+
+    def errx(self, msg: str):
+        self.warnx(msg)
+        raise Exit(1)
+
+    def err(self, msg: str, err: int):
+        self.warn(msg, err)
+        raise Exit(1)
+
+    def usage(self):
+        p, m = self.prog, self.mode
+        self.errx({
+            Mode.READ: "Usage: %s [-h] [-p] [-s] [-R] key [...]",
+            Mode.WRITE: "Usage: %s [-h] [-s] [-R] key value [...]",
+            Mode.RM: "Usage: %s [-h] [-s] [-t] key [...]",
+            Mode.EXISTS: "Usage: %s [-h] [-p] [-s] key [...]",
+            Mode.LIST: "Usage: %s [-h] [-p] [-s] key [...]",
+            Mode.LS: "Usage: %s [-h] [-f] [-p] [-s] [path]",
+            Mode.CHMOD: "Usage: %s [-h] [-u] [-r] [-s] key <mode [modes...]>",
+            Mode.WATCH: "Usage: %s [-h] [-n NR] key",
+        }[m] % p)
+
+
+# -- sanitise_value / unsanitise_value (tools/xenstore/xs_lib.c) -------------
+def sanitise_value(val: bytes) -> bytes:
+    out = bytearray()
+    for c in val:
+        if 0x20 <= c <= 0x7E and c != 0x5C:
+            out.append(c)
+        elif c == 0x09:
+            out += b"\\t"
+        elif c == 0x0A:
+            out += b"\\n"
+        elif c == 0x0D:
+            out += b"\\r"
+        elif c == 0x5C:
+            out += b"\\\\"
+        elif c < 0o10:
+            out += b"\\%03o" % c
+        else:
+            out += b"\\x%02x" % c
+    return bytes(out)
+
+
+_SPACE = b" \t\n\v\f\r"
+_HEX = b"0123456789abcdefABCDEF"
+
+
+def _scan_uint(s: bytes, i: int, width: int, base: int) -> tuple[int, int] | None:
+    """sscanf(s + i, "%<width>x" / "%<width>o"): (value, characters used) or
+    None; blanks are skipped first and do not count against the width."""
+    j = i
+    while j < len(s) and s[j] in _SPACE:
+        j += 1
+    left, neg = width, False
+    if left and j < len(s) and s[j] in b"+-":
+        neg = s[j] == 0x2D
+        j += 1
+        left -= 1
+    digits = _HEX if base == 16 else b"01234567"
+    if base == 16 and left and j < len(s) and s[j] == 0x30:
+        # "0x" prefix: glibc reads it within the width
+        if left >= 2 and j + 1 < len(s) and s[j + 1] in b"xX":
+            k = j + 2
+            if left > 2 and k < len(s) and s[k] in digits:
+                j, left = k, left - 2
+            else:
+                return (0, k - i)  # "0x" alone reads as 0
+    value, got = 0, 0
+    while left and j < len(s) and s[j] in digits:
+        value = value * base + int(chr(s[j]), base)
+        j += 1
+        left -= 1
+        got += 1
+    if not got:
+        return None
+    if neg:
+        value = -value
+    return value & 0xFFFFFFFF, j - i
+
+
+def unsanitise_value(text: bytes) -> bytes:
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        c = text[i]
+        i += 1
+        if c == 0x5C:
+            c = text[i] if i < len(text) else 0
+            i += 1
+            if c == 0x74:
+                c = 0x09
+            elif c == 0x6E:
+                c = 0x0A
+            elif c == 0x72:
+                c = 0x0D
+            elif c == 0x5C:
+                pass
+            elif c == 0x78:                   # \x: sscanf "%2x"
+                got = _scan_uint(text, i, 2, 16)
+                if got is not None:
+                    c, n = got
+                    i += n
+            elif 0x30 <= c <= 0x37:           # \0..\7: sscanf "%3o"
+                i -= 1
+                c, n = _scan_uint(text, i, 3, 8)
+                i += n
+            elif c == 0:                      # a final backslash: a nul byte
+                i -= 1
+        out.append(c & 0xFF)
+    return bytes(out)
+
+
+# -- getopt_long("hfspturn:R"), GNU style: options anywhere, "--" ends them ---
+SHORT = "hfspturn:R"
+LONG = (("help", False, "h"), ("flat", False, "f"), ("prefix", False, "p"),
+        ("tidy", False, "t"), ("upto", False, "u"), ("recurse", False, "r"),
+        ("number", True, "n"), ("raw", False, "R"))
+
+
+def getopt_long(tool: Tool, argv: list[str]):
+    """Yield (option, argument) in order ('?' for an error, reported as
+    glibc does); afterwards `tool.operands` holds the other arguments."""
+    operands: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        i += 1
+        if a == "--":
+            operands.extend(argv[i:])
+            break
+        if a.startswith("--"):
+            name, eq, value = a[2:].partition("=")
+            hits = [o for o in LONG if o[0] == name] or [o for o in LONG if o[0].startswith(name)]
+            if len(hits) > 1:
+                sys.stderr.write("%s: option '%s' is ambiguous; possibilities:%s\n"
+                                 % (tool.prog, a,
+                                    "".join(" '--%s'" % o[0] for o in hits)))
+                yield "?", None
+                continue
+            if not hits:
+                sys.stderr.write("%s: unrecognized option '%s'\n" % (tool.prog, a))
+                yield "?", None
+                continue
+            lname, has_arg, ch = hits[0]
+            if has_arg:
+                if not eq:
+                    if i >= len(argv):
+                        sys.stderr.write("%s: option '--%s' requires an argument\n"
+                                         % (tool.prog, lname))
+                        yield "?", None
+                        continue
+                    value = argv[i]
+                    i += 1
+                yield ch, value
+            elif eq:
+                sys.stderr.write("%s: option '--%s' doesn't allow an argument\n"
+                                 % (tool.prog, lname))
+                yield "?", None
+            else:
+                yield ch, None
+            continue
+        if not a.startswith("-") or a == "-":
+            operands.append(a)
+            continue
+        j = 1
+        while j < len(a):
+            ch = a[j]
+            j += 1
+            k = SHORT.find(ch)
+            if k < 0 or ch == ":":
+                sys.stderr.write("%s: invalid option -- '%s'\n" % (tool.prog, ch))
+                yield "?", None
+                continue
+            if SHORT[k + 1:k + 2] == ":":
+                if j < len(a):
+                    yield ch, a[j:]
+                elif i < len(argv):
+                    yield ch, argv[i]
+                    i += 1
+                else:
+                    sys.stderr.write("%s: option requires an argument -- '%s'\n"
+                                     % (tool.prog, ch))
+                    yield "?", None
+                break
+            yield ch, None
+    tool.operands = operands
+
+
+def _atoi(text: str) -> int:
+    from pyxl.hypervisor.xs_wire import atoi
+
+    return atoi(os.fsencode(text))
+
+
+# -- the modes (perform() and its helpers) -----------------------------------
+class Run:
+    def __init__(self, tool: Tool, opts: dict):
+        self.t = tool
+        self.o = opts
+        self.max_width = opts["max_width"]
+        self.desired_width = opts["desired_width"]
+        self.show_whole_path = opts["show_whole_path"]
+
+    def do_ls(self, path: bytes, depth: int, show_perms: bool) -> None:
+        t, xs, out = self.t, self.t.xs, self.t.out
+        try:
+            names = xs.directory(path)
+        except OSError as e:
+            if depth and e.errno == _errno.ENOENT:
+                return                  # a node disappeared while recursing
+            t.err("xs_directory (%s)" % os.fsdecode(path), e.errno)
+        tag = len(TAG)
+        for name in names:
+            newpath = path + (b"" if path.endswith(b"/") else b"/") + name
+            too_long = len(newpath) >= STRING_MAX
+            newpath = newpath[:STRING_MAX - 1]
+            linewid = 0
+            if self.show_whole_path:
+                out.write(newpath)
+            else:
+                out.write(b" " * depth)
+                linewid = depth
+                prec = self.max_width - tag - linewid
+                shown = name if prec < 0 else name[:prec]
+                out.write(shown)
+                linewid += len(shown)
+            val = None
+            if not too_long:
+                try:
+                    val = xs.read(newpath)
+                except OSError:
+                    val = None
+            if val is None:
+                out.write(b":\n")
+            else:
+                s = sanitise_value(val)
+                if self.max_width >= 0 and self.max_width < linewid + len(val) + tag:
+                    prec = self.max_width - tag - linewid
+                    out.write(b' = "' + (s if prec < 0 else s[:prec]) + b'\\..."')
+                else:
+                    text = b' = "' + s + b'"'
+                    out.write(text)
+                    linewid += len(text)
+                    if show_perms:
+                        out.write(b" ")
+                        linewid += 1
+                        stop = min(self.desired_width, self.max_width)
+                        while linewid < stop:
+                            out.write(b"." if linewid & 1 else b" ")
+                            linewid += 1
+            if show_perms:
+                try:
+                    perms = xs.get_perms(newpath)
+                except OSError as e:
+                    t.warn("\ncould not access permissions for %s" % os.fsdecode(name), e.errno)
+                else:
+                    out.write(b"  (" + b",".join(perms) + b")")
+            out.write(b"\n")
+            if t.line_buffered:
+                out.flush()
+            self.do_ls(newpath, depth + 1, show_perms)
+
+    def do_rm(self, path: bytes, xth: int) -> bool:
+        try:
+            self.t.xs.rm(path, xth)
+            return False
+        except OSError:
+            self.t.warnx("could not remove path %s" % os.fsdecode(path))
+            return True
+
+    def do_chmod(self, path: bytes, perms: list[bytes], upto: bool, recurse: bool, xth: int):
+        t = self.t
+        if not path:
+            return
+        try:
+            t.xs.set_perms(path, perms, xth)
+        except OSError as e:
+            t.err("Error occurred setting permissions on '%s'" % os.fsdecode(path), e.errno)
+        if upto:
+            cut = path.rfind(b"/")
+            if cut < 0:
+                t.errx("Unable to locate path separator '/' in '%s'" % os.fsdecode(path))
+            self.do_chmod(path[:cut], perms, True, False, xth)
+        if recurse:
+            try:
+                children = t.xs.directory(path, xth)
+            except OSError:
+                children = []
+            for c in children:
+                self.do_chmod((path + b"/" + c)[:MAX_PATH_LEN - 1], perms, False, True, xth)
+
+    def perform(self, args: list[bytes], xth: int) -> int:
+        t, o, mode = self.t, self.o, self.t.mode
+        xs = t.xs
+        if mode is Mode.LS and not args:
+            args = [b"/"]
+        i = 0
+        while i < len(args):
+            if mode is Mode.READ:
+                try:
+                    val = xs.read(args[i], xth)
+                except OSError:
+                    t.warnx("couldn't read path %s" % os.fsdecode(args[i]))
+                    return 1
+                if o["prefix"]:
+                    t.output.append(args[i] + b": ")
+                t.output.append(val if o["raw"] else sanitise_value(val) + b"\n")
+                i += 1
+            elif mode is Mode.WRITE:
+                spec = args[i + 1]
+                val = spec if o["raw"] else unsanitise_value(spec)
+                try:
+                    xs.write(args[i], val, xth)
+                except OSError:
+                    t.warnx("could not write path %s" % os.fsdecode(args[i]))
+                    return 1
+                i += 2
+            elif mode is Mode.RM:
+                path = args[i]
+                if o["tidy"]:
+                    while True:
+                        if self.do_rm(path, xth):
+                            return 1
+                        cut = path.rfind(b"/")
+                        if cut < 0:
+                            break
+                        path = path[:cut]
+                        try:
+                            val = xs.read(path, xth)
+                        except OSError:
+                            break
+                        if val:
+                            break
+                        try:
+                            if xs.directory(path, xth):
+                                break
+                        except OSError:
+                            break
+                elif self.do_rm(path, xth):
+                    return 1
+                i += 1
+            elif mode is Mode.EXISTS:
+                try:
+                    xs.read(args[i], xth)
+                except OSError:
+                    return 1
+                i += 1
+            elif mode is Mode.LIST:
+                try:
+                    names = xs.directory(args[i], xth)
+                except OSError:
+                    t.warnx("could not list path %s" % os.fsdecode(args[i]))
+                    return 1
+                for n in names:
+                    if o["prefix"]:
+                        t.output.append(args[i] + b"/")
+                    t.output.append(n + b"\n")
+                i += 1
+            elif mode is Mode.LS:
+                self.do_ls(args[i], 0, o["prefix"])
+                i += 1
+            elif mode is Mode.CHMOD:
+                path = args[i]
+                perms = []
+                for spec in args[i + 1:]:
+                    letter = spec[:1]
+                    if letter not in (b"n", b"r", b"w", b"b"):
+                        t.errx("Invalid permission specification: '%s'"
+                               % (os.fsdecode(letter) if letter else "\0"))
+                    perms.append(letter + b"%d" % _atoi(os.fsdecode(spec[1:])))
+                self.do_chmod(path, perms, o["upto"], o["recurse"], xth)
+                i = len(args)
+            elif mode is Mode.WATCH:
+                for w in args[i:]:
+                    try:
+                        xs.watch(w, w)
+                    except OSError:
+                        t.errx("Unable to add watch on %s\n" % os.fsdecode(w))
+                i = len(args)
+                count = 0
+                while o["nr_watches"] == -1 or count < o["nr_watches"]:
+                    try:
+                        path, _token = xs.read_watch()
+                    except OSError:      # xs_read_watch() == NULL: nothing more will come
+                        if o["nr_watches"] == -1:
+                            break
+                        count += 1
+                        continue
+                    t.out.write(path + b"\n")
+                    t.out.flush()
+                    count += 1
+        return 0
+
+
+def _terminal_columns() -> int | None:
+    import fcntl
+    import struct
+    import termios
 
     try:
-        return call("xenstore", xsop=op, **args), None
-    except Fault as f:
-        if f.name == "XENSTORE":
-            return None, f.args_
-        raise
+        ws = fcntl.ioctl(1, termios.TIOCGWINSZ, b"\0" * 8)
+    except OSError:
+        return None
+    return struct.unpack("HHHH", ws)[1]
 
 
-def _quote(v: str) -> str:
-    return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+def _open():
+    """xs_open: the host's xenstored socket, starting the host's daemon if
+    none is running (as every pyxl command does)."""
+    from pyxl.toolstack.client import Client
+    from pyxl.toolstack.paths import Paths
+    from pyxl.toolstack.xsclient import XsClient, socket_path
+
+    paths = Paths.from_env()
+    path = socket_path(paths)
+    try:
+        return XsClient.open(path)
+    except (FileNotFoundError, ConnectionRefusedError):
+        pass
+    Client(paths).connect().close()
+    return XsClient.open(path)
 
 
-@faults
-def xenstore_ls(
-    full: Annotated[bool, typer.Option("-f", help="Print full paths")] = False,
-    perms: Annotated[bool, typer.Option("-p", help="Print permissions")] = False,
-    path: Annotated[Optional[str], typer.Argument(metavar="path", show_default=False)] = None,
-):
-    rows, err = _xs("ls", path=path or "/")
-    if err:
-        print("xenstore-ls: xs_directory (%s): %s" % (path, err.get("reason")), file=sys.stderr)
-        return 1
-    for depth, name, value, prm, full_path in rows:
-        line = (full_path if full else " " * depth + name) + " = " + _quote(value)
-        if perms:
-            line += "  (" + ",".join(prm) + ")"
-        print(line)
-    return 0
+def _die_of_sigpipe() -> None:
+    """The reader went away: the C tool dies of SIGPIPE at its next write,
+    and so does this one (Python ignores the signal and sees EPIPE)."""
+    import signal
+
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGPIPE)
 
 
-@faults
-def xenstore_read(paths: Annotated[Optional[list[str]], typer.Argument(metavar="PATH...", show_default=False)] = None):
-    paths = paths or []
-    if not need_args("xenstore-read", paths, 1):
-        return 2
-    for p in paths:
-        vals, err = _xs("read", paths=[p])
-        if err:
-            print("xenstore-read: couldn't read path %s" % p, file=sys.stderr)
-            return 1
-        print(vals[0])
-    return 0
+def run(mode: Mode, argv: list[str]) -> int:
+    """main() of xenstore_client.c for one mode."""
+    tool = Tool(mode, "xenstore-" + mode.value)
+    try:
+        return _main(tool, argv)
+    except Exit as e:
+        return e.code
+    except BrokenPipeError:
+        _die_of_sigpipe()
+        return 0
+    finally:
+        try:
+            tool.out.flush()
+        except BrokenPipeError:
+            _die_of_sigpipe()
+        if tool.xs is not None:
+            tool.xs.close()
 
 
-@faults
-def xenstore_write(args: Annotated[Optional[list[str]], typer.Argument(metavar="PATH VALUE...",
-                                                                       show_default=False)] = None):
-    args = args or []
-    if len(args) < 2 or len(args) % 2:
-        print("Usage: pyxl xenstore-write <path> <value> [<path> <value>]...", file=sys.stderr)
-        return 2
-    pairs = [[args[i], args[i + 1]] for i in range(0, len(args), 2)]
-    for p, v in pairs:
-        _, err = _xs("write", pairs=[[p, v]])
-        if err:
-            print("xenstore-write: could not write path %s" % p, file=sys.stderr)
-            return 1
-    return 0
+def _main(tool: Tool, argv: list[str]) -> int:
+    mode = tool.mode
+    o = {"prefix": False, "tidy": False, "upto": False, "recurse": False, "nr_watches": -1,
+         "raw": False, "max_width": 80, "desired_width": 60, "show_whole_path": False}
+    for ch, arg in getopt_long(tool, argv):
+        if ch == "h":
+            tool.usage()
+        elif ch == "f":
+            if mode is not Mode.LS:
+                tool.usage()
+            o.update(max_width=INT_MAX // 2, desired_width=0, show_whole_path=True)
+        elif ch == "p":
+            if mode not in (Mode.READ, Mode.LIST, Mode.LS):
+                tool.usage()
+            o["prefix"] = True
+        elif ch in ("t", "u", "r", "n", "R"):
+            allowed = {"t": (Mode.RM,), "u": (Mode.CHMOD,), "r": (Mode.CHMOD,),
+                       "n": (Mode.WATCH,), "R": (Mode.READ, Mode.WRITE)}[ch]
+            if mode not in allowed:
+                tool.usage()
+            key = {"t": "tidy", "u": "upto", "r": "recurse", "n": "nr_watches", "R": "raw"}[ch]
+            o[key] = _atoi(arg) if ch == "n" else True
+        # "s" and getopt's "?" are accepted and ignored, as the C switch does
+    args = [os.fsencode(a) for a in tool.operands]
+    if mode is not Mode.LS:
+        if mode is Mode.WRITE and len(args) % 2 == 1:
+            tool.usage()
+        if not args:
+            tool.usage()
+    if mode is Mode.READ:
+        transaction = len(args) > 1
+    elif mode is Mode.WRITE:
+        transaction = len(args) > 2
+    else:
+        transaction = mode not in (Mode.LS, Mode.WATCH)
+    if mode is Mode.LS:
+        cols = _terminal_columns()
+        if cols is not None:
+            o["max_width"] = cols - 2
+    try:
+        tool.xs = _open()
+    except OSError as e:
+        tool.err("xs_open", e.errno or _errno.EIO)
+    runner = Run(tool, o)
+    while True:
+        xth = 0
+        if transaction:
+            try:
+                xth = tool.xs.transaction_start()
+            except OSError:
+                tool.errx("couldn't start transaction")
+        ret = runner.perform(args, xth)
+        if transaction:
+            try:
+                tool.xs.transaction_end(xth, bool(ret))
+            except OSError as e:
+                if ret == 0 and e.errno == _errno.EAGAIN:
+                    tool.output = []
+                    continue
+                tool.errx("couldn't end transaction")
+        break
+    if tool.output:
+        tool.out.write(b"".join(tool.output))
+    return ret
 
 
-@faults
-def xenstore_rm(paths: Annotated[Optional[list[str]], typer.Argument(metavar="PATH...", show_default=False)] = None):
-    paths = paths or []
-    if not need_args("xenstore-rm", paths, 1):
-        return 2
-    for p in paths:
-        _, err = _xs("rm", paths=[p])
-        if err:
-            print("xenstore-rm: could not remove path %s" % p, file=sys.stderr)
-            return 1
-    return 0
+# -- the command table's handlers --------------------------------------------
+def _handler(mode: Mode):
+    def handler(args: Annotated[Optional[list[str]],
+                                typer.Argument(metavar="ARGS", show_default=False)] = None) -> int:
+        return run(mode, list(args or []))
+    handler.__name__ = "xenstore_" + mode.value
+    handler.raw_argv = True
+    return handler
+
+
+xenstore_ls = _handler(Mode.LS)
+xenstore_read = _handler(Mode.READ)
+xenstore_write = _handler(Mode.WRITE)
+xenstore_rm = _handler(Mode.RM)
+xenstore_list = _handler(Mode.LIST)
+xenstore_exists = _handler(Mode.EXISTS)
+xenstore_chmod = _handler(Mode.CHMOD)
+xenstore_watch = _handler(Mode.WATCH)

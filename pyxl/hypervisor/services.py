@@ -446,6 +446,16 @@ class Hypervisor:
         with self.lock:
             return sorted(self._domains)
 
+    def domain_connected(self, domid: int) -> bool | None:
+        """None if there is no such domain, else whether it has its
+        xenstore connection (xenstored's find_connected_domain; dom0 is
+        served in-process and always connected)."""
+        with self.lock:
+            dom = self._domains.get(domid)
+            if dom is None:
+                return None
+            return domid == 0 or dom.conn is not None
+
     # -- connections -----------------------------------------------------
     def connect_domain(self, domid: int) -> socket.socket:
         """Make the socket pair for a domain, attach our end, and return the

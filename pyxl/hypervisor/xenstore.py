@@ -38,10 +38,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-# xs_wire.h
-XENSTORE_PAYLOAD_MAX = 4096
-XENSTORE_ABS_PATH_MAX = 3072
-XENSTORE_REL_PATH_MAX = 2048
+from .xs_wire import XENSTORE_ABS_PATH_MAX, XENSTORE_PAYLOAD_MAX, XENSTORE_REL_PATH_MAX
 
 SPECIAL_NODES = ("@introduceDomain", "@releaseDomain")
 
@@ -107,7 +104,7 @@ class Quotas:
     transactions: int = 10     # open transactions per connection
     entry_size: int = 2048     # bytes of value + child names + perms of one node
     perms: int = 5             # entries in one node's permission list
-    path_len: int = XENSTORE_REL_PATH_MAX  # path length below /local/domain/<id>/
+    path_len: int = XENSTORE_REL_PATH_MAX  # path length below /local/domain/<id>/ (binds dom0 too)
 
 
 @dataclass
@@ -155,12 +152,15 @@ def _is_child(child: str, parent: str) -> bool:
     return child == parent or (child.startswith(parent) and child[len(parent)] == "/")
 
 
-def perm_for(domid: int, privileged: bool, perms: tuple[Perm, ...]) -> int:
-    """xenstored's perm_for_conn: what `domid` may do with a node."""
-    if privileged or perms[0].domid == domid:
+def perm_for(domid: int, privileged: bool, perms: tuple[Perm, ...],
+             target: int | None = None) -> int:
+    """xenstored's perm_for_conn: what `domid` may do with a node; a domain
+    given a target (XS_SET_TARGET: a device model's stub domain) also has
+    the target's rights."""
+    if privileged or perms[0].domid == domid or perms[0].domid == target:
         return PERM_READ | PERM_WRITE | PERM_OWNER
     for p in perms[1:]:
-        if p.domid == domid:
+        if p.domid == domid or p.domid == target:
             return p.bits
     return perms[0].bits
 
@@ -184,6 +184,7 @@ class XenStore:
         self._watch_seq = 0
         self._next_tx = 1
         self.privileged: set[int] = {0}
+        self.targets: dict[int, int] = {}            # domid -> its target (XS_SET_TARGET)
 
     def snapshot(self) -> dict[str, tuple[bytes, tuple[str, ...], tuple[str, ...]]]:
         """path -> (value, perms, children) of the whole tree (debugging, tests,
@@ -218,6 +219,11 @@ class XenStore:
             conn.transactions.clear()
 
     # -- domain lifecycle (what XS_INTRODUCE / XS_RELEASE do) -----------
+    def set_target(self, domid: int, target: int) -> None:
+        """XS_SET_TARGET: `domid` acts for `target` (perm_for_conn)."""
+        with self.lock:
+            self.targets[domid] = target
+
     def introduce(self, domid: int) -> None:
         with self.lock:
             self._fire_special("@introduceDomain")
@@ -234,6 +240,9 @@ class XenStore:
                     node.perms = self._strip(node.perms, domid)
             for name, perms in self._special.items():
                 self._special[name] = self._strip(perms, domid)
+            self.targets.pop(domid, None)
+            for d in [d for d, t in self.targets.items() if t == domid]:
+                del self.targets[d]
             moved = self._owned.pop(domid, 0)
             self._owned[0] = self._owned.get(0, 0) + moved
             self._fire_special("@releaseDomain")
@@ -263,7 +272,7 @@ class XenStore:
     def _fire_special(self, name: str) -> None:
         perms = self._special[name]
         for (_seq, conn, token, _rel) in list(self._watch_index.get(name, {}).values()):
-            if perm_for(conn.domid, conn.privileged, perms) & PERM_READ:
+            if perm_for(conn.domid, conn.privileged, perms, conn.target) & PERM_READ:
                 conn._deliver(name, token)
 
     # -- tree access through a transaction view ------------------------
@@ -341,7 +350,7 @@ class XenStore:
     def _watch_permitted(self, watcher: "XsConnection", path: str, node: _Node | None,
                          old_perms: tuple[Perm, ...] | None) -> bool:
         def can(perms):
-            return perm_for(watcher.domid, watcher.privileged, perms) & PERM_READ
+            return perm_for(watcher.domid, watcher.privileged, perms, watcher.target) & PERM_READ
         if old_perms is not None and can(old_perms):
             return True
         if node is None:
@@ -395,12 +404,14 @@ class XsConnection:
         name = path if path[0] == "/" else f"{self.home}/{path}"
         if (name.endswith("/") and name != "/") or "//" in name:
             _fail(_errno.EINVAL, path)
-        local = 0
+        local = 0          # sscanf(node, "/local/domain/%5u/%n"): only with the slash
         parts = name.split("/", 4)
-        if len(parts) >= 4 and parts[1] == "local" and parts[2] == "domain" and parts[3].isdigit():
+        if len(parts) >= 5 and parts[1] == "local" and parts[2] == "domain" and \
+                parts[3].isdigit() and len(parts[3]) <= 5:
             local = len("/".join(parts[:4])) + 1
-        if len(name) > XENSTORE_ABS_PATH_MAX or (
-                not self.privileged and len(name) - local > self.store.quotas.path_len):
+        # is_valid_nodename: the length below /local/domain/<id>/ (else the
+        # whole path) is bounded for every connection, dom0's too
+        if len(name) > XENSTORE_ABS_PATH_MAX or len(name) - local > self.store.quotas.path_len:
             _fail(_errno.EINVAL, path)
         return name
 
@@ -412,8 +423,12 @@ class XsConnection:
             _fail(_errno.ENOENT)
         return t
 
+    @property
+    def target(self) -> int | None:
+        return self.store.targets.get(self.domid)
+
     def _perm(self, node: _Node) -> int:
-        return perm_for(self.domid, self.privileged, node.perms)
+        return perm_for(self.domid, self.privileged, node.perms, self.target)
 
     def _errno_from_parents(self, name: str, err: int, want: int, tx) -> int:
         """Hide existence from clients that may not know (xenstored)."""
@@ -451,6 +466,14 @@ class XsConnection:
             t = self._tx(tx)
             return list(self._node(self.canonicalize(path), PERM_READ, t).children)
 
+    def directory_generation(self, path, tx: int = 0) -> tuple[list[str], int]:
+        """The children and the node's generation count, as XS_DIRECTORY_PART
+        (send_directory_part) reports them: a client reading a long child
+        list in parts restarts when the generation changes."""
+        with self.store.lock:
+            node = self._node(self.canonicalize(path), PERM_READ, self._tx(tx))
+            return list(node.children), node.gen
+
     def get_perms(self, path, tx: int = 0) -> list[Perm]:
         with self.store.lock:
             name = self.canonicalize(path, allow_special=True)
@@ -458,7 +481,7 @@ class XsConnection:
                 perms = self.store._special.get(name)
                 if perms is None:
                     _fail(_errno.ENOENT, name)
-                if not perm_for(self.domid, self.privileged, perms) & PERM_READ:
+                if not perm_for(self.domid, self.privileged, perms, self.target) & PERM_READ:
                     _fail(_errno.EACCES, name)
                 return list(perms)
             return list(self._node(name, PERM_READ, self._tx(tx)).perms)
@@ -589,7 +612,7 @@ class XsConnection:
                 old = self.store._special.get(name)
                 if old is None:
                     _fail(_errno.ENOENT, name)
-                if not perm_for(self.domid, self.privileged, old) & PERM_OWNER:
+                if not perm_for(self.domid, self.privileged, old, self.target) & PERM_OWNER:
                     _fail(_errno.EACCES, name)
                 if not self.privileged and new_perms[0].domid != old[0].domid:
                     _fail(_errno.EPERM, name)
@@ -633,6 +656,15 @@ class XsConnection:
                     self.store._unindex_watch(self, name, token)
                     return
             _fail(_errno.ENOENT)
+
+    def reset_watches(self) -> None:
+        """XS_RESET_WATCHES (do_reset_watches): drop every watch and every
+        open transaction of this connection."""
+        with self.store.lock:
+            for (name, token, _rel) in self.watches:
+                self.store._unindex_watch(self, name, token)
+            self.watches.clear()
+            self.transactions.clear()
 
     # -- transactions --------------------------------------------------
     def transaction_start(self) -> int:

@@ -38,6 +38,7 @@ class Daemon:
         self.stop_event = threading.Event()
         self.listener: socket.socket | None = None
         self.state = None
+        self.xenstored = None
         self.lock_fd = -1
 
     def log(self, msg: str) -> None:
@@ -81,6 +82,14 @@ class Daemon:
         except PlatformError as e:
             self.log("pyxld: %s" % e)        # the client's START_FAILED points here
             return 1
+        from pyxl.hypervisor.xenstored import XenstoredServer
+
+        self.xenstored = XenstoredServer(self.state.hv, self.paths.xenstored_dir, self.log)
+        try:
+            self.xenstored.start()
+        except OSError as e:
+            self.log("pyxld: xenstored socket: %s" % e)
+            return 1
         self.state.start()
         sock_path = self.paths.control_socket
         try:
@@ -113,6 +122,7 @@ class Daemon:
             self.listener.close()
         except OSError:
             pass
+        self.xenstored.stop()
         for p in (self.paths.control_socket, self.paths.pid_file):
             try:
                 os.unlink(p)
@@ -282,8 +292,6 @@ class Daemon:
             if a.get("clear"):
                 open(self.paths.hypervisor_log, "w").close()
             return data
-        if op == "xenstore":
-            return st.xenstore_op(a["xsop"], a)
         if op == "vtpm_attach":
             return st.vtpm_attach(a["dom"], a.get("uuid"), a.get("backend"), **_timeout(a))
         if op == "vtpm_list":

@@ -102,7 +102,6 @@ _KINDS = (
               "libxl: error: libxl_device.c:1194:device_backend_callback: Domain {domid}:"
               "unable to add device with path {path}\n"
               "libxl_device_vtpm_add failed."),
-    FaultKind(50, "XENSTORE", 1, "xenstore-{op}: {reason}: {path}"),
 )
 
 KINDS: dict[str, FaultKind] = {k.name: k for k in _KINDS}

@@ -729,42 +729,6 @@ class HostState:
                     return {"event": "timeout"}
                 self.changed.wait(min(left, 1.0))
 
-    def xenstore_op(self, op: str, args: dict):
-        from pyxl.hypervisor.xenstore import XenStoreError
-
-        try:
-            if op == "read":
-                return [self.xs.read(p).decode(errors="replace") for p in args["paths"]]
-            if op == "write":
-                kv = args["pairs"]
-                for p, v in kv:
-                    self.xs.write(p, v)
-                return None
-            if op == "rm":
-                for p in args["paths"]:
-                    self.xs.rm(p)
-                return None
-            if op == "ls":
-                return self._xs_ls(args.get("path") or "/")
-        except XenStoreError as e:
-            raise Fault("XENSTORE", op=op, reason=e.name, path=getattr(e, "filename", "")
-                        or (args.get("paths") or [args.get("path", "")])[0]) from None
-        raise Fault("BAD_REQUEST", reason="xenstore op %s" % op)
-
-    def _xs_ls(self, path: str) -> list:
-        out = []
-
-        def walk(p, depth):
-            for c in sorted(self.xs.directory(p)):
-                cp = (p.rstrip("/") + "/" + c)
-                v = self.xs.read(cp).decode(errors="replace")
-                perms = [str(x) for x in self.xs.get_perms(cp)]
-                out.append([depth, c, v, perms, cp])
-                walk(cp, depth + 1)
-
-        walk(path, 0)
-        return out
-
     # -- vtpm devices ----------------------------------------------------
     def vtpm_attach(self, dom_q: str, uuid: str | None, backend: str | None,
                     device_timeout: float = DEVICE_TIMEOUT) -> int:

@@ -57,6 +57,12 @@ class Paths:
         """Where a domain reconnects to a restarted daemon (identified by SO_PEERCRED)."""
         return os.path.join(self.run_dir, "xenbus.sock")
 
+    @property
+    def xenstored_dir(self) -> str:
+        """xenstored's run directory: its socket `socket` for Xen's tools
+        (XENSTORED_PATH=<this>/socket); root-only (0700), as /run/xenstored."""
+        return os.path.join(self.run_dir, "xenstored")
+
     # /var/lib/pyxl: the toolstack's persistent state
     @property
     def lib_dir(self) -> str:

@@ -14,7 +14,7 @@ def ls(host, path):
     assert p.returncode == 0, p.stderr
     out = {}
     for line in p.stdout.splitlines():
-        m = re.match(r'^(\S+) = "(.*)"  \((.*)\)$', line)
+        m = re.match(r'^(\S+) = "(.*)"   \((.*)\)$', line)   # xenstore-ls -f -p
         assert m, line
         out[m.group(1)] = (m.group(2), m.group(3))
     return out
