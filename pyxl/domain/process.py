@@ -152,10 +152,10 @@ class Domain:
     def shutdown(self, reason: int) -> None:
         """SCHEDOP_shutdown: the domain stops running for good."""
         if self.status_path:
+            from pyxl.fsutil import atomic_write
+
             try:
-                with open(self.status_path + ".tmp", "w") as f:
-                    f.write("%d\n" % reason)
-                os.replace(self.status_path + ".tmp", self.status_path)
+                atomic_write(self.status_path, b"%d\n" % reason)
             except OSError:
                 pass
         os._exit(EXIT_SHUTDOWN_BASE + reason)

@@ -25,10 +25,11 @@ import uuid as uuidlib
 from pyxl.hypervisor.domain import (REASON_NAMES, SHUTDOWN_CRASH, SHUTDOWN_POWEROFF,
                                     SHUTDOWN_REBOOT, SHUTDOWN_SOFT_RESET, SHUTDOWN_WATCHDOG,
                                     Domain, DomainTable, pid_start_time)
+from pyxl.fsutil import atomic_write, open_append, write_all
 from pyxl.hypervisor.host import Host
 from pyxl.toolstack import devices
 from pyxl.toolstack.errors import Fault
-from pyxl.toolstack.paths import Paths, atomic_write
+from pyxl.toolstack.paths import Paths
 
 STATE_VERSION = 1
 EXIT_SHUTDOWN_BASE = 64      # a domain process exits 64+reason after SCHEDOP_shutdown
@@ -56,6 +57,21 @@ def _platform():
 
 def _embedded(kernel: str) -> bool:
     return _platform().embedded_kernel(kernel)
+
+
+def _append_line(path: str, line: str) -> None:
+    """A line for a log of the host's (0600, never through a link); a log
+    that cannot be written loses the line, never the operation."""
+    try:
+        fd = open_append(path)
+    except OSError:
+        return
+    try:
+        write_all(fd, (line + "\n").encode(errors="replace"))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 class HostState:
@@ -122,18 +138,10 @@ class HostState:
         atomic_write(self.paths.state_file, json.dumps(data, separators=(",", ":")).encode())
 
     def hypervisor_log(self, line: str) -> None:
-        try:
-            with open(self.paths.hypervisor_log, "a") as f:
-                f.write(line + "\n")
-        except OSError:
-            pass
+        _append_line(self.paths.hypervisor_log, line)
 
     def monitor_log(self, dom: Domain, line: str) -> None:
-        try:
-            with open(self.paths.monitor_log(dom.name), "a") as f:
-                f.write(line + "\n")
-        except OSError:
-            pass
+        _append_line(self.paths.monitor_log(dom.name), line)
 
     # -- start-up: adopt what a previous daemon left running -------------
     def start(self) -> None:
@@ -424,7 +432,7 @@ class HostState:
         return [p for p in sys.path if p.endswith("site-packages")]
 
     def _status_path(self, domid: int) -> str:
-        return os.path.join(self.paths.run_dir, "dom", "%d.status" % domid)
+        return os.path.join(self.paths.domain_status_dir, "%d.status" % domid)
 
     def _reason_file(self, dom: Domain, default: int) -> int:
         try:

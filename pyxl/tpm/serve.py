@@ -62,6 +62,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
+from pyxl.fsutil import UnsafePath, atomic_write, ensure_dir
 from pyxl.tpm.constants import TPM_ORD, TPM_RESULT, TPM_TAG
 
 TPM_TAG_RSP_COMMAND = int(TPM_TAG.TPM_TAG_RSP_COMMAND)
@@ -169,11 +170,14 @@ class StateDir:
     def lock(self) -> None:
         """Take DIR/lock or raise ServeError naming the process holding it."""
         try:
-            os.makedirs(self.path, mode=0o700, exist_ok=True)
+            ensure_dir(self.path, 0o700)
+        except UnsafePath as e:
+            raise ServeError("refusing state directory %s: %s" % (self.path, e))
         except OSError as e:
             raise ServeError("cannot create state directory %s: %s" % (self.path, e.strerror))
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600)
         except OSError as e:
             raise ServeError("cannot open %s: %s" % (self.lock_path, e.strerror))
         try:
@@ -228,29 +232,7 @@ class StateDir:
 
     def write(self, blob: bytes) -> None:
         """Replace the state file atomically and durably."""
-        tmp = "%s.tmp.%d" % (self.state_path, os.getpid())
-        data = STATE_MAGIC + hashlib.sha256(blob).digest() + blob
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            _unlink_quietly(tmp)
-            raise
-        os.close(fd)
-        try:
-            os.rename(tmp, self.state_path)
-        except BaseException:
-            _unlink_quietly(tmp)
-            raise
-        dfd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        atomic_write(self.state_path, STATE_MAGIC + hashlib.sha256(blob).digest() + blob)
 
     def remove_stale_temps(self) -> None:
         """Temp files of a server killed mid-write (we hold the lock now)."""
