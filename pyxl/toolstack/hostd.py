@@ -385,34 +385,41 @@ class HostState:
         self.disk_fds[dom.domid] = fds
 
     def _spawn(self, dom: Domain, paused: bool) -> None:
-        spec = {"domid": dom.domid, "name": dom.name, "uuid": dom.uuid, "kernel": dom.kernel,
-                "cmdline": _cfg(dom.config, "b_info", "cmdline", default="") or "",
-                "memkb": dom.target_memkb, "vcpus": dom.vcpus, "paused": paused,
-                "status": self._status_path(dom.domid), "xenbus": self.paths.xenbus_socket,
-                "disks": dom.config.get("disks") or [], "extra": {}}
+        from pyxl.domain import spec as domspec
+
+        status = self._status_path(dom.domid)
         try:
-            os.unlink(spec["status"])
+            os.unlink(status)
         except FileNotFoundError:
             pass
         with self._gone_lock:
             self._gone.pop(dom.domid, None)
         child_sock = self.hv.connect_domain(dom.domid)
-        spec["hv_fd"] = child_sock.fileno()
         # the block devices blkback opened, handed to the domain's blkfront
         block = self.disk_fds.get(dom.domid, [])
-        spec["block"] = {vdev: fd for vdev, fd in block}
+        spec = domspec.make(
+            domid=dom.domid, name=dom.name, uuid=dom.uuid, kernel=dom.kernel,
+            cmdline=_cfg(dom.config, "b_info", "cmdline", default="") or "",
+            memkb=dom.target_memkb, vcpus=dom.vcpus, paused=paused, status=status,
+            xenbus=self.paths.xenbus_socket, disks=dom.config.get("disks") or [],
+            hv_fd=child_sock.fileno(), block={vdev: fd for vdev, fd in block})
         pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         boot = ("import sys;sys.path[:0]=%r;from pyxl.domain.process import main;main()"
                 % ([os.path.dirname(pkg_root)] + self._site_paths()))
-        argv = [sys.executable, "-S", "-c", boot, "pyxl-domain", json.dumps(spec)]
+        spec_fd = err = -1
         try:
-            with open(self.paths.console_log(dom.name) + ".stderr", "ab") as err:
-                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=err,
-                                        pass_fds=(child_sock.fileno(),) + tuple(fd for _, fd in block),
-                                        start_new_session=True, close_fds=True)
+            spec_fd = domspec.to_fd(spec)     # never on the command line: /proc is public
+            err = open_append(self.paths.console_log(dom.name) + ".stderr")
+            proc = subprocess.Popen(
+                [sys.executable, "-S", "-c", boot] + domspec.argv(dom.domid, spec_fd),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                pass_fds=(child_sock.fileno(), spec_fd) + tuple(fd for _, fd in block),
+                start_new_session=True, close_fds=True)
         finally:
             child_sock.close()
+            for fd in (spec_fd, err):
+                if fd >= 0:
+                    os.close(fd)
         dom.pid = proc.pid
         dom.pid_start = pid_start_time(proc.pid)
         dom.paused = paused

@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 
 from nobody import as_nobody
-from ts_host import procs_of
+from ts_host import cmdline, procs_of
 
 
 def _tree(root: Path):
@@ -140,6 +141,23 @@ def test_logs_and_state_are_private(shared_host):
     assert loose == []
     for p in (log / "pyxld.log", log / "console/guest-vm.log", log / "console/hypervisor.log"):
         assert as_nobody("cat", p).returncode != 0, p
+
+
+def test_no_config_value_is_on_any_command_line(host):
+    """/proc/PID/cmdline is readable by every user: the spec a domain is
+    started from goes to it another way."""
+    secret = "vncpasswd-" + uuid.uuid4().hex
+    cfg = host.config("vm")
+    cfg["b_info"]["cmdline"] = "console=hvc0 pw=" + secret
+    cfg["vfbs"] = [{"devid": 0, "vnc": {"enable": "True", "passwd": secret}}]
+    r = host.create("vm", cfg=cfg)
+    assert r.returncode == 0, r.stderr
+    # the domain got its spec: the guest prints its kernel command line
+    host.wait_for(lambda: secret in host.console_log("vm"), what="the guest's command line")
+    doms = [p for p in procs_of(host.root) if b"pyxl-domain" in cmdline(p)]
+    assert doms
+    every = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    assert [p for p in every if secret.encode() in cmdline(p)] == []
 
 
 @pytest.mark.parametrize("name", ["..", "../x", "a/b", "/abs", "."])
