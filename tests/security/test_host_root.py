@@ -6,6 +6,7 @@ the attack, run end to end through the installed pyxl."""
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import subprocess
 import uuid
@@ -158,6 +159,62 @@ def test_no_config_value_is_on_any_command_line(host):
     assert doms
     every = [int(p) for p in os.listdir("/proc") if p.isdigit()]
     assert [p for p in every if secret.encode() in cmdline(p)] == []
+
+
+# -- tpm-serve --unix ---------------------------------------------------------
+
+def _serve(pyxl_cmd, tmp_path, unix: Path, timeout=30) -> subprocess.Popen:
+    return subprocess.Popen(pyxl_cmd + ["tpm-serve", "--state", str(tmp_path / "state"),
+                                        "--unix", str(unix)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_tpm_serve_unix_never_deletes_a_regular_file(pyxl_cmd, tmp_path):
+    f = tmp_path / "notes.txt"
+    f.write_text("keep me\n")
+    p = _serve(pyxl_cmd, tmp_path, f)
+    try:
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 1, err
+    assert "not a socket" in err and str(f) in err
+    assert f.read_text() == "keep me\n"
+
+
+def test_tpm_serve_unix_replaces_a_dead_servers_socket(pyxl_cmd, tmp_path):
+    path = tmp_path / "tpm.sock"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(path))
+    s.close()                     # the file stays; nobody listens
+    p = _serve(pyxl_cmd, tmp_path, path)
+    try:
+        line = p.stdout.readline()
+        assert "ready" in line and "unix %s" % path in line, (line, p.stderr.read())
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.connect(str(path))
+        c.close()
+    finally:
+        p.terminate()
+        p.wait(30)
+    assert not path.exists()      # its own socket, removed on the way out
+
+
+def test_tpm_serve_unix_refuses_a_live_socket(pyxl_cmd, tmp_path):
+    path = tmp_path / "tpm.sock"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(path))
+    s.listen(1)
+    try:
+        p = _serve(pyxl_cmd, tmp_path, path)
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 1 and "in use" in err
+        assert path.exists()
+    finally:
+        s.close()
 
 
 @pytest.mark.parametrize("name", ["..", "../x", "a/b", "/abs", "."])
