@@ -107,7 +107,8 @@ def open_append(path: str, mode: int = 0o600) -> int:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise UnsafePath(errno.EPERM, "%s is not a regular file; refusing to write to it" % path)
+            raise UnsafePath(errno.EPERM, "%s is not a regular file; refusing to write to it"
+                             % path)
         if st.st_uid != os.geteuid():
             raise UnsafePath(errno.EPERM, "%s is owned by uid %d, not %d; refusing to write to it"
                              % (path, st.st_uid, os.geteuid()))
@@ -128,7 +129,8 @@ def _check(path: str, st: os.stat_result, own: bool) -> None:
     files in (own=True)."""
     uid = os.geteuid()
     if own and st.st_uid != uid:
-        raise UnsafePath(errno.EPERM, "%s is owned by uid %d, not by uid %d" % (path, st.st_uid, uid))
+        raise UnsafePath(errno.EPERM, "%s is owned by uid %d, not by uid %d"
+                         % (path, st.st_uid, uid))
     if not own and st.st_uid not in (0, uid):
         raise UnsafePath(errno.EPERM, "%s is owned by uid %d, neither root nor uid %d"
                          % (path, st.st_uid, uid))
@@ -149,7 +151,9 @@ def ensure_dir(path: str, mode: int = 0o700) -> None:
     `path` that others may read is narrowed to `mode`."""
     path = os.path.abspath(path)
     real = os.path.realpath(path)
-    for walk in (path, real):
+    for resolved, walk in ((False, path), (True, real)):
+        if resolved and walk == path:
+            break              # no link on the way: already walked
         cur = "/"
         parts = [p for p in walk.split("/") if p]
         _check(cur, os.lstat(cur), own=not parts)
@@ -165,7 +169,7 @@ def ensure_dir(path: str, mode: int = 0o700) -> None:
                     pass
                 st = os.lstat(cur)
             if stat.S_ISLNK(st.st_mode):
-                if walk is real:
+                if resolved:
                     raise UnsafePath(errno.EPERM, "%s became a symbolic link" % cur)
                 if st.st_uid not in (0, os.geteuid()):
                     raise UnsafePath(errno.EPERM, "%s is a symbolic link owned by uid %d"

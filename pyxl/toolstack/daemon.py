@@ -284,7 +284,8 @@ class Daemon:
             return None
         if op == "dmesg":
             try:
-                fd = os.open(self.paths.hypervisor_log, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                fd = os.open(self.paths.hypervisor_log,
+                             os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
                 with open(fd, "rb") as f:
                     data = f.read().decode(errors="replace")
             except FileNotFoundError:
