@@ -74,9 +74,11 @@ class BenchHost:
             if p.isdigit():
                 try:
                     cmd = open("/proc/%s/cmdline" % p, "rb").read()
+                    env = open("/proc/%s/environ" % p, "rb").read()
                 except OSError:
                     continue
-                if self.root.encode() in cmd and b"pyxl-domain" in cmd:
+                if ("PYXL_ROOT=" + self.root).encode() in env.split(b"\0") \
+                        and b"pyxl-domain" in cmd:
                     pids.append(int(p))
         return pids
 

@@ -78,7 +78,12 @@ def render() -> str:
         ".TP", ".B PYXL_ROOT",
         esc("Root of the simulated host (default /). Everything lives below it: "
             "run/pyxl (control socket, 0600; lock), var/lib/pyxl (domain table), "
-            "var/log/pyxl (daemon log, xl-NAME.log monitor logs, console/guest-NAME.log)."),
+            "var/log/pyxl (daemon log, xl-NAME.log monitor logs, console/guest-NAME.log). "
+            "These directories are the daemon's own (0700, files 0600): pyxl refuses to "
+            "start a host whose directories, or any directory above them, another user "
+            "owns or may write (a sticky directory such as /tmp excepted on the way). "
+            "In file names NAME is the domain name with every byte other than letters, "
+            "digits and -_.+,=@ written as %XX (and a leading dot as %2E)."),
         ".TP", ".B PYXL_HOST_MEMORY, PYXL_HOST_CPUS",
         esc("Size of a new host, in MiB and CPUs (default 16384 and 2)."),
         ".TP", ".B PYXL_DEVICE_TIMEOUT",

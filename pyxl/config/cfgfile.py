@@ -398,18 +398,12 @@ def parse_tables() -> dict:
 
 
 def _write_cache(path: str, tables: dict) -> None:
-    """Atomically (temp file + rename); a cache we cannot write is no error."""
-    import tempfile
+    """Atomically (pyxl.fsutil.atomic_write); a cache we cannot write is no error."""
+    from pyxl.fsutil import atomic_write
+
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                marshal.dump(tables, f)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        atomic_write(path, marshal.dumps(tables))
     except OSError:
         pass
 

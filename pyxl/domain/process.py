@@ -1,10 +1,11 @@
 """The body of a domain: the process the daemon starts for each domain.
 
-    python -S -c "...main()" pyxl-domain '<json spec>'
+    python -S -c "...main()" pyxl-domain domid=N spec-fd=M
 
-The spec says who the domain is (domid, name, uuid, memory, vcpus), which
-kernel it boots, where its console ring is, and which inherited fd is its one
-connection to the hypervisor's services.  The kernel file chooses what runs:
+The spec (pyxl.domain.spec: read from an inherited fd, never from the
+command line) says who the domain is (domid, name, uuid, memory, vcpus),
+which kernel it boots, where its console ring is, and which inherited fd is
+its one connection to the hypervisor's services.  The kernel file chooses what runs:
 the vTPM stub-domain images get pyxl's stub domains (a later layer), anything
 else boots the simulated PV Linux guest.
 
@@ -15,7 +16,6 @@ daemon that is no longer its parent.  Any other death is a crash.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -152,10 +152,10 @@ class Domain:
     def shutdown(self, reason: int) -> None:
         """SCHEDOP_shutdown: the domain stops running for good."""
         if self.status_path:
+            from pyxl.fsutil import atomic_write
+
             try:
-                with open(self.status_path + ".tmp", "w") as f:
-                    f.write("%d\n" % reason)
-                os.replace(self.status_path + ".tmp", self.status_path)
+                atomic_write(self.status_path, b"%d\n" % reason)
             except OSError:
                 pass
         os._exit(EXIT_SHUTDOWN_BASE + reason)
@@ -173,8 +173,14 @@ def runtime_for(kernel: str):
 
 
 def main(argv: list[str] | None = None) -> None:
+    from pyxl.domain import spec as domspec
+
     argv = sys.argv if argv is None else argv
-    spec = json.loads(argv[-1])
+    try:
+        spec = domspec.load(argv[1:])
+    except domspec.SpecError as e:
+        sys.stderr.write("pyxl-domain: %s\n" % e)
+        os._exit(1)
     if spec.get("paused"):
         os.kill(os.getpid(), signal.SIGSTOP)   # created paused: not one instruction yet
     signal.signal(signal.SIGINT, signal.SIG_IGN)

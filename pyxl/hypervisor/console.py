@@ -12,7 +12,9 @@ The log file is capped too (`log_max` bytes, 1 MiB by default): when it is
 full it is rotated the way libxl rotates its log files -- NAME.log.(k-1)
 becomes NAME.log.k, ..., NAME.log becomes NAME.log.1, the oldest beyond
 `log_keep` is overwritten -- and a fresh NAME.log is started, so a flooding
-guest costs at most (log_keep + 1) * log_max bytes of disk.
+guest costs at most (log_keep + 1) * log_max bytes of disk.  Log files are
+the host's own: 0600, never opened through a symbolic link
+(pyxl.fsutil.open_append), in a directory the toolstack made and checked.
 
 Input goes the other way through `send_input`, which the hypervisor wires
 to the domain's connection (kept, bounded, until the domain connects).
@@ -23,6 +25,8 @@ from __future__ import annotations
 import os
 import threading
 from typing import Callable
+
+from pyxl.fsutil import open_append
 
 DEFAULT_LIMIT = 64 * 1024
 DEFAULT_LOG_MAX = 1024 * 1024      # bytes per console log file
@@ -101,8 +105,7 @@ class Console:
         self.log_keep = max(0, log_keep)
         self._log_size = 0
         if log_path:
-            os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
-            self._log = open(log_path, "ab", buffering=0)
+            self._log = open(open_append(log_path), "ab", buffering=0)
             self._log_size = os.fstat(self._log.fileno()).st_size
 
     def _write_log(self, data: bytes) -> None:
@@ -142,7 +145,8 @@ class Console:
                 os.unlink(path)
         except OSError:
             pass      # could not rotate: start over in the same file rather than grow it
-        self._log = open(path, "wb", buffering=0)
+        self._log = open(open_append(path), "ab", buffering=0)
+        os.ftruncate(self._log.fileno(), 0)
         self._log_size = 0
 
     # -- from the domain -----------------------------------------------

@@ -17,8 +17,9 @@ localities, with pendingRequest shown to the active one.
 
 The chip itself is pyxl's TPM 1.2 engine presenting a hardware identity
 (IBM's, as swtpm/libtpms; DID_VID 0x00011014 as QEMU's TIS shows it).  Its
-state lives in one file under the host root, rewritten atomically (temp
-file, fsync, rename) after every command that changed it, so a host crash
+state lives in one file under the host root, rewritten atomically
+(pyxl.fsutil.atomic_write: temp file, fsync, rename, directory fsync) after
+every command that changed it, so a host crash
 leaves the previous or the new state, never a torn one.
 """
 
@@ -28,6 +29,7 @@ import os
 import struct
 import threading
 
+from pyxl.fsutil import atomic_write
 from pyxl.tpm import TPM
 from pyxl.tpm.engine import TPMStateError
 from pyxl.tpm.identity import IBM_SWTPM_IDENTITY
@@ -52,25 +54,6 @@ INTF_CAPS = 0x80 | 0x10 | 0x04 | 0x02 | 0x01    # cmdReady, level low, locality,
 IDLE, READY, RECEPTION, COMPLETION = range(4)
 BURST = 64
 MAX_BUFFER = 4096
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    try:
-        dfd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 class TisDevice:

@@ -134,7 +134,7 @@ def daemon_alive(paths: Paths) -> bool:
     import fcntl
 
     try:
-        fd = os.open(paths.lock_file, os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(paths.lock_file, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
     try:
@@ -153,9 +153,14 @@ def start_daemon(paths: Paths, timeout: float = START_TIMEOUT) -> None:
     import sys
     import time
 
-    paths.make_dirs()
-    lock = os.open(os.path.join(paths.run_dir, "start.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                   0o600)
+    from pyxl.fsutil import UnsafePath, open_append
+
+    try:
+        paths.make_dirs()
+    except UnsafePath as e:
+        raise Fault("UNSAFE_HOST", root=paths.root, reason=e) from None
+    lock = os.open(os.path.join(paths.run_dir, "start.lock"),
+                   os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if daemon_alive(paths) and _can_connect(paths):
@@ -165,13 +170,16 @@ def start_daemon(paths: Paths, timeout: float = START_TIMEOUT) -> None:
         pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = os.pathsep.join(
             [pkg_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-        log = open(paths.daemon_log, "ab")
+        try:
+            log = open_append(paths.daemon_log)       # the daemon's stderr: 0600
+        except UnsafePath as e:
+            raise Fault("UNSAFE_HOST", root=paths.root, reason=e) from None
         proc = subprocess.Popen([sys.executable, "-m", "pyxl.toolstack.daemon"],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 pass_fds=(w,), env=env, start_new_session=True,
                                 cwd="/")
         os.close(w)
-        log.close()
+        os.close(log)
         import select
 
         deadline = time.monotonic() + timeout

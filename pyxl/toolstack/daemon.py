@@ -25,9 +25,10 @@ import threading
 import time
 import traceback
 
+from pyxl.fsutil import UnsafePath, atomic_write, open_append
 from pyxl.toolstack import protocol
 from pyxl.toolstack.errors import Fault
-from pyxl.toolstack.paths import Paths, atomic_write
+from pyxl.toolstack.paths import Paths
 
 
 class Daemon:
@@ -54,8 +55,10 @@ class Daemon:
 
     # -- lifetime --------------------------------------------------------
     def acquire(self) -> bool:
+        """The host's directories (checked: UnsafePath), then its lock."""
         self.paths.make_dirs()
-        self.lock_fd = os.open(self.paths.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self.lock_fd = os.open(self.paths.lock_file,
+                               os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -63,11 +66,17 @@ class Daemon:
         return True
 
     def run(self, ready_fd: int = -1) -> int:
-        if not self.acquire():
-            print("pyxl: a pyxl daemon is already running for %s" % self.paths.root, file=sys.stderr)
+        os.umask(0o077)          # whatever the daemon makes is its own
+        try:
+            if not self.acquire():
+                print("pyxl: a pyxl daemon is already running for %s" % self.paths.root,
+                      file=sys.stderr)
+                return 1
+            # 0600: tracebacks in it may quote a domain's config
+            self.logf = os.fdopen(open_append(self.paths.daemon_log), "a")
+        except UnsafePath as e:
+            print(Fault("UNSAFE_HOST", root=self.paths.root, reason=e).message, file=sys.stderr)
             return 1
-        self.logf = open(self.paths.daemon_log, "a")
-        os.umask(0o077)
         import resource
 
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -285,12 +294,18 @@ class Daemon:
             return None
         if op == "dmesg":
             try:
-                with open(self.paths.hypervisor_log, "rb") as f:
+                fd = os.open(self.paths.hypervisor_log,
+                             os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                with open(fd, "rb") as f:
                     data = f.read().decode(errors="replace")
             except FileNotFoundError:
                 data = ""
             if a.get("clear"):
-                open(self.paths.hypervisor_log, "w").close()
+                fd = open_append(self.paths.hypervisor_log)
+                try:
+                    os.ftruncate(fd, 0)
+                finally:
+                    os.close(fd)
             return data
         if op == "vtpm_attach":
             return st.vtpm_attach(a["dom"], a.get("uuid"), a.get("backend"), **_timeout(a))

@@ -25,10 +25,11 @@ import uuid as uuidlib
 from pyxl.hypervisor.domain import (REASON_NAMES, SHUTDOWN_CRASH, SHUTDOWN_POWEROFF,
                                     SHUTDOWN_REBOOT, SHUTDOWN_SOFT_RESET, SHUTDOWN_WATCHDOG,
                                     Domain, DomainTable, pid_start_time)
+from pyxl.fsutil import atomic_write, open_append, write_all
 from pyxl.hypervisor.host import Host
 from pyxl.toolstack import devices
 from pyxl.toolstack.errors import Fault
-from pyxl.toolstack.paths import Paths, atomic_write
+from pyxl.toolstack.paths import Paths
 
 STATE_VERSION = 1
 EXIT_SHUTDOWN_BASE = 64      # a domain process exits 64+reason after SCHEDOP_shutdown
@@ -56,6 +57,21 @@ def _platform():
 
 def _embedded(kernel: str) -> bool:
     return _platform().embedded_kernel(kernel)
+
+
+def _append_line(path: str, line: str) -> None:
+    """A line for a log of the host's (0600, never through a link); a log
+    that cannot be written loses the line, never the operation."""
+    try:
+        fd = open_append(path)
+    except OSError:
+        return
+    try:
+        write_all(fd, (line + "\n").encode(errors="replace"))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 class HostState:
@@ -122,18 +138,10 @@ class HostState:
         atomic_write(self.paths.state_file, json.dumps(data, separators=(",", ":")).encode())
 
     def hypervisor_log(self, line: str) -> None:
-        try:
-            with open(self.paths.hypervisor_log, "a") as f:
-                f.write(line + "\n")
-        except OSError:
-            pass
+        _append_line(self.paths.hypervisor_log, line)
 
     def monitor_log(self, dom: Domain, line: str) -> None:
-        try:
-            with open(self.paths.monitor_log(dom.name), "a") as f:
-                f.write(line + "\n")
-        except OSError:
-            pass
+        _append_line(self.paths.monitor_log(dom.name), line)
 
     # -- start-up: adopt what a previous daemon left running -------------
     def start(self) -> None:
@@ -377,34 +385,41 @@ class HostState:
         self.disk_fds[dom.domid] = fds
 
     def _spawn(self, dom: Domain, paused: bool) -> None:
-        spec = {"domid": dom.domid, "name": dom.name, "uuid": dom.uuid, "kernel": dom.kernel,
-                "cmdline": _cfg(dom.config, "b_info", "cmdline", default="") or "",
-                "memkb": dom.target_memkb, "vcpus": dom.vcpus, "paused": paused,
-                "status": self._status_path(dom.domid), "xenbus": self.paths.xenbus_socket,
-                "disks": dom.config.get("disks") or [], "extra": {}}
+        from pyxl.domain import spec as domspec
+
+        status = self._status_path(dom.domid)
         try:
-            os.unlink(spec["status"])
+            os.unlink(status)
         except FileNotFoundError:
             pass
         with self._gone_lock:
             self._gone.pop(dom.domid, None)
         child_sock = self.hv.connect_domain(dom.domid)
-        spec["hv_fd"] = child_sock.fileno()
         # the block devices blkback opened, handed to the domain's blkfront
         block = self.disk_fds.get(dom.domid, [])
-        spec["block"] = {vdev: fd for vdev, fd in block}
+        spec = domspec.make(
+            domid=dom.domid, name=dom.name, uuid=dom.uuid, kernel=dom.kernel,
+            cmdline=_cfg(dom.config, "b_info", "cmdline", default="") or "",
+            memkb=dom.target_memkb, vcpus=dom.vcpus, paused=paused, status=status,
+            xenbus=self.paths.xenbus_socket, disks=dom.config.get("disks") or [],
+            hv_fd=child_sock.fileno(), block={vdev: fd for vdev, fd in block})
         pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         boot = ("import sys;sys.path[:0]=%r;from pyxl.domain.process import main;main()"
                 % ([os.path.dirname(pkg_root)] + self._site_paths()))
-        argv = [sys.executable, "-S", "-c", boot, "pyxl-domain", json.dumps(spec)]
+        spec_fd = err = -1
         try:
-            with open(self.paths.console_log(dom.name) + ".stderr", "ab") as err:
-                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=err,
-                                        pass_fds=(child_sock.fileno(),) + tuple(fd for _, fd in block),
-                                        start_new_session=True, close_fds=True)
+            spec_fd = domspec.to_fd(spec)     # never on the command line: /proc is public
+            err = open_append(self.paths.console_log(dom.name) + ".stderr")
+            proc = subprocess.Popen(
+                [sys.executable, "-S", "-c", boot] + domspec.argv(dom.domid, spec_fd),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                pass_fds=(child_sock.fileno(), spec_fd) + tuple(fd for _, fd in block),
+                start_new_session=True, close_fds=True)
         finally:
             child_sock.close()
+            for fd in (spec_fd, err):
+                if fd >= 0:
+                    os.close(fd)
         dom.pid = proc.pid
         dom.pid_start = pid_start_time(proc.pid)
         dom.paused = paused
@@ -424,7 +439,7 @@ class HostState:
         return [p for p in sys.path if p.endswith("site-packages")]
 
     def _status_path(self, domid: int) -> str:
-        return os.path.join(self.paths.run_dir, "dom", "%d.status" % domid)
+        return os.path.join(self.paths.domain_status_dir, "%d.status" % domid)
 
     def _reason_file(self, dom: Domain, default: int) -> int:
         try:

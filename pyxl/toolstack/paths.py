@@ -4,11 +4,21 @@ Everything lives under one root, laid out as Xen lays out a real host: /run
 for sockets and locks, /var/lib for state that survives the daemon, /var/log
 for logs and console logs.  PYXL_ROOT=DIR relocates the whole tree, so several
 hosts (and test runs) can live side by side without root.
+
+The daemon runs as root and writes below the root, so the tree must be its
+own: `make_dirs` refuses (UnsafePath, one line) a root, run, state or log
+directory another user owns or may write (pyxl.fsutil.ensure_dir), and a
+domain name only ever becomes one escaped file-name component
+(pyxl.fsutil.safe_name) -- xenconsoled's guest-NAME.log takes the name as
+found, and a name such as "../../x" would otherwise climb out of the log
+directory.
 """
 
 from __future__ import annotations
 
 import os
+
+from pyxl.fsutil import ensure_dir, safe_name
 
 
 class Paths:
@@ -83,31 +93,32 @@ class Paths:
         return os.path.join(self.log_dir, "pyxld.log")
 
     def monitor_log(self, name: str) -> str:
-        return os.path.join(self.log_dir, "xl-%s.log" % name)
+        """xl's per-domain log, xl-NAME.log (the name escaped: see safe_name)."""
+        return os.path.join(self.log_dir, "xl-%s.log" % safe_name(name))
+
+    @property
+    def console_dir(self) -> str:
+        return os.path.join(self.log_dir, "console")
 
     def console_log(self, name: str) -> str:
-        """xenconsoled --log=guest: console/guest-<name>.log."""
-        return os.path.join(self.log_dir, "console", "guest-%s.log" % name)
+        """xenconsoled --log=guest: console/guest-NAME.log (the name escaped)."""
+        return os.path.join(self.console_dir, "guest-%s.log" % safe_name(name))
 
     @property
     def hypervisor_log(self) -> str:
         """`pyxl dmesg` reads this: the hypervisor's own console."""
-        return os.path.join(self.log_dir, "console", "hypervisor.log")
+        return os.path.join(self.console_dir, "hypervisor.log")
+
+    @property
+    def domain_status_dir(self) -> str:
+        """Where a domain process leaves its shutdown reason (N.status)."""
+        return os.path.join(self.run_dir, "dom")
 
     def make_dirs(self) -> None:
-        for d, mode in ((self.run_dir, 0o700), (os.path.join(self.run_dir, "dom"), 0o700),
-                        (self.lib_dir, 0o700), (self.log_dir, 0o755),
-                        (os.path.join(self.log_dir, "console"), 0o755)):
-            os.makedirs(d, mode=mode, exist_ok=True)
-
-
-def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Write-then-rename: a reader (or a restarted daemon) never sees half a file."""
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        """Create the host's directories, or check the ones that exist: each
+        owned by this user and private (0700), every directory above them
+        owned by root or this user and not writable by others (unless
+        sticky).  Raises pyxl.fsutil.UnsafePath naming the first that is not."""
+        for d in (self.run_dir, self.domain_status_dir, self.lib_dir, self.log_dir,
+                  self.console_dir):
+            ensure_dir(d, 0o700)

@@ -33,8 +33,13 @@ def attach_hardware_tpm(paths, hv):
     from pyxl.hypervisor.tis import TIS_BASE, TIS_LEN, TisDevice
     from pyxl.tpm.engine import TPMStateError
 
+    from pyxl.fsutil import UnsafePath, ensure_dir
+
     path = hardware_tpm_state(paths)
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    try:
+        ensure_dir(os.path.dirname(path), 0o700)     # the chip's secrets: the daemon's alone
+    except UnsafePath as e:
+        raise PlatformError("hardware TPM state: %s" % e) from None
     try:
         tis = TisDevice(path)
     except TPMStateError as e:

@@ -38,10 +38,15 @@ endpoint frames as swtpm does, for every --vendor.)
 
 State.  The engine's dump() is kept in DIR/tpm-state ("pyxl-tpm-state\n", the
 blob's SHA-256, the blob: damage is detected, never loaded), rewritten atomically
-(temp file, fsync, rename, directory fsync) after every command that changed
-persistent state and BEFORE the response is sent: an answered command is on
-disk, and a kill at any moment leaves the old or the new file, never a torn
-one.  DIR/lock (flock) keeps a second server off the same directory.  On
+(pyxl.fsutil.atomic_write: temp file, fsync, rename, directory fsync) after
+every command that changed persistent state and BEFORE the response is sent:
+an answered command is on disk, and a kill at any moment leaves the old or
+the new file, never a torn one.  DIR must be the server's own (made 0700,
+refused if another user owns it or may write it: pyxl.fsutil.ensure_dir).
+DIR/lock (flock) keeps a second server off the same directory.
+
+--unix PATH replaces only a socket nobody listens on (a dead server's); any
+other file there is left alone and the server refuses to start.  On
 SIGTERM/SIGINT the server does what vtpm-stubdom's emulator does at shutdown:
 TPM_SaveState, then a final write -- so a later `--startup state` resumes.
 """
@@ -55,6 +60,7 @@ import os
 import select
 import signal
 import socket
+import stat
 import struct
 import sys
 import time
@@ -62,6 +68,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
+from pyxl.fsutil import UnsafePath, atomic_write, ensure_dir
 from pyxl.tpm.constants import TPM_ORD, TPM_RESULT, TPM_TAG
 
 TPM_TAG_RSP_COMMAND = int(TPM_TAG.TPM_TAG_RSP_COMMAND)
@@ -169,11 +176,14 @@ class StateDir:
     def lock(self) -> None:
         """Take DIR/lock or raise ServeError naming the process holding it."""
         try:
-            os.makedirs(self.path, mode=0o700, exist_ok=True)
+            ensure_dir(self.path, 0o700)
+        except UnsafePath as e:
+            raise ServeError("refusing state directory %s: %s" % (self.path, e))
         except OSError as e:
             raise ServeError("cannot create state directory %s: %s" % (self.path, e.strerror))
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600)
         except OSError as e:
             raise ServeError("cannot open %s: %s" % (self.lock_path, e.strerror))
         try:
@@ -228,29 +238,7 @@ class StateDir:
 
     def write(self, blob: bytes) -> None:
         """Replace the state file atomically and durably."""
-        tmp = "%s.tmp.%d" % (self.state_path, os.getpid())
-        data = STATE_MAGIC + hashlib.sha256(blob).digest() + blob
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            _unlink_quietly(tmp)
-            raise
-        os.close(fd)
-        try:
-            os.rename(tmp, self.state_path)
-        except BaseException:
-            _unlink_quietly(tmp)
-            raise
-        dfd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        atomic_write(self.state_path, STATE_MAGIC + hashlib.sha256(blob).digest() + blob)
 
     def remove_stale_temps(self) -> None:
         """Temp files of a server killed mid-write (we hold the lock now)."""
@@ -283,6 +271,18 @@ class Listener:
     sock: socket.socket
     address: str          # "tcp 127.0.0.1:6545" / "unix /path"
     unix_path: str | None = None
+    unix_id: tuple[int, int] | None = None     # (st_dev, st_ino) of the socket we bound
+
+    def remove_socket(self) -> None:
+        """Unlink our socket file -- only if it is still ours."""
+        if self.unix_path is None:
+            return
+        try:
+            st = os.lstat(self.unix_path)
+        except OSError:
+            return
+        if (st.st_dev, st.st_ino) == self.unix_id:
+            _unlink_quietly(self.unix_path)
 
     @property
     def tcp(self) -> bool:
@@ -307,28 +307,43 @@ def open_tcp(host: str, port: int) -> Listener:
     return Listener(s, "tcp %s:%d" % (h if family == socket.AF_INET else "[%s]" % h, p))
 
 
+def _remove_stale_socket(path: str) -> None:
+    """Remove what is at `path` only if it is a socket (lstat: a link to one
+    is not) that nobody listens on -- a dead server's.  Anything else stays
+    and is a ServeError."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ServeError("%s exists and is not a socket (left untouched)" % path)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)              # nobody listens: a dead server's socket
+        return
+    except OSError as e:
+        raise ServeError("%s: %s (left untouched)" % (path, e.strerror))
+    finally:
+        probe.close()
+    raise ServeError("%s is in use: something is listening on it" % path)
+
+
 def open_unix(path: str, mode: int | None = None) -> Listener:
     path = os.path.abspath(path)
-    if os.path.exists(path):
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(path)
-        except OSError:
-            _unlink_quietly(path)    # stale socket of a dead server
-        else:
-            raise ServeError("%s is in use: something is listening on it" % path)
-        finally:
-            probe.close()
+    _remove_stale_socket(path)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.bind(path)
+        st = os.lstat(path)
         if mode is not None:      # e.g. 0o666 for tcsd, which runs as user tss
             os.chmod(path, mode)
         s.listen(16)
     except OSError as e:
         s.close()
         raise ServeError("cannot listen on %s: %s" % (path, e.strerror))
-    return Listener(s, "unix %s" % path, unix_path=path)
+    return Listener(s, "unix %s" % path, unix_path=path, unix_id=(st.st_dev, st.st_ino))
 
 
 class TPMServer:
@@ -552,8 +567,7 @@ class TPMServer:
         for lst in self.listeners:
             self._unwatch(lst.sock)
             lst.sock.close()
-            if lst.unix_path:
-                _unlink_quietly(lst.unix_path)
+            lst.remove_socket()
         self._unwatch(self._wake_r)
         self._wake_r.close()
         self._wake_w.close()
@@ -691,8 +705,7 @@ def run(opts: Options, engine_factory=open_engine) -> int:
         log(str(e))
         for lst in listeners:
             lst.sock.close()
-            if lst.unix_path:
-                _unlink_quietly(lst.unix_path)
+            lst.remove_socket()
         return 1
     finally:
         state.unlock()

@@ -10,6 +10,7 @@ from pyxl.hypervisor.console import Console
 
 def test_output_before_attach_is_delivered_on_attach_and_logged(tmp_path):
     log = tmp_path / "xen" / "console" / "guest-a.log"
+    log.parent.mkdir(parents=True)          # the toolstack makes (and checks) it
     c = Console(1, str(log), limit=1024)
     c.output(b"Booting\n")
     c.output(b"login: ")

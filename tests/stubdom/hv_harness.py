@@ -113,22 +113,27 @@ class Host:
 def spawn_kernel(host: Host, domid: int, name: str, kernel: str, cmdline: str = "",
                  disks: dict | None = None) -> subprocess.Popen:
     """Start a domain the way the toolstack does: pyxl.domain.process.main
-    with a spec naming the kernel, its hypervisor socket and its block fds."""
-    import json
+    with a spec (pyxl.domain.spec) naming the kernel, its hypervisor socket
+    and its block fds."""
+    from pyxl.domain import spec as domspec
+
     fds = {vdev: os.open(path, os.O_RDWR) for vdev, path in (disks or {}).items()}
     sock = host.hv.connect_domain(domid)
-    spec = {"domid": domid, "name": name, "uuid": "00000000-0000-0000-0000-%012d" % domid,
-            "kernel": kernel, "cmdline": cmdline, "memkb": 16384, "vcpus": 1,
-            "hv_fd": sock.fileno(), "block": fds,
-            "status": str(host.tmp / ("status-%d" % domid)), "xenbus": ""}
+    spec = domspec.make(domid=domid, name=name, uuid="00000000-0000-0000-0000-%012d" % domid,
+                        kernel=kernel, cmdline=cmdline, memkb=16384, vcpus=1, paused=False,
+                        status=str(host.tmp / ("status-%d" % domid)), xenbus="", disks=[],
+                        hv_fd=sock.fileno(), block=fds)
+    spec_fd = domspec.to_fd(spec)
     env = dict(os.environ, PYXL_MINIOS_BOOT_DELAY="0",
                PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     try:
-        p = subprocess.Popen([sys.executable, "-c", "from pyxl.domain.process import main; main()",
-                              json.dumps(spec)], pass_fds=[sock.fileno(), *fds.values()],
+        p = subprocess.Popen([sys.executable, "-c", "from pyxl.domain.process import main; main()"]
+                             + domspec.argv(domid, spec_fd),
+                             pass_fds=[sock.fileno(), spec_fd, *fds.values()],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     finally:
         sock.close()
+        os.close(spec_fd)
         for fd in fds.values():
             os.close(fd)
     host.procs.append(p)

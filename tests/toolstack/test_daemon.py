@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ts_host import cmdline, procs_of
+from ts_host import cmdline, domain_pids, procs_of
 from pyxl.toolstack import protocol
 from pyxl.toolstack.client import Client
 from pyxl.toolstack.errors import KINDS, Fault
@@ -123,10 +123,8 @@ def test_sigkill_daemon_then_adopt_live_and_record_dead(host):
     os.kill(dpid, signal.SIGKILL)
     host.wait_for(lambda: not os.path.exists("/proc/%d/stat" % dpid) or
                   open("/proc/%d/stat" % dpid).read().split()[2] == "Z", what="daemon death")
-    doomed_pid = [p for p in procs_of(host.root)
-                  if b'"name": "doomed"' in cmdline(p)]
-    assert len(doomed_pid) == 1
-    os.kill(doomed_pid[0], signal.SIGKILL)
+    doomed_pid = domain_pids(host.root)[before["doomed"]["domid"]]
+    os.kill(doomed_pid, signal.SIGKILL)
     time.sleep(0.1)
     # the next command starts a new daemon, which adopts "alive" and finds "doomed" crashed
     p = host.run("list")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pexpect
 
-from ts_host import cmdline, expect, procs_of
+from ts_host import domain_pids, expect
 
 ROW = re.compile(r"^(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+([rbpscd-]{6})\s+(\d+\.\d)$")
 
@@ -30,11 +30,14 @@ def rows(out: str) -> dict[str, tuple]:
     return res
 
 
-def domain_pid(host, name):
-    for p in procs_of(host.root):
-        if ('"name": "%s"' % name).encode() in cmdline(p):
-            return p
-    return None
+def domain_pid(host, dom):
+    """The process of domain `dom`: a domid, or a name the daemon knows."""
+    if isinstance(dom, str):
+        d = host.domains().get(dom)
+        if d is None:
+            return None
+        dom = d["domid"]
+    return domain_pids(host.root).get(dom)
 
 
 def test_create_list_destroy(host):
@@ -49,7 +52,7 @@ def test_create_list_destroy(host):
     assert host.run("domname", "1").stdout == "web\n"
     assert host.run("destroy", "web").returncode == 0
     assert "web" not in rows(host.run("list").stdout)
-    assert domain_pid(host, "web") is None
+    assert domain_pid(host, 1) is None
     # domids are not reused at once
     assert host.create("web").returncode == 0
     assert rows(host.run("list").stdout)["web"][0] == "2"

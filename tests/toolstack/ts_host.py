@@ -23,8 +23,8 @@ def cmdline(pid: int) -> bytes:
 
 
 def procs_of(root: str) -> list[int]:
-    """Every process belonging to the host at `root` (daemon: PYXL_ROOT in its
-    environment; domains: the host's paths in the spec on their command line)."""
+    """Every daemon and domain process of the host at `root` (PYXL_ROOT in
+    their environment, which domains inherit from the daemon)."""
     pids = []
     for p in os.listdir("/proc"):
         if not p.isdigit() or int(p) == os.getpid():
@@ -34,10 +34,22 @@ def procs_of(root: str) -> list[int]:
             env = open("/proc/%s/environ" % p, "rb").read()
         except OSError:
             continue
-        if root.encode() in cmd or ("PYXL_ROOT=" + root).encode() + b"\0" in env + b"\0" \
-                and b"pyxl.toolstack.daemon" in cmd:
+        if ("PYXL_ROOT=" + root).encode() in env.split(b"\0") \
+                and (b"pyxl.toolstack.daemon" in cmd or b"pyxl-domain" in cmd.split(b"\0")):
             pids.append(int(p))
     return pids
+
+
+def domain_pids(root: str) -> dict[int, int]:
+    """domid -> pid of the host's domain processes (`pyxl-domain domid=N ...`)."""
+    out = {}
+    for p in procs_of(root):
+        args = cmdline(p).split(b"\0")
+        if b"pyxl-domain" in args:
+            for a in args:
+                if a.startswith(b"domid=") and a[6:].isdigit():
+                    out[int(a[6:])] = p
+    return out
 
 
 class Host:

@@ -146,7 +146,7 @@ def test_vtpm_chain_survives_sigkilled_daemon(host):  # noqa: F811
     assert "tpm_store_permanent_data() failed" not in host.console_log("domu-vtpm")
 
     # -- a command in flight when the daemon dies fails; the next ones work ---------
-    vpid = _pid_of(host, b'"name": "domu-vtpm"')
+    vpid = _pid_of(host, b"pyxl-domain\0domid=%d\0" % vtpm)
     os.kill(vpid, signal.SIGSTOP)                 # the vTPM cannot answer meanwhile
     try:
         with _connect(dev, timeout=15) as s:
