@@ -15,12 +15,12 @@ Stages (each usable on its own):
                                             syntax errors, so the real work is
                                             done during the parse)
 
-The parse tables come from grammar/xl.cfg.lark (package data): Lark computes
-the LALR(1) automaton, then Bison's policy is applied on top of it (default
-reductions, which states read a lookahead, which tokens an error message
-lists) so that errors name exactly the tokens xl names.  The tables are
-computed once and cached (marshal) in the user's cache directory, so a
-normal run never imports Lark (start-up latency is benchmarked).  A few
+The parse tables come from grammar/xl.cfg.lark (package data): lalr.py
+computes the LALR(1) automaton, then Bison's policy is applied on top of it
+(default reductions, which states read a lookahead, which tokens an error
+message lists) so that errors name exactly the tokens xl names.  The tables
+are computed once and cached (marshal) in the user's cache directory
+(start-up latency is benchmarked).  A few
 common statement shapes skip the automaton (see _FAST_RE) with identical
 effects.
 
@@ -280,7 +280,7 @@ BISON_NAMES = {  # token -> name in Bison messages, in Bison's token order
     "SEMICOLON": "';'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','",
 }
 _ORDER = list(BISON_NAMES)
-_TABLES_VERSION = 1
+_TABLES_VERSION = 2
 
 
 def grammar_text() -> str:
@@ -310,30 +310,21 @@ def _cache_dir() -> str:
 
 
 def _compute_tables(grammar: str) -> dict:
-    """Run Lark's LALR(1) construction and apply Bison's table policy:
+    """Build the LALR(1) automaton (lalr.py) and apply Bison's table policy:
     per state the explicit actions (shift: state+1, reduce: -(rule+1)), the
     default reduction, whether it reduces without reading a lookahead, where
     the `error` token shifts, and the expected tokens a message lists."""
-    from lark import Lark
+    from . import lalr
 
-    lark = Lark(grammar, parser="lalr", lexer="basic", start="file")
-    table = lark.parser.parser.parser.parse_table
-    rules: list[str] = []
-    rule_index: dict[object, int] = {}
-    nstates = len(table.states)
+    table = lalr.build(lalr.read_rules(grammar), "file")
     out_states = []
-    for s in range(nstates):
-        acts = table.states[s]
+    for acts in table.states:
         shifts, gotos, reduces = {}, {}, {}
         for sym, (action, arg) in acts.items():
-            if action.name == "Shift":
+            if action == "shift":
                 (shifts if sym.isupper() or sym == "$END" else gotos)[sym] = arg
             else:
-                if arg not in rule_index:
-                    rule_index[arg] = len(rules)
-                    rules.append(f"{arg.origin.name}: " + " ".join(
-                        x.name for x in arg.expansion))
-                reduces[sym] = rule_index[arg]
+                reduces[sym] = arg
         rset = set(reduces.values())
         token_shifts = shifts
         # Bison: a state needs no lookahead when it has a single reduction
@@ -361,12 +352,9 @@ def _compute_tables(grammar: str) -> dict:
             "error": token_shifts.get("ERROR"),
             "expected": expected,
         })
-    rule_info = []
-    for text in rules:
-        lhs, rhs = text.split(": ", 1)
-        rule_info.append([text, lhs, len(rhs.split()) if rhs else 0])
+    rule_info = [[r.text(), r.lhs, len(r.rhs)] for r in table.rules]
     return {"version": _TABLES_VERSION, "rules": rule_info, "states": out_states,
-            "start": table.start_states["file"], "accept": table.end_states["file"]}
+            "start": table.start, "accept": table.accept}
 
 
 _TABLES: dict | None = None
