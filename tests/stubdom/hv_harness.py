@@ -67,7 +67,9 @@ class Host:
         return p
 
     def add_vtpm(self, fe: int, be: int, uuid: str, devid: int = 0) -> None:
-        """What libxl__device_vtpm_add writes, in one transaction (facts 4.2)."""
+        """What libxl__device_vtpm_add writes, in one transaction
+        (Xen 4.17 libxl_vtpm.c libxl__set_xenstore_vtpm, through
+        libxl_device.c libxl__device_add_async)."""
         xs = self.xs
         fe_path = f"/local/domain/{fe}/device/vtpm/{devid}"
         be_path = f"/local/domain/{be}/backend/vtpm/{fe}/{devid}"
