@@ -37,7 +37,7 @@ import os
 import re
 import sys
 import zlib
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 __all__ = [
     "ConfigParseError", "ConfigReadError", "XluConfig", "XluList", "Setting",
@@ -319,7 +319,9 @@ def _compute_tables(grammar: str) -> dict:
     table = lalr.build(lalr.read_rules(grammar), "file")
     out_states = []
     for acts in table.states:
-        shifts, gotos, reduces = {}, {}, {}
+        shifts: dict[str, int] = {}
+        gotos: dict[str, int] = {}
+        reduces: dict[str, int] = {}
         for sym, (action, arg) in acts.items():
             if action == "shift":
                 (shifts if sym.isupper() or sym == "$END" else gotos)[sym] = arg
@@ -469,7 +471,7 @@ class XluList:
 
 class Setting(NamedTuple):
     name: str
-    value: object      # str | XluList
+    value: str | XluList
     op: str            # "=" or "+="
     line: int
 
@@ -639,7 +641,7 @@ class _Context:
         self.lexerrlineno = -1
         self.likely_python = False
         self.text = b""               # yytext of the last scanner match
-        self.scanner: _Scanner | None = None
+        self.scanner: _Scanner = None  # type: ignore[assignment]  # set by _run at once
 
     def yyerror(self, line: int, msg: str) -> None:
         if line <= self.lexerrlineno:
@@ -673,11 +675,11 @@ _ACCEPT = 1 << 30
 # effects on the parse context (yytext, yylineno, the setting) are applied
 # exactly as the steps would.  Anything else takes the general path.
 _W = rb"(?:[ \t]|\n|\#[^\n]*\n)*+"
-_ATOM = rb"""(?:"[^"\\\n\0]*+"|'[^'\\\n\0]*+'|[0-9][0-9a-fx]*+)"""
+_FAST_ATOM = rb"""(?:"[^"\\\n\0]*+"|'[^'\\\n\0]*+'|[0-9][0-9a-fx]*+)"""
 _FAST_RE = re.compile(
     rb"[ \t]*+(?P<key>[a-z][._0-9a-z]*+)[ \t]*+(?P<op>\+?=)[ \t]*+"
-    rb"(?:(?P<atom>" + _ATOM + rb")|\[(?P<list>" + _W + rb"(?:" + _ATOM + _W
-    + rb"(?:," + _W + _ATOM + _W + rb")*+(?:," + _W + rb")?)?)\])"
+    rb"(?:(?P<atom>" + _FAST_ATOM + rb")|\[(?P<list>" + _W + rb"(?:" + _FAST_ATOM + _W
+    + rb"(?:," + _W + _FAST_ATOM + _W + rb")*+(?:," + _W + rb")?)?)\])"
     rb"[ \t]*+(?P<end>\n|\#[^\n]*\n|;)")
 _FAST_ITEM_RE = re.compile(rb"""\n|\#[^\n]*\n|"[^"]*"|'[^']*'|[0-9][0-9a-fx]*""")
 
@@ -922,7 +924,7 @@ def _parse(data: bytes, path: str, warn: Warn | None, want_tree: bool):
     return _run(bytes(data), path, warn, want_tree)
 
 
-def read_config_data(path: str, extra: list[str] = ()) -> bytes:
+def read_config_data(path: str, extra: Sequence[str] = ()) -> bytes:
     """What xl create hands to libxlu: the file's bytes, then -- if there are
     KEY=VALUE extras -- "\\n", each extra followed by "\\n", and "\\n".  Raises
     ConfigReadError with xl's message (exit 3) when the file cannot be read."""
@@ -968,7 +970,7 @@ def _read_file(path, spath: str) -> bytes:
     return b"".join(chunks)
 
 
-def read_config(path: str, extra: list[str] = (), warn: Warn | None = None) -> XluConfig:
+def read_config(path: str, extra: Sequence[str] = (), warn: Warn | None = None) -> XluConfig:
     """read_config_data + parse, as xl create does.  (xl prints "Parsing
     config from PATH" between the two; callers that print it use the two
     functions separately.)"""
