@@ -1,5 +1,6 @@
 """An in-test host: a Hypervisor, dom0's xenstore, and domain processes
-started the way the toolstack starts them (one socket each, PYXL_XEN_FD)."""
+started much as the toolstack starts them: one socket each, handed over here
+as PYXL_XEN_FD (the daemon puts it in the domain's spec as hv_fd)."""
 
 from __future__ import annotations
 
