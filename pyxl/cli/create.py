@@ -89,12 +89,7 @@ def create(
     if dry:
         return 0
 
-    try:
-        from pyxl.toolstack.create import create_domain
-    except ImportError:
-        _err("pyxl: cannot create domains: the toolstack (pyxl.toolstack.create) "
-             "is not part of this build")
-        return 1
+    from pyxl.toolstack.create import create_domain
     return create_domain(d_config, config_file=config_file,
                          config_data=d_config.source, console=console, paused=paused,
                          quiet=quiet, monitor=not no_monitor, foreground=foreground)

@@ -3,9 +3,9 @@ TrouSerS' `tcsd -e` (TCSD_TCP_DEVICE_PORT) or any swtpm client can use.
 
 Once it accepts connections it prints one line on stdout, for scripts:
     pyxl tpm-serve: ready, tcp 127.0.0.1:PORT[, unix PATH], state DIR[ (new TPM)]
-Errors go to stderr (with the global -v, also one line per command); exit 0 after a clean stop (SIGTERM/SIGINT: TPM_SaveState,
-state written), 1 for a busy/damaged state dir or a port in use, 2 for bad
-options.  See pyxl/tpm/serve.py for framing and the state dir."""
+Errors go to stderr (with the global -v, also one line per command); exit 0
+after a clean stop (SIGTERM/SIGINT: TPM_SaveState, state written), 1 for a
+busy/damaged state dir or a port in use, 2 for bad options.  See pyxl/tpm/serve.py for framing and the state dir."""
 
 from __future__ import annotations
 

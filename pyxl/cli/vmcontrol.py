@@ -79,14 +79,18 @@ def _progress(text: str):
 @faults
 def shutdown(all_: Annotated[bool, typer.Option("-a", "--all", help="Shutdown all guest domains.")] = False,
              wait: Annotated[bool, typer.Option("-w", "--wait", help="Wait for guest(s) to shutdown.")] = False,
-             fallback: Annotated[bool, typer.Option("-F", help="Fallback to ACPI power event for HVM guests with " "no PV drivers.")] = False, domain: Annotated[Optional[str], typer.Argument(metavar="Domain", show_default=False)] = None):
+             fallback: Annotated[bool, typer.Option("-F", help="Fallback to ACPI power event for HVM guests with "
+                                                   "no PV drivers.")] = False,
+             domain: Annotated[Optional[str], typer.Argument(metavar="Domain", show_default=False)] = None):
     return _shutdown_or_reboot(False, all_, wait, fallback, domain)
 
 
 @faults
 def reboot(all_: Annotated[bool, typer.Option("-a", "--all", help="Shutdown all guest domains.")] = False,
            wait: Annotated[bool, typer.Option("-w", "--wait", help="Wait for guest(s) to reboot.")] = False,
-           fallback: Annotated[bool, typer.Option("-F", help="Fallback to ACPI power event for HVM guests with " "no PV drivers.")] = False, domain: Annotated[Optional[str], typer.Argument(metavar="Domain", show_default=False)] = None):
+           fallback: Annotated[bool, typer.Option("-F", help="Fallback to ACPI power event for HVM guests with "
+                                                   "no PV drivers.")] = False,
+           domain: Annotated[Optional[str], typer.Argument(metavar="Domain", show_default=False)] = None):
     return _shutdown_or_reboot(True, all_, wait, fallback, domain)
 
 

@@ -15,12 +15,12 @@ Stages (each usable on its own):
                                             syntax errors, so the real work is
                                             done during the parse)
 
-The parse tables come from grammar/xl.cfg.lark (package data): Lark computes
-the LALR(1) automaton, then Bison's policy is applied on top of it (default
-reductions, which states read a lookahead, which tokens an error message
-lists) so that errors name exactly the tokens xl names.  The tables are
-computed once and cached (marshal) in the user's cache directory, so a
-normal run never imports Lark (start-up latency is benchmarked).  A few
+The parse tables come from grammar/xl.cfg.lark (package data): lalr.py
+computes the LALR(1) automaton, then Bison's policy is applied on top of it
+(default reductions, which states read a lookahead, which tokens an error
+message lists) so that errors name exactly the tokens xl names.  The tables
+are computed once and cached (marshal) in the user's cache directory
+(start-up latency is benchmarked).  A few
 common statement shapes skip the automaton (see _FAST_RE) with identical
 effects.
 
@@ -37,7 +37,7 @@ import os
 import re
 import sys
 import zlib
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 __all__ = [
     "ConfigParseError", "ConfigReadError", "XluConfig", "XluList", "Setting",
@@ -280,7 +280,7 @@ BISON_NAMES = {  # token -> name in Bison messages, in Bison's token order
     "SEMICOLON": "';'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','",
 }
 _ORDER = list(BISON_NAMES)
-_TABLES_VERSION = 1
+_TABLES_VERSION = 2
 
 
 def grammar_text() -> str:
@@ -310,30 +310,23 @@ def _cache_dir() -> str:
 
 
 def _compute_tables(grammar: str) -> dict:
-    """Run Lark's LALR(1) construction and apply Bison's table policy:
+    """Build the LALR(1) automaton (lalr.py) and apply Bison's table policy:
     per state the explicit actions (shift: state+1, reduce: -(rule+1)), the
     default reduction, whether it reduces without reading a lookahead, where
     the `error` token shifts, and the expected tokens a message lists."""
-    from lark import Lark
+    from . import lalr
 
-    lark = Lark(grammar, parser="lalr", lexer="basic", start="file")
-    table = lark.parser.parser.parser.parse_table
-    rules: list[str] = []
-    rule_index: dict[object, int] = {}
-    nstates = len(table.states)
+    table = lalr.build(lalr.read_rules(grammar), "file")
     out_states = []
-    for s in range(nstates):
-        acts = table.states[s]
-        shifts, gotos, reduces = {}, {}, {}
+    for acts in table.states:
+        shifts: dict[str, int] = {}
+        gotos: dict[str, int] = {}
+        reduces: dict[str, int] = {}
         for sym, (action, arg) in acts.items():
-            if action.name == "Shift":
+            if action == "shift":
                 (shifts if sym.isupper() or sym == "$END" else gotos)[sym] = arg
             else:
-                if arg not in rule_index:
-                    rule_index[arg] = len(rules)
-                    rules.append(f"{arg.origin.name}: " + " ".join(
-                        x.name for x in arg.expansion))
-                reduces[sym] = rule_index[arg]
+                reduces[sym] = arg
         rset = set(reduces.values())
         token_shifts = shifts
         # Bison: a state needs no lookahead when it has a single reduction
@@ -361,12 +354,9 @@ def _compute_tables(grammar: str) -> dict:
             "error": token_shifts.get("ERROR"),
             "expected": expected,
         })
-    rule_info = []
-    for text in rules:
-        lhs, rhs = text.split(": ", 1)
-        rule_info.append([text, lhs, len(rhs.split()) if rhs else 0])
+    rule_info = [[r.text(), r.lhs, len(r.rhs)] for r in table.rules]
     return {"version": _TABLES_VERSION, "rules": rule_info, "states": out_states,
-            "start": table.start_states["file"], "accept": table.end_states["file"]}
+            "start": table.start, "accept": table.accept}
 
 
 _TABLES: dict | None = None
@@ -475,7 +465,7 @@ class XluList:
 
 class Setting(NamedTuple):
     name: str
-    value: object      # str | XluList
+    value: str | XluList
     op: str            # "=" or "+="
     line: int
 
@@ -645,7 +635,7 @@ class _Context:
         self.lexerrlineno = -1
         self.likely_python = False
         self.text = b""               # yytext of the last scanner match
-        self.scanner: _Scanner | None = None
+        self.scanner: _Scanner = None  # type: ignore[assignment]  # set by _run at once
 
     def yyerror(self, line: int, msg: str) -> None:
         if line <= self.lexerrlineno:
@@ -679,11 +669,11 @@ _ACCEPT = 1 << 30
 # effects on the parse context (yytext, yylineno, the setting) are applied
 # exactly as the steps would.  Anything else takes the general path.
 _W = rb"(?:[ \t]|\n|\#[^\n]*\n)*+"
-_ATOM = rb"""(?:"[^"\\\n\0]*+"|'[^'\\\n\0]*+'|[0-9][0-9a-fx]*+)"""
+_FAST_ATOM = rb"""(?:"[^"\\\n\0]*+"|'[^'\\\n\0]*+'|[0-9][0-9a-fx]*+)"""
 _FAST_RE = re.compile(
     rb"[ \t]*+(?P<key>[a-z][._0-9a-z]*+)[ \t]*+(?P<op>\+?=)[ \t]*+"
-    rb"(?:(?P<atom>" + _ATOM + rb")|\[(?P<list>" + _W + rb"(?:" + _ATOM + _W
-    + rb"(?:," + _W + _ATOM + _W + rb")*+(?:," + _W + rb")?)?)\])"
+    rb"(?:(?P<atom>" + _FAST_ATOM + rb")|\[(?P<list>" + _W + rb"(?:" + _FAST_ATOM + _W
+    + rb"(?:," + _W + _FAST_ATOM + _W + rb")*+(?:," + _W + rb")?)?)\])"
     rb"[ \t]*+(?P<end>\n|\#[^\n]*\n|;)")
 _FAST_ITEM_RE = re.compile(rb"""\n|\#[^\n]*\n|"[^"]*"|'[^']*'|[0-9][0-9a-fx]*""")
 
@@ -928,7 +918,7 @@ def _parse(data: bytes, path: str, warn: Warn | None, want_tree: bool):
     return _run(bytes(data), path, warn, want_tree)
 
 
-def read_config_data(path: str, extra: list[str] = ()) -> bytes:
+def read_config_data(path: str, extra: Sequence[str] = ()) -> bytes:
     """What xl create hands to libxlu: the file's bytes, then -- if there are
     KEY=VALUE extras -- "\\n", each extra followed by "\\n", and "\\n".  Raises
     ConfigReadError with xl's message (exit 3) when the file cannot be read."""
@@ -974,7 +964,7 @@ def _read_file(path, spath: str) -> bytes:
     return b"".join(chunks)
 
 
-def read_config(path: str, extra: list[str] = (), warn: Warn | None = None) -> XluConfig:
+def read_config(path: str, extra: Sequence[str] = (), warn: Warn | None = None) -> XluConfig:
     """read_config_data + parse, as xl create does.  (xl prints "Parsing
     config from PATH" between the two; callers that print it use the two
     functions separately.)"""

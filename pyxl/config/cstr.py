@@ -134,7 +134,8 @@ def atoi(s: str) -> int:
 
 def strtok(s: str, delims: str) -> list[str]:
     """All tokens strtok(3) would return: runs of delimiters vanish."""
-    out, cur = [], []
+    out: list[str] = []
+    cur: list[str] = []
     for ch in s:
         if ch in delims:
             if cur:

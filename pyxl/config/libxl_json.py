@@ -15,6 +15,7 @@ file arrive as surrogate escapes and are written back as the original bytes.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 from pyxl.config import model as M
 
@@ -91,7 +92,7 @@ def _enum(cls, v) -> Raw:
         return Raw("null")          # libxl_<enum>_to_string gave NULL
 
 
-def _is_default(meta: dict, v) -> bool:
+def _is_default(meta: Mapping, v) -> bool:
     t = meta["t"]
     if t in ("int", "uint", "enum"):
         return v == meta["init"]
@@ -118,7 +119,7 @@ def _is_default(meta: dict, v) -> bool:
     return False  # struct: always printed
 
 
-def _value(meta: dict, v):
+def _value(meta: Mapping, v):
     t = meta["t"]
     if t == "int" or t == "uint":
         return _int(v)

@@ -154,7 +154,7 @@ class Struct:
         return all(getattr(self, n) == getattr(other, n) for n, _, _ in self._defaults
                    if n != "source")
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # equal by value, so unhashable
 
 
 def idl_struct(cls):

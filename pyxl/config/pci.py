@@ -18,7 +18,7 @@ _XDIGITS = set("0123456789abcdefABCDEF")
 def _scan_fixed(s: str, fmt_seps: list[str]):
     """sscanf("%x<sep>%x<sep>...") -> (values, end_or_None): stops at the
     first mismatch, like sscanf; end is None when the final literal failed."""
-    vals = []
+    vals: list[int] = []
     i = 0
     for k, sep in enumerate(fmt_seps):
         r = scan_hex_uint(s, i)

@@ -82,7 +82,7 @@ def _parse_mac(buf: str, start: int):
     """The octet loop of parse_nic_config, reading the strtok'd buffer the way
     the C code does (it steps one byte past each octet, whatever it is).
     -> (list of octets set, ok)"""
-    octets = []
+    octets: list[int] = []
     p = start
     for _ in range(6):
         rest = buf[p:].split("\0", 1)[0] if p < len(buf) else ""

@@ -5,9 +5,10 @@
 The spec (pyxl.domain.spec: read from an inherited fd, never from the
 command line) says who the domain is (domid, name, uuid, memory, vcpus),
 which kernel it boots, where its console ring is, and which inherited fd is
-its one connection to the hypervisor's services.  The kernel file chooses what runs:
-the vTPM stub-domain images get pyxl's stub domains (a later layer), anything
-else boots the simulated PV Linux guest.
+its one connection to the hypervisor's services.  The kernel file chooses
+what runs: the vTPM stub-domain images get pyxl's stub domains
+(pyxl/domain/vtpm, pyxl/domain/vtpmmgr), anything else boots the simulated
+PV Linux guest.
 
 A domain ends the way a Xen guest does: SCHEDOP_shutdown with a reason, which
 here is the process's exit status (64 + reason) plus a status file for a

@@ -1,7 +1,7 @@
 """`XenInterface`: a domain's hypercalls and xenbus, over its one socket to
 the hypervisor services (pyxl/hypervisor/wire.py describes the frames).
 
-    xen = XenInterface.from_env()          # PYXL_XEN_FD set by the toolstack
+    xen = XenInterface.from_fd(spec["hv_fd"])  # the fd the daemon passed in the spec
     xen.domid                               # told by the hypervisor, not chosen
     xen.write("device/vtpm/0/state", "3")   # relative to /local/domain/<domid>
     xen.watch("backend/vtpm", "be"); xen.read_watch(timeout=1.0)
@@ -160,6 +160,8 @@ class XenInterface:
 
     @classmethod
     def from_env(cls) -> "XenInterface":
+        """For a process started with PYXL_XEN_FD (the tests' and benches'
+        harnesses); the daemon hands a domain its fd in the spec instead."""
         fd = os.environ.get(ENV_FD)
         if not fd:
             raise RuntimeError(f"{ENV_FD} is not set: this process was not started as a domain")

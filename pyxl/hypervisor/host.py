@@ -11,10 +11,7 @@ import os
 import platform
 from dataclasses import asdict, dataclass
 
-try:  # the config layer's host model (interface 2)
-    from pyxl.config.host import HostInfo as _ConfigHostInfo  # type: ignore
-except ImportError:  # pragma: no cover - until the config model lands
-    _ConfigHostInfo = None
+from pyxl.config.host import HostInfo as _ConfigHostInfo
 
 XEN_MAJOR, XEN_MINOR, XEN_EXTRA = 4, 17, ".7"
 PAGE_KB = 4
@@ -23,12 +20,8 @@ XEN_RESERVED_MB = 80           # what the hypervisor keeps for itself (heap, fra
 
 
 def _default_size() -> tuple[int, int, int]:
-    if _ConfigHostInfo is not None:
-        h = _ConfigHostInfo()
-        mem = getattr(h, "memory_mb", None) or (getattr(h, "memory_kb", 0) // 1024) \
-            or (getattr(h, "memory", 0) >> 20) or 16384
-        return int(getattr(h, "nr_cpus", 2)), int(getattr(h, "nr_nodes", 1)), int(mem)
-    return 2, 1, 16384
+    h = _ConfigHostInfo()
+    return h.nr_cpus, h.nr_nodes, h.memory_kb // 1024
 
 
 @dataclass

@@ -13,7 +13,7 @@ coalesces notifications), watch events beyond a bound are dropped, and
 only a domain's own replies apply back-pressure, to that domain's reader.
 Every service has its own lock; callbacks out of here (`on_disconnect`,
 dom0 event-channel sinks, watch sinks) run on these threads and must not
-block -- an asyncio daemon hands them on with loop.call_soon_threadsafe.
+block -- hand anything slow on to another thread.
 A connection's socket is closed by the last of its two threads to end,
 never by close()/join() under a live thread: a descriptor number freed
 under a thread about to recvmsg would be the next domain's socket.
@@ -23,15 +23,15 @@ Embedding (the toolstack's daemon):
     hv = Hypervisor()                       # dom0 is domain 0, privileged
     hv.domain_created(domid, name="vm", console_log="/.../guest-vm.log")
     sock = hv.connect_domain(domid)         # the domain process's end
-    child = subprocess.Popen([...], pass_fds=[sock.fileno()],
-                             env={..., "PYXL_XEN_FD": str(sock.fileno())})
+    spec["hv_fd"] = sock.fileno()           # in the domain's spec (pyxl/domain/process.py)
+    child = subprocess.Popen([..., json.dumps(spec)], pass_fds=[sock.fileno()])
     sock.close()                            # the daemon keeps its own end
     ...
     xs = hv.xs()                            # dom0's xenstore, in-process
     reader = hv.console(domid).attach()     # `pyxl console`
     hv.domain_destroyed(domid)              # revoke, unbind, @releaseDomain
 
-Inside the domain process: `pyxl.domain.xen.XenInterface.from_env()`.
+Inside the domain process: `pyxl.domain.xen.XenInterface.from_fd(spec["hv_fd"])`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """`pyxl create` past parsing: hand the config to the host and follow up
-(interface 3: called by pyxl/cli/create.py with the parsed DomainConfig).
+(called by pyxl/cli/create.py with the parsed DomainConfig).
 
 The daemon does what libxl_domain_create_new does (memory check, domid,
 xenstore, devices, the domain process); this side prints what xl prints and

@@ -734,7 +734,8 @@ class HostState:
             while True:
                 dom = self.table.domains.get(domid)
                 if dom is None:
-                    if until == "shutdown" and domid in self.shutdown_events:   # it shut down, then its monitor reaped it
+                    # it shut down, then its monitor reaped it
+                    if until == "shutdown" and domid in self.shutdown_events:
                         return {"event": "shutdown", "reason": self.shutdown_events[domid]}
                     return {"event": "destroyed"}
                 if dom.shutdown_reason is not None and until == "shutdown":

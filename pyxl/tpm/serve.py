@@ -91,7 +91,7 @@ def error_response(rc: int) -> bytes:
 
 
 class Engine(Protocol):
-    """What the server needs of pyxl.tpm.engine.TPM (COMMON.md interface 4)."""
+    """What the server needs of pyxl.tpm.engine.TPM."""
 
     persistent_changed: bool
 
@@ -606,10 +606,7 @@ class Options:
 def resolve_identity(vendor: str, emulator: str = "libtpms"):
     """The engine identity for --vendor (ETHZ: the Xen vTPM's), behaving as
     --emulator (libtpms, or berlios: the emulator inside vtpm-stubdom)."""
-    try:
-        from pyxl.tpm import identity as ident
-    except ImportError as e:
-        raise ServeError("the TPM engine is not available in this build (%s)" % e)
+    from pyxl.tpm import identity as ident
 
     known = {}
     for name in dir(ident):      # every Identity the engine defines, by its vendor ID
@@ -627,10 +624,7 @@ def resolve_identity(vendor: str, emulator: str = "libtpms"):
 
 def open_engine(opts: Options, state: StateDir, log: Callable[[str], None]):
     """Load the saved TPM (or make a fresh one), then power it on."""
-    try:
-        from pyxl.tpm.engine import TPM
-    except ImportError as e:
-        raise ServeError("the TPM engine is not available in this build (%s)" % e)
+    from pyxl.tpm.engine import TPM
 
     identity = resolve_identity(opts.vendor, opts.emulator)
     blob = state.read()
@@ -654,11 +648,8 @@ def open_engine(opts: Options, state: StateDir, log: Callable[[str], None]):
 
 
 def _rc_name(rc: int) -> str:
-    try:
-        from pyxl.tpm import constants
-        return "%s (%d)" % (constants.rc_name(rc), rc)
-    except Exception:
-        return "return code %d" % rc
+    from pyxl.tpm import constants
+    return "%s (%d)" % (constants.rc_name(rc), rc)
 
 
 def run(opts: Options, engine_factory=open_engine) -> int:

@@ -47,7 +47,7 @@ def test_goldens_still_match_live_xl():
 
 @pytest.mark.parametrize("name", [n for n in CASES if golden(n)[0] != 0])
 def test_load_reports_golden_errors(name, monkeypatch):
-    """Through the model layer's load() (interface 2): the same lines and
+    """Through the model layer's load() (pyxl.config.load): the same lines and
     exit status reach `pyxl create`."""
     from pyxl.config import ConfigError, load
     monkeypatch.chdir(GOLDEN)

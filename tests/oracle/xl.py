@@ -135,6 +135,7 @@ def run_xl_text(text: bytes | str, extra: Iterable[str] = (), *,
 def run_many(texts: Iterable[bytes | str], *, jobs: int = 4, **kw) -> list[Result]:
     """run_xl_text for each text, in parallel, results in input order."""
     _need_xl()
-    shim(); empty_xl_conf()  # build once, before the threads race
+    shim()                  # build once, before the threads race
+    empty_xl_conf()
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         return list(pool.map(lambda t: run_xl_text(t, **kw), texts))

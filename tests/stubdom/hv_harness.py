@@ -1,5 +1,6 @@
 """An in-test host: a Hypervisor, dom0's xenstore, and domain processes
-started the way the toolstack starts them (one socket each, PYXL_XEN_FD)."""
+started much as the toolstack starts them: one socket each, handed over here
+as PYXL_XEN_FD (the daemon puts it in the domain's spec as hv_fd)."""
 
 from __future__ import annotations
 
@@ -67,7 +68,9 @@ class Host:
         return p
 
     def add_vtpm(self, fe: int, be: int, uuid: str, devid: int = 0) -> None:
-        """What libxl__device_vtpm_add writes, in one transaction (facts 4.2)."""
+        """What libxl__device_vtpm_add writes, in one transaction
+        (Xen 4.17 libxl_vtpm.c libxl__set_xenstore_vtpm, through
+        libxl_device.c libxl__device_add_async)."""
         xs = self.xs
         fe_path = f"/local/domain/{fe}/device/vtpm/{devid}"
         be_path = f"/local/domain/{be}/backend/vtpm/{fe}/{devid}"

@@ -1,5 +1,5 @@
 """Test helper: `python mkdom.py '<libxl json>' [-c] [-p] [-e] [-F]` calls
-interface 3 (pyxl.toolstack.create.create_domain) the way `pyxl create` does
+pyxl.toolstack.create.create_domain the way `pyxl create` does
 after parsing, so the toolstack is tested without depending on the config
 layer's parser."""
 

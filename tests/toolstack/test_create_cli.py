@@ -1,4 +1,4 @@
-"""`pyxl create` from real config files, through the config layer (interface 3)."""
+"""`pyxl create` from real config files, through the config layer."""
 
 from __future__ import annotations
 

@@ -7,8 +7,9 @@
 The language follows the POSIX Shell Command Language (XCU chapter 2) as bash
 implements it: token recognition (2.3) with single quotes, double quotes and
 backslash (2.2); parameter expansion of `$NAME`, `${NAME}`, `${NAME:-word}`
-(and `-`, `=`, `+`, `?` with or without the colon), `${#NAME}`, `$?`, `$$`, `$#`, `$0` (2.6.2), command substitution `$(...)` and backquotes
-(2.6.3), tilde expansion (2.6.1), field splitting on blanks (2.6.5), pathname
+(and `-`, `=`, `+`, `?` with or without the colon), `${#NAME}`, `$?`, `$$`,
+`$#`, `$0` (2.6.2), command substitution `$(...)` and backquotes (2.6.3),
+tilde expansion (2.6.1), field splitting on blanks (2.6.5), pathname
 expansion of `*`, `?`, `[...]` (2.6.6) and quote removal; lists with `;`,
 `&&`, `||` (2.9.3), pipelines with `|` and `!` (2.9.2), `( list )`
 subshells, and the redirections `<`, `>`, `>|`, `>>`, `<>`, `N>&M`, `N<&M`,
