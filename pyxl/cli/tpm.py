@@ -1,8 +1,10 @@
 """`pyxl tpm-serve`: the TPM 1.2 engine alone, as a raw command socket that
-TrouSerS' `tcsd -e` (TCSD_TCP_DEVICE_PORT) or any swtpm client can use.
+TrouSerS' `tcsd -e` (TCSD_TCP_DEVICE_PORT) or any swtpm client can use; with
+--tpm2, libtpms's TPM 2.0 for tpm2-tools (`-T swtpm:port=PORT`).
 
 Once it accepts connections it prints one line on stdout, for scripts:
-    pyxl tpm-serve: ready, tcp 127.0.0.1:PORT[, unix PATH], state DIR[ (new TPM)]
+    pyxl tpm-serve: ready, tcp 127.0.0.1:PORT[, ctrl tcp 127.0.0.1:PORT+1][, unix PATH],
+    state DIR[ (new TPM)]
 Errors go to stderr (with the global -v, also one line per command); exit 0 after a clean stop (SIGTERM/SIGINT: TPM_SaveState,
 state written), 1 for a busy/damaged state dir or a port in use, 2 for bad
 options.  See pyxl/tpm/serve.py for framing and the state dir."""
@@ -45,6 +47,10 @@ def tpm_serve(
     ] = "libtpms",
     locality: Annotated[int, typer.Option(
         "--locality", metavar="N", help="Locality the commands are executed at")] = 0,
+    tpm2: Annotated[bool, typer.Option(
+        "--tpm2", help="Serve a TPM 2.0 (libtpms in-process) instead of the TPM 1.2 engine, "
+                       "with swtpm's control channel on PORT+1 (--vendor and --emulator "
+                       "are TPM 1.2 only)")] = False,
 ) -> int:
     from pyxl.cli.main import Globals
     from pyxl.tpm.serve import Options, run
@@ -61,4 +67,5 @@ def tpm_serve(
             return 2
     return run(Options(state_dir=state, port=port, unix=unix, unix_mode=mode, host=host,
                        startup=None if no_startup else startup.lower(),
-                       vendor=vendor, emulator=emulator, locality=locality, trace=Globals.verbose > 0))
+                       vendor=vendor, emulator=emulator, locality=locality, trace=Globals.verbose > 0,
+                       tpm2=tpm2))

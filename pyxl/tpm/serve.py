@@ -1,4 +1,4 @@
-"""`pyxl tpm-serve`: one TPM 1.2 engine as a raw command socket.
+"""`pyxl tpm-serve`: one TPM engine (1.2, or 2.0 with --tpm2) as a raw command socket.
 
 The endpoint is what TrouSerS' `tcsd -e` (TCP device) and swtpm's
 `socket --server` speak: TPM 1.2 command frames back to back, no extra
@@ -44,6 +44,15 @@ disk, and a kill at any moment leaves the old or the new file, never a torn
 one.  DIR/lock (flock) keeps a second server off the same directory.  On
 SIGTERM/SIGINT the server does what vtpm-stubdom's emulator does at shutdown:
 TPM_SaveState, then a final write -- so a later `--startup state` resumes.
+
+TPM 2.0 (--tpm2).  The engine is libtpms's TPM 2.0 (pyxl.tpm.tpm2), served
+as `swtpm socket --tpm2` serves it: the same framing, except that a malformed
+frame is handed to the engine as it arrived, so libtpms answers it
+(TPM_RC_COMMAND_SIZE, TPM_RC_BAD_TAG, ...) exactly as behind swtpm.  Over TCP
+port P, swtpm's control channel listens on P+1 (pyxl.tpm.tpm2.ctrl: what
+tpm2-tools' `-T swtpm:port=P` needs).  The state file holds the engine's
+dump() the same way; at SIGTERM the platform's TPM2_Shutdown(SU_STATE) takes
+the place of TPM_SaveState.
 """
 
 from __future__ import annotations
@@ -283,6 +292,7 @@ class Listener:
     sock: socket.socket
     address: str          # "tcp 127.0.0.1:6545" / "unix /path"
     unix_path: str | None = None
+    ctrl: bool = False    # swtpm's control channel (--tpm2), not TPM commands
 
     @property
     def tcp(self) -> bool:
@@ -305,6 +315,25 @@ def open_tcp(host: str, port: int) -> Listener:
         raise ServeError("cannot listen on %s port %d: %s" % (host, port, e.strerror))
     h, p = s.getsockname()[:2]
     return Listener(s, "tcp %s:%d" % (h if family == socket.AF_INET else "[%s]" % h, p))
+
+
+def open_tcp_with_ctrl(host: str, port: int) -> tuple[Listener, Listener]:
+    """The command port and swtpm's control channel on port + 1 (port 0:
+    any free pair)."""
+    for _ in range(50 if port == 0 else 1):
+        data = open_tcp(host, port)
+        p = int(data.address.rsplit(":", 1)[1])
+        try:
+            ctrl = open_tcp(host, p + 1)
+        except ServeError:
+            data.sock.close()
+            if port:
+                raise
+            continue
+        ctrl.ctrl = True
+        ctrl.address = "ctrl " + ctrl.address
+        return data, ctrl
+    raise ServeError("no free pair of ports (commands, control) on %s" % host)
 
 
 def open_unix(path: str, mode: int | None = None) -> Listener:
@@ -337,8 +366,11 @@ class TPMServer:
 
     def __init__(self, engine: Engine, state: StateDir | None, listeners: list[Listener],
                  locality: int = 0, log: Callable[[str], None] | None = None,
-                 trace: bool = False):
+                 trace: bool = False, raw_frames: bool = False):
         self.trace = trace          # log every command: ordinal, return code, time
+        # malformed frames go to the engine as they arrived (libtpms answers
+        # them, as behind swtpm --tpm2) instead of a TPM 1.2 TPM_BAD_PARAM_SIZE
+        self.raw_frames = raw_frames
         self.engine = engine
         self.state = state
         self.listeners = listeners
@@ -403,6 +435,8 @@ class TPMServer:
                             pass
                     elif kind == "conn":
                         self._readable(obj)
+                    elif kind == "ctrl":
+                        self._ctrl_readable(obj)
                     if self._stop:
                         break
                 self._expire()
@@ -425,6 +459,9 @@ class TPMServer:
             return
         except OSError as e:
             self.log("accept failed: %s" % e)
+            return
+        if lst.ctrl:
+            self._accept_ctrl(sock, addr)
             return
         if len(self.conns) >= MAX_CONNECTIONS:
             oldest = min(self.conns.values(), key=lambda c: c.last_active)
@@ -474,7 +511,7 @@ class TPMServer:
                 return
             kind, data = item
             t0 = time.perf_counter() if self.trace else 0.0
-            if kind == "command":
+            if kind == "command" or self.raw_frames:
                 resp = self.execute(data)
             else:
                 resp = error_response(TPM_BAD_PARAM_SIZE)
@@ -560,13 +597,65 @@ class TPMServer:
         self._epoll.close()
 
     def save_state_and_stop(self) -> bool:
-        """Power-down as vtpm-stubdom does it: TPM_SaveState, then a final write."""
+        """Power-down as vtpm-stubdom does it: TPM_SaveState (a TPM 2.0
+        engine's save_state(): TPM2_Shutdown(SU_STATE)), then a final write."""
         try:
-            self.engine.execute(HEADER.pack(TPM_TAG_RQU_COMMAND, 10, TPM_ORD_SaveState),
-                                self.locality)
+            save_state = getattr(self.engine, "save_state", None)
+            if save_state is not None:
+                save_state()
+            else:
+                self.engine.execute(HEADER.pack(TPM_TAG_RQU_COMMAND, 10, TPM_ORD_SaveState),
+                                    self.locality)
         except Exception:
-            self.log("TPM_SaveState raised:\n" + traceback.format_exc())
+            self.log("saving the TPM's state at shutdown raised:\n" + traceback.format_exc())
         return self.save_if_changed(force=True)
+
+    # -- swtpm's control channel (--tpm2; pyxl.tpm.tpm2.ctrl) --------------------
+    def _accept_ctrl(self, sock: socket.socket, addr) -> None:
+        sock.setblocking(False)
+        conn = Conn(sock, "ctrl %s:%s" % addr[:2], Framer(), time.monotonic())
+        self.conns[sock] = conn
+        self._watch(sock, "ctrl", conn)
+
+    def _ctrl_readable(self, conn: Conn) -> None:
+        from pyxl.tpm.tpm2 import ctrl
+        try:
+            data = conn.sock.recv(ctrl.MAX_MESSAGE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(conn)
+            return
+        buf = conn.framer.buf
+        buf += data
+        if not ctrl.complete(bytes(buf)):
+            if len(buf) < ctrl.MAX_MESSAGE:
+                return
+        msg = bytes(buf[:ctrl.MAX_MESSAGE])
+        buf.clear()
+        resp = ctrl.handle(msg, self)
+        if self.trace:
+            self.log("%s: control command 0x%s -> %s" % (conn.peer, msg[:4].hex(), resp.hex()))
+        self._send(conn, resp)
+
+    def ctrl_init(self, flags: int) -> int:
+        """CMD_INIT: power cycle; the TPM then waits for its Startup."""
+        try:
+            self.engine.power_on(None)
+        except Exception as e:
+            self.log("CMD_INIT: the TPM did not start: %s" % e)
+            return TPM_FAIL
+        self.save_if_changed()
+        return 0
+
+    def ctrl_shutdown(self) -> None:
+        """CMD_SHUTDOWN: the server stops (the answer goes out first)."""
+        self.stop()
+
+    def ctrl_set_locality(self, locality: int) -> None:
+        self.locality = locality
 
 
 # ---------------------------------------------------------------- entry
@@ -586,6 +675,7 @@ class Options:
     emulator: str = "libtpms"         # behaviour family: libtpms or berlios (identity.py)
     locality: int = 0
     trace: bool = False               # pyxl -v tpm-serve: log every command
+    tpm2: bool = False                # libtpms's TPM 2.0 instead of the TPM 1.2 engine
     ready: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
 
@@ -639,6 +729,30 @@ def open_engine(opts: Options, state: StateDir, log: Callable[[str], None]):
     return tpm, fresh
 
 
+def open_tpm2_engine(opts: Options, state: StateDir, log: Callable[[str], None]):
+    """The TPM 2.0 engine with the saved state (or a new TPM), powered on."""
+    try:
+        from pyxl.tpm.tpm2 import TPM2, TPM2Error
+    except ImportError as e:
+        raise ServeError("the TPM 2.0 engine is not available in this build (%s)" % e)
+    blob = state.read()
+    try:
+        tpm = TPM2() if blob is None else TPM2.load(blob)
+    except TPM2Error as e:
+        raise ServeError("cannot load %s: %s (left untouched)" % (state.state_path, e))
+    try:
+        rc = tpm.power_on("none" if opts.startup is None else opts.startup)
+    except TPM2Error as e:
+        tpm.close()
+        raise ServeError("cannot start the TPM 2.0 from %s: %s (left untouched)"
+                         % (state.state_path, e))
+    if rc:
+        tpm.close()
+        raise ServeError("power-on with TPM2_Startup(%s) failed: TPM_RC 0x%03x"
+                         % (opts.startup, rc))
+    return tpm, blob is None
+
+
 def _rc_name(rc: int) -> str:
     try:
         from pyxl.tpm import constants
@@ -662,19 +776,29 @@ def run(opts: Options, engine_factory=open_engine) -> int:
     if not (0 <= opts.locality <= 4):
         log("--locality must be 0..4")
         return 2
+    if opts.tpm2 and opts.startup == "deactivated":
+        log("--startup deactivated does not exist in TPM 2.0 (clear or state)")
+        return 2
+    if opts.tpm2 and engine_factory is open_engine:
+        engine_factory = open_tpm2_engine
     state = StateDir(opts.state_dir)
     listeners: list[Listener] = []
     server = None
+    tpm = None
     try:
         state.lock()
         state.remove_stale_temps()
         tpm, fresh = engine_factory(opts, state, log)
         if opts.port is not None or opts.unix is None:
-            listeners.append(open_tcp(opts.host, 6545 if opts.port is None else opts.port))
+            port = 6545 if opts.port is None else opts.port
+            if opts.tpm2:
+                listeners.extend(open_tcp_with_ctrl(opts.host, port))
+            else:
+                listeners.append(open_tcp(opts.host, port))
         if opts.unix is not None:
             listeners.append(open_unix(opts.unix, opts.unix_mode))
         server = TPMServer(tpm, state, listeners, locality=opts.locality, log=log,
-                           trace=opts.trace)
+                           trace=opts.trace, raw_frames=opts.tpm2)
         if fresh and not server.save_if_changed(force=True):
             raise ServeError("cannot write the new TPM state to %s" % state.state_path)
         where = ", ".join(lst.address for lst in listeners)
@@ -695,4 +819,7 @@ def run(opts: Options, engine_factory=open_engine) -> int:
                 _unlink_quietly(lst.unix_path)
         return 1
     finally:
+        close = getattr(tpm, "close", None)     # the TPM 2.0 engine gives libtpms back
+        if close is not None:
+            close()
         state.unlock()
