@@ -19,6 +19,8 @@ PEERS = {
     "tcsd": (["tcsd"], "trousers"),
     "tpm-tools": (["tpm_version", "tpm_takeownership", "tpm_sealdata"], "tpm-tools"),
     "swtpm": (["swtpm"], "swtpm swtpm-tools"),
+    "tpm2-tools": (["tpm2_getcap", "tpm2_pcrread", "tpm2_createprimary", "tpm2_unseal"],
+                   "tpm2-tools"),
 }
 
 SBIN = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
