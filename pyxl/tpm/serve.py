@@ -317,6 +317,12 @@ def open_tcp(host: str, port: int) -> Listener:
     return Listener(s, "tcp %s:%d" % (h if family == socket.AF_INET else "[%s]" % h, p))
 
 
+def control_framer():
+    """The framer of a control-channel connection (pyxl.tpm.tpm2.ctrl)."""
+    from pyxl.tpm.tpm2.ctrl import ControlFramer
+    return ControlFramer()
+
+
 def open_tcp_with_ctrl(host: str, port: int) -> tuple[Listener, Listener]:
     """The command port and swtpm's control channel on port + 1 (port 0:
     any free pair)."""
@@ -435,8 +441,6 @@ class TPMServer:
                             pass
                     elif kind == "conn":
                         self._readable(obj)
-                    elif kind == "ctrl":
-                        self._ctrl_readable(obj)
                     if self._stop:
                         break
                 self._expire()
@@ -460,15 +464,12 @@ class TPMServer:
         except OSError as e:
             self.log("accept failed: %s" % e)
             return
-        if lst.ctrl:
-            self._accept_ctrl(sock, addr)
-            return
         if len(self.conns) >= MAX_CONNECTIONS:
             oldest = min(self.conns.values(), key=lambda c: c.last_active)
             self._close(oldest)
         sock.setblocking(False)
         peer = "%s:%s" % addr[:2] if lst.tcp else (addr or lst.address)
-        conn = Conn(sock, peer, Framer(), time.monotonic())
+        conn = Conn(sock, peer, control_framer() if lst.ctrl else Framer(), time.monotonic())
         self.conns[sock] = conn
         # tcsd writes its command right after connecting: often it is
         # already here, so serve it before anything else (nothing is in
@@ -510,12 +511,20 @@ class TPMServer:
             if item is None:
                 return
             kind, data = item
+            if kind == "close":               # a control message that never completed
+                self._close(conn)
+                return
             t0 = time.perf_counter() if self.trace else 0.0
-            if kind == "command" or self.raw_frames:
+            if kind == "control":          # swtpm's control channel (--tpm2)
+                from pyxl.tpm.tpm2 import ctrl
+                resp = ctrl.handle(data, self)
+            elif kind == "command" or self.raw_frames:
                 resp = self.execute(data)
             else:
                 resp = error_response(TPM_BAD_PARAM_SIZE)
-            if self.trace:
+            if self.trace and kind == "control":
+                self.log("%s: control command 0x%s -> %s" % (conn.peer, data[:4].hex(), resp.hex()))
+            elif self.trace:
                 self.log("%s: %s ordinal 0x%08x (%d bytes) -> rc %d (%d bytes, %.2f ms)" % (
                     conn.peer, kind, int.from_bytes(data[6:10], "big"), len(data),
                     int.from_bytes(resp[6:10], "big"), len(resp),
@@ -611,35 +620,6 @@ class TPMServer:
         return self.save_if_changed(force=True)
 
     # -- swtpm's control channel (--tpm2; pyxl.tpm.tpm2.ctrl) --------------------
-    def _accept_ctrl(self, sock: socket.socket, addr) -> None:
-        sock.setblocking(False)
-        conn = Conn(sock, "ctrl %s:%s" % addr[:2], Framer(), time.monotonic())
-        self.conns[sock] = conn
-        self._watch(sock, "ctrl", conn)
-
-    def _ctrl_readable(self, conn: Conn) -> None:
-        from pyxl.tpm.tpm2 import ctrl
-        try:
-            data = conn.sock.recv(ctrl.MAX_MESSAGE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._close(conn)
-            return
-        buf = conn.framer.buf
-        buf += data
-        if not ctrl.complete(bytes(buf)):
-            if len(buf) < ctrl.MAX_MESSAGE:
-                return
-        msg = bytes(buf[:ctrl.MAX_MESSAGE])
-        buf.clear()
-        resp = ctrl.handle(msg, self)
-        if self.trace:
-            self.log("%s: control command 0x%s -> %s" % (conn.peer, msg[:4].hex(), resp.hex()))
-        self._send(conn, resp)
-
     def ctrl_init(self, flags: int) -> int:
         """CMD_INIT: power cycle; the TPM then waits for its Startup."""
         try:

@@ -16,8 +16,11 @@ as swtpm 0.7 does in src/swtpm/ctrlchannel.c (ctrlchannel_process_fd):
 * a message shorter than the command code: TPM_BAD_PARAMETER; any other
   command: TPM_BAD_ORDINAL (swtpm's answer to a command it does not know).
 
-One read is one message, as in swtpm (it reads the whole request with one
-recvmsg); a message still short of its fixed size waits for the rest.
+Framing (ControlFramer) as swtpm's ctrlchannel_recv_cmd: what has arrived
+once the command code and its body are there is one message (swtpm reads the
+whole request with one recvmsg); a message still short of that is given
+GRACE seconds from its first byte, then the connection is closed without an
+answer, as swtpm's poll() runs out; so does a connection closed mid-message.
 """
 
 from __future__ import annotations
@@ -49,6 +52,42 @@ TPM_BAD_LOCALITY = 0x3D
 
 BODY_SIZE = {Cmd.INIT: 4, Cmd.SET_LOCALITY: 1}    # request bodies (ptm_init, ptm_loc)
 MAX_MESSAGE = 4 + 4 + 4096                        # swtpm's struct input: cmd + ptm_hdata
+
+
+GRACE = 0.5                                       # swtpm's deadline for the rest of a message
+
+
+class ControlFramer:
+    """Cuts a control connection's bytes into messages (the Framer
+    interface of pyxl.tpm.serve: feed, deadline, take)."""
+
+    def __init__(self, grace: float = GRACE):
+        self.buf = bytearray()
+        self.grace = grace
+        self.first_data = 0.0
+
+    def feed(self, data: bytes, now: float) -> None:
+        if not self.buf:
+            self.first_data = now
+        self.buf += data
+
+    @property
+    def deadline(self) -> float | None:
+        return self.first_data + self.grace if self.buf else None
+
+    def take(self, now: float, eof: bool = False) -> tuple[str, bytes] | None:
+        if not self.buf:
+            return None
+        if not complete(bytes(self.buf[:8])) and len(self.buf) < MAX_MESSAGE:
+            if eof or now >= self.first_data + self.grace:
+                self.buf.clear()
+                return "close", b""           # no answer: the connection goes
+            return None
+        msg = bytes(self.buf[:MAX_MESSAGE])
+        del self.buf[:MAX_MESSAGE]
+        if self.buf:
+            self.first_data = now
+        return "control", msg
 
 
 class Host(Protocol):
