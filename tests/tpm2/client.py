@@ -18,6 +18,7 @@ TPM_ST_SESSIONS = 0x8002
 TPM_RS_PW = 0x40000009
 TPM_RH_OWNER = 0x40000001
 TPM_RH_NULL = 0x40000007
+TPM_RC_RETRY = 0x922
 
 CC = {"Startup": 0x144, "Shutdown": 0x145, "CreatePrimary": 0x131, "Create": 0x153,
       "Load": 0x157, "Unseal": 0x15E, "GetCapability": 0x17A, "GetRandom": 0x17B,
@@ -151,7 +152,13 @@ class TPM2Client:
         return self.send(data)
 
     def ok(self, data: bytes) -> bytes:
-        resp = self.send(data)
+        """The response of a command that must succeed; TPM_RC_RETRY (libtpms
+        answers it, e.g. to the first Create under an ECC parent) is retried,
+        as tpm2-tss's ESAPI does."""
+        for _ in range(5):
+            resp = self.send(data)
+            if len(resp) < 10 or rc_of(resp) != TPM_RC_RETRY:
+                break
         if len(resp) < 10 or rc_of(resp):
             raise AssertionError("TPM2 command 0x%s failed: %s" % (data[6:10].hex(), resp.hex()))
         return resp
