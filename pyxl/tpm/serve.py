@@ -93,12 +93,15 @@ def error_response(rc: int) -> bytes:
 
 
 class Engine(Protocol):
-    """What the server needs of pyxl.tpm.engine.TPM (COMMON.md interface 4)."""
+    """What the server needs of an engine: pyxl.tpm.engine.TPM (TPM 1.2) or
+    pyxl.tpm.tpm2.TPM2, which also has save_state() (used at shutdown in
+    place of TPM_SaveState) and power_on() (the control channel's CMD_INIT)."""
 
     persistent_changed: bool
 
     def execute(self, request: bytes, locality: int = 0) -> bytes: ...
     def dump(self) -> bytes: ...
+    def power_on(self, startup: str | None = "clear") -> int: ...
 
 
 class ServeError(Exception):

@@ -14,7 +14,7 @@ and close().
 ONE ENGINE PER PROCESS.  libtpms is a process-global singleton (its TPM,
 its NV callbacks and its cached state blobs are globals of the library), so
 only one TPM2 may be open at a time; opening a second raises TPM2Error until
-the first is closed.  That fits Xen's model, one vTPM per vtpm-stubdom, each
+the first is close()d (dropping the object is not enough: close it).  That fits Xen's model, one vTPM per vtpm-stubdom, each
 stub domain its own process.
 
 NV storage is pyxl's, not files: the tpm_nvram_* callbacks keep libtpms's
@@ -154,7 +154,9 @@ class TPM2:
         self._resp = c_void_p()                    # libtpms's response buffer, reused
         self._resp_total = c_uint32(0)
         self._resp_len = c_uint32(0)
+        self._process_refs = (byref(self._resp), byref(self._resp_len), byref(self._resp_total))
         self._callbacks = self._make_callbacks()   # referenced for as long as libtpms has them
+        self.resumed = False                       # last power-on restored a volatile state
         self.closed = False
 
     # -- construction from a blob ---------------------------------------
@@ -278,7 +280,7 @@ class TPM2:
             self.power_off()
             if self._resp.value:
                 self.lib.libc.free(self._resp.value)
-                self._resp = c_void_p()
+                self._resp.value = None
             self.closed = True
             with _open_lock:
                 if _open is self:
@@ -302,9 +304,8 @@ class TPM2:
             if not self._running or self.closed:
                 return error_response(TPM_RC_FAILURE)
             self._locality = locality
-            req = bytes(request)
-            rc = self.lib.lib.TPMLIB_Process(byref(self._resp), byref(self._resp_len),
-                                             byref(self._resp_total), req, len(req))
+            req = request if type(request) is bytes else bytes(request)
+            rc = self.lib.lib.TPMLIB_Process(*self._process_refs, req, len(req))
             if rc or not self._resp.value:
                 return error_response(TPM_RC_FAILURE)
             return ctypes.string_at(self._resp.value, self._resp_len.value)
