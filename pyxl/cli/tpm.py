@@ -37,24 +37,27 @@ def tpm_serve(
         help="TPM_Startup type sent at power-on: clear, state or deactivated")] = "clear",
     no_startup: Annotated[bool, typer.Option(
         "--no-startup", help="Power on without TPM_Startup (the client must send it)")] = False,
-    vendor: Annotated[str, typer.Option(
+    vendor: Annotated[Optional[str], typer.Option(
         "--vendor", metavar="ID",
         help="TPM identity: ETHZ (the Xen vTPM) or IBM (like swtpm, a hardware-like TPM)")
-    ] = "ETHZ",
-    emulator: Annotated[str, typer.Option(
+    ] = None,
+    emulator: Annotated[Optional[str], typer.Option(
         "--emulator", metavar="FAMILY",
         help="Behave as libtpms (swtpm) or as berlios (the emulator inside vtpm-stubdom)")
-    ] = "libtpms",
+    ] = None,
     locality: Annotated[int, typer.Option(
         "--locality", metavar="N", help="Locality the commands are executed at")] = 0,
     tpm2: Annotated[bool, typer.Option(
         "--tpm2", help="Serve a TPM 2.0 (libtpms in-process) instead of the TPM 1.2 engine, "
-                       "with swtpm's control channel on PORT+1 (--vendor and --emulator "
-                       "are TPM 1.2 only)")] = False,
+                       "with swtpm's control channel on PORT+1")] = False,
 ) -> int:
     from pyxl.cli.main import Globals
     from pyxl.tpm.serve import Options, run
 
+    if tpm2 and (vendor is not None or emulator is not None):
+        print("pyxl tpm-serve: --vendor and --emulator choose a TPM 1.2; "
+              "they do not apply with --tpm2", file=sys.stderr)
+        return 2
     mode = None
     if unix_mode is not None:
         try:
@@ -67,5 +70,6 @@ def tpm_serve(
             return 2
     return run(Options(state_dir=state, port=port, unix=unix, unix_mode=mode, host=host,
                        startup=None if no_startup else startup.lower(),
-                       vendor=vendor, emulator=emulator, locality=locality, trace=Globals.verbose > 0,
+                       vendor=vendor or "ETHZ", emulator=emulator or "libtpms",
+                       locality=locality, trace=Globals.verbose > 0,
                        tpm2=tpm2))

@@ -129,7 +129,12 @@ def test_a_tpm2_state_is_not_served_as_a_tpm12(start_serve2, pyxl_cmd, tmp_path)
     assert (state / "tpm-state").read_bytes() == before
 
 
-def test_startup_deactivated_is_a_usage_error(pyxl_cmd, tmp_path):
-    p = serve_once(pyxl_cmd, tmp_path / "st", "--startup", "deactivated")
-    assert p.returncode == 2 and "TPM 2.0" in p.stderr
+@pytest.mark.parametrize("args, says", [
+    (["--startup", "deactivated"], "TPM 2.0"),
+    (["--vendor", "IBM"], "--tpm2"),
+    (["--emulator", "libtpms"], "--tpm2"),
+])
+def test_tpm12_only_options_are_usage_errors(pyxl_cmd, tmp_path, args, says):
+    p = serve_once(pyxl_cmd, tmp_path / "st", *args)
+    assert p.returncode == 2 and says in p.stderr
     assert not (tmp_path / "st").exists()
