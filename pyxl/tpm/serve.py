@@ -81,6 +81,9 @@ TPM_ORD_SaveState = int(TPM_ORD.TPM_ORD_SaveState)
 
 HEADER = struct.Struct(">HII")     # tag, paramSize, ordinal / returnCode
 TPM_INPUT_BUFFER = 4096            # the most one command may be (libtpms' buffer)
+# swtpm --tpm2 reads the buffer and a TCG command prefix at once (mainloop.c:
+# TPM_BUFFER_MAX + sizeof(struct tpm2_send_command_prefix), packed: 9 bytes)
+TPM2_READ_SIZE = TPM_INPUT_BUFFER + 9
 FRAME_GRACE = 0.3                  # seconds to wait for the rest of a short frame
 RECV_SIZE = 2 * TPM_INPUT_BUFFER   # one command and then some (a bigger buffer costs per call)
 MAX_CONNECTIONS = 64               # beyond this the longest-idle connection is closed
@@ -375,11 +378,13 @@ class TPMServer:
 
     def __init__(self, engine: Engine, state: StateDir | None, listeners: list[Listener],
                  locality: int = 0, log: Callable[[str], None] | None = None,
-                 trace: bool = False, raw_frames: bool = False):
+                 trace: bool = False, tpm2: bool = False):
         self.trace = trace          # log every command: ordinal, return code, time
-        # malformed frames go to the engine as they arrived (libtpms answers
-        # them, as behind swtpm --tpm2) instead of a TPM 1.2 TPM_BAD_PARAM_SIZE
-        self.raw_frames = raw_frames
+        # frame as swtpm socket --tpm2: malformed frames go to the engine as
+        # they arrived (libtpms answers them) instead of a TPM 1.2
+        # TPM_BAD_PARAM_SIZE, and one piece is at most what swtpm reads at once
+        self.tpm2 = tpm2
+        self.max_frame = TPM2_READ_SIZE if tpm2 else TPM_INPUT_BUFFER
         self.engine = engine
         self.state = state
         self.listeners = listeners
@@ -472,7 +477,8 @@ class TPMServer:
             self._close(oldest)
         sock.setblocking(False)
         peer = "%s:%s" % addr[:2] if lst.tcp else (addr or lst.address)
-        conn = Conn(sock, peer, control_framer() if lst.ctrl else Framer(), time.monotonic())
+        conn = Conn(sock, peer, control_framer() if lst.ctrl else Framer(self.max_frame),
+                    time.monotonic())
         self.conns[sock] = conn
         # tcsd writes its command right after connecting: often it is
         # already here, so serve it before anything else (nothing is in
@@ -521,7 +527,7 @@ class TPMServer:
             if kind == "control":          # swtpm's control channel (--tpm2)
                 from pyxl.tpm.tpm2 import ctrl
                 resp = ctrl.handle(data, self)
-            elif kind == "command" or self.raw_frames:
+            elif kind == "command" or self.tpm2:
                 resp = self.execute(data)
             else:
                 resp = error_response(TPM_BAD_PARAM_SIZE)
@@ -781,7 +787,7 @@ def run(opts: Options, engine_factory=open_engine) -> int:
         if opts.unix is not None:
             listeners.append(open_unix(opts.unix, opts.unix_mode))
         server = TPMServer(tpm, state, listeners, locality=opts.locality, log=log,
-                           trace=opts.trace, raw_frames=opts.tpm2)
+                           trace=opts.trace, tpm2=opts.tpm2)
         if fresh and not server.save_if_changed(force=True):
             raise ServeError("cannot write the new TPM state to %s" % state.state_path)
         where = ", ".join(lst.address for lst in listeners)

@@ -5,6 +5,7 @@ answered, the connection kept); then swtpm's control channel on port + 1."""
 
 from __future__ import annotations
 
+import socket
 import struct
 
 import pytest
@@ -80,6 +81,31 @@ def test_same_frames_same_answers(start_swtpm2, start_serve2):
     assert rc_of(by_label["startup again"]) == TPM_RC_INITIALIZE
     assert rc_of(by_label["trailing bytes"]) == TPM_RC_COMMAND_SIZE
     assert rc_of(by_label["context load"]) == 0 and rc_of(by_label["create primary"]) == 0
+
+
+def oversized(addr, n: int) -> bytes:
+    """Everything answered to one write of n bytes (a header claiming n) on
+    a new connection, until the server has been quiet for a second."""
+    data = (struct.pack(">HII", 0x8001, n, 0x17A) + bytes(range(256)) * 40)[:n]
+    with socket.create_connection(addr, timeout=10) as s:
+        s.sendall(data)
+        s.settimeout(1.0)
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except socket.timeout:
+            pass
+    return out
+
+
+@pytest.mark.parametrize("n", [4096, 4100, 4105, 4106, 5000, 8300])
+def test_oversized_frames_cut_as_swtpm_cuts_them(start_swtpm2, start_serve2, n):
+    """swtpm --tpm2 reads 4105 bytes at most (the buffer and a TCG command
+    prefix): what is beyond is the next command."""
+    sw, px = start_swtpm2(), start_serve2()
+    want = oversized(sw.addr, n)
+    assert want and oversized(px.addr, n).hex() == want.hex()
 
 
 def ctrl_session(tpm) -> list[tuple[str, bytes]]:
