@@ -48,7 +48,8 @@ TPM_SaveState, then a final write -- so a later `--startup state` resumes.
 TPM 2.0 (--tpm2).  The engine is libtpms's TPM 2.0 (pyxl.tpm.tpm2), served
 as `swtpm socket --tpm2` serves it: the same framing, except that a malformed
 frame is handed to the engine as it arrived, so libtpms answers it
-(TPM_RC_COMMAND_SIZE, TPM_RC_BAD_TAG, ...) exactly as behind swtpm.  Over TCP
+(TPM_RC_COMMAND_SIZE, TPM_RC_BAD_TAG, ...) exactly as behind swtpm, and that
+a piece is at most 4105 bytes (TPM2_READ_SIZE, what swtpm reads at once).  Over TCP
 port P, swtpm's control channel listens on P+1 (pyxl.tpm.tpm2.ctrl: what
 tpm2-tools' `-T swtpm:port=P` needs).  The state file holds the engine's
 dump() the same way; at SIGTERM the platform's TPM2_Shutdown(SU_STATE) takes
@@ -750,7 +751,7 @@ def _rc_name(rc: int) -> str:
         return "return code %d" % rc
 
 
-def run(opts: Options, engine_factory=open_engine) -> int:
+def run(opts: Options, engine_factory=None) -> int:
     """`pyxl tpm-serve`: returns the exit code."""
     def log(msg: str) -> None:
         print("pyxl tpm-serve: " + msg, file=sys.stderr, flush=True)
@@ -768,8 +769,8 @@ def run(opts: Options, engine_factory=open_engine) -> int:
     if opts.tpm2 and opts.startup == "deactivated":
         log("--startup deactivated does not exist in TPM 2.0 (clear or state)")
         return 2
-    if opts.tpm2 and engine_factory is open_engine:
-        engine_factory = open_tpm2_engine
+    if engine_factory is None:
+        engine_factory = open_tpm2_engine if opts.tpm2 else open_engine
     state = StateDir(opts.state_dir)
     listeners: list[Listener] = []
     server = None
