@@ -204,6 +204,10 @@ class TPM2:
             locality[0] = self._locality
             return L.TPM_SUCCESS
 
+        # libtpms asks for the locality before every command; a call back
+        # into Python costs a microsecond, so the callback is registered only
+        # while the locality is not 0, libtpms's own default (_register)
+        self._getlocality = L.IO_GETLOCALITY(getlocality)
         cbs = L.Callbacks()
         cbs.sizeOfStruct = ctypes.sizeof(L.Callbacks)
         cbs.tpm_nvram_init = L.NVRAM_INIT(nvram_init)
@@ -211,8 +215,13 @@ class TPM2:
         cbs.tpm_nvram_storedata = L.NVRAM_STOREDATA(storedata)
         cbs.tpm_nvram_deletename = L.NVRAM_DELETENAME(deletename)
         cbs.tpm_io_init = L.IO_INIT(io_init)
-        cbs.tpm_io_getlocality = L.IO_GETLOCALITY(getlocality)
         return cbs
+
+    def _register(self) -> None:
+        """TPMLIB_RegisterCallbacks (libtpms copies the struct)."""
+        self._callbacks.tpm_io_getlocality = \
+            self._getlocality if self._locality else L.IO_GETLOCALITY()
+        self.lib.lib.TPMLIB_RegisterCallbacks(byref(self._callbacks))
 
     # -- power ---------------------------------------------------------------
     def _init(self) -> None:
@@ -220,7 +229,7 @@ class TPM2:
         lib = self.lib.lib
         if lib.TPMLIB_ChooseTPMVersion(L.TPMLIB_TPM_VERSION_2):
             raise TPM2Error("libtpms refused TPM 2.0 (TPMLIB_ChooseTPMVersion)")
-        lib.TPMLIB_RegisterCallbacks(byref(self._callbacks))
+        self._register()
         pending, self._pending = self._pending, {}
         for name, st in ((PERMALL, L.TPMLIB_STATE_PERMANENT),
                          (VOLATILE, L.TPMLIB_STATE_VOLATILE)):
@@ -303,7 +312,9 @@ class TPM2:
         with self._lock:
             if not self._running or self.closed:
                 return error_response(TPM_RC_FAILURE)
-            self._locality = locality
+            if locality != self._locality:
+                self._locality = locality
+                self._register()
             req = request if type(request) is bytes else bytes(request)
             rc = self.lib.lib.TPMLIB_Process(*self._process_refs, req, len(req))
             if rc or not self._resp.value:
