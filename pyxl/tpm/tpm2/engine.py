@@ -53,9 +53,7 @@ TPM_CC_Startup = 0x144
 TPM_CC_Shutdown = 0x145
 TPM_SU_CLEAR = 0x0000
 TPM_SU_STATE = 0x0001
-TPM_RC_INITIALIZE = 0x100
 TPM_RC_FAILURE = 0x101
-MAX_FRAME = 4096                  # TPM_BUFFER_MAX: libtpms's command and response buffers
 
 STARTUPS = {"clear": TPM_SU_CLEAR, "state": TPM_SU_STATE}
 PERMALL = "permall"

@@ -29,11 +29,9 @@ SONAME = "libtpms.so.0"
 TPMLIB_TPM_VERSION_2 = 1            # enum TPMLIB_TPMVersion: 1.2 is 0
 TPMLIB_STATE_PERMANENT = 1 << 0     # enum TPMLIB_StateType
 TPMLIB_STATE_VOLATILE = 1 << 1
-TPMLIB_STATE_SAVE_STATE = 1 << 2
 # include/libtpms/tpm_nvfilename.h: the names the NV callbacks see
 PERMANENT_ALL_NAME = "permall"
 VOLATILESTATE_NAME = "volatilestate"
-SAVESTATE_NAME = "savestate"
 # include/libtpms/tpm_error.h (TPM 1.2 codes; the callbacks speak them)
 TPM_SUCCESS = 0
 TPM_FAIL = 9
@@ -89,18 +87,12 @@ class Library:
                 ("TPMLIB_Process", [POINTER(c_void_p), POINTER(c_uint32), POINTER(c_uint32),
                                     c_char_p, c_uint32]),
                 ("TPMLIB_SetState", [c_int, c_char_p, c_uint32]),
-                ("TPMLIB_GetState", [c_int, POINTER(c_void_p), POINTER(c_uint32)]),
-                ("TPMLIB_GetVersion", [])):
+                ("TPMLIB_GetState", [c_int, POINTER(c_void_p), POINTER(c_uint32)])):
             fn = getattr(lib, name)
             fn.argtypes = args
             fn.restype = c_uint32
         lib.TPMLIB_Terminate.argtypes = []
         lib.TPMLIB_Terminate.restype = None
-
-    @property
-    def version(self) -> str:
-        v = self.lib.TPMLIB_GetVersion()
-        return "%d.%d.%d" % (v >> 16, (v >> 8) & 0xFF, v & 0xFF)
 
     def malloc_copy(self, data: bytes) -> int:
         """A malloc()'d copy of data (for libtpms to free())."""
