@@ -49,7 +49,10 @@ TPM 2.0 (--tpm2).  The engine is libtpms's TPM 2.0 (pyxl.tpm.tpm2), served
 as `swtpm socket --tpm2` serves it: the same framing, except that a malformed
 frame is handed to the engine as it arrived, so libtpms answers it
 (TPM_RC_COMMAND_SIZE, TPM_RC_BAD_TAG, ...) exactly as behind swtpm, and that
-a piece is at most 4105 bytes (TPM2_READ_SIZE, what swtpm reads at once).  Over TCP
+a piece is at most 4105 bytes (TPM2_READ_SIZE, what swtpm reads at once);
+a command may come behind swtpm's TCG prefix (SwtpmTPM2Framer), which sets
+the locality and gets its answer prefixed with its size and followed by an
+acknowledgement.  Over TCP
 port P, swtpm's control channel listens on P+1 (pyxl.tpm.tpm2.ctrl: what
 tpm2-tools' `-T swtpm:port=P` needs).  The state file holds the engine's
 dump() the same way; at SIGTERM the platform's TPM2_Shutdown(SU_STATE) takes
@@ -84,7 +87,9 @@ HEADER = struct.Struct(">HII")     # tag, paramSize, ordinal / returnCode
 TPM_INPUT_BUFFER = 4096            # the most one command may be (libtpms' buffer)
 # swtpm --tpm2 reads the buffer and a TCG command prefix at once (mainloop.c:
 # TPM_BUFFER_MAX + sizeof(struct tpm2_send_command_prefix), packed: 9 bytes)
-TPM2_READ_SIZE = TPM_INPUT_BUFFER + 9
+TCG_SEND_COMMAND = struct.pack(">I", 8)   # TPM2_SEND_COMMAND, swtpm's tpmlib.h
+TCG_PREFIX_SIZE = 9
+TPM2_READ_SIZE = TPM_INPUT_BUFFER + TCG_PREFIX_SIZE
 FRAME_GRACE = 0.3                  # seconds to wait for the rest of a short frame
 RECV_SIZE = 2 * TPM_INPUT_BUFFER   # one command and then some (a bigger buffer costs per call)
 MAX_CONNECTIONS = 64               # beyond this the longest-idle connection is closed
@@ -163,6 +168,40 @@ class Framer:
         data = bytes(self.buf[:n])
         del self.buf[:n]
         return kind, data
+
+
+class SwtpmTPM2Framer(Framer):
+    """Framer of `swtpm socket --tpm2`: pieces of at most TPM2_READ_SIZE
+    bytes, and swtpm's TCG command prefix (tpmlib_handle_tcg_tpm2_cmd_header:
+    u32 TPM2_SEND_COMMAND, u8 locality, u32 size, then the command), which
+    it recognises at the start of any read of 10 bytes or more that is not a
+    TPM 2.0 tag.  The command behind it is framed by the usual rules and the
+    item is ("prefixed", prefix + command)."""
+
+    def __init__(self, grace: float = FRAME_GRACE):
+        super().__init__(TPM2_READ_SIZE, grace)
+
+    def take(self, now: float, eof: bool = False) -> tuple[str, bytes] | None:
+        buf = self.buf
+        if len(buf) < 10 or buf[:4] != TCG_SEND_COMMAND:
+            return super().take(now, eof)
+        prefix = bytes(buf[:TCG_PREFIX_SIZE])
+        del buf[:TCG_PREFIX_SIZE]
+        self.max_size -= TCG_PREFIX_SIZE          # swtpm reads prefix and command at once
+        try:
+            if len(buf) < 10:                     # swtpm hands even this to libtpms
+                if eof or now >= self.last_data + self.grace:
+                    item = self._cut("malformed", len(buf))
+                else:
+                    item = None
+            else:
+                item = super().take(now, eof)
+        finally:
+            self.max_size += TCG_PREFIX_SIZE
+        if item is None:
+            buf[:0] = prefix
+            return None
+        return "prefixed", prefix + item[1]
 
 
 # ---------------------------------------------------------------- state dir
@@ -381,11 +420,10 @@ class TPMServer:
                  locality: int = 0, log: Callable[[str], None] | None = None,
                  trace: bool = False, tpm2: bool = False):
         self.trace = trace          # log every command: ordinal, return code, time
-        # frame as swtpm socket --tpm2: malformed frames go to the engine as
-        # they arrived (libtpms answers them) instead of a TPM 1.2
-        # TPM_BAD_PARAM_SIZE, and one piece is at most what swtpm reads at once
+        # frame as swtpm socket --tpm2 (SwtpmTPM2Framer): malformed frames go
+        # to the engine as they arrived (libtpms answers them) instead of a
+        # TPM 1.2 TPM_BAD_PARAM_SIZE
         self.tpm2 = tpm2
-        self.max_frame = TPM2_READ_SIZE if tpm2 else TPM_INPUT_BUFFER
         self.engine = engine
         self.state = state
         self.listeners = listeners
@@ -478,8 +516,8 @@ class TPMServer:
             self._close(oldest)
         sock.setblocking(False)
         peer = "%s:%s" % addr[:2] if lst.tcp else (addr or lst.address)
-        conn = Conn(sock, peer, control_framer() if lst.ctrl else Framer(self.max_frame),
-                    time.monotonic())
+        framer = control_framer() if lst.ctrl else SwtpmTPM2Framer() if self.tpm2 else Framer()
+        conn = Conn(sock, peer, framer, time.monotonic())
         self.conns[sock] = conn
         # tcsd writes its command right after connecting: often it is
         # already here, so serve it before anything else (nothing is in
@@ -528,6 +566,10 @@ class TPMServer:
             if kind == "control":          # swtpm's control channel (--tpm2)
                 from pyxl.tpm.tpm2 import ctrl
                 resp = ctrl.handle(data, self)
+            elif kind == "prefixed":       # swtpm's TCG prefix: its locality stays
+                self.locality = data[4]
+                resp = self.execute(data[TCG_PREFIX_SIZE:])
+                resp = struct.pack(">I", len(resp)) + resp + bytes(4)    # size, ..., ack
             elif kind == "command" or self.tpm2:
                 resp = self.execute(data)
             else:
@@ -535,9 +577,11 @@ class TPMServer:
             if self.trace and kind == "control":
                 self.log("%s: control command 0x%s -> %s" % (conn.peer, data[:4].hex(), resp.hex()))
             elif self.trace:
+                cmd, rsp = (data[TCG_PREFIX_SIZE:], resp[4:]) if kind == "prefixed" \
+                    else (data, resp)
                 self.log("%s: %s ordinal 0x%08x (%d bytes) -> rc %d (%d bytes, %.2f ms)" % (
-                    conn.peer, kind, int.from_bytes(data[6:10], "big"), len(data),
-                    int.from_bytes(resp[6:10], "big"), len(resp),
+                    conn.peer, kind, int.from_bytes(cmd[6:10], "big"), len(cmd),
+                    int.from_bytes(rsp[6:10], "big"), len(rsp),
                     (time.perf_counter() - t0) * 1000))
             if not self._send(conn, resp):
                 return

@@ -108,6 +108,57 @@ def test_oversized_frames_cut_as_swtpm_cuts_them(start_swtpm2, start_serve2, n):
     assert want and oversized(px.addr, n).hex() == want.hex()
 
 
+def tcg(command: bytes, locality: int = 0) -> bytes:
+    """swtpm's TCG prefix: TPM2_SEND_COMMAND, locality, size."""
+    return struct.pack(">IBI", 8, locality, len(command)) + command
+
+
+def prefixed_session(addr) -> list[tuple[str, bytes]]:
+    c = TPM2Client(addr)
+    out = []
+    for label, data in [
+            ("prefixed getcap", tcg(T.get_capability(6, 0x100, 2))),
+            ("prefixed extend pcr 17 at locality 3", tcg(T.pcr_extend(17, "sha256", bytes(32)), 3)),
+            ("plain extend pcr 17: the locality stayed 3", T.pcr_extend(17, "sha256", bytes(32))),
+            ("prefixed back to locality 0", tcg(T.pcr_read("sha256", [17]))),
+            ("plain extend pcr 17 at locality 0", T.pcr_extend(17, "sha256", bytes(32))),
+            ("prefixed, wrong inner size", tcg(T.get_random(8)[:-1] + b"\0\0")),
+            ("prefixed, two bytes behind it", tcg(b"\x80\x01")),
+            ("prefixed garbage", tcg(bytes(range(40)))),
+            ("plain after all that", T.pcr_read("sha256", [17]))]:
+        c.sock = c.sock or c._connect()
+        c.sock.sendall(data)
+        c.sock.settimeout(1.0)
+        got = b""
+        try:                                   # the prefixed answer: size, response, ack
+            while len(got) < 4 or len(got) < 4 + int.from_bytes(got[:4], "big") + 4:
+                chunk = c.sock.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+                if data[:4] != b"\0\0\0\x08" and len(got) >= 10 and \
+                        len(got) >= int.from_bytes(got[2:6], "big"):
+                    break
+        except socket.timeout:
+            pass
+        out.append((label, got))
+    c.close()
+    return out
+
+
+def test_tcg_prefixed_commands_as_swtpm(start_swtpm2, start_serve2):
+    sw, px = start_swtpm2(), start_serve2()
+    expected = prefixed_session(sw.addr)
+    got = prefixed_session(px.addr)
+    for (label, want), (_, have) in zip(expected, got):
+        assert have.hex() == want.hex(), label
+    by_label = dict(expected)
+    assert by_label["prefixed getcap"][-4:] == bytes(4)                 # the ack
+    assert rc_of(by_label["prefixed extend pcr 17 at locality 3"][4:]) == 0
+    assert rc_of(by_label["plain extend pcr 17: the locality stayed 3"]) == 0
+    assert rc_of(by_label["plain extend pcr 17 at locality 0"]) == TPM_RC_LOCALITY
+
+
 def ctrl_session(tpm) -> list[tuple[str, bytes]]:
     """Control messages, each checked through the command port too."""
     c = TPM2Client(tpm.addr)

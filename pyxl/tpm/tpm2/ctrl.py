@@ -8,7 +8,8 @@ a big-endian u32 command code and the command's fixed-size request body; the
 answer is a big-endian u32 result (ptm_res) and the response body.  Handled
 as swtpm 0.7 does in src/swtpm/ctrlchannel.c (ctrlchannel_process_fd):
 
-* CMD_GET_CAPABILITY: the u64 capability mask, nothing else;
+* CMD_GET_CAPABILITY: the u64 capability mask, nothing else (the commands
+  below, and the TCG command prefix the command port understands);
 * CMD_INIT (u32 init_flags): power off, _TPM_Init -- the TPM then waits for
   TPM2_Startup from the client; a body of another size is TPM_BAD_PARAMETER;
 * CMD_SHUTDOWN (no body): answered 0, then the server stops;
@@ -42,7 +43,9 @@ class Cmd(IntEnum):
 PTM_CAP_INIT = 1
 PTM_CAP_SHUTDOWN = 1 << 1
 PTM_CAP_SET_LOCALITY = 1 << 3
-CAPABILITIES = PTM_CAP_INIT | PTM_CAP_SHUTDOWN | PTM_CAP_SET_LOCALITY
+PTM_CAP_SEND_COMMAND_HEADER = 1 << 15    # the TCG prefix on the command port (serve.py)
+CAPABILITIES = PTM_CAP_INIT | PTM_CAP_SHUTDOWN | PTM_CAP_SET_LOCALITY | \
+    PTM_CAP_SEND_COMMAND_HEADER
 
 # TPM 1.2 result codes swtpm answers with (libtpms include/libtpms/tpm_error.h)
 TPM_SUCCESS = 0
