@@ -95,3 +95,11 @@ def test_startup_types(tpm):
     assert tpm.save_state() == 0
     assert tpm.power_on("state") == 0
     assert tpm.power_on("state") != 0                    # no orderly TPM2_Shutdown(SU_STATE)
+
+
+def test_a_missing_libtpms_is_a_clear_error(monkeypatch):
+    from pyxl.tpm.tpm2 import libtpms
+    monkeypatch.setattr(libtpms, "SONAME", "libtpms.so.no-such-version")
+    monkeypatch.setattr(libtpms, "_LIBRARY", None)
+    with pytest.raises(TPM2Error, match="cannot load libtpms.so.no-such-version.*libtpms0"):
+        TPM2()

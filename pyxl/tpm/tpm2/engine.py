@@ -137,7 +137,10 @@ class TPM2:
 
     def __init__(self, *, _sections: dict[str, bytes] | None = None):
         global _open
-        self.lib = L.library()
+        try:
+            self.lib = L.library()
+        except L.LibtpmsError as e:
+            raise TPM2Error(str(e)) from None
         with _open_lock:
             if _open is not None:
                 raise TPM2Error("libtpms already holds a TPM in this process "
