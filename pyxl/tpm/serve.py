@@ -766,14 +766,16 @@ def open_engine(opts: Options, state: StateDir, log: Callable[[str], None]):
 def open_tpm2_engine(opts: Options, state: StateDir, log: Callable[[str], None]):
     """The TPM 2.0 engine with the saved state (or a new TPM), powered on."""
     try:
-        from pyxl.tpm.tpm2 import TPM2, TPM2Error
+        from pyxl.tpm.tpm2 import TPM2, TPM2Error, TPM2StateError
     except ImportError as e:
         raise ServeError("the TPM 2.0 engine is not available in this build (%s)" % e)
     blob = state.read()
     try:
         tpm = TPM2() if blob is None else TPM2.load(blob)
-    except TPM2Error as e:
+    except TPM2StateError as e:
         raise ServeError("cannot load %s: %s (left untouched)" % (state.state_path, e))
+    except TPM2Error as e:               # libtpms missing
+        raise ServeError("the TPM 2.0 engine is not available: %s" % e)
     try:
         rc = tpm.power_on("none" if opts.startup is None else opts.startup)
     except TPM2Error as e:
