@@ -103,3 +103,17 @@ def test_a_missing_libtpms_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(libtpms, "_LIBRARY", None)
     with pytest.raises(TPM2Error, match="cannot load libtpms.so.no-such-version.*libtpms0"):
         TPM2()
+
+
+def test_a_rejected_state_is_never_replaced_by_a_new_tpm(tpm):
+    from pyxl.tpm.tpm2.engine import pack_state, unpack_state
+    sections = unpack_state(tpm.dump())
+    tpm.close()
+    perm = bytearray(sections["permall"])
+    perm[20:60] = bytes(40)
+    with TPM2.load(pack_state({"permall": bytes(perm)})) as t:
+        for _ in range(2):                               # a retry fails the same way
+            with pytest.raises(TPM2StateError, match="rejects the permanent state"):
+                t.power_on("clear")
+        assert rc_of(t.execute(T.get_random(8))) == TPM_RC_FAILURE
+        assert unpack_state(t.dump())["permall"] == bytes(perm)   # what it was given

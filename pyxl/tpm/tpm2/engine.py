@@ -231,22 +231,22 @@ class TPM2:
         if lib.TPMLIB_ChooseTPMVersion(L.TPMLIB_TPM_VERSION_2):
             raise TPM2Error("libtpms refused TPM 2.0 (TPMLIB_ChooseTPMVersion)")
         self._register()
-        pending, self._pending = self._pending, {}
+        # a state handed over stays pending until libtpms has started with it:
+        # a power_on() that failed fails again, it never makes a blank TPM
+        pending = self._pending
         for name, st in ((PERMALL, L.TPMLIB_STATE_PERMANENT),
                          (VOLATILE, L.TPMLIB_STATE_VOLATILE)):
             if name in pending:
-                self._store.pop(L.PERMANENT_ALL_NAME if name == PERMALL else
-                                L.VOLATILESTATE_NAME, None)
                 data = pending[name]
                 rc = lib.TPMLIB_SetState(st, data, len(data))
-                if rc:
-                    lib.TPMLIB_SetState(st, None, 0)      # drop what was cached
+                if rc:                  # (libtpms has dropped every cached blob)
                     raise TPM2StateError("libtpms rejects the %s state (TPMLIB_SetState: "
                                          "0x%x)" % ("permanent" if st == 1 else "volatile", rc))
         rc = lib.TPMLIB_MainInit()
         if rc:
             lib.TPMLIB_Terminate()
             raise TPM2Error("libtpms could not start the TPM (TPMLIB_MainInit: 0x%x)" % rc)
+        self._pending = {}
         self._running = True
         self.resumed = VOLATILE in pending
 
