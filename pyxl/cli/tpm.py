@@ -24,7 +24,8 @@ def tpm_serve(
     port: Annotated[Optional[int], typer.Option(
         "--port", "-p", metavar="PORT",
         help="TCP port (0: any free port, printed in the ready line; "
-             "default 6545, tcsd's, unless --unix is given)")] = None,
+             "default 6545, tcsd's, or with --tpm2 2321, tpm2-tools' swtpm TCTI's; "
+             "none if only --unix is given)")] = None,
     unix: Annotated[Optional[str], typer.Option(
         "--unix", metavar="PATH", help="Also (or only) listen on this Unix socket")] = None,
     unix_mode: Annotated[Optional[str], typer.Option(

@@ -90,6 +90,8 @@ TPM_INPUT_BUFFER = 4096            # the most one command may be (libtpms' buffe
 TCG_SEND_COMMAND = struct.pack(">I", 8)   # TPM2_SEND_COMMAND, swtpm's tpmlib.h
 TCG_PREFIX_SIZE = 9
 TPM2_READ_SIZE = TPM_INPUT_BUFFER + TCG_PREFIX_SIZE
+TPM12_DEFAULT_PORT = 6545         # tcsd's TCSD_TCP_DEVICE_PORT
+TPM2_DEFAULT_PORT = 2321          # tpm2-tss's TCTI_SWTPM_DEFAULT_PORT (control on 2322)
 FRAME_GRACE = 0.3                  # seconds to wait for the rest of a short frame
 RECV_SIZE = 2 * TPM_INPUT_BUFFER   # one command and then some (a bigger buffer costs per call)
 MAX_CONNECTIONS = 64               # beyond this the longest-idle connection is closed
@@ -826,7 +828,8 @@ def run(opts: Options, engine_factory=None) -> int:
         state.remove_stale_temps()
         tpm, fresh = engine_factory(opts, state, log)
         if opts.port is not None or opts.unix is None:
-            port = 6545 if opts.port is None else opts.port
+            port = opts.port if opts.port is not None else \
+                TPM2_DEFAULT_PORT if opts.tpm2 else TPM12_DEFAULT_PORT
             if opts.tpm2:
                 listeners.extend(open_tcp_with_ctrl(opts.host, port))
             else:

@@ -95,3 +95,28 @@ def test_same_tpm2_tools_session_same_answers(start_swtpm2, start_serve2, tmp_pa
     nvread = [out for step, _, out in expected if step.startswith("tpm2_nvread 0x1500016")]
     assert nvread[0].startswith(bytes(range(32)).decode("latin-1"))
     assert [rc for _, rc, _ in expected].count(0) == len(SESSION) - 2   # no index; the policy
+
+
+def test_default_port_is_the_swtpm_tcti_default(pyxl_cmd, tmp_path):
+    """Without --port, `pyxl tpm-serve --tpm2` is where a bare `-T swtpm` looks."""
+    import socket
+    import subprocess
+
+    from tpm.fixtures import PyxlServe
+
+    for port in (2321, 2322):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                pytest.skip("port %d is in use on this machine" % port)
+    s = PyxlServe(pyxl_cmd, tmp_path / "st", "--tpm2")
+    s.tcp = False                                    # no --port
+    s.start()
+    try:
+        assert "tcp 127.0.0.1:2321, ctrl tcp 127.0.0.1:2322" in s.ready_line
+        p = subprocess.run(["tpm2_getcap", "-T", "swtpm", "properties-fixed"],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0 and 'value: "2.0"' in p.stdout, p.stderr
+    finally:
+        s.stop()
