@@ -53,8 +53,9 @@ a piece is at most 4105 bytes (TPM2_READ_SIZE, what swtpm reads at once);
 a command may come behind swtpm's TCG prefix (SwtpmTPM2Framer), which sets
 the locality and gets its answer prefixed with its size and followed by an
 acknowledgement.  Over TCP
-port P, swtpm's control channel listens on P+1 (pyxl.tpm.tpm2.ctrl: what
-tpm2-tools' `-T swtpm:port=P` needs).  The state file holds the engine's
+port P, swtpm's control channel listens on P+1, and on a Unix socket PATH at
+PATH.ctrl (pyxl.tpm.tpm2.ctrl: what tpm2-tools' `-T swtpm:port=P` and
+`-T swtpm:path=PATH` need).  The state file holds the engine's
 dump() the same way; at SIGTERM the platform's TPM2_Shutdown(SU_STATE) takes
 the place of TPM_SaveState.
 """
@@ -836,6 +837,11 @@ def run(opts: Options, engine_factory=None) -> int:
                 listeners.append(open_tcp(opts.host, port))
         if opts.unix is not None:
             listeners.append(open_unix(opts.unix, opts.unix_mode))
+            if opts.tpm2:                 # where tpm2-tss's -T swtpm:path=PATH looks
+                ctrl = open_unix(opts.unix + ".ctrl", opts.unix_mode)
+                ctrl.ctrl = True
+                ctrl.address = "ctrl " + ctrl.address
+                listeners.append(ctrl)
         server = TPMServer(tpm, state, listeners, locality=opts.locality, log=log,
                            trace=opts.trace, tpm2=opts.tpm2)
         if fresh and not server.save_if_changed(force=True):

@@ -16,8 +16,8 @@ def start_swtpm2(tmp_path):
     need_peer("swtpm")
     started = []
 
-    def start(startup: bool = True, name: str = "swtpm2") -> Swtpm2:
-        s = Swtpm2(tmp_path / name, startup=startup)
+    def start(startup: bool = True, name: str = "swtpm2", unix: str | None = None) -> Swtpm2:
+        s = Swtpm2(tmp_path / name, startup=startup, unix=unix)
         started.append(s)
         return s.start()
 
@@ -32,8 +32,9 @@ def start_serve2(tmp_path, pyxl_cmd):
     free port pair with a private state dir (stopped afterwards)."""
     started = []
 
-    def start(*args: str, state=None) -> PyxlServe:
-        s = PyxlServe(pyxl_cmd, state or tmp_path / ("state%d" % len(started)), "--tpm2", *args)
+    def start(*args: str, state=None, unix=None) -> PyxlServe:
+        s = PyxlServe(pyxl_cmd, state or tmp_path / ("state%d" % len(started)), "--tpm2", *args,
+                      unix=unix, tcp=unix is None)
         started.append(s)
         return s.start()
 

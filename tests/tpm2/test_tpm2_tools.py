@@ -97,6 +97,23 @@ def test_same_tpm2_tools_session_same_answers(start_swtpm2, start_serve2, tmp_pa
     assert [rc for _, rc, _ in expected].count(0) == len(SESSION) - 2   # no index; the policy
 
 
+def test_over_unix_sockets(start_swtpm2, start_serve2, tmp_path):
+    """-T swtpm:path=PATH: commands on PATH, control on PATH.ctrl, as swtpm
+    serves them with --server type=unixio and --ctrl type=unixio."""
+    sw = start_swtpm2(unix=str(tmp_path / "swtpm.sock"))
+    px = start_serve2(unix=str(tmp_path / "pyxl.sock"))
+    assert "ctrl unix %s.ctrl" % (tmp_path / "pyxl.sock") in px.ready_line
+    steps = [["tpm2_getcap", "properties-fixed"],
+             ["tpm2_pcrextend", "16:sha256=%s" % D256],
+             ["tpm2_pcrread", "sha1:16+sha256:16"],
+             ["tpm2_startup", "-c"]]
+    for argv in steps:
+        want = tool(sw.unix, *argv, cwd=tmp_path)
+        got = tool(str(tmp_path / "pyxl.sock"), *argv, cwd=tmp_path)
+        assert (got.rc, got.out, got.err) == (want.rc, want.out, want.err), argv
+        assert want.rc == 0, want
+
+
 def test_default_port_is_the_swtpm_tcti_default(pyxl_cmd, tmp_path):
     """Without --port, `pyxl tpm-serve --tpm2` is where a bare `-T swtpm` looks."""
     import socket
