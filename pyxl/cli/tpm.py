@@ -3,8 +3,9 @@ TrouSerS' `tcsd -e` (TCSD_TCP_DEVICE_PORT) or any swtpm client can use; with
 --tpm2, libtpms's TPM 2.0 for tpm2-tools (`-T swtpm:port=PORT`).
 
 Once it accepts connections it prints one line on stdout, for scripts:
-    pyxl tpm-serve: ready, tcp 127.0.0.1:PORT[, ctrl tcp 127.0.0.1:PORT+1][, unix PATH],
-    state DIR[ (new TPM)]
+    pyxl tpm-serve: ready, tcp 127.0.0.1:PORT[, ctrl tcp 127.0.0.1:PORT+1]
+    [, unix PATH[, ctrl unix PATH.ctrl]], state DIR[ (new TPM)]
+(the ctrl entries with --tpm2: swtpm's control channel).
 Errors go to stderr (with the global -v, also one line per command); exit 0 after a clean stop (SIGTERM/SIGINT: TPM_SaveState,
 state written), 1 for a busy/damaged state dir or a port in use, 2 for bad
 options.  See pyxl/tpm/serve.py for framing and the state dir."""
@@ -35,7 +36,8 @@ def tpm_serve(
         "--host", metavar="ADDR", help="Address to listen on")] = "127.0.0.1",
     startup: Annotated[str, typer.Option(
         "--startup", metavar="TYPE",
-        help="TPM_Startup type sent at power-on: clear, state or deactivated")] = "clear",
+        help="TPM_Startup type sent at power-on: clear, state or deactivated "
+             "(TPM 2.0: clear or state)")] = "clear",
     no_startup: Annotated[bool, typer.Option(
         "--no-startup", help="Power on without TPM_Startup (the client must send it)")] = False,
     vendor: Annotated[Optional[str], typer.Option(
@@ -50,7 +52,8 @@ def tpm_serve(
         "--locality", metavar="N", help="Locality the commands are executed at")] = 0,
     tpm2: Annotated[bool, typer.Option(
         "--tpm2", help="Serve a TPM 2.0 (libtpms in-process) instead of the TPM 1.2 engine, "
-                       "with swtpm's control channel on PORT+1")] = False,
+                       "with swtpm's control channel on PORT+1 (and PATH.ctrl for --unix)")
+    ] = False,
 ) -> int:
     from pyxl.cli.main import Globals
     from pyxl.tpm.serve import Options, run
