@@ -22,6 +22,8 @@ PEERS = {
     "xenstore-utils": (["xenstore-ls", "xenstore-read", "xenstore-write", "xenstore-rm",
                         "xenstore-list", "xenstore-exists", "xenstore-chmod", "xenstore-watch"],
                        "xenstore-utils"),
+    "tpm2-tools": (["tpm2_getcap", "tpm2_pcrread", "tpm2_createprimary", "tpm2_unseal"],
+                   "tpm2-tools"),
 }
 
 SBIN = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]

@@ -108,7 +108,7 @@ COMMANDS: tuple[Command, ...] = (
             "Run, query or stop the simulated host's daemon",
             "<start|stop|status> [options]", xl=False),
     Command("tpm-serve", "pyxl.cli.tpm:tpm_serve", False, False,
-            "Serve a TPM 1.2 engine on a raw TCP or Unix socket",
+            "Serve a TPM 1.2 (or with --tpm2 a TPM 2.0) engine on a raw TCP or Unix socket",
             "--state DIR [--port P] [--unix PATH] [options]", xl=False),
     Command("help", "pyxl.cli.help:help_", False, False,
             "Print help on pyxl or on one command",

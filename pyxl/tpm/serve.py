@@ -1,4 +1,4 @@
-"""`pyxl tpm-serve`: one TPM 1.2 engine as a raw command socket.
+"""`pyxl tpm-serve`: one TPM engine (1.2, or 2.0 with --tpm2) as a raw command socket.
 
 The endpoint is what TrouSerS' `tcsd -e` (TCP device) and swtpm's
 `socket --server` speak: TPM 1.2 command frames back to back, no extra
@@ -49,6 +49,20 @@ DIR/lock (flock) keeps a second server off the same directory.
 other file there is left alone and the server refuses to start.  On
 SIGTERM/SIGINT the server does what vtpm-stubdom's emulator does at shutdown:
 TPM_SaveState, then a final write -- so a later `--startup state` resumes.
+
+TPM 2.0 (--tpm2).  The engine is libtpms's TPM 2.0 (pyxl.tpm.tpm2), served
+as `swtpm socket --tpm2` serves it: the same framing, except that a malformed
+frame is handed to the engine as it arrived, so libtpms answers it
+(TPM_RC_COMMAND_SIZE, TPM_RC_BAD_TAG, ...) exactly as behind swtpm, and that
+a piece is at most 4105 bytes (TPM2_READ_SIZE, what swtpm reads at once);
+a command may come behind swtpm's TCG prefix (SwtpmTPM2Framer), which sets
+the locality and gets its answer prefixed with its size and followed by an
+acknowledgement.  Over TCP
+port P, swtpm's control channel listens on P+1, and on a Unix socket PATH at
+PATH.ctrl (pyxl.tpm.tpm2.ctrl: what tpm2-tools' `-T swtpm:port=P` and
+`-T swtpm:path=PATH` need).  The state file holds the engine's
+dump() the same way; at SIGTERM the platform's TPM2_Shutdown(SU_STATE) takes
+the place of TPM_SaveState.
 """
 
 from __future__ import annotations
@@ -79,6 +93,13 @@ TPM_ORD_SaveState = int(TPM_ORD.TPM_ORD_SaveState)
 
 HEADER = struct.Struct(">HII")     # tag, paramSize, ordinal / returnCode
 TPM_INPUT_BUFFER = 4096            # the most one command may be (libtpms' buffer)
+# swtpm --tpm2 reads the buffer and a TCG command prefix at once (mainloop.c:
+# TPM_BUFFER_MAX + sizeof(struct tpm2_send_command_prefix), packed: 9 bytes)
+TCG_SEND_COMMAND = struct.pack(">I", 8)   # TPM2_SEND_COMMAND, swtpm's tpmlib.h
+TCG_PREFIX_SIZE = 9
+TPM2_READ_SIZE = TPM_INPUT_BUFFER + TCG_PREFIX_SIZE
+TPM12_DEFAULT_PORT = 6545         # tcsd's TCSD_TCP_DEVICE_PORT
+TPM2_DEFAULT_PORT = 2321          # tpm2-tss's TCTI_SWTPM_DEFAULT_PORT (control on 2322)
 FRAME_GRACE = 0.3                  # seconds to wait for the rest of a short frame
 RECV_SIZE = 2 * TPM_INPUT_BUFFER   # one command and then some (a bigger buffer costs per call)
 MAX_CONNECTIONS = 64               # beyond this the longest-idle connection is closed
@@ -91,12 +112,15 @@ def error_response(rc: int) -> bytes:
 
 
 class Engine(Protocol):
-    """What the server needs of pyxl.tpm.engine.TPM."""
+    """What the server needs of an engine: pyxl.tpm.engine.TPM (TPM 1.2) or
+    pyxl.tpm.tpm2.TPM2, which also has save_state() (used at shutdown in
+    place of TPM_SaveState) and power_on() (the control channel's CMD_INIT)."""
 
     persistent_changed: bool
 
     def execute(self, request: bytes, locality: int = 0) -> bytes: ...
     def dump(self) -> bytes: ...
+    def power_on(self, startup: str | None = "clear") -> int: ...
 
 
 class ServeError(Exception):
@@ -154,6 +178,40 @@ class Framer:
         data = bytes(self.buf[:n])
         del self.buf[:n]
         return kind, data
+
+
+class SwtpmTPM2Framer(Framer):
+    """Framer of `swtpm socket --tpm2`: pieces of at most TPM2_READ_SIZE
+    bytes, and swtpm's TCG command prefix (tpmlib_handle_tcg_tpm2_cmd_header:
+    u32 TPM2_SEND_COMMAND, u8 locality, u32 size, then the command), which
+    it recognises at the start of any read of 10 bytes or more that is not a
+    TPM 2.0 tag.  The command behind it is framed by the usual rules and the
+    item is ("prefixed", prefix + command)."""
+
+    def __init__(self, grace: float = FRAME_GRACE):
+        super().__init__(TPM2_READ_SIZE, grace)
+
+    def take(self, now: float, eof: bool = False) -> tuple[str, bytes] | None:
+        buf = self.buf
+        if len(buf) < 10 or buf[:4] != TCG_SEND_COMMAND:
+            return super().take(now, eof)
+        prefix = bytes(buf[:TCG_PREFIX_SIZE])
+        del buf[:TCG_PREFIX_SIZE]
+        self.max_size -= TCG_PREFIX_SIZE          # swtpm reads prefix and command at once
+        try:
+            if len(buf) < 10:                     # swtpm hands even this to libtpms
+                if eof or now >= self.last_data + self.grace:
+                    item = self._cut("malformed", len(buf))
+                else:
+                    item = None
+            else:
+                item = super().take(now, eof)
+        finally:
+            self.max_size += TCG_PREFIX_SIZE
+        if item is None:
+            buf[:0] = prefix
+            return None
+        return "prefixed", prefix + item[1]
 
 
 # ---------------------------------------------------------------- state dir
@@ -272,6 +330,7 @@ class Listener:
     address: str          # "tcp 127.0.0.1:6545" / "unix /path"
     unix_path: str | None = None
     unix_id: tuple[int, int] | None = None     # (st_dev, st_ino) of the socket we bound
+    ctrl: bool = False    # swtpm's control channel (--tpm2), not TPM commands
 
     def remove_socket(self) -> None:
         """Unlink our socket file -- only if it is still ours."""
@@ -330,6 +389,31 @@ def _remove_stale_socket(path: str) -> None:
     raise ServeError("%s is in use: something is listening on it" % path)
 
 
+def control_framer():
+    """The framer of a control-channel connection (pyxl.tpm.tpm2.ctrl)."""
+    from pyxl.tpm.tpm2.ctrl import ControlFramer
+    return ControlFramer()
+
+
+def open_tcp_with_ctrl(host: str, port: int) -> tuple[Listener, Listener]:
+    """The command port and swtpm's control channel on port + 1 (port 0:
+    any free pair)."""
+    for _ in range(50 if port == 0 else 1):
+        data = open_tcp(host, port)
+        p = int(data.address.rsplit(":", 1)[1])
+        try:
+            ctrl = open_tcp(host, p + 1)
+        except ServeError:
+            data.sock.close()
+            if port:
+                raise
+            continue
+        ctrl.ctrl = True
+        ctrl.address = "ctrl " + ctrl.address
+        return data, ctrl
+    raise ServeError("no free pair of ports (commands, control) on %s" % host)
+
+
 def open_unix(path: str, mode: int | None = None) -> Listener:
     path = os.path.abspath(path)
     _remove_stale_socket(path)
@@ -352,8 +436,12 @@ class TPMServer:
 
     def __init__(self, engine: Engine, state: StateDir | None, listeners: list[Listener],
                  locality: int = 0, log: Callable[[str], None] | None = None,
-                 trace: bool = False):
+                 trace: bool = False, tpm2: bool = False):
         self.trace = trace          # log every command: ordinal, return code, time
+        # frame as swtpm socket --tpm2 (SwtpmTPM2Framer): malformed frames go
+        # to the engine as they arrived (libtpms answers them) instead of a
+        # TPM 1.2 TPM_BAD_PARAM_SIZE
+        self.tpm2 = tpm2
         self.engine = engine
         self.state = state
         self.listeners = listeners
@@ -446,7 +534,8 @@ class TPMServer:
             self._close(oldest)
         sock.setblocking(False)
         peer = "%s:%s" % addr[:2] if lst.tcp else (addr or lst.address)
-        conn = Conn(sock, peer, Framer(), time.monotonic())
+        framer = control_framer() if lst.ctrl else SwtpmTPM2Framer() if self.tpm2 else Framer()
+        conn = Conn(sock, peer, framer, time.monotonic())
         self.conns[sock] = conn
         # tcsd writes its command right after connecting: often it is
         # already here, so serve it before anything else (nothing is in
@@ -488,15 +577,29 @@ class TPMServer:
             if item is None:
                 return
             kind, data = item
+            if kind == "close":               # a control message that never completed
+                self._close(conn)
+                return
             t0 = time.perf_counter() if self.trace else 0.0
-            if kind == "command":
+            if kind == "control":          # swtpm's control channel (--tpm2)
+                from pyxl.tpm.tpm2 import ctrl
+                resp = ctrl.handle(data, self)
+            elif kind == "prefixed":       # swtpm's TCG prefix: its locality stays
+                self.locality = data[4]
+                resp = self.execute(data[TCG_PREFIX_SIZE:])
+                resp = struct.pack(">I", len(resp)) + resp + bytes(4)    # size, ..., ack
+            elif kind == "command" or self.tpm2:
                 resp = self.execute(data)
             else:
                 resp = error_response(TPM_BAD_PARAM_SIZE)
-            if self.trace:
+            if self.trace and kind == "control":
+                self.log("%s: control command 0x%s -> %s" % (conn.peer, data[:4].hex(), resp.hex()))
+            elif self.trace:
+                cmd, rsp = (data[TCG_PREFIX_SIZE:], resp[4:]) if kind == "prefixed" \
+                    else (data, resp)
                 self.log("%s: %s ordinal 0x%08x (%d bytes) -> rc %d (%d bytes, %.2f ms)" % (
-                    conn.peer, kind, int.from_bytes(data[6:10], "big"), len(data),
-                    int.from_bytes(resp[6:10], "big"), len(resp),
+                    conn.peer, kind, int.from_bytes(cmd[6:10], "big"), len(cmd),
+                    int.from_bytes(rsp[6:10], "big"), len(rsp),
                     (time.perf_counter() - t0) * 1000))
             if not self._send(conn, resp):
                 return
@@ -574,13 +677,36 @@ class TPMServer:
         self._epoll.close()
 
     def save_state_and_stop(self) -> bool:
-        """Power-down as vtpm-stubdom does it: TPM_SaveState, then a final write."""
+        """Power-down as vtpm-stubdom does it: TPM_SaveState (a TPM 2.0
+        engine's save_state(): TPM2_Shutdown(SU_STATE)), then a final write."""
         try:
-            self.engine.execute(HEADER.pack(TPM_TAG_RQU_COMMAND, 10, TPM_ORD_SaveState),
-                                self.locality)
+            save_state = getattr(self.engine, "save_state", None)
+            if save_state is not None:
+                save_state()
+            else:
+                self.engine.execute(HEADER.pack(TPM_TAG_RQU_COMMAND, 10, TPM_ORD_SaveState),
+                                    self.locality)
         except Exception:
-            self.log("TPM_SaveState raised:\n" + traceback.format_exc())
+            self.log("saving the TPM's state at shutdown raised:\n" + traceback.format_exc())
         return self.save_if_changed(force=True)
+
+    # -- swtpm's control channel (--tpm2; pyxl.tpm.tpm2.ctrl) --------------------
+    def ctrl_init(self, flags: int) -> int:
+        """CMD_INIT: power cycle; the TPM then waits for its Startup."""
+        try:
+            self.engine.power_on(None)
+        except Exception as e:
+            self.log("CMD_INIT: the TPM did not start: %s" % e)
+            return TPM_FAIL
+        self.save_if_changed()
+        return 0
+
+    def ctrl_shutdown(self) -> None:
+        """CMD_SHUTDOWN: the server stops (the answer goes out first)."""
+        self.stop()
+
+    def ctrl_set_locality(self, locality: int) -> None:
+        self.locality = locality
 
 
 # ---------------------------------------------------------------- entry
@@ -600,6 +726,7 @@ class Options:
     emulator: str = "libtpms"         # behaviour family: libtpms or berlios (identity.py)
     locality: int = 0
     trace: bool = False               # pyxl -v tpm-serve: log every command
+    tpm2: bool = False                # libtpms's TPM 2.0 instead of the TPM 1.2 engine
     ready: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
 
@@ -647,12 +774,38 @@ def open_engine(opts: Options, state: StateDir, log: Callable[[str], None]):
     return tpm, fresh
 
 
+def open_tpm2_engine(opts: Options, state: StateDir, log: Callable[[str], None]):
+    """The TPM 2.0 engine with the saved state (or a new TPM), powered on."""
+    try:
+        from pyxl.tpm.tpm2 import TPM2, TPM2Error, TPM2StateError
+    except ImportError as e:
+        raise ServeError("the TPM 2.0 engine is not available in this build (%s)" % e)
+    blob = state.read()
+    try:
+        tpm = TPM2() if blob is None else TPM2.load(blob)
+    except TPM2StateError as e:
+        raise ServeError("cannot load %s: %s (left untouched)" % (state.state_path, e))
+    except TPM2Error as e:               # libtpms missing
+        raise ServeError("the TPM 2.0 engine is not available: %s" % e)
+    try:
+        rc = tpm.power_on("none" if opts.startup is None else opts.startup)
+    except TPM2Error as e:
+        tpm.close()
+        raise ServeError("cannot start the TPM 2.0 from %s: %s (left untouched)"
+                         % (state.state_path, e))
+    if rc:
+        tpm.close()
+        raise ServeError("power-on with TPM2_Startup(%s) failed: TPM_RC 0x%03x"
+                         % (opts.startup, rc))
+    return tpm, blob is None
+
+
 def _rc_name(rc: int) -> str:
     from pyxl.tpm import constants
     return "%s (%d)" % (constants.rc_name(rc), rc)
 
 
-def run(opts: Options, engine_factory=open_engine) -> int:
+def run(opts: Options, engine_factory=None) -> int:
     """`pyxl tpm-serve`: returns the exit code."""
     def log(msg: str) -> None:
         print("pyxl tpm-serve: " + msg, file=sys.stderr, flush=True)
@@ -667,19 +820,35 @@ def run(opts: Options, engine_factory=open_engine) -> int:
     if not (0 <= opts.locality <= 4):
         log("--locality must be 0..4")
         return 2
+    if opts.tpm2 and opts.startup == "deactivated":
+        log("--startup deactivated does not exist in TPM 2.0 (clear or state)")
+        return 2
+    if engine_factory is None:
+        engine_factory = open_tpm2_engine if opts.tpm2 else open_engine
     state = StateDir(opts.state_dir)
     listeners: list[Listener] = []
     server = None
+    tpm = None
     try:
         state.lock()
         state.remove_stale_temps()
         tpm, fresh = engine_factory(opts, state, log)
         if opts.port is not None or opts.unix is None:
-            listeners.append(open_tcp(opts.host, 6545 if opts.port is None else opts.port))
+            port = opts.port if opts.port is not None else \
+                TPM2_DEFAULT_PORT if opts.tpm2 else TPM12_DEFAULT_PORT
+            if opts.tpm2:
+                listeners.extend(open_tcp_with_ctrl(opts.host, port))
+            else:
+                listeners.append(open_tcp(opts.host, port))
         if opts.unix is not None:
             listeners.append(open_unix(opts.unix, opts.unix_mode))
+            if opts.tpm2:                 # where tpm2-tss's -T swtpm:path=PATH looks
+                ctrl = open_unix(opts.unix + ".ctrl", opts.unix_mode)
+                ctrl.ctrl = True
+                ctrl.address = "ctrl " + ctrl.address
+                listeners.append(ctrl)
         server = TPMServer(tpm, state, listeners, locality=opts.locality, log=log,
-                           trace=opts.trace)
+                           trace=opts.trace, tpm2=opts.tpm2)
         if fresh and not server.save_if_changed(force=True):
             raise ServeError("cannot write the new TPM state to %s" % state.state_path)
         where = ", ".join(lst.address for lst in listeners)
@@ -699,4 +868,7 @@ def run(opts: Options, engine_factory=open_engine) -> int:
             lst.remove_socket()
         return 1
     finally:
+        close = getattr(tpm, "close", None)     # the TPM 2.0 engine gives libtpms back
+        if close is not None:
+            close()
         state.unlock()
