@@ -14,8 +14,9 @@ and close().
 ONE ENGINE PER PROCESS.  libtpms is a process-global singleton (its TPM,
 its NV callbacks and its cached state blobs are globals of the library), so
 only one TPM2 may be open at a time; opening a second raises TPM2Error until
-the first is close()d (dropping the object is not enough: close it).  That fits Xen's model, one vTPM per vtpm-stubdom, each
-stub domain its own process.
+the first is close()d (dropping the object is not enough: close it).  That
+fits Xen's model: one vTPM per vtpm-stubdom, each stub domain its own
+process.
 
 NV storage is pyxl's, not files: the tpm_nvram_* callbacks keep libtpms's
 blobs (its "permall" NV image, and a "volatilestate" to resume from) in this
