@@ -2,9 +2,10 @@
 
     python -m pyxl.cli.manpage > man/pyxl.1
 
-Nothing here is written by hand per command: names, usage and descriptions
-come from pyxl/cli/table.py, options (names, metavars, help) from each
-handler's typer parameters, exit statuses from the fault table.  A test
+Nothing here is written by hand per command: names, usage, descriptions and
+xl's option text come from pyxl/cli/table.py, the options of pyxl's own
+commands (names, metavars, help) from their handlers' typer parameters,
+exit statuses from the fault table.  A test
 checks that the committed page equals the generated one.
 """
 
@@ -66,7 +67,15 @@ def render() -> str:
         for cmd in table.COMMANDS:
             if cmd.xl != xl:
                 continue
-            L += [".TP", "\\fB%s\\fR %s" % (esc(cmd.name), esc(cmd.usage)), esc(cmd.desc) + "."]
+            usage = " ".join(cmd.usage.split("\n")[0].split())
+            L += [".TP", "\\fB%s\\fR %s" % (esc(cmd.name), esc(usage)),
+                  esc(cmd.desc.replace("\n", " ")) + "."]
+            more = cmd.usage.split("\n", 1)[1:]       # console, vncviewer: options in the usage
+            text = "\n".join(t.strip("\n") for t in more + [cmd.options or ""] if t.strip())
+            if cmd.xl:
+                if text:
+                    L += [".RS", ".nf", esc(text), ".fi", ".RE"]
+                continue
             opts = options(cmd)
             if opts:
                 L.append(".RS")
