@@ -47,6 +47,13 @@ def as_pyxl(text: str) -> str:
     return re.sub(r"^xl config-update requires", "pyxl config-update requires", text, flags=re.M)
 
 
+def xl_names() -> list[str]:
+    """The subcommands, in order, as the real xl lists them."""
+    rc, out, _ = xl(["help"])
+    body = out.split("subcommands:\n\n", 1)[1]
+    return [l.split()[0] for l in body.splitlines() if l.startswith(" ") and l.split()]
+
+
 def pyxl(capsys, args):
     capsys.readouterr()
     try:
@@ -76,14 +83,13 @@ def test_no_command_prints_the_list_and_fails(capsys):
 
 
 def test_help_for_every_command_is_xls(capsys):
-    names = [c.name for c in table.XL_COMMANDS]
+    names = xl_names()
     assert len(names) == 92
     for name, got in zip(names, xl_many([["help", n] for n in names])):
         assert pyxl(capsys, ["help", name]) == (got[0], as_pyxl(got[1]), got[2]), name
 
 
-PREFIXES = sorted({c.name[:n] for c in table.XL_COMMANDS for n in (1, 2, 3, 4, 5, 7)}
-                  | {"", "help", "he", "h", "-h", "xenstore-ls", "daemon", "tpm", "da",
+EXTRA_PREFIXES = ({"", "help", "he", "h", "-h", "xenstore-ls", "daemon", "tpm", "da",
                      "vtpm", "vtpm-l", "cpupool-c", "psr-c", "usb", "sched-credit",
                      "nosuch", "list-", "config_update"})
 
@@ -91,6 +97,7 @@ PREFIXES = sorted({c.name[:n] for c in table.XL_COMMANDS for n in (1, 2, 3, 4, 5
 def test_prefix_lookup_is_xls(capsys):
     """`help PREFIX` goes through cmdtable_lookup without running anything; a
     command line PREFIX -h runs the command xl would run."""
+    PREFIXES = sorted({n[:k] for n in xl_names() for k in (1, 2, 3, 4, 5, 7)} | EXTRA_PREFIXES)
     got = xl_many([["help", p] for p in PREFIXES])
     for p, g in zip(PREFIXES, got):
         mine = pyxl(capsys, ["help", p])
@@ -138,7 +145,7 @@ def test_every_command_rejects_what_xl_rejects(capsys, tmp_path, monkeypatch):
     """-h, --help, unknown and ambiguous options, missing arguments: rc,
     stdout and stderr as xl's, for each of the 92 commands."""
     monkeypatch.chdir(tmp_path)
-    argvs = [[c.name] + a for c in table.XL_COMMANDS for a in bad_lines(c)]
+    argvs = [[n] + a for n in xl_names() for a in bad_lines(table.lookup(n))]
     compared, bad = 0, []
     for argv, g in zip(argvs, xl_many(argvs, cwd=tmp_path)):
         if g[0] < 0:
