@@ -56,6 +56,19 @@ def render() -> str:
             "The host is simulated: one daemon per host root holds the hypervisor "
             "(domains, xenstore, event channels, grants, consoles); each domain is a "
             "process of its own. The first command that needs the daemon starts it."),
+        ".PP",
+        esc("Every xl 4.17 subcommand is accepted, with xl's options and argument checks: "
+            "options end at the first argument that is not one (as in xl, `pyxl list d -l` "
+            "has two arguments), arguments beyond those a command uses are ignored, and "
+            "a command may be abbreviated to a prefix no other xl command shares. pyxl's "
+            "own commands (PYXL SUBCOMMANDS) are recognised by their full name only."),
+        ".PP",
+        esc("The simulated host has no FLASK security module, no pciback driver and no "
+            "PCI devices: getenforce, setenforce and loadpolicy answer as Xen without "
+            "FLASK does (\"Flask XSM disabled\", exit status 255), pci-assignable-list "
+            "lists nothing. A command the simulated host cannot yet carry out prints "
+            "\"pyxl: command NAME is not available on the simulated host\" and exits 1, "
+            "after its options and arguments have been checked as xl checks them."),
         ".SH GLOBAL OPTIONS",
         ".TP", ".B \\-v", "Verbose.",
         ".TP", ".B \\-N", "Dry run: print what would be done (commands that support it).",
