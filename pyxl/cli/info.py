@@ -266,3 +266,27 @@ def uptime(opts, domain):
 def dmesg(opts, args):
     sys.stdout.write(call("dmesg", clear=bool(opts)))
     return 0
+
+
+@faults
+def sharing(opts, args):
+    """main_sharing (xl_mem.c): no page sharing on the simulated host, 0 shared."""
+    from pyxl.toolstack.errors import Fault
+
+    if len(args) > 1:
+        from pyxl.cli.main import print_help
+
+        print_help("sharing")
+        return 1
+    try:
+        doms = _rows(args[0] if args else None)
+    except Fault as f:
+        if f.name == "NO_SUCH_DOMID":
+            print("Error: Domain '%s' does not exist." % args[0], file=sys.stderr)
+            return 1
+        raise
+    out = ["Name                                        ID   Mem Shared"]
+    for d in doms:
+        out.append("%-40s %5d %5d  %5d" % (d["name"], d["domid"], d["mem"], 0))
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0

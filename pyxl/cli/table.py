@@ -285,7 +285,7 @@ COMMANDS: tuple[Command, ...] = (
             None,
             'n', (('numa', 0, 'n'),), 0),
     # main_sharing
-    Command('sharing', 'pyxl.cli.absent:unavailable', False, False,
+    Command('sharing', 'pyxl.cli.info:sharing', False, False,
             'Get information about page sharing',
             '[Domain]',
             None,
@@ -520,7 +520,7 @@ COMMANDS: tuple[Command, ...] = (
              'See the xlcpupool.cfg(5) manpage for more information.'),
             'nf:', (('defconfig', 1, 'f'), ('dryrun', 0, 'n')), 0),
     # main_cpupoollist
-    Command('cpupool-list', 'pyxl.cli.absent:unavailable', False, False,
+    Command('cpupool-list', 'pyxl.cli.cpupool:cpupool_list', False, False,
             'List CPU pools on host',
             '[-c|--cpus] [<CPU Pool>]',
             '-c, --cpus                     Output list of CPUs used by a pool',

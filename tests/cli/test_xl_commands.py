@@ -154,3 +154,32 @@ def test_flask_commands_as_on_a_host_without_flask(tmp_path, capsys, monkeypatch
         capsys.readouterr()
         assert main(argv) == 255
         assert capsys.readouterr()[:] == (out, err), argv
+
+
+def test_sharing_and_cpupool_list(host):
+    """xl_mem.c sharing(): "%-40s %5d %5lu  %5lu"; xl_cpupool.c main_cpupoollist:
+    "%-19s" then "%3d %9s       y       %4d", or -c the CPU list."""
+    assert host.create("sh1").returncode == 0
+    doms = sorted(host.domains().values(), key=lambda d: d["domid"])
+    info = dict(pairs(host.run("info").stdout))
+    p = host.run("sharing")
+    assert (p.returncode, p.stderr) == (0, "")
+    assert p.stdout.splitlines() == ["Name                                        ID   Mem Shared"] + [
+        "%-40s %5d %5d  %5d" % (d["name"], d["domid"], d["mem"], 0) for d in doms]
+    p = host.run("sharing", "sh1")
+    assert p.stdout.splitlines()[1].split() == ["sh1", str(doms[1]["domid"]), str(doms[1]["mem"]), "0"]
+    assert host.run("sharing", "77").stderr == "Error: Domain '77' does not exist.\n"
+    assert host.run("sharing", "a", "b").returncode == 1
+
+    p = host.run("cpupool-list")
+    assert (p.returncode, p.stderr) == (0, "")
+    assert p.stdout == "Name               CPUs   Sched     Active   Domain count\n" \
+        "Pool-0             %3d %9s       y       %4d\n" % (
+            int(info["nr_cpus"]), info["xen_scheduler"], len(doms))
+    p = host.run("cpupool-list", "-c", "Pool-0")
+    assert p.stdout == "Name               CPU list\nPool-0             %s\n" % ",".join(
+        str(c) for c in range(int(info["nr_cpus"])))
+    p = host.run("cpupool-list", "Pool-9")
+    assert (p.returncode, p.stdout, p.stderr) == (1, "", "Pool 'Pool-9' does not exist\n")
+    # the pool every domain is in, as `list -c` shows it
+    assert all(l.endswith("Pool-0") for l in host.run("list", "-c").stdout.splitlines()[1:])
