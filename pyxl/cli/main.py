@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     name, args = rest[0], rest[1:]
     cmd = table.lookup(name)
-    if cmd is None or cmd.name == "help":
+    if cmd is None:
         if name == "help":              # xl.c main(): not in the table, only the full name
             print_help(args[0] if args else None)
             return 0

@@ -61,7 +61,9 @@ def render() -> str:
             "options end at the first argument that is not one (as in xl, `pyxl list d -l` "
             "has two arguments), arguments beyond those a command uses are ignored, and "
             "a command may be abbreviated to a prefix no other xl command shares. pyxl's "
-            "own commands (PYXL SUBCOMMANDS) are recognised by their full name only."),
+            "own commands (PYXL SUBCOMMANDS) are recognised by their full name only. "
+            "pyxl help lists the commands, pyxl help COMMAND (or pyxl COMMAND -h) "
+            "describes one."),
         ".PP",
         esc("The simulated host has no FLASK security module, no pciback driver and no "
             "PCI devices: getenforce, setenforce and loadpolicy answer as Xen without "

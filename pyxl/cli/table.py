@@ -6,7 +6,8 @@ tools/xl/xl_cmdtable.c, with xl's own description, usage and option text
 arguments xl's main_* function gives def_getopt (tools/xl/xl_utils.c): the
 getopt_long option string (def_getopt adds "h"), the long options, and how
 many positional arguments it requires.  pyxl's own commands (the simulated
-host's daemon, tpm-serve, the xenstore tools) follow.  Dispatch, `pyxl help`,
+host's daemon, tpm-serve, the xenstore tools) follow.  `help` is no row, as
+in xl: main() answers it when no command matches.  Dispatch, `pyxl help`,
 `pyxl help CMD` and man/pyxl.1 are all generated from this table.
 
 Handlers are named as "module:function" strings and imported only when their
@@ -721,9 +722,6 @@ COMMANDS: tuple[Command, ...] = (
     Command("tpm-serve", "pyxl.cli.tpm:tpm_serve", False, False,
             "Serve a TPM 1.2 engine on a raw TCP or Unix socket",
             "--state DIR [--port P] [--unix PATH] [options]", None, None, None, 0, xl=False),
-    Command("help", "pyxl.cli.help:help_", False, False,
-            "Print help on pyxl or on one command",
-            "[command]", None, None, None, 0, xl=False),
 )
 
 XL_COMMANDS = tuple(c for c in COMMANDS if c.xl)
