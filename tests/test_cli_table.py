@@ -70,3 +70,17 @@ def test_unknown_or_incomplete_option_is_xl_getopt_error(pyxl_cmd, tmp_path):
         assert p.returncode == 2, (args, p)
         assert p.stderr == b"option `" + ch + b"' not supported.\n"
         assert p.stdout == b""
+
+
+def test_help_into_a_closed_pipe_is_quiet(pyxl_cmd):
+    """`pyxl help | head -1`: the reader is gone; no traceback on stderr."""
+    import os
+
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run(pyxl_cmd + ["help", "list"], stdout=w, stderr=subprocess.PIPE,
+                           timeout=60)
+    finally:
+        os.close(w)
+    assert p.stderr == b""

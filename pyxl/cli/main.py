@@ -219,6 +219,17 @@ def parse_globals(argv: list[str]) -> list[str] | int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # the reader went away (`pyxl help | head`): no traceback, and none at exit
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     rest = parse_globals(argv)
     if isinstance(rest, int):
