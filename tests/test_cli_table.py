@@ -9,9 +9,10 @@ from pyxl.cli.main import main
 def test_names_unique_and_described():
     names = [c.name for c in table.COMMANDS]
     assert len(names) == len(set(names))
+    assert len(table.XL_COMMANDS) == 92           # xl 4.17's cmd_table
+    assert table.COMMANDS[:92] == table.XL_COMMANDS  # xl's first, pyxl's own after
     for c in table.COMMANDS:
-        assert c.desc and not c.desc.endswith("."), c.name
-        assert ":" in c.handler
+        assert c.desc and ":" in c.handler, c.name
 
 
 def test_prefix_lookup_like_xl():
@@ -21,6 +22,13 @@ def test_prefix_lookup_like_xl():
     assert table.lookup("vtpm") is None          # ambiguous
     assert table.lookup("") is None
     assert table.lookup("nosuch") is None
+    # over xl's whole table these are ambiguous, as in xl 4.17
+    for prefix in ("p", "de", "sh", "l", "d", "u"):
+        assert table.lookup(prefix) is None, prefix
+    assert table.lookup("sha").name == "sharing"
+    # pyxl's own commands: full names only, so no abbreviation changes meaning
+    assert table.lookup("daemon").name == "daemon"
+    assert table.lookup("da") is None and table.lookup("h") is None
 
 
 def test_help_lists_every_command(capsys):
@@ -62,3 +70,17 @@ def test_unknown_or_incomplete_option_is_xl_getopt_error(pyxl_cmd, tmp_path):
         assert p.returncode == 2, (args, p)
         assert p.stderr == b"option `" + ch + b"' not supported.\n"
         assert p.stdout == b""
+
+
+def test_help_into_a_closed_pipe_is_quiet(pyxl_cmd):
+    """`pyxl help | head -1`: the reader is gone; no traceback on stderr."""
+    import os
+
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run(pyxl_cmd + ["help", "list"], stdout=w, stderr=subprocess.PIPE,
+                           timeout=60)
+    finally:
+        os.close(w)
+    assert p.stderr == b""

@@ -3,27 +3,38 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
-
-
-from pyxl.cli._common import typer, faults, need_args
+from pyxl.cli._common import faults
 
 
 @faults
-def console(
-    type_: Annotated[Optional[str], typer.Option("-t", metavar="<type>",
-                                                 help="console type, pv , serial or vuart")] = None,
-    num: Annotated[int, typer.Option("-n", metavar="<number>", help="console number")] = 0,
-    domain: Annotated[Optional[str], typer.Argument(metavar="Domain", show_default=False)] = None,
-):
-    if type_ is not None and type_ not in ("pv", "serial"):
-        print("console type supported are: pv, serial", file=sys.stderr)
-        return 2
-    if not need_args("console", [domain] if domain else [], 1):
-        return 2
-    if num != 0:
+def console(opts, args):
+    """main_console (xl_console.c): -t is checked as getopt returns it."""
+    from pyxl.cli import table, xlopt
+
+    chosen = {"t": None, "n": 0}
+
+    def each(opt, optarg):
+        if opt == "t":
+            if optarg not in ("pv", "serial", "vuart"):
+                print("console type supported are: pv, serial, vuart", file=sys.stderr)
+                raise xlopt.Exit(1)
+            chosen["t"] = optarg
+        else:
+            chosen["n"] = _atoi(optarg)
+
+    _, rest = xlopt.def_getopt(table.BY_NAME["console"], args, each=each)
+    domain = rest[0]
+    if chosen["n"] != 0 or chosen["t"] == "vuart":   # only console 0, pv or serial, exists
         print("Unable to attach console", file=sys.stderr)
         return 1
     from pyxl.toolstack import conclient
 
     return conclient.attach(domain)
+
+
+def _atoi(text: str) -> int:
+    """C's atoi: leading blanks, a sign, digits; 0 when there are none."""
+    import re
+
+    m = re.match(r"\s*([+-]?\d+)", text)
+    return int(m.group(1)) if m else 0

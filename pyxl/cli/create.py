@@ -10,46 +10,31 @@ nothing is created; otherwise the domain is handed to the toolstack.
 from __future__ import annotations
 
 import sys
-from typing import Annotated, List, Optional
-
-from pyxl.cli._common import typer   # lazy: the CLI's fast path never imports typer
 
 
 def _err(line: str) -> None:
     sys.stderr.write(line + "\n")
 
 
-def create(
-    args: Annotated[Optional[List[str]], typer.Argument(metavar="[ConfigFile] [KEY=VALUE...]",
-                                                        show_default=False)] = None,
-    console: Annotated[bool, typer.Option("-c", help="Connect to the console after the domain is created.")] = False,
-    debug: Annotated[bool, typer.Option("-d", help="Enable debug messages.")] = False,
-    no_monitor: Annotated[bool, typer.Option(
-        "-e", help="Do not wait in the background for the death of the domain.")] = False,
-    foreground: Annotated[bool, typer.Option("-F", help="Run in foreground until death of the domain.")] = False,
-    defconfig: Annotated[Optional[str], typer.Option("-f", "--defconfig", metavar="FILE",
-                                                     help="Use the given configuration file.")] = None,
-    dryrun: Annotated[bool, typer.Option("-n", "--dryrun", help="Dry run - prints the resulting configuration "
-                                         "(deprecated in favour of global -N option).")] = False,
-    paused: Annotated[bool, typer.Option("-p", help="Leave the domain paused after it is created.")] = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Quiet.")] = False,
-    vncviewer: Annotated[bool, typer.Option(
-        "-V", "--vncviewer", help="Connect to the VNC display after the domain is created.")] = False,
-    vncviewer_autopass: Annotated[bool, typer.Option("-A", "--vncviewer-autopass",
-                                                     help="Pass VNC password to viewer via stdin.")] = False,
-    ignore_masks: Annotated[bool, typer.Option("-i", "--ignore-global-affinity-masks",
-                                               help="Ignore global masks in xl.conf.")] = False,
-) -> int:
+def create(opts, args) -> int:
+    """main_create: a first argument that is no option and has no '=' is the
+    config file, taken before def_getopt reads the options."""
+    from pyxl.cli import table, xlopt
     from pyxl.cli.main import Globals
 
-    args = list(args or [])
     config_file = None
     if args and not args[0].startswith("-") and "=" not in args[0]:
-        config_file = args.pop(0)
-    if defconfig is not None:
-        config_file = defconfig
+        config_file, args = args[0], args[1:]
+    opts, rest = xlopt.def_getopt(table.BY_NAME["create"], args)
+    flags = {k for k, _ in opts}
+    for k, v in opts:
+        if k == "f":
+            config_file = v
+    console, debug, no_monitor, foreground = ("c" in flags, "d" in flags, "e" in flags,
+                                              "F" in flags)
+    dryrun, paused, quiet, ignore_masks = "n" in flags, "p" in flags, "q" in flags, "i" in flags
     extra = []
-    for a in args:
+    for a in rest:
         if "=" in a:
             extra.append(a)
         elif config_file is None:

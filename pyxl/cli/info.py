@@ -1,13 +1,12 @@
-"""`pyxl list | info | domid | domname | uptime | dmesg` (xl_info.c)."""
+"""`pyxl list | vm-list | info | domid | domname | claims | uptime | dmesg | top`
+(xl_info.c).  Handlers take (opts, args) as def_getopt left them."""
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated, Optional
 
-
-from pyxl.cli._common import typer, call, faults, need_args
+from pyxl.cli._common import call, faults
 
 LIST_HEADER = "Name                                        ID   Mem VCPUs\tState\tTime(s)"
 
@@ -31,16 +30,10 @@ def yajl(obj, indent: int = 0) -> str:
 
 
 @faults
-def list_(
-    long: Annotated[bool, typer.Option("-l", "--long", help="Output all VM details")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose",
-                                          help="Prints out UUIDs and security context")] = False,
-    context: Annotated[bool, typer.Option("-Z", "--context", help="Prints out security context")] = False,
-    cpupool: Annotated[bool, typer.Option("-c", "--cpupool", help="Prints the cpupool the domain is in")] = False,
-    numa: Annotated[bool, typer.Option("-n", "--numa", help="Prints out NUMA node affinity")] = False,
-    domain: Annotated[Optional[list[str]], typer.Argument(help="Domain", show_default=False)] = None,
-):
-    domain = domain or []
+def list_(opts, domain):
+    """main_list."""
+    flags = {k for k, _ in opts}
+    long, verbose, context, cpupool, numa = (f in flags for f in "lvZcn")
     if len(domain) > 1:
         from pyxl.cli.main import print_help
 
@@ -52,9 +45,7 @@ def list_(
         if long:
             doms = call("list", dom=domain[0] if domain else None, long=True)
         else:
-            doms = [dict(zip(("domid", "name", "mem", "vcpus", "state", "cpu_time", "uuid",
-                              "reason"), row))
-                    for row in call("list", dom=domain[0] if domain else None, rows=True)]
+            doms = _rows(domain[0] if domain else None)
     except Fault as f:
         if f.name == "NO_SUCH_DOMID":
             print("Error: Domain '%s' does not exist." % domain[0], file=sys.stderr)
@@ -65,8 +56,15 @@ def list_(
         print(yajl([{"domid": d["domid"], "config": d.get("config") or {}} for d in doms
                     if d["domid"] != 0]))
         return 0
+    sys.stdout.write(list_domains(doms, verbose, context, False, numa, cpupool))
+    return 0
+
+
+def list_domains(doms, verbose, context, claim, numa, cpupool) -> str:
+    """xl_info.c list_domains."""
     out = [LIST_HEADER + ("   UUID                            Reason-Code\tSecurity Label" if verbose
                           else "   Security Label" if context else "")
+           + ("  Claimed" if claim else "")
            + ("         Cpupool" if cpupool else "") + (" NODE Affinity" if numa else "")]
     for d in doms:
         row = "%-40s %5d %5d %5d     %s  %8.1f" % (d["name"], d["domid"], d["mem"], d["vcpus"],
@@ -74,6 +72,8 @@ def list_(
         if verbose:
             row += " " + d["uuid"]
             row += " %8x" % d["reason"] if d["reason"] is not None else " %8s" % "-"
+        if claim:
+            row += " %5d" % 0              # nothing is ever claimed on the simulated host
         if verbose or context:
             row += " %16s" % "-"
         if cpupool:
@@ -82,8 +82,38 @@ def list_(
             # no NUMA placement is simulated: every domain may use every node
             row += " " + node_bitmap(range(HOST_NODES), HOST_NODES)
         out.append(row)
+    return "\n".join(out) + "\n"
+
+
+def _rows(dom=None) -> list[dict]:
+    return [dict(zip(("domid", "name", "mem", "vcpus", "state", "cpu_time", "uuid", "reason"), row))
+            for row in call("list", dom=dom, rows=True)]
+
+
+@faults
+def claims(opts, args):
+    """main_claims: list_domains with the Claimed column (claim_mode is on)."""
+    sys.stdout.write(list_domains(_rows(), False, False, True, False, False))
+    return 0
+
+
+@faults
+def vm_list(opts, args):
+    """main_vm_list / libxl_list_vm: every domain that is not a device-model
+    stub domain (none on the simulated host has a "target"), dom0 included."""
+    out = ["UUID                                  ID    name"]
+    for d in _rows():
+        out.append("%s  %d    %-30s" % (d["uuid"], d["domid"], d["name"]))
     sys.stdout.write("\n".join(out) + "\n")
     return 0
+
+
+def top(opts, args):
+    """main_top: system("xentop"), its wait status returned as main's value."""
+    import os
+
+    sys.stdout.flush()
+    return os.system("xentop") & 0xFF
 
 
 HOST_NODES = 1
@@ -107,20 +137,55 @@ def node_bitmap(nodes, nr_nodes: int) -> str:
     return ",".join(runs) or "none"
 
 
+def info_text(lines: list[tuple[str, str]], nr_cpus: int, numa: bool,
+              name: str | None) -> str:
+    """print_info (xl_info.c): the node and physical blocks, with -n the CPU and
+    device topology and the NUMA nodes, then the Xen block.  NAME (the
+    argument, when there is no -n) keeps the values of the lines whose text
+    starts with it, as maybe_printf does."""
+    split = next(i for i, (k, _) in enumerate(lines) if k == "xen_major")
+    out = []
+
+    def maybe(k, v):
+        text = "%-23s: %s" % (k, v) if v or k != "virt_caps" else "%-23s:" % k
+        if name is None:
+            out.append(text + "\n")
+        else:
+            colon = text.find(":")
+            if text.startswith(name) and text[colon + 1:colon + 2] == " ":
+                out.append(text[colon + 2:] + "\n")
+
+    for k, v in lines[:split]:
+        maybe(k, v)
+    if numa:
+        val = dict(lines)
+        out.append("cpu_topology           :\ncpu:    core    socket     node\n")
+        for cpu in range(nr_cpus):          # one socket, one node, a core per CPU
+            out.append("%3d:    %4d     %4d     %4d\n" % (cpu, cpu, 0, 0))
+        out.append("device topology        :\ndevice           node\n")
+        out.append("No device topology data available\n")   # no PCI devices
+        out.append("numa_info              :\nnode:    memsize    memfree    distances\n")
+        out.append("%4d:    %6d     %6d      %d\n" % (0, int(val["total_memory"]),
+                                                    int(val["free_memory"]), 10))
+    for k, v in lines[split:]:
+        maybe(k, v)
+    return "".join(out)
+
+
 @faults
-def info(
-    numa: Annotated[bool, typer.Option("-n", "--numa", help="List host NUMA topology information")] = False,
-):
+def info(opts, args):
+    """main_info: -n adds the topology blocks; otherwise an argument filters."""
+    numa = bool(opts)
     res = call("info")
-    lines = ["%-23s: %s" % (k, v) for k, v in res["lines"]]
-    print("\n".join(lines))
+    lines = [tuple(kv) for kv in res["lines"]]
+    nr_cpus = int(dict(lines)["nr_cpus"])
+    sys.stdout.write(info_text(lines, nr_cpus, numa, args[0] if args and not numa else None))
     return 0
 
 
 @faults
-def domid(name: Annotated[Optional[str], typer.Argument(metavar="DomainName", show_default=False)] = None):
-    if not need_args("domid", [name] if name else [], 1):
-        return 2
+def domid(opts, args):
+    name = args[0]
     from pyxl.toolstack.errors import Fault
 
     doms = [d for d in call("list") if d["name"] == name]
@@ -131,9 +196,8 @@ def domid(name: Annotated[Optional[str], typer.Argument(metavar="DomainName", sh
 
 
 @faults
-def domname(domid: Annotated[Optional[str], typer.Argument(metavar="DomainId", show_default=False)] = None):
-    if not need_args("domname", [domid] if domid else [], 1):
-        return 2
+def domname(opts, args):
+    domid = args[0]
     from pyxl.toolstack.errors import Fault
 
     digits = ""
@@ -165,10 +229,8 @@ def uptime_str(secs: float, short: bool) -> str:
 
 
 @faults
-def uptime(
-    short: Annotated[bool, typer.Option("-s", help="Short format")] = False,
-    domain: Annotated[Optional[list[str]], typer.Argument(help="Domain", show_default=False)] = None,
-):
+def uptime(opts, domain):
+    short = bool(opts)
     doms_all = call("list")
     if domain:
         from pyxl.toolstack.errors import Fault
@@ -201,7 +263,30 @@ def uptime(
 
 
 @faults
-def dmesg(clear: Annotated[bool, typer.Option("-c", "--clear",
-                                              help="Clear dmesg buffer as well as printing it")] = False):
-    sys.stdout.write(call("dmesg", clear=clear))
+def dmesg(opts, args):
+    sys.stdout.write(call("dmesg", clear=bool(opts)))
+    return 0
+
+
+@faults
+def sharing(opts, args):
+    """main_sharing (xl_mem.c): no page sharing on the simulated host, 0 shared."""
+    from pyxl.toolstack.errors import Fault
+
+    if len(args) > 1:
+        from pyxl.cli.main import print_help
+
+        print_help("sharing")
+        return 1
+    try:
+        doms = _rows(args[0] if args else None)
+    except Fault as f:
+        if f.name == "NO_SUCH_DOMID":
+            print("Error: Domain '%s' does not exist." % args[0], file=sys.stderr)
+            return 1
+        raise
+    out = ["Name                                        ID   Mem Shared"]
+    for d in doms:
+        out.append("%-40s %5d %5d  %5d" % (d["name"], d["domid"], d["mem"], 0))
+    sys.stdout.write("\n".join(out) + "\n")
     return 0

@@ -19,6 +19,7 @@ class Globals:
     dryrun = False
     force = False
     timestamps = False
+    command = ""          # the table name of the command running
 
 
 def usage_flags(cmd: table.Command) -> str:
@@ -26,26 +27,34 @@ def usage_flags(cmd: table.Command) -> str:
 
 
 def print_help(command: str | None = None) -> None:
-    if not command or command == "help":
-        print("Usage pyxl [-vfNtT] <subcommand> [args]\n")
-        print("pyxl full list of subcommands:\n")
+    """xl's help() (tools/xl/xl.c), with pyxl's own commands after xl's."""
+    out = sys.stdout
+    if command is None or command == "help":
+        out.write("Usage pyxl [-vfNtT] <subcommand> [args]\n\n")
+        out.write("pyxl full list of subcommands:\n\n")
         for c in table.COMMANDS:
+            if not c.xl and c is table.COMMANDS[len(table.XL_COMMANDS)]:
+                out.write("\npyxl's own subcommands (the simulated host):\n\n")
             line = " %-19s " % c.name
             if len(c.name) > 19:
                 line += "\n %-19s " % ""
-            print(line + c.desc)
+            out.write(line + c.desc + "\n")
         return
     cmd = table.lookup(command)
     if cmd is None:
-        print('command "%s" not implemented' % command)
+        out.write('command "%s" not implemented\n' % command)
         return
-    print("Usage: pyxl [%s] %s %s\n\n%s.\n" % (usage_flags(cmd), cmd.name, cmd.usage, cmd.desc))
+    out.write("Usage: pyxl [%s] %s %s\n\n%s.\n\n" % (usage_flags(cmd), cmd.name, cmd.usage, cmd.desc))
+    if cmd.xl:
+        if cmd.options is not None:
+            out.write("Options:\n\n%s\n" % cmd.options)
+        return
     try:
         opts = options_help(cmd)
     except ImportError:
         opts = ""
     if opts:
-        print("Options:\n\n" + opts)
+        out.write("Options:\n\n" + opts + "\n")
 
 
 def options_help(cmd: table.Command) -> str:
@@ -99,14 +108,34 @@ def wants_help(args: list[str]) -> bool:
     return False
 
 
+def run_xl(cmd: table.Command, args: list[str]) -> int:
+    """An xl command: def_getopt as its main_* function calls it, then the handler."""
+    from pyxl.cli import xlopt
+
+    Globals.command = cmd.name
+    try:
+        if cmd.getopt is None or cmd.selfparse:
+            opts, rest = None, args
+        else:
+            opts, rest = xlopt.def_getopt(cmd, args)
+        rc = load_handler(cmd)(opts, rest)
+    except xlopt.Exit as e:
+        return e.code
+    except BrokenPipeError:
+        return 0
+    return rc if isinstance(rc, int) else 0
+
+
 def run_command(cmd: table.Command, args: list[str]) -> int:
+    if cmd.xl:
+        return run_xl(cmd, args)
     try:
         handler = load_handler(cmd)
     except ImportError:
         handler = None
     if getattr(handler, "raw_argv", False):   # the command parses its own argv
         return handler(args)
-    if wants_help(args):  # xl's def_getopt: -h prints the command's help, exit 0
+    if wants_help(args):  # -h prints the command's help, exit 0
         print_help(cmd.name)
         return 0
     rc = run_fast(cmd, args)
@@ -168,7 +197,7 @@ def run_fast(cmd: table.Command, args: list[str]) -> int | None:
 
 
 def parse_globals(argv: list[str]) -> list[str] | int:
-    """getopt("+vftNTh"): options stop at the first non-option argument."""
+    """xl's getopt("+vftTN"): options stop at the first non-option argument."""
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -187,9 +216,6 @@ def parse_globals(argv: list[str]) -> list[str] | int:
                 Globals.timestamps = True
             elif ch == "T":
                 Globals.timestamps = True
-            elif ch == "h":
-                print_help()
-                return 0
             else:
                 print("pyxl: invalid option -- '%s'" % ch, file=sys.stderr)
                 print("unknown global option", file=sys.stderr)
@@ -199,6 +225,17 @@ def parse_globals(argv: list[str]) -> list[str] | int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # the reader went away (`pyxl help | head`): no traceback, and none at exit
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     rest = parse_globals(argv)
     if isinstance(rest, int):
@@ -209,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     name, args = rest[0], rest[1:]
     cmd = table.lookup(name)
     if cmd is None:
+        if name == "help":              # xl.c main(): not in the table, only the full name
+            print_help(args[0] if args else None)
+            return 0
         print("command not implemented", file=sys.stderr)
         return 1
     if Globals.dryrun and not cmd.can_dryrun:

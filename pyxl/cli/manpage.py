@@ -2,9 +2,10 @@
 
     python -m pyxl.cli.manpage > man/pyxl.1
 
-Nothing here is written by hand per command: names, usage and descriptions
-come from pyxl/cli/table.py, options (names, metavars, help) from each
-handler's typer parameters, exit statuses from the fault table.  A test
+Nothing here is written by hand per command: names, usage, descriptions and
+xl's option text come from pyxl/cli/table.py, the options of pyxl's own
+commands (names, metavars, help) from their handlers' typer parameters,
+exit statuses from the fault table.  A test
 checks that the committed page equals the generated one.
 """
 
@@ -55,6 +56,21 @@ def render() -> str:
             "The host is simulated: one daemon per host root holds the hypervisor "
             "(domains, xenstore, event channels, grants, consoles); each domain is a "
             "process of its own. The first command that needs the daemon starts it."),
+        ".PP",
+        esc("Every xl 4.17 subcommand is accepted, with xl's options and argument checks: "
+            "options end at the first argument that is not one (as in xl, `pyxl list d -l` "
+            "has two arguments), arguments beyond those a command uses are ignored, and "
+            "a command may be abbreviated to a prefix no other xl command shares. pyxl's "
+            "own commands (PYXL SUBCOMMANDS) are recognised by their full name only. "
+            "pyxl help lists the commands, pyxl help COMMAND (or pyxl COMMAND -h) "
+            "describes one."),
+        ".PP",
+        esc("The simulated host has no FLASK security module, no pciback driver and no "
+            "PCI devices: getenforce, setenforce and loadpolicy answer as Xen without "
+            "FLASK does (\"Flask XSM disabled\", exit status 255), pci-assignable-list "
+            "lists nothing. A command the simulated host cannot yet carry out prints "
+            "\"pyxl: command NAME is not available on the simulated host\" and exits 1, "
+            "after its options and arguments have been checked as xl checks them."),
         ".SH GLOBAL OPTIONS",
         ".TP", ".B \\-v", "Verbose.",
         ".TP", ".B \\-N", "Dry run: print what would be done (commands that support it).",
@@ -66,7 +82,15 @@ def render() -> str:
         for cmd in table.COMMANDS:
             if cmd.xl != xl:
                 continue
-            L += [".TP", "\\fB%s\\fR %s" % (esc(cmd.name), esc(cmd.usage)), esc(cmd.desc) + "."]
+            usage = " ".join(cmd.usage.split("\n")[0].split())
+            L += [".TP", "\\fB%s\\fR %s" % (esc(cmd.name), esc(usage)),
+                  esc(cmd.desc.replace("\n", " ")) + "."]
+            more = cmd.usage.split("\n", 1)[1:]       # console, vncviewer: options in the usage
+            text = "\n".join(t.strip("\n") for t in more + [cmd.options or ""] if t.strip())
+            if cmd.xl:
+                if text:
+                    L += [".RS", ".nf", esc(text), ".fi", ".RE"]
+                continue
             opts = options(cmd)
             if opts:
                 L.append(".RS")

@@ -1,24 +1,19 @@
-"""`pyxl destroy | shutdown | reboot | pause | unpause | rename` (xl_vmcontrol.c, xl_misc.c)."""
+"""`pyxl destroy | shutdown | reboot | pause | unpause | rename` (xl_vmcontrol.c, xl_misc.c).
+
+Handlers take (opts, args) as def_getopt left them; surplus arguments are
+ignored, as xl's main_* functions ignore them."""
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Optional
 
-
-from pyxl.cli._common import typer, call, faults, need_args
+from pyxl.cli._common import call, faults
 
 
 @faults
-def destroy(
-    force: Annotated[bool, typer.Option("-f", help="Permit destroying domain 0, which will only succeed "
-                                        "when run from disaggregated toolstack domain with a "
-                                        "hardware domain distinct from domain 0.")] = False,
-    domain: Annotated[Optional[str], typer.Argument(metavar="Domain", show_default=False)] = None,
-):
-    if not need_args("destroy", [domain] if domain else [], 1):
-        return 2
-    call("destroy", dom=domain, force=force)
+def destroy(opts, args):
+    call("destroy", dom=args[0], force=bool(opts))
     return 0
 
 
@@ -76,28 +71,24 @@ def _progress(text: str):
 
 
 
-@faults
-def shutdown(all_: Annotated[bool, typer.Option("-a", "--all", help="Shutdown all guest domains.")] = False,
-             wait: Annotated[bool, typer.Option("-w", "--wait", help="Wait for guest(s) to shutdown.")] = False,
-             fallback: Annotated[bool, typer.Option("-F", help="Fallback to ACPI power event for HVM guests with "
-                                                   "no PV drivers.")] = False,
-             domain: Annotated[Optional[str], typer.Argument(metavar="Domain", show_default=False)] = None):
-    return _shutdown_or_reboot(False, all_, wait, fallback, domain)
+def _shutdown_args(opts, args):
+    flags = {k for k, _ in opts}
+    return "a" in flags, "w" in flags, "F" in flags, args[0] if args else None
 
 
 @faults
-def reboot(all_: Annotated[bool, typer.Option("-a", "--all", help="Shutdown all guest domains.")] = False,
-           wait: Annotated[bool, typer.Option("-w", "--wait", help="Wait for guest(s) to reboot.")] = False,
-           fallback: Annotated[bool, typer.Option("-F", help="Fallback to ACPI power event for HVM guests with "
-                                                   "no PV drivers.")] = False,
-           domain: Annotated[Optional[str], typer.Argument(metavar="Domain", show_default=False)] = None):
-    return _shutdown_or_reboot(True, all_, wait, fallback, domain)
+def shutdown(opts, args):
+    return _shutdown_or_reboot(False, *_shutdown_args(opts, args))
 
 
 @faults
-def pause(domain: Annotated[Optional[str], typer.Argument(metavar="Domain", show_default=False)] = None):
-    if not need_args("pause", [domain] if domain else [], 1):
-        return 2
+def reboot(opts, args):
+    return _shutdown_or_reboot(True, *_shutdown_args(opts, args))
+
+
+@faults
+def pause(opts, args):
+    domain = args[0]
     from pyxl.toolstack.errors import Fault
 
     try:
@@ -109,9 +100,8 @@ def pause(domain: Annotated[Optional[str], typer.Argument(metavar="Domain", show
 
 
 @faults
-def unpause(domain: Annotated[Optional[str], typer.Argument(metavar="Domain", show_default=False)] = None):
-    if not need_args("unpause", [domain] if domain else [], 1):
-        return 2
+def unpause(opts, args):
+    domain = args[0]
     from pyxl.toolstack.errors import Fault
 
     try:
@@ -123,11 +113,8 @@ def unpause(domain: Annotated[Optional[str], typer.Argument(metavar="Domain", sh
 
 
 @faults
-def rename(domain: Annotated[Optional[str], typer.Argument(metavar="Domain", show_default=False)] = None,
-           new_name: Annotated[Optional[str], typer.Argument(metavar="NewDomainName",
-                                                             show_default=False)] = None):
-    if not need_args("rename", [a for a in (domain, new_name) if a], 2):
-        return 2
+def rename(opts, args):
+    domain, new_name = args[:2]
     from pyxl.toolstack.errors import Fault
 
     try:

@@ -1,21 +1,16 @@
-"""`pyxl vtpm-attach | vtpm-list | vtpm-detach` (xl_vtpm.c)."""
+"""`pyxl vtpm-attach | vtpm-list | vtpm-detach` (xl_vtpm.c); handlers take (opts, args)."""
 
 from __future__ import annotations
 
 import re
 import sys
-from typing import Annotated, Optional
 
-
-from pyxl.cli._common import typer, call, faults, need_args
+from pyxl.cli._common import call, faults
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 @faults
-def vtpm_attach(args: Annotated[Optional[list[str]], typer.Argument(show_default=False)] = None):
-    args = args or []
-    if not need_args("vtpm-attach", args, 1):
-        return 2
+def vtpm_attach(opts, args):
     from pyxl.cli.main import Globals
     from pyxl.toolstack.errors import Fault
 
@@ -56,10 +51,7 @@ def vtpm_attach(args: Annotated[Optional[list[str]], typer.Argument(show_default
 
 
 @faults
-def vtpm_list(domains: Annotated[Optional[list[str]], typer.Argument(show_default=False)] = None):
-    domains = domains or []
-    if not need_args("vtpm-list", domains, 1):
-        return 2
+def vtpm_list(opts, domains):
     from pyxl.toolstack.client import Client
     from pyxl.toolstack.errors import Fault
 
@@ -83,9 +75,6 @@ def vtpm_list(domains: Annotated[Optional[list[str]], typer.Argument(show_defaul
 
 
 @faults
-def vtpm_detach(args: Annotated[Optional[list[str]], typer.Argument(show_default=False)] = None):
-    args = args or []
-    if not need_args("vtpm-detach", args, 2):
-        return 2
+def vtpm_detach(opts, args):
     call("vtpm_detach", dom=args[0], dev=args[1])
     return 0

@@ -1,0 +1,118 @@
+"""xl commands for features the simulated host does not have.
+
+Where xl's answer on a host lacking the feature is well defined, it is given
+here exactly: no FLASK security module (getenforce, setenforce, loadpolicy),
+no pciback driver (pci-assignable-list).  Every other command pyxl cannot yet
+carry out says so in one line naming the command, exit 1, after xl's own
+argument checks (def_getopt) have passed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _err(text: str) -> None:
+    sys.stdout.flush()
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def unavailable(opts, args) -> int:
+    from pyxl.cli.main import Globals
+
+    _err("pyxl: command %s is not available on the simulated host\n" % Globals.command)
+    return 1
+
+
+def button_press(opts, args) -> int:
+    """main_button_press (xl_misc.c): the deprecation warning comes first."""
+    from pyxl.cli import table, xlopt
+
+    _err('WARNING: "button-press" is deprecated. Please use "trigger"\n')
+    opts, args = xlopt.def_getopt(table.BY_NAME["button-press"], args)
+    return unavailable(opts, args)
+
+
+def config_update(opts, args) -> int:
+    """main_config_update (xl_misc.c): the domain argument is checked, and the
+    warning printed, before the command's options are read."""
+    from pyxl.cli.main import print_help
+
+    if not args:
+        _err("pyxl config-update requires a domain argument\n")
+        print_help("config-update")
+        return 1
+    _err("WARNING: xl now has better capability to manage domain configuration, "
+         "avoid using this command when possible\n")
+    return unavailable(opts, args)
+
+
+# Xen without FLASK answers every xsm_op with -ENOSYS (xen/include/xsm/dummy.h
+# xsm_do_xsm_op); xc_flask_op returns -1 with errno ENOSYS and libxl_flask_*
+# pass that on, which main_* return: exit status 255.
+
+def getenforce(opts, args) -> int:
+    """main_getenforce (xl_flask.c): no arguments read at all."""
+    print("Flask XSM Disabled")
+    return -1 & 0xFF
+
+
+def setenforce(opts, args) -> int:
+    """main_setenforce: argv[optind] without getopt; 0/1/permissive/enforcing."""
+    from pyxl.cli.main import print_help
+
+    mode = args[0] if args else None
+    if mode is None or (mode not in ("0", "1")
+                        and mode.lower() not in ("permissive", "enforcing")):
+        print_help("setenforce")
+        return 2
+    _err("Flask XSM disabled\n")
+    return -1 & 0xFF
+
+
+def loadpolicy(opts, args) -> int:
+    """main_loadpolicy: the policy file is opened and read before Xen is asked."""
+    from pyxl.cli.main import print_help
+
+    if not args:
+        print_help("loadpolicy")
+        return 2
+    name = args[0]
+    try:
+        fd = os.open(name, os.O_RDONLY)
+    except OSError as e:
+        _err("Error occurred opening policy file '%s': %s\n" % (name, os.strerror(e.errno)))
+        return -1 & 0xFF
+    try:
+        try:
+            size = os.stat(name).st_size
+        except OSError as e:
+            # sic: xl's message has no space between "about" and "policy"
+            _err("Error occurred retrieving information about"
+                 "policy file '%s': %s\n" % (name, os.strerror(e.errno)))
+            return -1 & 0xFF
+        try:
+            while size > 0:
+                chunk = os.read(fd, min(size, 1 << 20))
+                if not chunk:
+                    break
+                size -= len(chunk)
+        except OSError as e:
+            _err("Unable to read new Flask policy file: %s\n" % os.strerror(e.errno))
+            return -1 & 0xFF
+    finally:
+        os.close(fd)
+    _err("Flask XSM disabled\n")
+    return -1 & 0xFF
+
+
+def pci_assignable_list(opts, args) -> int:
+    """main_pciassignable_list (xl_pci.c) on a host without the pciback driver:
+    libxl_device_pci_assignable_list fails to open
+    /sys/bus/pci/drivers/pciback, logs this (the text and its libxl_pci.c
+    line are the real xl 4.17.5's) and xl lists nothing, exit 0."""
+    _err("libxl: error: libxl_pci.c:444:libxl_device_pci_assignable_list: "
+         "Looks like pciback driver not loaded\n")
+    return 0

@@ -1,0 +1,149 @@
+"""xl's option handling: glibc getopt_long as xl runs it, and def_getopt.
+
+xl's main() first reads its global options with getopt("+vftTN") and then
+sets optind = 1 for the command's own getopt_long calls.  glibc initialises
+its ordering only when optind is 0, so the "+" (REQUIRE_ORDER) of the first
+call stays in force: a command's options end at its first non-option
+argument (`xl list d -l` has two positional arguments), or after "--".
+
+def_getopt (tools/xl/xl_utils.c) wraps getopt_long with opterr = 0:
+
+- an unknown option, an option missing its argument, an argument given to
+  a long option that takes none, or an ambiguous long prefix: "option `%c'
+  not supported." on stderr with getopt's optopt (0 for an unknown or
+  ambiguous long option, the option's val for the others), exit 2 -- unless
+  optopt is 'h', then help as for -h;
+- -h or --help: help(command), exit 0;
+- fewer than nreq positional arguments: "'xl CMD' requires at least N
+  argument(s).", a blank line, help(command), exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+class Exit(Exception):
+    """The command ends here with this status (xl calls exit())."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
+
+
+class GetoptError(Exception):
+    """getopt returned '?': optopt, and the options it returned before."""
+
+    def __init__(self, optopt, before=()):
+        super().__init__(optopt)
+        self.optopt = optopt
+        self.before = list(before)
+
+
+def getopt_long(args: list[str], optstring: str, longopts) -> tuple[list, list[str]]:
+    """glibc's getopt_long in REQUIRE_ORDER mode over ARGS (the command's
+    arguments, without its name).  Returns ([(val, optarg)], positional);
+    raises GetoptError(optopt) at the first bad option.  longopts:
+    ((name, has_arg, val), ...); val is a one-character string or an int."""
+    out: list = []
+    try:
+        return _getopt(args, optstring, longopts, out)
+    except GetoptError as e:
+        raise GetoptError(e.optopt, out) from None
+
+
+def _getopt(args, optstring, longopts, out):
+    i, n = 0, len(args)
+    while i < n:
+        a = args[i]
+        if a == "--":
+            i += 1
+            break
+        if not a.startswith("-") or a == "-":
+            break
+        i += 1
+        if a.startswith("--"):
+            name, eq, value = a[2:].partition("=")
+            found = [o for o in longopts if o[0] == name]
+            if not found:
+                found = [o for o in longopts if o[0].startswith(name)]
+                # several prefixes are ambiguous unless they are the same option
+                if any(o[1:] != found[0][1:] for o in found[1:]):
+                    raise GetoptError(0)
+            if not found:
+                raise GetoptError(0)
+            _, has_arg, val = found[0]
+            optarg = None
+            if eq:
+                if not has_arg:
+                    raise GetoptError(val)
+                optarg = value
+            elif has_arg == 1:
+                if i >= n:
+                    raise GetoptError(val)
+                optarg = args[i]
+                i += 1
+            out.append((val, optarg))
+            continue
+        j = 1
+        while j < len(a):
+            c = a[j]
+            j += 1
+            k = optstring.find(c)
+            if k < 0 or c == ":":
+                raise GetoptError(c)
+            if optstring[k + 1:k + 2] == ":":
+                if optstring[k + 2:k + 3] == ":":      # optional: only attached
+                    out.append((c, a[j:] or None))
+                elif j < len(a):
+                    out.append((c, a[j:]))
+                elif i < n:
+                    out.append((c, args[i]))
+                    i += 1
+                else:
+                    raise GetoptError(c)
+                break
+            out.append((c, None))
+    return out, args[i:]
+
+
+HELP_ONLY = (("help", 0, "h"),)
+
+
+def def_getopt(cmd, args: list[str], helpname: str | None = None,
+               each=None) -> tuple[list, list[str]]:
+    """def_getopt + SWITCH_FOREACH_OPT for table row CMD: the options and
+    positional arguments, or Exit after printing what xl prints.  EACH, if
+    given, is called with every (option, optarg) in turn, as the body of the
+    command's switch runs before getopt reads the next option."""
+    from pyxl.cli.main import print_help
+
+    helpname = helpname or cmd.name
+    longopts = HELP_ONLY if cmd.longopts is None else cmd.longopts + HELP_ONLY
+    error = None
+    try:
+        opts, rest = getopt_long(args, "h" + cmd.getopt, longopts)
+    except GetoptError as e:
+        opts, rest, error = e.before, [], e.optopt
+    for val, optarg in opts:
+        if val == "h":
+            print_help(helpname)
+            raise Exit(0)
+        if each is not None:
+            each(val, optarg)
+    if error is not None:
+        optopt = error if isinstance(error, str) else chr(error & 0xFF)
+        if optopt == "h":
+            print_help(helpname)
+            raise Exit(0)
+        sys.stdout.flush()
+        sys.stderr.write("option `%s' not supported.\n" % optopt)
+        raise Exit(2)
+    if len(rest) < cmd.nreq:
+        sys.stdout.flush()
+        sys.stderr.write("'pyxl %s' requires at least %d argument%s.\n\n"
+                         % (helpname, cmd.nreq, "s" if cmd.nreq > 1 else ""))
+        sys.stderr.flush()
+        print_help(helpname)
+        raise Exit(2)
+    return opts, rest
