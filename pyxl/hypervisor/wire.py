@@ -128,19 +128,6 @@ class Frame:
         f.args = args
         return f
 
-    # argument helpers (raise WireError on junk so the server can answer EINVAL)
-    def int(self, i: int) -> int:
-        try:
-            return int(self.args[i])
-        except (IndexError, ValueError):
-            raise WireError(f"argument {i} is not an integer") from None
-
-    def str(self, i: int) -> str:
-        try:
-            return self.args[i].decode("ascii")
-        except (IndexError, UnicodeDecodeError):
-            raise WireError(f"argument {i} is not text") from None
-
 
 def socketpair():
     """(hypervisor end, domain end) as _socket objects, both close-on-exec;
