@@ -32,6 +32,12 @@ Embedding (the toolstack's daemon):
     hv.domain_destroyed(domid)              # revoke, unbind, @releaseDomain
 
 Inside the domain process: `pyxl.domain.xen.XenInterface.from_env()`.
+
+A domain's requests are served from one table, `OPS` (op -> handler,
+argument check, page descriptors, privilege, transaction id): its
+hypercalls' rows here, its xenstore rows xenstored's own (`xenstored.OPS`),
+so a domain gets the checks and errors xenstored gives an unprivileged
+domain.  A new operation is a new row.
 """
 
 from __future__ import annotations
@@ -594,7 +600,7 @@ class Op:
         self.name, self.func, self.check, self.fds, self.flags = name, func, check, fds, flags
 
 
-_NOTHING: tuple[list, list[int]] = ([], [])
+_NOTHING: tuple = ((), ())        # no reply arguments, no descriptors
 _NUMBER_MAX_DIGITS = 20        # a u64, the widest hypercall field (an MMIO address)
 
 
@@ -701,59 +707,44 @@ def _mmio_write(hv, conn, tx, a, fds) -> tuple:
     return _NOTHING
 
 
-def _xs_strings_payload(args: list) -> bytes:
-    """The xs_wire payload a domain's xenstore request stands for: each
-    argument a nul-terminated string, as libxenstore's xs_talkv sends them."""
-    return b"".join(a + b"\0" for a in args)
+# How a xenstore reply travels back in the frame's arguments: READ's value
+# whole; "OK\0" as none; anything else (directories, perms, ids, paths) as
+# its nul-terminated strings.
+_XS_RAW = frozenset({XsType.READ})
+_XS_ACK = frozenset({XsType.WRITE, XsType.MKDIR, XsType.RM, XsType.SET_PERMS, XsType.WATCH,
+                     XsType.UNWATCH, XsType.TRANSACTION_END, XsType.INTRODUCE, XsType.RELEASE,
+                     XsType.RESUME, XsType.SET_TARGET, XsType.RESET_WATCHES})
 
 
-def _xs_write_payload(args: list) -> bytes:
-    """xs_write's payload: the path's string, then the data, which has no nul."""
-    return b"\0".join(args)
-
-
-def _xs_ack(reply: bytes) -> list:
-    return []                   # "OK\0": the domain wire's reply has no arguments
-
-
-def _xs_raw(reply: bytes) -> list:
-    return [reply]
-
-
-def _xs_row(kind: XsType, reply=xs_wire.strings) -> Op:
+def _xs_row(kind: XsType) -> Op:
     """A xenstore op: xenstored's own row (`xenstored.OPS`: its handler, its
     payload check, its flags) on the xs_wire payload the frame's arguments
-    stand for; `reply` turns xenstored's reply payload into the frame's
-    arguments."""
+    stand for -- each a nul-terminated string, as libxenstore's xs_talkv
+    sends them, except xs_write's data, which has no nul."""
     xrow = XENSTORED_OPS[kind]
-    encode = _xs_write_payload if kind == XsType.WRITE else _xs_strings_payload
     xcheck = xrow.check
+    data_last = kind == XsType.WRITE
+    raw, ack = kind in _XS_RAW, kind in _XS_ACK
+    strings = xs_wire.strings
 
     def check(args: list) -> tuple[bytes, list]:
-        payload = encode(args)
+        if data_last:
+            payload = b"\0".join(args)
+        else:
+            payload = b"\0".join(args) + b"\0" if args else b""
         return payload, xcheck(payload)
 
     def func(hv, conn, tx, checked, fds) -> tuple:
-        payload, args = checked
-        return reply(respond(xrow, Request(conn, tx, payload, args))), []
+        reply = respond(xrow, Request(conn, tx, *checked))
+        return ([] if ack else [reply] if raw else strings(reply)), []
     return Op(xrow.name, func, check, 0, xrow.flags)
 
-
-# How a xenstore reply travels back: READ's value whole; "OK\0" as no
-# arguments; everything else (directories, perms, ids, paths) as its strings.
-_XS_REPLY = {XsType.READ: _xs_raw}
-for _kind in (XsType.WRITE, XsType.MKDIR, XsType.RM, XsType.SET_PERMS, XsType.WATCH,
-              XsType.UNWATCH, XsType.TRANSACTION_END, XsType.INTRODUCE, XsType.RELEASE,
-              XsType.RESUME, XsType.SET_TARGET, XsType.RESET_WATCHES):
-    _XS_REPLY[_kind] = _xs_ack
-del _kind
 
 # The domain wire's hypercall table (Xen's hypercall_table with
 # do_event_channel_op's and do_grant_table_op's commands flattened into it,
 # and xenstored's wire_funcs for the xenstore ring): a new op is a new row.
 OPS: dict[int, Op] = {
-    **{kind: _xs_row(kind, _XS_REPLY.get(kind, xs_wire.strings))
-       for kind, xrow in XENSTORED_OPS.items() if xrow.func is not None},
+    **{kind: _xs_row(kind) for kind, xrow in XENSTORED_OPS.items() if xrow.func is not None},
     wire.HELLO: Op("HELLO", _hello, fields("u")),
     wire.EVTCHN_ALLOC_UNBOUND: Op("EVTCHN_ALLOC_UNBOUND", _evtchn_alloc_unbound, fields("uu")),
     wire.EVTCHN_BIND_INTERDOMAIN: Op("EVTCHN_BIND_INTERDOMAIN", _evtchn_bind_interdomain,

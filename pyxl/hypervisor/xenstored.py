@@ -16,7 +16,9 @@ xenstored's function of that name: unknown type -> ENOSYS, privilege ->
 EACCES, transaction lookup -> ENOENT, argument check -> EINVAL, then the
 handler; an error is answered with XS_ERROR and its `xsd_errors` name.
 A message announcing more than XENSTORE_PAYLOAD_MAX bytes ends the
-connection (handle_input's "Client tried to feed us").
+connection (handle_input's "Client tried to feed us").  The domains' own
+wire (pyxl.hypervisor.services) serves the same rows through the same
+`admit` and `respond`.
 
 Threads: one reader per connection (its requests run there) and one writer,
 fed by a queue, so a watch event fired by another connection's write (the
@@ -57,7 +59,7 @@ class XsError(OSError):
         super().__init__(err, os.strerror(err))
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     """One message being processed: `args` are the payload's nul-terminated
     strings (bytes) as the row's check found them."""

@@ -165,12 +165,15 @@ def test_a_xenstore_payload_of_the_wrong_shape_is_einval(x1, kind, args):
     assert fails(x1, kind, args) == "EINVAL"
 
 
-@pytest.mark.parametrize("kind,args", [
+WELL_SHAPED = [
     (XsType.DIRECTORY, [b"data"]), (XsType.READ, [b"name"]), (XsType.GET_PERMS, [b"data"]),
     (XsType.TRANSACTION_END, [b"T"]), (XsType.GET_DOMAIN_PATH, [b"1"]),
     (XsType.WRITE, [b"data/x", b"1"]), (XsType.MKDIR, [b"data/y"]), (XsType.RM, [b"data/y"]),
     (XsType.SET_PERMS, [b"data/x", b"n1"]), (XsType.DIRECTORY_PART, [b"data", b"0"]),
-    (XsType.TRANSACTION_START, []), (XsType.RESET_WATCHES, [])], ids=lambda v: getattr(v, "name", ""))
+    (XsType.TRANSACTION_START, []), (XsType.RESET_WATCHES, [])]
+
+
+@pytest.mark.parametrize("kind,args", WELL_SHAPED, ids=[k.name for k, _ in WELL_SHAPED])
 def test_an_unknown_transaction_is_enoent(x1, kind, args):
     assert fails(x1, kind, args, tx=999) == "ENOENT"
 
