@@ -202,3 +202,17 @@ def test_xenstored_rows_answer_a_domain(hv, x1):
     x1.transaction_end(tx, False)
     # a special path longer than XENSTORE_REL_PATH_MAX: do_watch's own check
     assert fails(x1, XsType.WATCH, [b"@" + b"a" * 2048, b"t"]) == "EINVAL"
+
+
+@pytest.mark.parametrize("kind,args", WELL_SHAPED, ids=[k.name for k, _ in WELL_SHAPED])
+def test_a_xenstore_request_takes_no_page(x1, kind, args, page):
+    """xs_wire has no descriptors: one riding along is a malformed request."""
+    assert fails(x1, kind, args, fds=[page]) == "EINVAL"
+
+
+def test_what_xenstored_does_not_check_a_domain_may_send(x1):
+    """do_transaction_start and do_reset_watches read no payload: extra
+    strings are no error there."""
+    tx = int(x1._call(XsType.TRANSACTION_START, [b"junk", b"more"])[0])
+    x1.transaction_end(tx, False)
+    assert x1._call(XsType.RESET_WATCHES, [b"junk"]) == []
