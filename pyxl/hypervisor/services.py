@@ -50,6 +50,7 @@ import threading
 from typing import Callable
 
 from . import wire, xs_wire
+from .wire import HvOp
 from .console import DEFAULT_LOG_KEEP as CONSOLE_LOG_KEEP
 from .console import DEFAULT_LOG_MAX as CONSOLE_LOG_MAX
 from .console import Console
@@ -594,10 +595,10 @@ class Op:
     reply descriptors); `fds` is how many descriptors the op takes; `flags`
     are xenstored's XS_FLAG_PRIV / XS_FLAG_NOTID.  A new op is a new row."""
 
-    __slots__ = ("name", "func", "check", "fds", "flags")
+    __slots__ = ("func", "check", "fds", "flags")
 
-    def __init__(self, name: str, func, check, fds: int = 0, flags: int = XS_FLAG_NOTID):
-        self.name, self.func, self.check, self.fds, self.flags = name, func, check, fds, flags
+    def __init__(self, func, check, fds: int = 0, flags: int = XS_FLAG_NOTID):
+        self.func, self.check, self.fds, self.flags = func, check, fds, flags
 
 
 _NOTHING: tuple = ((), ())        # no reply arguments, no descriptors
@@ -737,7 +738,7 @@ def _xs_row(kind: XsType) -> Op:
     def func(hv, conn, tx, checked, fds) -> tuple:
         reply = respond(xrow, Request(conn, tx, *checked))
         return ([] if ack else [reply] if raw else strings(reply)), []
-    return Op(xrow.name, func, check, 0, xrow.flags)
+    return Op(func, check, 0, xrow.flags)
 
 
 # The domain wire's hypercall table (Xen's hypercall_table with
@@ -745,18 +746,17 @@ def _xs_row(kind: XsType) -> Op:
 # and xenstored's wire_funcs for the xenstore ring): a new op is a new row.
 OPS: dict[int, Op] = {
     **{kind: _xs_row(kind) for kind, xrow in XENSTORED_OPS.items() if xrow.func is not None},
-    wire.HELLO: Op("HELLO", _hello, fields("u")),
-    wire.EVTCHN_ALLOC_UNBOUND: Op("EVTCHN_ALLOC_UNBOUND", _evtchn_alloc_unbound, fields("uu")),
-    wire.EVTCHN_BIND_INTERDOMAIN: Op("EVTCHN_BIND_INTERDOMAIN", _evtchn_bind_interdomain,
-                                     fields("uu")),
-    wire.EVTCHN_SEND: Op("EVTCHN_SEND", _evtchn_send, fields("u")),
-    wire.EVTCHN_CLOSE: Op("EVTCHN_CLOSE", _evtchn_close, fields("u")),
-    wire.EVTCHN_STATUS: Op("EVTCHN_STATUS", _evtchn_status, fields("uu")),
-    wire.GNT_GRANT: Op("GNT_GRANT", _gnt_grant, fields("uu"), fds=1),
-    wire.GNT_END_ACCESS: Op("GNT_END_ACCESS", _gnt_end_access, fields("u")),
-    wire.GNT_MAP: Op("GNT_MAP", _gnt_map, fields("uuu")),
-    wire.GNT_UNMAP: Op("GNT_UNMAP", _gnt_unmap, fields("uu")),
-    wire.CONSOLE_WRITE: Op("CONSOLE_WRITE", _console_write, fields("b")),
-    wire.MMIO_READ: Op("MMIO_READ", _mmio_read, fields("uuu")),
-    wire.MMIO_WRITE: Op("MMIO_WRITE", _mmio_write, fields("uub")),
+    HvOp.HELLO: Op(_hello, fields("u")),
+    HvOp.EVTCHN_ALLOC_UNBOUND: Op(_evtchn_alloc_unbound, fields("uu")),
+    HvOp.EVTCHN_BIND_INTERDOMAIN: Op(_evtchn_bind_interdomain, fields("uu")),
+    HvOp.EVTCHN_SEND: Op(_evtchn_send, fields("u")),
+    HvOp.EVTCHN_CLOSE: Op(_evtchn_close, fields("u")),
+    HvOp.EVTCHN_STATUS: Op(_evtchn_status, fields("uu")),
+    HvOp.GNT_GRANT: Op(_gnt_grant, fields("uu"), fds=1),
+    HvOp.GNT_END_ACCESS: Op(_gnt_end_access, fields("u")),
+    HvOp.GNT_MAP: Op(_gnt_map, fields("uuu")),
+    HvOp.GNT_UNMAP: Op(_gnt_unmap, fields("uu")),
+    HvOp.CONSOLE_WRITE: Op(_console_write, fields("b")),
+    HvOp.MMIO_READ: Op(_mmio_read, fields("uuu")),
+    HvOp.MMIO_WRITE: Op(_mmio_write, fields("uub")),
 }

@@ -92,7 +92,7 @@ def page():
     os.close(fd)
 
 
-@pytest.mark.parametrize("op", HYPERCALLS, ids=lambda op: f"{op:#x}")
+@pytest.mark.parametrize("op", HYPERCALLS, ids=lambda op: op.name)
 def test_a_hypercall_of_the_wrong_shape_is_einval(x1, op, page):
     kinds, nfds = HYPERCALLS[op]
     fds = [page] * nfds
