@@ -15,7 +15,8 @@ get exactly one reply with the same req_id: the same op on success,
 pending, console input) have req_id 0.
 
 xenstore ops keep xenstored's numbers (xs_wire.h); the other hypercalls
-live above 0x100. A connection starts with HELLO: the client sends its wire
+(`HvOp`) live above 0x100.  The hypervisor serves every op from one table
+(pyxl.hypervisor.services.OPS), which checks its arguments. A connection starts with HELLO: the client sends its wire
 version, the server answers with its version and the domain's domid (which
 the server knows from the socket; a domain cannot choose it).
 
