@@ -32,6 +32,12 @@ Embedding (the toolstack's daemon):
     hv.domain_destroyed(domid)              # revoke, unbind, @releaseDomain
 
 Inside the domain process: `pyxl.domain.xen.XenInterface.from_fd(spec["hv_fd"])`.
+
+A domain's requests are served from one table, `OPS` (op -> handler,
+argument check, page descriptors, privilege, transaction id): its
+hypercalls' rows here, its xenstore rows xenstored's own (`xenstored.OPS`),
+so a domain gets the checks and errors xenstored gives an unprivileged
+domain.  A new operation is a new row.
 """
 
 from __future__ import annotations
@@ -43,7 +49,8 @@ import socket
 import threading
 from typing import Callable
 
-from . import wire
+from . import wire, xs_wire
+from .wire import HvOp
 from .console import DEFAULT_LOG_KEEP as CONSOLE_LOG_KEEP
 from .console import DEFAULT_LOG_MAX as CONSOLE_LOG_MAX
 from .console import Console
@@ -51,14 +58,17 @@ from .evtchn import EventChannels
 from .grant import GrantTables
 from .iomem import IoMem
 from .xenstore import QueueSink, Quotas, XenStore, XsConnection
+from .xenstored import OPS as XENSTORED_OPS
+from .xenstored import XS_FLAG_NOTID, Request, XsError, admit, respond
+from .xs_wire import XsType
 
 # How many frames may wait in one connection's queue.
 REPLY_QUEUE_LIMIT = 256        # replies: the domain's reader waits (back-pressure)
 EVENT_QUEUE_LIMIT = 1024       # watch events beyond this are dropped
 
 
-def _errname(exc: BaseException) -> bytes:
-    err = getattr(exc, "errno", None) or _errno.EINVAL
+def _errname(exc: OSError) -> bytes:
+    err = exc.errno or _errno.EINVAL
     return _errno.errorcode.get(err, "EINVAL").encode()
 
 
@@ -87,6 +97,7 @@ class DomainConnection:
         self._started = False
         self._fd_closed = False
         self.xs: XsConnection = hv.xenstore.connect(domid, self._watch_event)
+        self.server = hv._xenstored     # what xenstored's rows ask of their server
         self._reader = threading.Thread(target=self._read_loop, daemon=True,
                                         name=f"hv-dom{domid}-rx")
         self._writer = threading.Thread(target=self._write_loop, daemon=True,
@@ -264,15 +275,15 @@ class DomainConnection:
         try:
             result, fds = self.hv._dispatch(self, frame)
         except Exception as exc:
-            # OSError/WireError are the domain's fault; anything else is a bug
-            # here, answered EIO so the domain is told rather than left waiting
-            # or cut off
+            # an OSError is the domain's fault; anything else is a bug here,
+            # answered EIO so the domain is told rather than left waiting or
+            # cut off
             for fd in frame.fds:
                 os.close(fd)
-            if not isinstance(exc, (OSError, wire.WireError)):
+            if not isinstance(exc, OSError):
                 exc = OSError(_errno.EIO, f"hypervisor error: {exc!r}"[:1000])
             if frame.req_id and not frame.flags & wire.FLAG_ONEWAY:
-                msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                msg = exc.strerror or str(exc)
                 self._reply(wire.Frame(wire.XS_ERROR, [_errname(exc), msg],
                                        req_id=frame.req_id, tx_id=frame.tx_id))
             return
@@ -365,6 +376,7 @@ class Hypervisor:
         self._console_log = (console_log_max, console_log_keep)
         self.on_disconnect = on_disconnect
         self._dom0_xs = self.xenstore.connect(0)
+        self._xenstored = _Xenstored(self)
         self.domain_created(0, name="Domain-0", home=dom0_home)
 
     # -- domain lifecycle -------------------------------------------------
@@ -549,84 +561,202 @@ class Hypervisor:
 
     # -- requests from a domain -------------------------------------------
     def _dispatch(self, conn: DomainConnection, f: wire.Frame) -> tuple[list, list[int]]:
-        domid, xs, op = conn.domid, conn.xs, f.op
-        if op == wire.HELLO:
-            if f.int(0) != wire.WIRE_VERSION:
-                raise OSError(_errno.EPROTO, f"wire version {f.int(0)} not supported "
-                              f"(hypervisor speaks {wire.WIRE_VERSION})")
-            return [wire.WIRE_VERSION, domid], []
-        if op == wire.XS_READ:
-            return [xs.read(f.str(0), f.tx_id)], []
-        if op == wire.XS_WRITE:
-            if len(f.args) != 2:
-                raise wire.WireError("write needs path and value")
-            xs.write(f.str(0), f.args[1], f.tx_id)
-            return [], []
-        if op == wire.XS_MKDIR:
-            xs.mkdir(f.str(0), f.tx_id)
-            return [], []
-        if op == wire.XS_RM:
-            xs.rm(f.str(0), f.tx_id)
-            return [], []
-        if op == wire.XS_DIRECTORY:
-            return xs.directory(f.str(0), f.tx_id), []
-        if op == wire.XS_GET_PERMS:
-            return [str(p) for p in xs.get_perms(f.str(0), f.tx_id)], []
-        if op == wire.XS_SET_PERMS:
-            xs.set_perms(f.str(0), [a.decode("ascii", "replace") for a in f.args[1:]], f.tx_id)
-            return [], []
-        if op == wire.XS_WATCH:
-            xs.watch(f.str(0), f.str(1))
-            return [], []
-        if op == wire.XS_UNWATCH:
-            xs.unwatch(f.str(0), f.str(1))
-            return [], []
-        if op == wire.XS_TRANSACTION_START:
-            return [xs.transaction_start()], []
-        if op == wire.XS_TRANSACTION_END:
-            commit = f.str(0)
-            if commit not in ("T", "F"):
-                raise OSError(_errno.EINVAL, "transaction end takes T or F")
-            xs.transaction_end(f.tx_id, commit == "T")
-            return [], []
-        if op == wire.XS_GET_DOMAIN_PATH:
-            return [xs.get_domain_path(f.int(0))], []
-        if op == wire.EVTCHN_ALLOC_UNBOUND:
-            return [self.evtchn.alloc_unbound(domid, f.int(0), f.int(1))], []
-        if op == wire.EVTCHN_BIND_INTERDOMAIN:
-            return [self.evtchn.bind_interdomain(domid, f.int(0), f.int(1))], []
-        if op == wire.EVTCHN_SEND:
-            self.evtchn.send(domid, f.int(0))
-            return [], []
-        if op == wire.EVTCHN_CLOSE:
-            self.evtchn.close(domid, f.int(0))
-            return [], []
-        if op == wire.EVTCHN_STATUS:
-            st = self.evtchn.status(domid, f.int(0), f.int(1))
-            return [st["status"], st.get("dom", ""), st.get("port", "")], []
-        if op == wire.GNT_GRANT:
-            if len(f.fds) != 1:
-                raise OSError(_errno.EINVAL, "grant needs exactly one page descriptor")
-            return [self.grants.grant(domid, f.fds[0], f.int(0), bool(f.int(1)))], []
-        if op == wire.GNT_END_ACCESS:
-            self.grants.end_access(domid, f.int(0))
-            return [], []
-        if op == wire.GNT_MAP:
-            fd = self.grants.map(domid, f.int(0), f.int(1), bool(f.int(2)))
-            return [], [fd]
-        if op == wire.GNT_UNMAP:
-            self.grants.unmap(domid, f.int(0), f.int(1))
-            return [], []
-        if op == wire.CONSOLE_WRITE:
-            dom = self._domains.get(domid)
-            if dom is not None and f.args:
-                dom.console.output(f.args[0])
-            return [], []
-        if op == wire.MMIO_READ:
-            return [self.iomem.read(domid, f.int(0), f.int(1), f.int(2))], []
-        if op == wire.MMIO_WRITE:
-            if len(f.args) != 3:
-                raise wire.WireError("MMIO write needs address, width and data")
-            self.iomem.write(domid, f.int(0), f.int(1), f.args[2])
-            return [], []
-        raise OSError(_errno.ENOSYS, f"unknown operation {op:#x}")
+        """One request, as xenstored's process_message and Xen's hypercall
+        entry take it: the op's row in `OPS` (none: ENOSYS, as
+        do_ni_hypercall and an unknown xenstore type), its privilege and
+        transaction id (xenstored.admit), its descriptors and arguments
+        (EINVAL), then its handler: (reply args, reply descriptors)."""
+        row = OPS.get(f.op)
+        tx = admit(row, conn.xs, f.tx_id)
+        if len(f.fds) != row.fds:
+            raise XsError(_errno.EINVAL)
+        return row.func(self, conn, tx, row.check(f.args), f.fds)
+
+
+class _Xenstored:
+    """What xenstored's handlers ask of their server (XenstoredServer's
+    `store`, `domain_connected` and `log`), for the domains' connections.
+    Only XS_FLAG_PRIV rows use it, and a domain's connection is privileged
+    only for dom0."""
+
+    def __init__(self, hv: Hypervisor):
+        self.store = hv.xenstore
+        self.domain_connected = hv.domain_connected
+
+    def log(self, msg: str) -> None:
+        """`control print`: the hypervisor keeps no log of its own."""
+
+
+# -- the domain wire's operations ---------------------------------------------
+class Op:
+    """One row of the domain wire (as xenstored's `wire_funcs` row):
+    `check(args)` validates the frame's arguments (raising EINVAL) into what
+    `func(hv, conn, tx, checked, fds)` takes; `func` returns (reply args,
+    reply descriptors); `fds` is how many descriptors the op takes; `flags`
+    are xenstored's XS_FLAG_PRIV / XS_FLAG_NOTID.  A new op is a new row."""
+
+    __slots__ = ("func", "check", "fds", "flags")
+
+    def __init__(self, func, check, fds: int = 0, flags: int = XS_FLAG_NOTID):
+        self.func, self.check, self.fds, self.flags = func, check, fds, flags
+
+
+_NOTHING: tuple = ((), ())        # no reply arguments, no descriptors
+_NUMBER_MAX_DIGITS = 20        # a u64, the widest hypercall field (an MMIO address)
+
+
+def fields(kinds: str):
+    """The check of a hypercall's argument struct, one wire argument per
+    field: "u" an unsigned decimal number, "b" bytes.  A missing or extra
+    field, or a number that is not one, is EINVAL: the wire has no
+    unreadable struct, only fields out of range, which Xen's ops answer
+    -EINVAL (evtchn_send, evtchn_close: !port_is_valid)."""
+    n = len(kinds)
+    numbers = [i for i, k in enumerate(kinds) if k == "u"]
+    if set(kinds) - {"u", "b"}:
+        raise ValueError(f"field kinds {kinds!r}")
+
+    def check(args: list) -> list:
+        if len(args) != n:
+            raise XsError(_errno.EINVAL)
+        out = list(args)
+        for i in numbers:
+            a = args[i]
+            if not a.isdigit() or len(a) > _NUMBER_MAX_DIGITS:
+                raise XsError(_errno.EINVAL)
+            out[i] = int(a)
+        return out
+    check.__name__ = f"fields_{kinds}"
+    return check
+
+
+def _hello(hv: Hypervisor, conn: DomainConnection, tx: int, a: list, fds) -> tuple:
+    """The wire's handshake (no Xen counterpart: a domain's start info)."""
+    if a[0] != wire.WIRE_VERSION:
+        raise OSError(_errno.EPROTO, f"wire version {a[0]} not supported "
+                      f"(hypervisor speaks {wire.WIRE_VERSION})")
+    return [wire.WIRE_VERSION, conn.domid], []
+
+
+def _evtchn_alloc_unbound(hv, conn, tx, a, fds) -> tuple:
+    """EVTCHNOP_alloc_unbound: do_event_channel_op -> evtchn_alloc_unbound."""
+    return [hv.evtchn.alloc_unbound(conn.domid, a[0], a[1])], []
+
+
+def _evtchn_bind_interdomain(hv, conn, tx, a, fds) -> tuple:
+    """EVTCHNOP_bind_interdomain: do_event_channel_op -> evtchn_bind_interdomain."""
+    return [hv.evtchn.bind_interdomain(conn.domid, a[0], a[1])], []
+
+
+def _evtchn_send(hv, conn, tx, a, fds) -> tuple:
+    """EVTCHNOP_send: do_event_channel_op -> evtchn_send."""
+    hv.evtchn.send(conn.domid, a[0])
+    return _NOTHING
+
+
+def _evtchn_close(hv, conn, tx, a, fds) -> tuple:
+    """EVTCHNOP_close: do_event_channel_op -> evtchn_close."""
+    hv.evtchn.close(conn.domid, a[0])
+    return _NOTHING
+
+
+def _evtchn_status(hv, conn, tx, a, fds) -> tuple:
+    """EVTCHNOP_status: do_event_channel_op -> evtchn_status."""
+    st = hv.evtchn.status(conn.domid, a[0], a[1])
+    return [st["status"], st.get("dom", ""), st.get("port", "")], []
+
+
+def _gnt_grant(hv, conn, tx, a, fds) -> tuple:
+    """A grant entry written into the domain's own table (gnttab_grant_foreign_access)."""
+    return [hv.grants.grant(conn.domid, fds[0], a[0], bool(a[1]))], []
+
+
+def _gnt_end_access(hv, conn, tx, a, fds) -> tuple:
+    """gnttab_end_foreign_access_ref: the domain takes its grant back."""
+    hv.grants.end_access(conn.domid, a[0])
+    return _NOTHING
+
+
+def _gnt_map(hv, conn, tx, a, fds) -> tuple:
+    """GNTTABOP_map_grant_ref: do_grant_table_op -> gnttab_map_grant_ref."""
+    return [], [hv.grants.map(conn.domid, a[0], a[1], bool(a[2]))]
+
+
+def _gnt_unmap(hv, conn, tx, a, fds) -> tuple:
+    """GNTTABOP_unmap_grant_ref: do_grant_table_op -> gnttab_unmap_grant_ref."""
+    hv.grants.unmap(conn.domid, a[0], a[1])
+    return _NOTHING
+
+
+def _console_write(hv, conn, tx, a, fds) -> tuple:
+    """Output on the domain's console ring, as xenconsoled's
+    handle_ring_read takes it into the domain's buffer and log."""
+    dom = hv._domains.get(conn.domid)
+    if dom is not None:
+        dom.console.output(a[0])
+    return _NOTHING
+
+
+def _mmio_read(hv, conn, tx, a, fds) -> tuple:
+    """A load from an iomem= range (the access a domain's page tables allow)."""
+    return [hv.iomem.read(conn.domid, a[0], a[1], a[2])], []
+
+
+def _mmio_write(hv, conn, tx, a, fds) -> tuple:
+    """A store to an iomem= range."""
+    hv.iomem.write(conn.domid, a[0], a[1], a[2])
+    return _NOTHING
+
+
+# How a xenstore reply travels back in the frame's arguments: READ's value
+# whole; "OK\0" as none; anything else (directories, perms, ids, paths) as
+# its nul-terminated strings.
+_XS_RAW = frozenset({XsType.READ})
+_XS_ACK = frozenset({XsType.WRITE, XsType.MKDIR, XsType.RM, XsType.SET_PERMS, XsType.WATCH,
+                     XsType.UNWATCH, XsType.TRANSACTION_END, XsType.INTRODUCE, XsType.RELEASE,
+                     XsType.RESUME, XsType.SET_TARGET, XsType.RESET_WATCHES})
+
+
+def _xs_row(kind: XsType) -> Op:
+    """A xenstore op: xenstored's own row (`xenstored.OPS`: its handler, its
+    payload check, its flags) on the xs_wire payload the frame's arguments
+    stand for -- each a nul-terminated string, as libxenstore's xs_talkv
+    sends them, except xs_write's data, which has no nul."""
+    xrow = XENSTORED_OPS[kind]
+    xcheck = xrow.check
+    data_last = kind == XsType.WRITE
+    raw, ack = kind in _XS_RAW, kind in _XS_ACK
+    strings = xs_wire.strings
+
+    def check(args: list) -> tuple[bytes, list]:
+        if data_last:
+            payload = b"\0".join(args)
+        else:
+            payload = b"\0".join(args) + b"\0" if args else b""
+        return payload, xcheck(payload)
+
+    def func(hv, conn, tx, checked, fds) -> tuple:
+        reply = respond(xrow, Request(conn, tx, *checked))
+        return ([] if ack else [reply] if raw else strings(reply)), []
+    return Op(func, check, 0, xrow.flags)
+
+
+# The domain wire's hypercall table (Xen's hypercall_table with
+# do_event_channel_op's and do_grant_table_op's commands flattened into it,
+# and xenstored's wire_funcs for the xenstore ring): a new op is a new row.
+OPS: dict[int, Op] = {
+    **{kind: _xs_row(kind) for kind, xrow in XENSTORED_OPS.items() if xrow.func is not None},
+    HvOp.HELLO: Op(_hello, fields("u")),
+    HvOp.EVTCHN_ALLOC_UNBOUND: Op(_evtchn_alloc_unbound, fields("uu")),
+    HvOp.EVTCHN_BIND_INTERDOMAIN: Op(_evtchn_bind_interdomain, fields("uu")),
+    HvOp.EVTCHN_SEND: Op(_evtchn_send, fields("u")),
+    HvOp.EVTCHN_CLOSE: Op(_evtchn_close, fields("u")),
+    HvOp.EVTCHN_STATUS: Op(_evtchn_status, fields("uu")),
+    HvOp.GNT_GRANT: Op(_gnt_grant, fields("uu"), fds=1),
+    HvOp.GNT_END_ACCESS: Op(_gnt_end_access, fields("u")),
+    HvOp.GNT_MAP: Op(_gnt_map, fields("uuu")),
+    HvOp.GNT_UNMAP: Op(_gnt_unmap, fields("uu")),
+    HvOp.CONSOLE_WRITE: Op(_console_write, fields("b")),
+    HvOp.MMIO_READ: Op(_mmio_read, fields("uuu")),
+    HvOp.MMIO_WRITE: Op(_mmio_write, fields("uub")),
+}

@@ -16,7 +16,9 @@ xenstored's function of that name: unknown type -> ENOSYS, privilege ->
 EACCES, transaction lookup -> ENOENT, argument check -> EINVAL, then the
 handler; an error is answered with XS_ERROR and its `xsd_errors` name.
 A message announcing more than XENSTORE_PAYLOAD_MAX bytes ends the
-connection (handle_input's "Client tried to feed us").
+connection (handle_input's "Client tried to feed us").  The domains' own
+wire (pyxl.hypervisor.services) serves the same rows through the same
+`admit` and `respond`.
 
 Threads: one reader per connection (its requests run there) and one writer,
 fed by a queue, so a watch event fired by another connection's write (the
@@ -49,15 +51,15 @@ XS_FLAG_NOTID = 1                # ignore the transaction id
 XS_FLAG_PRIV = 2                 # privileged domain only
 
 
-class XsError(Exception):
-    """A request answered with XS_ERROR (`err` is an errno)."""
+class XsError(OSError):
+    """A request answered with XS_ERROR with this errno (an OSError, as the
+    store's errors are, so the domains' wire answers both alike)."""
 
     def __init__(self, err: int):
-        super().__init__(err)
-        self.err = err
+        super().__init__(err, os.strerror(err))
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     """One message being processed: `args` are the payload's nul-terminated
     strings (bytes) as the row's check found them."""
@@ -318,26 +320,41 @@ OPS: dict[int, Row] = {
 }
 
 
+def admit(row, xs: XsConnection, tx: int) -> int:
+    """process_message's checks before the payload's, in its order: no row
+    or no handler -> ENOSYS, an XS_FLAG_PRIV row on a connection for which
+    domain_is_unprivileged -> EACCES; then the transaction id the handler
+    sees: 0 for an XS_FLAG_NOTID row, else transaction_lookup's (ENOENT if
+    the connection has no such transaction).  `row` is any table's row with
+    `func` and `flags` (the domains' wire shares this)."""
+    if row is None or row.func is None:
+        raise XsError(_errno.ENOSYS)
+    flags = row.flags
+    if flags & XS_FLAG_PRIV and not xs.privileged:
+        raise XsError(_errno.EACCES)
+    if flags & XS_FLAG_NOTID:
+        return 0
+    if tx and tx not in xs.transactions:
+        raise XsError(_errno.ENOENT)
+    return tx
+
+
+def respond(row: Row, req: Request) -> bytes:
+    """The row's handler, then send_reply's bound: a reply over
+    XENSTORE_PAYLOAD_MAX is E2BIG instead."""
+    reply = row.func(req)
+    if len(reply) > XENSTORE_PAYLOAD_MAX:
+        raise XsError(_errno.E2BIG)
+    return reply
+
+
 def process_message(conn: "ClientConnection", kind: int, tx: int, payload: bytes) -> tuple[int, bytes]:
     """xenstored's process_message: (reply type, reply payload)."""
     try:
         row = OPS.get(kind)
-        if row is None or row.func is None:
-            raise XsError(_errno.ENOSYS)
-        if row.flags & XS_FLAG_PRIV and not conn.xs.privileged:
-            raise XsError(_errno.EACCES)
-        if row.flags & XS_FLAG_NOTID:
-            tx = 0
-        elif tx and tx not in conn.xs.transactions:
-            raise XsError(_errno.ENOENT)      # transaction_lookup
-        args = row.check(payload)
-        reply = row.func(Request(conn, tx, payload, args))
-        if len(reply) > XENSTORE_PAYLOAD_MAX:        # send_reply
-            raise XsError(_errno.E2BIG)
-        return kind, reply
-    except XsError as e:
-        err = e.err
-    except OSError as e:                                # XenStoreError and co
+        tx = admit(row, conn.xs, tx)
+        return kind, respond(row, Request(conn, tx, payload, row.check(payload)))
+    except OSError as e:                                # XsError, XenStoreError and co
         err = e.errno or _errno.EINVAL
     except Exception as e:      # a bug here: the client is told (EIO), not cut off
         conn.server.log("xenstored: %s failed: %r" % (OPS[kind].name, e))

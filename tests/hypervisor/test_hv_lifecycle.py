@@ -124,7 +124,7 @@ def test_hello_is_always_answered_while_domains_come_and_go():
                     if reply is None:
                         failures.append(f"domain {domid} ({fate}): HELLO never answered")
                     elif reply.op != wire.HELLO or reply.req_id != 7 \
-                            or reply.int(1) != domid:
+                            or int(reply.args[1]) != domid:
                         failures.append(f"domain {domid} ({fate}): wrong reply {reply!r}")
                     else:
                         with lock:

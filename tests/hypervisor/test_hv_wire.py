@@ -19,7 +19,6 @@ def test_frame_round_trip_keeps_binary_args():
     assert struct.unpack(">I", data[:4])[0] == len(data) - 4        # length prefix
     g = wire.Frame.decode(data[4:])
     assert (g.op, g.req_id, g.tx_id, g.args) == (wire.XS_WRITE, 3, 9, [b"/a", b"\x00\xff", b"7"])
-    assert g.int(2) == 7 and g.str(0) == "/a"
 
 
 @pytest.mark.parametrize("body", [b"", b"\x00" * 5, wire.Frame(1, ["abc"]).encode()[4:-1],
@@ -28,16 +27,6 @@ def test_frame_round_trip_keeps_binary_args():
 def test_malformed_frames_raise_wire_error(body):
     with pytest.raises(wire.WireError):
         wire.Frame.decode(body)
-
-
-def test_bad_argument_types_raise_wire_error():
-    f = wire.Frame(1, ["x", b"\xff"])
-    with pytest.raises(wire.WireError):
-        f.int(0)
-    with pytest.raises(wire.WireError):
-        f.str(1)
-    with pytest.raises(wire.WireError):
-        f.int(5)
 
 
 PAIRS = {"seqpacket": lambda: socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET),
