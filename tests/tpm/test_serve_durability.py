@@ -12,20 +12,17 @@ test_acceptance_tools.py.
 
 from __future__ import annotations
 
-import errno
-import os
 import re
-import resource
 import signal
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from peers import need_peer
 from pyxl.tpm.serve import StateDir, TPMServer
-from tpm.fixtures import PyxlServe, Tcsd, frame, getcap, rc_of, transact
+from tpm.fixtures import (PyxlServe, Tcsd, Tmpfs, frame, getcap, need_root, rc_of,
+                          set_fsize, transact)
 
 NV_INDEX = "0x00011101"
 TPM_FAIL_CODE = "code=0009"        # how tpm-tools print the TPM's TPM_FAIL
@@ -33,54 +30,11 @@ ROLLED_BACK = re.compile(r"could not save TPM state to .*; answered TPM_FAIL and
                          r"restarted the TPM from its last saved state")
 
 
-def need_root() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs (and tcsd) needs root")
-
-
-class Tmpfs:
-    """A small tmpfs at `path` that the test fills and frees: a real ENOSPC
-    for whatever writes there."""
-
-    def __init__(self, path: Path, size: str = "1m"):
-        self.path = Path(path)
-        self.size = size
-        self.filler = self.path / "filler"
-
-    def mount(self) -> "Tmpfs":
-        self.path.mkdir()
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % self.size,
-                        "pyxl-test", str(self.path)], check=True)
-        return self
-
-    def fill(self) -> None:
-        """Write until the kernel says ENOSPC, down to single bytes."""
-        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            chunk = 1 << 16
-            while chunk:
-                try:
-                    os.write(fd, bytes(chunk))
-                except OSError as e:
-                    if e.errno != errno.ENOSPC:
-                        raise
-                    chunk //= 2
-        finally:
-            os.close(fd)
-
-    def free(self) -> None:
-        self.filler.unlink()
-
-    def umount(self) -> None:
-        subprocess.run(["umount", str(self.path)], check=True)
-
-
 @pytest.fixture
 def disk(tmp_path):
     need_root()
-    t = Tmpfs(tmp_path / "disk").mount()
-    yield t
-    t.umount()
+    with Tmpfs(tmp_path / "disk") as t:
+        yield t
 
 
 def owner_installed(addr) -> bool:
@@ -194,12 +148,6 @@ def test_nv_write_beyond_rlimit_fsize_is_refused_and_forgotten(tmp_path, host):
     assert h.stop() == 0
     h.start()
     assert h.nvread() == b"B" * 32           # a later write persists
-
-
-def set_fsize(pid: int, limit: int | None) -> None:
-    """The soft RLIMIT_FSIZE of process pid (None: back up to the hard one)."""
-    hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)[1]
-    resource.prlimit(pid, resource.RLIMIT_FSIZE, (hard if limit is None else limit, hard))
 
 
 def test_failed_final_write_at_sigterm_is_exit_status_1(tmp_path, pyxl_cmd):
