@@ -69,6 +69,10 @@ def test_nv_define_and_write_on_a_full_disk_are_refused_and_forgotten(
     r = define(s.port, work, OTHER)
     assert r.rc != 0 and "0x101" in r.err, r
     assert ROLLED_BACK.search(s.stderr()), s.stderr()
+    # the restart counts itself in the TPM's state (TPM2_Startup), which
+    # cannot be written either: even a read fails while the disk is full
+    r = tool(s.port, "tpm2_nvread", INDEX, "-C", "o", "-s", "32", cwd=work)
+    assert r.rc != 0 and "0x101" in r.err, r
 
     disk.free()                                        # the same server, in memory:
     assert nvread(s.port, work) == b"A" * 32           # the write went back,
