@@ -48,7 +48,8 @@ a read-only file system, RLIMIT_FSIZE), the command's own answer is dropped
 and the client gets the answer libtpms gives when its NV write callback
 fails: TPM_FAIL for a TPM 1.2 (TPM_PermanentAll_NVStore, tpm_permanent.c),
 TPM_RC_FAILURE for a TPM 2.0 (ExecuteCommand: a failed NvCommit puts the TPM
-in failure mode, whose answer is TPM_RC_FAILURE, until the next _TPM_Init).
+in failure mode, whose answer is TPM_RC_FAILURE, until the next _TPM_Init;
+behind swtpm that callback is SWTPM_NVRAM_StoreData, swtpm.c).
 The engine is then restarted from the last state written (TPMServer.roll_back:
 TPM_Init / _TPM_Init and the start-up of --startup, ST_CLEAR in place of
 ST_STATE, whose saved state a first start-up has used), so it never runs
