@@ -373,8 +373,10 @@ class Tmpfs:
 
     def mount(self) -> "Tmpfs":
         self.path.mkdir()
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % self.size,
-                        "pyxl-test", str(self.path)], check=True)
+        p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % self.size,
+                            "pyxl-test", str(self.path)], capture_output=True, text=True)
+        if p.returncode:        # root without CAP_SYS_ADMIN (a container)
+            pytest.skip("cannot mount a tmpfs: %s" % p.stderr.strip())
         return self
 
     def fill(self) -> None:
