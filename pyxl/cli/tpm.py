@@ -8,8 +8,10 @@ Once it accepts connections it prints one line on stdout, for scripts:
 (the ctrl entries with --tpm2: swtpm's control channel).
 Errors go to stderr (with the global -v, also one line per command); exit 0
 after a clean stop (SIGTERM/SIGINT: TPM_SaveState, state written), 1 for a
-busy/damaged state dir or a port in use, 2 for bad options.  See
-pyxl/tpm/serve.py for framing and the state dir."""
+busy/damaged state dir, a port in use, or a state it could not write (the
+final one, or any after which the TPM could not be restarted from the last
+one written), 2 for bad options.  See pyxl/tpm/serve.py for framing and the
+state dir."""
 
 from __future__ import annotations
 

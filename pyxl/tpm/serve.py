@@ -41,7 +41,21 @@ blob's SHA-256, the blob: damage is detected, never loaded), rewritten atomicall
 (pyxl.fsutil.atomic_write: temp file, fsync, rename, directory fsync) after
 every command that changed persistent state and BEFORE the response is sent:
 an answered command is on disk, and a kill at any moment leaves the old or
-the new file, never a torn one.  DIR must be the server's own (made 0700,
+the new file, never a torn one.
+
+No acknowledgement without durability.  If that write fails (disk full, EIO,
+a read-only file system, RLIMIT_FSIZE), the command's own answer is dropped
+and the client gets the answer libtpms gives when its NV write callback
+fails: TPM_FAIL for a TPM 1.2 (TPM_PermanentAll_NVStore, tpm_permanent.c),
+TPM_RC_FAILURE for a TPM 2.0 (ExecuteCommand: a failed NvCommit puts the TPM
+in failure mode, whose answer is TPM_RC_FAILURE, until the next _TPM_Init;
+behind swtpm that callback is SWTPM_NVRAM_StoreData, swtpm.c).
+The engine is then restarted from the last state written (TPMServer.roll_back:
+TPM_Init / _TPM_Init and the start-up of --startup, ST_CLEAR in place of
+ST_STATE, whose saved state a first start-up has used), so it never runs
+ahead of the disk; one line on stderr says so and the server keeps serving.
+If even that fails, it stops with exit status 1.  A failed final write at
+SIGTERM is exit status 1 too.  DIR must be the server's own (made 0700,
 refused if another user owns it or may write it: pyxl.fsutil.ensure_dir).
 DIR/lock (flock) keeps a second server off the same directory.
 
@@ -436,7 +450,9 @@ class TPMServer:
 
     def __init__(self, engine: Engine, state: StateDir | None, listeners: list[Listener],
                  locality: int = 0, log: Callable[[str], None] | None = None,
-                 trace: bool = False, tpm2: bool = False):
+                 trace: bool = False, tpm2: bool = False,
+                 restart: Callable[[bytes, Engine], Engine] | None = None,
+                 durable: bytes | None = None):
         self.trace = trace          # log every command: ordinal, return code, time
         # frame as swtpm socket --tpm2 (SwtpmTPM2Framer): malformed frames go
         # to the engine as they arrived (libtpms answers them) instead of a
@@ -452,7 +468,12 @@ class TPMServer:
         self._epoll = select.epoll()
         self._watched: dict[int, tuple[str, object]] = {}     # fd -> (kind, object)
         self.conns: dict[socket.socket, Conn] = {}
-        self.dirty = False          # a state write failed; retry after the next command
+        # restart(blob, old) -> a running engine with blob's state (old is
+        # closed first: libtpms holds one TPM per process); durable: the blob
+        # that is in the state file now
+        self.restart = restart
+        self.durable = durable
+        self.fatal: str | None = None    # why the server stopped serving (exit status 1)
         self.commands = 0
         self._stop = False
         self._wake_r, self._wake_w = socket.socketpair()
@@ -611,26 +632,72 @@ class TPMServer:
             resp = self.engine.execute(request, self.locality)
         except Exception:   # the engine promises not to raise; never let it kill the server
             self.log("engine raised on %s:\n%s" % (request[:10].hex(), traceback.format_exc()))
-            resp = error_response(TPM_FAIL)
+            resp = self.failure_response()
         if not isinstance(resp, (bytes, bytearray)) or len(resp) < 10:
             self.log("engine returned a malformed response to %s" % request[:10].hex())
-            resp = error_response(TPM_FAIL)
-        self.save_if_changed()
+            resp = self.failure_response()
+        if not self.persist():
+            return self.failure_response()
         return bytes(resp)
 
-    def save_if_changed(self, force: bool = False) -> bool:
-        if self.state is None:
-            return True
-        if not (force or self.dirty or getattr(self.engine, "persistent_changed", True)):
-            return True
+    def failure_response(self) -> bytes:
+        """What libtpms answers when it cannot keep its state: TPM_FAIL
+        (TPM 1.2), TPM_RC_FAILURE (TPM 2.0: TpmFailureMode's answer)."""
+        if self.tpm2:
+            from pyxl.tpm.tpm2.engine import TPM_RC_FAILURE
+            from pyxl.tpm.tpm2.engine import error_response as tpm2_error_response
+            return tpm2_error_response(TPM_RC_FAILURE)
+        return error_response(TPM_FAIL)
+
+    def write_state(self) -> str | None:
+        """Write the engine's dump to the state file: None once it is there,
+        else what went wrong."""
         try:
-            self.state.write(self.engine.dump())
-        except Exception as e:   # disk full, I/O error: keep serving, keep retrying
-            self.dirty = True
-            self.log("could not save TPM state to %s: %s" % (self.state.state_path, e))
-            return False
-        self.dirty = False
-        return True
+            blob = self.engine.dump()
+            self.state.write(blob)
+        except Exception as e:   # OSError, and whatever a broken engine raises
+            return str(e) or type(e).__name__
+        self.durable = blob
+        return None
+
+    def persist(self) -> bool:
+        """Before an answer goes out: write the state if the command changed
+        it (libtpms: TPM_PermanentAll_NVStore, TPM 2.0 ExecuteCommand's
+        NvCommit).  True when the engine's state is on disk; False when the
+        write failed -- the engine has then been rolled back (roll_back) and
+        the answer must be failure_response()."""
+        if self.state is None or not self.engine.persistent_changed:
+            return True
+        err = self.write_state()
+        if err is None:
+            return True
+        self.roll_back("could not save TPM state to %s: %s" % (self.state.state_path, err))
+        return False
+
+    def roll_back(self, why: str) -> None:
+        """Restart the engine from the last state written, so it never runs
+        ahead of the disk; if that cannot be done, stop serving (fatal).
+        One log line either way."""
+        try:
+            if self.restart is None or self.durable is None:
+                raise ServeError("no saved state to return to")
+            # a write that failed after its rename (the directory's fsync)
+            # may have left the new state in place: put the old one back
+            try:
+                on_disk = self.state.read()
+            except ServeError:
+                on_disk = None
+            if on_disk != self.durable:
+                self.state.write(self.durable)
+            self.engine = self.restart(self.durable, self.engine)
+        except Exception as e:
+            self.fatal = "%s; cannot restart the TPM from its last saved state (%s): " \
+                "stopping" % (why, e)
+            self.log(self.fatal)
+            self.stop()
+            return
+        self.log("%s; answered %s and restarted the TPM from its last saved state" % (
+            why, "TPM_RC_FAILURE" if self.tpm2 else "TPM_FAIL"))
 
     def _send(self, conn: Conn, resp: bytes) -> bool:
         """The whole response in one send() (tcsd reads it with one read())."""
@@ -678,7 +745,11 @@ class TPMServer:
 
     def save_state_and_stop(self) -> bool:
         """Power-down as vtpm-stubdom does it: TPM_SaveState (a TPM 2.0
-        engine's save_state(): TPM2_Shutdown(SU_STATE)), then a final write."""
+        engine's save_state(): TPM2_Shutdown(SU_STATE)), then a final write.
+        False (and a log line) if that write failed or the server had
+        already given up (fatal)."""
+        if self.fatal is not None:
+            return False
         try:
             save_state = getattr(self.engine, "save_state", None)
             if save_state is not None:
@@ -688,7 +759,16 @@ class TPMServer:
                                     self.locality)
         except Exception:
             self.log("saving the TPM's state at shutdown raised:\n" + traceback.format_exc())
-        return self.save_if_changed(force=True)
+        if self.state is None:
+            return True
+        err = self.write_state()
+        if err is not None:
+            self.log("could not save TPM state to %s at shutdown: %s; it holds the state "
+                     "of the last command answered, without the saved state of %s" % (
+                         self.state.state_path, err,
+                         "TPM2_Shutdown(SU_STATE)" if self.tpm2 else "TPM_SaveState"))
+            return False
+        return True
 
     # -- swtpm's control channel (--tpm2; pyxl.tpm.tpm2.ctrl) --------------------
     def ctrl_init(self, flags: int) -> int:
@@ -698,8 +778,7 @@ class TPMServer:
         except Exception as e:
             self.log("CMD_INIT: the TPM did not start: %s" % e)
             return TPM_FAIL
-        self.save_if_changed()
-        return 0
+        return 0 if self.persist() else TPM_FAIL
 
     def ctrl_shutdown(self) -> None:
         """CMD_SHUTDOWN: the server stops (the answer goes out first)."""
@@ -749,38 +828,56 @@ def resolve_identity(vendor: str, emulator: str = "libtpms"):
                      % (vendor, ", ".join(sorted(known)) or "none"))
 
 
+def restart_startup(startup: str | None) -> str | None:
+    """The start-up after a roll-back (TPMServer.roll_back): that of
+    --startup, except ST_CLEAR for ST_STATE -- the saved state was for the
+    first start-up, and may be used up."""
+    return "clear" if startup == "state" else startup
+
+
 def open_engine(opts: Options, state: StateDir, log: Callable[[str], None]):
-    """Load the saved TPM (or make a fresh one), then power it on."""
+    """Load the saved TPM (or make a fresh one), then power it on.
+    Returns (engine, the blob loaded or None for a new TPM)."""
+    blob = state.read()
+    return start_engine(opts, state, blob, opts.startup), blob
+
+
+def start_engine(opts: Options, state: StateDir, blob: bytes | None, startup: str | None):
+    """A TPM 1.2 with blob's state (None: a new one), powered on with startup."""
     from pyxl.tpm.engine import TPM
 
     identity = resolve_identity(opts.vendor, opts.emulator)
-    blob = state.read()
     if blob is None:
         tpm = TPM(identity)
-        fresh = True
     else:
         try:
             tpm = TPM.load(blob, identity=identity)
         except Exception as e:   # TPMStateError and anything else a bad blob provokes
             raise ServeError("cannot load %s: %s (left untouched)" % (state.state_path, e))
-        fresh = False
     try:
-        rc = tpm.power_on("none" if opts.startup is None else opts.startup)
+        rc = tpm.power_on("none" if startup is None else startup)
     except Exception as e:   # TPM_Startup refused, e.g. ST_STATE with nothing saved
-        raise ServeError("power-on with TPM_Startup(%s) failed: %s" % (opts.startup, e))
+        raise ServeError("power-on with TPM_Startup(%s) failed: %s" % (startup, e))
     if rc:                   # the engine reports TPM_Startup's return code
         raise ServeError("power-on with TPM_Startup(%s) failed: %s"
-                         % (opts.startup, _rc_name(rc)))
-    return tpm, fresh
+                         % (startup, _rc_name(rc)))
+    return tpm
 
 
 def open_tpm2_engine(opts: Options, state: StateDir, log: Callable[[str], None]):
-    """The TPM 2.0 engine with the saved state (or a new TPM), powered on."""
+    """The TPM 2.0 engine with the saved state (or a new TPM), powered on.
+    Returns (engine, the blob loaded or None for a new TPM)."""
+    blob = state.read()
+    return start_tpm2_engine(opts, state, blob, opts.startup), blob
+
+
+def start_tpm2_engine(opts: Options, state: StateDir, blob: bytes | None,
+                      startup: str | None):
+    """libtpms's TPM 2.0 with blob's state (None: a new one), powered on."""
     try:
         from pyxl.tpm.tpm2 import TPM2, TPM2Error, TPM2StateError
     except ImportError as e:
         raise ServeError("the TPM 2.0 engine is not available in this build (%s)" % e)
-    blob = state.read()
     try:
         tpm = TPM2() if blob is None else TPM2.load(blob)
     except TPM2StateError as e:
@@ -788,7 +885,7 @@ def open_tpm2_engine(opts: Options, state: StateDir, log: Callable[[str], None])
     except TPM2Error as e:               # libtpms missing
         raise ServeError("the TPM 2.0 engine is not available: %s" % e)
     try:
-        rc = tpm.power_on("none" if opts.startup is None else opts.startup)
+        rc = tpm.power_on("none" if startup is None else startup)
     except TPM2Error as e:
         tpm.close()
         raise ServeError("cannot start the TPM 2.0 from %s: %s (left untouched)"
@@ -796,8 +893,22 @@ def open_tpm2_engine(opts: Options, state: StateDir, log: Callable[[str], None])
     if rc:
         tpm.close()
         raise ServeError("power-on with TPM2_Startup(%s) failed: TPM_RC 0x%03x"
-                         % (opts.startup, rc))
-    return tpm, blob is None
+                         % (startup, rc))
+    return tpm
+
+
+def restarter(opts: Options, state: StateDir) -> Callable[[bytes, Engine], Engine]:
+    """TPMServer's restart: close the running engine (libtpms holds one TPM
+    per process, so a TPM 2.0 must go before its successor is loaded), start
+    one from the blob."""
+    start = start_tpm2_engine if opts.tpm2 else start_engine
+
+    def restart(blob: bytes, old: Engine) -> Engine:
+        close = getattr(old, "close", None)
+        if close is not None:
+            close()
+        return start(opts, state, blob, restart_startup(opts.startup))
+    return restart
 
 
 def _rc_name(rc: int) -> str:
@@ -832,7 +943,8 @@ def run(opts: Options, engine_factory=None) -> int:
     try:
         state.lock()
         state.remove_stale_temps()
-        tpm, fresh = engine_factory(opts, state, log)
+        tpm, loaded = engine_factory(opts, state, log)
+        fresh = loaded is None
         if opts.port is not None or opts.unix is None:
             port = opts.port if opts.port is not None else \
                 TPM2_DEFAULT_PORT if opts.tpm2 else TPM12_DEFAULT_PORT
@@ -848,18 +960,24 @@ def run(opts: Options, engine_factory=None) -> int:
                 ctrl.address = "ctrl " + ctrl.address
                 listeners.append(ctrl)
         server = TPMServer(tpm, state, listeners, locality=opts.locality, log=log,
-                           trace=opts.trace, tpm2=opts.tpm2)
-        if fresh and not server.save_if_changed(force=True):
-            raise ServeError("cannot write the new TPM state to %s" % state.state_path)
+                           trace=opts.trace, tpm2=opts.tpm2,
+                           restart=restarter(opts, state), durable=loaded)
+        if fresh:
+            err = server.write_state()
+            if err is not None:
+                raise ServeError("cannot write the new TPM state to %s: %s"
+                                 % (state.state_path, err))
         where = ", ".join(lst.address for lst in listeners)
         state.set_holder("pyxl tpm-serve pid %d (%s)" % (os.getpid(), where))
         server.install_signal_handlers()
         opts.ready("pyxl tpm-serve: ready, %s, state %s%s" % (
             where, state.path, " (new TPM)" if fresh else ""))
         server.serve_forever()
+        if server.fatal is not None:
+            return 1             # said why when it gave up
         ok = server.save_state_and_stop()
-        log("stopped after %d commands; state saved%s" % (
-            server.commands, "" if ok else " FAILED"))
+        log("stopped after %d commands; %s" % (
+            server.commands, "state saved" if ok else "exit status 1: the state was NOT saved"))
         return 0 if ok else 1
     except ServeError as e:
         log(str(e))
@@ -868,7 +986,9 @@ def run(opts: Options, engine_factory=None) -> int:
             lst.remove_socket()
         return 1
     finally:
-        close = getattr(tpm, "close", None)     # the TPM 2.0 engine gives libtpms back
-        if close is not None:
-            close()
+        # the TPM 2.0 engine gives libtpms back (the server's, after a roll-back)
+        for engine in (tpm, server.engine if server is not None else None):
+            close = getattr(engine, "close", None)
+            if close is not None:
+                close()
         state.unlock()

@@ -20,8 +20,10 @@ tpm-tools 1.3.9.2, swtpm 0.7.1):
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import resource
 import select
 import shutil
 import signal
@@ -32,6 +34,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from peers import which
 
@@ -349,3 +353,62 @@ class Tcsd:
 def _text(b: bytes | None) -> str:
     # tpm_version writes stray bytes (and NULs) to stderr; keep printable text
     return (b or b"").replace(b"\0", b"").decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------- real faults
+
+def need_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (mount, tcsd)")
+
+
+class Tmpfs:
+    """A small tmpfs at `path` that the test fills and frees: a real ENOSPC
+    for whatever writes there."""
+
+    def __init__(self, path: Path, size: str = "1m"):
+        self.path = Path(path)
+        self.size = size
+        self.filler = self.path / "filler"
+
+    def mount(self) -> "Tmpfs":
+        self.path.mkdir()
+        p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % self.size,
+                            "pyxl-test", str(self.path)], capture_output=True, text=True)
+        if p.returncode:        # root without CAP_SYS_ADMIN (a container)
+            pytest.skip("cannot mount a tmpfs: %s" % p.stderr.strip())
+        return self
+
+    def fill(self) -> None:
+        """Write until the kernel says ENOSPC, down to single bytes."""
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            chunk = 1 << 16
+            while chunk:
+                try:
+                    os.write(fd, bytes(chunk))
+                except OSError as e:
+                    if e.errno != errno.ENOSPC:
+                        raise
+                    chunk //= 2
+        finally:
+            os.close(fd)
+
+    def free(self) -> None:
+        self.filler.unlink()
+
+    def umount(self) -> None:
+        subprocess.run(["umount", str(self.path)], check=True)
+
+    def __enter__(self) -> "Tmpfs":
+        return self.mount()
+
+    def __exit__(self, *exc) -> None:
+        self.umount()
+
+
+def set_fsize(pid: int, limit: int | None) -> None:
+    """Lower the soft RLIMIT_FSIZE of process pid to limit (None: back up to
+    the hard limit): the kernel then refuses its writes beyond it, EFBIG."""
+    hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)[1]
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (hard if limit is None else limit, hard))

@@ -361,32 +361,6 @@ def test_kill_during_writes_leaves_old_or_new_state(tmp_path):
     assert seen, "the writer never completed a write"
 
 
-def test_failed_state_write_is_logged_and_retried(tmp_path):
-    """A failing disk does not stop the TPM; the write is retried after the
-    next command and the log says what happened."""
-    engine = RecordingEngine()
-    state = StateDir(str(tmp_path / "s"))
-    state.lock()
-    logs = []
-    srv = TPMServer(engine, state, [], log=logs.append)
-    real_write, calls = state.write, []
-
-    def failing_write(blob):
-        calls.append(blob)
-        if len(calls) == 1:
-            raise OSError(28, "No space left on device")
-        real_write(blob)
-
-    state.write = failing_write
-    extend = frame(0xC1, 0x14, struct.pack(">I", 1) + bytes(20))
-    assert srv.execute(extend) == ok_response(extend)       # answered all the same
-    assert srv.dirty and "No space left on device" in logs[0]
-    assert state.read() is None
-    srv.execute(GETCAP)                                      # no change, but a retry
-    assert not srv.dirty and state.read() == b"generation 1"
-    state.unlock()
-
-
 def test_engine_exception_becomes_tpm_fail(tmp_path):
     class Broken(RecordingEngine):
         def execute(self, request, locality=0):
