@@ -31,6 +31,10 @@ class TpmFrontError(OSError):
     """The frontend could not connect, or a command could not be carried."""
 
 
+class BackendGone(TpmFrontError):
+    """The backend's domain went away while a command waited for it."""
+
+
 class TpmFront:
     def __init__(self, xen, printk, nodename: str = "device/vtpm/0",
                  timeout: float | None = None):
@@ -190,7 +194,8 @@ class TpmFront:
         If the hypervisor goes away meanwhile (the daemon was restarted),
         the request is sent again once the ring is back: everything
         vtpm-stubdom asks the manager (GetRandom, PcrRead, Load/SaveHashKey)
-        may safely be asked twice."""
+        may safely be asked twice.  So is a request whose backend went away,
+        on the backend the device names now, if any."""
         if len(request) > MAX_PACKET:
             self.err("Message too long for shared page\n")
             raise TpmFrontError(90, "message too long")
@@ -203,7 +208,12 @@ class TpmFront:
                         raise TpmFrontError(107, "frontend not connected")
                     if self.broken:
                         self._reattach(timeout)
-                    rsp = self._cmd(request, timeout)
+                    try:
+                        rsp = self._cmd(request, timeout)
+                    except BackendGone:
+                        # the device may already name a new backend: once more there
+                        self._reattach(timeout)
+                        rsp = self._cmd(request, timeout)
                     if rsp is not None:
                         return rsp
             if not self._wait_resumed(dead, RESUME_TIMEOUT):
@@ -233,7 +243,7 @@ class TpmFront:
                     not self._gone() and xenbus.read_state(self.xen, self.bepath) in GONE:
                 self.broken = True
                 self.err("Backend %s went away during a command\n" % self.bepath)
-                raise TpmFrontError(107, "backend gone")
+                raise BackendGone(107, "backend gone")
         if self._gone():
             return None
         if self.shared.state != TPMIF_STATE_FINISH:
