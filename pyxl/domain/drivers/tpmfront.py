@@ -158,6 +158,16 @@ class TpmFront:
             self.page.close()
             self.page = self.shared = None
 
+    def _backend_state(self) -> int | None:
+        """The backend's state; None while the hypervisor itself is away
+        (a daemon restart: resume() handles that, not a dead backend)."""
+        if self._gone():
+            return None
+        try:
+            return xenbus.read_state(self.xen, self.bepath)
+        except OSError:
+            return None
+
     def _reattach(self, timeout: float | None) -> None:
         """The backend went away (its domain died, as a killed vtpmmgr
         does): connect to whatever backend the device names now -- the
@@ -240,7 +250,7 @@ class TpmFront:
             step = POLL if left is None else min(POLL, left)
             if self.xen.evtchn_wait(self.port, timeout=step) is None and \
                     self.shared.state not in (TPMIF_STATE_FINISH, TPMIF_STATE_IDLE) and \
-                    not self._gone() and xenbus.read_state(self.xen, self.bepath) in GONE:
+                    self._backend_state() in GONE:
                 self.broken = True
                 self.err("Backend %s went away during a command\n" % self.bepath)
                 raise BackendGone(107, "backend gone")

@@ -350,6 +350,10 @@ class Manager:
         holder = self.open_uuids.setdefault(bytes(uuid), who)
         if holder == who:
             return True
+        t = self.back.get(*holder)
+        if t is None or t.closed:            # its device went: the close callback is behind
+            self.open_uuids[bytes(uuid)] = who
+            return True
         self.log.error("Attempted to open vTPM twice! %s is in use by domain %d; refusing "
                        "domain %d\n" % (uuid_str(uuid), holder[0], who[0]))
         return False
