@@ -190,8 +190,9 @@ def disk_readwrite(disk: dict) -> bool:
     """libxl_device_disk.readwrite as the libxl JSON carries it: the
     generator leaves out integers that are 0, so a disk given `,r` (or
     `ro`) has no "readwrite" key at all -- absent means read-only
-    (libxl_types.idl `("readwrite", integer)`; libxlu_disk.l sets 1 for
-    `w`/`rw` and 0 for `r`/`ro`)."""
+    (libxl_types.idl `("readwrite", integer)`; libxlu_disk_l.l setaccess
+    sets 1 for `w`/`rw`/empty and 0 for `r`/`ro`; libxl_disk.c writes the
+    backend's `mode` as readwrite ? "w" : "r")."""
     return bool(disk.get("readwrite", 0))
 
 
