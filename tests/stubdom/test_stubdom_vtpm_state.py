@@ -236,7 +236,8 @@ def test_two_live_vtpms_with_one_uuid(host):
     second = start_vtpm(host, domid=VTPM2, image="vtpm-b.img")
     assert second.wait(30) == CRASH
     con = host.wait_console(VTPM2, "Do_exit called!")
-    assert "vtpm: Error: the manager did not give this vTPM its key (error 7)" in con
+    assert ("vtpm: Error: the manager refused this vTPM's uuid: another live vTPM has it; "
+            "refusing to start, the disk is left untouched") in con
     assert ("ERROR[VTPM]: Attempted to open vTPM twice! %s is in use by domain %d; refusing "
             "domain %d" % (UUID, VTPM, VTPM2)) in host.console(MGR)
     assert sha(host.tmp / "vtpm-b.img") == before

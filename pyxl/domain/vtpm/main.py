@@ -19,7 +19,7 @@ from .options import OptionError, parse_cmd_line
 from .vtpm_cmd import ManagerClient, ManagerError, create_error_response
 from .vtpmblk import StorageError, VtpmBlk, slot_bytes
 
-TPM_BAD_PARAMETER, TPM_BAD_ORDINAL, TPM_FAIL = 3, 10, 9
+TPM_BAD_PARAMETER, TPM_DISABLED, TPM_BAD_ORDINAL, TPM_FAIL = 3, 7, 10, 9
 TPM_CONF = 0x07            # strong persistence | generate EK | generate DAA seed
 STARTUP = {1: "clear", 2: "state", 3: "deactivated"}
 GROWTH = 2                 # each slot must have room for the start-up state to double
@@ -144,6 +144,9 @@ class Vtpm:
         try:
             blob = self.blk.read()
         except ManagerError as e:
+            if e.status == TPM_DISABLED:           # the manager's "Attempted to open vTPM twice!"
+                self.refuse("the manager refused this vTPM's uuid: another live vTPM has it")
+                return None
             if e.status != TPM_BAD_PARAMETER:      # the manager's "Unrecognized uuid!"
                 self.refuse("the manager did not give this vTPM its key (error %d)" % e.status)
                 return None
