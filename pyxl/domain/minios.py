@@ -8,6 +8,8 @@ command line (`"main" "a" "b" `).  Stub-domain code writes through a
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shlex
 import threading
 from typing import Callable
@@ -38,6 +40,56 @@ def argv_of(cmdline: str) -> list[str]:
 
 def echo_args(printk: Printk, argv: list[str]) -> None:
     printk("".join('"%s" ' % a for a in argv) + "\n")
+
+
+VBD_HDA = 768          # hda: the disk both vTPM stub domains use
+
+
+class BlkInfo:
+    """What mini-os's init_blkfront reports: the fd blkback handed over,
+    its size, and whether it may be written."""
+
+    def __init__(self, fd: int, sectors: int, readonly: bool):
+        self.fd, self.sectors, self.readonly = fd, sectors, readonly
+
+
+def init_blkfront(dom, printk: Printk) -> BlkInfo | None:
+    """mini-os init_blkfront("device/vbd/768"): the banner, then the info.
+    The disk is read-only when the backend's `mode` node does not start
+    with 'w' (blkfront.c: `if (*c == 'w') mode = O_RDWR else O_RDONLY`) or
+    when blkback opened the image read-only."""
+    block = dom.block
+    fd = block.get("hda", block.get(str(VBD_HDA), block.get("xvda")))
+    if fd is None:
+        return None
+    node = "device/vbd/%d" % VBD_HDA
+    printk("******************* BLKFRONT for %s **********\n\n\n" % node)
+    backend = dom.xen.read_str(node + "/backend", default="") or \
+        "/local/domain/0/backend/vbd/%d/%d" % (dom.domid, VBD_HDA)
+    printk("backend at %s\n" % backend)
+    sectors = os.fstat(fd).st_size // 512
+    printk("%u sectors of %u bytes\n" % (sectors, 512))
+    printk("**************************\n")
+    try:
+        mode = dom.xen.read_str(backend + "/mode", default="") or ""
+    except OSError:                  # no such backend (a test host without blkback)
+        mode = ""
+    readonly = (fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY
+                or (mode != "" and not mode.startswith("w")))
+    return BlkInfo(fd, sectors, readonly)
+
+
+def disk_is_blank(fd: int) -> bool:
+    """True when every byte of the disk is zero (a fresh `dd if=/dev/zero`)."""
+    size, off, chunk = os.fstat(fd).st_size, 0, 1 << 20
+    while off < size:
+        data = os.pread(fd, min(chunk, size - off), off)
+        if not data:
+            break
+        if data.count(0) != len(data):
+            return False
+        off += len(data)
+    return True
 
 
 SHUTDOWN_REASONS = {"poweroff": 0, "reboot": 1}
@@ -96,7 +148,6 @@ def run_app(dom, app_class) -> None:
     """What mini-os does around a stub domain's main(): echo its arguments,
     watch control/shutdown, sleep, run main, and end the domain with its
     result (a non-zero return crashes the domain, as Do_exit does)."""
-    import os
     import time
 
     printk = make_printk(dom.console_write)

@@ -186,11 +186,21 @@ def vdev_to_devid(vdev: str) -> int:
     return (8 << 8) | (disk << 4) | part
 
 
+def disk_readwrite(disk: dict) -> bool:
+    """libxl_device_disk.readwrite as the libxl JSON carries it: the
+    generator leaves out integers that are 0, so a disk given `,r` (or
+    `ro`) has no "readwrite" key at all -- absent means read-only
+    (libxl_types.idl `("readwrite", integer)`; libxlu_disk_l.l setaccess
+    sets 1 for `w`/`rw`/empty and 0 for `r`/`ro`; libxl_disk.c writes the
+    backend's `mode` as readwrite ? "w" : "r")."""
+    return bool(disk.get("readwrite", 0))
+
+
 def add_vbd(xs, domid: int, backend_domid: int, disk: dict, devid: int) -> tuple[str, str]:
     """Frontend + backend dirs of one disk (libxl__device_disk_add)."""
     fe = "/local/domain/%d/device/vbd/%d" % (domid, devid)
     be = "/local/domain/%d/backend/vbd/%d/%d" % (backend_domid, domid, devid)
-    mode = "w" if disk.get("readwrite", 1) else "r"
+    mode = "w" if disk_readwrite(disk) else "r"
 
     def body(t):
         _write_dir(xs, t, be, {

@@ -368,7 +368,7 @@ class HostState:
             path = disk.get("pdev_path") or ""
             if not path:
                 continue
-            flags = os.O_RDWR if disk.get("readwrite", 1) else os.O_RDONLY
+            flags = os.O_RDWR if devices.disk_readwrite(disk) else os.O_RDONLY
             try:
                 fds.append((disk.get("vdev", ""), os.open(path, flags | os.O_CLOEXEC)))
             except OSError:

@@ -445,6 +445,17 @@ class TPM:
         tpm._dirty = False
         return tpm
 
+    def revert(self, blob: bytes) -> None:
+        """Put the persistent state back to `blob` (an earlier dump() of
+        this TPM) when saving what a command changed failed: PCRs, sessions
+        and the rest of the volatile state stay; loaded keys are unloaded,
+        as after load()."""
+        from .state import load_state
+        with self._lock:
+            load_state(self, blob)
+            self._last_dump = bytes(blob)
+            self._dirty = False
+
     @property
     def persistent_changed(self) -> bool:
         """True when dump() would differ from the last dump() / load()."""

@@ -54,14 +54,16 @@ class Host:
         raise AssertionError("%r never appeared on console %d:\n%s"
                              % (text, domid, self.console(domid)))
 
-    def spawn(self, domid: int, argv: list[str], pass_fds=(), env=None) -> subprocess.Popen:
+    def spawn(self, domid: int, argv: list[str], pass_fds=(), env=None,
+              stdin=None) -> subprocess.Popen:
         sock = self.hv.connect_domain(domid)
         e = dict(os.environ, PYXL_XEN_FD=str(sock.fileno()),
                  PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
         e.update(env or {})
         try:
             p = subprocess.Popen([sys.executable, *argv], pass_fds=[sock.fileno(), *pass_fds],
-                                 env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                 env=e, stdin=stdin, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
         finally:
             sock.close()
         self.procs.append(p)
@@ -114,13 +116,14 @@ class Host:
 
 
 def spawn_kernel(host: Host, domid: int, name: str, kernel: str, cmdline: str = "",
-                 disks: dict | None = None) -> subprocess.Popen:
+                 disks: dict | None = None, readonly: bool = False) -> subprocess.Popen:
     """Start a domain the way the toolstack does: pyxl.domain.process.main
     with a spec (pyxl.domain.spec) naming the kernel, its hypervisor socket
-    and its block fds."""
+    and its block fds (opened read-only for a `,r` disk, as blkback does)."""
     from pyxl.domain import spec as domspec
 
-    fds = {vdev: os.open(path, os.O_RDWR) for vdev, path in (disks or {}).items()}
+    flags = os.O_RDONLY if readonly else os.O_RDWR
+    fds = {vdev: os.open(path, flags) for vdev, path in (disks or {}).items()}
     sock = host.hv.connect_domain(domid)
     spec = domspec.make(domid=domid, name=name, uuid="00000000-0000-0000-0000-%012d" % domid,
                         kernel=kernel, cmdline=cmdline, memkb=16384, vcpus=1, paused=False,

@@ -23,10 +23,16 @@ from .tpmif import (MAX_PACKET, TPMIF_STATE_FINISH, TPMIF_STATE_IDLE, SharedPage
 
 
 RESUME_TIMEOUT = 30.0      # how long a command waits for the ring to come back
+POLL = 0.5                 # how often a waiting command looks whether its backend is still there
+GONE = {xenbus.XenbusStateUnknown, xenbus.XenbusStateClosing, xenbus.XenbusStateClosed}
 
 
 class TpmFrontError(OSError):
     """The frontend could not connect, or a command could not be carried."""
+
+
+class BackendGone(TpmFrontError):
+    """The backend's domain went away while a command waited for it."""
 
 
 class TpmFront:
@@ -43,6 +49,7 @@ class TpmFront:
         self.bepath = ""
         self.lock = threading.Lock()          # one command (or resume) at a time
         self.generation = xen.generation      # the hypervisor the ring lives in
+        self.broken = False                   # the backend went away under a command
         printk("============= Init TPM Front ================\n")
         try:
             self._init(timeout)
@@ -104,8 +111,7 @@ class TpmFront:
         xen.write(self.nodename + "/state", "%u" % self.state)
         # wait_for_backend_connect
         self.log("Waiting for backend connection..\n")
-        bad = {xenbus.XenbusStateUnknown, xenbus.XenbusStateClosing, xenbus.XenbusStateClosed}
-        st = xenbus.wait_for_state(xen, self.bepath, bad | {xenbus.XenbusStateConnected}, timeout)
+        st = xenbus.wait_for_state(xen, self.bepath, GONE | {xenbus.XenbusStateConnected}, timeout)
         if st != xenbus.XenbusStateConnected:
             self.err("Unable to connect to backend\n")
             raise TpmFrontError(107, "backend did not connect")
@@ -140,6 +146,43 @@ class TpmFront:
                 self.err("Resume failed: %s\n" % e)
                 self.state = xenbus.XenbusStateClosed
 
+    def _release_ring(self) -> None:
+        for fn, arg in ((self.xen.evtchn_close, self.port), (self.xen.end_access, self.ref)):
+            if arg is not None and arg >= 0:
+                try:
+                    fn(arg)
+                except OSError:
+                    pass
+        self.port = self.ref = -1
+        if self.page is not None:
+            self.page.close()
+            self.page = self.shared = None
+
+    def _backend_state(self) -> int | None:
+        """The backend's state; None while the hypervisor itself is away
+        (a daemon restart: resume() handles that, not a dead backend)."""
+        if self._gone():
+            return None
+        try:
+            return xenbus.read_state(self.xen, self.bepath)
+        except OSError:
+            return None
+
+    def _reattach(self, timeout: float | None) -> None:
+        """The backend went away (its domain died, as a killed vtpmmgr
+        does): connect to whatever backend the device names now -- the
+        toolstack re-attached it to a new one -- or fail at once.  Not in
+        mini-os, whose frontend then waits forever."""
+        self._release_ring()
+        self.state = xenbus.XenbusStateInitialising
+        try:
+            self._init(timeout)
+        except (TpmFrontError, OSError) as e:
+            self.state = xenbus.XenbusStateConnected      # still ours to retry next time
+            raise TpmFrontError(107, "backend gone: %s" % e) from None
+        self.broken = False
+        self.log("Reconnected to backend %s\n" % self.bepath)
+
     def _wait_resumed(self, dead: int, timeout: float) -> bool:
         """Wait for a ring newer than the one of generation `dead`."""
         deadline = time.monotonic() + timeout
@@ -161,7 +204,8 @@ class TpmFront:
         If the hypervisor goes away meanwhile (the daemon was restarted),
         the request is sent again once the ring is back: everything
         vtpm-stubdom asks the manager (GetRandom, PcrRead, Load/SaveHashKey)
-        may safely be asked twice."""
+        may safely be asked twice.  So is a request whose backend went away,
+        on the backend the device names now, if any."""
         if len(request) > MAX_PACKET:
             self.err("Message too long for shared page\n")
             raise TpmFrontError(90, "message too long")
@@ -172,7 +216,14 @@ class TpmFront:
                     if self.state != xenbus.XenbusStateConnected:
                         self.err("Tried to send message through disconnected frontend\n")
                         raise TpmFrontError(107, "frontend not connected")
-                    rsp = self._cmd(request, timeout)
+                    if self.broken:
+                        self._reattach(timeout)
+                    try:
+                        rsp = self._cmd(request, timeout)
+                    except BackendGone:
+                        # the device may already name a new backend: once more there
+                        self._reattach(timeout)
+                        rsp = self._cmd(request, timeout)
                     if rsp is not None:
                         return rsp
             if not self._wait_resumed(dead, RESUME_TIMEOUT):
@@ -194,9 +245,15 @@ class TpmFront:
                 return None
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
+                self.broken = True            # an answer may still come: a fresh ring next time
                 raise TpmFrontError(62, "no response from the backend")
-            step = 0.5 if left is None else min(0.5, left)
-            self.xen.evtchn_wait(self.port, timeout=step)
+            step = POLL if left is None else min(POLL, left)
+            if self.xen.evtchn_wait(self.port, timeout=step) is None and \
+                    self.shared.state not in (TPMIF_STATE_FINISH, TPMIF_STATE_IDLE) and \
+                    self._backend_state() in GONE:
+                self.broken = True
+                self.err("Backend %s went away during a command\n" % self.bepath)
+                raise BackendGone(107, "backend gone")
         if self._gone():
             return None
         if self.shared.state != TPMIF_STATE_FINISH:
@@ -231,13 +288,4 @@ class TpmFront:
                 xen.write(self.nodename + "/state", "%u" % self.state)
             except OSError:
                 pass
-        for fn, arg in ((xen.evtchn_close, self.port), (xen.end_access, self.ref)):
-            if arg is not None and arg >= 0:
-                try:
-                    fn(arg)
-                except OSError:
-                    pass
-        self.port = self.ref = -1
-        if self.page is not None:
-            self.page.close()
-            self.page = None
+        self._release_ring()

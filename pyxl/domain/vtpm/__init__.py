@@ -5,7 +5,9 @@
 Order as in the seed's main(): parse the command line and print the
 summary, tpmback (serves the guest), tpmfront to the manager
 (device/vtpm/0), RNG seeded from the hardware TPM via the manager,
-vtpmblk on hda, then the main loop: restore state (or a brand-new TPM),
+vtpmblk on hda, then the main loop: restore state (a brand-new TPM only
+for a uuid the manager has never seen; a state that does not authenticate
+stops the domain),
 hwinitpcr copies, wait for a frontend, serve that one frontend until it is
 freed, save, power off.
 """

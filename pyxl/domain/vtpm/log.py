@@ -57,6 +57,11 @@ class VtpmLog:
     def emu(self, file: str, line: int, kind: str, msg: str) -> None:
         self.line(file, line, kind, msg)
 
+    def pyxl(self, kind: str, msg: str) -> None:
+        """pyxl's own lines (no seed counterpart: refusals and recoveries
+        the seed does not have); they always print."""
+        self.printk("vtpm: %s: %s\n" % (kind, msg))
+
     def command(self, request: bytes, response: bytes) -> None:
         """What tpm_handle_command / tpm_execute_command print for one command."""
         self.emu("tpm_cmd_handler.c", L_HANDLE, "Debug", "tpm_handle_command()")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 
@@ -10,6 +9,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from pyxl.domain.drivers.tpmback import TpmBack
 from pyxl.domain.drivers.tpmfront import TpmFront, TpmFrontError
+from pyxl.domain.minios import VBD_HDA, init_blkfront
 from pyxl.tpm import TPM
 from pyxl.tpm.engine import TPMStateError
 from pyxl.tpm.identity import XEN_VTPM_IDENTITY
@@ -17,12 +17,12 @@ from pyxl.tpm.identity import XEN_VTPM_IDENTITY
 from . import log as L
 from .options import OptionError, parse_cmd_line
 from .vtpm_cmd import ManagerClient, ManagerError, create_error_response
-from .vtpmblk import StorageError, VtpmBlk
+from .vtpmblk import StorageError, VtpmBlk, slot_bytes
 
-TPM_BAD_ORDINAL, TPM_FAIL = 10, 9
+TPM_BAD_PARAMETER, TPM_DISABLED, TPM_BAD_ORDINAL, TPM_FAIL = 3, 7, 10, 9
 TPM_CONF = 0x07            # strong persistence | generate EK | generate DAA seed
 STARTUP = {1: "clear", 2: "state", 3: "deactivated"}
-VBD_HDA = 768
+GROWTH = 2                 # each slot must have room for the start-up state to double
 ENTROPY_BYTES = 128        # polarssl ENTROPY_MAX_GATHER per gather
 # The seed saves after every successful command (strong persistence), and the
 # guide relies on it: after `tpm_version` the user is told to watch the vTPM
@@ -50,6 +50,8 @@ class Vtpm:
         self.printk = printk
         self.log = L.VtpmLog(printk)
         self.back = self.front = self.blk = self.tpm = None
+        self.initial: bytes = b""
+        self.durable: bytes | None = None
 
     # -- main() ----------------------------------------------------------------
     def main(self, argv: list[str]) -> int:
@@ -84,9 +86,9 @@ class Vtpm:
             log.error(L.L_NO_BLK, "Unable to initialize Blkfront persistent storage")
             self._close()
             return 0
-        self.main_loop()
+        ok = self.main_loop()
         self._close()
-        return 0
+        return 0 if ok else -1
 
     def _close(self) -> None:
         if self.front is not None:
@@ -95,55 +97,96 @@ class Vtpm:
 
     # -- storage -----------------------------------------------------------------
     def _init_vtpmblk(self) -> bool:
-        log, printk = self.log, self.printk
+        log = self.log
         log.emu("vtpmblk.c", 35, "Info", "Initializing persistent NVM storage\n")
-        block = self.dom.block
-        fd = block.get("hda", block.get(str(VBD_HDA), block.get("xvda")))
-        node = "device/vbd/%d" % VBD_HDA
-        if fd is None:
+        info = init_blkfront(self.dom, self.printk)
+        if info is None:
             log.emu("vtpmblk.c", 38, "Error", "BLKIO: ERROR Unable to initialize blkfront")
             return False
-        printk("******************* BLKFRONT for %s **********\n\n\n" % node)
-        backend = self.dom.xen.read_str(node + "/backend", default="") or \
-            "/local/domain/0/backend/vbd/%d/%d" % (self.dom.domid, VBD_HDA)
-        printk("backend at %s\n" % backend)
-        printk("%u sectors of %u bytes\n" % (os.fstat(fd).st_size // 512, 512))
-        printk("**************************\n")
-        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+        if info.readonly:
             log.emu("vtpmblk.c", 42, "Error", "BLKIO: ERROR block device is read only!")
             return False
-        printk("blk_open(%s) -> %d\n" % (node, 3))
-        self.blk = VtpmBlk(fd, self.manager, log, self.rng)
+        self.printk("blk_open(device/vbd/%d) -> %d\n" % (VBD_HDA, 3))
+        self.blk = VtpmBlk(info.fd, self.manager, log, self.rng)
         return True
 
-    def store(self) -> None:
-        """tpm_store_permanent_data -> write_vtpmblk."""
+    def store(self) -> bool:
+        """tpm_store_permanent_data -> write_vtpmblk.  False when the state
+        could not be saved and differs from what the disk and the manager
+        hold: the changes are then undone (the emulator keeps them, answers
+        success, and loses them at the next start)."""
         blob = self.tpm.dump()
         self.log.emu("tpm_data.c", 206, "Debug", "size of permanent data: %d" % len(blob))
         try:
             self.blk.write(blob)
         except (StorageError, ManagerError):
             self.log.emu("tpm_cmd_handler.c", 4089, "Error", "tpm_store_permanent_data() failed")
+            if blob == self.durable:
+                return True          # nothing new was at stake (PCRRead, Extend, ...)
+            # PCRs and sessions stay; loaded keys are unloaded
+            self.tpm.revert(self.durable or self.initial)
+            self.log.pyxl("Error", "the state could not be saved: the command is answered "
+                          "TPM_FAIL and its changes are undone")
+            return False
+        self.durable = blob
+        return True
 
     # -- main_loop() ---------------------------------------------------------------
-    def emulator_init(self) -> None:
+    def refuse(self, why: str) -> bool:
+        self.log.pyxl("Error", why + "; refusing to start, the disk is left untouched")
+        return False
+
+    def restore(self) -> TPM | None:
+        """read_vtpmblk + tpm_restore_permanent_data, without the seed's
+        fallback to a blank TPM on any failure: a new TPM only for a uuid
+        the manager has never seen (a new vTPM, or a new uuid given to wipe
+        one); a state that does not authenticate is refused (None)."""
+        try:
+            blob = self.blk.read()
+        except ManagerError as e:
+            if e.status == TPM_DISABLED:           # the manager's "Attempted to open vTPM twice!"
+                self.refuse("the manager refused this vTPM's uuid: another live vTPM has it")
+                return None
+            if e.status != TPM_BAD_PARAMETER:      # the manager's "Unrecognized uuid!"
+                self.refuse("the manager did not give this vTPM its key (error %d)" % e.status)
+                return None
+            if not self.blk.blank():
+                self.log.pyxl("Info", "the manager holds no state for this uuid (a new uuid): "
+                              "starting a new TPM; the disk's old contents will be overwritten")
+            self.log.emu("tpm_data.c", 120, "Info", "initializing TPM data to default values")
+            return TPM(XEN_VTPM_IDENTITY)
+        except StorageError:
+            self.refuse("no slot of the disk holds the state the manager has for this "
+                        "vTPM's uuid (a damaged disk, or another vTPM's)")
+            return None
+        try:
+            return TPM.load(blob, XEN_VTPM_IDENTITY)
+        except TPMStateError as e:
+            self.refuse("the saved state does not load (%s)" % e)
+            return None
+
+    def emulator_init(self) -> bool:
         log = self.log
         log.emu("tpm_cmd_handler.c", L.L_EMU_INIT, "Debug",
                 "tpm_emulator_init(%d, 0x%08x)" % (self.opts.startup, TPM_CONF))
-        tpm = None
-        try:
-            tpm = TPM.load(self.blk.read(), XEN_VTPM_IDENTITY)
-        except (StorageError, ManagerError, TPMStateError):
-            pass
+        tpm = self.restore()
         if tpm is None:
-            log.emu("tpm_data.c", 120, "Info", "initializing TPM data to default values")
-            tpm = TPM(XEN_VTPM_IDENTITY)
+            return False
+        # what a failed save goes back to; durable: what the disk holds
+        self.initial = tpm.dump()
+        self.durable = self.initial if self.blk.current is not None else None
+        need = 2 * slot_bytes(GROWTH * len(self.initial))
+        if self.blk.size < need:
+            return self.refuse("the disk (%d bytes) is too small: two slots with room for "
+                               "this vTPM's state (%d bytes) to double need %d bytes"
+                               % (self.blk.size, len(self.initial), need))
         self.tpm = tpm
         log.emu("tpm_startup.c", 29, "Info", "TPM_Init()")
         log.emu("tpm_testing.c", 243, "Info", "TPM_SelfTestFull()")
         log.emu("tpm_testing.c", 261, "Info", "Self-Test succeeded")
         log.emu("tpm_startup.c", 43, "Info", "TPM_Startup(%d)" % self.opts.startup)
         tpm.power_on(STARTUP[self.opts.startup])
+        return True
 
     def init_hw_pcrs(self) -> bool:
         for i in range(24):
@@ -171,13 +214,16 @@ class Vtpm:
         self.log.command(req, rsp)
         if len(rsp) >= 10 and rsp[6:10] == b"\0\0\0\0" and (
                 SAVE_EVERY_COMMAND or self.tpm.persistent_changed):
-            self.store()
+            if not self.store():
+                return create_error_response(req, TPM_FAIL)   # no acknowledgement without durability
         return rsp
 
-    def main_loop(self) -> None:
+    def main_loop(self) -> bool:
+        """False when the vTPM refused its state (nothing served, nothing saved)."""
         log = self.log
         log.info(L.L_INITIALIZING, "VTPM Initializing\n")
-        self.emulator_init()
+        if not self.emulator_init():
+            return False
         if not self.init_hw_pcrs():
             log.error(L.L_HWPCR_FAIL, "Failed to initialize PCRs with hardware TPM values")
         else:
@@ -201,3 +247,4 @@ class Vtpm:
             self.store()
         else:
             log.emu("tpm_cmd_handler.c", 4128, "Error", "TPM_SaveState() failed")
+        return True

@@ -10,6 +10,12 @@ from pyxl.domain.drivers.tpmfront import TpmFrontError
 from pyxl.domain.vtpmmgr import protocol as P
 
 TPM_FAIL = 9
+# How long one request to the manager may take before the vTPM gives up on
+# it and answers its guest TPM_FAIL (the seed waits forever: a dead manager
+# hangs every guest command).  Generous against a manager busy on the
+# hardware TPM; a manager whose domain is gone is noticed within
+# tpmfront.POLL.
+MANAGER_TIMEOUT = 10.0
 ERR_MALFORMED = "Malformed response from backend"
 ERR_TPMFRONT = "Error sending command through frontend device"
 
@@ -33,7 +39,7 @@ class ManagerClient:
         the send, unpack and status checks (their error messages)."""
         front_line, unpack_line, check_line = lines
         try:
-            resp = self.front.cmd(request)
+            resp = self.front.cmd(request, timeout=MANAGER_TIMEOUT)
         except TpmFrontError:
             self._err(front_line, ERR_TPMFRONT)
             raise ManagerError(TPM_FAIL) from None

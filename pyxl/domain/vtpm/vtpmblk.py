@@ -13,6 +13,13 @@ leaves either the old state (the manager still has the old hash) or the
 new one -- never a state that fails its checksum.  The seed overwrote the
 only copy in place.  A seed image (single slot at offset 0) still loads:
 slot 0 is where the seed wrote.
+
+Beyond Xen 4.17: the record sent to the manager is the new slot's
+hash+key followed by the other slot's (104 bytes; the manager binds up
+to 209), so a damaged newest slot falls back to the previous state,
+which the manager's record still authenticates.  A failed save changes
+nothing here: the next save goes to the same slot again, never over the
+only copy the manager vouches for.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import struct
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from pyxl.domain.minios import disk_is_blank
 from pyxl.domain.vtpmmgr.protocol import HASHKEYSZ, HASHSZ, NVMKEYSZ
 
 from .vtpm_cmd import ManagerError
@@ -54,15 +62,28 @@ def decrypt(blob: bytes, key: bytes) -> bytes:
     return clear[:n]
 
 
+def slot_bytes(clear_len: int) -> int:
+    """What one slot needs for a state of clear_len bytes: the length
+    word, the IV, the padded ciphertext."""
+    return 4 + BLKSZ + clear_len + (-clear_len) % BLKSZ
+
+
 class VtpmBlk:
     def __init__(self, fd: int, manager, log, rng):
         self.fd = fd
         self.manager = manager
         self.log = log
         self.rng = rng
-        size = os.fstat(fd).st_size
-        self.slot_size = size // 2
+        self.size = os.fstat(fd).st_size
+        self.slot_size = self.size // 2
         self.active_slot = -1
+        self.current: bytes | None = None      # hash+key of the active slot
+
+    def fits(self, clear_len: int) -> bool:
+        return slot_bytes(clear_len) <= self.slot_size
+
+    def blank(self) -> bool:
+        return disk_is_blank(self.fd)
 
     def _write_raw(self, blob: bytes, slot: int) -> None:
         self.log.emu(F, 70, "Debug", "Begin Write data=0x%x len=%u slot=%u ssize=%u"
@@ -83,7 +104,7 @@ class VtpmBlk:
 
     def _read_raw(self, slot: int) -> bytes:
         off = slot * self.slot_size
-        head = os.pread(self.fd, 4, off)
+        head = os.pread(self.fd, 4, off) if self.slot_size >= 4 else b""
         if len(head) != 4:
             self.log.emu(F, 101, "Error", "read(length) failed! error was Success")
             raise StorageError("short read")
@@ -103,42 +124,64 @@ class VtpmBlk:
         return blob
 
     def write(self, clear: bytes) -> None:
-        """write_vtpmblk: encrypt under a new key, write the other slot,
-        hand hash||key to the manager.  Raises StorageError/ManagerError."""
-        self.active_slot = 1 if self.active_slot == 0 else 0
+        """write_vtpmblk: encrypt under a new key, write the slot not
+        holding the current state, hand hash||key (and the current
+        state's, for the fallback) to the manager.  Raises
+        StorageError/ManagerError and then changes nothing: the current
+        slot and the manager's record are still what they were."""
+        target = 1 if self.active_slot == 0 else 0
         key = self.rng(NVMKEYSZ)
         blob = encrypt(clear, key, self.rng(12))
-        self._write_raw(blob, self.active_slot)
-        self.manager.save_hashkey(hashlib.sha1(blob).digest() + key)
+        self._write_raw(blob, target)
+        hashkey = hashlib.sha1(blob).digest() + key
+        self.manager.save_hashkey(hashkey + (self.current or b""))
+        self.active_slot, self.current = target, hashkey
+
+    def _slot(self, slot: int) -> bytes | None:
+        try:
+            return self._read_raw(slot)
+        except StorageError:
+            return None
 
     def read(self) -> bytes:
-        """read_vtpmblk: the state the manager's hash vouches for."""
-        try:
-            hashkey = self.manager.load_hashkey()
-            if len(hashkey) != HASHKEYSZ:
-                self.log.emu(F, 289, "Error",
-                             "Manager returned a hashkey of invalid size! expected %d, actual %d"
-                             % (NVMKEYSZ, len(hashkey)))
-                raise StorageError("bad hashkey size")
-            want, key = hashkey[:HASHSZ], hashkey[HASHSZ:]
-            hashes = []
-            for slot in (0, 1):
-                self.active_slot = slot
-                if slot == 0:
-                    self.log.emu(F, 296, "Debug", "Reading slot 0 from disk\n")
-                else:
-                    self.log.emu(F, 310, "Debug", "Reading slot 1 from disk (offset=%u)\n"
-                                 % self.slot_size)
-                blob = self._read_raw(slot)
-                h = hashlib.sha1(blob).digest()
-                if h == want:
-                    return decrypt(blob, key)
-                hashes.append(h)
-            self.log.emu(F, 322, "Error", "NVM Storage Checksum failed!")
-            row = lambda b: "".join("%02X " % x for x in b)   # noqa: E731
-            self.log.printk("Expected: %s\nSlot 0:   %s\nSlot 1:   %s\n"
-                            % (row(want), row(hashes[0]), row(hashes[1])))
-            raise StorageError("checksum")
-        except (StorageError, ManagerError):
-            self.active_slot = -1
-            raise
+        """read_vtpmblk: the state the manager's record vouches for -- the
+        newest, else (pyxl) the previous one, said on the console.
+        StorageError when neither slot authenticates: the caller must not
+        start a blank TPM over it."""
+        self.active_slot, self.current = -1, None
+        record = self.manager.load_hashkey()
+        if len(record) not in (HASHKEYSZ, 2 * HASHKEYSZ):
+            self.log.emu(F, 289, "Error",
+                         "Manager returned a hashkey of invalid size! expected %d, actual %d"
+                         % (NVMKEYSZ, len(record)))
+            raise StorageError("bad hashkey size")
+        newest = record[:HASHKEYSZ]
+        blobs: list[bytes | None] = []
+        hashes: list[bytes | None] = []
+        for slot in (0, 1):
+            if slot == 0:
+                self.log.emu(F, 296, "Debug", "Reading slot 0 from disk\n")
+            else:
+                self.log.emu(F, 310, "Debug", "Reading slot 1 from disk (offset=%u)\n"
+                             % self.slot_size)
+            blob = self._slot(slot)
+            blobs.append(blob)
+            hashes.append(None if blob is None else hashlib.sha1(blob).digest())
+            if hashes[-1] == newest[:HASHSZ]:
+                return self._use(blob, slot, newest)
+        self.log.emu(F, 322, "Error", "NVM Storage Checksum failed!")
+        row = lambda b: "".join("%02X " % x for x in b) if b else "(unreadable)"   # noqa: E731
+        self.log.printk("Expected: %s\nSlot 0:   %s\nSlot 1:   %s\n"
+                        % (row(newest[:HASHSZ]), row(hashes[0]), row(hashes[1])))
+        previous = record[HASHKEYSZ:]
+        for slot in (0, 1):
+            if previous and hashes[slot] == previous[:HASHSZ]:
+                self.log.pyxl("Error", "the newest saved state is damaged; using the previous "
+                              "one, from slot %d: what the last save added is lost" % slot)
+                return self._use(blobs[slot], slot, previous)
+        raise StorageError("checksum")
+
+    def _use(self, blob: bytes, slot: int, hashkey: bytes) -> bytes:
+        clear = decrypt(blob, hashkey[HASHSZ:])
+        self.active_slot, self.current = slot, hashkey
+        return clear

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pyxl.domain.drivers.tpm_tis import TPM_TIS_BASE, TisError, TpmTis
 from pyxl.domain.drivers.tpmback import TpmBack
 from pyxl.domain.drivers.tpmfront import TpmFront, TpmFrontError
+from pyxl.domain.minios import VBD_HDA, disk_is_blank, init_blkfront
 from pyxl.tpm import constants as C
 from pyxl.tpm.structures import TPM_CAP_VERSION_INFO, TPM_KEY
 from pyxl.tpm.marshal import Reader
@@ -19,13 +20,12 @@ from pyxl.tpm.marshal import Reader
 from . import protocol as P
 from .hwtpm import SRK_HANDLE, TPM_ET_KEYHANDLE, AuthSession, HwTpm, HwTpmError, rsa_key_parms
 from .log import MgrLog
-from .storage import MgrStorage, StorageFailure
+from .storage import MgrStorage, StorageFailure, uuid_str
 
 WELLKNOWN_SRK_AUTH = bytes(20)
 WELLKNOWN_OWNER_AUTH = b"\xff" * 20         # the seed's default (later Xen: zeros)
 TPM_KEY_BIND = 0x0014
 TCPA_MAX_BUFFER_LENGTH = 0x2000
-VBD_HDA = 768
 RESOURCE_TYPES = (1, 2, 4, 6, 8, 5)          # KEY, AUTH, TRANS, COUNTER, DAA_TPM, CONTEXT
 ENTROPY_BYTES = 128
 
@@ -60,6 +60,7 @@ class Manager:
         self.rng = os.urandom
         self.back = self.tis = self.front = self.hw = None
         self.gen_owner_auth = False
+        self.open_uuids: dict[bytes, tuple[int, int]] = {}   # uuid -> (domid, handle)
 
     # -- options (init.c parse_cmdline_opts, bugs kept) --------------------------
     def parse_auth(self, text: str, wellknown: bytes, allow_random: bool):
@@ -239,7 +240,7 @@ class Manager:
             self.log.error("Unable to initialize storage subsystem!\n")
             self.shutdown()
             return False
-        self.back = TpmBack(self.dom.xen, self.printk)
+        self.back = TpmBack(self.dom.xen, self.printk, close_callback=self._closed)
         if opts["tpmdriver"] == "tpm_tis":
             try:
                 self.tis = TpmTis(self.dom.xen, self.printk, opts["tpmiomem"],
@@ -276,11 +277,19 @@ class Manager:
             try:
                 self.storage.load_header()
             except StorageFailure:
+                if not disk_is_blank(self.storage.fd):
+                    # the seed re-creates the manager over whatever it could
+                    # not read, losing every vTPM: only a blank disk is new
+                    self.log.error("The disk holds data that is not a manager image this TPM "
+                                   "can read (damaged, or made with another TPM): refusing to "
+                                   "initialize it; nothing was written. Zero the image to "
+                                   "start afresh.\n")
+                    raise StorageFailure(C.TPM_FAIL) from None
                 if not self.oiap.handle:
                     self.oiap = self._try(self.hw.oiap, "vtpmmgr_init", 521)
                 self.log.info("Failed to read manager file. Assuming first time initialization.\n")
                 self._try(self.create, "vtpmmgr_init", 524)
-        except (HwTpmError, TisError, TpmFrontError, OSError):
+        except (HwTpmError, TisError, TpmFrontError, OSError, StorageFailure):
             self.shutdown()
             return False
         # after a daemon restart: the TPM first (the pyxl host's chip was
@@ -305,19 +314,15 @@ class Manager:
             self.log.error("Hardware TPM not usable after resume: %s\n" % e)
 
     def _init_storage(self) -> bool:
-        block = self.dom.block
-        fd = block.get("hda", block.get(str(VBD_HDA), block.get("xvda")))
-        if fd is None:
+        info = init_blkfront(self.dom, self.printk)
+        if info is None:
             return False
-        node = "device/vbd/%d" % VBD_HDA
-        self.printk("******************* BLKFRONT for %s **********\n\n\n" % node)
-        backend = self.dom.xen.read_str(node + "/backend", default="") or \
-            "/local/domain/0/backend/vbd/%d/%d" % (self.dom.domid, VBD_HDA)
-        self.printk("backend at %s\n" % backend)
-        self.printk("%u sectors of %u bytes\n" % (os.fstat(fd).st_size // 512, 512))
-        self.printk("**************************\n")
-        self.printk("blk_open(%s) -> %d\n" % (node, 3))
-        self.storage = MgrStorage(fd, self)
+        if info.readonly:
+            # the seed opens it anyway and its writes fail later
+            self.log.error("Block device is read only! The manager needs a writable disk.\n")
+            return False
+        self.printk("blk_open(device/vbd/%d) -> %d\n" % (VBD_HDA, 3))
+        self.storage = MgrStorage(info.fd, self)
         return True
 
     def shutdown(self) -> None:
@@ -337,15 +342,40 @@ class Manager:
         self.log.info("VTPM Manager stopped.\n")
 
     # -- vtpm_cmd_handler.c ------------------------------------------------------------------
-    def handle_cmd(self, uuid: bytes, req: bytes) -> bytes:
+    def _open(self, uuid: bytes, who: tuple[int, int]) -> bool:
+        """One live vTPM per uuid (Xen 4.17 vtpm_cmd_handler.c
+        find_vtpm_verified's VTPM_FLAG_OPEN; here also for a uuid not yet
+        registered): the first interface to ask for a uuid holds it until
+        its device is freed."""
+        holder = self.open_uuids.setdefault(bytes(uuid), who)
+        if holder == who:
+            return True
+        t = self.back.get(*holder)
+        if t is None or t.closed:            # its device went: the close callback is behind
+            self.open_uuids[bytes(uuid)] = who
+            return True
+        self.log.error("Attempted to open vTPM twice! %s is in use by domain %d; refusing "
+                       "domain %d\n" % (uuid_str(uuid), holder[0], who[0]))
+        return False
+
+    def _closed(self, domid: int, handle: int) -> None:
+        """tpmback's close callback: the interface is gone, so is its hold."""
+        for u, who in list(self.open_uuids.items()):
+            if who == (domid, handle):
+                del self.open_uuids[u]
+
+    def handle_cmd(self, uuid: bytes, req: bytes, who: tuple[int, int] = (0, 0)) -> bytes:
         try:
             tag, _size, ordinal = P.unpack_header(req)
         except ValueError:
             tag, ordinal = 0, 0
         if tag == P.VTPM_TAG_REQ:
+            if ordinal in (P.VTPM_ORD_SAVEHASHKEY, P.VTPM_ORD_LOADHASHKEY) and \
+                    not self._open(uuid, who):
+                return P.HEADER.pack(P.VTPM_TAG_RSP, P.HEADER_SIZE, C.TPM_DISABLED)
             if ordinal == P.VTPM_ORD_SAVEHASHKEY:
                 status = 0
-                if len(req) != P.HEADER_SIZE + P.HASHKEYSZ:
+                if len(req) - P.HEADER_SIZE not in P.RECORD_SIZES:
                     self.log.error("VTPM_ORD_SAVEHASHKEY hashkey too short!\n")
                     status = C.TPM_BAD_PARAMETER
                 else:
@@ -396,4 +426,4 @@ class Manager:
                     return 0
                 self.log.error("NULL tpmcmd\n")
                 continue
-            self.back.resp(cmd, self.handle_cmd(cmd.uuid, cmd.req))
+            self.back.resp(cmd, self.handle_cmd(cmd.uuid, cmd.req, (cmd.domid, cmd.handle)))

@@ -22,6 +22,10 @@ HEADER_SIZE = HEADER.size      # VTPM_COMMAND_HEADER_SIZE
 HASHSZ = 20
 NVMKEYSZ = 32
 HASHKEYSZ = HASHSZ + NVMKEYSZ  # 52
+# what SaveHashKey may carry: one hashkey (the seed), or pyxl's two -- the
+# new slot's and the previous slot's, so a damaged newest slot can fall
+# back (Xen 4.17 takes 52..64 bytes)
+RECORD_SIZES = (HASHKEYSZ, 2 * HASHKEYSZ)
 
 
 def pack(tag: int, ordinal: int, body: bytes = b"") -> bytes:

@@ -36,6 +36,7 @@ from pyxl.tpm.marshal import Reader
 from pyxl.tpm.structures import TPM_KEY
 
 from .hwtpm import HwTpmError, bind
+from .protocol import HASHKEYSZ, RECORD_SIZES
 
 IDSTR = b"VTPMMGRDOM"
 DISKVERS = 1
@@ -158,11 +159,11 @@ class MgrStorage:
                 raise StorageFailure(TPM_BAD_PARAMETER)
             block = self._read(self.vtpms[index][1], RSA_CIPHER_SIZE, "vtpm hashkey data")
             clear = self._try(self.mgr.unbind, (block,), "vtpm_storage_load_hashkey", 450)
-            if len(clear) < 52:
+            if len(clear) < HASHKEYSZ:
                 self.log.info("Decrypted Hash key size (%d) was too small!\n" % len(clear))
                 raise StorageFailure(TPM_RESOURCES)
             self.log.info("Loaded hash and key for vtpm %s\n" % uuid_str(u))
-            return clear[:52]
+            return clear if len(clear) in RECORD_SIZES else clear[:HASHKEYSZ]
         except StorageFailure:
             self.log.error("Failed to load key\n")
             raise

@@ -1,0 +1,93 @@
+"""The guide's chain through the real toolstack when vtpmmgr-stubdom is
+SIGKILLed: the daemon reaps it (on_crash=destroy), the guest's TPM keeps
+answering what needs no save instead of hanging, and a new manager on the
+same disk, re-attached with vtpm-detach/vtpm-attach, gets the vTPM's
+saves again with its PCRs intact.  And a guest that goes away still takes
+its vtpm-stubdom with it while the manager is dead."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from test_daemon_restart_vtpm import _pid_of
+from wt_host import Host
+
+UUID = "ac0a5b9e-cbe2-4c07-b43b-1d69e46fb839"
+
+
+@pytest.fixture
+def host(tmp_path, pyxl_cmd):
+    h = Host(tmp_path, pyxl_cmd)
+    yield h
+    assert h.stop() == [], "processes outlived the host"
+
+
+def _chain(h):
+    mgr_img, vtpm_img, kernel = h.dir / "mgr.img", h.dir / "vtpm.img", h.dir / "vmlinuz"
+    for path, size in ((mgr_img, 16 << 20), (vtpm_img, 8 << 20)):
+        with open(path, "wb") as f:
+            f.truncate(size)
+    kernel.write_text("stand-in kernel\n")
+    h.create("vtpmmgr-stubdom.cfg", 'disk=["file:%s,hda,w"]' % mgr_img)
+    h.wait_console("vtpmmgr", "Waiting for commands from vTPM's:")
+    h.create("vtpm.cfg", 'disk=["file:%s,hda,w"]' % vtpm_img)
+    h.wait_console("domu-vtpm", "Waiting for frontend domain to connect..")
+    h.create("domu.cfg", 'kernel="%s"' % kernel)
+    h.guest("modprobe xen-tpmfront")
+    return mgr_img
+
+
+def _pcrs(h) -> str:
+    out = h.guest("cat /sys/devices/vtpm-0/pcrs").replace("\r", "")
+    assert "PCR-00:" in out, out
+    return out[out.index("PCR-00:"):out.rindex("root@domu")]
+
+
+def _kill_manager(h) -> None:
+    os.kill(_pid_of(h, b'"name": "vtpmmgr"'), signal.SIGKILL)
+    h.wait_gone("vtpmmgr")                                 # reaped: on_crash=destroy
+
+
+@pytest.mark.slow
+def test_killed_manager_then_a_new_one(host):
+    h = host
+    mgr_img = _chain(h)
+    before = _pcrs(h)
+    _kill_manager(h)
+    t0 = time.monotonic()
+    assert _pcrs(h) == before                              # answered, not hung
+    assert time.monotonic() - t0 < 20
+    assert "tpm_store_permanent_data() failed" in h.console_log("domu-vtpm")
+
+    h.create("vtpmmgr-stubdom.cfg", 'disk=["file:%s,hda,w"]' % mgr_img)
+    deadline = time.monotonic() + 30                      # the new manager's lines follow the old
+    while h.console_log("vtpmmgr").count("Starting vTPM") < 2 or \
+            "Waiting for commands" not in h.console_log("vtpmmgr").split("Starting vTPM")[-1]:
+        assert time.monotonic() < deadline, h.console_log("vtpmmgr")[-3000:]
+        time.sleep(0.05)
+    assert "Loaded 1 vtpms!" in h.console_log("vtpmmgr").split("Starting vTPM")[-1]
+    for args in (("vtpm-detach", "domu-vtpm", "0"),
+                 ("vtpm-attach", "domu-vtpm", "backend=vtpmmgr", "uuid=" + UUID)):
+        p = h.run(*args)
+        assert p.returncode == 0, p.stderr
+    saved = h.console_log("vtpmmgr").count("Saved hash and key for vtpm %s" % UUID)
+    assert _pcrs(h) == before
+    assert h.console_log("vtpmmgr").count("Saved hash and key for vtpm %s" % UUID) > saved
+    assert "Tpmfront:Info Reconnected to backend" in h.console_log("domu-vtpm")
+    p = h.run("shutdown", "-w", "domu")
+    assert p.returncode == 0, p.stderr
+    h.wait_gone("domu-vtpm")
+    assert h.run("destroy", "vtpmmgr").returncode == 0
+
+
+@pytest.mark.slow
+def test_guest_gone_takes_its_vtpm_while_the_manager_is_dead(host):
+    h = host
+    _chain(h)
+    _kill_manager(h)
+    assert h.run("destroy", "domu").returncode == 0
+    h.wait_gone("domu-vtpm", timeout=20)
+    assert "vtpm.c:202: Info: VTPM Shutting down" in h.console_log("domu-vtpm")
