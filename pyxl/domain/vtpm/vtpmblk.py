@@ -33,7 +33,6 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pyxl.domain.minios import disk_is_blank
 from pyxl.domain.vtpmmgr.protocol import HASHKEYSZ, HASHSZ, NVMKEYSZ
 
-from .vtpm_cmd import ManagerError
 
 BLKSZ = 16
 F = "vtpmblk.c"
