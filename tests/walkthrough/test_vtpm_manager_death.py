@@ -47,7 +47,8 @@ def _pcrs(h) -> str:
 
 
 def _kill_manager(h) -> None:
-    os.kill(_pid_of(h, b'"name": "vtpmmgr"'), signal.SIGKILL)
+    domid = int(h.run("domid", "vtpmmgr").stdout)
+    os.kill(_pid_of(h, b"pyxl-domain\0domid=%d\0" % domid), signal.SIGKILL)
     h.wait_gone("vtpmmgr")                                 # reaped: on_crash=destroy
 
 
