@@ -14,6 +14,7 @@ from pyxl.tpm import TPM
 from pyxl.tpm.engine import TPMStateError
 from pyxl.tpm.identity import XEN_VTPM_IDENTITY
 
+from . import engine2
 from . import log as L
 from .options import OptionError, parse_cmd_line
 from .vtpm_cmd import ManagerClient, ManagerError, create_error_response
@@ -128,6 +129,9 @@ class Vtpm:
     # -- main_loop() ---------------------------------------------------------------
     def emulator_init(self) -> None:
         log = self.log
+        if self.opts.tpm2:                 # pyxl's TPM 2.0 vTPM (engine2.py)
+            self.tpm = engine2.emulator_init(self.blk, self.opts, log)
+            return
         log.emu("tpm_cmd_handler.c", L.L_EMU_INIT, "Debug",
                 "tpm_emulator_init(%d, 0x%08x)" % (self.opts.startup, TPM_CONF))
         tpm = None
@@ -146,6 +150,8 @@ class Vtpm:
         tpm.power_on(STARTUP[self.opts.startup])
 
     def init_hw_pcrs(self) -> bool:
+        if self.opts.tpm2:
+            return True                    # engine2 refuses hwinitpcr= at start-up
         for i in range(24):
             if self.opts.hwinitpcrs >> i & 1:
                 try:
@@ -168,7 +174,8 @@ class Vtpm:
                                % ordinal)
                 return create_error_response(req, TPM_BAD_ORDINAL)
         rsp = self.tpm.execute(req, locality)
-        self.log.command(req, rsp)
+        if not self.opts.tpm2:             # tpm_emulator's lines describe TPM 1.2 commands
+            self.log.command(req, rsp)
         if len(rsp) >= 10 and rsp[6:10] == b"\0\0\0\0" and (
                 SAVE_EVERY_COMMAND or self.tpm.persistent_changed):
             self.store()
@@ -177,7 +184,11 @@ class Vtpm:
     def main_loop(self) -> None:
         log = self.log
         log.info(L.L_INITIALIZING, "VTPM Initializing\n")
-        self.emulator_init()
+        try:
+            self.emulator_init()
+        except engine2.EngineError as e:
+            log.error(L.L_HWPCR_FAIL, "Unable to start the TPM 2.0: %s" % e)
+            return
         if not self.init_hw_pcrs():
             log.error(L.L_HWPCR_FAIL, "Failed to initialize PCRs with hardware TPM values")
         else:
@@ -194,6 +205,12 @@ class Vtpm:
                         break
                     self.back.resp(cmd, self.handle(cmd.req, cmd.locality))
         log.info(L.L_SHUTTING, "VTPM Shutting down\n")
+        if self.opts.tpm2:
+            if engine2.save_state(self.tpm):
+                self.store()
+            else:
+                log.error(L.L_SHUTTING, "TPM2_Shutdown(TPM_SU_STATE) failed")
+            return
         log.emu("tpm_cmd_handler.c", L.L_EMU_SHUTDOWN, "Debug", "tpm_emulator_shutdown()")
         log.emu("tpm_startup.c", 106, "Info", "TPM_SaveState()")
         rsp = self.tpm.execute(bytes.fromhex("00c10000000a00000098"))
