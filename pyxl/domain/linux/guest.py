@@ -272,8 +272,7 @@ class Guest:
                 if vbd.isdigit():
                     n = int(vbd)
                     devs.append("xvd" + chr(ord("a") + ((n >> 4) & 15)))
-            if self.tpm.has_chip():
-                devs.append("tpm0")
+            devs += self.tpm.devices()
             return sorted(devs)
         return self.tpm.list_sysfs(path)
 
