@@ -9,6 +9,7 @@ come from the peer, not from pyxl."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -165,3 +166,55 @@ def test_tpm2_tools_in_the_guest_through_the_chain(host, tmp_path):
     assert after(fresh, "tpm2_getcap handles-nv-index") == ""
     other = after(fresh, "tpm2_createprimary -C o -G ecc -c prim.ctx")
     assert re.search(r"x: [0-9a-f]{64}", other) and other != primary
+
+
+def pcr_values(yaml_text: str) -> dict[tuple[str, int], str]:
+    """{(bank, pcr): hex} from tpm2_pcrread's or tpm2_eventlog's `pcrs:` YAML."""
+    vals, bank = {}, None
+    for line in yaml_text.splitlines():
+        m = re.match(r"^\s*(sha1|sha256):\s*$", line)
+        if m:
+            bank = m.group(1)
+            continue
+        m = re.match(r"^\s*(\d+)\s*:\s*0x([0-9A-Fa-f]+)\s*$", line)
+        if m and bank:
+            vals[(bank, int(m.group(1)))] = m.group(2).upper()
+    return vals
+
+
+def extend(bank: str, *data: bytes) -> str:
+    h = getattr(hashlib, bank)
+    pcr = bytes(h().digest_size)
+    for d in data:
+        pcr = h(pcr + h(d).digest()).digest()
+    return pcr.hex().upper()
+
+
+@pytest.mark.slow
+@pytest.mark.peer("tpm2-tools")
+def test_pvgrub_event_log_replays_to_the_pcrs(host):
+    """PV-GRUB measures the kernel (PCR 4), its command line and initrd
+    (PCR 5) into both banks of a TPM 2.0 vTPM and leaves a TCG2 event log
+    that tpm2_eventlog, in the guest, replays to what tpm2_pcrread reads."""
+    kernel = b"\x7fELF pretend kernel image " * 1000
+    initrd = b"070701 pretend initramfs " * 500
+    (host.dir / "vmlinuz").write_bytes(kernel)
+    (host.dir / "initrd.img").write_bytes(initrd)
+    args = "root=/dev/xvda1 console=hvc0 ro"
+    (host.dir / "menu.lst").write_text("default 0\ntitle Debian\n  kernel %s/vmlinuz %s\n"
+                                       "  initrd %s/initrd.img\n" % (host.dir, args, host.dir))
+    start_manager(host)
+    start_vtpm_and_guest(host, guest_cfg="domu-pvgrub.cfg",
+                         guest_extra=('extra="(hd0,0)%s/menu.lst"' % host.dir,))
+    log = "/sys/kernel/security/tpm0/binary_bios_measurements"
+    out = host.guest("modprobe xen-tpmfront", "ls /sys/kernel/security/tpm0",
+                     "tpm2_eventlog %s" % log, "tpm2_pcrread sha1:4,5+sha256:4,5")
+    assert after(out, "ls /sys/kernel/security/tpm0") == "binary_bios_measurements\n"
+    events = after(out, "tpm2_eventlog %s" % log)
+    assert "EV_NO_ACTION" in events and "Spec ID Event03" in events, events
+    replayed = pcr_values(events[events.index("pcrs:"):])
+    read = pcr_values(after(out, "tpm2_pcrread sha1:4,5+sha256:4,5"))
+    want = {(b, 4): extend(b, kernel) for b in ("sha1", "sha256")}
+    want.update({(b, 5): extend(b, args.encode(), initrd) for b in ("sha1", "sha256")})
+    assert read == want, out
+    assert replayed == want, events

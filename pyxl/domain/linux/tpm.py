@@ -121,7 +121,7 @@ class GuestTpm:
         """1 or 2: Linux's tpm2_probe when the chip registers (a TPM 2.0
         answers TPM2_GetCapability with TPM_ST_NO_SESSIONS); 0 without a
         chip."""
-        from pyxl.domain.linux.tpmrm import is_tpm2_response, probe_request
+        from pyxl.domain.tpm2_frames import is_tpm2_response, probe_request
 
         front = self.front
         if not self.has_chip():

@@ -42,6 +42,7 @@ import struct
 import threading
 
 from pyxl.domain.linux.tpm import _listen, _recv_exact
+from pyxl.domain.tpm2_frames import TPM_CC_ContextSave, TPM_CC_FlushContext, flush_request
 
 TPM2_PORT = 2321                       # tpm2-tss's TCTI_MSSIM_DEFAULT_PORT (platform: +1)
 TPM_SEND_COMMAND, TPM_SESSION_END = 8, 20
@@ -49,11 +50,6 @@ MS_SIM_POWER_ON, MS_SIM_CANCEL_ON, MS_SIM_CANCEL_OFF, MS_SIM_NV_ON = 1, 9, 10, 1
 PLATFORM_OK = (MS_SIM_POWER_ON, MS_SIM_NV_ON, MS_SIM_CANCEL_ON, MS_SIM_CANCEL_OFF)
 MAX_FRAME = 4096                       # TPM_BUFSIZE: a bigger write() is -E2BIG
 
-# TPM 2.0 Part 2 / Part 3 (libtpms src/tpm2/TpmTypes.h)
-TPM_ST_NO_SESSIONS = 0x8001
-TPM_CC_FlushContext, TPM_CC_ContextSave = 0x165, 0x162
-TPM_CC_GetCapability = 0x17A
-TPM_CAP_TPM_PROPERTIES, TPM_PT_TOTAL_COMMANDS = 6, 0x129
 # commands whose response carries a new object or session handle
 CREATES_HANDLE = frozenset({
     0x131,    # CreatePrimary
@@ -75,22 +71,6 @@ def is_space_handle(handle: int) -> bool:
 
 def is_session(handle: int) -> bool:
     return handle >> 24 in (HT_HMAC_SESSION, HT_POLICY_SESSION)
-
-
-def probe_request() -> bytes:
-    """Linux's tpm2_probe (drivers/char/tpm/tpm2-cmd.c): TPM2_GetCapability
-    of TPM_PT_TOTAL_COMMANDS; a TPM 2.0 answers with TPM_ST_NO_SESSIONS,
-    whatever its return code."""
-    return struct.pack(">HIIIII", TPM_ST_NO_SESSIONS, 22, TPM_CC_GetCapability,
-                       TPM_CAP_TPM_PROPERTIES, TPM_PT_TOTAL_COMMANDS, 1)
-
-
-def is_tpm2_response(rsp: bytes) -> bool:
-    return len(rsp) >= 10 and int.from_bytes(rsp[:2], "big") == TPM_ST_NO_SESSIONS
-
-
-def flush_request(handle: int) -> bytes:
-    return struct.pack(">HIII", TPM_ST_NO_SESSIONS, 14, TPM_CC_FlushContext, handle)
 
 
 class Space:

@@ -36,16 +36,15 @@ import struct
 from pyxl.tpm.tpm2 import TPM2, TPM2Error, TPM2StateError
 from pyxl.tpm.tpm2.engine import TPM_CC_Startup, TPM_SU_CLEAR, command
 
+from pyxl.domain.tpm2_frames import PW_SESSION, TPM_ST_SESSIONS
+
 from .options import ST_DEACTIVATED, ST_SAVE
 from .vtpm_cmd import ManagerError
 from .vtpmblk import StorageError
 
 # TPM 2.0 Part 2 (libtpms src/tpm2/TpmTypes.h)
-TPM_ST_SESSIONS = 0x8002
 TPM_CC_HierarchyControl = 0x121
-TPM_RS_PW = 0x40000009
 TPM_RH_OWNER, TPM_RH_ENDORSEMENT, TPM_RH_PLATFORM = 0x40000001, 0x4000000B, 0x4000000C
-PW_SESSION = struct.pack(">IIHBH", 9, TPM_RS_PW, 0, 0, 0)     # empty password authorization
 
 
 class EngineError(Exception):
