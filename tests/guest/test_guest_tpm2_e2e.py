@@ -49,6 +49,11 @@ SESSION = [
     ("tpm2_load -C prim.ctx -u seal.pub -r seal.priv -c seal.ctx", None),
     ("tpm2_unseal -c seal.ctx -p pcr:sha256:16", None),
     ("tpm2_getcap handles-transient", None),
+    # the guest's TPM only: an exported TCTI is overridden, another -T refused
+    ("export TPM2TOOLS_TCTI=device:/dev/tpm0 TSS2_TCTI=device:/dev/tpm0", None),
+    ("tpm2_getcap handles-persistent; echo status $?", None),
+    ("tpm2_getcap -T 'cmd:touch /root/host-file' handles-persistent; echo status $?", None),
+    ("tpm2_getcap -T device:/dev/tpmrm0 handles-persistent; echo status $?", None),
 ]
 
 
@@ -139,6 +144,12 @@ def test_tpm2_tools_in_the_guest_through_the_chain(host, tmp_path):
     assert after(out, "tpm2_unseal -c seal.ctx -p pcr:sha256:16") == SECRET + "\n"
     # every tool's transient objects and sessions were flushed when it closed /dev/tpmrm0
     assert after(out, "tpm2_getcap handles-transient") == ""
+    assert after(out, "tpm2_getcap handles-persistent; echo status $?") == "status 0\n"
+    assert after(out, "tpm2_getcap -T 'cmd:touch /root/host-file' handles-persistent; "
+                 "echo status $?") == ("tpm2_getcap: TCTI 'cmd:touch /root/host-file': this "
+                                       "guest's TPM is /dev/tpmrm0 (-T device)\nstatus 1\n")
+    assert after(out, "tpm2_getcap -T device:/dev/tpmrm0 handles-persistent; echo status $?"
+                 ) == "status 0\n"
     primary = after(out, "tpm2_createprimary -C o -G ecc -c prim.ctx")
     assert re.search(r"x: [0-9a-f]{64}", primary), primary
 
@@ -218,3 +229,25 @@ def test_pvgrub_event_log_replays_to_the_pcrs(host):
     want.update({(b, 5): extend(b, args.encode(), initrd) for b in ("sha1", "sha256")})
     assert read == want, out
     assert replayed == want, events
+
+
+@pytest.mark.slow
+@pytest.mark.peer("tpm2-tools")
+def test_a_tpm12_guest_has_no_tpmrm0(host):
+    """On the guide's TPM 1.2 vTPM the guest has /dev/tpm0 only, and
+    tpm2-tools find no TPM 2.0, as on such a real guest."""
+    start_manager(host)
+    vtpm, kernel = host.dir / "vtpm.img", host.dir / "vmlinuz"
+    with open(vtpm, "wb") as f:
+        f.truncate(8 << 20)
+    kernel.write_text("pyxl: stand-in for the domU kernel image\n")
+    host.create("vtpm.cfg", 'disk=["file:%s,hda,w"]' % vtpm)
+    host.wait_console("domu-vtpm", "Waiting for frontend domain to connect..")
+    host.create("domu.cfg", 'kernel="%s"' % kernel)
+    out = host.guest("modprobe xen-tpmfront", "ls /dev", "ls /sys/class/tpm/tpm0",
+                     "tpm2_getcap handles-transient; echo status $?")
+    assert "tpmrm0" not in after(out, "ls /dev") and "tpm0" in after(out, "ls /dev")
+    assert after(out, "ls /sys/class/tpm/tpm0").split() == ["caps", "pcrs", "pubek",
+                                                            "tpm_version_major"]
+    failed = after(out, "tpm2_getcap handles-transient; echo status $?")
+    assert failed.endswith("status 1\n") and "ERROR" in failed, failed
