@@ -235,7 +235,8 @@ def test_pvgrub_event_log_replays_to_the_pcrs(host):
 @pytest.mark.peer("tpm2-tools")
 def test_a_tpm12_guest_has_no_tpmrm0(host):
     """On the guide's TPM 1.2 vTPM the guest has /dev/tpm0 only, and
-    tpm2-tools find no TPM 2.0, as on such a real guest."""
+    tpm2-tools find no TPM 2.0, as on such a real guest.  That vTPM's state
+    is never replaced by a blank TPM 2.0 when `tpm2=1` is started on it."""
     start_manager(host)
     vtpm, kernel = host.dir / "vtpm.img", host.dir / "vmlinuz"
     with open(vtpm, "wb") as f:
@@ -251,3 +252,11 @@ def test_a_tpm12_guest_has_no_tpmrm0(host):
                                                             "tpm_version_major"]
     failed = after(out, "tpm2_getcap handles-transient; echo status $?")
     assert failed.endswith("status 1\n") and "ERROR" in failed, failed
+
+    stop_guest_and_vtpm(host)            # the TPM 1.2 saved its state at shutdown
+    disk = vtpm.read_bytes()
+    host.create("vtpm2.cfg", 'disk=["file:%s,hda,w"]' % vtpm)
+    log = host.wait_console("domu-vtpm", "tpm2: Error: Unable to start the TPM 2.0")
+    assert "this is a TPM 1.2 state, not a TPM 2.0 one" in log
+    host.wait_gone("domu-vtpm")
+    assert vtpm.read_bytes() == disk

@@ -51,7 +51,8 @@ class EngineError(Exception):
     """The TPM 2.0 cannot be started: the vTPM must not serve."""
 
 
-def _say(log, kind: str, msg: str) -> None:
+def say(log, kind: str, msg: str) -> None:
+    """A console line of the TPM 2.0 engine (`tpm2: Info: ...`)."""
     log.printk("tpm2: %s: %s\n" % (kind, msg))
 
 
@@ -70,13 +71,13 @@ def start(tpm: TPM2, startup: int, log) -> None:
     """_TPM_Init and TPM2_Startup as the start-up option says (module doc)."""
     if startup == ST_SAVE:
         rc = tpm.power_on("state")
-        _say(log, "Info", "TPM2_Startup(TPM_SU_STATE): 0x%x" % rc)
+        say(log, "Info", "TPM2_Startup(TPM_SU_STATE): 0x%x" % rc)
         if rc:
             rc = rc_of(tpm.execute(command(TPM_CC_Startup, struct.pack(">H", TPM_SU_CLEAR))))
-            _say(log, "Info", "TPM2_Startup(TPM_SU_CLEAR): 0x%x" % rc)
+            say(log, "Info", "TPM2_Startup(TPM_SU_CLEAR): 0x%x" % rc)
     else:
         rc = tpm.power_on("clear")
-        _say(log, "Info", "TPM2_Startup(TPM_SU_CLEAR): 0x%x" % rc)
+        say(log, "Info", "TPM2_Startup(TPM_SU_CLEAR): 0x%x" % rc)
     if rc:
         raise EngineError("TPM2_Startup failed: 0x%x" % rc)
     if startup == ST_DEACTIVATED:
@@ -84,14 +85,14 @@ def start(tpm: TPM2, startup: int, log) -> None:
             rc = hierarchy_off(tpm, h)
             if rc:
                 raise EngineError("TPM2_HierarchyControl(0x%08x) failed: 0x%x" % (h, rc))
-        _say(log, "Info", "hierarchies disabled until the next start-up (deactivated)")
+        say(log, "Info", "hierarchies disabled until the next start-up (deactivated)")
 
 
 def emulator_init(blk, opts, log) -> TPM2:
     """tpm_emulator_init for a TPM 2.0: the state the manager vouches for,
     else (nothing stored yet) a new TPM; started as opts.startup says.
     EngineError when it cannot be started."""
-    _say(log, "Debug", "TPM 2.0 (libtpms) init, startup mode %d" % opts.startup)
+    say(log, "Debug", "TPM 2.0 (libtpms) init, startup mode %d" % opts.startup)
     if opts.hwinitpcrs:
         raise EngineError("hwinitpcr= is not supported by a TPM 2.0 vTPM")
     try:
@@ -100,7 +101,7 @@ def emulator_init(blk, opts, log) -> TPM2:
         blob = None
     try:
         if blob is None:
-            _say(log, "Info", "initializing a new TPM 2.0")
+            say(log, "Info", "initializing a new TPM 2.0")
             tpm = TPM2()
         else:
             tpm = TPM2.load(blob)

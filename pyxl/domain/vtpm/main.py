@@ -187,7 +187,7 @@ class Vtpm:
         try:
             self.emulator_init()
         except engine2.EngineError as e:
-            log.error(L.L_HWPCR_FAIL, "Unable to start the TPM 2.0: %s" % e)
+            engine2.say(log, "Error", "Unable to start the TPM 2.0: %s" % e)
             return
         if not self.init_hw_pcrs():
             log.error(L.L_HWPCR_FAIL, "Failed to initialize PCRs with hardware TPM values")
@@ -209,7 +209,7 @@ class Vtpm:
             if engine2.save_state(self.tpm):
                 self.store()
             else:
-                log.error(L.L_SHUTTING, "TPM2_Shutdown(TPM_SU_STATE) failed")
+                engine2.say(log, "Error", "TPM2_Shutdown(TPM_SU_STATE) failed")
             return
         log.emu("tpm_cmd_handler.c", L.L_EMU_SHUTDOWN, "Debug", "tpm_emulator_shutdown()")
         log.emu("tpm_startup.c", 106, "Info", "TPM_SaveState()")
