@@ -21,8 +21,6 @@ from test_stubdom_vtpm_parts import FakeManager
 from tpm2 import client as C
 from tpm2.fixtures import Swtpm2
 
-from peers import need_peer
-
 D256 = bytes(range(32))
 
 
@@ -99,7 +97,6 @@ def test_save_with_nothing_saved_starts_clear(disk):
 def test_deactivated_refuses_the_hierarchies_as_swtpm_does(disk, tmp_path):
     """`deactivated`: the hierarchies are turned off until the next start-up;
     the answers are swtpm's to the same HierarchyControl commands."""
-    need_peer("swtpm")
     probes = [C.create_primary(), C.create_primary(hierarchy=0x4000000B),
               C.nv_define(0x1500016, 8), C.pcr_extend(16, "sha256", D256)]
     sw = Swtpm2(tmp_path / "swtpm").start()
