@@ -15,6 +15,13 @@ with mini-os tpmfront and sends three raw TPM_Extend commands:
 PCR 4 <- SHA-1(kernel image), PCR 5 <- SHA-1(command line: the words after
 the kernel path), PCR 5 <- SHA-1(initrd, or of nothing).  Responses are not
 checked and a missing vTPM skips the measurement, as in the original.
+
+A TPM 2.0 vTPM (vtpm-stubdom `tpm2=1`; pv-grub asks as Linux's tpm2_probe
+does) gets the same three measurements as TPM2_PCR_Extend with both a SHA-1
+and a SHA-256 digest, and pv-grub -- like a TPM 2.0 platform's firmware --
+records them in a TCG2 crypto-agile event log (eventlog.py) that the guest
+reads as /sys/kernel/security/tpm0/binary_bios_measurements.  The original
+pv-grub knows only TPM 1.2; this is pyxl's extension.
 Then tpmfront is shut down (back to Initialising) so the guest kernel's
 xen-tpmfront can open the device again, and this domain becomes the guest:
 the simulated Linux boots with the loaded kernel's path and arguments.
@@ -93,9 +100,13 @@ def read_file(path: str) -> bytes:
         raise BootError("Error 15: File not found") from None
 
 
-def measure(dom, printk, kernel: bytes, args: str, initrd: bytes) -> bool:
-    """tpm_hash2pcr: three extends through the guest's vTPM; False if none."""
+def measure(dom, printk, kernel: bytes, args: str, initrd: bytes,
+            kernel_path: str = "", initrd_path: str = "") -> bool:
+    """tpm_hash2pcr: three extends through the guest's vTPM; False if none.
+    For a TPM 2.0 the event log is left in dom.tpm_event_log."""
+    from pyxl.domain import tpm2_frames as T2
     from pyxl.domain.drivers.tpmfront import TpmFront, TpmFrontError
+    from pyxl.domain.eventlog import EV_IPL, EventLog
 
     try:
         if not dom.xen.read_str("device/vtpm/0/backend", default=""):
@@ -106,10 +117,20 @@ def measure(dom, printk, kernel: bytes, args: str, initrd: bytes) -> bool:
         front = TpmFront(dom.xen, printk, "device/vtpm/0", timeout=10)
     except (TpmFrontError, OSError):
         return False
+    measurements = ((PCR_KERNEL, kernel, "kernel " + kernel_path),
+                    (PCR_CMDLINE, args.encode(), "cmdline " + args),
+                    (PCR_CMDLINE, initrd, "initrd " + initrd_path))
     try:
-        for pcr, data in ((PCR_KERNEL, kernel), (PCR_CMDLINE, args.encode()),
-                          (PCR_CMDLINE, initrd)):
-            front.cmd(extend_request(pcr, hashlib.sha1(data).digest()))
+        if T2.is_tpm2_response(front.cmd(T2.probe_request())):
+            log = EventLog()
+            for pcr, data, what in measurements:
+                values = T2.digests(data)
+                front.cmd(T2.pcr_extend_request(pcr, values))
+                log.add(pcr, EV_IPL, values, what.encode())
+            dom.tpm_event_log = log.bytes()
+        else:
+            for pcr, data, _ in measurements:
+                front.cmd(extend_request(pcr, hashlib.sha1(data).digest()))
     except (TpmFrontError, OSError):
         pass
     finally:
@@ -137,7 +158,7 @@ def boot(dom) -> None:
         printk("\n%s\n\nPress any key to continue...\n" % e)
         dom.shutdown(3)                          # SHUTDOWN_crash: nothing to boot
         return
-    measure(dom, printk, kernel, args, initrd)
+    measure(dom, printk, kernel, args, initrd, path, initrd_path or "")
     # kexec: the domain is now the guest kernel
     dom.kernel, dom.cmdline = host_path(path), args
     from pyxl.domain.linux import guest

@@ -18,6 +18,9 @@ CRLF = "\r\n"
 
 SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT, SHUTDOWN_CRASH = 0, 1, 3
 MAX_INPUT = 4095          # a console line, as Linux's n_tty keeps in canonical mode
+# the TPM 2.0 event log firmware (pv-grub) left, as Linux's securityfs shows it
+EVENT_LOG_DIR = "/sys/kernel/security/tpm0"
+EVENT_LOG = EVENT_LOG_DIR + "/binary_bios_measurements"
 HOST_ENV = ("PATH", "HOME", "PWD", "OLDPWD", "SHELL", "SHLVL", "TERM", "USER", "LOGNAME")
 
 
@@ -34,7 +37,21 @@ class Guest:
         self.tpm = tpm.GuestTpm(dom, self.klog, self.net)    # xen-tpmfront, /dev/tpm0
         self.userland = userland.Userland(self.tpm, self.out, self.net)  # host's tcsd, tpm-tools
         self.tree = GuestTree.create(dom)                    # the guest's own files
+        self.event_log: bytes | None = getattr(dom, "tpm_event_log", None)   # from pv-grub
+        if self.event_log:
+            self._place_event_log()
         self.shell = shell.Shell(self.tree, self, shell.Call(self._console_bytes, tty=True))
+
+    def _place_event_log(self) -> None:
+        """The event log as a file of the guest's tree at its /sys path, where
+        the programs the guest runs (tpm2_eventlog) find it; the guest's own
+        /sys is virtual, so its shell cannot write there.  The tree is new
+        and the daemon's: nothing in it was made by the guest yet."""
+        path = self.tree.host_path(EVENT_LOG)
+        os.makedirs(os.path.dirname(path), 0o755)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o440)
+        with os.fdopen(fd, "wb") as f:
+            f.write(self.event_log)
 
     # -- console output --------------------------------------------------
     def out(self, text: str) -> None:
@@ -240,8 +257,10 @@ class Guest:
             return 1
         return 0
 
-    def read_file(self, path: str) -> str | None:
+    def read_file(self, path: str) -> str | bytes | None:
         d = self.dom
+        if path == EVENT_LOG and self.event_log:
+            return self.event_log
         if path.startswith("/sys/"):
             text = self.tpm.read_sysfs(path)
             if text is not None:
@@ -272,9 +291,10 @@ class Guest:
                 if vbd.isdigit():
                     n = int(vbd)
                     devs.append("xvd" + chr(ord("a") + ((n >> 4) & 15)))
-            if self.tpm.has_chip():
-                devs.append("tpm0")
+            devs += self.tpm.devices()
             return sorted(devs)
+        if path.rstrip("/") == EVENT_LOG_DIR and self.event_log:
+            return ["binary_bios_measurements"]
         return self.tpm.list_sysfs(path)
 
     # -- going down -------------------------------------------------------

@@ -527,7 +527,7 @@ class Io:
 # -- the shell --------------------------------------------------------------------
 class Shell:
     """One login shell.  `system` is the kernel side of the guest:
-    read_file(path) -> str | None and list_dir(path) -> list | None (the
+    read_file(path) -> str | bytes | None and list_dir(path) -> list | None (the
     simulated /proc, /sys, /dev), write_file(path) -> Sink | None (a
     special file opened for writing), and command(name, args, io, shell,
     env) -> status | None (a program; None: there is no such program)."""
@@ -739,7 +739,7 @@ class Shell:
         gpath = self.tree.resolve(self.cwd, word)
         text = self.system.read_file(gpath)
         if text is not None:
-            return text.encode()
+            return text if isinstance(text, bytes) else text.encode()
         if GuestTree.is_virtual(gpath):
             raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), word)
         try:

@@ -30,10 +30,13 @@ HEADER = 10
 MAX_FRAME = 4096                     # TPM_BUFSIZE in Linux's tpm driver
 DEVICE_PORT = 6545                   # TrouSerS' default TCSD_TCP_DEVICE_PORT (src/tddl/tddl.c)
 
-# sysfs names of the TPM 1.2 chip: the old flat layout under the xenbus
-# device (what the guide's era showed) and the class device
+# sysfs names of the chip: the old flat layout under the xenbus device (what
+# the guide's era showed) and the class device.  A TPM 1.2 has pcrs, pubek
+# and caps; tpm_version_major is there for both versions; a TPM 2.0 has none
+# of the 1.2 files (Linux 6.1 drivers/char/tpm/tpm-sysfs.c)
 SYSFS_DIRS = ("/sys/devices/vtpm-0", "/sys/class/tpm/tpm0", "/sys/class/misc/tpm0/device")
 SYSFS_FILES = {"pcrs": pcrs_text, "pubek": pubek_text, "caps": caps_text}
+VERSION_FILE = "tpm_version_major"
 
 
 class GuestTpm:
@@ -45,6 +48,8 @@ class GuestTpm:
         self.net = net                   # the guest's network namespace (GuestNetwork)
         self.front: XenTpmFront | None = None
         self.listener: socket.socket | None = None
+        self.tpmrm = None                # /dev/tpmrm0's endpoint (tpmrm.py), TPM 2.0 only
+        self._version: tuple[object, int] | None = None    # (front, 1 or 2)
         self.lock = threading.Lock()
         dom.on_resume(self.resume)
 
@@ -112,22 +117,67 @@ class GuestTpm:
     def has_chip(self) -> bool:
         return self.front is not None and self.front.registered
 
+    def version(self) -> int:
+        """1 or 2: Linux's tpm2_probe when the chip registers (a TPM 2.0
+        answers TPM2_GetCapability with TPM_ST_NO_SESSIONS); 0 without a
+        chip."""
+        from pyxl.domain.tpm2_frames import is_tpm2_response, probe_request
+
+        front = self.front
+        if not self.has_chip():
+            return 0
+        known = self._version
+        if known is not None and known[0] is front:
+            return known[1]
+        try:
+            v = 2 if is_tpm2_response(self.transmit(probe_request())) else 1
+        except TpmDeviceError:
+            return 1                     # not connected (yet): the 1.2 files fail as before
+        self._version = (front, v)
+        return v
+
     def read_sysfs(self, path: str) -> str | None:
         """Text of a chip attribute, or None when there is no such file."""
         if not self.has_chip():
             return None
         d, _, name = path.rstrip("/").rpartition("/")
-        if d not in SYSFS_DIRS or name not in SYSFS_FILES:
+        if d not in SYSFS_DIRS or name not in self._sysfs_names():
             return None
+        if name == VERSION_FILE:
+            return "%d\n" % self.version()
         try:
             return SYSFS_FILES[name](self.transmit)
         except (TpmDeviceError, struct.error):
             return ""
 
+    def _sysfs_names(self) -> list[str]:
+        return sorted([VERSION_FILE] + ([] if self.version() == 2 else list(SYSFS_FILES)))
+
     def list_sysfs(self, path: str) -> list[str] | None:
         if self.has_chip() and path.rstrip("/") in SYSFS_DIRS:
-            return sorted(SYSFS_FILES)
+            return self._sysfs_names()
         return None
+
+    def devices(self) -> list[str]:
+        """The chip's nodes in /dev: tpm0, and tpmrm0 for a TPM 2.0."""
+        if not self.has_chip():
+            return []
+        return ["tpm0", "tpmrm0"] if self.version() == 2 else ["tpm0"]
+
+    def tpmrm_address(self) -> tuple[str, int] | None:
+        """(host, port) of /dev/tpmrm0 (tpmrm.py), inside the guest's
+        network namespace; None when the chip is not a TPM 2.0.  Raises
+        netns.NoNetwork when the guest has none."""
+        from pyxl.domain.linux.tpmrm import TpmrmServer
+
+        if self.version() != 2:
+            return None
+        with self.lock:
+            if self.tpmrm is None:
+                server = TpmrmServer(self.transmit)
+                self.net.call(server.start)
+                self.tpmrm = server
+            return self.tpmrm.listeners[0].getsockname()[:2]
 
     # -- /dev/tpm0 for host programs ------------------------------------------
     def device_address(self) -> tuple[str, int] | None:

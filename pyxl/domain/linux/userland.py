@@ -24,6 +24,15 @@ and removes the private directory.  So nothing a guest started outlives it.
 `tcsd` ran nobody listens there, so the tool fails as it would in a guest
 without tcsd) and shows its output on the console.  A program the host
 lacks is `-bash: NAME: command not found`.
+
+`tpm2_*` (and `tpm2`) runs the host's tpm2-tools against the guest's
+/dev/tpmrm0 (tpmrm.py) with no flags, as on a real guest: the environment
+names the guest's TCTI (TPM2TOOLS_TCTI, forced after whatever the guest
+exported) and a `-T`/`--tcti` option may only name the guest's own device
+(`device`, `device:/dev/tpmrm0`, `device:/dev/tpm0`) -- any other TCTI would
+reach the host (its /dev/tpm*, or `cmd:` running a host program).  On a
+TPM 1.2 vTPM there is no /dev/tpmrm0 and nothing listens: the tools fail
+as they do on such a guest.
 """
 
 from __future__ import annotations
@@ -37,11 +46,17 @@ import tempfile
 import time
 
 from pyxl.domain.linux.netns import NoNetwork
+from pyxl.domain.linux.tpmrm import TPM2_PORT
 
 SBIN = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 TCSD_START_TIMEOUT = 30.0
 TOOL_TIMEOUT = 120.0
 TCSD_HOST, TCSD_PORT = "127.0.0.1", 30003    # tcsd.conf's default port, in the guest's network
+TCTI_OPTIONS = ("-T", "--tcti")
+GUEST_TCTIS = ("device", "device:/dev/tpmrm0", "device:/dev/tpm0")
+# variables through which TSS2 and tpm2-tools (old and new) choose a TCTI
+TCTI_VARIABLES = ("TPM2TOOLS_TCTI", "TPM2TOOLS_TCTI_NAME", "TPM2TOOLS_DEVICE_FILE",
+                  "TPM2TOOLS_SOCKET_ADDRESS", "TPM2TOOLS_SOCKET_PORT", "TCTI", "TSS2_TCTI")
 
 # runs in the guardian process: stdin is the guest's lifeline
 GUARDIAN = r"""
@@ -88,9 +103,10 @@ class Userland:
         self.lifeline: int | None = None
 
     def handles(self, name: str) -> bool:
-        """tcsd and tpm-tools by name; never a path (which would run
-        whatever host program the path names)."""
-        return name == "tcsd" or (name.startswith("tpm_") and "/" not in name)
+        """tcsd, tpm-tools and tpm2-tools by name; never a path (which would
+        run whatever host program the path names)."""
+        return name in ("tcsd", "tpm2") or (name.startswith(("tpm_", "tpm2_"))
+                                            and "/" not in name)
 
     def run(self, name: str, args: list[str], **io) -> int | None:
         """The program's exit status; None if it is not one of ours.  `io`
@@ -105,6 +121,8 @@ class Userland:
             if name == "tcsd":
                 self.net.call(self.start_tcsd, prog, args)
                 return 0
+            if name == "tpm2" or name.startswith("tpm2_"):
+                return self.tpm2_tool(name, prog, args, io)
             return self.net.call(self.tool, prog, args, **io)
         except NoNetwork as e:
             (io.get("err") or self._print)(
@@ -175,6 +193,25 @@ class Userland:
             except subprocess.TimeoutExpired:
                 pass
 
+    # -- tpm2-tools ------------------------------------------------------------
+    def tpm2_tool(self, name: str, prog: str, args: list[str], io: dict) -> int:
+        """A tpm2-tools program on the guest's /dev/tpmrm0 (module doc)."""
+        err = io.get("err") or self._print
+        try:
+            args = guest_tcti_args(args)
+        except ValueError as e:
+            err(b"%s: %s\n" % (name.encode(), str(e).encode()))
+            return 1
+        try:
+            addr = self.tpm.tpmrm_address()
+        except OSError:
+            addr = None
+        # nothing listens on a guest without a TPM 2.0: the tool fails to connect
+        host, port = addr or ("127.0.0.1", TPM2_PORT)
+        env = {k: v for k, v in (io.get("env") or {}).items() if k not in TCTI_VARIABLES}
+        env["TPM2TOOLS_TCTI"] = "mssim:host=%s,port=%d" % (host, port)
+        return self.net.call(self.tool, prog, args, **dict(io, env=env))
+
     # -- tpm-tools -------------------------------------------------------------
     def tool(self, prog: str, args: list[str], cwd: str | None = None, stdin: bytes | None = None,
              out=None, err=None, env: dict | None = None) -> int:
@@ -184,7 +221,8 @@ class Userland:
         exported.  Returns its exit status, as a shell's $? shows it."""
         out = out or self._print
         err = err or self._print
-        env = dict(os.environ, **(env or {}), TSS_TCSD_HOSTNAME=TCSD_HOST,
+        host_env = {k: v for k, v in os.environ.items() if k not in TCTI_VARIABLES}
+        env = dict(host_env, **(env or {}), TSS_TCSD_HOSTNAME=TCSD_HOST,
                    TSS_TCSD_PORT=str(TCSD_PORT))
         status = 0
         try:
@@ -205,6 +243,30 @@ class Userland:
 
     def _print(self, data: bytes) -> None:
         self.out(data.decode("utf-8", "replace"))
+
+
+def guest_tcti_args(args: list[str]) -> list[str]:
+    """args without a -T/--tcti option that names the guest's own device
+    (the environment's TCTI applies); ValueError for any other TCTI."""
+    out, i = [], 0
+    while i < len(args):
+        a = args[i]
+        value = None
+        if a in TCTI_OPTIONS:
+            if i + 1 >= len(args):
+                raise ValueError("option %s needs a TCTI" % a)
+            value, i = args[i + 1], i + 2
+        elif a.startswith("--tcti="):
+            value, i = a[len("--tcti="):], i + 1
+        elif a.startswith("-T") and not a.startswith("--"):
+            value, i = a[2:], i + 1
+        else:
+            out.append(a)
+            i += 1
+            continue
+        if value not in GUEST_TCTIS:
+            raise ValueError("TCTI %r: this guest's TPM is /dev/tpmrm0 (-T device)" % value)
+    return out
 
 
 def _stderr_text(err: bytes) -> str:

@@ -14,6 +14,7 @@ from pyxl.tpm import TPM
 from pyxl.tpm.engine import TPMStateError
 from pyxl.tpm.identity import XEN_VTPM_IDENTITY
 
+from . import engine2
 from . import log as L
 from .options import OptionError, parse_cmd_line
 from .vtpm_cmd import ManagerClient, ManagerError, create_error_response
@@ -52,6 +53,7 @@ class Vtpm:
         self.back = self.front = self.blk = self.tpm = None
         self.initial: bytes = b""
         self.durable: bytes | None = None
+        self.failed = False          # a TPM 2.0 whose save failed: failure mode
 
     # -- main() ----------------------------------------------------------------
     def main(self, argv: list[str]) -> int:
@@ -123,6 +125,13 @@ class Vtpm:
             self.log.emu("tpm_cmd_handler.c", 4089, "Error", "tpm_store_permanent_data() failed")
             if blob == self.durable:
                 return True          # nothing new was at stake (PCRRead, Extend, ...)
+            if self.opts.tpm2:
+                # libtpms cannot undo part of its state: as after a failed
+                # NV commit it goes to failure mode (engine2.failure_response)
+                self.failed = True
+                self.log.pyxl("Error", "the state could not be saved: this and every later "
+                              "command is answered TPM_RC_FAILURE until the vTPM restarts")
+                return False
             # PCRs and sessions stay; loaded keys are unloaded
             self.tpm.revert(self.durable or self.initial)
             self.log.pyxl("Error", "the state could not be saved: the command is answered "
@@ -136,50 +145,67 @@ class Vtpm:
         self.log.pyxl("Error", why + "; refusing to start, the disk is left untouched")
         return False
 
-    def restore(self) -> TPM | None:
-        """read_vtpmblk + tpm_restore_permanent_data, without the seed's
-        fallback to a blank TPM on any failure: a new TPM only for a uuid
-        the manager has never seen (a new vTPM, or a new uuid given to wipe
-        one); a state that does not authenticate is refused (None)."""
+    def restore(self) -> tuple[bool, bytes | None]:
+        """read_vtpmblk, without the seed's fallback to a blank TPM on any
+        failure: (True, state) for the state the manager vouches for, (True,
+        None) for a uuid the manager has never seen (a new vTPM, or a new
+        uuid given to wipe one: a new TPM), (False, None) when the state
+        does not authenticate (refused, said why)."""
         try:
-            blob = self.blk.read()
+            return True, self.blk.read()
         except ManagerError as e:
             if e.status == TPM_DISABLED:           # the manager's "Attempted to open vTPM twice!"
-                self.refuse("the manager refused this vTPM's uuid: another live vTPM has it")
-                return None
+                return self.refuse("the manager refused this vTPM's uuid: another live vTPM "
+                                   "has it"), None
             if e.status != TPM_BAD_PARAMETER:      # the manager's "Unrecognized uuid!"
-                self.refuse("the manager did not give this vTPM its key (error %d)" % e.status)
-                return None
+                return self.refuse("the manager did not give this vTPM its key (error %d)"
+                                   % e.status), None
             if not self.blk.blank():
                 self.log.pyxl("Info", "the manager holds no state for this uuid (a new uuid): "
                               "starting a new TPM; the disk's old contents will be overwritten")
-            self.log.emu("tpm_data.c", 120, "Info", "initializing TPM data to default values")
-            return TPM(XEN_VTPM_IDENTITY)
+            return True, None
         except StorageError:
-            self.refuse("no slot of the disk holds the state the manager has for this "
-                        "vTPM's uuid (a damaged disk, or another vTPM's)")
-            return None
-        try:
-            return TPM.load(blob, XEN_VTPM_IDENTITY)
-        except TPMStateError as e:
-            self.refuse("the saved state does not load (%s)" % e)
-            return None
+            return self.refuse("no slot of the disk holds the state the manager has for this "
+                               "vTPM's uuid (a damaged disk, or another vTPM's)"), None
 
-    def emulator_init(self) -> bool:
-        log = self.log
-        log.emu("tpm_cmd_handler.c", L.L_EMU_INIT, "Debug",
-                "tpm_emulator_init(%d, 0x%08x)" % (self.opts.startup, TPM_CONF))
-        tpm = self.restore()
-        if tpm is None:
-            return False
-        # what a failed save goes back to; durable: what the disk holds
-        self.initial = tpm.dump()
-        self.durable = self.initial if self.blk.current is not None else None
-        need = 2 * slot_bytes(GROWTH * len(self.initial))
+    def fits(self, state: bytes) -> bool:
+        """The disk has two slots with room for `state` to grow (GROWTH)."""
+        need = 2 * slot_bytes(GROWTH * len(state))
         if self.blk.size < need:
             return self.refuse("the disk (%d bytes) is too small: two slots with room for "
                                "this vTPM's state (%d bytes) to double need %d bytes"
-                               % (self.blk.size, len(self.initial), need))
+                               % (self.blk.size, len(state), need))
+        return True
+
+    def emulator_init(self) -> bool:
+        log = self.log
+        ok, blob = self.restore()
+        if not ok:
+            return False
+        if self.opts.tpm2:                 # pyxl's TPM 2.0 vTPM (engine2.py)
+            tpm2 = engine2.emulator_init(blob, self.opts, log)
+            self.initial = tpm2.dump()
+            self.durable = blob
+            if not self.fits(self.initial):
+                tpm2.close()
+                return False
+            self.tpm = tpm2
+            return True
+        log.emu("tpm_cmd_handler.c", L.L_EMU_INIT, "Debug",
+                "tpm_emulator_init(%d, 0x%08x)" % (self.opts.startup, TPM_CONF))
+        if blob is None:
+            log.emu("tpm_data.c", 120, "Info", "initializing TPM data to default values")
+            tpm = TPM(XEN_VTPM_IDENTITY)
+        else:
+            try:
+                tpm = TPM.load(blob, XEN_VTPM_IDENTITY)
+            except TPMStateError as e:
+                return self.refuse("the saved state does not load (%s)" % e)
+        # what a failed save goes back to; durable: what the disk holds
+        self.initial = tpm.dump()
+        self.durable = self.initial if self.blk.current is not None else None
+        if not self.fits(self.initial):
+            return False
         self.tpm = tpm
         log.emu("tpm_startup.c", 29, "Info", "TPM_Init()")
         log.emu("tpm_testing.c", 243, "Info", "TPM_SelfTestFull()")
@@ -189,6 +215,8 @@ class Vtpm:
         return True
 
     def init_hw_pcrs(self) -> bool:
+        if self.opts.tpm2:
+            return True                    # engine2 refuses hwinitpcr= at start-up
         for i in range(24):
             if self.opts.hwinitpcrs >> i & 1:
                 try:
@@ -210,19 +238,27 @@ class Vtpm:
                 self.log.error(L.L_DISABLED_ORD, "Disabled command ordinal (%d) requested!\n"
                                % ordinal)
                 return create_error_response(req, TPM_BAD_ORDINAL)
+        if self.failed:
+            return engine2.failure_response()
         rsp = self.tpm.execute(req, locality)
-        self.log.command(req, rsp)
+        if not self.opts.tpm2:             # tpm_emulator's lines describe TPM 1.2 commands
+            self.log.command(req, rsp)
         if len(rsp) >= 10 and rsp[6:10] == b"\0\0\0\0" and (
                 SAVE_EVERY_COMMAND or self.tpm.persistent_changed):
-            if not self.store():
-                return create_error_response(req, TPM_FAIL)   # no acknowledgement without durability
+            if not self.store():             # no acknowledgement without durability
+                return engine2.failure_response() if self.opts.tpm2 \
+                    else create_error_response(req, TPM_FAIL)
         return rsp
 
     def main_loop(self) -> bool:
         """False when the vTPM refused its state (nothing served, nothing saved)."""
         log = self.log
         log.info(L.L_INITIALIZING, "VTPM Initializing\n")
-        if not self.emulator_init():
+        try:
+            if not self.emulator_init():
+                return False
+        except engine2.EngineError as e:
+            engine2.say(log, "Error", "Unable to start the TPM 2.0: %s" % e)
             return False
         if not self.init_hw_pcrs():
             log.error(L.L_HWPCR_FAIL, "Failed to initialize PCRs with hardware TPM values")
@@ -240,6 +276,12 @@ class Vtpm:
                         break
                     self.back.resp(cmd, self.handle(cmd.req, cmd.locality))
         log.info(L.L_SHUTTING, "VTPM Shutting down\n")
+        if self.opts.tpm2:
+            if engine2.save_state(self.tpm):
+                self.store()
+            else:
+                engine2.say(log, "Error", "TPM2_Shutdown(TPM_SU_STATE) failed")
+            return
         log.emu("tpm_cmd_handler.c", L.L_EMU_SHUTDOWN, "Debug", "tpm_emulator_shutdown()")
         log.emu("tpm_startup.c", 106, "Info", "TPM_SaveState()")
         rsp = self.tpm.execute(bytes.fromhex("00c10000000a00000098"))

@@ -31,6 +31,7 @@ class Options:
     hwinitpcrs: int = 0
     maint_cmds: bool = False
     bad_ordinals: list[int] = field(default_factory=list)
+    tpm2: bool = False           # pyxl's `tpm2=1`: a TPM 2.0 (engine2.py)
 
 
 def _scan_u(text: str):
@@ -61,6 +62,8 @@ def parse_cmd_line(argv: list[str], log: L.VtpmLog) -> Options:
                 o.maint_cmds = True
             elif arg[10:] == "0":
                 o.maint_cmds = False
+        elif arg in ("tpm2=1", "tpm2=0"):      # pyxl's own option (engine2.py)
+            o.tpm2 = arg == "tpm2=1"
         elif arg.startswith("hwinitpcr="):
             for item in (p for p in arg[10:].split(",") if p):    # strtok skips empties
                 v1 = _scan_u(item)
@@ -79,6 +82,8 @@ def parse_cmd_line(argv: list[str], log: L.VtpmLog) -> Options:
         else:
             log.error(L.L_BAD_OPTION, "Invalid command line option `%s'" % arg)
 
+    if o.tpm2:
+        log.printk("tpm2: Info: TPM 2.0 selected (tpm2=1)\n")
     log.info(L.L_MODE[o.startup], "Startup mode is `%s'" % STARTUP_NAMES[o.startup])
     if o.hwinitpcrs & PCR_ALL:
         log.info(L.L_HWPCR_LIST,
