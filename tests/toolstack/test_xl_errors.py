@@ -1,0 +1,79 @@
+"""xl's stderr, byte for byte, when libxl fails: end to end through `pyxl`.
+
+Each expected text is built from the C source at stable-4.17 01140da4e8 (the
+function named beside it) with the line numbers compiled into the peer's
+Debian libxenlight (libxl_lines.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from libxl_lines import LIBXENGUEST, line_of
+
+
+@pytest.fixture
+def at(peer_xl):
+    """`at(fmt, file, func)`: libxl's "libxl: error: FILE:LINE:FUNC: " prefix."""
+    return lambda fmt, file, func: "libxl: error: %s:%d:%s: " % (file, line_of(fmt), func)
+
+
+@pytest.fixture
+def peer_xl():
+    from peers import need_peer
+
+    need_peer("xl")
+
+
+def test_destroy_of_a_number_that_names_no_domain(host, at):
+    # xl_vmcontrol.c destroy_domain -> libxl_domain_destroy; libxl_domain.c
+    # libxl__destroy_domid ("Non-existant domain"), domain_destroy_callback,
+    # domain_destroy_cb; then "destroy failed (rc=%d)" with ERROR_DOMAIN_NOTFOUND
+    p = host.run("destroy", "99")
+    assert (p.returncode, p.stderr) == (1, "".join([
+        at("Non-existant domain", "libxl_domain.c", "libxl__destroy_domid"),
+        "Domain 99:Non-existant domain\n",
+        at("Unable to destroy guest", "libxl_domain.c", "domain_destroy_callback"),
+        "Domain 99:Unable to destroy guest\n",
+        at("Destruction of domain failed", "libxl_domain.c", "domain_destroy_cb"),
+        "Domain 99:Destruction of domain failed\n",
+        "destroy failed (rc=-21)\n"]))
+
+
+def test_create_with_a_missing_disk_names_the_made_domain(host, at, tmp_path):
+    # libxl_create.c initiate_domain_create: libxl__domain_make (domid 1), then
+    # libxl__device_disk_setdefault -> libxl_device.c libxl__device_disk_set_backend
+    # LOGE "Disk vdev=%s failed to stat: %s"; then LOGD "Unable to set disk defaults"
+    img = tmp_path / "no.img"
+    cfg = host.config("nodisk", disks=[{"pdev_path": str(img), "vdev": "xvda",
+                                        "format": "raw", "readwrite": 1}])
+    p = host.create("nodisk", cfg=cfg)
+    assert (p.returncode, p.stderr) == (3, "".join([
+        at("Disk vdev=%s failed to stat: %s", "libxl_device.c",
+           "libxl__device_disk_set_backend"),
+        "Disk vdev=xvda failed to stat: %s: No such file or directory\n" % img,
+        at("Unable to set disk defaults for disk %d", "libxl_create.c",
+           "initiate_domain_create"),
+        "Domain 1:Unable to set disk defaults for disk 0\n"]))
+    # the made domain was torn down, its domid used up (libxl__domain_make ran)
+    assert host.create("next").returncode == 0
+    assert host.domains()["next"]["domid"] == 2
+
+
+def test_create_with_a_missing_kernel(host, tmp_path):
+    # xg_dom_core.c xc_dom_malloc_filemap: xc_dom_panic "failed to open file"; libxl_dom.c
+    # libxl__build_pv "xc_dom_kernel_file failed" (upstream line 646); libxl_create.c
+    # domcreate_rebuild_done "cannot (re-)build domain: %d"
+    kernel = tmp_path / "no-such-kernel"
+    cfg = host.config("nok")
+    cfg["b_info"]["kernel"] = str(kernel)
+    p = host.create("nok", cfg=cfg)
+    panic = line_of("failed to open file '%s': %s", LIBXENGUEST, reg="%edx")
+    rebuild = line_of("cannot (re-)build domain: %d")
+    assert (p.returncode, p.stderr.splitlines()) == (3, [
+        "xc: error: panic: xg_dom_core.c:%d: failed to open file '%s':"
+        " No such file or directory: Internal error" % (panic, kernel),
+        "libxl: error: libxl_dom.c:646:libxl__build_pv: xc_dom_kernel_file failed:"
+        " No such file or directory",
+        "libxl: error: libxl_create.c:%d:domcreate_rebuild_done: Domain 1:"
+        "cannot (re-)build domain: -3" % rebuild])
