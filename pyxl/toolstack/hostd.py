@@ -652,13 +652,12 @@ class HostState:
             if not restart:
                 self.monitor_log(dom, "Done. Exiting now")
                 return
-            if action != "restart_rename":
-                self.monitor_log(dom, "Domain %d has been destroyed." % domid)
+            # xl_vmcontrol.c create_domain, DOMAIN_RESTART_NORMAL: then `goto start`,
+            # whose create logs "Waiting for domain ..." for the new domain
+            self.monitor_log(dom, "Done. Rebooting now")
         # the new domain is made outside the lock: create waits for device backends
         try:
-            new = self.create(config, dom.config_file, dom.config_text, monitor=True)
-            self.monitor_log(dom, "Waiting for domain %s (domid %s) to die [pid %d]"
-                             % (dom.name, new["domid"], os.getpid()))
+            self.create(config, dom.config_file, dom.config_text, monitor=True)
         except Fault as f:
             self.monitor_log(dom, f.message)
 

@@ -77,3 +77,26 @@ def test_create_with_a_missing_kernel(host, tmp_path):
         " No such file or directory",
         "libxl: error: libxl_create.c:%d:domcreate_rebuild_done: Domain 1:"
         "cannot (re-)build domain: -3" % rebuild])
+
+
+def test_reboot_log_as_xl_create_domain_writes_it(host):
+    """xl-NAME.log across a reboot: xl_vmcontrol.c create_domain logs "Waiting for
+    domain" once per domain it starts; handle_domain_death the action, the
+    cleanup; DOMAIN_RESTART_NORMAL "Done. Rebooting now" before `goto start`."""
+    import re
+    from pathlib import Path
+
+    assert host.create("rb").returncode == 0
+    host.wait_for(lambda: "login" in host.console_log("rb"), what="boot")
+    assert host.run("reboot", "rb").returncode == 0
+    log = Path(host.root, "var/log/pyxl/xl-rb.log")
+    host.wait_for(lambda: "(domid 2)" in log.read_text(), what="the restarted domain")
+    lines = log.read_text().splitlines()
+    pid = re.fullmatch(r"Waiting for domain rb \(domid 1\) to die \[pid (\d+)\]", lines[0])
+    assert pid, lines
+    assert lines[1:] == [
+        "Domain 1 has shut down, reason code 1 0x1",
+        "Action for shutdown reason code 1 is restart",
+        "Domain 1 needs to be cleaned up: destroying the domain",
+        "Done. Rebooting now",
+        "Waiting for domain rb (domid 2) to die [pid %s]" % pid.group(1)]
