@@ -100,3 +100,90 @@ def test_reboot_log_as_xl_create_domain_writes_it(host):
         "Domain 1 needs to be cleaned up: destroying the domain",
         "Done. Rebooting now",
         "Waiting for domain rb (domid 2) to die [pid %s]" % pid.group(1)]
+
+
+def test_numbers_that_name_no_domain(host, at):
+    """find_domain takes any number as a domid (libxl_domain_qualifier_to_domid);
+    libxl then fails on it."""
+    domain_type = at("unable to get domain type for domid=%u", "libxl_dom.c",
+                     "libxl__domain_type") + "unable to get domain type for domid=99\n"
+    cases = [
+        # xl_vmcontrol.c pause_domain ignores libxl_domain_pause's -3
+        (("pause", "99"), 0, at("Pausing domain", "libxl_domain.c", "libxl_domain_pause")
+         + "Domain 99:Pausing domain: No such process\n"),
+        # libxl__domain_unpause: libxl__domain_type first; unpause_domain ignores it
+        (("unpause", "99"), 0, domain_type),
+        # shutdown_domain: libxl_domain_shutdown -> libxl__domain_pvcontrol_available
+        (("shutdown", "99"), 1, "Shutting down domain 99\n" + domain_type
+         + "shutdown failed (rc=-3)\n"),
+        (("reboot", "99"), 1, "Rebooting domain 99\n" + domain_type + "reboot failed (rc=-3)\n"),
+        # main_console: libxl_primary_console_exec -> libxl__primary_console_find
+        (("console", "99"), 1, domain_type + "Unable to attach console\n"),
+    ]
+    for args, rc, err in cases:
+        p = host.run(*args)
+        assert (p.returncode, p.stderr) == (rc, err), args
+
+
+def test_console_as_xl_console_and_xenconsole(host):
+    """xl_console.c main_console: without -t, libxl_primary_console_exec (-n is not
+    used); with -t, libxl_console_exec execs xenconsole (tools/console/client/
+    main.c), which refuses Domain-0 with exit(EINVAL) and otherwise waits 5 s
+    (get_pty_fd) for a tty the domain does not have, then err(errno=ENOENT)."""
+    import subprocess
+    import time
+
+    import pexpect
+
+    p = host.run("console", "0")
+    assert (p.returncode, p.stderr) == (22, "Can't specify Domain-0\n")
+    p = host.run("console", "-t", "vuart", "0")
+    assert (p.returncode, p.stderr) == (22, "Can't specify Domain-0\n")
+    assert host.create("con").returncode == 0
+    host.wait_for(lambda: "root@con:~#" in host.console_log("con"), what="shell prompt")
+    start = time.monotonic()
+    waits = [subprocess.Popen(host.pyxl_cmd + ["console", *a, "con"], env=host.env,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+             for a in (["-t", "vuart"], ["-t", "pv", "-n", "1"], ["-t", "serial", "-n", "2"])]
+    for w in waits:
+        out, err = w.communicate(timeout=30)
+        assert (w.returncode, out, err) == (
+            2, "", "xenconsole: Could not read tty from store: No such file or directory\n")
+    assert time.monotonic() - start >= 5
+    # no -t: the primary console, whatever -n says
+    child = pexpect.spawn(host.pyxl_cmd[0], host.pyxl_cmd[1:] + ["console", "-n", "3", "con"],
+                          env=host.env, timeout=15, encoding="utf-8")
+    child.expect(r"root@con:~# ")
+    child.send("\x1d")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_shutdown_ww_waits_for_death(host):
+    """main_shutdown_or_reboot: -w counts a shutdown or a death, -ww only a death
+    (wait_for_domain_deaths(..., wait_for_it == 1))."""
+    import subprocess
+    import threading
+
+    assert host.create("ww", on_poweroff="preserve").returncode == 0
+    host.wait_for(lambda: "login" in host.console_log("ww"), what="boot")
+    w = subprocess.Popen(host.pyxl_cmd + ["shutdown", "-ww", "ww"], env=host.env,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(30, w.kill)
+    watchdog.start()
+    try:
+        assert [w.stderr.readline() for _ in range(4)] == [
+            "Shutting down domain 1\n", "Waiting for 1 domains\n",
+            "Domain 1 has been shut down, reason code 0\n",
+            "Domain 1 continue waiting for death\n"]
+        assert host.domains()["ww"]["state"] == "---s--"     # preserved, still there
+        assert host.run("destroy", "ww").returncode == 0
+        assert w.stderr.read() == "Domain 1 has been destroyed\n"
+        assert w.wait() == 0
+    finally:
+        watchdog.cancel()
+        w.kill()
+        w.wait()
