@@ -106,6 +106,19 @@ _KINDS = (
     FaultKind(52, "SHUTDOWN_NO_DOMAIN", 1,
               "{verb} domain {domid}\n" + _DOMAIN_TYPE + "\n{what} failed (rc=-3)"),
     FaultKind(53, "CONSOLE_NO_DOMAIN", 1, _DOMAIN_TYPE + "\nUnable to attach console"),
+    # destroy -f 0 where Domain-0 is the toolstack's own domain: Xen refuses to
+    # pause (domctl.c XEN_DOMCTL_pausedomain) or kill (domain.c domain_kill) the
+    # calling domain with -EINVAL; libxl logs and goes on, then fails
+    FaultKind(56, "DESTROY_SELF", 1,
+              "libxl: error: libxl_domain.c:1219:destroy_domid_pci_done: Domain 0:"
+              "xc_domain_pause failed\n"
+              "libxl: error: libxl_domain.c:1616:domain_destroy_domid_cb: Domain 0:"
+              "xc_domain_destroy failed: Invalid argument\n"
+              "libxl: error: libxl_domain.c:1137:domain_destroy_callback: Domain 0:"
+              "Unable to destroy guest\n"
+              "libxl: error: libxl_domain.c:1064:domain_destroy_cb: Domain 0:"
+              "Destruction of domain failed\n"
+              "destroy failed (rc=-3)"),
     # -- xenconsole (tools/console/client/main.c), which xl console execs
     FaultKind(54, "CONSOLE_DOM0", 22, "Can't specify Domain-0"),      # exit(EINVAL)
     FaultKind(55, "CONSOLE_NO_TTY", 2,                                  # err(errno=ENOENT, ...)

@@ -46,6 +46,12 @@ SITES = [
     # libxl_create.c domcreate_attach_devices, upstream 1919 (Debian: +2)
     ("DEVICE_TIMEOUT", "libxl_create.c", "domcreate_attach_devices",
      "unable to add %s devices"),
+    # libxl_domain.c destroy_domid_pci_done, upstream 1219
+    ("DESTROY_SELF", "libxl_domain.c", "destroy_domid_pci_done", "xc_domain_pause failed"),
+    # libxl_domain.c domain_destroy_domid_cb, upstream 1616
+    ("DESTROY_SELF", "libxl_domain.c", "domain_destroy_domid_cb", "xc_domain_destroy failed"),
+    ("DESTROY_SELF", "libxl_domain.c", "domain_destroy_callback", "Unable to destroy guest"),
+    ("DESTROY_SELF", "libxl_domain.c", "domain_destroy_cb", "Destruction of domain failed"),
     # libxl_domain.c libxl_domain_pause, upstream 587
     ("PAUSE_NO_DOMAIN", "libxl_domain.c", "libxl_domain_pause", "Pausing domain"),
     # libxl_dom.c libxl__domain_type, upstream 37

@@ -187,3 +187,23 @@ def test_shutdown_ww_waits_for_death(host):
         watchdog.cancel()
         w.kill()
         w.wait()
+
+
+def test_destroy_f_0_fails_as_on_the_toolstack_domain(host, at):
+    """destroy_domain(0, force=1) -> libxl_domain_destroy: Xen's domctl refuses to
+    pause (XEN_DOMCTL_pausedomain: d == current->domain) and domain_kill refuses
+    to kill the calling domain, both -EINVAL; libxl_domain.c destroy_domid_pci_done
+    logs the first and goes on, domain_destroy_domid_cb reports the child's exit
+    status (errno EINVAL), then the callbacks fail with ERROR_FAIL."""
+    p = host.run("destroy", "-f", "0")
+    assert (p.returncode, p.stderr) == (1, "".join([
+        at("xc_domain_pause failed", "libxl_domain.c", "destroy_domid_pci_done"),
+        "Domain 0:xc_domain_pause failed\n",
+        at("xc_domain_destroy failed", "libxl_domain.c", "domain_destroy_domid_cb"),
+        "Domain 0:xc_domain_destroy failed: Invalid argument\n",
+        at("Unable to destroy guest", "libxl_domain.c", "domain_destroy_callback"),
+        "Domain 0:Unable to destroy guest\n",
+        at("Destruction of domain failed", "libxl_domain.c", "domain_destroy_cb"),
+        "Domain 0:Destruction of domain failed\n",
+        "destroy failed (rc=-3)\n"]))
+    assert "Domain-0" in host.domains()
