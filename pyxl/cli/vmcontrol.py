@@ -146,8 +146,12 @@ def rename(opts, args):
     try:
         call("rename", dom=domain, name=new_name)
     except Fault as f:
-        if f.name == "NO_SUCH_DOMID":
-            print("Can't rename domain '%s'." % domain, file=sys.stderr)
-            return 1
-        raise
+        if f.name != "NO_SUCH_DOMID":
+            raise
+        # libxl__domain_rename checks the new name first, then fails quietly
+        # in libxl_domain_info on a number that names no domain
+        if new_name and any(d["name"] == new_name for d in call("list")):
+            raise Fault("RENAME_DUP", domid=_domid(domain), name=new_name, dom=domain) from None
+        print("Can't rename domain '%s'." % domain, file=sys.stderr)
+        return 1
     return 0

@@ -117,6 +117,13 @@ def test_numbers_that_name_no_domain(host, at):
         (("shutdown", "99"), 1, "Shutting down domain 99\n" + domain_type
          + "shutdown failed (rc=-3)\n"),
         (("reboot", "99"), 1, "Rebooting domain 99\n" + domain_type + "reboot failed (rc=-3)\n"),
+        # main_rename -> libxl_domain.c libxl__domain_rename: the new name's uniqueness
+        # first, then libxl_domain_info's ERROR_DOMAIN_NOTFOUND, which it does not log
+        (("rename", "99", "Domain-0"), 1,
+         at('Domain with name "%s" already exists.', "libxl_domain.c", "libxl__domain_rename")
+         + 'Domain 99:Domain with name "Domain-0" already exists.\n'
+         "Can't rename domain '99'.\n"),
+        (("rename", "99", "x"), 1, "Can't rename domain '99'.\n"),
         # main_console: libxl_primary_console_exec -> libxl__primary_console_find
         (("console", "99"), 1, domain_type + "Unable to attach console\n"),
     ]
