@@ -54,7 +54,7 @@ def _shutdown_or_reboot(reboot: bool, all_: bool, wait: int, fallback: bool,
                     raise
                 # find_domain takes any number; libxl__domain_pvcontrol_available fails on it
                 raise Fault("SHUTDOWN_NO_DOMAIN", verb=verb, what=what,
-                            domid=_domid(domain)) from None
+                            domid=_domid(str(domain))) from None
             domid = found[0]["domid"]
             print("%s domain %d" % (verb, domid), file=sys.stderr)
             c.call("shutdown", dom=str(domid), reboot=reboot)
