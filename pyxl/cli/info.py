@@ -11,24 +11,6 @@ from pyxl.cli._common import call, faults
 LIST_HEADER = "Name                                        ID   Mem VCPUs\tState\tTime(s)"
 
 
-def yajl(obj, indent: int = 0) -> str:
-    """libxl's yajl_gen with beautify: 4-space indent, empty maps as "{\\n\\n}"."""
-    import json
-
-    pad = "    " * (indent + 1)
-    end = "    " * indent
-    if isinstance(obj, dict):
-        if not obj:
-            return "{\n\n" + end + "}"
-        items = ",\n".join(pad + json.dumps(k) + ": " + yajl(v, indent + 1) for k, v in obj.items())
-        return "{\n" + items + "\n" + end + "}"
-    if isinstance(obj, list):
-        if not obj:
-            return "[\n\n" + end + "]"
-        return "[\n" + ",\n".join(pad + yajl(v, indent + 1) for v in obj) + "\n" + end + "]"
-    return json.dumps(obj)
-
-
 @faults
 def list_(opts, domain):
     """main_list."""
@@ -52,12 +34,97 @@ def list_(opts, domain):
             return 1
         raise
     if long:
-        # libxl has no stored configuration for dom0: xl skips it
-        print(yajl([{"domid": d["domid"], "config": d.get("config") or {}} for d in doms
-                    if d["domid"] != 0]))
+        sys.stdout.write(list_domains_details(doms))
         return 0
     sys.stdout.write(list_domains(doms, verbose, context, False, numa, cpupool))
     return 0
+
+
+def list_domains_details(doms) -> str:
+    """xl_info.c list_domains_details: a JSON array of {"domid", "config"},
+    each config as libxl_retrieve_domain_configuration gives it, rendered by
+    libxl's generator and written with puts()."""
+    from pyxl.config.libxl_json import _int, render
+
+    entries = [{"domid": _int(d["domid"]), "config": retrieved_config(d)} for d in doms]
+    return render(entries) + "\n"
+
+
+# the simulated host runs credit2 (xl info's xen_scheduler); a domain's
+# weight and cap are those it was made with (xen/common/sched/credit2.c
+# CSCHED2_DEFAULT_WEIGHT 256, no cap)
+CREDIT2_DEFAULT_WEIGHT = 256
+
+
+def retrieved_config(d: dict):
+    """libxl_retrieve_domain_configuration (libxl_domain.c): the configuration
+    stored when the domain was made -- for Domain-0 the stub that
+    xen-init-dom0 stores (tools/helpers/init-dom-json.c gen_stub_json_config:
+    type pv and nothing else) -- then, in retrieve_domain_configuration_end,
+    the live name and uuid, the vCPUs online in xenstore, the memory target
+    and static-max, and the scheduler's parameters
+    (libxl_domain_sched_params_get).  A stored guest configuration went
+    through libxl__domain_build_info_setdefault first: max_vcpus at least 1,
+    and arch_x86.msr_relaxed false (libxl_x86.c
+    libxl__arch_domain_build_info_setdefault)."""
+    import json
+
+    from pyxl.config import model as M
+    from pyxl.config.libxl_json import idl_order, json_tree, struct_tree
+
+    stored = json.loads(json.dumps(d.get("config") or {})) if d["domid"] != 0 else {}
+    try:
+        dtype = M.DomainType[str((stored.get("c_info") or {}).get("type", "pv")).upper()]
+    except KeyError:
+        dtype = M.DomainType.PV
+    # libxl_domain_config_from_json: every field not in the text keeps its default
+    blank = M.DomainConfig()
+    blank.c_info.type = dtype
+    blank.b_info.init_type(dtype)
+    cfg = _merge(_plain(struct_tree(blank)), stored)
+    if d["domid"] != 0:
+        b = cfg["b_info"]
+        b["max_vcpus"] = b.get("max_vcpus") or 1
+        b["arch_x86"].setdefault("msr_relaxed", "False")
+    c = cfg.setdefault("c_info", {})
+    c["name"] = d["name"]
+    if d["uuid"].strip("0-"):
+        c["uuid"] = d["uuid"]
+    else:
+        c.pop("uuid", None)                 # a nil uuid is the default: not printed
+    b = cfg.setdefault("b_info", {})
+    max_vcpus = b.get("max_vcpus", 0)
+    b["avail_vcpus"] = list(range(min(d["vcpus"], max_vcpus)))
+    b["max_memkb"] = d["max_memkb"]
+    b["target_memkb"] = d["mem"] * 1024
+    made = b.get("sched_params") or {}
+    b["sched_params"] = {"sched": "credit2",
+                         "weight": made.get("weight", CREDIT2_DEFAULT_WEIGHT),
+                         "cap": made.get("cap", 0)}
+    cfg["c_info"] = idl_order(c, M.DomainCreateInfo)
+    cfg["b_info"] = idl_order(b, M.DomainBuildInfo)
+    return json_tree(idl_order(cfg, M.DomainConfig))
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """OVER's values on BASE, object by object; BASE's order first."""
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+def _plain(tree):
+    """A rendered tree back to plain values (Raw scalars parsed as JSON)."""
+    import json
+
+    if isinstance(tree, dict):
+        return {k: _plain(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_plain(v) for v in tree]
+    return json.loads(tree)
 
 
 def list_domains(doms, verbose, context, claim, numa, cpupool) -> str:

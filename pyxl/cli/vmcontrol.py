@@ -13,16 +13,28 @@ from pyxl.cli._common import call, faults
 
 @faults
 def destroy(opts, args):
-    call("destroy", dom=args[0], force=bool(opts))
+    """main_destroy / destroy_domain: domain 0 only with -f, and then libxl
+    fails on it as on the toolstack's own domain (the simulated host's
+    Domain-0 is): the messages, and nothing destroyed."""
+    from pyxl.toolstack.errors import Fault
+
+    try:
+        call("destroy", dom=args[0], force=bool(opts))
+    except Fault as f:
+        if f.name == "DESTROY_DOM0" and opts:
+            raise Fault("DESTROY_SELF") from None
+        raise
     return 0
 
 
-def _shutdown_or_reboot(reboot: bool, all_: bool, wait: bool, fallback: bool,
+def _shutdown_or_reboot(reboot: bool, all_: bool, wait: int, fallback: bool,
                         domain: Optional[str]) -> int:
+    """main_shutdown_or_reboot: -w waits for shutdown or death, -ww for death."""
     from pyxl.toolstack.client import Client
     from pyxl.toolstack.errors import Fault
 
     verb = "Rebooting" if reboot else "Shutting down"
+    what = "reboot" if reboot else "shutdown"
     if not domain and not all_:
         print("You must specify -a or a domain id.\n", file=sys.stderr)
         return 1
@@ -40,28 +52,42 @@ def _shutdown_or_reboot(reboot: bool, all_: bool, wait: bool, fallback: bool,
             except Fault as f:
                 if f.name != "NO_SUCH_DOMID":
                     raise
-                # find_domain accepts any number; libxl then fails on it
-                print("%s domain %s" % (verb, domain), file=sys.stderr)
-                print("%s failed (rc=-21)" % ("reboot" if reboot else "shutdown"), file=sys.stderr)
-                return 1
+                # find_domain takes any number; libxl__domain_pvcontrol_available fails on it
+                raise Fault("SHUTDOWN_NO_DOMAIN", verb=verb, what=what,
+                            domid=_domid(str(domain))) from None
             domid = found[0]["domid"]
             print("%s domain %d" % (verb, domid), file=sys.stderr)
             c.call("shutdown", dom=str(domid), reboot=reboot)
             ids = [domid]
         if wait:
-            print("Waiting for %d domains" % len(ids), file=sys.stderr)
-            for domid in ids:
-                while True:
-                    with _progress("Waiting for domain %d to shut down" % domid):
-                        ev = c.call("wait", domid=domid, timeout=3600)
-                    if ev["event"] == "shutdown":
-                        print("Domain %d has been shut down, reason code %d" % (domid, ev["reason"]),
-                              file=sys.stderr)
-                        break
-                    if ev["event"] == "destroyed":
-                        print("Domain %d has been destroyed" % domid, file=sys.stderr)
-                        break
+            _wait_for_domain_deaths(c, ids, wait == 1)
     return 0
+
+
+def _wait_for_domain_deaths(c, ids: list[int], shutdown_or_death: bool) -> None:
+    """wait_for_domain_deaths (xl_vmcontrol.c)."""
+    print("Waiting for %d domains" % len(ids), file=sys.stderr)
+    for domid in ids:
+        until = "shutdown"
+        while True:
+            with _progress("Waiting for domain %d to shut down" % domid):
+                ev = c.call("wait", domid=domid, timeout=3600, until=until)
+            if ev["event"] == "shutdown":
+                print("Domain %d has been shut down, reason code %d" % (domid, ev["reason"]),
+                      file=sys.stderr)
+                if shutdown_or_death:
+                    break
+                print("Domain %d continue waiting for death" % domid, file=sys.stderr)
+                until = "destroyed"
+            elif ev["event"] == "destroyed":
+                print("Domain %d has been destroyed" % domid, file=sys.stderr)
+                break
+
+
+def _domid(text: str) -> int:
+    """The domid find_domain made of a number (libxl_domain_qualifier_to_domid:
+    strtoul, clamped at ULONG_MAX, into a uint32_t)."""
+    return min(int(text), 2**64 - 1) & 0xFFFFFFFF
 
 
 def _progress(text: str):
@@ -72,8 +98,8 @@ def _progress(text: str):
 
 
 def _shutdown_args(opts, args):
-    flags = {k for k, _ in opts}
-    return "a" in flags, "w" in flags, "F" in flags, args[0] if args else None
+    flags = [k for k, _ in opts]
+    return "a" in flags, flags.count("w"), "F" in flags, args[0] if args else None
 
 
 @faults
@@ -88,28 +114,28 @@ def reboot(opts, args):
 
 @faults
 def pause(opts, args):
-    domain = args[0]
-    from pyxl.toolstack.errors import Fault
-
-    try:
-        call("pause", dom=domain)
-    except Fault as f:
-        if f.name != "NO_SUCH_DOMID":   # xl ignores libxl_domain_pause's result
-            raise
+    """main_pause: libxl_domain_pause's failure is logged, its result ignored."""
+    _pause(args[0], True)
     return 0
 
 
 @faults
 def unpause(opts, args):
-    domain = args[0]
+    """main_unpause: as main_pause."""
+    _pause(args[0], False)
+    return 0
+
+
+def _pause(domain: str, pause: bool) -> None:
     from pyxl.toolstack.errors import Fault
 
     try:
-        call("unpause", dom=domain)
+        call("pause" if pause else "unpause", dom=domain)
     except Fault as f:
         if f.name != "NO_SUCH_DOMID":
             raise
-    return 0
+        raise Fault("PAUSE_NO_DOMAIN" if pause else "UNPAUSE_NO_DOMAIN",
+                    domid=_domid(domain)) from None
 
 
 @faults
@@ -120,8 +146,12 @@ def rename(opts, args):
     try:
         call("rename", dom=domain, name=new_name)
     except Fault as f:
-        if f.name == "NO_SUCH_DOMID":
-            print("Can't rename domain '%s'." % domain, file=sys.stderr)
-            return 1
-        raise
+        if f.name != "NO_SUCH_DOMID":
+            raise
+        # libxl__domain_rename checks the new name first, then fails quietly
+        # in libxl_domain_info on a number that names no domain
+        if new_name and any(d["name"] == new_name for d in call("list")):
+            raise Fault("RENAME_DUP", domid=_domid(domain), name=new_name, dom=domain) from None
+        print("Can't rename domain '%s'." % domain, file=sys.stderr)
+        return 1
     return 0

@@ -229,3 +229,45 @@ def struct_tree(obj) -> dict:
 def domain_config_to_json(cfg: "M.DomainConfig") -> str:
     """libxl_domain_config_to_json(): the text `xl -N create` prints."""
     return render(struct_tree(cfg))
+
+
+# ------------------------------------------------- JSON read back (list -l)
+
+def json_tree(value):
+    """The tree *_gen_json makes of a value libxl_domain_config_from_json read
+    back: objects and scalars as they were, in their order; an array with no
+    element is left out, as gen_json leaves out an Array whose count is 0, an
+    empty bitmap and an empty string list."""
+    if isinstance(value, dict):
+        return {k: json_tree(v) for k, v in value.items() if v != []}
+    if isinstance(value, list):
+        return [json_tree(v) for v in value]
+    if value is None:
+        return Raw("null")
+    if isinstance(value, bool):
+        return Raw("true" if value else "false")
+    if isinstance(value, int):
+        return _int(value)
+    return _string(str(value))
+
+
+def idl_order(obj: dict, cls) -> dict:
+    """OBJ's keys in the order of the IDL struct CLS's fields (a KeyedUnion's
+    "<keyvar>.<member>" key where the union is); unknown keys last."""
+    rank: dict = {}
+    keyvar = None
+    for i, f in enumerate(dataclasses.fields(cls)):
+        t = f.metadata.get("t")
+        if t == "keyvar":
+            keyvar = f.name
+        elif t == "union" and keyvar is not None:
+            rank[keyvar + "."] = i
+        else:
+            rank[f.name] = i
+
+    def key(item):
+        k = item[0]
+        prefix = k.split(".", 1)[0] + "." if "." in k else None
+        return rank.get(k, rank.get(prefix, len(rank)))
+
+    return dict(sorted(obj.items(), key=key))

@@ -26,6 +26,10 @@ ERROR_FAIL = -3
 ERROR_INVAL = -6
 ERROR_DOMAIN_NOTFOUND = -21
 
+# libxl_dom.c libxl__domain_type, when xc_domain_getinfolist finds no such domain
+_DOMAIN_TYPE = ("libxl: error: libxl_dom.c:37:libxl__domain_type:"
+                " unable to get domain type for domid={domid}")
+
 _KINDS = (
     # -- talking to the daemon (pyxl's own; Supervisor-style distinct diagnostics)
     FaultKind(1, "NOT_RUNNING", 1,
@@ -53,34 +57,34 @@ _KINDS = (
               "Not destroying domain 0; use -f to force.\n"
               "This can only be done when using a disaggregated hardware domain and toolstack.\n"),
     FaultKind(24, "DESTROY_FAILED", 1,
-              "libxl: error: libxl_domain.c:1158:libxl__destroy_domid: Domain {domid}:Non-existant domain\n"
-              "libxl: error: libxl_domain.c:1112:domain_destroy_callback: Domain {domid}:"
+              "libxl: error: libxl_domain.c:1183:libxl__destroy_domid: Domain {domid}:Non-existant domain\n"
+              "libxl: error: libxl_domain.c:1137:domain_destroy_callback: Domain {domid}:"
               "Unable to destroy guest\n"
-              "libxl: error: libxl_domain.c:1039:domain_destroy_cb: Domain {domid}:"
+              "libxl: error: libxl_domain.c:1064:domain_destroy_cb: Domain {domid}:"
               "Destruction of domain failed\n"
               "destroy failed (rc=-21)"),
     FaultKind(25, "NOMEM", 3, "failed to free memory for the domain"),
     FaultKind(26, "KERNEL_MISSING", 3,
-              "xc: error: panic: xc_dom_core.c:208: failed to open file '{path}':"
+              "xc: error: panic: xg_dom_core.c:205: failed to open file '{path}':"
               " No such file or directory: Internal error\n"
-              "libxl: error: libxl_dom.c:588:libxl__build_dom: xc_dom_kernel_file failed:"
+              "libxl: error: libxl_dom.c:646:libxl__build_pv: xc_dom_kernel_file failed:"
               " No such file or directory\n"
-              "libxl: error: libxl_create.c:1734:domcreate_rebuild_done: Domain {domid}:"
+              "libxl: error: libxl_create.c:1640:domcreate_rebuild_done: Domain {domid}:"
               "cannot (re-)build domain: -3"),
     FaultKind(27, "DISK_MISSING", 3,
-              "libxl: error: libxl_device.c:397:libxl__device_disk_set_backend: Disk vdev={vdev}"
+              "libxl: error: libxl_device.c:455:libxl__device_disk_set_backend: Disk vdev={vdev}"
               " failed to stat: {path}: No such file or directory\n"
-              "libxl: error: libxl_create.c:1216:libxl__domain_config_setdefault:"
-              " Unable to set disk defaults for disk {index}"),
+              "libxl: error: libxl_create.c:1318:initiate_domain_create: Domain {domid}:"
+              "Unable to set disk defaults for disk {index}"),
     FaultKind(28, "VTPM_BACKEND_MISSING", 1,
               "Specified vtpm backend domain `{backend}' does not exist!"),
     FaultKind(29, "NAME_IN_USE", 3,
-              "libxl: error: libxl_domain.c:478:libxl__domain_rename: Domain {domid}:"
+              "libxl: error: libxl_domain.c:81:libxl__domain_rename: Domain {domid}:"
               "Domain with name \"{name}\" already exists.\n"
-              "libxl: error: libxl_create.c:710:initiate_domain_create: Domain {domid}:"
+              "libxl: error: libxl_create.c:1296:initiate_domain_create: Domain {domid}:"
               "cannot make domain: -6"),
     FaultKind(30, "RENAME_DUP", 1,
-              "libxl: error: libxl_domain.c:478:libxl__domain_rename: Domain {domid}:"
+              "libxl: error: libxl_domain.c:81:libxl__domain_rename: Domain {domid}:"
               "Domain with name \"{name}\" already exists.\n"
               "Can't rename domain '{dom}'."),
     FaultKind(31, "DOMID_OF_NAME", 1,
@@ -90,17 +94,42 @@ _KINDS = (
     FaultKind(33, "NOT_A_DOMID", 1, "Invalid domain id.\n"),
     FaultKind(34, "SHUTDOWN_FAILED", 1, "{what} failed (rc=-3)"),
     FaultKind(35, "DEVICE_TIMEOUT", 3,
-              "libxl: error: libxl_device.c:1194:device_backend_callback: Domain {domid}:"
+              "libxl: error: libxl_device.c:1181:device_backend_callback: Domain {domid}:"
               "unable to add device with path {path}\n"
-              "libxl: error: libxl_create.c:1898:domcreate_attach_devices: Domain {domid}:"
+              "libxl: error: libxl_create.c:1921:domcreate_attach_devices: Domain {domid}:"
               "unable to add {kind} devices"),
+    # -- a number that names no domain: xl's find_domain takes it, libxl then fails
+    FaultKind(50, "PAUSE_NO_DOMAIN", 0,     # main_pause ignores libxl_domain_pause's result
+              "libxl: error: libxl_domain.c:587:libxl_domain_pause: Domain {domid}:"
+              "Pausing domain: No such process"),
+    FaultKind(51, "UNPAUSE_NO_DOMAIN", 0, _DOMAIN_TYPE),
+    FaultKind(52, "SHUTDOWN_NO_DOMAIN", 1,
+              "{verb} domain {domid}\n" + _DOMAIN_TYPE + "\n{what} failed (rc=-3)"),
+    FaultKind(53, "CONSOLE_NO_DOMAIN", 1, _DOMAIN_TYPE + "\nUnable to attach console"),
+    # destroy -f 0 where Domain-0 is the toolstack's own domain: Xen refuses to
+    # pause (domctl.c XEN_DOMCTL_pausedomain) or kill (domain.c domain_kill) the
+    # calling domain with -EINVAL; libxl logs and goes on, then fails
+    FaultKind(56, "DESTROY_SELF", 1,
+              "libxl: error: libxl_domain.c:1219:destroy_domid_pci_done: Domain 0:"
+              "xc_domain_pause failed\n"
+              "libxl: error: libxl_domain.c:1616:domain_destroy_domid_cb: Domain 0:"
+              "xc_domain_destroy failed: Invalid argument\n"
+              "libxl: error: libxl_domain.c:1137:domain_destroy_callback: Domain 0:"
+              "Unable to destroy guest\n"
+              "libxl: error: libxl_domain.c:1064:domain_destroy_cb: Domain 0:"
+              "Destruction of domain failed\n"
+              "destroy failed (rc=-3)"),
+    # -- xenconsole (tools/console/client/main.c), which xl console execs
+    FaultKind(54, "CONSOLE_DOM0", 22, "Can't specify Domain-0"),      # exit(EINVAL)
+    FaultKind(55, "CONSOLE_NO_TTY", 2,                                  # err(errno=ENOENT, ...)
+              "xenconsole: Could not read tty from store: No such file or directory"),
     # -- vtpm commands
     FaultKind(40, "VTPM_ADD_FAILED", 1, "libxl_device_vtpm_add failed."),
     FaultKind(41, "UNKNOWN_DEVICE", 1, "Unknown device {dev}."),
     FaultKind(42, "VTPM_REMOVE_FAILED", 1, "libxl_device_vtpm_remove failed."),
     FaultKind(43, "CONSOLE_UNAVAILABLE", 1, "Unable to attach console"),
     FaultKind(44, "VTPM_ADD_TIMEOUT", 1,
-              "libxl: error: libxl_device.c:1194:device_backend_callback: Domain {domid}:"
+              "libxl: error: libxl_device.c:1181:device_backend_callback: Domain {domid}:"
               "unable to add device with path {path}\n"
               "libxl_device_vtpm_add failed."),
 )

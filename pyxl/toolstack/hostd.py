@@ -287,11 +287,6 @@ class HostState:
         with self.lock:
             if self.stopping:
                 raise Fault("SHUTTING_DOWN")
-            # libxl__domain_config_setdefault: disk backends are stat'ed first
-            for i, disk in enumerate(disks):
-                path = disk.get("pdev_path") or ""
-                if path and not os.path.exists(path):
-                    raise Fault("DISK_MISSING", vdev=disk.get("vdev", ""), path=path, index=i)
             # seed xl resolves vtpm backends while parsing
             vtpm_backends = []
             for v in vtpms:
@@ -310,6 +305,13 @@ class HostState:
                 # libxl__domain_make: the domain is made, the rename fails, it is torn down
                 self.save()
                 raise Fault("NAME_IN_USE", domid=domid, name=name)
+            # initiate_domain_create, after libxl__domain_make: disk backends are stat'ed
+            for i, disk in enumerate(disks):
+                path = disk.get("pdev_path") or ""
+                if path and not os.path.exists(path):
+                    self.save()
+                    raise Fault("DISK_MISSING", domid=domid, vdev=disk.get("vdev", ""),
+                                path=path, index=i)
             if kernel and not os.path.isfile(kernel) and not _embedded(kernel):
                 self.save()
                 raise Fault("KERNEL_MISSING", domid=domid, path=kernel)
@@ -374,7 +376,8 @@ class HostState:
             except OSError:
                 for _, fd in fds:
                     os.close(fd)
-                raise Fault("DISK_MISSING", vdev=disk.get("vdev", ""), path=path, index=i) from None
+                raise Fault("DISK_MISSING", domid=dom.domid, vdev=disk.get("vdev", ""),
+                            path=path, index=i) from None
             devid = devices.vdev_to_devid(disk.get("vdev", ""))
             if devid >= 0:
                 be = "/local/domain/0/backend/vbd/%d/%d" % (dom.domid, devid)
@@ -649,13 +652,12 @@ class HostState:
             if not restart:
                 self.monitor_log(dom, "Done. Exiting now")
                 return
-            if action != "restart_rename":
-                self.monitor_log(dom, "Domain %d has been destroyed." % domid)
+            # xl_vmcontrol.c create_domain, DOMAIN_RESTART_NORMAL: then `goto start`,
+            # whose create logs "Waiting for domain ..." for the new domain
+            self.monitor_log(dom, "Done. Rebooting now")
         # the new domain is made outside the lock: create waits for device backends
         try:
-            new = self.create(config, dom.config_file, dom.config_text, monitor=True)
-            self.monitor_log(dom, "Waiting for domain %s (domid %s) to die [pid %d]"
-                             % (dom.name, new["domid"], os.getpid()))
+            self.create(config, dom.config_file, dom.config_text, monitor=True)
         except Fault as f:
             self.monitor_log(dom, f.message)
 

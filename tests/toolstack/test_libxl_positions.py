@@ -1,0 +1,121 @@
+"""Every `libxl_*.c:LINE:function` pyxl prints is the one the peer's libxl prints.
+
+The expected positions are read from the Debian build itself (libxl_lines.py);
+the comments name the call site in upstream stable-4.17 at 01140da4e8 (the
+build's base), where Debian's patches have not moved it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from libxl_lines import LIBXENGUEST, line_of, lines_of
+from pyxl.toolstack.errors import KINDS
+
+# (fault, file, function, format string as in the source)
+SITES = [
+    # libxl_domain.c libxl__destroy_domid, upstream 1183
+    ("DESTROY_FAILED", "libxl_domain.c", "libxl__destroy_domid", "Non-existant domain"),
+    # libxl_domain.c domain_destroy_callback, upstream 1137
+    ("DESTROY_FAILED", "libxl_domain.c", "domain_destroy_callback", "Unable to destroy guest"),
+    # libxl_domain.c domain_destroy_cb, upstream 1064
+    ("DESTROY_FAILED", "libxl_domain.c", "domain_destroy_cb", "Destruction of domain failed"),
+    # libxl_domain.c libxl__domain_rename, upstream 81
+    ("NAME_IN_USE", "libxl_domain.c", "libxl__domain_rename",
+     'Domain with name "%s" already exists.'),
+    ("RENAME_DUP", "libxl_domain.c", "libxl__domain_rename",
+     'Domain with name "%s" already exists.'),
+    # libxl_create.c initiate_domain_create, upstream 1294 (Debian: +2)
+    ("NAME_IN_USE", "libxl_create.c", "initiate_domain_create", "cannot make domain: %d"),
+    # libxl_create.c initiate_domain_create, upstream 1316 (Debian: +2)
+    ("DISK_MISSING", "libxl_create.c", "initiate_domain_create",
+     "Unable to set disk defaults for disk %d"),
+    # libxl_device.c libxl__device_disk_set_backend, upstream 455
+    ("DISK_MISSING", "libxl_device.c", "libxl__device_disk_set_backend",
+     "Disk vdev=%s failed to stat: %s"),
+    # libxl_create.c domcreate_rebuild_done, upstream 1638 (Debian: +2)
+    ("KERNEL_MISSING", "libxl_create.c", "domcreate_rebuild_done",
+     "cannot (re-)build domain: %d"),
+    # libxl_device.c device_backend_callback, upstream 1181
+    ("DEVICE_TIMEOUT", "libxl_device.c", "device_backend_callback",
+     "unable to %s device with path %s"),
+    ("VTPM_ADD_TIMEOUT", "libxl_device.c", "device_backend_callback",
+     "unable to %s device with path %s"),
+    # libxl_create.c domcreate_attach_devices, upstream 1919 (Debian: +2)
+    ("DEVICE_TIMEOUT", "libxl_create.c", "domcreate_attach_devices",
+     "unable to add %s devices"),
+    # libxl_domain.c destroy_domid_pci_done, upstream 1219
+    ("DESTROY_SELF", "libxl_domain.c", "destroy_domid_pci_done", "xc_domain_pause failed"),
+    # libxl_domain.c domain_destroy_domid_cb, upstream 1616
+    ("DESTROY_SELF", "libxl_domain.c", "domain_destroy_domid_cb", "xc_domain_destroy failed"),
+    ("DESTROY_SELF", "libxl_domain.c", "domain_destroy_callback", "Unable to destroy guest"),
+    ("DESTROY_SELF", "libxl_domain.c", "domain_destroy_cb", "Destruction of domain failed"),
+    # libxl_domain.c libxl_domain_pause, upstream 587
+    ("PAUSE_NO_DOMAIN", "libxl_domain.c", "libxl_domain_pause", "Pausing domain"),
+    # libxl_dom.c libxl__domain_type, upstream 37
+    ("UNPAUSE_NO_DOMAIN", "libxl_dom.c", "libxl__domain_type",
+     "unable to get domain type for domid=%u"),
+    ("SHUTDOWN_NO_DOMAIN", "libxl_dom.c", "libxl__domain_type",
+     "unable to get domain type for domid=%u"),
+    ("CONSOLE_NO_DOMAIN", "libxl_dom.c", "libxl__domain_type",
+     "unable to get domain type for domid=%u"),
+]
+
+
+@pytest.fixture(scope="module")
+def peer():
+    from peers import need_peer
+
+    need_peer("xl")         # xen-utils-4.17 brings the libraries; gcc brings objdump
+
+
+@pytest.mark.parametrize("fault,file,func,fmt", SITES,
+                         ids=["%s-%s" % (s[0], s[2]) for s in SITES])
+def test_fault_positions_are_the_debian_builds(peer, fault, file, func, fmt):
+    want = "libxl: error: %s:%d:%s: " % (file, line_of(fmt), func)
+    assert want in KINDS[fault].message
+
+
+def test_kernel_missing_positions(peer):
+    # libxl_dom.c libxl__build_pv: `ret = xc_dom_kernel_file(dom, state->pv_kernel.path);`
+    # logs "xc_dom_kernel_file failed" at upstream line 646 (one of four call sites)
+    assert 646 in lines_of("xc_dom_kernel_file failed")
+    msg = KINDS["KERNEL_MISSING"].message
+    assert "libxl: error: libxl_dom.c:646:libxl__build_pv: xc_dom_kernel_file failed: " in msg
+    # xg_dom_core.c xc_dom_malloc_filemap: xc_dom_panic(..., "failed to open file '%s': %s")
+    line = line_of("failed to open file '%s': %s", LIBXENGUEST, reg="%edx")
+    assert "xc: error: panic: xg_dom_core.c:%d: failed to open file " % line in msg
+
+
+# positions printed outside the fault table: (file, function) -> format string
+OTHER_SITES = {
+    # libxl_utils.c libxl_read_file_contents, upstream 346 (config/cfgfile.py)
+    ("libxl_utils.c", "libxl_read_file_contents"): "%s is not a plain file",
+    # libxl_utils.c libxl_cpu_bitmap_alloc, upstream 809 (config/parse.py)
+    ("libxl_utils.c", "libxl_cpu_bitmap_alloc"): "invalid number of cpus provided",
+    # libxl_pci.c libxl_device_pci_assignable_list, upstream 444 (cli/absent.py)
+    ("libxl_pci.c", "libxl_device_pci_assignable_list"): "Looks like pciback driver not loaded",
+}
+
+
+def test_every_printed_position_is_the_debian_builds(peer):
+    """Every `libxl_*.c:N:function` anywhere in pyxl's source is checked here."""
+    from pathlib import Path
+
+    import pyxl
+
+    known: dict[tuple[str, str], set[int]] = {}
+    sites = [(file, func, fmt) for _, file, func, fmt in SITES] + [
+        (file, func, fmt) for (file, func), fmt in OTHER_SITES.items()] + [
+        ("libxl_dom.c", "libxl__build_pv", "xc_dom_kernel_file failed")]
+    for file, func, fmt in sites:
+        known.setdefault((file, func), set()).update(lines_of(fmt))
+    seen = 0
+    for src in Path(pyxl.__file__).parent.rglob("*.py"):
+        for file, line, func in re.findall(r"(libxl_\w+\.c):(\d+):(\w+):", src.read_text()):
+            assert (file, func) in known, (src, file, func)
+            assert int(line) in known[(file, func)], (src, file, line, func)
+            seen += 1
+    assert seen >= len(known)
