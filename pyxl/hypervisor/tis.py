@@ -77,22 +77,20 @@ class TisDevice:
         self.version = version
         self.intf_caps = INTF_CAPS_TPM2 if version == 2 else INTF_CAPS
         self.lock = threading.Lock()
-        self.tpm = None
         blob = None
         if state_path and os.path.exists(state_path):
             with open(state_path, "rb") as f:
                 blob = f.read()
+        self.tpm: TPM | TPM2
         if version == 2:
             self.tpm = self._load_tpm2(blob)
         else:
-            if blob is not None:
-                try:
-                    self.tpm = TPM.load(blob, identity, key_source=key_source)
-                except TPMStateError as e:
-                    raise TPMStateError("hardware TPM state %s is unreadable: %s"
-                                        % (state_path, e))
-            if self.tpm is None:
-                self.tpm = TPM(identity, key_source=key_source)  # manufacture: makes its EK
+            try:
+                self.tpm = TPM.load(blob, identity, key_source=key_source) if blob is not None \
+                    else TPM(identity, key_source=key_source)   # manufacture: makes its EK
+            except TPMStateError as e:
+                raise TPMStateError("hardware TPM state %s is unreadable: %s"
+                                    % (state_path, e))
             self.tpm.power_on("clear")        # the platform boots: TPM_Init + Startup(ST_CLEAR)
         self._save()
         self.active: int | None = None
@@ -103,7 +101,7 @@ class TisDevice:
         self._reset_fifo(IDLE)
         self.commands = 0
 
-    def _load_tpm2(self, blob: bytes | None):
+    def _load_tpm2(self, blob: bytes | None) -> TPM2:
         """The 2.0 chip: its firmware's _TPM_Init + TPM2_Startup(SU_CLEAR).  A
         state libtpms rejects is an error, never a new chip."""
         try:
@@ -121,7 +119,7 @@ class TisDevice:
 
     def close(self) -> None:
         """Power the chip off (a 2.0 chip gives libtpms back)."""
-        if self.version == 2:
+        if isinstance(self.tpm, TPM2):
             with self.lock:
                 self.tpm.close()
 
