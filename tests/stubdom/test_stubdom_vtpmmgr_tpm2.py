@@ -244,3 +244,12 @@ def test_a_disk_made_on_another_tpm20_chip_is_refused(host, tmp_path):
     assert "INFO[TPM]: TPM2_Load\r\nERROR[TPM]: Failed with return code" in con
     assert "refusing to initialize it; nothing was written." in con
     assert "first time" not in con and sha(img) == before
+
+
+def test_srk_handle_naming_no_key_fails_and_writes_nothing(host):
+    assert start_manager(host, cmdline="tpm2=1 srk_handle=81000009").wait(30) == CRASH
+    con = host.wait_console(MGR, "Do_exit called!")
+    assert "TPM2_CreatePrimary" not in con
+    assert "INFO[TPM]: TPM2_Create\r\nERROR[TPM]: Failed with return code" in con
+    assert "ERROR in vtpmmgr2_create at init.c:625" in con
+    assert not any((host.tmp / "mgr.img").read_bytes())
