@@ -16,7 +16,14 @@ readies.  ACCESS.requestUse / activeLocality (relinquish) / seize arbitrate
 localities, with pendingRequest shown to the active one.
 
 The chip itself is pyxl's TPM 1.2 engine presenting a hardware identity
-(IBM's, as swtpm/libtpms; DID_VID 0x00011014 as QEMU's TIS shows it).  Its
+(IBM's, as swtpm/libtpms; DID_VID 0x00011014 as QEMU's TIS shows it), or,
+with version=2, a TPM 2.0 (libtpms, pyxl.tpm.tpm2) behind the same FIFO
+interface as the TCG PC Client Platform TPM Profile (PTP) defines it for a
+2.0 chip; as QEMU's tpm_tis_common.c presents a 2.0 chip, INTF_CAPABILITY
+then reports interface version 1.3-for-TPM-2.0 (bits 28-30 = 3) and 64-byte
+transfers (bits 9-10 = 3), and STS.tpmFamily (bits 26-27) reads 1.  A 2.0
+chip holds the process's one libtpms: nothing else in the daemon uses it
+(vTPM stub domains run in processes of their own).  Its
 state lives in one file under the host root, rewritten atomically
 (pyxl.fsutil.atomic_write: temp file, fsync, rename, directory fsync) after
 every command that changed it, so a host crash
@@ -33,6 +40,7 @@ from pyxl.fsutil import atomic_write
 from pyxl.tpm import TPM
 from pyxl.tpm.engine import TPMStateError
 from pyxl.tpm.identity import IBM_SWTPM_IDENTITY
+from pyxl.tpm.tpm2.engine import TPM2, TPM2StateError
 
 TIS_BASE = 0xFED40000
 TIS_LOCALITIES = 5
@@ -50,6 +58,9 @@ STS_VALID, STS_COMMAND_READY, STS_GO, STS_DATA_AVAIL, STS_EXPECT = 0x80, 0x40, 0
 STS_RESPONSE_RETRY = 0x02
 # interrupt capabilities (none is ever raised: the model is polled)
 INTF_CAPS = 0x80 | 0x10 | 0x04 | 0x02 | 0x01    # cmdReady, level low, locality, stsValid, dataAvail
+# a TPM 2.0 behind the FIFO (PTP; QEMU tpm_tis_common.c TPM_TIS_CAPABILITIES_SUPPORTED2_0)
+INTF_CAPS_TPM2 = INTF_CAPS | 3 << 28 | 3 << 9     # interface 1.3 for TPM 2.0, 64-byte transfers
+STS_TPM_FAMILY2_0 = 1 << 26                      # STS byte 3 = 0x04
 
 IDLE, READY, RECEPTION, COMPLETION = range(4)
 BURST = 64
@@ -61,20 +72,26 @@ class TisDevice:
     rid = 0x01
 
     def __init__(self, state_path: str | None = None, *, identity=IBM_SWTPM_IDENTITY,
-                 key_source=None):
+                 key_source=None, version: int = 1):
         self.state_path = state_path
+        self.version = version
+        self.intf_caps = INTF_CAPS_TPM2 if version == 2 else INTF_CAPS
         self.lock = threading.Lock()
-        self.tpm = None
+        blob = None
         if state_path and os.path.exists(state_path):
             with open(state_path, "rb") as f:
                 blob = f.read()
+        self.tpm: TPM | TPM2
+        if version == 2:
+            self.tpm = self._load_tpm2(blob)
+        else:
             try:
-                self.tpm = TPM.load(blob, identity, key_source=key_source)
+                self.tpm = TPM.load(blob, identity, key_source=key_source) if blob is not None \
+                    else TPM(identity, key_source=key_source)   # manufacture: makes its EK
             except TPMStateError as e:
-                raise TPMStateError("hardware TPM state %s is unreadable: %s" % (state_path, e))
-        if self.tpm is None:
-            self.tpm = TPM(identity, key_source=key_source)      # manufacture: makes its EK
-        self.tpm.power_on("clear")            # the platform boots: TPM_Init + Startup(ST_CLEAR)
+                raise TPMStateError("hardware TPM state %s is unreadable: %s"
+                                    % (state_path, e))
+            self.tpm.power_on("clear")        # the platform boots: TPM_Init + Startup(ST_CLEAR)
         self._save()
         self.active: int | None = None
         self.pending = [False] * TIS_LOCALITIES
@@ -83,6 +100,28 @@ class TisDevice:
         self.int_vector = [0] * TIS_LOCALITIES
         self._reset_fifo(IDLE)
         self.commands = 0
+
+    def _load_tpm2(self, blob: bytes | None) -> TPM2:
+        """The 2.0 chip: its firmware's _TPM_Init + TPM2_Startup(SU_CLEAR).  A
+        state libtpms rejects is an error, never a new chip."""
+        try:
+            tpm = TPM2.load(blob) if blob is not None else TPM2()
+        except TPM2StateError as e:
+            raise TPMStateError("hardware TPM state %s is unreadable: %s"
+                                % (self.state_path, e)) from None
+        try:
+            tpm.power_on("clear")
+        except TPM2StateError as e:
+            tpm.close()
+            raise TPMStateError("hardware TPM state %s is unreadable: %s"
+                                % (self.state_path, e)) from None
+        return tpm
+
+    def close(self) -> None:
+        """Power the chip off (a 2.0 chip gives libtpms back)."""
+        if isinstance(self.tpm, TPM2):
+            with self.lock:
+                self.tpm.close()
 
     def _save(self) -> None:
         if self.state_path and self.tpm.persistent_changed:
@@ -136,7 +175,7 @@ class TisDevice:
         if INT_STATUS <= reg < INT_STATUS + 4:
             return 0
         if INTF_CAPABILITY <= reg < INTF_CAPABILITY + 4:
-            return INTF_CAPS >> 8 * (reg - INTF_CAPABILITY) & 0xFF
+            return self.intf_caps >> 8 * (reg - INTF_CAPABILITY) & 0xFF
         if DID_VID <= reg < DID_VID + 4:
             return self.did_vid >> 8 * (reg - DID_VID) & 0xFF
         if reg == RID:
@@ -149,6 +188,8 @@ class TisDevice:
             return self._burst() & 0xFF
         if reg == BURST_HI:
             return self._burst() >> 8
+        if reg == STS + 3 and self.version == 2:
+            return STS_TPM_FAMILY2_0 >> 24
         if reg == DATA_FIFO:
             if self.state == COMPLETION and self.rsp_pos < len(self.rsp):
                 b = self.rsp[self.rsp_pos]

@@ -82,14 +82,14 @@ def wait_until(cond, what: str, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
-def start_manager(host: Host) -> None:
+def start_manager(host: Host, *extra: str) -> None:
     mgr = host.dir / "mgr.img"
     if not mgr.exists():
         with open(mgr, "wb") as f:
             f.truncate(16 << 20)
     ready = "INFO[VTPM]: Waiting for commands from vTPM's:"
     before = console_count(host, "vtpmmgr", ready)
-    host.create("vtpmmgr-stubdom.cfg", 'disk=["file:%s,hda,w"]' % mgr)
+    host.create("vtpmmgr-stubdom.cfg", 'disk=["file:%s,hda,w"]' % mgr, *extra)
     wait_until(lambda: console_count(host, "vtpmmgr", ready) > before, "the manager's start")
 
 
@@ -128,9 +128,14 @@ def on_swtpm(tmp_path) -> dict[str, tuple[int, str]]:
 
 @pytest.mark.slow
 @pytest.mark.peer("swtpm", "tpm2-tools")
-def test_tpm2_tools_in_the_guest_through_the_chain(host, tmp_path):
+@pytest.mark.parametrize("chip", ["1.2", "2.0"])
+def test_tpm2_tools_in_the_guest_through_the_chain(host, tmp_path, chip):
+    """On either hardware chip: with a TPM 2.0 one the manager runs with
+    `tpm2=1` (man/pyxl-vtpm.7, "The manager on a TPM 2.0 hardware chip")."""
+    host.env["PYXL_HWTPM"] = chip
+    mgr_extra = ('extra="tpm2=1"',) if chip == "2.0" else ()
     expected = on_swtpm(tmp_path)
-    start_manager(host)
+    start_manager(host, *mgr_extra)
     start_vtpm_and_guest(host)
     typed = SETUP + [t for t, _ in SESSION] + ["echo status $?"]
     out = host.guest(*typed)
@@ -158,7 +163,7 @@ def test_tpm2_tools_in_the_guest_through_the_chain(host, tmp_path):
     stop_guest_and_vtpm(host)
     assert host.run("destroy", "vtpmmgr").returncode == 0
     host.wait_gone("vtpmmgr")
-    start_manager(host)
+    start_manager(host, *mgr_extra)
     start_vtpm_and_guest(host)
     again = host.guest("modprobe xen-tpmfront", "tpm2_nvread 0x1500016 -C o -s 32",
                        "tpm2_createprimary -C o -G ecc -c prim.ctx",

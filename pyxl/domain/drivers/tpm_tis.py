@@ -47,6 +47,12 @@ def getcap_prop(subcap: int) -> bytes:
 
 
 class TpmTis:
+    # mini-os init_tpm_tis's lines (TpmTis2 has init_tpm2_tis's)
+    BANNER = "============= Init TPM TIS Driver ==============\n"
+    BAD_LOCALITIES = "init_tpm_tis() Invalid locality specification! %X\n"
+    NO_MAP = "Unable to map iomem page a address 0x%x\n"
+    FAMILY = "1.2"
+
     def __init__(self, xen, printk, baseaddr: int = TPM_TIS_BASE, localities: int = 1,
                  irq: int = 0):
         self.xen, self.printk = xen, printk
@@ -55,9 +61,9 @@ class TpmTis:
         self.timeout_b = TIS_LONG_TIMEOUT
         self.durations = [0.0, 0.0, 0.0]
         self.fd = -1
-        printk("============= Init TPM TIS Driver ==============\n")
+        printk(self.BANNER)
         if localities & ~0x1F:
-            printk("init_tpm_tis() Invalid locality specification! %X\n" % localities)
+            printk(self.BAD_LOCALITIES % localities)
             raise TisError(22, "bad localities")
         printk("IOMEM Machine Base Address: %X\n" % baseaddr)
         self.baseaddr = baseaddr
@@ -70,7 +76,7 @@ class TpmTis:
             try:                                   # ioremap: needs iomem permission
                 self._r(i, ACCESS)
             except OSError:
-                printk("Unable to map iomem page a address 0x%x\n" % (baseaddr + 0x1000 * i))
+                printk(self.NO_MAP % (baseaddr + 0x1000 * i))
                 raise TisError(1, "iomem not permitted") from None
             if self.locality < 0 and self.request_locality(i) < 0:
                 printk("Unable to request locality %d??\n" % i)
@@ -78,8 +84,8 @@ class TpmTis:
         didvid = self._r(self.locality, DID_VID, 4)
         self.did, self.vid = didvid >> 16, didvid & 0xFFFF
         self.rid = self._r(self.locality, RID)
-        printk("1.2 TPM (device-id=0x%X vendor-id = %X rev-id = %X)\n"
-               % (self.did, self.vid, self.rid))
+        printk("%s TPM (device-id=0x%X vendor-id = %X rev-id = %X)\n"
+               % (self.FAMILY, self.did, self.vid, self.rid))
         caps = self._r(self.locality, INTF_CAPABILITY, 4)
         printk("TPM interface capabilities (0x%x):\n" % caps)
         for bit, text in CAPS:
@@ -89,6 +95,11 @@ class TpmTis:
         self._w(self.locality, INT_ENABLE, mask, 4)
         if irq:
             printk("IRQ probing not implemented\n")
+        self._start()
+
+    def _start(self) -> None:
+        """init_tpm_tis's end: timeouts and durations, ContinueSelfTest."""
+        printk = self.printk
         if not self.get_timeouts():
             printk("Could not get TPM timeouts and durations\n")
             raise TisError(22, "timeouts")

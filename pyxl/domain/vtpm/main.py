@@ -281,7 +281,7 @@ class Vtpm:
                 self.store()
             else:
                 engine2.say(log, "Error", "TPM2_Shutdown(TPM_SU_STATE) failed")
-            return
+            return True
         log.emu("tpm_cmd_handler.c", L.L_EMU_SHUTDOWN, "Debug", "tpm_emulator_shutdown()")
         log.emu("tpm_startup.c", 106, "Info", "TPM_SaveState()")
         rsp = self.tpm.execute(bytes.fromhex("00c10000000a00000098"))

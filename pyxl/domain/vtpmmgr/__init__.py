@@ -14,8 +14,10 @@ from pyxl.domain.minios import BOOT_DELAY_ENV  # noqa: F401  (tests set it)
 
 
 def boot(dom) -> None:
-    from pyxl.domain.minios import run_app
+    from pyxl.domain.minios import argv_of, run_app
 
     from .main import Manager
+    from .main2 import Manager2, wants_tpm2
 
-    run_app(dom, Manager)
+    # vtpmmgr.c main: parse_cmdline_hw picks the TPM 2.0 path on "tpm2=1"
+    run_app(dom, Manager2 if wants_tpm2(argv_of(dom.cmdline)) else Manager)

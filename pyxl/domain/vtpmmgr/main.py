@@ -47,6 +47,8 @@ class Drbg:
 
 
 class Manager:
+    storage_class = MgrStorage
+
     def __init__(self, dom, printk):
         self.dom = dom
         self.printk = printk
@@ -322,7 +324,7 @@ class Manager:
             self.log.error("Block device is read only! The manager needs a writable disk.\n")
             return False
         self.printk("blk_open(device/vbd/%d) -> %d\n" % (VBD_HDA, 3))
-        self.storage = MgrStorage(info.fd, self)
+        self.storage = self.storage_class(info.fd, self)
         return True
 
     def shutdown(self) -> None:

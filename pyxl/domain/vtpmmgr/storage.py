@@ -60,6 +60,10 @@ def uuid_str(u: bytes) -> str:
 
 
 class MgrStorage:
+    """The disk on a TPM 1.2 chip (storage2.MgrStorage2: on a 2.0 chip)."""
+    DISKVERS = DISKVERS
+    OTHER_CHIPS = {2: "a TPM 2.0 chip (extra=\"tpm2=1\")"}      # disk version -> chip
+
     def __init__(self, fd: int, mgr):
         self.fd = fd
         self.mgr = mgr                   # the Manager: hw, log, rng, storage key state
@@ -111,6 +115,13 @@ class MgrStorage:
 
     def _bind(self, data: bytes) -> bytes:
         return bind(self.log, self.mgr.storage_key, data)
+
+    # -- the storage key's bytes in the header (hooks for the TPM 2.0 disk) --
+    def _key_bytes(self) -> bytes:
+        return self.mgr.storage_key.to_bytes()
+
+    def _parse_key(self, raw: bytes):
+        return TPM_KEY.unmarshal(Reader(raw))
 
     def new_vtpm(self, u: bytes, index: int) -> None:
         self._add(u, self.end_offset, index)
@@ -184,8 +195,8 @@ class MgrStorage:
         self.reset()
         self.log.info("Creating new disk image header\n")
         self.log.info("Saving root storage key..\n")
-        key = self.mgr.storage_key.to_bytes()
-        head = IDSTR + struct.pack(">II", DISKVERS, len(key)) + key
+        key = self._key_bytes()
+        head = IDSTR + struct.pack(">II", self.DISKVERS, len(key)) + key
         self.log.info("Binding uuid table symmetric key..\n")
         self.aes_offset = len(head)
         block = self._try(self._bind, (bytes(AES_KEY_SIZE + 4),), "vtpm_storage_new_header", 547)
@@ -205,8 +216,11 @@ class MgrStorage:
                 self.log.error("Invalid ID string in disk image!\n")
                 raise StorageFailure(TPM_FAIL)
             version, klen = struct.unpack_from(">II", head, 10)
-            if version != DISKVERS:
+            if version != self.DISKVERS:
                 self.log.error("Unsupported disk image version number %d\n" % version)
+                if version in self.OTHER_CHIPS:
+                    self.log.error("This disk image belongs to a manager on %s: a manager "
+                                   "cannot read it on this chip\n" % self.OTHER_CHIPS[version])
                 raise StorageFailure(TPM_FAIL)
             if klen > BUF_SIZE:
                 self.log.error("Size of storage key (%d) is too large!\n" % klen)
@@ -214,7 +228,7 @@ class MgrStorage:
             raw = self._read(HEADERSZ, klen, "storage pub key")
             self.log.info("Unpacking storage key\n")
             try:
-                self.mgr.storage_key = TPM_KEY.unmarshal(Reader(raw))
+                self.mgr.storage_key = self._parse_key(raw)
             except ValueError:
                 raise StorageFailure(TPM_IOERROR) from None
             self._try_init(self.mgr.load_storage_key, 626)
