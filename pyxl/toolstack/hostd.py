@@ -48,6 +48,13 @@ def _cfg(d: dict, *keys, default=None):
     return d
 
 
+def _fault_point(name: str) -> None:
+    """Test-only: with PYXL_TEST_FAULT_AT=<name> in its environment the
+    daemon SIGKILLs itself at that point (the crash-consistency tests)."""
+    if os.environ.get("PYXL_TEST_FAULT_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _platform():
     from pyxl.toolstack import platform
 
@@ -148,12 +155,18 @@ class HostState:
                     self._adopt(dom)
                 elif dom.shutdown_reason is not None and not dom.dying:
                     self._rewire(dom)          # a preserved shut-down domain: keep it listed
+                    if self._action(dom) not in (None, "preserve"):
+                        # the daemon died before its monitor acted: act now
+                        threading.Thread(target=self._act_on_shutdown, args=(dom.domid,),
+                                         daemon=True).start()
                 else:
-                    self.log("domain %d (%s) died while the daemon was away: crashed"
-                             % (dom.domid, dom.name))
+                    # what it said in SCHEDOP_shutdown (its status file), else a crash
+                    reason = self._reason_file(dom, SHUTDOWN_CRASH)
+                    self.log("domain %d (%s) ended while the daemon was away: %s"
+                             % (dom.domid, dom.name, REASON_NAMES.get(reason, reason)))
                     self.monitor_log(dom, "Domain %d has shut down, reason code %d 0x%x"
-                                     % (dom.domid, SHUTDOWN_CRASH, SHUTDOWN_CRASH))
-                    dom.shutdown_reason = self._reason_file(dom, SHUTDOWN_CRASH)
+                                     % (dom.domid, reason, reason))
+                    dom.shutdown_reason = reason
                     dom.pid = 0
                     self._rewire(dom)
                     threading.Thread(target=self._act_on_shutdown, args=(dom.domid,),
@@ -215,14 +228,36 @@ class HostState:
                 with self.lock:
                     dom = next((d for d in self.table.domains.values()
                                 if d.pid == pid and not d.is_dom0 and not d.dying), None)
-                    if dom is None:
-                        conn.close()
-                        continue
+                if dom is None:
+                    threading.Thread(target=self._refuse, args=(conn,), daemon=True).start()
+                    continue
+                with self.lock:
                     self.hv.attach(conn, dom.domid)
                     self.log("domain %d (%s) reconnected" % (dom.domid, dom.name))
             except Exception as e:
                 self.log("xenbus reconnect failed: %r" % e)
                 conn.close()
+
+    @staticmethod
+    def _refuse(conn: socket.socket) -> None:
+        """A process that is no domain of this host (one whose create never
+        completed, so it was never recorded): answer its HELLO with ESRCH,
+        which ends it, and hang up."""
+        from pyxl.hypervisor import wire
+
+        try:
+            conn.settimeout(2.0)
+            ch = wire.Channel(conn)
+            f = ch.recv()
+            if f is not None:
+                for fd in f.fds:
+                    os.close(fd)
+                ch.send(wire.Frame(wire.XS_ERROR, [b"ESRCH", b"no such domain on this host"],
+                                   req_id=f.req_id))
+        except (OSError, wire.WireError):
+            pass
+        finally:
+            conn.close()
 
     def peer_is_domain(self, sock: socket.socket) -> bool:
         """Domains never get the control socket (it is dom0's privcmd)."""
@@ -319,20 +354,25 @@ class HostState:
             except Exception:
                 self._teardown(dom)
                 raise
+            # A daemon killed from here until save() returns never recorded
+            # the domain: its process, not known to the next daemon, is told
+            # so when it dials in and ends (HostState._refuse).  From save()
+            # on it is the next daemon's to adopt, whether or not its first
+            # HELLO reached us (it dials the next daemon if not).
+            _fault_point("create:spawned")
             dom.config.setdefault("c_info", {})["uuid"] = uuid
             self.monitor_log(dom, "Waiting for domain %s (domid %d) to die [pid %d]"
                              % (name, domid, os.getpid()))
             self.save()
             self.changed.notify_all()
         # libxl waits (without our lock) for every backend to reach InitWait
-        if True:
-            for devid, be_domid in enumerate(vtpm_backends):
-                be = "/local/domain/%d/backend/vtpm/%d/%d" % (be_domid, domid, devid)
-                if not devices.wait_state(self.xs, be, devices.XenbusStateInitWait, device_timeout,
-                                          alive=lambda: be_domid in self.table.domains):
-                    with self.lock:
-                        self._destroy_locked(dom)
-                    raise Fault("DEVICE_TIMEOUT", domid=domid, path=be, kind="vtpm")
+        for devid, be_domid in enumerate(vtpm_backends):
+            be = "/local/domain/%d/backend/vtpm/%d/%d" % (be_domid, domid, devid)
+            if not devices.wait_state(self.xs, be, devices.XenbusStateInitWait, device_timeout,
+                                      alive=lambda: be_domid in self.table.domains):
+                with self.lock:
+                    self._destroy_locked(dom)
+                raise Fault("DEVICE_TIMEOUT", domid=domid, path=be, kind="vtpm")
         return {"domid": domid, "name": name, "uuid": uuid}
 
     def _write_xenstore(self, dom: Domain) -> None:
@@ -610,14 +650,10 @@ class HostState:
             if dom is None or not dom.monitored or dom.shutdown_reason is None:
                 return
             reason = dom.shutdown_reason
-            key = {SHUTDOWN_POWEROFF: "on_poweroff", SHUTDOWN_REBOOT: "on_reboot",
-                   SHUTDOWN_CRASH: "on_crash", SHUTDOWN_WATCHDOG: "on_watchdog",
-                   SHUTDOWN_SOFT_RESET: "on_soft_reset"}.get(reason)
-            if key is None:   # suspend
+            action = self._action(dom)
+            if action is None:   # suspend
                 self.monitor_log(dom, "Domain has suspended.")
                 return
-            default = {"on_reboot": "restart", "on_soft_reset": "soft_reset"}.get(key, "destroy")
-            action = dom.config.get(key) or default
             self.monitor_log(dom, "Action for shutdown reason code %d is %s" % (reason, action))
             if action == "preserve":
                 return
@@ -643,6 +679,20 @@ class HostState:
                              % (dom.name, new["domid"], os.getpid()))
         except Fault as f:
             self.monitor_log(dom, f.message)
+
+    @staticmethod
+    def _action(dom: Domain) -> str | None:
+        """The on_* action for the reason a monitored domain shut down
+        (None: suspended, or not monitored)."""
+        if not dom.monitored or dom.shutdown_reason is None:
+            return None
+        key = {SHUTDOWN_POWEROFF: "on_poweroff", SHUTDOWN_REBOOT: "on_reboot",
+               SHUTDOWN_CRASH: "on_crash", SHUTDOWN_WATCHDOG: "on_watchdog",
+               SHUTDOWN_SOFT_RESET: "on_soft_reset"}.get(dom.shutdown_reason)
+        if key is None:
+            return None
+        default = {"on_reboot": "restart", "on_soft_reset": "soft_reset"}.get(key, "destroy")
+        return dom.config.get(key) or default
 
     def _preserve_renamed(self, dom: Domain) -> None:
         """libxl_domain_preserve with xl's suffix "-%Y%m%dT%H%MZ" (UTC)."""

@@ -9,12 +9,11 @@ import socket
 import stat
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from ts_host import cmdline, procs_of
+from ts_host import cmdline, gone, kill_daemon, procs_of
 from pyxl.toolstack import protocol
 from pyxl.toolstack.client import Client
 from pyxl.toolstack.errors import KINDS, Fault
@@ -119,15 +118,12 @@ def test_sigkill_daemon_then_adopt_live_and_record_dead(host):
     assert host.create("alive").returncode == 0
     assert host.create("doomed", on_crash="preserve").returncode == 0
     before = host.domains()
-    dpid = daemon_pids(host)[0]
-    os.kill(dpid, signal.SIGKILL)
-    host.wait_for(lambda: not os.path.exists("/proc/%d/stat" % dpid) or
-                  open("/proc/%d/stat" % dpid).read().split()[2] == "Z", what="daemon death")
+    kill_daemon(host)
     doomed_pid = [p for p in procs_of(host.root)
                   if b'"name": "doomed"' in cmdline(p)]
     assert len(doomed_pid) == 1
     os.kill(doomed_pid[0], signal.SIGKILL)
-    time.sleep(0.1)
+    host.wait_for(lambda: gone(doomed_pid[0]), what="the domain's death")
     # the next command starts a new daemon, which adopts "alive" and finds "doomed" crashed
     p = host.run("list")
     assert p.returncode == 0, p.stderr
@@ -145,8 +141,7 @@ def test_sigkill_daemon_then_adopt_live_and_record_dead(host):
 def test_adopted_domain_reconnects_and_obeys_shutdown(host):
     assert host.create("vm").returncode == 0
     host.wait_for(lambda: "login:" in host.console_log("vm"), what="boot")
-    os.kill(daemon_pids(host)[0], signal.SIGKILL)
-    time.sleep(0.1)
+    kill_daemon(host)
     assert host.run("list").returncode == 0          # a new daemon adopts vm
     # the guest dials back in and re-arms its control/shutdown watch
     host.wait_for(lambda: host.run("xenstore-read", "/local/domain/1/control/feature-poweroff")

@@ -40,6 +40,23 @@ def procs_of(root: str) -> list[int]:
     return pids
 
 
+def gone(pid: int) -> bool:
+    """The process has ended (exited, or a zombie nobody reaped yet)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def kill_daemon(host) -> None:
+    """SIGKILL the host's daemon and wait until it is dead."""
+    pids = [p for p in procs_of(host.root) if b"pyxl.toolstack.daemon" in cmdline(p)]
+    assert len(pids) == 1, pids
+    os.kill(pids[0], signal.SIGKILL)
+    host.wait_for(lambda: gone(pids[0]), what="the daemon's death")
+
+
 class Host:
     def __init__(self, root: Path, pyxl_cmd: list[str]):
         self.root = str(root)

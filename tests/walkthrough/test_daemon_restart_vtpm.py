@@ -217,3 +217,46 @@ def test_guest_sysfs_tpm_survives_sigkilled_daemon_without_tcsd(bare_host):
     h.wait_gone("domu-vtpm")
     assert "Tpmback:Error" not in h.console_log("domu-vtpm")
     assert h.run("destroy", "vtpmmgr").returncode == 0
+
+
+@pytest.mark.slow
+def test_vtpm_stubdom_survives_a_daemon_killed_during_its_start(bare_host):
+    """The daemon is SIGKILLed right after `create domu-vtpm` returned (before
+    the stub domain's HELLO), and as soon as its console shows each step
+    of its start: the backend's and the frontend's initialisation, the
+    frontend's handshake with the manager.  Each time the next daemon
+    lists the vTPM running, and it gets to waiting for its guest with no
+    failed step."""
+    h = bare_host
+    mgr_img, vtpm_img = h.dir / "mgr.img", h.dir / "vtpm.img"
+    for path, size in ((mgr_img, 16 << 20), (vtpm_img, 8 << 20)):
+        with open(path, "wb") as f:
+            f.truncate(size)
+    h.create("vtpmmgr-stubdom.cfg", 'disk=["file:%s,hda,w"]' % mgr_img)
+    h.wait_console("vtpmmgr", "Waiting for commands from vTPM's:")
+    monitor = os.path.join(h.root, "var/log/pyxl/xl-domu-vtpm.log")
+    console = os.path.join(h.root, "var/log/pyxl/console/guest-domu-vtpm.log")
+    for step in (None, "Init TPM BACK", "Init TPM Front", "Waiting for backend connection..",
+                 "Tpmfront:Info Backend Connected"):
+        seen = os.path.getsize(console) if os.path.exists(console) else 0
+        h.create("vtpm.cfg", 'disk=["file:%s,hda,w"]' % vtpm_img)
+        if step is not None:
+            deadline = time.monotonic() + 30
+            while step not in h.console_log("domu-vtpm")[seen:]:
+                assert time.monotonic() < deadline, (step, h.console_log("domu-vtpm")[seen:])
+                time.sleep(0.002)
+        _kill_daemon(h)
+        rows = h.domains()               # a new daemon
+        assert "domu-vtpm" in rows and rows["domu-vtpm"][3][3] != "s", (step, rows)
+        deadline = time.monotonic() + 30
+        while "Waiting for frontend domain to connect.." not in h.console_log("domu-vtpm")[seen:]:
+            assert time.monotonic() < deadline, (step, h.console_log("domu-vtpm")[seen:])
+            time.sleep(0.05)
+        log = h.console_log("domu-vtpm")[seen:]
+        for failed in ("Tpmfront:Error", "Tpmback:Error", "Unable to",
+                       "Error sending command through frontend device"):
+            assert failed not in log, (step, log)
+        with open(monitor) as f:
+            assert "has shut down" not in f.read(), step
+        assert h.run("destroy", "domu-vtpm").returncode == 0
+        os.unlink(monitor)
