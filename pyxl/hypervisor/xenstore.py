@@ -110,6 +110,14 @@ class Quotas:
     path_len: int = XENSTORE_REL_PATH_MAX  # path length below /local/domain/<id>/
 
 
+def payload_fits(path, value) -> bool:
+    """A write's path, NUL and value fit in one xenstore message
+    (xs_talkv's check before it sends: E2BIG otherwise)."""
+    if isinstance(value, str):
+        value = value.encode()
+    return len(str(path).encode()) + 1 + len(value) <= XENSTORE_PAYLOAD_MAX
+
+
 @dataclass
 class _Node:
     value: bytes
@@ -475,7 +483,7 @@ class XsConnection:
     def write(self, path, value, tx: int = 0) -> None:
         value = self._b(value)
         with self.store.lock:
-            if len(str(path)) + 1 + len(value) > XENSTORE_PAYLOAD_MAX:
+            if not payload_fits(path, value):
                 _fail(_errno.E2BIG)
             t = self._tx(tx)
             name = self.canonicalize(path)
@@ -524,11 +532,25 @@ class XsConnection:
         while store._get(parent_name, t) is None:
             missing.append(parent_name)
             parent_name = _parent(parent_name)
-        parent = store._get(parent_name, t).copy()
+        parent = store._get(parent_name, t)
         if not self.privileged:
             owned = store._owned_in_view(self.domid, t)
             if owned + len(missing) > store.quotas.nodes:
                 _fail(_errno.ENOSPC)
+            # the quota on each node's size, checked before anything changes
+            chain = missing[::-1]
+            sizes = [parent.size() + len(_basename(chain[0])) + 1]
+            plen = 8 * len(parent.perms)
+            for i, path in enumerate(chain):
+                sizes.append(plen + (len(value) if path == name
+                                     else len(_basename(chain[i + 1])) + 1))
+            if max(sizes) > store.quotas.entry_size:
+                _fail(_errno.ENOSPC)
+        # A node a transaction already copied is its own to change: copying
+        # it again for every child added would make filling a directory
+        # quadratic (a domain's cpu/<n> entries, written in one transaction).
+        if t is None or t.overlay.get(parent_name) is not parent:
+            parent = parent.copy()
         created: list[tuple[str, _Node]] = []
         for path in reversed(missing):
             perms = parent.perms
@@ -536,10 +558,8 @@ class XsConnection:
                 perms = (Perm(self.domid, perms[0].access),) + perms[1:]
             node = _Node(value if path == name else b"", perms)
             parent.children.append(_basename(path))
-            self._check_size(parent)
             created.append((parent_name, parent))
             parent_name, parent = path, node
-        self._check_size(parent)
         created.append((parent_name, parent))
         for path, node in created:
             store._put(path, node, t, self.domid)

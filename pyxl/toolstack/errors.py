@@ -8,7 +8,9 @@ noticed the problem (Supervisor's `Faults` idea, with xl's words).
 
 Messages may span several lines; `{...}` fields come from the fault's args.
 libxl's own log lines carry a source position; pyxl names the libxl function
-xl 4.17 reports from, with the line number of that release.
+xl 4.17 reports from, with the line number Debian 12's libxenlight 4.17
+passes (read from the binary: libxl_domain.c, libxl_dom.c and
+libxl_device.c are RELEASE-4.17.5's lines, libxl_create.c two further on).
 """
 
 from __future__ import annotations
@@ -52,34 +54,34 @@ _KINDS = (
               "Not destroying domain 0; use -f to force.\n"
               "This can only be done when using a disaggregated hardware domain and toolstack.\n"),
     FaultKind(24, "DESTROY_FAILED", 1,
-              "libxl: error: libxl_domain.c:1158:libxl__destroy_domid: Domain {domid}:Non-existant domain\n"
-              "libxl: error: libxl_domain.c:1112:domain_destroy_callback: Domain {domid}:"
+              "libxl: error: libxl_domain.c:1183:libxl__destroy_domid: Domain {domid}:Non-existant domain\n"
+              "libxl: error: libxl_domain.c:1137:domain_destroy_callback: Domain {domid}:"
               "Unable to destroy guest\n"
-              "libxl: error: libxl_domain.c:1039:domain_destroy_cb: Domain {domid}:"
+              "libxl: error: libxl_domain.c:1064:domain_destroy_cb: Domain {domid}:"
               "Destruction of domain failed\n"
               "destroy failed (rc=-21)"),
     FaultKind(25, "NOMEM", 3, "failed to free memory for the domain"),
     FaultKind(26, "KERNEL_MISSING", 3,
               "xc: error: panic: xc_dom_core.c:208: failed to open file '{path}':"
               " No such file or directory: Internal error\n"
-              "libxl: error: libxl_dom.c:588:libxl__build_dom: xc_dom_kernel_file failed:"
+              "libxl: error: libxl_dom.c:646:libxl__build_pv: xc_dom_kernel_file failed:"
               " No such file or directory\n"
-              "libxl: error: libxl_create.c:1734:domcreate_rebuild_done: Domain {domid}:"
+              "libxl: error: libxl_create.c:1640:domcreate_rebuild_done: Domain {domid}:"
               "cannot (re-)build domain: -3"),
     FaultKind(27, "DISK_MISSING", 3,
-              "libxl: error: libxl_device.c:397:libxl__device_disk_set_backend: Disk vdev={vdev}"
+              "libxl: error: libxl_device.c:455:libxl__device_disk_set_backend: Disk vdev={vdev}"
               " failed to stat: {path}: No such file or directory\n"
-              "libxl: error: libxl_create.c:1216:libxl__domain_config_setdefault:"
+              "libxl: error: libxl_create.c:1318:libxl__domain_config_setdefault:"
               " Unable to set disk defaults for disk {index}"),
     FaultKind(28, "VTPM_BACKEND_MISSING", 1,
               "Specified vtpm backend domain `{backend}' does not exist!"),
     FaultKind(29, "NAME_IN_USE", 3,
-              "libxl: error: libxl_domain.c:478:libxl__domain_rename: Domain {domid}:"
+              "libxl: error: libxl_domain.c:81:libxl__domain_rename: Domain {domid}:"
               "Domain with name \"{name}\" already exists.\n"
-              "libxl: error: libxl_create.c:710:initiate_domain_create: Domain {domid}:"
+              "libxl: error: libxl_create.c:1296:initiate_domain_create: Domain {domid}:"
               "cannot make domain: -6"),
     FaultKind(30, "RENAME_DUP", 1,
-              "libxl: error: libxl_domain.c:478:libxl__domain_rename: Domain {domid}:"
+              "libxl: error: libxl_domain.c:81:libxl__domain_rename: Domain {domid}:"
               "Domain with name \"{name}\" already exists.\n"
               "Can't rename domain '{dom}'."),
     FaultKind(31, "DOMID_OF_NAME", 1,
@@ -91,8 +93,32 @@ _KINDS = (
     FaultKind(35, "DEVICE_TIMEOUT", 3,
               "libxl: error: libxl_device.c:1194:device_backend_callback: Domain {domid}:"
               "unable to add device with path {path}\n"
-              "libxl: error: libxl_create.c:1898:domcreate_attach_devices: Domain {domid}:"
+              "libxl: error: libxl_create.c:1921:domcreate_attach_devices: Domain {domid}:"
               "unable to add {kind} devices"),
+    FaultKind(36, "VCPUS_BITMAP", 3,
+              "libxl: error: libxl_create.c:220:libxl__domain_build_info_setdefault:"
+              " avail_vcpus bitmap contains too many VCPUS\n"
+              "libxl: error: libxl_create.c:1241:libxl__domain_config_setdefault:"
+              " Unable to set domain build info defaults"),
+    FaultKind(37, "DOMAIN_CREATE_FAIL", 3,
+              "libxl: error: libxl_create.c:711:libxl__domain_make:"
+              " domain creation fail: {reason}\n"
+              "libxl: error: libxl_create.c:1296:initiate_domain_create: cannot make domain: -3"),
+    FaultKind(38, "NAME_NOT_UTF8", 1,
+              "pyxl: the domain name {shown} is not valid UTF-8: libxl would take its bytes"
+              " as they are, but pyxl cannot represent such a name"),
+    FaultKind(39, "NAME_TOO_LONG", 1,
+              "pyxl: the domain name is {length} bytes long; the domain's log files are named"
+              " after it, so on this host it may be at most {limit} bytes"),
+    FaultKind(45, "NAME_WRITE_FAILED", 3,
+              "libxl: error: libxl_domain.c:107:libxl__domain_rename: Domain {domid}:"
+              "Failed to write new name `{name}' for domain previously named `(null)'\n"
+              "libxl: error: libxl_create.c:1296:initiate_domain_create: Domain {domid}:"
+              "cannot make domain: -3"),
+    FaultKind(46, "RENAME_WRITE_FAILED", 1,
+              "libxl: error: libxl_domain.c:107:libxl__domain_rename: Domain {domid}:"
+              "Failed to write new name `{name}' for domain previously named `{old}'\n"
+              "Can't rename domain '{dom}'."),
     # -- vtpm commands
     FaultKind(40, "VTPM_ADD_FAILED", 1, "libxl_device_vtpm_add failed."),
     FaultKind(41, "UNKNOWN_DEVICE", 1, "Unknown device {dev}."),

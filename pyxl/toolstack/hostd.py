@@ -22,10 +22,12 @@ import threading
 import time
 import uuid as uuidlib
 
-from pyxl.hypervisor.domain import (REASON_NAMES, SHUTDOWN_CRASH, SHUTDOWN_POWEROFF,
-                                    SHUTDOWN_REBOOT, SHUTDOWN_SOFT_RESET, SHUTDOWN_WATCHDOG,
-                                    Domain, DomainTable, pid_start_time)
+from pyxl.hypervisor.domain import (HVM_MAX_VCPUS, MAX_VIRT_CPUS, REASON_NAMES, SHUTDOWN_CRASH,
+                                    SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT, SHUTDOWN_SOFT_RESET,
+                                    SHUTDOWN_WATCHDOG, Domain, DomainTable, guest_cmdline,
+                                    pid_start_time)
 from pyxl.hypervisor.host import Host
+from pyxl.hypervisor.xenstore import payload_fits
 from pyxl.toolstack import devices
 from pyxl.toolstack.errors import Fault
 from pyxl.toolstack.paths import Paths, atomic_write
@@ -53,6 +55,13 @@ def _fault_point(name: str) -> None:
     daemon SIGKILLs itself at that point (the crash-consistency tests)."""
     if os.environ.get("PYXL_TEST_FAULT_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _name_max(directory: str) -> int:
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX")
+    except OSError:
+        return 255
 
 
 def _platform():
@@ -311,6 +320,12 @@ class HostState:
         uuid = _cfg(config, "c_info", "uuid") or str(uuidlib.uuid4())
         disks = config.get("disks") or []
         vtpms = config.get("vtpms") or []
+        self._check_name(name)
+        # libxl__domain_build_info_setdefault: avail_vcpus (vcpus=) may be at
+        # most HVM_MAX_VCPUS *bytes* long, whatever the guest type
+        avail = _cfg(config, "b_info", "avail_vcpus", default=None) or []
+        if avail and (max(avail) + 8) // 8 > HVM_MAX_VCPUS:
+            raise Fault("VCPUS_BITMAP")
         with self.lock:
             if self.stopping:
                 raise Fault("SHUTTING_DOWN")
@@ -333,10 +348,19 @@ class HostState:
             if self.table.free_kb() < max_memkb + MAXMEM_SLACK_KB:
                 raise Fault("NOMEM")
             domid = self.table.allocate_domid()
+            # XEN_DOMCTL_createdomain: arch_sanitise_domain_config's limit
+            limit = MAX_VIRT_CPUS if _cfg(config, "c_info", "type", default="pv") == "pv" \
+                else HVM_MAX_VCPUS
+            if not 1 <= vcpus <= limit:
+                self.save()
+                raise Fault("DOMAIN_CREATE_FAIL", reason="Invalid argument")
             if self.table.by_name(name) is not None:
                 # libxl__domain_make: the domain is made, the rename fails, it is torn down
                 self.save()
                 raise Fault("NAME_IN_USE", domid=domid, name=name)
+            if not payload_fits("/local/domain/%d/name" % domid, name):
+                self.save()             # as above: xs_write of the name fails (E2BIG)
+                raise Fault("NAME_WRITE_FAILED", domid=domid, name=name)
             if kernel and not os.path.isfile(kernel) and not _embedded(kernel):
                 self.save()
                 raise Fault("KERNEL_MISSING", domid=domid, path=kernel)
@@ -374,6 +398,22 @@ class HostState:
                     self._destroy_locked(dom)
                 raise Fault("DEVICE_TIMEOUT", domid=domid, path=be, kind="vtpm")
         return {"domid": domid, "name": name, "uuid": uuid}
+
+    def _check_name(self, name: str) -> None:
+        """What pyxl itself cannot take in a domain name (libxl takes any
+        bytes that fit in xenstore): bytes that are not UTF-8 (they reach
+        the daemon as lone surrogates), and names too long for the log
+        files named after them."""
+        try:
+            raw = name.encode()
+        except UnicodeEncodeError:
+            raise Fault("NAME_NOT_UTF8", shown=ascii(name.encode("utf-8", "surrogateescape")
+                                                     .decode("latin-1"))) from None
+        files = (self.paths.console_log(name) + ".stderr", self.paths.monitor_log(name))
+        longest = max(len(os.path.basename(f).encode()) for f in files)
+        name_max = _name_max(os.path.dirname(files[0]))
+        if longest > name_max:
+            raise Fault("NAME_TOO_LONG", length=len(raw), limit=name_max - (longest - len(raw)))
 
     def _write_xenstore(self, dom: Domain) -> None:
         devices.write_domain(self.xs, dom.domid, dom.name, dom.uuid, dom.max_memkb,
@@ -418,7 +458,7 @@ class HostState:
 
     def _spawn(self, dom: Domain, paused: bool) -> None:
         spec = {"domid": dom.domid, "name": dom.name, "uuid": dom.uuid, "kernel": dom.kernel,
-                "cmdline": _cfg(dom.config, "b_info", "cmdline", default="") or "",
+                "cmdline": guest_cmdline(_cfg(dom.config, "b_info", "cmdline", default="") or ""),
                 "memkb": dom.target_memkb, "vcpus": dom.vcpus, "paused": paused,
                 "status": self._status_path(dom.domid), "xenbus": self.paths.xenbus_socket,
                 "disks": dom.config.get("disks") or [], "extra": {}}
@@ -723,11 +763,15 @@ class HostState:
 
     # -- other domain operations -----------------------------------------
     def rename(self, dom_q: str, new: str) -> None:
+        self._check_name(new)
         with self.lock:
             dom = self.resolve(dom_q)
             other = self.table.by_name(new)
             if other is not None and other is not dom:
                 raise Fault("RENAME_DUP", domid=dom.domid, name=new, dom=dom_q)
+            if not payload_fits("/local/domain/%d/name" % dom.domid, new):
+                raise Fault("RENAME_WRITE_FAILED", domid=dom.domid, name=new, old=dom.name,
+                            dom=dom_q)
             old = dom.name
             dom.name = new
             self.xs.write("/local/domain/%d/name" % dom.domid, new)

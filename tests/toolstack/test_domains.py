@@ -79,8 +79,8 @@ def test_duplicate_name_consumes_domid_exit_3(host):
     p = host.create("dup")
     assert p.returncode == 3
     assert p.stderr.splitlines() == [
-        'libxl: error: libxl_domain.c:478:libxl__domain_rename: Domain 2:Domain with name "dup" already exists.',
-        "libxl: error: libxl_create.c:710:initiate_domain_create: Domain 2:cannot make domain: -6"]
+        'libxl: error: libxl_domain.c:81:libxl__domain_rename: Domain 2:Domain with name "dup" already exists.',
+        "libxl: error: libxl_create.c:1296:initiate_domain_create: Domain 2:cannot make domain: -6"]
     assert host.create("other").returncode == 0
     assert host.domains()["other"]["domid"] == 3
 
