@@ -62,10 +62,16 @@ class Daemon:
         return True
 
     def run(self, ready_fd: int = -1) -> int:
-        if not self.acquire():
-            print("pyxl: a pyxl daemon is already running for %s" % self.paths.root, file=sys.stderr)
-            return 1
-        self.logf = open(self.paths.daemon_log, "a")
+        from pyxl.toolstack.client import root_unusable
+
+        try:
+            if not self.acquire():
+                print("pyxl: a pyxl daemon is already running for %s" % self.paths.root,
+                      file=sys.stderr)
+                return 1
+            self.logf = open(self.paths.daemon_log, "a")
+        except OSError as e:
+            return root_unusable(e, self.paths).report()
         os.umask(0o077)
         import resource
 

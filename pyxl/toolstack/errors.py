@@ -47,6 +47,9 @@ _KINDS = (
               "pyxl: {count} domain(s) other than Domain-0 still exist;"
               " use `pyxl daemon stop --force` to destroy them"),
     FaultKind(9, "SHUTTING_DOWN", 1, "pyxl: the pyxl daemon is shutting down"),
+    FaultKind(10, "ROOT_UNUSABLE", 1,
+              "pyxl: cannot use {path}: {reason} (the simulated host's files there are"
+              " root's: run as root, or set PYXL_ROOT to a directory of yours)"),
     # -- domains (xl's words)
     FaultKind(20, "INVALID_DOMAIN", 1, "{dom} is an invalid domain identifier (rc=-6)"),
     FaultKind(21, "NO_SUCH_DOMID", 1, "Error: Domain '{dom}' does not exist."),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import stat
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -205,3 +207,54 @@ def test_garbage_on_the_control_socket_costs_one_connection(host):
         s.close()
     p = host.run("list")
     assert p.returncode == 0 and "Domain-0" in p.stdout
+
+
+def _as_nobody(argv: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(["setpriv", "--reuid", "nobody", "--regid", "nogroup",
+                           "--clear-groups"] + argv, capture_output=True, text=True,
+                          env=env, timeout=60, cwd="/")
+
+
+def _python_for_nobody(env: dict) -> list[str]:
+    """An interpreter user nobody may run, with pyxl and its dependencies
+    importable (the venv's may live below a private home)."""
+    for exe in (sys.executable, "/usr/bin/python3"):
+        if _as_nobody([exe, "-c", "import typer, lark"], env).returncode == 0:
+            return [exe]
+    pytest.skip("no Python that user nobody can run with pyxl's dependencies")
+
+
+def test_daemon_start_by_a_user_who_cannot_use_the_root_is_one_line(tmp_path):
+    """Not root, on a host root that is root's: one line saying so, exit 1,
+    no traceback -- for `daemon start` and `daemon start -F` (a command that
+    would start the daemon already said it in one line)."""
+    import shutil
+    import sysconfig
+    import tempfile
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv")
+    top = tempfile.mkdtemp(prefix="pyxl-nobody-")
+    try:
+        os.chmod(top, 0o755)
+        root = os.path.join(top, "root")
+        os.mkdir(root, 0o700)                      # root's, as /run, /var/lib, /var/log are
+        repo = str(Path(__file__).resolve().parents[2])
+        env = {"PATH": "/usr/bin:/bin", "PYXL_ROOT": root, "HOME": "/nonexistent",
+               "PYTHONPATH": os.pathsep.join([repo, sysconfig.get_paths()["purelib"],
+                                              sysconfig.get_paths()["platlib"]])}
+        py = _python_for_nobody(env)
+        p = _as_nobody(py + ["-m", "pyxl", "list"], env)
+        assert (p.returncode, p.stderr) == (1, (
+            "pyxl: permission denied on the control socket %s/run/pyxl/control.sock"
+            " (it is root-only, like privcmd)\n" % root))
+        for args in (["daemon", "start"], ["daemon", "start", "-F"]):
+            p = _as_nobody(py + ["-m", "pyxl"] + args, env)
+            assert p.returncode == 1, (args, p.stderr)
+            assert re.fullmatch(
+                r"pyxl: cannot use %s/\S+: Permission denied \(the simulated host's files"
+                r" there are root's: run as root, or set PYXL_ROOT to a directory of yours\)\n"
+                % re.escape(root), p.stderr), (args, p.stderr)
+        assert os.listdir(root) == []
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
