@@ -114,8 +114,9 @@ def payload_fits(path, value) -> bool:
     """A write's path, NUL and value fit in one xenstore message
     (xs_talkv's check before it sends: E2BIG otherwise)."""
     if isinstance(value, str):
-        value = value.encode()
-    return len(str(path).encode()) + 1 + len(value) <= XENSTORE_PAYLOAD_MAX
+        value = value.encode("utf-8", "surrogateescape")
+    return len(str(path).encode("utf-8", "surrogateescape")) + 1 + len(value) \
+        <= XENSTORE_PAYLOAD_MAX
 
 
 @dataclass
@@ -446,7 +447,9 @@ class XsConnection:
 
     @staticmethod
     def _b(value) -> bytes:
-        return value.encode() if isinstance(value, str) else bytes(value)
+        # values are bytes; text that came from bytes (surrogateescape) goes back to them
+        return value.encode("utf-8", "surrogateescape") if isinstance(value, str) \
+            else bytes(value)
 
     # -- operations ----------------------------------------------------
     def read(self, path, tx: int = 0) -> bytes:
