@@ -62,6 +62,25 @@ def _transact(addr, request: bytes, timeout: float = 10) -> bytes:
         return out
 
 
+def _submitted(pid: int, request: bytes) -> bool:
+    """Whether a tpmif shared page of process `pid` (the guest's ring, a
+    memfd it granted) holds `request` in state SUBMIT (tpmif.h: u32 length,
+    u8 state, three more bytes, then the packet)."""
+    try:
+        with open("/proc/%d/maps" % pid) as f:
+            maps = [line.split() for line in f if "memfd:pyxl-page" in line]
+        with open("/proc/%d/mem" % pid, "rb") as mem:
+            for fields in maps:
+                mem.seek(int(fields[0].split("-")[0], 16))
+                head = mem.read(8 + len(request))
+                if head[4] == 1 and struct.unpack_from("<I", head)[0] == len(request) \
+                        and head[8:] == request:
+                    return True
+    except OSError:
+        pass
+    return False
+
+
 def _pcr_line(text: str) -> str:
     m = re.search(r"^PCR-%02d: ([0-9A-F ]+)$" % PCR, text, re.M)
     assert m, text
@@ -143,8 +162,13 @@ def test_vtpm_chain_survives_sigkilled_daemon(host):  # noqa: F811
     os.kill(vpid, signal.SIGSTOP)                 # the vTPM cannot answer meanwhile
     try:
         with socket.create_connection(dev, timeout=15) as s:
-            s.sendall(struct.pack(">HIII", 0xC1, 14, TPM_ORD_PcrRead, PCR))
-            time.sleep(0.2)
+            request = struct.pack(">HIII", 0xC1, 14, TPM_ORD_PcrRead, PCR)
+            s.sendall(request)
+            domu_pid = _pid_of(host, b'"name": "domu"')
+            deadline = time.monotonic() + 10
+            while not _submitted(domu_pid, request):      # on the ring, unanswered
+                assert time.monotonic() < deadline, "the request never reached the ring"
+                time.sleep(0.02)
             t0 = time.monotonic()
             _kill_daemon(host)
             assert s.recv(4096) == b""            # EIO: the device dropped the command
