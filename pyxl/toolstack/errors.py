@@ -94,7 +94,7 @@ _KINDS = (
     FaultKind(33, "NOT_A_DOMID", 1, "Invalid domain id.\n"),
     FaultKind(34, "SHUTDOWN_FAILED", 1, "{what} failed (rc=-3)"),
     FaultKind(35, "DEVICE_TIMEOUT", 3,
-              "libxl: error: libxl_device.c:1194:device_backend_callback: Domain {domid}:"
+              "libxl: error: libxl_device.c:1181:device_backend_callback: Domain {domid}:"
               "unable to add device with path {path}\n"
               "libxl: error: libxl_create.c:1921:domcreate_attach_devices: Domain {domid}:"
               "unable to add {kind} devices"),
@@ -128,7 +128,7 @@ _KINDS = (
     FaultKind(42, "VTPM_REMOVE_FAILED", 1, "libxl_device_vtpm_remove failed."),
     FaultKind(43, "CONSOLE_UNAVAILABLE", 1, "Unable to attach console"),
     FaultKind(44, "VTPM_ADD_TIMEOUT", 1,
-              "libxl: error: libxl_device.c:1194:device_backend_callback: Domain {domid}:"
+              "libxl: error: libxl_device.c:1181:device_backend_callback: Domain {domid}:"
               "unable to add device with path {path}\n"
               "libxl_device_vtpm_add failed."),
     FaultKind(50, "XENSTORE", 1, "xenstore-{op}: {reason}: {path}"),
