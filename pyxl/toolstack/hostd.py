@@ -680,6 +680,7 @@ class HostState:
             self.monitor_log(dom, "Domain %d has shut down, reason code %d 0x%x"
                              % (domid, reason, reason))
             self.save()
+            _fault_point("shutdown:recorded")
             self.changed.notify_all()
         threading.Thread(target=self._act_on_shutdown, args=(domid,), daemon=True).start()
 

@@ -62,3 +62,23 @@ def test_create_killed_before_the_domain_was_recorded_leaves_nothing(host):
     # the domid was never recorded either: the next domain may have it
     assert host.create("whole").returncode == 0
     assert host.domains()["whole"]["domid"] == 1
+
+
+def test_an_action_the_killed_daemon_had_not_carried_out_is_carried_out(host):
+    """The daemon dies between recording a domain's poweroff and acting on
+    it (on_poweroff=destroy): the next one destroys it, and the monitor log
+    says once why."""
+    env = dict(host.env, PYXL_TEST_FAULT_AT="shutdown:recorded")
+    p = subprocess.run([sys.executable, str(MKDOM), json.dumps(host.config("brief"))],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    host.wait_for(lambda: "login:" in host.console_log("brief"), what="boot")
+    daemon = [q for q in procs_of(host.root) if b"pyxl.toolstack.daemon" in cmdline(q)]
+    subprocess.run(host.pyxl_cmd + ["shutdown", "brief"], env=env, capture_output=True,
+                   timeout=30)
+    host.wait_for(lambda: all(gone(q) for q in daemon), what="the daemon's fault point")
+    host.wait_for(lambda: "brief" not in host.domains(), what="on_poweroff=destroy")
+    log = Path(host.root, "var/log/pyxl/xl-brief.log").read_text()
+    assert log.count("has shut down") == 1, log
+    assert "Domain 1 has shut down, reason code 0 0x0\n" in log
+    assert "Action for shutdown reason code 0 is destroy\n" in log
