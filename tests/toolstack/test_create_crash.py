@@ -55,6 +55,9 @@ def test_create_killed_before_the_domain_was_recorded_leaves_nothing(host):
     assert "Traceback" not in p.stderr, p.stderr
     orphans = _domain_pids(host, "half")
     assert orphans, "the fault point was not reached"
+    host.wait_for(lambda: all(gone(q) for q in procs_of(host.root)
+                              if b"pyxl.toolstack.daemon" in cmdline(q)),
+                  what="the daemon's death")
     assert "half" not in host.domains()              # a new daemon, without the fault
     host.wait_for(lambda: all(gone(q) for q in orphans), timeout=20,
                   what="the unrecorded domain's process to end")

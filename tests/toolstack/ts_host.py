@@ -41,12 +41,21 @@ def procs_of(root: str) -> list[int]:
 
 
 def gone(pid: int) -> bool:
-    """The process has ended (exited, or a zombie nobody reaped yet)."""
+    """The process has ended: every thread of it has exited (a zombie
+    leader whose other threads still run has not released its files yet:
+    its sockets and locks are still there)."""
     try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        tids = os.listdir("/proc/%d/task" % pid)
     except OSError:
         return True
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                    return False
+        except OSError:
+            pass
+    return True
 
 
 def kill_daemon(host) -> None:
