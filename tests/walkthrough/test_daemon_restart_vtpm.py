@@ -91,9 +91,20 @@ def _kill_daemon(host) -> None:
     dpid = _pid_of(host, b"pyxl.toolstack.daemon")
     os.kill(dpid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while _read(dpid, "stat") and _read(dpid, "stat").rsplit(b")", 1)[1].split()[0] != b"Z":
+    while not _ended(dpid):
         assert time.monotonic() < deadline, "the daemon did not die"
         time.sleep(0.02)
+
+
+def _ended(pid: int) -> bool:
+    """Every thread has exited (a zombie leader's other threads may still
+    hold the daemon's sockets and lock)."""
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return True
+    return all(_read(pid, "task/%s/stat" % t).rsplit(b")", 1)[-1].split()[:1] in ([], [b"Z"], [b"X"])
+               for t in tids)
 
 
 def _wait_connected(host, vtpm_domid: int, timeout: float = 20) -> list[str]:
