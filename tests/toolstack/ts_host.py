@@ -129,11 +129,16 @@ class Host:
             self.run("daemon", "stop", "--force", timeout=30)
         except Exception:
             pass
-        for pid in procs_of(self.root):
+        left = procs_of(self.root)
+        for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        try:
+            self.wait_for(lambda: all(gone(p) for p in left), what="the host's processes to end")
+        except AssertionError:
+            pass                 # the fixture names what is left
 
 
 
