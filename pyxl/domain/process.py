@@ -62,7 +62,9 @@ class Domain:
         self._reconnect_lock = threading.Lock()
         try:
             self.xen = XenInterface.from_fd(spec["hv_fd"])
-        except OSError:
+        except OSError as e:
+            if getattr(e, "name", None) != "EPIPE":
+                raise
             # the daemon that started us died before answering our HELLO:
             # the next one adopts us (or, not knowing us, tells us to go)
             self.xen = self._dial(lambda s: XenInterface(s, domid=self.domid))
