@@ -156,31 +156,32 @@ class HostState:
         self._listen_xenbus()
         saved = self._saved
         if saved:
-            self.table.load(saved)
-            for dom in list(self.table.domains.values()):
-                if dom.is_dom0:
-                    continue
-                if dom.pid and dom.alive():
-                    self._adopt(dom)
-                elif dom.shutdown_reason is not None and not dom.dying:
-                    self._rewire(dom)          # a preserved shut-down domain: keep it listed
-                    if self._action(dom) not in (None, "preserve"):
-                        # the daemon died before its monitor acted: act now
-                        threading.Thread(target=self._act_on_shutdown, args=(dom.domid,),
-                                         daemon=True).start()
-                else:
-                    # what it said in SCHEDOP_shutdown (its status file), else a crash
-                    reason = self._reason_file(dom, SHUTDOWN_CRASH)
-                    self.log("domain %d (%s) ended while the daemon was away: %s"
-                             % (dom.domid, dom.name, REASON_NAMES.get(reason, reason)))
-                    self.monitor_log(dom, "Domain %d has shut down, reason code %d 0x%x"
-                                     % (dom.domid, reason, reason))
-                    dom.shutdown_reason = reason
-                    dom.pid = 0
-                    self._rewire(dom)
-                    threading.Thread(target=self._act_on_shutdown, args=(dom.domid,),
-                                     daemon=True).start()
-            self.save()
+            pending = []                       # domains whose on_* action is still to run
+            with self.lock:                    # saves are made under the lock, ours too
+                self.table.load(saved)
+                for dom in list(self.table.domains.values()):
+                    if dom.is_dom0:
+                        continue
+                    if dom.pid and dom.alive():
+                        self._adopt(dom)
+                    elif dom.shutdown_reason is not None and not dom.dying:
+                        self._rewire(dom)      # a preserved shut-down domain: keep it listed
+                        if self._action(dom) not in (None, "preserve"):
+                            pending.append(dom.domid)   # the daemon died before acting
+                    else:
+                        # what it said in SCHEDOP_shutdown (its status file), else a crash
+                        reason = self._reason_file(dom, SHUTDOWN_CRASH)
+                        self.log("domain %d (%s) ended while the daemon was away: %s"
+                                 % (dom.domid, dom.name, REASON_NAMES.get(reason, reason)))
+                        self.monitor_log(dom, "Domain %d has shut down, reason code %d 0x%x"
+                                         % (dom.domid, reason, reason))
+                        dom.shutdown_reason = reason
+                        dom.pid = 0
+                        self._rewire(dom)
+                        pending.append(dom.domid)
+                self.save()
+            for domid in pending:
+                threading.Thread(target=self._act_on_shutdown, args=(domid,), daemon=True).start()
         self.table.domains[0].pid = os.getpid()
         self.reaper.start()
         threading.Thread(target=self._xenbus_loop, name="xenbus", daemon=True).start()
