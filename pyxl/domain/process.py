@@ -58,11 +58,18 @@ class Domain:
         from pyxl.domain.xen import XenInterface
 
         self._XenInterface = XenInterface
-        self.xen = XenInterface.from_fd(spec["hv_fd"])
-        self.generation = 0
         import threading
 
         self._reconnect_lock = threading.Lock()
+        try:
+            self.xen = XenInterface.from_fd(spec["hv_fd"])
+        except OSError as e:
+            if getattr(e, "name", None) != "EPIPE":
+                raise
+            # the daemon that started us died before answering our HELLO:
+            # the next one adopts us (or, not knowing us, tells us to go)
+            self.xen = self._dial(lambda s: XenInterface(s, domid=self.domid))
+        self.generation = 0
         self._console_lock = threading.Lock()
         self._console_pending = b""
         self._resume_handlers: list = []
@@ -73,26 +80,11 @@ class Domain:
         connection (its watches registered again) and every resume handler
         runs, in registration order, in this thread.  Returns at once if
         the connection is up (another thread already resumed it)."""
-        import time
-        import _socket
-
         with self._reconnect_lock:
             if not self.xen.closed:
                 return True           # another thread already did it
-            delay = 0.05
-            while True:
-                s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
-                try:
-                    s.connect(self.xenbus_path)
-                    self.xen.resume(s)
-                    self.generation += 1
-                    break
-                except OSError:
-                    s.close()
-                if not os.path.isdir(os.path.dirname(self.xenbus_path)):
-                    os._exit(1)       # the host itself is gone (its root was removed)
-                time.sleep(delay)
-                delay = min(delay * 2, 0.25)
+            self._dial(self.xen.resume)
+            self.generation += 1
             self._flush_console()
             handlers = list(self._resume_handlers)
         for fn in handlers:
@@ -102,6 +94,30 @@ class Domain:
                 if self.xen.closed:   # the new daemon went away too: the watchdog retries
                     break
         return True
+
+    def _dial(self, hello):
+        """Connect to the host's xenbus socket and run hello(sock) on it,
+        retrying until a daemon answers.  A daemon that does not know this
+        process (a create that never completed: its domain was never
+        recorded) answers ESRCH, and the process ends: nothing of a
+        half-made domain lingers."""
+        import time
+        import _socket
+
+        delay = 0.05
+        while True:
+            s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+            try:
+                s.connect(self.xenbus_path)
+                return hello(s)
+            except OSError as e:
+                s.close()
+                if getattr(e, "name", None) == "ESRCH":
+                    os._exit(1)       # not a domain of this host
+            if not os.path.isdir(os.path.dirname(self.xenbus_path)):
+                os._exit(1)       # the host itself is gone (its root was removed)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
 
     def on_resume(self, fn) -> None:
         """Run fn() after every reconnection (a frontend's or backend's

@@ -143,6 +143,9 @@ class XenInterface:
             self._pending.clear()
             self._ports.clear()
             self.closed = self.detached = False
+            # bumped as soon as a call can reach the new hypervisor: a caller
+            # that compares generations around a call sees the switch
+            self.generation += 1
             self.broken.clear()
         version, told = self._call(wire.HELLO, [wire.WIRE_VERSION])
         if int(told) != self.domid:
@@ -151,7 +154,6 @@ class XenInterface:
         for path, token in list(self._watches):
             self._call(wire.XS_WATCH, [path, token])
         with self._cond:
-            self.generation += 1
             self._cond.notify_all()
 
     @classmethod

@@ -16,6 +16,12 @@ from dataclasses import dataclass, field
 from pyxl.hypervisor.host import Host
 
 DOMID_FIRST_RESERVED = 0x7FF0
+# vCPU limits of Xen 4.17 on x86 (arch_sanitise_domain_config): HVM and PVH
+# guests public/hvm/hvm_info_table.h HVM_MAX_VCPUS; PV guests MAX_VIRT_CPUS,
+# asm/config.h GDT_LDT_MBYTES << (20 - GDT_LDT_VCPU_VA_SHIFT) = 1024 << 3
+HVM_MAX_VCPUS = 128
+MAX_VIRT_CPUS = 8192
+MAX_GUEST_CMDLINE = 1024   # public/xen.h: start_info's cmd_line, NUL included
 
 # SHUTDOWN_* reason codes (xen/include/public/sched.h)
 SHUTDOWN_POWEROFF = 0
@@ -127,6 +133,16 @@ class Domain:
 
 
 _FIELDS = tuple(Domain.__dataclass_fields__)
+
+
+def guest_cmdline(cmdline: str) -> str:
+    """What a PV guest finds in start_info: the domain builder's strncpy of
+    the command line into MAX_GUEST_CMDLINE bytes, the last one NUL
+    (xg_dom_x86.c start_info_x86_64)."""
+    raw = cmdline.encode()
+    if len(raw) < MAX_GUEST_CMDLINE:
+        return cmdline
+    return raw[:MAX_GUEST_CMDLINE - 1].decode(errors="ignore")
 
 
 def pid_start_time(pid: int) -> int:

@@ -34,6 +34,7 @@ too). Watch sinks are called with the lock held and must not block.
 from __future__ import annotations
 
 import errno as _errno
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -42,7 +43,7 @@ from .xs_wire import XENSTORE_ABS_PATH_MAX, XENSTORE_PAYLOAD_MAX, XENSTORE_REL_P
 
 SPECIAL_NODES = ("@introduceDomain", "@releaseDomain")
 
-_VALID = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-/_@")
+_VALID = re.compile(r"[A-Za-z0-9/_@-]+\Z", re.ASCII)     # one match, not a test per character
 
 # Access bits as xenstored computes them (XS_PERM_*).
 PERM_NONE = 0
@@ -105,6 +106,15 @@ class Quotas:
     entry_size: int = 2048     # bytes of value + child names + perms of one node
     perms: int = 5             # entries in one node's permission list
     path_len: int = XENSTORE_REL_PATH_MAX  # path length below /local/domain/<id>/ (binds dom0 too)
+
+
+def payload_fits(path, value) -> bool:
+    """A write's path, NUL and value fit in one xenstore message
+    (xs_talkv's check before it sends: E2BIG otherwise)."""
+    if isinstance(value, str):
+        value = value.encode("utf-8", "surrogateescape")
+    return len(str(path).encode("utf-8", "surrogateescape")) + 1 + len(value) \
+        <= XENSTORE_PAYLOAD_MAX
 
 
 @dataclass
@@ -395,7 +405,7 @@ class XsConnection:
                 path = path.decode("ascii")
             except UnicodeDecodeError:
                 _fail(_errno.EINVAL)
-        if not path or any(c not in _VALID for c in path):
+        if not _VALID.match(path):
             _fail(_errno.EINVAL, path or None)
         if path[0] == "@":
             if not allow_special:
@@ -453,7 +463,9 @@ class XsConnection:
 
     @staticmethod
     def _b(value) -> bytes:
-        return value.encode() if isinstance(value, str) else bytes(value)
+        # values are bytes; text that came from bytes (surrogateescape) goes back to them
+        return value.encode("utf-8", "surrogateescape") if isinstance(value, str) \
+            else bytes(value)
 
     # -- operations ----------------------------------------------------
     def read(self, path, tx: int = 0) -> bytes:
@@ -498,7 +510,7 @@ class XsConnection:
     def write(self, path, value, tx: int = 0) -> None:
         value = self._b(value)
         with self.store.lock:
-            if len(str(path)) + 1 + len(value) > XENSTORE_PAYLOAD_MAX:
+            if not payload_fits(path, value):
                 _fail(_errno.E2BIG)
             t = self._tx(tx)
             name = self.canonicalize(path)
@@ -547,11 +559,25 @@ class XsConnection:
         while store._get(parent_name, t) is None:
             missing.append(parent_name)
             parent_name = _parent(parent_name)
-        parent = store._get(parent_name, t).copy()
+        parent = store._get(parent_name, t)
         if not self.privileged:
             owned = store._owned_in_view(self.domid, t)
             if owned + len(missing) > store.quotas.nodes:
                 _fail(_errno.ENOSPC)
+            # the quota on each node's size, checked before anything changes
+            chain = missing[::-1]
+            sizes = [parent.size() + len(_basename(chain[0])) + 1]
+            plen = 8 * len(parent.perms)
+            for i, path in enumerate(chain):
+                sizes.append(plen + (len(value) if path == name
+                                     else len(_basename(chain[i + 1])) + 1))
+            if max(sizes) > store.quotas.entry_size:
+                _fail(_errno.ENOSPC)
+        # A node a transaction already copied is its own to change: copying
+        # it again for every child added would make filling a directory
+        # quadratic (a domain's cpu/<n> entries, written in one transaction).
+        if t is None or t.overlay.get(parent_name) is not parent:
+            parent = parent.copy()
         created: list[tuple[str, _Node]] = []
         for path in reversed(missing):
             perms = parent.perms
@@ -559,10 +585,8 @@ class XsConnection:
                 perms = (Perm(self.domid, perms[0].access),) + perms[1:]
             node = _Node(value if path == name else b"", perms)
             parent.children.append(_basename(path))
-            self._check_size(parent)
             created.append((parent_name, parent))
             parent_name, parent = path, node
-        self._check_size(parent)
         created.append((parent_name, parent))
         for path, node in created:
             store._put(path, node, t, self.domid)

@@ -137,6 +137,8 @@ def daemon_alive(paths: Paths) -> bool:
         fd = os.open(paths.lock_file, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
+    except OSError as e:
+        raise root_unusable(e, paths) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -157,10 +159,12 @@ def start_daemon(paths: Paths, timeout: float = START_TIMEOUT) -> None:
 
     try:
         paths.make_dirs()
+        lock = os.open(os.path.join(paths.run_dir, "start.lock"),
+                       os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except UnsafePath as e:
         raise Fault("UNSAFE_HOST", root=paths.root, reason=e) from None
-    lock = os.open(os.path.join(paths.run_dir, "start.lock"),
-                   os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise root_unusable(e, paths) from None
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if daemon_alive(paths) and _can_connect(paths):
@@ -174,6 +178,8 @@ def start_daemon(paths: Paths, timeout: float = START_TIMEOUT) -> None:
             log = open_append(paths.daemon_log)       # the daemon's stderr: 0600
         except UnsafePath as e:
             raise Fault("UNSAFE_HOST", root=paths.root, reason=e) from None
+        except OSError as e:
+            raise root_unusable(e, paths) from None
         proc = subprocess.Popen([sys.executable, "-m", "pyxl.toolstack.daemon"],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 pass_fds=(w,), env=env, start_new_session=True,
@@ -199,6 +205,13 @@ def start_daemon(paths: Paths, timeout: float = START_TIMEOUT) -> None:
                         else "exit status %s" % proc.returncode, log=paths.daemon_log)
     finally:
         os.close(lock)
+
+
+def root_unusable(e: OSError, paths: Paths) -> Fault:
+    """The host's directories or files cannot be made or opened (a user
+    other than root on the default root): one line, no traceback."""
+    return Fault("ROOT_UNUSABLE", path=e.filename or paths.root,
+                 reason=e.strerror or str(e))
 
 
 def _can_connect(paths: Paths) -> bool:

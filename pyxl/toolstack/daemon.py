@@ -66,6 +66,8 @@ class Daemon:
         return True
 
     def run(self, ready_fd: int = -1) -> int:
+        from pyxl.toolstack.client import root_unusable
+
         os.umask(0o077)          # whatever the daemon makes is its own
         try:
             if not self.acquire():
@@ -77,6 +79,8 @@ class Daemon:
         except UnsafePath as e:
             print(Fault("UNSAFE_HOST", root=self.paths.root, reason=e).message, file=sys.stderr)
             return 1
+        except OSError as e:
+            return root_unusable(e, self.paths).report()
         import resource
 
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import time
 
+from pyxl.hypervisor.xenstore import payload_fits
+
 # xenbus states (xen/include/public/io/xenbus.h)
 XenbusStateUnknown = 0
 XenbusStateInitialising = 1
@@ -87,7 +89,10 @@ def write_domain(xs, domid: int, name: str, uuid: str, max_memkb: int, target_me
         xs.write(vm + "/start_time", "%.2f" % start_time, t)
         xs.write(vm + "/image/ostype", "linux", t)
         xs.write(vm + "/image/kernel", kernel, t)
-        xs.write(vm + "/image/cmdline", cmdline, t)
+        # libxl__build_post ignores what libxl__xs_writev returns: a command
+        # line too long for one xenstore message is just not recorded
+        if payload_fits(vm + "/image/cmdline", cmdline):
+            xs.write(vm + "/image/cmdline", cmdline, t)
         xs.write("/libxl/%d/type" % domid, "pv", t)
 
     _tx(xs, body)

@@ -8,7 +8,9 @@ noticed the problem (Supervisor's `Faults` idea, with xl's words).
 
 Messages may span several lines; `{...}` fields come from the fault's args.
 libxl's own log lines carry a source position; pyxl names the libxl function
-xl 4.17 reports from, with the line number of that release.
+xl 4.17 reports from, with the line number Debian 12's libxenlight 4.17
+passes (read from the binary: libxl_domain.c, libxl_dom.c and
+libxl_device.c are RELEASE-4.17.5's lines, libxl_create.c two further on).
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ _KINDS = (
               " use `pyxl daemon stop --force` to destroy them"),
     FaultKind(9, "SHUTTING_DOWN", 1, "pyxl: the pyxl daemon is shutting down"),
     FaultKind(10, "UNSAFE_HOST", 1, "pyxl: refusing the host root {root}: {reason}"),
+    FaultKind(11, "ROOT_UNUSABLE", 1,
+              "pyxl: cannot use {path}: {reason} (the simulated host's files there are"
+              " root's: run as root, or set PYXL_ROOT to a directory of yours)"),
     # -- domains (xl's words)
     FaultKind(20, "INVALID_DOMAIN", 1, "{dom} is an invalid domain identifier (rc=-6)"),
     FaultKind(21, "NO_SUCH_DOMID", 1, "Error: Domain '{dom}' does not exist."),
@@ -123,6 +128,30 @@ _KINDS = (
     FaultKind(54, "CONSOLE_DOM0", 22, "Can't specify Domain-0"),      # exit(EINVAL)
     FaultKind(55, "CONSOLE_NO_TTY", 2,                                  # err(errno=ENOENT, ...)
               "xenconsole: Could not read tty from store: No such file or directory"),
+    FaultKind(36, "VCPUS_BITMAP", 3,
+              "libxl: error: libxl_create.c:220:libxl__domain_build_info_setdefault:"
+              " avail_vcpus bitmap contains too many VCPUS\n"
+              "libxl: error: libxl_create.c:1241:libxl__domain_config_setdefault:"
+              " Unable to set domain build info defaults"),
+    FaultKind(37, "DOMAIN_CREATE_FAIL", 3,
+              "libxl: error: libxl_create.c:711:libxl__domain_make:"
+              " domain creation fail: {reason}\n"
+              "libxl: error: libxl_create.c:1296:initiate_domain_create: cannot make domain: -3"),
+    FaultKind(38, "NAME_NOT_UTF8", 1,
+              "pyxl: the domain name {shown} is not valid UTF-8: libxl would take its bytes"
+              " as they are, but pyxl cannot represent such a name"),
+    FaultKind(39, "NAME_TOO_LONG", 1,
+              "pyxl: the domain name is {length} bytes long; the domain's log files are named"
+              " after it, so on this host it may be at most {limit} bytes"),
+    FaultKind(45, "NAME_WRITE_FAILED", 3,
+              "libxl: error: libxl_domain.c:107:libxl__domain_rename: Domain {domid}:"
+              "Failed to write new name `{name}' for domain previously named `(null)'\n"
+              "libxl: error: libxl_create.c:1296:initiate_domain_create: Domain {domid}:"
+              "cannot make domain: -3"),
+    FaultKind(46, "RENAME_WRITE_FAILED", 1,
+              "libxl: error: libxl_domain.c:107:libxl__domain_rename: Domain {domid}:"
+              "Failed to write new name `{name}' for domain previously named `{old}'\n"
+              "Can't rename domain '{dom}'."),
     # -- vtpm commands
     FaultKind(40, "VTPM_ADD_FAILED", 1, "libxl_device_vtpm_add failed."),
     FaultKind(41, "UNKNOWN_DEVICE", 1, "Unknown device {dev}."),

@@ -22,11 +22,13 @@ import threading
 import time
 import uuid as uuidlib
 
-from pyxl.hypervisor.domain import (REASON_NAMES, SHUTDOWN_CRASH, SHUTDOWN_POWEROFF,
-                                    SHUTDOWN_REBOOT, SHUTDOWN_SOFT_RESET, SHUTDOWN_WATCHDOG,
-                                    Domain, DomainTable, pid_start_time)
+from pyxl.hypervisor.domain import (HVM_MAX_VCPUS, MAX_VIRT_CPUS, REASON_NAMES, SHUTDOWN_CRASH,
+                                    SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT, SHUTDOWN_SOFT_RESET,
+                                    SHUTDOWN_WATCHDOG, Domain, DomainTable, guest_cmdline,
+                                    pid_start_time)
 from pyxl.fsutil import atomic_write, open_append, write_all
 from pyxl.hypervisor.host import Host
+from pyxl.hypervisor.xenstore import payload_fits
 from pyxl.toolstack import devices
 from pyxl.toolstack.errors import Fault
 from pyxl.toolstack.paths import Paths
@@ -47,6 +49,20 @@ def _cfg(d: dict, *keys, default=None):
             return default
         d = d[k]
     return d
+
+
+def _fault_point(name: str) -> None:
+    """Test-only: with PYXL_TEST_FAULT_AT=<name> in its environment the
+    daemon SIGKILLs itself at that point (the crash-consistency tests)."""
+    if os.environ.get("PYXL_TEST_FAULT_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _name_max(directory: str) -> int:
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX")
+    except OSError:
+        return 255
 
 
 def _platform():
@@ -148,25 +164,32 @@ class HostState:
         self._listen_xenbus()
         saved = self._saved
         if saved:
-            self.table.load(saved)
-            for dom in list(self.table.domains.values()):
-                if dom.is_dom0:
-                    continue
-                if dom.pid and dom.alive():
-                    self._adopt(dom)
-                elif dom.shutdown_reason is not None and not dom.dying:
-                    self._rewire(dom)          # a preserved shut-down domain: keep it listed
-                else:
-                    self.log("domain %d (%s) died while the daemon was away: crashed"
-                             % (dom.domid, dom.name))
-                    self.monitor_log(dom, "Domain %d has shut down, reason code %d 0x%x"
-                                     % (dom.domid, SHUTDOWN_CRASH, SHUTDOWN_CRASH))
-                    dom.shutdown_reason = self._reason_file(dom, SHUTDOWN_CRASH)
-                    dom.pid = 0
-                    self._rewire(dom)
-                    threading.Thread(target=self._act_on_shutdown, args=(dom.domid,),
-                                     daemon=True).start()
-            self.save()
+            pending = []                       # domains whose on_* action is still to run
+            with self.lock:                    # saves are made under the lock, ours too
+                self.table.load(saved)
+                for dom in list(self.table.domains.values()):
+                    if dom.is_dom0:
+                        continue
+                    if dom.pid and dom.alive():
+                        self._adopt(dom)
+                    elif dom.shutdown_reason is not None and not dom.dying:
+                        self._rewire(dom)      # a preserved shut-down domain: keep it listed
+                        if self._action(dom) not in (None, "preserve"):
+                            pending.append(dom.domid)   # the daemon died before acting
+                    else:
+                        # what it said in SCHEDOP_shutdown (its status file), else a crash
+                        reason = self._reason_file(dom, SHUTDOWN_CRASH)
+                        self.log("domain %d (%s) ended while the daemon was away: %s"
+                                 % (dom.domid, dom.name, REASON_NAMES.get(reason, reason)))
+                        self.monitor_log(dom, "Domain %d has shut down, reason code %d 0x%x"
+                                         % (dom.domid, reason, reason))
+                        dom.shutdown_reason = reason
+                        dom.pid = 0
+                        self._rewire(dom)
+                        pending.append(dom.domid)
+                self.save()
+            for domid in pending:
+                threading.Thread(target=self._act_on_shutdown, args=(domid,), daemon=True).start()
         self.table.domains[0].pid = os.getpid()
         self.reaper.start()
         threading.Thread(target=self._xenbus_loop, name="xenbus", daemon=True).start()
@@ -223,14 +246,36 @@ class HostState:
                 with self.lock:
                     dom = next((d for d in self.table.domains.values()
                                 if d.pid == pid and not d.is_dom0 and not d.dying), None)
-                    if dom is None:
-                        conn.close()
-                        continue
+                if dom is None:
+                    threading.Thread(target=self._refuse, args=(conn,), daemon=True).start()
+                    continue
+                with self.lock:
                     self.hv.attach(conn, dom.domid)
                     self.log("domain %d (%s) reconnected" % (dom.domid, dom.name))
             except Exception as e:
                 self.log("xenbus reconnect failed: %r" % e)
                 conn.close()
+
+    @staticmethod
+    def _refuse(conn: socket.socket) -> None:
+        """A process that is no domain of this host (one whose create never
+        completed, so it was never recorded): answer its HELLO with ESRCH,
+        which ends it, and hang up."""
+        from pyxl.hypervisor import wire
+
+        try:
+            conn.settimeout(2.0)
+            ch = wire.Channel(conn)
+            f = ch.recv()
+            if f is not None:
+                for fd in f.fds:
+                    os.close(fd)
+                ch.send(wire.Frame(wire.XS_ERROR, [b"ESRCH", b"no such domain on this host"],
+                                   req_id=f.req_id))
+        except (OSError, wire.WireError):
+            pass
+        finally:
+            conn.close()
 
     def peer_is_domain(self, sock: socket.socket) -> bool:
         """Domains never get the control socket (it is dom0's privcmd)."""
@@ -284,6 +329,12 @@ class HostState:
         uuid = _cfg(config, "c_info", "uuid") or str(uuidlib.uuid4())
         disks = config.get("disks") or []
         vtpms = config.get("vtpms") or []
+        self._check_name(name)
+        # libxl__domain_build_info_setdefault: avail_vcpus (vcpus=) may be at
+        # most HVM_MAX_VCPUS *bytes* long, whatever the guest type
+        avail = _cfg(config, "b_info", "avail_vcpus", default=None) or []
+        if avail and (max(avail) + 8) // 8 > HVM_MAX_VCPUS:
+            raise Fault("VCPUS_BITMAP")
         with self.lock:
             if self.stopping:
                 raise Fault("SHUTTING_DOWN")
@@ -301,10 +352,19 @@ class HostState:
             if self.table.free_kb() < max_memkb + MAXMEM_SLACK_KB:
                 raise Fault("NOMEM")
             domid = self.table.allocate_domid()
+            # XEN_DOMCTL_createdomain: arch_sanitise_domain_config's limit
+            limit = MAX_VIRT_CPUS if _cfg(config, "c_info", "type", default="pv") == "pv" \
+                else HVM_MAX_VCPUS
+            if not 1 <= vcpus <= limit:
+                self.save()
+                raise Fault("DOMAIN_CREATE_FAIL", reason="Invalid argument")
             if self.table.by_name(name) is not None:
                 # libxl__domain_make: the domain is made, the rename fails, it is torn down
                 self.save()
                 raise Fault("NAME_IN_USE", domid=domid, name=name)
+            if not payload_fits("/local/domain/%d/name" % domid, name):
+                self.save()             # as above: xs_write of the name fails (E2BIG)
+                raise Fault("NAME_WRITE_FAILED", domid=domid, name=name)
             # initiate_domain_create, after libxl__domain_make: disk backends are stat'ed
             for i, disk in enumerate(disks):
                 path = disk.get("pdev_path") or ""
@@ -329,21 +389,42 @@ class HostState:
             except Exception:
                 self._teardown(dom)
                 raise
+            # A daemon killed from here until save() returns never recorded
+            # the domain: its process, not known to the next daemon, is told
+            # so when it dials in and ends (HostState._refuse).  From save()
+            # on it is the next daemon's to adopt, whether or not its first
+            # HELLO reached us (it dials the next daemon if not).
+            _fault_point("create:spawned")
             dom.config.setdefault("c_info", {})["uuid"] = uuid
             self.monitor_log(dom, "Waiting for domain %s (domid %d) to die [pid %d]"
                              % (name, domid, os.getpid()))
             self.save()
             self.changed.notify_all()
         # libxl waits (without our lock) for every backend to reach InitWait
-        if True:
-            for devid, be_domid in enumerate(vtpm_backends):
-                be = "/local/domain/%d/backend/vtpm/%d/%d" % (be_domid, domid, devid)
-                if not devices.wait_state(self.xs, be, devices.XenbusStateInitWait, device_timeout,
-                                          alive=lambda: be_domid in self.table.domains):
-                    with self.lock:
-                        self._destroy_locked(dom)
-                    raise Fault("DEVICE_TIMEOUT", domid=domid, path=be, kind="vtpm")
+        for devid, be_domid in enumerate(vtpm_backends):
+            be = "/local/domain/%d/backend/vtpm/%d/%d" % (be_domid, domid, devid)
+            if not devices.wait_state(self.xs, be, devices.XenbusStateInitWait, device_timeout,
+                                      alive=lambda: be_domid in self.table.domains):
+                with self.lock:
+                    self._destroy_locked(dom)
+                raise Fault("DEVICE_TIMEOUT", domid=domid, path=be, kind="vtpm")
         return {"domid": domid, "name": name, "uuid": uuid}
+
+    def _check_name(self, name: str) -> None:
+        """What pyxl itself cannot take in a domain name (libxl takes any
+        bytes that fit in xenstore): bytes that are not UTF-8 (they reach
+        the daemon as lone surrogates), and names too long for the log
+        files named after them."""
+        try:
+            raw = name.encode()
+        except UnicodeEncodeError:
+            raise Fault("NAME_NOT_UTF8", shown=ascii(name.encode("utf-8", "surrogateescape")
+                                                     .decode("latin-1"))) from None
+        files = (self.paths.console_log(name) + ".stderr", self.paths.monitor_log(name))
+        longest = max(len(os.path.basename(f).encode()) for f in files)
+        name_max = _name_max(os.path.dirname(files[0]))
+        if longest > name_max:
+            raise Fault("NAME_TOO_LONG", length=len(raw), limit=name_max - (longest - len(raw)))
 
     def _write_xenstore(self, dom: Domain) -> None:
         devices.write_domain(self.xs, dom.domid, dom.name, dom.uuid, dom.max_memkb,
@@ -402,7 +483,7 @@ class HostState:
         block = self.disk_fds.get(dom.domid, [])
         spec = domspec.make(
             domid=dom.domid, name=dom.name, uuid=dom.uuid, kernel=dom.kernel,
-            cmdline=_cfg(dom.config, "b_info", "cmdline", default="") or "",
+            cmdline=guest_cmdline(_cfg(dom.config, "b_info", "cmdline", default="") or ""),
             memkb=dom.target_memkb, vcpus=dom.vcpus, paused=paused, status=status,
             xenbus=self.paths.xenbus_socket, disks=dom.config.get("disks") or [],
             hv_fd=child_sock.fileno(), block={vdev: fd for vdev, fd in block})
@@ -618,6 +699,7 @@ class HostState:
             self.monitor_log(dom, "Domain %d has shut down, reason code %d 0x%x"
                              % (domid, reason, reason))
             self.save()
+            _fault_point("shutdown:recorded")
             self.changed.notify_all()
         threading.Thread(target=self._act_on_shutdown, args=(domid,), daemon=True).start()
 
@@ -628,14 +710,10 @@ class HostState:
             if dom is None or not dom.monitored or dom.shutdown_reason is None:
                 return
             reason = dom.shutdown_reason
-            key = {SHUTDOWN_POWEROFF: "on_poweroff", SHUTDOWN_REBOOT: "on_reboot",
-                   SHUTDOWN_CRASH: "on_crash", SHUTDOWN_WATCHDOG: "on_watchdog",
-                   SHUTDOWN_SOFT_RESET: "on_soft_reset"}.get(reason)
-            if key is None:   # suspend
+            action = self._action(dom)
+            if action is None:   # suspend
                 self.monitor_log(dom, "Domain has suspended.")
                 return
-            default = {"on_reboot": "restart", "on_soft_reset": "soft_reset"}.get(key, "destroy")
-            action = dom.config.get(key) or default
             self.monitor_log(dom, "Action for shutdown reason code %d is %s" % (reason, action))
             if action == "preserve":
                 return
@@ -660,6 +738,20 @@ class HostState:
             self.create(config, dom.config_file, dom.config_text, monitor=True)
         except Fault as f:
             self.monitor_log(dom, f.message)
+
+    @staticmethod
+    def _action(dom: Domain) -> str | None:
+        """The on_* action for the reason a monitored domain shut down
+        (None: suspended, or not monitored)."""
+        if not dom.monitored or dom.shutdown_reason is None:
+            return None
+        key = {SHUTDOWN_POWEROFF: "on_poweroff", SHUTDOWN_REBOOT: "on_reboot",
+               SHUTDOWN_CRASH: "on_crash", SHUTDOWN_WATCHDOG: "on_watchdog",
+               SHUTDOWN_SOFT_RESET: "on_soft_reset"}.get(dom.shutdown_reason)
+        if key is None:
+            return None
+        default = {"on_reboot": "restart", "on_soft_reset": "soft_reset"}.get(key, "destroy")
+        return dom.config.get(key) or default
 
     def _preserve_renamed(self, dom: Domain) -> None:
         """libxl_domain_preserve with xl's suffix "-%Y%m%dT%H%MZ" (UTC)."""
@@ -690,11 +782,15 @@ class HostState:
 
     # -- other domain operations -----------------------------------------
     def rename(self, dom_q: str, new: str) -> None:
+        self._check_name(new)
         with self.lock:
             dom = self.resolve(dom_q)
             other = self.table.by_name(new)
             if other is not None and other is not dom:
                 raise Fault("RENAME_DUP", domid=dom.domid, name=new, dom=dom_q)
+            if not payload_fits("/local/domain/%d/name" % dom.domid, new):
+                raise Fault("RENAME_WRITE_FAILED", domid=dom.domid, name=new, old=dom.name,
+                            dom=dom_q)
             old = dom.name
             dom.name = new
             self.xs.write("/local/domain/%d/name" % dom.domid, new)

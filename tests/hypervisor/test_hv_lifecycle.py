@@ -49,7 +49,8 @@ def test_a_closed_connection_keeps_its_fd_while_a_thread_may_use_it():
     fd = conn.sock.fileno()
     with hv.xenstore.lock:               # the reader gets stuck inside a request
         wire.Channel(theirs).send(wire.Frame(wire.XS_READ, ["/local"], req_id=1))
-        time.sleep(0.2)
+        # the reader has taken the request off the socket: it now waits for our lock
+        assert _until(lambda: not select.select([conn.sock], [], [], 0)[0])
         conn.close()
         conn.join(0.05)                  # a daemon that gave up waiting for it
         assert conn._reader.is_alive()

@@ -339,3 +339,36 @@ def test_entry_size_watch_and_transaction_quotas():
     d1.transaction_start(), d1.transaction_start()
     assert err(d1.transaction_start) == "ENOSPC"
     assert err(d1.set_perms, "", ["n1", "r2", "r3", "r4", "r5", "r6"]) == "ENOSPC"
+
+
+def test_filling_a_directory_in_a_transaction_copies_it_once(monkeypatch):
+    """A domain's cpu/<n> entries go into one directory in one transaction:
+    each insert must not copy the directory's child list again (that made
+    vcpus=100000 quadratic).  Counted, not timed."""
+    import pyxl.hypervisor.xenstore as X
+
+    copied = []             # child names copied, over every node copy
+    real = X._Node.copy
+    monkeypatch.setattr(X._Node, "copy",
+                        lambda self: copied.append(len(self.children)) or real(self))
+    store = XenStore()
+    dom0 = store.connect(0)
+    dom0.mkdir("/local/domain/1/cpu")
+    tx = dom0.transaction_start()
+    for i in range(2000):
+        dom0.write("/local/domain/1/cpu/%d/availability" % i, "online", tx)
+    dom0.transaction_end(tx, True)
+    assert sum(copied) <= 2 * 2000          # linear (the commit copies once); was ~n*n/2
+    assert len(dom0.directory("/local/domain/1/cpu")) == 2000
+    assert dom0.read("/local/domain/1/cpu/1999/availability") == b"online"
+
+
+def test_a_failed_create_in_a_transaction_leaves_the_directory_unchanged():
+    store, dom0 = small_store()
+    d1 = store.connect(1)
+    tx = d1.transaction_start()
+    d1.write("a", "x", tx)
+    assert err(d1.write, "b", "x" * 200, tx) == "ENOSPC"
+    assert d1.directory("/local/domain/1", tx) == ["a"]
+    d1.transaction_end(tx, True)
+    assert d1.directory("/local/domain/1") == ["a"]

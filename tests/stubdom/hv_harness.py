@@ -32,17 +32,16 @@ class Host:
         return self.tmp / ("console-%d.log" % domid)
 
     def console(self, domid: int) -> str:
-        """The console log once it has stopped growing: the hypervisor writes
-        it on its own thread, so a domain's last lines may land a moment after
-        the domain (or its reply) is seen."""
+        """The console log as the hypervisor has written it so far."""
         p = self.log_path(domid)
-        last, deadline = None, time.monotonic() + 5
-        while True:
-            out = p.read_bytes() if p.exists() else b""
-            if out == last or time.monotonic() > deadline:
-                return out.decode(errors="replace")
-            last = out
-            time.sleep(0.05)
+        return p.read_bytes().decode(errors="replace") if p.exists() else ""
+
+    def final_console(self, domid: int) -> str:
+        """The whole console log of a domain whose process has ended: once
+        its connection is gone the hypervisor has handled (and logged)
+        everything it sent."""
+        assert self.hv.wait_disconnected(domid, 20), "domain %d still connected" % domid
+        return self.console(domid)
 
     def wait_console(self, domid: int, text: str, timeout: float = 20) -> str:
         deadline = time.monotonic() + timeout

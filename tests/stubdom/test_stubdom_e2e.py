@@ -105,9 +105,8 @@ def test_guide_chain_and_persistence(host):
                            "============= Init TPM Front ================\r\n")
     assert "vtpm_cmd.c:164: Error: VTPM_LoadHashKey() failed with error code (3)\r\n" in vcon
     assert "tpm_data.c:120: Info: initializing TPM data to default values\r\n" in vcon
-    con = host.console(MGR)
-    assert "INFO[VTPM]: Passthrough: TPM_GetRandom\r\n" in con
-    assert f"ERROR[VTPM]: LoadKey failure: Unrecognized uuid! {UUID}\r\n" in con
+    host.wait_console(MGR, "INFO[VTPM]: Passthrough: TPM_GetRandom\r\n")
+    host.wait_console(MGR, f"ERROR[VTPM]: LoadKey failure: Unrecognized uuid! {UUID}\r\n")
 
     v, e, r = run_guest(host, VERSION, EXTEND, PCRREAD10)
     assert v[:10] == struct.pack(">HII", 0xC4, len(v), 0) and v[23:27] == b"ETHZ"
@@ -121,9 +120,8 @@ def test_guide_chain_and_persistence(host):
     assert "vtpm_cmd.c:201: Info: Sending encryption key to backend\r\n" in vcon
     vtpm.wait(30)
     assert vtpm.returncode == 64                           # powered off (reason 0)
-    con = host.console(MGR)
-    assert f"INFO[VTPM]: Registered vtpm {UUID}\r\n" in con
-    assert f"INFO[VTPM]: Saved hash and key for vtpm {UUID}\r\n" in con
+    host.wait_console(MGR, f"INFO[VTPM]: Registered vtpm {UUID}\r\n")
+    host.wait_console(MGR, f"INFO[VTPM]: Saved hash and key for vtpm {UUID}\r\n")
 
     # xl shutdown of a seed stub domain: mini-os prints and keeps running
     host.xs.write(f"/local/domain/{MGR}/control/shutdown", "poweroff")
@@ -138,7 +136,7 @@ def test_guide_chain_and_persistence(host):
     vtpm = start_vtpm(host)
     host.wait_console(VTPM, "Waiting for frontend domain to connect..")
     assert "(slot " in host.console(VTPM)
-    assert f"INFO[VTPM]: Loaded hash and key for vtpm {UUID}\r\n" in host.console(MGR)
+    host.wait_console(MGR, f"INFO[VTPM]: Loaded hash and key for vtpm {UUID}\r\n")
     (r,) = run_guest(host, PCRREAD10)
     assert r[10:30] == bytes(20)          # PCRs are volatile: Startup(ST_CLEAR) reset them
     vtpm.wait(30)

@@ -47,7 +47,7 @@ def test_connect_serve_reopen_and_shutdown(host):
     assert b["served"] == [[FE, 0, UUID, i % 5, 2 * (1 + 300 * i)] for i in range(3)] * 2
     assert b["events"] == [["open", FE, 0], ["close", FE, 0]]   # freed at shutdown
 
-    fcon, bcon = host.console(FE), host.console(BE)
+    fcon, bcon = host.final_console(FE), host.final_console(BE)
     assert fcon.count("============= Init TPM Front ================\r\n") == 2
     assert ("Tpmfront:Info Waiting for backend connection..\r\n"
             "Tpmfront:Info Backend Connected\r\n"
@@ -82,7 +82,7 @@ def test_bad_uuid_refused_and_good_sibling_served(host):
     b = run(back)
     assert f == {"results": [True, True, True]}
     assert [s[:3] for s in b["served"]] == [[FE2, 0, UUID2]] * 2
-    con = host.console(BE)
+    con = host.final_console(BE)
     assert f"Tpmback:Error Error reading backend/vtpm/{FE}/0/uuid\r\n" in con
     assert f"Tpmback:Error Failed to create new tpm instance {FE}/0\r\n" in con
 

@@ -68,3 +68,123 @@ def test_create_F_follows_the_domain_until_it_is_gone(host, tmp_path):
     child.close()
     assert child.exitstatus == 0
     assert "fg" not in host.domains()
+
+
+# -- bounds: what libxl and Xen 4.17 refuse, and what pyxl cannot take ----------
+# Expected texts are libxl 4.17's (tools/libs/light at RELEASE-4.17.5; the
+# line numbers Debian's libxenlight.so.4.17.0 passes to libxl__log, two more
+# in libxl_create.c): libxl__domain_build_info_setdefault refuses an
+# avail_vcpus bitmap of more than HVM_MAX_VCPUS (128) *bytes*, i.e. vcpus >
+# 1024; Xen's arch_sanitise_domain_config refuses max_vcpus > MAX_VIRT_CPUS
+# (8192) for PV with EINVAL, which libxl__domain_make (libxl_create.c:711)
+# logs as "domain creation fail" and initiate_domain_create (:1296) as
+# "cannot make domain: -3"; xl create exits 3 (-ERROR_FAIL).
+
+def test_vcpus_100000_is_refused_as_libxl_refuses_it(host, tmp_path):
+    cfg = write_cfg(tmp_path, host, "big", "vcpus=100000\n")
+    p = host.run("create", cfg)
+    assert (p.returncode, p.stderr) == (3, (
+        "Parsing config from %s\n"
+        "libxl: error: libxl_create.c:220:libxl__domain_build_info_setdefault:"
+        " avail_vcpus bitmap contains too many VCPUS\n"
+        "libxl: error: libxl_create.c:1241:libxl__domain_config_setdefault:"
+        " Unable to set domain build info defaults\n") % cfg)
+    assert "big" not in host.domains()
+    p = host.run("create", cfg, "vcpus=1025")      # 129 bytes of bitmap
+    assert p.returncode == 3 and "too many VCPUS" in p.stderr
+
+
+def test_vcpus_up_to_the_limits_are_taken_and_beyond_the_hypervisors_refused(host, tmp_path):
+    cfg = write_cfg(tmp_path, host, "wide")
+    p = host.run("create", cfg, "vcpus=1024")
+    assert p.returncode == 0, p.stderr
+    assert host.domains()["wide"]["vcpus"] == 1024
+    p = host.run("xenstore-read", "/local/domain/1/cpu/1023/availability")
+    assert p.stdout == "online\n"
+    p = host.run("create", cfg, 'name="wider"', "maxvcpus=8192")
+    assert p.returncode == 0, p.stderr
+    assert host.domains()["wider"]["vcpus"] == 8192
+    p = host.run("create", cfg, 'name="too-wide"', "maxvcpus=8193")
+    assert (p.returncode, p.stderr) == (3, (
+        "Parsing config from %s\n"
+        "libxl: error: libxl_create.c:711:libxl__domain_make: domain creation fail:"
+        " Invalid argument\n"
+        "libxl: error: libxl_create.c:1296:initiate_domain_create: cannot make domain: -3\n")
+        % cfg)
+    assert "too-wide" not in host.domains()
+
+
+def test_a_name_pyxl_cannot_take_is_a_clear_error(host, tmp_path):
+    """libxl takes any bytes (xl -N prints them raw) and any length that
+    fits a xenstore message; pyxl refuses, with one line and nothing made,
+    a name that is not UTF-8 and one too long for the log files named
+    after it."""
+    cfg = tmp_path / "odd.cfg"
+    cfg.write_bytes(b'name="ab\xffcd"\nkernel="%s"\nmemory=64\n' % host.kernel.encode())
+    p = host.run("create", cfg)
+    assert (p.returncode, p.stderr) == (1, (
+        "Parsing config from %s\n"
+        "pyxl: the domain name 'ab\\xffcd' is not valid UTF-8: libxl would take its bytes"
+        " as they are, but pyxl cannot represent such a name\n") % cfg)
+    long = "n" * 300
+    p = host.run("create", write_cfg(tmp_path, host, "x"), 'name="%s"' % long)
+    assert p.returncode == 1
+    lines = p.stderr.splitlines()
+    assert len(lines) == 2 and lines[1].startswith(
+        "pyxl: the domain name is 300 bytes long; the domain's log files are named after it,"
+        " so on this host it may be at most "), p.stderr
+    assert set(host.domains()) == {"Domain-0"}
+    assert "Traceback" not in p.stderr
+    # the same rules for xl rename
+    assert host.run("create", write_cfg(tmp_path, host, "x")).returncode == 0
+    p = host.run("rename", "x", long)
+    assert p.returncode == 1 and p.stderr.startswith("pyxl: the domain name is 300 bytes long")
+    assert set(host.domains()) == {"Domain-0", "x"}
+
+
+def test_a_megabyte_of_extra_is_taken_as_xen_takes_it(host, tmp_path):
+    """libxl__build_post ignores a failed write of image/cmdline (too long
+    for one xenstore message) and the domain builder copies at most
+    MAX_GUEST_CMDLINE - 1 = 1023 bytes into start_info (xg_dom_x86.c)."""
+    cfg = tmp_path / "mega.cfg"
+    cfg.write_text('name="mega"\nkernel="%s"\nmemory=64\nextra="%s"\n'
+                   % (host.kernel, "console=hvc0 " + "x" * (1 << 20)))
+    p = host.run("create", cfg)
+    assert (p.returncode, p.stderr) == (0, "Parsing config from %s\n" % cfg)
+    domid = host.domains()["mega"]["domid"]
+    vm = host.run("xenstore-read", "/local/domain/%d/vm" % domid).stdout.strip()
+    p = host.run("xenstore-read", vm + "/image/cmdline")
+    assert p.returncode == 1                          # not recorded
+    host.wait_for(lambda: "Command line: " in host.console_log("mega"), what="boot")
+    line = next(x for x in host.console_log("mega").splitlines() if "Command line: " in x)
+    assert line.split("Command line: ", 1)[1].rstrip("\r") == ("console=hvc0 " + "x" * 1010)
+
+
+def test_a_name_too_long_for_xenstore_fails_as_libxl__domain_rename_does(tmp_path, monkeypatch):
+    """Where log file names do not limit it (a file system with a larger
+    NAME_MAX), a name is bounded by xs_write: path, NUL and name within
+    XENSTORE_PAYLOAD_MAX.  In process: no such file system here."""
+    import pyxl.toolstack.hostd as hostd
+    from pyxl.toolstack.errors import Fault
+    from pyxl.toolstack.paths import Paths
+
+    monkeypatch.setattr(hostd, "_name_max", lambda directory: 1 << 20)
+    paths = Paths(str(tmp_path))
+    paths.make_dirs()
+    st = hostd.HostState(paths, lambda m: None)
+    try:
+        name = "n" * (4096 - len("/local/domain/1/name"))       # one byte too many
+        cfg = {"c_info": {"type": "pv", "name": name}, "b_info": {"max_memkb": 65536}}
+        try:
+            st.create(cfg)
+            raise AssertionError("created")
+        except Fault as f:
+            assert (f.name, f.exit_code) == ("NAME_WRITE_FAILED", 3)
+            assert f.message == (
+                "libxl: error: libxl_domain.c:107:libxl__domain_rename: Domain 1:Failed to write"
+                " new name `%s' for domain previously named `(null)'\n"
+                "libxl: error: libxl_create.c:1296:initiate_domain_create: Domain 1:"
+                "cannot make domain: -3" % name)
+        assert [d.domid for d in st.guests()] == []
+    finally:
+        st.hv.close()

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import stat
 import subprocess
+import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from ts_host import cmdline, domain_pids, procs_of
+from ts_host import cmdline, domain_pids, gone, kill_daemon, procs_of
 from pyxl.toolstack import protocol
 from pyxl.toolstack.client import Client
 from pyxl.toolstack.errors import KINDS, Fault
@@ -119,13 +120,10 @@ def test_sigkill_daemon_then_adopt_live_and_record_dead(host):
     assert host.create("alive").returncode == 0
     assert host.create("doomed", on_crash="preserve").returncode == 0
     before = host.domains()
-    dpid = daemon_pids(host)[0]
-    os.kill(dpid, signal.SIGKILL)
-    host.wait_for(lambda: not os.path.exists("/proc/%d/stat" % dpid) or
-                  open("/proc/%d/stat" % dpid).read().split()[2] == "Z", what="daemon death")
+    kill_daemon(host)
     doomed_pid = domain_pids(host.root)[before["doomed"]["domid"]]
     os.kill(doomed_pid, signal.SIGKILL)
-    time.sleep(0.1)
+    host.wait_for(lambda: gone(doomed_pid), what="the domain's death")
     # the next command starts a new daemon, which adopts "alive" and finds "doomed" crashed
     p = host.run("list")
     assert p.returncode == 0, p.stderr
@@ -143,8 +141,7 @@ def test_sigkill_daemon_then_adopt_live_and_record_dead(host):
 def test_adopted_domain_reconnects_and_obeys_shutdown(host):
     assert host.create("vm").returncode == 0
     host.wait_for(lambda: "login:" in host.console_log("vm"), what="boot")
-    os.kill(daemon_pids(host)[0], signal.SIGKILL)
-    time.sleep(0.1)
+    kill_daemon(host)
     assert host.run("list").returncode == 0          # a new daemon adopts vm
     # the guest dials back in and re-arms its control/shutdown watch
     host.wait_for(lambda: host.run("xenstore-read", "/local/domain/1/control/feature-poweroff")
@@ -208,3 +205,54 @@ def test_garbage_on_the_control_socket_costs_one_connection(host):
         s.close()
     p = host.run("list")
     assert p.returncode == 0 and "Domain-0" in p.stdout
+
+
+def _as_nobody(argv: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(["setpriv", "--reuid", "nobody", "--regid", "nogroup",
+                           "--clear-groups"] + argv, capture_output=True, text=True,
+                          env=env, timeout=60, cwd="/")
+
+
+def _python_for_nobody(env: dict) -> list[str]:
+    """An interpreter user nobody may run, with pyxl and its dependencies
+    importable (the venv's may live below a private home)."""
+    for exe in (sys.executable, "/usr/bin/python3"):
+        if _as_nobody([exe, "-c", "import typer, lark"], env).returncode == 0:
+            return [exe]
+    pytest.skip("no Python that user nobody can run with pyxl's dependencies")
+
+
+def test_daemon_start_by_a_user_who_cannot_use_the_root_is_one_line(tmp_path):
+    """Not root, on a host root that is root's: one line saying so, exit 1,
+    no traceback -- for `daemon start` and `daemon start -F` (a command that
+    would start the daemon already said it in one line)."""
+    import shutil
+    import sysconfig
+    import tempfile
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv")
+    top = tempfile.mkdtemp(prefix="pyxl-nobody-")
+    try:
+        os.chmod(top, 0o755)
+        root = os.path.join(top, "root")
+        os.mkdir(root, 0o700)                      # root's, as /run, /var/lib, /var/log are
+        repo = str(Path(__file__).resolve().parents[2])
+        env = {"PATH": "/usr/bin:/bin", "PYXL_ROOT": root, "HOME": "/nonexistent",
+               "PYTHONPATH": os.pathsep.join([repo, sysconfig.get_paths()["purelib"],
+                                              sysconfig.get_paths()["platlib"]])}
+        py = _python_for_nobody(env)
+        p = _as_nobody(py + ["-m", "pyxl", "list"], env)
+        assert (p.returncode, p.stderr) == (1, (
+            "pyxl: permission denied on the control socket %s/run/pyxl/control.sock"
+            " (it is root-only, like privcmd)\n" % root))
+        for args in (["daemon", "start"], ["daemon", "start", "-F"]):
+            p = _as_nobody(py + ["-m", "pyxl"] + args, env)
+            assert p.returncode == 1, (args, p.stderr)
+            assert re.fullmatch(
+                r"pyxl: cannot use %s/\S+: Permission denied \(the simulated host's files"
+                r" there are root's: run as root, or set PYXL_ROOT to a directory of yours\)\n"
+                % re.escape(root), p.stderr), (args, p.stderr)
+        assert os.listdir(root) == []
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

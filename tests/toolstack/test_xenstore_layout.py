@@ -162,3 +162,13 @@ def test_the_domain_gets_the_image_blkback_opened(host, tmp_path):
     pid = domain_pids(host.root)[host.domains()["vm"]["domid"]]
     fds = os.listdir("/proc/%d/fd" % pid)
     assert str(img) in [os.readlink("/proc/%d/fd/%s" % (pid, fd)) for fd in fds]
+
+
+def test_bytes_that_are_not_utf8_are_a_xenstore_answer_not_a_traceback(host):
+    """xenstored takes any bytes in a value and refuses a path with a
+    character outside [A-Za-z0-9/_@-] (EINVAL): neither is an internal error."""
+    assert host.run("list").returncode == 0
+    p = host.run("xenstore-write", "/local/domain/0/odd", "v\udcff")   # the byte 0xff
+    assert (p.returncode, p.stderr) == (0, "")
+    p = host.run("xenstore-write", "/local/domain/0/odd\udcff", "1")
+    assert p.returncode == 1 and "internal error" not in p.stderr, p.stderr

@@ -52,6 +52,32 @@ def domain_pids(root: str) -> dict[int, int]:
     return out
 
 
+def gone(pid: int) -> bool:
+    """The process has ended: every thread of it has exited (a zombie
+    leader whose other threads still run has not released its files yet:
+    its sockets and locks are still there)."""
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return True
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                    return False
+        except OSError:
+            pass
+    return True
+
+
+def kill_daemon(host) -> None:
+    """SIGKILL the host's daemon and wait until it is dead."""
+    pids = [p for p in procs_of(host.root) if b"pyxl.toolstack.daemon" in cmdline(p)]
+    assert len(pids) == 1, pids
+    os.kill(pids[0], signal.SIGKILL)
+    host.wait_for(lambda: gone(pids[0]), what="the daemon's death")
+
+
 class Host:
     def __init__(self, root: Path, pyxl_cmd: list[str]):
         self.root = str(root)
@@ -115,11 +141,16 @@ class Host:
             self.run("daemon", "stop", "--force", timeout=30)
         except Exception:
             pass
-        for pid in procs_of(self.root):
+        left = procs_of(self.root)
+        for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        try:
+            self.wait_for(lambda: all(gone(p) for p in left), what="the host's processes to end")
+        except AssertionError:
+            pass                 # the fixture names what is left
 
 
 

@@ -5,8 +5,12 @@ berlios` (behaving as the emulator inside vtpm-stubdom), against `pyxl
 tpm-serve --vendor IBM` (the engine as a hardware-like TPM) -- and the same
 sequence against swtpm (libtpms), which checks the harness itself.
 
-One TPM and one tcsd per backend serve the whole module; the tests run in
-file order and build on each other (ownership, then NV, seal, clear).
+One TPM and one tcsd per backend serve the whole module.  Each test first
+brings them to the state it needs (`Run.unowned`, `Run.owned`, an NV area
+defined or not, data sealed): in file order that costs nothing, and any
+test also passes alone or in another order.  A test that leaves the TPM
+cleared (libtpms then refuses ownership until physical presence) makes the
+next one that needs it start a fresh TPM and tcsd.
 """
 
 from __future__ import annotations
@@ -43,24 +47,126 @@ EXPECTED_VERSION["pyxl-berlios"] = EXPECTED_VERSION["pyxl"]
 SERVE_ARGS = {"pyxl": (), "pyxl-ibm": ("--vendor", "IBM"),
               "pyxl-berlios": ("--emulator", "berlios")}
 
-# Engine features still missing, per test (pyxl only).  Emptied as the engine
-# grows; a listed test that passes is reported XPASS, not hidden.
-ENGINE_GAPS: dict[str, str] = {}
+UNOWNED, OWNED, CLEARED = "unowned", "owned", "cleared"
 
 
 class Run:
-    def __init__(self, backend, tpm, tcsd, work):
+    """One backend's TPM and tcsd, and what the tests have done to them."""
+
+    def __init__(self, backend, factory, pyxl_cmd):
         self.backend = backend
-        self.tpm = tpm
-        self.tcsd = tcsd
-        self.work = work
+        self.factory = factory
+        self.pyxl_cmd = pyxl_cmd
+        self.tpm = self.tcsd = None
+        self.generation = 0
+        self.start()
+
+    def start(self) -> None:
+        """A fresh TPM (no owner) and a tcsd in front of it."""
+        self.work = self.factory.mktemp("acceptance-%s-%d" % (self.backend, self.generation))
+        self.generation += 1
+        if self.backend == "swtpm":
+            self.tpm = Swtpm(self.work / "swtpm").start()
+        else:
+            self.tpm = PyxlServe(self.pyxl_cmd, self.work / "state",
+                                 *SERVE_ARGS[self.backend]).start()
+        try:
+            self.tcsd = Tcsd(self.work / "tcsd", "127.0.0.1", self.tpm.port).start()
+        except Exception:
+            self.tpm.stop()
+            raise
+        self.state = UNOWNED
         self.ek_modulus = None
-        self.sealed = None
-        self.seal_in = None
-        self.nv_in = None
+        self.nv = {}            # NV index -> data written (b"" if only defined)
+        self.sealed = self.seal_in = None
+
+    def stop(self) -> None:
+        self.tcsd.stop()
+        self.tpm.stop()
 
     def tool(self, *argv, stdin="", timeout=60):
         return self.tcsd.tool(*argv, stdin=stdin, timeout=timeout)
+
+    # -- the state a test needs ------------------------------------------------
+    def unowned(self) -> None:
+        """No owner, enabled and active, tcsd running."""
+        if self.state != UNOWNED:
+            self.stop()
+            self.start()
+
+    def endorsement_key(self) -> str:
+        """The EK's modulus, read while the TPM has no owner (swtpm starts
+        without an EK: tpm_createek first)."""
+        if self.ek_modulus is None:
+            self.unowned()
+            r = self.tool("tpm_getpubek", "-z")
+            if r.rc != 0 and "No EK" in r.err:
+                assert self.backend == "swtpm", "pyxl's engine always has an EK: " + str(r)
+                c = self.tool("tpm_createek")
+                assert c.rc == 0, str(c)
+                r = self.tool("tpm_getpubek", "-z")
+            assert r.rc == 0 and "Public Endorsement Key" in r.out, str(r)
+            assert re.search(r"Key Size:\s+2048 bits", r.out), r.out
+            self.ek_modulus = ek_modulus(r.out)
+        return self.ek_modulus
+
+    def owned(self) -> None:
+        """Owned with the well-known owner secret (-z), its EK known."""
+        if self.state == OWNED:
+            return
+        self.unowned()           # a cleared TPM: a fresh one
+        self.endorsement_key()
+        r = self.tool("tpm_takeownership", "-y", "-z")
+        assert r.rc == 0, str(r)
+        self.state = OWNED
+
+    def nv_defined(self, index: str, size: int = 32) -> None:
+        self.owned()
+        if index not in self.nv:
+            r = self.tool("tpm_nvdefine", "-i", index, "-s", str(size), "-p",
+                          "OWNERWRITE|OWNERREAD", "-y", "-z")
+            assert r.rc == 0 and "Successfully created NVRAM area" in r.out, str(r)
+            self.nv[index] = b""
+
+    def nv_written(self, index: str) -> bytes:
+        self.nv_defined(index)
+        if not self.nv[index]:
+            data = os.urandom(32)
+            f = self.work / "nv.in"
+            f.write_bytes(data)
+            r = self.tool("tpm_nvwrite", "-i", index, "-z", "-f", str(f))
+            assert r.rc == 0, str(r)
+            self.nv[index] = data
+        return self.nv[index]
+
+    def nv_released(self, index: str) -> None:
+        if index in self.nv:
+            r = self.tool("tpm_nvrelease", "-i", index, "-y")
+            assert r.rc == 0 and "Successfully released" in r.out, str(r)
+            del self.nv[index]
+
+    def sealed_data(self) -> tuple[Path, bytes]:
+        """A blob tpm_sealdata made (SRK, no PCRs), and what it seals."""
+        self.owned()
+        if self.sealed is None:
+            data = b"pyxl seal test\n" + os.urandom(48).hex().encode() + b"\n"
+            src, dst = self.work / "seal.in", self.work / "sealed"
+            src.write_bytes(data)
+            r = self.tool("tpm_sealdata", "-z", "-i", str(src), "-o", str(dst))
+            assert r.rc == 0, str(r)
+            assert dst.read_text().startswith("-----BEGIN TSS-----")
+            self.sealed, self.seal_in = dst, data
+        return self.sealed, self.seal_in
+
+    def clear(self) -> None:
+        """TPM_OwnerClear through tcsd; what a test may do after it depends
+        on the TPM, so the next test that needs an owner starts afresh."""
+        self.owned()
+        r = self.tool("tpm_clear", "-z")
+        assert r.rc == 0 and "Cleared" in r.out, str(r)
+        self.state = CLEARED
+        self.nv.clear()
+        self.sealed = self.seal_in = None
 
 
 @pytest.fixture(scope="module", params=["swtpm", *SERVE_ARGS])
@@ -70,31 +176,11 @@ def run(request, tmp_path_factory, pyxl_cmd):
     need_peer("tpm-tools")
     if os.geteuid() != 0:
         pytest.skip("tcsd needs root (its config must be root:tss 0640)")
-    work = tmp_path_factory.mktemp("acceptance-" + backend)
     if backend == "swtpm":
         need_peer("swtpm")
-        tpm = Swtpm(work / "swtpm").start()
-    else:
-        tpm = PyxlServe(pyxl_cmd, work / "state", *SERVE_ARGS[backend]).start()
-    try:
-        tcsd = Tcsd(work / "tcsd", "127.0.0.1", tpm.port).start()
-    except Exception:
-        tpm.stop()
-        raise
-    r = Run(backend, tpm, tcsd, work)
+    r = Run(backend, tmp_path_factory, pyxl_cmd)
     yield r
-    tcsd.stop()
-    tpm.stop()
-
-
-@pytest.fixture(autouse=True)
-def _engine_gaps(request):
-    if "run" not in request.fixturenames:
-        return
-    backend = request.node.callspec.params.get("run")
-    reason = ENGINE_GAPS.get(request.node.originalname)
-    if backend.startswith("pyxl") and reason:
-        request.applymarker(pytest.mark.xfail(strict=False, reason=reason))
+    r.stop()
 
 
 def version_fields(out: str) -> dict[str, str]:
@@ -140,29 +226,27 @@ def test_selftest(run):
 
 
 def test_endorsement_key(run):
-    r = run.tool("tpm_getpubek", "-z")
-    if r.rc != 0 and "No EK" in r.err:
-        assert run.backend == "swtpm", "pyxl's engine always has an EK: " + str(r)
-        c = run.tool("tpm_createek")
-        assert c.rc == 0, str(c)
-        r = run.tool("tpm_getpubek", "-z")
-    assert r.rc == 0 and "Public Endorsement Key" in r.out, str(r)
-    assert re.search(r"Key Size:\s+2048 bits", r.out), r.out
-    run.ek_modulus = ek_modulus(r.out)
-    assert len(run.ek_modulus) == 512
+    run.unowned()
+    run.ek_modulus = None
+    assert len(run.endorsement_key()) == 512
 
 
 def test_takeownership(run):
+    run.unowned()
+    run.endorsement_key()        # swtpm starts without one
     r = run.tool("tpm_takeownership", "-y", "-z")
     assert r.rc == 0, str(r)
+    run.state = OWNED
 
 
 def test_status_enabled(run):
+    run.owned()
     r = run.tool("tpm_setenable", "--status", "-z")
     assert r.rc == 0 and "Disabled status: false" in r.out, str(r)
 
 
 def test_status_active(run):
+    run.owned()
     r = run.tool("tpm_setactive", "--status", "-z")
     assert r.rc == 0, str(r)
     assert "Persistent Deactivated Status: false" in r.out, r.out
@@ -187,6 +271,7 @@ XEN_VTPM_STATUS = {   # the emulator starts with readSRKPub TRUE
 
 @pytest.mark.parametrize("tool", sorted(STATUS_QUERIES))
 def test_owner_status_queries(run, tool):
+    run.owned()
     r = run.tool(tool, "--status", "-z")
     want = STATUS_QUERIES[tool]
     if run.backend == "pyxl-berlios":
@@ -195,29 +280,36 @@ def test_owner_status_queries(run, tool):
 
 
 def test_pubek_with_owner(run):
+    run.owned()
     r = run.tool("tpm_getpubek", "-z")   # ReadPubek is refused now; owner-read instead
     assert r.rc == 0 and "Public Endorsement Key" in r.out, str(r)
-    assert run.ek_modulus and ek_modulus(r.out) == run.ek_modulus
+    assert ek_modulus(r.out) == run.endorsement_key()
 
 
 def test_wrong_owner_password_is_authfail(run):
+    run.owned()
     r = run.tool("tpm_setenable", "--status", stdin="definitely-not-the-owner-password\n")
     assert r.rc != 0, "owner query succeeded with a wrong password: " + str(r)
     assert re.search(r"code=0001|Authentication failed", r.err), str(r)
 
 
 def test_resetdalock(run):
+    run.owned()
     r = run.tool("tpm_resetdalock", "-z")
     assert r.rc == 0, str(r)
 
 
 def test_nv_define(run):
+    run.owned()
+    run.nv_released(NV_INDEX)
     r = run.tool("tpm_nvdefine", "-i", NV_INDEX, "-s", "32", "-p", "OWNERWRITE|OWNERREAD",
                  "-y", "-z")
     assert r.rc == 0 and "Successfully created NVRAM area" in r.out, str(r)
+    run.nv[NV_INDEX] = b""
 
 
 def test_nv_info(run):
+    run.nv_defined(NV_INDEX)
     r = run.tool("tpm_nvinfo", "-i", NV_INDEX)
     assert r.rc == 0, str(r)
     assert re.search(r"NVRAM index\s*:\s*%s" % NV_INDEX, r.out, re.I), r.out
@@ -226,53 +318,57 @@ def test_nv_info(run):
 
 
 def test_nv_write(run):
-    run.nv_in = os.urandom(32)
+    run.nv_defined(NV_INDEX)
+    data = os.urandom(32)
     f = run.work / "nv.in"
-    f.write_bytes(run.nv_in)
+    f.write_bytes(data)
     r = run.tool("tpm_nvwrite", "-i", NV_INDEX, "-z", "-f", str(f))
     assert r.rc == 0, str(r)
+    run.nv[NV_INDEX] = data
 
 
 def test_nv_read(run):
+    data = run.nv_written(NV_INDEX)
     f = run.work / "nv.out"
     r = run.tool("tpm_nvread", "-i", NV_INDEX, "-s", "32", "-z", "-f", str(f))
     assert r.rc == 0, str(r)
-    assert run.nv_in is not None and f.read_bytes() == run.nv_in
+    assert f.read_bytes() == data
 
 
 def test_nv_release(run):
+    run.nv_defined(NV_INDEX)
     r = run.tool("tpm_nvrelease", "-i", NV_INDEX, "-y")
     assert r.rc == 0 and "Successfully released" in r.out, str(r)
+    del run.nv[NV_INDEX]
 
 
 def test_nv_gone(run):
+    run.nv_defined(NV_INDEX)
+    run.nv_released(NV_INDEX)
     r = run.tool("tpm_nvinfo", "-n")
     assert r.rc == 0, str(r)
     assert NV_INDEX.lower() not in r.out.lower(), r.out
 
 
 def test_seal(run):
-    run.seal_in = b"pyxl seal test\n" + os.urandom(48).hex().encode() + b"\n"
-    src, dst = run.work / "seal.in", run.work / "sealed"
-    src.write_bytes(run.seal_in)
-    r = run.tool("tpm_sealdata", "-z", "-i", str(src), "-o", str(dst))
-    assert r.rc == 0, str(r)
-    assert dst.read_text().startswith("-----BEGIN TSS-----")
-    run.sealed = dst
+    run.sealed = None
+    sealed, _ = run.sealed_data()
+    assert sealed.read_text().startswith("-----BEGIN TSS-----")
 
 
 def test_unseal(run):
+    sealed, data = run.sealed_data()
     out = run.work / "seal.out"
-    assert run.sealed is not None
-    r = run.tool("tpm_unsealdata", "-z", "-i", str(run.sealed), "-o", str(out))
+    r = run.tool("tpm_unsealdata", "-z", "-i", str(sealed), "-o", str(out))
     assert r.rc == 0, str(r)
-    assert out.read_bytes() == run.seal_in
+    assert out.read_bytes() == data
 
 
 def test_nv_area_with_its_own_password(run):
     """AUTHREAD|AUTHWRITE: NV_WriteValueAuth / NV_ReadValueAuth with the area's
     secret; a wrong one is TPM_AUTHFAIL."""
     idx, data = "0x00011102", os.urandom(16)
+    run.owned()
     r = run.tool("tpm_nvdefine", "-i", idx, "-s", "16", "-p", "AUTHREAD|AUTHWRITE",
                  "--pwda=nv-secret", "-y")
     assert r.rc == 0, str(r)
@@ -291,6 +387,7 @@ def test_nv_area_with_its_own_password(run):
 def test_seal_to_pcrs(run):
     """tpm_sealdata -p 0 -p 7 binds to the current PCR values: unseal works,
     and after PCR 7 changes it is refused (TPM_WRONGPCRVAL)."""
+    run.owned()
     src, sealed, out = run.work / "pcr.in", run.work / "pcr.sealed", run.work / "pcr.out"
     src.write_bytes(b"bound to PCR 0 and 7\n")
     r = run.tool("tpm_sealdata", "-z", "-p", "0", "-p", "7", "-i", str(src), "-o", str(sealed))
@@ -307,6 +404,7 @@ def test_seal_to_pcrs(run):
 
 
 def test_change_owner_password_and_back(run):
+    run.owned()
     r = run.tool("tpm_changeownerauth", "-o", "-z", stdin="new-owner-pw\nnew-owner-pw\n")
     assert r.rc == 0, str(r)
     r = run.tool("tpm_setenable", "--status", "-z")                  # the old secret fails
@@ -320,8 +418,7 @@ def test_change_owner_password_and_back(run):
 
 
 def test_clear_then_unowned(run):
-    r = run.tool("tpm_clear", "-z")
-    assert r.rc == 0 and "Cleared" in r.out, str(r)
+    run.clear()
     if run.backend == "swtpm":
         # swtpm serves one connection at a time and tcsd keeps its last one
         # open: stop tcsd before probing directly.  pyxl serves both at once.
@@ -329,6 +426,8 @@ def test_clear_then_unowned(run):
     resp = transact(run.tpm.addr, getcap(0x05, (0x111).to_bytes(4, "big")), timeout=10)
     assert rc_of(resp) == 0, resp.hex()
     assert resp[-1] == 0, "TPM_CAP_PROP_OWNER still TRUE after tpm_clear"
+    if run.backend == "swtpm":
+        run.unowned()            # tcsd is gone: the next test gets a fresh pair
 
 
 def test_xen_vtpm_can_be_owned_again_after_clear(run):
@@ -336,8 +435,11 @@ def test_xen_vtpm_can_be_owned_again_after_clear(run):
     (libtpms disables and deactivates it until physical presence)."""
     if run.backend != "pyxl-berlios":
         pytest.skip("only the emulator stays enabled after tpm_clear")
+    if run.state != CLEARED:
+        run.clear()
     r = run.tool("tpm_takeownership", "-y", "-z")
     assert r.rc == 0, str(r)
+    run.state = OWNED
     r = run.tool("tpm_setenable", "--status", "-z")
     assert r.rc == 0 and "Disabled status: false" in r.out, str(r)
 
@@ -350,6 +452,9 @@ def test_physical_presence_commands(run):
     r = run.tool("tpm_clear", "-f")
     if run.backend == "pyxl-berlios":
         assert r.rc == 0 and "Cleared" in r.out, str(r)
+        run.state = CLEARED
+        run.nv.clear()
+        run.sealed = run.seal_in = None
         resp = transact(run.tpm.addr, getcap(0x05, (0x111).to_bytes(4, "big")), timeout=10)
         assert rc_of(resp) == 0 and resp[-1] == 0
     else:

@@ -69,6 +69,25 @@ def _transact(dev, request: bytes, timeout: float = 10) -> bytes:
         return out
 
 
+def _submitted(pid: int, request: bytes) -> bool:
+    """Whether a tpmif shared page of process `pid` (the guest's ring, a
+    memfd it granted) holds `request` in state SUBMIT (tpmif.h: u32 length,
+    u8 state, three more bytes, then the packet)."""
+    try:
+        with open("/proc/%d/maps" % pid) as f:
+            maps = [line.split() for line in f if "memfd:pyxl-page" in line]
+        with open("/proc/%d/mem" % pid, "rb") as mem:
+            for fields in maps:
+                mem.seek(int(fields[0].split("-")[0], 16))
+                head = mem.read(8 + len(request))
+                if head[4] == 1 and struct.unpack_from("<I", head)[0] == len(request) \
+                        and head[8:] == request:
+                    return True
+    except OSError:
+        pass
+    return False
+
+
 def _pcr_line(text: str) -> str:
     m = re.search(r"^PCR-%02d: ([0-9A-F ]+)$" % PCR, text, re.M)
     assert m, text
@@ -79,9 +98,20 @@ def _kill_daemon(host) -> None:
     dpid = _pid_of(host, b"pyxl.toolstack.daemon")
     os.kill(dpid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while _read(dpid, "stat") and _read(dpid, "stat").rsplit(b")", 1)[1].split()[0] != b"Z":
+    while not _ended(dpid):
         assert time.monotonic() < deadline, "the daemon did not die"
         time.sleep(0.02)
+
+
+def _ended(pid: int) -> bool:
+    """Every thread has exited (a zombie leader's other threads may still
+    hold the daemon's sockets and lock)."""
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return True
+    return all(_read(pid, "task/%s/stat" % t).rsplit(b")", 1)[-1].split()[:1] in ([], [b"Z"], [b"X"])
+               for t in tids)
 
 
 def _wait_connected(host, vtpm_domid: int, timeout: float = 20) -> list[str]:
@@ -150,8 +180,13 @@ def test_vtpm_chain_survives_sigkilled_daemon(host):  # noqa: F811
     os.kill(vpid, signal.SIGSTOP)                 # the vTPM cannot answer meanwhile
     try:
         with _connect(dev, timeout=15) as s:
-            s.sendall(struct.pack(">HIII", 0xC1, 14, TPM_ORD_PcrRead, PCR))
-            time.sleep(0.2)
+            request = struct.pack(">HIII", 0xC1, 14, TPM_ORD_PcrRead, PCR)
+            s.sendall(request)
+            domu_pid = _pid_of(host, b"pyxl-domain\0domid=%d\0" % domu)
+            deadline = time.monotonic() + 10
+            while not _submitted(domu_pid, request):      # on the ring, unanswered
+                assert time.monotonic() < deadline, "the request never reached the ring"
+                time.sleep(0.02)
             t0 = time.monotonic()
             _kill_daemon(host)
             assert s.recv(4096) == b""            # EIO: the device dropped the command
@@ -224,3 +259,46 @@ def test_guest_sysfs_tpm_survives_sigkilled_daemon_without_tcsd(bare_host):
     h.wait_gone("domu-vtpm")
     assert "Tpmback:Error" not in h.console_log("domu-vtpm")
     assert h.run("destroy", "vtpmmgr").returncode == 0
+
+
+@pytest.mark.slow
+def test_vtpm_stubdom_survives_a_daemon_killed_during_its_start(bare_host):
+    """The daemon is SIGKILLed right after `create domu-vtpm` returned (before
+    the stub domain's HELLO), and as soon as its console shows each step
+    of its start: the backend's and the frontend's initialisation, the
+    frontend's handshake with the manager.  Each time the next daemon
+    lists the vTPM running, and it gets to waiting for its guest with no
+    failed step."""
+    h = bare_host
+    mgr_img, vtpm_img = h.dir / "mgr.img", h.dir / "vtpm.img"
+    for path, size in ((mgr_img, 16 << 20), (vtpm_img, 8 << 20)):
+        with open(path, "wb") as f:
+            f.truncate(size)
+    h.create("vtpmmgr-stubdom.cfg", 'disk=["file:%s,hda,w"]' % mgr_img)
+    h.wait_console("vtpmmgr", "Waiting for commands from vTPM's:")
+    monitor = os.path.join(h.root, "var/log/pyxl/xl-domu-vtpm.log")
+    console = os.path.join(h.root, "var/log/pyxl/console/guest-domu-vtpm.log")
+    for step in (None, "Init TPM BACK", "Init TPM Front", "Waiting for backend connection..",
+                 "Tpmfront:Info Backend Connected"):
+        seen = os.path.getsize(console) if os.path.exists(console) else 0
+        h.create("vtpm.cfg", 'disk=["file:%s,hda,w"]' % vtpm_img)
+        if step is not None:
+            deadline = time.monotonic() + 30
+            while step not in h.console_log("domu-vtpm")[seen:]:
+                assert time.monotonic() < deadline, (step, h.console_log("domu-vtpm")[seen:])
+                time.sleep(0.002)
+        _kill_daemon(h)
+        rows = h.domains()               # a new daemon
+        assert "domu-vtpm" in rows and rows["domu-vtpm"][3][3] != "s", (step, rows)
+        deadline = time.monotonic() + 30
+        while "Waiting for frontend domain to connect.." not in h.console_log("domu-vtpm")[seen:]:
+            assert time.monotonic() < deadline, (step, h.console_log("domu-vtpm")[seen:])
+            time.sleep(0.05)
+        log = h.console_log("domu-vtpm")[seen:]
+        for failed in ("Tpmfront:Error", "Tpmback:Error", "Unable to",
+                       "Error sending command through frontend device"):
+            assert failed not in log, (step, log)
+        with open(monitor) as f:
+            assert "has shut down" not in f.read(), step
+        assert h.run("destroy", "domu-vtpm").returncode == 0
+        os.unlink(monitor)

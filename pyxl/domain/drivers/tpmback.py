@@ -94,6 +94,11 @@ class TpmBack:
         self.closed = False
         self.cond = threading.Condition(threading.RLock())
         self.xb_lock = threading.RLock()        # one xenbus handler at a time
+        # the hypervisor connection our interfaces were set up on; after a
+        # restart, events wait for resume() to reset them (a frontend's
+        # Connected on the new hypervisor must not meet an interface that
+        # still thinks it is on the old one)
+        self.generation = xen.generation
         printk("============= Init TPM BACK ================\n")
         self._thread = threading.Thread(target=self._listener, name="tpmback-listener",
                                         daemon=True)
@@ -311,6 +316,7 @@ class TpmBack:
                     t.status, t.state = DISCONNECTED, xenbus.XenbusStateUnknown
                     if mapping is not None:
                         mapping.close()          # our view only: the old grant is gone
+                self.generation = self.xen.generation
                 self.cond.notify_all()
             for t in tpms:
                 if t.closed:
@@ -329,6 +335,8 @@ class TpmBack:
             self._handle_event(path)
 
     def _handle_event(self, path: str) -> None:
+        if self.generation != self.xen.generation:
+            return               # resume() has not run yet; it rescans everything
         home = self.xen.home + "/"
         rel = path[len(home):] if path.startswith(home) else path
         m = _NEW_FE.match(rel)
@@ -356,12 +364,18 @@ class TpmBack:
                 self.handle_event("backend/vtpm/%s/%s" % (fe, h))
 
     def _listener(self) -> None:
-        try:
-            self.xen.watch("backend/vtpm", TOKEN)
-        except OSError as e:
-            self.err("xenbus_watch_path_token(backend/vtpm) failed with error %s!\n" % e.strerror)
-            self._started.set()
-            return
+        while True:
+            try:
+                self.xen.watch("backend/vtpm", TOKEN)
+                break
+            except OSError as e:
+                if self.xen.closed and not self.xen.detached:
+                    time.sleep(0.05)             # the daemon is away: until the domain resumes
+                    continue
+                self.err("xenbus_watch_path_token(backend/vtpm) failed with error %s!\n"
+                         % e.strerror)
+                self._started.set()
+                return
         self._started.set()
         self._scan()
         while not self.closed:

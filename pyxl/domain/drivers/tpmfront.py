@@ -51,18 +51,53 @@ class TpmFront:
         self.generation = xen.generation      # the hypervisor the ring lives in
         self.broken = False                   # the backend went away under a command
         printk("============= Init TPM Front ================\n")
-        try:
-            self._init(timeout)
-        except TpmFrontError:
-            self.shutdown()
-            raise
+        while True:
+            gen = xen.generation
+            try:
+                self._init(timeout)
+            except (TpmFrontError, OSError) as e:
+                if not self._lost(gen) or not self._await_hypervisor(gen):
+                    self.shutdown()
+                    raise e if isinstance(e, TpmFrontError) \
+                        else TpmFrontError(e.errno, str(e)) from None
+            else:
+                if not self._lost(gen):
+                    break
+                if not self._await_hypervisor(gen):
+                    self.shutdown()
+                    raise TpmFrontError(32, "hypervisor connection closed")
+            # the hypervisor went away mid-handshake (the daemon was
+            # restarted) and the new one wrote the device afresh: start over
+            self.log("Resuming: reconnecting to the backend\n")
+            self._drop_ring()
         self.log("Initialization Completed successfully\n")
 
     def log(self, msg: str) -> None:
         self.printk("Tpmfront:Info " + msg)
 
     def err(self, msg: str) -> None:
-        self.printk("Tpmfront:Error " + msg)
+        if not self.xen.closed:      # a lost hypervisor is not the device's error
+            self.printk("Tpmfront:Error " + msg)
+
+    def _lost(self, gen: int) -> bool:
+        return self.xen.closed or self.xen.generation != gen
+
+    def _await_hypervisor(self, gen: int) -> bool:
+        """Wait until the domain is resumed on a new hypervisor connection."""
+        deadline = time.monotonic() + RESUME_TIMEOUT
+        while self.xen.closed or self.xen.generation == gen:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def _drop_ring(self) -> None:
+        """Forget a ring that died with the old hypervisor."""
+        self.state = xenbus.XenbusStateInitialising
+        if self.page is not None:
+            self.page.close()
+        self.page = self.shared = None
+        self.ref = self.port = -1
 
     def _read(self, path: str) -> str:
         try:
@@ -134,11 +169,10 @@ class TpmFront:
         with self.lock:
             if self.state != xenbus.XenbusStateConnected or self.page is None:
                 return                           # shut down, or never connected
+            if not self._gone():
+                return                           # already on the current hypervisor
             self.log("Resuming: reconnecting to the backend\n")
-            self.state = xenbus.XenbusStateInitialising
-            self.page.close()
-            self.page = self.shared = None
-            self.ref = self.port = -1
+            self._drop_ring()
             try:
                 self.xen.write(self.nodename + "/feature-protocol-v2", "1")
                 self._connect(RESUME_TIMEOUT)
@@ -192,6 +226,9 @@ class TpmFront:
                 return True
             if self.state == xenbus.XenbusStateClosed:
                 return False
+            if not self.xen.closed and self._gone():
+                self.resume()        # the domain is back (before our handler was registered)
+                continue
             time.sleep(0.02)
         return False
 

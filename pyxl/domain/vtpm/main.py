@@ -66,15 +66,16 @@ class Vtpm:
             return -1
         xen = self.dom.xen
         self.back = TpmBack(xen, self.printk)
+        # after a daemon restart: the backend waits for the guest's new ring,
+        # the frontend brings a new ring to the manager (a restart during its
+        # own handshake: TpmFront starts that over itself)
+        self.dom.on_resume(self.back.resume)
         try:
             self.front = TpmFront(xen, self.printk)
         except TpmFrontError:
             log.error(L.L_NO_TPMFRONT, "Unable to initialize tpmfront device")
             self.back.shutdown()
             return 0
-        # after a daemon restart: the backend waits for the guest's new ring,
-        # the frontend brings a new ring to the manager
-        self.dom.on_resume(self.back.resume)
         self.dom.on_resume(self.front.resume)
         self.manager = ManagerClient(self.front, log)
         try:
