@@ -140,9 +140,7 @@ _KINDS = (
     FaultKind(38, "NAME_NOT_UTF8", 1,
               "pyxl: the domain name {shown} is not valid UTF-8: libxl would take its bytes"
               " as they are, but pyxl cannot represent such a name"),
-    FaultKind(39, "NAME_TOO_LONG", 1,
-              "pyxl: the domain name is {length} bytes long; the domain's log files are named"
-              " after it, so on this host it may be at most {limit} bytes"),
+    # 39 (NAME_TOO_LONG) is retired: long names are taken, their log files named safely
     FaultKind(45, "NAME_WRITE_FAILED", 3,
               "libxl: error: libxl_domain.c:107:libxl__domain_rename: Domain {domid}:"
               "Failed to write new name `{name}' for domain previously named `(null)'\n"

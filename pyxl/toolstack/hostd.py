@@ -58,13 +58,6 @@ def _fault_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _name_max(directory: str) -> int:
-    try:
-        return os.pathconf(directory, "PC_NAME_MAX")
-    except OSError:
-        return 255
-
-
 def _platform():
     from pyxl.toolstack import platform
 
@@ -413,18 +406,13 @@ class HostState:
     def _check_name(self, name: str) -> None:
         """What pyxl itself cannot take in a domain name (libxl takes any
         bytes that fit in xenstore): bytes that are not UTF-8 (they reach
-        the daemon as lone surrogates), and names too long for the log
-        files named after them."""
+        the daemon as lone surrogates).  A long name is no problem: the log
+        files named after it use fsutil.safe_name, which bounds them."""
         try:
-            raw = name.encode()
+            name.encode()
         except UnicodeEncodeError:
             raise Fault("NAME_NOT_UTF8", shown=ascii(name.encode("utf-8", "surrogateescape")
                                                      .decode("latin-1"))) from None
-        files = (self.paths.console_log(name) + ".stderr", self.paths.monitor_log(name))
-        longest = max(len(os.path.basename(f).encode()) for f in files)
-        name_max = _name_max(os.path.dirname(files[0]))
-        if longest > name_max:
-            raise Fault("NAME_TOO_LONG", length=len(raw), limit=name_max - (longest - len(raw)))
 
     def _write_xenstore(self, dom: Domain) -> None:
         devices.write_domain(self.xs, dom.domid, dom.name, dom.uuid, dom.max_memkb,
