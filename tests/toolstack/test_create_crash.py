@@ -15,11 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-from ts_host import MKDOM, cmdline, gone, kill_daemon, procs_of
+from ts_host import MKDOM, cmdline, domain_pids, gone, kill_daemon, procs_of
 
 
-def _domain_pids(host, name: str) -> list[int]:
-    return [p for p in procs_of(host.root) if b'"name": "%s"' % name.encode() in cmdline(p)]
+def _domain_pids(host) -> list[int]:
+    """Every domain process of the host (`pyxl-domain domid=N ...`), whether
+    or not a daemon knows it."""
+    return list(domain_pids(host.root).values())
 
 
 def test_daemon_killed_right_after_create_returned_keeps_the_domain(host):
@@ -53,7 +55,7 @@ def test_create_killed_before_the_domain_was_recorded_leaves_nothing(host):
                        capture_output=True, text=True, env=env, timeout=60)
     assert p.returncode != 0
     assert "Traceback" not in p.stderr, p.stderr
-    orphans = _domain_pids(host, "half")
+    orphans = _domain_pids(host)          # "half", the only domain
     assert orphans, "the fault point was not reached"
     host.wait_for(lambda: all(gone(q) for q in procs_of(host.root)
                               if b"pyxl.toolstack.daemon" in cmdline(q)),

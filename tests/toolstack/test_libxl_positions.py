@@ -61,6 +61,20 @@ SITES = [
      "unable to get domain type for domid=%u"),
     ("CONSOLE_NO_DOMAIN", "libxl_dom.c", "libxl__domain_type",
      "unable to get domain type for domid=%u"),
+    # libxl_create.c libxl__domain_build_info_setdefault and its caller
+    ("VCPUS_BITMAP", "libxl_create.c", "libxl__domain_build_info_setdefault",
+     "avail_vcpus bitmap contains too many VCPUS"),
+    ("VCPUS_BITMAP", "libxl_create.c", "libxl__domain_config_setdefault",
+     "Unable to set domain build info defaults"),
+    # libxl_create.c libxl__domain_make: xc_domain_create failed
+    ("DOMAIN_CREATE_FAIL", "libxl_create.c", "libxl__domain_make", "domain creation fail"),
+    ("DOMAIN_CREATE_FAIL", "libxl_create.c", "initiate_domain_create", "cannot make domain: %d"),
+    # libxl_domain.c libxl__domain_rename: the xs_write of the new name failed
+    ("NAME_WRITE_FAILED", "libxl_domain.c", "libxl__domain_rename",
+     "Failed to write new name `%s' for domain previously named `%s'"),
+    ("NAME_WRITE_FAILED", "libxl_create.c", "initiate_domain_create", "cannot make domain: %d"),
+    ("RENAME_WRITE_FAILED", "libxl_domain.c", "libxl__domain_rename",
+     "Failed to write new name `%s' for domain previously named `%s'"),
 ]
 
 
