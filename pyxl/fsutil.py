@@ -32,8 +32,18 @@ _SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 class UnsafePath(OSError):
     """A file or directory the daemon must not trust; str() is one line."""
 
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code, message)
+        self.message = message
+
     def __str__(self) -> str:
-        return self.strerror
+        return self.message
+
+
+def strerror(e: OSError) -> str:
+    """C's strerror(errno) for `e`; an OSError raised without an errno (never
+    by a system call) gives its own text."""
+    return os.strerror(e.errno) if e.errno is not None else str(e)
 
 
 def write_all(fd: int, data) -> None:

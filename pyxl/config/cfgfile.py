@@ -39,6 +39,8 @@ import sys
 import zlib
 from typing import Callable, Iterator, NamedTuple, Sequence
 
+from pyxl.fsutil import strerror
+
 __all__ = [
     "ConfigParseError", "ConfigReadError", "XluConfig", "XluList", "Setting",
     "Token", "Tree", "parse", "parse_tree", "read_config", "read_config_data",
@@ -193,6 +195,7 @@ class _Scanner:
         pos = self.pos
         while pos < n:
             m = _match_token(data, pos)
+            assert m is not None        # `bad` and NEWLINE match any byte
             kind = m.lastgroup
             pos = m.end()
             if kind == "ws":
@@ -229,6 +232,7 @@ class _Scanner:
                     ctx.lexical_error("lexical error", self.lineno)
                     return ("NEWLINE", text, self.lineno, None)
                 run = _LEXERR_RE.match(data, pos)
+                assert run is not None      # `*`: matches the empty run
                 pos = self.pos = run.end()
                 text += run.group()
                 ctx.text = text
@@ -533,7 +537,8 @@ class XluConfig:
         s = self._settings.get(key)
         return s.value if s else None
 
-    def _atom(self, key: str, dont_warn: bool) -> Setting | None:
+    def _atom(self, key: str, dont_warn: bool) -> tuple[Setting, str] | None:
+        """-> (setting, its string value), or None if unset or a list."""
         s = self._settings.get(key)
         if s is None:
             return None
@@ -542,29 +547,30 @@ class XluConfig:
                 self.warn(f"{self.path}:{s.line}: warning: parameter `{key}' is"
                           " a list but should be a single value")
             return None
-        return s
+        return s, s.value
 
     def get_string(self, key: str, dont_warn: bool = False) -> str | None:
-        s = self._atom(key, dont_warn)
-        return None if s is None else s.value
+        atom = self._atom(key, dont_warn)
+        return None if atom is None else atom[1]
 
     def get_bounded_long(self, key: str, min: int, max: int,
                          dont_warn: bool = False) -> int | None:
-        s = self._atom(key, dont_warn)
-        if s is None:
+        atom = self._atom(key, dont_warn)
+        if atom is None:
             return None
+        s, text = atom
         where = f"{self.path}:{s.line}: warning: "
         if s.op == "+=":
             if not dont_warn:
                 self.warn(where + f"can't use += with numbers for parameter `{key}'")
             return None
-        value, used, err = strtol(s.value)
+        value, used, err = strtol(text)
         if err:
             if not dont_warn:
                 self.warn(where + f"parameter `{key}' could not be parsed as a "
                           "number: Numerical result out of range")
             return None
-        if value is None or used != len(s.value):
+        if value is None or used != len(text):
             if not dont_warn:
                 self.warn(where + f"parameter `{key}' is not a valid number")
             return None
@@ -719,7 +725,7 @@ def _run(data: bytes, path: str, warn: Warn | None, want_tree: bool):
 
     states = [tables["start"]]
     vals: list = [None]
-    tok = None                   # the lookahead (yychar); None = YYEMPTY
+    tok: tuple | None = None     # the lookahead (yychar); None = YYEMPTY
     loc = 1                      # yylloc: the last token's first_line
     errstatus = 0
     result = 0
@@ -765,7 +771,7 @@ def _run(data: bytes, path: str, warn: Warn | None, want_tree: bool):
                     rhs = vals[-n:]
                     del states[-n:], vals[-n:]
                 else:
-                    rhs = None
+                    rhs = []
                 states.append(goto[states[-1]][lhs])
                 vals.append(_action(code, rhs, ctx, cfg, tree, loc) if code else None)
                 if len(states) >= YYMAXDEPTH:
@@ -773,6 +779,8 @@ def _run(data: bytes, path: str, warn: Warn | None, want_tree: bool):
                     result = 2
                     break
             else:                                       # syntax error (yyerrlab)
+                # only a state that reads the lookahead can reject it
+                assert tok is not None
                 if not errstatus:
                     wanted = expected[s]
                     msg = f"syntax error, unexpected {BISON_NAMES[tok[0]]}"
@@ -863,16 +871,16 @@ def _store(ctx: _Context, cfg: XluConfig, name: str, add: bool, value, line: int
         prev = cfg._settings.get(name)
         if prev is not None:
             pv = prev.value
-            if isinstance(pv, XluList) != isinstance(value, XluList):
+            if isinstance(value, XluList) and isinstance(pv, XluList):
+                value.values[:0] = pv.values
+            elif not isinstance(value, XluList) and not isinstance(pv, XluList):
+                value = pv + value
+            else:
                 # reported like a lexical error: current scanner line and text
                 ctx.lexical_error("can't add [list] to \"string\" or vice versa",
                                   ctx.scanner.lineno)
                 ctx.err = _errno.EINVAL
                 return
-            if isinstance(value, XluList):
-                value.values[:0] = pv.values
-            else:
-                value = pv + value
     setting = Setting(name, value, "+=" if add else "=", line)
     cfg._settings[name] = setting
     cfg.order.append(setting)
@@ -940,7 +948,7 @@ def _read_file(path, spath: str) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as e:
-        raise ConfigReadError([f"Failed to read config file: {spath}: {os.strerror(e.errno)}"])
+        raise ConfigReadError([f"Failed to read config file: {spath}: {strerror(e)}"])
     try:
         import stat
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -955,7 +963,7 @@ def _read_file(path, spath: str) -> bytes:
                 chunk = os.read(fd, 1 << 20)
             except OSError as e:
                 raise ConfigReadError(
-                    [f"Failed to read config file: {spath}: {os.strerror(e.errno)}"])
+                    [f"Failed to read config file: {spath}: {strerror(e)}"])
             if not chunk:
                 break
             chunks.append(chunk)

@@ -91,7 +91,7 @@ def parse_config(policy, s: str) -> int:
     if fbit is None:
         return 2
     word = N.WORDS[fbit // 32]
-    if word[0] == "cpuid":
+    if len(word) == 4:
         _, leaf, subleaf, reg = word
         return _cpuid_add(policy, name, leaf, subleaf, reg, fbit % 32, 1, val)
     _, index, high = word

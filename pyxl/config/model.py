@@ -657,7 +657,8 @@ class ArchX86(Struct):
     msr_relaxed: Optional[bool] = defbool()
 
 
-UNION_MEMBERS = {DomainType.HVM: ("hvm", HvmBuildInfo),
+# keyed by int: a build info's type may hold a value outside the enum
+UNION_MEMBERS: dict[int, tuple[str, type[Struct]]] = {DomainType.HVM: ("hvm", HvmBuildInfo),
                  DomainType.PV: ("pv", PvBuildInfo),
                  DomainType.PVH: ("pvh", PvhBuildInfo)}
 
@@ -729,7 +730,7 @@ class DomainBuildInfo(Struct):
     vmtrace_buf_kb: int = integer()
     vpmu: Optional[bool] = defbool()
 
-    def init_type(self, t: DomainType) -> None:
+    def init_type(self, t: int) -> None:
         """libxl_domain_build_info_init_type."""
         self.type = t
         member = UNION_MEMBERS.get(t)

@@ -369,8 +369,8 @@ def parse_config(cfg, source: str, out: Output | None = None,
 
     b_info.init_type(c_info.type)
 
-    if b_info.type == M.DomainType.PVH:
-        pvh = b_info.u
+    pvh = b_info.pvh
+    if pvh is not None:
         pvh.pvshim = _defbool(cfg, "pvshim", pvh.pvshim)
         for key in ("pvshim_path", "pvshim_cmdline", "pvshim_extra"):
             v = cfg.get_string(key)
@@ -464,8 +464,9 @@ def parse_config(cfg, source: str, out: Output | None = None,
             raise out.fail('Unknown %s action "%s" specified' % (key, buf))
         setattr(d, key, a)
 
-    if c_info.type == M.DomainType.PV:
-        b_info.u.e820_host = _defbool(cfg, "e820_host", b_info.u.e820_host)
+    pv = b_info.pv
+    if pv is not None:
+        pv.e820_host = _defbool(cfg, "e820_host", pv.e820_host)
 
     pci_opts = {}
     for key in ("pci_msitranslate", "pci_power_mgmt", "pci_permissive", "pci_seize"):
@@ -474,8 +475,9 @@ def parse_config(cfg, source: str, out: Output | None = None,
 
     # rdm= writes u.hvm.rdm even for PV/PVH guests, where that memory is not
     # part of the printed union but is read back as the pci default policy.
-    if c_info.type == M.DomainType.HVM:
-        rdm_mem = b_info.u.rdm
+    hvm = b_info.hvm
+    if hvm is not None:
+        rdm_mem = hvm.rdm
     else:
         rdm_mem = M.RdmReserve(strategy=0, policy=M.RdmReservePolicy.STRICT)
     buf = cfg.get_string("rdm")

@@ -100,7 +100,7 @@ def parse_nic(nic: DeviceNic, spec: str, source: str, say) -> None:
     Messages go to `say`; fatal errors raise ConfigError."""
     # strtok(buf, ","): each token ends at the first ',' after it, which
     # becomes a NUL in the buffer; keep that buffer for the mac quirk.
-    buf = list(spec)
+    chars = list(spec)
     tokens = []
     i, n = 0, len(spec)
     while i < n:
@@ -113,9 +113,9 @@ def parse_nic(nic: DeviceNic, spec: str, source: str, say) -> None:
             j += 1
         tokens.append(i)
         if j < n:
-            buf[j] = "\0"
+            chars[j] = "\0"
         i = j + 1
-    buf = "".join(buf) + "\0" * 16
+    buf = "".join(chars) + "\0" * 16
     for start in tokens:
         while buf[start] == " ":
             start += 1
