@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import sys
 
+from pyxl.fsutil import strerror
+
 
 def _err(text: str) -> None:
     sys.stdout.flush()
@@ -83,7 +85,7 @@ def loadpolicy(opts, args) -> int:
     try:
         fd = os.open(name, os.O_RDONLY)
     except OSError as e:
-        _err("Error occurred opening policy file '%s': %s\n" % (name, os.strerror(e.errno)))
+        _err("Error occurred opening policy file '%s': %s\n" % (name, strerror(e)))
         return -1 & 0xFF
     try:
         try:
@@ -91,7 +93,7 @@ def loadpolicy(opts, args) -> int:
         except OSError as e:
             # sic: xl's message has no space between "about" and "policy"
             _err("Error occurred retrieving information about"
-                 "policy file '%s': %s\n" % (name, os.strerror(e.errno)))
+                 "policy file '%s': %s\n" % (name, strerror(e)))
             return -1 & 0xFF
         try:
             while size > 0:
@@ -100,7 +102,7 @@ def loadpolicy(opts, args) -> int:
                     break
                 size -= len(chunk)
         except OSError as e:
-            _err("Unable to read new Flask policy file: %s\n" % os.strerror(e.errno))
+            _err("Unable to read new Flask policy file: %s\n" % strerror(e))
             return -1 & 0xFF
     finally:
         os.close(fd)
