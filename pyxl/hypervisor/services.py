@@ -81,7 +81,7 @@ class DomainConnection:
         self.chan = wire.Channel(sock)
         self.domid = domid
         self._cond = threading.Condition()
-        self._queue: collections.deque[wire.Frame] = collections.deque()
+        self._queue: collections.deque[wire.Frame | _Rest] = collections.deque()
         self._replies = 0
         self._events = 0
         self._pending_ports: set[int] = set()
@@ -519,7 +519,7 @@ class Hypervisor:
         with self.lock:
             dom = self._domains.get(conn.domid)
             current = dom is not None and dom.conn is conn
-            if current:
+            if dom is not None and current:
                 dom.conn = None
                 dom.console.set_input_sink(None)
         if current and self.on_disconnect is not None:
@@ -566,8 +566,7 @@ class Hypervisor:
         do_ni_hypercall and an unknown xenstore type), its privilege and
         transaction id (xenstored.admit), its descriptors and arguments
         (EINVAL), then its handler: (reply args, reply descriptors)."""
-        row = OPS.get(f.op)
-        tx = admit(row, conn.xs, f.tx_id)
+        row, tx = admit(OPS.get(f.op), conn.xs, f.tx_id)
         if len(f.fds) != row.fds:
             raise XsError(_errno.EINVAL)
         return row.func(self, conn, tx, row.check(f.args), f.fds)
@@ -717,7 +716,7 @@ _XS_ACK = frozenset({XsType.WRITE, XsType.MKDIR, XsType.RM, XsType.SET_PERMS, Xs
                      XsType.RESUME, XsType.SET_TARGET, XsType.RESET_WATCHES})
 
 
-def _xs_row(kind: XsType) -> Op:
+def _xs_row(kind: int) -> Op:
     """A xenstore op: xenstored's own row (`xenstored.OPS`: its handler, its
     payload check, its flags) on the xs_wire payload the frame's arguments
     stand for -- each a nul-terminated string, as libxenstore's xs_talkv

@@ -64,16 +64,17 @@ class TisDevice:
                  key_source=None):
         self.state_path = state_path
         self.lock = threading.Lock()
-        self.tpm = None
+        tpm: TPM | None = None
         if state_path and os.path.exists(state_path):
             with open(state_path, "rb") as f:
                 blob = f.read()
             try:
-                self.tpm = TPM.load(blob, identity, key_source=key_source)
+                tpm = TPM.load(blob, identity, key_source=key_source)
             except TPMStateError as e:
                 raise TPMStateError("hardware TPM state %s is unreadable: %s" % (state_path, e))
-        if self.tpm is None:
-            self.tpm = TPM(identity, key_source=key_source)      # manufacture: makes its EK
+        if tpm is None:
+            tpm = TPM(identity, key_source=key_source)      # manufacture: makes its EK
+        self.tpm = tpm
         self.tpm.power_on("clear")            # the platform boots: TPM_Init + Startup(ST_CLEAR)
         self._save()
         self.active: int | None = None

@@ -227,7 +227,7 @@ class Channel:
                 _close_all(fds)
                 raise
         head = self._exact(4, at_start=True)
-        if head is None:
+        if not head:
             return None
         (n,) = _LEN.unpack(head)
         if n > MAX_FRAME or n < _HDR.size:
@@ -243,7 +243,8 @@ class Channel:
             _close_all(fds)
             raise
 
-    def _exact(self, n: int, at_start: bool = False) -> bytes | None:
+    def _exact(self, n: int, at_start: bool = False) -> bytes:
+        """`n` (> 0) bytes; b"" if the peer closed before a frame (at_start)."""
         buf = b""
         while len(buf) < n:
             data, anc, flags, _ = self.sock.recvmsg(n - len(buf),
@@ -253,7 +254,7 @@ class Channel:
                 raise WireError("descriptors lost")
             if not data:
                 if at_start and not buf:
-                    return None
+                    return b""
                 raise WireError("connection closed inside a frame")
             buf += data
         return buf

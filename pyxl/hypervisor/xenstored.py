@@ -38,7 +38,7 @@ import stat
 import struct
 import threading
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol, TypeVar
 
 from . import xs_wire
 from .xenstore import XenStore, XsConnection
@@ -320,23 +320,36 @@ OPS: dict[int, Row] = {
 }
 
 
-def admit(row, xs: XsConnection, tx: int) -> int:
+class Admissible(Protocol):
+    """A row of a request table, as `admit` reads it."""
+
+    @property
+    def func(self) -> object: ...
+
+    @property
+    def flags(self) -> int: ...
+
+
+_Row = TypeVar("_Row", bound=Admissible)
+
+
+def admit(row: _Row | None, xs: XsConnection, tx: int) -> tuple[_Row, int]:
     """process_message's checks before the payload's, in its order: no row
     or no handler -> ENOSYS, an XS_FLAG_PRIV row on a connection for which
-    domain_is_unprivileged -> EACCES; then the transaction id the handler
-    sees: 0 for an XS_FLAG_NOTID row, else transaction_lookup's (ENOENT if
-    the connection has no such transaction).  `row` is any table's row with
-    `func` and `flags` (the domains' wire shares this)."""
+    domain_is_unprivileged -> EACCES; then the row and the transaction id the
+    handler sees: 0 for an XS_FLAG_NOTID row, else transaction_lookup's
+    (ENOENT if the connection has no such transaction).  `row` is any
+    table's row with `func` and `flags` (the domains' wire shares this)."""
     if row is None or row.func is None:
         raise XsError(_errno.ENOSYS)
     flags = row.flags
     if flags & XS_FLAG_PRIV and not xs.privileged:
         raise XsError(_errno.EACCES)
     if flags & XS_FLAG_NOTID:
-        return 0
+        return row, 0
     if tx and tx not in xs.transactions:
         raise XsError(_errno.ENOENT)
-    return tx
+    return row, tx
 
 
 def respond(row: Row, req: Request) -> bytes:
@@ -351,8 +364,7 @@ def respond(row: Row, req: Request) -> bytes:
 def process_message(conn: "ClientConnection", kind: int, tx: int, payload: bytes) -> tuple[int, bytes]:
     """xenstored's process_message: (reply type, reply payload)."""
     try:
-        row = OPS.get(kind)
-        tx = admit(row, conn.xs, tx)
+        row, tx = admit(OPS.get(kind), conn.xs, tx)
         return kind, respond(row, Request(conn, tx, payload, row.check(payload)))
     except OSError as e:                                # XsError, XenStoreError and co
         err = e.errno or _errno.EINVAL
@@ -559,16 +571,17 @@ class XenstoredServer:
         os.chmod(SOCKET_NAME, 0o600, dir_fd=self._dir_fd)
         s.listen(64)
         self._listener = s
-        threading.Thread(target=self._accept_loop, name="xenstored", daemon=True).start()
+        threading.Thread(target=self._accept_loop, args=(s,), name="xenstored",
+                         daemon=True).start()
 
     def _peer_uid(self, conn: socket.socket) -> int:
         cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         return struct.unpack("3i", cred)[1]
 
-    def _accept_loop(self) -> None:
+    def _accept_loop(self, listener: socket.socket) -> None:
         while not self._stopped:
             try:
-                sock, _ = self._listener.accept()
+                sock, _ = listener.accept()
             except OSError:
                 return
             try:
