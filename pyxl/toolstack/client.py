@@ -28,17 +28,25 @@ class Client:
         self.ch: protocol.Channel | None = None
         self.daemon_pid = 0
 
-    def connect(self, autostart: bool = True) -> "Client":
+    def connect(self, autostart: bool = True) -> Client:
+        self._open(autostart)
+        return self
+
+    def channel(self) -> protocol.Channel:
+        """The connection to the daemon, made first (starting the daemon if
+        none is running) when there is none yet."""
+        return self.ch if self.ch is not None else self._open(True)
+
+    def _open(self, autostart: bool) -> protocol.Channel:
         try:
-            self._connect()
+            return self._connect()
         except Fault as f:
             if not autostart or f.name not in ("NOT_RUNNING", "REFUSED_STALE"):
                 raise
             start_daemon(self.paths)
-            self._connect()
-        return self
+            return self._connect()
 
-    def _connect(self) -> None:
+    def _connect(self) -> protocol.Channel:
         path = self.paths.control_socket
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -76,16 +84,16 @@ class Client:
             raise Fault("VERSION_MISMATCH", theirs=hello.get("version"), ours=protocol.VERSION)
         self.daemon_pid = hello.get("pid", 0)
         self.ch = ch
+        return ch
 
     def call(self, op: str, **args):
-        if self.ch is None:
-            self.connect()
+        ch = self.channel()
         if op in DEVICE_OPS and "PYXL_DEVICE_TIMEOUT" in os.environ:
             # how long libxl waits for a backend (LIBXL_INIT_TIMEOUT, 10 s); tests shorten it
             args.setdefault("device_timeout", float(os.environ["PYXL_DEVICE_TIMEOUT"]))
         try:
-            self.ch.send({"op": op, "args": args})
-            reply = self.ch.recv()
+            ch.send({"op": op, "args": args})
+            reply = ch.recv()
         except (OSError, protocol.ProtocolError) as e:
             raise Fault("REFUSED", path=self.paths.control_socket,
                         reason="connection lost (%s)" % e) from None
