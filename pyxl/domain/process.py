@@ -54,7 +54,7 @@ class Domain:
         # vdev -> file descriptor of the image blkback opened for this domain
         self.block = {k: int(v) for k, v in (spec.get("block") or {}).items()}
         self.status_path = spec.get("status")
-        self.xenbus_path = spec.get("xenbus")
+        self.xenbus_path: str = spec["xenbus"]     # spec.make always sets it
         from pyxl.domain.xen import XenInterface
 
         self._XenInterface = XenInterface

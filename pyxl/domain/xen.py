@@ -73,7 +73,7 @@ class Mapping:
         self.domid, self.ref, self.readonly = domid, ref, readonly
         prot = mmap.PROT_READ if readonly else mmap.PROT_READ | mmap.PROT_WRITE
         try:
-            self.mmap = mmap.mmap(fd, PAGE_SIZE, mmap.MAP_SHARED, prot)
+            self.mmap: mmap.mmap | None = mmap.mmap(fd, PAGE_SIZE, mmap.MAP_SHARED, prot)
         finally:
             os.close(fd)
         self.buf = memoryview(self.mmap)
@@ -147,7 +147,7 @@ class XenInterface:
         version, told = self._call(wire.HELLO, [wire.WIRE_VERSION])
         if int(told) != self.domid:
             self.close()
-            raise XenError("EPROTO", f"reconnected as domain {told}, not {self.domid}")
+            raise XenError("EPROTO", f"reconnected as domain {int(told)}, not {self.domid}")
         for path, token in list(self._watches):
             self._call(wire.XS_WATCH, [path, token])
         with self._cond:

@@ -39,7 +39,12 @@ TPM_CAP_PROP, TIS_TIMEOUT, TIS_DURATION = 5, 0x115, 0x120
 
 
 class TisError(OSError):
-    pass
+    """A failed TPM transfer; `errno` is the Linux driver's error number."""
+
+    errno: int
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code, message)
 
 
 def getcap_prop(subcap: int) -> bytes:

@@ -75,6 +75,11 @@ class TpmIf:
         self.ready = False          # a request is waiting to be served
         self.closed = False
 
+    def connected_page(self) -> SharedPage | None:
+        """The ring while CONNECTED (connecting maps it, leaving that
+        status drops it), else None."""
+        return self.page if self.status == CONNECTED else None
+
     @property
     def be_path(self) -> str:
         return "backend/vtpm/%u/%u" % (self.domid, self.handle)
@@ -395,12 +400,13 @@ class TpmBack:
         """tpmback_handler: what the event channel means for its interface."""
         with self.cond:
             for t in self.tpms:
-                if t.port == port and t.status == CONNECTED:
-                    st = t.page.state
+                page = t.connected_page()
+                if t.port == port and page is not None:
+                    st = page.state
                     if st == TPMIF_STATE_SUBMIT:
                         t.ready = True
                     elif st == TPMIF_STATE_CANCEL and not t.ready:
-                        t.page.idle()
+                        page.idle()
                         try:
                             self.xen.evtchn_notify(port)
                         except OSError:
@@ -441,9 +447,9 @@ class TpmBack:
             t = self.tpms[0]
             return t.domid, t.handle
 
-    def _take(self, t: TpmIf) -> TpmCmd | None:
+    def _take(self, t: TpmIf, page: SharedPage) -> TpmCmd | None:
         try:
-            req, locality = t.page.request()
+            req, locality = page.request()
         except TpmifError:
             self.err("%u/%u Command size too long for shared page!\n" % (t.domid, t.handle))
             t.ready = False
@@ -458,8 +464,9 @@ class TpmBack:
                 return None
             with self.cond:
                 for t in self.tpms:
-                    if t.ready and t.status == CONNECTED:
-                        cmd = self._take(t)
+                    page = t.connected_page()
+                    if t.ready and page is not None:
+                        cmd = self._take(t, page)
                         if cmd is not None:
                             return cmd
 
@@ -474,8 +481,9 @@ class TpmBack:
             with self.cond:
                 if t.closed:
                     return None
-                if t.ready and t.status == CONNECTED:
-                    cmd = self._take(t)
+                page = t.connected_page()
+                if t.ready and page is not None:
+                    cmd = self._take(t, page)
                     if cmd is not None:
                         return cmd
 
@@ -486,12 +494,13 @@ class TpmBack:
                 self.err("Tried to send a reponse to non existant frontend %u/%u\n"
                          % (cmd.domid, cmd.handle))
                 return
-            if not t.ready or t.status != CONNECTED:
+            page = t.connected_page()
+            if not t.ready or page is None:
                 self.err("Tried to send response to a frontend that was not waiting for one %u/%u\n"
                          % (cmd.domid, cmd.handle))
                 return
             try:
-                t.page.finish(response)
+                page.finish(response)
             except TpmifError:
                 self.err("%u/%u Command size too long for shared page!\n" % (t.domid, t.handle))
                 return

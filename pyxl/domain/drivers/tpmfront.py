@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from . import xenbus
 from .tpmif import (MAX_PACKET, TPMIF_STATE_FINISH, TPMIF_STATE_IDLE, SharedPage)
+
+if TYPE_CHECKING:
+    from pyxl.domain.xen import Page
 
 
 RESUME_TIMEOUT = 30.0      # how long a command waits for the ring to come back
@@ -36,7 +40,7 @@ class TpmFront:
         self.printk = printk
         self.nodename = nodename
         self.state = xenbus.XenbusStateInitialising
-        self.page = None
+        self.page: Page | None = None          # the ring, while connected
         self.shared: SharedPage | None = None
         self.ref = self.port = -1
         self.locality = 0
@@ -86,10 +90,10 @@ class TpmFront:
         then wait for the backend's Connected and its v2 flag."""
         xen = self.xen
         self.generation = xen.generation
-        self.page = xen.alloc_page()
-        self.shared = SharedPage(self.page.buf)
-        self.shared.init()
-        self.ref = xen.grant_access(self.page, self.bedomid)
+        page = self.page = xen.alloc_page()
+        shared = self.shared = SharedPage(page.buf)
+        shared.init()
+        self.ref = xen.grant_access(page, self.bedomid)
         self.port = xen.evtchn_alloc_unbound(self.bedomid)
 
         def publish(tx):
@@ -180,16 +184,19 @@ class TpmFront:
         raise TpmFrontError(32, "hypervisor connection closed")
 
     def _cmd(self, request: bytes, timeout: float | None) -> bytes | None:
-        """One round trip on the current ring; None if the ring died under it."""
+        """One round trip on the current ring; None if the ring died under it.
+        Called with self.lock held, while Connected (so there is a ring)."""
+        shared = self.shared
+        assert shared is not None
         try:
             # a stale notification (the backend's bind) must not end this wait
             self.xen.evtchn_wait(self.port, timeout=0)
-            self.shared.submit(request, self.locality)
+            shared.submit(request, self.locality)
             self.xen.evtchn_notify(self.port)
         except OSError:
             return None
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.shared.state not in (TPMIF_STATE_FINISH, TPMIF_STATE_IDLE):
+        while shared.state not in (TPMIF_STATE_FINISH, TPMIF_STATE_IDLE):
             if self._gone():
                 return None
             left = None if deadline is None else deadline - time.monotonic()
@@ -199,9 +206,9 @@ class TpmFront:
             self.xen.evtchn_wait(self.port, timeout=step)
         if self._gone():
             return None
-        if self.shared.state != TPMIF_STATE_FINISH:
+        if shared.state != TPMIF_STATE_FINISH:
             return b""
-        return self.shared.response()
+        return shared.response()
 
     def shutdown(self, timeout: float | None = 10.0) -> None:
         xen = self.xen

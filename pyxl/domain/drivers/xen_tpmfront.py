@@ -25,9 +25,13 @@ import errno as _errno
 import struct
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from . import xenbus
 from .tpmif import TPMIF_STATE_FINISH, TPMIF_STATE_IDLE, SharedPage
+
+if TYPE_CHECKING:
+    from pyxl.domain.xen import Page
 
 TOKEN = "xen-tpmfront"
 TIMEOUT_C = 0.750                      # TIS default until the TPM says otherwise
@@ -47,7 +51,7 @@ class XenTpmFront:
         self.cond = threading.Condition()
         self.lock = threading.Lock()            # one command at a time, like tpm_mutex
         self.timeout_c, self.duration = TIMEOUT_C, DURATION
-        self.page = None
+        self.page: Page | None = None          # the ring, once set up
         self._setup_ring()
         self.registered = True                   # tpm_chip_register: /dev/tpm0 appears
         xen.watch(self.bepath + "/state", TOKEN)
@@ -226,7 +230,8 @@ class XenTpmFront:
                 fn(arg)
             except OSError:
                 pass
-        self.page.close()
+        if self.page is not None:
+            self.page.close()
 
 
 # -- sysfs (Linux 6.1 tpm-sysfs.c for TPM 1.2 chips) ----------------------------------

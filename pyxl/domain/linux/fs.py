@@ -158,7 +158,7 @@ class GuestTree:
         try:
             if stat.S_ISDIR(os.fstat(fd).st_mode):
                 raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 b = os.read(fd, 1 << 16)
                 if not b:

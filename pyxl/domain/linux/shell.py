@@ -205,7 +205,7 @@ ANSI_C = {"a": "\a", "b": "\b", "e": "\x1b", "E": "\x1b", "f": "\f", "n": "\n", 
 
 def _ansi_c(src: str, i: int, parts: list) -> int:
     """$'...' (bash): backslash escapes as in C."""
-    out = []
+    out: list[str] = []
     n = len(src)
     while True:
         if i >= n:
@@ -282,7 +282,7 @@ def _skip_quoted(src: str, k: int) -> int:
 
 def _backquote(src: str, i: int, parts: list, quoted: bool) -> int:
     k = i + 1
-    body = []
+    body: list[str] = []
     while True:
         if k >= len(src):
             raise Incomplete()
@@ -349,7 +349,7 @@ class Parser:
         return body
 
     def list_(self, top: bool) -> list:
-        items = []
+        items: list = []
         while True:
             while self.tok.kind == "newline":
                 self.take()
@@ -608,10 +608,11 @@ class Shell:
         else:
             data = io.stdin
             for k, cmd in enumerate(cmds):
-                last = k == len(cmds) - 1
-                out = io.out if last else Buffer()
-                status = self.fork().run_command(cmd, Io(data, out, io.err), subshell=True)
-                if not last:
+                if k == len(cmds) - 1:
+                    status = self.fork().run_command(cmd, Io(data, io.out, io.err), subshell=True)
+                else:
+                    out = Buffer()
+                    status = self.fork().run_command(cmd, Io(data, out, io.err), subshell=True)
                     data = out.value()
         self.status = (0 if status else 1) if negate else status
         return self.status
@@ -653,7 +654,7 @@ class Shell:
             io.error("-bash: %s" % e)
             return 1
 
-    def _failed(self, io: Io, e: Exception) -> int:
+    def _failed(self, io: Io, e: ExpansionError | OSError) -> int:
         io.error("-bash: %s" % (e if isinstance(e, ExpansionError) else
                                 "%s: %s" % (e.filename, e.strerror)))
         self.status = 1
@@ -769,7 +770,7 @@ class Shell:
         return "".join(text for text, _ in self._pieces(word, io, split=False))
 
     def expand(self, word: Tok, io: Io) -> list[str]:
-        fields: list[tuple[str, str]] = []    # (text, glob pattern)
+        fields: list[tuple[str, str | None]] = []    # (text, glob pattern or None)
         cur: list | None = None                # [text, pattern, globbing]
         for text, quoted in self._pieces(word, io, split=True):
             if quoted is None:                 # a field break from splitting
@@ -990,10 +991,12 @@ def _echo_escapes(data: bytes) -> tuple[bytes, bool]:
             i += 2
         elif nxt == "0":
             m = re.compile(rb"[0-7]{0,3}").match(data, i + 2)
+            assert m is not None        # {0,3}: matches nothing at worst
             out.append(int(m.group(0) or b"0", 8) & 0xFF)
             i = m.end()
         elif nxt == "x" and re.compile(rb"[0-9A-Fa-f]").match(data, i + 2):
             m = re.compile(rb"[0-9A-Fa-f]{1,2}").match(data, i + 2)
+            assert m is not None        # a hex digit is there (tested above)
             out.append(int(m.group(0), 16))
             i = m.end()
         else:
