@@ -37,7 +37,7 @@ import os
 import re
 import sys
 import zlib
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import Callable, Iterator, NamedTuple, Protocol, Sequence
 
 from pyxl.fsutil import strerror
 
@@ -459,7 +459,7 @@ class XluList:
             out.append(v)
         return out
 
-    def get_value(self, i: int):
+    def get_value(self, i: int) -> str | XluList | None:
         """xlu_cfg_get_listitem2: the raw value at i (or None)."""
         return self.values[i] if 0 <= i < len(self.values) else None
 
@@ -508,6 +508,23 @@ def strtol(text: str) -> tuple[int | None, int, str]:
     return value, j, ""
 
 
+class Settings(Protocol):
+    """What xl_parse.c reads of a parsed config: XluConfig's getters."""
+
+    def get_value(self, key: str) -> str | XluList | None: ...
+
+    def get_string(self, key: str, dont_warn: bool = False) -> str | None: ...
+
+    def get_bounded_long(self, key: str, min: int, max: int,
+                         dont_warn: bool = False) -> int | None: ...
+
+    def get_long(self, key: str, dont_warn: bool = False) -> int | None: ...
+
+    def get_defbool(self, key: str, dont_warn: bool = False) -> bool | None: ...
+
+    def get_list(self, key: str, dont_warn: bool = False) -> XluList | None: ...
+
+
 class XluConfig:
     """Parsed settings with libxlu's getters (xlu_cfg_get_* minus the
     prefix).  Getters return None where libxlu returns an error; warnings go
@@ -533,7 +550,7 @@ class XluConfig:
         s = self._settings.get(key)
         return s.line if s else None
 
-    def get_value(self, key: str):
+    def get_value(self, key: str) -> str | XluList | None:
         s = self._settings.get(key)
         return s.value if s else None
 

@@ -10,13 +10,18 @@ value still leaves an (unfilled) entry behind.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pyxl.config import cpuid_names as N
 from pyxl.config.cstr import strtoul
+
+if TYPE_CHECKING:
+    from pyxl.config.model import CpuidPolicy
 
 _REGS = ("eax", "ebx", "ecx", "edx")
 
 
-def find_leaf(policy, leaf: int, subleaf: int | None) -> dict:
+def find_leaf(policy: CpuidPolicy, leaf: int, subleaf: int | None) -> dict:
     """cpuid_find_match: the entry for (leaf, subleaf), appended if new."""
     for e in policy.cpuid:
         if e["leaf"] == leaf and e.get("subleaf") == subleaf:
@@ -78,7 +83,7 @@ def _msr_add(policy, index: int, bit: int, val: str) -> int:
     return 0
 
 
-def parse_config(policy, s: str) -> int:
+def parse_config(policy: CpuidPolicy, s: str) -> int:
     """One NAME=VALUE item; 0 on success, else libxl's error number."""
     sep = s.find("=")
     if sep < 0:

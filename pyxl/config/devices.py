@@ -5,10 +5,17 @@ cpuid, vkb -- each with xl's own little item syntax and messages.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pyxl.config import cpuid as _cpuid
 from pyxl.config import model as M
 from pyxl.config.cstr import atoi, strtok, strtoul
 from pyxl.config.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pyxl.config.cfgfile import Settings
+    from pyxl.config.host import HostInfo
+    from pyxl.config.parse import Output
 
 _TRIM = " \t\n\v\f\r"
 
@@ -37,7 +44,8 @@ def _strtoul0(s: str) -> int:
 
 # ---------------------------------------------------------------- pci, io
 
-def parse_pci_list(cfg, d, opts, rdm_policy, out):
+def parse_pci_list(cfg: Settings, d: M.DomainConfig, opts: dict[str, int], rdm_policy: int,
+                   out: Output) -> None:
     from pyxl.config.pci import parse_pci
 
     lst = _get_list(cfg, "pci")
@@ -53,11 +61,12 @@ def parse_pci_list(cfg, d, opts, rdm_policy, out):
         e = parse_pci(pci, buf, out.partial)
         if e:
             raise out.fail("unable to parse PCI_SPEC_STRING `%s' for passthrough" % buf, -e)
-    if d.pcidevs and d.c_info.type == M.DomainType.PV:
-        d.b_info.u.e820_host = True
+    pv = d.b_info.pv
+    if d.pcidevs and pv is not None:
+        pv.e820_host = True
 
 
-def parse_io_lists(cfg, b_info, out):
+def parse_io_lists(cfg: Settings, b_info: M.DomainBuildInfo, out: Output) -> None:
     from pyxl.config.ioranges import parse_iomem, parse_ioport, parse_irq
 
     try:
@@ -83,7 +92,8 @@ def parse_io_lists(cfg, b_info, out):
 
 # ---------------------------------------------------------------- devices
 
-def parse_devices(cfg, d, source, host, out, xl_defaults=None):
+def parse_devices(cfg: Settings, d: M.DomainConfig, source: str, host: HostInfo, out: Output,
+                  xl_defaults: dict[str, str] | None = None) -> None:
     from pyxl.config.disk import parse_disk
     from pyxl.config.vif import parse_nic
     from pyxl.config.vtpm import parse_vtpm
@@ -490,7 +500,7 @@ def _cpuid_xend(policy, s: str) -> int:
         end = end + 1 + e2
     if s[end:end + 1] != ":":
         return 3
-    entry = None
+    entry: dict[str, int | str | None] | None = None
     for e in policy.cpuid:
         if e["leaf"] == leaf and (e.get("subleaf") if e.get("subleaf") is not None else _UNUSED) == subleaf:
             entry = e
@@ -562,7 +572,7 @@ _VKB_BOOLS = {"feature-disable-keyboard": "feature_disable_keyboard",
               "feature-multi-touch": "feature_multi_touch"}
 
 
-def parse_vkb_list(cfg, d, out):
+def parse_vkb_list(cfg: Settings, d: M.DomainConfig, out: Output) -> None:
     lst = _get_list(cfg, "vkb")
     if lst is None:
         return

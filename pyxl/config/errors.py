@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterable
+
 
 class ConfigError(Exception):
     """A config xl would reject.
@@ -12,7 +14,7 @@ class ConfigError(Exception):
     on a bad max_grant_frames, for example.  `text()` is the exact stderr.
     """
 
-    def __init__(self, lines, exit_code: int = 1):
+    def __init__(self, lines: str | Iterable[str], exit_code: int = 1):
         if isinstance(lines, str):
             lines = [lines]
         self.lines = list(lines)

@@ -68,7 +68,7 @@ def _render(value, depth: int, out: list) -> None:
         out.append("\n" + "    " * depth + "]")
 
 
-def render(tree) -> str:
+def render(tree: object) -> str:
     out: list = []
     _render(tree, 0, out)
     out.append("\n")
@@ -205,7 +205,7 @@ def _union_key(obj, keyvar: str):
     raise TypeError(type(obj).__name__)
 
 
-def struct_tree(obj) -> dict:
+def struct_tree(obj: M.Struct) -> dict:
     """The JSON tree of one IDL struct (gentypes' <type>_gen_json)."""
     d: dict = {}
     for f in dataclasses.fields(obj):

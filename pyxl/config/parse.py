@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import os
 import uuid as _uuid
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from pyxl.config import model as M
 from pyxl.config.cpumap import parse_cpurange, parse_range
 from pyxl.config.cstr import set_errno, strtok, strtol, strtoul, wrap_int, wrap_u32, wrap_u64
 from pyxl.config.errors import ConfigError
 from pyxl.config.host import DEFAULT_HOST, HostInfo
+
+if TYPE_CHECKING:
+    from pyxl.config.cfgfile import Settings, XluList
 from pyxl.config.uuidparse import parse_uuid
 
 INT_MAX = (1 << 31) - 1
@@ -32,7 +36,8 @@ class Output:
     """stderr as xl writes it: whole lines, plus fragments printed without a
     newline that end up glued to the next line."""
 
-    def __init__(self, say=None, say_partial=None):
+    def __init__(self, say: Callable[[str], None] | None = None,
+                 say_partial: Callable[[str], None] | None = None):
         self.lines: list[str] = []
         self._say = say
         self._say_partial = say_partial
@@ -54,7 +59,7 @@ class Output:
         p, self._pending = self._pending, ""
         return p
 
-    def fail(self, lines, exit_code: int = 1) -> ConfigError:
+    def fail(self, lines: str | Iterable[str], exit_code: int = 1) -> ConfigError:
         if isinstance(lines, str):
             lines = [lines]
         lines = list(lines)
@@ -81,13 +86,23 @@ class Output:
 
 class _ErrnoTracking:
     """The XluConfig, plus the errno side effect of libxlu's number getters:
-    xlu_cfg_get_bounded_long clears errno and runs strtol on a plain atom."""
+    xlu_cfg_get_bounded_long clears errno and runs strtol on a plain atom.
+    Other attributes (XluConfig's `line_of`, `setting`) are the config's."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: Settings):
         self._cfg = cfg
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> object:
         return getattr(self._cfg, name)
+
+    def get_value(self, key: str) -> str | XluList | None:
+        return self._cfg.get_value(key)
+
+    def get_string(self, key: str, dont_warn: bool = False) -> str | None:
+        return self._cfg.get_string(key, dont_warn)
+
+    def get_list(self, key: str, dont_warn: bool = False) -> XluList | None:
+        return self._cfg.get_list(key, dont_warn)
 
     def _strtol_errno(self, key):
         setting = getattr(self._cfg, "setting", None)
@@ -97,15 +112,15 @@ class _ErrnoTracking:
         set_errno(0)
         strtol(str(s.value), 0)     # sets ERANGE on overflow
 
-    def get_bounded_long(self, key, lo, hi, dont_warn=False):
+    def get_bounded_long(self, key: str, lo: int, hi: int, dont_warn: bool = False) -> int | None:
         self._strtol_errno(key)
         return self._cfg.get_bounded_long(key, lo, hi, dont_warn)
 
-    def get_long(self, key, dont_warn=False):
+    def get_long(self, key: str, dont_warn: bool = False) -> int | None:
         self._strtol_errno(key)
         return self._cfg.get_long(key, dont_warn)
 
-    def get_defbool(self, key, dont_warn=False):
+    def get_defbool(self, key: str, dont_warn: bool = False) -> bool | None:
         self._strtol_errno(key)
         return self._cfg.get_defbool(key, dont_warn)
 
@@ -295,8 +310,9 @@ def _parse_ulong(s: str, out) -> int:
 
 # ---------------------------------------------------------------- main
 
-def parse_config(cfg, source: str, out: Output | None = None,
-                 host: HostInfo = DEFAULT_HOST, *, xl_defaults=None) -> M.DomainConfig:
+def parse_config(cfg: Settings, source: str, out: Output | None = None,
+                 host: HostInfo = DEFAULT_HOST, *,
+                 xl_defaults: dict[str, str] | None = None) -> M.DomainConfig:
     """parse_config_data(): the whole of xl's reading of a config."""
     from pyxl.config import devices
 
@@ -434,6 +450,7 @@ def parse_config(cfg, source: str, out: Output | None = None,
         kind = _value_kind(cfg, key)
         if kind == "list":
             lst = cfg.get_list(key, True)
+            assert lst is not None          # its value is a list (kind above)
             _vcpu_affinity(b_info, lst, None, lst.count, is_hard, host, out)
         elif kind == "string":
             buf = cfg.get_string(key)
@@ -974,7 +991,7 @@ def _parse_hvm_devices(cfg, b_info, out):
         hvm.vendor_device = v
 
 
-def apply_global_affinity_masks(d, host: HostInfo, out: Output) -> None:
+def apply_global_affinity_masks(d: M.DomainConfig, host: HostInfo, out: Output) -> None:
     """xl create's apply_global_affinity_masks with xl.conf's default masks
     (all CPUs): each hard affinity map is cut to the host-sized mask and an
     empty result is an error.  (Skipped by create -i.)"""

@@ -7,8 +7,11 @@ rdm_policy=, name=); exactly one of a BDF and name= must be present.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from pyxl.config.cstr import atoi, scan_hex_uint
-from pyxl.config.model import PCI_FUNC_ALL, UNINITIALISED, RdmReservePolicy, RdmReserveStrategy
+from pyxl.config.model import (PCI_FUNC_ALL, UNINITIALISED, DevicePci, RdmReservePolicy,
+                               RdmReserveStrategy)
 
 ERROR_FAIL = -3
 ERROR_INVAL = -6
@@ -38,7 +41,7 @@ class _NoFunction(Exception):
     without a message); pyxl rejects the spec."""
 
 
-def parse_bdf(pci, s: str):
+def parse_bdf(pci: DevicePci, s: str) -> int | None:
     """parse_bdf -> end offset, or None (ERROR_INVAL)."""
     colons = 0
     for ch in s:
@@ -90,7 +93,7 @@ def _parse_vslot(s: str, i: int = 0):
     return r[0] << 3, r[1]
 
 
-def parse_pci(pci, spec: str, say_partial) -> int:
+def parse_pci(pci: DevicePci, spec: str, say_partial: Callable[[str], None]) -> int:
     """xlu_pci_parse_spec_string: fills `pci`, returns 0 or a libxl error
     code (the caller exits with -code).  Messages without a newline go to
     `say_partial`, as libxlu prints them."""
@@ -166,7 +169,7 @@ def _parse_pci(pci, spec: str, say_partial) -> int:
     return 0
 
 
-def parse_rdm(s: str, say_partial):
+def parse_rdm(s: str, say_partial: Callable[[str], None]) -> tuple[int, int] | None:
     """xlu_rdm_parse -> (strategy, policy) on success, None on failure.
     xl parses into an uninitialised local, so a field the string does not set
     is UNINITIALISED; and a valid policy= is (wrongly) treated as a failure."""

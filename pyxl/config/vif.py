@@ -9,6 +9,7 @@ blanks skipped; trailing blanks stay in the values.
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 from pyxl.config.cstr import ERANGE, ULONG_MAX, get_errno, strtoul, strtoul_erange, wrap_int
 from pyxl.config.errors import ConfigError
@@ -32,7 +33,7 @@ def _rate_err(source: str, msg: str, rate: str) -> ConfigError:
     return ConfigError("%s: config parsing error in vif: %s in `%s'" % (source, msg, rate))
 
 
-def parse_rate(rate: str, source: str):
+def parse_rate(rate: str, source: str) -> tuple[int, int]:
     """xlu_vif_parse_rate -> (bytes_per_interval, interval_usecs); raises
     ConfigError (exit 1) with xl's message."""
     at = rate.find("@")
@@ -95,7 +96,7 @@ def _parse_mac(buf: str, start: int):
     return octets, True
 
 
-def parse_nic(nic: DeviceNic, spec: str, source: str, say) -> None:
+def parse_nic(nic: DeviceNic, spec: str, source: str, say: Callable[[str], None]) -> None:
     """Apply one vif spec to `nic` (already holding its devid and defaults).
     Messages go to `say`; fatal errors raise ConfigError."""
     # strtok(buf, ","): each token ends at the first ',' after it, which
