@@ -46,7 +46,7 @@ def strerror(e: OSError) -> str:
     return os.strerror(e.errno) if e.errno is not None else str(e)
 
 
-def write_all(fd: int, data) -> None:
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     """os.write until every byte is written (a write may be short)."""
     view = memoryview(data).cast("B")
     while view:
@@ -56,7 +56,7 @@ def write_all(fd: int, data) -> None:
         view = view[n:]
 
 
-def atomic_write(path: str, data, mode: int = 0o600) -> None:
+def atomic_write(path: str, data: bytes | bytearray | memoryview, mode: int = 0o600) -> None:
     """Replace `path` with `data`, durably: a reader, a restarted daemon or a
     host that lost power sees the old file or the new one, never a torn one.
 

@@ -42,7 +42,7 @@ class OptionInfo:
     """Stand-in for typer.Option while reading a signature: records the
     declarations without importing typer (~40 ms of every command's start-up)."""
 
-    def __init__(self, default=None, *param_decls, **kw):
+    def __init__(self, default: object = None, *param_decls: str, **kw: object):
         self.default = default
         self.param_decls = param_decls
         self.callback = kw.get("callback")
@@ -79,7 +79,7 @@ def _signature(handler):
     return [(n, defaults.get(n, _NO_DEFAULT)) for n in names], hints
 
 
-def parse(handler, argv: list[str]) -> dict | None:
+def parse(handler: typing.Callable[..., object], argv: list[str]) -> dict | None:
     try:
         params, hints = _signature(handler)
     except Exception:

@@ -8,10 +8,16 @@ import time
 
 from pyxl.cli._common import call, faults
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Iterable
+
+    from pyxl.cli.xlopt import Opts
+
 LIST_HEADER = "Name                                        ID   Mem VCPUs\tState\tTime(s)"
 
 
-def yajl(obj, indent: int = 0) -> str:
+def yajl(obj: object, indent: int = 0) -> str:
     """libxl's yajl_gen with beautify: 4-space indent, empty maps as "{\\n\\n}"."""
     import json
 
@@ -30,7 +36,7 @@ def yajl(obj, indent: int = 0) -> str:
 
 
 @faults
-def list_(opts, domain):
+def list_(opts: Opts, domain: list[str]) -> int:
     """main_list."""
     flags = {k for k, _ in opts}
     long, verbose, context, cpupool, numa = (f in flags for f in "lvZcn")
@@ -60,7 +66,8 @@ def list_(opts, domain):
     return 0
 
 
-def list_domains(doms, verbose, context, claim, numa, cpupool) -> str:
+def list_domains(doms: list[dict], verbose: bool, context: bool, claim: bool, numa: bool,
+                 cpupool: bool) -> str:
     """xl_info.c list_domains."""
     out = [LIST_HEADER + ("   UUID                            Reason-Code\tSecurity Label" if verbose
                           else "   Security Label" if context else "")
@@ -91,14 +98,14 @@ def _rows(dom=None) -> list[dict]:
 
 
 @faults
-def claims(opts, args):
+def claims(opts: Opts, args: list[str]) -> int:
     """main_claims: list_domains with the Claimed column (claim_mode is on)."""
     sys.stdout.write(list_domains(_rows(), False, False, True, False, False))
     return 0
 
 
 @faults
-def vm_list(opts, args):
+def vm_list(opts: Opts, args: list[str]) -> int:
     """main_vm_list / libxl_list_vm: every domain that is not a device-model
     stub domain (none on the simulated host has a "target"), dom0 included."""
     out = ["UUID                                  ID    name"]
@@ -108,7 +115,7 @@ def vm_list(opts, args):
     return 0
 
 
-def top(opts, args):
+def top(opts: Opts, args: list[str]) -> int:
     """main_top: system("xentop"), its wait status returned as main's value."""
     import os
 
@@ -119,7 +126,7 @@ def top(opts, args):
 HOST_NODES = 1
 
 
-def node_bitmap(nodes, nr_nodes: int) -> str:
+def node_bitmap(nodes: Iterable[int], nr_nodes: int) -> str:
     """xl's print_bitmap: "all", "none", or ranges such as "0-1,3"."""
     nodes = set(nodes)
     if nodes >= set(range(nr_nodes)):
@@ -173,7 +180,7 @@ def info_text(lines: list[tuple[str, str]], nr_cpus: int, numa: bool,
 
 
 @faults
-def info(opts, args):
+def info(opts: Opts, args: list[str]) -> int:
     """main_info: -n adds the topology blocks; otherwise an argument filters."""
     numa = bool(opts)
     res = call("info")
@@ -184,7 +191,7 @@ def info(opts, args):
 
 
 @faults
-def domid(opts, args):
+def domid(opts: Opts, args: list[str]) -> int:
     name = args[0]
     from pyxl.toolstack.errors import Fault
 
@@ -196,7 +203,7 @@ def domid(opts, args):
 
 
 @faults
-def domname(opts, args):
+def domname(opts: Opts, args: list[str]) -> int:
     domid = args[0]
     from pyxl.toolstack.errors import Fault
 
@@ -229,7 +236,7 @@ def uptime_str(secs: float, short: bool) -> str:
 
 
 @faults
-def uptime(opts, domain):
+def uptime(opts: Opts, domain: list[str]) -> int:
     short = bool(opts)
     doms_all = call("list")
     if domain:
@@ -263,13 +270,13 @@ def uptime(opts, domain):
 
 
 @faults
-def dmesg(opts, args):
+def dmesg(opts: Opts, args: list[str]) -> int:
     sys.stdout.write(call("dmesg", clear=bool(opts)))
     return 0
 
 
 @faults
-def sharing(opts, args):
+def sharing(opts: Opts, args: list[str]) -> int:
     """main_sharing (xl_mem.c): no page sharing on the simulated host, 0 shared."""
     from pyxl.toolstack.errors import Fault
 

@@ -6,13 +6,16 @@ ignored, as xl's main_* functions ignore them."""
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from pyxl.cli._common import call, faults
 
+if TYPE_CHECKING:
+    from pyxl.cli.xlopt import Opts
+
 
 @faults
-def destroy(opts, args):
+def destroy(opts: Opts, args: list[str]) -> int:
     call("destroy", dom=args[0], force=bool(opts))
     return 0
 
@@ -71,23 +74,23 @@ def _progress(text: str):
 
 
 
-def _shutdown_args(opts, args):
+def _shutdown_args(opts: Opts, args: list[str]) -> tuple[bool, bool, bool, str | None]:
     flags = {k for k, _ in opts}
     return "a" in flags, "w" in flags, "F" in flags, args[0] if args else None
 
 
 @faults
-def shutdown(opts, args):
+def shutdown(opts: Opts, args: list[str]) -> int:
     return _shutdown_or_reboot(False, *_shutdown_args(opts, args))
 
 
 @faults
-def reboot(opts, args):
+def reboot(opts: Opts, args: list[str]) -> int:
     return _shutdown_or_reboot(True, *_shutdown_args(opts, args))
 
 
 @faults
-def pause(opts, args):
+def pause(opts: Opts, args: list[str]) -> int:
     domain = args[0]
     from pyxl.toolstack.errors import Fault
 
@@ -100,7 +103,7 @@ def pause(opts, args):
 
 
 @faults
-def unpause(opts, args):
+def unpause(opts: Opts, args: list[str]) -> int:
     domain = args[0]
     from pyxl.toolstack.errors import Fault
 
@@ -113,7 +116,7 @@ def unpause(opts, args):
 
 
 @faults
-def rename(opts, args):
+def rename(opts: Opts, args: list[str]) -> int:
     domain, new_name = args[:2]
     from pyxl.toolstack.errors import Fault
 

@@ -48,7 +48,7 @@ def config_text(path: str, extra: Sequence[str] = ()) -> bytes:
     return data
 
 
-def load(path: str, extra: Sequence[str] = (), *, warn: Callable[[str], None] = _stderr,
+def load(path: str, extra: Sequence[str] = (), *, warn: Callable[[str], object] = _stderr,
          host: HostInfo | None = None,
          ignore_global_affinity_masks: bool = False) -> DomainConfig:
     """Parse an xl domain config like `xl create PATH KEY=VALUE...` does.
@@ -62,9 +62,9 @@ def load(path: str, extra: Sequence[str] = (), *, warn: Callable[[str], None] = 
                      ignore_global_affinity_masks=ignore_global_affinity_masks)
 
 
-def load_data(data: bytes, source: str, *, warn: Callable[[str], None] = _stderr,
+def load_data(data: bytes, source: str, *, warn: Callable[[str], object] = _stderr,
               host: HostInfo | None = None, ignore_global_affinity_masks: bool = False,
-              warn_partial: Callable[[str], None] | None = None) -> DomainConfig:
+              warn_partial: Callable[[str], object] | None = None) -> DomainConfig:
     """load() for config text already in memory (`source` names it in messages).
     `warn_partial`, if given, receives a final message xl prints without a
     newline (otherwise it goes to `warn` as a line)."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Iterable
 
 
 class ConfigError(Exception):

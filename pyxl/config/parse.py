@@ -36,8 +36,8 @@ class Output:
     """stderr as xl writes it: whole lines, plus fragments printed without a
     newline that end up glued to the next line."""
 
-    def __init__(self, say: Callable[[str], None] | None = None,
-                 say_partial: Callable[[str], None] | None = None):
+    def __init__(self, say: Callable[[str], object] | None = None,
+                 say_partial: Callable[[str], object] | None = None):
         self.lines: list[str] = []
         self._say = say
         self._say_partial = say_partial
