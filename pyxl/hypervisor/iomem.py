@@ -15,6 +15,15 @@ from __future__ import annotations
 
 import errno as _errno
 import threading
+from typing import Protocol
+
+
+class MmioDevice(Protocol):
+    """A device mapped into the machine address space (the TIS's pages)."""
+
+    def read(self, offset: int, width: int, count: int = 1) -> bytes: ...
+
+    def write(self, offset: int, width: int, data: bytes) -> None: ...
 
 PAGE_SHIFT = 12
 MAX_STRING = 4096
@@ -42,7 +51,7 @@ class IoMem:
         with self._lock:
             self._permits.pop(domid, None)
 
-    def add_device(self, base: int, length: int, device) -> None:
+    def add_device(self, base: int, length: int, device: MmioDevice) -> None:
         """Put `device` (read(offset, width, count) -> bytes,
         write(offset, width, data)) at machine address `base`."""
         with self._lock:

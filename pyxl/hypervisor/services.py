@@ -499,7 +499,7 @@ class Hypervisor:
         conn.start()        # a no-op if domain_destroyed closed it meanwhile
         return conn
 
-    def serve(self, sock, domid: int) -> None:
+    def serve(self, sock: socket.socket, domid: int) -> None:
         """Serve `sock` as domain `domid` until the connection ends (blocking;
         run it in a thread of its own). `attach` is the non-blocking form."""
         conn = self.attach(sock, domid)
@@ -596,7 +596,8 @@ class Op:
 
     __slots__ = ("func", "check", "fds", "flags")
 
-    def __init__(self, func, check, fds: int = 0, flags: int = XS_FLAG_NOTID):
+    def __init__(self, func: Callable[..., tuple], check: Callable[[list], object], fds: int = 0,
+                 flags: int = XS_FLAG_NOTID):
         self.func, self.check, self.fds, self.flags = func, check, fds, flags
 
 
@@ -604,7 +605,7 @@ _NOTHING: tuple = ((), ())        # no reply arguments, no descriptors
 _NUMBER_MAX_DIGITS = 20        # a u64, the widest hypercall field (an MMIO address)
 
 
-def fields(kinds: str):
+def fields(kinds: str) -> Callable[[list], list]:
     """The check of a hypercall's argument struct, one wire argument per
     field: "u" an unsigned decimal number, "b" bytes.  A missing or extra
     field, or a number that is not one, is EINVAL: the wire has no

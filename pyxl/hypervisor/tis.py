@@ -28,11 +28,15 @@ from __future__ import annotations
 import os
 import struct
 import threading
+from typing import TYPE_CHECKING
 
 from pyxl.fsutil import atomic_write
 from pyxl.tpm import TPM
 from pyxl.tpm.engine import TPMStateError
-from pyxl.tpm.identity import IBM_SWTPM_IDENTITY
+from pyxl.tpm.identity import IBM_SWTPM_IDENTITY, Identity
+
+if TYPE_CHECKING:
+    from pyxl.tpm.crypto import KeySource
 
 TIS_BASE = 0xFED40000
 TIS_LOCALITIES = 5
@@ -60,8 +64,8 @@ class TisDevice:
     did_vid = 0x00011014
     rid = 0x01
 
-    def __init__(self, state_path: str | None = None, *, identity=IBM_SWTPM_IDENTITY,
-                 key_source=None):
+    def __init__(self, state_path: str | None = None, *, identity: Identity = IBM_SWTPM_IDENTITY,
+                 key_source: KeySource | None = None):
         self.state_path = state_path
         self.lock = threading.Lock()
         tpm: TPM | None = None

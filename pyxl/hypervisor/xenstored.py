@@ -288,7 +288,8 @@ def do_reset_watches(req: Request) -> bytes:
 class Row:
     __slots__ = ("name", "func", "check", "flags")
 
-    def __init__(self, name: str, func, check=no_check, flags: int = 0):
+    def __init__(self, name: str, func: Callable[[Request], bytes] | None,
+                 check: Callable[[bytes], list] = no_check, flags: int = 0):
         self.name, self.func, self.check, self.flags = name, func, check, flags
 
 
@@ -355,6 +356,8 @@ def admit(row: _Row | None, xs: XsConnection, tx: int) -> tuple[_Row, int]:
 def respond(row: Row, req: Request) -> bytes:
     """The row's handler, then send_reply's bound: a reply over
     XENSTORE_PAYLOAD_MAX is E2BIG instead."""
+    if row.func is None:                 # no handler: ENOSYS, as admit says
+        raise XsError(_errno.ENOSYS)
     reply = row.func(req)
     if len(reply) > XENSTORE_PAYLOAD_MAX:
         raise XsError(_errno.E2BIG)
@@ -513,11 +516,19 @@ class ClientConnection:
             self.sock.close()
 
 
+class StoreHost(Protocol):
+    """What xenstored asks of the hypervisor it serves."""
+
+    xenstore: XenStore
+
+    def domain_connected(self, domid: int) -> bool | None: ...
+
+
 class XenstoredServer:
     """Listens on `<directory>/socket`; `hv` supplies the store
     (`hv.xenstore`) and which domains exist (`hv.domain_connected`)."""
 
-    def __init__(self, hv, directory: str, log: Callable[[str], None] = lambda msg: None):
+    def __init__(self, hv: StoreHost, directory: str, log: Callable[[str], None] = lambda msg: None):
         self.hv = hv
         self.store: XenStore = hv.xenstore
         self.directory = directory

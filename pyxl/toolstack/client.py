@@ -18,6 +18,10 @@ from pyxl.toolstack import protocol
 from pyxl.toolstack.errors import Fault
 from pyxl.toolstack.paths import Paths
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any, ContextManager
+
 START_TIMEOUT = 15.0
 DEVICE_OPS = ("create", "vtpm_attach", "vtpm_detach")
 
@@ -86,7 +90,7 @@ class Client:
         self.ch = ch
         return ch
 
-    def call(self, op: str, **args):
+    def call(self, op: str, **args: Any) -> Any:
         ch = self.channel()
         if op in DEVICE_OPS and "PYXL_DEVICE_TIMEOUT" in os.environ:
             # how long libxl waits for a backend (LIBXL_INIT_TIMEOUT, 10 s); tests shorten it
@@ -109,14 +113,14 @@ class Client:
             self.ch.close()
             self.ch = None
 
-    def __enter__(self):
+    def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def call(op: str, autostart: bool = True, **args):
+def call(op: str, autostart: bool = True, **args: Any) -> Any:
     """One request on a fresh connection."""
     c = Client().connect(autostart=autostart)
     try:
@@ -125,7 +129,7 @@ def call(op: str, autostart: bool = True, **args):
         c.close()
 
 
-def progress(text: str):
+def progress(text: str) -> ContextManager[object]:
     """A rich spinner on stderr while a person watches; nothing for scripts."""
     import contextlib
     import sys

@@ -14,6 +14,12 @@ from __future__ import annotations
 
 import os
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from pyxl.hypervisor.services import Hypervisor
+    from pyxl.hypervisor.tis import TisDevice
+    from pyxl.toolstack.paths import Paths
+
 HW_TPM_STATE = ("tpm", "tpm12.state")
 
 
@@ -21,11 +27,11 @@ class PlatformError(Exception):
     """The host cannot come up as configured (the daemon refuses to start)."""
 
 
-def hardware_tpm_state(paths) -> str:
+def hardware_tpm_state(paths: Paths) -> str:
     return os.path.join(paths.lib_dir, *HW_TPM_STATE)
 
 
-def attach_hardware_tpm(paths, hv):
+def attach_hardware_tpm(paths: Paths, hv: Hypervisor) -> TisDevice:
     """Load (or, on the host's first boot, manufacture) the TPM soldered on
     the board and map its five locality pages at 0xFED40000.  A state file
     that exists but cannot be read is never replaced by a new chip: that
@@ -51,7 +57,7 @@ def attach_hardware_tpm(paths, hv):
     return tis
 
 
-def grant_iomem(hv, domid: int, b_info: dict) -> None:
+def grant_iomem(hv: Hypervisor, domid: int, b_info: dict) -> None:
     """xl's iomem=: XEN_DOMCTL_iomem_permission for each {start, number}."""
     for r in (b_info or {}).get("iomem") or []:
         hv.iomem.permit(domid, int(r.get("start", 0)), int(r.get("number", 0)))
