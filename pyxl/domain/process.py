@@ -21,6 +21,12 @@ import os
 import signal
 import sys
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from typing import Callable
+
+    from pyxl.domain.xen import XenInterface
+
 EXIT_SHUTDOWN_BASE = 64
 CONSOLE_PENDING_MAX = 64 * 1024   # console output kept while no daemon listens
 
@@ -67,7 +73,7 @@ class Domain:
         self._console_pending = b""
         self._resume_handlers: list = []
 
-    def reconnect(self, broken=None) -> bool:
+    def reconnect(self, broken: XenInterface | None = None) -> bool:
         """Dial the host's xenbus socket until a new daemon takes the domain
         back, then resume: the same XenInterface carries on over the new
         connection (its watches registered again) and every resume handler
@@ -103,7 +109,7 @@ class Domain:
                     break
         return True
 
-    def on_resume(self, fn) -> None:
+    def on_resume(self, fn: Callable[[], object]) -> None:
         """Run fn() after every reconnection (a frontend's or backend's
         xenbus resume handler)."""
         self._resume_handlers.append(fn)
@@ -123,7 +129,7 @@ class Domain:
         threading.Thread(target=run, name="xenbus-resume", daemon=True).start()
 
     # -- the console (through the hypervisor, like the PV console ring) ----
-    def console_write(self, data) -> None:
+    def console_write(self, data: bytes | str) -> None:
         """While the daemon is away (killed, not yet restarted) output waits
         here, as it would in the console ring and the guest's tty, and goes
         out once a new daemon has the domain back."""
@@ -165,7 +171,7 @@ class Domain:
         os._exit(code)
 
 
-def runtime_for(kernel: str):
+def runtime_for(kernel: str) -> tuple[str, str]:
     base = os.path.basename(kernel)
     for needle, mod, fn in KERNELS:
         if needle in base:

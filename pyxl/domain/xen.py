@@ -33,6 +33,12 @@ import time
 
 from pyxl.hypervisor import wire
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from typing import Callable, Iterable, TypeVar
+
+    _T = TypeVar("_T")
+
 PAGE_SIZE = 4096
 DOMID_SELF = 0x7FF0
 ENV_FD = "PYXL_XEN_FD"
@@ -86,7 +92,7 @@ class Mapping:
 
 
 class XenInterface:
-    def __init__(self, sock, domid: int | None = None):
+    def __init__(self, sock: _socket.socket, domid: int | None = None):
         """`sock`: this domain's connected socket (socket.socket or
         _socket.socket, SOCK_SEQPACKET or SOCK_STREAM). `domid`, if given, is
         checked against what the hypervisor says this domain is."""
@@ -114,7 +120,7 @@ class XenInterface:
             raise XenError("EPROTO", f"this socket belongs to domain {self.domid}, not {domid}")
         self.home = f"/local/domain/{self.domid}"
 
-    def resume(self, sock) -> None:
+    def resume(self, sock: _socket.socket) -> None:
         """Carry on over a new connection to a (new) hypervisor, in place, so
         every driver holding this object keeps working: what Linux's
         xs_resume does after a restore.  Everything the old hypervisor held
@@ -272,7 +278,7 @@ class XenInterface:
     def read(self, path: str, tx: int = 0) -> bytes:
         return self._call(wire.XS_READ, [path], tx)[0]
 
-    def read_str(self, path: str, tx: int = 0, default: str | None = None) -> str | None:
+    def read_str(self, path: str, tx: int = 0, default: str | None = None) -> str:
         """read() decoded; `default` instead of ENOENT when given."""
         try:
             return self.read(path, tx).decode()
@@ -290,7 +296,7 @@ class XenInterface:
                 return False
             raise
 
-    def write(self, path: str, value, tx: int = 0) -> None:
+    def write(self, path: str, value: bytes | bytearray | str | int, tx: int = 0) -> None:
         self._call(wire.XS_WRITE, [path, value if isinstance(value, (bytes, bytearray))
                                    else str(value).encode()], tx)
 
@@ -355,7 +361,7 @@ class XenInterface:
     def transaction_end(self, tx: int, commit: bool = True) -> None:
         self._call(wire.XS_TRANSACTION_END, ["T" if commit else "F"], tx)
 
-    def transaction(self, fn, retries: int = 16):
+    def transaction(self, fn: Callable[[int], _T], retries: int = 16) -> _T:
         """Run fn(tx) in a transaction, retrying on EAGAIN; returns fn's value."""
         for _ in range(retries):
             tx = self.transaction_start()
@@ -422,7 +428,8 @@ class XenInterface:
             out["port"] = int(rport)
         return out
 
-    def evtchn_wait(self, ports=None, timeout: float | None = None) -> int | None:
+    def evtchn_wait(self, ports: int | Iterable[int] | None = None,
+                    timeout: float | None = None) -> int | None:
         """Wait until one of `ports` (any port if None) is pending, clear it
         and return it; None on timeout (or if the connection closed)."""
         want = None if ports is None else ({ports} if isinstance(ports, int) else set(ports))
@@ -476,7 +483,7 @@ class XenInterface:
         self._call(wire.MMIO_WRITE, [addr, width, bytes(data)])
 
     # -- console ---------------------------------------------------------
-    def console_write(self, data) -> bool:
+    def console_write(self, data: bytes | str) -> bool:
         """Console output (one-way; never waits for the daemon to log it).
         False if the connection is gone and the output was not sent."""
         if isinstance(data, str):

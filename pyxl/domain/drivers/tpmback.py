@@ -32,6 +32,14 @@ from dataclasses import dataclass
 from . import xenbus
 from .tpmif import (TPMIF_STATE_CANCEL, TPMIF_STATE_SUBMIT, SharedPage, TpmifError)
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from typing import Callable
+
+    from pyxl.domain.xen import Mapping, XenInterface
+
+    OpenClose = Callable[[int, int], object]        # (domid, handle)
+
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _NEW_FE = re.compile(r"^backend/vtpm/(\d+)/(\d+)$")
 _FE_STATE = re.compile(r"^/local/domain/(\d+)/device/vtpm/(\d+)/state$")
@@ -69,7 +77,7 @@ class TpmIf:
         self.state = xenbus.XenbusStateInitialising
         self.status = DISCONNECTED
         self.uuid = bytes(16)
-        self.mapping = None
+        self.mapping: Mapping | None = None
         self.page: SharedPage | None = None
         self.port = -1
         self.ready = False          # a request is waiting to be served
@@ -90,7 +98,8 @@ class TpmIf:
 
 
 class TpmBack:
-    def __init__(self, xen, printk, open_callback=None, close_callback=None):
+    def __init__(self, xen: XenInterface, printk: Callable[[str], None],
+                 open_callback: OpenClose | None = None, close_callback: OpenClose | None = None):
         self.xen = xen
         self.printk = printk
         self.open_callback = open_callback
@@ -246,6 +255,7 @@ class TpmBack:
             t.status = DISCONNECTING
             mapping, port = t.mapping, t.port
             t.page, t.mapping, t.port, t.ready = None, None, -1, False
+        assert mapping is not None            # CONNECTED: connect_fe mapped the ring
         try:
             self.xen.unmap_grant(mapping)
         except OSError:

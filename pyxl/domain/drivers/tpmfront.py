@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
 
 from . import xenbus
 from .tpmif import (MAX_PACKET, TPMIF_STATE_FINISH, TPMIF_STATE_IDLE, SharedPage)
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
 if TYPE_CHECKING:
-    from pyxl.domain.xen import Page
+    from typing import Callable
+
+    from pyxl.domain.xen import Page, XenInterface
 
 
 RESUME_TIMEOUT = 30.0      # how long a command waits for the ring to come back
@@ -34,7 +36,7 @@ class TpmFrontError(OSError):
 
 
 class TpmFront:
-    def __init__(self, xen, printk, nodename: str = "device/vtpm/0",
+    def __init__(self, xen: XenInterface, printk: Callable[[str], None], nodename: str = "device/vtpm/0",
                  timeout: float | None = None):
         self.xen = xen
         self.printk = printk

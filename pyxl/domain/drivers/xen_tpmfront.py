@@ -25,13 +25,17 @@ import errno as _errno
 import struct
 import threading
 import time
-from typing import TYPE_CHECKING
 
 from . import xenbus
 from .tpmif import TPMIF_STATE_FINISH, TPMIF_STATE_IDLE, SharedPage
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
 if TYPE_CHECKING:
-    from pyxl.domain.xen import Page
+    from typing import Callable
+
+    from pyxl.domain.xen import Page, XenInterface
+
+    Transmit = Callable[[bytes], bytes]          # one TPM command -> its response
 
 TOKEN = "xen-tpmfront"
 TIMEOUT_C = 0.750                      # TIS default until the TPM says otherwise
@@ -43,7 +47,8 @@ class TpmDeviceError(OSError):
 
 
 class XenTpmFront:
-    def __init__(self, xen, nodename: str = "device/vtpm/0", klog=None):
+    def __init__(self, xen: XenInterface, nodename: str = "device/vtpm/0",
+                 klog: Callable[[str], object] | None = None):
         self.xen, self.nodename = xen, nodename
         self.klog = klog or (lambda msg: None)
         self.registered = False
@@ -243,7 +248,7 @@ def _getcap_prop(transmit, prop: int) -> bytes:
     return rsp[14:14 + struct.unpack_from(">I", rsp, 10)[0]]
 
 
-def pcrs_text(transmit) -> str:
+def pcrs_text(transmit: Transmit) -> str:
     n = struct.unpack(">I", _getcap_prop(transmit, 0x101))[0]      # TPM_CAP_PROP_PCR
     out = []
     for i in range(n):
@@ -254,7 +259,7 @@ def pcrs_text(transmit) -> str:
     return "".join(out)
 
 
-def caps_text(transmit) -> str:
+def caps_text(transmit: Transmit) -> str:
     try:
         manuf = struct.unpack(">I", _getcap_prop(transmit, 0x103))[0]  # PROP_MANUFACTURER
     except TpmDeviceError:
@@ -271,7 +276,7 @@ def caps_text(transmit) -> str:
     return out + "TCG version: %d.%d\nFirmware version: %d.%d\n" % (major, minor, rmaj, rmin)
 
 
-def pubek_text(transmit) -> str:
+def pubek_text(transmit: Transmit) -> str:
     rsp = transmit(struct.pack(">HII", 0xC1, 30, 0x7C) + bytes(20))
     if struct.unpack_from(">I", rsp, 6)[0] or len(rsp) < 10 + 28 + 256:
         return ""

@@ -14,6 +14,10 @@ import time
 
 from pyxl.domain.linux.fs import GuestTree
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from pyxl.domain.linux.shell import Io, Shell
+
 LS_WIDTH = 80                          # the console's columns
 
 
@@ -43,7 +47,7 @@ def _options(args: list[str], allowed: str, prog: str, io):
     return opts, operands
 
 
-def b_cat(sh, args, io) -> int:
+def b_cat(sh: Shell, args: list[str], io: Io) -> int:
     parsed = _options(args, "u", "cat", io)
     if parsed is None:
         return 1
@@ -65,7 +69,7 @@ def b_cat(sh, args, io) -> int:
     return status
 
 
-def b_ls(sh, args, io) -> int:
+def b_ls(sh: Shell, args: list[str], io: Io) -> int:
     parsed = _options(args, "aA1dl", "ls", io)
     if parsed is None:
         return 2
@@ -177,7 +181,7 @@ def _columns(names: list[str]) -> str:
     return "".join(out)
 
 
-def b_rm(sh, args, io) -> int:
+def b_rm(sh: Shell, args: list[str], io: Io) -> int:
     parsed = _options(args, "frRiv", "rm", io)
     if parsed is None:
         return 1
@@ -215,7 +219,7 @@ def b_rm(sh, args, io) -> int:
     return status
 
 
-def b_mkdir(sh, args, io) -> int:
+def b_mkdir(sh: Shell, args: list[str], io: Io) -> int:
     parsed = _options(args, "p", "mkdir", io)
     if parsed is None:
         return 1

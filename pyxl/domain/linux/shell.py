@@ -41,6 +41,26 @@ import re
 from pyxl.domain.linux import coreutils
 from pyxl.domain.linux.fs import HOME, UMASK, VIRTUAL_TOP, GuestTree
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from typing import Any, Callable, Protocol, TypeAlias, Union
+
+    # the grammar's shapes (see "the grammar" below)
+    Command: TypeAlias = Union["Simple", "Subshell"]
+    Pipeline: TypeAlias = tuple[bool, list[Command]]
+
+    class System(Protocol):
+        """The kernel side of the guest, as the shell uses it."""
+
+        def read_file(self, path: str) -> str | None: ...
+
+        def list_dir(self, path: str) -> list[str] | None: ...
+
+        def write_file(self, path: str) -> Sink | None: ...
+
+        def command(self, name: str, args: list[str], io: Io, sh: Shell,
+                    env: dict) -> int | None: ...
+
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SPECIAL_PARAMS = "?$#!0123456789@*-"
 BLANKS = " \t\n"
@@ -86,10 +106,10 @@ class ShellExit(Exception):
 class Tok:
     __slots__ = ("kind", "text", "parts")
 
-    def __init__(self, kind: str, text: str, parts=None):
+    def __init__(self, kind: str, text: str, parts: list | None = None):
         self.kind = kind       # "word", "op", "io", "newline", "eof"
         self.text = text
-        self.parts = parts
+        self.parts: list = [] if parts is None else parts     # a word's (kind, value, quoted)
 
     def __repr__(self) -> str:
         return "Tok(%s,%r)" % (self.kind, self.text)
@@ -321,7 +341,7 @@ class Simple:
 class Subshell:
     __slots__ = ("body", "redirs")
 
-    def __init__(self, body, redirs):
+    def __init__(self, body: list, redirs: list[Redir]):
         self.body, self.redirs = body, redirs
 
 
@@ -383,7 +403,7 @@ class Parser:
             items.append((op, self.pipeline()))
         return items
 
-    def pipeline(self):
+    def pipeline(self) -> Pipeline:
         negate = False
         if self.tok.kind == "word" and self.tok.text == "!":
             self.take()
@@ -395,7 +415,7 @@ class Parser:
             cmds.append(self.command())
         return negate, cmds
 
-    def command(self):
+    def command(self) -> Command:
         if self.is_op("("):
             self.take()
             body = self.list_(top=False)
@@ -501,7 +521,7 @@ class FileSink(Sink):
 class Call(Sink):
     """Output handed to a function (the console, /proc/sysrq-trigger)."""
 
-    def __init__(self, fn, tty: bool = False):
+    def __init__(self, fn: Callable[[bytes], Any], tty: bool = False):
         self.fn, self.tty = fn, tty
 
     def write(self, data: bytes) -> None:
@@ -514,7 +534,7 @@ class Io:
 
     __slots__ = ("stdin", "out", "err")
 
-    def __init__(self, stdin, out: Sink, err: Sink):
+    def __init__(self, stdin: bytes | None, out: Sink, err: Sink):
         self.stdin, self.out, self.err = stdin, out, err
 
     def print(self, text: str) -> None:
@@ -532,7 +552,7 @@ class Shell:
     special file opened for writing), and command(name, args, io, shell,
     env) -> status | None (a program; None: there is no such program)."""
 
-    def __init__(self, tree: GuestTree, system, console: Sink):
+    def __init__(self, tree: GuestTree, system: System, console: Sink):
         self.tree = tree
         self.system = system
         self.console = console
@@ -601,7 +621,7 @@ class Shell:
                 status = self.run_pipeline(pipeline, io)
         return self.status
 
-    def run_pipeline(self, pipeline, io: Io) -> int:
+    def run_pipeline(self, pipeline: Pipeline, io: Io) -> int:
         negate, cmds = pipeline
         if len(cmds) == 1:
             status = self.run_command(cmds[0], io)
@@ -617,7 +637,7 @@ class Shell:
         self.status = (0 if status else 1) if negate else status
         return self.status
 
-    def run_command(self, cmd, io: Io, subshell: bool = False) -> int:
+    def run_command(self, cmd: Command, io: Io, subshell: bool = False) -> int:
         try:
             if isinstance(cmd, Subshell):
                 sub = self.fork()
@@ -821,7 +841,7 @@ class Shell:
                 if text and text[-1] in ifs:
                     yield None, None
 
-    def param(self, value) -> str:
+    def param(self, value: str | tuple[str, str, str]) -> str:
         if isinstance(value, tuple):
             name, op, word = value
             cur = self.param(name)
@@ -946,11 +966,11 @@ def _has_cmd(word: Tok) -> bool:
 
 
 # -- built-ins ---------------------------------------------------------------------
-def b_true(sh: Shell, args, io) -> int:
+def b_true(sh: Shell, args: list[str], io: Io) -> int:
     return 0
 
 
-def b_false(sh: Shell, args, io) -> int:
+def b_false(sh: Shell, args: list[str], io: Io) -> int:
     return 1
 
 
@@ -958,7 +978,7 @@ ECHO_ESCAPES = {"a": b"\a", "b": b"\b", "e": b"\x1b", "E": b"\x1b", "f": b"\f", 
                 "r": b"\r", "t": b"\t", "v": b"\v", "\\": b"\\"}
 
 
-def b_echo(sh: Shell, args, io) -> int:
+def b_echo(sh: Shell, args: list[str], io: Io) -> int:
     """bash's builtin echo: -n, -e, -E (only as leading words of those letters)."""
     newline, escapes = True, False
     while args and re.fullmatch(r"-[neE]+", args[0]):
@@ -1005,12 +1025,12 @@ def _echo_escapes(data: bytes) -> tuple[bytes, bool]:
     return bytes(out), False
 
 
-def b_pwd(sh: Shell, args, io) -> int:
+def b_pwd(sh: Shell, args: list[str], io: Io) -> int:
     io.print(sh.cwd + "\n")
     return 0
 
 
-def b_cd(sh: Shell, args, io) -> int:
+def b_cd(sh: Shell, args: list[str], io: Io) -> int:
     if len(args) > 1:
         io.error("-bash: cd: too many arguments")
         return 1
@@ -1037,7 +1057,7 @@ def b_cd(sh: Shell, args, io) -> int:
     return 0
 
 
-def b_export(sh: Shell, args, io) -> int:
+def b_export(sh: Shell, args: list[str], io: Io) -> int:
     if not args or args == ["-p"]:
         for name in sorted(sh.exported):
             if name in sh.vars:
@@ -1060,7 +1080,7 @@ def b_export(sh: Shell, args, io) -> int:
     return status
 
 
-def b_unset(sh: Shell, args, io) -> int:
+def b_unset(sh: Shell, args: list[str], io: Io) -> int:
     status = 0
     for a in args:
         if not NAME.fullmatch(a):
@@ -1072,7 +1092,7 @@ def b_unset(sh: Shell, args, io) -> int:
     return status
 
 
-def b_exit(sh: Shell, args, io) -> int:
+def b_exit(sh: Shell, args: list[str], io: Io) -> int:
     if not args:
         raise ShellExit(sh.status)
     if not re.fullmatch(r"[-+]?[0-9]+", args[0]):
