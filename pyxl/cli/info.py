@@ -92,7 +92,7 @@ def list_domains(doms: list[dict], verbose: bool, context: bool, claim: bool, nu
     return "\n".join(out) + "\n"
 
 
-def _rows(dom=None) -> list[dict]:
+def _rows(dom: str | None = None) -> list[dict]:
     return [dict(zip(("domid", "name", "mem", "vcpus", "state", "cpu_time", "uuid", "reason"), row))
             for row in call("list", dom=dom, rows=True)]
 
@@ -153,7 +153,7 @@ def info_text(lines: list[tuple[str, str]], nr_cpus: int, numa: bool,
     split = next(i for i, (k, _) in enumerate(lines) if k == "xen_major")
     out = []
 
-    def maybe(k, v):
+    def maybe(k: str, v: str) -> None:
         text = "%-23s: %s" % (k, v) if v or k != "virt_caps" else "%-23s:" % k
         if name is None:
             out.append(text + "\n")

@@ -6,7 +6,7 @@ ignored, as xl's main_* functions ignore them."""
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, ContextManager, Optional
 
 from pyxl.cli._common import call, faults
 
@@ -67,7 +67,7 @@ def _shutdown_or_reboot(reboot: bool, all_: bool, wait: bool, fallback: bool,
     return 0
 
 
-def _progress(text: str):
+def _progress(text: str) -> ContextManager[object]:
     from pyxl.toolstack.client import progress
 
     return progress(text)

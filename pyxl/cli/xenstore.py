@@ -14,7 +14,7 @@ import errno as _errno
 import os
 import sys
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Iterator, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Callable, Iterator, NoReturn, Optional
 
 from pyxl.cli._common import typer
 
@@ -597,7 +597,7 @@ def _main(tool: Tool, argv: list[str]) -> int:
 
 
 # -- the command table's handlers --------------------------------------------
-def _handler(mode: Mode):
+def _handler(mode: Mode) -> Callable[[Optional[list[str]]], int]:
     def handler(args: Annotated[Optional[list[str]],
                                 typer.Argument(metavar="ARGS", show_default=False)] = None) -> int:
         return run(mode, list(args or []))

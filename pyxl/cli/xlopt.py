@@ -65,7 +65,8 @@ def getopt_long(args: list[str], optstring: str, longopts: LongOpts) -> tuple[Op
         raise GetoptError(e.optopt, out) from None
 
 
-def _getopt(args, optstring, longopts, out):
+def _getopt(args: list[str], optstring: str, longopts: LongOpts,
+            out: Opts) -> tuple[Opts, list[str]]:
     i, n = 0, len(args)
     while i < n:
         a = args[i]

@@ -31,7 +31,7 @@ def find_leaf(policy: CpuidPolicy, leaf: int, subleaf: int | None) -> dict:
     return entry
 
 
-def _find_msr(policy, index: int) -> dict:
+def _find_msr(policy: CpuidPolicy, index: int) -> dict:
     for e in policy.msr:
         if e["index"] == index:
             return e
@@ -40,7 +40,8 @@ def _find_msr(policy, index: int) -> dict:
     return entry
 
 
-def _cpuid_add(policy, name, leaf, subleaf, reg, bit, length, val: str) -> int:
+def _cpuid_add(policy: CpuidPolicy, name: str, leaf: int, subleaf: int | None, reg: str,
+               bit: int, length: int, val: str) -> int:
     entry = find_leaf(policy, leaf, subleaf)
     num, end = strtoul(val, 0)
     if end:
@@ -73,7 +74,7 @@ def _cpuid_add(policy, name, leaf, subleaf, reg, bit, length, val: str) -> int:
     return 0
 
 
-def _msr_add(policy, index: int, bit: int, val: str) -> int:
+def _msr_add(policy: CpuidPolicy, index: int, bit: int, val: str) -> int:
     entry = _find_msr(policy, index)
     if len(val) != 1 or val not in "01xks":
         return 3

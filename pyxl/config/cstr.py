@@ -41,7 +41,7 @@ def _overflow() -> None:
     _errno.value = ERANGE
 
 
-def _digits(s: str, i: int, base: int):
+def _digits(s: str, i: int, base: int) -> tuple[int, int, bool]:
     val = 0
     start = i
     while i < len(s):
@@ -59,7 +59,7 @@ def _digits(s: str, i: int, base: int):
     return val, i, i > start
 
 
-def _parse(s: str, base: int):
+def _parse(s: str, base: int) -> tuple[int, bool, int, bool]:
     """-> (magnitude, negative, end, ok)"""
     i = 0
     while i < len(s) and s[i] in _SPACE:

@@ -104,7 +104,7 @@ class _Ctx:
         self.had_depr_prefix = False
         self.access_set = False
 
-    def error(self, near, message: str) -> None:
+    def error(self, near: str | None, message: str) -> None:
         near_txt = ": near `%s'" % near if near is not None else ""
         self.out.append("%s: config parsing error in disk specification: %s%s in `%s'"
                         % (self.source, message, near_txt, self.spec))
@@ -117,7 +117,7 @@ class _Ctx:
             return
         setattr(self.disk, attr, value)
 
-    def dset(self, attr: str, value, text: str) -> None:
+    def dset(self, attr: str, value: int, text: str) -> None:
         cur = getattr(self.disk, attr)
         if cur != 0 and cur != value:
             self.error(text, attr + " respecified")

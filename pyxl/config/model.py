@@ -151,11 +151,11 @@ class Struct:
         if kw:
             raise TypeError("%s has no field %s" % (type(self).__name__, ", ".join(kw)))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "%s(%s)" % (type(self).__name__, ", ".join(
             "%s=%r" % (n, getattr(self, n)) for n, _, _ in self._defaults))
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
         return all(getattr(self, n) == getattr(other, n) for n, _, _ in self._defaults
@@ -212,10 +212,10 @@ class Bitmap:
     def __iter__(self) -> Iterator[int]:
         return iter(sorted(self.bits))
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Bitmap) and (self.nbits, self.bits) == (other.nbits, other.bits)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Bitmap(%d, %s)" % (self.nbits, sorted(self.bits))
 
 

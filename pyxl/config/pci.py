@@ -18,7 +18,7 @@ ERROR_INVAL = -6
 _XDIGITS = set("0123456789abcdefABCDEF")
 
 
-def _scan_fixed(s: str, fmt_seps: list[str]):
+def _scan_fixed(s: str, fmt_seps: list[str]) -> tuple[list[int], int | None]:
     """sscanf("%x<sep>%x<sep>...") -> (values, end_or_None): stops at the
     first mismatch, like sscanf; end is None when the final literal failed."""
     vals: list[int] = []
@@ -86,7 +86,7 @@ def parse_bdf(pci: DevicePci, s: str) -> int | None:
     return end
 
 
-def _parse_vslot(s: str, i: int = 0):
+def _parse_vslot(s: str, i: int = 0) -> tuple[int, int] | None:
     r = scan_hex_uint(s, i)
     if r is None or r[0] > 0x1F:
         return None
@@ -103,7 +103,7 @@ def parse_pci(pci: DevicePci, spec: str, say_partial: Callable[[str], None]) -> 
         return ERROR_INVAL
 
 
-def _parse_pci(pci, spec: str, say_partial) -> int:
+def _parse_pci(pci: DevicePci, spec: str, say_partial: Callable[[str], None]) -> int:
     ptr = 0
     bdf_present = name_present = False
     end = parse_bdf(pci, spec)

@@ -79,7 +79,7 @@ def _parse_ulong(s: str) -> int:
     return val
 
 
-def _parse_mac(buf: str, start: int):
+def _parse_mac(buf: str, start: int) -> tuple[list[int], bool]:
     """The octet loop of parse_nic_config, reading the strtok'd buffer the way
     the C code does (it steps one byte past each octet, whatever it is).
     -> (list of octets set, ok)"""

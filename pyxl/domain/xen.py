@@ -57,7 +57,7 @@ class Page:
     """One page of this domain's memory that can be granted: a 4096-byte
     memfd mapped shared; `buf` is a writable memoryview of it."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.fd = os.memfd_create("pyxl-page", os.MFD_CLOEXEC)
         os.ftruncate(self.fd, PAGE_SIZE)
         self.mmap = mmap.mmap(self.fd, PAGE_SIZE, mmap.MAP_SHARED,

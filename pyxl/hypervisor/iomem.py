@@ -30,10 +30,10 @@ MAX_STRING = 4096
 
 
 class IoMem:
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._permits: dict[int, list[tuple[int, int]]] = {}   # domid -> [(pfn, nr)]
-        self._devices: list[tuple[int, int, object]] = []       # (base, length, device)
+        self._devices: list[tuple[int, int, MmioDevice]] = []   # (base, length, device)
 
     # -- the toolstack's side ------------------------------------------------
     def permit(self, domid: int, start_pfn: int, nr_pages: int) -> None:
@@ -58,7 +58,7 @@ class IoMem:
             self._devices.append((base, length, device))
 
     # -- a domain's access -----------------------------------------------------
-    def _resolve(self, domid: int, addr: int, width: int):
+    def _resolve(self, domid: int, addr: int, width: int) -> tuple[MmioDevice, int]:
         if width not in (1, 2, 4):
             raise OSError(_errno.EINVAL, "MMIO width must be 1, 2 or 4")
         pfn = addr >> PAGE_SHIFT

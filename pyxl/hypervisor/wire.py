@@ -164,7 +164,7 @@ def socketpair() -> tuple[socket.socket, socket.socket]:
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 
 
-def _take_fds(anc, into: list) -> bool:
+def _take_fds(anc: list[tuple[int, int, bytes]], into: list[int]) -> bool:
     """Collect SCM_RIGHTS descriptors; False if something else came."""
     ok = True
     for level, kind, payload in anc:
@@ -177,7 +177,7 @@ def _take_fds(anc, into: list) -> bool:
     return ok
 
 
-def _close_all(fds) -> None:
+def _close_all(fds: Iterable[int]) -> None:
     for fd in fds:
         try:
             os.close(fd)

@@ -33,7 +33,7 @@ class Paths:
     def __init__(self, root: str):
         self.root = root
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Paths) and other.root == self.root
 
     def __repr__(self) -> str:

@@ -423,7 +423,7 @@ class TpmBack:
                             pass
                     return
 
-    def _pump(self, want, timeout: float | None) -> bool:
+    def _pump(self, want: Callable[[], bool], timeout: float | None) -> bool:
         """Wait until want() (under cond) holds, servicing event channels."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:

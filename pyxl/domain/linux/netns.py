@@ -74,7 +74,7 @@ def _loopback_up() -> None:
 class GuestNetwork:
     """One guest's network namespace and the thread that lives in it."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()

@@ -332,7 +332,7 @@ class Redir:
 class Simple:
     __slots__ = ("assigns", "words", "redirs")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.assigns: list[tuple[str, Tok]] = []
         self.words: list[Tok] = []
         self.redirs: list[Redir] = []
@@ -490,7 +490,7 @@ class Sink:
 
 
 class Buffer(Sink):
-    def __init__(self):
+    def __init__(self) -> None:
         self.chunks: list[bytes] = []
 
     def write(self, data: bytes) -> None:
