@@ -58,7 +58,7 @@ def start_shutdown_thread(xen: XenInterface, printk: Printk,
     libxl creates the node empty; only a written request counts here."""
     path = "control/shutdown"
 
-    def run():
+    def run() -> None:
         import time
         # the watch outlives a daemon restart: the domain's resume registers it again
         while True:

@@ -120,7 +120,7 @@ class Domain:
         drivers come back even while nothing else calls reconnect()."""
         import threading
 
-        def run():
+        def run() -> None:
             while True:
                 self.xen.broken.wait()
                 if self.xen.detached:

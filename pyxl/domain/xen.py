@@ -178,7 +178,7 @@ class XenInterface:
         self.closed = True
         self.broken.set()
 
-    def _wait(self, pred, timeout: float | None) -> bool:
+    def _wait(self, pred: Callable[[], bool], timeout: float | None) -> bool:
         """With self._cond held: wait until pred() holds (True), the timeout
         passes or the connection closes (False). The first waiter reads the
         socket and files every frame; the others sleep until it notifies."""
@@ -233,10 +233,12 @@ class XenInterface:
             for fd in f.fds:
                 os.close(fd)
 
-    def _call(self, op: int, args=(), tx: int = 0, fds=()) -> list[bytes]:
+    def _call(self, op: int, args: Iterable[bytes | bytearray | str | int] = (), tx: int = 0,
+              fds: Iterable[int] = ()) -> list[bytes]:
         return self._call_frame(op, args, tx, fds).args
 
-    def _call_frame(self, op: int, args=(), tx: int = 0, fds=()) -> wire.Frame:
+    def _call_frame(self, op: int, args: Iterable[bytes | bytearray | str | int] = (), tx: int = 0,
+                    fds: Iterable[int] = ()) -> wire.Frame:
         with self._lock:
             req = self._next_id
             self._next_id = (req % 0xFFFFFFFF) + 1
@@ -334,7 +336,7 @@ class XenInterface:
                    token: str | None = None) -> tuple[str, str] | None:
         """The next (path, token) watch event -- only `token`'s if given --
         or None after `timeout` seconds (or if the connection closed)."""
-        def find():
+        def find() -> int | None:
             for i, e in enumerate(self._watch_events):
                 if token is None or e[1] == token:
                     return i
@@ -434,7 +436,7 @@ class XenInterface:
         and return it; None on timeout (or if the connection closed)."""
         want = None if ports is None else ({ports} if isinstance(ports, int) else set(ports))
 
-        def find():
+        def find() -> int | None:
             for p in self._pending:
                 if want is None or p in want:
                     return p

@@ -323,7 +323,7 @@ class DomainConnection:
             return self._cond.wait_for(lambda: self.closed, timeout)
 
 
-def _unsendable(frame: wire.Frame, exc: Exception):
+def _unsendable(frame: wire.Frame, exc: Exception) -> wire.Frame | None:
     """What goes out instead of a frame the wire cannot carry: an E2BIG
     error for a request, None (dropped) for an event."""
     for fd in frame.fds:
@@ -630,7 +630,7 @@ def fields(kinds: str) -> Callable[[list], list]:
     return check
 
 
-def _hello(hv: Hypervisor, conn: DomainConnection, tx: int, a: list, fds) -> tuple:
+def _hello(hv: Hypervisor, conn: DomainConnection, tx: int, a: list, fds: list[int]) -> tuple:
     """The wire's handshake (no Xen counterpart: a domain's start info)."""
     if a[0] != wire.WIRE_VERSION:
         raise OSError(_errno.EPROTO, f"wire version {a[0]} not supported "
@@ -638,57 +638,67 @@ def _hello(hv: Hypervisor, conn: DomainConnection, tx: int, a: list, fds) -> tup
     return [wire.WIRE_VERSION, conn.domid], []
 
 
-def _evtchn_alloc_unbound(hv, conn, tx, a, fds) -> tuple:
+def _evtchn_alloc_unbound(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """EVTCHNOP_alloc_unbound: do_event_channel_op -> evtchn_alloc_unbound."""
     return [hv.evtchn.alloc_unbound(conn.domid, a[0], a[1])], []
 
 
-def _evtchn_bind_interdomain(hv, conn, tx, a, fds) -> tuple:
+def _evtchn_bind_interdomain(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """EVTCHNOP_bind_interdomain: do_event_channel_op -> evtchn_bind_interdomain."""
     return [hv.evtchn.bind_interdomain(conn.domid, a[0], a[1])], []
 
 
-def _evtchn_send(hv, conn, tx, a, fds) -> tuple:
+def _evtchn_send(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """EVTCHNOP_send: do_event_channel_op -> evtchn_send."""
     hv.evtchn.send(conn.domid, a[0])
     return _NOTHING
 
 
-def _evtchn_close(hv, conn, tx, a, fds) -> tuple:
+def _evtchn_close(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """EVTCHNOP_close: do_event_channel_op -> evtchn_close."""
     hv.evtchn.close(conn.domid, a[0])
     return _NOTHING
 
 
-def _evtchn_status(hv, conn, tx, a, fds) -> tuple:
+def _evtchn_status(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """EVTCHNOP_status: do_event_channel_op -> evtchn_status."""
     st = hv.evtchn.status(conn.domid, a[0], a[1])
     return [st["status"], st.get("dom", ""), st.get("port", "")], []
 
 
-def _gnt_grant(hv, conn, tx, a, fds) -> tuple:
+def _gnt_grant(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """A grant entry written into the domain's own table (gnttab_grant_foreign_access)."""
     return [hv.grants.grant(conn.domid, fds[0], a[0], bool(a[1]))], []
 
 
-def _gnt_end_access(hv, conn, tx, a, fds) -> tuple:
+def _gnt_end_access(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """gnttab_end_foreign_access_ref: the domain takes its grant back."""
     hv.grants.end_access(conn.domid, a[0])
     return _NOTHING
 
 
-def _gnt_map(hv, conn, tx, a, fds) -> tuple:
+def _gnt_map(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """GNTTABOP_map_grant_ref: do_grant_table_op -> gnttab_map_grant_ref."""
     return [], [hv.grants.map(conn.domid, a[0], a[1], bool(a[2]))]
 
 
-def _gnt_unmap(hv, conn, tx, a, fds) -> tuple:
+def _gnt_unmap(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """GNTTABOP_unmap_grant_ref: do_grant_table_op -> gnttab_unmap_grant_ref."""
     hv.grants.unmap(conn.domid, a[0], a[1])
     return _NOTHING
 
 
-def _console_write(hv, conn, tx, a, fds) -> tuple:
+def _console_write(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """Output on the domain's console ring, as xenconsoled's
     handle_ring_read takes it into the domain's buffer and log."""
     dom = hv._domains.get(conn.domid)
@@ -697,12 +707,14 @@ def _console_write(hv, conn, tx, a, fds) -> tuple:
     return _NOTHING
 
 
-def _mmio_read(hv, conn, tx, a, fds) -> tuple:
+def _mmio_read(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """A load from an iomem= range (the access a domain's page tables allow)."""
     return [hv.iomem.read(conn.domid, a[0], a[1], a[2])], []
 
 
-def _mmio_write(hv, conn, tx, a, fds) -> tuple:
+def _mmio_write(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """A store to an iomem= range."""
     hv.iomem.write(conn.domid, a[0], a[1], a[2])
     return _NOTHING
@@ -735,7 +747,8 @@ def _xs_row(kind: int) -> Op:
             payload = b"\0".join(args) + b"\0" if args else b""
         return payload, xcheck(payload)
 
-    def func(hv, conn, tx, checked, fds) -> tuple:
+    def func(hv: Hypervisor, conn: DomainConnection, tx: int, checked: tuple[bytes, list],
+             fds: list[int]) -> tuple:
         reply = respond(xrow, Request(conn, tx, *checked))
         return ([] if ack else [reply] if raw else strings(reply)), []
     return Op(func, check, 0, xrow.flags)

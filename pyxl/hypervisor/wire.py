@@ -109,7 +109,7 @@ class WireError(Exception):
 class Frame:
     __slots__ = ("op", "flags", "req_id", "tx_id", "args", "fds")
 
-    def __init__(self, op: int, args: Iterable[bytes | str | int] = (), req_id: int = 0,
+    def __init__(self, op: int, args: Iterable[bytes | bytearray | str | int] = (), req_id: int = 0,
                  tx_id: int = 0, flags: int = 0, fds: Iterable[int] = ()):
         self.op, self.flags, self.req_id, self.tx_id = op, flags, req_id, tx_id
         self.args = [a if isinstance(a, bytes) else

@@ -59,12 +59,32 @@ class XsError(OSError):
         super().__init__(err, os.strerror(err))
 
 
+class Server(Protocol):
+    """What the handlers ask of the server a request came through
+    (XenstoredServer, or the hypervisor for the domains' wire)."""
+
+    store: XenStore
+
+    def domain_connected(self, domid: int) -> bool | None: ...
+
+    def log(self, msg: str) -> None: ...
+
+
+class Connection(Protocol):
+    """The connection a request came on (ClientConnection, or a domain's)."""
+
+    xs: XsConnection
+
+    @property
+    def server(self) -> Server: ...
+
+
 @dataclass(slots=True)
 class Request:
     """One message being processed: `args` are the payload's nul-terminated
     strings (bytes) as the row's check found them."""
 
-    conn: "ClientConnection"
+    conn: Connection
     tx: int
     payload: bytes
     args: list

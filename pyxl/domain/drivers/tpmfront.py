@@ -98,7 +98,7 @@ class TpmFront:
         self.ref = xen.grant_access(page, self.bedomid)
         self.port = xen.evtchn_alloc_unbound(self.bedomid)
 
-        def publish(tx):
+        def publish(tx: int) -> None:
             xen.write(self.nodename + "/ring-ref", "%u" % self.ref, tx)
             xen.write(self.nodename + "/event-channel", "%u" % self.port, tx)
         try:

@@ -79,7 +79,7 @@ class XenTpmFront:
         if old is not None:
             old.close()
 
-        def publish(tx):
+        def publish(tx: int) -> None:
             xen.write(nodename + "/ring-ref", "%u" % self.ref, tx)
             xen.write(nodename + "/event-channel", "%u" % self.port, tx)
             xen.write(nodename + "/feature-protocol-v2", "1", tx)
@@ -241,7 +241,7 @@ class XenTpmFront:
 
 # -- sysfs (Linux 6.1 tpm-sysfs.c for TPM 1.2 chips) ----------------------------------
 
-def _getcap_prop(transmit, prop: int) -> bytes:
+def _getcap_prop(transmit: Transmit, prop: int) -> bytes:
     rsp = transmit(struct.pack(">HIIIII", 0xC1, 22, 0x65, 5, 4, prop))
     if struct.unpack_from(">I", rsp, 6)[0]:
         raise TpmDeviceError(_errno.EIO, "GetCapability failed")

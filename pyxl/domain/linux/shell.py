@@ -43,7 +43,7 @@ from pyxl.domain.linux.fs import HOME, UMASK, VIRTUAL_TOP, GuestTree
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
 if TYPE_CHECKING:
-    from typing import Any, Callable, Protocol, TypeAlias, Union
+    from typing import Any, Callable, Iterator, Protocol, TypeAlias, Union
 
     # the grammar's shapes (see "the grammar" below)
     Command: TypeAlias = Union["Simple", "Subshell"]
@@ -814,8 +814,8 @@ class Shell:
             out += matches or [text]
         return out
 
-    def _pieces(self, word: Tok, io: Io, split: bool):
-        """(text, quoted) pieces; (None, None) marks where splitting ends a field."""
+    def _pieces(self, word: Tok, io: Io, split: bool) -> Iterator[tuple[str, bool | None]]:
+        """(text, quoted) pieces; ("", None) marks where splitting ends a field."""
         for kind, value, quoted in word.parts:
             if kind == "lit":
                 yield value, quoted
@@ -833,13 +833,13 @@ class Shell:
                 words = text.split() if set(ifs) <= set(BLANKS) else re.split(
                     "[%s]" % re.escape(ifs), text) if ifs else [text]
                 if text and text[0] in ifs:
-                    yield None, None
+                    yield "", None
                 for k, w in enumerate(x for x in words if x):
                     if k:
-                        yield None, None
+                        yield "", None
                     yield w, False
                 if text and text[-1] in ifs:
-                    yield None, None
+                    yield "", None
 
     def param(self, value: str | tuple[str, str, str]) -> str:
         if isinstance(value, tuple):
