@@ -701,7 +701,7 @@ _FAST_RE = re.compile(
 _FAST_ITEM_RE = re.compile(rb"""\n|\#[^\n]*\n|"[^"]*"|'[^']*'|[0-9][0-9a-fx]*""")
 
 
-def _fast_statement(m, ctx: "_Context", cfg: "XluConfig", tree: list | None) -> int:
+def _fast_statement(m: re.Match[bytes], ctx: _Context, cfg: XluConfig, tree: list | None) -> int:
     """Apply one fast-path statement; returns yylloc of its terminator."""
     scanner = ctx.scanner
     line = scanner.lineno
@@ -728,7 +728,7 @@ def _fast_statement(m, ctx: "_Context", cfg: "XluConfig", tree: list | None) -> 
     return scanner.lineno
 
 
-def _run(data: bytes, path: str, warn: Warn | None, want_tree: bool):
+def _run(data: bytes, path: str, warn: Warn | None, want_tree: bool) -> tuple[XluConfig, Tree]:
     tables = parse_tables()
     full, dflt, nolook = tables["full"], tables["dflt"], tables["nolook"]
     goto, errshift, expected = tables["goto"], tables["err"], tables["expected"]
@@ -852,7 +852,8 @@ _RULE_CODES = {
 
 
 def _action(code: int, rhs: list, ctx: _Context, cfg: XluConfig,
-            tree: list | None, loc: int):
+            tree: list | None, loc: int) -> object:
+    """Rule `code`'s semantic action: the value it leaves on the stack."""
     if code == _ATOM:
         tok = rhs[0]
         return None if ctx.err else tok[3]
@@ -880,7 +881,7 @@ def _action(code: int, rhs: list, ctx: _Context, cfg: XluConfig,
     return None
 
 
-def _store(ctx: _Context, cfg: XluConfig, name: str, add: bool, value, line: int,
+def _store(ctx: _Context, cfg: XluConfig, name: str, add: bool, value: str | XluList, line: int,
            tree: list | None, key_text: bytes, op_text: bytes) -> None:
     """xlu__cfg_set_store, including `+=` concatenation.  LINE is where the
     value starts, which is the key's line (no newline may come between)."""
@@ -937,7 +938,8 @@ def config_from_tree(tree: Tree, path: str, warn: Warn | None = None) -> XluConf
     return cfg
 
 
-def _parse(data: bytes, path: str, warn: Warn | None, want_tree: bool):
+def _parse(data: bytes | str, path: str, warn: Warn | None,
+           want_tree: bool) -> tuple[XluConfig, Tree]:
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogateescape")
     return _run(bytes(data), path, warn, want_tree)
@@ -960,7 +962,7 @@ def read_config_data(path: str, extra: Sequence[str] = ()) -> bytes:
     return data
 
 
-def _read_file(path, spath: str) -> bytes:
+def _read_file(path: str | bytes, spath: str) -> bytes:
     """libxl_read_file_contents: a regular file, read whole."""
     try:
         fd = os.open(path, os.O_RDONLY)

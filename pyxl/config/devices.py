@@ -13,24 +13,24 @@ from pyxl.config.cstr import atoi, strtok, strtoul
 from pyxl.config.errors import ConfigError
 
 if TYPE_CHECKING:
-    from pyxl.config.cfgfile import Settings
+    from pyxl.config.cfgfile import Settings, XluList
     from pyxl.config.host import HostInfo
     from pyxl.config.parse import Output
 
 _TRIM = " \t\n\v\f\r"
 
 
-def _get_list(cfg, key):
+def _get_list(cfg: Settings, key: str) -> XluList | None:
     if cfg.get_value(key) is None:
         return None
     return cfg.get_list(key)
 
 
-def _fail(out, err: ConfigError):
+def _fail(out: Output, err: ConfigError) -> ConfigError:
     return out.fail(err.lines, err.exit_code)
 
 
-def _split_pair(s: str, delim: str):
+def _split_pair(s: str, delim: str) -> tuple[str, str] | None:
     """split_string_into_pair: the first two strtok tokens, or None."""
     toks = strtok(s, delim)
     if len(toks) < 2:
@@ -217,7 +217,7 @@ def parse_devices(cfg: Settings, d: M.DomainConfig, source: str, host: HostInfo,
     _parse_cpuid(cfg, d.b_info, out)
 
 
-def _nic_defaults(nic, xl_defaults):
+def _nic_defaults(nic: M.DeviceNic, xl_defaults: dict[str, str] | None) -> None:
     """set_default_nic_values: xl.conf's vif.default.* (none by default)."""
     if not xl_defaults:
         return
@@ -228,7 +228,7 @@ def _nic_defaults(nic, xl_defaults):
             setattr(nic, attr, xl_defaults[key])
 
 
-def _parse_p9(cfg, d, out):
+def _parse_p9(cfg: Settings, d: M.DomainConfig, out: Output) -> None:
     lst = _get_list(cfg, "p9")
     if lst is None:
         return
@@ -259,7 +259,7 @@ def _parse_p9(cfg, d, out):
             p9.backend_domname = backend
 
 
-def _scan_u(s: str, i: int):
+def _scan_u(s: str, i: int) -> tuple[int, int] | None:
     """sscanf %u at s[i:] -> (value, end) or None."""
     from pyxl.config.cstr import _parse
     val, neg, end, ok = _parse(s[i:], 10)
@@ -270,7 +270,7 @@ def _scan_u(s: str, i: int):
     return val & 0xFFFFFFFF, i + end
 
 
-def _parse_vdispl(cfg, d, out):
+def _parse_vdispl(cfg: Settings, d: M.DomainConfig, out: Output) -> None:
     lst = _get_list(cfg, "vdispl")
     if lst is None:
         return
@@ -323,7 +323,7 @@ def _parse_vdispl(cfg, d, out):
             raise out.fail("At least one connector should be specified.")
 
 
-def _parse_pvcalls(cfg, d, out):
+def _parse_pvcalls(cfg: Settings, d: M.DomainConfig, out: Output) -> None:
     lst = _get_list(cfg, "pvcalls")
     if lst is None:
         return
@@ -344,7 +344,7 @@ def _parse_pvcalls(cfg, d, out):
 _SND_PARAMS = ("sample-rates", "sample-formats", "channels-min", "channels-max", "buffer-size")
 
 
-def _vsnd_params(params, tok) -> bool | None:
+def _vsnd_params(params: M.VsndParams, tok: str) -> bool | None:
     """parse_vsnd_params: True when handled, False when not a params key,
     raises on a bad format."""
     key, eq, val = tok.partition("=")
@@ -369,7 +369,7 @@ def _vsnd_params(params, tok) -> bool | None:
     return True
 
 
-def _parse_vsnd(cfg, d, out):
+def _parse_vsnd(cfg: Settings, d: M.DomainConfig, out: Output) -> None:
     lst = _get_list(cfg, "vsnd")
     if lst is None:
         return
@@ -377,7 +377,7 @@ def _parse_vsnd(cfg, d, out):
         i = 0
         while i < lst.count:
             card_value = lst.get_value(i)
-            if isinstance(card_value, str):
+            if card_value is None or isinstance(card_value, str):   # (i < count: never None)
                 from pyxl.config.parse import _line_of
                 out.say("%s:%d:0: warning: value is not a list" % (out.source, _line_of(cfg, "vsnd")))
                 raise ConfigError("Failed to get vsnd card list: Invalid argument")
@@ -390,7 +390,7 @@ def _parse_vsnd(cfg, d, out):
         raise _fail(out, e)
 
 
-def _vsnd_item(vsnd, spec):
+def _vsnd_item(vsnd: M.DeviceVsnd, spec: str) -> None:
     key = None
     for tok in strtok(spec, ","):
         tok = tok.lstrip(" ")
@@ -439,7 +439,7 @@ def _vsnd_item(vsnd, spec):
                     raise ConfigError("Invalid parameter: %s" % tok)
 
 
-def _parse_channels(cfg, d, out):
+def _parse_channels(cfg: Settings, d: M.DomainConfig, out: Output) -> None:
     lst = _get_list(cfg, "channel")
     if lst is None:
         return
@@ -485,7 +485,7 @@ _CPUID_XEND_ERRORS = {1: "illegal leaf number", 2: "illegal subleaf number", 3: 
 _UNUSED = 0xFFFFFFFF
 
 
-def _cpuid_xend(policy, s: str) -> int:
+def _cpuid_xend(policy: M.CpuidPolicy, s: str) -> int:
     """libxl_cpuid_parse_config_xend: "leaf[,subleaf]:eXx=<32 chars>,..." """
     v, end = strtoul(s, 0)
     if end == 0:
@@ -530,13 +530,12 @@ def _cpuid_xend(policy, s: str) -> int:
     return 0
 
 
-def _parse_cpuid(cfg, b_info, out):
+def _parse_cpuid(cfg: Settings, b_info: M.DomainBuildInfo, out: Output) -> None:
     v = cfg.get_value("cpuid")
     if v is None:
         return
-    if not isinstance(v, str):
-        lst = cfg.get_list("cpuid", True)
-        for buf in lst.leading_strings():
+    if not isinstance(v, str):                 # a list: get_list would return it
+        for buf in v.leading_strings():
             e = _cpuid_xend(b_info.cpuid, buf)
             if e:
                 out.say('while parsing CPUID line: "%s":' % buf)

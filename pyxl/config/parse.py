@@ -104,7 +104,7 @@ class _ErrnoTracking:
     def get_list(self, key: str, dont_warn: bool = False) -> XluList | None:
         return self._cfg.get_list(key, dont_warn)
 
-    def _strtol_errno(self, key):
+    def _strtol_errno(self, key: str) -> None:
         setting = getattr(self._cfg, "setting", None)
         s = setting(key) if setting is not None else None
         if s is None or not isinstance(s.value, str) or s.op == "+=":
@@ -125,14 +125,14 @@ class _ErrnoTracking:
         return self._cfg.get_defbool(key, dont_warn)
 
 
-def _value_kind(cfg, key):
+def _value_kind(cfg: Settings, key: str) -> str | None:
     v = cfg.get_value(key)
     if v is None:
         return None
     return "string" if isinstance(v, str) else "list"
 
 
-def _string_list(cfg, key, dont_warn):
+def _string_list(cfg: Settings, key: str, dont_warn: bool) -> tuple[int | str, list[str] | None]:
     """xlu_cfg_get_list_as_string_list -> (rc, list): rc 0, 'ESRCH', 'EINVAL'."""
     kind = _value_kind(cfg, key)
     if kind is None:
@@ -143,12 +143,19 @@ def _string_list(cfg, key, dont_warn):
     return 0, lst.leading_strings()
 
 
-def _line_of(cfg, key) -> int:
+def _list_of(cfg: Settings, key: str) -> XluList:
+    """The value of `key`, which _value_kind found to be a list."""
+    lst = cfg.get_list(key, True)
+    assert lst is not None
+    return lst
+
+
+def _line_of(cfg: Settings, key: str) -> int:
     f = getattr(cfg, "line_of", None)
     return f(key) if f is not None else 0
 
 
-def _get_long(cfg, key, dont_warn=False):
+def _get_long(cfg: Settings, key: str, dont_warn: bool = False) -> int | None:
     return cfg.get_long(key, dont_warn)
 
 
@@ -180,7 +187,7 @@ def _split_string_list(s: str, delims: str) -> list[str]:
     return toks
 
 
-def _parse_cmdline(cfg, out: Output):
+def _parse_cmdline(cfg: Settings, out: Output) -> str | None:
     buf = cfg.get_string("cmdline")
     root = cfg.get_string("root")
     extra = cfg.get_string("extra")
@@ -195,11 +202,13 @@ def _parse_cmdline(cfg, out: Output):
     return extra
 
 
-def _vcpu_affinity(b_info, lst, buf, num_cpus, is_hard, host, out):
+def _vcpu_affinity(b_info: M.DomainBuildInfo, lst: XluList | None, buf: str | None, num_cpus: int,
+                   is_hard: bool, host: HostInfo, out: Output) -> None:
     if buf is not None or num_cpus > b_info.max_vcpus:
         num_cpus = b_info.max_vcpus
     maps: list = [None] * max(num_cpus, 0)
     if buf is None:
+        assert lst is not None             # the caller gives a list or a string
         j = 0
         while True:
             item = lst.get_item(j) if j < lst.count else None
@@ -227,11 +236,11 @@ def _vcpu_affinity(b_info, lst, buf, num_cpus, is_hard, host, out):
         b_info.vcpu_soft_affinity = maps
 
 
-def _parse_vnuma(cfg, b_info, host, out):
+def _parse_vnuma(cfg: Settings, b_info: M.DomainBuildInfo, host: HostInfo, out: Output) -> None:
     kind = _value_kind(cfg, "vnuma")
     if kind != "list":
         return
-    vnuma = cfg.get_list("vnuma", True)
+    vnuma = _list_of(cfg, "vnuma")
     num = vnuma.count
     if not num:
         return
@@ -247,7 +256,7 @@ def _parse_vnuma(cfg, b_info, host, out):
     for i in range(num):
         p = nodes[i]
         spec = vnuma.get_value(i)
-        if isinstance(spec, str):
+        if spec is None or isinstance(spec, str):    # (i < count: never None)
             out.say("%s:%d:0: warning: value is not a list" % (out.source, _line_of(cfg, "vnuma")))
             raise out.fail("xl: cannot get vnode config option list")
         for k in range(spec.count):
@@ -301,7 +310,7 @@ def _parse_vnuma(cfg, b_info, host, out):
         p.vcpus = vcpu_parsed[i]
 
 
-def _parse_ulong(s: str, out) -> int:
+def _parse_ulong(s: str, out: Output) -> int:
     val, end = strtoul(s, 10)
     if end == 0 or val == (1 << 64) - 1:
         raise out.fail('xl: failed to convert "%s" to number' % s)
@@ -449,8 +458,7 @@ def parse_config(cfg: Settings, source: str, out: Output | None = None,
     for key, is_hard in (("cpus", True), ("cpus_soft", False)):
         kind = _value_kind(cfg, key)
         if kind == "list":
-            lst = cfg.get_list(key, True)
-            assert lst is not None          # its value is a list (kind above)
+            lst = _list_of(cfg, key)
             _vcpu_affinity(b_info, lst, None, lst.count, is_hard, host, out)
         elif kind == "string":
             buf = cfg.get_string(key)
@@ -611,8 +619,9 @@ def parse_config(cfg: Settings, source: str, out: Output | None = None,
 
     b_info.nested_hvm = _defbool(cfg, "nestedhvm", b_info.nested_hvm)
 
-    if b_info.type == M.DomainType.HVM:
-        _parse_hvm_build(cfg, b_info, out)
+    hvm = b_info.hvm                          # set exactly for an HVM guest
+    if hvm is not None:
+        _parse_hvm_build(cfg, b_info, hvm, out)
     else:
         buf = cfg.get_string("firmware")
         if buf is not None:
@@ -658,13 +667,14 @@ def parse_config(cfg: Settings, source: str, out: Output | None = None,
     return d
 
 
-def _defbool(cfg, key, current, dont_warn=False):
+def _defbool(cfg: Settings, key: str, current: bool | None,
+             dont_warn: bool = False) -> bool | None:
     v = cfg.get_defbool(key, dont_warn)
     return current if v is None else v
 
 
-def _parse_hvm_build(cfg, b_info, out):
-    hvm = b_info.u
+def _parse_hvm_build(cfg: Settings, b_info: M.DomainBuildInfo, hvm: M.HvmBuildInfo,
+                     out: Output) -> None:
     if _basename(b_info.kernel) == "hvmloader":
         out.say('WARNING: you seem to be using "kernel" directive to override HVM guest '
                 'firmware. Ignore that. Use "firmware_override" instead if you really '
@@ -691,21 +701,21 @@ def _parse_hvm_build(cfg, b_info, out):
 
     kind = _value_kind(cfg, "viridian")
     if kind == "list":
-        lst = cfg.get_list("viridian", True)
+        lst = _list_of(cfg, "viridian")
         n = lst.count
         if n:
-            hvm.viridian_enable = M.Bitmap(64)
-            hvm.viridian_disable = M.Bitmap(64)
+            enable = hvm.viridian_enable = M.Bitmap(64)
+            disable = hvm.viridian_disable = M.Bitmap(64)
         for i in range(n):
             buf = lst.get_item(i)
             if buf is None:  # (real xl crashes on a NULL item here)
                 raise out.fail("xl: viridian item %d is not a string" % i, 3)
             if buf == "all":
-                hvm.viridian_enable.set_any()
+                enable.set_any()
             elif buf == "defaults":
                 hvm.viridian = True
             else:
-                s, r = hvm.viridian_enable, hvm.viridian_disable
+                s, r = enable, disable
                 if buf.startswith("!"):
                     s, r = r, s
                     buf = buf[1:]
@@ -749,7 +759,7 @@ def _parse_hvm_build(cfg, b_info, out):
 
     kind = _value_kind(cfg, "mca_caps")
     if kind == "list":
-        lst = cfg.get_list("mca_caps", True)
+        lst = _list_of(cfg, "mca_caps")
         for i in range(lst.count):
             buf = lst.get_item(i)
             if buf is None:  # (real xl crashes on a NULL item here)
@@ -772,7 +782,7 @@ def _parse_hvm_build(cfg, b_info, out):
             hvm.firmware = buf
 
 
-def _parse_device_model(cfg, d, out):
+def _parse_device_model(cfg: Settings, d: M.DomainConfig, out: Output) -> None:
     c_info, b_info = d.c_info, d.b_info
     buf = cfg.get_string("device_model")
     if buf is not None:
@@ -837,14 +847,15 @@ def _parse_device_model(cfg, d, out):
     else:
         # for PVH (and PV with vfb=) this writes the hvm union member's
         # memory, which is not printed: parse for the messages only.
-        hvm = b_info.u if c_info.type == M.DomainType.HVM else M.HvmBuildInfo()
-        _top_level_vnc(cfg, hvm.vnc)
-        _top_level_sdl(cfg, hvm.sdl)
+        scratch = b_info.hvm if b_info.hvm is not None else M.HvmBuildInfo()
+        _top_level_vnc(cfg, scratch.vnc)
+        _top_level_sdl(cfg, scratch.sdl)
 
     b_info.dm_restrict = _defbool(cfg, "dm_restrict", b_info.dm_restrict)
 
-    if c_info.type == M.DomainType.HVM:
-        _parse_hvm_devices(cfg, b_info, out)
+    hvm = b_info.hvm
+    if hvm is not None:
+        _parse_hvm_devices(cfg, b_info, hvm, out)
 
     buf = cfg.get_string("gic_version", True)
     if buf is not None:
@@ -860,7 +871,7 @@ def _parse_device_model(cfg, d, out):
         b_info.tee = v
 
 
-def _top_level_vnc(cfg, vnc):
+def _top_level_vnc(cfg: Settings, vnc: M.VncInfo) -> None:
     vnc.enable = _defbool(cfg, "vnc", vnc.enable)
     v = cfg.get_string("vnclisten")
     if v is not None:
@@ -874,7 +885,7 @@ def _top_level_vnc(cfg, vnc):
     vnc.findunused = _defbool(cfg, "vncunused", vnc.findunused)
 
 
-def _top_level_sdl(cfg, sdl):
+def _top_level_sdl(cfg: Settings, sdl: M.SdlInfo) -> None:
     sdl.enable = _defbool(cfg, "sdl", sdl.enable)
     sdl.opengl = _defbool(cfg, "opengl", sdl.opengl)
     v = cfg.get_string("display")
@@ -885,8 +896,8 @@ def _top_level_sdl(cfg, sdl):
         sdl.xauthority = v
 
 
-def _parse_hvm_devices(cfg, b_info, out):
-    hvm = b_info.u
+def _parse_hvm_devices(cfg: Settings, b_info: M.DomainBuildInfo, hvm: M.HvmBuildInfo,
+                       out: Output) -> None:
     buf = cfg.get_string("vga")
     if buf is not None:
         kinds = {"stdvga": M.VgaInterfaceType.STD, "cirrus": M.VgaInterfaceType.CIRRUS,
