@@ -121,7 +121,7 @@ class Console:
             if room <= 0:
                 log.close()
                 self._log = None
-                log = self._log = self._rotate(path)
+                log = self._rotate(path)
                 continue
             chunk = view[:room]
             n = log.write(chunk) or 0
@@ -132,7 +132,7 @@ class Console:
 
     def _rotate(self, path: str) -> io.FileIO:
         """The closed log at `path` moves to path.1 (and so on, keeping
-        log_keep old files); -> the new, empty log."""
+        log_keep old files); -> the new, empty log, which is self._log."""
         try:
             if self.log_keep:
                 for i in range(self.log_keep - 1, 0, -1):
@@ -145,12 +145,8 @@ class Console:
                 os.unlink(path)
         except OSError:
             pass      # could not rotate: start over in the same file rather than grow it
-        log = open(open_append(path), "ab", buffering=0)
-        try:
-            os.ftruncate(log.fileno(), 0)
-        except OSError:
-            log.close()
-            raise
+        log = self._log = open(open_append(path), "ab", buffering=0)
+        os.ftruncate(log.fileno(), 0)
         self._log_size = 0
         return log
 
