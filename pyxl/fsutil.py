@@ -32,11 +32,21 @@ _SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 class UnsafePath(OSError):
     """A file or directory the daemon must not trust; str() is one line."""
 
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code, message)
+        self.message = message
+
     def __str__(self) -> str:
-        return self.strerror
+        return self.message
 
 
-def write_all(fd: int, data) -> None:
+def strerror(e: OSError) -> str:
+    """C's strerror(errno) for `e`; an OSError raised without an errno (never
+    by a system call) gives its own text."""
+    return os.strerror(e.errno) if e.errno is not None else str(e)
+
+
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     """os.write until every byte is written (a write may be short)."""
     view = memoryview(data).cast("B")
     while view:
@@ -46,7 +56,7 @@ def write_all(fd: int, data) -> None:
         view = view[n:]
 
 
-def atomic_write(path: str, data, mode: int = 0o600) -> None:
+def atomic_write(path: str, data: bytes | bytearray | memoryview, mode: int = 0o600) -> None:
     """Replace `path` with `data`, durably: a reader, a restarted daemon or a
     host that lost power sees the old file or the new one, never a torn one.
 

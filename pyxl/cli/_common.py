@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import sys
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any, Callable, ParamSpec
+
+    _P = ParamSpec("_P")
+
 
 class _LazyTyper:
     """`typer` for the handlers' annotations, imported only when used.
@@ -15,7 +21,7 @@ class _LazyTyper:
     never pays typer's import.
     """
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         import typer as _typer
 
         return getattr(_typer, name)
@@ -36,18 +42,18 @@ def need_args(cmd: str, args: list | None, n: int) -> bool:
     return False
 
 
-def call(op: str, **args):
+def call(op: str, **args: Any) -> Any:
     from pyxl.toolstack.client import call as _call
 
     return _call(op, **args)
 
 
-def faults(fn):
+def faults(fn: Callable[_P, int | None]) -> Callable[_P, int]:
     """Run a handler body; a Fault prints xl's text and becomes the exit status."""
     import functools
 
     @functools.wraps(fn)
-    def wrapper(*a, **kw):
+    def wrapper(*a: _P.args, **kw: _P.kwargs) -> int:
         from pyxl.toolstack.errors import Fault
 
         try:

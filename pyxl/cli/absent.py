@@ -12,6 +12,12 @@ from __future__ import annotations
 import os
 import sys
 
+from pyxl.fsutil import strerror
+
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from pyxl.cli.xlopt import Opts
+
 
 def _err(text: str) -> None:
     sys.stdout.flush()
@@ -19,23 +25,23 @@ def _err(text: str) -> None:
     sys.stderr.flush()
 
 
-def unavailable(opts, args) -> int:
+def unavailable(opts: Opts | None, args: list[str]) -> int:
     from pyxl.cli.main import Globals
 
     _err("pyxl: command %s is not available on the simulated host\n" % Globals.command)
     return 1
 
 
-def button_press(opts, args) -> int:
+def button_press(opts: None, args: list[str]) -> int:
     """main_button_press (xl_misc.c): the deprecation warning comes first."""
     from pyxl.cli import table, xlopt
 
     _err('WARNING: "button-press" is deprecated. Please use "trigger"\n')
-    opts, args = xlopt.def_getopt(table.BY_NAME["button-press"], args)
-    return unavailable(opts, args)
+    got, rest = xlopt.def_getopt(table.BY_NAME["button-press"], args)
+    return unavailable(got, rest)
 
 
-def config_update(opts, args) -> int:
+def config_update(opts: None, args: list[str]) -> int:
     """main_config_update (xl_misc.c): the domain argument is checked, and the
     warning printed, before the command's options are read."""
     from pyxl.cli.main import print_help
@@ -53,13 +59,13 @@ def config_update(opts, args) -> int:
 # xsm_do_xsm_op); xc_flask_op returns -1 with errno ENOSYS and libxl_flask_*
 # pass that on, which main_* return: exit status 255.
 
-def getenforce(opts, args) -> int:
+def getenforce(opts: None, args: list[str]) -> int:
     """main_getenforce (xl_flask.c): no arguments read at all."""
     print("Flask XSM Disabled")
     return -1 & 0xFF
 
 
-def setenforce(opts, args) -> int:
+def setenforce(opts: None, args: list[str]) -> int:
     """main_setenforce: argv[optind] without getopt; 0/1/permissive/enforcing."""
     from pyxl.cli.main import print_help
 
@@ -72,7 +78,7 @@ def setenforce(opts, args) -> int:
     return -1 & 0xFF
 
 
-def loadpolicy(opts, args) -> int:
+def loadpolicy(opts: None, args: list[str]) -> int:
     """main_loadpolicy: the policy file is opened and read before Xen is asked."""
     from pyxl.cli.main import print_help
 
@@ -83,7 +89,7 @@ def loadpolicy(opts, args) -> int:
     try:
         fd = os.open(name, os.O_RDONLY)
     except OSError as e:
-        _err("Error occurred opening policy file '%s': %s\n" % (name, os.strerror(e.errno)))
+        _err("Error occurred opening policy file '%s': %s\n" % (name, strerror(e)))
         return -1 & 0xFF
     try:
         try:
@@ -91,7 +97,7 @@ def loadpolicy(opts, args) -> int:
         except OSError as e:
             # sic: xl's message has no space between "about" and "policy"
             _err("Error occurred retrieving information about"
-                 "policy file '%s': %s\n" % (name, os.strerror(e.errno)))
+                 "policy file '%s': %s\n" % (name, strerror(e)))
             return -1 & 0xFF
         try:
             while size > 0:
@@ -100,7 +106,7 @@ def loadpolicy(opts, args) -> int:
                     break
                 size -= len(chunk)
         except OSError as e:
-            _err("Unable to read new Flask policy file: %s\n" % os.strerror(e.errno))
+            _err("Unable to read new Flask policy file: %s\n" % strerror(e))
             return -1 & 0xFF
     finally:
         os.close(fd)
@@ -108,7 +114,7 @@ def loadpolicy(opts, args) -> int:
     return -1 & 0xFF
 
 
-def pci_assignable_list(opts, args) -> int:
+def pci_assignable_list(opts: Opts, args: list[str]) -> int:
     """main_pciassignable_list (xl_pci.c) on a host without the pciback driver:
     libxl_device_pci_assignable_list fails to open
     /sys/bus/pci/drivers/pciback, logs this (the text and its libxl_pci.c

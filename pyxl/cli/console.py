@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import sys
+
 from pyxl.cli._common import faults
 
 
 @faults
-def console(opts, args):
+def console(opts: None, args: list[str]) -> int:
     """main_console (xl_console.c): -t is checked as getopt returns it."""
     from pyxl.cli import table, xlopt
 
-    chosen = {"t": None, "n": 0}
+    chosen: dict[str, str | int | None] = {"t": None, "n": 0}
 
-    def each(opt, optarg):
+    def each(opt: str | int, optarg: str | None) -> None:
         if opt == "t":
             if optarg not in ("pv", "serial", "vuart"):
                 print("console type supported are: pv, serial, vuart", file=sys.stderr)
                 raise xlopt.Exit(1)
             chosen["t"] = optarg
         else:
+            assert optarg is not None     # "n:": getopt fails without the argument
             chosen["n"] = _atoi(optarg)
 
     _, rest = xlopt.def_getopt(table.BY_NAME["console"], args, each=each)

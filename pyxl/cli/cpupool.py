@@ -7,11 +7,15 @@ import sys
 
 from pyxl.cli._common import call, faults
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from pyxl.cli.xlopt import Opts
+
 POOL0 = "Pool-0"
 
 
 @faults
-def cpupool_list(opts, args):
+def cpupool_list(opts: Opts, args: list[str]) -> int:
     """main_cpupoollist: -c lists the pool's CPUs instead of the summary."""
     cpus = bool(opts)
     if args and args[0] != POOL0:          # libxl_name_to_cpupoolid fails

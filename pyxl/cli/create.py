@@ -16,7 +16,7 @@ def _err(line: str) -> None:
     sys.stderr.write(line + "\n")
 
 
-def create(opts, args) -> int:
+def create(opts: None, args: list[str]) -> int:
     """main_create: a first argument that is no option and has no '=' is the
     config file, taken before def_getopt reads the options."""
     from pyxl.cli import table, xlopt
@@ -25,9 +25,9 @@ def create(opts, args) -> int:
     config_file = None
     if args and not args[0].startswith("-") and "=" not in args[0]:
         config_file, args = args[0], args[1:]
-    opts, rest = xlopt.def_getopt(table.BY_NAME["create"], args)
-    flags = {k for k, _ in opts}
-    for k, v in opts:
+    got, rest = xlopt.def_getopt(table.BY_NAME["create"], args)
+    flags = {k for k, _ in got}
+    for k, v in got:
         if k == "f":
             config_file = v
     console, debug, no_monitor, foreground = ("c" in flags, "d" in flags, "e" in flags,
@@ -75,6 +75,8 @@ def create(opts, args) -> int:
         return 0
 
     from pyxl.toolstack.create import create_domain
+    source = d_config.source
+    assert source is not None            # load_data keeps the text it parsed
     return create_domain(d_config, config_file=config_file,
-                         config_data=d_config.source, console=console, paused=paused,
+                         config_data=source, console=console, paused=paused,
                          quiet=quiet, monitor=not no_monitor, foreground=foreground)

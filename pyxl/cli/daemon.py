@@ -17,7 +17,7 @@ def daemon(
                                              help="start: run in the foreground (for a service manager)")] = False,
     force: Annotated[bool, typer.Option("--force",
                                         help="stop: destroy every domain first")] = False,
-):
+) -> int:
     from pyxl.toolstack import client
     from pyxl.toolstack.errors import Fault
     from pyxl.toolstack.paths import Paths

@@ -18,8 +18,9 @@ import typing
 _SCALARS = (str, int)
 
 
-def _unwrap(ann):
-    """Annotated[T, info] -> (T, info) with Optional stripped; (None, None) if unsupported."""
+def _unwrap(ann: object) -> tuple[type | None, typing.Any]:
+    """Annotated[T, info] -> (T, info) with Optional stripped; (None, None) if unsupported.
+    `info` is typer's OptionInfo/ArgumentInfo or the stubs below, told apart by name."""
     if typing.get_origin(ann) is not typing.Annotated:
         return None, None
     base, *meta = typing.get_args(ann)
@@ -42,7 +43,7 @@ class OptionInfo:
     """Stand-in for typer.Option while reading a signature: records the
     declarations without importing typer (~40 ms of every command's start-up)."""
 
-    def __init__(self, default=None, *param_decls, **kw):
+    def __init__(self, default: object = None, *param_decls: str, **kw: object):
         self.default = default
         self.param_decls = param_decls
         self.callback = kw.get("callback")
@@ -61,7 +62,8 @@ class _StubTyper:
 _NO_DEFAULT = object()
 
 
-def _signature(handler):
+def _signature(handler: typing.Callable[..., object]
+               ) -> tuple[list[tuple[str, object]], dict[str, object]] | None:
     """[(name, default)] of the handler's parameters, and its type hints,
     evaluated with typer stubbed out (handler modules bind typer lazily)."""
     fn = handler
@@ -69,7 +71,7 @@ def _signature(handler):
         fn = fn.__wrapped__
     code = fn.__code__
     if code.co_flags & 0x0C:                 # *args / **kwargs: not a plain signature
-        return None, None
+        return None
     names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
     pos = names[:code.co_argcount]
     defaults = dict(zip(pos[len(pos) - len(fn.__defaults__ or ()):], fn.__defaults__ or ()))
@@ -79,13 +81,14 @@ def _signature(handler):
     return [(n, defaults.get(n, _NO_DEFAULT)) for n in names], hints
 
 
-def parse(handler, argv: list[str]) -> dict | None:
+def parse(handler: typing.Callable[..., object], argv: list[str]) -> dict | None:
     try:
-        params, hints = _signature(handler)
+        sig = _signature(handler)
     except Exception:
         return None
-    if params is None:
+    if sig is None:
         return None
+    params, hints = sig
     options: dict[str, tuple[str, type]] = {}
     positionals: list[tuple[str, type]] = []
     kwargs: dict = {}
@@ -168,7 +171,7 @@ def parse(handler, argv: list[str]) -> dict | None:
     return kwargs
 
 
-def _set(kwargs, name, typ, val) -> bool:
+def _set(kwargs: dict, name: str, typ: type, val: str) -> bool:
     if typ is int:
         try:
             kwargs[name] = int(val)

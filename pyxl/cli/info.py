@@ -8,11 +8,17 @@ import time
 
 from pyxl.cli._common import call, faults
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Iterable
+
+    from pyxl.cli.xlopt import Opts
+
 LIST_HEADER = "Name                                        ID   Mem VCPUs\tState\tTime(s)"
 
 
 @faults
-def list_(opts, domain):
+def list_(opts: Opts, domain: list[str]) -> int:
     """main_list."""
     flags = {k for k, _ in opts}
     long, verbose, context, cpupool, numa = (f in flags for f in "lvZcn")
@@ -40,7 +46,7 @@ def list_(opts, domain):
     return 0
 
 
-def list_domains_details(doms) -> str:
+def list_domains_details(doms: list[dict]) -> str:
     """xl_info.c list_domains_details: a JSON array of {"domid", "config"},
     each config as libxl_retrieve_domain_configuration gives it, rendered by
     libxl's generator and written with puts()."""
@@ -127,7 +133,8 @@ def _plain(tree):
     return json.loads(tree)
 
 
-def list_domains(doms, verbose, context, claim, numa, cpupool) -> str:
+def list_domains(doms: list[dict], verbose: bool, context: bool, claim: bool, numa: bool,
+                 cpupool: bool) -> str:
     """xl_info.c list_domains."""
     out = [LIST_HEADER + ("   UUID                            Reason-Code\tSecurity Label" if verbose
                           else "   Security Label" if context else "")
@@ -152,20 +159,20 @@ def list_domains(doms, verbose, context, claim, numa, cpupool) -> str:
     return "\n".join(out) + "\n"
 
 
-def _rows(dom=None) -> list[dict]:
+def _rows(dom: str | None = None) -> list[dict]:
     return [dict(zip(("domid", "name", "mem", "vcpus", "state", "cpu_time", "uuid", "reason"), row))
             for row in call("list", dom=dom, rows=True)]
 
 
 @faults
-def claims(opts, args):
+def claims(opts: Opts, args: list[str]) -> int:
     """main_claims: list_domains with the Claimed column (claim_mode is on)."""
     sys.stdout.write(list_domains(_rows(), False, False, True, False, False))
     return 0
 
 
 @faults
-def vm_list(opts, args):
+def vm_list(opts: Opts, args: list[str]) -> int:
     """main_vm_list / libxl_list_vm: every domain that is not a device-model
     stub domain (none on the simulated host has a "target"), dom0 included."""
     out = ["UUID                                  ID    name"]
@@ -175,7 +182,7 @@ def vm_list(opts, args):
     return 0
 
 
-def top(opts, args):
+def top(opts: Opts, args: list[str]) -> int:
     """main_top: system("xentop"), its wait status returned as main's value."""
     import os
 
@@ -186,7 +193,7 @@ def top(opts, args):
 HOST_NODES = 1
 
 
-def node_bitmap(nodes, nr_nodes: int) -> str:
+def node_bitmap(nodes: Iterable[int], nr_nodes: int) -> str:
     """xl's print_bitmap: "all", "none", or ranges such as "0-1,3"."""
     nodes = set(nodes)
     if nodes >= set(range(nr_nodes)):
@@ -213,7 +220,7 @@ def info_text(lines: list[tuple[str, str]], nr_cpus: int, numa: bool,
     split = next(i for i, (k, _) in enumerate(lines) if k == "xen_major")
     out = []
 
-    def maybe(k, v):
+    def maybe(k: str, v: str) -> None:
         text = "%-23s: %s" % (k, v) if v or k != "virt_caps" else "%-23s:" % k
         if name is None:
             out.append(text + "\n")
@@ -240,7 +247,7 @@ def info_text(lines: list[tuple[str, str]], nr_cpus: int, numa: bool,
 
 
 @faults
-def info(opts, args):
+def info(opts: Opts, args: list[str]) -> int:
     """main_info: -n adds the topology blocks; otherwise an argument filters."""
     numa = bool(opts)
     res = call("info")
@@ -251,7 +258,7 @@ def info(opts, args):
 
 
 @faults
-def domid(opts, args):
+def domid(opts: Opts, args: list[str]) -> int:
     name = args[0]
     from pyxl.toolstack.errors import Fault
 
@@ -263,7 +270,7 @@ def domid(opts, args):
 
 
 @faults
-def domname(opts, args):
+def domname(opts: Opts, args: list[str]) -> int:
     domid = args[0]
     from pyxl.toolstack.errors import Fault
 
@@ -296,7 +303,7 @@ def uptime_str(secs: float, short: bool) -> str:
 
 
 @faults
-def uptime(opts, domain):
+def uptime(opts: Opts, domain: list[str]) -> int:
     short = bool(opts)
     doms_all = call("list")
     if domain:
@@ -330,13 +337,13 @@ def uptime(opts, domain):
 
 
 @faults
-def dmesg(opts, args):
+def dmesg(opts: Opts, args: list[str]) -> int:
     sys.stdout.write(call("dmesg", clear=bool(opts)))
     return 0
 
 
 @faults
-def sharing(opts, args):
+def sharing(opts: Opts, args: list[str]) -> int:
     """main_sharing (xl_mem.c): no page sharing on the simulated host, 0 shared."""
     from pyxl.toolstack.errors import Fault
 

@@ -11,6 +11,19 @@ import sys
 
 from pyxl.cli import table
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing on every run
+if TYPE_CHECKING:
+    from typing import Any, Callable, Protocol
+
+    class _ClickError(Protocol):
+        """What is read of click's exceptions, matched by class name because
+        typer may bundle its own click."""
+
+        option_name: str
+        exit_code: int
+
+        def show(self) -> None: ...
+
 
 class Globals:
     """The global options of `pyxl [-vfNtT] CMD`, readable by every handler."""
@@ -78,14 +91,14 @@ def options_help(cmd: table.Command) -> str:
     return "\n".join(lines)
 
 
-def load_handler(cmd: table.Command):
+def load_handler(cmd: table.Command) -> Callable[..., Any]:
     import importlib
 
     modname, _, func = cmd.handler.partition(":")
     return getattr(importlib.import_module(modname), func)
 
 
-def build_click(cmd: table.Command):
+def build_click(cmd: table.Command) -> Any:
     """A click command for one table row, built through typer from its handler."""
     import typer
 
@@ -130,11 +143,11 @@ def run_command(cmd: table.Command, args: list[str]) -> int:
     if cmd.xl:
         return run_xl(cmd, args)
     try:
-        handler = load_handler(cmd)
+        handler: Callable[..., Any] | None = load_handler(cmd)
     except ImportError:
         handler = None
-    if getattr(handler, "raw_argv", False):   # the command parses its own argv
-        return handler(args)
+    if handler is not None and getattr(handler, "raw_argv", False):
+        return handler(args)              # the command parses its own argv
     if wants_help(args):  # -h prints the command's help, exit 0
         print_help(cmd.name)
         return 0
@@ -152,20 +165,23 @@ def run_command(cmd: table.Command, args: list[str]) -> int:
         rc = click_cmd.main(args, prog_name="pyxl " + cmd.name, standalone_mode=False)
     except BrokenPipeError:
         return 0
-    except Exception as e:
+    except Exception as exc:
+        from typing import cast
+
         # typer may bundle its own click: match the exception classes by name.
-        kinds = {k.__name__ for k in type(e).__mro__}
-        if kinds & {"NoSuchOption", "BadOptionUsage"} and getattr(e, "option_name", None):
+        kinds = {k.__name__ for k in type(exc).__mro__}
+        ce = cast("_ClickError", exc)
+        if kinds & {"NoSuchOption", "BadOptionUsage"} and getattr(ce, "option_name", None):
             # xl's def_getopt: getopt's optopt, which is 0 for a long option
-            name = e.option_name
+            name = ce.option_name
             ch = name[1] if len(name) == 2 and name[0] == "-" and name[1] != "-" else "\0"
             sys.stderr.write("option `%s' not supported.\n" % ch)
             return 2
         if "UsageError" in kinds:
-            e.show()
+            ce.show()
             return 2
         if "Exit" in kinds:
-            return e.exit_code
+            return ce.exit_code
         if "Abort" in kinds:
             return 130
         raise
@@ -189,9 +205,11 @@ def run_fast(cmd: table.Command, args: list[str]) -> int | None:
         rc = handler(**kwargs)
     except BrokenPipeError:
         return 0
-    except Exception as e:
-        if "Exit" in {k.__name__ for k in type(e).__mro__}:
-            return e.exit_code
+    except Exception as exc:
+        if "Exit" in {k.__name__ for k in type(exc).__mro__}:
+            from typing import cast
+
+            return cast("_ClickError", exc).exit_code
         raise
     return rc if isinstance(rc, int) else 0
 

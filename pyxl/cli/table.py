@@ -741,14 +741,15 @@ XL_COMMANDS = tuple(c for c in COMMANDS if c.xl)
 BY_NAME = {c.name: c for c in COMMANDS}
 
 
-def lookup(name: str) -> Command | None:
+def lookup(name: str | None) -> Command | None:
     """xl's cmdtable_lookup (tools/xl/xl_cmdtable.c) over xl's commands: an
     exact name, else a prefix of exactly one command; then pyxl's own
     commands by their full name, so every abbreviation means what it means
     to xl ("pyxl de" is as ambiguous as "xl de")."""
     if name is None:
         return None
-    hit, count = None, 0
+    hit: Command | None = None
+    count = 0
     for c in XL_COMMANDS:
         if c.name.startswith(name):
             if len(name) == len(c.name):
@@ -756,5 +757,5 @@ def lookup(name: str) -> Command | None:
             hit, count = c, count + 1
     if count == 1:
         return hit
-    c = BY_NAME.get(name)
-    return c if c is not None and not c.xl else None
+    own = BY_NAME.get(name)
+    return own if own is not None and not own.xl else None

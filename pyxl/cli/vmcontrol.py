@@ -6,13 +6,16 @@ ignored, as xl's main_* functions ignore them."""
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, ContextManager, Optional
 
 from pyxl.cli._common import call, faults
 
+if TYPE_CHECKING:
+    from pyxl.cli.xlopt import Opts
+
 
 @faults
-def destroy(opts, args):
+def destroy(opts: Opts, args: list[str]) -> int:
     """main_destroy / destroy_domain: domain 0 only with -f, and then libxl
     fails on it as on the toolstack's own domain (the simulated host's
     Domain-0 is): the messages, and nothing destroyed."""
@@ -90,7 +93,7 @@ def _domid(text: str) -> int:
     return min(int(text), 2**64 - 1) & 0xFFFFFFFF
 
 
-def _progress(text: str):
+def _progress(text: str) -> ContextManager[None]:
     from pyxl.toolstack.client import progress
 
     return progress(text)
@@ -103,12 +106,12 @@ def _shutdown_args(opts, args):
 
 
 @faults
-def shutdown(opts, args):
+def shutdown(opts: Opts, args: list[str]) -> int:
     return _shutdown_or_reboot(False, *_shutdown_args(opts, args))
 
 
 @faults
-def reboot(opts, args):
+def reboot(opts: Opts, args: list[str]) -> int:
     return _shutdown_or_reboot(True, *_shutdown_args(opts, args))
 
 
@@ -139,7 +142,7 @@ def _pause(domain: str, pause: bool) -> None:
 
 
 @faults
-def rename(opts, args):
+def rename(opts: Opts, args: list[str]) -> int:
     domain, new_name = args[:2]
     from pyxl.toolstack.errors import Fault
 

@@ -7,10 +7,14 @@ import sys
 
 from pyxl.cli._common import call, faults
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from pyxl.cli.xlopt import Opts
+
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 @faults
-def vtpm_attach(opts, args):
+def vtpm_attach(opts: Opts, args: list[str]) -> int:
     from pyxl.cli.main import Globals
     from pyxl.toolstack.errors import Fault
 
@@ -51,7 +55,7 @@ def vtpm_attach(opts, args):
 
 
 @faults
-def vtpm_list(opts, domains):
+def vtpm_list(opts: Opts, domains: list[str]) -> int:
     from pyxl.toolstack.client import Client
     from pyxl.toolstack.errors import Fault
 
@@ -75,6 +79,6 @@ def vtpm_list(opts, domains):
 
 
 @faults
-def vtpm_detach(opts, args):
+def vtpm_detach(opts: Opts, args: list[str]) -> int:
     call("vtpm_detach", dom=args[0], dev=args[1])
     return 0

@@ -14,9 +14,12 @@ import errno as _errno
 import os
 import sys
 from enum import Enum
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Callable, Iterator, NoReturn, Optional
 
 from pyxl.cli._common import typer
+
+if TYPE_CHECKING:
+    from pyxl.toolstack.xsclient import XsClient
 
 MAX_PATH_LEN = 256
 STRING_MAX = 3072 + 1024          # XENSTORE_ABS_PATH_MAX + 1024
@@ -56,25 +59,27 @@ class Tool:
             blksize = 4096
         self.out = open(1, "wb", buffering=blksize, closefd=False)
         self.output: list[bytes] = []         # output()/output_raw(): printed at the end
-        self.xs = None
+        self.operands: list[str] = []         # the arguments getopt_long left
+        self.xs: XsClient | None = None       # open from xs_open() until the end
 
     # err.h
     def warnx(self, msg: str) -> None:
         sys.stderr.write("%s: %s\n" % (self.prog, msg))
         sys.stderr.flush()
 
-    def warn(self, msg: str, err: int) -> None:
-        self.warnx("%s: %s" % (msg, os.strerror(err)))
+    def warn(self, msg: str, e: OSError) -> None:
+        """warn(3): `msg` and the text of errno (EIO for an error without one)."""
+        self.warnx("%s: %s" % (msg, os.strerror(e.errno or _errno.EIO)))
 
-    def errx(self, msg: str):
+    def errx(self, msg: str) -> NoReturn:
         self.warnx(msg)
         raise Exit(1)
 
-    def err(self, msg: str, err: int):
-        self.warn(msg, err)
+    def err(self, msg: str, e: OSError) -> NoReturn:
+        self.warn(msg, e)
         raise Exit(1)
 
-    def usage(self):
+    def usage(self) -> NoReturn:
         p, m = self.prog, self.mode
         self.errx({
             Mode.READ: "Usage: %s [-h] [-p] [-s] [-R] key [...]",
@@ -170,7 +175,9 @@ def unsanitise_value(text: bytes) -> bytes:
                     i += n
             elif 0x30 <= c <= 0x37:           # \0..\7: sscanf "%3o"
                 i -= 1
-                c, n = _scan_uint(text, i, 3, 8)
+                got = _scan_uint(text, i, 3, 8)
+                assert got is not None        # text[i] is an octal digit
+                c, n = got
                 i += n
             elif c == 0:                      # a final backslash: a nul byte
                 i -= 1
@@ -185,7 +192,7 @@ LONG = (("help", False, "h"), ("flat", False, "f"), ("prefix", False, "p"),
         ("number", True, "n"), ("raw", False, "R"))
 
 
-def getopt_long(tool: Tool, argv: list[str]):
+def getopt_long(tool: Tool, argv: list[str]) -> Iterator[tuple[str, str | None]]:
     """Yield (option, argument) in order ('?' for an error, reported as
     glibc does); afterwards `tool.operands` holds the other arguments."""
     operands: list[str] = []
@@ -262,21 +269,22 @@ def _atoi(text: str) -> int:
 
 # -- the modes (perform() and its helpers) -----------------------------------
 class Run:
-    def __init__(self, tool: Tool, opts: dict):
+    def __init__(self, tool: Tool, opts: dict, xs: XsClient):
         self.t = tool
+        self.xs = xs
         self.o = opts
         self.max_width = opts["max_width"]
         self.desired_width = opts["desired_width"]
         self.show_whole_path = opts["show_whole_path"]
 
     def do_ls(self, path: bytes, depth: int, show_perms: bool) -> None:
-        t, xs, out = self.t, self.t.xs, self.t.out
+        t, xs, out = self.t, self.xs, self.t.out
         try:
             names = xs.directory(path)
         except OSError as e:
             if depth and e.errno == _errno.ENOENT:
                 return                  # a node disappeared while recursing
-            t.err("xs_directory (%s)" % os.fsdecode(path), e.errno)
+            t.err("xs_directory (%s)" % os.fsdecode(path), e)
         tag = len(TAG)
         for name in names:
             newpath = path + (b"" if path.endswith(b"/") else b"/") + name
@@ -320,7 +328,7 @@ class Run:
                 try:
                     perms = xs.get_perms(newpath)
                 except OSError as e:
-                    t.warn("\ncould not access permissions for %s" % os.fsdecode(name), e.errno)
+                    t.warn("\ncould not access permissions for %s" % os.fsdecode(name), e)
                 else:
                     out.write(b"  (" + b",".join(perms) + b")")
             out.write(b"\n")
@@ -330,20 +338,21 @@ class Run:
 
     def do_rm(self, path: bytes, xth: int) -> bool:
         try:
-            self.t.xs.rm(path, xth)
+            self.xs.rm(path, xth)
             return False
         except OSError:
             self.t.warnx("could not remove path %s" % os.fsdecode(path))
             return True
 
-    def do_chmod(self, path: bytes, perms: list[bytes], upto: bool, recurse: bool, xth: int):
+    def do_chmod(self, path: bytes, perms: list[bytes], upto: bool, recurse: bool,
+                 xth: int) -> None:
         t = self.t
         if not path:
             return
         try:
-            t.xs.set_perms(path, perms, xth)
+            self.xs.set_perms(path, perms, xth)
         except OSError as e:
-            t.err("Error occurred setting permissions on '%s'" % os.fsdecode(path), e.errno)
+            t.err("Error occurred setting permissions on '%s'" % os.fsdecode(path), e)
         if upto:
             cut = path.rfind(b"/")
             if cut < 0:
@@ -351,7 +360,7 @@ class Run:
             self.do_chmod(path[:cut], perms, True, False, xth)
         if recurse:
             try:
-                children = t.xs.directory(path, xth)
+                children = self.xs.directory(path, xth)
             except OSError:
                 children = []
             for c in children:
@@ -359,7 +368,7 @@ class Run:
 
     def perform(self, args: list[bytes], xth: int) -> int:
         t, o, mode = self.t, self.o, self.t.mode
-        xs = t.xs
+        xs = self.xs
         if mode is Mode.LS and not args:
             args = [b"/"]
         i = 0
@@ -472,7 +481,7 @@ def _terminal_columns() -> int | None:
     return struct.unpack("HHHH", ws)[1]
 
 
-def _open():
+def _open() -> XsClient:
     """xs_open: the host's xenstored socket, starting the host's daemon if
     none is running (as every pyxl command does)."""
     from pyxl.toolstack.client import Client
@@ -538,7 +547,11 @@ def _main(tool: Tool, argv: list[str]) -> int:
             if mode not in allowed:
                 tool.usage()
             key = {"t": "tidy", "u": "upto", "r": "recurse", "n": "nr_watches", "R": "raw"}[ch]
-            o[key] = _atoi(arg) if ch == "n" else True
+            if ch == "n":
+                assert arg is not None    # getopt_long yields "?" when it is missing
+                o[key] = _atoi(arg)
+            else:
+                o[key] = True
         # "s" and getopt's "?" are accepted and ignored, as the C switch does
     args = [os.fsencode(a) for a in tool.operands]
     if mode is not Mode.LS:
@@ -557,21 +570,21 @@ def _main(tool: Tool, argv: list[str]) -> int:
         if cols is not None:
             o["max_width"] = cols - 2
     try:
-        tool.xs = _open()
+        xs = tool.xs = _open()
     except OSError as e:
-        tool.err("xs_open", e.errno or _errno.EIO)
-    runner = Run(tool, o)
+        tool.err("xs_open", e)
+    runner = Run(tool, o, xs)
     while True:
         xth = 0
         if transaction:
             try:
-                xth = tool.xs.transaction_start()
+                xth = xs.transaction_start()
             except OSError:
                 tool.errx("couldn't start transaction")
         ret = runner.perform(args, xth)
         if transaction:
             try:
-                tool.xs.transaction_end(xth, bool(ret))
+                xs.transaction_end(xth, bool(ret))
             except OSError as e:
                 if ret == 0 and e.errno == _errno.EAGAIN:
                     tool.output = []
@@ -584,12 +597,12 @@ def _main(tool: Tool, argv: list[str]) -> int:
 
 
 # -- the command table's handlers --------------------------------------------
-def _handler(mode: Mode):
+def _handler(mode: Mode) -> Callable[[Optional[list[str]]], int]:
     def handler(args: Annotated[Optional[list[str]],
                                 typer.Argument(metavar="ARGS", show_default=False)] = None) -> int:
         return run(mode, list(args or []))
     handler.__name__ = "xenstore_" + mode.value
-    handler.raw_argv = True
+    setattr(handler, "raw_argv", True)    # main.run_command passes it argv as it is
     return handler
 
 

@@ -22,6 +22,19 @@ from __future__ import annotations
 
 import sys
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Callable, Sequence, TypeAlias
+
+    from pyxl.cli.table import Command
+
+    # getopt's answer for one option: a short option's letter or a long
+    # option's val, and its argument
+    Opt: TypeAlias = tuple[str | int, str | None]
+    Opts: TypeAlias = list[Opt]
+    # (name, has_arg, val), as struct option
+    LongOpts: TypeAlias = Sequence[tuple[str, int, str | int]]
+
 
 class Exit(Exception):
     """The command ends here with this status (xl calls exit())."""
@@ -34,25 +47,26 @@ class Exit(Exception):
 class GetoptError(Exception):
     """getopt returned '?': optopt, and the options it returned before."""
 
-    def __init__(self, optopt, before=()):
+    def __init__(self, optopt: str | int, before: Sequence[Opt] = ()):
         super().__init__(optopt)
         self.optopt = optopt
         self.before = list(before)
 
 
-def getopt_long(args: list[str], optstring: str, longopts) -> tuple[list, list[str]]:
+def getopt_long(args: list[str], optstring: str, longopts: LongOpts) -> tuple[Opts, list[str]]:
     """glibc's getopt_long in REQUIRE_ORDER mode over ARGS (the command's
     arguments, without its name).  Returns ([(val, optarg)], positional);
     raises GetoptError(optopt) at the first bad option.  longopts:
     ((name, has_arg, val), ...); val is a one-character string or an int."""
-    out: list = []
+    out: Opts = []
     try:
         return _getopt(args, optstring, longopts, out)
     except GetoptError as e:
         raise GetoptError(e.optopt, out) from None
 
 
-def _getopt(args, optstring, longopts, out):
+def _getopt(args: list[str], optstring: str, longopts: LongOpts,
+            out: Opts) -> tuple[Opts, list[str]]:
     i, n = 0, len(args)
     while i < n:
         a = args[i]
@@ -110,8 +124,9 @@ def _getopt(args, optstring, longopts, out):
 HELP_ONLY = (("help", 0, "h"),)
 
 
-def def_getopt(cmd, args: list[str], helpname: str | None = None,
-               each=None) -> tuple[list, list[str]]:
+def def_getopt(cmd: Command, args: list[str], helpname: str | None = None,
+               each: Callable[[str | int, str | None], None] | None = None
+               ) -> tuple[Opts, list[str]]:
     """def_getopt + SWITCH_FOREACH_OPT for table row CMD: the options and
     positional arguments, or Exit after printing what xl prints.  EACH, if
     given, is called with every (option, optarg) in turn, as the body of the

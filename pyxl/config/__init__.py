@@ -15,6 +15,13 @@ import sys
 
 from pyxl.config.errors import ConfigError
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Callable, Sequence
+
+    from pyxl.config.host import HostInfo
+    from pyxl.config.model import DomainConfig
+
 __all__ = ["load", "load_data", "to_json", "ConfigError", "HostInfo", "DomainConfig"]
 
 
@@ -22,7 +29,7 @@ def _stderr(line: str) -> None:
     sys.stderr.write(line + "\n")
 
 
-def config_text(path: str, extra=()) -> bytes:
+def config_text(path: str, extra: Sequence[str] = ()) -> bytes:
     """What xl create parses: the file (/dev/null reads as empty) plus the
     KEY=VALUE arguments, appended as "\n" + "KEY=VALUE\n"... + "\n" (xl's
     sprintf("\n%s\n", extra_config)).  Raises ConfigError (exit 3) when
@@ -41,8 +48,9 @@ def config_text(path: str, extra=()) -> bytes:
     return data
 
 
-def load(path: str, extra=(), *, warn=_stderr, host=None,
-         ignore_global_affinity_masks: bool = False):
+def load(path: str, extra: Sequence[str] = (), *, warn: Callable[[str], object] = _stderr,
+         host: HostInfo | None = None,
+         ignore_global_affinity_masks: bool = False) -> DomainConfig:
     """Parse an xl domain config like `xl create PATH KEY=VALUE...` does.
 
     Warnings go to `warn` (one line per call) as they happen; a config xl
@@ -54,8 +62,9 @@ def load(path: str, extra=(), *, warn=_stderr, host=None,
                      ignore_global_affinity_masks=ignore_global_affinity_masks)
 
 
-def load_data(data: bytes, source: str, *, warn=_stderr, host=None,
-              ignore_global_affinity_masks: bool = False, warn_partial=None):
+def load_data(data: bytes, source: str, *, warn: Callable[[str], object] = _stderr,
+              host: HostInfo | None = None, ignore_global_affinity_masks: bool = False,
+              warn_partial: Callable[[str], object] | None = None) -> DomainConfig:
     """load() for config text already in memory (`source` names it in messages).
     `warn_partial`, if given, receives a final message xl prints without a
     newline (otherwise it goes to `warn` as a line)."""
@@ -80,13 +89,13 @@ def load_data(data: bytes, source: str, *, warn=_stderr, host=None,
     return d
 
 
-def to_json(d_config) -> str:
+def to_json(d_config: DomainConfig) -> str:
     """libxl_domain_config_to_json(d_config): what `xl -N create` prints."""
     from pyxl.config.libxl_json import domain_config_to_json
     return domain_config_to_json(d_config)
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> object:
     if name == "DomainConfig":
         from pyxl.config.model import DomainConfig
         return DomainConfig

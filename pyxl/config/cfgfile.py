@@ -37,7 +37,9 @@ import os
 import re
 import sys
 import zlib
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import Callable, Iterator, NamedTuple, Protocol, Sequence
+
+from pyxl.fsutil import strerror
 
 __all__ = [
     "ConfigParseError", "ConfigReadError", "XluConfig", "XluList", "Setting",
@@ -193,6 +195,7 @@ class _Scanner:
         pos = self.pos
         while pos < n:
             m = _match_token(data, pos)
+            assert m is not None        # `bad` and NEWLINE match any byte
             kind = m.lastgroup
             pos = m.end()
             if kind == "ws":
@@ -229,6 +232,7 @@ class _Scanner:
                     ctx.lexical_error("lexical error", self.lineno)
                     return ("NEWLINE", text, self.lineno, None)
                 run = _LEXERR_RE.match(data, pos)
+                assert run is not None      # `*`: matches the empty run
                 pos = self.pos = run.end()
                 text += run.group()
                 ctx.text = text
@@ -455,7 +459,7 @@ class XluList:
             out.append(v)
         return out
 
-    def get_value(self, i: int):
+    def get_value(self, i: int) -> str | XluList | None:
         """xlu_cfg_get_listitem2: the raw value at i (or None)."""
         return self.values[i] if 0 <= i < len(self.values) else None
 
@@ -504,6 +508,23 @@ def strtol(text: str) -> tuple[int | None, int, str]:
     return value, j, ""
 
 
+class Settings(Protocol):
+    """What xl_parse.c reads of a parsed config: XluConfig's getters."""
+
+    def get_value(self, key: str) -> str | XluList | None: ...
+
+    def get_string(self, key: str, dont_warn: bool = False) -> str | None: ...
+
+    def get_bounded_long(self, key: str, min: int, max: int,
+                         dont_warn: bool = False) -> int | None: ...
+
+    def get_long(self, key: str, dont_warn: bool = False) -> int | None: ...
+
+    def get_defbool(self, key: str, dont_warn: bool = False) -> bool | None: ...
+
+    def get_list(self, key: str, dont_warn: bool = False) -> XluList | None: ...
+
+
 class XluConfig:
     """Parsed settings with libxlu's getters (xlu_cfg_get_* minus the
     prefix).  Getters return None where libxlu returns an error; warnings go
@@ -529,11 +550,12 @@ class XluConfig:
         s = self._settings.get(key)
         return s.line if s else None
 
-    def get_value(self, key: str):
+    def get_value(self, key: str) -> str | XluList | None:
         s = self._settings.get(key)
         return s.value if s else None
 
-    def _atom(self, key: str, dont_warn: bool) -> Setting | None:
+    def _atom(self, key: str, dont_warn: bool) -> tuple[Setting, str] | None:
+        """-> (setting, its string value), or None if unset or a list."""
         s = self._settings.get(key)
         if s is None:
             return None
@@ -542,29 +564,30 @@ class XluConfig:
                 self.warn(f"{self.path}:{s.line}: warning: parameter `{key}' is"
                           " a list but should be a single value")
             return None
-        return s
+        return s, s.value
 
     def get_string(self, key: str, dont_warn: bool = False) -> str | None:
-        s = self._atom(key, dont_warn)
-        return None if s is None else s.value
+        atom = self._atom(key, dont_warn)
+        return None if atom is None else atom[1]
 
     def get_bounded_long(self, key: str, min: int, max: int,
                          dont_warn: bool = False) -> int | None:
-        s = self._atom(key, dont_warn)
-        if s is None:
+        atom = self._atom(key, dont_warn)
+        if atom is None:
             return None
+        s, text = atom
         where = f"{self.path}:{s.line}: warning: "
         if s.op == "+=":
             if not dont_warn:
                 self.warn(where + f"can't use += with numbers for parameter `{key}'")
             return None
-        value, used, err = strtol(s.value)
+        value, used, err = strtol(text)
         if err:
             if not dont_warn:
                 self.warn(where + f"parameter `{key}' could not be parsed as a "
                           "number: Numerical result out of range")
             return None
-        if value is None or used != len(s.value):
+        if value is None or used != len(text):
             if not dont_warn:
                 self.warn(where + f"parameter `{key}' is not a valid number")
             return None
@@ -678,7 +701,7 @@ _FAST_RE = re.compile(
 _FAST_ITEM_RE = re.compile(rb"""\n|\#[^\n]*\n|"[^"]*"|'[^']*'|[0-9][0-9a-fx]*""")
 
 
-def _fast_statement(m, ctx: "_Context", cfg: "XluConfig", tree: list | None) -> int:
+def _fast_statement(m: re.Match[bytes], ctx: _Context, cfg: XluConfig, tree: list | None) -> int:
     """Apply one fast-path statement; returns yylloc of its terminator."""
     scanner = ctx.scanner
     line = scanner.lineno
@@ -705,7 +728,7 @@ def _fast_statement(m, ctx: "_Context", cfg: "XluConfig", tree: list | None) -> 
     return scanner.lineno
 
 
-def _run(data: bytes, path: str, warn: Warn | None, want_tree: bool):
+def _run(data: bytes, path: str, warn: Warn | None, want_tree: bool) -> tuple[XluConfig, Tree]:
     tables = parse_tables()
     full, dflt, nolook = tables["full"], tables["dflt"], tables["nolook"]
     goto, errshift, expected = tables["goto"], tables["err"], tables["expected"]
@@ -719,7 +742,7 @@ def _run(data: bytes, path: str, warn: Warn | None, want_tree: bool):
 
     states = [tables["start"]]
     vals: list = [None]
-    tok = None                   # the lookahead (yychar); None = YYEMPTY
+    tok: tuple | None = None     # the lookahead (yychar); None = YYEMPTY
     loc = 1                      # yylloc: the last token's first_line
     errstatus = 0
     result = 0
@@ -765,7 +788,7 @@ def _run(data: bytes, path: str, warn: Warn | None, want_tree: bool):
                     rhs = vals[-n:]
                     del states[-n:], vals[-n:]
                 else:
-                    rhs = None
+                    rhs = []
                 states.append(goto[states[-1]][lhs])
                 vals.append(_action(code, rhs, ctx, cfg, tree, loc) if code else None)
                 if len(states) >= YYMAXDEPTH:
@@ -773,6 +796,8 @@ def _run(data: bytes, path: str, warn: Warn | None, want_tree: bool):
                     result = 2
                     break
             else:                                       # syntax error (yyerrlab)
+                # only a state that reads the lookahead can reject it
+                assert tok is not None
                 if not errstatus:
                     wanted = expected[s]
                     msg = f"syntax error, unexpected {BISON_NAMES[tok[0]]}"
@@ -827,7 +852,8 @@ _RULE_CODES = {
 
 
 def _action(code: int, rhs: list, ctx: _Context, cfg: XluConfig,
-            tree: list | None, loc: int):
+            tree: list | None, loc: int) -> object:
+    """Rule `code`'s semantic action: the value it leaves on the stack."""
     if code == _ATOM:
         tok = rhs[0]
         return None if ctx.err else tok[3]
@@ -855,7 +881,7 @@ def _action(code: int, rhs: list, ctx: _Context, cfg: XluConfig,
     return None
 
 
-def _store(ctx: _Context, cfg: XluConfig, name: str, add: bool, value, line: int,
+def _store(ctx: _Context, cfg: XluConfig, name: str, add: bool, value: str | XluList, line: int,
            tree: list | None, key_text: bytes, op_text: bytes) -> None:
     """xlu__cfg_set_store, including `+=` concatenation.  LINE is where the
     value starts, which is the key's line (no newline may come between)."""
@@ -863,16 +889,16 @@ def _store(ctx: _Context, cfg: XluConfig, name: str, add: bool, value, line: int
         prev = cfg._settings.get(name)
         if prev is not None:
             pv = prev.value
-            if isinstance(pv, XluList) != isinstance(value, XluList):
+            if isinstance(value, XluList) and isinstance(pv, XluList):
+                value.values[:0] = pv.values
+            elif not isinstance(value, XluList) and not isinstance(pv, XluList):
+                value = pv + value
+            else:
                 # reported like a lexical error: current scanner line and text
                 ctx.lexical_error("can't add [list] to \"string\" or vice versa",
                                   ctx.scanner.lineno)
                 ctx.err = _errno.EINVAL
                 return
-            if isinstance(value, XluList):
-                value.values[:0] = pv.values
-            else:
-                value = pv + value
     setting = Setting(name, value, "+=" if add else "=", line)
     cfg._settings[name] = setting
     cfg.order.append(setting)
@@ -912,7 +938,8 @@ def config_from_tree(tree: Tree, path: str, warn: Warn | None = None) -> XluConf
     return cfg
 
 
-def _parse(data: bytes, path: str, warn: Warn | None, want_tree: bool):
+def _parse(data: bytes | str, path: str, warn: Warn | None,
+           want_tree: bool) -> tuple[XluConfig, Tree]:
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogateescape")
     return _run(bytes(data), path, warn, want_tree)
@@ -935,12 +962,12 @@ def read_config_data(path: str, extra: Sequence[str] = ()) -> bytes:
     return data
 
 
-def _read_file(path, spath: str) -> bytes:
+def _read_file(path: str | bytes, spath: str) -> bytes:
     """libxl_read_file_contents: a regular file, read whole."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as e:
-        raise ConfigReadError([f"Failed to read config file: {spath}: {os.strerror(e.errno)}"])
+        raise ConfigReadError([f"Failed to read config file: {spath}: {strerror(e)}"])
     try:
         import stat
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -955,7 +982,7 @@ def _read_file(path, spath: str) -> bytes:
                 chunk = os.read(fd, 1 << 20)
             except OSError as e:
                 raise ConfigReadError(
-                    [f"Failed to read config file: {spath}: {os.strerror(e.errno)}"])
+                    [f"Failed to read config file: {spath}: {strerror(e)}"])
             if not chunk:
                 break
             chunks.append(chunk)

@@ -10,13 +10,18 @@ value still leaves an (unfilled) entry behind.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pyxl.config import cpuid_names as N
 from pyxl.config.cstr import strtoul
+
+if TYPE_CHECKING:
+    from pyxl.config.model import CpuidPolicy
 
 _REGS = ("eax", "ebx", "ecx", "edx")
 
 
-def find_leaf(policy, leaf: int, subleaf: int | None) -> dict:
+def find_leaf(policy: CpuidPolicy, leaf: int, subleaf: int | None) -> dict:
     """cpuid_find_match: the entry for (leaf, subleaf), appended if new."""
     for e in policy.cpuid:
         if e["leaf"] == leaf and e.get("subleaf") == subleaf:
@@ -26,7 +31,7 @@ def find_leaf(policy, leaf: int, subleaf: int | None) -> dict:
     return entry
 
 
-def _find_msr(policy, index: int) -> dict:
+def _find_msr(policy: CpuidPolicy, index: int) -> dict:
     for e in policy.msr:
         if e["index"] == index:
             return e
@@ -35,7 +40,8 @@ def _find_msr(policy, index: int) -> dict:
     return entry
 
 
-def _cpuid_add(policy, name, leaf, subleaf, reg, bit, length, val: str) -> int:
+def _cpuid_add(policy: CpuidPolicy, name: str, leaf: int, subleaf: int | None, reg: str,
+               bit: int, length: int, val: str) -> int:
     entry = find_leaf(policy, leaf, subleaf)
     num, end = strtoul(val, 0)
     if end:
@@ -68,7 +74,7 @@ def _cpuid_add(policy, name, leaf, subleaf, reg, bit, length, val: str) -> int:
     return 0
 
 
-def _msr_add(policy, index: int, bit: int, val: str) -> int:
+def _msr_add(policy: CpuidPolicy, index: int, bit: int, val: str) -> int:
     entry = _find_msr(policy, index)
     if len(val) != 1 or val not in "01xks":
         return 3
@@ -78,7 +84,7 @@ def _msr_add(policy, index: int, bit: int, val: str) -> int:
     return 0
 
 
-def parse_config(policy, s: str) -> int:
+def parse_config(policy: CpuidPolicy, s: str) -> int:
     """One NAME=VALUE item; 0 on success, else libxl's error number."""
     sep = s.find("=")
     if sep < 0:
@@ -91,7 +97,7 @@ def parse_config(policy, s: str) -> int:
     if fbit is None:
         return 2
     word = N.WORDS[fbit // 32]
-    if word[0] == "cpuid":
+    if len(word) == 4:
         _, leaf, subleaf, reg = word
         return _cpuid_add(policy, name, leaf, subleaf, reg, fbit % 32, 1, val)
     _, index, high = word

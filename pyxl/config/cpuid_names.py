@@ -63,7 +63,7 @@ LEGACY = {
 }
 
 # featureset word -> ("cpuid", leaf, subleaf, register) or ("msr", index, high half)
-WORDS = [
+WORDS: list[tuple[str, int, int | None, str] | tuple[str, int, bool]] = [
     ("cpuid", 0x00000001, NA, "edx"),
     ("cpuid", 0x00000001, NA, "ecx"),
     ("cpuid", 0x80000001, NA, "edx"),

@@ -13,7 +13,7 @@ from pyxl.config.model import Bitmap
 ULONG_MAX = (1 << 64) - 1
 
 
-def parse_range(s: str):
+def parse_range(s: str) -> tuple[int, int] | None:
     """parse_range(): "A" or "A-B" (base 10, no junk); None when invalid."""
     a, end = strtoul(s, 10)
     if end == 0 or a == ULONG_MAX:

@@ -41,7 +41,7 @@ def _overflow() -> None:
     _errno.value = ERANGE
 
 
-def _digits(s: str, i: int, base: int):
+def _digits(s: str, i: int, base: int) -> tuple[int, int, bool]:
     val = 0
     start = i
     while i < len(s):
@@ -59,7 +59,7 @@ def _digits(s: str, i: int, base: int):
     return val, i, i > start
 
 
-def _parse(s: str, base: int):
+def _parse(s: str, base: int) -> tuple[int, bool, int, bool]:
     """-> (magnitude, negative, end, ok)"""
     i = 0
     while i < len(s) and s[i] in _SPACE:
@@ -82,7 +82,7 @@ def _parse(s: str, base: int):
     return val, neg, j, True
 
 
-def strtoul(s: str, base: int = 10):
+def strtoul(s: str, base: int = 10) -> tuple[int, int]:
     """-> (value, end); value wraps like C for '-', saturates at ULONG_MAX.
     `end` is 0 when no digits were found."""
     val, neg, end, ok = _parse(s, base)
@@ -96,7 +96,7 @@ def strtoul(s: str, base: int = 10):
     return val, end
 
 
-def strtoul_erange(s: str, base: int = 10):
+def strtoul_erange(s: str, base: int = 10) -> tuple[int, int, bool]:
     """strtoul plus whether it overflowed (errno == ERANGE)."""
     val, neg, end, ok = _parse(s, base)
     if not ok:
@@ -109,7 +109,7 @@ def strtoul_erange(s: str, base: int = 10):
     return val, end, False
 
 
-def strtol(s: str, base: int = 10):
+def strtol(s: str, base: int = 10) -> tuple[int, int, bool]:
     """-> (value, end, erange)"""
     val, neg, end, ok = _parse(s, base)
     if not ok:
@@ -148,7 +148,7 @@ def strtok(s: str, delims: str) -> list[str]:
     return out
 
 
-def scan_hex_uint(s: str, i: int = 0):
+def scan_hex_uint(s: str, i: int = 0) -> tuple[int, int] | None:
     """sscanf("%x%n") at s[i:]: skips blanks, optional sign and 0x; the value
     is truncated to 32 bits.  -> (value, end) or None."""
     val, neg, end, ok = _parse(s[i:], 16)
@@ -162,7 +162,7 @@ def scan_hex_uint(s: str, i: int = 0):
     return val & 0xFFFFFFFF, i + end
 
 
-def scan_hex_u64(s: str, i: int = 0):
+def scan_hex_u64(s: str, i: int = 0) -> tuple[int, int] | None:
     """sscanf("%" SCNx64) at s[i:]: like scan_hex_uint, 64-bit (saturating)."""
     val, neg, end, ok = _parse(s[i:], 16)
     if not ok:

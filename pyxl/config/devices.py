@@ -5,25 +5,32 @@ cpuid, vkb -- each with xl's own little item syntax and messages.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pyxl.config import cpuid as _cpuid
 from pyxl.config import model as M
 from pyxl.config.cstr import atoi, strtok, strtoul
 from pyxl.config.errors import ConfigError
 
+if TYPE_CHECKING:
+    from pyxl.config.cfgfile import Settings, XluList
+    from pyxl.config.host import HostInfo
+    from pyxl.config.parse import Output
+
 _TRIM = " \t\n\v\f\r"
 
 
-def _get_list(cfg, key):
+def _get_list(cfg: Settings, key: str) -> XluList | None:
     if cfg.get_value(key) is None:
         return None
     return cfg.get_list(key)
 
 
-def _fail(out, err: ConfigError):
+def _fail(out: Output, err: ConfigError) -> ConfigError:
     return out.fail(err.lines, err.exit_code)
 
 
-def _split_pair(s: str, delim: str):
+def _split_pair(s: str, delim: str) -> tuple[str, str] | None:
     """split_string_into_pair: the first two strtok tokens, or None."""
     toks = strtok(s, delim)
     if len(toks) < 2:
@@ -37,7 +44,8 @@ def _strtoul0(s: str) -> int:
 
 # ---------------------------------------------------------------- pci, io
 
-def parse_pci_list(cfg, d, opts, rdm_policy, out):
+def parse_pci_list(cfg: Settings, d: M.DomainConfig, opts: dict[str, int], rdm_policy: int,
+                   out: Output) -> None:
     from pyxl.config.pci import parse_pci
 
     lst = _get_list(cfg, "pci")
@@ -53,11 +61,12 @@ def parse_pci_list(cfg, d, opts, rdm_policy, out):
         e = parse_pci(pci, buf, out.partial)
         if e:
             raise out.fail("unable to parse PCI_SPEC_STRING `%s' for passthrough" % buf, -e)
-    if d.pcidevs and d.c_info.type == M.DomainType.PV:
-        d.b_info.u.e820_host = True
+    pv = d.b_info.pv
+    if d.pcidevs and pv is not None:
+        pv.e820_host = True
 
 
-def parse_io_lists(cfg, b_info, out):
+def parse_io_lists(cfg: Settings, b_info: M.DomainBuildInfo, out: Output) -> None:
     from pyxl.config.ioranges import parse_iomem, parse_ioport, parse_irq
 
     try:
@@ -83,7 +92,8 @@ def parse_io_lists(cfg, b_info, out):
 
 # ---------------------------------------------------------------- devices
 
-def parse_devices(cfg, d, source, host, out, xl_defaults=None):
+def parse_devices(cfg: Settings, d: M.DomainConfig, source: str, host: HostInfo, out: Output,
+                  xl_defaults: dict[str, str] | None = None) -> None:
     from pyxl.config.disk import parse_disk
     from pyxl.config.vif import parse_nic
     from pyxl.config.vtpm import parse_vtpm
@@ -207,7 +217,7 @@ def parse_devices(cfg, d, source, host, out, xl_defaults=None):
     _parse_cpuid(cfg, d.b_info, out)
 
 
-def _nic_defaults(nic, xl_defaults):
+def _nic_defaults(nic: M.DeviceNic, xl_defaults: dict[str, str] | None) -> None:
     """set_default_nic_values: xl.conf's vif.default.* (none by default)."""
     if not xl_defaults:
         return
@@ -218,7 +228,7 @@ def _nic_defaults(nic, xl_defaults):
             setattr(nic, attr, xl_defaults[key])
 
 
-def _parse_p9(cfg, d, out):
+def _parse_p9(cfg: Settings, d: M.DomainConfig, out: Output) -> None:
     lst = _get_list(cfg, "p9")
     if lst is None:
         return
@@ -249,7 +259,7 @@ def _parse_p9(cfg, d, out):
             p9.backend_domname = backend
 
 
-def _scan_u(s: str, i: int):
+def _scan_u(s: str, i: int) -> tuple[int, int] | None:
     """sscanf %u at s[i:] -> (value, end) or None."""
     from pyxl.config.cstr import _parse
     val, neg, end, ok = _parse(s[i:], 10)
@@ -260,7 +270,7 @@ def _scan_u(s: str, i: int):
     return val & 0xFFFFFFFF, i + end
 
 
-def _parse_vdispl(cfg, d, out):
+def _parse_vdispl(cfg: Settings, d: M.DomainConfig, out: Output) -> None:
     lst = _get_list(cfg, "vdispl")
     if lst is None:
         return
@@ -313,7 +323,7 @@ def _parse_vdispl(cfg, d, out):
             raise out.fail("At least one connector should be specified.")
 
 
-def _parse_pvcalls(cfg, d, out):
+def _parse_pvcalls(cfg: Settings, d: M.DomainConfig, out: Output) -> None:
     lst = _get_list(cfg, "pvcalls")
     if lst is None:
         return
@@ -334,7 +344,7 @@ def _parse_pvcalls(cfg, d, out):
 _SND_PARAMS = ("sample-rates", "sample-formats", "channels-min", "channels-max", "buffer-size")
 
 
-def _vsnd_params(params, tok) -> bool | None:
+def _vsnd_params(params: M.VsndParams, tok: str) -> bool | None:
     """parse_vsnd_params: True when handled, False when not a params key,
     raises on a bad format."""
     key, eq, val = tok.partition("=")
@@ -359,7 +369,7 @@ def _vsnd_params(params, tok) -> bool | None:
     return True
 
 
-def _parse_vsnd(cfg, d, out):
+def _parse_vsnd(cfg: Settings, d: M.DomainConfig, out: Output) -> None:
     lst = _get_list(cfg, "vsnd")
     if lst is None:
         return
@@ -367,7 +377,7 @@ def _parse_vsnd(cfg, d, out):
         i = 0
         while i < lst.count:
             card_value = lst.get_value(i)
-            if isinstance(card_value, str):
+            if card_value is None or isinstance(card_value, str):   # (i < count: never None)
                 from pyxl.config.parse import _line_of
                 out.say("%s:%d:0: warning: value is not a list" % (out.source, _line_of(cfg, "vsnd")))
                 raise ConfigError("Failed to get vsnd card list: Invalid argument")
@@ -380,7 +390,7 @@ def _parse_vsnd(cfg, d, out):
         raise _fail(out, e)
 
 
-def _vsnd_item(vsnd, spec):
+def _vsnd_item(vsnd: M.DeviceVsnd, spec: str) -> None:
     key = None
     for tok in strtok(spec, ","):
         tok = tok.lstrip(" ")
@@ -429,7 +439,7 @@ def _vsnd_item(vsnd, spec):
                     raise ConfigError("Invalid parameter: %s" % tok)
 
 
-def _parse_channels(cfg, d, out):
+def _parse_channels(cfg: Settings, d: M.DomainConfig, out: Output) -> None:
     lst = _get_list(cfg, "channel")
     if lst is None:
         return
@@ -475,7 +485,7 @@ _CPUID_XEND_ERRORS = {1: "illegal leaf number", 2: "illegal subleaf number", 3: 
 _UNUSED = 0xFFFFFFFF
 
 
-def _cpuid_xend(policy, s: str) -> int:
+def _cpuid_xend(policy: M.CpuidPolicy, s: str) -> int:
     """libxl_cpuid_parse_config_xend: "leaf[,subleaf]:eXx=<32 chars>,..." """
     v, end = strtoul(s, 0)
     if end == 0:
@@ -490,7 +500,7 @@ def _cpuid_xend(policy, s: str) -> int:
         end = end + 1 + e2
     if s[end:end + 1] != ":":
         return 3
-    entry = None
+    entry: dict[str, int | str | None] | None = None
     for e in policy.cpuid:
         if e["leaf"] == leaf and (e.get("subleaf") if e.get("subleaf") is not None else _UNUSED) == subleaf:
             entry = e
@@ -520,13 +530,12 @@ def _cpuid_xend(policy, s: str) -> int:
     return 0
 
 
-def _parse_cpuid(cfg, b_info, out):
+def _parse_cpuid(cfg: Settings, b_info: M.DomainBuildInfo, out: Output) -> None:
     v = cfg.get_value("cpuid")
     if v is None:
         return
-    if not isinstance(v, str):
-        lst = cfg.get_list("cpuid", True)
-        for buf in lst.leading_strings():
+    if not isinstance(v, str):                 # a list: get_list would return it
+        for buf in v.leading_strings():
             e = _cpuid_xend(b_info.cpuid, buf)
             if e:
                 out.say('while parsing CPUID line: "%s":' % buf)
@@ -562,7 +571,7 @@ _VKB_BOOLS = {"feature-disable-keyboard": "feature_disable_keyboard",
               "feature-multi-touch": "feature_multi_touch"}
 
 
-def parse_vkb_list(cfg, d, out):
+def parse_vkb_list(cfg: Settings, d: M.DomainConfig, out: Output) -> None:
     lst = _get_list(cfg, "vkb")
     if lst is None:
         return

@@ -71,9 +71,9 @@ _WHAT = {"colo_host": "colo-host", "colo_export": "colo-export", "active_disk": 
          "hidden_disk": "hidden-disk", "backend": "backend"}
 
 
-def _next_token(spec: str, pos: int):
-    """-> (rule name, yytext) of flex's choice at `pos`."""
-    best = None
+def _next_token(spec: str, pos: int) -> tuple[str, str]:
+    """-> (rule name, yytext) of flex's choice at `pos` (< len(spec))."""
+    best: tuple[int, str, str] | None = None
     for name, head, trail in _COMPILED:
         m = head.match(spec, pos)
         if not m:
@@ -82,9 +82,14 @@ def _next_token(spec: str, pos: int):
         total = hl
         if trail is not None:
             tm = trail.match(spec, m.end())
+            if tm is None:      # flex: no trailing context, no match
+                continue
             total += tm.end() - m.end()
         if best is None or total > best[0]:
             best = (total, name, spec[pos:pos + hl])
+    # "positional" and "bad" between them match any character, as flex's
+    # catch-all rules do, so some rule always matches before the end.
+    assert best is not None
     return best[1], best[2]
 
 
@@ -99,7 +104,7 @@ class _Ctx:
         self.had_depr_prefix = False
         self.access_set = False
 
-    def error(self, near, message: str) -> None:
+    def error(self, near: str | None, message: str) -> None:
         near_txt = ": near `%s'" % near if near is not None else ""
         self.out.append("%s: config parsing error in disk specification: %s%s in `%s'"
                         % (self.source, message, near_txt, self.spec))
@@ -112,7 +117,7 @@ class _Ctx:
             return
         setattr(self.disk, attr, value)
 
-    def dset(self, attr: str, value, text: str) -> None:
+    def dset(self, attr: str, value: int, text: str) -> None:
         cur = getattr(self.disk, attr)
         if cur != 0 and cur != value:
             self.error(text, attr + " respecified")

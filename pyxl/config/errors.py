@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Iterable
+
 
 class ConfigError(Exception):
     """A config xl would reject.
@@ -12,7 +16,7 @@ class ConfigError(Exception):
     on a bad max_grant_frames, for example.  `text()` is the exact stderr.
     """
 
-    def __init__(self, lines, exit_code: int = 1):
+    def __init__(self, lines: str | Iterable[str], exit_code: int = 1):
         if isinstance(lines, str):
             lines = [lines]
         self.lines = list(lines)

@@ -6,6 +6,8 @@ irqs strict decimal, iomem "%lx,%lx[@%lx]" via sscanf.  Errors exit 1.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from pyxl.config.cstr import scan_hex_u64, strtoul
 from pyxl.config.errors import ConfigError
 from pyxl.config.model import IoportRange, IomemRange
@@ -13,7 +15,7 @@ from pyxl.config.model import IoportRange, IomemRange
 UINT32_MAX = (1 << 32) - 1
 
 
-def parse_ioport(buf: str, say) -> IoportRange:
+def parse_ioport(buf: str, say: Callable[[str], None]) -> IoportRange:
     ul, ep = strtoul(buf, 16)
     if ep == 0:
         raise ConfigError("xl: Invalid argument parsing ioport: %s" % buf)

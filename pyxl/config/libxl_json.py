@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Union
 
 from pyxl.config import model as M
 
@@ -41,7 +42,14 @@ class Raw(str):
     """A pre-rendered scalar (number, true/false/null, quoted string)."""
 
 
-def _render(value, depth: int, out: list) -> None:
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    # the JSON tree: objects in key order, arrays, pre-rendered scalars
+    Tree: TypeAlias = Union[Raw, dict[str, "Tree"], list["Tree"]]
+
+
+def _render(value: Tree, depth: int, out: list[str]) -> None:
     if isinstance(value, Raw):
         out.append(value)
         return
@@ -68,8 +76,8 @@ def _render(value, depth: int, out: list) -> None:
         out.append("\n" + "    " * depth + "]")
 
 
-def render(tree) -> str:
-    out: list = []
+def render(tree: Tree) -> str:
+    out: list[str] = []
     _render(tree, 0, out)
     out.append("\n")
     return "".join(out)
@@ -85,14 +93,15 @@ def _int(v: int) -> Raw:
     return Raw(str(int(v)))
 
 
-def _enum(cls, v) -> Raw:
+def _enum(cls: type[M.LibxlEnum], v: int) -> Raw:
     try:
         return _string(cls(v).name.lower())
     except ValueError:
         return Raw("null")          # libxl_<enum>_to_string gave NULL
 
 
-def _is_default(meta: Mapping, v) -> bool:
+def _is_default(meta: Mapping, v: Any) -> bool:
+    """Whether `v` is its field's IDL default (`v` is whatever the field holds)."""
     t = meta["t"]
     if t in ("int", "uint", "enum"):
         return v == meta["init"]
@@ -119,7 +128,7 @@ def _is_default(meta: Mapping, v) -> bool:
     return False  # struct: always printed
 
 
-def _value(meta: Mapping, v):
+def _value(meta: Mapping, v: Any) -> Tree:
     t = meta["t"]
     if t == "int" or t == "uint":
         return _int(v)
@@ -138,7 +147,7 @@ def _value(meta: Mapping, v):
     if t == "bitmap":
         return [_int(b) for b in v]
     if t == "string_list":
-        items = []
+        items: list[Tree] = []
         for s in v:
             if s is None:
                 break
@@ -157,7 +166,7 @@ def _value(meta: Mapping, v):
     raise TypeError("unknown IDL kind %r" % t)
 
 
-def _elem(elem, x):
+def _elem(elem: object, x: Any) -> Tree:
     if elem == "bitmap":
         # (None: a map xl never filled in -- only reachable with create -i)
         return [_int(b) for b in x] if x is not None else []
@@ -168,22 +177,22 @@ def _elem(elem, x):
     return struct_tree(x)
 
 
-def _cpuid(policy: "M.CpuidPolicy"):
-    leaves = []
+def _cpuid(policy: M.CpuidPolicy) -> dict[str, Tree]:
+    leaves: list[Tree] = []
     for e in policy.cpuid:
-        d = {"leaf": _int(e["leaf"])}
+        d: dict[str, Tree] = {"leaf": _int(e["leaf"])}
         if e.get("subleaf") is not None:
             d["subleaf"] = _int(e["subleaf"])
         for reg in ("eax", "ebx", "ecx", "edx"):
             if e.get(reg) is not None:
                 d[reg] = _string(e[reg])
         leaves.append(d)
-    msrs = [{"index": _int(m["index"]), "policy": _string(m["policy"])}
-            for m in policy.msr]
+    msrs: list[Tree] = [{"index": _int(m["index"]), "policy": _string(m["policy"])}
+                        for m in policy.msr]
     return {"cpuid": leaves, "msr": msrs}
 
 
-def _union_key(obj, keyvar: str):
+def _union_key(obj: M.Struct, keyvar: str) -> tuple[str | None, Any]:
     """The "<keyvar>.<member>" key and member value of a KeyedUnion."""
     if isinstance(obj, M.DomainBuildInfo):
         member = M.UNION_MEMBERS.get(obj.type)
@@ -205,9 +214,9 @@ def _union_key(obj, keyvar: str):
     raise TypeError(type(obj).__name__)
 
 
-def struct_tree(obj) -> dict:
+def struct_tree(obj: M.Struct) -> dict[str, Tree]:
     """The JSON tree of one IDL struct (gentypes' <type>_gen_json)."""
-    d: dict = {}
+    d: dict[str, Tree] = {}
     for f in dataclasses.fields(obj):
         meta = f.metadata
         t = meta.get("t")

@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import enum
 import uuid as _uuid
-from dataclasses import MISSING, dataclass, field, fields
-from typing import Optional
+from dataclasses import MISSING, Field, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, Optional, Self, TypeVar
+
+if TYPE_CHECKING:
+    from pyxl.config.host import HostInfo
 
 MEMKB_DEFAULT = (1 << 64) - 1          # LIBXL_MEMKB_DEFAULT
 MAX_GRANT_DEFAULT = (1 << 32) - 1      # LIBXL_MAX_GRANT_DEFAULT
@@ -50,77 +53,79 @@ def wrap(value: int, bits: int, signed: bool = False) -> int:
 
 
 # ---------------------------------------------------------------- field kinds
+# Each returns a dataclass field (typed Any, as dataclasses.field is, so that
+# it can stand for the attribute's own type) carrying its IDL type.
 
-def _f(t, default=None, **meta):
+def _f(t: str, default: Any = None, **meta: Any) -> Any:
     meta["t"] = t
     if callable(default) and not isinstance(default, (int, str, enum.Enum)):
         return field(default_factory=default, metadata=meta)
     return field(default=default, metadata=meta)
 
 
-def integer(init=0):
+def integer(init: int = 0) -> Any:
     return _f("int", init, init=init)
 
 
-def uint(bits, init=0):
+def uint(bits: int, init: int = 0) -> Any:
     return _f("uint", init, init=init, bits=bits)
 
 
-def memkb():
+def memkb() -> Any:
     return _f("uint", MEMKB_DEFAULT, init=MEMKB_DEFAULT, bits=64)
 
 
-def string():
+def string() -> Any:
     return _f("string", None)
 
 
-def defbool():
+def defbool() -> Any:
     return _f("defbool", None)
 
 
-def boolean():
+def boolean() -> Any:
     return _f("bool", False)
 
 
-def uuidf():
+def uuidf() -> Any:
     return _f("uuid", None)
 
 
-def mac():
+def mac() -> Any:
     return _f("mac", None)
 
 
-def bitmap():
+def bitmap() -> Any:
     return _f("bitmap", None)
 
 
-def string_list():
+def string_list() -> Any:
     return _f("string_list", None)
 
 
-def key_value_list():
+def key_value_list() -> Any:
     return _f("key_value_list", None)
 
 
-def enumf(cls, init=None):
+def enumf(cls: type[enum.Enum], init: int | None = None) -> Any:
     if init is None:
         init = 0
     return _f("enum", init, enum=cls, init=init)
 
 
-def struct(cls):
+def struct(cls: type[Struct]) -> Any:
     return _f("struct", cls, cls=cls)
 
 
-def array(elem, **meta):
+def array(elem: object, **meta: Any) -> Any:
     return _f("array", list, elem=elem, **meta)
 
 
-def devid():
+def devid() -> Any:
     return _f("int", DEVID_DEFAULT, init=DEVID_DEFAULT)
 
 
-def domid():
+def domid() -> Any:
     return _f("uint", 0, init=0, bits=32)
 
 
@@ -134,8 +139,10 @@ class Struct:
 
     __slots__ = ()
     _defaults: tuple = ()
+    # every subclass is made a dataclass by @idl_struct
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
 
-    def __init__(self, **kw):
+    def __init__(self, **kw: Any):
         for name, default, factory in self._defaults:
             if name in kw:
                 object.__setattr__(self, name, kw.pop(name))
@@ -144,11 +151,11 @@ class Struct:
         if kw:
             raise TypeError("%s has no field %s" % (type(self).__name__, ", ".join(kw)))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "%s(%s)" % (type(self).__name__, ", ".join(
             "%s=%r" % (n, getattr(self, n)) for n, _, _ in self._defaults))
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
         return all(getattr(self, n) == getattr(other, n) for n, _, _ in self._defaults
@@ -157,7 +164,10 @@ class Struct:
     __hash__ = None  # type: ignore[assignment]  # equal by value, so unhashable
 
 
-def idl_struct(cls):
+_S = TypeVar("_S", bound=Struct)
+
+
+def idl_struct(cls: type[_S]) -> type[_S]:
     """@dataclass for an IDL struct: fields (with their IDL metadata) without
     generated methods; Struct supplies __init__/__repr__/__eq__."""
     cls = dataclass(init=False, repr=False, eq=False)(cls)
@@ -174,12 +184,12 @@ class Bitmap:
 
     __slots__ = ("nbits", "bits")
 
-    def __init__(self, nbits: int, bits=()):
+    def __init__(self, nbits: int, bits: Iterable[int] = ()):
         self.nbits = (nbits + 7) // 8 * 8
         self.bits = {b for b in bits if 0 <= b < self.nbits}
 
     @classmethod
-    def cpus(cls, host, n: int = 0) -> "Bitmap":
+    def cpus(cls, host: HostInfo, n: int = 0) -> Bitmap:
         """libxl_cpu_bitmap_alloc: n bits, or the host's CPU count when 0."""
         return cls(n or host.nr_cpus)
 
@@ -199,13 +209,13 @@ class Bitmap:
     def copy(self) -> "Bitmap":
         return Bitmap(self.nbits, self.bits)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         return iter(sorted(self.bits))
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Bitmap) and (self.nbits, self.bits) == (other.nbits, other.bits)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Bitmap(%d, %s)" % (self.nbits, sorted(self.bits))
 
 
@@ -219,7 +229,7 @@ class LibxlEnum(enum.IntEnum):
         return self.name.lower()
 
     @classmethod
-    def from_string(cls, s: str):
+    def from_string(cls, s: str) -> Self | None:
         """libxl_<enum>_from_string: case-insensitive; None when unknown."""
         low = s.lower()
         for m in cls:
@@ -657,7 +667,8 @@ class ArchX86(Struct):
     msr_relaxed: Optional[bool] = defbool()
 
 
-UNION_MEMBERS = {DomainType.HVM: ("hvm", HvmBuildInfo),
+# keyed by int: a build info's type may hold a value outside the enum
+UNION_MEMBERS: dict[int, tuple[str, type[Struct]]] = {DomainType.HVM: ("hvm", HvmBuildInfo),
                  DomainType.PV: ("pv", PvBuildInfo),
                  DomainType.PVH: ("pvh", PvhBuildInfo)}
 
@@ -729,7 +740,7 @@ class DomainBuildInfo(Struct):
     vmtrace_buf_kb: int = integer()
     vpmu: Optional[bool] = defbool()
 
-    def init_type(self, t: DomainType) -> None:
+    def init_type(self, t: int) -> None:
         """libxl_domain_build_info_init_type."""
         self.type = t
         member = UNION_MEMBERS.get(t)

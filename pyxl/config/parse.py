@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import os
 import uuid as _uuid
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from pyxl.config import model as M
 from pyxl.config.cpumap import parse_cpurange, parse_range
 from pyxl.config.cstr import set_errno, strtok, strtol, strtoul, wrap_int, wrap_u32, wrap_u64
 from pyxl.config.errors import ConfigError
 from pyxl.config.host import DEFAULT_HOST, HostInfo
+
+if TYPE_CHECKING:
+    from pyxl.config.cfgfile import Settings, XluList
 from pyxl.config.uuidparse import parse_uuid
 
 INT_MAX = (1 << 31) - 1
@@ -32,7 +36,8 @@ class Output:
     """stderr as xl writes it: whole lines, plus fragments printed without a
     newline that end up glued to the next line."""
 
-    def __init__(self, say=None, say_partial=None):
+    def __init__(self, say: Callable[[str], object] | None = None,
+                 say_partial: Callable[[str], object] | None = None):
         self.lines: list[str] = []
         self._say = say
         self._say_partial = say_partial
@@ -54,7 +59,7 @@ class Output:
         p, self._pending = self._pending, ""
         return p
 
-    def fail(self, lines, exit_code: int = 1) -> ConfigError:
+    def fail(self, lines: str | Iterable[str], exit_code: int = 1) -> ConfigError:
         if isinstance(lines, str):
             lines = [lines]
         lines = list(lines)
@@ -81,15 +86,25 @@ class Output:
 
 class _ErrnoTracking:
     """The XluConfig, plus the errno side effect of libxlu's number getters:
-    xlu_cfg_get_bounded_long clears errno and runs strtol on a plain atom."""
+    xlu_cfg_get_bounded_long clears errno and runs strtol on a plain atom.
+    Other attributes (XluConfig's `line_of`, `setting`) are the config's."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: Settings):
         self._cfg = cfg
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> object:
         return getattr(self._cfg, name)
 
-    def _strtol_errno(self, key):
+    def get_value(self, key: str) -> str | XluList | None:
+        return self._cfg.get_value(key)
+
+    def get_string(self, key: str, dont_warn: bool = False) -> str | None:
+        return self._cfg.get_string(key, dont_warn)
+
+    def get_list(self, key: str, dont_warn: bool = False) -> XluList | None:
+        return self._cfg.get_list(key, dont_warn)
+
+    def _strtol_errno(self, key: str) -> None:
         setting = getattr(self._cfg, "setting", None)
         s = setting(key) if setting is not None else None
         if s is None or not isinstance(s.value, str) or s.op == "+=":
@@ -97,27 +112,27 @@ class _ErrnoTracking:
         set_errno(0)
         strtol(str(s.value), 0)     # sets ERANGE on overflow
 
-    def get_bounded_long(self, key, lo, hi, dont_warn=False):
+    def get_bounded_long(self, key: str, lo: int, hi: int, dont_warn: bool = False) -> int | None:
         self._strtol_errno(key)
         return self._cfg.get_bounded_long(key, lo, hi, dont_warn)
 
-    def get_long(self, key, dont_warn=False):
+    def get_long(self, key: str, dont_warn: bool = False) -> int | None:
         self._strtol_errno(key)
         return self._cfg.get_long(key, dont_warn)
 
-    def get_defbool(self, key, dont_warn=False):
+    def get_defbool(self, key: str, dont_warn: bool = False) -> bool | None:
         self._strtol_errno(key)
         return self._cfg.get_defbool(key, dont_warn)
 
 
-def _value_kind(cfg, key):
+def _value_kind(cfg: Settings, key: str) -> str | None:
     v = cfg.get_value(key)
     if v is None:
         return None
     return "string" if isinstance(v, str) else "list"
 
 
-def _string_list(cfg, key, dont_warn):
+def _string_list(cfg: Settings, key: str, dont_warn: bool) -> tuple[int | str, list[str] | None]:
     """xlu_cfg_get_list_as_string_list -> (rc, list): rc 0, 'ESRCH', 'EINVAL'."""
     kind = _value_kind(cfg, key)
     if kind is None:
@@ -128,12 +143,19 @@ def _string_list(cfg, key, dont_warn):
     return 0, lst.leading_strings()
 
 
-def _line_of(cfg, key) -> int:
+def _list_of(cfg: Settings, key: str) -> XluList:
+    """The value of `key`, which _value_kind found to be a list."""
+    lst = cfg.get_list(key, True)
+    assert lst is not None
+    return lst
+
+
+def _line_of(cfg: Settings, key: str) -> int:
     f = getattr(cfg, "line_of", None)
     return f(key) if f is not None else 0
 
 
-def _get_long(cfg, key, dont_warn=False):
+def _get_long(cfg: Settings, key: str, dont_warn: bool = False) -> int | None:
     return cfg.get_long(key, dont_warn)
 
 
@@ -165,7 +187,7 @@ def _split_string_list(s: str, delims: str) -> list[str]:
     return toks
 
 
-def _parse_cmdline(cfg, out: Output):
+def _parse_cmdline(cfg: Settings, out: Output) -> str | None:
     buf = cfg.get_string("cmdline")
     root = cfg.get_string("root")
     extra = cfg.get_string("extra")
@@ -180,11 +202,13 @@ def _parse_cmdline(cfg, out: Output):
     return extra
 
 
-def _vcpu_affinity(b_info, lst, buf, num_cpus, is_hard, host, out):
+def _vcpu_affinity(b_info: M.DomainBuildInfo, lst: XluList | None, buf: str | None, num_cpus: int,
+                   is_hard: bool, host: HostInfo, out: Output) -> None:
     if buf is not None or num_cpus > b_info.max_vcpus:
         num_cpus = b_info.max_vcpus
     maps: list = [None] * max(num_cpus, 0)
     if buf is None:
+        assert lst is not None             # the caller gives a list or a string
         j = 0
         while True:
             item = lst.get_item(j) if j < lst.count else None
@@ -212,11 +236,11 @@ def _vcpu_affinity(b_info, lst, buf, num_cpus, is_hard, host, out):
         b_info.vcpu_soft_affinity = maps
 
 
-def _parse_vnuma(cfg, b_info, host, out):
+def _parse_vnuma(cfg: Settings, b_info: M.DomainBuildInfo, host: HostInfo, out: Output) -> None:
     kind = _value_kind(cfg, "vnuma")
     if kind != "list":
         return
-    vnuma = cfg.get_list("vnuma", True)
+    vnuma = _list_of(cfg, "vnuma")
     num = vnuma.count
     if not num:
         return
@@ -232,7 +256,7 @@ def _parse_vnuma(cfg, b_info, host, out):
     for i in range(num):
         p = nodes[i]
         spec = vnuma.get_value(i)
-        if isinstance(spec, str):
+        if spec is None or isinstance(spec, str):    # (i < count: never None)
             out.say("%s:%d:0: warning: value is not a list" % (out.source, _line_of(cfg, "vnuma")))
             raise out.fail("xl: cannot get vnode config option list")
         for k in range(spec.count):
@@ -286,7 +310,7 @@ def _parse_vnuma(cfg, b_info, host, out):
         p.vcpus = vcpu_parsed[i]
 
 
-def _parse_ulong(s: str, out) -> int:
+def _parse_ulong(s: str, out: Output) -> int:
     val, end = strtoul(s, 10)
     if end == 0 or val == (1 << 64) - 1:
         raise out.fail('xl: failed to convert "%s" to number' % s)
@@ -295,8 +319,9 @@ def _parse_ulong(s: str, out) -> int:
 
 # ---------------------------------------------------------------- main
 
-def parse_config(cfg, source: str, out: Output | None = None,
-                 host: HostInfo = DEFAULT_HOST, *, xl_defaults=None) -> M.DomainConfig:
+def parse_config(cfg: Settings, source: str, out: Output | None = None,
+                 host: HostInfo = DEFAULT_HOST, *,
+                 xl_defaults: dict[str, str] | None = None) -> M.DomainConfig:
     """parse_config_data(): the whole of xl's reading of a config."""
     from pyxl.config import devices
 
@@ -369,8 +394,8 @@ def parse_config(cfg, source: str, out: Output | None = None,
 
     b_info.init_type(c_info.type)
 
-    if b_info.type == M.DomainType.PVH:
-        pvh = b_info.u
+    pvh = b_info.pvh
+    if pvh is not None:
         pvh.pvshim = _defbool(cfg, "pvshim", pvh.pvshim)
         for key in ("pvshim_path", "pvshim_cmdline", "pvshim_extra"):
             v = cfg.get_string(key)
@@ -433,7 +458,7 @@ def parse_config(cfg, source: str, out: Output | None = None,
     for key, is_hard in (("cpus", True), ("cpus_soft", False)):
         kind = _value_kind(cfg, key)
         if kind == "list":
-            lst = cfg.get_list(key, True)
+            lst = _list_of(cfg, key)
             _vcpu_affinity(b_info, lst, None, lst.count, is_hard, host, out)
         elif kind == "string":
             buf = cfg.get_string(key)
@@ -464,8 +489,9 @@ def parse_config(cfg, source: str, out: Output | None = None,
             raise out.fail('Unknown %s action "%s" specified' % (key, buf))
         setattr(d, key, a)
 
-    if c_info.type == M.DomainType.PV:
-        b_info.u.e820_host = _defbool(cfg, "e820_host", b_info.u.e820_host)
+    pv = b_info.pv
+    if pv is not None:
+        pv.e820_host = _defbool(cfg, "e820_host", pv.e820_host)
 
     pci_opts = {}
     for key in ("pci_msitranslate", "pci_power_mgmt", "pci_permissive", "pci_seize"):
@@ -474,8 +500,9 @@ def parse_config(cfg, source: str, out: Output | None = None,
 
     # rdm= writes u.hvm.rdm even for PV/PVH guests, where that memory is not
     # part of the printed union but is read back as the pci default policy.
-    if c_info.type == M.DomainType.HVM:
-        rdm_mem = b_info.u.rdm
+    hvm = b_info.hvm
+    if hvm is not None:
+        rdm_mem = hvm.rdm
     else:
         rdm_mem = M.RdmReserve(strategy=0, policy=M.RdmReservePolicy.STRICT)
     buf = cfg.get_string("rdm")
@@ -592,8 +619,9 @@ def parse_config(cfg, source: str, out: Output | None = None,
 
     b_info.nested_hvm = _defbool(cfg, "nestedhvm", b_info.nested_hvm)
 
-    if b_info.type == M.DomainType.HVM:
-        _parse_hvm_build(cfg, b_info, out)
+    hvm = b_info.hvm                          # set exactly for an HVM guest
+    if hvm is not None:
+        _parse_hvm_build(cfg, b_info, hvm, out)
     else:
         buf = cfg.get_string("firmware")
         if buf is not None:
@@ -639,13 +667,14 @@ def parse_config(cfg, source: str, out: Output | None = None,
     return d
 
 
-def _defbool(cfg, key, current, dont_warn=False):
+def _defbool(cfg: Settings, key: str, current: bool | None,
+             dont_warn: bool = False) -> bool | None:
     v = cfg.get_defbool(key, dont_warn)
     return current if v is None else v
 
 
-def _parse_hvm_build(cfg, b_info, out):
-    hvm = b_info.u
+def _parse_hvm_build(cfg: Settings, b_info: M.DomainBuildInfo, hvm: M.HvmBuildInfo,
+                     out: Output) -> None:
     if _basename(b_info.kernel) == "hvmloader":
         out.say('WARNING: you seem to be using "kernel" directive to override HVM guest '
                 'firmware. Ignore that. Use "firmware_override" instead if you really '
@@ -672,21 +701,21 @@ def _parse_hvm_build(cfg, b_info, out):
 
     kind = _value_kind(cfg, "viridian")
     if kind == "list":
-        lst = cfg.get_list("viridian", True)
+        lst = _list_of(cfg, "viridian")
         n = lst.count
         if n:
-            hvm.viridian_enable = M.Bitmap(64)
-            hvm.viridian_disable = M.Bitmap(64)
+            enable = hvm.viridian_enable = M.Bitmap(64)
+            disable = hvm.viridian_disable = M.Bitmap(64)
         for i in range(n):
             buf = lst.get_item(i)
             if buf is None:  # (real xl crashes on a NULL item here)
                 raise out.fail("xl: viridian item %d is not a string" % i, 3)
             if buf == "all":
-                hvm.viridian_enable.set_any()
+                enable.set_any()
             elif buf == "defaults":
                 hvm.viridian = True
             else:
-                s, r = hvm.viridian_enable, hvm.viridian_disable
+                s, r = enable, disable
                 if buf.startswith("!"):
                     s, r = r, s
                     buf = buf[1:]
@@ -730,7 +759,7 @@ def _parse_hvm_build(cfg, b_info, out):
 
     kind = _value_kind(cfg, "mca_caps")
     if kind == "list":
-        lst = cfg.get_list("mca_caps", True)
+        lst = _list_of(cfg, "mca_caps")
         for i in range(lst.count):
             buf = lst.get_item(i)
             if buf is None:  # (real xl crashes on a NULL item here)
@@ -753,7 +782,7 @@ def _parse_hvm_build(cfg, b_info, out):
             hvm.firmware = buf
 
 
-def _parse_device_model(cfg, d, out):
+def _parse_device_model(cfg: Settings, d: M.DomainConfig, out: Output) -> None:
     c_info, b_info = d.c_info, d.b_info
     buf = cfg.get_string("device_model")
     if buf is not None:
@@ -818,14 +847,15 @@ def _parse_device_model(cfg, d, out):
     else:
         # for PVH (and PV with vfb=) this writes the hvm union member's
         # memory, which is not printed: parse for the messages only.
-        hvm = b_info.u if c_info.type == M.DomainType.HVM else M.HvmBuildInfo()
-        _top_level_vnc(cfg, hvm.vnc)
-        _top_level_sdl(cfg, hvm.sdl)
+        scratch = b_info.hvm if b_info.hvm is not None else M.HvmBuildInfo()
+        _top_level_vnc(cfg, scratch.vnc)
+        _top_level_sdl(cfg, scratch.sdl)
 
     b_info.dm_restrict = _defbool(cfg, "dm_restrict", b_info.dm_restrict)
 
-    if c_info.type == M.DomainType.HVM:
-        _parse_hvm_devices(cfg, b_info, out)
+    hvm = b_info.hvm
+    if hvm is not None:
+        _parse_hvm_devices(cfg, b_info, hvm, out)
 
     buf = cfg.get_string("gic_version", True)
     if buf is not None:
@@ -841,7 +871,7 @@ def _parse_device_model(cfg, d, out):
         b_info.tee = v
 
 
-def _top_level_vnc(cfg, vnc):
+def _top_level_vnc(cfg: Settings, vnc: M.VncInfo) -> None:
     vnc.enable = _defbool(cfg, "vnc", vnc.enable)
     v = cfg.get_string("vnclisten")
     if v is not None:
@@ -855,7 +885,7 @@ def _top_level_vnc(cfg, vnc):
     vnc.findunused = _defbool(cfg, "vncunused", vnc.findunused)
 
 
-def _top_level_sdl(cfg, sdl):
+def _top_level_sdl(cfg: Settings, sdl: M.SdlInfo) -> None:
     sdl.enable = _defbool(cfg, "sdl", sdl.enable)
     sdl.opengl = _defbool(cfg, "opengl", sdl.opengl)
     v = cfg.get_string("display")
@@ -866,8 +896,8 @@ def _top_level_sdl(cfg, sdl):
         sdl.xauthority = v
 
 
-def _parse_hvm_devices(cfg, b_info, out):
-    hvm = b_info.u
+def _parse_hvm_devices(cfg: Settings, b_info: M.DomainBuildInfo, hvm: M.HvmBuildInfo,
+                       out: Output) -> None:
     buf = cfg.get_string("vga")
     if buf is not None:
         kinds = {"stdvga": M.VgaInterfaceType.STD, "cirrus": M.VgaInterfaceType.CIRRUS,
@@ -972,7 +1002,7 @@ def _parse_hvm_devices(cfg, b_info, out):
         hvm.vendor_device = v
 
 
-def apply_global_affinity_masks(d, host: HostInfo, out: Output) -> None:
+def apply_global_affinity_masks(d: M.DomainConfig, host: HostInfo, out: Output) -> None:
     """xl create's apply_global_affinity_masks with xl.conf's default masks
     (all CPUs): each hard affinity map is cut to the host-sized mask and an
     empty result is an error.  (Skipped by create -i.)"""

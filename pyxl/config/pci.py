@@ -7,15 +7,18 @@ rdm_policy=, name=); exactly one of a BDF and name= must be present.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from pyxl.config.cstr import atoi, scan_hex_uint
-from pyxl.config.model import PCI_FUNC_ALL, UNINITIALISED, RdmReservePolicy, RdmReserveStrategy
+from pyxl.config.model import (PCI_FUNC_ALL, UNINITIALISED, DevicePci, RdmReservePolicy,
+                               RdmReserveStrategy)
 
 ERROR_FAIL = -3
 ERROR_INVAL = -6
 _XDIGITS = set("0123456789abcdefABCDEF")
 
 
-def _scan_fixed(s: str, fmt_seps: list[str]):
+def _scan_fixed(s: str, fmt_seps: list[str]) -> tuple[list[int], int | None]:
     """sscanf("%x<sep>%x<sep>...") -> (values, end_or_None): stops at the
     first mismatch, like sscanf; end is None when the final literal failed."""
     vals: list[int] = []
@@ -38,7 +41,7 @@ class _NoFunction(Exception):
     without a message); pyxl rejects the spec."""
 
 
-def parse_bdf(pci, s: str):
+def parse_bdf(pci: DevicePci, s: str) -> int | None:
     """parse_bdf -> end offset, or None (ERROR_INVAL)."""
     colons = 0
     for ch in s:
@@ -83,14 +86,14 @@ def parse_bdf(pci, s: str):
     return end
 
 
-def _parse_vslot(s: str, i: int = 0):
+def _parse_vslot(s: str, i: int = 0) -> tuple[int, int] | None:
     r = scan_hex_uint(s, i)
     if r is None or r[0] > 0x1F:
         return None
     return r[0] << 3, r[1]
 
 
-def parse_pci(pci, spec: str, say_partial) -> int:
+def parse_pci(pci: DevicePci, spec: str, say_partial: Callable[[str], None]) -> int:
     """xlu_pci_parse_spec_string: fills `pci`, returns 0 or a libxl error
     code (the caller exits with -code).  Messages without a newline go to
     `say_partial`, as libxlu prints them."""
@@ -100,7 +103,7 @@ def parse_pci(pci, spec: str, say_partial) -> int:
         return ERROR_INVAL
 
 
-def _parse_pci(pci, spec: str, say_partial) -> int:
+def _parse_pci(pci: DevicePci, spec: str, say_partial: Callable[[str], None]) -> int:
     ptr = 0
     bdf_present = name_present = False
     end = parse_bdf(pci, spec)
@@ -166,7 +169,7 @@ def _parse_pci(pci, spec: str, say_partial) -> int:
     return 0
 
 
-def parse_rdm(s: str, say_partial):
+def parse_rdm(s: str, say_partial: Callable[[str], None]) -> tuple[int, int] | None:
     """xlu_rdm_parse -> (strategy, policy) on success, None on failure.
     xl parses into an uninitialised local, so a field the string does not set
     is UNINITIALISED; and a valid policy= is (wrongly) treated as a failure."""

@@ -7,7 +7,7 @@ import uuid as _uuid
 _HEX = set("0123456789abcdefABCDEF")
 
 
-def parse_uuid(s: str):
+def parse_uuid(s: str) -> _uuid.UUID | None:
     """-> uuid.UUID, or None when libuuid would reject `s`."""
     if len(s) != 36:
         return None

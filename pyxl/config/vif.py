@@ -9,6 +9,7 @@ blanks skipped; trailing blanks stay in the values.
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 from pyxl.config.cstr import ERANGE, ULONG_MAX, get_errno, strtoul, strtoul_erange, wrap_int
 from pyxl.config.errors import ConfigError
@@ -32,7 +33,7 @@ def _rate_err(source: str, msg: str, rate: str) -> ConfigError:
     return ConfigError("%s: config parsing error in vif: %s in `%s'" % (source, msg, rate))
 
 
-def parse_rate(rate: str, source: str):
+def parse_rate(rate: str, source: str) -> tuple[int, int]:
     """xlu_vif_parse_rate -> (bytes_per_interval, interval_usecs); raises
     ConfigError (exit 1) with xl's message."""
     at = rate.find("@")
@@ -78,7 +79,7 @@ def _parse_ulong(s: str) -> int:
     return val
 
 
-def _parse_mac(buf: str, start: int):
+def _parse_mac(buf: str, start: int) -> tuple[list[int], bool]:
     """The octet loop of parse_nic_config, reading the strtok'd buffer the way
     the C code does (it steps one byte past each octet, whatever it is).
     -> (list of octets set, ok)"""
@@ -95,12 +96,12 @@ def _parse_mac(buf: str, start: int):
     return octets, True
 
 
-def parse_nic(nic: DeviceNic, spec: str, source: str, say) -> None:
+def parse_nic(nic: DeviceNic, spec: str, source: str, say: Callable[[str], None]) -> None:
     """Apply one vif spec to `nic` (already holding its devid and defaults).
     Messages go to `say`; fatal errors raise ConfigError."""
     # strtok(buf, ","): each token ends at the first ',' after it, which
     # becomes a NUL in the buffer; keep that buffer for the mac quirk.
-    buf = list(spec)
+    chars = list(spec)
     tokens = []
     i, n = 0, len(spec)
     while i < n:
@@ -113,9 +114,9 @@ def parse_nic(nic: DeviceNic, spec: str, source: str, say) -> None:
             j += 1
         tokens.append(i)
         if j < n:
-            buf[j] = "\0"
+            chars[j] = "\0"
         i = j + 1
-    buf = "".join(buf) + "\0" * 16
+    buf = "".join(chars) + "\0" * 16
     for start in tokens:
         while buf[start] == " ":
             start += 1

@@ -12,12 +12,16 @@ import fcntl
 import os
 import shlex
 import threading
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Protocol
+
+if TYPE_CHECKING:
+    from pyxl.domain.process import Domain
+    from pyxl.domain.xen import XenInterface
 
 Printk = Callable[[str], None]
 
 
-def make_printk(console_write) -> Printk:
+def make_printk(console_write: Callable[[bytes], object]) -> Printk:
     """A thread-safe printk over a domain's console_write(bytes)."""
     lock = threading.Lock()
 
@@ -96,7 +100,8 @@ SHUTDOWN_REASONS = {"poweroff": 0, "reboot": 1}
 SHUTDOWN_CRASH = 3
 
 
-def start_shutdown_thread(xen, printk, app_shutdown=None):
+def start_shutdown_thread(xen: XenInterface, printk: Printk,
+                          app_shutdown: Callable[[int], object] | None = None) -> threading.Thread:
     """mini-os shutdown_thread: wait for the toolstack's control/shutdown
     request, clear it, print `Shutting down (<req>)`, hand the reason to
     app_shutdown -- whose default (the seed stub domains keep it) only prints
@@ -105,7 +110,7 @@ def start_shutdown_thread(xen, printk, app_shutdown=None):
     libxl creates the node empty; only a written request counts here."""
     path = "control/shutdown"
 
-    def run():
+    def run() -> None:
         import time
         # the watch outlives a daemon restart: the domain's resume registers it again
         while True:
@@ -144,7 +149,13 @@ def start_shutdown_thread(xen, printk, app_shutdown=None):
 BOOT_DELAY_ENV = "PYXL_MINIOS_BOOT_DELAY"     # the seed's main() sleeps 2 s before anything
 
 
-def run_app(dom, app_class) -> None:
+class App(Protocol):
+    """A stub domain's application (vtpm-stubdom's, vtpmmgr-stubdom's)."""
+
+    def main(self, argv: list[str]) -> int: ...
+
+
+def run_app(dom: Domain, app_class: Callable[[Domain, Printk], App]) -> None:
     """What mini-os does around a stub domain's main(): echo its arguments,
     watch control/shutdown, sleep, run main, and end the domain with its
     result (a non-zero return crashes the domain, as Do_exit does)."""

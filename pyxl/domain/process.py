@@ -21,6 +21,13 @@ import os
 import signal
 import sys
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    import _socket
+    from typing import Callable
+
+    from pyxl.domain.xen import XenInterface
+
 EXIT_SHUTDOWN_BASE = 64
 CONSOLE_PENDING_MAX = 64 * 1024   # console output kept while no daemon listens
 
@@ -54,7 +61,7 @@ class Domain:
         # vdev -> file descriptor of the image blkback opened for this domain
         self.block = {k: int(v) for k, v in (spec.get("block") or {}).items()}
         self.status_path = spec.get("status")
-        self.xenbus_path = spec.get("xenbus")
+        self.xenbus_path: str = spec["xenbus"]     # spec.make always sets it
         from pyxl.domain.xen import XenInterface
 
         self._XenInterface = XenInterface
@@ -74,7 +81,7 @@ class Domain:
         self._console_pending = b""
         self._resume_handlers: list = []
 
-    def reconnect(self, broken=None) -> bool:
+    def reconnect(self, broken: XenInterface | None = None) -> bool:
         """Dial the host's xenbus socket until a new daemon takes the domain
         back, then resume: the same XenInterface carries on over the new
         connection (its watches registered again) and every resume handler
@@ -95,7 +102,7 @@ class Domain:
                     break
         return True
 
-    def _dial(self, hello):
+    def _dial(self, hello: Callable[[_socket.socket], object]) -> object:
         """Connect to the host's xenbus socket and run hello(sock) on it,
         retrying until a daemon answers.  A daemon that does not know this
         process (a create that never completed: its domain was never
@@ -119,7 +126,7 @@ class Domain:
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
 
-    def on_resume(self, fn) -> None:
+    def on_resume(self, fn: Callable[[], object]) -> None:
         """Run fn() after every reconnection (a frontend's or backend's
         xenbus resume handler)."""
         self._resume_handlers.append(fn)
@@ -130,7 +137,7 @@ class Domain:
         drivers come back even while nothing else calls reconnect()."""
         import threading
 
-        def run():
+        def run() -> None:
             while True:
                 self.xen.broken.wait()
                 if self.xen.detached:
@@ -139,7 +146,7 @@ class Domain:
         threading.Thread(target=run, name="xenbus-resume", daemon=True).start()
 
     # -- the console (through the hypervisor, like the PV console ring) ----
-    def console_write(self, data) -> None:
+    def console_write(self, data: bytes | str) -> None:
         """While the daemon is away (killed, not yet restarted) output waits
         here, as it would in the console ring and the guest's tty, and goes
         out once a new daemon has the domain back."""
@@ -181,7 +188,7 @@ class Domain:
         os._exit(code)
 
 
-def runtime_for(kernel: str):
+def runtime_for(kernel: str) -> tuple[str, str]:
     base = os.path.basename(kernel)
     for needle, mod, fn in KERNELS:
         if needle in base:

@@ -33,6 +33,12 @@ import time
 
 from pyxl.hypervisor import wire
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from typing import Callable, Iterable, TypeVar
+
+    _T = TypeVar("_T")
+
 PAGE_SIZE = 4096
 DOMID_SELF = 0x7FF0
 ENV_FD = "PYXL_XEN_FD"
@@ -51,7 +57,7 @@ class Page:
     """One page of this domain's memory that can be granted: a 4096-byte
     memfd mapped shared; `buf` is a writable memoryview of it."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.fd = os.memfd_create("pyxl-page", os.MFD_CLOEXEC)
         os.ftruncate(self.fd, PAGE_SIZE)
         self.mmap = mmap.mmap(self.fd, PAGE_SIZE, mmap.MAP_SHARED,
@@ -73,7 +79,7 @@ class Mapping:
         self.domid, self.ref, self.readonly = domid, ref, readonly
         prot = mmap.PROT_READ if readonly else mmap.PROT_READ | mmap.PROT_WRITE
         try:
-            self.mmap = mmap.mmap(fd, PAGE_SIZE, mmap.MAP_SHARED, prot)
+            self.mmap: mmap.mmap | None = mmap.mmap(fd, PAGE_SIZE, mmap.MAP_SHARED, prot)
         finally:
             os.close(fd)
         self.buf = memoryview(self.mmap)
@@ -86,7 +92,7 @@ class Mapping:
 
 
 class XenInterface:
-    def __init__(self, sock, domid: int | None = None):
+    def __init__(self, sock: _socket.socket, domid: int | None = None):
         """`sock`: this domain's connected socket (socket.socket or
         _socket.socket, SOCK_SEQPACKET or SOCK_STREAM). `domid`, if given, is
         checked against what the hypervisor says this domain is."""
@@ -114,7 +120,7 @@ class XenInterface:
             raise XenError("EPROTO", f"this socket belongs to domain {self.domid}, not {domid}")
         self.home = f"/local/domain/{self.domid}"
 
-    def resume(self, sock) -> None:
+    def resume(self, sock: _socket.socket) -> None:
         """Carry on over a new connection to a (new) hypervisor, in place, so
         every driver holding this object keeps working: what Linux's
         xs_resume does after a restore.  Everything the old hypervisor held
@@ -150,7 +156,7 @@ class XenInterface:
         version, told = self._call(wire.HELLO, [wire.WIRE_VERSION])
         if int(told) != self.domid:
             self.close()
-            raise XenError("EPROTO", f"reconnected as domain {told}, not {self.domid}")
+            raise XenError("EPROTO", f"reconnected as domain {int(told)}, not {self.domid}")
         for path, token in list(self._watches):
             self._call(wire.XS_WATCH, [path, token])
         with self._cond:
@@ -174,7 +180,7 @@ class XenInterface:
         self.closed = True
         self.broken.set()
 
-    def _wait(self, pred, timeout: float | None) -> bool:
+    def _wait(self, pred: Callable[[], bool], timeout: float | None) -> bool:
         """With self._cond held: wait until pred() holds (True), the timeout
         passes or the connection closes (False). The first waiter reads the
         socket and files every frame; the others sleep until it notifies."""
@@ -229,10 +235,12 @@ class XenInterface:
             for fd in f.fds:
                 os.close(fd)
 
-    def _call(self, op: int, args=(), tx: int = 0, fds=()) -> list[bytes]:
+    def _call(self, op: int, args: Iterable[bytes | bytearray | str | int] = (), tx: int = 0,
+              fds: Iterable[int] = ()) -> list[bytes]:
         return self._call_frame(op, args, tx, fds).args
 
-    def _call_frame(self, op: int, args=(), tx: int = 0, fds=()) -> wire.Frame:
+    def _call_frame(self, op: int, args: Iterable[bytes | bytearray | str | int] = (), tx: int = 0,
+                    fds: Iterable[int] = ()) -> wire.Frame:
         with self._lock:
             req = self._next_id
             self._next_id = (req % 0xFFFFFFFF) + 1
@@ -274,7 +282,7 @@ class XenInterface:
     def read(self, path: str, tx: int = 0) -> bytes:
         return self._call(wire.XS_READ, [path], tx)[0]
 
-    def read_str(self, path: str, tx: int = 0, default: str | None = None) -> str | None:
+    def read_str(self, path: str, tx: int = 0, default: str | None = None) -> str:
         """read() decoded; `default` instead of ENOENT when given."""
         try:
             return self.read(path, tx).decode()
@@ -292,7 +300,7 @@ class XenInterface:
                 return False
             raise
 
-    def write(self, path: str, value, tx: int = 0) -> None:
+    def write(self, path: str, value: bytes | bytearray | str | int, tx: int = 0) -> None:
         self._call(wire.XS_WRITE, [path, value if isinstance(value, (bytes, bytearray))
                                    else str(value).encode()], tx)
 
@@ -330,7 +338,7 @@ class XenInterface:
                    token: str | None = None) -> tuple[str, str] | None:
         """The next (path, token) watch event -- only `token`'s if given --
         or None after `timeout` seconds (or if the connection closed)."""
-        def find():
+        def find() -> int | None:
             for i, e in enumerate(self._watch_events):
                 if token is None or e[1] == token:
                     return i
@@ -357,7 +365,7 @@ class XenInterface:
     def transaction_end(self, tx: int, commit: bool = True) -> None:
         self._call(wire.XS_TRANSACTION_END, ["T" if commit else "F"], tx)
 
-    def transaction(self, fn, retries: int = 16):
+    def transaction(self, fn: Callable[[int], _T], retries: int = 16) -> _T:
         """Run fn(tx) in a transaction, retrying on EAGAIN; returns fn's value."""
         for _ in range(retries):
             tx = self.transaction_start()
@@ -424,12 +432,13 @@ class XenInterface:
             out["port"] = int(rport)
         return out
 
-    def evtchn_wait(self, ports=None, timeout: float | None = None) -> int | None:
+    def evtchn_wait(self, ports: int | Iterable[int] | None = None,
+                    timeout: float | None = None) -> int | None:
         """Wait until one of `ports` (any port if None) is pending, clear it
         and return it; None on timeout (or if the connection closed)."""
         want = None if ports is None else ({ports} if isinstance(ports, int) else set(ports))
 
-        def find():
+        def find() -> int | None:
             for p in self._pending:
                 if want is None or p in want:
                     return p
@@ -478,7 +487,7 @@ class XenInterface:
         self._call(wire.MMIO_WRITE, [addr, width, bytes(data)])
 
     # -- console ---------------------------------------------------------
-    def console_write(self, data) -> bool:
+    def console_write(self, data: bytes | str) -> bool:
         """Console output (one-way; never waits for the daemon to log it).
         False if the connection is gone and the output was not sent."""
         if isinstance(data, str):

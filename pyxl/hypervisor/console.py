@@ -22,6 +22,7 @@ to the domain's connection (kept, bounded, until the domain connects).
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from typing import Callable
@@ -96,7 +97,7 @@ class Console:
         self._cond = threading.Condition()
         self._backlog = _Bounded(limit)
         self._readers: list[ConsoleReader] = []
-        self._log = None
+        self._log: io.FileIO | None = None    # open while logging to _log_path
         self._log_path = log_path
         self._input_sink: Callable[[bytes], bool] | None = None
         self._pending_input = _Bounded(limit)
@@ -108,31 +109,30 @@ class Console:
             self._log = open(open_append(log_path), "ab", buffering=0)
             self._log_size = os.fstat(self._log.fileno()).st_size
 
-    def _write_log(self, data: bytes) -> None:
-        """Append to the log, rotating whenever the current file is full.
-        Called with self._cond held."""
+    def _write_log(self, log: io.FileIO, path: str, data: bytes) -> None:
+        """Append to the log `log` (open on `path`), rotating whenever the
+        current file is full.  Called with self._cond held."""
         if self.log_max is None:
-            self._log.write(data)
+            log.write(data)
             return
         view = memoryview(data)
         while view:
             room = self.log_max - self._log_size
             if room <= 0:
-                self._rotate()
-                if self._log is None:
-                    return
+                log.close()
+                self._log = None
+                log = self._rotate(path)
                 continue
             chunk = view[:room]
-            n = self._log.write(chunk) or 0
+            n = log.write(chunk) or 0
             self._log_size += n
             if n < len(chunk):
                 return        # the disk is full: drop the rest, never wait
             view = view[n:]
 
-    def _rotate(self) -> None:
-        path = self._log_path
-        self._log.close()
-        self._log = None
+    def _rotate(self, path: str) -> io.FileIO:
+        """The closed log at `path` moves to path.1 (and so on, keeping
+        log_keep old files); -> the new, empty log, which is self._log."""
         try:
             if self.log_keep:
                 for i in range(self.log_keep - 1, 0, -1):
@@ -145,9 +145,10 @@ class Console:
                 os.unlink(path)
         except OSError:
             pass      # could not rotate: start over in the same file rather than grow it
-        self._log = open(open_append(path), "ab", buffering=0)
-        os.ftruncate(self._log.fileno(), 0)
+        log = self._log = open(open_append(path), "ab", buffering=0)
+        os.ftruncate(log.fileno(), 0)
         self._log_size = 0
+        return log
 
     # -- from the domain -----------------------------------------------
     def output(self, data: bytes) -> None:
@@ -156,9 +157,9 @@ class Console:
         with self._cond:
             if self.closed:
                 return
-            if self._log is not None:
+            if self._log is not None and self._log_path is not None:
                 try:
-                    self._write_log(data)
+                    self._write_log(self._log, self._log_path, data)
                 except OSError:
                     pass  # a full disk must not take the console down
             if self._readers:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 from dataclasses import asdict, dataclass
+from typing import Mapping
 
 from pyxl.config.host import HostInfo as _ConfigHostInfo
 
@@ -33,7 +34,7 @@ class Host:
     hostname: str = ""
 
     @classmethod
-    def from_env(cls, environ=os.environ) -> "Host":
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Host:
         cpus, nodes, mem = _default_size()
         cpus = int(environ.get("PYXL_HOST_CPUS", cpus))
         mem = int(environ.get("PYXL_HOST_MEMORY", mem))

@@ -15,16 +15,25 @@ from __future__ import annotations
 
 import errno as _errno
 import threading
+from typing import Protocol
+
+
+class MmioDevice(Protocol):
+    """A device mapped into the machine address space (the TIS's pages)."""
+
+    def read(self, offset: int, width: int, count: int = 1) -> bytes: ...
+
+    def write(self, offset: int, width: int, data: bytes) -> None: ...
 
 PAGE_SHIFT = 12
 MAX_STRING = 4096
 
 
 class IoMem:
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._permits: dict[int, list[tuple[int, int]]] = {}   # domid -> [(pfn, nr)]
-        self._devices: list[tuple[int, int, object]] = []       # (base, length, device)
+        self._devices: list[tuple[int, int, MmioDevice]] = []   # (base, length, device)
 
     # -- the toolstack's side ------------------------------------------------
     def permit(self, domid: int, start_pfn: int, nr_pages: int) -> None:
@@ -42,14 +51,14 @@ class IoMem:
         with self._lock:
             self._permits.pop(domid, None)
 
-    def add_device(self, base: int, length: int, device) -> None:
+    def add_device(self, base: int, length: int, device: MmioDevice) -> None:
         """Put `device` (read(offset, width, count) -> bytes,
         write(offset, width, data)) at machine address `base`."""
         with self._lock:
             self._devices.append((base, length, device))
 
     # -- a domain's access -----------------------------------------------------
-    def _resolve(self, domid: int, addr: int, width: int):
+    def _resolve(self, domid: int, addr: int, width: int) -> tuple[MmioDevice, int]:
         if width not in (1, 2, 4):
             raise OSError(_errno.EINVAL, "MMIO width must be 1, 2 or 4")
         pfn = addr >> PAGE_SHIFT

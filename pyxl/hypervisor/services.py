@@ -81,7 +81,7 @@ class DomainConnection:
         self.chan = wire.Channel(sock)
         self.domid = domid
         self._cond = threading.Condition()
-        self._queue: collections.deque[wire.Frame] = collections.deque()
+        self._queue: collections.deque[wire.Frame | _Rest] = collections.deque()
         self._replies = 0
         self._events = 0
         self._pending_ports: set[int] = set()
@@ -323,7 +323,7 @@ class DomainConnection:
             return self._cond.wait_for(lambda: self.closed, timeout)
 
 
-def _unsendable(frame: wire.Frame, exc: Exception):
+def _unsendable(frame: wire.Frame, exc: Exception) -> wire.Frame | None:
     """What goes out instead of a frame the wire cannot carry: an E2BIG
     error for a request, None (dropped) for an event."""
     for fd in frame.fds:
@@ -499,7 +499,7 @@ class Hypervisor:
         conn.start()        # a no-op if domain_destroyed closed it meanwhile
         return conn
 
-    def serve(self, sock, domid: int) -> None:
+    def serve(self, sock: socket.socket, domid: int) -> None:
         """Serve `sock` as domain `domid` until the connection ends (blocking;
         run it in a thread of its own). `attach` is the non-blocking form."""
         conn = self.attach(sock, domid)
@@ -519,7 +519,7 @@ class Hypervisor:
         with self.lock:
             dom = self._domains.get(conn.domid)
             current = dom is not None and dom.conn is conn
-            if current:
+            if dom is not None and current:
                 dom.conn = None
                 dom.console.set_input_sink(None)
         if current and self.on_disconnect is not None:
@@ -566,8 +566,7 @@ class Hypervisor:
         do_ni_hypercall and an unknown xenstore type), its privilege and
         transaction id (xenstored.admit), its descriptors and arguments
         (EINVAL), then its handler: (reply args, reply descriptors)."""
-        row = OPS.get(f.op)
-        tx = admit(row, conn.xs, f.tx_id)
+        row, tx = admit(OPS.get(f.op), conn.xs, f.tx_id)
         if len(f.fds) != row.fds:
             raise XsError(_errno.EINVAL)
         return row.func(self, conn, tx, row.check(f.args), f.fds)
@@ -597,7 +596,8 @@ class Op:
 
     __slots__ = ("func", "check", "fds", "flags")
 
-    def __init__(self, func, check, fds: int = 0, flags: int = XS_FLAG_NOTID):
+    def __init__(self, func: Callable[..., tuple], check: Callable[[list], object], fds: int = 0,
+                 flags: int = XS_FLAG_NOTID):
         self.func, self.check, self.fds, self.flags = func, check, fds, flags
 
 
@@ -605,7 +605,7 @@ _NOTHING: tuple = ((), ())        # no reply arguments, no descriptors
 _NUMBER_MAX_DIGITS = 20        # a u64, the widest hypercall field (an MMIO address)
 
 
-def fields(kinds: str):
+def fields(kinds: str) -> Callable[[list], list]:
     """The check of a hypercall's argument struct, one wire argument per
     field: "u" an unsigned decimal number, "b" bytes.  A missing or extra
     field, or a number that is not one, is EINVAL: the wire has no
@@ -630,7 +630,7 @@ def fields(kinds: str):
     return check
 
 
-def _hello(hv: Hypervisor, conn: DomainConnection, tx: int, a: list, fds) -> tuple:
+def _hello(hv: Hypervisor, conn: DomainConnection, tx: int, a: list, fds: list[int]) -> tuple:
     """The wire's handshake (no Xen counterpart: a domain's start info)."""
     if a[0] != wire.WIRE_VERSION:
         raise OSError(_errno.EPROTO, f"wire version {a[0]} not supported "
@@ -638,57 +638,67 @@ def _hello(hv: Hypervisor, conn: DomainConnection, tx: int, a: list, fds) -> tup
     return [wire.WIRE_VERSION, conn.domid], []
 
 
-def _evtchn_alloc_unbound(hv, conn, tx, a, fds) -> tuple:
+def _evtchn_alloc_unbound(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """EVTCHNOP_alloc_unbound: do_event_channel_op -> evtchn_alloc_unbound."""
     return [hv.evtchn.alloc_unbound(conn.domid, a[0], a[1])], []
 
 
-def _evtchn_bind_interdomain(hv, conn, tx, a, fds) -> tuple:
+def _evtchn_bind_interdomain(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """EVTCHNOP_bind_interdomain: do_event_channel_op -> evtchn_bind_interdomain."""
     return [hv.evtchn.bind_interdomain(conn.domid, a[0], a[1])], []
 
 
-def _evtchn_send(hv, conn, tx, a, fds) -> tuple:
+def _evtchn_send(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """EVTCHNOP_send: do_event_channel_op -> evtchn_send."""
     hv.evtchn.send(conn.domid, a[0])
     return _NOTHING
 
 
-def _evtchn_close(hv, conn, tx, a, fds) -> tuple:
+def _evtchn_close(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """EVTCHNOP_close: do_event_channel_op -> evtchn_close."""
     hv.evtchn.close(conn.domid, a[0])
     return _NOTHING
 
 
-def _evtchn_status(hv, conn, tx, a, fds) -> tuple:
+def _evtchn_status(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """EVTCHNOP_status: do_event_channel_op -> evtchn_status."""
     st = hv.evtchn.status(conn.domid, a[0], a[1])
     return [st["status"], st.get("dom", ""), st.get("port", "")], []
 
 
-def _gnt_grant(hv, conn, tx, a, fds) -> tuple:
+def _gnt_grant(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """A grant entry written into the domain's own table (gnttab_grant_foreign_access)."""
     return [hv.grants.grant(conn.domid, fds[0], a[0], bool(a[1]))], []
 
 
-def _gnt_end_access(hv, conn, tx, a, fds) -> tuple:
+def _gnt_end_access(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """gnttab_end_foreign_access_ref: the domain takes its grant back."""
     hv.grants.end_access(conn.domid, a[0])
     return _NOTHING
 
 
-def _gnt_map(hv, conn, tx, a, fds) -> tuple:
+def _gnt_map(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """GNTTABOP_map_grant_ref: do_grant_table_op -> gnttab_map_grant_ref."""
     return [], [hv.grants.map(conn.domid, a[0], a[1], bool(a[2]))]
 
 
-def _gnt_unmap(hv, conn, tx, a, fds) -> tuple:
+def _gnt_unmap(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """GNTTABOP_unmap_grant_ref: do_grant_table_op -> gnttab_unmap_grant_ref."""
     hv.grants.unmap(conn.domid, a[0], a[1])
     return _NOTHING
 
 
-def _console_write(hv, conn, tx, a, fds) -> tuple:
+def _console_write(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """Output on the domain's console ring, as xenconsoled's
     handle_ring_read takes it into the domain's buffer and log."""
     dom = hv._domains.get(conn.domid)
@@ -697,12 +707,14 @@ def _console_write(hv, conn, tx, a, fds) -> tuple:
     return _NOTHING
 
 
-def _mmio_read(hv, conn, tx, a, fds) -> tuple:
+def _mmio_read(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """A load from an iomem= range (the access a domain's page tables allow)."""
     return [hv.iomem.read(conn.domid, a[0], a[1], a[2])], []
 
 
-def _mmio_write(hv, conn, tx, a, fds) -> tuple:
+def _mmio_write(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+        fds: list[int]) -> tuple:
     """A store to an iomem= range."""
     hv.iomem.write(conn.domid, a[0], a[1], a[2])
     return _NOTHING
@@ -717,7 +729,7 @@ _XS_ACK = frozenset({XsType.WRITE, XsType.MKDIR, XsType.RM, XsType.SET_PERMS, Xs
                      XsType.RESUME, XsType.SET_TARGET, XsType.RESET_WATCHES})
 
 
-def _xs_row(kind: XsType) -> Op:
+def _xs_row(kind: int) -> Op:
     """A xenstore op: xenstored's own row (`xenstored.OPS`: its handler, its
     payload check, its flags) on the xs_wire payload the frame's arguments
     stand for -- each a nul-terminated string, as libxenstore's xs_talkv
@@ -735,7 +747,8 @@ def _xs_row(kind: XsType) -> Op:
             payload = b"\0".join(args) + b"\0" if args else b""
         return payload, xcheck(payload)
 
-    def func(hv, conn, tx, checked, fds) -> tuple:
+    def func(hv: Hypervisor, conn: DomainConnection, tx: int, checked: tuple[bytes, list],
+             fds: list[int]) -> tuple:
         reply = respond(xrow, Request(conn, tx, *checked))
         return ([] if ack else [reply] if raw else strings(reply)), []
     return Op(func, check, 0, xrow.flags)

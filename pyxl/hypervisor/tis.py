@@ -35,12 +35,16 @@ from __future__ import annotations
 import os
 import struct
 import threading
+from typing import TYPE_CHECKING
 
 from pyxl.fsutil import atomic_write
 from pyxl.tpm import TPM
 from pyxl.tpm.engine import TPMStateError
-from pyxl.tpm.identity import IBM_SWTPM_IDENTITY
+from pyxl.tpm.identity import IBM_SWTPM_IDENTITY, Identity
 from pyxl.tpm.tpm2.engine import TPM2, TPM2StateError
+
+if TYPE_CHECKING:
+    from pyxl.tpm.crypto import KeySource
 
 TIS_BASE = 0xFED40000
 TIS_LOCALITIES = 5
@@ -71,8 +75,8 @@ class TisDevice:
     did_vid = 0x00011014
     rid = 0x01
 
-    def __init__(self, state_path: str | None = None, *, identity=IBM_SWTPM_IDENTITY,
-                 key_source=None, version: int = 1):
+    def __init__(self, state_path: str | None = None, *, identity: Identity = IBM_SWTPM_IDENTITY,
+                 key_source: KeySource | None = None, version: int = 1):
         self.state_path = state_path
         self.version = version
         self.intf_caps = INTF_CAPS_TPM2 if version == 2 else INTF_CAPS

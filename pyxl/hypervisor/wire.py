@@ -31,6 +31,10 @@ import os
 import struct
 from enum import IntEnum
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from typing import Iterable, Sequence
+
 WIRE_VERSION = 2
 
 # xenstore ops keep xenstored's numbers (one home: xs_wire)
@@ -105,8 +109,8 @@ class WireError(Exception):
 class Frame:
     __slots__ = ("op", "flags", "req_id", "tx_id", "args", "fds")
 
-    def __init__(self, op: int, args=(), req_id: int = 0, tx_id: int = 0, flags: int = 0,
-                 fds=()):
+    def __init__(self, op: int, args: Iterable[bytes | bytearray | str | int] = (), req_id: int = 0,
+                 tx_id: int = 0, flags: int = 0, fds: Iterable[int] = ()):
         self.op, self.flags, self.req_id, self.tx_id = op, flags, req_id, tx_id
         self.args = [a if isinstance(a, bytes) else
                      (str(a).encode() if isinstance(a, (int, str)) else bytes(a)) for a in args]
@@ -130,7 +134,7 @@ class Frame:
         return _LEN.pack(len(body)) + body
 
     @classmethod
-    def decode(cls, data: bytes, fds=()) -> "Frame":
+    def decode(cls, data: bytes, fds: Sequence[int] = ()) -> Frame:
         """Decode a frame body (without the length prefix)."""
         if len(data) < _HDR.size:
             raise WireError("short frame")
@@ -153,14 +157,14 @@ class Frame:
         return f
 
 
-def socketpair():
+def socketpair() -> tuple[socket.socket, socket.socket]:
     """(hypervisor end, domain end) as _socket objects, both close-on-exec;
     pass the domain end on with pass_fds. (Hypervisor.connect_domain makes
     the same pair with socket.socket objects for the daemon.)"""
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 
 
-def _take_fds(anc, into: list) -> bool:
+def _take_fds(anc: list[tuple[int, int, bytes]], into: list[int]) -> bool:
     """Collect SCM_RIGHTS descriptors; False if something else came."""
     ok = True
     for level, kind, payload in anc:
@@ -173,7 +177,7 @@ def _take_fds(anc, into: list) -> bool:
     return ok
 
 
-def _close_all(fds) -> None:
+def _close_all(fds: Iterable[int]) -> None:
     for fd in fds:
         try:
             os.close(fd)
@@ -185,7 +189,7 @@ class Channel:
     """Frames over one socket, either type. Not thread-safe by itself: one
     sender at a time and one receiver at a time (they may overlap)."""
 
-    def __init__(self, sock):
+    def __init__(self, sock: socket.socket):
         self.sock = sock
         self.stream = int(sock.type) != socket.SOCK_SEQPACKET
         self._fds: list[int] = []      # stream: descriptors read ahead of their frame
@@ -227,7 +231,7 @@ class Channel:
                 _close_all(fds)
                 raise
         head = self._exact(4, at_start=True)
-        if head is None:
+        if not head:
             return None
         (n,) = _LEN.unpack(head)
         if n > MAX_FRAME or n < _HDR.size:
@@ -243,7 +247,8 @@ class Channel:
             _close_all(fds)
             raise
 
-    def _exact(self, n: int, at_start: bool = False) -> bytes | None:
+    def _exact(self, n: int, at_start: bool = False) -> bytes:
+        """`n` (> 0) bytes; b"" if the peer closed before a frame (at_start)."""
         buf = b""
         while len(buf) < n:
             data, anc, flags, _ = self.sock.recvmsg(n - len(buf),
@@ -253,7 +258,7 @@ class Channel:
                 raise WireError("descriptors lost")
             if not data:
                 if at_start and not buf:
-                    return None
+                    return b""
                 raise WireError("connection closed inside a frame")
             buf += data
         return buf

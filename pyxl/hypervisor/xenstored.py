@@ -38,7 +38,7 @@ import stat
 import struct
 import threading
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol, TypeVar
 
 from . import xs_wire
 from .xenstore import XenStore, XsConnection
@@ -59,12 +59,32 @@ class XsError(OSError):
         super().__init__(err, os.strerror(err))
 
 
+class Server(Protocol):
+    """What the handlers ask of the server a request came through
+    (XenstoredServer, or the hypervisor for the domains' wire)."""
+
+    store: XenStore
+
+    def domain_connected(self, domid: int) -> bool | None: ...
+
+    def log(self, msg: str) -> None: ...
+
+
+class Connection(Protocol):
+    """The connection a request came on (ClientConnection, or a domain's)."""
+
+    xs: XsConnection
+
+    @property
+    def server(self) -> Server: ...
+
+
 @dataclass(slots=True)
 class Request:
     """One message being processed: `args` are the payload's nul-terminated
     strings (bytes) as the row's check found them."""
 
-    conn: "ClientConnection"
+    conn: Connection
     tx: int
     payload: bytes
     args: list
@@ -288,7 +308,8 @@ def do_reset_watches(req: Request) -> bytes:
 class Row:
     __slots__ = ("name", "func", "check", "flags")
 
-    def __init__(self, name: str, func, check=no_check, flags: int = 0):
+    def __init__(self, name: str, func: Callable[[Request], bytes] | None,
+                 check: Callable[[bytes], list] = no_check, flags: int = 0):
         self.name, self.func, self.check, self.flags = name, func, check, flags
 
 
@@ -320,28 +341,43 @@ OPS: dict[int, Row] = {
 }
 
 
-def admit(row, xs: XsConnection, tx: int) -> int:
+class Admissible(Protocol):
+    """A row of a request table, as `admit` reads it."""
+
+    @property
+    def func(self) -> object: ...
+
+    @property
+    def flags(self) -> int: ...
+
+
+_Row = TypeVar("_Row", bound=Admissible)
+
+
+def admit(row: _Row | None, xs: XsConnection, tx: int) -> tuple[_Row, int]:
     """process_message's checks before the payload's, in its order: no row
     or no handler -> ENOSYS, an XS_FLAG_PRIV row on a connection for which
-    domain_is_unprivileged -> EACCES; then the transaction id the handler
-    sees: 0 for an XS_FLAG_NOTID row, else transaction_lookup's (ENOENT if
-    the connection has no such transaction).  `row` is any table's row with
-    `func` and `flags` (the domains' wire shares this)."""
+    domain_is_unprivileged -> EACCES; then the row and the transaction id the
+    handler sees: 0 for an XS_FLAG_NOTID row, else transaction_lookup's
+    (ENOENT if the connection has no such transaction).  `row` is any
+    table's row with `func` and `flags` (the domains' wire shares this)."""
     if row is None or row.func is None:
         raise XsError(_errno.ENOSYS)
     flags = row.flags
     if flags & XS_FLAG_PRIV and not xs.privileged:
         raise XsError(_errno.EACCES)
     if flags & XS_FLAG_NOTID:
-        return 0
+        return row, 0
     if tx and tx not in xs.transactions:
         raise XsError(_errno.ENOENT)
-    return tx
+    return row, tx
 
 
 def respond(row: Row, req: Request) -> bytes:
     """The row's handler, then send_reply's bound: a reply over
     XENSTORE_PAYLOAD_MAX is E2BIG instead."""
+    if row.func is None:                 # no handler: ENOSYS, as admit says
+        raise XsError(_errno.ENOSYS)
     reply = row.func(req)
     if len(reply) > XENSTORE_PAYLOAD_MAX:
         raise XsError(_errno.E2BIG)
@@ -351,8 +387,7 @@ def respond(row: Row, req: Request) -> bytes:
 def process_message(conn: "ClientConnection", kind: int, tx: int, payload: bytes) -> tuple[int, bytes]:
     """xenstored's process_message: (reply type, reply payload)."""
     try:
-        row = OPS.get(kind)
-        tx = admit(row, conn.xs, tx)
+        row, tx = admit(OPS.get(kind), conn.xs, tx)
         return kind, respond(row, Request(conn, tx, payload, row.check(payload)))
     except OSError as e:                                # XsError, XenStoreError and co
         err = e.errno or _errno.EINVAL
@@ -501,11 +536,19 @@ class ClientConnection:
             self.sock.close()
 
 
+class StoreHost(Protocol):
+    """What xenstored asks of the hypervisor it serves."""
+
+    xenstore: XenStore
+
+    def domain_connected(self, domid: int) -> bool | None: ...
+
+
 class XenstoredServer:
     """Listens on `<directory>/socket`; `hv` supplies the store
     (`hv.xenstore`) and which domains exist (`hv.domain_connected`)."""
 
-    def __init__(self, hv, directory: str, log: Callable[[str], None] = lambda msg: None):
+    def __init__(self, hv: StoreHost, directory: str, log: Callable[[str], None] = lambda msg: None):
         self.hv = hv
         self.store: XenStore = hv.xenstore
         self.directory = directory
@@ -559,16 +602,17 @@ class XenstoredServer:
         os.chmod(SOCKET_NAME, 0o600, dir_fd=self._dir_fd)
         s.listen(64)
         self._listener = s
-        threading.Thread(target=self._accept_loop, name="xenstored", daemon=True).start()
+        threading.Thread(target=self._accept_loop, args=(s,), name="xenstored",
+                         daemon=True).start()
 
     def _peer_uid(self, conn: socket.socket) -> int:
         cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         return struct.unpack("3i", cred)[1]
 
-    def _accept_loop(self) -> None:
+    def _accept_loop(self, listener: socket.socket) -> None:
         while not self._stopped:
             try:
-                sock, _ = self._listener.accept()
+                sock, _ = listener.accept()
             except OSError:
                 return
             try:

@@ -18,6 +18,10 @@ from pyxl.toolstack import protocol
 from pyxl.toolstack.errors import Fault
 from pyxl.toolstack.paths import Paths
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any, ContextManager
+
 START_TIMEOUT = 15.0
 DEVICE_OPS = ("create", "vtpm_attach", "vtpm_detach")
 
@@ -28,17 +32,25 @@ class Client:
         self.ch: protocol.Channel | None = None
         self.daemon_pid = 0
 
-    def connect(self, autostart: bool = True) -> "Client":
+    def connect(self, autostart: bool = True) -> Client:
+        self._open(autostart)
+        return self
+
+    def channel(self) -> protocol.Channel:
+        """The connection to the daemon, made first (starting the daemon if
+        none is running) when there is none yet."""
+        return self.ch if self.ch is not None else self._open(True)
+
+    def _open(self, autostart: bool) -> protocol.Channel:
         try:
-            self._connect()
+            return self._connect()
         except Fault as f:
             if not autostart or f.name not in ("NOT_RUNNING", "REFUSED_STALE"):
                 raise
             start_daemon(self.paths)
-            self._connect()
-        return self
+            return self._connect()
 
-    def _connect(self) -> None:
+    def _connect(self) -> protocol.Channel:
         path = self.paths.control_socket
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -76,16 +88,16 @@ class Client:
             raise Fault("VERSION_MISMATCH", theirs=hello.get("version"), ours=protocol.VERSION)
         self.daemon_pid = hello.get("pid", 0)
         self.ch = ch
+        return ch
 
-    def call(self, op: str, **args):
-        if self.ch is None:
-            self.connect()
+    def call(self, op: str, **args: Any) -> Any:
+        ch = self.channel()
         if op in DEVICE_OPS and "PYXL_DEVICE_TIMEOUT" in os.environ:
             # how long libxl waits for a backend (LIBXL_INIT_TIMEOUT, 10 s); tests shorten it
             args.setdefault("device_timeout", float(os.environ["PYXL_DEVICE_TIMEOUT"]))
         try:
-            self.ch.send({"op": op, "args": args})
-            reply = self.ch.recv()
+            ch.send({"op": op, "args": args})
+            reply = ch.recv()
         except (OSError, protocol.ProtocolError) as e:
             raise Fault("REFUSED", path=self.paths.control_socket,
                         reason="connection lost (%s)" % e) from None
@@ -101,14 +113,14 @@ class Client:
             self.ch.close()
             self.ch = None
 
-    def __enter__(self):
+    def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def call(op: str, autostart: bool = True, **args):
+def call(op: str, autostart: bool = True, **args: Any) -> Any:
     """One request on a fresh connection."""
     c = Client().connect(autostart=autostart)
     try:
@@ -117,7 +129,7 @@ def call(op: str, autostart: bool = True, **args):
         c.close()
 
 
-def progress(text: str):
+def progress(text: str) -> ContextManager[object]:
     """A rich spinner on stderr while a person watches; nothing for scripts."""
     import contextlib
     import sys

@@ -20,17 +20,18 @@ ESCAPE = 0x1d
 
 def attach(dom: str, client: Client | None = None) -> int:
     c = client or Client().connect()
+    ch = c.channel()
     try:
-        c.ch.send({"op": "console", "args": {"dom": dom}})
-        reply = c.ch.recv()
+        ch.send({"op": "console", "args": {"dom": dom}})
+        reply = ch.recv()
     except OSError as e:
         raise Fault("REFUSED", path=c.paths.control_socket, reason=str(e)) from None
     if reply is None:
         raise Fault("CONSOLE_UNAVAILABLE")
     if not reply.get("ok"):
         raise Fault.from_wire(reply)
-    sock = c.ch.sock
-    first = c.ch.take_buffered()
+    sock = ch.sock
+    first = ch.take_buffered()
     out = sys.stdout.fileno()
     inp = sys.stdin.fileno()
     if first:

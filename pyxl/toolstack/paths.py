@@ -20,6 +20,10 @@ import os
 
 from pyxl.fsutil import ensure_dir, safe_name
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Mapping
+
 
 class Paths:
     """The file layout of the host rooted at `root` (cheap to import: no dataclasses)."""
@@ -29,14 +33,14 @@ class Paths:
     def __init__(self, root: str):
         self.root = root
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Paths) and other.root == self.root
 
     def __repr__(self) -> str:
         return "Paths(%r)" % self.root
 
     @classmethod
-    def from_env(cls, environ=os.environ) -> "Paths":
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Paths:
         root = environ.get("PYXL_ROOT") or "/"
         return cls(os.path.abspath(root))
 

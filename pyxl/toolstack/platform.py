@@ -14,6 +14,14 @@ from __future__ import annotations
 
 import os
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from pyxl.hypervisor.services import Hypervisor
+    from pyxl.hypervisor.tis import TisDevice
+    from collections.abc import Mapping
+
+    from pyxl.toolstack.paths import Paths
+
 HW_TPM_STATE = ("tpm", "tpm12.state")
 HW_TPM2_STATE = ("tpm", "tpm20.state")
 HW_TPM_CHIP = ("tpm", "chip")     # the chip the host has: "1.2" or "2.0"
@@ -25,11 +33,11 @@ class PlatformError(Exception):
     """The host cannot come up as configured (the daemon refuses to start)."""
 
 
-def hardware_tpm_state(paths, version: int = 1) -> str:
+def hardware_tpm_state(paths: Paths, version: int = 1) -> str:
     return os.path.join(paths.lib_dir, *(HW_TPM2_STATE if version == 2 else HW_TPM_STATE))
 
 
-def hardware_tpm_version(paths, env=os.environ) -> int:
+def hardware_tpm_version(paths: Paths, env: Mapping[str, str] = os.environ) -> int:
     """Which chip the host has: PYXL_HWTPM=1.2 or 2.0 when the daemon
     starts; unset, the chip the host had last (the "chip" file next to the
     state files), else a TPM 1.2.  Each chip keeps its own state file, so
@@ -46,7 +54,7 @@ def hardware_tpm_version(paths, env=os.environ) -> int:
         return 1
 
 
-def attach_hardware_tpm(paths, hv):
+def attach_hardware_tpm(paths: Paths, hv: Hypervisor) -> TisDevice:
     """Load (or, on the host's first boot, manufacture) the TPM soldered on
     the board and map its five locality pages at 0xFED40000.  A state file
     that exists but cannot be read is never replaced by a new chip: that
@@ -79,7 +87,7 @@ def attach_hardware_tpm(paths, hv):
     return tis
 
 
-def grant_iomem(hv, domid: int, b_info: dict) -> None:
+def grant_iomem(hv: Hypervisor, domid: int, b_info: dict) -> None:
     """xl's iomem=: XEN_DOMCTL_iomem_permission for each {start, number}."""
     for r in (b_info or {}).get("iomem") or []:
         hv.iomem.permit(domid, int(r.get("start", 0)), int(r.get("number", 0)))

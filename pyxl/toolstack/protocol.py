@@ -20,6 +20,12 @@ from __future__ import annotations
 
 import json
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
+
+    import _socket
+
 
 MAGIC = "pyxl-control"
 VERSION = 1
@@ -33,14 +39,14 @@ class ProtocolError(Exception):
 class Channel:
     """Line-framed JSON over a connected socket (either end)."""
 
-    def __init__(self, sock):
+    def __init__(self, sock: _socket.socket):
         self.sock = sock
         self.buf = b""
 
-    def send(self, obj) -> None:
+    def send(self, obj: object) -> None:
         self.sock.sendall(json.dumps(obj, separators=(",", ":")).encode() + b"\n")
 
-    def recv(self):
+    def recv(self) -> Any:
         """The next message, or None at EOF."""
         while b"\n" not in self.buf:
             if len(self.buf) > MAX_LINE:

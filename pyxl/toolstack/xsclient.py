@@ -17,16 +17,20 @@ import _socket as socket   # socket.py (enums, selectors) costs start-up on ever
 from pyxl.hypervisor import xs_wire
 from pyxl.hypervisor.xs_wire import XENSTORE_PAYLOAD_MAX, XsType
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from pyxl.toolstack.paths import Paths
+
 XBT_NULL = 0
 
 
-def socket_path(paths) -> str:
+def socket_path(paths: Paths) -> str:
     """Where the host's xenstored listens (pyxl.hypervisor.xenstored)."""
     return os.path.join(paths.xenstored_dir, xs_wire.SOCKET_NAME)
 
 
 class XsClient:
-    def __init__(self, sock):
+    def __init__(self, sock: socket.socket):
         self.sock = sock
         self.events: collections.deque[tuple[bytes, bytes]] = collections.deque()
 
@@ -87,23 +91,23 @@ class XsClient:
             self.events.append((vec[xs_wire.XS_WATCH_PATH], vec[xs_wire.XS_WATCH_TOKEN]))
 
     @staticmethod
-    def _z(text) -> bytes:
+    def _z(text: str | bytes) -> bytes:
         return (os.fsencode(text) if isinstance(text, str) else bytes(text)) + b"\0"
 
     # -- operations --------------------------------------------------------------
-    def read(self, path, tx: int = XBT_NULL) -> bytes:
+    def read(self, path: str | bytes, tx: int = XBT_NULL) -> bytes:
         return self.talk(XsType.READ, [self._z(path)], tx)
 
-    def write(self, path, value: bytes, tx: int = XBT_NULL) -> None:
+    def write(self, path: str | bytes, value: bytes, tx: int = XBT_NULL) -> None:
         self.talk(XsType.WRITE, [self._z(path), value], tx)
 
-    def mkdir(self, path, tx: int = XBT_NULL) -> None:
+    def mkdir(self, path: str | bytes, tx: int = XBT_NULL) -> None:
         self.talk(XsType.MKDIR, [self._z(path)], tx)
 
-    def rm(self, path, tx: int = XBT_NULL) -> None:
+    def rm(self, path: str | bytes, tx: int = XBT_NULL) -> None:
         self.talk(XsType.RM, [self._z(path)], tx)
 
-    def directory(self, path, tx: int = XBT_NULL) -> list[bytes]:
+    def directory(self, path: str | bytes, tx: int = XBT_NULL) -> list[bytes]:
         """xs_directory: XS_DIRECTORY, and XS_DIRECTORY_PART when the list is
         too long for one reply (E2BIG)."""
         try:
@@ -114,7 +118,7 @@ class XsClient:
             return self._directory_part(path, tx)
         return xs_wire.strings(body)
 
-    def _directory_part(self, path, tx: int) -> list[bytes]:
+    def _directory_part(self, path: str | bytes, tx: int) -> list[bytes]:
         gen = None
         strings = b""
         while True:
@@ -137,10 +141,10 @@ class XsClient:
             strings = strings[:-1]
         return xs_wire.strings(strings) if strings not in (b"", b"\0") else []
 
-    def get_perms(self, path, tx: int = XBT_NULL) -> list[bytes]:
+    def get_perms(self, path: str | bytes, tx: int = XBT_NULL) -> list[bytes]:
         return xs_wire.strings(self.talk(XsType.GET_PERMS, [self._z(path)], tx))
 
-    def set_perms(self, path, perms: list[bytes], tx: int = XBT_NULL) -> None:
+    def set_perms(self, path: str | bytes, perms: list[bytes], tx: int = XBT_NULL) -> None:
         self.talk(XsType.SET_PERMS, [self._z(path)] + [p + b"\0" for p in perms], tx)
 
     def transaction_start(self) -> int:
@@ -149,7 +153,7 @@ class XsClient:
     def transaction_end(self, tx: int, abort: bool) -> None:
         self.talk(XsType.TRANSACTION_END, [b"F\0" if abort else b"T\0"], tx)
 
-    def watch(self, path, token) -> None:
+    def watch(self, path: str | bytes, token: str | bytes) -> None:
         self.talk(XsType.WATCH, [self._z(path), self._z(token)])
 
     def read_watch(self) -> tuple[bytes, bytes]:

@@ -24,6 +24,12 @@ from pyxl.hypervisor.tis import (ACCESS, ACCESS_ACTIVE_LOCALITY, ACCESS_REQUEST_
                                  INT_ENABLE, INTF_CAPABILITY, RID, STS, STS_COMMAND_READY,
                                  STS_DATA_AVAIL, STS_EXPECT, STS_GO, STS_VALID)
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from typing import Callable
+
+    from pyxl.domain.xen import XenInterface
+
 TPM_TIS_BASE = 0xFED40000
 TPM_BUFSIZE = 2048
 TPM_TIMEOUT = 0.005                 # poll interval (msleep(5))
@@ -39,7 +45,12 @@ TPM_CAP_PROP, TIS_TIMEOUT, TIS_DURATION = 5, 0x115, 0x120
 
 
 class TisError(OSError):
-    pass
+    """A failed TPM transfer; `errno` is the Linux driver's error number."""
+
+    errno: int
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code, message)
 
 
 def getcap_prop(subcap: int) -> bytes:
@@ -53,7 +64,8 @@ class TpmTis:
     NO_MAP = "Unable to map iomem page a address 0x%x\n"
     FAMILY = "1.2"
 
-    def __init__(self, xen, printk, baseaddr: int = TPM_TIS_BASE, localities: int = 1,
+    def __init__(self, xen: XenInterface, printk: Callable[[str], None],
+                 baseaddr: int = TPM_TIS_BASE, localities: int = 1,
                  irq: int = 0):
         self.xen, self.printk = xen, printk
         self.locality = -1

@@ -32,6 +32,14 @@ from dataclasses import dataclass
 from . import xenbus
 from .tpmif import (TPMIF_STATE_CANCEL, TPMIF_STATE_SUBMIT, SharedPage, TpmifError)
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from typing import Callable
+
+    from pyxl.domain.xen import Mapping, XenInterface
+
+    OpenClose = Callable[[int, int], object]        # (domid, handle)
+
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _NEW_FE = re.compile(r"^backend/vtpm/(\d+)/(\d+)$")
 _FE_STATE = re.compile(r"^/local/domain/(\d+)/device/vtpm/(\d+)/state$")
@@ -69,11 +77,16 @@ class TpmIf:
         self.state = xenbus.XenbusStateInitialising
         self.status = DISCONNECTED
         self.uuid = bytes(16)
-        self.mapping = None
+        self.mapping: Mapping | None = None
         self.page: SharedPage | None = None
         self.port = -1
         self.ready = False          # a request is waiting to be served
         self.closed = False
+
+    def connected_page(self) -> SharedPage | None:
+        """The ring while CONNECTED (connecting maps it, leaving that
+        status drops it), else None."""
+        return self.page if self.status == CONNECTED else None
 
     @property
     def be_path(self) -> str:
@@ -85,7 +98,8 @@ class TpmIf:
 
 
 class TpmBack:
-    def __init__(self, xen, printk, open_callback=None, close_callback=None):
+    def __init__(self, xen: XenInterface, printk: Callable[[str], None],
+                 open_callback: OpenClose | None = None, close_callback: OpenClose | None = None):
         self.xen = xen
         self.printk = printk
         self.open_callback = open_callback
@@ -246,6 +260,7 @@ class TpmBack:
             t.status = DISCONNECTING
             mapping, port = t.mapping, t.port
             t.page, t.mapping, t.port, t.ready = None, None, -1, False
+        assert mapping is not None            # CONNECTED: connect_fe mapped the ring
         try:
             self.xen.unmap_grant(mapping)
         except OSError:
@@ -409,19 +424,20 @@ class TpmBack:
         """tpmback_handler: what the event channel means for its interface."""
         with self.cond:
             for t in self.tpms:
-                if t.port == port and t.status == CONNECTED:
-                    st = t.page.state
+                page = t.connected_page()
+                if t.port == port and page is not None:
+                    st = page.state
                     if st == TPMIF_STATE_SUBMIT:
                         t.ready = True
                     elif st == TPMIF_STATE_CANCEL and not t.ready:
-                        t.page.idle()
+                        page.idle()
                         try:
                             self.xen.evtchn_notify(port)
                         except OSError:
                             pass
                     return
 
-    def _pump(self, want, timeout: float | None) -> bool:
+    def _pump(self, want: Callable[[], bool], timeout: float | None) -> bool:
         """Wait until want() (under cond) holds, servicing event channels."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -455,9 +471,9 @@ class TpmBack:
             t = self.tpms[0]
             return t.domid, t.handle
 
-    def _take(self, t: TpmIf) -> TpmCmd | None:
+    def _take(self, t: TpmIf, page: SharedPage) -> TpmCmd | None:
         try:
-            req, locality = t.page.request()
+            req, locality = page.request()
         except TpmifError:
             self.err("%u/%u Command size too long for shared page!\n" % (t.domid, t.handle))
             t.ready = False
@@ -472,8 +488,9 @@ class TpmBack:
                 return None
             with self.cond:
                 for t in self.tpms:
-                    if t.ready and t.status == CONNECTED:
-                        cmd = self._take(t)
+                    page = t.connected_page()
+                    if t.ready and page is not None:
+                        cmd = self._take(t, page)
                         if cmd is not None:
                             return cmd
 
@@ -488,8 +505,9 @@ class TpmBack:
             with self.cond:
                 if t.closed:
                     return None
-                if t.ready and t.status == CONNECTED:
-                    cmd = self._take(t)
+                page = t.connected_page()
+                if t.ready and page is not None:
+                    cmd = self._take(t, page)
                     if cmd is not None:
                         return cmd
 
@@ -500,12 +518,13 @@ class TpmBack:
                 self.err("Tried to send a reponse to non existant frontend %u/%u\n"
                          % (cmd.domid, cmd.handle))
                 return
-            if not t.ready or t.status != CONNECTED:
+            page = t.connected_page()
+            if not t.ready or page is None:
                 self.err("Tried to send response to a frontend that was not waiting for one %u/%u\n"
                          % (cmd.domid, cmd.handle))
                 return
             try:
-                t.page.finish(response)
+                page.finish(response)
             except TpmifError:
                 self.err("%u/%u Command size too long for shared page!\n" % (t.domid, t.handle))
                 return

@@ -21,6 +21,12 @@ import time
 from . import xenbus
 from .tpmif import (MAX_PACKET, TPMIF_STATE_FINISH, TPMIF_STATE_IDLE, SharedPage)
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from typing import Callable
+
+    from pyxl.domain.xen import Page, XenInterface
+
 
 RESUME_TIMEOUT = 30.0      # how long a command waits for the ring to come back
 POLL = 0.5                 # how often a waiting command looks whether its backend is still there
@@ -36,13 +42,13 @@ class BackendGone(TpmFrontError):
 
 
 class TpmFront:
-    def __init__(self, xen, printk, nodename: str = "device/vtpm/0",
+    def __init__(self, xen: XenInterface, printk: Callable[[str], None], nodename: str = "device/vtpm/0",
                  timeout: float | None = None):
         self.xen = xen
         self.printk = printk
         self.nodename = nodename
         self.state = xenbus.XenbusStateInitialising
-        self.page = None
+        self.page: Page | None = None          # the ring, while connected
         self.shared: SharedPage | None = None
         self.ref = self.port = -1
         self.locality = 0
@@ -128,13 +134,13 @@ class TpmFront:
         then wait for the backend's Connected and its v2 flag."""
         xen = self.xen
         self.generation = xen.generation
-        self.page = xen.alloc_page()
-        self.shared = SharedPage(self.page.buf)
-        self.shared.init()
-        self.ref = xen.grant_access(self.page, self.bedomid)
+        page = self.page = xen.alloc_page()
+        shared = self.shared = SharedPage(page.buf)
+        shared.init()
+        self.ref = xen.grant_access(page, self.bedomid)
         self.port = xen.evtchn_alloc_unbound(self.bedomid)
 
-        def publish(tx):
+        def publish(tx: int) -> None:
             xen.write(self.nodename + "/ring-ref", "%u" % self.ref, tx)
             xen.write(self.nodename + "/event-channel", "%u" % self.port, tx)
         try:
@@ -268,16 +274,19 @@ class TpmFront:
         raise TpmFrontError(32, "hypervisor connection closed")
 
     def _cmd(self, request: bytes, timeout: float | None) -> bytes | None:
-        """One round trip on the current ring; None if the ring died under it."""
+        """One round trip on the current ring; None if the ring died under it.
+        Called with self.lock held, while Connected (so there is a ring)."""
+        shared = self.shared
+        assert shared is not None
         try:
             # a stale notification (the backend's bind) must not end this wait
             self.xen.evtchn_wait(self.port, timeout=0)
-            self.shared.submit(request, self.locality)
+            shared.submit(request, self.locality)
             self.xen.evtchn_notify(self.port)
         except OSError:
             return None
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.shared.state not in (TPMIF_STATE_FINISH, TPMIF_STATE_IDLE):
+        while shared.state not in (TPMIF_STATE_FINISH, TPMIF_STATE_IDLE):
             if self._gone():
                 return None
             left = None if deadline is None else deadline - time.monotonic()
@@ -293,9 +302,9 @@ class TpmFront:
                 raise BackendGone(107, "backend gone")
         if self._gone():
             return None
-        if self.shared.state != TPMIF_STATE_FINISH:
+        if shared.state != TPMIF_STATE_FINISH:
             return b""
-        return self.shared.response()
+        return shared.response()
 
     def shutdown(self, timeout: float | None = 10.0) -> None:
         xen = self.xen

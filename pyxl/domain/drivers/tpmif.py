@@ -43,7 +43,7 @@ class TpmifError(ValueError):
 class SharedPage:
     """Accessors over a 4096-byte buffer (a granted Page or a Mapping's buf)."""
 
-    def __init__(self, buf):
+    def __init__(self, buf: memoryview | bytearray):
         if len(buf) < PAGE_SIZE:
             raise ValueError("tpmif shared page must be 4096 bytes")
         self.buf = buf

@@ -29,6 +29,14 @@ import time
 from . import xenbus
 from .tpmif import TPMIF_STATE_FINISH, TPMIF_STATE_IDLE, SharedPage
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from typing import Callable
+
+    from pyxl.domain.xen import Page, XenInterface
+
+    Transmit = Callable[[bytes], bytes]          # one TPM command -> its response
+
 TOKEN = "xen-tpmfront"
 TIMEOUT_C = 0.750                      # TIS default until the TPM says otherwise
 DURATION = 120.0                       # the longest TPM 1.2 duration class
@@ -39,7 +47,8 @@ class TpmDeviceError(OSError):
 
 
 class XenTpmFront:
-    def __init__(self, xen, nodename: str = "device/vtpm/0", klog=None):
+    def __init__(self, xen: XenInterface, nodename: str = "device/vtpm/0",
+                 klog: Callable[[str], object] | None = None):
         self.xen, self.nodename = xen, nodename
         self.klog = klog or (lambda msg: None)
         self.registered = False
@@ -47,7 +56,7 @@ class XenTpmFront:
         self.cond = threading.Condition()
         self.lock = threading.Lock()            # one command at a time, like tpm_mutex
         self.timeout_c, self.duration = TIMEOUT_C, DURATION
-        self.page = None
+        self.page: Page | None = None          # the ring, once set up
         self._setup_ring()
         self.registered = True                   # tpm_chip_register: /dev/tpm0 appears
         xen.watch(self.bepath + "/state", TOKEN)
@@ -70,7 +79,7 @@ class XenTpmFront:
         if old is not None:
             old.close()
 
-        def publish(tx):
+        def publish(tx: int) -> None:
             xen.write(nodename + "/ring-ref", "%u" % self.ref, tx)
             xen.write(nodename + "/event-channel", "%u" % self.port, tx)
             xen.write(nodename + "/feature-protocol-v2", "1", tx)
@@ -226,19 +235,20 @@ class XenTpmFront:
                 fn(arg)
             except OSError:
                 pass
-        self.page.close()
+        if self.page is not None:
+            self.page.close()
 
 
 # -- sysfs (Linux 6.1 tpm-sysfs.c for TPM 1.2 chips) ----------------------------------
 
-def _getcap_prop(transmit, prop: int) -> bytes:
+def _getcap_prop(transmit: Transmit, prop: int) -> bytes:
     rsp = transmit(struct.pack(">HIIIII", 0xC1, 22, 0x65, 5, 4, prop))
     if struct.unpack_from(">I", rsp, 6)[0]:
         raise TpmDeviceError(_errno.EIO, "GetCapability failed")
     return rsp[14:14 + struct.unpack_from(">I", rsp, 10)[0]]
 
 
-def pcrs_text(transmit) -> str:
+def pcrs_text(transmit: Transmit) -> str:
     n = struct.unpack(">I", _getcap_prop(transmit, 0x101))[0]      # TPM_CAP_PROP_PCR
     out = []
     for i in range(n):
@@ -249,7 +259,7 @@ def pcrs_text(transmit) -> str:
     return "".join(out)
 
 
-def caps_text(transmit) -> str:
+def caps_text(transmit: Transmit) -> str:
     try:
         manuf = struct.unpack(">I", _getcap_prop(transmit, 0x103))[0]  # PROP_MANUFACTURER
     except TpmDeviceError:
@@ -266,7 +276,7 @@ def caps_text(transmit) -> str:
     return out + "TCG version: %d.%d\nFirmware version: %d.%d\n" % (major, minor, rmaj, rmin)
 
 
-def pubek_text(transmit) -> str:
+def pubek_text(transmit: Transmit) -> str:
     rsp = transmit(struct.pack(">HII", 0xC1, 30, 0x7C) + bytes(20))
     if struct.unpack_from(">I", rsp, 6)[0] or len(rsp) < 10 + 28 + 256:
         return ""

@@ -7,6 +7,12 @@ import errno as _errno
 import itertools
 import time
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from typing import Iterable
+
+    from pyxl.domain.xen import XenInterface
+
 # enum xenbus_state
 XenbusStateUnknown = 0
 XenbusStateInitialising = 1
@@ -26,7 +32,7 @@ STATE_NAMES = {
 _tokens = itertools.count(1)
 
 
-def read_state(xen, path: str) -> int:
+def read_state(xen: XenInterface, path: str) -> int:
     """The state under `path`/state; Unknown when missing or unreadable (a
     vanished other end reads as Unknown, as xenbus_read_driver_state does)."""
     try:
@@ -41,14 +47,15 @@ def read_state(xen, path: str) -> int:
         return XenbusStateUnknown
 
 
-def switch_state(xen, path: str, state: int) -> None:
+def switch_state(xen: XenInterface, path: str, state: int) -> None:
     """xenbus_switch_state: write our state unless it is already that."""
     if read_state(xen, path) == state:
         return
     xen.write(f"{path}/state", str(int(state)))
 
 
-def wait_for_state(xen, other_end: str, states, timeout: float | None = None) -> int | None:
+def wait_for_state(xen: XenInterface, other_end: str, states: int | Iterable[int],
+                   timeout: float | None = None) -> int | None:
     """Watch `other_end`/state until it is one of `states`; returns the state
     seen, or None on timeout. Uses its own watch token, so concurrent waiters
     in one domain do not steal each other's events."""

@@ -14,16 +14,20 @@ import time
 
 from pyxl.domain.linux.fs import GuestTree
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from pyxl.domain.linux.shell import Io, Shell
+
 LS_WIDTH = 80                          # the console's columns
 
 
-def _usage(io, prog: str, msg: str) -> int:
+def _usage(io: Io, prog: str, msg: str) -> int:
     io.error("%s: %s" % (prog, msg))
     io.error("Try '%s --help' for more information." % prog)
     return 1
 
 
-def _options(args: list[str], allowed: str, prog: str, io):
+def _options(args: list[str], allowed: str, prog: str, io: Io) -> tuple[set[str], list[str]] | None:
     """Short options of a coreutils program: (set of letters, operands), or
     None after printing the usage error."""
     opts: set[str] = set()
@@ -43,7 +47,7 @@ def _options(args: list[str], allowed: str, prog: str, io):
     return opts, operands
 
 
-def b_cat(sh, args, io) -> int:
+def b_cat(sh: Shell, args: list[str], io: Io) -> int:
     parsed = _options(args, "u", "cat", io)
     if parsed is None:
         return 1
@@ -65,7 +69,7 @@ def b_cat(sh, args, io) -> int:
     return status
 
 
-def b_ls(sh, args, io) -> int:
+def b_ls(sh: Shell, args: list[str], io: Io) -> int:
     parsed = _options(args, "aA1dl", "ls", io)
     if parsed is None:
         return 2
@@ -80,7 +84,7 @@ def b_ls(sh, args, io) -> int:
             dirs.append(op)
         else:
             files.append(op)
-    blocks = []
+    blocks: list[tuple[str | None, list[str]]] = []
     if files:
         blocks.append((None, sorted(files)))
     for d in sorted(dirs):
@@ -91,19 +95,19 @@ def b_ls(sh, args, io) -> int:
             names = [n for n in names if not n.startswith(".")]
         blocks.append((d, sorted(names)))
     header = len(operands) > 1 or status != 0
-    for k, (d, names) in enumerate(blocks):
+    for k, (where, names) in enumerate(blocks):
         if k:
             io.print("\n")
-        if d is not None and header:
-            io.print("%s:\n" % d)
+        if where is not None and header:
+            io.print("%s:\n" % where)
         if "l" in opts:
-            io.print(_long(sh, d, names))
+            io.print(_long(sh, where, names))
         elif names:
             io.print(_columns(names) if io.out.tty and "1" not in opts else "\n".join(names) + "\n")
     return status
 
 
-def _long(sh, d: str | None, names: list[str]) -> str:
+def _long(sh: Shell, d: str | None, names: list[str]) -> str:
     """ls -l as coreutils prints it in the C locale; `total` for a directory
     (1024-byte blocks, rounded up).  Everything in the tree is root's; a
     simulated file is a read-only 4096-byte one, as sysfs shows its files."""
@@ -128,8 +132,8 @@ def _long(sh, d: str | None, names: list[str]) -> str:
     wl = max((len(r[1]) for r in rows), default=0)
     ws = max((len(r[2]) for r in rows), default=0)
     out = "total %d\n" % -(-blocks // 2) if d is not None else ""
-    for m, nl, size, date, name in rows:
-        out += "%s %s root root %s %s %s\n" % (m, nl.rjust(wl), size.rjust(ws), date, name)
+    for m, nl, sz, date, name in rows:
+        out += "%s %s root root %s %s %s\n" % (m, nl.rjust(wl), sz.rjust(ws), date, name)
     return out
 
 
@@ -177,7 +181,7 @@ def _columns(names: list[str]) -> str:
     return "".join(out)
 
 
-def b_rm(sh, args, io) -> int:
+def b_rm(sh: Shell, args: list[str], io: Io) -> int:
     parsed = _options(args, "frRiv", "rm", io)
     if parsed is None:
         return 1
@@ -215,7 +219,7 @@ def b_rm(sh, args, io) -> int:
     return status
 
 
-def b_mkdir(sh, args, io) -> int:
+def b_mkdir(sh: Shell, args: list[str], io: Io) -> int:
     parsed = _options(args, "p", "mkdir", io)
     if parsed is None:
         return 1

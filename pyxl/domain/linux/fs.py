@@ -28,6 +28,10 @@ import subprocess
 import sys
 import tempfile
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from pyxl.domain.process import Domain
+
 TREE_DIRS = ("root", "tmp", "etc")
 HOME = "/root"
 UMASK = 0o022                          # the guest's: what its shell creates is at most 0644
@@ -55,11 +59,12 @@ class GuestTree:
         self.reaper: subprocess.Popen | None = None
 
     @classmethod
-    def create(cls, dom) -> "GuestTree":
+    def create(cls, dom: Domain) -> GuestTree:
         """Make the tree next to the domain's status file (the daemon's
         private per-domain runtime directory), or in the system's temporary
         directory for a domain run without a daemon."""
-        parent = os.path.dirname(dom.status_path) if getattr(dom, "status_path", None) else None
+        status = getattr(dom, "status_path", None)
+        parent = os.path.dirname(status) if status else None
         top = tempfile.mkdtemp(prefix="%d.guest." % dom.domid, dir=parent)   # 0700
         tree = cls(top)
         for d in TREE_DIRS:
@@ -158,7 +163,7 @@ class GuestTree:
         try:
             if stat.S_ISDIR(os.fstat(fd).st_mode):
                 raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 b = os.read(fd, 1 << 16)
                 if not b:

@@ -38,6 +38,13 @@ import socket
 import struct
 import threading
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from typing import Callable, ParamSpec, TypeVar
+
+    _P = ParamSpec("_P")
+    _T = TypeVar("_T")
+
 # Linux ABI: <linux/sched.h>, <linux/sockios.h>, <net/if.h>
 CLONE_NEWNET = 0x40000000
 SIOCGIFFLAGS, SIOCSIFFLAGS = 0x8913, 0x8914
@@ -67,14 +74,14 @@ def _loopback_up() -> None:
 class GuestNetwork:
     """One guest's network namespace and the thread that lives in it."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.error: NoNetwork | None = None
         self.up = threading.Event()
 
-    def call(self, fn, *args, **kw):
+    def call(self, fn: Callable[_P, _T], *args: _P.args, **kw: _P.kwargs) -> _T:
         """fn(*args, **kw) run inside the guest's network namespace; its
         result or exception.  Raises NoNetwork if there is no namespace."""
         self._start()

@@ -41,6 +41,26 @@ import re
 from pyxl.domain.linux import coreutils
 from pyxl.domain.linux.fs import HOME, UMASK, VIRTUAL_TOP, GuestTree
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterator, Protocol, TypeAlias, Union
+
+    # the grammar's shapes (see "the grammar" below)
+    Command: TypeAlias = Union["Simple", "Subshell"]
+    Pipeline: TypeAlias = tuple[bool, list[Command]]
+
+    class System(Protocol):
+        """The kernel side of the guest, as the shell uses it."""
+
+        def read_file(self, path: str) -> str | None: ...
+
+        def list_dir(self, path: str) -> list[str] | None: ...
+
+        def write_file(self, path: str) -> Sink | None: ...
+
+        def command(self, name: str, args: list[str], io: Io, sh: Shell,
+                    env: dict) -> int | None: ...
+
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SPECIAL_PARAMS = "?$#!0123456789@*-"
 BLANKS = " \t\n"
@@ -86,10 +106,10 @@ class ShellExit(Exception):
 class Tok:
     __slots__ = ("kind", "text", "parts")
 
-    def __init__(self, kind: str, text: str, parts=None):
+    def __init__(self, kind: str, text: str, parts: list | None = None):
         self.kind = kind       # "word", "op", "io", "newline", "eof"
         self.text = text
-        self.parts = parts
+        self.parts: list = [] if parts is None else parts     # a word's (kind, value, quoted)
 
     def __repr__(self) -> str:
         return "Tok(%s,%r)" % (self.kind, self.text)
@@ -205,7 +225,7 @@ ANSI_C = {"a": "\a", "b": "\b", "e": "\x1b", "E": "\x1b", "f": "\f", "n": "\n", 
 
 def _ansi_c(src: str, i: int, parts: list) -> int:
     """$'...' (bash): backslash escapes as in C."""
-    out = []
+    out: list[str] = []
     n = len(src)
     while True:
         if i >= n:
@@ -282,7 +302,7 @@ def _skip_quoted(src: str, k: int) -> int:
 
 def _backquote(src: str, i: int, parts: list, quoted: bool) -> int:
     k = i + 1
-    body = []
+    body: list[str] = []
     while True:
         if k >= len(src):
             raise Incomplete()
@@ -312,7 +332,7 @@ class Redir:
 class Simple:
     __slots__ = ("assigns", "words", "redirs")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.assigns: list[tuple[str, Tok]] = []
         self.words: list[Tok] = []
         self.redirs: list[Redir] = []
@@ -321,7 +341,7 @@ class Simple:
 class Subshell:
     __slots__ = ("body", "redirs")
 
-    def __init__(self, body, redirs):
+    def __init__(self, body: list, redirs: list[Redir]):
         self.body, self.redirs = body, redirs
 
 
@@ -349,7 +369,7 @@ class Parser:
         return body
 
     def list_(self, top: bool) -> list:
-        items = []
+        items: list = []
         while True:
             while self.tok.kind == "newline":
                 self.take()
@@ -383,7 +403,7 @@ class Parser:
             items.append((op, self.pipeline()))
         return items
 
-    def pipeline(self):
+    def pipeline(self) -> Pipeline:
         negate = False
         if self.tok.kind == "word" and self.tok.text == "!":
             self.take()
@@ -395,7 +415,7 @@ class Parser:
             cmds.append(self.command())
         return negate, cmds
 
-    def command(self):
+    def command(self) -> Command:
         if self.is_op("("):
             self.take()
             body = self.list_(top=False)
@@ -470,7 +490,7 @@ class Sink:
 
 
 class Buffer(Sink):
-    def __init__(self):
+    def __init__(self) -> None:
         self.chunks: list[bytes] = []
 
     def write(self, data: bytes) -> None:
@@ -501,7 +521,7 @@ class FileSink(Sink):
 class Call(Sink):
     """Output handed to a function (the console, /proc/sysrq-trigger)."""
 
-    def __init__(self, fn, tty: bool = False):
+    def __init__(self, fn: Callable[[bytes], Any], tty: bool = False):
         self.fn, self.tty = fn, tty
 
     def write(self, data: bytes) -> None:
@@ -514,7 +534,7 @@ class Io:
 
     __slots__ = ("stdin", "out", "err")
 
-    def __init__(self, stdin, out: Sink, err: Sink):
+    def __init__(self, stdin: bytes | None, out: Sink, err: Sink):
         self.stdin, self.out, self.err = stdin, out, err
 
     def print(self, text: str) -> None:
@@ -532,7 +552,7 @@ class Shell:
     special file opened for writing), and command(name, args, io, shell,
     env) -> status | None (a program; None: there is no such program)."""
 
-    def __init__(self, tree: GuestTree, system, console: Sink):
+    def __init__(self, tree: GuestTree, system: System, console: Sink):
         self.tree = tree
         self.system = system
         self.console = console
@@ -601,22 +621,23 @@ class Shell:
                 status = self.run_pipeline(pipeline, io)
         return self.status
 
-    def run_pipeline(self, pipeline, io: Io) -> int:
+    def run_pipeline(self, pipeline: Pipeline, io: Io) -> int:
         negate, cmds = pipeline
         if len(cmds) == 1:
             status = self.run_command(cmds[0], io)
         else:
             data = io.stdin
             for k, cmd in enumerate(cmds):
-                last = k == len(cmds) - 1
-                out = io.out if last else Buffer()
-                status = self.fork().run_command(cmd, Io(data, out, io.err), subshell=True)
-                if not last:
+                if k == len(cmds) - 1:
+                    status = self.fork().run_command(cmd, Io(data, io.out, io.err), subshell=True)
+                else:
+                    out = Buffer()
+                    status = self.fork().run_command(cmd, Io(data, out, io.err), subshell=True)
                     data = out.value()
         self.status = (0 if status else 1) if negate else status
         return self.status
 
-    def run_command(self, cmd, io: Io, subshell: bool = False) -> int:
+    def run_command(self, cmd: Command, io: Io, subshell: bool = False) -> int:
         try:
             if isinstance(cmd, Subshell):
                 sub = self.fork()
@@ -653,7 +674,7 @@ class Shell:
             io.error("-bash: %s" % e)
             return 1
 
-    def _failed(self, io: Io, e: Exception) -> int:
+    def _failed(self, io: Io, e: ExpansionError | OSError) -> int:
         io.error("-bash: %s" % (e if isinstance(e, ExpansionError) else
                                 "%s: %s" % (e.filename, e.strerror)))
         self.status = 1
@@ -769,7 +790,7 @@ class Shell:
         return "".join(text for text, _ in self._pieces(word, io, split=False))
 
     def expand(self, word: Tok, io: Io) -> list[str]:
-        fields: list[tuple[str, str]] = []    # (text, glob pattern)
+        fields: list[tuple[str, str | None]] = []    # (text, glob pattern or None)
         cur: list | None = None                # [text, pattern, globbing]
         for text, quoted in self._pieces(word, io, split=True):
             if quoted is None:                 # a field break from splitting
@@ -793,8 +814,8 @@ class Shell:
             out += matches or [text]
         return out
 
-    def _pieces(self, word: Tok, io: Io, split: bool):
-        """(text, quoted) pieces; (None, None) marks where splitting ends a field."""
+    def _pieces(self, word: Tok, io: Io, split: bool) -> Iterator[tuple[str, bool | None]]:
+        """(text, quoted) pieces; ("", None) marks where splitting ends a field."""
         for kind, value, quoted in word.parts:
             if kind == "lit":
                 yield value, quoted
@@ -812,15 +833,15 @@ class Shell:
                 words = text.split() if set(ifs) <= set(BLANKS) else re.split(
                     "[%s]" % re.escape(ifs), text) if ifs else [text]
                 if text and text[0] in ifs:
-                    yield None, None
+                    yield "", None
                 for k, w in enumerate(x for x in words if x):
                     if k:
-                        yield None, None
+                        yield "", None
                     yield w, False
                 if text and text[-1] in ifs:
-                    yield None, None
+                    yield "", None
 
-    def param(self, value) -> str:
+    def param(self, value: str | tuple[str, str, str]) -> str:
         if isinstance(value, tuple):
             name, op, word = value
             cur = self.param(name)
@@ -945,11 +966,11 @@ def _has_cmd(word: Tok) -> bool:
 
 
 # -- built-ins ---------------------------------------------------------------------
-def b_true(sh: Shell, args, io) -> int:
+def b_true(sh: Shell, args: list[str], io: Io) -> int:
     return 0
 
 
-def b_false(sh: Shell, args, io) -> int:
+def b_false(sh: Shell, args: list[str], io: Io) -> int:
     return 1
 
 
@@ -957,7 +978,7 @@ ECHO_ESCAPES = {"a": b"\a", "b": b"\b", "e": b"\x1b", "E": b"\x1b", "f": b"\f", 
                 "r": b"\r", "t": b"\t", "v": b"\v", "\\": b"\\"}
 
 
-def b_echo(sh: Shell, args, io) -> int:
+def b_echo(sh: Shell, args: list[str], io: Io) -> int:
     """bash's builtin echo: -n, -e, -E (only as leading words of those letters)."""
     newline, escapes = True, False
     while args and re.fullmatch(r"-[neE]+", args[0]):
@@ -990,10 +1011,12 @@ def _echo_escapes(data: bytes) -> tuple[bytes, bool]:
             i += 2
         elif nxt == "0":
             m = re.compile(rb"[0-7]{0,3}").match(data, i + 2)
+            assert m is not None        # {0,3}: matches nothing at worst
             out.append(int(m.group(0) or b"0", 8) & 0xFF)
             i = m.end()
         elif nxt == "x" and re.compile(rb"[0-9A-Fa-f]").match(data, i + 2):
             m = re.compile(rb"[0-9A-Fa-f]{1,2}").match(data, i + 2)
+            assert m is not None        # a hex digit is there (tested above)
             out.append(int(m.group(0), 16))
             i = m.end()
         else:
@@ -1002,12 +1025,12 @@ def _echo_escapes(data: bytes) -> tuple[bytes, bool]:
     return bytes(out), False
 
 
-def b_pwd(sh: Shell, args, io) -> int:
+def b_pwd(sh: Shell, args: list[str], io: Io) -> int:
     io.print(sh.cwd + "\n")
     return 0
 
 
-def b_cd(sh: Shell, args, io) -> int:
+def b_cd(sh: Shell, args: list[str], io: Io) -> int:
     if len(args) > 1:
         io.error("-bash: cd: too many arguments")
         return 1
@@ -1034,7 +1057,7 @@ def b_cd(sh: Shell, args, io) -> int:
     return 0
 
 
-def b_export(sh: Shell, args, io) -> int:
+def b_export(sh: Shell, args: list[str], io: Io) -> int:
     if not args or args == ["-p"]:
         for name in sorted(sh.exported):
             if name in sh.vars:
@@ -1057,7 +1080,7 @@ def b_export(sh: Shell, args, io) -> int:
     return status
 
 
-def b_unset(sh: Shell, args, io) -> int:
+def b_unset(sh: Shell, args: list[str], io: Io) -> int:
     status = 0
     for a in args:
         if not NAME.fullmatch(a):
@@ -1069,7 +1092,7 @@ def b_unset(sh: Shell, args, io) -> int:
     return status
 
 
-def b_exit(sh: Shell, args, io) -> int:
+def b_exit(sh: Shell, args: list[str], io: Io) -> int:
     if not args:
         raise ShellExit(sh.status)
     if not re.fullmatch(r"[-+]?[0-9]+", args[0]):
