@@ -143,7 +143,16 @@ class TPM_KEY_PARMS(TPMStruct):
 
     @classmethod
     def unmarshal(cls, r):
-        return cls(r.u32(), r.u16(), r.u16(), r.sized32("parms"))
+        """As libtpms's TPM_KeyParms_Load: an RSA key's parms are parsed at
+        once (short: TPM_BAD_PARAM_SIZE; bytes after them are ignored), any
+        other algorithm but 0 (uninitialised) is TPM_BAD_KEY_PROPERTY."""
+        at = r.pos
+        p = cls(r.u32(), r.u16(), r.u16(), r.sized32("parms"))
+        if p.algorithmID == C.TPM_ALG_RSA:
+            TPM_RSA_KEY_PARMS.unmarshal(Reader(p.parms))
+        elif p.algorithmID != 0:
+            raise TPMBadValue(at, "key algorithm %#x" % p.algorithmID, C.TPM_BAD_KEY_PROPERTY)
+        return p
 
     def rsa(self) -> TPM_RSA_KEY_PARMS:
         return TPM_RSA_KEY_PARMS.from_bytes(self.parms)
@@ -623,7 +632,7 @@ class TPM_NV_DATA_PUBLIC(TPMStruct):
     def unmarshal(cls, r):
         _expect_tag(r, C.TPM_TAG_NV_DATA_PUBLIC, "TPM_NV_DATA_PUBLIC")
         return cls(r.u32(), TPM_PCR_INFO_SHORT.unmarshal(r), TPM_PCR_INFO_SHORT.unmarshal(r),
-                   TPM_NV_ATTRIBUTES.unmarshal(r), r.u8(), r.u8(), r.u8(), r.u32())
+                   TPM_NV_ATTRIBUTES.unmarshal(r), r.bool(), r.bool(), r.bool(), r.u32())
 
 
 # ---------------------------------------------------------------- flags

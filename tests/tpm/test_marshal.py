@@ -18,7 +18,11 @@ flag = st.booleans()
 ver = st.builds(S.TPM_STRUCT_VER, u8, u8, u8, u8)
 version = st.builds(S.TPM_VERSION, u8, u8, u8, u8)
 selection = st.builds(S.TPM_PCR_SELECTION, st.binary(max_size=3))
-key_parms = st.builds(S.TPM_KEY_PARMS, u32, u16, u16, blob)
+rsa_parms = st.builds(S.TPM_RSA_KEY_PARMS, u32, u32, blob)
+# libtpms's TPM_KeyParms_Load takes RSA parms (parsed at once) or algorithm 0
+key_parms = st.one_of(
+    st.builds(S.TPM_KEY_PARMS, st.just(1), u16, u16, rsa_parms.map(lambda p: p.to_bytes())),
+    st.builds(S.TPM_KEY_PARMS, st.just(0), u16, u16, blob))
 store_pubkey = st.builds(S.TPM_STORE_PUBKEY, blob)
 pcr_info = st.builds(S.TPM_PCR_INFO, selection, digest, digest)
 pcr_info_long = st.builds(S.TPM_PCR_INFO_LONG, u8, u8, selection, selection, digest, digest)
@@ -32,7 +36,7 @@ STRATEGIES = {
     S.TPM_VERSION: version,
     S.TPM_CAP_VERSION_INFO: st.builds(S.TPM_CAP_VERSION_INFO, version, u16, u8,
                                       st.binary(min_size=4, max_size=4), blob),
-    S.TPM_RSA_KEY_PARMS: st.builds(S.TPM_RSA_KEY_PARMS, u32, u32, blob),
+    S.TPM_RSA_KEY_PARMS: rsa_parms,
     S.TPM_KEY_PARMS: key_parms,
     S.TPM_STORE_PUBKEY: store_pubkey,
     S.TPM_PUBKEY: pubkey,
@@ -61,7 +65,7 @@ STRATEGIES = {
     S.TPM_CHANGEAUTH_VALIDATE: st.builds(S.TPM_CHANGEAUTH_VALIDATE, digest, digest),
     S.TPM_NV_ATTRIBUTES: nv_attributes,
     S.TPM_NV_DATA_PUBLIC: st.builds(S.TPM_NV_DATA_PUBLIC, u32, pcr_info_short, pcr_info_short,
-                                    nv_attributes, u8, u8, u8, u32),
+                                    nv_attributes, *[st.integers(0, 1)] * 3, u32),
     S.TPM_PERMANENT_FLAGS: st.builds(S.TPM_PERMANENT_FLAGS, *[flag] * 20),
     S.TPM_STCLEAR_FLAGS: st.builds(S.TPM_STCLEAR_FLAGS, *[flag] * 5),
     S.TPM_CURRENT_TICKS: st.builds(S.TPM_CURRENT_TICKS, st.integers(0, 2**64 - 1), u16, digest),

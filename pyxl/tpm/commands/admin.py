@@ -41,27 +41,37 @@ def startup_clear(tpm) -> None:
 
 @command(C.TPM_ORD_Startup)
 def Startup(tpm, ctx, r):
-    if not tpm.post_init:
-        raise TPMError(C.TPM_INVALID_POSTINIT)
-    st = r.u16()
-    ctx.start(r, T0, check=CHECK_STARTUP)
-    if st == C.TPM_ST_CLEAR:
-        startup_clear(tpm)
-    elif st == C.TPM_ST_STATE:
-        if tpm.saved is None:
-            raise TPMError(C.TPM_FAIL, "no saved state")
-        saved = tpm.saved
-        startup_clear(tpm)
-        restore_volatile(tpm, saved)
-        # resettable PCRs do not survive a saved state (they reset to their default)
-        for i in range(16, C.TPM_NUM_PCR):
-            tpm.pcrs[i] = b"\xff" * 20 if i in tpm.identity.pcrs_ff_at_startup else bytes(20)
-        tpm.saved = saved
-    elif st == C.TPM_ST_DEACTIVATED:
-        startup_clear(tpm)
-        tpm.stclear.deactivated = True
-    else:
-        raise TPMError(C.TPM_BAD_PARAMETER)
+    """TPM_Startup, checked as libtpms's TPM_Process_Startup checks it: the
+    parameter, the tag and leftover bytes first, then a second start-up is
+    TPM_INVALID_POSTINIT.  Whatever the outcome, the TPM has left its
+    post-TPM_Init state afterwards (libtpms clears postInitialise
+    unconditionally): even a malformed TPM_Startup starts the TPM, so a
+    second, well-formed one is refused."""
+    try:
+        st = r.u16()
+        ctx.start(r, T0, check=CHECK_STARTUP)
+        if not tpm.post_init:
+            raise TPMError(C.TPM_INVALID_POSTINIT)
+        if st == C.TPM_ST_CLEAR:
+            startup_clear(tpm)
+        elif st == C.TPM_ST_STATE:
+            if tpm.saved is None:
+                raise TPMError(C.TPM_FAIL, "no saved state")
+            saved = tpm.saved
+            startup_clear(tpm)
+            restore_volatile(tpm, saved)
+            # resettable PCRs do not survive a saved state (they reset to their default)
+            for i in range(16, C.TPM_NUM_PCR):
+                tpm.pcrs[i] = b"\xff" * 20 if i in tpm.identity.pcrs_ff_at_startup else bytes(20)
+            tpm.saved = saved
+        elif st == C.TPM_ST_DEACTIVATED:
+            startup_clear(tpm)
+            tpm.stclear.deactivated = True
+        else:
+            raise TPMError(C.TPM_BAD_PARAMETER)
+    finally:
+        if not tpm.identity.berlios:
+            tpm.post_init = False
     tpm.post_init = False
     return b""
 

@@ -175,11 +175,21 @@ def SaveContext(tpm, ctx, r):
     return Writer().sized32(save(tpm, handle, rt, label)).getvalue()
 
 
+def _blob_param(r: Reader) -> bytes:
+    """A context size and a TPM_CONTEXT_BLOB, read as libtpms reads them: the
+    size is not used, the blob is parsed from the bytes that follow
+    (TPM_Process_LoadContext: TPM_Load32, TPM_ContextBlob_Load)."""
+    r.u32()
+    start = r.pos
+    TPM_CONTEXT_BLOB.unmarshal(r)
+    return r.data[start:r.pos]
+
+
 @command(C.TPM_ORD_LoadContext)
 def LoadContext(tpm, ctx, r):
     r.u32()                               # entityHandle: only a hint
-    keep = r.u8()
-    data = r.sized32("contextBlob")
+    keep = r.bool()
+    data = _blob_param(r)
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     return load(tpm, data, bool(keep)).to_bytes(4, "big")
 
@@ -193,7 +203,7 @@ def SaveKeyContext(tpm, ctx, r):
 
 @command(C.TPM_ORD_LoadKeyContext)
 def LoadKeyContext(tpm, ctx, r):
-    data = r.sized32("keyContextBlob")
+    data = _blob_param(r)
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     return load(tpm, data).to_bytes(4, "big")
 
@@ -207,6 +217,6 @@ def SaveAuthContext(tpm, ctx, r):
 
 @command(C.TPM_ORD_LoadAuthContext)
 def LoadAuthContext(tpm, ctx, r):
-    data = r.sized32("authContextBlob")
+    data = _blob_param(r)
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     return load(tpm, data).to_bytes(4, "big")

@@ -104,7 +104,7 @@ def Quote2(tpm, ctx, r):
     ctx.mark(r)
     external = r.digest()
     sel = TPM_PCR_SELECTION.unmarshal(r)
-    add_version = r.u8()
+    add_version = r.bool()
     ctx.start(r, T10, CHECK_ALL)
     key = sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
     if key.blob.algorithmParms.sigScheme not in (C.TPM_SS_RSASSAPKCS1v15_SHA1,

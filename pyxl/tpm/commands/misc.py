@@ -80,8 +80,16 @@ def Reset(tpm, ctx, r):
 
 @command(C.TPM_ORD_Init)
 def Init(tpm, ctx, r):
-    """TPM_Init as a command: back to the state that awaits TPM_Startup."""
-    ctx.start(r, T0, CHECK_STARTUP)
+    """TPM_Init as a command: back to the state that awaits TPM_Startup.
+    libtpms (built without TPM_TEST) checks the tag and the parameter size,
+    then answers TPM_BAD_ORDINAL; its answers carry the request's tag
+    (TPM_Process_Init stores no final response)."""
+    try:
+        ctx.start(r, T0, CHECK_STARTUP)
+    except TPMError as e:
+        raise TPMError(e.rc, echo_tag=True) from None
+    if not tpm.identity.berlios:
+        raise TPMError(C.TPM_BAD_ORDINAL, echo_tag=True)
     tpm._power_off()
     return b""
 

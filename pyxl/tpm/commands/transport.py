@@ -83,7 +83,7 @@ def EstablishTransport(tpm, ctx, r):
 
 
 def _trans_trailer(r: Reader):
-    return r.u32(), r.bytes(20), r.u8(), r.bytes(20)
+    return r.u32(), r.bytes(20), r.bool(), r.bytes(20)
 
 
 def _check_trans(t: TransportSession, in_digest: bytes, odd: bytes, cont: int,
