@@ -38,6 +38,16 @@ def _expect_tag(r: Reader, tag: int, name: str) -> None:
         raise TPMStructError(at, "%s tag 0x%04x (want 0x%04x)" % (name, got, tag))
 
 
+def _locality(r: Reader) -> int:
+    """A TPM_LOCALITY_SELECTION: no bit beyond locality 4, not 0 (libtpms
+    TPM_LocalitySelection_CheckLegal: TPM_INVALID_STRUCTURE)."""
+    at = r.pos
+    v = r.u8()
+    if v == 0 or v & ~C.TPM_LOC_ALL:
+        raise TPMBadValue(at, "locality selection %#x" % v, C.TPM_INVALID_STRUCTURE)
+    return v
+
+
 class TPMStruct:
     """Mixin: whole-buffer helpers around marshal/unmarshal."""
     OPEN_ENDED = False      # True: the last field takes the rest of the buffer
@@ -215,13 +225,25 @@ class TPM_KEY(TPMStruct):
 
     @classmethod
     def _unmarshal_body(cls, r, **head):
-        return cls(keyUsage=r.u16(), keyFlags=r.u32(), authDataUsage=r.u8(),
-                   algorithmParms=TPM_KEY_PARMS.unmarshal(r), PCRInfo=r.sized32("PCRInfo"),
+        """The rest of TPM_Key_Load: PCRInfo is parsed as it is read (a
+        TPM_PCR_INFO, or a TPM_PCR_INFO_LONG in a TPM_KEY12; empty: none)."""
+        usage, flags, auth_usage = r.u16(), r.u32(), r.u8()
+        parms = TPM_KEY_PARMS.unmarshal(r)
+        pcr_info = r.sized32("PCRInfo")
+        if pcr_info:
+            (TPM_PCR_INFO_LONG if cls is TPM_KEY12 else TPM_PCR_INFO).unmarshal(Reader(pcr_info))
+        return cls(keyUsage=usage, keyFlags=flags, authDataUsage=auth_usage,
+                   algorithmParms=parms, PCRInfo=pcr_info,
                    pubKey=TPM_STORE_PUBKEY.unmarshal(r), encData=r.sized32("encData"), **head)
 
     @classmethod
     def unmarshal(cls, r):
-        return cls._unmarshal_body(r, ver=TPM_STRUCT_VER.unmarshal(r))
+        at = r.pos
+        ver = TPM_STRUCT_VER.unmarshal(r)
+        if (ver.major, ver.minor) != (1, 1):
+            # libtpms TPM_StructVer_CheckVer, at once
+            raise TPMBadValue(at, "TPM_KEY version", C.TPM_BAD_VERSION)
+        return cls._unmarshal_body(r, ver=ver)
 
     @property
     def is_key12(self) -> bool:
@@ -241,8 +263,13 @@ class TPM_KEY12(TPM_KEY):
 
     @classmethod
     def unmarshal(cls, r):
-        _expect_tag(r, C.TPM_TAG_KEY12, "TPM_KEY12")
-        return cls._unmarshal_body(r, fill=r.u16())
+        at = r.pos
+        tag, fill = r.u16(), r.u16()
+        if tag != C.TPM_TAG_KEY12 or fill:
+            # libtpms TPM_Key_CheckTag, before the rest is read
+            raise TPMBadValue(at, "TPM_KEY12 tag %#x fill %#x" % (tag, fill),
+                              C.TPM_BAD_KEY_PROPERTY)
+        return cls._unmarshal_body(r, fill=fill)
 
     @property
     def is_key12(self) -> bool:
@@ -251,7 +278,10 @@ class TPM_KEY12(TPM_KEY):
 
 def unmarshal_any_key(r: Reader) -> TPM_KEY:
     """A TPM_KEY or TPM_KEY12, told apart by the leading tag/version."""
-    if r.remaining >= 2 and r.data[r.pos:r.pos + 2] == b"\x00\x28":
+    if r.remaining and r.data[r.pos] == 0:
+        # libtpms TPM_Key_LoadPubData: a TPM_KEY starts with ver.major (not 0),
+        # anything else is read as a TPM_KEY12 (a wrong tag or fill:
+        # TPM_BAD_KEY_PROPERTY)
         return TPM_KEY12.unmarshal(r)
     return TPM_KEY.unmarshal(r)
 
@@ -462,8 +492,8 @@ class TPM_PCR_INFO_LONG(TPMStruct):
     @classmethod
     def unmarshal(cls, r):
         _expect_tag(r, C.TPM_TAG_PCR_INFO_LONG, "TPM_PCR_INFO_LONG")
-        return cls(r.u8(), r.u8(), TPM_PCR_SELECTION.unmarshal(r), TPM_PCR_SELECTION.unmarshal(r),
-                   r.digest(), r.digest())
+        return cls(_locality(r), _locality(r), TPM_PCR_SELECTION.unmarshal(r),
+                   TPM_PCR_SELECTION.unmarshal(r), r.digest(), r.digest())
 
 
 @dataclass
@@ -477,7 +507,7 @@ class TPM_PCR_INFO_SHORT(TPMStruct):
 
     @classmethod
     def unmarshal(cls, r):
-        return cls(TPM_PCR_SELECTION.unmarshal(r), r.u8(), r.digest())
+        return cls(TPM_PCR_SELECTION.unmarshal(r), _locality(r), r.digest())
 
 
 # ---------------------------------------------------------------- sealed / bound data

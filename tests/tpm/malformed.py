@@ -460,7 +460,7 @@ def all_frames() -> list[Frame]:
     for b in BASES:
         out += mutations(b)
     out += [Frame(BASES[0], "unknown ordinal %#x" % o, assemble(t, o, []))
-            for o in (0x01, 0x26, 0x27, 0xFF, 0x20001000, 0x7FFFFFFF) for t in (C1, C2)]
+            for o in (0x01, 0x26, 0x27, 0xFF, 0x20000001, 0x7FFFFFFF) for t in (C1, C2)]
     out += [Frame(STARTUP, "startup type %#x" % t, assemble(C1, 0x99, [u16(t)]))
             for t in (0, 1, 2, 3, 4, 0xFFFF)]
     return out

@@ -300,7 +300,8 @@ def test_certify_key2(world):
     signer = load_key2(tpm, signer_blob, parent, b"k" * 20)
     sel = S.TPM_PCR_SELECTION.of([13])
     release = sha1(S.TPM_PCR_COMPOSITE(sel, run(tpm, 0xC1, 0x15, u32(13)).body).to_bytes())
-    pcr = S.TPM_PCR_INFO_LONG(0, 0x03, sel, sel, bytes(20), release).to_bytes()
+    # (localityAtCreation 0 is illegal: TPM_LocalitySelection_CheckLegal)
+    pcr = S.TPM_PCR_INFO_LONG(1, 0x03, sel, sel, bytes(20), release).to_bytes()
     bound_blob = create_wrap_key(tpm, parent, b"k" * 20, b"b" * 20,
                                  key_template(usage=0x14, es=3, ss=1, pcr_info=pcr, key12=True),
                                  entity=(1, parent))

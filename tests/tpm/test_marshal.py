@@ -25,8 +25,10 @@ key_parms = st.one_of(
     st.builds(S.TPM_KEY_PARMS, st.just(0), u16, u16, blob))
 store_pubkey = st.builds(S.TPM_STORE_PUBKEY, blob)
 pcr_info = st.builds(S.TPM_PCR_INFO, selection, digest, digest)
-pcr_info_long = st.builds(S.TPM_PCR_INFO_LONG, u8, u8, selection, selection, digest, digest)
-pcr_info_short = st.builds(S.TPM_PCR_INFO_SHORT, selection, u8, digest)
+locality = st.integers(1, 0x1F)     # TPM_LocalitySelection_CheckLegal: not 0, no bit above 4
+pcr_info_long = st.builds(S.TPM_PCR_INFO_LONG, locality, locality, selection, selection, digest,
+                          digest)
+pcr_info_short = st.builds(S.TPM_PCR_INFO_SHORT, selection, locality, digest)
 nv_attributes = st.builds(S.TPM_NV_ATTRIBUTES, u32)
 sym_key = st.builds(S.TPM_SYMMETRIC_KEY, u32, u16, st.binary(max_size=40))
 pubkey = st.builds(S.TPM_PUBKEY, key_parms, store_pubkey)
@@ -40,10 +42,15 @@ STRATEGIES = {
     S.TPM_KEY_PARMS: key_parms,
     S.TPM_STORE_PUBKEY: store_pubkey,
     S.TPM_PUBKEY: pubkey,
-    S.TPM_KEY: st.builds(S.TPM_KEY, ver, u16, u32, u8, key_parms, blob, store_pubkey, blob),
+    # a TPM_KEY is version 1.1, its PCRInfo empty or a TPM_PCR_INFO (TPM_Key_Load)
+    S.TPM_KEY: st.builds(S.TPM_KEY, st.builds(S.TPM_STRUCT_VER, st.just(1), st.just(1), u8, u8),
+                         u16, u32, u8, key_parms,
+                         st.one_of(st.just(b""), pcr_info.map(lambda p: p.to_bytes())),
+                         store_pubkey, blob),
     S.TPM_KEY12: st.builds(S.TPM_KEY12, keyUsage=u16, keyFlags=u32, authDataUsage=u8,
-                           algorithmParms=key_parms, PCRInfo=blob, pubKey=store_pubkey,
-                           encData=blob, fill=u16),
+                           algorithmParms=key_parms,
+                           PCRInfo=st.one_of(st.just(b""), pcr_info_long.map(lambda p: p.to_bytes())),
+                           pubKey=store_pubkey, encData=blob, fill=st.just(0)),
     S.TPM_STORE_ASYMKEY: st.builds(S.TPM_STORE_ASYMKEY, u8, digest, digest, digest, blob),
     S.TPM_MIGRATE_ASYMKEY: st.builds(S.TPM_MIGRATE_ASYMKEY, u8, digest, digest, blob),
     S.TPM_MIGRATIONKEYAUTH: st.builds(S.TPM_MIGRATIONKEYAUTH, pubkey, u16, digest),

@@ -113,12 +113,11 @@ def GetRandom(tpm, ctx, r):
 
 @command(C.TPM_ORD_StirRandom)
 def StirRandom(tpm, ctx, r):
-    size = r.u32()
-    if size > 255:
-        # libtpms checks the size before reading the data (spec: dataSize < 256)
-        raise TPMError(C.TPM_BAD_PARAMETER)
-    r.bytes(size)
+    data = r.sized32("inData")
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    if len(data) > 255:
+        # libtpms TPM_Process_StirRandom: once the frame parsed (spec: dataSize < 256)
+        raise TPMError(C.TPM_BAD_PARAMETER)
     return b""   # the OS generator needs no stirring
 
 
