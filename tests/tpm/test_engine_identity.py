@@ -205,7 +205,10 @@ def test_key_and_session_contexts(world):
     params = s.enc_auth(b"d" * 20) + u32(0) + u32(1) + b"x"
     assert auth1(tpm, 0x17, u32(h2), params, None, sess=s)[0].rc == 0
     bad = bytearray(blob)
-    bad[-1] ^= 1
+    bad[-1] ^= 1          # the sensitive data's padding: libtpms decrypts first
+    assert run(tpm, 0xC1, 0xB5, u32(len(bad)) + bytes(bad)).rc == RC.TPM_DECRYPT_ERROR
+    bad = bytearray(blob)
+    bad[30] ^= 1          # the integrity digest (after tag, type, handle, label, count)
     assert run(tpm, 0xC1, 0xB5, u32(len(bad)) + bytes(bad)).rc == RC.TPM_BADCONTEXT
     # 1.1 forms; a key context dies with TPM_Startup(ST_CLEAR)
     r = run(tpm, 0xC1, 0xB4, u32(h2))

@@ -92,13 +92,18 @@ def load(tpm, data: bytes, keep_handle: bool = False) -> int:
         blob = TPM_CONTEXT_BLOB.from_bytes(data)
     except TPMDecodeError:
         raise TPMError(C.TPM_BADCONTEXT) from None
+    # libtpms TPM_Process_LoadContext decrypts first (TPM_DECRYPT_ERROR), then
+    # parses the sensitive part, then checks the integrity digest
+    try:
+        plain = aes_cbc_decrypt(tpm.perm.context_key, blob.additionalData, blob.sensitiveData)
+    except ValueError:
+        raise TPMError(C.TPM_DECRYPT_ERROR) from None
+    try:
+        sens = TPM_CONTEXT_SENSITIVE.from_bytes(plain)
+    except TPMDecodeError:
+        raise TPMError(C.TPM_BADCONTEXT) from None
     if _integrity(tpm, blob.copy()) != blob.integrityDigest:
         raise TPMError(C.TPM_BADCONTEXT)
-    try:
-        sens = TPM_CONTEXT_SENSITIVE.from_bytes(
-            aes_cbc_decrypt(tpm.perm.context_key, blob.additionalData, blob.sensitiveData))
-    except (ValueError, TPMDecodeError):
-        raise TPMError(C.TPM_BADCONTEXT) from None
     r = Reader(sens.internalData)
     try:
         if blob.resourceType == C.TPM_RT_KEY:
