@@ -259,11 +259,16 @@ class Ctx:
 
     def verify(self, i: int, secret: bytes | None, entity_type: int | None = None,
                entity_value: int | None = None, allow_oiap: bool = True,
-               allow_osap: bool = True) -> Session:
+               allow_osap: bool = True, fail: int | None = None) -> Session:
         """Check the HMAC of trailer i for an entity whose usage secret is
-        `secret` (OIAP) or that the OSAP session was opened for."""
+        `secret` (OIAP) or that the OSAP session was opened for.  A failure
+        is TPM_AUTHFAIL for the first trailer, TPM_AUTH2FAIL for the second,
+        unless `fail` names the code (libtpms picks TPM_Authdata_Check or
+        TPM_Auth2data_Check per command, not per position)."""
         s = self.session(i)
         a = self.auths[i]
+        if fail is None:
+            fail = C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL
         if s.protocol == C.TPM_PID_OIAP:
             if not allow_oiap:
                 raise TPMError(C.TPM_BAD_MODE)
@@ -281,7 +286,7 @@ class Ctx:
             # the ordinals delegated
             from .commands.delegate import check_permission, dsap_entity_ok
             if s.delegate is None or not dsap_entity_ok(self.tpm, s, entity_type, entity_value):
-                raise TPMError(C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL)
+                raise TPMError(fail)
             check_permission(self.tpm, s.delegate, self.ordinal, self.locality)
             if entity_type == C.TPM_ET_KEYHANDLE:
                 from .commands.cmk import check_restrict_delegate
@@ -293,14 +298,14 @@ class Ctx:
             if entity_type is not None and not _osap_for(s, entity_type, entity_value):
                 # an OSAP session opened for another entity cannot authorize this one
                 # (not a guessed secret, so it does not count towards the lockout)
-                raise TPMError(C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL)
+                raise TPMError(fail)
             key = s.shared_secret
         if key is None:
-            raise TPMError(C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL)
+            raise TPMError(fail)
         want = hmac_sha1(key, self.in_digest, s.nonce_even, a.nonce_odd, bytes((a.cont,)))
         if not _eq(want, a.auth):
             self.tpm.auth_failed()
-            raise TPMError(C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL)
+            raise TPMError(fail)
         a.key = key
         return s
 

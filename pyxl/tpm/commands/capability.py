@@ -273,7 +273,13 @@ def GetCapabilityOwner(tpm, ctx, r):
 
 
 # SetCapability(TPM_SET_PERM_FLAGS): which flags may be set, and by whom
-_OWNER_SETTABLE = {C.TPM_PF_DISABLEFULLDALOGICINFO, C.TPM_PF_READSRKPUB}
+_OWNER_SETTABLE = {C.TPM_PF_DISABLEFULLDALOGICINFO, C.TPM_PF_READSRKPUB, C.TPM_PF_READPUBEK,
+                   C.TPM_PF_DISABLEOWNERCLEAR, C.TPM_PF_ALLOWMAINTENANCE}
+# owner-settable flags that only go one way, and those refused while the TPM
+# is disabled or deactivated (libtpms TPM_SetCapability_CapPermFlags)
+_ONE_WAY = {C.TPM_PF_DISABLEOWNERCLEAR: True, C.TPM_PF_ALLOWMAINTENANCE: False}
+_WHEN_ACTIVE = {C.TPM_PF_READSRKPUB, C.TPM_PF_READPUBEK, C.TPM_PF_DISABLEOWNERCLEAR,
+                C.TPM_PF_ALLOWMAINTENANCE}
 _PP_SETTABLE = {C.TPM_PF_DISABLE, C.TPM_PF_OWNERSHIP, C.TPM_PF_DEACTIVATED,
                 C.TPM_PF_PHYSICALPRESENCECMDENABLE}
 
@@ -296,6 +302,13 @@ def SetCapability(tpm, ctx, r):
         if bit in _OWNER_SETTABLE:
             if not ctx.n_auth:
                 raise TPMError(C.TPM_AUTHFAIL)
+            if _ONE_WAY.get(bit, bool(value[0])) != bool(value[0]):
+                raise TPMError(C.TPM_BAD_PARAMETER)
+            if bit in _WHEN_ACTIVE:
+                if tpm.perm.flags.disable:
+                    raise TPMError(C.TPM_DISABLED)
+                if tpm.stclear.deactivated:
+                    raise TPMError(C.TPM_DEACTIVATED)
         elif bit in _PP_SETTABLE:
             tpm.require_presence()
         else:

@@ -177,6 +177,11 @@ def SaveContext(tpm, ctx, r):
     handle, rt = r.u32(), r.u32()
     label = r.bytes(16, "label")
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    live = {C.TPM_RT_KEY: tpm.keys, C.TPM_RT_AUTH: tpm.sessions,
+            C.TPM_RT_TRANS: tpm.transports, C.TPM_RT_DAA_TPM: tpm.daa_sessions}.get(rt, {})
+    if handle not in live:
+        # libtpms TPM_Process_SaveContext: no such resource of that type
+        raise TPMError(C.TPM_INVALID_RESOURCE)
     return Writer().sized32(save(tpm, handle, rt, label)).getvalue()
 
 

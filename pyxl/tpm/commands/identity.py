@@ -28,11 +28,14 @@ def MakeIdentity(tpm, ctx, r):
     ctx.start(r, T21, CHECK_ALL)
     srk = tpm.perm.srk
     owner_i = ctx.n_auth - 1             # the owner's session is the last one
+    # libtpms TPM_Process_MakeIdentity: the owner first (TPM_Auth2data_Check),
+    # then the SRK (TPM_Authdata_Check) or, without its session, its authDataUsage
+    ctx.verify(owner_i, tpm.perm.owner_auth, C.TPM_ET_OWNER, allow_oiap=False,
+               fail=C.TPM_AUTH2FAIL)
     if ctx.n_auth == 2:
-        ctx.verify(0, srk.usage_auth, C.TPM_ET_SRK, C.TPM_KH_SRK)
+        ctx.verify(0, srk.usage_auth, C.TPM_ET_SRK, C.TPM_KH_SRK, fail=C.TPM_AUTHFAIL)
     elif srk.blob.authDataUsage != C.TPM_AUTH_NEVER:
         raise TPMError(C.TPM_AUTHFAIL)
-    ctx.verify(owner_i, tpm.perm.owner_auth, C.TPM_ET_OWNER, allow_oiap=False)
     id_auth = ctx.decrypt_auth(enc_auth, owner_i)
     parms = info.algorithmParms
     if info.keyUsage != C.TPM_KEY_IDENTITY or info.keyFlags & 0x2:
@@ -62,10 +65,16 @@ def ActivateIdentity(tpm, ctx, r):
     handle = r.u32()
     ctx.mark(r)
     blob = r.sized32("blob")
-    ctx.start(r, (C.TPM_TAG_RQU_AUTH2_COMMAND,), CHECK_ALL)
+    ctx.start(r, T21, CHECK_ALL)
+    # libtpms TPM_Process_ActivateIdentity: the owner (the last trailer,
+    # TPM_Authdata_Check) before the key, then the key's session
+    # (TPM_Auth2data_Check) or, without one, its authDataUsage must be NEVER
+    ctx.verify(ctx.n_auth - 1, tpm.perm.owner_auth, C.TPM_ET_OWNER, fail=C.TPM_AUTHFAIL)
     key = tpm.key_by_handle(handle)
-    ctx.verify(0, key.usage_auth, C.TPM_ET_KEYHANDLE, handle)
-    ctx.verify(1, tpm.perm.owner_auth, C.TPM_ET_OWNER)
+    if ctx.n_auth == 2:
+        ctx.verify(0, key.usage_auth, C.TPM_ET_KEYHANDLE, handle, fail=C.TPM_AUTH2FAIL)
+    elif key.blob.authDataUsage != C.TPM_AUTH_NEVER:
+        raise TPMError(C.TPM_AUTHFAIL)
     if key.usage != C.TPM_KEY_IDENTITY:
         raise TPMError(C.TPM_BAD_PARAMETER)
     if tpm.perm.ek is None:
