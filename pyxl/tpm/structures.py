@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from . import constants as C
-from .marshal import Reader, TPMDecodeError, Writer
+from .marshal import ALLOC_MAX, Reader, TPMDecodeError, Writer
+
+KEY_FLAGS_MASK = 0x1F        # the TPM_KEY_FLAGS bits TPM 1.2 defines (libtpms TPM_KEY_FLAGS_MASK)
 
 
 class TPMStructError(TPMDecodeError):
@@ -227,7 +229,13 @@ class TPM_KEY(TPMStruct):
     def _unmarshal_body(cls, r, **head):
         """The rest of TPM_Key_Load: PCRInfo is parsed as it is read (a
         TPM_PCR_INFO, or a TPM_PCR_INFO_LONG in a TPM_KEY12; empty: none)."""
-        usage, flags, auth_usage = r.u16(), r.u32(), r.u8()
+        usage = r.u16()
+        at = r.pos
+        flags = r.u32()
+        if flags & ~KEY_FLAGS_MASK:
+            # TPM_KeyFlags_Load: an undefined bit set
+            raise TPMBadValue(at, "keyFlags %#x" % flags, C.TPM_BAD_KEY_PROPERTY)
+        auth_usage = r.u8()
         parms = TPM_KEY_PARMS.unmarshal(r)
         pcr_info = r.sized32("PCRInfo")
         if pcr_info:
@@ -353,6 +361,13 @@ class TPM_MSA_COMPOSITE(TPMStruct):
         n = r.u32()
         if n == 0:
             raise TPMBadValue(at, "MSAlist 0", C.TPM_INVALID_STRUCTURE)
+        # libtpms TPM_MsaComposite_Load allocates MSAlist * 20 bytes first, the
+        # product taken as a uint32_t: over TPM_ALLOC_MAX is TPM_SIZE, 0 TPM_FAIL
+        size = (n * 20) & 0xFFFFFFFF
+        if size > ALLOC_MAX:
+            raise TPMBadValue(at, "MSAlist %d" % n, C.TPM_SIZE)
+        if size == 0:
+            raise TPMBadValue(at, "MSAlist %d" % n, C.TPM_FAIL)
         if n > r.remaining // 20:
             raise TPMDecodeError(r.pos, 20 * n, r.remaining, "migAuthDigest")
         return cls([r.digest() for _ in range(n)])
@@ -528,7 +543,11 @@ class TPM_STORED_DATA(TPMStruct):
 
     @classmethod
     def unmarshal(cls, r):
-        return cls(TPM_STRUCT_VER.unmarshal(r), r.sized32("sealInfo"), r.sized32("encData"))
+        at = r.pos
+        ver = TPM_STRUCT_VER.unmarshal(r)
+        if (ver.major, ver.minor) != (1, 1):
+            raise TPMBadValue(at, "TPM_STORED_DATA version", C.TPM_BAD_VERSION)
+        return cls(ver, _seal_info(r, TPM_PCR_INFO), r.sized32("encData"))
 
     def digest_bytes(self) -> bytes:
         """What TPM_SEALED_DATA.storedDigest covers: the blob with no encData."""
@@ -550,15 +569,29 @@ class TPM_STORED_DATA12(TPM_STORED_DATA):
 
     @classmethod
     def unmarshal(cls, r):
-        _expect_tag(r, C.TPM_TAG_STORED_DATA12, "TPM_STORED_DATA12")
-        et = r.u16()
-        return cls(sealInfo=r.sized32("sealInfo"), encData=r.sized32("encData"), et=et)
+        at = r.pos
+        tag, et = r.u16(), r.u16()
+        if tag != C.TPM_TAG_STORED_DATA12:
+            raise TPMBadValue(at, "TPM_STORED_DATA12 tag %#x" % tag, C.TPM_BAD_VERSION)
+        return cls(sealInfo=_seal_info(r, TPM_PCR_INFO_LONG), encData=r.sized32("encData"), et=et)
+
+
+def _seal_info(r: Reader, kind) -> bytes:
+    """sealInfo, parsed as it is read (TPM_StoredData_Load: empty, or a
+    TPM_PCR_INFO in a 1.1 blob, a TPM_PCR_INFO_LONG in a 1.2 one)."""
+    info = r.sized32("sealInfo")
+    if info:
+        kind.unmarshal(Reader(info))
+    return info
 
 
 def unmarshal_any_stored_data(r: Reader) -> TPM_STORED_DATA:
-    if r.remaining >= 2 and r.data[r.pos:r.pos + 2] == b"\x00\x16":
-        return TPM_STORED_DATA12.unmarshal(r)
-    return TPM_STORED_DATA.unmarshal(r)
+    """libtpms TPM_StoredData_Load: a first byte 0x01 is a 1.1 blob (version
+    1.1 or TPM_BAD_VERSION), anything else a TPM_STORED_DATA12 (tag checked
+    after et is read: TPM_BAD_VERSION)."""
+    if r.remaining and r.data[r.pos] == 0x01:
+        return TPM_STORED_DATA.unmarshal(r)
+    return TPM_STORED_DATA12.unmarshal(r)
 
 
 @dataclass

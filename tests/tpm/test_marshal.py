@@ -14,8 +14,10 @@ u32 = st.integers(0, 0xFFFFFFFF)
 digest = st.binary(min_size=20, max_size=20)
 blob = st.binary(max_size=300)
 flag = st.booleans()
+key_flags = st.integers(0, 0x1F)      # TPM_KeyFlags_Load: no undefined bit
 
 ver = st.builds(S.TPM_STRUCT_VER, u8, u8, u8, u8)
+ver11 = st.builds(S.TPM_STRUCT_VER, st.just(1), st.just(1), u8, u8)
 version = st.builds(S.TPM_VERSION, u8, u8, u8, u8)
 selection = st.builds(S.TPM_PCR_SELECTION, st.binary(max_size=3))
 rsa_parms = st.builds(S.TPM_RSA_KEY_PARMS, u32, u32, blob)
@@ -43,11 +45,11 @@ STRATEGIES = {
     S.TPM_STORE_PUBKEY: store_pubkey,
     S.TPM_PUBKEY: pubkey,
     # a TPM_KEY is version 1.1, its PCRInfo empty or a TPM_PCR_INFO (TPM_Key_Load)
-    S.TPM_KEY: st.builds(S.TPM_KEY, st.builds(S.TPM_STRUCT_VER, st.just(1), st.just(1), u8, u8),
-                         u16, u32, u8, key_parms,
+    S.TPM_KEY: st.builds(S.TPM_KEY, ver11,
+                         u16, key_flags, u8, key_parms,
                          st.one_of(st.just(b""), pcr_info.map(lambda p: p.to_bytes())),
                          store_pubkey, blob),
-    S.TPM_KEY12: st.builds(S.TPM_KEY12, keyUsage=u16, keyFlags=u32, authDataUsage=u8,
+    S.TPM_KEY12: st.builds(S.TPM_KEY12, keyUsage=u16, keyFlags=key_flags, authDataUsage=u8,
                            algorithmParms=key_parms,
                            PCRInfo=st.one_of(st.just(b""), pcr_info_long.map(lambda p: p.to_bytes())),
                            pubKey=store_pubkey, encData=blob, fill=st.just(0)),
@@ -64,8 +66,12 @@ STRATEGIES = {
     S.TPM_PCR_INFO: pcr_info,
     S.TPM_PCR_INFO_LONG: pcr_info_long,
     S.TPM_PCR_INFO_SHORT: pcr_info_short,
-    S.TPM_STORED_DATA: st.builds(S.TPM_STORED_DATA, ver, blob, blob),
-    S.TPM_STORED_DATA12: st.builds(S.TPM_STORED_DATA12, sealInfo=blob, encData=blob, et=u16),
+    # TPM_StoredData_Load: version 1.1, sealInfo empty or the PCR info of the blob's kind
+    S.TPM_STORED_DATA: st.builds(S.TPM_STORED_DATA, ver11,
+                                 st.one_of(st.just(b""), pcr_info.map(lambda p: p.to_bytes())),
+                                 blob),
+    S.TPM_STORED_DATA12: st.builds(S.TPM_STORED_DATA12, sealInfo=st.one_of(
+        st.just(b""), pcr_info_long.map(lambda p: p.to_bytes())), encData=blob, et=u16),
     S.TPM_SEALED_DATA: st.builds(S.TPM_SEALED_DATA, u8, digest, digest, digest, blob),
     S.TPM_BOUND_DATA: st.builds(S.TPM_BOUND_DATA, ver, u8, blob),
     S.TPM_QUOTE_INFO: st.builds(S.TPM_QUOTE_INFO, ver, digest, digest),

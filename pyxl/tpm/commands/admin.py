@@ -159,11 +159,12 @@ def SHA1Update(tpm, ctx, r):
 
 
 def _finish_sha1(tpm, data: bytes) -> bytes:
-    if tpm.sha1_ctx is None:
-        raise TPMError(C.TPM_SHA_THREAD)
+    """libtpms TPM_SHA1CompleteCommon: the size first, then the thread."""
     if len(data) > 64:
         tpm.sha1_ctx = None
         raise TPMError(C.TPM_SHA_ERROR)
+    if tpm.sha1_ctx is None:
+        raise TPMError(C.TPM_SHA_THREAD)
     h = tpm.sha1_ctx
     tpm.sha1_ctx = None
     h.update(data)
@@ -182,12 +183,11 @@ def SHA1CompleteExtend(tpm, ctx, r):
     idx = r.u32()
     data = r.sized32("hashData")
     ctx.start(r, T0, CHECK_BASIC)
+    # libtpms TPM_Process_SHA1CompleteExtend: the hash is finished, then extended
+    digest = _finish_sha1(tpm, data)
     if idx >= C.TPM_NUM_PCR:
-        tpm.sha1_ctx = None
         raise TPMError(C.TPM_BADINDEX)
     if not tpm.check_locality(PCR_EXTEND_LOCALITY[idx], ctx.locality):
-        tpm.sha1_ctx = None
         raise TPMError(C.TPM_BAD_LOCALITY)
-    digest = _finish_sha1(tpm, data)
     tpm.pcrs[idx] = sha1(tpm.pcrs[idx], digest)
     return digest + tpm.pcrs[idx]

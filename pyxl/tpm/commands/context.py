@@ -87,11 +87,16 @@ def save(tpm, handle: int, rt: int, label: bytes) -> bytes:
     return blob.to_bytes()
 
 
-def load(tpm, data: bytes, keep_handle: bool = False) -> int:
+def load(tpm, data: bytes, keep_handle: bool = False, rt: int | None = None) -> int:
+    """rt: the resource type the 1.1 commands load (LoadKeyContext,
+    LoadAuthContext), any other is TPM_BAD_PARAMETER before anything is
+    decrypted, as libtpms checks it."""
     try:
         blob = TPM_CONTEXT_BLOB.from_bytes(data)
     except TPMDecodeError:
         raise TPMError(C.TPM_BADCONTEXT) from None
+    if rt is not None and blob.resourceType != rt:
+        raise TPMError(C.TPM_BAD_PARAMETER)
     # libtpms TPM_Process_LoadContext decrypts first (TPM_DECRYPT_ERROR), then
     # parses the sensitive part, then checks the integrity digest
     try:
@@ -215,7 +220,7 @@ def SaveKeyContext(tpm, ctx, r):
 def LoadKeyContext(tpm, ctx, r):
     data = _blob_param(r)
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
-    return load(tpm, data).to_bytes(4, "big")
+    return load(tpm, data, rt=C.TPM_RT_KEY).to_bytes(4, "big")
 
 
 @command(C.TPM_ORD_SaveAuthContext)
@@ -229,4 +234,4 @@ def SaveAuthContext(tpm, ctx, r):
 def LoadAuthContext(tpm, ctx, r):
     data = _blob_param(r)
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
-    return load(tpm, data).to_bytes(4, "big")
+    return load(tpm, data, rt=C.TPM_RT_AUTH).to_bytes(4, "big")
