@@ -531,9 +531,17 @@ class TPM:
             raise TPMError(C.TPM_INVALID_KEYHANDLE)
 
     def key_by_handle(self, handle: int) -> LoadedKey:
+        """A loaded key, the SRK or nothing (libtpms TPM_KeyHandleEntries_GetKey:
+        the owner, revoke, transport, operator and admin handles are
+        TPM_INVALID_RESOURCE; the SRK without an owner and the EK
+        TPM_KEYNOTFOUND; any other unknown handle TPM_INVALID_KEYHANDLE)."""
+        if C.TPM_KH_OWNER <= handle <= C.TPM_KH_ADMIN:
+            raise TPMError(C.TPM_INVALID_RESOURCE)
+        if handle == C.TPM_KH_EK:
+            raise TPMError(C.TPM_KEYNOTFOUND)
         if handle == C.TPM_KH_SRK:
             if self.perm.srk is None:
-                raise TPMError(C.TPM_INVALID_KEYHANDLE)
+                raise TPMError(C.TPM_KEYNOTFOUND)
             return self.perm.srk
         k = self.keys.get(handle)
         if k is None:

@@ -398,6 +398,8 @@ def UnBind(tpm, ctx, r):
     ctx.mark(r)
     data = r.sized32("inData")
     ctx.start(r, T10, CHECK_ALL)
+    if not data:
+        raise TPMError(C.TPM_BAD_PARAMETER)     # libtpms TPM_Process_UnBind: before the key
     key = use_key(tpm, ctx, handle)
     if key.usage not in (C.TPM_KEY_BIND, C.TPM_KEY_LEGACY):
         raise TPMError(C.TPM_INVALID_KEYUSAGE)
