@@ -280,8 +280,8 @@ _OWNER_SETTABLE = {C.TPM_PF_DISABLEFULLDALOGICINFO, C.TPM_PF_READSRKPUB, C.TPM_P
 _ONE_WAY = {C.TPM_PF_DISABLEOWNERCLEAR: True, C.TPM_PF_ALLOWMAINTENANCE: False}
 _WHEN_ACTIVE = {C.TPM_PF_READSRKPUB, C.TPM_PF_READPUBEK, C.TPM_PF_DISABLEOWNERCLEAR,
                 C.TPM_PF_ALLOWMAINTENANCE}
-_PP_SETTABLE = {C.TPM_PF_DISABLE, C.TPM_PF_OWNERSHIP, C.TPM_PF_DEACTIVATED,
-                C.TPM_PF_PHYSICALPRESENCECMDENABLE}
+# what else pyxl's model of the emulator lets physical presence set
+_PP_SETTABLE = {C.TPM_PF_PHYSICALPRESENCECMDENABLE}
 
 
 @command(C.TPM_ORD_SetCapability)
@@ -309,7 +309,20 @@ def SetCapability(tpm, ctx, r):
                     raise TPMError(C.TPM_DISABLED)
                 if tpm.stclear.deactivated:
                     raise TPMError(C.TPM_DEACTIVATED)
-        elif bit in _PP_SETTABLE:
+        elif bit in (C.TPM_PF_DISABLE, C.TPM_PF_OWNERSHIP, C.TPM_PF_DEACTIVATED):
+            # libtpms TPM_SetCapability_CapPermFlags: the owner or physical
+            # presence may enable/disable; ownership and deactivation need
+            # presence (TPM_AUTHFAIL without), in an enabled (active) TPM
+            pp = tpm.physical_presence()
+            if bit == C.TPM_PF_OWNERSHIP and tpm.owned:
+                raise TPMError(C.TPM_OWNER_SET)
+            if not pp and not (bit == C.TPM_PF_DISABLE and ctx.n_auth):
+                raise TPMError(C.TPM_AUTHFAIL)
+            if bit != C.TPM_PF_DISABLE and tpm.perm.flags.disable:
+                raise TPMError(C.TPM_DISABLED)
+            if bit == C.TPM_PF_OWNERSHIP and tpm.stclear.deactivated:
+                raise TPMError(C.TPM_DEACTIVATED)
+        elif bit in _PP_SETTABLE and tpm.identity.berlios:
             tpm.require_presence()
         else:
             raise TPMError(C.TPM_BAD_PARAMETER)

@@ -17,7 +17,8 @@ from ..structures import (TPM_ASYM_CA_CONTENTS, TPM_CAP_VERSION_INFO, TPM_CERTIF
                           TPM_STORE_ASYMKEY, TPM_STORE_PUBKEY, TPM_STRUCT_VER, TPM_VERSION,
                           TPM_EK_TYPE_ACTIVATE, unmarshal_any_key)
 from .admin import current_ticks
-from .keys import check_key_template, sign_key, check_pcr_binding, fill_creation, parse_pcr_info
+from .keys import (check_key_template, check_pcr_binding, fill_creation, key_properties,
+                   parse_pcr_info, sign_key)
 
 
 @command(C.TPM_ORD_MakeIdentity)
@@ -26,6 +27,7 @@ def MakeIdentity(tpm, ctx, r):
     label_digest = r.digest()
     info = unmarshal_any_key(r)
     ctx.start(r, T21, CHECK_ALL)
+    key_properties(info, 2048)           # libtpms: before the sessions
     srk = tpm.perm.srk
     owner_i = ctx.n_auth - 1             # the owner's session is the last one
     # libtpms TPM_Process_MakeIdentity: the owner first (TPM_Auth2data_Check),
