@@ -71,9 +71,13 @@ PCR_EXTEND_LOCALITY = [0x1F] * 17 + [0x1C, 0x1C, 0x0C, 0x0E, 0x04, 0x04, 0x1F]
 class TPMError(Exception):
     """A command fails with this TPM return code."""
 
-    def __init__(self, rc: int, why: str = ""):
+    def __init__(self, rc: int, why: str = "", *, echo_tag: bool = False):
         super().__init__("%s%s" % (C.rc_name(rc), ": " + why if why else ""))
         self.rc = rc
+        # answered with the response tag matching the request's (an AUTH1
+        # request gets a TPM_TAG_RSP_AUTH1_COMMAND error), as libtpms answers
+        # where it stores a response without TPM_Sbuffer_StoreFinalResponse
+        self.echo_tag = echo_tag
 
 
 class TPMStateError(ValueError):
@@ -222,23 +226,23 @@ class Ctx:
         self.mark_pos = r.pos
 
     def start(self, r: Reader, tags=T0, check: int = CHECK_ALL) -> None:
-        tpm = self.tpm
+        """After the parameters: state checks, the tag, the auth trailers,
+        leftover bytes -- in libtpms's order (TPM_CheckState,
+        TPM_CheckRequestTag*, TPM_AuthParams_Get, then paramSize != 0 is
+        TPM_BAD_PARAM_SIZE).  The trailers count only once the whole frame
+        parsed: a command that did not parse ends no session."""
         self.param_end = r.pos
-        n = _AUTHS_OF_TAG.get(self.tag, 0) if self.tag in tags else 0
-        for _ in range(n):
-            self.auths.append(AuthIn(r.u32(), r.bytes(20), r.u8(), r.bytes(20)))
-        tpm.check_state(self.tag, check)
+        self.tpm.check_state(self.tag, check)
         if self.tag not in tags:
             raise TPMError(C.TPM_BADTAG)
+        auths = [AuthIn(r.u32(), r.bytes(20), r.bool(), r.bytes(20))
+                 for _ in range(_AUTHS_OF_TAG.get(self.tag, 0))]
         if r.remaining:
             raise TPMError(C.TPM_BAD_PARAM_SIZE)
-        if self.auths:
+        self.auths = auths
+        if auths:
             self.in_digest = sha1(self.ordinal.to_bytes(4, "big"),
                                   self.data[self.mark_pos:self.param_end])
-            for a in self.auths:
-                if a.cont > 1:
-                    # a BOOL outside 0/1 is not a valid continueAuthSession
-                    raise TPMError(C.TPM_BAD_PARAMETER)
 
     @property
     def n_auth(self) -> int:
@@ -255,11 +259,16 @@ class Ctx:
 
     def verify(self, i: int, secret: bytes | None, entity_type: int | None = None,
                entity_value: int | None = None, allow_oiap: bool = True,
-               allow_osap: bool = True) -> Session:
+               allow_osap: bool = True, fail: int | None = None) -> Session:
         """Check the HMAC of trailer i for an entity whose usage secret is
-        `secret` (OIAP) or that the OSAP session was opened for."""
+        `secret` (OIAP) or that the OSAP session was opened for.  A failure
+        is TPM_AUTHFAIL for the first trailer, TPM_AUTH2FAIL for the second,
+        unless `fail` names the code (libtpms picks TPM_Authdata_Check or
+        TPM_Auth2data_Check per command, not per position)."""
         s = self.session(i)
         a = self.auths[i]
+        if fail is None:
+            fail = C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL
         if s.protocol == C.TPM_PID_OIAP:
             if not allow_oiap:
                 raise TPMError(C.TPM_BAD_MODE)
@@ -277,7 +286,7 @@ class Ctx:
             # the ordinals delegated
             from .commands.delegate import check_permission, dsap_entity_ok
             if s.delegate is None or not dsap_entity_ok(self.tpm, s, entity_type, entity_value):
-                raise TPMError(C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL)
+                raise TPMError(fail)
             check_permission(self.tpm, s.delegate, self.ordinal, self.locality)
             if entity_type == C.TPM_ET_KEYHANDLE:
                 from .commands.cmk import check_restrict_delegate
@@ -289,14 +298,14 @@ class Ctx:
             if entity_type is not None and not _osap_for(s, entity_type, entity_value):
                 # an OSAP session opened for another entity cannot authorize this one
                 # (not a guessed secret, so it does not count towards the lockout)
-                raise TPMError(C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL)
+                raise TPMError(fail)
             key = s.shared_secret
         if key is None:
-            raise TPMError(C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL)
+            raise TPMError(fail)
         want = hmac_sha1(key, self.in_digest, s.nonce_even, a.nonce_odd, bytes((a.cont,)))
         if not _eq(want, a.auth):
             self.tpm.auth_failed()
-            raise TPMError(C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL)
+            raise TPMError(fail)
         a.key = key
         return s
 
@@ -408,9 +417,10 @@ class TPM:
     def power_on(self, startup: str | None = "clear") -> int:
         """TPM_Init followed by TPM_Startup(startup), as vtpm-stubdom does.
         startup: "clear", "state", "deactivated", or "none"/None (only TPM_Init:
-        the client must send TPM_Startup).  Returns TPM_Startup's return code;
-        on failure (e.g. "state" without a saved state: TPM_FAIL) the TPM is
-        left waiting for a TPM_Startup, as a real one would be."""
+        the client must send TPM_Startup).  Returns TPM_Startup's return code
+        (e.g. "state" without a saved state: TPM_FAIL); after a failed one
+        the engine behaving as libtpms no longer awaits TPM_Startup, as
+        libtpms does not, while the emulator's still does."""
         self._power_off()
         if startup in (None, "none"):
             return 0
@@ -532,9 +542,17 @@ class TPM:
             raise TPMError(C.TPM_INVALID_KEYHANDLE)
 
     def key_by_handle(self, handle: int) -> LoadedKey:
+        """A loaded key, the SRK or nothing (libtpms TPM_KeyHandleEntries_GetKey:
+        the owner, revoke, transport, operator and admin handles are
+        TPM_INVALID_RESOURCE; the SRK without an owner and the EK
+        TPM_KEYNOTFOUND; any other unknown handle TPM_INVALID_KEYHANDLE)."""
+        if C.TPM_KH_OWNER <= handle <= C.TPM_KH_ADMIN:
+            raise TPMError(C.TPM_INVALID_RESOURCE)
+        if handle == C.TPM_KH_EK:
+            raise TPMError(C.TPM_KEYNOTFOUND)
         if handle == C.TPM_KH_SRK:
             if self.perm.srk is None:
-                raise TPMError(C.TPM_INVALID_KEYHANDLE)
+                raise TPMError(C.TPM_KEYNOTFOUND)
             return self.perm.srk
         k = self.keys.get(handle)
         if k is None:
@@ -600,24 +618,24 @@ class TPM:
         if not self.test_done and ordinal not in LIMITED_MODE_ORDINALS:
             self.test_done = True        # libtpms runs the rest of the self test first
         handler = COMMANDS.get(ordinal)
-        if handler is None:
-            return _error(C.TPM_BAD_ORDINAL)
+        if handler is None:              # libtpms TPM_Process_Unused
+            return _error(C.TPM_BAD_ORDINAL, tag)
         ctx = Ctx(self, tag, ordinal, locality, req)
         ctx.transport = transport
         try:
             out = handler(self, ctx, r)
         except TPMError as e:
             self._end_sessions(ctx, e.rc)
-            return _error(e.rc)
+            return _error(e.rc, tag if e.echo_tag else C.TPM_TAG_RQU_COMMAND)
         except TPMBadValue as e:         # a value refused while parsing
             self._end_sessions(ctx, e.rc)
             return _error(e.rc)
         except TPMStructError:           # a wrong TPM_STRUCTURE_TAG (libtpms TPM_CheckTag)
             self._end_sessions(ctx, C.TPM_INVALID_STRUCTURE)
             return _error(C.TPM_INVALID_STRUCTURE)
-        except TPMDecodeError:
-            self._end_sessions(ctx, C.TPM_BAD_PARAM_SIZE)
-            return _error(C.TPM_BAD_PARAM_SIZE)
+        except TPMDecodeError as e:      # short, oversized, a BOOL not 0/1 (marshal.py)
+            self._end_sessions(ctx, e.rc)
+            return _error(e.rc)
         if ordinal not in READ_ONLY:
             self.mark_dirty()
         if ordinal in self.perm.audited:
@@ -672,9 +690,11 @@ class TPM:
                    algorithmParms=parms, pubKey=TPM_STORE_PUBKEY(rsa.modulus()))
 
 
-def _error(rc: int) -> bytes:
-    return (C.TPM_TAG_RSP_COMMAND.to_bytes(2, "big") + (10).to_bytes(4, "big")
-            + int(rc).to_bytes(4, "big"))
+def _error(rc: int, request_tag: int = C.TPM_TAG_RQU_COMMAND) -> bytes:
+    """An error response; its tag is TPM_TAG_RSP_COMMAND unless request_tag
+    is an AUTH1/AUTH2 request's (libtpms TPM_Sbuffer_StoreInitialResponse)."""
+    tag = _RSP_TAG.get(_AUTHS_OF_TAG.get(request_tag, 0))
+    return tag.to_bytes(2, "big") + (10).to_bytes(4, "big") + int(rc).to_bytes(4, "big")
 
 
 # What runs in limited operation mode, before the self test has finished

@@ -2,13 +2,24 @@
 
 Everything the engine parses or produces (command frames, structures, the
 state blob) goes through Reader and Writer.  All integers are big-endian
-(Part 2 2.1).  A read past the end raises TPMDecodeError(offset, need, have),
-which the engine turns into TPM_BAD_PARAM_SIZE, as libtpms does.
+(Part 2 2.1).  Reading follows libtpms's loaders (src/tpm12/tpm_load.c,
+tpm_sizedbuffer.c), and each refusal carries the return code they give:
+a read past the end raises TPMDecodeError (TPM_BAD_PARAM_SIZE, TPM_Load*);
+a 32-bit sized buffer longer than libtpms would allocate raises TPMSizeError
+before its bytes are looked for (TPM_SIZE, TPM_SizedBuffer_Load ->
+TPM_Malloc); a BOOL other than 0 or 1 raises TPMBadBool (TPM_BAD_PARAMETER,
+TPM_LoadBool).
 """
 
 from __future__ import annotations
 
 import struct
+
+from .constants import TPM_BAD_PARAM_SIZE, TPM_BAD_PARAMETER, TPM_SIZE
+
+# The largest buffer libtpms allocates (TPM_ALLOC_MAX, include/libtpms/tpm_memory.h);
+# a sized field announcing more is refused whatever follows it.
+ALLOC_MAX = 0x20000
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -18,10 +29,24 @@ _U64 = struct.Struct(">Q")
 class TPMDecodeError(ValueError):
     """A structure or parameter ran past the end of its buffer."""
 
+    rc = TPM_BAD_PARAM_SIZE
+
     def __init__(self, offset: int, need: int, have: int, what: str = ""):
         self.offset, self.need, self.have, self.what = offset, need, have, what
         super().__init__("TPM decode error%s at offset %d: need %d bytes, have %d"
                          % (" in " + what if what else "", offset, need, have))
+
+
+class TPMSizeError(TPMDecodeError):
+    """A sized field longer than the TPM allocates (TPM_Malloc)."""
+
+    rc = TPM_SIZE
+
+
+class TPMBadBool(TPMDecodeError):
+    """A TPM_BOOL that is neither 0 nor 1 (TPM_LoadBool)."""
+
+    rc = TPM_BAD_PARAMETER
 
 
 class Reader:
@@ -49,7 +74,11 @@ class Reader:
         return self.data[self._take(1, "u8")]
 
     def bool(self) -> int:
-        return self.data[self._take(1, "BOOL")]
+        p = self._take(1, "BOOL")
+        v = self.data[p]
+        if v > 1:
+            raise TPMBadBool(p, 1, 1, "BOOL %#x" % v)
+        return v
 
     def u16(self) -> int:
         return _U16.unpack_from(self.data, self._take(2, "u16"))[0]
@@ -68,8 +97,12 @@ class Reader:
         return self.bytes(20, "TPM_DIGEST")
 
     def sized32(self, what: str = "sized buffer") -> bytes:
-        """UINT32 size followed by that many bytes (TPM_SIZED_BUFFER)."""
-        return self.bytes(self.u32(), what)
+        """UINT32 size followed by that many bytes (TPM_SIZED_BUFFER,
+        TPM_SizedBuffer_Load: a size over ALLOC_MAX is TPM_SIZE)."""
+        n = self.u32()
+        if n > ALLOC_MAX:
+            raise TPMSizeError(self.pos - 4, n, self.remaining, what)
+        return self.bytes(n, what)
 
     def sized16(self, what: str = "sized buffer") -> bytes:
         return self.bytes(self.u16(), what)

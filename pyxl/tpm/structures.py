@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from . import constants as C
-from .marshal import Reader, TPMDecodeError, Writer
+from .marshal import ALLOC_MAX, Reader, TPMDecodeError, Writer
+
+KEY_FLAGS_MASK = 0x1F        # the TPM_KEY_FLAGS bits TPM 1.2 defines (libtpms TPM_KEY_FLAGS_MASK)
 
 
 class TPMStructError(TPMDecodeError):
@@ -36,6 +38,16 @@ def _expect_tag(r: Reader, tag: int, name: str) -> None:
     got = r.u16()
     if got != tag:
         raise TPMStructError(at, "%s tag 0x%04x (want 0x%04x)" % (name, got, tag))
+
+
+def _locality(r: Reader) -> int:
+    """A TPM_LOCALITY_SELECTION: no bit beyond locality 4, not 0 (libtpms
+    TPM_LocalitySelection_CheckLegal: TPM_INVALID_STRUCTURE)."""
+    at = r.pos
+    v = r.u8()
+    if v == 0 or v & ~C.TPM_LOC_ALL:
+        raise TPMBadValue(at, "locality selection %#x" % v, C.TPM_INVALID_STRUCTURE)
+    return v
 
 
 class TPMStruct:
@@ -143,7 +155,16 @@ class TPM_KEY_PARMS(TPMStruct):
 
     @classmethod
     def unmarshal(cls, r):
-        return cls(r.u32(), r.u16(), r.u16(), r.sized32("parms"))
+        """As libtpms's TPM_KeyParms_Load: an RSA key's parms are parsed at
+        once (short: TPM_BAD_PARAM_SIZE; bytes after them are ignored), any
+        other algorithm but 0 (uninitialised) is TPM_BAD_KEY_PROPERTY."""
+        at = r.pos
+        p = cls(r.u32(), r.u16(), r.u16(), r.sized32("parms"))
+        if p.algorithmID == C.TPM_ALG_RSA:
+            TPM_RSA_KEY_PARMS.unmarshal(Reader(p.parms))
+        elif p.algorithmID != 0:
+            raise TPMBadValue(at, "key algorithm %#x" % p.algorithmID, C.TPM_BAD_KEY_PROPERTY)
+        return p
 
     def rsa(self) -> TPM_RSA_KEY_PARMS:
         return TPM_RSA_KEY_PARMS.from_bytes(self.parms)
@@ -206,13 +227,31 @@ class TPM_KEY(TPMStruct):
 
     @classmethod
     def _unmarshal_body(cls, r, **head):
-        return cls(keyUsage=r.u16(), keyFlags=r.u32(), authDataUsage=r.u8(),
-                   algorithmParms=TPM_KEY_PARMS.unmarshal(r), PCRInfo=r.sized32("PCRInfo"),
+        """The rest of TPM_Key_Load: PCRInfo is parsed as it is read (a
+        TPM_PCR_INFO, or a TPM_PCR_INFO_LONG in a TPM_KEY12; empty: none)."""
+        usage = r.u16()
+        at = r.pos
+        flags = r.u32()
+        if flags & ~KEY_FLAGS_MASK:
+            # TPM_KeyFlags_Load: an undefined bit set
+            raise TPMBadValue(at, "keyFlags %#x" % flags, C.TPM_BAD_KEY_PROPERTY)
+        auth_usage = r.u8()
+        parms = TPM_KEY_PARMS.unmarshal(r)
+        pcr_info = r.sized32("PCRInfo")
+        if pcr_info:
+            (TPM_PCR_INFO_LONG if cls is TPM_KEY12 else TPM_PCR_INFO).unmarshal(Reader(pcr_info))
+        return cls(keyUsage=usage, keyFlags=flags, authDataUsage=auth_usage,
+                   algorithmParms=parms, PCRInfo=pcr_info,
                    pubKey=TPM_STORE_PUBKEY.unmarshal(r), encData=r.sized32("encData"), **head)
 
     @classmethod
     def unmarshal(cls, r):
-        return cls._unmarshal_body(r, ver=TPM_STRUCT_VER.unmarshal(r))
+        at = r.pos
+        ver = TPM_STRUCT_VER.unmarshal(r)
+        if (ver.major, ver.minor) != (1, 1):
+            # libtpms TPM_StructVer_CheckVer, at once
+            raise TPMBadValue(at, "TPM_KEY version", C.TPM_BAD_VERSION)
+        return cls._unmarshal_body(r, ver=ver)
 
     @property
     def is_key12(self) -> bool:
@@ -232,8 +271,13 @@ class TPM_KEY12(TPM_KEY):
 
     @classmethod
     def unmarshal(cls, r):
-        _expect_tag(r, C.TPM_TAG_KEY12, "TPM_KEY12")
-        return cls._unmarshal_body(r, fill=r.u16())
+        at = r.pos
+        tag, fill = r.u16(), r.u16()
+        if tag != C.TPM_TAG_KEY12 or fill:
+            # libtpms TPM_Key_CheckTag, before the rest is read
+            raise TPMBadValue(at, "TPM_KEY12 tag %#x fill %#x" % (tag, fill),
+                              C.TPM_BAD_KEY_PROPERTY)
+        return cls._unmarshal_body(r, fill=fill)
 
     @property
     def is_key12(self) -> bool:
@@ -242,7 +286,10 @@ class TPM_KEY12(TPM_KEY):
 
 def unmarshal_any_key(r: Reader) -> TPM_KEY:
     """A TPM_KEY or TPM_KEY12, told apart by the leading tag/version."""
-    if r.remaining >= 2 and r.data[r.pos:r.pos + 2] == b"\x00\x28":
+    if r.remaining and r.data[r.pos] == 0:
+        # libtpms TPM_Key_LoadPubData: a TPM_KEY starts with ver.major (not 0),
+        # anything else is read as a TPM_KEY12 (a wrong tag or fill:
+        # TPM_BAD_KEY_PROPERTY)
         return TPM_KEY12.unmarshal(r)
     return TPM_KEY.unmarshal(r)
 
@@ -314,6 +361,13 @@ class TPM_MSA_COMPOSITE(TPMStruct):
         n = r.u32()
         if n == 0:
             raise TPMBadValue(at, "MSAlist 0", C.TPM_INVALID_STRUCTURE)
+        # libtpms TPM_MsaComposite_Load allocates MSAlist * 20 bytes first, the
+        # product taken as a uint32_t: over TPM_ALLOC_MAX is TPM_SIZE, 0 TPM_FAIL
+        size = (n * 20) & 0xFFFFFFFF
+        if size > ALLOC_MAX:
+            raise TPMBadValue(at, "MSAlist %d" % n, C.TPM_SIZE)
+        if size == 0:
+            raise TPMBadValue(at, "MSAlist %d" % n, C.TPM_FAIL)
         if n > r.remaining // 20:
             raise TPMDecodeError(r.pos, 20 * n, r.remaining, "migAuthDigest")
         return cls([r.digest() for _ in range(n)])
@@ -453,8 +507,8 @@ class TPM_PCR_INFO_LONG(TPMStruct):
     @classmethod
     def unmarshal(cls, r):
         _expect_tag(r, C.TPM_TAG_PCR_INFO_LONG, "TPM_PCR_INFO_LONG")
-        return cls(r.u8(), r.u8(), TPM_PCR_SELECTION.unmarshal(r), TPM_PCR_SELECTION.unmarshal(r),
-                   r.digest(), r.digest())
+        return cls(_locality(r), _locality(r), TPM_PCR_SELECTION.unmarshal(r),
+                   TPM_PCR_SELECTION.unmarshal(r), r.digest(), r.digest())
 
 
 @dataclass
@@ -468,7 +522,7 @@ class TPM_PCR_INFO_SHORT(TPMStruct):
 
     @classmethod
     def unmarshal(cls, r):
-        return cls(TPM_PCR_SELECTION.unmarshal(r), r.u8(), r.digest())
+        return cls(TPM_PCR_SELECTION.unmarshal(r), _locality(r), r.digest())
 
 
 # ---------------------------------------------------------------- sealed / bound data
@@ -489,7 +543,11 @@ class TPM_STORED_DATA(TPMStruct):
 
     @classmethod
     def unmarshal(cls, r):
-        return cls(TPM_STRUCT_VER.unmarshal(r), r.sized32("sealInfo"), r.sized32("encData"))
+        at = r.pos
+        ver = TPM_STRUCT_VER.unmarshal(r)
+        if (ver.major, ver.minor) != (1, 1):
+            raise TPMBadValue(at, "TPM_STORED_DATA version", C.TPM_BAD_VERSION)
+        return cls(ver, _seal_info(r, TPM_PCR_INFO), r.sized32("encData"))
 
     def digest_bytes(self) -> bytes:
         """What TPM_SEALED_DATA.storedDigest covers: the blob with no encData."""
@@ -511,15 +569,29 @@ class TPM_STORED_DATA12(TPM_STORED_DATA):
 
     @classmethod
     def unmarshal(cls, r):
-        _expect_tag(r, C.TPM_TAG_STORED_DATA12, "TPM_STORED_DATA12")
-        et = r.u16()
-        return cls(sealInfo=r.sized32("sealInfo"), encData=r.sized32("encData"), et=et)
+        at = r.pos
+        tag, et = r.u16(), r.u16()
+        if tag != C.TPM_TAG_STORED_DATA12:
+            raise TPMBadValue(at, "TPM_STORED_DATA12 tag %#x" % tag, C.TPM_BAD_VERSION)
+        return cls(sealInfo=_seal_info(r, TPM_PCR_INFO_LONG), encData=r.sized32("encData"), et=et)
+
+
+def _seal_info(r: Reader, kind) -> bytes:
+    """sealInfo, parsed as it is read (TPM_StoredData_Load: empty, or a
+    TPM_PCR_INFO in a 1.1 blob, a TPM_PCR_INFO_LONG in a 1.2 one)."""
+    info = r.sized32("sealInfo")
+    if info:
+        kind.unmarshal(Reader(info))
+    return info
 
 
 def unmarshal_any_stored_data(r: Reader) -> TPM_STORED_DATA:
-    if r.remaining >= 2 and r.data[r.pos:r.pos + 2] == b"\x00\x16":
-        return TPM_STORED_DATA12.unmarshal(r)
-    return TPM_STORED_DATA.unmarshal(r)
+    """libtpms TPM_StoredData_Load: a first byte 0x01 is a 1.1 blob (version
+    1.1 or TPM_BAD_VERSION), anything else a TPM_STORED_DATA12 (tag checked
+    after et is read: TPM_BAD_VERSION)."""
+    if r.remaining and r.data[r.pos] == 0x01:
+        return TPM_STORED_DATA.unmarshal(r)
+    return TPM_STORED_DATA12.unmarshal(r)
 
 
 @dataclass
@@ -623,7 +695,7 @@ class TPM_NV_DATA_PUBLIC(TPMStruct):
     def unmarshal(cls, r):
         _expect_tag(r, C.TPM_TAG_NV_DATA_PUBLIC, "TPM_NV_DATA_PUBLIC")
         return cls(r.u32(), TPM_PCR_INFO_SHORT.unmarshal(r), TPM_PCR_INFO_SHORT.unmarshal(r),
-                   TPM_NV_ATTRIBUTES.unmarshal(r), r.u8(), r.u8(), r.u8(), r.u32())
+                   TPM_NV_ATTRIBUTES.unmarshal(r), r.bool(), r.bool(), r.bool(), r.u32())
 
 
 # ---------------------------------------------------------------- flags

@@ -205,7 +205,10 @@ def test_key_and_session_contexts(world):
     params = s.enc_auth(b"d" * 20) + u32(0) + u32(1) + b"x"
     assert auth1(tpm, 0x17, u32(h2), params, None, sess=s)[0].rc == 0
     bad = bytearray(blob)
-    bad[-1] ^= 1
+    bad[-1] ^= 1          # the sensitive data's padding: libtpms decrypts first
+    assert run(tpm, 0xC1, 0xB5, u32(len(bad)) + bytes(bad)).rc == RC.TPM_DECRYPT_ERROR
+    bad = bytearray(blob)
+    bad[30] ^= 1          # the integrity digest (after tag, type, handle, label, count)
     assert run(tpm, 0xC1, 0xB5, u32(len(bad)) + bytes(bad)).rc == RC.TPM_BADCONTEXT
     # 1.1 forms; a key context dies with TPM_Startup(ST_CLEAR)
     r = run(tpm, 0xC1, 0xB4, u32(h2))
@@ -300,7 +303,8 @@ def test_certify_key2(world):
     signer = load_key2(tpm, signer_blob, parent, b"k" * 20)
     sel = S.TPM_PCR_SELECTION.of([13])
     release = sha1(S.TPM_PCR_COMPOSITE(sel, run(tpm, 0xC1, 0x15, u32(13)).body).to_bytes())
-    pcr = S.TPM_PCR_INFO_LONG(0, 0x03, sel, sel, bytes(20), release).to_bytes()
+    # (localityAtCreation 0 is illegal: TPM_LocalitySelection_CheckLegal)
+    pcr = S.TPM_PCR_INFO_LONG(1, 0x03, sel, sel, bytes(20), release).to_bytes()
     bound_blob = create_wrap_key(tpm, parent, b"k" * 20, b"b" * 20,
                                  key_template(usage=0x14, es=3, ss=1, pcr_info=pcr, key12=True),
                                  entity=(1, parent))

@@ -309,7 +309,8 @@ def test_sealx_data_travels_encrypted_both_ways(owned, storage_key):
     sel = S.TPM_PCR_SELECTION.of([12])
     cur = run(owned, 0xC1, 0x15, u32(12)).body
     release = sha1(S.TPM_PCR_COMPOSITE(sel, cur).to_bytes())
-    info = S.TPM_PCR_INFO_LONG(0, 0x1F, sel, sel, bytes(20), release).to_bytes()
+    # localityAtCreation is the TPM's to fill in, but 0 is illegal (TPM_LocalitySelection_CheckLegal)
+    info = S.TPM_PCR_INFO_LONG(1, 0x1F, sel, sel, bytes(20), release).to_bytes()
     s = Session(owned, "osap", 0x0001, h, KEYAUTH)
     odd = os.urandom(20)
     enc_in = _xor(secret, _mgf1(s.nonce_even + odd + b"XOR" + s.shared, len(secret)))

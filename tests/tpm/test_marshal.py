@@ -14,15 +14,23 @@ u32 = st.integers(0, 0xFFFFFFFF)
 digest = st.binary(min_size=20, max_size=20)
 blob = st.binary(max_size=300)
 flag = st.booleans()
+key_flags = st.integers(0, 0x1F)      # TPM_KeyFlags_Load: no undefined bit
 
 ver = st.builds(S.TPM_STRUCT_VER, u8, u8, u8, u8)
+ver11 = st.builds(S.TPM_STRUCT_VER, st.just(1), st.just(1), u8, u8)
 version = st.builds(S.TPM_VERSION, u8, u8, u8, u8)
 selection = st.builds(S.TPM_PCR_SELECTION, st.binary(max_size=3))
-key_parms = st.builds(S.TPM_KEY_PARMS, u32, u16, u16, blob)
+rsa_parms = st.builds(S.TPM_RSA_KEY_PARMS, u32, u32, blob)
+# libtpms's TPM_KeyParms_Load takes RSA parms (parsed at once) or algorithm 0
+key_parms = st.one_of(
+    st.builds(S.TPM_KEY_PARMS, st.just(1), u16, u16, rsa_parms.map(lambda p: p.to_bytes())),
+    st.builds(S.TPM_KEY_PARMS, st.just(0), u16, u16, blob))
 store_pubkey = st.builds(S.TPM_STORE_PUBKEY, blob)
 pcr_info = st.builds(S.TPM_PCR_INFO, selection, digest, digest)
-pcr_info_long = st.builds(S.TPM_PCR_INFO_LONG, u8, u8, selection, selection, digest, digest)
-pcr_info_short = st.builds(S.TPM_PCR_INFO_SHORT, selection, u8, digest)
+locality = st.integers(1, 0x1F)     # TPM_LocalitySelection_CheckLegal: not 0, no bit above 4
+pcr_info_long = st.builds(S.TPM_PCR_INFO_LONG, locality, locality, selection, selection, digest,
+                          digest)
+pcr_info_short = st.builds(S.TPM_PCR_INFO_SHORT, selection, locality, digest)
 nv_attributes = st.builds(S.TPM_NV_ATTRIBUTES, u32)
 sym_key = st.builds(S.TPM_SYMMETRIC_KEY, u32, u16, st.binary(max_size=40))
 pubkey = st.builds(S.TPM_PUBKEY, key_parms, store_pubkey)
@@ -32,14 +40,19 @@ STRATEGIES = {
     S.TPM_VERSION: version,
     S.TPM_CAP_VERSION_INFO: st.builds(S.TPM_CAP_VERSION_INFO, version, u16, u8,
                                       st.binary(min_size=4, max_size=4), blob),
-    S.TPM_RSA_KEY_PARMS: st.builds(S.TPM_RSA_KEY_PARMS, u32, u32, blob),
+    S.TPM_RSA_KEY_PARMS: rsa_parms,
     S.TPM_KEY_PARMS: key_parms,
     S.TPM_STORE_PUBKEY: store_pubkey,
     S.TPM_PUBKEY: pubkey,
-    S.TPM_KEY: st.builds(S.TPM_KEY, ver, u16, u32, u8, key_parms, blob, store_pubkey, blob),
-    S.TPM_KEY12: st.builds(S.TPM_KEY12, keyUsage=u16, keyFlags=u32, authDataUsage=u8,
-                           algorithmParms=key_parms, PCRInfo=blob, pubKey=store_pubkey,
-                           encData=blob, fill=u16),
+    # a TPM_KEY is version 1.1, its PCRInfo empty or a TPM_PCR_INFO (TPM_Key_Load)
+    S.TPM_KEY: st.builds(S.TPM_KEY, ver11,
+                         u16, key_flags, u8, key_parms,
+                         st.one_of(st.just(b""), pcr_info.map(lambda p: p.to_bytes())),
+                         store_pubkey, blob),
+    S.TPM_KEY12: st.builds(S.TPM_KEY12, keyUsage=u16, keyFlags=key_flags, authDataUsage=u8,
+                           algorithmParms=key_parms,
+                           PCRInfo=st.one_of(st.just(b""), pcr_info_long.map(lambda p: p.to_bytes())),
+                           pubKey=store_pubkey, encData=blob, fill=st.just(0)),
     S.TPM_STORE_ASYMKEY: st.builds(S.TPM_STORE_ASYMKEY, u8, digest, digest, digest, blob),
     S.TPM_MIGRATE_ASYMKEY: st.builds(S.TPM_MIGRATE_ASYMKEY, u8, digest, digest, blob),
     S.TPM_MIGRATIONKEYAUTH: st.builds(S.TPM_MIGRATIONKEYAUTH, pubkey, u16, digest),
@@ -53,15 +66,19 @@ STRATEGIES = {
     S.TPM_PCR_INFO: pcr_info,
     S.TPM_PCR_INFO_LONG: pcr_info_long,
     S.TPM_PCR_INFO_SHORT: pcr_info_short,
-    S.TPM_STORED_DATA: st.builds(S.TPM_STORED_DATA, ver, blob, blob),
-    S.TPM_STORED_DATA12: st.builds(S.TPM_STORED_DATA12, sealInfo=blob, encData=blob, et=u16),
+    # TPM_StoredData_Load: version 1.1, sealInfo empty or the PCR info of the blob's kind
+    S.TPM_STORED_DATA: st.builds(S.TPM_STORED_DATA, ver11,
+                                 st.one_of(st.just(b""), pcr_info.map(lambda p: p.to_bytes())),
+                                 blob),
+    S.TPM_STORED_DATA12: st.builds(S.TPM_STORED_DATA12, sealInfo=st.one_of(
+        st.just(b""), pcr_info_long.map(lambda p: p.to_bytes())), encData=blob, et=u16),
     S.TPM_SEALED_DATA: st.builds(S.TPM_SEALED_DATA, u8, digest, digest, digest, blob),
     S.TPM_BOUND_DATA: st.builds(S.TPM_BOUND_DATA, ver, u8, blob),
     S.TPM_QUOTE_INFO: st.builds(S.TPM_QUOTE_INFO, ver, digest, digest),
     S.TPM_CHANGEAUTH_VALIDATE: st.builds(S.TPM_CHANGEAUTH_VALIDATE, digest, digest),
     S.TPM_NV_ATTRIBUTES: nv_attributes,
     S.TPM_NV_DATA_PUBLIC: st.builds(S.TPM_NV_DATA_PUBLIC, u32, pcr_info_short, pcr_info_short,
-                                    nv_attributes, u8, u8, u8, u32),
+                                    nv_attributes, *[st.integers(0, 1)] * 3, u32),
     S.TPM_PERMANENT_FLAGS: st.builds(S.TPM_PERMANENT_FLAGS, *[flag] * 20),
     S.TPM_STCLEAR_FLAGS: st.builds(S.TPM_STCLEAR_FLAGS, *[flag] * 5),
     S.TPM_CURRENT_TICKS: st.builds(S.TPM_CURRENT_TICKS, st.integers(0, 2**64 - 1), u16, digest),

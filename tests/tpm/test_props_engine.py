@@ -40,13 +40,17 @@ class Client:
         return self.send(frame(0xC2, ordinal, handles + params + tr))
 
 
-def check_frame(rsp: bytes) -> None:
+def check_frame(rsp: bytes, ordinal: int | None = None) -> None:
     assert len(rsp) >= 10
     tag, size, rc = struct.unpack(">HII", rsp[:10])
     assert size == len(rsp)
     assert tag in (0xC4, 0xC5, 0xC6)
     if rc:
-        assert tag == 0xC4 and size == 10
+        # an error is the bare header, tagged TPM_TAG_RSP_COMMAND -- except
+        # where libtpms keeps the request's response tag: TPM_BAD_ORDINAL
+        # (TPM_Process_Unused) and TPM_Init sent as a command (TPM_Process_Init)
+        assert size == 10
+        assert tag == 0xC4 or rc == 0x0A or (rc in (0x19, 0x1E) and ordinal == 0x97), rsp.hex()
     assert size <= 4096
 
 
@@ -333,8 +337,8 @@ def _ordinals():
        st.binary(max_size=300), st.integers(0, 4))
 def test_every_handler_survives_random_parameters(ordinal, tag, params, locality):
     tpm = _owned()
-    check_frame(tpm.execute(frame(tag, ordinal, params), locality))
+    check_frame(tpm.execute(frame(tag, ordinal, params), locality), ordinal)
     # and with a plausible handle first (SRK, a key slot, a session slot)
     for h in (0x40000000, 0x01000000, 0x02000000):
-        check_frame(tpm.execute(frame(tag, ordinal, u32(h) + params), locality))
+        check_frame(tpm.execute(frame(tag, ordinal, u32(h) + params), locality), ordinal)
     assert tpm.internal_errors == 0

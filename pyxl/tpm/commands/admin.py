@@ -41,27 +41,37 @@ def startup_clear(tpm) -> None:
 
 @command(C.TPM_ORD_Startup)
 def Startup(tpm, ctx, r):
-    if not tpm.post_init:
-        raise TPMError(C.TPM_INVALID_POSTINIT)
-    st = r.u16()
-    ctx.start(r, T0, check=CHECK_STARTUP)
-    if st == C.TPM_ST_CLEAR:
-        startup_clear(tpm)
-    elif st == C.TPM_ST_STATE:
-        if tpm.saved is None:
-            raise TPMError(C.TPM_FAIL, "no saved state")
-        saved = tpm.saved
-        startup_clear(tpm)
-        restore_volatile(tpm, saved)
-        # resettable PCRs do not survive a saved state (they reset to their default)
-        for i in range(16, C.TPM_NUM_PCR):
-            tpm.pcrs[i] = b"\xff" * 20 if i in tpm.identity.pcrs_ff_at_startup else bytes(20)
-        tpm.saved = saved
-    elif st == C.TPM_ST_DEACTIVATED:
-        startup_clear(tpm)
-        tpm.stclear.deactivated = True
-    else:
-        raise TPMError(C.TPM_BAD_PARAMETER)
+    """TPM_Startup, checked as libtpms's TPM_Process_Startup checks it: the
+    parameter, the tag and leftover bytes first, then a second start-up is
+    TPM_INVALID_POSTINIT.  Whatever the outcome, the TPM has left its
+    post-TPM_Init state afterwards (libtpms clears postInitialise
+    unconditionally): even a malformed TPM_Startup starts the TPM, so a
+    second, well-formed one is refused."""
+    try:
+        st = r.u16()
+        ctx.start(r, T0, check=CHECK_STARTUP)
+        if not tpm.post_init:
+            raise TPMError(C.TPM_INVALID_POSTINIT)
+        if st == C.TPM_ST_CLEAR:
+            startup_clear(tpm)
+        elif st == C.TPM_ST_STATE:
+            if tpm.saved is None:
+                raise TPMError(C.TPM_FAIL, "no saved state")
+            saved = tpm.saved
+            startup_clear(tpm)
+            restore_volatile(tpm, saved)
+            # resettable PCRs do not survive a saved state (they reset to their default)
+            for i in range(16, C.TPM_NUM_PCR):
+                tpm.pcrs[i] = b"\xff" * 20 if i in tpm.identity.pcrs_ff_at_startup else bytes(20)
+            tpm.saved = saved
+        elif st == C.TPM_ST_DEACTIVATED:
+            startup_clear(tpm)
+            tpm.stclear.deactivated = True
+        else:
+            raise TPMError(C.TPM_BAD_PARAMETER)
+    finally:
+        if not tpm.identity.berlios:
+            tpm.post_init = False
     tpm.post_init = False
     return b""
 
@@ -103,12 +113,11 @@ def GetRandom(tpm, ctx, r):
 
 @command(C.TPM_ORD_StirRandom)
 def StirRandom(tpm, ctx, r):
-    size = r.u32()
-    if size > 255:
-        # libtpms checks the size before reading the data (spec: dataSize < 256)
-        raise TPMError(C.TPM_BAD_PARAMETER)
-    r.bytes(size)
+    data = r.sized32("inData")
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    if len(data) > 255:
+        # libtpms TPM_Process_StirRandom: once the frame parsed (spec: dataSize < 256)
+        raise TPMError(C.TPM_BAD_PARAMETER)
     return b""   # the OS generator needs no stirring
 
 
@@ -150,11 +159,12 @@ def SHA1Update(tpm, ctx, r):
 
 
 def _finish_sha1(tpm, data: bytes) -> bytes:
-    if tpm.sha1_ctx is None:
-        raise TPMError(C.TPM_SHA_THREAD)
+    """libtpms TPM_SHA1CompleteCommon: the size first, then the thread."""
     if len(data) > 64:
         tpm.sha1_ctx = None
         raise TPMError(C.TPM_SHA_ERROR)
+    if tpm.sha1_ctx is None:
+        raise TPMError(C.TPM_SHA_THREAD)
     h = tpm.sha1_ctx
     tpm.sha1_ctx = None
     h.update(data)
@@ -173,12 +183,11 @@ def SHA1CompleteExtend(tpm, ctx, r):
     idx = r.u32()
     data = r.sized32("hashData")
     ctx.start(r, T0, CHECK_BASIC)
+    # libtpms TPM_Process_SHA1CompleteExtend: the hash is finished, then extended
+    digest = _finish_sha1(tpm, data)
     if idx >= C.TPM_NUM_PCR:
-        tpm.sha1_ctx = None
         raise TPMError(C.TPM_BADINDEX)
     if not tpm.check_locality(PCR_EXTEND_LOCALITY[idx], ctx.locality):
-        tpm.sha1_ctx = None
         raise TPMError(C.TPM_BAD_LOCALITY)
-    digest = _finish_sha1(tpm, data)
     tpm.pcrs[idx] = sha1(tpm.pcrs[idx], digest)
     return digest + tpm.pcrs[idx]

@@ -82,7 +82,7 @@ def GetAuditDigest(tpm, ctx, r):
 def GetAuditDigestSigned(tpm, ctx, r):
     handle = r.u32()
     ctx.mark(r)
-    close = r.u8()
+    close = r.bool()
     anti_replay = r.digest()
     ctx.start(r, T10, CHECK_ALL)
     key = sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
@@ -103,7 +103,7 @@ def GetAuditDigestSigned(tpm, ctx, r):
 @command(C.TPM_ORD_SetOrdinalAuditStatus)
 def SetOrdinalAuditStatus(tpm, ctx, r):
     ordinal = r.u32()
-    state = r.u8()
+    state = r.bool()
     ctx.start(r, T1, CHECK_ALL)
     ctx.verify(0, tpm.perm.owner_auth, C.TPM_ET_OWNER)
     if state:

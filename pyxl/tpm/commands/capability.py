@@ -273,9 +273,15 @@ def GetCapabilityOwner(tpm, ctx, r):
 
 
 # SetCapability(TPM_SET_PERM_FLAGS): which flags may be set, and by whom
-_OWNER_SETTABLE = {C.TPM_PF_DISABLEFULLDALOGICINFO, C.TPM_PF_READSRKPUB}
-_PP_SETTABLE = {C.TPM_PF_DISABLE, C.TPM_PF_OWNERSHIP, C.TPM_PF_DEACTIVATED,
-                C.TPM_PF_PHYSICALPRESENCECMDENABLE}
+_OWNER_SETTABLE = {C.TPM_PF_DISABLEFULLDALOGICINFO, C.TPM_PF_READSRKPUB, C.TPM_PF_READPUBEK,
+                   C.TPM_PF_DISABLEOWNERCLEAR, C.TPM_PF_ALLOWMAINTENANCE}
+# owner-settable flags that only go one way, and those refused while the TPM
+# is disabled or deactivated (libtpms TPM_SetCapability_CapPermFlags)
+_ONE_WAY = {C.TPM_PF_DISABLEOWNERCLEAR: True, C.TPM_PF_ALLOWMAINTENANCE: False}
+_WHEN_ACTIVE = {C.TPM_PF_READSRKPUB, C.TPM_PF_READPUBEK, C.TPM_PF_DISABLEOWNERCLEAR,
+                C.TPM_PF_ALLOWMAINTENANCE}
+# what else pyxl's model of the emulator lets physical presence set
+_PP_SETTABLE = {C.TPM_PF_PHYSICALPRESENCECMDENABLE}
 
 
 @command(C.TPM_ORD_SetCapability)
@@ -296,7 +302,27 @@ def SetCapability(tpm, ctx, r):
         if bit in _OWNER_SETTABLE:
             if not ctx.n_auth:
                 raise TPMError(C.TPM_AUTHFAIL)
-        elif bit in _PP_SETTABLE:
+            if _ONE_WAY.get(bit, bool(value[0])) != bool(value[0]):
+                raise TPMError(C.TPM_BAD_PARAMETER)
+            if bit in _WHEN_ACTIVE:
+                if tpm.perm.flags.disable:
+                    raise TPMError(C.TPM_DISABLED)
+                if tpm.stclear.deactivated:
+                    raise TPMError(C.TPM_DEACTIVATED)
+        elif bit in (C.TPM_PF_DISABLE, C.TPM_PF_OWNERSHIP, C.TPM_PF_DEACTIVATED):
+            # libtpms TPM_SetCapability_CapPermFlags: the owner or physical
+            # presence may enable/disable; ownership and deactivation need
+            # presence (TPM_AUTHFAIL without), in an enabled (active) TPM
+            pp = tpm.physical_presence()
+            if bit == C.TPM_PF_OWNERSHIP and tpm.owned:
+                raise TPMError(C.TPM_OWNER_SET)
+            if not pp and not (bit == C.TPM_PF_DISABLE and ctx.n_auth):
+                raise TPMError(C.TPM_AUTHFAIL)
+            if bit != C.TPM_PF_DISABLE and tpm.perm.flags.disable:
+                raise TPMError(C.TPM_DISABLED)
+            if bit == C.TPM_PF_OWNERSHIP and tpm.stclear.deactivated:
+                raise TPMError(C.TPM_DEACTIVATED)
+        elif bit in _PP_SETTABLE and tpm.identity.berlios:
             tpm.require_presence()
         else:
             raise TPMError(C.TPM_BAD_PARAMETER)

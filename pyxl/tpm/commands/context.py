@@ -87,18 +87,28 @@ def save(tpm, handle: int, rt: int, label: bytes) -> bytes:
     return blob.to_bytes()
 
 
-def load(tpm, data: bytes, keep_handle: bool = False) -> int:
+def load(tpm, data: bytes, keep_handle: bool = False, rt: int | None = None) -> int:
+    """rt: the resource type the 1.1 commands load (LoadKeyContext,
+    LoadAuthContext), any other is TPM_BAD_PARAMETER before anything is
+    decrypted, as libtpms checks it."""
     try:
         blob = TPM_CONTEXT_BLOB.from_bytes(data)
     except TPMDecodeError:
         raise TPMError(C.TPM_BADCONTEXT) from None
+    if rt is not None and blob.resourceType != rt:
+        raise TPMError(C.TPM_BAD_PARAMETER)
+    # libtpms TPM_Process_LoadContext decrypts first (TPM_DECRYPT_ERROR), then
+    # parses the sensitive part, then checks the integrity digest
+    try:
+        plain = aes_cbc_decrypt(tpm.perm.context_key, blob.additionalData, blob.sensitiveData)
+    except ValueError:
+        raise TPMError(C.TPM_DECRYPT_ERROR) from None
+    try:
+        sens = TPM_CONTEXT_SENSITIVE.from_bytes(plain)
+    except TPMDecodeError:
+        raise TPMError(C.TPM_BADCONTEXT) from None
     if _integrity(tpm, blob.copy()) != blob.integrityDigest:
         raise TPMError(C.TPM_BADCONTEXT)
-    try:
-        sens = TPM_CONTEXT_SENSITIVE.from_bytes(
-            aes_cbc_decrypt(tpm.perm.context_key, blob.additionalData, blob.sensitiveData))
-    except (ValueError, TPMDecodeError):
-        raise TPMError(C.TPM_BADCONTEXT) from None
     r = Reader(sens.internalData)
     try:
         if blob.resourceType == C.TPM_RT_KEY:
@@ -172,14 +182,29 @@ def SaveContext(tpm, ctx, r):
     handle, rt = r.u32(), r.u32()
     label = r.bytes(16, "label")
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
+    live = {C.TPM_RT_KEY: tpm.keys, C.TPM_RT_AUTH: tpm.sessions,
+            C.TPM_RT_TRANS: tpm.transports, C.TPM_RT_DAA_TPM: tpm.daa_sessions}.get(rt, {})
+    if handle not in live:
+        # libtpms TPM_Process_SaveContext: no such resource of that type
+        raise TPMError(C.TPM_INVALID_RESOURCE)
     return Writer().sized32(save(tpm, handle, rt, label)).getvalue()
+
+
+def _blob_param(r: Reader) -> bytes:
+    """A context size and a TPM_CONTEXT_BLOB, read as libtpms reads them: the
+    size is not used, the blob is parsed from the bytes that follow
+    (TPM_Process_LoadContext: TPM_Load32, TPM_ContextBlob_Load)."""
+    r.u32()
+    start = r.pos
+    TPM_CONTEXT_BLOB.unmarshal(r)
+    return r.data[start:r.pos]
 
 
 @command(C.TPM_ORD_LoadContext)
 def LoadContext(tpm, ctx, r):
     r.u32()                               # entityHandle: only a hint
-    keep = r.u8()
-    data = r.sized32("contextBlob")
+    keep = r.bool()
+    data = _blob_param(r)
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     return load(tpm, data, bool(keep)).to_bytes(4, "big")
 
@@ -193,9 +218,9 @@ def SaveKeyContext(tpm, ctx, r):
 
 @command(C.TPM_ORD_LoadKeyContext)
 def LoadKeyContext(tpm, ctx, r):
-    data = r.sized32("keyContextBlob")
+    data = _blob_param(r)
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
-    return load(tpm, data).to_bytes(4, "big")
+    return load(tpm, data, rt=C.TPM_RT_KEY).to_bytes(4, "big")
 
 
 @command(C.TPM_ORD_SaveAuthContext)
@@ -207,6 +232,6 @@ def SaveAuthContext(tpm, ctx, r):
 
 @command(C.TPM_ORD_LoadAuthContext)
 def LoadAuthContext(tpm, ctx, r):
-    data = r.sized32("authContextBlob")
+    data = _blob_param(r)
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
-    return load(tpm, data).to_bytes(4, "big")
+    return load(tpm, data, rt=C.TPM_RT_AUTH).to_bytes(4, "big")

@@ -17,7 +17,8 @@ from ..structures import (TPM_ASYM_CA_CONTENTS, TPM_CAP_VERSION_INFO, TPM_CERTIF
                           TPM_STORE_ASYMKEY, TPM_STORE_PUBKEY, TPM_STRUCT_VER, TPM_VERSION,
                           TPM_EK_TYPE_ACTIVATE, unmarshal_any_key)
 from .admin import current_ticks
-from .keys import check_key_template, sign_key, check_pcr_binding, fill_creation, parse_pcr_info
+from .keys import (check_key_template, check_pcr_binding, fill_creation, key_properties,
+                   parse_pcr_info, sign_key)
 
 
 @command(C.TPM_ORD_MakeIdentity)
@@ -26,13 +27,17 @@ def MakeIdentity(tpm, ctx, r):
     label_digest = r.digest()
     info = unmarshal_any_key(r)
     ctx.start(r, T21, CHECK_ALL)
+    key_properties(info, 2048)           # libtpms: before the sessions
     srk = tpm.perm.srk
     owner_i = ctx.n_auth - 1             # the owner's session is the last one
+    # libtpms TPM_Process_MakeIdentity: the owner first (TPM_Auth2data_Check),
+    # then the SRK (TPM_Authdata_Check) or, without its session, its authDataUsage
+    ctx.verify(owner_i, tpm.perm.owner_auth, C.TPM_ET_OWNER, allow_oiap=False,
+               fail=C.TPM_AUTH2FAIL)
     if ctx.n_auth == 2:
-        ctx.verify(0, srk.usage_auth, C.TPM_ET_SRK, C.TPM_KH_SRK)
+        ctx.verify(0, srk.usage_auth, C.TPM_ET_SRK, C.TPM_KH_SRK, fail=C.TPM_AUTHFAIL)
     elif srk.blob.authDataUsage != C.TPM_AUTH_NEVER:
         raise TPMError(C.TPM_AUTHFAIL)
-    ctx.verify(owner_i, tpm.perm.owner_auth, C.TPM_ET_OWNER, allow_oiap=False)
     id_auth = ctx.decrypt_auth(enc_auth, owner_i)
     parms = info.algorithmParms
     if info.keyUsage != C.TPM_KEY_IDENTITY or info.keyFlags & 0x2:
@@ -62,10 +67,16 @@ def ActivateIdentity(tpm, ctx, r):
     handle = r.u32()
     ctx.mark(r)
     blob = r.sized32("blob")
-    ctx.start(r, (C.TPM_TAG_RQU_AUTH2_COMMAND,), CHECK_ALL)
+    ctx.start(r, T21, CHECK_ALL)
+    # libtpms TPM_Process_ActivateIdentity: the owner (the last trailer,
+    # TPM_Authdata_Check) before the key, then the key's session
+    # (TPM_Auth2data_Check) or, without one, its authDataUsage must be NEVER
+    ctx.verify(ctx.n_auth - 1, tpm.perm.owner_auth, C.TPM_ET_OWNER, fail=C.TPM_AUTHFAIL)
     key = tpm.key_by_handle(handle)
-    ctx.verify(0, key.usage_auth, C.TPM_ET_KEYHANDLE, handle)
-    ctx.verify(1, tpm.perm.owner_auth, C.TPM_ET_OWNER)
+    if ctx.n_auth == 2:
+        ctx.verify(0, key.usage_auth, C.TPM_ET_KEYHANDLE, handle, fail=C.TPM_AUTH2FAIL)
+    elif key.blob.authDataUsage != C.TPM_AUTH_NEVER:
+        raise TPMError(C.TPM_AUTHFAIL)
     if key.usage != C.TPM_KEY_IDENTITY:
         raise TPMError(C.TPM_BAD_PARAMETER)
     if tpm.perm.ek is None:
@@ -104,7 +115,7 @@ def Quote2(tpm, ctx, r):
     ctx.mark(r)
     external = r.digest()
     sel = TPM_PCR_SELECTION.unmarshal(r)
-    add_version = r.u8()
+    add_version = r.bool()
     ctx.start(r, T10, CHECK_ALL)
     key = sign_key(tpm, ctx, handle, (C.TPM_KEY_SIGNING, C.TPM_KEY_IDENTITY, C.TPM_KEY_LEGACY))
     if key.blob.algorithmParms.sigScheme not in (C.TPM_SS_RSASSAPKCS1v15_SHA1,

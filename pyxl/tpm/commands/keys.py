@@ -88,6 +88,42 @@ def storage_parent(key: LoadedKey) -> LoadedKey:
     return key
 
 
+def key_properties(info, key_length: int = 0) -> None:
+    """libtpms TPM_Key_CheckProperties / TPM_KeyParms_CheckProperties (FIPS
+    off): an RSA key of at most 2048 bits (exactly key_length if given), two
+    primes, the schemes its usage allows, the default exponent where libtpms
+    asks for it; anything else is TPM_BAD_KEY_PROPERTY."""
+    parms = info.algorithmParms
+    if parms.algorithmID != C.TPM_ALG_RSA:
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
+    rsa = parms.rsa()
+    if ((key_length and rsa.keyLength != key_length) or rsa.keyLength > 2048
+            or rsa.numPrimes != 2):
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
+    es, ss = parms.encScheme, parms.sigScheme
+    OAEP, PKCS, NONE = C.TPM_ES_RSAESOAEP_SHA1_MGF1, C.TPM_ES_RSAESPKCSv15, C.TPM_ES_NONE
+    SHA1, DER = C.TPM_SS_RSASSAPKCS1v15_SHA1, C.TPM_SS_RSASSAPKCS1v15_DER
+    # usage -> (encSchemes, sigSchemes, minimum bits or None, default exponent required)
+    rules = {
+        C.TPM_KEY_SIGNING: ((NONE,), (SHA1, DER, C.TPM_SS_RSASSAPKCS1v15_INFO), None, False),
+        C.TPM_KEY_STORAGE: ((OAEP,), (C.TPM_SS_NONE,), 2048, True),
+        C.TPM_KEY_IDENTITY: ((NONE,), (SHA1,), 2048, True),
+        C.TPM_KEY_AUTHCHANGE: ((OAEP,), (C.TPM_SS_NONE,), 512, False),
+        C.TPM_KEY_BIND: ((OAEP, PKCS), (C.TPM_SS_NONE,), None, False),
+        C.TPM_KEY_LEGACY: ((OAEP, PKCS), (SHA1, DER), None, False),
+        C.TPM_KEY_MIGRATE: ((OAEP,), (C.TPM_SS_NONE,), 2048, True),
+    }
+    rule = rules.get(info.keyUsage)
+    if rule is None:
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
+    encs, sigs, min_bits, default_exponent = rule
+    if es not in encs or ss not in sigs or (min_bits and rsa.keyLength < min_bits):
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)
+    e = rsa.exponent
+    if default_exponent and e and (len(e) < 3 or any(e[:-3]) or e[-3:] != b"\x01\x00\x01"):
+        raise TPMError(C.TPM_BAD_KEY_PROPERTY)       # TPM_KeyParams_CheckDefaultExponent
+
+
 def check_key_template(info, loading: bool = False) -> int:
     """Validate a key template (CreateWrapKey keyInfo) or, with loading, a
     blob to load (identity keys come from MakeIdentity); returns its bits."""
@@ -398,6 +434,8 @@ def UnBind(tpm, ctx, r):
     ctx.mark(r)
     data = r.sized32("inData")
     ctx.start(r, T10, CHECK_ALL)
+    if not data:
+        raise TPMError(C.TPM_BAD_PARAMETER)     # libtpms TPM_Process_UnBind: before the key
     key = use_key(tpm, ctx, handle)
     if key.usage not in (C.TPM_KEY_BIND, C.TPM_KEY_LEGACY):
         raise TPMError(C.TPM_INVALID_KEYUSAGE)

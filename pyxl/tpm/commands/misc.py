@@ -80,8 +80,16 @@ def Reset(tpm, ctx, r):
 
 @command(C.TPM_ORD_Init)
 def Init(tpm, ctx, r):
-    """TPM_Init as a command: back to the state that awaits TPM_Startup."""
-    ctx.start(r, T0, CHECK_STARTUP)
+    """TPM_Init as a command: back to the state that awaits TPM_Startup.
+    libtpms (built without TPM_TEST) checks the tag and the parameter size,
+    then answers TPM_BAD_ORDINAL; its answers carry the request's tag
+    (TPM_Process_Init stores no final response)."""
+    try:
+        ctx.start(r, T0, CHECK_STARTUP)
+    except TPMError as e:
+        raise TPMError(e.rc, echo_tag=True) from None
+    if not tpm.identity.berlios:
+        raise TPMError(C.TPM_BAD_ORDINAL, echo_tag=True)
     tpm._power_off()
     return b""
 
@@ -121,6 +129,9 @@ def ChangeAuth(tpm, ctx, r):
     et = r.u16()
     enc_data = r.sized32("encData")
     ctx.start(r, T2, CHECK_ALL)
+    if et not in (C.TPM_ET_DATA, C.TPM_ET_KEY):
+        # libtpms TPM_Process_ChangeAuth: before the parent key and the sessions
+        raise TPMError(C.TPM_WRONG_ENTITYTYPE)
     parent = tpm.key_by_handle(parent_handle)
     ctx.verify(0, parent.usage_auth, C.TPM_ET_KEYHANDLE, parent_handle, allow_oiap=False)
     if pid != C.TPM_PID_ADCP:
@@ -139,14 +150,12 @@ def ChangeAuth(tpm, ctx, r):
                 raise TPMError(C.TPM_INVALID_STRUCTURE)
             ctx.verify(1, obj.usageAuth, allow_osap=False)
             obj.usageAuth = new
-        elif et == C.TPM_ET_DATA:
+        else:                                     # TPM_ET_DATA
             obj = TPM_SEALED_DATA.from_bytes(plain)
             if obj.payload != C.TPM_PT_SEAL or obj.tpmProof != tpm.perm.tpm_proof:
                 raise TPMError(C.TPM_INVALID_STRUCTURE)
             ctx.verify(1, obj.authData, allow_osap=False)
             obj.authData = new
-        else:
-            raise TPMError(C.TPM_WRONG_ENTITYTYPE)
     except TPMDecodeError:
         raise TPMError(C.TPM_INVALID_STRUCTURE) from None
     out = parent.rsa.encrypt_oaep(obj.to_bytes())

@@ -238,7 +238,7 @@ def CreateEndorsementKeyPair(tpm, ctx, r):
 def CreateRevocableEK(tpm, ctx, r):
     anti_replay = r.digest()
     key_info = TPM_KEY_PARMS.unmarshal(r)
-    generate = r.u8()
+    generate = r.bool()
     input_reset = r.digest()
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     _create_ek(tpm, key_info)
@@ -310,7 +310,7 @@ def ResetLockValue(tpm, ctx, r):
 
 @command(C.TPM_ORD_SetOwnerInstall)
 def SetOwnerInstall(tpm, ctx, r):
-    state = r.u8()
+    state = r.bool()
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     if tpm.owned:
         return b""          # with an owner the command changes nothing (as measured)
@@ -321,7 +321,7 @@ def SetOwnerInstall(tpm, ctx, r):
 
 @command(C.TPM_ORD_OwnerSetDisable)
 def OwnerSetDisable(tpm, ctx, r):
-    state = r.u8()
+    state = r.bool()
     ctx.start(r, T1, CHECK_NOT_SHUTDOWN | CHECK_OWNER | CHECK_NO_LOCKOUT)
     _owner_auth(tpm, ctx)
     tpm.perm.flags.disable = bool(state)
@@ -346,7 +346,7 @@ def PhysicalDisable(tpm, ctx, r):
 
 @command(C.TPM_ORD_PhysicalSetDeactivated)
 def PhysicalSetDeactivated(tpm, ctx, r):
-    state = r.u8()
+    state = r.bool()
     ctx.start(r, T0, CHECK_BASIC | CHECK_ENABLED)
     tpm.require_presence()
     tpm.perm.flags.deactivated = bool(state)

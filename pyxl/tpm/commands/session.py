@@ -74,6 +74,9 @@ def _flush(tpm, handle: int, rt: int) -> None:
         if tpm.sessions.pop(handle, None) is None:
             raise TPMError(C.TPM_INVALID_AUTHHANDLE)
     elif rt == C.TPM_RT_KEY:
+        if handle not in tpm.keys:
+            # libtpms TPM_Process_FlushSpecific: no such key is TPM_BAD_PARAMETER
+            raise TPMError(C.TPM_BAD_PARAMETER)
         tpm.unload_key(handle)
     elif rt == C.TPM_RT_TRANS:
         if not tpm.end_transport(handle):

@@ -83,7 +83,7 @@ def EstablishTransport(tpm, ctx, r):
 
 
 def _trans_trailer(r: Reader):
-    return r.u32(), r.bytes(20), r.u8(), r.bytes(20)
+    return r.u32(), r.bytes(20), r.bool(), r.bytes(20)
 
 
 def _check_trans(t: TransportSession, in_digest: bytes, odd: bytes, cont: int,
@@ -211,12 +211,16 @@ def ReleaseTransportSigned(tpm, ctx, r):
     ctx.mark(r)
     anti_replay = r.digest()
     param_end = r.pos
-    # the last trailer is the transport session's; ctx.start sees only the key's
+    # the last trailer is the transport session's; ctx.start sees only the key's.
+    # As libtpms: state, tag, then both trailers parsed (TPM_AuthParams_Get)
+    tpm.check_state(ctx.tag, CHECK_ALL)
     if ctx.tag not in T21:
-        tpm.check_state(ctx.tag, CHECK_ALL)
         raise TPMError(C.TPM_BADTAG)
     n_key = 1 if ctx.tag == C.TPM_TAG_RQU_AUTH2_COMMAND else 0
-    key_trailers = r.bytes(n_key * _TRAILER) if n_key else b""
+    at = r.pos
+    if n_key:
+        _trans_trailer(r)
+    key_trailers = ctx.data[at:r.pos]
     handle, odd, cont, auth = _trans_trailer(r)
     if r.remaining:
         raise TPMError(C.TPM_BAD_PARAM_SIZE)
