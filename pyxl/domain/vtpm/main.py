@@ -10,10 +10,6 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pyxl.domain.drivers.tpmback import TpmBack
 from pyxl.domain.drivers.tpmfront import TpmFront, TpmFrontError
 from pyxl.domain.minios import VBD_HDA, init_blkfront
-from pyxl.tpm import TPM
-from pyxl.tpm.engine import TPMStateError
-from pyxl.tpm.identity import XEN_VTPM_IDENTITY
-
 from . import engine2
 from . import log as L
 from .options import OptionError, parse_cmd_line
@@ -191,6 +187,10 @@ class Vtpm:
                 return False
             self.tpm = tpm2
             return True
+        # the TPM 1.2 engine is imported here, as libtpms is in engine2: a
+        # vTPM loads only the engine it runs
+        from pyxl.tpm import TPM, TPMStateError, XEN_VTPM_IDENTITY
+
         log.emu("tpm_cmd_handler.c", L.L_EMU_INIT, "Debug",
                 "tpm_emulator_init(%d, 0x%08x)" % (self.opts.startup, TPM_CONF))
         if blob is None:
