@@ -147,3 +147,26 @@ def test_emulator_command_lines():
     log.command(struct.pack(">HII", 0xC1, 14, 0x15) + b"\0\0\0\x63", struct.pack(">HII", 0xC4, 10, 2))
     assert out[-1] == ("tpm_cmd_handler.c:4077: Info: TPM command failed: (0x02) The index "
                        "to a PCR, DIR or other register is incorrect.\n")
+
+
+def test_printk_held_sends_a_commands_lines_at_once_unchanged():
+    """mini-os console_print's bytes ("\\n" -> "\\r\\n"), in order, as one
+    console write when the held block ends, whichever thread printed them."""
+    import threading
+
+    from pyxl.domain.minios import make_printk
+
+    writes = []
+    printk = make_printk(writes.append)
+    printk("a\n")
+    with printk.held():
+        printk("b\n")
+        t = threading.Thread(target=printk, args=("c\r\n",))
+        t.start()
+        t.join()
+        with printk.held():
+            printk("d")
+        assert writes == [b"a\r\n"]
+    assert writes == [b"a\r\n", b"b\r\nc\r\nd"]
+    printk("e\n")
+    assert writes[-1] == b"e\r\n"

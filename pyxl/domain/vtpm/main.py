@@ -274,7 +274,8 @@ class Vtpm:
                     cmd = self.back.req(domid, handle)
                     if cmd is None:
                         break
-                    self.back.resp(cmd, self.handle(cmd.req, cmd.locality))
+                    with self.printk.held():     # the command's lines go out after its reply
+                        self.back.resp(cmd, self.handle(cmd.req, cmd.locality))
         log.info(L.L_SHUTTING, "VTPM Shutting down\n")
         if self.opts.tpm2:
             if engine2.save_state(self.tpm):
