@@ -81,7 +81,9 @@ class FakeManager:
     def __init__(self):
         self.hashkey = None
 
-    def save_hashkey(self, hk):
+    def save_hashkey(self, hk, meanwhile=None):
+        if meanwhile is not None:             # the disk write, while the manager works
+            meanwhile()
         self.hashkey = hk
 
     def load_hashkey(self):
