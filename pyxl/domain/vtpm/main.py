@@ -112,8 +112,14 @@ class Vtpm:
         """tpm_store_permanent_data -> write_vtpmblk.  False when the state
         could not be saved and differs from what the disk and the manager
         hold: the changes are then undone (the emulator keeps them, answers
-        success, and loses them at the next start)."""
-        blob = self.tpm.dump()
+        success, and loses them at the next start).  A command that left
+        the engine's persistent state as it was (PCRRead, GetRandom, ...)
+        saves the bytes of the last save again, without dumping the engine:
+        what is stored is what a dump would have given."""
+        if self.durable is None or self.tpm.persistent_changed:
+            blob = self.tpm.dump()
+        else:
+            blob = self.durable
         self.log.emu("tpm_data.c", 206, "Debug", "size of permanent data: %d" % len(blob))
         try:
             self.blk.write(blob)
