@@ -4,6 +4,12 @@ mini-os's console_print turns every "\\n" into "\\r\\n" on the PV console
 ring, and call_main echoes the argument vector it built from the domain's
 command line (`"main" "a" "b" `).  Stub-domain code writes through a
 `printk` made here so every line reaches the console the same way.
+
+A stub domain's main loop prints a handful of lines per request; inside
+`printk.held()` they are kept and go out as one console write when the
+block ends -- after the reply has gone -- instead of one hypervisor
+message each on the request's path.  The lines, their order and their
+bytes are the same.
 """
 
 from __future__ import annotations
@@ -12,24 +18,50 @@ import fcntl
 import os
 import shlex
 import threading
-from typing import TYPE_CHECKING, Callable, Protocol
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 if TYPE_CHECKING:
     from pyxl.domain.process import Domain
     from pyxl.domain.xen import XenInterface
 
-Printk = Callable[[str], None]
+
+class Printk:
+    """A thread-safe printk over a domain's console_write(bytes)."""
+
+    def __init__(self, console_write: Callable[[bytes], object]):
+        self._write = console_write
+        self._lock = threading.Lock()
+        self._held = 0
+        self._kept = bytearray()
+
+    def __call__(self, text: str) -> None:
+        data = text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8", "replace")
+        with self._lock:
+            if self._held:
+                self._kept += data
+            else:
+                self._write(data)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Keep every line printed (by any thread) until the outermost
+        held() block ends, then write them at once."""
+        with self._lock:
+            self._held += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held -= 1
+                if not self._held and self._kept:
+                    data = bytes(self._kept)
+                    self._kept.clear()
+                    self._write(data)
 
 
 def make_printk(console_write: Callable[[bytes], object]) -> Printk:
-    """A thread-safe printk over a domain's console_write(bytes)."""
-    lock = threading.Lock()
-
-    def printk(text: str) -> None:
-        data = text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8", "replace")
-        with lock:
-            console_write(data)
-    return printk
+    return Printk(console_write)
 
 
 def argv_of(cmdline: str) -> list[str]:

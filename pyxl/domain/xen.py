@@ -15,7 +15,11 @@ thread is waiting (for a reply, a watch event, a pending port or console
 input) reads the socket itself and files what arrives for the others
 (leader/follower), so a round trip costs no thread hand-off and several
 threads of one domain (a shell and a driver, say) can wait on different
-things at once. Errors come back as
+things at once.  Waits for a reply or an event channel come first: a
+thread parked on a watch or on console input (a stub domain's shutdown
+watcher, a backend's xenbus listener) that is reading when one starts is
+woken and stands aside, so the frame a driver's round trip waits for is
+read by the driver's own thread, not handed over to it. Errors come back as
 `XenError` (an OSError with the errno the hypervisor returned).
 
 Imports only the standard library's basics: domain processes are small.
@@ -110,8 +114,11 @@ class XenInterface:
         self.broken = threading.Event()          # set with `closed`; cleared by resume()
         self.detached = False                    # close() was called: no resume wanted
         self._reading = False                    # a waiter is reading the socket
-        self._poll = select.poll()
-        self._poll.register(sock.fileno(), select.POLLIN)
+        self._reader_first = False               # ... and it waits for a reply or a port
+        self._first = 0                          # waiters for a reply or a port
+        # wakes a parked reader; kept for the object's life (resume() may follow close())
+        self._kick = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self._poll = self._make_poll(sock)
         self._watches: dict[tuple[str, str], None] = {}   # registered watches, in order
         self.generation = 0                      # bumped by every resume()
         version, told = self._call(wire.HELLO, [wire.WIRE_VERSION])
@@ -142,8 +149,7 @@ class XenInterface:
                 pass
             self.sock = sock
             self.chan = wire.Channel(sock)
-            self._poll = select.poll()
-            self._poll.register(sock.fileno(), select.POLLIN)
+            self._poll = self._make_poll(sock)
             self._replies.clear()
             self._watch_events.clear()
             self._pending.clear()
@@ -176,47 +182,75 @@ class XenInterface:
         return cls.from_fd(int(fd))
 
     # -- plumbing --------------------------------------------------------
+    def _make_poll(self, sock):
+        poll = select.poll()
+        poll.register(sock.fileno(), select.POLLIN)
+        poll.register(self._kick, select.POLLIN)
+        return poll
+
     def _set_closed(self) -> None:
         self.closed = True
         self.broken.set()
 
-    def _wait(self, pred: Callable[[], bool], timeout: float | None) -> bool:
+    def _wait(self, pred: Callable[[], bool], timeout: float | None, first: bool = True) -> bool:
         """With self._cond held: wait until pred() holds (True), the timeout
-        passes or the connection closes (False). The first waiter reads the
-        socket and files every frame; the others sleep until it notifies."""
+        passes or the connection closes (False). One waiter reads the
+        socket and files every frame; the others sleep until it notifies.
+        `first` (a reply, an event channel): such a waiter reads in place
+        of one that is not (a watch, console input), which is kicked out
+        of its poll and waits until no `first` waiter is left."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if pred():
-                return True
-            if self.closed:
-                return False
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            if self._reading:
-                self._cond.wait(left)
-                continue
-            self._reading = True
-            self._cond.release()
-            frame = eof = None
-            try:
-                ms = -1 if left is None else max(1, int(left * 1000 + 0.999))
-                if self._poll.poll(ms):
+        if first:
+            self._first += 1
+        try:
+            while True:
+                if pred():
+                    return True
+                if self.closed:
+                    return False
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                if self._reading or (not first and self._first):
+                    if first and not self._reader_first:
+                        os.eventfd_write(self._kick, 1)
+                    self._cond.wait(left)
+                    continue
+                self._read_one(left, first)
+        finally:
+            if first:
+                self._first -= 1
+            if not self._reading:
+                self._cond.notify_all()     # a waiter left behind must take over reading
+
+    def _read_one(self, left: float | None, first: bool) -> None:
+        """With self._cond held, released meanwhile: read and file one frame
+        (none if the poll timed out or was kicked)."""
+        self._reading, self._reader_first = True, first
+        self._cond.release()
+        frame = eof = None
+        try:
+            ms = -1 if left is None else max(1, int(left * 1000 + 0.999))
+            for fd, _ev in self._poll.poll(ms):
+                if fd == self._kick:
+                    os.eventfd_read(self._kick)
+                else:
                     frame = self.chan.recv()
                     eof = frame is None
-            except (OSError, ValueError, wire.WireError):
-                eof = True
-            finally:
-                self._cond.acquire()
-                self._reading = False
-                if eof:
-                    self._set_closed()
-                elif frame is not None:
-                    try:
-                        self._file(frame)
-                    except (ValueError, IndexError, UnicodeDecodeError):
-                        pass        # a garbled event is dropped, not raised at a caller
-                self._cond.notify_all()
+                    break
+        except (OSError, ValueError, wire.WireError):
+            eof = True
+        finally:
+            self._cond.acquire()
+            self._reading = False
+            if eof:
+                self._set_closed()
+            elif frame is not None:
+                try:
+                    self._file(frame)
+                except (ValueError, IndexError, UnicodeDecodeError):
+                    pass        # a garbled event is dropped, not raised at a caller
+            self._cond.notify_all()
 
     def _file(self, f: wire.Frame) -> None:
         if f.req_id:
@@ -344,7 +378,7 @@ class XenInterface:
                     return i
             return None
         with self._cond:
-            self._wait(lambda: find() is not None, timeout)
+            self._wait(lambda: find() is not None, timeout, first=False)
             i = find()
             return None if i is None else self._watch_events.pop(i)
 
@@ -508,7 +542,7 @@ class XenInterface:
         """Console input typed at the domain; None on timeout, b"" once the
         connection is closed."""
         with self._cond:
-            self._wait(lambda: bool(self._console_in), timeout)
+            self._wait(lambda: bool(self._console_in), timeout, first=False)
             if not self._console_in:
                 return b"" if self.closed else None
             out = bytes(self._console_in)

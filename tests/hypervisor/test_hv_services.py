@@ -374,3 +374,46 @@ def test_many_threads_of_one_domain_share_its_interface(hv):
     assert not any(t.is_alive() for t in threads)
     assert errors == []
     assert len(got_events) == 20 and len(got_watches) == 20
+
+
+def test_an_event_channel_waiter_reads_its_own_event_not_a_parked_watcher(hv):
+    """A thread parked on a watch (a stub domain's shutdown watcher) that is
+    reading the socket stands aside when a driver starts waiting for its
+    port: the event is read by the driver's own thread, with no hand-off
+    between threads on the round trip; the watcher still gets its events."""
+    x1, x2 = xen(hv, 1), xen(hv, 2)
+    p1 = x1.evtchn_alloc_unbound(2)
+    p2 = x2.evtchn_bind_interdomain(1, p1)
+    x1.watch("data/w", "w")
+    assert x1.read_watch(2, token="w") == ("data/w", "w")
+    readers = []
+    recv = x1.chan.recv
+
+    def recording_recv():
+        frame = recv()
+        readers.append((threading.current_thread().name, frame.op if frame else None))
+        return frame
+    x1.chan.recv = recording_recv
+    watched = []
+    watcher = threading.Thread(target=lambda: watched.append(x1.read_watch(10, token="w")),
+                               name="watcher")
+    watcher.start()
+    deadline = time.monotonic() + 10
+    while not x1._reading and time.monotonic() < deadline:   # the watcher is in its poll
+        time.sleep(0.001)
+    assert x1._reading
+    got = []
+    driver = threading.Thread(target=lambda: got.append(x1.evtchn_wait(p1, 10)), name="driver")
+    driver.start()
+    deadline = time.monotonic() + 2
+    while not (x1._reading and getattr(x1, "_reader_first", False)) \
+            and time.monotonic() < deadline:
+        time.sleep(0.001)                    # until the driver has taken over the socket
+    x2.evtchn_notify(p2)
+    driver.join(10)
+    assert got == [p1]
+    assert ("driver", wire.EVTCHN_EVENT) in readers
+    assert ("watcher", wire.EVTCHN_EVENT) not in readers
+    hv.xs().write("/local/domain/1/data/w/k", "x")         # the watcher reads again
+    watcher.join(10)
+    assert watched == [("data/w/k", "w")]

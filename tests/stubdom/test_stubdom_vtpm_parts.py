@@ -81,7 +81,9 @@ class FakeManager:
     def __init__(self):
         self.hashkey = None
 
-    def save_hashkey(self, hk):
+    def save_hashkey(self, hk, meanwhile=None):
+        if meanwhile is not None:             # the disk write, while the manager works
+            meanwhile()
         self.hashkey = hk
 
     def load_hashkey(self):
@@ -147,3 +149,62 @@ def test_emulator_command_lines():
     log.command(struct.pack(">HII", 0xC1, 14, 0x15) + b"\0\0\0\x63", struct.pack(">HII", 0xC4, 10, 2))
     assert out[-1] == ("tpm_cmd_handler.c:4077: Info: TPM command failed: (0x02) The index "
                        "to a PCR, DIR or other register is incorrect.\n")
+
+
+def test_printk_held_sends_a_commands_lines_at_once_unchanged():
+    """mini-os console_print's bytes ("\\n" -> "\\r\\n"), in order, as one
+    console write when the held block ends, whichever thread printed them."""
+    import threading
+
+    from pyxl.domain.minios import make_printk
+
+    writes = []
+    printk = make_printk(writes.append)
+    printk("a\n")
+    with printk.held():
+        printk("b\n")
+        t = threading.Thread(target=printk, args=("c\r\n",))
+        t.start()
+        t.join()
+        with printk.held():
+            printk("d")
+        assert writes == [b"a\r\n"]
+    assert writes == [b"a\r\n", b"b\r\nc\r\nd"]
+    printk("e\n")
+    assert writes[-1] == b"e\r\n"
+
+
+def test_a_command_that_changes_nothing_saves_the_same_state_without_a_dump(tmp_path):
+    """Every successful command is saved (the guide shows a save after
+    tpm_version); when the engine's persistent state did not change, the
+    bytes saved are those of the last save -- exactly what a dump gives --
+    and the engine is not dumped again."""
+    import os
+
+    from pyxl.tpm import TPM, XEN_VTPM_IDENTITY
+
+    img = tmp_path / "v.img"
+    img.write_bytes(bytes(1 << 20))
+    fd = os.open(img, os.O_RDWR)
+    mgr = FakeManager()
+
+    class Opts:
+        bad_ordinals, tpm2 = [], False
+    v = Vtpm.__new__(Vtpm)
+    v.log, v.opts, v.failed = L.VtpmLog(lambda s: None), Opts(), False
+    v.blk = VtpmBlk(fd, mgr, v.log, os.urandom)
+    v.tpm = TPM(XEN_VTPM_IDENTITY)
+    v.initial, v.durable = v.tpm.dump(), None
+    v.tpm.power_on("clear")
+    getrandom = struct.pack(">HIII", 0xC1, 14, 0x46, 16)
+    assert v.handle(getrandom, 0)[6:10] == bytes(4)      # the first save dumps
+    dumps = []
+    dump = v.tpm.dump
+    v.tpm.dump = lambda: dumps.append(1) or dump()
+    before = mgr.hashkey
+    for req in (getrandom, struct.pack(">HIII", 0xC1, 14, 0x15, 10)):   # GetRandom, PCRRead
+        assert v.handle(req, 0)[6:10] == bytes(4)
+    assert mgr.hashkey != before                           # saved, under a new key
+    assert dumps == []
+    assert VtpmBlk(fd, mgr, v.log, os.urandom).read() == dump()
+    os.close(fd)

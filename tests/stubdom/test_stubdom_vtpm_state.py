@@ -347,7 +347,9 @@ class FlakyManager:
     def __init__(self):
         self.record, self.fail = None, False
 
-    def save_hashkey(self, record):
+    def save_hashkey(self, record, meanwhile=None):
+        if meanwhile is not None:             # the disk write, while the manager works
+            meanwhile()
         if self.fail:
             from pyxl.domain.vtpm.vtpm_cmd import ManagerError
             raise ManagerError(9)
@@ -379,4 +381,38 @@ def test_a_failed_save_never_overwrites_the_vouched_slot(tmp_path):
     flip(img, (1 << 16) // 2 + 30)
     again = VtpmBlk(fd, mgr, VtpmLog(lines.append), os.urandom)
     assert again.read() == b"A" * 50 and again.active_slot == 0
+    os.close(fd)
+
+
+class CrashingManager(FlakyManager):
+    """Stores the record, and the domain dies before its own write lands."""
+
+    def save_hashkey(self, record, meanwhile=None):
+        self.record = record
+        raise SystemExit("crashed")
+
+
+def test_a_crash_between_the_managers_record_and_the_slot_leaves_the_old_state(tmp_path):
+    """The slot's write runs while the manager stores the new record: a
+    crash after the manager stored it, before the slot was written, must
+    leave the state the last acknowledged command left -- the record's
+    previous half names it."""
+    from pyxl.domain.vtpm.log import VtpmLog
+    from pyxl.domain.vtpm.vtpmblk import VtpmBlk
+    img = tmp_path / "v.img"
+    img.write_bytes(bytes(1 << 16))
+    fd = os.open(img, os.O_RDWR)
+    mgr, lines = FlakyManager(), []
+    blk = VtpmBlk(fd, mgr, VtpmLog(lines.append), os.urandom)
+    blk.write(b"A" * 50)                                  # slot 0
+    blk.write(b"B" * 50)                                  # slot 1: acknowledged
+    crashing = CrashingManager()
+    crashing.record = mgr.record
+    blk.manager = crashing
+    with pytest.raises(SystemExit):
+        blk.write(b"C" * 50)                              # slot 0 never written
+    lines.clear()
+    again = VtpmBlk(fd, crashing, VtpmLog(lines.append), os.urandom)
+    assert again.read() == b"B" * 50 and again.active_slot == 1
+    assert "using the previous one, from slot 1" in "".join(lines)
     os.close(fd)

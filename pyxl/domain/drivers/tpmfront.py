@@ -56,6 +56,7 @@ class TpmFront:
         self.lock = threading.Lock()          # one command (or resume) at a time
         self.generation = xen.generation      # the hypervisor the ring lives in
         self.broken = False                   # the backend went away under a command
+        self._meanwhile = None                # cmd(meanwhile=): not run yet
         printk("============= Init TPM Front ================\n")
         while True:
             gen = xen.generation
@@ -242,16 +243,36 @@ class TpmFront:
     def set_locality(self, locality: int) -> None:
         self.locality = locality
 
-    def cmd(self, request: bytes, timeout: float | None = None) -> bytes:
+    def cmd(self, request: bytes, timeout: float | None = None, meanwhile=None) -> bytes:
         """tpmfront_cmd: one request, its response (b"" if it was cancelled).
         If the hypervisor goes away meanwhile (the daemon was restarted),
         the request is sent again once the ring is back: everything
         vtpm-stubdom asks the manager (GetRandom, PcrRead, Load/SaveHashKey)
         may safely be asked twice.  So is a request whose backend went away,
-        on the backend the device names now, if any."""
+        on the backend the device names now, if any.
+
+        `meanwhile()`, if given, runs once, while the backend works on the
+        request (after the notification, before the wait); what it raises
+        is raised once the response is in (the ring stays usable)."""
         if len(request) > MAX_PACKET:
             self.err("Message too long for shared page\n")
             raise TpmFrontError(90, "message too long")
+        self._meanwhile = meanwhile
+        try:
+            return self._cmd_retrying(request, timeout)
+        finally:
+            self._meanwhile = None
+
+    def _run_meanwhile(self) -> BaseException | None:
+        fn, self._meanwhile = self._meanwhile, None
+        if fn is not None:
+            try:
+                fn()
+            except Exception as e:
+                return e
+        return None
+
+    def _cmd_retrying(self, request: bytes, timeout: float | None) -> bytes:
         for _ in range(3):
             with self.lock:
                 dead = self.generation
@@ -285,6 +306,15 @@ class TpmFront:
             self.xen.evtchn_notify(self.port)
         except OSError:
             return None
+        failed = self._run_meanwhile()
+        rsp = self._wait_response(timeout)
+        if failed is not None:
+            raise failed
+        return rsp
+
+    def _wait_response(self, timeout: float | None) -> bytes | None:
+        shared = self.shared
+        assert shared is not None       # Connected: there is a ring
         deadline = None if timeout is None else time.monotonic() + timeout
         while shared.state not in (TPMIF_STATE_FINISH, TPMIF_STATE_IDLE):
             if self._gone():
@@ -295,7 +325,7 @@ class TpmFront:
                 raise TpmFrontError(62, "no response from the backend")
             step = POLL if left is None else min(POLL, left)
             if self.xen.evtchn_wait(self.port, timeout=step) is None and \
-                    self.shared.state not in (TPMIF_STATE_FINISH, TPMIF_STATE_IDLE) and \
+                    shared.state not in (TPMIF_STATE_FINISH, TPMIF_STATE_IDLE) and \
                     self._backend_state() in GONE:
                 self.broken = True
                 self.err("Backend %s went away during a command\n" % self.bepath)

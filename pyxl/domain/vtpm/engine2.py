@@ -24,6 +24,9 @@ emulator runs TPM_SaveState.  `hwinitpcr=` cannot work (TPM 2.0 PCRs can
 only be extended, and the manager reads SHA-1 PCRs of a TPM 1.2): the vTPM
 refuses to serve rather than give the guest PCRs it did not ask for.
 
+libtpms (pyxl.tpm.tpm2, through ctypes) is loaded by emulator_init, not
+when this module is imported: a TPM 1.2 vTPM never pays for it.
+
 A state on the disk that the manager vouches for but libtpms rejects (a TPM
 1.2 state, a damaged blob) stops the vTPM: it is never replaced by a new,
 blank TPM.  When a save fails, libtpms's own rule for a failed NV commit
@@ -34,9 +37,6 @@ applies: the command and every later one are answered TPM_RC_FAILURE
 from __future__ import annotations
 
 import struct
-
-from pyxl.tpm.tpm2 import TPM2, TPM2Error, TPM2StateError
-from pyxl.tpm.tpm2.engine import TPM_CC_Startup, TPM_SU_CLEAR, command
 
 from pyxl.domain.tpm2_frames import PW_SESSION, TPM_ST_SESSIONS
 
@@ -61,15 +61,17 @@ def rc_of(rsp: bytes) -> int:
     return int.from_bytes(rsp[6:10], "big") if len(rsp) >= 10 else -1
 
 
-def hierarchy_off(tpm: TPM2, hierarchy: int) -> int:
+def hierarchy_off(tpm, hierarchy: int) -> int:
     """TPM2_HierarchyControl(TPM_RH_PLATFORM, enable=hierarchy, state=NO)."""
     body = struct.pack(">I", TPM_RH_PLATFORM) + PW_SESSION + struct.pack(">IB", hierarchy, 0)
     req = struct.pack(">HII", TPM_ST_SESSIONS, 10 + len(body), TPM_CC_HierarchyControl) + body
     return rc_of(tpm.execute(req))
 
 
-def start(tpm: TPM2, startup: int, log) -> None:
+def start(tpm, startup: int, log) -> None:
     """_TPM_Init and TPM2_Startup as the start-up option says (module doc)."""
+    from pyxl.tpm.tpm2.engine import TPM_CC_Startup, TPM_SU_CLEAR, command
+
     if startup == ST_SAVE:
         rc = tpm.power_on("state")
         say(log, "Info", "TPM2_Startup(TPM_SU_STATE): 0x%x" % rc)
@@ -89,10 +91,12 @@ def start(tpm: TPM2, startup: int, log) -> None:
         say(log, "Info", "hierarchies disabled until the next start-up (deactivated)")
 
 
-def emulator_init(blob: bytes | None, opts, log) -> TPM2:
+def emulator_init(blob: bytes | None, opts, log):
     """tpm_emulator_init for a TPM 2.0: `blob`, the state the manager vouches
     for (None: the manager has never seen this uuid, a new TPM), started as
     opts.startup says.  EngineError when it cannot be started."""
+    from pyxl.tpm.tpm2 import TPM2, TPM2Error, TPM2StateError
+
     say(log, "Debug", "TPM 2.0 (libtpms) init, startup mode %d" % opts.startup)
     if opts.hwinitpcrs:
         raise EngineError("hwinitpcr= is not supported by a TPM 2.0 vTPM")
@@ -120,6 +124,6 @@ def failure_response() -> bytes:
     return struct.pack(">HII", TPM_ST_NO_SESSIONS, 10, TPM_RC_FAILURE)
 
 
-def save_state(tpm: TPM2) -> bool:
+def save_state(tpm) -> bool:
     """What the 1.2 emulator's TPM_SaveState is at shutdown: TPM2_Shutdown(SU_STATE)."""
     return tpm.save_state() == 0

@@ -10,10 +10,6 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pyxl.domain.drivers.tpmback import TpmBack
 from pyxl.domain.drivers.tpmfront import TpmFront, TpmFrontError
 from pyxl.domain.minios import VBD_HDA, init_blkfront
-from pyxl.tpm import TPM
-from pyxl.tpm.engine import TPMStateError
-from pyxl.tpm.identity import XEN_VTPM_IDENTITY
-
 from . import engine2
 from . import log as L
 from .options import OptionError, parse_cmd_line
@@ -117,8 +113,14 @@ class Vtpm:
         """tpm_store_permanent_data -> write_vtpmblk.  False when the state
         could not be saved and differs from what the disk and the manager
         hold: the changes are then undone (the emulator keeps them, answers
-        success, and loses them at the next start)."""
-        blob = self.tpm.dump()
+        success, and loses them at the next start).  A command that left
+        the engine's persistent state as it was (PCRRead, GetRandom, ...)
+        saves the bytes of the last save again, without dumping the engine:
+        what is stored is what a dump would have given."""
+        if self.durable is None or self.tpm.persistent_changed:
+            blob = self.tpm.dump()
+        else:
+            blob = self.durable
         self.log.emu("tpm_data.c", 206, "Debug", "size of permanent data: %d" % len(blob))
         try:
             self.blk.write(blob)
@@ -192,6 +194,10 @@ class Vtpm:
                 return False
             self.tpm = tpm2
             return True
+        # the TPM 1.2 engine is imported here, as libtpms is in engine2: a
+        # vTPM loads only the engine it runs
+        from pyxl.tpm import TPM, TPMStateError, XEN_VTPM_IDENTITY
+
         log.emu("tpm_cmd_handler.c", L.L_EMU_INIT, "Debug",
                 "tpm_emulator_init(%d, 0x%08x)" % (self.opts.startup, TPM_CONF))
         if blob is None:
@@ -275,7 +281,8 @@ class Vtpm:
                     cmd = self.back.req(domid, handle)
                     if cmd is None:
                         break
-                    self.back.resp(cmd, self.handle(cmd.req, cmd.locality))
+                    with self.printk.held():     # the command's lines go out after its reply
+                        self.back.resp(cmd, self.handle(cmd.req, cmd.locality))
         log.info(L.L_SHUTTING, "VTPM Shutting down\n")
         if self.opts.tpm2:
             if engine2.save_state(self.tpm):

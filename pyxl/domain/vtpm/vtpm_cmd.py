@@ -34,12 +34,14 @@ class ManagerClient:
     def _err(self, line: int, msg: str) -> None:
         self.log.emu("vtpm_cmd.c", line, "Error", msg)
 
-    def _call(self, request: bytes, fname: str, lines: tuple[int, int, int]) -> bytes:
+    def _call(self, request: bytes, fname: str, lines: tuple[int, int, int],
+              meanwhile=None) -> bytes:
         """Send, check the header and status; `lines` = the seed's lines of
-        the send, unpack and status checks (their error messages)."""
+        the send, unpack and status checks (their error messages).
+        `meanwhile()` runs while the manager works (TpmFront.cmd)."""
         front_line, unpack_line, check_line = lines
         try:
-            resp = self.front.cmd(request, timeout=MANAGER_TIMEOUT)
+            resp = self.front.cmd(request, timeout=MANAGER_TIMEOUT, meanwhile=meanwhile)
         except TpmFrontError:
             self._err(front_line, ERR_TPMFRONT)
             raise ManagerError(TPM_FAIL) from None
@@ -77,11 +79,19 @@ class ManagerClient:
             raise
         return resp[P.HEADER_SIZE:]
 
-    def save_hashkey(self, hashkey: bytes) -> None:
-        self.log.emu("vtpm_cmd.c", 201, "Info", "Sending encryption key to backend")
+    def save_hashkey(self, hashkey: bytes, meanwhile=None) -> None:
+        """VTPM_SaveHashKey.  `meanwhile()` (the disk write) runs while the
+        manager stores the record; what it raises is raised here, without
+        the manager's error lines (the seed never sends after a failed
+        write).  The console shows the seed's order: the write's lines,
+        then this one."""
+        def while_the_manager_works():
+            if meanwhile is not None:
+                meanwhile()
+            self.log.emu("vtpm_cmd.c", 201, "Info", "Sending encryption key to backend")
         try:
             self._call(P.pack(P.VTPM_TAG_REQ, P.VTPM_ORD_SAVEHASHKEY, hashkey),
-                       "VTPM_SaveHashKey()", (202, 207, 210))
+                       "VTPM_SaveHashKey()", (202, 207, 210), while_the_manager_works)
         except ManagerError:
             self._err(214, "VTPM_SaveHashKey failed")
             raise

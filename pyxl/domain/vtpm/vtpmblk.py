@@ -7,19 +7,22 @@ every save; the manager keeps SHA-1(blob) || key (52 bytes).
 Layout: the two-slot form of Xen's 58c2ab7588 ("make state save
 operation atomic", Mar 2013) rather than the seed's single slot at offset
 0.  The disk is split in halves; a slot is BE uint32 length + blob; every
-save goes to the slot not holding the current state, is flushed, and only
-then is the new hash+key handed to the manager.  A crash at any point
-leaves either the old state (the manager still has the old hash) or the
-new one -- never a state that fails its checksum.  The seed overwrote the
-only copy in place.  A seed image (single slot at offset 0) still loads:
-slot 0 is where the seed wrote.
+save goes to the slot not holding the current state.  The seed overwrote
+the only copy in place.  A seed image (single slot at offset 0) still
+loads: slot 0 is where the seed wrote.
 
 Beyond Xen 4.17: the record sent to the manager is the new slot's
 hash+key followed by the other slot's (104 bytes; the manager binds up
 to 209), so a damaged newest slot falls back to the previous state,
-which the manager's record still authenticates.  A failed save changes
-nothing here: the next save goes to the same slot again, never over the
-only copy the manager vouches for.
+which the manager's record still authenticates.  That record also lets
+the slot's write and flush run while the manager stores the record
+(58c2ab7588 flushes first, then sends): the command is acknowledged only
+once both are durable, and a crash before that leaves either the old
+record (naming the current slot, untouched) or the new one, whose
+previous half names the current slot -- the old state, which is all an
+unacknowledged command may leave.  A failed save changes nothing here:
+the next save goes to the same slot again, never over the only copy the
+manager vouches for.
 """
 
 from __future__ import annotations
@@ -95,7 +98,11 @@ class VtpmBlk:
         try:
             if os.pwrite(self.fd, data, slot * self.slot_size) != len(data):
                 raise OSError(5, "short write")
-            os.fsync(self.fd)          # on disk before the manager learns the new hash
+            # durable before the command is acknowledged: the image's data
+            # (and the allocation of a sparse image's blocks), as blkfront's
+            # flush (BLKIF_OP_FLUSH_DISKCACHE) asks of the disk; not its
+            # mtime, which fsync would also commit
+            os.fdatasync(self.fd)
         except OSError as e:
             self.log.emu(F, 85, "Error", "write(data) failed! error was %s" % e.strerror)
             raise StorageError(str(e)) from None
@@ -124,16 +131,16 @@ class VtpmBlk:
 
     def write(self, clear: bytes) -> None:
         """write_vtpmblk: encrypt under a new key, write the slot not
-        holding the current state, hand hash||key (and the current
-        state's, for the fallback) to the manager.  Raises
+        holding the current state while the manager stores hash||key (and
+        the current state's, for the fallback).  Raises
         StorageError/ManagerError and then changes nothing: the current
-        slot and the manager's record are still what they were."""
+        slot is untouched and the manager's record still names it."""
         target = 1 if self.active_slot == 0 else 0
         key = self.rng(NVMKEYSZ)
         blob = encrypt(clear, key, self.rng(12))
-        self._write_raw(blob, target)
         hashkey = hashlib.sha1(blob).digest() + key
-        self.manager.save_hashkey(hashkey + (self.current or b""))
+        self.manager.save_hashkey(hashkey + (self.current or b""),
+                                  meanwhile=lambda: self._write_raw(blob, target))
         self.active_slot, self.current = target, hashkey
 
     def _slot(self, slot: int) -> bytes | None:

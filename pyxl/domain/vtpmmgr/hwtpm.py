@@ -7,6 +7,7 @@ verified.  `transmit(bytes) -> bytes` is the driver (tpm_tis)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -212,5 +213,12 @@ def bind(log: MgrLog, key: TPM_KEY, data: bytes) -> bytes:
     """TPM_Bind in software: RSA-OAEP(SHA-1, label "TCPA") with the bind
     key's public part over TPM_BOUND_DATA {1.1.0.0, TPM_PT_BIND, data}."""
     log.info("TPM_Bind\n", "TPM")
-    pub = RSAKey(int.from_bytes(key.pubKey.key, "big"))
-    return pub.encrypt_oaep(bytes([1, 1, 0, 0, 2]) + data)
+    return _public_key(bytes(key.pubKey.key)).encrypt_oaep(bytes([1, 1, 0, 0, 2]) + data)
+
+
+@functools.lru_cache(maxsize=4)
+def _public_key(modulus: bytes) -> RSAKey:
+    """The bind key's public half, made once: building an RSA public key
+    costs more than the encryption itself, and the manager binds with the
+    same key on every SaveHashKey."""
+    return RSAKey(int.from_bytes(modulus, "big"))

@@ -420,12 +420,19 @@ class Manager:
         if not self.init(argv):
             self.log.error("Unable to initialize vtpmmgr domain!\n")
             return -1
-        while True:
+
+        def waiting() -> None:
             self.log.info("Waiting for commands from vTPM's:\n")
+        waiting()
+        while True:
             cmd = self.back.req_any()
             if cmd is None:
                 if self.back.closed:
                     return 0
                 self.log.error("NULL tpmcmd\n")
+                waiting()
                 continue
-            self.back.resp(cmd, self.handle_cmd(cmd.uuid, cmd.req, (cmd.domid, cmd.handle)))
+            # the command's lines, and the next "Waiting", go out after its reply
+            with self.printk.held():
+                self.back.resp(cmd, self.handle_cmd(cmd.uuid, cmd.req, (cmd.domid, cmd.handle)))
+                waiting()

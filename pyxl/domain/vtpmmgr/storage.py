@@ -78,7 +78,7 @@ class MgrStorage:
     def _write(self, off: int, data: bytes, msg: str) -> None:
         try:
             n = os.pwrite(self.fd, data, off)
-            os.fsync(self.fd)
+            os.fdatasync(self.fd)     # blkfront's flush: the data, not the image's mtime
         except OSError as e:
             n = -1
             err = e.strerror
