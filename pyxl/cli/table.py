@@ -237,13 +237,13 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 2),
     # main_memmax
-    Command('mem-max', 'pyxl.cli.absent:unavailable', False, True,
+    Command('mem-max', 'pyxl.cli.resources:mem_max', False, True,
             'Set the maximum amount reservation for a domain',
             "<Domain> <MemMB['b'[bytes]|'k'[KB]|'m'[MB]|'g'[GB]|'t'[TB]]>",
             None,
             '', None, 2),
     # main_memset
-    Command('mem-set', 'pyxl.cli.absent:unavailable', False, True,
+    Command('mem-set', 'pyxl.cli.resources:mem_set', False, True,
             'Set the current memory usage for a domain',
             "<Domain> <MemMB['b'[bytes]|'k'[KB]|'m'[MB]|'g'[GB]|'t'[TB]]>",
             None,
@@ -255,20 +255,20 @@ COMMANDS: tuple[Command, ...] = (
             "<Button> may be 'power' or 'sleep'.",
             '', None, 2, selfparse=True),
     # main_vcpulist
-    Command('vcpu-list', 'pyxl.cli.absent:unavailable', False, False,
+    Command('vcpu-list', 'pyxl.cli.resources:vcpu_list', False, False,
             'List the VCPUs for all/some domains',
             '[Domain, ...]',
             None,
             '', None, 0),
     # main_vcpupin
-    Command('vcpu-pin', 'pyxl.cli.absent:unavailable', True, True,
+    Command('vcpu-pin', 'pyxl.cli.resources:vcpu_pin', True, True,
             'Set which CPUs a VCPU can use',
             '[option] <Domain> <VCPU|all> <Hard affinity|-|all> <Soft affinity|-|all>',
             ('-f, --force        undo an override pinning done by the kernel\n'
              '--ignore-global-affinity-masks Ignore global masks in xl.conf'),
             'fi', (('force', 0, 'f'), ('ignore-global-affinity-masks', 0, 'i')), 3),
     # main_vcpuset
-    Command('vcpu-set', 'pyxl.cli.absent:unavailable', False, True,
+    Command('vcpu-set', 'pyxl.cli.resources:vcpu_set', False, True,
             'Set the number of active VCPUs allowed for the domain',
             '[option] <Domain> <vCPUs>',
             "-i, --ignore-host  Don't limit the vCPU based on the host CPU count",
@@ -292,7 +292,7 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 0),
     # main_sched_credit
-    Command('sched-credit', 'pyxl.cli.absent:unavailable', False, True,
+    Command('sched-credit', 'pyxl.cli.resources:sched_credit', False, True,
             'Get/set credit scheduler parameters',
             '[-d <Domain> [-w[=WEIGHT]|-c[=CAP]]] [-s [-t TSLICE] [-r RATELIMIT]] [-p CPUPOOL]',
             ('-d DOMAIN, --domain=DOMAIN        Domain to modify\n'
@@ -305,7 +305,7 @@ COMMANDS: tuple[Command, ...] = (
              '-p CPUPOOL, --cpupool=CPUPOOL     Restrict output to CPUPOOL'),
             'd:w:c:p:t:r:m:s', (('domain', 1, 'd'), ('weight', 1, 'w'), ('cap', 1, 'c'), ('schedparam', 0, 's'), ('tslice_ms', 1, 't'), ('ratelimit_us', 1, 'r'), ('migration_delay_us', 1, 'm'), ('cpupool', 1, 'p')), 0),
     # main_sched_credit2
-    Command('sched-credit2', 'pyxl.cli.absent:unavailable', False, True,
+    Command('sched-credit2', 'pyxl.cli.resources:sched_credit2', False, True,
             'Get/set credit2 scheduler parameters',
             '[-d <Domain> [-w[=WEIGHT]]] [-p CPUPOOL]',
             ('-d DOMAIN, --domain=DOMAIN     Domain to modify\n'
@@ -316,7 +316,7 @@ COMMANDS: tuple[Command, ...] = (
              '-p CPUPOOL, --cpupool=CPUPOOL  Restrict output to CPUPOOL'),
             'd:w:c:p:r:s', (('domain', 1, 'd'), ('weight', 1, 'w'), ('cap', 1, 'c'), ('schedparam', 0, 's'), ('ratelimit_us', 1, 'r'), ('cpupool', 1, 'p')), 0),
     # main_sched_rtds
-    Command('sched-rtds', 'pyxl.cli.absent:unavailable', False, True,
+    Command('sched-rtds', 'pyxl.cli.resources:sched_rtds', False, True,
             'Get/set rtds scheduler parameters',
             '[-d <Domain> [-v[=VCPUID/all]] [-p[=PERIOD]] [-b[=BUDGET]] [-e[=Extratime]]]',
             ('-d DOMAIN, --domain=DOMAIN     Domain to modify\n'
@@ -351,7 +351,7 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 2),
     # main_sysrq
-    Command('sysrq', 'pyxl.cli.absent:unavailable', False, True,
+    Command('sysrq', 'pyxl.cli.resources:sysrq', False, True,
             'Send a sysrq to a domain',
             '<Domain> <letter>',
             None,

@@ -54,6 +54,13 @@ class Domain:
     config_file: str = ""
     stubdom: bool = False
     monitored: bool = True          # xl create without -e: on_* actions are carried out
+    # the scheduler's view (pyxl.hypervisor.sched): which vcpus are up, where
+    # each may run, its weight and cap, its CPU pool
+    vcpus_online: list | None = None    # vcpu ids brought up; None: all of them
+    affinity: dict = field(default_factory=dict)   # str(vcpu) -> [hard cpus, soft cpus]
+    sched_weight: int = 256
+    sched_cap: int = 0
+    cpupool: int = 0
 
     @property
     def is_dom0(self) -> bool:

@@ -259,9 +259,12 @@ class HostState:
         return d
 
     def dominfo(self, d: Domain, long: bool = False) -> dict:
+        from pyxl.toolstack.resources import current_memkb
+
         state, cpu = d.snapshot()
         info = {"domid": d.domid, "name": d.name, "uuid": d.uuid,
-                "mem": d.target_memkb // 1024, "max_memkb": d.max_memkb, "vcpus": d.vcpus,
+                "mem": current_memkb(self, d) // 1024, "max_memkb": d.max_memkb,
+                "vcpus": d.vcpus,
                 "state": state, "cpu_time": cpu,
                 "reason": d.shutdown_reason, "uptime": d.uptime(), "created": d.created,
                 "paused": d.paused}

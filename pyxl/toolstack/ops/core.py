@@ -10,6 +10,7 @@ from pyxl.fsutil import open_append
 from pyxl.toolstack import protocol
 from pyxl.toolstack.errors import Fault
 from pyxl.toolstack.ops import Op
+from pyxl.toolstack.resources import current_memkb
 
 _DEV_TIMEOUT = ("device_timeout",)
 
@@ -34,7 +35,7 @@ def _list(d, a):
             out = []
             for dom in doms:
                 state, cpu = dom.snapshot()
-                out.append([dom.domid, dom.name, dom.target_memkb // 1024, dom.vcpus, state,
+                out.append([dom.domid, dom.name, current_memkb(st, dom) // 1024, dom.vcpus, state,
                             round(cpu, 3), dom.uuid, dom.shutdown_reason])
             return out
         return [st.dominfo(dom, a.get("long", False)) for dom in doms]

@@ -1,8 +1,62 @@
 """The daemon's operations on domains' resources: memory, vCPUs, the
-scheduler, CPU pools, and the hypervisor's debugging hooks."""
+scheduler and CPU pools, sysrq and the hypervisor's debug keys.  The work is
+pyxl.toolstack.resources' (libxl's calls); these rows name its arguments."""
 
 from __future__ import annotations
 
+from pyxl.toolstack import resources as R
 from pyxl.toolstack.ops import Op
 
-OPS: dict[str, Op] = {}
+
+def _mem_set(d, a):
+    R.set_memory_target(d.state, a["dom"], int(a["memkb"]), a["mem"])
+
+
+def _mem_max(d, a):
+    R.set_max_memory(d.state, a["dom"], int(a["memkb"]), a["mem"])
+
+
+def _vcpu_list(d, a):
+    return R.vcpu_list(d.state, a.get("doms"))
+
+
+def _vcpu_set(d, a):
+    R.set_vcpus_online(d.state, a["dom"], int(a["n"]))
+
+
+def _vcpu_pin(d, a):
+    R.set_vcpu_affinity(d.state, a["dom"], int(a["vcpu"]), a.get("hard"), a.get("soft"))
+
+
+def _sched_list(d, a):
+    return R.sched_domains(d.state, a.get("pool"))
+
+
+def _sched_get(d, a):
+    return R.sched_domain_get(d.state, a["dom"])
+
+
+def _sched_set(d, a):
+    R.sched_domain_set(d.state, a["dom"], a["sched"], a.get("weight"), a.get("cap"))
+
+
+def _sched_pool(d, a):
+    return R.sched_pool_params(d.state, a.get("pool"), a["sched"], a.get("params") or {})
+
+
+def _sysrq(d, a):
+    R.send_sysrq(d.state, a["dom"], a["key"])
+
+
+OPS: dict[str, Op] = {
+    "mem_set": Op(_mem_set, ("dom", "memkb", "mem")),
+    "mem_max": Op(_mem_max, ("dom", "memkb", "mem")),
+    "vcpu_list": Op(_vcpu_list, optional=("doms",)),
+    "vcpu_set": Op(_vcpu_set, ("dom", "n")),
+    "vcpu_pin": Op(_vcpu_pin, ("dom", "vcpu"), ("hard", "soft")),
+    "sched_list": Op(_sched_list, optional=("pool",)),
+    "sched_get": Op(_sched_get, ("dom",)),
+    "sched_set": Op(_sched_set, ("dom", "sched"), ("weight", "cap")),
+    "sched_pool": Op(_sched_pool, ("sched",), ("pool", "params")),
+    "sysrq": Op(_sysrq, ("dom", "key")),
+}
