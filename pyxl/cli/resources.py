@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from pyxl.cli._common import call, faults
+from pyxl.cli.info import node_bitmap as print_bitmap      # xl_utils.c print_bitmap
 
 INT_MAX = (1 << 31) - 1
 LONG_MAX = (1 << 63) - 1
@@ -77,31 +78,6 @@ def mem_max(opts, args):
 
 
 # -- vcpus -------------------------------------------------------------------
-def print_bitmap(cpus, maplen: int) -> str:
-    """xl_utils.c print_bitmap: "all", "none" or ranges, over maplen bits."""
-    bits = set(cpus)
-    out, state, first = "", 0, 0
-    for i in range(maplen):
-        on = i in bits
-        if state in (0, 2):
-            if on:
-                first, state = i, state + 1
-        elif not on:
-            out += ("," if state > 1 else "") + str(first)
-            if i - 1 > first:
-                out += "-%d" % (i - 1)
-            state = 2
-    if state == 0:
-        return "none"
-    if state == 1 and first == 0:
-        return "all"
-    if state in (1, 3):
-        out += ("," if state > 1 else "") + str(first)
-        if maplen - 1 > first:
-            out += "-%d" % (maplen - 1)
-    return out
-
-
 def _vcpu_line(domid: int, name: str, v: dict, nr_cpus: int) -> str:
     """print_vcpuinfo."""
     line = "%-32s %5u %5u" % (name, domid, v["vcpuid"])

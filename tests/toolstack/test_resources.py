@@ -1,0 +1,244 @@
+"""xl's memory, vCPU, scheduler and sysrq commands end to end, through the
+installed pyxl on a private host.
+
+Expected texts come from Xen 4.17's sources (cited per test) or from the
+real xl through the oracle shim where xl answers before asking Xen
+(argument checks, `-N vcpu-pin`); libxl's positions are the Debian build's
+(tests/toolstack/test_libxl_positions.py checks them against the binary).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from ts_host import expect  # noqa: F401  (the host fixture's module)
+
+
+def _xl(args):
+    from oracle.xl import XL, _need_xl, xl_env
+
+    _need_xl()
+    p = subprocess.run([XL, *args], env=xl_env(), capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL, timeout=60)
+    return p.returncode, p.stdout, p.stderr
+
+
+def _pyxl(host, *args):
+    p = host.run(*args)
+    return p.returncode, p.stdout.replace("pyxl [", "xl ["), p.stderr
+
+
+def _xs(host, path):
+    p = host.run("xenstore-read", path)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip()
+
+
+def _mem(host, name):
+    return host.domains()[name]["mem"]
+
+
+def _guest(host, name, memory=96, vcpus=1):
+    cfg = host.config(name, memory=memory)
+    cfg["b_info"]["max_vcpus"] = vcpus
+    p = host.create(name, cfg=cfg)
+    assert p.returncode == 0, p.stderr
+    return host.domains()[name]["domid"]
+
+
+@pytest.mark.peer("xl")
+def test_argument_checks_are_xls(host):
+    """What xl says before asking libxl anything (xl_mem.c parse_mem_size_kb,
+    xl_vcpu.c main_vcpupin/vcpuset, xl_misc.c main_sysrq), compared with
+    the real xl on a domid; and -N vcpu-pin's cpumap line."""
+    _guest(host, "web", vcpus=2)
+    for argv in (["mem-set", "1", "5x"], ["mem-max", "1", "64q"], ["mem-set", "1", "12kb"],
+                 ["vcpu-pin", "1", "x", "1"], ["vcpu-pin", "-f", "1", "all", "1"],
+                 ["vcpu-pin", "1", "0", "9-3"], ["vcpu-set", "1", "x"],
+                 ["-N", "vcpu-pin", "1", "0", "0-1", "1"], ["-N", "vcpu-pin", "1", "0", "-", "^0"],
+                 ["sysrq", "1", "ab"]):
+        assert _pyxl(host, *argv) == _xl(argv), argv
+
+
+def test_mem_set_balloons_the_guest_and_list_follows(host):
+    """libxl_set_memory_target (libxl_mem.c): memory/target and
+    /vm/<uuid>/memory written, the guest's balloon driver (watching
+    memory/target) gives pages back and `list` shows what it holds; above
+    static-max is refused (LOGD at libxl_mem.c:278, whose format ends in
+    "\\n": a blank line), and xl's "cannot set domid" line follows."""
+    domid = _guest(host, "web", memory=96)
+    uuid = host.domains()["web"]["uuid"]
+    assert host.run("mem-set", "web", "64m").returncode == 0
+    assert _xs(host, "/local/domain/%d/memory/target" % domid) == "65536"
+    assert _xs(host, "/vm/%s/memory" % uuid) == "64"
+    host.wait_for(lambda: _mem(host, "web") == 64, what="the balloon to shrink to 64 MiB")
+    r = host.run("list", "web")
+    assert r.stdout.splitlines()[1].split()[2] == "64"
+
+    p = host.run("mem-set", "web", "200")
+    assert (p.returncode, p.stdout) == (1, "")
+    assert p.stderr == ("libxl: error: libxl_mem.c:278:libxl_set_memory_target: Domain %d:"
+                        "memory_dynamic_max must be less than or equal to memory_static_max\n"
+                        "\ncannot set domid %d dynamic max memory to : 200\n" % (domid, domid))
+    assert _xs(host, "/local/domain/%d/memory/target" % domid) == "65536"    # nothing changed
+
+    # libxl_domain_setmaxmem: not below the target; then static-max
+    p = host.run("mem-max", "web", "32m")
+    assert p.returncode == 1
+    assert p.stderr.endswith("cannot set domid %d static max memory to : 32m\n" % domid)
+    assert p.stderr.startswith("libxl: error: libxl_mem.c:59:libxl_domain_setmaxmem: "
+                               "Domain %d:memory_static_max must be greater than or or equal"
+                               " to memory_dynamic_max" % domid)
+    assert host.run("mem-max", "web", "128m").returncode == 0
+    assert _xs(host, "/local/domain/%d/memory/static-max" % domid) == "131072"
+    assert host.run("mem-set", "web", "131072k").returncode == 0
+    host.wait_for(lambda: _mem(host, "web") == 128, what="the balloon to grow to 128 MiB")
+
+
+def test_dom0_target_has_libxls_floor(host):
+    """libxl_set_memory_target: dom0's new target below LIBXL_MIN_DOM0_MEM
+    (128 MiB) is refused (libxl_mem.c:287; no "Domain 0:" prefix: libxl__logv
+    names guests only)."""
+    p = host.run("mem-set", "0", "64m")
+    assert (p.returncode, p.stderr) == (
+        1, "libxl: error: libxl_mem.c:287:libxl_set_memory_target: New target 65536 for dom0"
+           " is below the minimum threshold\ncannot set domid 0 dynamic max memory to : 64m\n")
+    assert host.run("mem-set", "0", "512m").returncode == 0
+    assert _xs(host, "/local/domain/0/memory/target") == "524288"
+    assert _mem(host, "Domain-0") == 512
+
+
+VCPU_HEADER = ("Name                             ID    VCPU   CPU State   Time(s) "
+               "Affinity (Hard / Soft)")
+# print_vcpuinfo: "%-32s %5u %5u" then "%5u %3c%c- " (or "%5c %3c%cp "), "%9.1f  ", maps
+VCPU_ROW = re.compile(r"^(\S+) +(\d+) +(\d+) +(\d+|-) +([r-][b-][p-]) +(\d+\.\d)  (\S+) / (\S+)$")
+
+
+def _vcpus(host, *doms):
+    p = host.run("vcpu-list", *doms)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == "%-32s %5s %5s %5s %5s %9s %s" % (
+        "Name", "ID", "VCPU", "CPU", "State", "Time(s)", "Affinity (Hard / Soft)")
+    out = {}
+    for line in lines[1:]:
+        assert len(line) >= 32 + 6 + 6 + 5 + 1 + 3 + 2 + 9 + 2, line
+        m = VCPU_ROW.match(line)
+        assert m, line
+        out[(m.group(1), int(m.group(3)))] = (m.group(4), m.group(5), m.group(7), m.group(8))
+    return out
+
+
+def test_vcpu_set_and_pin(host):
+    """libxl_set_vcpuonline writes cpu/N/availability (libxl_domain.c
+    libxl__set_vcpuonline_xenstore); an offline vcpu lists as "-" / "--p"
+    (xl_vcpu.c print_vcpuinfo); 0 or more than max are refused
+    (libxl_domain.c:1863/1869); vcpu-pin sets hard and soft affinity,
+    printed by print_bitmap; a vcpu the domain lacks is Xen's -EINVAL."""
+    domid = _guest(host, "web", vcpus=2)
+    v = _vcpus(host, "web")
+    assert set(v) == {("web", 0), ("web", 1)}
+    assert v[("web", 1)][2:] == ("all", "all")
+    assert ("Domain-0", 0) in _vcpus(host)
+
+    assert host.run("vcpu-set", "web", "1").returncode == 0
+    assert _xs(host, "/local/domain/%d/cpu/1/availability" % domid) == "offline"
+    assert _xs(host, "/local/domain/%d/cpu/0/availability" % domid) == "online"
+    assert _vcpus(host, "web")[("web", 1)][:2] == ("-", "--p")
+    p = host.run("vcpu-set", "web", "0")
+    assert (p.returncode, p.stderr) == (
+        1, "libxl: error: libxl_domain.c:1863:libxl_set_vcpuonline: Domain %d:Requested 0 VCPUs!\n"
+           "libxl_set_vcpuonline failed domid=%d max_vcpus=0, rc: -3\n" % (domid, domid))
+    p = host.run("vcpu-set", "-i", "web", "3")
+    assert p.stderr.splitlines()[-1] == "libxl_set_vcpuonline failed domid=%d max_vcpus=3, rc: -3" % domid
+    p = host.run("vcpu-set", "web", "9")
+    assert p.stderr == ("You are overcommmitting! You have 2 physical CPUs and want 9 vCPUs!"
+                        " Aborting, use --ignore-host to continue\n")
+    assert host.run("vcpu-set", "web", "2").returncode == 0
+    assert _xs(host, "/local/domain/%d/cpu/1/availability" % domid) == "online"
+
+    assert host.run("vcpu-pin", "web", "1", "1", "0").returncode == 0
+    assert _vcpus(host, "web")[("web", 1)][0] == "1"
+    assert _vcpus(host, "web")[("web", 1)][2:] == ("1", "0")
+    assert host.run("vcpu-pin", "web", "all", "-", "all").returncode == 0
+    v = _vcpus(host, "web")
+    assert v[("web", 1)][2:] == ("1", "all") and v[("web", 0)][2:] == ("all", "all")
+    p = host.run("vcpu-pin", "web", "5", "0")
+    assert (p.returncode, p.stderr) == (
+        1, "libxl: error: libxl_sched.c:62:libxl__set_vcpuaffinity: Domain %d:Setting vcpu"
+           " affinity: Invalid argument\nCould not set affinity for vcpu `5'.\n" % domid)
+
+
+def test_sched_credit2_is_the_hosts_scheduler(host):
+    """Xen 4.17 runs credit2 by default: sched-credit2 lists Pool-0 with its
+    ratelimit and each domain's weight and cap (xl_sched.c
+    sched_credit2_pool_output / _domain_output); credit and RTDS run no
+    pool (sched_domain_output prints nothing; a domain's parameters are
+    credit2's: sched_domain_get's message)."""
+    _guest(host, "web", vcpus=2)
+    p = host.run("sched-credit2")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == ("Cpupool Pool-0: ratelimit=1000us\n"
+                        "%-33s %4s %6s %4s\n" % ("Name", "ID", "Weight", "Cap")
+                        + "%-33s %4d %6d %4d\n" % ("Domain-0", 0, 256, 0)
+                        + "%-33s %4d %6d %4d\n" % ("web", 1, 256, 0))
+    assert host.run("sched-credit2", "-d", "web", "-w", "512", "-c", "150").returncode == 0
+    assert host.run("sched-credit2", "-d", "web").stdout.splitlines()[1] == \
+        "%-33s %4d %6d %4d" % ("web", 1, 512, 150)
+    # sched_credit2_domain_set's ranges (libxl_sched.c:445, :455)
+    p = host.run("sched-credit2", "-d", "web", "-w", "0")
+    assert (p.returncode, p.stderr) == (
+        1, "libxl: error: libxl_sched.c:445:sched_credit2_domain_set: Domain 1:Cpu weight out of"
+           " range, valid values are within range from 1 to 65535\n"
+           "libxl_domain_sched_params_set failed.\n")
+    p = host.run("sched-credit2", "-d", "web", "-c", "201")
+    assert p.stderr.startswith("libxl: error: libxl_sched.c:455:sched_credit2_domain_set: "
+                               "Domain 1:Cpu cap out of range, valid range is from 0 to 200 ")
+    # pool parameters: sched_ratelimit_check (libxl_sched.c:270)
+    p = host.run("sched-credit2", "-s", "-r", "50")
+    assert (p.returncode, p.stderr) == (
+        1, "libxl: error: libxl_sched.c:270:sched_ratelimit_check: Ratelimit out of range,"
+           " valid range is from 100 to 500000\nlibxl_sched_credit2_params_set failed.\n")
+    assert host.run("sched-credit2", "-s", "-r", "2000").returncode == 0
+    assert host.run("sched-credit2", "-s").stdout == "Cpupool Pool-0: ratelimit=2000us\n"
+    p = host.run("sched-credit2", "-p", "nosuch")
+    assert (p.returncode, p.stderr) == (1, "unknown cpupool 'nosuch'\n")
+    p = host.run("sched-credit2", "-p", "Pool-0", "-d", "web")
+    assert p.stderr == "Specifying a cpupool is not allowed with other options.\n"
+
+    # no pool runs credit or RTDS
+    for cmd in ("sched-credit", "sched-rtds"):
+        p = host.run(cmd)
+        assert (p.returncode, p.stdout, p.stderr) == (0, "", ""), cmd
+    p = host.run("sched-credit", "-d", "web")
+    assert (p.returncode, p.stdout, p.stderr) == (
+        1, "%-33s %4s %6s %4s\n" % ("Name", "ID", "Weight", "Cap"),
+        "libxl_domain_sched_params_get returned credit2 not credit.\n")
+    # sched_credit_pool_output: Xen's sched_adjust_global is -EINVAL for another scheduler
+    p = host.run("sched-credit", "-s")
+    assert (p.returncode, p.stdout, p.stderr) == (
+        0, "Cpupool Pool-0: [sched params unavailable]\n",
+        "libxl: error: libxl_sched.c:287:libxl_sched_credit_params_get: getting Credit"
+        " scheduler parameters: Invalid argument\n")
+
+
+def test_sysrq_reaches_the_guest_as_linux_handles_it(host):
+    """libxl_send_sysrq writes control/sysrq; Linux's manage.c sysrq_handler
+    clears it and calls handle_sysrq, whose action message (sysrq.c
+    __handle_sysrq) reaches the console; a key without an action prints the
+    help line."""
+    domid = _guest(host, "web")
+    assert host.run("sysrq", "web", "s").returncode == 0
+    host.wait_for(lambda: "sysrq: Emergency Sync complete" in host.console_log("web"),
+                  what="the guest's sysrq messages")
+    log = host.console_log("web")
+    first = re.search(r"\] sysrq: Emergency Sync\r?\n", log)
+    assert first and first.start() < log.index("sysrq: Emergency Sync complete")
+    host.wait_for(lambda: _xs(host, "/local/domain/%d/control/sysrq" % domid) == "",
+                  what="the guest to clear control/sysrq")
+    assert host.run("sysrq", "web", "h").returncode == 0
+    host.wait_for(lambda: "sysrq: HELP : loglevel(0-9) reboot(b) crash(c)"
+                  in host.console_log("web"), what="the help line")
