@@ -2,7 +2,8 @@
 
 Where xl's answer on a host lacking the feature is well defined, it is given
 here exactly: no FLASK security module (getenforce, setenforce, loadpolicy),
-no pciback driver (pci-assignable-list).  Every other command pyxl cannot yet
+no pciback driver (pci-assignable-list), no hypervisor file system
+(set-parameters).  Every other command pyxl cannot yet
 carry out says so in one line naming the command, exit 1, after xl's own
 argument checks (def_getopt) have passed.
 """
@@ -116,3 +117,14 @@ def pci_assignable_list(opts, args) -> int:
     _err("libxl: error: libxl_pci.c:444:libxl_device_pci_assignable_list: "
          "Looks like pciback driver not loaded\n")
     return 0
+
+
+def set_parameters(opts, args) -> int:
+    """main_set_parameters (xl_misc.c) on a Xen built without CONFIG_HYPFS,
+    as the simulated hypervisor is: libxl_set_parameters (libxl.c) fails in
+    xenhypfs_open, whose __HYPERVISOR_hypfs_op is do_ni_hypercall's
+    -ENOSYS, and xl names the parameters it could not set."""
+    _err("libxl: error: libxl.c:676:libxl_set_parameters: opening Xen hypfs: "
+         "Function not implemented\n"
+         "cannot set parameters: %s\n" % args[0])
+    return 1

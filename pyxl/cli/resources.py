@@ -1,5 +1,5 @@
 """`pyxl mem-set | mem-max | vcpu-list | vcpu-set | vcpu-pin | sched-credit |
-sched-credit2 | sched-rtds | sysrq` (xl_mem.c, xl_vcpu.c, xl_sched.c,
+sched-credit2 | sched-rtds | sysrq | debug-keys` (xl_mem.c, xl_vcpu.c, xl_sched.c,
 xl_misc.c).  Argument checks and output formats are xl's; the work is the
 daemon's (pyxl.toolstack.resources, libxl's calls).
 
@@ -355,4 +355,11 @@ def sysrq(opts, args):
         print_help("sysrq")
         return 1
     call("sysrq", dom=dom, key=key)
+    return 0
+
+
+@faults
+def debug_keys(opts, args):
+    """main_debug_keys: the keys go to Xen; their output is in `dmesg`."""
+    call("debug_keys", keys=args[0])
     return 0

@@ -357,13 +357,13 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 2),
     # main_debug_keys
-    Command('debug-keys', 'pyxl.cli.absent:unavailable', False, True,
+    Command('debug-keys', 'pyxl.cli.resources:debug_keys', False, True,
             'Send debug keys to Xen',
             '<Keys>',
             None,
             '', None, 1),
     # main_set_parameters
-    Command('set-parameters', 'pyxl.cli.absent:unavailable', False, True,
+    Command('set-parameters', 'pyxl.cli.absent:set_parameters', False, True,
             'Set hypervisor parameters',
             '<Params>',
             None,

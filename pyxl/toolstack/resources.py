@@ -214,3 +214,13 @@ def send_sysrq(st, dom_q: str, key: str) -> None:
     with st.lock:
         dom = st.resolve(dom_q)
         st.xs.write("/local/domain/%d/control/sysrq" % dom.domid, key)
+
+
+def send_debug_keys(st, keys: str) -> None:
+    """libxl_send_debug_keys: XEN_SYSCTL_debug_keys, each key handled in
+    turn; the handlers write the hypervisor's console."""
+    from pyxl.hypervisor import keyhandler
+
+    with st.lock:
+        doms = st.table.sorted()
+        keyhandler.handle_keys(keys, doms, st.hypervisor_log)

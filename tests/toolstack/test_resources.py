@@ -242,3 +242,29 @@ def test_sysrq_reaches_the_guest_as_linux_handles_it(host):
     assert host.run("sysrq", "web", "h").returncode == 0
     host.wait_for(lambda: "sysrq: HELP : loglevel(0-9) reboot(b) crash(c)"
                   in host.console_log("web"), what="the help line")
+
+
+def test_debug_keys_write_the_hypervisors_console(host):
+    """XEN_SYSCTL_debug_keys: handle_keypress for each key
+    (xen/common/keyhandler.c): 'h' lists key_table by ASCII code
+    (show_handlers' format), 'q' prints each domain's general information
+    (dump_domains); `dmesg` shows them."""
+    _guest(host, "web")
+    assert host.run("debug-keys", "hq").returncode == 0
+    out = host.run("dmesg").stdout.splitlines()
+    i = out.index("(XEN) 'h' pressed -> showing installed handlers")
+    assert out[i + 1] == "(XEN)  key '%' (ascii '25') => trap to xendbg"
+    assert "(XEN)  key 'q' (ascii '71') => dump domain (and guest debug) info" in out
+    assert any(re.fullmatch(r"\(XEN\) 'q' pressed -> dumping domain info \(now = \d+\)", line)
+               for line in out)
+    assert "(XEN) General information for domain 1:" in out
+    assert host.run("debug-keys", "x").returncode == 0       # no handler: nothing happens
+
+
+def test_set_parameters_as_on_a_xen_without_hypfs(host):
+    """libxl_set_parameters opens hypfs first (libxl.c:676); the simulated
+    hypervisor has none (its hypfs_op is -ENOSYS)."""
+    p = host.run("set-parameters", "loglvl=all")
+    assert (p.returncode, p.stdout, p.stderr) == (
+        1, "", "libxl: error: libxl.c:676:libxl_set_parameters: opening Xen hypfs:"
+               " Function not implemented\ncannot set parameters: loglvl=all\n")

@@ -48,6 +48,10 @@ def _sysrq(d, a):
     R.send_sysrq(d.state, a["dom"], a["key"])
 
 
+def _debug_keys(d, a):
+    R.send_debug_keys(d.state, a["keys"])
+
+
 OPS: dict[str, Op] = {
     "mem_set": Op(_mem_set, ("dom", "memkb", "mem")),
     "mem_max": Op(_mem_max, ("dom", "memkb", "mem")),
@@ -59,4 +63,5 @@ OPS: dict[str, Op] = {
     "sched_set": Op(_sched_set, ("dom", "sched"), ("weight", "cap")),
     "sched_pool": Op(_sched_pool, ("sched",), ("pool", "params")),
     "sysrq": Op(_sysrq, ("dom", "key")),
+    "debug_keys": Op(_debug_keys, ("keys",)),
 }
