@@ -510,7 +510,7 @@ COMMANDS: tuple[Command, ...] = (
             '',
             '', None, 0),
     # main_cpupoolcreate
-    Command('cpupool-create', 'pyxl.cli.absent:unavailable', True, True,
+    Command('cpupool-create', 'pyxl.cli.cpupool:cpupool_create', True, True,
             'Create a new CPU pool',
             '[options] [<ConfigFile>] [Variable=value ...]',
             ('-h, --help                   Print this help.\n'
@@ -527,37 +527,37 @@ COMMANDS: tuple[Command, ...] = (
             '-c, --cpus                     Output list of CPUs used by a pool',
             'c', (('cpus', 0, 'c'),), 0),
     # main_cpupooldestroy
-    Command('cpupool-destroy', 'pyxl.cli.absent:unavailable', False, True,
+    Command('cpupool-destroy', 'pyxl.cli.cpupool:cpupool_destroy', False, True,
             'Deactivates a CPU pool',
             '<CPU Pool>',
             None,
             '', None, 1),
     # main_cpupoolrename
-    Command('cpupool-rename', 'pyxl.cli.absent:unavailable', False, True,
+    Command('cpupool-rename', 'pyxl.cli.cpupool:cpupool_rename', False, True,
             'Renames a CPU pool',
             '<CPU Pool> <new name>',
             None,
             '', None, 2),
     # main_cpupoolcpuadd
-    Command('cpupool-cpu-add', 'pyxl.cli.absent:unavailable', False, True,
+    Command('cpupool-cpu-add', 'pyxl.cli.cpupool:cpupool_cpu_add', False, True,
             'Adds a CPU to a CPU pool',
             '<CPU Pool> <CPU nr>|node:<node nr>',
             None,
             '', None, 2),
     # main_cpupoolcpuremove
-    Command('cpupool-cpu-remove', 'pyxl.cli.absent:unavailable', False, True,
+    Command('cpupool-cpu-remove', 'pyxl.cli.cpupool:cpupool_cpu_remove', False, True,
             'Removes a CPU from a CPU pool',
             '<CPU Pool> <CPU nr>|node:<node nr>',
             None,
             '', None, 2),
     # main_cpupoolmigrate
-    Command('cpupool-migrate', 'pyxl.cli.absent:unavailable', False, True,
+    Command('cpupool-migrate', 'pyxl.cli.cpupool:cpupool_migrate', False, True,
             'Moves a domain into a CPU pool',
             '<Domain> <CPU Pool>',
             None,
             '', None, 2),
     # main_cpupoolnumasplit
-    Command('cpupool-numa-split', 'pyxl.cli.absent:unavailable', False, True,
+    Command('cpupool-numa-split', 'pyxl.cli.cpupool:cpupool_numa_split', False, True,
             'Splits up the machine into one CPU pool per NUMA node',
             '',
             None,

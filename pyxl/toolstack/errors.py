@@ -170,6 +170,10 @@ _KINDS = (
               " valid range is from 100 to 500000\n"
               "libxl_sched_{sched}_params_set failed."),
     FaultKind(170, "UNKNOWN_CPUPOOL", 1, "unknown cpupool '{pool}'"),
+    FaultKind(171, "UNKNOWN_DOMAIN_CPUPOOL", 1, "unknown domain '{dom}'"),
+    FaultKind(172, "CPUPOOL_MOVE_FAILED", 1,
+              "libxl: error: libxl_cpupool.c:437:libxl_cpupool_movedomain: {dp}"
+              "Error moving domain to cpupool"),
     # -- vtpm commands
     FaultKind(40, "VTPM_ADD_FAILED", 1, "libxl_device_vtpm_add failed."),
     FaultKind(41, "UNKNOWN_DEVICE", 1, "Unknown device {dev}."),

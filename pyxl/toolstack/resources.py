@@ -224,3 +224,145 @@ def send_debug_keys(st, keys: str) -> None:
     with st.lock:
         doms = st.table.sorted()
         keyhandler.handle_keys(keys, doms, st.hypervisor_log)
+
+
+# -- CPU pools (libxl_cpupool.c over Xen's cpupool.c) -------------------------
+def _pool_q(st, q: str) -> dict:
+    """libxl_cpupool_qualifier_to_cpupoolid + libxl_cpupoolid_is_valid."""
+    p = sched.pool_of_qualifier(st.host, q)
+    if p is None:
+        raise Fault("UNKNOWN_CPUPOOL", pool=q)
+    return p
+
+
+def _write_pool(st, p: dict) -> None:
+    """/local/pool/<id>/name (libxl_cpupool_create, _rename): where
+    libxl_cpupoolid_to_name reads it."""
+    st.xs.write("/local/pool/%d/name" % p["poolid"], p["name"])
+
+
+def cpupool_list(st) -> list[dict]:
+    """libxl_list_cpupool: each pool with its CPUs, scheduler and domain count."""
+    with st.lock:
+        doms = st.table.sorted()
+        return [dict(p, n_dom=sum(1 for d in doms if d.cpupool == p["poolid"]))
+                for p in sched.pools(st.host)]
+
+
+def cpupool_create(st, name: str, sched_name: str | None, cpus: list[int]) -> dict:
+    """main_cpupoolcreate's checks that ask libxl (the name unused, the
+    CPUs free), then libxl_cpupool_create: a new pool, its CPUs moved in."""
+    with st.lock:
+        if sched.pool_by_name(st.host, name) is not None:
+            return {"error": 'Pool name "%s" already exists' % name}
+        s = sched.Scheduler(sched_name) if sched_name else sched.DEFAULT_SCHEDULER
+        free = sched.free_cpus(st.host)
+        for c in cpus:
+            if c not in free:
+                return {"error": "cpu %d illegal or not free" % c}
+        p = sched.new_pool(sched.next_poolid(st.host), name, s, cpus)
+        st.host.pools.append(p)
+        _write_pool(st, p)
+        st.save()
+        return {"poolid": p["poolid"], "sched": s.value, "n_cpus": len(cpus)}
+
+
+def cpupool_destroy(st, q: str) -> bool:
+    """libxl_cpupool_destroy: not while it holds domains (ERROR_INVAL), and
+    never Pool-0; its CPUs become free."""
+    with st.lock:
+        p = _pool_q(st, q)
+        if p["poolid"] == 0 or any(d.cpupool == p["poolid"] for d in st.table.sorted()):
+            return False
+        st.host.pools.remove(p)
+        devices.remove_paths(st.xs, ["/local/pool/%d" % p["poolid"]])
+        st.save()
+        return True
+
+
+def cpupool_rename(st, q: str, name: str) -> None:
+    """libxl_cpupool_rename: the name in xenstore, nothing checked."""
+    with st.lock:
+        p = _pool_q(st, q)
+        p["name"] = name
+        _write_pool(st, p)
+        st.save()
+
+
+def cpupool_cpus(st, q: str, cpus: list[int], add: bool) -> list[str]:
+    """libxl_cpupool_cpuadd_cpumap / _cpuremove_cpumap: CPU by CPU, as
+    Xen's XEN_SYSCTL_CPUPOOL_OP_ADDCPU/RMCPU take them; the libxl messages
+    of those that failed are returned (xl then adds its own line)."""
+    import errno as _errno
+    import os as _os
+
+    with st.lock:
+        p = _pool_q(st, q)
+        errs = []
+        for c in cpus:
+            if add:
+                if c >= st.host.nr_cpus:
+                    e = _errno.EINVAL
+                elif c not in sched.free_cpus(st.host):
+                    e = _errno.ENODEV
+                else:
+                    p["cpus"] = sorted(p["cpus"] + [c])
+                    continue
+                errs.append("libxl: error: libxl_cpupool.c:302:libxl_cpupool_cpuadd: Error moving"
+                            " cpu %d to cpupool: %s" % (c, _os.strerror(e)))
+            else:
+                if c >= st.host.nr_cpus:
+                    e = _errno.EINVAL
+                elif c not in p["cpus"]:
+                    e = _errno.EADDRNOTAVAIL
+                elif len(p["cpus"]) == 1 and any(d.cpupool == p["poolid"]
+                                                  for d in st.table.sorted()):
+                    e = _errno.EBUSY
+                else:
+                    p["cpus"] = [x for x in p["cpus"] if x != c]
+                    continue
+                errs.append("libxl: error: libxl_cpupool.c:365:libxl_cpupool_cpuremove: Error"
+                            " removing cpu %d from cpupool: %s" % (c, _os.strerror(e)))
+        st.save()
+        return errs
+
+
+def cpupool_migrate(st, dom_q: str, q: str) -> None:
+    """main_cpupoolmigrate: the domain must exist ("unknown domain"), the
+    pool too; libxl_cpupool_movedomain then fails on a pool without CPUs
+    (Xen: -ENOENT; LOGEVD with xc's -1 prints no errno text)."""
+    with st.lock:
+        try:
+            dom = st.resolve(dom_q)
+        except Fault:
+            raise Fault("UNKNOWN_DOMAIN_CPUPOOL", dom=dom_q) from None
+        p = _pool_q(st, q)
+        if not p["cpus"]:
+            raise Fault("CPUPOOL_MOVE_FAILED", dp=_dp(dom.domid))
+        dom.cpupool = p["poolid"]
+        st.save()
+
+
+def cpupool_numa_split(st) -> str | None:
+    """main_cpupoolnumasplit: only while Pool-0 is the only pool; Pool-0
+    keeps the first node's CPUs as Pool-node<N>, every other node gets a
+    Pool-node<N> of its own with the host's scheduler."""
+    with st.lock:
+        pools = sched.pools(st.host)
+        if len(pools) > 1:
+            return "splitting not possible, already cpupools in use"
+        h = st.host
+        node_of = {c: c % h.nr_nodes for c in range(h.nr_cpus)}
+        p0 = pools[0]
+        first = node_of[0]
+        p0["cpus"] = [c for c in range(h.nr_cpus) if node_of[c] == first]
+        p0["name"] = "Pool-node%d" % first
+        _write_pool(st, p0)
+        for node in sorted(set(node_of.values()) - {first}):
+            p = sched.new_pool(sched.next_poolid(h), "Pool-node%d" % node,
+                               sched.Scheduler(p0["sched"]),
+                               [c for c in range(h.nr_cpus) if node_of[c] == node])
+            h.pools.append(p)
+            _write_pool(st, p)
+        st.save()
+        return None

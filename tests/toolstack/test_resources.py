@@ -268,3 +268,65 @@ def test_set_parameters_as_on_a_xen_without_hypfs(host):
     assert (p.returncode, p.stdout, p.stderr) == (
         1, "", "libxl: error: libxl.c:676:libxl_set_parameters: opening Xen hypfs:"
                " Function not implemented\ncannot set parameters: loglvl=all\n")
+
+
+@pytest.mark.peer("xl")
+def test_cpupool_argument_checks_are_xls(host):
+    for argv in (["cpupool-create", "-n", 'cpus="1"'], ["cpupool-create", "/nonexistent"],
+                 ["cpupool-cpu-add", "Pool-0", "x"]):
+        assert _pyxl(host, *argv) == _xl(argv), argv
+
+
+def test_cpupools_over_the_hosts_cpus(host):
+    """xl_cpupool.c over libxl_cpupool.c and Xen's cpupool.c: a CPU must be
+    taken out of Pool-0 before a new pool can have it ("cpu N illegal or
+    not free"); removing a CPU a pool lacks is Xen's -EADDRNOTAVAIL
+    (cpupool_unassign_cpu_start); a pool with domains cannot be destroyed
+    (libxl_cpupool_destroy's n_dom check); a domain moves between pools and
+    the pool's scheduler is then its scheduler; numa-split needs Pool-0 alone."""
+    host.env["PYXL_HOST_CPUS"] = "4"
+    _guest(host, "web")
+    p = host.run("cpupool-list")
+    assert p.stdout == ("Name               CPUs   Sched     Active   Domain count\n"
+                        "Pool-0               4   credit2       y          2\n")
+    p = host.run("cpupool-create", 'name="p1"', 'sched="credit"', 'cpus="2-3"')
+    assert (p.returncode, p.stderr) == (1, "cpu 2 illegal or not free\n")
+    assert host.run("cpupool-cpu-remove", "Pool-0", "2-3").returncode == 0
+    p = host.run("cpupool-cpu-remove", "Pool-0", "3")
+    assert (p.returncode, p.stderr) == (
+        0, "libxl: error: libxl_cpupool.c:365:libxl_cpupool_cpuremove: Error removing cpu 3"
+           " from cpupool: Cannot assign requested address\n"
+           "Some cpus may have not or only partially been removed from 'Pool-0'.\n"
+           "If a cpu can't be added to another cpupool, add it to 'Pool-0' again and retry.\n")
+    p = host.run("cpupool-create", 'name="p1"', 'sched="credit"', 'cpus="2-3"')
+    assert (p.returncode, p.stdout) == (0, 'Using config file "command line"\n'
+                                           "cpupool name:   p1\nscheduler:      credit\n"
+                                           "number of cpus: 2\n")
+    p = host.run("cpupool-create", 'name="p1"')
+    assert (p.returncode, p.stderr) == (1, 'Pool name "p1" already exists\n')
+    assert _xs(host, "/local/pool/1/name") == "p1"
+    assert host.run("cpupool-list", "-c").stdout == ("Name               CPU list\n"
+                                                     "Pool-0             0,1\n"
+                                                     "p1                 2,3\n")
+    assert host.run("cpupool-migrate", "web", "p1").returncode == 0
+    assert host.run("cpupool-list", "p1").stdout.splitlines()[1].split() == \
+        ["p1", "2", "credit", "y", "1"]
+    # the domain now runs under credit: sched-credit shows p1 and it
+    p = host.run("sched-credit")
+    assert p.stdout == ("Cpupool p1: tslice=30ms ratelimit=1000us migration-delay=0us\n"
+                        "%-33s %4s %6s %4s\n" % ("Name", "ID", "Weight", "Cap")
+                        + "%-33s %4d %6d %4d\n" % ("web", 1, 256, 0))
+    assert [r[0] for k, r in _vcpus(host, "web").items()] == ["2"]     # on p1's CPUs
+    p = host.run("cpupool-destroy", "p1")
+    assert (p.returncode, p.stderr) == (1, "Can't destroy cpupool 'p1'\n")
+    p = host.run("cpupool-numa-split")
+    assert (p.returncode, p.stderr) == (1, "splitting not possible, already cpupools in use\n")
+    p = host.run("cpupool-migrate", "nosuch", "p1")
+    assert (p.returncode, p.stderr) == (1, "unknown domain 'nosuch'\n")
+    assert host.run("cpupool-migrate", "web", "Pool-0").returncode == 0
+    assert host.run("cpupool-rename", "p1", "p2").returncode == 0
+    assert host.run("cpupool-destroy", "p2").returncode == 0
+    assert host.run("cpupool-cpu-add", "Pool-0", "2-3").returncode == 0
+    assert host.run("cpupool-numa-split").returncode == 0
+    assert host.run("cpupool-list", "-c").stdout == ("Name               CPU list\n"
+                                                     "Pool-node0         0,1,2,3\n")

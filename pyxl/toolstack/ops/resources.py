@@ -52,6 +52,34 @@ def _debug_keys(d, a):
     R.send_debug_keys(d.state, a["keys"])
 
 
+def _cpupool_list(d, a):
+    return R.cpupool_list(d.state)
+
+
+def _cpupool_create(d, a):
+    return R.cpupool_create(d.state, a["name"], a.get("sched"), list(a.get("cpus") or []))
+
+
+def _cpupool_destroy(d, a):
+    return R.cpupool_destroy(d.state, a["pool"])
+
+
+def _cpupool_rename(d, a):
+    R.cpupool_rename(d.state, a["pool"], a["name"])
+
+
+def _cpupool_cpus(d, a):
+    return R.cpupool_cpus(d.state, a["pool"], list(a["cpus"]), bool(a["add"]))
+
+
+def _cpupool_migrate(d, a):
+    R.cpupool_migrate(d.state, a["dom"], a["pool"])
+
+
+def _cpupool_numa_split(d, a):
+    return R.cpupool_numa_split(d.state)
+
+
 OPS: dict[str, Op] = {
     "mem_set": Op(_mem_set, ("dom", "memkb", "mem")),
     "mem_max": Op(_mem_max, ("dom", "memkb", "mem")),
@@ -64,4 +92,11 @@ OPS: dict[str, Op] = {
     "sched_pool": Op(_sched_pool, ("sched",), ("pool", "params")),
     "sysrq": Op(_sysrq, ("dom", "key")),
     "debug_keys": Op(_debug_keys, ("keys",)),
+    "cpupool_list": Op(_cpupool_list),
+    "cpupool_create": Op(_cpupool_create, ("name",), ("sched", "cpus")),
+    "cpupool_destroy": Op(_cpupool_destroy, ("pool",)),
+    "cpupool_rename": Op(_cpupool_rename, ("pool", "name")),
+    "cpupool_cpus": Op(_cpupool_cpus, ("pool", "cpus", "add")),
+    "cpupool_migrate": Op(_cpupool_migrate, ("dom", "pool")),
+    "cpupool_numa_split": Op(_cpupool_numa_split),
 }
