@@ -36,20 +36,6 @@ def button_press(opts, args) -> int:
     return unavailable(opts, args)
 
 
-def config_update(opts, args) -> int:
-    """main_config_update (xl_misc.c): the domain argument is checked, and the
-    warning printed, before the command's options are read."""
-    from pyxl.cli.main import print_help
-
-    if not args:
-        _err("pyxl config-update requires a domain argument\n")
-        print_help("config-update")
-        return 1
-    _err("WARNING: xl now has better capability to manage domain configuration, "
-         "avoid using this command when possible\n")
-    return unavailable(opts, args)
-
-
 # Xen without FLASK answers every xsm_op with -ENOSYS (xen/include/xsm/dummy.h
 # xsm_do_xsm_op); xc_flask_op returns -1 with errno ENOSYS and libxl_flask_*
 # pass that on, which main_* return: exit status 255.

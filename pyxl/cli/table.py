@@ -60,7 +60,7 @@ COMMANDS: tuple[Command, ...] = (
              '--ignore-global-affinity-masks Ignore global masks in xl.conf.'),
             'AFVcdef:inpq', (('defconfig', 1, 'f'), ('dryrun', 0, 'n'), ('ignore-global-affinity-masks', 0, 'i'), ('quiet', 0, 'q'), ('vncviewer', 0, 'V'), ('vncviewer-autopass', 0, 'A')), 0, selfparse=True),
     # main_config_update
-    Command('config-update', 'pyxl.cli.absent:config_update', True, True,
+    Command('config-update', 'pyxl.cli.configupdate:config_update', True, True,
             ("Update a running domain's saved configuration, used when rebuilding the domain after reboot.\n"
              'WARNING: xl now has better capability to manage domain configuration, avoid using this command when possible'),
             '<Domain> <ConfigFile> [options] [vars]',

@@ -61,6 +61,9 @@ class Domain:
     sched_weight: int = 256
     sched_cap: int = 0
     cpupool: int = 0
+    # xl config-update's "xl" userdata: the configuration (JSON, text, file)
+    # the domain is rebuilt from at its next reboot; None: none stored
+    updated_config: list | None = None
 
     @property
     def is_dom0(self) -> bool:

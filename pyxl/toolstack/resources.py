@@ -366,3 +366,12 @@ def cpupool_numa_split(st) -> str | None:
             _write_pool(st, p)
         st.save()
         return None
+
+
+def store_config(st, dom_q: str, config: dict, config_file: str, config_text: str) -> None:
+    """libxl_userdata_store(ctx, domid, "xl", ...) for config-update: kept
+    with the domain until its next rebuild (reload_domain_config)."""
+    with st.lock:
+        dom = st.resolve(dom_q)
+        dom.updated_config = [config, config_file, config_text]
+        st.save()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +29,8 @@ def _xl(args):
 
 def _pyxl(host, *args):
     p = host.run(*args)
-    return p.returncode, p.stdout.replace("pyxl [", "xl ["), p.stderr
+    return (p.returncode, p.stdout.replace("pyxl [", "xl ["),
+            p.stderr.replace("pyxl config-update", "xl config-update"))
 
 
 def _xs(host, path):
@@ -330,3 +332,34 @@ def test_cpupools_over_the_hosts_cpus(host):
     assert host.run("cpupool-numa-split").returncode == 0
     assert host.run("cpupool-list", "-c").stdout == ("Name               CPU list\n"
                                                      "Pool-node0         0,1,2,3\n")
+
+
+@pytest.mark.peer("xl")
+def test_config_update_argument_checks_are_xls(host, tmp_path):
+    _guest(host, "web")
+    for argv in (["config-update"], ["config-update", "1"],
+                 ["config-update", "1", str(tmp_path / "nosuch")],
+                 ["config-update", "1", "/dev/null", 'name="x"']):
+        assert _pyxl(host, *argv) == _xl(argv), argv
+
+
+def test_config_update_is_used_at_the_next_reboot(host, tmp_path):
+    """main_config_update stores the new configuration ("setting domN
+    configuration"); the domain runs on unchanged; when it reboots, xl's
+    monitor rebuilds it from the stored one (reload_domain_config logs
+    '"xl" configuration found, using it' -- its LOG adds a newline to the
+    format's own)."""
+    _guest(host, "web", memory=96)
+    cfg = tmp_path / "web.cfg"
+    cfg.write_text('name = "web"\nmemory = 64\nkernel = "%s"\n' % host.kernel)
+    p = host.run("config-update", "web", str(cfg))
+    assert (p.returncode, p.stdout) == (0, "")
+    assert p.stderr == ("WARNING: xl now has better capability to manage domain configuration,"
+                        " avoid using this command when possible\nsetting dom1 configuration\n")
+    assert _mem(host, "web") == 96
+    assert host.run("reboot", "web").returncode == 0
+    host.wait_for(lambda: host.domains().get("web", {}).get("domid", 1) != 1,
+                  timeout=30, what="the domain to be rebuilt")
+    assert _mem(host, "web") == 64
+    log = Path(host.root, "var/log/pyxl/xl-web.log").read_text()
+    assert '"xl" configuration found, using it\n\n' in log

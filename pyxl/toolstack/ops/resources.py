@@ -80,6 +80,11 @@ def _cpupool_numa_split(d, a):
     return R.cpupool_numa_split(d.state)
 
 
+def _config_update(d, a):
+    R.store_config(d.state, a["dom"], a["config"], a.get("config_file", ""),
+                   a.get("config_text", ""))
+
+
 OPS: dict[str, Op] = {
     "mem_set": Op(_mem_set, ("dom", "memkb", "mem")),
     "mem_max": Op(_mem_max, ("dom", "memkb", "mem")),
@@ -92,6 +97,7 @@ OPS: dict[str, Op] = {
     "sched_pool": Op(_sched_pool, ("sched",), ("pool", "params")),
     "sysrq": Op(_sysrq, ("dom", "key")),
     "debug_keys": Op(_debug_keys, ("keys",)),
+    "config_update": Op(_config_update, ("dom", "config"), ("config_file", "config_text")),
     "cpupool_list": Op(_cpupool_list),
     "cpupool_create": Op(_cpupool_create, ("name",), ("sched", "cpus")),
     "cpupool_destroy": Op(_cpupool_destroy, ("pool",)),
