@@ -219,7 +219,7 @@ COMMANDS: tuple[Command, ...] = (
             None,
             'Fedrp', (('colo', 0, 256), ('coloft-script', 1, 512), ('userspace-colo-proxy', 0, 768)), 0),
     # main_dump_core
-    Command('dump-core', 'pyxl.cli.absent:unavailable', False, True,
+    Command('dump-core', 'pyxl.cli.resources:dump_core', False, True,
             'Core dump a domain',
             '<Domain> <filename>',
             None,

@@ -125,6 +125,8 @@ OTHER_SITES = {
     # libxl_sched.c libxl_sched_credit{,2}_params_get, upstream 287 and 362 (cli/resources.py)
     ("libxl_sched.c", "libxl_sched_credit_params_get"): "getting Credit scheduler parameters",
     ("libxl_sched.c", "libxl_sched_credit2_params_get"): "getting Credit2 scheduler parameters",
+    # libxl_domain.c libxl_domain_core_dump, upstream 603 (cli/resources.py)
+    ("libxl_domain.c", "libxl_domain_core_dump"): "Core dumping domain to %s",
     # libxl.c libxl_set_parameters, upstream 676 (cli/absent.py)
     ("libxl.c", "libxl_set_parameters"): "opening Xen hypfs",
     # libxl_cpupool.c libxl_cpupool_cpuadd / _cpuremove, upstream 302 and 365

@@ -363,3 +363,43 @@ def test_config_update_is_used_at_the_next_reboot(host, tmp_path):
     assert _mem(host, "web") == 64
     log = Path(host.root, "var/log/pyxl/xl-web.log").read_text()
     assert '"xl" configuration found, using it\n\n' in log
+
+
+def test_dump_core_writes_xc_domain_dumpcores_elf(host, tmp_path):
+    """xc_domain_dumpcore (tools/libs/guest/xg_core.c): an ELF64 ET_CORE file,
+    created 0600, with a .note.Xen of the four DUMPCORE notes (public/
+    elfnote.h numbers; the header's magic XC_CORE_MAGIC 0xF00FEBED and the
+    vcpu count) -- read back with binutils' readelf; a path that cannot be
+    opened is PERROR's, libxl's (libxl_domain.c:603) and xl's message."""
+    import shutil
+    import struct
+
+    _guest(host, "web", vcpus=2)
+    core = tmp_path / "web.core"
+    assert host.run("dump-core", "web", str(core)).returncode == 0
+    assert core.stat().st_mode & 0o777 == 0o600
+    if shutil.which("readelf"):
+        out = subprocess.run(["readelf", "-h", "-S", "-W", str(core)], capture_output=True,
+                             text=True, check=True).stdout
+        assert re.search(r"Type:\s+CORE \(Core file\)", out)
+        for sec in (".note.Xen", ".xen_p2m", ".xen_pages"):
+            assert " %s " % sec in out
+    data = core.read_bytes()
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    notes_off, notes_size = struct.unpack_from("<QQ", data, shoff + 2 * 64 + 0x18)
+    notes, kinds, i = data[notes_off:notes_off + notes_size], [], 0
+    while i < len(notes):
+        namesz, descsz, kind = struct.unpack_from("<III", notes, i)
+        assert notes[i + 12:i + 16] == b"Xen\0"
+        if kind == 0x2000001:
+            assert struct.unpack_from("<QQQQ", notes, i + 16) == (0xF00FEBED, 2, 0, 4096)
+        kinds.append(kind)
+        i += 16 + descsz
+    assert kinds == [0x2000000, 0x2000001, 0x2000002, 0x2000003]
+
+    p = host.run("dump-core", "web", str(tmp_path / "no" / "core"))
+    assert (p.returncode, p.stderr) == (
+        1, "xc: error: Could not open corefile %s (2 = No such file or directory): Internal"
+           " error\nlibxl: error: libxl_domain.c:603:libxl_domain_core_dump: Domain 1:Core"
+           " dumping domain to %s: No such file or directory\ncore dump failed (rc=-3)\n"
+           % (tmp_path / "no" / "core", tmp_path / "no" / "core"))
