@@ -50,12 +50,6 @@ def list_domains_details(doms) -> str:
     return render(entries) + "\n"
 
 
-# the simulated host runs credit2 (xl info's xen_scheduler); a domain's
-# weight and cap are those it was made with (xen/common/sched/credit2.c
-# CSCHED2_DEFAULT_WEIGHT 256, no cap)
-CREDIT2_DEFAULT_WEIGHT = 256
-
-
 def retrieved_config(d: dict):
     """libxl_retrieve_domain_configuration (libxl_domain.c): the configuration
     stored when the domain was made -- for Domain-0 the stub that
@@ -94,13 +88,11 @@ def retrieved_config(d: dict):
         c.pop("uuid", None)                 # a nil uuid is the default: not printed
     b = cfg.setdefault("b_info", {})
     max_vcpus = b.get("max_vcpus", 0)
-    b["avail_vcpus"] = list(range(min(d["vcpus"], max_vcpus)))
-    b["max_memkb"] = d["max_memkb"]
-    b["target_memkb"] = d["mem"] * 1024
-    made = b.get("sched_params") or {}
-    b["sched_params"] = {"sched": "credit2",
-                         "weight": made.get("weight", CREDIT2_DEFAULT_WEIGHT),
-                         "cap": made.get("cap", 0)}
+    live = d["live"]
+    b["avail_vcpus"] = [v for v in live["vcpus_online"] if v < max_vcpus]
+    b["max_memkb"] = live["static_max_kb"]
+    b["target_memkb"] = live["target_memkb"]
+    b["sched_params"] = {"sched": live["sched"], "weight": live["weight"], "cap": live["cap"]}
     cfg["c_info"] = idl_order(c, M.DomainCreateInfo)
     cfg["b_info"] = idl_order(b, M.DomainBuildInfo)
     return json_tree(idl_order(cfg, M.DomainConfig))

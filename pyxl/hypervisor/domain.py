@@ -58,8 +58,8 @@ class Domain:
     # each may run, its weight and cap, its CPU pool
     vcpus_online: list | None = None    # vcpu ids brought up; None: all of them
     affinity: dict = field(default_factory=dict)   # str(vcpu) -> [hard cpus, soft cpus]
-    sched_weight: int = 256
-    sched_cap: int = 0
+    sched_weight: int | None = None     # None: as made (pyxl.hypervisor.sched.weight_cap)
+    sched_cap: int | None = None
     cpupool: int = 0
     # xl config-update's "xl" userdata: the configuration (JSON, text, file)
     # the domain is rebuilt from at its next reboot; None: none stored

@@ -31,6 +31,7 @@ RATELIMIT_MIN, RATELIMIT_MAX, RATELIMIT_DEFAULT = 100, 500000, 1000
 # credit: CSCHED_DEFAULT_TSLICE_MS, vcpu_migration_delay_us default 0
 CREDIT_TSLICE_DEFAULT = 30
 WEIGHT_MIN, WEIGHT_MAX = 1, 65535       # credit2: csched2_dom_cntl's range
+DEFAULT_WEIGHT = 256                    # CSCHED2_DEFAULT_WEIGHT (credit's too), no cap
 
 
 def pools(host) -> list[dict]:
@@ -75,6 +76,15 @@ def free_cpus(host) -> list[int]:
 def next_poolid(host) -> int:
     """cpupool_create with CPUPOOLID_NONE: the first id above every pool's."""
     return max(p["poolid"] for p in pools(host)) + 1
+
+
+def weight_cap(dom: Domain) -> tuple[int, int]:
+    """The domain's weight and cap: as set since, else as its configuration
+    made them (libxl__sched_set_params at build), else the scheduler's default."""
+    made = ((dom.config.get("b_info") or {}).get("sched_params") or {}) if dom.config else {}
+    w = dom.sched_weight if dom.sched_weight is not None else made.get("weight", -1)
+    c = dom.sched_cap if dom.sched_cap is not None else made.get("cap", -1)
+    return (DEFAULT_WEIGHT if w in (None, -1) else int(w)), (0 if c in (None, -1) else int(c))
 
 
 # -- vcpus -------------------------------------------------------------------

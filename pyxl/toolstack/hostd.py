@@ -259,7 +259,7 @@ class HostState:
         return d
 
     def dominfo(self, d: Domain, long: bool = False) -> dict:
-        from pyxl.toolstack.resources import current_memkb
+        from pyxl.toolstack.resources import current_memkb, live_config
 
         state, cpu = d.snapshot()
         info = {"domid": d.domid, "name": d.name, "uuid": d.uuid,
@@ -270,6 +270,7 @@ class HostState:
                 "paused": d.paused}
         if long:
             info["config"] = d.config
+            info["live"] = live_config(self, d)
         return info
 
     # -- create --------------------------------------------------------

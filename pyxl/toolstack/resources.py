@@ -155,7 +155,7 @@ def sched_domains(st, pool: str | None) -> list[dict]:
         for p in sched.pools(st.host):
             if only is not None and p is not only:
                 continue
-            doms = [[d.domid, d.name, d.sched_weight, d.sched_cap]
+            doms = [[d.domid, d.name, *sched.weight_cap(d)]
                     for d in st.table.sorted() if d.cpupool == p["poolid"]]
             out.append(dict(p, domains=doms))
         return out
@@ -166,8 +166,9 @@ def sched_domain_get(st, dom_q: str) -> dict:
     with st.lock:
         dom = st.resolve(dom_q)
         p = _pool(st, str(dom.cpupool))
+        weight, cap = sched.weight_cap(dom)
         return {"sched": p["sched"], "domid": dom.domid, "name": dom.name,
-                "weight": dom.sched_weight, "cap": dom.sched_cap}
+                "weight": weight, "cap": cap}
 
 
 def sched_domain_set(st, dom_q: str, want: str, weight: int | None, cap: int | None) -> None:
@@ -375,3 +376,18 @@ def store_config(st, dom_q: str, config: dict, config_file: str, config_text: st
         dom = st.resolve(dom_q)
         dom.updated_config = [config, config_file, config_text]
         st.save()
+
+
+def live_config(st, dom: Domain) -> dict:
+    """What libxl_retrieve_domain_configuration reads from the running
+    domain (retrieve_domain_configuration_end): the vcpus online, the memory
+    target and static-max in xenstore, and the scheduler's parameters."""
+    base = "/local/domain/%d" % dom.domid
+    pool = sched.pool_by_id(st.host, dom.cpupool) or sched.pools(st.host)[0]
+    weight, cap = sched.weight_cap(dom)
+    target = _read_int(st, base + "/memory/target")
+    static_max = _read_int(st, base + "/memory/static-max")
+    return {"vcpus_online": sched.online(dom),
+            "target_memkb": dom.target_memkb if target is None else target,
+            "static_max_kb": dom.max_memkb if static_max is None else static_max,
+            "sched": pool["sched"], "weight": weight, "cap": cap}

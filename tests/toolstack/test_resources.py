@@ -403,3 +403,20 @@ def test_dump_core_writes_xc_domain_dumpcores_elf(host, tmp_path):
            " error\nlibxl: error: libxl_domain.c:603:libxl_domain_core_dump: Domain 1:Core"
            " dumping domain to %s: No such file or directory\ncore dump failed (rc=-3)\n"
            % (tmp_path / "no" / "core", tmp_path / "no" / "core"))
+
+
+def test_list_long_follows_what_libxl_retrieves(host):
+    """libxl_retrieve_domain_configuration (libxl_domain.c
+    retrieve_domain_configuration_end) reads the live domain: avail_vcpus
+    from the vcpus online, target_memkb and max_memkb from memory/target and
+    static-max, sched_params from libxl_domain_sched_params_get."""
+    import json
+
+    _guest(host, "web", memory=96, vcpus=2)
+    for argv in (["mem-max", "web", "128m"], ["mem-set", "web", "64m"], ["vcpu-set", "web", "1"],
+                 ["sched-credit2", "-d", "web", "-w", "700", "-c", "20"]):
+        assert host.run(*argv).returncode == 0, argv
+    b = json.loads(host.run("list", "-l", "web").stdout)[0]["config"]["b_info"]
+    assert (b["max_vcpus"], b["avail_vcpus"]) == (2, [0])
+    assert (b["max_memkb"], b["target_memkb"]) == (131072, 65536)
+    assert b["sched_params"] == {"sched": "credit2", "weight": 700, "cap": 20}
