@@ -136,7 +136,7 @@ def list_domains(doms, verbose, context, claim, numa, cpupool) -> str:
         if verbose or context:
             row += " %16s" % "-"
         if cpupool:
-            row += "%16s" % "Pool-0"       # the simulated host has one cpupool
+            row += "%16s" % d["cpupool"]   # libxl_cpupoolid_to_name
         if numa:
             # no NUMA placement is simulated: every domain may use every node
             row += " " + node_bitmap(range(HOST_NODES), HOST_NODES)
@@ -145,7 +145,8 @@ def list_domains(doms, verbose, context, claim, numa, cpupool) -> str:
 
 
 def _rows(dom=None) -> list[dict]:
-    return [dict(zip(("domid", "name", "mem", "vcpus", "state", "cpu_time", "uuid", "reason"), row))
+    return [dict(zip(("domid", "name", "mem", "vcpus", "state", "cpu_time", "uuid", "reason",
+                      "cpupool"), row))
             for row in call("list", dom=dom, rows=True)]
 
 

@@ -313,6 +313,8 @@ def test_cpupools_over_the_hosts_cpus(host):
     assert host.run("cpupool-migrate", "web", "p1").returncode == 0
     assert host.run("cpupool-list", "p1").stdout.splitlines()[1].split() == \
         ["p1", "2", "credit", "y", "1"]
+    # xl list -c: libxl_cpupoolid_to_name of the domain's pool, "%16s"
+    assert host.run("list", "-c", "web").stdout.splitlines()[1].endswith(" " * 14 + "p1")
     # the domain now runs under credit: sched-credit shows p1 and it
     p = host.run("sched-credit")
     assert p.stdout == ("Cpupool p1: tslice=30ms ratelimit=1000us migration-delay=0us\n"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 from pyxl.fsutil import open_append
+from pyxl.hypervisor import sched
 from pyxl.toolstack import protocol
 from pyxl.toolstack.errors import Fault
 from pyxl.toolstack.ops import Op
@@ -32,11 +33,13 @@ def _list(d, a):
         else:
             doms = st.table.sorted()
         if a.get("rows"):      # `pyxl list`: just its columns, as compact rows
+            pools = {p["poolid"]: p["name"] for p in sched.pools(st.host)}
             out = []
             for dom in doms:
                 state, cpu = dom.snapshot()
                 out.append([dom.domid, dom.name, current_memkb(st, dom) // 1024, dom.vcpus, state,
-                            round(cpu, 3), dom.uuid, dom.shutdown_reason])
+                            round(cpu, 3), dom.uuid, dom.shutdown_reason,
+                            pools.get(dom.cpupool, "")])
             return out
         return [st.dominfo(dom, a.get("long", False)) for dom in doms]
 
