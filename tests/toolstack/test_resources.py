@@ -150,6 +150,9 @@ def test_vcpu_set_and_pin(host):
     assert _xs(host, "/local/domain/%d/cpu/1/availability" % domid) == "offline"
     assert _xs(host, "/local/domain/%d/cpu/0/availability" % domid) == "online"
     assert _vcpus(host, "web")[("web", 1)][:2] == ("-", "--p")
+    # the guest's cpu_hotplug.c takes vcpu 1 down (arch/x86 smpboot's message)
+    host.wait_for(lambda: "smpboot: CPU 1 is now offline" in host.console_log("web"),
+                  what="the guest to take vcpu 1 offline")
     p = host.run("vcpu-set", "web", "0")
     assert (p.returncode, p.stderr) == (
         1, "libxl: error: libxl_domain.c:1863:libxl_set_vcpuonline: Domain %d:Requested 0 VCPUs!\n"

@@ -31,6 +31,7 @@ class Guest:
         self.dmesg: list[str] = []
         self.lock = threading.Lock()
         self.going_down = False
+        self.cpus_online = set(range(dom.vcpus))   # cpu_hotplug.c follows cpu/N/availability
         from pyxl.domain.linux import netns, tpm
 
         self.net = netns.GuestNetwork()                      # its own network, made on first use
@@ -270,12 +271,12 @@ class Guest:
             "/proc/version": "Linux version %s (debian-kernel@lists.debian.org) %s\n"
                              % (KERNEL_RELEASE, KERNEL_VERSION),
             "/proc/cmdline": d.cmdline + "\n",
-            "/proc/uptime": "%.2f %.2f\n" % (up, up * d.vcpus),
+            "/proc/uptime": "%.2f %.2f\n" % (up, up * len(self.cpus_online)),
             "/proc/meminfo": "MemTotal:       %8d kB\nMemFree:        %8d kB\n"
                              % (d.memkb * 9 // 10, d.memkb * 7 // 10),
             "/proc/cpuinfo": "".join("processor\t: %d\nvendor_id\t: GenuineIntel\n"
                                      "model name\t: Intel(R) Xeon(R) CPU\nflags\t\t: hypervisor\n\n" % i
-                                     for i in range(d.vcpus)),
+                                     for i in sorted(self.cpus_online)),
             "/etc/hostname": self.hostname() + "\n",
             "/sys/hypervisor/type": "xen\n",
             "/sys/hypervisor/uuid": d.uuid + "\n",
@@ -361,6 +362,9 @@ class Guest:
                 if ev[1] == "balloon":
                     self.balloon(xen.read_str("memory/target", default=""))
                     continue
+                if ev[1] == "cpu":
+                    self.vcpu_hotplug(ev[0], xen)
+                    continue
                 node = "control/" + ev[1]
                 what = xen.read_str(node, default="")
                 if not what:
@@ -377,6 +381,24 @@ class Guest:
                 self.power(SHUTDOWN_POWEROFF)
             elif what == "reboot":
                 self.power(SHUTDOWN_REBOOT)
+
+    def vcpu_hotplug(self, path: str, xen) -> None:
+        """drivers/xen/cpu_hotplug.c handle_vcpu_hotplug_event: a change under
+        cpu/N brings vcpu N up or down as cpu/N/availability says (CPU 0
+        never goes: cpu0 is not hotpluggable)."""
+        parts = path.split("/")
+        i = parts.index("cpu") if "cpu" in parts else -1
+        if i < 0 or i + 1 >= len(parts) or not parts[i + 1].isdigit():
+            return
+        cpu = int(parts[i + 1])
+        if not 0 < cpu < self.dom.vcpus:
+            return
+        state = xen.read_str("cpu/%d/availability" % cpu, default="")
+        if state == "offline" and cpu in self.cpus_online:
+            self.cpus_online.discard(cpu)
+            self.klog("smpboot: CPU %d is now offline" % cpu)
+        elif state == "online" and cpu not in self.cpus_online:
+            self.cpus_online.add(cpu)
 
     def balloon(self, target: str) -> None:
         """balloon.c watch_target: the target (kB) becomes the reservation the
@@ -409,7 +431,7 @@ SYSRQ_HELP = ("loglevel(0-9) reboot(b) crash(c) terminate-all-tasks(e) "
 
 # (path, token): what watch_control watches
 _WATCHES = (("control/shutdown", "shutdown"), ("control/sysrq", "sysrq"),
-            ("memory/target", "balloon"))
+            ("memory/target", "balloon"), ("cpu", "cpu"))
 
 
 def boot(dom) -> None:
