@@ -212,6 +212,8 @@ def sched_pool_params(st, pool: str | None, want: str, params: dict) -> dict | N
 # -- sysrq, debug keys --------------------------------------------------------
 def send_sysrq(st, dom_q: str, key: str) -> None:
     """libxl_send_sysrq: control/sysrq = the key, for the guest's manage.c."""
+    if not isinstance(key, str) or len(key) != 1:      # main_sysrq: one letter
+        raise Fault("BAD_REQUEST", reason="sysrq: one key, not %r" % (key,))
     with st.lock:
         dom = st.resolve(dom_q)
         st.xs.write("/local/domain/%d/control/sysrq" % dom.domid, key)

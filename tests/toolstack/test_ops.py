@@ -19,7 +19,8 @@ def test_every_op_is_one_row_of_one_table():
 
 def test_arguments_outside_the_row_are_a_bad_request(host):
     assert host.call("ping")["pid"] > 0
-    for op, args in (("list", {"bogus": 1}), ("rename", {"dom": "0"}), ("nosuch", {})):
+    for op, args in (("list", {"bogus": 1}), ("rename", {"dom": "0"}), ("nosuch", {}),
+                     ("sysrq", {"dom": "0", "key": "bb"})):
         with pytest.raises(Fault) as e:
             host.call(op, **args)
         assert e.value.name == "BAD_REQUEST", (op, e.value.message)
