@@ -7,7 +7,8 @@
   `python -c 'import typer'`.  All four command lines run interleaved, run
   by run, so a load spike on a shared machine hits them alike; the minimum
   is the figure (noise only adds), the median is shown too.  Targets:
-  list(10) < 1.5x import typer; list(500) < 2x list(10).
+  list(10) < 1.5x import typer; list(500) < 2x list(10).  `pyxl vcpu-list`
+  on the 500-domain host runs with them (every vcpu of every domain).
 - create -> running (the domain process exists and is scheduled: list shows
   r or b), create -> login prompt on its console, destroy -> gone.  Target:
   create to running < 150 ms.
@@ -153,15 +154,20 @@ def main() -> None:
         w = interleaved({"pass": ([PY, "-c", "pass"], small.env),
                          "typer": ([PY, "-c", "import typer"], small.env),
                          "list10": (PYXL + ["list"], small.env),
-                         "listN": (PYXL + ["list"], big.env)}, opts.runs)
+                         "listN": (PYXL + ["list"], big.env),
+                         "vcpulistN": (PYXL + ["vcpu-list"], big.env)}, opts.runs)
         for key, name in (("pass", "python -c pass"), ("typer", "python -c 'import typer'"),
                           ("list10", "pyxl list, 10 domains"),
-                          ("listN", "pyxl list, %d domains" % opts.max_domains)):
+                          ("listN", "pyxl list, %d domains" % opts.max_domains),
+                          ("vcpulistN", "pyxl vcpu-list, %d domains" % opts.max_domains)):
             extra = "   (median %.0f)" % w[key][1]
             if key == "list10":
                 extra += "   %.2fx import typer, target < 1.5x" % (w["list10"][0] / w["typer"][0])
             if key == "listN":
                 extra += "   %.2fx list(10), target < 2x" % (w["listN"][0] / w["list10"][0])
+            if key == "vcpulistN":
+                extra += "   %.2fx list(%d)" % (w["vcpulistN"][0] / w["listN"][0],
+                                                opts.max_domains)
             line(name + " (min)", w[key][0], "ms", extra)
 
         idle = subprocess.Popen([PY, "-c", "import time; time.sleep(60)"])

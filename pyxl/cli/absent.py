@@ -2,7 +2,8 @@
 
 Where xl's answer on a host lacking the feature is well defined, it is given
 here exactly: no FLASK security module (getenforce, setenforce, loadpolicy),
-no pciback driver (pci-assignable-list).  Every other command pyxl cannot yet
+no pciback driver (pci-assignable-list), no hypervisor file system
+(set-parameters).  Every other command pyxl cannot yet
 carry out says so in one line naming the command, exit 1, after xl's own
 argument checks (def_getopt) have passed.
 """
@@ -39,20 +40,6 @@ def button_press(opts: None, args: list[str]) -> int:
     _err('WARNING: "button-press" is deprecated. Please use "trigger"\n')
     got, rest = xlopt.def_getopt(table.BY_NAME["button-press"], args)
     return unavailable(got, rest)
-
-
-def config_update(opts: None, args: list[str]) -> int:
-    """main_config_update (xl_misc.c): the domain argument is checked, and the
-    warning printed, before the command's options are read."""
-    from pyxl.cli.main import print_help
-
-    if not args:
-        _err("pyxl config-update requires a domain argument\n")
-        print_help("config-update")
-        return 1
-    _err("WARNING: xl now has better capability to manage domain configuration, "
-         "avoid using this command when possible\n")
-    return unavailable(opts, args)
 
 
 # Xen without FLASK answers every xsm_op with -ENOSYS (xen/include/xsm/dummy.h
@@ -122,3 +109,14 @@ def pci_assignable_list(opts: Opts, args: list[str]) -> int:
     _err("libxl: error: libxl_pci.c:444:libxl_device_pci_assignable_list: "
          "Looks like pciback driver not loaded\n")
     return 0
+
+
+def set_parameters(opts, args) -> int:
+    """main_set_parameters (xl_misc.c) on a Xen built without CONFIG_HYPFS,
+    as the simulated hypervisor is: libxl_set_parameters (libxl.c) fails in
+    xenhypfs_open, whose __HYPERVISOR_hypfs_op is do_ni_hypercall's
+    -ENOSYS, and xl names the parameters it could not set."""
+    _err("libxl: error: libxl.c:676:libxl_set_parameters: opening Xen hypfs: "
+         "Function not implemented\n"
+         "cannot set parameters: %s\n" % args[0])
+    return 1

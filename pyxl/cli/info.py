@@ -56,12 +56,6 @@ def list_domains_details(doms: list[dict]) -> str:
     return render(entries) + "\n"
 
 
-# the simulated host runs credit2 (xl info's xen_scheduler); a domain's
-# weight and cap are those it was made with (xen/common/sched/credit2.c
-# CSCHED2_DEFAULT_WEIGHT 256, no cap)
-CREDIT2_DEFAULT_WEIGHT = 256
-
-
 def retrieved_config(d: dict):
     """libxl_retrieve_domain_configuration (libxl_domain.c): the configuration
     stored when the domain was made -- for Domain-0 the stub that
@@ -100,13 +94,11 @@ def retrieved_config(d: dict):
         c.pop("uuid", None)                 # a nil uuid is the default: not printed
     b = cfg.setdefault("b_info", {})
     max_vcpus = b.get("max_vcpus", 0)
-    b["avail_vcpus"] = list(range(min(d["vcpus"], max_vcpus)))
-    b["max_memkb"] = d["max_memkb"]
-    b["target_memkb"] = d["mem"] * 1024
-    made = b.get("sched_params") or {}
-    b["sched_params"] = {"sched": "credit2",
-                         "weight": made.get("weight", CREDIT2_DEFAULT_WEIGHT),
-                         "cap": made.get("cap", 0)}
+    live = d["live"]
+    b["avail_vcpus"] = [v for v in live["vcpus_online"] if v < max_vcpus]
+    b["max_memkb"] = live["static_max_kb"]
+    b["target_memkb"] = live["target_memkb"]
+    b["sched_params"] = {"sched": live["sched"], "weight": live["weight"], "cap": live["cap"]}
     cfg["c_info"] = idl_order(c, M.DomainCreateInfo)
     cfg["b_info"] = idl_order(b, M.DomainBuildInfo)
     return json_tree(idl_order(cfg, M.DomainConfig))
@@ -151,7 +143,7 @@ def list_domains(doms: list[dict], verbose: bool, context: bool, claim: bool, nu
         if verbose or context:
             row += " %16s" % "-"
         if cpupool:
-            row += "%16s" % "Pool-0"       # the simulated host has one cpupool
+            row += "%16s" % d["cpupool"]   # libxl_cpupoolid_to_name
         if numa:
             # no NUMA placement is simulated: every domain may use every node
             row += " " + node_bitmap(range(HOST_NODES), HOST_NODES)
@@ -160,7 +152,8 @@ def list_domains(doms: list[dict], verbose: bool, context: bool, claim: bool, nu
 
 
 def _rows(dom: str | None = None) -> list[dict]:
-    return [dict(zip(("domid", "name", "mem", "vcpus", "state", "cpu_time", "uuid", "reason"), row))
+    return [dict(zip(("domid", "name", "mem", "vcpus", "state", "cpu_time", "uuid", "reason",
+                      "cpupool"), row))
             for row in call("list", dom=dom, rows=True)]
 
 

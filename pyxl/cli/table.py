@@ -60,7 +60,7 @@ COMMANDS: tuple[Command, ...] = (
              '--ignore-global-affinity-masks Ignore global masks in xl.conf.'),
             'AFVcdef:inpq', (('defconfig', 1, 'f'), ('dryrun', 0, 'n'), ('ignore-global-affinity-masks', 0, 'i'), ('quiet', 0, 'q'), ('vncviewer', 0, 'V'), ('vncviewer-autopass', 0, 'A')), 0, selfparse=True),
     # main_config_update
-    Command('config-update', 'pyxl.cli.absent:config_update', True, True,
+    Command('config-update', 'pyxl.cli.configupdate:config_update', True, True,
             ("Update a running domain's saved configuration, used when rebuilding the domain after reboot.\n"
              'WARNING: xl now has better capability to manage domain configuration, avoid using this command when possible'),
             '<Domain> <ConfigFile> [options] [vars]',
@@ -219,7 +219,7 @@ COMMANDS: tuple[Command, ...] = (
             None,
             'Fedrp', (('colo', 0, 256), ('coloft-script', 1, 512), ('userspace-colo-proxy', 0, 768)), 0),
     # main_dump_core
-    Command('dump-core', 'pyxl.cli.absent:unavailable', False, True,
+    Command('dump-core', 'pyxl.cli.resources:dump_core', False, True,
             'Core dump a domain',
             '<Domain> <filename>',
             None,
@@ -237,13 +237,13 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 2),
     # main_memmax
-    Command('mem-max', 'pyxl.cli.absent:unavailable', False, True,
+    Command('mem-max', 'pyxl.cli.resources:mem_max', False, True,
             'Set the maximum amount reservation for a domain',
             "<Domain> <MemMB['b'[bytes]|'k'[KB]|'m'[MB]|'g'[GB]|'t'[TB]]>",
             None,
             '', None, 2),
     # main_memset
-    Command('mem-set', 'pyxl.cli.absent:unavailable', False, True,
+    Command('mem-set', 'pyxl.cli.resources:mem_set', False, True,
             'Set the current memory usage for a domain',
             "<Domain> <MemMB['b'[bytes]|'k'[KB]|'m'[MB]|'g'[GB]|'t'[TB]]>",
             None,
@@ -255,20 +255,20 @@ COMMANDS: tuple[Command, ...] = (
             "<Button> may be 'power' or 'sleep'.",
             '', None, 2, selfparse=True),
     # main_vcpulist
-    Command('vcpu-list', 'pyxl.cli.absent:unavailable', False, False,
+    Command('vcpu-list', 'pyxl.cli.resources:vcpu_list', False, False,
             'List the VCPUs for all/some domains',
             '[Domain, ...]',
             None,
             '', None, 0),
     # main_vcpupin
-    Command('vcpu-pin', 'pyxl.cli.absent:unavailable', True, True,
+    Command('vcpu-pin', 'pyxl.cli.resources:vcpu_pin', True, True,
             'Set which CPUs a VCPU can use',
             '[option] <Domain> <VCPU|all> <Hard affinity|-|all> <Soft affinity|-|all>',
             ('-f, --force        undo an override pinning done by the kernel\n'
              '--ignore-global-affinity-masks Ignore global masks in xl.conf'),
             'fi', (('force', 0, 'f'), ('ignore-global-affinity-masks', 0, 'i')), 3),
     # main_vcpuset
-    Command('vcpu-set', 'pyxl.cli.absent:unavailable', False, True,
+    Command('vcpu-set', 'pyxl.cli.resources:vcpu_set', False, True,
             'Set the number of active VCPUs allowed for the domain',
             '[option] <Domain> <vCPUs>',
             "-i, --ignore-host  Don't limit the vCPU based on the host CPU count",
@@ -292,7 +292,7 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 0),
     # main_sched_credit
-    Command('sched-credit', 'pyxl.cli.absent:unavailable', False, True,
+    Command('sched-credit', 'pyxl.cli.resources:sched_credit', False, True,
             'Get/set credit scheduler parameters',
             '[-d <Domain> [-w[=WEIGHT]|-c[=CAP]]] [-s [-t TSLICE] [-r RATELIMIT]] [-p CPUPOOL]',
             ('-d DOMAIN, --domain=DOMAIN        Domain to modify\n'
@@ -305,7 +305,7 @@ COMMANDS: tuple[Command, ...] = (
              '-p CPUPOOL, --cpupool=CPUPOOL     Restrict output to CPUPOOL'),
             'd:w:c:p:t:r:m:s', (('domain', 1, 'd'), ('weight', 1, 'w'), ('cap', 1, 'c'), ('schedparam', 0, 's'), ('tslice_ms', 1, 't'), ('ratelimit_us', 1, 'r'), ('migration_delay_us', 1, 'm'), ('cpupool', 1, 'p')), 0),
     # main_sched_credit2
-    Command('sched-credit2', 'pyxl.cli.absent:unavailable', False, True,
+    Command('sched-credit2', 'pyxl.cli.resources:sched_credit2', False, True,
             'Get/set credit2 scheduler parameters',
             '[-d <Domain> [-w[=WEIGHT]]] [-p CPUPOOL]',
             ('-d DOMAIN, --domain=DOMAIN     Domain to modify\n'
@@ -316,7 +316,7 @@ COMMANDS: tuple[Command, ...] = (
              '-p CPUPOOL, --cpupool=CPUPOOL  Restrict output to CPUPOOL'),
             'd:w:c:p:r:s', (('domain', 1, 'd'), ('weight', 1, 'w'), ('cap', 1, 'c'), ('schedparam', 0, 's'), ('ratelimit_us', 1, 'r'), ('cpupool', 1, 'p')), 0),
     # main_sched_rtds
-    Command('sched-rtds', 'pyxl.cli.absent:unavailable', False, True,
+    Command('sched-rtds', 'pyxl.cli.resources:sched_rtds', False, True,
             'Get/set rtds scheduler parameters',
             '[-d <Domain> [-v[=VCPUID/all]] [-p[=PERIOD]] [-b[=BUDGET]] [-e[=Extratime]]]',
             ('-d DOMAIN, --domain=DOMAIN     Domain to modify\n'
@@ -351,19 +351,19 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 2),
     # main_sysrq
-    Command('sysrq', 'pyxl.cli.absent:unavailable', False, True,
+    Command('sysrq', 'pyxl.cli.resources:sysrq', False, True,
             'Send a sysrq to a domain',
             '<Domain> <letter>',
             None,
             '', None, 2),
     # main_debug_keys
-    Command('debug-keys', 'pyxl.cli.absent:unavailable', False, True,
+    Command('debug-keys', 'pyxl.cli.resources:debug_keys', False, True,
             'Send debug keys to Xen',
             '<Keys>',
             None,
             '', None, 1),
     # main_set_parameters
-    Command('set-parameters', 'pyxl.cli.absent:unavailable', False, True,
+    Command('set-parameters', 'pyxl.cli.absent:set_parameters', False, True,
             'Set hypervisor parameters',
             '<Params>',
             None,
@@ -510,7 +510,7 @@ COMMANDS: tuple[Command, ...] = (
             '',
             '', None, 0),
     # main_cpupoolcreate
-    Command('cpupool-create', 'pyxl.cli.absent:unavailable', True, True,
+    Command('cpupool-create', 'pyxl.cli.cpupool:cpupool_create', True, True,
             'Create a new CPU pool',
             '[options] [<ConfigFile>] [Variable=value ...]',
             ('-h, --help                   Print this help.\n'
@@ -527,37 +527,37 @@ COMMANDS: tuple[Command, ...] = (
             '-c, --cpus                     Output list of CPUs used by a pool',
             'c', (('cpus', 0, 'c'),), 0),
     # main_cpupooldestroy
-    Command('cpupool-destroy', 'pyxl.cli.absent:unavailable', False, True,
+    Command('cpupool-destroy', 'pyxl.cli.cpupool:cpupool_destroy', False, True,
             'Deactivates a CPU pool',
             '<CPU Pool>',
             None,
             '', None, 1),
     # main_cpupoolrename
-    Command('cpupool-rename', 'pyxl.cli.absent:unavailable', False, True,
+    Command('cpupool-rename', 'pyxl.cli.cpupool:cpupool_rename', False, True,
             'Renames a CPU pool',
             '<CPU Pool> <new name>',
             None,
             '', None, 2),
     # main_cpupoolcpuadd
-    Command('cpupool-cpu-add', 'pyxl.cli.absent:unavailable', False, True,
+    Command('cpupool-cpu-add', 'pyxl.cli.cpupool:cpupool_cpu_add', False, True,
             'Adds a CPU to a CPU pool',
             '<CPU Pool> <CPU nr>|node:<node nr>',
             None,
             '', None, 2),
     # main_cpupoolcpuremove
-    Command('cpupool-cpu-remove', 'pyxl.cli.absent:unavailable', False, True,
+    Command('cpupool-cpu-remove', 'pyxl.cli.cpupool:cpupool_cpu_remove', False, True,
             'Removes a CPU from a CPU pool',
             '<CPU Pool> <CPU nr>|node:<node nr>',
             None,
             '', None, 2),
     # main_cpupoolmigrate
-    Command('cpupool-migrate', 'pyxl.cli.absent:unavailable', False, True,
+    Command('cpupool-migrate', 'pyxl.cli.cpupool:cpupool_migrate', False, True,
             'Moves a domain into a CPU pool',
             '<Domain> <CPU Pool>',
             None,
             '', None, 2),
     # main_cpupoolnumasplit
-    Command('cpupool-numa-split', 'pyxl.cli.absent:unavailable', False, True,
+    Command('cpupool-numa-split', 'pyxl.cli.cpupool:cpupool_numa_split', False, True,
             'Splits up the machine into one CPU pool per NUMA node',
             '',
             None,

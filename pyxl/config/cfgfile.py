@@ -945,12 +945,14 @@ def _parse(data: bytes | str, path: str, warn: Warn | None,
     return _run(bytes(data), path, warn, want_tree)
 
 
-def read_config_data(path: str, extra: Sequence[str] = ()) -> bytes:
+def read_config_data(path: str, extra: Sequence[str] = (), *,
+                     dev_null_empty: bool = True) -> bytes:
     """What xl create hands to libxlu: the file's bytes, then -- if there are
     KEY=VALUE extras -- "\\n", each extra followed by "\\n", and "\\n".  Raises
-    ConfigReadError with xl's message (exit 3) when the file cannot be read."""
+    ConfigReadError with xl's message (exit 3) when the file cannot be read.
+    dev_null_empty=False: no /dev/null special case (xl config-update)."""
     spath = os.fsdecode(path)
-    if spath == "/dev/null":          # xl create special-cases it: empty config
+    if spath == "/dev/null" and dev_null_empty:   # xl create special-cases it: empty config
         data = b""
     else:
         data = _read_file(path, spath)

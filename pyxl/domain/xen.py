@@ -369,12 +369,15 @@ class XenInterface:
                 self._watch_events = [e for e in self._watch_events if e[1] != token]
 
     def read_watch(self, timeout: float | None = None,
-                   token: str | None = None) -> tuple[str, str] | None:
-        """The next (path, token) watch event -- only `token`'s if given --
-        or None after `timeout` seconds (or if the connection closed)."""
+                   token: str | tuple[str, ...] | None = None) -> tuple[str, str] | None:
+        """The next (path, token) watch event -- only `token`'s (or one of
+        the tokens') if given -- or None after `timeout` seconds (or if the
+        connection closed)."""
+        tokens = (token,) if isinstance(token, str) else token
+
         def find() -> int | None:
             for i, e in enumerate(self._watch_events):
-                if token is None or e[1] == token:
+                if tokens is None or e[1] in tokens:
                     return i
             return None
         with self._cond:
@@ -511,6 +514,11 @@ class XenInterface:
         self._call(wire.GNT_UNMAP, [mapping.domid, mapping.ref])
 
     # -- iomem (MMIO to host devices the domain was given with iomem=) ----
+    def memory_reservation(self, kb: int) -> int:
+        """XENMEM_{increase,decrease}_reservation: hold `kb` kB; returns the kB
+        now held (growth stops at the domain's maximum)."""
+        return int(self._call(wire.MEMORY_RESERVATION, [kb])[0])
+
     def mmio_read(self, addr: int, width: int = 1, count: int = 1) -> bytes:
         """`count` reads of `width` bytes at machine address `addr`
         (little-endian each); EPERM without iomem permission."""

@@ -60,6 +60,16 @@ class Domain:
     config_file: str = ""
     stubdom: bool = False
     monitored: bool = True          # xl create without -e: on_* actions are carried out
+    # the scheduler's view (pyxl.hypervisor.sched): which vcpus are up, where
+    # each may run, its weight and cap, its CPU pool
+    vcpus_online: list | None = None    # vcpu ids brought up; None: all of them
+    affinity: dict = field(default_factory=dict)   # str(vcpu) -> [hard cpus, soft cpus]
+    sched_weight: int | None = None     # None: as made (pyxl.hypervisor.sched.weight_cap)
+    sched_cap: int | None = None
+    cpupool: int = 0
+    # xl config-update's "xl" userdata: the configuration (JSON, text, file)
+    # the domain is rebuilt from at its next reboot; None: none stored
+    updated_config: list | None = None
 
     @property
     def is_dom0(self) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
 from pyxl.config.host import HostInfo as _ConfigHostInfo
@@ -32,6 +32,7 @@ class Host:
     total_memory_mb: int = 16384
     dom0_memory_mb: int = DOM0_MEMORY_MB
     hostname: str = ""
+    pools: list = field(default_factory=list)     # CPU pools (pyxl.hypervisor.sched)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Host:

@@ -349,6 +349,8 @@ class _Domain:
         self.name = name
         self.console = console
         self.conn: DomainConnection | None = None
+        self.max_kb: int | None = None     # d->max_pages (XEN_DOMCTL_max_mem); None: unset
+        self.tot_kb: int | None = None     # d->tot_pages, once the domain has ballooned
 
 
 class Hypervisor:
@@ -539,6 +541,34 @@ class Hypervisor:
         non-blocking `sink(path, token)` for watches, or use `QueueSink()`."""
         return self.xenstore.connect(0, sink if sink is not None else QueueSink())
 
+    def set_max_mem(self, domid: int, kb: int) -> None:
+        """XEN_DOMCTL_max_mem (xc_domain_setmaxmem): the most the domain may
+        hold from now on; what it holds already is not taken away."""
+        with self.lock:
+            dom = self._domains.get(domid)
+            if dom is None:
+                raise OSError(_errno.ESRCH, f"no domain {domid}")
+            dom.max_kb = kb
+
+    def memory_reserve(self, domid: int, kb: int) -> int:
+        """The domain's reservation becomes `kb` kB -- growth stops at its
+        max_pages, keeping what it already holds -- and the kB it now
+        holds are returned."""
+        with self.lock:
+            dom = self._domains.get(domid)
+            if dom is None:
+                raise OSError(_errno.ESRCH, f"no domain {domid}")
+            if dom.max_kb is not None and kb > dom.max_kb:
+                kb = max(dom.max_kb, min(kb, dom.tot_kb or 0))
+            dom.tot_kb = kb
+            return kb
+
+    def memory_kb(self, domid: int) -> int | None:
+        """The domain's current reservation (tot_pages) if it has changed it
+        since it was built; None: what it was built with."""
+        dom = self._domains.get(domid)
+        return None if dom is None else dom.tot_kb
+
     def console(self, domid: int) -> Console:
         with self.lock:
             dom = self._domains.get(domid)
@@ -707,6 +737,18 @@ def _console_write(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
     return _NOTHING
 
 
+def _memory_reservation(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+                        fds: list[int]) -> tuple:
+    """XENMEM_increase/decrease_reservation as the balloon driver uses them:
+    the domain asks to hold a[0] kB; growing stops at its max_pages
+    (memory_op's increase_reservation fails past d->max_pages), shrinking
+    always succeeds.  The reply is what it now holds."""
+    try:
+        return [hv.memory_reserve(conn.domid, a[0])], []
+    except OSError as e:
+        raise XsError(e.errno) from None
+
+
 def _mmio_read(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
         fds: list[int]) -> tuple:
     """A load from an iomem= range (the access a domain's page tables allow)."""
@@ -771,5 +813,6 @@ OPS: dict[int, Op] = {
     HvOp.GNT_UNMAP: Op(_gnt_unmap, fields("uu")),
     HvOp.CONSOLE_WRITE: Op(_console_write, fields("b")),
     HvOp.MMIO_READ: Op(_mmio_read, fields("uuu")),
+    HvOp.MEMORY_RESERVATION: Op(_memory_reservation, fields("u")),
     HvOp.MMIO_WRITE: Op(_mmio_write, fields("uub")),
 }

@@ -75,6 +75,7 @@ class HvOp(IntEnum):
     CONSOLE_INPUT = 0x480         # pushed: input for the domain
     MMIO_READ = 0x500             # iomem access: addr, width, count -> data
     MMIO_WRITE = 0x501            # iomem access: addr, width, data
+    MEMORY_RESERVATION = 0x600    # XENMEM_{increase,decrease}_reservation: kB -> kB granted
 
 
 HELLO = HvOp.HELLO
@@ -92,6 +93,7 @@ CONSOLE_WRITE = HvOp.CONSOLE_WRITE
 CONSOLE_INPUT = HvOp.CONSOLE_INPUT
 MMIO_READ = HvOp.MMIO_READ
 MMIO_WRITE = HvOp.MMIO_WRITE
+MEMORY_RESERVATION = HvOp.MEMORY_RESERVATION
 
 FLAG_ONEWAY = 1
 

@@ -26,9 +26,13 @@ import time
 import traceback
 
 from pyxl.fsutil import UnsafePath, atomic_write, open_append
+from pyxl.toolstack import ops
+from pyxl.toolstack.ops import core, resources
 from pyxl.toolstack import protocol
 from pyxl.toolstack.errors import Fault
 from pyxl.toolstack.paths import Paths
+
+OPS = ops.merge(core.OPS, resources.OPS)
 
 
 class Daemon:
@@ -41,6 +45,7 @@ class Daemon:
         self.state = None
         self.xenstored = None
         self.lock_fd = -1
+        self._destroy_all = False
 
     def log(self, msg: str) -> None:
         line = time.strftime("%Y-%m-%d %H:%M:%S ") + msg + "\n"
@@ -126,7 +131,7 @@ class Daemon:
         _sd_notify("READY=1")
         while not self.stop_event.wait(1.0):
             pass
-        self._shutdown(destroy_all=getattr(self, "_destroy_all", False))
+        self._shutdown(destroy_all=self._destroy_all)
         return 0
 
     def _shutdown(self, destroy_all: bool) -> None:
@@ -251,99 +256,25 @@ class Daemon:
         sock.close()
         return True
 
+    def request_stop(self, destroy_all: bool) -> None:
+        """End run(): the daemon stops, destroying its domains or leaving them."""
+        self._destroy_all = destroy_all
+        self.stop_event.set()
+
     def dispatch(self, op: str, a: dict):
-        st = self.state
-        if op == "ping":
-            return {"pid": os.getpid()}
-        if op == "list":
-            with st.lock:
-                if a.get("dom") is not None:
-                    doms = [st.resolve(a["dom"])]
-                else:
-                    doms = st.table.sorted()
-                if a.get("rows"):      # `pyxl list`: just its columns, as compact rows
-                    out = []
-                    for d in doms:
-                        state, cpu = d.snapshot()
-                        out.append([d.domid, d.name, d.target_memkb // 1024, d.vcpus, state,
-                                    round(cpu, 3), d.uuid, d.shutdown_reason])
-                    return out
-                return [st.dominfo(d, a.get("long", False)) for d in doms]
-        if op == "info":
-            with st.lock:
-                return {"lines": st.host.info_lines(st.table.free_kb())}
-        if op == "create":
-            return st.create(a["config"], a.get("config_file", ""), a.get("config_text", ""),
-                             paused=a.get("paused", False), monitor=a.get("monitor", True),
-                             **_timeout(a))
-        if op == "destroy":
-            st.destroy(a["dom"], a.get("force", False))
-            return None
-        if op == "shutdown":
-            return st.shutdown(a["dom"], a.get("reboot", False))
-        if op == "shutdown_all":
-            with st.lock:
-                ids = [d.domid for d in st.guests() if d.shutdown_reason is None]
-            for domid in ids:
-                st.shutdown(str(domid), a.get("reboot", False))
-            return ids
-        if op == "wait":
-            return st.wait_event(int(a["domid"]), float(a.get("timeout", 60)),
-                                 a.get("until", "shutdown"))
-        if op in ("pause", "unpause"):
-            st.pause(a["dom"], op == "pause")
-            return None
-        if op == "rename":
-            st.rename(a["dom"], a["name"])
-            return None
-        if op == "dmesg":
-            try:
-                fd = os.open(self.paths.hypervisor_log,
-                             os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                with open(fd, "rb") as f:
-                    data = f.read().decode(errors="replace")
-            except FileNotFoundError:
-                data = ""
-            if a.get("clear"):
-                fd = open_append(self.paths.hypervisor_log)
-                try:
-                    os.ftruncate(fd, 0)
-                finally:
-                    os.close(fd)
-            return data
-        if op == "vtpm_attach":
-            return st.vtpm_attach(a["dom"], a.get("uuid"), a.get("backend"), **_timeout(a))
-        if op == "vtpm_list":
-            return st.vtpm_list(a["dom"])
-        if op == "vtpm_detach":
-            st.vtpm_detach(a["dom"], a["dev"], **_timeout(a))
-            return None
-        if op == "console_history":
-            with st.lock:
-                dom = st.resolve(a["dom"])
-            try:
-                return st.hv.console(dom.domid).backlog.decode(errors="replace")
-            except OSError:
-                return ""
-        if op == "daemon_status":
-            with st.lock:
-                return {"pid": os.getpid(), "root": self.paths.root,
-                        "domains": len(st.guests()), "protocol": protocol.VERSION}
-        if op == "daemon_stop":
-            with st.lock:
-                n = len(st.guests())
-                if n and not a.get("force"):
-                    raise Fault("DAEMON_BUSY", count=n)
-                st.stopping = True
-            self._destroy_all = True
-            self.stop_event.set()
-            return {"pid": os.getpid()}
-        raise Fault("BAD_REQUEST", reason="unknown op %r" % op)
-
-
-def _timeout(a: dict) -> dict:
-    t = a.get("device_timeout")
-    return {"device_timeout": float(t)} if t is not None else {}
+        """Look the op up in the one table, check its arguments, call it."""
+        row = OPS.get(op) if isinstance(op, str) else None
+        if row is None:
+            raise Fault("BAD_REQUEST", reason="unknown op %r" % (op,))
+        if not isinstance(a, dict):
+            raise Fault("BAD_REQUEST", reason="%s: arguments are not an object" % op)
+        missing = [k for k in row.required if k not in a]
+        if missing:
+            raise Fault("BAD_REQUEST", reason="%s: missing %s" % (op, ", ".join(missing)))
+        extra = sorted(k for k in a if k not in row.required and k not in row.optional)
+        if extra:
+            raise Fault("BAD_REQUEST", reason="%s: unexpected %s" % (op, ", ".join(extra)))
+        return row.handler(self, a)
 
 
 def _sd_notify(msg: str) -> None:

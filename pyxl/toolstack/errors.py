@@ -150,6 +150,57 @@ _KINDS = (
               "libxl: error: libxl_domain.c:107:libxl__domain_rename: Domain {domid}:"
               "Failed to write new name `{name}' for domain previously named `{old}'\n"
               "Can't rename domain '{dom}'."),
+    # -- memory, vcpus, the scheduler (xl_mem.c, xl_vcpu.c, xl_sched.c over
+    # libxl_mem.c, libxl_domain.c, libxl_sched.c).  {dp} is libxl__logv's
+    # "Domain N:" -- empty for Domain-0, which libxl_domid_valid_guest rejects.
+    # libxl's own format strings here end in "\n", to which the logger adds
+    # its newline: a blank line follows.
+    FaultKind(160, "MEM_ABOVE_STATIC_MAX", 1,
+              "libxl: error: libxl_mem.c:278:libxl_set_memory_target: {dp}memory_dynamic_max"
+              " must be less than or equal to memory_static_max\n\n"
+              "cannot set domid {domid} dynamic max memory to : {mem}"),
+    FaultKind(161, "MEM_DOM0_MIN", 1,
+              "libxl: error: libxl_mem.c:287:libxl_set_memory_target: New target {kb} for dom0"
+              " is below the minimum threshold\n"
+              "cannot set domid {domid} dynamic max memory to : {mem}"),
+    # LOGED: libxl appends strerror(errno) of whatever call last failed in xl
+    # before it; nothing failed before it here, so pyxl prints none
+    FaultKind(162, "MEM_MAX_BELOW_TARGET", 1,
+              "libxl: error: libxl_mem.c:59:libxl_domain_setmaxmem: {dp}memory_static_max"
+              " must be greater than or or equal to memory_dynamic_max\n"
+              "cannot set domid {domid} static max memory to : {mem}"),
+    FaultKind(163, "VCPU_SET_ZERO", 1,
+              "libxl: error: libxl_domain.c:1863:libxl_set_vcpuonline: {dp}Requested 0 VCPUs!\n"
+              "libxl_set_vcpuonline failed domid={domid} max_vcpus=0, rc: -3"),
+    FaultKind(164, "VCPU_SET_ABOVE_MAX", 1,
+              "libxl: error: libxl_domain.c:1869:libxl_set_vcpuonline: {dp}Requested {n} VCPUs,"
+              " however maxcpus is {max}!\n"
+              "libxl_set_vcpuonline failed domid={domid} max_vcpus={n}, rc: -3"),
+    # xc_vcpu_setaffinity: vcpu_affinity_domctl's -EINVAL (no such vcpu, or a
+    # hard affinity with no CPU of the domain's pool)
+    FaultKind(165, "VCPU_PIN_FAILED", 1,
+              "libxl: error: libxl_sched.c:62:libxl__set_vcpuaffinity: {dp}Setting vcpu affinity:"
+              " Invalid argument\n"
+              "{xl}"),
+    FaultKind(166, "SCHED_WRONG", 1,
+              "libxl_domain_sched_params_get returned {got} not {want}."),
+    FaultKind(167, "SCHED_WEIGHT_RANGE", 1,
+              "libxl: error: libxl_sched.c:445:sched_credit2_domain_set: {dp}Cpu weight out of"
+              " range, valid values are within range from 1 to 65535\n"
+              "libxl_domain_sched_params_set failed."),
+    FaultKind(168, "SCHED_CAP_RANGE", 1,
+              "libxl: error: libxl_sched.c:455:sched_credit2_domain_set: {dp}Cpu cap out of"
+              " range, valid range is from 0 to {top} for specified number of vcpus\n"
+              "libxl_domain_sched_params_set failed."),
+    FaultKind(169, "SCHED_RATELIMIT_RANGE", 1,
+              "libxl: error: libxl_sched.c:270:sched_ratelimit_check: Ratelimit out of range,"
+              " valid range is from 100 to 500000\n"
+              "libxl_sched_{sched}_params_set failed."),
+    FaultKind(170, "UNKNOWN_CPUPOOL", 1, "unknown cpupool '{pool}'"),
+    FaultKind(171, "UNKNOWN_DOMAIN_CPUPOOL", 1, "unknown domain '{dom}'"),
+    FaultKind(172, "CPUPOOL_MOVE_FAILED", 1,
+              "libxl: error: libxl_cpupool.c:437:libxl_cpupool_movedomain: {dp}"
+              "Error moving domain to cpupool"),
     # -- vtpm commands
     FaultKind(40, "VTPM_ADD_FAILED", 1, "libxl_device_vtpm_add failed."),
     FaultKind(41, "UNKNOWN_DEVICE", 1, "Unknown device {dev}."),

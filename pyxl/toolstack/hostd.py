@@ -297,14 +297,18 @@ class HostState:
         return d
 
     def dominfo(self, d: Domain, long: bool = False) -> dict:
+        from pyxl.toolstack.resources import current_memkb, live_config
+
         state, cpu = d.snapshot()
         info = {"domid": d.domid, "name": d.name, "uuid": d.uuid,
-                "mem": d.target_memkb // 1024, "max_memkb": d.max_memkb, "vcpus": d.vcpus,
+                "mem": current_memkb(self, d) // 1024, "max_memkb": d.max_memkb,
+                "vcpus": d.vcpus,
                 "state": state, "cpu_time": cpu,
                 "reason": d.shutdown_reason, "uptime": d.uptime(), "created": d.created,
                 "paused": d.paused}
         if long:
             info["config"] = d.config
+            info["live"] = live_config(self, d)
         return info
 
     # -- create --------------------------------------------------------
@@ -706,7 +710,12 @@ class HostState:
             if action == "preserve":
                 return
             restart = action in ("restart", "coredump_restart", "soft_reset", "restart_rename")
-            config = dom.config             # what the restarted domain is made from
+            # what the restarted domain is made from (xl's reload_domain_config)
+            config, config_file, config_text = dom.config, dom.config_file, dom.config_text
+            if restart and dom.updated_config is not None:
+                config, config_file, config_text = dom.updated_config
+                dom.updated_config = None
+                self.monitor_log(dom, '"xl" configuration found, using it\n')
             if action == "restart_rename":
                 # xl's preserve_domain: the old domain stays, shut down, under
                 # a dated name and a new uuid; a new one takes the name
@@ -723,7 +732,7 @@ class HostState:
             self.monitor_log(dom, "Done. Rebooting now")
         # the new domain is made outside the lock: create waits for device backends
         try:
-            self.create(config, dom.config_file, dom.config_text, monitor=True)
+            self.create(config, config_file, config_text, monitor=True)
         except Fault as f:
             self.monitor_log(dom, f.message)
 

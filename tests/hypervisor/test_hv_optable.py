@@ -72,6 +72,7 @@ HYPERCALLS = {
     wire.CONSOLE_WRITE: ("b", 0),
     wire.MMIO_READ: ("uuu", 0),
     wire.MMIO_WRITE: ("uub", 0),
+    wire.MEMORY_RESERVATION: ("u", 0),
 }
 NOT_NUMBERS = [b"", b"x", b"-1", b" 1", b"1 ", b"+1", b"1_0", b"0x10", b"\xd9\xa1",
                b"9" * 21]

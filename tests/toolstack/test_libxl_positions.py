@@ -75,6 +75,26 @@ SITES = [
     ("NAME_WRITE_FAILED", "libxl_create.c", "initiate_domain_create", "cannot make domain: %d"),
     ("RENAME_WRITE_FAILED", "libxl_domain.c", "libxl__domain_rename",
      "Failed to write new name `%s' for domain previously named `%s'"),
+    # libxl_mem.c libxl_set_memory_target, upstream 278 and 287
+    ("MEM_ABOVE_STATIC_MAX", "libxl_mem.c", "libxl_set_memory_target",
+     "memory_dynamic_max must be less than or equal to memory_static_max\n"),
+    ("MEM_DOM0_MIN", "libxl_mem.c", "libxl_set_memory_target",
+     "New target %lu for dom0 is below the minimum threshold"),
+    # libxl_mem.c libxl_domain_setmaxmem, upstream 59
+    ("MEM_MAX_BELOW_TARGET", "libxl_mem.c", "libxl_domain_setmaxmem",
+     "memory_static_max must be greater than or or equal to memory_dynamic_max"),
+    # libxl_domain.c libxl_set_vcpuonline, upstream 1863 and 1869
+    ("VCPU_SET_ZERO", "libxl_domain.c", "libxl_set_vcpuonline", "Requested 0 VCPUs!"),
+    ("VCPU_SET_ABOVE_MAX", "libxl_domain.c", "libxl_set_vcpuonline",
+     "Requested %d VCPUs, however maxcpus is %d!"),
+    # libxl_sched.c libxl__set_vcpuaffinity, upstream 62
+    ("VCPU_PIN_FAILED", "libxl_sched.c", "libxl__set_vcpuaffinity", "Setting vcpu affinity"),
+    # libxl_sched.c sched_ratelimit_check, upstream 270
+    ("SCHED_RATELIMIT_RANGE", "libxl_sched.c", "sched_ratelimit_check",
+     "Ratelimit out of range, valid range is from %d to %d"),
+    # libxl_cpupool.c libxl_cpupool_movedomain, upstream 437
+    ("CPUPOOL_MOVE_FAILED", "libxl_cpupool.c", "libxl_cpupool_movedomain",
+     "Error moving domain to cpupool"),
 ]
 
 
@@ -111,6 +131,21 @@ OTHER_SITES = {
     ("libxl_utils.c", "libxl_cpu_bitmap_alloc"): "invalid number of cpus provided",
     # libxl_pci.c libxl_device_pci_assignable_list, upstream 444 (cli/absent.py)
     ("libxl_pci.c", "libxl_device_pci_assignable_list"): "Looks like pciback driver not loaded",
+    # libxl_sched.c sched_credit2_domain_set, upstream 445 and 455 (credit's
+    # own copies of both formats are at 238 and 248)
+    ("libxl_sched.c", "sched_credit2_domain_set"): (
+        "Cpu weight out of range, valid values are within range from 1 to 65535",
+        "Cpu cap out of range, valid range is from 0 to %d for specified number of vcpus"),
+    # libxl_sched.c libxl_sched_credit{,2}_params_get, upstream 287 and 362 (cli/resources.py)
+    ("libxl_sched.c", "libxl_sched_credit_params_get"): "getting Credit scheduler parameters",
+    ("libxl_sched.c", "libxl_sched_credit2_params_get"): "getting Credit2 scheduler parameters",
+    # libxl_domain.c libxl_domain_core_dump, upstream 603 (cli/resources.py)
+    ("libxl_domain.c", "libxl_domain_core_dump"): "Core dumping domain to %s",
+    # libxl.c libxl_set_parameters, upstream 676 (cli/absent.py)
+    ("libxl.c", "libxl_set_parameters"): "opening Xen hypfs",
+    # libxl_cpupool.c libxl_cpupool_cpuadd / _cpuremove, upstream 302 and 365
+    ("libxl_cpupool.c", "libxl_cpupool_cpuadd"): "Error moving cpu %d to cpupool",
+    ("libxl_cpupool.c", "libxl_cpupool_cpuremove"): "Error removing cpu %d from cpupool",
 }
 
 
@@ -122,7 +157,8 @@ def test_every_printed_position_is_the_debian_builds(peer):
 
     known: dict[tuple[str, str], set[int]] = {}
     sites = [(file, func, fmt) for _, file, func, fmt in SITES] + [
-        (file, func, fmt) for (file, func), fmt in OTHER_SITES.items()] + [
+        (file, func, fmt) for (file, func), fmts in OTHER_SITES.items()
+        for fmt in (fmts if isinstance(fmts, tuple) else (fmts,))] + [
         ("libxl_dom.c", "libxl__build_pv", "xc_dom_kernel_file failed")]
     for file, func, fmt in sites:
         known.setdefault((file, func), set()).update(lines_of(fmt))

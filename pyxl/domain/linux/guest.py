@@ -31,6 +31,7 @@ class Guest:
         self.dmesg: list[str] = []
         self.lock = threading.Lock()
         self.going_down = False
+        self.cpus_online = set(range(dom.vcpus))   # cpu_hotplug.c follows cpu/N/availability
         from pyxl.domain.linux import netns, tpm
 
         self.net = netns.GuestNetwork()                      # its own network, made on first use
@@ -270,12 +271,12 @@ class Guest:
             "/proc/version": "Linux version %s (debian-kernel@lists.debian.org) %s\n"
                              % (KERNEL_RELEASE, KERNEL_VERSION),
             "/proc/cmdline": d.cmdline + "\n",
-            "/proc/uptime": "%.2f %.2f\n" % (up, up * d.vcpus),
+            "/proc/uptime": "%.2f %.2f\n" % (up, up * len(self.cpus_online)),
             "/proc/meminfo": "MemTotal:       %8d kB\nMemFree:        %8d kB\n"
                              % (d.memkb * 9 // 10, d.memkb * 7 // 10),
             "/proc/cpuinfo": "".join("processor\t: %d\nvendor_id\t: GenuineIntel\n"
                                      "model name\t: Intel(R) Xeon(R) CPU\nflags\t\t: hypervisor\n\n" % i
-                                     for i in range(d.vcpus)),
+                                     for i in sorted(self.cpus_online)),
             "/etc/hostname": self.hostname() + "\n",
             "/sys/hypervisor/type": "xen\n",
             "/sys/hypervisor/uuid": d.uuid + "\n",
@@ -299,8 +300,21 @@ class Guest:
 
     # -- going down -------------------------------------------------------
     def sysrq(self, key: str) -> None:
-        if key == "c":
-            self.klog("sysrq: Trigger a crash")
+        """drivers/tty/sysrq.c __handle_sysrq: the key's action message (at a
+        raised console loglevel, so it reaches the console), then its
+        action; a key without one prints the help line."""
+        msg = SYSRQ_ACTIONS.get(key)
+        if msg is None:
+            self.klog("sysrq: HELP : " + SYSRQ_HELP + " ")
+            return
+        self.klog("sysrq: " + msg)
+        if key.isdigit():
+            self.klog("sysrq: Loglevel set to " + key)
+        elif key == "s":
+            self.klog("sysrq: Emergency Sync complete")
+        elif key == "u":
+            self.klog("sysrq: Emergency Remount complete")
+        elif key == "c":
             self.klog("Kernel panic - not syncing: sysrq triggered crash")
             self.dom.crash(1)         # no SCHEDOP_shutdown: the toolstack sees a crash
         elif key == "o":
@@ -320,45 +334,104 @@ class Guest:
         self.dom.shutdown(reason)
 
     def watch_control(self) -> None:
-        """drivers/xen/manage.c: watch control/shutdown, acknowledge, act.
-        After the hypervisor connection is re-established the watch is
-        registered again by the resume (xs_resume) and the features are
-        advertised again."""
+        """drivers/xen/manage.c and balloon.c: watch control/shutdown,
+        control/sysrq and memory/target; acknowledge, act.  After the
+        hypervisor connection is re-established the watches are registered
+        again by the resume (xs_resume) and the features are advertised
+        again."""
         xen = self.dom.xen
         self.dom.on_resume(self._advertise)
         while True:
             try:
                 self._advertise()
-                xen.watch("control/shutdown", "shutdown")
+                for path, token in _WATCHES:
+                    xen.watch(path, token)
                 break
             except OSError:
                 if not xen.closed:
                     raise
                 self.dom.reconnect(xen)
+        tokens = tuple(t for _, t in _WATCHES)
         while True:
             try:
-                ev = xen.read_watch(timeout=None, token="shutdown")
+                ev = xen.read_watch(timeout=None, token=tokens)
                 if ev is None:
                     if xen.closed:
                         self.dom.reconnect(xen)
                     continue
-                what = xen.read_str("control/shutdown", default="")
+                if ev[1] == "balloon":
+                    self.balloon(xen.read_str("memory/target", default=""))
+                    continue
+                if ev[1] == "cpu":
+                    self.vcpu_hotplug(ev[0], xen)
+                    continue
+                node = "control/" + ev[1]
+                what = xen.read_str(node, default="")
                 if not what:
                     continue
-                xen.write("control/shutdown", "")
+                xen.write(node, "")
             except OSError:
                 if not xen.closed:
                     raise
                 self.dom.reconnect(xen)
                 continue
-            if what in ("poweroff", "halt"):
+            if ev[1] == "sysrq":
+                self.sysrq(what[:1])
+            elif what in ("poweroff", "halt"):
                 self.power(SHUTDOWN_POWEROFF)
             elif what == "reboot":
                 self.power(SHUTDOWN_REBOOT)
 
+    def vcpu_hotplug(self, path: str, xen) -> None:
+        """drivers/xen/cpu_hotplug.c handle_vcpu_hotplug_event: a change under
+        cpu/N brings vcpu N up or down as cpu/N/availability says (CPU 0
+        never goes: cpu0 is not hotpluggable)."""
+        parts = path.split("/")
+        i = parts.index("cpu") if "cpu" in parts else -1
+        if i < 0 or i + 1 >= len(parts) or not parts[i + 1].isdigit():
+            return
+        cpu = int(parts[i + 1])
+        if not 0 < cpu < self.dom.vcpus:
+            return
+        state = xen.read_str("cpu/%d/availability" % cpu, default="")
+        if state == "offline" and cpu in self.cpus_online:
+            self.cpus_online.discard(cpu)
+            self.klog("smpboot: CPU %d is now offline" % cpu)
+        elif state == "online" and cpu not in self.cpus_online:
+            self.cpus_online.add(cpu)
+
+    def balloon(self, target: str) -> None:
+        """balloon.c watch_target: the target (kB) becomes the reservation the
+        balloon worker aims at; it gets what Xen grants."""
+        if not target.isdigit():
+            return
+        self.dom.memkb = self.dom.xen.memory_reservation(int(target))
+
     def _advertise(self) -> None:
         for key in ("feature-poweroff", "feature-reboot"):
             self.dom.xen.write("control/" + key, "1")
+
+
+# drivers/tty/sysrq.c (Linux 6.1): each key's action_msg; keys not here get
+# the help line, every handler's help_msg in the order of sysrq_key_table
+SYSRQ_ACTIONS = {**{str(i): "Changing Loglevel" for i in range(10)},
+                 "b": "Resetting", "c": "Trigger a crash", "e": "Terminate All Tasks",
+                 "f": "Manual OOM execution", "i": "Kill All Tasks",
+                 "j": "Emergency Thaw of all frozen filesystems", "k": "SAK",
+                 "l": "Show backtrace of all active CPUs", "m": "Show Memory",
+                 "n": "Nice All RT Tasks", "o": "Power Off", "p": "Show Regs",
+                 "q": "Show clockevent devices & pending hrtimers (no others)",
+                 "r": "Keyboard mode set to system default", "s": "Emergency Sync",
+                 "t": "Show State", "u": "Emergency Remount R/O", "w": "Show Blocked State"}
+SYSRQ_HELP = ("loglevel(0-9) reboot(b) crash(c) terminate-all-tasks(e) "
+              "memory-full-oom-kill(f) kill-all-tasks(i) thaw-filesystems(j) sak(k) "
+              "show-backtrace-all-active-cpus(l) show-memory-usage(m) nice-all-RT-tasks(n) "
+              "poweroff(o) show-registers(p) show-all-timers(q) unraw(r) sync(s) "
+              "show-task-states(t) unmount(u) show-blocked-tasks(w)")
+
+# (path, token): what watch_control watches
+_WATCHES = (("control/shutdown", "shutdown"), ("control/sysrq", "sysrq"),
+            ("memory/target", "balloon"), ("cpu", "cpu"))
 
 
 def boot(dom) -> None:
