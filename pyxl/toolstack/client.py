@@ -19,7 +19,8 @@ from pyxl.toolstack.errors import Fault
 from pyxl.toolstack.paths import Paths
 
 START_TIMEOUT = 15.0
-DEVICE_OPS = ("create", "vtpm_attach", "vtpm_detach")
+DEVICE_OPS = ("create", "vtpm_attach", "vtpm_detach", "block_attach", "block_detach",
+              "network_attach", "network_detach")
 
 
 class Client:

@@ -28,6 +28,7 @@ import traceback
 from pyxl.fsutil import UnsafePath, atomic_write, open_append
 from pyxl.toolstack import protocol
 from pyxl.toolstack.errors import Fault
+from pyxl.toolstack.ops import devices as device_ops
 from pyxl.toolstack.paths import Paths
 
 
@@ -248,6 +249,11 @@ class Daemon:
         return True
 
     def dispatch(self, op: str, a: dict):
+        row = device_ops.OPS.get(op)
+        if row is not None:
+            if set(row.required) - set(a) or set(a) - set(row.required) - set(row.optional):
+                raise Fault("BAD_REQUEST", reason="bad arguments for %r" % op)
+            return row.handler(self, a)
         st = self.state
         if op == "ping":
             return {"pid": os.getpid()}

@@ -128,6 +128,46 @@ _KINDS = (
     FaultKind(41, "UNKNOWN_DEVICE", 1, "Unknown device {dev}."),
     FaultKind(42, "VTPM_REMOVE_FAILED", 1, "libxl_device_vtpm_remove failed."),
     FaultKind(43, "CONSOLE_UNAVAILABLE", 1, "Unable to attach console"),
+    # -- block and network commands (xl_block.c, xl_nic.c over libxl_disk.c,
+    # libxl_nic.c, libxl_device.c): device_disk_add / libxl__device_add_async
+    # fail before the device exists, so device_addrm_aocomplete has no device
+    # to name ("unable to add device")
+    FaultKind(60, "DISK_ADD_STAT", 1,
+              "libxl: error: libxl_device.c:455:libxl__device_disk_set_backend: Disk vdev={vdev}"
+              " failed to stat: {path}: No such file or directory\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_disk_add failed."),
+    FaultKind(61, "DISK_ADD_VDEV", 1,
+              "libxl: error: libxl_disk.c:335:device_disk_add: Domain {domid}:"
+              "Invalid or unsupported virtual disk identifier {vdev}\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_disk_add failed."),
+    FaultKind(62, "DISK_ADD_EXISTS", 1,
+              "libxl: error: libxl_disk.c:343:device_disk_add: Domain {domid}:"
+              "device already exists in xenstore\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_disk_add failed."),
+    FaultKind(63, "DISK_ADD_NO_DOMAIN", 1,
+              _DOMAIN_TYPE + "\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_disk_add failed."),
+    FaultKind(64, "DISK_NOT_CONNECTED", 1, "Error: Device {vdev} not connected."),
+    FaultKind(65, "DISK_REMOVE_TIMEOUT", 1,
+              "libxl: error: libxl_device.c:1181:device_backend_callback: Domain {domid}:"
+              "unable to remove device with path /local/domain/0/backend/vbd/{domid}/{devid}\n"
+              "libxl: error: libxl_device.c:1481:device_addrm_aocomplete: Domain {domid}:"
+              "Unable to remove vbd with id {devid}\n"
+              "libxl_device_disk_{verb} failed."),
+    FaultKind(66, "NIC_ADD_FAILED", 1, "libxl_device_nic_add failed."),
+    FaultKind(67, "NIC_ADD_NO_DOMAIN", 1,
+              _DOMAIN_TYPE + "\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_nic_add failed."),
+    FaultKind(68, "NIC_ADD_EXISTS", 1,
+              "libxl: error: libxl_device.c:272:libxl__device_add_async: Domain {domid}:"
+              "device already exists in xenstore\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_nic_add failed."),
     FaultKind(44, "VTPM_ADD_TIMEOUT", 1,
               "libxl: error: libxl_device.c:1181:device_backend_callback: Domain {domid}:"
               "unable to add device with path {path}\n"

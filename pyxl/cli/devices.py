@@ -1,0 +1,160 @@
+"""`pyxl block-attach | block-list | block-detach` (xl_block.c) and
+`network-attach | network-list | network-detach` (xl_nic.c); handlers take
+(opts, args) after def_getopt."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from pyxl.cli._common import call, faults
+
+
+def _err(text: str) -> None:
+    sys.stdout.flush()
+    sys.stderr.write(text + "\n")
+
+
+def _qualifier_ok(dom: str) -> bool:
+    """libxl_domain_qualifier_to_domid: a number is taken as it is, a name
+    must name a domain."""
+    from pyxl.toolstack.errors import Fault
+
+    if dom.isdigit():
+        return True
+    try:
+        call("list", dom=dom, rows=True)
+    except Fault as f:
+        if f.name == "INVALID_DOMAIN":
+            return False
+        raise
+    return True
+
+
+def _tree(obj) -> dict:
+    """The libxl JSON of one device struct, as a plain dict for the daemon."""
+    from pyxl.config.libxl_json import render, struct_tree
+
+    return json.loads(render(struct_tree(obj)))
+
+
+def _json(obj) -> str:
+    from pyxl.config.libxl_json import render, struct_tree
+
+    return render(struct_tree(obj))
+
+
+@faults
+def block_attach(opts, args) -> int:
+    """main_blockattach: the domain first, then the disk spec made of every
+    further argument (parse_disk_config_multistring, source "command line")."""
+    from pyxl.cli.main import Globals
+    from pyxl.config.disk import parse_disk
+
+    dom = args[0]
+    if not _qualifier_ok(dom):
+        _err("%s is an invalid domain identifier" % dom)
+        return 1
+    out: list = []
+    disk = parse_disk(args[1:], "command line", out)
+    for line in out:
+        _err(line)
+    if disk is None:
+        return 1
+    if Globals.dryrun:
+        print("disk: " + _json(disk))
+        return 0
+    call("block_attach", dom=dom, disk=_tree(disk))
+    return 0
+
+
+@faults
+def block_list(opts, domains) -> int:
+    """main_blocklist: one header, then a row per disk of each domain."""
+    from pyxl.toolstack.client import Client
+    from pyxl.toolstack.errors import Fault
+
+    print("%-5s %-3s %-6s %-5s %-6s %-8s %-30s" % (
+        "Vdev", "BE", "handle", "state", "evt-ch", "ring-ref", "BE-path"))
+    sys.stdout.flush()
+    with Client().connect() as c:
+        for dom in domains:
+            try:
+                rows = c.call("block_list", dom=dom)
+            except Fault as f:
+                if f.name == "INVALID_DOMAIN":
+                    _err("%s is an invalid domain identifier" % dom)
+                    continue
+                raise
+            for r in rows:
+                print("%-5d %-3d %-6d %-5d %-6d %-8d %-30s" % (
+                    r["devid"], r["backend_id"], r["frontend_id"], r["state"], r["evtch"],
+                    r["rref"], r["backend"]))
+    return 0
+
+
+@faults
+def block_detach(opts, args) -> int:
+    """main_blockdetach: -f destroys without waiting for the backend."""
+    force = any(k == "f" for k, _ in opts or [])
+    call("block_detach", dom=args[0], vdev=args[1], force=force)
+    return 0
+
+
+@faults
+def network_attach(opts, args) -> int:
+    """main_networkattach: find_domain, then each argument one nic option
+    (parse_nic_config); an unrecognised one ends the command."""
+    from pyxl.cli.main import Globals
+    from pyxl.config import model as M
+    from pyxl.config.errors import ConfigError
+    from pyxl.config.vif import parse_nic
+
+    dom = args[0]
+    if not dom.isdigit():
+        call("list", dom=dom, rows=True)       # find_domain: INVALID_DOMAIN
+    nic = M.DeviceNic()
+    said: list = []
+    for a in args[1:]:
+        try:
+            parse_nic(nic, a, "command line", said.append)
+        except ConfigError as e:
+            for line in e.lines:
+                _err(line)
+            return 1
+        bad = [s for s in said if s.startswith("unrecognized argument")]
+        for s in said:
+            _err(s)
+        said.clear()
+        if bad:
+            return 1
+    if Globals.dryrun:
+        print("vif: " + _json(nic))
+        return 0
+    call("network_attach", dom=dom, nic=_tree(nic))
+    return 0
+
+
+@faults
+def network_list(opts, domains) -> int:
+    """main_networklist: find_domain on each argument in turn."""
+    from pyxl.toolstack.client import Client
+
+    print("%-3s %-2s %-17s %-6s %-5s %-6s %5s/%-5s %-30s" % (
+        "Idx", "BE", "Mac Addr.", "handle", "state", "evt-ch", "tx-", "rx-ring-ref", "BE-path"))
+    sys.stdout.flush()
+    with Client().connect() as c:
+        for dom in domains:
+            for r in c.call("network_list", dom=dom):
+                print("%-3d %-2d %s%6d %5d %6d %5d/%-11d %-30s" % (
+                    r["devid"], r["backend_id"], r["mac"], r["devid"], r["state"], r["evtch"],
+                    r["rref_tx"], r["rref_rx"], r["backend"]))
+            sys.stdout.flush()
+    return 0
+
+
+@faults
+def network_detach(opts, args) -> int:
+    """main_networkdetach: a devid, or a MAC when the argument has a ':'."""
+    call("network_detach", dom=args[0], dev=args[1])
+    return 0
