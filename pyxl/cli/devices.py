@@ -117,7 +117,7 @@ def network_attach(opts, args) -> int:
     said: list = []
     for a in args[1:]:
         try:
-            parse_nic(nic, a, "command line", said.append)
+            parse_nic(nic, a, "command line", said.append, whole=True)
         except ConfigError as e:
             for line in e.lines:
                 _err(line)

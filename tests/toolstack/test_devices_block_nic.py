@@ -1,0 +1,182 @@
+"""block-* and network-* end to end through `pyxl` on a private host; the
+device trees read back with Xen's own xenstore-ls over the xenstored socket.
+
+Expected keys and values are libxl 4.17's (stable-4.17 01140da4e8):
+libxl_device.c libxl__device_generic_add (the three directories and their
+permissions), libxl_disk.c device_disk_add (vbd keys),
+libxl_nic.c libxl__set_xenstore_nic and libxl__device_nic_setdefault (vif
+keys, MAC in Xen's OUI), xl_block.c / xl_nic.c (list formats, messages).
+Dry runs are compared with the real xl (tests/oracle).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+
+
+def xenstore_ls(host, path: str) -> dict[str, tuple[str, str]]:
+    """Debian's `xenstore-ls -f -p PATH` on the host's xenstored socket."""
+    from peers import need_peer
+
+    need_peer("xenstore-utils")
+    env = dict(host.env, XENSTORED_PATH=os.path.join(host.root, "run/pyxl/xenstored/socket"))
+    p = subprocess.run(["xenstore-ls", "-f", "-p", path], env=env, capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    out = {}
+    for line in p.stdout.splitlines():
+        m = re.match(r'^(\S+) = "(.*?)" *\((.*)\)$', line)
+        assert m, line
+        out[m.group(1)[len(path) + 1:]] = (m.group(2), m.group(3))
+    return out
+
+
+def values(tree: dict, sub: str) -> dict[str, str]:
+    """The keys directly below `sub` of a xenstore_ls tree, with their values."""
+    pre = sub + "/"
+    return {k[len(pre):]: v[0] for k, v in tree.items()
+            if k.startswith(pre) and "/" not in k[len(pre):]}
+
+
+def test_block_attach_list_detach(host, tmp_path):
+    img = tmp_path / "extra.img"
+    img.write_bytes(b"\0" * 3 * 512)
+    assert host.create("g").returncode == 0                    # domid 1
+    p = host.run("block-attach", "g", "%s,raw,xvdb,w" % img)
+    assert (p.returncode, p.stderr) == (0, "")
+    # device_disk_add's keys, then libxl__device_generic_add's
+    be = xenstore_ls(host, "/local/domain/0/backend/vbd/1")
+    assert be["51728"][1] == "n0,r1"                              # backend_perms
+    back = values(be, "51728")
+    assert {k: v for k, v in back.items() if k not in ("sectors", "sector-size")} == {
+        "frontend": "/local/domain/1/device/vbd/51728", "params": str(img),
+        "script": "/etc/xen/scripts/block", "frontend-id": "1", "online": "1",
+        "removable": "0", "bootable": "1", "state": "2", "dev": "xvdb", "type": "phy",
+        "mode": "w", "device-type": "disk", "discard-enable": "1"}
+    assert back["sectors"] == "3"                                 # blkback opened it
+    fe = xenstore_ls(host, "/local/domain/1/device/vbd")
+    assert fe["51728"][1] == "n1,r0"                              # frontend_perms
+    assert values(fe, "51728") == {
+        "backend": "/local/domain/0/backend/vbd/1/51728", "backend-id": "0", "state": "1",
+        "virtual-device": "51728", "device-type": "disk", "protocol": "x86_64-abi"}
+    lib = xenstore_ls(host, "/libxl/1/device/vbd")
+    assert lib["51728"][1] == "n0"                                # noperms
+    assert values(lib, "51728")["backend"] == "/local/domain/0/backend/vbd/1/51728"
+    # main_blocklist: "%-5d %-3d %-6d %-5d %-6d %-8d %-30s"; hdl is the frontend domid
+    p = host.run("block-list", "g", "nosuch", "7")
+    assert p.stdout.splitlines() == [
+        "Vdev  BE  handle state evt-ch ring-ref BE-path                       ",
+        "51728 0   1      1     -1     -1       /local/domain/0/backend/vbd/1/51728"]
+    assert p.stderr == "nosuch is an invalid domain identifier\n"
+    # the same vdev again: device_disk_add's libxl__device_exists check
+    p = host.run("block-attach", "g", "%s,raw,xvdb,w" % img)
+    assert p.returncode == 1
+    assert p.stderr.splitlines()[-1] == "libxl_device_disk_add failed."
+    assert "device already exists in xenstore" in p.stderr
+    p = host.run("block-attach", "nosuch", "%s,raw,xvdc" % img)
+    assert (p.returncode, p.stderr) == (1, "nosuch is an invalid domain identifier\n")
+    p = host.run("block-attach", "g", "%s,raw,xvdc,w,what" % img)
+    assert (p.returncode, p.stderr) == (
+        1, "command line: config parsing error in disk specification: too many positional"
+        " parameters: near `what' in `%s,raw,xvdc,w,what'\n" % img)
+    # detach: the backend never connected, so libxl removes without a handshake
+    assert host.run("block-detach", "g", "xvdz").stderr == "Error: Device xvdz not connected.\n"
+    p = host.run("block-detach", "g", "xvdb")
+    assert (p.returncode, p.stderr) == (0, "")
+    for path in ("/local/domain/0/backend/vbd/1/51728", "/local/domain/1/device/vbd/51728",
+                 "/libxl/1/device/vbd/51728"):
+        assert host.run("xenstore-read", path).returncode == 1, path
+    assert host.run("block-list", "g").stdout.count("\n") == 1
+    # the saved configuration follows (device_add_domain_config)
+    p = host.run("block-attach", "g", "%s,raw,xvdc,r" % img)
+    assert p.returncode == 0, p.stderr
+    assert '"vdev": "xvdc"' in host.run("list", "-l", "g").stdout
+
+
+def test_block_detach_waits_for_a_connected_backend(host, tmp_path):
+    img = tmp_path / "extra.img"
+    img.write_bytes(b"\0" * 512)
+    assert host.create("g").returncode == 0
+    assert host.run("block-attach", "g", "%s,raw,xvdb" % img).returncode == 0
+    be = "/local/domain/0/backend/vbd/1/51728"
+    # a frontend that connected: libxl asks the backend to close and waits
+    assert host.run("xenstore-write", be + "/state", "4").returncode == 0
+    host.env["PYXL_DEVICE_TIMEOUT"] = "0.3"
+    p = host.run("block-detach", "g", "xvdb")
+    assert p.returncode == 1
+    assert p.stderr.splitlines()[-1] == "libxl_device_disk_safe_remove failed."
+    assert host.run("xenstore-read", be + "/state").stdout == "5\n"     # Closing
+    assert host.run("xenstore-read", be + "/online").stdout == "0\n"
+    assert host.run("xenstore-read", "/libxl/1/device/vbd/51728/dev").returncode == 0
+    # -f: libxl_device_disk_destroy does not wait
+    p = host.run("block-detach", "-f", "g", "xvdb")
+    assert (p.returncode, p.stderr) == (0, "")
+    assert host.run("xenstore-read", be + "/state").returncode == 1
+
+
+def test_vif_at_create_and_network_attach_list_detach(host):
+    cfg = host.config("n", nics=[{"devid": 0, "bridge": "xenbr1"}])
+    assert host.create("n", cfg=cfg).returncode == 0            # domid 1
+    be = xenstore_ls(host, "/local/domain/0/backend/vif/1")
+    back = values(be, "0")
+    mac = back.pop("mac")
+    # libxl__device_nic_setdefault: 00:16:3e, then r[0] & 0x7f, r[1], r[2]
+    assert re.fullmatch(r"00:16:3e:[0-7][0-9a-f](:[0-9a-f]{2}){2}", mac)
+    assert back == {"frontend": "/local/domain/1/device/vif/0", "frontend-id": "1",
+                    "online": "1", "state": "2", "script": "/etc/xen/scripts/vif-bridge",
+                    "bridge": "xenbr1", "handle": "0", "type": "vif",
+                    "hotplug-status": "connected"}
+    fe = xenstore_ls(host, "/local/domain/1/device/vif")
+    assert values(fe, "0") == {"backend": "/local/domain/0/backend/vif/1/0", "backend-id": "0",
+                               "state": "1", "handle": "0", "mac": mac, "trusted": "1",
+                               "mtu": "1500"}
+    assert fe["0/mtu"][1] == "n0,r1"                              # ro_frontend_perms
+    assert fe["0/mac"][1] == "n1,r0"
+    # network-attach: the next devid, the MAC given, mtu not the default
+    p = host.run("network-attach", "n", "mac=00:16:3E:0a:0b:0c", "mtu=9000")
+    assert (p.returncode, p.stderr) == (0, "")
+    back1 = values(xenstore_ls(host, "/local/domain/0/backend/vif/1"), "1")
+    assert (back1["mac"], back1["mtu"], back1["bridge"]) == ("00:16:3e:0a:0b:0c", "9000",
+                                                             "xenbr0")
+    p = host.run("network-list", "n")
+    assert p.stdout.splitlines() == [
+        "Idx BE Mac Addr.         handle state evt-ch   tx-/rx-ring-ref BE-path        "
+        "               ",
+        "0   0  %s     0     1     -1    -1/-1          /local/domain/0/backend/vif/1/0" % mac,
+        "1   0  00:16:3e:0a:0b:0c     1     1     -1    -1/-1          "
+        "/local/domain/0/backend/vif/1/1"]
+    assert host.run("network-attach", "n", "frob=1").stderr == "unrecognized argument `frob=1'\n"
+    assert host.run("network-detach", "n", "7").stderr == "Unknown device 7.\n"
+    assert host.run("network-detach", "n", "00:16:3e:0a:0b:0d").stderr == \
+        "Unknown device 00:16:3e:0a:0b:0d.\n"
+    assert host.run("network-detach", "n", "00:16:3e:0a:0b:0c").returncode == 0
+    assert host.run("network-detach", "n", "0").returncode == 0
+    assert host.run("network-list", "n").stdout.count("\n") == 1
+    assert host.run("xenstore-read", "/local/domain/0/backend/vif/1/0/mac").returncode == 1
+    p = host.run("network-list", "nosuch")
+    assert (p.returncode, p.stderr) == (1, "nosuch is an invalid domain identifier (rc=-6)\n")
+
+
+@pytest.mark.parametrize("args", [
+    ["block-attach", "0", "/tmp/x.img,raw,xvdc,r"],
+    ["block-attach", "0", "/tmp/x.img", "raw", "xvdb"],
+    ["block-attach", "0", "/tmp/x.img", "xvdb"],
+    ["block-attach", "0", "format=qcow2", "vdev=hdc", "access=rw", "target=/x"],
+    ["network-attach", "0", "ip=1.2.3.4"],
+    ["network-attach", "0", "mac=00:16:3e:01:02:03", "bridge=br1", "mtu=9000"],
+    ["network-attach", "0", "mac=00:16:3e:01:02:03,bridge=br1"],
+    ["network-attach", "0", "type=ioemu", "nonsense"],
+])
+def test_dry_run_as_xl(host, args):
+    from oracle.xl import XL, _need_xl, xl_env
+
+    _need_xl()
+    want = subprocess.run([XL, "-N"] + args, capture_output=True, text=True, env=xl_env(),
+                          timeout=60)
+    got = host.run("-N", *args)
+    assert (got.returncode, got.stdout, got.stderr) == (want.returncode, want.stdout,
+                                                        want.stderr)
