@@ -138,6 +138,8 @@ _KINDS = (
               "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
               "libxl_device_disk_add failed."),
     FaultKind(61, "DISK_ADD_VDEV", 1,
+              "libxl: error: libxl_disk.c:214:libxl__device_from_disk: Domain {domid}:"
+              "Invalid or unsupported virtual disk identifier {vdev}\n"
               "libxl: error: libxl_disk.c:335:device_disk_add: Domain {domid}:"
               "Invalid or unsupported virtual disk identifier {vdev}\n"
               "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"

@@ -42,7 +42,20 @@ def values(tree: dict, sub: str) -> dict[str, str]:
             if k.startswith(pre) and "/" not in k[len(pre):]}
 
 
-def test_block_attach_list_detach(host, tmp_path):
+@pytest.fixture
+def at():
+    """`at(fmt, file, func, nth=0)`: libxl's "libxl: error: FILE:LINE:FUNC: "
+    prefix, the line read from the peer's libxenlight (libxl_lines.py); `nth`
+    picks among the call sites of one format, in source order."""
+    from libxl_lines import lines_of
+    from peers import need_peer
+
+    need_peer("xl")
+    return lambda fmt, file, func, nth=0: "libxl: error: %s:%d:%s: " % (
+        file, sorted(lines_of(fmt))[nth], func)
+
+
+def test_block_attach_list_detach(host, tmp_path, at):
     img = tmp_path / "extra.img"
     img.write_bytes(b"\0" * 3 * 512)
     assert host.create("g").returncode == 0                    # domid 1
@@ -75,8 +88,24 @@ def test_block_attach_list_detach(host, tmp_path):
     # the same vdev again: device_disk_add's libxl__device_exists check
     p = host.run("block-attach", "g", "%s,raw,xvdb,w" % img)
     assert p.returncode == 1
-    assert p.stderr.splitlines()[-1] == "libxl_device_disk_add failed."
-    assert "device already exists in xenstore" in p.stderr
+    assert p.stderr == "".join([
+        at("device already exists in xenstore", "libxl_disk.c", "device_disk_add", 1),
+        "Domain 1:device already exists in xenstore\n",
+        at("unable to %s device", "libxl_device.c", "device_addrm_aocomplete"),
+        "unable to add device\n",
+        "libxl_device_disk_add failed.\n"])
+    # device_disk_add: libxl__device_from_disk refuses the vdev, both log it
+    p = host.run("block-attach", "g", "%s,raw,floppy" % img)
+    assert (p.returncode, p.stderr) == (1, "".join([
+        at("Invalid or unsupported virtual disk identifier %s", "libxl_disk.c",
+           "libxl__device_from_disk", 0),
+        "Domain 1:Invalid or unsupported virtual disk identifier floppy\n",
+        at("Invalid or unsupported virtual disk identifier %s", "libxl_disk.c",
+           "device_disk_add", 1),
+        "Domain 1:Invalid or unsupported virtual disk identifier floppy\n",
+        at("unable to %s device", "libxl_device.c", "device_addrm_aocomplete"),
+        "unable to add device\n",
+        "libxl_device_disk_add failed.\n"]))
     p = host.run("block-attach", "nosuch", "%s,raw,xvdc" % img)
     assert (p.returncode, p.stderr) == (1, "nosuch is an invalid domain identifier\n")
     p = host.run("block-attach", "g", "%s,raw,xvdc,w,what" % img)
