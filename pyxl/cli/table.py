@@ -108,7 +108,7 @@ COMMANDS: tuple[Command, ...] = (
              '-w, --wait              Wait for guest(s) to reboot.\n'),
             'awF', (('all', 0, 'a'), ('wait', 0, 'w')), 0),
     # main_pciattach
-    Command('pci-attach', 'pyxl.cli.absent:unavailable', False, True,
+    Command('pci-attach', 'pyxl.cli.impossible:pci_attach', False, True,
             'Insert a new pass-through pci device',
             '<Domain> <PCI_SPEC_STRING>',
             None,
@@ -120,7 +120,7 @@ COMMANDS: tuple[Command, ...] = (
             None,
             'f', None, 2),
     # main_pcilist
-    Command('pci-list', 'pyxl.cli.absent:unavailable', False, False,
+    Command('pci-list', 'pyxl.cli.impossible:pci_list', False, False,
             'List pass-through pci devices for a domain',
             '<Domain>',
             None,
@@ -169,7 +169,7 @@ COMMANDS: tuple[Command, ...] = (
             None,
             'n:t:', None, 1, selfparse=True),
     # main_vncviewer
-    Command('vncviewer', 'pyxl.cli.absent:unavailable', False, False,
+    Command('vncviewer', 'pyxl.cli.impossible:vncviewer', False, False,
             "Attach to domain's VNC server.",
             ('[options] <Domain>\n'
              '--autopass               Pass VNC password to viewer via stdin and\n'
@@ -225,13 +225,13 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 2),
     # main_cd_insert
-    Command('cd-insert', 'pyxl.cli.absent:unavailable', True, True,
+    Command('cd-insert', 'pyxl.cli.impossible:cd_insert', True, True,
             "Insert a cdrom into a guest's cd drive",
             '<Domain> <VirtualDevice> <path>',
             None,
             '', None, 3),
     # main_cd_eject
-    Command('cd-eject', 'pyxl.cli.absent:unavailable', True, True,
+    Command('cd-eject', 'pyxl.cli.impossible:cd_eject', True, True,
             "Eject a cdrom from a guest's cd drive",
             '<Domain> <VirtualDevice>',
             None,
@@ -249,7 +249,7 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 2),
     # main_button_press
-    Command('button-press', 'pyxl.cli.absent:button_press', False, True,
+    Command('button-press', 'pyxl.cli.impossible:button_press', False, True,
             'Indicate an ACPI button press to the domain',
             '<Domain> <Button>',
             "<Button> may be 'power' or 'sleep'.",
@@ -345,7 +345,7 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 2),
     # main_trigger
-    Command('trigger', 'pyxl.cli.absent:unavailable', False, True,
+    Command('trigger', 'pyxl.cli.impossible:trigger', False, True,
             'Send a trigger to a domain',
             '<Domain> <nmi|reset|init|power|sleep|s3resume> [<VCPU>]',
             None,
@@ -611,7 +611,7 @@ COMMANDS: tuple[Command, ...] = (
              '-p, --pidfile [FILE]    Write PID to pidfile when daemonizing.'),
             'Fp:', (('pidfile', 1, 'p'),), 0),
     # main_psr_hwinfo
-    Command('psr-hwinfo', 'pyxl.cli.absent:unavailable', False, True,
+    Command('psr-hwinfo', 'pyxl.cli.impossible:psr_hwinfo', False, True,
             'Show hardware information for Platform Shared Resource',
             '[options]',
             ('-m, --cmt       Show Cache Monitoring Technology (CMT) hardware info\n'
@@ -619,19 +619,19 @@ COMMANDS: tuple[Command, ...] = (
              '-b, --mba       Show Memory Bandwidth Allocation (MBA) hardware info\n'),
             'mab', (('cmt', 0, 'm'), ('cat', 0, 'a'), ('mba', 0, 'b')), 0),
     # main_psr_cmt_attach
-    Command('psr-cmt-attach', 'pyxl.cli.absent:unavailable', False, True,
+    Command('psr-cmt-attach', 'pyxl.cli.impossible:psr_cmt_attach', False, True,
             'Attach Cache Monitoring Technology service to a domain',
             '<Domain>',
             None,
             '', None, 1),
     # main_psr_cmt_detach
-    Command('psr-cmt-detach', 'pyxl.cli.absent:unavailable', False, True,
+    Command('psr-cmt-detach', 'pyxl.cli.impossible:psr_cmt_detach', False, True,
             'Detach Cache Monitoring Technology service from a domain',
             '<Domain>',
             None,
             '', None, 1),
     # main_psr_cmt_show
-    Command('psr-cmt-show', 'pyxl.cli.absent:unavailable', False, True,
+    Command('psr-cmt-show', 'pyxl.cli.impossible:psr_cmt_show', False, True,
             'Show Cache Monitoring Technology information',
             '<PSR-CMT-Type> <Domain>',
             ('Available monitor types:\n'
@@ -640,7 +640,7 @@ COMMANDS: tuple[Command, ...] = (
              '"local-mem-bandwidth":     Show local memory bandwidth(KB/s)\n'),
             '', None, 1),
     # main_psr_cat_cbm_set
-    Command('psr-cat-set', 'pyxl.cli.absent:unavailable', False, True,
+    Command('psr-cat-set', 'pyxl.cli.impossible:psr_cat_set', False, True,
             'Set cache capacity bitmasks(CBM) for a domain',
             '[options] <Domain> <CBM>',
             ('-s <socket>       Specify the socket to process, otherwise all sockets are processed\n'
@@ -649,19 +649,19 @@ COMMANDS: tuple[Command, ...] = (
              '-d                Set data CBM if CDP is supported\n'),
             's:l:cd', (('socket', 1, 's'), ('data', 0, 'd'), ('code', 0, 'c'), ('level', 1, 'l')), 2),
     # main_psr_cat_show
-    Command('psr-cat-show', 'pyxl.cli.absent:unavailable', False, True,
+    Command('psr-cat-show', 'pyxl.cli.impossible:psr_cat_show', False, True,
             'Show Cache Allocation Technology information',
             '[options] <Domain>',
             '-l <level>        Specify the cache level to process, otherwise L3 cache is processed\n',
             'l:', (('level', 1, 'l'),), 0),
     # main_psr_mba_set
-    Command('psr-mba-set', 'pyxl.cli.absent:unavailable', False, True,
+    Command('psr-mba-set', 'pyxl.cli.impossible:psr_mba_set', False, True,
             'Set throttling value (THRTL) for a domain',
             '[options] <Domain> <THRTL>',
             '-s <socket>       Specify the socket to process, otherwise all sockets are processed\n',
             's:', (('socket', 1, 's'),), 0),
     # main_psr_mba_show
-    Command('psr-mba-show', 'pyxl.cli.absent:unavailable', False, True,
+    Command('psr-mba-show', 'pyxl.cli.impossible:psr_mba_show', False, True,
             'Show Memory Bandwidth Allocation information',
             '<Domain>',
             None,
@@ -697,7 +697,7 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 1),
     # main_qemu_monitor_command
-    Command('qemu-monitor-command', 'pyxl.cli.absent:unavailable', False, True,
+    Command('qemu-monitor-command', 'pyxl.cli.impossible:qemu_monitor_command', False, True,
             'Issue a qemu monitor command to the device model of a domain',
             '<Domain> <Command>',
             None,
