@@ -166,7 +166,7 @@ _KINDS = (
               "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
               "libxl_device_nic_add failed."),
     FaultKind(68, "NIC_ADD_EXISTS", 1,
-              "libxl: error: libxl_device.c:272:libxl__device_add_async: Domain {domid}:"
+              "libxl: error: libxl_device.c:1998:libxl__device_add_async: Domain {domid}:"
               "device already exists in xenstore\n"
               "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
               "libxl_device_nic_add failed."),
