@@ -7,7 +7,10 @@
   `python -c 'import typer'`.  All four command lines run interleaved, run
   by run, so a load spike on a shared machine hits them alike; the minimum
   is the figure (noise only adds), the median is shown too.  Targets:
-  list(10) < 1.5x import typer; list(500) < 2x list(10).
+  list(10) < 1.5x import typer; list(500) < 2x list(10).  And
+  `pyxl block-list` of all 500 domains (each has one disk, so 500 rows, one
+  request per domain over one connection, as xl asks libxl per domain).
+  Target: block-list(500) < 3x list(500).
 - create -> running (the domain process exists and is scheduled: list shows
   r or b), create -> login prompt on its console, destroy -> gone.  Target:
   create to running < 150 ms.
@@ -61,7 +64,8 @@ class BenchHost:
     def cfg(self, name):
         return {"c_info": {"type": "pv", "name": name},
                 "b_info": {"max_memkb": 16384, "target_memkb": 16384, "kernel": str(self.kernel),
-                           "cmdline": "console=hvc0"}}
+                           "cmdline": "console=hvc0"},
+                "disks": [{"pdev_path": str(self.kernel), "vdev": "xvda", "format": "raw"}]}
 
     def grow(self, n: int) -> None:
         while self.n < n:
@@ -153,15 +157,22 @@ def main() -> None:
         w = interleaved({"pass": ([PY, "-c", "pass"], small.env),
                          "typer": ([PY, "-c", "import typer"], small.env),
                          "list10": (PYXL + ["list"], small.env),
-                         "listN": (PYXL + ["list"], big.env)}, opts.runs)
+                         "listN": (PYXL + ["list"], big.env),
+                         "blocklistN": (PYXL + ["block-list"]
+                                        + ["d%d" % i for i in range(opts.max_domains)],
+                                        big.env)}, opts.runs)
         for key, name in (("pass", "python -c pass"), ("typer", "python -c 'import typer'"),
                           ("list10", "pyxl list, 10 domains"),
-                          ("listN", "pyxl list, %d domains" % opts.max_domains)):
+                          ("listN", "pyxl list, %d domains" % opts.max_domains),
+                          ("blocklistN", "pyxl block-list, %d domains" % opts.max_domains)):
             extra = "   (median %.0f)" % w[key][1]
             if key == "list10":
                 extra += "   %.2fx import typer, target < 1.5x" % (w["list10"][0] / w["typer"][0])
             if key == "listN":
                 extra += "   %.2fx list(10), target < 2x" % (w["listN"][0] / w["list10"][0])
+            if key == "blocklistN":
+                extra += "   %.2fx list(%d), target < 3x" % (w["blocklistN"][0] / w["listN"][0],
+                                                            opts.max_domains)
             line(name + " (min)", w[key][0], "ms", extra)
 
         idle = subprocess.Popen([PY, "-c", "import time; time.sleep(60)"])
