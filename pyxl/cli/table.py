@@ -202,7 +202,7 @@ COMMANDS: tuple[Command, ...] = (
              '-D              Preserve the domain id'),
             'FC:s:epD', (('debug', 0, 256), ('live', 0, 512)), 2),
     # main_restore
-    Command('restore', 'pyxl.cli.absent:unavailable', False, True,
+    Command('restore', 'pyxl.cli.saverestore:restore', False, True,
             'Restore a domain from a saved state',
             '[options] [<ConfigFile>] <CheckpointFile>',
             ('-h                       Print this help.\n'

@@ -137,6 +137,9 @@ OTHER_SITES = {
     ("libxl_psr.c", "libxl__psr_log_err_msg"): "%s",
     ("libxl_psr.c", "libxl__psr_cmt_log_err_msg"): "%s",
     ("libxl_psr.c", "libxl__psr_alloc_log_err_msg"): "%s: %s",
+    # cli/saverestore.py: libxl_utils.c READ_WRITE_EXACTLY(read, ...), upstream 505
+    ("libxl_utils.c", "libxl_read_exactly"): ("file/stream truncated reading %s%s%s",
+                                              "failed to read %s%s%s"),
 }
 
 

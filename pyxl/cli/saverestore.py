@@ -1,0 +1,111 @@
+"""`pyxl restore` (xl_saverestore.c main_restore, xl_vmcontrol.c
+create_domain's restore path): the save file's header is read and checked
+as xl reads it.  The simulated host has no domain memory to restore into,
+so a file that passes xl's own checks is refused after them."""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+
+# xl.h: savefileheader_magic, SAVEFILE_BYTEORDER_VALUE, XL_MANDATORY_FLAG_*
+SAVEFILE_MAGIC = b"Xen saved domain, xl format\n \0 \r"
+SAVEFILE_BYTEORDER_VALUE = 0x01020304
+XL_MANDATORY_FLAG_JSON = 1 << 0
+XL_MANDATORY_FLAG_STREAMv2 = 1 << 1
+XL_MANDATORY_FLAG_ALL = XL_MANDATORY_FLAG_JSON | XL_MANDATORY_FLAG_STREAMv2
+_HEADER = struct.Struct("=32sIIII")       # struct save_file_header, host order
+
+# xl_vmcontrol.c: the CHK_ERRNOVAL(libxl_read_exactly(...)) statements
+_READ_HEADER = (713, 'libxl_read_exactly( ctx, restore_fd, &hdr, sizeof(hdr), '
+                     'restore_source, "header")')
+_READ_OPTDATA = (740, 'libxl_read_exactly( ctx, restore_fd, optdata_begin, '
+                      'hdr.optional_data_len, restore_source, "optdata")')
+
+
+def _err(text: str) -> None:
+    sys.stdout.flush()
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def _read_exactly(fd: int, n: int, source: str, what: str, chk) -> bytes:
+    """libxl_read_exactly (libxl_utils.c) under xl's CHK_ERRNOVAL: a short
+    read is EPROTO, logged by libxl and fatal to xl."""
+    data = b""
+    while len(data) < n:
+        try:
+            chunk = os.read(fd, n - len(data))
+        except OSError as e:
+            _err("libxl: error: libxl_utils.c:505:libxl_read_exactly: failed to read %s"
+                 " from %s: %s\n" % (what, source, os.strerror(e.errno)))
+            _err("xl: fatal error: xl_vmcontrol.c:%d: %s: %s\n"
+                 % (chk[0], os.strerror(e.errno), chk[1]))
+            raise SystemExit(1)
+        if not chunk:
+            _err("libxl: error: libxl_utils.c:505:libxl_read_exactly: file/stream truncated"
+                 " reading %s from %s\n" % (what, source))
+            _err("xl: fatal error: xl_vmcontrol.c:%d: Protocol error: %s\n" % chk)
+            raise SystemExit(1)
+        data += chunk
+    return data
+
+
+def restore(opts, args) -> int:
+    """main_restore: [ConfigFile] CheckpointFile; then create_domain opens
+    the checkpoint and checks its header before anything else."""
+    from pyxl.cli.main import Globals, print_help
+
+    if len(args) == 1:
+        checkpoint = args[0]
+    elif len(args) == 2:
+        checkpoint = args[1]
+    else:
+        print_help("restore")
+        return 1
+    try:
+        fd = os.open(checkpoint, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        _err("Can't open restore file: %s\n" % os.strerror(e.errno))
+        return 1
+    try:
+        try:
+            hdr = _read_exactly(fd, _HEADER.size, checkpoint, "header", _READ_HEADER)
+        except SystemExit as e:
+            return int(e.code)
+        magic, byteorder, mandatory, optional, optlen = _HEADER.unpack(hdr)
+        if magic != SAVEFILE_MAGIC:
+            _err("File has wrong magic number - corrupt or for a different tool?\n")
+            return 1
+        if byteorder != SAVEFILE_BYTEORDER_VALUE:
+            _err("File has wrong byte order\n")
+            return 1
+        _err("Loading new save file %s (new xl fmt info 0x%x/0x%x/%d)\n"
+             % (checkpoint, mandatory, optional, optlen))
+        bad = mandatory & ~XL_MANDATORY_FLAG_ALL
+        if bad:
+            _err("Savefile has mandatory flag(s) 0x%x which are not supported;"
+                 " need newer xl\n" % bad)
+            return 1
+        optdata = b""
+        if optlen:
+            try:
+                optdata = _read_exactly(fd, optlen, checkpoint, "optdata", _READ_OPTDATA)
+            except SystemExit as e:
+                return int(e.code)
+        if optdata:
+            _err(" Savefile contains xl domain config%s\n"
+                 % (" in JSON format" if mandatory & XL_MANDATORY_FLAG_JSON else ""))
+            if len(optdata) < 4:
+                _err("Savefile truncated.\n")
+                return 1
+            (config_len,) = struct.unpack("=I", optdata[:4])
+            if len(optdata) - 4 < config_len:
+                _err("Savefile truncated.\n")
+                return 1
+    finally:
+        os.close(fd)
+    # what follows is the domain's memory image, which only Xen can load
+    _err("pyxl: command %s is not available on the simulated host\n" % Globals.command)
+    return 1
