@@ -1,6 +1,6 @@
-"""`pyxl block-attach | block-list | block-detach` (xl_block.c) and
-`network-attach | network-list | network-detach` (xl_nic.c); handlers take
-(opts, args) after def_getopt."""
+"""`pyxl block-attach | block-list | block-detach` (xl_block.c),
+`network-attach | network-list | network-detach` (xl_nic.c) and
+`channel-list` (xl_console.c); handlers take (opts, args) after def_getopt."""
 
 from __future__ import annotations
 
@@ -157,4 +157,26 @@ def network_list(opts, domains) -> int:
 def network_detach(opts, args) -> int:
     """main_networkdetach: a devid, or a MAC when the argument has a ':'."""
     call("network_detach", dom=args[0], dev=args[1])
+    return 0
+
+
+@faults
+def channel_list(opts, domains) -> int:
+    """main_channellist: find_domain on each argument in turn; a pty
+    channel's row ends with its path (each field followed by a space)."""
+    from pyxl.toolstack.client import Client
+
+    print("%-3s %-2s %-5s %-6s %8s %-10s %-30s" % (
+        "Idx", "BE", "state", "evt-ch", "ring-ref", "connection", ""))
+    sys.stdout.flush()
+    with Client().connect() as c:
+        for dom in domains:
+            for r in c.call("channel_list", dom=dom):
+                line = "%-3d %-2d %-5d %-6d %-8d %-10s " % (
+                    r["devid"], r["backend_id"], r["state"], r["evtch"], r["rref"],
+                    r["connection"])
+                if r["connection"] == "pty":
+                    line += "%-30s " % (r["path"] or "(null)")
+                print(line)
+            sys.stdout.flush()
     return 0

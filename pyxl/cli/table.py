@@ -399,7 +399,7 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 2),
     # main_channellist
-    Command('channel-list', 'pyxl.cli.absent:unavailable', False, False,
+    Command('channel-list', 'pyxl.cli.devices:channel_list', False, False,
             'List virtual channel devices for a domain',
             '<Domain(s)>',
             None,

@@ -376,6 +376,29 @@ def device_info(xs, domid: int, kind: str, devid: int) -> dict | None:
             "vdev": read(xs, lib + "/dev"), "frontend_id": domid}
 
 
+def list_channels(xs, domid: int) -> list[dict]:
+    """libxl_device_channel_list + getinfo (libxl_console.c): channels are
+    the consoles with a `name` in libxl's copy, numbered in xenstore's
+    order; the frontend is console devid+1."""
+    rows = []
+    base = "/libxl/%d/device/console" % domid
+    for entry in _ls(xs, base):
+        lib = "%s/%s" % (base, entry)
+        if read(xs, lib + "/name") is None:
+            continue
+        devid = len(rows)
+        fe = "/local/domain/%d/device/console/%d" % (domid, devid + 1)
+        be = read(xs, "/libxl/%d/device/console/%d/backend" % (domid, devid + 1))
+        if be is None:
+            continue                      # getinfo fails: xl skips the row
+        conn = read(xs, lib + "/connection") or ""
+        rows.append({"devid": devid, "backend_id": backend_domid_of(be) or 0,
+                     "state": _num(read(xs, fe + "/state")), "evtch": _num(read(xs, fe + "/port")),
+                     "rref": _num(read(xs, fe + "/ring-ref")), "connection": conn,
+                     "path": read(xs, fe + "/tty") if conn == "pty" else None})
+    return rows
+
+
 def remove_device(xs, domid: int, kind: str, devid: int, timeout: float,
                   alive=lambda: True) -> bool:
     """libxl__initiate_device_generic_remove: only a Connected backend is

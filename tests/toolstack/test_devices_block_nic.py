@@ -209,3 +209,29 @@ def test_dry_run_as_xl(host, args):
     got = host.run("-N", *args)
     assert (got.returncode, got.stdout, got.stderr) == (want.returncode, want.stdout,
                                                         want.stderr)
+
+
+def test_channel_list(host):
+    """main_channellist over libxl_device_channel_list/getinfo: channels are
+    the named consoles in libxl's copy, console devid+1 their frontend.  The
+    simulated host wires none at create; one is written here as
+    libxl__device_add_async would leave it."""
+    assert host.create("c").returncode == 0
+    header = "Idx BE state evt-ch ring-ref connection                               "
+    p = host.run("channel-list", "c", "9")
+    assert (p.returncode, p.stdout, p.stderr) == (0, header + "\n", "")
+    for path, value in (("/libxl/1/device/console/1/name", "org.qemu.guest_agent.0"),
+                        ("/libxl/1/device/console/1/connection", "pty"),
+                        ("/libxl/1/device/console/1/backend",
+                         "/local/domain/0/backend/console/1/1"),
+                        ("/local/domain/1/device/console/1/state", "4"),
+                        ("/local/domain/1/device/console/1/port", "7"),
+                        ("/local/domain/1/device/console/1/ring-ref", "1234"),
+                        ("/local/domain/1/device/console/1/tty", "/dev/pts/9")):
+        assert host.run("xenstore-write", path, value).returncode == 0
+    p = host.run("channel-list", "c")
+    # "%-3d %-2d " "%-5d " "%-6d %-8d " "%-10s " then "%-30s " for a pty
+    assert p.stdout.splitlines()[1:] == [
+        "0   0  4     7      1234     pty        /dev/pts/9                     "]
+    p = host.run("channel-list", "nosuch")
+    assert (p.returncode, p.stderr) == (1, "nosuch is an invalid domain identifier (rc=-6)\n")

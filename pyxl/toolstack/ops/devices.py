@@ -197,6 +197,19 @@ def network_detach(d, a: dict) -> None:
         st.save()
 
 
+def channel_list(d, a: dict) -> list:
+    """libxl_device_channel_list + getinfo for one domain."""
+    st = d.state
+    with st.lock:
+        try:
+            dom = st.resolve(a["dom"])
+        except Fault as f:
+            if f.name == "NO_SUCH_DOMID":
+                return []
+            raise
+        return devices.list_channels(st.xs, dom.domid)
+
+
 def _atoi(s: str) -> int:
     """C atoi: leading whitespace, a sign, digits; anything else ends it."""
     import re
@@ -212,4 +225,5 @@ OPS: dict[str, Op] = {
     "network_attach": Op(network_attach, ("dom", "nic"), ("device_timeout",)),
     "network_list": Op(network_list, ("dom",)),
     "network_detach": Op(network_detach, ("dom", "dev"), ("device_timeout",)),
+    "channel_list": Op(channel_list, ("dom",)),
 }
