@@ -180,3 +180,90 @@ def channel_list(opts, domains) -> int:
                 print(line)
             sys.stdout.flush()
     return 0
+
+
+# -- vkb (xl_vkb.c) -----------------------------------------------------------
+
+def _vkb_option(vkb, token: str) -> bool:
+    """parse_vkb_config (xl_parse.c): one option; False (and xl's message)
+    for an unknown one."""
+    from pyxl.config import model as M
+    from pyxl.config.devices import _VKB_BOOLS, _VKB_UINTS, _strtoul0
+
+    key, eq, val = token.partition("=")
+    if eq and key == "backend":
+        vkb.backend_domname = val
+    elif eq and key == "backend-type":
+        t = M.VkbBackend.from_string(val)
+        if t is None:
+            _err('Unknown backend_type "%s" in vkb spec' % val)
+            return False
+        vkb.backend_type = t
+    elif eq and key == "unique-id":
+        vkb.unique_id = val
+    elif eq and key in _VKB_BOOLS:
+        setattr(vkb, _VKB_BOOLS[key], _strtoul0(val) != 0)
+    elif eq and key in _VKB_UINTS:
+        setattr(vkb, _VKB_UINTS[key], _strtoul0(val) & 0xFFFFFFFF)
+    else:
+        _err('Unknown string "%s" in vkb spec' % token)
+        return False
+    return True
+
+
+@faults
+def vkb_attach(opts, args) -> int:
+    """main_vkbattach: find_domain, the options, their checks; failures
+    return ERROR_FAIL (exit 253), an unknown option -1 (255)."""
+    from pyxl.cli.main import Globals
+    from pyxl.config import model as M
+
+    dom = args[0]
+    if not dom.isdigit():
+        call("list", dom=dom, rows=True)       # find_domain: INVALID_DOMAIN
+    vkb = M.DeviceVkb()
+    for a in args[1:]:
+        if not _vkb_option(vkb, a):
+            return 255
+    if vkb.backend_type == M.VkbBackend.UNKNOWN:
+        _err("backend-type should be set")
+        return 253
+    if vkb.multi_touch_height or vkb.multi_touch_width or vkb.multi_touch_num_contacts:
+        vkb.feature_multi_touch = True
+    if vkb.feature_multi_touch and not (vkb.multi_touch_height or vkb.multi_touch_width
+                                        or vkb.multi_touch_num_contacts):
+        _err("multi-touch-width, multi-touch-height, multi-touch-num-contacts should be set")
+        return 253
+    if Globals.dryrun:
+        print("vkb: " + _json(vkb))
+        return 0
+    call("vkb_attach", dom=dom, vkb=_tree(vkb))
+    return 0
+
+
+@faults
+def vkb_list(opts, domains) -> int:
+    """main_vkblist: "%-3d %-2d %6d %5d %6d %6d %-10s %-10s %-30s"."""
+    from pyxl.toolstack.client import Client
+
+    print("%-3s %-2s %-6s %-5s %-6s %6s %-10s %-10s %-30s" % (
+        "Idx", "BE", "handle", "state", "evt-ch", "ref", "ID", "BE-type", "BE-path"))
+    sys.stdout.flush()
+    with Client().connect() as c:
+        for dom in domains:
+            for r in c.call("vkb_list", dom=dom):
+                print("%-3d %-2d %6d %5d %6d %6d %-10s %-10s %-30s" % (
+                    r["devid"], r["backend_id"], r["devid"], r["state"], r["evtch"], r["rref"],
+                    r["unique_id"] if r["unique_id"] is not None else "(null)",
+                    r["backend_type"], r["backend"]))
+            sys.stdout.flush()
+    return 0
+
+
+@faults
+def vkb_detach(opts, args) -> int:
+    """main_vkbdetach: the devid is atoi's."""
+    from pyxl.config.cstr import atoi
+
+    call("vkb_detach", dom=args[0], devid=atoi(args[1]))
+    return 0

@@ -441,19 +441,19 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 2),
     # main_vkbattach
-    Command('vkb-attach', 'pyxl.cli.absent:unavailable', True, True,
+    Command('vkb-attach', 'pyxl.cli.devices:vkb_attach', True, True,
             'Create a new virtual keyboard device',
             '<Domain> <vkb-spec-component(s)>...',
             None,
             '', None, 2),
     # main_vkblist
-    Command('vkb-list', 'pyxl.cli.absent:unavailable', False, False,
+    Command('vkb-list', 'pyxl.cli.devices:vkb_list', False, False,
             'List virtual keyboard devices for a domain',
             '<Domain(s)>',
             None,
             '', None, 1),
     # main_vkbdetach
-    Command('vkb-detach', 'pyxl.cli.absent:unavailable', False, True,
+    Command('vkb-detach', 'pyxl.cli.devices:vkb_detach', False, True,
             "Destroy a domain's virtual keyboard device",
             '<Domain> <DevId>',
             None,

@@ -20,7 +20,7 @@ from pyxl.toolstack.paths import Paths
 
 START_TIMEOUT = 15.0
 DEVICE_OPS = ("create", "vtpm_attach", "vtpm_detach", "block_attach", "block_detach",
-              "network_attach", "network_detach")
+              "network_attach", "network_detach", "vkb_attach", "vkb_detach")
 
 
 class Client:

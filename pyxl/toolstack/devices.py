@@ -197,14 +197,15 @@ def disk_readwrite(disk: dict) -> bool:
 
 
 def generic_add(xs, t, kind: str, domid: int, backend_domid: int, devid: int,
-                back: dict, front: dict, ro_front: dict | None = None) -> tuple[str, str]:
+                back: dict, front: dict, ro_front: dict | None = None,
+                backend_kind: str | None = None) -> tuple[str, str]:
     """libxl__device_generic_add (libxl_device.c), inside transaction `t`:
     the frontend (the guest owns it, the backend may read; `ro_front` keys
     dom0-owned, guest-readable), the backend (the backend domain owns it, the
     guest may read), and libxl's own copy of the backend keys under
     /libxl/<domid>/device (dom0 only), which the device lists read."""
     fe = "/local/domain/%d/device/%s/%d" % (domid, kind, devid)
-    be = "/local/domain/%d/backend/%s/%d/%d" % (backend_domid, kind, domid, devid)
+    be = "/local/domain/%d/backend/%s/%d/%d" % (backend_domid, backend_kind or kind, domid, devid)
     lib = "/libxl/%d/device/%s/%d" % (domid, kind, devid)
     for path, perms, first, kv in ((fe, ["n%d" % domid, "r%d" % backend_domid], ("backend", be),
                                     front),
@@ -334,6 +335,67 @@ def add_vif(xs, domid: int, backend_domid: int, nic: dict) -> tuple[str, str]:
     return out[-1]
 
 
+# -- vkb --------------------------------------------------------------------
+
+# xen/include/public/io/kbdif.h XENKBD_FIELD_*: the vkb config keys, in the
+# order libxl__set_xenstore_vkb (libxl_vkb.c) writes them
+VKB_FIELDS = (("feature_disable_keyboard", "feature-disable-keyboard"),
+              ("feature_disable_pointer", "feature-disable-pointer"),
+              ("feature_abs_pointer", "feature-abs-pointer"),
+              ("feature_raw_pointer", "feature-raw-pointer"))
+VKB_MT_FIELDS = (("multi_touch_width", "multi-touch-width"),
+                 ("multi_touch_height", "multi-touch-height"),
+                 ("multi_touch_num_contacts", "multi-touch-num-contacts"))
+
+
+def vkb_backend_kind(vkb: dict) -> str:
+    """libxl__device_from_vkb: a Linux backend is `vinput`, QEMU's `vkbd`."""
+    return "vinput" if vkb.get("backend_type") == "linux" else "vkbd"
+
+
+def vkb_entries(domid: int, backend_domid: int, vkb: dict) -> tuple[dict, dict]:
+    """libxl__device_add_async's common keys, then libxl__set_xenstore_vkb."""
+    back: dict = {"frontend-id": domid, "online": 1, "state": XenbusStateInitialising}
+    if vkb.get("unique_id"):
+        back["unique-id"] = vkb["unique_id"]
+    for attr, key in VKB_FIELDS:
+        if vkb.get(attr):
+            back[key] = int(vkb[attr])
+    if vkb.get("feature_multi_touch"):
+        back["feature-multi-touch"] = int(vkb["feature_multi_touch"])
+        for attr, key in VKB_MT_FIELDS:
+            back[key] = int(vkb.get(attr) or 0)
+    for key in ("width", "height"):
+        if vkb.get(key):
+            back[key] = int(vkb[key])
+    return back, {"backend-id": backend_domid, "state": XenbusStateInitialising}
+
+
+def add_vkb(xs, domid: int, backend_domid: int, vkb: dict) -> tuple[str, str]:
+    back, front = vkb_entries(domid, backend_domid, vkb)
+    out: list = []
+    _tx(xs, lambda t: out.append(generic_add(xs, t, "vkbd", domid, backend_domid,
+                                             int(vkb["devid"]), back, front,
+                                             backend_kind=vkb_backend_kind(vkb))))
+    return out[-1]
+
+
+def vkb_info(xs, domid: int, devid: int) -> dict | None:
+    """libxl_device_vkb_getinfo, with the list's unique-id and backend type
+    (libxl__vkb_from_xenstore reads them from the backend)."""
+    fe = "/local/domain/%d/device/vkbd/%d" % (domid, devid)
+    lib = "/libxl/%d/device/vkbd/%d" % (domid, devid)
+    be = read(xs, lib + "/backend")
+    if be is None:
+        return None
+    return {"devid": devid, "backend_id": backend_domid_of(be) or 0, "backend": be,
+            "state": _num(read(xs, fe + "/state")),
+            "evtch": _num(read(xs, fe + "/event-channel")),
+            "rref": _num(read(xs, fe + "/page-gref")),
+            "unique_id": read(xs, be + "/unique-id"),
+            "backend_type": "linux" if be.split("/")[5:6] == ["vinput"] else "qemu"}
+
+
 def backend_ready(xs, be: str, hotplug: bool) -> None:
     """What dom0's backend driver does on seeing a new device (blkback and
     netback's probe: state InitWait) and, for a vif, the hotplug script's
@@ -416,8 +478,35 @@ def remove_device(xs, domid: int, kind: str, devid: int, timeout: float,
         _tx(xs, body)
         if not wait_state(xs, be, XenbusStateClosed, timeout, alive):
             return False
-    remove_paths(xs, [p for p in (fe, be, lib) if p])
+
+    def body(t):             # libxl__device_destroy, run by the toolstack domain
+        for p in (fe, lib, be):
+            if p:
+                path_cleanup(xs, t, p)
+    _tx(xs, body)
     return True
+
+
+def path_cleanup(xs, t, path: str) -> None:
+    """libxl__xs_path_cleanup (libxl_xshelp.c): remove `path`, then each
+    parent that is left empty (no value, no children)."""
+    try:
+        xs.rm(path, t)
+    except OSError:
+        return
+    while "/" in path:
+        path = path.rsplit("/", 1)[0]
+        if not path:
+            return
+        try:
+            if xs.read(path, t) not in (b"", "") or list(xs.directory(path, t)):
+                return
+        except OSError:
+            return
+        try:
+            xs.rm(path, t)
+        except OSError:
+            return
 
 
 # -- vtpm ---------------------------------------------------------------

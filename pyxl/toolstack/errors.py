@@ -170,6 +170,26 @@ _KINDS = (
               "device already exists in xenstore\n"
               "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
               "libxl_device_nic_add failed."),
+    # -- vkb commands (xl_vkb.c over libxl_vkb.c, libxl_device.c
+    # libxl__device_add_async); main_vkb* return ERROR_FAIL: exit 253
+    FaultKind(70, "VKB_ADD_FAILED", 253, "libxl_device_vkb_add failed."),
+    FaultKind(71, "VKB_DM_REQUIRED", 253,
+              "libxl: error: libxl_dm.c:3842:libxl__dm_check_start: Domain {domid}:"
+              "device model required but not running\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_vkb_add failed."),
+    FaultKind(72, "VKB_ADD_EXISTS", 253,
+              "libxl: error: libxl_device.c:1998:libxl__device_add_async: Domain {domid}:"
+              "device already exists in xenstore\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_vkb_add failed."),
+    FaultKind(73, "VKB_ADD_TIMEOUT", 253,
+              "libxl: error: libxl_device.c:1181:device_backend_callback: Domain {domid}:"
+              "unable to add device with path {path}\n"
+              "libxl: error: libxl_device.c:1481:device_addrm_aocomplete: Domain {domid}:"
+              "Unable to add vkbd with id {devid}\n"
+              "libxl_device_vkb_add failed."),
+    FaultKind(74, "VKB_NOT_CONNECTED", 253, "Error: Device {devid} not connected."),
     FaultKind(44, "VTPM_ADD_TIMEOUT", 1,
               "libxl: error: libxl_device.c:1181:device_backend_callback: Domain {domid}:"
               "unable to add device with path {path}\n"

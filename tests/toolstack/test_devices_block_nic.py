@@ -199,6 +199,12 @@ def test_vif_at_create_and_network_attach_list_detach(host):
     ["network-attach", "0", "mac=00:16:3e:01:02:03", "bridge=br1", "mtu=9000"],
     ["network-attach", "0", "mac=00:16:3e:01:02:03,bridge=br1"],
     ["network-attach", "0", "type=ioemu", "nonsense"],
+    ["vkb-attach", "0", "backend-type=linux", "unique-id=K1", "width=800",
+     "multi-touch-height=4"],
+    ["vkb-attach", "0", "frob"],
+    ["vkb-attach", "0", "backend-type=vnc"],
+    ["vkb-attach", "0", "unique-id=x"],
+    ["vkb-attach", "0", "backend-type=linux", "feature-multi-touch=1"],
 ])
 def test_dry_run_as_xl(host, args):
     from oracle.xl import XL, _need_xl, xl_env
@@ -235,3 +241,41 @@ def test_channel_list(host):
         "0   0  4     7      1234     pty        /dev/pts/9                     "]
     p = host.run("channel-list", "nosuch")
     assert (p.returncode, p.stderr) == (1, "nosuch is an invalid domain identifier (rc=-6)\n")
+
+
+def test_vkb_attach_list_detach(host):
+    assert host.create("k").returncode == 0                    # domid 1
+    # a QEMU backend: libxl__dm_check_start finds no device model for a PV guest
+    p = host.run("vkb-attach", "k", "backend-type=qemu")
+    assert (p.returncode, p.stderr.splitlines()[-1]) == (253, "libxl_device_vkb_add failed.")
+    assert "device model required but not running" in p.stderr
+    # a Linux backend (vinput): wired as libxl__set_xenstore_vkb writes it;
+    # nothing in dom0 answers, libxl gives up and leaves the device
+    host.env["PYXL_DEVICE_TIMEOUT"] = "0.3"
+    p = host.run("vkb-attach", "k", "backend-type=linux", "unique-id=KB", "height=600",
+                 "multi-touch-width=3")
+    assert (p.returncode, p.stderr.splitlines()) == (253, [
+        "libxl: error: libxl_device.c:1181:device_backend_callback: Domain 1:unable to add"
+        " device with path /local/domain/0/backend/vinput/1/0",
+        "libxl: error: libxl_device.c:1481:device_addrm_aocomplete: Domain 1:Unable to add"
+        " vkbd with id 0",
+        "libxl_device_vkb_add failed."])
+    be = xenstore_ls(host, "/local/domain/0/backend/vinput/1")
+    assert values(be, "0") == {
+        "frontend": "/local/domain/1/device/vkbd/0", "frontend-id": "1", "online": "1",
+        "state": "1", "unique-id": "KB", "feature-multi-touch": "1", "multi-touch-width": "3",
+        "multi-touch-height": "0", "multi-touch-num-contacts": "0", "height": "600"}
+    assert values(xenstore_ls(host, "/local/domain/1/device/vkbd"), "0") == {
+        "backend": "/local/domain/0/backend/vinput/1/0", "backend-id": "0", "state": "1"}
+    # main_vkblist: "%-3d %-2d %6d %5d %6d %6d %-10s %-10s %-30s"
+    assert host.run("vkb-list", "k").stdout.splitlines() == [
+        "Idx BE handle state evt-ch    ref ID         BE-type    BE-path                       ",
+        "0   0       0     1     -1     -1 KB         linux      /local/domain/0/backend/vinput/1/0"]
+    p = host.run("vkb-detach", "k", "4")
+    assert (p.returncode, p.stderr) == (253, "Error: Device 4 not connected.\n")
+    assert host.run("vkb-detach", "k", "0").returncode == 0
+    # libxl__device_destroy: libxl__xs_path_cleanup takes the emptied parents too
+    for path in ("/local/domain/0/backend/vinput", "/local/domain/1/device/vkbd",
+                 "/libxl/1/device/vkbd"):
+        assert host.run("xenstore-read", path).returncode == 1, path
+    assert host.run("vkb-list", "k").stdout.count("\n") == 1

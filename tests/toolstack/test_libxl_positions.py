@@ -83,6 +83,15 @@ SITES = [
      "unable to get domain type for domid=%u"),
     ("NIC_ADD_EXISTS", "libxl_device.c", "libxl__device_add_async",
      "device already exists in xenstore"),
+    # vkb-attach: libxl_dm.c libxl__dm_check_start, upstream 3842
+    ("VKB_DM_REQUIRED", "libxl_dm.c", "libxl__dm_check_start",
+     "device model required but not running"),
+    ("VKB_ADD_EXISTS", "libxl_device.c", "libxl__device_add_async",
+     "device already exists in xenstore"),
+    ("VKB_ADD_TIMEOUT", "libxl_device.c", "device_backend_callback",
+     "unable to %s device with path %s"),
+    ("VKB_ADD_TIMEOUT", "libxl_device.c", "device_addrm_aocomplete",
+     "Unable to %s %s with id %u"),
 ]
 
 

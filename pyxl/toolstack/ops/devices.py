@@ -19,6 +19,7 @@ from pyxl.toolstack.errors import Fault
 from pyxl.toolstack.ops import Op
 
 DESTROY_TIMEOUT = 10.0      # LIBXL_DESTROY_TIMEOUT: how long a backend gets to close
+DEVICE_TIMEOUT = 10.0       # LIBXL_INIT_TIMEOUT: how long a new backend gets to answer
 
 
 def _timeout(a: dict, default: float) -> float:
@@ -151,8 +152,8 @@ def network_attach(d, a: dict) -> int:
             except Fault:
                 raise Fault("NIC_ADD_FAILED") from None
         used = devices.device_ids(st.xs, dom.domid, "vif")
-        if int(nic.get("devid", -1)) < 0:
-            nic["devid"] = max(used) + 1 if used else 0
+        if int(nic.get("devid", -1)) < 0:      # libxl__device_nextid: the last one's + 1
+            nic["devid"] = used[-1] + 1 if used else 0
         elif int(nic["devid"]) in used:
             raise Fault("NIC_ADD_EXISTS", domid=dom.domid)
         full = devices.nic_setdefault(nic, uuidlib.uuid4().bytes)
@@ -197,6 +198,79 @@ def network_detach(d, a: dict) -> None:
         st.save()
 
 
+# -- vkb --------------------------------------------------------------------
+
+def vkb_attach(d, a: dict) -> int:
+    """libxl_device_vkb_add through libxl__device_add_async: a QEMU backend
+    needs the domain's device model, which a PV guest here has not
+    (libxl__dm_check_start); a Linux (vinput) backend is wired and waited
+    for as long as libxl waits (LIBXL_INIT_TIMEOUT); none runs in dom0, so
+    the device is left as libxl leaves it and the command fails."""
+    st = d.state
+    vkb = dict(a["vkb"])
+    timeout = _timeout(a, DEVICE_TIMEOUT)
+    with st.lock:
+        try:
+            dom = st.resolve(a["dom"])
+        except Fault as f:
+            if f.name == "NO_SUCH_DOMID":
+                raise Fault("VKB_ADD_FAILED") from None
+            raise
+        be_domid = 0
+        if vkb.get("backend_domname"):
+            try:
+                be_domid = st.resolve(vkb["backend_domname"]).domid
+            except Fault:
+                raise Fault("VKB_ADD_FAILED") from None
+        vkb.setdefault("backend_type", "qemu")     # libxl__device_vkb_setdefault
+        used = devices.device_ids(st.xs, dom.domid, "vkbd")
+        if int(vkb.get("devid", -1)) < 0:
+            vkb["devid"] = used[-1] + 1 if used else 0
+        if vkb["backend_type"] == "qemu":
+            raise Fault("VKB_DM_REQUIRED", domid=dom.domid)
+        if int(vkb["devid"]) in used:
+            raise Fault("VKB_ADD_EXISTS", domid=dom.domid)
+        _, be = devices.add_vkb(st.xs, dom.domid, be_domid, vkb)
+        dom.config.setdefault("vkbs", []).append(vkb)
+        st.save()
+    if not devices.wait_state(st.xs, be, devices.XenbusStateInitWait, timeout,
+                              alive=lambda: be_domid in st.table.domains):
+        raise Fault("VKB_ADD_TIMEOUT", domid=dom.domid, path=be, devid=vkb["devid"])
+    return int(vkb["devid"])
+
+
+def vkb_list(d, a: dict) -> list:
+    """libxl_device_vkb_list + libxl_device_vkb_getinfo for one domain."""
+    st = d.state
+    with st.lock:
+        try:
+            dom = st.resolve(a["dom"])
+        except Fault as f:
+            if f.name == "NO_SUCH_DOMID":
+                return []
+            raise
+        rows = [devices.vkb_info(st.xs, dom.domid, i)
+                for i in devices.device_ids(st.xs, dom.domid, "vkbd")]
+    return [r for r in rows if r is not None]
+
+
+def vkb_detach(d, a: dict) -> None:
+    """libxl_devid_to_device_vkb, then libxl_device_vkb_remove."""
+    st = d.state
+    devid = int(a["devid"])
+    with st.lock:
+        dom = _domain(st, a["dom"], "VKB_NOT_CONNECTED", devid=devid)
+        if devid not in devices.device_ids(st.xs, dom.domid, "vkbd"):
+            raise Fault("VKB_NOT_CONNECTED", devid=devid)
+    if not devices.remove_device(st.xs, dom.domid, "vkbd", devid, _timeout(a, DESTROY_TIMEOUT),
+                                 alive=lambda: dom.domid in st.table.domains):
+        devices.remove_device(st.xs, dom.domid, "vkbd", devid, 0, alive=lambda: False)
+    with st.lock:
+        dom.config["vkbs"] = [v for v in dom.config.get("vkbs") or []
+                              if int(v.get("devid", -1)) != devid]
+        st.save()
+
+
 def channel_list(d, a: dict) -> list:
     """libxl_device_channel_list + getinfo for one domain."""
     st = d.state
@@ -226,4 +300,7 @@ OPS: dict[str, Op] = {
     "network_list": Op(network_list, ("dom",)),
     "network_detach": Op(network_detach, ("dom", "dev"), ("device_timeout",)),
     "channel_list": Op(channel_list, ("dom",)),
+    "vkb_attach": Op(vkb_attach, ("dom", "vkb"), ("device_timeout",)),
+    "vkb_list": Op(vkb_list, ("dom",)),
+    "vkb_detach": Op(vkb_detach, ("dom", "devid"), ("device_timeout",)),
 }
