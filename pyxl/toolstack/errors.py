@@ -174,7 +174,7 @@ _KINDS = (
     # libxl__device_add_async); main_vkb* return ERROR_FAIL: exit 253
     FaultKind(70, "VKB_ADD_FAILED", 253, "libxl_device_vkb_add failed."),
     FaultKind(71, "VKB_DM_REQUIRED", 253,
-              "libxl: error: libxl_dm.c:3842:libxl__dm_check_start: Domain {domid}:"
+              "libxl: error: libxl_dm.c:3845:libxl__dm_check_start: Domain {domid}:"
               "device model required but not running\n"
               "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
               "libxl_device_vkb_add failed."),

@@ -83,7 +83,7 @@ SITES = [
      "unable to get domain type for domid=%u"),
     ("NIC_ADD_EXISTS", "libxl_device.c", "libxl__device_add_async",
      "device already exists in xenstore"),
-    # vkb-attach: libxl_dm.c libxl__dm_check_start, upstream 3842
+    # vkb-attach: libxl_dm.c libxl__dm_check_start, upstream 3842 (Debian: +3)
     ("VKB_DM_REQUIRED", "libxl_dm.c", "libxl__dm_check_start",
      "device model required but not running"),
     ("VKB_ADD_EXISTS", "libxl_device.c", "libxl__device_add_async",
