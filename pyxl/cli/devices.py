@@ -267,3 +267,92 @@ def vkb_detach(opts, args) -> int:
 
     call("vkb_detach", dom=args[0], devid=atoi(args[1]))
     return 0
+
+
+# -- vdispl (xl_vdispl.c) -----------------------------------------------------
+
+@faults
+def vdispl_attach(opts, args) -> int:
+    """main_vdisplattach: find_domain, each argument one option
+    (parse_vdispl_config, whose return code ends the command), at least one
+    connector; failures return ERROR_FAIL (exit 253)."""
+    from pyxl.cli.main import Globals
+    from pyxl.config import model as M
+    from pyxl.config.devices import _strtoul0, vdispl_connectors
+    from pyxl.config.errors import ConfigError
+    from pyxl.config.parse import Output
+
+    dom = args[0]
+    if not dom.isdigit():
+        call("list", dom=dom, rows=True)       # find_domain: INVALID_DOMAIN
+    v = M.DeviceVdispl()
+    out = Output(say=_err)
+    for tok in args[1:]:
+        key, eq, val = tok.partition("=")
+        if eq and key == "backend":
+            v.backend_domname = val
+        elif eq and key == "be-alloc":
+            v.be_alloc = _strtoul0(val) != 0
+        elif eq and key == "connectors":
+            try:
+                v.connectors, rc = vdispl_connectors(val, out)
+            except ConfigError as e:
+                for line in e.lines:
+                    _err(line)
+                return 1
+            if rc:
+                return rc & 0xFF
+        else:
+            _err('Unknown string "%s" in vdispl spec' % tok)
+            return 1
+    if not v.connectors:
+        _err("At least one connector should be specified.")
+        return 253
+    if Globals.dryrun:
+        print("vdispl: " + _json(v))
+        return 0
+    call("vdispl_attach", dom=dom, vdispl=_tree(v))
+    return 0
+
+
+@faults
+def vdispl_list(opts, domains) -> int:
+    """main_vdispllist: libxl_domain_qualifier_to_domid per argument; one
+    line per device, one per connector."""
+    from pyxl.toolstack.client import Client
+    from pyxl.toolstack.errors import Fault
+
+    with Client().connect() as c:
+        for dom in domains:
+            try:
+                rows = c.call("vdispl_list", dom=dom)
+            except Fault as f:
+                if f.name == "INVALID_DOMAIN":
+                    _err("%s is an invalid domain identifier" % dom)
+                    continue
+                raise
+            for r in rows:
+                print("DevId: %d, BE: %d, handle: %d, state: %d, be-alloc: %d, BE-path: %s,"
+                      " FE-path: %s" % (r["devid"], r["backend_id"], r["frontend_id"],
+                                        r["state"], r["be_alloc"], r["backend"],
+                                        r["frontend"] if r["frontend"] is not None else "(null)"))
+                for j, k in enumerate(r["connectors"]):
+                    print("\tConnector: %d, id: %s, width: %d, height: %d, req-rref: %d,"
+                          " req-evtch: %d, evt-rref: %d, evt-evtch: %d" % (
+                              j, k["unique_id"], _int(k["width"]), _int(k["height"]),
+                              k["req_rref"], k["req_evtch"], k["evt_rref"], k["evt_evtch"]))
+            sys.stdout.flush()
+    return 0
+
+
+def _int(v: int) -> int:
+    """An unsigned printed with %d."""
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
+@faults
+def vdispl_detach(opts, args) -> int:
+    from pyxl.config.cstr import atoi
+
+    call("vdispl_detach", dom=args[0], devid=atoi(args[1]))
+    return 0

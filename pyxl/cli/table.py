@@ -459,7 +459,7 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 2),
     # main_vdisplattach
-    Command('vdispl-attach', 'pyxl.cli.absent:unavailable', True, True,
+    Command('vdispl-attach', 'pyxl.cli.devices:vdispl_attach', True, True,
             'Create a new virtual display device',
             "<Domain> [backend=<BackDomain>] [be-alloc=<BackAlloc>] [connectors='<Connectors>']",
             ('    BackAlloc  - set to 1 to if backend allocates display buffers\n'
@@ -468,13 +468,13 @@ COMMANDS: tuple[Command, ...] = (
              "                 H - connector height: connectors='id0:800x600;id1:1024x768'\n"),
             '', None, 1),
     # main_vdispllist
-    Command('vdispl-list', 'pyxl.cli.absent:unavailable', False, False,
+    Command('vdispl-list', 'pyxl.cli.devices:vdispl_list', False, False,
             'List virtual display devices for a domain',
             '<Domain(s)>',
             None,
             '', None, 1),
     # main_vdispldetach
-    Command('vdispl-detach', 'pyxl.cli.absent:unavailable', False, True,
+    Command('vdispl-detach', 'pyxl.cli.devices:vdispl_detach', False, True,
             "Destroy a domain's virtual display device",
             '<Domain> <DevId>',
             None,

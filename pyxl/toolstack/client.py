@@ -20,7 +20,8 @@ from pyxl.toolstack.paths import Paths
 
 START_TIMEOUT = 15.0
 DEVICE_OPS = ("create", "vtpm_attach", "vtpm_detach", "block_attach", "block_detach",
-              "network_attach", "network_detach", "vkb_attach", "vkb_detach")
+              "network_attach", "network_detach", "vkb_attach", "vkb_detach",
+              "vdispl_attach", "vdispl_detach")
 
 
 class Client:

@@ -396,6 +396,58 @@ def vkb_info(xs, domid: int, devid: int) -> dict | None:
             "backend_type": "linux" if be.split("/")[5:6] == ["vinput"] else "qemu"}
 
 
+# -- vdispl -----------------------------------------------------------------
+
+def vdispl_entries(domid: int, backend_domid: int, vdispl: dict) -> tuple[dict, dict, dict]:
+    """libxl__device_add_async's common keys, then libxl__set_xenstore_vdispl
+    (libxl_vdispl.c): be-alloc and each connector's resolution and id, in
+    the frontend, dom0-owned (xen/include/public/io/displif.h names)."""
+    back = {"frontend-id": domid, "online": 1, "state": XenbusStateInitialising}
+    front = {"backend-id": backend_domid, "state": XenbusStateInitialising}
+    ro: dict = {"be-alloc": 1 if vdispl.get("be_alloc") else 0}
+    for i, c in enumerate(vdispl.get("connectors") or []):
+        ro["%d/resolution" % i] = "%dx%d" % (int(c.get("width") or 0), int(c.get("height") or 0))
+        ro["%d/unique-id" % i] = c.get("unique_id") or ""
+    return back, front, ro
+
+
+def add_vdispl(xs, domid: int, backend_domid: int, vdispl: dict) -> tuple[str, str]:
+    back, front, ro = vdispl_entries(domid, backend_domid, vdispl)
+    out: list = []
+    _tx(xs, lambda t: out.append(generic_add(xs, t, "vdispl", domid, backend_domid,
+                                             int(vdispl["devid"]), back, front, ro)))
+    return out[-1]
+
+
+def vdispl_info(xs, domid: int, devid: int) -> dict | None:
+    """libxl_device_vdispl_getinfo and libxl__device_vdispl_getconnectors:
+    connectors are the frontend's numbered children, counted from 0 until
+    one is missing; one without its id or resolution fails the row."""
+    fe = "/local/domain/%d/device/vdispl/%d" % (domid, devid)
+    lib = "/libxl/%d/device/vdispl/%d" % (domid, devid)
+    be = read(xs, lib + "/backend")
+    if be is None:
+        return None
+    conns = []
+    while read(xs, "%s/%d" % (fe, len(conns))) is not None:
+        c = "%s/%d" % (fe, len(conns))
+        uid, res = read(xs, c + "/unique-id"), read(xs, c + "/resolution")
+        m = re.match(r"\s*\+?(\d+)x\s*\+?(\d+)", res or "")
+        if uid is None or not m:
+            return None
+        conns.append({"unique_id": uid, "width": int(m.group(1)) & 0xFFFFFFFF,
+                      "height": int(m.group(2)) & 0xFFFFFFFF,
+                      "req_rref": _num(read(xs, c + "/req-ring-ref")),
+                      "req_evtch": _num(read(xs, c + "/req-event-channel")),
+                      "evt_rref": _num(read(xs, c + "/evt-ring-ref")),
+                      "evt_evtch": _num(read(xs, c + "/evt-event-channel"))})
+    be_alloc = read(xs, fe + "/be-alloc")
+    return {"devid": devid, "backend_id": backend_domid_of(be) or 0, "frontend_id": domid,
+            "state": _num(read(xs, fe + "/state")),
+            "be_alloc": _num(be_alloc) if be_alloc is not None else 0,
+            "backend": be, "frontend": read(xs, lib + "/frontend"), "connectors": conns}
+
+
 def backend_ready(xs, be: str, hotplug: bool) -> None:
     """What dom0's backend driver does on seeing a new device (blkback and
     netback's probe: state InitWait) and, for a vif, the hotplug script's

@@ -189,7 +189,21 @@ _KINDS = (
               "libxl: error: libxl_device.c:1481:device_addrm_aocomplete: Domain {domid}:"
               "Unable to add vkbd with id {devid}\n"
               "libxl_device_vkb_add failed."),
-    FaultKind(74, "VKB_NOT_CONNECTED", 253, "Error: Device {devid} not connected."),
+    # vkb-, vdispl-, vsnd-detach of a devid the domain has not
+    FaultKind(74, "DEVID_NOT_CONNECTED", 253, "Error: Device {devid} not connected."),
+    # -- vdispl commands (xl_vdispl.c over libxl_vdispl.c)
+    FaultKind(75, "VDISPL_ADD_FAILED", 253, "libxl_device_vdispl_add failed."),
+    FaultKind(76, "VDISPL_ADD_EXISTS", 253,
+              "libxl: error: libxl_device.c:1998:libxl__device_add_async: Domain {domid}:"
+              "device already exists in xenstore\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_vdispl_add failed."),
+    FaultKind(77, "VDISPL_ADD_TIMEOUT", 253,
+              "libxl: error: libxl_device.c:1181:device_backend_callback: Domain {domid}:"
+              "unable to add device with path {path}\n"
+              "libxl: error: libxl_device.c:1481:device_addrm_aocomplete: Domain {domid}:"
+              "Unable to add vdispl with id {devid}\n"
+              "libxl_device_vdispl_add failed."),
     FaultKind(44, "VTPM_ADD_TIMEOUT", 1,
               "libxl: error: libxl_device.c:1181:device_backend_callback: Domain {domid}:"
               "unable to add device with path {path}\n"

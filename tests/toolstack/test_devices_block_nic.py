@@ -205,6 +205,11 @@ def test_vif_at_create_and_network_attach_list_detach(host):
     ["vkb-attach", "0", "backend-type=vnc"],
     ["vkb-attach", "0", "unique-id=x"],
     ["vkb-attach", "0", "backend-type=linux", "feature-multi-touch=1"],
+    ["vdispl-attach", "0", "connectors=id0:1920x1080;id1:800x600", "be-alloc=1"],
+    ["vdispl-attach", "0", "be-alloc=1"],
+    ["vdispl-attach", "0", "connectors=a:12"],
+    ["vdispl-attach", "0", "connectors=a:x;b:1x1"],
+    ["vdispl-attach", "0", "frob=1"],
 ])
 def test_dry_run_as_xl(host, args):
     from oracle.xl import XL, _need_xl, xl_env
@@ -279,3 +284,38 @@ def test_vkb_attach_list_detach(host):
                  "/libxl/1/device/vkbd"):
         assert host.run("xenstore-read", path).returncode == 1, path
     assert host.run("vkb-list", "k").stdout.count("\n") == 1
+
+
+def test_vdispl_attach_list_detach(host):
+    assert host.create("v").returncode == 0                    # domid 1
+    host.env["PYXL_DEVICE_TIMEOUT"] = "0.3"
+    # libxl__set_xenstore_vdispl; no display backend in dom0: libxl's timeout
+    p = host.run("vdispl-attach", "v", "connectors=c0:1024x768;c1:640x480", "be-alloc=1")
+    assert (p.returncode, p.stderr.splitlines()) == (253, [
+        "libxl: error: libxl_device.c:1181:device_backend_callback: Domain 1:unable to add"
+        " device with path /local/domain/0/backend/vdispl/1/0",
+        "libxl: error: libxl_device.c:1481:device_addrm_aocomplete: Domain 1:Unable to add"
+        " vdispl with id 0",
+        "libxl_device_vdispl_add failed."])
+    fe = xenstore_ls(host, "/local/domain/1/device/vdispl")
+    assert values(fe, "0") == {"backend": "/local/domain/0/backend/vdispl/1/0",
+                               "backend-id": "0", "state": "1", "be-alloc": "1", "0": "",
+                               "1": ""}
+    assert values(fe, "0/1") == {"resolution": "640x480", "unique-id": "c1"}
+    assert fe["0/be-alloc"][1] == "n0,r1" and fe["0/1/resolution"][1] == "n0,r1"
+    assert values(xenstore_ls(host, "/local/domain/0/backend/vdispl/1"), "0") == {
+        "frontend": "/local/domain/1/device/vdispl/0", "frontend-id": "1", "online": "1",
+        "state": "1"}
+    p = host.run("vdispl-list", "v", "nosuch")
+    assert p.stdout.splitlines() == [
+        "DevId: 0, BE: 0, handle: 1, state: 1, be-alloc: 1, BE-path:"
+        " /local/domain/0/backend/vdispl/1/0, FE-path: /local/domain/1/device/vdispl/0",
+        "\tConnector: 0, id: c0, width: 1024, height: 768, req-rref: -1, req-evtch: -1,"
+        " evt-rref: -1, evt-evtch: -1",
+        "\tConnector: 1, id: c1, width: 640, height: 480, req-rref: -1, req-evtch: -1,"
+        " evt-rref: -1, evt-evtch: -1"]
+    assert p.stderr == "nosuch is an invalid domain identifier\n"
+    assert host.run("vdispl-detach", "v", "1").stderr == "Error: Device 1 not connected.\n"
+    assert host.run("vdispl-detach", "v", "0").returncode == 0
+    assert host.run("xenstore-read", "/local/domain/1/device/vdispl").returncode == 1
+    assert host.run("vdispl-list", "v").stdout == ""

@@ -256,18 +256,80 @@ def vkb_list(d, a: dict) -> list:
 
 def vkb_detach(d, a: dict) -> None:
     """libxl_devid_to_device_vkb, then libxl_device_vkb_remove."""
+    _detach(d, a, "vkbd", "vkbs", "DEVID_NOT_CONNECTED")
+
+
+# -- vdispl -----------------------------------------------------------------
+
+def vdispl_attach(d, a: dict) -> int:
+    """libxl_device_vdispl_add through libxl__device_add_async: wired as
+    libxl__set_xenstore_vdispl writes it and waited for; no display backend
+    runs in dom0, so it fails as libxl does on timeout, the device left in
+    place (libxl_device.c device_backend_callback)."""
+    st = d.state
+    vdispl = dict(a["vdispl"])
+    timeout = _timeout(a, DEVICE_TIMEOUT)
+    with st.lock:
+        try:
+            dom = st.resolve(a["dom"])
+        except Fault as f:
+            if f.name == "NO_SUCH_DOMID":
+                raise Fault("VDISPL_ADD_FAILED") from None
+            raise
+        be_domid = 0
+        if vdispl.get("backend_domname"):
+            try:
+                be_domid = st.resolve(vdispl["backend_domname"]).domid
+            except Fault:
+                raise Fault("VDISPL_ADD_FAILED") from None
+        used = devices.device_ids(st.xs, dom.domid, "vdispl")
+        if int(vdispl.get("devid", -1)) < 0:
+            vdispl["devid"] = used[-1] + 1 if used else 0
+        elif int(vdispl["devid"]) in used:
+            raise Fault("VDISPL_ADD_EXISTS", domid=dom.domid)
+        _, be = devices.add_vdispl(st.xs, dom.domid, be_domid, vdispl)
+        dom.config.setdefault("vdispls", []).append(vdispl)
+        st.save()
+    if not devices.wait_state(st.xs, be, devices.XenbusStateInitWait, timeout,
+                              alive=lambda: be_domid in st.table.domains):
+        raise Fault("VDISPL_ADD_TIMEOUT", domid=dom.domid, path=be, devid=vdispl["devid"])
+    return int(vdispl["devid"])
+
+
+def vdispl_list(d, a: dict) -> list:
+    st = d.state
+    with st.lock:
+        try:
+            dom = st.resolve(a["dom"], missing_id="NO_SUCH_DOMID")
+        except Fault as f:
+            if f.name == "NO_SUCH_DOMID":
+                return []
+            raise
+        rows = [devices.vdispl_info(st.xs, dom.domid, i)
+                for i in devices.device_ids(st.xs, dom.domid, "vdispl")]
+    return [r for r in rows if r is not None]
+
+
+def vdispl_detach(d, a: dict) -> None:
+    """libxl_devid_to_device_vdispl, then libxl_device_vdispl_remove."""
+    _detach(d, a, "vdispl", "vdispls", "DEVID_NOT_CONNECTED")
+
+
+def _detach(d, a: dict, kind: str, config_key: str, fault: str) -> None:
+    """libxl_devid_to_device_<kind>, then libxl_device_<kind>_remove: a
+    backend that does not close in time is removed anyway."""
     st = d.state
     devid = int(a["devid"])
     with st.lock:
-        dom = _domain(st, a["dom"], "VKB_NOT_CONNECTED", devid=devid)
-        if devid not in devices.device_ids(st.xs, dom.domid, "vkbd"):
-            raise Fault("VKB_NOT_CONNECTED", devid=devid)
-    if not devices.remove_device(st.xs, dom.domid, "vkbd", devid, _timeout(a, DESTROY_TIMEOUT),
+        dom = _domain(st, a["dom"], fault, devid=devid)
+        if devid not in devices.device_ids(st.xs, dom.domid, kind):
+            raise Fault(fault, devid=devid)
+    if not devices.remove_device(st.xs, dom.domid, kind, devid, _timeout(a, DESTROY_TIMEOUT),
                                  alive=lambda: dom.domid in st.table.domains):
-        devices.remove_device(st.xs, dom.domid, "vkbd", devid, 0, alive=lambda: False)
+        devices.remove_device(st.xs, dom.domid, kind, devid, 0, alive=lambda: False)
     with st.lock:
-        dom.config["vkbs"] = [v for v in dom.config.get("vkbs") or []
-                              if int(v.get("devid", -1)) != devid]
+        dom.config[config_key] = [v for v in dom.config.get(config_key) or []
+                                  if int(v.get("devid", -1)) != devid]
         st.save()
 
 
@@ -303,4 +365,7 @@ OPS: dict[str, Op] = {
     "vkb_attach": Op(vkb_attach, ("dom", "vkb"), ("device_timeout",)),
     "vkb_list": Op(vkb_list, ("dom",)),
     "vkb_detach": Op(vkb_detach, ("dom", "devid"), ("device_timeout",)),
+    "vdispl_attach": Op(vdispl_attach, ("dom", "vdispl"), ("device_timeout",)),
+    "vdispl_list": Op(vdispl_list, ("dom",)),
+    "vdispl_detach": Op(vdispl_detach, ("dom", "devid"), ("device_timeout",)),
 }
