@@ -163,7 +163,7 @@ def _cd_insert(dom: str, vdev: str, phys: str | None) -> int:
         return 1
     if disk.format != DiskFormat.EMPTY:
         try:
-            os.stat(disk.pdev_path)
+            os.stat(disk.pdev_path or "")
         except OSError:
             _err("Cannot stat file: %s\n" % disk.pdev_path)
             return 1

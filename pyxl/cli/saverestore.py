@@ -30,24 +30,24 @@ def _err(text: str) -> None:
     sys.stderr.flush()
 
 
-def _read_exactly(fd: int, n: int, source: str, what: str, chk) -> bytes:
+def _read_exactly(fd: int, n: int, source: str, what: str, chk) -> bytes | None:
     """libxl_read_exactly (libxl_utils.c) under xl's CHK_ERRNOVAL: a short
-    read is EPROTO, logged by libxl and fatal to xl."""
+    read is EPROTO, logged by libxl and fatal to xl (None: xl exits 1)."""
     data = b""
     while len(data) < n:
         try:
             chunk = os.read(fd, n - len(data))
         except OSError as e:
+            reason = os.strerror(e.errno or 0)
             _err("libxl: error: libxl_utils.c:505:libxl_read_exactly: failed to read %s"
-                 " from %s: %s\n" % (what, source, os.strerror(e.errno)))
-            _err("xl: fatal error: xl_vmcontrol.c:%d: %s: %s\n"
-                 % (chk[0], os.strerror(e.errno), chk[1]))
-            raise SystemExit(1)
+                 " from %s: %s\n" % (what, source, reason))
+            _err("xl: fatal error: xl_vmcontrol.c:%d: %s: %s\n" % (chk[0], reason, chk[1]))
+            return None
         if not chunk:
             _err("libxl: error: libxl_utils.c:505:libxl_read_exactly: file/stream truncated"
                  " reading %s from %s\n" % (what, source))
             _err("xl: fatal error: xl_vmcontrol.c:%d: Protocol error: %s\n" % chk)
-            raise SystemExit(1)
+            return None
         data += chunk
     return data
 
@@ -67,13 +67,12 @@ def restore(opts, args) -> int:
     try:
         fd = os.open(checkpoint, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
-        _err("Can't open restore file: %s\n" % os.strerror(e.errno))
+        _err("Can't open restore file: %s\n" % os.strerror(e.errno or 0))
         return 1
     try:
-        try:
-            hdr = _read_exactly(fd, _HEADER.size, checkpoint, "header", _READ_HEADER)
-        except SystemExit as e:
-            return int(e.code)
+        hdr = _read_exactly(fd, _HEADER.size, checkpoint, "header", _READ_HEADER)
+        if hdr is None:
+            return 1
         magic, byteorder, mandatory, optional, optlen = _HEADER.unpack(hdr)
         if magic != SAVEFILE_MAGIC:
             _err("File has wrong magic number - corrupt or for a different tool?\n")
@@ -88,12 +87,11 @@ def restore(opts, args) -> int:
             _err("Savefile has mandatory flag(s) 0x%x which are not supported;"
                  " need newer xl\n" % bad)
             return 1
-        optdata = b""
+        optdata: bytes | None = b""
         if optlen:
-            try:
-                optdata = _read_exactly(fd, optlen, checkpoint, "optdata", _READ_OPTDATA)
-            except SystemExit as e:
-                return int(e.code)
+            optdata = _read_exactly(fd, optlen, checkpoint, "optdata", _READ_OPTDATA)
+            if optdata is None:
+                return 1
         if optdata:
             _err(" Savefile contains xl domain config%s\n"
                  % (" in JSON format" if mandatory & XL_MANDATORY_FLAG_JSON else ""))

@@ -428,7 +428,7 @@ def vdispl_info(xs, domid: int, devid: int) -> dict | None:
     be = read(xs, lib + "/backend")
     if be is None:
         return None
-    conns = []
+    conns: list[dict] = []
     while read(xs, "%s/%d" % (fe, len(conns))) is not None:
         c = "%s/%d" % (fe, len(conns))
         uid, res = read(xs, c + "/unique-id"), read(xs, c + "/resolution")
@@ -494,7 +494,7 @@ def list_channels(xs, domid: int) -> list[dict]:
     """libxl_device_channel_list + getinfo (libxl_console.c): channels are
     the consoles with a `name` in libxl's copy, numbered in xenstore's
     order; the frontend is console devid+1."""
-    rows = []
+    rows: list[dict] = []
     base = "/libxl/%d/device/console" % domid
     for entry in _ls(xs, base):
         lib = "%s/%s" % (base, entry)
@@ -523,19 +523,19 @@ def remove_device(xs, domid: int, kind: str, devid: int, timeout: float,
     lib = "/libxl/%d/device/%s/%d" % (domid, kind, devid)
     be = read(xs, lib + "/backend") or read(xs, fe + "/backend")
     state = read(xs, be + "/state") if be else None
-    if state is not None and state.isdigit() and int(state) == XenbusStateConnected:
-        def body(t):
+    if be and state is not None and state.isdigit() and int(state) == XenbusStateConnected:
+        def closing(t):
             xs.write(be + "/online", "0", t)
             xs.write(be + "/state", str(XenbusStateClosing), t)
-        _tx(xs, body)
+        _tx(xs, closing)
         if not wait_state(xs, be, XenbusStateClosed, timeout, alive):
             return False
 
-    def body(t):             # libxl__device_destroy, run by the toolstack domain
+    def destroy(t):          # libxl__device_destroy, run by the toolstack domain
         for p in (fe, lib, be):
             if p:
                 path_cleanup(xs, t, p)
-    _tx(xs, body)
+    _tx(xs, destroy)
     return True
 
 

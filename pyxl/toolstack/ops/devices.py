@@ -80,7 +80,7 @@ def block_attach(d, a: dict) -> int:
                 fd = os.open(path, flags | os.O_CLOEXEC | os.O_NOCTTY)
             except OSError as e:
                 raise Fault("DISK_ADD_STAT", domid=dom.domid, vdev=vdev,
-                            path="%s: %s" % (path, os.strerror(e.errno))) from None
+                            path="%s: %s" % (path, os.strerror(e.errno or 0))) from None
         _, be = devices.add_vbd(st.xs, dom.domid, 0, disk, devid)
         if fd >= 0:
             st.disk_fds.setdefault(dom.domid, []).append((vdev, fd))
