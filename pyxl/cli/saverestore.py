@@ -1,7 +1,8 @@
-"""`pyxl restore` (xl_saverestore.c main_restore, xl_vmcontrol.c
-create_domain's restore path): the save file's header is read and checked
-as xl reads it.  The simulated host has no domain memory to restore into,
-so a file that passes xl's own checks is refused after them."""
+"""`pyxl restore` (xl_saverestore.c main_restore) and `pyxl migrate-receive`
+(xl_migrate.c): the save file or incoming stream is read and checked as
+xl_vmcontrol.c create_domain's restore path reads it.  The simulated host
+has no domain memory to restore into, so a stream that passes xl's own
+checks is refused after them."""
 
 from __future__ import annotations
 
@@ -52,10 +53,64 @@ def _read_exactly(fd: int, n: int, source: str, what: str, chk) -> bytes | None:
     return data
 
 
+ERROR_INVAL = -6
+_FATAL = 1        # CHK_ERRNOVAL's exit(EXIT_FAILURE)
+
+
+def _load(fd: int, source: str) -> int:
+    """create_domain's restore path up to the memory image: the header, its
+    magic, byte order and mandatory flags, then the optional data (the
+    domain's config).  -> 0 if xl would go on, ERROR_INVAL (xl's
+    create_domain result) if it refuses the stream, _FATAL once xl has
+    exited inside a read."""
+    hdr = _read_exactly(fd, _HEADER.size, source, "header", _READ_HEADER)
+    if hdr is None:
+        return _FATAL
+    magic, byteorder, mandatory, optional, optlen = _HEADER.unpack(hdr)
+    if magic != SAVEFILE_MAGIC:
+        _err("File has wrong magic number - corrupt or for a different tool?\n")
+        return ERROR_INVAL
+    if byteorder != SAVEFILE_BYTEORDER_VALUE:
+        _err("File has wrong byte order\n")
+        return ERROR_INVAL
+    _err("Loading new save file %s (new xl fmt info 0x%x/0x%x/%d)\n"
+         % (source, mandatory, optional, optlen))
+    bad = mandatory & ~XL_MANDATORY_FLAG_ALL
+    if bad:
+        _err("Savefile has mandatory flag(s) 0x%x which are not supported;"
+             " need newer xl\n" % bad)
+        return ERROR_INVAL
+    optdata: bytes | None = b""
+    if optlen:
+        optdata = _read_exactly(fd, optlen, source, "optdata", _READ_OPTDATA)
+        if optdata is None:
+            return _FATAL
+    if optdata:
+        _err(" Savefile contains xl domain config%s\n"
+             % (" in JSON format" if mandatory & XL_MANDATORY_FLAG_JSON else ""))
+        if len(optdata) < 4:
+            _err("Savefile truncated.\n")
+            return ERROR_INVAL
+        (config_len,) = struct.unpack("=I", optdata[:4])
+        if len(optdata) - 4 < config_len:
+            _err("Savefile truncated.\n")
+            return ERROR_INVAL
+    return 0
+
+
+def _no_memory_image() -> int:
+    """What follows the header is the domain's memory image, which only Xen
+    can load: pyxl stops here."""
+    from pyxl.cli.main import Globals
+
+    _err("pyxl: command %s is not available on the simulated host\n" % Globals.command)
+    return 1
+
+
 def restore(opts, args) -> int:
     """main_restore: [ConfigFile] CheckpointFile; then create_domain opens
-    the checkpoint and checks its header before anything else."""
-    from pyxl.cli.main import Globals, print_help
+    the checkpoint and checks it before anything else."""
+    from pyxl.cli.main import print_help
 
     if len(args) == 1:
         checkpoint = args[0]
@@ -70,40 +125,24 @@ def restore(opts, args) -> int:
         _err("Can't open restore file: %s\n" % os.strerror(e.errno or 0))
         return 1
     try:
-        hdr = _read_exactly(fd, _HEADER.size, checkpoint, "header", _READ_HEADER)
-        if hdr is None:
-            return 1
-        magic, byteorder, mandatory, optional, optlen = _HEADER.unpack(hdr)
-        if magic != SAVEFILE_MAGIC:
-            _err("File has wrong magic number - corrupt or for a different tool?\n")
-            return 1
-        if byteorder != SAVEFILE_BYTEORDER_VALUE:
-            _err("File has wrong byte order\n")
-            return 1
-        _err("Loading new save file %s (new xl fmt info 0x%x/0x%x/%d)\n"
-             % (checkpoint, mandatory, optional, optlen))
-        bad = mandatory & ~XL_MANDATORY_FLAG_ALL
-        if bad:
-            _err("Savefile has mandatory flag(s) 0x%x which are not supported;"
-                 " need newer xl\n" % bad)
-            return 1
-        optdata: bytes | None = b""
-        if optlen:
-            optdata = _read_exactly(fd, optlen, checkpoint, "optdata", _READ_OPTDATA)
-            if optdata is None:
-                return 1
-        if optdata:
-            _err(" Savefile contains xl domain config%s\n"
-                 % (" in JSON format" if mandatory & XL_MANDATORY_FLAG_JSON else ""))
-            if len(optdata) < 4:
-                _err("Savefile truncated.\n")
-                return 1
-            (config_len,) = struct.unpack("=I", optdata[:4])
-            if len(optdata) - 4 < config_len:
-                _err("Savefile truncated.\n")
-                return 1
+        rc = _load(fd, checkpoint)
     finally:
         os.close(fd)
-    # what follows is the domain's memory image, which only Xen can load
-    _err("pyxl: command %s is not available on the simulated host\n" % Globals.command)
-    return 1
+    return 1 if rc else _no_memory_image()
+
+
+MIGRATE_RECEIVER_BANNER = b"xl migration receiver ready, send binary domain data.\n"
+
+
+def migrate_receive(opts, args) -> int:
+    """main_migrate_receive / migrate_receive (xl_migrate.c): the banner to
+    the sender on stdout, then the stream from stdin read as a restore."""
+    _err("migration target: Ready to receive domain.\n")
+    os.write(1, MIGRATE_RECEIVER_BANNER)
+    rc = _load(0, "<incoming migration stream>")
+    if rc == _FATAL:
+        return 1
+    if rc:
+        _err("migration target: Domain creation failed (code %d).\n" % rc)
+        return 1
+    return _no_memory_image()

@@ -213,7 +213,7 @@ COMMANDS: tuple[Command, ...] = (
              '-A, --vncviewer-autopass Pass VNC password to viewer via stdin.'),
             'FcpdeVA', (('vncviewer', 0, 'V'), ('vncviewer-autopass', 0, 'A')), 1),
     # main_migrate_receive
-    Command('migrate-receive', 'pyxl.cli.absent:unavailable', False, True,
+    Command('migrate-receive', 'pyxl.cli.saverestore:migrate_receive', False, True,
             'Restore a domain from a saved state',
             '- for internal use only',
             None,

@@ -52,3 +52,20 @@ def test_a_file_xl_accepts_is_refused_after_its_checks(host, tmp_path):
     assert p.stderr == ("Loading new save file %s (new xl fmt info 0x3/0x0/4)\n"
                         " Savefile contains xl domain config in JSON format\n"
                         "pyxl: command restore is not available on the simulated host\n" % path)
+
+
+@pytest.mark.parametrize("name", ["empty", "short", "magic", "order", "optdata"])
+def test_migrate_receive_reads_its_stream_as_xl(host, name):
+    """migrate_receive (xl_migrate.c): the banner on stdout, the stream on
+    stdin read as create_domain reads a restore."""
+    from oracle.xl import XL, _need_xl, xl_env
+
+    _need_xl()
+    data = {"empty": b"", "short": b"short", "magic": b"x" * 64,
+            "order": header(byteorder=0x04030201), "optdata": header(optlen=100) + b"ab"}[name]
+    want = subprocess.run([XL, "migrate-receive"], input=data, capture_output=True,
+                          env=xl_env(), timeout=60)
+    got = subprocess.run(host.pyxl_cmd + ["migrate-receive"], input=data, capture_output=True,
+                         env=host.env, timeout=60)
+    assert (got.returncode, got.stdout, got.stderr) == (want.returncode, want.stdout,
+                                                        want.stderr)
