@@ -230,6 +230,62 @@ def pci_attach(opts, args) -> int:
     return 1
 
 
+def _parse_bdf(text: str):
+    """xlu_pci_parse_bdf: a DevicePci, or None where xl says "malformed"
+    (what follows the BDF is not looked at)."""
+    from pyxl.config.model import DevicePci
+    from pyxl.config.pci import _NoFunction, parse_bdf
+
+    pci = DevicePci()
+    try:
+        if parse_bdf(pci, text) is None:
+            return None
+    except _NoFunction:
+        return None
+    return pci
+
+
+def _bdf(pci) -> str:
+    return "%04x:%02x:%02x.%01x" % (pci.domain, pci.bus, pci.dev, pci.func)   # PCI_BDF
+
+
+@faults
+def pci_assignable_add(opts, args) -> int:
+    """main_pciassignable_add: libxl__device_pci_assignable_add checks the
+    name, then looks for the device in sysfs: the simulated host has none."""
+    name = None
+    for k, v in opts or []:
+        if k == "n":
+            name = v
+    pci = _parse_bdf(args[0])
+    if pci is None:
+        _err('pci-assignable-add: malformed BDF "%s"\n' % args[0])
+        return 2
+    pos = "libxl: error: libxl_pci.c:%d:libxl__device_pci_assignable_add: "
+    if name is not None and len(name.encode()) > 64:
+        _err(pos % 777 + "Name too long\n")
+    elif name is not None and not all(0x21 <= b <= 0x7E for b in name.encode()):
+        _err(pos % 783 + "Names may only include printable characters\n")
+    else:
+        _err(pos % 792 + "Couldn't lstat /sys/bus/pci/devices/%s: No such file or directory\n"
+             % _bdf(pci))
+    return 1
+
+
+@faults
+def pci_assignable_remove(opts, args) -> int:
+    """main_pciassignable_remove: by name first (no device has one here,
+    ERROR_NOTFOUND), then by BDF: Xen without an IOMMU refuses to
+    de-quarantine it (iommu_do_domctl: EOPNOTSUPP)."""
+    pci = _parse_bdf(args[0])
+    if pci is None:
+        _err("pci-assignable-remove: malformed BDF '%s'\n" % args[0])
+        return 2
+    _err("libxl: error: libxl_pci.c:906:libxl__device_pci_assignable_remove: "
+         "failed to de-quarantine %s\n" % _bdf(pci))
+    return 1
+
+
 # -- Intel RDT (xl_psr.c; libxl_psr.c): this host's CPUs have none -----------
 # Xen answers XEN_DOMCTL_psr_cmt_op with ENODEV when CMT is off
 # (arch/x86/domctl.c), psr_get_info / psr_set_val with ENODEV when no socket

@@ -126,14 +126,14 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 1),
     # main_pciassignable_add
-    Command('pci-assignable-add', 'pyxl.cli.absent:unavailable', False, True,
+    Command('pci-assignable-add', 'pyxl.cli.impossible:pci_assignable_add', False, True,
             'Make a device assignable for pci-passthru',
             '[options] <BDF>',
             ('-n NAME, --name=NAME    Name the assignable device.\n'
              '-h                      Print this help.\n'),
             'n:', (('name', 1, 'n'),), 1),
     # main_pciassignable_remove
-    Command('pci-assignable-remove', 'pyxl.cli.absent:unavailable', False, True,
+    Command('pci-assignable-remove', 'pyxl.cli.impossible:pci_assignable_remove', False, True,
             'Remove a device from being assignable',
             '[options] <BDF>|NAME',
             ('-h                      Print this help.\n'

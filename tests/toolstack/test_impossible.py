@@ -109,3 +109,29 @@ def test_no_device_model_no_pci_no_rdt(host, at, tmp_path):
     assert host.run("psr-cat-show").stderr == "Failed to get info\n"
     assert host.run("psr-cmt-show", "local-mem-bandwidth").stderr == \
         "CMT is disabled in the system\n"
+
+
+def test_pci_assignable_add_and_remove_on_a_host_without_pci_devices(host, at):
+    """libxl_pci.c libxl__device_pci_assignable_add: the name's checks, then
+    lstat of the device in sysfs (the simulated host has none);
+    libxl__device_pci_assignable_remove: by name (none has one), then by
+    BDF, which Xen without an IOMMU will not de-quarantine."""
+    add = "libxl__device_pci_assignable_add"
+    p = host.run("pci-assignable-add", "00:02.0")
+    assert (p.returncode, p.stderr) == (1, at("Couldn't lstat %s", "libxl_pci.c", add)
+                                        + "Couldn't lstat /sys/bus/pci/devices/0000:00:02.0:"
+                                          " No such file or directory\n")
+    p = host.run("pci-assignable-add", "-n", "x" * 65, "1:2:3.4")
+    assert (p.returncode, p.stderr) == (1, at("Name too long", "libxl_pci.c", add)
+                                        + "Name too long\n")
+    p = host.run("pci-assignable-add", "--name=a b", "1:2:3.4")
+    assert p.stderr == at("Names may only include printable characters", "libxl_pci.c", add) \
+        + "Names may only include printable characters\n"
+    p = host.run("pci-assignable-add", "1:2:3.9")
+    assert (p.returncode, p.stderr) == (2, 'pci-assignable-add: malformed BDF "1:2:3.9"\n')
+    p = host.run("pci-assignable-remove", "-r", "00:1f.7")
+    assert (p.returncode, p.stderr) == (1, at("failed to de-quarantine %04x:%02x:%02x.%01x",
+                                              "libxl_pci.c", "libxl__device_pci_assignable_remove")
+                                        + "failed to de-quarantine 0000:00:1f.7\n")
+    p = host.run("pci-assignable-remove", "nic0")
+    assert (p.returncode, p.stderr) == (2, "pci-assignable-remove: malformed BDF 'nic0'\n")

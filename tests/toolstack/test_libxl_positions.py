@@ -140,6 +140,10 @@ OTHER_SITES = {
     ("libxl_console.c", "libxl_vncviewer_exec"): "Cannot get vnc-port",
     ("libxl_disk.c", "libxl_cdrom_insert"): "cdrom-insert requires an HVM domain",
     ("libxl_pci.c", "libxl__device_pci_add"): "PCI device %x:%x:%x.%x is not assignable",
+    ("libxl_pci.c", "libxl__device_pci_assignable_add"): (
+        "Name too long", "Names may only include printable characters", "Couldn't lstat %s"),
+    ("libxl_pci.c", "libxl__device_pci_assignable_remove"):
+        "failed to de-quarantine %04x:%02x:%02x.%01x",
     ("libxl_pci.c", "device_pci_add_done"): (
         "libxl__device_pci_add failed for PCI device %x:%x:%x.%x (rc %d)",
         "libxl__device_pci_add failed for PCI device '%s' (rc %d)"),
