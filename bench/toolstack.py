@@ -8,7 +8,10 @@
   by run, so a load spike on a shared machine hits them alike; the minimum
   is the figure (noise only adds), the median is shown too.  Targets:
   list(10) < 1.5x import typer; list(500) < 2x list(10).  `pyxl vcpu-list`
-  on the 500-domain host runs with them (every vcpu of every domain).
+  on the 500-domain host runs with them (every vcpu of every domain), and
+  `pyxl block-list` of all 500 domains (each has one disk, so 500 rows, one
+  request per domain over one connection, as xl asks libxl per domain).
+  Target: block-list(500) < 3x list(500).
 - create -> running (the domain process exists and is scheduled: list shows
   r or b), create -> login prompt on its console, destroy -> gone.  Target:
   create to running < 150 ms.
@@ -62,7 +65,8 @@ class BenchHost:
     def cfg(self, name):
         return {"c_info": {"type": "pv", "name": name},
                 "b_info": {"max_memkb": 16384, "target_memkb": 16384, "kernel": str(self.kernel),
-                           "cmdline": "console=hvc0"}}
+                           "cmdline": "console=hvc0"},
+                "disks": [{"pdev_path": str(self.kernel), "vdev": "xvda", "format": "raw"}]}
 
     def grow(self, n: int) -> None:
         while self.n < n:
@@ -155,11 +159,15 @@ def main() -> None:
                          "typer": ([PY, "-c", "import typer"], small.env),
                          "list10": (PYXL + ["list"], small.env),
                          "listN": (PYXL + ["list"], big.env),
-                         "vcpulistN": (PYXL + ["vcpu-list"], big.env)}, opts.runs)
+                         "vcpulistN": (PYXL + ["vcpu-list"], big.env),
+                         "blocklistN": (PYXL + ["block-list"]
+                                        + ["d%d" % i for i in range(opts.max_domains)],
+                                        big.env)}, opts.runs)
         for key, name in (("pass", "python -c pass"), ("typer", "python -c 'import typer'"),
                           ("list10", "pyxl list, 10 domains"),
                           ("listN", "pyxl list, %d domains" % opts.max_domains),
-                          ("vcpulistN", "pyxl vcpu-list, %d domains" % opts.max_domains)):
+                          ("vcpulistN", "pyxl vcpu-list, %d domains" % opts.max_domains),
+                          ("blocklistN", "pyxl block-list, %d domains" % opts.max_domains)):
             extra = "   (median %.0f)" % w[key][1]
             if key == "list10":
                 extra += "   %.2fx import typer, target < 1.5x" % (w["list10"][0] / w["typer"][0])
@@ -168,6 +176,9 @@ def main() -> None:
             if key == "vcpulistN":
                 extra += "   %.2fx list(%d)" % (w["vcpulistN"][0] / w["listN"][0],
                                                 opts.max_domains)
+            if key == "blocklistN":
+                extra += "   %.2fx list(%d), target < 3x" % (w["blocklistN"][0] / w["listN"][0],
+                                                            opts.max_domains)
             line(name + " (min)", w[key][0], "ms", extra)
 
         idle = subprocess.Popen([PY, "-c", "import time; time.sleep(60)"])

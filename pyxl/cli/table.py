@@ -108,7 +108,7 @@ COMMANDS: tuple[Command, ...] = (
              '-w, --wait              Wait for guest(s) to reboot.\n'),
             'awF', (('all', 0, 'a'), ('wait', 0, 'w')), 0),
     # main_pciattach
-    Command('pci-attach', 'pyxl.cli.absent:unavailable', False, True,
+    Command('pci-attach', 'pyxl.cli.impossible:pci_attach', False, True,
             'Insert a new pass-through pci device',
             '<Domain> <PCI_SPEC_STRING>',
             None,
@@ -120,20 +120,20 @@ COMMANDS: tuple[Command, ...] = (
             None,
             'f', None, 2),
     # main_pcilist
-    Command('pci-list', 'pyxl.cli.absent:unavailable', False, False,
+    Command('pci-list', 'pyxl.cli.impossible:pci_list', False, False,
             'List pass-through pci devices for a domain',
             '<Domain>',
             None,
             '', None, 1),
     # main_pciassignable_add
-    Command('pci-assignable-add', 'pyxl.cli.absent:unavailable', False, True,
+    Command('pci-assignable-add', 'pyxl.cli.impossible:pci_assignable_add', False, True,
             'Make a device assignable for pci-passthru',
             '[options] <BDF>',
             ('-n NAME, --name=NAME    Name the assignable device.\n'
              '-h                      Print this help.\n'),
             'n:', (('name', 1, 'n'),), 1),
     # main_pciassignable_remove
-    Command('pci-assignable-remove', 'pyxl.cli.absent:unavailable', False, True,
+    Command('pci-assignable-remove', 'pyxl.cli.impossible:pci_assignable_remove', False, True,
             'Remove a device from being assignable',
             '[options] <BDF>|NAME',
             ('-h                      Print this help.\n'
@@ -169,7 +169,7 @@ COMMANDS: tuple[Command, ...] = (
             None,
             'n:t:', None, 1, selfparse=True),
     # main_vncviewer
-    Command('vncviewer', 'pyxl.cli.absent:unavailable', False, False,
+    Command('vncviewer', 'pyxl.cli.impossible:vncviewer', False, False,
             "Attach to domain's VNC server.",
             ('[options] <Domain>\n'
              '--autopass               Pass VNC password to viewer via stdin and\n'
@@ -202,7 +202,7 @@ COMMANDS: tuple[Command, ...] = (
              '-D              Preserve the domain id'),
             'FC:s:epD', (('debug', 0, 256), ('live', 0, 512)), 2),
     # main_restore
-    Command('restore', 'pyxl.cli.absent:unavailable', False, True,
+    Command('restore', 'pyxl.cli.saverestore:restore', False, True,
             'Restore a domain from a saved state',
             '[options] [<ConfigFile>] <CheckpointFile>',
             ('-h                       Print this help.\n'
@@ -213,7 +213,7 @@ COMMANDS: tuple[Command, ...] = (
              '-A, --vncviewer-autopass Pass VNC password to viewer via stdin.'),
             'FcpdeVA', (('vncviewer', 0, 'V'), ('vncviewer-autopass', 0, 'A')), 1),
     # main_migrate_receive
-    Command('migrate-receive', 'pyxl.cli.absent:unavailable', False, True,
+    Command('migrate-receive', 'pyxl.cli.saverestore:migrate_receive', False, True,
             'Restore a domain from a saved state',
             '- for internal use only',
             None,
@@ -225,13 +225,13 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 2),
     # main_cd_insert
-    Command('cd-insert', 'pyxl.cli.absent:unavailable', True, True,
+    Command('cd-insert', 'pyxl.cli.impossible:cd_insert', True, True,
             "Insert a cdrom into a guest's cd drive",
             '<Domain> <VirtualDevice> <path>',
             None,
             '', None, 3),
     # main_cd_eject
-    Command('cd-eject', 'pyxl.cli.absent:unavailable', True, True,
+    Command('cd-eject', 'pyxl.cli.impossible:cd_eject', True, True,
             "Eject a cdrom from a guest's cd drive",
             '<Domain> <VirtualDevice>',
             None,
@@ -249,7 +249,7 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 2),
     # main_button_press
-    Command('button-press', 'pyxl.cli.absent:button_press', False, True,
+    Command('button-press', 'pyxl.cli.impossible:button_press', False, True,
             'Indicate an ACPI button press to the domain',
             '<Domain> <Button>',
             "<Button> may be 'power' or 'sleep'.",
@@ -345,7 +345,7 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 2),
     # main_trigger
-    Command('trigger', 'pyxl.cli.absent:unavailable', False, True,
+    Command('trigger', 'pyxl.cli.impossible:trigger', False, True,
             'Send a trigger to a domain',
             '<Domain> <nmi|reset|init|power|sleep|s3resume> [<VCPU>]',
             None,
@@ -381,43 +381,43 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 0),
     # main_networkattach
-    Command('network-attach', 'pyxl.cli.absent:unavailable', True, True,
+    Command('network-attach', 'pyxl.cli.devices:network_attach', True, True,
             'Create a new virtual network device',
             '<Domain> [type=<type>] [mac=<mac>] [bridge=<bridge>] [ip=<ip>] [script=<script>] [backend=<BackDomain>] [vifname=<name>] [rate=<rate>] [model=<model>] [accel=<accel>] [mtu=<mtu>]',
             None,
             '', None, 1),
     # main_networklist
-    Command('network-list', 'pyxl.cli.absent:unavailable', False, False,
+    Command('network-list', 'pyxl.cli.devices:network_list', False, False,
             'List virtual network interfaces for a domain',
             '<Domain(s)>',
             None,
             '', None, 1),
     # main_networkdetach
-    Command('network-detach', 'pyxl.cli.absent:unavailable', False, True,
+    Command('network-detach', 'pyxl.cli.devices:network_detach', False, True,
             "Destroy a domain's virtual network device",
             '<Domain> <DevId|mac>',
             None,
             '', None, 2),
     # main_channellist
-    Command('channel-list', 'pyxl.cli.absent:unavailable', False, False,
+    Command('channel-list', 'pyxl.cli.devices:channel_list', False, False,
             'List virtual channel devices for a domain',
             '<Domain(s)>',
             None,
             '', None, 1),
     # main_blockattach
-    Command('block-attach', 'pyxl.cli.absent:unavailable', True, True,
+    Command('block-attach', 'pyxl.cli.devices:block_attach', True, True,
             'Create a new virtual block device',
             '<Domain> <disk-spec-component(s)>...',
             None,
             '', None, 2),
     # main_blocklist
-    Command('block-list', 'pyxl.cli.absent:unavailable', False, False,
+    Command('block-list', 'pyxl.cli.devices:block_list', False, False,
             'List virtual block devices for a domain',
             '<Domain(s)>',
             None,
             '', None, 1),
     # main_blockdetach
-    Command('block-detach', 'pyxl.cli.absent:unavailable', False, True,
+    Command('block-detach', 'pyxl.cli.devices:block_detach', False, True,
             "Destroy a domain's virtual block device",
             '[option] <Domain> <DevId>',
             '-f, --force        do not wait for the domain to release the device',
@@ -441,25 +441,25 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 2),
     # main_vkbattach
-    Command('vkb-attach', 'pyxl.cli.absent:unavailable', True, True,
+    Command('vkb-attach', 'pyxl.cli.devices:vkb_attach', True, True,
             'Create a new virtual keyboard device',
             '<Domain> <vkb-spec-component(s)>...',
             None,
             '', None, 2),
     # main_vkblist
-    Command('vkb-list', 'pyxl.cli.absent:unavailable', False, False,
+    Command('vkb-list', 'pyxl.cli.devices:vkb_list', False, False,
             'List virtual keyboard devices for a domain',
             '<Domain(s)>',
             None,
             '', None, 1),
     # main_vkbdetach
-    Command('vkb-detach', 'pyxl.cli.absent:unavailable', False, True,
+    Command('vkb-detach', 'pyxl.cli.devices:vkb_detach', False, True,
             "Destroy a domain's virtual keyboard device",
             '<Domain> <DevId>',
             None,
             '', None, 2),
     # main_vdisplattach
-    Command('vdispl-attach', 'pyxl.cli.absent:unavailable', True, True,
+    Command('vdispl-attach', 'pyxl.cli.devices:vdispl_attach', True, True,
             'Create a new virtual display device',
             "<Domain> [backend=<BackDomain>] [be-alloc=<BackAlloc>] [connectors='<Connectors>']",
             ('    BackAlloc  - set to 1 to if backend allocates display buffers\n'
@@ -468,13 +468,13 @@ COMMANDS: tuple[Command, ...] = (
              "                 H - connector height: connectors='id0:800x600;id1:1024x768'\n"),
             '', None, 1),
     # main_vdispllist
-    Command('vdispl-list', 'pyxl.cli.absent:unavailable', False, False,
+    Command('vdispl-list', 'pyxl.cli.devices:vdispl_list', False, False,
             'List virtual display devices for a domain',
             '<Domain(s)>',
             None,
             '', None, 1),
     # main_vdispldetach
-    Command('vdispl-detach', 'pyxl.cli.absent:unavailable', False, True,
+    Command('vdispl-detach', 'pyxl.cli.devices:vdispl_detach', False, True,
             "Destroy a domain's virtual display device",
             '<Domain> <DevId>',
             None,
@@ -611,7 +611,7 @@ COMMANDS: tuple[Command, ...] = (
              '-p, --pidfile [FILE]    Write PID to pidfile when daemonizing.'),
             'Fp:', (('pidfile', 1, 'p'),), 0),
     # main_psr_hwinfo
-    Command('psr-hwinfo', 'pyxl.cli.absent:unavailable', False, True,
+    Command('psr-hwinfo', 'pyxl.cli.impossible:psr_hwinfo', False, True,
             'Show hardware information for Platform Shared Resource',
             '[options]',
             ('-m, --cmt       Show Cache Monitoring Technology (CMT) hardware info\n'
@@ -619,19 +619,19 @@ COMMANDS: tuple[Command, ...] = (
              '-b, --mba       Show Memory Bandwidth Allocation (MBA) hardware info\n'),
             'mab', (('cmt', 0, 'm'), ('cat', 0, 'a'), ('mba', 0, 'b')), 0),
     # main_psr_cmt_attach
-    Command('psr-cmt-attach', 'pyxl.cli.absent:unavailable', False, True,
+    Command('psr-cmt-attach', 'pyxl.cli.impossible:psr_cmt_attach', False, True,
             'Attach Cache Monitoring Technology service to a domain',
             '<Domain>',
             None,
             '', None, 1),
     # main_psr_cmt_detach
-    Command('psr-cmt-detach', 'pyxl.cli.absent:unavailable', False, True,
+    Command('psr-cmt-detach', 'pyxl.cli.impossible:psr_cmt_detach', False, True,
             'Detach Cache Monitoring Technology service from a domain',
             '<Domain>',
             None,
             '', None, 1),
     # main_psr_cmt_show
-    Command('psr-cmt-show', 'pyxl.cli.absent:unavailable', False, True,
+    Command('psr-cmt-show', 'pyxl.cli.impossible:psr_cmt_show', False, True,
             'Show Cache Monitoring Technology information',
             '<PSR-CMT-Type> <Domain>',
             ('Available monitor types:\n'
@@ -640,7 +640,7 @@ COMMANDS: tuple[Command, ...] = (
              '"local-mem-bandwidth":     Show local memory bandwidth(KB/s)\n'),
             '', None, 1),
     # main_psr_cat_cbm_set
-    Command('psr-cat-set', 'pyxl.cli.absent:unavailable', False, True,
+    Command('psr-cat-set', 'pyxl.cli.impossible:psr_cat_set', False, True,
             'Set cache capacity bitmasks(CBM) for a domain',
             '[options] <Domain> <CBM>',
             ('-s <socket>       Specify the socket to process, otherwise all sockets are processed\n'
@@ -649,19 +649,19 @@ COMMANDS: tuple[Command, ...] = (
              '-d                Set data CBM if CDP is supported\n'),
             's:l:cd', (('socket', 1, 's'), ('data', 0, 'd'), ('code', 0, 'c'), ('level', 1, 'l')), 2),
     # main_psr_cat_show
-    Command('psr-cat-show', 'pyxl.cli.absent:unavailable', False, True,
+    Command('psr-cat-show', 'pyxl.cli.impossible:psr_cat_show', False, True,
             'Show Cache Allocation Technology information',
             '[options] <Domain>',
             '-l <level>        Specify the cache level to process, otherwise L3 cache is processed\n',
             'l:', (('level', 1, 'l'),), 0),
     # main_psr_mba_set
-    Command('psr-mba-set', 'pyxl.cli.absent:unavailable', False, True,
+    Command('psr-mba-set', 'pyxl.cli.impossible:psr_mba_set', False, True,
             'Set throttling value (THRTL) for a domain',
             '[options] <Domain> <THRTL>',
             '-s <socket>       Specify the socket to process, otherwise all sockets are processed\n',
             's:', (('socket', 1, 's'),), 0),
     # main_psr_mba_show
-    Command('psr-mba-show', 'pyxl.cli.absent:unavailable', False, True,
+    Command('psr-mba-show', 'pyxl.cli.impossible:psr_mba_show', False, True,
             'Show Memory Bandwidth Allocation information',
             '<Domain>',
             None,
@@ -697,7 +697,7 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 1),
     # main_qemu_monitor_command
-    Command('qemu-monitor-command', 'pyxl.cli.absent:unavailable', False, True,
+    Command('qemu-monitor-command', 'pyxl.cli.impossible:qemu_monitor_command', False, True,
             'Issue a qemu monitor command to the device model of a domain',
             '<Domain> <Command>',
             None,

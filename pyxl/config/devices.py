@@ -270,6 +270,43 @@ def _scan_u(s: str, i: int) -> tuple[int, int] | None:
     return val & 0xFFFFFFFF, i + end
 
 
+def vdispl_connectors(val: str, out: Output) -> tuple[list, int]:
+    """parse_vdispl_config's connectors=ID:WxH;... (xl_parse.c): the
+    connectors and parse_vdispl_config's return code.  A resolution sscanf
+    cannot read says so; sscanf's 1 or EOF is returned as the failure, its 0
+    as success, the connectors it never reached left as xcalloc made them."""
+    conns = strtok(val, ";")
+    if not conns:  # (real xl crashes on strdup(NULL) here)
+        raise out.fail("vdispl: empty connectors=")
+    connectors: list = []
+    for c in conns:
+        pair = _split_pair(c, ":")
+        if pair is None:  # (real xl reads an unset pointer here)
+            raise out.fail("vdispl: connector `%s' has no resolution" % c)
+        cp = M.ConnectorParam(unique_id=pair[0])
+        connectors.append(cp)
+        res = pair[1]
+        rc = 0
+        r = _scan_u(res, 0)
+        if r is not None:
+            cp.width, i = r
+            rc = 1
+            if res[i:i + 1] == "x":
+                r = _scan_u(res, i + 1)
+                if r is not None:
+                    cp.height = r[0]
+                    rc = 2
+        elif not res.strip(_TRIM):
+            rc = -1
+        if rc != 2:
+            out.say("Can't parse connector resolution")
+            if rc:
+                return connectors, rc
+            connectors.extend(M.ConnectorParam() for _ in range(len(conns) - len(connectors)))
+            break
+    return connectors, 0
+
+
 def _parse_vdispl(cfg: Settings, d: M.DomainConfig, out: Output) -> None:
     lst = _get_list(cfg, "vdispl")
     if lst is None:
@@ -285,38 +322,9 @@ def _parse_vdispl(cfg: Settings, d: M.DomainConfig, out: Output) -> None:
             elif eq and key == "be-alloc":
                 v.be_alloc = _strtoul0(val) != 0
             elif eq and key == "connectors":
-                conns = strtok(val, ";")
-                if not conns:  # (real xl crashes on strdup(NULL) here)
-                    raise out.fail("vdispl: empty connectors=")
-                v.connectors = []
-                for c in conns:
-                    pair = _split_pair(c, ":")
-                    if pair is None:  # (real xl reads an unset pointer here)
-                        raise out.fail("vdispl: connector `%s' has no resolution" % c)
-                    cp = M.ConnectorParam(unique_id=pair[0])
-                    v.connectors.append(cp)
-                    res = pair[1]
-                    rc = 0
-                    r = _scan_u(res, 0)
-                    if r is not None:
-                        cp.width, i = r
-                        rc = 1
-                        if res[i:i + 1] == "x":
-                            r = _scan_u(res, i + 1)
-                            if r is not None:
-                                cp.height = r[0]
-                                rc = 2
-                    elif not res.strip(_TRIM):
-                        rc = -1
-                    if rc != 2:
-                        out.say("Can't parse connector resolution")
-                        if rc:
-                            raise out.fail([])
-                        # xl returns sscanf's 0 as success: the connectors it
-                        # never reached stay as xcalloc left them
-                        v.connectors.extend(M.ConnectorParam()
-                                            for _ in range(len(conns) - len(v.connectors)))
-                        break
+                v.connectors, rc = vdispl_connectors(val, out)
+                if rc:
+                    raise out.fail([])
             else:
                 raise out.fail('Unknown string "%s" in vdispl spec' % tok)
         if not v.connectors:

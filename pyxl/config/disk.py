@@ -248,15 +248,20 @@ def _scan(c: _Ctx, spec: str) -> None:
             return
 
 
-def parse_disk(spec: str, source: str, out: list) -> DeviceDisk | None:
-    """xlu_disk_parse for one spec.  Error lines are appended to `out`;
-    returns None on error."""
+def parse_disk(spec: str | list[str], source: str, out: list) -> DeviceDisk | None:
+    """xlu_disk_parse for one spec, or for several making up one disk (as
+    `xl block-attach` passes its arguments): the scanner's state carries
+    over from one to the next, and the first erroneous one stops it.
+    Error lines are appended to `out`; returns None on error."""
+    specs = [spec] if isinstance(spec, str) else list(spec)
     disk = DeviceDisk()
     disk.readwrite = 1
-    c = _Ctx(source, spec, disk, out)
-    _scan(c, spec)
-    if c.err:
-        return None
+    c = _Ctx(source, specs[0] if specs else "", disk, out)
+    for one in specs:
+        c.spec = one
+        _scan(c, one)
+        if c.err:
+            return None
     if disk.format == DiskFormat.UNKNOWN:
         disk.format = DiskFormat.RAW
     if disk.is_cdrom:

@@ -96,14 +96,19 @@ def _parse_mac(buf: str, start: int) -> tuple[list[int], bool]:
     return octets, True
 
 
-def parse_nic(nic: DeviceNic, spec: str, source: str, say: Callable[[str], None]) -> None:
+def parse_nic(nic: DeviceNic, spec: str, source: str, say: Callable[[str], None],
+              whole: bool = False) -> None:
     """Apply one vif spec to `nic` (already holding its devid and defaults).
-    Messages go to `say`; fatal errors raise ConfigError."""
+    Messages go to `say`; fatal errors raise ConfigError.  With `whole`, the
+    spec is one parse_nic_config token, commas and all (as `xl
+    network-attach` passes each of its arguments)."""
     # strtok(buf, ","): each token ends at the first ',' after it, which
     # becomes a NUL in the buffer; keep that buffer for the mac quirk.
     chars = list(spec)
     tokens = []
     i, n = 0, len(spec)
+    if whole:
+        tokens, i = [0], n
     while i < n:
         while i < n and spec[i] == ",":
             i += 1

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from typing import Any, ContextManager
 
 START_TIMEOUT = 15.0
-DEVICE_OPS = ("create", "vtpm_attach", "vtpm_detach")
+DEVICE_OPS = ("create", "vtpm_attach", "vtpm_detach", "block_attach", "block_detach",
+              "network_attach", "network_detach", "vkb_attach", "vkb_detach",
+              "vdispl_attach", "vdispl_detach")
 
 
 class Client:

@@ -26,13 +26,12 @@ import time
 import traceback
 
 from pyxl.fsutil import UnsafePath, atomic_write, open_append
-from pyxl.toolstack import ops
-from pyxl.toolstack.ops import core, resources
-from pyxl.toolstack import protocol
+from pyxl.toolstack import ops, protocol
 from pyxl.toolstack.errors import Fault
+from pyxl.toolstack.ops import core, devices, resources
 from pyxl.toolstack.paths import Paths
 
-OPS = ops.merge(core.OPS, resources.OPS)
+OPS = ops.merge(core.OPS, resources.OPS, devices.OPS)
 
 
 class Daemon:

@@ -2,7 +2,7 @@
 
 Paths, keys and permissions follow libxl (libxl_create.c libxl__domain_make,
 libxl_dom.c libxl__build_post, libxl_device.c libxl__device_generic_add,
-libxl_vtpm.c); see xen-vtpm-facts §4.2 for the vtpm layout.  All functions
+libxl_vtpm.c, libxl_disk.c, libxl_nic.c).  All functions
 take a dom0 xenstore connection (`XsConnection` of pyxl.hypervisor.xenstore).
 """
 
@@ -201,27 +201,369 @@ def disk_readwrite(disk: dict) -> bool:
     return bool(disk.get("readwrite", 0))
 
 
+def generic_add(xs, t, kind: str, domid: int, backend_domid: int, devid: int,
+                back: dict, front: dict, ro_front: dict | None = None,
+                backend_kind: str | None = None) -> tuple[str, str]:
+    """libxl__device_generic_add (libxl_device.c), inside transaction `t`:
+    the frontend (the guest owns it, the backend may read; `ro_front` keys
+    dom0-owned, guest-readable), the backend (the backend domain owns it, the
+    guest may read), and libxl's own copy of the backend keys under
+    /libxl/<domid>/device (dom0 only), which the device lists read."""
+    fe = "/local/domain/%d/device/%s/%d" % (domid, kind, devid)
+    be = "/local/domain/%d/backend/%s/%d/%d" % (backend_domid, backend_kind or kind, domid, devid)
+    lib = "/libxl/%d/device/%s/%d" % (domid, kind, devid)
+    for path, perms, first, kv in ((fe, ["n%d" % domid, "r%d" % backend_domid], ("backend", be),
+                                    front),
+                                   (be, ["n%d" % backend_domid, "r%d" % domid],
+                                    ("frontend", fe), back)):
+        try:
+            xs.rm(path, t)
+        except OSError:
+            pass
+        _write_dir(xs, t, path, dict([first], **kv), perms)
+    for k, v in (ro_front or {}).items():
+        xs.write("%s/%s" % (fe, k), str(v), t)
+        xs.set_perms("%s/%s" % (fe, k), ["n0", "r%d" % domid], t)
+    try:
+        xs.rm(lib, t)
+    except OSError:
+        pass
+    _write_dir(xs, t, lib, dict({"frontend": fe, "backend": be}, **back), ["n0"])
+    return fe, be
+
+
+# The native protocol of a 64-bit PV guest, which libxl writes to a PV
+# guest's vbd frontend (xen/include/public/io/protocols.h XEN_IO_PROTO_ABI_X86_64)
+XEN_IO_PROTO_ABI_X86_64 = "x86_64-abi"
+
+
+def vbd_entries(domid: int, backend_domid: int, disk: dict, devid: int) -> tuple[dict, dict]:
+    """device_disk_add (libxl_disk.c): the backend and frontend keys of a
+    phy disk, in libxl's order."""
+    rw = disk_readwrite(disk)
+    cdrom = "cdrom" if disk.get("is_cdrom") else "disk"
+    back = {"params": disk.get("pdev_path") or "",
+            "script": disk.get("script") or "/etc/xen/scripts/block",
+            "frontend-id": domid, "online": 1, "removable": 1 if disk.get("removable") else 0,
+            "bootable": 1, "state": XenbusStateInitialising, "dev": disk.get("vdev", ""),
+            "type": "phy", "mode": "w" if rw else "r", "device-type": cdrom}
+    if disk.get("direct_io_safe"):
+        back["direct-io-safe"] = 1
+    # libxl__device_disk_setdefault: discard_enable defaults to readwrite
+    discard = disk.get("discard_enable")
+    back["discard-enable"] = 1 if (rw if discard is None else discard) else 0
+    front = {"backend-id": backend_domid, "state": XenbusStateInitialising,
+             "virtual-device": devid, "device-type": cdrom,
+             "protocol": XEN_IO_PROTO_ABI_X86_64}
+    return back, front
+
+
 def add_vbd(xs, domid: int, backend_domid: int, disk: dict, devid: int) -> tuple[str, str]:
     """Frontend + backend dirs of one disk (libxl__device_disk_add)."""
-    fe = "/local/domain/%d/device/vbd/%d" % (domid, devid)
-    be = "/local/domain/%d/backend/vbd/%d/%d" % (backend_domid, domid, devid)
-    mode = "w" if disk_readwrite(disk) else "r"
+    back, front = vbd_entries(domid, backend_domid, disk, devid)
+    out: list = []
+    _tx(xs, lambda t: out.append(generic_add(xs, t, "vbd", domid, backend_domid, devid,
+                                             back, front)))
+    return out[-1]
 
-    def body(t):
-        _write_dir(xs, t, be, {
-            "frontend": fe, "frontend-id": domid, "params": disk.get("pdev_path", ""),
-            "script": "/etc/xen/scripts/block", "online": 1, "removable": 0,
-            "bootable": 1, "state": XenbusStateInitialising, "dev": disk.get("vdev", ""),
-            "type": "phy", "mode": mode, "device-type": "cdrom" if disk.get("is_cdrom") else "disk",
-            "discard-enable": 1,
-        }, ["n%d" % backend_domid, "r%d" % domid])
-        _write_dir(xs, t, fe, {
-            "backend": be, "backend-id": backend_domid, "state": XenbusStateInitialising,
-            "virtual-device": devid, "device-type": "disk",
-        }, ["n%d" % domid, "r%d" % backend_domid])
 
-    _tx(xs, body)
-    return fe, be
+# -- vif ------------------------------------------------------------------
+
+NIC_MTU_DEFAULT = 1500       # libxl_nic.c LIBXL_DEVICE_NIC_MTU_DEFAULT
+
+
+def random_mac(rand: bytes) -> str:
+    """libxl__device_nic_setdefault: Xen's OUI 00:16:3e, then three bytes of
+    a fresh UUID with the top bit of the first cleared."""
+    return "00:16:3e:%02x:%02x:%02x" % (rand[0] & 0x7F, rand[1], rand[2])
+
+
+def format_mac(mac) -> str:
+    """LIBXL_MAC_FMT of the libxl JSON's mac (a string or six octets)."""
+    if isinstance(mac, str):
+        return mac.lower()
+    return ":".join("%02x" % b for b in mac)
+
+
+def nic_setdefault(nic: dict, rand: bytes) -> dict:
+    """libxl__device_nic_setdefault for a PV guest: mtu 1500, model rtl8139,
+    a random MAC when none was given, bridge xenbr0, the vif-bridge script,
+    type vif, trusted."""
+    nic = dict(nic)
+    nic.setdefault("mtu", NIC_MTU_DEFAULT)
+    nic["mtu"] = nic["mtu"] or NIC_MTU_DEFAULT
+    nic.setdefault("model", "rtl8139")
+    mac = nic.get("mac")
+    if not mac or format_mac(mac) == "00:00:00:00:00:00":
+        nic["mac"] = random_mac(rand)
+    else:
+        nic["mac"] = format_mac(mac)
+    nic["bridge"] = nic.get("bridge") or "xenbr0"
+    nic["script"] = nic.get("script") or "vif-bridge"
+    nic["nictype"] = "vif"
+    nic.setdefault("trusted", True)
+    return nic
+
+
+def vif_entries(domid: int, backend_domid: int, nic: dict) -> tuple[dict, dict, dict]:
+    """libxl__device_add_async's common keys, then libxl__set_xenstore_nic
+    (libxl_nic.c): backend, frontend and dom0-owned frontend keys."""
+    devid = int(nic["devid"])
+    back: dict = {"frontend-id": domid, "online": 1, "state": XenbusStateInitialising}
+    script = nic["script"]
+    back["script"] = script if script.startswith("/") else "/etc/xen/scripts/" + script
+    if nic.get("ifname"):
+        back["vifname"] = nic["ifname"]
+    back["mac"] = nic["mac"]
+    if nic.get("ip"):
+        back["ip"] = nic["ip"]
+    if nic.get("gatewaydev"):
+        back["gatewaydev"] = nic["gatewaydev"]
+    if int(nic.get("rate_interval_usecs") or 0) > 0:
+        back["rate"] = "%d,%d" % (int(nic.get("rate_bytes_per_interval") or 0),
+                                  int(nic["rate_interval_usecs"]))
+    if int(nic["mtu"]) != NIC_MTU_DEFAULT:
+        back["mtu"] = int(nic["mtu"])
+    back.update({"bridge": nic["bridge"], "handle": devid, "type": "vif",
+                 "hotplug-status": ""})
+    front = {"backend-id": backend_domid, "state": XenbusStateInitialising, "handle": devid,
+             "mac": nic["mac"], "trusted": 1 if nic.get("trusted", True) else 0}
+    return back, front, {"mtu": int(nic["mtu"])}
+
+
+def add_vif(xs, domid: int, backend_domid: int, nic: dict) -> tuple[str, str]:
+    """libxl__device_nic_add: one transaction (nic already setdefault-ed)."""
+    back, front, ro_front = vif_entries(domid, backend_domid, nic)
+    out: list = []
+    _tx(xs, lambda t: out.append(generic_add(xs, t, "vif", domid, backend_domid,
+                                             int(nic["devid"]), back, front, ro_front)))
+    return out[-1]
+
+
+# -- vkb --------------------------------------------------------------------
+
+# xen/include/public/io/kbdif.h XENKBD_FIELD_*: the vkb config keys, in the
+# order libxl__set_xenstore_vkb (libxl_vkb.c) writes them
+VKB_FIELDS = (("feature_disable_keyboard", "feature-disable-keyboard"),
+              ("feature_disable_pointer", "feature-disable-pointer"),
+              ("feature_abs_pointer", "feature-abs-pointer"),
+              ("feature_raw_pointer", "feature-raw-pointer"))
+VKB_MT_FIELDS = (("multi_touch_width", "multi-touch-width"),
+                 ("multi_touch_height", "multi-touch-height"),
+                 ("multi_touch_num_contacts", "multi-touch-num-contacts"))
+
+
+def vkb_backend_kind(vkb: dict) -> str:
+    """libxl__device_from_vkb: a Linux backend is `vinput`, QEMU's `vkbd`."""
+    return "vinput" if vkb.get("backend_type") == "linux" else "vkbd"
+
+
+def vkb_entries(domid: int, backend_domid: int, vkb: dict) -> tuple[dict, dict]:
+    """libxl__device_add_async's common keys, then libxl__set_xenstore_vkb."""
+    back: dict = {"frontend-id": domid, "online": 1, "state": XenbusStateInitialising}
+    if vkb.get("unique_id"):
+        back["unique-id"] = vkb["unique_id"]
+    for attr, key in VKB_FIELDS:
+        if vkb.get(attr):
+            back[key] = int(vkb[attr])
+    if vkb.get("feature_multi_touch"):
+        back["feature-multi-touch"] = int(vkb["feature_multi_touch"])
+        for attr, key in VKB_MT_FIELDS:
+            back[key] = int(vkb.get(attr) or 0)
+    for key in ("width", "height"):
+        if vkb.get(key):
+            back[key] = int(vkb[key])
+    return back, {"backend-id": backend_domid, "state": XenbusStateInitialising}
+
+
+def add_vkb(xs, domid: int, backend_domid: int, vkb: dict) -> tuple[str, str]:
+    back, front = vkb_entries(domid, backend_domid, vkb)
+    out: list = []
+    _tx(xs, lambda t: out.append(generic_add(xs, t, "vkbd", domid, backend_domid,
+                                             int(vkb["devid"]), back, front,
+                                             backend_kind=vkb_backend_kind(vkb))))
+    return out[-1]
+
+
+def vkb_info(xs, domid: int, devid: int) -> dict | None:
+    """libxl_device_vkb_getinfo, with the list's unique-id and backend type
+    (libxl__vkb_from_xenstore reads them from the backend)."""
+    fe = "/local/domain/%d/device/vkbd/%d" % (domid, devid)
+    lib = "/libxl/%d/device/vkbd/%d" % (domid, devid)
+    be = read(xs, lib + "/backend")
+    if be is None:
+        return None
+    return {"devid": devid, "backend_id": backend_domid_of(be) or 0, "backend": be,
+            "state": _num(read(xs, fe + "/state")),
+            "evtch": _num(read(xs, fe + "/event-channel")),
+            "rref": _num(read(xs, fe + "/page-gref")),
+            "unique_id": read(xs, be + "/unique-id"),
+            "backend_type": "linux" if be.split("/")[5:6] == ["vinput"] else "qemu"}
+
+
+# -- vdispl -----------------------------------------------------------------
+
+def vdispl_entries(domid: int, backend_domid: int, vdispl: dict) -> tuple[dict, dict, dict]:
+    """libxl__device_add_async's common keys, then libxl__set_xenstore_vdispl
+    (libxl_vdispl.c): be-alloc and each connector's resolution and id, in
+    the frontend, dom0-owned (xen/include/public/io/displif.h names)."""
+    back = {"frontend-id": domid, "online": 1, "state": XenbusStateInitialising}
+    front = {"backend-id": backend_domid, "state": XenbusStateInitialising}
+    ro: dict = {"be-alloc": 1 if vdispl.get("be_alloc") else 0}
+    for i, c in enumerate(vdispl.get("connectors") or []):
+        ro["%d/resolution" % i] = "%dx%d" % (int(c.get("width") or 0), int(c.get("height") or 0))
+        ro["%d/unique-id" % i] = c.get("unique_id") or ""
+    return back, front, ro
+
+
+def add_vdispl(xs, domid: int, backend_domid: int, vdispl: dict) -> tuple[str, str]:
+    back, front, ro = vdispl_entries(domid, backend_domid, vdispl)
+    out: list = []
+    _tx(xs, lambda t: out.append(generic_add(xs, t, "vdispl", domid, backend_domid,
+                                             int(vdispl["devid"]), back, front, ro)))
+    return out[-1]
+
+
+def vdispl_info(xs, domid: int, devid: int) -> dict | None:
+    """libxl_device_vdispl_getinfo and libxl__device_vdispl_getconnectors:
+    connectors are the frontend's numbered children, counted from 0 until
+    one is missing; one without its id or resolution fails the row."""
+    fe = "/local/domain/%d/device/vdispl/%d" % (domid, devid)
+    lib = "/libxl/%d/device/vdispl/%d" % (domid, devid)
+    be = read(xs, lib + "/backend")
+    if be is None:
+        return None
+    conns: list[dict] = []
+    while read(xs, "%s/%d" % (fe, len(conns))) is not None:
+        c = "%s/%d" % (fe, len(conns))
+        uid, res = read(xs, c + "/unique-id"), read(xs, c + "/resolution")
+        m = re.match(r"\s*\+?(\d+)x\s*\+?(\d+)", res or "")
+        if uid is None or not m:
+            return None
+        conns.append({"unique_id": uid, "width": int(m.group(1)) & 0xFFFFFFFF,
+                      "height": int(m.group(2)) & 0xFFFFFFFF,
+                      "req_rref": _num(read(xs, c + "/req-ring-ref")),
+                      "req_evtch": _num(read(xs, c + "/req-event-channel")),
+                      "evt_rref": _num(read(xs, c + "/evt-ring-ref")),
+                      "evt_evtch": _num(read(xs, c + "/evt-event-channel"))})
+    be_alloc = read(xs, fe + "/be-alloc")
+    return {"devid": devid, "backend_id": backend_domid_of(be) or 0, "frontend_id": domid,
+            "state": _num(read(xs, fe + "/state")),
+            "be_alloc": _num(be_alloc) if be_alloc is not None else 0,
+            "backend": be, "frontend": read(xs, lib + "/frontend"), "connectors": conns}
+
+
+def backend_ready(xs, be: str, hotplug: bool) -> None:
+    """What dom0's backend driver does on seeing a new device (blkback and
+    netback's probe: state InitWait) and, for a vif, the hotplug script's
+    `success` (xen-hotplug-common.sh: hotplug-status connected)."""
+    xs.write(be + "/state", str(XenbusStateInitWait))
+    if hotplug:
+        xs.write(be + "/hotplug-status", "connected")
+
+
+def device_ids(xs, domid: int, kind: str) -> list[int]:
+    """libxl__device_list's walk: /libxl/<domid>/device/<kind>, in
+    xenstore's order."""
+    return [int(d) for d in _ls(xs, "/libxl/%d/device/%s" % (domid, kind)) if d.isdigit()]
+
+
+def _num(v: str | None) -> int:
+    """`val ? strtoul(val, NULL, 10) : -1` as the getinfo functions read."""
+    if v is None:
+        return -1
+    m = re.match(r"\s*\d+", v)
+    return int(m.group()) if m else 0
+
+
+def device_info(xs, domid: int, kind: str, devid: int) -> dict | None:
+    """libxl_device_{disk,nic}_getinfo: the backend path from libxl's copy,
+    the state, event channel and ring references from the frontend.  None
+    where libxl's copy has no backend (getinfo fails, the row is skipped)."""
+    fe = "/local/domain/%d/device/%s/%d" % (domid, kind, devid)
+    lib = "/libxl/%d/device/%s/%d" % (domid, kind, devid)
+    be = read(xs, lib + "/backend")
+    if be is None:
+        return None
+    return {"devid": devid, "backend_id": backend_domid_of(be) or 0, "backend": be,
+            "state": _num(read(xs, fe + "/state")),
+            "evtch": _num(read(xs, fe + "/event-channel")),
+            "rref": _num(read(xs, fe + "/ring-ref")),
+            "rref_tx": _num(read(xs, fe + "/tx-ring-ref")),
+            "rref_rx": _num(read(xs, fe + "/rx-ring-ref")),
+            "mac": read(xs, lib + "/mac") or "00:00:00:00:00:00",
+            "vdev": read(xs, lib + "/dev"), "frontend_id": domid}
+
+
+def list_channels(xs, domid: int) -> list[dict]:
+    """libxl_device_channel_list + getinfo (libxl_console.c): channels are
+    the consoles with a `name` in libxl's copy, numbered in xenstore's
+    order; the frontend is console devid+1."""
+    rows: list[dict] = []
+    base = "/libxl/%d/device/console" % domid
+    for entry in _ls(xs, base):
+        lib = "%s/%s" % (base, entry)
+        if read(xs, lib + "/name") is None:
+            continue
+        devid = len(rows)
+        fe = "/local/domain/%d/device/console/%d" % (domid, devid + 1)
+        be = read(xs, "/libxl/%d/device/console/%d/backend" % (domid, devid + 1))
+        if be is None:
+            continue                      # getinfo fails: xl skips the row
+        conn = read(xs, lib + "/connection") or ""
+        rows.append({"devid": devid, "backend_id": backend_domid_of(be) or 0,
+                     "state": _num(read(xs, fe + "/state")), "evtch": _num(read(xs, fe + "/port")),
+                     "rref": _num(read(xs, fe + "/ring-ref")), "connection": conn,
+                     "path": read(xs, fe + "/tty") if conn == "pty" else None})
+    return rows
+
+
+def remove_device(xs, domid: int, kind: str, devid: int, timeout: float,
+                  alive=lambda: True) -> bool:
+    """libxl__initiate_device_generic_remove: only a Connected backend is
+    asked to close (online 0, state Closing) and waited for (Closed); then
+    the frontend, backend and libxl's copy go.  False if the backend did
+    not close within `timeout` (nothing is removed then)."""
+    fe = "/local/domain/%d/device/%s/%d" % (domid, kind, devid)
+    lib = "/libxl/%d/device/%s/%d" % (domid, kind, devid)
+    be = read(xs, lib + "/backend") or read(xs, fe + "/backend")
+    state = read(xs, be + "/state") if be else None
+    if be and state is not None and state.isdigit() and int(state) == XenbusStateConnected:
+        def closing(t):
+            xs.write(be + "/online", "0", t)
+            xs.write(be + "/state", str(XenbusStateClosing), t)
+        _tx(xs, closing)
+        if not wait_state(xs, be, XenbusStateClosed, timeout, alive):
+            return False
+
+    def destroy(t):          # libxl__device_destroy, run by the toolstack domain
+        for p in (fe, lib, be):
+            if p:
+                path_cleanup(xs, t, p)
+    _tx(xs, destroy)
+    return True
+
+
+def path_cleanup(xs, t, path: str) -> None:
+    """libxl__xs_path_cleanup (libxl_xshelp.c): remove `path`, then each
+    parent that is left empty (no value, no children)."""
+    try:
+        xs.rm(path, t)
+    except OSError:
+        return
+    while "/" in path:
+        path = path.rsplit("/", 1)[0]
+        if not path:
+            return
+        try:
+            if xs.read(path, t) not in (b"", "") or list(xs.directory(path, t)):
+                return
+        except OSError:
+            return
+        try:
+            xs.rm(path, t)
+        except OSError:
+            return
 
 
 # -- vtpm ---------------------------------------------------------------

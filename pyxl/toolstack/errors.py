@@ -206,6 +206,82 @@ _KINDS = (
     FaultKind(41, "UNKNOWN_DEVICE", 1, "Unknown device {dev}."),
     FaultKind(42, "VTPM_REMOVE_FAILED", 1, "libxl_device_vtpm_remove failed."),
     FaultKind(43, "CONSOLE_UNAVAILABLE", 1, "Unable to attach console"),
+    # -- block and network commands (xl_block.c, xl_nic.c over libxl_disk.c,
+    # libxl_nic.c, libxl_device.c): device_disk_add / libxl__device_add_async
+    # fail before the device exists, so device_addrm_aocomplete has no device
+    # to name ("unable to add device")
+    FaultKind(60, "DISK_ADD_STAT", 1,
+              "libxl: error: libxl_device.c:455:libxl__device_disk_set_backend: Disk vdev={vdev}"
+              " failed to stat: {path}: No such file or directory\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_disk_add failed."),
+    FaultKind(61, "DISK_ADD_VDEV", 1,
+              "libxl: error: libxl_disk.c:214:libxl__device_from_disk: Domain {domid}:"
+              "Invalid or unsupported virtual disk identifier {vdev}\n"
+              "libxl: error: libxl_disk.c:335:device_disk_add: Domain {domid}:"
+              "Invalid or unsupported virtual disk identifier {vdev}\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_disk_add failed."),
+    FaultKind(62, "DISK_ADD_EXISTS", 1,
+              "libxl: error: libxl_disk.c:343:device_disk_add: Domain {domid}:"
+              "device already exists in xenstore\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_disk_add failed."),
+    FaultKind(63, "DISK_ADD_NO_DOMAIN", 1,
+              _DOMAIN_TYPE + "\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_disk_add failed."),
+    FaultKind(64, "DISK_NOT_CONNECTED", 1, "Error: Device {vdev} not connected."),
+    FaultKind(65, "DISK_REMOVE_TIMEOUT", 1,
+              "libxl: error: libxl_device.c:1181:device_backend_callback: Domain {domid}:"
+              "unable to remove device with path /local/domain/0/backend/vbd/{domid}/{devid}\n"
+              "libxl: error: libxl_device.c:1481:device_addrm_aocomplete: Domain {domid}:"
+              "Unable to remove vbd with id {devid}\n"
+              "libxl_device_disk_{verb} failed."),
+    FaultKind(66, "NIC_ADD_FAILED", 1, "libxl_device_nic_add failed."),
+    FaultKind(67, "NIC_ADD_NO_DOMAIN", 1,
+              _DOMAIN_TYPE + "\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_nic_add failed."),
+    FaultKind(68, "NIC_ADD_EXISTS", 1,
+              "libxl: error: libxl_device.c:1998:libxl__device_add_async: Domain {domid}:"
+              "device already exists in xenstore\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_nic_add failed."),
+    # -- vkb commands (xl_vkb.c over libxl_vkb.c, libxl_device.c
+    # libxl__device_add_async); main_vkb* return ERROR_FAIL: exit 253
+    FaultKind(70, "VKB_ADD_FAILED", 253, "libxl_device_vkb_add failed."),
+    FaultKind(71, "VKB_DM_REQUIRED", 253,
+              "libxl: error: libxl_dm.c:3845:libxl__dm_check_start: Domain {domid}:"
+              "device model required but not running\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_vkb_add failed."),
+    FaultKind(72, "VKB_ADD_EXISTS", 253,
+              "libxl: error: libxl_device.c:1998:libxl__device_add_async: Domain {domid}:"
+              "device already exists in xenstore\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_vkb_add failed."),
+    FaultKind(73, "VKB_ADD_TIMEOUT", 253,
+              "libxl: error: libxl_device.c:1181:device_backend_callback: Domain {domid}:"
+              "unable to add device with path {path}\n"
+              "libxl: error: libxl_device.c:1481:device_addrm_aocomplete: Domain {domid}:"
+              "Unable to add vkbd with id {devid}\n"
+              "libxl_device_vkb_add failed."),
+    # vkb-, vdispl-, vsnd-detach of a devid the domain has not
+    FaultKind(74, "DEVID_NOT_CONNECTED", 253, "Error: Device {devid} not connected."),
+    # -- vdispl commands (xl_vdispl.c over libxl_vdispl.c)
+    FaultKind(75, "VDISPL_ADD_FAILED", 253, "libxl_device_vdispl_add failed."),
+    FaultKind(76, "VDISPL_ADD_EXISTS", 253,
+              "libxl: error: libxl_device.c:1998:libxl__device_add_async: Domain {domid}:"
+              "device already exists in xenstore\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_vdispl_add failed."),
+    FaultKind(77, "VDISPL_ADD_TIMEOUT", 253,
+              "libxl: error: libxl_device.c:1181:device_backend_callback: Domain {domid}:"
+              "unable to add device with path {path}\n"
+              "libxl: error: libxl_device.c:1481:device_addrm_aocomplete: Domain {domid}:"
+              "Unable to add vdispl with id {devid}\n"
+              "libxl_device_vdispl_add failed."),
     FaultKind(44, "VTPM_ADD_TIMEOUT", 1,
               "libxl: error: libxl_device.c:1181:device_backend_callback: Domain {domid}:"
               "unable to add device with path {path}\n"

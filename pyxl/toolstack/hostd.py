@@ -435,6 +435,13 @@ class HostState:
             if not v.get("uuid"):
                 v["uuid"] = str(uuidlib.uuid4())
             devices.add_vtpm(self.xs, dom.domid, be_dom.domid, int(v.get("devid", i)), v["uuid"])
+        for i, nic in enumerate(dom.config.get("nics") or []):
+            # libxl__device_nic_setdefault; the MAC it draws is kept in the config
+            nic.setdefault("devid", i)
+            full = devices.nic_setdefault(nic, uuidlib.uuid4().bytes)
+            nic["mac"] = full["mac"]
+            _, be = devices.add_vif(self.xs, dom.domid, 0, full)
+            devices.backend_ready(self.xs, be, hotplug=True)      # netback, vif-bridge
 
     def _open_disks(self, dom: Domain) -> None:
         """blkback opens every image the domain was given."""

@@ -1,0 +1,371 @@
+"""Daemon operations for xl's PV device commands: block-*, network-*
+(libxl_disk.c, libxl_nic.c and libxl_device.c's add and remove paths).
+
+Dom0 is the backend domain of these devices, so the daemon plays dom0's
+blkback and netback and runs their hotplug scripts: a new backend goes to
+InitWait, which is what libxl__wait_device_connection waits for, and a vif
+gets `hotplug-status connected`.  Removal is libxl's: only a Connected
+backend is asked to close and waited for; `force` (block-detach -f,
+libxl_device_disk_destroy) does not wait.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid as uuidlib
+
+from pyxl.toolstack import devices
+from pyxl.toolstack.errors import Fault
+from pyxl.toolstack.ops import Op
+
+DESTROY_TIMEOUT = 10.0      # LIBXL_DESTROY_TIMEOUT: how long a backend gets to close
+DEVICE_TIMEOUT = 10.0       # LIBXL_INIT_TIMEOUT: how long a new backend gets to answer
+
+
+def _timeout(a: dict, default: float) -> float:
+    t = a.get("device_timeout")
+    return float(t) if t is not None else default
+
+
+def _domain(st, dom_q: str, fault: str, **args):
+    """The domain for a libxl device call: a name that names no domain was
+    refused by xl already (libxl_domain_qualifier_to_domid, find_domain); a
+    number that names none fails in libxl with `fault`."""
+    try:
+        return st.resolve(dom_q)
+    except Fault as f:
+        if f.name == "NO_SUCH_DOMID":
+            raise Fault(fault, domid=dom_q, **args) from None
+        raise
+
+
+def _rows(st, dom_q: str, kind: str) -> list:
+    """libxl_device_<kind>_list + getinfo: a domid with nothing there lists
+    nothing."""
+    try:
+        dom = st.resolve(dom_q)
+    except Fault as f:
+        if f.name == "NO_SUCH_DOMID":
+            return []
+        raise
+    rows = [devices.device_info(st.xs, dom.domid, kind, i)
+            for i in devices.device_ids(st.xs, dom.domid, kind)]
+    return [r for r in rows if r is not None]
+
+
+# -- block ------------------------------------------------------------------
+
+def block_attach(d, a: dict) -> int:
+    """libxl_device_disk_add: setdefault (the image is stat'ed), the vdev
+    checked, both directories written in one transaction, then blkback
+    opens the image and goes to InitWait.  The disk joins the domain's
+    saved configuration (device_add_domain_config)."""
+    st = d.state
+    disk = dict(a["disk"])
+    with st.lock:
+        dom = _domain(st, a["dom"], "DISK_ADD_NO_DOMAIN")
+        vdev = disk.get("vdev") or ""
+        path = disk.get("pdev_path") or ""
+        if path and not os.path.exists(path):
+            raise Fault("DISK_ADD_STAT", domid=dom.domid, vdev=vdev, path=path)
+        devid = devices.vdev_to_devid(vdev)
+        if devid < 0:
+            raise Fault("DISK_ADD_VDEV", domid=dom.domid, vdev=vdev)
+        if devid in devices.device_ids(st.xs, dom.domid, "vbd"):
+            raise Fault("DISK_ADD_EXISTS", domid=dom.domid)
+        fd = -1
+        if path:
+            flags = os.O_RDWR if devices.disk_readwrite(disk) else os.O_RDONLY
+            try:
+                fd = os.open(path, flags | os.O_CLOEXEC | os.O_NOCTTY)
+            except OSError as e:
+                raise Fault("DISK_ADD_STAT", domid=dom.domid, vdev=vdev,
+                            path="%s: %s" % (path, os.strerror(e.errno or 0))) from None
+        _, be = devices.add_vbd(st.xs, dom.domid, 0, disk, devid)
+        if fd >= 0:
+            st.disk_fds.setdefault(dom.domid, []).append((vdev, fd))
+            size = os.fstat(fd).st_size
+            st.xs.write(be + "/sectors", str(size // 512))
+            st.xs.write(be + "/sector-size", "512")
+        devices.backend_ready(st.xs, be, hotplug=False)
+        dom.config.setdefault("disks", []).append(disk)
+        st.save()
+    return devid
+
+
+def block_list(d, a: dict) -> list:
+    """libxl_device_disk_list + libxl_device_disk_getinfo for one domain."""
+    st = d.state
+    with st.lock:
+        return _rows(st, a["dom"], "vbd")
+
+
+def block_detach(d, a: dict) -> None:
+    """libxl_vdev_to_device_disk, then libxl_device_disk_safe_remove (the
+    backend must close in time, else nothing is removed) or, with force,
+    libxl_device_disk_destroy."""
+    st = d.state
+    force = bool(a.get("force"))
+    with st.lock:
+        dom = _domain(st, a["dom"], "DISK_NOT_CONNECTED", vdev=a["vdev"])
+        devid = devices.vdev_to_devid(a["vdev"])
+        if devid < 0 or devid not in devices.device_ids(st.xs, dom.domid, "vbd"):
+            raise Fault("DISK_NOT_CONNECTED", vdev=a["vdev"])
+        vdev = devices.read(st.xs, "/libxl/%d/device/vbd/%d/dev" % (dom.domid, devid)) or ""
+    ok = devices.remove_device(st.xs, dom.domid, "vbd", devid,
+                               0 if force else _timeout(a, DESTROY_TIMEOUT),
+                               alive=lambda: dom.domid in st.table.domains)
+    if not ok and not force:
+        raise Fault("DISK_REMOVE_TIMEOUT", domid=dom.domid, devid=devid,
+                    verb="safe_remove")
+    if not ok:
+        devices.remove_device(st.xs, dom.domid, "vbd", devid, 0, alive=lambda: False)
+    with st.lock:
+        keep = []
+        for v, fd in st.disk_fds.get(dom.domid, []):
+            if v == vdev:
+                os.close(fd)
+            else:
+                keep.append((v, fd))
+        st.disk_fds[dom.domid] = keep
+        dom.config["disks"] = [x for x in dom.config.get("disks") or []
+                               if devices.vdev_to_devid(x.get("vdev") or "") != devid]
+        st.save()
+
+
+# -- network ----------------------------------------------------------------
+
+def network_attach(d, a: dict) -> int:
+    """libxl_device_nic_add: setdefault (a MAC in Xen's OUI when none was
+    given, backend resolved), the next free devid (libxl__device_nextid),
+    the vif wired as libxl__set_xenstore_nic writes it; netback and
+    vif-bridge answer.  The nic joins the saved configuration with the
+    devid, type and MAC libxl__update_config_nic copies back."""
+    st = d.state
+    nic = dict(a["nic"])
+    with st.lock:
+        dom = _domain(st, a["dom"], "NIC_ADD_NO_DOMAIN")
+        be_domid = 0
+        if nic.get("backend_domname"):
+            try:
+                be_domid = st.resolve(nic["backend_domname"]).domid
+            except Fault:
+                raise Fault("NIC_ADD_FAILED") from None
+        used = devices.device_ids(st.xs, dom.domid, "vif")
+        if int(nic.get("devid", -1)) < 0:      # libxl__device_nextid: the last one's + 1
+            nic["devid"] = used[-1] + 1 if used else 0
+        elif int(nic["devid"]) in used:
+            raise Fault("NIC_ADD_EXISTS", domid=dom.domid)
+        full = devices.nic_setdefault(nic, uuidlib.uuid4().bytes)
+        _, be = devices.add_vif(st.xs, dom.domid, be_domid, full)
+        if be_domid == 0:
+            devices.backend_ready(st.xs, be, hotplug=True)
+        nic.update(devid=full["devid"], mac=full["mac"], nictype="vif")
+        dom.config.setdefault("nics", []).append(nic)
+        st.save()
+    return int(full["devid"])
+
+
+def network_list(d, a: dict) -> list:
+    """libxl_device_nic_list + libxl_device_nic_getinfo for one domain."""
+    st = d.state
+    with st.lock:
+        return _rows(st, a["dom"], "vif")
+
+
+def network_detach(d, a: dict) -> None:
+    """libxl_devid_to_device_nic / libxl_mac_to_device_nic, then
+    libxl_device_nic_remove: a backend that does not close in time is
+    removed anyway (LIBXL__FORCE_AUTO)."""
+    st = d.state
+    dev = a["dev"]
+    with st.lock:
+        dom = _domain(st, a["dom"], "UNKNOWN_DEVICE", dev=dev)
+        rows = _rows(st, a["dom"], "vif")
+        if ":" in dev:
+            hit = [r for r in rows if r["mac"].lower() == dev.lower()]
+        else:
+            hit = [r for r in rows if r["devid"] == _atoi(dev)]
+        if not hit:
+            raise Fault("UNKNOWN_DEVICE", dev=dev)
+        devid = hit[0]["devid"]
+    if not devices.remove_device(st.xs, dom.domid, "vif", devid, _timeout(a, DESTROY_TIMEOUT),
+                                 alive=lambda: dom.domid in st.table.domains):
+        devices.remove_device(st.xs, dom.domid, "vif", devid, 0, alive=lambda: False)
+    with st.lock:
+        dom.config["nics"] = [n for n in dom.config.get("nics") or []
+                              if int(n.get("devid", -1)) != devid]
+        st.save()
+
+
+# -- vkb --------------------------------------------------------------------
+
+def vkb_attach(d, a: dict) -> int:
+    """libxl_device_vkb_add through libxl__device_add_async: a QEMU backend
+    needs the domain's device model, which a PV guest here has not
+    (libxl__dm_check_start); a Linux (vinput) backend is wired and waited
+    for as long as libxl waits (LIBXL_INIT_TIMEOUT); none runs in dom0, so
+    the device is left as libxl leaves it and the command fails."""
+    st = d.state
+    vkb = dict(a["vkb"])
+    timeout = _timeout(a, DEVICE_TIMEOUT)
+    with st.lock:
+        try:
+            dom = st.resolve(a["dom"])
+        except Fault as f:
+            if f.name == "NO_SUCH_DOMID":
+                raise Fault("VKB_ADD_FAILED") from None
+            raise
+        be_domid = 0
+        if vkb.get("backend_domname"):
+            try:
+                be_domid = st.resolve(vkb["backend_domname"]).domid
+            except Fault:
+                raise Fault("VKB_ADD_FAILED") from None
+        vkb.setdefault("backend_type", "qemu")     # libxl__device_vkb_setdefault
+        used = devices.device_ids(st.xs, dom.domid, "vkbd")
+        if int(vkb.get("devid", -1)) < 0:
+            vkb["devid"] = used[-1] + 1 if used else 0
+        if vkb["backend_type"] == "qemu":
+            raise Fault("VKB_DM_REQUIRED", domid=dom.domid)
+        if int(vkb["devid"]) in used:
+            raise Fault("VKB_ADD_EXISTS", domid=dom.domid)
+        _, be = devices.add_vkb(st.xs, dom.domid, be_domid, vkb)
+        dom.config.setdefault("vkbs", []).append(vkb)
+        st.save()
+    if not devices.wait_state(st.xs, be, devices.XenbusStateInitWait, timeout,
+                              alive=lambda: be_domid in st.table.domains):
+        raise Fault("VKB_ADD_TIMEOUT", domid=dom.domid, path=be, devid=vkb["devid"])
+    return int(vkb["devid"])
+
+
+def vkb_list(d, a: dict) -> list:
+    """libxl_device_vkb_list + libxl_device_vkb_getinfo for one domain."""
+    st = d.state
+    with st.lock:
+        try:
+            dom = st.resolve(a["dom"])
+        except Fault as f:
+            if f.name == "NO_SUCH_DOMID":
+                return []
+            raise
+        rows = [devices.vkb_info(st.xs, dom.domid, i)
+                for i in devices.device_ids(st.xs, dom.domid, "vkbd")]
+    return [r for r in rows if r is not None]
+
+
+def vkb_detach(d, a: dict) -> None:
+    """libxl_devid_to_device_vkb, then libxl_device_vkb_remove."""
+    _detach(d, a, "vkbd", "vkbs", "DEVID_NOT_CONNECTED")
+
+
+# -- vdispl -----------------------------------------------------------------
+
+def vdispl_attach(d, a: dict) -> int:
+    """libxl_device_vdispl_add through libxl__device_add_async: wired as
+    libxl__set_xenstore_vdispl writes it and waited for; no display backend
+    runs in dom0, so it fails as libxl does on timeout, the device left in
+    place (libxl_device.c device_backend_callback)."""
+    st = d.state
+    vdispl = dict(a["vdispl"])
+    timeout = _timeout(a, DEVICE_TIMEOUT)
+    with st.lock:
+        try:
+            dom = st.resolve(a["dom"])
+        except Fault as f:
+            if f.name == "NO_SUCH_DOMID":
+                raise Fault("VDISPL_ADD_FAILED") from None
+            raise
+        be_domid = 0
+        if vdispl.get("backend_domname"):
+            try:
+                be_domid = st.resolve(vdispl["backend_domname"]).domid
+            except Fault:
+                raise Fault("VDISPL_ADD_FAILED") from None
+        used = devices.device_ids(st.xs, dom.domid, "vdispl")
+        if int(vdispl.get("devid", -1)) < 0:
+            vdispl["devid"] = used[-1] + 1 if used else 0
+        elif int(vdispl["devid"]) in used:
+            raise Fault("VDISPL_ADD_EXISTS", domid=dom.domid)
+        _, be = devices.add_vdispl(st.xs, dom.domid, be_domid, vdispl)
+        dom.config.setdefault("vdispls", []).append(vdispl)
+        st.save()
+    if not devices.wait_state(st.xs, be, devices.XenbusStateInitWait, timeout,
+                              alive=lambda: be_domid in st.table.domains):
+        raise Fault("VDISPL_ADD_TIMEOUT", domid=dom.domid, path=be, devid=vdispl["devid"])
+    return int(vdispl["devid"])
+
+
+def vdispl_list(d, a: dict) -> list:
+    st = d.state
+    with st.lock:
+        try:
+            dom = st.resolve(a["dom"], missing_id="NO_SUCH_DOMID")
+        except Fault as f:
+            if f.name == "NO_SUCH_DOMID":
+                return []
+            raise
+        rows = [devices.vdispl_info(st.xs, dom.domid, i)
+                for i in devices.device_ids(st.xs, dom.domid, "vdispl")]
+    return [r for r in rows if r is not None]
+
+
+def vdispl_detach(d, a: dict) -> None:
+    """libxl_devid_to_device_vdispl, then libxl_device_vdispl_remove."""
+    _detach(d, a, "vdispl", "vdispls", "DEVID_NOT_CONNECTED")
+
+
+def _detach(d, a: dict, kind: str, config_key: str, fault: str) -> None:
+    """libxl_devid_to_device_<kind>, then libxl_device_<kind>_remove: a
+    backend that does not close in time is removed anyway."""
+    st = d.state
+    devid = int(a["devid"])
+    with st.lock:
+        dom = _domain(st, a["dom"], fault, devid=devid)
+        if devid not in devices.device_ids(st.xs, dom.domid, kind):
+            raise Fault(fault, devid=devid)
+    if not devices.remove_device(st.xs, dom.domid, kind, devid, _timeout(a, DESTROY_TIMEOUT),
+                                 alive=lambda: dom.domid in st.table.domains):
+        devices.remove_device(st.xs, dom.domid, kind, devid, 0, alive=lambda: False)
+    with st.lock:
+        dom.config[config_key] = [v for v in dom.config.get(config_key) or []
+                                  if int(v.get("devid", -1)) != devid]
+        st.save()
+
+
+def channel_list(d, a: dict) -> list:
+    """libxl_device_channel_list + getinfo for one domain."""
+    st = d.state
+    with st.lock:
+        try:
+            dom = st.resolve(a["dom"])
+        except Fault as f:
+            if f.name == "NO_SUCH_DOMID":
+                return []
+            raise
+        return devices.list_channels(st.xs, dom.domid)
+
+
+def _atoi(s: str) -> int:
+    """C atoi: leading whitespace, a sign, digits; anything else ends it."""
+    import re
+
+    m = re.match(r"\s*([+-]?\d+)", s)
+    return int(m.group(1)) if m else 0
+
+
+OPS: dict[str, Op] = {
+    "block_attach": Op(block_attach, ("dom", "disk"), ("device_timeout",)),
+    "block_list": Op(block_list, ("dom",)),
+    "block_detach": Op(block_detach, ("dom", "vdev"), ("force", "device_timeout")),
+    "network_attach": Op(network_attach, ("dom", "nic"), ("device_timeout",)),
+    "network_list": Op(network_list, ("dom",)),
+    "network_detach": Op(network_detach, ("dom", "dev"), ("device_timeout",)),
+    "channel_list": Op(channel_list, ("dom",)),
+    "vkb_attach": Op(vkb_attach, ("dom", "vkb"), ("device_timeout",)),
+    "vkb_list": Op(vkb_list, ("dom",)),
+    "vkb_detach": Op(vkb_detach, ("dom", "devid"), ("device_timeout",)),
+    "vdispl_attach": Op(vdispl_attach, ("dom", "vdispl"), ("device_timeout",)),
+    "vdispl_list": Op(vdispl_list, ("dom",)),
+    "vdispl_detach": Op(vdispl_detach, ("dom", "devid"), ("device_timeout",)),
+}
