@@ -7,12 +7,13 @@ import pytest
 
 from pyxl.toolstack import daemon
 from pyxl.toolstack.errors import Fault
-from pyxl.toolstack.ops import Op, core, merge, resources
+from pyxl.toolstack.ops import Op, core, devices, merge, resources
 
 
 def test_every_op_is_one_row_of_one_table():
-    assert set(daemon.OPS) == set(core.OPS) | set(resources.OPS)
-    assert not set(core.OPS) & set(resources.OPS)
+    tables = (core.OPS, resources.OPS, devices.OPS)
+    assert set(daemon.OPS) == set().union(*tables)
+    assert len(daemon.OPS) == sum(len(t) for t in tables)        # no op in two tables
     with pytest.raises(ValueError):
         merge({"x": Op(print)}, {"x": Op(print)})
 
