@@ -453,6 +453,46 @@ def vdispl_info(xs, domid: int, devid: int) -> dict | None:
             "backend": be, "frontend": read(xs, lib + "/frontend"), "connectors": conns}
 
 
+# -- vusb -------------------------------------------------------------------
+
+def add_usbctrl(xs, domid: int, backend_domid: int, ctrl: dict) -> tuple[str, str]:
+    """libxl__device_usbctrl_add_xenstore (libxl_usb.c) for a `pv`
+    controller: the common keys, then type, usb-ver, num-ports and one
+    empty `port/N` per port."""
+    back: dict = {"frontend-id": domid, "online": 1, "state": XenbusStateInitialising,
+                  "type": ctrl["type"], "usb-ver": ctrl["version"],
+                  "num-ports": ctrl["ports"], "port": ""}
+    for i in range(int(ctrl["ports"])):
+        back["port/%d" % (i + 1)] = ""
+    front = {"backend-id": backend_domid, "state": XenbusStateInitialising}
+    out: list = []
+    _tx(xs, lambda t: out.append(generic_add(xs, t, "vusb", domid, backend_domid,
+                                             int(ctrl["devid"]), back, front)))
+    return out[-1]
+
+
+def usbctrl_info(xs, domid: int, devid: int) -> dict | None:
+    """libxl_device_usbctrl_getinfo: the type from libxl's copy, the rest
+    from the frontend and the backend (atoi; -1 where a key is missing)."""
+    lib = "/libxl/%d/device/vusb/%d" % (domid, devid)
+    kind, be = read(xs, lib + "/type"), read(xs, lib + "/backend")
+    if kind is None or be is None:
+        return None
+    fe = "/local/domain/%d/device/vusb/%d" % (domid, devid)
+    ports = _atoi_or(read(xs, be + "/num-ports"))
+    return {"devid": devid, "type": kind, "backend_id": backend_domid_of(be) or 0,
+            "state": _atoi_or(read(xs, fe + "/state")),
+            "version": _atoi_or(read(xs, be + "/usb-ver")), "ports": ports}
+
+
+def _atoi_or(v: str | None) -> int:
+    """`tmp ? atoi(tmp) : -1` (READ_SUBPATH_INT in libxl_usb.c)."""
+    if v is None:
+        return -1
+    m = re.match(r"\s*([+-]?\d+)", v)
+    return int(m.group(1)) if m else 0
+
+
 def backend_ready(xs, be: str, hotplug: bool) -> None:
     """What dom0's backend driver does on seeing a new device (blkback and
     netback's probe: state InitWait) and, for a vif, the hotplug script's

@@ -201,6 +201,45 @@ _KINDS = (
     FaultKind(172, "CPUPOOL_MOVE_FAILED", 1,
               "libxl: error: libxl_cpupool.c:437:libxl_cpupool_movedomain: {dp}"
               "Error moving domain to cpupool"),
+    # -- usb commands (xl_usb.c over libxl_usb.c); xl turns every failure into 1
+    FaultKind(173, "USBCTRL_ADD_FAILED", 1, "libxl_device_usbctrl_add failed."),
+    FaultKind(174, "USBCTRL_PV_VERSION", 1,
+              "libxl: error: libxl_usb.c:67:libxl__device_usbctrl_setdefault: "
+              "USB version for paravirtualized devices must be 1 or 2\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_usbctrl_add failed."),
+    FaultKind(175, "USBCTRL_PV_PORTS", 1,
+              "libxl: error: libxl_usb.c:75:libxl__device_usbctrl_setdefault: "
+              "Number of ports for USB controller is limited to 31\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_usbctrl_add failed."),
+    FaultKind(176, "USBCTRL_DM_REQUIRED", 1,
+              "libxl: error: libxl_dm.c:3845:libxl__dm_check_start: Domain {domid}:"
+              "device model required but not running\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_usbctrl_add failed."),
+    FaultKind(177, "USBCTRL_ADD_EXISTS", 1,
+              "libxl: error: libxl_usb.c:272:libxl__device_usbctrl_add_xenstore: Domain {domid}:"
+              "device already exists in xenstore\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_usbctrl_add failed."),
+    FaultKind(178, "USBCTRL_ADD_TIMEOUT", 1,
+              "libxl: error: libxl_device.c:1181:device_backend_callback: Domain {domid}:"
+              "unable to add device with path {path}\n"
+              "libxl: error: libxl_device.c:1481:device_addrm_aocomplete: Domain {domid}:"
+              "Unable to add vusb with id {devid}\n"
+              "libxl_device_usbctrl_add failed."),
+    FaultKind(179, "USBCTRL_UNKNOWN", 1, "Unknown device {dev}."),
+    FaultKind(180, "USBCTRL_REMOVE_FAILED", 1, "libxl_device_usbctrl_remove failed."),
+    FaultKind(181, "USBDEV_NOT_ASSIGNABLE", 1,
+              "libxl: error: libxl_usb.c:1732:libxl__device_usbdev_add: Domain {domid}:"
+              "USB device is not assignable.\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_usbdev_add failed."),
+    FaultKind(182, "USBDEV_ADD_FAILED", 1,
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_usbdev_add failed."),
+    FaultKind(183, "USBDEV_UNKNOWN", 1, "Unknown device at controller {ctrl} port {port}."),
     # -- vtpm commands
     FaultKind(40, "VTPM_ADD_FAILED", 1, "libxl_device_vtpm_add failed."),
     FaultKind(41, "UNKNOWN_DEVICE", 1, "Unknown device {dev}."),

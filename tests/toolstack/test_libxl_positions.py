@@ -126,6 +126,15 @@ SITES = [
      "unable to %s device with path %s"),
     ("VKB_ADD_TIMEOUT", "libxl_device.c", "device_addrm_aocomplete",
      "Unable to %s %s with id %u"),
+    # usb commands: libxl_usb.c (RELEASE-4.17.5 lines, as the binary's)
+    ("USBCTRL_PV_VERSION", "libxl_usb.c", "libxl__device_usbctrl_setdefault",
+     "USB version for paravirtualized devices must be 1 or 2"),
+    ("USBCTRL_PV_PORTS", "libxl_usb.c", "libxl__device_usbctrl_setdefault",
+     "Number of ports for USB controller is limited to %u"),
+    ("USBCTRL_ADD_EXISTS", "libxl_usb.c", "libxl__device_usbctrl_add_xenstore",
+     "device already exists in xenstore"),
+    ("USBDEV_NOT_ASSIGNABLE", "libxl_usb.c", "libxl__device_usbdev_add",
+     "USB device is not assignable."),
 ]
 
 

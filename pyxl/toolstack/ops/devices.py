@@ -315,6 +315,114 @@ def vdispl_detach(d, a: dict) -> None:
     _detach(d, a, "vdispl", "vdispls", "DEVID_NOT_CONNECTED")
 
 
+# -- usb --------------------------------------------------------------------
+
+USBIF_MAX_PORTNR = 31       # xen/include/public/io/usbif.h
+
+
+def usbctrl_attach(d, a: dict) -> int:
+    """libxl_device_usbctrl_add (libxl_usb.c) on a PV guest.  The simulated
+    dom0 has no usbback driver (usbback_is_loaded: no
+    /sys/bus/usb/drivers/usbback), so an `auto` controller becomes `qusb`,
+    whose QEMU backend a PV guest here has not: libxl__dm_check_start
+    refuses it.  An explicit `pv` controller is wired as
+    libxl__device_usbctrl_add_xenstore writes it and waited for
+    (libxl__wait_device_connection, LIBXL_INIT_TIMEOUT); with no usbback
+    nothing answers, and the controller stays as libxl leaves it."""
+    st = d.state
+    ctrl = dict(a["usbctrl"])
+    timeout = _timeout(a, DEVICE_TIMEOUT)
+    with st.lock:
+        dom = _domain(st, a["dom"], "USBCTRL_ADD_FAILED")
+        kind = ctrl.get("type") or "auto"
+        if kind == "auto":
+            kind = "qusb"                      # usbback_is_loaded() == 0
+        if kind == "devicemodel":
+            # the controller goes to the domain's QEMU over QMP; a PV
+            # guest here has no QEMU to ask
+            raise Fault("USBCTRL_ADD_FAILED")
+        version = int(ctrl.get("version") or 0) or 2
+        if version not in (1, 2):
+            raise Fault("USBCTRL_PV_VERSION")
+        ports = int(ctrl.get("ports") or 0) or 8
+        if not 1 <= ports <= USBIF_MAX_PORTNR:
+            raise Fault("USBCTRL_PV_PORTS")
+        used = devices.device_ids(st.xs, dom.domid, "vusb")
+        devid = int(ctrl.get("devid", -1))
+        if devid < 0:
+            devid = max(used) + 1 if used else 0        # libxl__device_nextid
+        if kind == "qusb":
+            raise Fault("USBCTRL_DM_REQUIRED", domid=dom.domid)
+        if devid in used:
+            raise Fault("USBCTRL_ADD_EXISTS", domid=dom.domid)
+        ctrl.update(type=kind, version=version, ports=ports, devid=devid)
+        _, be = devices.add_usbctrl(st.xs, dom.domid, 0, ctrl)
+        dom.config.setdefault("usbctrls", []).append(ctrl)
+        st.save()
+    if not devices.wait_state(st.xs, be, devices.XenbusStateInitWait, timeout):
+        raise Fault("USBCTRL_ADD_TIMEOUT", domid=dom.domid, path=be, devid=devid)
+    return devid
+
+
+def usb_list(d, a: dict) -> list:
+    """libxl_device_usbctrl_list + libxl_device_usbctrl_getinfo; a domid
+    with nothing there lists nothing."""
+    st = d.state
+    with st.lock:
+        try:
+            dom = st.resolve(a["dom"])
+        except Fault as f:
+            if f.name == "NO_SUCH_DOMID":
+                return []
+            raise
+        rows = [devices.usbctrl_info(st.xs, dom.domid, i)
+                for i in devices.device_ids(st.xs, dom.domid, "vusb")]
+    return [r for r in rows if r is not None]
+
+
+def usbctrl_detach(d, a: dict) -> None:
+    """libxl_devid_to_device_usbctrl, then libxl_device_usbctrl_remove: the
+    controller's devices first (none can be attached here), then the
+    generic removal of a PV controller."""
+    devid = int(a["devid"])
+    st = d.state
+    with st.lock:
+        dom = _domain(st, a["dom"], "USBCTRL_UNKNOWN", dev=a["name"])
+        if devid not in devices.device_ids(st.xs, dom.domid, "vusb"):
+            raise Fault("USBCTRL_UNKNOWN", dev=a["name"])
+    _detach(d, {"dom": a["dom"], "devid": devid, "device_timeout": a.get("device_timeout")},
+            "vusb", "usbctrls", "USBCTRL_UNKNOWN")
+
+
+def usbdev_attach(d, a: dict) -> None:
+    """libxl_device_usbdev_add: a named controller must exist (else the add
+    fails without a word); then is_usbdev_assignable looks for the host
+    device hostbus.hostaddr under /sys/bus/usb/devices, where the simulated
+    host has none."""
+    st = d.state
+    ctrl = int(a["usbdev"].get("ctrl", -1))
+    with st.lock:
+        try:
+            dom = st.resolve(a["dom"])
+            domid, used = dom.domid, devices.device_ids(st.xs, dom.domid, "vusb")
+        except Fault as f:
+            if f.name != "NO_SUCH_DOMID":
+                raise
+            domid, used = int(a["dom"]), []
+    if ctrl != -1 and ctrl not in used:
+        raise Fault("USBDEV_ADD_FAILED")
+    raise Fault("USBDEV_NOT_ASSIGNABLE", domid=domid)
+
+
+def usbdev_detach(d, a: dict) -> None:
+    """libxl_ctrlport_to_device_usbdev: no port of any controller holds a
+    host device (none can be assigned on this host)."""
+    st = d.state
+    with st.lock:
+        _domain(st, a["dom"], "USBDEV_UNKNOWN", ctrl=a["ctrl"], port=a["port"])
+    raise Fault("USBDEV_UNKNOWN", ctrl=a["ctrl"], port=a["port"])
+
+
 def _detach(d, a: dict, kind: str, config_key: str, fault: str) -> None:
     """libxl_devid_to_device_<kind>, then libxl_device_<kind>_remove: a
     backend that does not close in time is removed anyway."""
@@ -368,4 +476,9 @@ OPS: dict[str, Op] = {
     "vdispl_attach": Op(vdispl_attach, ("dom", "vdispl"), ("device_timeout",)),
     "vdispl_list": Op(vdispl_list, ("dom",)),
     "vdispl_detach": Op(vdispl_detach, ("dom", "devid"), ("device_timeout",)),
+    "usbctrl_attach": Op(usbctrl_attach, ("dom", "usbctrl"), ("device_timeout",)),
+    "usbctrl_detach": Op(usbctrl_detach, ("dom", "devid", "name"), ("device_timeout",)),
+    "usb_list": Op(usb_list, ("dom",)),
+    "usbdev_attach": Op(usbdev_attach, ("dom", "usbdev")),
+    "usbdev_detach": Op(usbdev_detach, ("dom", "ctrl", "port")),
 }
