@@ -480,19 +480,19 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 2),
     # main_vsndattach
-    Command('vsnd-attach', 'pyxl.cli.absent:unavailable', True, True,
+    Command('vsnd-attach', 'pyxl.cli.vsnd:vsnd_attach', True, True,
             'Create a new virtual sound device',
             '<Domain> <vsnd-spec-component(s)>...',
             None,
             '', None, 2),
     # main_vsndlist
-    Command('vsnd-list', 'pyxl.cli.absent:unavailable', False, False,
+    Command('vsnd-list', 'pyxl.cli.vsnd:vsnd_list', False, False,
             'List virtual display devices for a domain',
             '<Domain(s)>',
             None,
             '', None, 1),
     # main_vsnddetach
-    Command('vsnd-detach', 'pyxl.cli.absent:unavailable', False, True,
+    Command('vsnd-detach', 'pyxl.cli.vsnd:vsnd_detach', False, True,
             "Destroy a domain's virtual sound device",
             '<Domain> <DevId>',
             None,

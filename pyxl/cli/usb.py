@@ -8,6 +8,11 @@ import sys
 
 from pyxl.cli._common import call, faults
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from pyxl.cli.xlopt import Opts
+    from pyxl.config.model import Struct
+
 
 def _err(text: str) -> None:
     sys.stdout.flush()
@@ -20,7 +25,7 @@ def _find_domain(dom: str) -> None:
         call("list", dom=dom, rows=True)       # INVALID_DOMAIN
 
 
-def _tree(obj) -> dict:
+def _tree(obj: Struct) -> dict:
     from pyxl.config.libxl_json import render, struct_tree
 
     tree: dict = json.loads(render(struct_tree(obj)))
@@ -28,7 +33,7 @@ def _tree(obj) -> dict:
 
 
 @faults
-def usbctrl_attach(opts, args: list[str]) -> int:
+def usbctrl_attach(opts: Opts | None, args: list[str]) -> int:
     """main_usbctrl_attach: find_domain, then parse_usbctrl_config on each
     further argument; any failure of libxl_device_usbctrl_add is exit 1."""
     from pyxl.config import model as M
@@ -56,7 +61,7 @@ def usbctrl_attach(opts, args: list[str]) -> int:
 
 
 @faults
-def usbctrl_detach(opts, args: list[str]) -> int:
+def usbctrl_detach(opts: Opts | None, args: list[str]) -> int:
     """main_usbctrl_detach: the devid is atoi's; an unknown one is named as
     it was typed."""
     from pyxl.config.cstr import atoi
@@ -67,7 +72,7 @@ def usbctrl_detach(opts, args: list[str]) -> int:
 
 
 @faults
-def usbdev_attach(opts, args: list[str]) -> int:
+def usbdev_attach(opts: Opts | None, args: list[str]) -> int:
     """main_usbdev_attach: find_domain, then parse_usbdev_config on each
     further argument."""
     from pyxl.config import model as M
@@ -101,7 +106,7 @@ def usbdev_attach(opts, args: list[str]) -> int:
 
 
 @faults
-def usbdev_detach(opts, args: list[str]) -> int:
+def usbdev_detach(opts: Opts | None, args: list[str]) -> int:
     """main_usbdev_detach: find_domain, atoi controller and port, at most
     three arguments."""
     from pyxl.config.cstr import atoi
@@ -116,7 +121,7 @@ def usbdev_detach(opts, args: list[str]) -> int:
 
 
 @faults
-def usb_list(opts, args: list[str]) -> int:
+def usb_list(opts: Opts | None, args: list[str]) -> int:
     """main_usblist: one header per controller (sic: xl repeats it), its
     row, then one line per port; no host device can sit in one here."""
     _find_domain(args[0])

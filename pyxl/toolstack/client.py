@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 START_TIMEOUT = 15.0
 DEVICE_OPS = ("create", "vtpm_attach", "vtpm_detach", "block_attach", "block_detach",
               "network_attach", "network_detach", "vkb_attach", "vkb_detach",
-              "vdispl_attach", "vdispl_detach", "usbctrl_attach", "usbctrl_detach")
+              "vdispl_attach", "vdispl_detach", "usbctrl_attach", "usbctrl_detach",
+              "vsnd_attach", "vsnd_detach")
 
 
 class Client:

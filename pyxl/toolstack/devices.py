@@ -453,6 +453,100 @@ def vdispl_info(xs, domid: int, devid: int) -> dict | None:
             "backend": be, "frontend": read(xs, lib + "/frontend"), "connectors": conns}
 
 
+# -- vsnd -------------------------------------------------------------------
+
+def _vsnd_params(prefix: str, params: dict, front: dict) -> None:
+    """libxl__set_params_vsnd: only what is set; lists comma-separated."""
+    if params.get("sample_rates"):
+        front[prefix + "sample-rates"] = ",".join("%d" % r for r in params["sample_rates"])
+    if params.get("sample_formats"):
+        front[prefix + "sample-formats"] = ",".join(params["sample_formats"])
+    for key in ("channels_min", "channels_max", "buffer_size"):
+        if params.get(key):
+            front[prefix + key.replace("_", "-")] = "%d" % params[key]
+
+
+def vsnd_front(vsnd: dict) -> dict:
+    """libxl__set_xenstore_vsnd (libxl_vsnd.c): the card's names and
+    parameters, then each PCM's and each stream's, all in the frontend
+    (xen/include/public/io/sndif.h field names)."""
+    front: dict = {}
+    if vsnd.get("long_name") is not None:
+        front["long-name"] = vsnd["long_name"]
+    if vsnd.get("short_name") is not None:
+        front["short-name"] = vsnd["short_name"]
+    _vsnd_params("", vsnd.get("params") or {}, front)
+    for i, pcm in enumerate(vsnd.get("pcms") or []):
+        if pcm.get("name") is not None:
+            front["%d/name" % i] = pcm["name"]
+        _vsnd_params("%d/" % i, pcm.get("params") or {}, front)
+        for j, st in enumerate(pcm.get("streams") or []):
+            if st.get("unique_id") is not None:      # libxl__xs_writev skips NULL
+                front["%d/%d/unique-id" % (i, j)] = st["unique_id"]
+            if st.get("type"):
+                front["%d/%d/type" % (i, j)] = st["type"]
+            _vsnd_params("%d/%d/" % (i, j), st.get("params") or {}, front)
+    return front
+
+
+def add_vsnd(xs, domid: int, backend_domid: int, vsnd: dict) -> tuple[str, str]:
+    back = {"frontend-id": domid, "online": 1, "state": XenbusStateInitialising}
+    front = dict({"backend-id": backend_domid, "state": XenbusStateInitialising},
+                 **vsnd_front(vsnd))
+    out: list = []
+    _tx(xs, lambda t: out.append(generic_add(xs, t, "vsnd", domid, backend_domid,
+                                             int(vsnd["devid"]), back, front)))
+    return out[-1]
+
+
+def _params_of(xs, path: str) -> dict:
+    """libxl__params_from_xenstore: lists split at spaces and commas."""
+    p: dict = {}
+    for key in ("sample-rates", "sample-formats"):
+        v = read(xs, "%s/%s" % (path, key))
+        if v is not None:
+            items = [x for x in re.split(r"[ ,]", v) if x]
+            p[key.replace("-", "_")] = ([_strtoul(x) for x in items]
+                                        if key == "sample-rates" else items)
+    for key in ("channels-min", "channels-max", "buffer-size"):
+        v = read(xs, "%s/%s" % (path, key))
+        if v is not None:
+            p[key.replace("-", "_")] = _strtoul(v)
+    return p
+
+
+def _strtoul(v: str) -> int:
+    m = re.match(r"\s*\+?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9]\d*)", v)
+    return int(m.group(1), 0) & 0xFFFFFFFF if m else 0
+
+
+def vsnd_info(xs, domid: int, devid: int) -> dict | None:
+    """libxl__vsnd_from_xenstore and libxl_device_vsnd_getinfo: the card as
+    the frontend holds it, PCMs and streams counted from 0 until one is
+    missing, each stream's ring-ref and event-channel (-1 if absent)."""
+    lib = "/libxl/%d/device/vsnd/%d" % (domid, devid)
+    be, fe = read(xs, lib + "/backend"), read(xs, lib + "/frontend")
+    if be is None or fe is None:
+        return None
+    pcms: list = []
+    while read(xs, "%s/%d" % (fe, len(pcms))) is not None:
+        pp = "%s/%d" % (fe, len(pcms))
+        streams: list = []
+        while read(xs, "%s/%d" % (pp, len(streams))) is not None:
+            sp = "%s/%d" % (pp, len(streams))
+            streams.append({"unique_id": read(xs, sp + "/unique-id"),
+                            "type": read(xs, sp + "/type"), "params": _params_of(xs, sp),
+                            "req_rref": _num(read(xs, sp + "/ring-ref")),
+                            "req_evtch": _num(read(xs, sp + "/event-channel"))})
+        pcms.append({"name": read(xs, pp + "/name"), "params": _params_of(xs, pp),
+                     "streams": streams})
+    return {"devid": devid, "backend_id": backend_domid_of(be) or 0, "frontend_id": domid,
+            "state": _num(read(xs, fe + "/state")), "backend": be, "frontend": fe,
+            "short_name": read(xs, fe + "/short-name"),
+            "long_name": read(xs, fe + "/long-name"), "params": _params_of(xs, fe),
+            "pcms": pcms}
+
+
 # -- vusb -------------------------------------------------------------------
 
 def add_usbctrl(xs, domid: int, backend_domid: int, ctrl: dict) -> tuple[str, str]:

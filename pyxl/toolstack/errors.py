@@ -201,6 +201,19 @@ _KINDS = (
     FaultKind(172, "CPUPOOL_MOVE_FAILED", 1,
               "libxl: error: libxl_cpupool.c:437:libxl_cpupool_movedomain: {dp}"
               "Error moving domain to cpupool"),
+    # -- vsnd commands (xl_vsnd.c over libxl_vsnd.c)
+    FaultKind(184, "VSND_ADD_FAILED", 253, "libxl_device_vsnd_add failed."),
+    FaultKind(185, "VSND_ADD_EXISTS", 253,
+              "libxl: error: libxl_device.c:1998:libxl__device_add_async: Domain {domid}:"
+              "device already exists in xenstore\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_vsnd_add failed."),
+    FaultKind(186, "VSND_ADD_TIMEOUT", 253,
+              "libxl: error: libxl_device.c:1181:device_backend_callback: Domain {domid}:"
+              "unable to add device with path {path}\n"
+              "libxl: error: libxl_device.c:1481:device_addrm_aocomplete: Domain {domid}:"
+              "Unable to add vsnd with id {devid}\n"
+              "libxl_device_vsnd_add failed."),
     # -- usb commands (xl_usb.c over libxl_usb.c); xl turns every failure into 1
     FaultKind(173, "USBCTRL_ADD_FAILED", 1, "libxl_device_usbctrl_add failed."),
     FaultKind(174, "USBCTRL_PV_VERSION", 1,

@@ -210,6 +210,13 @@ def test_vif_at_create_and_network_attach_list_detach(host):
     ["vdispl-attach", "0", "connectors=a:12"],
     ["vdispl-attach", "0", "connectors=a:x;b:1x1"],
     ["vdispl-attach", "0", "frob=1"],
+    ["vsnd-attach", "0", "card,short-name=SN,long-name=LN,sample-rates=8000;48000",
+     "pcm,name=P0,channels-max=2,sample-formats=s16_le;u8",
+     "stream,unique-id=S0,type=p,buffer-size=0x100", "stream,type=c"],
+    ["vsnd-attach", "0", "stream,unique-id=S"],
+    ["vsnd-attach", "0", "speaker,x=1"],
+    ["vsnd-attach", "0", "card,frob=1"],
+    ["vsnd-attach", "0", "stream,type=x"],
 ])
 def test_dry_run_as_xl(host, args):
     from oracle.xl import XL, _need_xl, xl_env

@@ -315,6 +315,63 @@ def vdispl_detach(d, a: dict) -> None:
     _detach(d, a, "vdispl", "vdispls", "DEVID_NOT_CONNECTED")
 
 
+# -- vsnd -------------------------------------------------------------------
+
+def vsnd_attach(d, a: dict) -> int:
+    """libxl_device_vsnd_add through libxl__device_add_async: wired as
+    libxl__set_xenstore_vsnd writes it and waited for; no sound backend
+    runs in dom0, so it fails as libxl does on timeout, the device left in
+    place (libxl_device.c device_backend_callback)."""
+    st = d.state
+    vsnd = dict(a["vsnd"])
+    timeout = _timeout(a, DEVICE_TIMEOUT)
+    with st.lock:
+        try:
+            dom = st.resolve(a["dom"])
+        except Fault as f:
+            if f.name == "NO_SUCH_DOMID":
+                raise Fault("VSND_ADD_FAILED") from None
+            raise
+        be_domid = 0
+        if vsnd.get("backend_domname"):
+            try:
+                be_domid = st.resolve(vsnd["backend_domname"]).domid
+            except Fault:
+                raise Fault("VSND_ADD_FAILED") from None
+        used = devices.device_ids(st.xs, dom.domid, "vsnd")
+        if int(vsnd.get("devid", -1)) < 0:
+            vsnd["devid"] = max(used) + 1 if used else 0
+        elif int(vsnd["devid"]) in used:
+            raise Fault("VSND_ADD_EXISTS", domid=dom.domid)
+        _, be = devices.add_vsnd(st.xs, dom.domid, be_domid, vsnd)
+        dom.config.setdefault("vsnds", []).append(vsnd)
+        st.save()
+    if not devices.wait_state(st.xs, be, devices.XenbusStateInitWait, timeout,
+                              alive=lambda: be_domid in st.table.domains):
+        raise Fault("VSND_ADD_TIMEOUT", domid=dom.domid, path=be, devid=vsnd["devid"])
+    return int(vsnd["devid"])
+
+
+def vsnd_list(d, a: dict) -> list:
+    """libxl_device_vsnd_list + libxl_device_vsnd_getinfo for one domain."""
+    st = d.state
+    with st.lock:
+        try:
+            dom = st.resolve(a["dom"], missing_id="NO_SUCH_DOMID")
+        except Fault as f:
+            if f.name == "NO_SUCH_DOMID":
+                return []
+            raise
+        rows = [devices.vsnd_info(st.xs, dom.domid, i)
+                for i in devices.device_ids(st.xs, dom.domid, "vsnd")]
+    return [r for r in rows if r is not None]
+
+
+def vsnd_detach(d, a: dict) -> None:
+    """libxl_devid_to_device_vsnd, then libxl_device_vsnd_remove."""
+    _detach(d, a, "vsnd", "vsnds", "DEVID_NOT_CONNECTED")
+
+
 # -- usb --------------------------------------------------------------------
 
 USBIF_MAX_PORTNR = 31       # xen/include/public/io/usbif.h
@@ -476,6 +533,9 @@ OPS: dict[str, Op] = {
     "vdispl_attach": Op(vdispl_attach, ("dom", "vdispl"), ("device_timeout",)),
     "vdispl_list": Op(vdispl_list, ("dom",)),
     "vdispl_detach": Op(vdispl_detach, ("dom", "devid"), ("device_timeout",)),
+    "vsnd_attach": Op(vsnd_attach, ("dom", "vsnd"), ("device_timeout",)),
+    "vsnd_list": Op(vsnd_list, ("dom",)),
+    "vsnd_detach": Op(vsnd_detach, ("dom", "devid"), ("device_timeout",)),
     "usbctrl_attach": Op(usbctrl_attach, ("dom", "usbctrl"), ("device_timeout",)),
     "usbctrl_detach": Op(usbctrl_detach, ("dom", "devid", "name"), ("device_timeout",)),
     "usb_list": Op(usb_list, ("dom",)),
