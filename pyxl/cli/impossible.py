@@ -230,6 +230,33 @@ def pci_attach(opts, args) -> int:
     return 1
 
 
+@faults
+def pci_detach(opts, args) -> int:
+    """main_pcidetach without -f: the spec parsed (a bad one exits 2), then
+    libxl_device_pci_remove (libxl_pci.c do_pci_remove) asks for the
+    domain's type and lists its passed-through devices: there are none, so
+    the removal fails and device_addrm_aocomplete says so; exit 1.  With -f
+    (libxl_device_pci_destroy) libxl goes on to reset and deassign the
+    host device, which this host cannot yet play."""
+    from pyxl.cli.absent import unavailable
+    from pyxl.config.model import DevicePci
+    from pyxl.config.pci import parse_pci
+
+    if any(k == "f" for k, _ in opts or []):
+        return unavailable(opts, args)
+    domid, vcpus = _find(args[0])
+    spec = args[1]
+    pci = DevicePci()
+    if parse_pci(pci, spec, lambda s: _err(s)):
+        _err('pci-detach: malformed PCI_SPEC_STRING "%s"\n' % spec)
+        return 2
+    # a named device is looked up first (name2bdf: none has a name here)
+    _err((_DOMAIN_TYPE % domid if vcpus is None and not pci.name else "")
+         + "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: "
+           "unable to remove device\n")
+    return 1
+
+
 def _parse_bdf(text: str):
     """xlu_pci_parse_bdf: a DevicePci, or None where xl says "malformed"
     (what follows the BDF is not looked at)."""

@@ -114,7 +114,7 @@ COMMANDS: tuple[Command, ...] = (
             None,
             '', None, 2),
     # main_pcidetach
-    Command('pci-detach', 'pyxl.cli.absent:unavailable', False, True,
+    Command('pci-detach', 'pyxl.cli.impossible:pci_detach', False, True,
             "Remove a domain's pass-through pci device",
             '<Domain> <PCI_SPEC_STRING>',
             None,

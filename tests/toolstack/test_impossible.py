@@ -94,6 +94,17 @@ def test_no_device_model_no_pci_no_rdt(host, at, tmp_path):
         "unable to add device\n"]))
     p = host.run("pci-attach", "g", "zz")
     assert (p.returncode, p.stderr) == (2, 'pci-attach: malformed PCI_SPEC_STRING "zz"\n')
+    # pci-detach (do_pci_remove): the domain passes nothing through
+    unable_to_remove = (at("unable to %s device", "libxl_device.c", "device_addrm_aocomplete")
+                        + "unable to remove device\n")
+    p = host.run("pci-detach", "g", "0000:00:02.0")
+    assert (p.returncode, p.stdout, p.stderr) == (1, "", unable_to_remove)
+    p = host.run("pci-detach", "7", "00:02.0")
+    assert (p.returncode, p.stderr) == (1, at(
+        "unable to get domain type for domid=%u", "libxl_dom.c", "libxl__domain_type")
+        + "unable to get domain type for domid=7\n" + unable_to_remove)
+    p = host.run("pci-detach", "g", "zz")
+    assert (p.returncode, p.stderr) == (2, 'pci-detach: malformed PCI_SPEC_STRING "zz"\n')
     # RDT: CMT off, CAT/MBA queries fail silently, sets are ENODEV
     p = host.run("psr-hwinfo")
     assert (p.returncode, p.stdout) == (253, "Cache Monitoring Technology (CMT):\n"
