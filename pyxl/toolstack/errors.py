@@ -226,6 +226,33 @@ _KINDS = (
               "Number of ports for USB controller is limited to 31\n"
               "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
               "libxl_device_usbctrl_add failed."),
+    FaultKind(187, "USBCTRL_DM_PORTS_1", 1,
+              "libxl: error: libxl_usb.c:88:libxl__device_usbctrl_setdefault: "
+              "Number of ports for USB controller of version 1 is always 2\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_usbctrl_add failed."),
+    FaultKind(188, "USBCTRL_DM_PORTS_2", 1,
+              "libxl: error: libxl_usb.c:98:libxl__device_usbctrl_setdefault: "
+              "Number of ports for USB controller of version 2 is always 6\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_usbctrl_add failed."),
+    FaultKind(189, "USBCTRL_DM_PORTS_3", 1,
+              "libxl: error: libxl_usb.c:110:libxl__device_usbctrl_setdefault: "
+              "Number of ports for USB controller of version 3 is limited to 15\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_usbctrl_add failed."),
+    FaultKind(190, "USBCTRL_DM_VERSION", 1,
+              "libxl: error: libxl_usb.c:117:libxl__device_usbctrl_setdefault: "
+              "Illegal USB version\n"
+              "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: unable to add device\n"
+              "libxl_device_usbctrl_add failed."),
+    FaultKind(191, "USBCTRL_QMP_FAILED", 1,
+              "libxl: error: libxl_qmp.c:1334:qmp_ev_lock_aquired: Domain {domid}:"
+              "Failed to connect to QMP socket /var/run/xen/qmp-libxl-{domid}: "
+              "No such file or directory\n"
+              "libxl: error: libxl_device.c:1481:device_addrm_aocomplete: Domain {domid}:"
+              "Unable to add vusb with id {devid}\n"
+              "libxl_device_usbctrl_add failed."),
     FaultKind(176, "USBCTRL_DM_REQUIRED", 1,
               "libxl: error: libxl_dm.c:3845:libxl__dm_check_start: Domain {domid}:"
               "device model required but not running\n"

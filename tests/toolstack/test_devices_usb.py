@@ -36,6 +36,20 @@ def test_usbctrl_attach_list_detach(host, at):
     assert (p.returncode, p.stderr) == (1, "Invalid usb controller type 'usb3'\n")
     p = host.run("usbctrl-attach", "u", "frob")
     assert (p.returncode, p.stderr) == (1, "Unknown string `frob' in usbctrl spec\n")
+    # a devicemodel controller goes to the guest's QEMU, which a PV guest has not
+    p = host.run("usbctrl-attach", "u", "type=devicemodel")
+    assert (p.returncode, p.stderr.splitlines()) == (1, [
+        at("Failed to connect to QMP socket %s", "libxl_qmp.c", "qmp_ev_lock_aquired")
+        + "Domain 1:Failed to connect to QMP socket /var/run/xen/qmp-libxl-1: No such file"
+          " or directory",
+        "libxl: error: libxl_device.c:1481:device_addrm_aocomplete: Domain 1:"
+        "Unable to add vusb with id 0",
+        "libxl_device_usbctrl_add failed."])
+    p = host.run("usbctrl-attach", "u", "type=devicemodel", "version=1", "ports=3")
+    assert p.stderr.splitlines()[0] == at(
+        "Number of ports for USB controller of version 1 is always 2", "libxl_usb.c",
+        "libxl__device_usbctrl_setdefault") + \
+        "Number of ports for USB controller of version 1 is always 2"
     assert host.run("usb-list", "u").stdout == ""
     # an explicit pv controller: written as libxl writes it, then libxl's
     # wait for a usbback that never comes

@@ -382,7 +382,7 @@ def usbctrl_attach(d, a: dict) -> int:
     dom0 has no usbback driver (usbback_is_loaded: no
     /sys/bus/usb/drivers/usbback), so an `auto` controller becomes `qusb`,
     whose QEMU backend a PV guest here has not: libxl__dm_check_start
-    refuses it.  An explicit `pv` controller is wired as
+    refuses it; a `devicemodel` one is asked of a QEMU that is not there.  An explicit `pv` controller is wired as
     libxl__device_usbctrl_add_xenstore writes it and waited for
     (libxl__wait_device_connection, LIBXL_INIT_TIMEOUT); with no usbback
     nothing answers, and the controller stays as libxl leaves it."""
@@ -394,20 +394,37 @@ def usbctrl_attach(d, a: dict) -> int:
         kind = ctrl.get("type") or "auto"
         if kind == "auto":
             kind = "qusb"                      # usbback_is_loaded() == 0
-        if kind == "devicemodel":
-            # the controller goes to the domain's QEMU over QMP; a PV
-            # guest here has no QEMU to ask
-            raise Fault("USBCTRL_ADD_FAILED")
         version = int(ctrl.get("version") or 0) or 2
-        if version not in (1, 2):
-            raise Fault("USBCTRL_PV_VERSION")
-        ports = int(ctrl.get("ports") or 0) or 8
-        if not 1 <= ports <= USBIF_MAX_PORTNR:
-            raise Fault("USBCTRL_PV_PORTS")
+        ports = int(ctrl.get("ports") or 0)
+        if kind == "devicemodel":
+            # QEMU's fixed controllers: uhci 2 ports, ehci 6, xhci up to 15
+            if version not in (1, 2, 3):
+                raise Fault("USBCTRL_DM_VERSION")
+            fixed = {1: 2, 2: 6}.get(version)
+            if fixed and ports and ports != fixed:
+                raise Fault("USBCTRL_DM_PORTS_%d" % version)
+            ports = fixed or ports or 8
+            if ports > 15:
+                raise Fault("USBCTRL_DM_PORTS_3")
+        else:
+            if version not in (1, 2):
+                raise Fault("USBCTRL_PV_VERSION")
+            ports = ports or 8
+            if not 1 <= ports <= USBIF_MAX_PORTNR:
+                raise Fault("USBCTRL_PV_PORTS")
         used = devices.device_ids(st.xs, dom.domid, "vusb")
         devid = int(ctrl.get("devid", -1))
         if devid < 0:
             devid = max(used) + 1 if used else 0        # libxl__device_nextid
+        if kind == "devicemodel":
+            # recorded in the saved configuration, then handed to the
+            # domain's QEMU over QMP (libxl__device_usbctrl_add_hvm): a PV
+            # guest here has none to connect to; libxl takes its xenstore
+            # entries back (libxl__device_usbctrl_del_xenstore)
+            ctrl.update(type=kind, version=version, ports=ports, devid=devid)
+            dom.config.setdefault("usbctrls", []).append(ctrl)
+            st.save()
+            raise Fault("USBCTRL_QMP_FAILED", domid=dom.domid, devid=devid)
         if kind == "qusb":
             raise Fault("USBCTRL_DM_REQUIRED", domid=dom.domid)
         if devid in used:
