@@ -455,17 +455,11 @@ def usb_list(d, a: dict) -> list:
 
 
 def usbctrl_detach(d, a: dict) -> None:
-    """libxl_devid_to_device_usbctrl, then libxl_device_usbctrl_remove: the
-    controller's devices first (none can be attached here), then the
-    generic removal of a PV controller."""
-    devid = int(a["devid"])
-    st = d.state
-    with st.lock:
-        dom = _domain(st, a["dom"], "USBCTRL_UNKNOWN", dev=a["name"])
-        if devid not in devices.device_ids(st.xs, dom.domid, "vusb"):
-            raise Fault("USBCTRL_UNKNOWN", dev=a["name"])
-    _detach(d, {"dom": a["dom"], "devid": devid, "device_timeout": a.get("device_timeout")},
-            "vusb", "usbctrls", "USBCTRL_UNKNOWN")
+    """libxl_devid_to_device_usbctrl (an unknown one named as xl was given
+    it), then libxl_device_usbctrl_remove: the controller's devices first
+    (none can be attached here), then the generic removal of a PV
+    controller."""
+    _detach(d, a, "vusb", "usbctrls", "USBCTRL_UNKNOWN", dev=a["name"])
 
 
 def usbdev_attach(d, a: dict) -> None:
@@ -497,15 +491,15 @@ def usbdev_detach(d, a: dict) -> None:
     raise Fault("USBDEV_UNKNOWN", ctrl=a["ctrl"], port=a["port"])
 
 
-def _detach(d, a: dict, kind: str, config_key: str, fault: str) -> None:
+def _detach(d, a: dict, kind: str, config_key: str, fault: str, **fault_args) -> None:
     """libxl_devid_to_device_<kind>, then libxl_device_<kind>_remove: a
     backend that does not close in time is removed anyway."""
     st = d.state
     devid = int(a["devid"])
     with st.lock:
-        dom = _domain(st, a["dom"], fault, devid=devid)
+        dom = _domain(st, a["dom"], fault, devid=devid, **fault_args)
         if devid not in devices.device_ids(st.xs, dom.domid, kind):
-            raise Fault(fault, devid=devid)
+            raise Fault(fault, devid=devid, **fault_args)
     if not devices.remove_device(st.xs, dom.domid, kind, devid, _timeout(a, DESTROY_TIMEOUT),
                                  alive=lambda: dom.domid in st.table.domains):
         devices.remove_device(st.xs, dom.domid, kind, devid, 0, alive=lambda: False)
