@@ -24,7 +24,9 @@ import sys
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
 if TYPE_CHECKING:
     import _socket
-    from typing import Callable
+    from typing import Callable, TypeVar
+
+    _T = TypeVar("_T")
 
     from pyxl.domain.xen import XenInterface
 
@@ -102,7 +104,7 @@ class Domain:
                     break
         return True
 
-    def _dial(self, hello: Callable[[_socket.socket], object]) -> object:
+    def _dial(self, hello: Callable[[_socket.socket], _T]) -> _T:
         """Connect to the host's xenbus socket and run hello(sock) on it,
         retrying until a daemon answers.  A daemon that does not know this
         process (a create that never completed: its domain was never
