@@ -54,7 +54,9 @@ def extend_request(pcr: int, digest: bytes) -> bytes:
 
 def parse_menu(text: str) -> tuple[str, str, str | None]:
     """(kernel path, arguments, initrd path or None) of the default entry."""
-    default, entries, cur = 0, [], None
+    default = 0
+    entries: list[dict[str, str | None]] = []
+    cur: dict[str, str | None] | None = None
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -71,11 +73,12 @@ def parse_menu(text: str) -> tuple[str, str, str | None]:
             entries.append(cur)
         elif word in ("kernel", "initrd") and cur is not None:
             cur[word] = rest
-    if not entries or default >= len(entries) or not entries[default]["kernel"]:
+    e = entries[default] if entries and default < len(entries) else {}
+    kernel, initrd = e.get("kernel"), e.get("initrd")
+    if not kernel:
         raise BootError("Error 15: File not found")
-    e = entries[default]
-    path, _, args = e["kernel"].partition(" ")
-    return path, args.strip(), e["initrd"].split()[0] if e["initrd"] else None
+    path, _, args = kernel.partition(" ")
+    return path, args.strip(), initrd.split()[0] if initrd else None
 
 
 def boot_entry(cmdline: str) -> tuple[str, str, str | None]:

@@ -40,10 +40,10 @@ class Guest:
         self.tree = GuestTree.create(dom)                    # the guest's own files
         self.event_log: bytes | None = getattr(dom, "tpm_event_log", None)   # from pv-grub
         if self.event_log:
-            self._place_event_log()
+            self._place_event_log(self.event_log)
         self.shell = shell.Shell(self.tree, self, shell.Call(self._console_bytes, tty=True))
 
-    def _place_event_log(self) -> None:
+    def _place_event_log(self, event_log: bytes) -> None:
         """The event log as a file of the guest's tree at its /sys path, where
         the programs the guest runs (tpm2_eventlog) find it; the guest's own
         /sys is virtual, so its shell cannot write there.  The tree is new
@@ -52,7 +52,7 @@ class Guest:
         os.makedirs(os.path.dirname(path), 0o755)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o440)
         with os.fdopen(fd, "wb") as f:
-            f.write(self.event_log)
+            f.write(event_log)
 
     # -- console output --------------------------------------------------
     def out(self, text: str) -> None:
@@ -221,7 +221,7 @@ class Guest:
         if path in ("/dev/console", "/dev/hvc0", "/dev/tty"):
             return shell.Call(self._console_bytes, tty=True)
         if path == "/proc/sysrq-trigger":
-            return shell.Call(lambda data: data[:1].strip() and self.sysrq(data[:1].decode()))
+            return shell.Call(self._sysrq_trigger)
         return None
 
     def yes(self, word: str, io) -> None:
@@ -299,6 +299,12 @@ class Guest:
         return self.tpm.list_sysfs(path)
 
     # -- going down -------------------------------------------------------
+    def _sysrq_trigger(self, data: bytes) -> None:
+        """A write to /proc/sysrq-trigger: its first byte, unless blank, is the key."""
+        key = data[:1].strip()
+        if key:
+            self.sysrq(key.decode())
+
     def sysrq(self, key: str) -> None:
         """drivers/tty/sysrq.c __handle_sysrq: the key's action message (at a
         raised console loglevel, so it reaches the console), then its

@@ -95,7 +95,10 @@ class GuestTpm:
         try:
             if not self.ready():
                 raise TpmDeviceError(19, "No such device")       # ENODEV
-            return self.front.transmit(request)
+            f = self.front
+            if f is None:                                       # detached meanwhile
+                raise TpmDeviceError(19, "No such device")
+            return f.transmit(request)
         except TpmDeviceError:
             raise
         except OSError:                  # the hypervisor connection broke meanwhile

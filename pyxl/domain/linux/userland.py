@@ -127,7 +127,7 @@ class Userland:
         except NoNetwork as e:
             (io.get("err") or self._print)(
                 b"-bash: %s: not run: the guest has no network of its own: %s\n"
-                % (name.encode(), e.strerror.encode()))
+                % (name.encode(), (e.strerror or str(e)).encode()))
             return 126
 
     # -- tcsd ----------------------------------------------------------------
@@ -232,7 +232,8 @@ class Userland:
         except subprocess.TimeoutExpired as e:
             stdout, stderr, status = e.stdout or b"", e.stderr or b"", 128 + 9
         except OSError as e:
-            err(b"-bash: %s: %s\n" % (os.path.basename(prog).encode(), e.strerror.encode()))
+            err(b"-bash: %s: %s\n" % (os.path.basename(prog).encode(),
+                                       (e.strerror or str(e)).encode()))
             return 126
         if stdout:
             out(stdout)
