@@ -34,7 +34,8 @@ def config_json(d_config: DomainConfig | dict[str, Any] | str | bytes) -> dict[s
     return json.loads(to_json(d_config))
 
 
-def create_domain(d_config: DomainConfig | dict[str, Any] | str | bytes, config_file: str = "", config_data: str | bytes = "",
+def create_domain(d_config: DomainConfig | dict[str, Any] | str | bytes, config_file: str = "",
+                  config_data: str | bytes = "",
                   console: bool = False, paused: bool = False, quiet: bool = False,
                   monitor: bool = True, foreground: bool = False) -> int:
     cfg = config_json(d_config)
