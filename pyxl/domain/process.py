@@ -50,6 +50,10 @@ class Domain:
     until a new daemon takes the domain back; the daemon knows it by its pid.
     """
 
+    # a TPM 2.0 guest's measured-boot event log, left by pv-grub's
+    # measurement (pyxl.domain.pvgrub) for the kernel (pyxl.domain.linux.guest)
+    tpm_event_log: bytes | None
+
     def __init__(self, spec: dict):
         self.spec = spec
         self.domid = spec["domid"]

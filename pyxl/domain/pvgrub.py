@@ -33,6 +33,11 @@ import hashlib
 import re
 import struct
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from pyxl.domain.minios import Printk
+    from pyxl.domain.process import Domain
+
 TPM_ORD_EXTEND = 0x14
 PCR_KERNEL, PCR_CMDLINE = 4, 5
 _DEVICE = re.compile(r"^\([a-z]+\d+(,\d+)?\)")
@@ -103,7 +108,7 @@ def read_file(path: str) -> bytes:
         raise BootError("Error 15: File not found") from None
 
 
-def measure(dom, printk, kernel: bytes, args: str, initrd: bytes,
+def measure(dom: Domain, printk: Printk, kernel: bytes, args: str, initrd: bytes,
             kernel_path: str = "", initrd_path: str = "") -> bool:
     """tpm_hash2pcr: three extends through the guest's vTPM; False if none.
     For a TPM 2.0 the event log is left in dom.tpm_event_log."""
@@ -144,7 +149,7 @@ def measure(dom, printk, kernel: bytes, args: str, initrd: bytes,
     return True
 
 
-def boot(dom) -> None:
+def boot(dom: Domain) -> None:
     from pyxl.domain.minios import make_printk
 
     printk = make_printk(dom.console_write)

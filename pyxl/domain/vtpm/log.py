@@ -16,6 +16,10 @@ from pyxl.tpm import constants as C
 
 from .emulog_data import ORD_DEBUG_LINE, RC_TEXT
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from pyxl.domain.minios import Printk
+
 LOG_ERR, LOG_INFO, LOG_DEBUG = 3, 6, 7
 _KIND = {"Info": LOG_INFO, "Error": LOG_ERR, "Debug": LOG_DEBUG}
 # vtpm.c lines (seed)
@@ -37,7 +41,7 @@ STATUS_MODE_RCS = {C.TPM_DISABLED, C.TPM_DEACTIVATED, C.TPM_INVALID_POSTINIT,
 
 
 class VtpmLog:
-    def __init__(self, printk, loglevel: int = LOG_INFO):
+    def __init__(self, printk: Printk, loglevel: int = LOG_INFO):
         self.printk = printk
         self.loglevel = loglevel
 

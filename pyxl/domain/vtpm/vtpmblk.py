@@ -36,6 +36,13 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pyxl.domain.minios import disk_is_blank
 from pyxl.domain.vtpmmgr.protocol import HASHKEYSZ, HASHSZ, NVMKEYSZ
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from typing import Callable
+
+    from .log import VtpmLog
+    from .vtpm_cmd import ManagerClient
+
 
 BLKSZ = 16
 F = "vtpmblk.c"
@@ -71,7 +78,8 @@ def slot_bytes(clear_len: int) -> int:
 
 
 class VtpmBlk:
-    def __init__(self, fd: int, manager, log, rng):
+    def __init__(self, fd: int, manager: ManagerClient, log: VtpmLog,
+                 rng: Callable[[int], bytes]):
         self.fd = fd
         self.manager = manager
         self.log = log
