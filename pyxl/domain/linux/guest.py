@@ -12,6 +12,11 @@ import time
 from pyxl.domain.linux import shell, userland
 from pyxl.domain.linux.fs import GuestTree
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from pyxl.domain.process import Domain
+    from pyxl.domain.xen import XenInterface
+
 KERNEL_RELEASE = "6.1.0-18-amd64"
 KERNEL_VERSION = "#1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1 (2024-02-01)"
 CRLF = "\r\n"
@@ -25,7 +30,7 @@ HOST_ENV = ("PATH", "HOME", "PWD", "OLDPWD", "SHELL", "SHLVL", "TERM", "USER", "
 
 
 class Guest:
-    def __init__(self, dom):
+    def __init__(self, dom: Domain):
         self.dom = dom
         self.t0 = time.monotonic()
         self.dmesg: list[str] = []
@@ -126,6 +131,8 @@ class Guest:
         pending = ""
         while True:
             data = self.dom.console_read()
+            if data is None:            # only after a timeout, and none is given
+                continue
             for b in data:
                 if b in (13, 10):
                     self.out("\n")
@@ -173,7 +180,8 @@ class Guest:
             self.dom.console_write(data.replace(b"\n", b"\r\n"))
 
     # -- what the shell asks of the kernel: programs and special files --------
-    def command(self, name: str, args: list[str], io, sh, env: dict) -> int | None:
+    def command(self, name: str, args: list[str], io: shell.Io, sh: shell.Shell,
+                env: dict) -> int | None:
         """Run a program that is not a shell built-in; None: there is none."""
         base = os.path.basename(name)
         if "/" in name and (os.path.dirname(name) not in userland.SBIN
@@ -202,7 +210,7 @@ class Guest:
             return None
         return 0
 
-    def uname(self, args: list[str], io) -> int:
+    def uname(self, args: list[str], io: shell.Io) -> int:
         parts = {"-s": "Linux", "-n": self.hostname(), "-r": KERNEL_RELEASE,
                  "-v": KERNEL_VERSION, "-m": "x86_64"}
         if not args:
@@ -214,7 +222,7 @@ class Guest:
             io.print(" ".join(parts.get(a, "") for a in args) + "\n")
         return 0
 
-    def write_file(self, path: str):
+    def write_file(self, path: str) -> shell.Sink | None:
         """Where output redirected to a special file goes (None: it cannot be written)."""
         if path == "/dev/null":
             return shell.Null()
@@ -224,7 +232,7 @@ class Guest:
             return shell.Call(self._sysrq_trigger)
         return None
 
-    def yes(self, word: str, io) -> None:
+    def yes(self, word: str, io: shell.Io) -> None:
         """coreutils yes: output until interrupted (^C on the console); into
         a pipe or a file, as much as a pipe holds."""
         chunk = ((word + "\n") * (8192 // (len(word) + 1) + 1)).encode()
@@ -238,7 +246,7 @@ class Guest:
                 self.out("^C\n")
                 return
 
-    def kmod(self, name: str, args: list[str], io) -> int:
+    def kmod(self, name: str, args: list[str], io: shell.Io) -> int:
         """modprobe/rmmod of the xen-tpmfront module."""
         if not args:
             io.error("%s: ERROR: missing module name." % name if name == "rmmod" else
@@ -388,7 +396,7 @@ class Guest:
             elif what == "reboot":
                 self.power(SHUTDOWN_REBOOT)
 
-    def vcpu_hotplug(self, path: str, xen) -> None:
+    def vcpu_hotplug(self, path: str, xen: XenInterface) -> None:
         """drivers/xen/cpu_hotplug.c handle_vcpu_hotplug_event: a change under
         cpu/N brings vcpu N up or down as cpu/N/availability says (CPU 0
         never goes: cpu0 is not hotpluggable)."""
@@ -440,7 +448,7 @@ _WATCHES = (("control/shutdown", "shutdown"), ("control/sysrq", "sysrq"),
             ("memory/target", "balloon"), ("cpu", "cpu"))
 
 
-def boot(dom) -> None:
+def boot(dom: Domain) -> None:
     g = Guest(dom)
     g.boot()
     g.run()
