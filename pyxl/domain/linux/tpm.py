@@ -21,6 +21,9 @@ import socket
 import struct
 import threading
 
+from pyxl.domain.drivers.xen_tpmfront import (TpmDeviceError, XenTpmFront, caps_text,
+                                              pcrs_text, pubek_text)
+
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
 if TYPE_CHECKING:
     from typing import Callable
@@ -28,9 +31,6 @@ if TYPE_CHECKING:
     from pyxl.domain.linux.netns import GuestNetwork
     from pyxl.domain.linux.tpmrm import TpmrmServer
     from pyxl.domain.process import Domain
-
-from pyxl.domain.drivers.xen_tpmfront import (TpmDeviceError, XenTpmFront, caps_text,
-                                              pcrs_text, pubek_text)
 
 NODE = "device/vtpm/0"
 CONNECT_TIMEOUT = 30.0
