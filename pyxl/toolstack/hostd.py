@@ -33,6 +33,11 @@ from pyxl.toolstack import devices
 from pyxl.toolstack.errors import Fault
 from pyxl.toolstack.paths import Paths
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Any, Callable
+
 STATE_VERSION = 1
 EXIT_SHUTDOWN_BASE = 64      # a domain process exits 64+reason after SCHEDOP_shutdown
 DEVICE_TIMEOUT = 10.0        # LIBXL_INIT_TIMEOUT; a request may carry its own (tests)
@@ -43,7 +48,7 @@ ACTIONS = ("destroy", "restart", "restart_rename", "preserve", "coredump_destroy
            "coredump_restart", "soft_reset")
 
 
-def _cfg(d: dict, *keys, default=None):
+def _cfg(d: Any, *keys: str, default: Any = None) -> Any:
     for k in keys:
         if not isinstance(d, dict) or k not in d:
             return default
@@ -58,7 +63,7 @@ def _fault_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _platform():
+def _platform() -> ModuleType:
     from pyxl.toolstack import platform
 
     return platform
@@ -84,7 +89,7 @@ def _append_line(path: str, line: str) -> None:
 
 
 class HostState:
-    def __init__(self, paths: Paths, log):
+    def __init__(self, paths: Paths, log: Callable[[str], None]):
         self.paths = paths
         self.log = log
         self.lock = threading.RLock()
@@ -127,7 +132,7 @@ class HostState:
                 self.hypervisor_log(line)
 
     # -- persistence ---------------------------------------------------
-    def _load(self):
+    def _load(self) -> tuple[Host, dict[str, Any] | None]:
         try:
             with open(self.paths.state_file, "rb") as f:
                 saved = json.loads(f.read())
