@@ -111,7 +111,7 @@ def pci_assignable_list(opts: Opts, args: list[str]) -> int:
     return 0
 
 
-def set_parameters(opts, args) -> int:
+def set_parameters(opts: Opts | None, args: list[str]) -> int:
     """main_set_parameters (xl_misc.c) on a Xen built without CONFIG_HYPFS,
     as the simulated hypervisor is: libxl_set_parameters (libxl.c) fails in
     xenhypfs_open, whose __HYPERVISOR_hypfs_op is do_ni_hypercall's

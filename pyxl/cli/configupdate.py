@@ -12,6 +12,10 @@ import sys
 
 from pyxl.cli._common import call, faults
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from pyxl.cli.xlopt import Opts
+
 
 def _err(text: str) -> None:
     sys.stdout.flush()
@@ -20,7 +24,7 @@ def _err(text: str) -> None:
 
 
 @faults
-def config_update(opts, args):
+def config_update(opts: Opts | None, args: list[str]) -> int:
     """main_config_update: the domain argument is checked, and the warning
     printed, before anything else; then a config file (the first argument
     that is neither an option nor KEY=VALUE, or -f), -d/-N print the

@@ -12,17 +12,19 @@ def console(opts: None, args: list[str]) -> int:
     """main_console (xl_console.c): -t is checked as getopt returns it."""
     from pyxl.cli import table, xlopt
 
-    chosen: dict[str, str | int | None] = {"t": None, "n": 0}
+    kind: str | None = None
+    num = 0
 
     def each(opt: str | int, optarg: str | None) -> None:
+        nonlocal kind, num
         if opt == "t":
             if optarg not in ("pv", "serial", "vuart"):
                 print("console type supported are: pv, serial, vuart", file=sys.stderr)
                 raise xlopt.Exit(1)
-            chosen["t"] = optarg
+            kind = optarg
         else:
             assert optarg is not None     # "n:": getopt fails without the argument
-            chosen["n"] = _atoi(optarg)
+            num = _atoi(optarg)
 
     _, rest = xlopt.def_getopt(table.BY_NAME["console"], args, each=each)
     domain = rest[0]
@@ -36,12 +38,12 @@ def console(opts: None, args: list[str]) -> int:
         if f.name != "NO_SUCH_DOMID":
             raise
         domid, exists = min(int(domain), 2**64 - 1) & 0xFFFFFFFF, False
-    if chosen["t"] is None:
+    if kind is None:
         # libxl_primary_console_exec: -n is not used; the domain's type picks console 0
         if not exists:
             raise Fault("CONSOLE_NO_DOMAIN", domid=domid)
-        chosen["n"] = 0
-    return _xenconsole(domid, chosen["t"] or "pv", chosen["n"])
+        num = 0
+    return _xenconsole(domid, kind or "pv", num)
 
 
 def _xenconsole(domid: int, kind: str, num: int) -> int:

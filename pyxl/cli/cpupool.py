@@ -43,7 +43,7 @@ def cpupool_list(opts: Opts, args: list[str]) -> int:
     return 0
 
 
-def _cpumap(spec: str):
+def _cpumap(spec: str) -> tuple[list[int] | None, str | None]:
     from pyxl.cli.resources import _cpumap as cpumap
 
     (cpus, err), _ = cpumap(spec)
@@ -51,7 +51,7 @@ def _cpumap(spec: str):
 
 
 @faults
-def cpupool_create(opts, args):
+def cpupool_create(opts: Opts | None, args: list[str]) -> int:
     """main_cpupoolcreate: a config file and/or key=value arguments (name,
     sched, cpus as a list or a range string, nodes); a summary, then the
     pool (not with -n)."""
@@ -82,7 +82,9 @@ def cpupool_create(opts, args):
             with open(filename, "rb") as f:
                 data = f.read()
         except OSError as e:
-            _err("Failed to read config file: %s: %s\n" % (filename, os.strerror(e.errno)))
+            from pyxl.fsutil import strerror
+
+            _err("Failed to read config file: %s: %s\n" % (filename, strerror(e)))
             return 1
     src = filename if filename is not None else "command line"
     if extra:
@@ -136,11 +138,12 @@ def cpupool_create(opts, args):
                 _err("cpu %d illegal or not free\n" % c)
                 return 1
             cpus.append(c)
-    elif cfg.get_string("cpus", True) is not None:
-        got, err = _cpumap(cfg.get_string("cpus", True))
+    elif (cpus_spec := cfg.get_string("cpus", True)) is not None:
+        got, err = _cpumap(cpus_spec)
         if err:
             _err(err + "\n")
             return 1
+        assert got is not None          # _cpumap: (cpus, None) or (None, error)
         for c in got:
             if c not in free:
                 _err("cpu %d illegal or not free\n" % c)
@@ -161,7 +164,7 @@ def cpupool_create(opts, args):
 
 
 @faults
-def cpupool_destroy(opts, args):
+def cpupool_destroy(opts: Opts | None, args: list[str]) -> int:
     """main_cpupooldestroy."""
     if not call("cpupool_destroy", pool=args[0]):
         _err("Can't destroy cpupool '%s'\n" % args[0])
@@ -170,13 +173,13 @@ def cpupool_destroy(opts, args):
 
 
 @faults
-def cpupool_rename(opts, args):
+def cpupool_rename(opts: Opts | None, args: list[str]) -> int:
     """main_cpupoolrename."""
     call("cpupool_rename", pool=args[0], name=args[1])
     return 0
 
 
-def _cpus_op(args, add: bool) -> int:
+def _cpus_op(args: list[str], add: bool) -> int:
     pool, spec = args[0], args[1]
     cpus, err = _cpumap(spec)
     if err:
@@ -196,26 +199,26 @@ def _cpus_op(args, add: bool) -> int:
 
 
 @faults
-def cpupool_cpu_add(opts, args):
+def cpupool_cpu_add(opts: Opts | None, args: list[str]) -> int:
     """main_cpupoolcpuadd: the range is parsed first, then the pool looked up."""
     return _cpus_op(args, True)
 
 
 @faults
-def cpupool_cpu_remove(opts, args):
+def cpupool_cpu_remove(opts: Opts | None, args: list[str]) -> int:
     """main_cpupoolcpuremove."""
     return _cpus_op(args, False)
 
 
 @faults
-def cpupool_migrate(opts, args):
+def cpupool_migrate(opts: Opts | None, args: list[str]) -> int:
     """main_cpupoolmigrate."""
     call("cpupool_migrate", dom=args[0], pool=args[1])
     return 0
 
 
 @faults
-def cpupool_numa_split(opts, args):
+def cpupool_numa_split(opts: Opts | None, args: list[str]) -> int:
     """main_cpupoolnumasplit."""
     err = call("cpupool_numa_split")
     if err:

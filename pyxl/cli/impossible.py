@@ -16,6 +16,11 @@ import sys
 
 from pyxl.cli._common import call, faults
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from pyxl.cli.xlopt import Opts
+    from pyxl.config.model import DevicePci
+
 # libxl_dom.c libxl__domain_type, when xc_domain_getinfo finds no domain
 _DOMAIN_TYPE = ("libxl: error: libxl_dom.c:37:libxl__domain_type: "
                 "unable to get domain type for domid=%d\n")
@@ -35,7 +40,7 @@ def _logd(pos: str, domid: int, msg: str) -> str:
     return "libxl: error: %s: Domain %d:%s\n" % (pos, domid, msg)
 
 
-def _find(dom: str):
+def _find(dom: str) -> tuple[int, int | None]:
     """find_domain (xl_utils.c): a name that names no domain ends xl
     ("... is an invalid domain identifier (rc=-6)", a Fault); a number is
     taken as it is.  -> (domid, vcpus), vcpus None where no such domain."""
@@ -66,7 +71,7 @@ def _strtol(s: str) -> tuple[int, bool]:
 _TRIGGERS = ("unknown", "power", "sleep", "nmi", "init", "reset", "s3resume")
 
 
-def _send_trigger(domid: int, vcpus, trigger: str, vcpuid: int) -> None:
+def _send_trigger(domid: int, vcpus: int | None, trigger: str, vcpuid: int) -> None:
     """libxl_send_trigger: XEN_DOMCTL_sendtrigger on a PV domain (Xen's
     arch/x86/domctl.c): an NMI is taken, the power and sleep buttons are
     HVM's (EINVAL), INIT and RESET unknown (ENOSYS); no such domain or vcpu
@@ -90,7 +95,7 @@ def _send_trigger(domid: int, vcpus, trigger: str, vcpuid: int) -> None:
 
 
 @faults
-def trigger(opts, args) -> int:
+def trigger(opts: Opts | None, args: list[str]) -> int:
     """main_trigger: the trigger's name (libxl_trigger_from_string, any
     case), an optional vcpu (strtol; not a number: a warning, vcpu 0)."""
     domid, vcpus = _find(args[0])
@@ -108,7 +113,7 @@ def trigger(opts, args) -> int:
 
 
 @faults
-def button_press(opts, args) -> int:
+def button_press(opts: Opts | None, args: list[str]) -> int:
     """main_button_press: deprecated for `trigger`; power or sleep."""
     from pyxl.cli import table, xlopt
 
@@ -125,7 +130,7 @@ def button_press(opts, args) -> int:
 # -- device model: QMP, VNC, CD-ROM ------------------------------------------
 
 @faults
-def qemu_monitor_command(opts, args) -> int:
+def qemu_monitor_command(opts: Opts | None, args: list[str]) -> int:
     """main_qemu_monitor_command: libxl_qemu_monitor_command connects to the
     domain's QMP socket (libxl_qmp.c qmp_ev_lock_aquired); a PV guest has no
     device model listening there."""
@@ -140,7 +145,7 @@ def qemu_monitor_command(opts, args) -> int:
 
 
 @faults
-def vncviewer(opts, args) -> int:
+def vncviewer(opts: Opts | None, args: list[str]) -> int:
     """main_vncviewer: libxl_vncviewer_exec reads console/vnc-port, which
     only a device model's VNC server writes; xl then fails."""
     domid, _ = _find(args[0])
@@ -176,12 +181,12 @@ def _cd_insert(dom: str, vdev: str, phys: str | None) -> int:
 
 
 @faults
-def cd_insert(opts, args) -> int:
+def cd_insert(opts: Opts | None, args: list[str]) -> int:
     return _cd_insert(args[0], args[1], args[2])
 
 
 @faults
-def cd_eject(opts, args) -> int:
+def cd_eject(opts: Opts | None, args: list[str]) -> int:
     return _cd_insert(args[0], args[1], None)
 
 
@@ -192,7 +197,7 @@ _NO_PCIBACK = ("libxl: error: libxl_pci.c:444:libxl_device_pci_assignable_list: 
 
 
 @faults
-def pci_list(opts, args) -> int:
+def pci_list(opts: Opts | None, args: list[str]) -> int:
     """main_pcilist: libxl_device_pci_list finds no passed-through device
     (none can be assigned here), so xl prints nothing, not even a header."""
     _find(args[0])
@@ -200,7 +205,7 @@ def pci_list(opts, args) -> int:
 
 
 @faults
-def pci_attach(opts, args) -> int:
+def pci_attach(opts: Opts | None, args: list[str]) -> int:
     """main_pciattach: the spec parsed (xlu_pci_parse_spec_string; a bad
     one exits 2), then libxl__device_pci_add asks whether the device is
     assignable: with no pciback driver nothing is."""
@@ -231,7 +236,7 @@ def pci_attach(opts, args) -> int:
 
 
 @faults
-def pci_detach(opts, args) -> int:
+def pci_detach(opts: Opts | None, args: list[str]) -> int:
     """main_pcidetach without -f: the spec parsed (a bad one exits 2), then
     libxl_device_pci_remove (libxl_pci.c do_pci_remove) asks for the
     domain's type and lists its passed-through devices: there are none, so
@@ -257,7 +262,7 @@ def pci_detach(opts, args) -> int:
     return 1
 
 
-def _parse_bdf(text: str):
+def _parse_bdf(text: str) -> DevicePci | None:
     """xlu_pci_parse_bdf: a DevicePci, or None where xl says "malformed"
     (what follows the BDF is not looked at)."""
     from pyxl.config.model import DevicePci
@@ -272,12 +277,12 @@ def _parse_bdf(text: str):
     return pci
 
 
-def _bdf(pci) -> str:
+def _bdf(pci: DevicePci) -> str:
     return "%04x:%02x:%02x.%01x" % (pci.domain, pci.bus, pci.dev, pci.func)   # PCI_BDF
 
 
 @faults
-def pci_assignable_add(opts, args) -> int:
+def pci_assignable_add(opts: Opts | None, args: list[str]) -> int:
     """main_pciassignable_add: libxl__device_pci_assignable_add checks the
     name, then looks for the device in sysfs: the simulated host has none."""
     name = None
@@ -300,7 +305,7 @@ def pci_assignable_add(opts, args) -> int:
 
 
 @faults
-def pci_assignable_remove(opts, args) -> int:
+def pci_assignable_remove(opts: Opts | None, args: list[str]) -> int:
     """main_pciassignable_remove: by name first (no device has one here,
     ERROR_NOTFOUND), then by BDF: Xen without an IOMMU refuses to
     de-quarantine it (iommu_do_domctl: EOPNOTSUPP)."""
@@ -331,17 +336,17 @@ def _psr_cmt_op(dom: str) -> int:
 
 
 @faults
-def psr_cmt_attach(opts, args) -> int:
+def psr_cmt_attach(opts: Opts | None, args: list[str]) -> int:
     return _psr_cmt_op(args[0])
 
 
 @faults
-def psr_cmt_detach(opts, args) -> int:
+def psr_cmt_detach(opts: Opts | None, args: list[str]) -> int:
     return _psr_cmt_op(args[0])
 
 
 @faults
-def psr_hwinfo(opts, args) -> int:
+def psr_hwinfo(opts: Opts | None, args: list[str]) -> int:
     """main_psr_hwinfo: CMT reported disabled; the CAT and MBA queries fail
     without a message (libxl_psr_get_hw_info logs nothing) and their
     ERROR_FAIL is the exit status."""
@@ -357,7 +362,7 @@ def psr_hwinfo(opts, args) -> int:
 
 
 @faults
-def psr_cmt_show(opts, args) -> int:
+def psr_cmt_show(opts: Opts | None, args: list[str]) -> int:
     """main_psr_cmt_show: the monitor type, an optional domain, then
     psr_cmt_show finds CMT disabled."""
     from pyxl.cli.main import print_help
@@ -374,7 +379,7 @@ def psr_cmt_show(opts, args) -> int:
     return -1 & 0xFF
 
 
-def _psr_show(name: str, args, level: int | None) -> int:
+def _psr_show(name: str, args: list[str], level: int | None) -> int:
     """psr_val_show: the level checked, then libxl_psr_get_hw_info fails."""
     from pyxl.cli.main import print_help
 
@@ -391,22 +396,23 @@ def _psr_show(name: str, args, level: int | None) -> int:
 
 
 @faults
-def psr_cat_show(opts, args) -> int:
+def psr_cat_show(opts: Opts | None, args: list[str]) -> int:
     from pyxl.config.cstr import atoi
 
     level = 3
     for k, v in opts or []:
         if k == "l":
+            assert v is not None        # "l:" takes an argument
             level = atoi(v)
     return _psr_show("psr-cat-show", args, level)
 
 
 @faults
-def psr_mba_show(opts, args) -> int:
+def psr_mba_show(opts: Opts | None, args: list[str]) -> int:
     return _psr_show("psr-mba-show", args, None)
 
 
-def _psr_set(name: str, feature: str, opts, args) -> int:
+def _psr_set(name: str, feature: str, opts: Opts | None, args: list[str]) -> int:
     """libxl_psr_set_val on this host's one socket (a --socket list naming
     only others sets nothing)."""
     from pyxl.cli.main import print_help
@@ -415,7 +421,7 @@ def _psr_set(name: str, feature: str, opts, args) -> int:
         print_help(name)
         return 2 if name == "psr-cat-set" else 1
     domid, vcpus = _find(args[0])
-    sockets = [v for k, v in opts or [] if k == "s"]
+    sockets = [v for k, v in opts or [] if k == "s" and v is not None]     # "s:" takes an argument
     if sockets and not _names_socket_zero(sockets):
         return 0
     if vcpus is None:
@@ -443,13 +449,14 @@ def _names_socket_zero(values: list[str]) -> bool:
 
 
 @faults
-def psr_cat_set(opts, args) -> int:
+def psr_cat_set(opts: Opts | None, args: list[str]) -> int:
     """main_psr_cat_cbm_set: the level and CDP choice, then the CBM set."""
     from pyxl.config.cstr import atoi
 
     level, data, code = 3, False, False
     for k, v in opts or []:
         if k == "l":
+            assert v is not None        # "l:" takes an argument
             level = atoi(v)
         elif k == "d":
             data = True
@@ -469,5 +476,5 @@ def psr_cat_set(opts, args) -> int:
 
 
 @faults
-def psr_mba_set(opts, args) -> int:
+def psr_mba_set(opts: Opts | None, args: list[str]) -> int:
     return _psr_set("psr-mba-set", "MBA", opts, args)

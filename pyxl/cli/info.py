@@ -10,9 +10,10 @@ from pyxl.cli._common import call, faults
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
-    from typing import Iterable
+    from typing import Any, Iterable
 
     from pyxl.cli.xlopt import Opts
+    from pyxl.config.libxl_json import Tree
 
 LIST_HEADER = "Name                                        ID   Mem VCPUs\tState\tTime(s)"
 
@@ -52,11 +53,11 @@ def list_domains_details(doms: list[dict]) -> str:
     libxl's generator and written with puts()."""
     from pyxl.config.libxl_json import _int, render
 
-    entries = [{"domid": _int(d["domid"]), "config": retrieved_config(d)} for d in doms]
+    entries: list[Tree] = [{"domid": _int(d["domid"]), "config": retrieved_config(d)} for d in doms]
     return render(entries) + "\n"
 
 
-def retrieved_config(d: dict):
+def retrieved_config(d: dict[str, Any]) -> Tree:
     """libxl_retrieve_domain_configuration (libxl_domain.c): the configuration
     stored when the domain was made -- for Domain-0 the stub that
     xen-init-dom0 stores (tools/helpers/init-dom-json.c gen_stub_json_config:
@@ -114,7 +115,7 @@ def _merge(base: dict, over: dict) -> dict:
     return base
 
 
-def _plain(tree):
+def _plain(tree: Tree) -> Any:
     """A rendered tree back to plain values (Raw scalars parsed as JSON)."""
     import json
 

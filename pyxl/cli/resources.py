@@ -12,6 +12,13 @@ import sys
 from pyxl.cli._common import call, faults
 from pyxl.cli.info import node_bitmap as print_bitmap      # xl_utils.c print_bitmap
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pyxl.cli.xlopt import Opts
+    from pyxl.config.host import HostInfo
+
 INT_MAX = (1 << 31) - 1
 LONG_MAX = (1 << 63) - 1
 
@@ -55,7 +62,7 @@ def parse_mem_size_kb(mem: str) -> int:
 
 
 # -- memory ------------------------------------------------------------------
-def _memory(op: str, args) -> int:
+def _memory(op: str, args: list[str]) -> int:
     dom, mem = args[0], args[1]
     kb = parse_mem_size_kb(mem)
     if kb == -1:
@@ -66,13 +73,13 @@ def _memory(op: str, args) -> int:
 
 
 @faults
-def mem_set(opts, args):
+def mem_set(opts: Opts | None, args: list[str]) -> int:
     """main_memset / set_memory_target."""
     return _memory("mem_set", args)
 
 
 @faults
-def mem_max(opts, args):
+def mem_max(opts: Opts | None, args: list[str]) -> int:
     """main_memmax / set_memory_max."""
     return _memory("mem_max", args)
 
@@ -98,7 +105,7 @@ def _c_float(x: float) -> float:
 
 
 @faults
-def vcpu_list(opts, args):
+def vcpu_list(opts: Opts | None, args: list[str]) -> int:
     """main_vcpulist / vcpulist: the header, then every vcpu of the given
     domains (all domains without any)."""
     res = call("vcpu_list", doms=list(args) if args else None)
@@ -111,7 +118,7 @@ def vcpu_list(opts, args):
 
 
 @faults
-def vcpu_set(opts, args):
+def vcpu_set(opts: Opts | None, args: list[str]) -> int:
     """main_vcpuset / vcpuset: strtoul, then (unless -i) no more vCPUs than
     the host has pCPUs beyond those already online."""
     from pyxl.config.cstr import strtoul
@@ -134,7 +141,7 @@ def vcpu_set(opts, args):
     return 0
 
 
-def _cpumap(spec: str):
+def _cpumap(spec: str) -> tuple[tuple[list[int] | None, str | None], HostInfo]:
     """parse_cpurange into a host-sized bitmap; (cpus, None) or (None, error)."""
     from pyxl.config.cpumap import parse_cpurange
     from pyxl.config.host import DEFAULT_HOST
@@ -149,7 +156,7 @@ def _cpumap(spec: str):
 
 
 @faults
-def vcpu_pin(opts, args):
+def vcpu_pin(opts: Opts | None, args: list[str]) -> int:
     """main_vcpupin: the vcpu (a number or "all"), hard and optional soft
     affinity ("-" leaves one alone); with -N only the cpumaps are printed."""
     from pyxl.cli.main import Globals
@@ -193,11 +200,11 @@ def vcpu_pin(opts, args):
 
 
 # -- the scheduler -----------------------------------------------------------
-def _opts(opts) -> dict:
+def _opts(opts: Opts | None) -> dict[str, list[Any]]:
     """getopt's results by option letter (long options come as their letter)."""
-    out: dict = {}
+    out: dict[str, list[Any]] = {}
     for o, a in opts or ():
-        out.setdefault("-" + o, []).append(a)
+        out.setdefault("-%s" % o, []).append(a)
     return out
 
 
@@ -270,7 +277,7 @@ def _all_output(sched: str, pool: str | None) -> int:
     return 0
 
 
-def _credit(sched: str, opts) -> int:
+def _credit(sched: str, opts: Opts | None) -> int:
     """main_sched_credit / main_sched_credit2."""
     o = _opts(opts)
     dom = o.get("-d", [None])[-1]
@@ -316,17 +323,17 @@ def _credit(sched: str, opts) -> int:
 
 
 @faults
-def sched_credit(opts, args):
+def sched_credit(opts: Opts | None, args: list[str]) -> int:
     return _credit("credit", opts)
 
 
 @faults
-def sched_credit2(opts, args):
+def sched_credit2(opts: Opts | None, args: list[str]) -> int:
     return _credit("credit2", opts)
 
 
 @faults
-def sched_rtds(opts, args):
+def sched_rtds(opts: Opts | None, args: list[str]) -> int:
     """main_sched_rtds, on a host whose pools none run RTDS: listing shows
     no pool; a domain's parameters are another scheduler's."""
     from pyxl.toolstack.errors import Fault
@@ -345,7 +352,7 @@ def sched_rtds(opts, args):
 
 # -- sysrq -------------------------------------------------------------------
 @faults
-def sysrq(opts, args):
+def sysrq(opts: Opts | None, args: list[str]) -> int:
     """main_sysrq: one letter, written to the guest's control/sysrq."""
     from pyxl.cli.main import print_help
 
@@ -359,14 +366,14 @@ def sysrq(opts, args):
 
 
 @faults
-def debug_keys(opts, args):
+def debug_keys(opts: Opts | None, args: list[str]) -> int:
     """main_debug_keys: the keys go to Xen; their output is in `dmesg`."""
     call("debug_keys", keys=args[0])
     return 0
 
 
 @faults
-def dump_core(opts, args):
+def dump_core(opts: Opts | None, args: list[str]) -> int:
     """main_dump_core / libxl_domain_core_dump / xc_domain_dumpcore: the
     file is opened (created 0600) by xl itself, then the core written
     (pyxl.toolstack.dumpcore); a file that cannot be opened is libxenguest's
@@ -381,11 +388,12 @@ def dump_core(opts, args):
     try:
         fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     except OSError as e:
-        err = os.strerror(e.errno or _errno.EIO)
+        code = e.errno or _errno.EIO
+        err = os.strerror(code)
         dp = "Domain %d:" % dom["domid"] if dom["domid"] else ""
         _err("xc: error: Could not open corefile %s (%d = %s): Internal error\n"
              "libxl: error: libxl_domain.c:603:libxl_domain_core_dump: %sCore dumping domain"
-             " to %s: %s\ncore dump failed (rc=-3)\n" % (path, e.errno, err, dp, path, err))
+             " to %s: %s\ncore dump failed (rc=-3)\n" % (path, code, err, dp, path, err))
         return 1
     try:
         data = core_image(dom["vcpus"])

@@ -10,6 +10,10 @@ import os
 import struct
 import sys
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from pyxl.cli.xlopt import Opts
+
 # xl.h: savefileheader_magic, SAVEFILE_BYTEORDER_VALUE, XL_MANDATORY_FLAG_*
 SAVEFILE_MAGIC = b"Xen saved domain, xl format\n \0 \r"
 SAVEFILE_BYTEORDER_VALUE = 0x01020304
@@ -31,7 +35,7 @@ def _err(text: str) -> None:
     sys.stderr.flush()
 
 
-def _read_exactly(fd: int, n: int, source: str, what: str, chk) -> bytes | None:
+def _read_exactly(fd: int, n: int, source: str, what: str, chk: tuple[int, str]) -> bytes | None:
     """libxl_read_exactly (libxl_utils.c) under xl's CHK_ERRNOVAL: a short
     read is EPROTO, logged by libxl and fatal to xl (None: xl exits 1)."""
     data = b""
@@ -107,7 +111,7 @@ def _no_memory_image() -> int:
     return 1
 
 
-def restore(opts, args) -> int:
+def restore(opts: Opts | None, args: list[str]) -> int:
     """main_restore: [ConfigFile] CheckpointFile; then create_domain opens
     the checkpoint and checks it before anything else."""
     from pyxl.cli.main import print_help
@@ -134,7 +138,7 @@ def restore(opts, args) -> int:
 MIGRATE_RECEIVER_BANNER = b"xl migration receiver ready, send binary domain data.\n"
 
 
-def migrate_receive(opts, args) -> int:
+def migrate_receive(opts: Opts | None, args: list[str]) -> int:
     """main_migrate_receive / migrate_receive (xl_migrate.c): the banner to
     the sender on stdout, then the stream from stdin read as a restore."""
     _err("migration target: Ready to receive domain.\n")

@@ -6,12 +6,14 @@ ignored, as xl's main_* functions ignore them."""
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, ContextManager, Optional
-
 from pyxl.cli._common import call, faults
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
+    from typing import ContextManager
+
     from pyxl.cli.xlopt import Opts
+    from pyxl.toolstack.client import Client
 
 
 @faults
@@ -31,7 +33,7 @@ def destroy(opts: Opts, args: list[str]) -> int:
 
 
 def _shutdown_or_reboot(reboot: bool, all_: bool, wait: int, fallback: bool,
-                        domain: Optional[str]) -> int:
+                        domain: str | None) -> int:
     """main_shutdown_or_reboot: -w waits for shutdown or death, -ww for death."""
     from pyxl.toolstack.client import Client
     from pyxl.toolstack.errors import Fault
@@ -67,7 +69,7 @@ def _shutdown_or_reboot(reboot: bool, all_: bool, wait: int, fallback: bool,
     return 0
 
 
-def _wait_for_domain_deaths(c, ids: list[int], shutdown_or_death: bool) -> None:
+def _wait_for_domain_deaths(c: Client, ids: list[int], shutdown_or_death: bool) -> None:
     """wait_for_domain_deaths (xl_vmcontrol.c)."""
     print("Waiting for %d domains" % len(ids), file=sys.stderr)
     for domid in ids:
@@ -93,14 +95,14 @@ def _domid(text: str) -> int:
     return min(int(text), 2**64 - 1) & 0xFFFFFFFF
 
 
-def _progress(text: str) -> ContextManager[None]:
+def _progress(text: str) -> ContextManager[object]:
     from pyxl.toolstack.client import progress
 
     return progress(text)
 
 
 
-def _shutdown_args(opts, args):
+def _shutdown_args(opts: Opts, args: list[str]) -> tuple[bool, int, bool, str | None]:
     flags = [k for k, _ in opts]
     return "a" in flags, flags.count("w"), "F" in flags, args[0] if args else None
 
@@ -116,14 +118,14 @@ def reboot(opts: Opts, args: list[str]) -> int:
 
 
 @faults
-def pause(opts, args):
+def pause(opts: Opts | None, args: list[str]) -> int:
     """main_pause: libxl_domain_pause's failure is logged, its result ignored."""
     _pause(args[0], True)
     return 0
 
 
 @faults
-def unpause(opts, args):
+def unpause(opts: Opts | None, args: list[str]) -> int:
     """main_unpause: as main_pause."""
     _pause(args[0], False)
     return 0

@@ -242,7 +242,7 @@ def domain_config_to_json(cfg: "M.DomainConfig") -> str:
 
 # ------------------------------------------------- JSON read back (list -l)
 
-def json_tree(value):
+def json_tree(value: Any) -> Tree:
     """The tree *_gen_json makes of a value libxl_domain_config_from_json read
     back: objects and scalars as they were, in their order; an array with no
     element is left out, as gen_json leaves out an Array whose count is 0, an
@@ -260,10 +260,10 @@ def json_tree(value):
     return _string(str(value))
 
 
-def idl_order(obj: dict, cls) -> dict:
+def idl_order(obj: dict[str, Any], cls: type) -> dict[str, Any]:
     """OBJ's keys in the order of the IDL struct CLS's fields (a KeyedUnion's
     "<keyvar>.<member>" key where the union is); unknown keys last."""
-    rank: dict = {}
+    rank: dict[str, int] = {}
     keyvar = None
     for i, f in enumerate(dataclasses.fields(cls)):
         t = f.metadata.get("t")
@@ -274,9 +274,9 @@ def idl_order(obj: dict, cls) -> dict:
         else:
             rank[f.name] = i
 
-    def key(item):
+    def key(item: tuple[str, Any]) -> int:
         k = item[0]
-        prefix = k.split(".", 1)[0] + "." if "." in k else None
+        prefix = k.split(".", 1)[0] + "." if "." in k else ""
         return rank.get(k, rank.get(prefix, len(rank)))
 
     return dict(sorted(obj.items(), key=key))

@@ -89,7 +89,7 @@ class BlkInfo:
         self.fd, self.sectors, self.readonly = fd, sectors, readonly
 
 
-def init_blkfront(dom, printk: Printk) -> BlkInfo | None:
+def init_blkfront(dom: Domain, printk: Printk) -> BlkInfo | None:
     """mini-os init_blkfront("device/vbd/768"): the banner, then the info.
     The disk is read-only when the backend's `mode` node does not start
     with 'w' (blkfront.c: `if (*c == 'w') mode = O_RDWR else O_RDONLY`) or

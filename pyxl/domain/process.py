@@ -24,7 +24,9 @@ import sys
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
 if TYPE_CHECKING:
     import _socket
-    from typing import Callable
+    from typing import Callable, TypeVar
+
+    _T = TypeVar("_T")
 
     from pyxl.domain.xen import XenInterface
 
@@ -47,6 +49,10 @@ class Domain:
     (the daemon was killed), `reconnect()` dials the host's xenbus socket
     until a new daemon takes the domain back; the daemon knows it by its pid.
     """
+
+    # a TPM 2.0 guest's measured-boot event log, left by pv-grub's
+    # measurement (pyxl.domain.pvgrub) for the kernel (pyxl.domain.linux.guest)
+    tpm_event_log: bytes | None
 
     def __init__(self, spec: dict):
         self.spec = spec
@@ -102,7 +108,7 @@ class Domain:
                     break
         return True
 
-    def _dial(self, hello: Callable[[_socket.socket], object]) -> object:
+    def _dial(self, hello: Callable[[_socket.socket], _T]) -> _T:
         """Connect to the host's xenbus socket and run hello(sock) on it,
         retrying until a daemon answers.  A daemon that does not know this
         process (a create that never completed: its domain was never

@@ -33,6 +33,11 @@ import hashlib
 import re
 import struct
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from pyxl.domain.minios import Printk
+    from pyxl.domain.process import Domain
+
 TPM_ORD_EXTEND = 0x14
 PCR_KERNEL, PCR_CMDLINE = 4, 5
 _DEVICE = re.compile(r"^\([a-z]+\d+(,\d+)?\)")
@@ -54,7 +59,9 @@ def extend_request(pcr: int, digest: bytes) -> bytes:
 
 def parse_menu(text: str) -> tuple[str, str, str | None]:
     """(kernel path, arguments, initrd path or None) of the default entry."""
-    default, entries, cur = 0, [], None
+    default = 0
+    entries: list[dict[str, str | None]] = []
+    cur: dict[str, str | None] | None = None
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -71,11 +78,12 @@ def parse_menu(text: str) -> tuple[str, str, str | None]:
             entries.append(cur)
         elif word in ("kernel", "initrd") and cur is not None:
             cur[word] = rest
-    if not entries or default >= len(entries) or not entries[default]["kernel"]:
+    e = entries[default] if entries and default < len(entries) else {}
+    kernel, initrd = e.get("kernel"), e.get("initrd")
+    if not kernel:
         raise BootError("Error 15: File not found")
-    e = entries[default]
-    path, _, args = e["kernel"].partition(" ")
-    return path, args.strip(), e["initrd"].split()[0] if e["initrd"] else None
+    path, _, args = kernel.partition(" ")
+    return path, args.strip(), initrd.split()[0] if initrd else None
 
 
 def boot_entry(cmdline: str) -> tuple[str, str, str | None]:
@@ -100,7 +108,7 @@ def read_file(path: str) -> bytes:
         raise BootError("Error 15: File not found") from None
 
 
-def measure(dom, printk, kernel: bytes, args: str, initrd: bytes,
+def measure(dom: Domain, printk: Printk, kernel: bytes, args: str, initrd: bytes,
             kernel_path: str = "", initrd_path: str = "") -> bool:
     """tpm_hash2pcr: three extends through the guest's vTPM; False if none.
     For a TPM 2.0 the event log is left in dom.tpm_event_log."""
@@ -141,7 +149,7 @@ def measure(dom, printk, kernel: bytes, args: str, initrd: bytes,
     return True
 
 
-def boot(dom) -> None:
+def boot(dom: Domain) -> None:
     from pyxl.domain.minios import make_printk
 
     printk = make_printk(dom.console_write)

@@ -182,7 +182,7 @@ class XenInterface:
         return cls.from_fd(int(fd))
 
     # -- plumbing --------------------------------------------------------
-    def _make_poll(self, sock):
+    def _make_poll(self, sock: _socket.socket) -> select.poll:
         poll = select.poll()
         poll.register(sock.fileno(), select.POLLIN)
         poll.register(self._kick, select.POLLIN)

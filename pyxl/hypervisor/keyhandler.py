@@ -15,6 +15,12 @@ from __future__ import annotations
 
 import time
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Callable, Iterable
+
+    from pyxl.hypervisor.domain import Domain
+
 # key -> desc, in key_table's (ASCII) order when listed
 KEY_TABLE = {
     "%": "trap to xendbg",
@@ -38,7 +44,7 @@ def show_handlers(key: str) -> list[str]:
     return out
 
 
-def dump_domains(key: str, domains, now_ns: int) -> list[str]:
+def dump_domains(key: str, domains: Iterable[Domain], now_ns: int) -> list[str]:
     """dump_domains: the general information block of each domain, as an
     x86 build prints it (CONFIG_MEM_PAGING, no CONFIG_MEM_SHARING); the
     reference count is the one reference a live domain's list holds, no
@@ -55,7 +61,7 @@ def dump_domains(key: str, domains, now_ns: int) -> list[str]:
     return out
 
 
-def handle_keys(keys: str, domains, log) -> None:
+def handle_keys(keys: str, domains: Iterable[Domain], log: Callable[[str], object]) -> None:
     """XEN_SYSCTL_debug_keys: handle_keypress for each key; `log(line)`
     writes one line of the hypervisor's console."""
     for key in keys:

@@ -13,6 +13,10 @@ from enum import Enum
 
 from pyxl.hypervisor.domain import Domain
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from pyxl.hypervisor.host import Host
+
 
 class Scheduler(str, Enum):
     """libxl_scheduler, by the names libxl_scheduler_to_string gives."""
@@ -34,7 +38,7 @@ WEIGHT_MIN, WEIGHT_MAX = 1, 65535       # credit2: csched2_dom_cntl's range
 DEFAULT_WEIGHT = 256                    # CSCHED2_DEFAULT_WEIGHT (credit's too), no cap
 
 
-def pools(host) -> list[dict]:
+def pools(host: Host) -> list[dict]:
     """The host's pools, Pool-0 made at first use (cpupool_init)."""
     if not host.pools:
         host.pools.append(new_pool(0, POOL0, DEFAULT_SCHEDULER, list(range(host.nr_cpus))))
@@ -47,33 +51,33 @@ def new_pool(poolid: int, name: str, sched: Scheduler, cpus: list[int]) -> dict:
             "migr_delay_us": 0}
 
 
-def pool_by_id(host, poolid: int) -> dict | None:
+def pool_by_id(host: Host, poolid: int) -> dict | None:
     for p in pools(host):
         if p["poolid"] == poolid:
             return p
     return None
 
 
-def pool_by_name(host, name: str) -> dict | None:
+def pool_by_name(host: Host, name: str) -> dict | None:
     for p in pools(host):
         if p["name"] == name:
             return p
     return None
 
 
-def pool_of_qualifier(host, q: str) -> dict | None:
+def pool_of_qualifier(host: Host, q: str) -> dict | None:
     """libxl_cpupool_qualifier_to_cpupoolid: all digits is an id, else a name."""
     if q.isdigit():
         return pool_by_id(host, int(q))
     return pool_by_name(host, q)
 
 
-def free_cpus(host) -> list[int]:
+def free_cpus(host: Host) -> list[int]:
     used = {c for p in pools(host) for c in p["cpus"]}
     return [c for c in range(host.nr_cpus) if c not in used]
 
 
-def next_poolid(host) -> int:
+def next_poolid(host: Host) -> int:
     """cpupool_create with CPUPOOLID_NONE: the first id above every pool's."""
     return max(p["poolid"] for p in pools(host)) + 1
 
@@ -101,7 +105,7 @@ def affinity(dom: Domain, vcpu: int, nr_cpus: int) -> tuple[list[int], list[int]
     return list(hs[0]), list(hs[1])
 
 
-def vcpu_rows(dom: Domain, host) -> list[dict]:
+def vcpu_rows(dom: Domain, host: Host) -> list[dict]:
     """XEN_DOMCTL_getvcpuinfo for each vcpu (libxl_list_vcpu): online, the
     CPU it runs on (the first its hard affinity allows in its pool, spread
     by vcpu id), running/blocked from the domain's state, and its share of

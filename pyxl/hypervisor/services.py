@@ -746,7 +746,7 @@ def _memory_reservation(hv: Hypervisor, conn: DomainConnection, tx: int, a: list
     try:
         return [hv.memory_reserve(conn.domid, a[0])], []
     except OSError as e:
-        raise XsError(e.errno) from None
+        raise XsError(e.errno or _errno.EIO) from None
 
 
 def _mmio_read(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,

@@ -37,7 +37,7 @@ import errno as _errno
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, NoReturn
 
 from .xs_wire import XENSTORE_ABS_PATH_MAX, XENSTORE_PAYLOAD_MAX, XENSTORE_REL_PATH_MAX
 
@@ -63,7 +63,17 @@ class XenStoreError(OSError):
         self.name = _errno.errorcode.get(err, "EINVAL")
 
 
-def _fail(err: int, path: str | None = None):
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    # a path as clients give it (bytes from the wire), a value (text from
+    # bytes by surrogateescape goes back to them)
+    XsPath: TypeAlias = str | bytes
+    XsValue: TypeAlias = str | bytes | bytearray | memoryview
+    WatchSink: TypeAlias = Callable[[str, str], object]
+
+
+def _fail(err: int, path: str | None = None) -> NoReturn:
     raise XenStoreError(err, path)
 
 
@@ -108,7 +118,7 @@ class Quotas:
     path_len: int = XENSTORE_REL_PATH_MAX  # path length below /local/domain/<id>/ (binds dom0 too)
 
 
-def payload_fits(path, value) -> bool:
+def payload_fits(path: XsPath, value: XsValue) -> bool:
     """A write's path, NUL and value fit in one xenstore message
     (xs_talkv's check before it sends: E2BIG otherwise)."""
     if isinstance(value, str):
@@ -359,7 +369,7 @@ class XenStore:
 
     def _watch_permitted(self, watcher: "XsConnection", path: str, node: _Node | None,
                          old_perms: tuple[Perm, ...] | None) -> bool:
-        def can(perms):
+        def can(perms: tuple[Perm, ...]) -> int:
             return perm_for(watcher.domid, watcher.privileged, perms, watcher.target) & PERM_READ
         if old_perms is not None and can(old_perms):
             return True
@@ -380,7 +390,7 @@ class XsConnection:
     `tx` is a transaction id from `transaction_start()` (0 = none).
     """
 
-    def __init__(self, store: XenStore, domid: int, sink, privileged: bool):
+    def __init__(self, store: XenStore, domid: int, sink: WatchSink | None, privileged: bool):
         self.store = store
         self.domid = domid
         self.privileged = privileged
@@ -399,7 +409,7 @@ class XsConnection:
         # get_watch_path: strip "/local/domain/<domid>/" for relative watches
         return path[len(self.home) + 1:] if path.startswith(self.home + "/") else path
 
-    def canonicalize(self, path, allow_special: bool = False) -> str:
+    def canonicalize(self, path: XsPath, allow_special: bool = False) -> str:
         if isinstance(path, bytes):
             try:
                 path = path.decode("ascii")
@@ -440,7 +450,7 @@ class XsConnection:
     def _perm(self, node: _Node) -> int:
         return perm_for(self.domid, self.privileged, node.perms, self.target)
 
-    def _errno_from_parents(self, name: str, err: int, want: int, tx) -> int:
+    def _errno_from_parents(self, name: str, err: int, want: int, tx: _Transaction | None) -> int:
         """Hide existence from clients that may not know (xenstored)."""
         path = name
         while path != "/":
@@ -450,35 +460,35 @@ class XsConnection:
                 return err if self._perm(node) & want else _errno.EACCES
         return _errno.EACCES
 
-    def _node(self, name: str, want: int, tx) -> _Node:
+    def _node(self, name: str, want: int, tx: _Transaction | None) -> _Node:
         node = self.store._get(name, tx)
         if node is not None and (self._perm(node) & want) == want:
             return node
         err = _errno.EACCES if node is not None else _errno.ENOENT
         _fail(self._errno_from_parents(name, err, want, tx), name)
 
-    def _check_payload(self, *parts) -> None:
+    def _check_payload(self, *parts: str | bytes) -> None:
         if sum(len(p) + 1 for p in parts) > XENSTORE_PAYLOAD_MAX:
             _fail(_errno.E2BIG)
 
     @staticmethod
-    def _b(value) -> bytes:
+    def _b(value: XsValue) -> bytes:
         # values are bytes; text that came from bytes (surrogateescape) goes back to them
         return value.encode("utf-8", "surrogateescape") if isinstance(value, str) \
             else bytes(value)
 
     # -- operations ----------------------------------------------------
-    def read(self, path, tx: int = 0) -> bytes:
+    def read(self, path: XsPath, tx: int = 0) -> bytes:
         with self.store.lock:
             t = self._tx(tx)
             return self._node(self.canonicalize(path), PERM_READ, t).value
 
-    def directory(self, path, tx: int = 0) -> list[str]:
+    def directory(self, path: XsPath, tx: int = 0) -> list[str]:
         with self.store.lock:
             t = self._tx(tx)
             return list(self._node(self.canonicalize(path), PERM_READ, t).children)
 
-    def directory_generation(self, path, tx: int = 0) -> tuple[list[str], int]:
+    def directory_generation(self, path: XsPath, tx: int = 0) -> tuple[list[str], int]:
         """The children and the node's generation count, as XS_DIRECTORY_PART
         (send_directory_part) reports them: a client reading a long child
         list in parts restarts when the generation changes."""
@@ -486,7 +496,7 @@ class XsConnection:
             node = self._node(self.canonicalize(path), PERM_READ, self._tx(tx))
             return list(node.children), node.gen
 
-    def get_perms(self, path, tx: int = 0) -> list[Perm]:
+    def get_perms(self, path: XsPath, tx: int = 0) -> list[Perm]:
         with self.store.lock:
             name = self.canonicalize(path, allow_special=True)
             if name[0] == "@":
@@ -498,7 +508,7 @@ class XsConnection:
                 return list(perms)
             return list(self._node(name, PERM_READ, self._tx(tx)).perms)
 
-    def exists(self, path, tx: int = 0) -> bool:
+    def exists(self, path: XsPath, tx: int = 0) -> bool:
         try:
             self.read(path, tx)
             return True
@@ -507,7 +517,7 @@ class XsConnection:
                 return False
             raise
 
-    def write(self, path, value, tx: int = 0) -> None:
+    def write(self, path: XsPath, value: XsValue, tx: int = 0) -> None:
         value = self._b(value)
         with self.store.lock:
             if not payload_fits(path, value):
@@ -527,7 +537,7 @@ class XsConnection:
                 new = self._create(name, value, t)
             self.store._fire(self, name, new, False, tx=t)
 
-    def mkdir(self, path, tx: int = 0) -> None:
+    def mkdir(self, path: XsPath, tx: int = 0) -> None:
         with self.store.lock:
             self._check_payload(str(path).encode())
             t = self._tx(tx)
@@ -541,7 +551,7 @@ class XsConnection:
             new = self._create(name, b"", t)
             self.store._fire(self, name, new, False, tx=t)
 
-    def _errno_check_create(self, name: str, t) -> None:
+    def _errno_check_create(self, name: str, t: _Transaction | None) -> None:
         err = self._errno_from_parents(name, _errno.ENOENT, PERM_WRITE, t)
         if err != _errno.ENOENT:
             _fail(err, name)
@@ -550,16 +560,17 @@ class XsConnection:
         if not self.privileged and node.size() > self.store.quotas.entry_size:
             _fail(_errno.ENOSPC)
 
-    def _create(self, name: str, value: bytes, t) -> _Node:
+    def _create(self, name: str, value: bytes, t: _Transaction | None) -> _Node:
         """construct_node: create `name` and missing ancestors, each copying
         its parent's perms; unprivileged creators own what they create."""
         store = self.store
         missing = [name]
         parent_name = _parent(name)
-        while store._get(parent_name, t) is None:
+        parent = store._get(parent_name, t)
+        while parent is None:
             missing.append(parent_name)
             parent_name = _parent(parent_name)
-        parent = store._get(parent_name, t)
+            parent = store._get(parent_name, t)
         if not self.privileged:
             owned = store._owned_in_view(self.domid, t)
             if owned + len(missing) > store.quotas.nodes:
@@ -592,7 +603,7 @@ class XsConnection:
             store._put(path, node, t, self.domid)
         return parent
 
-    def rm(self, path, tx: int = 0) -> None:
+    def rm(self, path: XsPath, tx: int = 0) -> None:
         with self.store.lock:
             t = self._tx(tx)
             name = self.canonicalize(path)
@@ -620,11 +631,13 @@ class XsConnection:
             for p, n in reversed(doomed):
                 store._fire(self, p, n, p != name, tx=t)
                 store._delete(p, t)
-            parent = store._get(_parent(name), t).copy()
+            old_parent = store._get(_parent(name), t)
+            assert old_parent is not None       # every node but "/" has its parent
+            parent = old_parent.copy()
             parent.children.remove(_basename(name))
             store._put(_parent(name), parent, t, self.domid)
 
-    def set_perms(self, path, perms: Iterable[str | Perm], tx: int = 0) -> None:
+    def set_perms(self, path: XsPath, perms: Iterable[str | Perm], tx: int = 0) -> None:
         new_perms = parse_perms(perms)
         with self.store.lock:
             if not new_perms:
@@ -656,7 +669,7 @@ class XsConnection:
         return f"/local/domain/{int(domid)}"
 
     # -- watches -------------------------------------------------------
-    def watch(self, path, token) -> None:
+    def watch(self, path: XsPath, token: str | bytes) -> None:
         token = token.decode() if isinstance(token, bytes) else str(token)
         with self.store.lock:
             relative = not str(path).startswith(("/", "@"))
@@ -670,7 +683,7 @@ class XsConnection:
             # "We fire once up front: simplifies clients and restart."
             self._deliver(self._relative(name) if relative else name, token)
 
-    def unwatch(self, path, token) -> None:
+    def unwatch(self, path: XsPath, token: str | bytes) -> None:
         token = token.decode() if isinstance(token, bytes) else str(token)
         with self.store.lock:
             name = self.canonicalize(path, allow_special=True)

@@ -16,8 +16,14 @@ import sys
 from pyxl.toolstack.client import Client, progress
 from pyxl.toolstack.errors import Fault
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any, ContextManager
 
-def config_json(d_config) -> dict:
+    from pyxl.config.model import DomainConfig
+
+
+def config_json(d_config: DomainConfig | dict[str, Any] | str | bytes) -> dict[str, Any]:
     """The libxl_domain_config JSON of a DomainConfig (or a ready dict)."""
     if isinstance(d_config, dict):
         return d_config
@@ -28,7 +34,8 @@ def config_json(d_config) -> dict:
     return json.loads(to_json(d_config))
 
 
-def create_domain(d_config, config_file: str = "", config_data: str | bytes = "",
+def create_domain(d_config: DomainConfig | dict[str, Any] | str | bytes, config_file: str = "",
+                  config_data: str | bytes = "",
                   console: bool = False, paused: bool = False, quiet: bool = False,
                   monitor: bool = True, foreground: bool = False) -> int:
     cfg = config_json(d_config)
@@ -63,7 +70,7 @@ def _name(cfg: dict) -> str:
     return (cfg.get("c_info") or {}).get("name", "the domain")
 
 
-def _nothing():
+def _nothing() -> ContextManager[object]:
     import contextlib
 
     return contextlib.nullcontext()

@@ -31,18 +31,28 @@ from pyxl.toolstack.errors import Fault
 from pyxl.toolstack.ops import core, devices, resources
 from pyxl.toolstack.paths import Paths
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Any, TextIO
+
+    from pyxl.hypervisor.xenstored import XenstoredServer
+    from pyxl.toolstack.hostd import HostState
+
 OPS = ops.merge(core.OPS, resources.OPS, devices.OPS)
 
 
 class Daemon:
+    # Made by run() before the control socket is served: the accept loop,
+    # every client thread and the ops they dispatch find them.
+    state: HostState
+    xenstored: XenstoredServer
+    listener: socket.socket
+
     def __init__(self, paths: Paths, foreground: bool):
         self.paths = paths
         self.foreground = foreground
-        self.logf = None
+        self.logf: TextIO | None = None
         self.stop_event = threading.Event()
-        self.listener: socket.socket | None = None
-        self.state = None
-        self.xenstored = None
         self.lock_fd = -1
         self._destroy_all = False
 
@@ -200,7 +210,7 @@ class Daemon:
             if not handed_over:
                 ch.close()
 
-    def _console(self, ch: protocol.Channel, args: dict) -> bool:
+    def _console(self, ch: protocol.Channel, args: dict[str, Any]) -> bool:
         """xenconsole: the connection becomes a byte pipe to the domain's console."""
         st = self.state
         try:
@@ -222,7 +232,7 @@ class Daemon:
         if first:
             reader.write(first)
 
-        def to_client():
+        def to_client() -> None:
             try:
                 while True:
                     data = reader.read(1.0)
@@ -260,7 +270,7 @@ class Daemon:
         self._destroy_all = destroy_all
         self.stop_event.set()
 
-    def dispatch(self, op: str, a: dict):
+    def dispatch(self, op: str, a: dict[str, Any]) -> Any:
         """Look the op up in the one table, check its arguments, call it."""
         row = OPS.get(op) if isinstance(op, str) else None
         if row is None:

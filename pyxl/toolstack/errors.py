@@ -17,6 +17,10 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any, TextIO
+
 # code: stable number (wire + docs), never reused; exit: xl's exit status;
 # message: xl's stderr text, str.format()-ed with the fault's args.
 # (A namedtuple, not a dataclass: every pyxl command imports this table.)
@@ -374,7 +378,7 @@ assert len({k.code for k in _KINDS}) == len(_KINDS)
 class Fault(Exception):
     """A named failure from the table; raise in the daemon or the client."""
 
-    def __init__(self, name: str, /, **args):
+    def __init__(self, name: str, /, **args: Any):
         if name not in KINDS:
             raise KeyError(name)
         self.name = name
@@ -406,7 +410,7 @@ class Fault(Exception):
             return cls("INTERNAL", reason="unknown fault %r" % name)
         return cls(name, **(d.get("args") or {}))
 
-    def report(self, stream=None) -> int:
+    def report(self, stream: TextIO | None = None) -> int:
         """Print xl's text to stderr; return the exit status."""
         import sys
 

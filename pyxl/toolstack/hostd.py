@@ -33,6 +33,11 @@ from pyxl.toolstack import devices
 from pyxl.toolstack.errors import Fault
 from pyxl.toolstack.paths import Paths
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Any, Callable
+
 STATE_VERSION = 1
 EXIT_SHUTDOWN_BASE = 64      # a domain process exits 64+reason after SCHEDOP_shutdown
 DEVICE_TIMEOUT = 10.0        # LIBXL_INIT_TIMEOUT; a request may carry its own (tests)
@@ -43,7 +48,7 @@ ACTIONS = ("destroy", "restart", "restart_rename", "preserve", "coredump_destroy
            "coredump_restart", "soft_reset")
 
 
-def _cfg(d: dict, *keys, default=None):
+def _cfg(d: Any, *keys: str, default: Any = None) -> Any:
     for k in keys:
         if not isinstance(d, dict) or k not in d:
             return default
@@ -58,7 +63,7 @@ def _fault_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _platform():
+def _platform() -> ModuleType:
     from pyxl.toolstack import platform
 
     return platform
@@ -84,7 +89,7 @@ def _append_line(path: str, line: str) -> None:
 
 
 class HostState:
-    def __init__(self, paths: Paths, log):
+    def __init__(self, paths: Paths, log: Callable[[str], None]):
         self.paths = paths
         self.log = log
         self.lock = threading.RLock()
@@ -127,7 +132,7 @@ class HostState:
                 self.hypervisor_log(line)
 
     # -- persistence ---------------------------------------------------
-    def _load(self):
+    def _load(self) -> tuple[Host, dict[str, Any] | None]:
         try:
             with open(self.paths.state_file, "rb") as f:
                 saved = json.loads(f.read())
@@ -154,7 +159,7 @@ class HostState:
 
     # -- start-up: adopt what a previous daemon left running -------------
     def start(self) -> None:
-        self._listen_xenbus()
+        xenbus = self._listen_xenbus()
         saved = self._saved
         if saved:
             pending = []                       # domains whose on_* action is still to run
@@ -185,7 +190,8 @@ class HostState:
                 threading.Thread(target=self._act_on_shutdown, args=(domid,), daemon=True).start()
         self.table.domains[0].pid = os.getpid()
         self.reaper.start()
-        threading.Thread(target=self._xenbus_loop, name="xenbus", daemon=True).start()
+        threading.Thread(target=self._xenbus_loop, args=(xenbus,), name="xenbus",
+                         daemon=True).start()
 
     def _rewire(self, dom: Domain) -> None:
         """Recreate the domain in the new daemon's hypervisor and xenstore."""
@@ -208,7 +214,7 @@ class HostState:
         self._wake()
 
     # -- adopted domains reconnect here -------------------------------------
-    def _listen_xenbus(self) -> None:
+    def _listen_xenbus(self) -> socket.socket:
         path = self.paths.xenbus_socket
         try:
             os.unlink(path)
@@ -219,8 +225,9 @@ class HostState:
         os.chmod(path, 0o600)
         s.listen(64)
         self.xenbus = s
+        return s
 
-    def _xenbus_loop(self) -> None:
+    def _xenbus_loop(self, xenbus: socket.socket) -> None:
         """A domain whose hypervisor connection broke (the daemon was
         restarted) reconnects here.  Who it is comes from the kernel
         (SO_PEERCRED), never from what it says: only the recorded pid of a
@@ -229,7 +236,7 @@ class HostState:
 
         while not self.stopping:
             try:
-                conn, _ = self.xenbus.accept()
+                conn, _ = xenbus.accept()
             except OSError:
                 return
             try:
@@ -581,8 +588,8 @@ class HostState:
         # domain (tpmback in a vtpm-stubdom) removes its own directory once
         # the frontend is gone, as it does on Xen while libxl waits for it;
         # removing it under its feet would make it fail its own cleanup.
-        foreign = [p for p in paths if devices.backend_domid_of(p) not in (None, 0, dom.domid)
-                   and self._backend_alive(devices.backend_domid_of(p))]
+        foreign = [p for p in paths if (be := devices.backend_domid_of(p)) is not None
+                   and be not in (0, dom.domid) and self._backend_alive(be)]
         devices.remove_paths(self.xs, [p for p in paths if p not in foreign])
         if foreign:
             threading.Thread(target=self._remove_foreign_backends, args=(foreign,),

@@ -12,6 +12,10 @@ from pyxl.hypervisor.domain import DOMID_FIRST_RESERVED, Domain
 from pyxl.toolstack import devices
 from pyxl.toolstack.errors import Fault
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from pyxl.toolstack.hostd import HostState
+
 LIBXL_MIN_DOM0_MEM = 128 * 1024      # libxl_internal.h
 
 
@@ -20,12 +24,12 @@ def _dp(domid: int) -> str:
     return "Domain %d:" % domid if 0 < domid < DOMID_FIRST_RESERVED else ""
 
 
-def _read_int(st, path: str) -> int | None:
+def _read_int(st: HostState, path: str) -> int | None:
     v = devices.read(st.xs, path)
     return int(v) if v is not None and v.isdigit() else None
 
 
-def current_memkb(st, dom: Domain) -> int:
+def current_memkb(st: HostState, dom: Domain) -> int:
     """libxl_dominfo.current_memkb: what the domain holds (tot_pages) --
     what it was built with until its balloon driver has moved."""
     kb = st.hv.memory_kb(dom.domid)
@@ -33,7 +37,7 @@ def current_memkb(st, dom: Domain) -> int:
 
 
 # -- memory ------------------------------------------------------------------
-def _dom0_memory(st, base: str) -> None:
+def _dom0_memory(st: HostState, base: str) -> None:
     """libxl__fill_dom0_memory_info: dom0's target and static-max from its
     domain info, when nobody has written them yet."""
     d0 = st.table.domains[0]
@@ -43,7 +47,7 @@ def _dom0_memory(st, base: str) -> None:
         st.xs.write(base + "/memory/static-max", str(d0.max_memkb))
 
 
-def set_memory_target(st, dom_q: str, memkb: int, mem: str) -> None:
+def set_memory_target(st: HostState, dom_q: str, memkb: int, mem: str) -> None:
     """libxl_set_memory_target(ctx, domid, memkb, relative=0, enforce=1):
     the new target (less videoram) may not exceed static-max, dom0's not go
     below LIBXL_MIN_DOM0_MEM; Xen's maxmem becomes the target, then
@@ -69,7 +73,7 @@ def set_memory_target(st, dom_q: str, memkb: int, mem: str) -> None:
             st.hv.memory_reserve(0, new)
 
 
-def set_max_memory(st, dom_q: str, memkb: int, mem: str) -> None:
+def set_max_memory(st: HostState, dom_q: str, memkb: int, mem: str) -> None:
     """libxl_domain_setmaxmem: not below the current target; Xen's maxmem,
     then memory/static-max."""
     with st.lock:
@@ -86,7 +90,7 @@ def set_max_memory(st, dom_q: str, memkb: int, mem: str) -> None:
 
 
 # -- vcpus -------------------------------------------------------------------
-def vcpu_list(st, doms: list[str] | None) -> dict:
+def vcpu_list(st: HostState, doms: list[str] | None) -> dict:
     """libxl_list_vcpu for each domain (all of them without `doms`)."""
     with st.lock:
         targets = st.table.sorted() if doms is None else [st.resolve(q) for q in doms]
@@ -94,7 +98,7 @@ def vcpu_list(st, doms: list[str] | None) -> dict:
                 "domains": [[d.domid, d.name, sched.vcpu_rows(d, st.host)] for d in targets]}
 
 
-def set_vcpus_online(st, dom_q: str, n: int) -> None:
+def set_vcpus_online(st: HostState, dom_q: str, n: int) -> None:
     """libxl_set_vcpuonline for a PV domain: 1..max vcpus; each
     cpu/N/availability becomes "online" or "offline" (libxl__set_vcpuonline_xenstore)."""
     with st.lock:
@@ -112,7 +116,7 @@ def set_vcpus_online(st, dom_q: str, n: int) -> None:
         st.save()
 
 
-def set_vcpu_affinity(st, dom_q: str, vcpu: int, hard: list[int] | None,
+def set_vcpu_affinity(st: HostState, dom_q: str, vcpu: int, hard: list[int] | None,
                       soft: list[int] | None) -> None:
     """libxl_set_vcpuaffinity (vcpu >= 0) or _all (vcpu -1), as Xen's
     vcpu_affinity_domctl takes it: no such vcpu, or a hard affinity with no
@@ -137,7 +141,7 @@ def set_vcpu_affinity(st, dom_q: str, vcpu: int, hard: list[int] | None,
 
 
 # -- the scheduler -----------------------------------------------------------
-def _pool(st, q: str | None) -> dict:
+def _pool(st: HostState, q: str | None) -> dict:
     if q is None:
         return sched.pools(st.host)[0]
     p = sched.pool_of_qualifier(st.host, q)
@@ -146,7 +150,7 @@ def _pool(st, q: str | None) -> dict:
     return p
 
 
-def sched_domains(st, pool: str | None) -> list[dict]:
+def sched_domains(st: HostState, pool: str | None) -> list[dict]:
     """libxl_list_cpupool and libxl_list_domain, for sched_domain_output:
     each pool with its scheduler, parameters and domains' weight and cap."""
     with st.lock:
@@ -161,7 +165,7 @@ def sched_domains(st, pool: str | None) -> list[dict]:
         return out
 
 
-def sched_domain_get(st, dom_q: str) -> dict:
+def sched_domain_get(st: HostState, dom_q: str) -> dict:
     """libxl_domain_sched_params_get: the domain's pool's scheduler, and its params."""
     with st.lock:
         dom = st.resolve(dom_q)
@@ -171,7 +175,7 @@ def sched_domain_get(st, dom_q: str) -> dict:
                 "weight": weight, "cap": cap}
 
 
-def sched_domain_set(st, dom_q: str, want: str, weight: int | None, cap: int | None) -> None:
+def sched_domain_set(st: HostState, dom_q: str, want: str, weight: int | None, cap: int | None) -> None:
     """libxl_domain_sched_params_set -> sched_credit2_domain_set (credit
     likewise): weight 1..65535, cap 0..100 per vcpu."""
     with st.lock:
@@ -191,7 +195,7 @@ def sched_domain_set(st, dom_q: str, want: str, weight: int | None, cap: int | N
         st.save()
 
 
-def sched_pool_params(st, pool: str | None, want: str, params: dict) -> dict | None:
+def sched_pool_params(st: HostState, pool: str | None, want: str, params: dict) -> dict | None:
     """libxl_sched_{credit,credit2}_params_get/_set on a pool: its scheduler
     must be the one asked (Xen's sched_adjust_global: -EINVAL); None then."""
     with st.lock:
@@ -210,7 +214,7 @@ def sched_pool_params(st, pool: str | None, want: str, params: dict) -> dict | N
 
 
 # -- sysrq, debug keys --------------------------------------------------------
-def send_sysrq(st, dom_q: str, key: str) -> None:
+def send_sysrq(st: HostState, dom_q: str, key: str) -> None:
     """libxl_send_sysrq: control/sysrq = the key, for the guest's manage.c."""
     if not isinstance(key, str) or len(key) != 1:      # main_sysrq: one letter
         raise Fault("BAD_REQUEST", reason="sysrq: one key, not %r" % (key,))
@@ -219,7 +223,7 @@ def send_sysrq(st, dom_q: str, key: str) -> None:
         st.xs.write("/local/domain/%d/control/sysrq" % dom.domid, key)
 
 
-def send_debug_keys(st, keys: str) -> None:
+def send_debug_keys(st: HostState, keys: str) -> None:
     """libxl_send_debug_keys: XEN_SYSCTL_debug_keys, each key handled in
     turn; the handlers write the hypervisor's console."""
     from pyxl.hypervisor import keyhandler
@@ -230,7 +234,7 @@ def send_debug_keys(st, keys: str) -> None:
 
 
 # -- CPU pools (libxl_cpupool.c over Xen's cpupool.c) -------------------------
-def _pool_q(st, q: str) -> dict:
+def _pool_q(st: HostState, q: str) -> dict:
     """libxl_cpupool_qualifier_to_cpupoolid + libxl_cpupoolid_is_valid."""
     p = sched.pool_of_qualifier(st.host, q)
     if p is None:
@@ -238,13 +242,13 @@ def _pool_q(st, q: str) -> dict:
     return p
 
 
-def _write_pool(st, p: dict) -> None:
+def _write_pool(st: HostState, p: dict) -> None:
     """/local/pool/<id>/name (libxl_cpupool_create, _rename): where
     libxl_cpupoolid_to_name reads it."""
     st.xs.write("/local/pool/%d/name" % p["poolid"], p["name"])
 
 
-def cpupool_list(st) -> list[dict]:
+def cpupool_list(st: HostState) -> list[dict]:
     """libxl_list_cpupool: each pool with its CPUs, scheduler and domain count."""
     with st.lock:
         doms = st.table.sorted()
@@ -252,7 +256,7 @@ def cpupool_list(st) -> list[dict]:
                 for p in sched.pools(st.host)]
 
 
-def cpupool_create(st, name: str, sched_name: str | None, cpus: list[int]) -> dict:
+def cpupool_create(st: HostState, name: str, sched_name: str | None, cpus: list[int]) -> dict:
     """main_cpupoolcreate's checks that ask libxl (the name unused, the
     CPUs free), then libxl_cpupool_create: a new pool, its CPUs moved in."""
     with st.lock:
@@ -270,7 +274,7 @@ def cpupool_create(st, name: str, sched_name: str | None, cpus: list[int]) -> di
         return {"poolid": p["poolid"], "sched": s.value, "n_cpus": len(cpus)}
 
 
-def cpupool_destroy(st, q: str) -> bool:
+def cpupool_destroy(st: HostState, q: str) -> bool:
     """libxl_cpupool_destroy: not while it holds domains (ERROR_INVAL), and
     never Pool-0; its CPUs become free."""
     with st.lock:
@@ -283,7 +287,7 @@ def cpupool_destroy(st, q: str) -> bool:
         return True
 
 
-def cpupool_rename(st, q: str, name: str) -> None:
+def cpupool_rename(st: HostState, q: str, name: str) -> None:
     """libxl_cpupool_rename: the name in xenstore, nothing checked."""
     with st.lock:
         p = _pool_q(st, q)
@@ -292,7 +296,7 @@ def cpupool_rename(st, q: str, name: str) -> None:
         st.save()
 
 
-def cpupool_cpus(st, q: str, cpus: list[int], add: bool) -> list[str]:
+def cpupool_cpus(st: HostState, q: str, cpus: list[int], add: bool) -> list[str]:
     """libxl_cpupool_cpuadd_cpumap / _cpuremove_cpumap: CPU by CPU, as
     Xen's XEN_SYSCTL_CPUPOOL_OP_ADDCPU/RMCPU take them; the libxl messages
     of those that failed are returned (xl then adds its own line)."""
@@ -330,7 +334,7 @@ def cpupool_cpus(st, q: str, cpus: list[int], add: bool) -> list[str]:
         return errs
 
 
-def cpupool_migrate(st, dom_q: str, q: str) -> None:
+def cpupool_migrate(st: HostState, dom_q: str, q: str) -> None:
     """main_cpupoolmigrate: the domain must exist ("unknown domain"), the
     pool too; libxl_cpupool_movedomain then fails on a pool without CPUs
     (Xen: -ENOENT; LOGEVD with xc's -1 prints no errno text)."""
@@ -346,7 +350,7 @@ def cpupool_migrate(st, dom_q: str, q: str) -> None:
         st.save()
 
 
-def cpupool_numa_split(st) -> str | None:
+def cpupool_numa_split(st: HostState) -> str | None:
     """main_cpupoolnumasplit: only while Pool-0 is the only pool; Pool-0
     keeps the first node's CPUs as Pool-node<N>, every other node gets a
     Pool-node<N> of its own with the host's scheduler."""
@@ -371,7 +375,7 @@ def cpupool_numa_split(st) -> str | None:
         return None
 
 
-def store_config(st, dom_q: str, config: dict, config_file: str, config_text: str) -> None:
+def store_config(st: HostState, dom_q: str, config: dict, config_file: str, config_text: str) -> None:
     """libxl_userdata_store(ctx, domid, "xl", ...) for config-update: kept
     with the domain until its next rebuild (reload_domain_config)."""
     with st.lock:
@@ -380,7 +384,7 @@ def store_config(st, dom_q: str, config: dict, config_file: str, config_text: st
         st.save()
 
 
-def live_config(st, dom: Domain) -> dict:
+def live_config(st: HostState, dom: Domain) -> dict:
     """What libxl_retrieve_domain_configuration reads from the running
     domain (retrieve_domain_configuration_end): the vcpus online, the memory
     target and static-max in xenstore, and the scheduler's parameters."""

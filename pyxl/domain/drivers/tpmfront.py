@@ -56,7 +56,7 @@ class TpmFront:
         self.lock = threading.Lock()          # one command (or resume) at a time
         self.generation = xen.generation      # the hypervisor the ring lives in
         self.broken = False                   # the backend went away under a command
-        self._meanwhile = None                # cmd(meanwhile=): not run yet
+        self._meanwhile: Callable[[], object] | None = None     # cmd(meanwhile=): not run yet
         printk("============= Init TPM Front ================\n")
         while True:
             gen = xen.generation
@@ -243,7 +243,8 @@ class TpmFront:
     def set_locality(self, locality: int) -> None:
         self.locality = locality
 
-    def cmd(self, request: bytes, timeout: float | None = None, meanwhile=None) -> bytes:
+    def cmd(self, request: bytes, timeout: float | None = None,
+            meanwhile: Callable[[], object] | None = None) -> bytes:
         """tpmfront_cmd: one request, its response (b"" if it was cancelled).
         If the hypervisor goes away meanwhile (the daemon was restarted),
         the request is sent again once the ring is back: everything

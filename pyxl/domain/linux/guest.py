@@ -12,6 +12,11 @@ import time
 from pyxl.domain.linux import shell, userland
 from pyxl.domain.linux.fs import GuestTree
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from pyxl.domain.process import Domain
+    from pyxl.domain.xen import XenInterface
+
 KERNEL_RELEASE = "6.1.0-18-amd64"
 KERNEL_VERSION = "#1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1 (2024-02-01)"
 CRLF = "\r\n"
@@ -25,7 +30,7 @@ HOST_ENV = ("PATH", "HOME", "PWD", "OLDPWD", "SHELL", "SHLVL", "TERM", "USER", "
 
 
 class Guest:
-    def __init__(self, dom):
+    def __init__(self, dom: Domain):
         self.dom = dom
         self.t0 = time.monotonic()
         self.dmesg: list[str] = []
@@ -40,10 +45,10 @@ class Guest:
         self.tree = GuestTree.create(dom)                    # the guest's own files
         self.event_log: bytes | None = getattr(dom, "tpm_event_log", None)   # from pv-grub
         if self.event_log:
-            self._place_event_log()
+            self._place_event_log(self.event_log)
         self.shell = shell.Shell(self.tree, self, shell.Call(self._console_bytes, tty=True))
 
-    def _place_event_log(self) -> None:
+    def _place_event_log(self, event_log: bytes) -> None:
         """The event log as a file of the guest's tree at its /sys path, where
         the programs the guest runs (tpm2_eventlog) find it; the guest's own
         /sys is virtual, so its shell cannot write there.  The tree is new
@@ -52,7 +57,7 @@ class Guest:
         os.makedirs(os.path.dirname(path), 0o755)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o440)
         with os.fdopen(fd, "wb") as f:
-            f.write(self.event_log)
+            f.write(event_log)
 
     # -- console output --------------------------------------------------
     def out(self, text: str) -> None:
@@ -126,6 +131,8 @@ class Guest:
         pending = ""
         while True:
             data = self.dom.console_read()
+            if data is None:            # only after a timeout, and none is given
+                continue
             for b in data:
                 if b in (13, 10):
                     self.out("\n")
@@ -173,7 +180,8 @@ class Guest:
             self.dom.console_write(data.replace(b"\n", b"\r\n"))
 
     # -- what the shell asks of the kernel: programs and special files --------
-    def command(self, name: str, args: list[str], io, sh, env: dict) -> int | None:
+    def command(self, name: str, args: list[str], io: shell.Io, sh: shell.Shell,
+                env: dict) -> int | None:
         """Run a program that is not a shell built-in; None: there is none."""
         base = os.path.basename(name)
         if "/" in name and (os.path.dirname(name) not in userland.SBIN
@@ -202,7 +210,7 @@ class Guest:
             return None
         return 0
 
-    def uname(self, args: list[str], io) -> int:
+    def uname(self, args: list[str], io: shell.Io) -> int:
         parts = {"-s": "Linux", "-n": self.hostname(), "-r": KERNEL_RELEASE,
                  "-v": KERNEL_VERSION, "-m": "x86_64"}
         if not args:
@@ -214,17 +222,17 @@ class Guest:
             io.print(" ".join(parts.get(a, "") for a in args) + "\n")
         return 0
 
-    def write_file(self, path: str):
+    def write_file(self, path: str) -> shell.Sink | None:
         """Where output redirected to a special file goes (None: it cannot be written)."""
         if path == "/dev/null":
             return shell.Null()
         if path in ("/dev/console", "/dev/hvc0", "/dev/tty"):
             return shell.Call(self._console_bytes, tty=True)
         if path == "/proc/sysrq-trigger":
-            return shell.Call(lambda data: data[:1].strip() and self.sysrq(data[:1].decode()))
+            return shell.Call(self._sysrq_trigger)
         return None
 
-    def yes(self, word: str, io) -> None:
+    def yes(self, word: str, io: shell.Io) -> None:
         """coreutils yes: output until interrupted (^C on the console); into
         a pipe or a file, as much as a pipe holds."""
         chunk = ((word + "\n") * (8192 // (len(word) + 1) + 1)).encode()
@@ -238,7 +246,7 @@ class Guest:
                 self.out("^C\n")
                 return
 
-    def kmod(self, name: str, args: list[str], io) -> int:
+    def kmod(self, name: str, args: list[str], io: shell.Io) -> int:
         """modprobe/rmmod of the xen-tpmfront module."""
         if not args:
             io.error("%s: ERROR: missing module name." % name if name == "rmmod" else
@@ -299,6 +307,12 @@ class Guest:
         return self.tpm.list_sysfs(path)
 
     # -- going down -------------------------------------------------------
+    def _sysrq_trigger(self, data: bytes) -> None:
+        """A write to /proc/sysrq-trigger: its first byte, unless blank, is the key."""
+        key = data[:1].strip()
+        if key:
+            self.sysrq(key.decode())
+
     def sysrq(self, key: str) -> None:
         """drivers/tty/sysrq.c __handle_sysrq: the key's action message (at a
         raised console loglevel, so it reaches the console), then its
@@ -382,7 +396,7 @@ class Guest:
             elif what == "reboot":
                 self.power(SHUTDOWN_REBOOT)
 
-    def vcpu_hotplug(self, path: str, xen) -> None:
+    def vcpu_hotplug(self, path: str, xen: XenInterface) -> None:
         """drivers/xen/cpu_hotplug.c handle_vcpu_hotplug_event: a change under
         cpu/N brings vcpu N up or down as cpu/N/availability says (CPU 0
         never goes: cpu0 is not hotpluggable)."""
@@ -434,7 +448,7 @@ _WATCHES = (("control/shutdown", "shutdown"), ("control/sysrq", "sysrq"),
             ("memory/target", "balloon"), ("cpu", "cpu"))
 
 
-def boot(dom) -> None:
+def boot(dom: Domain) -> None:
     g = Guest(dom)
     g.boot()
     g.run()

@@ -24,6 +24,14 @@ import threading
 from pyxl.domain.drivers.xen_tpmfront import (TpmDeviceError, XenTpmFront, caps_text,
                                               pcrs_text, pubek_text)
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from typing import Callable
+
+    from pyxl.domain.linux.netns import GuestNetwork
+    from pyxl.domain.linux.tpmrm import TpmrmServer
+    from pyxl.domain.process import Domain
+
 NODE = "device/vtpm/0"
 CONNECT_TIMEOUT = 30.0
 HEADER = 10
@@ -42,13 +50,13 @@ VERSION_FILE = "tpm_version_major"
 class GuestTpm:
     """One guest's TPM chip (xen-tpmfront + /dev/tpm0)."""
 
-    def __init__(self, dom, klog, net):
+    def __init__(self, dom: Domain, klog: Callable[[str], object], net: GuestNetwork):
         self.dom = dom
         self.klog = klog
         self.net = net                   # the guest's network namespace (GuestNetwork)
         self.front: XenTpmFront | None = None
         self.listener: socket.socket | None = None
-        self.tpmrm = None                # /dev/tpmrm0's endpoint (tpmrm.py), TPM 2.0 only
+        self.tpmrm: TpmrmServer | None = None    # /dev/tpmrm0's endpoint (tpmrm.py), TPM 2.0 only
         self._version: tuple[object, int] | None = None    # (front, 1 or 2)
         self.lock = threading.Lock()
         dom.on_resume(self.resume)
@@ -95,7 +103,10 @@ class GuestTpm:
         try:
             if not self.ready():
                 raise TpmDeviceError(19, "No such device")       # ENODEV
-            return self.front.transmit(request)
+            f = self.front
+            if f is None:                                       # detached meanwhile
+                raise TpmDeviceError(19, "No such device")
+            return f.transmit(request)
         except TpmDeviceError:
             raise
         except OSError:                  # the hypervisor connection broke meanwhile

@@ -44,6 +44,10 @@ import threading
 from pyxl.domain.linux.tpm import _listen, _recv_exact
 from pyxl.domain.tpm2_frames import TPM_CC_ContextSave, TPM_CC_FlushContext, flush_request
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from typing import Callable
+
 TPM2_PORT = 2321                       # tpm2-tss's TCTI_MSSIM_DEFAULT_PORT (platform: +1)
 TPM_SEND_COMMAND, TPM_SESSION_END = 8, 20
 MS_SIM_POWER_ON, MS_SIM_CANCEL_ON, MS_SIM_CANCEL_OFF, MS_SIM_NV_ON = 1, 9, 10, 11
@@ -77,7 +81,7 @@ class Space:
     """One open() of /dev/tpmrm0: its commands go to `transmit`, what they
     leave loaded is flushed by close()."""
 
-    def __init__(self, transmit):
+    def __init__(self, transmit: Callable[[bytes], bytes]):
         self.transmit = transmit
         self.handles: set[int] = set()
 
@@ -110,7 +114,7 @@ class TpmrmServer:
     """/dev/tpmrm0 for the guest's userland: both mssim ports, listening
     inside the guest's network namespace (call start() there)."""
 
-    def __init__(self, transmit):
+    def __init__(self, transmit: Callable[[bytes], bytes]):
         self.transmit = transmit       # GuestTpm.transmit: through the tpmif ring
         self.listeners: list[socket.socket] = []
 
@@ -162,7 +166,7 @@ class TpmrmServer:
                     return
 
 
-def _accept(listener: socket.socket, serve) -> None:
+def _accept(listener: socket.socket, serve: Callable[[socket.socket], None]) -> None:
     while True:
         try:
             conn, _ = listener.accept()

@@ -48,6 +48,13 @@ import time
 from pyxl.domain.linux.netns import NoNetwork
 from pyxl.domain.linux.tpmrm import TPM2_PORT
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    from pyxl.domain.linux.netns import GuestNetwork
+    from pyxl.domain.linux.tpm import GuestTpm
+
 SBIN = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 TCSD_START_TIMEOUT = 30.0
 TOOL_TIMEOUT = 120.0
@@ -95,7 +102,7 @@ def listening(port: int) -> bool:
 
 
 class Userland:
-    def __init__(self, tpm, out, net):
+    def __init__(self, tpm: GuestTpm, out: Callable[[str], None], net: GuestNetwork):
         self.tpm = tpm                 # GuestTpm
         self.out = out                 # console printer (str)
         self.net = net                 # the guest's network namespace (GuestNetwork)
@@ -108,7 +115,7 @@ class Userland:
         return name in ("tcsd", "tpm2") or (name.startswith(("tpm_", "tpm2_"))
                                             and "/" not in name)
 
-    def run(self, name: str, args: list[str], **io) -> int | None:
+    def run(self, name: str, args: list[str], **io: Any) -> int | None:
         """The program's exit status; None if it is not one of ours.  `io`
         is passed to tool(): where the program runs and its streams."""
         if not self.handles(name):
@@ -127,7 +134,7 @@ class Userland:
         except NoNetwork as e:
             (io.get("err") or self._print)(
                 b"-bash: %s: not run: the guest has no network of its own: %s\n"
-                % (name.encode(), e.strerror.encode()))
+                % (name.encode(), (e.strerror or str(e)).encode()))
             return 126
 
     # -- tcsd ----------------------------------------------------------------
@@ -214,7 +221,8 @@ class Userland:
 
     # -- tpm-tools -------------------------------------------------------------
     def tool(self, prog: str, args: list[str], cwd: str | None = None, stdin: bytes | None = None,
-             out=None, err=None, env: dict | None = None) -> int:
+             out: Callable[[bytes], object] | None = None,
+             err: Callable[[bytes], object] | None = None, env: dict | None = None) -> int:
         """Run a tool to its end: `cwd` its working directory, `stdin` its
         input (None: nothing), `out`/`err` where its output goes (callables
         taking bytes; default the console), `env` variables the guest
@@ -232,7 +240,8 @@ class Userland:
         except subprocess.TimeoutExpired as e:
             stdout, stderr, status = e.stdout or b"", e.stderr or b"", 128 + 9
         except OSError as e:
-            err(b"-bash: %s: %s\n" % (os.path.basename(prog).encode(), e.strerror.encode()))
+            err(b"-bash: %s: %s\n" % (os.path.basename(prog).encode(),
+                                       (e.strerror or str(e)).encode()))
             return 126
         if stdout:
             out(stdout)

@@ -42,6 +42,13 @@ from pyxl.domain.tpm2_frames import PW_SESSION, TPM_ST_SESSIONS
 
 from .options import ST_DEACTIVATED, ST_SAVE
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from pyxl.tpm.tpm2 import TPM2
+
+    from .log import VtpmLog
+    from .options import Options
+
 # TPM 2.0 Part 2 (libtpms src/tpm2/TpmTypes.h)
 TPM_CC_HierarchyControl = 0x121
 TPM_RH_OWNER, TPM_RH_ENDORSEMENT, TPM_RH_PLATFORM = 0x40000001, 0x4000000B, 0x4000000C
@@ -52,7 +59,7 @@ class EngineError(Exception):
     """The TPM 2.0 cannot be started: the vTPM must not serve."""
 
 
-def say(log, kind: str, msg: str) -> None:
+def say(log: VtpmLog, kind: str, msg: str) -> None:
     """A console line of the TPM 2.0 engine (`tpm2: Info: ...`)."""
     log.printk("tpm2: %s: %s\n" % (kind, msg))
 
@@ -61,14 +68,14 @@ def rc_of(rsp: bytes) -> int:
     return int.from_bytes(rsp[6:10], "big") if len(rsp) >= 10 else -1
 
 
-def hierarchy_off(tpm, hierarchy: int) -> int:
+def hierarchy_off(tpm: TPM2, hierarchy: int) -> int:
     """TPM2_HierarchyControl(TPM_RH_PLATFORM, enable=hierarchy, state=NO)."""
     body = struct.pack(">I", TPM_RH_PLATFORM) + PW_SESSION + struct.pack(">IB", hierarchy, 0)
     req = struct.pack(">HII", TPM_ST_SESSIONS, 10 + len(body), TPM_CC_HierarchyControl) + body
     return rc_of(tpm.execute(req))
 
 
-def start(tpm, startup: int, log) -> None:
+def start(tpm: TPM2, startup: int, log: VtpmLog) -> None:
     """_TPM_Init and TPM2_Startup as the start-up option says (module doc)."""
     from pyxl.tpm.tpm2.engine import TPM_CC_Startup, TPM_SU_CLEAR, command
 
@@ -91,7 +98,7 @@ def start(tpm, startup: int, log) -> None:
         say(log, "Info", "hierarchies disabled until the next start-up (deactivated)")
 
 
-def emulator_init(blob: bytes | None, opts, log):
+def emulator_init(blob: bytes | None, opts: Options, log: VtpmLog) -> TPM2:
     """tpm_emulator_init for a TPM 2.0: `blob`, the state the manager vouches
     for (None: the manager has never seen this uuid, a new TPM), started as
     opts.startup says.  EngineError when it cannot be started."""
@@ -124,6 +131,6 @@ def failure_response() -> bytes:
     return struct.pack(">HII", TPM_ST_NO_SESSIONS, 10, TPM_RC_FAILURE)
 
 
-def save_state(tpm) -> bool:
+def save_state(tpm: TPM2) -> bool:
     """What the 1.2 emulator's TPM_SaveState is at shutdown: TPM2_Shutdown(SU_STATE)."""
     return tpm.save_state() == 0

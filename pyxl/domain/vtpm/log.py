@@ -16,6 +16,10 @@ from pyxl.tpm import constants as C
 
 from .emulog_data import ORD_DEBUG_LINE, RC_TEXT
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from pyxl.domain.minios import Printk
+
 LOG_ERR, LOG_INFO, LOG_DEBUG = 3, 6, 7
 _KIND = {"Info": LOG_INFO, "Error": LOG_ERR, "Debug": LOG_DEBUG}
 # vtpm.c lines (seed)
@@ -27,7 +31,7 @@ L_HWPCR_LIST, L_HWPCR_ROW, L_PCR_DEFAULT = 314, 323, 325
 L_MAINT_OFF, L_MAINT_ON, L_LOGLEVEL, L_STARTING = 329, 336, 339, 363
 L_BAD_CMDLINE, L_NO_TPMFRONT, L_NO_RNG, L_NO_BLK = 365, 372, 378, 384
 # tpm_cmd_handler.c / tpm_startup.c / tpm_testing.c / tpm_data.c (0.7.4)
-L_TAG_LINE = {C.TPM_TAG_RQU_AUTH2_COMMAND: 3435, C.TPM_TAG_RQU_AUTH1_COMMAND: 3443,
+L_TAG_LINE: dict[int, int] = {C.TPM_TAG_RQU_AUTH2_COMMAND: 3435, C.TPM_TAG_RQU_AUTH1_COMMAND: 3443,
               C.TPM_TAG_RQU_COMMAND: 3450}
 L_BAD_TAG, L_STATUS_MODE, L_UNKNOWN_ORD = 3456, 3464, 4070
 L_CMD_FAILED, L_CMD_OK, L_EMU_INIT, L_EMU_SHUTDOWN, L_HANDLE = 4077, 4084, 4113, 4126, 4143
@@ -37,7 +41,7 @@ STATUS_MODE_RCS = {C.TPM_DISABLED, C.TPM_DEACTIVATED, C.TPM_INVALID_POSTINIT,
 
 
 class VtpmLog:
-    def __init__(self, printk, loglevel: int = LOG_INFO):
+    def __init__(self, printk: Printk, loglevel: int = LOG_INFO):
         self.printk = printk
         self.loglevel = loglevel
 

@@ -34,7 +34,7 @@ class Options:
     tpm2: bool = False           # pyxl's `tpm2=1`: a TPM 2.0 (engine2.py)
 
 
-def _scan_u(text: str):
+def _scan_u(text: str) -> int | None:
     """sscanf("%u"): leading digits (after optional spaces/sign), else None."""
     m = re.match(r"\s*[+]?(\d+)", text)
     return int(m.group(1)) if m else None

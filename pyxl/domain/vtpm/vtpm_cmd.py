@@ -9,6 +9,14 @@ import struct
 from pyxl.domain.drivers.tpmfront import TpmFrontError
 from pyxl.domain.vtpmmgr import protocol as P
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from typing import Callable
+
+    from pyxl.domain.drivers.tpmfront import TpmFront
+
+    from .log import VtpmLog
+
 TPM_FAIL = 9
 # How long one request to the manager may take before the vTPM gives up on
 # it and answers its guest TPM_FAIL (the seed waits forever: a dead manager
@@ -27,7 +35,7 @@ class ManagerError(Exception):
 
 
 class ManagerClient:
-    def __init__(self, front, log):
+    def __init__(self, front: TpmFront, log: VtpmLog):
         self.front = front
         self.log = log
 
@@ -35,7 +43,7 @@ class ManagerClient:
         self.log.emu("vtpm_cmd.c", line, "Error", msg)
 
     def _call(self, request: bytes, fname: str, lines: tuple[int, int, int],
-              meanwhile=None) -> bytes:
+              meanwhile: Callable[[], object] | None = None) -> bytes:
         """Send, check the header and status; `lines` = the seed's lines of
         the send, unpack and status checks (their error messages).
         `meanwhile()` runs while the manager works (TpmFront.cmd)."""
@@ -79,13 +87,13 @@ class ManagerClient:
             raise
         return resp[P.HEADER_SIZE:]
 
-    def save_hashkey(self, hashkey: bytes, meanwhile=None) -> None:
+    def save_hashkey(self, hashkey: bytes, meanwhile: Callable[[], object] | None = None) -> None:
         """VTPM_SaveHashKey.  `meanwhile()` (the disk write) runs while the
         manager stores the record; what it raises is raised here, without
         the manager's error lines (the seed never sends after a failed
         write).  The console shows the seed's order: the write's lines,
         then this one."""
-        def while_the_manager_works():
+        def while_the_manager_works() -> None:
             if meanwhile is not None:
                 meanwhile()
             self.log.emu("vtpm_cmd.c", 201, "Info", "Sending encryption key to backend")

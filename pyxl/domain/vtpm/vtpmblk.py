@@ -36,6 +36,13 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pyxl.domain.minios import disk_is_blank
 from pyxl.domain.vtpmmgr.protocol import HASHKEYSZ, HASHSZ, NVMKEYSZ
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from typing import Callable
+
+    from .log import VtpmLog
+    from .vtpm_cmd import ManagerClient
+
 
 BLKSZ = 16
 F = "vtpmblk.c"
@@ -71,7 +78,8 @@ def slot_bytes(clear_len: int) -> int:
 
 
 class VtpmBlk:
-    def __init__(self, fd: int, manager, log, rng):
+    def __init__(self, fd: int, manager: ManagerClient, log: VtpmLog,
+                 rng: Callable[[int], bytes]):
         self.fd = fd
         self.manager = manager
         self.log = log
@@ -173,7 +181,7 @@ class VtpmBlk:
             blob = self._slot(slot)
             blobs.append(blob)
             hashes.append(None if blob is None else hashlib.sha1(blob).digest())
-            if hashes[-1] == newest[:HASHSZ]:
+            if blob is not None and hashes[-1] == newest[:HASHSZ]:
                 return self._use(blob, slot, newest)
         self.log.emu(F, 322, "Error", "NVM Storage Checksum failed!")
         row = lambda b: "".join("%02X " % x for x in b) if b else "(unreadable)"   # noqa: E731
@@ -181,10 +189,11 @@ class VtpmBlk:
                         % (row(newest[:HASHSZ]), row(hashes[0]), row(hashes[1])))
         previous = record[HASHKEYSZ:]
         for slot in (0, 1):
-            if previous and hashes[slot] == previous[:HASHSZ]:
+            blob = blobs[slot]
+            if previous and blob is not None and hashes[slot] == previous[:HASHSZ]:
                 self.log.pyxl("Error", "the newest saved state is damaged; using the previous "
                               "one, from slot %d: what the last save added is lost" % slot)
-                return self._use(blobs[slot], slot, previous)
+                return self._use(blob, slot, previous)
         raise StorageError("checksum")
 
     def _use(self, blob: bytes, slot: int, hashkey: bytes) -> bytes:

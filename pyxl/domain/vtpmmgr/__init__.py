@@ -12,8 +12,12 @@ from __future__ import annotations
 
 from pyxl.domain.minios import BOOT_DELAY_ENV  # noqa: F401  (tests set it)
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from pyxl.domain.process import Domain
 
-def boot(dom) -> None:
+
+def boot(dom: Domain) -> None:
     from pyxl.domain.minios import argv_of, run_app
 
     from .main import Manager

@@ -21,6 +21,10 @@ from pyxl.tpm.structures import TPM_KEY, TPM_KEY_PARMS, TPM_PUBKEY, TPM_RSA_KEY_
 
 from .log import MgrLog, error_name
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from typing import Callable
+
 SRK_HANDLE = 0x40000000
 TPM_ET_KEYHANDLE = 0x0001
 TPM_PID_OWNER = 0x0005
@@ -50,7 +54,8 @@ def rsa_key_parms(usage_oaep: bool = True) -> TPM_KEY_PARMS:
 
 
 class HwTpm:
-    def __init__(self, transmit, log: MgrLog, rng=os.urandom):
+    def __init__(self, transmit: Callable[[bytes], bytes], log: MgrLog,
+                 rng: Callable[[int], bytes] = os.urandom):
         self.transmit = transmit
         self.log = log
         self.rng = rng
@@ -65,13 +70,14 @@ class HwTpm:
         self.log.info("%s\n" % name, "TPM")
         tag = C.TPM_TAG_RQU_AUTH1_COMMAND if auth else C.TPM_TAG_RQU_COMMAND
         trailer = b""
+        odd = b""                   # the request's nonceOdd, for checking the response
         if auth:
             sess, key = auth
-            nonce_odd = nonce_odd or self.rng(20)
+            odd = nonce_odd or self.rng(20)
             digest = _sha1(struct.pack(">I", ordinal), params)
-            mac = hmac.new(key, digest + sess.nonce_even + nonce_odd + bytes([sess.cont]),
+            mac = hmac.new(key, digest + sess.nonce_even + odd + bytes([sess.cont]),
                            hashlib.sha1).digest()
-            trailer = struct.pack(">I", sess.handle) + nonce_odd + bytes([sess.cont]) + mac
+            trailer = struct.pack(">I", sess.handle) + odd + bytes([sess.cont]) + mac
         body = handles + params + trailer
         req = struct.pack(">HII", tag, 10 + len(body), ordinal) + body
         rsp = self.transmit(req)
@@ -91,7 +97,7 @@ class HwTpm:
             new_even, cont, mac = rsp[end:end + 20], rsp[end + 20], rsp[end + 21:end + 41]
             out = rsp[10 + 4 * out_handles:end]
             digest = _sha1(struct.pack(">II", rc, ordinal), out)
-            want = hmac.new(key, digest + new_even + nonce_odd + bytes([cont]),
+            want = hmac.new(key, digest + new_even + odd + bytes([cont]),
                             hashlib.sha1).digest()
             sess.nonce_even = new_even
             if not hmac.compare_digest(mac, want):

@@ -20,6 +20,10 @@ from dataclasses import dataclass
 from .hwtpm import HwTpmError
 from .log import MgrLog, error_name
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from typing import Callable
+
 # TPM 2.0 Part 2 (Xen 4.17 tpm2_types.h)
 TPM_ST_NO_SESSIONS, TPM_ST_SESSIONS = 0x8001, 0x8002
 TPM_CC_CreatePrimary, TPM_CC_Create, TPM_CC_Load = 0x131, 0x153, 0x157
@@ -105,7 +109,7 @@ class SealedKey:
 
 
 class HwTpm2:
-    def __init__(self, transmit, log: MgrLog):
+    def __init__(self, transmit: Callable[[bytes], bytes], log: MgrLog):
         self.transmit = transmit
         self.log = log
 

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from pyxl.tpm import constants as C
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from pyxl.domain.minios import Printk
+
 
 class MgrLog:
-    def __init__(self, printk):
+    def __init__(self, printk: Printk):
         self.printk = printk
 
     def info(self, msg: str, mod: str = "VTPM") -> None:

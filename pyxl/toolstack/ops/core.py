@@ -13,19 +13,25 @@ from pyxl.toolstack.errors import Fault
 from pyxl.toolstack.ops import Op
 from pyxl.toolstack.resources import current_memkb
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pyxl.toolstack.daemon import Daemon
+
 _DEV_TIMEOUT = ("device_timeout",)
 
 
-def _timeout(a: dict) -> dict:
+def _timeout(a: dict[str, Any]) -> dict[str, float]:
     t = a.get("device_timeout")
     return {"device_timeout": float(t)} if t is not None else {}
 
 
-def _ping(d, a):
+def _ping(d: Daemon, a: dict[str, Any]) -> Any:
     return {"pid": os.getpid()}
 
 
-def _list(d, a):
+def _list(d: Daemon, a: dict[str, Any]) -> Any:
     st = d.state
     with st.lock:
         if a.get("dom") is not None:
@@ -44,27 +50,27 @@ def _list(d, a):
         return [st.dominfo(dom, a.get("long", False)) for dom in doms]
 
 
-def _info(d, a):
+def _info(d: Daemon, a: dict[str, Any]) -> Any:
     st = d.state
     with st.lock:
         return {"lines": st.host.info_lines(st.table.free_kb())}
 
 
-def _create(d, a):
+def _create(d: Daemon, a: dict[str, Any]) -> Any:
     return d.state.create(a["config"], a.get("config_file", ""), a.get("config_text", ""),
                           paused=a.get("paused", False), monitor=a.get("monitor", True),
                           **_timeout(a))
 
 
-def _destroy(d, a):
+def _destroy(d: Daemon, a: dict[str, Any]) -> Any:
     d.state.destroy(a["dom"], a.get("force", False))
 
 
-def _shutdown(d, a):
+def _shutdown(d: Daemon, a: dict[str, Any]) -> Any:
     return d.state.shutdown(a["dom"], a.get("reboot", False))
 
 
-def _shutdown_all(d, a):
+def _shutdown_all(d: Daemon, a: dict[str, Any]) -> Any:
     st = d.state
     with st.lock:
         ids = [dom.domid for dom in st.guests() if dom.shutdown_reason is None]
@@ -73,24 +79,24 @@ def _shutdown_all(d, a):
     return ids
 
 
-def _wait(d, a):
+def _wait(d: Daemon, a: dict[str, Any]) -> Any:
     return d.state.wait_event(int(a["domid"]), float(a.get("timeout", 60)),
                               a.get("until", "shutdown"))
 
 
-def _pause(d, a):
+def _pause(d: Daemon, a: dict[str, Any]) -> Any:
     d.state.pause(a["dom"], True)
 
 
-def _unpause(d, a):
+def _unpause(d: Daemon, a: dict[str, Any]) -> Any:
     d.state.pause(a["dom"], False)
 
 
-def _rename(d, a):
+def _rename(d: Daemon, a: dict[str, Any]) -> Any:
     d.state.rename(a["dom"], a["name"])
 
 
-def _dmesg(d, a):
+def _dmesg(d: Daemon, a: dict[str, Any]) -> Any:
     """xc_readconsolering: the hypervisor's console ring; -c clears it."""
     path = d.paths.hypervisor_log
     try:
@@ -108,19 +114,19 @@ def _dmesg(d, a):
     return data
 
 
-def _vtpm_attach(d, a):
+def _vtpm_attach(d: Daemon, a: dict[str, Any]) -> Any:
     return d.state.vtpm_attach(a["dom"], a.get("uuid"), a.get("backend"), **_timeout(a))
 
 
-def _vtpm_list(d, a):
+def _vtpm_list(d: Daemon, a: dict[str, Any]) -> Any:
     return d.state.vtpm_list(a["dom"])
 
 
-def _vtpm_detach(d, a):
+def _vtpm_detach(d: Daemon, a: dict[str, Any]) -> Any:
     d.state.vtpm_detach(a["dom"], a["dev"], **_timeout(a))
 
 
-def _console_history(d, a):
+def _console_history(d: Daemon, a: dict[str, Any]) -> Any:
     st = d.state
     with st.lock:
         dom = st.resolve(a["dom"])
@@ -130,14 +136,14 @@ def _console_history(d, a):
         return ""
 
 
-def _daemon_status(d, a):
+def _daemon_status(d: Daemon, a: dict[str, Any]) -> Any:
     st = d.state
     with st.lock:
         return {"pid": os.getpid(), "root": d.paths.root,
                 "domains": len(st.guests()), "protocol": protocol.VERSION}
 
 
-def _daemon_stop(d, a):
+def _daemon_stop(d: Daemon, a: dict[str, Any]) -> Any:
     st = d.state
     with st.lock:
         n = len(st.guests())

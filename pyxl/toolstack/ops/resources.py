@@ -7,80 +7,86 @@ from __future__ import annotations
 from pyxl.toolstack import resources as R
 from pyxl.toolstack.ops import Op
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
-def _mem_set(d, a):
+    from pyxl.toolstack.daemon import Daemon
+
+
+def _mem_set(d: Daemon, a: dict[str, Any]) -> Any:
     R.set_memory_target(d.state, a["dom"], int(a["memkb"]), a["mem"])
 
 
-def _mem_max(d, a):
+def _mem_max(d: Daemon, a: dict[str, Any]) -> Any:
     R.set_max_memory(d.state, a["dom"], int(a["memkb"]), a["mem"])
 
 
-def _vcpu_list(d, a):
+def _vcpu_list(d: Daemon, a: dict[str, Any]) -> Any:
     return R.vcpu_list(d.state, a.get("doms"))
 
 
-def _vcpu_set(d, a):
+def _vcpu_set(d: Daemon, a: dict[str, Any]) -> Any:
     R.set_vcpus_online(d.state, a["dom"], int(a["n"]))
 
 
-def _vcpu_pin(d, a):
+def _vcpu_pin(d: Daemon, a: dict[str, Any]) -> Any:
     R.set_vcpu_affinity(d.state, a["dom"], int(a["vcpu"]), a.get("hard"), a.get("soft"))
 
 
-def _sched_list(d, a):
+def _sched_list(d: Daemon, a: dict[str, Any]) -> Any:
     return R.sched_domains(d.state, a.get("pool"))
 
 
-def _sched_get(d, a):
+def _sched_get(d: Daemon, a: dict[str, Any]) -> Any:
     return R.sched_domain_get(d.state, a["dom"])
 
 
-def _sched_set(d, a):
+def _sched_set(d: Daemon, a: dict[str, Any]) -> Any:
     R.sched_domain_set(d.state, a["dom"], a["sched"], a.get("weight"), a.get("cap"))
 
 
-def _sched_pool(d, a):
+def _sched_pool(d: Daemon, a: dict[str, Any]) -> Any:
     return R.sched_pool_params(d.state, a.get("pool"), a["sched"], a.get("params") or {})
 
 
-def _sysrq(d, a):
+def _sysrq(d: Daemon, a: dict[str, Any]) -> Any:
     R.send_sysrq(d.state, a["dom"], a["key"])
 
 
-def _debug_keys(d, a):
+def _debug_keys(d: Daemon, a: dict[str, Any]) -> Any:
     R.send_debug_keys(d.state, a["keys"])
 
 
-def _cpupool_list(d, a):
+def _cpupool_list(d: Daemon, a: dict[str, Any]) -> Any:
     return R.cpupool_list(d.state)
 
 
-def _cpupool_create(d, a):
+def _cpupool_create(d: Daemon, a: dict[str, Any]) -> Any:
     return R.cpupool_create(d.state, a["name"], a.get("sched"), list(a.get("cpus") or []))
 
 
-def _cpupool_destroy(d, a):
+def _cpupool_destroy(d: Daemon, a: dict[str, Any]) -> Any:
     return R.cpupool_destroy(d.state, a["pool"])
 
 
-def _cpupool_rename(d, a):
+def _cpupool_rename(d: Daemon, a: dict[str, Any]) -> Any:
     R.cpupool_rename(d.state, a["pool"], a["name"])
 
 
-def _cpupool_cpus(d, a):
+def _cpupool_cpus(d: Daemon, a: dict[str, Any]) -> Any:
     return R.cpupool_cpus(d.state, a["pool"], list(a["cpus"]), bool(a["add"]))
 
 
-def _cpupool_migrate(d, a):
+def _cpupool_migrate(d: Daemon, a: dict[str, Any]) -> Any:
     R.cpupool_migrate(d.state, a["dom"], a["pool"])
 
 
-def _cpupool_numa_split(d, a):
+def _cpupool_numa_split(d: Daemon, a: dict[str, Any]) -> Any:
     return R.cpupool_numa_split(d.state)
 
 
-def _config_update(d, a):
+def _config_update(d: Daemon, a: dict[str, Any]) -> Any:
     R.store_config(d.state, a["dom"], a["config"], a.get("config_file", ""),
                    a.get("config_text", ""))
 
