@@ -56,7 +56,8 @@ def test_usbctrl_attach_list_detach(host, at):
     host.env["PYXL_DEVICE_TIMEOUT"] = "0.3"
     p = host.run("usbctrl-attach", "u", "type=pv", "version=1", "ports=2")
     assert (p.returncode, p.stderr.splitlines()) == (1, [
-        "libxl: error: libxl_device.c:1181:device_backend_callback: Domain 1:unable to add device with path /local/domain/0/backend/vusb/1/0",
+        "libxl: error: libxl_device.c:1181:device_backend_callback: Domain 1:"
+        "unable to add device with path /local/domain/0/backend/vusb/1/0",
         "libxl: error: libxl_device.c:1481:device_addrm_aocomplete: Domain 1:"
         "Unable to add vusb with id 0",
         "libxl_device_usbctrl_add failed."])
