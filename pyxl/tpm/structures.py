@@ -8,6 +8,10 @@ TPMStructError (a TPMDecodeError) on a wrong one.
 
 from __future__ import annotations
 
+import functools
+import itertools
+import operator
+from typing import Self
 from dataclasses import dataclass, field, fields
 
 from . import constants as C
@@ -700,30 +704,46 @@ class TPM_NV_DATA_PUBLIC(TPMStruct):
 
 # ---------------------------------------------------------------- flags
 
+@functools.cache
+def _flag_names(cls: type) -> tuple[str, ...]:
+    """A flag structure's field names in declaration order, looked up once
+    per class (dataclasses.fields() rebuilds its answer on every call)."""
+    return tuple(f.name for f in fields(cls))
+
+
+@functools.cache
+def _flag_values(cls: type) -> operator.attrgetter[tuple[bool, ...]]:
+    """The getter of all of a flag structure's values at once, in order."""
+    return operator.attrgetter(*_flag_names(cls))
+
+
+_BITS = tuple(1 << i for i in range(32))     # flag i+1 is bit i of as_word()
+
+
 class _FlagStruct(TPMStruct):
     """A tag followed by one BOOL byte per field, in declaration order."""
     TAG = 0
 
-    def marshal(self, w):
+    def marshal(self, w: Writer) -> None:
         w.u16(self.TAG)
-        for f in fields(self):
-            w.u8(1 if getattr(self, f.name) else 0)
+        for value in _flag_values(type(self))(self):
+            w.u8(1 if value else 0)
 
     @classmethod
-    def unmarshal(cls, r):
+    def unmarshal(cls, r: Reader) -> Self:
         _expect_tag(r, cls.TAG, cls.__name__)
-        return cls(*(bool(r.u8()) for _ in fields(cls)))
+        return cls(*(bool(r.u8()) for _ in _flag_names(cls)))
 
     def set_bit(self, bit: int, value: bool) -> None:
         """Set the flag at 1-based position bit (TPM_PF_* / TPM_SF_* numbering)."""
-        setattr(self, fields(self)[bit - 1].name, bool(value))
+        setattr(self, _flag_names(type(self))[bit - 1], bool(value))
 
     def get_bit(self, bit: int) -> bool:
-        return getattr(self, fields(self)[bit - 1].name)
+        return bool(getattr(self, _flag_names(type(self))[bit - 1]))
 
     def as_word(self) -> int:
         """Bit i-1 set for flag i -- the 32-bit form GetCapabilityOwner returns."""
-        return sum(1 << i for i, f in enumerate(fields(self)) if getattr(self, f.name))
+        return sum(itertools.compress(_BITS, _flag_values(type(self))(self)))
 
 
 @dataclass
