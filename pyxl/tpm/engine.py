@@ -21,6 +21,7 @@ with @command), the state blob in state.py.
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ T21 = (C.TPM_TAG_RQU_AUTH2_COMMAND, C.TPM_TAG_RQU_AUTH1_COMMAND)
 T210 = (C.TPM_TAG_RQU_AUTH2_COMMAND, C.TPM_TAG_RQU_AUTH1_COMMAND, C.TPM_TAG_RQU_COMMAND)
 _AUTHS_OF_TAG = {C.TPM_TAG_RQU_COMMAND: 0, C.TPM_TAG_RQU_AUTH1_COMMAND: 1,
                  C.TPM_TAG_RQU_AUTH2_COMMAND: 2}
+# a command's header: tag, paramSize, ordinal (Part 3 3.x, TPM_RQU_COMMAND)
+_HEADER = struct.Struct(">HII")
 _RSP_TAG = {0: C.TPM_TAG_RSP_COMMAND, 1: C.TPM_TAG_RSP_AUTH1_COMMAND,
             2: C.TPM_TAG_RSP_AUTH2_COMMAND}
 
@@ -600,8 +603,8 @@ class TPM:
 
     def dispatch(self, req: bytes, locality: int, transport=None) -> bytes:
         """Run one command (transport: the session of a wrapped one)."""
-        r = Reader(req)
-        tag, size, ordinal = r.u16(), r.u32(), r.u32()
+        tag, size, ordinal = _HEADER.unpack_from(req)      # len(req) >= 10 (_execute)
+        r = Reader(req, _HEADER.size)
         if size != len(req):
             return _error(C.TPM_BAD_PARAM_SIZE)
         # preprocessing common to all ordinals (libtpms TPM_Process_Preprocess)
@@ -671,8 +674,7 @@ class TPM:
                     self.sessions.pop(s.handle, None)
             tail = b"".join(parts)
         body = out + tail + ctx.extra_tail
-        return (_RSP_TAG[n + ctx.extra_auths].to_bytes(2, "big") + (10 + len(body)).to_bytes(4, "big")
-                + bytes(4) + body)
+        return _HEADER.pack(_RSP_TAG[n + ctx.extra_auths], 10 + len(body), 0) + body
 
     # -- helpers for commands ----------------------------------------------------
     def pcr_composite_hash(self, select: bytes) -> bytes:

@@ -529,7 +529,8 @@ class TPMServer:
                         self._readable(obj)
                     if self._stop:
                         break
-                self._expire()
+                if timeout is not None:      # a short frame was waiting (else none can be due)
+                    self._expire()
         finally:
             self._shutdown()
 
