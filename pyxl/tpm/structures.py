@@ -8,10 +8,9 @@ TPMStructError (a TPMDecodeError) on a wrong one.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import operator
-from typing import Self
+from typing import NamedTuple, Self
 from dataclasses import dataclass, field, fields
 
 from . import constants as C
@@ -704,17 +703,22 @@ class TPM_NV_DATA_PUBLIC(TPMStruct):
 
 # ---------------------------------------------------------------- flags
 
-@functools.cache
-def _flag_names(cls: type) -> tuple[str, ...]:
-    """A flag structure's field names in declaration order, looked up once
-    per class (dataclasses.fields() rebuilds its answer on every call)."""
-    return tuple(f.name for f in fields(cls))
+class _FlagFields(NamedTuple):
+    names: tuple[str, ...]                           # in declaration order
+    values: operator.attrgetter[tuple[bool, ...]]    # all the values at once
 
 
-@functools.cache
-def _flag_values(cls: type) -> operator.attrgetter[tuple[bool, ...]]:
-    """The getter of all of a flag structure's values at once, in order."""
-    return operator.attrgetter(*_flag_names(cls))
+_FLAG_FIELDS: dict[type, _FlagFields] = {}
+
+
+def _flag_fields(cls: type) -> _FlagFields:
+    """A flag structure's fields, looked up once per class
+    (dataclasses.fields() rebuilds its answer on every call)."""
+    known = _FLAG_FIELDS.get(cls)
+    if known is None:
+        names = tuple(f.name for f in fields(cls))
+        known = _FLAG_FIELDS[cls] = _FlagFields(names, operator.attrgetter(*names))
+    return known
 
 
 _BITS = tuple(1 << i for i in range(32))     # flag i+1 is bit i of as_word()
@@ -726,24 +730,24 @@ class _FlagStruct(TPMStruct):
 
     def marshal(self, w: Writer) -> None:
         w.u16(self.TAG)
-        for value in _flag_values(type(self))(self):
+        for value in _flag_fields(type(self)).values(self):
             w.u8(1 if value else 0)
 
     @classmethod
     def unmarshal(cls, r: Reader) -> Self:
         _expect_tag(r, cls.TAG, cls.__name__)
-        return cls(*(bool(r.u8()) for _ in _flag_names(cls)))
+        return cls(*(bool(r.u8()) for _ in _flag_fields(cls).names))
 
     def set_bit(self, bit: int, value: bool) -> None:
         """Set the flag at 1-based position bit (TPM_PF_* / TPM_SF_* numbering)."""
-        setattr(self, _flag_names(type(self))[bit - 1], bool(value))
+        setattr(self, _flag_fields(type(self)).names[bit - 1], bool(value))
 
     def get_bit(self, bit: int) -> bool:
-        return bool(getattr(self, _flag_names(type(self))[bit - 1]))
+        return bool(getattr(self, _flag_fields(type(self)).names[bit - 1]))
 
     def as_word(self) -> int:
         """Bit i-1 set for flag i -- the 32-bit form GetCapabilityOwner returns."""
-        return sum(itertools.compress(_BITS, _flag_values(type(self))(self)))
+        return sum(itertools.compress(_BITS, _flag_fields(type(self)).values(self)))
 
 
 @dataclass
