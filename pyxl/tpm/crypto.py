@@ -10,13 +10,16 @@ from __future__ import annotations
 import hashlib
 import hmac as _hmac
 import os
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
 from .constants import TPM_ES_ENC_LABEL
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers import CipherContext
 
 OAEP_TCPA = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(),
                          label=TPM_ES_ENC_LABEL)
@@ -62,8 +65,8 @@ class RSAKey:
 
     def __init__(self, n: int, e: int = 65537, p: int | None = None):
         self.n, self.e, self.p = n, e, p
-        self._priv = None
-        self._pub = None
+        self._priv: rsa.RSAPrivateKey | None = None
+        self._pub: rsa.RSAPublicKey | None = None
 
     @classmethod
     def from_crypto(cls, key: rsa.RSAPrivateKey) -> "RSAKey":
@@ -90,6 +93,8 @@ class RSAKey:
         return self.n.to_bytes(self.size, "big")
 
     def prime(self) -> bytes:
+        if self.p is None:
+            raise ValueError("no private key")
         return self.p.to_bytes((self.p.bit_length() + 7) // 8, "big")
 
     def public(self) -> rsa.RSAPublicKey:
@@ -199,11 +204,11 @@ def aes_cbc_decrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
 # whole life and only the counter / IV changes per command, and building a
 # cipher object costs far more than encrypting a few blocks; ECB on whole
 # blocks keeps no state between calls, so one encryptor serves every call.
-_ECB: dict[bytes, object] = {}
+_ECB: dict[bytes, CipherContext] = {}
 _ECB_MAX = 32
 
 
-def _aes_blocks(key: bytes):
+def _aes_blocks(key: bytes) -> Callable[[bytes], bytes]:
     e = _ECB.get(key)
     if e is None:
         from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes

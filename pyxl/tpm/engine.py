@@ -21,19 +21,23 @@ with @command), the state blob in state.py.
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from . import constants as C
 from .crypto import (KeySource, RSAKey, aes128_ctr, generate_rsa, hmac_sha1, random_bytes,
                      sha1, xor)
 from .identity import XEN_VTPM_IDENTITY, Identity
 from .marshal import Reader, TPMDecodeError, Writer
-from .structures import (TPM_KEY, TPM_KEY12, TPM_KEY_PARMS, TPM_NV_ATTRIBUTES,
-                         TPM_NV_DATA_PUBLIC, TPM_PERMANENT_FLAGS, TPM_RSA_KEY_PARMS,
+from .structures import (TPM_DELEGATE_PUBLIC, TPM_KEY, TPM_KEY12, TPM_KEY_PARMS,
+                         TPM_NV_ATTRIBUTES, TPM_NV_DATA_PUBLIC, TPM_PERMANENT_FLAGS, TPM_RSA_KEY_PARMS,
                          TPM_STCLEAR_FLAGS, TPM_STORE_PUBKEY, TPMBadValue, TPMStructError)
+
+if TYPE_CHECKING:
+    from .transport import TransportSession
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +62,11 @@ T10 = (C.TPM_TAG_RQU_AUTH1_COMMAND, C.TPM_TAG_RQU_COMMAND)
 T2 = (C.TPM_TAG_RQU_AUTH2_COMMAND,)
 T21 = (C.TPM_TAG_RQU_AUTH2_COMMAND, C.TPM_TAG_RQU_AUTH1_COMMAND)
 T210 = (C.TPM_TAG_RQU_AUTH2_COMMAND, C.TPM_TAG_RQU_AUTH1_COMMAND, C.TPM_TAG_RQU_COMMAND)
-_AUTHS_OF_TAG = {C.TPM_TAG_RQU_COMMAND: 0, C.TPM_TAG_RQU_AUTH1_COMMAND: 1,
+_AUTHS_OF_TAG: dict[int, int] = {C.TPM_TAG_RQU_COMMAND: 0, C.TPM_TAG_RQU_AUTH1_COMMAND: 1,
                  C.TPM_TAG_RQU_AUTH2_COMMAND: 2}
-_RSP_TAG = {0: C.TPM_TAG_RSP_COMMAND, 1: C.TPM_TAG_RSP_AUTH1_COMMAND,
+# a command's header: tag, paramSize, ordinal (Part 3 3.x, TPM_RQU_COMMAND)
+_HEADER = struct.Struct(">HII")
+_RSP_TAG: dict[int, int] = {0: C.TPM_TAG_RSP_COMMAND, 1: C.TPM_TAG_RSP_AUTH1_COMMAND,
             2: C.TPM_TAG_RSP_AUTH2_COMMAND}
 
 # PCR attributes of a PC-client TPM (bit l = locality l may act)
@@ -127,7 +133,7 @@ class FamilyRow:
 @dataclass
 class DelegateRow:
     """A row of the delegate table (Part 2 20.6 TPM_DELEGATE_TABLE_ROW)."""
-    pub: object                   # TPM_DELEGATE_PUBLIC
+    pub: TPM_DELEGATE_PUBLIC
     auth: bytes                   # the delegation's authValue
 
 
@@ -139,7 +145,7 @@ class Session:
     entity_type: int = 0
     entity_value: int = 0
     shared_secret: bytes = b""
-    delegate: object = None       # DSAP: the TPM_DELEGATE_PUBLIC it was opened with
+    delegate: TPM_DELEGATE_PUBLIC | None = None   # DSAP: the delegation it was opened with
     delegate_key: bytes = b""     # DSAP on a key blob: the blob's pubKeyDigest
 
     @property
@@ -216,7 +222,7 @@ class Ctx:
         self.auths: list[AuthIn] = []
         self.in_digest = b""
         self.out_skip = 0            # leading output bytes not in the HMAC (handles)
-        self.transport = None        # the TransportSession a wrapped command runs in
+        self.transport: TransportSession | None = None   # the session a wrapped command runs in
         self.extra_tail = b""        # a transport session's response trailer (handled
         self.extra_auths = 0         # by commands/transport.py, not by _respond's loop)
         self.audit_io: tuple[bytes, bytes] | None = None   # audit digests a command sets
@@ -225,7 +231,7 @@ class Ctx:
         """The HMAC'ed parameters start here (after the handles)."""
         self.mark_pos = r.pos
 
-    def start(self, r: Reader, tags=T0, check: int = CHECK_ALL) -> None:
+    def start(self, r: Reader, tags: tuple[int, ...] = T0, check: int = CHECK_ALL) -> None:
         """After the parameters: state checks, the tag, the auth trailers,
         leftover bytes -- in libtpms's order (TPM_CheckState,
         TPM_CheckRequestTag*, TPM_AuthParams_Get, then paramSize != 0 is
@@ -288,7 +294,7 @@ class Ctx:
             if s.delegate is None or not dsap_entity_ok(self.tpm, s, entity_type, entity_value):
                 raise TPMError(fail)
             check_permission(self.tpm, s.delegate, self.ordinal, self.locality)
-            if entity_type == C.TPM_ET_KEYHANDLE:
+            if entity_type == C.TPM_ET_KEYHANDLE and entity_value is not None:
                 from .commands.cmk import check_restrict_delegate
                 check_restrict_delegate(self.tpm, entity_value)
             key = s.shared_secret
@@ -346,7 +352,7 @@ Handler = Callable[["TPM", Ctx, Reader], bytes]
 COMMANDS: dict[int, Handler] = {}
 
 
-def command(ordinal: int):
+def command(ordinal: int) -> Callable[[Handler], Handler]:
     """Register a handler for an ordinal (pyxl/tpm/commands/*)."""
     def deco(fn: Handler) -> Handler:
         COMMANDS[int(ordinal)] = fn
@@ -410,7 +416,7 @@ class TPM:
         self.saved_sessions: set[int] = set()           # contextCounts of saved sessions
         self.audit_digest = bytes(20)                   # renewed by TPM_Startup(ST_CLEAR)
         self.owner_reference = C.TPM_KH_OWNER           # SetOwnerPointer (TPM_STCLEAR_DATA)
-        self.transports: dict = {}                      # transHandle -> TransportSession
+        self.transports: dict[int, TransportSession] = {}                    # transHandle -> TransportSession
         self.transport_exclusive = 0                    # handle of the exclusive session
         self.daa_sessions: dict = {}                    # daaHandle -> commands/daa.DAASession
 
@@ -598,10 +604,11 @@ class TPM:
             self.transport_exclusive = 0
         return self.transports.pop(handle, None) is not None
 
-    def dispatch(self, req: bytes, locality: int, transport=None) -> bytes:
+    def dispatch(self, req: bytes, locality: int,
+                 transport: TransportSession | None = None) -> bytes:
         """Run one command (transport: the session of a wrapped one)."""
-        r = Reader(req)
-        tag, size, ordinal = r.u16(), r.u32(), r.u32()
+        tag, size, ordinal = _HEADER.unpack_from(req)      # len(req) >= 10 (_execute)
+        r = Reader(req, _HEADER.size)
         if size != len(req):
             return _error(C.TPM_BAD_PARAM_SIZE)
         # preprocessing common to all ordinals (libtpms TPM_Process_Preprocess)
@@ -671,8 +678,7 @@ class TPM:
                     self.sessions.pop(s.handle, None)
             tail = b"".join(parts)
         body = out + tail + ctx.extra_tail
-        return (_RSP_TAG[n + ctx.extra_auths].to_bytes(2, "big") + (10 + len(body)).to_bytes(4, "big")
-                + bytes(4) + body)
+        return _HEADER.pack(_RSP_TAG[n + ctx.extra_auths], 10 + len(body), 0) + body
 
     # -- helpers for commands ----------------------------------------------------
     def pcr_composite_hash(self, select: bytes) -> bytes:
@@ -693,8 +699,7 @@ class TPM:
 def _error(rc: int, request_tag: int = C.TPM_TAG_RQU_COMMAND) -> bytes:
     """An error response; its tag is TPM_TAG_RSP_COMMAND unless request_tag
     is an AUTH1/AUTH2 request's (libtpms TPM_Sbuffer_StoreInitialResponse)."""
-    tag = _RSP_TAG.get(_AUTHS_OF_TAG.get(request_tag, 0))
-    return tag.to_bytes(2, "big") + (10).to_bytes(4, "big") + int(rc).to_bytes(4, "big")
+    return _HEADER.pack(_RSP_TAG[_AUTHS_OF_TAG.get(request_tag, 0)], 10, rc)
 
 
 # What runs in limited operation mode, before the self test has finished

@@ -51,7 +51,7 @@ class Identity:
     # the Berlios emulator's remaining traits (module docstring); False: libtpms
     berlios: bool = True
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if len(self.vendor_id) != 4:
             raise ValueError("vendor_id must be 4 bytes")
 

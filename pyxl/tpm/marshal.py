@@ -13,7 +13,9 @@ TPM_LoadBool).
 
 from __future__ import annotations
 
+import builtins
 import struct
+from typing import Protocol
 
 from .constants import TPM_BAD_PARAM_SIZE, TPM_BAD_PARAMETER, TPM_SIZE
 
@@ -26,10 +28,16 @@ _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 
 
+class Marshallable(Protocol):
+    """What Writer.struct takes: a structure that writes itself."""
+
+    def marshal(self, w: "Writer") -> None: ...
+
+
 class TPMDecodeError(ValueError):
     """A structure or parameter ran past the end of its buffer."""
 
-    rc = TPM_BAD_PARAM_SIZE
+    rc: int = TPM_BAD_PARAM_SIZE
 
     def __init__(self, offset: int, need: int, have: int, what: str = ""):
         self.offset, self.need, self.have, self.what = offset, need, have, what
@@ -54,7 +62,7 @@ class Reader:
 
     __slots__ = ("data", "pos", "end")
 
-    def __init__(self, data: bytes, pos: int = 0, end: int | None = None):
+    def __init__(self, data: builtins.bytes, pos: int = 0, end: int | None = None):
         self.data = data if isinstance(data, bytes) else bytes(data)
         self.pos = pos
         self.end = len(self.data) if end is None else end
@@ -89,14 +97,14 @@ class Reader:
     def u64(self) -> int:
         return _U64.unpack_from(self.data, self._take(8, "u64"))[0]
 
-    def bytes(self, n: int, what: str = "bytes") -> bytes:
+    def bytes(self, n: int, what: str = "bytes") -> builtins.bytes:
         p = self._take(n, what)
         return self.data[p:p + n]
 
-    def digest(self) -> bytes:
+    def digest(self) -> builtins.bytes:
         return self.bytes(20, "TPM_DIGEST")
 
-    def sized32(self, what: str = "sized buffer") -> bytes:
+    def sized32(self, what: str = "sized buffer") -> builtins.bytes:
         """UINT32 size followed by that many bytes (TPM_SIZED_BUFFER,
         TPM_SizedBuffer_Load: a size over ALLOC_MAX is TPM_SIZE)."""
         n = self.u32()
@@ -104,10 +112,10 @@ class Reader:
             raise TPMSizeError(self.pos - 4, n, self.remaining, what)
         return self.bytes(n, what)
 
-    def sized16(self, what: str = "sized buffer") -> bytes:
+    def sized16(self, what: str = "sized buffer") -> builtins.bytes:
         return self.bytes(self.u16(), what)
 
-    def rest(self) -> bytes:
+    def rest(self) -> builtins.bytes:
         return self.bytes(self.remaining, "rest")
 
     def sub(self, n: int) -> "Reader":
@@ -125,8 +133,8 @@ class Writer:
 
     __slots__ = ("parts",)
 
-    def __init__(self):
-        self.parts: list[bytes] = []
+    def __init__(self) -> None:
+        self.parts: list[builtins.bytes] = []
 
     def u8(self, v: int) -> "Writer":
         self.parts.append(bytes((v & 0xFF,)))
@@ -146,21 +154,21 @@ class Writer:
         self.parts.append(_U64.pack(v & 0xFFFFFFFFFFFFFFFF))
         return self
 
-    def bytes(self, b: bytes) -> "Writer":
+    def bytes(self, b: builtins.bytes) -> "Writer":
         self.parts.append(bytes(b))
         return self
 
-    def sized32(self, b: bytes) -> "Writer":
+    def sized32(self, b: builtins.bytes) -> "Writer":
         return self.u32(len(b)).bytes(b)
 
-    def sized16(self, b: bytes) -> "Writer":
+    def sized16(self, b: builtins.bytes) -> "Writer":
         return self.u16(len(b)).bytes(b)
 
-    def struct(self, s) -> "Writer":
+    def struct(self, s: Marshallable) -> "Writer":
         s.marshal(self)
         return self
 
-    def getvalue(self) -> bytes:
+    def getvalue(self) -> builtins.bytes:
         return b"".join(self.parts)
 
     def __len__(self) -> int:

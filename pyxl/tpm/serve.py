@@ -83,6 +83,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import hashlib
 import os
 import select
@@ -94,10 +95,14 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from types import FrameType
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from pyxl.fsutil import UnsafePath, atomic_write, ensure_dir
 from pyxl.tpm.constants import TPM_ORD, TPM_RESULT, TPM_TAG
+
+if TYPE_CHECKING:
+    from pyxl.tpm.identity import Identity
 
 TPM_TAG_RSP_COMMAND = int(TPM_TAG.TPM_TAG_RSP_COMMAND)
 TPM_TAG_RQU_COMMAND = int(TPM_TAG.TPM_TAG_RQU_COMMAND)
@@ -130,11 +135,16 @@ class Engine(Protocol):
     pyxl.tpm.tpm2.TPM2, which also has save_state() (used at shutdown in
     place of TPM_SaveState) and power_on() (the control channel's CMD_INIT)."""
 
-    persistent_changed: bool
+    @property
+    def persistent_changed(self) -> bool: ...
 
     def execute(self, request: bytes, locality: int = 0) -> bytes: ...
     def dump(self) -> bytes: ...
     def power_on(self, startup: str | None = "clear") -> int: ...
+
+
+EngineFactory = Callable[["Options", "StateDir", Callable[[str], None]],
+                         tuple[Engine, "bytes | None"]]
 
 
 class ServeError(Exception):
@@ -143,6 +153,16 @@ class ServeError(Exception):
 
 
 # ---------------------------------------------------------------- framing
+
+class FrameSource(Protocol):
+    """What a connection's framer offers the server (Framer, and the
+    control channel's pyxl.tpm.tpm2.ctrl.ControlFramer)."""
+
+    def feed(self, data: bytes, now: float) -> None: ...
+    @property
+    def deadline(self) -> float | None: ...
+    def take(self, now: float, eof: bool = False) -> tuple[str, bytes] | None: ...
+
 
 class Framer:
     """Cuts one connection's byte stream into commands (see module doc).
@@ -333,7 +353,7 @@ def _unlink_quietly(path: str) -> None:
 class Conn:
     sock: socket.socket
     peer: str
-    framer: Framer
+    framer: FrameSource
     last_active: float
     eof: bool = False
 
@@ -403,7 +423,7 @@ def _remove_stale_socket(path: str) -> None:
     raise ServeError("%s is in use: something is listening on it" % path)
 
 
-def control_framer():
+def control_framer() -> FrameSource:
     """The framer of a control-channel connection (pyxl.tpm.tpm2.ctrl)."""
     from pyxl.tpm.tpm2.ctrl import ControlFramer
     return ControlFramer()
@@ -466,7 +486,7 @@ class TPMServer:
         # epoll directly, not selectors: its per-event bookkeeping is a
         # measurable share of a round trip when every command is a connection
         self._epoll = select.epoll()
-        self._watched: dict[int, tuple[str, object]] = {}     # fd -> (kind, object)
+        self._watched: dict[int, Callable[[], None]] = {}     # fd -> what to do when readable
         self.conns: dict[socket.socket, Conn] = {}
         # restart(blob, old) -> a running engine with blob's state (old is
         # closed first: libtpms holds one TPM per process); durable: the blob
@@ -490,15 +510,15 @@ class TPMServer:
             pass
 
     def install_signal_handlers(self) -> None:
-        def handler(signum, frame):
+        def handler(signum: int, frame: FrameType | None) -> None:
             self.stop()
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
 
     # -- loop
-    def _watch(self, sock: socket.socket, kind: str, obj) -> None:
+    def _watch(self, sock: socket.socket, on_readable: Callable[[], None]) -> None:
         self._epoll.register(sock.fileno(), select.EPOLLIN)
-        self._watched[sock.fileno()] = (kind, obj)
+        self._watched[sock.fileno()] = on_readable
 
     def _unwatch(self, sock: socket.socket) -> None:
         fd = sock.fileno()
@@ -511,27 +531,27 @@ class TPMServer:
     def serve_forever(self) -> None:
         for lst in self.listeners:
             lst.sock.setblocking(False)
-            self._watch(lst.sock, "listen", lst)
-        self._watch(self._wake_r, "wake", None)
+            self._watch(lst.sock, functools.partial(self._accept, lst))
+        self._watch(self._wake_r, self._woken)
         try:
             while not self._stop:
                 timeout = self._next_timeout()
                 for fd, _ in self._epoll.poll(-1 if timeout is None else timeout):
-                    kind, obj = self._watched.get(fd, (None, None))
-                    if kind == "listen":
-                        self._accept(obj)
-                    elif kind == "wake":
-                        try:
-                            self._wake_r.recv(64)
-                        except OSError:
-                            pass
-                    elif kind == "conn":
-                        self._readable(obj)
+                    on_readable = self._watched.get(fd)
+                    if on_readable is not None:     # (not closed by an earlier event)
+                        on_readable()
                     if self._stop:
                         break
-                self._expire()
+                if timeout is not None:      # a short frame was waiting (else none can be due)
+                    self._expire()
         finally:
             self._shutdown()
+
+    def _woken(self) -> None:
+        try:
+            self._wake_r.recv(64)
+        except OSError:
+            pass
 
     def _next_timeout(self) -> float | None:
         deadlines = [c.framer.deadline for c in self.conns.values() if c.framer.deadline]
@@ -565,7 +585,7 @@ class TPMServer:
         if sock in self.conns:               # still open: more commands, or EOF
             if lst.tcp:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._watch(sock, "conn", conn)
+            self._watch(sock, functools.partial(self._readable, conn))
 
     def _readable(self, conn: Conn) -> None:
         try:
@@ -652,6 +672,8 @@ class TPMServer:
     def write_state(self) -> str | None:
         """Write the engine's dump to the state file: None once it is there,
         else what went wrong."""
+        if self.state is None:
+            return "no state directory"
         try:
             blob = self.engine.dump()
             self.state.write(blob)
@@ -679,7 +701,7 @@ class TPMServer:
         ahead of the disk; if that cannot be done, stop serving (fatal).
         One log line either way."""
         try:
-            if self.restart is None or self.durable is None:
+            if self.restart is None or self.durable is None or self.state is None:
                 raise ServeError("no saved state to return to")
             # a write that failed after its rename (the directory's fsync)
             # may have left the new state in place: put the old one back
@@ -809,12 +831,12 @@ class Options:
     ready: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
 
-def resolve_identity(vendor: str, emulator: str = "libtpms"):
+def resolve_identity(vendor: str, emulator: str = "libtpms") -> Identity:
     """The engine identity for --vendor (ETHZ: the Xen vTPM's), behaving as
     --emulator (libtpms, or berlios: the emulator inside vtpm-stubdom)."""
     from pyxl.tpm import identity as ident
 
-    known = {}
+    known: dict[str, ident.Identity] = {}
     for name in dir(ident):      # every Identity the engine defines, by its vendor ID
         obj = getattr(ident, name)
         if isinstance(obj, ident.Identity):
@@ -835,14 +857,16 @@ def restart_startup(startup: str | None) -> str | None:
     return "clear" if startup == "state" else startup
 
 
-def open_engine(opts: Options, state: StateDir, log: Callable[[str], None]):
+def open_engine(opts: Options, state: StateDir,
+                log: Callable[[str], None]) -> tuple[Engine, bytes | None]:
     """Load the saved TPM (or make a fresh one), then power it on.
     Returns (engine, the blob loaded or None for a new TPM)."""
     blob = state.read()
     return start_engine(opts, state, blob, opts.startup), blob
 
 
-def start_engine(opts: Options, state: StateDir, blob: bytes | None, startup: str | None):
+def start_engine(opts: Options, state: StateDir, blob: bytes | None,
+                 startup: str | None) -> Engine:
     """A TPM 1.2 with blob's state (None: a new one), powered on with startup."""
     from pyxl.tpm.engine import TPM
 
@@ -864,7 +888,8 @@ def start_engine(opts: Options, state: StateDir, blob: bytes | None, startup: st
     return tpm
 
 
-def open_tpm2_engine(opts: Options, state: StateDir, log: Callable[[str], None]):
+def open_tpm2_engine(opts: Options, state: StateDir,
+                     log: Callable[[str], None]) -> tuple[Engine, bytes | None]:
     """The TPM 2.0 engine with the saved state (or a new TPM), powered on.
     Returns (engine, the blob loaded or None for a new TPM)."""
     blob = state.read()
@@ -872,7 +897,7 @@ def open_tpm2_engine(opts: Options, state: StateDir, log: Callable[[str], None])
 
 
 def start_tpm2_engine(opts: Options, state: StateDir, blob: bytes | None,
-                      startup: str | None):
+                      startup: str | None) -> Engine:
     """libtpms's TPM 2.0 with blob's state (None: a new one), powered on."""
     try:
         from pyxl.tpm.tpm2 import TPM2, TPM2Error, TPM2StateError
@@ -916,7 +941,7 @@ def _rc_name(rc: int) -> str:
     return "%s (%d)" % (constants.rc_name(rc), rc)
 
 
-def run(opts: Options, engine_factory=None) -> int:
+def run(opts: Options, engine_factory: EngineFactory | None = None) -> int:
     """`pyxl tpm-serve`: returns the exit code."""
     def log(msg: str) -> None:
         print("pyxl tpm-serve: " + msg, file=sys.stderr, flush=True)

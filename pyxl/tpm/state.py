@@ -35,18 +35,27 @@ def _h(b: bytes | None):
     return None if b is None else b.hex()
 
 
-def _b(s, n: int | None = None) -> bytes | None:
+def _b(s: str | None, n: int | None = None) -> bytes | None:
     if s is None:
         return None
+    return _req(s, n)
+
+
+def _req(s: str | None, n: int | None = None) -> bytes:
+    """A field that must be there (hex of n bytes)."""
+    if s is None:
+        raise ValueError("a required field is null")
     b = bytes.fromhex(s)
     if n is not None and len(b) != n:
         raise ValueError("expected %d bytes" % n)
     return b
 
 
-def _rsa_out(k: RSAKey | None):
+def _rsa_out(k: RSAKey | None) -> dict[str, str | int] | None:
     if k is None:
         return None
+    if k.p is None:      # the TPM keeps only keys it holds the private part of
+        raise ValueError("an RSA key without its private part")
     return {"n": "%x" % k.n, "e": k.e, "p": "%x" % k.p}
 
 
@@ -146,7 +155,7 @@ def load_state(tpm, blob: bytes) -> None:
         pd = d["perm"]
         p = PermanentData()
         p.flags = TPM_PERMANENT_FLAGS.from_bytes(bytes.fromhex(pd["flags"]))
-        p.tpm_proof = _b(pd["tpm_proof"], 20)
+        p.tpm_proof = _req(pd["tpm_proof"], 20)
         p.context_key = _b(pd.get("context_key"), 16) or p.context_key
         p.owner_auth = _b(pd["owner_auth"], 20)
         p.operator_auth = _b(pd["operator_auth"], 20)
@@ -159,11 +168,11 @@ def load_state(tpm, blob: bytes) -> None:
             data = bytearray(bytes.fromhex(a["data"]))
             if len(data) != pub.dataSize:
                 raise ValueError("NV area size mismatch")
-            p.nv[pub.nvIndex] = NVArea(pub, _b(a["auth"], 20), data)
+            p.nv[pub.nvIndex] = NVArea(pub, _req(a["auth"], 20), data)
         from .engine import Counter
         p.counters = {}
         for i, label, value, auth in pd.get("counters", []):
-            p.counters[int(i)] = Counter(_b(label, 4), int(value), _b(auth, 20))
+            p.counters[int(i)] = Counter(_req(label, 4), int(value), _req(auth, 20))
         p.counter_floor = int(pd.get("counter_floor", 0))
         p.evict_keys = {int(h): _key_in(k) for h, k in pd.get("evict_keys", [])}
         p.auth_fail_count = int(pd["auth_fail_count"])
@@ -187,11 +196,11 @@ def load_state(tpm, blob: bytes) -> None:
             if not 0 <= int(row) < 4:
                 raise ValueError("bad delegate table row")
             p.delegates[int(row)] = DelegateRow(TPM_DELEGATE_PUBLIC.from_bytes(bytes.fromhex(pub)),
-                                                _b(auth, 20))
+                                                _req(auth, 20))
         p.no_owner_nv_write = int(pd.get("no_owner_nv_write", 0))
         if "daa" in pd:      # older blobs: the fresh secrets of PermanentData()
-            p.daa_seed, p.daa_proof = _b(pd["daa"][0], 20), _b(pd["daa"][1], 20)
-            p.daa_blob_key = _b(pd["daa"][2], 16)
+            p.daa_seed, p.daa_proof = _req(pd["daa"][0], 20), _req(pd["daa"][1], 20)
+            p.daa_blob_key = _req(pd["daa"][2], 16)
         p.restrict_delegate = int(pd.get("restrict_delegate", 0))
         if not 0 <= p.restrict_delegate <= 0xFFFFFFFF:
             raise ValueError("bad restrictDelegate")

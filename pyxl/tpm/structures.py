@@ -8,6 +8,9 @@ TPMStructError (a TPMDecodeError) on a wrong one.
 
 from __future__ import annotations
 
+import itertools
+import operator
+from typing import NamedTuple, Self
 from dataclasses import dataclass, field, fields
 
 from . import constants as C
@@ -700,30 +703,51 @@ class TPM_NV_DATA_PUBLIC(TPMStruct):
 
 # ---------------------------------------------------------------- flags
 
+class _FlagFields(NamedTuple):
+    names: tuple[str, ...]                           # in declaration order
+    values: operator.attrgetter[tuple[bool, ...]]    # all the values at once
+
+
+_FLAG_FIELDS: dict[type, _FlagFields] = {}
+
+
+def _flag_fields(cls: type) -> _FlagFields:
+    """A flag structure's fields, looked up once per class
+    (dataclasses.fields() rebuilds its answer on every call)."""
+    known = _FLAG_FIELDS.get(cls)
+    if known is None:
+        names = tuple(f.name for f in fields(cls))
+        known = _FLAG_FIELDS[cls] = _FlagFields(names, operator.attrgetter(*names))
+    return known
+
+
+_BITS = tuple(1 << i for i in range(32))     # flag i+1 is bit i of as_word()
+
+
 class _FlagStruct(TPMStruct):
     """A tag followed by one BOOL byte per field, in declaration order."""
     TAG = 0
 
-    def marshal(self, w):
+    def marshal(self, w: Writer) -> None:
         w.u16(self.TAG)
-        for f in fields(self):
-            w.u8(1 if getattr(self, f.name) else 0)
+        for value in _flag_fields(type(self)).values(self):
+            w.u8(1 if value else 0)
 
     @classmethod
-    def unmarshal(cls, r):
+    def unmarshal(cls, r: Reader) -> Self:
         _expect_tag(r, cls.TAG, cls.__name__)
-        return cls(*(bool(r.u8()) for _ in fields(cls)))
+        return cls(*(bool(r.u8()) for _ in _flag_fields(cls).names))
 
     def set_bit(self, bit: int, value: bool) -> None:
         """Set the flag at 1-based position bit (TPM_PF_* / TPM_SF_* numbering)."""
-        setattr(self, fields(self)[bit - 1].name, bool(value))
+        setattr(self, _flag_fields(type(self)).names[bit - 1], bool(value))
 
     def get_bit(self, bit: int) -> bool:
-        return getattr(self, fields(self)[bit - 1].name)
+        return bool(getattr(self, _flag_fields(type(self)).names[bit - 1]))
 
     def as_word(self) -> int:
         """Bit i-1 set for flag i -- the 32-bit form GetCapabilityOwner returns."""
-        return sum(1 << i for i, f in enumerate(fields(self)) if getattr(self, f.name))
+        return sum(itertools.compress(_BITS, _flag_fields(type(self)).values(self)))
 
 
 @dataclass

@@ -7,6 +7,7 @@ commands/transport.py."""
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 
 from . import constants as C
@@ -129,7 +130,7 @@ class Wrap:
 # ordinals the engine implements that have handles (libtpms's ordinal table);
 # every other implemented ordinal has none.  EstablishTransport, ExecuteTransport
 # and ReleaseTransportSigned cannot be wrapped.
-_WRAP = {
+_WRAP: dict[int, Wrap] = {
     C.TPM_ORD_ActivateIdentity: Wrap(K, 1), C.TPM_ORD_CertifyKey: Wrap(2 * K, 2), C.TPM_ORD_CertifyKey2: Wrap(2 * K, 2),
     C.TPM_ORD_ChangeAuth: Wrap(K, 1), C.TPM_ORD_ChangeAuthAsymFinish: Wrap(K, 1),
     C.TPM_ORD_ChangeAuthAsymStart: Wrap(K, 1), C.TPM_ORD_CreateWrapKey: Wrap(K, 1),
@@ -154,7 +155,7 @@ _WRAP = {
 _PLAIN = Wrap()
 
 
-def wrap_info(ordinal: int, implemented) -> Wrap | None:
+def wrap_info(ordinal: int, implemented: Container[int]) -> Wrap | None:
     """The table row of an ordinal, None when the TPM does not implement it."""
     row = _WRAP.get(ordinal)
     if row is not None:

@@ -136,3 +136,19 @@ def test_fields_added_later_load_with_defaults():
     t2.power_on()
     assert auth1(t2, 0x66, b"", b"", OWNER)[0].rc == 0
     assert t2.perm.counters == {} and t2.perm.audited == set()
+
+
+def test_a_required_secret_that_is_null_is_refused_not_loaded_as_none():
+    """tpmProof is never absent (libtpms TPM_PermanentData_Load reads it
+    unconditionally): a blob whose tpm_proof is null (checksum intact) is
+    refused rather than loaded as a TPM without one."""
+    import hashlib
+    import json
+    blob = new_tpm().dump()
+    n = struct.unpack(">I", blob[len(MAGIC) + 2:len(MAGIC) + 6])[0]
+    body = json.loads(blob[len(MAGIC) + 6:len(MAGIC) + 6 + n])
+    body["perm"]["tpm_proof"] = None
+    raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    bad = MAGIC + struct.pack(">HI", FORMAT_VERSION, len(raw)) + raw + hashlib.sha256(raw).digest()
+    with pytest.raises(TPMStateError):
+        TPM.load(bad)

@@ -7,8 +7,10 @@ identity's behaviour family decides (identity.py).
 
 from __future__ import annotations
 
+from typing import Callable
+
 from .. import constants as C
-from ..engine import (CHECK_ALL, CHECK_BASIC, CHECK_NO_LOCKOUT, COMMANDS, T0, T1, T10,
+from ..engine import (CHECK_ALL, CHECK_BASIC, CHECK_NO_LOCKOUT, COMMANDS, T0, T1, T10, TPM,
                       TPMError, command)
 from ..marshal import Reader, TPMDecodeError, Writer
 from ..structures import (TPM_CAP_VERSION_INFO, TPM_KEY_PARMS, TPM_STRUCT_VER, TPM_VERSION)
@@ -43,7 +45,7 @@ def _nv_available(tpm) -> int:
 
 P = C.TPM_CAP_PROP
 # TPM_CAP_PROPERTY answers, computed on demand
-PROPERTIES = {
+PROPERTIES: dict[int, Callable[[TPM], bytes]] = {
     P.TPM_CAP_PROP_PCR: lambda t: _u32(C.TPM_NUM_PCR),
     P.TPM_CAP_PROP_DIR: lambda t: _u32(1),
     P.TPM_CAP_PROP_MANUFACTURER: lambda t: _u32(t.identity.manufacturer),

@@ -163,10 +163,10 @@ def load(tpm, data: bytes, keep_handle: bool = False, rt: int | None = None) -> 
                     blob.contextCount not in tpm.saved_sessions:
                 raise TPMError(C.TPM_BADCONTEXT)
             from .daa import DAASession, add_session
-            s = DAASession.from_internal(r, blob.handle)
+            daa = DAASession.from_internal(r, blob.handle)
             r.expect_end("DAA session")
             tpm.saved_sessions.discard(blob.contextCount)   # used up even if it cannot load
-            return add_session(tpm, s, bool(keep_handle)).handle
+            return add_session(tpm, daa, bool(keep_handle)).handle
     except (TPMDecodeError, ValueError):
         raise TPMError(C.TPM_BADCONTEXT) from None
     raise TPMError(C.TPM_BADCONTEXT)

@@ -96,6 +96,8 @@ def pubkey_digest(key) -> bytes:
 def dsap_entity_ok(tpm, s: Session, et: int | None, ev: int | None) -> bool:
     """May DSAP session s stand for entity (et, ev)?  An owner delegation only
     for the owner, a key delegation only for the key whose public key it names."""
+    if s.delegate is None:
+        return False
     if s.delegate.permissions.delegateType == TPM_DEL_OWNER_BITS:
         return et == C.TPM_ET_OWNER
     if et == C.TPM_ET_SRK or (et == C.TPM_ET_KEYHANDLE and ev == C.TPM_KH_SRK):
@@ -394,11 +396,15 @@ def DSAP(tpm, ctx, r):
     return out
 
 
-def _blob_of(data: bytes):
+_BLOB_TYPES: dict[int, type[TPM_DELEGATE_OWNER_BLOB] | type[TPM_DELEGATE_KEY_BLOB]] = {
+    C.TPM_TAG_DELEGATE_OWNER_BLOB: TPM_DELEGATE_OWNER_BLOB,
+    C.TPM_TAG_DELG_KEY_BLOB: TPM_DELEGATE_KEY_BLOB}
+
+
+def _blob_of(data: bytes) -> TPM_DELEGATE_OWNER_BLOB | TPM_DELEGATE_KEY_BLOB:
     """An owner or key delegation blob by its tag (libtpms: others TPM_BAD_PARAMETER)."""
     tag = Reader(data).u16()
-    cls = {C.TPM_TAG_DELEGATE_OWNER_BLOB: TPM_DELEGATE_OWNER_BLOB,
-           C.TPM_TAG_DELG_KEY_BLOB: TPM_DELEGATE_KEY_BLOB}.get(tag)
+    cls = _BLOB_TYPES.get(tag)
     if cls is None:
         raise TPMError(C.TPM_BAD_PARAMETER)
     return cls.unmarshal(Reader(data))

@@ -53,7 +53,7 @@ TPM_BAD_PARAMETER = 3
 TPM_BAD_ORDINAL = 10
 TPM_BAD_LOCALITY = 0x3D
 
-BODY_SIZE = {Cmd.INIT: 4, Cmd.SET_LOCALITY: 1}    # request bodies (ptm_init, ptm_loc)
+BODY_SIZE: dict[int, int] = {Cmd.INIT: 4, Cmd.SET_LOCALITY: 1}    # request bodies (ptm_init, ptm_loc)
 MAX_MESSAGE = 4 + 4 + 4096                        # swtpm's struct input: cmd + ptm_hdata
 
 
