@@ -9,6 +9,11 @@ import sys
 
 from pyxl.cli._common import call, faults
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from pyxl.cli.xlopt import Opts
+    from pyxl.config import model as M
+
 
 def _err(text: str) -> None:
     sys.stdout.flush()
@@ -31,21 +36,21 @@ def _qualifier_ok(dom: str) -> bool:
     return True
 
 
-def _tree(obj) -> dict:
+def _tree(obj: M.Struct) -> dict:
     """The libxl JSON of one device struct, as a plain dict for the daemon."""
     from pyxl.config.libxl_json import render, struct_tree
 
     return json.loads(render(struct_tree(obj)))
 
 
-def _json(obj) -> str:
+def _json(obj: M.Struct) -> str:
     from pyxl.config.libxl_json import render, struct_tree
 
     return render(struct_tree(obj))
 
 
 @faults
-def block_attach(opts, args) -> int:
+def block_attach(opts: Opts | None, args: list[str]) -> int:
     """main_blockattach: the domain first, then the disk spec made of every
     further argument (parse_disk_config_multistring, source "command line")."""
     from pyxl.cli.main import Globals
@@ -69,7 +74,7 @@ def block_attach(opts, args) -> int:
 
 
 @faults
-def block_list(opts, domains) -> int:
+def block_list(opts: Opts | None, domains: list[str]) -> int:
     """main_blocklist: one header, then a row per disk of each domain."""
     from pyxl.toolstack.client import Client
     from pyxl.toolstack.errors import Fault
@@ -94,7 +99,7 @@ def block_list(opts, domains) -> int:
 
 
 @faults
-def block_detach(opts, args) -> int:
+def block_detach(opts: Opts | None, args: list[str]) -> int:
     """main_blockdetach: -f destroys without waiting for the backend."""
     force = any(k == "f" for k, _ in opts or [])
     call("block_detach", dom=args[0], vdev=args[1], force=force)
@@ -102,7 +107,7 @@ def block_detach(opts, args) -> int:
 
 
 @faults
-def network_attach(opts, args) -> int:
+def network_attach(opts: Opts | None, args: list[str]) -> int:
     """main_networkattach: find_domain, then each argument one nic option
     (parse_nic_config); an unrecognised one ends the command."""
     from pyxl.cli.main import Globals
@@ -136,7 +141,7 @@ def network_attach(opts, args) -> int:
 
 
 @faults
-def network_list(opts, domains) -> int:
+def network_list(opts: Opts | None, domains: list[str]) -> int:
     """main_networklist: find_domain on each argument in turn."""
     from pyxl.toolstack.client import Client
 
@@ -154,14 +159,14 @@ def network_list(opts, domains) -> int:
 
 
 @faults
-def network_detach(opts, args) -> int:
+def network_detach(opts: Opts | None, args: list[str]) -> int:
     """main_networkdetach: a devid, or a MAC when the argument has a ':'."""
     call("network_detach", dom=args[0], dev=args[1])
     return 0
 
 
 @faults
-def channel_list(opts, domains) -> int:
+def channel_list(opts: Opts | None, domains: list[str]) -> int:
     """main_channellist: find_domain on each argument in turn; a pty
     channel's row ends with its path (each field followed by a space)."""
     from pyxl.toolstack.client import Client
@@ -184,7 +189,7 @@ def channel_list(opts, domains) -> int:
 
 # -- vkb (xl_vkb.c) -----------------------------------------------------------
 
-def _vkb_option(vkb, token: str) -> bool:
+def _vkb_option(vkb: M.DeviceVkb, token: str) -> bool:
     """parse_vkb_config (xl_parse.c): one option; False (and xl's message)
     for an unknown one."""
     from pyxl.config import model as M
@@ -212,7 +217,7 @@ def _vkb_option(vkb, token: str) -> bool:
 
 
 @faults
-def vkb_attach(opts, args) -> int:
+def vkb_attach(opts: Opts | None, args: list[str]) -> int:
     """main_vkbattach: find_domain, the options, their checks; failures
     return ERROR_FAIL (exit 253), an unknown option -1 (255)."""
     from pyxl.cli.main import Globals
@@ -242,7 +247,7 @@ def vkb_attach(opts, args) -> int:
 
 
 @faults
-def vkb_list(opts, domains) -> int:
+def vkb_list(opts: Opts | None, domains: list[str]) -> int:
     """main_vkblist: "%-3d %-2d %6d %5d %6d %6d %-10s %-10s %-30s"."""
     from pyxl.toolstack.client import Client
 
@@ -261,7 +266,7 @@ def vkb_list(opts, domains) -> int:
 
 
 @faults
-def vkb_detach(opts, args) -> int:
+def vkb_detach(opts: Opts | None, args: list[str]) -> int:
     """main_vkbdetach: the devid is atoi's."""
     from pyxl.config.cstr import atoi
 
@@ -272,7 +277,7 @@ def vkb_detach(opts, args) -> int:
 # -- vdispl (xl_vdispl.c) -----------------------------------------------------
 
 @faults
-def vdispl_attach(opts, args) -> int:
+def vdispl_attach(opts: Opts | None, args: list[str]) -> int:
     """main_vdisplattach: find_domain, each argument one option
     (parse_vdispl_config, whose return code ends the command), at least one
     connector; failures return ERROR_FAIL (exit 253)."""
@@ -316,7 +321,7 @@ def vdispl_attach(opts, args) -> int:
 
 
 @faults
-def vdispl_list(opts, domains) -> int:
+def vdispl_list(opts: Opts | None, domains: list[str]) -> int:
     """main_vdispllist: libxl_domain_qualifier_to_domid per argument; one
     line per device, one per connector."""
     from pyxl.toolstack.client import Client
@@ -351,7 +356,7 @@ def _int(v: int) -> int:
 
 
 @faults
-def vdispl_detach(opts, args) -> int:
+def vdispl_detach(opts: Opts | None, args: list[str]) -> int:
     from pyxl.config.cstr import atoi
 
     call("vdispl_detach", dom=args[0], devid=atoi(args[1]))
