@@ -238,8 +238,8 @@ def test_two_live_vtpms_with_one_uuid(host):
     con = host.wait_console(VTPM2, "Do_exit called!")
     assert ("vtpm: Error: the manager refused this vTPM's uuid: another live vTPM has it; "
             "refusing to start, the disk is left untouched") in con
-    assert ("ERROR[VTPM]: Attempted to open vTPM twice! %s is in use by domain %d; refusing "
-            "domain %d" % (UUID, VTPM, VTPM2)) in host.console(MGR)
+    host.wait_console(MGR, "ERROR[VTPM]: Attempted to open vTPM twice! %s is in use by domain "
+                      "%d; refusing domain %d" % (UUID, VTPM, VTPM2))
     assert sha(host.tmp / "vtpm-b.img") == before
     g = Guest(host)                                       # the first one is unaffected
     assert rc(g.cmd(READ_PUBEK)) == 0
@@ -305,7 +305,7 @@ def test_killed_manager_fails_commands_then_a_new_one_resumes(host):
     t0 = time.monotonic()
     assert rc(g.cmd(SET_OWNER_INSTALL_OFF)) == 9         # TPM_FAIL: the change cannot be saved
     assert time.monotonic() - t0 < 5                     # and that is known at once
-    assert "its changes are undone" in host.console(VTPM)
+    host.wait_console(VTPM, "its changes are undone")     # written just after the answer
     flags = g.cmd(PERMANENT_FLAGS)                       # nothing at stake: answered
     assert rc(flags) == 0 and flags[OWNERSHIP] == 1      # SetOwnerInstall(FALSE) undone
     assert g.cmd(PCRREAD10)[10:30] == PCR10
@@ -316,8 +316,8 @@ def test_killed_manager_fails_commands_then_a_new_one_resumes(host):
     assert g.cmd(PCRREAD10)[10:30] == PCR10              # the vTPM's PCRs are intact
     flags = g.cmd(PERMANENT_FLAGS)
     assert rc(flags) == 0 and flags[OWNERSHIP] == 1      # SetOwnerInstall(FALSE) undone
-    assert "Tpmfront:Info Reconnected to backend /local/domain/%d/backend/vtpm/%d/0" \
-        % (MGR2, VTPM) in host.console(VTPM)
+    host.wait_console(VTPM, "Tpmfront:Info Reconnected to backend "
+                      "/local/domain/%d/backend/vtpm/%d/0" % (MGR2, VTPM))
     g.close()
     assert vtpm.wait(30) == POWEROFF
     retire(host, VTPM, GUEST)
@@ -336,7 +336,7 @@ def test_vtpm_follows_its_guest_while_the_manager_is_dead(host):
     g.close()
     host.destroy(GUEST)
     assert vtpm.wait(15) == POWEROFF
-    assert "vtpm.c:202: Info: VTPM Shutting down" in host.console(VTPM)
+    assert "vtpm.c:202: Info: VTPM Shutting down" in host.final_console(VTPM)
 
 
 # -- the two slots, in-process -------------------------------------------------------

@@ -114,6 +114,14 @@ def _ended(pid: int) -> bool:
                for t in tids)
 
 
+def _wait_count(host, dom: str, line: str, n: int, timeout: float = 20) -> None:
+    """Wait until `line` appears at least n times on dom's console log."""
+    deadline = time.monotonic() + timeout
+    while host.console_log(dom).count(line) < n:
+        assert time.monotonic() < deadline, (dom, line, host.console_log(dom)[-3000:])
+        time.sleep(0.05)
+
+
 def _wait_connected(host, vtpm_domid: int, timeout: float = 20) -> list[str]:
     """vtpm-list until the guest's frontend is Connected again (it only
     gets there after the backend connected to its new ring)."""
@@ -156,11 +164,11 @@ def test_vtpm_chain_survives_sigkilled_daemon(host):  # noqa: F811
     # the guest's frontend set up a fresh ring, the vTPM reconnected to it
     vl = _wait_connected(host, vtpm)
     assert vl[1].split()[2] == ring[2]                       # same uuid
-    vlog = host.console_log("domu-vtpm")
-    assert "Tpmback:Info Frontend %d/0 resumed\n" % domu in vlog
-    assert vlog.count("Tpmback:Info Frontend %d/0 connected\n" % domu) >= 2
-    assert "Tpmfront:Info Resuming: reconnecting to the backend\n" in vlog
-    assert host.console_log("vtpmmgr").count("Tpmback:Info Frontend %d/0 connected\n" % vtpm) >= 2
+    # (the console lines follow the connection: wait for them, do not race them)
+    host.wait_console("domu-vtpm", "Tpmback:Info Frontend %d/0 resumed\n" % domu)
+    _wait_count(host, "domu-vtpm", "Tpmback:Info Frontend %d/0 connected\n" % domu, 2)
+    host.wait_console("domu-vtpm", "Tpmfront:Info Resuming: reconnecting to the backend\n")
+    _wait_count(host, "vtpmmgr", "Tpmback:Info Frontend %d/0 connected\n" % vtpm, 2)
 
     # the guide's tpm_version through the same running tcsd, on the same vTPM
     out = host.guest("tpm_version").replace("\r", "")
@@ -251,7 +259,7 @@ def test_guest_sysfs_tpm_survives_sigkilled_daemon_without_tcsd(bare_host):
     again = _wait_connected(h, vtpm)[1].split()
     assert again[2] == ring[2]                         # the same device (uuid)
     assert _sysfs(h, "caps", "pubek") == [caps, pubek]
-    assert "Tpmfront:Info Resuming: reconnecting to the backend\n" in h.console_log("domu-vtpm")
+    h.wait_console("domu-vtpm", "Tpmfront:Info Resuming: reconnecting to the backend\n")
     assert "tpm_store_permanent_data() failed" not in h.console_log("domu-vtpm")
 
     p = h.run("shutdown", "-w", "domu")

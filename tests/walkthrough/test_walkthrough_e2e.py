@@ -93,7 +93,7 @@ def test_guide_walkthrough_and_vtpm_persistence(host):
     again = host.guest("modprobe xen-tpmfront", "cat /sys/devices/vtpm-0/pubek")
     body = lambda s: s[s.index("Algorithm:"):s.rindex("root@domu")]   # noqa: E731
     assert body(again) == body(ek)
-    assert "INFO[VTPM]: Loaded hash and key for vtpm %s\n" % UUID in host.console_log("vtpmmgr")
+    host.wait_console("vtpmmgr", "INFO[VTPM]: Loaded hash and key for vtpm %s\n" % UUID)
 
     # the guest's tcsd dies with the guest
     host.guest("tcsd")
