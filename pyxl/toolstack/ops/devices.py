@@ -261,39 +261,46 @@ def vkb_detach(d, a: dict) -> None:
 
 # -- vdispl -----------------------------------------------------------------
 
-def vdispl_attach(d, a: dict) -> int:
-    """libxl_device_vdispl_add through libxl__device_add_async: wired as
-    libxl__set_xenstore_vdispl writes it and waited for; no display backend
-    runs in dom0, so it fails as libxl does on timeout, the device left in
-    place (libxl_device.c device_backend_callback)."""
+def _attach_frontend(d, a: dict, arg: str, kind: str, cfg_key: str, add, fault: str) -> int:
+    """libxl__device_add_async for a PV device that no dom0 backend serves:
+    the device (a[arg]) is wired as `add` writes it and waited for; with no
+    backend it fails as libxl does on timeout, the device left in place
+    (libxl_device.c device_backend_callback).  A devid of -1 is
+    libxl__device_nextid's: the last id in xenstore's order, plus one.
+    Faults are FAULT_FAILED / _EXISTS / _TIMEOUT."""
     st = d.state
-    vdispl = dict(a["vdispl"])
+    dev = dict(a[arg])
     timeout = _timeout(a, DEVICE_TIMEOUT)
     with st.lock:
         try:
             dom = st.resolve(a["dom"])
         except Fault as f:
             if f.name == "NO_SUCH_DOMID":
-                raise Fault("VDISPL_ADD_FAILED") from None
+                raise Fault(fault + "_FAILED") from None
             raise
         be_domid = 0
-        if vdispl.get("backend_domname"):
+        if dev.get("backend_domname"):
             try:
-                be_domid = st.resolve(vdispl["backend_domname"]).domid
+                be_domid = st.resolve(dev["backend_domname"]).domid
             except Fault:
-                raise Fault("VDISPL_ADD_FAILED") from None
-        used = devices.device_ids(st.xs, dom.domid, "vdispl")
-        if int(vdispl.get("devid", -1)) < 0:
-            vdispl["devid"] = used[-1] + 1 if used else 0
-        elif int(vdispl["devid"]) in used:
-            raise Fault("VDISPL_ADD_EXISTS", domid=dom.domid)
-        _, be = devices.add_vdispl(st.xs, dom.domid, be_domid, vdispl)
-        dom.config.setdefault("vdispls", []).append(vdispl)
+                raise Fault(fault + "_FAILED") from None
+        used = devices.device_ids(st.xs, dom.domid, kind)
+        if int(dev.get("devid", -1)) < 0:
+            dev["devid"] = used[-1] + 1 if used else 0
+        elif int(dev["devid"]) in used:
+            raise Fault(fault + "_EXISTS", domid=dom.domid)
+        _, be = add(st.xs, dom.domid, be_domid, dev)
+        dom.config.setdefault(cfg_key, []).append(dev)
         st.save()
     if not devices.wait_state(st.xs, be, devices.XenbusStateInitWait, timeout,
                               alive=lambda: be_domid in st.table.domains):
-        raise Fault("VDISPL_ADD_TIMEOUT", domid=dom.domid, path=be, devid=vdispl["devid"])
-    return int(vdispl["devid"])
+        raise Fault(fault + "_TIMEOUT", domid=dom.domid, path=be, devid=dev["devid"])
+    return int(dev["devid"])
+
+
+def vdispl_attach(d, a: dict) -> int:
+    """libxl_device_vdispl_add, wired as libxl__set_xenstore_vdispl writes it."""
+    return _attach_frontend(d, a, "vdispl", "vdispl", "vdispls", devices.add_vdispl, "VDISPL_ADD")
 
 
 def vdispl_list(d, a: dict) -> list:
@@ -318,38 +325,8 @@ def vdispl_detach(d, a: dict) -> None:
 # -- vsnd -------------------------------------------------------------------
 
 def vsnd_attach(d, a: dict) -> int:
-    """libxl_device_vsnd_add through libxl__device_add_async: wired as
-    libxl__set_xenstore_vsnd writes it and waited for; no sound backend
-    runs in dom0, so it fails as libxl does on timeout, the device left in
-    place (libxl_device.c device_backend_callback)."""
-    st = d.state
-    vsnd = dict(a["vsnd"])
-    timeout = _timeout(a, DEVICE_TIMEOUT)
-    with st.lock:
-        try:
-            dom = st.resolve(a["dom"])
-        except Fault as f:
-            if f.name == "NO_SUCH_DOMID":
-                raise Fault("VSND_ADD_FAILED") from None
-            raise
-        be_domid = 0
-        if vsnd.get("backend_domname"):
-            try:
-                be_domid = st.resolve(vsnd["backend_domname"]).domid
-            except Fault:
-                raise Fault("VSND_ADD_FAILED") from None
-        used = devices.device_ids(st.xs, dom.domid, "vsnd")
-        if int(vsnd.get("devid", -1)) < 0:
-            vsnd["devid"] = max(used) + 1 if used else 0
-        elif int(vsnd["devid"]) in used:
-            raise Fault("VSND_ADD_EXISTS", domid=dom.domid)
-        _, be = devices.add_vsnd(st.xs, dom.domid, be_domid, vsnd)
-        dom.config.setdefault("vsnds", []).append(vsnd)
-        st.save()
-    if not devices.wait_state(st.xs, be, devices.XenbusStateInitWait, timeout,
-                              alive=lambda: be_domid in st.table.domains):
-        raise Fault("VSND_ADD_TIMEOUT", domid=dom.domid, path=be, devid=vsnd["devid"])
-    return int(vsnd["devid"])
+    """libxl_device_vsnd_add, wired as libxl__set_xenstore_vsnd writes it."""
+    return _attach_frontend(d, a, "vsnd", "vsnd", "vsnds", devices.add_vsnd, "VSND_ADD")
 
 
 def vsnd_list(d, a: dict) -> list:
