@@ -39,18 +39,27 @@ def _domain(st, dom_q: str, fault: str, **args):
         raise
 
 
-def _rows(st, dom_q: str, kind: str) -> list:
-    """libxl_device_<kind>_list + getinfo: a domid with nothing there lists
-    nothing."""
+def _rows(st, dom_q: str, kind: str, info=None) -> list:
+    """libxl_device_<kind>_list + getinfo (`info(xs, domid, devid)`, by
+    default devices.device_info for `kind`), with the host lock held: a
+    domid with nothing there lists nothing."""
     try:
         dom = st.resolve(dom_q)
     except Fault as f:
         if f.name == "NO_SUCH_DOMID":
             return []
         raise
-    rows = [devices.device_info(st.xs, dom.domid, kind, i)
-            for i in devices.device_ids(st.xs, dom.domid, kind)]
+    if info is None:
+        rows = [devices.device_info(st.xs, dom.domid, kind, i)
+                for i in devices.device_ids(st.xs, dom.domid, kind)]
+    else:
+        rows = [info(st.xs, dom.domid, i) for i in devices.device_ids(st.xs, dom.domid, kind)]
     return [r for r in rows if r is not None]
+
+
+def _list(d, a: dict, kind: str, info) -> list:
+    with d.state.lock:
+        return _rows(d.state, a["dom"], kind, info)
 
 
 # -- block ------------------------------------------------------------------
@@ -241,17 +250,7 @@ def vkb_attach(d, a: dict) -> int:
 
 def vkb_list(d, a: dict) -> list:
     """libxl_device_vkb_list + libxl_device_vkb_getinfo for one domain."""
-    st = d.state
-    with st.lock:
-        try:
-            dom = st.resolve(a["dom"])
-        except Fault as f:
-            if f.name == "NO_SUCH_DOMID":
-                return []
-            raise
-        rows = [devices.vkb_info(st.xs, dom.domid, i)
-                for i in devices.device_ids(st.xs, dom.domid, "vkbd")]
-    return [r for r in rows if r is not None]
+    return _list(d, a, "vkbd", devices.vkb_info)
 
 
 def vkb_detach(d, a: dict) -> None:
@@ -304,17 +303,8 @@ def vdispl_attach(d, a: dict) -> int:
 
 
 def vdispl_list(d, a: dict) -> list:
-    st = d.state
-    with st.lock:
-        try:
-            dom = st.resolve(a["dom"], missing_id="NO_SUCH_DOMID")
-        except Fault as f:
-            if f.name == "NO_SUCH_DOMID":
-                return []
-            raise
-        rows = [devices.vdispl_info(st.xs, dom.domid, i)
-                for i in devices.device_ids(st.xs, dom.domid, "vdispl")]
-    return [r for r in rows if r is not None]
+    """libxl_device_vdispl_list + libxl_device_vdispl_getinfo for one domain."""
+    return _list(d, a, "vdispl", devices.vdispl_info)
 
 
 def vdispl_detach(d, a: dict) -> None:
@@ -331,17 +321,7 @@ def vsnd_attach(d, a: dict) -> int:
 
 def vsnd_list(d, a: dict) -> list:
     """libxl_device_vsnd_list + libxl_device_vsnd_getinfo for one domain."""
-    st = d.state
-    with st.lock:
-        try:
-            dom = st.resolve(a["dom"], missing_id="NO_SUCH_DOMID")
-        except Fault as f:
-            if f.name == "NO_SUCH_DOMID":
-                return []
-            raise
-        rows = [devices.vsnd_info(st.xs, dom.domid, i)
-                for i in devices.device_ids(st.xs, dom.domid, "vsnd")]
-    return [r for r in rows if r is not None]
+    return _list(d, a, "vsnd", devices.vsnd_info)
 
 
 def vsnd_detach(d, a: dict) -> None:
@@ -416,19 +396,8 @@ def usbctrl_attach(d, a: dict) -> int:
 
 
 def usb_list(d, a: dict) -> list:
-    """libxl_device_usbctrl_list + libxl_device_usbctrl_getinfo; a domid
-    with nothing there lists nothing."""
-    st = d.state
-    with st.lock:
-        try:
-            dom = st.resolve(a["dom"])
-        except Fault as f:
-            if f.name == "NO_SUCH_DOMID":
-                return []
-            raise
-        rows = [devices.usbctrl_info(st.xs, dom.domid, i)
-                for i in devices.device_ids(st.xs, dom.domid, "vusb")]
-    return [r for r in rows if r is not None]
+    """libxl_device_usbctrl_list + libxl_device_usbctrl_getinfo for one domain."""
+    return _list(d, a, "vusb", devices.usbctrl_info)
 
 
 def usbctrl_detach(d, a: dict) -> None:
