@@ -69,6 +69,16 @@ class Guest:
         self.dmesg.append(line)
         self.out(line + "\n")
 
+    def kinfo(self, msg: str) -> None:
+        """pr_info: always in the kernel log; on the console only if
+        KERN_INFO is below the console loglevel (Debian's kernel:
+        CONFIG_CONSOLE_LOGLEVEL_DEFAULT=7, `quiet` makes it 4,
+        `loglevel=N` makes it N)."""
+        if _console_loglevel(self.dom.cmdline) > KERN_INFO:
+            self.klog(msg)
+        else:
+            self.dmesg.append("[%12.6f] %s" % (time.monotonic() - self.t0, msg))
+
     # -- boot ------------------------------------------------------------
     def boot(self) -> None:
         d = self.dom
@@ -383,7 +393,10 @@ class Guest:
                 what = xen.read_str(node, default="")
                 if not what:
                     continue
-                xen.write(node, "")
+                # manage.c: "Only acknowledge commands which we are
+                # prepared to handle" (sysrq_handler clears any key)
+                if ev[1] == "sysrq" or what in SHUTDOWN_HANDLERS:
+                    xen.write(node, "")
             except OSError:
                 if not xen.closed:
                     raise
@@ -395,6 +408,8 @@ class Guest:
                 self.power(SHUTDOWN_POWEROFF)
             elif what == "reboot":
                 self.power(SHUTDOWN_REBOOT)
+            else:
+                self.kinfo("xen:manage: Ignoring shutdown request: %s" % what)
 
     def vcpu_hotplug(self, path: str, xen: XenInterface) -> None:
         """drivers/xen/cpu_hotplug.c handle_vcpu_hotplug_event: a change under
@@ -442,6 +457,26 @@ SYSRQ_HELP = ("loglevel(0-9) reboot(b) crash(c) terminate-all-tasks(e) "
               "show-backtrace-all-active-cpus(l) show-memory-usage(m) nice-all-RT-tasks(n) "
               "poweroff(o) show-registers(p) show-all-timers(q) unraw(r) sync(s) "
               "show-task-states(t) unmount(u) show-blocked-tasks(w)")
+
+# drivers/xen/manage.c shutdown_handlers in a kernel built without
+# CONFIG_HIBERNATE_CALLBACKS: no "suspend" row, so a suspend request is
+# neither acknowledged nor advertised (control/feature-suspend).  The guest's
+# userland (tcsd, tpm2-tools: real host processes) cannot be checkpointed.
+SHUTDOWN_HANDLERS = ("poweroff", "halt", "reboot")
+KERN_INFO = 6
+
+
+def _console_loglevel(cmdline: str) -> int:
+    """init/main.c: `quiet` sets console_loglevel to CONSOLE_LOGLEVEL_QUIET
+    (4), `loglevel=N` to N; the last one on the command line wins."""
+    level = 7
+    for arg in cmdline.split():
+        if arg == "quiet":
+            level = 4
+        elif arg.startswith("loglevel=") and arg[9:].isdigit():
+            level = int(arg[9:])
+    return level
+
 
 # (path, token): what watch_control watches
 _WATCHES = (("control/shutdown", "shutdown"), ("control/sysrq", "sysrq"),
