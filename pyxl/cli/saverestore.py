@@ -1,8 +1,17 @@
-"""`pyxl restore` (xl_saverestore.c main_restore) and `pyxl migrate-receive`
-(xl_migrate.c): the save file or incoming stream is read and checked as
-xl_vmcontrol.c create_domain's restore path reads it.  The simulated host
-has no domain memory to restore into, so a stream that passes xl's own
-checks is refused after them."""
+"""`pyxl save` and `pyxl restore` (xl_saverestore.c main_save, main_restore)
+and `pyxl migrate-receive` (xl_migrate.c).
+
+save writes xl's header and the domain's configuration, then libxl's and
+libxc's stream headers, and asks the guest to suspend; the simulated Linux
+guest cannot (its kernel has no CONFIG_HIBERNATE_CALLBACKS: it neither
+advertises nor acknowledges a suspend request), so after libxl's 60 s the
+request is cancelled and xl prints what it prints then, leaves the file as
+far as it got, resumes the domain (which was never suspended) and exits 1.
+
+restore and migrate-receive read and check the save file or incoming
+stream as xl_vmcontrol.c create_domain's restore path reads it.  The
+simulated host has no domain memory to restore into, so a stream that
+passes xl's own checks is refused after them."""
 
 from __future__ import annotations
 
@@ -138,6 +147,20 @@ def restore(opts: Opts | None, args: list[str]) -> int:
 MIGRATE_RECEIVER_BANNER = b"xl migration receiver ready, send binary domain data.\n"
 
 
+def _drain(fd: int) -> None:
+    """Everything the sender writes after xl's header (libxl's stream, the
+    memory image) is read up to its end: the sender learns of the refusal
+    only when it is done, as from a receiver that was restoring."""
+    while True:
+        try:
+            if not os.read(fd, 65536):
+                return
+        except InterruptedError:
+            continue
+        except OSError:
+            return
+
+
 def migrate_receive(opts: Opts | None, args: list[str]) -> int:
     """main_migrate_receive / migrate_receive (xl_migrate.c): the banner to
     the sender on stdout, then the stream from stdin read as a restore."""
@@ -149,4 +172,255 @@ def migrate_receive(opts: Opts | None, args: list[str]) -> int:
     if rc:
         _err("migration target: Domain creation failed (code %d).\n" % rc)
         return 1
+    _drain(0)
     return _no_memory_image()
+
+
+# -- save (xl_saverestore.c save_domain) --------------------------------------
+
+# libxl_types.idl libxl_error
+ERROR_FAIL = -3
+ERROR_GUEST_TIMEDOUT = -8
+# libxl_sr_stream_format.h
+RESTORE_STREAM_IDENT = 0x4C6962786C466D74       # "LibxlFmt"
+RESTORE_STREAM_VERSION = 2
+REC_TYPE_LIBXC_CONTEXT = 1
+# xg_sr_stream_format.h (libxc's image and domain headers)
+IHDR_MARKER = 0xFFFFFFFFFFFFFFFF
+IHDR_ID = 0x58454E46                            # "XENF"
+IHDR_VERSION = 3
+IHDR_OPT_LITTLE_ENDIAN = 0
+DHDR_TYPE_X86_PV = 1
+XC_PAGE_SHIFT = 12
+
+# where libxl logs what follows (Debian's libxenlight 4.17: see
+# tests/toolstack/test_libxl_positions.py)
+_NO_ACK = ("libxl_dom_suspend.c:269:domain_suspend_common_pvcontrol_suspending",
+           "guest didn't acknowledge suspend, cancelling request")
+_NO_SUSPEND = "libxl_dom_suspend.c:372:suspend_common_wait_guest_timeout"
+_DESTROYED = "libxl_dom_suspend.c:342:suspend_common_wait_guest_check"
+_SAVE_DONE = "libxl_stream_write.c:347:libxl__xc_domain_save_done"
+_RESUME_DONE = "libxl_dom_suspend.c:666:domain_resume_done"
+_DOMAIN_TYPE = "libxl_dom.c:37:libxl__domain_type"
+
+
+def _logd(pos: str, domid: int, msg: str) -> None:
+    """LOGD(ERROR, domid, ...): "libxl: error: FILE:LINE:FUNC: Domain N:MSG"."""
+    _err("libxl: error: %s: Domain %d:%s\n" % (pos, domid, msg))
+
+
+def _xc_error(msg: str) -> None:
+    """libxc's ERROR()/PERROR() (xc_private.c xc_reportv): context "xc", the
+    code's description XC_INTERNAL_ERROR appended."""
+    _err("xc: error: %s: Internal error\n" % msg)
+
+
+def find(dom: str) -> dict | None:
+    """find_domain (xl_utils.c) and the domain's row as `list -l` gives it;
+    None for a domain id that names no domain."""
+    from pyxl.cli._common import call
+    from pyxl.toolstack.errors import Fault
+
+    try:
+        rows = call("list", dom=dom, long=True)
+    except Fault as f:
+        if f.name == "NO_SUCH_DOMID":
+            return None
+        raise
+    return dict(rows[0])
+
+
+def config_data(d: dict, preserve_domid: bool, override: str | None) -> bytes:
+    """save_domain_core_begin: the domain's configuration as libxl JSON, from
+    OVERRIDE (parsed as xl parses a config file) or as
+    libxl_retrieve_domain_configuration gives it; c_info.domid is the
+    domain's id with -D, else 0.  Ends xl (SystemExit) where xl exits."""
+    if override is not None:
+        from pyxl.config import ConfigError, load_data, to_json
+
+        try:
+            with open(override, "rb") as f:
+                text = f.read()
+        except OSError:
+            _err("unable to read overridden config file\n")
+            raise SystemExit(1) from None
+        try:
+            d_config = load_data(text, override, warn=lambda line: _err(line + "\n"),
+                                 warn_partial=_err)
+        except ConfigError as e:
+            _err(e.text())
+            raise SystemExit(e.exit_code) from None
+        d_config.c_info.domid = d["domid"] if preserve_domid else 0
+        json_text = to_json(d_config)
+    else:
+        from pyxl.cli.info import retrieved_config
+        from pyxl.config.libxl_json import render
+
+        d = dict(d, config=dict(d.get("config") or {}))
+        c_info = dict(d["config"].get("c_info") or {})
+        c_info.pop("domid", None)           # 0, libxl's default, is not written
+        if preserve_domid:
+            c_info["domid"] = d["domid"]
+        d["config"]["c_info"] = c_info
+        json_text = render(retrieved_config(d))
+    return json_text.encode("utf-8", "surrogateescape") + b"\0"   # with its '\0'
+
+
+# xl_saverestore.c save_domain_core_writeconfig: its CHK_ERRNOVAL(libxl_write_exactly(...))
+_WRITE_HEADER = (112, 'libxl_write_exactly( ctx, fd, &hdr, sizeof(hdr), source, "header")')
+_WRITE_OPTDATA = (114, 'libxl_write_exactly( ctx, fd, optdata_begin, hdr.optional_data_len, '
+                       'source, "header")')
+
+
+def write_config(fd: int, source: str, config: bytes) -> bool:
+    """save_domain_core_writeconfig: xl's header, then the optional data (the
+    config's length and the config).  False where xl has exited (1)."""
+    optdata = struct.pack("=I", len(config)) + config
+    mandatory = XL_MANDATORY_FLAG_STREAMv2 | (XL_MANDATORY_FLAG_JSON if config else 0)
+    hdr = _HEADER.pack(SAVEFILE_MAGIC, SAVEFILE_BYTEORDER_VALUE, mandatory, 0, len(optdata))
+    for chunk, chk in ((hdr, _WRITE_HEADER), (optdata, _WRITE_OPTDATA)):
+        if not _write_exactly(fd, chunk, source, "header", chk):
+            return False
+    _err("Saving to %s new xl format (info 0x%x/0x%x/%d)\n" % (source, mandatory, 0, len(optdata)))
+    return True
+
+
+def _write_exactly(fd: int, data: bytes, source: str, what: str, chk: tuple[int, str]) -> bool:
+    """libxl_write_exactly (libxl_utils.c, whose message says "from" for
+    writes too) under xl's CHK_ERRNOVAL."""
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except InterruptedError:
+            continue
+        except OSError as e:
+            reason = os.strerror(e.errno or 0)
+            _err("libxl: error: libxl_utils.c:506:libxl_write_exactly: failed to write %s"
+                 " from %s: %s\n" % (what, source, reason))
+            _err("xl: fatal error: xl_saverestore.c:%d: %s: %s\n" % (chk[0], reason, chk[1]))
+            return False
+        view = view[n:]
+    return True
+
+
+def _stream_start(fd: int, domid: int) -> None:
+    """What reaches the stream before the guest is asked to suspend:
+    libxl__stream_write_start's header and the LIBXC_CONTEXT record
+    (libxl_stream_write.c), then the save helper's xc_domain_save, which
+    logs at info and writes libxc's image and domain headers
+    (xg_sr_save.c save, write_headers).  Further records (the guest's
+    static data) describe memory the simulated host does not have."""
+    from pyxl.hypervisor.host import XEN_MAJOR, XEN_MINOR
+
+    data = struct.pack(">QII", RESTORE_STREAM_IDENT, RESTORE_STREAM_VERSION, 0)
+    data += struct.pack("=II", REC_TYPE_LIBXC_CONTEXT, 0)
+    try:
+        os.write(fd, data)
+    except OSError:
+        pass
+    _err("xc: info: Saving domain %d, type x86 PV\n" % domid)
+    data = struct.pack("<Q", IHDR_MARKER) + struct.pack(">IIH", IHDR_ID, IHDR_VERSION,
+                                                         IHDR_OPT_LITTLE_ENDIAN) + bytes(6)
+    data += struct.pack("=IHHII", DHDR_TYPE_X86_PV, XC_PAGE_SHIFT, 0, XEN_MAJOR, XEN_MINOR)
+    try:
+        os.write(fd, data)
+    except OSError:
+        pass
+
+
+def domain_suspend(domid: int, fd: int) -> int:
+    """libxl_domain_suspend (libxl_domain.c) of a PV domain, as xl sees it:
+    the stream's start, then the guest's suspend (the daemon asks and waits,
+    pyxl.toolstack.suspend).  -> libxl's rc.
+
+    An unacknowledged request is cancelled with rc 0 left in
+    domain_suspend_common_pvcontrol_suspending, so the helper's suspend
+    callback reports success; xc_domain_save then finds the domain not
+    suspended (xg_sr_save.c suspend_domain).  A guest that acknowledges
+    (mini-os does, whatever the request) and then does not shut down for a
+    suspend fails the callback (suspend_common_wait_guest_check, _timeout).
+    The save fails with the errno the helper had, which on the simulated
+    host no call in it set (0); libxl__xc_domain_save_done makes the result
+    ERROR_GUEST_TIMEDOUT if the guest never responded."""
+    from pyxl.cli._common import call
+
+    _stream_start(fd, domid)
+    got = call("suspend", dom=str(domid))
+    if not got["responded"]:
+        _logd(_NO_ACK[0], domid, _NO_ACK[1])
+        _xc_error("Domain has not been suspended: shutdown 0, reason 0")
+        rc = ERROR_GUEST_TIMEDOUT
+    else:
+        if got["event"] == "timeout":
+            _logd(_NO_SUSPEND, domid, "guest did not suspend, timed out")
+            rc = ERROR_GUEST_TIMEDOUT
+        elif got["event"] == "destroyed":
+            _logd(_DESTROYED, domid, "guest we were suspending has been destroyed:"
+                  " No such process")
+            rc = ERROR_FAIL
+        else:                          # shut down for another reason (logged at debug)
+            rc = ERROR_FAIL
+        _xc_error("save callback suspend() failed: 0")
+    _xc_error("Save failed (0 = Success)")
+    _logd(_SAVE_DONE, domid, "saving domain: %s: Success" % (
+        "domain responded to suspend request" if got["responded"]
+        else "domain did not respond to suspend request"))
+    return rc
+
+
+def domain_resume(domid: int) -> int:
+    """libxl_domain_resume(ctx, domid, suspend_cancel=1): libxl__domain_type,
+    then xc_domain_resume's cooperative path, which first checks that the
+    domain is shut down for a suspend (xg_resume.c modify_returncode) --
+    no domain of the simulated host ever is."""
+    d = find(str(domid))
+    if d is None:
+        _err("libxl: error: %s: unable to get domain type for domid=%d\n" % (_DOMAIN_TYPE, domid))
+        return ERROR_FAIL
+    reason = d.get("reason")
+    _xc_error("Dom %d not suspended: (shutdown %d, reason %d)"
+              % (domid, reason is not None, reason or 0))
+    _logd(_RESUME_DONE, domid, "xc_domain_resume failed: Invalid argument")
+    return ERROR_FAIL
+
+
+def save(opts: Opts | None, args: list[str]) -> int:
+    """main_save and save_domain: [-c] [-p] [-D] Domain CheckpointFile [ConfigFile]."""
+    from pyxl.cli._common import faults
+    from pyxl.cli.main import print_help
+
+    flags = {k for k, _ in (opts or [])}
+    if len(args) > 3:
+        print_help("save")
+        return 1
+    return faults(_save)(args, "D" in flags)
+
+
+def _save(args: list[str], preserve_domid: bool) -> int:
+    d = find(args[0])
+    if d is None:
+        _err("unable to retrieve domain configuration\n")
+        return 1
+    domid = d["domid"]
+    filename = args[1]
+    try:
+        config = config_data(d, preserve_domid, args[2] if len(args) >= 3 else None)
+    except SystemExit as e:
+        return int(e.code or 0)
+    try:
+        fd = os.open(filename, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except OSError:
+        _err("Failed to open temp file %s for writing\n" % filename)
+        return 1
+    try:
+        if not write_config(fd, filename, config):
+            return 1
+        domain_suspend(domid, fd)
+    finally:
+        os.close(fd)
+    # no suspend succeeds on the simulated host (rc < 0): -c and -p, which
+    # say what becomes of a saved domain, do not come into it
+    _err("Failed to save domain, resuming domain\n")
+    domain_resume(domid)
+    return 1

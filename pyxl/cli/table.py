@@ -178,7 +178,7 @@ COMMANDS: tuple[Command, ...] = (
             None,
             'a', (('autopass', 0, 'a'), ('vncviewer-autopass', 0, 'a')), 1),
     # main_save
-    Command('save', 'pyxl.cli.absent:unavailable', False, True,
+    Command('save', 'pyxl.cli.saverestore:save', False, True,
             'Save a domain state to restore later',
             '[options] <Domain> <CheckpointFile> [<ConfigFile>]',
             ('-h  Print this help.\n'
@@ -187,7 +187,7 @@ COMMANDS: tuple[Command, ...] = (
              '-D  Store the domain id in the configuration.'),
             'cpD', None, 2),
     # main_migrate
-    Command('migrate', 'pyxl.cli.absent:unavailable', False, True,
+    Command('migrate', 'pyxl.cli.migrate:migrate', False, True,
             'Migrate a domain to another host',
             '[options] <Domain> <host>',
             ('-h              Print this help.\n'
@@ -581,7 +581,7 @@ COMMANDS: tuple[Command, ...] = (
             None,
             None, None, 0),
     # main_remus
-    Command('remus', 'pyxl.cli.absent:unavailable', False, True,
+    Command('remus', 'pyxl.cli.migrate:remus', False, True,
             'Enable Remus HA for domain',
             '[options] <Domain> [<host>]',
             ('-i MS                   Checkpoint domain memory every MS milliseconds (def. 200ms).\n'

@@ -28,7 +28,7 @@ import traceback
 from pyxl.fsutil import UnsafePath, atomic_write, open_append
 from pyxl.toolstack import ops, protocol
 from pyxl.toolstack.errors import Fault
-from pyxl.toolstack.ops import core, devices, resources
+from pyxl.toolstack.ops import core, devices, resources, saverestore
 from pyxl.toolstack.paths import Paths
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from pyxl.hypervisor.xenstored import XenstoredServer
     from pyxl.toolstack.hostd import HostState
 
-OPS = ops.merge(core.OPS, resources.OPS, devices.OPS)
+OPS = ops.merge(core.OPS, resources.OPS, devices.OPS, saverestore.OPS)
 
 
 class Daemon:

@@ -7,11 +7,11 @@ import pytest
 
 from pyxl.toolstack import daemon
 from pyxl.toolstack.errors import Fault
-from pyxl.toolstack.ops import Op, core, devices, merge, resources
+from pyxl.toolstack.ops import Op, core, devices, merge, resources, saverestore
 
 
 def test_every_op_is_one_row_of_one_table():
-    tables = (core.OPS, resources.OPS, devices.OPS)
+    tables = (core.OPS, resources.OPS, devices.OPS, saverestore.OPS)
     assert set(daemon.OPS) == set().union(*tables)
     assert len(daemon.OPS) == sum(len(t) for t in tables)        # no op in two tables
     with pytest.raises(ValueError):
