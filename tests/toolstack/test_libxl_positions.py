@@ -221,6 +221,30 @@ OTHER_SITES = {
     # cli/saverestore.py: libxl_utils.c READ_WRITE_EXACTLY(read, ...), upstream 505
     ("libxl_utils.c", "libxl_read_exactly"): ("file/stream truncated reading %s%s%s",
                                               "failed to read %s%s%s"),
+    # cli/saverestore.py save_domain: READ_WRITE_EXACTLY(write, ...), upstream 506;
+    # libxl_dom_suspend.c domain_suspend_common_pvcontrol_suspending 269,
+    # suspend_common_wait_guest_check 342, suspend_common_wait_guest_timeout
+    # 372, domain_resume_done 666; libxl_stream_write.c
+    # libxl__xc_domain_save_done 347
+    ("libxl_utils.c", "libxl_write_exactly"): "failed to write %s%s%s",
+    ("libxl_dom_suspend.c", "domain_suspend_common_pvcontrol_suspending"):
+        "guest didn't acknowledge suspend, cancelling request",
+    ("libxl_dom_suspend.c", "suspend_common_wait_guest_check"):
+        "guest we were suspending has been destroyed",
+    ("libxl_dom_suspend.c", "suspend_common_wait_guest_timeout"):
+        "guest did not suspend, timed out",
+    ("libxl_dom_suspend.c", "domain_resume_done"): "xc_domain_resume failed",
+    ("libxl_stream_write.c", "libxl__xc_domain_save_done"): "saving domain: %s",
+    # cli/migrate.py: libxl_exec.c libxl_report_child_exitstatus 117, 120,
+    # 127; libxl_domain.c libxl_domain_remus_start 448; libxl_remus.c
+    # libxl__remus_setup 87
+    ("libxl_exec.c", "libxl_report_child_exitstatus"): (
+        "%s [%ld] exited with error status %d", "%s [%ld] unexpectedly exited status zero",
+        "%s [%ld] died due to fatal signal %s%s"),
+    ("libxl_domain.c", "libxl_domain_remus_start"): (
+        "Unsafe mode must be enabled to replicate to /dev/null,"
+        "disable network buffering and disk replication"),
+    ("libxl_remus.c", "libxl__remus_setup"): "Remus: No support for network buffering",
 }
 
 

@@ -6,6 +6,11 @@ acknowledges a "suspend" request, and libxl's suspend times out after its
 
 from __future__ import annotations
 
+import re
+import time
+
+import pytest
+
 
 def test_guest_ignores_suspend_and_does_not_acknowledge_it(host):
     """manage.c shutdown_handler: "Only acknowledge commands which we are
@@ -24,3 +29,150 @@ def test_guest_ignores_suspend_and_does_not_acknowledge_it(host):
     # a request it handles is still acknowledged and obeyed
     assert host.run("xenstore-write", "/local/domain/1/control/shutdown", "poweroff").returncode == 0
     host.wait_for(lambda: "vm" not in host.domains(), what="poweroff")
+
+
+# The expected texts are xl 4.17's, from its source (tools/xl/xl_saverestore.c
+# save_domain, xl_migrate.c migrate_domain, main_remus), libxl's
+# (libxl_dom_suspend.c, libxl_stream_write.c libxl__xc_domain_save_done,
+# libxl_exec.c libxl_report_child_exitstatus), libxc's (xg_sr_save.c
+# suspend_domain and save, xg_resume.c modify_returncode, reported by
+# xc_private.c xc_reportv with XC_INTERNAL_ERROR's "Internal error") and
+# xentoollog's stdio logger ("CONTEXT: LEVEL: MESSAGE[: strerror]"); the
+# libxl positions are Debian's binary's (test_libxl_positions.py).
+def _suspend_failure(domid: int) -> list[str]:
+    return [
+        "xc: info: Saving domain %d, type x86 PV" % domid,
+        "libxl: error: libxl_dom_suspend.c:269:domain_suspend_common_pvcontrol_suspending:"
+        " Domain %d:guest didn't acknowledge suspend, cancelling request" % domid,
+        "xc: error: Domain has not been suspended: shutdown 0, reason 0: Internal error",
+        "xc: error: Save failed (0 = Success): Internal error",
+        "libxl: error: libxl_stream_write.c:347:libxl__xc_domain_save_done: Domain %d:"
+        "saving domain: domain did not respond to suspend request: Success" % domid]
+
+
+def _resume_failure(domid: int) -> list[str]:
+    return ["xc: error: Dom %d not suspended: (shutdown 0, reason 0): Internal error" % domid,
+            "libxl: error: libxl_dom_suspend.c:666:domain_resume_done: Domain %d:"
+            "xc_domain_resume failed: Invalid argument" % domid]
+
+
+def _subsequence(lines: list[str], want: list[str]) -> bool:
+    it = iter(lines)
+    return all(any(w == line for line in it) for w in want)
+
+
+def _receiver(host) -> str:
+    import shlex
+
+    return shlex.join(host.pyxl_cmd + ["migrate-receive"])
+
+
+@pytest.mark.slow
+def test_save_and_migrate_time_out_as_xl_does_and_leave_the_domain_running(host, tmp_path):
+    """Both wait libxl's 60 s for the acknowledgement at the same time."""
+    import json
+    import struct
+    import subprocess
+
+    for name in ("sv", "mg"):
+        assert host.create(name).returncode == 0
+    doms = host.domains()
+    sv, mg = doms["sv"]["domid"], doms["mg"]["domid"]
+    for name in ("sv", "mg"):
+        host.wait_for(lambda: "login:" in host.console_log(name), what="boot")
+    out = tmp_path / "sv.save"
+    t0 = time.monotonic()
+    save = subprocess.Popen(host.pyxl_cmd + ["save", "sv", str(out)], env=host.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    mig = subprocess.Popen(host.pyxl_cmd + ["migrate", "-s", "", "mg", _receiver(host)],
+                           env=host.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    s_out, s_err = save.communicate(timeout=150)
+    m_out, m_err = mig.communicate(timeout=150)
+    assert time.monotonic() - t0 >= 60          # libxl's own wait, not shortened
+
+    # save: xl's lines in order, exit 1
+    data = out.read_bytes()
+    magic, order, mandatory, optional, optlen = struct.unpack_from("=32sIIII", data)
+    assert (magic, order, mandatory, optional) == (
+        b"Xen saved domain, xl format\n \0 \r", 0x01020304, 3, 0)
+    assert (save.returncode, s_out) == (1, "")
+    assert s_err.splitlines() == (
+        ["Saving to %s new xl format (info 0x3/0x0/%d)" % (out, optlen)]
+        + _suspend_failure(sv) + ["Failed to save domain, resuming domain"]
+        + _resume_failure(sv))
+    # the file holds xl's header, the configuration (its length, the JSON,
+    # its '\0'), then libxl's stream header and LIBXC_CONTEXT record
+    # (libxl_sr_stream_format.h) and libxc's image header (xg_sr_stream_format.h)
+    (clen,) = struct.unpack_from("=I", data, 48)
+    assert clen == optlen - 4
+    config = json.loads(data[52:52 + clen - 1])
+    assert config["c_info"]["name"] == "sv" and "domid" not in config["c_info"]
+    rest = data[48 + optlen:]
+    assert rest[:24] == b"LibxlFmt" + struct.pack(">II", 2, 0) + struct.pack("=II", 1, 0)
+    assert rest[24:32] == b"\xff" * 8 and rest[32:36] == b"XENF"
+
+    # migrate: the sender's and the receiver's lines, each in its order
+    assert (mig.returncode, m_out) == (1, "")
+    lines = m_err.splitlines()
+    assert _subsequence(lines, ["migration target: Ready to receive domain.",
+                                "Loading new save file <incoming migration stream>"
+                                " (new xl fmt info 0x3/0x0/%d)" % optlen,
+                                " Savefile contains xl domain config in JSON format"]), m_err
+    sender = (["Saving to migration stream new xl format (info 0x3/0x0/%d)" % optlen]
+              + _suspend_failure(mg) + ["migration sender: libxl_domain_suspend failed (rc=-8)"])
+    assert _subsequence(lines, sender), m_err
+    assert re.fullmatch(r"libxl: info: libxl_exec\.c:117:libxl_report_child_exitstatus:"
+                        r" migration transport process \[\d+\] exited with error status 1",
+                        lines[-2]), m_err
+    assert lines[-1] == "Migration failed, failed to suspend at sender."
+
+    # what is left: both domains running, never paused, the requests cancelled
+    doms = host.domains()
+    for name, domid in (("sv", sv), ("mg", mg)):
+        assert doms[name]["reason"] is None and not doms[name]["paused"]
+        assert host.run("xenstore-read", "/local/domain/%d/control/shutdown" % domid
+                        ).stdout == "\n"
+        assert "xen:manage: Ignoring shutdown request: suspend" in host.console_log(name)
+
+
+def test_migrate_whose_transport_fails_reports_it_as_xl_does(host):
+    """migrate_do_preamble: no banner, the child's exit status, exit 1."""
+    assert host.create("vm").returncode == 0
+    p = host.run("migrate", "-s", "", "vm", "echo oops >&2; exit 3")
+    lines = p.stderr.splitlines()
+    assert p.returncode == 1 and lines[:2] == [
+        "oops", "libxl: error: libxl_utils.c:505:libxl_read_exactly:"
+        " file/stream truncated reading banner from migration receiver stream"], p.stderr
+    assert re.fullmatch(r"libxl: info: libxl_exec\.c:117:libxl_report_child_exitstatus:"
+                        r" migration transport process \[\d+\] exited with error status 3",
+                        lines[2]), p.stderr
+    assert len(lines) == 3
+    assert host.domains()["vm"]["reason"] is None
+
+
+def test_remus_stops_at_libxls_first_check(host):
+    """libxl_domain_remus_start: -b, -n and -d need -F; libxl__remus_setup:
+    Debian's libxenlight has no network buffering.  xl then resumes the
+    domain, which was never suspended."""
+    assert host.create("vm").returncode == 0
+    domid = host.domains()["vm"]["domid"]
+    p = host.run("remus", "-b", "vm", "ignored")
+    assert p.returncode == 1
+    assert p.stderr.splitlines() == [
+        "libxl: error: libxl_domain.c:448:libxl_domain_remus_start: Domain %d:Unsafe mode must"
+        " be enabled to replicate to /dev/null,disable network buffering and disk replication"
+        % domid, "Remus: Backup failed? resuming domain at primary."] + _resume_failure(domid)
+    p = host.run("remus", "-s", "", "vm", _receiver(host) + " -r")
+    assert p.returncode == 1
+    lines = p.stderr.splitlines()
+    assert _subsequence(lines, [
+        "Saving to migration stream new xl format (info 0x3/0x0/%d)"
+        % (int(re.search(r"info 0x3/0x0/(\d+)", p.stderr).group(1))),
+        "libxl: error: libxl_remus.c:87:libxl__remus_setup: Domain %d:Remus: No support for"
+        " network buffering" % domid, "Remus: Backup failed? resuming domain at primary."]
+        + _resume_failure(domid)), p.stderr
+    assert "migration target: Ready to receive domain." in lines
+    p = host.run("remus", "-p", "vm", "ignored")
+    assert (p.returncode, p.stderr) == (255, "Option -p must be used in conjunction with -c")
+    assert host.domains()["vm"]["reason"] is None
