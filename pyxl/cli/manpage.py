@@ -68,7 +68,12 @@ def render() -> str:
         esc("The simulated host has no FLASK security module, no pciback driver and no "
             "PCI devices: getenforce, setenforce and loadpolicy answer as Xen without "
             "FLASK does (\"Flask XSM disabled\", exit status 255), pci-assignable-list "
-            "lists nothing. A command the simulated host cannot yet carry out prints "
+            "lists nothing. The simulated Linux guest cannot suspend (its userland runs "
+            "real programs that cannot be checkpointed; see pyxl-vtpm(7), Save and "
+            "migration): save and migrate write what xl writes, ask the guest to suspend, "
+            "and after libxl's 60 seconds fail with xl's messages, the domain still "
+            "running; remus fails at libxl's first check (no network buffering). A "
+            "command the simulated host cannot yet carry out prints "
             "\"pyxl: command NAME is not available on the simulated host\" and exits 1, "
             "after its options and arguments have been checked as xl checks them."),
         ".SH GLOBAL OPTIONS",
