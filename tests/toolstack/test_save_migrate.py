@@ -176,3 +176,18 @@ def test_remus_stops_at_libxls_first_check(host):
     p = host.run("remus", "-p", "vm", "ignored")
     assert (p.returncode, p.stderr) == (255, "Option -p must be used in conjunction with -c")
     assert host.domains()["vm"]["reason"] is None
+
+
+def test_save_to_a_file_it_cannot_open_asks_the_guest_nothing(host, tmp_path):
+    """save_domain: the configuration first, then open(O_WRONLY|O_CREAT|O_TRUNC);
+    failing, xl exits 1 before libxl_domain_suspend."""
+    assert host.create("vm").returncode == 0
+    host.wait_for(lambda: host.run("xenstore-read", "/local/domain/1/control/feature-poweroff")
+                  .stdout == "1\n", what="the guest's control watch")
+    path = tmp_path / "no" / "such" / "dir"
+    p = host.run("save", "vm", path)
+    assert (p.returncode, p.stdout, p.stderr) == (
+        1, "", "Failed to open temp file %s for writing\n" % path)
+    assert host.run("xenstore-read", "/local/domain/1/control/shutdown").stdout == "\n"
+    p = host.run("save", "nosuch", path)
+    assert (p.returncode, p.stderr) == (1, "nosuch is an invalid domain identifier (rc=-6)\n")
