@@ -269,3 +269,17 @@ def test_every_printed_position_is_the_debian_builds(peer):
             assert int(line) in known[(file, func)], (src, file, line, func)
             seen += 1
     assert seen >= len(known)
+
+
+def test_xc_save_messages_are_the_debian_builds(peer):
+    """The libxc messages cli/saverestore.py prints (xg_sr_save.c save and
+    suspend_domain, xg_resume.c modify_returncode) are format strings of the
+    peer's libxenguest, reported through libxenctrl's xc_reportv
+    ("%s%s%s": the message, ": ", XC_INTERNAL_ERROR's "Internal error")."""
+    guest = open(LIBXENGUEST, "rb").read()
+    for fmt in ("Saving domain %d, type %s", "save callback suspend() failed: %d",
+                "Domain has not been suspended: shutdown %d, reason %d", "Save failed (%d = %s)",
+                "Dom %d not suspended: (shutdown %d, reason %d)"):
+        assert b"\0" + fmt.encode() + b"\0" in guest, fmt
+    ctrl = open(LIBXENGUEST.replace("libxenguest", "libxenctrl"), "rb").read()
+    assert b"\0Internal error\0" in ctrl and b"\0%s%s%s\0" in ctrl

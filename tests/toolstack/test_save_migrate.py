@@ -74,11 +74,11 @@ def test_save_and_migrate_time_out_as_xl_does_and_leave_the_domain_running(host,
     import struct
     import subprocess
 
-    for name in ("sv", "mg"):
+    for name in ("sv", "mg", "ak"):
         assert host.create(name).returncode == 0
     doms = host.domains()
-    sv, mg = doms["sv"]["domid"], doms["mg"]["domid"]
-    for name in ("sv", "mg"):
+    sv, mg, ak = doms["sv"]["domid"], doms["mg"]["domid"], doms["ak"]["domid"]
+    for name in ("sv", "mg", "ak"):
         host.wait_for(lambda: "login:" in host.console_log(name), what="boot")
     out = tmp_path / "sv.save"
     t0 = time.monotonic()
@@ -87,9 +87,30 @@ def test_save_and_migrate_time_out_as_xl_does_and_leave_the_domain_running(host,
     mig = subprocess.Popen(host.pyxl_cmd + ["migrate", "-s", "", "mg", _receiver(host)],
                            env=host.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True)
+    # "ak": the test acknowledges for its guest (as mini-os acknowledges any
+    # request), and the domain then does not shut down: libxl's second 60 s
+    # (domain_suspend_common_wait_guest) runs out instead
+    ak_save = subprocess.Popen(host.pyxl_cmd + ["save", "ak", str(tmp_path / "ak.save")],
+                               env=host.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    node = "/local/domain/%d/control/shutdown" % ak
+    host.wait_for(lambda: host.run("xenstore-read", node).stdout == "suspend\n",
+                  what="the suspend request")
+    assert host.run("xenstore-write", node, "").returncode == 0
     s_out, s_err = save.communicate(timeout=150)
     m_out, m_err = mig.communicate(timeout=150)
+    a_out, a_err = ak_save.communicate(timeout=150)
     assert time.monotonic() - t0 >= 60          # libxl's own wait, not shortened
+    assert (ak_save.returncode, a_out) == (1, "")
+    assert a_err.splitlines()[1:] == [
+        "xc: info: Saving domain %d, type x86 PV" % ak,
+        "libxl: error: libxl_dom_suspend.c:372:suspend_common_wait_guest_timeout: Domain %d:"
+        "guest did not suspend, timed out" % ak,
+        "xc: error: save callback suspend() failed: 0: Internal error",
+        "xc: error: Save failed (0 = Success): Internal error",
+        "libxl: error: libxl_stream_write.c:347:libxl__xc_domain_save_done: Domain %d:"
+        "saving domain: domain responded to suspend request: Success" % ak,
+        "Failed to save domain, resuming domain"] + _resume_failure(ak)
 
     # save: xl's lines in order, exit 1
     data = out.read_bytes()
@@ -129,6 +150,7 @@ def test_save_and_migrate_time_out_as_xl_does_and_leave_the_domain_running(host,
 
     # what is left: both domains running, never paused, the requests cancelled
     doms = host.domains()
+    assert doms["ak"]["reason"] is None
     for name, domid in (("sv", sv), ("mg", mg)):
         assert doms[name]["reason"] is None and not doms[name]["paused"]
         assert host.run("xenstore-read", "/local/domain/%d/control/shutdown" % domid
