@@ -208,10 +208,13 @@ def remus(opts: Opts | None, args: list[str]) -> int:
 
 def _remus(dom: str, host: str, ssh: str, flags: set) -> int:
     d = find(dom)
-    domid = d["domid"] if d is not None else int(dom)
+    domid = d["domid"] if d is not None else min(int(dom), 2**64 - 1) & 0xFFFFFFFF
     unsafe = "F" in flags
     blackhole, netbuf, diskbuf = "b" in flags, "n" not in flags, "d" not in flags
-    child = None
+    if d is not None and unsafe and not netbuf:
+        # past libxl's refusals: replication would begin (not carried out)
+        from pyxl.cli.absent import unavailable
+        return unavailable(None, [])
     send_fd = -1
     if blackhole:
         try:
@@ -240,12 +243,8 @@ def _remus(dom: str, host: str, ssh: str, flags: set) -> int:
              " unable to get domain type for domid=%d\n" % domid)
     elif not unsafe and (blackhole or not netbuf or not diskbuf):
         _logd(_UNSAFE[0], domid, _UNSAFE[1])
-    elif netbuf:
-        _logd(_NO_NETBUF[0], domid, _NO_NETBUF[1])
     else:
-        os.close(send_fd)
-        from pyxl.cli.absent import unavailable
-        return unavailable(None, [])
+        _logd(_NO_NETBUF[0], domid, _NO_NETBUF[1])
     if find(str(domid)) is None:
         _err("Remus: Primary domain has been destroyed.\n")
         os.close(send_fd)

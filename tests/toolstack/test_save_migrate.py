@@ -197,6 +197,15 @@ def test_remus_stops_at_libxls_first_check(host):
     assert "migration target: Ready to receive domain." in lines
     p = host.run("remus", "-p", "vm", "ignored")
     assert (p.returncode, p.stderr) == (255, "Option -p must be used in conjunction with -c")
+    # no such domain: libxl__domain_type fails, and xl finds the primary gone
+    p = host.run("remus", "-b", "99", "ignored")
+    assert (p.returncode, p.stderr) == (0, "libxl: error: libxl_dom.c:37:libxl__domain_type:"
+                                           " unable to get domain type for domid=99\n"
+                                           "Remus: Primary domain has been destroyed.\n")
+    # past libxl's refusals replication would begin: not carried out
+    p = host.run("remus", "-F", "-n", "vm", "ignored")
+    assert (p.returncode, p.stderr) == (
+        1, "pyxl: command remus is not available on the simulated host\n")
     assert host.domains()["vm"]["reason"] is None
 
 
