@@ -18,8 +18,8 @@ import signal
 import time
 
 from pyxl.cli.saverestore import (ERROR_GUEST_TIMEDOUT, MIGRATE_RECEIVER_BANNER, _err, _logd,
-                                  config_data, domain_resume, domain_suspend, find,
-                                  write_config)
+                                  config_data, domain_resume, domain_suspend,
+                                  domain_type_error, find, write_config)
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
@@ -239,8 +239,7 @@ def _remus(dom: str, host: str, ssh: str, flags: set) -> int:
         send_fd = child.send_fd
     # libxl_domain_remus_start: its checks, then libxl__remus_setup's first
     if d is None:
-        _err("libxl: error: libxl_dom.c:37:libxl__domain_type:"
-             " unable to get domain type for domid=%d\n" % domid)
+        domain_type_error(domid)
     elif not unsafe and (blackhole or not netbuf or not diskbuf):
         _logd(_UNSAFE[0], domid, _UNSAFE[1])
     else:

@@ -201,12 +201,19 @@ _NO_SUSPEND = "libxl_dom_suspend.c:372:suspend_common_wait_guest_timeout"
 _DESTROYED = "libxl_dom_suspend.c:342:suspend_common_wait_guest_check"
 _SAVE_DONE = "libxl_stream_write.c:347:libxl__xc_domain_save_done"
 _RESUME_DONE = "libxl_dom_suspend.c:666:domain_resume_done"
-_DOMAIN_TYPE = "libxl_dom.c:37:libxl__domain_type"
 
 
 def _logd(pos: str, domid: int, msg: str) -> None:
     """LOGD(ERROR, domid, ...): "libxl: error: FILE:LINE:FUNC: Domain N:MSG"."""
     _err("libxl: error: %s: Domain %d:%s\n" % (pos, domid, msg))
+
+
+def domain_type_error(domid: int) -> None:
+    """libxl__domain_type's log line for a domain that is not there (the
+    fault table's text, which unpause prints alone)."""
+    from pyxl.toolstack.errors import Fault
+
+    _err(Fault("UNPAUSE_NO_DOMAIN", domid=domid).message + "\n")
 
 
 def _xc_error(msg: str) -> None:
@@ -356,6 +363,8 @@ def domain_suspend(domid: int, fd: int) -> int:
             _logd(_NO_SUSPEND, domid, "guest did not suspend, timed out")
             rc = ERROR_GUEST_TIMEDOUT
         elif got["event"] == "destroyed":
+            # LOGED: xc_domain_getinfolist found no such domain without
+            # failing, so the errno is whatever libxl had; pyxl says ESRCH's
             _logd(_DESTROYED, domid, "guest we were suspending has been destroyed:"
                   " No such process")
             rc = ERROR_FAIL
@@ -376,7 +385,7 @@ def domain_resume(domid: int) -> int:
     no domain of the simulated host ever is."""
     d = find(str(domid))
     if d is None:
-        _err("libxl: error: %s: unable to get domain type for domid=%d\n" % (_DOMAIN_TYPE, domid))
+        domain_type_error(domid)
         return ERROR_FAIL
     reason = d.get("reason")
     _xc_error("Dom %d not suspended: (shutdown %d, reason %d)"
