@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import builtins
 import struct
-from typing import Protocol
+from typing import Any, Protocol
 
 from .constants import TPM_BAD_PARAM_SIZE, TPM_BAD_PARAMETER, TPM_SIZE
 
@@ -100,6 +100,15 @@ class Reader:
     def bytes(self, n: int, what: str = "bytes") -> builtins.bytes:
         p = self._take(n, what)
         return self.data[p:p + n]
+
+    def fixed(self, st: struct.Struct) -> tuple[Any, ...]:
+        """The fields of struct `st`, read in one step (a structure's run of
+        fixed-size fields, layout.py)."""
+        p, n = self.pos, st.size
+        if p + n > self.end:
+            raise TPMDecodeError(p, n, self.end - p, "fixed-size fields")
+        self.pos = p + n
+        return st.unpack_from(self.data, p)
 
     def digest(self) -> builtins.bytes:
         return self.bytes(20, "TPM_DIGEST")
