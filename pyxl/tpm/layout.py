@@ -72,11 +72,10 @@ class Fixed:
     """A fixed-size field packed with struct format `fmt` ("B", "H", "I",
     "Q", "20s", ...); `convert` maps the raw value read (e.g. to bool)."""
 
-    __slots__ = ("fmt", "convert", "check")
+    __slots__ = ("fmt", "convert")
 
-    def __init__(self, fmt: str, convert: Callable[[Any], Any] | None = None,
-                 check: Check | None = None):
-        self.fmt, self.convert, self.check = fmt, convert, check
+    def __init__(self, fmt: str, convert: Callable[[Any], Any] | None = None):
+        self.fmt, self.convert = fmt, convert
 
 
 class Sized:
@@ -101,7 +100,8 @@ class Rest:
 
 
 class Custom(Protocol):
-    """A field kind with its own reader and writer (a counted list)."""
+    """A field kind with its own reader and writer (TPM_MSA_COMPOSITE's
+    counted list of digests)."""
 
     def read(self, r: Reader, name: str) -> Any: ...
 
@@ -133,17 +133,13 @@ def _bool_check(v: int, at: int) -> None:
 
 
 # TPM_BOOL (2.2.1): 0 or 1, anything else TPM_BAD_PARAMETER (TPM_LoadBool)
-TPM_BOOL = typing.Annotated[int, Fixed("B", check=Check(_bool_check, "{v} > 1"))]
+TPM_BOOL = typing.Annotated[int, Fixed("B"), Check(_bool_check, "{v} > 1")]
 # a flag byte of TPM_PERMANENT_FLAGS / TPM_STCLEAR_FLAGS as the state blob
 # holds them: written 0 or 1, any non-zero read as set
 FLAG = typing.Annotated[bool, Fixed("B", convert=bool)]
 # a TPM_STRUCTURE_TAG (3.1) in a ClassVar: checked when read (a wrong one is
 # a TPMStructError unless the structure says otherwise)
 TAG = typing.Annotated[int, Fixed("H")]
-
-
-def bytes_of(n: int) -> Fixed:
-    return Fixed("%ds" % n)
 
 
 class _Item:
@@ -305,7 +301,8 @@ class Layout(Generic[T]):
             elif isinstance(kind, Rest):
                 out.append("    %s = r.rest()" % v)
             else:
-                ns["custom%d" % s] = kind
+                custom: Custom = kind
+                ns["custom%d" % s] = custom
                 out.append("    %s = custom%d.read(r, %r)" % (v, s, item.name))
             for c, chk in enumerate(item.checks):
                 out += _check_source(ns, "chk%d_%d" % (s, c), chk, v, "at")
@@ -386,8 +383,6 @@ def _items(cls: type) -> list[_Item]:
         if len(kinds) != 1:
             raise TypeError("%s.%s: no wire type" % (cls.__name__, name))
         kind: Any = kinds[0]
-        if isinstance(kind, Fixed) and kind.check is not None:
-            checks.insert(0, kind.check)
         if not is_const:
             items.append(_Item(name, kind, checks=tuple(checks), after=afters))
             continue

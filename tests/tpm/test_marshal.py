@@ -177,3 +177,18 @@ def test_tag_mismatch_is_a_struct_error():
         S.TPM_KEY12.from_bytes(S.TPM_KEY().to_bytes())
     with pytest.raises(S.TPMStructError):
         S.TPM_QUOTE_INFO.from_bytes(bytes(4) + b"QUOX" + bytes(40))
+
+
+def test_a_tag_libtpms_checks_late_is_checked_late():
+    # libtpms TPM_StoredData_Load (tpm_store.c) loads a 1.2 blob's tag and
+    # then et before TPM_StoredData_CheckTag; TPM_Key_Load reads a
+    # TPM_KEY12's tag and fill before TPM_Key_CheckTag: a wrong tag in a
+    # buffer that ends before the second field is a short buffer
+    from pyxl.tpm import constants as C
+    for cls, rc in ((S.TPM_STORED_DATA12, C.TPM_BAD_VERSION), (S.TPM_KEY12, C.TPM_BAD_KEY_PROPERTY)):
+        with pytest.raises(TPMDecodeError) as e:
+            cls.from_bytes(b"\x00\x99\x00")
+        assert e.value.rc == C.TPM_BAD_PARAM_SIZE
+        with pytest.raises(S.TPMBadValue) as e:
+            cls.from_bytes(b"\x00\x99\x00\x00")
+        assert e.value.rc == rc
