@@ -30,14 +30,6 @@ KEY_FLAGS_MASK = 0x1F        # the TPM_KEY_FLAGS bits TPM 1.2 defines (libtpms T
 _U32_BYTES = 4
 
 
-def _expect_tag(r: Reader, tag: int, name: str) -> None:
-    """For structures parsed by hand (transport.py): read a TPM_STRUCTURE_TAG."""
-    at = r.pos
-    got = r.u16()
-    if got != tag:
-        raise TPMStructError(at, "%s tag 0x%04x (want 0x%04x)" % (name, got, tag))
-
-
 # ---------------------------------------------------------------- checks (libtpms loaders)
 
 def _locality_legal(v: int, at: int) -> None:
@@ -581,6 +573,45 @@ class TPM_CURRENT_TICKS(TPMStruct):
     tickNonce: TPM_DIGEST = bytes(20)
 
 
+# ---------------------------------------------------------------- transport sessions (Part 2 13)
+
+@structure
+@dataclass(slots=True)
+class TPM_TRANSPORT_PUBLIC(TPMStruct):
+    """Part 2 13.1."""
+    tag: ClassVar[TAG] = C.TPM_TAG_TRANSPORT_PUBLIC
+    transAttributes: UINT32 = 0
+    algId: UINT32 = C.TPM_ALG_MGF1
+    encScheme: UINT16 = C.TPM_ES_NONE
+
+
+@structure
+@dataclass(slots=True)
+class TPM_TRANSPORT_LOG_IN(TPMStruct):
+    """Part 2 13.4: what a wrapped command extends transDigest with."""
+    tag: ClassVar[TAG] = C.TPM_TAG_TRANSPORT_LOG_IN
+    parameters: TPM_DIGEST = bytes(20)
+    pubKeyHash: TPM_DIGEST = bytes(20)
+
+
+@structure
+@dataclass(slots=True)
+class TPM_TRANSPORT_LOG_OUT(TPMStruct):
+    """Part 2 13.5: what a wrapped command's response extends transDigest with."""
+    tag: ClassVar[TAG] = C.TPM_TAG_TRANSPORT_LOG_OUT
+    currentTicks: TPM_CURRENT_TICKS = field(default_factory=TPM_CURRENT_TICKS)
+    parameters: TPM_DIGEST = bytes(20)
+    locality: UINT32 = 0
+
+
+@structure
+@dataclass(slots=True)
+class TPM_TRANSPORT_AUTH(TPMStruct):
+    """Part 2 13.6: the secret of an encrypted EstablishTransport."""
+    tag: ClassVar[TAG] = C.TPM_TAG_TRANSPORT_AUTH
+    authData: TPM_DIGEST = bytes(20)
+
+
 # ---------------------------------------------------------------- identities, counters, certifying
 
 @structure
@@ -867,6 +898,7 @@ ALL_STRUCTURES: list[type[TPMStruct]] = [
     TPM_STORED_DATA, TPM_STORED_DATA12, TPM_SEALED_DATA, TPM_BOUND_DATA, TPM_QUOTE_INFO,
     TPM_CHANGEAUTH_VALIDATE, TPM_NV_ATTRIBUTES, TPM_NV_DATA_PUBLIC, TPM_PERMANENT_FLAGS,
     TPM_STCLEAR_FLAGS, TPM_CURRENT_TICKS,
+    TPM_TRANSPORT_PUBLIC, TPM_TRANSPORT_LOG_IN, TPM_TRANSPORT_LOG_OUT, TPM_TRANSPORT_AUTH,
     TPM_SYMMETRIC_KEY, TPM_IDENTITY_CONTENTS, TPM_ASYM_CA_CONTENTS, TPM_EK_BLOB_ACTIVATE,
     TPM_EK_BLOB, TPM_COUNTER_VALUE, TPM_QUOTE_INFO2, TPM_CERTIFY_INFO, TPM_CERTIFY_INFO2,
     TPM_CONTEXT_SENSITIVE, TPM_CONTEXT_BLOB,

@@ -83,6 +83,11 @@ STRATEGIES = {
     S.TPM_STCLEAR_FLAGS: st.builds(S.TPM_STCLEAR_FLAGS, *[flag] * 5),
     S.TPM_CURRENT_TICKS: st.builds(S.TPM_CURRENT_TICKS, st.integers(0, 2**64 - 1), u16, digest),
     S.TPM_SYMMETRIC_KEY: sym_key,
+    S.TPM_TRANSPORT_PUBLIC: st.builds(S.TPM_TRANSPORT_PUBLIC, u32, u32, u16),
+    S.TPM_TRANSPORT_LOG_IN: st.builds(S.TPM_TRANSPORT_LOG_IN, digest, digest),
+    S.TPM_TRANSPORT_LOG_OUT: st.builds(S.TPM_TRANSPORT_LOG_OUT, st.builds(
+        S.TPM_CURRENT_TICKS, st.integers(0, 2**64 - 1), u16, digest), digest, u32),
+    S.TPM_TRANSPORT_AUTH: st.builds(S.TPM_TRANSPORT_AUTH, digest),
     S.TPM_IDENTITY_CONTENTS: st.builds(S.TPM_IDENTITY_CONTENTS, ver, u32, digest, pubkey),
     S.TPM_ASYM_CA_CONTENTS: st.builds(S.TPM_ASYM_CA_CONTENTS, sym_key, digest),
     S.TPM_EK_BLOB_ACTIVATE: st.builds(S.TPM_EK_BLOB_ACTIVATE, sym_key, digest, pcr_info_short),

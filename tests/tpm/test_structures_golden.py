@@ -1,8 +1,9 @@
 """Every structure decodes, refuses and re-encodes exactly as the hand-written
-codecs of main did (commit 45cfbbb) -- the golden file holds, per structure,
-a few wire encodings and what from_bytes made of each of their truncations,
-their byte mutations and one trailing byte: the re-encoded bytes, or the
-exception class and TPM return code."""
+codecs of main did (commit 45cfbbb; TPM_TRANSPORT_PUBLIC was transport.py's
+TransportPublic) -- the golden file holds, per structure, a few wire
+encodings and what from_bytes made of each of their truncations, their byte
+mutations and one trailing byte: the re-encoded bytes, or the exception
+class and TPM return code."""
 
 import json
 from pathlib import Path
@@ -13,6 +14,8 @@ from pyxl.tpm import structures as S
 from pyxl.tpm.marshal import TPMDecodeError
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "structures-main.json").read_text())
+# main wrote these but never read them back (or read only): no codec pair to compare
+WRITE_OR_READ_ONLY_IN_MAIN = {"TPM_TRANSPORT_LOG_IN", "TPM_TRANSPORT_LOG_OUT", "TPM_TRANSPORT_AUTH"}
 
 
 def inputs(wire: bytes) -> list[bytes]:
@@ -35,10 +38,12 @@ def outcome(cls, data: bytes) -> str:
 
 
 def test_every_structure_is_in_the_golden_file():
-    assert set(GOLDEN) == {cls.__name__ for cls in S.ALL_STRUCTURES}
+    assert set(GOLDEN) == {cls.__name__ for cls in S.ALL_STRUCTURES} - WRITE_OR_READ_ONLY_IN_MAIN
 
 
-@pytest.mark.parametrize("cls", S.ALL_STRUCTURES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", [c for c in S.ALL_STRUCTURES
+                                 if c.__name__ not in WRITE_OR_READ_ONLY_IN_MAIN],
+                         ids=lambda c: c.__name__)
 def test_decoding_matches_main(cls):
     for wire, expected in GOLDEN[cls.__name__]:
         got = [outcome(cls, x) for x in inputs(bytes.fromhex(wire))]
