@@ -16,12 +16,13 @@ structure is simply its class.  Bytes the spec fixes but the object does not
 hold (a TPM_STRUCTURE_TAG, "QUOT", a fill byte) are ClassVar annotations with
 their value: written from it, checked against it when read.
 
-`structure` compiles each declaration once: consecutive fixed-size fields
-become one struct.Struct, read in one bounds-checked step when the buffer
-holds all of them.  When it does not, the fields are read one by one, so a
-short buffer fails at the same field, after the same checks, with the same
-error as a field-by-field loader (libtpms's TPM_Load* chain).  Every bounds
-check is the Reader's (marshal.py).
+`structure` compiles each declaration once into a read and a write function
+(generated source, as dataclasses generates __init__; Layout.source shows
+it): consecutive fixed-size fields become one struct.Struct, read in one
+bounds-checked step when the buffer holds all of them.  When it does not,
+the fields are read one by one, so a short buffer fails at the same field,
+after the same checks, with the same error as a field-by-field loader
+(libtpms's TPM_Load* chain).  Every bounds check is the Reader's (marshal.py).
 """
 
 from __future__ import annotations
@@ -235,7 +236,9 @@ class Layout(Generic[T]):
         return steps
 
     def _read_source(self, ns: dict[str, Any]) -> list[str]:
-        out = ["def read(r):", "    start = r.pos"]
+        out = ["def read(r):"]
+        if ns["validate"] is not None:
+            out.append("    start = r.pos")
         var = {}                    # field name -> local variable
         for s, step in enumerate(self._runs()):
             if isinstance(step, list):
