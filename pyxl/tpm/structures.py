@@ -304,12 +304,12 @@ class TPM_MIGRATE_ASYMKEY(TPMStruct):
     partPrivKey: SIZED32 = b""
 
 
-# ---------------------------------------------------------------- migration (Part 2 11)
+# ---------------------------------------------------------------- migration (Part 2 5.12, 5.15-5.21)
 
 @structure
 @dataclass(slots=True)
 class TPM_MIGRATIONKEYAUTH(TPMStruct):
-    """An owner-approved migration destination (Part 2 5.5)."""
+    """An owner-approved migration destination (Part 2 5.12)."""
     migrationKey: TPM_PUBKEY = field(default_factory=TPM_PUBKEY)
     migrationScheme: UINT16 = C.TPM_MS_MIGRATE
     digest: TPM_DIGEST = bytes(20)     # SHA-1(migrationKey || migrationScheme || tpmProof)
@@ -344,14 +344,14 @@ class _DigestList:
 @dataclass(slots=True)
 class TPM_MSA_COMPOSITE(TPMStruct):
     """The migration authorities a certified-migration key may move to, as
-    digests of their TPM_PUBKEYs (Part 2 11.1).  The list is never empty."""
+    digests of their TPM_PUBKEYs (Part 2 5.15).  The list is never empty."""
     migAuthDigest: Annotated[list[bytes], _DigestList()] = field(default_factory=list)
 
 
 @structure
 @dataclass(slots=True)
 class TPM_CMK_AUTH(TPMStruct):
-    """A migration authority's approval to move one key to one parent (Part 2 11.2)."""
+    """A migration authority's approval to move one key to one parent (Part 2 5.16)."""
     migrationAuthorityDigest: TPM_DIGEST = bytes(20)
     destinationKeyDigest: TPM_DIGEST = bytes(20)
     sourceKeyDigest: TPM_DIGEST = bytes(20)
@@ -360,7 +360,7 @@ class TPM_CMK_AUTH(TPMStruct):
 @structure
 @dataclass(slots=True)
 class TPM_CMK_MIGAUTH(TPMStruct):
-    """HMAC'ed with tpmProof, it is a CMK's migrationAuth (Part 2 11.3)."""
+    """HMAC'ed with tpmProof, it is a CMK's migrationAuth (Part 2 5.19)."""
     tag: ClassVar[TAG] = C.TPM_TAG_CMK_MIGAUTH
     msaDigest: TPM_DIGEST = bytes(20)
     pubKeyDigest: TPM_DIGEST = bytes(20)
@@ -369,7 +369,7 @@ class TPM_CMK_MIGAUTH(TPMStruct):
 @structure
 @dataclass(slots=True)
 class TPM_CMK_SIGTICKET(TPMStruct):
-    """HMAC'ed with tpmProof: "verKeyDigest's key signed signedData" (Part 2 11.4)."""
+    """HMAC'ed with tpmProof: "verKeyDigest's key signed signedData" (Part 2 5.20)."""
     tag: ClassVar[TAG] = C.TPM_TAG_CMK_SIGTICKET
     verKeyDigest: TPM_DIGEST = bytes(20)
     signedData: TPM_DIGEST = bytes(20)
@@ -378,7 +378,7 @@ class TPM_CMK_SIGTICKET(TPMStruct):
 @structure
 @dataclass(slots=True)
 class TPM_CMK_MA_APPROVAL(TPMStruct):
-    """HMAC'ed with tpmProof: the owner approved this TPM_MSA_COMPOSITE (Part 2 11.5)."""
+    """HMAC'ed with tpmProof: the owner approved this TPM_MSA_COMPOSITE (Part 2 5.21)."""
     tag: ClassVar[TAG] = C.TPM_TAG_CMK_MA_APPROVAL
     migrationAuthorityDigest: TPM_DIGEST = bytes(20)
 
@@ -457,7 +457,7 @@ class TPM_QUOTE_INFO(TPMStruct):
 @structure
 @dataclass(slots=True)
 class TPM_CHANGEAUTH_VALIDATE(TPMStruct):
-    """Part 2 5.10."""
+    """Part 2 5.11."""
     newAuthSecret: TPM_DIGEST = bytes(20)
     n1: TPM_DIGEST = bytes(20)
 
@@ -588,7 +588,7 @@ class TPM_TRANSPORT_PUBLIC(TPMStruct):
 @structure
 @dataclass(slots=True)
 class TPM_TRANSPORT_LOG_IN(TPMStruct):
-    """Part 2 13.4: what a wrapped command extends transDigest with."""
+    """Part 2 13.3: what a wrapped command extends transDigest with."""
     tag: ClassVar[TAG] = C.TPM_TAG_TRANSPORT_LOG_IN
     parameters: TPM_DIGEST = bytes(20)
     pubKeyHash: TPM_DIGEST = bytes(20)
@@ -597,7 +597,7 @@ class TPM_TRANSPORT_LOG_IN(TPMStruct):
 @structure
 @dataclass(slots=True)
 class TPM_TRANSPORT_LOG_OUT(TPMStruct):
-    """Part 2 13.5: what a wrapped command's response extends transDigest with."""
+    """Part 2 13.4: what a wrapped command's response extends transDigest with."""
     tag: ClassVar[TAG] = C.TPM_TAG_TRANSPORT_LOG_OUT
     currentTicks: TPM_CURRENT_TICKS = field(default_factory=TPM_CURRENT_TICKS)
     parameters: TPM_DIGEST = bytes(20)
@@ -607,7 +607,7 @@ class TPM_TRANSPORT_LOG_OUT(TPMStruct):
 @structure
 @dataclass(slots=True)
 class TPM_TRANSPORT_AUTH(TPMStruct):
-    """Part 2 13.6: the secret of an encrypted EstablishTransport."""
+    """Part 2 13.5: the secret of an encrypted EstablishTransport."""
     tag: ClassVar[TAG] = C.TPM_TAG_TRANSPORT_AUTH
     authData: TPM_DIGEST = bytes(20)
 
@@ -636,7 +636,7 @@ class TPM_IDENTITY_CONTENTS(TPMStruct):
 @structure
 @dataclass(slots=True)
 class TPM_ASYM_CA_CONTENTS(TPMStruct):
-    """The 1.1 ActivateIdentity blob (Part 2 12.6)."""
+    """The 1.1 ActivateIdentity blob (Part 2 12.8)."""
     sessionKey: TPM_SYMMETRIC_KEY = field(default_factory=TPM_SYMMETRIC_KEY)
     idDigest: TPM_DIGEST = bytes(20)
 
@@ -667,7 +667,7 @@ class TPM_EK_BLOB(TPMStruct):
 @structure
 @dataclass(slots=True)
 class TPM_COUNTER_VALUE(TPMStruct):
-    """Part 2 5.16."""
+    """Part 2 5.13."""
     tag: ClassVar[TAG] = C.TPM_TAG_COUNTER_VALUE
     label: BYTE4 = bytes(4)
     counter: UINT32 = 0
@@ -813,7 +813,7 @@ class TPM_DAA_SENSITIVE(TPMStruct):
 @structure
 @dataclass(slots=True)
 class TPM_SIGN_INFO(TPMStruct):
-    """What TickStampBlob (and the INFO signature scheme) signs (Part 2 5.8)."""
+    """What TickStampBlob (and the INFO signature scheme) signs (Part 2 5.14)."""
     tag: ClassVar[TAG] = C.TPM_TAG_SIGNINFO
     fixed: BYTE4 = b"TSTP"
     replay: TPM_DIGEST = bytes(20)
@@ -867,7 +867,7 @@ def _delegating(bits: int, what: str) -> Check:
 @structure
 @dataclass(slots=True)
 class TPM_DELEGATE_OWNER_BLOB(TPMStruct):
-    """Part 2 20.9."""
+    """Part 2 20.12."""
     tag: ClassVar[TAG] = C.TPM_TAG_DELEGATE_OWNER_BLOB
     pub: Annotated[TPM_DELEGATE_PUBLIC, _delegating(TPM_DEL_OWNER_BITS, "owner blob")] = field(
         default_factory=TPM_DELEGATE_PUBLIC)
@@ -879,7 +879,7 @@ class TPM_DELEGATE_OWNER_BLOB(TPMStruct):
 @structure
 @dataclass(slots=True)
 class TPM_DELEGATE_KEY_BLOB(TPMStruct):
-    """Part 2 20.10."""
+    """Part 2 20.13."""
     tag: ClassVar[TAG] = C.TPM_TAG_DELG_KEY_BLOB
     pub: Annotated[TPM_DELEGATE_PUBLIC, _delegating(TPM_DEL_KEY_BITS, "key blob")] = field(
         default_factory=TPM_DELEGATE_PUBLIC)
