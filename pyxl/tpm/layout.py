@@ -96,6 +96,19 @@ class Sized:
         self.prefix, self.limit, self.refuse, self.holds = prefix, limit, refuse, holds
 
 
+class Union:
+    """Annotated metadata for sized bytes whose structure a preceding field
+    selects (Part 2's unions, e.g. TPM_KEY_PARMS.parms by algorithmID): the
+    bytes are parsed as holds[that field] at once (None: not parsed), and a
+    value not in holds is refused with refuse(offset of the structure, value)."""
+
+    __slots__ = ("by", "holds", "refuse")
+
+    def __init__(self, by: str, holds: dict[int, type[TPMStruct] | None],
+                 refuse: Callable[[int, int], Exception]):
+        self.by, self.holds, self.refuse = by, holds, refuse
+
+
 class Rest:
     """The rest of the buffer (an open-ended last field)."""
 
@@ -146,13 +159,13 @@ TAG = typing.Annotated[int, Fixed("H")]
 class _Item:
     """One field of a layout, or (name None) a constant from a ClassVar."""
 
-    __slots__ = ("name", "kind", "const", "checks", "after", "st", "cls")
+    __slots__ = ("name", "kind", "const", "checks", "after", "union", "st", "cls")
 
     def __init__(self, name: str | None, kind: Any, const: Any = None,
                  checks: tuple[Check, ...] = (), after: tuple[_After, ...] = (),
-                 cls: type[TPMStruct] | None = None):
+                 union: Union | None = None, cls: type[TPMStruct] | None = None):
         self.name, self.kind, self.const, self.cls = name, kind, const, cls
-        self.checks, self.after = checks, after
+        self.checks, self.after, self.union = checks, after, union
         self.st = struct.Struct(">" + kind.fmt) if isinstance(kind, Fixed) else None
 
 
@@ -216,8 +229,7 @@ class Layout(Generic[T]):
         self.names = [i.name for i in items if i.name is not None]
         ns: dict[str, Any] = {"TPMDecodeError": TPMDecodeError, "Reader": Reader,
                               "TPMSizeError": TPMSizeError, "_one_by_one": _one_by_one,
-                              "_masked": _masked, "struct_error": struct.error, "cls": cls,
-                              "validate": getattr(cls, "_validate", None)}
+                              "_masked": _masked, "struct_error": struct.error, "cls": cls}
         src = self._read_source(ns) + self._write_source(ns)
         self.source = "\n".join(src)
         exec(compile(self.source, "<layout of %s>" % cls.__name__, "exec"), ns)
@@ -237,7 +249,7 @@ class Layout(Generic[T]):
 
     def _read_source(self, ns: dict[str, Any]) -> list[str]:
         out = ["def read(r):"]
-        if ns["validate"] is not None:
+        if any(i.union is not None for i in self.items):
             out.append("    start = r.pos")
         var = {}                    # field name -> local variable
         for s, step in enumerate(self._runs()):
@@ -301,6 +313,16 @@ class Layout(Generic[T]):
                 if kind.holds is not None:
                     ns["holds%d" % s] = kind.holds._layout.read
                     out += ["    if %s:" % v, "        holds%d(Reader(%s))" % (s, v)]
+                if item.union is not None:
+                    u = item.union
+                    ns["union%d" % s] = {k: None if c is None else c._layout.read
+                                         for k, c in u.holds.items()}
+                    ns["refuse%d" % s] = u.refuse
+                    out += ["    if v_%s not in union%d:" % (u.by, s),
+                            "        raise refuse%d(start, v_%s)" % (s, u.by),
+                            "    sel = union%d[v_%s]" % (s, u.by),
+                            "    if sel is not None:",
+                            "        sel(Reader(%s))" % v]
             elif isinstance(kind, Rest):
                 out.append("    %s = r.rest()" % v)
             else:
@@ -314,10 +336,7 @@ class Layout(Generic[T]):
             args = ", ".join(var[n] for n in self.names)
         else:
             args = ", ".join("%s=%s" % (n, var[n]) for n in self.names)
-        out.append("    obj = cls(%s)" % args)
-        if ns["validate"] is not None:
-            out.append("    validate(obj, start)")
-        out.append("    return obj")
+        out.append("    return cls(%s)" % args)
         return out
 
     def _write_source(self, ns: dict[str, Any]) -> list[str]:
@@ -377,7 +396,9 @@ def _items(cls: type) -> list[_Item]:
         if get_origin(t) is typing.Annotated:
             base, *rest = get_args(t)
             meta = tuple(rest)
-        kinds: list[Any] = [m for m in meta if not isinstance(m, (Check, _After, _Ignored))]
+        kinds: list[Any] = [m for m in meta
+                            if not isinstance(m, (Check, _After, _Ignored, Union))]
+        unions = [m for m in meta if isinstance(m, Union)]
         checks: list[Check] = [m for m in meta if isinstance(m, Check)]
         afters: tuple[_After, ...] = tuple(m for m in meta if isinstance(m, _After))
         if isinstance(base, type) and issubclass(base, TPMStruct):
@@ -387,7 +408,8 @@ def _items(cls: type) -> list[_Item]:
             raise TypeError("%s.%s: no wire type" % (cls.__name__, name))
         kind: Any = kinds[0]
         if not is_const:
-            items.append(_Item(name, kind, checks=tuple(checks), after=afters))
+            items.append(_Item(name, kind, checks=tuple(checks), after=afters,
+                               union=unions[0] if unions else None))
             continue
         const = getattr(cls, name)
         if not checks and not afters and not any(isinstance(x, _Ignored) for x in meta):

@@ -20,7 +20,7 @@ from typing import Annotated, ClassVar, Iterable, NamedTuple
 from . import constants as C
 from .layout import (BYTE4, FLAG, IGNORED, REST, SIZED16, SIZED32, TAG, TPM_BOOL, TPM_DIGEST,
                      UINT8, UINT16, UINT32, UINT64, Check, Fixed, Sized, TPMBadValue, TPMStruct,
-                     TPMStructError, after, structure)
+                     TPMStructError, Union, after, structure)
 from .marshal import ALLOC_MAX, Reader, TPMDecodeError
 
 __all__ = ["TPMBadValue", "TPMStruct", "TPMStructError"]
@@ -187,23 +187,22 @@ class TPM_RSA_KEY_PARMS(TPMStruct):
         return int.from_bytes(self.exponent, "big") if self.exponent else 65537
 
 
+def _bad_key_algorithm(at: int, alg: int) -> Exception:
+    return TPMBadValue(at, "key algorithm %#x" % alg, C.TPM_BAD_KEY_PROPERTY)
+
+
 @structure
 @dataclass(slots=True)
 class TPM_KEY_PARMS(TPMStruct):
-    """Part 2 10.1: parmSize, parms (a TPM_RSA_KEY_PARMS for RSA keys)."""
+    """Part 2 10.1: parmSize, parms (a union on algorithmID).  As libtpms's
+    TPM_KeyParms_Load: an RSA key's parms are parsed at once (short:
+    TPM_BAD_PARAM_SIZE; bytes after them are ignored), any other algorithm
+    but 0 (uninitialised) is TPM_BAD_KEY_PROPERTY."""
     algorithmID: UINT32 = C.TPM_ALG_RSA
     encScheme: UINT16 = C.TPM_ES_NONE
     sigScheme: UINT16 = C.TPM_SS_NONE
-    parms: SIZED32 = b""
-
-    def _validate(self, at: int) -> None:
-        """As libtpms's TPM_KeyParms_Load: an RSA key's parms are parsed at
-        once (short: TPM_BAD_PARAM_SIZE; bytes after them are ignored), any
-        other algorithm but 0 (uninitialised) is TPM_BAD_KEY_PROPERTY."""
-        if self.algorithmID == C.TPM_ALG_RSA:
-            TPM_RSA_KEY_PARMS.unmarshal(Reader(self.parms))
-        elif self.algorithmID != 0:
-            raise TPMBadValue(at, "key algorithm %#x" % self.algorithmID, C.TPM_BAD_KEY_PROPERTY)
+    parms: Annotated[bytes, Sized(), Union("algorithmID", {C.TPM_ALG_RSA: TPM_RSA_KEY_PARMS,
+                                                             0: None}, _bad_key_algorithm)] = b""
 
     def rsa(self) -> TPM_RSA_KEY_PARMS:
         return TPM_RSA_KEY_PARMS.from_bytes(self.parms)
