@@ -415,7 +415,7 @@ class TPM:
         self.context_count = 0
         self.saved_sessions: set[int] = set()           # contextCounts of saved sessions
         self.audit_digest = bytes(20)                   # renewed by TPM_Startup(ST_CLEAR)
-        self.owner_reference = C.TPM_KH_OWNER           # SetOwnerPointer (TPM_STCLEAR_DATA)
+        self.owner_reference: int = C.TPM_KH_OWNER      # SetOwnerPointer (TPM_STCLEAR_DATA)
         self.transports: dict[int, TransportSession] = {}                    # transHandle -> TransportSession
         self.transport_exclusive = 0                    # handle of the exclusive session
         self.daa_sessions: dict = {}                    # daaHandle -> commands/daa.DAASession

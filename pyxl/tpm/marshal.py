@@ -1,7 +1,8 @@
 """The one bounds-checked reader and writer for the TPM 1.2 wire format.
 
-Everything the engine parses or produces (command frames, structures, the
-state blob) goes through Reader and Writer.  All integers are big-endian
+Everything the engine parses (command frames, structures, the state blob)
+goes through Reader, what it produces through Writer (structures append
+their packed runs to a Writer's parts, layout.py).  All integers are big-endian
 (Part 2 2.1).  Reading follows libtpms's loaders (src/tpm12/tpm_load.c,
 tpm_sizedbuffer.c), and each refusal carries the return code they give:
 a read past the end raises TPMDecodeError (TPM_BAD_PARAM_SIZE, TPM_Load*);
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import builtins
 import struct
-from typing import Protocol
+from typing import Any
 
 from .constants import TPM_BAD_PARAM_SIZE, TPM_BAD_PARAMETER, TPM_SIZE
 
@@ -26,12 +27,6 @@ ALLOC_MAX = 0x20000
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
-
-
-class Marshallable(Protocol):
-    """What Writer.struct takes: a structure that writes itself."""
-
-    def marshal(self, w: "Writer") -> None: ...
 
 
 class TPMDecodeError(ValueError):
@@ -101,6 +96,15 @@ class Reader:
         p = self._take(n, what)
         return self.data[p:p + n]
 
+    def fixed(self, st: struct.Struct) -> tuple[Any, ...]:
+        """The fields of struct `st`, read in one step (a structure's run of
+        fixed-size fields, layout.py)."""
+        p, n = self.pos, st.size
+        if p + n > self.end:
+            raise TPMDecodeError(p, n, self.end - p, "fixed-size fields")
+        self.pos = p + n
+        return st.unpack_from(self.data, p)
+
     def digest(self) -> builtins.bytes:
         return self.bytes(20, "TPM_DIGEST")
 
@@ -112,16 +116,8 @@ class Reader:
             raise TPMSizeError(self.pos - 4, n, self.remaining, what)
         return self.bytes(n, what)
 
-    def sized16(self, what: str = "sized buffer") -> builtins.bytes:
-        return self.bytes(self.u16(), what)
-
     def rest(self) -> builtins.bytes:
         return self.bytes(self.remaining, "rest")
-
-    def sub(self, n: int) -> "Reader":
-        """A reader over the next n bytes (consumed here)."""
-        p = self._take(n, "sub-structure")
-        return Reader(self.data, p, p + n)
 
     def expect_end(self, what: str = "") -> None:
         if self.pos != self.end:
@@ -160,13 +156,6 @@ class Writer:
 
     def sized32(self, b: builtins.bytes) -> "Writer":
         return self.u32(len(b)).bytes(b)
-
-    def sized16(self, b: builtins.bytes) -> "Writer":
-        return self.u16(len(b)).bytes(b)
-
-    def struct(self, s: Marshallable) -> "Writer":
-        s.marshal(self)
-        return self
 
     def getvalue(self) -> builtins.bytes:
         return b"".join(self.parts)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from typing import TYPE_CHECKING, Any
 
 from . import constants as C
 from .crypto import RSAKey
@@ -26,12 +27,15 @@ from .marshal import Reader, TPMDecodeError
 from .structures import (TPM_NV_DATA_PUBLIC, TPM_PERMANENT_FLAGS, TPM_STCLEAR_FLAGS,
                          unmarshal_any_key)
 
+if TYPE_CHECKING:
+    from .engine import TPM, LoadedKey
+
 MAGIC = b"PYXLTPM12\x00"
 FORMAT_VERSION = 3       # 2: + the delegation family table (1 still loads: no families)
 READABLE_VERSIONS = (1, 2, 3)   # 3: + the delegate table (older blobs load with none)
 
 
-def _h(b: bytes | None):
+def _h(b: bytes | None) -> str | None:
     return None if b is None else b.hex()
 
 
@@ -59,37 +63,37 @@ def _rsa_out(k: RSAKey | None) -> dict[str, str | int] | None:
     return {"n": "%x" % k.n, "e": k.e, "p": "%x" % k.p}
 
 
-def _rsa_in(d) -> RSAKey | None:
+def _rsa_in(d: dict[str, Any] | None) -> RSAKey | None:
     if d is None:
         return None
     return RSAKey.from_modulus_prime(int(d["n"], 16), int(d["e"]), int(d["p"], 16))
 
 
-def _key_out(k):
+def _key_out(k: LoadedKey | None) -> dict[str, Any] | None:
     if k is None:
         return None
-    d = {"blob": k.blob.to_bytes().hex(), "rsa": _rsa_out(k.rsa),
+    d: dict[str, Any] = {"blob": k.blob.to_bytes().hex(), "rsa": _rsa_out(k.rsa),
          "usage_auth": k.usage_auth.hex(), "migration_auth": k.migration_auth.hex()}
     if k.payload != C.TPM_PT_ASYM:
         d["payload"] = k.payload          # a CMK (written only then: older blobs stay alike)
     return d
 
 
-def _key_in(d):
+def _key_in(d: dict[str, Any]) -> LoadedKey:
     from .engine import LoadedKey
-    if d is None:
-        return None
     r = Reader(bytes.fromhex(d["blob"]))
     blob = unmarshal_any_key(r)
     r.expect_end("key blob")
     payload = int(d.get("payload", C.TPM_PT_ASYM))
     if payload not in (C.TPM_PT_ASYM, C.TPM_PT_MIGRATE_RESTRICTED, C.TPM_PT_MIGRATE_EXTERNAL):
         raise ValueError("bad key payload")
-    return LoadedKey(blob, _rsa_in(d["rsa"]), _b(d["usage_auth"], 20), _b(d["migration_auth"], 20),
-                     payload)
+    rsa = _rsa_in(d["rsa"])
+    if rsa is None:
+        raise ValueError("a loaded key without its RSA key")
+    return LoadedKey(blob, rsa, _req(d["usage_auth"], 20), _req(d["migration_auth"], 20), payload)
 
 
-def state_dict(tpm) -> dict:
+def state_dict(tpm: TPM) -> dict[str, Any]:
     p = tpm.perm
     body = {
         "identity_vendor": tpm.identity.vendor_id.hex(),
@@ -127,13 +131,13 @@ def state_dict(tpm) -> dict:
     return body
 
 
-def dump_state(tpm) -> bytes:
+def dump_state(tpm: TPM) -> bytes:
     body = json.dumps(state_dict(tpm), sort_keys=True, separators=(",", ":")).encode()
     return (MAGIC + struct.pack(">HI", FORMAT_VERSION, len(body)) + body
             + hashlib.sha256(body).digest())
 
 
-def load_state(tpm, blob: bytes) -> None:
+def load_state(tpm: TPM, blob: bytes) -> None:
     from .engine import NVArea, PermanentData, TPMStateError
     blob = bytes(blob)
     if not blob.startswith(MAGIC):
@@ -161,7 +165,7 @@ def load_state(tpm, blob: bytes) -> None:
         p.operator_auth = _b(pd["operator_auth"], 20)
         p.ek = _rsa_in(pd["ek"])
         p.ek_reset = _b(pd["ek_reset"], 20)
-        p.srk = _key_in(pd["srk"])
+        p.srk = None if pd["srk"] is None else _key_in(pd["srk"])
         p.nv = {}
         for a in pd["nv"]:
             pub = TPM_NV_DATA_PUBLIC.from_bytes(bytes.fromhex(a["pub"]))
@@ -218,7 +222,7 @@ def load_state(tpm, blob: bytes) -> None:
 
 # ---------------------------------------------------------------- TPM_SaveState
 
-def save_volatile(tpm) -> dict:
+def save_volatile(tpm: TPM) -> dict[str, Any]:
     """The snapshot TPM_SaveState keeps for TPM_Startup(ST_STATE)."""
     return {
         "pcrs": [v.hex() for v in tpm.pcrs],
@@ -236,7 +240,7 @@ def save_volatile(tpm) -> dict:
     }
 
 
-def check_saved(saved: dict) -> None:
+def check_saved(saved: dict[str, Any]) -> None:
     if len(saved["pcrs"]) != 24 or any(len(bytes.fromhex(v)) != 20 for v in saved["pcrs"]):
         raise ValueError("bad saved PCRs")
     TPM_STCLEAR_FLAGS.from_bytes(bytes.fromhex(saved["stclear"]))
@@ -251,7 +255,7 @@ def check_saved(saved: dict) -> None:
         DAASession.from_saved(d)
 
 
-def restore_volatile(tpm, saved: dict) -> None:
+def restore_volatile(tpm: TPM, saved: dict[str, Any]) -> None:
     tpm.pcrs = [bytes.fromhex(v) for v in saved["pcrs"]]
     tpm.stclear = TPM_STCLEAR_FLAGS.from_bytes(bytes.fromhex(saved["stclear"]))
     tpm.reset_keys()

@@ -8,13 +8,14 @@ commands/transport.py."""
 from __future__ import annotations
 
 from collections.abc import Container
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import constants as C
 from .crypto import aes128_ctr, aes128_ofb, mgf1, sha1, xor
 from .engine import TPMError
-from .marshal import Reader, Writer
-from .structures import TPM_CURRENT_TICKS, _expect_tag
+from .marshal import Reader
+from .structures import (TPM_CURRENT_TICKS, TPM_TRANSPORT_AUTH, TPM_TRANSPORT_LOG_IN,
+                         TPM_TRANSPORT_LOG_OUT, TPM_TRANSPORT_PUBLIC)
 
 TPM_TRANSPORT_ENCRYPT = 0x00000001
 TPM_TRANSPORT_LOG = 0x00000002
@@ -27,33 +28,16 @@ SPECIAL = -1     # "a key handle if the resourceType after it is TPM_RT_KEY"
 
 
 @dataclass
-class TransportPublic:
-    """TPM_TRANSPORT_PUBLIC (Part 2 13.1)."""
-    transAttributes: int = 0
-    algId: int = C.TPM_ALG_MGF1
-    encScheme: int = TPM_ES_NONE
-
-    def to_bytes(self) -> bytes:
-        return (Writer().u16(C.TPM_TAG_TRANSPORT_PUBLIC).u32(self.transAttributes)
-                .u32(self.algId).u16(self.encScheme).getvalue())
-
-    @classmethod
-    def unmarshal(cls, r: Reader) -> "TransportPublic":
-        _expect_tag(r, C.TPM_TAG_TRANSPORT_PUBLIC, "TPM_TRANSPORT_PUBLIC")
-        return cls(r.u32(), r.u32(), r.u16())
-
-
-@dataclass
 class TransportSession:
     """TPM_TRANSPORT_INTERNAL (Part 2 13.3), one live transport session."""
     handle: int
-    public: TransportPublic
+    public: TPM_TRANSPORT_PUBLIC
     auth: bytes                               # the session's authData (HMAC and MGF1 key)
     nonce_even: bytes
     digest: bytes = field(default_factory=lambda: bytes(20))   # transDigest, the log chain
 
     def copy(self) -> "TransportSession":
-        return TransportSession(self.handle, TransportPublic(**vars(self.public)),
+        return TransportSession(self.handle, replace(self.public),
                                 self.auth, self.nonce_even, self.digest)
 
     @property
@@ -67,24 +51,20 @@ class TransportSession:
 
 def transport_auth(plain: bytes) -> bytes:
     """The authData of a decrypted TPM_TRANSPORT_AUTH (tag + 20 bytes)."""
-    r = Reader(plain)
-    _expect_tag(r, C.TPM_TAG_TRANSPORT_AUTH, "TPM_TRANSPORT_AUTH")
-    return r.digest()
+    return TPM_TRANSPORT_AUTH.unmarshal(Reader(plain)).authData
 
 
 def log_in(digest: bytes, parameters: bytes, pub_key_hash: bytes = bytes(20)) -> bytes:
     """transDigest extended by a TPM_TRANSPORT_LOG_IN."""
-    return sha1(digest, Writer().u16(C.TPM_TAG_TRANSPORT_LOG_IN).bytes(parameters)
-                .bytes(pub_key_hash).getvalue())
+    return sha1(digest, TPM_TRANSPORT_LOG_IN(parameters, pub_key_hash).to_bytes())
 
 
 def log_out(digest: bytes, ticks: TPM_CURRENT_TICKS, parameters: bytes, locality: int) -> bytes:
     """transDigest extended by a TPM_TRANSPORT_LOG_OUT."""
-    return sha1(digest, Writer().u16(C.TPM_TAG_TRANSPORT_LOG_OUT).bytes(ticks.to_bytes())
-                .bytes(parameters).u32(locality).getvalue())
+    return sha1(digest, TPM_TRANSPORT_LOG_OUT(ticks, parameters, locality).to_bytes())
 
 
-def check_scheme(pub: TransportPublic, fips: bool, berlios: bool) -> None:
+def check_scheme(pub: TPM_TRANSPORT_PUBLIC, fips: bool, berlios: bool) -> None:
     """The encryption a TPM_TRANSPORT_ENCRYPT session asks for, in libtpms's
     order: MGF1 (no encScheme), or AES-128 in CTR or OFB mode; any other
     algorithm is TPM_BAD_KEY_PROPERTY.  The Berlios emulator has MGF1 only."""
@@ -98,7 +78,7 @@ def check_scheme(pub: TransportPublic, fips: bool, berlios: bool) -> None:
         raise TPMError(C.TPM_INAPPROPRIATE_ENC)
 
 
-def session_crypt(pub: TransportPublic, auth: bytes, data: bytes, start: int, length: int,
+def session_crypt(pub: TPM_TRANSPORT_PUBLIC, auth: bytes, data: bytes, start: int, length: int,
                   nonce_even: bytes, nonce_odd: bytes, label: bytes) -> bytes:
     """Encrypt or decrypt data[start:start+length] (a wrapped command's or
     response's parameters; label b"in" or b"out"); the rest stays as it is.

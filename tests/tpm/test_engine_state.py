@@ -2,6 +2,7 @@
 working; volatile state follows TPM_SaveState / TPM_Startup."""
 
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -152,3 +153,14 @@ def test_a_required_secret_that_is_null_is_refused_not_loaded_as_none():
     bad = MAGIC + struct.pack(">HI", FORMAT_VERSION, len(raw)) + raw + hashlib.sha256(raw).digest()
     with pytest.raises(TPMStateError):
         TPM.load(bad)
+
+
+def test_a_state_written_by_main_loads_and_dumps_byte_identical():
+    # written by main (commit 45cfbbb): owner, SRK, an NV area, a counter,
+    # operator auth, a DA failure, and TPM_SaveState with a loaded key
+    blob = (Path(__file__).parent / "data" / "state-main.blob").read_bytes()
+    tpm = TPM.load(blob)
+    assert tpm.dump() == blob
+    assert tpm.power_on("state") == 0
+    assert cap_value(tpm, 7)[:2] == u16(1)                     # the saved key is back
+    assert run(tpm, 0xC1, 0x15, u32(5)).body != bytes(20)       # and the extended PCR

@@ -83,6 +83,11 @@ STRATEGIES = {
     S.TPM_STCLEAR_FLAGS: st.builds(S.TPM_STCLEAR_FLAGS, *[flag] * 5),
     S.TPM_CURRENT_TICKS: st.builds(S.TPM_CURRENT_TICKS, st.integers(0, 2**64 - 1), u16, digest),
     S.TPM_SYMMETRIC_KEY: sym_key,
+    S.TPM_TRANSPORT_PUBLIC: st.builds(S.TPM_TRANSPORT_PUBLIC, u32, u32, u16),
+    S.TPM_TRANSPORT_LOG_IN: st.builds(S.TPM_TRANSPORT_LOG_IN, digest, digest),
+    S.TPM_TRANSPORT_LOG_OUT: st.builds(S.TPM_TRANSPORT_LOG_OUT, st.builds(
+        S.TPM_CURRENT_TICKS, st.integers(0, 2**64 - 1), u16, digest), digest, u32),
+    S.TPM_TRANSPORT_AUTH: st.builds(S.TPM_TRANSPORT_AUTH, digest),
     S.TPM_IDENTITY_CONTENTS: st.builds(S.TPM_IDENTITY_CONTENTS, ver, u32, digest, pubkey),
     S.TPM_ASYM_CA_CONTENTS: st.builds(S.TPM_ASYM_CA_CONTENTS, sym_key, digest),
     S.TPM_EK_BLOB_ACTIVATE: st.builds(S.TPM_EK_BLOB_ACTIVATE, sym_key, digest, pcr_info_short),
@@ -167,9 +172,8 @@ def test_reader_errors_are_typed():
     with pytest.raises(TPMDecodeError) as e:
         r.sized32()
     assert (e.value.offset, e.value.need, e.value.have) == (4, 9, 3)
-    w = Writer().u8(1).u16(2).u32(3).u64(4).sized16(b"x").sized32(b"yz")
-    assert w.getvalue().hex() == ("01" "0002" "00000003" "0000000000000004" "000178"
-                                  "00000002797a")
+    w = Writer().u8(1).u16(2).u32(3).u64(4).sized32(b"yz")
+    assert w.getvalue().hex() == "01" "0002" "00000003" "0000000000000004" "00000002797a"
 
 
 def test_tag_mismatch_is_a_struct_error():
@@ -177,3 +181,18 @@ def test_tag_mismatch_is_a_struct_error():
         S.TPM_KEY12.from_bytes(S.TPM_KEY().to_bytes())
     with pytest.raises(S.TPMStructError):
         S.TPM_QUOTE_INFO.from_bytes(bytes(4) + b"QUOX" + bytes(40))
+
+
+def test_a_tag_libtpms_checks_late_is_checked_late():
+    # libtpms TPM_StoredData_Load (tpm_store.c) loads a 1.2 blob's tag and
+    # then et before TPM_StoredData_CheckTag; TPM_Key_Load reads a
+    # TPM_KEY12's tag and fill before TPM_Key_CheckTag: a wrong tag in a
+    # buffer that ends before the second field is a short buffer
+    from pyxl.tpm import constants as C
+    for cls, rc in ((S.TPM_STORED_DATA12, C.TPM_BAD_VERSION), (S.TPM_KEY12, C.TPM_BAD_KEY_PROPERTY)):
+        with pytest.raises(TPMDecodeError) as e:
+            cls.from_bytes(b"\x00\x99\x00")
+        assert e.value.rc == C.TPM_BAD_PARAM_SIZE
+        with pytest.raises(S.TPMBadValue) as e:
+            cls.from_bytes(b"\x00\x99\x00\x00")
+        assert e.value.rc == rc

@@ -146,9 +146,10 @@ def load(tpm, data: bytes, keep_handle: bool = False, rt: int | None = None) -> 
             if sens.contextNonce != tpm.context_nonce_session or \
                     blob.contextCount not in tpm.saved_sessions:
                 raise TPMError(C.TPM_BADCONTEXT)
-            from ..transport import TransportPublic, TransportSession
+            from ..structures import TPM_TRANSPORT_PUBLIC
+            from ..transport import TransportSession
             from .transport import new_transport_handle
-            t = TransportSession(0, TransportPublic.unmarshal(r), r.digest(), r.digest(),
+            t = TransportSession(0, TPM_TRANSPORT_PUBLIC.unmarshal(r), r.digest(), r.digest(),
                                  r.digest())
             if keep_handle and blob.handle not in tpm.transports and \
                     blob.handle in _trans_slots(tpm):

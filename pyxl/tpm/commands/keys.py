@@ -31,8 +31,8 @@ def parse_pcr_info(data: bytes, long: bool):
         info = (TPM_PCR_INFO_LONG if long else TPM_PCR_INFO).from_bytes(data)
     except TPMDecodeError:
         raise TPMError(C.TPM_INVALID_PCR_INFO) from None
-    sels = ([info.creationPCRSelection, info.releasePCRSelection] if long
-            else [info.pcrSelection])
+    sels = ([info.creationPCRSelection, info.releasePCRSelection]
+            if isinstance(info, TPM_PCR_INFO_LONG) else [info.pcrSelection])
     for s in sels:
         if len(s.pcrSelect) > C.TPM_NUM_PCR_SELECT:
             raise TPMError(C.TPM_INVALID_PCR_INFO)

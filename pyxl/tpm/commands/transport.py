@@ -7,9 +7,9 @@ from .. import constants as C
 from ..crypto import hmac_sha1, random_bytes, sha1
 from ..engine import COMMANDS, CHECK_ALL, T10, T21, TPMError, _eq, command
 from ..marshal import Reader, TPMDecodeError, Writer
-from ..structures import TPM_SIGN_INFO, TPM_STORE_PUBKEY, TPMStructError
+from ..structures import TPM_SIGN_INFO, TPM_STORE_PUBKEY, TPM_TRANSPORT_PUBLIC, TPMStructError
 from ..transport import (SPECIAL, TPM_HANDLE_TRANS_BASE, TPM_TRANSPORT_ENCRYPT,
-                         TPM_TRANSPORT_EXCLUSIVE, TransportPublic, TransportSession, check_scheme,
+                         TPM_TRANSPORT_EXCLUSIVE, TransportSession, check_scheme,
                          log_in, log_out, session_crypt, transport_auth, wrap_info)
 from .admin import current_ticks
 from .keys import check_pcr_binding, key_pcr_info, use_key
@@ -35,7 +35,7 @@ def EstablishTransport(tpm, ctx, r):
     enc_handle = r.u32()
     ctx.mark(r)
     pub_start = r.pos
-    pub = TransportPublic.unmarshal(r)
+    pub = TPM_TRANSPORT_PUBLIC.unmarshal(r)
     pub_bytes = ctx.data[pub_start:r.pos]
     secret = r.sized32("secret")
     ctx.start(r, T10, CHECK_ALL)
