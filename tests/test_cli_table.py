@@ -1,6 +1,7 @@
 """The command table drives dispatch and help."""
 
 import subprocess
+from pathlib import Path
 
 from pyxl.cli import table
 from pyxl.cli.main import main
@@ -84,3 +85,42 @@ def test_help_into_a_closed_pipe_is_quiet(pyxl_cmd):
     finally:
         os.close(w)
     assert p.stderr == b""
+
+
+def test_own_commands_usage_errors(pyxl_cmd, tmp_path):
+    """pyxl's typer commands: an unknown option, or one missing its value, is
+    def_getopt's message as for xl's commands; any other usage error shows
+    the table's usage line (help()'s first line) and typer's message."""
+    env = dict(__import__("os").environ, PYXL_ROOT=str(tmp_path))
+    for args, ch in ((["tpm-serve", "--bogus"], b"\0"), (["tpm-serve", "--state"], b"\0"),
+                     (["daemon", "-z", "status"], b"z")):
+        p = subprocess.run(pyxl_cmd + args, capture_output=True, env=env, timeout=60)
+        assert (p.returncode, p.stdout, p.stderr) == \
+            (2, b"", b"option `" + ch + b"' not supported.\n"), args
+    p = subprocess.run(pyxl_cmd + ["tpm-serve", "--state", str(tmp_path / "s"), "--port", "x"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    first, blank, error = p.stderr.splitlines()
+    assert p.returncode == 2 and p.stdout == "" and blank == ""
+    assert first == ("Usage: pyxl [-vtT] tpm-serve "
+                     + table.lookup("tpm-serve").usage), p.stderr
+    assert error.startswith("Error: Invalid value for '--port'"), p.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_xl_and_xenstore_commands_never_import_typer(tmp_path):
+    """typer (and the pydantic behind it) is for the commands whose handlers
+    declare their options through it; the rest start without it."""
+    import os
+    import sys
+
+    code = ("import sys\nfrom pyxl.cli.main import main\n"
+            "for argv in (['help'], ['help', 'xenstore-ls'], ['list', '-z'],"
+            " ['create', '-n', %r], ['xenstore-read', '-h']):\n"
+            "    main(argv)\n"
+            "assert 'typer' not in sys.modules and 'pydantic' not in sys.modules,"
+            " sorted(m for m in sys.modules if m.startswith(('typer', 'pydantic')))\n"
+            % str(Path(__file__).resolve().parents[1] / "examples" / "vtpm.cfg"))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, PYXL_ROOT=str(tmp_path)), timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert '"c_info"' in p.stdout, p.stdout[-500:]

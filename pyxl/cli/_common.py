@@ -11,25 +11,6 @@ if TYPE_CHECKING:
     _P = ParamSpec("_P")
 
 
-class _LazyTyper:
-    """`typer` for the handlers' annotations, imported only when used.
-
-    The handler modules say `typer.Option(...)` inside string annotations
-    (from __future__ import annotations).  typer (help, usage errors, the
-    man page) evaluates them and gets the real thing through this proxy;
-    the fast path (pyxl.cli.fastargs) evaluates them against a stub and
-    never pays typer's import.
-    """
-
-    def __getattr__(self, name: str) -> Any:
-        import typer as _typer
-
-        return getattr(_typer, name)
-
-
-typer = _LazyTyper()
-
-
 def need_args(cmd: str, args: list | None, n: int) -> bool:
     """def_getopt's check: "'xl CMD' requires at least N argument(s)." + help, exit 2."""
     if len(args or []) >= n:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 from typing import Annotated, Optional
 
+import typer
 
-from pyxl.cli._common import typer, faults
+from pyxl.cli._common import faults
 
 
 @faults

@@ -4,8 +4,9 @@ xenstored's wire protocol to the host's xenstored socket
 (run/pyxl/xenstored/socket) as Debian's xenstore-utils do, with the same
 options (GNU getopt_long), output, messages and exit statuses.
 
-The handlers take their command line raw (`raw_argv`): xenstore_client.c
-parses it itself, and `-h` is its usage error, not pyxl's help.
+The handlers take their command line as it is (their table rows have no
+getopt string): xenstore_client.c parses it itself, and `-h` is its usage
+error, not pyxl's help.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ import errno as _errno
 import os
 import sys
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Callable, Iterator, NoReturn, Optional
-
-from pyxl.cli._common import typer
+from typing import TYPE_CHECKING, Callable, Iterator, NoReturn
 
 if TYPE_CHECKING:
     from pyxl.toolstack.xsclient import XsClient
@@ -597,12 +596,12 @@ def _main(tool: Tool, argv: list[str]) -> int:
 
 
 # -- the command table's handlers --------------------------------------------
-def _handler(mode: Mode) -> Callable[[Optional[list[str]]], int]:
-    def handler(args: Annotated[Optional[list[str]],
-                                typer.Argument(metavar="ARGS", show_default=False)] = None) -> int:
-        return run(mode, list(args or []))
+def _handler(mode: Mode) -> Callable[[None, list[str]], int]:
+    def handler(opts: None, args: list[str]) -> int:
+        """The table's row has no getopt string: the arguments come as they
+        are, for xenstore_client.c's own getopt_long."""
+        return run(mode, args)
     handler.__name__ = "xenstore_" + mode.value
-    setattr(handler, "raw_argv", True)    # main.run_command passes it argv as it is
     return handler
 
 
