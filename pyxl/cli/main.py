@@ -61,24 +61,29 @@ def print_help(command: str | None = None) -> None:
 
 
 def options_help(cmd: table.Command) -> str:
-    """xl-style option lines for a typer row, rendered from its handler's parameters."""
-    click_cmd = build_click(cmd)
+    """xl-style option lines for a typer row (help(CMD)'s "Options:")."""
     lines = []
-    for p in click_cmd.params:
-        if not getattr(p, "opts", None) or p.param_type_name != "option" or getattr(p, "hidden", False):
-            continue
-        names = ", ".join(list(p.opts) + list(p.secondary_opts))
-        if not p.is_flag and p.metavar:
-            names += " " + p.metavar
-        elif not p.is_flag and p.param_type_name == "option":
-            names += " " + p.name.upper()
-        helptext = (p.help or "").strip()
+    for names, helptext in typer_options(cmd):
         if len(names) >= 24:
             lines.append(names)
             lines.append(" " * 24 + helptext)
         else:
             lines.append("%-24s%s" % (names, helptext))
     return "\n".join(lines)
+
+
+def typer_options(cmd: table.Command) -> list[tuple[str, str]]:
+    """(names with metavar, help) of each option a typer row's handler
+    declares, for help(CMD) and the man page."""
+    out = []
+    for p in build_click(cmd).params:
+        if p.param_type_name != "option" or getattr(p, "hidden", False):
+            continue
+        names = ", ".join(list(p.opts) + list(p.secondary_opts))
+        if not p.is_flag:
+            names += " " + (p.metavar or p.name.upper())
+        out.append((names, " ".join((p.help or "").split())))
+    return out
 
 
 def load_handler(cmd: table.Command) -> Callable[..., Any]:

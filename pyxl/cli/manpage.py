@@ -16,26 +16,12 @@ import sys
 
 from pyxl import __version__
 from pyxl.cli import table
+from pyxl.cli.main import typer_options
 
 
 def esc(text: str) -> str:
     text = text.replace("\\", "\\\\").replace("-", "\\-")
     return "\n".join(("\\&" + l if l.startswith((".", "'")) else l) for l in text.split("\n"))
-
-
-def options(cmd: table.Command) -> list[tuple[str, str]]:
-    """(names, help) of each option a typer row's handler declares."""
-    from pyxl.cli.main import build_click
-
-    out = []
-    for p in build_click(cmd).params:
-        if p.param_type_name != "option" or getattr(p, "hidden", False):
-            continue
-        names = ", ".join(list(p.opts) + list(p.secondary_opts))
-        if not p.is_flag:
-            names += " " + (p.metavar or p.name.upper())
-        out.append((names, " ".join((p.help or "").split())))
-    return out
 
 
 def render() -> str:
@@ -89,7 +75,7 @@ def render() -> str:
                 if text:
                     L += [".RS", ".nf", esc(text), ".fi", ".RE"]
                 continue
-            opts = options(cmd)
+            opts = typer_options(cmd)
             if opts:
                 L.append(".RS")
                 for names, helptext in opts:

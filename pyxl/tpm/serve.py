@@ -899,10 +899,8 @@ def open_tpm2_engine(opts: Options, state: StateDir,
 def start_tpm2_engine(opts: Options, state: StateDir, blob: bytes | None,
                       startup: str | None) -> Engine:
     """libtpms's TPM 2.0 with blob's state (None: a new one), powered on."""
-    try:
-        from pyxl.tpm.tpm2 import TPM2, TPM2Error, TPM2StateError
-    except ImportError as e:
-        raise ServeError("the TPM 2.0 engine is not available in this build (%s)" % e)
+    from pyxl.tpm.tpm2 import TPM2, TPM2Error, TPM2StateError
+
     try:
         tpm = TPM2() if blob is None else TPM2.load(blob)
     except TPM2StateError as e:
