@@ -53,15 +53,17 @@ class GetoptError(Exception):
         self.before = list(before)
 
 
-def getopt_long(args: list[str], optstring: str, longopts: LongOpts) -> tuple[Opts, list[str]]:
-    """glibc's getopt_long in REQUIRE_ORDER mode over ARGS (the command's
-    arguments, without its name), with opterr = 0, as xl runs it.  Returns
+def getopt_long(args: list[str], optstring: str, longopts: LongOpts,
+                permute: bool = False) -> tuple[Opts, list[str]]:
+    """glibc's getopt_long in REQUIRE_ORDER mode (unless PERMUTE) over ARGS
+    (the command's arguments, without its name), with opterr = 0, as xl
+    runs it.  Returns
     ([(val, optarg)], positional); raises GetoptError(optopt) at the first
     bad option.  longopts: ((name, has_arg, val), ...); val is a
     one-character string or an int."""
     out: Opts = []
     rest: list[str] = []
-    for got in scan(args, optstring, longopts, rest):
+    for got in scan(args, optstring, longopts, rest, permute=permute):
         if isinstance(got, GetoptError):
             raise GetoptError(got.optopt, out)
         out.append(got)
@@ -156,19 +158,21 @@ HELP_ONLY = (("help", 0, "h"),)
 
 
 def def_getopt(cmd: Command, args: list[str], helpname: str | None = None,
-               each: Callable[[str | int, str | None], None] | None = None
-               ) -> tuple[Opts, list[str]]:
+               each: Callable[[str | int, str | None], None] | None = None,
+               permute: bool = False) -> tuple[Opts, list[str]]:
     """def_getopt + SWITCH_FOREACH_OPT for table row CMD: the options and
     positional arguments, or Exit after printing what xl prints.  EACH, if
     given, is called with every (option, optarg) in turn, as the body of the
-    command's switch runs before getopt reads the next option."""
+    command's switch runs before getopt reads the next option.  PERMUTE:
+    GNU ordering (options after positional arguments too), for pyxl's own
+    commands that want it; xl's always stop at the first positional one."""
     from pyxl.cli.main import print_help
 
     helpname = helpname or cmd.name
     longopts = HELP_ONLY if cmd.longopts is None else cmd.longopts + HELP_ONLY
     error = None
     try:
-        opts, rest = getopt_long(args, "h" + cmd.getopt, longopts)
+        opts, rest = getopt_long(args, "h" + cmd.getopt, longopts, permute)
     except GetoptError as e:
         opts, rest, error = e.before, [], e.optopt
     for val, optarg in opts:
