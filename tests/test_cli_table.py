@@ -1,6 +1,7 @@
 """The command table drives dispatch and help."""
 
 import subprocess
+from pathlib import Path
 
 from pyxl.cli import table
 from pyxl.cli.main import main
@@ -84,3 +85,52 @@ def test_help_into_a_closed_pipe_is_quiet(pyxl_cmd):
     finally:
         os.close(w)
     assert p.stderr == b""
+
+
+def test_own_commands_usage_errors(pyxl_cmd, tmp_path):
+    """pyxl's own commands: an unknown option, or one missing its value, is
+    def_getopt's message as for xl's commands; any other usage error shows
+    the table's usage line (help()'s first line) and typer's message, or
+    def_getopt's for a missing argument."""
+    env = dict(__import__("os").environ, PYXL_ROOT=str(tmp_path))
+    for args, ch in ((["tpm-serve", "--bogus"], b"\0"), (["tpm-serve", "--state"], b"\0"),
+                     (["daemon", "-z", "status"], b"z")):
+        p = subprocess.run(pyxl_cmd + args, capture_output=True, env=env, timeout=60)
+        assert (p.returncode, p.stdout, p.stderr) == \
+            (2, b"", b"option `" + ch + b"' not supported.\n"), args
+    p = subprocess.run(pyxl_cmd + ["tpm-serve", "--state", str(tmp_path / "s"), "--port", "x"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    first, blank, error = p.stderr.splitlines()
+    assert p.returncode == 2 and p.stdout == "" and blank == ""
+    assert first == ("Usage: pyxl [-vtT] tpm-serve "
+                     + table.lookup("tpm-serve").usage), p.stderr
+    assert error.startswith("Error: Invalid value for '--port'"), p.stderr
+    assert not (tmp_path / "s").exists()
+    p = subprocess.run(pyxl_cmd + ["daemon"], capture_output=True, text=True, env=env,
+                       timeout=60)
+    assert p.returncode == 2 and p.stderr == "'pyxl daemon' requires at least 1 argument.\n\n"
+    assert p.stdout.startswith("Usage: pyxl [-vtTf] daemon <start|stop|status> [options]\n")
+    # options after the action (GNU ordering, unlike xl's commands)
+    p = subprocess.run(pyxl_cmd + ["daemon", "status", "--force"], capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert (p.returncode, p.stdout) == (3, "not running\n"), p.stderr
+
+
+def test_commands_without_typer_rows_never_import_typer(tmp_path):
+    """typer (and the pydantic behind it, ~0.2 s) is for the commands whose
+    handlers declare their options through it (tpm-serve); xl's commands,
+    the xenstore tools and `daemon` start without it."""
+    import os
+    import sys
+
+    code = ("import sys\nfrom pyxl.cli.main import main\n"
+            "for argv in (['help'], ['help', 'xenstore-ls'], ['list', '-z'],"
+            " ['create', '-n', %r], ['xenstore-read', '-h'], ['daemon', 'status', '--force']):\n"
+            "    main(argv)\n"
+            "assert 'typer' not in sys.modules and 'pydantic' not in sys.modules,"
+            " sorted(m for m in sys.modules if m.startswith(('typer', 'pydantic')))\n"
+            % str(Path(__file__).resolve().parents[1] / "examples" / "vtpm.cfg"))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, PYXL_ROOT=str(tmp_path)), timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert '"c_info"' in p.stdout, p.stdout[-500:]

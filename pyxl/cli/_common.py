@@ -2,44 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
     from typing import Any, Callable, ParamSpec
 
     _P = ParamSpec("_P")
-
-
-class _LazyTyper:
-    """`typer` for the handlers' annotations, imported only when used.
-
-    The handler modules say `typer.Option(...)` inside string annotations
-    (from __future__ import annotations).  typer (help, usage errors, the
-    man page) evaluates them and gets the real thing through this proxy;
-    the fast path (pyxl.cli.fastargs) evaluates them against a stub and
-    never pays typer's import.
-    """
-
-    def __getattr__(self, name: str) -> Any:
-        import typer as _typer
-
-        return getattr(_typer, name)
-
-
-typer = _LazyTyper()
-
-
-def need_args(cmd: str, args: list | None, n: int) -> bool:
-    """def_getopt's check: "'xl CMD' requires at least N argument(s)." + help, exit 2."""
-    if len(args or []) >= n:
-        return True
-    from pyxl.cli.main import print_help
-
-    print("'pyxl %s' requires at least %d argument%s.\n" % (cmd, n, "s" if n > 1 else ""),
-          file=sys.stderr)
-    print_help(cmd)
-    return False
 
 
 def call(op: str, **args: Any) -> Any:

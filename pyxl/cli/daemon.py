@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
 
-
-from pyxl.cli._common import typer, faults
+from pyxl.cli._common import faults
 
 
 @faults
-def daemon(
-    action: Annotated[Optional[str], typer.Argument(metavar="<start|stop|status>",
-                                                    show_default=False)] = None,
-    foreground: Annotated[bool, typer.Option("-F", "--foreground",
-                                             help="start: run in the foreground (for a service manager)")] = False,
-    force: Annotated[bool, typer.Option("--force",
-                                        help="stop: destroy every domain first")] = False,
-) -> int:
+def daemon(opts: None, args: list[str]) -> int:
+    from pyxl.cli import table, xlopt
     from pyxl.toolstack import client
     from pyxl.toolstack.errors import Fault
     from pyxl.toolstack.paths import Paths
 
+    cmd = table.BY_NAME["daemon"]
+    given, rest = xlopt.def_getopt(cmd, args, permute=True)
+    flags = {val for val, _ in given}
+    val = {name: v for name, _, v in cmd.longopts}
+    foreground, force = val["foreground"] in flags, val["force"] in flags
+    action = rest[0]
     paths = Paths.from_env()
     if action == "start":
         if foreground:
@@ -56,5 +54,5 @@ def daemon(
         print("running: pid %d, protocol %d, root %s, %d domain(s) besides Domain-0"
               % (st["pid"], st["protocol"], st["root"], st["domains"]))
         return 0
-    print("Usage: pyxl daemon <start|stop|status> [-F] [--force]", file=sys.stderr)
+    print("pyxl daemon: unknown action `%s' (start, stop or status)" % action, file=sys.stderr)
     return 2

@@ -1,8 +1,9 @@
 """Entry point: xl's global options, command lookup, lazy dispatch and help.
 
 Start-up cost matters (scripts call pyxl in loops), so this module imports
-nothing heavy: the table is plain data, and typer plus the handler's module
-are imported only once a command has been chosen.
+nothing heavy: the table is plain data, the handler's module is imported
+only once a command has been chosen, and typer only for the commands whose
+handlers declare their options through it (table.Command.typer).
 """
 
 from __future__ import annotations
@@ -13,16 +14,7 @@ from pyxl.cli import table
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing on every run
 if TYPE_CHECKING:
-    from typing import Any, Callable, Protocol
-
-    class _ClickError(Protocol):
-        """What is read of click's exceptions, matched by class name because
-        typer may bundle its own click."""
-
-        option_name: str
-        exit_code: int
-
-        def show(self) -> None: ...
+    from typing import Any, Callable
 
 
 class Globals:
@@ -37,6 +29,11 @@ class Globals:
 
 def usage_flags(cmd: table.Command) -> str:
     return "-vtT" + ("f" if cmd.modifies else "") + ("N" if cmd.can_dryrun else "")
+
+
+def usage_line(cmd: table.Command) -> str:
+    """The first line of help(CMD), and of a usage error."""
+    return "Usage: pyxl [%s] %s %s" % (usage_flags(cmd), cmd.name, cmd.usage)
 
 
 def print_help(command: str | None = None) -> None:
@@ -57,38 +54,36 @@ def print_help(command: str | None = None) -> None:
     if cmd is None:
         out.write('command "%s" not implemented\n' % command)
         return
-    out.write("Usage: pyxl [%s] %s %s\n\n%s.\n\n" % (usage_flags(cmd), cmd.name, cmd.usage, cmd.desc))
-    if cmd.xl:
-        if cmd.options is not None:
-            out.write("Options:\n\n%s\n" % cmd.options)
-        return
-    try:
-        opts = options_help(cmd)
-    except ImportError:
-        opts = ""
-    if opts:
-        out.write("Options:\n\n" + opts + "\n")
+    out.write("%s\n\n%s.\n\n" % (usage_line(cmd), cmd.desc))
+    opts = options_help(cmd) if cmd.typer else cmd.options
+    if opts is not None:            # xl prints an empty cmd_option too
+        out.write("Options:\n\n%s\n" % opts)
 
 
 def options_help(cmd: table.Command) -> str:
-    """xl-style option lines, rendered from the handler's own parameters."""
-    click_cmd = build_click(cmd)
+    """xl-style option lines for a typer row (help(CMD)'s "Options:")."""
     lines = []
-    for p in click_cmd.params:
-        if not getattr(p, "opts", None) or p.param_type_name != "option" or getattr(p, "hidden", False):
-            continue
-        names = ", ".join(list(p.opts) + list(p.secondary_opts))
-        if not p.is_flag and p.metavar:
-            names += " " + p.metavar
-        elif not p.is_flag and p.param_type_name == "option":
-            names += " " + p.name.upper()
-        helptext = (p.help or "").strip()
+    for names, helptext in typer_options(cmd):
         if len(names) >= 24:
             lines.append(names)
             lines.append(" " * 24 + helptext)
         else:
             lines.append("%-24s%s" % (names, helptext))
     return "\n".join(lines)
+
+
+def typer_options(cmd: table.Command) -> list[tuple[str, str]]:
+    """(names with metavar, help) of each option a typer row's handler
+    declares, for help(CMD) and the man page."""
+    out = []
+    for p in build_click(cmd).params:
+        if p.param_type_name != "option" or getattr(p, "hidden", False):
+            continue
+        names = ", ".join(list(p.opts) + list(p.secondary_opts))
+        if not p.is_flag:
+            names += " " + (p.metavar or p.name.upper())
+        out.append((names, " ".join((p.help or "").split())))
+    return out
 
 
 def load_handler(cmd: table.Command) -> Callable[..., Any]:
@@ -121,17 +116,15 @@ def wants_help(args: list[str]) -> bool:
     return False
 
 
-def run_xl(cmd: table.Command, args: list[str]) -> int:
-    """An xl command: def_getopt as its main_* function calls it, then the handler."""
+def run_command(cmd: table.Command, args: list[str]) -> int:
+    """Run one table row: through typer if its handler's signature declares
+    its options, else as xl's main_* functions run (def_getopt, then the
+    handler)."""
     from pyxl.cli import xlopt
 
     Globals.command = cmd.name
     try:
-        if cmd.getopt is None or cmd.selfparse:
-            opts, rest = None, args
-        else:
-            opts, rest = xlopt.def_getopt(cmd, args)
-        rc = load_handler(cmd)(opts, rest)
+        rc = run_typer(cmd, args) if cmd.typer else run_getopt(cmd, args)
     except xlopt.Exit as e:
         return e.code
     except BrokenPipeError:
@@ -139,79 +132,51 @@ def run_xl(cmd: table.Command, args: list[str]) -> int:
     return rc if isinstance(rc, int) else 0
 
 
-def run_command(cmd: table.Command, args: list[str]) -> int:
-    if cmd.xl:
-        return run_xl(cmd, args)
-    try:
-        handler: Callable[..., Any] | None = load_handler(cmd)
-    except ImportError:
-        handler = None
-    if handler is not None and getattr(handler, "raw_argv", False):
-        return handler(args)              # the command parses its own argv
-    if wants_help(args):  # -h prints the command's help, exit 0
+def run_getopt(cmd: table.Command, args: list[str]) -> object:
+    """def_getopt as a main_* function calls it, then the handler."""
+    from pyxl.cli import xlopt
+
+    if cmd.getopt is None or cmd.selfparse:
+        opts, rest = None, args
+    else:
+        opts, rest = xlopt.def_getopt(cmd, args)
+    return load_handler(cmd)(opts, rest)
+
+
+def run_typer(cmd: table.Command, args: list[str]) -> object:
+    """The handler called by typer with the options it parsed.  As for xl's
+    commands, -h or --help before "--" prints help(CMD) and exits 0, and an
+    unknown option or one missing its value is def_getopt's "option `%c'
+    not supported." (getopt's optopt: NUL for a long option), exit 2; other
+    usage errors print the table's usage line and typer's message, exit 2."""
+    if wants_help(args):
         print_help(cmd.name)
         return 0
-    rc = run_fast(cmd, args)
-    if rc is not None:
-        return rc
+    import typer
+
+    errors = click_errors()
     try:
-        click_cmd = build_click(cmd)
-    except ImportError as e:
-        if e.name and cmd.handler.startswith(e.name):
-            print("pyxl: command %s is not available in this build" % cmd.name, file=sys.stderr)
-            return 1
-        raise
-    try:
-        rc = click_cmd.main(args, prog_name="pyxl " + cmd.name, standalone_mode=False)
-    except BrokenPipeError:
-        return 0
-    except Exception as exc:
-        from typing import cast
-
-        # typer may bundle its own click: match the exception classes by name.
-        kinds = {k.__name__ for k in type(exc).__mro__}
-        ce = cast("_ClickError", exc)
-        if kinds & {"NoSuchOption", "BadOptionUsage"} and getattr(ce, "option_name", None):
-            # xl's def_getopt: getopt's optopt, which is 0 for a long option
-            name = ce.option_name
-            ch = name[1] if len(name) == 2 and name[0] == "-" and name[1] != "-" else "\0"
-            sys.stderr.write("option `%s' not supported.\n" % ch)
-            return 2
-        if "UsageError" in kinds:
-            ce.show()
-            return 2
-        if "Exit" in kinds:
-            return ce.exit_code
-        if "Abort" in kinds:
-            return 130
-        raise
-    if isinstance(rc, int):
-        return rc
-    return 0
+        return build_click(cmd).main(args, prog_name="pyxl " + cmd.name, standalone_mode=False)
+    except (errors.NoSuchOption, errors.BadOptionUsage) as e:
+        name = e.option_name
+        ch = name[1] if len(name) == 2 and name[0] == "-" and name[1] != "-" else "\0"
+        sys.stderr.write("option `%s' not supported.\n" % ch)
+        return 2
+    except errors.UsageError as e:
+        sys.stderr.write("%s\n\nError: %s\n" % (usage_line(cmd), e.format_message()))
+        return 2
+    except typer.Abort:            # Ctrl-C, with a typer still on click's own exceptions
+        return 130
 
 
-def run_fast(cmd: table.Command, args: list[str]) -> int | None:
-    """Plain command lines skip click/pydantic (pyxl.cli.fastargs); None = use typer."""
-    try:
-        handler = load_handler(cmd)
-    except ImportError:
-        return None
-    from pyxl.cli import fastargs
+def click_errors() -> Any:
+    """The exceptions module of the click typer runs on: typer.BadParameter is
+    click's BadParameter, whether typer bundles click or depends on it."""
+    import importlib
 
-    kwargs = fastargs.parse(handler, args)
-    if kwargs is None:
-        return None
-    try:
-        rc = handler(**kwargs)
-    except BrokenPipeError:
-        return 0
-    except Exception as exc:
-        if "Exit" in {k.__name__ for k in type(exc).__mro__}:
-            from typing import cast
+    import typer
 
-            return cast("_ClickError", exc).exit_code
-        raise
-    return rc if isinstance(rc, int) else 0
+    return importlib.import_module(typer.BadParameter.__module__)
 
 
 def parse_globals(argv: list[str]) -> list[str] | int:

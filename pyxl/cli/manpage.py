@@ -3,8 +3,9 @@
     python -m pyxl.cli.manpage > man/pyxl.1
 
 Nothing here is written by hand per command: names, usage, descriptions and
-xl's option text come from pyxl/cli/table.py, the options of pyxl's own
-commands (names, metavars, help) from their handlers' typer parameters,
+xl's option text come from pyxl/cli/table.py, the options of the commands
+whose handlers declare them through typer (names, metavars, help) from
+those parameters,
 exit statuses from the fault table.  A test
 checks that the committed page equals the generated one.
 """
@@ -15,29 +16,12 @@ import sys
 
 from pyxl import __version__
 from pyxl.cli import table
+from pyxl.cli.main import typer_options
 
 
 def esc(text: str) -> str:
     text = text.replace("\\", "\\\\").replace("-", "\\-")
     return "\n".join(("\\&" + l if l.startswith((".", "'")) else l) for l in text.split("\n"))
-
-
-def options(cmd: table.Command) -> list[tuple[str, str]]:
-    from pyxl.cli.main import build_click
-
-    try:
-        click_cmd = build_click(cmd)
-    except ImportError:
-        return []
-    out = []
-    for p in click_cmd.params:
-        if p.param_type_name != "option" or getattr(p, "hidden", False):
-            continue
-        names = ", ".join(list(p.opts) + list(p.secondary_opts))
-        if not p.is_flag:
-            names += " " + (p.metavar or p.name.upper())
-        out.append((names, " ".join((p.help or "").split())))
-    return out
 
 
 def render() -> str:
@@ -92,11 +76,11 @@ def render() -> str:
                   esc(cmd.desc.replace("\n", " ")) + "."]
             more = cmd.usage.split("\n", 1)[1:]       # console, vncviewer: options in the usage
             text = "\n".join(t.strip("\n") for t in more + [cmd.options or ""] if t.strip())
-            if cmd.xl:
+            if not cmd.typer:
                 if text:
                     L += [".RS", ".nf", esc(text), ".fi", ".RE"]
                 continue
-            opts = options(cmd)
+            opts = typer_options(cmd)
             if opts:
                 L.append(".RS")
                 for names, helptext in opts:

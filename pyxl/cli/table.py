@@ -26,16 +26,22 @@ from collections import namedtuple
 # default (--help only) -- and required positional arguments; getopt None:
 # the command reads its arguments itself without getopt (main_getenforce).
 # selfparse: the handler runs def_getopt itself, after looking at its
-# arguments first as xl's main_create does.  xl: False for pyxl's own
-# commands, which are found by their full name only and parse their options
-# through typer.
-# An xl handler is called as handler(opts, args): opts the (option, optarg)
+# arguments first as xl's main_create does (pyxl's daemon: to run it with
+# GNU ordering, `daemon stop --force`).  xl: False for pyxl's own commands,
+# which are found by their full name only.
+# A handler is called as handler(opts, args): opts the (option, optarg)
 # pairs getopt returned, args the positional arguments; with getopt None or
-# selfparse, opts is None and args are all the command's arguments.
+# selfparse, opts is None and args are all the command's arguments (the
+# xenstore tools read them with xenstore_client.c's own getopt_long).
+# typer: the handler's typer signature declares the command's options
+# instead (tpm-serve: its many long options, typed values, help text);
+# typer parses the command line and the handler is called with keyword
+# arguments.  typer (and pydantic under it, ~0.2 s of start-up) is
+# imported only when such a command runs, or for its help.
 # A namedtuple rather than a dataclass: every pyxl run imports this table,
 # and dataclasses (with inspect) cost ~10 ms of start-up.
 Command = namedtuple("Command", "name handler can_dryrun modifies desc usage options "
-                     "getopt longopts nreq xl selfparse", defaults=(True, False))
+                     "getopt longopts nreq xl selfparse typer", defaults=(True, False, False))
 
 
 COMMANDS: tuple[Command, ...] = (
@@ -731,10 +737,14 @@ COMMANDS: tuple[Command, ...] = (
             "[-h] [-n NR] key", None, None, None, 0, xl=False),
     Command("daemon", "pyxl.cli.daemon:daemon", False, True,
             "Run, query or stop the simulated host's daemon",
-            "<start|stop|status> [options]", None, None, None, 0, xl=False),
+            "<start|stop|status> [options]",
+            ("-F, --foreground        start: run in the foreground (for a service manager)\n"
+             "--force                 stop: destroy every domain first"),
+            "F", (("foreground", 0, "F"), ("force", 0, 0x100)), 1, xl=False, selfparse=True),
     Command("tpm-serve", "pyxl.cli.tpm:tpm_serve", False, False,
             "Serve a TPM 1.2 (or with --tpm2 a TPM 2.0) engine on a raw TCP or Unix socket",
-            "--state DIR [--port P] [--unix PATH] [options]", None, None, None, 0, xl=False),
+            "--state DIR [--port P] [--unix PATH] [options]", None, None, None, 0, xl=False,
+            typer=True),
 )
 
 XL_COMMANDS = tuple(c for c in COMMANDS if c.xl)

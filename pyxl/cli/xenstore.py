@@ -4,8 +4,9 @@ xenstored's wire protocol to the host's xenstored socket
 (run/pyxl/xenstored/socket) as Debian's xenstore-utils do, with the same
 options (GNU getopt_long), output, messages and exit statuses.
 
-The handlers take their command line raw (`raw_argv`): xenstore_client.c
-parses it itself, and `-h` is its usage error, not pyxl's help.
+The handlers take their command line as it is (their table rows have no
+getopt string): xenstore_client.c parses it itself, and `-h` is its usage
+error, not pyxl's help.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ import errno as _errno
 import os
 import sys
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Callable, Iterator, NoReturn, Optional
-
-from pyxl.cli._common import typer
+from typing import TYPE_CHECKING, Callable, Iterator, NoReturn
 
 if TYPE_CHECKING:
     from pyxl.toolstack.xsclient import XsClient
@@ -187,78 +186,21 @@ def unsanitise_value(text: bytes) -> bytes:
 
 # -- getopt_long("hfspturn:R"), GNU style: options anywhere, "--" ends them ---
 SHORT = "hfspturn:R"
-LONG = (("help", False, "h"), ("flat", False, "f"), ("prefix", False, "p"),
-        ("tidy", False, "t"), ("upto", False, "u"), ("recurse", False, "r"),
-        ("number", True, "n"), ("raw", False, "R"))
+LONG = (("help", 0, "h"), ("flat", 0, "f"), ("prefix", 0, "p"), ("tidy", 0, "t"),
+        ("upto", 0, "u"), ("recurse", 0, "r"), ("number", 1, "n"), ("raw", 0, "R"))
 
 
 def getopt_long(tool: Tool, argv: list[str]) -> Iterator[tuple[str, str | None]]:
     """Yield (option, argument) in order ('?' for an error, reported as
-    glibc does); afterwards `tool.operands` holds the other arguments."""
-    operands: list[str] = []
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        i += 1
-        if a == "--":
-            operands.extend(argv[i:])
-            break
-        if a.startswith("--"):
-            name, eq, value = a[2:].partition("=")
-            hits = [o for o in LONG if o[0] == name] or [o for o in LONG if o[0].startswith(name)]
-            if len(hits) > 1:
-                sys.stderr.write("%s: option '%s' is ambiguous; possibilities:%s\n"
-                                 % (tool.prog, a,
-                                    "".join(" '--%s'" % o[0] for o in hits)))
-                yield "?", None
-                continue
-            if not hits:
-                sys.stderr.write("%s: unrecognized option '%s'\n" % (tool.prog, a))
-                yield "?", None
-                continue
-            lname, has_arg, ch = hits[0]
-            if has_arg:
-                if not eq:
-                    if i >= len(argv):
-                        sys.stderr.write("%s: option '--%s' requires an argument\n"
-                                         % (tool.prog, lname))
-                        yield "?", None
-                        continue
-                    value = argv[i]
-                    i += 1
-                yield ch, value
-            elif eq:
-                sys.stderr.write("%s: option '--%s' doesn't allow an argument\n"
-                                 % (tool.prog, lname))
-                yield "?", None
-            else:
-                yield ch, None
-            continue
-        if not a.startswith("-") or a == "-":
-            operands.append(a)
-            continue
-        j = 1
-        while j < len(a):
-            ch = a[j]
-            j += 1
-            k = SHORT.find(ch)
-            if k < 0 or ch == ":":
-                sys.stderr.write("%s: invalid option -- '%s'\n" % (tool.prog, ch))
-                yield "?", None
-                continue
-            if SHORT[k + 1:k + 2] == ":":
-                if j < len(a):
-                    yield ch, a[j:]
-                elif i < len(argv):
-                    yield ch, argv[i]
-                    i += 1
-                else:
-                    sys.stderr.write("%s: option requires an argument -- '%s'\n"
-                                     % (tool.prog, ch))
-                    yield "?", None
-                break
-            yield ch, None
-    tool.operands = operands
+    glibc does: xenstore_client.c leaves opterr at 1 and the ordering at
+    GNU's default); afterwards `tool.operands` holds the other arguments."""
+    from pyxl.cli.xlopt import GetoptError, scan
+
+    for got in scan(argv, SHORT, LONG, tool.operands, permute=True, prog=tool.prog):
+        if isinstance(got, GetoptError):
+            yield "?", None
+        else:
+            yield str(got[0]), got[1]
 
 
 def _atoi(text: str) -> int:
@@ -597,12 +539,12 @@ def _main(tool: Tool, argv: list[str]) -> int:
 
 
 # -- the command table's handlers --------------------------------------------
-def _handler(mode: Mode) -> Callable[[Optional[list[str]]], int]:
-    def handler(args: Annotated[Optional[list[str]],
-                                typer.Argument(metavar="ARGS", show_default=False)] = None) -> int:
-        return run(mode, list(args or []))
+def _handler(mode: Mode) -> Callable[[None, list[str]], int]:
+    def handler(opts: None, args: list[str]) -> int:
+        """The table's row has no getopt string: the arguments come as they
+        are, for xenstore_client.c's own getopt_long."""
+        return run(mode, args)
     handler.__name__ = "xenstore_" + mode.value
-    setattr(handler, "raw_argv", True)    # main.run_command passes it argv as it is
     return handler
 
 

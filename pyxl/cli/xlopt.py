@@ -24,7 +24,7 @@ import sys
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
-    from typing import Callable, Sequence, TypeAlias
+    from typing import Callable, Iterator, Sequence, TypeAlias
 
     from pyxl.cli.table import Command
 
@@ -53,20 +53,36 @@ class GetoptError(Exception):
         self.before = list(before)
 
 
-def getopt_long(args: list[str], optstring: str, longopts: LongOpts) -> tuple[Opts, list[str]]:
-    """glibc's getopt_long in REQUIRE_ORDER mode over ARGS (the command's
-    arguments, without its name).  Returns ([(val, optarg)], positional);
-    raises GetoptError(optopt) at the first bad option.  longopts:
-    ((name, has_arg, val), ...); val is a one-character string or an int."""
+def getopt_long(args: list[str], optstring: str, longopts: LongOpts,
+                permute: bool = False) -> tuple[Opts, list[str]]:
+    """glibc's getopt_long in REQUIRE_ORDER mode (unless PERMUTE) over ARGS
+    (the command's arguments, without its name), with opterr = 0, as xl
+    runs it.  Returns
+    ([(val, optarg)], positional); raises GetoptError(optopt) at the first
+    bad option.  longopts: ((name, has_arg, val), ...); val is a
+    one-character string or an int."""
     out: Opts = []
-    try:
-        return _getopt(args, optstring, longopts, out)
-    except GetoptError as e:
-        raise GetoptError(e.optopt, out) from None
+    rest: list[str] = []
+    for got in scan(args, optstring, longopts, rest, permute=permute):
+        if isinstance(got, GetoptError):
+            raise GetoptError(got.optopt, out)
+        out.append(got)
+    return out, rest
 
 
-def _getopt(args: list[str], optstring: str, longopts: LongOpts,
-            out: Opts) -> tuple[Opts, list[str]]:
+def scan(args: list[str], optstring: str, longopts: LongOpts, operands: list[str], *,
+         permute: bool = False, prog: str | None = None) -> Iterator[Opt | GetoptError]:
+    """glibc's getopt_long (posix/getopt.c, _getopt_internal_r) over ARGS:
+    yields (val, optarg) for each option in turn and GetoptError(optopt)
+    for each bad one, where glibc returns '?' (optopt 0 for an unknown or
+    ambiguous long option), going on after it as glibc does; the other arguments are appended to OPERANDS.
+    REQUIRE_ORDER (xl's commands) unless PERMUTE (a program's own
+    getopt_long, GNU's default: options anywhere before "--").  With PROG,
+    opterr is 1: each error prints glibc's message after "PROG: "."""
+    def error(fmt: str, *a: object) -> None:
+        if prog is not None:
+            sys.stderr.write(("%s: " + fmt + "\n") % ((prog,) + a))
+
     i, n = 0, len(args)
     while i < n:
         a = args[i]
@@ -74,7 +90,11 @@ def _getopt(args: list[str], optstring: str, longopts: LongOpts,
             i += 1
             break
         if not a.startswith("-") or a == "-":
-            break
+            if not permute:
+                break
+            operands.append(a)
+            i += 1
+            continue
         i += 1
         if a.startswith("--"):
             name, eq, value = a[2:].partition("=")
@@ -82,22 +102,32 @@ def _getopt(args: list[str], optstring: str, longopts: LongOpts,
             if not found:
                 found = [o for o in longopts if o[0].startswith(name)]
                 # several prefixes are ambiguous unless they are the same option
-                if any(o[1:] != found[0][1:] for o in found[1:]):
-                    raise GetoptError(0)
+                ambiguous = [o for o in found[1:] if o[1:] != found[0][1:]]
+                if ambiguous:
+                    error("option '%s' is ambiguous; possibilities:%s", a,
+                          "".join(" '--%s'" % o[0] for o in found[:1] + ambiguous))
+                    yield GetoptError(0)
+                    continue
             if not found:
-                raise GetoptError(0)
-            _, has_arg, val = found[0]
+                error("unrecognized option '%s'", a)
+                yield GetoptError(0)
+                continue
+            lname, has_arg, val = found[0]
             optarg = None
             if eq:
                 if not has_arg:
-                    raise GetoptError(val)
+                    error("option '--%s' doesn't allow an argument", lname)
+                    yield GetoptError(val)
+                    continue
                 optarg = value
             elif has_arg == 1:
                 if i >= n:
-                    raise GetoptError(val)
+                    error("option '--%s' requires an argument", lname)
+                    yield GetoptError(val)
+                    continue
                 optarg = args[i]
                 i += 1
-            out.append((val, optarg))
+            yield val, optarg
             continue
         j = 1
         while j < len(a):
@@ -105,39 +135,44 @@ def _getopt(args: list[str], optstring: str, longopts: LongOpts,
             j += 1
             k = optstring.find(c)
             if k < 0 or c == ":":
-                raise GetoptError(c)
+                error("invalid option -- '%s'", c)
+                yield GetoptError(c)
+                continue
             if optstring[k + 1:k + 2] == ":":
                 if optstring[k + 2:k + 3] == ":":      # optional: only attached
-                    out.append((c, a[j:] or None))
+                    yield c, a[j:] or None
                 elif j < len(a):
-                    out.append((c, a[j:]))
+                    yield c, a[j:]
                 elif i < n:
-                    out.append((c, args[i]))
+                    yield c, args[i]
                     i += 1
                 else:
-                    raise GetoptError(c)
+                    error("option requires an argument -- '%s'", c)
+                    yield GetoptError(c)
                 break
-            out.append((c, None))
-    return out, args[i:]
+            yield c, None
+    operands.extend(args[i:])
 
 
 HELP_ONLY = (("help", 0, "h"),)
 
 
 def def_getopt(cmd: Command, args: list[str], helpname: str | None = None,
-               each: Callable[[str | int, str | None], None] | None = None
-               ) -> tuple[Opts, list[str]]:
+               each: Callable[[str | int, str | None], None] | None = None,
+               permute: bool = False) -> tuple[Opts, list[str]]:
     """def_getopt + SWITCH_FOREACH_OPT for table row CMD: the options and
     positional arguments, or Exit after printing what xl prints.  EACH, if
     given, is called with every (option, optarg) in turn, as the body of the
-    command's switch runs before getopt reads the next option."""
+    command's switch runs before getopt reads the next option.  PERMUTE:
+    GNU ordering (options after positional arguments too), for pyxl's own
+    commands that want it; xl's always stop at the first positional one."""
     from pyxl.cli.main import print_help
 
     helpname = helpname or cmd.name
     longopts = HELP_ONLY if cmd.longopts is None else cmd.longopts + HELP_ONLY
     error = None
     try:
-        opts, rest = getopt_long(args, "h" + cmd.getopt, longopts)
+        opts, rest = getopt_long(args, "h" + cmd.getopt, longopts, permute)
     except GetoptError as e:
         opts, rest, error = e.before, [], e.optopt
     for val, optarg in opts:

@@ -2,7 +2,7 @@
 
 A domain here is the hypervisor's view of one guest: an id, a uuid, memory
 and vcpus it was given, and its run state.  The process that *is* the guest
-is started by the toolstack (pyxl.toolstack.domains); this table records its
+is started by the toolstack's daemon (pyxl.toolstack); this table records its
 pid and reads its run state and CPU time from the OS, as Xen's scheduler
 would know them.
 """

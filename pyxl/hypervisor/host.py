@@ -49,10 +49,6 @@ class Host:
     def from_dict(cls, d: dict) -> "Host":
         return cls(**d)
 
-    @property
-    def total_kb(self) -> int:
-        return self.total_memory_mb * 1024
-
     def guest_pool_kb(self) -> int:
         """Memory domains other than dom0 can be given."""
         return (self.total_memory_mb - self.dom0_memory_mb - XEN_RESERVED_MB) * 1024

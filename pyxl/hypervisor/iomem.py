@@ -43,10 +43,6 @@ class IoMem:
         with self._lock:
             self._permits.setdefault(domid, []).append((start_pfn, nr_pages))
 
-    def permits(self, domid: int) -> list[tuple[int, int]]:
-        with self._lock:
-            return list(self._permits.get(domid, []))
-
     def domain_destroyed(self, domid: int) -> None:
         with self._lock:
             self._permits.pop(domid, None)

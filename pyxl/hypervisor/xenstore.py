@@ -274,9 +274,6 @@ class XenStore:
             first = Perm(0, first.access)
         return (first,) + tuple(p for p in perms[1:] if p.domid != domid)
 
-    def _count_owned(self, domid: int) -> int:
-        return sum(1 for n in self._nodes.values() if n.owner == domid)
-
     def _index_watch(self, conn: "XsConnection", name: str, token: str, relative: bool) -> None:
         self._watch_seq += 1
         self._watch_index.setdefault(name, {})[(id(conn), token)] = \

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import re
 import time
+from typing import TYPE_CHECKING, Callable
 
 from pyxl.hypervisor.xenstore import payload_fits
+
+if TYPE_CHECKING:
+    from pyxl.hypervisor.xenstore import XsConnection
 
 # xenbus states (xen/include/public/io/xenbus.h)
 XenbusStateUnknown = 0
@@ -23,7 +27,7 @@ XenbusStateClosing = 5
 XenbusStateClosed = 6
 
 
-def _tx(xs, fn, retries: int = 20):
+def _tx(xs: XsConnection, fn: Callable[[int], object], retries: int = 20) -> None:
     """Run fn(tx) in a transaction, retrying on EAGAIN as libxl does."""
     for _ in range(retries):
         t = xs.transaction_start()
@@ -44,7 +48,7 @@ def _tx(xs, fn, retries: int = 20):
     raise OSError("xenstore transaction kept failing")
 
 
-def _write_dir(xs, t, base: str, kv: dict, perms: list[str] | None) -> None:
+def _write_dir(xs: XsConnection, t: int, base: str, kv: dict, perms: list[str] | None) -> None:
     xs.mkdir(base, t)
     if perms:
         xs.set_perms(base, perms, t)
@@ -52,7 +56,7 @@ def _write_dir(xs, t, base: str, kv: dict, perms: list[str] | None) -> None:
         xs.write("%s/%s" % (base, k), str(v), t)
 
 
-def write_domain(xs, domid: int, name: str, uuid: str, max_memkb: int, target_memkb: int,
+def write_domain(xs: XsConnection, domid: int, name: str, uuid: str, max_memkb: int, target_memkb: int,
                  vcpus: int, kernel: str, cmdline: str, start_time: float) -> None:
     """The directories libxl__domain_make and libxl__build_post create."""
     dom = "/local/domain/%d" % domid
@@ -60,7 +64,7 @@ def write_domain(xs, domid: int, name: str, uuid: str, max_memkb: int, target_me
     ro = ["n0", "r%d" % domid]           # dom0 owns, the guest may read
     rw = ["n%d" % domid]                 # the guest owns
 
-    def body(t):
+    def body(t: int) -> None:
         for p, perms in ((dom, ro), (vm, ro), ("/libxl/%d" % domid, ["n0"])):
             xs.mkdir(p, t)
             xs.set_perms(p, perms, t)
@@ -98,7 +102,7 @@ def write_domain(xs, domid: int, name: str, uuid: str, max_memkb: int, target_me
     _tx(xs, body)
 
 
-def domain_paths(xs, domid: int, uuid: str) -> list[str]:
+def domain_paths(xs: XsConnection, domid: int, uuid: str) -> list[str]:
     """What libxl__destroy_domid removes: the domain's dirs and, for each of
     its devices, the backend's directory for it (found through the
     frontends' `backend` nodes, so the cost is per device, not per host)."""
@@ -120,11 +124,14 @@ def backend_domid_of(path: str) -> int | None:
     return None
 
 
-def wait_backend_gone(xs, path: str, timeout: float, alive=lambda: True) -> bool:
+def wait_backend_gone(xs: XsConnection, path: str, timeout: float,
+                      alive: Callable[..., bool] = lambda: True) -> bool:
     """libxl__initiate_device_generic_remove's wait: a backend living in
     another domain (a vtpm-stubdom's tpmback) tears its own directories
     down once it sees the frontend go; give it LIBXL_DESTROY_TIMEOUT before
-    removing what is left.  True if the backend cleaned up by itself."""
+    removing what is left.  True if the backend cleaned up by itself.
+    `alive()` is called without arguments (the host binds the backend's
+    domid as the lambda's default, hence Callable[..., bool])."""
     deadline = time.monotonic() + timeout
     delay = 0.005
     while _ls(xs, path):
@@ -135,7 +142,7 @@ def wait_backend_gone(xs, path: str, timeout: float, alive=lambda: True) -> bool
     return True
 
 
-def remove_paths(xs, paths: list[str]) -> None:
+def remove_paths(xs: XsConnection, paths: list[str]) -> None:
     for p in paths:
         try:
             xs.rm(p)
@@ -143,14 +150,14 @@ def remove_paths(xs, paths: list[str]) -> None:
             pass
 
 
-def _ls(xs, path) -> list[str]:
+def _ls(xs: XsConnection, path: str) -> list[str]:
     try:
         return list(xs.directory(path))
     except OSError:
         return []
 
 
-def _exists(xs, path) -> bool:
+def _exists(xs: XsConnection, path: str) -> bool:
     try:
         xs.read(path)
         return True
@@ -158,7 +165,7 @@ def _exists(xs, path) -> bool:
         return False
 
 
-def read(xs, path: str, default: str | None = None) -> str | None:
+def read(xs: XsConnection, path: str, default: str | None = None) -> str | None:
     try:
         v = xs.read(path)
     except OSError:
@@ -201,7 +208,7 @@ def disk_readwrite(disk: dict) -> bool:
     return bool(disk.get("readwrite", 0))
 
 
-def generic_add(xs, t, kind: str, domid: int, backend_domid: int, devid: int,
+def generic_add(xs: XsConnection, t: int, kind: str, domid: int, backend_domid: int, devid: int,
                 back: dict, front: dict, ro_front: dict | None = None,
                 backend_kind: str | None = None) -> tuple[str, str]:
     """libxl__device_generic_add (libxl_device.c), inside transaction `t`:
@@ -258,7 +265,7 @@ def vbd_entries(domid: int, backend_domid: int, disk: dict, devid: int) -> tuple
     return back, front
 
 
-def add_vbd(xs, domid: int, backend_domid: int, disk: dict, devid: int) -> tuple[str, str]:
+def add_vbd(xs: XsConnection, domid: int, backend_domid: int, disk: dict, devid: int) -> tuple[str, str]:
     """Frontend + backend dirs of one disk (libxl__device_disk_add)."""
     back, front = vbd_entries(domid, backend_domid, disk, devid)
     out: list = []
@@ -278,7 +285,7 @@ def random_mac(rand: bytes) -> str:
     return "00:16:3e:%02x:%02x:%02x" % (rand[0] & 0x7F, rand[1], rand[2])
 
 
-def format_mac(mac) -> str:
+def format_mac(mac: str | bytes | list[int]) -> str:
     """LIBXL_MAC_FMT of the libxl JSON's mac (a string or six octets)."""
     if isinstance(mac, str):
         return mac.lower()
@@ -331,7 +338,7 @@ def vif_entries(domid: int, backend_domid: int, nic: dict) -> tuple[dict, dict, 
     return back, front, {"mtu": int(nic["mtu"])}
 
 
-def add_vif(xs, domid: int, backend_domid: int, nic: dict) -> tuple[str, str]:
+def add_vif(xs: XsConnection, domid: int, backend_domid: int, nic: dict) -> tuple[str, str]:
     """libxl__device_nic_add: one transaction (nic already setdefault-ed)."""
     back, front, ro_front = vif_entries(domid, backend_domid, nic)
     out: list = []
@@ -376,7 +383,7 @@ def vkb_entries(domid: int, backend_domid: int, vkb: dict) -> tuple[dict, dict]:
     return back, {"backend-id": backend_domid, "state": XenbusStateInitialising}
 
 
-def add_vkb(xs, domid: int, backend_domid: int, vkb: dict) -> tuple[str, str]:
+def add_vkb(xs: XsConnection, domid: int, backend_domid: int, vkb: dict) -> tuple[str, str]:
     back, front = vkb_entries(domid, backend_domid, vkb)
     out: list = []
     _tx(xs, lambda t: out.append(generic_add(xs, t, "vkbd", domid, backend_domid,
@@ -385,7 +392,7 @@ def add_vkb(xs, domid: int, backend_domid: int, vkb: dict) -> tuple[str, str]:
     return out[-1]
 
 
-def vkb_info(xs, domid: int, devid: int) -> dict | None:
+def vkb_info(xs: XsConnection, domid: int, devid: int) -> dict | None:
     """libxl_device_vkb_getinfo, with the list's unique-id and backend type
     (libxl__vkb_from_xenstore reads them from the backend)."""
     fe = "/local/domain/%d/device/vkbd/%d" % (domid, devid)
@@ -416,7 +423,7 @@ def vdispl_entries(domid: int, backend_domid: int, vdispl: dict) -> tuple[dict, 
     return back, front, ro
 
 
-def add_vdispl(xs, domid: int, backend_domid: int, vdispl: dict) -> tuple[str, str]:
+def add_vdispl(xs: XsConnection, domid: int, backend_domid: int, vdispl: dict) -> tuple[str, str]:
     back, front, ro = vdispl_entries(domid, backend_domid, vdispl)
     out: list = []
     _tx(xs, lambda t: out.append(generic_add(xs, t, "vdispl", domid, backend_domid,
@@ -424,7 +431,7 @@ def add_vdispl(xs, domid: int, backend_domid: int, vdispl: dict) -> tuple[str, s
     return out[-1]
 
 
-def vdispl_info(xs, domid: int, devid: int) -> dict | None:
+def vdispl_info(xs: XsConnection, domid: int, devid: int) -> dict | None:
     """libxl_device_vdispl_getinfo and libxl__device_vdispl_getconnectors:
     connectors are the frontend's numbered children, counted from 0 until
     one is missing; one without its id or resolution fails the row."""
@@ -489,7 +496,7 @@ def vsnd_front(vsnd: dict) -> dict:
     return front
 
 
-def add_vsnd(xs, domid: int, backend_domid: int, vsnd: dict) -> tuple[str, str]:
+def add_vsnd(xs: XsConnection, domid: int, backend_domid: int, vsnd: dict) -> tuple[str, str]:
     back = {"frontend-id": domid, "online": 1, "state": XenbusStateInitialising}
     front = dict({"backend-id": backend_domid, "state": XenbusStateInitialising},
                  **vsnd_front(vsnd))
@@ -499,7 +506,7 @@ def add_vsnd(xs, domid: int, backend_domid: int, vsnd: dict) -> tuple[str, str]:
     return out[-1]
 
 
-def _params_of(xs, path: str) -> dict:
+def _params_of(xs: XsConnection, path: str) -> dict:
     """libxl__params_from_xenstore: lists split at spaces and commas."""
     p: dict = {}
     for key in ("sample-rates", "sample-formats"):
@@ -520,7 +527,7 @@ def _strtoul(v: str) -> int:
     return int(m.group(1), 0) & 0xFFFFFFFF if m else 0
 
 
-def vsnd_info(xs, domid: int, devid: int) -> dict | None:
+def vsnd_info(xs: XsConnection, domid: int, devid: int) -> dict | None:
     """libxl__vsnd_from_xenstore and libxl_device_vsnd_getinfo: the card as
     the frontend holds it, PCMs and streams counted from 0 until one is
     missing, each stream's ring-ref and event-channel (-1 if absent)."""
@@ -549,7 +556,7 @@ def vsnd_info(xs, domid: int, devid: int) -> dict | None:
 
 # -- vusb -------------------------------------------------------------------
 
-def add_usbctrl(xs, domid: int, backend_domid: int, ctrl: dict) -> tuple[str, str]:
+def add_usbctrl(xs: XsConnection, domid: int, backend_domid: int, ctrl: dict) -> tuple[str, str]:
     """libxl__device_usbctrl_add_xenstore (libxl_usb.c) for a `pv`
     controller: the common keys, then type, usb-ver, num-ports and one
     empty `port/N` per port."""
@@ -565,7 +572,7 @@ def add_usbctrl(xs, domid: int, backend_domid: int, ctrl: dict) -> tuple[str, st
     return out[-1]
 
 
-def usbctrl_info(xs, domid: int, devid: int) -> dict | None:
+def usbctrl_info(xs: XsConnection, domid: int, devid: int) -> dict | None:
     """libxl_device_usbctrl_getinfo: the type from libxl's copy, the rest
     from the frontend and the backend (atoi; -1 where a key is missing)."""
     lib = "/libxl/%d/device/vusb/%d" % (domid, devid)
@@ -587,7 +594,7 @@ def _atoi_or(v: str | None) -> int:
     return int(m.group(1)) if m else 0
 
 
-def backend_ready(xs, be: str, hotplug: bool) -> None:
+def backend_ready(xs: XsConnection, be: str, hotplug: bool) -> None:
     """What dom0's backend driver does on seeing a new device (blkback and
     netback's probe: state InitWait) and, for a vif, the hotplug script's
     `success` (xen-hotplug-common.sh: hotplug-status connected)."""
@@ -596,7 +603,7 @@ def backend_ready(xs, be: str, hotplug: bool) -> None:
         xs.write(be + "/hotplug-status", "connected")
 
 
-def device_ids(xs, domid: int, kind: str) -> list[int]:
+def device_ids(xs: XsConnection, domid: int, kind: str) -> list[int]:
     """libxl__device_list's walk: /libxl/<domid>/device/<kind>, in
     xenstore's order."""
     return [int(d) for d in _ls(xs, "/libxl/%d/device/%s" % (domid, kind)) if d.isdigit()]
@@ -610,7 +617,7 @@ def _num(v: str | None) -> int:
     return int(m.group()) if m else 0
 
 
-def device_info(xs, domid: int, kind: str, devid: int) -> dict | None:
+def device_info(xs: XsConnection, domid: int, kind: str, devid: int) -> dict | None:
     """libxl_device_{disk,nic}_getinfo: the backend path from libxl's copy,
     the state, event channel and ring references from the frontend.  None
     where libxl's copy has no backend (getinfo fails, the row is skipped)."""
@@ -629,7 +636,7 @@ def device_info(xs, domid: int, kind: str, devid: int) -> dict | None:
             "vdev": read(xs, lib + "/dev"), "frontend_id": domid}
 
 
-def list_channels(xs, domid: int) -> list[dict]:
+def list_channels(xs: XsConnection, domid: int) -> list[dict]:
     """libxl_device_channel_list + getinfo (libxl_console.c): channels are
     the consoles with a `name` in libxl's copy, numbered in xenstore's
     order; the frontend is console devid+1."""
@@ -652,8 +659,8 @@ def list_channels(xs, domid: int) -> list[dict]:
     return rows
 
 
-def remove_device(xs, domid: int, kind: str, devid: int, timeout: float,
-                  alive=lambda: True) -> bool:
+def remove_device(xs: XsConnection, domid: int, kind: str, devid: int, timeout: float,
+                  alive: Callable[[], bool] = lambda: True) -> bool:
     """libxl__initiate_device_generic_remove: only a Connected backend is
     asked to close (online 0, state Closing) and waited for (Closed); then
     the frontend, backend and libxl's copy go.  False if the backend did
@@ -663,14 +670,14 @@ def remove_device(xs, domid: int, kind: str, devid: int, timeout: float,
     be = read(xs, lib + "/backend") or read(xs, fe + "/backend")
     state = read(xs, be + "/state") if be else None
     if be and state is not None and state.isdigit() and int(state) == XenbusStateConnected:
-        def closing(t):
+        def closing(t: int) -> None:
             xs.write(be + "/online", "0", t)
             xs.write(be + "/state", str(XenbusStateClosing), t)
         _tx(xs, closing)
         if not wait_state(xs, be, XenbusStateClosed, timeout, alive):
             return False
 
-    def destroy(t):          # libxl__device_destroy, run by the toolstack domain
+    def destroy(t: int) -> None:          # libxl__device_destroy, run by the toolstack domain
         for p in (fe, lib, be):
             if p:
                 path_cleanup(xs, t, p)
@@ -678,7 +685,7 @@ def remove_device(xs, domid: int, kind: str, devid: int, timeout: float,
     return True
 
 
-def path_cleanup(xs, t, path: str) -> None:
+def path_cleanup(xs: XsConnection, t: int, path: str) -> None:
     """libxl__xs_path_cleanup (libxl_xshelp.c): remove `path`, then each
     parent that is left empty (no value, no children)."""
     try:
@@ -702,14 +709,14 @@ def path_cleanup(xs, t, path: str) -> None:
 
 # -- vtpm ---------------------------------------------------------------
 
-def add_vtpm(xs, domid: int, backend_domid: int, devid: int, uuid: str) -> tuple[str, str]:
+def add_vtpm(xs: XsConnection, domid: int, backend_domid: int, devid: int, uuid: str) -> tuple[str, str]:
     """libxl__device_vtpm_add: both dirs in one transaction, state 1/1."""
     fe = "/local/domain/%d/device/vtpm/%d" % (domid, devid)
     be = "/local/domain/%d/backend/vtpm/%d/%d" % (backend_domid, domid, devid)
     back = {"frontend": fe, "frontend-id": domid, "online": 1,
             "state": XenbusStateInitialising, "handle": devid, "uuid": uuid, "resume": "False"}
 
-    def body(t):
+    def body(t: int) -> None:
         _write_dir(xs, t, be, back, ["n%d" % backend_domid, "r%d" % domid])
         _write_dir(xs, t, fe, {"backend": be, "backend-id": backend_domid,
                                "state": XenbusStateInitialising, "handle": devid},
@@ -721,7 +728,8 @@ def add_vtpm(xs, domid: int, backend_domid: int, devid: int, uuid: str) -> tuple
     return fe, be
 
 
-def wait_state(xs, path: str, want: int, timeout: float, alive=lambda: True) -> bool:
+def wait_state(xs: XsConnection, path: str, want: int, timeout: float,
+               alive: Callable[[], bool] = lambda: True) -> bool:
     """Poll `path`/state until it reads `want` (libxl__wait_for_backend)."""
     deadline = time.monotonic() + timeout
     delay = 0.002
@@ -735,7 +743,7 @@ def wait_state(xs, path: str, want: int, timeout: float, alive=lambda: True) -> 
         delay = min(delay * 2, 0.05)
 
 
-def list_vtpms(xs, domid: int) -> list[dict]:
+def list_vtpms(xs: XsConnection, domid: int) -> list[dict]:
     """`xl vtpm-list` rows (libxl_device_vtpm_list + getinfo)."""
     rows = []
     base = "/local/domain/%d/device/vtpm" % domid
@@ -755,7 +763,7 @@ def list_vtpms(xs, domid: int) -> list[dict]:
     return rows
 
 
-def remove_vtpm(xs, domid: int, devid: int, timeout: float) -> bool:
+def remove_vtpm(xs: XsConnection, domid: int, devid: int, timeout: float) -> bool:
     """libxl device remove: online=0, state=5 on the backend, wait for 6,
     then remove both dirs (forcibly after the timeout).  True if clean."""
     fe = "/local/domain/%d/device/vtpm/%d" % (domid, devid)

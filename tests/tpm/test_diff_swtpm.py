@@ -17,8 +17,8 @@ from tpm.fixtures import PyxlServe, Swtpm
 from pyxl.tpm import constants as C
 
 # Where the engine behaving as the Berlios emulator answers differently from
-# libtpms ON PURPOSE: "command:field" glob -> reason (source: the emulator in
-# vtpm-stubdom, as summarised in the project's TPM research notes, section 9).
+# libtpms ON PURPOSE: "command:field" glob -> reason (source: the TPM emulator
+# 0.7.4 that vtpm-stubdom runs, its tpm/tpm_*.c).
 # Anything else that differs, unless vendor-specific by nature (diff.VENDOR),
 # fails the test.  Behaving as libtpms (the default), nothing is declared.
 EMULATOR: dict[str, str] = {

@@ -92,6 +92,14 @@ def test_ls_matches(xs_host):
     same(xs_host, "ls", "/bad//path")
     for args in (["-h"], ["-z", base], ["-R"], ["--zzz"], ["--r"]):
         same(xs_host, "ls", *args)
+    # glibc getopt_long's other messages, and its GNU ordering (options after
+    # operands; several errors in one command line, each reported)
+    for args in (["--flat=1", base], [base, "-f"], ["-zy", base], ["--pre", base, "-x"],
+                 ["-n"], ["--number"], ["--number=", base], ["--raw=x", "-q", base]):
+        same(xs_host, "ls", *args)
+    same(xs_host, "watch", "-n")
+    same(xs_host, "watch", "--number")
+    same(xs_host, "read", base + "/quote", "-p", "--", "-R")
 
 
 def test_read_matches(xs_host):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import TYPE_CHECKING, cast
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -12,9 +13,15 @@ from pyxl.domain.drivers.tpmfront import TpmFront, TpmFrontError
 from pyxl.domain.minios import VBD_HDA, init_blkfront
 from . import engine2
 from . import log as L
-from .options import OptionError, parse_cmd_line
+from .options import OptionError, Options, parse_cmd_line
 from .vtpm_cmd import ManagerClient, ManagerError, create_error_response
 from .vtpmblk import StorageError, VtpmBlk, slot_bytes
+
+if TYPE_CHECKING:
+    from pyxl.domain.minios import Printk
+    from pyxl.domain.process import Domain
+    from pyxl.tpm import TPM
+    from pyxl.tpm.tpm2 import TPM2
 
 TPM_BAD_PARAMETER, TPM_DISABLED, TPM_BAD_ORDINAL, TPM_FAIL = 3, 7, 10, 9
 TPM_CONF = 0x07            # strong persistence | generate EK | generate DAA seed
@@ -42,11 +49,19 @@ class Drbg:
 
 
 class Vtpm:
-    def __init__(self, dom, printk):
+    # set by main() as it brings each part up
+    opts: Options
+    back: TpmBack
+    manager: ManagerClient
+    rng: Drbg
+    blk: VtpmBlk
+    tpm: TPM | TPM2           # which one: opts.tpm2
+
+    def __init__(self, dom: Domain, printk: Printk):
         self.dom = dom
         self.printk = printk
         self.log = L.VtpmLog(printk)
-        self.back = self.front = self.blk = self.tpm = None
+        self.front: TpmFront | None = None
         self.initial: bytes = b""
         self.durable: bytes | None = None
         self.failed = False          # a TPM 2.0 whose save failed: failure mode
@@ -136,7 +151,7 @@ class Vtpm:
                               "command is answered TPM_RC_FAILURE until the vTPM restarts")
                 return False
             # PCRs and sessions stay; loaded keys are unloaded
-            self.tpm.revert(self.durable or self.initial)
+            cast("TPM", self.tpm).revert(self.durable or self.initial)
             self.log.pyxl("Error", "the state could not be saved: the command is answered "
                           "TPM_FAIL and its changes are undone")
             return False
@@ -224,6 +239,7 @@ class Vtpm:
     def init_hw_pcrs(self) -> bool:
         if self.opts.tpm2:
             return True                    # engine2 refuses hwinitpcr= at start-up
+        tpm = cast("TPM", self.tpm)
         for i in range(24):
             if self.opts.hwinitpcrs >> i & 1:
                 try:
@@ -232,7 +248,7 @@ class Vtpm:
                     self.log.emu("vtpm_pcrs.c", 35, "Error",
                                  "TPM_PCRRead failed with error : %d" % e.status)
                     return False
-                self.tpm.pcrs[i] = bytes(digest).ljust(20, b"\0")[:20]
+                tpm.pcrs[i] = bytes(digest).ljust(20, b"\0")[:20]
         return True
 
     def handle(self, req: bytes, locality: int) -> bytes:
@@ -285,7 +301,7 @@ class Vtpm:
                         self.back.resp(cmd, self.handle(cmd.req, cmd.locality))
         log.info(L.L_SHUTTING, "VTPM Shutting down\n")
         if self.opts.tpm2:
-            if engine2.save_state(self.tpm):
+            if engine2.save_state(cast("TPM2", self.tpm)):
                 self.store()
             else:
                 engine2.say(log, "Error", "TPM2_Shutdown(TPM_SU_STATE) failed")

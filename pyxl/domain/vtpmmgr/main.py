@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import struct
+from typing import TYPE_CHECKING, Callable, Generic, Protocol, TypeVar
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -21,6 +22,10 @@ from . import protocol as P
 from .hwtpm import SRK_HANDLE, TPM_ET_KEYHANDLE, AuthSession, HwTpm, HwTpmError, rsa_key_parms
 from .log import MgrLog
 from .storage import MgrStorage, StorageFailure, uuid_str
+
+if TYPE_CHECKING:
+    from pyxl.domain.minios import Printk
+    from pyxl.domain.process import Domain
 
 WELLKNOWN_SRK_AUTH = bytes(20)
 WELLKNOWN_OWNER_AUTH = b"\xff" * 20         # the seed's default (later Xen: zeros)
@@ -46,30 +51,89 @@ class Drbg:
         return self._enc.update(bytes(n))
 
 
-class Manager:
-    storage_class = MgrStorage
+class Chip(Protocol):
+    """What the manager's shared code uses of its hardware TPM (HwTpm for a
+    TPM 1.2 chip, hwtpm2.HwTpm2 for a 2.0 one)."""
 
-    def __init__(self, dom, printk):
+    @property
+    def transmit(self) -> Callable[[bytes], bytes]: ...
+
+
+_Hw = TypeVar("_Hw", bound=Chip)
+_Key = TypeVar("_Key")
+_T = TypeVar("_T")
+
+
+class ManagerBase(Generic[_Hw, _Key]):
+    """What vtpmmgr does on either chip: options, storage, tpmback, the
+    vTPMs' commands.  Manager (TPM 1.2) and main2.Manager2 (TPM 2.0) bring
+    up their chip (init), hold their storage key (_Key: a TPM_KEY, or a
+    SealedKey) and give the storage layer load_storage_key / unbind /
+    forget_storage_key."""
+
+    storage_class: type[MgrStorage] = MgrStorage
+    storage: MgrStorage
+    rng: Callable[[int], bytes]
+    tpmlocality: int
+
+    def __init__(self, dom: Domain, printk: Printk):
         self.dom = dom
         self.printk = printk
         self.log = MgrLog(printk)
-        self.owner_auth = WELLKNOWN_OWNER_AUTH
-        self.srk_auth = WELLKNOWN_SRK_AUTH
-        self.storage_key: TPM_KEY | None = None
+        self.owner_auth: bytes = WELLKNOWN_OWNER_AUTH
+        self.srk_auth: bytes = WELLKNOWN_SRK_AUTH
+        self.storage_key: _Key | None = None
         self.storage_key_handle = 0
         self.storage_key_usage_auth = bytes(20)
         self.oiap = AuthSession()
         self.rng = os.urandom
-        self.back = self.tis = self.front = self.hw = None
+        self.back: TpmBack | None = None
+        self.tis: TpmTis | None = None
+        self.front: TpmFront | None = None
+        self.hw: _Hw | None = None
         self.gen_owner_auth = False
         self.open_uuids: dict[bytes, tuple[int, int]] = {}   # uuid -> (domid, handle)
 
+    @property
+    def chip(self) -> _Hw:
+        """The hardware TPM, once init() has brought it up."""
+        assert self.hw is not None
+        return self.hw
+
+    @property
+    def key(self) -> _Key:
+        """The storage key, once create() has made it or the disk's header
+        has given it."""
+        assert self.storage_key is not None
+        return self.storage_key
+
+    @property
+    def backend(self) -> TpmBack:
+        """tpmback, once init() has brought it up."""
+        assert self.back is not None
+        return self.back
+
+    # -- what each chip's manager provides ------------------------------------------
+    def init(self, argv: list[str]) -> bool:
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        raise NotImplementedError
+
+    def load_storage_key(self) -> None:
+        raise NotImplementedError
+
+    def unbind(self, block: bytes) -> bytes:
+        raise NotImplementedError
+
+    def forget_storage_key(self) -> None:
+        raise NotImplementedError
+
     # -- options (init.c parse_cmdline_opts, bugs kept) --------------------------
-    def parse_auth(self, text: str, wellknown: bytes, allow_random: bool):
+    def parse_auth(self, text: str, wellknown: bytes) -> bytes:
+        """The auth's 20 bytes ("random", for the owner's, is read before)."""
         if text == "well-known":
             return wellknown
-        if allow_random and text == "random":
-            return "random"
         if text.startswith("hash:"):
             hexs = text[5:]
             if len(hexs) != 40:
@@ -93,13 +157,12 @@ class Manager:
                 # the seed compares only "owner_auth" / "srk_auth" (10 / 8 chars) and
                 # hands the rest, separator included, to the auth parser
                 if arg.startswith("owner_auth"):
-                    v = self.parse_auth(arg[10:], WELLKNOWN_OWNER_AUTH, True)
-                    if v == "random":
+                    if arg[10:] == "random":
                         self.gen_owner_auth = True
                     else:
-                        self.owner_auth = v
+                        self.owner_auth = self.parse_auth(arg[10:], WELLKNOWN_OWNER_AUTH)
                 elif arg.startswith("srk_auth"):
-                    self.srk_auth = self.parse_auth(arg[8:], WELLKNOWN_SRK_AUTH, False)
+                    self.srk_auth = self.parse_auth(arg[8:], WELLKNOWN_SRK_AUTH)
                 elif arg.startswith("tpmdriver="):
                     if arg[10:] not in ("tpm_tis", "tpmfront"):
                         raise OptionError(arg)
@@ -128,192 +191,12 @@ class Manager:
         self.log.info("Option: Using %s driver\n" % opts["tpmdriver"])
         return opts
 
-    # -- helpers the storage layer uses -------------------------------------------
-    def load_storage_key(self) -> None:
-        self.storage_key_handle = self.hw.load_key(SRK_HANDLE, self.storage_key,
-                                                   self.srk_auth, self.oiap)
-        self.storage_key_usage_auth = bytes(20)
-
-    def unbind(self, block: bytes) -> bytes:
-        return self.hw.unbind(self.storage_key_handle, block, self.storage_key_usage_auth,
-                              self.oiap)
-
-    def forget_storage_key(self) -> None:
-        self.storage_key = None
-        try:
-            self.hw.evict_key(self.storage_key_handle)
-        except HwTpmError:
-            pass
-        self.storage_key_handle = 0
-
-    def _try(self, fn, func: str, line: int, file: str = "init.c"):
+    def _try(self, fn: Callable[[], _T], func: str, line: int, file: str = "init.c") -> _T:
         try:
             return fn()
         except HwTpmError as e:
             self.log.tryfail(func, file, line, e.rc)
             raise
-
-    # -- init.c ----------------------------------------------------------------------
-    def check_tpm_version(self) -> None:
-        raw = self._try(lambda: self.hw.get_capability(C.TPM_CAP_VERSION_VAL),
-                        "check_tpm_version", 93)
-        if len(raw) < 4:
-            self.log.error("Invalid size returned by GetCapability!\n")
-            raise HwTpmError(C.TPM_BAD_PARAMETER)
-        v = TPM_CAP_VERSION_INFO.unmarshal(Reader(raw))
-        ver = v.version
-        info = self.log.info
-        info("Hardware TPM:\n")
-        info(" version: %d %d %d %d\n" % (ver.major, ver.minor, ver.revMajor, ver.revMinor))
-        info(" specLevel: %d\n" % v.specLevel)
-        info(" errataRev: %d\n" % v.errataRev)
-        info(" vendorID: %s\n" % "".join(chr(b) if b else "\0" for b in v.tpmVendorID))
-        info(" vendorSpecificSize: %d\n" % len(v.vendorSpecific))
-        info(" vendorSpecific: ")
-        self.printk(v.vendorSpecific.hex() + "\n")
-
-    def flush_tpm(self) -> None:
-        for rt in RESOURCE_TYPES:
-            raw = self._try(lambda: self.hw.get_capability(C.TPM_CAP_HANDLE, struct.pack(">I", rt)),
-                            "flush_tpm", 138)
-            n = struct.unpack_from(">H", raw)[0] if len(raw) >= 2 else 0
-            if n:
-                self.log.info("Flushing %u handle(s) of type %u\n" % (n, rt))
-                for i in range(n):
-                    h = struct.unpack_from(">I", raw, 2 + 4 * i)[0]
-                    self._try(lambda: self.hw.flush_specific(h, rt), "flush_tpm", 154)
-
-    def try_take_ownership(self) -> None:
-        try:
-            pubek = self.hw.read_pubek()
-            status = 0
-        except HwTpmError as e:
-            status, pubek = e.rc, None
-        if status == C.TPM_DISABLED_CMD:
-            self.log.info("Failed to readEK meaning TPM has an owner. Creating Keys off existing SRK.\n")
-            return
-        if status == C.TPM_NO_ENDORSEMENT:
-            pubek = self._try(self.hw.create_endorsement_key_pair, "try_take_ownership", 198)
-        elif status:
-            raise HwTpmError(status)
-        srk = TPM_KEY(keyUsage=C.TPM_KEY_STORAGE, authDataUsage=C.TPM_AUTH_ALWAYS,
-                      algorithmParms=rsa_key_parms())
-        self._try(lambda: self.hw.take_ownership(pubek, self.owner_auth, self.srk_auth, srk,
-                                                 self.oiap), "try_take_ownership", 229)
-        self._try(lambda: self.hw.disable_pubek_read(self.owner_auth, self.oiap),
-                  "try_take_ownership", 237)
-
-    def create(self) -> None:
-        """vtpmmgr_create: own the TPM, make and load the bind key, new header."""
-        osap = None
-        try:
-            self._try(self.try_take_ownership, "vtpmmgr_create", 389)
-            self.storage_key_usage_auth = bytes(20)
-            osap = self._try(lambda: self.hw.osap(TPM_ET_KEYHANDLE, SRK_HANDLE, self.srk_auth),
-                             "vtpmmgr_create", 394)
-            template = TPM_KEY(keyUsage=TPM_KEY_BIND, authDataUsage=C.TPM_AUTH_ALWAYS,
-                               algorithmParms=rsa_key_parms())
-            self.storage_key = self._try(lambda: self.hw.create_wrap_key(
-                SRK_HANDLE, self.storage_key_usage_auth, self.storage_key_usage_auth,
-                template, osap), "vtpmmgr_create", 404)
-            self._try(self.load_storage_key, "vtpmmgr_create", 413)
-            self._try(self.hw.save_state, "vtpmmgr_create", 421)
-            try:
-                self.storage.new_header()
-            except StorageFailure as e:
-                self.log.tryfail("vtpmmgr_create", "init.c", 424, e.rc)
-                raise HwTpmError(e.rc) from None
-        finally:
-            self.log.info("Finished initialized new VTPM manager\n")
-            if osap is not None and osap.handle:
-                try:
-                    self.hw.terminate_handle(osap.handle)
-                except HwTpmError:
-                    pass
-
-    def init(self, argv: list[str]) -> bool:
-        try:
-            opts = self.parse_cmdline(argv)
-        except OptionError:
-            self.log.error("Command line parsing failed! exiting..\n")
-            self.shutdown()
-            return False
-        if not self._init_storage():
-            self.log.error("Unable to initialize storage subsystem!\n")
-            self.shutdown()
-            return False
-        self.back = TpmBack(self.dom.xen, self.printk, close_callback=self._closed)
-        if opts["tpmdriver"] == "tpm_tis":
-            try:
-                self.tis = TpmTis(self.dom.xen, self.printk, opts["tpmiomem"],
-                                  1 << opts["tpmlocality"], max(0, opts["tpmirq"]))
-            except (TisError, OSError):
-                self.log.error("Unable to initialize tpmfront device\n")
-                self.shutdown()
-                return False
-            self.tis.open()
-            self.tis.request_locality(opts["tpmlocality"])
-            self.tpmlocality = opts["tpmlocality"]
-            transmit = self.tis.transmit
-        else:
-            try:
-                self.front = TpmFront(self.dom.xen, self.printk)
-            except TpmFrontError:
-                self.log.error("Unable to initialize tpmfront device\n")
-                self.shutdown()
-                return False
-            self.printk("tpmfront_open(device/vtpm/0) -> 3\n")
-            transmit = self.front.cmd
-        self.hw = HwTpm(transmit, self.log)
-        try:
-            self._try(self.check_tpm_version, "vtpmmgr_init", 495)
-            try:
-                self.flush_tpm()
-            except HwTpmError:
-                self.log.error("VTPM_FlushResources failed, continuing anyway..\n")
-            self.rng = Drbg(self.hw.get_random(ENTROPY_BYTES) + self.hw.get_random(ENTROPY_BYTES))
-            self.hw.rng = self.rng
-            if self.gen_owner_auth:
-                self.owner_auth = self.rng(20)
-            self.oiap = self._try(self.hw.oiap, "vtpmmgr_init", 515)
-            try:
-                self.storage.load_header()
-            except StorageFailure:
-                if not disk_is_blank(self.storage.fd):
-                    # the seed re-creates the manager over whatever it could
-                    # not read, losing every vTPM: only a blank disk is new
-                    self.log.error("The disk holds data that is not a manager image this TPM "
-                                   "can read (damaged, or made with another TPM): refusing to "
-                                   "initialize it; nothing was written. Zero the image to "
-                                   "start afresh.\n")
-                    raise StorageFailure(C.TPM_FAIL) from None
-                if not self.oiap.handle:
-                    self.oiap = self._try(self.hw.oiap, "vtpmmgr_init", 521)
-                self.log.info("Failed to read manager file. Assuming first time initialization.\n")
-                self._try(self.create, "vtpmmgr_init", 524)
-        except (HwTpmError, TisError, TpmFrontError, OSError, StorageFailure):
-            self.shutdown()
-            return False
-        # after a daemon restart: the TPM first (the pyxl host's chip was
-        # restarted with its daemon: locality, session and loaded key are
-        # gone), then the vTPMs may reconnect
-        self.dom.on_resume(self.resume_hw)
-        self.dom.on_resume(self.back.resume)
-        return True
-
-    def resume_hw(self) -> None:
-        try:
-            if self.tis is not None:
-                self.tis.locality = -1
-                if self.tis.request_locality(self.tpmlocality) < 0:
-                    raise TisError(5, "no locality")
-            elif self.front is not None:
-                self.front.resume()
-            self.oiap = self.hw.oiap()
-            if self.storage_key is not None:
-                self.load_storage_key()
-        except (HwTpmError, TisError, TpmFrontError) as e:
-            self.log.error("Hardware TPM not usable after resume: %s\n" % e)
 
     def _init_storage(self) -> bool:
         info = init_blkfront(self.dom, self.printk)
@@ -327,22 +210,6 @@ class Manager:
         self.storage = self.storage_class(info.fd, self)
         return True
 
-    def shutdown(self) -> None:
-        if self.hw is not None:
-            for fn in (lambda: self.hw.evict_key(self.storage_key_handle),
-                       lambda: self.hw.terminate_handle(self.oiap.handle)):
-                try:
-                    fn()
-                except (HwTpmError, TisError, OSError):
-                    pass
-        if self.back is not None:
-            self.back.shutdown()
-        else:                        # shutdown_tpmback logs even if never started
-            self.printk("Tpmback:Info Shutting down tpm backend\n")
-        if self.tis is not None:
-            self.tis.shutdown()
-        self.log.info("VTPM Manager stopped.\n")
-
     # -- vtpm_cmd_handler.c ------------------------------------------------------------------
     def _open(self, uuid: bytes, who: tuple[int, int]) -> bool:
         """One live vTPM per uuid (Xen 4.17 vtpm_cmd_handler.c
@@ -352,7 +219,7 @@ class Manager:
         holder = self.open_uuids.setdefault(bytes(uuid), who)
         if holder == who:
             return True
-        t = self.back.get(*holder)
+        t = self.backend.get(*holder)
         if t is None or t.closed:            # its device went: the close callback is behind
             self.open_uuids[bytes(uuid)] = who
             return True
@@ -405,7 +272,7 @@ class Manager:
                 self.log.error("TPM Disallowed Passthrough ord=%d\n" % ordinal)
                 return P.HEADER.pack(tag + 3, P.HEADER_SIZE, C.TPM_DISABLED_CMD)
             try:
-                return self.hw.transmit(req[:TCPA_MAX_BUFFER_LENGTH])
+                return self.chip.transmit(req[:TCPA_MAX_BUFFER_LENGTH])
             except (TisError, TpmFrontError, OSError):
                 self.log.tryfail("vtpmmgr_handle_cmd", "vtpm_cmd_handler.c", 134, C.TPM_IOERROR)
                 return P.HEADER.pack(tag + 3, P.HEADER_SIZE, C.TPM_IOERROR)
@@ -425,14 +292,212 @@ class Manager:
             self.log.info("Waiting for commands from vTPM's:\n")
         waiting()
         while True:
-            cmd = self.back.req_any()
+            cmd = self.backend.req_any()
             if cmd is None:
-                if self.back.closed:
+                if self.backend.closed:
                     return 0
                 self.log.error("NULL tpmcmd\n")
                 waiting()
                 continue
             # the command's lines, and the next "Waiting", go out after its reply
             with self.printk.held():
-                self.back.resp(cmd, self.handle_cmd(cmd.uuid, cmd.req, (cmd.domid, cmd.handle)))
+                self.backend.resp(cmd, self.handle_cmd(cmd.uuid, cmd.req, (cmd.domid, cmd.handle)))
                 waiting()
+
+
+class Manager(ManagerBase[HwTpm, TPM_KEY]):
+    """vtpmmgr on a TPM 1.2 chip."""
+
+    # -- helpers the storage layer uses -------------------------------------------
+    def load_storage_key(self) -> None:
+        self.storage_key_handle = self.chip.load_key(SRK_HANDLE, self.key, self.srk_auth,
+                                                     self.oiap)
+        self.storage_key_usage_auth = bytes(20)
+
+    def unbind(self, block: bytes) -> bytes:
+        return self.chip.unbind(self.storage_key_handle, block, self.storage_key_usage_auth,
+                              self.oiap)
+
+    def forget_storage_key(self) -> None:
+        self.storage_key = None
+        try:
+            self.chip.evict_key(self.storage_key_handle)
+        except HwTpmError:
+            pass
+        self.storage_key_handle = 0
+
+    # -- init.c ----------------------------------------------------------------------
+    def check_tpm_version(self) -> None:
+        raw = self._try(lambda: self.chip.get_capability(C.TPM_CAP_VERSION_VAL),
+                        "check_tpm_version", 93)
+        if len(raw) < 4:
+            self.log.error("Invalid size returned by GetCapability!\n")
+            raise HwTpmError(C.TPM_BAD_PARAMETER)
+        v = TPM_CAP_VERSION_INFO.unmarshal(Reader(raw))
+        ver = v.version
+        info = self.log.info
+        info("Hardware TPM:\n")
+        info(" version: %d %d %d %d\n" % (ver.major, ver.minor, ver.revMajor, ver.revMinor))
+        info(" specLevel: %d\n" % v.specLevel)
+        info(" errataRev: %d\n" % v.errataRev)
+        info(" vendorID: %s\n" % "".join(chr(b) if b else "\0" for b in v.tpmVendorID))
+        info(" vendorSpecificSize: %d\n" % len(v.vendorSpecific))
+        info(" vendorSpecific: ")
+        self.printk(v.vendorSpecific.hex() + "\n")
+
+    def flush_tpm(self) -> None:
+        for rt in RESOURCE_TYPES:
+            raw = self._try(lambda: self.chip.get_capability(C.TPM_CAP_HANDLE, struct.pack(">I", rt)),
+                            "flush_tpm", 138)
+            n = struct.unpack_from(">H", raw)[0] if len(raw) >= 2 else 0
+            if n:
+                self.log.info("Flushing %u handle(s) of type %u\n" % (n, rt))
+                for i in range(n):
+                    h = struct.unpack_from(">I", raw, 2 + 4 * i)[0]
+                    self._try(lambda: self.chip.flush_specific(h, rt), "flush_tpm", 154)
+
+    def try_take_ownership(self) -> None:
+        try:
+            pubek = self.chip.read_pubek()
+        except HwTpmError as e:
+            if e.rc == C.TPM_DISABLED_CMD:
+                self.log.info("Failed to readEK meaning TPM has an owner. "
+                              "Creating Keys off existing SRK.\n")
+                return
+            if e.rc != C.TPM_NO_ENDORSEMENT:
+                raise HwTpmError(e.rc) from None
+            pubek = self._try(self.chip.create_endorsement_key_pair, "try_take_ownership", 198)
+        srk = TPM_KEY(keyUsage=C.TPM_KEY_STORAGE, authDataUsage=C.TPM_AUTH_ALWAYS,
+                      algorithmParms=rsa_key_parms())
+        self._try(lambda: self.chip.take_ownership(pubek, self.owner_auth, self.srk_auth, srk,
+                                                 self.oiap), "try_take_ownership", 229)
+        self._try(lambda: self.chip.disable_pubek_read(self.owner_auth, self.oiap),
+                  "try_take_ownership", 237)
+
+    def create(self) -> None:
+        """vtpmmgr_create: own the TPM, make and load the bind key, new header."""
+        osap = None
+        try:
+            self._try(self.try_take_ownership, "vtpmmgr_create", 389)
+            self.storage_key_usage_auth = bytes(20)
+            osap = self._try(lambda: self.chip.osap(TPM_ET_KEYHANDLE, SRK_HANDLE, self.srk_auth),
+                             "vtpmmgr_create", 394)
+            template = TPM_KEY(keyUsage=TPM_KEY_BIND, authDataUsage=C.TPM_AUTH_ALWAYS,
+                               algorithmParms=rsa_key_parms())
+            self.storage_key = self._try(lambda: self.chip.create_wrap_key(
+                SRK_HANDLE, self.storage_key_usage_auth, self.storage_key_usage_auth,
+                template, osap), "vtpmmgr_create", 404)
+            self._try(self.load_storage_key, "vtpmmgr_create", 413)
+            self._try(self.chip.save_state, "vtpmmgr_create", 421)
+            try:
+                self.storage.new_header()
+            except StorageFailure as e:
+                self.log.tryfail("vtpmmgr_create", "init.c", 424, e.rc)
+                raise HwTpmError(e.rc) from None
+        finally:
+            self.log.info("Finished initialized new VTPM manager\n")
+            if osap is not None and osap.handle:
+                try:
+                    self.chip.terminate_handle(osap.handle)
+                except HwTpmError:
+                    pass
+
+    def init(self, argv: list[str]) -> bool:
+        try:
+            opts = self.parse_cmdline(argv)
+        except OptionError:
+            self.log.error("Command line parsing failed! exiting..\n")
+            self.shutdown()
+            return False
+        if not self._init_storage():
+            self.log.error("Unable to initialize storage subsystem!\n")
+            self.shutdown()
+            return False
+        self.back = TpmBack(self.dom.xen, self.printk, close_callback=self._closed)
+        if opts["tpmdriver"] == "tpm_tis":
+            try:
+                self.tis = TpmTis(self.dom.xen, self.printk, opts["tpmiomem"],
+                                  1 << opts["tpmlocality"], max(0, opts["tpmirq"]))
+            except (TisError, OSError):
+                self.log.error("Unable to initialize tpmfront device\n")
+                self.shutdown()
+                return False
+            self.tis.open()
+            self.tis.request_locality(opts["tpmlocality"])
+            self.tpmlocality = opts["tpmlocality"]
+            transmit: Callable[[bytes], bytes] = self.tis.transmit
+        else:
+            try:
+                self.front = TpmFront(self.dom.xen, self.printk)
+            except TpmFrontError:
+                self.log.error("Unable to initialize tpmfront device\n")
+                self.shutdown()
+                return False
+            self.printk("tpmfront_open(device/vtpm/0) -> 3\n")
+            transmit = self.front.cmd
+        self.hw = HwTpm(transmit, self.log)
+        try:
+            self._try(self.check_tpm_version, "vtpmmgr_init", 495)
+            try:
+                self.flush_tpm()
+            except HwTpmError:
+                self.log.error("VTPM_FlushResources failed, continuing anyway..\n")
+            self.rng = Drbg(self.chip.get_random(ENTROPY_BYTES) + self.chip.get_random(ENTROPY_BYTES))
+            self.chip.rng = self.rng
+            if self.gen_owner_auth:
+                self.owner_auth = self.rng(20)
+            self.oiap = self._try(self.chip.oiap, "vtpmmgr_init", 515)
+            try:
+                self.storage.load_header()
+            except StorageFailure:
+                if not disk_is_blank(self.storage.fd):
+                    # the seed re-creates the manager over whatever it could
+                    # not read, losing every vTPM: only a blank disk is new
+                    self.log.error("The disk holds data that is not a manager image this TPM "
+                                   "can read (damaged, or made with another TPM): refusing to "
+                                   "initialize it; nothing was written. Zero the image to "
+                                   "start afresh.\n")
+                    raise StorageFailure(C.TPM_FAIL) from None
+                if not self.oiap.handle:
+                    self.oiap = self._try(self.chip.oiap, "vtpmmgr_init", 521)
+                self.log.info("Failed to read manager file. Assuming first time initialization.\n")
+                self._try(self.create, "vtpmmgr_init", 524)
+        except (HwTpmError, TisError, TpmFrontError, OSError, StorageFailure):
+            self.shutdown()
+            return False
+        # after a daemon restart: the TPM first (the pyxl host's chip was
+        # restarted with its daemon: locality, session and loaded key are
+        # gone), then the vTPMs may reconnect
+        self.dom.on_resume(self.resume_hw)
+        self.dom.on_resume(self.backend.resume)
+        return True
+
+    def resume_hw(self) -> None:
+        try:
+            if self.tis is not None:
+                self.tis.locality = -1
+                if self.tis.request_locality(self.tpmlocality) < 0:
+                    raise TisError(5, "no locality")
+            elif self.front is not None:
+                self.front.resume()
+            self.oiap = self.chip.oiap()
+            if self.storage_key is not None:
+                self.load_storage_key()
+        except (HwTpmError, TisError, TpmFrontError) as e:
+            self.log.error("Hardware TPM not usable after resume: %s\n" % e)
+
+    def shutdown(self) -> None:
+        if self.hw is not None:
+            for fn in (lambda: self.chip.evict_key(self.storage_key_handle),
+                       lambda: self.chip.terminate_handle(self.oiap.handle)):
+                try:
+                    fn()
+                except (HwTpmError, TisError, OSError):
+                    pass
+        if self.back is not None:
+            self.back.shutdown()
+        else:                        # shutdown_tpmback logs even if never started
+            self.printk("Tpmback:Info Shutting down tpm backend\n")
+        if self.tis is not None:
+            self.tis.shutdown()
+        self.log.info("VTPM Manager stopped.\n")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import struct
+from typing import TYPE_CHECKING, Callable
 
 from pyxl.domain.drivers.tpm2_tis import TpmTis2
 from pyxl.domain.drivers.tpm_tis import TisError
@@ -28,10 +29,14 @@ from pyxl.tpm import constants as C
 from . import protocol as P
 
 from .hwtpm import HwTpmError
-from .hwtpm2 import MAX_LOADED_OBJECTS, TRANSIENT_FIRST, HwTpm2
-from .main import ENTROPY_BYTES, TCPA_MAX_BUFFER_LENGTH, Drbg, Manager, OptionError
+from .hwtpm2 import MAX_LOADED_OBJECTS, TRANSIENT_FIRST, HwTpm2, SealedKey
+from .main import ENTROPY_BYTES, TCPA_MAX_BUFFER_LENGTH, Drbg, ManagerBase, OptionError
 from .storage import StorageFailure
 from .storage2 import MgrStorage2
+
+if TYPE_CHECKING:
+    from pyxl.domain.minios import Printk
+    from pyxl.domain.process import Domain
 
 TPM2_EXTRA_OPT = "tpm2=1"          # vtpmmgr.h; vtpmmgr.c parse_cmdline_hw compares whole args
 GETRANDOM_REQ_SIZE = 14             # sizeof_TPM_RQU_GetRandom: header + u32
@@ -43,10 +48,12 @@ def wants_tpm2(argv: list[str]) -> bool:
     return TPM2_EXTRA_OPT in argv[1:]
 
 
-class Manager2(Manager):
+class Manager2(ManagerBase[HwTpm2, SealedKey]):
+    """vtpmmgr on a TPM 2.0 chip."""
+
     storage_class = MgrStorage2
 
-    def __init__(self, dom, printk):
+    def __init__(self, dom: Domain, printk: Printk):
         super().__init__(dom, printk)
         self.srk_handle = 0            # 0: make the SRK (tpm2_take_ownership)
         self.srk_persistent = False
@@ -69,20 +76,20 @@ class Manager2(Manager):
     def load_storage_key(self) -> None:
         if not self.srk_ready:
             self._srk()
-        self.sk_handle = self.hw.load(self.srk_handle, SRK_AUTH_AREA, self.storage_key)
+        self.sk_handle = self.chip.load(self.srk_handle, SRK_AUTH_AREA, self.key)
         self.storage_key_handle = self.sk_handle
 
     def bind(self, data: bytes) -> bytes:
-        return self.hw.bind(self.sk_handle, data)
+        return self.chip.bind(self.sk_handle, data)
 
     def unbind(self, block: bytes) -> bytes:
-        return self.hw.unbind(self.sk_handle, block)
+        return self.chip.unbind(self.sk_handle, block)
 
     def forget_storage_key(self) -> None:
         self.storage_key = None
         if self.sk_handle:
             try:
-                self.hw.flush_context(self.sk_handle)
+                self.chip.flush_context(self.sk_handle)
             except HwTpmError:
                 pass
         self.sk_handle = self.storage_key_handle = 0
@@ -90,7 +97,7 @@ class Manager2(Manager):
     # -- init.c ------------------------------------------------------------------------
     def take_ownership(self) -> None:
         """tpm2_take_ownership: the SRK, a primary key of the owner hierarchy."""
-        self.srk_handle = self._try(self.hw.create_primary_srk, "tpm2_take_ownership", 562)
+        self.srk_handle = self._try(self.chip.create_primary_srk, "tpm2_take_ownership", 562)
         self.srk_ready = True
         self.log.info("SRK handle: 0x%X\n" % self.srk_handle)
 
@@ -99,7 +106,7 @@ class Manager2(Manager):
         try:
             if not self.srk_persistent and not self.srk_ready:
                 self._try(self.take_ownership, "vtpmmgr2_create", 581)
-            self.storage_key = self._try(lambda: self.hw.create_sk(self.srk_handle,
+            self.storage_key = self._try(lambda: self.chip.create_sk(self.srk_handle,
                                                                    SRK_AUTH_AREA),
                                          "vtpmmgr2_create", 625)
             self._try(self.load_storage_key, "vtpmmgr2_create", 626)
@@ -116,7 +123,7 @@ class Manager2(Manager):
         """flush_tpm2: FlushContext on the first transient handles, results ignored."""
         for h in range(TRANSIENT_FIRST, TRANSIENT_FIRST + MAX_LOADED_OBJECTS):
             try:
-                self.hw.flush_context(h)
+                self.chip.flush_context(h)
             except HwTpmError:
                 pass
 
@@ -125,7 +132,7 @@ class Manager2(Manager):
         made again (tpm2_take_ownership; the same key: the same template
         under the same owner seed)."""
         if self.srk_persistent:
-            self.hw.read_public(self.srk_handle)     # it must be there
+            self.chip.read_public(self.srk_handle)     # it must be there
             self.srk_ready = True
         else:
             self.take_ownership()
@@ -156,7 +163,7 @@ class Manager2(Manager):
             self.tis.open()
             self.tis.request_locality(opts["tpmlocality"])
             self.tpmlocality = opts["tpmlocality"]
-            transmit = self.tis.transmit
+            transmit: Callable[[bytes], bytes] = self.tis.transmit
         else:
             try:
                 self.front = TpmFront(self.dom.xen, self.printk)
@@ -171,7 +178,7 @@ class Manager2(Manager):
         try:
             self.flush_tpm()
             try:                 # entropy_gather: a failing source is not fatal
-                entropy = self.hw.get_random(ENTROPY_BYTES)
+                entropy = self.chip.get_random(ENTROPY_BYTES)
             except HwTpmError:
                 entropy = b""
             self.rng = Drbg(entropy)
@@ -193,7 +200,7 @@ class Manager2(Manager):
             self.shutdown()
             return False
         self.dom.on_resume(self.resume_hw)
-        self.dom.on_resume(self.back.resume)
+        self.dom.on_resume(self.backend.resume)
         return True
 
     def resume_hw(self) -> None:
@@ -231,7 +238,7 @@ class Manager2(Manager):
         n = min(struct.unpack_from(">I", req, P.HEADER_SIZE)[0],
                 TCPA_MAX_BUFFER_LENGTH - GETRANDOM_REQ_SIZE)
         try:
-            data = self.hw.get_random(n)
+            data = self.chip.get_random(n)
         except HwTpmError as e:
             self.log.tryfail("vtpmmgr_handle_getrandom", "vtpm_cmd_handler.c", 818, e.rc)
             return P.HEADER.pack(tag + 3, P.HEADER_SIZE, e.rc)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import struct
 import uuid as _uuid
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -37,6 +38,11 @@ from pyxl.tpm.structures import TPM_KEY
 
 from .hwtpm import HwTpmError, bind
 from .protocol import HASHKEYSZ, RECORD_SIZES
+
+if TYPE_CHECKING:
+    from .main import ManagerBase
+
+_T = TypeVar("_T")
 
 IDSTR = b"VTPMMGRDOM"
 DISKVERS = 1
@@ -64,7 +70,7 @@ class MgrStorage:
     DISKVERS = DISKVERS
     OTHER_CHIPS = {2: "a TPM 2.0 chip (extra=\"tpm2=1\")"}      # disk version -> chip
 
-    def __init__(self, fd: int, mgr):
+    def __init__(self, fd: int, mgr: ManagerBase[Any, Any]):
         self.fd = fd
         self.mgr = mgr                   # the Manager: hw, log, rng, storage key state
         self.log = mgr.log
@@ -114,13 +120,13 @@ class MgrStorage:
         self.vtpms.insert(index, [bytes(u), offset])
 
     def _bind(self, data: bytes) -> bytes:
-        return bind(self.log, self.mgr.storage_key, data)
+        return bind(self.log, self.mgr.key, data)
 
     # -- the storage key's bytes in the header (hooks for the TPM 2.0 disk) --
     def _key_bytes(self) -> bytes:
-        return self.mgr.storage_key.to_bytes()
+        return self.mgr.key.to_bytes()
 
-    def _parse_key(self, raw: bytes):
+    def _parse_key(self, raw: bytes) -> object:
         return TPM_KEY.unmarshal(Reader(raw))
 
     def new_vtpm(self, u: bytes, index: int) -> None:
@@ -179,7 +185,7 @@ class MgrStorage:
             self.log.error("Failed to load key\n")
             raise
 
-    def _try(self, fn, args, func: str, line: int):
+    def _try(self, fn: Callable[..., _T], args: tuple, func: str, line: int) -> _T:
         """TPMTRYRETURN around a call that can fail with a TPM code."""
         try:
             return fn(*args)
@@ -280,7 +286,7 @@ class MgrStorage:
             self.mgr.forget_storage_key()
             raise
 
-    def _try_init(self, fn, line: int):
+    def _try_init(self, fn: Callable[[], _T], line: int) -> _T:
         try:
             return fn()
         except HwTpmError as e:

@@ -16,9 +16,13 @@ derives from its owner seed: the same key every time until TPM2_Clear).
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 from .hwtpm2 import SealedKey
 from .storage import MgrStorage
+
+if TYPE_CHECKING:
+    from .main2 import Manager2
 
 DISKVERS_TPM2 = 2
 
@@ -33,6 +37,7 @@ def _tpm2b(raw: bytes, pos: int) -> tuple[bytes, int]:
 
 
 class MgrStorage2(MgrStorage):
+    mgr: Manager2
     DISKVERS = DISKVERS_TPM2
     OTHER_CHIPS = {1: "a TPM 1.2 chip (no tpm2=1)"}
 
@@ -40,7 +45,7 @@ class MgrStorage2(MgrStorage):
         return self.mgr.bind(data)
 
     def _key_bytes(self) -> bytes:
-        key = self.mgr.storage_key
+        key = self.mgr.key
         return key.private + key.public
 
     def _parse_key(self, raw: bytes) -> SealedKey:

@@ -18,16 +18,29 @@ from pyxl.toolstack import devices
 from pyxl.toolstack.errors import Fault
 from pyxl.toolstack.ops import Op
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Any, Callable, TypeAlias
+
+    from pyxl.hypervisor.domain import Domain
+    from pyxl.hypervisor.xenstore import XsConnection
+    from pyxl.toolstack.daemon import Daemon
+    from pyxl.toolstack.hostd import HostState
+
+    # devices.<kind>_info(xs, domid, devid) and devices.add_<kind>(xs, domid, backend_domid, cfg)
+    Info: TypeAlias = Callable[[XsConnection, int, int], dict | None]
+    Add: TypeAlias = Callable[[XsConnection, int, int, dict], tuple[str, str]]
+
 DESTROY_TIMEOUT = 10.0      # LIBXL_DESTROY_TIMEOUT: how long a backend gets to close
 DEVICE_TIMEOUT = 10.0       # LIBXL_INIT_TIMEOUT: how long a new backend gets to answer
 
 
-def _timeout(a: dict, default: float) -> float:
+def _timeout(a: dict[str, Any], default: float) -> float:
     t = a.get("device_timeout")
     return float(t) if t is not None else default
 
 
-def _domain(st, dom_q: str, fault: str, **args):
+def _domain(st: HostState, dom_q: str, fault: str, **args: object) -> Domain:
     """The domain for a libxl device call: a name that names no domain was
     refused by xl already (libxl_domain_qualifier_to_domid, find_domain); a
     number that names none fails in libxl with `fault`."""
@@ -39,7 +52,7 @@ def _domain(st, dom_q: str, fault: str, **args):
         raise
 
 
-def _rows(st, dom_q: str, kind: str, info=None) -> list:
+def _rows(st: HostState, dom_q: str, kind: str, info: Info | None = None) -> list:
     """libxl_device_<kind>_list + getinfo (`info(xs, domid, devid)`, by
     default devices.device_info for `kind`), with the host lock held: a
     domid with nothing there lists nothing."""
@@ -57,14 +70,14 @@ def _rows(st, dom_q: str, kind: str, info=None) -> list:
     return [r for r in rows if r is not None]
 
 
-def _list(d, a: dict, kind: str, info) -> list:
+def _list(d: Daemon, a: dict[str, Any], kind: str, info: Info | None) -> list:
     with d.state.lock:
         return _rows(d.state, a["dom"], kind, info)
 
 
 # -- block ------------------------------------------------------------------
 
-def block_attach(d, a: dict) -> int:
+def block_attach(d: Daemon, a: dict[str, Any]) -> int:
     """libxl_device_disk_add: setdefault (the image is stat'ed), the vdev
     checked, both directories written in one transaction, then blkback
     opens the image and goes to InitWait.  The disk joins the domain's
@@ -102,14 +115,14 @@ def block_attach(d, a: dict) -> int:
     return devid
 
 
-def block_list(d, a: dict) -> list:
+def block_list(d: Daemon, a: dict[str, Any]) -> list:
     """libxl_device_disk_list + libxl_device_disk_getinfo for one domain."""
     st = d.state
     with st.lock:
         return _rows(st, a["dom"], "vbd")
 
 
-def block_detach(d, a: dict) -> None:
+def block_detach(d: Daemon, a: dict[str, Any]) -> None:
     """libxl_vdev_to_device_disk, then libxl_device_disk_safe_remove (the
     backend must close in time, else nothing is removed) or, with force,
     libxl_device_disk_destroy."""
@@ -144,7 +157,7 @@ def block_detach(d, a: dict) -> None:
 
 # -- network ----------------------------------------------------------------
 
-def network_attach(d, a: dict) -> int:
+def network_attach(d: Daemon, a: dict[str, Any]) -> int:
     """libxl_device_nic_add: setdefault (a MAC in Xen's OUI when none was
     given, backend resolved), the next free devid (libxl__device_nextid),
     the vif wired as libxl__set_xenstore_nic writes it; netback and
@@ -175,14 +188,14 @@ def network_attach(d, a: dict) -> int:
     return int(full["devid"])
 
 
-def network_list(d, a: dict) -> list:
+def network_list(d: Daemon, a: dict[str, Any]) -> list:
     """libxl_device_nic_list + libxl_device_nic_getinfo for one domain."""
     st = d.state
     with st.lock:
         return _rows(st, a["dom"], "vif")
 
 
-def network_detach(d, a: dict) -> None:
+def network_detach(d: Daemon, a: dict[str, Any]) -> None:
     """libxl_devid_to_device_nic / libxl_mac_to_device_nic, then
     libxl_device_nic_remove: a backend that does not close in time is
     removed anyway (LIBXL__FORCE_AUTO)."""
@@ -209,7 +222,7 @@ def network_detach(d, a: dict) -> None:
 
 # -- vkb --------------------------------------------------------------------
 
-def vkb_attach(d, a: dict) -> int:
+def vkb_attach(d: Daemon, a: dict[str, Any]) -> int:
     """libxl_device_vkb_add through libxl__device_add_async: a QEMU backend
     needs the domain's device model, which a PV guest here has not
     (libxl__dm_check_start); a Linux (vinput) backend is wired and waited
@@ -248,19 +261,19 @@ def vkb_attach(d, a: dict) -> int:
     return int(vkb["devid"])
 
 
-def vkb_list(d, a: dict) -> list:
+def vkb_list(d: Daemon, a: dict[str, Any]) -> list:
     """libxl_device_vkb_list + libxl_device_vkb_getinfo for one domain."""
     return _list(d, a, "vkbd", devices.vkb_info)
 
 
-def vkb_detach(d, a: dict) -> None:
+def vkb_detach(d: Daemon, a: dict[str, Any]) -> None:
     """libxl_devid_to_device_vkb, then libxl_device_vkb_remove."""
     _detach(d, a, "vkbd", "vkbs", "DEVID_NOT_CONNECTED")
 
 
 # -- vdispl -----------------------------------------------------------------
 
-def _attach_frontend(d, a: dict, arg: str, kind: str, cfg_key: str, add, fault: str) -> int:
+def _attach_frontend(d: Daemon, a: dict[str, Any], arg: str, kind: str, cfg_key: str, add: Add, fault: str) -> int:
     """libxl__device_add_async for a PV device that no dom0 backend serves:
     the device (a[arg]) is wired as `add` writes it and waited for; with no
     backend it fails as libxl does on timeout, the device left in place
@@ -297,34 +310,34 @@ def _attach_frontend(d, a: dict, arg: str, kind: str, cfg_key: str, add, fault: 
     return int(dev["devid"])
 
 
-def vdispl_attach(d, a: dict) -> int:
+def vdispl_attach(d: Daemon, a: dict[str, Any]) -> int:
     """libxl_device_vdispl_add, wired as libxl__set_xenstore_vdispl writes it."""
     return _attach_frontend(d, a, "vdispl", "vdispl", "vdispls", devices.add_vdispl, "VDISPL_ADD")
 
 
-def vdispl_list(d, a: dict) -> list:
+def vdispl_list(d: Daemon, a: dict[str, Any]) -> list:
     """libxl_device_vdispl_list + libxl_device_vdispl_getinfo for one domain."""
     return _list(d, a, "vdispl", devices.vdispl_info)
 
 
-def vdispl_detach(d, a: dict) -> None:
+def vdispl_detach(d: Daemon, a: dict[str, Any]) -> None:
     """libxl_devid_to_device_vdispl, then libxl_device_vdispl_remove."""
     _detach(d, a, "vdispl", "vdispls", "DEVID_NOT_CONNECTED")
 
 
 # -- vsnd -------------------------------------------------------------------
 
-def vsnd_attach(d, a: dict) -> int:
+def vsnd_attach(d: Daemon, a: dict[str, Any]) -> int:
     """libxl_device_vsnd_add, wired as libxl__set_xenstore_vsnd writes it."""
     return _attach_frontend(d, a, "vsnd", "vsnd", "vsnds", devices.add_vsnd, "VSND_ADD")
 
 
-def vsnd_list(d, a: dict) -> list:
+def vsnd_list(d: Daemon, a: dict[str, Any]) -> list:
     """libxl_device_vsnd_list + libxl_device_vsnd_getinfo for one domain."""
     return _list(d, a, "vsnd", devices.vsnd_info)
 
 
-def vsnd_detach(d, a: dict) -> None:
+def vsnd_detach(d: Daemon, a: dict[str, Any]) -> None:
     """libxl_devid_to_device_vsnd, then libxl_device_vsnd_remove."""
     _detach(d, a, "vsnd", "vsnds", "DEVID_NOT_CONNECTED")
 
@@ -334,7 +347,7 @@ def vsnd_detach(d, a: dict) -> None:
 USBIF_MAX_PORTNR = 31       # xen/include/public/io/usbif.h
 
 
-def usbctrl_attach(d, a: dict) -> int:
+def usbctrl_attach(d: Daemon, a: dict[str, Any]) -> int:
     """libxl_device_usbctrl_add (libxl_usb.c) on a PV guest.  The simulated
     dom0 has no usbback driver (usbback_is_loaded: no
     /sys/bus/usb/drivers/usbback), so an `auto` controller becomes `qusb`,
@@ -395,12 +408,12 @@ def usbctrl_attach(d, a: dict) -> int:
     return devid
 
 
-def usb_list(d, a: dict) -> list:
+def usb_list(d: Daemon, a: dict[str, Any]) -> list:
     """libxl_device_usbctrl_list + libxl_device_usbctrl_getinfo for one domain."""
     return _list(d, a, "vusb", devices.usbctrl_info)
 
 
-def usbctrl_detach(d, a: dict) -> None:
+def usbctrl_detach(d: Daemon, a: dict[str, Any]) -> None:
     """libxl_devid_to_device_usbctrl (an unknown one named as xl was given
     it), then libxl_device_usbctrl_remove: the controller's devices first
     (none can be attached here), then the generic removal of a PV
@@ -408,7 +421,7 @@ def usbctrl_detach(d, a: dict) -> None:
     _detach(d, a, "vusb", "usbctrls", "USBCTRL_UNKNOWN", dev=a["name"])
 
 
-def usbdev_attach(d, a: dict) -> None:
+def usbdev_attach(d: Daemon, a: dict[str, Any]) -> None:
     """libxl_device_usbdev_add: a named controller must exist (else the add
     fails without a word); then is_usbdev_assignable looks for the host
     device hostbus.hostaddr under /sys/bus/usb/devices, where the simulated
@@ -428,7 +441,7 @@ def usbdev_attach(d, a: dict) -> None:
     raise Fault("USBDEV_NOT_ASSIGNABLE", domid=domid)
 
 
-def usbdev_detach(d, a: dict) -> None:
+def usbdev_detach(d: Daemon, a: dict[str, Any]) -> None:
     """libxl_ctrlport_to_device_usbdev: no port of any controller holds a
     host device (none can be assigned on this host)."""
     st = d.state
@@ -437,7 +450,7 @@ def usbdev_detach(d, a: dict) -> None:
     raise Fault("USBDEV_UNKNOWN", ctrl=a["ctrl"], port=a["port"])
 
 
-def _detach(d, a: dict, kind: str, config_key: str, fault: str, **fault_args) -> None:
+def _detach(d: Daemon, a: dict[str, Any], kind: str, config_key: str, fault: str, **fault_args: object) -> None:
     """libxl_devid_to_device_<kind>, then libxl_device_<kind>_remove: a
     backend that does not close in time is removed anyway."""
     st = d.state
@@ -455,7 +468,7 @@ def _detach(d, a: dict, kind: str, config_key: str, fault: str, **fault_args) ->
         st.save()
 
 
-def channel_list(d, a: dict) -> list:
+def channel_list(d: Daemon, a: dict[str, Any]) -> list:
     """libxl_device_channel_list + getinfo for one domain."""
     st = d.state
     with st.lock:

@@ -42,8 +42,12 @@ import hashlib
 import struct
 import threading
 from ctypes import byref, c_uint32, c_void_p
+from typing import TYPE_CHECKING
 
 from . import libtpms as L
+
+if TYPE_CHECKING:
+    from ctypes import _Pointer
 
 MAGIC = b"PYXLTPM20\x00"
 FORMAT_VERSION = 1
@@ -172,10 +176,11 @@ class TPM2:
     def _make_callbacks(self) -> L.Callbacks:
         lib = self.lib
 
-        def nvram_init():
+        def nvram_init() -> int:
             return L.TPM_SUCCESS
 
-        def loaddata(data, length, tpm_number, name):
+        def loaddata(data: _Pointer[c_void_p], length: _Pointer[c_uint32], tpm_number: int,
+                     name: bytes) -> int:
             try:
                 blob = self._store.get(name.decode())
                 if blob is None:
@@ -186,7 +191,7 @@ class TPM2:
             except Exception:
                 return L.TPM_FAIL
 
-        def storedata(data, length, tpm_number, name):
+        def storedata(data: int, length: int, tpm_number: int, name: bytes) -> int:
             try:
                 self._store[name.decode()] = ctypes.string_at(data, length)
                 self._changed = True
@@ -194,15 +199,15 @@ class TPM2:
             except Exception:
                 return L.TPM_FAIL
 
-        def deletename(tpm_number, name, must_exist):
+        def deletename(tpm_number: int, name: bytes, must_exist: int) -> int:
             if self._store.pop(name.decode(), None) is None and must_exist:
                 return L.TPM_FAIL
             return L.TPM_SUCCESS
 
-        def io_init():
+        def io_init() -> int:
             return L.TPM_SUCCESS
 
-        def getlocality(locality, tpm_number):
+        def getlocality(locality: _Pointer[c_uint32], tpm_number: int) -> int:
             locality[0] = self._locality
             return L.TPM_SUCCESS
 
@@ -300,7 +305,7 @@ class TPM2:
     def __enter__(self) -> "TPM2":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _check_open(self) -> None:
