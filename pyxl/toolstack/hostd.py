@@ -56,6 +56,10 @@ def _cfg(d: Any, *keys: str, default: Any = None) -> Any:
     return d
 
 
+def _either(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
 def _fault_point(name: str) -> None:
     """Test-only: with PYXL_TEST_FAULT_AT=<name> in its environment the
     daemon SIGKILLs itself at that point (the crash-consistency tests)."""
@@ -105,7 +109,7 @@ class HostState:
 
         self._gone: dict[int, threading.Event] = {}     # domid -> its hv connection ended
         self._gone_lock = threading.Lock()
-        self.hv = Hypervisor(on_disconnect=self._hv_disconnected)
+        self.hv = Hypervisor(on_disconnect=self._hv_disconnected, on_memory=self._hv_memory)
         from pyxl.toolstack import platform
 
         self.tis = platform.attach_hardware_tpm(self.paths, self.hv)   # the board's TPM
@@ -198,7 +202,24 @@ class HostState:
         self.hv.domain_created(dom.domid, name=dom.name, home=False,
                                console_log=self.paths.console_log(dom.name))
         _platform().grant_iomem(self.hv, dom.domid, dom.config.get("b_info") or {})
+        self.hv.memory_restore(dom.domid, dom.xen_max_kb, dom.tot_kb)
         self._write_xenstore(dom)
+        if dom.mem_target_kb is not None:       # libxl_set_memory_target's other node
+            self.xs.write("/vm/%s/memory" % dom.uuid, str(dom.mem_target_kb // 1024))
+
+    def _hv_memory(self, domid: int) -> None:
+        """A domain's balloon moved: keep its tot_pages with the domain
+        (off the hypervisor's thread, which must not wait for our lock)."""
+        threading.Thread(target=self._record_memory, args=(domid,), daemon=True).start()
+
+    def _record_memory(self, domid: int) -> None:
+        with self.lock:
+            dom = self.table.domains.get(domid)
+            kb = self.hv.memory_kb(domid)
+            if dom is None or dom.dying or kb is None or kb == dom.tot_kb:
+                return
+            dom.tot_kb = kb
+            self.save()
 
     def _adopt(self, dom: Domain) -> None:
         self.log("adopting domain %d (%s), pid %d" % (dom.domid, dom.name, dom.pid))
@@ -426,8 +447,9 @@ class HostState:
                                                      .decode("latin-1"))) from None
 
     def _write_xenstore(self, dom: Domain) -> None:
-        devices.write_domain(self.xs, dom.domid, dom.name, dom.uuid, dom.max_memkb,
-                             dom.target_memkb, dom.vcpus, dom.kernel,
+        devices.write_domain(self.xs, dom.domid, dom.name, dom.uuid,
+                             _either(dom.mem_static_max_kb, dom.max_memkb),
+                             _either(dom.mem_target_kb, dom.target_memkb), dom.vcpus, dom.kernel,
                              _cfg(dom.config, "b_info", "cmdline", default="") or "", dom.created)
         for disk in dom.config.get("disks") or []:
             devid = devices.vdev_to_devid(disk.get("vdev", ""))
