@@ -135,13 +135,19 @@ def call(op: str, autostart: bool = True, **args: Any) -> Any:
 def progress(text: str) -> ContextManager[object]:
     """A rich spinner on stderr while a person watches; nothing for scripts."""
     import contextlib
-    import sys
 
-    if not sys.stderr.isatty() or os.environ.get("TERM") == "dumb":
+    if not watched():
         return contextlib.nullcontext()
     from rich.console import Console
 
     return Console(stderr=True).status(text)
+
+
+def watched() -> bool:
+    """A person watches stderr (a terminal that can show a spinner)."""
+    import sys
+
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
 
 
 def daemon_alive(paths: Paths) -> bool:

@@ -4,6 +4,7 @@ itself.  Each handler takes (daemon, args); `daemon.state` is the HostState."""
 
 from __future__ import annotations
 
+import json
 import os
 
 from pyxl.fsutil import open_append
@@ -57,7 +58,16 @@ def _info(d: Daemon, a: dict[str, Any]) -> Any:
 
 
 def _create(d: Daemon, a: dict[str, Any]) -> Any:
-    return d.state.create(a["config"], a.get("config_file", ""), a.get("config_text", ""),
+    """The request carries the libxl_domain_config JSON as the client
+    rendered it (libxl_domain_config_to_json); it is parsed here, once."""
+    text = a["config"]
+    try:
+        config = json.loads(text) if isinstance(text, str) else None
+    except ValueError as e:
+        raise Fault("BAD_REQUEST", reason="create: config is not JSON (%s)" % e) from None
+    if not isinstance(config, dict):
+        raise Fault("BAD_REQUEST", reason="create: config is not a libxl_domain_config JSON object")
+    return d.state.create(config, a.get("config_file", ""), a.get("config_text", ""),
                           paused=a.get("paused", False), monitor=a.get("monitor", True),
                           **_timeout(a))
 
