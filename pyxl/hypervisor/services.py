@@ -437,6 +437,11 @@ class Hypervisor:
                         pass
                     raise
 
+    def domain_shutdown(self, domid: int) -> None:
+        """The domain has shut down or crashed (SCHEDOP_shutdown, or its
+        process ended): VIRQ_DOM_EXC, on which xenstored fires @releaseDomain."""
+        self.xenstore.shutdown(domid)
+
     def domain_destroyed(self, domid: int, *, remove_home: bool = True) -> None:
         """Tear a domain down in every service: close its connection, close
         its event channels (peers become unbound), revoke its grants and

@@ -60,6 +60,25 @@ def _either(value: int | None, default: int) -> int:
     return default if value is None else value
 
 
+def _stopped_or_gone(pid: int, timeout: float) -> bool:
+    """Wait until our child `pid` has stopped (SIGSTOP) or ended, as
+    waitid(WSTOPPED | WEXITED | WNOWAIT) reports it, without reaping it;
+    False after `timeout`.  waitid cannot time out, so it waits on a thread
+    of its own, which a child that never stops leaves waiting until the
+    child ends (destroy kills it)."""
+    done = threading.Event()
+
+    def wait() -> None:
+        try:
+            os.waitid(os.P_PID, pid, os.WSTOPPED | os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            pass
+        done.set()
+
+    threading.Thread(target=wait, name="stopped-%d" % pid, daemon=True).start()
+    return done.wait(timeout)
+
+
 def _fault_point(name: str) -> None:
     """Test-only: with PYXL_TEST_FAULT_AT=<name> in its environment the
     daemon SIGKILLs itself at that point (the crash-consistency tests)."""
@@ -539,12 +558,7 @@ class HostState:
         self.pidfds[dom.domid] = os.pidfd_open(proc.pid)
         self._wake()
         if paused:   # the domain stops itself before running a single instruction
-            deadline = time.monotonic() + 2
-            while time.monotonic() < deadline:
-                st = dom.proc_stat()
-                if st is None or st[0] == "T":
-                    break
-                time.sleep(0.001)
+            _stopped_or_gone(proc.pid, 2.0)
 
     def _site_paths(self) -> list[str]:
         # stub domains need cryptography & co.; a Linux guest imports none of them
@@ -605,6 +619,9 @@ class HostState:
         for _, fd in self.disk_fds.pop(dom.domid, []):
             os.close(fd)
         paths = devices.domain_paths(self.xs, dom.domid, dom.uuid)
+        # out of the table first: a wait on a backend in it, woken by the
+        # @releaseDomain that domain_destroyed fires, finds it gone
+        self.table.domains.pop(dom.domid, None)
         self.hv.domain_destroyed(dom.domid)
         # Backends in dom0 are ours to remove now.  A backend in another
         # domain (tpmback in a vtpm-stubdom) removes its own directory once
@@ -616,7 +633,6 @@ class HostState:
         if foreign:
             threading.Thread(target=self._remove_foreign_backends, args=(foreign,),
                              name="backend-cleanup", daemon=True).start()
-        self.table.domains.pop(dom.domid, None)
         if save:
             self.save()
         self.changed.notify_all()
@@ -715,6 +731,7 @@ class HostState:
             dom.pid = 0
             dom.paused = False
             dom.shutdown_reason = reason
+            self.hv.domain_shutdown(domid)      # waits on a backend in it end now
             self.shutdown_events[domid] = reason
             if len(self.shutdown_events) > 4096:
                 self.shutdown_events.pop(next(iter(self.shutdown_events)))
@@ -874,7 +891,7 @@ class HostState:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return {"event": "timeout"}
-                self.changed.wait(min(left, 1.0))
+                self.changed.wait(left)     # every shutdown and destroy notifies
 
     # -- vtpm devices ----------------------------------------------------
     def vtpm_attach(self, dom_q: str, uuid: str | None, backend: str | None,
