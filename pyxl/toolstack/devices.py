@@ -13,6 +13,9 @@ import time
 
 from pyxl.hypervisor.xenstore import payload_fits
 
+DEVICE_TIMEOUT = 10.0        # LIBXL_INIT_TIMEOUT: how long a new backend gets to answer
+DESTROY_TIMEOUT = 10.0       # LIBXL_DESTROY_TIMEOUT: how long a backend gets to close
+
 # xenbus states (xen/include/public/io/xenbus.h)
 XenbusStateUnknown = 0
 XenbusStateInitialising = 1

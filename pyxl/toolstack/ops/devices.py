@@ -17,9 +17,7 @@ import uuid as uuidlib
 from pyxl.toolstack import devices
 from pyxl.toolstack.errors import Fault
 from pyxl.toolstack.ops import Op
-
-DESTROY_TIMEOUT = 10.0      # LIBXL_DESTROY_TIMEOUT: how long a backend gets to close
-DEVICE_TIMEOUT = 10.0       # LIBXL_INIT_TIMEOUT: how long a new backend gets to answer
+from pyxl.toolstack.devices import DESTROY_TIMEOUT, DEVICE_TIMEOUT
 
 
 def _timeout(a: dict, default: float) -> float:
