@@ -30,10 +30,11 @@ def test_arguments_outside_the_row_are_a_bad_request(host):
 
 
 def test_create_carries_the_libxl_json_once(host, tmp_path, monkeypatch, capsys):
-    """The create request's config is the libxl_domain_config JSON text that
-    `xl -N create` prints (pyxl's is compared with xl's in
-    tests/config/test_create_dryrun.py): rendered once by the client, parsed
-    once by the daemon; anything else is a bad request."""
+    """The create request's config (and config-update's) is the
+    libxl_domain_config JSON text that `xl -N create` prints (pyxl's is
+    compared with xl's in tests/config/test_create_dryrun.py): rendered once
+    by the client, parsed once by the daemon; anything else is a bad
+    request."""
     import json
     import re
 
@@ -59,7 +60,8 @@ def test_create_carries_the_libxl_json_once(host, tmp_path, monkeypatch, capsys)
     uuid = json.loads(sent[0])["c_info"]["uuid"]      # xl draws one per create
     assert sent[0] == re.sub(r'"uuid": "[0-9a-f-]{36}"', '"uuid": "%s"' % uuid, dry, count=1)
     assert host.call("list", dom="g", long=True)[0]["config"] == json.loads(sent[0])
-    for bad in (json.loads(dry), "{not json", "[]"):
-        with pytest.raises(Fault) as e:
-            host.call("create", config=bad)
-        assert e.value.name == "BAD_REQUEST", bad
+    for op, args in (("create", {}), ("config_update", {"dom": "g"})):
+        for bad in (json.loads(dry), "{not json", "[]"):
+            with pytest.raises(Fault) as e:
+                host.call(op, config=bad, **args)
+            assert e.value.name == "BAD_REQUEST", (op, bad)

@@ -4,14 +4,13 @@ itself.  Each handler takes (daemon, args); `daemon.state` is the HostState."""
 
 from __future__ import annotations
 
-import json
 import os
 
 from pyxl.fsutil import open_append
 from pyxl.hypervisor import sched
 from pyxl.toolstack import control, monitor, protocol, spawn, teardown, vtpm
 from pyxl.toolstack.errors import Fault
-from pyxl.toolstack.ops import Op
+from pyxl.toolstack.ops import Op, libxl_json
 from pyxl.toolstack.resources import current_memkb
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
@@ -60,16 +59,9 @@ def _info(d: Daemon, a: dict[str, Any]) -> Any:
 def _create(d: Daemon, a: dict[str, Any]) -> Any:
     """The request carries the libxl_domain_config JSON as the client
     rendered it (libxl_domain_config_to_json); it is parsed here, once."""
-    text = a["config"]
-    try:
-        config = json.loads(text) if isinstance(text, str) else None
-    except ValueError as e:
-        raise Fault("BAD_REQUEST", reason="create: config is not JSON (%s)" % e) from None
-    if not isinstance(config, dict):
-        raise Fault("BAD_REQUEST", reason="create: config is not a libxl_domain_config JSON object")
-    return spawn.create(d.state, config, a.get("config_file", ""), a.get("config_text", ""),
-                          paused=a.get("paused", False), monitor=a.get("monitor", True),
-                          **_timeout(a))
+    return spawn.create(d.state, libxl_json("create", a["config"]), a.get("config_file", ""),
+                        a.get("config_text", ""), paused=a.get("paused", False),
+                        monitor=a.get("monitor", True), **_timeout(a))
 
 
 def _destroy(d: Daemon, a: dict[str, Any]) -> Any:
