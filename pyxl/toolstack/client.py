@@ -213,6 +213,11 @@ def start_daemon(paths: Paths, timeout: float = START_TIMEOUT) -> None:
         ok = False
         if select.select([r], [], [], timeout)[0]:
             ok = os.read(r, 1) == b"R"
+            if not ok:                # it is ending: its exit status for the fault
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    pass
         os.close(r)
         if not ok:
             if proc.poll() is not None and daemon_alive(paths) and _can_connect(paths):
