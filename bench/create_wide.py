@@ -12,6 +12,7 @@ round trip and the longest `list` round trip seen during it.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -50,7 +51,7 @@ def main(counts: list[int]) -> None:
                 t = threading.Thread(target=poll)
                 t.start()
                 t0 = time.perf_counter()
-                c.call("create", config=cfg)
+                c.call("create", config=json.dumps(cfg))
                 took = time.perf_counter() - t0
                 done.set()
                 t.join()

@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -63,10 +64,12 @@ class BenchHost:
         self.n = 0
 
     def cfg(self, name):
-        return {"c_info": {"type": "pv", "name": name},
-                "b_info": {"max_memkb": 16384, "target_memkb": 16384, "kernel": str(self.kernel),
-                           "cmdline": "console=hvc0"},
-                "disks": [{"pdev_path": str(self.kernel), "vdev": "xvda", "format": "raw"}]}
+        """A create request's config: libxl_domain_config JSON text."""
+        return json.dumps({
+            "c_info": {"type": "pv", "name": name},
+            "b_info": {"max_memkb": 16384, "target_memkb": 16384, "kernel": str(self.kernel),
+                       "cmdline": "console=hvc0"},
+            "disks": [{"pdev_path": str(self.kernel), "vdev": "xvda", "format": "raw"}]})
 
     def grow(self, n: int) -> None:
         while self.n < n:

@@ -86,11 +86,9 @@ def config_update(opts: Opts | None, args: list[str]) -> int:
         sys.stdout.flush()
     if Globals.dryrun:
         return 0
-    import json
-
     _err("setting dom%u configuration\n" % dom["domid"])
     source = d_config.source
-    call("config_update", dom=str(dom["domid"]), config=json.loads(text),
+    call("config_update", dom=str(dom["domid"]), config=text,
          config_text=source.decode("utf-8", "surrogateescape")
          if isinstance(source, bytes) else source, config_file=filename)
     return 0

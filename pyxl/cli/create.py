@@ -65,11 +65,11 @@ def create(opts: None, args: list[str]) -> int:
         sys.stderr.flush()
         return e.exit_code
 
+    config_json = to_json(d_config)
     if dry or debug:
-        text = to_json(d_config).encode("utf-8", "surrogateescape")
         stream = sys.stdout if dry else sys.stderr
         stream.flush()
-        stream.buffer.write(text)
+        stream.buffer.write(config_json.encode("utf-8", "surrogateescape"))
         stream.flush()
     if dry:
         return 0
@@ -77,6 +77,6 @@ def create(opts: None, args: list[str]) -> int:
     from pyxl.toolstack.create import create_domain
     source = d_config.source
     assert source is not None            # load_data keeps the text it parsed
-    return create_domain(d_config, config_file=config_file,
+    return create_domain(config_json, config_file=config_file,
                          config_data=source, console=console, paused=paused,
                          quiet=quiet, monitor=not no_monitor, foreground=foreground)

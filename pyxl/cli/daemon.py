@@ -39,7 +39,7 @@ def daemon(opts: None, args: list[str]) -> int:
                 print("pyxl: the pyxl daemon is not running", file=sys.stderr)
                 return 0 if not client.daemon_alive(paths) else f.report()
             raise
-        if not client.wait_daemon_gone(paths, timeout=300):
+        if not client.wait_daemon_gone(paths, int(res["pid"]), timeout=300):
             print("pyxl: the pyxl daemon (pid %s) did not stop" % res.get("pid"), file=sys.stderr)
             return 1
         return 0

@@ -1,6 +1,6 @@
 """The spec a domain process starts from, and how it gets there.
 
-The daemon (pyxl.toolstack.hostd) builds it with `make`, puts it in an
+The daemon (pyxl.toolstack.spawn) builds it with `make`, puts it in an
 anonymous memory file the process inherits (`to_fd`) and starts the process
 with `argv(domid, fd)`:
 

@@ -70,6 +70,15 @@ class Domain:
     # xl config-update's "xl" userdata: the configuration (JSON, text, file)
     # the domain is rebuilt from at its next reboot; None: none stored
     updated_config: list | None = None
+    # What outlives the toolstack on Xen but lives in the daemon here, kept
+    # so a restarted daemon finds it again (None: as built, from max_memkb
+    # and target_memkb): Xen's d->tot_pages once the balloon has moved and
+    # d->max_pages once XEN_DOMCTL_max_mem has set it; the toolstack's
+    # memory/target and memory/static-max once mem-set / mem-max wrote them
+    tot_kb: int | None = None
+    xen_max_kb: int | None = None
+    mem_target_kb: int | None = None
+    mem_static_max_kb: int | None = None
 
     @property
     def is_dom0(self) -> bool:

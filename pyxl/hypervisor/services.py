@@ -357,7 +357,9 @@ class Hypervisor:
     """Owns xenstore, event channels, grant tables and consoles.
 
     `on_disconnect(domid)` (optional) is called when a domain's connection
-    ends without `domain_destroyed` (the domain process died or closed it).
+    ends without `domain_destroyed` (the domain process died or closed it);
+    `on_memory(domid)` (optional) after a domain has changed its reservation
+    (its balloon driver moved).
     Console logs are capped at `console_log_max` bytes (None: no cap) and
     rotated, keeping `console_log_keep` older files (see console.py).
     """
@@ -366,7 +368,8 @@ class Hypervisor:
                  console_log_max: int | None = CONSOLE_LOG_MAX,
                  console_log_keep: int = CONSOLE_LOG_KEEP,
                  dom0_home: bool = True,
-                 on_disconnect: Callable[[int], None] | None = None):
+                 on_disconnect: Callable[[int], None] | None = None,
+                 on_memory: Callable[[int], None] | None = None):
         self.xenstore = XenStore(quotas)
         self.evtchn = EventChannels(self._deliver_evtchn)
         self.grants = GrantTables()
@@ -377,6 +380,7 @@ class Hypervisor:
         self._console_limit = console_limit
         self._console_log = (console_log_max, console_log_keep)
         self.on_disconnect = on_disconnect
+        self.on_memory = on_memory
         self._dom0_xs = self.xenstore.connect(0)
         self._xenstored = _Xenstored(self)
         self.domain_created(0, name="Domain-0", home=dom0_home)
@@ -432,6 +436,11 @@ class Hypervisor:
                     except OSError:
                         pass
                     raise
+
+    def domain_shutdown(self, domid: int) -> None:
+        """The domain has shut down or crashed (SCHEDOP_shutdown, or its
+        process ended): VIRQ_DOM_EXC, on which xenstored fires @releaseDomain."""
+        self.xenstore.shutdown(domid)
 
     def domain_destroyed(self, domid: int, *, remove_home: bool = True) -> None:
         """Tear a domain down in every service: close its connection, close
@@ -562,6 +571,15 @@ class Hypervisor:
                 kb = max(dom.max_kb, min(kb, dom.tot_kb or 0))
             dom.tot_kb = kb
             return kb
+
+    def memory_restore(self, domid: int, max_kb: int | None, tot_kb: int | None) -> None:
+        """The domain's max_pages and tot_pages as a previous daemon's
+        hypervisor left them (on Xen they outlive the toolstack)."""
+        with self.lock:
+            dom = self._domains.get(domid)
+            if dom is None:
+                raise OSError(_errno.ESRCH, f"no domain {domid}")
+            dom.max_kb, dom.tot_kb = max_kb, tot_kb
 
     def memory_kb(self, domid: int) -> int | None:
         """The domain's current reservation (tot_pages) if it has changed it
@@ -744,9 +762,12 @@ def _memory_reservation(hv: Hypervisor, conn: DomainConnection, tx: int, a: list
     (memory_op's increase_reservation fails past d->max_pages), shrinking
     always succeeds.  The reply is what it now holds."""
     try:
-        return [hv.memory_reserve(conn.domid, a[0])], []
+        kb = hv.memory_reserve(conn.domid, a[0])
     except OSError as e:
         raise XsError(e.errno or _errno.EIO) from None
+    if hv.on_memory is not None:
+        hv.on_memory(conn.domid)
+    return [kb], []
 
 
 def _mmio_read(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,

@@ -248,6 +248,13 @@ class XenStore:
         with self.lock:
             self._fire_special("@introduceDomain")
 
+    def shutdown(self, domid: int) -> None:
+        """The domain has shut down (or crashed) and is not yet gone:
+        xenstored's domain_cleanup sees XEN_DOMINF_shutdown and fires
+        @releaseDomain (xenstored_domain.c)."""
+        with self.lock:
+            self._fire_special("@releaseDomain")
+
     def release(self, domid: int) -> None:
         """The domain is gone: drop its connections, hand its nodes to dom0 and
         strip it from ACLs (xenstored's domain_adjust_node_perms), fire

@@ -135,13 +135,19 @@ def call(op: str, autostart: bool = True, **args: Any) -> Any:
 def progress(text: str) -> ContextManager[object]:
     """A rich spinner on stderr while a person watches; nothing for scripts."""
     import contextlib
-    import sys
 
-    if not sys.stderr.isatty() or os.environ.get("TERM") == "dumb":
+    if not watched():
         return contextlib.nullcontext()
     from rich.console import Console
 
     return Console(stderr=True).status(text)
+
+
+def watched() -> bool:
+    """A person watches stderr (a terminal that can show a spinner)."""
+    import sys
+
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
 
 
 def daemon_alive(paths: Paths) -> bool:
@@ -168,7 +174,6 @@ def start_daemon(paths: Paths, timeout: float = START_TIMEOUT) -> None:
     import fcntl
     import subprocess
     import sys
-    import time
 
     from pyxl.fsutil import UnsafePath, open_append
 
@@ -203,15 +208,16 @@ def start_daemon(paths: Paths, timeout: float = START_TIMEOUT) -> None:
         os.close(log)
         import select
 
-        deadline = time.monotonic() + timeout
+        # the pipe's other end is the daemon's alone: its readiness byte, or
+        # end of file if it dies first
         ok = False
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([r], [], [], 0.1)
-            if ready:
-                ok = os.read(r, 1) == b"R"
-                break
-            if proc.poll() is not None:
-                break
+        if select.select([r], [], [], timeout)[0]:
+            ok = os.read(r, 1) == b"R"
+            if not ok:                # it is ending: its exit status for the fault
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    pass
         os.close(r)
         if not ok:
             if proc.poll() is not None and daemon_alive(paths) and _can_connect(paths):
@@ -240,12 +246,18 @@ def _can_connect(paths: Paths) -> bool:
         s.close()
 
 
-def wait_daemon_gone(paths: Paths, timeout: float = 30.0) -> bool:
-    import time
+def wait_daemon_gone(paths: Paths, pid: int, timeout: float = 30.0) -> bool:
+    """The daemon `pid` (daemon_stop's answer) has ended and its lifetime
+    lock is free.  Its pidfd becomes readable when it exits, which frees
+    the lock (no other process holds that descriptor: it is close-on-exec)."""
+    import select
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not daemon_alive(paths):
-            return True
-        time.sleep(0.02)
-    return False
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return not daemon_alive(paths)
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    return not daemon_alive(paths)

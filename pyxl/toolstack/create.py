@@ -13,41 +13,28 @@ import json
 import os
 import sys
 
-from pyxl.toolstack.client import Client, progress
+from pyxl.toolstack.client import Client, progress, watched
 from pyxl.toolstack.errors import Fault
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
-    from typing import Any, ContextManager
-
-    from pyxl.config.model import DomainConfig
+    from typing import ContextManager
 
 
-def config_json(d_config: DomainConfig | dict[str, Any] | str | bytes) -> dict[str, Any]:
-    """The libxl_domain_config JSON of a DomainConfig (or a ready dict)."""
-    if isinstance(d_config, dict):
-        return d_config
-    if isinstance(d_config, (str, bytes)):
-        return json.loads(d_config)
-    from pyxl.config import to_json
-
-    return json.loads(to_json(d_config))
-
-
-def create_domain(d_config: DomainConfig | dict[str, Any] | str | bytes, config_file: str = "",
-                  config_data: str | bytes = "",
+def create_domain(config_json: str, config_file: str = "", config_data: str | bytes = "",
                   console: bool = False, paused: bool = False, quiet: bool = False,
                   monitor: bool = True, foreground: bool = False) -> int:
-    cfg = config_json(d_config)
+    """`config_json` is the libxl_domain_config JSON (pyxl.config.to_json,
+    libxl_domain_config_to_json): it goes to the daemon as it is, and the
+    daemon parses it once (it keeps it for list -l, config-update, reboot)."""
     if isinstance(config_data, bytes):
         config_data = config_data.decode(errors="replace")
     try:
         c = Client().connect()
-        # with devices libxl waits for their backends: show it to a person watching
-        with progress("Waiting for the backends of %s" % _name(cfg)) if cfg.get("vtpms") \
-                else _nothing():
-            res = c.call("create", config=cfg, config_file=config_file, config_text=config_data,
-                         paused=paused, monitor=monitor or foreground)
+        with _waiting(config_json):
+            res = c.call("create", config=config_json, config_file=config_file,
+                         config_text=config_data, paused=paused,
+                         monitor=monitor or foreground)
     except Fault as f:
         return f.report()
     domid, name = res["domid"], res["name"]
@@ -66,14 +53,18 @@ def create_domain(d_config: DomainConfig | dict[str, Any] | str | bytes, config_
     return 0
 
 
-def _name(cfg: dict) -> str:
-    return (cfg.get("c_info") or {}).get("name", "the domain")
-
-
-def _nothing() -> ContextManager[object]:
+def _waiting(config_json: str) -> ContextManager[object]:
+    """With devices libxl waits for their backends: show it to a person
+    watching (only then is the config looked into for its name)."""
     import contextlib
 
-    return contextlib.nullcontext()
+    if not watched():
+        return contextlib.nullcontext()
+    cfg = json.loads(config_json)
+    if not cfg.get("vtpms"):
+        return contextlib.nullcontext()
+    return progress("Waiting for the backends of %s"
+                    % (cfg.get("c_info") or {}).get("name", "the domain"))
 
 
 def follow(c: Client, domid: int, name: str) -> int:

@@ -17,6 +17,9 @@ from pyxl.hypervisor.xenstore import payload_fits
 if TYPE_CHECKING:
     from pyxl.hypervisor.xenstore import XsConnection
 
+DEVICE_TIMEOUT = 10.0        # LIBXL_INIT_TIMEOUT: how long a new backend gets to answer
+DESTROY_TIMEOUT = 10.0       # LIBXL_DESTROY_TIMEOUT: how long a backend gets to close
+
 # xenbus states (xen/include/public/io/xenbus.h)
 XenbusStateUnknown = 0
 XenbusStateInitialising = 1
@@ -132,14 +135,34 @@ def wait_backend_gone(xs: XsConnection, path: str, timeout: float,
     removing what is left.  True if the backend cleaned up by itself.
     `alive()` is called without arguments (the host binds the backend's
     domid as the lambda's default, hence Callable[..., bool])."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while _ls(xs, path):
-        if time.monotonic() >= deadline or not alive():
-            return False
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-    return True
+    return _await(xs, path, lambda: not _ls(xs, path), timeout, alive)
+
+
+def _await(xs: XsConnection, path: str, done: Callable[[], bool], timeout: float,
+           alive: Callable[..., bool]) -> bool:
+    """libxl__ev_devstate_wait (libxl_event.c) over xenstore watches: a
+    watch on `path` (it fires once at once, then on every change at or
+    below it) and one on @releaseDomain (a domain shut down or went: is the
+    one we wait on, `alive()`, still there?); `done()` is asked again at
+    each event, until it holds or `timeout` has passed.  The watches are on
+    a connection of their own, closed afterwards."""
+    from pyxl.hypervisor.xenstore import QueueSink
+
+    events = QueueSink()
+    w = xs.store.connect(0, events)
+    try:
+        w.watch(path, "devstate")
+        w.watch("@releaseDomain", "release")
+        deadline = time.monotonic() + timeout
+        while True:
+            if done():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0 or not alive():
+                return False
+            events.wait(left)
+    finally:
+        w.close()
 
 
 def remove_paths(xs: XsConnection, paths: list[str]) -> None:
@@ -730,17 +753,16 @@ def add_vtpm(xs: XsConnection, domid: int, backend_domid: int, devid: int, uuid:
 
 def wait_state(xs: XsConnection, path: str, want: int, timeout: float,
                alive: Callable[[], bool] = lambda: True) -> bool:
-    """Poll `path`/state until it reads `want` (libxl__wait_for_backend)."""
-    deadline = time.monotonic() + timeout
-    delay = 0.002
-    while True:
+    """libxl__wait_for_backend / libxl__wait_device_connection
+    (libxl_device.c): wait, by a watch on `path`/state, until it reads
+    `want`; False after `timeout` (LIBXL_INIT_TIMEOUT when adding,
+    LIBXL_DESTROY_TIMEOUT when removing) or once `alive()` says the
+    backend's domain is gone."""
+    def done() -> bool:
         v = read(xs, path + "/state")
-        if v is not None and v.isdigit() and int(v) == want:
-            return True
-        if time.monotonic() >= deadline or not alive():
-            return False
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
+        return v is not None and v.isdigit() and int(v) == want
+
+    return _await(xs, path + "/state", done, timeout, alive)
 
 
 def list_vtpms(xs: XsConnection, domid: int) -> list[dict]:

@@ -118,6 +118,10 @@ class Paths:
         """Where a domain process leaves its shutdown reason (N.status)."""
         return os.path.join(self.run_dir, "dom")
 
+    def domain_status_file(self, domid: int) -> str:
+        """The file domain `domid`'s process writes its shutdown reason to."""
+        return os.path.join(self.domain_status_dir, "%d.status" % domid)
+
     def make_dirs(self) -> None:
         """Create the host's directories, or check the ones that exist: each
         owned by this user and private (0700), every directory above them

@@ -3,11 +3,11 @@ motherboard's hardware TPM behind its TIS pages, the iomem permissions
 xl grants (`iomem=`), and the stub-domain images Xen's stubdom package
 installs under /usr/lib/xen/boot.
 
-hostd.py calls three hooks from here so its own code stays about domains:
+The daemon calls three hooks from here so its own code stays about domains:
 
-    tis = attach_hardware_tpm(paths, hv)      # HostState.__init__
-    grant_iomem(hv, domid, b_info)            # create(), after domain_created
-    embedded_kernel(path) -> bool             # create(): a missing file is fine
+    tis = attach_hardware_tpm(paths, hv)      # hostd.HostState.__init__
+    grant_iomem(hv, domid, b_info)            # spawn.create and persist.rewire, after domain_created
+    embedded_kernel(path) -> bool             # spawn.create: a missing file is fine
 """
 
 from __future__ import annotations

@@ -71,6 +71,9 @@ def set_memory_target(st: HostState, dom_q: str, memkb: int, mem: str) -> None:
         st.xs.write("/vm/%s/memory" % dom.uuid, str(new // 1024))
         if domid == 0:                   # dom0's balloon is the daemon's own
             st.hv.memory_reserve(0, new)
+            return
+        dom.xen_max_kb, dom.mem_target_kb = new + videoram, new     # for a restarted daemon
+        st.save()
 
 
 def set_max_memory(st: HostState, dom_q: str, memkb: int, mem: str) -> None:
@@ -87,6 +90,9 @@ def set_max_memory(st: HostState, dom_q: str, memkb: int, mem: str) -> None:
             raise Fault("MEM_MAX_BELOW_TARGET", dp=_dp(domid), domid=domid, mem=mem)
         st.hv.set_max_mem(domid, memkb)
         st.xs.write(base + "/memory/static-max", str(memkb))
+        if domid != 0:
+            dom.xen_max_kb, dom.mem_static_max_kb = memkb, memkb     # for a restarted daemon
+            st.save()
 
 
 # -- vcpus -------------------------------------------------------------------

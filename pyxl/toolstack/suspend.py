@@ -17,6 +17,7 @@ import errno
 import time
 
 from pyxl.hypervisor.xenstore import QueueSink
+from pyxl.toolstack import monitor
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
@@ -82,5 +83,5 @@ def domain_suspend(st: HostState, domid: int, timeout: float = SUSPEND_TIMEOUT) 
 def _wait_guest(st: HostState, domid: int, timeout: float) -> dict:
     """domain_suspend_common_wait_guest: the domain's shutdown (whatever its
     reason), its destruction, or libxl's timeout."""
-    ev = st.wait_event(domid, timeout, "shutdown")
+    ev = monitor.wait_event(st, domid, timeout, "shutdown")
     return {"responded": True, "event": ev["event"], "reason": ev.get("reason")}

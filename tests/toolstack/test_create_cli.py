@@ -163,6 +163,7 @@ def test_a_name_too_long_for_xenstore_fails_as_libxl__domain_rename_does(tmp_pat
     """A name is bounded by xs_write: path, NUL and name within
     XENSTORE_PAYLOAD_MAX."""
     import pyxl.toolstack.hostd as hostd
+    from pyxl.toolstack import spawn
     from pyxl.toolstack.errors import Fault
     from pyxl.toolstack.paths import Paths
 
@@ -173,7 +174,7 @@ def test_a_name_too_long_for_xenstore_fails_as_libxl__domain_rename_does(tmp_pat
         name = "n" * (4096 - len("/local/domain/1/name"))       # one byte too many
         cfg = {"c_info": {"type": "pv", "name": name}, "b_info": {"max_memkb": 65536}}
         try:
-            st.create(cfg)
+            spawn.create(st, cfg)
             raise AssertionError("created")
         except Fault as f:
             assert (f.name, f.exit_code) == ("NAME_WRITE_FAILED", 3)

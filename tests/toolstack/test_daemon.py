@@ -256,3 +256,21 @@ def test_daemon_start_by_a_user_who_cannot_use_the_root_is_one_line(tmp_path):
         assert os.listdir(root) == []
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_daemon_that_dies_before_it_is_ready_is_reported_at_once(host):
+    """The client waits for the readiness byte on a pipe only the daemon
+    holds: a daemon that refuses to start (a chip that does not exist)
+    closes it by ending, and the client says so with its exit status,
+    long before START_TIMEOUT."""
+    import time
+
+    env = dict(host.env, PYXL_HWTPM="3.0")
+    t0 = time.monotonic()
+    p = subprocess.run(host.pyxl_cmd + ["list"], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert time.monotonic() - t0 < 10
+    assert p.returncode == 1
+    assert p.stderr == ("pyxl: could not start the pyxl daemon: exit status 1 (see %s)\n"
+                        % Paths(host.root).daemon_log)
+    assert "PYXL_HWTPM" in Path(Paths(host.root).daemon_log).read_text()

@@ -425,3 +425,43 @@ def test_list_long_follows_what_libxl_retrieves(host):
     assert (b["max_vcpus"], b["avail_vcpus"]) == (2, [0])
     assert (b["max_memkb"], b["target_memkb"]) == (131072, 65536)
     assert b["sched_params"] == {"sched": "credit2", "weight": 700, "cap": 20}
+
+
+def test_ballooned_size_survives_a_daemon_restart(host):
+    """libxl reads a domain's memory from the hypervisor (libxl_domain_info:
+    current_memkb from tot_pages; libxl_retrieve_domain_configuration:
+    target and static-max from xenstore), never from the create-time
+    config: a daemon SIGKILLed after `mem-set` and restarted reports what
+    the guest holds, and the guest does not balloon back up."""
+    import json
+
+    from ts_host import kill_daemon
+
+    domid = _guest(host, "web", memory=96)
+    assert host.run("mem-max", "web", "128m").returncode == 0
+    assert host.run("mem-set", "web", "64m").returncode == 0
+    host.wait_for(lambda: _mem(host, "web") == 64, what="the balloon to shrink to 64 MiB")
+
+    def seen():
+        rows = host.run("list").stdout.splitlines()
+        b = json.loads(host.run("list", "-l", "web").stdout)[0]["config"]["b_info"]
+        return (rows, b["target_memkb"], b["max_memkb"],
+                _xs(host, "/local/domain/%d/memory/target" % domid),
+                _xs(host, "/local/domain/%d/memory/static-max" % domid),
+                _xs(host, "/vm/%s/memory" % host.domains()["web"]["uuid"]),
+                [ln for ln in host.run("info").stdout.splitlines()
+                 if ln.startswith(("total_memory", "free_memory"))])
+
+    def mem_rows(rows):      # the columns that are not time: name, id, memory, vcpus
+        return [r.split()[:4] for r in rows[0]]
+
+    before = seen()
+    assert before[1:6] == (65536, 131072, "65536", "131072", "64")
+    kill_daemon(host)
+    after = seen()          # the first command starts a new daemon, which adopts web
+    assert mem_rows(after) == mem_rows(before)
+    assert after[1:] == before[1:]
+    # the guest, back on the new daemon's xenstore, keeps its balloon where it was
+    host.wait_for(lambda: host.run("xenstore-read", "/local/domain/%d/control/feature-poweroff"
+                                   % domid).stdout == "1\n", what="the guest to reconnect")
+    assert _mem(host, "web") == 64

@@ -18,6 +18,24 @@ class Op(NamedTuple):
     optional: tuple[str, ...] = ()
 
 
+def libxl_json(op: str, text: Any) -> dict:
+    """A request's domain configuration: the libxl_domain_config JSON text
+    the client rendered (libxl_domain_config_to_json), parsed here, once,
+    into what the daemon keeps (list -l, config-update, reboot)."""
+    import json
+
+    from pyxl.toolstack.errors import Fault
+
+    try:
+        config = json.loads(text) if isinstance(text, str) else None
+    except ValueError as e:
+        raise Fault("BAD_REQUEST", reason="%s: config is not JSON (%s)" % (op, e)) from None
+    if not isinstance(config, dict):
+        raise Fault("BAD_REQUEST",
+                    reason="%s: config is not a libxl_domain_config JSON object" % op)
+    return config
+
+
 def merge(*tables: dict[str, Op]) -> dict[str, Op]:
     """One table from several; an op defined twice is a programming error."""
     out: dict[str, Op] = {}

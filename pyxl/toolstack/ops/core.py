@@ -8,9 +8,9 @@ import os
 
 from pyxl.fsutil import open_append
 from pyxl.hypervisor import sched
-from pyxl.toolstack import protocol
+from pyxl.toolstack import control, monitor, protocol, spawn, teardown, vtpm
 from pyxl.toolstack.errors import Fault
-from pyxl.toolstack.ops import Op
+from pyxl.toolstack.ops import Op, libxl_json
 from pyxl.toolstack.resources import current_memkb
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
@@ -57,17 +57,19 @@ def _info(d: Daemon, a: dict[str, Any]) -> Any:
 
 
 def _create(d: Daemon, a: dict[str, Any]) -> Any:
-    return d.state.create(a["config"], a.get("config_file", ""), a.get("config_text", ""),
-                          paused=a.get("paused", False), monitor=a.get("monitor", True),
-                          **_timeout(a))
+    """The request carries the libxl_domain_config JSON as the client
+    rendered it (libxl_domain_config_to_json); it is parsed here, once."""
+    return spawn.create(d.state, libxl_json("create", a["config"]), a.get("config_file", ""),
+                        a.get("config_text", ""), paused=a.get("paused", False),
+                        monitor=a.get("monitor", True), **_timeout(a))
 
 
 def _destroy(d: Daemon, a: dict[str, Any]) -> Any:
-    d.state.destroy(a["dom"], a.get("force", False))
+    teardown.destroy(d.state, a["dom"], a.get("force", False))
 
 
 def _shutdown(d: Daemon, a: dict[str, Any]) -> Any:
-    return d.state.shutdown(a["dom"], a.get("reboot", False))
+    return control.shutdown(d.state, a["dom"], a.get("reboot", False))
 
 
 def _shutdown_all(d: Daemon, a: dict[str, Any]) -> Any:
@@ -75,25 +77,25 @@ def _shutdown_all(d: Daemon, a: dict[str, Any]) -> Any:
     with st.lock:
         ids = [dom.domid for dom in st.guests() if dom.shutdown_reason is None]
     for domid in ids:
-        st.shutdown(str(domid), a.get("reboot", False))
+        control.shutdown(st, str(domid), a.get("reboot", False))
     return ids
 
 
 def _wait(d: Daemon, a: dict[str, Any]) -> Any:
-    return d.state.wait_event(int(a["domid"]), float(a.get("timeout", 60)),
+    return monitor.wait_event(d.state, int(a["domid"]), float(a.get("timeout", 60)),
                               a.get("until", "shutdown"))
 
 
 def _pause(d: Daemon, a: dict[str, Any]) -> Any:
-    d.state.pause(a["dom"], True)
+    control.pause(d.state, a["dom"], True)
 
 
 def _unpause(d: Daemon, a: dict[str, Any]) -> Any:
-    d.state.pause(a["dom"], False)
+    control.pause(d.state, a["dom"], False)
 
 
 def _rename(d: Daemon, a: dict[str, Any]) -> Any:
-    d.state.rename(a["dom"], a["name"])
+    control.rename(d.state, a["dom"], a["name"])
 
 
 def _dmesg(d: Daemon, a: dict[str, Any]) -> Any:
@@ -115,15 +117,15 @@ def _dmesg(d: Daemon, a: dict[str, Any]) -> Any:
 
 
 def _vtpm_attach(d: Daemon, a: dict[str, Any]) -> Any:
-    return d.state.vtpm_attach(a["dom"], a.get("uuid"), a.get("backend"), **_timeout(a))
+    return vtpm.attach(d.state, a["dom"], a.get("uuid"), a.get("backend"), **_timeout(a))
 
 
 def _vtpm_list(d: Daemon, a: dict[str, Any]) -> Any:
-    return d.state.vtpm_list(a["dom"])
+    return vtpm.list_(d.state, a["dom"])
 
 
 def _vtpm_detach(d: Daemon, a: dict[str, Any]) -> Any:
-    d.state.vtpm_detach(a["dom"], a["dev"], **_timeout(a))
+    vtpm.detach(d.state, a["dom"], a["dev"], **_timeout(a))
 
 
 def _console_history(d: Daemon, a: dict[str, Any]) -> Any:

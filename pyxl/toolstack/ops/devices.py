@@ -17,6 +17,7 @@ import uuid as uuidlib
 from pyxl.toolstack import devices
 from pyxl.toolstack.errors import Fault
 from pyxl.toolstack.ops import Op
+from pyxl.toolstack.devices import DESTROY_TIMEOUT, DEVICE_TIMEOUT
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
@@ -30,9 +31,6 @@ if TYPE_CHECKING:
     # devices.<kind>_info(xs, domid, devid) and devices.add_<kind>(xs, domid, backend_domid, cfg)
     Info: TypeAlias = Callable[[XsConnection, int, int], dict | None]
     Add: TypeAlias = Callable[[XsConnection, int, int, dict], tuple[str, str]]
-
-DESTROY_TIMEOUT = 10.0      # LIBXL_DESTROY_TIMEOUT: how long a backend gets to close
-DEVICE_TIMEOUT = 10.0       # LIBXL_INIT_TIMEOUT: how long a new backend gets to answer
 
 
 def _timeout(a: dict[str, Any], default: float) -> float:

@@ -5,7 +5,7 @@ pyxl.toolstack.resources' (libxl's calls); these rows name its arguments."""
 from __future__ import annotations
 
 from pyxl.toolstack import resources as R
-from pyxl.toolstack.ops import Op
+from pyxl.toolstack.ops import Op, libxl_json
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
@@ -87,7 +87,8 @@ def _cpupool_numa_split(d: Daemon, a: dict[str, Any]) -> Any:
 
 
 def _config_update(d: Daemon, a: dict[str, Any]) -> Any:
-    R.store_config(d.state, a["dom"], a["config"], a.get("config_file", ""),
+    R.store_config(d.state, a["dom"], libxl_json("config_update", a["config"]),
+                   a.get("config_file", ""),
                    a.get("config_text", ""))
 
 
