@@ -619,14 +619,20 @@ def device_info(xs, domid: int, kind: str, devid: int) -> dict | None:
     be = read(xs, lib + "/backend")
     if be is None:
         return None
-    return {"devid": devid, "backend_id": backend_domid_of(be) or 0, "backend": be,
-            "state": _num(read(xs, fe + "/state")),
-            "evtch": _num(read(xs, fe + "/event-channel")),
-            "rref": _num(read(xs, fe + "/ring-ref")),
-            "rref_tx": _num(read(xs, fe + "/tx-ring-ref")),
-            "rref_rx": _num(read(xs, fe + "/rx-ring-ref")),
-            "mac": read(xs, lib + "/mac") or "00:00:00:00:00:00",
-            "vdev": read(xs, lib + "/dev"), "frontend_id": domid}
+    # one directory listing instead of a failed read per missing key (a
+    # frontend that has not connected has no ring yet): the same values
+    there = set(_ls(xs, fe))
+
+    def front(key: str) -> int:
+        return _num(read(xs, fe + "/" + key)) if key in there else -1
+
+    info = {"devid": devid, "backend_id": backend_domid_of(be) or 0, "backend": be,
+            "state": front("state"), "evtch": front("event-channel"),
+            "rref": front("ring-ref"), "frontend_id": domid}
+    if kind == "vif":           # libxl_device_nic_getinfo's own keys
+        info.update(rref_tx=front("tx-ring-ref"), rref_rx=front("rx-ring-ref"),
+                    mac=read(xs, lib + "/mac") or "00:00:00:00:00:00")
+    return info
 
 
 def list_channels(xs, domid: int) -> list[dict]:
