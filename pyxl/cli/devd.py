@@ -484,7 +484,7 @@ def devd(opts: Opts | None, args: list[str]) -> int:
         return 1
     try:
         handler.run()
-    except (OSError, EOFError) as e:
-        sys.stderr.write("xl devd: xenstore connection lost: %s\n" % e)
+    except OSError as e:            # xenstored went away (the host's daemon stopped)
+        sys.stderr.write("pyxl: devd: lost the xenstore connection: %s\n" % strerror(e))
         return 1
     return 0

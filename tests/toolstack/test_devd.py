@@ -173,3 +173,17 @@ def test_a_symlinked_pidfile_or_log_is_not_followed(host, xs, tmp_path):
                                % line_of("%s [%ld] exited with error status %d"))
     assert lines[1].endswith("] exited with error status 1")
     assert target.read_text() == "keep\n"
+
+
+def test_the_host_stopping_ends_devd(host, xs, devd):
+    """xenstored gone (the host's daemon stopped): devd says so and ends
+    instead of spinning on a dead connection."""
+    assert host.create("g").returncode == 0
+    be = _backend(xs, host.domains()["g"]["domid"], 2, 2)
+    p = devd()
+    host.wait_for(lambda: xs.read(be + "/hotplug-status") == "connected",
+                  what="devd at work")
+    assert host.run("daemon", "stop", "--force").returncode == 0
+    out, err = p.communicate(timeout=30)
+    assert (p.returncode, out) == (1, "")
+    assert err == "pyxl: devd: lost the xenstore connection: Bad file descriptor\n"
