@@ -15,6 +15,7 @@ guest's last device (check_and_maybe_remove_guest).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 
@@ -64,8 +65,8 @@ def devd(host):
     """Start `pyxl devd ARGS...` in the foreground; stopped with SIGTERM."""
     procs = []
 
-    def start(*args):
-        p = subprocess.Popen(host.pyxl_cmd + ["devd", "-F", *args], env=host.env,
+    def start(*args, glob=()):
+        p = subprocess.Popen(host.pyxl_cmd + [*glob, "devd", "-F", *args], env=host.env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         procs.append(p)
         return p
@@ -119,6 +120,17 @@ def test_a_backend_without_a_script(host, xs, devd):
     line = p.stderr.readline()
     assert line == expected
     assert xs.read(be + "/hotplug-status") is None
+    p.send_signal(signal.SIGTERM)
+    p.communicate(timeout=30)
+
+    # xl -T: xtl_logger_stdio.c's SHOW_DATE and SHOW_PID prefixes; the
+    # backend still in InitWait is met again by the handler's first scan
+    p = devd(glob=("-T",))
+    line = p.stderr.readline()
+    m = re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+ \[(\d+)\] (.*\n)\Z", line)
+    assert m, line
+    assert int(m.group(1)) == p.pid
+    assert m.group(2) == expected
     p.send_signal(signal.SIGTERM)
     p.communicate(timeout=30)
 
