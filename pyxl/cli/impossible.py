@@ -237,25 +237,31 @@ def pci_attach(opts: Opts | None, args: list[str]) -> int:
 
 @faults
 def pci_detach(opts: Opts | None, args: list[str]) -> int:
-    """main_pcidetach without -f: the spec parsed (a bad one exits 2), then
-    libxl_device_pci_remove (libxl_pci.c do_pci_remove) asks for the
-    domain's type and lists its passed-through devices: there are none, so
-    the removal fails and device_addrm_aocomplete says so; exit 1.  With -f
-    (libxl_device_pci_destroy) libxl goes on to reset and deassign the
-    host device, which this host cannot yet play."""
-    from pyxl.cli.absent import unavailable
-    from pyxl.config.model import DevicePci
+    """main_pcidetach (xl_pci.c pcidetach): the spec parsed (a bad one
+    exits 2), then libxl_device_pci_remove, or with -f
+    libxl_device_pci_destroy; both run libxl__device_pci_remove_common
+    (libxl_pci.c), where `force` only matters once a device is found
+    attached, which none is here:
+
+    - a named device is looked up first (name2bdf: none has a name here,
+      ERROR_NOTFOUND, not logged);
+    - "BDF.*" asks pci_multifunction_check for the functions of that slot
+      in /sys/bus/pci/devices: the host has none, so there is nothing to
+      remove and the removal succeeds (exit 0, nothing printed);
+    - otherwise do_pci_remove asks for the domain's type, then lists the
+      domain's passed-through devices (libxl_device_pci_list: none, NULL):
+      ERROR_FAIL, which device_addrm_aocomplete reports; exit 1."""
+    from pyxl.config.model import PCI_FUNC_ALL, DevicePci
     from pyxl.config.pci import parse_pci
 
-    if any(k == "f" for k, _ in opts or []):
-        return unavailable(opts, args)
     domid, vcpus = _find(args[0])
     spec = args[1]
     pci = DevicePci()
     if parse_pci(pci, spec, lambda s: _err(s)):
         _err('pci-detach: malformed PCI_SPEC_STRING "%s"\n' % spec)
         return 2
-    # a named device is looked up first (name2bdf: none has a name here)
+    if not pci.name and pci.vfunc_mask == PCI_FUNC_ALL:
+        return 0
     _err((_DOMAIN_TYPE % domid if vcpus is None and not pci.name else "")
          + "libxl: error: libxl_device.c:1486:device_addrm_aocomplete: "
            "unable to remove device\n")

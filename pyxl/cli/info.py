@@ -308,13 +308,20 @@ def uptime(opts: Opts, domain: list[str]) -> int:
             hit = [d for d in doms_all if (q.isdigit() and d["domid"] == int(q)) or d["name"] == q]
             if not hit and not q.isdigit():
                 raise Fault("INVALID_DOMAIN", dom=q)
-            chosen += hit
+            # a number that names no domain: print_domU_uptime's
+            # libxl_vm_get_start_time finds no <vm>/start_time, logs, no row
+            chosen += hit or [{"domid": min(int(q), 2**64 - 1) & 0xFFFFFFFF, "missing": True}]
     else:
         chosen = doms_all
     if not short:
         print("%-33s %4s %s" % ("Name", "ID", "Uptime"))
     now = time.localtime()
     for d in chosen:
+        if d.get("missing"):
+            sys.stdout.flush()
+            sys.stderr.write("libxl: error: libxl_domain.c:2231:libxl_vm_get_start_time: "
+                             "Domain %d:Can't get start time of domain\n" % d["domid"])
+            continue
         secs = d["uptime"]
         if d["domid"] == 0:
             try:

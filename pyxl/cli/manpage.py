@@ -60,6 +60,14 @@ def render() -> str:
             "command the simulated host cannot yet carry out prints "
             "\"pyxl: command NAME is not available on the simulated host\" and exits 1, "
             "after its options and arguments have been checked as xl checks them."),
+        ".PP",
+        esc("devd runs in the host's dom0 as libxl's device-events handler: each vbd or "
+            "vif backend written under dom0's backend directory that reaches InitWait "
+            "gets its hotplug script's end (hotplug-status connected), and one that went "
+            "offline and Closed is removed from xenstore. Without -F the command returns "
+            "once the daemon has started, which logs to var/log/pyxl/xldevd.log (0600); "
+            "-p FILE writes its pid to FILE, never through a symbolic link. SIGTERM stops "
+            "it."),
         ".SH GLOBAL OPTIONS",
         ".TP", ".B \\-v", "Verbose.",
         ".TP", ".B \\-N", "Dry run: print what would be done (commands that support it).",

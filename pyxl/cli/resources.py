@@ -122,6 +122,7 @@ def vcpu_set(opts: Opts | None, args: list[str]) -> int:
     """main_vcpuset / vcpuset: strtoul, then (unless -i) no more vCPUs than
     the host has pCPUs beyond those already online."""
     from pyxl.config.cstr import strtoul
+    from pyxl.toolstack.errors import Fault
 
     check_host = not any(o == "i" for o, _ in opts or ())
     dom, text = args[0], args[1]
@@ -130,7 +131,12 @@ def vcpu_set(opts: Opts | None, args: list[str]) -> int:
         _err("Error: Invalid argument.\n")
         return 1
     if check_host:
-        info = call("vcpu_list", doms=[dom])
+        try:
+            info = call("vcpu_list", doms=[dom])
+        except Fault as f:
+            if f.name == "NO_SUCH_DOMID":
+                return 1            # libxl_domain_info failed: vcpuset returns 1, silently
+            raise
         host_cpus = info["nr_cpus"]
         online = sum(1 for v in info["domains"][0][2] if v["online"])
         if n > online and n > host_cpus:
@@ -160,8 +166,10 @@ def vcpu_pin(opts: Opts | None, args: list[str]) -> int:
     """main_vcpupin: the vcpu (a number or "all"), hard and optional soft
     affinity ("-" leaves one alone); with -N only the cpumaps are printed."""
     from pyxl.cli.main import Globals
+    from pyxl.toolstack.errors import Fault
 
     force = any(o == "f" for o, _ in opts or ())
+    ignore_masks = any(o == "i" for o, _ in opts or ())
     dom, vcpu_s, hard_s = args[0], args[1], args[2]
     soft_s = args[3] if len(args) > 3 else None
     vcpu, used = _strtol(vcpu_s)
@@ -195,8 +203,26 @@ def vcpu_pin(opts: Opts | None, args: list[str]) -> int:
             line += " " + print_bitmap(soft, nr_cpus)
         sys.stdout.write(line + "\n")
         return 0
-    call("vcpu_pin", dom=dom, vcpu=vcpu, hard=hard, soft=soft)
+    try:
+        call("vcpu_pin", dom=dom, vcpu=vcpu, hard=hard, soft=soft)
+    except Fault as f:
+        if f.name != "NO_SUCH_DOMID" or (vcpu == -1 and (hard is None or ignore_masks)):
+            raise
+        if hard is not None and not ignore_masks:
+            _err("Could not get domain info\n")     # libxl_domain_info, for the global masks
+            return 1
+        # libxl__set_vcpuaffinity (libxl_sched.c): XEN_DOMCTL_setvcpuaffinity is ESRCH
+        _err("libxl: error: libxl_sched.c:62:libxl__set_vcpuaffinity: Domain %d:"
+             "Setting vcpu affinity: No such process\n" % _domid(dom))
+        _err("Could not set affinity for vcpu `%d'.\n" % vcpu)
+        return 1
     return 0
+
+
+def _domid(dom: str) -> int:
+    """find_domain's domid for a number (libxl_domain_qualifier_to_domid:
+    strtoul, stored into a uint32_t)."""
+    return min(int(dom), 2**64 - 1) & 0xFFFFFFFF
 
 
 # -- the scheduler -----------------------------------------------------------

@@ -610,7 +610,7 @@ COMMANDS: tuple[Command, ...] = (
              '-p                      Use COLO userspace proxy.'),
             'Fbundi:s:N:ecp', None, 2),
     # main_devd
-    Command('devd', 'pyxl.cli.absent:unavailable', False, True,
+    Command('devd', 'pyxl.cli.devd:devd', False, True,
             'Daemon that listens for devices and launches backends',
             '[options]',
             ('-F                      Run in the foreground.\n'

@@ -80,5 +80,16 @@ def vtpm_list(opts: Opts, domains: list[str]) -> int:
 
 @faults
 def vtpm_detach(opts: Opts, args: list[str]) -> int:
-    call("vtpm_detach", dom=args[0], dev=args[1])
+    """main_vtpmdetach: the device by uuid or devid among the domain's
+    (libxl_uuid_to_device_vtpm, libxl_devid_to_device_vtpm); a number that
+    names no domain has none."""
+    from pyxl.toolstack.errors import Fault
+
+    try:
+        call("vtpm_detach", dom=args[0], dev=args[1])
+    except Fault as f:
+        if f.name != "NO_SUCH_DOMID":
+            raise
+        print("Unknown device %s." % args[1], file=sys.stderr)
+        return 1
     return 0

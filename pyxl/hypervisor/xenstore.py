@@ -43,6 +43,7 @@ from .xs_wire import XENSTORE_ABS_PATH_MAX, XENSTORE_PAYLOAD_MAX, XENSTORE_REL_P
 
 SPECIAL_NODES = ("@introduceDomain", "@releaseDomain")
 
+_CANONICAL_KEPT = 16384      # paths a dom0 connection remembers as checked (XsConnection)
 _VALID = re.compile(r"[A-Za-z0-9/_@-]+\Z", re.ASCII)     # one match, not a test per character
 
 # Access bits as xenstored computes them (XS_PERM_*).
@@ -403,6 +404,11 @@ class XsConnection:
         self.watches: list[tuple[str, str, bool]] = []  # (canonical path, token, relative)
         self.transactions: dict[int, _Transaction] = {}
         self.closed = False
+        # dom0's paths already found valid, as canonicalize made them: the
+        # toolstack reads the same few keys of every domain again and again
+        # (a path's checks cost more than the read), and for this connection
+        # the answer depends on nothing but the path
+        self._canonical: dict[XsPath, str] | None = {} if privileged else None
 
     # -- helpers -------------------------------------------------------
     def _deliver(self, path: str, token: str) -> None:
@@ -414,6 +420,19 @@ class XsConnection:
         return path[len(self.home) + 1:] if path.startswith(self.home + "/") else path
 
     def canonicalize(self, path: XsPath, allow_special: bool = False) -> str:
+        known = self._canonical
+        if known is not None:
+            name = known.get(path)
+            if name is not None:
+                return name
+        name = self._canonicalize(path, allow_special)
+        if known is not None and name[0] != "@":
+            if len(known) >= _CANONICAL_KEPT:
+                known.clear()
+            known[path] = name
+        return name
+
+    def _canonicalize(self, path: XsPath, allow_special: bool) -> str:
         if isinstance(path, bytes):
             try:
                 path = path.decode("ascii")

@@ -15,7 +15,18 @@ from typing import TYPE_CHECKING, Callable
 from pyxl.hypervisor.xenstore import payload_fits
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Protocol
+
     from pyxl.hypervisor.xenstore import XsConnection
+
+    class XsTree(Protocol):
+        """What path_cleanup needs of a xenstore connection: the daemon's
+        in-process XsConnection and the xenstored socket's XsClient
+        (`xl devd`) both have it."""
+        def read(self, path: str, tx: int = ...) -> bytes: ...
+        def directory(self, path: str, tx: int = ...) -> Sequence[str | bytes]: ...
+        def rm(self, path: str, tx: int = ...) -> None: ...
 
 DEVICE_TIMEOUT = 10.0        # LIBXL_INIT_TIMEOUT: how long a new backend gets to answer
 DESTROY_TIMEOUT = 10.0       # LIBXL_DESTROY_TIMEOUT: how long a backend gets to close
@@ -649,14 +660,20 @@ def device_info(xs: XsConnection, domid: int, kind: str, devid: int) -> dict | N
     be = read(xs, lib + "/backend")
     if be is None:
         return None
-    return {"devid": devid, "backend_id": backend_domid_of(be) or 0, "backend": be,
-            "state": _num(read(xs, fe + "/state")),
-            "evtch": _num(read(xs, fe + "/event-channel")),
-            "rref": _num(read(xs, fe + "/ring-ref")),
-            "rref_tx": _num(read(xs, fe + "/tx-ring-ref")),
-            "rref_rx": _num(read(xs, fe + "/rx-ring-ref")),
-            "mac": read(xs, lib + "/mac") or "00:00:00:00:00:00",
-            "vdev": read(xs, lib + "/dev"), "frontend_id": domid}
+    # one directory listing instead of a failed read per missing key (a
+    # frontend that has not connected has no ring yet): the same values
+    there = set(_ls(xs, fe))
+
+    def front(key: str) -> int:
+        return _num(read(xs, fe + "/" + key)) if key in there else -1
+
+    info = {"devid": devid, "backend_id": backend_domid_of(be) or 0, "backend": be,
+            "state": front("state"), "evtch": front("event-channel"),
+            "rref": front("ring-ref"), "frontend_id": domid}
+    if kind == "vif":           # libxl_device_nic_getinfo's own keys
+        info.update(rref_tx=front("tx-ring-ref"), rref_rx=front("rx-ring-ref"),
+                    mac=read(xs, lib + "/mac") or "00:00:00:00:00:00")
+    return info
 
 
 def list_channels(xs: XsConnection, domid: int) -> list[dict]:
@@ -708,7 +725,7 @@ def remove_device(xs: XsConnection, domid: int, kind: str, devid: int, timeout: 
     return True
 
 
-def path_cleanup(xs: XsConnection, t: int, path: str) -> None:
+def path_cleanup(xs: XsTree, t: int, path: str) -> None:
     """libxl__xs_path_cleanup (libxl_xshelp.c): remove `path`, then each
     parent that is left empty (no value, no children)."""
     try:

@@ -221,12 +221,21 @@ def sched_pool_params(st: HostState, pool: str | None, want: str, params: dict) 
 
 # -- sysrq, debug keys --------------------------------------------------------
 def send_sysrq(st: HostState, dom_q: str, key: str) -> None:
-    """libxl_send_sysrq: control/sysrq = the key, for the guest's manage.c."""
+    """libxl_send_sysrq (libxl.c): control/sysrq = the key, for the guest's
+    manage.c.  The path is xs_get_domain_path's for whatever domid xl found
+    (find_domain takes any number), and the write is unchecked: for a
+    number that names no domain the key lands under that path and xl
+    succeeds."""
     if not isinstance(key, str) or len(key) != 1:      # main_sysrq: one letter
         raise Fault("BAD_REQUEST", reason="sysrq: one key, not %r" % (key,))
     with st.lock:
-        dom = st.resolve(dom_q)
-        st.xs.write("/local/domain/%d/control/sysrq" % dom.domid, key)
+        try:
+            domid = st.resolve(dom_q).domid
+        except Fault as f:
+            if f.name != "NO_SUCH_DOMID":
+                raise
+            domid = min(int(dom_q), 2**64 - 1) & 0xFFFFFFFF
+        st.xs.write("/local/domain/%d/control/sysrq" % domid, key)
 
 
 def send_debug_keys(st: HostState, keys: str) -> None:

@@ -51,6 +51,23 @@ def test_invalid_paths_are_einval(xs, bad):
     assert err(dom0.write, bad, "v") == "EINVAL"
 
 
+def test_dom0_paths_checked_once_answer_as_before(xs):
+    """dom0's connection keeps the paths it has found valid: each answers
+    as a first time would, again and again; a special path is only ever
+    valid where special paths are (watches), and a bad one stays bad."""
+    _, dom0 = xs
+    dom0.write("/local/domain/1/data/k", "v")
+    for _ in range(3):
+        assert dom0.read("/local/domain/1/data/k") == b"v"
+        assert dom0.read(b"/local/domain/1/data/k") == b"v"
+        assert dom0.canonicalize("data/k") == "/local/domain/0/data/k"
+        assert dom0.canonicalize("@introduceDomain", allow_special=True) == "@introduceDomain"
+        assert err(dom0.read, "@introduceDomain") == "EINVAL"
+        assert err(dom0.read, "/local/domain/1/data/k/") == "EINVAL"
+    dom0.watch("@introduceDomain", "t")
+    assert err(dom0.write, "@introduceDomain", "v") == "EINVAL"
+
+
 def test_read_missing_is_enoent_and_write_creates_ancestors(xs):
     _, dom0 = xs
     assert err(dom0.read, "/a/b") == "ENOENT"

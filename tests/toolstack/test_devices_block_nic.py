@@ -85,6 +85,11 @@ def test_block_attach_list_detach(host, tmp_path, at):
         "Vdev  BE  handle state evt-ch ring-ref BE-path                       ",
         "51728 0   1      1     -1     -1       /local/domain/0/backend/vbd/1/51728"]
     assert p.stderr == "nosuch is an invalid domain identifier\n"
+    # each argument in turn, a domain as often as it is named (by number or name)
+    p = host.run("block-list", "1", "nosuch", "g")
+    assert p.stdout.splitlines()[1:] == [
+        "51728 0   1      1     -1     -1       /local/domain/0/backend/vbd/1/51728"] * 2
+    assert p.stderr == "nosuch is an invalid domain identifier\n"
     # the same vdev again: device_disk_add's libxl__device_exists check
     p = host.run("block-attach", "g", "%s,raw,xvdb,w" % img)
     assert p.returncode == 1

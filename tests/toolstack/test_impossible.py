@@ -105,6 +105,22 @@ def test_no_device_model_no_pci_no_rdt(host, at, tmp_path):
         + "unable to get domain type for domid=7\n" + unable_to_remove)
     p = host.run("pci-detach", "g", "zz")
     assert (p.returncode, p.stderr) == (2, 'pci-detach: malformed PCI_SPEC_STRING "zz"\n')
+    # -f: libxl_device_pci_destroy, the same libxl__device_pci_remove_common
+    # with force, which matters only for a device found attached
+    p = host.run("pci-detach", "-f", "g", "0000:00:02.0")
+    assert (p.returncode, p.stdout, p.stderr) == (1, "", unable_to_remove)
+    p = host.run("pci-detach", "-f", "7", "00:02.0")
+    assert (p.returncode, p.stderr) == (1, at(
+        "unable to get domain type for domid=%u", "libxl_dom.c", "libxl__domain_type")
+        + "unable to get domain type for domid=7\n" + unable_to_remove)
+    p = host.run("pci-detach", "-f", "g", "zz")
+    assert (p.returncode, p.stderr) == (2, 'pci-detach: malformed PCI_SPEC_STRING "zz"\n')
+    # "BDF.*": pci_multifunction_check finds no function of the slot in the
+    # host's (empty) /sys/bus/pci/devices, so no function is removed: rc 0
+    for flags in ((), ("-f",)):
+        for dom in ("g", "7"):
+            p = host.run("pci-detach", *flags, dom, "00:02.*")
+            assert (p.returncode, p.stdout, p.stderr) == (0, "", ""), (flags, dom)
     # RDT: CMT off, CAT/MBA queries fail silently, sets are ENODEV
     p = host.run("psr-hwinfo")
     assert (p.returncode, p.stdout) == (253, "Cache Monitoring Technology (CMT):\n"

@@ -132,6 +132,62 @@ def test_numbers_that_name_no_domain(host, at):
         assert (p.returncode, p.stderr) == (rc, err), args
 
 
+def test_more_numbers_that_name_no_domain(host, at):
+    """The same, command by command, with stdout: each row names the xl
+    function and the libxl call whose failure makes the text."""
+
+    def head(fmt, *cols):
+        return fmt % cols + "\n"
+    start_time = at("Can't get start time of domain", "libxl_domain.c",
+                    "libxl_vm_get_start_time") + "Domain 99:Can't get start time of domain\n"
+    affinity = at("Setting vcpu affinity", "libxl_sched.c", "libxl__set_vcpuaffinity") \
+        + "Domain 99:Setting vcpu affinity: No such process\n"
+    cases = [
+        # main_list: libxl_domain_info's ERROR_DOMAIN_NOTFOUND
+        (("list", "99"), 1, "", "Error: Domain '99' does not exist.\n"),
+        (("list", "-l", "99"), 1, "", "Error: Domain '99' does not exist.\n"),
+        # vcpuset (xl_vcpu.c): with the host check, libxl_domain_info fails: return 1
+        (("vcpu-set", "99", "1"), 1, "", ""),
+        # main_vcpupin: a hard affinity asks libxl_domain_info for the global masks
+        (("vcpu-pin", "99", "0", "0"), 1, "", "Could not get domain info\n"),
+        # ... not with -i, nor for a soft affinity only: libxl__set_vcpuaffinity's
+        # XEN_DOMCTL_setvcpuaffinity is ESRCH (common/domctl.c)
+        (("vcpu-pin", "-i", "99", "0", "0"), 1, "", affinity + "Could not set affinity for vcpu `0'.\n"),
+        (("vcpu-pin", "99", "3", "-", "0"), 1, "", affinity + "Could not set affinity for vcpu `3'.\n"),
+        # main_sysrq: libxl_send_sysrq writes <dompath>/control/sysrq unchecked
+        (("sysrq", "99", "s"), 0, "", ""),
+        # print_uptime / print_domU_uptime: libxl_vm_get_start_time logs, no row
+        (("uptime", "99"), 0, head("%-33s %4s %s", "Name", "ID", "Uptime"), start_time),
+        (("uptime", "-s", "99"), 0, "", start_time),
+        # main_vtpmdetach: libxl_devid_to_device_vtpm / _uuid_to_: no device list
+        (("vtpm-detach", "99", "0"), 1, "", "Unknown device 0.\n"),
+        (("vtpm-detach", "99", "d9e1d6b8-07d0-4ba3-9f8c-1a3c5e1a2b3c"), 1, "",
+         "Unknown device d9e1d6b8-07d0-4ba3-9f8c-1a3c5e1a2b3c.\n"),
+        # main_blocklist, main_networklist, main_vtpmlist, main_channellist: the
+        # header, then libxl__device_list finds nothing (NULL, not logged): skipped
+        (("block-list", "99"), 0, head("%-5s %-3s %-6s %-5s %-6s %-8s %-30s", "Vdev", "BE",
+                                      "handle", "state", "evt-ch", "ring-ref", "BE-path"), ""),
+        (("network-list", "99"), 0, head("%-3s %-2s %-17s %-6s %-5s %-6s %5s/%-5s %-30s", "Idx",
+                                        "BE", "Mac Addr.", "handle", "state", "evt-ch", "tx-",
+                                        "rx-ring-ref", "BE-path"), ""),
+        (("vtpm-list", "99"), 0, head("%-3s %-2s %-36s %-6s %-5s %-6s %-5s %-10s", "Idx", "BE",
+                                     "Uuid", "handle", "state", "evt-ch", "ring-ref",
+                                     "BE-path"), ""),
+        (("channel-list", "99"), 0, head("%-3s %-2s %-5s %-6s %8s %-10s %-30s", "Idx", "BE",
+                                        "state", "evt-ch", "ring-ref", "connection", ""), ""),
+        # main_domname: libxl_domid_to_name finds no <dompath>/name
+        (("domname", "99"), 1, "",
+         "Can't get domain name of domain id '99', maybe this domain does not exist.\n"),
+        # main_cpupoolmigrate: libxl_domid_to_name, before any pool is looked at
+        (("cpupool-migrate", "99", "Pool-0"), 1, "", "unknown domain '99'\n"),
+    ]
+    for args, rc, out, err in cases:
+        p = host.run(*args)
+        assert (p.returncode, p.stdout, p.stderr) == (rc, out, err), args
+    # the sysrq key went where libxl_send_sysrq wrote it
+    assert host.run("xenstore-read", "/local/domain/99/control/sysrq").stdout == "s\n"
+
+
 def test_console_as_xl_console_and_xenconsole(host):
     """xl_console.c main_console: without -t, libxl_primary_console_exec (-n is not
     used); with -t, libxl_console_exec execs xenconsole (tools/console/client/
