@@ -8,7 +8,6 @@ RSAKey keeps only (n, e, p) -- what the TPM stores -- and builds the
 from __future__ import annotations
 
 import hashlib
-import hmac as _hmac
 import os
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -32,12 +31,49 @@ def sha1(*parts: bytes) -> bytes:
     return h.digest()
 
 
+_IPAD = bytes(b ^ 0x36 for b in range(256))    # byte -> byte XOR ipad, for bytes.translate
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+_SHA1_BLOCK = 64
+
+
 def hmac_sha1(key: bytes, *parts: bytes) -> bytes:
-    return _hmac.new(key, b"".join(parts), hashlib.sha1).digest()
+    """HMAC-SHA1 of the concatenated parts (RFC 2104, as libtpms'
+    TPM_HMAC_Generate).  Written out on hashlib's SHA-1: every command with
+    an authorization session computes two or three of these, and the
+    `hmac` module's object set-up costs more than the hashing of such
+    short messages (RFC 2202's vectors in tests/tpm/test_crypto.py)."""
+    if len(key) > _SHA1_BLOCK:
+        key = hashlib.sha1(key).digest()
+    key = key.ljust(_SHA1_BLOCK, b"\0")
+    inner = hashlib.sha1(key.translate(_IPAD))
+    for p in parts:
+        inner.update(p)
+    outer = hashlib.sha1(key.translate(_OPAD))
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+_POOL_SIZE = 4096           # bytes of the OS generator's output fetched at once
+_POOL_SMALL = 64            # requests up to this size are served from the pool
+_pool = bytearray()
 
 
 def random_bytes(n: int) -> bytes:
-    return os.urandom(n)
+    """n bytes from the OS generator.  Small requests -- a session's nonce,
+    every authorized answer's nonceEven, GetRandom -- are cut from a pool
+    refilled 4 KiB at a time (libtpms draws them from OpenSSL's RAND_bytes,
+    a user-space generator, not a system call each); each byte is handed
+    out once, and a forked child starts with an empty pool."""
+    if n > _POOL_SMALL:
+        return os.urandom(n)
+    if len(_pool) < n:
+        _pool[:] = os.urandom(_POOL_SIZE)
+    out = bytes(_pool[-n:]) if n else b""
+    del _pool[len(_pool) - n:]
+    return out
+
+
+os.register_at_fork(after_in_child=_pool.clear)
 
 
 def xor(a: bytes, b: bytes) -> bytes:
