@@ -20,6 +20,7 @@ with @command), the state blob in state.py.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import struct
 import threading
@@ -211,6 +212,9 @@ class Ctx:
     response digest parts.  Handlers parse their parameters, then call
     start(), which does the common checks in libtpms's order."""
 
+    __slots__ = ("tpm", "tag", "ordinal", "locality", "data", "mark_pos", "param_end", "auths",
+                 "in_digest", "out_skip", "transport", "extra_tail", "extra_auths", "audit_io")
+
     def __init__(self, tpm: "TPM", tag: int, ordinal: int, locality: int, data: bytes):
         self.tpm = tpm
         self.tag = tag
@@ -241,14 +245,18 @@ class Ctx:
         self.tpm.check_state(self.tag, check)
         if self.tag not in tags:
             raise TPMError(C.TPM_BADTAG)
-        auths = [AuthIn(r.u32(), r.bytes(20), r.bool(), r.bytes(20))
-                 for _ in range(_AUTHS_OF_TAG.get(self.tag, 0))]
+        n = _AUTHS_OF_TAG.get(self.tag, 0)
+        if not n:
+            if r.pos != r.end:
+                raise TPMError(C.TPM_BAD_PARAM_SIZE)
+            return
+        auths = [_auth_trailer(r) for _ in range(n)]
         if r.remaining:
             raise TPMError(C.TPM_BAD_PARAM_SIZE)
         self.auths = auths
-        if auths:
-            self.in_digest = sha1(self.ordinal.to_bytes(4, "big"),
-                                  self.data[self.mark_pos:self.param_end])
+        h = hashlib.sha1(self.ordinal.to_bytes(4, "big"))
+        h.update(self.data[self.mark_pos:self.param_end])
+        self.in_digest = h.digest()
 
     @property
     def n_auth(self) -> int:
@@ -328,6 +336,20 @@ class Ctx:
         if s.adip == C.TPM_ET_AES128_CTR and not self.tpm.identity.berlios:
             return aes128_ctr(s.shared_secret, nonce, enc)
         raise TPMError(C.TPM_INAPPROPRIATE_ENC)
+
+
+_TRAILER = struct.Struct(">I20sB20s")     # authHandle, nonceOdd, continueAuthSession, auth
+
+
+def _auth_trailer(r: Reader) -> AuthIn:
+    """One request authorization trailer (libtpms TPM_AuthParams_Get): a
+    short one is TPM_BAD_PARAM_SIZE, a continueAuthSession other than 0/1
+    TPM_BAD_PARAMETER (TPM_LoadBool), as Reader reports them."""
+    p = r.pos
+    if r.end - p < _TRAILER.size or r.data[p + 24] > 1:
+        return AuthIn(r.u32(), r.bytes(20), r.bool(), r.bytes(20))   # raises as libtpms
+    r.pos = p + _TRAILER.size
+    return AuthIn(*_TRAILER.unpack_from(r.data, p))
 
 
 def _osap_for(s: Session, et: int, ev: int | None) -> bool:
@@ -587,7 +609,8 @@ class TPM:
         """Run one command frame; always returns a response frame."""
         try:
             with self._lock:
-                return self._execute(bytes(request), locality)
+                return self._execute(request if type(request) is bytes else bytes(request),
+                                     locality)
         except Exception:  # a handler bug must not take the TPM (or its server) down
             self.internal_errors += 1
             log.exception("TPM engine internal error")
