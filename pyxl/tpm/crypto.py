@@ -25,10 +25,7 @@ OAEP_TCPA = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(
 
 
 def sha1(*parts: bytes) -> bytes:
-    h = hashlib.sha1()
-    for p in parts:
-        h.update(p)
-    return h.digest()
+    return hashlib.sha1(b"".join(parts)).digest()
 
 
 _IPAD = bytes(b ^ 0x36 for b in range(256))    # byte -> byte XOR ipad, for bytes.translate
@@ -46,8 +43,7 @@ def hmac_sha1(key: bytes, *parts: bytes) -> bytes:
         key = hashlib.sha1(key).digest()
     key = key.ljust(_SHA1_BLOCK, b"\0")
     inner = hashlib.sha1(key.translate(_IPAD))
-    for p in parts:
-        inner.update(p)
+    inner.update(b"".join(parts))
     outer = hashlib.sha1(key.translate(_OPAD))
     outer.update(inner.digest())
     return outer.digest()

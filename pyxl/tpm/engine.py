@@ -26,7 +26,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import constants as C
 from .crypto import (KeySource, RSAKey, aes128_ctr, generate_rsa, hmac_sha1, random_bytes,
@@ -212,24 +212,27 @@ class Ctx:
     response digest parts.  Handlers parse their parameters, then call
     start(), which does the common checks in libtpms's order."""
 
-    __slots__ = ("tpm", "tag", "ordinal", "locality", "data", "mark_pos", "param_end", "auths",
-                 "in_digest", "out_skip", "transport", "extra_tail", "extra_auths", "audit_io")
+    # Defaults most commands keep, as class attributes: an instance holds
+    # only what its command sets (a Ctx is made for every command).
+    mark_pos = 10                # start of the HMAC'ed parameters
+    param_end = 10
+    auths: Sequence[AuthIn] = ()
+    in_digest = b""
+    out_skip = 0                 # leading output bytes not in the HMAC (handles)
+    transport: TransportSession | None = None    # the session a wrapped command runs in
+    extra_tail = b""             # a transport session's response trailer (handled
+    extra_auths = 0              # by commands/transport.py, not by _respond's loop)
+    audit_io: tuple[bytes, bytes] | None = None  # audit digests a command sets
 
-    def __init__(self, tpm: "TPM", tag: int, ordinal: int, locality: int, data: bytes):
+    def __init__(self, tpm: "TPM", tag: int, ordinal: int, locality: int, data: bytes,
+                 transport: TransportSession | None = None):
         self.tpm = tpm
         self.tag = tag
         self.ordinal = ordinal
         self.locality = locality
         self.data = data
-        self.mark_pos = 10           # start of the HMAC'ed parameters
-        self.param_end = 10
-        self.auths: list[AuthIn] = []
-        self.in_digest = b""
-        self.out_skip = 0            # leading output bytes not in the HMAC (handles)
-        self.transport: TransportSession | None = None   # the session a wrapped command runs in
-        self.extra_tail = b""        # a transport session's response trailer (handled
-        self.extra_auths = 0         # by commands/transport.py, not by _respond's loop)
-        self.audit_io: tuple[bytes, bytes] | None = None   # audit digests a command sets
+        if transport is not None:
+            self.transport = transport
 
     def mark(self, r: Reader) -> None:
         """The HMAC'ed parameters start here (after the handles)."""
@@ -609,17 +612,14 @@ class TPM:
         """Run one command frame; always returns a response frame."""
         try:
             with self._lock:
-                return self._execute(request if type(request) is bytes else bytes(request),
+                if not 10 <= len(request) <= MAX_FRAME:
+                    return _error(C.TPM_BAD_PARAM_SIZE)
+                return self.dispatch(request if type(request) is bytes else bytes(request),
                                      locality)
         except Exception:  # a handler bug must not take the TPM (or its server) down
             self.internal_errors += 1
             log.exception("TPM engine internal error")
             return _error(C.TPM_FAIL)
-
-    def _execute(self, req: bytes, locality: int) -> bytes:
-        if len(req) < 10 or len(req) > MAX_FRAME:
-            return _error(C.TPM_BAD_PARAM_SIZE)
-        return self.dispatch(req, locality)
 
     def end_transport(self, handle: int) -> bool:
         """Invalidate a transport session (False if there was none)."""
@@ -630,28 +630,19 @@ class TPM:
     def dispatch(self, req: bytes, locality: int,
                  transport: TransportSession | None = None) -> bytes:
         """Run one command (transport: the session of a wrapped one)."""
-        tag, size, ordinal = _HEADER.unpack_from(req)      # len(req) >= 10 (_execute)
+        tag, size, ordinal = _HEADER.unpack_from(req)      # len(req) >= 10 (execute)
         r = Reader(req, _HEADER.size)
         if size != len(req):
             return _error(C.TPM_BAD_PARAM_SIZE)
-        # preprocessing common to all ordinals (libtpms TPM_Process_Preprocess)
-        if self.sha1_ctx is not None and ordinal not in (
-                C.TPM_ORD_SHA1Update, C.TPM_ORD_SHA1Complete, C.TPM_ORD_SHA1CompleteExtend):
-            self.sha1_ctx = None
-        if self.saved is not None and ordinal not in (C.TPM_ORD_Startup, C.TPM_ORD_Init):
-            self.saved = None            # any other command invalidates saved state
-            self.mark_dirty()
-        if (transport is None and self.transport_exclusive and ordinal not in (
-                C.TPM_ORD_ExecuteTransport, C.TPM_ORD_ReleaseTransportSigned)):
-            # any other command ends the exclusive transport session
-            self.end_transport(self.transport_exclusive)
-        if not self.test_done and ordinal not in LIMITED_MODE_ORDINALS:
-            self.test_done = True        # libtpms runs the rest of the self test first
+        # preprocessing common to all ordinals (libtpms TPM_Process_Preprocess),
+        # looked at only when one of the states it ends is there
+        if (self.sha1_ctx is not None or self.saved is not None or not self.test_done
+                or (transport is None and self.transport_exclusive)):
+            self._preprocess(ordinal, transport)
         handler = COMMANDS.get(ordinal)
         if handler is None:              # libtpms TPM_Process_Unused
             return _error(C.TPM_BAD_ORDINAL, tag)
-        ctx = Ctx(self, tag, ordinal, locality, req)
-        ctx.transport = transport
+        ctx = Ctx(self, tag, ordinal, locality, req, transport)
         try:
             out = handler(self, ctx, r)
         except TPMError as e:
@@ -673,6 +664,23 @@ class TPM:
             audit(self, ctx, out)
             self.mark_dirty()
         return self._respond(ctx, out)
+
+    def _preprocess(self, ordinal: int, transport: TransportSession | None) -> None:
+        """What any command ends (libtpms TPM_Process_Preprocess): a SHA-1
+        thread, a saved state, an exclusive transport session, limited
+        operation before the self test."""
+        if self.sha1_ctx is not None and ordinal not in (
+                C.TPM_ORD_SHA1Update, C.TPM_ORD_SHA1Complete, C.TPM_ORD_SHA1CompleteExtend):
+            self.sha1_ctx = None
+        if self.saved is not None and ordinal not in (C.TPM_ORD_Startup, C.TPM_ORD_Init):
+            self.saved = None            # any other command invalidates saved state
+            self.mark_dirty()
+        if (transport is None and self.transport_exclusive and ordinal not in (
+                C.TPM_ORD_ExecuteTransport, C.TPM_ORD_ReleaseTransportSigned)):
+            # any other command ends the exclusive transport session
+            self.end_transport(self.transport_exclusive)
+        if not self.test_done and ordinal not in LIMITED_MODE_ORDINALS:
+            self.test_done = True        # libtpms runs the rest of the self test first
 
     def _end_sessions(self, ctx: Ctx, rc: int) -> None:
         """A failed command ends the sessions it used (not on a running lockout)."""
