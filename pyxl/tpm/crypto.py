@@ -49,27 +49,8 @@ def hmac_sha1(key: bytes, *parts: bytes) -> bytes:
     return outer.digest()
 
 
-_POOL_SIZE = 4096           # bytes of the OS generator's output fetched at once
-_POOL_SMALL = 64            # requests up to this size are served from the pool
-_pool = bytearray()
-
-
 def random_bytes(n: int) -> bytes:
-    """n bytes from the OS generator.  Small requests -- a session's nonce,
-    every authorized answer's nonceEven, GetRandom -- are cut from a pool
-    refilled 4 KiB at a time (libtpms draws them from OpenSSL's RAND_bytes,
-    a user-space generator, not a system call each); each byte is handed
-    out once, and a forked child starts with an empty pool."""
-    if n > _POOL_SMALL:
-        return os.urandom(n)
-    if len(_pool) < n:
-        _pool[:] = os.urandom(_POOL_SIZE)
-    out = bytes(_pool[-n:]) if n else b""
-    del _pool[len(_pool) - n:]
-    return out
-
-
-os.register_at_fork(after_in_child=_pool.clear)
+    return os.urandom(n)
 
 
 def xor(a: bytes, b: bytes) -> bytes:

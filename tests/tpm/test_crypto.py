@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 
 import pytest
 
-from pyxl.tpm.crypto import hmac_sha1, random_bytes
+from pyxl.tpm.crypto import hmac_sha1
 
 # (key, data, digest): RFC 2202 section 3, test cases 1-7
 RFC2202 = [
@@ -43,25 +42,3 @@ def test_hmac_sha1_every_key_length_as_the_hmac_module():
         key = bytes(range(n))
         assert hmac_sha1(key, b"msg") == hmac.new(key, b"msg", hashlib.sha1).digest(), n
 
-
-def test_random_bytes_from_the_pool_are_never_handed_out_twice():
-    seen = {random_bytes(20) for _ in range(1000)}       # several refills of the pool
-    assert len(seen) == 1000
-    assert len(random_bytes(0)) == 0 and len(random_bytes(64)) == 64 \
-        and len(random_bytes(65)) == 65
-
-
-def test_random_bytes_a_forked_child_does_not_repeat_its_parent():
-    random_bytes(1)                           # the pool is filled in the parent
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:                              # the child: its next nonce, to the parent
-        try:
-            os.write(w, random_bytes(20))
-        finally:
-            os._exit(0)
-    os.close(w)
-    child = os.read(r, 20)
-    os.close(r)
-    os.waitpid(pid, 0)
-    assert len(child) == 20 and child != random_bytes(20)
