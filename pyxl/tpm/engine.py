@@ -691,6 +691,8 @@ class TPM:
 
     def _respond(self, ctx: Ctx, out: bytes) -> bytes:
         n = len(ctx.auths)
+        if not n and not ctx.extra_tail:          # no session: the header and out
+            return _HEADER.pack(_RSP_TAG[ctx.extra_auths], 10 + len(out), 0) + out
         tail = b""
         if n:
             out_digest = sha1(bytes(4), ctx.ordinal.to_bytes(4, "big"), out[ctx.out_skip:])

@@ -545,7 +545,7 @@ class TPMServer:
         self._watch(self._wake_r, self._woken)
         try:
             while not self._stop:
-                timeout = self._next_timeout()
+                timeout = self._next_timeout() if self._waiting else None
                 for fd, _ in self._epoll.poll(-1 if timeout is None else timeout):
                     on_readable = self._watched.get(fd)
                     if on_readable is not None:     # (not closed by an earlier event)
