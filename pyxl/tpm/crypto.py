@@ -24,8 +24,11 @@ OAEP_TCPA = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(
                          label=TPM_ES_ENC_LABEL)
 
 
+_sha1 = hashlib.sha1
+
+
 def sha1(*parts: bytes) -> bytes:
-    return hashlib.sha1(b"".join(parts)).digest()
+    return _sha1(b"".join(parts)).digest()
 
 
 _IPAD = bytes(b ^ 0x36 for b in range(256))    # byte -> byte XOR ipad, for bytes.translate
@@ -40,13 +43,11 @@ def hmac_sha1(key: bytes, *parts: bytes) -> bytes:
     `hmac` module's object set-up costs more than the hashing of such
     short messages (RFC 2202's vectors in tests/tpm/test_crypto.py)."""
     if len(key) > _SHA1_BLOCK:
-        key = hashlib.sha1(key).digest()
+        key = _sha1(key).digest()
     key = key.ljust(_SHA1_BLOCK, b"\0")
-    inner = hashlib.sha1(key.translate(_IPAD))
+    inner = _sha1(key.translate(_IPAD))
     inner.update(b"".join(parts))
-    outer = hashlib.sha1(key.translate(_OPAD))
-    outer.update(inner.digest())
-    return outer.digest()
+    return _sha1(key.translate(_OPAD) + inner.digest()).digest()
 
 
 def random_bytes(n: int) -> bytes:

@@ -13,7 +13,6 @@ from typing import Callable
 from .. import constants as C
 from ..engine import (CHECK_ALL, CHECK_BASIC, CHECK_NO_LOCKOUT, COMMANDS, T0, T1, T10, TPM,
                       TPMError, command)
-from ..identity import Identity
 from ..marshal import Reader, TPMDecodeError, Writer
 from ..structures import (TPM_CAP_VERSION_INFO, TPM_KEY_PARMS, TPM_STRUCT_VER, TPM_VERSION)
 
@@ -38,10 +37,10 @@ def version(tpm) -> TPM_VERSION:
 
 
 @functools.lru_cache(maxsize=8)
-def _version_bytes(identity: Identity) -> bytes:
-    """The marshalled TPM_VERSION of an identity (fixed for its life; every
-    GetCapabilityOwner answer starts with it)."""
-    return TPM_VERSION(*identity.version).to_bytes()
+def _version_bytes(v: tuple[int, int, int, int]) -> bytes:
+    """A marshalled TPM_VERSION (an identity's is fixed for its life, and
+    every GetCapabilityOwner answer starts with it)."""
+    return TPM_VERSION(*v).to_bytes()
 
 
 def _free_sessions(tpm) -> int:
@@ -209,7 +208,7 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
     if cap == A.TPM_CAP_MFR:
         if not tpm.identity.berlios:
             raise TPMError(C.TPM_BAD_MODE)     # libtpms has no manufacturer data
-        return _version_bytes(tpm.identity)
+        return _version_bytes(tpm.identity.version)
     if cap == A.TPM_CAP_DA_LOGIC and not tpm.identity.berlios:
         return da_info(tpm)                    # (the emulator has no DA_LOGIC)
     if cap == A.TPM_CAP_NV_INDEX:
@@ -279,7 +278,7 @@ def GetCapability(tpm, ctx, r):
 def GetCapabilityOwner(tpm, ctx, r):
     ctx.start(r, T1, CHECK_ALL)
     ctx.verify(0, tpm.perm.owner_auth, C.TPM_ET_OWNER)
-    return (_version_bytes(tpm.identity) + _u32(tpm.perm.flags.as_word())
+    return (_version_bytes(tpm.identity.version) + _u32(tpm.perm.flags.as_word())
             + _u32(tpm.stclear.as_word()))
 
 
