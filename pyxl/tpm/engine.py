@@ -26,6 +26,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
+from hmac import compare_digest
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import constants as C
@@ -320,7 +321,7 @@ class Ctx:
         if key is None:
             raise TPMError(fail)
         want = hmac_sha1(key, self.in_digest, s.nonce_even, a.nonce_odd, bytes((a.cont,)))
-        if not _eq(want, a.auth):
+        if not compare_digest(want, a.auth):
             self.tpm.auth_failed()
             raise TPMError(fail)
         a.key = key
@@ -366,11 +367,6 @@ def _osap_for(s: Session, et: int, ev: int | None) -> bool:
     if et == C.TPM_ET_KEYHANDLE:
         return st in (C.TPM_ET_KEYHANDLE, C.TPM_ET_KEY) and s.entity_value == ev
     return st == et and (ev is None or s.entity_value == ev)
-
-
-def _eq(a: bytes, b: bytes) -> bool:
-    import hmac
-    return hmac.compare_digest(a, b)
 
 
 Handler = Callable[["TPM", Ctx, Reader], bytes]
@@ -693,24 +689,24 @@ class TPM:
         n = len(ctx.auths)
         if not n and not ctx.extra_tail:          # no session: the header and out
             return _HEADER.pack(_RSP_TAG[ctx.extra_auths], 10 + len(out), 0) + out
-        tail = b""
+        body = out
         if n:
+            # the response's HMACs (libtpms TPM_AuthParams_Set): over
+            # SHA-1(returnCode || ordinal || outParams), nonceEven, nonceOdd, continue
             out_digest = sha1(bytes(4), ctx.ordinal.to_bytes(4, "big"), out[ctx.out_skip:])
-            parts = []
             for a in ctx.auths:
                 s = a.session
                 if s is None or a.key is None:
                     # a handler that takes auth must verify every trailer
                     raise RuntimeError("unverified auth session in %s" % C.ord_name(ctx.ordinal))
                 even = random_bytes(20)
-                res = hmac_sha1(a.key, out_digest, even, a.nonce_odd, bytes((a.cont,)))
-                parts.append(even + bytes((a.cont,)) + res)
+                cont = b"\x01" if a.cont else b"\x00"
+                body += even + cont + hmac_sha1(a.key, out_digest, even, a.nonce_odd, cont)
                 if a.cont and s.handle in self.sessions:
                     s.nonce_even = even
                 else:
                     self.sessions.pop(s.handle, None)
-            tail = b"".join(parts)
-        body = out + tail + ctx.extra_tail
+        body += ctx.extra_tail
         return _HEADER.pack(_RSP_TAG[n + ctx.extra_auths], 10 + len(body), 0) + body
 
     # -- helpers for commands ----------------------------------------------------
