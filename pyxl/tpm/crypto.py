@@ -8,7 +8,6 @@ RSAKey keeps only (n, e, p) -- what the TPM stores -- and builds the
 from __future__ import annotations
 
 import hashlib
-import hmac as _hmac
 import os
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -25,15 +24,30 @@ OAEP_TCPA = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(
                          label=TPM_ES_ENC_LABEL)
 
 
+_sha1 = hashlib.sha1
+
+
 def sha1(*parts: bytes) -> bytes:
-    h = hashlib.sha1()
-    for p in parts:
-        h.update(p)
-    return h.digest()
+    return _sha1(b"".join(parts)).digest()
+
+
+_IPAD = bytes(b ^ 0x36 for b in range(256))    # byte -> byte XOR ipad, for bytes.translate
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+_SHA1_BLOCK = 64
 
 
 def hmac_sha1(key: bytes, *parts: bytes) -> bytes:
-    return _hmac.new(key, b"".join(parts), hashlib.sha1).digest()
+    """HMAC-SHA1 of the concatenated parts (RFC 2104, as libtpms'
+    TPM_HMAC_Generate).  Written out on hashlib's SHA-1: every command with
+    an authorization session computes two or three of these, and the
+    `hmac` module's object set-up costs more than the hashing of such
+    short messages (RFC 2202's vectors in tests/tpm/test_crypto.py)."""
+    if len(key) > _SHA1_BLOCK:
+        key = _sha1(key).digest()
+    key = key.ljust(_SHA1_BLOCK, b"\0")
+    inner = _sha1(key.translate(_IPAD))
+    inner.update(b"".join(parts))
+    return _sha1(key.translate(_OPAD) + inner.digest()).digest()
 
 
 def random_bytes(n: int) -> bytes:

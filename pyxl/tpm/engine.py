@@ -20,12 +20,14 @@ with @command), the state blob in state.py.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from hmac import compare_digest
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import constants as C
 from .crypto import (KeySource, RSAKey, aes128_ctr, generate_rsa, hmac_sha1, random_bytes,
@@ -211,21 +213,27 @@ class Ctx:
     response digest parts.  Handlers parse their parameters, then call
     start(), which does the common checks in libtpms's order."""
 
-    def __init__(self, tpm: "TPM", tag: int, ordinal: int, locality: int, data: bytes):
+    # Defaults most commands keep, as class attributes: an instance holds
+    # only what its command sets (a Ctx is made for every command).
+    mark_pos = 10                # start of the HMAC'ed parameters
+    param_end = 10
+    auths: Sequence[AuthIn] = ()
+    in_digest = b""
+    out_skip = 0                 # leading output bytes not in the HMAC (handles)
+    transport: TransportSession | None = None    # the session a wrapped command runs in
+    extra_tail = b""             # a transport session's response trailer (handled
+    extra_auths = 0              # by commands/transport.py, not by _respond's loop)
+    audit_io: tuple[bytes, bytes] | None = None  # audit digests a command sets
+
+    def __init__(self, tpm: "TPM", tag: int, ordinal: int, locality: int, data: bytes,
+                 transport: TransportSession | None = None):
         self.tpm = tpm
         self.tag = tag
         self.ordinal = ordinal
         self.locality = locality
         self.data = data
-        self.mark_pos = 10           # start of the HMAC'ed parameters
-        self.param_end = 10
-        self.auths: list[AuthIn] = []
-        self.in_digest = b""
-        self.out_skip = 0            # leading output bytes not in the HMAC (handles)
-        self.transport: TransportSession | None = None   # the session a wrapped command runs in
-        self.extra_tail = b""        # a transport session's response trailer (handled
-        self.extra_auths = 0         # by commands/transport.py, not by _respond's loop)
-        self.audit_io: tuple[bytes, bytes] | None = None   # audit digests a command sets
+        if transport is not None:
+            self.transport = transport
 
     def mark(self, r: Reader) -> None:
         """The HMAC'ed parameters start here (after the handles)."""
@@ -241,14 +249,18 @@ class Ctx:
         self.tpm.check_state(self.tag, check)
         if self.tag not in tags:
             raise TPMError(C.TPM_BADTAG)
-        auths = [AuthIn(r.u32(), r.bytes(20), r.bool(), r.bytes(20))
-                 for _ in range(_AUTHS_OF_TAG.get(self.tag, 0))]
+        n = _AUTHS_OF_TAG.get(self.tag, 0)
+        if not n:
+            if r.pos != r.end:
+                raise TPMError(C.TPM_BAD_PARAM_SIZE)
+            return
+        auths = [_auth_trailer(r) for _ in range(n)]
         if r.remaining:
             raise TPMError(C.TPM_BAD_PARAM_SIZE)
         self.auths = auths
-        if auths:
-            self.in_digest = sha1(self.ordinal.to_bytes(4, "big"),
-                                  self.data[self.mark_pos:self.param_end])
+        h = hashlib.sha1(self.ordinal.to_bytes(4, "big"))
+        h.update(self.data[self.mark_pos:self.param_end])
+        self.in_digest = h.digest()
 
     @property
     def n_auth(self) -> int:
@@ -309,7 +321,7 @@ class Ctx:
         if key is None:
             raise TPMError(fail)
         want = hmac_sha1(key, self.in_digest, s.nonce_even, a.nonce_odd, bytes((a.cont,)))
-        if not _eq(want, a.auth):
+        if not compare_digest(want, a.auth):
             self.tpm.auth_failed()
             raise TPMError(fail)
         a.key = key
@@ -330,6 +342,20 @@ class Ctx:
         raise TPMError(C.TPM_INAPPROPRIATE_ENC)
 
 
+_TRAILER = struct.Struct(">I20sB20s")     # authHandle, nonceOdd, continueAuthSession, auth
+
+
+def _auth_trailer(r: Reader) -> AuthIn:
+    """One request authorization trailer (libtpms TPM_AuthParams_Get): a
+    short one is TPM_BAD_PARAM_SIZE, a continueAuthSession other than 0/1
+    TPM_BAD_PARAMETER (TPM_LoadBool), as Reader reports them."""
+    p = r.pos
+    if r.end - p < _TRAILER.size or r.data[p + 24] > 1:
+        return AuthIn(r.u32(), r.bytes(20), r.bool(), r.bytes(20))   # raises as libtpms
+    r.pos = p + _TRAILER.size
+    return AuthIn(*_TRAILER.unpack_from(r.data, p))
+
+
 def _osap_for(s: Session, et: int, ev: int | None) -> bool:
     """Was OSAP session s opened for entity (et, ev)?"""
     st = s.entity_type & 0xFF
@@ -341,11 +367,6 @@ def _osap_for(s: Session, et: int, ev: int | None) -> bool:
     if et == C.TPM_ET_KEYHANDLE:
         return st in (C.TPM_ET_KEYHANDLE, C.TPM_ET_KEY) and s.entity_value == ev
     return st == et and (ev is None or s.entity_value == ev)
-
-
-def _eq(a: bytes, b: bytes) -> bool:
-    import hmac
-    return hmac.compare_digest(a, b)
 
 
 Handler = Callable[["TPM", Ctx, Reader], bytes]
@@ -587,16 +608,14 @@ class TPM:
         """Run one command frame; always returns a response frame."""
         try:
             with self._lock:
-                return self._execute(bytes(request), locality)
+                if not 10 <= len(request) <= MAX_FRAME:
+                    return _error(C.TPM_BAD_PARAM_SIZE)
+                return self.dispatch(request if type(request) is bytes else bytes(request),
+                                     locality)
         except Exception:  # a handler bug must not take the TPM (or its server) down
             self.internal_errors += 1
             log.exception("TPM engine internal error")
             return _error(C.TPM_FAIL)
-
-    def _execute(self, req: bytes, locality: int) -> bytes:
-        if len(req) < 10 or len(req) > MAX_FRAME:
-            return _error(C.TPM_BAD_PARAM_SIZE)
-        return self.dispatch(req, locality)
 
     def end_transport(self, handle: int) -> bool:
         """Invalidate a transport session (False if there was none)."""
@@ -607,28 +626,19 @@ class TPM:
     def dispatch(self, req: bytes, locality: int,
                  transport: TransportSession | None = None) -> bytes:
         """Run one command (transport: the session of a wrapped one)."""
-        tag, size, ordinal = _HEADER.unpack_from(req)      # len(req) >= 10 (_execute)
+        tag, size, ordinal = _HEADER.unpack_from(req)      # len(req) >= 10 (execute)
         r = Reader(req, _HEADER.size)
         if size != len(req):
             return _error(C.TPM_BAD_PARAM_SIZE)
-        # preprocessing common to all ordinals (libtpms TPM_Process_Preprocess)
-        if self.sha1_ctx is not None and ordinal not in (
-                C.TPM_ORD_SHA1Update, C.TPM_ORD_SHA1Complete, C.TPM_ORD_SHA1CompleteExtend):
-            self.sha1_ctx = None
-        if self.saved is not None and ordinal not in (C.TPM_ORD_Startup, C.TPM_ORD_Init):
-            self.saved = None            # any other command invalidates saved state
-            self.mark_dirty()
-        if (transport is None and self.transport_exclusive and ordinal not in (
-                C.TPM_ORD_ExecuteTransport, C.TPM_ORD_ReleaseTransportSigned)):
-            # any other command ends the exclusive transport session
-            self.end_transport(self.transport_exclusive)
-        if not self.test_done and ordinal not in LIMITED_MODE_ORDINALS:
-            self.test_done = True        # libtpms runs the rest of the self test first
+        # preprocessing common to all ordinals (libtpms TPM_Process_Preprocess),
+        # looked at only when one of the states it ends is there
+        if (self.sha1_ctx is not None or self.saved is not None or not self.test_done
+                or (transport is None and self.transport_exclusive)):
+            self._preprocess(ordinal, transport)
         handler = COMMANDS.get(ordinal)
         if handler is None:              # libtpms TPM_Process_Unused
             return _error(C.TPM_BAD_ORDINAL, tag)
-        ctx = Ctx(self, tag, ordinal, locality, req)
-        ctx.transport = transport
+        ctx = Ctx(self, tag, ordinal, locality, req, transport)
         try:
             out = handler(self, ctx, r)
         except TPMError as e:
@@ -651,6 +661,23 @@ class TPM:
             self.mark_dirty()
         return self._respond(ctx, out)
 
+    def _preprocess(self, ordinal: int, transport: TransportSession | None) -> None:
+        """What any command ends (libtpms TPM_Process_Preprocess): a SHA-1
+        thread, a saved state, an exclusive transport session, limited
+        operation before the self test."""
+        if self.sha1_ctx is not None and ordinal not in (
+                C.TPM_ORD_SHA1Update, C.TPM_ORD_SHA1Complete, C.TPM_ORD_SHA1CompleteExtend):
+            self.sha1_ctx = None
+        if self.saved is not None and ordinal not in (C.TPM_ORD_Startup, C.TPM_ORD_Init):
+            self.saved = None            # any other command invalidates saved state
+            self.mark_dirty()
+        if (transport is None and self.transport_exclusive and ordinal not in (
+                C.TPM_ORD_ExecuteTransport, C.TPM_ORD_ReleaseTransportSigned)):
+            # any other command ends the exclusive transport session
+            self.end_transport(self.transport_exclusive)
+        if not self.test_done and ordinal not in LIMITED_MODE_ORDINALS:
+            self.test_done = True        # libtpms runs the rest of the self test first
+
     def _end_sessions(self, ctx: Ctx, rc: int) -> None:
         """A failed command ends the sessions it used (not on a running lockout)."""
         if rc == C.TPM_DEFEND_LOCK_RUNNING:
@@ -660,24 +687,26 @@ class TPM:
 
     def _respond(self, ctx: Ctx, out: bytes) -> bytes:
         n = len(ctx.auths)
-        tail = b""
+        if not n and not ctx.extra_tail:          # no session: the header and out
+            return _HEADER.pack(_RSP_TAG[ctx.extra_auths], 10 + len(out), 0) + out
+        body = out
         if n:
+            # the response's HMACs (libtpms TPM_AuthParams_Set): over
+            # SHA-1(returnCode || ordinal || outParams), nonceEven, nonceOdd, continue
             out_digest = sha1(bytes(4), ctx.ordinal.to_bytes(4, "big"), out[ctx.out_skip:])
-            parts = []
             for a in ctx.auths:
                 s = a.session
                 if s is None or a.key is None:
                     # a handler that takes auth must verify every trailer
                     raise RuntimeError("unverified auth session in %s" % C.ord_name(ctx.ordinal))
                 even = random_bytes(20)
-                res = hmac_sha1(a.key, out_digest, even, a.nonce_odd, bytes((a.cont,)))
-                parts.append(even + bytes((a.cont,)) + res)
+                cont = b"\x01" if a.cont else b"\x00"
+                body += even + cont + hmac_sha1(a.key, out_digest, even, a.nonce_odd, cont)
                 if a.cont and s.handle in self.sessions:
                     s.nonce_even = even
                 else:
                     self.sessions.pop(s.handle, None)
-            tail = b"".join(parts)
-        body = out + tail + ctx.extra_tail
+        body += ctx.extra_tail
         return _HEADER.pack(_RSP_TAG[n + ctx.extra_auths], 10 + len(body), 0) + body
 
     # -- helpers for commands ----------------------------------------------------

@@ -208,6 +208,15 @@ class Framer:
             return self._cut("malformed", min(len(buf), self.max_size))
         return self._cut("command", size)
 
+    def whole(self, data: bytes) -> bool:
+        """True when `data`, arriving with nothing buffered, is exactly one
+        command: what feed() then take() would return as ("command", data).
+        The server then skips the buffer (the common case: one read, one
+        command)."""
+        n = len(data)
+        return not self.buf and 10 <= n <= self.max_size and \
+            int.from_bytes(data[2:6], "big") == n
+
     def _cut(self, kind: str, n: int) -> tuple[str, bytes]:
         data = bytes(self.buf[:n])
         del self.buf[:n]
@@ -349,7 +358,7 @@ def _unlink_quietly(path: str) -> None:
 
 # ---------------------------------------------------------------- server
 
-@dataclass
+@dataclass(eq=False)          # hashable by identity (TPMServer._waiting)
 class Conn:
     sock: socket.socket
     peer: str
@@ -488,6 +497,7 @@ class TPMServer:
         self._epoll = select.epoll()
         self._watched: dict[int, Callable[[], None]] = {}     # fd -> what to do when readable
         self.conns: dict[socket.socket, Conn] = {}
+        self._waiting: set[Conn] = set()     # conns with a partial frame (a deadline)
         # restart(blob, old) -> a running engine with blob's state (old is
         # closed first: libtpms holds one TPM per process); durable: the blob
         # that is in the state file now
@@ -535,7 +545,7 @@ class TPMServer:
         self._watch(self._wake_r, self._woken)
         try:
             while not self._stop:
-                timeout = self._next_timeout()
+                timeout = self._next_timeout() if self._waiting else None
                 for fd, _ in self._epoll.poll(-1 if timeout is None else timeout):
                     on_readable = self._watched.get(fd)
                     if on_readable is not None:     # (not closed by an earlier event)
@@ -554,7 +564,9 @@ class TPMServer:
             pass
 
     def _next_timeout(self) -> float | None:
-        deadlines = [c.framer.deadline for c in self.conns.values() if c.framer.deadline]
+        if not self._waiting:
+            return None
+        deadlines = [d for d in (c.framer.deadline for c in self._waiting) if d]
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
@@ -597,20 +609,30 @@ class TPMServer:
             return
         now = time.monotonic()
         conn.last_active = now
+        framer = conn.framer
         if not data:
             conn.eof = True
+        elif not (self.trace or self._stop) and isinstance(framer, Framer) and framer.whole(data):
+            self._send(conn, self.execute(data))     # one read, one command: no buffering
+            return
         else:
-            conn.framer.feed(data, now)
+            framer.feed(data, now)
         self._process(conn, now)
         if conn.eof and conn.sock in self.conns:
             self._close(conn)
+        elif framer.deadline is not None:
+            self._waiting.add(conn)
+        else:
+            self._waiting.discard(conn)
 
     def _expire(self) -> None:
         now = time.monotonic()
-        for conn in list(self.conns.values()):
+        for conn in list(self._waiting):
             d = conn.framer.deadline
             if d is not None and now >= d:
                 self._process(conn, now)
+            if conn.sock not in self.conns or conn.framer.deadline is None:
+                self._waiting.discard(conn)
 
     def _process(self, conn: Conn, now: float) -> None:
         while conn.sock in self.conns and not self._stop:
@@ -745,6 +767,7 @@ class TPMServer:
         return False
 
     def _close(self, conn: Conn) -> None:
+        self._waiting.discard(conn)
         if self.conns.pop(conn.sock, None) is None:
             return
         self._unwatch(conn.sock)

@@ -459,6 +459,11 @@ def test_fixed_base_exponentiation_is_pow():
         for bits in (130, 344, 1024, 1752, 2800, 200, 0):
             y = secrets.randbits(bits) if bits else 0
             assert _modexp(tpm, x, y, n) == pow(x, y, n), (x, bits)
+            # every base-32 digit 31 (signed: -1 and a carry at every place),
+            # and every digit 16 / 17 (the edges of the signed digits)
+            for y in ((1 << bits) - 1, int("10000" * (bits // 5 or 1), 2),
+                      int("10001" * (bits // 5 or 1), 2)):
+                assert _modexp(tpm, x, y, n) == pow(x, y, n), (x, bits, y)
     assert len(tpm.daa_bases) == len(bases)
     for i in range(10):                     # the cache stays bounded
         _modexp(tpm, i + 7, 1 << 300, n)

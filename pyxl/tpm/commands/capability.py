@@ -7,6 +7,7 @@ identity's behaviour family decides (identity.py).
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 from .. import constants as C
@@ -33,6 +34,13 @@ def _bool(v) -> bytes:
 
 def version(tpm) -> TPM_VERSION:
     return TPM_VERSION(*tpm.identity.version)
+
+
+@functools.lru_cache(maxsize=8)
+def _version_bytes(v: tuple[int, int, int, int]) -> bytes:
+    """A marshalled TPM_VERSION (an identity's is fixed for its life, and
+    every GetCapabilityOwner answer starts with it)."""
+    return TPM_VERSION(*v).to_bytes()
 
 
 def _free_sessions(tpm) -> int:
@@ -200,7 +208,7 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
     if cap == A.TPM_CAP_MFR:
         if not tpm.identity.berlios:
             raise TPMError(C.TPM_BAD_MODE)     # libtpms has no manufacturer data
-        return version(tpm).to_bytes()
+        return _version_bytes(tpm.identity.version)
     if cap == A.TPM_CAP_DA_LOGIC and not tpm.identity.berlios:
         return da_info(tpm)                    # (the emulator has no DA_LOGIC)
     if cap == A.TPM_CAP_NV_INDEX:
@@ -270,7 +278,7 @@ def GetCapability(tpm, ctx, r):
 def GetCapabilityOwner(tpm, ctx, r):
     ctx.start(r, T1, CHECK_ALL)
     ctx.verify(0, tpm.perm.owner_auth, C.TPM_ET_OWNER)
-    return (version(tpm).to_bytes() + _u32(tpm.perm.flags.as_word())
+    return (_version_bytes(tpm.identity.version) + _u32(tpm.perm.flags.as_word())
             + _u32(tpm.stclear.as_word()))
 
 

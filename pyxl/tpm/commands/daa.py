@@ -128,38 +128,55 @@ def _scratch(s: DAASession) -> int:
 
 _W = 5                        # window bits of the fixed-base tables
 _MAX_BASES = 8                # tables kept per TPM (an issuer has four bases)
+_HALF = 1 << (_W - 1)         # the largest signed digit (they run from -15 to 16)
 
 
 def _modexp(tpm, x: int, y: int, n: int) -> int:
     """x^y mod n.  The issuer's R0, R1, S0, S1 come back in every join and
     sign, so from a base's second use on the TPM keeps x^(2^(5i)) mod n and
-    exponentiates with Yao's fixed-base method: about a quarter of the
-    multiplications of pow() (same result; a cache, not state)."""
+    x^(-2^(5i)) mod n and exponentiates with Yao's fixed-base method over
+    signed base-32 digits (-15..16): the combining pass costs 32
+    multiplications instead of 62, and all of it about a quarter of the
+    multiplications of pow() (same result; a cache, not state).  A base
+    without an inverse mod n keeps unsigned digits (0..31)."""
     if n == 0:
         raise TPMError(C.TPM_FAIL)
     if n.bit_length() < 1024 or y.bit_length() < 128:
         return pow(x, y, n)
     bases = tpm.daa_bases
     key = (x, n)
-    table = bases.get(key)
-    if table is None:
+    if key not in bases:
         if len(bases) >= _MAX_BASES:
             bases.pop(next(iter(bases)))
-        bases[key] = []                          # seen once: a table from the next use
+        bases[key] = None                        # seen once: tables from the next use
         return pow(x, y, n)
-    if not table:
-        table.append(x % n)
-    while len(table) * _W < y.bit_length():
-        table.append(pow(table[-1], 1 << _W, n))
+    tables = bases[key]
+    if tables is None:
+        x %= n
+        try:
+            inverse: list[int] | None = [pow(x, -1, n)]
+        except ValueError:                       # gcd(x, n) > 1
+            inverse = None
+        tables = bases[key] = ([x], inverse)
+    pos, neg = tables
+    need = y.bit_length() // _W + 2              # a signed recoding may carry one digit more
+    for t in (pos, neg):
+        while t is not None and len(t) < need:
+            t.append(pow(t[-1], 1 << _W, n))
+    mask, top = (1 << _W) - 1, (_HALF if neg is not None else (1 << _W) - 1)
     by_digit: dict[int, list[int]] = {}
-    mask, i = (1 << _W) - 1, 0
+    i = 0
     while y:
-        if y & mask:
-            by_digit.setdefault(y & mask, []).append(table[i])
+        d = y & mask
         y >>= _W
+        if d > top:                              # only with an inverse: d - 32, carry one
+            y += 1
+            by_digit.setdefault((1 << _W) - d, []).append(neg[i])
+        elif d:
+            by_digit.setdefault(d, []).append(pos[i])
         i += 1
     acc = part = 1
-    for d in range(mask, 0, -1):
+    for d in range(top, 0, -1):
         for g in by_digit.get(d, ()):
             part = part * g % n
         if part != 1:

@@ -3,9 +3,11 @@ ReleaseTransportSigned (Part 3 24), in libtpms's order of checks."""
 
 from __future__ import annotations
 
+from hmac import compare_digest as _eq
+
 from .. import constants as C
 from ..crypto import hmac_sha1, random_bytes, sha1
-from ..engine import COMMANDS, CHECK_ALL, T10, T21, TPMError, _eq, command
+from ..engine import COMMANDS, CHECK_ALL, T10, T21, TPMError, command
 from ..marshal import Reader, TPMDecodeError, Writer
 from ..structures import TPM_SIGN_INFO, TPM_STORE_PUBKEY, TPM_TRANSPORT_PUBLIC, TPMStructError
 from ..transport import (SPECIAL, TPM_HANDLE_TRANS_BASE, TPM_TRANSPORT_ENCRYPT,

@@ -1,0 +1,44 @@
+"""pyxl.tpm.crypto's hand-written HMAC-SHA1 against RFC 2202's test cases
+(section 3, "Test Cases for HMAC-SHA-1"), and split into parts as the
+engine calls it."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import pytest
+
+from pyxl.tpm.crypto import hmac_sha1
+
+# (key, data, digest): RFC 2202 section 3, test cases 1-7
+RFC2202 = [
+    (b"\x0b" * 20, b"Hi There", "b617318655057264e28bc0b6fb378c8ef146be00"),
+    (b"Jefe", b"what do ya want for nothing?", "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"),
+    (b"\xaa" * 20, b"\xdd" * 50, "125d7342b9ac11cd91a39af48aa17b4f63f175d3"),
+    (bytes(range(1, 26)), b"\xcd" * 50, "4c9007f4026250c6bc8414f9bf50c86c2d7235da"),
+    (b"\x0c" * 20, b"Test With Truncation", "4c1a03424b55e07fe7f27be1d58bb9324a9a5a04"),
+    (b"\xaa" * 80, b"Test Using Larger Than Block-Size Key - Hash Key First",
+     "aa4ae5e15272d00e95705637ce8a3b55ed402112"),
+    (b"\xaa" * 80, b"Test Using Larger Than Block-Size Key and Larger Than One Block-Size Data",
+     "e8e99d0f45237d786d6bbaa7965c7808bbff1a91"),
+]
+
+
+@pytest.mark.parametrize("key,data,digest", RFC2202)
+def test_hmac_sha1_rfc2202(key, data, digest):
+    assert hmac_sha1(key, data).hex() == digest
+
+
+@pytest.mark.parametrize("key,data,digest", RFC2202)
+def test_hmac_sha1_parts_are_concatenated(key, data, digest):
+    cut = len(data) // 3
+    assert hmac_sha1(key, data[:cut], b"", data[cut:]).hex() == digest
+
+
+def test_hmac_sha1_every_key_length_as_the_hmac_module():
+    # around the 64-byte block: a key is padded up to it, a longer one hashed first
+    for n in range(0, 130):
+        key = bytes(range(n))
+        assert hmac_sha1(key, b"msg") == hmac.new(key, b"msg", hashlib.sha1).digest(), n
+
