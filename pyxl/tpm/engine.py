@@ -123,7 +123,7 @@ class Counter:
 
 @dataclass
 class FamilyRow:
-    """A row of the delegation family table (Part 2 20.2 TPM_FAMILY_TABLE_ENTRY)."""
+    """A row of the delegation family table (Part 2 20.5 TPM_FAMILY_TABLE_ENTRY)."""
     label: int                    # TPM_FAMILY_LABEL, one byte
     family_id: int
     verification_count: int = 1

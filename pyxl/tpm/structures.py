@@ -108,6 +108,37 @@ class TPM_CAP_VERSION_INFO(TPMStruct):
     vendorSpecific: SIZED16 = b""       # vendorSpecificSize, vendorSpecific
 
 
+@structure
+@dataclass(slots=True)
+class TPM_DA_ACTION_TYPE(TPMStruct):
+    """What the TPM does when the dictionary-attack threshold is reached (Part 2 21.10)."""
+    tag: ClassVar[TAG] = C.TPM_TAG_DA_ACTION_TYPE
+    actions: UINT32 = C.TPM_DA_ACTION_TIMEOUT
+
+
+@structure
+@dataclass(slots=True)
+class TPM_DA_INFO(TPMStruct):
+    """GetCapability(TPM_CAP_DA_LOGIC) while disableFullDALogicInfo is clear (Part 2 21.7)."""
+    tag: ClassVar[TAG] = C.TPM_TAG_DA_INFO
+    state: UINT8 = C.TPM_DA_STATE_INACTIVE          # TPM_DA_STATE (21.9)
+    currentCount: UINT16 = 0
+    thresholdCount: UINT16 = 0
+    actionAtThreshold: TPM_DA_ACTION_TYPE = field(default_factory=TPM_DA_ACTION_TYPE)
+    actionDependValue: UINT32 = 0
+    vendorData: SIZED32 = b""                       # vendorDataSize, vendorData
+
+
+@structure
+@dataclass(slots=True)
+class TPM_DA_INFO_LIMITED(TPMStruct):
+    """GetCapability(TPM_CAP_DA_LOGIC) while disableFullDALogicInfo is set (Part 2 21.8)."""
+    tag: ClassVar[TAG] = C.TPM_TAG_DA_INFO_LIMITED
+    state: UINT8 = C.TPM_DA_STATE_INACTIVE
+    actionAtThreshold: TPM_DA_ACTION_TYPE = field(default_factory=TPM_DA_ACTION_TYPE)
+    vendorData: SIZED32 = b""
+
+
 # ---------------------------------------------------------------- PCRs (Part 2 8)
 
 @structure
@@ -674,6 +705,24 @@ class TPM_COUNTER_VALUE(TPMStruct):
 
 @structure
 @dataclass(slots=True)
+class TPM_AUDIT_EVENT_IN(TPMStruct):
+    """What an audited command's input extends the audit digest with (Part 2 14.1)."""
+    tag: ClassVar[TAG] = C.TPM_TAG_AUDIT_EVENT_IN
+    inputParms: TPM_DIGEST = bytes(20)
+    auditCount: TPM_COUNTER_VALUE = field(default_factory=TPM_COUNTER_VALUE)
+
+
+@structure
+@dataclass(slots=True)
+class TPM_AUDIT_EVENT_OUT(TPMStruct):
+    """What an audited command's output extends the audit digest with (Part 2 14.2)."""
+    tag: ClassVar[TAG] = C.TPM_TAG_AUDIT_EVENT_OUT
+    outputParms: TPM_DIGEST = bytes(20)
+    auditCount: TPM_COUNTER_VALUE = field(default_factory=TPM_COUNTER_VALUE)
+
+
+@structure
+@dataclass(slots=True)
 class TPM_QUOTE_INFO2(TPMStruct):
     """What TPM_Quote2 signs (Part 2 11.4)."""
     tag: ClassVar[TAG] = C.TPM_TAG_QUOTE_INFO2
@@ -827,6 +876,17 @@ TPM_DEL_KEY_BITS = 0x00000002
 
 @structure
 @dataclass(slots=True)
+class TPM_FAMILY_TABLE_ENTRY(TPMStruct):
+    """A row of the family table, as Delegate_ReadTable returns it (Part 2 20.5)."""
+    tag: ClassVar[TAG] = C.TPM_TAG_FAMILY_TABLE_ENTRY
+    familyLabel: UINT8 = 0              # TPM_FAMILY_LABEL (20.4)
+    familyID: UINT32 = 0
+    verificationCount: UINT32 = 1
+    flags: UINT32 = 0
+
+
+@structure
+@dataclass(slots=True)
 class TPM_DELEGATIONS(TPMStruct):
     """Part 2 20.2."""
     tag: ClassVar[TAG] = C.TPM_TAG_DELEGATIONS
@@ -889,7 +949,8 @@ class TPM_DELEGATE_KEY_BLOB(TPMStruct):
 
 
 ALL_STRUCTURES: list[type[TPMStruct]] = [
-    TPM_STRUCT_VER, TPM_VERSION, TPM_CAP_VERSION_INFO, TPM_RSA_KEY_PARMS, TPM_KEY_PARMS,
+    TPM_STRUCT_VER, TPM_VERSION, TPM_CAP_VERSION_INFO, TPM_DA_ACTION_TYPE, TPM_DA_INFO,
+    TPM_DA_INFO_LIMITED, TPM_RSA_KEY_PARMS, TPM_KEY_PARMS,
     TPM_STORE_PUBKEY, TPM_PUBKEY, TPM_KEY, TPM_KEY12, TPM_STORE_ASYMKEY, TPM_MIGRATE_ASYMKEY,
     TPM_MIGRATIONKEYAUTH, TPM_MSA_COMPOSITE, TPM_CMK_AUTH, TPM_CMK_MIGAUTH, TPM_CMK_SIGTICKET,
     TPM_CMK_MA_APPROVAL,
@@ -902,5 +963,6 @@ ALL_STRUCTURES: list[type[TPMStruct]] = [
     TPM_EK_BLOB, TPM_COUNTER_VALUE, TPM_QUOTE_INFO2, TPM_CERTIFY_INFO, TPM_CERTIFY_INFO2,
     TPM_CONTEXT_SENSITIVE, TPM_CONTEXT_BLOB,
     TPM_DAA_ISSUER, TPM_DAA_TPM, TPM_DAA_CONTEXT, TPM_DAA_JOINDATA, TPM_DAA_BLOB,
-    TPM_DAA_SENSITIVE, TPM_SIGN_INFO,
+    TPM_DAA_SENSITIVE, TPM_SIGN_INFO, TPM_FAMILY_TABLE_ENTRY, TPM_AUDIT_EVENT_IN,
+    TPM_AUDIT_EVENT_OUT,
 ]

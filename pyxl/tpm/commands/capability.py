@@ -13,7 +13,8 @@ from .. import constants as C
 from ..engine import (CHECK_ALL, CHECK_BASIC, CHECK_NO_LOCKOUT, COMMANDS, T0, T1, T10, TPM,
                       TPMError, command)
 from ..marshal import Reader, TPMDecodeError, Writer
-from ..structures import (TPM_CAP_VERSION_INFO, TPM_KEY_PARMS, TPM_STRUCT_VER, TPM_VERSION)
+from ..structures import (TPM_CAP_VERSION_INFO, TPM_DA_ACTION_TYPE, TPM_DA_INFO,
+                          TPM_DA_INFO_LIMITED, TPM_KEY_PARMS, TPM_STRUCT_VER, TPM_VERSION)
 
 from ..engine import LOCKOUT_THRESHOLD
 from .counter import MAX_COUNTERS
@@ -120,15 +121,12 @@ def da_info(tpm) -> bytes:
         n = tpm.perm.auth_fail_count
         wait = 1 << min(n - LOCKOUT_THRESHOLD - 1, 31)
         left = max(1, int(wait - (tpm.clock() - tpm.lockout_since)))
-    state = bytes([C.TPM_DA_STATE_ACTIVE if active else C.TPM_DA_STATE_INACTIVE])
-    action = Writer().u16(C.TPM_TAG_DA_ACTION_TYPE).u32(C.TPM_DA_ACTION_TIMEOUT).getvalue()
-    w = Writer()
+    state = C.TPM_DA_STATE_ACTIVE if active else C.TPM_DA_STATE_INACTIVE
+    action = TPM_DA_ACTION_TYPE(C.TPM_DA_ACTION_TIMEOUT)
     if tpm.perm.flags.disableFullDALogicInfo:
-        w.u16(C.TPM_TAG_DA_INFO_LIMITED).bytes(state).bytes(action)
-    else:
-        w.u16(C.TPM_TAG_DA_INFO).bytes(state).u16(min(tpm.perm.auth_fail_count, 0xFFFF))
-        w.u16(LOCKOUT_THRESHOLD).bytes(action).u32(left)
-    return w.u32(0).getvalue()          # no vendor data
+        return TPM_DA_INFO_LIMITED(state, action).to_bytes()
+    return TPM_DA_INFO(state, min(tpm.perm.auth_fail_count, 0xFFFF), LOCKOUT_THRESHOLD,
+                       action, left).to_bytes()
 
 
 # what GetCapability answers before the self test has finished (Part 3 7.1)
