@@ -685,13 +685,25 @@ TPM_EK_TYPE_ACTIVATE = 0x0001
 TPM_EK_TYPE_AUTH = 0x0002
 
 
+def _bad_ek_type(at: int, ek_type: int) -> Exception:
+    """libtpms TPM_Process_ActivateIdentity step 8a: not TPM_EK_TYPE_ACTIVATE."""
+    return TPMBadValue(at, "ekType %#x" % ek_type, C.TPM_BAD_TYPE)
+
+
 @structure
 @dataclass(slots=True)
 class TPM_EK_BLOB(TPMStruct):
-    """Part 2 12.1."""
+    """Part 2 12.1: blob is a union on ekType.  ActivateIdentity, its only
+    reader, takes TPM_EK_TYPE_ACTIVATE only (any other type is TPM_BAD_TYPE
+    before its blob is looked at), so the blob is parsed as a
+    TPM_EK_BLOB_ACTIVATE at once (bytes after it are not looked at)."""
     tag: ClassVar[TAG] = C.TPM_TAG_EK_BLOB
     ekType: UINT16 = TPM_EK_TYPE_ACTIVATE
-    blob: SIZED32 = b""
+    blob: Annotated[bytes, Sized(), Union("ekType", {TPM_EK_TYPE_ACTIVATE: TPM_EK_BLOB_ACTIVATE},
+                                          _bad_ek_type)] = b""
+
+    def activate(self) -> TPM_EK_BLOB_ACTIVATE:
+        return TPM_EK_BLOB_ACTIVATE.from_bytes(self.blob)
 
 
 @structure

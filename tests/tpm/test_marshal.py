@@ -34,6 +34,9 @@ pcr_info_short = st.builds(S.TPM_PCR_INFO_SHORT, selection, locality, digest)
 nv_attributes = st.builds(S.TPM_NV_ATTRIBUTES, u32)
 sym_key = st.builds(S.TPM_SYMMETRIC_KEY, u32, u16, st.binary(max_size=40))
 pubkey = st.builds(S.TPM_PUBKEY, key_parms, store_pubkey)
+ek_activate = st.builds(S.TPM_EK_BLOB_ACTIVATE, sym_key, digest, pcr_info_short)
+counter_value = st.builds(S.TPM_COUNTER_VALUE, st.binary(min_size=4, max_size=4), u32)
+da_action = st.builds(S.TPM_DA_ACTION_TYPE, u32)
 
 STRATEGIES = {
     S.TPM_STRUCT_VER: ver,
@@ -90,9 +93,17 @@ STRATEGIES = {
     S.TPM_TRANSPORT_AUTH: st.builds(S.TPM_TRANSPORT_AUTH, digest),
     S.TPM_IDENTITY_CONTENTS: st.builds(S.TPM_IDENTITY_CONTENTS, ver, u32, digest, pubkey),
     S.TPM_ASYM_CA_CONTENTS: st.builds(S.TPM_ASYM_CA_CONTENTS, sym_key, digest),
-    S.TPM_EK_BLOB_ACTIVATE: st.builds(S.TPM_EK_BLOB_ACTIVATE, sym_key, digest, pcr_info_short),
-    S.TPM_EK_BLOB: st.builds(S.TPM_EK_BLOB, u16, blob),
-    S.TPM_COUNTER_VALUE: st.builds(S.TPM_COUNTER_VALUE, st.binary(min_size=4, max_size=4), u32),
+    S.TPM_EK_BLOB_ACTIVATE: ek_activate,
+    # ActivateIdentity takes TPM_EK_TYPE_ACTIVATE blobs only (libtpms step 8a)
+    S.TPM_EK_BLOB: st.builds(S.TPM_EK_BLOB, st.just(S.TPM_EK_TYPE_ACTIVATE),
+                             ek_activate.map(lambda a: a.to_bytes())),
+    S.TPM_COUNTER_VALUE: counter_value,
+    S.TPM_AUDIT_EVENT_IN: st.builds(S.TPM_AUDIT_EVENT_IN, digest, counter_value),
+    S.TPM_AUDIT_EVENT_OUT: st.builds(S.TPM_AUDIT_EVENT_OUT, digest, counter_value),
+    S.TPM_DA_ACTION_TYPE: da_action,
+    S.TPM_DA_INFO: st.builds(S.TPM_DA_INFO, u8, u16, u16, da_action, u32, blob),
+    S.TPM_DA_INFO_LIMITED: st.builds(S.TPM_DA_INFO_LIMITED, u8, da_action, blob),
+    S.TPM_FAMILY_TABLE_ENTRY: st.builds(S.TPM_FAMILY_TABLE_ENTRY, u8, u32, u32, u32),
     S.TPM_QUOTE_INFO2: st.builds(S.TPM_QUOTE_INFO2, digest, pcr_info_short),
     S.TPM_SIGN_INFO: st.builds(S.TPM_SIGN_INFO, st.binary(min_size=4, max_size=4), digest, blob),
     S.TPM_CONTEXT_SENSITIVE: st.builds(S.TPM_CONTEXT_SENSITIVE, digest, blob),
