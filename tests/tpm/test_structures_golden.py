@@ -18,9 +18,11 @@ import pytest
 from pyxl.tpm import constants as C
 from pyxl.tpm import structures as S
 from pyxl.tpm.layout import SIZED32, TAG, UINT16, TPMStruct, structure
-from pyxl.tpm.commands import audit, capability, delegate
-from pyxl.tpm.engine import FamilyRow
+from pyxl.tpm.commands import audit, capability, context, delegate
+from pyxl.tpm.crypto import RSAKey
+from pyxl.tpm.engine import FamilyRow, LoadedKey, Session
 from pyxl.tpm.marshal import Reader, TPMDecodeError
+from pyxl.tpm.transport import TransportSession
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "structures-main.json").read_text())
 # main wrote these but never read them back (or read only): no codec pair to compare
@@ -125,3 +127,39 @@ def test_audit_events_extend_as_main(case):
     ctx = SimpleNamespace(ordinal=ordinal, transport=None, audit_io=(b"\xaa" * 20, b"\xbb" * 20))
     audit.audit(tpm, ctx, b"")
     assert [tpm.audit_digest.hex(), tpm.perm.audit_counter] == [want_digest, want_counter]
+
+
+@pytest.mark.parametrize("case", WRITTEN["key_internal"], ids=str)
+def test_saved_key_internal_data_as_main(case):
+    (blob, prime, payload), wire = case
+    key_blob = S.unmarshal_any_key(Reader(bytes.fromhex(blob)))
+    rsa = RSAKey.from_modulus_prime(int.from_bytes(key_blob.pubKey.key, "big"), 65537,
+                                    int.from_bytes(bytes.fromhex(prime), "big"))
+    key = LoadedKey(key_blob, rsa, b"\x0d" * 20, b"\x0e" * 20, payload)
+    assert context._key_internal(key).hex() == wire
+    back = context.KeyInternal.from_bytes(bytes.fromhex(wire))
+    assert [back.keyBlob.hex(), back.prime.hex(), back.payload] == [blob, prime, bytes([payload])]
+    assert context.KeyInternal.from_bytes(bytes.fromhex(wire)[:-1]).payload == b""   # no payload
+
+
+@pytest.mark.parametrize("case", WRITTEN["session_internal"], ids=str)
+def test_saved_session_internal_data_as_main(case):
+    (protocol, nonce, etype, evalue, secret, pub, key_digest), wire = case
+    s = Session(0, protocol, bytes.fromhex(nonce), etype, evalue, bytes.fromhex(secret),
+                S.TPM_DELEGATE_PUBLIC.from_bytes(bytes.fromhex(pub)) if pub else None,
+                bytes.fromhex(key_digest))
+    assert context._session_internal(s).hex() == wire
+    back = context.SessionInternal.from_bytes(bytes.fromhex(wire))
+    assert [back.protocol, back.nonceEven.hex(), back.entityType, back.entityValue,
+            back.sharedSecret.hex(), back.delegatePublic.hex(), back.delegateKey.hex()] == case[0]
+
+
+@pytest.mark.parametrize("case", WRITTEN["transport_internal"], ids=str)
+def test_saved_transport_internal_data_as_main(case):
+    (attrs, alg, scheme, auth, nonce, digest), wire = case
+    t = TransportSession(0x03000001, S.TPM_TRANSPORT_PUBLIC(attrs, alg, scheme),
+                         bytes.fromhex(auth), bytes.fromhex(nonce), bytes.fromhex(digest))
+    assert context._transport_internal(t).hex() == wire
+    back = context.TransportInternal.from_bytes(bytes.fromhex(wire))
+    assert (back.transPublic, back.authData, back.transNonceEven, back.transDigest) == \
+        (t.public, t.auth, t.nonce_even, t.digest)
