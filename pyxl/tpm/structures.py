@@ -254,9 +254,32 @@ class TPM_PUBKEY(TPMStruct):
     pubKey: TPM_STORE_PUBKEY = field(default_factory=TPM_STORE_PUBKEY)
 
 
+class AnyKey(TPMStruct):
+    """What TPM_KEY and TPM_KEY12 share, and what the engine holds either as:
+    libtpms keeps both in one TPM_KEY struct (tpm_key.c), the 1.2 blob's tag
+    and fill where the 1.1 blob has its version.  Not a structure itself."""
+
+    __slots__ = ()
+    is_key12: ClassVar[bool] = False
+    keyUsage: int
+    keyFlags: int
+    authDataUsage: int
+    algorithmParms: TPM_KEY_PARMS
+    PCRInfo: bytes
+    pubKey: TPM_STORE_PUBKEY
+    encData: bytes
+
+    def public_bytes(self) -> bytes:
+        """Everything but encData -- what pubDataDigest covers."""
+        return self.to_bytes()[:-(_U32_BYTES + len(self.encData))]
+
+    def pubkey(self) -> TPM_PUBKEY:
+        return TPM_PUBKEY(self.algorithmParms, self.pubKey)
+
+
 @structure
 @dataclass(slots=True)
-class TPM_KEY(TPMStruct):
+class TPM_KEY(AnyKey):
     """A 1.1 key blob (Part 2 10.2); PCRInfo is a TPM_PCR_INFO or empty,
     parsed as it is read (TPM_Key_Load)."""
     ver: Annotated[TPM_STRUCT_VER, _version_11("TPM_KEY")] = field(default_factory=TPM_STRUCT_VER)
@@ -269,24 +292,11 @@ class TPM_KEY(TPMStruct):
     pubKey: TPM_STORE_PUBKEY = field(default_factory=TPM_STORE_PUBKEY)
     encData: SIZED32 = b""
 
-    def public_bytes(self) -> bytes:
-        """Everything but encData -- what pubDataDigest covers."""
-        return self.to_bytes()[:-(_U32_BYTES + len(self.encData))]
-
-    @property
-    def is_key12(self) -> bool:
-        return False
-
-    def pubkey(self) -> TPM_PUBKEY:
-        return TPM_PUBKEY(self.algorithmParms, self.pubKey)
-
 
 @structure
 @dataclass(slots=True)
-class TPM_KEY12(TPM_KEY):
-    """A 1.2 key blob (Part 2 10.3); PCRInfo is a TPM_PCR_INFO_LONG or empty.
-    A TPM_KEY in the engine's eyes, as in libtpms's (one TPM_KEY struct
-    for both, tpm_key.c); `ver` is not on its wire."""
+class TPM_KEY12(AnyKey):
+    """A 1.2 key blob (Part 2 10.3); PCRInfo is a TPM_PCR_INFO_LONG or empty."""
     tag: ClassVar[Annotated[int, Fixed("H"), after("fill", _key12_tag)]] = C.TPM_TAG_KEY12
     fill: Annotated[int, Fixed("H"), Check(_key12_fill, "{v}")] = 0
     keyUsage: UINT16 = C.TPM_KEY_STORAGE
@@ -297,13 +307,10 @@ class TPM_KEY12(TPM_KEY):
     PCRInfo: Annotated[bytes, Sized(holds=TPM_PCR_INFO_LONG)] = b""
     pubKey: TPM_STORE_PUBKEY = field(default_factory=TPM_STORE_PUBKEY)
     encData: SIZED32 = b""
-
-    @property
-    def is_key12(self) -> bool:
-        return True
+    is_key12 = True
 
 
-def unmarshal_any_key(r: Reader) -> TPM_KEY:
+def unmarshal_any_key(r: Reader) -> AnyKey:
     """A TPM_KEY or TPM_KEY12, told apart by the leading tag/version."""
     if r.remaining and r.data[r.pos] == 0:
         # libtpms TPM_Key_LoadPubData: a TPM_KEY starts with ver.major (not 0),
@@ -415,15 +422,14 @@ class TPM_CMK_MA_APPROVAL(TPMStruct):
 
 # ---------------------------------------------------------------- sealed / bound data (Part 2 9)
 
-@structure
-@dataclass(slots=True)
-class TPM_STORED_DATA(TPMStruct):
-    """1.1 sealed blob (Part 2 9.1); sealInfo is a TPM_PCR_INFO or empty,
-    parsed as it is read (TPM_StoredData_Load)."""
-    ver: Annotated[TPM_STRUCT_VER, _version_11("TPM_STORED_DATA")] = field(
-        default_factory=TPM_STRUCT_VER)
-    sealInfo: Annotated[bytes, Sized(holds=TPM_PCR_INFO)] = b""
-    encData: SIZED32 = b""
+class AnyStoredData(TPMStruct):
+    """What TPM_STORED_DATA and TPM_STORED_DATA12 share (one TPM_STORED_DATA
+    struct in libtpms, tpm_store.c, tag and et where the 1.1 blob has its
+    version).  Not a structure itself."""
+
+    __slots__ = ()
+    sealInfo: bytes
+    encData: bytes
 
     def digest_bytes(self) -> bytes:
         """What TPM_SEALED_DATA.storedDigest covers: the blob with no encData."""
@@ -432,11 +438,21 @@ class TPM_STORED_DATA(TPMStruct):
 
 @structure
 @dataclass(slots=True)
-class TPM_STORED_DATA12(TPM_STORED_DATA):
+class TPM_STORED_DATA(AnyStoredData):
+    """1.1 sealed blob (Part 2 9.1); sealInfo is a TPM_PCR_INFO or empty,
+    parsed as it is read (TPM_StoredData_Load)."""
+    ver: Annotated[TPM_STRUCT_VER, _version_11("TPM_STORED_DATA")] = field(
+        default_factory=TPM_STRUCT_VER)
+    sealInfo: Annotated[bytes, Sized(holds=TPM_PCR_INFO)] = b""
+    encData: SIZED32 = b""
+
+
+@structure
+@dataclass(slots=True)
+class TPM_STORED_DATA12(AnyStoredData):
     """1.2 sealed blob (Part 2 9.2); sealInfo is a TPM_PCR_INFO_LONG or empty.
     et 0: TPM_Seal's plain blob; TPM_Sealx sets TPM_ET_XOR|TPM_ET_KEY, which
-    makes TPM_Unseal return the data encrypted under its OSAP session.
-    `ver` is not on its wire."""
+    makes TPM_Unseal return the data encrypted under its OSAP session."""
     tag: ClassVar[Annotated[int, Fixed("H"), after("et", _stored_data12_tag)]] = \
         C.TPM_TAG_STORED_DATA12
     et: UINT16 = 0
@@ -444,7 +460,7 @@ class TPM_STORED_DATA12(TPM_STORED_DATA):
     encData: SIZED32 = b""
 
 
-def unmarshal_any_stored_data(r: Reader) -> TPM_STORED_DATA:
+def unmarshal_any_stored_data(r: Reader) -> AnyStoredData:
     """libtpms TPM_StoredData_Load: a first byte 0x01 is a 1.1 blob (version
     1.1 or TPM_BAD_VERSION), anything else a TPM_STORED_DATA12 (tag checked
     after et is read: TPM_BAD_VERSION)."""

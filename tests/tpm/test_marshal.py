@@ -1,6 +1,8 @@
 """The bounds-checked reader/writer and every structure's marshal/unmarshal
 round trip (hypothesis), plus typed decode errors on every truncation."""
 
+from dataclasses import fields
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -207,3 +209,11 @@ def test_a_tag_libtpms_checks_late_is_checked_late():
         with pytest.raises(S.TPMBadValue) as e:
             cls.from_bytes(b"\x00\x99\x00\x00")
         assert e.value.rc == rc
+
+
+@pytest.mark.parametrize("cls", S.ALL_STRUCTURES, ids=lambda c: c.__name__)
+def test_a_structure_holds_its_wire_fields_only(cls):
+    """A structure's fields are its wire fields, in wire order: TPM_KEY12 and
+    TPM_STORED_DATA12 have no 1.1 `ver` (their tag and fill / et are where
+    the 1.1 forms have it), and construct positionally in wire order."""
+    assert [f.name for f in fields(cls)] == cls._layout.names
