@@ -139,6 +139,28 @@ class TPM_DA_INFO_LIMITED(TPMStruct):
     vendorData: SIZED32 = b""
 
 
+def _select_size_major(v: int, at: int) -> None:
+    """TPM_SelectSize_Load: major MUST be 1, checked as soon as it is read."""
+    if v != 1:
+        raise TPMBadValue(at, "TPM_SELECT_SIZE major %#x" % v, C.TPM_BAD_PARAMETER)
+
+
+def _select_size_minor(v: int, at: int) -> None:
+    """TPM_SelectSize_Load: minor 1 or 2."""
+    if v not in (1, 2):
+        raise TPMBadValue(at, "TPM_SELECT_SIZE minor %#x" % v, C.TPM_BAD_PARAMETER)
+
+
+@structure
+@dataclass(slots=True)
+class TPM_SELECT_SIZE(TPMStruct):
+    """GetCapability(TPM_CAP_SELECT_SIZE)'s subCap (Part 2 5.18): a TPM
+    version and the PCR selection size asked about."""
+    major: Annotated[int, Fixed("B"), Check(_select_size_major, "{v} != 1")] = 1
+    minor: Annotated[int, Fixed("B"), Check(_select_size_minor, "{v} not in (1, 2)")] = 2
+    reqSize: UINT16 = C.TPM_NUM_PCR_SELECT
+
+
 # ---------------------------------------------------------------- PCRs (Part 2 8)
 
 @structure
@@ -992,5 +1014,5 @@ ALL_STRUCTURES: list[type[TPMStruct]] = [
     TPM_CONTEXT_SENSITIVE, TPM_CONTEXT_BLOB,
     TPM_DAA_ISSUER, TPM_DAA_TPM, TPM_DAA_CONTEXT, TPM_DAA_JOINDATA, TPM_DAA_BLOB,
     TPM_DAA_SENSITIVE, TPM_SIGN_INFO, TPM_FAMILY_TABLE_ENTRY, TPM_AUDIT_EVENT_IN,
-    TPM_AUDIT_EVENT_OUT,
+    TPM_AUDIT_EVENT_OUT, TPM_SELECT_SIZE,
 ]

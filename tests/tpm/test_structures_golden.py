@@ -29,7 +29,7 @@ GOLDEN = json.loads((Path(__file__).parent / "data" / "structures-main.json").re
 WRITE_OR_READ_ONLY_IN_MAIN = {"TPM_TRANSPORT_LOG_IN", "TPM_TRANSPORT_LOG_OUT", "TPM_TRANSPORT_AUTH",
                               "TPM_DA_ACTION_TYPE", "TPM_DA_INFO", "TPM_DA_INFO_LIMITED",
                               "TPM_FAMILY_TABLE_ENTRY", "TPM_AUDIT_EVENT_IN",
-                              "TPM_AUDIT_EVENT_OUT"}
+                              "TPM_AUDIT_EVENT_OUT", "TPM_SELECT_SIZE"}
 
 
 def inputs(wire: bytes) -> list[bytes]:

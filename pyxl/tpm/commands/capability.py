@@ -14,7 +14,8 @@ from ..engine import (CHECK_ALL, CHECK_BASIC, CHECK_NO_LOCKOUT, COMMANDS, T0, T1
                       TPMError, command)
 from ..marshal import Reader, TPMDecodeError, Writer
 from ..structures import (TPM_CAP_VERSION_INFO, TPM_DA_ACTION_TYPE, TPM_DA_INFO,
-                          TPM_DA_INFO_LIMITED, TPM_KEY_PARMS, TPM_STRUCT_VER, TPM_VERSION)
+                          TPM_DA_INFO_LIMITED, TPM_KEY_PARMS, TPM_SELECT_SIZE, TPM_STRUCT_VER,
+                          TPM_VERSION, TPMBadValue)
 
 from ..engine import LOCKOUT_THRESHOLD
 from .counter import MAX_COUNTERS
@@ -237,15 +238,11 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
         # ADIP (session.check_adip): XOR, and AES-128-CTR but in the emulator
         return _bool(_sub32(sub) in _adip_algs(tpm))
     if cap == A.TPM_CAP_SELECT_SIZE:
-        # TPM_SELECT_SIZE: major 1, minor 1 or 2, reqSize (libtpms's checks;
-        # reqSize 1..3, the emulator any reqSize up to 3, even 0)
-        r = Reader(sub)
+        # reqSize 1..3 (libtpms), the emulator any reqSize up to 3, even 0
         try:
-            if r.u8() != 1:
-                raise TPMError(C.TPM_BAD_PARAMETER)
-            if r.u8() not in (1, 2):
-                raise TPMError(C.TPM_BAD_PARAMETER)
-            req = r.u16()
+            req = TPM_SELECT_SIZE.unmarshal(Reader(sub)).reqSize
+        except TPMBadValue as e:
+            raise TPMError(e.rc) from None
         except TPMDecodeError:
             raise TPMError(C.TPM_BAD_PARAM_SIZE) from None
         return _bool(req <= C.TPM_NUM_PCR_SELECT and (req or tpm.identity.berlios))
