@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, ClassVar, Iterable, NamedTuple
 
 from . import constants as C
+from .crypto import sha1
 from .layout import (BYTE4, FLAG, IGNORED, REST, SIZED16, SIZED32, TAG, TPM_BOOL, TPM_DIGEST,
                      UINT8, UINT16, UINT32, UINT64, Check, Fixed, Sized, TPMBadValue, TPMStruct,
                      TPMStructError, Union, after, structure)
@@ -371,7 +372,13 @@ class TPM_MIGRATIONKEYAUTH(TPMStruct):
     """An owner-approved migration destination (Part 2 5.12)."""
     migrationKey: TPM_PUBKEY = field(default_factory=TPM_PUBKEY)
     migrationScheme: UINT16 = C.TPM_MS_MIGRATE
-    digest: TPM_DIGEST = bytes(20)     # SHA-1(migrationKey || migrationScheme || tpmProof)
+    digest: TPM_DIGEST = bytes(20)
+
+    def digest_for(self, tpm_proof: bytes) -> bytes:
+        """What digest is on the TPM whose tpmProof is given:
+        SHA-1(migrationKey || migrationScheme || tpmProof)."""
+        return sha1(self.migrationKey.to_bytes(), self.migrationScheme.to_bytes(2, "big"),
+                    tpm_proof)
 
 
 class _DigestList:
