@@ -162,6 +162,28 @@ class TPM_SELECT_SIZE(TPMStruct):
     reqSize: UINT16 = C.TPM_NUM_PCR_SELECT
 
 
+class _HandleList:
+    """TPM_KEY_HANDLE_LIST's loaded and handle[loaded]: a UINT16 count of
+    UINT32 handles."""
+
+    def read(self, r: Reader, name: str) -> list[int]:
+        n = r.u16()
+        if n > r.remaining // 4:
+            raise TPMDecodeError(r.pos, 4 * n, r.remaining, name)
+        return [r.u32() for _ in range(n)]
+
+    def write(self, value: list[int], parts: list[bytes]) -> None:
+        parts.append(len(value).to_bytes(2, "big"))
+        parts.extend(h.to_bytes(4, "big") for h in value)
+
+
+@structure
+@dataclass(slots=True)
+class TPM_KEY_HANDLE_LIST(TPMStruct):
+    """The handles GetCapability(TPM_CAP_HANDLE, TPM_CAP_KEY_HANDLE) lists (Part 2 5.7)."""
+    handle: Annotated[list[int], _HandleList()] = field(default_factory=list)
+
+
 # ---------------------------------------------------------------- PCRs (Part 2 8)
 
 @structure
@@ -1021,5 +1043,5 @@ ALL_STRUCTURES: list[type[TPMStruct]] = [
     TPM_CONTEXT_SENSITIVE, TPM_CONTEXT_BLOB,
     TPM_DAA_ISSUER, TPM_DAA_TPM, TPM_DAA_CONTEXT, TPM_DAA_JOINDATA, TPM_DAA_BLOB,
     TPM_DAA_SENSITIVE, TPM_SIGN_INFO, TPM_FAMILY_TABLE_ENTRY, TPM_AUDIT_EVENT_IN,
-    TPM_AUDIT_EVENT_OUT, TPM_SELECT_SIZE,
+    TPM_AUDIT_EVENT_OUT, TPM_SELECT_SIZE, TPM_KEY_HANDLE_LIST,
 ]

@@ -107,6 +107,7 @@ STRATEGIES = {
     S.TPM_DA_INFO_LIMITED: st.builds(S.TPM_DA_INFO_LIMITED, u8, da_action, blob),
     S.TPM_FAMILY_TABLE_ENTRY: st.builds(S.TPM_FAMILY_TABLE_ENTRY, u8, u32, u32, u32),
     S.TPM_SELECT_SIZE: st.builds(S.TPM_SELECT_SIZE, st.just(1), st.sampled_from([1, 2]), u16),
+    S.TPM_KEY_HANDLE_LIST: st.builds(S.TPM_KEY_HANDLE_LIST, st.lists(u32, max_size=5)),
     S.TPM_QUOTE_INFO2: st.builds(S.TPM_QUOTE_INFO2, digest, pcr_info_short),
     S.TPM_SIGN_INFO: st.builds(S.TPM_SIGN_INFO, st.binary(min_size=4, max_size=4), digest, blob),
     S.TPM_CONTEXT_SENSITIVE: st.builds(S.TPM_CONTEXT_SENSITIVE, digest, blob),

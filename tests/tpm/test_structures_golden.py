@@ -29,7 +29,7 @@ GOLDEN = json.loads((Path(__file__).parent / "data" / "structures-main.json").re
 WRITE_OR_READ_ONLY_IN_MAIN = {"TPM_TRANSPORT_LOG_IN", "TPM_TRANSPORT_LOG_OUT", "TPM_TRANSPORT_AUTH",
                               "TPM_DA_ACTION_TYPE", "TPM_DA_INFO", "TPM_DA_INFO_LIMITED",
                               "TPM_FAMILY_TABLE_ENTRY", "TPM_AUDIT_EVENT_IN",
-                              "TPM_AUDIT_EVENT_OUT", "TPM_SELECT_SIZE"}
+                              "TPM_AUDIT_EVENT_OUT", "TPM_SELECT_SIZE", "TPM_KEY_HANDLE_LIST"}
 
 
 def inputs(wire: bytes) -> list[bytes]:
@@ -127,6 +127,13 @@ def test_audit_events_extend_as_main(case):
     ctx = SimpleNamespace(ordinal=ordinal, transport=None, audit_io=(b"\xaa" * 20, b"\xbb" * 20))
     audit.audit(tpm, ctx, b"")
     assert [tpm.audit_digest.hex(), tpm.perm.audit_counter] == [want_digest, want_counter]
+
+
+@pytest.mark.parametrize("case", WRITTEN["handle_list"], ids=str)
+def test_handle_list_writes_as_main(case):
+    handles, wire = case
+    assert capability._handle_list(handles).hex() == wire
+    assert S.TPM_KEY_HANDLE_LIST.from_bytes(bytes.fromhex(wire)).handle == sorted(handles)
 
 
 @pytest.mark.parametrize("case", WRITTEN["key_internal"], ids=str)

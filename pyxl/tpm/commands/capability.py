@@ -14,7 +14,8 @@ from ..engine import (CHECK_ALL, CHECK_BASIC, CHECK_NO_LOCKOUT, COMMANDS, T0, T1
                       TPMError, command)
 from ..marshal import Reader, TPMDecodeError, Writer
 from ..structures import (TPM_CAP_VERSION_INFO, TPM_DA_ACTION_TYPE, TPM_DA_INFO,
-                          TPM_DA_INFO_LIMITED, TPM_KEY_PARMS, TPM_SELECT_SIZE, TPM_STRUCT_VER,
+                          TPM_DA_INFO_LIMITED, TPM_KEY_HANDLE_LIST, TPM_KEY_PARMS,
+                          TPM_SELECT_SIZE, TPM_STRUCT_VER,
                           TPM_VERSION, TPMBadValue)
 
 from ..engine import LOCKOUT_THRESHOLD
@@ -90,8 +91,7 @@ def _property(tpm, prop: int) -> bytes:
 
 
 def _handle_list(handles) -> bytes:
-    hs = sorted(handles)
-    return len(hs).to_bytes(2, "big") + b"".join(_u32(h) for h in hs)
+    return TPM_KEY_HANDLE_LIST(sorted(handles)).to_bytes()
 
 
 def _sub32(sub: bytes) -> int:
