@@ -15,8 +15,7 @@ from ..engine import (CHECK_ALL, CHECK_BASIC, CHECK_NO_LOCKOUT, COMMANDS, T0, T1
 from ..marshal import Reader, TPMDecodeError, Writer
 from ..structures import (TPM_CAP_VERSION_INFO, TPM_DA_ACTION_TYPE, TPM_DA_INFO,
                           TPM_DA_INFO_LIMITED, TPM_KEY_HANDLE_LIST, TPM_KEY_PARMS,
-                          TPM_SELECT_SIZE, TPM_STRUCT_VER,
-                          TPM_VERSION, TPMBadValue)
+                          TPM_SELECT_SIZE, TPM_STRUCT_VER, TPM_VERSION, TPMBadValue)
 
 from ..engine import LOCKOUT_THRESHOLD
 from .counter import MAX_COUNTERS

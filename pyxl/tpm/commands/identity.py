@@ -100,7 +100,7 @@ def ActivateIdentity(tpm, ctx, r):
             return act.sessionKey.to_bytes()
         ca = TPM_ASYM_CA_CONTENTS.from_bytes(plain)
     except TPMBadValue as e:
-        # an ekType but TPM_EK_TYPE_ACTIVATE has its own code; the blob's own errors do not
+        # an ekType other than TPM_EK_TYPE_ACTIVATE is TPM_BAD_TYPE, a defect of the blob is not
         raise TPMError(C.TPM_BAD_TYPE if e.rc == C.TPM_BAD_TYPE else C.TPM_BAD_PARAMETER) from None
     except TPMDecodeError:
         raise TPMError(C.TPM_BAD_PARAMETER) from None
