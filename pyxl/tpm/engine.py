@@ -34,7 +34,7 @@ from .crypto import (KeySource, RSAKey, aes128_ctr, generate_rsa, hmac_sha1, ran
                      sha1, xor)
 from .identity import XEN_VTPM_IDENTITY, Identity
 from .marshal import Reader, TPMDecodeError, Writer
-from .structures import (TPM_DELEGATE_PUBLIC, TPM_KEY, TPM_KEY12, TPM_KEY_PARMS,
+from .structures import (TPM_DELEGATE_PUBLIC, TPM_KEY, TPM_KEY12, AnyKey, TPM_KEY_PARMS,
                          TPM_NV_ATTRIBUTES, TPM_NV_DATA_PUBLIC, TPM_PERMANENT_FLAGS, TPM_RSA_KEY_PARMS,
                          TPM_STCLEAR_FLAGS, TPM_STORE_PUBKEY, TPMBadValue, TPMStructError)
 
@@ -97,7 +97,7 @@ class TPMStateError(ValueError):
 @dataclass
 class LoadedKey:
     """A key in a key slot (or the SRK / EK in permanent data)."""
-    blob: TPM_KEY                 # public parts + encData as loaded
+    blob: AnyKey                  # public parts + encData as loaded
     rsa: RSAKey
     usage_auth: bytes = bytes(20)
     migration_auth: bytes = bytes(20)
@@ -125,7 +125,7 @@ class Counter:
 
 @dataclass
 class FamilyRow:
-    """A row of the delegation family table (Part 2 20.2 TPM_FAMILY_TABLE_ENTRY)."""
+    """A row of the delegation family table (Part 2 20.5 TPM_FAMILY_TABLE_ENTRY)."""
     label: int                    # TPM_FAMILY_LABEL, one byte
     family_id: int
     verification_count: int = 1
@@ -717,7 +717,7 @@ class TPM:
         return sha1(TPM_PCR_COMPOSITE(sel, vals).to_bytes())
 
     def new_storage_key_blob(self, rsa: RSAKey, usage: int = C.TPM_KEY_STORAGE,
-                             key12: bool = False) -> TPM_KEY:
+                             key12: bool = False) -> AnyKey:
         parms = TPM_KEY_PARMS(C.TPM_ALG_RSA, C.TPM_ES_RSAESOAEP_SHA1_MGF1, C.TPM_SS_NONE,
                               TPM_RSA_KEY_PARMS(rsa.bits, 2, b"").to_bytes())
         cls = TPM_KEY12 if key12 else TPM_KEY

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, ClassVar, Iterable, NamedTuple
 
 from . import constants as C
+from .crypto import sha1
 from .layout import (BYTE4, FLAG, IGNORED, REST, SIZED16, SIZED32, TAG, TPM_BOOL, TPM_DIGEST,
                      UINT8, UINT16, UINT32, UINT64, Check, Fixed, Sized, TPMBadValue, TPMStruct,
                      TPMStructError, Union, after, structure)
@@ -106,6 +107,81 @@ class TPM_CAP_VERSION_INFO(TPMStruct):
     errataRev: UINT8 = 1
     tpmVendorID: BYTE4 = b"ETHZ"
     vendorSpecific: SIZED16 = b""       # vendorSpecificSize, vendorSpecific
+
+
+@structure
+@dataclass(slots=True)
+class TPM_DA_ACTION_TYPE(TPMStruct):
+    """What the TPM does when the dictionary-attack threshold is reached (Part 2 21.10)."""
+    tag: ClassVar[TAG] = C.TPM_TAG_DA_ACTION_TYPE
+    actions: UINT32 = C.TPM_DA_ACTION_TIMEOUT
+
+
+@structure
+@dataclass(slots=True)
+class TPM_DA_INFO(TPMStruct):
+    """GetCapability(TPM_CAP_DA_LOGIC) while disableFullDALogicInfo is clear (Part 2 21.7)."""
+    tag: ClassVar[TAG] = C.TPM_TAG_DA_INFO
+    state: UINT8 = C.TPM_DA_STATE_INACTIVE          # TPM_DA_STATE (21.9)
+    currentCount: UINT16 = 0
+    thresholdCount: UINT16 = 0
+    actionAtThreshold: TPM_DA_ACTION_TYPE = field(default_factory=TPM_DA_ACTION_TYPE)
+    actionDependValue: UINT32 = 0
+    vendorData: SIZED32 = b""                       # vendorDataSize, vendorData
+
+
+@structure
+@dataclass(slots=True)
+class TPM_DA_INFO_LIMITED(TPMStruct):
+    """GetCapability(TPM_CAP_DA_LOGIC) while disableFullDALogicInfo is set (Part 2 21.8)."""
+    tag: ClassVar[TAG] = C.TPM_TAG_DA_INFO_LIMITED
+    state: UINT8 = C.TPM_DA_STATE_INACTIVE
+    actionAtThreshold: TPM_DA_ACTION_TYPE = field(default_factory=TPM_DA_ACTION_TYPE)
+    vendorData: SIZED32 = b""
+
+
+def _select_size_major(v: int, at: int) -> None:
+    """TPM_SelectSize_Load: major MUST be 1, checked as soon as it is read."""
+    if v != 1:
+        raise TPMBadValue(at, "TPM_SELECT_SIZE major %#x" % v, C.TPM_BAD_PARAMETER)
+
+
+def _select_size_minor(v: int, at: int) -> None:
+    """TPM_SelectSize_Load: minor 1 or 2."""
+    if v not in (1, 2):
+        raise TPMBadValue(at, "TPM_SELECT_SIZE minor %#x" % v, C.TPM_BAD_PARAMETER)
+
+
+@structure
+@dataclass(slots=True)
+class TPM_SELECT_SIZE(TPMStruct):
+    """GetCapability(TPM_CAP_SELECT_SIZE)'s subCap (Part 2 5.18): a TPM
+    version and the PCR selection size asked about."""
+    major: Annotated[int, Fixed("B"), Check(_select_size_major, "{v} != 1")] = 1
+    minor: Annotated[int, Fixed("B"), Check(_select_size_minor, "{v} not in (1, 2)")] = 2
+    reqSize: UINT16 = C.TPM_NUM_PCR_SELECT
+
+
+class _HandleList:
+    """TPM_KEY_HANDLE_LIST's loaded and handle[loaded]: a UINT16 count of
+    UINT32 handles."""
+
+    def read(self, r: Reader, name: str) -> list[int]:
+        n = r.u16()
+        if n > r.remaining // 4:
+            raise TPMDecodeError(r.pos, 4 * n, r.remaining, name)
+        return [r.u32() for _ in range(n)]
+
+    def write(self, value: list[int], parts: list[bytes]) -> None:
+        parts.append(len(value).to_bytes(2, "big"))
+        parts.extend(h.to_bytes(4, "big") for h in value)
+
+
+@structure
+@dataclass(slots=True)
+class TPM_KEY_HANDLE_LIST(TPMStruct):
+    """The handles GetCapability(TPM_CAP_HANDLE, TPM_CAP_KEY_HANDLE) lists (Part 2 5.7)."""
+    handle: Annotated[list[int], _HandleList()] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- PCRs (Part 2 8)
@@ -223,9 +299,32 @@ class TPM_PUBKEY(TPMStruct):
     pubKey: TPM_STORE_PUBKEY = field(default_factory=TPM_STORE_PUBKEY)
 
 
+class AnyKey(TPMStruct):
+    """What TPM_KEY and TPM_KEY12 share, and what the engine holds either as:
+    libtpms keeps both in one TPM_KEY struct (tpm_key.c), the 1.2 blob's tag
+    and fill where the 1.1 blob has its version.  Not a structure itself."""
+
+    __slots__ = ()
+    is_key12: ClassVar[bool] = False
+    keyUsage: int
+    keyFlags: int
+    authDataUsage: int
+    algorithmParms: TPM_KEY_PARMS
+    PCRInfo: bytes
+    pubKey: TPM_STORE_PUBKEY
+    encData: bytes
+
+    def public_bytes(self) -> bytes:
+        """Everything but encData -- what pubDataDigest covers."""
+        return self.to_bytes()[:-(_U32_BYTES + len(self.encData))]
+
+    def pubkey(self) -> TPM_PUBKEY:
+        return TPM_PUBKEY(self.algorithmParms, self.pubKey)
+
+
 @structure
 @dataclass(slots=True)
-class TPM_KEY(TPMStruct):
+class TPM_KEY(AnyKey):
     """A 1.1 key blob (Part 2 10.2); PCRInfo is a TPM_PCR_INFO or empty,
     parsed as it is read (TPM_Key_Load)."""
     ver: Annotated[TPM_STRUCT_VER, _version_11("TPM_KEY")] = field(default_factory=TPM_STRUCT_VER)
@@ -238,24 +337,11 @@ class TPM_KEY(TPMStruct):
     pubKey: TPM_STORE_PUBKEY = field(default_factory=TPM_STORE_PUBKEY)
     encData: SIZED32 = b""
 
-    def public_bytes(self) -> bytes:
-        """Everything but encData -- what pubDataDigest covers."""
-        return self.to_bytes()[:-(_U32_BYTES + len(self.encData))]
-
-    @property
-    def is_key12(self) -> bool:
-        return False
-
-    def pubkey(self) -> TPM_PUBKEY:
-        return TPM_PUBKEY(self.algorithmParms, self.pubKey)
-
 
 @structure
 @dataclass(slots=True)
-class TPM_KEY12(TPM_KEY):
-    """A 1.2 key blob (Part 2 10.3); PCRInfo is a TPM_PCR_INFO_LONG or empty.
-    A TPM_KEY in the engine's eyes, as in libtpms's (one TPM_KEY struct
-    for both, tpm_key.c); `ver` is not on its wire."""
+class TPM_KEY12(AnyKey):
+    """A 1.2 key blob (Part 2 10.3); PCRInfo is a TPM_PCR_INFO_LONG or empty."""
     tag: ClassVar[Annotated[int, Fixed("H"), after("fill", _key12_tag)]] = C.TPM_TAG_KEY12
     fill: Annotated[int, Fixed("H"), Check(_key12_fill, "{v}")] = 0
     keyUsage: UINT16 = C.TPM_KEY_STORAGE
@@ -266,13 +352,10 @@ class TPM_KEY12(TPM_KEY):
     PCRInfo: Annotated[bytes, Sized(holds=TPM_PCR_INFO_LONG)] = b""
     pubKey: TPM_STORE_PUBKEY = field(default_factory=TPM_STORE_PUBKEY)
     encData: SIZED32 = b""
-
-    @property
-    def is_key12(self) -> bool:
-        return True
+    is_key12 = True
 
 
-def unmarshal_any_key(r: Reader) -> TPM_KEY:
+def unmarshal_any_key(r: Reader) -> AnyKey:
     """A TPM_KEY or TPM_KEY12, told apart by the leading tag/version."""
     if r.remaining and r.data[r.pos] == 0:
         # libtpms TPM_Key_LoadPubData: a TPM_KEY starts with ver.major (not 0),
@@ -311,7 +394,13 @@ class TPM_MIGRATIONKEYAUTH(TPMStruct):
     """An owner-approved migration destination (Part 2 5.12)."""
     migrationKey: TPM_PUBKEY = field(default_factory=TPM_PUBKEY)
     migrationScheme: UINT16 = C.TPM_MS_MIGRATE
-    digest: TPM_DIGEST = bytes(20)     # SHA-1(migrationKey || migrationScheme || tpmProof)
+    digest: TPM_DIGEST = bytes(20)
+
+    def digest_for(self, tpm_proof: bytes) -> bytes:
+        """What digest is on the TPM whose tpmProof is given:
+        SHA-1(migrationKey || migrationScheme || tpmProof)."""
+        return sha1(self.migrationKey.to_bytes(), self.migrationScheme.to_bytes(2, "big"),
+                    tpm_proof)
 
 
 class _DigestList:
@@ -384,15 +473,14 @@ class TPM_CMK_MA_APPROVAL(TPMStruct):
 
 # ---------------------------------------------------------------- sealed / bound data (Part 2 9)
 
-@structure
-@dataclass(slots=True)
-class TPM_STORED_DATA(TPMStruct):
-    """1.1 sealed blob (Part 2 9.1); sealInfo is a TPM_PCR_INFO or empty,
-    parsed as it is read (TPM_StoredData_Load)."""
-    ver: Annotated[TPM_STRUCT_VER, _version_11("TPM_STORED_DATA")] = field(
-        default_factory=TPM_STRUCT_VER)
-    sealInfo: Annotated[bytes, Sized(holds=TPM_PCR_INFO)] = b""
-    encData: SIZED32 = b""
+class AnyStoredData(TPMStruct):
+    """What TPM_STORED_DATA and TPM_STORED_DATA12 share (one TPM_STORED_DATA
+    struct in libtpms, tpm_store.c, tag and et where the 1.1 blob has its
+    version).  Not a structure itself."""
+
+    __slots__ = ()
+    sealInfo: bytes
+    encData: bytes
 
     def digest_bytes(self) -> bytes:
         """What TPM_SEALED_DATA.storedDigest covers: the blob with no encData."""
@@ -401,11 +489,21 @@ class TPM_STORED_DATA(TPMStruct):
 
 @structure
 @dataclass(slots=True)
-class TPM_STORED_DATA12(TPM_STORED_DATA):
+class TPM_STORED_DATA(AnyStoredData):
+    """1.1 sealed blob (Part 2 9.1); sealInfo is a TPM_PCR_INFO or empty,
+    parsed as it is read (TPM_StoredData_Load)."""
+    ver: Annotated[TPM_STRUCT_VER, _version_11("TPM_STORED_DATA")] = field(
+        default_factory=TPM_STRUCT_VER)
+    sealInfo: Annotated[bytes, Sized(holds=TPM_PCR_INFO)] = b""
+    encData: SIZED32 = b""
+
+
+@structure
+@dataclass(slots=True)
+class TPM_STORED_DATA12(AnyStoredData):
     """1.2 sealed blob (Part 2 9.2); sealInfo is a TPM_PCR_INFO_LONG or empty.
     et 0: TPM_Seal's plain blob; TPM_Sealx sets TPM_ET_XOR|TPM_ET_KEY, which
-    makes TPM_Unseal return the data encrypted under its OSAP session.
-    `ver` is not on its wire."""
+    makes TPM_Unseal return the data encrypted under its OSAP session."""
     tag: ClassVar[Annotated[int, Fixed("H"), after("et", _stored_data12_tag)]] = \
         C.TPM_TAG_STORED_DATA12
     et: UINT16 = 0
@@ -413,7 +511,7 @@ class TPM_STORED_DATA12(TPM_STORED_DATA):
     encData: SIZED32 = b""
 
 
-def unmarshal_any_stored_data(r: Reader) -> TPM_STORED_DATA:
+def unmarshal_any_stored_data(r: Reader) -> AnyStoredData:
     """libtpms TPM_StoredData_Load: a first byte 0x01 is a 1.1 blob (version
     1.1 or TPM_BAD_VERSION), anything else a TPM_STORED_DATA12 (tag checked
     after et is read: TPM_BAD_VERSION)."""
@@ -654,13 +752,25 @@ TPM_EK_TYPE_ACTIVATE = 0x0001
 TPM_EK_TYPE_AUTH = 0x0002
 
 
+def _bad_ek_type(at: int, ek_type: int) -> Exception:
+    """libtpms TPM_Process_ActivateIdentity step 8a: not TPM_EK_TYPE_ACTIVATE."""
+    return TPMBadValue(at, "ekType %#x" % ek_type, C.TPM_BAD_TYPE)
+
+
 @structure
 @dataclass(slots=True)
 class TPM_EK_BLOB(TPMStruct):
-    """Part 2 12.1."""
+    """Part 2 12.1: blob is a union on ekType.  ActivateIdentity, its only
+    reader, takes TPM_EK_TYPE_ACTIVATE only (any other type is TPM_BAD_TYPE
+    before its blob is looked at), so the blob is parsed as a
+    TPM_EK_BLOB_ACTIVATE at once (bytes after it are not looked at)."""
     tag: ClassVar[TAG] = C.TPM_TAG_EK_BLOB
     ekType: UINT16 = TPM_EK_TYPE_ACTIVATE
-    blob: SIZED32 = b""
+    blob: Annotated[bytes, Sized(), Union("ekType", {TPM_EK_TYPE_ACTIVATE: TPM_EK_BLOB_ACTIVATE},
+                                          _bad_ek_type)] = b""
+
+    def activate(self) -> TPM_EK_BLOB_ACTIVATE:
+        return TPM_EK_BLOB_ACTIVATE.from_bytes(self.blob)
 
 
 @structure
@@ -670,6 +780,24 @@ class TPM_COUNTER_VALUE(TPMStruct):
     tag: ClassVar[TAG] = C.TPM_TAG_COUNTER_VALUE
     label: BYTE4 = bytes(4)
     counter: UINT32 = 0
+
+
+@structure
+@dataclass(slots=True)
+class TPM_AUDIT_EVENT_IN(TPMStruct):
+    """What an audited command's input extends the audit digest with (Part 2 14.1)."""
+    tag: ClassVar[TAG] = C.TPM_TAG_AUDIT_EVENT_IN
+    inputParms: TPM_DIGEST = bytes(20)
+    auditCount: TPM_COUNTER_VALUE = field(default_factory=TPM_COUNTER_VALUE)
+
+
+@structure
+@dataclass(slots=True)
+class TPM_AUDIT_EVENT_OUT(TPMStruct):
+    """What an audited command's output extends the audit digest with (Part 2 14.2)."""
+    tag: ClassVar[TAG] = C.TPM_TAG_AUDIT_EVENT_OUT
+    outputParms: TPM_DIGEST = bytes(20)
+    auditCount: TPM_COUNTER_VALUE = field(default_factory=TPM_COUNTER_VALUE)
 
 
 @structure
@@ -827,6 +955,17 @@ TPM_DEL_KEY_BITS = 0x00000002
 
 @structure
 @dataclass(slots=True)
+class TPM_FAMILY_TABLE_ENTRY(TPMStruct):
+    """A row of the family table, as Delegate_ReadTable returns it (Part 2 20.5)."""
+    tag: ClassVar[TAG] = C.TPM_TAG_FAMILY_TABLE_ENTRY
+    familyLabel: UINT8 = 0              # TPM_FAMILY_LABEL (20.4)
+    familyID: UINT32 = 0
+    verificationCount: UINT32 = 1
+    flags: UINT32 = 0
+
+
+@structure
+@dataclass(slots=True)
 class TPM_DELEGATIONS(TPMStruct):
     """Part 2 20.2."""
     tag: ClassVar[TAG] = C.TPM_TAG_DELEGATIONS
@@ -889,7 +1028,8 @@ class TPM_DELEGATE_KEY_BLOB(TPMStruct):
 
 
 ALL_STRUCTURES: list[type[TPMStruct]] = [
-    TPM_STRUCT_VER, TPM_VERSION, TPM_CAP_VERSION_INFO, TPM_RSA_KEY_PARMS, TPM_KEY_PARMS,
+    TPM_STRUCT_VER, TPM_VERSION, TPM_CAP_VERSION_INFO, TPM_DA_ACTION_TYPE, TPM_DA_INFO,
+    TPM_DA_INFO_LIMITED, TPM_RSA_KEY_PARMS, TPM_KEY_PARMS,
     TPM_STORE_PUBKEY, TPM_PUBKEY, TPM_KEY, TPM_KEY12, TPM_STORE_ASYMKEY, TPM_MIGRATE_ASYMKEY,
     TPM_MIGRATIONKEYAUTH, TPM_MSA_COMPOSITE, TPM_CMK_AUTH, TPM_CMK_MIGAUTH, TPM_CMK_SIGTICKET,
     TPM_CMK_MA_APPROVAL,
@@ -902,5 +1042,6 @@ ALL_STRUCTURES: list[type[TPMStruct]] = [
     TPM_EK_BLOB, TPM_COUNTER_VALUE, TPM_QUOTE_INFO2, TPM_CERTIFY_INFO, TPM_CERTIFY_INFO2,
     TPM_CONTEXT_SENSITIVE, TPM_CONTEXT_BLOB,
     TPM_DAA_ISSUER, TPM_DAA_TPM, TPM_DAA_CONTEXT, TPM_DAA_JOINDATA, TPM_DAA_BLOB,
-    TPM_DAA_SENSITIVE, TPM_SIGN_INFO,
+    TPM_DAA_SENSITIVE, TPM_SIGN_INFO, TPM_FAMILY_TABLE_ENTRY, TPM_AUDIT_EVENT_IN,
+    TPM_AUDIT_EVENT_OUT, TPM_SELECT_SIZE, TPM_KEY_HANDLE_LIST,
 ]

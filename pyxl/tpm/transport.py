@@ -20,7 +20,6 @@ from .structures import (TPM_CURRENT_TICKS, TPM_TRANSPORT_AUTH, TPM_TRANSPORT_LO
 TPM_TRANSPORT_ENCRYPT = 0x00000001
 TPM_TRANSPORT_LOG = 0x00000002
 TPM_TRANSPORT_EXCLUSIVE = 0x00000004
-TPM_ES_NONE = 0x0001
 TPM_HANDLE_TRANS_BASE = 0x03000000      # transport handles = base | slot
 
 K = 4            # a TPM_KEY_HANDLE / TPM_HANDLE on the wire
@@ -74,7 +73,7 @@ def check_scheme(pub: TPM_TRANSPORT_PUBLIC, fips: bool, berlios: bool) -> None:
         return
     if pub.algId != C.TPM_ALG_MGF1:
         raise TPMError(C.TPM_BAD_KEY_PROPERTY)
-    if fips or pub.encScheme != TPM_ES_NONE:
+    if fips or pub.encScheme != C.TPM_ES_NONE:
         raise TPMError(C.TPM_INAPPROPRIATE_ENC)
 
 

@@ -258,6 +258,9 @@ def test_selection_sizes_checked_like_libtpms(tpm):
     assert getcap(tpm, 0x18, b"\x02").rc == RC.TPM_BAD_PARAMETER
     assert getcap(tpm, 0x18, bytes([9, 9]) + u16(3)).rc == RC.TPM_BAD_PARAMETER
     assert getcap(tpm, 0x18, bytes([1, 3]) + u16(3)).rc == RC.TPM_BAD_PARAMETER
+    # each checked as soon as it is read (libtpms TPM_SelectSize_Load)
+    assert getcap(tpm, 0x18, b"\x01\x03").rc == RC.TPM_BAD_PARAMETER
+    assert getcap(tpm, 0x18, b"\x01\x02\x00").rc == RC.TPM_BAD_PARAM_SIZE
 
 
 def test_no_1_1_signed_capability_commands(tpm):

@@ -399,3 +399,38 @@ def test_change_auth_asym(world):
     assert auth1(tpm, 0x0E, u32(idh), nonce + weak, IDAUTH)[0].rc == RC.TPM_BAD_KEY_PROPERTY
     for k in (h, parent, idh):
         run(tpm, 0xC1, 0xBA, u32(k) + u32(1))
+
+
+def _activate(tpm, h, ek, plain):
+    blob = ek.encrypt(plain, OAEP_TCPA)
+    return auth2(tpm, 0x7A, u32(h), u32(len(blob)) + blob, Session(tpm), IDAUTH,
+                 Session(tpm), OWNER)
+
+
+def test_activate_identity_ek_blob_types(world):
+    """TPM_EK_BLOB.blob is a TPM_EK_BLOB_ACTIVATE when ekType is
+    TPM_EK_TYPE_ACTIVATE; any other ekType is TPM_BAD_TYPE before the blob is
+    looked at, trailing bytes or not (libtpms TPM_Process_ActivateIdentity
+    step 8a, the TPM emulator's TPM_ActivateIdentity: neither reads past the
+    TPM_EK_BLOB); a blob that is not a TPM_EK_BLOB_ACTIVATE is
+    TPM_BAD_PARAMETER, as the 1.1 form's."""
+    tpm, ek = world
+    key, _ = make_identity(tpm)
+    h = load_key2(tpm, key.to_bytes())
+    sym = S.TPM_SYMMETRIC_KEY(C.TPM_ALG_AES128, C.TPM_ES_SYM_CTR, os.urandom(16))
+    no_pcrs = S.TPM_PCR_INFO_SHORT(S.TPM_PCR_SELECTION(bytes(3)), 0x1F, bytes(20))
+    act = S.TPM_EK_BLOB_ACTIVATE(sym, sha1(key.pubkey().to_bytes()), no_pcrs).to_bytes()
+
+    def ek_blob(ek_type, blob):
+        return u16(0x000C) + u16(ek_type) + u32(len(blob)) + blob
+
+    r, out = _activate(tpm, h, ek, ek_blob(1, act))
+    assert r.rc == 0 and S.TPM_SYMMETRIC_KEY.from_bytes(out) == sym
+    for plain in (ek_blob(2, act), ek_blob(2, act) + b"\0", ek_blob(0x0698, b"\xd3\xba")):
+        assert _activate(tpm, h, ek, plain)[0].rc == RC.TPM_BAD_TYPE, plain.hex()
+    bad_locality = act[:-21] + b"\0" + act[-20:]
+    for plain in (ek_blob(1, act[:-1]), ek_blob(1, act + b"\0"), ek_blob(1, act) + b"\0",
+                  ek_blob(1, bad_locality), ek_blob(1, b"\0\x2c" + act[2:]),
+                  ek_blob(1, act)[:-1]):
+        assert _activate(tpm, h, ek, plain)[0].rc == RC.TPM_BAD_PARAMETER, plain.hex()
+    run(tpm, 0xC1, 0xBA, u32(h) + u32(1))

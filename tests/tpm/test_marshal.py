@@ -1,6 +1,8 @@
 """The bounds-checked reader/writer and every structure's marshal/unmarshal
 round trip (hypothesis), plus typed decode errors on every truncation."""
 
+from dataclasses import fields
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -34,6 +36,9 @@ pcr_info_short = st.builds(S.TPM_PCR_INFO_SHORT, selection, locality, digest)
 nv_attributes = st.builds(S.TPM_NV_ATTRIBUTES, u32)
 sym_key = st.builds(S.TPM_SYMMETRIC_KEY, u32, u16, st.binary(max_size=40))
 pubkey = st.builds(S.TPM_PUBKEY, key_parms, store_pubkey)
+ek_activate = st.builds(S.TPM_EK_BLOB_ACTIVATE, sym_key, digest, pcr_info_short)
+counter_value = st.builds(S.TPM_COUNTER_VALUE, st.binary(min_size=4, max_size=4), u32)
+da_action = st.builds(S.TPM_DA_ACTION_TYPE, u32)
 
 STRATEGIES = {
     S.TPM_STRUCT_VER: ver,
@@ -90,9 +95,19 @@ STRATEGIES = {
     S.TPM_TRANSPORT_AUTH: st.builds(S.TPM_TRANSPORT_AUTH, digest),
     S.TPM_IDENTITY_CONTENTS: st.builds(S.TPM_IDENTITY_CONTENTS, ver, u32, digest, pubkey),
     S.TPM_ASYM_CA_CONTENTS: st.builds(S.TPM_ASYM_CA_CONTENTS, sym_key, digest),
-    S.TPM_EK_BLOB_ACTIVATE: st.builds(S.TPM_EK_BLOB_ACTIVATE, sym_key, digest, pcr_info_short),
-    S.TPM_EK_BLOB: st.builds(S.TPM_EK_BLOB, u16, blob),
-    S.TPM_COUNTER_VALUE: st.builds(S.TPM_COUNTER_VALUE, st.binary(min_size=4, max_size=4), u32),
+    S.TPM_EK_BLOB_ACTIVATE: ek_activate,
+    # ActivateIdentity takes TPM_EK_TYPE_ACTIVATE blobs only (libtpms step 8a)
+    S.TPM_EK_BLOB: st.builds(S.TPM_EK_BLOB, st.just(S.TPM_EK_TYPE_ACTIVATE),
+                             ek_activate.map(lambda a: a.to_bytes())),
+    S.TPM_COUNTER_VALUE: counter_value,
+    S.TPM_AUDIT_EVENT_IN: st.builds(S.TPM_AUDIT_EVENT_IN, digest, counter_value),
+    S.TPM_AUDIT_EVENT_OUT: st.builds(S.TPM_AUDIT_EVENT_OUT, digest, counter_value),
+    S.TPM_DA_ACTION_TYPE: da_action,
+    S.TPM_DA_INFO: st.builds(S.TPM_DA_INFO, u8, u16, u16, da_action, u32, blob),
+    S.TPM_DA_INFO_LIMITED: st.builds(S.TPM_DA_INFO_LIMITED, u8, da_action, blob),
+    S.TPM_FAMILY_TABLE_ENTRY: st.builds(S.TPM_FAMILY_TABLE_ENTRY, u8, u32, u32, u32),
+    S.TPM_SELECT_SIZE: st.builds(S.TPM_SELECT_SIZE, st.just(1), st.sampled_from([1, 2]), u16),
+    S.TPM_KEY_HANDLE_LIST: st.builds(S.TPM_KEY_HANDLE_LIST, st.lists(u32, max_size=5)),
     S.TPM_QUOTE_INFO2: st.builds(S.TPM_QUOTE_INFO2, digest, pcr_info_short),
     S.TPM_SIGN_INFO: st.builds(S.TPM_SIGN_INFO, st.binary(min_size=4, max_size=4), digest, blob),
     S.TPM_CONTEXT_SENSITIVE: st.builds(S.TPM_CONTEXT_SENSITIVE, digest, blob),
@@ -196,3 +211,11 @@ def test_a_tag_libtpms_checks_late_is_checked_late():
         with pytest.raises(S.TPMBadValue) as e:
             cls.from_bytes(b"\x00\x99\x00\x00")
         assert e.value.rc == rc
+
+
+@pytest.mark.parametrize("cls", S.ALL_STRUCTURES, ids=lambda c: c.__name__)
+def test_a_structure_holds_its_wire_fields_only(cls):
+    """A structure's fields are its wire fields, in wire order: TPM_KEY12 and
+    TPM_STORED_DATA12 have no 1.1 `ver` (their tag and fill / et are where
+    the 1.1 forms have it), and construct positionally in wire order."""
+    assert [f.name for f in fields(cls)] == cls._layout.names

@@ -15,7 +15,8 @@ from .. import constants as C
 from ..crypto import sha1
 from ..engine import CHECK_ALL, CHECK_ALLOW_NO_OWNER, T0, T1, T10, TPMError, command
 from ..marshal import Writer
-from ..structures import TPM_COUNTER_VALUE, TPM_SIGN_INFO
+from ..structures import (TPM_AUDIT_EVENT_IN, TPM_AUDIT_EVENT_OUT, TPM_COUNTER_VALUE,
+                          TPM_SIGN_INFO)
 from .keys import sign_key
 
 O = C.TPM_ORD
@@ -37,12 +38,8 @@ def default_audited(identity) -> set[int]:
     return set(DEFAULT_AUDITED) if identity.audit_by_default else set()
 
 
-TPM_TAG_AUDIT_EVENT_IN = 0x0012
-TPM_TAG_AUDIT_EVENT_OUT = 0x0013
-
-
-def _counter(tpm) -> bytes:
-    return TPM_COUNTER_VALUE(bytes(4), tpm.perm.audit_counter).to_bytes()
+def _counter(tpm) -> TPM_COUNTER_VALUE:
+    return TPM_COUNTER_VALUE(bytes(4), tpm.perm.audit_counter)
 
 
 def audit(tpm, ctx, out: bytes) -> None:
@@ -59,11 +56,12 @@ def audit(tpm, ctx, out: bytes) -> None:
     else:
         in_digest = sha1(ordinal, ctx.data[ctx.mark_pos:ctx.param_end])
         out_digest = sha1(bytes(4), ordinal, out[ctx.out_skip:])
-    event_in = Writer().u16(TPM_TAG_AUDIT_EVENT_IN).bytes(in_digest).bytes(_counter(tpm))
-    tpm.audit_digest = sha1(tpm.audit_digest, event_in.getvalue())
+    count = _counter(tpm)
+    event_in = TPM_AUDIT_EVENT_IN(in_digest, count)
+    tpm.audit_digest = sha1(tpm.audit_digest, event_in.to_bytes())
     if ctx.ordinal != C.TPM_ORD_SaveState:   # SaveState audits its input only
-        event_out = Writer().u16(TPM_TAG_AUDIT_EVENT_OUT).bytes(out_digest).bytes(_counter(tpm))
-        tpm.audit_digest = sha1(tpm.audit_digest, event_out.getvalue())
+        event_out = TPM_AUDIT_EVENT_OUT(out_digest, count)
+        tpm.audit_digest = sha1(tpm.audit_digest, event_out.to_bytes())
 
 
 def _ord_list(tpm, start: int = 0) -> bytes:
@@ -74,7 +72,7 @@ def _ord_list(tpm, start: int = 0) -> bytes:
 def GetAuditDigest(tpm, ctx, r):
     start = r.u32()
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
-    return (_counter(tpm) + tpm.audit_digest + b"\x00"
+    return (_counter(tpm).to_bytes() + tpm.audit_digest + b"\x00"
             + Writer().sized32(_ord_list(tpm, start)).getvalue())
 
 
@@ -90,7 +88,7 @@ def GetAuditDigestSigned(tpm, ctx, r):
                                                  C.TPM_SS_RSASSAPKCS1v15_INFO):
         raise TPMError(C.TPM_INVALID_KEYUSAGE)
     ord_digest = sha1(_ord_list(tpm))
-    counter, digest = _counter(tpm), tpm.audit_digest
+    counter, digest = _counter(tpm).to_bytes(), tpm.audit_digest
     info = TPM_SIGN_INFO(b"ADIG", anti_replay, digest + counter + ord_digest)
     sig = key.rsa.sign_sha1_digest(sha1(info.to_bytes()))
     if close:

@@ -14,7 +14,9 @@ from .. import constants as C
 from ..engine import (CHECK_ALL, CHECK_BASIC, CHECK_NO_LOCKOUT, COMMANDS, T0, T1, T10, TPM,
                       TPMError, command)
 from ..marshal import Reader, TPMDecodeError, Writer
-from ..structures import (TPM_CAP_VERSION_INFO, TPM_KEY_PARMS, TPM_STRUCT_VER, TPM_VERSION)
+from ..structures import (TPM_CAP_VERSION_INFO, TPM_DA_ACTION_TYPE, TPM_DA_INFO,
+                          TPM_DA_INFO_LIMITED, TPM_KEY_HANDLE_LIST, TPM_KEY_PARMS,
+                          TPM_SELECT_SIZE, TPM_STRUCT_VER, TPM_VERSION, TPMBadValue)
 
 from ..engine import LOCKOUT_THRESHOLD
 from .counter import MAX_COUNTERS
@@ -96,8 +98,7 @@ def _property(tpm, prop: int) -> bytes:
 
 
 def _handle_list(handles) -> bytes:
-    hs = sorted(handles)
-    return len(hs).to_bytes(2, "big") + b"".join(_u32(h) for h in hs)
+    return TPM_KEY_HANDLE_LIST(sorted(handles)).to_bytes()
 
 
 def _sub32(sub: bytes) -> int:
@@ -128,15 +129,12 @@ def da_info(tpm) -> bytes:
         n = tpm.perm.auth_fail_count
         wait = 1 << min(n - LOCKOUT_THRESHOLD - 1, 31)
         left = max(1, int(wait - (tpm.clock() - tpm.lockout_since)))
-    state = bytes([C.TPM_DA_STATE_ACTIVE if active else C.TPM_DA_STATE_INACTIVE])
-    action = Writer().u16(C.TPM_TAG_DA_ACTION_TYPE).u32(C.TPM_DA_ACTION_TIMEOUT).getvalue()
-    w = Writer()
+    state = C.TPM_DA_STATE_ACTIVE if active else C.TPM_DA_STATE_INACTIVE
+    action = TPM_DA_ACTION_TYPE(C.TPM_DA_ACTION_TIMEOUT)
     if tpm.perm.flags.disableFullDALogicInfo:
-        w.u16(C.TPM_TAG_DA_INFO_LIMITED).bytes(state).bytes(action)
-    else:
-        w.u16(C.TPM_TAG_DA_INFO).bytes(state).u16(min(tpm.perm.auth_fail_count, 0xFFFF))
-        w.u16(LOCKOUT_THRESHOLD).bytes(action).u32(left)
-    return w.u32(0).getvalue()          # no vendor data
+        return TPM_DA_INFO_LIMITED(state, action).to_bytes()
+    return TPM_DA_INFO(state, min(tpm.perm.auth_fail_count, 0xFFFF), LOCKOUT_THRESHOLD,
+                       action, left).to_bytes()
 
 
 # what GetCapability answers before the self test has finished (Part 3 7.1)
@@ -247,15 +245,11 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
         # ADIP (session.check_adip): XOR, and AES-128-CTR but in the emulator
         return _bool(_sub32(sub) in _adip_algs(tpm))
     if cap == A.TPM_CAP_SELECT_SIZE:
-        # TPM_SELECT_SIZE: major 1, minor 1 or 2, reqSize (libtpms's checks;
-        # reqSize 1..3, the emulator any reqSize up to 3, even 0)
-        r = Reader(sub)
+        # reqSize 1..3 (libtpms), the emulator any reqSize up to 3, even 0
         try:
-            if r.u8() != 1:
-                raise TPMError(C.TPM_BAD_PARAMETER)
-            if r.u8() not in (1, 2):
-                raise TPMError(C.TPM_BAD_PARAMETER)
-            req = r.u16()
+            req = TPM_SELECT_SIZE.unmarshal(Reader(sub)).reqSize
+        except TPMBadValue as e:
+            raise TPMError(e.rc) from None
         except TPMDecodeError:
             raise TPMError(C.TPM_BAD_PARAM_SIZE) from None
         return _bool(req <= C.TPM_NUM_PCR_SELECT and (req or tpm.identity.berlios))

@@ -206,8 +206,7 @@ def CMK_CreateBlob(tpm, ctx, r):
                           C.TPM_PT_MIGRATE_EXTERNAL):
         raise TPMError(C.TPM_INVALID_STRUCTURE)
     mig_key = mka.migrationKey.to_bytes()
-    if not _eq(sha1(mig_key, mka.migrationScheme.to_bytes(2, "big"), tpm.perm.tpm_proof),
-               mka.digest):
+    if not _eq(mka.digest_for(tpm.perm.tpm_proof), mka.digest):
         raise TPMError(C.TPM_AUTHFAIL)
     if d1.payload not in (C.TPM_PT_MIGRATE_RESTRICTED, C.TPM_PT_MIGRATE_EXTERNAL):
         raise TPMError(C.TPM_INVALID_STRUCTURE)

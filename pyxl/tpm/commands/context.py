@@ -9,13 +9,61 @@ contexts with any start-up, and a session context loads only once."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from .. import constants as C
 from ..crypto import aes_cbc_decrypt, aes_cbc_encrypt, hmac_sha1, random_bytes
 from ..engine import CHECK_ALLOW_NO_OWNER, LoadedKey, Session, T0, TPMError, command
+from ..layout import REST, SIZED32, TPM_DIGEST, UINT16, UINT32, TPMStruct, structure
 from ..marshal import Reader, TPMDecodeError, Writer
-from ..structures import TPM_CONTEXT_BLOB, TPM_CONTEXT_SENSITIVE, unmarshal_any_key
+from ..structures import (TPM_CONTEXT_BLOB, TPM_CONTEXT_SENSITIVE, TPM_TRANSPORT_PUBLIC,
+                          unmarshal_any_key)
+from ..transport import TransportSession
 
 MAX_SAVED_SESSIONS = 16
+
+
+# -- what TPM_CONTEXT_SENSITIVE.internalData holds (Part 2 18.2 leaves it to
+# the TPM): pyxl's own layouts, read back only by this TPM, after the
+# context blob's integrity is checked.  Bytes after them are not looked at.
+
+@structure
+@dataclass(slots=True)
+class KeyInternal(TPMStruct):
+    """A saved key: its blob (a TPM_KEY or TPM_KEY12), the RSA prime p, its
+    usage and migration secrets and, when present, its payload type (absent:
+    TPM_PT_ASYM)."""
+    keyBlob: SIZED32 = b""
+    prime: SIZED32 = b""
+    usageAuth: TPM_DIGEST = bytes(20)
+    migrationAuth: TPM_DIGEST = bytes(20)
+    payload: REST = b""
+
+
+@structure
+@dataclass(slots=True)
+class SessionInternal(TPMStruct):
+    """A saved OIAP, OSAP or DSAP session; a DSAP session's delegation (a
+    TPM_DELEGATE_PUBLIC, and a key blob's pubKeyDigest) follows, empty for
+    the others."""
+    protocol: UINT16 = C.TPM_PID_OIAP
+    nonceEven: TPM_DIGEST = bytes(20)
+    entityType: UINT16 = 0
+    entityValue: UINT32 = 0
+    sharedSecret: SIZED32 = b""
+    delegatePublic: SIZED32 = b""
+    delegateKey: SIZED32 = b""
+
+
+@structure
+@dataclass(slots=True)
+class TransportInternal(TPMStruct):
+    """A saved transport session: Part 2 13.2's TPM_TRANSPORT_INTERNAL without
+    its tag and handle, the public part first."""
+    transPublic: TPM_TRANSPORT_PUBLIC = field(default_factory=TPM_TRANSPORT_PUBLIC)
+    authData: TPM_DIGEST = bytes(20)
+    transNonceEven: TPM_DIGEST = bytes(20)
+    transDigest: TPM_DIGEST = bytes(20)
 
 
 def _integrity(tpm, blob: TPM_CONTEXT_BLOB) -> bytes:
@@ -24,17 +72,19 @@ def _integrity(tpm, blob: TPM_CONTEXT_BLOB) -> bytes:
 
 
 def _key_internal(k: LoadedKey) -> bytes:
-    return (Writer().sized32(k.blob.to_bytes()).sized32(k.rsa.prime()).bytes(k.usage_auth)
-            .bytes(k.migration_auth).u8(k.payload).getvalue())
+    return KeyInternal(k.blob.to_bytes(), k.rsa.prime(), k.usage_auth, k.migration_auth,
+                       bytes((k.payload,))).to_bytes()
 
 
 def _session_internal(s: Session) -> bytes:
-    """A session's fields; a DSAP session's delegation (TPM_DELEGATE_PUBLIC,
-    key digest) follows, empty for the others."""
-    return (Writer().u16(s.protocol).bytes(s.nonce_even).u16(s.entity_type)
-            .u32(s.entity_value).sized32(s.shared_secret)
-            .sized32(s.delegate.to_bytes() if s.delegate is not None else b"")
-            .sized32(s.delegate_key).getvalue())
+    return SessionInternal(s.protocol, s.nonce_even, s.entity_type, s.entity_value,
+                           s.shared_secret,
+                           s.delegate.to_bytes() if s.delegate is not None else b"",
+                           s.delegate_key).to_bytes()
+
+
+def _transport_internal(t: TransportSession) -> bytes:
+    return TransportInternal(t.public, t.auth, t.nonce_even, t.digest).to_bytes()
 
 
 def save(tpm, handle: int, rt: int, label: bytes) -> bytes:
@@ -57,8 +107,7 @@ def save(tpm, handle: int, rt: int, label: bytes) -> bytes:
         if len(tpm.saved_sessions) >= MAX_SAVED_SESSIONS:
             raise TPMError(C.TPM_NOCONTEXTSPACE)
         tpm.context_count += 1
-        internal = (Writer().bytes(t.public.to_bytes()).bytes(t.auth).bytes(t.nonce_even)
-                    .bytes(t.digest).getvalue())
+        internal = _transport_internal(t)
         nonce, count = tpm.context_nonce_session, tpm.context_count
     elif rt == C.TPM_RT_DAA_TPM:
         s = tpm.daa_sessions.get(handle)
@@ -114,15 +163,15 @@ def load(tpm, data: bytes, keep_handle: bool = False, rt: int | None = None) -> 
         if blob.resourceType == C.TPM_RT_KEY:
             if sens.contextNonce != tpm.context_nonce_key:
                 raise TPMError(C.TPM_BADCONTEXT)
-            kb = Reader(r.sized32())
-            key_blob = unmarshal_any_key(kb)
+            ki = KeyInternal.unmarshal(r)
+            key_blob = unmarshal_any_key(Reader(ki.keyBlob))
             from ..crypto import RSAKey
             n = int.from_bytes(key_blob.pubKey.key, "big")
             rsa = RSAKey.from_modulus_prime(n, key_blob.algorithmParms.rsa().exponent_int,
-                                            int.from_bytes(r.sized32(), "big"))
-            key = LoadedKey(key_blob, rsa, r.digest(), r.digest())
-            if r.remaining:
-                key.payload = r.u8()
+                                            int.from_bytes(ki.prime, "big"))
+            key = LoadedKey(key_blob, rsa, ki.usageAuth, ki.migrationAuth)
+            if ki.payload:
+                key.payload = ki.payload[0]
             if keep_handle and blob.handle not in tpm.keys and \
                     blob.handle & 0xFF000000 == C.TPM_HANDLE_KEY_BASE and \
                     blob.handle & 0xFFFFFF < tpm.identity.max_keys:
@@ -133,12 +182,12 @@ def load(tpm, data: bytes, keep_handle: bool = False, rt: int | None = None) -> 
             if sens.contextNonce != tpm.context_nonce_session or \
                     blob.contextCount not in tpm.saved_sessions:
                 raise TPMError(C.TPM_BADCONTEXT)
-            s = Session(0, r.u16(), r.digest(), r.u16(), r.u32(), r.sized32())
-            pub = r.sized32()
-            if pub:
+            si = SessionInternal.unmarshal(r)
+            s = Session(0, si.protocol, si.nonceEven, si.entityType, si.entityValue,
+                        si.sharedSecret, delegate_key=si.delegateKey)
+            if si.delegatePublic:
                 from ..structures import TPM_DELEGATE_PUBLIC
-                s.delegate = TPM_DELEGATE_PUBLIC.from_bytes(pub)
-            s.delegate_key = r.sized32()
+                s.delegate = TPM_DELEGATE_PUBLIC.from_bytes(si.delegatePublic)
             tpm.add_session(s)
             tpm.saved_sessions.discard(blob.contextCount)
             return s.handle
@@ -146,11 +195,10 @@ def load(tpm, data: bytes, keep_handle: bool = False, rt: int | None = None) -> 
             if sens.contextNonce != tpm.context_nonce_session or \
                     blob.contextCount not in tpm.saved_sessions:
                 raise TPMError(C.TPM_BADCONTEXT)
-            from ..structures import TPM_TRANSPORT_PUBLIC
-            from ..transport import TransportSession
             from .transport import new_transport_handle
-            t = TransportSession(0, TPM_TRANSPORT_PUBLIC.unmarshal(r), r.digest(), r.digest(),
-                                 r.digest())
+            ti = TransportInternal.unmarshal(r)
+            t = TransportSession(0, ti.transPublic, ti.authData, ti.transNonceEven,
+                                 ti.transDigest)
             if keep_handle and blob.handle not in tpm.transports and \
                     blob.handle in _trans_slots(tpm):
                 t.handle = blob.handle

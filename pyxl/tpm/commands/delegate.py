@@ -29,7 +29,8 @@ from ..engine import (CHECK_ALL, CHECK_ALLOW_NO_OWNER, CHECK_NO_LOCKOUT, CHECK_N
                       command)
 from ..marshal import Reader, TPMDecodeError, Writer
 from ..structures import (TPM_DEL_KEY_BITS, TPM_DEL_OWNER_BITS, TPM_DELEGATE_KEY_BLOB,
-                          TPM_DELEGATE_OWNER_BLOB, TPM_DELEGATE_PUBLIC, TPM_DELEGATE_SENSITIVE)
+                          TPM_DELEGATE_OWNER_BLOB, TPM_DELEGATE_PUBLIC, TPM_DELEGATE_SENSITIVE,
+                          TPM_FAMILY_TABLE_ENTRY)
 from .session import check_adip
 
 FAMILY_ROWS = 16            # TPM_CAP_PROP_FAMILYROWS (the emulator's and swtpm's build)
@@ -47,8 +48,7 @@ TPM_FAMFLAG_ENABLED = 0x00000001
 
 def family_entry(f: FamilyRow) -> bytes:
     """TPM_FAMILY_TABLE_ENTRY as ReadTable returns it."""
-    return (Writer().u16(C.TPM_TAG_FAMILY_TABLE_ENTRY).u8(f.label).u32(f.family_id)
-            .u32(f.verification_count).u32(f.flags).getvalue())
+    return TPM_FAMILY_TABLE_ENTRY(f.label, f.family_id, f.verification_count, f.flags).to_bytes()
 
 
 # Part 2 20.2.1: the per1 bit that delegates each owner-authorized ordinal

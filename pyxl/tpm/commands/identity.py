@@ -12,10 +12,10 @@ from ..engine import CHECK_ALL, T10, T21, T210, TPMError, command
 from ..marshal import TPMDecodeError, Writer
 from ..structures import (TPM_ASYM_CA_CONTENTS, TPM_CAP_VERSION_INFO, TPM_CERTIFY_INFO,
                           TPM_CERTIFY_INFO2, TPM_CMK_MIGAUTH, TPM_PCR_INFO_LONG,
-                          TPM_EK_BLOB, TPM_EK_BLOB_ACTIVATE, TPM_IDENTITY_CONTENTS,
+                          TPM_EK_BLOB, TPM_IDENTITY_CONTENTS,
                           TPM_PCR_INFO_SHORT, TPM_PCR_SELECTION, TPM_QUOTE_INFO2, TPM_SIGN_INFO,
                           TPM_STORE_ASYMKEY, TPM_STORE_PUBKEY, TPM_STRUCT_VER, TPM_VERSION,
-                          TPM_EK_TYPE_ACTIVATE, unmarshal_any_key)
+                          TPMBadValue, unmarshal_any_key)
 from .admin import current_ticks
 from .keys import (check_key_template, check_pcr_binding, fill_creation, key_properties,
                    parse_pcr_info, sign_key)
@@ -88,10 +88,7 @@ def ActivateIdentity(tpm, ctx, r):
     id_digest = sha1(key.blob.pubkey().to_bytes())
     try:
         if plain[:2] == b"\x00\x0c":
-            ek_blob = TPM_EK_BLOB.from_bytes(plain)
-            if ek_blob.ekType != TPM_EK_TYPE_ACTIVATE:
-                raise TPMError(C.TPM_BAD_TYPE)
-            act = TPM_EK_BLOB_ACTIVATE.from_bytes(ek_blob.blob)
+            act = TPM_EK_BLOB.from_bytes(plain).activate()
             if act.idDigest != id_digest:
                 raise TPMError(C.TPM_BAD_PARAMETER)
             info = act.pcrInfo
@@ -102,6 +99,9 @@ def ActivateIdentity(tpm, ctx, r):
                 raise TPMError(C.TPM_WRONGPCRVAL)
             return act.sessionKey.to_bytes()
         ca = TPM_ASYM_CA_CONTENTS.from_bytes(plain)
+    except TPMBadValue as e:
+        # an ekType other than TPM_EK_TYPE_ACTIVATE is TPM_BAD_TYPE, a defect of the blob is not
+        raise TPMError(C.TPM_BAD_TYPE if e.rc == C.TPM_BAD_TYPE else C.TPM_BAD_PARAMETER) from None
     except TPMDecodeError:
         raise TPMError(C.TPM_BAD_PARAMETER) from None
     if ca.idDigest != id_digest:

@@ -127,8 +127,6 @@ def key_properties(info, key_length: int = 0) -> None:
 def check_key_template(info, loading: bool = False) -> int:
     """Validate a key template (CreateWrapKey keyInfo) or, with loading, a
     blob to load (identity keys come from MakeIdentity); returns its bits."""
-    if not info.is_key12 and (info.ver.major, info.ver.minor) != (1, 1):
-        raise TPMError(C.TPM_BAD_VERSION)
     parms = info.algorithmParms
     if parms.algorithmID != C.TPM_ALG_RSA:
         raise TPMError(C.TPM_BAD_KEY_PROPERTY)

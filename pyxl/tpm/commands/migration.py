@@ -14,10 +14,11 @@ MIGRATE split and its inverse from here (commands/cmk.py).
 from __future__ import annotations
 
 from .. import constants as C
-from ..crypto import RSAKey, mgf1, random_bytes, sha1, xor
+from ..crypto import RSAKey, mgf1, random_bytes, xor
 from ..engine import CHECK_ALL, READ_ONLY, T1, T10, T21, TPMError, command
 from ..marshal import TPMDecodeError
-from ..structures import TPM_MIGRATE_ASYMKEY, TPM_PUBKEY, TPM_STORE_ASYMKEY
+from ..structures import (TPM_MIGRATE_ASYMKEY, TPM_MIGRATIONKEYAUTH, TPM_PUBKEY,
+                          TPM_STORE_ASYMKEY)
 from .keys import storage_parent, use_key
 
 # none of them changes the state blob (tpm-serve need not re-serialize it)
@@ -45,9 +46,9 @@ def AuthorizeMigrationKey(tpm, ctx, r):
     ctx.verify(0, tpm.perm.owner_auth, C.TPM_ET_OWNER)
     if key.algorithmParms.encScheme != C.TPM_ES_RSAESOAEP_SHA1_MGF1:
         raise TPMError(C.TPM_INAPPROPRIATE_ENC)
-    pub = key.to_bytes()
-    sch = scheme.to_bytes(2, "big")
-    return pub + sch + sha1(pub, sch, tpm.perm.tpm_proof)
+    approval = TPM_MIGRATIONKEYAUTH(key, scheme)
+    approval.digest = approval.digest_for(tpm.perm.tpm_proof)
+    return approval.to_bytes()
 
 
 # ---------------------------------------------------------------- OAEP encoding with a given seed
@@ -138,9 +139,8 @@ def CreateMigrationBlob(tpm, ctx, r):
     parent_handle = r.u32()
     ctx.mark(r)
     mtype = r.u16()
-    mig_pub = TPM_PUBKEY.unmarshal(r)
-    scheme = r.u16()
-    digest = r.digest()
+    mka = TPM_MIGRATIONKEYAUTH.unmarshal(r)
+    mig_pub = mka.migrationKey
     enc = r.sized32("encData")
     ctx.start(r, T21, CHECK_ALL)
     parent = tpm.key_by_handle(parent_handle)
@@ -162,7 +162,7 @@ def CreateMigrationBlob(tpm, ctx, r):
     except TPMError as e:
         # libtpms checks this trailer as the second one whatever the tag
         raise TPMError(C.TPM_AUTH2FAIL if e.rc == C.TPM_AUTHFAIL else e.rc) from None
-    if sha1(mig_pub.to_bytes(), scheme.to_bytes(2, "big"), tpm.perm.tpm_proof) != digest:
+    if mka.digest_for(tpm.perm.tpm_proof) != mka.digest:
         raise TPMError(C.TPM_AUTHFAIL)
     if mtype == TPM_MS_MIGRATE:
         o1 = migrate_split(d1, d1.migrationAuth, C.TPM_PT_MIGRATE)

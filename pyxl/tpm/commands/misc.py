@@ -8,9 +8,9 @@ from .. import constants as C
 from ..crypto import hmac_sha1, random_bytes, sha1
 from ..engine import (CHECK_ALL, CHECK_ALLOW_NO_OWNER, CHECK_BASIC, CHECK_STARTUP, T0, T1, T2,
                       T10, LoadedKey, TPMError, command)
-from ..marshal import Reader, TPMDecodeError, Writer
-from ..structures import (TPM_CERTIFY_INFO, TPM_KEY, TPM_KEY_PARMS, TPM_SEALED_DATA,
-                          TPM_STORE_ASYMKEY, TPM_STORE_PUBKEY, TPM_STRUCT_VER)
+from ..marshal import TPMDecodeError, Writer
+from ..structures import (TPM_CERTIFY_INFO, TPM_CHANGEAUTH_VALIDATE, TPM_KEY, TPM_KEY_PARMS,
+                          TPM_SEALED_DATA, TPM_STORE_ASYMKEY, TPM_STORE_PUBKEY, TPM_STRUCT_VER)
 
 PP = C.TPM_PHYSICAL_PRESENCE
 
@@ -244,9 +244,8 @@ def ChangeAuthAsymFinish(tpm, ctx, r):
         a1 = eph.rsa.decrypt_oaep(enc_new)
     except ValueError:
         raise TPMError(C.TPM_DECRYPT_ERROR) from None
-    v = Reader(a1)                       # TPM_CHANGEAUTH_VALIDATE
-    new_auth, n1 = v.digest(), v.digest()
-    v.expect_end("TPM_CHANGEAUTH_VALIDATE")
+    v = TPM_CHANGEAUTH_VALIDATE.from_bytes(a1)
+    new_auth, n1 = v.newAuthSecret, v.n1
     if hmac_sha1(entity.usageAuth, new_auth) != link:
         raise TPMError(C.TPM_AUTHFAIL)
     entity.usageAuth = new_auth
