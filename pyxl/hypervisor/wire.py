@@ -35,7 +35,7 @@ TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in e
 if TYPE_CHECKING:
     from typing import Iterable, Sequence
 
-WIRE_VERSION = 2
+WIRE_VERSION = 3          # 3: direct event channels (EVTCHN_BOUND)
 
 # xenstore ops keep xenstored's numbers (one home: xs_wire)
 from .xs_wire import XsType  # noqa: E402
@@ -67,6 +67,7 @@ class HvOp(IntEnum):
     EVTCHN_CLOSE = 0x203
     EVTCHN_STATUS = 0x204
     EVTCHN_EVENT = 0x280          # pushed: a port became pending
+    EVTCHN_BOUND = 0x281          # pushed: a port's own socket to its peer (evtchn.py)
     GNT_GRANT = 0x300
     GNT_END_ACCESS = 0x301
     GNT_MAP = 0x302
@@ -85,6 +86,7 @@ EVTCHN_SEND = HvOp.EVTCHN_SEND
 EVTCHN_CLOSE = HvOp.EVTCHN_CLOSE
 EVTCHN_STATUS = HvOp.EVTCHN_STATUS
 EVTCHN_EVENT = HvOp.EVTCHN_EVENT
+EVTCHN_BOUND = HvOp.EVTCHN_BOUND
 GNT_GRANT = HvOp.GNT_GRANT
 GNT_END_ACCESS = HvOp.GNT_END_ACCESS
 GNT_MAP = HvOp.GNT_MAP
