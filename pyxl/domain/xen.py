@@ -546,8 +546,8 @@ class XenInterface:
         poll.register(self._closed_fd, select.POLLIN)
         self._cond.release()
         try:
-            ready = {fd for fd, _ev in poll.poll(-1 if left is None
-                                                 else max(1, int(left * 1000 + 0.999)))}
+            ms = -1 if left is None else 0 if left <= 0 else max(1, int(left * 1000 + 0.999))
+            ready = {fd for fd, _ev in poll.poll(ms)}
         finally:
             self._cond.acquire()
             for port, d in chans:
@@ -588,7 +588,9 @@ class XenInterface:
     def evtchn_wait(self, ports: int | Iterable[int] | None = None,
                     timeout: float | None = None) -> int | None:
         """Wait until one of `ports` (any port if None) is pending, clear it
-        and return it; None on timeout (or if the connection closed)."""
+        and return it; None on timeout (or if the connection closed).
+        timeout=0 takes a notification already there, if any (ports with
+        a socket of their own are looked at once)."""
         want = None if ports is None else ({ports} if isinstance(ports, int) else set(ports))
 
         def find() -> int | None:
@@ -597,6 +599,7 @@ class XenInterface:
                     return p
             return None
         deadline = None if timeout is None else time.monotonic() + timeout
+        looked = False
         with self._cond:
             while True:
                 p = find()
@@ -606,11 +609,14 @@ class XenInterface:
                 if self.closed:
                     return None
                 left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return None
                 direct = self._direct
                 chans = [(q, direct[q]) for q in (direct if want is None else want) if q in direct]
-                if want is not None and len(chans) == len(want):
+                if left is not None and left <= 0:
+                    if looked or not chans:
+                        return None
+                    left = 0.0
+                looked = True
+                if want is not None and len(chans) == len(want) or left == 0:
                     self._wait_direct(chans, left)
                     continue
                 # a port without a socket of its own: its events come through

@@ -454,6 +454,11 @@ def test_notifications_go_from_domain_to_domain(hv):
         x2.evtchn_notify(p2)
         assert x1.evtchn_wait(p1, 5) == p1
     assert ops == [] and events == []
+    # a notification already there is taken without waiting (a driver
+    # drops a stale one before it submits)
+    x1.evtchn_notify(p1)
+    assert x2.evtchn_wait(p2, timeout=0) == p2
+    assert x2.evtchn_wait(p2, timeout=0) is None
 
 
 def test_a_direct_channel_closed_or_bound_again_keeps_xen_semantics(hv):
