@@ -7,12 +7,13 @@ length prefix). Each frame:
     u32 length-of-rest | u16 op | u8 flags | u8 nfds | u32 req_id | u32 tx_id | args...
 
 big-endian; each arg is `u32 length + bytes`; integers travel as decimal
-ASCII (as xenstore does). `nfds` descriptors (grant pages) ride along as
-SCM_RIGHTS on the frame's first byte. Requests carry a non-zero req_id and
-get exactly one reply with the same req_id: the same op on success,
+ASCII (as xenstore does). `nfds` descriptors (grant pages, event channel
+sockets) ride along as SCM_RIGHTS on the frame's first byte. Requests carry
+a non-zero req_id and get exactly one reply with the same req_id: the same
+op on success,
 `XS_ERROR` with (errno name, message) on failure. `FLAG_ONEWAY` requests
 (console output) get no reply. Pushed events (watch fired, event channel
-pending, console input) have req_id 0.
+pending, a bound event channel's own socket, console input) have req_id 0.
 
 xenstore ops keep xenstored's numbers (xs_wire.h); the other hypercalls
 (`HvOp`) live above 0x100.  The hypervisor serves every op from one table
