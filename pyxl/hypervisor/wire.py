@@ -103,6 +103,10 @@ FLAG_ONEWAY = 1
 _HDR = struct.Struct(">HBBII")     # op, flags, nfds, req_id, tx_id
 _LEN = struct.Struct(">I")
 MAX_FDS = 4
+# descriptors received (grant pages, event channel sockets) are close-on-exec,
+# as every descriptor Python opens is (PEP 446): none leaks into a program
+# a domain runs
+_CLOEXEC = socket.MSG_CMSG_CLOEXEC
 MAX_FRAME = 64 * 1024 + 256    # console chunks are at most 64 KiB
 CONSOLE_CHUNK = 64 * 1024
 
@@ -221,7 +225,7 @@ class Channel:
         .fds and belong to the caller. Raises WireError on junk."""
         if not self.stream:
             data, anc, flags, _ = self.sock.recvmsg(MAX_FRAME + 4,
-                                                    socket.CMSG_SPACE(MAX_FDS * 4))
+                                                    socket.CMSG_SPACE(MAX_FDS * 4), _CLOEXEC)
             fds: list[int] = []
             ok = _take_fds(anc, fds)
             if not data and not fds:
@@ -257,7 +261,7 @@ class Channel:
         buf = b""
         while len(buf) < n:
             data, anc, flags, _ = self.sock.recvmsg(n - len(buf),
-                                                    socket.CMSG_SPACE(MAX_FDS * 4))
+                                                    socket.CMSG_SPACE(MAX_FDS * 4), _CLOEXEC)
             ok = _take_fds(anc, self._fds)
             if not ok or flags & socket.MSG_CTRUNC:
                 raise WireError("descriptors lost")

@@ -4,6 +4,7 @@ integration test runs them as processes)."""
 from __future__ import annotations
 
 import errno
+import os
 import threading
 import time
 
@@ -485,6 +486,10 @@ def test_a_direct_channel_closed_or_bound_again_keeps_xen_semantics(hv):
     x2.evtchn_notify(q2)
     assert x1.evtchn_wait(p1, 2) == p1
     assert p1 in x1._direct and q2 in x2._direct
+    # a channel's socket does not leak into a program the domain runs
+    # (the guest's shell starts tcsd and the tools)
+    assert not os.get_inheritable(x1._direct[p1].sock.fileno())
+    assert not os.get_inheritable(x2._direct[q2].sock.fileno())
     hv.domain_destroyed(2)
     x1.evtchn_notify(p1)                       # the peer is gone: dropped, no error
     assert x1.evtchn_status(p1) == {"status": "unbound", "dom": 2}
