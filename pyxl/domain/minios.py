@@ -7,9 +7,10 @@ command line (`"main" "a" "b" `).  Stub-domain code writes through a
 
 A stub domain's main loop prints a handful of lines per request; inside
 `printk.held()` they are kept and go out as one console write when the
-block ends -- after the reply has gone -- instead of one hypervisor
-message each on the request's path.  The lines, their order and their
-bytes are the same.
+block ends -- after the reply has gone, and after those of the requests
+that follow within CONSOLE_LINGER -- instead of one hypervisor message
+each on the request's path.  The lines, their order and their bytes are
+the same.
 """
 
 from __future__ import annotations
@@ -24,6 +25,14 @@ from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 if TYPE_CHECKING:
     from pyxl.domain.process import Domain
     from pyxl.domain.xen import XenInterface
+
+
+# A stub domain's console lines over a run of requests (each arriving
+# within CONSOLE_LINGER seconds of the previous answer) go out together,
+# once the run ends or CONSOLE_RUN bytes are kept: one console write (a
+# wake-up of the hypervisor process) per run rather than per request.
+CONSOLE_LINGER = 0.002
+CONSOLE_RUN = 16384
 
 
 class Printk:
@@ -42,6 +51,10 @@ class Printk:
                 self._kept += data
             else:
                 self._write(data)
+
+    def kept(self) -> int:
+        """How many bytes held() is keeping."""
+        return len(self._kept)
 
     @contextmanager
     def held(self) -> Iterator[None]:

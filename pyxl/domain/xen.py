@@ -22,6 +22,11 @@ woken and stands aside, so the frame a driver's round trip waits for is
 read by the driver's own thread, not handed over to it. Errors come back as
 `XenError` (an OSError with the errno the hypervisor returned).
 
+A bound interdomain channel usually has a socket of its own to the peer
+domain (pyxl/hypervisor/evtchn.py, "Direct channels"): a send is one byte
+written to it, and a wait for ports that all have one polls just those
+sockets, leaving the hypervisor's socket to whichever thread reads it.
+
 Imports only the standard library's basics: domain processes are small.
 """
 
@@ -39,7 +44,7 @@ from pyxl.hypervisor import wire
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
 if TYPE_CHECKING:
-    from typing import Callable, Iterable, TypeVar
+    from typing import Callable, Iterable, Sequence, TypeVar
 
     _T = TypeVar("_T")
 
@@ -95,6 +100,17 @@ class Mapping:
             self.mmap = None
 
 
+class _Direct:
+    """An event channel's own socket to its peer domain (evtchn_wait,
+    evtchn_notify); `users`: threads polling it, `dead`: forgotten, to be
+    closed by its last user."""
+
+    __slots__ = ("sock", "users", "dead")
+
+    def __init__(self, sock: _socket.socket):
+        self.sock, self.users, self.dead = sock, 0, False
+
+
 class XenInterface:
     def __init__(self, sock: _socket.socket, domid: int | None = None):
         """`sock`: this domain's connected socket (socket.socket or
@@ -109,7 +125,7 @@ class XenInterface:
         self._watch_events: list[tuple[str, str]] = []
         self._pending: list[int] = []            # ports, in arrival order
         self._console_in = bytearray()
-        self._ports: set[int] = set()            # event channels opened through us
+        self._direct: dict[int, _Direct] = {}    # port -> its socket to the peer domain
         self.closed = False
         self.broken = threading.Event()          # set with `closed`; cleared by resume()
         self.detached = False                    # close() was called: no resume wanted
@@ -118,6 +134,8 @@ class XenInterface:
         self._first = 0                          # waiters for a reply or a port
         # wakes a parked reader; kept for the object's life (resume() may follow close())
         self._kick = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        # readable once the connection is closed: ends waits on direct channels
+        self._closed_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._poll = self._make_poll(sock)
         self._watches: dict[tuple[str, str], None] = {}   # registered watches, in order
         self.generation = 0                      # bumped by every resume()
@@ -153,7 +171,12 @@ class XenInterface:
             self._replies.clear()
             self._watch_events.clear()
             self._pending.clear()
-            self._ports.clear()
+            for port in list(self._direct):
+                self._drop_direct(port)
+            try:
+                os.eventfd_read(self._closed_fd)
+            except BlockingIOError:
+                pass
             self.closed = self.detached = False
             # bumped as soon as a call can reach the new hypervisor: a caller
             # that compares generations around a call sees the switch
@@ -189,16 +212,23 @@ class XenInterface:
         return poll
 
     def _set_closed(self) -> None:
+        """With self._cond held: the hypervisor is gone, and with it every
+        event channel (the peers of the direct ones read EOF)."""
         self.closed = True
         self.broken.set()
+        for port in list(self._direct):
+            self._drop_direct(port)
+        os.eventfd_write(self._closed_fd, 1)
 
-    def _wait(self, pred: Callable[[], bool], timeout: float | None, first: bool = True) -> bool:
+    def _wait(self, pred: Callable[[], bool], timeout: float | None, first: bool = True,
+              extra: Sequence[tuple[int, _Direct]] = ()) -> bool:
         """With self._cond held: wait until pred() holds (True), the timeout
         passes or the connection closes (False). One waiter reads the
         socket and files every frame; the others sleep until it notifies.
         `first` (a reply, an event channel): such a waiter reads in place
         of one that is not (a watch, console input), which is kicked out
-        of its poll and waits until no `first` waiter is left."""
+        of its poll and waits until no `first` waiter is left.  `extra`:
+        direct channels the reader polls too (evtchn_wait)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         if first:
             self._first += 1
@@ -216,33 +246,49 @@ class XenInterface:
                         os.eventfd_write(self._kick, 1)
                     self._cond.wait(left)
                     continue
-                self._read_one(left, first)
+                self._read_one(left, first, extra)
         finally:
             if first:
                 self._first -= 1
             if not self._reading:
                 self._cond.notify_all()     # a waiter left behind must take over reading
 
-    def _read_one(self, left: float | None, first: bool) -> None:
+    def _read_one(self, left: float | None, first: bool,
+                  extra: Sequence[tuple[int, _Direct]] = ()) -> None:
         """With self._cond held, released meanwhile: read and file one frame
-        (none if the poll timed out or was kicked)."""
+        (none if the poll timed out or was kicked), and drain those of the
+        `extra` direct channels found readable."""
         self._reading, self._reader_first = True, first
+        poll = self._poll
+        for _port, d in extra:
+            d.users += 1
+            poll.register(d.sock.fileno(), select.POLLIN)
         self._cond.release()
         frame = eof = None
+        ready: set[int] = set()
         try:
             ms = -1 if left is None else max(1, int(left * 1000 + 0.999))
-            for fd, _ev in self._poll.poll(ms):
+            for fd, _ev in poll.poll(ms):
                 if fd == self._kick:
                     os.eventfd_read(self._kick)
-                else:
+                elif fd == self.chan.fileno():
                     frame = self.chan.recv()
                     eof = frame is None
-                    break
+                else:
+                    ready.add(fd)
         except (OSError, ValueError, wire.WireError):
             eof = True
         finally:
             self._cond.acquire()
             self._reading = False
+            for port, d in extra:
+                poll.unregister(d.sock.fileno())
+                d.users -= 1
+                if d.dead:
+                    if not d.users:
+                        d.sock.close()
+                elif d.sock.fileno() in ready:
+                    self._drain(port, d)
             if eof:
                 self._set_closed()
             elif frame is not None:
@@ -263,6 +309,8 @@ class XenInterface:
             port = int(f.args[0])
             if port not in self._pending:
                 self._pending.append(port)
+        elif f.op == wire.EVTCHN_BOUND and len(f.fds) == 1 and f.args:
+            self._set_direct(int(f.args[0]), f.fds[0])
         elif f.op == wire.CONSOLE_INPUT and f.args:
             self._console_in += f.args[0]
         else:
@@ -424,41 +472,109 @@ class XenInterface:
 
     # -- event channels --------------------------------------------------
     def evtchn_alloc_unbound(self, remote_dom: int, dom: int = DOMID_SELF) -> int:
-        port = int(self._call(wire.EVTCHN_ALLOC_UNBOUND, [dom, remote_dom])[0])
-        if dom in (DOMID_SELF, self.domid):
-            self._ports.add(port)
-        return port
+        return int(self._call(wire.EVTCHN_ALLOC_UNBOUND, [dom, remote_dom])[0])
 
     def evtchn_bind_interdomain(self, remote_dom: int, remote_port: int) -> int:
-        port = int(self._call(wire.EVTCHN_BIND_INTERDOMAIN, [remote_dom, remote_port])[0])
-        self._ports.add(port)
+        reply = self._call_frame(wire.EVTCHN_BIND_INTERDOMAIN, [remote_dom, remote_port])
+        port = int(reply.args[0])
+        if len(reply.fds) == 1:
+            with self._cond:
+                self._set_direct(port, reply.fds[0])
         return port
 
     def evtchn_notify(self, port: int) -> None:
-        """EVTCHNOP_send. On a port this interface opened, the only error Xen
-        could return (a free port) cannot happen, so the send is one-way: no
-        round trip on the hot path of every split-driver request. Other
-        ports (opened for us by the toolstack) get the checked call."""
-        if port in self._ports:
-            with self._lock:
-                if self.closed:
-                    raise XenError("EPIPE", "hypervisor connection closed")
+        """EVTCHNOP_send: one byte on the channel's own socket when it has
+        one (a full socket means the peer has notifications pending
+        already: they coalesce, as Xen's pending bit does); otherwise, or
+        once the peer's end is gone, asked of the hypervisor, which
+        delivers it, drops it (an unbound port) or answers that the
+        channel has a socket now (a new binding, pushed to us before that
+        answer)."""
+        if self.closed:
+            raise XenError("EPIPE", "hypervisor connection closed")
+        for _ in range(3):
+            d = self._direct.get(port)
+            if d is not None:
                 try:
-                    self.chan.send(wire.Frame(wire.EVTCHN_SEND, [port], flags=wire.FLAG_ONEWAY))
+                    d.sock.send(b"\1", _socket.MSG_DONTWAIT)
                     return
-                except OSError as exc:
+                except BlockingIOError:
+                    return
+                except OSError:
                     with self._cond:
-                        self._set_closed()
-                        self._cond.notify_all()
-                    raise XenError("EPIPE", f"hypervisor connection: {exc}") from None
-        self._call(wire.EVTCHN_SEND, [port])
+                        if self._direct.get(port) is d:
+                            self._drop_direct(port)
+            if self._call(wire.EVTCHN_SEND, [port]) != [b"direct"]:
+                return
 
     def evtchn_close(self, port: int) -> None:
         self._call(wire.EVTCHN_CLOSE, [port])
-        self._ports.discard(port)
         with self._cond:
+            self._drop_direct(port)
             if port in self._pending:
                 self._pending.remove(port)
+
+    # -- direct channels -------------------------------------------------
+    def _set_direct(self, port: int, fd: int) -> None:
+        """With self._cond held: `fd` is now `port`'s socket to its peer."""
+        self._drop_direct(port)
+        self._direct[port] = _Direct(_socket.socket(fileno=fd))
+        self._cond.notify_all()
+
+    def _drop_direct(self, port: int) -> None:
+        """With self._cond held: forget `port`'s socket.  Shut down at once
+        (the peer reads EOF; a thread polling it wakes); closed by its last
+        user, never under a thread that polls it."""
+        d = self._direct.pop(port, None)
+        if d is not None:
+            d.dead = True
+            try:
+                d.sock.shutdown(_socket.SHUT_RDWR)
+            except OSError:
+                pass
+            if not d.users:
+                d.sock.close()
+
+    def _wait_direct(self, chans: list[tuple[int, _Direct]], left: float | None) -> None:
+        """With self._cond held, released meanwhile: poll the sockets of
+        `chans` (ports whose every wanted one has a socket) and the closed
+        flag; file each port found pending, forget each whose peer left."""
+        poll = select.poll()
+        for _port, d in chans:
+            d.users += 1
+            poll.register(d.sock.fileno(), select.POLLIN)
+        poll.register(self._closed_fd, select.POLLIN)
+        self._cond.release()
+        try:
+            ms = -1 if left is None else 0 if left <= 0 else max(1, int(left * 1000 + 0.999))
+            ready = {fd for fd, _ev in poll.poll(ms)}
+        finally:
+            self._cond.acquire()
+            for port, d in chans:
+                d.users -= 1
+                if d.dead:
+                    if not d.users:
+                        d.sock.close()
+                elif d.sock.fileno() in ready:
+                    self._drain(port, d)
+
+    def _drain(self, port: int, d: _Direct) -> None:
+        """With self._cond held: read every notification waiting on `port`'s
+        socket (they coalesce into one pending port)."""
+        got = False
+        while True:
+            try:
+                data = d.sock.recv(16, _socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:                 # the peer's end is gone: ask the hypervisor from now on
+                self._drop_direct(port)
+                break
+            got = True
+        if got and port not in self._pending:
+            self._pending.append(port)
 
     def evtchn_status(self, port: int, dom: int = DOMID_SELF) -> dict:
         status, rdom, rport = (a.decode() for a in self._call(wire.EVTCHN_STATUS, [dom, port]))
@@ -472,7 +588,9 @@ class XenInterface:
     def evtchn_wait(self, ports: int | Iterable[int] | None = None,
                     timeout: float | None = None) -> int | None:
         """Wait until one of `ports` (any port if None) is pending, clear it
-        and return it; None on timeout (or if the connection closed)."""
+        and return it; None on timeout (or if the connection closed).
+        timeout=0 takes a notification already there, if any (ports with
+        a socket of their own are looked at once)."""
         want = None if ports is None else ({ports} if isinstance(ports, int) else set(ports))
 
         def find() -> int | None:
@@ -480,15 +598,42 @@ class XenInterface:
                 if want is None or p in want:
                     return p
             return None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        looked = False
         with self._cond:
-            self._wait(lambda: find() is not None, timeout)
-            p = find()
-            if p is not None:
-                self._pending.remove(p)
-            return p
+            while True:
+                p = find()
+                if p is not None:
+                    self._pending.remove(p)
+                    return p
+                if self.closed:
+                    return None
+                left = None if deadline is None else deadline - time.monotonic()
+                direct = self._direct
+                chans = [(q, direct[q]) for q in (direct if want is None else want) if q in direct]
+                if left is not None and left <= 0:
+                    if looked or not chans:
+                        return None
+                    left = 0.0
+                looked = True
+                if want is not None and len(chans) == len(want) or left == 0:
+                    self._wait_direct(chans, left)
+                    continue
+                # a port without a socket of its own: its events come through
+                # the hypervisor's socket, read here (the sockets of the
+                # others are polled along with it), until one is pending or
+                # a wanted port gets a socket
+                known = set(direct)
+                self._wait(lambda: find() is not None or self.closed
+                           or any(q in self._direct and q not in known
+                                  for q in (self._direct if want is None else want)),
+                           left, extra=chans)
 
     def evtchn_pending(self, port: int) -> bool:
         with self._cond:
+            d = self._direct.get(port)
+            if d is not None:
+                self._drain(port, d)
             return port in self._pending
 
     # -- grant tables ----------------------------------------------------

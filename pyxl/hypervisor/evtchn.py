@@ -13,6 +13,24 @@ allocate in another domain; closing one end of an interdomain channel leaves
 the other end unbound (waiting for the same peer) rather than closed;
 sending on an unbound port is silently dropped; bad ports are EINVAL,
 unknown domains ESRCH, a full table ENOSPC.
+
+Direct channels.  In Xen, EVTCHNOP_send (evtchn_send ->
+evtchn_port_set_pending) marks the remote port pending and upcalls the
+remote vCPU without any other domain running.  Here a send relayed by the
+hypervisor process costs two extra wake-ups, so an interdomain channel
+between two connected domains (not dom0, which is in-process) is given
+its own socketpair when it is bound: one end goes to the binder in the
+bind's reply, the other is pushed to the allocating domain
+(`EVTCHN_BOUND`), and from then on each end notifies the other directly
+(pyxl/domain/xen.py).  The hypervisor stays the authority on who may
+bind, and keeps no descriptor of its own: a channel's socket reaches only
+the two domains Xen would let signal each other through it, and once
+either end closes the port (or its domain dies) the other end reads EOF
+and falls back to asking the hypervisor, which then finds the port
+unbound (dropped, as above) or bound anew.  Such a channel is marked
+`direct` on both ends; a send relayed through the hypervisor on it is
+answered "direct" (the sender's own socket carries it) rather than
+delivered.
 """
 
 from __future__ import annotations
@@ -43,6 +61,7 @@ class _Port:
     state: int                 # EVTCHNSTAT_unbound / EVTCHNSTAT_interdomain
     remote_dom: int
     remote_port: int = 0
+    direct: bool = False       # both ends hold the channel's socketpair
 
 
 class EventChannels:
@@ -121,12 +140,27 @@ class EventChannels:
             self._deliver(caller, lport)
             return lport
 
-    def send(self, caller: int, port: int) -> None:
+    def set_direct(self, domid: int, port: int) -> None:
+        """Mark the bound channel at `port` of `domid` (both ends) as
+        carried by its own socketpair."""
+        with self.lock:
+            chn = self._port(domid, port)
+            if chn.state != EVTCHNSTAT_interdomain:
+                raise EvtchnError(_errno.EINVAL, f"port {port} is not bound")
+            chn.direct = True
+            self._port(chn.remote_dom, chn.remote_port).direct = True
+
+    def send(self, caller: int, port: int) -> bool:
+        """evtchn_send; False if the channel is direct: not delivered
+        here, the caller's socket to its peer carries it."""
         with self.lock:
             chn = self._port(caller, port)
             if chn.state == EVTCHNSTAT_interdomain:
+                if chn.direct:
+                    return False
                 self._deliver(chn.remote_dom, chn.remote_port)
             # unbound: dropped silently, as Xen does
+            return True
 
     def close(self, caller: int, port: int) -> None:
         with self.lock:
@@ -139,6 +173,7 @@ class EventChannels:
             peer = self._doms.get(chn.remote_dom, {}).get(chn.remote_port)
             if peer is not None:
                 peer.state, peer.remote_dom, peer.remote_port = EVTCHNSTAT_unbound, domid, 0
+                peer.direct = False
 
     def status(self, caller: int, dom: int, port: int) -> dict:
         """EVTCHNOP_status: {"status": closed|unbound|interdomain, "dom", "port"}."""

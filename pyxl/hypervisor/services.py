@@ -168,6 +168,26 @@ class DomainConnection:
         self._cond.notify_all()
         return False
 
+    def push_now(self, frame: wire.Frame) -> bool:
+        """Send `frame` at once or not at all (nothing queued ahead of it,
+        room in the socket); its descriptors are closed either way."""
+        with self._cond:
+            if not self.closed and not self._queue and not self._sending:
+                try:
+                    rest = self.chan.send(frame, nowait=True)
+                except OSError:
+                    pass
+                else:
+                    if rest:     # stream socket, partly sent: the writer finishes it
+                        self._queue.append(_Rest(rest))
+                        self._cond.notify_all()
+                    for fd in frame.fds:
+                        os.close(fd)
+                    return True
+        for fd in frame.fds:
+            os.close(fd)
+        return False
+
     def _watch_event(self, path: str, token: str) -> None:
         with self._cond:
             if self.closed or (path, token) in self._pending_watch:
@@ -694,14 +714,41 @@ def _evtchn_alloc_unbound(hv: Hypervisor, conn: DomainConnection, tx: int, a: li
 
 def _evtchn_bind_interdomain(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
         fds: list[int]) -> tuple:
-    """EVTCHNOP_bind_interdomain: do_event_channel_op -> evtchn_bind_interdomain."""
-    return [hv.evtchn.bind_interdomain(conn.domid, a[0], a[1])], []
+    """EVTCHNOP_bind_interdomain: do_event_channel_op -> evtchn_bind_interdomain;
+    the reply carries the channel's socket when it is direct (evtchn.py)."""
+    with hv.evtchn.lock:
+        lport = hv.evtchn.bind_interdomain(conn.domid, a[0], a[1])
+        fd = _direct_channel(hv, conn.domid, lport, a[0], a[1])
+    return [lport], [] if fd is None else [fd]
+
+
+def _direct_channel(hv: Hypervisor, domid: int, port: int, remote_dom: int,
+                    remote_port: int) -> int | None:
+    """The socketpair of a newly bound channel between two connected
+    domains: the remote (allocating) end is pushed to its domain now, the
+    local end returned for the bind's reply.  None (the channel stays
+    relayed here) for dom0, a domain not connected, or a push that cannot
+    go out at once (nothing is queued holding a descriptor)."""
+    if domid == 0 or remote_dom == 0:
+        return None
+    dom = hv._domains.get(remote_dom)
+    peer = dom.conn if dom is not None else None
+    if peer is None:
+        return None
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    if not peer.push_now(wire.Frame(wire.EVTCHN_BOUND, [remote_port], fds=[theirs.detach()])):
+        ours.close()
+        return None
+    hv.evtchn.set_direct(domid, port)
+    return ours.detach()
 
 
 def _evtchn_send(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
         fds: list[int]) -> tuple:
-    """EVTCHNOP_send: do_event_channel_op -> evtchn_send."""
-    hv.evtchn.send(conn.domid, a[0])
+    """EVTCHNOP_send: do_event_channel_op -> evtchn_send.  On a direct
+    channel the reply says "direct": the sender's socket carries it."""
+    if not hv.evtchn.send(conn.domid, a[0]):
+        return [b"direct"], []
     return _NOTHING
 
 

@@ -7,12 +7,13 @@ length prefix). Each frame:
     u32 length-of-rest | u16 op | u8 flags | u8 nfds | u32 req_id | u32 tx_id | args...
 
 big-endian; each arg is `u32 length + bytes`; integers travel as decimal
-ASCII (as xenstore does). `nfds` descriptors (grant pages) ride along as
-SCM_RIGHTS on the frame's first byte. Requests carry a non-zero req_id and
-get exactly one reply with the same req_id: the same op on success,
+ASCII (as xenstore does). `nfds` descriptors (grant pages, event channel
+sockets) ride along as SCM_RIGHTS on the frame's first byte. Requests carry
+a non-zero req_id and get exactly one reply with the same req_id: the same
+op on success,
 `XS_ERROR` with (errno name, message) on failure. `FLAG_ONEWAY` requests
 (console output) get no reply. Pushed events (watch fired, event channel
-pending, console input) have req_id 0.
+pending, a bound event channel's own socket, console input) have req_id 0.
 
 xenstore ops keep xenstored's numbers (xs_wire.h); the other hypercalls
 (`HvOp`) live above 0x100.  The hypervisor serves every op from one table
@@ -35,7 +36,7 @@ TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in e
 if TYPE_CHECKING:
     from typing import Iterable, Sequence
 
-WIRE_VERSION = 2
+WIRE_VERSION = 3          # 3: direct event channels (EVTCHN_BOUND)
 
 # xenstore ops keep xenstored's numbers (one home: xs_wire)
 from .xs_wire import XsType  # noqa: E402
@@ -67,6 +68,7 @@ class HvOp(IntEnum):
     EVTCHN_CLOSE = 0x203
     EVTCHN_STATUS = 0x204
     EVTCHN_EVENT = 0x280          # pushed: a port became pending
+    EVTCHN_BOUND = 0x281          # pushed: a port's own socket to its peer (evtchn.py)
     GNT_GRANT = 0x300
     GNT_END_ACCESS = 0x301
     GNT_MAP = 0x302
@@ -85,6 +87,7 @@ EVTCHN_SEND = HvOp.EVTCHN_SEND
 EVTCHN_CLOSE = HvOp.EVTCHN_CLOSE
 EVTCHN_STATUS = HvOp.EVTCHN_STATUS
 EVTCHN_EVENT = HvOp.EVTCHN_EVENT
+EVTCHN_BOUND = HvOp.EVTCHN_BOUND
 GNT_GRANT = HvOp.GNT_GRANT
 GNT_END_ACCESS = HvOp.GNT_END_ACCESS
 GNT_MAP = HvOp.GNT_MAP
@@ -100,6 +103,10 @@ FLAG_ONEWAY = 1
 _HDR = struct.Struct(">HBBII")     # op, flags, nfds, req_id, tx_id
 _LEN = struct.Struct(">I")
 MAX_FDS = 4
+# descriptors received (grant pages, event channel sockets) are close-on-exec,
+# as every descriptor Python opens is (PEP 446): none leaks into a program
+# a domain runs
+_CLOEXEC = socket.MSG_CMSG_CLOEXEC
 MAX_FRAME = 64 * 1024 + 256    # console chunks are at most 64 KiB
 CONSOLE_CHUNK = 64 * 1024
 
@@ -218,7 +225,7 @@ class Channel:
         .fds and belong to the caller. Raises WireError on junk."""
         if not self.stream:
             data, anc, flags, _ = self.sock.recvmsg(MAX_FRAME + 4,
-                                                    socket.CMSG_SPACE(MAX_FDS * 4))
+                                                    socket.CMSG_SPACE(MAX_FDS * 4), _CLOEXEC)
             fds: list[int] = []
             ok = _take_fds(anc, fds)
             if not data and not fds:
@@ -254,7 +261,7 @@ class Channel:
         buf = b""
         while len(buf) < n:
             data, anc, flags, _ = self.sock.recvmsg(n - len(buf),
-                                                    socket.CMSG_SPACE(MAX_FDS * 4))
+                                                    socket.CMSG_SPACE(MAX_FDS * 4), _CLOEXEC)
             ok = _take_fds(anc, self._fds)
             if not ok or flags & socket.MSG_CTRUNC:
                 raise WireError("descriptors lost")

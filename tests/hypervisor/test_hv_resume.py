@@ -25,12 +25,14 @@ def test_resume_keeps_the_object_and_its_watches_and_forgets_ports():
     x1.watch("data", "tok")
     assert x1.read_watch(2) == ("data", "tok")
     port = x1.evtchn_alloc_unbound(2)
+    x2.evtchn_bind_interdomain(1, port)
     with pytest.raises(XenError) as e:
         x1.resume(None)
     assert e.value.name == "EBUSY"                    # only a broken connection is replaced
     x1.unwatch("data", "tok")
     x1.watch("data", "tok")
     x1.read_watch(2)
+    assert port in x1._direct                         # the channel's socket, pushed at the bind
     old.close()                                       # the daemon is gone
     assert x1.read_watch(2) is None and x1.closed
     with pytest.raises(XenError):
@@ -45,8 +47,9 @@ def test_resume_keeps_the_object_and_its_watches_and_forgets_ports():
         assert x1.read_watch(2) == ("data", "tok")
         new.xs().write("/local/domain/1/data/k", "v")
         assert x1.read_watch(2) == ("data/k", "tok")
-        # the old port is gone with the old hypervisor; new ones work
-        assert port not in x1._ports
+        # the old port (and its socket to the peer) is gone with the old
+        # hypervisor; new ones work
+        assert x1._direct == {}
         y2 = XenInterface(new.connect_domain(2))
         p1 = x1.evtchn_alloc_unbound(2)
         p2 = y2.evtchn_bind_interdomain(1, p1)

@@ -4,6 +4,7 @@ integration test runs them as processes)."""
 from __future__ import annotations
 
 import errno
+import os
 import threading
 import time
 
@@ -376,11 +377,12 @@ def test_many_threads_of_one_domain_share_its_interface(hv):
     assert len(got_events) == 20 and len(got_watches) == 20
 
 
-def test_an_event_channel_waiter_reads_its_own_event_not_a_parked_watcher(hv):
+def test_an_event_channel_wait_leaves_a_parked_watcher_reading(hv):
     """A thread parked on a watch (a stub domain's shutdown watcher) that is
-    reading the socket stands aside when a driver starts waiting for its
-    port: the event is read by the driver's own thread, with no hand-off
-    between threads on the round trip; the watcher still gets its events."""
+    reading the socket is left alone when a driver waits for its port: the
+    notification comes on the channel's own socket, so no frame is read
+    on the round trip and the watcher is not kicked out of its poll; it
+    still gets its events."""
     x1, x2 = xen(hv, 1), xen(hv, 2)
     p1 = x1.evtchn_alloc_unbound(2)
     p2 = x2.evtchn_bind_interdomain(1, p1)
@@ -402,18 +404,93 @@ def test_an_event_channel_waiter_reads_its_own_event_not_a_parked_watcher(hv):
     while not x1._reading and time.monotonic() < deadline:   # the watcher is in its poll
         time.sleep(0.001)
     assert x1._reading
-    got = []
-    driver = threading.Thread(target=lambda: got.append(x1.evtchn_wait(p1, 10)), name="driver")
-    driver.start()
-    deadline = time.monotonic() + 2
-    while not (x1._reading and getattr(x1, "_reader_first", False)) \
-            and time.monotonic() < deadline:
-        time.sleep(0.001)                    # until the driver has taken over the socket
-    x2.evtchn_notify(p2)
-    driver.join(10)
-    assert got == [p1]
-    assert ("driver", wire.EVTCHN_EVENT) in readers
-    assert ("watcher", wire.EVTCHN_EVENT) not in readers
-    hv.xs().write("/local/domain/1/data/w/k", "x")         # the watcher reads again
+    for _ in range(3):
+        x2.evtchn_notify(p2)
+        assert x1.evtchn_wait(p1, 10) == p1
+        x1.evtchn_notify(p1)
+        assert x2.evtchn_wait(p2, 10) == p2
+    assert readers == []                       # nothing came through the hypervisor's socket
+    assert x1._reading and not x1._reader_first      # the watcher was never kicked out
+    hv.xs().write("/local/domain/1/data/w/k", "x")         # the watcher reads on
     watcher.join(10)
     assert watched == [("data/w/k", "w")]
+    assert readers == [("watcher", wire.XS_WATCH_EVENT)]
+
+
+def test_notifications_go_from_domain_to_domain(hv):
+    """Once bound, a channel's notifications are not relayed by the
+    hypervisor process (as in Xen, where evtchn_send sets the remote
+    port pending with no other domain running): no EVTCHN_SEND is
+    dispatched and no EVTCHN_EVENT pushed on a round trip."""
+    x1, x2 = xen(hv, 1), xen(hv, 2)
+    ops = []
+    dispatch = hv._dispatch
+
+    def counting(conn, frame):
+        ops.append(frame.op)
+        return dispatch(conn, frame)
+    hv._dispatch = counting
+    p1 = x1.evtchn_alloc_unbound(2)
+    p2 = x2.evtchn_bind_interdomain(1, p1)
+    assert x2.evtchn_wait(p2, 1) == p2         # pending set by the bind
+    # the allocating end has not read its socket since the bind: its
+    # first send asks the hypervisor, whose answer follows the socket
+    # it pushed at the bind
+    x1.evtchn_notify(p1)
+    assert x2.evtchn_wait(p2, 5) == p2
+    assert ops.count(wire.EVTCHN_SEND) <= 1
+    events = []
+    for x in (x1, x2):
+        recv = x.chan.recv
+
+        def recording_recv(recv=recv):
+            frame = recv()
+            events.append(frame.op if frame else None)
+            return frame
+        x.chan.recv = recording_recv
+    del ops[:]
+    for _ in range(50):
+        x1.evtchn_notify(p1)
+        assert x2.evtchn_wait(p2, 5) == p2
+        x2.evtchn_notify(p2)
+        assert x1.evtchn_wait(p1, 5) == p1
+    assert ops == [] and events == []
+    # a notification already there is taken without waiting (a driver
+    # drops a stale one before it submits)
+    x1.evtchn_notify(p1)
+    assert x2.evtchn_wait(p2, timeout=0) == p2
+    assert x2.evtchn_wait(p2, timeout=0) is None
+
+
+def test_a_direct_channel_closed_or_bound_again_keeps_xen_semantics(hv):
+    """evtchn_close of one end leaves the other unbound: its sends are
+    dropped, even on the socket it still holds; the same remote may bind
+    the port again, and the sender's next notification reaches the new
+    port (the old socket reads EOF, the hypervisor hands out a new one).
+    A destroyed peer: dropped too."""
+    x1, x2 = xen(hv, 1), xen(hv, 2)
+    p1 = x1.evtchn_alloc_unbound(2)
+    p2 = x2.evtchn_bind_interdomain(1, p1)
+    assert x2.evtchn_wait(p2, 1) == p2
+    x1.evtchn_notify(p1)
+    assert x2.evtchn_wait(p2, 2) == p2
+    x2.evtchn_close(p2)
+    assert x1.evtchn_status(p1) == {"status": "unbound", "dom": 2}
+    x1.evtchn_notify(p1)                       # unbound: dropped
+    x1.evtchn_notify(p1)
+    assert x2.evtchn_wait(timeout=0.1) is None
+    q2 = x2.evtchn_bind_interdomain(1, p1)      # bound again, maybe to the same number
+    assert x2.evtchn_wait(q2, 1) == q2         # pending set by the bind
+    x1.evtchn_notify(p1)
+    assert x2.evtchn_wait(q2, 2) == q2
+    x2.evtchn_notify(q2)
+    assert x1.evtchn_wait(p1, 2) == p1
+    assert p1 in x1._direct and q2 in x2._direct
+    # a channel's socket does not leak into a program the domain runs
+    # (the guest's shell starts tcsd and the tools)
+    assert not os.get_inheritable(x1._direct[p1].sock.fileno())
+    assert not os.get_inheritable(x2._direct[q2].sock.fileno())
+    hv.domain_destroyed(2)
+    x1.evtchn_notify(p1)                       # the peer is gone: dropped, no error
+    assert x1.evtchn_status(p1) == {"status": "unbound", "dom": 2}
+    assert x1.evtchn_wait(p1, 0.1) is None

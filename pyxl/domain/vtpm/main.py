@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from pyxl.domain.drivers.tpmback import TpmBack
 from pyxl.domain.drivers.tpmfront import TpmFront, TpmFrontError
-from pyxl.domain.minios import VBD_HDA, init_blkfront
+from pyxl.domain.minios import CONSOLE_LINGER, CONSOLE_RUN, VBD_HDA, init_blkfront
 from . import engine2
 from . import log as L
 from .options import OptionError, Options, parse_cmd_line
@@ -297,8 +297,12 @@ class Vtpm:
                     cmd = self.back.req(domid, handle)
                     if cmd is None:
                         break
-                    with self.printk.held():     # the command's lines go out after its reply
-                        self.back.resp(cmd, self.handle(cmd.req, cmd.locality))
+                    # the lines of a run of commands go out after its last reply
+                    with self.printk.held():
+                        while cmd is not None:
+                            self.back.resp(cmd, self.handle(cmd.req, cmd.locality))
+                            cmd = self.back.req(domid, handle, timeout=CONSOLE_LINGER) \
+                                if self.printk.kept() < CONSOLE_RUN else None
         log.info(L.L_SHUTTING, "VTPM Shutting down\n")
         if self.opts.tpm2:
             if engine2.save_state(cast("TPM2", self.tpm)):

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pyxl.domain.drivers.tpm_tis import TPM_TIS_BASE, TisError, TpmTis
 from pyxl.domain.drivers.tpmback import TpmBack
 from pyxl.domain.drivers.tpmfront import TpmFront, TpmFrontError
-from pyxl.domain.minios import VBD_HDA, disk_is_blank, init_blkfront
+from pyxl.domain.minios import CONSOLE_LINGER, CONSOLE_RUN, VBD_HDA, disk_is_blank, init_blkfront
 from pyxl.tpm import constants as C
 from pyxl.tpm.structures import TPM_CAP_VERSION_INFO, TPM_KEY
 from pyxl.tpm.marshal import Reader
@@ -299,10 +299,15 @@ class ManagerBase(Generic[_Hw, _Key]):
                 self.log.error("NULL tpmcmd\n")
                 waiting()
                 continue
-            # the command's lines, and the next "Waiting", go out after its reply
+            # the lines of a run of commands, each followed by the next
+            # "Waiting", go out after its last reply
             with self.printk.held():
-                self.backend.resp(cmd, self.handle_cmd(cmd.uuid, cmd.req, (cmd.domid, cmd.handle)))
-                waiting()
+                while cmd is not None:
+                    self.backend.resp(cmd, self.handle_cmd(cmd.uuid, cmd.req,
+                                                           (cmd.domid, cmd.handle)))
+                    waiting()
+                    cmd = self.backend.req_any(timeout=CONSOLE_LINGER) \
+                        if self.printk.kept() < CONSOLE_RUN else None
 
 
 class Manager(ManagerBase[HwTpm, TPM_KEY]):
