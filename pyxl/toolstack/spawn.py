@@ -20,6 +20,7 @@ from pyxl.fsutil import open_append
 from pyxl.hypervisor.xenstore import payload_fits
 from pyxl.toolstack import devices, teardown
 from pyxl.toolstack.errors import Fault
+from pyxl.toolstack.resources import free_memory_kb
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def create(st: HostState, config: dict, config_file: str = "", config_text: str 
             except Fault:
                 raise Fault("VTPM_BACKEND_MISSING", backend=be) from None
         # xl's freemem(): does it fit?
-        if st.table.free_kb() < max_memkb + MAXMEM_SLACK_KB:
+        if free_memory_kb(st) < max_memkb + MAXMEM_SLACK_KB:
             raise Fault("NOMEM")
         domid = st.table.allocate_domid()
         # XEN_DOMCTL_createdomain: arch_sanitise_domain_config's limit

@@ -100,6 +100,24 @@ def test_mem_set_balloons_the_guest_and_list_follows(host):
     host.wait_for(lambda: _mem(host, "web") == 128, what="the balloon to grow to 128 MiB")
 
 
+def test_free_memory_follows_the_balloon(host):
+    """libxl_get_physinfo's free_pages is Xen's count of pages no domain
+    holds (page_alloc.c total_avail_pages): a guest ballooning from 96 MiB
+    down to 64 gives the host 32 MiB, and destroying it gives back the 64
+    it still held."""
+    def free():
+        return int(dict(ln.split(" : ", 1) for ln in host.run("info").stdout.splitlines())
+                   ["free_memory           "])
+
+    _guest(host, "web", memory=96)
+    before = free()
+    assert host.run("mem-set", "web", "64m").returncode == 0
+    host.wait_for(lambda: _mem(host, "web") == 64, what="the balloon to shrink to 64 MiB")
+    assert free() == before + (96 - 64)
+    assert host.run("destroy", "web").returncode == 0
+    assert free() == before + 96
+
+
 def test_dom0_target_has_libxls_floor(host):
     """libxl_set_memory_target: dom0's new target below LIBXL_MIN_DOM0_MEM
     (128 MiB) is refused (libxl_mem.c:287; no "Domain 0:" prefix: libxl__logv
