@@ -14,6 +14,7 @@ import sys
 import threading
 import uuid as uuidlib
 
+from pyxl.hypervisor import sched
 from pyxl.hypervisor.domain import HVM_MAX_VCPUS, MAX_VIRT_CPUS, Domain, guest_cmdline, \
     pid_start_time
 from pyxl.fsutil import open_append
@@ -116,6 +117,10 @@ def create(st: HostState, config: dict, config_file: str = "", config_text: str 
         dom = Domain(domid, name, uuid, max_memkb, target_memkb, vcpus, kernel=kernel,
                      config=config, config_text=config_text, config_file=config_file)
         dom.monitored = monitor
+        # libxl__build_post: cpu/N/availability "online" for the vcpus in
+        # avail_vcpus (all of them unless vcpus= is below maxvcpus=)
+        if avail and set(range(vcpus)) - set(avail):
+            dom.vcpus_online = sorted(v for v in set(avail) if v < vcpus)
         st.table.domains[domid] = dom
         try:
             st.hv.domain_created(domid, name=name, home=False,
@@ -167,11 +172,12 @@ def _either(value: int | None, default: int) -> int:
 
 def write_xenstore(st: HostState, dom: Domain) -> None:
     """libxl__domain_make's and the devices' xenstore entries (written
-    again for each domain a restarted daemon adopts, with what mem-set and
-    mem-max wrote since)."""
+    again for each domain a restarted daemon adopts, with what mem-set,
+    mem-max and vcpu-set wrote since)."""
     devices.write_domain(st.xs, dom.domid, dom.name, dom.uuid,
                          _either(dom.mem_static_max_kb, dom.max_memkb),
-                         _either(dom.mem_target_kb, dom.target_memkb), dom.vcpus, dom.kernel,
+                         _either(dom.mem_target_kb, dom.target_memkb), dom.vcpus,
+                         sched.online(dom), dom.kernel,
                          cfg(dom.config, "b_info", "cmdline", default="") or "", dom.created)
     for disk in dom.config.get("disks") or []:
         devid = devices.vdev_to_devid(disk.get("vdev", ""))
