@@ -56,7 +56,8 @@ def render() -> str:
             "real programs that cannot be checkpointed; see pyxl-vtpm(7), Save and "
             "migration): save and migrate write what xl writes, ask the guest to suspend, "
             "and after libxl's 60 seconds fail with xl's messages, the domain still "
-            "running; remus fails at libxl's first check (no network buffering). A "
+            "running; remus fails at libxl's first check (no network buffering, no "
+            "COLO, a disk that is not a DRBD device) or at the suspend, as migrate. A "
             "command the simulated host cannot yet carry out prints "
             "\"pyxl: command NAME is not available on the simulated host\" and exits 1, "
             "after its options and arguments have been checked as xl checks them."),

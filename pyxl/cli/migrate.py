@@ -5,16 +5,22 @@ Both run the transport command xl runs (`ssh HOST pyxl migrate-receive`, or
 the -s command), read the receiver's banner and send xl's header, as xl
 does.  Then libxl asks the guest to suspend: the simulated Linux guest
 cannot (pyxl.cli.saverestore), so migrate fails as xl fails when the
-guest does not acknowledge the request in libxl's 60 s.  remus is refused
-earlier, by libxl's first check on this host: Debian's libxenlight is built
-without network buffering (libxl_nonetbuffer.c), which Remus uses unless -n
-is given, and -n, -d or -b need -F (libxl_domain_remus_start)."""
+guest does not acknowledge the request in libxl's 60 s.  remus stops at
+libxl's first check on this host: Debian's libxenlight is built without
+network buffering (libxl_nonetbuffer.c), which Remus uses unless -n is
+given, and without COLO (libxl_no_colo.c, -c); -n, -d or -b need -F
+(libxl_domain_remus_start).  With -F -n each of the domain's disks (unless
+-d) must be a DRBD device, as Xen's block-drbd-probe script says; with
+none left to check, the first checkpoint fails at the suspend as migrate
+does."""
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import signal
+import sys
 import time
 
 from pyxl.cli.saverestore import (ERROR_GUEST_TIMEDOUT, MIGRATE_RECEIVER_BANNER, _err, _logd,
@@ -32,6 +38,14 @@ _UNSAFE = ("libxl_domain.c:448:libxl_domain_remus_start",
            "Unsafe mode must be enabled to replicate to /dev/null,"
            "disable network buffering and disk replication")
 _NO_NETBUF = ("libxl_remus.c:87:libxl__remus_setup", "Remus: No support for network buffering")
+# Debian's libxenlight is built without COLO (libxl_no_colo.c)
+_NO_COLO = ("libxl_no_colo.c:42:libxl__colo_save_setup", "COLO is not supported")
+_NOT_HANDLED = "libxl_checkpoint_device.c:153:device_setup_iterate"
+_SETUP_FAILED = "libxl_remus.c:134:remus_setup_done"
+_TEARDOWN = "libxl_remus.c:168:libxl__remus_teardown"
+ERROR_CHECKPOINT_DEVICE_NOT_SUPPORTED = -19      # libxl_types.idl
+# libxl_remus_disk_drbd.c init_subkind_drbd_disk: in libxl__xen_script_dir_path()
+DRBD_PROBE = "/etc/xen/scripts/block-drbd-probe"
 
 
 class _Child:
@@ -81,18 +95,19 @@ class _Child:
                 time.sleep(min(left, 0.001))
 
 
-def _report_child_exitstatus(what: str, pid: int, status: int) -> None:
-    """libxl_report_child_exitstatus (libxl_exec.c) at XTL_INFO."""
+def _report_child_exitstatus(what: str, pid: int, status: int, level: str = "info") -> None:
+    """libxl_report_child_exitstatus (libxl_exec.c) at LEVEL."""
+    pre = "libxl: %s: libxl_exec.c:" % level
     if os.WIFEXITED(status):
         st = os.WEXITSTATUS(status)
         if st:
-            _err("libxl: info: libxl_exec.c:117:libxl_report_child_exitstatus: "
+            _err(pre + "117:libxl_report_child_exitstatus: "
                  "%s [%d] exited with error status %d\n" % (what, pid, st))
         else:
-            _err("libxl: info: libxl_exec.c:120:libxl_report_child_exitstatus: "
+            _err(pre + "120:libxl_report_child_exitstatus: "
                  "%s [%d] unexpectedly exited status zero\n" % (what, pid))
     elif os.WIFSIGNALED(status):
-        _err("libxl: info: libxl_exec.c:127:libxl_report_child_exitstatus: "
+        _err(pre + "127:libxl_report_child_exitstatus: "
              "%s [%d] died due to fatal signal %s%s\n"
              % (what, pid, signal.strsignal(os.WTERMSIG(status)),
                 " (core dumped)" if os.WCOREDUMP(status) else ""))
@@ -189,32 +204,56 @@ def _migrate(dom: str, rune: str, preserve: bool, config_file: str | None) -> in
 
 
 def remus(opts: Opts | None, args: list[str]) -> int:
-    """main_remus: [options] Domain Host, without COLO (-c)."""
+    """main_remus: [options] Domain Host."""
     from pyxl.cli._common import faults
 
     flags = {k for k, _ in opts or []}
-    ssh = "ssh"
+    ssh, interval, script = "ssh", 0, None
     for k, v in opts or []:
         if k == "s":
             ssh = v or ""
-    if "p" in flags and "c" not in flags:
+        elif k == "i":
+            interval = _atoi(v or "")
+        elif k == "N":
+            script = v
+    colo = "c" in flags
+    if "p" in flags and not colo:
         _err("Option -p must be used in conjunction with -c")
         return 255
-    if "c" in flags:
-        from pyxl.cli.absent import unavailable
-        return unavailable(opts, args)
-    return faults(_remus)(args[0], args[1], ssh, flags)
+    if colo:
+        if interval or flags & {"b", "n", "d"}:
+            _perror("option -c is conflict with -i, -d, -n or -b")
+            return 255
+        if "u" not in flags:
+            _perror("COLO can't be used with memory compression. "
+                    "Disable memory checkpoint compression now...")
+    return faults(_remus)(args[0], args[1], ssh, flags, script)
 
 
-def _remus(dom: str, host: str, ssh: str, flags: set) -> int:
+def _atoi(text: str) -> int:
+    """atoi(3): leading blanks, a sign, the digits that follow."""
+    t = text.lstrip(" \t\n\v\f\r")
+    sign = -1 if t[:1] == "-" else 1
+    t = t[1:] if t[:1] in "+-" else t
+    digits = len(t) - len(t.lstrip("0123456789"))
+    return sign * int(t[:digits]) if digits else 0
+
+
+# What perror(3) appends in main_remus: errno as xl's earlier calls left it,
+# which the source does not determine.  Xen 4.17's xl (Debian's, run by
+# tests/oracle) leaves EBADF there after find_domain of a domain id.
+_REMUS_ERRNO = errno.EBADF
+
+
+def _perror(msg: str) -> None:
+    _err("%s: %s\n" % (msg, os.strerror(_REMUS_ERRNO)))
+
+
+def _remus(dom: str, host: str, ssh: str, flags: set, script: str | None) -> int:
     d = find(dom)
     domid = d["domid"] if d is not None else min(int(dom), 2**64 - 1) & 0xFFFFFFFF
-    unsafe = "F" in flags
+    colo, unsafe = "c" in flags, "F" in flags
     blackhole, netbuf, diskbuf = "b" in flags, "n" not in flags, "d" not in flags
-    if d is not None and unsafe and not netbuf:
-        # past libxl's refusals: replication would begin (not carried out)
-        from pyxl.cli.absent import unavailable
-        return unavailable(None, [])
     send_fd = -1
     if blackhole:
         try:
@@ -223,8 +262,16 @@ def _remus(dom: str, host: str, ssh: str, flags: set) -> int:
             _err("failed to open /dev/null: %s\n" % os.strerror(e.errno or 0))
             return 1
     else:
-        rune = host if not ssh else _remote(ssh, host, " migrate-receive -r %s"
-                                            % ("" if "e" not in flags else " -e"))
+        if not ssh:
+            rune = host
+        elif colo:      # colo.default.proxyscript: unset in xl.conf, so no script
+            rune = _remote(ssh, host, " migrate-receive --colo %s %s %s %s" % (
+                "--coloft-script" if script else "", script or "",
+                "--userspace-colo-proxy" if "p" in flags else "",
+                "" if "e" not in flags else " -e"))
+        else:
+            rune = _remote(ssh, host, " migrate-receive -r %s"
+                           % ("" if "e" not in flags else " -e"))
         if d is None:
             _err("unable to retrieve domain configuration\n")
             return 1
@@ -237,18 +284,87 @@ def _remus(dom: str, host: str, ssh: str, flags: set) -> int:
         if not _preamble(child, config, rune):
             return 1
         send_fd = child.send_fd
-    # libxl_domain_remus_start: its checks, then libxl__remus_setup's first
+    # libxl_domain_remus_start: its checks, then libxl__colo_save_setup or
+    # libxl__remus_setup
+    rc = ERROR_FAIL
     if d is None:
         domain_type_error(domid)
+    elif colo:
+        _logd(_NO_COLO[0], domid, _NO_COLO[1])
     elif not unsafe and (blackhole or not netbuf or not diskbuf):
         _logd(_UNSAFE[0], domid, _UNSAFE[1])
-    else:
+    elif netbuf:
         _logd(_NO_NETBUF[0], domid, _NO_NETBUF[1])
+    else:
+        rc = _replicate(d, send_fd, diskbuf)
+    what = "COLO" if colo else "Remus"
     if find(str(domid)) is None:
-        _err("Remus: Primary domain has been destroyed.\n")
+        _err("%s: Primary domain has been destroyed.\n" % what)
         os.close(send_fd)
         return 0
-    _err("Remus: Backup failed? resuming domain at primary.\n")
-    domain_resume(domid)
+    if rc == ERROR_GUEST_TIMEDOUT:
+        _err("Failed to suspend domain at primary.\n")
+    else:
+        _err("%s: Backup failed? resuming domain at primary.\n" % what)
+        domain_resume(domid)
     os.close(send_fd)
     return 1
+
+
+def _replicate(d: dict, send_fd: int, diskbuf: bool) -> int:
+    """libxl__remus_setup without network buffering (-F -n): the domain's
+    disks, unless -d, must each be a DRBD device (libxl_remus_disk_drbd.c,
+    asked of Xen's block-drbd-probe script); then the first checkpoint,
+    libxl__domain_save, whose suspend the guest does not acknowledge.
+    -> the rc libxl_domain_remus_start ends with.
+
+    As for migrate, the save is shown as failing at the suspend: on Xen
+    the live checkpoint first sends the guest's memory while it runs
+    (xg_sr_save.c send_domain_memory_live), which the simulated host does
+    not have."""
+    domid = d["domid"]
+    disks = ((d.get("config") or {}).get("disks") or []) if diskbuf else []
+    failed = False
+    for disk in disks:
+        if _drbd_probe(disk.get("pdev_path") or ""):
+            continue           # a DRBD device: matched (not on the simulated host)
+        from pyxl.toolstack.devices import vdev_to_devid
+
+        # device_setup_iterate: no other checkpoint ops for a vbd
+        _err("libxl: error: %s: device not handled by checkpoint (device=vbd:%d/%d)\n"
+             % (_NOT_HANDLED, int(disk.get("backend_domid") or 0),
+                vdev_to_devid(disk.get("vdev") or "")))
+        failed = True
+    if failed:
+        # remus_setup_done, then remus_setup_failed passes on the
+        # teardown's rc (0, nothing was set up)
+        _logd(_SETUP_FAILED, domid, "Remus: failed to setup device, rc %d"
+              % ERROR_CHECKPOINT_DEVICE_NOT_SUPPORTED)
+        return 0
+    rc = domain_suspend(domid, send_fd)
+    # domain_save_done -> libxl__remus_teardown, whose remus_teardown_done
+    # completes with the teardown's rc (0)
+    _err("libxl: warning: %s: Domain %d:Remus: Domain suspend terminated with rc %d,"
+         " teardown Remus devices...\n" % (_TEARDOWN, domid, rc))
+    return 0
+
+
+def _drbd_probe(pdev_path: str) -> bool:
+    """match_async_exec: libxl__async_exec of `block-drbd-probe PDEV` with
+    xl's stdin, stdout and stderr; a non-zero exit status is logged
+    (async_exec_done) and means no match."""
+
+    what = "%s %s" % (DRBD_PROBE, pdev_path)
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:                                   # pragma: no cover - the child
+        try:
+            os.execv(DRBD_PROBE, [DRBD_PROBE, pdev_path])
+        except OSError as e:                       # libxl__exec
+            os.write(2, b"libxl: cannot execute %s: %s\n"
+                     % (DRBD_PROBE.encode(), os.strerror(e.errno or 0).encode()))
+        os._exit(255)
+    status = os.waitpid(pid, 0)[1]
+    if status:
+        _report_child_exitstatus(what, pid, status, "error")
+    return status == 0

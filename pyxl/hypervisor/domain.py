@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pyxl.hypervisor.host import Host
@@ -198,11 +199,13 @@ class DomainTable:
                 return d
         raise RuntimeError("out of domids")
 
-    def used_kb(self) -> int:
-        return sum(d.max_memkb for d in self.domains.values() if not d.is_dom0)
-
-    def free_kb(self) -> int:
-        return self.host.guest_pool_kb() - self.used_kb()
+    def free_kb(self, held: Callable[[Domain], int]) -> int:
+        """libxl_get_physinfo's free_pages as Xen counts them
+        (page_alloc.c total_avail_pages less outstanding claims, of which
+        the simulated host has none): the host's memory less what every
+        domain, dom0 included, holds now -- HELD(domain), its tot_pages in
+        KiB, which follows its balloon -- not what it may grow to."""
+        return self.host.domain_pool_kb() - sum(held(d) for d in self.domains.values())
 
     def by_name(self, name: str) -> Domain | None:
         for d in self.domains.values():

@@ -49,9 +49,10 @@ class Host:
     def from_dict(cls, d: dict) -> "Host":
         return cls(**d)
 
-    def guest_pool_kb(self) -> int:
-        """Memory domains other than dom0 can be given."""
-        return (self.total_memory_mb - self.dom0_memory_mb - XEN_RESERVED_MB) * 1024
+    def domain_pool_kb(self) -> int:
+        """Memory the domains, dom0 included, can be given: the host's less
+        what Xen keeps for itself."""
+        return (self.total_memory_mb - XEN_RESERVED_MB) * 1024
 
     def info_lines(self, free_kb: int, sched: str = "credit2") -> list[tuple[str, str]]:
         """`xl info`'s fields in xl's order (xl_info.c output_*)."""

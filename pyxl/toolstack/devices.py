@@ -71,8 +71,10 @@ def _write_dir(xs: XsConnection, t: int, base: str, kv: dict, perms: list[str] |
 
 
 def write_domain(xs: XsConnection, domid: int, name: str, uuid: str, max_memkb: int, target_memkb: int,
-                 vcpus: int, kernel: str, cmdline: str, start_time: float) -> None:
-    """The directories libxl__domain_make and libxl__build_post create."""
+                 vcpus: int, online: list[int], kernel: str, cmdline: str,
+                 start_time: float) -> None:
+    """The directories libxl__domain_make and libxl__build_post create;
+    cpu/N/availability of each of the VCPUS says whether N is in ONLINE."""
     dom = "/local/domain/%d" % domid
     vm = "/vm/%s" % uuid
     ro = ["n0", "r%d" % domid]           # dom0 owns, the guest may read
@@ -98,7 +100,7 @@ def write_domain(xs: XsConnection, domid: int, name: str, uuid: str, max_memkb: 
         xs.write(dom + "/memory/static-max", str(max_memkb), t)
         xs.write(dom + "/memory/target", str(target_memkb), t)
         for i in range(vcpus):
-            xs.write("%s/cpu/%d/availability" % (dom, i), "online", t)
+            xs.write("%s/cpu/%d/availability" % (dom, i), "online" if i in online else "offline", t)
         for k, v in (("type", "xenconsoled"), ("output", "pty"), ("limit", "1048576"),
                      ("tty", "/dev/pts/%d" % domid)):
             xs.write("%s/console/%s" % (dom, k), v, t)

@@ -38,7 +38,10 @@ _ON = {SHUTDOWN_POWEROFF: ("on_poweroff", "DESTROY"), SHUTDOWN_REBOOT: ("on_rebo
 
 def reap_loop(st: HostState) -> None:
     """The reaper thread: a domain process that ends has shut down or
-    crashed (Xen's VIRQ_DOM_EXC)."""
+    crashed (Xen's VIRQ_DOM_EXC).  It sleeps until a pidfd or its wake
+    pipe is readable, with no timer: every change to st.pidfds writes the
+    pipe (spawn.spawn, persist.adopt, teardown.kill, and the
+    daemon's stop), and died(), the only other change, runs here."""
     import selectors
 
     sel = selectors.DefaultSelector()       # epoll: hundreds of pidfds, no FD_SETSIZE limit
@@ -63,7 +66,7 @@ def reap_loop(st: HostState) -> None:
                         watched[fd] = domid
                     except (OSError, ValueError, KeyError):
                         pass
-        for key, _ in sel.select(1.0):
+        for key, _ in sel.select():
             if key.fd == st.wake_r:
                 try:
                     os.read(st.wake_r, 4096)

@@ -36,6 +36,12 @@ def current_memkb(st: HostState, dom: Domain) -> int:
     return dom.target_memkb if kb is None else kb
 
 
+def free_memory_kb(st: HostState) -> int:
+    """libxl_get_physinfo's free memory: the host's less what each domain
+    holds (current_memkb), so a guest's balloon gives back to the host."""
+    return st.table.free_kb(lambda d: current_memkb(st, d))
+
+
 # -- memory ------------------------------------------------------------------
 def _dom0_memory(st: HostState, base: str) -> None:
     """libxl__fill_dom0_memory_info: dom0's target and static-max from its

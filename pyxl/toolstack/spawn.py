@@ -14,12 +14,14 @@ import sys
 import threading
 import uuid as uuidlib
 
+from pyxl.hypervisor import sched
 from pyxl.hypervisor.domain import HVM_MAX_VCPUS, MAX_VIRT_CPUS, Domain, guest_cmdline, \
     pid_start_time
 from pyxl.fsutil import open_append
 from pyxl.hypervisor.xenstore import payload_fits
 from pyxl.toolstack import devices, teardown
 from pyxl.toolstack.errors import Fault
+from pyxl.toolstack.resources import free_memory_kb
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
@@ -84,7 +86,7 @@ def create(st: HostState, config: dict, config_file: str = "", config_text: str 
             except Fault:
                 raise Fault("VTPM_BACKEND_MISSING", backend=be) from None
         # xl's freemem(): does it fit?
-        if st.table.free_kb() < max_memkb + MAXMEM_SLACK_KB:
+        if free_memory_kb(st) < max_memkb + MAXMEM_SLACK_KB:
             raise Fault("NOMEM")
         domid = st.table.allocate_domid()
         # XEN_DOMCTL_createdomain: arch_sanitise_domain_config's limit
@@ -115,6 +117,10 @@ def create(st: HostState, config: dict, config_file: str = "", config_text: str 
         dom = Domain(domid, name, uuid, max_memkb, target_memkb, vcpus, kernel=kernel,
                      config=config, config_text=config_text, config_file=config_file)
         dom.monitored = monitor
+        # libxl__build_post: cpu/N/availability "online" for the vcpus in
+        # avail_vcpus (all of them unless vcpus= is below maxvcpus=)
+        if avail and set(range(vcpus)) - set(avail):
+            dom.vcpus_online = sorted(v for v in set(avail) if v < vcpus)
         st.table.domains[domid] = dom
         try:
             st.hv.domain_created(domid, name=name, home=False,
@@ -166,11 +172,12 @@ def _either(value: int | None, default: int) -> int:
 
 def write_xenstore(st: HostState, dom: Domain) -> None:
     """libxl__domain_make's and the devices' xenstore entries (written
-    again for each domain a restarted daemon adopts, with what mem-set and
-    mem-max wrote since)."""
+    again for each domain a restarted daemon adopts, with what mem-set,
+    mem-max and vcpu-set wrote since)."""
     devices.write_domain(st.xs, dom.domid, dom.name, dom.uuid,
                          _either(dom.mem_static_max_kb, dom.max_memkb),
-                         _either(dom.mem_target_kb, dom.target_memkb), dom.vcpus, dom.kernel,
+                         _either(dom.mem_target_kb, dom.target_memkb), dom.vcpus,
+                         sched.online(dom), dom.kernel,
                          cfg(dom.config, "b_info", "cmdline", default="") or "", dom.created)
     for disk in dom.config.get("disks") or []:
         devid = devices.vdev_to_devid(disk.get("vdev", ""))

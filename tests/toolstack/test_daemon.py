@@ -274,3 +274,42 @@ def test_a_daemon_that_dies_before_it_is_ready_is_reported_at_once(host):
     assert p.stderr == ("pyxl: could not start the pyxl daemon: exit status 1 (see %s)\n"
                         % Paths(host.root).daemon_log)
     assert "PYXL_HWTPM" in Path(Paths(host.root).daemon_log).read_text()
+
+
+def test_reaper_sees_every_change_without_a_timer(host):
+    """The reaper (monitor.reap_loop) sleeps with no timeout: each event
+    below reaches it only through a domain's pidfd or its wake pipe, so a
+    path that changed the watched pidfds without waking it would leave the
+    event unhandled (the waits below would time out)."""
+    def booted(name):
+        host.wait_for(lambda: "login:" in host.console_log(name), what="%s boots" % name)
+
+    def pid_of(name):
+        return domain_pids(host.root)[host.domains()[name]["domid"]]
+
+    # a new domain's pidfd (spawn), then its shutdown: on_poweroff destroys it
+    assert host.create("a").returncode == 0
+    booted("a")
+    assert host.run("shutdown", "-w", "a").returncode == 0
+    host.wait_for(lambda: "a" not in host.domains(), what="a destroyed after its shutdown")
+    # a crash: the domain's process killed; on_crash=preserve keeps it listed
+    assert host.create("b", on_crash="preserve").returncode == 0
+    os.kill(pid_of("b"), signal.SIGKILL)
+    host.wait_for(lambda: host.domains()["b"]["state"] == "---sc-", what="b's crash")
+    # destroy (teardown.kill drops the pidfd), then a domain made after it
+    assert host.create("c").returncode == 0
+    assert host.run("destroy", "c").returncode == 0
+    assert host.create("d", on_reboot="restart").returncode == 0
+    booted("d")
+    old = host.domains()["d"]["domid"]
+    # a reboot: the restarted domain's new pidfd is watched too
+    assert host.run("reboot", "d").returncode == 0
+    host.wait_for(lambda: host.domains().get("d", {}).get("domid", old) != old, what="d's restart")
+    os.kill(pid_of("d"), signal.SIGKILL)
+    host.wait_for(lambda: "d" not in host.domains(), what="the restarted d's crash")
+    # an adopted domain's pidfd (a restarted daemon)
+    assert host.create("e").returncode == 0
+    kill_daemon(host)
+    assert host.run("list").returncode == 0
+    os.kill(pid_of("e"), signal.SIGKILL)
+    host.wait_for(lambda: "e" not in host.domains(), what="the adopted e's crash")

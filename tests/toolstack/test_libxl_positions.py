@@ -247,6 +247,15 @@ OTHER_SITES = {
     ("libxl_remus.c", "libxl__remus_setup"): "Remus: No support for network buffering",
     # cli/info.py: `uptime N` for a number naming no domain (print_domU_uptime)
     ("libxl_domain.c", "libxl_vm_get_start_time"): "Can't get start time of domain",
+    # cli/migrate.py remus: libxl_no_colo.c libxl__colo_save_setup 42;
+    # libxl_checkpoint_device.c device_setup_iterate 153; libxl_remus.c
+    # remus_setup_done 134, libxl__remus_teardown 168
+    ("libxl_no_colo.c", "libxl__colo_save_setup"): "COLO is not supported",
+    ("libxl_checkpoint_device.c", "device_setup_iterate"):
+        "device not handled by checkpoint (device=%s:%d/%d)",
+    ("libxl_remus.c", "remus_setup_done"): "Remus: failed to setup device, rc %d",
+    ("libxl_remus.c", "libxl__remus_teardown"):
+        "Remus: Domain suspend terminated with rc %d, teardown Remus devices...",
 }
 
 

@@ -100,6 +100,24 @@ def test_mem_set_balloons_the_guest_and_list_follows(host):
     host.wait_for(lambda: _mem(host, "web") == 128, what="the balloon to grow to 128 MiB")
 
 
+def test_free_memory_follows_the_balloon(host):
+    """libxl_get_physinfo's free_pages is Xen's count of pages no domain
+    holds (page_alloc.c total_avail_pages): a guest ballooning from 96 MiB
+    down to 64 gives the host 32 MiB, and destroying it gives back the 64
+    it still held."""
+    def free():
+        return int(dict(ln.split(" : ", 1) for ln in host.run("info").stdout.splitlines())
+                   ["free_memory           "])
+
+    _guest(host, "web", memory=96)
+    before = free()
+    assert host.run("mem-set", "web", "64m").returncode == 0
+    host.wait_for(lambda: _mem(host, "web") == 64, what="the balloon to shrink to 64 MiB")
+    assert free() == before + (96 - 64)
+    assert host.run("destroy", "web").returncode == 0
+    assert free() == before + 96
+
+
 def test_dom0_target_has_libxls_floor(host):
     """libxl_set_memory_target: dom0's new target below LIBXL_MIN_DOM0_MEM
     (128 MiB) is refused (libxl_mem.c:287; no "Domain 0:" prefix: libxl__logv
@@ -465,3 +483,60 @@ def test_ballooned_size_survives_a_daemon_restart(host):
     host.wait_for(lambda: host.run("xenstore-read", "/local/domain/%d/control/feature-poweroff"
                                    % domid).stdout == "1\n", what="the guest to reconnect")
     assert _mem(host, "web") == 64
+
+
+def test_vcpu_availability_survives_a_daemon_restart(host):
+    """What vcpu-set wrote (cpu/N/availability, libxl_domain.c
+    libxl__set_vcpuonline_xenstore) outlives the toolstack on Xen: a daemon
+    SIGKILLed after `vcpu-set web 1` and restarted lists vcpu 1 offline
+    still, writes "offline" again when it rebuilds the domain's xenstore
+    directory, and the guest's cpu_hotplug.c, reading it as it reconnects,
+    keeps the vcpu down (its /proc/cpuinfo shows processor 0 alone)."""
+    import pexpect
+
+    from ts_host import kill_daemon
+
+    domid = _guest(host, "web", vcpus=2)
+    assert host.run("vcpu-set", "web", "1").returncode == 0
+    host.wait_for(lambda: "smpboot: CPU 1 is now offline" in host.console_log("web"),
+                  what="the guest to take vcpu 1 offline")
+    before = {k: v[1:] for k, v in _vcpus(host, "web").items()}    # not the CPU column
+    assert before[("web", 1)] == ("--p", "all", "all")
+    kill_daemon(host)
+    assert {k: v[1:] for k, v in _vcpus(host, "web").items()} == before
+    assert _xs(host, "/local/domain/%d/cpu/1/availability" % domid) == "offline"
+    host.wait_for(lambda: host.run("xenstore-read", "/local/domain/%d/control/feature-poweroff"
+                                   % domid).stdout == "1\n", what="the guest to reconnect")
+    child = pexpect.spawn(host.pyxl_cmd[0], host.pyxl_cmd[1:] + ["console", "web"],
+                          env=host.env, timeout=15, encoding="utf-8")
+    try:
+        # until the guest's shell answers (the quotes keep the answer apart
+        # from the line's echo): what is typed before the console client is
+        # attached does not reach the guest
+        host.wait_for(lambda: child.send("echo 'sh''ell'\r")
+                      and child.expect(["shell\r\n", pexpect.TIMEOUT], timeout=1) == 0,
+                      what="the guest's shell")
+        child.send("cat /proc/cpuinfo\r")
+        expect(child, "processor", host)
+        expect(child, r"root@web:~# ", host)
+        assert re.findall(r"processor\t: (\d+)", "processor" + child.before) == ["0"]
+    finally:
+        child.send("\x1d")
+        child.close()
+
+
+def test_vcpus_below_maxvcpus_start_offline(host):
+    """libxl_dom.c libxl__build_post writes cpu/N/availability "offline"
+    for each vcpu not in avail_vcpus (vcpus=1, maxvcpus=2: vcpu 1), and the
+    guest's cpu_hotplug.c (setup_cpu_watcher) takes it down at boot."""
+    cfg = host.config("web", memory=96)
+    cfg["b_info"]["max_vcpus"] = 2
+    cfg["b_info"]["avail_vcpus"] = [0]
+    p = host.create("web", cfg=cfg)
+    assert p.returncode == 0, p.stderr
+    domid = host.domains()["web"]["domid"]
+    assert _xs(host, "/local/domain/%d/cpu/1/availability" % domid) == "offline"
+    assert _xs(host, "/local/domain/%d/cpu/0/availability" % domid) == "online"
+    assert _vcpus(host, "web")[("web", 1)][:2] == ("-", "--p")
+    host.wait_for(lambda: "smpboot: CPU 1 is now offline" in host.console_log("web"),
+                  what="the guest to take vcpu 1 offline")

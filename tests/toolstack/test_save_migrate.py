@@ -69,22 +69,27 @@ def _receiver(host) -> str:
 
 @pytest.mark.slow
 def test_save_and_migrate_time_out_as_xl_does_and_leave_the_domain_running(host, tmp_path):
-    """Both wait libxl's 60 s for the acknowledgement at the same time."""
+    """All wait libxl's 60 s for the acknowledgement at the same time;
+    remus -F -n -b of a domain without disks gets as far as its first
+    checkpoint (libxl__remus_setup, then libxl__domain_save)."""
     import json
     import struct
     import subprocess
 
-    for name in ("sv", "mg", "ak"):
+    for name in ("sv", "mg", "ak", "rm"):
         assert host.create(name).returncode == 0
     doms = host.domains()
-    sv, mg, ak = doms["sv"]["domid"], doms["mg"]["domid"], doms["ak"]["domid"]
-    for name in ("sv", "mg", "ak"):
+    sv, mg, ak, rm = (doms[n]["domid"] for n in ("sv", "mg", "ak", "rm"))
+    for name in ("sv", "mg", "ak", "rm"):
         host.wait_for(lambda: "login:" in host.console_log(name), what="boot")
     out = tmp_path / "sv.save"
     t0 = time.monotonic()
     save = subprocess.Popen(host.pyxl_cmd + ["save", "sv", str(out)], env=host.env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     mig = subprocess.Popen(host.pyxl_cmd + ["migrate", "-s", "", "mg", _receiver(host)],
+                           env=host.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    rem = subprocess.Popen(host.pyxl_cmd + ["remus", "-F", "-n", "-b", "rm", "ignored"],
                            env=host.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True)
     # "ak": the test acknowledges for its guest (as mini-os acknowledges any
@@ -100,6 +105,7 @@ def test_save_and_migrate_time_out_as_xl_does_and_leave_the_domain_running(host,
     s_out, s_err = save.communicate(timeout=150)
     m_out, m_err = mig.communicate(timeout=150)
     a_out, a_err = ak_save.communicate(timeout=150)
+    r_out, r_err = rem.communicate(timeout=150)
     assert time.monotonic() - t0 >= 60          # libxl's own wait, not shortened
     assert (ak_save.returncode, a_out) == (1, "")
     assert a_err.splitlines()[1:] == [
@@ -148,10 +154,19 @@ def test_save_and_migrate_time_out_as_xl_does_and_leave_the_domain_running(host,
                         lines[-2]), m_err
     assert lines[-1] == "Migration failed, failed to suspend at sender."
 
+    # remus: the save's failure, then libxl__remus_teardown (at warning),
+    # whose remus_teardown_done completes with the teardown's rc (0): so
+    # not "Failed to suspend domain at primary." but a resume
+    assert (rem.returncode, r_out) == (1, "")
+    assert r_err.splitlines() == _suspend_failure(rm) + [
+        "libxl: warning: libxl_remus.c:168:libxl__remus_teardown: Domain %d:Remus: Domain"
+        " suspend terminated with rc -8, teardown Remus devices..." % rm,
+        "Remus: Backup failed? resuming domain at primary."] + _resume_failure(rm)
+
     # what is left: both domains running, never paused, the requests cancelled
     doms = host.domains()
     assert doms["ak"]["reason"] is None
-    for name, domid in (("sv", sv), ("mg", mg)):
+    for name, domid in (("sv", sv), ("mg", mg), ("rm", rm)):
         assert doms[name]["reason"] is None and not doms[name]["paused"]
         assert host.run("xenstore-read", "/local/domain/%d/control/shutdown" % domid
                         ).stdout == "\n"
@@ -202,11 +217,80 @@ def test_remus_stops_at_libxls_first_check(host):
     assert (p.returncode, p.stderr) == (0, "libxl: error: libxl_dom.c:37:libxl__domain_type:"
                                            " unable to get domain type for domid=99\n"
                                            "Remus: Primary domain has been destroyed.\n")
-    # past libxl's refusals replication would begin: not carried out
-    p = host.run("remus", "-F", "-n", "vm", "ignored")
-    assert (p.returncode, p.stderr) == (
-        1, "pyxl: command remus is not available on the simulated host\n")
+    # COLO (-c): Debian's libxenlight is built with libxl_no_colo.c
+    p = host.run("remus", "-c", "-u", "-s", "", "vm", _receiver(host) + " --colo")
+    assert p.returncode == 1
+    assert _subsequence(p.stderr.splitlines(), [
+        "libxl: error: libxl_no_colo.c:42:libxl__colo_save_setup: Domain %d:COLO is not"
+        " supported" % domid, "COLO: Backup failed? resuming domain at primary."]
+        + _resume_failure(domid)), p.stderr
     assert host.domains()["vm"]["reason"] is None
+
+
+def _xl_oracle(*args):
+    import subprocess
+
+    from oracle.xl import XL, _need_xl, xl_env
+
+    _need_xl()
+    return subprocess.run([XL, *args], env=xl_env(), capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=60)
+
+
+@pytest.mark.peer("xl")
+def test_remus_colo_checks_are_xls(host):
+    """main_remus's perror lines for -c, compared with the real xl on the
+    same domain id: what errno xl's earlier calls left is its own."""
+    assert host.create("vm").returncode == 0
+    domid = str(host.domains()["vm"]["domid"])
+    for args in (["-c", "-b"], ["-c", "-n"], ["-c", "-i", "20"], ["-c", "-d"]):
+        xl = _xl_oracle("remus", *args, domid, "h")
+        p = host.run("remus", *args, domid, "h")
+        assert (p.returncode, p.stdout, p.stderr) == (xl.returncode, xl.stdout, xl.stderr), args
+    # the first line, after which the real xl goes on to a Xen it cannot reach
+    xl = _xl_oracle("remus", "-c", domid, "h")
+    p = host.run("remus", "-c", "-s", "", domid, _receiver(host) + " --colo")
+    assert p.stderr.splitlines()[0] == xl.stderr.splitlines()[0]
+    assert p.returncode == 1
+
+
+def test_remus_without_netbuf_needs_drbd_disks(host, tmp_path):
+    """libxl__remus_setup with -F -n: each disk (unless -d) is asked of
+    block-drbd-probe (libxl_remus_disk_drbd.c match_async_exec, with xl's
+    stdio); a file is no DRBD device, its exit status is logged
+    (libxl_aoutils.c async_exec_done), no other checkpoint ops take a vbd
+    (libxl_checkpoint_device.c device_setup_iterate), setup fails before
+    the guest is asked anything, and xl resumes the domain."""
+    import subprocess
+
+    from pyxl.cli.migrate import DRBD_PROBE
+
+    img = tmp_path / "disk.img"
+    img.write_bytes(bytes(1 << 20))
+    cfg = host.config("vm", disks=[{"pdev_path": str(img), "vdev": "xvda", "format": "raw",
+                                    "readwrite": 1}])
+    assert host.create("vm", cfg=cfg).returncode == 0
+    domid = host.domains()["vm"]["domid"]
+    probe = subprocess.run([DRBD_PROBE, str(img)], capture_output=True, text=True)
+    assert probe.returncode != 0
+    p = host.run("remus", "-F", "-n", "-b", "vm", "ignored")
+    assert (p.returncode, p.stdout) == (1, probe.stdout)
+    lines = p.stderr.splitlines()
+    n = len(probe.stderr.splitlines())
+    assert lines[:n] == probe.stderr.splitlines()
+    assert re.fullmatch(r"libxl: error: libxl_exec\.c:117:libxl_report_child_exitstatus: "
+                        + re.escape("%s %s" % (DRBD_PROBE, img))
+                        + r" \[\d+\] exited with error status %d" % probe.returncode,
+                        lines[n]), p.stderr
+    # xvda: 202 << 8 (libxl__device_disk_dev_number); ERROR_CHECKPOINT_DEVICE_NOT_SUPPORTED
+    assert lines[n + 1:] == [
+        "libxl: error: libxl_checkpoint_device.c:153:device_setup_iterate: device not handled"
+        " by checkpoint (device=vbd:0/51712)",
+        "libxl: error: libxl_remus.c:134:remus_setup_done: Domain %d:Remus: failed to setup"
+        " device, rc -19" % domid,
+        "Remus: Backup failed? resuming domain at primary."] + _resume_failure(domid)
+    assert host.run("xenstore-read", "/local/domain/%d/control/shutdown" % domid
+                    ).stdout == "\n"
 
 
 def test_save_to_a_file_it_cannot_open_asks_the_guest_nothing(host, tmp_path):

@@ -370,6 +370,7 @@ class Guest:
                 self._advertise()
                 for path, token in _WATCHES:
                     xen.watch(path, token)
+                self._vcpus_as_set(xen)
                 break
             except OSError:
                 if not xen.closed:
@@ -428,6 +429,13 @@ class Guest:
             self.klog("smpboot: CPU %d is now offline" % cpu)
         elif state == "online" and cpu not in self.cpus_online:
             self.cpus_online.add(cpu)
+
+    def _vcpus_as_set(self, xen: XenInterface) -> None:
+        """cpu_hotplug.c setup_cpu_watcher: once its watch is registered,
+        every possible vcpu whose cpu/N/availability says "offline" is taken
+        down (what vcpu-set wrote before the guest was watching)."""
+        for cpu in range(1, self.dom.vcpus):
+            self.vcpu_hotplug("cpu/%d" % cpu, xen)
 
     def balloon(self, target: str) -> None:
         """balloon.c watch_target: the target (kB) becomes the reservation the

@@ -11,7 +11,7 @@ from pyxl.hypervisor import sched
 from pyxl.toolstack import control, monitor, protocol, spawn, teardown, vtpm
 from pyxl.toolstack.errors import Fault
 from pyxl.toolstack.ops import Op, libxl_json
-from pyxl.toolstack.resources import current_memkb
+from pyxl.toolstack.resources import current_memkb, free_memory_kb
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def _list(d: Daemon, a: dict[str, Any]) -> Any:
 def _info(d: Daemon, a: dict[str, Any]) -> Any:
     st = d.state
     with st.lock:
-        return {"lines": st.host.info_lines(st.table.free_kb())}
+        return {"lines": st.host.info_lines(free_memory_kb(st))}
 
 
 def _create(d: Daemon, a: dict[str, Any]) -> Any:
