@@ -3,9 +3,7 @@
 Where xl's answer on a host lacking the feature is well defined, it is given
 here exactly: no FLASK security module (getenforce, setenforce, loadpolicy),
 no pciback driver (pci-assignable-list), no hypervisor file system
-(set-parameters).  Every other command pyxl cannot yet
-carry out says so in one line naming the command, exit 1, after xl's own
-argument checks (def_getopt) have passed.
+(set-parameters).
 """
 
 from __future__ import annotations
@@ -24,22 +22,6 @@ def _err(text: str) -> None:
     sys.stdout.flush()
     sys.stderr.write(text)
     sys.stderr.flush()
-
-
-def unavailable(opts: Opts | None, args: list[str]) -> int:
-    from pyxl.cli.main import Globals
-
-    _err("pyxl: command %s is not available on the simulated host\n" % Globals.command)
-    return 1
-
-
-def button_press(opts: None, args: list[str]) -> int:
-    """main_button_press (xl_misc.c): the deprecation warning comes first."""
-    from pyxl.cli import table, xlopt
-
-    _err('WARNING: "button-press" is deprecated. Please use "trigger"\n')
-    got, rest = xlopt.def_getopt(table.BY_NAME["button-press"], args)
-    return unavailable(got, rest)
 
 
 # Xen without FLASK answers every xsm_op with -ENOSYS (xen/include/xsm/dummy.h
