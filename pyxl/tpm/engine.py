@@ -39,6 +39,7 @@ from .structures import (TPM_DELEGATE_PUBLIC, TPM_KEY, TPM_KEY12, AnyKey, TPM_KE
                          TPM_STCLEAR_FLAGS, TPM_STORE_PUBKEY, TPMBadValue, TPMStructError)
 
 if TYPE_CHECKING:
+    from .commands.daa import DAASession
     from .transport import TransportSession
 
 log = logging.getLogger(__name__)
@@ -410,7 +411,8 @@ class TPM:
         self._last_dump: bytes | None = None
         self._dirty = True
         self.internal_errors = 0                 # handler bugs turned into TPM_FAIL
-        self.daa_bases: dict = {}                # commands/daa.py: fixed-base tables (a cache)
+        # commands/daa.py: fixed-base tables (a cache), (x, n) -> (x^(2^(5i)), x^(-2^(5i)))
+        self.daa_bases: dict[tuple[int, int], tuple[list[int], list[int] | None] | None] = {}
         self._lock = threading.RLock()           # one command at a time, as on a chip
         self._power_off()
 
@@ -423,7 +425,7 @@ class TPM:
         self.sessions: dict[int, Session] = {}
         # loaded keys; owner-evict keys stay loaded through every power cycle
         self.keys: dict[int, LoadedKey] = dict(self.perm.evict_keys)
-        self.sha1_ctx = None
+        self.sha1_ctx: hashlib._Hash | None = None
         self.sha1_done = False
         self.disable_reset_lock = False
         self.lockout_since: float | None = None
@@ -439,7 +441,7 @@ class TPM:
         self.owner_reference: int = C.TPM_KH_OWNER      # SetOwnerPointer (TPM_STCLEAR_DATA)
         self.transports: dict[int, TransportSession] = {}                    # transHandle -> TransportSession
         self.transport_exclusive = 0                    # handle of the exclusive session
-        self.daa_sessions: dict = {}                    # daaHandle -> commands/daa.DAASession
+        self.daa_sessions: dict[int, DAASession] = {}   # daaHandle -> commands/daa.DAASession
 
     def power_on(self, startup: str | None = "clear") -> int:
         """TPM_Init followed by TPM_Startup(startup), as vtpm-stubdom does.

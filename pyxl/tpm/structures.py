@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import operator
 from dataclasses import dataclass, field
-from typing import Annotated, ClassVar, Iterable, NamedTuple
+from typing import TYPE_CHECKING, Annotated, ClassVar, Iterable, NamedTuple
 
 from . import constants as C
 from .crypto import sha1
@@ -304,7 +304,10 @@ class AnyKey(TPMStruct):
     libtpms keeps both in one TPM_KEY struct (tpm_key.c), the 1.2 blob's tag
     and fill where the 1.1 blob has its version.  Not a structure itself."""
 
-    __slots__ = ()
+    if not TYPE_CHECKING:
+        # the fields below are the subclasses' slots: mypy, seeing an empty
+        # __slots__ here, would refuse every assignment to them through AnyKey
+        __slots__ = ()
     is_key12: ClassVar[bool] = False
     keyUsage: int
     keyFlags: int

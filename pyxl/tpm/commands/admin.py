@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 from .. import constants as C
 from ..crypto import random_bytes, sha1
@@ -12,17 +13,21 @@ from ..marshal import Writer
 from ..state import restore_volatile, save_volatile
 from ..structures import TPM_CURRENT_TICKS, TPM_STCLEAR_FLAGS
 
+if TYPE_CHECKING:
+    from ..engine import Ctx, TPM
+    from ..marshal import Reader
+
 SELF_TEST_RESULT = b"Success\x00"     # what the Berlios emulator reports
 
 
-def self_test_result(tpm) -> bytes:
+def self_test_result(tpm: TPM) -> bytes:
     """libtpms reports its test state (1 limited, 2 full operation) as text."""
     if tpm.identity.berlios:
         return SELF_TEST_RESULT
     return b"Shutdown %08x\n" % (2 if tpm.test_done else 1)
 
 
-def startup_clear(tpm) -> None:
+def startup_clear(tpm: TPM) -> None:
     ff = tpm.identity.pcrs_ff_at_startup
     tpm.pcrs = [b"\xff" * 20 if i in ff else bytes(20)
                 for i in range(C.TPM_NUM_PCR)]
@@ -40,7 +45,7 @@ def startup_clear(tpm) -> None:
 
 
 @command(C.TPM_ORD_Startup)
-def Startup(tpm, ctx, r):
+def Startup(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     """TPM_Startup, checked as libtpms's TPM_Process_Startup checks it: the
     parameter, the tag and leftover bytes first, then a second start-up is
     TPM_INVALID_POSTINIT.  Whatever the outcome, the TPM has left its
@@ -77,34 +82,34 @@ def Startup(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_SaveState)
-def SaveState(tpm, ctx, r):
+def SaveState(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T0, CHECK_BASIC)
     tpm.saved = save_volatile(tpm)
     return b""
 
 
 @command(C.TPM_ORD_SelfTestFull)
-def SelfTestFull(tpm, ctx, r):
+def SelfTestFull(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T0, CHECK_BASIC)
     tpm.test_done = True
     return b""
 
 
 @command(C.TPM_ORD_ContinueSelfTest)
-def ContinueSelfTest(tpm, ctx, r):
+def ContinueSelfTest(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T0, CHECK_BASIC)
     tpm.test_done = True
     return b""
 
 
 @command(C.TPM_ORD_GetTestResult)
-def GetTestResult(tpm, ctx, r):
+def GetTestResult(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T0, CHECK_NO_LOCKOUT)
     return Writer().sized32(self_test_result(tpm)).getvalue()
 
 
 @command(C.TPM_ORD_GetRandom)
-def GetRandom(tpm, ctx, r):
+def GetRandom(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     n = r.u32()
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     n = min(n, tpm.identity.max_random)
@@ -112,7 +117,7 @@ def GetRandom(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_StirRandom)
-def StirRandom(tpm, ctx, r):
+def StirRandom(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     data = r.sized32("inData")
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     if len(data) > 255:
@@ -121,14 +126,14 @@ def StirRandom(tpm, ctx, r):
     return b""   # the OS generator needs no stirring
 
 
-def current_ticks(tpm) -> TPM_CURRENT_TICKS:
+def current_ticks(tpm: TPM) -> TPM_CURRENT_TICKS:
     """Microseconds since start-up; the nonce changes with every power cycle."""
     ticks = int((tpm.clock() - tpm.boot_time) * 1_000_000)
     return TPM_CURRENT_TICKS(ticks, 1, tpm.tick_nonce)
 
 
 @command(C.TPM_ORD_GetTicks)
-def GetTicks(tpm, ctx, r):
+def GetTicks(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     return current_ticks(tpm).to_bytes()
 
@@ -139,14 +144,14 @@ SHA1_MAX_BYTES = 2048
 
 
 @command(C.TPM_ORD_SHA1Start)
-def SHA1Start(tpm, ctx, r):
+def SHA1Start(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T0, CHECK_BASIC)
     tpm.sha1_ctx = hashlib.sha1()
     return Writer().u32(SHA1_MAX_BYTES).getvalue()
 
 
 @command(C.TPM_ORD_SHA1Update)
-def SHA1Update(tpm, ctx, r):
+def SHA1Update(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     data = r.sized32("hashData")
     ctx.start(r, T0, CHECK_BASIC)
     if tpm.sha1_ctx is None:
@@ -158,7 +163,7 @@ def SHA1Update(tpm, ctx, r):
     return b""
 
 
-def _finish_sha1(tpm, data: bytes) -> bytes:
+def _finish_sha1(tpm: TPM, data: bytes) -> bytes:
     """libtpms TPM_SHA1CompleteCommon: the size first, then the thread."""
     if len(data) > 64:
         tpm.sha1_ctx = None
@@ -172,14 +177,14 @@ def _finish_sha1(tpm, data: bytes) -> bytes:
 
 
 @command(C.TPM_ORD_SHA1Complete)
-def SHA1Complete(tpm, ctx, r):
+def SHA1Complete(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     data = r.sized32("hashData")
     ctx.start(r, T0, CHECK_BASIC)
     return _finish_sha1(tpm, data)
 
 
 @command(C.TPM_ORD_SHA1CompleteExtend)
-def SHA1CompleteExtend(tpm, ctx, r):
+def SHA1CompleteExtend(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     idx = r.u32()
     data = r.sized32("hashData")
     ctx.start(r, T0, CHECK_BASIC)

@@ -11,6 +11,8 @@ default."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import constants as C
 from ..crypto import sha1
 from ..engine import CHECK_ALL, CHECK_ALLOW_NO_OWNER, T0, T1, T10, TPMError, command
@@ -18,6 +20,11 @@ from ..marshal import Writer
 from ..structures import (TPM_AUDIT_EVENT_IN, TPM_AUDIT_EVENT_OUT, TPM_COUNTER_VALUE,
                           TPM_SIGN_INFO)
 from .keys import sign_key
+
+if TYPE_CHECKING:
+    from ..engine import Ctx, TPM
+    from ..identity import Identity
+    from ..marshal import Reader
 
 O = C.TPM_ORD
 DEFAULT_AUDITED = frozenset({
@@ -33,16 +40,16 @@ NOT_AUDITABLE = frozenset({O.TPM_ORD_GetAuditDigest, O.TPM_ORD_GetAuditDigestSig
                            O.TPM_ORD_GetOrdinalAuditStatus})
 
 
-def default_audited(identity) -> set[int]:
+def default_audited(identity: Identity) -> set[int]:
     """The audited ordinals of a new (or cleared) TPM: none on the Xen vTPM."""
     return set(DEFAULT_AUDITED) if identity.audit_by_default else set()
 
 
-def _counter(tpm) -> TPM_COUNTER_VALUE:
+def _counter(tpm: TPM) -> TPM_COUNTER_VALUE:
     return TPM_COUNTER_VALUE(bytes(4), tpm.perm.audit_counter)
 
 
-def audit(tpm, ctx, out: bytes) -> None:
+def audit(tpm: TPM, ctx: Ctx, out: bytes) -> None:
     """Extend the audit digest for a successful audited command."""
     if tpm.audit_digest == bytes(20):
         tpm.perm.audit_counter += 1          # a new chain starts
@@ -64,12 +71,12 @@ def audit(tpm, ctx, out: bytes) -> None:
         tpm.audit_digest = sha1(tpm.audit_digest, event_out.to_bytes())
 
 
-def _ord_list(tpm, start: int = 0) -> bytes:
+def _ord_list(tpm: TPM, start: int = 0) -> bytes:
     return b"".join(o.to_bytes(4, "big") for o in sorted(tpm.perm.audited) if o >= start)
 
 
 @command(C.TPM_ORD_GetAuditDigest)
-def GetAuditDigest(tpm, ctx, r):
+def GetAuditDigest(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     start = r.u32()
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     return (_counter(tpm).to_bytes() + tpm.audit_digest + b"\x00"
@@ -77,7 +84,7 @@ def GetAuditDigest(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_GetAuditDigestSigned)
-def GetAuditDigestSigned(tpm, ctx, r):
+def GetAuditDigestSigned(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     handle = r.u32()
     ctx.mark(r)
     close = r.bool()
@@ -99,7 +106,7 @@ def GetAuditDigestSigned(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_SetOrdinalAuditStatus)
-def SetOrdinalAuditStatus(tpm, ctx, r):
+def SetOrdinalAuditStatus(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ordinal = r.u32()
     state = r.bool()
     ctx.start(r, T1, CHECK_ALL)

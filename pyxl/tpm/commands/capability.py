@@ -8,7 +8,7 @@ identity's behaviour family decides (identity.py).
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .. import constants as C
 from ..engine import (CHECK_ALL, CHECK_BASIC, CHECK_NO_LOCKOUT, COMMANDS, T0, T1, T10, TPM,
@@ -22,6 +22,11 @@ from ..engine import LOCKOUT_THRESHOLD
 from .counter import MAX_COUNTERS
 from .delegate import DELEGATE_ROWS, FAMILY_ROWS
 
+if TYPE_CHECKING:
+    from typing import Iterable
+
+    from ..engine import Ctx
+
 NV_TOTAL = 4096          # bytes of NV the emulator offers
 MAX_CONTEXTS = 16       # saved session contexts (context.MAX_SAVED_SESSIONS)
 
@@ -30,11 +35,11 @@ def _u32(v: int) -> bytes:
     return v.to_bytes(4, "big")
 
 
-def _bool(v) -> bytes:
+def _bool(v: object) -> bytes:
     return b"\x01" if v else b"\x00"
 
 
-def version(tpm) -> TPM_VERSION:
+def version(tpm: TPM) -> TPM_VERSION:
     return TPM_VERSION(*tpm.identity.version)
 
 
@@ -45,11 +50,11 @@ def _version_bytes(v: tuple[int, int, int, int]) -> bytes:
     return TPM_VERSION(*v).to_bytes()
 
 
-def _free_sessions(tpm) -> int:
+def _free_sessions(tpm: TPM) -> int:
     return tpm.identity.max_sessions - len(tpm.sessions)
 
 
-def _nv_available(tpm) -> int:
+def _nv_available(tpm: TPM) -> int:
     return max(0, NV_TOTAL - sum(a.pub.dataSize for a in tpm.perm.nv.values()))
 
 
@@ -90,14 +95,14 @@ PROPERTIES: dict[int, Callable[[TPM], bytes]] = {
 }
 
 
-def _property(tpm, prop: int) -> bytes:
+def _property(tpm: TPM, prop: int) -> bytes:
     f = PROPERTIES.get(prop)
     if f is None:
         raise TPMError(C.TPM_BAD_MODE)
     return f(tpm)
 
 
-def _handle_list(handles) -> bytes:
+def _handle_list(handles: Iterable[int]) -> bytes:
     return TPM_KEY_HANDLE_LIST(sorted(handles)).to_bytes()
 
 
@@ -107,7 +112,7 @@ def _sub32(sub: bytes) -> int:
     return int.from_bytes(sub, "big")
 
 
-def check_loaded(tpm, parms: TPM_KEY_PARMS) -> bool:
+def check_loaded(tpm: TPM, parms: TPM_KEY_PARMS) -> bool:
     if parms.algorithmID != C.TPM_ALG_RSA or len(tpm.keys) >= tpm.identity.max_keys:
         return False
     if not tpm.identity.berlios:
@@ -119,7 +124,7 @@ def check_loaded(tpm, parms: TPM_KEY_PARMS) -> bool:
     return rsa.keyLength <= 2048 and rsa.numPrimes == 2
 
 
-def da_info(tpm) -> bytes:
+def da_info(tpm: TPM) -> bytes:
     """TPM_DA_INFO, or TPM_DA_INFO_LIMITED when disableFullDALogicInfo is set
     (Part 2 21.7-21.8): one counter for every entity type, as in libtpms;
     the action at the threshold is a timeout, doubling with each failure."""
@@ -128,7 +133,9 @@ def da_info(tpm) -> bytes:
     if active:
         n = tpm.perm.auth_fail_count
         wait = 1 << min(n - LOCKOUT_THRESHOLD - 1, 31)
-        left = max(1, int(wait - (tpm.clock() - tpm.lockout_since)))
+        since = tpm.lockout_since
+        assert since is not None             # lockout_active() has set it
+        left = max(1, int(wait - (tpm.clock() - since)))
     state = C.TPM_DA_STATE_ACTIVE if active else C.TPM_DA_STATE_INACTIVE
     action = TPM_DA_ACTION_TYPE(C.TPM_DA_ACTION_TIMEOUT)
     if tpm.perm.flags.disableFullDALogicInfo:
@@ -145,20 +152,20 @@ _LIMITED_MODE_PROPS = {P.TPM_CAP_PROP_MANUFACTURER, P.TPM_CAP_PROP_DURATION,
                        P.TPM_CAP_PROP_TIS_TIMEOUT}
 
 
-def _nv_visible(tpm, index: int) -> bool:
+def _nv_visible(tpm: TPM, index: int) -> bool:
     # libtpms keeps the DIR register apart from the NV areas (authDIR)
     return tpm.identity.berlios or index != C.TPM_NV_INDEX_DIR
 
 
-def _trans_algs(tpm) -> tuple:
+def _trans_algs(tpm: TPM) -> tuple:
     return (C.TPM_ALG_MGF1,) if tpm.identity.berlios else (C.TPM_ALG_MGF1, C.TPM_ALG_AES128)
 
 
-def _adip_algs(tpm) -> tuple:
+def _adip_algs(tpm: TPM) -> tuple:
     return (C.TPM_ALG_XOR,) if tpm.identity.berlios else (C.TPM_ALG_XOR, C.TPM_ALG_AES128)
 
 
-def capability(tpm, cap: int, sub: bytes) -> bytes:
+def capability(tpm: TPM, cap: int, sub: bytes) -> bytes:
     A = C.TPM_CAPABILITY_AREA
     if not tpm.test_done and cap not in _LIMITED_MODE_CAPS and not (
             cap == A.TPM_CAP_PROPERTY and sub[:4] in [_u32(p) for p in _LIMITED_MODE_PROPS]):
@@ -261,7 +268,7 @@ def capability(tpm, cap: int, sub: bytes) -> bytes:
 
 
 @command(C.TPM_ORD_GetCapability)
-def GetCapability(tpm, ctx, r):
+def GetCapability(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     cap = r.u32()
     sub = r.sized32("subCap")
     ctx.start(r, T0, CHECK_NO_LOCKOUT)
@@ -269,7 +276,7 @@ def GetCapability(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_GetCapabilityOwner)
-def GetCapabilityOwner(tpm, ctx, r):
+def GetCapabilityOwner(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T1, CHECK_ALL)
     ctx.verify(0, tpm.perm.owner_auth, C.TPM_ET_OWNER)
     return (_version_bytes(tpm.identity.version) + _u32(tpm.perm.flags.as_word())
@@ -281,7 +288,7 @@ _OWNER_SETTABLE = {C.TPM_PF_DISABLEFULLDALOGICINFO, C.TPM_PF_READSRKPUB, C.TPM_P
                    C.TPM_PF_DISABLEOWNERCLEAR, C.TPM_PF_ALLOWMAINTENANCE}
 # owner-settable flags that only go one way, and those refused while the TPM
 # is disabled or deactivated (libtpms TPM_SetCapability_CapPermFlags)
-_ONE_WAY = {C.TPM_PF_DISABLEOWNERCLEAR: True, C.TPM_PF_ALLOWMAINTENANCE: False}
+_ONE_WAY: dict[int, bool] = {C.TPM_PF_DISABLEOWNERCLEAR: True, C.TPM_PF_ALLOWMAINTENANCE: False}
 _WHEN_ACTIVE = {C.TPM_PF_READSRKPUB, C.TPM_PF_READPUBEK, C.TPM_PF_DISABLEOWNERCLEAR,
                 C.TPM_PF_ALLOWMAINTENANCE}
 # what else pyxl's model of the emulator lets physical presence set
@@ -289,7 +296,7 @@ _PP_SETTABLE = {C.TPM_PF_PHYSICALPRESENCECMDENABLE}
 
 
 @command(C.TPM_ORD_SetCapability)
-def SetCapability(tpm, ctx, r):
+def SetCapability(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.mark(r)
     cap = r.u32()
     sub = r.sized32("subCap")

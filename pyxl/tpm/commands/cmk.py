@@ -23,6 +23,7 @@ and a migrationAuth under its own tpmProof; LoadKey2 then loads it as usual.
 from __future__ import annotations
 
 from hmac import compare_digest as _eq
+from typing import TYPE_CHECKING
 
 from .. import constants as C
 from ..crypto import RSAKey, hmac_sha1, sha1
@@ -34,6 +35,10 @@ from ..structures import (TPM_CMK_AUTH, TPM_CMK_MA_APPROVAL, TPM_CMK_MIGAUTH,
 from .keys import check_key_template, generate_key, storage_parent
 from .migration import decrypt_and_xor, migrate_join, migrate_split, xor_and_encrypt
 
+if TYPE_CHECKING:
+    from ..engine import Ctx, TPM
+    from ..structures import AnyKey, TPMStruct
+
 _MIGRATABLE = C.TPM_KEY_FLAGS.migratable
 _MIGRATE_AUTHORITY = C.TPM_KEY_FLAGS.migrateAuthority
 
@@ -43,7 +48,7 @@ READ_ONLY.update({C.TPM_ORD_CMK_ApproveMA, C.TPM_ORD_CMK_CreateTicket, C.TPM_ORD
                   C.TPM_ORD_CMK_CreateBlob, C.TPM_ORD_CMK_ConvertMigration})
 
 # restrictDelegate bit that lets a DSAP session use a CMK of each usage
-_DELEGATE_BIT = {
+_DELEGATE_BIT: dict[int, int] = {
     C.TPM_KEY_SIGNING: C.TPM_CMK_DELEGATE_SIGNING,
     C.TPM_KEY_STORAGE: C.TPM_CMK_DELEGATE_STORAGE,
     C.TPM_KEY_BIND: C.TPM_CMK_DELEGATE_BIND,
@@ -52,7 +57,7 @@ _DELEGATE_BIT = {
 }
 
 
-def check_restrict_delegate(tpm, handle: int) -> None:
+def check_restrict_delegate(tpm: TPM, handle: int) -> None:
     """A DSAP session may use a CMK only for the usages the owner allowed
     with CMK_SetRestrictions (libtpms TPM_Key_CheckRestrictDelegate)."""
     key = tpm.keys.get(handle)
@@ -62,7 +67,7 @@ def check_restrict_delegate(tpm, handle: int) -> None:
         raise TPMError(C.TPM_INVALID_KEYUSAGE)
 
 
-def _ticket(tpm, struct) -> bytes:
+def _ticket(tpm: TPM, struct: TPMStruct) -> bytes:
     """An HMAC under tpmProof: what makes a CMK structure this TPM's own word."""
     return hmac_sha1(tpm.perm.tpm_proof, struct.to_bytes())
 
@@ -72,7 +77,7 @@ def _msa_list(data: bytes) -> TPM_MSA_COMPOSITE:
     return TPM_MSA_COMPOSITE.unmarshal(Reader(data))
 
 
-def _check_sig_ticket(tpm, sig_ticket: bytes, msa: TPM_MSA_COMPOSITE, signed: bytes) -> None:
+def _check_sig_ticket(tpm: TPM, sig_ticket: bytes, msa: TPM_MSA_COMPOSITE, signed: bytes) -> None:
     """sigTicket must be CMK_CreateTicket's ticket, by one of the MAs in the
     list, over `signed` (the digest of a TPM_CMK_AUTH)."""
     for d in msa.migAuthDigest:
@@ -81,14 +86,14 @@ def _check_sig_ticket(tpm, sig_ticket: bytes, msa: TPM_MSA_COMPOSITE, signed: by
     raise TPMError(C.TPM_MA_TICKET_SIGNATURE)
 
 
-def _pubkey_digest(blob) -> bytes:
+def _pubkey_digest(blob: AnyKey) -> bytes:
     return sha1(blob.pubkey().to_bytes())
 
 
 # ---------------------------------------------------------------- owner commands
 
 @command(C.TPM_ORD_CMK_SetRestrictions)
-def CMK_SetRestrictions(tpm, ctx, r):
+def CMK_SetRestrictions(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     """Which CMK usages DSAP sessions may authorize (TPM_CMK_DELEGATE bits)."""
     ctx.mark(r)
     restriction = r.u32()
@@ -99,7 +104,7 @@ def CMK_SetRestrictions(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_CMK_ApproveMA)
-def CMK_ApproveMA(tpm, ctx, r):
+def CMK_ApproveMA(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     """-> HMAC(tpmProof, TPM_CMK_MA_APPROVAL(migrationAuthorityDigest)):
     the owner's approval of a TPM_MSA_COMPOSITE, for CMK_CreateKey."""
     ctx.mark(r)
@@ -110,7 +115,7 @@ def CMK_ApproveMA(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_CMK_CreateTicket)
-def CMK_CreateTicket(tpm, ctx, r):
+def CMK_CreateTicket(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     """Verify an MA's signature over signedData; -> sigTicket =
     HMAC(tpmProof, TPM_CMK_SIGTICKET(SHA-1(verificationKey), signedData))."""
     ctx.mark(r)
@@ -139,7 +144,7 @@ def CMK_CreateTicket(tpm, ctx, r):
 # ---------------------------------------------------------------- the key
 
 @command(C.TPM_ORD_CMK_CreateKey)
-def CMK_CreateKey(tpm, ctx, r):
+def CMK_CreateKey(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     """CreateWrapKey for a CMK: keyInfo must be a migratable TPM_KEY12 with
     migrateAuthority set, migrationAuthorityApproval CMK_ApproveMA's ticket
     for migrationAuthorityDigest.  The parent's OSAP session ends here."""
@@ -177,7 +182,7 @@ def CMK_CreateKey(tpm, ctx, r):
 # ---------------------------------------------------------------- moving it
 
 @command(C.TPM_ORD_CMK_CreateBlob)
-def CMK_CreateBlob(tpm, ctx, r):
+def CMK_CreateBlob(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     """-> random, outData: the CMK whose TPM_STORE_ASYMKEY is encData, split
     for migrationKeyAuth's key.  pubSourceKeyDigest and msaList must be the
     ones the key was made with (its migrationAuth proves it)."""
@@ -244,7 +249,7 @@ def CMK_CreateBlob(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_CMK_ConvertMigration)
-def CMK_ConvertMigration(tpm, ctx, r):
+def CMK_ConvertMigration(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     """The destination's side: rebuild the CMK from CMK_CreateBlob's outData
     and random, check that an MA of its list approved parentHandle as its
     destination (restrictTicket, ticketed here by CMK_CreateTicket), -> the

@@ -10,6 +10,7 @@ contexts with any start-up, and a session context loads only once."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .. import constants as C
 from ..crypto import aes_cbc_decrypt, aes_cbc_encrypt, hmac_sha1, random_bytes
@@ -19,6 +20,11 @@ from ..marshal import Reader, TPMDecodeError, Writer
 from ..structures import (TPM_CONTEXT_BLOB, TPM_CONTEXT_SENSITIVE, TPM_TRANSPORT_PUBLIC,
                           unmarshal_any_key)
 from ..transport import TransportSession
+
+if TYPE_CHECKING:
+    from typing import Container
+
+    from ..engine import Ctx, TPM
 
 MAX_SAVED_SESSIONS = 16
 
@@ -66,7 +72,7 @@ class TransportInternal(TPMStruct):
     transDigest: TPM_DIGEST = bytes(20)
 
 
-def _integrity(tpm, blob: TPM_CONTEXT_BLOB) -> bytes:
+def _integrity(tpm: TPM, blob: TPM_CONTEXT_BLOB) -> bytes:
     blob.integrityDigest = bytes(20)
     return hmac_sha1(tpm.perm.tpm_proof, blob.to_bytes())
 
@@ -87,7 +93,7 @@ def _transport_internal(t: TransportSession) -> bytes:
     return TransportInternal(t.public, t.auth, t.nonce_even, t.digest).to_bytes()
 
 
-def save(tpm, handle: int, rt: int, label: bytes) -> bytes:
+def save(tpm: TPM, handle: int, rt: int, label: bytes) -> bytes:
     if rt == C.TPM_RT_KEY:
         if handle == C.TPM_KH_SRK or handle not in tpm.keys:
             raise TPMError(C.TPM_INVALID_KEYHANDLE)
@@ -110,13 +116,13 @@ def save(tpm, handle: int, rt: int, label: bytes) -> bytes:
         internal = _transport_internal(t)
         nonce, count = tpm.context_nonce_session, tpm.context_count
     elif rt == C.TPM_RT_DAA_TPM:
-        s = tpm.daa_sessions.get(handle)
-        if s is None:
+        d = tpm.daa_sessions.get(handle)
+        if d is None:
             raise TPMError(C.TPM_INVALID_RESOURCE)     # libtpms's code for a missing one
         if len(tpm.saved_sessions) >= MAX_SAVED_SESSIONS:
             raise TPMError(C.TPM_NOCONTEXTSPACE)
         tpm.context_count += 1
-        internal, nonce, count = s.internal(), tpm.context_nonce_session, tpm.context_count
+        internal, nonce, count = d.internal(), tpm.context_nonce_session, tpm.context_count
     else:
         raise TPMError(C.TPM_INVALID_RESOURCE)
     iv = random_bytes(16)
@@ -136,7 +142,7 @@ def save(tpm, handle: int, rt: int, label: bytes) -> bytes:
     return blob.to_bytes()
 
 
-def load(tpm, data: bytes, keep_handle: bool = False, rt: int | None = None) -> int:
+def load(tpm: TPM, data: bytes, keep_handle: bool = False, rt: int | None = None) -> int:
     """rt: the resource type the 1.1 commands load (LoadKeyContext,
     LoadAuthContext), any other is TPM_BAD_PARAMETER before anything is
     decrypted, as libtpms checks it."""
@@ -221,18 +227,20 @@ def load(tpm, data: bytes, keep_handle: bool = False, rt: int | None = None) -> 
     raise TPMError(C.TPM_BADCONTEXT)
 
 
-def _trans_slots(tpm):
+def _trans_slots(tpm: TPM) -> set[int]:
     from ..transport import TPM_HANDLE_TRANS_BASE
     return {TPM_HANDLE_TRANS_BASE | i for i in range(tpm.identity.max_sessions)}
 
 
 @command(C.TPM_ORD_SaveContext)
-def SaveContext(tpm, ctx, r):
+def SaveContext(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     handle, rt = r.u32(), r.u32()
     label = r.bytes(16, "label")
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
-    live = {C.TPM_RT_KEY: tpm.keys, C.TPM_RT_AUTH: tpm.sessions,
-            C.TPM_RT_TRANS: tpm.transports, C.TPM_RT_DAA_TPM: tpm.daa_sessions}.get(rt, {})
+    tables: dict[int, Container[int]] = {
+        C.TPM_RT_KEY: tpm.keys, C.TPM_RT_AUTH: tpm.sessions,
+        C.TPM_RT_TRANS: tpm.transports, C.TPM_RT_DAA_TPM: tpm.daa_sessions}
+    live = tables.get(rt, ())
     if handle not in live:
         # libtpms TPM_Process_SaveContext: no such resource of that type
         raise TPMError(C.TPM_INVALID_RESOURCE)
@@ -250,7 +258,7 @@ def _blob_param(r: Reader) -> bytes:
 
 
 @command(C.TPM_ORD_LoadContext)
-def LoadContext(tpm, ctx, r):
+def LoadContext(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     r.u32()                               # entityHandle: only a hint
     keep = r.bool()
     data = _blob_param(r)
@@ -259,28 +267,28 @@ def LoadContext(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_SaveKeyContext)
-def SaveKeyContext(tpm, ctx, r):
+def SaveKeyContext(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     handle = r.u32()
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     return Writer().sized32(save(tpm, handle, C.TPM_RT_KEY, bytes(16))).getvalue()
 
 
 @command(C.TPM_ORD_LoadKeyContext)
-def LoadKeyContext(tpm, ctx, r):
+def LoadKeyContext(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     data = _blob_param(r)
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     return load(tpm, data, rt=C.TPM_RT_KEY).to_bytes(4, "big")
 
 
 @command(C.TPM_ORD_SaveAuthContext)
-def SaveAuthContext(tpm, ctx, r):
+def SaveAuthContext(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     handle = r.u32()
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     return Writer().sized32(save(tpm, handle, C.TPM_RT_AUTH, bytes(16))).getvalue()
 
 
 @command(C.TPM_ORD_LoadAuthContext)
-def LoadAuthContext(tpm, ctx, r):
+def LoadAuthContext(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     data = _blob_param(r)
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     return load(tpm, data, rt=C.TPM_RT_AUTH).to_bytes(4, "big")

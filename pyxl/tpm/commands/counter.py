@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import constants as C
 from ..engine import CHECK_ALL, CHECK_ALLOW_NO_OWNER, Counter, T0, T1, TPMError, command
 from ..structures import TPM_COUNTER_VALUE
 
+if TYPE_CHECKING:
+    from ..engine import Ctx, TPM
+    from ..marshal import Reader
+
 MAX_COUNTERS = 4
 
 
-def _counter(tpm, cid: int) -> Counter:
+def _counter(tpm: TPM, cid: int) -> Counter:
     c = tpm.perm.counters.get(cid)
     if c is None:
         raise TPMError(C.TPM_BAD_COUNTER)
@@ -21,7 +27,7 @@ def _value(c: Counter) -> bytes:
 
 
 @command(C.TPM_ORD_CreateCounter)
-def CreateCounter(tpm, ctx, r):
+def CreateCounter(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     enc_auth = r.digest()
     label = r.bytes(4, "label")
     ctx.start(r, T1, CHECK_ALL)
@@ -38,7 +44,7 @@ def CreateCounter(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_IncrementCounter)
-def IncrementCounter(tpm, ctx, r):
+def IncrementCounter(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     cid = r.u32()
     ctx.start(r, T1, CHECK_ALL)
     c = _counter(tpm, cid)
@@ -51,13 +57,13 @@ def IncrementCounter(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_ReadCounter)
-def ReadCounter(tpm, ctx, r):
+def ReadCounter(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     cid = r.u32()
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     return _value(_counter(tpm, cid))
 
 
-def _release(tpm, cid: int) -> None:
+def _release(tpm: TPM, cid: int) -> None:
     c = tpm.perm.counters.pop(cid)
     tpm.perm.counter_floor = max(tpm.perm.counter_floor, c.value)
     if tpm.active_counter == cid:
@@ -65,7 +71,7 @@ def _release(tpm, cid: int) -> None:
 
 
 @command(C.TPM_ORD_ReleaseCounter)
-def ReleaseCounter(tpm, ctx, r):
+def ReleaseCounter(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     cid = r.u32()
     ctx.start(r, T1, CHECK_ALLOW_NO_OWNER)
     c = _counter(tpm, cid)
@@ -75,7 +81,7 @@ def ReleaseCounter(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_ReleaseCounterOwner)
-def ReleaseCounterOwner(tpm, ctx, r):
+def ReleaseCounterOwner(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     cid = r.u32()
     ctx.start(r, T1, CHECK_ALL)
     ctx.verify(0, tpm.perm.owner_auth, C.TPM_ET_OWNER)

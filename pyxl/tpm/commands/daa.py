@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from hmac import compare_digest
+from typing import TYPE_CHECKING
 
 from .. import constants as C
 from ..crypto import aes_cbc_decrypt, aes_cbc_encrypt, hmac_sha1, mgf1, random_bytes, sha1
@@ -27,6 +28,14 @@ from ..engine import CHECK_ALL, T1, TPMError, command
 from ..marshal import Reader, TPMDecodeError
 from ..structures import (TPM_DAA_BLOB, TPM_DAA_CONTEXT, TPM_DAA_ISSUER, TPM_DAA_JOINDATA,
                           TPM_DAA_SENSITIVE, TPM_DAA_TPM)
+
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    from ..engine import Ctx, TPM
+
+    # one stage of a join or sign: (tpm, session, inputData0, inputData1) -> outputData
+    Stage = Callable[[TPM, "DAASession", bytes, bytes], bytes]
 
 _SHA1_DER = bytes.fromhex("3021300906052b0e03021a05000414")
 
@@ -54,11 +63,12 @@ class DAASession:
         return cls(handle, TPM_DAA_ISSUER.unmarshal(r), TPM_DAA_TPM.unmarshal(r),
                    TPM_DAA_CONTEXT.unmarshal(r), TPM_DAA_JOINDATA.unmarshal(r), bool(r.u8()))
 
-    def to_saved(self) -> list:
+    def to_saved(self) -> list[Any]:
+        """[handle, internal().hex()]: a JSON value of the state blob (state.py)."""
         return [self.handle, self.internal().hex()]
 
     @classmethod
-    def from_saved(cls, d) -> "DAASession":
+    def from_saved(cls, d: list[Any]) -> "DAASession":
         handle, internal = d
         r = Reader(bytes.fromhex(internal))
         s = cls.from_internal(r, int(handle))
@@ -66,20 +76,20 @@ class DAASession:
         return s
 
 
-def new_daa_secrets(tpm) -> None:
+def new_daa_secrets(tpm: TPM) -> None:
     """TPM_PermanentData_InitDaa: fresh tpmDAASeed, daaProof, daaBlobKey
     (with a new EK and on RevokeTrust, as libtpms)."""
     p = tpm.perm
     p.daa_seed, p.daa_proof, p.daa_blob_key = random_bytes(20), random_bytes(20), random_bytes(16)
 
 
-def flush(tpm, handle: int) -> None:
+def flush(tpm: TPM, handle: int) -> None:
     """FlushSpecific(TPM_RT_DAA_TPM)."""
     if tpm.daa_sessions.pop(handle, None) is None:
         raise TPMError(C.TPM_BAD_HANDLE)
 
 
-def add_session(tpm, s: DAASession, keep: bool = False) -> DAASession:
+def add_session(tpm: TPM, s: DAASession, keep: bool = False) -> DAASession:
     """A free slot (TPM_RESOURCES), then s's own handle if keep (TPM_BAD_HANDLE
     when taken) or a random non-zero unused one, as libtpms."""
     if len(tpm.daa_sessions) >= tpm.identity.max_daa_sessions:
@@ -96,7 +106,7 @@ def add_session(tpm, s: DAASession, keep: bool = False) -> DAASession:
     return s
 
 
-def _new_session(tpm) -> DAASession:
+def _new_session(tpm: TPM) -> DAASession:
     return add_session(tpm, DAASession(0))
 
 
@@ -131,7 +141,7 @@ _MAX_BASES = 8                # tables kept per TPM (an issuer has four bases)
 _HALF = 1 << (_W - 1)         # the largest signed digit (they run from -15 to 16)
 
 
-def _modexp(tpm, x: int, y: int, n: int) -> int:
+def _modexp(tpm: TPM, x: int, y: int, n: int) -> int:
     """x^y mod n.  The issuer's R0, R1, S0, S1 come back in every join and
     sign, so from a base's second use on the TPM keeps x^(2^(5i)) mod n and
     x^(-2^(5i)) mod n and exponentiates with Yao's fixed-base method over
@@ -171,7 +181,7 @@ def _modexp(tpm, x: int, y: int, n: int) -> int:
         y >>= _W
         if d > top:                              # only with an inverse: d - 32, carry one
             y += 1
-            by_digit.setdefault((1 << _W) - d, []).append(neg[i])
+            by_digit.setdefault((1 << _W) - d, []).append(neg[i])  # type: ignore[index]  # d > top: neg is there
         elif d:
             by_digit.setdefault(d, []).append(pos[i])
         i += 1
@@ -229,7 +239,7 @@ def _rsa_verify(modulus: bytes, sig: bytes, message: bytes) -> bool:
     return pow(s, 65537, n).to_bytes(k, "big") == want
 
 
-def _seal(tpm, data: bytes, rt: int) -> bytes:
+def _seal(tpm: TPM, data: bytes, rt: int) -> bytes:
     """TPM_ComputeEncrypt: a TPM_DAA_BLOB of resource type rt holding data."""
     iv = random_bytes(16)
     sens = TPM_DAA_SENSITIVE(data).to_bytes()
@@ -239,7 +249,7 @@ def _seal(tpm, data: bytes, rt: int) -> bytes:
     return blob.to_bytes()
 
 
-def _unseal(tpm, data: bytes, rt: int) -> bytes:
+def _unseal(tpm: TPM, data: bytes, rt: int) -> bytes:
     """TPM_ComputeDecrypt: the internalData of a blob; TPM_DAA_INPUT_DATA0 on
     any defect (wrong HMAC, type, padding, structure)."""
     try:
@@ -255,7 +265,7 @@ def _unseal(tpm, data: bytes, rt: int) -> bytes:
         raise TPMError(C.TPM_DAA_INPUT_DATA0) from None
 
 
-def _unseal_checked(tpm, s: DAASession, data: bytes, rt: int, digest: bytes, size: int) -> int:
+def _unseal_checked(tpm: TPM, s: DAASession, data: bytes, rt: int, digest: bytes, size: int) -> int:
     """A v0 / v1 blob whose value (padded to size bytes) hashes to digest."""
     v = _unseal(tpm, data, rt)
     if len(v) > size or sha1(bytes(size - len(v)) + v) != digest:
@@ -265,7 +275,7 @@ def _unseal_checked(tpm, s: DAASession, data: bytes, rt: int, digest: bytes, siz
 
 # ---------------------------------------------------------------- stages shared by join and sign
 
-def _commit_r0(tpm, s, in0, in1):
+def _commit_r0(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """Join 9 / Sign 2: a new context seed; scratch = R0^r0 mod n."""
     x, n = _generic(s, in0, in1, s.issuer.DAA_digest_R0)
     s.context.DAA_contextSeed = random_bytes(20)
@@ -273,9 +283,9 @@ def _commit_r0(tpm, s, in0, in1):
     return b""
 
 
-def _commit_more(name: bytes, size: int, which: str, output: bool):
+def _commit_more(name: bytes, size: int, which: str, output: bool) -> Stage:
     """Join 10-12 / Sign 3-5: scratch = scratch * X^r mod n (X named by which)."""
-    def stage(tpm, s, in0, in1):
+    def stage(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
         x, n = _generic(s, in0, in1, getattr(s.issuer, which))
         _set_scratch(s, _scratch(s) * _modexp(tpm, x, _r(s, name, size), n) % n)
         if not output:
@@ -285,7 +295,7 @@ def _commit_more(name: bytes, size: int, which: str, output: bool):
     return stage
 
 
-def _set_w(tpm, s, in0, in1):
+def _set_w(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """Join 13 / Sign 6: w (the base of the rogue tag) must have order q in Gamma."""
     gamma = _gamma(s, in0)
     if len(in1) != C.DAA_SIZE_w:
@@ -297,13 +307,13 @@ def _set_w(tpm, s, in0, in1):
     return b""
 
 
-def _tag_e(tpm, s, in0, in1):
+def _tag_e(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """Join 14 / Sign 7: E = w^f mod Gamma."""
     gamma = _gamma(s, in0)
     return _bin(_modexp(tpm, _scratch(s), _f(s), gamma))
 
 
-def _tag_e1(tpm, s, in0, in1):
+def _tag_e1(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """Join 15 / Sign 8: E1 = w^r mod Gamma, r = r0 + 2^104 r1 mod q."""
     gamma = _gamma(s, in0)
     q = _int(s.issuer.DAA_generic_q)
@@ -313,7 +323,7 @@ def _tag_e1(tpm, s, in0, in1):
     return _bin(e1)
 
 
-def _challenge(tpm, s, in0, in1):
+def _challenge(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """Join 16 / Sign 9: c = SHA-1(host's digest || NT)."""
     if len(in0) != C.TPM_DIGEST_SIZE:
         raise TPMError(C.TPM_DAA_INPUT_DATA0)
@@ -322,13 +332,13 @@ def _challenge(tpm, s, in0, in1):
     return nt
 
 
-def _s0(tpm, s, in0, in1):
+def _s0(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """Join 17 / Sign 11: s0 = r0 + c * f0 over the integers."""
     f0 = _f(s) & ((1 << C.DAA_power0) - 1)
     return _bin(_r(s, b"r0", C.DAA_SIZE_r0) + _int(s.context.DAA_digest) * f0)
 
 
-def _s1(tpm, s, in0, in1):
+def _s1(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """Join 18 / Sign 12: s1 = r1 + c * f1 over the integers."""
     f1 = _f(s) >> C.DAA_power0
     return _bin(_r(s, b"r1", C.DAA_SIZE_r1) + _int(s.context.DAA_digest) * f1)
@@ -336,7 +346,7 @@ def _s1(tpm, s, in0, in1):
 
 # ---------------------------------------------------------------- join stages
 
-def _join0(tpm, s, in0, in1):
+def _join0(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     if len(in0) != 4 or _int(in0) == 0:
         raise TPMError(C.TPM_DAA_INPUT_DATA0)
     s.tpm_specific.DAA_count = _int(in0)
@@ -345,7 +355,7 @@ def _join0(tpm, s, in0, in1):
     return s.handle.to_bytes(4, "big")
 
 
-def _join1(tpm, s, in0, in1):
+def _join1(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """The issuer's key chain: the root key, then keys each signed by the last."""
     if len(in0) != C.DAA_SIZE_issuerModulus:
         raise TPMError(C.TPM_DAA_INPUT_DATA0)
@@ -367,7 +377,7 @@ def _join1(tpm, s, in0, in1):
     return b""
 
 
-def _join2(tpm, s, in0, in1):
+def _join2(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """The issuer settings, signed by the last key of the chain."""
     try:
         s.issuer = TPM_DAA_ISSUER.from_bytes(in0)
@@ -383,7 +393,7 @@ def _join2(tpm, s, in0, in1):
     return b""
 
 
-def _join3(tpm, s, in0, in1):
+def _join3(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     if len(in0) != 4:
         raise TPMError(C.TPM_DAA_INPUT_DATA0)
     s.tpm_specific.DAA_count = _int(in0)
@@ -393,26 +403,26 @@ def _join3(tpm, s, in0, in1):
     return b""
 
 
-def _join4(tpm, s, in0, in1):
+def _join4(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """U, first factor: R0^f0 mod n."""
     x, n = _generic(s, in0, in1, s.issuer.DAA_digest_R0)
     _set_scratch(s, _modexp(tpm, x, _f(s) & ((1 << C.DAA_power0) - 1), n))
     return b""
 
 
-def _join5(tpm, s, in0, in1):
+def _join5(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     x, n = _generic(s, in0, in1, s.issuer.DAA_digest_R1)
     _set_scratch(s, _scratch(s) * _modexp(tpm, x, _f(s) >> C.DAA_power0, n) % n)
     return b""
 
 
-def _join6(tpm, s, in0, in1):
+def _join6(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     x, n = _generic(s, in0, in1, s.issuer.DAA_digest_S0)
     _set_scratch(s, _scratch(s) * _modexp(tpm, x, _int(s.join.DAA_join_u0), n) % n)
     return b""
 
 
-def _join7(tpm, s, in0, in1):
+def _join7(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """U = R0^f0 R1^f1 S0^u0 S1^u1 mod n goes to the issuer."""
     x, n = _generic(s, in0, in1, s.issuer.DAA_digest_S1)
     _set_scratch(s, _scratch(s) * _modexp(tpm, x, _int(s.join.DAA_join_u1), n) % n)
@@ -423,7 +433,7 @@ def _join7(tpm, s, in0, in1):
     return s.context.DAA_scratch
 
 
-def _join8(tpm, s, in0, in1):
+def _join8(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """The issuer's nonce NE, encrypted to the EK, bound to U."""
     if len(in0) != C.DAA_SIZE_NE:
         raise TPMError(C.TPM_DAA_INPUT_DATA0)
@@ -438,19 +448,19 @@ def _join8(tpm, s, in0, in1):
     return out
 
 
-def _join19(tpm, s, in0, in1):
+def _join19(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """s2 = r2 + c u0 mod 2^1024, always 128 bytes."""
     v = _r(s, b"r2", C.DAA_SIZE_r2) + _int(s.context.DAA_digest) * _int(s.join.DAA_join_u0)
     return _fixed(v & ((1 << C.DAA_power1) - 1), C.DAA_power1 // 8)
 
 
-def _join20(tpm, s, in0, in1):
+def _join20(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     v = _r(s, b"r2", C.DAA_SIZE_r2) + _int(s.context.DAA_digest) * _int(s.join.DAA_join_u0)
     _set_scratch(s, v >> C.DAA_power1)
     return s.context.DAA_digest
 
 
-def _join21(tpm, s, in0, in1):
+def _join21(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """s3 = r3 + c u1 + (the carry of s2)."""
     v = (_r(s, b"r3", C.DAA_SIZE_r3) + _int(s.context.DAA_digest) * _int(s.join.DAA_join_u1)
          + _scratch(s))
@@ -458,7 +468,7 @@ def _join21(tpm, s, in0, in1):
     return _bin(v)
 
 
-def _join22(tpm, s, in0, in1):
+def _join22(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """v0 = u2 + u0 mod 2^1024 (exported sealed), the carry kept for v1."""
     if len(in0) != C.DAA_SIZE_v0:
         raise TPMError(C.TPM_DAA_INPUT_DATA0)
@@ -471,7 +481,7 @@ def _join22(tpm, s, in0, in1):
     return out
 
 
-def _join23(tpm, s, in0, in1):
+def _join23(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """v1 = u3 + u1 + carry (exported sealed)."""
     if len(in0) != C.DAA_SIZE_v1:
         raise TPMError(C.TPM_DAA_INPUT_DATA0)
@@ -483,11 +493,11 @@ def _join23(tpm, s, in0, in1):
     return out
 
 
-def _join24(tpm, s, in0, in1):
+def _join24(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     return _seal(tpm, s.tpm_specific.to_bytes(), C.TPM_RT_DAA_TPM)
 
 
-JOIN_STAGES = {
+JOIN_STAGES: dict[int, Stage] = {
     1: _join1, 2: _join2, 3: _join3, 4: _join4, 5: _join5, 6: _join6, 7: _join7, 8: _join8,
     9: _commit_r0,
     10: _commit_more(b"r1", C.DAA_SIZE_r1, "DAA_digest_R1", False),
@@ -500,7 +510,7 @@ JOIN_STAGES = {
 
 # ---------------------------------------------------------------- sign stages
 
-def _sign0(tpm, s, in0, in1):
+def _sign0(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     try:
         s.issuer = TPM_DAA_ISSUER.from_bytes(in0)
     except TPMDecodeError:
@@ -508,7 +518,7 @@ def _sign0(tpm, s, in0, in1):
     return s.handle.to_bytes(4, "big")
 
 
-def _sign1(tpm, s, in0, in1):
+def _sign1(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """Load the DAA_tpmSpecific the join exported."""
     data = _unseal(tpm, in0, C.TPM_RT_DAA_TPM)
     try:
@@ -519,7 +529,7 @@ def _sign1(tpm, s, in0, in1):
     return b""
 
 
-def _sign10(tpm, s, in0, in1):
+def _sign10(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """Bind the message (selector 1) or an AIK's modulus (selector 0) into c."""
     if len(in0) != 1:
         raise TPMError(C.TPM_DAA_INPUT_DATA0)
@@ -545,7 +555,7 @@ def _sign10(tpm, s, in0, in1):
     return s.context.DAA_digest
 
 
-def _sign13(tpm, s, in0, in1):
+def _sign13(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """s2 = r2 + c v0 mod 2^1024."""
     v0 = _unseal_checked(tpm, s, in0, C.TPM_RT_DAA_V0, s.tpm_specific.DAA_digest_v0,
                          (C.DAA_power1 + 7) // 8)
@@ -553,7 +563,7 @@ def _sign13(tpm, s, in0, in1):
     return _bin(v & ((1 << C.DAA_power1) - 1))
 
 
-def _sign14(tpm, s, in0, in1):
+def _sign14(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     v0 = _unseal_checked(tpm, s, in0, C.TPM_RT_DAA_V0, s.tpm_specific.DAA_digest_v0,
                          (C.DAA_power1 + 7) // 8)
     v = _r(s, b"r2", C.DAA_SIZE_r2) + _int(s.context.DAA_digest) * v0
@@ -561,7 +571,7 @@ def _sign14(tpm, s, in0, in1):
     return b""
 
 
-def _sign15(tpm, s, in0, in1):
+def _sign15(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """s3 = r4 + c v1 + (the carry of s2)."""
     v1 = _unseal_checked(tpm, s, in0, C.TPM_RT_DAA_V1, s.tpm_specific.DAA_digest_v1,
                          C.DAA_SIZE_v1)
@@ -570,7 +580,7 @@ def _sign15(tpm, s, in0, in1):
     return _bin(v)
 
 
-SIGN_STAGES = {
+SIGN_STAGES: dict[int, Stage] = {
     1: _sign1, 2: _commit_r0,
     3: _commit_more(b"r1", C.DAA_SIZE_r1, "DAA_digest_R1", False),
     4: _commit_more(b"r2", C.DAA_SIZE_r2, "DAA_digest_S0", False),
@@ -583,7 +593,7 @@ LAST_STAGE = {True: 24, False: 15}
 
 # ---------------------------------------------------------------- the two ordinals
 
-def _run(tpm, ctx, r, join: bool) -> bytes:
+def _run(tpm: TPM, ctx: Ctx, r: Reader, join: bool) -> bytes:
     handle = r.u32()
     ctx.mark(r)
     stage = r.u8()
@@ -598,9 +608,10 @@ def _run(tpm, ctx, r, join: bool) -> bytes:
             live = s.handle
             out = (_join0 if join else _sign0)(tpm, s, in0, in1)
         else:
-            s = tpm.daa_sessions.get(handle)
-            if s is None:
+            found = tpm.daa_sessions.get(handle)
+            if found is None:
                 raise TPMError(C.TPM_BAD_HANDLE)
+            s = found
             if s.context.DAA_stage != stage:
                 raise TPMError(C.TPM_DAA_STAGE)
             if join or stage >= 2:
@@ -627,10 +638,10 @@ def _run(tpm, ctx, r, join: bool) -> bytes:
 
 
 @command(C.TPM_ORD_DAA_Join)
-def DAA_Join(tpm, ctx, r):
+def DAA_Join(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     return _run(tpm, ctx, r, join=True)
 
 
 @command(C.TPM_ORD_DAA_Sign)
-def DAA_Sign(tpm, ctx, r):
+def DAA_Sign(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     return _run(tpm, ctx, r, join=False)

@@ -22,6 +22,8 @@ in libtpms, so a blob only loads on the TPM that made it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import constants as C
 from ..crypto import aes_cbc_decrypt, aes_cbc_encrypt, hmac_sha1, random_bytes, sha1
 from ..engine import (CHECK_ALL, CHECK_ALLOW_NO_OWNER, CHECK_NO_LOCKOUT, CHECK_NOT_SHUTDOWN,
@@ -32,6 +34,14 @@ from ..structures import (TPM_DEL_KEY_BITS, TPM_DEL_OWNER_BITS, TPM_DELEGATE_KEY
                           TPM_DELEGATE_OWNER_BLOB, TPM_DELEGATE_PUBLIC, TPM_DELEGATE_SENSITIVE,
                           TPM_FAMILY_TABLE_ENTRY)
 from .session import check_adip
+
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    from ..engine import Ctx, LoadedKey, TPM
+
+    DelegateBlob = TPM_DELEGATE_OWNER_BLOB | TPM_DELEGATE_KEY_BLOB
+    _Blob = TypeVar("_Blob", TPM_DELEGATE_OWNER_BLOB, TPM_DELEGATE_KEY_BLOB)
 
 FAMILY_ROWS = 16            # TPM_CAP_PROP_FAMILYROWS (the emulator's and swtpm's build)
 DELEGATE_ROWS = 4           # TPM_CAP_PROP_DELEGATE_ROW
@@ -88,12 +98,12 @@ PERMISSION = {TPM_DEL_OWNER_BITS: _ordinal_bits(OWNER_PER1),
               TPM_DEL_KEY_BITS: _ordinal_bits(KEY_PER1)}
 
 
-def pubkey_digest(key) -> bytes:
+def pubkey_digest(key: LoadedKey) -> bytes:
     """SHA-1 of a loaded key's TPM_STORE_PUBKEY (a key blob's pubKeyDigest)."""
     return sha1(key.blob.pubKey.to_bytes())
 
 
-def dsap_entity_ok(tpm, s: Session, et: int | None, ev: int | None) -> bool:
+def dsap_entity_ok(tpm: TPM, s: Session, et: int | None, ev: int | None) -> bool:
     """May DSAP session s stand for entity (et, ev)?  An owner delegation only
     for the owner, a key delegation only for the key whose public key it names."""
     if s.delegate is None:
@@ -102,14 +112,14 @@ def dsap_entity_ok(tpm, s: Session, et: int | None, ev: int | None) -> bool:
         return et == C.TPM_ET_OWNER
     if et == C.TPM_ET_SRK or (et == C.TPM_ET_KEYHANDLE and ev == C.TPM_KH_SRK):
         key = tpm.perm.srk
-    elif et == C.TPM_ET_KEYHANDLE:
+    elif et == C.TPM_ET_KEYHANDLE and ev is not None:
         key = tpm.keys.get(ev)
     else:
         return False
     return key is not None and _eq(pubkey_digest(key), s.delegate_key)
 
 
-def check_permission(tpm, pub: TPM_DELEGATE_PUBLIC, ordinal: int, locality: int) -> None:
+def check_permission(tpm: TPM, pub: TPM_DELEGATE_PUBLIC, ordinal: int, locality: int) -> None:
     """May a DSAP session opened for `pub` authorize `ordinal`?  (libtpms
     TPM_Delegations_CheckPermission: every refusal is TPM_AUTHFAIL, then the
     delegation's PCR binding.)"""
@@ -125,12 +135,12 @@ def check_permission(tpm, pub: TPM_DELEGATE_PUBLIC, ordinal: int, locality: int)
         raise TPMError(C.TPM_WRONGPCRVAL)
 
 
-def _delegate_key(tpm) -> bytes:
+def _delegate_key(tpm: TPM) -> bytes:
     """TPM_DELEGATE_KEY: derived from tpmProof, so it needs no state of its own."""
     return sha1(b"pyxl TPM_DELEGATE_KEY", tpm.perm.tpm_proof)[:16]
 
 
-def _integrity(tpm, blob) -> bytes:
+def _integrity(tpm: TPM, blob: DelegateBlob) -> bytes:
     """HMAC(tpmProof) of an owner or key blob with a zero integrityDigest."""
     digest, blob.integrityDigest = blob.integrityDigest, bytes(20)
     try:
@@ -142,12 +152,12 @@ def _integrity(tpm, blob) -> bytes:
 SEALED_NONCE = 9          # 9 + 22 bytes of TPM_DELEGATE_SENSITIVE pad to 32
 
 
-def _seal(tpm, auth: bytes) -> bytes:
+def _seal(tpm: TPM, auth: bytes) -> bytes:
     plain = random_bytes(SEALED_NONCE) + TPM_DELEGATE_SENSITIVE(auth).to_bytes()
     return aes_cbc_encrypt(_delegate_key(tpm), bytes(16), plain)
 
 
-def _unseal(tpm, blob) -> bytes:
+def _unseal(tpm: TPM, blob: DelegateBlob) -> bytes:
     """The blob's authValue; TPM_BAD_DELEGATE when it does not decrypt."""
     try:
         plain = aes_cbc_decrypt(_delegate_key(tpm), bytes(16), blob.sensitiveArea)
@@ -156,14 +166,14 @@ def _unseal(tpm, blob) -> bytes:
         raise TPMError(C.TPM_BAD_DELEGATE) from None
 
 
-def _enabled_family(tpm, family_id: int) -> FamilyRow:
+def _enabled_family(tpm: TPM, family_id: int) -> FamilyRow:
     f = tpm.perm.families[_row_of(tpm, family_id)]
     if not f.flags & TPM_FAMFLAG_ENABLED:
         raise TPMError(C.TPM_DISABLED_CMD)
     return f
 
 
-def _open_blob(tpm, cls, value: bytes):
+def _open_blob(tpm: TPM, cls: type[_Blob], value: bytes) -> _Blob:
     """A delegation blob DSAP may open: well formed, of an enabled family at
     its current verification count, and untouched since the TPM made it."""
     try:
@@ -178,11 +188,12 @@ def _open_blob(tpm, cls, value: bytes):
     return blob
 
 
-def _check_handing_on(s, pub, fam) -> None:
+def _check_handing_on(s: Session, pub: TPM_DELEGATE_PUBLIC, fam: FamilyRow) -> None:
     """A delegate (a DSAP session) may hand on at most its own rights, within
     its own, enabled family."""
     if s.protocol != C.TPM_PID_DSAP:
         return
+    assert s.delegate is not None        # Ctx.verify refuses a DSAP session without one
     if pub.familyID != s.delegate.familyID:
         raise TPMError(C.TPM_DELEGATE_FAMILY)
     if not fam.flags & TPM_FAMFLAG_ENABLED:
@@ -192,7 +203,7 @@ def _check_handing_on(s, pub, fam) -> None:
         raise TPMError(C.TPM_AUTHFAIL)
 
 
-def _row_of(tpm, family_id: int) -> int:
+def _row_of(tpm: TPM, family_id: int) -> int:
     for row, f in tpm.perm.families.items():
         if f.family_id == family_id:
             return row
@@ -206,7 +217,7 @@ def _bool_op(data: bytes) -> bool:
 
 
 @command(C.TPM_ORD_Delegate_Manage)
-def Delegate_Manage(tpm, ctx, r):
+def Delegate_Manage(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.mark(r)                  # familyID is a parameter (HMAC'ed), not a handle
     family_id = r.u32()
     op = r.u32()
@@ -236,16 +247,19 @@ def Delegate_Manage(tpm, ctx, r):
         p.families[free] = FamilyRow(op_data[0], p.last_family_id)
         out = Writer().u32(4).u32(p.last_family_id).getvalue()
     elif op == TPM_FAMILY_ADMIN:
+        assert row is not None           # every operation but TPM_FAMILY_CREATE has one
         f = p.families[row]
         f.flags = (f.flags | TPM_DELEGATE_ADMIN_LOCK if _bool_op(op_data)
                    else f.flags & ~TPM_DELEGATE_ADMIN_LOCK)
         out = Writer().u32(0).getvalue()
     elif op == TPM_FAMILY_ENABLE:
+        assert row is not None
         f = p.families[row]
         f.flags = (f.flags | TPM_FAMFLAG_ENABLED if _bool_op(op_data)
                    else f.flags & ~TPM_FAMFLAG_ENABLED)
         out = Writer().u32(0).getvalue()
     elif op == TPM_FAMILY_INVALIDATE:
+        assert row is not None
         del p.families[row]
         out = Writer().u32(0).getvalue()
     else:
@@ -255,7 +269,7 @@ def Delegate_Manage(tpm, ctx, r):
     return out
 
 
-def _end_sessions(tpm, ctx) -> None:
+def _end_sessions(tpm: TPM, ctx: Ctx) -> None:
     """A change of the delegation tables ends sessions: libtpms every OSAP/DSAP
     session (the command's own included, so it answers continueAuthSession
     FALSE); the emulator every other session."""
@@ -274,7 +288,7 @@ def _end_sessions(tpm, ctx) -> None:
 
 
 @command(C.TPM_ORD_Delegate_ReadTable)
-def Delegate_ReadTable(tpm, ctx, r):
+def Delegate_ReadTable(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     fam = b"".join(family_entry(f) for _, f in sorted(tpm.perm.families.items()))
     rows = b"".join(i.to_bytes(4, "big") + d.pub.to_bytes()
@@ -283,7 +297,7 @@ def Delegate_ReadTable(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_Delegate_CreateOwnerDelegation)
-def Delegate_CreateOwnerDelegation(tpm, ctx, r):
+def Delegate_CreateOwnerDelegation(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.mark(r)
     increment = r.bool()
     pub = TPM_DELEGATE_PUBLIC.unmarshal(r)
@@ -307,7 +321,7 @@ def Delegate_CreateOwnerDelegation(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_Delegate_LoadOwnerDelegation)
-def Delegate_LoadOwnerDelegation(tpm, ctx, r):
+def Delegate_LoadOwnerDelegation(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.mark(r)
     index = r.u32()
     r.u32()                      # blobSize: libtpms reads the blob from the stream itself
@@ -320,8 +334,10 @@ def Delegate_LoadOwnerDelegation(tpm, ctx, r):
         if not ctx.n_auth:
             raise TPMError(C.TPM_AUTHFAIL)
         s = ctx.verify(0, p.owner_auth, C.TPM_ET_OWNER)
-        if s.protocol == C.TPM_PID_DSAP and blob.pub.familyID != s.delegate.familyID:
-            raise TPMError(C.TPM_DELEGATE_FAMILY)
+        if s.protocol == C.TPM_PID_DSAP:
+            assert s.delegate is not None    # Ctx.verify refuses a DSAP session without one
+            if blob.pub.familyID != s.delegate.familyID:
+                raise TPMError(C.TPM_DELEGATE_FAMILY)
     else:
         if ctx.n_auth:           # no owner whose authorization could be checked
             raise TPMError(C.TPM_AUTHFAIL)
@@ -353,7 +369,7 @@ def _eq(a: bytes, b: bytes) -> bool:
 
 
 @command(C.TPM_ORD_DSAP)
-def DSAP(tpm, ctx, r):
+def DSAP(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     et = r.u16()
     key_handle = r.u32()         # only for TPM_ET_DEL_KEY_BLOB
     nonce_odd_dsap = r.digest()
@@ -368,8 +384,8 @@ def DSAP(tpm, ctx, r):
             raise TPMError(C.TPM_KEYNOTFOUND)
         pub, secret, key_digest = blob.pub, _unseal(tpm, blob), blob.pubKeyDigest
     elif low == C.TPM_ET_DEL_OWNER_BLOB:
-        blob = _open_blob(tpm, TPM_DELEGATE_OWNER_BLOB, value)
-        pub, secret = blob.pub, _unseal(tpm, blob)
+        owner_blob = _open_blob(tpm, TPM_DELEGATE_OWNER_BLOB, value)
+        pub, secret = owner_blob.pub, _unseal(tpm, owner_blob)
     elif low == C.TPM_ET_DEL_ROW:
         row = tpm.perm.delegates.get(Reader(value).u32())
         if row is None:
@@ -411,7 +427,7 @@ def _blob_of(data: bytes) -> TPM_DELEGATE_OWNER_BLOB | TPM_DELEGATE_KEY_BLOB:
 
 
 @command(C.TPM_ORD_Delegate_VerifyDelegation)
-def Delegate_VerifyDelegation(tpm, ctx, r):
+def Delegate_VerifyDelegation(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     data = r.sized32("delegation")
     ctx.start(r, T0, CHECK_ALL)
     blob = _blob_of(data)
@@ -425,7 +441,7 @@ def Delegate_VerifyDelegation(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_Delegate_UpdateVerification)
-def Delegate_UpdateVerification(tpm, ctx, r):
+def Delegate_UpdateVerification(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     """Bring a blob or a delegate row (inputData of 4 bytes: its index) up to
     its family's verificationCount."""
     ctx.mark(r)
@@ -444,6 +460,7 @@ def Delegate_UpdateVerification(tpm, ctx, r):
         pub = blob.pub
     fam = tpm.perm.families[_row_of(tpm, pub.familyID)]
     if s.protocol == C.TPM_PID_DSAP:
+        assert s.delegate is not None        # Ctx.verify refuses a DSAP session without one
         if pub.familyID != s.delegate.familyID:
             raise TPMError(C.TPM_DELEGATE_FAMILY)
         if not fam.flags & TPM_FAMFLAG_ENABLED:
@@ -456,7 +473,7 @@ def Delegate_UpdateVerification(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_Delegate_CreateKeyDelegation)
-def Delegate_CreateKeyDelegation(tpm, ctx, r):
+def Delegate_CreateKeyDelegation(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     """A TPM_DELEGATE_KEY_BLOB delegating the use of the key keyHandle."""
     handle = r.u32()
     ctx.mark(r)
@@ -476,7 +493,7 @@ def Delegate_CreateKeyDelegation(tpm, ctx, r):
     return Writer().sized32(blob.to_bytes()).getvalue()
 
 
-def owner_pointer_row(tpm, opening: bool = False) -> DelegateRow:
+def owner_pointer_row(tpm: TPM, opening: bool = False) -> DelegateRow:
     """The delegate row SetOwnerPointer selected (checked as DSAP checks a row
     when an OSAP session opens on it)."""
     row = tpm.perm.delegates.get(tpm.owner_reference)
@@ -490,7 +507,7 @@ def owner_pointer_row(tpm, opening: bool = False) -> DelegateRow:
 
 
 @command(C.TPM_ORD_SetOwnerPointer)
-def SetOwnerPointer(tpm, ctx, r):
+def SetOwnerPointer(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     et = r.u16()
     ev = r.u32()
     ctx.start(r, T0, CHECK_ALL)

@@ -5,6 +5,7 @@ hardware TPM to make and activate its group keys."""
 from __future__ import annotations
 
 import hmac
+from typing import TYPE_CHECKING
 
 from .. import constants as C
 from ..crypto import hmac_sha1, sha1
@@ -20,15 +21,19 @@ from .admin import current_ticks
 from .keys import (check_key_template, check_pcr_binding, fill_creation, key_properties,
                    parse_pcr_info, sign_key)
 
+if TYPE_CHECKING:
+    from ..engine import Ctx, TPM
+    from ..marshal import Reader
+
 
 @command(C.TPM_ORD_MakeIdentity)
-def MakeIdentity(tpm, ctx, r):
+def MakeIdentity(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     enc_auth = r.digest()
     label_digest = r.digest()
     info = unmarshal_any_key(r)
     ctx.start(r, T21, CHECK_ALL)
     key_properties(info, 2048)           # libtpms: before the sessions
-    srk = tpm.perm.srk
+    srk = tpm.key_by_handle(C.TPM_KH_SRK)  # CHECK_ALL: owned, so the SRK is there
     owner_i = ctx.n_auth - 1             # the owner's session is the last one
     # libtpms TPM_Process_MakeIdentity: the owner first (TPM_Auth2data_Check),
     # then the SRK (TPM_Authdata_Check) or, without its session, its authDataUsage
@@ -63,7 +68,7 @@ def MakeIdentity(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_ActivateIdentity)
-def ActivateIdentity(tpm, ctx, r):
+def ActivateIdentity(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     handle = r.u32()
     ctx.mark(r)
     blob = r.sized32("blob")
@@ -110,7 +115,7 @@ def ActivateIdentity(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_Quote2)
-def Quote2(tpm, ctx, r):
+def Quote2(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     handle = r.u32()
     ctx.mark(r)
     external = r.digest()
@@ -136,7 +141,7 @@ def Quote2(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_TickStampBlob)
-def TickStampBlob(tpm, ctx, r):
+def TickStampBlob(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     handle = r.u32()
     ctx.mark(r)
     anti_replay = r.digest()
@@ -153,7 +158,7 @@ def TickStampBlob(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_CertifyKey)
-def CertifyKey(tpm, ctx, r):
+def CertifyKey(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     cert_handle = r.u32()
     key_handle = r.u32()
     ctx.mark(r)
@@ -186,7 +191,7 @@ def CertifyKey(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_CertifyKey2)
-def CertifyKey2(tpm, ctx, r):
+def CertifyKey2(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     """CertifyKey with a TPM_CERTIFY_INFO2 (PCR_INFO_SHORT, payload type): the key
     first, then the certifying key (AUTH2: key, cert; AUTH1: cert), as libtpms.
     For a certified-migration key, migrationPubDigest must be the digest of
@@ -224,7 +229,8 @@ def CertifyKey2(tpm, ctx, r):
                          C.TPM_KEY_BIND, C.TPM_KEY_LEGACY):
         raise TPMError(C.TPM_INVALID_KEYUSAGE)
     b = key.blob
-    payload, authority = C.TPM_PT_ASYM, b""
+    payload: int = C.TPM_PT_ASYM
+    authority = b""
     if cmk:
         m2 = TPM_CMK_MIGAUTH(msa_digest, sha1(b.pubkey().to_bytes()))
         if not hmac.compare_digest(hmac_sha1(tpm.perm.tpm_proof, m2.to_bytes()),

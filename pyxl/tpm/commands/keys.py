@@ -6,6 +6,8 @@ encrypted to the parent with RSA-OAEP(SHA-1, MGF1, label "TCPA")."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import constants as C
 from ..crypto import RSAKey, aes128_ctr, mgf1, sha1, xor
 from ..engine import CHECK_ALL, LoadedKey, T0, T1, T10, T21, TPMError, command
@@ -14,6 +16,14 @@ from ..structures import (TPM_BOUND_DATA, TPM_PCR_COMPOSITE, TPM_PCR_INFO, TPM_P
                           TPM_PCR_SELECTION, TPM_PUBKEY, TPM_QUOTE_INFO, TPM_SEALED_DATA,
                           TPM_SIGN_INFO, TPM_STORE_ASYMKEY, TPM_STORE_PUBKEY, TPM_STORED_DATA,
                           TPM_STORED_DATA12, unmarshal_any_key, unmarshal_any_stored_data)
+
+if TYPE_CHECKING:
+    from ..structures import AnyKey
+
+    # a key's or a sealed blob's PCR binding: a 1.1 or a 1.2 structure
+    PcrInfo = TPM_PCR_INFO | TPM_PCR_INFO_LONG
+    from ..engine import Ctx, TPM
+    from ..marshal import Reader
 
 _MIGRATABLE = 0x00000002
 _MIGRATE_AUTHORITY = 0x00000010
@@ -24,7 +34,7 @@ _KEY_PAYLOADS = (C.TPM_PT_ASYM, C.TPM_PT_MIGRATE_RESTRICTED, C.TPM_PT_MIGRATE_EX
 
 # ---------------------------------------------------------------- PCR binding
 
-def parse_pcr_info(data: bytes, long: bool):
+def parse_pcr_info(data: bytes, long: bool) -> PcrInfo | None:
     if not data:
         return None
     try:
@@ -39,11 +49,11 @@ def parse_pcr_info(data: bytes, long: bool):
     return info
 
 
-def _release_selection(info):
+def _release_selection(info: PcrInfo) -> TPM_PCR_SELECTION:
     return info.releasePCRSelection if isinstance(info, TPM_PCR_INFO_LONG) else info.pcrSelection
 
 
-def check_pcr_binding(tpm, info, locality: int) -> None:
+def check_pcr_binding(tpm: TPM, info: PcrInfo | None, locality: int) -> None:
     """Refuse use when the PCRs (or the locality) differ from digestAtRelease."""
     if info is None:
         return
@@ -56,7 +66,7 @@ def check_pcr_binding(tpm, info, locality: int) -> None:
             raise TPMError(C.TPM_WRONGPCRVAL)
 
 
-def fill_creation(tpm, info, locality: int) -> None:
+def fill_creation(tpm: TPM, info: PcrInfo, locality: int) -> None:
     """Set digestAtCreation (and localityAtCreation) as the TPM does on creation."""
     if isinstance(info, TPM_PCR_INFO_LONG):
         info.localityAtCreation = 1 << locality if 0 <= locality <= 4 else 0
@@ -65,13 +75,13 @@ def fill_creation(tpm, info, locality: int) -> None:
         info.digestAtCreation = tpm.pcr_composite_hash(info.pcrSelection.pcrSelect)
 
 
-def key_pcr_info(key: LoadedKey):
+def key_pcr_info(key: LoadedKey) -> PcrInfo | None:
     return parse_pcr_info(key.blob.PCRInfo, key.blob.is_key12)
 
 
 # ---------------------------------------------------------------- key use helpers
 
-def use_key(tpm, ctx, handle: int, i: int = 0) -> LoadedKey:
+def use_key(tpm: TPM, ctx: Ctx, handle: int, i: int = 0) -> LoadedKey:
     """Authorize use of a loaded key: HMAC if the key needs auth (tag C1 then fails)."""
     key = tpm.key_by_handle(handle)
     needs = key.blob.authDataUsage != C.TPM_AUTH_NEVER
@@ -88,7 +98,7 @@ def storage_parent(key: LoadedKey) -> LoadedKey:
     return key
 
 
-def key_properties(info, key_length: int = 0) -> None:
+def key_properties(info: AnyKey, key_length: int = 0) -> None:
     """libtpms TPM_Key_CheckProperties / TPM_KeyParms_CheckProperties (FIPS
     off): an RSA key of at most 2048 bits (exactly key_length if given), two
     primes, the schemes its usage allows, the default exponent where libtpms
@@ -104,7 +114,7 @@ def key_properties(info, key_length: int = 0) -> None:
     OAEP, PKCS, NONE = C.TPM_ES_RSAESOAEP_SHA1_MGF1, C.TPM_ES_RSAESPKCSv15, C.TPM_ES_NONE
     SHA1, DER = C.TPM_SS_RSASSAPKCS1v15_SHA1, C.TPM_SS_RSASSAPKCS1v15_DER
     # usage -> (encSchemes, sigSchemes, minimum bits or None, default exponent required)
-    rules = {
+    rules: dict[int, tuple[tuple[int, ...], tuple[int, ...], int | None, bool]] = {
         C.TPM_KEY_SIGNING: ((NONE,), (SHA1, DER, C.TPM_SS_RSASSAPKCS1v15_INFO), None, False),
         C.TPM_KEY_STORAGE: ((OAEP,), (C.TPM_SS_NONE,), 2048, True),
         C.TPM_KEY_IDENTITY: ((NONE,), (SHA1,), 2048, True),
@@ -124,7 +134,7 @@ def key_properties(info, key_length: int = 0) -> None:
         raise TPMError(C.TPM_BAD_KEY_PROPERTY)       # TPM_KeyParams_CheckDefaultExponent
 
 
-def check_key_template(info, loading: bool = False) -> int:
+def check_key_template(info: AnyKey, loading: bool = False) -> int:
     """Validate a key template (CreateWrapKey keyInfo) or, with loading, a
     blob to load (identity keys come from MakeIdentity); returns its bits."""
     parms = info.algorithmParms
@@ -141,7 +151,7 @@ def check_key_template(info, loading: bool = False) -> int:
     SIGS = (C.TPM_SS_RSASSAPKCS1v15_SHA1, C.TPM_SS_RSASSAPKCS1v15_DER,
             C.TPM_SS_RSASSAPKCS1v15_INFO)
     # (allowed encSchemes, allowed sigSchemes) per key usage (Part 3 10.4 / 13)
-    rules = {
+    rules: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {
         C.TPM_KEY_STORAGE: ((OAEP,), (C.TPM_SS_NONE,)),
         C.TPM_KEY_SIGNING: ((NONE,), SIGS),
         C.TPM_KEY_BIND: ((OAEP, PKCS), (C.TPM_SS_NONE,)),
@@ -168,7 +178,7 @@ def check_key_template(info, loading: bool = False) -> int:
 
 
 @command(C.TPM_ORD_CreateWrapKey)
-def CreateWrapKey(tpm, ctx, r):
+def CreateWrapKey(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     parent_handle = r.u32()
     ctx.mark(r)
     enc_usage = r.digest()
@@ -191,7 +201,7 @@ def CreateWrapKey(tpm, ctx, r):
     return info.to_bytes()
 
 
-def generate_key(tpm, ctx, info, bits: int) -> RSAKey:
+def generate_key(tpm: TPM, ctx: Ctx, info: AnyKey, bits: int) -> RSAKey:
     """Make the key a checked template asks for: fill in its PCR creation
     values and its public key (the caller builds and wraps its secrets)."""
     pcr = parse_pcr_info(info.PCRInfo, info.is_key12)
@@ -203,7 +213,7 @@ def generate_key(tpm, ctx, info, bits: int) -> RSAKey:
     return rsa
 
 
-def _unwrap(tpm, parent: LoadedKey, blob) -> LoadedKey:
+def _unwrap(tpm: TPM, parent: LoadedKey, blob: AnyKey) -> LoadedKey:
     try:
         plain = parent.rsa.decrypt_oaep(blob.encData)
         asym = TPM_STORE_ASYMKEY.from_bytes(plain)
@@ -223,7 +233,7 @@ def _unwrap(tpm, parent: LoadedKey, blob) -> LoadedKey:
     return LoadedKey(blob, rsa, asym.usageAuth, asym.migrationAuth, asym.payload)
 
 
-def _load(tpm, ctx, r, key2: bool):
+def _load(tpm: TPM, ctx: Ctx, r: Reader, key2: bool) -> bytes:
     parent_handle = r.u32()
     ctx.mark(r)
     blob = unmarshal_any_key(r)
@@ -239,17 +249,17 @@ def _load(tpm, ctx, r, key2: bool):
 
 
 @command(C.TPM_ORD_LoadKey2)
-def LoadKey2(tpm, ctx, r):
+def LoadKey2(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     return _load(tpm, ctx, r, True)
 
 
 @command(C.TPM_ORD_LoadKey)
-def LoadKey(tpm, ctx, r):
+def LoadKey(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     return _load(tpm, ctx, r, False)
 
 
 @command(C.TPM_ORD_GetPubKey)
-def GetPubKey(tpm, ctx, r):
+def GetPubKey(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     handle = r.u32()
     ctx.mark(r)
     ctx.start(r, T10, CHECK_ALL)
@@ -266,7 +276,7 @@ def GetPubKey(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_EvictKey)
-def EvictKey(tpm, ctx, r):
+def EvictKey(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     handle = r.u32()
     ctx.start(r, T0, CHECK_ALL)
     tpm.unload_key(handle)
@@ -278,7 +288,7 @@ MAX_EVICT_KEYS = 3     # owner-evict keys may not take the last key slots
 
 
 @command(C.TPM_ORD_KeyControlOwner)
-def KeyControlOwner(tpm, ctx, r):
+def KeyControlOwner(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     handle = r.u32()
     ctx.mark(r)
     pub = TPM_PUBKEY.unmarshal(r)
@@ -309,7 +319,7 @@ def KeyControlOwner(tpm, ctx, r):
 # ---------------------------------------------------------------- seal / unseal
 
 @command(C.TPM_ORD_Seal)
-def Seal(tpm, ctx, r):
+def Seal(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     handle = r.u32()
     ctx.mark(r)
     enc_auth = r.digest()
@@ -334,7 +344,7 @@ def Seal(tpm, ctx, r):
     return stored.to_bytes()
 
 
-def seal_crypt(ctx, i: int, data: bytes, scheme: int) -> bytes:
+def seal_crypt(ctx: Ctx, i: int, data: bytes, scheme: int) -> bytes:
     """Sealx / Unseal with et: with OSAP session i, XOR data with
     MGF1(authLastNonceEven || nonceOdd || "XOR" || sharedSecret), or run
     AES-128-CTR keyed by sharedSecret from SHA-1(authLastNonceEven || nonceOdd)
@@ -349,7 +359,7 @@ def seal_crypt(ctx, i: int, data: bytes, scheme: int) -> bytes:
 
 
 @command(C.TPM_ORD_Sealx)
-def Sealx(tpm, ctx, r):
+def Sealx(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     """Seal whose inData arrives encrypted under the key's OSAP session and
     whose blob tells Unseal to return it encrypted the same way."""
     handle = r.u32()
@@ -389,7 +399,7 @@ def Sealx(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_Unseal)
-def Unseal(tpm, ctx, r):
+def Unseal(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     handle = r.u32()
     ctx.mark(r)
     stored = unmarshal_any_stored_data(r)
@@ -427,7 +437,7 @@ def Unseal(tpm, ctx, r):
 # ---------------------------------------------------------------- bind, sign, quote
 
 @command(C.TPM_ORD_UnBind)
-def UnBind(tpm, ctx, r):
+def UnBind(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     handle = r.u32()
     ctx.mark(r)
     data = r.sized32("inData")
@@ -459,7 +469,7 @@ def UnBind(tpm, ctx, r):
     return Writer().sized32(plain).getvalue()
 
 
-def sign_key(tpm, ctx, handle, usages) -> LoadedKey:
+def sign_key(tpm: TPM, ctx: Ctx, handle: int, usages: tuple[int, ...]) -> LoadedKey:
     key = use_key(tpm, ctx, handle)
     if key.usage not in usages:
         raise TPMError(C.TPM_INVALID_KEYUSAGE)
@@ -468,7 +478,7 @@ def sign_key(tpm, ctx, handle, usages) -> LoadedKey:
 
 
 @command(C.TPM_ORD_Sign)
-def Sign(tpm, ctx, r):
+def Sign(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     handle = r.u32()
     ctx.mark(r)
     area = r.sized32("areaToSign")
@@ -498,7 +508,7 @@ def Sign(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_Quote)
-def Quote(tpm, ctx, r):
+def Quote(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     handle = r.u32()
     ctx.mark(r)
     external = r.digest()

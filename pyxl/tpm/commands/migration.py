@@ -13,6 +13,8 @@ MIGRATE split and its inverse from here (commands/cmk.py).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import constants as C
 from ..crypto import RSAKey, mgf1, random_bytes, xor
 from ..engine import CHECK_ALL, READ_ONLY, T1, T10, T21, TPMError, command
@@ -20,6 +22,10 @@ from ..marshal import TPMDecodeError
 from ..structures import (TPM_MIGRATE_ASYMKEY, TPM_MIGRATIONKEYAUTH, TPM_PUBKEY,
                           TPM_STORE_ASYMKEY)
 from .keys import storage_parent, use_key
+
+if TYPE_CHECKING:
+    from ..engine import Ctx, LoadedKey, TPM
+    from ..marshal import Reader
 
 # none of them changes the state blob (tpm-serve need not re-serialize it)
 READ_ONLY.update({C.TPM_ORD_AuthorizeMigrationKey, C.TPM_ORD_CreateMigrationBlob,
@@ -31,7 +37,7 @@ _H = 20     # SHA-1 digest size
 
 
 @command(C.TPM_ORD_AuthorizeMigrationKey)
-def AuthorizeMigrationKey(tpm, ctx, r):
+def AuthorizeMigrationKey(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     """-> TPM_MIGRATIONKEYAUTH: migrationKey, migrationScheme and
     SHA-1(migrationKey || migrationScheme || tpmProof), which binds the
     approval to this TPM and its current owner."""
@@ -118,7 +124,7 @@ def xor_and_encrypt(o1: bytes, pub: TPM_PUBKEY) -> tuple[bytes, bytes]:
     return rnd, encrypt_to(pub, xor(o1, rnd))
 
 
-def decrypt_and_xor(parent, in_data: bytes, rnd: bytes) -> bytes:
+def decrypt_and_xor(parent: LoadedKey, in_data: bytes, rnd: bytes) -> bytes:
     """The destination's half of xor_and_encrypt: o1 back, with parent's key."""
     try:
         d1 = parent.rsa.decrypt_oaep(in_data)
@@ -132,7 +138,7 @@ def decrypt_and_xor(parent, in_data: bytes, rnd: bytes) -> bytes:
 # ---------------------------------------------------------------- CreateMigrationBlob
 
 @command(C.TPM_ORD_CreateMigrationBlob)
-def CreateMigrationBlob(tpm, ctx, r):
+def CreateMigrationBlob(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     """-> random, outData.  AUTH2: parent usage, then the key's migrationAuth
     (OIAP only); AUTH1 (parent needs no auth): the migrationAuth alone.  A
     non-migratable key's migrationAuth is tpmProof, so it cannot be authorized."""
@@ -176,7 +182,7 @@ def CreateMigrationBlob(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_ConvertMigrationBlob)
-def ConvertMigrationBlob(tpm, ctx, r):
+def ConvertMigrationBlob(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     """The destination side of TPM_MS_MIGRATE: undo the XOR and the OAEP
     encoding, rebuild the TPM_STORE_ASYMKEY and wrap it to parentHandle."""
     parent_handle = r.u32()
@@ -194,7 +200,7 @@ def ConvertMigrationBlob(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_MigrateKey)
-def MigrateKey(tpm, ctx, r):
+def MigrateKey(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     """A migration authority's step (Part 3 11.5): decrypt inData with the
     TPM_KEY_MIGRATE key maKeyHandle, re-encrypt it to pubKey."""
     ma_handle = r.u32()

@@ -4,6 +4,8 @@ ChangeAuthAsymStart/Finish (Part 3 6.2, 17.1, 21, 30, 31.2)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import constants as C
 from ..crypto import hmac_sha1, random_bytes, sha1
 from ..engine import (CHECK_ALL, CHECK_ALLOW_NO_OWNER, CHECK_BASIC, CHECK_STARTUP, T0, T1, T2,
@@ -12,11 +14,15 @@ from ..marshal import TPMDecodeError, Writer
 from ..structures import (TPM_CERTIFY_INFO, TPM_CHANGEAUTH_VALIDATE, TPM_KEY, TPM_KEY_PARMS,
                           TPM_SEALED_DATA, TPM_STORE_ASYMKEY, TPM_STORE_PUBKEY, TPM_STRUCT_VER)
 
+if TYPE_CHECKING:
+    from ..engine import Ctx, NVArea, TPM
+    from ..marshal import Reader
+
 PP = C.TPM_PHYSICAL_PRESENCE
 
 
 @command(C.TSC_ORD_PhysicalPresence)
-def TSC_PhysicalPresence(tpm, ctx, r):
+def TSC_PhysicalPresence(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     pp = r.u16()
     ctx.start(r, T0, CHECK_BASIC)
     f, s = tpm.perm.flags, tpm.stclear
@@ -63,7 +69,7 @@ def TSC_PhysicalPresence(tpm, ctx, r):
 
 
 @command(C.TSC_ORD_ResetEstablishmentBit)
-def TSC_ResetEstablishmentBit(tpm, ctx, r):
+def TSC_ResetEstablishmentBit(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T0, CHECK_BASIC)
     if ctx.locality not in (3, 4):
         raise TPMError(C.TPM_BAD_LOCALITY)
@@ -72,14 +78,14 @@ def TSC_ResetEstablishmentBit(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_Reset)
-def Reset(tpm, ctx, r):
+def Reset(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T0, CHECK_BASIC)
     tpm.sessions.clear()
     return b""
 
 
 @command(C.TPM_ORD_Init)
-def Init(tpm, ctx, r):
+def Init(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     """TPM_Init as a command: back to the state that awaits TPM_Startup.
     libtpms (built without TPM_TEST) checks the tag and the parameter size,
     then answers TPM_BAD_ORDINAL; its answers carry the request's tag
@@ -94,7 +100,7 @@ def Init(tpm, ctx, r):
     return b""
 
 
-def _dir_area(tpm, index: int):
+def _dir_area(tpm: TPM, index: int) -> NVArea:
     if index != 0:
         raise TPMError(C.TPM_BADINDEX)
     a = tpm.perm.nv.get(C.TPM_NV_INDEX_DIR)
@@ -104,7 +110,7 @@ def _dir_area(tpm, index: int):
 
 
 @command(C.TPM_ORD_DirWriteAuth)
-def DirWriteAuth(tpm, ctx, r):
+def DirWriteAuth(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     index = r.u32()
     value = r.digest()
     ctx.start(r, T1, CHECK_ALL)
@@ -114,14 +120,14 @@ def DirWriteAuth(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_DirRead)
-def DirRead(tpm, ctx, r):
+def DirRead(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     index = r.u32()
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     return bytes(_dir_area(tpm, index).data)
 
 
 @command(C.TPM_ORD_ChangeAuth)
-def ChangeAuth(tpm, ctx, r):
+def ChangeAuth(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     parent_handle = r.u32()
     ctx.mark(r)
     pid = r.u16()
@@ -143,6 +149,7 @@ def ChangeAuth(tpm, ctx, r):
         plain = parent.rsa.decrypt_oaep(enc_data)
     except ValueError:
         raise TPMError(C.TPM_DECRYPT_ERROR) from None
+    obj: TPM_STORE_ASYMKEY | TPM_SEALED_DATA
     try:
         if et == C.TPM_ET_KEY:
             obj = TPM_STORE_ASYMKEY.from_bytes(plain)
@@ -168,7 +175,7 @@ _ISVOLATILE = 0x00000004
 
 
 @command(C.TPM_ORD_ChangeAuthAsymStart)
-def ChangeAuthAsymStart(tpm, ctx, r):
+def ChangeAuthAsymStart(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     """Make an ephemeral TPM_KEY_AUTHCHANGE key (volatile, no auth, in a key
     slot) and certify it with an identity key."""
     from .keys import check_pcr_binding, key_pcr_info
@@ -206,7 +213,7 @@ def ChangeAuthAsymStart(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_ChangeAuthAsymFinish)
-def ChangeAuthAsymFinish(tpm, ctx, r):
+def ChangeAuthAsymFinish(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     """Give a wrapped key the new secret sent encrypted to the ephemeral key,
     if newAuthLink proves knowledge of the current one; the ephemeral key goes."""
     from .keys import check_pcr_binding, key_pcr_info

@@ -6,6 +6,8 @@ vTPM starts with nvLocked TRUE."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import constants as C
 from ..engine import (CHECK_ALL, CHECK_ALLOW_NO_OWNER, CHECK_BASIC, CHECK_NV_NOAUTH, NVArea,
                       T1, T10, TPMError, command)
@@ -13,12 +15,17 @@ from ..marshal import Writer
 from ..structures import TPM_NV_DATA_PUBLIC
 from .capability import NV_TOTAL
 
+if TYPE_CHECKING:
+    from ..engine import Ctx, TPM
+    from ..marshal import Reader
+    from ..structures import TPM_PCR_INFO_SHORT
+
 _READ_AUTHS = C.TPM_NV_PER_OWNERREAD | C.TPM_NV_PER_AUTHREAD
 _WRITE_AUTHS = C.TPM_NV_PER_OWNERWRITE | C.TPM_NV_PER_AUTHWRITE
 _WRITE_ANY = _WRITE_AUTHS | C.TPM_NV_PER_WRITEDEFINE | C.TPM_NV_PER_PPWRITE
 
 
-def _check_pcr_short(tpm, info, locality: int) -> None:
+def _check_pcr_short(tpm: TPM, info: TPM_PCR_INFO_SHORT, locality: int) -> None:
     if not tpm.check_locality(info.localityAtRelease, locality):
         raise TPMError(C.TPM_BAD_LOCALITY)
     if info.pcrSelection.indices():
@@ -26,7 +33,7 @@ def _check_pcr_short(tpm, info, locality: int) -> None:
             raise TPMError(C.TPM_WRONGPCRVAL)
 
 
-def _valid_short(info) -> None:
+def _valid_short(info: TPM_PCR_INFO_SHORT) -> None:
     if len(info.pcrSelection.pcrSelect) > C.TPM_NUM_PCR_SELECT:
         raise TPMError(C.TPM_INVALID_STRUCTURE)
     if info.localityAtRelease & ~C.TPM_LOC_ALL or not info.localityAtRelease:
@@ -39,7 +46,7 @@ def _is_valid_index(idx: int) -> bool:
 
 
 @command(C.TPM_ORD_NV_DefineSpace)
-def NV_DefineSpace(tpm, ctx, r):
+def NV_DefineSpace(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     pub = TPM_NV_DATA_PUBLIC.unmarshal(r)
     enc_auth = r.digest()
     ctx.start(r, T10, CHECK_ALLOW_NO_OWNER | CHECK_NV_NOAUTH)
@@ -98,14 +105,14 @@ def NV_DefineSpace(tpm, ctx, r):
     return b""
 
 
-def _area(tpm, idx: int) -> NVArea:
+def _area(tpm: TPM, idx: int) -> NVArea:
     a = tpm.perm.nv.get(idx)
     if a is None:
         raise TPMError(C.TPM_BADINDEX)
     return a
 
 
-def _write(tpm, ctx, a: NVArea, offset: int, data: bytes) -> None:
+def _write(tpm: TPM, ctx: Ctx, a: NVArea, offset: int, data: bytes) -> None:
     """Steps 8-16 of NV_WriteValue (shared with NV_WriteValueAuth)."""
     pub = a.pub
     attrs = pub.permission.attributes
@@ -134,7 +141,7 @@ def _write(tpm, ctx, a: NVArea, offset: int, data: bytes) -> None:
     pub.bReadSTClear = 0
 
 
-def _read(tpm, ctx, a: NVArea, offset: int, size: int) -> bytes:
+def _read(tpm: TPM, ctx: Ctx, a: NVArea, offset: int, size: int) -> bytes:
     """Steps 6-11 of NV_ReadValue (shared with NV_ReadValueAuth)."""
     pub = a.pub
     attrs = pub.permission.attributes
@@ -156,7 +163,7 @@ def _read(tpm, ctx, a: NVArea, offset: int, size: int) -> bytes:
 
 
 @command(C.TPM_ORD_NV_WriteValue)
-def NV_WriteValue(tpm, ctx, r):
+def NV_WriteValue(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     idx, offset = r.u32(), r.u32()
     data = r.sized32("data")
     ctx.start(r, T10, CHECK_BASIC | CHECK_NV_NOAUTH)
@@ -185,7 +192,7 @@ def NV_WriteValue(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_NV_WriteValueAuth)
-def NV_WriteValueAuth(tpm, ctx, r):
+def NV_WriteValueAuth(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     idx, offset = r.u32(), r.u32()
     data = r.sized32("data")
     ctx.start(r, T1, CHECK_ALL)
@@ -198,7 +205,7 @@ def NV_WriteValueAuth(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_NV_ReadValue)
-def NV_ReadValue(tpm, ctx, r):
+def NV_ReadValue(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     idx, offset, size = r.u32(), r.u32(), r.u32()
     ctx.start(r, T10, CHECK_BASIC | CHECK_NV_NOAUTH)
     locked = tpm.perm.flags.nvLocked
@@ -216,7 +223,7 @@ def NV_ReadValue(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_NV_ReadValueAuth)
-def NV_ReadValueAuth(tpm, ctx, r):
+def NV_ReadValueAuth(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     idx, offset, size = r.u32(), r.u32(), r.u32()
     ctx.start(r, T1, CHECK_ALL)
     a = _area(tpm, idx)

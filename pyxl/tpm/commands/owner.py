@@ -5,6 +5,8 @@ TSC_PhysicalPresence first."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import constants as C
 from ..crypto import random_bytes, sha1
 from ..engine import (CHECK_ALL, CHECK_ALLOW_NO_OWNER, CHECK_BASIC, CHECK_ENABLED,
@@ -15,19 +17,25 @@ from ..structures import (TPM_KEY_PARMS, TPM_PUBKEY, TPM_RSA_KEY_PARMS, TPM_STOR
                           unmarshal_any_key)
 from .daa import new_daa_secrets
 
+if TYPE_CHECKING:
+    from ..engine import Ctx, TPM
+    from ..marshal import Reader
 
-def ek_pubkey(tpm) -> TPM_PUBKEY:
+
+def ek_pubkey(tpm: TPM) -> TPM_PUBKEY:
     ek = tpm.perm.ek
+    if ek is None:                        # the callers have checked
+        raise TPMError(C.TPM_NO_ENDORSEMENT)
     parms = TPM_KEY_PARMS(C.TPM_ALG_RSA, C.TPM_ES_RSAESOAEP_SHA1_MGF1, C.TPM_SS_NONE,
                           TPM_RSA_KEY_PARMS(ek.bits, 2, b"").to_bytes())
     return TPM_PUBKEY(parms, TPM_STORE_PUBKEY(ek.modulus()))
 
 
-def srk_pubkey(tpm) -> TPM_PUBKEY:
-    return tpm.perm.srk.blob.pubkey()
+def srk_pubkey(tpm: TPM) -> TPM_PUBKEY:
+    return tpm.key_by_handle(C.TPM_KH_SRK).blob.pubkey()   # owned: the SRK is there
 
 
-def clear_owner(tpm) -> None:
+def clear_owner(tpm: TPM) -> None:
     """What OwnerClear / ForceClear / RevokeTrust do.  Like the Berlios emulator,
     the TPM stays enabled and activated and readSRKPub keeps its value (other
     identities: disabled, deactivated and readSRKPub FALSE, as libtpms),
@@ -83,7 +91,7 @@ def _check_ek_parms(parms: TPM_KEY_PARMS) -> int:
 
 
 @command(C.TPM_ORD_TakeOwnership)
-def TakeOwnership(tpm, ctx, r):
+def TakeOwnership(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     pid = r.u16()
     enc_owner = r.sized32("encOwnerAuth")
     enc_srk = r.sized32("encSrkAuth")
@@ -129,12 +137,12 @@ def TakeOwnership(tpm, ctx, r):
     return blob.to_bytes()
 
 
-def _owner_auth(tpm, ctx, i=0):
+def _owner_auth(tpm: TPM, ctx: Ctx, i: int = 0) -> None:
     ctx.verify(i, tpm.perm.owner_auth, C.TPM_ET_OWNER)
 
 
 @command(C.TPM_ORD_OwnerClear)
-def OwnerClear(tpm, ctx, r):
+def OwnerClear(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T1, CHECK_ALL)
     _owner_auth(tpm, ctx)
     if tpm.perm.flags.disableOwnerClear:
@@ -144,7 +152,7 @@ def OwnerClear(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_ForceClear)
-def ForceClear(tpm, ctx, r):
+def ForceClear(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     tpm.require_presence()
     if tpm.stclear.disableForceClear:
@@ -154,7 +162,7 @@ def ForceClear(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_DisableOwnerClear)
-def DisableOwnerClear(tpm, ctx, r):
+def DisableOwnerClear(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T1, CHECK_ALL)
     _owner_auth(tpm, ctx)
     tpm.perm.flags.disableOwnerClear = True
@@ -162,7 +170,7 @@ def DisableOwnerClear(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_DisableForceClear)
-def DisableForceClear(tpm, ctx, r):
+def DisableForceClear(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     tpm.stclear.disableForceClear = True
     return b""
@@ -171,7 +179,7 @@ def DisableForceClear(tpm, ctx, r):
 # ---------------------------------------------------------------- endorsement key
 
 @command(C.TPM_ORD_ReadPubek)
-def ReadPubek(tpm, ctx, r):
+def ReadPubek(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     anti_replay = r.digest()
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     if tpm.perm.ek is None:
@@ -183,7 +191,7 @@ def ReadPubek(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_OwnerReadPubek)
-def OwnerReadPubek(tpm, ctx, r):
+def OwnerReadPubek(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T1, CHECK_ALL)
     _owner_auth(tpm, ctx)
     if tpm.perm.ek is None:
@@ -192,7 +200,7 @@ def OwnerReadPubek(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_OwnerReadInternalPub)
-def OwnerReadInternalPub(tpm, ctx, r):
+def OwnerReadInternalPub(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     handle = r.u32()
     ctx.start(r, T1, CHECK_ALL)
     _owner_auth(tpm, ctx)
@@ -206,14 +214,14 @@ def OwnerReadInternalPub(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_DisablePubekRead)
-def DisablePubekRead(tpm, ctx, r):
+def DisablePubekRead(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T1, CHECK_ALL)
     _owner_auth(tpm, ctx)
     tpm.perm.flags.readPubek = False
     return b""
 
 
-def _create_ek(tpm, key_info: TPM_KEY_PARMS):
+def _create_ek(tpm: TPM, key_info: TPM_KEY_PARMS) -> None:
     if tpm.perm.ek is not None:
         raise TPMError(C.TPM_DISABLED_CMD)
     bits = _check_ek_parms(key_info)
@@ -223,7 +231,7 @@ def _create_ek(tpm, key_info: TPM_KEY_PARMS):
 
 
 @command(C.TPM_ORD_CreateEndorsementKeyPair)
-def CreateEndorsementKeyPair(tpm, ctx, r):
+def CreateEndorsementKeyPair(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     anti_replay = r.digest()
     key_info = TPM_KEY_PARMS.unmarshal(r)
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
@@ -235,7 +243,7 @@ def CreateEndorsementKeyPair(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_CreateRevocableEK)
-def CreateRevocableEK(tpm, ctx, r):
+def CreateRevocableEK(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     anti_replay = r.digest()
     key_info = TPM_KEY_PARMS.unmarshal(r)
     generate = r.bool()
@@ -250,7 +258,7 @@ def CreateRevocableEK(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_RevokeTrust)
-def RevokeTrust(tpm, ctx, r):
+def RevokeTrust(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     reset = r.digest()
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     p = tpm.perm
@@ -271,7 +279,7 @@ def RevokeTrust(tpm, ctx, r):
 # ---------------------------------------------------------------- owner auth
 
 @command(C.TPM_ORD_ChangeAuthOwner)
-def ChangeAuthOwner(tpm, ctx, r):
+def ChangeAuthOwner(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     pid = r.u16()
     enc = r.digest()
     et = r.u16()
@@ -283,14 +291,14 @@ def ChangeAuthOwner(tpm, ctx, r):
     if et == C.TPM_ET_OWNER:
         tpm.perm.owner_auth = new
     elif et == C.TPM_ET_SRK:
-        tpm.perm.srk.usage_auth = new
+        tpm.key_by_handle(C.TPM_KH_SRK).usage_auth = new    # owned: the SRK is there
     else:
         raise TPMError(C.TPM_WRONG_ENTITYTYPE)
     return b""
 
 
 @command(C.TPM_ORD_ResetLockValue)
-def ResetLockValue(tpm, ctx, r):
+def ResetLockValue(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T1, CHECK_NOT_SHUTDOWN | CHECK_ENABLED | CHECK_ACTIVATED | CHECK_OWNER)
     if tpm.disable_reset_lock:
         raise TPMError(C.TPM_AUTHFAIL)
@@ -309,7 +317,7 @@ def ResetLockValue(tpm, ctx, r):
 # ---------------------------------------------------------------- switches
 
 @command(C.TPM_ORD_SetOwnerInstall)
-def SetOwnerInstall(tpm, ctx, r):
+def SetOwnerInstall(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     state = r.bool()
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     if tpm.owned:
@@ -320,7 +328,7 @@ def SetOwnerInstall(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_OwnerSetDisable)
-def OwnerSetDisable(tpm, ctx, r):
+def OwnerSetDisable(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     state = r.bool()
     ctx.start(r, T1, CHECK_NOT_SHUTDOWN | CHECK_OWNER | CHECK_NO_LOCKOUT)
     _owner_auth(tpm, ctx)
@@ -329,7 +337,7 @@ def OwnerSetDisable(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_PhysicalEnable)
-def PhysicalEnable(tpm, ctx, r):
+def PhysicalEnable(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T0, CHECK_BASIC)
     tpm.require_presence()
     tpm.perm.flags.disable = False
@@ -337,7 +345,7 @@ def PhysicalEnable(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_PhysicalDisable)
-def PhysicalDisable(tpm, ctx, r):
+def PhysicalDisable(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T0, CHECK_BASIC | CHECK_ENABLED)
     tpm.require_presence()
     tpm.perm.flags.disable = True
@@ -345,7 +353,7 @@ def PhysicalDisable(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_PhysicalSetDeactivated)
-def PhysicalSetDeactivated(tpm, ctx, r):
+def PhysicalSetDeactivated(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     state = r.bool()
     ctx.start(r, T0, CHECK_BASIC | CHECK_ENABLED)
     tpm.require_presence()
@@ -354,7 +362,7 @@ def PhysicalSetDeactivated(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_SetTempDeactivated)
-def SetTempDeactivated(tpm, ctx, r):
+def SetTempDeactivated(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T10, CHECK_BASIC | CHECK_ACTIVATED)
     if ctx.n_auth:
         if tpm.perm.operator_auth is None:
@@ -367,7 +375,7 @@ def SetTempDeactivated(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_SetOperatorAuth)
-def SetOperatorAuth(tpm, ctx, r):
+def SetOperatorAuth(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     auth = r.digest()
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     tpm.require_presence()

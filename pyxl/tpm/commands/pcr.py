@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import constants as C
 from ..crypto import sha1
 from ..engine import (CHECK_ALLOW_NO_OWNER, CHECK_BASIC, PCR_EXTEND_LOCALITY,
                       PCR_RESET_LOCALITY, T0, TPMError, command)
 from ..structures import TPM_PCR_SELECTION
 
+if TYPE_CHECKING:
+    from ..engine import Ctx, TPM
+    from ..marshal import Reader
+
 
 @command(C.TPM_ORD_PcrRead)
-def PcrRead(tpm, ctx, r):
+def PcrRead(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     idx = r.u32()
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     if idx >= C.TPM_NUM_PCR:
@@ -19,7 +25,7 @@ def PcrRead(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_Extend)
-def Extend(tpm, ctx, r):
+def Extend(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     idx = r.u32()
     digest = r.digest()
     ctx.start(r, T0, CHECK_BASIC)
@@ -35,7 +41,7 @@ def Extend(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_PCR_Reset)
-def PCR_Reset(tpm, ctx, r):
+def PCR_Reset(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     sel = TPM_PCR_SELECTION.unmarshal(r)
     ctx.start(r, T0, CHECK_BASIC)
     size = len(sel.pcrSelect)

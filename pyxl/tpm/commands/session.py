@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import constants as C
 from ..crypto import hmac_sha1, random_bytes
 from ..engine import CHECK_BASIC, CHECK_OWNER, Session, T0, TPMError, command
 
+if TYPE_CHECKING:
+    from ..engine import Ctx, TPM
+    from ..marshal import Reader
+
 
 @command(C.TPM_ORD_OIAP)
-def OIAP(tpm, ctx, r):
+def OIAP(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T0, CHECK_BASIC)
     s = tpm.add_session(Session(0, C.TPM_PID_OIAP, random_bytes(20)))
     ctx.out_skip = 4
     return s.handle.to_bytes(4, "big") + s.nonce_even
 
 
-def check_adip(tpm, et: int) -> None:
+def check_adip(tpm: TPM, et: int) -> None:
     """The ADIP scheme in an OSAP/DSAP entity type's MSB: XOR, or AES-128-CTR
     (libtpms; the Berlios emulator has XOR only)."""
     adip = et >> 8
@@ -23,11 +29,11 @@ def check_adip(tpm, et: int) -> None:
         raise TPMError(C.TPM_INAPPROPRIATE_ENC)
 
 
-def entity_secret(tpm, et: int, ev: int) -> bytes:
+def entity_secret(tpm: TPM, et: int, ev: int) -> bytes:
     """The usage secret of an OSAP entity, or a TPMError."""
     low = et & 0xFF
     if low == C.TPM_ET_OWNER:
-        if not tpm.owned:
+        if tpm.perm.owner_auth is None:   # not owned
             raise TPMError(C.TPM_NOSRK)
         return tpm.perm.owner_auth
     if low == C.TPM_ET_SRK or (low == C.TPM_ET_KEYHANDLE and ev == C.TPM_KH_SRK):
@@ -49,7 +55,7 @@ def entity_secret(tpm, et: int, ev: int) -> bytes:
 
 
 @command(C.TPM_ORD_OSAP)
-def OSAP(tpm, ctx, r):
+def OSAP(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     et = r.u16()
     ev = r.u32()
     nonce_odd_osap = r.digest()
@@ -69,7 +75,7 @@ def OSAP(tpm, ctx, r):
     return s.handle.to_bytes(4, "big") + s.nonce_even + nonce_even_osap
 
 
-def _flush(tpm, handle: int, rt: int) -> None:
+def _flush(tpm: TPM, handle: int, rt: int) -> None:
     if rt == C.TPM_RT_AUTH:
         if tpm.sessions.pop(handle, None) is None:
             raise TPMError(C.TPM_INVALID_AUTHHANDLE)
@@ -91,7 +97,7 @@ def _flush(tpm, handle: int, rt: int) -> None:
 
 
 @command(C.TPM_ORD_FlushSpecific)
-def FlushSpecific(tpm, ctx, r):
+def FlushSpecific(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     handle = r.u32()
     rt = r.u32()
     ctx.start(r, T0, CHECK_BASIC)
@@ -100,7 +106,7 @@ def FlushSpecific(tpm, ctx, r):
 
 
 @command(C.TPM_ORD_Terminate_Handle)
-def Terminate_Handle(tpm, ctx, r):
+def Terminate_Handle(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     handle = r.u32()
     ctx.start(r, T0, CHECK_BASIC)
     if tpm.sessions.pop(handle, None) is None:

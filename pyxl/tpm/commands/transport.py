@@ -4,6 +4,7 @@ ReleaseTransportSigned (Part 3 24), in libtpms's order of checks."""
 from __future__ import annotations
 
 from hmac import compare_digest as _eq
+from typing import TYPE_CHECKING
 
 from .. import constants as C
 from ..crypto import hmac_sha1, random_bytes, sha1
@@ -16,15 +17,23 @@ from ..transport import (SPECIAL, TPM_HANDLE_TRANS_BASE, TPM_TRANSPORT_ENCRYPT,
 from .admin import current_ticks
 from .keys import check_pcr_binding, key_pcr_info, use_key
 
+if TYPE_CHECKING:
+    from ..engine import Ctx, TPM
+
 _TRAILER = 4 + 20 + 1 + 20       # a request's authHandle, nonceOdd, continue, auth
 _RSP_TRAILER = 20 + 1 + 20
+# the auth trailers' length by a wrapped request's / response's tag
+_AUTH_LEN: dict[int, int] = {C.TPM_TAG_RQU_AUTH1_COMMAND: _TRAILER,
+                             C.TPM_TAG_RQU_AUTH2_COMMAND: 2 * _TRAILER}
+_RSP_AUTH_LEN: dict[int, int] = {C.TPM_TAG_RSP_AUTH1_COMMAND: _RSP_TRAILER,
+                                 C.TPM_TAG_RSP_AUTH2_COMMAND: 2 * _RSP_TRAILER}
 
 
 def _u32(v: int) -> bytes:
     return v.to_bytes(4, "big")
 
 
-def new_transport_handle(tpm) -> int:
+def new_transport_handle(tpm: TPM) -> int:
     for slot in range(tpm.identity.max_sessions):
         h = TPM_HANDLE_TRANS_BASE | slot
         if h not in tpm.transports:
@@ -33,7 +42,7 @@ def new_transport_handle(tpm) -> int:
 
 
 @command(C.TPM_ORD_EstablishTransport)
-def EstablishTransport(tpm, ctx, r):
+def EstablishTransport(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     enc_handle = r.u32()
     ctx.mark(r)
     pub_start = r.pos
@@ -84,7 +93,7 @@ def EstablishTransport(tpm, ctx, r):
     return _u32(s.handle) + _u32(ctx.locality) + ticks.to_bytes() + nonce_even
 
 
-def _trans_trailer(r: Reader):
+def _trans_trailer(r: Reader) -> tuple[int, bytes, int, bytes]:
     return r.u32(), r.bytes(20), r.bool(), r.bytes(20)
 
 
@@ -95,19 +104,19 @@ def _check_trans(t: TransportSession, in_digest: bytes, odd: bytes, cont: int,
         raise TPMError(C.TPM_AUTH2FAIL)
 
 
-def _trans_response(ctx, t: TransportSession, out_digest: bytes, odd: bytes, cont: int) -> None:
+def _trans_response(ctx: Ctx, t: TransportSession, out_digest: bytes, odd: bytes, cont: int) -> None:
     """Append the transport session's response trailer (t.nonce_even is the new one)."""
     res = hmac_sha1(t.auth, out_digest, t.nonce_even, odd, bytes((cont,)))
     ctx.extra_tail = t.nonce_even + bytes((cont,)) + res
     ctx.extra_auths = 1
 
 
-def _end_exclusive_unless(tpm, handle: int) -> None:
+def _end_exclusive_unless(tpm: TPM, handle: int) -> None:
     if tpm.transport_exclusive and tpm.transport_exclusive != handle:
         tpm.end_transport(tpm.transport_exclusive)
 
 
-def _pub_key_digest(tpm, handle: int) -> bytes:
+def _pub_key_digest(tpm: TPM, handle: int) -> bytes:
     """SHA-1 of a loaded key's TPM_STORE_PUBKEY (the EK included)."""
     if handle == C.TPM_KH_EK:
         if tpm.perm.ek is None:
@@ -119,7 +128,7 @@ def _pub_key_digest(tpm, handle: int) -> bytes:
 
 
 @command(C.TPM_ORD_ExecuteTransport)
-def ExecuteTransport(tpm, ctx, r):
+def ExecuteTransport(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     wrapped = r.sized32("wrappedCmd")
     tpm.check_state(ctx.tag, CHECK_ALL)
     if ctx.tag != C.TPM_TAG_RQU_AUTH1_COMMAND:
@@ -135,7 +144,8 @@ def ExecuteTransport(tpm, ctx, r):
         raise
 
 
-def _execute_transport(tpm, ctx, wrapped, handle, odd, cont, auth):
+def _execute_transport(tpm: TPM, ctx: Ctx, wrapped: bytes, handle: int, odd: bytes, cont: int,
+                       auth: bytes) -> bytes:
     _end_exclusive_unless(tpm, handle)
     live = tpm.transports.get(handle)
     if live is None:
@@ -150,8 +160,7 @@ def _execute_transport(tpm, ctx, wrapped, handle, odd, cont, auth):
     if row is None:
         raise TPMError(C.TPM_BAD_ORDINAL)
     e1 = 10 + row.in_handles
-    auth_len = {C.TPM_TAG_RQU_AUTH1_COMMAND: _TRAILER,
-                C.TPM_TAG_RQU_AUTH2_COMMAND: 2 * _TRAILER}.get(tag_w, 0)
+    auth_len = _AUTH_LEN.get(tag_w, 0)
     if size_w < e1 + auth_len:
         raise TPMError(C.TPM_BAD_PARAM_SIZE)
     len1 = size_w - e1 - auth_len
@@ -181,8 +190,7 @@ def _execute_transport(tpm, ctx, wrapped, handle, odd, cont, auth):
     tag2, size2, rc_w = rr.u16(), rr.u32(), rr.u32()
     if rc_w == 0:
         s2 = 10 + row.out_handles
-        auth2 = {C.TPM_TAG_RSP_AUTH1_COMMAND: _RSP_TRAILER,
-                 C.TPM_TAG_RSP_AUTH2_COMMAND: 2 * _RSP_TRAILER}.get(tag2, 0)
+        auth2 = _RSP_AUTH_LEN.get(tag2, 0)
         if size2 < s2 + auth2:
             raise TPMError(C.TPM_BAD_PARAM_SIZE)
         len2 = size2 - s2 - auth2
@@ -208,7 +216,7 @@ def _execute_transport(tpm, ctx, wrapped, handle, odd, cont, auth):
 
 
 @command(C.TPM_ORD_ReleaseTransportSigned)
-def ReleaseTransportSigned(tpm, ctx, r):
+def ReleaseTransportSigned(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     key_handle = r.u32()
     ctx.mark(r)
     anti_replay = r.digest()
