@@ -21,6 +21,7 @@ from pyxl.toolstack import monitor
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
+    from pyxl.hypervisor.xenstore import XsConnection
     from pyxl.toolstack.hostd import HostState
 
 # libxl_dom_suspend.c and libxl_domain.c: 60*1000 ms, for the acknowledgement
@@ -33,7 +34,7 @@ def _acked(state: bytes | None) -> bool:
     return state != b"suspend"
 
 
-def _read(xs, path: str, tx: int = 0) -> bytes | None:
+def _read(xs: XsConnection, path: str, tx: int = 0) -> bytes | None:
     try:
         return bytes(xs.read(path, tx))
     except OSError as e:

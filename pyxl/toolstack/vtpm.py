@@ -49,7 +49,7 @@ def attach(st: HostState, dom_q: str, uuid: str | None, backend: str | None,
     return devid
 
 
-def list_(st: HostState, dom_q: str) -> list:
+def list_(st: HostState, dom_q: str) -> list[dict]:
     """libxl_device_vtpm_list + getinfo (a domid naming nothing: no rows)."""
     with st.lock:
         try:
