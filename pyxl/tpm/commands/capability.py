@@ -157,11 +157,11 @@ def _nv_visible(tpm: TPM, index: int) -> bool:
     return tpm.identity.berlios or index != C.TPM_NV_INDEX_DIR
 
 
-def _trans_algs(tpm: TPM) -> tuple:
+def _trans_algs(tpm: TPM) -> tuple[int, ...]:
     return (C.TPM_ALG_MGF1,) if tpm.identity.berlios else (C.TPM_ALG_MGF1, C.TPM_ALG_AES128)
 
 
-def _adip_algs(tpm: TPM) -> tuple:
+def _adip_algs(tpm: TPM) -> tuple[int, ...]:
     return (C.TPM_ALG_XOR,) if tpm.identity.berlios else (C.TPM_ALG_XOR, C.TPM_ALG_AES128)
 
 
