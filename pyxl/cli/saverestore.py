@@ -8,10 +8,13 @@ advertises nor acknowledges a suspend request), so after libxl's 60 s the
 request is cancelled and xl prints what it prints then, leaves the file as
 far as it got, resumes the domain (which was never suspended) and exits 1.
 
-restore and migrate-receive read and check the save file or incoming
-stream as xl_vmcontrol.c create_domain's restore path reads it.  The
-simulated host has no domain memory to restore into, so a stream that
-passes xl's own checks is refused after them."""
+restore and migrate-receive read the save file or incoming stream as
+xl_vmcontrol.c create_domain's restore path reads it, make the domain,
+and read libxl's and libxc's streams after xl's header
+(pyxl.cli.streamread).  The simulated host has no domain memory to
+restore into: the restore fails where the stream save writes ends (libxc's
+first record), or is refused at a record that carries a guest's memory,
+and the domain is destroyed."""
 
 from __future__ import annotations
 
@@ -207,7 +210,7 @@ def create_restoring(fd: int, source: str, config_file: str | None, migrating: b
     try:
         if not mandatory & XL_MANDATORY_FLAG_STREAMv2:
             raise Refused("a stream of Xen before 4.6 (libxl's legacy conversion)")
-        rc = stream_read(fd, domid, c_info.get("type", "pv") != "pv")
+        rc = stream_read(fd, c_info.get("type", "pv") != "pv")
     except Refused as r:
         _err("pyxl: the simulated host cannot restore domain %d: %s\n" % (domid, r))
         _destroy(domid, quiet=True)

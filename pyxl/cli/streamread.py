@@ -132,7 +132,7 @@ def _rec_type_to_str(rtype: int) -> str:
     return "Reserved"
 
 
-def stream_read(fd: int, domid: int, hvm: bool) -> int:
+def stream_read(fd: int, hvm: bool) -> int:
     """libxl__stream_read_start and its callbacks for a plain (not
     checkpointed) stream: the header (stream_header_done), then records
     (record_header_done, record_body_done, process_record).  -> the
