@@ -77,6 +77,7 @@ ERROR_FAIL = -3            # libxl_types.idl libxl_error
 ERROR_INVAL = -6
 _FATAL = 1        # CHK_ERRNOVAL's exit(EXIT_FAILURE)
 POS_REBUILD = "libxl_create.c:1640:domcreate_rebuild_done"
+POS_COLO_PV = "libxl_create.c:1437:domcreate_bootloader_done"
 
 
 class _Exit(Exception):
@@ -176,19 +177,22 @@ def _domain_config(mandatory: int, saved: bytes | None, config_file: str | None)
     return json.loads(to_json(d_config))
 
 
-def create_restoring(fd: int, source: str, config_file: str | None, migrating: bool) -> int:
+def create_restoring(fd: int, source: str, config_file: str | None, migrating: bool,
+                     colo: bool = False) -> int:
     """create_domain (xl_vmcontrol.c) restoring from FD, then
     libxl_domain_create_restore (libxl_create.c): the domain made
     (initiate_domain_create), its stream read (libxl__stream_read_start,
     pyxl.cli.streamread), which on the simulated host never completes the
     restore: domcreate_stream_done fails, domcreate_rebuild_done logs it,
     domcreate_complete destroys the domain, and xl's error_out destroys it
-    again (libxl_domain_destroy, which finds no such domain).  -> xl's
-    create_domain result (< 0); raises _Exit where xl exits."""
+    again (libxl_domain_destroy, which finds no such domain).  A COLO
+    stream (migrate-receive --colo) of a PV domain fails before the stream
+    is read (domcreate_bootloader_done).  -> xl's create_domain result
+    (< 0); raises _Exit where xl exits."""
     import json
 
     from pyxl.cli._common import call
-    from pyxl.cli.streamread import Refused, stream_read
+    from pyxl.cli.streamread import Refused
     from pyxl.toolstack.errors import Fault
 
     mandatory, saved = _load(fd, source)
@@ -207,17 +211,30 @@ def create_restoring(fd: int, source: str, config_file: str | None, migrating: b
     except Fault as f:
         f.report()
         return ERROR_FAIL
-    try:
-        if not mandatory & XL_MANDATORY_FLAG_STREAMv2:
-            raise Refused("a stream of Xen before 4.6 (libxl's legacy conversion)")
-        rc = stream_read(fd, c_info.get("type", "pv") != "pv")
-    except Refused as r:
-        _err("pyxl: the simulated host cannot restore domain %d: %s\n" % (domid, r))
-        _destroy(domid, quiet=True)
-        return ERROR_FAIL
+    hvm = c_info.get("type", "pv") != "pv"
+    if colo and not hvm:
+        _logd(POS_COLO_PV, domid, "COLO only supports HVM, unable to restore domain")
+        rc = ERROR_FAIL
+    else:
+        try:
+            rc = _read_streams(fd, mandatory, hvm)
+        except Refused as r:
+            _err("pyxl: the simulated host cannot restore domain %d: %s\n" % (domid, r))
+            _destroy(domid, quiet=True)
+            return ERROR_FAIL
     _logd(POS_REBUILD, domid, "cannot (re-)build domain: %d" % rc)
     _destroy(domid)
     return ERROR_FAIL
+
+
+def _read_streams(fd: int, mandatory: int, hvm: bool) -> int:
+    """libxl__stream_read_start (a v2 stream; libxl's conversion of an
+    older one is not there): -> the stream's rc; raises Refused."""
+    from pyxl.cli.streamread import Refused, stream_read
+
+    if not mandatory & XL_MANDATORY_FLAG_STREAMv2:
+        raise Refused("a stream of Xen before 4.6 (libxl's legacy conversion)")
+    return stream_read(fd, hvm)
 
 
 def _destroy(domid: int, quiet: bool = False) -> None:
@@ -269,10 +286,11 @@ def migrate_receive(opts: Opts | None, args: list[str]) -> int:
     """main_migrate_receive / migrate_receive (xl_migrate.c): the banner to
     the sender on stdout, then the stream from stdin restored as
     create_domain restores it."""
+    colo = 256 in {k for k, _ in opts or []}        # --colo
     _err("migration target: Ready to receive domain.\n")
     os.write(1, MIGRATE_RECEIVER_BANNER)
     try:
-        rc = create_restoring(0, "<incoming migration stream>", None, migrating=True)
+        rc = create_restoring(0, "<incoming migration stream>", None, migrating=True, colo=colo)
     except _Exit as e:
         return e.status
     _err("migration target: Domain creation failed (code %d).\n" % rc)

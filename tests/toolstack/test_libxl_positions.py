@@ -313,6 +313,7 @@ def test_restore_positions_are_the_debian_builds(peer):
         streamread.POS_UNRECOGNISED: "Unrecognised record 0x%08x",
         streamread.POS_RESTORE_DONE: "restoring domain",
         saverestore.POS_REBUILD: "cannot (re-)build domain: %d",
+        saverestore.POS_COLO_PV: "COLO only supports HVM, unable to restore domain",
     }
     for pos, fmt in sites.items():
         assert int(pos.split(":")[1]) == line_of(fmt), (pos, fmt)

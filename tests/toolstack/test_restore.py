@@ -319,3 +319,21 @@ def test_migrate_receive_reads_its_stream_as_xl(host, name):
                          env=host.env, timeout=60)
     assert (got.returncode, got.stdout, got.stderr) == (want.returncode, want.stdout,
                                                         want.stderr)
+
+
+def test_migrate_receive_colo_of_a_pv_domain_fails_before_the_stream(host):
+    """domcreate_bootloader_done: "COLO only supports HVM" (checked before
+    libxl_no_colo.c would say COLO is not there at all)."""
+    from libxl_lines import line_of
+
+    domid = _next_domid(host)
+    got = subprocess.run(host.pyxl_cmd + ["migrate-receive", "--colo"], input=SAVED,
+                         capture_output=True, env=host.env, timeout=60)
+    assert got.returncode == 1
+    assert got.stderr.decode().splitlines() == (
+        ["migration target: Ready to receive domain."]
+        + _prologue("<incoming migration stream>")
+        + _failed(domid, "libxl: error: libxl_create.c:%d:domcreate_bootloader_done: Domain %d:"
+                  "COLO only supports HVM, unable to restore domain"
+                  % (line_of("COLO only supports HVM, unable to restore domain"), domid))
+        + ["migration target: Domain creation failed (code -3)."])
