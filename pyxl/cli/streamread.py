@@ -10,9 +10,10 @@ the rest of the buffer zero.  libxc's read_exact (xc_private.c) fails at an
 end of file with errno 0.
 
 The simulated host has no memory for a domain: a stream that carries a
-libxc record (a saved guest's memory and vCPU state) or libxl's END record
-before libxc's part (a domain left without any) is refused at that record
-(`refuse`), in one line."""
+libxc record of a saved guest's memory or vCPU state (the first a real Xen
+host's save sends is X86_PV_INFO), or libxl's END record before libxc's
+part (a domain left without any), is refused at that record (Refused), in
+one line."""
 
 from __future__ import annotations
 
@@ -45,6 +46,13 @@ DHDR_TYPE_X86_HVM = 2
 XC_PAGE_SHIFT = 12
 XC_REC_LENGTH_MAX = 128 << 20
 XC_REC_TYPE_OPTIONAL = 0x80000000
+XC_REC_TYPE_VERIFY = 0x0D
+XC_REC_TYPE_CHECKPOINT = 0x0E
+# the records each restore handles: xg_sr_restore.c process_record (END,
+# PAGE_DATA, STATIC_DATA_END), x86_pv_process_record, x86_hvm_process_record
+_COMMON_RECORDS = frozenset((0x00, 0x01, 0x10))
+_PV_RECORDS = frozenset((0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x0C, 0x11, 0x12))
+_HVM_RECORDS = frozenset((0x08, 0x09, 0x0A, 0x11, 0x12))
 _IHDR = struct.Struct("<Q")                     # marker, then >IIH id, version, options
 _IHDR_REST = struct.Struct(">IIH6x")
 _DHDR = struct.Struct("=IHHII")                 # type, page_shift, reserved, major, minor
@@ -227,20 +235,42 @@ def xc_domain_restore(fd: int, hvm: bool) -> tuple[int, int]:
         _xc("error", "Invalid page size %d for %s domains"
             % (page_size, "x86 HVM" if hvm else "x86_pv"))
     else:
+        _records(fd, hvm)
+    _xc("error", "Restore failed (0 = Success)")
+    return -1, 0
+
+
+def _records(fd: int, hvm: bool) -> None:
+    """restore()'s loop of a plain stream: read_record, then
+    process_record: what needs no hypervisor is done as libxc does it (a
+    VERIFY record, an optional record nobody handles, a mandatory one
+    nobody handles, a CHECKPOINT); the others carry or load the guest's
+    memory and vCPU state (Refused).  Returns where restore() fails."""
+    handled = _HVM_RECORDS if hvm else _PV_RECORDS
+    while True:
         raw = _read_exact(fd, _XC_RHDR.size)
         if raw is None:
             _xc("error", "Failed to read Record Header from stream (0 = Success)")
-        else:
-            rtype, length = _XC_RHDR.unpack(raw)
-            if length > XC_REC_LENGTH_MAX:
-                _xc("error", "Record (0x%08x, %s) length %#x exceeds max (%#x)"
-                    % (rtype, _rec_type_to_str(rtype), length, XC_REC_LENGTH_MAX))
-            else:
-                datasz = _roundup(length, REC_ALIGN_ORDER)
-                if _skip(fd, datasz) < datasz:
-                    _xc("error", "Failed to read %d bytes of data for record (0x%08x, %s)"
-                        " (0 = Success)" % (datasz, rtype, _rec_type_to_str(rtype)))
-                else:
-                    raise Refused("the domain's memory and vCPU state cannot be loaded")
-    _xc("error", "Restore failed (0 = Success)")
-    return -1, 0
+            return
+        rtype, length = _XC_RHDR.unpack(raw)
+        if length > XC_REC_LENGTH_MAX:
+            _xc("error", "Record (0x%08x, %s) length %#x exceeds max (%#x)"
+                % (rtype, _rec_type_to_str(rtype), length, XC_REC_LENGTH_MAX))
+            return
+        datasz = _roundup(length, REC_ALIGN_ORDER)
+        if _skip(fd, datasz) < datasz:
+            _xc("error", "Failed to read %d bytes of data for record (0x%08x, %s)"
+                " (0 = Success)" % (datasz, rtype, _rec_type_to_str(rtype)))
+            return
+        if rtype == XC_REC_TYPE_VERIFY:
+            continue                                  # DPRINTF("Verify mode enabled")
+        if rtype == XC_REC_TYPE_CHECKPOINT:
+            _xc("error", "Found checkpoint in non-checkpointed stream")
+            return
+        if rtype not in handled and rtype not in _COMMON_RECORDS:
+            if rtype & XC_REC_TYPE_OPTIONAL:
+                continue                              # DPRINTF("Ignoring optional record ...")
+            _xc("error", "Mandatory record %#x (%s) not handled"
+                % (rtype, _rec_type_to_str(rtype)))
+            return
+        raise Refused("the domain's memory and vCPU state cannot be loaded")

@@ -224,6 +224,17 @@ XC_BAD = {
     "body": (image_header() + domain_header() + struct.pack("=II", 2, 8) + b"abc",
              FOUND, "Failed to read %zu bytes of data for record (0x%08x, %s) (%d = %s)",
              "Failed to read 8 bytes of data for record (0x00000002, x86 PV info) (0 = Success)"),
+    # process_record: nothing of the PV restore handles an HVM context
+    "unhandled": (image_header() + domain_header() + record(9, b"ctx"), FOUND,
+                  "Mandatory record %#x (%s) not handled",
+                  "Mandatory record 0x9 (HVM context) not handled"),
+    "checkpoint": (image_header() + domain_header() + record(0x0E), FOUND,
+                   "Found checkpoint in non-checkpointed stream",
+                   "Found checkpoint in non-checkpointed stream"),
+    # a VERIFY record and an optional one are passed over (at debug level)
+    "optional": (image_header() + domain_header() + record(0x0D) + record(0x80000123, b"x"),
+                 FOUND, "Failed to read Record Header from stream (%d = %s)",
+                 "Failed to read Record Header from stream (0 = Success)"),
 }
 
 
