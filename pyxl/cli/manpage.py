@@ -57,10 +57,11 @@ def render() -> str:
             "migration): save and migrate write what xl writes, ask the guest to suspend, "
             "and after libxl's 60 seconds fail with xl's messages, the domain still "
             "running; remus fails at libxl's first check (no network buffering, no "
-            "COLO, a disk that is not a DRBD device) or at the suspend, as migrate. A "
-            "command the simulated host cannot yet carry out prints "
-            "\"pyxl: command NAME is not available on the simulated host\" and exits 1, "
-            "after its options and arguments have been checked as xl checks them."),
+            "COLO, a disk that is not a DRBD device) or at the suspend, as migrate. "
+            "restore and migrate-receive make the domain and read the stream as xl, libxl "
+            "and libxc read it, and fail where the stream save and migrate write ends "
+            "(libxc's first record) with their messages, the domain destroyed; a saved "
+            "guest's memory cannot be loaded (pyxl-vtpm(7), Restoring a saved domain)."),
         ".PP",
         esc("devd runs in the host's dom0 as libxl's device-events handler: each vbd or "
             "vif backend written under dom0's backend directory that reaches InitWait "

@@ -8,16 +8,23 @@ advertises nor acknowledges a suspend request), so after libxl's 60 s the
 request is cancelled and xl prints what it prints then, leaves the file as
 far as it got, resumes the domain (which was never suspended) and exits 1.
 
-restore and migrate-receive read and check the save file or incoming
-stream as xl_vmcontrol.c create_domain's restore path reads it.  The
-simulated host has no domain memory to restore into, so a stream that
-passes xl's own checks is refused after them."""
+restore and migrate-receive read the save file or incoming stream as
+xl_vmcontrol.c create_domain's restore path reads it, make the domain,
+and read libxl's and libxc's streams after xl's header
+(pyxl.cli.streamread).  The simulated host has no domain memory to
+restore into: the restore fails where the stream save writes ends (libxc's
+first record), or is refused at a record that carries a guest's memory,
+and the domain is destroyed."""
 
 from __future__ import annotations
 
 import os
 import struct
 import sys
+
+from pyxl.cli.streamread import (DHDR_TYPE_X86_PV, IHDR_ID, IHDR_MARKER, IHDR_OPT_LITTLE_ENDIAN,
+                                 IHDR_VERSION, REC_TYPE_LIBXC_CONTEXT, RESTORE_STREAM_IDENT,
+                                 RESTORE_STREAM_VERSION, XC_PAGE_SHIFT)
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
@@ -66,69 +73,195 @@ def _read_exactly(fd: int, n: int, source: str, what: str, chk: tuple[int, str])
     return data
 
 
+ERROR_FAIL = -3            # libxl_types.idl libxl_error
 ERROR_INVAL = -6
 _FATAL = 1        # CHK_ERRNOVAL's exit(EXIT_FAILURE)
+POS_REBUILD = "libxl_create.c:1640:domcreate_rebuild_done"
+POS_COLO_PV = "libxl_create.c:1437:domcreate_bootloader_done"
 
 
-def _load(fd: int, source: str) -> int:
-    """create_domain's restore path up to the memory image: the header, its
-    magic, byte order and mandatory flags, then the optional data (the
-    domain's config).  -> 0 if xl would go on, ERROR_INVAL (xl's
-    create_domain result) if it refuses the stream, _FATAL once xl has
-    exited inside a read."""
+class _Exit(Exception):
+    """xl exits inside create_domain (CHK_ERRNOVAL, parse_config_data)."""
+
+    def __init__(self, status: int):
+        super().__init__(status)
+        self.status = status
+
+
+def _load(fd: int, source: str) -> tuple[int, bytes | None]:
+    """create_domain's restore path through xl's own header: its magic,
+    byte order and mandatory flags, then the optional data (the domain's
+    config).  -> (0, the saved config or None) if xl goes on, (ERROR_INVAL,
+    None) if it refuses the stream (xl's create_domain result); raises _Exit
+    once xl has exited inside a read."""
     hdr = _read_exactly(fd, _HEADER.size, source, "header", _READ_HEADER)
     if hdr is None:
-        return _FATAL
+        raise _Exit(_FATAL)
     magic, byteorder, mandatory, optional, optlen = _HEADER.unpack(hdr)
     if magic != SAVEFILE_MAGIC:
         _err("File has wrong magic number - corrupt or for a different tool?\n")
-        return ERROR_INVAL
+        return ERROR_INVAL, None
     if byteorder != SAVEFILE_BYTEORDER_VALUE:
         _err("File has wrong byte order\n")
-        return ERROR_INVAL
+        return ERROR_INVAL, None
     _err("Loading new save file %s (new xl fmt info 0x%x/0x%x/%d)\n"
          % (source, mandatory, optional, optlen))
     bad = mandatory & ~XL_MANDATORY_FLAG_ALL
     if bad:
         _err("Savefile has mandatory flag(s) 0x%x which are not supported;"
              " need newer xl\n" % bad)
-        return ERROR_INVAL
+        return ERROR_INVAL, None
     optdata: bytes | None = b""
     if optlen:
         optdata = _read_exactly(fd, optlen, source, "optdata", _READ_OPTDATA)
         if optdata is None:
-            return _FATAL
+            raise _Exit(_FATAL)
+    config = None
     if optdata:
         _err(" Savefile contains xl domain config%s\n"
              % (" in JSON format" if mandatory & XL_MANDATORY_FLAG_JSON else ""))
         if len(optdata) < 4:
             _err("Savefile truncated.\n")
-            return ERROR_INVAL
+            return ERROR_INVAL, None
         (config_len,) = struct.unpack("=I", optdata[:4])
         if len(optdata) - 4 < config_len:
             _err("Savefile truncated.\n")
+            return ERROR_INVAL, None
+        config = optdata[4:4 + config_len]
+    return mandatory, config
+
+
+def _domain_config(mandatory: int, saved: bytes | None, config_file: str | None) -> dict | int:
+    """create_domain between the header and libxl: the config file given
+    on the command line, else the saved one ("Parsing config from ...");
+    JSON as libxl_domain_config_from_json reads it (which stops at the
+    config's '\\0'; xl does not check its result), xl's config language
+    as parse_config_data does.  -> the libxl_domain_config JSON object,
+    or create_domain's result where it returns; raises _Exit where xl
+    exits."""
+    import json
+
+    from pyxl.config import ConfigError, load_data, to_json
+
+    if config_file is not None:
+        if config_file == "/dev/null":
+            text = b""
+        else:
+            try:
+                with open(config_file, "rb") as f:
+                    text = f.read()
+            except OSError as e:
+                _err("Failed to read config file: %s: %s\n"
+                     % (config_file, os.strerror(e.errno or 0)))
+                return ERROR_FAIL
+        source, in_json = config_file, False
+    else:
+        if saved is None:
+            _err("Config file not specified and none in save file\n")
             return ERROR_INVAL
-    return 0
+        text, source = saved, "<saved>"
+        in_json = bool(mandatory & XL_MANDATORY_FLAG_JSON)
+    _err("Parsing config from %s\n" % source)
+    if in_json:
+        try:
+            config = json.loads(text.split(b"\0", 1)[0].decode("utf-8", "surrogateescape"))
+        except ValueError:
+            config = None
+        return config if isinstance(config, dict) else {}
+    try:
+        d_config = load_data(text, source, warn=lambda line: _err(line + "\n"),
+                             warn_partial=_err)
+    except ConfigError as e:
+        _err(e.text())
+        raise _Exit(e.exit_code) from None
+    return json.loads(to_json(d_config))
 
 
-def _no_memory_image() -> int:
-    """What follows the header is the domain's memory image, which only Xen
-    can load: pyxl stops here."""
-    from pyxl.cli.main import Globals
+def create_restoring(fd: int, source: str, config_file: str | None, migrating: bool,
+                     colo: bool = False) -> int:
+    """create_domain (xl_vmcontrol.c) restoring from FD, then
+    libxl_domain_create_restore (libxl_create.c): the domain made
+    (initiate_domain_create), its stream read (libxl__stream_read_start,
+    pyxl.cli.streamread), which on the simulated host never completes the
+    restore: domcreate_stream_done fails, domcreate_rebuild_done logs it,
+    domcreate_complete destroys the domain, and xl's error_out destroys it
+    again (libxl_domain_destroy, which finds no such domain).  A COLO
+    stream (migrate-receive --colo) of a PV domain fails before the stream
+    is read (domcreate_bootloader_done).  -> xl's create_domain result
+    (< 0); raises _Exit where xl exits."""
+    import json
 
-    _err("pyxl: command %s is not available on the simulated host\n" % Globals.command)
-    return 1
+    from pyxl.cli._common import call
+    from pyxl.cli.streamread import Refused
+    from pyxl.toolstack.errors import Fault
+
+    mandatory, saved = _load(fd, source)
+    if mandatory < 0:
+        return mandatory
+    config = _domain_config(mandatory, saved, config_file)
+    if isinstance(config, int):
+        return config
+    c_info = config.setdefault("c_info", {})
+    if migrating and c_info.get("name"):
+        # when we receive a domain we get its name from the config file;
+        # and we receive it to a temporary name
+        c_info["name"] = "%s--incoming" % c_info["name"]
+    try:
+        domid = call("restore_make", config=json.dumps(config))["domid"]
+    except Fault as f:
+        f.report()
+        return ERROR_FAIL
+    hvm = c_info.get("type", "pv") != "pv"
+    if colo and not hvm:
+        _logd(POS_COLO_PV, domid, "COLO only supports HVM, unable to restore domain")
+        rc = ERROR_FAIL
+    else:
+        try:
+            rc = _read_streams(fd, mandatory, hvm)
+        except Refused as r:
+            _err("pyxl: the simulated host cannot restore domain %d: %s\n" % (domid, r))
+            _destroy(domid, quiet=True)
+            return ERROR_FAIL
+    _logd(POS_REBUILD, domid, "cannot (re-)build domain: %d" % rc)
+    _destroy(domid)
+    return ERROR_FAIL
+
+
+def _read_streams(fd: int, mandatory: int, hvm: bool) -> int:
+    """libxl__stream_read_start (a v2 stream; libxl's conversion of an
+    older one is not there): -> the stream's rc; raises Refused."""
+    from pyxl.cli.streamread import Refused, stream_read
+
+    if not mandatory & XL_MANDATORY_FLAG_STREAMv2:
+        raise Refused("a stream of Xen before 4.6 (libxl's legacy conversion)")
+    return stream_read(fd, hvm)
+
+
+def _destroy(domid: int, quiet: bool = False) -> None:
+    """xl's error_out: libxl_domain_destroy of the domain libxl has already
+    destroyed: its log lines (xl's main_destroy would add its own)."""
+    from pyxl.cli._common import call
+    from pyxl.toolstack.errors import Fault
+
+    try:
+        call("destroy", dom=str(domid))
+    except Fault as f:
+        if f.name != "DESTROY_FAILED":
+            raise
+        if not quiet:
+            _err("".join(f.message.splitlines(True)[:-1]))
 
 
 def restore(opts: Opts | None, args: list[str]) -> int:
     """main_restore: [ConfigFile] CheckpointFile; then create_domain opens
-    the checkpoint and checks it before anything else."""
+    the checkpoint and restores from it."""
     from pyxl.cli.main import print_help
 
+    config_file = None
     if len(args) == 1:
         checkpoint = args[0]
     elif len(args) == 2:
-        checkpoint = args[1]
+        config_file, checkpoint = args
     else:
         print_help("restore")
         return 1
@@ -138,60 +271,35 @@ def restore(opts: Opts | None, args: list[str]) -> int:
         _err("Can't open restore file: %s\n" % os.strerror(e.errno or 0))
         return 1
     try:
-        rc = _load(fd, checkpoint)
+        create_restoring(fd, checkpoint, config_file, migrating=False)
+    except _Exit as e:
+        return e.status
     finally:
         os.close(fd)
-    return 1 if rc else _no_memory_image()
+    return 1                   # create_domain < 0: exit(EXIT_FAILURE)
 
 
 MIGRATE_RECEIVER_BANNER = b"xl migration receiver ready, send binary domain data.\n"
 
 
-def _drain(fd: int) -> None:
-    """Everything the sender writes after xl's header (libxl's stream, the
-    memory image) is read up to its end: the sender learns of the refusal
-    only when it is done, as from a receiver that was restoring."""
-    while True:
-        try:
-            if not os.read(fd, 65536):
-                return
-        except InterruptedError:
-            continue
-        except OSError:
-            return
-
-
 def migrate_receive(opts: Opts | None, args: list[str]) -> int:
     """main_migrate_receive / migrate_receive (xl_migrate.c): the banner to
-    the sender on stdout, then the stream from stdin read as a restore."""
+    the sender on stdout, then the stream from stdin restored as
+    create_domain restores it."""
+    colo = 256 in {k for k, _ in opts or []}        # --colo
     _err("migration target: Ready to receive domain.\n")
     os.write(1, MIGRATE_RECEIVER_BANNER)
-    rc = _load(0, "<incoming migration stream>")
-    if rc == _FATAL:
-        return 1
-    if rc:
-        _err("migration target: Domain creation failed (code %d).\n" % rc)
-        return 1
-    _drain(0)
-    return _no_memory_image()
+    try:
+        rc = create_restoring(0, "<incoming migration stream>", None, migrating=True, colo=colo)
+    except _Exit as e:
+        return e.status
+    _err("migration target: Domain creation failed (code %d).\n" % rc)
+    return 1
 
 
 # -- save (xl_saverestore.c save_domain) --------------------------------------
 
-# libxl_types.idl libxl_error
-ERROR_FAIL = -3
-ERROR_GUEST_TIMEDOUT = -8
-# libxl_sr_stream_format.h
-RESTORE_STREAM_IDENT = 0x4C6962786C466D74       # "LibxlFmt"
-RESTORE_STREAM_VERSION = 2
-REC_TYPE_LIBXC_CONTEXT = 1
-# xg_sr_stream_format.h (libxc's image and domain headers)
-IHDR_MARKER = 0xFFFFFFFFFFFFFFFF
-IHDR_ID = 0x58454E46                            # "XENF"
-IHDR_VERSION = 3
-IHDR_OPT_LITTLE_ENDIAN = 0
-DHDR_TYPE_X86_PV = 1
-XC_PAGE_SHIFT = 12
+ERROR_GUEST_TIMEDOUT = -8      # libxl_types.idl libxl_error
 
 # where libxl logs what follows (Debian's libxenlight 4.17: see
 # tests/toolstack/test_libxl_positions.py)

@@ -294,3 +294,26 @@ def test_xc_save_messages_are_the_debian_builds(peer):
         assert b"\0" + fmt.encode() + b"\0" in guest, fmt
     ctrl = open(LIBXENGUEST.replace("libxenguest", "libxenctrl"), "rb").read()
     assert b"\0Internal error\0" in ctrl and b"\0%s%s%s\0" in ctrl
+
+
+def test_restore_positions_are_the_debian_builds(peer):
+    """Where pyxl.cli.streamread and saverestore say libxl logs a restore's
+    failure (libxl_stream_read.c stream_header_done, process_record,
+    libxl__xc_domain_restore_done; libxl_create.c domcreate_rebuild_done)."""
+    from pyxl.cli import saverestore, streamread
+
+    sites = {
+        streamread.POS_IDENT: "Invalid ident: expected 0x%016lx, got 0x%016lx",
+        streamread.POS_VERSION: "Unexpected Version: expected %u, got %u",
+        streamread.POS_BIG_ENDIAN: "Unable to handle big endian streams",
+        streamread.POS_EMU_XENSTORE: "Received a xenstore emulator record when none was expected",
+        streamread.POS_EMU_CONTEXT: "Received an emulator context record when none was expected",
+        streamread.POS_CHECKPOINT_END: "Unexpected CHECKPOINT_END record in stream",
+        streamread.POS_CHECKPOINT_STATE: "Unexpected CHECKPOINT_STATE record in stream",
+        streamread.POS_UNRECOGNISED: "Unrecognised record 0x%08x",
+        streamread.POS_RESTORE_DONE: "restoring domain",
+        saverestore.POS_REBUILD: "cannot (re-)build domain: %d",
+        saverestore.POS_COLO_PV: "COLO only supports HVM, unable to restore domain",
+    }
+    for pos, fmt in sites.items():
+        assert int(pos.split(":")[1]) == line_of(fmt), (pos, fmt)

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from test_restore import XC_EOF, XC_HEAD, _at, _failed
+
 
 def test_guest_ignores_suspend_and_does_not_acknowledge_it(host):
     """manage.c shutdown_handler: "Only acknowledge commands which we are
@@ -142,10 +144,17 @@ def test_save_and_migrate_time_out_as_xl_does_and_leave_the_domain_running(host,
     # migrate: the sender's and the receiver's lines, each in its order
     assert (mig.returncode, m_out) == (1, "")
     lines = m_err.splitlines()
-    assert _subsequence(lines, ["migration target: Ready to receive domain.",
-                                "Loading new save file <incoming migration stream>"
-                                " (new xl fmt info 0x3/0x0/%d)" % optlen,
-                                " Savefile contains xl domain config in JSON format"]), m_err
+    # the receiver reads up to libxc's first record, which the sender never
+    # sends: it fails when the sender gives up (test_restore.py has the texts)
+    incoming = max(sv, mg, ak, rm) + 1
+    receiver = ["migration target: Ready to receive domain.",
+                "Loading new save file <incoming migration stream>"
+                " (new xl fmt info 0x3/0x0/%d)" % optlen,
+                " Savefile contains xl domain config in JSON format",
+                "Parsing config from <saved>"] + _failed(
+        incoming, *XC_HEAD, *XC_EOF, "libxl: error: %s: restoring domain: Success"
+        % _at("restoring domain")) + ["migration target: Domain creation failed (code -3)."]
+    assert _subsequence(lines, receiver), m_err
     sender = (["Saving to migration stream new xl format (info 0x3/0x0/%d)" % optlen]
               + _suspend_failure(mg) + ["migration sender: libxl_domain_suspend failed (rc=-8)"])
     assert _subsequence(lines, sender), m_err
@@ -171,6 +180,18 @@ def test_save_and_migrate_time_out_as_xl_does_and_leave_the_domain_running(host,
         assert host.run("xenstore-read", "/local/domain/%d/control/shutdown" % domid
                         ).stdout == "\n"
         assert "xen:manage: Ignoring shutdown request: suspend" in host.console_log(name)
+
+    # the saved file restored (its domain gone first: the name is free)
+    assert host.run("destroy", "sv").returncode == 0
+    p = host.run("restore", out)
+    assert (p.returncode, p.stdout) == (1, "")
+    assert p.stderr.splitlines() == [
+        "Loading new save file %s (new xl fmt info 0x3/0x0/%d)" % (out, optlen),
+        " Savefile contains xl domain config in JSON format",
+        "Parsing config from <saved>"] + _failed(
+        incoming + 1, *XC_HEAD, *XC_EOF, "libxl: error: %s: restoring domain: Success"
+        % _at("restoring domain"))
+    assert "sv" not in host.domains()
 
 
 def test_migrate_whose_transport_fails_reports_it_as_xl_does(host):
