@@ -116,8 +116,8 @@ def render() -> str:
         esc("0 on success; otherwise xl's status for the failure:"),
     ]
     for k in sorted(KINDS.values(), key=lambda k: k.code):
-        first = k.message.strip().split("\n")[-1] if k.name in ("NAME_IN_USE", "DESTROY_FAILED") \
-            else k.message.strip().split("\n")[0]
+        lines = k.message.strip().split("\n")
+        first = lines[-1] if k.name == "DESTROY_FAILED" else lines[0]   # xl's own words
         L += [".TP", ".B %s (%d)" % (esc(k.name), k.exit), esc(first)]
     L += [".SH SEE ALSO", "xl(1), xl.cfg(5), xenstore(7)", ""]
     return "\n".join(L)

@@ -36,6 +36,29 @@ ERROR_DOMAIN_NOTFOUND = -21
 _DOMAIN_TYPE = ("libxl: error: libxl_dom.c:37:libxl__domain_type:"
                 " unable to get domain type for domid={domid}")
 
+# libxl_domain.c libxl__destroy_domid, domain_destroy_callback and
+# domain_destroy_cb: libxl_domain_destroy of a domain that is not there.
+# xl's create_domain does this after every create that failed once a domid
+# was made (xl_vmcontrol.c error_out: libxl_domain_destroy if
+# libxl_domid_valid_guest(domid)): libxl's domcreate_complete has already
+# destroyed the domain, and domain_create_cb still hands xl its domid.
+_DESTROY_GONE = ("libxl: error: libxl_domain.c:1183:libxl__destroy_domid: Domain {domid}:"
+                 "Non-existant domain\n"
+                 "libxl: error: libxl_domain.c:1137:domain_destroy_callback: Domain {domid}:"
+                 "Unable to destroy guest\n"
+                 "libxl: error: libxl_domain.c:1064:domain_destroy_cb: Domain {domid}:"
+                 "Destruction of domain failed")
+# libxl__domain_make failed before Xen made a domain: domcreate_complete
+# destroys guest_domid all the same, INVALID_DOMID, which libxl_domain_info
+# does not find (logged without a "Domain N:"), and domcreate_destruction_cb
+# says so; xl gets INVALID_DOMID back and destroys nothing more.
+_DESTROY_NEVER_MADE = ("libxl: error: libxl_domain.c:1183:libxl__destroy_domid:"
+                       " Non-existant domain\n"
+                       "libxl: error: libxl_domain.c:1137:domain_destroy_callback:"
+                       " Unable to destroy guest\n"
+                       "libxl: error: libxl_create.c:2051:domcreate_destruction_cb:"
+                       " unable to destroy domain following failed creation")
+
 _KINDS = (
     # -- talking to the daemon (pyxl's own; Supervisor-style distinct diagnostics)
     FaultKind(1, "NOT_RUNNING", 1,
@@ -66,12 +89,7 @@ _KINDS = (
               "Not destroying domain 0; use -f to force.\n"
               "This can only be done when using a disaggregated hardware domain and toolstack.\n"),
     FaultKind(24, "DESTROY_FAILED", 1,
-              "libxl: error: libxl_domain.c:1183:libxl__destroy_domid: Domain {domid}:Non-existant domain\n"
-              "libxl: error: libxl_domain.c:1137:domain_destroy_callback: Domain {domid}:"
-              "Unable to destroy guest\n"
-              "libxl: error: libxl_domain.c:1064:domain_destroy_cb: Domain {domid}:"
-              "Destruction of domain failed\n"
-              "destroy failed (rc=-21)"),
+              _DESTROY_GONE + "\ndestroy failed (rc=-21)"),
     FaultKind(25, "NOMEM", 3, "failed to free memory for the domain"),
     FaultKind(26, "KERNEL_MISSING", 3,
               "xc: error: panic: xg_dom_core.c:205: failed to open file '{path}':"
@@ -79,19 +97,19 @@ _KINDS = (
               "libxl: error: libxl_dom.c:646:libxl__build_pv: xc_dom_kernel_file failed:"
               " No such file or directory\n"
               "libxl: error: libxl_create.c:1640:domcreate_rebuild_done: Domain {domid}:"
-              "cannot (re-)build domain: -3"),
+              "cannot (re-)build domain: -3\n" + _DESTROY_GONE),
     FaultKind(27, "DISK_MISSING", 3,
               "libxl: error: libxl_device.c:455:libxl__device_disk_set_backend: Disk vdev={vdev}"
               " failed to stat: {path}: No such file or directory\n"
               "libxl: error: libxl_create.c:1318:initiate_domain_create: Domain {domid}:"
-              "Unable to set disk defaults for disk {index}"),
+              "Unable to set disk defaults for disk {index}\n" + _DESTROY_GONE),
     FaultKind(28, "VTPM_BACKEND_MISSING", 1,
               "Specified vtpm backend domain `{backend}' does not exist!"),
     FaultKind(29, "NAME_IN_USE", 3,
               "libxl: error: libxl_domain.c:81:libxl__domain_rename: Domain {domid}:"
               "Domain with name \"{name}\" already exists.\n"
               "libxl: error: libxl_create.c:1296:initiate_domain_create: Domain {domid}:"
-              "cannot make domain: -6"),
+              "cannot make domain: -6\n" + _DESTROY_GONE),
     FaultKind(30, "RENAME_DUP", 1,
               "libxl: error: libxl_domain.c:81:libxl__domain_rename: Domain {domid}:"
               "Domain with name \"{name}\" already exists.\n"
@@ -106,7 +124,7 @@ _KINDS = (
               "libxl: error: libxl_device.c:1181:device_backend_callback: Domain {domid}:"
               "unable to add device with path {path}\n"
               "libxl: error: libxl_create.c:1921:domcreate_attach_devices: Domain {domid}:"
-              "unable to add {kind} devices"),
+              "unable to add {kind} devices\n" + _DESTROY_GONE),
     # -- a number that names no domain: xl's find_domain takes it, libxl then fails
     FaultKind(50, "PAUSE_NO_DOMAIN", 0,     # main_pause ignores libxl_domain_pause's result
               "libxl: error: libxl_domain.c:587:libxl_domain_pause: Domain {domid}:"
@@ -140,7 +158,8 @@ _KINDS = (
     FaultKind(37, "DOMAIN_CREATE_FAIL", 3,
               "libxl: error: libxl_create.c:711:libxl__domain_make:"
               " domain creation fail: {reason}\n"
-              "libxl: error: libxl_create.c:1296:initiate_domain_create: cannot make domain: -3"),
+              "libxl: error: libxl_create.c:1296:initiate_domain_create: cannot make domain: -3\n"
+              + _DESTROY_NEVER_MADE),
     FaultKind(38, "NAME_NOT_UTF8", 1,
               "pyxl: the domain name {shown} is not valid UTF-8: libxl would take its bytes"
               " as they are, but pyxl cannot represent such a name"),
@@ -149,7 +168,7 @@ _KINDS = (
               "libxl: error: libxl_domain.c:107:libxl__domain_rename: Domain {domid}:"
               "Failed to write new name `{name}' for domain previously named `(null)'\n"
               "libxl: error: libxl_create.c:1296:initiate_domain_create: Domain {domid}:"
-              "cannot make domain: -3"),
+              "cannot make domain: -3\n" + _DESTROY_GONE),
     FaultKind(46, "RENAME_WRITE_FAILED", 1,
               "libxl: error: libxl_domain.c:107:libxl__domain_rename: Domain {domid}:"
               "Failed to write new name `{name}' for domain previously named `{old}'\n"

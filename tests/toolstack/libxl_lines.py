@@ -71,3 +71,24 @@ def lines_of(fmt: str, lib: str = LIBXL, reg: str = "%r8d") -> set[int]:
 def line_of(fmt: str, lib: str = LIBXL, reg: str = "%r8d") -> int:
     (line,) = lines_of(fmt, lib, reg)
     return line
+
+
+def destroyed_again(domid: int | None) -> list[str]:
+    """What a create that failed after libxl__domain_make logs last.
+    libxl_create.c domcreate_complete destroys guest_domid and
+    domain_create_cb hands it to xl, whose create_domain (xl_vmcontrol.c
+    error_out) destroys it again if libxl_domid_valid_guest: libxl_domain.c
+    libxl__destroy_domid finds no such domain, then domain_destroy_callback
+    and domain_destroy_cb report the failure.  domid None: Xen made no
+    domain (guest_domid is INVALID_DOMID, logged without "Domain N:"), so
+    libxl's own destroy is the one that fails, reported by
+    domcreate_destruction_cb, and xl destroys nothing more."""
+    def at(fmt: str, file: str, func: str) -> str:
+        prefix = "" if domid is None else "Domain %d:" % domid
+        return "libxl: error: %s:%d:%s: %s%s" % (file, line_of(fmt), func, prefix, fmt)
+    lines = [at("Non-existant domain", "libxl_domain.c", "libxl__destroy_domid"),
+             at("Unable to destroy guest", "libxl_domain.c", "domain_destroy_callback")]
+    if domid is None:
+        return lines + [at("unable to destroy domain following failed creation",
+                           "libxl_create.c", "domcreate_destruction_cb")]
+    return lines + [at("Destruction of domain failed", "libxl_domain.c", "domain_destroy_cb")]

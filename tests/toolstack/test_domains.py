@@ -83,7 +83,13 @@ def test_duplicate_name_consumes_domid_exit_3(host):
     assert p.returncode == 3
     assert p.stderr.splitlines() == [
         'libxl: error: libxl_domain.c:81:libxl__domain_rename: Domain 2:Domain with name "dup" already exists.',
-        "libxl: error: libxl_create.c:1296:initiate_domain_create: Domain 2:cannot make domain: -6"]
+        "libxl: error: libxl_create.c:1296:initiate_domain_create: Domain 2:cannot make domain: -6",
+        # xl_vmcontrol.c error_out destroys the domain libxl has destroyed
+        "libxl: error: libxl_domain.c:1183:libxl__destroy_domid: Domain 2:Non-existant domain",
+        "libxl: error: libxl_domain.c:1137:domain_destroy_callback: Domain 2:"
+        "Unable to destroy guest",
+        "libxl: error: libxl_domain.c:1064:domain_destroy_cb: Domain 2:"
+        "Destruction of domain failed"]
     assert host.create("other").returncode == 0
     assert host.domains()["other"]["domid"] == 3
 

@@ -22,6 +22,15 @@ SITES = [
     ("DESTROY_FAILED", "libxl_domain.c", "domain_destroy_callback", "Unable to destroy guest"),
     # libxl_domain.c domain_destroy_cb, upstream 1064
     ("DESTROY_FAILED", "libxl_domain.c", "domain_destroy_cb", "Destruction of domain failed"),
+    # the same three after a create that failed once a domain was made
+    # (xl_vmcontrol.c error_out destroys it again)
+    ("NAME_IN_USE", "libxl_domain.c", "libxl__destroy_domid", "Non-existant domain"),
+    ("KERNEL_MISSING", "libxl_domain.c", "domain_destroy_callback", "Unable to destroy guest"),
+    ("DISK_MISSING", "libxl_domain.c", "domain_destroy_cb", "Destruction of domain failed"),
+    # libxl_create.c domcreate_destruction_cb, upstream 2049 (Debian: +2): Xen made
+    # no domain, libxl's own destroy of INVALID_DOMID fails
+    ("DOMAIN_CREATE_FAIL", "libxl_create.c", "domcreate_destruction_cb",
+     "unable to destroy domain following failed creation"),
     # libxl_domain.c libxl__domain_rename, upstream 81
     ("NAME_IN_USE", "libxl_domain.c", "libxl__domain_rename",
      'Domain with name "%s" already exists.'),

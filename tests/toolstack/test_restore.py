@@ -276,6 +276,8 @@ def test_a_saved_guests_memory_is_refused_in_one_line(host, tmp_path):
 def test_restore_of_a_running_domains_save_fails_on_its_name(host, tmp_path):
     """libxl__domain_make: the name is taken (the domain whose save failed
     goes on running); the stream is not read."""
+    from libxl_lines import destroyed_again
+
     assert host.create("rs").returncode == 0
     domid = host.domains()["rs"]["domid"] + 1
     path = tmp_path / "rs.save"
@@ -286,7 +288,7 @@ def test_restore_of_a_running_domains_save_fails_on_its_name(host, tmp_path):
         'libxl: error: libxl_domain.c:81:libxl__domain_rename: Domain %d:'
         'Domain with name "rs" already exists.' % domid,
         "libxl: error: libxl_create.c:1296:initiate_domain_create: Domain %d:"
-        "cannot make domain: -6" % domid]
+        "cannot make domain: -6" % domid] + destroyed_again(domid)
 
 
 def test_migrate_receive_restores_to_the_incoming_name_and_says_it_failed(host):
@@ -300,7 +302,8 @@ def test_migrate_receive_restores_to_the_incoming_name_and_says_it_failed(host):
         1, b"xl migration receiver ready, send binary domain data.\n")
     lines = got.stderr.decode().splitlines()
     assert lines[0] == "migration target: Ready to receive domain."
-    assert lines[-3].endswith(':Domain with name "rs--incoming" already exists.')
+    assert lines[-6].endswith(':Domain with name "rs--incoming" already exists.')
+    assert lines[-2].endswith(":Destruction of domain failed")
     assert lines[-1] == "migration target: Domain creation failed (code -3)."
     assert host.run("destroy", "rs--incoming").returncode == 0
     domid = _next_domid(host)
