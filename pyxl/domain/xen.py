@@ -32,8 +32,9 @@ requests outside a transaction, new event channels and grants, memory
 reservations); one naming a transaction that started before the break
 fails EAGAIN, as xenstored answers for a transaction it lost, and callers
 retry the whole transaction (`transaction()`); one naming an event channel
-or a grant of the old hypervisor fails EPIPE: those are gone with it, and
-the drivers' resume handlers make new ones (`generation`).
+or a grant of the old hypervisor, or a device register access (iomem),
+fails EPIPE: those are gone with it, and the drivers' resume handlers make
+new ones (`generation`).
 
 A bound interdomain channel usually has a socket of its own to the peer
 domain (pyxl/hypervisor/evtchn.py, "Direct channels"): a send is one byte
@@ -73,12 +74,13 @@ _RESENT = frozenset({
     wire.XS_READ, wire.XS_WRITE, wire.XS_MKDIR, wire.XS_RM, wire.XS_DIRECTORY,
     wire.XS_GET_PERMS, wire.XS_SET_PERMS, wire.XS_GET_DOMAIN_PATH, wire.XS_WATCH,
     wire.XS_UNWATCH, wire.XS_TRANSACTION_START, wire.EVTCHN_ALLOC_UNBOUND,
-    wire.GNT_GRANT, wire.MEMORY_RESERVATION, wire.MMIO_READ})
-# requests that name an event channel or a grant: made during a break, they
-# name what the old hypervisor took with it
+    wire.GNT_GRANT, wire.MEMORY_RESERVATION})
+# requests that name an event channel or a grant, or go to a device's
+# registers (whose state -- a TIS locality held -- the old hypervisor's
+# device model took with it): made during a break, they name what is gone
 _OLD_OBJECTS = frozenset({
     wire.EVTCHN_BIND_INTERDOMAIN, wire.EVTCHN_SEND, wire.EVTCHN_CLOSE, wire.EVTCHN_STATUS,
-    wire.GNT_END_ACCESS, wire.GNT_MAP, wire.GNT_UNMAP})
+    wire.GNT_END_ACCESS, wire.GNT_MAP, wire.GNT_UNMAP, wire.MMIO_READ, wire.MMIO_WRITE})
 
 
 class XenError(OSError):
@@ -358,20 +360,27 @@ class XenInterface:
               fds: Iterable[int] = ()) -> list[bytes]:
         return self._call_frame(op, args, tx, fds).args
 
-    def no_wait(self, on: bool) -> None:
+    def no_wait(self, on: bool) -> bool:
         """Whether this thread's calls fail EPIPE on a break instead of
-        waiting for the resume: the thread that resumes (Domain.reconnect,
-        whose resume handlers make calls) must not wait for itself."""
+        waiting for the resume (returns the previous setting): the thread
+        that resumes (Domain.reconnect, whose resume handlers make calls)
+        must not wait for itself, and a driver whose rings and channels
+        live in the hypervisor its xenstore answers came from starts over
+        after a break rather than carry on in the next one."""
+        was = getattr(self._no_wait, "on", False)
         self._no_wait.on = on
+        return was
 
     def _await_resume(self) -> bool:
         """With self._cond held: wait until the connection is up and
-        resumed (True), or give up at once (False) when nothing will resume
-        it, it was closed on purpose, or this thread is the one resuming."""
+        resumed (True; a resume under way, HELLO and the watches, is always
+        waited for), or give up at once (False) on a closed connection that
+        nothing will resume, that was closed on purpose, or that this
+        thread must not wait for (no_wait)."""
         me = threading.get_ident()
         while self.closed or self._resuming not in (None, me):
-            if not self.resumable or self.detached or self._resuming == me \
-                    or getattr(self._no_wait, "on", False):
+            if self.closed and (not self.resumable or self.detached or self._resuming == me
+                                or getattr(self._no_wait, "on", False)):
                 return False
             self._cond.wait()
         return True
