@@ -87,15 +87,22 @@ def _adopted_running(h: Host, name: str) -> None:
         assert "has shut down" not in f.read(), name
 
 
-def test_domains_killed_daemon_in_their_start_carry_on(host):
-    h = host
-    d = h.dir
-    (d / "mgr.img").write_bytes(bytes(16 << 20))
-    (d / "vtpm.img").write_bytes(bytes(8 << 20))
-    kernel = b"\x7fELF pretend kernel image " * 1000
-    (d / "vmlinuz").write_bytes(kernel)
-    args = "root=/dev/xvda1 console=hvc0"
+def _images(h: Host) -> None:
+    (h.dir / "mgr.img").write_bytes(bytes(16 << 20))
+    (h.dir / "vtpm.img").write_bytes(bytes(8 << 20))
 
+
+def _nothing_failed(h: Host, *names: str) -> None:
+    for name in names:
+        log = h.console_log(name)
+        for failed in FAILED:
+            assert failed not in log, (name, failed, log)
+
+
+def test_stub_domains_killed_daemon_in_init_blkfront_carry_on(host):
+    """The manager, then the vTPM, each while it reads its disk's backend."""
+    h, d = host, host.dir
+    _images(h)
     _fault(h, "vtpmmgr", "device/vbd/768/backend")
     _start_killed_at(h, "vtpmmgr", "device/vbd/768/backend", "vtpmmgr-stubdom.cfg",
                      'disk=["file:%s,hda,w"]' % (d / "mgr.img"),
@@ -105,15 +112,29 @@ def test_domains_killed_daemon_in_their_start_carry_on(host):
     assert "backend at /local/domain/0/backend/vbd/" in log, log
 
     _start_killed_at(h, "domu-vtpm", "device/vbd/768/backend", "vtpm.cfg",
-                     'disk=["file:%s,hda,w"]' % (d / "vtpm.img"),
-                     then=("domu", "device/vtpm/0/backend"))
+                     'disk=["file:%s,hda,w"]' % (d / "vtpm.img"))
     _adopted_running(h, "domu-vtpm")
     log = h.wait_console("domu-vtpm", "Waiting for frontend domain to connect..")
     assert "backend at /local/domain/0/backend/vbd/" in log, log
+    _nothing_failed(h, "vtpmmgr", "domu-vtpm")
 
-    # pv-grub, then (the next daemon's hook) the kernel it boots
+
+def test_guest_killed_daemon_in_pvgrub_then_in_linux_boot_carries_on(host):
+    """pv-grub while it looks for its vTPM, then (the next daemon) the
+    kernel it booted while it probes its devices: PCR 4 holds the kernel's
+    measurement and Linux found its vTPM."""
+    h, d = host, host.dir
+    _images(h)
+    kernel = b"\x7fELF pretend kernel image " * 1000
+    (d / "vmlinuz").write_bytes(kernel)
+    _fault(h, "domu", "device/vtpm/0/backend")     # the daemon the first create starts
+    h.create("vtpmmgr-stubdom.cfg", 'disk=["file:%s,hda,w"]' % (d / "mgr.img"))
+    h.wait_console("vtpmmgr", "INFO[VTPM]: Waiting for commands from vTPM's:")
+    h.create("vtpm.cfg", 'disk=["file:%s,hda,w"]' % (d / "vtpm.img"))
+    h.wait_console("domu-vtpm", "Waiting for frontend domain to connect..")
     _start_killed_at(h, "domu", "device/vtpm/0/backend", "domu-pvgrub.cfg",
-                     'extra="%s/vmlinuz %s"' % (d, args), then=("domu", "device/vtpm"))
+                     'extra="%s/vmlinuz root=/dev/xvda1 console=hvc0"' % d,
+                     then=("domu", "device/vtpm"))
     assert "domu" in h.domains()       # the next daemon, with the kernel's hook
     _fault(h)
     _wait_daemon_killed(h, _daemon(h), "from the guest's Linux about device/vtpm")
@@ -122,8 +143,4 @@ def test_domains_killed_daemon_in_their_start_carry_on(host):
     assert "xenbus_probe_frontend: Device with no driver: device/vtpm/0" in log, log
     out = h.guest("modprobe xen-tpmfront", "cat /sys/devices/vtpm-0/pcrs")
     assert pcrs(out)[4] == extend(bytes(20), kernel), out   # pv-grub measured the kernel
-
-    for name in ("vtpmmgr", "domu-vtpm", "domu"):
-        log = h.console_log(name)
-        for failed in FAILED:
-            assert failed not in log, (name, failed, log)
+    _nothing_failed(h, "vtpmmgr", "domu-vtpm", "domu")
