@@ -764,12 +764,13 @@ class XenInterface:
     # -- console ---------------------------------------------------------
     def console_write(self, data: bytes | str) -> bool:
         """Console output (one-way; never waits for the daemon to log it).
-        False if the connection is gone and the output was not sent."""
+        False if the connection is gone (or being resumed) and the output
+        was not sent."""
         if isinstance(data, str):
             data = data.encode()
         with self._lock:
-            if self.closed:
-                return False
+            if self.closed or self._resuming not in (None, threading.get_ident()):
+                return False              # (nothing goes before resume()'s HELLO)
             for i in range(0, len(data), wire.CONSOLE_CHUNK):
                 try:
                     self.chan.send(wire.Frame(
