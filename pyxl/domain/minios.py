@@ -157,28 +157,21 @@ def start_shutdown_thread(xen: XenInterface, printk: Printk,
 
     def run() -> None:
         import time
-        # the watch outlives a daemon restart: the domain's resume registers it again
-        while True:
-            try:
-                xen.watch(path, "minios-shutdown")
-                break
-            except OSError:
-                if not xen.closed:
-                    return
-                time.sleep(0.1)
-        while True:
-            try:
+        # the watch outlives a daemon restart: the domain's resume registers
+        # it again, and a request made meanwhile waits for the resume
+        try:
+            xen.watch(path, "minios-shutdown")
+            while True:
                 value = xen.read_str(path, default="")
                 if value:
                     xen.unwatch(path, "minios-shutdown")
                     xen.write(path, "")
                     break
                 xen.read_watch(None, token="minios-shutdown")
-            except OSError:
-                if not xen.closed:
-                    return
-            if xen.closed:
-                time.sleep(0.1)        # until the domain is resumed
+                if xen.closed:
+                    time.sleep(0.1)        # until the domain is resumed
+        except OSError:
+            return
         printk("Shutting down (%s)\n" % value)
         reason = SHUTDOWN_REASONS.get(value, SHUTDOWN_CRASH)
         if app_shutdown is not None:

@@ -93,19 +93,25 @@ class Domain:
         connection (its watches registered again) and every resume handler
         runs, in registration order, in this thread.  Returns at once if
         the connection is up (another thread already resumed it)."""
-        with self._reconnect_lock:
-            if not self.xen.closed:
-                return True           # another thread already did it
-            self._dial(self.xen.resume)
-            self.generation += 1
-            self._flush_console()
-            handlers = list(self._resume_handlers)
-        for fn in handlers:
-            try:
-                fn()
-            except OSError:
-                if self.xen.closed:   # the new daemon went away too: the watchdog retries
-                    break
+        # this thread's calls (resume's own, the handlers') must not wait
+        # for a resume: it is the one that would do it
+        self.xen.no_wait(True)
+        try:
+            with self._reconnect_lock:
+                if not self.xen.closed:
+                    return True           # another thread already did it
+                self._dial(self.xen.resume)
+                self.generation += 1
+                self._flush_console()
+                handlers = list(self._resume_handlers)
+            for fn in handlers:
+                try:
+                    fn()
+                except OSError:
+                    if self.xen.closed:   # the new daemon went away too: the watchdog retries
+                        break
+        finally:
+            self.xen.no_wait(False)
         return True
 
     def _dial(self, hello: Callable[[_socket.socket], _T]) -> _T:
@@ -140,8 +146,13 @@ class Domain:
     def keep_connected(self) -> None:
         """A thread that resumes the domain once its hypervisor connection
         broke (noticed by whichever thread reads the socket), so the
-        drivers come back even while nothing else calls reconnect()."""
+        drivers come back even while nothing else calls reconnect().  From
+        then on a call made during a break waits for the resume instead of
+        failing (XenInterface.resumable), as a xenstore request waits on
+        its ring for xenstored."""
         import threading
+
+        self.xen.resumable = True
 
         def run() -> None:
             while True:

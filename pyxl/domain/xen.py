@@ -22,6 +22,20 @@ woken and stands aside, so the frame a driver's round trip waits for is
 read by the driver's own thread, not handed over to it. Errors come back as
 `XenError` (an OSError with the errno the hypervisor returned).
 
+A request made while the daemon is away (killed, not yet restarted) is not
+an error once something will resume the connection (`resumable`, set by
+the domain's xenbus-resume thread): as on Xen's xenstore ring, where a
+request waits for xenstored, the calling thread waits for the resume and
+the request goes out on the new connection.  One whose reply the break
+lost is sent again when doing it twice is harmless (`_RESENT`: xenstore
+requests outside a transaction, new event channels and grants, memory
+reservations); one naming a transaction that started before the break
+fails EAGAIN, as xenstored answers for a transaction it lost, and callers
+retry the whole transaction (`transaction()`); one naming an event channel
+or a grant of the old hypervisor, or a device register access (iomem),
+fails EPIPE: those are gone with it, and the drivers' resume handlers make
+new ones (`generation`).
+
 A bound interdomain channel usually has a socket of its own to the peer
 domain (pyxl/hypervisor/evtchn.py, "Direct channels"): a send is one byte
 written to it, and a wait for ports that all have one polls just those
@@ -51,6 +65,22 @@ if TYPE_CHECKING:
 PAGE_SIZE = 4096
 DOMID_SELF = 0x7FF0
 ENV_FD = "PYXL_XEN_FD"
+
+# requests that name nothing of the old hypervisor (no event channel, no
+# grant, no transaction) and that may be made twice: sent again on the new
+# connection when a break lost their reply (xs.c's xs_talkv blocks until
+# xenstored answers)
+_RESENT = frozenset({
+    wire.XS_READ, wire.XS_WRITE, wire.XS_MKDIR, wire.XS_RM, wire.XS_DIRECTORY,
+    wire.XS_GET_PERMS, wire.XS_SET_PERMS, wire.XS_GET_DOMAIN_PATH, wire.XS_WATCH,
+    wire.XS_UNWATCH, wire.XS_TRANSACTION_START, wire.EVTCHN_ALLOC_UNBOUND,
+    wire.GNT_GRANT, wire.MEMORY_RESERVATION})
+# requests that name an event channel or a grant, or go to a device's
+# registers (whose state -- a TIS locality held -- the old hypervisor's
+# device model took with it): made during a break, they name what is gone
+_OLD_OBJECTS = frozenset({
+    wire.EVTCHN_BIND_INTERDOMAIN, wire.EVTCHN_SEND, wire.EVTCHN_CLOSE, wire.EVTCHN_STATUS,
+    wire.GNT_END_ACCESS, wire.GNT_MAP, wire.GNT_UNMAP, wire.MMIO_READ, wire.MMIO_WRITE})
 
 
 class XenError(OSError):
@@ -139,6 +169,10 @@ class XenInterface:
         self._poll = self._make_poll(sock)
         self._watches: dict[tuple[str, str], None] = {}   # registered watches, in order
         self.generation = 0                      # bumped by every resume()
+        self.resumable = False                   # a thread resumes us after a break
+        self._resuming: int | None = None        # the thread in resume(), until it is done
+        self._no_wait = threading.local()        # .on: this thread's calls never wait
+        self._tx_gen: dict[int, int] = {}        # open transaction -> its generation (until ended)
         version, told = self._call(wire.HELLO, [wire.WIRE_VERSION])
         self.domid = int(told)
         if domid is not None and int(domid) != self.domid:
@@ -182,14 +216,19 @@ class XenInterface:
             # that compares generations around a call sees the switch
             self.generation += 1
             self.broken.clear()
-        version, told = self._call(wire.HELLO, [wire.WIRE_VERSION])
-        if int(told) != self.domid:
-            self.close()
-            raise XenError("EPROTO", f"reconnected as domain {int(told)}, not {self.domid}")
-        for path, token in list(self._watches):
-            self._call(wire.XS_WATCH, [path, token])
-        with self._cond:
-            self._cond.notify_all()
+            # the other threads' calls wait until HELLO and the watches are through
+            self._resuming = threading.get_ident()
+        try:
+            version, told = self._call(wire.HELLO, [wire.WIRE_VERSION])
+            if int(told) != self.domid:
+                self.close()
+                raise XenError("EPROTO", f"reconnected as domain {int(told)}, not {self.domid}")
+            for path, token in list(self._watches):
+                self._call(wire.XS_WATCH, [path, token])
+        finally:
+            with self._cond:
+                self._resuming = None
+                self._cond.notify_all()
 
     @classmethod
     def from_fd(cls, fd: int) -> "XenInterface":
@@ -321,25 +360,66 @@ class XenInterface:
               fds: Iterable[int] = ()) -> list[bytes]:
         return self._call_frame(op, args, tx, fds).args
 
+    def no_wait(self, on: bool) -> bool:
+        """Whether this thread's calls fail EPIPE on a break instead of
+        waiting for the resume (returns the previous setting): the thread
+        that resumes (Domain.reconnect, whose resume handlers make calls)
+        must not wait for itself, and a driver whose rings and channels
+        live in the hypervisor its xenstore answers came from starts over
+        after a break rather than carry on in the next one."""
+        was = getattr(self._no_wait, "on", False)
+        self._no_wait.on = on
+        return was
+
+    def _await_resume(self) -> bool:
+        """With self._cond held: wait until the connection is up and
+        resumed (True; a resume under way, HELLO and the watches, is always
+        waited for), or give up at once (False) on a closed connection that
+        nothing will resume, that was closed on purpose, or that this
+        thread must not wait for (no_wait)."""
+        me = threading.get_ident()
+        while self.closed or self._resuming not in (None, me):
+            if self.closed and (not self.resumable or self.detached or self._resuming == me
+                                or getattr(self._no_wait, "on", False)):
+                return False
+            self._cond.wait()
+        return True
+
     def _call_frame(self, op: int, args: Iterable[bytes | bytearray | str | int] = (), tx: int = 0,
                     fds: Iterable[int] = ()) -> wire.Frame:
-        with self._lock:
-            req = self._next_id
-            self._next_id = (req % 0xFFFFFFFF) + 1
-            if self.closed:
-                raise XenError("EPIPE", "hypervisor connection closed")
-            try:
-                self.chan.send(wire.Frame(op, args, req_id=req, tx_id=tx, fds=fds))
-            except OSError as exc:
-                with self._cond:
-                    self._set_closed()
-                    self._cond.notify_all()
-                raise XenError("EPIPE", f"hypervisor connection: {exc}") from None
-        with self._cond:
-            self._wait(lambda: req in self._replies, None)
-            reply = self._replies.pop(req, None)
-        if reply is None:
-            raise XenError("EPIPE", "hypervisor connection closed")
+        args, fds = list(args), list(fds)
+        me = threading.get_ident()
+        while True:
+            with self._cond:
+                if op in _OLD_OBJECTS and self.closed or not self._await_resume():
+                    raise XenError("EPIPE", "hypervisor connection closed")
+            with self._lock:
+                if self.closed or self._resuming not in (None, me):
+                    continue              # broke again, or another resume began
+                gen = self.generation
+                if tx and self._tx_gen.get(tx, gen) != gen:
+                    raise XenError("EAGAIN", "transaction lost with the hypervisor connection")
+                req = self._next_id
+                self._next_id = (req % 0xFFFFFFFF) + 1
+                try:
+                    self.chan.send(wire.Frame(op, args, req_id=req, tx_id=tx, fds=fds))
+                except OSError:
+                    with self._cond:
+                        self._set_closed()
+                        self._cond.notify_all()
+                    continue              # not sent: sent once the domain is resumed
+            with self._cond:
+                self._wait(lambda: req in self._replies or self.generation != gen, None)
+                reply = self._replies.pop(req, None) if self.generation == gen else None
+                if reply is None:         # the break took the reply (or the request) with it
+                    if op in _RESENT and not tx:
+                        continue
+                    if tx and self._await_resume():
+                        raise XenError("EAGAIN", "transaction lost with the hypervisor connection")
+                    raise XenError("EPIPE", "hypervisor connection closed")
+                if op == wire.XS_TRANSACTION_START and reply.op != wire.XS_ERROR:
+                    self._tx_gen[int(reply.args[0])] = gen
+            break
         if reply.op == wire.XS_ERROR:
             for fd in reply.fds:
                 os.close(fd)
@@ -445,22 +525,30 @@ class XenInterface:
         return self
 
     def transaction_start(self) -> int:
-        return int(self._call(wire.XS_TRANSACTION_START)[0])
+        return int(self._call(wire.XS_TRANSACTION_START)[0])   # its generation noted
 
     def transaction_end(self, tx: int, commit: bool = True) -> None:
-        self._call(wire.XS_TRANSACTION_END, ["T" if commit else "F"], tx)
+        try:
+            self._call(wire.XS_TRANSACTION_END, ["T" if commit else "F"], tx)
+        finally:
+            with self._cond:
+                self._tx_gen.pop(tx, None)
 
     def transaction(self, fn: Callable[[int], _T], retries: int = 16) -> _T:
-        """Run fn(tx) in a transaction, retrying on EAGAIN; returns fn's value."""
+        """Run fn(tx) in a transaction, retrying on EAGAIN (from fn too: a
+        transaction lost with the hypervisor connection); returns fn's
+        value."""
         for _ in range(retries):
             tx = self.transaction_start()
             try:
                 result = fn(tx)
-            except BaseException:
+            except BaseException as e:
                 try:
                     self.transaction_end(tx, False)
                 except XenError:
                     pass
+                if isinstance(e, XenError) and e.errno == _errno.EAGAIN:
+                    continue
                 raise
             try:
                 self.transaction_end(tx, True)
@@ -676,12 +764,13 @@ class XenInterface:
     # -- console ---------------------------------------------------------
     def console_write(self, data: bytes | str) -> bool:
         """Console output (one-way; never waits for the daemon to log it).
-        False if the connection is gone and the output was not sent."""
+        False if the connection is gone (or being resumed) and the output
+        was not sent."""
         if isinstance(data, str):
             data = data.encode()
         with self._lock:
-            if self.closed:
-                return False
+            if self.closed or self._resuming not in (None, threading.get_ident()):
+                return False              # (nothing goes before resume()'s HELLO)
             for i in range(0, len(data), wire.CONSOLE_CHUNK):
                 try:
                     self.chan.send(wire.Frame(

@@ -45,6 +45,7 @@ from __future__ import annotations
 import collections
 import errno as _errno
 import os
+import signal
 import socket
 import threading
 from typing import Callable
@@ -65,6 +66,22 @@ from .xs_wire import XsType
 # How many frames may wait in one connection's queue.
 REPLY_QUEUE_LIMIT = 256        # replies: the domain's reader waits (back-pressure)
 EVENT_QUEUE_LIMIT = 1024       # watch events beyond this are dropped
+
+
+# Test-only (the daemon-restart tests): with
+# PYXL_TEST_FAULT_AT=request:<domain name>:<path> the daemon SIGKILLs itself
+# on reading that domain's xenstore request about <path> (as the domain
+# wrote it), leaving the request unanswered: a deterministic "killed while
+# the domain waits for xenstore".
+_FAULT_AT = os.environ.get("PYXL_TEST_FAULT_AT", "")
+_FAULT_AT = _FAULT_AT[len("request:"):] if _FAULT_AT.startswith("request:") else ""
+
+
+def _fault_point(hv: "Hypervisor", domid: int, frame: wire.Frame) -> None:
+    dom = hv._domains.get(domid)
+    if dom is not None and frame.args and \
+            _FAULT_AT == "%s:%s" % (dom.name, bytes(frame.args[0]).decode(errors="replace")):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _errname(exc: OSError) -> bytes:
@@ -292,6 +309,8 @@ class DomainConnection:
                 self._thread_done()
 
     def _handle(self, frame: wire.Frame) -> None:
+        if _FAULT_AT:
+            _fault_point(self.hv, self.domid, frame)
         try:
             result, fds = self.hv._dispatch(self, frame)
         except Exception as exc:

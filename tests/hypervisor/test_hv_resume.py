@@ -64,3 +64,111 @@ def test_resume_keeps_the_object_and_its_watches_and_forgets_ports():
     finally:
         x2.close()
         new.close()
+
+
+def _resumed_later(x, new_hv, domid: int, started):
+    """A thread that resumes `x` on `new_hv` once `started` is set (the
+    domain's xenbus-resume thread, in short)."""
+    import threading
+
+    def run():
+        started.wait(10)
+        x.no_wait(True)
+        x.resume(new_hv.connect_domain(domid))
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+def _blocked(thread, x) -> None:
+    """Wait until `thread` waits for the resume (it sleeps on x's condition)."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        with x._cond:
+            waiting = len(getattr(x._cond, "_waiters", ())) > 0
+        if waiting or not thread.is_alive():
+            return
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_a_request_made_during_a_break_waits_for_the_resume_and_goes_out():
+    """As a request on Xen's xenstore ring waits for xenstored: a read made
+    while the daemon is away is answered by the next one, in the thread
+    that made it, with no error."""
+    import threading
+
+    old = _hv()
+    x1 = XenInterface(old.connect_domain(1))
+    x1.resumable = True
+    old.close()
+    x1.read_watch(1)                                   # notices the break
+    assert x1.closed
+    new = _hv()
+    try:
+        new.xs().write("/local/domain/1/name", "dom1")
+        got = []
+        t = threading.Thread(target=lambda: got.append(x1.read_str("name")))
+        t.start()
+        _blocked(t, x1)
+        assert not got and t.is_alive()                # waiting, not failed
+        go = threading.Event()
+        r = _resumed_later(x1, new, 1, go)
+        go.set()
+        r.join(10)
+        t.join(10)
+        assert got == ["dom1"]
+    finally:
+        x1.close()
+        new.close()
+
+
+def test_a_transaction_across_a_break_ends_eagain_and_is_retried():
+    """xenstored forgets a transaction with the connection: its requests
+    fail EAGAIN, and transaction() starts it again on the new one."""
+    import threading
+
+    old = _hv()
+    x1 = XenInterface(old.connect_domain(1))
+    x1.resumable = True
+    new = _hv()
+    go = threading.Event()
+    r = _resumed_later(x1, new, 1, go)
+    tries = []
+
+    def fn(tx):
+        tries.append(tx)
+        if len(tries) == 1:
+            old.close()                                 # the daemon dies mid-transaction
+            x1.read_watch(1)
+            go.set()
+        x1.write("data/k", "v%d" % len(tries), tx)
+    try:
+        x1.transaction(fn)
+        r.join(10)
+        assert len(tries) == 2
+        assert new.xs().read("/local/domain/1/data/k") == b"v2"
+    finally:
+        x1.close()
+        new.close()
+
+
+def test_the_resuming_thread_is_never_made_to_wait_for_itself():
+    """The thread that resumes (Domain.reconnect, whose handlers make calls)
+    gets EPIPE on a break instead of waiting for a resume only it would do;
+    and a closed object nobody resumes fails as before."""
+    old = _hv()
+    x1 = XenInterface(old.connect_domain(1))
+    old.close()
+    x1.read_watch(1)
+    with pytest.raises(XenError) as e:                  # not resumable
+        x1.read("name")
+    assert e.value.name == "EPIPE"
+    x1.resumable = True
+    x1.no_wait(True)
+    with pytest.raises(XenError) as e:
+        x1.read("name")
+    assert e.value.name == "EPIPE"
+    x1.close()

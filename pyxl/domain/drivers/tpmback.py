@@ -379,6 +379,10 @@ class TpmBack:
                 self.handle_event("backend/vtpm/%s/%s" % (fe, h))
 
     def _listener(self) -> None:
+        # what this thread does with xenstore goes with the hypervisor it
+        # was read from (rings, channels): on a break its calls fail at once
+        # rather than carry on in the next one, and resume() redoes it all
+        self.xen.no_wait(True)
         while True:
             try:
                 self.xen.watch("backend/vtpm", TOKEN)

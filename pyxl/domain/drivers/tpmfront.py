@@ -60,14 +60,19 @@ class TpmFront:
         printk("============= Init TPM Front ================\n")
         while True:
             gen = xen.generation
+            # a break fails the handshake at once: it starts over below, on
+            # the next hypervisor, rather than finish with a ring of the old one
+            waited = xen.no_wait(True)
             try:
                 self._init(timeout)
             except (TpmFrontError, OSError) as e:
+                xen.no_wait(waited)
                 if not self._lost(gen) or not self._await_hypervisor(gen):
                     self.shutdown()
                     raise e if isinstance(e, TpmFrontError) \
                         else TpmFrontError(e.errno, str(e)) from None
             else:
+                xen.no_wait(waited)
                 if not self._lost(gen):
                     break
                 if not self._await_hypervisor(gen):

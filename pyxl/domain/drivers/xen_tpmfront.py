@@ -57,8 +57,11 @@ class XenTpmFront:
         self.lock = threading.Lock()            # one command at a time, like tpm_mutex
         self.timeout_c, self.duration = TIMEOUT_C, DURATION
         self.page: Page | None = None          # the ring, once set up
-        self._setup_ring()
-        self.registered = True                   # tpm_chip_register: /dev/tpm0 appears
+        with self.lock:                          # resume() waits for it
+            self._setup_ring()
+            while self._gone():                  # the daemon went away meanwhile: again
+                self._setup_ring()
+            self.registered = True               # tpm_chip_register: /dev/tpm0 appears
         xen.watch(self.bepath + "/state", TOKEN)
         self._thread = threading.Thread(target=self._watch, name="xen-tpmfront", daemon=True)
         self._thread.start()

@@ -362,47 +362,34 @@ class Guest:
         control/sysrq and memory/target; acknowledge, act.  After the
         hypervisor connection is re-established the watches are registered
         again by the resume (xs_resume) and the features are advertised
-        again."""
+        again; a request made meanwhile waits for it (XenInterface)."""
         xen = self.dom.xen
         self.dom.on_resume(self._advertise)
-        while True:
-            try:
-                self._advertise()
-                for path, token in _WATCHES:
-                    xen.watch(path, token)
-                self._vcpus_as_set(xen)
-                break
-            except OSError:
-                if not xen.closed:
-                    raise
-                self.dom.reconnect(xen)
+        self._advertise()
+        for path, token in _WATCHES:
+            xen.watch(path, token)
+        self._vcpus_as_set(xen)
         tokens = tuple(t for _, t in _WATCHES)
         while True:
-            try:
-                ev = xen.read_watch(timeout=None, token=tokens)
-                if ev is None:
-                    if xen.closed:
-                        self.dom.reconnect(xen)
-                    continue
-                if ev[1] == "balloon":
-                    self.balloon(xen.read_str("memory/target", default=""))
-                    continue
-                if ev[1] == "cpu":
-                    self.vcpu_hotplug(ev[0], xen)
-                    continue
-                node = "control/" + ev[1]
-                what = xen.read_str(node, default="")
-                if not what:
-                    continue
-                # manage.c: "Only acknowledge commands which we are
-                # prepared to handle" (sysrq_handler clears any key)
-                if ev[1] == "sysrq" or what in SHUTDOWN_HANDLERS:
-                    xen.write(node, "")
-            except OSError:
-                if not xen.closed:
-                    raise
-                self.dom.reconnect(xen)
+            ev = xen.read_watch(timeout=None, token=tokens)
+            if ev is None:
+                if xen.closed:
+                    self.dom.reconnect(xen)      # until the domain is resumed
                 continue
+            if ev[1] == "balloon":
+                self.balloon(xen.read_str("memory/target", default=""))
+                continue
+            if ev[1] == "cpu":
+                self.vcpu_hotplug(ev[0], xen)
+                continue
+            node = "control/" + ev[1]
+            what = xen.read_str(node, default="")
+            if not what:
+                continue
+            # manage.c: "Only acknowledge commands which we are
+            # prepared to handle" (sysrq_handler clears any key)
+            if ev[1] == "sysrq" or what in SHUTDOWN_HANDLERS:
+                xen.write(node, "")
             if ev[1] == "sysrq":
                 self.sysrq(what[:1])
             elif what in ("poweroff", "halt"):

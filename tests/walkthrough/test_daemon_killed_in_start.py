@@ -1,0 +1,146 @@
+"""A daemon SIGKILLed while a domain waits, in its start, for a xenstore
+answer: the domain waits for the next daemon, as a request on Xen's
+xenstore ring waits for xenstored, and its start carries on.
+
+The instant is exact, not a matter of timing: each domain is created paused
+(so it is recorded, the next daemon's to adopt, before it runs), and the
+daemon runs with the test hook PYXL_TEST_FAULT_AT=request:<name>:<path>
+(pyxl/hypervisor/services.py), by which it SIGKILLs itself on reading that
+domain's request about <path>, unanswered.  The next pyxl command starts
+the next daemon (with the next step's hook, if any).
+
+The steps, along the guide's chain: vtpmmgr-stubdom and vtpm-stubdom in
+mini-os's init_blkfront (pyxl/domain/minios.py), the guest's pv-grub
+looking for its vTPM before measuring the kernel (pyxl/domain/pvgrub.py),
+then the guest's Linux probing its devices (pyxl/domain/linux/guest.py).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from test_pvgrub import extend, pcrs
+from wt_host import EXAMPLES, Host, procs_with_root
+
+# what a failed step prints (a fresh vTPM's "VTPM_LoadHashKey failed" is
+# the guide's own first start, not one)
+FAILED = ("Tpmfront:Error", "Tpmback:Error", "Unable to", "Traceback",
+          "Error sending command through frontend device")
+
+
+@pytest.fixture
+def host(tmp_path, pyxl_cmd):
+    h = Host(tmp_path, pyxl_cmd)
+    yield h
+    assert h.stop() == [], "processes outlived the host"
+
+
+def _daemon(h: Host) -> int:
+    pids = [p for p in procs_with_root(h.root)
+            if b"pyxl.toolstack.daemon" in open("/proc/%d/cmdline" % p, "rb").read()]
+    assert len(pids) == 1, pids
+    return pids[0]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def _fault(h: Host, name: str | None = None, path: str = "") -> None:
+    """The hook of the daemon the next command starts."""
+    if name is None:
+        h.env.pop("PYXL_TEST_FAULT_AT", None)
+    else:
+        h.env["PYXL_TEST_FAULT_AT"] = "request:%s:%s" % (name, path)
+
+
+def _wait_daemon_killed(h: Host, daemon: int, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not _gone(daemon):
+        assert time.monotonic() < deadline, "no request " + what
+        time.sleep(0.02)
+
+
+def _start_killed_at(h: Host, name: str, path: str, cfg: str, *extra: str,
+                     then: tuple[str, str] | None = None) -> None:
+    """Create `name` paused (the daemon running now, or the one create
+    starts, has the hook for its request about `path`), let it run, see
+    the daemon die; `then`: the next daemon's hook."""
+    p = h.run("create", "-p", str(EXAMPLES / cfg), *extra)
+    assert p.returncode == 0, p.stderr
+    daemon = _daemon(h)
+    _fault(h, *(then or ()))
+    h.run("unpause", name)             # its daemon may die before it answers
+    _wait_daemon_killed(h, daemon, "from %s about %s" % (name, path))
+
+
+def _adopted_running(h: Host, name: str) -> None:
+    rows = h.domains()                 # the next daemon
+    assert name in rows and rows[name][3][3] != "s", rows
+    with open(os.path.join(h.root, "var/log/pyxl/xl-%s.log" % name)) as f:
+        assert "has shut down" not in f.read(), name
+
+
+def _images(h: Host) -> None:
+    (h.dir / "mgr.img").write_bytes(bytes(16 << 20))
+    (h.dir / "vtpm.img").write_bytes(bytes(8 << 20))
+
+
+def _nothing_failed(h: Host, *names: str) -> None:
+    for name in names:
+        log = h.console_log(name)
+        for failed in FAILED:
+            assert failed not in log, (name, failed, log)
+
+
+def test_stub_domains_killed_daemon_in_init_blkfront_carry_on(host):
+    """The manager, then the vTPM, each while it reads its disk's backend."""
+    h, d = host, host.dir
+    _images(h)
+    _fault(h, "vtpmmgr", "device/vbd/768/backend")
+    _start_killed_at(h, "vtpmmgr", "device/vbd/768/backend", "vtpmmgr-stubdom.cfg",
+                     'disk=["file:%s,hda,w"]' % (d / "mgr.img"),
+                     then=("domu-vtpm", "device/vbd/768/backend"))
+    _adopted_running(h, "vtpmmgr")
+    log = h.wait_console("vtpmmgr", "INFO[VTPM]: Waiting for commands from vTPM's:")
+    assert "backend at /local/domain/0/backend/vbd/" in log, log
+
+    _start_killed_at(h, "domu-vtpm", "device/vbd/768/backend", "vtpm.cfg",
+                     'disk=["file:%s,hda,w"]' % (d / "vtpm.img"))
+    _adopted_running(h, "domu-vtpm")
+    log = h.wait_console("domu-vtpm", "Waiting for frontend domain to connect..")
+    assert "backend at /local/domain/0/backend/vbd/" in log, log
+    _nothing_failed(h, "vtpmmgr", "domu-vtpm")
+
+
+def test_guest_killed_daemon_in_pvgrub_then_in_linux_boot_carries_on(host):
+    """pv-grub while it looks for its vTPM, then (the next daemon) the
+    kernel it booted while it probes its devices: PCR 4 holds the kernel's
+    measurement and Linux found its vTPM."""
+    h, d = host, host.dir
+    _images(h)
+    kernel = b"\x7fELF pretend kernel image " * 1000
+    (d / "vmlinuz").write_bytes(kernel)
+    _fault(h, "domu", "device/vtpm/0/backend")     # the daemon the first create starts
+    h.create("vtpmmgr-stubdom.cfg", 'disk=["file:%s,hda,w"]' % (d / "mgr.img"))
+    h.wait_console("vtpmmgr", "INFO[VTPM]: Waiting for commands from vTPM's:")
+    h.create("vtpm.cfg", 'disk=["file:%s,hda,w"]' % (d / "vtpm.img"))
+    h.wait_console("domu-vtpm", "Waiting for frontend domain to connect..")
+    _start_killed_at(h, "domu", "device/vtpm/0/backend", "domu-pvgrub.cfg",
+                     'extra="%s/vmlinuz root=/dev/xvda1 console=hvc0"' % d,
+                     then=("domu", "device/vtpm"))
+    assert "domu" in h.domains()       # the next daemon, with the kernel's hook
+    _fault(h)
+    _wait_daemon_killed(h, _daemon(h), "from the guest's Linux about device/vtpm")
+    _adopted_running(h, "domu")
+    log = h.wait_console("domu", "login:", timeout=60)
+    assert "xenbus_probe_frontend: Device with no driver: device/vtpm/0" in log, log
+    out = h.guest("modprobe xen-tpmfront", "cat /sys/devices/vtpm-0/pcrs")
+    assert pcrs(out)[4] == extend(bytes(20), kernel), out   # pv-grub measured the kernel
+    _nothing_failed(h, "vtpmmgr", "domu-vtpm", "domu")
