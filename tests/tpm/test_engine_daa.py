@@ -447,8 +447,8 @@ def test_old_state_blob_loads_with_fresh_daa_secrets():
 
 
 def test_modular_exponentiation_is_pow():
-    """The engine's x^y mod n (GMP's constant-time mpz_powm_sec) is
-    CPython's pow() for an odd n, also where mpz_powm_sec itself does not go
+    """The engine's x^y mod n (GMP's constant-time mpz_powm_sec, or mpz_powm
+    for a public exponent) is CPython's pow() for an odd n, also where mpz_powm_sec itself does not go
     (y = 0), for x >= n, x = 0 and n = 1; an even n (0 included) is
     TPM_DAA_WRONG_W, as libtpms (OpenSSL's constant-time BN_mod_exp refuses
     it; scenario_even_modulus shows it on swtpm)."""
@@ -460,12 +460,14 @@ def test_modular_exponentiation_is_pow():
     for n in (odd, 1, 3):
         for x in (secrets.randbelow(n), n + 5, 0, 1, n - 1):
             for y in (secrets.randbits(1752), 1 << 300, 65537, 1, 0):
-                got = _modexp(x, y, n)
-                assert got == pow(x, y, n) and type(got) is int, (n, x, y)
+                for public in (False, True):
+                    got = _modexp(x, y, n, public)
+                    assert got == pow(x, y, n) and type(got) is int, (n, x, y, public)
     for n in (odd - 1, 1 << 2047, 2, 0):
-        with pytest.raises(TPMError) as e:
-            _modexp(5, 3, n)
-        assert e.value.rc == C.TPM_DAA_WRONG_W
+        for public in (False, True):
+            with pytest.raises(TPMError) as e:
+                _modexp(5, 3, n, public)
+            assert e.value.rc == C.TPM_DAA_WRONG_W
 
 
 def scenario_even_modulus(tpm, issuer) -> list:

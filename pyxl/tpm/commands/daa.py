@@ -139,16 +139,18 @@ def _scratch(s: DAASession) -> int:
     return _int(s.context.DAA_scratch)
 
 
-def _modexp(x: int, y: int, n: int) -> int:
-    """TPM_ComputeAexpPmodn (libtpms tpm_daa.c): x^y mod n.  libtpms computes every DAA
-    exponentiation in constant time (TPM_BN_mod_exp sets BN_FLG_CONSTTIME on
-    the exponent, "p may be private": f0, f1, u0, u1 and the blinding r0..r4
-    are), here with GMP's mpz_powm_sec through gmpy2.  Both need an odd
-    modulus: OpenSSL's constant-time BN_mod_exp fails on an even one (0
-    included), and libtpms answers TPM_DAA_WRONG_W, its code for any failed
-    big-number operation."""
+def _modexp(x: int, y: int, n: int, public: bool = False) -> int:
+    """TPM_ComputeAexpPmodn (libtpms tpm_daa.c): x^y mod n.  libtpms computes
+    every DAA exponentiation in constant time (TPM_BN_mod_exp sets
+    BN_FLG_CONSTTIME on the exponent, "p may be private": f0, f1, u0, u1 and
+    the blinding r0..r4 are), here GMP's mpz_powm_sec through gmpy2, or its
+    faster mpz_powm for a public y (the issuer's q).  OpenSSL's constant-time
+    BN_mod_exp fails on an even modulus (0 included), and libtpms answers
+    TPM_DAA_WRONG_W, its code for any failed big-number operation."""
     if not n & 1:
         raise TPMError(C.TPM_DAA_WRONG_W)
+    if public:
+        return int(gmpy2.powmod(x, y, n))
     if y == 0:                                   # mpz_powm_sec takes y > 0
         return 1 % n
     return int(gmpy2.powmod_sec(x, y, n))
@@ -261,7 +263,7 @@ def _set_w(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     if len(in1) != C.DAA_SIZE_w:
         raise TPMError(C.TPM_DAA_INPUT_DATA1)
     w = _int(in1)
-    if _modexp(w, _int(s.issuer.DAA_generic_q), gamma) != 1:
+    if _modexp(w, _int(s.issuer.DAA_generic_q), gamma, public=True) != 1:
         raise TPMError(C.TPM_DAA_WRONG_W)
     _set_scratch(s, w)
     return b""
