@@ -470,6 +470,18 @@ def test_modular_exponentiation_is_pow():
             assert e.value.rc == C.TPM_DAA_WRONG_W
 
 
+def test_gmpy2_loads_with_the_first_daa_exponentiation():
+    """A TPM that runs no DAA does not load gmpy2 (and GMP, MPFR, MPC)."""
+    import subprocess
+    import sys
+    code = ("import sys; from pyxl.tpm import TPM; t = TPM(generate_ek=False); "
+            "t.power_on('clear'); print('gmpy2' in sys.modules); "
+            "from pyxl.tpm.commands.daa import _modexp; _modexp(2, 3, 5); "
+            "print('gmpy2' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
+
+
 def scenario_even_modulus(tpm, issuer) -> list:
     """Issuer settings naming an even n (stage 4 of the join) or an even
     Gamma (stage 13): the return codes and the DAA sessions left."""

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from hmac import compare_digest
 from typing import TYPE_CHECKING
 
-import gmpy2
-
 from .. import constants as C
 from ..crypto import aes_cbc_decrypt, aes_cbc_encrypt, hmac_sha1, mgf1, random_bytes, sha1
 from ..engine import CHECK_ALL, T1, TPMError, command
@@ -146,7 +144,11 @@ def _modexp(x: int, y: int, n: int, public: bool = False) -> int:
     the blinding r0..r4 are), here GMP's mpz_powm_sec through gmpy2, or its
     faster mpz_powm for a public y (the issuer's q).  OpenSSL's constant-time
     BN_mod_exp fails on an even modulus (0 included), and libtpms answers
-    TPM_DAA_WRONG_W, its code for any failed big-number operation."""
+    TPM_DAA_WRONG_W, its code for any failed big-number operation.
+    gmpy2 is imported here, at the first DAA exponentiation: loading it (and
+    GMP, MPFR, MPC) costs every TPM process about 30 ms and 5 MB of private
+    memory, and most never run DAA."""
+    import gmpy2
     if not n & 1:
         raise TPMError(C.TPM_DAA_WRONG_W)
     if public:
