@@ -411,8 +411,6 @@ class TPM:
         self._last_dump: bytes | None = None
         self._dirty = True
         self.internal_errors = 0                 # handler bugs turned into TPM_FAIL
-        # commands/daa.py: fixed-base tables (a cache), (x, n) -> (x^(2^(5i)), x^(-2^(5i)))
-        self.daa_bases: dict[tuple[int, int], tuple[list[int], list[int] | None] | None] = {}
         self._lock = threading.RLock()           # one command at a time, as on a chip
         self._power_off()
 

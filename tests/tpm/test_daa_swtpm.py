@@ -54,6 +54,11 @@ def test_blobs_cross_implementations(start_swtpm, issuer):
     assert codes[0] == codes[1] == 0x51
 
 
+def test_even_modulus_as_libtpms(start_swtpm, issuer):
+    """libtpms refuses an even n or Gamma (test_engine_daa.test_even_modulus)."""
+    assert E.scenario_even_modulus(owned_swtpm(start_swtpm), issuer) == E.EVEN_MODULUS
+
+
 def test_context_save_load_as_libtpms(start_swtpm, issuer):
     got = [E.scenario_context(tpm, issuer)
            for tpm in (owned_swtpm(start_swtpm), E.owned_engine(IBM_SWTPM_IDENTITY))]

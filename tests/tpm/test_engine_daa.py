@@ -446,25 +446,63 @@ def test_old_state_blob_loads_with_fresh_daa_secrets():
     assert TPM.load(t2.dump()).perm.daa_proof == t2.perm.daa_proof
 
 
-def test_fixed_base_exponentiation_is_pow():
-    """The TPM's fixed-base tables give pow()'s results (first, second and
-    later uses of a base; exponents growing past the table; x >= n; 0)."""
+def test_modular_exponentiation_is_pow():
+    """The engine's x^y mod n (GMP's constant-time mpz_powm_sec, or mpz_powm
+    for a public exponent) is CPython's pow() for an odd n, also where mpz_powm_sec itself does not go
+    (y = 0), for x >= n, x = 0 and n = 1; an even n (0 included) is
+    TPM_DAA_WRONG_W, as libtpms (OpenSSL's constant-time BN_mod_exp refuses
+    it; scenario_even_modulus shows it on swtpm)."""
     import secrets
 
     from pyxl.tpm.commands.daa import _modexp
-    tpm = TPM(generate_ek=False)
-    n = secrets.randbits(2048) | (1 << 2047) | 1
-    bases = [secrets.randbelow(n), n + 5, 0, 1, n - 1]
-    for x in bases:
-        for bits in (130, 344, 1024, 1752, 2800, 200, 0):
-            y = secrets.randbits(bits) if bits else 0
-            assert _modexp(tpm, x, y, n) == pow(x, y, n), (x, bits)
-            # every base-32 digit 31 (signed: -1 and a carry at every place),
-            # and every digit 16 / 17 (the edges of the signed digits)
-            for y in ((1 << bits) - 1, int("10000" * (bits // 5 or 1), 2),
-                      int("10001" * (bits // 5 or 1), 2)):
-                assert _modexp(tpm, x, y, n) == pow(x, y, n), (x, bits, y)
-    assert len(tpm.daa_bases) == len(bases)
-    for i in range(10):                     # the cache stays bounded
-        _modexp(tpm, i + 7, 1 << 300, n)
-    assert len(tpm.daa_bases) <= 8
+    from pyxl.tpm.engine import TPMError
+    odd = secrets.randbits(2048) | (1 << 2047) | 1
+    for n in (odd, 1, 3):
+        for x in (secrets.randbelow(n), n + 5, 0, 1, n - 1):
+            for y in (secrets.randbits(1752), 1 << 300, 65537, 1, 0):
+                for public in (False, True):
+                    got = _modexp(x, y, n, public)
+                    assert got == pow(x, y, n) and type(got) is int, (n, x, y, public)
+    for n in (odd - 1, 1 << 2047, 2, 0):
+        for public in (False, True):
+            with pytest.raises(TPMError) as e:
+                _modexp(5, 3, n, public)
+            assert e.value.rc == C.TPM_DAA_WRONG_W
+
+
+def test_gmpy2_loads_with_the_first_daa_exponentiation():
+    """A TPM that runs no DAA does not load gmpy2 (and GMP, MPFR, MPC)."""
+    import subprocess
+    import sys
+    code = ("import sys; from pyxl.tpm import TPM; t = TPM(generate_ek=False); "
+            "t.power_on('clear'); print('gmpy2' in sys.modules); "
+            "from pyxl.tpm.commands.daa import _modexp; _modexp(2, 3, 5); "
+            "print('gmpy2' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
+
+
+def scenario_even_modulus(tpm, issuer) -> list:
+    """Issuer settings naming an even n (stage 4 of the join) or an even
+    Gamma (stage 13): the return codes and the DAA sessions left."""
+    out = []
+    for bad_n in (D.i2b(1 << 2047, 256), issuer.b_n[:-1] + b"\x00", bytes(256)):
+        c = start_join(tpm, issuer, 4, issuer.settings(DAA_digest_n=D.H(bad_n)))
+        out.append(c.call(J, 4, issuer.b_R0, bad_n)[0])
+    even_gamma = issuer.b_Gamma[:-1] + b"\x00"
+    c = start_join(tpm, issuer, 4, issuer.settings(DAA_digest_gamma=D.H(even_gamma)))
+    for st, x in ((4, issuer.b_R0), (5, issuer.b_R1), (6, issuer.b_S0), (7, issuer.b_S1)):
+        c.ok(J, st, x, issuer.b_n)
+    c.ok(J, 8, tpm.ek_pub.encrypt(b"NE" * 10, D.OAEP_TCPA))
+    for st, x in ((9, issuer.b_R0), (10, issuer.b_R1), (11, issuer.b_S0), (12, issuer.b_S1)):
+        c.ok(J, st, x, issuer.b_n)
+    out.append(c.call(J, 13, even_gamma, D.i2b(issuer.zeta_I, 256))[0])
+    out.append(daa_handles(tpm))
+    return out
+
+
+EVEN_MODULUS = [C.TPM_DAA_WRONG_W] * 4 + [[]]
+
+
+def test_even_modulus(issuer):
+    assert scenario_even_modulus(owned_engine(), issuer) == EVEN_MODULUS

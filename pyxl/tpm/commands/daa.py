@@ -2,7 +2,8 @@
 
 Both commands are owner-authorized state machines over one DAA session
 (a TPM_RT_DAA_TPM resource): every call names its stage, the TPM checks it
-is the one expected, and the stage's arithmetic runs on Python ints.  The
+is the one expected, and the stage's arithmetic runs on Python ints (the
+modular exponentiations on GMP's, constant-time as libtpms's).  The
 TPM's share of the BCC scheme is f = f0 + 2^104 f1 (derived from
 tpmDAASeed, the issuer's key and a count, so a re-join gives the same f),
 v' = u0 + 2^1024 u1 during the join and v = v0 + 2^1024 v1 afterwards,
@@ -136,62 +137,25 @@ def _scratch(s: DAASession) -> int:
     return _int(s.context.DAA_scratch)
 
 
-_W = 5                        # window bits of the fixed-base tables
-_MAX_BASES = 8                # tables kept per TPM (an issuer has four bases)
-_HALF = 1 << (_W - 1)         # the largest signed digit (they run from -15 to 16)
-
-
-def _modexp(tpm: TPM, x: int, y: int, n: int) -> int:
-    """x^y mod n.  The issuer's R0, R1, S0, S1 come back in every join and
-    sign, so from a base's second use on the TPM keeps x^(2^(5i)) mod n and
-    x^(-2^(5i)) mod n and exponentiates with Yao's fixed-base method over
-    signed base-32 digits (-15..16): the combining pass costs 32
-    multiplications instead of 62, and all of it about a quarter of the
-    multiplications of pow() (same result; a cache, not state).  A base
-    without an inverse mod n keeps unsigned digits (0..31)."""
-    if n == 0:
-        raise TPMError(C.TPM_FAIL)
-    if n.bit_length() < 1024 or y.bit_length() < 128:
-        return pow(x, y, n)
-    bases = tpm.daa_bases
-    key = (x, n)
-    if key not in bases:
-        if len(bases) >= _MAX_BASES:
-            bases.pop(next(iter(bases)))
-        bases[key] = None                        # seen once: tables from the next use
-        return pow(x, y, n)
-    tables = bases[key]
-    if tables is None:
-        x %= n
-        try:
-            inverse: list[int] | None = [pow(x, -1, n)]
-        except ValueError:                       # gcd(x, n) > 1
-            inverse = None
-        tables = bases[key] = ([x], inverse)
-    pos, neg = tables
-    need = y.bit_length() // _W + 2              # a signed recoding may carry one digit more
-    for t in (pos, neg):
-        while t is not None and len(t) < need:
-            t.append(pow(t[-1], 1 << _W, n))
-    mask, top = (1 << _W) - 1, (_HALF if neg is not None else (1 << _W) - 1)
-    by_digit: dict[int, list[int]] = {}
-    i = 0
-    while y:
-        d = y & mask
-        y >>= _W
-        if d > top:                              # only with an inverse: d - 32, carry one
-            y += 1
-            by_digit.setdefault((1 << _W) - d, []).append(neg[i])  # type: ignore[index]  # d > top: neg is there
-        elif d:
-            by_digit.setdefault(d, []).append(pos[i])
-        i += 1
-    acc = part = 1
-    for d in range(top, 0, -1):
-        for g in by_digit.get(d, ()):
-            part = part * g % n
-        if part != 1:
-            acc = acc * part % n
-    return acc % n
+def _modexp(x: int, y: int, n: int, public: bool = False) -> int:
+    """TPM_ComputeAexpPmodn (libtpms tpm_daa.c): x^y mod n.  libtpms computes
+    every DAA exponentiation in constant time (TPM_BN_mod_exp sets
+    BN_FLG_CONSTTIME on the exponent, "p may be private": f0, f1, u0, u1 and
+    the blinding r0..r4 are), here GMP's mpz_powm_sec through gmpy2, or its
+    faster mpz_powm for a public y (the issuer's q).  OpenSSL's constant-time
+    BN_mod_exp fails on an even modulus (0 included), and libtpms answers
+    TPM_DAA_WRONG_W, its code for any failed big-number operation.
+    gmpy2 is imported here, at the first DAA exponentiation: loading it (and
+    GMP, MPFR, MPC) costs every TPM process about 30 ms and 5 MB of private
+    memory, and most never run DAA."""
+    import gmpy2
+    if not n & 1:
+        raise TPMError(C.TPM_DAA_WRONG_W)
+    if public:
+        return int(gmpy2.powmod(x, y, n))
+    if y == 0:                                   # mpz_powm_sec takes y > 0
+        return 1 % n
+    return int(gmpy2.powmod_sec(x, y, n))
 
 
 def _r(s: DAASession, name: bytes, size: int) -> int:
@@ -279,7 +243,7 @@ def _commit_r0(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """Join 9 / Sign 2: a new context seed; scratch = R0^r0 mod n."""
     x, n = _generic(s, in0, in1, s.issuer.DAA_digest_R0)
     s.context.DAA_contextSeed = random_bytes(20)
-    _set_scratch(s, _modexp(tpm, x, _r(s, b"r0", C.DAA_SIZE_r0), n))
+    _set_scratch(s, _modexp(x, _r(s, b"r0", C.DAA_SIZE_r0), n))
     return b""
 
 
@@ -287,7 +251,7 @@ def _commit_more(name: bytes, size: int, which: str, output: bool) -> Stage:
     """Join 10-12 / Sign 3-5: scratch = scratch * X^r mod n (X named by which)."""
     def stage(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
         x, n = _generic(s, in0, in1, getattr(s.issuer, which))
-        _set_scratch(s, _scratch(s) * _modexp(tpm, x, _r(s, name, size), n) % n)
+        _set_scratch(s, _scratch(s) * _modexp(x, _r(s, name, size), n) % n)
         if not output:
             return b""
         s.scratch_null = True
@@ -301,7 +265,7 @@ def _set_w(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     if len(in1) != C.DAA_SIZE_w:
         raise TPMError(C.TPM_DAA_INPUT_DATA1)
     w = _int(in1)
-    if _modexp(tpm, w, _int(s.issuer.DAA_generic_q), gamma) != 1:
+    if _modexp(w, _int(s.issuer.DAA_generic_q), gamma, public=True) != 1:
         raise TPMError(C.TPM_DAA_WRONG_W)
     _set_scratch(s, w)
     return b""
@@ -310,7 +274,7 @@ def _set_w(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
 def _tag_e(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """Join 14 / Sign 7: E = w^f mod Gamma."""
     gamma = _gamma(s, in0)
-    return _bin(_modexp(tpm, _scratch(s), _f(s), gamma))
+    return _bin(_modexp(_scratch(s), _f(s), gamma))
 
 
 def _tag_e1(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
@@ -318,7 +282,7 @@ def _tag_e1(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     gamma = _gamma(s, in0)
     q = _int(s.issuer.DAA_generic_q)
     r = (_r(s, b"r0", C.DAA_SIZE_r0) + (_r(s, b"r1", C.DAA_SIZE_r1) << C.DAA_power0)) % q
-    e1 = _modexp(tpm, _scratch(s), r, gamma)
+    e1 = _modexp(_scratch(s), r, gamma)
     s.scratch_null = True
     return _bin(e1)
 
@@ -406,26 +370,26 @@ def _join3(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
 def _join4(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """U, first factor: R0^f0 mod n."""
     x, n = _generic(s, in0, in1, s.issuer.DAA_digest_R0)
-    _set_scratch(s, _modexp(tpm, x, _f(s) & ((1 << C.DAA_power0) - 1), n))
+    _set_scratch(s, _modexp(x, _f(s) & ((1 << C.DAA_power0) - 1), n))
     return b""
 
 
 def _join5(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     x, n = _generic(s, in0, in1, s.issuer.DAA_digest_R1)
-    _set_scratch(s, _scratch(s) * _modexp(tpm, x, _f(s) >> C.DAA_power0, n) % n)
+    _set_scratch(s, _scratch(s) * _modexp(x, _f(s) >> C.DAA_power0, n) % n)
     return b""
 
 
 def _join6(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     x, n = _generic(s, in0, in1, s.issuer.DAA_digest_S0)
-    _set_scratch(s, _scratch(s) * _modexp(tpm, x, _int(s.join.DAA_join_u0), n) % n)
+    _set_scratch(s, _scratch(s) * _modexp(x, _int(s.join.DAA_join_u0), n) % n)
     return b""
 
 
 def _join7(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     """U = R0^f0 R1^f1 S0^u0 S1^u1 mod n goes to the issuer."""
     x, n = _generic(s, in0, in1, s.issuer.DAA_digest_S1)
-    _set_scratch(s, _scratch(s) * _modexp(tpm, x, _int(s.join.DAA_join_u1), n) % n)
+    _set_scratch(s, _scratch(s) * _modexp(x, _int(s.join.DAA_join_u1), n) % n)
     s.context.DAA_digest = sha1(s.context.DAA_scratch,
                                 s.tpm_specific.DAA_count.to_bytes(4, "big"),
                                 s.join.DAA_digest_n0)
