@@ -16,10 +16,13 @@ from wt_host import squeeze
 
 
 def _chain(h, mgr_img, vtpm_img, kernel) -> None:
+    # a second chain appends to the first one's console logs: wait for this boot's lines
+    since = h.console_size("vtpmmgr")
     h.create("vtpmmgr-stubdom.cfg", 'disk=["file:%s,hda,w"]' % mgr_img, 'extra="tpm2=1"')
-    h.wait_console("vtpmmgr", "Waiting for commands from vTPM's:")
+    h.wait_console("vtpmmgr", "Waiting for commands from vTPM's:", since=since)
+    since = h.console_size("domu-vtpm")
     h.create("vtpm.cfg", 'disk=["file:%s,hda,w"]' % vtpm_img)
-    h.wait_console("domu-vtpm", "Waiting for frontend domain to connect..")
+    h.wait_console("domu-vtpm", "Waiting for frontend domain to connect..", since=since)
     h.create("domu.cfg", 'kernel="%s"' % kernel)
 
 

@@ -74,14 +74,23 @@ class Host:
         path = Path(self.root, "var/log/pyxl/console/guest-%s.log" % dom)
         return path.read_bytes().decode(errors="replace").replace("\r\n", "\n")
 
-    def wait_console(self, dom: str, text: str, timeout: float = 30) -> str:
+    def console_size(self, dom: str) -> int:
+        """Where the next line of `dom`'s console log will start (a domain
+        created again under the same name appends to the same log)."""
+        try:
+            return len(self.console_log(dom))
+        except FileNotFoundError:
+            return 0
+
+    def wait_console(self, dom: str, text: str, timeout: float = 30, since: int = 0) -> str:
+        """Wait until `text` is in `dom`'s console log at or after offset `since`."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 log = self.console_log(dom)
             except FileNotFoundError:
                 log = ""
-            if text in log:
+            if text in log[since:]:
                 return log
             assert time.monotonic() < deadline, "%r never appeared on %s:\n%s" % (text, dom, log)
             time.sleep(0.05)
