@@ -149,15 +149,20 @@ class RSAKey:
 
     def sign_raw_pkcs1(self, data: bytes) -> bytes:
         """PKCS#1 v1.5 type-1 signature of arbitrary (DER DigestInfo) data, as
-        TPM_SS_RSASSAPKCS1v15_DER asks: the padding is built here, the RSA
-        private operation is cryptography's (via recoverable signing is not
-        offered, so the private exponent is applied with pow on its numbers)."""
+        TPM_SS_RSASSAPKCS1v15_DER asks: the padding is built here, since
+        cryptography signs only a digest it wraps in a DigestInfo itself.
+        The private exponent is applied in constant time (GMP's
+        mpz_powm_sec), as OpenSSL's RSA private operation under libtpms
+        applies it; gmpy2 is imported here, not with the engine (it costs
+        ~30 ms of start-up)."""
+        import gmpy2
+
         k = self.size
         if len(data) > k - 11:
             raise ValueError("data too long")
         em = b"\x00\x01" + b"\xff" * (k - 3 - len(data)) + b"\x00" + data
         d = self.private().private_numbers().d
-        return pow(int.from_bytes(em, "big"), d, self.n).to_bytes(k, "big")
+        return int(gmpy2.powmod_sec(int.from_bytes(em, "big"), d, self.n)).to_bytes(k, "big")
 
     def verify_sha1_digest(self, signature: bytes, digest: bytes) -> bool:
         try:

@@ -42,3 +42,20 @@ def test_hmac_sha1_every_key_length_as_the_hmac_module():
         key = bytes(range(n))
         assert hmac_sha1(key, b"msg") == hmac.new(key, b"msg", hashlib.sha1).digest(), n
 
+
+
+def test_raw_pkcs1_signature_of_a_digestinfo_is_cryptographys():
+    """TPM_SS_RSASSAPKCS1v15_DER signs the DER DigestInfo it is given;
+    over SHA-1's DigestInfo (RFC 8017 9.2 note 1) that is exactly the
+    RSASSA-PKCS1-v1_5 signature cryptography (OpenSSL) makes of the digest
+    (the scheme is deterministic)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+
+    from pyxl.tpm.crypto import RSAKey
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    digest = hashlib.sha1(b"the data").digest()
+    want = key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA1()))
+    sha1_digestinfo = bytes.fromhex("3021300906052b0e03021a05000414")
+    assert RSAKey.from_crypto(key).sign_raw_pkcs1(sha1_digestinfo + digest) == want
