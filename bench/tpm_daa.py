@@ -5,8 +5,8 @@ test-side issuer and verifier (tests/tpm/daa_issuer.py) over TCP.  Only the
 time spent waiting for the TPM is counted (the issuer's and host's own
 arithmetic is the same for both); runs alternate between the two TPMs.
 Prints the median TPM time per join and per sign, and the ratio pyxl/swtpm
-(target: within 1.5x -- the work is modular exponentiation, OpenSSL's BN
-against GMP's through gmpy2), then the same for the CPU time the TPM's
+(target: within 1.5x -- the work is modular exponentiation, with OpenSSL's BN
+on both sides), then the same for the CPU time the TPM's
 process ran (Linux schedstat, summed over its threads), which a machine
 busy with other work disturbs much less than the waiting time.
 

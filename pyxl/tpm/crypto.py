@@ -151,18 +151,18 @@ class RSAKey:
         """PKCS#1 v1.5 type-1 signature of arbitrary (DER DigestInfo) data, as
         TPM_SS_RSASSAPKCS1v15_DER asks: the padding is built here, since
         cryptography signs only a digest it wraps in a DigestInfo itself.
-        The private exponent is applied in constant time (GMP's
-        mpz_powm_sec), as OpenSSL's RSA private operation under libtpms
-        applies it; gmpy2 is imported here, not with the engine (it costs
-        ~30 ms of start-up)."""
-        import gmpy2
+        The private exponent is applied in constant time, by the function
+        OpenSSL's RSA private operation under libtpms uses for it
+        (BN_mod_exp_mont_consttime, bn.py; imported here, so that ctypes and
+        libcrypto are not loaded with the engine)."""
+        from .bn import mod_exp_consttime
 
         k = self.size
         if len(data) > k - 11:
             raise ValueError("data too long")
         em = b"\x00\x01" + b"\xff" * (k - 3 - len(data)) + b"\x00" + data
         d = self.private().private_numbers().d
-        return int(gmpy2.powmod_sec(int.from_bytes(em, "big"), d, self.n)).to_bytes(k, "big")
+        return mod_exp_consttime(int.from_bytes(em, "big"), d, self.n).to_bytes(k, "big")
 
     def verify_sha1_digest(self, signature: bytes, digest: bytes) -> bool:
         try:

@@ -447,11 +447,11 @@ def test_old_state_blob_loads_with_fresh_daa_secrets():
 
 
 def test_modular_exponentiation_is_pow():
-    """The engine's x^y mod n (GMP's constant-time mpz_powm_sec, or mpz_powm
-    for a public exponent) is CPython's pow() for an odd n, also where mpz_powm_sec itself does not go
-    (y = 0), for x >= n, x = 0 and n = 1; an even n (0 included) is
-    TPM_DAA_WRONG_W, as libtpms (OpenSSL's constant-time BN_mod_exp refuses
-    it; scenario_even_modulus shows it on swtpm)."""
+    """The engine's x^y mod n (OpenSSL's BN_mod_exp_mont_consttime) is
+    CPython's pow() for an odd n, also for y = 0, x >= n, x = 0 and n = 1;
+    an even n (0 included) is TPM_DAA_WRONG_W, as libtpms (OpenSSL's
+    constant-time BN_mod_exp refuses it; scenario_even_modulus shows it on
+    swtpm)."""
     import secrets
 
     from pyxl.tpm.commands.daa import _modexp
@@ -460,26 +460,40 @@ def test_modular_exponentiation_is_pow():
     for n in (odd, 1, 3):
         for x in (secrets.randbelow(n), n + 5, 0, 1, n - 1):
             for y in (secrets.randbits(1752), 1 << 300, 65537, 1, 0):
-                for public in (False, True):
-                    got = _modexp(x, y, n, public)
-                    assert got == pow(x, y, n) and type(got) is int, (n, x, y, public)
+                got = _modexp(x, y, n)
+                assert got == pow(x, y, n) and type(got) is int, (n, x, y)
     for n in (odd - 1, 1 << 2047, 2, 0):
-        for public in (False, True):
-            with pytest.raises(TPMError) as e:
-                _modexp(5, 3, n, public)
-            assert e.value.rc == C.TPM_DAA_WRONG_W
+        with pytest.raises(TPMError) as e:
+            _modexp(5, 3, n)
+        assert e.value.rc == C.TPM_DAA_WRONG_W
 
 
-def test_gmpy2_loads_with_the_first_daa_exponentiation():
-    """A TPM that runs no DAA does not load gmpy2 (and GMP, MPFR, MPC)."""
+def test_bn_loads_with_the_first_daa_exponentiation():
+    """A TPM that runs no DAA loads neither ctypes nor the BN binding."""
     import subprocess
     import sys
     code = ("import sys; from pyxl.tpm import TPM; t = TPM(generate_ek=False); "
-            "t.power_on('clear'); print('gmpy2' in sys.modules); "
+            "t.power_on('clear'); print('ctypes' in sys.modules, 'pyxl.tpm.bn' in sys.modules); "
             "from pyxl.tpm.commands.daa import _modexp; _modexp(2, 3, 5); "
-            "print('gmpy2' in sys.modules)")
+            "print('ctypes' in sys.modules, 'pyxl.tpm.bn' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "True"]
+    assert out.stdout.split() == ["False", "False", "True", "True"]
+
+
+def test_without_libcrypto_a_stage_fails_and_its_session_ends(issuer, monkeypatch, tmp_path):
+    """No libcrypto.so.3: the stage that needs an exponentiation answers
+    TPM_FAIL (the engine's answer to an internal error, logged), its DAA
+    session is gone, and the TPM goes on answering."""
+    from pyxl.tpm import bn
+    tpm = owned_engine()
+    c = start_join(tpm, issuer, 4)
+    monkeypatch.setattr(bn, "SONAME", str(tmp_path / "libcrypto-missing.so"))
+    monkeypatch.setattr(bn, "_LIBRARY", None)
+    assert c.call(J, 4, issuer.b_R0, issuer.b_n)[0] == C.TPM_FAIL
+    assert daa_handles(tpm) == []
+    monkeypatch.undo()
+    c = start_join(tpm, issuer, 4)
+    c.ok(J, 4, issuer.b_R0, issuer.b_n)
 
 
 def scenario_even_modulus(tpm, issuer) -> list:

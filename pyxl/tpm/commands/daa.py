@@ -3,7 +3,7 @@
 Both commands are owner-authorized state machines over one DAA session
 (a TPM_RT_DAA_TPM resource): every call names its stage, the TPM checks it
 is the one expected, and the stage's arithmetic runs on Python ints (the
-modular exponentiations on GMP's, constant-time as libtpms's).  The
+modular exponentiations on OpenSSL's constant-time BN, as libtpms's).  The
 TPM's share of the BCC scheme is f = f0 + 2^104 f1 (derived from
 tpmDAASeed, the issuer's key and a count, so a re-join gives the same f),
 v' = u0 + 2^1024 u1 during the join and v = v0 + 2^1024 v1 afterwards,
@@ -137,25 +137,20 @@ def _scratch(s: DAASession) -> int:
     return _int(s.context.DAA_scratch)
 
 
-def _modexp(x: int, y: int, n: int, public: bool = False) -> int:
+def _modexp(x: int, y: int, n: int) -> int:
     """TPM_ComputeAexpPmodn (libtpms tpm_daa.c): x^y mod n.  libtpms computes
     every DAA exponentiation in constant time (TPM_BN_mod_exp sets
     BN_FLG_CONSTTIME on the exponent, "p may be private": f0, f1, u0, u1 and
-    the blinding r0..r4 are), here GMP's mpz_powm_sec through gmpy2, or its
-    faster mpz_powm for a public y (the issuer's q).  OpenSSL's constant-time
-    BN_mod_exp fails on an even modulus (0 included), and libtpms answers
-    TPM_DAA_WRONG_W, its code for any failed big-number operation.
-    gmpy2 is imported here, at the first DAA exponentiation: loading it (and
-    GMP, MPFR, MPC) costs every TPM process about 30 ms and 5 MB of private
-    memory, and most never run DAA."""
-    import gmpy2
-    if not n & 1:
-        raise TPMError(C.TPM_DAA_WRONG_W)
-    if public:
-        return int(gmpy2.powmod(x, y, n))
-    if y == 0:                                   # mpz_powm_sec takes y > 0
-        return 1 % n
-    return int(gmpy2.powmod_sec(x, y, n))
+    the blinding r0..r4 are), and so does this, with the same OpenSSL
+    function (BN_mod_exp_mont_consttime, bn.py).  It fails on an even
+    modulus (0 included), and libtpms answers TPM_DAA_WRONG_W, its code for
+    any failed big-number operation.  bn (ctypes, libcrypto) is imported
+    here, at the first DAA exponentiation: most TPM processes never run one."""
+    from ..bn import mod_exp_consttime
+    try:
+        return mod_exp_consttime(x, y, n)
+    except ValueError:
+        raise TPMError(C.TPM_DAA_WRONG_W) from None
 
 
 def _r(s: DAASession, name: bytes, size: int) -> int:
@@ -265,7 +260,7 @@ def _set_w(tpm: TPM, s: DAASession, in0: bytes, in1: bytes) -> bytes:
     if len(in1) != C.DAA_SIZE_w:
         raise TPMError(C.TPM_DAA_INPUT_DATA1)
     w = _int(in1)
-    if _modexp(w, _int(s.issuer.DAA_generic_q), gamma, public=True) != 1:
+    if _modexp(w, _int(s.issuer.DAA_generic_q), gamma) != 1:
         raise TPMError(C.TPM_DAA_WRONG_W)
     _set_scratch(s, w)
     return b""
