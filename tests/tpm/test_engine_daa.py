@@ -496,6 +496,50 @@ def test_without_libcrypto_a_stage_fails_and_its_session_ends(issuer, monkeypatc
     c.ok(J, 4, issuer.b_R0, issuer.b_n)
 
 
+def even_key_signature(data: bytes) -> tuple[bytes, bytes]:
+    """(n, s): an even 2048-bit n = 2 m (m a 2047-bit RSA modulus) and an
+    s with s^65537 mod n the PKCS#1 v1.5 SHA-1 encoding of data -- a
+    signature by arithmetic, under a modulus OpenSSL will not use."""
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2047)
+    m, d = key.public_key().public_numbers().n, key.private_numbers().d
+    t = bytes.fromhex("3021300906052b0e03021a05000414") + hashlib.sha1(data).digest()
+    em = int.from_bytes(b"\x00\x01" + b"\xff" * (256 - len(t) - 3) + b"\x00" + t, "big")
+    s = pow(em, d, m)
+    if s % 2 != em % 2:
+        s += m                                   # s = em (mod 2) too: s^e = em (mod 2m)
+    assert pow(s, 65537, 2 * m) == em
+    return D.i2b(2 * m, 256), D.i2b(s, 256)
+
+
+def scenario_issuer_signatures(tpm, issuer) -> list:
+    """Stage 2's signature on the issuer settings: by an even modulus (valid
+    as arithmetic), as large as the modulus, on other data, by the
+    chain's key (a failed stage ends its session); the return codes."""
+    out = []
+    st = issuer.settings()
+    root = D.rsa_modulus(issuer.keys[0])
+    even_n, even_sig = even_key_signature(D.H(root) + st)
+    even_root_sig = even_key_signature(D.H(even_n) + st)[1]
+    for key, sig in ((even_n, even_root_sig), (root, b"\xff" * 256),
+                     (root, D.rsa_sign(issuer.keys[0], D.H(root) + st + b"x")), (even_n, even_sig),
+                     (root, D.rsa_sign(issuer.keys[0], D.H(root) + st))):
+        c = D.DAAClient(tpm, H.OWNER)
+        c.handle = struct.unpack(">I", c.ok(J, 0, H.u32(1)))[0]
+        c.ok(J, 1, key)
+        out.append(c.call(J, 2, st, sig)[0])
+    return out
+
+
+ISSUER_SIGNATURES = [C.TPM_DAA_ISSUER_VALIDITY] * 4 + [0]
+
+
+def test_issuer_signatures(issuer):
+    assert scenario_issuer_signatures(owned_engine(), issuer) == ISSUER_SIGNATURES
+
+
 def scenario_even_modulus(tpm, issuer) -> list:
     """Issuer settings naming an even n (stage 4 of the join) or an even
     Gamma (stage 13): the return codes and the DAA sessions left."""

@@ -24,7 +24,8 @@ from hmac import compare_digest
 from typing import TYPE_CHECKING
 
 from .. import constants as C
-from ..crypto import aes_cbc_decrypt, aes_cbc_encrypt, hmac_sha1, mgf1, random_bytes, sha1
+from ..crypto import (RSAKey, aes_cbc_decrypt, aes_cbc_encrypt, hmac_sha1, mgf1, random_bytes,
+                      sha1)
 from ..engine import CHECK_ALL, T1, TPMError, command
 from ..marshal import Reader, TPMDecodeError
 from ..structures import (TPM_DAA_BLOB, TPM_DAA_CONTEXT, TPM_DAA_ISSUER, TPM_DAA_JOINDATA,
@@ -37,9 +38,6 @@ if TYPE_CHECKING:
 
     # one stage of a join or sign: (tpm, session, inputData0, inputData1) -> outputData
     Stage = Callable[[TPM, "DAASession", bytes, bytes], bytes]
-
-_SHA1_DER = bytes.fromhex("3021300906052b0e03021a05000414")
-
 
 @dataclass
 class DAASession:
@@ -187,15 +185,14 @@ def _gamma(s: DAASession, in0: bytes) -> int:
 
 
 def _rsa_verify(modulus: bytes, sig: bytes, message: bytes) -> bool:
-    """RSASSA-PKCS1-v1_5 with SHA-1 under (modulus, 65537)."""
-    n = _int(modulus)
-    s = _int(sig)
-    if n < 3 or s >= n:
+    """TPM_RSAVerifySHA1 (libtpms tpm_crypto.c): RSASSA-PKCS1-v1_5 with
+    SHA-1 under (modulus, 65537), by OpenSSL through cryptography as libtpms
+    verifies it (RSA_verify); a modulus OpenSSL cannot use as a key (even,
+    below the exponent) verifies nothing."""
+    try:
+        return RSAKey(_int(modulus)).verify_sha1_digest(sig, sha1(message))
+    except ValueError:
         return False
-    k = len(modulus)
-    t = _SHA1_DER + sha1(message)
-    want = b"\x00\x01" + b"\xff" * (k - len(t) - 3) + b"\x00" + t
-    return pow(s, 65537, n).to_bytes(k, "big") == want
 
 
 def _seal(tpm: TPM, data: bytes, rt: int) -> bytes:
