@@ -18,7 +18,16 @@ manager's): a 4 KiB pwrite + fdatasync on a preallocated file in the same
 directory, measured in this run.  The target is pyxl <= 2 x (swtpm + 2
 writes).  Rounds alternate pyxl and peer; medians over all rounds.
 
-  PYTHONPATH=. python bench/stubdom_vtpm.py [-n 200] [-r 3]
+Also printed: the CPU time each process used per command (the scheduler's
+own accounting, /proc/PID/task/*/schedstat; medians over the rounds),
+which hardly depends on how loaded the machine is: the guest, vtpm-stubdom,
+vtpmmgr-stubdom and this process (the in-process hypervisor), against
+swtpm and its client.  With --cpu N the whole run (this process, the
+domains, swtpm) is pinned to CPU N: no process waits for another vCPU to
+wake up, which on a quiet VM whose idle vCPUs halt costs each hop more
+than the work; run it both ways.
+
+  PYTHONPATH=. python bench/stubdom_vtpm.py [-n 200] [-r 3] [--cpu N]
 """
 
 from __future__ import annotations
@@ -45,6 +54,17 @@ TARGET = 2.0
 WRITES = 2            # durable writes per acknowledged command: the vTPM's disk, the manager's
 
 
+def cpu_ns(pid: int) -> int:
+    """CPU time process pid's threads have used (ns), from schedstat."""
+    total = 0
+    for task in Path("/proc/%d/task" % pid).iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
 def run_pyxl(tmp: Path, n: int, tpm2: bool) -> dict:
     host = Host(tmp)
     try:
@@ -55,16 +75,19 @@ def run_pyxl(tmp: Path, n: int, tpm2: bool) -> dict:
                 f.truncate(mb << 20)
         host.create(1, "vtpmmgr")
         host.hv.iomem.permit(1, 0xFED40, 5)
-        spawn_kernel(host, 1, "vtpmmgr", "vtpmmgr-stubdom.gz", "", {"hda": str(tmp / "mgr.img")})
+        mgr = spawn_kernel(host, 1, "vtpmmgr", "vtpmmgr-stubdom.gz", "",
+                           {"hda": str(tmp / "mgr.img")})
         host.wait_console(1, "Waiting for commands from vTPM's:", 120)
         host.create(2, "vtpm")
         host.add_vtpm(2, 1, "ac0a5b9e-cbe2-4c07-b43b-1d69e46fb839")
-        spawn_kernel(host, 2, "vtpm", "vtpm-stubdom.gz", "tpm2=1" if tpm2 else "",
-                     {"hda": str(tmp / "vtpm.img")})
+        vtpm = spawn_kernel(host, 2, "vtpm", "vtpm-stubdom.gz", "tpm2=1" if tpm2 else "",
+                            {"hda": str(tmp / "vtpm.img")})
         host.wait_console(2, "Waiting for frontend domain to connect..", 120)
         host.create(3, "guest")
         host.add_vtpm(3, 2, "d6e0a5f4-3b2c-4d1e-8f90-123456789abc")
-        p = host.spawn(3, [str(HERE / "bench_guest_domain.py"), str(n)] + (["tpm2"] if tpm2 else []))
+        pids = "vtpm:%d,manager:%d,hypervisor:%d" % (vtpm.pid, mgr.pid, os.getpid())
+        p = host.spawn(3, [str(HERE / "bench_guest_domain.py"), str(n)] + (["tpm2"] if tpm2 else []),
+                       env={"BENCH_CPU_PIDS": pids})
         out, err = p.communicate(timeout=600)
         if p.returncode:
             raise SystemExit(err.decode())
@@ -96,7 +119,15 @@ def run_swtpm(tmp: Path, n: int, tpm2: bool) -> dict:
         c = TPMClient(sw.addr)
         send, commands = c.raw, COMMANDS
     try:
-        return {name: timed(lambda: send(req), n) for name, req in commands.items()}
+        assert sw.proc is not None
+        out: dict = {"cpu": {}}
+        for name, req in commands.items():
+            send(req)                       # swtpm's first command also finishes its start-up
+            before = cpu_ns(sw.proc.pid), cpu_ns(os.getpid())
+            out[name] = timed(lambda: send(req), n)
+            out["cpu"][name] = {"swtpm": (cpu_ns(sw.proc.pid) - before[0]) / n / 1000,
+                                "client": (cpu_ns(os.getpid()) - before[1]) / n / 1000}
+        return out
     finally:
         sw.stop()
 
@@ -119,11 +150,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=200, help="commands of each kind per round")
     ap.add_argument("-r", type=int, default=3, help="rounds (default 3)")
+    ap.add_argument("--cpu", type=int, metavar="N",
+                    help="pin the whole run (bench, domains, swtpm) to CPU N")
     args = ap.parse_args()
     if not shutil.which("swtpm"):
         raise SystemExit("swtpm is needed (the peer)")
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})      # inherited by every process started here
+        print("pinned: this process, the domains and swtpm all on CPU %d" % args.cpu)
+    else:
+        print("not pinned: processes free on CPUs %s"
+              % ",".join(map(str, sorted(os.sched_getaffinity(0)))))
     px: dict = {}
     sw: dict = {}
+    cpu: dict = {}
     floor: list[float] = []
     for r in range(args.r):
         for tpm2 in (False, True):
@@ -131,11 +171,16 @@ def main() -> int:
                 tmp = Path(d)
                 os.mkdir(tmp / "p")
                 os.mkdir(tmp / "s")
-                for name, t in run_pyxl(tmp / "p", args.n, tpm2).items():
-                    px.setdefault(name, []).extend(t)
-                floor += durable_write(tmp, args.n)
-                for name, t in run_swtpm(tmp / "s", args.n, tpm2).items():
-                    sw.setdefault(name, []).extend(t)
+                for into, res in ((px, run_pyxl(tmp / "p", args.n, tpm2)),
+                                  (sw, None)):
+                    if res is None:
+                        floor += durable_write(tmp, args.n)
+                        res = run_swtpm(tmp / "s", args.n, tpm2)
+                    for name, per in res.pop("cpu").items():
+                        for who, us in per.items():
+                            cpu.setdefault(name, {}).setdefault(who, []).append(us)
+                    for name, t in res.items():
+                        into.setdefault(name, []).extend(t)
     w = statistics.median(floor)
     print("durable write (4 KiB pwrite + fdatasync, same disk): %.3f ms; %d per command"
           % (w, WRITES))
@@ -147,6 +192,13 @@ def main() -> int:
         print("%-14s %8.3f %8.3f %9.3f %8.3f %7.2f  %s" % (
             name, s, peer, p, TARGET * peer, p / peer,
             "met" if p <= TARGET * peer else "missed (< %.1fx)" % TARGET))
+    print("CPU us per command (schedstat, medians over rounds):")
+    for name in list(COMMANDS) + list(COMMANDS2):
+        c = {who: statistics.median(v) for who, v in cpu[name].items()}
+        chain = ("guest", "vtpm", "manager", "hypervisor")
+        print("%-14s %s = %.0f | swtpm %.0f + client %.0f = %.0f" % (
+            name, " + ".join("%s %.0f" % (who, c[who]) for who in chain),
+            sum(c[who] for who in chain), c["swtpm"], c["client"], c["swtpm"] + c["client"]))
     return 0
 
 

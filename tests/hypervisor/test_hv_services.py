@@ -460,6 +460,15 @@ def test_notifications_go_from_domain_to_domain(hv):
     x1.evtchn_notify(p1)
     assert x2.evtchn_wait(p2, timeout=0) == p2
     assert x2.evtchn_wait(p2, timeout=0) is None
+    # ... or dropped by evtchn_clear, which leaves a later one alone
+    for _ in range(3):
+        x1.evtchn_notify(p1)
+    x2.evtchn_clear(p2)
+    assert x2.evtchn_wait(p2, timeout=0) is None
+    x2.evtchn_clear(p2)                        # nothing pending: nothing happens
+    x1.evtchn_notify(p1)
+    assert x2.evtchn_wait(p2, 5) == p2
+    assert ops == [] and events == []
 
 
 def test_a_direct_channel_closed_or_bound_again_keeps_xen_semantics(hv):

@@ -1,11 +1,18 @@
 """Bench guest: opens device/vtpm/0 (Linux semantics) and times each named
 command N times; prints {name: [ms, ...]} as JSON.
 
-    bench_guest_domain.py N [tpm2]     # tpm2: TPM 2.0 commands (a tpm2=1 vTPM)"""
+    bench_guest_domain.py N [tpm2]     # tpm2: TPM 2.0 commands (a tpm2=1 vTPM)
+
+With BENCH_CPU_PIDS="name:pid,..." in the environment it also reports,
+under the key "cpu", each named process's CPU time per command of each
+kind ({name: {process: us}}; "guest" is this process), from the
+scheduler's own accounting (/proc/PID/task/*/schedstat): what the chain's
+processes use, however loaded the machine is."""
 
 from __future__ import annotations
 
 import json
+import os
 import struct
 import sys
 import time
@@ -27,22 +34,44 @@ COMMANDS2 = {
 }
 
 
+def cpu_ns(pid: int) -> int:
+    """CPU time process pid's threads have used (ns), from schedstat."""
+    total = 0
+    base = "/proc/%d/task" % pid
+    for task in os.listdir(base):
+        try:
+            with open("%s/%s/schedstat" % (base, task)) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
 def main() -> None:
     n = int(sys.argv[1])
     commands = COMMANDS2 if sys.argv[2:] == ["tpm2"] else COMMANDS
     xen = XenInterface.from_env()
     front = XenTpmFront(xen)
     front.wait_connected(30)
-    out = {}
+    pids = {"guest": os.getpid()}
+    for item in filter(None, os.environ.get("BENCH_CPU_PIDS", "").split(",")):
+        who, pid = item.split(":")
+        pids[who] = int(pid)
+    out: dict = {}
+    cpu: dict = {}
     for name, req in commands.items():
         times = []
+        before = {who: cpu_ns(pid) for who, pid in pids.items()}
         for _ in range(n):
             t0 = time.perf_counter()
             rsp = front.transmit(req)
             if rsp[6:10] != b"\0\0\0\0":
                 raise SystemExit("%s failed: %s" % (name, rsp.hex()))
             times.append((time.perf_counter() - t0) * 1000)
+        cpu[name] = {who: (cpu_ns(pid) - before[who]) / n / 1000 for who, pid in pids.items()}
         out[name] = times
+    if "BENCH_CPU_PIDS" in os.environ:
+        out["cpu"] = cpu
     front.close()
     print(json.dumps(out), flush=True)
     xen.close()

@@ -307,7 +307,7 @@ class TpmFront:
         assert shared is not None
         try:
             # a stale notification (the backend's bind) must not end this wait
-            self.xen.evtchn_wait(self.port, timeout=0)
+            self.xen.evtchn_clear(self.port)
             shared.submit(request, self.locality)
             self.xen.evtchn_notify(self.port)
         except OSError:

@@ -193,7 +193,7 @@ class XenTpmFront:
             try:
                 if not self._wait_idle(self.timeout_c):
                     self._gave_up("vTPM busy")
-                self.xen.evtchn_wait(self.port, timeout=0)        # drop a stale notification
+                self.xen.evtchn_clear(self.port)                    # drop a stale notification
                 self.shared.submit(request, 0)                      # Linux leaves locality 0
                 self.xen.evtchn_notify(self.port)
                 if not self._wait_idle(self.duration) or self.shared.state != TPMIF_STATE_FINISH:

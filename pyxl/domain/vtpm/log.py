@@ -12,6 +12,8 @@ two-slot version (58c2ab7588) whose disk layout we use.
 
 from __future__ import annotations
 
+import functools
+
 from pyxl.tpm import constants as C
 
 from .emulog_data import ORD_DEBUG_LINE, RC_TEXT
@@ -68,34 +70,42 @@ class VtpmLog:
 
     def command(self, request: bytes, response: bytes) -> None:
         """What tpm_handle_command / tpm_execute_command print for one command."""
-        self.emu("tpm_cmd_handler.c", L_HANDLE, "Debug", "tpm_handle_command()")
         if len(request) < 10 or len(response) < 10:
+            self.emu("tpm_cmd_handler.c", L_HANDLE, "Debug", "tpm_handle_command()")
             return
-        tag = int.from_bytes(request[0:2], "big")
-        ordinal = int.from_bytes(request[6:10], "big")
-        rc = int.from_bytes(response[6:10], "big")
-        if tag not in L_TAG_LINE:
-            self.emu("tpm_cmd_handler.c", L_BAD_TAG, "Info",
-                     "The tag value sent to for a command (0x%02x) is invalid" % tag)
-            return
-        self.emu("tpm_cmd_handler.c", L_TAG_LINE[tag], "Debug", "[%s]" % C.TPM_TAG(tag).name)
-        if rc in STATUS_MODE_RCS and ordinal in ORD_DEBUG_LINE:
-            self.emu("tpm_cmd_handler.c", L_STATUS_MODE, "Info",
-                     "tpm_check_status_and_mode(0x%02x) failed: (0x%02x) %s"
-                     % (ordinal, rc, rc_text(rc)))
-            return
+        self.printk(command_lines(int.from_bytes(request[0:2], "big"),
+                                  int.from_bytes(request[6:10], "big"),
+                                  int.from_bytes(response[6:10], "big")))
+
+
+@functools.lru_cache(maxsize=256)
+def command_lines(tag: int, ordinal: int, rc: int) -> str:
+    """The lines tpm_handle_command / tpm_execute_command print for a
+    command of this tag and ordinal answered rc: the same few over and
+    over, so each is formatted once."""
+    lines = [("tpm_cmd_handler.c", L_HANDLE, "Debug", "tpm_handle_command()")]
+    if tag not in L_TAG_LINE:
+        lines.append(("tpm_cmd_handler.c", L_BAD_TAG, "Info",
+                      "The tag value sent to for a command (0x%02x) is invalid" % tag))
+    else:
+        lines.append(("tpm_cmd_handler.c", L_TAG_LINE[tag], "Debug", "[%s]" % C.TPM_TAG(tag).name))
         known = ORD_DEBUG_LINE.get(ordinal)
-        if known is None:
-            self.emu("tpm_cmd_handler.c", L_UNKNOWN_ORD, "Info",
-                     "The ordinal (0x%02x) was unknown or inconsistent" % ordinal)
-            return
-        name, line = known
-        self.emu("tpm_cmd_handler.c", line, "Debug", "[%s]" % name)
-        if rc:
-            self.emu("tpm_cmd_handler.c", L_CMD_FAILED, "Info",
-                     "TPM command failed: (0x%02x) %s" % (rc, rc_text(rc)))
+        if rc in STATUS_MODE_RCS and known is not None:
+            lines.append(("tpm_cmd_handler.c", L_STATUS_MODE, "Info",
+                          "tpm_check_status_and_mode(0x%02x) failed: (0x%02x) %s"
+                          % (ordinal, rc, rc_text(rc))))
+        elif known is None:
+            lines.append(("tpm_cmd_handler.c", L_UNKNOWN_ORD, "Info",
+                          "The ordinal (0x%02x) was unknown or inconsistent" % ordinal))
         else:
-            self.emu("tpm_cmd_handler.c", L_CMD_OK, "Info", "TPM command succeeded")
+            name, line = known
+            lines.append(("tpm_cmd_handler.c", line, "Debug", "[%s]" % name))
+            if rc:
+                lines.append(("tpm_cmd_handler.c", L_CMD_FAILED, "Info",
+                              "TPM command failed: (0x%02x) %s" % (rc, rc_text(rc))))
+            else:
+                lines.append(("tpm_cmd_handler.c", L_CMD_OK, "Info", "TPM command succeeded"))
+    return "".join("%s:%d: %s: %s\n" % line for line in lines)
 
 
 def rc_text(rc: int) -> str:

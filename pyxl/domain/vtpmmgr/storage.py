@@ -26,6 +26,7 @@ two writes loses the table (the format has no second copy to fall back to).
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import uuid as _uuid
@@ -62,7 +63,14 @@ class StorageFailure(Exception):
 
 
 def uuid_str(u: bytes) -> str:
-    return str(_uuid.UUID(bytes=bytes(u)))
+    return _uuid_text(bytes(u))
+
+
+@functools.lru_cache(maxsize=64)
+def _uuid_text(u: bytes) -> str:
+    """The uuid's text, which the manager's log prints on every save: made
+    once per vTPM."""
+    return str(_uuid.UUID(bytes=u))
 
 
 class MgrStorage:
