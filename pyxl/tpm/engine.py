@@ -73,8 +73,8 @@ T210 = (_RQU2, _RQU1, _RQU)
 _AUTHS_OF_TAG: dict[int, int] = {_RQU: 0, _RQU1: 1, _RQU2: 2}
 # a command's header: tag, paramSize, ordinal (Part 3 3.x, TPM_RQU_COMMAND)
 _HEADER = struct.Struct(">HII")
-_RC_ORDINAL = struct.Struct(">II")
-_sha1 = hashlib.sha1       # returnCode || ordinal, the start of a response digest
+_RC_ORDINAL = struct.Struct(">II")       # returnCode || ordinal, the start of a response digest
+_sha1 = hashlib.sha1
 _RSP_TAG: dict[int, int] = {0: C.TPM_TAG_RSP_COMMAND, 1: C.TPM_TAG_RSP_AUTH1_COMMAND,
             2: C.TPM_TAG_RSP_AUTH2_COMMAND}
 
