@@ -51,26 +51,22 @@ def hmac_sha1(key: bytes, *parts: bytes) -> bytes:
 
 
 class HmacSha1:
-    """HMAC-SHA1 under one key, its padded key hashed once (RFC 2104; what
-    Python's hmac module keeps between uses): an authorized command's
-    request HMAC is checked and its response HMAC made under the same
-    secret, so the engine keys it once per command."""
+    """HMAC-SHA1 under one key, padded once (RFC 2104): an authorized
+    command's request HMAC is checked and its response HMAC made under the
+    same secret, so the engine pads the key once per command."""
 
-    __slots__ = ("_inner", "_outer")
+    __slots__ = ("_ipad_key", "_opad_key")
 
     def __init__(self, key: bytes):
         if len(key) > _SHA1_BLOCK:
             key = _sha1(key).digest()
         key = key.ljust(_SHA1_BLOCK, b"\0")
-        self._inner = _sha1(key.translate(_IPAD))
-        self._outer = _sha1(key.translate(_OPAD))
+        self._ipad_key = key.translate(_IPAD)
+        self._opad_key = key.translate(_OPAD)
 
     def digest(self, *parts: bytes) -> bytes:
-        inner = self._inner.copy()
-        inner.update(b"".join(parts))
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()
+        inner = _sha1(self._ipad_key + b"".join(parts)).digest()
+        return _sha1(self._opad_key + inner).digest()
 
 
 def random_bytes(n: int) -> bytes:
