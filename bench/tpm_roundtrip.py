@@ -13,7 +13,7 @@ RSA-bound ones (key generation, private-key operations).  On a busy machine
 wall times are noisy (try --baseline: swtpm against swtpm); the server CPU
 time per command (from /proc/PID/task/*/schedstat) is not.
 
-  python bench/tpm_roundtrip.py [-n 200] [--rsa-n 10] [--keep] [--fast]
+  python bench/tpm_roundtrip.py [-n 200] [--rsa-n 10] [--keep] [--fast] [--cpu N]
 """
 
 from __future__ import annotations
@@ -87,6 +87,12 @@ def cpu_ns(pid: int) -> int:
     return total
 
 
+def pinning(cpu: int | None) -> str:
+    if cpu is None:
+        return "not pinned"
+    return "bench, swtpm and pyxl pinned to vCPU %d" % cpu
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=200, help="iterations of the fast commands")
@@ -97,7 +103,12 @@ def main() -> int:
                     help="only the commands without RSA private-key operations")
     ap.add_argument("--baseline", action="store_true",
                     help="a second swtpm in place of pyxl: shows the bench's own noise")
+    ap.add_argument("--cpu", type=int, metavar="N",
+                    help="pin the bench and both servers to vCPU N (all on one: the "
+                    "servers' own work, without the cost of waking an idle vCPU)")
     args = ap.parse_args()
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})     # the servers started below inherit it
     pyxl_cmd = [os.environ.get("PYXL_BIN")] if os.environ.get("PYXL_BIN") else \
         [sys.executable, "-m", "pyxl"]
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
@@ -151,9 +162,9 @@ def main() -> int:
                       % (name, ms["swtpm"], ms["pyxl"], ratio, target, flag,
                          p10["pyxl"] / p10["swtpm"], cpu["swtpm"], cpu["pyxl"],
                          cpu["pyxl"] / max(cpu["swtpm"], 1e-9)))
-            print("(n=%d fast, %d key generation; %s)"
+            print("(n=%d fast, %d key generation; %s; %s)"
                   % (args.n, args.rsa_n, "one kept TCP connection per TPM" if args.keep
-                     else "new TCP connection per command"))
+                     else "new TCP connection per command", pinning(args.cpu)))
             return 0 if worst and max(worst) <= 1.0 else 1
         finally:
             px.stop()

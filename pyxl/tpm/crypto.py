@@ -50,8 +50,62 @@ def hmac_sha1(key: bytes, *parts: bytes) -> bytes:
     return _sha1(key.translate(_OPAD) + inner.digest()).digest()
 
 
+class HmacSha1:
+    """HMAC-SHA1 under one key, padded once (RFC 2104): an authorized
+    command's request HMAC is checked and its response HMAC made under the
+    same secret, so the engine pads the key once per command."""
+
+    __slots__ = ("_ipad_key", "_opad_key")
+
+    def __init__(self, key: bytes):
+        if len(key) > _SHA1_BLOCK:
+            key = _sha1(key).digest()
+        key = key.ljust(_SHA1_BLOCK, b"\0")
+        self._ipad_key = key.translate(_IPAD)
+        self._opad_key = key.translate(_OPAD)
+
+    def digest(self, *parts: bytes) -> bytes:
+        inner = _sha1(self._ipad_key + b"".join(parts)).digest()
+        return _sha1(self._opad_key + inner).digest()
+
+
 def random_bytes(n: int) -> bytes:
     return os.urandom(n)
+
+
+class _NoncePool:
+    """The kernel's random bytes read a page at a time and handed out as
+    20-byte nonces, as libtpms draws its nonces from OpenSSL's user-space
+    generator (TPM_Random -> RAND_bytes) rather than asking the kernel for
+    each: every authorized command needs one or two, and a getrandom()
+    system call each is a measurable share of such a command.  For nonces
+    only (public once sent); secrets still come from random_bytes().  A
+    forked child starts with an empty pool, so it never repeats the
+    parent's nonces."""
+
+    SIZE = 4096 - 4096 % 20
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._pos = 0
+
+    def take(self) -> bytes:
+        """A fresh 20-byte TPM_NONCE (nonceEven and the like)."""
+        p = self._pos
+        if p == len(self._buf):
+            self._buf = os.urandom(self.SIZE)
+            p = 0
+        self._pos = p + 20
+        return self._buf[p:p + 20]
+
+    def clear(self) -> None:
+        self._buf = b""
+        self._pos = 0
+
+
+_nonces = _NoncePool()
+os.register_at_fork(after_in_child=_nonces.clear)
+nonce = _nonces.take          # nonce() -> 20 fresh random bytes
 
 
 def xor(a: bytes, b: bytes) -> bytes:

@@ -30,8 +30,8 @@ from hmac import compare_digest
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import constants as C
-from .crypto import (KeySource, RSAKey, aes128_ctr, generate_rsa, hmac_sha1, random_bytes,
-                     sha1, xor)
+from .crypto import (HmacSha1, KeySource, RSAKey, aes128_ctr, generate_rsa, nonce,
+                     random_bytes, sha1, xor)
 from .identity import XEN_VTPM_IDENTITY, Identity
 from .marshal import Reader, TPMDecodeError, Writer
 from .structures import (TPM_DELEGATE_PUBLIC, TPM_KEY, TPM_KEY12, AnyKey, TPM_KEY_PARMS,
@@ -59,16 +59,22 @@ CHECK_ALL = 0x3F
 CHECK_ALLOW_NO_OWNER = 0x2F
 CHECK_BASIC = CHECK_NOT_SHUTDOWN | CHECK_NO_LOCKOUT
 
-T0 = (C.TPM_TAG_RQU_COMMAND,)
-T1 = (C.TPM_TAG_RQU_AUTH1_COMMAND,)
-T10 = (C.TPM_TAG_RQU_AUTH1_COMMAND, C.TPM_TAG_RQU_COMMAND)
-T2 = (C.TPM_TAG_RQU_AUTH2_COMMAND,)
-T21 = (C.TPM_TAG_RQU_AUTH2_COMMAND, C.TPM_TAG_RQU_AUTH1_COMMAND)
-T210 = (C.TPM_TAG_RQU_AUTH2_COMMAND, C.TPM_TAG_RQU_AUTH1_COMMAND, C.TPM_TAG_RQU_COMMAND)
-_AUTHS_OF_TAG: dict[int, int] = {C.TPM_TAG_RQU_COMMAND: 0, C.TPM_TAG_RQU_AUTH1_COMMAND: 1,
-                 C.TPM_TAG_RQU_AUTH2_COMMAND: 2}
+# The request tags as plain ints: they are compared on every command, and
+# an IntEnum member on the right of a comparison costs an extra lookup.
+_RQU = int(C.TPM_TAG_RQU_COMMAND)
+_RQU1 = int(C.TPM_TAG_RQU_AUTH1_COMMAND)
+_RQU2 = int(C.TPM_TAG_RQU_AUTH2_COMMAND)
+T0 = (_RQU,)
+T1 = (_RQU1,)
+T10 = (_RQU1, _RQU)
+T2 = (_RQU2,)
+T21 = (_RQU2, _RQU1)
+T210 = (_RQU2, _RQU1, _RQU)
+_AUTHS_OF_TAG: dict[int, int] = {_RQU: 0, _RQU1: 1, _RQU2: 2}
 # a command's header: tag, paramSize, ordinal (Part 3 3.x, TPM_RQU_COMMAND)
 _HEADER = struct.Struct(">HII")
+_RC_ORDINAL = struct.Struct(">II")       # returnCode || ordinal, the start of a response digest
+_sha1 = hashlib.sha1
 _RSP_TAG: dict[int, int] = {0: C.TPM_TAG_RSP_COMMAND, 1: C.TPM_TAG_RSP_AUTH1_COMMAND,
             2: C.TPM_TAG_RSP_AUTH2_COMMAND}
 
@@ -165,7 +171,7 @@ class AuthIn:
     cont: int
     auth: bytes
     session: Session | None = None
-    key: bytes | None = None      # HMAC key for the response
+    mac: HmacSha1 | None = None   # the verified secret, keyed: for the response's HMAC
 
 
 @dataclass
@@ -255,13 +261,19 @@ class Ctx:
             if r.pos != r.end:
                 raise TPMError(C.TPM_BAD_PARAM_SIZE)
             return
-        auths = [_auth_trailer(r) for _ in range(n)]
-        if r.remaining:
+        auths = [_auth_trailer(r)] if n == 1 else [_auth_trailer(r), _auth_trailer(r)]
+        if r.pos != r.end:
             raise TPMError(C.TPM_BAD_PARAM_SIZE)
         self.auths = auths
-        h = hashlib.sha1(self.ordinal.to_bytes(4, "big"))
-        h.update(self.data[self.mark_pos:self.param_end])
-        self.in_digest = h.digest()
+        # SHA-1(ordinal || the HMAC'ed parameters): the request's header
+        # without tag and paramSize, then the parameters after the handles
+        data = self.data
+        if self.mark_pos == 10:
+            self.in_digest = _sha1(data[6:self.param_end]).digest()
+        else:
+            h = _sha1(data[6:10])
+            h.update(data[self.mark_pos:self.param_end])
+            self.in_digest = h.digest()
 
     @property
     def n_auth(self) -> int:
@@ -321,11 +333,12 @@ class Ctx:
             key = s.shared_secret
         if key is None:
             raise TPMError(fail)
-        want = hmac_sha1(key, self.in_digest, s.nonce_even, a.nonce_odd, bytes((a.cont,)))
+        mac = HmacSha1(key)
+        want = mac.digest(self.in_digest, s.nonce_even, a.nonce_odd, b"\x01" if a.cont else b"\x00")
         if not compare_digest(want, a.auth):
             self.tpm.auth_failed()
             raise TPMError(fail)
-        a.key = key
+        a.mac = mac
         return s
 
     def decrypt_auth(self, enc: bytes, i: int = 0, odd: bool = False) -> bytes:
@@ -513,16 +526,18 @@ class TPM:
         return self.perm.owner_auth is not None
 
     def check_state(self, tag: int, check: int) -> None:
-        if check & CHECK_NO_LOCKOUT and tag != C.TPM_TAG_RQU_COMMAND:
+        """libtpms TPM_CheckState, in its order."""
+        if check & CHECK_NO_LOCKOUT and tag != _RQU:
             self.check_lockout()
         if self.post_init and not check & CHECK_STARTUP:
             raise TPMError(C.TPM_INVALID_POSTINIT)
-        nv_free = check & CHECK_NV_NOAUTH and not self.perm.flags.nvLocked
-        if check & CHECK_ENABLED and not nv_free and self.perm.flags.disable:
+        perm = self.perm
+        nv_free = check & CHECK_NV_NOAUTH and not perm.flags.nvLocked
+        if check & CHECK_ENABLED and not nv_free and perm.flags.disable:
             raise TPMError(C.TPM_DISABLED)
         if check & CHECK_ACTIVATED and not nv_free and self.stclear.deactivated:
             raise TPMError(C.TPM_DEACTIVATED)
-        if check & CHECK_OWNER and not self.owned:
+        if check & CHECK_OWNER and perm.owner_auth is None:
             raise TPMError(C.TPM_NOSRK)
 
     def lockout_active(self) -> bool:
@@ -535,7 +550,7 @@ class TPM:
         return self.clock() - self.lockout_since < wait
 
     def check_lockout(self) -> None:
-        if self.lockout_active():
+        if self.perm.auth_fail_count > LOCKOUT_THRESHOLD and self.lockout_active():
             raise TPMError(C.TPM_DEFEND_LOCK_RUNNING)
         self.disable_reset_lock = False
 
@@ -689,24 +704,26 @@ class TPM:
         n = len(ctx.auths)
         if not n and not ctx.extra_tail:          # no session: the header and out
             return _HEADER.pack(_RSP_TAG[ctx.extra_auths], 10 + len(out), 0) + out
-        body = out
+        parts = [out]
         if n:
             # the response's HMACs (libtpms TPM_AuthParams_Set): over
             # SHA-1(returnCode || ordinal || outParams), nonceEven, nonceOdd, continue
-            out_digest = sha1(bytes(4), ctx.ordinal.to_bytes(4, "big"), out[ctx.out_skip:])
+            out_digest = sha1(_RC_ORDINAL.pack(0, ctx.ordinal), out[ctx.out_skip:])
+            sessions = self.sessions
             for a in ctx.auths:
                 s = a.session
-                if s is None or a.key is None:
+                if s is None or a.mac is None:
                     # a handler that takes auth must verify every trailer
                     raise RuntimeError("unverified auth session in %s" % C.ord_name(ctx.ordinal))
-                even = random_bytes(20)
+                even = nonce()
                 cont = b"\x01" if a.cont else b"\x00"
-                body += even + cont + hmac_sha1(a.key, out_digest, even, a.nonce_odd, cont)
-                if a.cont and s.handle in self.sessions:
+                parts += (even, cont, a.mac.digest(out_digest, even, a.nonce_odd, cont))
+                if a.cont and s.handle in sessions:
                     s.nonce_even = even
                 else:
-                    self.sessions.pop(s.handle, None)
-        body += ctx.extra_tail
+                    sessions.pop(s.handle, None)
+        parts.append(ctx.extra_tail)
+        body = b"".join(parts)
         return _HEADER.pack(_RSP_TAG[n + ctx.extra_auths], 10 + len(body), 0) + body
 
     # -- helpers for commands ----------------------------------------------------
@@ -740,8 +757,9 @@ LIMITED_MODE_ORDINALS = frozenset({
     C.TPM_ORD_GetCapability, C.TPM_ORD_SelfTestFull, C.TPM_ORD_GetTestResult,
     C.TSC_ORD_PhysicalPresence, C.TSC_ORD_ResetEstablishmentBit})
 
-# ordinals that never change what dump() writes (fast path for persistent_changed)
-READ_ONLY = {C.TPM_ORD_GetCapability, C.TPM_ORD_PcrRead, C.TPM_ORD_GetRandom,
+# ordinals that never change what dump() writes (fast path for persistent_changed);
+# plain ints, as the ordinal every command looks up
+READ_ONLY = set(map(int, {C.TPM_ORD_GetCapability, C.TPM_ORD_PcrRead, C.TPM_ORD_GetRandom,
              C.TPM_ORD_OIAP, C.TPM_ORD_OSAP, C.TPM_ORD_GetTestResult,
              C.TPM_ORD_SHA1Start, C.TPM_ORD_SHA1Update, C.TPM_ORD_SHA1Complete,
              C.TPM_ORD_GetTicks, C.TPM_ORD_ReadPubek, C.TPM_ORD_GetPubKey,
@@ -756,7 +774,7 @@ READ_ONLY = {C.TPM_ORD_GetCapability, C.TPM_ORD_PcrRead, C.TPM_ORD_GetRandom,
              C.TPM_ORD_Delegate_VerifyDelegation, C.TPM_ORD_DAA_Join, C.TPM_ORD_DAA_Sign,
              # transport sessions are volatile; a wrapped command marks its own changes
              C.TPM_ORD_EstablishTransport, C.TPM_ORD_ExecuteTransport,
-             C.TPM_ORD_ReleaseTransportSigned}
+             C.TPM_ORD_ReleaseTransportSigned}))
 
 
 _loaded = False

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 
 import pytest
 
-from pyxl.tpm.crypto import hmac_sha1
+from pyxl.tpm.crypto import HmacSha1, hmac_sha1, nonce
 
 # (key, data, digest): RFC 2202 section 3, test cases 1-7
 RFC2202 = [
@@ -41,6 +42,39 @@ def test_hmac_sha1_every_key_length_as_the_hmac_module():
     for n in range(0, 130):
         key = bytes(range(n))
         assert hmac_sha1(key, b"msg") == hmac.new(key, b"msg", hashlib.sha1).digest(), n
+
+
+@pytest.mark.parametrize("key,data,digest", RFC2202)
+def test_keyed_hmac_sha1_rfc2202_and_reusable(key, data, digest):
+    # keyed once, used twice (a request's HMAC, then the response's)
+    mac = HmacSha1(key)
+    cut = len(data) // 2
+    assert mac.digest(data).hex() == digest
+    assert mac.digest(data[:cut], data[cut:]).hex() == digest
+    assert mac.digest(b"msg") == hmac.new(key, b"msg", hashlib.sha1).digest()
+
+
+def test_nonces_are_fresh_across_pool_refills():
+    seen = {nonce() for _ in range(1000)}      # several pages of the pool
+    assert len(seen) == 1000 and all(len(n) == 20 for n in seen)
+
+
+def test_a_forked_child_does_not_repeat_the_parents_nonces():
+    nonce()                                      # the parent's pool is filled
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                 # pragma: no cover (child)
+        os.close(r)
+        os.write(w, b"".join(nonce() for _ in range(10)))
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        child = f.read()
+    os.waitpid(pid, 0)
+    parent = b"".join(nonce() for _ in range(10))
+    assert len(child) == 200 and child != parent
+    assert not {child[i:i + 20] for i in range(0, 200, 20)} & \
+        {parent[i:i + 20] for i in range(0, 200, 20)}
 
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import constants as C
-from ..crypto import aes_cbc_decrypt, aes_cbc_encrypt, hmac_sha1, random_bytes, sha1
+from ..crypto import aes_cbc_decrypt, aes_cbc_encrypt, hmac_sha1, nonce, random_bytes, sha1
 from ..engine import (CHECK_ALL, CHECK_ALLOW_NO_OWNER, CHECK_NO_LOCKOUT, CHECK_NOT_SHUTDOWN,
                       CHECK_OWNER, T0, T1, T10, DelegateRow, FamilyRow, Session, TPMError,
                       command)
@@ -397,14 +397,14 @@ def DSAP(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     else:
         raise TPMError(C.TPM_BAD_PARAMETER)
     check_adip(tpm, et)
-    nonce_even_dsap = random_bytes(20)
+    nonce_even_dsap = nonce()
     shared = hmac_sha1(secret, nonce_even_dsap, nonce_odd_dsap)
     adip = et & 0xFF00           # the session keeps the ADIP scheme in its type's MSB
     if key_digest:
-        s = Session(0, C.TPM_PID_DSAP, random_bytes(20), adip | C.TPM_ET_KEYHANDLE, key_handle,
+        s = Session(0, C.TPM_PID_DSAP, nonce(), adip | C.TPM_ET_KEYHANDLE, key_handle,
                     shared, pub.copy(), key_digest)
     else:
-        s = Session(0, C.TPM_PID_DSAP, random_bytes(20), adip | C.TPM_ET_OWNER, C.TPM_KH_OWNER,
+        s = Session(0, C.TPM_PID_DSAP, nonce(), adip | C.TPM_ET_OWNER, C.TPM_KH_OWNER,
                     shared, pub.copy())
     tpm.add_session(s)
     out = s.handle.to_bytes(4, "big") + s.nonce_even + nonce_even_dsap

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import constants as C
-from ..crypto import hmac_sha1, random_bytes
+from ..crypto import hmac_sha1, nonce
 from ..engine import CHECK_BASIC, CHECK_OWNER, Session, T0, TPMError, command
 
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 @command(C.TPM_ORD_OIAP)
 def OIAP(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T0, CHECK_BASIC)
-    s = tpm.add_session(Session(0, C.TPM_PID_OIAP, random_bytes(20)))
+    s = tpm.add_session(Session(0, C.TPM_PID_OIAP, nonce()))
     ctx.out_skip = 4
     return s.handle.to_bytes(4, "big") + s.nonce_even
 
@@ -68,9 +68,9 @@ def OSAP(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
         from .delegate import owner_pointer_row
         row = owner_pointer_row(tpm, opening=True)
         pid, delegate, secret = C.TPM_PID_DSAP, row.pub.copy(), row.auth
-    nonce_even_osap = random_bytes(20)
+    nonce_even_osap = nonce()
     shared = hmac_sha1(secret, nonce_even_osap, nonce_odd_osap)
-    s = tpm.add_session(Session(0, pid, random_bytes(20), et, ev, shared, delegate))
+    s = tpm.add_session(Session(0, pid, nonce(), et, ev, shared, delegate))
     ctx.out_skip = 4
     return s.handle.to_bytes(4, "big") + s.nonce_even + nonce_even_osap
 

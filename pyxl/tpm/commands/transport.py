@@ -7,7 +7,7 @@ from hmac import compare_digest as _eq
 from typing import TYPE_CHECKING
 
 from .. import constants as C
-from ..crypto import hmac_sha1, random_bytes, sha1
+from ..crypto import hmac_sha1, nonce, sha1
 from ..engine import COMMANDS, CHECK_ALL, T10, T21, TPMError, command
 from ..marshal import Reader, TPMDecodeError, Writer
 from ..structures import TPM_SIGN_INFO, TPM_STORE_PUBKEY, TPM_TRANSPORT_PUBLIC, TPMStructError
@@ -77,7 +77,7 @@ def EstablishTransport(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
             raise TPMError(C.TPM_BAD_PARAM_SIZE) from None
     if pub.transAttributes & TPM_TRANSPORT_ENCRYPT:
         check_scheme(pub, tpm.perm.flags.FIPS, tpm.identity.berlios)
-    nonce_even = random_bytes(20)
+    nonce_even = nonce()
     s = TransportSession(new_transport_handle(tpm), pub, auth, nonce_even)
     ticks = current_ticks(tpm)
     if s.logging:
@@ -197,7 +197,7 @@ def _execute_transport(tpm: TPM, ctx: Ctx, wrapped: bytes, handle: int, odd: byt
     else:
         s2, len2 = 10, 0
     h2 = sha1(_u32(rc_w), _u32(ord_w), rsp[s2:s2 + len2])
-    t.nonce_even = random_bytes(20)
+    t.nonce_even = nonce()
     out_digest = sha1(_u32(0), _u32(ctx.ordinal), ticks.currentTicks.to_bytes(8, "big"),
                       _u32(ctx.locality), _u32(len(rsp)), h2)
     if t.logging:
@@ -268,6 +268,6 @@ def ReleaseTransportSigned(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     sig = key.rsa.sign_sha1_digest(sha1(info.to_bytes()))
     out = _u32(ctx.locality) + ticks.to_bytes() + Writer().sized32(sig).getvalue()
     tpm.end_transport(handle)
-    t.nonce_even = random_bytes(20)
+    t.nonce_even = nonce()
     _trans_response(ctx, t, sha1(bytes(4), _u32(ctx.ordinal), out), odd, 0)
     return out
