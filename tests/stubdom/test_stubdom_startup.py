@@ -1,0 +1,44 @@
+"""What a stub domain loads to reach its console line: the start-up path
+imports only what it uses (no bench here; bench/stubdom_startup.py times it).
+
+Each check runs a fresh interpreter, as the toolstack starts a domain
+(`python -S`), and looks at sys.modules after the imports a stub domain's
+boot makes before its console line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def loaded_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-S", "-c",
+         "import sys; sys.path[:0] = [%r] + %r\n%s\nimport json; print(json.dumps(sorted(sys.modules)))"
+         % (REPO, [p for p in sys.path if "site-packages" in p], code)],
+        check=True, capture_output=True, text=True)
+    return set(json.loads(out.stdout.splitlines()[-1]))
+
+
+def test_manager_loads_no_tpm_engine():
+    """vtpmmgr-stubdom speaks to the hardware TPM in wire structures: the
+    TPM 1.2 engine, its commands and libtpms (ctypes) stay out of it, though
+    the TIS register layout it imports lives beside the hardware TPM's model."""
+    mods = loaded_after("import pyxl.domain.vtpmmgr.main, pyxl.domain.vtpmmgr.main2")
+    assert "pyxl.tpm.structures" in mods           # what it does use: the check can fail
+    for name in ("pyxl.tpm.engine", "pyxl.tpm.commands", "pyxl.tpm.tpm2", "ctypes"):
+        assert name not in mods, name
+
+
+def test_vtpm_loads_its_engine_only_when_it_starts_it():
+    """vtpm-stubdom imports the TPM 1.2 engine in emulator_init, where it
+    is started (a TPM 2.0 vTPM never loads it)."""
+    mods = loaded_after("import pyxl.domain.vtpm.main")
+    assert "pyxl.tpm.constants" in mods
+    for name in ("pyxl.tpm.engine", "pyxl.tpm.structures", "pyxl.tpm.commands"):
+        assert name not in mods, name
+    assert "pyxl.tpm.engine" in loaded_after("from pyxl.tpm import TPM")
