@@ -219,22 +219,45 @@ def _masked(st: struct.Struct, widths: tuple[int | None, ...], args: tuple[Any, 
 
 class Layout(Generic[T]):
     """A structure's compiled declaration: one read and one write function,
-    generated once from its items (as dataclasses generates __init__), so
-    that a structure costs what a hand-written pair of functions does."""
+    generated from its items (as dataclasses generates __init__), so that a
+    structure costs what a hand-written pair of functions does.
 
-    __slots__ = ("cls", "items", "names", "read", "write", "source")
+    The generation waits for the first use of the layout (any of its
+    attributes but `cls`): a process that reads three structures compiles
+    three, not all of them at import.  Until then the slots are empty and
+    __getattr__ (called only for an empty slot) compiles; after it, every
+    access is a plain slot read."""
 
-    def __init__(self, cls: type[T], items: list[_Item]):
-        self.cls, self.items = cls, items
+    __slots__ = ("cls", "items", "names", "open_ended", "read", "write", "source")
+
+    items: list[_Item]
+    names: list[str]
+    open_ended: bool              # the last field takes the rest of the buffer
+    read: Callable[[Reader], T]
+    write: Callable[[T, list[bytes]], None]
+    source: str
+
+    def __init__(self, cls: type[T]):
+        self.cls = cls
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "cls" or name.startswith("__"):
+            raise AttributeError(name)
+        self._compile()
+        return object.__getattribute__(self, name)
+
+    def _compile(self) -> None:
+        cls = self.cls
+        self.items = items = _items(cls)
         self.names = [i.name for i in items if i.name is not None]
+        self.open_ended = any(isinstance(i.kind, Rest) for i in items)
         ns: dict[str, Any] = {"TPMDecodeError": TPMDecodeError, "Reader": Reader,
                               "TPMSizeError": TPMSizeError, "_one_by_one": _one_by_one,
                               "_masked": _masked, "struct_error": struct.error, "cls": cls}
         src = self._read_source(ns) + self._write_source(ns)
-        self.source = "\n".join(src)
-        exec(compile(self.source, "<layout of %s>" % cls.__name__, "exec"), ns)
-        self.read: Callable[[Reader], T] = ns["read"]
-        self.write: Callable[[T, list[bytes]], None] = ns["write"]
+        source = "\n".join(src)
+        exec(compile(source, "<layout of %s>" % cls.__name__, "exec"), ns)
+        self.read, self.write, self.source = ns["read"], ns["write"], source
 
     def _runs(self) -> list[list[_Item] | _Item]:
         steps: list[list[_Item] | _Item] = []
@@ -432,7 +455,6 @@ class TPMStruct:
     """Base of every structure: the generic marshal/unmarshal of its layout."""
 
     __slots__ = ()
-    OPEN_ENDED: ClassVar[bool] = False      # True: the last field takes the rest of the buffer
     _layout: ClassVar[Layout[Any]]
 
     def marshal(self, w: Writer) -> None:
@@ -462,8 +484,6 @@ S = TypeVar("S", bound=type[TPMStruct])
 
 
 def structure(cls: S) -> S:
-    """Compile a dataclass's declaration into its layout."""
-    items = _items(cls)
-    cls._layout = Layout(cls, items)
-    cls.OPEN_ENDED = any(isinstance(i.kind, Rest) for i in items)
+    """Give a dataclass its layout, compiled from its declaration when first used."""
+    cls._layout = Layout(cls)
     return cls

@@ -42,3 +42,20 @@ def test_vtpm_loads_its_engine_only_when_it_starts_it():
     for name in ("pyxl.tpm.engine", "pyxl.tpm.structures", "pyxl.tpm.commands"):
         assert name not in mods, name
     assert "pyxl.tpm.engine" in loaded_after("from pyxl.tpm import TPM")
+
+
+def test_structure_layouts_compile_when_first_used():
+    """A structure's read/write functions are generated at its first use,
+    and the generated functions are the ones every later use gets."""
+    mods = loaded_after("from pyxl.tpm import structures as S\n"
+                        "lay = object.__getattribute__(S.TPM_CAP_VERSION_INFO, '_layout')\n"
+                        "import sys\n"
+                        "try:\n"
+                        "    object.__getattribute__(lay, 'read')\n"
+                        "    sys.exit('compiled at import')\n"
+                        "except AttributeError:\n"
+                        "    pass\n"
+                        "k = S.TPM_CAP_VERSION_INFO()\n"
+                        "assert S.TPM_CAP_VERSION_INFO.from_bytes(k.to_bytes()) == k\n"
+                        "assert object.__getattribute__(lay, 'read') is lay.read\n")
+    assert "pyxl.tpm.structures" in mods
