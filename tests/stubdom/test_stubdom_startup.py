@@ -11,6 +11,11 @@ import json
 import os
 import subprocess
 import sys
+import uuid
+
+import pytest
+
+from pyxl.domain.drivers.tpmback import parse_uuid, uuid_text
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -30,7 +35,7 @@ def test_manager_loads_no_tpm_engine():
     the TIS register layout it imports lives beside the hardware TPM's model."""
     mods = loaded_after("import pyxl.domain.vtpmmgr.main, pyxl.domain.vtpmmgr.main2")
     assert "pyxl.tpm.structures" in mods           # what it does use: the check can fail
-    for name in ("pyxl.tpm.engine", "pyxl.tpm.commands", "pyxl.tpm.tpm2", "ctypes"):
+    for name in ("pyxl.tpm.engine", "pyxl.tpm.commands", "pyxl.tpm.tpm2", "ctypes", "uuid"):
         assert name not in mods, name
 
 
@@ -39,7 +44,7 @@ def test_vtpm_loads_its_engine_only_when_it_starts_it():
     is started (a TPM 2.0 vTPM never loads it)."""
     mods = loaded_after("import pyxl.domain.vtpm.main")
     assert "pyxl.tpm.constants" in mods
-    for name in ("pyxl.tpm.engine", "pyxl.tpm.structures", "pyxl.tpm.commands"):
+    for name in ("pyxl.tpm.engine", "pyxl.tpm.structures", "pyxl.tpm.commands", "uuid"):
         assert name not in mods, name
     assert "pyxl.tpm.engine" in loaded_after("from pyxl.tpm import TPM")
 
@@ -59,3 +64,14 @@ def test_structure_layouts_compile_when_first_used():
                         "assert S.TPM_CAP_VERSION_INFO.from_bytes(k.to_bytes()) == k\n"
                         "assert object.__getattribute__(lay, 'read') is lay.read\n")
     assert "pyxl.tpm.structures" in mods
+
+
+@pytest.mark.parametrize("raw", [bytes(16), b"\xff" * 16, bytes(range(16)), os.urandom(16)])
+def test_uuid_forms_are_pythons(raw):
+    """tpmback's uuid text and parsing agree with Python's uuid module."""
+    text = str(uuid.UUID(bytes=raw))
+    assert uuid_text(raw) == text
+    assert parse_uuid(text) == raw
+    assert parse_uuid(text.upper()) == raw
+    assert parse_uuid(text[:-1]) is None
+    assert parse_uuid("{%s}" % text) is None       # uuid.UUID would take it; xenbus_read_uuid not

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import os
 import struct
-import uuid as _uuid
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from pyxl.domain.drivers.tpmback import uuid_text
 from pyxl.tpm.marshal import Reader
 from pyxl.tpm.structures import TPM_KEY
 
@@ -61,8 +61,7 @@ class StorageFailure(Exception):
         self.rc = rc
 
 
-def uuid_str(u: bytes) -> str:
-    return str(_uuid.UUID(bytes=bytes(u)))
+uuid_str = uuid_text        # a vTPM's uuid as the seed's log lines print it
 
 
 class MgrStorage:
