@@ -16,6 +16,7 @@ import uuid
 import pytest
 
 from pyxl.domain.drivers.tpmback import parse_uuid, uuid_text
+from pyxl.domain.minios import disk_is_blank
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -75,3 +76,20 @@ def test_uuid_forms_are_pythons(raw):
     assert parse_uuid(text.upper()) == raw
     assert parse_uuid(text[:-1]) is None
     assert parse_uuid("{%s}" % text) is None       # uuid.UUID would take it; xenbus_read_uuid not
+
+
+@pytest.mark.parametrize("at", [None, 0, (1 << 20) - 1, 1 << 20, (3 << 20) + 6])
+def test_disk_is_blank_finds_any_byte(tmp_path, at):
+    """A first boot's blank-disk check (compared a megabyte at a time) still
+    sees one non-zero byte anywhere, the last partial megabyte included."""
+    path = tmp_path / "disk.img"
+    with open(path, "wb") as f:
+        f.truncate((3 << 20) + 7)
+        if at is not None:
+            f.seek(at)
+            f.write(b"\x01")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert disk_is_blank(fd) is (at is None)
+    finally:
+        os.close(fd)
