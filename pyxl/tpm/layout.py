@@ -27,6 +27,7 @@ after the same checks, with the same error as a field-by-field loader
 
 from __future__ import annotations
 
+import operator
 import struct
 import sys
 import typing
@@ -452,10 +453,30 @@ def _const_check(struct_name: str, name: str, want: Any) -> Check:
 
 
 class TPMStruct:
-    """Base of every structure: the generic marshal/unmarshal of its layout."""
+    """Base of every structure: the generic marshal/unmarshal of its layout,
+    and the == and repr() a dataclass would generate for it (structures.py
+    declares its dataclasses with eq=False, repr=False: one pair of methods
+    for all of them instead of two generated and compiled per class at
+    import)."""
 
     __slots__ = ()
     _layout: ClassVar[Layout[Any]]
+    _field_names: ClassVar[tuple[str, ...]] = ()
+    _field_values: ClassVar[operator.attrgetter[Any] | None] = None     # the fields, in order
+
+    def __eq__(self, other: object) -> bool:
+        """As dataclasses' __eq__: the same class and equal fields, in order."""
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        values = self._field_values
+        return values is None or bool(values(self) == values(other))
+
+    __hash__ = None      # type: ignore[assignment]   # as a dataclass with eq: mutable, unhashable
+
+    def __repr__(self) -> str:
+        """As dataclasses' __repr__: Class(field=value, ...)."""
+        return "%s(%s)" % (type(self).__qualname__, ", ".join(
+            "%s=%r" % (n, getattr(self, n)) for n in self._field_names))
 
     def marshal(self, w: Writer) -> None:
         self._layout.write(self, w.parts)
@@ -484,6 +505,10 @@ S = TypeVar("S", bound=type[TPMStruct])
 
 
 def structure(cls: S) -> S:
-    """Give a dataclass its layout, compiled from its declaration when first used."""
+    """Give a dataclass its layout, compiled from its declaration when first
+    used, and its fields for TPMStruct's == and repr()."""
     cls._layout = Layout(cls)
+    names = tuple(f.name for f in fields(cls))     # type: ignore[arg-type]
+    cls._field_names = names
+    cls._field_values = operator.attrgetter(*names) if names else None
     return cls
