@@ -35,16 +35,20 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from pyxl.fsutil import atomic_write
-from pyxl.tpm import TPM
-from pyxl.tpm.engine import TPMStateError
-from pyxl.tpm.identity import IBM_SWTPM_IDENTITY, Identity
-from pyxl.tpm.tpm2.engine import TPM2, TPM2StateError
 
 if TYPE_CHECKING:
+    from pyxl.tpm import TPM
     from pyxl.tpm.crypto import KeySource
+    from pyxl.tpm.identity import Identity
+    from pyxl.tpm.tpm2.engine import TPM2
+
+# The chip's engines are imported when a TisDevice is made, not with this
+# module: the register layout below is also what the domains' TIS drivers
+# (pyxl.domain.drivers.tpm_tis) import, and vtpmmgr-stubdom must not load a
+# TPM engine (nor libtpms) to learn where STS is.
 
 TIS_BASE = 0xFED40000
 TIS_LOCALITIES = 5
@@ -75,8 +79,13 @@ class TisDevice:
     did_vid = 0x00011014
     rid = 0x01
 
-    def __init__(self, state_path: str | None = None, *, identity: Identity = IBM_SWTPM_IDENTITY,
+    def __init__(self, state_path: str | None = None, *, identity: Identity | None = None,
                  key_source: KeySource | None = None, version: int = 1):
+        """identity: the chip's (default IBM's, as swtpm/libtpms present)."""
+        from pyxl.tpm import TPM, TPMStateError
+        from pyxl.tpm.identity import IBM_SWTPM_IDENTITY
+
+        identity = identity or IBM_SWTPM_IDENTITY
         self.state_path = state_path
         self.version = version
         self.intf_caps = INTF_CAPS_TPM2 if version == 2 else INTF_CAPS
@@ -108,6 +117,9 @@ class TisDevice:
     def _load_tpm2(self, blob: bytes | None) -> TPM2:
         """The 2.0 chip: its firmware's _TPM_Init + TPM2_Startup(SU_CLEAR).  A
         state libtpms rejects is an error, never a new chip."""
+        from pyxl.tpm import TPMStateError
+        from pyxl.tpm.tpm2.engine import TPM2, TPM2StateError
+
         try:
             tpm = TPM2.load(blob) if blob is not None else TPM2()
         except TPM2StateError as e:
@@ -123,9 +135,9 @@ class TisDevice:
 
     def close(self) -> None:
         """Power the chip off (a 2.0 chip gives libtpms back)."""
-        if isinstance(self.tpm, TPM2):
+        if self.version == 2:
             with self.lock:
-                self.tpm.close()
+                cast("TPM2", self.tpm).close()
 
     def _save(self) -> None:
         if self.state_path and self.tpm.persistent_changed:

@@ -27,6 +27,7 @@ after the same checks, with the same error as a field-by-field loader
 
 from __future__ import annotations
 
+import operator
 import struct
 import sys
 import typing
@@ -219,22 +220,45 @@ def _masked(st: struct.Struct, widths: tuple[int | None, ...], args: tuple[Any, 
 
 class Layout(Generic[T]):
     """A structure's compiled declaration: one read and one write function,
-    generated once from its items (as dataclasses generates __init__), so
-    that a structure costs what a hand-written pair of functions does."""
+    generated from its items (as dataclasses generates __init__), so that a
+    structure costs what a hand-written pair of functions does.
 
-    __slots__ = ("cls", "items", "names", "read", "write", "source")
+    The generation waits for the first use of the layout (any of its
+    attributes but `cls`): a process that reads three structures compiles
+    three, not all of them at import.  Until then the slots are empty and
+    __getattr__ (called only for an empty slot) compiles; after it, every
+    access is a plain slot read."""
 
-    def __init__(self, cls: type[T], items: list[_Item]):
-        self.cls, self.items = cls, items
+    __slots__ = ("cls", "items", "names", "open_ended", "read", "write", "source")
+
+    items: list[_Item]
+    names: list[str]
+    open_ended: bool              # the last field takes the rest of the buffer
+    read: Callable[[Reader], T]
+    write: Callable[[T, list[bytes]], None]
+    source: str
+
+    def __init__(self, cls: type[T]):
+        self.cls = cls
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "cls" or name.startswith("__"):
+            raise AttributeError(name)
+        self._compile()
+        return object.__getattribute__(self, name)
+
+    def _compile(self) -> None:
+        cls = self.cls
+        self.items = items = _items(cls)
         self.names = [i.name for i in items if i.name is not None]
+        self.open_ended = any(isinstance(i.kind, Rest) for i in items)
         ns: dict[str, Any] = {"TPMDecodeError": TPMDecodeError, "Reader": Reader,
                               "TPMSizeError": TPMSizeError, "_one_by_one": _one_by_one,
                               "_masked": _masked, "struct_error": struct.error, "cls": cls}
         src = self._read_source(ns) + self._write_source(ns)
-        self.source = "\n".join(src)
-        exec(compile(self.source, "<layout of %s>" % cls.__name__, "exec"), ns)
-        self.read: Callable[[Reader], T] = ns["read"]
-        self.write: Callable[[T, list[bytes]], None] = ns["write"]
+        source = "\n".join(src)
+        exec(compile(source, "<layout of %s>" % cls.__name__, "exec"), ns)
+        self.read, self.write, self.source = ns["read"], ns["write"], source
 
     def _runs(self) -> list[list[_Item] | _Item]:
         steps: list[list[_Item] | _Item] = []
@@ -429,11 +453,30 @@ def _const_check(struct_name: str, name: str, want: Any) -> Check:
 
 
 class TPMStruct:
-    """Base of every structure: the generic marshal/unmarshal of its layout."""
+    """Base of every structure: the generic marshal/unmarshal of its layout,
+    and the == and repr() a dataclass would generate for it (structures.py
+    declares its dataclasses with eq=False, repr=False: one pair of methods
+    for all of them instead of two generated and compiled per class at
+    import)."""
 
     __slots__ = ()
-    OPEN_ENDED: ClassVar[bool] = False      # True: the last field takes the rest of the buffer
     _layout: ClassVar[Layout[Any]]
+    _field_names: ClassVar[tuple[str, ...]] = ()
+    _field_values: ClassVar[operator.attrgetter[Any] | None] = None     # the fields, in order
+
+    def __eq__(self, other: object) -> bool:
+        """As dataclasses' __eq__: the same class and equal fields, in order."""
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        values = self._field_values
+        return values is None or bool(values(self) == values(other))
+
+    __hash__ = None      # type: ignore[assignment]   # as a dataclass with eq: mutable, unhashable
+
+    def __repr__(self) -> str:
+        """As dataclasses' __repr__: Class(field=value, ...)."""
+        return "%s(%s)" % (type(self).__qualname__, ", ".join(
+            "%s=%r" % (n, getattr(self, n)) for n in self._field_names))
 
     def marshal(self, w: Writer) -> None:
         self._layout.write(self, w.parts)
@@ -462,8 +505,10 @@ S = TypeVar("S", bound=type[TPMStruct])
 
 
 def structure(cls: S) -> S:
-    """Compile a dataclass's declaration into its layout."""
-    items = _items(cls)
-    cls._layout = Layout(cls, items)
-    cls.OPEN_ENDED = any(isinstance(i.kind, Rest) for i in items)
+    """Give a dataclass its layout, compiled from its declaration when first
+    used, and its fields for TPMStruct's == and repr()."""
+    cls._layout = Layout(cls)
+    names = tuple(f.name for f in fields(cls))     # type: ignore[arg-type]
+    cls._field_names = names
+    cls._field_values = operator.attrgetter(*names) if names else None
     return cls

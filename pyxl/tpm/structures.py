@@ -78,7 +78,7 @@ def _stored_data12_tag(v: int, at: int) -> None:
 # ---------------------------------------------------------------- versions
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_STRUCT_VER(TPMStruct):
     """1.1 version; in 1.2 structures always 1.1.0.0 (Part 2 5.1)."""
     major: UINT8 = 1
@@ -88,7 +88,7 @@ class TPM_STRUCT_VER(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_VERSION(TPM_STRUCT_VER):
     """The TPM's version (Part 2 5.3); same layout as TPM_STRUCT_VER."""
     major: UINT8 = 1
@@ -98,7 +98,7 @@ class TPM_VERSION(TPM_STRUCT_VER):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_CAP_VERSION_INFO(TPMStruct):
     """TPM_CAP_VERSION_VAL answer (Part 2 21.6)."""
     tag: ClassVar[TAG] = C.TPM_TAG_CAP_VERSION_INFO
@@ -110,7 +110,7 @@ class TPM_CAP_VERSION_INFO(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_DA_ACTION_TYPE(TPMStruct):
     """What the TPM does when the dictionary-attack threshold is reached (Part 2 21.10)."""
     tag: ClassVar[TAG] = C.TPM_TAG_DA_ACTION_TYPE
@@ -118,7 +118,7 @@ class TPM_DA_ACTION_TYPE(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_DA_INFO(TPMStruct):
     """GetCapability(TPM_CAP_DA_LOGIC) while disableFullDALogicInfo is clear (Part 2 21.7)."""
     tag: ClassVar[TAG] = C.TPM_TAG_DA_INFO
@@ -131,7 +131,7 @@ class TPM_DA_INFO(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_DA_INFO_LIMITED(TPMStruct):
     """GetCapability(TPM_CAP_DA_LOGIC) while disableFullDALogicInfo is set (Part 2 21.8)."""
     tag: ClassVar[TAG] = C.TPM_TAG_DA_INFO_LIMITED
@@ -153,7 +153,7 @@ def _select_size_minor(v: int, at: int) -> None:
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_SELECT_SIZE(TPMStruct):
     """GetCapability(TPM_CAP_SELECT_SIZE)'s subCap (Part 2 5.18): a TPM
     version and the PCR selection size asked about."""
@@ -178,7 +178,7 @@ class _HandleList:
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_KEY_HANDLE_LIST(TPMStruct):
     """The handles GetCapability(TPM_CAP_HANDLE, TPM_CAP_KEY_HANDLE) lists (Part 2 5.7)."""
     handle: Annotated[list[int], _HandleList()] = field(default_factory=list)
@@ -187,7 +187,7 @@ class TPM_KEY_HANDLE_LIST(TPMStruct):
 # ---------------------------------------------------------------- PCRs (Part 2 8)
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_PCR_SELECTION(TPMStruct):
     """Part 2 8.1: sizeOfSelect, pcrSelect (at most TPM_NUM_PCR / 8 bytes)."""
     pcrSelect: Annotated[bytes, Sized("H", C.TPM_NUM_PCR // 8, _select_too_big)] = bytes(3)
@@ -210,7 +210,7 @@ TPM_LOCALITY_SELECTION = Annotated[int, Fixed("B"), Check(
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_PCR_COMPOSITE(TPMStruct):
     """Part 2 8.2: pcrValue is the concatenated 20-byte values (valueSize first)."""
     select: TPM_PCR_SELECTION = field(default_factory=TPM_PCR_SELECTION)
@@ -218,7 +218,7 @@ class TPM_PCR_COMPOSITE(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_PCR_INFO(TPMStruct):
     """Part 2 8.3."""
     pcrSelection: TPM_PCR_SELECTION = field(default_factory=TPM_PCR_SELECTION)
@@ -227,7 +227,7 @@ class TPM_PCR_INFO(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_PCR_INFO_LONG(TPMStruct):
     """Part 2 8.4."""
     tag: ClassVar[TAG] = C.TPM_TAG_PCR_INFO_LONG
@@ -240,7 +240,7 @@ class TPM_PCR_INFO_LONG(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_PCR_INFO_SHORT(TPMStruct):
     """Part 2 8.5."""
     pcrSelection: TPM_PCR_SELECTION = field(default_factory=TPM_PCR_SELECTION)
@@ -251,7 +251,7 @@ class TPM_PCR_INFO_SHORT(TPMStruct):
 # ---------------------------------------------------------------- keys (Part 2 10)
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_RSA_KEY_PARMS(TPMStruct):
     """Part 2 10.1.1: exponentSize, exponent (empty: the default 65537)."""
     keyLength: UINT32 = 2048
@@ -268,7 +268,7 @@ def _bad_key_algorithm(at: int, alg: int) -> Exception:
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_KEY_PARMS(TPMStruct):
     """Part 2 10.1: parmSize, parms (a union on algorithmID).  As libtpms's
     TPM_KeyParms_Load: an RSA key's parms are parsed at once (short:
@@ -285,14 +285,14 @@ class TPM_KEY_PARMS(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_STORE_PUBKEY(TPMStruct):
     """Part 2 10.4: keyLength, key (the RSA modulus, big-endian)."""
     key: SIZED32 = b""
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_PUBKEY(TPMStruct):
     """Part 2 10.5."""
     algorithmParms: TPM_KEY_PARMS = field(default_factory=TPM_KEY_PARMS)
@@ -326,7 +326,7 @@ class AnyKey(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_KEY(AnyKey):
     """A 1.1 key blob (Part 2 10.2); PCRInfo is a TPM_PCR_INFO or empty,
     parsed as it is read (TPM_Key_Load)."""
@@ -342,7 +342,7 @@ class TPM_KEY(AnyKey):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_KEY12(AnyKey):
     """A 1.2 key blob (Part 2 10.3); PCRInfo is a TPM_PCR_INFO_LONG or empty."""
     tag: ClassVar[Annotated[int, Fixed("H"), after("fill", _key12_tag)]] = C.TPM_TAG_KEY12
@@ -369,7 +369,7 @@ def unmarshal_any_key(r: Reader) -> AnyKey:
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_STORE_ASYMKEY(TPMStruct):
     """The secret half of a wrapped key (Part 2 10.6); privKey is the prime p."""
     payload: UINT8 = C.TPM_PT_ASYM
@@ -380,7 +380,7 @@ class TPM_STORE_ASYMKEY(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_MIGRATE_ASYMKEY(TPMStruct):
     """Part 2 10.8."""
     payload: UINT8 = C.TPM_PT_MIGRATE
@@ -392,7 +392,7 @@ class TPM_MIGRATE_ASYMKEY(TPMStruct):
 # ---------------------------------------------------------------- migration (Part 2 5.12, 5.15-5.21)
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_MIGRATIONKEYAUTH(TPMStruct):
     """An owner-approved migration destination (Part 2 5.12)."""
     migrationKey: TPM_PUBKEY = field(default_factory=TPM_PUBKEY)
@@ -432,7 +432,7 @@ class _DigestList:
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_MSA_COMPOSITE(TPMStruct):
     """The migration authorities a certified-migration key may move to, as
     digests of their TPM_PUBKEYs (Part 2 5.15).  The list is never empty."""
@@ -440,7 +440,7 @@ class TPM_MSA_COMPOSITE(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_CMK_AUTH(TPMStruct):
     """A migration authority's approval to move one key to one parent (Part 2 5.16)."""
     migrationAuthorityDigest: TPM_DIGEST = bytes(20)
@@ -449,7 +449,7 @@ class TPM_CMK_AUTH(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_CMK_MIGAUTH(TPMStruct):
     """HMAC'ed with tpmProof, it is a CMK's migrationAuth (Part 2 5.19)."""
     tag: ClassVar[TAG] = C.TPM_TAG_CMK_MIGAUTH
@@ -458,7 +458,7 @@ class TPM_CMK_MIGAUTH(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_CMK_SIGTICKET(TPMStruct):
     """HMAC'ed with tpmProof: "verKeyDigest's key signed signedData" (Part 2 5.20)."""
     tag: ClassVar[TAG] = C.TPM_TAG_CMK_SIGTICKET
@@ -467,7 +467,7 @@ class TPM_CMK_SIGTICKET(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_CMK_MA_APPROVAL(TPMStruct):
     """HMAC'ed with tpmProof: the owner approved this TPM_MSA_COMPOSITE (Part 2 5.21)."""
     tag: ClassVar[TAG] = C.TPM_TAG_CMK_MA_APPROVAL
@@ -491,7 +491,7 @@ class AnyStoredData(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_STORED_DATA(AnyStoredData):
     """1.1 sealed blob (Part 2 9.1); sealInfo is a TPM_PCR_INFO or empty,
     parsed as it is read (TPM_StoredData_Load)."""
@@ -502,7 +502,7 @@ class TPM_STORED_DATA(AnyStoredData):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_STORED_DATA12(AnyStoredData):
     """1.2 sealed blob (Part 2 9.2); sealInfo is a TPM_PCR_INFO_LONG or empty.
     et 0: TPM_Seal's plain blob; TPM_Sealx sets TPM_ET_XOR|TPM_ET_KEY, which
@@ -524,7 +524,7 @@ def unmarshal_any_stored_data(r: Reader) -> AnyStoredData:
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_SEALED_DATA(TPMStruct):
     """Part 2 9.3."""
     payload: UINT8 = C.TPM_PT_SEAL
@@ -535,7 +535,7 @@ class TPM_SEALED_DATA(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_BOUND_DATA(TPMStruct):
     """Part 2 9.5: payloadData runs to the end of the (decrypted) buffer, so
     any prefix longer than the 5-byte header is itself a valid TPM_BOUND_DATA."""
@@ -545,7 +545,7 @@ class TPM_BOUND_DATA(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_QUOTE_INFO(TPMStruct):
     """What TPM_Quote signs (Part 2 11.3)."""
     version: TPM_STRUCT_VER = field(default_factory=TPM_STRUCT_VER)
@@ -555,7 +555,7 @@ class TPM_QUOTE_INFO(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_CHANGEAUTH_VALIDATE(TPMStruct):
     """Part 2 5.11."""
     newAuthSecret: TPM_DIGEST = bytes(20)
@@ -565,7 +565,7 @@ class TPM_CHANGEAUTH_VALIDATE(TPMStruct):
 # ---------------------------------------------------------------- NV (Part 2 19)
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_NV_ATTRIBUTES(TPMStruct):
     """Part 2 19.2."""
     tag: ClassVar[TAG] = C.TPM_TAG_NV_ATTRIBUTES
@@ -573,7 +573,7 @@ class TPM_NV_ATTRIBUTES(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_NV_DATA_PUBLIC(TPMStruct):
     """Part 2 19.3."""
     tag: ClassVar[TAG] = C.TPM_TAG_NV_DATA_PUBLIC
@@ -621,7 +621,7 @@ class _FlagStruct(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_PERMANENT_FLAGS(_FlagStruct):
     """Part 2 7.1; the defaults are the Xen vTPM's (Berlios emulator) initial values."""
     tag: ClassVar[TAG] = C.TPM_TAG_PERMANENT_FLAGS
@@ -648,7 +648,7 @@ class TPM_PERMANENT_FLAGS(_FlagStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_STCLEAR_FLAGS(_FlagStruct):
     """Part 2 7.2."""
     tag: ClassVar[TAG] = C.TPM_TAG_STCLEAR_FLAGS
@@ -664,7 +664,7 @@ TPM_STCLEAR_FLAGS._flags = TPM_STCLEAR_FLAGS._compiled()
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_CURRENT_TICKS(TPMStruct):
     """Part 2 15.1."""
     tag: ClassVar[TAG] = C.TPM_TAG_CURRENT_TICKS
@@ -676,7 +676,7 @@ class TPM_CURRENT_TICKS(TPMStruct):
 # ---------------------------------------------------------------- transport sessions (Part 2 13)
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_TRANSPORT_PUBLIC(TPMStruct):
     """Part 2 13.1."""
     tag: ClassVar[TAG] = C.TPM_TAG_TRANSPORT_PUBLIC
@@ -686,7 +686,7 @@ class TPM_TRANSPORT_PUBLIC(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_TRANSPORT_LOG_IN(TPMStruct):
     """Part 2 13.3: what a wrapped command extends transDigest with."""
     tag: ClassVar[TAG] = C.TPM_TAG_TRANSPORT_LOG_IN
@@ -695,7 +695,7 @@ class TPM_TRANSPORT_LOG_IN(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_TRANSPORT_LOG_OUT(TPMStruct):
     """Part 2 13.4: what a wrapped command's response extends transDigest with."""
     tag: ClassVar[TAG] = C.TPM_TAG_TRANSPORT_LOG_OUT
@@ -705,7 +705,7 @@ class TPM_TRANSPORT_LOG_OUT(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_TRANSPORT_AUTH(TPMStruct):
     """Part 2 13.5: the secret of an encrypted EstablishTransport."""
     tag: ClassVar[TAG] = C.TPM_TAG_TRANSPORT_AUTH
@@ -715,7 +715,7 @@ class TPM_TRANSPORT_AUTH(TPMStruct):
 # ---------------------------------------------------------------- identities, counters, certifying
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_SYMMETRIC_KEY(TPMStruct):
     """Part 2 9.4: size (UINT16), data."""
     algId: UINT32 = C.TPM_ALG_AES128
@@ -724,7 +724,7 @@ class TPM_SYMMETRIC_KEY(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_IDENTITY_CONTENTS(TPMStruct):
     """What MakeIdentity's identityBinding signs (Part 2 12.5)."""
     ver: TPM_STRUCT_VER = field(default_factory=TPM_STRUCT_VER)
@@ -734,7 +734,7 @@ class TPM_IDENTITY_CONTENTS(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_ASYM_CA_CONTENTS(TPMStruct):
     """The 1.1 ActivateIdentity blob (Part 2 12.8)."""
     sessionKey: TPM_SYMMETRIC_KEY = field(default_factory=TPM_SYMMETRIC_KEY)
@@ -742,7 +742,7 @@ class TPM_ASYM_CA_CONTENTS(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_EK_BLOB_ACTIVATE(TPMStruct):
     """Part 2 12.2."""
     tag: ClassVar[TAG] = C.TPM_TAG_EK_BLOB_ACTIVATE
@@ -761,7 +761,7 @@ def _bad_ek_type(at: int, ek_type: int) -> Exception:
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_EK_BLOB(TPMStruct):
     """Part 2 12.1: blob is a union on ekType.  ActivateIdentity, its only
     reader, takes TPM_EK_TYPE_ACTIVATE only (any other type is TPM_BAD_TYPE
@@ -777,7 +777,7 @@ class TPM_EK_BLOB(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_COUNTER_VALUE(TPMStruct):
     """Part 2 5.13."""
     tag: ClassVar[TAG] = C.TPM_TAG_COUNTER_VALUE
@@ -786,7 +786,7 @@ class TPM_COUNTER_VALUE(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_AUDIT_EVENT_IN(TPMStruct):
     """What an audited command's input extends the audit digest with (Part 2 14.1)."""
     tag: ClassVar[TAG] = C.TPM_TAG_AUDIT_EVENT_IN
@@ -795,7 +795,7 @@ class TPM_AUDIT_EVENT_IN(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_AUDIT_EVENT_OUT(TPMStruct):
     """What an audited command's output extends the audit digest with (Part 2 14.2)."""
     tag: ClassVar[TAG] = C.TPM_TAG_AUDIT_EVENT_OUT
@@ -804,7 +804,7 @@ class TPM_AUDIT_EVENT_OUT(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_QUOTE_INFO2(TPMStruct):
     """What TPM_Quote2 signs (Part 2 11.4)."""
     tag: ClassVar[TAG] = C.TPM_TAG_QUOTE_INFO2
@@ -814,7 +814,7 @@ class TPM_QUOTE_INFO2(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_CERTIFY_INFO(TPMStruct):
     """What TPM_CertifyKey signs (Part 2 11.1)."""
     version: TPM_STRUCT_VER = field(default_factory=TPM_STRUCT_VER)
@@ -829,7 +829,7 @@ class TPM_CERTIFY_INFO(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_CERTIFY_INFO2(TPMStruct):
     """What TPM_CertifyKey2 signs (Part 2 11.2); pcrInfo is a TPM_PCR_INFO_SHORT or empty."""
     tag: ClassVar[TAG] = C.TPM_TAG_CERTIFY_INFO2
@@ -849,7 +849,7 @@ class TPM_CERTIFY_INFO2(TPMStruct):
 # ---------------------------------------------------------------- context blobs (Part 2 18)
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_CONTEXT_SENSITIVE(TPMStruct):
     """Part 2 18.2."""
     tag: ClassVar[TAG] = C.TPM_TAG_CONTEXT_SENSITIVE
@@ -858,7 +858,7 @@ class TPM_CONTEXT_SENSITIVE(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_CONTEXT_BLOB(TPMStruct):
     """A saved key or session (Part 2 18.1); sensitiveData is encrypted."""
     tag: ClassVar[TAG] = C.TPM_TAG_CONTEXTBLOB
@@ -874,7 +874,7 @@ class TPM_CONTEXT_BLOB(TPMStruct):
 # ---------------------------------------------------------------- DAA (Part 2 22)
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_DAA_ISSUER(TPMStruct):
     """Digests of the issuer's public parameters, and q itself (22.3)."""
     tag: ClassVar[TAG] = C.TPM_TAG_DAA_ISSUER
@@ -888,7 +888,7 @@ class TPM_DAA_ISSUER(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_DAA_TPM(TPMStruct):
     """The TPM's own DAA parameters, exported (encrypted) by the join (22.4)."""
     tag: ClassVar[TAG] = C.TPM_TAG_DAA_TPM
@@ -900,7 +900,7 @@ class TPM_DAA_TPM(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_DAA_CONTEXT(TPMStruct):
     """A DAA session's working state; never leaves the TPM (22.5)."""
     tag: ClassVar[TAG] = C.TPM_TAG_DAA_CONTEXT
@@ -912,7 +912,7 @@ class TPM_DAA_CONTEXT(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_DAA_JOINDATA(TPMStruct):
     """The join's secrets u0, u1 and the issuer key digest (22.6; untagged)."""
     DAA_join_u0: Annotated[bytes, Fixed("128s")] = bytes(128)
@@ -921,7 +921,7 @@ class TPM_DAA_JOINDATA(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_DAA_BLOB(TPMStruct):
     """A DAA value exported by the TPM, encrypted and HMAC'ed (22.8)."""
     tag: ClassVar[TAG] = C.TPM_TAG_DAA_BLOB
@@ -933,7 +933,7 @@ class TPM_DAA_BLOB(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_DAA_SENSITIVE(TPMStruct):
     """The plaintext inside a TPM_DAA_BLOB (22.9)."""
     tag: ClassVar[TAG] = C.TPM_TAG_DAA_SENSITIVE
@@ -941,7 +941,7 @@ class TPM_DAA_SENSITIVE(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_SIGN_INFO(TPMStruct):
     """What TickStampBlob (and the INFO signature scheme) signs (Part 2 5.14)."""
     tag: ClassVar[TAG] = C.TPM_TAG_SIGNINFO
@@ -957,7 +957,7 @@ TPM_DEL_KEY_BITS = 0x00000002
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_FAMILY_TABLE_ENTRY(TPMStruct):
     """A row of the family table, as Delegate_ReadTable returns it (Part 2 20.5)."""
     tag: ClassVar[TAG] = C.TPM_TAG_FAMILY_TABLE_ENTRY
@@ -968,7 +968,7 @@ class TPM_FAMILY_TABLE_ENTRY(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_DELEGATIONS(TPMStruct):
     """Part 2 20.2."""
     tag: ClassVar[TAG] = C.TPM_TAG_DELEGATIONS
@@ -978,7 +978,7 @@ class TPM_DELEGATIONS(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_DELEGATE_PUBLIC(TPMStruct):
     """Part 2 20.8."""
     tag: ClassVar[TAG] = C.TPM_TAG_DELEGATE_PUBLIC
@@ -990,7 +990,7 @@ class TPM_DELEGATE_PUBLIC(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_DELEGATE_SENSITIVE(TPMStruct):
     """Part 2 20.11."""
     tag: ClassVar[TAG] = C.TPM_TAG_DELEGATE_SENSITIVE
@@ -1006,7 +1006,7 @@ def _delegating(bits: int, what: str) -> Check:
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_DELEGATE_OWNER_BLOB(TPMStruct):
     """Part 2 20.12."""
     tag: ClassVar[TAG] = C.TPM_TAG_DELEGATE_OWNER_BLOB
@@ -1018,7 +1018,7 @@ class TPM_DELEGATE_OWNER_BLOB(TPMStruct):
 
 
 @structure
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TPM_DELEGATE_KEY_BLOB(TPMStruct):
     """Part 2 20.13."""
     tag: ClassVar[TAG] = C.TPM_TAG_DELG_KEY_BLOB

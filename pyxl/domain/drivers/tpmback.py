@@ -26,7 +26,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-import uuid as _uuid
 from dataclasses import dataclass
 
 from . import xenbus
@@ -54,7 +53,14 @@ def parse_uuid(text: str) -> bytes | None:
     """xenbus_read_uuid: 36 characters 8-4-4-4-12 hex, else None."""
     if not UUID_RE.match(text or ""):
         return None
-    return _uuid.UUID(text).bytes
+    return bytes.fromhex(text.replace("-", ""))
+
+
+def uuid_text(u: bytes) -> str:
+    """A uuid's 16 bytes as the 8-4-4-4-12 lower-case form (uuid.UUID's
+    str, without importing uuid into every stub domain)."""
+    h = bytes(u).hex()
+    return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
 
 
 @dataclass
@@ -67,7 +73,7 @@ class TpmCmd:
 
     @property
     def uuid_str(self) -> str:
-        return str(_uuid.UUID(bytes=self.uuid))
+        return uuid_text(self.uuid)
 
 
 class TpmIf:

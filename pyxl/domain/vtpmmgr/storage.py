@@ -29,11 +29,11 @@ from __future__ import annotations
 import functools
 import os
 import struct
-import uuid as _uuid
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from pyxl.domain.drivers.tpmback import uuid_text
 from pyxl.tpm.marshal import Reader
 from pyxl.tpm.structures import TPM_KEY
 
@@ -70,7 +70,7 @@ def uuid_str(u: bytes) -> str:
 def _uuid_text(u: bytes) -> str:
     """The uuid's text, which the manager's log prints on every save: made
     once per vTPM."""
-    return str(_uuid.UUID(bytes=u))
+    return uuid_text(u)
 
 
 class MgrStorage:
