@@ -24,11 +24,12 @@ unacknowledged command may leave.  A failed save changes nothing here:
 the next save goes to the same slot again, never over the only copy the
 manager vouches for.
 
-The next save's key, IV and cipher context are drawn once the previous
-save is over (prepare(), called by vtpm-stubdom after it has answered its
-guest), so a command's path only encrypts; each is used for one save
-and dropped whether that save succeeds or fails, so no key or IV is ever
-used twice and every save is a new ciphertext, even of the same state.
+The next save's key, IV and cipher context are drawn off the command's
+path (prepare()): while the manager is still storing this save's record
+once the slot is flushed, else once vtpm-stubdom has answered its guest;
+a command's path only encrypts.  Each is used for one save and dropped
+whether that save succeeds or fails, so no key or IV is ever used twice
+and every save is a new ciphertext, even of the same state.
 """
 
 from __future__ import annotations
@@ -181,14 +182,19 @@ class VtpmBlk:
         self._clear_len = len(clear)
         blob = save.encrypt(clear)
         hashkey = hashlib.sha1(blob).digest() + save.key
-        self.manager.save_hashkey(hashkey + (self.current or b""),
-                                  meanwhile=lambda: self._write_raw(blob, target))
+
+        def meanwhile() -> None:
+            self._write_raw(blob, target)
+            if not self.manager.answered():
+                self.prepare()             # the manager still at work: the next save's now
+        self.manager.save_hashkey(hashkey + (self.current or b""), meanwhile=meanwhile)
         self.active_slot, self.current = target, hashkey
 
     def prepare(self) -> None:
         """Draw the next save's key and IV and set up its cipher now, off
-        the path of the command that will save (vtpm-stubdom calls this
-        once it has answered); write() uses them once, or draws its own."""
+        the path of the command that will save (write() calls this while
+        the manager works, vtpm-stubdom once it has answered); write()
+        uses them once, or draws its own."""
         if self._next is None:
             self._next = _NextSave(self.rng, self._clear_len)
 
