@@ -9,8 +9,9 @@ A stub domain's main loop prints a handful of lines per request; inside
 `printk.held()` they are kept and go out as one console write when the
 block ends -- after the reply has gone, and after those of the requests
 that follow within CONSOLE_LINGER -- instead of one hypervisor message
-each on the request's path.  The lines, their order and their bytes are
-the same.
+each on the request's path; they are kept as printed and made console
+bytes (CRLF, UTF-8) only then, off the path too.  The lines, their order
+and their bytes are the same.
 """
 
 from __future__ import annotations
@@ -42,19 +43,20 @@ class Printk:
         self._write = console_write
         self._lock = threading.Lock()
         self._held = 0
-        self._kept = bytearray()
+        self._kept: list[str] = []      # lines held, made console bytes when written
+        self._kept_len = 0
 
     def __call__(self, text: str) -> None:
-        data = text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8", "replace")
         with self._lock:
             if self._held:
-                self._kept += data
+                self._kept.append(text)
+                self._kept_len += len(text)
             else:
-                self._write(data)
+                self._write(_console_bytes(text))
 
     def kept(self) -> int:
-        """How many bytes held() is keeping."""
-        return len(self._kept)
+        """How many characters held() is keeping."""
+        return self._kept_len
 
     @contextmanager
     def held(self) -> Iterator[None]:
@@ -68,9 +70,15 @@ class Printk:
             with self._lock:
                 self._held -= 1
                 if not self._held and self._kept:
-                    data = bytes(self._kept)
+                    data = b"".join(map(_console_bytes, self._kept))
                     self._kept.clear()
+                    self._kept_len = 0
                     self._write(data)
+
+
+def _console_bytes(text: str) -> bytes:
+    """What console_print puts on the ring for `text`: each "\\n" as "\\r\\n"."""
+    return text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8", "replace")
 
 
 def make_printk(console_write: Callable[[bytes], object]) -> Printk:

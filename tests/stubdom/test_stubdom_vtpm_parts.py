@@ -80,6 +80,10 @@ class FakeManager:
 
     def __init__(self):
         self.hashkey = None
+        self.quick = False                    # answers before the disk write is done
+
+    def answered(self):
+        return self.quick
 
     def save_hashkey(self, hk, meanwhile=None):
         if meanwhile is not None:             # the disk write, while the manager works
@@ -158,6 +162,58 @@ def test_emulator_command_lines():
     assert "".join(out) == ("tpm_cmd_handler.c:4143: Debug: tpm_handle_command()\n"
                             "tpm_cmd_handler.c:3456: Info: The tag value sent to for a command "
                             "(0xc7) is invalid\n")
+
+
+def test_every_save_has_a_fresh_key_and_iv_prepared_ahead_or_not(tmp_path):
+    """prepare() draws the next save's key and IV before the command
+    arrives (after a reply, or while the manager works); each save --
+    prepared either way, unprepared, of another length than expected,
+    after a failed one, of the same state again -- uses a key
+    and an IV no other save used, so the disk never shows the same
+    ciphertext twice, and each reads back."""
+    import os
+
+    path = tmp_path / "vtpm.img"
+    path.write_bytes(bytes(1 << 16))
+    fd = os.open(path, os.O_RDWR)
+    mgr = FakeManager()
+    blk = VtpmBlk(fd, mgr, L.VtpmLog(lambda s: None), os.urandom)
+    seen = []
+
+    def saved(clear):
+        blob = os.pread(fd, 4 + 16 + 208, blk.active_slot * blk.slot_size)[4:]
+        blob = blob[:16 + len(clear) + (-len(clear)) % 16]
+        seen.append((mgr.hashkey[20:52], blob[:12], blob[16:]))
+        assert blk.read() == clear and decrypt(blob, mgr.hashkey[20:52]) == clear
+
+    mgr.quick = True
+    blk.write(b"S" * 100)                     # nothing prepared: drawn at once
+    saved(b"S" * 100)
+    for clear in (b"S" * 100, b"S" * 100, b"T" * 200, b"S" * 100):
+        blk.prepare()                        # as after a reply
+        blk.write(clear)
+        saved(clear)
+    mgr.quick = False                         # prepared while the manager works
+    for clear in (b"S" * 100, b"S" * 100):
+        blk.write(clear)
+        saved(clear)
+
+    class Refusing(FakeManager):
+        def save_hashkey(self, hk, meanwhile=None):
+            meanwhile()                      # the slot is written, then the manager fails
+            raise ManagerError(9)
+    blk.manager = Refusing()
+    blk.prepare()
+    with pytest.raises(ManagerError):
+        blk.write(b"S" * 100)
+    failed = os.pread(fd, 4 + 16 + 112, (1 - blk.active_slot) * blk.slot_size)[4 + 16:]
+    blk.manager = mgr
+    blk.write(b"S" * 100)                    # the retry: not the failed save's key
+    saved(b"S" * 100)
+    keys, ivs, bodies = zip(*seen)
+    assert len(set(keys)) == len(set(ivs)) == len(set(bodies)) == len(seen) == 8
+    assert failed not in bodies
+    os.close(fd)
 
 
 def test_printk_held_sends_a_commands_lines_at_once_unchanged():

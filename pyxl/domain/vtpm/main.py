@@ -293,6 +293,7 @@ class Vtpm:
             else:
                 domid, handle = who
                 log.info(L.L_ATTACHED, "VTPM attached to Frontend %u/%u" % (domid, handle))
+                self.blk.prepare()
                 while True:
                     cmd = self.back.req(domid, handle)
                     if cmd is None:
@@ -301,6 +302,8 @@ class Vtpm:
                     with self.printk.held():
                         while cmd is not None:
                             self.back.resp(cmd, self.handle(cmd.req, cmd.locality))
+                            # the next save's key and cipher, once the guest has its answer
+                            self.blk.prepare()
                             cmd = self.back.req(domid, handle, timeout=CONSOLE_LINGER) \
                                 if self.printk.kept() < CONSOLE_RUN else None
         log.info(L.L_SHUTTING, "VTPM Shutting down\n")

@@ -23,6 +23,13 @@ previous half names the current slot -- the old state, which is all an
 unacknowledged command may leave.  A failed save changes nothing here:
 the next save goes to the same slot again, never over the only copy the
 manager vouches for.
+
+The next save's key, IV and cipher context are drawn off the command's
+path (prepare()): while the manager is still storing this save's record
+once the slot is flushed, else once vtpm-stubdom has answered its guest;
+a command's path only encrypts.  Each is used for one save and dropped
+whether that save succeeds or fails, so no key or IV is ever used twice
+and every save is a new ciphertext, even of the same state.
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in e
 if TYPE_CHECKING:
     from typing import Callable
 
+    from cryptography.hazmat.primitives.ciphers import CipherContext
+
     from .log import VtpmLog
     from .vtpm_cmd import ManagerClient
 
@@ -52,11 +61,34 @@ class StorageError(Exception):
     pass
 
 
+def _encryptor(key: bytes, iv12: bytes, clear_len: int) -> tuple[bytes, CipherContext]:
+    """The IV for a plaintext of clear_len bytes and its AES-256-CBC context."""
+    iv = iv12 + struct.pack(">I", clear_len)
+    return iv, Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+
+
 def encrypt(clear: bytes, key: bytes, iv12: bytes) -> bytes:
-    iv = iv12 + struct.pack(">I", len(clear))
-    pad = (-len(clear)) % BLKSZ
-    enc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
-    return iv + enc.update(clear + bytes(pad)) + enc.finalize()
+    iv, enc = _encryptor(key, iv12, len(clear))
+    return iv + enc.update(clear + bytes((-len(clear)) % BLKSZ)) + enc.finalize()
+
+
+class _NextSave:
+    """One save's fresh key and IV, with the cipher context set up for the
+    plaintext length expected (the last save's): made before the command
+    that uses it arrives, used once."""
+
+    def __init__(self, rng: Callable[[int], bytes], clear_len: int):
+        self.key = rng(NVMKEYSZ)
+        self.iv12 = rng(12)
+        self.clear_len = clear_len
+        self.iv, self.enc = _encryptor(self.key, self.iv12, clear_len)
+
+    def encrypt(self, clear: bytes) -> bytes:
+        """encrypt(clear, key, iv12), the context made ahead when the
+        length is the one expected (the IV holds the length)."""
+        iv, enc = (self.iv, self.enc) if len(clear) == self.clear_len \
+            else _encryptor(self.key, self.iv12, len(clear))
+        return iv + enc.update(clear + bytes((-len(clear)) % BLKSZ)) + enc.finalize()
 
 
 def decrypt(blob: bytes, key: bytes) -> bytes:
@@ -88,6 +120,8 @@ class VtpmBlk:
         self.slot_size = self.size // 2
         self.active_slot = -1
         self.current: bytes | None = None      # hash+key of the active slot
+        self._next: _NextSave | None = None     # the next save's key, IV, cipher
+        self._clear_len = 0                     # the last save's plaintext length
 
     def fits(self, clear_len: int) -> bool:
         return slot_bytes(clear_len) <= self.slot_size
@@ -144,12 +178,25 @@ class VtpmBlk:
         StorageError/ManagerError and then changes nothing: the current
         slot is untouched and the manager's record still names it."""
         target = 1 if self.active_slot == 0 else 0
-        key = self.rng(NVMKEYSZ)
-        blob = encrypt(clear, key, self.rng(12))
-        hashkey = hashlib.sha1(blob).digest() + key
-        self.manager.save_hashkey(hashkey + (self.current or b""),
-                                  meanwhile=lambda: self._write_raw(blob, target))
+        save, self._next = self._next or _NextSave(self.rng, len(clear)), None
+        self._clear_len = len(clear)
+        blob = save.encrypt(clear)
+        hashkey = hashlib.sha1(blob).digest() + save.key
+
+        def meanwhile() -> None:
+            self._write_raw(blob, target)
+            if not self.manager.answered():
+                self.prepare()             # the manager still at work: the next save's now
+        self.manager.save_hashkey(hashkey + (self.current or b""), meanwhile=meanwhile)
         self.active_slot, self.current = target, hashkey
+
+    def prepare(self) -> None:
+        """Draw the next save's key and IV and set up its cipher now, off
+        the path of the command that will save (write() calls this while
+        the manager works, vtpm-stubdom once it has answered); write()
+        uses them once, or draws its own."""
+        if self._next is None:
+            self._next = _NextSave(self.rng, self._clear_len)
 
     def _slot(self, slot: int) -> bytes | None:
         try:
@@ -199,4 +246,5 @@ class VtpmBlk:
     def _use(self, blob: bytes, slot: int, hashkey: bytes) -> bytes:
         clear = decrypt(blob, hashkey[HASHSZ:])
         self.active_slot, self.current = slot, hashkey
+        self._clear_len = len(clear)
         return clear
