@@ -13,14 +13,16 @@ the hypervisor services (pyxl/hypervisor/wire.py describes the frames).
 Calls are synchronous and thread-safe. There is no reader thread: whichever
 thread is waiting (for a reply, a watch event, a pending port or console
 input) reads the socket itself and files what arrives for the others
-(leader/follower), so a round trip costs no thread hand-off and several
-threads of one domain (a shell and a driver, say) can wait on different
-things at once.  Waits for a reply or an event channel come first: a
-thread parked on a watch or on console input (a stub domain's shutdown
-watcher, a backend's xenbus listener) that is reading when one starts is
-woken and stands aside, so the frame a driver's round trip waits for is
-read by the driver's own thread, not handed over to it. Errors come back as
-`XenError` (an OSError with the errno the hypervisor returned).
+(leader/follower), so a round trip made while no other thread waits
+costs no thread hand-off, and several threads of one domain (a shell and
+a driver, say) can wait on different things at once.  A thread parked on
+a watch or on console input (a stub domain's shutdown watcher, a
+backend's xenbus listener) that is reading when a round trip starts reads
+and files its reply too: the caller is woken once, when it is there.
+Only a wait that must also poll sockets the reader does not (an event
+channel wait on direct channels) comes first: the reader is woken and
+stands aside while it waits.  Errors come back as `XenError` (an OSError
+with the errno the hypervisor returned).
 
 A request made while the daemon is away (killed, not yet restarted) is not
 an error once something will resume the connection (`resumable`, set by
@@ -160,8 +162,8 @@ class XenInterface:
         self.broken = threading.Event()          # set with `closed`; cleared by resume()
         self.detached = False                    # close() was called: no resume wanted
         self._reading = False                    # a waiter is reading the socket
-        self._reader_first = False               # ... and it waits for a reply or a port
-        self._first = 0                          # waiters for a reply or a port
+        self._reader_first = False               # ... and polls direct channels too
+        self._first = 0                          # waiters that poll direct channels
         # wakes a parked reader; kept for the object's life (resume() may follow close())
         self._kick = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         # readable once the connection is closed: ends waits on direct channels
@@ -264,10 +266,14 @@ class XenInterface:
         """With self._cond held: wait until pred() holds (True), the timeout
         passes or the connection closes (False). One waiter reads the
         socket and files every frame; the others sleep until it notifies.
-        `first` (a reply, an event channel): such a waiter reads in place
-        of one that is not (a watch, console input), which is kicked out
-        of its poll and waits until no `first` waiter is left.  `extra`:
-        direct channels the reader polls too (evtchn_wait)."""
+        `extra`: direct channels this waiter polls too (evtchn_wait); such
+        a waiter (`first`: a reply or an event channel, with direct
+        channels to poll) reads in place of one that does not poll them,
+        which is kicked out of its poll and waits until no such waiter is
+        left.  Any other waiter leaves the socket to the reader there is:
+        a reply is filed by whichever thread reads it (one wake-up of its
+        caller, instead of kicking the reader out and reading in turn)."""
+        first = first and bool(extra)
         deadline = None if timeout is None else time.monotonic() + timeout
         if first:
             self._first += 1
