@@ -392,7 +392,11 @@ class XenInterface:
         return True
 
     def _call_frame(self, op: int, args: Iterable[bytes | bytearray | str | int] = (), tx: int = 0,
-                    fds: Iterable[int] = ()) -> wire.Frame:
+                    fds: Iterable[int] = (), generation: int | None = None) -> wire.Frame:
+        """`generation`, if given: the connection the request belongs to;
+        EPIPE instead of sending it on a later one (a device register
+        access in the middle of a sequence the old hypervisor's device
+        model took with it)."""
         args, fds = list(args), list(fds)
         me = threading.get_ident()
         while True:
@@ -403,6 +407,8 @@ class XenInterface:
                 if self.closed or self._resuming not in (None, me):
                     continue              # broke again, or another resume began
                 gen = self.generation
+                if generation is not None and generation != gen:
+                    raise XenError("EPIPE", "hypervisor connection replaced")
                 if tx and self._tx_gen.get(tx, gen) != gen:
                     raise XenError("EAGAIN", "transaction lost with the hypervisor connection")
                 req = self._next_id
@@ -770,14 +776,21 @@ class XenInterface:
         now held (growth stops at the domain's maximum)."""
         return int(self._call(wire.MEMORY_RESERVATION, [kb])[0])
 
-    def mmio_read(self, addr: int, width: int = 1, count: int = 1) -> bytes:
+    def mmio_read(self, addr: int, width: int = 1, count: int = 1,
+                  generation: int | None = None) -> bytes:
         """`count` reads of `width` bytes at machine address `addr`
-        (little-endian each); EPERM without iomem permission."""
-        return self._call(wire.MMIO_READ, [addr, width, count])[0]
+        (little-endian each); EPERM without iomem permission.  With
+        `generation` (a driver's self.xen.generation when it set the
+        device up): EPIPE once the connection was resumed since, rather
+        than a read of the new hypervisor's device."""
+        return self._call_frame(wire.MMIO_READ, [addr, width, count],
+                                generation=generation).args[0]
 
-    def mmio_write(self, addr: int, data: bytes, width: int = 1) -> None:
-        """Write `data` as len(data)/width accesses of `width` bytes at `addr`."""
-        self._call(wire.MMIO_WRITE, [addr, width, bytes(data)])
+    def mmio_write(self, addr: int, data: bytes, width: int = 1,
+                   generation: int | None = None) -> None:
+        """Write `data` as len(data)/width accesses of `width` bytes at
+        `addr`; `generation` as for mmio_read."""
+        self._call_frame(wire.MMIO_WRITE, [addr, width, bytes(data)], generation=generation)
 
     # -- console ---------------------------------------------------------
     def console_write(self, data: bytes | str) -> bool:
