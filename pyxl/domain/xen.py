@@ -13,14 +13,16 @@ the hypervisor services (pyxl/hypervisor/wire.py describes the frames).
 Calls are synchronous and thread-safe. There is no reader thread: whichever
 thread is waiting (for a reply, a watch event, a pending port or console
 input) reads the socket itself and files what arrives for the others
-(leader/follower), so a round trip costs no thread hand-off and several
-threads of one domain (a shell and a driver, say) can wait on different
-things at once.  Waits for a reply or an event channel come first: a
-thread parked on a watch or on console input (a stub domain's shutdown
-watcher, a backend's xenbus listener) that is reading when one starts is
-woken and stands aside, so the frame a driver's round trip waits for is
-read by the driver's own thread, not handed over to it. Errors come back as
-`XenError` (an OSError with the errno the hypervisor returned).
+(leader/follower), so a round trip made while no other thread waits
+costs no thread hand-off, and several threads of one domain (a shell and
+a driver, say) can wait on different things at once.  A thread parked on
+a watch or on console input (a stub domain's shutdown watcher, a
+backend's xenbus listener) that is reading when a round trip starts reads
+and files its reply too: the caller is woken once, when it is there.
+Only a wait that must also poll sockets the reader does not (an event
+channel wait on direct channels) comes first: the reader is woken and
+stands aside while it waits.  Errors come back as `XenError` (an OSError
+with the errno the hypervisor returned).
 
 A request made while the daemon is away (killed, not yet restarted) is not
 an error once something will resume the connection (`resumable`, set by
@@ -160,8 +162,8 @@ class XenInterface:
         self.broken = threading.Event()          # set with `closed`; cleared by resume()
         self.detached = False                    # close() was called: no resume wanted
         self._reading = False                    # a waiter is reading the socket
-        self._reader_first = False               # ... and it waits for a reply or a port
-        self._first = 0                          # waiters for a reply or a port
+        self._reader_first = False               # ... and polls direct channels too
+        self._first = 0                          # waiters that poll direct channels
         # wakes a parked reader; kept for the object's life (resume() may follow close())
         self._kick = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         # readable once the connection is closed: ends waits on direct channels
@@ -264,10 +266,14 @@ class XenInterface:
         """With self._cond held: wait until pred() holds (True), the timeout
         passes or the connection closes (False). One waiter reads the
         socket and files every frame; the others sleep until it notifies.
-        `first` (a reply, an event channel): such a waiter reads in place
-        of one that is not (a watch, console input), which is kicked out
-        of its poll and waits until no `first` waiter is left.  `extra`:
-        direct channels the reader polls too (evtchn_wait)."""
+        `extra`: direct channels this waiter polls too (evtchn_wait); such
+        a waiter (`first`: a reply or an event channel, with direct
+        channels to poll) reads in place of one that does not poll them,
+        which is kicked out of its poll and waits until no such waiter is
+        left.  Any other waiter leaves the socket to the reader there is:
+        a reply is filed by whichever thread reads it (one wake-up of its
+        caller, instead of kicking the reader out and reading in turn)."""
+        first = first and bool(extra)
         deadline = None if timeout is None else time.monotonic() + timeout
         if first:
             self._first += 1
@@ -386,7 +392,11 @@ class XenInterface:
         return True
 
     def _call_frame(self, op: int, args: Iterable[bytes | bytearray | str | int] = (), tx: int = 0,
-                    fds: Iterable[int] = ()) -> wire.Frame:
+                    fds: Iterable[int] = (), generation: int | None = None) -> wire.Frame:
+        """`generation`, if given: the connection the request belongs to;
+        EPIPE instead of sending it on a later one (a device register
+        access in the middle of a sequence the old hypervisor's device
+        model took with it)."""
         args, fds = list(args), list(fds)
         me = threading.get_ident()
         while True:
@@ -397,6 +407,8 @@ class XenInterface:
                 if self.closed or self._resuming not in (None, me):
                     continue              # broke again, or another resume began
                 gen = self.generation
+                if generation is not None and generation != gen:
+                    raise XenError("EPIPE", "hypervisor connection replaced")
                 if tx and self._tx_gen.get(tx, gen) != gen:
                     raise XenError("EAGAIN", "transaction lost with the hypervisor connection")
                 req = self._next_id
@@ -764,14 +776,21 @@ class XenInterface:
         now held (growth stops at the domain's maximum)."""
         return int(self._call(wire.MEMORY_RESERVATION, [kb])[0])
 
-    def mmio_read(self, addr: int, width: int = 1, count: int = 1) -> bytes:
+    def mmio_read(self, addr: int, width: int = 1, count: int = 1,
+                  generation: int | None = None) -> bytes:
         """`count` reads of `width` bytes at machine address `addr`
-        (little-endian each); EPERM without iomem permission."""
-        return self._call(wire.MMIO_READ, [addr, width, count])[0]
+        (little-endian each); EPERM without iomem permission.  With
+        `generation` (a driver's self.xen.generation when it set the
+        device up): EPIPE once the connection was resumed since, rather
+        than a read of the new hypervisor's device."""
+        return self._call_frame(wire.MMIO_READ, [addr, width, count],
+                                generation=generation).args[0]
 
-    def mmio_write(self, addr: int, data: bytes, width: int = 1) -> None:
-        """Write `data` as len(data)/width accesses of `width` bytes at `addr`."""
-        self._call(wire.MMIO_WRITE, [addr, width, bytes(data)])
+    def mmio_write(self, addr: int, data: bytes, width: int = 1,
+                   generation: int | None = None) -> None:
+        """Write `data` as len(data)/width accesses of `width` bytes at
+        `addr`; `generation` as for mmio_read."""
+        self._call_frame(wire.MMIO_WRITE, [addr, width, bytes(data)], generation=generation)
 
     # -- console ---------------------------------------------------------
     def console_write(self, data: bytes | str) -> bool:

@@ -172,3 +172,51 @@ def test_the_resuming_thread_is_never_made_to_wait_for_itself():
         x1.read("name")
     assert e.value.name == "EPIPE"
     x1.close()
+
+
+class _Regs:
+    """An MMIO device that answers each read with its width of 0xAB and
+    records every access."""
+
+    def __init__(self):
+        self.accesses = []
+
+    def read(self, offset, width, count=1):
+        self.accesses.append(("r", offset))
+        return b"\xab" * (width * count)
+
+    def write(self, offset, width, data):
+        self.accesses.append(("w", offset))
+
+
+def test_a_register_access_bound_to_the_old_connection_fails_after_the_resume():
+    """A driver in the middle of a register sequence (a TIS command) when
+    the daemon is restarted: its accesses name the connection they belong
+    to, and fail EPIPE on the resumed one instead of reaching the new
+    hypervisor's device, whose state (the locality) is not theirs."""
+    old, new = _hv(), _hv()
+    regs_old, regs_new = _Regs(), _Regs()
+    for h, regs in ((old, regs_old), (new, regs_new)):
+        h.iomem.add_device(0xFED40000, 0x5000, regs)
+        h.iomem.permit(1, 0xFED40, 1)
+    x1 = XenInterface(old.connect_domain(1))
+    try:
+        gen = x1.generation
+        assert x1.mmio_read(0xFED40000, 1, generation=gen) == b"\xab"
+        x1.mmio_write(0xFED40018, b"\x40", generation=gen)
+        assert regs_old.accesses == [("r", 0), ("w", 0x18)]
+        old.close()
+        x1.read_watch(1)                                   # notices the break
+        x1.resume(new.connect_domain(1))
+        for call in (lambda: x1.mmio_read(0xFED40024, 1, 4, generation=gen),
+                     lambda: x1.mmio_write(0xFED40018, b"\x40", generation=gen)):
+            with pytest.raises(XenError) as e:
+                call()
+            assert e.value.name == "EPIPE"
+        assert regs_new.accesses == []
+        assert x1.mmio_read(0xFED40000, 1, generation=x1.generation) == b"\xab"
+        assert x1.mmio_read(0xFED40000) == b"\xab"         # unbound: the current connection
+        assert regs_new.accesses == [("r", 0), ("r", 0)]
+    finally:
+        x1.close()
+        new.close()

@@ -4,8 +4,10 @@ iomem permission check, atomic persistence."""
 
 from __future__ import annotations
 
+import errno
 import struct
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,15 +23,25 @@ GETRANDOM = struct.pack(">HIII", 0xC1, 14, 0x46, 16)
 
 
 class DirectXen:
-    """MMIO through an IoMem, as the hypervisor dispatches it (in-process)."""
+    """MMIO through an IoMem, as the hypervisor dispatches it (in-process).
+    `generation` and the accesses' generation= as XenInterface's: an
+    access bound to a connection since replaced fails EPIPE."""
+
+    generation = 0
 
     def __init__(self, iomem, domid):
         self.iomem, self.domid = iomem, domid
 
-    def mmio_read(self, addr, width=1, count=1):
+    def _check(self, generation):
+        if generation is not None and generation != self.generation:
+            raise OSError(errno.EPIPE, "hypervisor connection replaced")
+
+    def mmio_read(self, addr, width=1, count=1, generation=None):
+        self._check(generation)
         return self.iomem.read(self.domid, addr, width, count)
 
-    def mmio_write(self, addr, data, width=1):
+    def mmio_write(self, addr, data, width=1, generation=None):
+        self._check(generation)
         self.iomem.write(self.domid, addr, width, bytes(data))
 
 
@@ -117,3 +129,50 @@ def test_locality_2_with_only_its_page(dev):
     # the chip sees locality 2: PCR 21/22 extends are allowed only there (PC client)
     ext = struct.pack(">HIII", 0xC1, 34, 0x14, 21) + bytes(20)
     assert tis.transmit(ext)[6:10] == b"\0\0\0\0"
+
+
+def test_a_daemon_restart_under_a_command_fails_it_and_resume_waits_for_it(dev, tmp_path):
+    """The daemon is killed while the manager reads a response from the
+    FIFO, and the domain's xenbus-resume thread resumes the driver (its
+    resume handler) before the command's thread runs again.  The command
+    fails (EPIPE), none of its accesses reaches the new hypervisor's chip,
+    and resume() waits for it rather than reset the locality under it (the
+    reset made the command's cleanup crash the manager: release_locality(-1))."""
+    io = IoMem()
+    io.add_device(T.TIS_BASE, T.TIS_LEN, dev)
+    io.permit(7, 0xFED40, 1)
+    xen = DirectXen(io, 7)
+    tis = TpmTis(xen, [].append)
+    # the new daemon's chip: the same state file, power-cycled
+    new_dev = T.TisDevice(str(tmp_path / "tpm.state"), key_source=key_pool())
+    new_io = IoMem()
+    new_io.add_device(T.TIS_BASE, T.TIS_LEN, new_dev)
+    new_io.permit(7, 0xFED40, 1)
+    seen = []
+    new_dev_read, new_dev_write = new_dev.read, new_dev.write
+    new_dev.read = lambda *a: seen.append(a) or new_dev_read(*a)
+    new_dev.write = lambda *a: seen.append(a) or new_dev_write(*a)
+    resumed = []
+    resumer = threading.Thread(target=lambda: resumed.append(tis.resume(0)))
+    fifo_read = io.read
+
+    def read(domid, addr, width, count=1):
+        out = fifo_read(domid, addr, width, count)
+        if addr == T.TIS_BASE + T.DATA_FIFO and not resumer.is_alive() and not resumed:
+            xen.iomem, xen.generation = new_io, 1      # the break, and the resume
+            resumer.start()
+            resumer.join(0.5)       # the handler runs now, unless it waits for this command
+        return out
+    io.read = read
+    with pytest.raises(OSError) as e:
+        tis.transmit(GETRANDOM)
+    assert e.value.errno == errno.EPIPE
+    resumer.join(10)
+    assert resumed == [0] and tis.locality == 0
+    # the new chip saw the resume's locality request, nothing of the old command
+    assert seen and all(a[0] & 0xFFF == T.ACCESS for a in seen), seen
+    before = len(seen)
+    assert new_dev.commands == 0
+    rsp = tis.transmit(GETRANDOM)                      # the resumed driver works on the new chip
+    assert len(rsp) == 30 and rsp[6:10] == b"\0\0\0\0" and new_dev.commands == 1
+    assert len(seen) > before

@@ -17,6 +17,7 @@ then ContinueSelfTest.
 from __future__ import annotations
 
 import struct
+import threading
 import time
 
 from pyxl.hypervisor.tis import (ACCESS, ACCESS_ACTIVE_LOCALITY, ACCESS_REQUEST_PENDING,
@@ -69,6 +70,13 @@ class TpmTis:
                  irq: int = 0):
         self.xen, self.printk = xen, printk
         self.locality = -1
+        # the hypervisor connection the device's state (the locality held, a
+        # command in the FIFO) lives in: a register access made after a
+        # daemon restart fails instead of reaching the new one's device
+        self.generation = xen.generation
+        # one command at a time, and resume() only between commands: the
+        # xenbus-resume thread must not reset the locality under a command
+        self._lock = threading.Lock()
         self.timeout_a = self.timeout_c = self.timeout_d = TIS_SHORT_TIMEOUT
         self.timeout_b = TIS_LONG_TIMEOUT
         self.durations = [0.0, 0.0, 0.0]
@@ -122,10 +130,12 @@ class TpmTis:
         return self.baseaddr + 0x1000 * loc + reg
 
     def _r(self, loc: int, reg: int, width: int = 1) -> int:
-        return int.from_bytes(self.xen.mmio_read(self._addr(loc, reg), width), "little")
+        return int.from_bytes(self.xen.mmio_read(self._addr(loc, reg), width,
+                                                 generation=self.generation), "little")
 
     def _w(self, loc: int, reg: int, value: int, width: int = 1) -> None:
-        self.xen.mmio_write(self._addr(loc, reg), value.to_bytes(width, "little"), width)
+        self.xen.mmio_write(self._addr(loc, reg), value.to_bytes(width, "little"), width,
+                            generation=self.generation)
 
     def _check_locality(self, loc: int) -> bool:
         want = ACCESS_ACTIVE_LOCALITY | ACCESS_VALID
@@ -172,8 +182,8 @@ class TpmTis:
     def _burstcount(self) -> int:
         stop = time.monotonic() + self.timeout_d
         while True:
-            n = int.from_bytes(self.xen.mmio_read(self._addr(self.locality, STS + 1), 1, 2),
-                               "little")
+            n = int.from_bytes(self.xen.mmio_read(self._addr(self.locality, STS + 1), 1, 2,
+                                                  generation=self.generation), "little")
             if n:
                 return n
             if time.monotonic() >= stop:
@@ -194,7 +204,8 @@ class TpmTis:
             if burst < 0:
                 raise TisError(16, "burst count")
             chunk = buf[count:min(count + burst, len(buf) - 1)]
-            self.xen.mmio_write(self._addr(self.locality, DATA_FIFO), chunk, 1)
+            self.xen.mmio_write(self._addr(self.locality, DATA_FIFO), chunk, 1,
+                                generation=self.generation)
             count += len(chunk)
             self._wait_for_stat(STS_VALID, self.timeout_c)
             if not self._status() & STS_EXPECT:
@@ -215,7 +226,8 @@ class TpmTis:
             if burst < 0:
                 break
             n = min(burst, count - len(out))
-            out += self.xen.mmio_read(self._addr(self.locality, DATA_FIFO), 1, n)
+            out += self.xen.mmio_read(self._addr(self.locality, DATA_FIFO), 1, n,
+                                      generation=self.generation)
         return bytes(out)
 
     def recv(self) -> bytes:
@@ -244,8 +256,24 @@ class TpmTis:
     def _duration(self, ordinal: int) -> float:
         return 120.0 if not any(self.durations) else max(self.durations)
 
+    def resume(self, locality: int) -> int:
+        """After a daemon restart (the domain resumed on a new hypervisor,
+        whose device is a power-cycled chip): once a command in flight has
+        failed, take the device of the current connection and request
+        `locality` again; request_locality's value.  Not in mini-os, which
+        never resumes."""
+        with self._lock:
+            self.generation = self.xen.generation
+            self.locality = -1
+            return self.request_locality(locality)
+
     def transmit(self, buf: bytes) -> bytes:
-        """tpm_transmit (polling): send, wait for dataAvail, receive."""
+        """tpm_transmit (polling): send, wait for dataAvail, receive.  A
+        daemon restart under it fails it (XenError EPIPE)."""
+        with self._lock:
+            return self._transmit(buf)
+
+    def _transmit(self, buf: bytes) -> bytes:
         if len(buf) < HEADER:
             raise TisError(61, "no data")
         count = struct.unpack_from(">I", buf, 2)[0]

@@ -480,8 +480,7 @@ class Manager(ManagerBase[HwTpm, TPM_KEY]):
     def resume_hw(self) -> None:
         try:
             if self.tis is not None:
-                self.tis.locality = -1
-                if self.tis.request_locality(self.tpmlocality) < 0:
+                if self.tis.resume(self.tpmlocality) < 0:
                     raise TisError(5, "no locality")
             elif self.front is not None:
                 self.front.resume()

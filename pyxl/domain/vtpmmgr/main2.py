@@ -209,8 +209,7 @@ class Manager2(ManagerBase[HwTpm2, SealedKey]):
         blobs (what keeping them on disk allows)."""
         try:
             if self.tis is not None:
-                self.tis.locality = -1
-                if self.tis.request_locality(self.tpmlocality) < 0:
+                if self.tis.resume(self.tpmlocality) < 0:
                     raise TisError(5, "no locality")
             elif self.front is not None:
                 self.front.resume()
