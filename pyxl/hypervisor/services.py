@@ -72,15 +72,28 @@ EVENT_QUEUE_LIMIT = 1024       # watch events beyond this are dropped
 # PYXL_TEST_FAULT_AT=request:<domain name>:<path> the daemon SIGKILLs itself
 # on reading that domain's xenstore request about <path> (as the domain
 # wrote it), leaving the request unanswered: a deterministic "killed while
-# the domain waits for xenstore".
+# the domain waits for xenstore".  <path> is a request's first argument (a
+# register access's: its address, in decimal).  With
+# PYXL_TEST_FAULT_AT=file:<file>, that file holds the request:... spec (read
+# at each request; empty: none yet), for a test to arm the hook at an
+# instant of its choosing rather than at the daemon's start.
 _FAULT_AT = os.environ.get("PYXL_TEST_FAULT_AT", "")
-_FAULT_AT = _FAULT_AT[len("request:"):] if _FAULT_AT.startswith("request:") else ""
+_FAULT_FILE = _FAULT_AT[len("file:"):] if _FAULT_AT.startswith("file:") else ""
+_FAULT_AT = _FAULT_AT[len("request:"):] if _FAULT_AT.startswith("request:") else _FAULT_AT
 
 
 def _fault_point(hv: "Hypervisor", domid: int, frame: wire.Frame) -> None:
+    spec = _FAULT_AT
+    if _FAULT_FILE:
+        try:
+            with open(_FAULT_FILE) as f:
+                spec = f.read().strip()
+        except OSError:
+            return
+        spec = spec[len("request:"):] if spec.startswith("request:") else ""
     dom = hv._domains.get(domid)
-    if dom is not None and frame.args and \
-            _FAULT_AT == "%s:%s" % (dom.name, bytes(frame.args[0]).decode(errors="replace")):
+    if spec and dom is not None and frame.args and \
+            spec == "%s:%s" % (dom.name, bytes(frame.args[0]).decode(errors="replace")):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
