@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tpm"))
 from engine_helpers import key_pool  # noqa: E402
 
-from pyxl.domain.drivers.tpm_tis import TpmTis  # noqa: E402
+from pyxl.domain.drivers.tpm_tis import TisConnectionReplaced, TpmTis  # noqa: E402
 from pyxl.hypervisor import tis as T  # noqa: E402
 from pyxl.hypervisor.iomem import IoMem  # noqa: E402
 
@@ -167,6 +167,8 @@ def test_a_daemon_restart_under_a_command_fails_it_and_resume_waits_for_it(dev, 
     with pytest.raises(OSError) as e:
         tis.transmit(GETRANDOM)
     assert e.value.errno == errno.EPIPE
+    # told apart from a chip's failure: the manager sends it again after the resume
+    assert isinstance(e.value, TisConnectionReplaced) and e.value.generation == 0
     resumer.join(10)
     assert resumed == [0] and tis.locality == 0
     # the new chip saw the resume's locality request, nothing of the old command

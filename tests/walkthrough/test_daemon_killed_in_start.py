@@ -144,3 +144,46 @@ def test_guest_killed_daemon_in_pvgrub_then_in_linux_boot_carries_on(host):
     out = h.guest("modprobe xen-tpmfront", "cat /sys/devices/vtpm-0/pcrs")
     assert pcrs(out)[4] == extend(bytes(20), kernel), out   # pv-grub measured the kernel
     _nothing_failed(h, "vtpmmgr", "domu-vtpm", "domu")
+
+
+FIFO = 0xFED40000 + 0x24        # the manager's TIS data FIFO, locality 0
+
+
+def test_manager_hw_command_killed_daemon_serving_a_vtpm_start_is_sent_again(host):
+    """The daemon is killed while the manager reads from the hardware
+    TPM's FIFO the answer to the first command it runs for the vTPM's
+    start, the vTPM's TPM_GetRandom (the hook armed, through its file,
+    once the manager waits for vTPMs).  The manager sends the command
+    again once the next daemon's chip is up, instead of answering
+    TPM_IOERROR (which, reaching tpmfront before it noticed its own
+    break, failed the vTPM's start: 'Unable to initialize RNG'), and the
+    vTPM starts.  Its own resend on the new ring may have been served
+    first: then the retried answer reaches a frontend no longer waiting
+    for it (tpmback says so), and is dropped."""
+    h, d = host, host.dir
+    _images(h)
+    armed = d / "fault-at"
+    armed.write_text("")
+    h.env["PYXL_TEST_FAULT_AT"] = "file:%s" % armed
+    h.create("vtpmmgr-stubdom.cfg", 'disk=["file:%s,hda,w"]' % (d / "mgr.img"))
+    h.wait_console("vtpmmgr", "INFO[VTPM]: Waiting for commands from vTPM's:")
+    p = h.run("create", "-p", str(EXAMPLES / "vtpm.cfg"),
+              'disk=["file:%s,hda,w"]' % (d / "vtpm.img"))
+    assert p.returncode == 0, p.stderr
+    daemon = _daemon(h)
+    armed.write_text("request:vtpmmgr:%d" % FIFO)
+    _fault(h)                          # the next daemon: no hook
+    h.run("unpause", "domu-vtpm")
+    _wait_daemon_killed(h, daemon, "from vtpmmgr's FIFO")
+    _adopted_running(h, "domu-vtpm")
+    h.wait_console("domu-vtpm", "Waiting for frontend domain to connect..")
+    mgr = h.console_log("vtpmmgr")
+    start = mgr.index("Frontend 2/0 connected")
+    assert "TPM_IOERROR" not in mgr, mgr[start:]
+    # killed in the GetRandom: the next the chip ran was the resume's OIAP
+    assert "Passthrough: TPM_GetRandom\nINFO[TPM]: TPM_OIAP" in mgr[start:], mgr[start:]
+    mgr = mgr.replace("Tpmback:Error Tried to send response to a frontend that was not "
+                      "waiting for one 2/0\n", "")
+    for failed in FAILED:
+        assert failed not in mgr, (failed, mgr[start:])
+    _nothing_failed(h, "domu-vtpm")

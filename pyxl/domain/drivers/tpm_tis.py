@@ -16,6 +16,7 @@ then ContinueSelfTest.
 
 from __future__ import annotations
 
+import errno
 import struct
 import threading
 import time
@@ -52,6 +53,17 @@ class TisError(OSError):
 
     def __init__(self, code: int, message: str) -> None:
         super().__init__(code, message)
+
+
+class TisConnectionReplaced(TisError):
+    """A command the daemon restart interrupted: a register access failed
+    EPIPE because the hypervisor connection the driver set the device up on
+    (`generation`) was replaced.  Nothing is wrong with the chip; the
+    command can be sent again once resume() has run.  Not in mini-os."""
+
+    def __init__(self, generation: int) -> None:
+        super().__init__(errno.EPIPE, "hypervisor connection replaced")
+        self.generation = generation
 
 
 def getcap_prop(subcap: int) -> bytes:
@@ -269,9 +281,18 @@ class TpmTis:
 
     def transmit(self, buf: bytes) -> bytes:
         """tpm_transmit (polling): send, wait for dataAvail, receive.  A
-        daemon restart under it fails it (XenError EPIPE)."""
+        daemon restart under it fails it with TisConnectionReplaced (a
+        register access's EPIPE), a chip's failure with TisError."""
         with self._lock:
-            return self._transmit(buf)
+            generation = self.generation
+            try:
+                return self._transmit(buf)
+            except TisError:
+                raise
+            except OSError as e:
+                if e.errno != errno.EPIPE:
+                    raise
+                raise TisConnectionReplaced(generation) from e
 
     def _transmit(self, buf: bytes) -> bytes:
         if len(buf) < HEADER:

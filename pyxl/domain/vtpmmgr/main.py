@@ -6,11 +6,12 @@ import hashlib
 import os
 import re
 import struct
+import threading
 from typing import TYPE_CHECKING, Callable, Generic, Protocol, TypeVar
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from pyxl.domain.drivers.tpm_tis import TPM_TIS_BASE, TisError, TpmTis
+from pyxl.domain.drivers.tpm_tis import TPM_TIS_BASE, TisConnectionReplaced, TisError, TpmTis
 from pyxl.domain.drivers.tpmback import TpmBack
 from pyxl.domain.drivers.tpmfront import TpmFront, TpmFrontError
 from pyxl.domain.minios import CONSOLE_LINGER, CONSOLE_RUN, VBD_HDA, disk_is_blank, init_blkfront
@@ -37,6 +38,13 @@ ENTROPY_BYTES = 128
 
 class OptionError(ValueError):
     pass
+
+
+# A hardware TPM command a daemon restart interrupted is sent again once the
+# chip was brought up on the new connection (resume_hw), as tpmfront resends
+# a vTPM's: at most this many sends, each retry waiting at most this long.
+HW_SENDS = 3
+HW_RESUME_TIMEOUT = 30.0
 
 
 class Drbg:
@@ -93,6 +101,9 @@ class ManagerBase(Generic[_Hw, _Key]):
         self.hw: _Hw | None = None
         self.gen_owner_auth = False
         self.open_uuids: dict[bytes, tuple[int, int]] = {}   # uuid -> (domid, handle)
+        # the hypervisor connection resume_hw last brought the chip up on
+        self._hw_generation = 0
+        self._hw_resumed = threading.Condition()
 
     @property
     def chip(self) -> _Hw:
@@ -112,6 +123,35 @@ class ManagerBase(Generic[_Hw, _Key]):
         """tpmback, once init() has brought it up."""
         assert self.back is not None
         return self.back
+
+    # -- a hardware command caught by a daemon restart (not in Xen) ----------------
+    def _hw_up(self) -> None:
+        """resume_hw's end (whether or not the chip came back): wake the
+        commands waiting to be sent again."""
+        with self._hw_resumed:
+            self._hw_generation = self.tis.generation if self.tis is not None \
+                else self.dom.xen.generation
+            self._hw_resumed.notify_all()
+
+    def _hw_retry(self, fn: Callable[[], _T]) -> _T:
+        """fn(), sent again (at most HW_SENDS times in all) when a daemon
+        restart interrupted its hardware command (TisConnectionReplaced),
+        once resume_hw has brought the chip up on the new connection: its
+        locality, OIAP session and storage key (what an UnBind uses) are
+        then the new chip's.  What it runs for a vTPM (GetRandom, PCRRead,
+        UnBind for LoadHashKey, and their TPM 2.0 equivalents) reads or
+        decrypts only, so asking twice is safe, as tpmfront's resend.  A
+        chip's error is not retried."""
+        for _ in range(HW_SENDS - 1):
+            try:
+                return fn()
+            except TisConnectionReplaced as e:
+                dead = e.generation
+                with self._hw_resumed:
+                    if not self._hw_resumed.wait_for(lambda: self._hw_generation > dead,
+                                                     HW_RESUME_TIMEOUT):
+                        raise
+        return fn()
 
     # -- what each chip's manager provides ------------------------------------------
     def init(self, argv: list[str]) -> bool:
@@ -256,7 +296,7 @@ class ManagerBase(Generic[_Hw, _Key]):
                 return P.HEADER.pack(P.VTPM_TAG_RSP, P.HEADER_SIZE, status)
             if ordinal == P.VTPM_ORD_LOADHASHKEY:
                 try:
-                    hk = self.storage.load_hashkey(uuid)
+                    hk = self._hw_retry(lambda: self.storage.load_hashkey(uuid))
                 except StorageFailure as e:
                     self.log.tryfail("vtpmmgr_LoadHashKey", "vtpm_cmd_handler.c", 78, e.rc)
                     return P.HEADER.pack(P.VTPM_TAG_RSP, P.HEADER_SIZE, e.rc)
@@ -272,7 +312,7 @@ class ManagerBase(Generic[_Hw, _Key]):
                 self.log.error("TPM Disallowed Passthrough ord=%d\n" % ordinal)
                 return P.HEADER.pack(tag + 3, P.HEADER_SIZE, C.TPM_DISABLED_CMD)
             try:
-                return self.chip.transmit(req[:TCPA_MAX_BUFFER_LENGTH])
+                return self._hw_retry(lambda: self.chip.transmit(req[:TCPA_MAX_BUFFER_LENGTH]))
             except (TisError, TpmFrontError, OSError):
                 self.log.tryfail("vtpmmgr_handle_cmd", "vtpm_cmd_handler.c", 134, C.TPM_IOERROR)
                 return P.HEADER.pack(tag + 3, P.HEADER_SIZE, C.TPM_IOERROR)
@@ -489,6 +529,8 @@ class Manager(ManagerBase[HwTpm, TPM_KEY]):
                 self.load_storage_key()
         except (HwTpmError, TisError, TpmFrontError) as e:
             self.log.error("Hardware TPM not usable after resume: %s\n" % e)
+        finally:
+            self._hw_up()
 
     def shutdown(self) -> None:
         if self.hw is not None:

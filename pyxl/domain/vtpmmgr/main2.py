@@ -218,6 +218,8 @@ class Manager2(ManagerBase[HwTpm2, SealedKey]):
                 self.load_storage_key()
         except (HwTpmError, TisError, TpmFrontError) as e:
             self.log.error("Hardware TPM not usable after resume: %s\n" % e)
+        finally:
+            self._hw_up()
 
     # -- vtpm_cmd_handler.c ------------------------------------------------------------
     def handle_cmd(self, uuid: bytes, req: bytes, who: tuple[int, int] = (0, 0)) -> bytes:
@@ -237,7 +239,7 @@ class Manager2(ManagerBase[HwTpm2, SealedKey]):
         n = min(struct.unpack_from(">I", req, P.HEADER_SIZE)[0],
                 TCPA_MAX_BUFFER_LENGTH - GETRANDOM_REQ_SIZE)
         try:
-            data = self.chip.get_random(n)
+            data = self._hw_retry(lambda: self.chip.get_random(n))
         except HwTpmError as e:
             self.log.tryfail("vtpmmgr_handle_getrandom", "vtpm_cmd_handler.c", 818, e.rc)
             return P.HEADER.pack(tag + 3, P.HEADER_SIZE, e.rc)
