@@ -157,9 +157,9 @@ def test_manager_hw_command_killed_daemon_serving_a_vtpm_start_is_sent_again(hos
     again once the next daemon's chip is up, instead of answering
     TPM_IOERROR (which, reaching tpmfront before it noticed its own
     break, failed the vTPM's start: 'Unable to initialize RNG'), and the
-    vTPM starts.  Its own resend on the new ring may have been served
-    first: then the retried answer reaches a frontend no longer waiting
-    for it (tpmback says so), and is dropped."""
+    vTPM starts and serves its guest.  Its own resend on the new ring may
+    have been served first: then the retried answer reaches a frontend no
+    longer waiting for it (tpmback says so), and is dropped."""
     h, d = host, host.dir
     _images(h)
     armed = d / "fault-at"
@@ -186,4 +186,11 @@ def test_manager_hw_command_killed_daemon_serving_a_vtpm_start_is_sent_again(hos
                       "waiting for one 2/0\n", "")
     for failed in FAILED:
         assert failed not in mgr, (failed, mgr[start:])
-    _nothing_failed(h, "domu-vtpm")
+    # and it serves its guest: pv-grub's measurement of the kernel is in PCR 4
+    kernel = b"\x7fELF pretend kernel image " * 1000
+    (d / "vmlinuz").write_bytes(kernel)
+    h.create("domu-pvgrub.cfg", 'extra="%s/vmlinuz root=/dev/xvda1 console=hvc0"' % d)
+    h.wait_console("domu", "login:", timeout=60)
+    out = h.guest("modprobe xen-tpmfront", "cat /sys/devices/vtpm-0/pcrs")
+    assert pcrs(out)[4] == extend(bytes(20), kernel), out
+    _nothing_failed(h, "domu-vtpm", "domu")
