@@ -48,23 +48,13 @@ sys.path[:0] = [str(ROOT / "tests" / "stubdom"), str(ROOT / "tests"), str(ROOT)]
 
 from bench_guest_domain import COMMANDS, COMMANDS2  # noqa: E402
 from hv_harness import HERE, Host, spawn_kernel  # noqa: E402
+from benchutil import add_cpu_option, cpu_ns, pin  # noqa: E402
 
 from pyxl.hypervisor import tis as T  # noqa: E402
 
 TARGET = 2.0
 WRITES = 2            # durable writes per acknowledged command: the vTPM's disk, the manager's
 KEPT = "kept:"        # swtpm's TPM 1.2 figures over one kept connection
-
-
-def cpu_ns(pid: int) -> int:
-    """CPU time process pid's threads have used (ns), from schedstat."""
-    total = 0
-    for task in Path("/proc/%d/task" % pid).iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
 
 
 def run_pyxl(tmp: Path, n: int, tpm2: bool) -> dict:
@@ -159,13 +149,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=200, help="commands of each kind per round")
     ap.add_argument("-r", type=int, default=3, help="rounds (default 3)")
-    ap.add_argument("--cpu", type=int, metavar="N",
-                    help="pin the whole run (bench, domains, swtpm) to CPU N")
+    add_cpu_option(ap, "the whole run (bench, domains, swtpm)")
     args = ap.parse_args()
     if not shutil.which("swtpm"):
         raise SystemExit("swtpm is needed (the peer)")
+    pin(args.cpu)                                 # inherited by every process started here
     if args.cpu is not None:
-        os.sched_setaffinity(0, {args.cpu})      # inherited by every process started here
         print("pinned: this process, the domains and swtpm all on CPU %d" % args.cpu)
     else:
         print("not pinned: processes free on CPUs %s"

@@ -29,6 +29,7 @@ from tpm.fixtures import PyxlServe  # noqa: E402
 from tpm2 import client as T  # noqa: E402
 from tpm2.client import TPM2Client  # noqa: E402
 from tpm2.fixtures import Swtpm2  # noqa: E402
+from benchutil import add_cpu_option, cpu_ns, pin  # noqa: E402
 
 TARGET = 1.5
 
@@ -58,17 +59,6 @@ def measure(fn, n: int) -> list[float]:
     return out
 
 
-def cpu_ns(pid: int) -> int:
-    """CPU time a process has used, from the scheduler (ns; all threads)."""
-    total = 0
-    for task in Path("/proc/%d/task" % pid).iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
-
-
 def pinning(cpu: int | None) -> str:
     if cpu is None:
         return "not pinned"
@@ -79,12 +69,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=300, help="iterations of the fast commands")
     ap.add_argument("--primary-n", type=int, default=30, help="iterations of CreatePrimary")
-    ap.add_argument("--cpu", type=int, metavar="N",
-                    help="pin the bench and both servers to vCPU N (all on one: the "
-                    "servers' own work, without the cost of waking an idle vCPU)")
+    add_cpu_option(ap, "the bench and both servers (all on one: the servers' own work, "
+                   "without the cost of waking an idle vCPU)")
     args = ap.parse_args()
-    if args.cpu is not None:
-        os.sched_setaffinity(0, {args.cpu})     # the servers started below inherit it
+    pin(args.cpu)                               # the servers started below inherit it
     pyxl_cmd = [os.environ.get("PYXL_BIN")] if os.environ.get("PYXL_BIN") else \
         [sys.executable, "-m", "pyxl"]
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])

@@ -30,14 +30,12 @@ import daa_issuer as D  # noqa: E402
 import engine_helpers as H  # noqa: E402
 from test_daa_swtpm import owned_swtpm  # noqa: E402
 from tpm.fixtures import PyxlServe, Swtpm, transact  # noqa: E402
+from benchutil import cpu_ns  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:
-    """The CPU time process pid's threads have run (schedstat, in ns)."""
-    total = 0
-    for task in Path("/proc/%d/task" % pid).iterdir():
-        total += int((task / "schedstat").read_text().split()[0])
-    return total / 1e9
+    """The CPU time process pid's threads have run (s)."""
+    return cpu_ns(pid) / 1e9
 
 
 class Timed:

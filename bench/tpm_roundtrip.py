@@ -31,6 +31,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
 from tpm.client import TPMClient, TPMError  # noqa: E402
 from tpm.fixtures import PyxlServe, Swtpm  # noqa: E402
+from benchutil import add_cpu_option, cpu_ns, pin  # noqa: E402
 
 
 def prepare(c: TPMClient) -> None:
@@ -75,18 +76,6 @@ def measure(fn, n: int) -> list[float]:
     return out
 
 
-def cpu_ns(pid: int) -> int:
-    """CPU time a process has used, from the scheduler (ns; all threads).
-    Unlike wall time it hardly depends on how loaded the machine is."""
-    total = 0
-    for task in Path("/proc/%d/task" % pid).iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
-
-
 def pinning(cpu: int | None) -> str:
     if cpu is None:
         return "not pinned"
@@ -103,12 +92,10 @@ def main() -> int:
                     help="only the commands without RSA private-key operations")
     ap.add_argument("--baseline", action="store_true",
                     help="a second swtpm in place of pyxl: shows the bench's own noise")
-    ap.add_argument("--cpu", type=int, metavar="N",
-                    help="pin the bench and both servers to vCPU N (all on one: the "
-                    "servers' own work, without the cost of waking an idle vCPU)")
+    add_cpu_option(ap, "the bench and both servers (all on one: the servers' own work, "
+                   "without the cost of waking an idle vCPU)")
     args = ap.parse_args()
-    if args.cpu is not None:
-        os.sched_setaffinity(0, {args.cpu})     # the servers started below inherit it
+    pin(args.cpu)                               # the servers started below inherit it
     pyxl_cmd = [os.environ.get("PYXL_BIN")] if os.environ.get("PYXL_BIN") else \
         [sys.executable, "-m", "pyxl"]
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
