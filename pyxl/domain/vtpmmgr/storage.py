@@ -26,7 +26,6 @@ two writes loses the table (the format has no second copy to fall back to).
 
 from __future__ import annotations
 
-import functools
 import os
 import struct
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
@@ -62,15 +61,7 @@ class StorageFailure(Exception):
         self.rc = rc
 
 
-def uuid_str(u: bytes) -> str:
-    return _uuid_text(bytes(u))
-
-
-@functools.lru_cache(maxsize=64)
-def _uuid_text(u: bytes) -> str:
-    """The uuid's text, which the manager's log prints on every save: made
-    once per vTPM."""
-    return uuid_text(u)
+uuid_str = uuid_text        # a vTPM's uuid as the seed's log lines print it
 
 
 class MgrStorage:
