@@ -13,7 +13,14 @@ RSA-bound ones (key generation, private-key operations).  On a busy machine
 wall times are noisy (try --baseline: swtpm against swtpm); the server CPU
 time per command (from /proc/PID/task/*/schedstat) is not.
 
-  python bench/tpm_roundtrip.py [-n 200] [--rsa-n 10] [--keep] [--fast] [--cpu N]
+Where the processes run decides a kept-connection figure on a VM whose idle
+vCPUs halt (bench/benchutil.py): --cpu N puts the bench and both servers on
+vCPU N, --split A,B the bench on A and both servers on B; without either
+each row says in how many of the sampled commands (every 10th) each server
+ran on the bench's vCPU, and with either, that the placement held.
+
+  python bench/tpm_roundtrip.py [-n 200] [--rsa-n 10] [--keep] [--fast]
+                                [--cpu N | --split A,B]
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
 from tpm.client import TPMClient, TPMError  # noqa: E402
 from tpm.fixtures import PyxlServe, Swtpm  # noqa: E402
-from benchutil import add_cpu_option, cpu_ns, pin  # noqa: E402
+from benchutil import Placement, WhereRan, add_counts, add_cpu_option  # noqa: E402
+from benchutil import cpu_ns, where_line  # noqa: E402
 
 
 def prepare(c: TPMClient) -> None:
@@ -76,12 +84,6 @@ def measure(fn, n: int) -> list[float]:
     return out
 
 
-def pinning(cpu: int | None) -> str:
-    if cpu is None:
-        return "not pinned"
-    return "bench, swtpm and pyxl pinned to vCPU %d" % cpu
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=200, help="iterations of the fast commands")
@@ -93,9 +95,10 @@ def main() -> int:
     ap.add_argument("--baseline", action="store_true",
                     help="a second swtpm in place of pyxl: shows the bench's own noise")
     add_cpu_option(ap, "the bench and both servers (all on one: the servers' own work, "
-                   "without the cost of waking an idle vCPU)")
+                   "without the cost of waking an idle vCPU)", servers="both servers")
     args = ap.parse_args()
-    pin(args.cpu)                               # the servers started below inherit it
+    place = Placement.from_args(args)
+    place.pin_client()                  # with --cpu N the servers started below inherit it
     pyxl_cmd = [os.environ.get("PYXL_BIN")] if os.environ.get("PYXL_BIN") else \
         [sys.executable, "-m", "pyxl"]
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
@@ -105,7 +108,12 @@ def main() -> int:
             px = Swtpm(Path(tmp) / "swtpm-b").start()
         else:
             px = PyxlServe(pyxl_cmd, Path(tmp) / "pyxl").start()
+        pids = {"swtpm": sw.proc.pid, "pyxl": px.proc.pid}
         try:
+            for k, pid in pids.items():
+                place.server(k, pid)                # --split: to vCPU B
+            where = WhereRan(pids)
+            run_counts: dict = {}
             clients = {"swtpm": TPMClient(sw.addr, keep=args.keep),
                        "pyxl": TPMClient(px.addr, keep=args.keep)}
             for k, c in clients.items():
@@ -114,12 +122,11 @@ def main() -> int:
                 except TPMError as e:     # an engine without ownership yet: owner ops n/a
                     print("# %s: could not take ownership (%s)" % (k, e))
             ops = {k: operations(c) for k, c in clients.items()}
-            pids = {"swtpm": sw.proc.pid, "pyxl": px.proc.pid}
             print("%-26s %10s %10s %7s %7s %s" % ("median ms", "swtpm",
                                                  "swtpm #2" if args.baseline else "pyxl",
                                                  "ratio", "target",
                                                  "     p10   | server CPU us/op: swtpm, "
-                                                 "other, ratio"))
+                                                 "other, ratio | on bench's vCPU: swtpm, other"))
             worst = []
             for i, (name, _, rsa_bound) in enumerate(ops["swtpm"]):
                 if args.fast and (rsa_bound or name.startswith("Seal")):
@@ -135,9 +142,11 @@ def main() -> int:
                     print("%-26s %10s %10s   n/a: %s failed on %s" % (name, "-", "-", e, k))
                     continue
                 cpu0 = {k: cpu_ns(p) for k, p in pids.items()}
+                where.reset()
                 for j in range(n):                   # alternate the two TPMs, and who goes first
                     for k in (("swtpm", "pyxl") if j % 2 else ("pyxl", "swtpm")):
                         times[k] += measure(ops[k][i][1], 1)
+                        where.after(k)
                 cpu = {k: (cpu_ns(p) - cpu0[k]) / n / 1000 for k, p in pids.items()}
                 ms = {k: statistics.median(v) for k, v in times.items()}
                 p10 = {k: sorted(v)[len(v) // 10] for k, v in times.items()}
@@ -145,13 +154,20 @@ def main() -> int:
                 target = 1.2 if rsa_bound else 1.5
                 flag = "ok" if ratio <= target else "SLOW"
                 worst.append(ratio / target)
+                add_counts(run_counts, where.counts())
                 print("%-26s %10.3f %10.3f %6.2fx %5.1fx %-4s  p10 %.2fx | %9.1f %9.1f %5.2fx"
+                      " | %4.0f%% %4.0f%%"
                       % (name, ms["swtpm"], ms["pyxl"], ratio, target, flag,
                          p10["pyxl"] / p10["swtpm"], cpu["swtpm"], cpu["pyxl"],
-                         cpu["pyxl"] / max(cpu["swtpm"], 1e-9)))
+                         cpu["pyxl"] / max(cpu["swtpm"], 1e-9),
+                         100 * where.fraction("swtpm"), 100 * where.fraction("pyxl")))
             print("(n=%d fast, %d key generation; %s; %s)"
                   % (args.n, args.rsa_n, "one kept TCP connection per TPM" if args.keep
-                     else "new TCP connection per command", pinning(args.cpu)))
+                     else "new TCP connection per command",
+                     place.describe("the bench", "swtpm and %s" % ("swtpm #2" if args.baseline
+                                                                   else "pyxl"))))
+            print("where they ran, sampled every %dth command: %s"
+                  % (where.every, where_line(run_counts, "the bench", place)))
             return 0 if worst and max(worst) <= 1.0 else 1
         finally:
             px.stop()
