@@ -23,12 +23,22 @@ Also printed: the CPU time each process used per command (the scheduler's
 own accounting, /proc/PID/task/*/schedstat; medians over the rounds),
 which hardly depends on how loaded the machine is: the guest, vtpm-stubdom,
 vtpmmgr-stubdom and this process (the in-process hypervisor), against
-swtpm and its client.  With --cpu N the whole run (this process, the
-domains, swtpm) is pinned to CPU N: no process waits for another vCPU to
-wake up, which on a quiet VM whose idle vCPUs halt costs each hop more
-than the work; run it both ways.
+swtpm and its client.
 
-  PYTHONPATH=. python bench/stubdom_vtpm.py [-n 200] [-r 3] [--cpu N]
+Where the processes run decides these figures on a VM whose idle vCPUs
+halt (bench/benchutil.py).  With --cpu N the whole run (this process, the
+domains, swtpm) is pinned to vCPU N: no process waits for another vCPU to
+wake up, which on such a VM costs each hop more than the work.  With
+--split A,B the client side -- the guest and this process (the in-process
+hypervisor, and swtpm's client) -- is on vCPU A, and the servers --
+vtpm-stubdom, vtpmmgr-stubdom (moved there as they start) and swtpm -- on
+vCPU B: every hop of both sides crosses vCPUs, the same for both.
+Without either, the scheduler decides.  In every case the bench prints,
+per kind of command, in how many sampled commands (every 10th) each
+server ran on its client's vCPU: the guest's for the chain, this
+process's for swtpm; with a placement, that it held.
+
+  PYTHONPATH=. python bench/stubdom_vtpm.py [-n 200] [-r 3] [--cpu N | --split A,B]
 """
 
 from __future__ import annotations
@@ -48,7 +58,8 @@ sys.path[:0] = [str(ROOT / "tests" / "stubdom"), str(ROOT / "tests"), str(ROOT)]
 
 from bench_guest_domain import COMMANDS, COMMANDS2  # noqa: E402
 from hv_harness import HERE, Host, spawn_kernel  # noqa: E402
-from benchutil import add_cpu_option, cpu_ns, pin  # noqa: E402
+from benchutil import Placement, WhereRan, add_counts, add_cpu_option  # noqa: E402
+from benchutil import cpu_ns, where_line  # noqa: E402
 
 from pyxl.hypervisor import tis as T  # noqa: E402
 
@@ -57,7 +68,7 @@ WRITES = 2            # durable writes per acknowledged command: the vTPM's disk
 KEPT = "kept:"        # swtpm's TPM 1.2 figures over one kept connection
 
 
-def run_pyxl(tmp: Path, n: int, tpm2: bool) -> dict:
+def run_pyxl(tmp: Path, n: int, tpm2: bool, place: Placement) -> dict:
     host = Host(tmp)
     try:
         host.tis = T.TisDevice(str(tmp / "hwtpm.state"))
@@ -69,11 +80,13 @@ def run_pyxl(tmp: Path, n: int, tpm2: bool) -> dict:
         host.hv.iomem.permit(1, 0xFED40, 5)
         mgr = spawn_kernel(host, 1, "vtpmmgr", "vtpmmgr-stubdom.gz", "",
                            {"hda": str(tmp / "mgr.img")})
+        place.server("manager", mgr.pid)            # --split: to vCPU B
         host.wait_console(1, "Waiting for commands from vTPM's:", 120)
         host.create(2, "vtpm")
         host.add_vtpm(2, 1, "ac0a5b9e-cbe2-4c07-b43b-1d69e46fb839")
         vtpm = spawn_kernel(host, 2, "vtpm", "vtpm-stubdom.gz", "tpm2=1" if tpm2 else "",
                             {"hda": str(tmp / "vtpm.img")})
+        place.server("vtpm", vtpm.pid)
         host.wait_console(2, "Waiting for frontend domain to connect..", 120)
         host.create(3, "guest")
         host.add_vtpm(3, 2, "d6e0a5f4-3b2c-4d1e-8f90-123456789abc")
@@ -88,16 +101,18 @@ def run_pyxl(tmp: Path, n: int, tpm2: bool) -> dict:
         host.close()
 
 
-def timed(fn, n: int) -> list[float]:
+def timed(fn, n: int, where: WhereRan | None = None) -> list[float]:
     times = []
     for _ in range(n):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1000)
+        if where:
+            where.after()
     return times
 
 
-def run_swtpm(tmp: Path, n: int, tpm2: bool) -> dict:
+def run_swtpm(tmp: Path, n: int, tpm2: bool, place: Placement) -> dict:
     if tpm2:
         from tpm2.client import TPM2Client
         from tpm2.fixtures import Swtpm2
@@ -113,19 +128,27 @@ def run_swtpm(tmp: Path, n: int, tpm2: bool) -> dict:
         kept = TPMClient(sw.addr, keep=True)
     try:
         assert sw.proc is not None
-        out: dict = {"cpu": {}}
+        place.server("swtpm", sw.proc.pid)          # --split: to vCPU B
+        where = WhereRan({"swtpm": sw.proc.pid})
+        out: dict = {"cpu": {}, "where": {}}
         for name, req in commands.items():
             send(req)                       # swtpm's first command also finishes its start-up
-            before = cpu_ns(sw.proc.pid), cpu_ns(os.getpid())
-            out[name] = timed(lambda: send(req), n)
+            where.reset()
+            before = cpu_ns(sw.proc.pid), cpu_ns(os.getpid()), where.spent_ns
+            out[name] = timed(lambda: send(req), n, where)
             out["cpu"][name] = {"swtpm": (cpu_ns(sw.proc.pid) - before[0]) / n / 1000,
-                                "client": (cpu_ns(os.getpid()) - before[1]) / n / 1000}
+                                "client": (cpu_ns(os.getpid()) - before[1]
+                                           - (where.spent_ns - before[2])) / n / 1000}
+            out["where"][name] = where.counts()
             if not tpm2:
                 # TPM 1.2 over one kept connection too: tpmfront's channel is kept
                 # (swtpm serves one connection at a time: closed before the next kind)
                 kept.raw(req)
-                out[KEPT + name] = timed(lambda: kept.raw(req), n)
+                where.reset()
+                out[KEPT + name] = timed(lambda: kept.raw(req), n, where)
+                out["where"][KEPT + name] = where.counts()
                 kept.close()
+        where.close()
         return out
     finally:
         sw.stop()
@@ -149,19 +172,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=200, help="commands of each kind per round")
     ap.add_argument("-r", type=int, default=3, help="rounds (default 3)")
-    add_cpu_option(ap, "the whole run (bench, domains, swtpm)")
+    add_cpu_option(ap, "the whole run (bench, domains, swtpm)",
+                   client="the guest and this process (hypervisor, swtpm's client)",
+                   servers="vtpm-stubdom, vtpmmgr-stubdom and swtpm")
     args = ap.parse_args()
     if not shutil.which("swtpm"):
         raise SystemExit("swtpm is needed (the peer)")
-    pin(args.cpu)                                 # inherited by every process started here
-    if args.cpu is not None:
-        print("pinned: this process, the domains and swtpm all on CPU %d" % args.cpu)
-    else:
-        print("not pinned: processes free on CPUs %s"
-              % ",".join(map(str, sorted(os.sched_getaffinity(0)))))
+    place = Placement.from_args(args)
+    place.pin_client()                  # inherited by every process started here
+    print(place.describe("the guest, this process (hypervisor, swtpm's client)",
+                         "vtpm-stubdom, vtpmmgr-stubdom, swtpm"))
     px: dict = {}
     sw: dict = {}
     cpu: dict = {}
+    where: dict = {}
     floor: list[float] = []
     for r in range(args.r):
         for tpm2 in (False, True):
@@ -169,14 +193,16 @@ def main() -> int:
                 tmp = Path(d)
                 os.mkdir(tmp / "p")
                 os.mkdir(tmp / "s")
-                for into, res in ((px, run_pyxl(tmp / "p", args.n, tpm2)),
+                for into, res in ((px, run_pyxl(tmp / "p", args.n, tpm2, place)),
                                   (sw, None)):
                     if res is None:
                         floor += durable_write(tmp, args.n)
-                        res = run_swtpm(tmp / "s", args.n, tpm2)
+                        res = run_swtpm(tmp / "s", args.n, tpm2, place)
                     for name, per in res.pop("cpu").items():
                         for who, us in per.items():
                             cpu.setdefault(name, {}).setdefault(who, []).append(us)
+                    for name, counts in res.pop("where").items():
+                        add_counts(where.setdefault((into is px, name), {}), counts)
                     for name, t in res.items():
                         into.setdefault(name, []).extend(t)
     w = statistics.median(floor)
@@ -205,6 +231,13 @@ def main() -> int:
         print("%-14s %s = %.0f | swtpm %.0f + client %.0f = %.0f" % (
             name, " + ".join("%s %.0f" % (who, c[who]) for who in chain),
             sum(c[who] for who in chain), c["swtpm"], c["client"], c["swtpm"] + c["client"]))
+    print("Where they ran, sampled every 10th command (server n/samples on the client's vCPU):")
+    for name in list(COMMANDS) + list(COMMANDS2):
+        print("%-14s chain: %s" % (name, where_line(where[True, name], "the guest", place,
+                                                           ("hypervisor",))))
+        for peer in [name] + ([KEPT + name] if name in COMMANDS else []):
+            print("%-14s swtpm%s: %s" % ("", " kept" if peer != name else "",
+                                         where_line(where[False, peer], "this process", place)))
     return 0
 
 

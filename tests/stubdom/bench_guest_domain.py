@@ -7,7 +7,10 @@ With BENCH_CPU_PIDS="name:pid,..." in the environment it also reports,
 under the key "cpu", each named process's CPU time per command of each
 kind ({name: {process: us}}; "guest" is this process), from the
 scheduler's own accounting (/proc/PID/task/*/schedstat): what the chain's
-processes use, however loaded the machine is."""
+processes use, however loaded the machine is; and under the key "where",
+for each kind, how often (sampled every 10th command) each named process
+ran on this process's vCPU (bench/benchutil.py's WhereRan; the sampling's
+own CPU time is not counted in the guest's)."""
 
 from __future__ import annotations
 
@@ -16,10 +19,14 @@ import os
 import struct
 import sys
 import time
+from pathlib import Path
 
 from pyxl.domain.drivers.xen_tpmfront import XenTpmFront
 from pyxl.domain.tpm2_frames import TPM_ALG_SHA256, pcr_extend_request
 from pyxl.domain.xen import XenInterface
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from benchutil import WhereRan, cpu_ns  # noqa: E402
 
 COMMANDS = {
     "PCRRead": struct.pack(">HIII", 0xC1, 14, 0x15, 10),
@@ -34,19 +41,6 @@ COMMANDS2 = {
 }
 
 
-def cpu_ns(pid: int) -> int:
-    """CPU time process pid's threads have used (ns), from schedstat."""
-    total = 0
-    base = "/proc/%d/task" % pid
-    for task in os.listdir(base):
-        try:
-            with open("%s/%s/schedstat" % (base, task)) as f:
-                total += int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
-
-
 def main() -> None:
     n = int(sys.argv[1])
     commands = COMMANDS2 if sys.argv[2:] == ["tpm2"] else COMMANDS
@@ -59,19 +53,27 @@ def main() -> None:
         pids[who] = int(pid)
     out: dict = {}
     cpu: dict = {}
+    where_ran: dict = {}
+    where = WhereRan({who: pid for who, pid in pids.items() if who != "guest"})
     for name, req in commands.items():
         times = []
+        where.reset()
         before = {who: cpu_ns(pid) for who, pid in pids.items()}
+        sampling = where.spent_ns
         for _ in range(n):
             t0 = time.perf_counter()
             rsp = front.transmit(req)
             if rsp[6:10] != b"\0\0\0\0":
                 raise SystemExit("%s failed: %s" % (name, rsp.hex()))
             times.append((time.perf_counter() - t0) * 1000)
+            where.after()
         cpu[name] = {who: (cpu_ns(pid) - before[who]) / n / 1000 for who, pid in pids.items()}
+        cpu[name]["guest"] -= (where.spent_ns - sampling) / n / 1000
         out[name] = times
+        where_ran[name] = where.counts()
     if "BENCH_CPU_PIDS" in os.environ:
         out["cpu"] = cpu
+        out["where"] = where_ran
     front.close()
     print(json.dumps(out), flush=True)
     xen.close()
