@@ -19,8 +19,10 @@ The benches therefore take a placement and print where the processes ran:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -111,6 +113,23 @@ class Placement:
                 os.sched_setaffinity(tid, {self.split[1]})
             except ProcessLookupError:
                 pass                            # a thread that ended meanwhile
+
+    @contextlib.contextmanager
+    def on_server_cpu(self) -> Iterator[None]:
+        """Run the block in this thread on the servers' vCPU (with --split;
+        otherwise where it is): for work that stands for the servers', such
+        as the durable writes the chain bench measures as its floor -- the
+        stub domains make theirs on vCPU B, and a write's completion
+        interrupt reaches a task cheaper on the vCPU that takes the disk's
+        interrupts than on the other."""
+        if self.split is None:
+            yield
+            return
+        os.sched_setaffinity(0, {self.split[1]})
+        try:
+            yield
+        finally:
+            os.sched_setaffinity(0, {self.split[0]})
 
     def describe(self, client: str, servers: str) -> str:
         """Which processes this placement puts where, for the output."""

@@ -32,7 +32,8 @@ wake up, which on such a VM costs each hop more than the work.  With
 --split A,B the client side -- the guest and this process (the in-process
 hypervisor, and swtpm's client) -- is on vCPU A, and the servers --
 vtpm-stubdom, vtpmmgr-stubdom (moved there as they start) and swtpm -- on
-vCPU B: every hop of both sides crosses vCPUs, the same for both.
+vCPU B: every hop of both sides crosses vCPUs, the same for both; the
+floor's writes are made on vCPU B too, where the chain's saves are.
 Without either, the scheduler decides.  In every case the bench prints,
 per kind of command, in how many sampled commands (every 10th) each
 server ran on its client's vCPU: the guest's for the chain, this
@@ -196,7 +197,8 @@ def main() -> int:
                 for into, res in ((px, run_pyxl(tmp / "p", args.n, tpm2, place)),
                                   (sw, None)):
                     if res is None:
-                        floor += durable_write(tmp, args.n)
+                        with place.on_server_cpu():     # the servers make the writes
+                            floor += durable_write(tmp, args.n)
                         res = run_swtpm(tmp / "s", args.n, tpm2, place)
                     for name, per in res.pop("cpu").items():
                         for who, us in per.items():
