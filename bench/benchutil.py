@@ -142,6 +142,27 @@ class Placement:
             client, servers, ",".join(map(str, sorted(os.sched_getaffinity(0)))))
 
 
+def disk_irqs(path: str | Path) -> str:
+    """Which vCPUs take the completion interrupts of the disk holding
+    `path` (its device's MSI vectors, /proc/irq/N/effective_affinity_list),
+    e.g. "virtio1-req.0 on vCPU 1": a durable write waited for on another
+    vCPU costs a wake-up more."""
+    st = os.stat(path)
+    dev = Path(os.path.realpath("/sys/dev/block/%d:%d" % (os.major(st.st_dev),
+                                                          os.minor(st.st_dev))))
+    for d in (dev, *dev.parents):
+        if (d / "msi_irqs").is_dir():
+            out = []
+            for irq in sorted(os.listdir(d / "msi_irqs"), key=int):
+                base = Path("/proc/irq") / irq
+                names = [n.name for n in base.iterdir() if n.is_dir()] if base.is_dir() else []
+                if names and not any(n.endswith("config") for n in names):
+                    cpus = (base / "effective_affinity_list").read_text().strip()
+                    out.append("%s on vCPU %s" % ("/".join(names), cpus))
+            return ", ".join(out) or "unknown"
+    return "unknown"
+
+
 class _Proc:
     """The vCPU a process last ran on: field 39 (processor) of the stat of
     its thread that ran most since the last look (for one thread, that

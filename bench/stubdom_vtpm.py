@@ -60,7 +60,7 @@ sys.path[:0] = [str(ROOT / "tests" / "stubdom"), str(ROOT / "tests"), str(ROOT)]
 from bench_guest_domain import COMMANDS, COMMANDS2  # noqa: E402
 from hv_harness import HERE, Host, spawn_kernel  # noqa: E402
 from benchutil import Placement, WhereRan, add_counts, add_cpu_option  # noqa: E402
-from benchutil import cpu_ns, where_line  # noqa: E402
+from benchutil import cpu_ns, disk_irqs, where_line  # noqa: E402
 
 from pyxl.hypervisor import tis as T  # noqa: E402
 
@@ -183,6 +183,8 @@ def main() -> int:
     place.pin_client()                  # inherited by every process started here
     print(place.describe("the guest, this process (hypervisor, swtpm's client)",
                          "vtpm-stubdom, vtpmmgr-stubdom, swtpm"))
+    print("the disk's interrupts: %s (a save waited for on another vCPU costs a wake-up more)"
+          % disk_irqs(tempfile.gettempdir()))
     px: dict = {}
     sw: dict = {}
     cpu: dict = {}
