@@ -274,6 +274,10 @@ class ManagerBase(Generic[_Hw, _Key]):
                 del self.open_uuids[u]
 
     def handle_cmd(self, uuid: bytes, req: bytes, who: tuple[int, int] = (0, 0)) -> bytes:
+        """vtpm_cmd_handler.c vtpmmgr_handle_cmd.  A hardware TPM the driver
+        cannot reach (its command still failing after _hw_retry) is
+        TPM_IOERROR, as Xen's tpm.c TPM_TransmitData answers a failed write
+        or read of the TPM, for the vTPM's hash-and-key requests too."""
         try:
             tag, _size, ordinal = P.unpack_header(req)
         except ValueError:
@@ -293,6 +297,10 @@ class ManagerBase(Generic[_Hw, _Key]):
                     except StorageFailure as e:
                         self.log.tryfail("vtpmmgr_SaveHashKey", "vtpm_cmd_handler.c", 61, e.rc)
                         status = e.rc
+                    except (TisError, TpmFrontError, OSError):    # the chip unreachable
+                        self.log.tryfail("vtpmmgr_SaveHashKey", "vtpm_cmd_handler.c", 61,
+                                         C.TPM_IOERROR)
+                        status = C.TPM_IOERROR
                 return P.HEADER.pack(P.VTPM_TAG_RSP, P.HEADER_SIZE, status)
             if ordinal == P.VTPM_ORD_LOADHASHKEY:
                 try:
@@ -300,6 +308,10 @@ class ManagerBase(Generic[_Hw, _Key]):
                 except StorageFailure as e:
                     self.log.tryfail("vtpmmgr_LoadHashKey", "vtpm_cmd_handler.c", 78, e.rc)
                     return P.HEADER.pack(P.VTPM_TAG_RSP, P.HEADER_SIZE, e.rc)
+                except (TisError, TpmFrontError, OSError):    # the chip unreachable
+                    self.log.tryfail("vtpmmgr_LoadHashKey", "vtpm_cmd_handler.c", 78,
+                                     C.TPM_IOERROR)
+                    return P.HEADER.pack(P.VTPM_TAG_RSP, P.HEADER_SIZE, C.TPM_IOERROR)
                 return P.HEADER.pack(P.VTPM_TAG_RSP, P.HEADER_SIZE + len(hk), 0) + hk
             self.log.error("Invalid vTPM Ordinal %d\n" % ordinal)
             status = C.TPM_BAD_ORDINAL
