@@ -27,7 +27,7 @@ from test_daemon_restart_vtpm import _sysfs
 from test_pvgrub import extend, pcrs
 from wt_host import EXAMPLES, Host, procs_with_root
 
-from pyxl.domain.vtpmmgr.hwtpm2 import TPM_CC_RSA_Decrypt
+from pyxl.domain.vtpmmgr.hwtpm2 import TPM_CC_RSA_Decrypt, TPM_CC_RSA_Encrypt
 from pyxl.tpm.constants import TPM_ORD_UnBind
 
 # what a failed step prints (a fresh vTPM's "VTPM_LoadHashKey failed" is
@@ -280,3 +280,64 @@ def test_manager_tpm2_rsa_decrypt_for_load_hashkey_killed_daemon_is_sent_again(h
     host.env["PYXL_HWTPM"] = "2.0"
     mgr = _killed_in_the_managers_unbind(host, TPM_CC_RSA_Decrypt, 'extra="tpm2=1"')
     assert "INFO[TPM]: TPM2_RSA_Decrypt\nINFO[TPM]: TPM2_CreatePrimary\n" in mgr, mgr
+
+
+def test_manager_tpm2_rsa_encrypt_for_a_new_vtpms_save_killed_daemon_is_sent_again(host):
+    """TPM 2.0 chip: the daemon is killed when the chip is started on the
+    first TPM2_RSA_Encrypt of a new vTPM's first VTPM_SaveHashKey (the
+    manager binding the uuid table's new key to register the vTPM), which
+    pv-grub's measurement of the kernel causes.  The save is sent again
+    once the chip is up, and registers the vTPM on disk: the manager,
+    destroyed and created again on its disk, loads it, and the vTPM
+    started again serves its guest the state it saved, not a blank one.
+    (Not checked here: pv-grub sends its TPM_Extend again on its new ring,
+    and the vTPM, which had run it, runs it twice.)"""
+    h, d = host, host.dir
+    h.env["PYXL_HWTPM"] = "2.0"
+    _images(h)
+    armed = d / "fault-at"
+    armed.write_text("")
+    h.env["PYXL_TEST_FAULT_AT"] = "file:%s" % armed
+    (d / "vmlinuz").write_bytes(b"\x7fELF pretend kernel image " * 1000)
+    mgr_cfg = ('disk=["file:%s,hda,w"]' % (d / "mgr.img"), 'extra="tpm2=1"')
+    h.create("vtpmmgr-stubdom.cfg", *mgr_cfg)
+    h.wait_console("vtpmmgr", "INFO[VTPM]: Waiting for commands from vTPM's:")
+    h.create("vtpm.cfg", 'disk=["file:%s,hda,w"]' % (d / "vtpm.img"))
+    h.wait_console("domu-vtpm", "Waiting for frontend domain to connect..")
+    p = h.run("create", "-p", str(EXAMPLES / "domu-pvgrub.cfg"),
+              'extra="%s/vmlinuz root=/dev/xvda1 console=hvc0"' % d)
+    assert p.returncode == 0, p.stderr
+    daemon = _daemon(h)
+    armed.write_text("tpm:%d" % TPM_CC_RSA_Encrypt)
+    _fault(h)                          # the next daemon: no hook
+    h.run("unpause", "domu")
+    _wait_daemon_killed(h, daemon, "for the chip's TPM2_RSA_Encrypt")
+    _adopted_running(h, "domu")
+    h.wait_console("domu", "login:", timeout=60)
+    h.guest("modprobe xen-tpmfront")
+    saved = _sysfs(h, "caps", "pubek")
+    assert "Modulus length: 256\n" in saved[1], saved
+    mgr = h.console_log("vtpmmgr")
+    assert "TPM_IOERROR" not in mgr, mgr
+    # killed in the table key's bind: the next the chip ran was the resume's
+    assert "Binding encrypted key\nINFO[TPM]: TPM2_RSA_ENCRYPT\nINFO[TPM]: TPM2_CreatePrimary\n" \
+        in mgr, mgr
+    assert h.run("shutdown", "-w", "domu").returncode == 0
+    h.wait_gone("domu-vtpm")
+
+    assert h.run("destroy", "vtpmmgr").returncode == 0
+    since, vtpm_since = h.console_size("vtpmmgr"), h.console_size("domu-vtpm")
+    h.create("vtpmmgr-stubdom.cfg", *mgr_cfg)
+    mgr = h.wait_console("vtpmmgr", "INFO[VTPM]: Waiting for commands from vTPM's:",
+                         since=since)[since:]
+    assert "INFO[VTPM]: Loaded 1 vtpms!\n" in mgr, mgr
+    h.create("vtpm.cfg", 'disk=["file:%s,hda,w"]' % (d / "vtpm.img"))
+    vtpm = h.wait_console("domu-vtpm", "Waiting for frontend domain to connect..",
+                          since=vtpm_since)[vtpm_since:]
+    assert "initializing TPM data to default values" not in vtpm, vtpm
+    h.create("domu.cfg", 'kernel="%s"' % (d / "vmlinuz"))
+    h.guest("modprobe xen-tpmfront")
+    assert _sysfs(h, "caps", "pubek") == saved          # the state it saved
+    vtpm = re.sub(DROPPED, "", h.console_log("domu-vtpm"))     # pv-grub's first Extend's
+    for failed in FAILED:
+        assert failed not in vtpm, (failed, vtpm)

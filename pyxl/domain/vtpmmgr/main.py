@@ -139,9 +139,12 @@ class ManagerBase(Generic[_Hw, _Key]):
         once resume_hw has brought the chip up on the new connection: its
         locality, OIAP session and storage key (what an UnBind uses) are
         then the new chip's.  What it runs for a vTPM (GetRandom, PCRRead,
-        UnBind for LoadHashKey, and their TPM 2.0 equivalents) reads or
-        decrypts only, so asking twice is safe, as tpmfront's resend.  A
-        chip's error is not retried."""
+        UnBind for LoadHashKey, and their TPM 2.0 equivalents; on a 2.0
+        chip the RSA_Encrypt of SaveHashKey's binds) reads, decrypts or
+        encrypts only, so asking twice is safe, as tpmfront's resend (a
+        save registering a new vTPM forgets the registration it did not
+        finish, so the next one makes it again).  A chip's error is not
+        retried."""
         for _ in range(HW_SENDS - 1):
             try:
                 return fn()
@@ -293,7 +296,8 @@ class ManagerBase(Generic[_Hw, _Key]):
                     status = C.TPM_BAD_PARAMETER
                 else:
                     try:
-                        self.storage.save_hashkey(uuid, req[P.HEADER_SIZE:])
+                        self._hw_retry(lambda: self.storage.save_hashkey(uuid,
+                                                                         req[P.HEADER_SIZE:]))
                     except StorageFailure as e:
                         self.log.tryfail("vtpmmgr_SaveHashKey", "vtpm_cmd_handler.c", 61, e.rc)
                         status = e.rc
