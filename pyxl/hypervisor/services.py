@@ -45,12 +45,11 @@ from __future__ import annotations
 import collections
 import errno as _errno
 import os
-import signal
 import socket
 import threading
 from typing import Callable
 
-from . import wire, xs_wire
+from . import testfault, wire, xs_wire
 from .wire import HvOp
 from .console import DEFAULT_LOG_KEEP as CONSOLE_LOG_KEEP
 from .console import DEFAULT_LOG_MAX as CONSOLE_LOG_MAX
@@ -68,33 +67,11 @@ REPLY_QUEUE_LIMIT = 256        # replies: the domain's reader waits (back-pressu
 EVENT_QUEUE_LIMIT = 1024       # watch events beyond this are dropped
 
 
-# Test-only (the daemon-restart tests): with
-# PYXL_TEST_FAULT_AT=request:<domain name>:<path> the daemon SIGKILLs itself
-# on reading that domain's xenstore request about <path> (as the domain
-# wrote it), leaving the request unanswered: a deterministic "killed while
-# the domain waits for xenstore".  <path> is a request's first argument (a
-# register access's: its address, in decimal).  With
-# PYXL_TEST_FAULT_AT=file:<file>, that file holds the request:... spec (read
-# at each request; empty: none yet), for a test to arm the hook at an
-# instant of its choosing rather than at the daemon's start.
-_FAULT_AT = os.environ.get("PYXL_TEST_FAULT_AT", "")
-_FAULT_FILE = _FAULT_AT[len("file:"):] if _FAULT_AT.startswith("file:") else ""
-_FAULT_AT = _FAULT_AT[len("request:"):] if _FAULT_AT.startswith("request:") else _FAULT_AT
-
-
 def _fault_point(hv: "Hypervisor", domid: int, frame: wire.Frame) -> None:
-    spec = _FAULT_AT
-    if _FAULT_FILE:
-        try:
-            with open(_FAULT_FILE) as f:
-                spec = f.read().strip()
-        except OSError:
-            return
-        spec = spec[len("request:"):] if spec.startswith("request:") else ""
+    """testfault's request:<domain name>:<path>."""
     dom = hv._domains.get(domid)
-    if spec and dom is not None and frame.args and \
-            spec == "%s:%s" % (dom.name, bytes(frame.args[0]).decode(errors="replace")):
-        os.kill(os.getpid(), signal.SIGKILL)
+    if dom is not None and frame.args:
+        testfault.at("request:%s:%s" % (dom.name, bytes(frame.args[0]).decode(errors="replace")))
 
 
 def _errname(exc: OSError) -> bytes:
@@ -322,7 +299,7 @@ class DomainConnection:
                 self._thread_done()
 
     def _handle(self, frame: wire.Frame) -> None:
-        if _FAULT_AT:
+        if testfault.ARMED:
             _fault_point(self.hv, self.domid, frame)
         try:
             result, fds = self.hv._dispatch(self, frame)

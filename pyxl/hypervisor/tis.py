@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, cast
 
 from pyxl.fsutil import atomic_write
 
+from . import testfault
+
 if TYPE_CHECKING:
     from pyxl.tpm import TPM
     from pyxl.tpm.crypto import KeySource
@@ -265,6 +267,8 @@ class TisDevice:
                     self.cmd.append(val)
 
     def _execute(self, loc: int) -> None:
+        if testfault.ARMED and len(self.cmd) >= 10:
+            testfault.at("tpm:%d" % struct.unpack_from(">I", self.cmd, 6)[0])
         rsp = self.tpm.execute(bytes(self.cmd), loc)
         self.commands += 1
         self._save()

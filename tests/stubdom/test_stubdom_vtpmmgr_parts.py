@@ -21,6 +21,7 @@ from test_stubdom_tis import DirectXen  # noqa: E402
 from pyxl.domain.drivers.tpm_tis import TpmTis  # noqa: E402
 from pyxl.domain.vtpmmgr import protocol as P  # noqa: E402
 from pyxl.domain.vtpmmgr.hwtpm import HwTpm  # noqa: E402
+from pyxl.domain.vtpmmgr import main  # noqa: E402
 from pyxl.domain.vtpmmgr.main import Manager  # noqa: E402
 from pyxl.domain.vtpmmgr.storage import MgrStorage, StorageFailure  # noqa: E402
 from pyxl.hypervisor import tis as T  # noqa: E402
@@ -157,3 +158,30 @@ def test_seed_option_bugs(tmp_path):
     assert m.parse_cmdline(["main", "tpmiomem=0xFED42000", "tpmlocality=2", "junk"]) == \
         {"tpmdriver": "tpm_tis", "tpmiomem": 0xFED42000, "tpmirq": 0, "tpmlocality": 2}
     assert lines[-1] == "INFO[VTPM]: Option: Using tpm_tis driver\n"
+
+
+def test_load_hashkey_whose_chip_does_not_come_back_is_answered_tpm_ioerror(tmp_path,
+                                                                             monkeypatch):
+    """A daemon restart under the TPM_UnBind of a VTPM_LoadHashKey (its
+    register accesses bound to a connection since replaced), and the chip
+    not brought up again within the manager's wait: the vTPM is answered
+    TPM_IOERROR (as Xen 4.17 tpm.c TPM_TransmitData answers a failed write
+    or read of the TPM), and the manager serves on: once the chip is up
+    again, the same request loads the key."""
+    m, dev, lines = make_manager(tmp_path)
+    with pytest.raises(StorageFailure):
+        m.storage.load_header()
+    m.create()
+    hk = hashlib.sha1(b"blob").digest() + bytes(range(32))
+    assert m.handle_cmd(U1, hdr(P.VTPM_TAG_REQ, P.VTPM_ORD_SAVEHASHKEY, hk)) == hdr(0x01C4, 0)
+    monkeypatch.setattr(main, "HW_RESUME_TIMEOUT", 0.05)
+    tis = m.hw.transmit.__self__
+    tis.xen.generation += 1                          # the break; no resume_hw
+    load = hdr(P.VTPM_TAG_REQ, P.VTPM_ORD_LOADHASHKEY)
+    assert m.handle_cmd(U1, load) == hdr(0x01C4, 31)                 # TPM_IOERROR
+    assert "ERROR in vtpmmgr_LoadHashKey at vtpm_cmd_handler.c:78 code: TPM_IOERROR.\n" \
+        in "".join(lines)
+    assert tis.resume(0) == 0                        # resume_hw's steps, by hand
+    m.oiap = m.hw.oiap()
+    m.load_storage_key()
+    assert m.handle_cmd(U1, load) == struct.pack(">HII", 0x01C4, 62, 0) + hk

@@ -5,8 +5,9 @@ xenstore ring waits for xenstored, and its start carries on.
 The instant is exact, not a matter of timing: each domain is created paused
 (so it is recorded, the next daemon's to adopt, before it runs), and the
 daemon runs with the test hook PYXL_TEST_FAULT_AT=request:<name>:<path>
-(pyxl/hypervisor/services.py), by which it SIGKILLs itself on reading that
-domain's request about <path>, unanswered.  The next pyxl command starts
+(pyxl/hypervisor/testfault.py), by which it SIGKILLs itself on reading that
+domain's request about <path>, unanswered, or (tpm:<ordinal>) when its
+hardware TPM is started on that command.  The next pyxl command starts
 the next daemon (with the next step's hook, if any).
 
 The steps, along the guide's chain: vtpmmgr-stubdom and vtpm-stubdom in
@@ -18,11 +19,16 @@ then the guest's Linux probing its devices (pyxl/domain/linux/guest.py).
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import pytest
+from test_daemon_restart_vtpm import _sysfs
 from test_pvgrub import extend, pcrs
 from wt_host import EXAMPLES, Host, procs_with_root
+
+from pyxl.domain.vtpmmgr.hwtpm2 import TPM_CC_RSA_Decrypt, TPM_CC_RSA_Encrypt
+from pyxl.tpm.constants import TPM_ORD_UnBind
 
 # what a failed step prints (a fresh vTPM's "VTPM_LoadHashKey failed" is
 # the guide's own first start, not one)
@@ -80,11 +86,16 @@ def _start_killed_at(h: Host, name: str, path: str, cfg: str, *extra: str,
     _wait_daemon_killed(h, daemon, "from %s about %s" % (name, path))
 
 
-def _adopted_running(h: Host, name: str) -> None:
+def _monitor_log(h: Host, name: str) -> str:
+    return os.path.join(h.root, "var/log/pyxl/xl-%s.log" % name)
+
+
+def _adopted_running(h: Host, name: str, since: int = 0) -> None:
+    """`since`: where this start's lines begin in its monitor's log."""
     rows = h.domains()                 # the next daemon
     assert name in rows and rows[name][3][3] != "s", rows
-    with open(os.path.join(h.root, "var/log/pyxl/xl-%s.log" % name)) as f:
-        assert "has shut down" not in f.read(), name
+    with open(_monitor_log(h, name)) as f:
+        assert "has shut down" not in f.read()[since:], name
 
 
 def _images(h: Host) -> None:
@@ -146,6 +157,10 @@ def test_guest_killed_daemon_in_pvgrub_then_in_linux_boot_carries_on(host):
     _nothing_failed(h, "vtpmmgr", "domu-vtpm", "domu")
 
 
+# the answer to a request the vTPM's tpmfront sent again on its new ring
+# meanwhile (tpmback's error line), dropped
+DROPPED = r"Tpmback:Error Tried to send response to a frontend that was not waiting " \
+    r"for one \d+/\d+\n"
 FIFO = 0xFED40000 + 0x24        # the manager's TIS data FIFO, locality 0
 
 
@@ -194,3 +209,135 @@ def test_manager_hw_command_killed_daemon_serving_a_vtpm_start_is_sent_again(hos
     out = h.guest("modprobe xen-tpmfront", "cat /sys/devices/vtpm-0/pcrs")
     assert pcrs(out)[4] == extend(bytes(20), kernel), out
     _nothing_failed(h, "domu-vtpm", "domu")
+
+
+def _killed_in_the_managers_unbind(h: Host, ordinal: int, *mgr_extra: str) -> str:
+    """A vTPM saves its state through its guest's session (the guest reads
+    its chip's caps and EK); it is started again on its image, and the
+    daemon is killed when the hardware TPM is started on `ordinal` (the
+    hook armed, through its file, once the manager waits for vTPMs again):
+    the command that unbinds the vTPM's hash and key for its
+    VTPM_LoadHashKey.  The vTPM starts and serves its guest the state it
+    saved, not a blank one.  The manager's console from the vTPM's second
+    start."""
+    d = h.dir
+    _images(h)
+    armed = d / "fault-at"
+    armed.write_text("")
+    h.env["PYXL_TEST_FAULT_AT"] = "file:%s" % armed
+    kernel = d / "vmlinuz"
+    kernel.write_text("stand-in kernel\n")
+    h.create("vtpmmgr-stubdom.cfg", 'disk=["file:%s,hda,w"]' % (d / "mgr.img"), *mgr_extra)
+    h.wait_console("vtpmmgr", "INFO[VTPM]: Waiting for commands from vTPM's:")
+    h.create("vtpm.cfg", 'disk=["file:%s,hda,w"]' % (d / "vtpm.img"))
+    h.wait_console("domu-vtpm", "Waiting for frontend domain to connect..")
+    h.create("domu.cfg", 'kernel="%s"' % kernel)
+    h.guest("modprobe xen-tpmfront")
+    saved = _sysfs(h, "caps", "pubek")
+    assert "Modulus length: 256\n" in saved[1], saved
+    assert h.run("shutdown", "-w", "domu").returncode == 0
+    h.wait_gone("domu-vtpm")
+    assert "Saved hash and key for vtpm" in h.console_log("vtpmmgr")
+
+    since, vtpm_since = h.console_size("vtpmmgr"), h.console_size("domu-vtpm")
+    monitor_since = os.path.getsize(_monitor_log(h, "domu-vtpm"))
+    p = h.run("create", "-p", str(EXAMPLES / "vtpm.cfg"),
+              'disk=["file:%s,hda,w"]' % (d / "vtpm.img"))
+    assert p.returncode == 0, p.stderr
+    daemon = _daemon(h)
+    armed.write_text("tpm:%d" % ordinal)
+    _fault(h)                          # the next daemon: no hook
+    h.run("unpause", "domu-vtpm")
+    _wait_daemon_killed(h, daemon, "for the chip's command %#x" % ordinal)
+    _adopted_running(h, "domu-vtpm", monitor_since)
+    h.wait_console("domu-vtpm", "Waiting for frontend domain to connect..", since=vtpm_since)
+    h.create("domu.cfg", 'kernel="%s"' % kernel)
+    h.guest("modprobe xen-tpmfront")
+    assert _sysfs(h, "caps", "pubek") == saved          # the state it saved
+    mgr = h.console_log("vtpmmgr")[since:]
+    assert "TPM_IOERROR" not in mgr, mgr
+    assert "Loaded hash and key for vtpm" in mgr, mgr
+    for failed in FAILED:
+        assert failed not in re.sub(DROPPED, "", mgr), (failed, mgr)
+    vtpm = h.console_log("domu-vtpm")[vtpm_since:]
+    for failed in FAILED + ("VTPM_LoadHashKey failed",):
+        assert failed not in vtpm, (failed, vtpm)
+    return mgr
+
+
+def test_manager_unbind_for_load_hashkey_killed_daemon_is_sent_again(host):
+    """TPM 1.2 chip: the TPM_UnBind of the vTPM's VTPM_LoadHashKey, sent
+    again under the resumed chip's new OIAP session and reloaded storage
+    key."""
+    mgr = _killed_in_the_managers_unbind(host, TPM_ORD_UnBind)
+    assert "INFO[TPM]: TPM_UnBind\nINFO[TPM]: TPM_OIAP\n" in mgr, mgr
+
+
+def test_manager_tpm2_rsa_decrypt_for_load_hashkey_killed_daemon_is_sent_again(host):
+    """TPM 2.0 chip (PYXL_HWTPM=2.0, the manager with tpm2=1): the
+    TPM2_RSA_Decrypt of the vTPM's VTPM_LoadHashKey, sent again under the
+    storage key the resumed manager loaded again."""
+    host.env["PYXL_HWTPM"] = "2.0"
+    mgr = _killed_in_the_managers_unbind(host, TPM_CC_RSA_Decrypt, 'extra="tpm2=1"')
+    assert "INFO[TPM]: TPM2_RSA_Decrypt\nINFO[TPM]: TPM2_CreatePrimary\n" in mgr, mgr
+
+
+def test_manager_tpm2_rsa_encrypt_for_a_new_vtpms_save_killed_daemon_is_sent_again(host):
+    """TPM 2.0 chip: the daemon is killed when the chip is started on the
+    first TPM2_RSA_Encrypt of a new vTPM's first VTPM_SaveHashKey (the
+    manager binding the uuid table's new key to register the vTPM), which
+    pv-grub's measurement of the kernel causes.  The save is sent again
+    once the chip is up, and registers the vTPM on disk: the manager,
+    destroyed and created again on its disk, loads it, and the vTPM
+    started again serves its guest the state it saved, not a blank one.
+    (Not checked here: pv-grub sends its TPM_Extend again on its new ring,
+    and the vTPM, which had run it, runs it twice.)"""
+    h, d = host, host.dir
+    h.env["PYXL_HWTPM"] = "2.0"
+    _images(h)
+    armed = d / "fault-at"
+    armed.write_text("")
+    h.env["PYXL_TEST_FAULT_AT"] = "file:%s" % armed
+    (d / "vmlinuz").write_bytes(b"\x7fELF pretend kernel image " * 1000)
+    mgr_cfg = ('disk=["file:%s,hda,w"]' % (d / "mgr.img"), 'extra="tpm2=1"')
+    h.create("vtpmmgr-stubdom.cfg", *mgr_cfg)
+    h.wait_console("vtpmmgr", "INFO[VTPM]: Waiting for commands from vTPM's:")
+    h.create("vtpm.cfg", 'disk=["file:%s,hda,w"]' % (d / "vtpm.img"))
+    h.wait_console("domu-vtpm", "Waiting for frontend domain to connect..")
+    p = h.run("create", "-p", str(EXAMPLES / "domu-pvgrub.cfg"),
+              'extra="%s/vmlinuz root=/dev/xvda1 console=hvc0"' % d)
+    assert p.returncode == 0, p.stderr
+    daemon = _daemon(h)
+    armed.write_text("tpm:%d" % TPM_CC_RSA_Encrypt)
+    _fault(h)                          # the next daemon: no hook
+    h.run("unpause", "domu")
+    _wait_daemon_killed(h, daemon, "for the chip's TPM2_RSA_Encrypt")
+    _adopted_running(h, "domu")
+    h.wait_console("domu", "login:", timeout=60)
+    h.guest("modprobe xen-tpmfront")
+    saved = _sysfs(h, "caps", "pubek")
+    assert "Modulus length: 256\n" in saved[1], saved
+    mgr = h.console_log("vtpmmgr")
+    assert "TPM_IOERROR" not in mgr, mgr
+    # killed in the table key's bind: the next the chip ran was the resume's
+    assert "Binding encrypted key\nINFO[TPM]: TPM2_RSA_ENCRYPT\nINFO[TPM]: TPM2_CreatePrimary\n" \
+        in mgr, mgr
+    assert h.run("shutdown", "-w", "domu").returncode == 0
+    h.wait_gone("domu-vtpm")
+
+    assert h.run("destroy", "vtpmmgr").returncode == 0
+    since, vtpm_since = h.console_size("vtpmmgr"), h.console_size("domu-vtpm")
+    h.create("vtpmmgr-stubdom.cfg", *mgr_cfg)
+    mgr = h.wait_console("vtpmmgr", "INFO[VTPM]: Waiting for commands from vTPM's:",
+                         since=since)[since:]
+    assert "INFO[VTPM]: Loaded 1 vtpms!\n" in mgr, mgr
+    h.create("vtpm.cfg", 'disk=["file:%s,hda,w"]' % (d / "vtpm.img"))
+    vtpm = h.wait_console("domu-vtpm", "Waiting for frontend domain to connect..",
+                          since=vtpm_since)[vtpm_since:]
+    assert "initializing TPM data to default values" not in vtpm, vtpm
+    h.create("domu.cfg", 'kernel="%s"' % (d / "vmlinuz"))
+    h.guest("modprobe xen-tpmfront")
+    assert _sysfs(h, "caps", "pubek") == saved          # the state it saved
+    vtpm = re.sub(DROPPED, "", h.console_log("domu-vtpm"))     # pv-grub's first Extend's
+    for failed in FAILED:
+        assert failed not in vtpm, (failed, vtpm)

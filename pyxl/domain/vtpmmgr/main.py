@@ -139,9 +139,12 @@ class ManagerBase(Generic[_Hw, _Key]):
         once resume_hw has brought the chip up on the new connection: its
         locality, OIAP session and storage key (what an UnBind uses) are
         then the new chip's.  What it runs for a vTPM (GetRandom, PCRRead,
-        UnBind for LoadHashKey, and their TPM 2.0 equivalents) reads or
-        decrypts only, so asking twice is safe, as tpmfront's resend.  A
-        chip's error is not retried."""
+        UnBind for LoadHashKey, and their TPM 2.0 equivalents; on a 2.0
+        chip the RSA_Encrypt of SaveHashKey's binds) reads, decrypts or
+        encrypts only, so asking twice is safe, as tpmfront's resend (a
+        save registering a new vTPM forgets the registration it did not
+        finish, so the next one makes it again).  A chip's error is not
+        retried."""
         for _ in range(HW_SENDS - 1):
             try:
                 return fn()
@@ -274,6 +277,10 @@ class ManagerBase(Generic[_Hw, _Key]):
                 del self.open_uuids[u]
 
     def handle_cmd(self, uuid: bytes, req: bytes, who: tuple[int, int] = (0, 0)) -> bytes:
+        """vtpm_cmd_handler.c vtpmmgr_handle_cmd.  A hardware TPM the driver
+        cannot reach (its command still failing after _hw_retry) is
+        TPM_IOERROR, as Xen's tpm.c TPM_TransmitData answers a failed write
+        or read of the TPM, for the vTPM's hash-and-key requests too."""
         try:
             tag, _size, ordinal = P.unpack_header(req)
         except ValueError:
@@ -289,10 +296,15 @@ class ManagerBase(Generic[_Hw, _Key]):
                     status = C.TPM_BAD_PARAMETER
                 else:
                     try:
-                        self.storage.save_hashkey(uuid, req[P.HEADER_SIZE:])
+                        self._hw_retry(lambda: self.storage.save_hashkey(uuid,
+                                                                         req[P.HEADER_SIZE:]))
                     except StorageFailure as e:
                         self.log.tryfail("vtpmmgr_SaveHashKey", "vtpm_cmd_handler.c", 61, e.rc)
                         status = e.rc
+                    except (TisError, TpmFrontError, OSError):    # the chip unreachable
+                        self.log.tryfail("vtpmmgr_SaveHashKey", "vtpm_cmd_handler.c", 61,
+                                         C.TPM_IOERROR)
+                        status = C.TPM_IOERROR
                 return P.HEADER.pack(P.VTPM_TAG_RSP, P.HEADER_SIZE, status)
             if ordinal == P.VTPM_ORD_LOADHASHKEY:
                 try:
@@ -300,6 +312,10 @@ class ManagerBase(Generic[_Hw, _Key]):
                 except StorageFailure as e:
                     self.log.tryfail("vtpmmgr_LoadHashKey", "vtpm_cmd_handler.c", 78, e.rc)
                     return P.HEADER.pack(P.VTPM_TAG_RSP, P.HEADER_SIZE, e.rc)
+                except (TisError, TpmFrontError, OSError):    # the chip unreachable
+                    self.log.tryfail("vtpmmgr_LoadHashKey", "vtpm_cmd_handler.c", 78,
+                                     C.TPM_IOERROR)
+                    return P.HEADER.pack(P.VTPM_TAG_RSP, P.HEADER_SIZE, C.TPM_IOERROR)
                 return P.HEADER.pack(P.VTPM_TAG_RSP, P.HEADER_SIZE + len(hk), 0) + hk
             self.log.error("Invalid vTPM Ordinal %d\n" % ordinal)
             status = C.TPM_BAD_ORDINAL

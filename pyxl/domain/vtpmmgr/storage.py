@@ -129,6 +129,22 @@ class MgrStorage:
         return TPM_KEY.unmarshal(Reader(raw))
 
     def new_vtpm(self, u: bytes, index: int) -> None:
+        """Register `u` (vtpm_storage.c vtpm_storage_new_vtpm).  If it fails,
+        the table in memory is the one before again: before the table's new
+        key is written (a relocation's write; the key's bind, on a TPM 2.0
+        chip the chip's TPM2_RSA_Encrypt, which a daemon restart can
+        interrupt) that is the table on disk, so the next save registers
+        the vTPM again rather than finding it registered in memory only and
+        writing its record where no table on disk points (the vTPM's state
+        lost at the manager's next start)."""
+        vtpms, end_offset = [list(v) for v in self.vtpms], self.end_offset
+        try:
+            self._new_vtpm(u, index)
+        except BaseException:
+            self.vtpms, self.end_offset = vtpms, end_offset
+            raise
+
+    def _new_vtpm(self, u: bytes, index: int) -> None:
         self._add(u, self.end_offset, index)
         self.end_offset += RSA_CIPHER_SIZE
         cipher_sz = AES_BLOCK + len(self.vtpms) * ENT
