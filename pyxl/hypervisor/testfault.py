@@ -16,17 +16,31 @@ tpm:<ordinal>
     the chip runs it: the command its driver waits for is in flight
     (tis.py).
 
+Two are fired by a domain, which SIGKILLs its daemon (the peer of its
+hypervisor connection) at an instant of a frontend's TPM request in
+tpmback (pyxl/domain/drivers/tpmback.py), <domid> being the frontend's:
+serve:<domid>:<ordinal>
+    when tpmback hands its server that frontend's request with that
+    ordinal (TPM 1.2) or command code (TPM 2.0), in decimal; the server
+    gets it once the domain has resumed on the next daemon, so its answer
+    comes after the ring it came on died.
+answered:<domid>:<ordinal>
+    once tpmback has written the answer to such a request on its ring,
+    before it notifies the frontend.
+
 Other values are the toolstack's own (pyxl/toolstack/spawn.py).
 """
 
 from __future__ import annotations
 
+import _socket
 import os
 import signal
+import struct
 
 _ENV = os.environ.get("PYXL_TEST_FAULT_AT", "")
 _FILE = _ENV[len("file:"):] if _ENV.startswith("file:") else ""
-ARMED = _ENV.startswith(("file:", "request:", "tpm:"))   # a fault point here may fire
+ARMED = _ENV.startswith(("file:", "request:", "tpm:", "serve:", "answered:"))   # a fault point here may fire
 
 
 def spec() -> str:
@@ -44,3 +58,11 @@ def at(point: str) -> None:
     """Die here if `point` is the spec armed now."""
     if spec() == point:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def kill_peer(sock: _socket.socket) -> None:
+    """SIGKILL the process at the other end of a unix socket (a domain's
+    connection: its daemon).  _socket, not socket: domains import little."""
+    pid = struct.unpack("3i", sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED,
+                                              struct.calcsize("3i")))[0]
+    os.kill(pid, signal.SIGKILL)

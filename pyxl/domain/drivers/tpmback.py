@@ -19,6 +19,14 @@ are kept sorted by (domid, handle); each has at most one request in
 flight.  The event-channel "interrupt handler" runs in whichever thread
 waits for requests (SUBMIT marks the interface ready; CANCEL while idle is
 acknowledged with IDLE).
+
+Exactly once across a daemon restart (pyxl's own: Xen's frontends never
+resume, a toolstack restart leaving their rings alone): a request taken
+off a ring that then died with the hypervisor is answered on it if the
+answer is ready before resume() drops that ring, else its answer is kept
+(`TpmIf.kept`) and given to the byte-identical request the frontend sends
+again first on its new ring, which is then not run a second time (see
+resp()).
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+
+from pyxl.hypervisor import testfault
 
 from . import xenbus
 from .tpmif import (TPMIF_STATE_CANCEL, TPMIF_STATE_SUBMIT, SharedPage, TpmifError)
@@ -70,6 +80,7 @@ class TpmCmd:
     uuid: bytes
     req: bytes
     locality: int
+    ring: int = 0           # TpmIf.ring of the ring it was taken from
 
     @property
     def uuid_str(self) -> str:
@@ -88,6 +99,11 @@ class TpmIf:
         self.port = -1
         self.ready = False          # a request is waiting to be served
         self.closed = False
+        self.ring = 0               # bumped for each ring connected
+        self.closed_ring = 0        # the last ring its frontend closed (not lost to a restart)
+        # (request, locality, answer) of a request whose ring died with the
+        # hypervisor before its answer was ready: for the frontend's resend
+        self.kept: tuple[bytes, int, bytes] | None = None
 
     def connected_page(self) -> SharedPage | None:
         """The ring while CONNECTED (connecting maps it, leaving that
@@ -251,6 +267,7 @@ class TpmBack:
             return False
         with self.cond:
             t.mapping, t.page, t.port = mapping, SharedPage(mapping.buf), port
+            t.ring += 1
             t.status = CONNECTED
             t.ready = False
             self.cond.notify_all()
@@ -258,7 +275,13 @@ class TpmBack:
         self.log("Frontend %u/%u connected\n" % (t.domid, t.handle))
         return True
 
+    def _left(self, t: TpmIf) -> None:
+        """Its frontend closed (or went): nothing will be sent again."""
+        with self.cond:
+            t.closed_ring, t.kept = t.ring, None
+
     def _unmap(self, t: TpmIf) -> None:
+        self._left(t)
         with self.cond:
             if t.status != CONNECTED:
                 t.status = DISCONNECTED
@@ -317,6 +340,7 @@ class TpmBack:
             if t.status == CONNECTED:
                 self._disconnect_fe(t)
             else:
+                self._left(t)
                 self._change_state(t, xenbus.XenbusStateInitWait)
         elif state == xenbus.XenbusStateUnknown:
             self._free_tpmif(t)
@@ -482,13 +506,42 @@ class TpmBack:
             return t.domid, t.handle
 
     def _take(self, t: TpmIf, page: SharedPage) -> TpmCmd | None:
+        """The request on `page` for the server; None if there is none for
+        it: a bad length, or a resend answered from `t.kept` (resp())."""
+        kept, t.kept = t.kept, None          # for the first request taken after it only
         try:
             req, locality = page.request()
         except TpmifError:
             self.err("%u/%u Command size too long for shared page!\n" % (t.domid, t.handle))
             t.ready = False
             return None
-        return TpmCmd(t.domid, t.handle, t.uuid, req, locality)
+        if kept is not None and kept[0] == req and kept[1] == locality:
+            page.finish(kept[2])
+            t.ready = False
+            try:
+                self.xen.evtchn_notify(t.port)
+            except OSError:
+                pass                 # the hypervisor went away again: kept by no one now
+            self.log("Frontend %u/%u: answered again, without running it twice\n"
+                     % (t.domid, t.handle))
+            return None
+        return TpmCmd(t.domid, t.handle, t.uuid, req, locality, t.ring)
+
+    def _serving(self, cmd: TpmCmd) -> TpmCmd:
+        """`cmd`, handed to the server (called with cond held)."""
+        if testfault.ARMED and self._fault("serve", cmd):
+            # its answer comes after the ring died: wait until resume() ran
+            gen = self.generation
+            self.cond.wait_for(lambda: self.generation != gen or self.closed, 60)
+        return cmd
+
+    def _fault(self, kind: str, cmd: TpmCmd) -> bool:
+        """Test-only (pyxl/hypervisor/testfault.py): the daemon SIGKILLed
+        here, if the spec armed is <kind>:<frontend domid>:<ordinal>."""
+        if testfault.spec() != "%s:%d:%d" % (kind, cmd.domid, int.from_bytes(cmd.req[6:10], "big")):
+            return False
+        testfault.kill_peer(self.xen.sock)
+        return True
 
     def req_any(self, timeout: float | None = None) -> TpmCmd | None:
         """The next request from any connected interface (None: shut down or
@@ -502,7 +555,7 @@ class TpmBack:
                     if t.ready and page is not None:
                         cmd = self._take(t, page)
                         if cmd is not None:
-                            return cmd
+                            return self._serving(cmd)
 
     def req(self, domid: int, handle: int, timeout: float | None = None) -> TpmCmd | None:
         """The next request from one interface; None once it is freed."""
@@ -519,9 +572,24 @@ class TpmBack:
                 if t.ready and page is not None:
                     cmd = self._take(t, page)
                     if cmd is not None:
-                        return cmd
+                        return self._serving(cmd)
 
     def resp(self, cmd: TpmCmd, response: bytes) -> None:
+        """Answer `cmd` on the ring it came from.  If that ring died with
+        the hypervisor meanwhile (a daemon restart: resume() dropped it),
+        the frontend, once on its new ring, finds no answer on the old one
+        and sends the request again: the answer is kept for it, and the
+        first request taken from the interface next, if byte-identical
+        (locality included), gets it instead of being run again (_take).
+        Any other request drops it; so does the frontend closing.  What a
+        resend gets is what the first request did.  A byte-identical
+        request that is not a resend is served rightly that way too: its
+        frontend never saw the first one's answer, so, to it, the first one
+        may as well have been lost on the ring before the vTPM ran it, and
+        this one run instead -- the same state, the same answer.  Requests
+        of one interface are served one at a time (its server answers one
+        before it takes the next), so the resend is never taken before the
+        answer is kept."""
         with self.cond:
             t = self.get(cmd.domid, cmd.handle)
             if t is None:
@@ -529,7 +597,10 @@ class TpmBack:
                          % (cmd.domid, cmd.handle))
                 return
             page = t.connected_page()
-            if not t.ready or page is None:
+            if (page is None or cmd.ring != t.ring) and cmd.ring > t.closed_ring:
+                t.kept = (cmd.req, cmd.locality, response)     # its ring died with the hypervisor
+                return
+            if not t.ready or page is None or cmd.ring != t.ring:
                 self.err("Tried to send response to a frontend that was not waiting for one %u/%u\n"
                          % (cmd.domid, cmd.handle))
                 return
@@ -540,6 +611,8 @@ class TpmBack:
                 return
             finally:
                 t.ready = False
+            if testfault.ARMED:
+                self._fault("answered", cmd)
             try:
                 self.xen.evtchn_notify(t.port)
             except OSError:

@@ -54,6 +54,8 @@ class TpmFront:
         self.locality = 0
         self.bepath = ""
         self.lock = threading.Lock()          # one command (or resume) at a time
+        self.commands = threading.Lock()      # one command at a time, across a resume too
+        self.inflight: Page | None = None     # the ring page a command went out on
         self.generation = xen.generation      # the hypervisor the ring lives in
         self.broken = False                   # the backend went away under a command
         self._meanwhile: Callable[[], object] | None = None     # cmd(meanwhile=): not run yet
@@ -104,9 +106,10 @@ class TpmFront:
         return True
 
     def _drop_ring(self) -> None:
-        """Forget a ring that died with the old hypervisor."""
+        """Forget a ring that died with the old hypervisor (its page stays
+        open while a command that went out on it waits)."""
         self.state = xenbus.XenbusStateInitialising
-        if self.page is not None:
+        if self.page is not None and self.page is not self.inflight:
             self.page.close()
         self.page = self.shared = None
         self.ref = self.port = -1
@@ -251,11 +254,15 @@ class TpmFront:
     def cmd(self, request: bytes, timeout: float | None = None,
             meanwhile: Callable[[], object] | None = None) -> bytes:
         """tpmfront_cmd: one request, its response (b"" if it was cancelled).
-        If the hypervisor goes away meanwhile (the daemon was restarted),
-        the request is sent again once the ring is back: everything
-        vtpm-stubdom asks the manager (GetRandom, PcrRead, Load/SaveHashKey)
-        may safely be asked twice.  So is a request whose backend went away,
-        on the backend the device names now, if any.
+        If the hypervisor goes away meanwhile (the daemon was restarted;
+        mini-os never resumes, a Xen toolstack restart leaving rings alone),
+        the request is still answered once, run once: once the backend is
+        connected to the new ring, its answer is taken from the old ring's
+        page if the backend wrote it there, else the request is sent again
+        on the new ring, where tpmback answers it from what it kept if it
+        had run it (TpmBack.resp).  A request whose backend went away is
+        sent again on the backend the device names now, if any (that
+        backend's domain died: what it had run is its own state's matter).
 
         `meanwhile()`, if given, runs once, while the backend works on the
         request (after the notification, before the wait); what it raises
@@ -285,10 +292,37 @@ class TpmFront:
         return None
 
     def _cmd_retrying(self, request: bytes, timeout: float | None) -> bytes:
+        with self.commands:                   # the resend is the new ring's first request
+            try:
+                return self._cmd_resent(request, timeout)
+            finally:
+                with self.lock:
+                    sent, self.inflight = self.inflight, None
+                    if sent is not None and sent is not self.page:
+                        sent.close()             # a ring that died under it
+
+    def _answered_on_dead_ring(self) -> bytes | None:
+        """Called with self.lock held, on a live ring: the answer the
+        backend wrote on the ring the request went out on, if that ring
+        died meanwhile.  The backend, connected to the current ring, has
+        resumed: it writes nothing more there (TpmBack.resp)."""
+        sent = self.inflight
+        if sent is None or sent is self.page:
+            return None
+        self.inflight = None
+        shared = SharedPage(sent.buf)
+        rsp = shared.response() if shared.state == TPMIF_STATE_FINISH else None
+        sent.close()
+        return rsp
+
+    def _cmd_resent(self, request: bytes, timeout: float | None) -> bytes:
         for _ in range(3):
             with self.lock:
                 dead = self.generation
                 if not self._gone():
+                    rsp = self._answered_on_dead_ring()
+                    if rsp is not None:
+                        return rsp
                     if self.state != xenbus.XenbusStateConnected:
                         self.err("Tried to send message through disconnected frontend\n")
                         raise TpmFrontError(107, "frontend not connected")
@@ -314,6 +348,7 @@ class TpmFront:
         try:
             # a stale notification (the backend's bind) must not end this wait
             self.xen.evtchn_clear(self.port)
+            self.inflight = self.page
             shared.submit(request, self.locality)
             self.xen.evtchn_notify(self.port)
         except OSError:
@@ -342,11 +377,9 @@ class TpmFront:
                 self.broken = True
                 self.err("Backend %s went away during a command\n" % self.bepath)
                 raise BackendGone(107, "backend gone")
-        if self._gone():
-            return None
         if shared.state != TPMIF_STATE_FINISH:
-            return b""
-        return shared.response()
+            return None if self._gone() else b""
+        return shared.response()          # also from a ring that died: answered before
 
     def shutdown(self, timeout: float | None = 10.0) -> None:
         xen = self.xen

@@ -141,7 +141,7 @@ class ManagerBase(Generic[_Hw, _Key]):
         then the new chip's.  What it runs for a vTPM (GetRandom, PCRRead,
         UnBind for LoadHashKey, and their TPM 2.0 equivalents; on a 2.0
         chip the RSA_Encrypt of SaveHashKey's binds) reads, decrypts or
-        encrypts only, so asking twice is safe, as tpmfront's resend (a
+        encrypts only, so asking the chip twice is safe (a
         save registering a new vTPM forgets the registration it did not
         finish, so the next one makes it again).  A chip's error is not
         retried."""
