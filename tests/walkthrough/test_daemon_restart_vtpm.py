@@ -60,13 +60,18 @@ def _transact(dev, request: bytes, timeout: float = 10) -> bytes:
     """One write()+read() on the guest's /dev/tpm0; b"" if the device failed it."""
     with _connect(dev, timeout) as s:
         s.sendall(request)
-        out = b""
-        while len(out) < 10 or len(out) < struct.unpack_from(">I", out, 2)[0]:
-            chunk = s.recv(4096)
-            if not chunk:
-                return out
-            out += chunk
-        return out
+        return _response(s)
+
+
+def _response(s: socket.socket) -> bytes:
+    """The read() of a response; b"" (or what came) if the device failed it."""
+    out = b""
+    while len(out) < 10 or len(out) < struct.unpack_from(">I", out, 2)[0]:
+        chunk = s.recv(4096)
+        if not chunk:
+            return out
+        out += chunk
+    return out
 
 
 def _submitted(pid: int, request: bytes) -> bool:
@@ -183,25 +188,27 @@ def test_vtpm_chain_survives_sigkilled_daemon(host):  # noqa: F811
         time.sleep(0.05)
     assert "tpm_store_permanent_data() failed" not in host.console_log("domu-vtpm")
 
-    # -- a command in flight when the daemon dies fails; the next ones work ---------
+    # -- a command in flight when the daemon dies is answered once the next is up ---
+    # (pyxl's own: Linux fails it on a resume, but a Xen toolstack restart
+    # leaves the ring alone, and the command completes)
     vpid = _pid_of(host, b"pyxl-domain\0domid=%d\0" % vtpm)
     os.kill(vpid, signal.SIGSTOP)                 # the vTPM cannot answer meanwhile
+    s = _connect(dev, timeout=60)
     try:
-        with _connect(dev, timeout=15) as s:
-            request = struct.pack(">HIII", 0xC1, 14, TPM_ORD_PcrRead, PCR)
-            s.sendall(request)
-            domu_pid = _pid_of(host, b"pyxl-domain\0domid=%d\0" % domu)
-            deadline = time.monotonic() + 10
-            while not _submitted(domu_pid, request):      # on the ring, unanswered
-                assert time.monotonic() < deadline, "the request never reached the ring"
-                time.sleep(0.02)
-            t0 = time.monotonic()
-            _kill_daemon(host)
-            assert s.recv(4096) == b""            # EIO: the device dropped the command
-            assert time.monotonic() - t0 < 5
+        request = struct.pack(">HIII", 0xC1, 14, TPM_ORD_PcrRead, PCR)
+        s.sendall(request)
+        domu_pid = _pid_of(host, b"pyxl-domain\0domid=%d\0" % domu)
+        deadline = time.monotonic() + 10
+        while not _submitted(domu_pid, request):      # on the ring, unanswered
+            assert time.monotonic() < deadline, "the request never reached the ring"
+            time.sleep(0.02)
+        _kill_daemon(host)
+        assert host.run("list").returncode == 0       # the next daemon
     finally:
         os.kill(vpid, signal.SIGCONT)
-    assert host.run("list").returncode == 0
+    with s:
+        rsp = _response(s)                            # sent again on the new ring
+    assert rsp[6:10] == b"\0\0\0\0" and " ".join("%02X" % b for b in rsp[10:30]) == before
     _wait_connected(host, vtpm)
     rsp = _transact(dev, struct.pack(">HIII", 0xC1, 14, TPM_ORD_PcrRead, PCR))
     assert rsp[6:10] == b"\0\0\0\0"

@@ -17,6 +17,11 @@ Connected -- without the flag it fails with "vTPM protocol 2 required"
 unregisters the chip.  Sends wait for the shared page to be idle (timeout
 C), then for the result up to the ordinal's duration, and cancel on expiry
 (-ETIME).  The locality byte is never written: always 0.
+
+A daemon restart does not fail a command in flight (pyxl's own: its
+restart kills the ring, where Xen's toolstack restart leaves it alone, and
+Linux's tpmfront_resume -- "a suspend/resume/migrate will interrupt a vTPM
+anyway" -- would fail it): see transmit().
 """
 
 from __future__ import annotations
@@ -55,9 +60,11 @@ class XenTpmFront:
         self.error: str | None = None
         self.cond = threading.Condition()
         self.lock = threading.Lock()            # one command at a time, like tpm_mutex
+        self.ring_lock = threading.Lock()       # the ring, while resume() replaces it
+        self.inflight: Page | None = None      # the ring page a command went out on
         self.timeout_c, self.duration = TIMEOUT_C, DURATION
         self.page: Page | None = None          # the ring, once set up
-        with self.lock:                          # resume() waits for it
+        with self.ring_lock:                     # resume() waits for it
             self._setup_ring()
             while self._gone():                  # the daemon went away meanwhile: again
                 self._setup_ring()
@@ -79,8 +86,8 @@ class XenTpmFront:
         self.ref = xen.grant_access(page, self.bedomid)
         self.port = xen.evtchn_alloc_unbound(self.bedomid)
         old, self.page, self.shared = self.page, page, shared
-        if old is not None:
-            old.close()
+        if old is not None and old is not self.inflight:
+            old.close()                          # (transmit() closes the one it waits on)
 
         def publish(tx: int) -> None:
             xen.write(nodename + "/ring-ref", "%u" % self.ref, tx)
@@ -91,13 +98,13 @@ class XenTpmFront:
 
     def resume(self) -> None:
         """tpmfront_resume after the hypervisor came back (the daemon was
-        restarted): "a suspend/resume/migrate will interrupt a vTPM anyway"
-        -- a command in flight has failed, the old grant and event channel
-        died with the old hypervisor; set the ring up afresh and walk the
-        xenbus handshake again.  The chip stays registered meanwhile."""
+        restarted): the old grant and event channel died with the old
+        hypervisor; set the ring up afresh and walk the xenbus handshake
+        again.  The chip stays registered meanwhile, and a command in
+        flight carries on (transmit())."""
         if not self.registered:
             return
-        with self.lock:                          # after any in-flight command gave up
+        with self.ring_lock:
             self.error = None
             self._setup_ring()                   # (Linux logs nothing here either)
         # the backend may have connected before our watch was back
@@ -162,51 +169,114 @@ class XenTpmFront:
                 self.cond.wait(0.05 if left is None else min(0.05, left))
 
     # -- the TPM chip ------------------------------------------------------------------
-    def _status_idle(self) -> bool:
-        return self.shared.state in (TPMIF_STATE_IDLE, TPMIF_STATE_FINISH)
-
-    def _wait_idle(self, timeout: float) -> bool:
+    def _wait_idle(self, shared: SharedPage, port: int, gen: int, timeout: float) -> bool:
+        """Wait for the page to be idle (IDLE or FINISH); False on expiry,
+        or once the ring of hypervisor `gen` died (see _lost())."""
         deadline = time.monotonic() + timeout
-        while not self._status_idle():
+        while shared.state not in (TPMIF_STATE_IDLE, TPMIF_STATE_FINISH):
             left = deadline - time.monotonic()
-            if left <= 0 or not self.registered or self._gone():
+            if left <= 0 or not self.registered or self._lost(gen):
                 return False
-            self.xen.evtchn_wait(self.port, timeout=min(left, 0.5))
-        return not self._gone()
+            self.xen.evtchn_wait(port, timeout=min(left, 0.5))
+        return not self._lost(gen)
 
-    def cancel(self) -> None:
-        self.shared.cancel()
-        self.xen.evtchn_notify(self.port)
-
-    def _gave_up(self, why: str) -> None:
-        if self._gone():
-            raise TpmDeviceError(_errno.EIO, "vTPM went away")
-        self.cancel()
-        raise TpmDeviceError(_errno.ETIME, why)
+    def _lost(self, gen: int) -> bool:
+        return self.xen.closed or self.xen.generation != gen
 
     def transmit(self, request: bytes) -> bytes:
         """vtpm_send + vtpm_recv: TpmDeviceError(ETIME) after a cancel,
-        (ENODEV) once the chip is gone."""
+        (ENODEV) once the chip is gone.  A daemon restart under the command
+        does not fail it: it is answered once, run once.  Once the backend
+        is connected to the new ring, the answer is taken from the old
+        ring's page if the backend wrote it there, else the request is sent
+        again on the new ring, where tpmback answers it from what it kept
+        if it had run it (TpmBack.resp)."""
         with self.lock:
             if not self.registered:
                 raise TpmDeviceError(_errno.ENODEV, "no TPM")
+            deadline = time.monotonic() + self.duration
             try:
-                if not self._wait_idle(self.timeout_c):
-                    self._gave_up("vTPM busy")
-                self.xen.evtchn_clear(self.port)                    # drop a stale notification
-                self.shared.submit(request, 0)                      # Linux leaves locality 0
-                self.xen.evtchn_notify(self.port)
-                if not self._wait_idle(self.duration) or self.shared.state != TPMIF_STATE_FINISH:
-                    self._gave_up("vTPM timed out")
-            except TpmDeviceError:
-                raise
-            except OSError:
-                # the hypervisor went away under the command (the daemon was killed)
-                raise TpmDeviceError(_errno.EIO, "vTPM went away") from None
-            rsp = self.shared.response()
+                rsp, gen = self._send(request)
+                while rsp is None:                     # the ring of hypervisor `gen` died under it
+                    rsp, gen = self._resend(request, gen, deadline)
+            finally:
+                self._release_inflight()
             if len(rsp) < 10:
                 raise TpmDeviceError(_errno.EIO, "short response")
             return rsp
+
+    def _send(self, request: bytes) -> tuple[bytes | None, int]:
+        """One round trip on the current ring: the answer (None if the ring
+        died under it), the ring's hypervisor generation."""
+        with self.ring_lock:
+            page, shared, port, gen = self.page, self.shared, self.port, self.generation
+            self.inflight = page                 # open until we are done, even if replaced
+        submitted = False
+        try:
+            if not self._wait_idle(shared, port, gen, self.timeout_c):
+                self._give_up(shared, port, gen, "vTPM busy")      # unless the ring died
+                self._release_inflight()                           # nothing went out on it
+                return None, gen
+            self.xen.evtchn_clear(port)                     # drop a stale notification
+            shared.submit(request, 0)                       # Linux leaves locality 0
+            submitted = True
+            self.xen.evtchn_notify(port)
+            self._wait_idle(shared, port, gen, self.duration)
+            if shared.state != TPMIF_STATE_FINISH:
+                self._give_up(shared, port, gen, "vTPM timed out")
+                return None, gen
+        except TpmDeviceError:
+            raise
+        except OSError:
+            if not self._lost(gen):
+                raise TpmDeviceError(_errno.EIO, "vTPM went away") from None
+            if not submitted:
+                self._release_inflight()                 # nothing went out on it
+            return None, gen
+        return shared.response(), gen     # also from a ring that died: answered before
+
+    def _release_inflight(self) -> None:
+        """Done with the page the command went out on: closed if it is a
+        ring that died (resume() left it open)."""
+        with self.ring_lock:
+            sent, self.inflight = self.inflight, None
+            if sent is not None and sent is not self.page:
+                sent.close()
+
+    def _give_up(self, shared: SharedPage, port: int, gen: int, why: str) -> None:
+        """Cancel and fail the command, unless its ring died (then it is
+        not given up: see _resend)."""
+        if self._lost(gen):
+            return
+        shared.cancel()
+        self.xen.evtchn_notify(port)
+        raise TpmDeviceError(_errno.ETIME, why)
+
+    def _resend(self, request: bytes, dead: int, deadline: float) -> tuple[bytes | None, int]:
+        """The request's ring died with hypervisor `dead`: wait until the
+        backend is connected to a new ring (it has then resumed, and writes
+        nothing more on the old one); the answer it wrote on the old ring
+        before, if any, else the request sent on the new one."""
+        while True:
+            left = deadline - time.monotonic()
+            if not self.registered or left <= 0:
+                raise TpmDeviceError(_errno.EIO, "vTPM went away")
+            try:
+                if self.generation != dead and not self._gone() and \
+                        self.wait_connected(min(left, 0.5)):
+                    break
+            except OSError:
+                pass                                     # gone again meanwhile
+            with self.cond:
+                self.cond.wait(min(left, 0.05))
+        sent = self.inflight                 # (only this thread sets it)
+        if sent is not None:                 # the request went out on it
+            shared = SharedPage(sent.buf)
+            rsp = shared.response() if shared.state == TPMIF_STATE_FINISH else None
+            self._release_inflight()
+            if rsp is not None:
+                return rsp, self.generation
+        return self._send(request)
 
     def remove(self) -> None:
         """The backend is going away: unregister the chip, close the ring."""
