@@ -11,7 +11,12 @@ prompt.  swtpm: the same tpm_version against a private tcsd on swtpm 1.2.
 Also reports how long the three `pyxl create`s took.  Needs root, tcsd,
 tpm-tools and swtpm.  Prints medians and the ratio pyxl/swtpm.
 
-  PYTHONPATH=. python bench/walkthrough_tpm_version.py [-n 10]
+With --cpus G,V,M the guest, the vTPM and the manager are created with
+`vcpus=1 cpus="G"` (and V, M) added to the guide's configs: where their
+processes run (the simulated pCPU p is the p-th CPU this bench may use),
+which the output shows as each domain's Cpus_allowed_list.
+
+  PYTHONPATH=. python bench/walkthrough_tpm_version.py [-n 10] [--cpus 0,0,0]
 """
 
 from __future__ import annotations
@@ -33,7 +38,24 @@ from console import Console, at_prompt  # noqa: E402
 from fixtures import Swtpm, Tcsd  # noqa: E402
 
 
-def run_pyxl(tmp: Path, n: int) -> dict:
+def allowed_cpus(root: Path) -> dict[str, str]:
+    """Cpus_allowed_list of each domain process of the host at `root`."""
+    out = {}
+    for p in os.listdir("/proc"):
+        try:
+            cmd = open("/proc/%s/cmdline" % p, "rb").read().split(b"\0")
+            env = open("/proc/%s/environ" % p, "rb").read().split(b"\0")
+            status = open("/proc/%s/status" % p).read()
+        except OSError:
+            continue
+        if b"pyxl-domain" in cmd and ("PYXL_ROOT=%s" % root).encode() in env:
+            name = [a for a in cmd if a.startswith(b"domid=")][0].decode()
+            out[name] = [ln.split()[1] for ln in status.splitlines()
+                         if ln.startswith("Cpus_allowed_list")][0]
+    return out
+
+
+def run_pyxl(tmp: Path, n: int, cpus: list[str] | None = None) -> dict:
     env = dict(os.environ, PYXL_ROOT=str(tmp / "root"), PYXL="%s -m pyxl" % sys.executable,
                PYTHONPATH=str(ROOT))
     os.environ.update(env)           # Console runs $PYXL with our environment
@@ -42,6 +64,9 @@ def run_pyxl(tmp: Path, n: int) -> dict:
     def pyxl(*args):
         subprocess.run([sys.executable, "-m", "pyxl", *args], env=env, check=True,
                        capture_output=True)
+
+    def at(i):
+        return ["vcpus=1", 'cpus="%s"' % cpus[i]] if cpus else []
 
     def log(dom):
         p = tmp / "root" / "var/log/pyxl/console" / ("guest-%s.log" % dom)
@@ -56,13 +81,14 @@ def run_pyxl(tmp: Path, n: int) -> dict:
     (tmp / "vmlinuz").write_bytes(b"kernel")
     try:
         t0 = time.perf_counter()
-        pyxl("create", "-q", str(ex / "vtpmmgr-stubdom.cfg"), 'disk=["file:%s/mgr.img,hda,w"]' % tmp)
+        pyxl("create", "-q", str(ex / "vtpmmgr-stubdom.cfg"), 'disk=["file:%s/mgr.img,hda,w"]' % tmp,
+             *at(2))
         wait_log("vtpmmgr", b"Waiting for commands from vTPM's:")
         t1 = time.perf_counter()
-        pyxl("create", "-q", str(ex / "vtpm.cfg"), 'disk=["file:%s/vtpm.img,hda,w"]' % tmp)
+        pyxl("create", "-q", str(ex / "vtpm.cfg"), 'disk=["file:%s/vtpm.img,hda,w"]' % tmp, *at(1))
         wait_log("domu-vtpm", b"Waiting for frontend domain to connect..")
         t2 = time.perf_counter()
-        pyxl("create", "-q", str(ex / "domu.cfg"), 'kernel="%s/vmlinuz"' % tmp)
+        pyxl("create", "-q", str(ex / "domu.cfg"), 'kernel="%s/vmlinuz"' % tmp, *at(0))
         t3 = time.perf_counter()
         con = Console(["console", "domu"], echo=False)
         con.wait(at_prompt, timeout=5) or (con.type(""), con.wait(at_prompt))
@@ -81,6 +107,7 @@ def run_pyxl(tmp: Path, n: int) -> dict:
             assert b"ETHZ" in con.buf[start:]
         con.detach()
         return {"tpm_version_ms": statistics.median(times) * 1000,
+                "cpus_allowed": allowed_cpus(tmp / "root"),
                 "create_manager_s": t1 - t0, "create_vtpm_s": t2 - t1, "create_guest_s": t3 - t2}
     finally:
         subprocess.run([sys.executable, "-m", "pyxl", "daemon", "stop", "--force"], env=env,
@@ -108,10 +135,14 @@ def run_swtpm(tmp: Path, n: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=10)
+    ap.add_argument("--cpus", help="G,V,M: the guest's, the vTPM's and the manager's pCPU")
     a = ap.parse_args()
+    cpus = a.cpus.split(",") if a.cpus else None
+    if cpus is not None and len(cpus) != 3:
+        ap.error("--cpus takes three pCPUs: the guest's, the vTPM's, the manager's")
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "pyxl").mkdir()
-        p = run_pyxl(Path(d) / "pyxl", a.n)
+        p = run_pyxl(Path(d) / "pyxl", a.n, cpus)
         s = run_swtpm(Path(d), a.n)
     out = {"n": a.n, "pyxl": p, "swtpm": s,
            "ratio_tpm_version": p["tpm_version_ms"] / s["tpm_version_ms"]}

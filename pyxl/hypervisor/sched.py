@@ -105,6 +105,37 @@ def affinity(dom: Domain, vcpu: int, nr_cpus: int) -> tuple[list[int], list[int]
     return list(hs[0]), list(hs[1])
 
 
+def effective_hard(dom: Domain, vcpu: int, host: Host) -> list[int]:
+    """The pCPUs the vcpu may run on: its hard affinity within its domain's
+    pool's CPUs, as Xen's schedulers take it (cpumask_and of
+    unit->cpu_hard_affinity and cpupool_domain_master_cpumask).  Xen keeps
+    that never empty: vcpu_set_hard_affinity refuses a mask without a CPU
+    of the pool (-EINVAL), sched_move_domain resets the affinity to all,
+    and cpu_disable_scheduler breaks an affinity a CPU's removal leaves
+    empty ("Breaking affinity", back to all); should it be empty all the
+    same, the pool's CPUs, as a broken affinity gives."""
+    pool = pool_by_id(host, dom.cpupool) or pools(host)[0]
+    hard = set(affinity(dom, vcpu, host.nr_cpus)[0])
+    return [c for c in pool["cpus"] if c in hard] or list(pool["cpus"])
+
+
+def placement(dom: Domain, host: Host) -> list[int]:
+    """The pCPUs the domain's process may run on: the union of its online
+    vcpus' effective hard affinities (pyxl.hypervisor.placement maps them
+    to real CPUs)."""
+    return sorted({c for v in online(dom) for c in effective_hard(dom, v, host)})
+
+
+def break_affinity(dom: Domain, pool: dict, cpu: int, nr_cpus: int) -> None:
+    """cpu_disable_scheduler, `cpu` leaving the domain's `pool`: a vcpu
+    whose hard affinity held `cpu` and no CPU the pool still has is given
+    every CPU ("Breaking affinity for %pv"); its soft affinity stays."""
+    for v in range(dom.vcpus):
+        hard, soft = affinity(dom, v, nr_cpus)
+        if cpu in hard and not set(hard) & set(pool["cpus"]):
+            dom.affinity[str(v)] = [list(range(nr_cpus)), soft]
+
+
 def vcpu_rows(dom: Domain, host: Host) -> list[dict]:
     """XEN_DOMCTL_getvcpuinfo for each vcpu (libxl_list_vcpu): online, the
     CPU it runs on (the first its hard affinity allows in its pool, spread

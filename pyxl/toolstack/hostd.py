@@ -27,6 +27,7 @@ import subprocess
 import threading
 
 from pyxl.fsutil import open_append, write_all
+from pyxl.hypervisor import placement
 from pyxl.hypervisor.domain import Domain, DomainTable
 from pyxl.toolstack import monitor, persist, teardown
 from pyxl.toolstack.errors import Fault
@@ -56,6 +57,8 @@ class HostState:
     def __init__(self, paths: Paths, log: Callable[[str], None]):
         self.paths = paths
         self.log = log
+        # the real CPUs the simulated host's pCPUs map onto (resources.place)
+        self.usable_cpus = placement.usable_cpus()
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.procs: dict[int, subprocess.Popen] = {}

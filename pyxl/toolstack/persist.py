@@ -20,7 +20,7 @@ import threading
 from pyxl.fsutil import atomic_write
 from pyxl.hypervisor.domain import REASON_NAMES, SHUTDOWN_CRASH, Domain
 from pyxl.hypervisor.host import Host
-from pyxl.toolstack import monitor, spawn
+from pyxl.toolstack import monitor, resources, spawn
 from pyxl.toolstack.errors import Fault
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
@@ -116,6 +116,7 @@ def adopt(st: HostState, dom: Domain) -> None:
         st.pidfds[dom.domid] = os.pidfd_open(dom.pid)
     except OSError:
         pass
+    resources.place(st, dom)         # where its vcpus may run, as recorded
     st.wake()
 
 

@@ -3,11 +3,13 @@ memory targets (libxl_mem.c), vCPUs online and their affinity
 (libxl_domain.c libxl_set_vcpuonline, libxl_sched.c libxl_set_vcpuaffinity),
 scheduler parameters (libxl_sched.c), CPU pools (libxl_cpupool.c), sysrq and
 Xen's debug keys.  Each function takes the HostState and holds its lock.
+What changes where a domain's vCPUs may run also moves its process
+(`place`).
 """
 
 from __future__ import annotations
 
-from pyxl.hypervisor import sched
+from pyxl.hypervisor import placement, sched
 from pyxl.hypervisor.domain import DOMID_FIRST_RESERVED, Domain
 from pyxl.toolstack import devices
 from pyxl.toolstack.errors import Fault
@@ -102,6 +104,18 @@ def set_max_memory(st: HostState, dom_q: str, memkb: int, mem: str) -> None:
 
 
 # -- vcpus -------------------------------------------------------------------
+def place(st: HostState, dom: Domain) -> None:
+    """Run the domain's process where its online vcpus may run
+    (sched.placement, mapped to the CPUs the daemon was started with).
+    Dom0's process is the daemon itself: it stays where it is.  A failure
+    is the daemon log's, never the command's (placement.apply)."""
+    if dom.is_dom0 or not dom.pid or dom.proc_stat() is None:
+        return
+    cpus = placement.real_cpus(sched.placement(dom, st.host), st.usable_cpus)
+    placement.apply(dom.pid, cpus, lambda msg: st.log("domain %d (%s): %s"
+                                                       % (dom.domid, dom.name, msg)))
+
+
 def vcpu_list(st: HostState, doms: list[str] | None) -> dict:
     """libxl_list_vcpu for each domain (all of them without `doms`)."""
     with st.lock:
@@ -126,6 +140,7 @@ def set_vcpus_online(st: HostState, dom_q: str, n: int) -> None:
                             "online" if i < n else "offline")
         dom.vcpus_online = None if n == dom.vcpus else list(range(n))
         st.save()
+        place(st, dom)
 
 
 def set_vcpu_affinity(st: HostState, dom_q: str, vcpu: int, hard: list[int] | None,
@@ -137,19 +152,29 @@ def set_vcpu_affinity(st: HostState, dom_q: str, vcpu: int, hard: list[int] | No
     with st.lock:
         dom = st.resolve(dom_q)
         domid = dom.domid
-        what = ("Could not set affinity for vcpu `%d'." % vcpu if vcpu >= 0
-                else "Could not set affinity.")
-        pool = sched.pool_by_id(st.host, dom.cpupool) or sched.pools(st.host)[0]
-        if vcpu >= dom.vcpus or (hard is not None
-                                 and not set(hard) & set(pool["cpus"])):
+        if not set_affinity_locked(st, dom, vcpu, hard, soft):
+            what = ("Could not set affinity for vcpu `%d'." % vcpu if vcpu >= 0
+                    else "Could not set affinity.")
             raise Fault("VCPU_PIN_FAILED", dp=_dp(domid), xl=what)
-        nr = st.host.nr_cpus
-        for v in (range(dom.vcpus) if vcpu < 0 else (vcpu,)):
-            old_hard, old_soft = sched.affinity(dom, v, nr)
-            h = old_hard if hard is None else sorted(c for c in set(hard) if c < nr)
-            s = old_soft if soft is None else sorted(c for c in set(soft) if c < nr)
-            dom.affinity[str(v)] = [h, s]
         st.save()
+        place(st, dom)
+
+
+def set_affinity_locked(st: HostState, dom: Domain, vcpu: int, hard: list[int] | None,
+                        soft: list[int] | None) -> bool:
+    """vcpu_affinity_domctl's XEN_DOMCTL_setvcpuaffinity on one vcpu (all
+    of them for -1), without saving or placing: False (-EINVAL) for a vcpu
+    the domain lacks or a hard affinity with no CPU of its pool."""
+    pool = sched.pool_by_id(st.host, dom.cpupool) or sched.pools(st.host)[0]
+    if vcpu >= dom.vcpus or (hard is not None and not set(hard) & set(pool["cpus"])):
+        return False
+    nr = st.host.nr_cpus
+    for v in (range(dom.vcpus) if vcpu < 0 else (vcpu,)):
+        old_hard, old_soft = sched.affinity(dom, v, nr)
+        h = old_hard if hard is None else sorted(c for c in set(hard) if c < nr)
+        s = old_soft if soft is None else sorted(c for c in set(soft) if c < nr)
+        dom.affinity[str(v)] = [h, s]
+    return True
 
 
 # -- the scheduler -----------------------------------------------------------
@@ -348,11 +373,19 @@ def cpupool_cpus(st: HostState, q: str, cpus: list[int], add: bool) -> list[str]
                     e = _errno.EBUSY
                 else:
                     p["cpus"] = [x for x in p["cpus"] if x != c]
+                    for d in _in_pool(st, p):
+                        sched.break_affinity(d, p, c, st.host.nr_cpus)
                     continue
                 errs.append("libxl: error: libxl_cpupool.c:365:libxl_cpupool_cpuremove: Error"
                             " removing cpu %d from cpupool: %s" % (c, _os.strerror(e)))
         st.save()
+        for d in _in_pool(st, p):
+            place(st, d)
         return errs
+
+
+def _in_pool(st: HostState, p: dict) -> list[Domain]:
+    return [d for d in st.table.sorted() if d.cpupool == p["poolid"]]
 
 
 def cpupool_migrate(st: HostState, dom_q: str, q: str) -> None:
@@ -368,7 +401,9 @@ def cpupool_migrate(st: HostState, dom_q: str, q: str) -> None:
         if not p["cpus"]:
             raise Fault("CPUPOOL_MOVE_FAILED", dp=_dp(dom.domid))
         dom.cpupool = p["poolid"]
+        dom.affinity = {}       # sched_move_domain: hard and soft affinity all CPUs
         st.save()
+        place(st, dom)
 
 
 def cpupool_numa_split(st: HostState) -> str | None:
@@ -383,7 +418,11 @@ def cpupool_numa_split(st: HostState) -> str | None:
         node_of = {c: c % h.nr_nodes for c in range(h.nr_cpus)}
         p0 = pools[0]
         first = node_of[0]
+        gone = [c for c in p0["cpus"] if node_of[c] != first]
         p0["cpus"] = [c for c in range(h.nr_cpus) if node_of[c] == first]
+        for c in gone:                  # libxl_cpupool_cpuremove, CPU by CPU
+            for d in _in_pool(st, p0):
+                sched.break_affinity(d, p0, c, h.nr_cpus)
         p0["name"] = "Pool-node%d" % first
         _write_pool(st, p0)
         for node in sorted(set(node_of.values()) - {first}):
@@ -393,6 +432,8 @@ def cpupool_numa_split(st: HostState) -> str | None:
             h.pools.append(p)
             _write_pool(st, p)
         st.save()
+        for d in _in_pool(st, p0):
+            place(st, d)
         return None
 
 

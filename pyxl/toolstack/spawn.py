@@ -21,7 +21,7 @@ from pyxl.fsutil import open_append
 from pyxl.hypervisor.xenstore import payload_fits
 from pyxl.toolstack import devices, teardown
 from pyxl.toolstack.errors import Fault
-from pyxl.toolstack.resources import free_memory_kb
+from pyxl.toolstack.resources import free_memory_kb, place, set_affinity_locked
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
@@ -122,6 +122,7 @@ def create(st: HostState, config: dict, config_file: str = "", config_text: str 
         if avail and set(range(vcpus)) - set(avail):
             dom.vcpus_online = sorted(v for v in set(avail) if v < vcpus)
         st.table.domains[domid] = dom
+        set_config_affinity(st, dom)
         try:
             st.hv.domain_created(domid, name=name, home=False,
                                  console_log=st.paths.console_log(name))
@@ -152,6 +153,22 @@ def create(st: HostState, config: dict, config_file: str = "", config_text: str 
                 teardown.destroy_locked(st, dom)
             raise Fault("DEVICE_TIMEOUT", domid=domid, path=be, kind="vtpm")
     return {"domid": domid, "name": name, "uuid": uuid}
+
+
+def set_config_affinity(st: HostState, dom: Domain) -> None:
+    """libxl__build_pre (libxl_dom.c): each vcpu's hard and soft affinity
+    from the configuration (cpus=, cpus_soft=), one libxl_set_vcpuaffinity
+    per vcpu.  Where libxl would fail the build (a hard affinity with no CPU
+    of the domain's pool) the vcpu keeps every CPU and the daemon's log
+    says so."""
+    hard = cfg(dom.config, "b_info", "vcpu_hard_affinity", default=None) or []
+    soft = cfg(dom.config, "b_info", "vcpu_soft_affinity", default=None) or []
+    for v in range(min(max(len(hard), len(soft)), dom.vcpus)):
+        h = hard[v] if v < len(hard) else None
+        s = soft[v] if v < len(soft) else None
+        if not set_affinity_locked(st, dom, v, h, s):
+            st.log("domain %d (%s): vcpu %d: hard affinity %s has no CPU of its pool: left"
+                   " on every CPU" % (dom.domid, dom.name, v, h))
 
 
 def check_name(name: str) -> None:
@@ -268,6 +285,7 @@ def spawn(st: HostState, dom: Domain, paused: bool) -> None:
     dom.paused = paused
     st.procs[dom.domid] = proc
     st.pidfds[dom.domid] = os.pidfd_open(proc.pid)
+    place(st, dom)       # still starting Python: before any of the domain's own code
     st.wake()
     if paused:   # the domain stops itself before running a single instruction
         _stopped_or_gone(proc.pid, 2.0)
