@@ -42,18 +42,7 @@ def hmac_sha1(key: bytes, *parts: bytes) -> bytes:
     an authorization session computes two or three of these, and the
     `hmac` module's object set-up costs more than the hashing of such
     short messages (RFC 2202's vectors in tests/tpm/test_crypto.py)."""
-    ipad_key, opad_key = _padded_keys(key)
-    inner = _sha1(ipad_key + b"".join(parts)).digest()
-    return _sha1(opad_key + inner).digest()
-
-
-def _padded_keys(key: bytes) -> tuple[bytes, bytes]:
-    """K XOR ipad, K XOR opad (RFC 2104: a key longer than a block is
-    hashed first, a shorter one padded with zeros)."""
-    if len(key) > _SHA1_BLOCK:
-        key = _sha1(key).digest()
-    key = key.ljust(_SHA1_BLOCK, b"\0")
-    return key.translate(_IPAD), key.translate(_OPAD)
+    return HmacSha1(key).digest(*parts)
 
 
 class HmacSha1:
@@ -64,7 +53,13 @@ class HmacSha1:
     __slots__ = ("_ipad_key", "_opad_key")
 
     def __init__(self, key: bytes):
-        self._ipad_key, self._opad_key = _padded_keys(key)
+        # K XOR ipad, K XOR opad (RFC 2104: a key longer than a block is
+        # hashed first, a shorter one padded with zeros)
+        if len(key) > _SHA1_BLOCK:
+            key = _sha1(key).digest()
+        key = key.ljust(_SHA1_BLOCK, b"\0")
+        self._ipad_key = key.translate(_IPAD)
+        self._opad_key = key.translate(_OPAD)
 
     def digest(self, *parts: bytes) -> bytes:
         inner = _sha1(self._ipad_key + b"".join(parts)).digest()
