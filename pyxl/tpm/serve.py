@@ -122,6 +122,9 @@ TPM2_DEFAULT_PORT = 2321          # tpm2-tss's TCTI_SWTPM_DEFAULT_PORT (control 
 FRAME_GRACE = 0.3                  # seconds to wait for the rest of a short frame
 RECV_SIZE = 2 * TPM_INPUT_BUFFER   # one command and then some (a bigger buffer costs per call)
 MAX_CONNECTIONS = 64               # beyond this the longest-idle connection is closed
+# events taken per epoll_wait (the rest wait for the next, level-triggered):
+# without a maximum, Python allocates room for 1023 at every call
+POLL_EVENTS = 8
 SEND_TIMEOUT = 10.0
 
 
@@ -546,7 +549,7 @@ class TPMServer:
         try:
             while not self._stop:
                 timeout = self._next_timeout() if self._waiting else None
-                for fd, _ in self._epoll.poll(-1 if timeout is None else timeout):
+                for fd, _ in self._epoll.poll(-1 if timeout is None else timeout, POLL_EVENTS):
                     on_readable = self._watched.get(fd)
                     if on_readable is not None:     # (not closed by an earlier event)
                         on_readable()
@@ -678,8 +681,8 @@ class TPMServer:
         if not isinstance(resp, (bytes, bytearray)) or len(resp) < 10:
             self.log("engine returned a malformed response to %s" % request[:10].hex())
             resp = self.failure_response()
-        if not self.persist():
-            return self.failure_response()
+        if self.state is not None and self.engine.persistent_changed and not self._save():
+            return self.failure_response()      # (persist(), its test written out)
         return bytes(resp)
 
     def failure_response(self) -> bytes:
@@ -712,6 +715,11 @@ class TPMServer:
         the answer must be failure_response()."""
         if self.state is None or not self.engine.persistent_changed:
             return True
+        return self._save()
+
+    def _save(self) -> bool:
+        """persist() once it knows the state changed."""
+        assert self.state is not None
         err = self.write_state()
         if err is None:
             return True
