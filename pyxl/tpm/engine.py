@@ -372,15 +372,20 @@ _TRAILER = struct.Struct(">I20sB20s")     # authHandle, nonceOdd, continueAuthSe
 _TRAILER_SIZE = _TRAILER.size
 
 
-def _auth_trailer(r: Reader) -> AuthIn:
-    """One request authorization trailer (libtpms TPM_AuthParams_Get): a
-    short one is TPM_BAD_PARAM_SIZE, a continueAuthSession other than 0/1
+def trailer_fields(r: Reader) -> tuple[int, bytes, int, bytes]:
+    """One request authorization trailer's authHandle, nonceOdd,
+    continueAuthSession, auth (libtpms TPM_AuthParams_Get): a short one is
+    TPM_BAD_PARAM_SIZE, a continueAuthSession other than 0/1
     TPM_BAD_PARAMETER (TPM_LoadBool), as Reader reports them."""
     p = r.pos
-    if r.end - p < _TRAILER.size or r.data[p + 24] > 1:
-        return AuthIn(r.u32(), r.bytes(20), r.bool(), r.bytes(20))   # raises as libtpms
-    r.pos = p + _TRAILER.size
-    return AuthIn(*_TRAILER.unpack_from(r.data, p))
+    if r.end - p < _TRAILER_SIZE or r.data[p + 24] > 1:
+        return r.u32(), r.bytes(20), r.bool(), r.bytes(20)   # raises as libtpms
+    r.pos = p + _TRAILER_SIZE
+    return _TRAILER.unpack_from(r.data, p)
+
+
+def _auth_trailer(r: Reader) -> AuthIn:
+    return AuthIn(*trailer_fields(r))
 
 
 def _osap_for(s: Session, et: int, ev: int | None) -> bool:
