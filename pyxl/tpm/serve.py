@@ -96,7 +96,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from pyxl.fsutil import UnsafePath, atomic_write, ensure_dir
 from pyxl.tpm.constants import TPM_ORD, TPM_RESULT, TPM_TAG
@@ -377,6 +377,17 @@ class Listener:
     unix_path: str | None = None
     unix_id: tuple[int, int] | None = None     # (st_dev, st_ino) of the socket we bound
     ctrl: bool = False    # swtpm's control channel (--tpm2), not TPM commands
+    family: int = field(init=False)     # sock.family as a plain int (accept())
+
+    def __post_init__(self) -> None:
+        self.family = int(self.sock.family)
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        """socket.accept() without its family and type properties, which
+        make enum members of the listener's ints at every call (most of
+        the Python work of accepting a connection)."""
+        fd, addr = self.sock._accept()  # type: ignore[attr-defined]  # what socket.accept() calls
+        return socket.socket(self.family, socket.SOCK_STREAM, 0, fd), addr
 
     def remove_socket(self) -> None:
         """Unlink our socket file -- only if it is still ours."""
@@ -579,7 +590,7 @@ class TPMServer:
         # so a second pending one wakes select() again, and the common case
         # (tcsd: one connection per command) saves a failing accept()
         try:
-            sock, addr = lst.sock.accept()
+            sock, addr = lst.accept()
         except (BlockingIOError, InterruptedError):
             return
         except OSError as e:
