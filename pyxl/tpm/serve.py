@@ -364,10 +364,16 @@ def _unlink_quietly(path: str) -> None:
 @dataclass(eq=False)          # hashable by identity (TPMServer._waiting)
 class Conn:
     sock: socket.socket
-    peer: str
+    where: Any            # accept()'s address (host, port, ...), or a Unix socket's name
     framer: FrameSource
     last_active: float
     eof: bool = False
+
+    @property
+    def peer(self) -> str:
+        """Who is connected, for log lines (made only when one is written)."""
+        w = self.where
+        return "%s:%s" % w[:2] if isinstance(w, tuple) else str(w)
 
 
 @dataclass
@@ -544,9 +550,11 @@ class TPMServer:
         self._epoll.register(sock.fileno(), select.EPOLLIN)
         self._watched[sock.fileno()] = on_readable
 
-    def _unwatch(self, sock: socket.socket) -> None:
+    def _unwatch(self, sock: socket.socket, closing: bool = False) -> None:
+        """Stop watching sock; closing: the caller closes it next, which
+        takes it out of the epoll set (no other descriptor shares it)."""
         fd = sock.fileno()
-        if self._watched.pop(fd, None) is not None:
+        if self._watched.pop(fd, None) is not None and not closing:
             try:
                 self._epoll.unregister(fd)
             except OSError:
@@ -600,7 +608,7 @@ class TPMServer:
             oldest = min(self.conns.values(), key=lambda c: c.last_active)
             self._close(oldest)
         sock.setblocking(False)
-        peer = "%s:%s" % addr[:2] if lst.tcp else (addr or lst.address)
+        peer = addr if lst.tcp else (addr or lst.address)
         framer = control_framer() if lst.ctrl else SwtpmTPM2Framer() if self.tpm2 else Framer()
         conn = Conn(sock, peer, framer, time.monotonic())
         self.conns[sock] = conn
@@ -789,7 +797,7 @@ class TPMServer:
         self._waiting.discard(conn)
         if self.conns.pop(conn.sock, None) is None:
             return
-        self._unwatch(conn.sock)
+        self._unwatch(conn.sock, closing=True)
         try:
             conn.sock.close()
         except OSError:
