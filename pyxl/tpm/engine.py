@@ -268,10 +268,11 @@ class Ctx:
             if pos != r.end:
                 raise TPMError(C.TPM_BAD_PARAM_SIZE)
             return
-        data = self.data
-        if tag == _RQU1 and r.end - pos == _TRAILER_SIZE and data[pos + 24] <= 1:
+        rd = r.data
+        if tag == _RQU1 and r.end - pos == _TRAILER_SIZE and rd[pos + 24] <= 1:
             # the usual case, one well-formed trailer ending the frame: one unpack
-            self.auths = (AuthIn(*_TRAILER.unpack_from(data, pos)),)
+            self.auths = (AuthIn(*_TRAILER.unpack_from(rd, pos)),)
+            r.pos = r.end
         else:
             auths = [_auth_trailer(r)] if tag == _RQU1 else [_auth_trailer(r), _auth_trailer(r)]
             if r.pos != r.end:
@@ -279,6 +280,7 @@ class Ctx:
             self.auths = auths
         # SHA-1(ordinal || the HMAC'ed parameters): the request's header
         # without tag and paramSize, then the parameters after the handles
+        data = self.data
         if self.mark_pos == 10:
             self.in_digest = _sha1(data[6:pos]).digest()
         else:
