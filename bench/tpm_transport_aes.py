@@ -10,7 +10,7 @@ The client side (HMACs, keystreams) is the test suite's
 iterations alternate between them.  Prints the median ms per operation and
 the ratio pyxl/swtpm against the 1.5x target for commands without RSA.
 
-  PYTHONPATH=. python bench/tpm_transport_aes.py [-n 200]
+  PYTHONPATH=. python bench/tpm_transport_aes.py [-n 200] [--cpu N]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import engine_helpers as H  # noqa: E402
 import test_engine_transport as T  # noqa: E402
 import test_engine_transport_aes as A  # noqa: E402
 from tpm.fixtures import PyxlServe, Swtpm  # noqa: E402
+from benchutil import add_cpu_option, cpu_ns, pin  # noqa: E402
 
 from pyxl.tpm import structures as S  # noqa: E402
 
@@ -58,7 +59,7 @@ def sessions(tpm: Remote, srk):
 
 
 def operations(t):
-    stir = H.frame(0xC1, 0x3F, H.u32(200) + os.urandom(200))
+    stir = H.frame(0xC1, 0x47, H.u32(200) + os.urandom(200))     # TPM_ORD_StirRandom
     return [("GetRandom(256)", lambda: t.execute(T.getrandom(256))),
             ("StirRandom(200)", lambda: t.execute(stir))]
 
@@ -66,7 +67,9 @@ def operations(t):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=200, help="iterations per operation")
+    add_cpu_option(ap, "the bench and both servers")
     args = ap.parse_args()
+    pin(args.cpu)                               # the servers started below inherit it
     pyxl_cmd = [os.environ.get("PYXL_BIN")] if os.environ.get("PYXL_BIN") else \
         [sys.executable, "-m", "pyxl"]
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
@@ -76,24 +79,31 @@ def main() -> int:
         try:
             tpms = {"swtpm": Remote(sw), "pyxl": Remote(px)}
             sess = {k: sessions(tpm, prepare(tpm, k == "swtpm")) for k, tpm in tpms.items()}
-            print("%-28s %10s %10s %7s %7s" % ("median ms", "swtpm", "pyxl", "ratio", "target"))
+            pids = {"swtpm": sw.proc.pid, "pyxl": px.proc.pid}
+            print("%-28s %10s %10s %7s %7s  | server CPU us/op: swtpm, pyxl, ratio"
+                  % ("median ms", "swtpm", "pyxl", "ratio", "target"))
             worst = []
             for alg in sess["swtpm"]:
                 ops = {k: operations(sess[k][alg]) for k in tpms}
                 for i, (name, _) in enumerate(ops["swtpm"]):
                     times = {"swtpm": [], "pyxl": []}
+                    cpu0 = {k: cpu_ns(p) for k, p in pids.items()}
                     for j in range(args.n):
                         for k in (("swtpm", "pyxl") if j % 2 else ("pyxl", "swtpm")):
                             t0 = time.perf_counter()
                             ops[k][i][1]()
                             times[k].append((time.perf_counter() - t0) * 1000)
+                    cpu = {k: (cpu_ns(p) - cpu0[k]) / args.n / 1000 for k, p in pids.items()}
                     ms = {k: statistics.median(v) for k, v in times.items()}
                     ratio = ms["pyxl"] / ms["swtpm"]
                     worst.append(ratio / 1.5)
-                    print("%-28s %10.3f %10.3f %6.2fx %5.1fx %s"
+                    print("%-28s %10.3f %10.3f %6.2fx %5.1fx %-4s |  %8.1f  %8.1f  %.2fx"
                           % ("%s %s" % (alg, name), ms["swtpm"], ms["pyxl"], ratio, 1.5,
-                             "ok" if ratio <= 1.5 else "SLOW"))
-            print("(n=%d; new TCP connection per command)" % args.n)
+                             "ok" if ratio <= 1.5 else "SLOW", cpu["swtpm"], cpu["pyxl"],
+                             cpu["pyxl"] / cpu["swtpm"]))
+            print("(n=%d; new TCP connection per command; %s)" % (
+                args.n, "not pinned" if args.cpu is None else
+                "bench, swtpm and pyxl pinned to vCPU %d" % args.cpu))
             return 0 if max(worst) <= 1.0 else 1
         finally:
             px.stop()

@@ -8,7 +8,9 @@ RSAKey keeps only (n, e, p) -- what the TPM stores -- and builds the
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
+import struct
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from cryptography.exceptions import InvalidSignature
@@ -42,18 +44,7 @@ def hmac_sha1(key: bytes, *parts: bytes) -> bytes:
     an authorization session computes two or three of these, and the
     `hmac` module's object set-up costs more than the hashing of such
     short messages (RFC 2202's vectors in tests/tpm/test_crypto.py)."""
-    ipad_key, opad_key = _padded_keys(key)
-    inner = _sha1(ipad_key + b"".join(parts)).digest()
-    return _sha1(opad_key + inner).digest()
-
-
-def _padded_keys(key: bytes) -> tuple[bytes, bytes]:
-    """K XOR ipad, K XOR opad (RFC 2104: a key longer than a block is
-    hashed first, a shorter one padded with zeros)."""
-    if len(key) > _SHA1_BLOCK:
-        key = _sha1(key).digest()
-    key = key.ljust(_SHA1_BLOCK, b"\0")
-    return key.translate(_IPAD), key.translate(_OPAD)
+    return HmacSha1(key).digest(*parts)
 
 
 class HmacSha1:
@@ -64,7 +55,13 @@ class HmacSha1:
     __slots__ = ("_ipad_key", "_opad_key")
 
     def __init__(self, key: bytes):
-        self._ipad_key, self._opad_key = _padded_keys(key)
+        # K XOR ipad, K XOR opad (RFC 2104: a key longer than a block is
+        # hashed first, a shorter one padded with zeros)
+        if len(key) > _SHA1_BLOCK:
+            key = _sha1(key).digest()
+        key = key.ljust(_SHA1_BLOCK, b"\0")
+        self._ipad_key = key.translate(_IPAD)
+        self._opad_key = key.translate(_OPAD)
 
     def digest(self, *parts: bytes) -> bytes:
         inner = _sha1(self._ipad_key + b"".join(parts)).digest()
@@ -119,13 +116,18 @@ def xor(a: bytes, b: bytes) -> bytes:
 def mgf1(seed: bytes, length: int) -> bytes:
     """MGF1 with SHA-1 (PKCS#1 B.2.1): the keystream of Sealx / Unseal's XOR
     and of transport sessions (the seed is hashed once, then copied)."""
-    base = hashlib.sha1(seed)
+    base = _sha1(seed)
+    n = (length + 19) // 20
     out = []
-    for counter in range((length + 19) // 20):
+    for counter in _COUNTERS[:n] if n <= len(_COUNTERS) else map(_U32.pack, range(n)):
         h = base.copy()
-        h.update(counter.to_bytes(4, "big"))
+        h.update(counter)
         out.append(h.digest())
     return b"".join(out)[:length]
+
+
+_U32 = struct.Struct(">I")
+_COUNTERS = tuple(map(_U32.pack, range(4096 // 20 + 1)))   # MGF1's for a TPM buffer's worth
 
 
 class RSAKey:
@@ -303,8 +305,10 @@ def aes128_ctr(key: bytes, counter: bytes, data: bytes) -> bytes:
     if not data:
         return b""
     high, low = counter[:12], int.from_bytes(counter[12:16], "big")
-    blocks = b"".join(high + ((low + i) & 0xFFFFFFFF).to_bytes(4, "big")
-                      for i in range((len(data) + 15) // 16))
+    end = low + (len(data) + 15) // 16
+    lows: Iterable[int] = range(low, end) if end <= 1 << 32 else \
+        itertools.chain(range(low, 1 << 32), range(end - (1 << 32)))
+    blocks = b"".join(map(high.__add__, map(_U32.pack, lows)))    # high || low+i, wrapping
     return xor(data, _aes_blocks(key[:16])(blocks))
 
 

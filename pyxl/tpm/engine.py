@@ -71,6 +71,13 @@ T2 = (_RQU2,)
 T21 = (_RQU2, _RQU1)
 T210 = (_RQU2, _RQU1, _RQU)
 _AUTHS_OF_TAG: dict[int, int] = {_RQU: 0, _RQU1: 1, _RQU2: 2}
+# what verify() compares on every authorized command, as plain ints too
+_PID_OIAP = int(C.TPM_PID_OIAP)
+_PID_DSAP = int(C.TPM_PID_DSAP)
+_ET_OWNER = int(C.TPM_ET_OWNER)
+_KH_OWNER = int(C.TPM_KH_OWNER)
+_AUTHFAIL = int(C.TPM_AUTHFAIL)
+_AUTH2FAIL = int(C.TPM_AUTH2FAIL)
 # a command's header: tag, paramSize, ordinal (Part 3 3.x, TPM_RQU_COMMAND)
 _HEADER = struct.Struct(">HII")
 _RC_ORDINAL = struct.Struct(">II")       # returnCode || ordinal, the start of a response digest
@@ -252,27 +259,33 @@ class Ctx:
         TPM_CheckRequestTag*, TPM_AuthParams_Get, then paramSize != 0 is
         TPM_BAD_PARAM_SIZE).  The trailers count only once the whole frame
         parsed: a command that did not parse ends no session."""
-        self.param_end = r.pos
-        self.tpm.check_state(self.tag, check)
-        if self.tag not in tags:
+        self.param_end = pos = r.pos
+        tag = self.tag
+        self.tpm.check_state(tag, check)
+        if tag not in tags:
             raise TPMError(C.TPM_BADTAG)
-        n = _AUTHS_OF_TAG.get(self.tag, 0)
-        if not n:
-            if r.pos != r.end:
+        if tag == _RQU:
+            if pos != r.end:
                 raise TPMError(C.TPM_BAD_PARAM_SIZE)
             return
-        auths = [_auth_trailer(r)] if n == 1 else [_auth_trailer(r), _auth_trailer(r)]
-        if r.pos != r.end:
-            raise TPMError(C.TPM_BAD_PARAM_SIZE)
-        self.auths = auths
+        rd = r.data
+        if tag == _RQU1 and r.end - pos == _TRAILER_SIZE and rd[pos + 24] <= 1:
+            # the usual case, one well-formed trailer ending the frame: one unpack
+            self.auths = (AuthIn(*_TRAILER.unpack_from(rd, pos)),)
+            r.pos = r.end
+        else:
+            auths = [_auth_trailer(r)] if tag == _RQU1 else [_auth_trailer(r), _auth_trailer(r)]
+            if r.pos != r.end:
+                raise TPMError(C.TPM_BAD_PARAM_SIZE)
+            self.auths = auths
         # SHA-1(ordinal || the HMAC'ed parameters): the request's header
         # without tag and paramSize, then the parameters after the handles
         data = self.data
         if self.mark_pos == 10:
-            self.in_digest = _sha1(data[6:self.param_end]).digest()
+            self.in_digest = _sha1(data[6:pos]).digest()
         else:
             h = _sha1(data[6:10])
-            h.update(data[self.mark_pos:self.param_end])
+            h.update(data[self.mark_pos:pos])
             self.in_digest = h.digest()
 
     @property
@@ -296,21 +309,22 @@ class Ctx:
         is TPM_AUTHFAIL for the first trailer, TPM_AUTH2FAIL for the second,
         unless `fail` names the code (libtpms picks TPM_Authdata_Check or
         TPM_Auth2data_Check per command, not per position)."""
-        s = self.session(i)
         a = self.auths[i]
+        s = a.session or self.session(i)
         if fail is None:
-            fail = C.TPM_AUTHFAIL if i == 0 else C.TPM_AUTH2FAIL
-        if s.protocol == C.TPM_PID_OIAP:
+            fail = _AUTHFAIL if i == 0 else _AUTH2FAIL
+        protocol = s.protocol
+        if protocol == _PID_OIAP:
             if not allow_oiap:
                 raise TPMError(C.TPM_BAD_MODE)
             key = secret
-            if entity_type == C.TPM_ET_OWNER and self.tpm.owner_reference != C.TPM_KH_OWNER:
+            if entity_type == _ET_OWNER and self.tpm.owner_reference != _KH_OWNER:
                 # SetOwnerPointer: "the owner" is the delegate row, within its rights
                 from .commands.delegate import check_permission, owner_pointer_row
                 row = owner_pointer_row(self.tpm)
                 check_permission(self.tpm, row.pub, self.ordinal, self.locality)
                 key = row.auth
-        elif s.protocol == C.TPM_PID_DSAP:
+        elif protocol == _PID_DSAP:
             if not allow_osap:
                 raise TPMError(C.TPM_BAD_MODE)
             # a DSAP session stands for the owner or for one key, and only for
@@ -357,17 +371,23 @@ class Ctx:
 
 
 _TRAILER = struct.Struct(">I20sB20s")     # authHandle, nonceOdd, continueAuthSession, auth
+_TRAILER_SIZE = _TRAILER.size
+
+
+def trailer_fields(r: Reader) -> tuple[int, bytes, int, bytes]:
+    """One request authorization trailer's authHandle, nonceOdd,
+    continueAuthSession, auth (libtpms TPM_AuthParams_Get): a short one is
+    TPM_BAD_PARAM_SIZE, a continueAuthSession other than 0/1
+    TPM_BAD_PARAMETER (TPM_LoadBool), as Reader reports them."""
+    p = r.pos
+    if r.end - p < _TRAILER_SIZE or r.data[p + 24] > 1:
+        return r.u32(), r.bytes(20), r.bool(), r.bytes(20)   # raises as libtpms
+    r.pos = p + _TRAILER_SIZE
+    return _TRAILER.unpack_from(r.data, p)
 
 
 def _auth_trailer(r: Reader) -> AuthIn:
-    """One request authorization trailer (libtpms TPM_AuthParams_Get): a
-    short one is TPM_BAD_PARAM_SIZE, a continueAuthSession other than 0/1
-    TPM_BAD_PARAMETER (TPM_LoadBool), as Reader reports them."""
-    p = r.pos
-    if r.end - p < _TRAILER.size or r.data[p + 24] > 1:
-        return AuthIn(r.u32(), r.bytes(20), r.bool(), r.bytes(20))   # raises as libtpms
-    r.pos = p + _TRAILER.size
-    return AuthIn(*_TRAILER.unpack_from(r.data, p))
+    return AuthIn(*trailer_fields(r))
 
 
 def _osap_for(s: Session, et: int, ev: int | None) -> bool:
@@ -527,16 +547,18 @@ class TPM:
 
     def check_state(self, tag: int, check: int) -> None:
         """libtpms TPM_CheckState, in its order."""
+        perm = self.perm
         if check & CHECK_NO_LOCKOUT and tag != _RQU:
             self.check_lockout()
         if self.post_init and not check & CHECK_STARTUP:
             raise TPMError(C.TPM_INVALID_POSTINIT)
-        perm = self.perm
-        nv_free = check & CHECK_NV_NOAUTH and not perm.flags.nvLocked
-        if check & CHECK_ENABLED and not nv_free and perm.flags.disable:
-            raise TPMError(C.TPM_DISABLED)
-        if check & CHECK_ACTIVATED and not nv_free and self.stclear.deactivated:
-            raise TPMError(C.TPM_DEACTIVATED)
+        if check & (CHECK_ENABLED | CHECK_ACTIVATED) and (perm.flags.disable
+                                                          or self.stclear.deactivated):
+            nv_free = check & CHECK_NV_NOAUTH and not perm.flags.nvLocked
+            if check & CHECK_ENABLED and not nv_free and perm.flags.disable:
+                raise TPMError(C.TPM_DISABLED)
+            if check & CHECK_ACTIVATED and not nv_free and self.stclear.deactivated:
+                raise TPMError(C.TPM_DEACTIVATED)
         if check & CHECK_OWNER and perm.owner_auth is None:
             raise TPMError(C.TPM_NOSRK)
 
@@ -642,9 +664,9 @@ class TPM:
                  transport: TransportSession | None = None) -> bytes:
         """Run one command (transport: the session of a wrapped one)."""
         tag, size, ordinal = _HEADER.unpack_from(req)      # len(req) >= 10 (execute)
-        r = Reader(req, _HEADER.size)
         if size != len(req):
             return _error(C.TPM_BAD_PARAM_SIZE)
+        r = Reader(req, 10, size)
         # preprocessing common to all ordinals (libtpms TPM_Process_Preprocess),
         # looked at only when one of the states it ends is there
         if (self.sha1_ctx is not None or self.saved is not None or not self.test_done
@@ -669,7 +691,7 @@ class TPM:
             self._end_sessions(ctx, e.rc)
             return _error(e.rc)
         if ordinal not in READ_ONLY:
-            self.mark_dirty()
+            self._dirty = True
         if ordinal in self.perm.audited:
             from .commands.audit import audit
             audit(self, ctx, out)
@@ -701,30 +723,35 @@ class TPM:
             self.sessions.pop(a.handle, None)
 
     def _respond(self, ctx: Ctx, out: bytes) -> bytes:
-        n = len(ctx.auths)
-        if not n and not ctx.extra_tail:          # no session: the header and out
+        """The response frame: header, out, each session's trailer, a
+        transport session's trailer -- joined once."""
+        auths = ctx.auths
+        tail = ctx.extra_tail
+        if not auths and not tail:                # no session: the header and out
             return _HEADER.pack(_RSP_TAG[ctx.extra_auths], 10 + len(out), 0) + out
-        parts = [out]
-        if n:
+        parts = [b"", out]
+        if auths:
             # the response's HMACs (libtpms TPM_AuthParams_Set): over
             # SHA-1(returnCode || ordinal || outParams), nonceEven, nonceOdd, continue
-            out_digest = sha1(_RC_ORDINAL.pack(0, ctx.ordinal), out[ctx.out_skip:])
+            out_digest = _sha1(_RC_ORDINAL.pack(0, ctx.ordinal) + out[ctx.out_skip:]).digest()
             sessions = self.sessions
-            for a in ctx.auths:
+            for a in auths:
                 s = a.session
-                if s is None or a.mac is None:
+                mac = a.mac
+                if s is None or mac is None:
                     # a handler that takes auth must verify every trailer
                     raise RuntimeError("unverified auth session in %s" % C.ord_name(ctx.ordinal))
                 even = nonce()
                 cont = b"\x01" if a.cont else b"\x00"
-                parts += (even, cont, a.mac.digest(out_digest, even, a.nonce_odd, cont))
+                parts += (even, cont, mac.digest(out_digest, even, a.nonce_odd, cont))
                 if a.cont and s.handle in sessions:
                     s.nonce_even = even
                 else:
                     sessions.pop(s.handle, None)
-        parts.append(ctx.extra_tail)
-        body = b"".join(parts)
-        return _HEADER.pack(_RSP_TAG[n + ctx.extra_auths], 10 + len(body), 0) + body
+        parts.append(tail)
+        parts[0] = _HEADER.pack(_RSP_TAG[len(auths) + ctx.extra_auths],
+                                10 + len(out) + 41 * len(auths) + len(tail), 0)
+        return b"".join(parts)
 
     # -- helpers for commands ----------------------------------------------------
     def pcr_composite_hash(self, select: bytes) -> bytes:

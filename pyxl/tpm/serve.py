@@ -96,7 +96,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from pyxl.fsutil import UnsafePath, atomic_write, ensure_dir
 from pyxl.tpm.constants import TPM_ORD, TPM_RESULT, TPM_TAG
@@ -122,6 +122,9 @@ TPM2_DEFAULT_PORT = 2321          # tpm2-tss's TCTI_SWTPM_DEFAULT_PORT (control 
 FRAME_GRACE = 0.3                  # seconds to wait for the rest of a short frame
 RECV_SIZE = 2 * TPM_INPUT_BUFFER   # one command and then some (a bigger buffer costs per call)
 MAX_CONNECTIONS = 64               # beyond this the longest-idle connection is closed
+# events taken per epoll_wait (the rest wait for the next, level-triggered):
+# without a maximum, Python allocates room for 1023 at every call
+POLL_EVENTS = 8
 SEND_TIMEOUT = 10.0
 
 
@@ -361,10 +364,16 @@ def _unlink_quietly(path: str) -> None:
 @dataclass(eq=False)          # hashable by identity (TPMServer._waiting)
 class Conn:
     sock: socket.socket
-    peer: str
+    where: Any            # accept()'s address (host, port, ...), or a Unix socket's name
     framer: FrameSource
     last_active: float
     eof: bool = False
+
+    @property
+    def peer(self) -> str:
+        """Who is connected, for log lines (made only when one is written)."""
+        w = self.where
+        return "%s:%s" % w[:2] if isinstance(w, tuple) else str(w)
 
 
 @dataclass
@@ -374,6 +383,17 @@ class Listener:
     unix_path: str | None = None
     unix_id: tuple[int, int] | None = None     # (st_dev, st_ino) of the socket we bound
     ctrl: bool = False    # swtpm's control channel (--tpm2), not TPM commands
+    family: int = field(init=False)     # sock.family as a plain int (accept())
+
+    def __post_init__(self) -> None:
+        self.family = int(self.sock.family)
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        """socket.accept() without its family and type properties, which
+        make enum members of the listener's ints at every call (most of
+        the Python work of accepting a connection)."""
+        fd, addr = self.sock._accept()  # type: ignore[attr-defined]  # what socket.accept() calls
+        return socket.socket(self.family, socket.SOCK_STREAM, 0, fd), addr
 
     def remove_socket(self) -> None:
         """Unlink our socket file -- only if it is still ours."""
@@ -530,9 +550,11 @@ class TPMServer:
         self._epoll.register(sock.fileno(), select.EPOLLIN)
         self._watched[sock.fileno()] = on_readable
 
-    def _unwatch(self, sock: socket.socket) -> None:
+    def _unwatch(self, sock: socket.socket, closing: bool = False) -> None:
+        """Stop watching sock; closing: the caller closes it next, which
+        takes it out of the epoll set (no other descriptor shares it)."""
         fd = sock.fileno()
-        if self._watched.pop(fd, None) is not None:
+        if self._watched.pop(fd, None) is not None and not closing:
             try:
                 self._epoll.unregister(fd)
             except OSError:
@@ -546,7 +568,7 @@ class TPMServer:
         try:
             while not self._stop:
                 timeout = self._next_timeout() if self._waiting else None
-                for fd, _ in self._epoll.poll(-1 if timeout is None else timeout):
+                for fd, _ in self._epoll.poll(-1 if timeout is None else timeout, POLL_EVENTS):
                     on_readable = self._watched.get(fd)
                     if on_readable is not None:     # (not closed by an earlier event)
                         on_readable()
@@ -576,7 +598,7 @@ class TPMServer:
         # so a second pending one wakes select() again, and the common case
         # (tcsd: one connection per command) saves a failing accept()
         try:
-            sock, addr = lst.sock.accept()
+            sock, addr = lst.accept()
         except (BlockingIOError, InterruptedError):
             return
         except OSError as e:
@@ -586,7 +608,7 @@ class TPMServer:
             oldest = min(self.conns.values(), key=lambda c: c.last_active)
             self._close(oldest)
         sock.setblocking(False)
-        peer = "%s:%s" % addr[:2] if lst.tcp else (addr or lst.address)
+        peer = addr if lst.tcp else (addr or lst.address)
         framer = control_framer() if lst.ctrl else SwtpmTPM2Framer() if self.tpm2 else Framer()
         conn = Conn(sock, peer, framer, time.monotonic())
         self.conns[sock] = conn
@@ -678,8 +700,8 @@ class TPMServer:
         if not isinstance(resp, (bytes, bytearray)) or len(resp) < 10:
             self.log("engine returned a malformed response to %s" % request[:10].hex())
             resp = self.failure_response()
-        if not self.persist():
-            return self.failure_response()
+        if self.state is not None and self.engine.persistent_changed and not self._save():
+            return self.failure_response()      # (persist(), its test written out)
         return bytes(resp)
 
     def failure_response(self) -> bytes:
@@ -712,6 +734,11 @@ class TPMServer:
         the answer must be failure_response()."""
         if self.state is None or not self.engine.persistent_changed:
             return True
+        return self._save()
+
+    def _save(self) -> bool:
+        """persist() once it knows the state changed."""
+        assert self.state is not None
         err = self.write_state()
         if err is None:
             return True
@@ -770,7 +797,7 @@ class TPMServer:
         self._waiting.discard(conn)
         if self.conns.pop(conn.sock, None) is None:
             return
-        self._unwatch(conn.sock)
+        self._unwatch(conn.sock, closing=True)
         try:
             conn.sock.close()
         except OSError:

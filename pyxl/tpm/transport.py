@@ -8,7 +8,7 @@ commands/transport.py."""
 from __future__ import annotations
 
 from collections.abc import Container
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from . import constants as C
 from .crypto import aes128_ctr, aes128_ofb, mgf1, sha1, xor
@@ -36,8 +36,10 @@ class TransportSession:
     digest: bytes = field(default_factory=lambda: bytes(20))   # transDigest, the log chain
 
     def copy(self) -> "TransportSession":
-        return TransportSession(self.handle, replace(self.public),
-                                self.auth, self.nonce_even, self.digest)
+        """A copy to run a wrapped command with; the public part is shared
+        (nothing changes it after EstablishTransport)."""
+        return TransportSession(self.handle, self.public, self.auth, self.nonce_even,
+                                self.digest)
 
     @property
     def encrypt(self) -> bool:

@@ -8,6 +8,7 @@ identity's behaviour family decides (identity.py).
 from __future__ import annotations
 
 import functools
+import struct
 from typing import TYPE_CHECKING, Callable
 
 from .. import constants as C
@@ -279,8 +280,11 @@ def GetCapability(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
 def GetCapabilityOwner(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     ctx.start(r, T1, CHECK_ALL)
     ctx.verify(0, tpm.perm.owner_auth, C.TPM_ET_OWNER)
-    return (_version_bytes(tpm.identity.version) + _u32(tpm.perm.flags.as_word())
-            + _u32(tpm.stclear.as_word()))
+    return _version_bytes(tpm.identity.version) + _TWO_WORDS.pack(tpm.perm.flags.as_word(),
+                                                                  tpm.stclear.as_word())
+
+
+_TWO_WORDS = struct.Struct(">II")    # GetCapabilityOwner's non-volatile and volatile flags
 
 
 # SetCapability(TPM_SET_PERM_FLAGS): which flags may be set, and by whom

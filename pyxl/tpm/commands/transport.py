@@ -3,12 +3,13 @@ ReleaseTransportSigned (Part 3 24), in libtpms's order of checks."""
 
 from __future__ import annotations
 
+import struct
 from hmac import compare_digest as _eq
 from typing import TYPE_CHECKING
 
 from .. import constants as C
-from ..crypto import hmac_sha1, nonce, sha1
-from ..engine import COMMANDS, CHECK_ALL, T10, T21, TPMError, command
+from ..crypto import HmacSha1, nonce, sha1
+from ..engine import COMMANDS, CHECK_ALL, T10, T21, TPMError, command, trailer_fields
 from ..marshal import Reader, TPMDecodeError, Writer
 from ..structures import TPM_SIGN_INFO, TPM_STORE_PUBKEY, TPM_TRANSPORT_PUBLIC, TPMStructError
 from ..transport import (SPECIAL, TPM_HANDLE_TRANS_BASE, TPM_TRANSPORT_ENCRYPT,
@@ -31,6 +32,14 @@ _RSP_AUTH_LEN: dict[int, int] = {C.TPM_TAG_RSP_AUTH1_COMMAND: _RSP_TRAILER,
 
 def _u32(v: int) -> bytes:
     return v.to_bytes(4, "big")
+
+
+_HEADER = struct.Struct(">HII")          # a wrapped command's / response's header
+_II = struct.Struct(">II")
+# ExecuteTransport's returnCode, ordinal, currentTicks, locality, size of wrappedRsp
+# (the response digest's parameters before H2, Part 3 24.2)
+_OUT_DIGEST = struct.Struct(">IIQII")
+_OUT_HEAD = struct.Struct(">QII")       # currentTicks, locality, size of wrappedRsp
 
 
 def new_transport_handle(tpm: TPM) -> int:
@@ -93,21 +102,23 @@ def EstablishTransport(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     return _u32(s.handle) + _u32(ctx.locality) + ticks.to_bytes() + nonce_even
 
 
-def _trans_trailer(r: Reader) -> tuple[int, bytes, int, bytes]:
-    return r.u32(), r.bytes(20), r.bool(), r.bytes(20)
+_trans_trailer = trailer_fields     # a transport session's trailer is an auth trailer's shape
 
 
 def _check_trans(t: TransportSession, in_digest: bytes, odd: bytes, cont: int,
-                 auth: bytes) -> None:
-    want = hmac_sha1(t.auth, in_digest, t.nonce_even, odd, bytes((cont,)))
-    if not _eq(want, auth):
+                 auth: bytes) -> HmacSha1:
+    """Check the transport session's HMAC; the keyed HMAC, for the response's."""
+    mac = HmacSha1(t.auth)
+    if not _eq(mac.digest(in_digest, t.nonce_even, odd, bytes((cont,))), auth):
         raise TPMError(C.TPM_AUTH2FAIL)
+    return mac
 
 
-def _trans_response(ctx: Ctx, t: TransportSession, out_digest: bytes, odd: bytes, cont: int) -> None:
+def _trans_response(ctx: Ctx, t: TransportSession, mac: HmacSha1, out_digest: bytes,
+                    odd: bytes, cont: int) -> None:
     """Append the transport session's response trailer (t.nonce_even is the new one)."""
-    res = hmac_sha1(t.auth, out_digest, t.nonce_even, odd, bytes((cont,)))
-    ctx.extra_tail = t.nonce_even + bytes((cont,)) + res
+    c = bytes((cont,))
+    ctx.extra_tail = t.nonce_even + c + mac.digest(out_digest, t.nonce_even, odd, c)
     ctx.extra_auths = 1
 
 
@@ -152,8 +163,9 @@ def _execute_transport(tpm: TPM, ctx: Ctx, wrapped: bytes, handle: int, odd: byt
         raise TPMError(C.TPM_INVALID_AUTHHANDLE)
     t = live.copy()          # the wrapped command may end the session
     # parse the wrapped command's header and find its DATAw area
-    w = Reader(wrapped)
-    tag_w, size_w, ord_w = w.u16(), w.u32(), w.u32()
+    if len(wrapped) < 10:
+        raise TPMError(C.TPM_BAD_PARAM_SIZE)
+    tag_w, size_w, ord_w = _HEADER.unpack_from(wrapped)
     if size_w != len(wrapped):
         raise TPMError(C.TPM_BAD_PARAM_SIZE)
     row = wrap_info(ord_w, COMMANDS)
@@ -172,8 +184,8 @@ def _execute_transport(tpm: TPM, ctx: Ctx, wrapped: bytes, handle: int, odd: byt
         # FlushSpecific / SaveContext: a key handle only if the resourceType says so
         rr = Reader(cmd[14:])
         key_handles = 1 if rr.u32() == C.TPM_RT_KEY else 0
-    h1 = sha1(_u32(ord_w), cmd[e1:e1 + len1])
-    _check_trans(t, sha1(_u32(ctx.ordinal), _u32(len(wrapped)), h1), odd, cont, auth)
+    h1 = sha1(cmd[6:10], cmd[e1:e1 + len1])              # ordinal || DATAw
+    mac = _check_trans(t, sha1(_II.pack(ctx.ordinal, len(wrapped)), h1), odd, cont, auth)
     if not row.wrappable:
         raise TPMError(C.TPM_NO_WRAP_TRANSPORT)
     if t.logging:
@@ -186,8 +198,7 @@ def _execute_transport(tpm: TPM, ctx: Ctx, wrapped: bytes, handle: int, odd: byt
     # the wrapped command, as if sent on its own
     rsp = tpm.dispatch(cmd, ctx.locality, transport=t)
     ticks = current_ticks(tpm)
-    rr = Reader(rsp)
-    tag2, size2, rc_w = rr.u16(), rr.u32(), rr.u32()
+    tag2, size2, rc_w = _HEADER.unpack_from(rsp)         # a response has its 10 bytes
     if rc_w == 0:
         s2 = 10 + row.out_handles
         auth2 = _RSP_AUTH_LEN.get(tag2, 0)
@@ -196,10 +207,10 @@ def _execute_transport(tpm: TPM, ctx: Ctx, wrapped: bytes, handle: int, odd: byt
         len2 = size2 - s2 - auth2
     else:
         s2, len2 = 10, 0
-    h2 = sha1(_u32(rc_w), _u32(ord_w), rsp[s2:s2 + len2])
+    h2 = sha1(_II.pack(rc_w, ord_w), rsp[s2:s2 + len2])
     t.nonce_even = nonce()
-    out_digest = sha1(_u32(0), _u32(ctx.ordinal), ticks.currentTicks.to_bytes(8, "big"),
-                      _u32(ctx.locality), _u32(len(rsp)), h2)
+    out_digest = sha1(_OUT_DIGEST.pack(0, ctx.ordinal, ticks.currentTicks, ctx.locality,
+                                       len(rsp)), h2)
     if t.logging:
         t.digest = log_out(t.digest, ticks, h2, ctx.locality)
     if t.encrypt:
@@ -211,8 +222,9 @@ def _execute_transport(tpm: TPM, ctx: Ctx, wrapped: bytes, handle: int, odd: byt
     if not cont:
         tpm.end_transport(handle)
     ctx.audit_io = (h1, h2)
-    _trans_response(ctx, t, out_digest, odd, cont)
-    return (Writer().u64(ticks.currentTicks).u32(ctx.locality).sized32(rsp).getvalue())
+    _trans_response(ctx, t, mac, out_digest, odd, cont)
+    # currentTicks, locality, wrappedRsp (a TPM_SIZED_BUFFER)
+    return _OUT_HEAD.pack(ticks.currentTicks, ctx.locality, len(rsp)) + rsp
 
 
 @command(C.TPM_ORD_ReleaseTransportSigned)
@@ -255,7 +267,7 @@ def ReleaseTransportSigned(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
         if n_key:
             ctx.verify(0, key.usage_auth, C.TPM_ET_KEYHANDLE, key_handle)
         in_digest = sha1(_u32(ctx.ordinal), anti_replay)
-        _check_trans(t, in_digest, odd, cont, auth)
+        mac = _check_trans(t, in_digest, odd, cont, auth)
         if not t.logging:
             raise TPMError(C.TPM_BAD_MODE)
     except TPMError as e:
@@ -269,5 +281,5 @@ def ReleaseTransportSigned(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     out = _u32(ctx.locality) + ticks.to_bytes() + Writer().sized32(sig).getvalue()
     tpm.end_transport(handle)
     t.nonce_even = nonce()
-    _trans_response(ctx, t, sha1(bytes(4), _u32(ctx.ordinal), out), odd, 0)
+    _trans_response(ctx, t, mac, sha1(bytes(4), _u32(ctx.ordinal), out), odd, 0)
     return out
