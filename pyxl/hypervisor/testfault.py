@@ -28,6 +28,13 @@ answered:<domid>:<ordinal>
     once tpmback has written the answer to such a request on its ring,
     before it notifies the frontend.
 
+One is fired by a Linux guest (pyxl/domain/linux/tpm.py), <domid> its own:
+away:<domid>:<ordinal>
+    as its /dev/tpm0 takes a command with that ordinal or command code;
+    once the guest has seen its hypervisor connection break, the file
+    spec is emptied (the test then knows the command is one sent while the
+    daemon is away) and the command goes on.
+
 Other values are the toolstack's own (pyxl/toolstack/spawn.py).
 """
 
@@ -40,7 +47,7 @@ import struct
 
 _ENV = os.environ.get("PYXL_TEST_FAULT_AT", "")
 _FILE = _ENV[len("file:"):] if _ENV.startswith("file:") else ""
-ARMED = _ENV.startswith(("file:", "request:", "tpm:", "serve:", "answered:"))   # a fault point here may fire
+ARMED = _ENV.startswith(("file:", "request:", "tpm:", "serve:", "answered:", "away:"))   # a fault point here may fire
 
 
 def spec() -> str:
@@ -58,6 +65,13 @@ def at(point: str) -> None:
     """Die here if `point` is the spec armed now."""
     if spec() == point:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def disarm() -> None:
+    """Empty the file spec: what fired here is over (a test waits for it)."""
+    if _FILE:
+        with open(_FILE, "w"):
+            pass
 
 
 def kill_peer(sock: _socket.socket) -> None:

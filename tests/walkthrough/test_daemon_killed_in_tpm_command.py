@@ -14,6 +14,11 @@ the guest (answered:).  The guest's /dev/tpm0 is reached as its tcsd
 reaches it.  The expected PCR value is TPM 1.2's extend, SHA-1 of the old
 value and the digest (TPM Main Part 3, TPM_Extend), from the value read
 before.
+
+A command sent while the daemon is away waits for the next one and is run
+once (pyxl-vtpm(7) again): the guest's /dev/tpm0 kills the daemon itself
+as it takes the command (away:), and the next daemon is started only once
+the guest has seen it go.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import struct
 import threading
 import time
 
-from test_daemon_restart_vtpm import _ended, _pid_of, _tpm0, _transact, _wait_connected
+from test_daemon_restart_vtpm import _ended, _pid_of, _tpm0, _transact
 from test_walkthrough_e2e import host  # noqa: F401  (the fixture)
 
 TPM_ORD_Extend, TPM_ORD_PcrRead = 0x14, 0x15
@@ -65,13 +70,28 @@ def _extend_with_daemon_killed(h, hook: str) -> str:
     before = _pcr(dev)
     digest = hashlib.sha1(b"measured once").digest()
     domu = int(h.domains()["domu"][0])
-    daemon = _pid_of(h, b"pyxl.toolstack.daemon")
     since = h.console_size("domu-vtpm")
 
-    answer: list[bytes] = []
     extend = struct.pack(">HIII", 0xC1, 34, TPM_ORD_Extend, PCR) + digest
-    guest = threading.Thread(target=lambda: answer.append(_transact(dev, extend, timeout=90)))
-    armed.write_text("%s:%d:%d" % (hook, domu, TPM_ORD_Extend))
+    answer = _sent_while_killed(h, armed, "%s:%d:%d" % (hook, domu, TPM_ORD_Extend),
+                                lambda: _transact(dev, extend, timeout=90))
+    once = hashlib.sha1(before + digest).digest()
+    assert answer == struct.pack(">HII", TPM_TAG_RSP_COMMAND, 30, 0) + once, answer.hex()
+    assert _pcr(dev) == once                       # extended once, not twice
+    vtpm = h.console_log("domu-vtpm")[since:]
+    for failed in FAILED:
+        assert failed not in vtpm, (failed, vtpm)
+    return vtpm
+
+
+def _sent_while_killed(h, armed, spec: str, send) -> bytes:
+    """send() (the guest's command) in a thread, `spec` armed: it kills
+    the daemon; once it is dead, the next pyxl command starts the next
+    daemon.  What send() got."""
+    daemon = _pid_of(h, b"pyxl.toolstack.daemon")
+    answer: list[bytes] = []
+    guest = threading.Thread(target=lambda: answer.append(send()))
+    armed.write_text(spec)
     guest.start()
     deadline = time.monotonic() + 30
     while not _ended(daemon):
@@ -80,16 +100,8 @@ def _extend_with_daemon_killed(h, hook: str) -> str:
     armed.write_text("")
     assert h.run("list").returncode == 0          # the next daemon
     guest.join(90)
-    assert not guest.is_alive(), "the guest's Extend was never answered"
-
-    once = hashlib.sha1(before + digest).digest()
-    assert answer == [struct.pack(">HII", TPM_TAG_RSP_COMMAND, 30, 0) + once], answer
-    _wait_connected(h, int(h.domains()["domu-vtpm"][0]))     # (a new command meanwhile: ENODEV)
-    assert _pcr(dev) == once                       # extended once, not twice
-    vtpm = h.console_log("domu-vtpm")[since:]
-    for failed in FAILED:
-        assert failed not in vtpm, (failed, vtpm)
-    return vtpm
+    assert not guest.is_alive(), "the guest's command was never answered"
+    return answer[0]
 
 
 def test_guest_extend_the_vtpm_runs_across_a_daemon_restart_is_run_once(host):
@@ -106,3 +118,44 @@ def test_guest_extend_answered_as_the_daemon_dies_is_run_once(host):
     there (the old ring's page), and sends nothing again."""
     vtpm = _extend_with_daemon_killed(host, "answered")
     assert "answered again" not in vtpm, vtpm
+
+
+def test_guest_extend_sent_while_the_daemon_is_away_waits_and_is_run_once(host):
+    """The daemon is away when the guest sends its Extend (killed by the
+    guest's /dev/tpm0 as it takes it, testfault away:): the Extend waits
+    for the next daemon, as on Xen it would wait on a ring a toolstack
+    restart leaves alone, instead of failing with ENODEV, and is run once
+    on the new ring.  The next daemon is started only once the guest has
+    seen the break (the hook empties the armed file then)."""
+    h = host
+    armed = h.dir / "fault-at"
+    armed.write_text("")
+    h.env["PYXL_TEST_FAULT_AT"] = "file:%s" % armed
+    dev = _chain(h)
+    before = _pcr(dev)
+    digest = hashlib.sha1(b"sent while away").digest()
+    domu = int(h.domains()["domu"][0])
+    daemon = _pid_of(h, b"pyxl.toolstack.daemon")
+    since = h.console_size("domu-vtpm")
+
+    answer: list[bytes] = []
+    extend = struct.pack(">HIII", 0xC1, 34, TPM_ORD_Extend, PCR) + digest
+    guest = threading.Thread(target=lambda: answer.append(_transact(dev, extend, timeout=90)))
+    armed.write_text("away:%d:%d" % (domu, TPM_ORD_Extend))
+    guest.start()
+    deadline = time.monotonic() + 30
+    while armed.read_text() or not _ended(daemon):     # the guest saw the daemon go
+        assert time.monotonic() < deadline, "the guest did not kill the daemon"
+        time.sleep(0.02)
+    assert guest.is_alive() and not answer, answer      # waiting, not failed (ENODEV)
+    assert h.run("list").returncode == 0                 # the next daemon
+    guest.join(90)
+    assert not guest.is_alive(), "the guest's Extend was never answered"
+
+    once = hashlib.sha1(before + digest).digest()
+    assert answer == [struct.pack(">HII", TPM_TAG_RSP_COMMAND, 30, 0) + once], answer
+    assert _pcr(dev) == once                             # extended once
+    vtpm = h.console_log("domu-vtpm")[since:]
+    for failed in FAILED:
+        assert failed not in vtpm, (failed, vtpm)
+    assert "answered again" not in vtpm, vtpm            # nothing was in flight
