@@ -32,8 +32,9 @@ import time
 
 import pytest
 from test_daemon_restart_vtpm import _ended, _pid_of, _tpm0, _transact
+from test_pvgrub import extend, pcrs
 from test_walkthrough_e2e import host  # noqa: F401  (the fixture)
-from wt_host import Host, in_netns
+from wt_host import EXAMPLES, Host, in_netns
 
 from peers import need_peer
 
@@ -171,6 +172,46 @@ def test_guest_extend_sent_while_the_daemon_is_away_waits_and_is_run_once(host):
     for failed in FAILED:
         assert failed not in vtpm, (failed, vtpm)
     assert "answered again" not in vtpm, vtpm            # nothing was in flight
+
+
+
+def test_pvgrub_extend_sent_while_the_daemon_is_away_waits_and_is_run_once(host):
+    """mini-os tpmfront, as pv-grub uses it: its TPM_Extend of the kernel
+    into PCR 4 is sent while the daemon is away (pv-grub's tpmfront kills
+    it as it takes the Extend, away:), waits for the next daemon and is
+    run once: PCR 4 holds one measurement of the kernel (pv-grub's, as
+    test_pvgrub computes it)."""
+    h, d = host, host.dir
+    armed = d / "fault-at"
+    armed.write_text("")
+    h.env["PYXL_TEST_FAULT_AT"] = "file:%s" % armed
+    (d / "mgr.img").write_bytes(bytes(16 << 20))
+    (d / "vtpm.img").write_bytes(bytes(8 << 20))
+    kernel = b"\x7fELF pretend kernel image " * 1000
+    (d / "vmlinuz").write_bytes(kernel)
+    h.create("vtpmmgr-stubdom.cfg", 'disk=["file:%s,hda,w"]' % (d / "mgr.img"))
+    h.wait_console("vtpmmgr", "INFO[VTPM]: Waiting for commands from vTPM's:")
+    h.create("vtpm.cfg", 'disk=["file:%s,hda,w"]' % (d / "vtpm.img"))
+    h.wait_console("domu-vtpm", "Waiting for frontend domain to connect..")
+    p = h.run("create", "-p", str(EXAMPLES / "domu-pvgrub.cfg"),
+              'extra="%s/vmlinuz root=/dev/xvda1 console=hvc0"' % d)
+    assert p.returncode == 0, p.stderr
+    domu = int(h.domains()["domu"][0])
+    daemon = _pid_of(h, b"pyxl.toolstack.daemon")
+    armed.write_text("away:%d:%d" % (domu, TPM_ORD_Extend))
+    h.run("unpause", "domu")
+    deadline = time.monotonic() + 30
+    while armed.read_text() or not _ended(daemon):     # pv-grub saw the daemon go
+        assert time.monotonic() < deadline, "pv-grub did not kill the daemon"
+        time.sleep(0.02)
+    assert "domu" in h.domains()                         # the next daemon
+    h.wait_console("domu", "login:", timeout=60)
+    out = h.guest("modprobe xen-tpmfront", "cat /sys/devices/vtpm-0/pcrs")
+    assert pcrs(out)[4] == extend(bytes(20), kernel), out      # measured once
+    for dom in ("vtpmmgr", "domu-vtpm", "domu"):
+        log = h.console_log(dom)
+        for failed in FAILED + ("answered again",):
+            assert failed not in log, (dom, failed, log)
 
 
 # -- a TPM 2.0 vTPM (tpm2=1): the guest's /dev/tpmrm0 ------------------------------

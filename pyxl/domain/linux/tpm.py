@@ -103,7 +103,7 @@ class GuestTpm:
         (XenTpmFront.transmit): on Xen a toolstack restart leaves the ring
         alone, and the guest sees nothing of it."""
         if testfault.ARMED:
-            self._fault(request)
+            testfault.away(self.dom.xen, request)
         try:
             f = self.front
             if f is None or not f.registered or not (f.wait_connected(CONNECT_TIMEOUT) or f.away()):
@@ -113,17 +113,6 @@ class GuestTpm:
             raise
         except OSError:                  # the hypervisor connection broke meanwhile
             raise TpmDeviceError(5, "Input/output error") from None
-
-    def _fault(self, request: bytes) -> None:
-        """Test-only (pyxl/hypervisor/testfault.py, away:): the daemon
-        SIGKILLed as /dev/tpm0 takes this command, which then goes on once
-        the guest has seen its hypervisor go."""
-        xen = self.dom.xen
-        if testfault.spec() != "away:%d:%d" % (xen.domid, int.from_bytes(request[6:10], "big")):
-            return
-        testfault.kill_peer(xen.sock)
-        xen.broken.wait(10)
-        testfault.disarm()
 
     def close(self) -> None:
         """rmmod, or guest shutdown: the frontend closes so the backend sees
