@@ -28,6 +28,15 @@ answered:<domid>:<ordinal>
     once tpmback has written the answer to such a request on its ring,
     before it notifies the frontend.
 
+One is fired by a frontend domain, <domid> its own (the Linux guest's
+/dev/tpm0, pyxl/domain/linux/tpm.py; mini-os tpmfront, as pv-grub or
+vtpm-stubdom uses it, pyxl/domain/drivers/tpmfront.py):
+away:<domid>:<ordinal>
+    as it takes a command with that ordinal or command code; once the
+    domain has seen its hypervisor connection break, the file spec is
+    emptied (the test then knows the command is one sent while the daemon
+    is away) and the command goes on.
+
 Other values are the toolstack's own (pyxl/toolstack/spawn.py).
 """
 
@@ -38,9 +47,20 @@ import os
 import signal
 import struct
 
+TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class _Connection(Protocol):       # a domain's XenInterface, as away() uses it
+        domid: int
+        sock: _socket.socket
+
+        def read_watch(self, timeout: float | None = None,
+                       token: str | tuple[str, ...] | None = None) -> tuple[str, str] | None: ...
+
 _ENV = os.environ.get("PYXL_TEST_FAULT_AT", "")
 _FILE = _ENV[len("file:"):] if _ENV.startswith("file:") else ""
-ARMED = _ENV.startswith(("file:", "request:", "tpm:", "serve:", "answered:"))   # a fault point here may fire
+ARMED = _ENV.startswith(("file:", "request:", "tpm:", "serve:", "answered:", "away:"))   # a fault point here may fire
 
 
 def spec() -> str:
@@ -58,6 +78,20 @@ def at(point: str) -> None:
     """Die here if `point` is the spec armed now."""
     if spec() == point:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def away(xen: _Connection, request: bytes) -> None:
+    """The away: point of a frontend taking `request`, `xen` its domain's
+    hypervisor connection: the daemon SIGKILLed; once the domain has seen
+    the break (reading its connection, as any of its waits does), the file
+    spec emptied."""
+    if spec() != "away:%d:%d" % (xen.domid, int.from_bytes(request[6:10], "big")):
+        return
+    kill_peer(xen.sock)
+    xen.read_watch(10, token="testfault")       # no such watch: until the connection closes
+    if _FILE:
+        with open(_FILE, "w"):
+            pass
 
 
 def kill_peer(sock: _socket.socket) -> None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import threading
 import time
 
+from pyxl.hypervisor import testfault
+
 from . import xenbus
 from .tpmif import (MAX_PACKET, TPMIF_STATE_FINISH, TPMIF_STATE_IDLE, SharedPage)
 
@@ -270,6 +272,8 @@ class TpmFront:
         if len(request) > MAX_PACKET:
             self.err("Message too long for shared page\n")
             raise TpmFrontError(90, "message too long")
+        if testfault.ARMED:
+            testfault.away(self.xen, request)
         self._meanwhile = meanwhile
         try:
             return self._cmd_retrying(request, timeout)

@@ -18,10 +18,11 @@ unregisters the chip.  Sends wait for the shared page to be idle (timeout
 C), then for the result up to the ordinal's duration, and cancel on expiry
 (-ETIME).  The locality byte is never written: always 0.
 
-A daemon restart does not fail a command in flight (pyxl's own: its
-restart kills the ring, where Xen's toolstack restart leaves it alone, and
-Linux's tpmfront_resume -- "a suspend/resume/migrate will interrupt a vTPM
-anyway" -- would fail it): see transmit().
+A daemon restart does not fail a command in flight, nor one sent while
+the daemon is away (pyxl's own: its restart kills the ring, where Xen's
+toolstack restart leaves it alone, and Linux's tpmfront_resume -- "a
+suspend/resume/migrate will interrupt a vTPM anyway" -- would fail it):
+see transmit().
 """
 
 from __future__ import annotations
@@ -114,6 +115,11 @@ class XenTpmFront:
         """The hypervisor this ring lives in is gone (or was replaced)."""
         return self.xen.closed or self.xen.generation != self.generation
 
+    def away(self) -> bool:
+        """The daemon is away (killed: not yet back, or this ring not yet
+        set up on the next one): transmit() waits for it."""
+        return self._gone()
+
     # -- xenbus: backend_changed -------------------------------------------------
     def _watch(self) -> None:
         while self.registered:
@@ -190,7 +196,10 @@ class XenTpmFront:
         is connected to the new ring, the answer is taken from the old
         ring's page if the backend wrote it there, else the request is sent
         again on the new ring, where tpmback answers it from what it kept
-        if it had run it (TpmBack.resp)."""
+        if it had run it (TpmBack.resp).  A command sent while the daemon
+        is away waits for the new ring the same way, then goes out once.
+        The wait is bounded by the command's duration, as Linux's vtpm_send
+        bounds its wait for the page, and fails the same: ETIME."""
         with self.lock:
             if not self.registered:
                 raise TpmDeviceError(_errno.ENODEV, "no TPM")
@@ -259,8 +268,10 @@ class XenTpmFront:
         before, if any, else the request sent on the new one."""
         while True:
             left = deadline - time.monotonic()
-            if not self.registered or left <= 0:
-                raise TpmDeviceError(_errno.EIO, "vTPM went away")
+            if not self.registered:
+                raise TpmDeviceError(_errno.ENODEV, "no TPM")
+            if left <= 0:          # vtpm_send's wait for the page, run out: -ETIME
+                raise TpmDeviceError(_errno.ETIME, "vTPM timed out")
             try:
                 if self.generation != dead and not self._gone() and \
                         self.wait_connected(min(left, 0.5)):
