@@ -25,9 +25,9 @@ the next save goes to the same slot again, never over the only copy the
 manager vouches for.
 
 The next save's key, IV and cipher context are drawn off the command's
-path (prepare()): while the manager is still storing this save's record
-once the slot is flushed, else once vtpm-stubdom has answered its guest;
-a command's path only encrypts.  Each is used for one save and dropped
+path (prepare()): while the manager stores this save's record, before
+the slot is written (vtpm-stubdom also calls it once it has answered its
+guest, for the first save); a command's path only encrypts.  Each is used for one save and dropped
 whether that save succeeds or fails, so no key or IV is ever used twice
 and every save is a new ciphertext, even of the same state.
 """
@@ -184,9 +184,10 @@ class VtpmBlk:
         hashkey = hashlib.sha1(blob).digest() + save.key
 
         def meanwhile() -> None:
+            # the next save's key and cipher first: the manager binds and
+            # writes this record meanwhile, which takes longer than both
+            self.prepare()
             self._write_raw(blob, target)
-            if not self.manager.answered():
-                self.prepare()             # the manager still at work: the next save's now
         self.manager.save_hashkey(hashkey + (self.current or b""), meanwhile=meanwhile)
         self.active_slot, self.current = target, hashkey
 
