@@ -132,6 +132,9 @@ class Mapping:
             self.mmap = None
 
 
+_DRAIN = 256          # bytes _drain asks for at once (one byte per notification)
+
+
 class _Direct:
     """An event channel's own socket to its peer domain (evtchn_wait,
     evtchn_notify); `users`: threads polling it, `dead`: forgotten, to be
@@ -660,11 +663,13 @@ class XenInterface:
 
     def _drain(self, port: int, d: _Direct) -> None:
         """With self._cond held: read every notification waiting on `port`'s
-        socket (they coalesce into one pending port)."""
+        socket (they coalesce into one pending port).  The socket is a
+        stream (the hypervisor's _direct_channel): one recv takes all the
+        bytes there are, and a short read means none is left."""
         got = False
         while True:
             try:
-                data = d.sock.recv(16, _socket.MSG_DONTWAIT)
+                data = d.sock.recv(_DRAIN, _socket.MSG_DONTWAIT)
             except BlockingIOError:
                 break
             except OSError:
@@ -673,6 +678,8 @@ class XenInterface:
                 self._drop_direct(port)
                 break
             got = True
+            if len(data) < _DRAIN:
+                break
         if got and port not in self._pending:
             self._pending.append(port)
 
