@@ -138,12 +138,16 @@ _DRAIN = 256          # bytes _drain asks for at once (one byte per notification
 class _Direct:
     """An event channel's own socket to its peer domain (evtchn_wait,
     evtchn_notify); `users`: threads polling it, `dead`: forgotten, to be
-    closed by its last user."""
+    closed by its last user; `poll`: its socket and the closed flag,
+    registered once, for a wait on this channel alone by one thread."""
 
-    __slots__ = ("sock", "users", "dead")
+    __slots__ = ("sock", "fd", "poll", "users", "dead")
 
-    def __init__(self, sock: _socket.socket):
-        self.sock, self.users, self.dead = sock, 0, False
+    def __init__(self, sock: _socket.socket, closed_fd: int):
+        self.sock, self.fd, self.users, self.dead = sock, sock.fileno(), 0, False
+        self.poll = select.poll()
+        self.poll.register(self.fd, select.POLLIN)
+        self.poll.register(closed_fd, select.POLLIN)
 
 
 class XenInterface:
@@ -310,7 +314,7 @@ class XenInterface:
         poll = self._poll
         for _port, d in extra:
             d.users += 1
-            poll.register(d.sock.fileno(), select.POLLIN)
+            poll.register(d.fd, select.POLLIN)
         self._cond.release()
         frame = eof = None
         ready: set[int] = set()
@@ -330,12 +334,12 @@ class XenInterface:
             self._cond.acquire()
             self._reading = False
             for port, d in extra:
-                poll.unregister(d.sock.fileno())
+                poll.unregister(d.fd)
                 d.users -= 1
                 if d.dead:
                     if not d.users:
                         d.sock.close()
-                elif d.sock.fileno() in ready:
+                elif d.fd in ready:
                     self._drain(port, d)
             if eof:
                 self._set_closed()
@@ -621,7 +625,7 @@ class XenInterface:
     def _set_direct(self, port: int, fd: int) -> None:
         """With self._cond held: `fd` is now `port`'s socket to its peer."""
         self._drop_direct(port)
-        self._direct[port] = _Direct(_socket.socket(fileno=fd))
+        self._direct[port] = _Direct(_socket.socket(fileno=fd), self._closed_fd)
         self._cond.notify_all()
 
     def _drop_direct(self, port: int) -> None:
@@ -642,11 +646,15 @@ class XenInterface:
         """With self._cond held, released meanwhile: poll the sockets of
         `chans` (ports whose every wanted one has a socket) and the closed
         flag; file each port found pending, forget each whose peer left."""
-        poll = select.poll()
+        if len(chans) == 1 and not chans[0][1].users:
+            poll = chans[0][1].poll          # (a poll object serves one thread at a time)
+        else:
+            poll = select.poll()
+            for _port, d in chans:
+                poll.register(d.fd, select.POLLIN)
+            poll.register(self._closed_fd, select.POLLIN)
         for _port, d in chans:
             d.users += 1
-            poll.register(d.sock.fileno(), select.POLLIN)
-        poll.register(self._closed_fd, select.POLLIN)
         self._cond.release()
         try:
             ms = -1 if left is None else 0 if left <= 0 else max(1, int(left * 1000 + 0.999))
@@ -658,7 +666,7 @@ class XenInterface:
                 if d.dead:
                     if not d.users:
                         d.sock.close()
-                elif d.sock.fileno() in ready:
+                elif d.fd in ready:
                     self._drain(port, d)
 
     def _drain(self, port: int, d: _Direct) -> None:
@@ -747,10 +755,11 @@ class XenInterface:
         """Drop a notification already pending on `port`, if any, as a
         driver clears the pending bit before it submits a new request.
         What evtchn_wait(port, timeout=0) does, without building a poll:
-        a read of the port's own socket (nothing there: one recv)."""
+        a look at the port's own socket (one poll without waiting; no recv,
+        and no exception raised and caught, when nothing is there)."""
         with self._cond:
             d = self._direct.get(port)
-            if d is not None:
+            if d is not None and (d.users or d.poll.poll(0)):
                 self._drain(port, d)
             if port in self._pending:
                 self._pending.remove(port)
