@@ -158,7 +158,10 @@ class XenInterface:
         self.sock = sock
         self.chan = wire.Channel(sock)
         self._lock = threading.Lock()          # request ids, send
-        self._cond = threading.Condition()
+        # `with self._mutex` takes the condition's lock itself: a Condition's
+        # own __enter__/__exit__ are Python calls, on every event-channel wait
+        self._mutex = threading.RLock()
+        self._cond = threading.Condition(self._mutex)
         self._next_id = 1
         self._replies: dict[int, wire.Frame] = {}
         self._watch_events: list[tuple[str, str]] = []
@@ -195,7 +198,7 @@ class XenInterface:
         for us (event channels, grants, pending events, replies) is gone;
         the watches are registered again (each fires once, as on any
         registration) and the drivers' own resume handlers redo the rest."""
-        with self._lock, self._cond:
+        with self._lock, self._mutex:
             if not self.closed:
                 raise XenError("EBUSY", "the hypervisor connection is still up")
             try:
@@ -235,7 +238,7 @@ class XenInterface:
             for path, token in list(self._watches):
                 self._call(wire.XS_WATCH, [path, token])
         finally:
-            with self._cond:
+            with self._mutex:
                 self._resuming = None
                 self._cond.notify_all()
 
@@ -407,7 +410,7 @@ class XenInterface:
         args, fds = list(args), list(fds)
         me = threading.get_ident()
         while True:
-            with self._cond:
+            with self._mutex:
                 if op in _OLD_OBJECTS and self.closed or not self._await_resume():
                     raise XenError("EPIPE", "hypervisor connection closed")
             with self._lock:
@@ -423,11 +426,11 @@ class XenInterface:
                 try:
                     self.chan.send(wire.Frame(op, args, req_id=req, tx_id=tx, fds=fds))
                 except OSError:
-                    with self._cond:
+                    with self._mutex:
                         self._set_closed()
                         self._cond.notify_all()
                     continue              # not sent: sent once the domain is resumed
-            with self._cond:
+            with self._mutex:
                 self._wait(lambda: req in self._replies or self.generation != gen, None)
                 reply = self._replies.pop(req, None) if self.generation == gen else None
                 if reply is None:         # the break took the reply (or the request) with it
@@ -454,7 +457,7 @@ class XenInterface:
             self.sock.shutdown(_socket.SHUT_RDWR)
         except OSError:
             pass
-        with self._cond:
+        with self._mutex:
             self._set_closed()
             self._cond.notify_all()
         self.sock.close()
@@ -512,7 +515,7 @@ class XenInterface:
         try:
             self._call(wire.XS_UNWATCH, [path, token])
         finally:
-            with self._cond:
+            with self._mutex:
                 self._watch_events = [e for e in self._watch_events if e[1] != token]
 
     def read_watch(self, timeout: float | None = None,
@@ -527,7 +530,7 @@ class XenInterface:
                 if tokens is None or e[1] in tokens:
                     return i
             return None
-        with self._cond:
+        with self._mutex:
             self._wait(lambda: find() is not None, timeout, first=False)
             i = find()
             return None if i is None else self._watch_events.pop(i)
@@ -550,7 +553,7 @@ class XenInterface:
         try:
             self._call(wire.XS_TRANSACTION_END, ["T" if commit else "F"], tx)
         finally:
-            with self._cond:
+            with self._mutex:
                 self._tx_gen.pop(tx, None)
 
     def transaction(self, fn: Callable[[int], _T], retries: int = 16) -> _T:
@@ -585,7 +588,7 @@ class XenInterface:
         reply = self._call_frame(wire.EVTCHN_BIND_INTERDOMAIN, [remote_dom, remote_port])
         port = int(reply.args[0])
         if len(reply.fds) == 1:
-            with self._cond:
+            with self._mutex:
                 self._set_direct(port, reply.fds[0])
         return port
 
@@ -608,7 +611,7 @@ class XenInterface:
                 except BlockingIOError:
                     return
                 except OSError:
-                    with self._cond:
+                    with self._mutex:
                         if self._direct.get(port) is d:
                             self._drop_direct(port)
             if self._call(wire.EVTCHN_SEND, [port]) != [b"direct"]:
@@ -616,7 +619,7 @@ class XenInterface:
 
     def evtchn_close(self, port: int) -> None:
         self._call(wire.EVTCHN_CLOSE, [port])
-        with self._cond:
+        with self._mutex:
             self._drop_direct(port)
             if port in self._pending:
                 self._pending.remove(port)
@@ -715,7 +718,7 @@ class XenInterface:
             return None
         deadline = None if timeout is None else time.monotonic() + timeout
         looked = False
-        with self._cond:
+        with self._mutex:
             while True:
                 p = find()
                 if p is not None:
@@ -745,7 +748,7 @@ class XenInterface:
                            left, extra=chans)
 
     def evtchn_pending(self, port: int) -> bool:
-        with self._cond:
+        with self._mutex:
             d = self._direct.get(port)
             if d is not None:
                 self._drain(port, d)
@@ -757,7 +760,7 @@ class XenInterface:
         What evtchn_wait(port, timeout=0) does, without building a poll:
         a look at the port's own socket (one poll without waiting; no recv,
         and no exception raised and caught, when nothing is there)."""
-        with self._cond:
+        with self._mutex:
             d = self._direct.get(port)
             if d is not None and (d.users or d.poll.poll(0)):
                 self._drain(port, d)
@@ -830,7 +833,7 @@ class XenInterface:
     def console_read(self, timeout: float | None = None) -> bytes | None:
         """Console input typed at the domain; None on timeout, b"" once the
         connection is closed."""
-        with self._cond:
+        with self._mutex:
             self._wait(lambda: bool(self._console_in), timeout, first=False)
             if not self._console_in:
                 return b"" if self.closed else None

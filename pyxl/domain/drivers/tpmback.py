@@ -112,7 +112,10 @@ class TpmBack:
         self.close_callback = close_callback
         self.tpms: list[TpmIf] = []
         self.closed = False
-        self.cond = threading.Condition(threading.RLock())
+        # `with self.mutex` takes the condition's lock itself (a Condition's
+        # __enter__/__exit__ are Python calls, several on every request)
+        self.mutex = threading.RLock()
+        self.cond = threading.Condition(self.mutex)
         self.xb_lock = threading.RLock()        # one xenbus handler at a time
         # the hypervisor connection our interfaces were set up on; after a
         # restart, events wait for resume() to reset them (a frontend's
@@ -135,14 +138,14 @@ class TpmBack:
 
     # -- the interface list ------------------------------------------------
     def get(self, domid: int, handle: int) -> TpmIf | None:
-        with self.cond:
+        with self.mutex:
             for t in self.tpms:
                 if t.domid == domid and t.handle == handle:
                     return t
         return None
 
     def num_frontends(self) -> int:
-        with self.cond:
+        with self.mutex:
             return len(self.tpms)
 
     def get_uuid(self, domid: int, handle: int) -> bytes | None:
@@ -186,7 +189,7 @@ class TpmBack:
                      % (t.be_path, e.strerror))
             self.err("Failed to create new tpm instance %u/%u\n" % (domid, handle))
             return
-        with self.cond:
+        with self.mutex:
             self.tpms.append(t)
             self.tpms.sort(key=lambda x: (x.domid, x.handle))
         try:
@@ -194,12 +197,12 @@ class TpmBack:
             self.xen.watch(t.fe_state_path, TOKEN)
         except OSError as e:
             self.err("Unable to write feature-protocol-v2 node: %s\n" % e.strerror)
-            with self.cond:
+            with self.mutex:
                 self.tpms.remove(t)
             return
         if self.open_callback:
             self.open_callback(domid, handle)
-        with self.cond:
+        with self.mutex:
             self.cond.notify_all()
         self._frontend_changed(t)     # the watch fires at once too; harmless twice
 
@@ -249,7 +252,7 @@ class TpmBack:
             xen.evtchn_close(port)
             xen.unmap_grant(mapping)
             return False
-        with self.cond:
+        with self.mutex:
             t.mapping, t.page, t.port = mapping, SharedPage(mapping.buf), port
             t.status = CONNECTED
             t.ready = False
@@ -259,7 +262,7 @@ class TpmBack:
         return True
 
     def _unmap(self, t: TpmIf) -> None:
-        with self.cond:
+        with self.mutex:
             if t.status != CONNECTED:
                 t.status = DISCONNECTED
                 return
@@ -291,7 +294,7 @@ class TpmBack:
         self._change_state(t, xenbus.XenbusStateClosed)
         if self.close_callback:
             self.close_callback(t.domid, t.handle)
-        with self.cond:
+        with self.mutex:
             if t in self.tpms:
                 self.tpms.remove(t)
             self.cond.notify_all()
@@ -329,7 +332,7 @@ class TpmBack:
         but take it back to InitWait and reconnect when its frontend
         publishes a new ring, as for a frontend that re-opened."""
         with self.xb_lock:
-            with self.cond:
+            with self.mutex:
                 tpms = list(self.tpms)
                 for t in tpms:
                     mapping = t.mapping
@@ -426,13 +429,13 @@ class TpmBack:
                     self.handle_event(path)
             except OSError:
                 pass                             # a closed connection: resume() redoes it
-        with self.cond:
+        with self.mutex:
             self.cond.notify_all()
 
     # -- requests ----------------------------------------------------------
     def _irq(self, port: int) -> None:
         """tpmback_handler: what the event channel means for its interface."""
-        with self.cond:
+        with self.mutex:
             for t in self.tpms:
                 page = t.connected_page()
                 if t.port == port and page is not None:
@@ -451,7 +454,7 @@ class TpmBack:
         """Wait until want() (under cond) holds, servicing event channels."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            with self.cond:
+            with self.mutex:
                 if want():
                     return True
                 if self.closed:
@@ -468,7 +471,7 @@ class TpmBack:
                 if port is not None:
                     self._irq(port)
             else:
-                with self.cond:
+                with self.mutex:
                     if not want():
                         self.cond.wait(step)
 
@@ -477,7 +480,7 @@ class TpmBack:
         (domid, handle), or None if shut down / timed out."""
         if not self._pump(lambda: bool(self.tpms), timeout):
             return None
-        with self.cond:
+        with self.mutex:
             t = self.tpms[0]
             return t.domid, t.handle
 
@@ -496,7 +499,7 @@ class TpmBack:
         while True:
             if not self._pump(lambda: any(t.ready for t in self.tpms), timeout):
                 return None
-            with self.cond:
+            with self.mutex:
                 for t in self.tpms:
                     page = t.connected_page()
                     if t.ready and page is not None:
@@ -512,7 +515,7 @@ class TpmBack:
         while True:
             if not self._pump(lambda: t.ready or t.closed, timeout):
                 return None
-            with self.cond:
+            with self.mutex:
                 if t.closed:
                     return None
                 page = t.connected_page()
@@ -522,7 +525,7 @@ class TpmBack:
                         return cmd
 
     def resp(self, cmd: TpmCmd, response: bytes) -> None:
-        with self.cond:
+        with self.mutex:
             t = self.get(cmd.domid, cmd.handle)
             if t is None:
                 self.err("Tried to send a reponse to non existant frontend %u/%u\n"
@@ -547,7 +550,7 @@ class TpmBack:
 
     def shutdown(self) -> None:
         self.log("Shutting down tpm backend\n")
-        with self.cond:
+        with self.mutex:
             self.closed = True
             tpms = list(self.tpms)
             self.cond.notify_all()
