@@ -672,6 +672,36 @@ class XenInterface:
                 elif d.fd in ready:
                     self._drain(port, d)
 
+    def _wait_alone(self, port: int, timeout: float | None) -> int | None:
+        """evtchn_wait's usual case, on its own: one port, with a socket
+        no other thread is polling (every wait of a command's round trip).
+        The port once notified; None when it was not (a timeout, a closed
+        connection, no socket of its own, another poller): evtchn_wait's
+        general loop then decides."""
+        with self._mutex:
+            if port in self._pending:
+                self._pending.remove(port)
+                return port
+            d = self._direct.get(port)
+            if d is None or d.users or self.closed:
+                return None
+            d.users += 1
+            self._cond.release()
+            try:
+                ready = d.poll.poll(-1 if timeout is None else max(1, int(timeout * 1000 + 0.999)))
+            finally:
+                self._cond.acquire()
+                d.users -= 1
+                if d.dead:
+                    if not d.users:
+                        d.sock.close()
+                elif ready:
+                    self._drain(port, d)
+            if port in self._pending:
+                self._pending.remove(port)
+                return port
+            return None
+
     def _drain(self, port: int, d: _Direct) -> None:
         """With self._cond held: read every notification waiting on `port`'s
         socket (they coalesce into one pending port).  The socket is a
@@ -717,6 +747,10 @@ class XenInterface:
                     return p
             return None
         deadline = None if timeout is None else time.monotonic() + timeout
+        if want is not None and len(want) == 1 and (timeout is None or timeout > 0):
+            p = self._wait_alone(next(iter(want)), timeout)
+            if p is not None:
+                return p
         looked = False
         with self._mutex:
             while True:
