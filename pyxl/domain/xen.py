@@ -606,7 +606,10 @@ class XenInterface:
             d = self._direct.get(port)
             if d is not None:
                 try:
-                    d.sock.send(b"\1", _socket.MSG_DONTWAIT)
+                    # MSG_NOSIGNAL: a domain process runs with SIGPIPE at its default
+                    # action (pyxl.domain.process), and the socket is a stream:
+                    # a peer gone must be EPIPE here, not the end of this domain
+                    d.sock.send(b"\1", _socket.MSG_DONTWAIT | _socket.MSG_NOSIGNAL)
                     return
                 except BlockingIOError:
                     return
