@@ -132,15 +132,22 @@ class Mapping:
             self.mmap = None
 
 
+_DRAIN = 256          # bytes _drain asks for at once (one byte per notification)
+
+
 class _Direct:
     """An event channel's own socket to its peer domain (evtchn_wait,
     evtchn_notify); `users`: threads polling it, `dead`: forgotten, to be
-    closed by its last user."""
+    closed by its last user; `poll`: its socket and the closed flag,
+    registered once, for a wait on this channel alone by one thread."""
 
-    __slots__ = ("sock", "users", "dead")
+    __slots__ = ("sock", "fd", "poll", "users", "dead")
 
-    def __init__(self, sock: _socket.socket):
-        self.sock, self.users, self.dead = sock, 0, False
+    def __init__(self, sock: _socket.socket, closed_fd: int):
+        self.sock, self.fd, self.users, self.dead = sock, sock.fileno(), 0, False
+        self.poll = select.poll()
+        self.poll.register(self.fd, select.POLLIN)
+        self.poll.register(closed_fd, select.POLLIN)
 
 
 class XenInterface:
@@ -151,7 +158,10 @@ class XenInterface:
         self.sock = sock
         self.chan = wire.Channel(sock)
         self._lock = threading.Lock()          # request ids, send
-        self._cond = threading.Condition()
+        # `with self._mutex` takes the condition's lock itself: a Condition's
+        # own __enter__/__exit__ are Python calls, on every event-channel wait
+        self._mutex = threading.RLock()
+        self._cond = threading.Condition(self._mutex)
         self._next_id = 1
         self._replies: dict[int, wire.Frame] = {}
         self._watch_events: list[tuple[str, str]] = []
@@ -188,7 +198,7 @@ class XenInterface:
         for us (event channels, grants, pending events, replies) is gone;
         the watches are registered again (each fires once, as on any
         registration) and the drivers' own resume handlers redo the rest."""
-        with self._lock, self._cond:
+        with self._lock, self._mutex:
             if not self.closed:
                 raise XenError("EBUSY", "the hypervisor connection is still up")
             try:
@@ -228,7 +238,7 @@ class XenInterface:
             for path, token in list(self._watches):
                 self._call(wire.XS_WATCH, [path, token])
         finally:
-            with self._cond:
+            with self._mutex:
                 self._resuming = None
                 self._cond.notify_all()
 
@@ -307,7 +317,7 @@ class XenInterface:
         poll = self._poll
         for _port, d in extra:
             d.users += 1
-            poll.register(d.sock.fileno(), select.POLLIN)
+            poll.register(d.fd, select.POLLIN)
         self._cond.release()
         frame = eof = None
         ready: set[int] = set()
@@ -327,12 +337,12 @@ class XenInterface:
             self._cond.acquire()
             self._reading = False
             for port, d in extra:
-                poll.unregister(d.sock.fileno())
+                poll.unregister(d.fd)
                 d.users -= 1
                 if d.dead:
                     if not d.users:
                         d.sock.close()
-                elif d.sock.fileno() in ready:
+                elif d.fd in ready:
                     self._drain(port, d)
             if eof:
                 self._set_closed()
@@ -400,7 +410,7 @@ class XenInterface:
         args, fds = list(args), list(fds)
         me = threading.get_ident()
         while True:
-            with self._cond:
+            with self._mutex:
                 if op in _OLD_OBJECTS and self.closed or not self._await_resume():
                     raise XenError("EPIPE", "hypervisor connection closed")
             with self._lock:
@@ -416,11 +426,11 @@ class XenInterface:
                 try:
                     self.chan.send(wire.Frame(op, args, req_id=req, tx_id=tx, fds=fds))
                 except OSError:
-                    with self._cond:
+                    with self._mutex:
                         self._set_closed()
                         self._cond.notify_all()
                     continue              # not sent: sent once the domain is resumed
-            with self._cond:
+            with self._mutex:
                 self._wait(lambda: req in self._replies or self.generation != gen, None)
                 reply = self._replies.pop(req, None) if self.generation == gen else None
                 if reply is None:         # the break took the reply (or the request) with it
@@ -447,7 +457,7 @@ class XenInterface:
             self.sock.shutdown(_socket.SHUT_RDWR)
         except OSError:
             pass
-        with self._cond:
+        with self._mutex:
             self._set_closed()
             self._cond.notify_all()
         self.sock.close()
@@ -505,7 +515,7 @@ class XenInterface:
         try:
             self._call(wire.XS_UNWATCH, [path, token])
         finally:
-            with self._cond:
+            with self._mutex:
                 self._watch_events = [e for e in self._watch_events if e[1] != token]
 
     def read_watch(self, timeout: float | None = None,
@@ -520,7 +530,7 @@ class XenInterface:
                 if tokens is None or e[1] in tokens:
                     return i
             return None
-        with self._cond:
+        with self._mutex:
             self._wait(lambda: find() is not None, timeout, first=False)
             i = find()
             return None if i is None else self._watch_events.pop(i)
@@ -543,7 +553,7 @@ class XenInterface:
         try:
             self._call(wire.XS_TRANSACTION_END, ["T" if commit else "F"], tx)
         finally:
-            with self._cond:
+            with self._mutex:
                 self._tx_gen.pop(tx, None)
 
     def transaction(self, fn: Callable[[int], _T], retries: int = 16) -> _T:
@@ -578,7 +588,7 @@ class XenInterface:
         reply = self._call_frame(wire.EVTCHN_BIND_INTERDOMAIN, [remote_dom, remote_port])
         port = int(reply.args[0])
         if len(reply.fds) == 1:
-            with self._cond:
+            with self._mutex:
                 self._set_direct(port, reply.fds[0])
         return port
 
@@ -596,12 +606,15 @@ class XenInterface:
             d = self._direct.get(port)
             if d is not None:
                 try:
-                    d.sock.send(b"\1", _socket.MSG_DONTWAIT)
+                    # MSG_NOSIGNAL: a domain process runs with SIGPIPE at its default
+                    # action (pyxl.domain.process), and the socket is a stream:
+                    # a peer gone must be EPIPE here, not the end of this domain
+                    d.sock.send(b"\1", _socket.MSG_DONTWAIT | _socket.MSG_NOSIGNAL)
                     return
                 except BlockingIOError:
                     return
                 except OSError:
-                    with self._cond:
+                    with self._mutex:
                         if self._direct.get(port) is d:
                             self._drop_direct(port)
             if self._call(wire.EVTCHN_SEND, [port]) != [b"direct"]:
@@ -609,7 +622,7 @@ class XenInterface:
 
     def evtchn_close(self, port: int) -> None:
         self._call(wire.EVTCHN_CLOSE, [port])
-        with self._cond:
+        with self._mutex:
             self._drop_direct(port)
             if port in self._pending:
                 self._pending.remove(port)
@@ -618,7 +631,7 @@ class XenInterface:
     def _set_direct(self, port: int, fd: int) -> None:
         """With self._cond held: `fd` is now `port`'s socket to its peer."""
         self._drop_direct(port)
-        self._direct[port] = _Direct(_socket.socket(fileno=fd))
+        self._direct[port] = _Direct(_socket.socket(fileno=fd), self._closed_fd)
         self._cond.notify_all()
 
     def _drop_direct(self, port: int) -> None:
@@ -639,11 +652,15 @@ class XenInterface:
         """With self._cond held, released meanwhile: poll the sockets of
         `chans` (ports whose every wanted one has a socket) and the closed
         flag; file each port found pending, forget each whose peer left."""
-        poll = select.poll()
+        if len(chans) == 1 and not chans[0][1].users:
+            poll = chans[0][1].poll          # (a poll object serves one thread at a time)
+        else:
+            poll = select.poll()
+            for _port, d in chans:
+                poll.register(d.fd, select.POLLIN)
+            poll.register(self._closed_fd, select.POLLIN)
         for _port, d in chans:
             d.users += 1
-            poll.register(d.sock.fileno(), select.POLLIN)
-        poll.register(self._closed_fd, select.POLLIN)
         self._cond.release()
         try:
             ms = -1 if left is None else 0 if left <= 0 else max(1, int(left * 1000 + 0.999))
@@ -655,16 +672,48 @@ class XenInterface:
                 if d.dead:
                     if not d.users:
                         d.sock.close()
-                elif d.sock.fileno() in ready:
+                elif d.fd in ready:
                     self._drain(port, d)
+
+    def _wait_alone(self, port: int, timeout: float | None) -> int | None:
+        """evtchn_wait's usual case, on its own: one port, with a socket
+        no other thread is polling (every wait of a command's round trip).
+        The port once notified; None when it was not (a timeout, a closed
+        connection, no socket of its own, another poller): evtchn_wait's
+        general loop then decides."""
+        with self._mutex:
+            if port in self._pending:
+                self._pending.remove(port)
+                return port
+            d = self._direct.get(port)
+            if d is None or d.users or self.closed:
+                return None
+            d.users += 1
+            self._cond.release()
+            try:
+                ready = d.poll.poll(-1 if timeout is None else max(1, int(timeout * 1000 + 0.999)))
+            finally:
+                self._cond.acquire()
+                d.users -= 1
+                if d.dead:
+                    if not d.users:
+                        d.sock.close()
+                elif ready:
+                    self._drain(port, d)
+            if port in self._pending:
+                self._pending.remove(port)
+                return port
+            return None
 
     def _drain(self, port: int, d: _Direct) -> None:
         """With self._cond held: read every notification waiting on `port`'s
-        socket (they coalesce into one pending port)."""
+        socket (they coalesce into one pending port).  The socket is a
+        stream (the hypervisor's _direct_channel): one recv takes all the
+        bytes there are, and a short read means none is left."""
         got = False
         while True:
             try:
-                data = d.sock.recv(16, _socket.MSG_DONTWAIT)
+                data = d.sock.recv(_DRAIN, _socket.MSG_DONTWAIT)
             except BlockingIOError:
                 break
             except OSError:
@@ -673,6 +722,8 @@ class XenInterface:
                 self._drop_direct(port)
                 break
             got = True
+            if len(data) < _DRAIN:
+                break
         if got and port not in self._pending:
             self._pending.append(port)
 
@@ -699,8 +750,12 @@ class XenInterface:
                     return p
             return None
         deadline = None if timeout is None else time.monotonic() + timeout
+        if want is not None and len(want) == 1 and (timeout is None or timeout > 0):
+            p = self._wait_alone(next(iter(want)), timeout)
+            if p is not None:
+                return p
         looked = False
-        with self._cond:
+        with self._mutex:
             while True:
                 p = find()
                 if p is not None:
@@ -730,7 +785,7 @@ class XenInterface:
                            left, extra=chans)
 
     def evtchn_pending(self, port: int) -> bool:
-        with self._cond:
+        with self._mutex:
             d = self._direct.get(port)
             if d is not None:
                 self._drain(port, d)
@@ -740,10 +795,11 @@ class XenInterface:
         """Drop a notification already pending on `port`, if any, as a
         driver clears the pending bit before it submits a new request.
         What evtchn_wait(port, timeout=0) does, without building a poll:
-        a read of the port's own socket (nothing there: one recv)."""
-        with self._cond:
+        a look at the port's own socket (one poll without waiting; no recv,
+        and no exception raised and caught, when nothing is there)."""
+        with self._mutex:
             d = self._direct.get(port)
-            if d is not None:
+            if d is not None and (d.users or d.poll.poll(0)):
                 self._drain(port, d)
             if port in self._pending:
                 self._pending.remove(port)
@@ -814,7 +870,7 @@ class XenInterface:
     def console_read(self, timeout: float | None = None) -> bytes | None:
         """Console input typed at the domain; None on timeout, b"" once the
         connection is closed."""
-        with self._cond:
+        with self._mutex:
             self._wait(lambda: bool(self._console_in), timeout, first=False)
             if not self._console_in:
                 return b"" if self.closed else None

@@ -744,7 +744,8 @@ def _direct_channel(hv: Hypervisor, domid: int, port: int, remote_dom: int,
     peer = dom.conn if dom is not None else None
     if peer is None:
         return None
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    # a stream: notifications pending on it are bytes, read at once by one recv
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     if not peer.push_now(wire.Frame(wire.EVTCHN_BOUND, [remote_port], fds=[theirs.detach()])):
         ours.close()
         return None

@@ -80,10 +80,6 @@ class FakeManager:
 
     def __init__(self):
         self.hashkey = None
-        self.quick = False                    # answers before the disk write is done
-
-    def answered(self):
-        return self.quick
 
     def save_hashkey(self, hk, meanwhile=None):
         if meanwhile is not None:             # the disk write, while the manager works
@@ -166,9 +162,9 @@ def test_emulator_command_lines():
 
 def test_every_save_has_a_fresh_key_and_iv_prepared_ahead_or_not(tmp_path):
     """prepare() draws the next save's key and IV before the command
-    arrives (after a reply, or while the manager works); each save --
-    prepared either way, unprepared, of another length than expected,
-    after a failed one, of the same state again -- uses a key
+    arrives (while the manager works on the last save, or after a reply);
+    each save -- prepared either way, unprepared, of another length than
+    expected, after a failed one, of the same state again -- uses a key
     and an IV no other save used, so the disk never shows the same
     ciphertext twice, and each reads back."""
     import os
@@ -186,15 +182,14 @@ def test_every_save_has_a_fresh_key_and_iv_prepared_ahead_or_not(tmp_path):
         seen.append((mgr.hashkey[20:52], blob[:12], blob[16:]))
         assert blk.read() == clear and decrypt(blob, mgr.hashkey[20:52]) == clear
 
-    mgr.quick = True
     blk.write(b"S" * 100)                     # nothing prepared: drawn at once
     saved(b"S" * 100)
     for clear in (b"S" * 100, b"S" * 100, b"T" * 200, b"S" * 100):
-        blk.prepare()                        # as after a reply
-        blk.write(clear)
+        blk.write(clear)                     # prepared while the manager worked on the last
         saved(clear)
-    mgr.quick = False                         # prepared while the manager works
+    blk._next = None                          # as if the last save had not prepared one
     for clear in (b"S" * 100, b"S" * 100):
+        blk.prepare()                        # as after a reply
         blk.write(clear)
         saved(clear)
 

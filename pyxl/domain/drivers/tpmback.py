@@ -128,7 +128,10 @@ class TpmBack:
         self.close_callback = close_callback
         self.tpms: list[TpmIf] = []
         self.closed = False
-        self.cond = threading.Condition(threading.RLock())
+        # `with self.mutex` takes the condition's lock itself (a Condition's
+        # __enter__/__exit__ are Python calls, several on every request)
+        self.mutex = threading.RLock()
+        self.cond = threading.Condition(self.mutex)
         self.xb_lock = threading.RLock()        # one xenbus handler at a time
         # the hypervisor connection our interfaces were set up on; after a
         # restart, events wait for resume() to reset them (a frontend's
@@ -151,14 +154,14 @@ class TpmBack:
 
     # -- the interface list ------------------------------------------------
     def get(self, domid: int, handle: int) -> TpmIf | None:
-        with self.cond:
+        with self.mutex:
             for t in self.tpms:
                 if t.domid == domid and t.handle == handle:
                     return t
         return None
 
     def num_frontends(self) -> int:
-        with self.cond:
+        with self.mutex:
             return len(self.tpms)
 
     def get_uuid(self, domid: int, handle: int) -> bytes | None:
@@ -202,7 +205,7 @@ class TpmBack:
                      % (t.be_path, e.strerror))
             self.err("Failed to create new tpm instance %u/%u\n" % (domid, handle))
             return
-        with self.cond:
+        with self.mutex:
             self.tpms.append(t)
             self.tpms.sort(key=lambda x: (x.domid, x.handle))
         try:
@@ -210,12 +213,12 @@ class TpmBack:
             self.xen.watch(t.fe_state_path, TOKEN)
         except OSError as e:
             self.err("Unable to write feature-protocol-v2 node: %s\n" % e.strerror)
-            with self.cond:
+            with self.mutex:
                 self.tpms.remove(t)
             return
         if self.open_callback:
             self.open_callback(domid, handle)
-        with self.cond:
+        with self.mutex:
             self.cond.notify_all()
         self._frontend_changed(t)     # the watch fires at once too; harmless twice
 
@@ -265,7 +268,7 @@ class TpmBack:
             xen.evtchn_close(port)
             xen.unmap_grant(mapping)
             return False
-        with self.cond:
+        with self.mutex:
             t.mapping, t.page, t.port = mapping, SharedPage(mapping.buf), port
             t.ring += 1
             t.status = CONNECTED
@@ -277,12 +280,12 @@ class TpmBack:
 
     def _left(self, t: TpmIf) -> None:
         """Its frontend closed (or went): nothing will be sent again."""
-        with self.cond:
+        with self.mutex:
             t.closed_ring, t.kept = t.ring, None
 
     def _unmap(self, t: TpmIf) -> None:
         self._left(t)
-        with self.cond:
+        with self.mutex:
             if t.status != CONNECTED:
                 t.status = DISCONNECTED
                 return
@@ -314,7 +317,7 @@ class TpmBack:
         self._change_state(t, xenbus.XenbusStateClosed)
         if self.close_callback:
             self.close_callback(t.domid, t.handle)
-        with self.cond:
+        with self.mutex:
             if t in self.tpms:
                 self.tpms.remove(t)
             self.cond.notify_all()
@@ -353,7 +356,7 @@ class TpmBack:
         but take it back to InitWait and reconnect when its frontend
         publishes a new ring, as for a frontend that re-opened."""
         with self.xb_lock:
-            with self.cond:
+            with self.mutex:
                 tpms = list(self.tpms)
                 for t in tpms:
                     mapping = t.mapping
@@ -450,13 +453,13 @@ class TpmBack:
                     self.handle_event(path)
             except OSError:
                 pass                             # a closed connection: resume() redoes it
-        with self.cond:
+        with self.mutex:
             self.cond.notify_all()
 
     # -- requests ----------------------------------------------------------
     def _irq(self, port: int) -> None:
         """tpmback_handler: what the event channel means for its interface."""
-        with self.cond:
+        with self.mutex:
             for t in self.tpms:
                 page = t.connected_page()
                 if t.port == port and page is not None:
@@ -475,7 +478,7 @@ class TpmBack:
         """Wait until want() (under cond) holds, servicing event channels."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            with self.cond:
+            with self.mutex:
                 if want():
                     return True
                 if self.closed:
@@ -492,7 +495,7 @@ class TpmBack:
                 if port is not None:
                     self._irq(port)
             else:
-                with self.cond:
+                with self.mutex:
                     if not want():
                         self.cond.wait(step)
 
@@ -501,7 +504,7 @@ class TpmBack:
         (domid, handle), or None if shut down / timed out."""
         if not self._pump(lambda: bool(self.tpms), timeout):
             return None
-        with self.cond:
+        with self.mutex:
             t = self.tpms[0]
             return t.domid, t.handle
 
@@ -549,7 +552,7 @@ class TpmBack:
         while True:
             if not self._pump(lambda: any(t.ready for t in self.tpms), timeout):
                 return None
-            with self.cond:
+            with self.mutex:
                 for t in self.tpms:
                     page = t.connected_page()
                     if t.ready and page is not None:
@@ -565,7 +568,7 @@ class TpmBack:
         while True:
             if not self._pump(lambda: t.ready or t.closed, timeout):
                 return None
-            with self.cond:
+            with self.mutex:
                 if t.closed:
                     return None
                 page = t.connected_page()
@@ -590,7 +593,7 @@ class TpmBack:
         of one interface are served one at a time (its server answers one
         before it takes the next), so the resend is never taken before the
         answer is kept."""
-        with self.cond:
+        with self.mutex:
             t = self.get(cmd.domid, cmd.handle)
             if t is None:
                 self.err("Tried to send a reponse to non existant frontend %u/%u\n"
@@ -620,7 +623,7 @@ class TpmBack:
 
     def shutdown(self) -> None:
         self.log("Shutting down tpm backend\n")
-        with self.cond:
+        with self.mutex:
             self.closed = True
             tpms = list(self.tpms)
             self.cond.notify_all()

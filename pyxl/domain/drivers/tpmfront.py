@@ -280,12 +280,6 @@ class TpmFront:
         finally:
             self._meanwhile = None
 
-    def answered(self) -> bool:
-        """The backend has answered the request in flight (what `meanwhile`
-        may ask to know whether the wait it overlaps is over)."""
-        shared = self.shared
-        return shared is not None and shared.state in (TPMIF_STATE_FINISH, TPMIF_STATE_IDLE)
-
     def _run_meanwhile(self) -> BaseException | None:
         fn, self._meanwhile = self._meanwhile, None
         if fn is not None:

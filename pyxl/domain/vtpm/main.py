@@ -302,7 +302,8 @@ class Vtpm:
                     with self.printk.held():
                         while cmd is not None:
                             self.back.resp(cmd, self.handle(cmd.req, cmd.locality))
-                            # the next save's key and cipher, once the guest has its answer
+                            # the next save's key and cipher, if the last save did not
+                            # draw them while the manager worked
                             self.blk.prepare()
                             cmd = self.back.req(domid, handle, timeout=CONSOLE_LINGER) \
                                 if self.printk.kept() < CONSOLE_RUN else None

@@ -87,10 +87,6 @@ class ManagerClient:
             raise
         return resp[P.HEADER_SIZE:]
 
-    def answered(self) -> bool:
-        """The manager has answered the request in flight (for `meanwhile`)."""
-        return self.front.answered()
-
     def save_hashkey(self, hashkey: bytes, meanwhile: Callable[[], object] | None = None) -> None:
         """VTPM_SaveHashKey.  `meanwhile()` (the disk write) runs while the
         manager stores the record; what it raises is raised here, without

@@ -25,9 +25,9 @@ the next save goes to the same slot again, never over the only copy the
 manager vouches for.
 
 The next save's key, IV and cipher context are drawn off the command's
-path (prepare()): while the manager is still storing this save's record
-once the slot is flushed, else once vtpm-stubdom has answered its guest;
-a command's path only encrypts.  Each is used for one save and dropped
+path (prepare()): while the manager stores this save's record, before
+the slot is written (vtpm-stubdom also calls it once it has answered its
+guest, for the first save); a command's path only encrypts.  Each is used for one save and dropped
 whether that save succeeds or fails, so no key or IV is ever used twice
 and every save is a new ciphertext, even of the same state.
 """
@@ -136,15 +136,16 @@ class VtpmBlk:
             self.log.emu(F, 73, "Error", "vtpm data cannot fit in data slot (%d/%d)."
                          % (len(blob), self.slot_size - 4))
             raise StorageError("too big")
-        data = struct.pack(">I", len(blob)) + blob
         try:
-            if os.pwrite(self.fd, data, slot * self.slot_size) != len(data):
-                raise OSError(5, "short write")
-            # durable before the command is acknowledged: the image's data
-            # (and the allocation of a sparse image's blocks), as blkfront's
-            # flush (BLKIF_OP_FLUSH_DISKCACHE) asks of the disk; not its
+            # durable before the command is acknowledged: RWF_DSYNC makes
+            # the write return once its data (and the allocation of a sparse
+            # image's blocks) is on the disk, as a pwrite then fdatasync
+            # would, in one system call -- what blkfront's flush
+            # (BLKIF_OP_FLUSH_DISKCACHE) asks of the disk; not the image's
             # mtime, which fsync would also commit
-            os.fdatasync(self.fd)
+            if os.pwritev(self.fd, (struct.pack(">I", len(blob)), blob), slot * self.slot_size,
+                          os.RWF_DSYNC) != 4 + len(blob):
+                raise OSError(5, "short write")
         except OSError as e:
             self.log.emu(F, 85, "Error", "write(data) failed! error was %s" % e.strerror)
             raise StorageError(str(e)) from None
@@ -184,9 +185,10 @@ class VtpmBlk:
         hashkey = hashlib.sha1(blob).digest() + save.key
 
         def meanwhile() -> None:
+            # the next save's key and cipher first: the manager binds and
+            # writes this record meanwhile, which takes longer than both
+            self.prepare()
             self._write_raw(blob, target)
-            if not self.manager.answered():
-                self.prepare()             # the manager still at work: the next save's now
         self.manager.save_hashkey(hashkey + (self.current or b""), meanwhile=meanwhile)
         self.active_slot, self.current = target, hashkey
 
