@@ -643,16 +643,20 @@ class TPM:
     # -- the command entry point ---------------------------------------------
     def execute(self, request: bytes, locality: int = 0) -> bytes:
         """Run one command frame; always returns a response frame."""
+        # acquire() and release() rather than `with`: a with statement looks
+        # up and binds the lock's __enter__ and __exit__ at every command
+        lock = self._lock
+        lock.acquire()
         try:
-            with self._lock:
-                if not 10 <= len(request) <= MAX_FRAME:
-                    return _error(C.TPM_BAD_PARAM_SIZE)
-                return self.dispatch(request if type(request) is bytes else bytes(request),
-                                     locality)
+            if not 10 <= len(request) <= MAX_FRAME:
+                return _error(C.TPM_BAD_PARAM_SIZE)
+            return self.dispatch(request if type(request) is bytes else bytes(request), locality)
         except Exception:  # a handler bug must not take the TPM (or its server) down
             self.internal_errors += 1
             log.exception("TPM engine internal error")
             return _error(C.TPM_FAIL)
+        finally:
+            lock.release()
 
     def end_transport(self, handle: int) -> bool:
         """Invalidate a transport session (False if there was none)."""
