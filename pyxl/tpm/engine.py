@@ -222,10 +222,14 @@ def default_nv() -> dict[int, NVArea]:
 
 # ---------------------------------------------------------------- per-command context
 
-class Ctx:
+class Ctx(Reader):
     """What a command handler needs: the request, its auth trailers, the
     response digest parts.  Handlers parse their parameters, then call
-    start(), which does the common checks in libtpms's order."""
+    start(), which does the common checks in libtpms's order.
+
+    A Ctx is also the Reader of the request's parameters (data, from
+    offset 10 to paramSize): dispatch hands the one object to the handler
+    as both `ctx` and `r`, one object per command instead of two."""
 
     # Defaults most commands keep, as class attributes: an instance holds
     # only what its command sets (a Ctx is made for every command).
@@ -245,7 +249,9 @@ class Ctx:
         self.tag = tag
         self.ordinal = ordinal
         self.locality = locality
-        self.data = data
+        self.data = data           # bytes, its length paramSize (dispatch checked both)
+        self.pos = 10
+        self.end = len(data)
         if transport is not None:
             self.transport = transport
 
@@ -643,16 +649,20 @@ class TPM:
     # -- the command entry point ---------------------------------------------
     def execute(self, request: bytes, locality: int = 0) -> bytes:
         """Run one command frame; always returns a response frame."""
+        # acquire() and release() rather than `with`: a with statement looks
+        # up and binds the lock's __enter__ and __exit__ at every command
+        lock = self._lock
+        lock.acquire()
         try:
-            with self._lock:
-                if not 10 <= len(request) <= MAX_FRAME:
-                    return _error(C.TPM_BAD_PARAM_SIZE)
-                return self.dispatch(request if type(request) is bytes else bytes(request),
-                                     locality)
+            if not 10 <= len(request) <= MAX_FRAME:
+                return _error(C.TPM_BAD_PARAM_SIZE)
+            return self.dispatch(request if type(request) is bytes else bytes(request), locality)
         except Exception:  # a handler bug must not take the TPM (or its server) down
             self.internal_errors += 1
             log.exception("TPM engine internal error")
             return _error(C.TPM_FAIL)
+        finally:
+            lock.release()
 
     def end_transport(self, handle: int) -> bool:
         """Invalidate a transport session (False if there was none)."""
@@ -666,7 +676,6 @@ class TPM:
         tag, size, ordinal = _HEADER.unpack_from(req)      # len(req) >= 10 (execute)
         if size != len(req):
             return _error(C.TPM_BAD_PARAM_SIZE)
-        r = Reader(req, 10, size)
         # preprocessing common to all ordinals (libtpms TPM_Process_Preprocess),
         # looked at only when one of the states it ends is there
         if (self.sha1_ctx is not None or self.saved is not None or not self.test_done
@@ -677,7 +686,7 @@ class TPM:
             return _error(C.TPM_BAD_ORDINAL, tag)
         ctx = Ctx(self, tag, ordinal, locality, req, transport)
         try:
-            out = handler(self, ctx, r)
+            out = handler(self, ctx, ctx)     # the Ctx is the parameters' Reader too
         except TPMError as e:
             self._end_sessions(ctx, e.rc)
             return _error(e.rc, tag if e.echo_tag else C.TPM_TAG_RQU_COMMAND)

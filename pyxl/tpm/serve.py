@@ -111,6 +111,7 @@ TPM_BAD_PARAM_SIZE = int(TPM_RESULT.TPM_BAD_PARAM_SIZE)
 TPM_ORD_SaveState = int(TPM_ORD.TPM_ORD_SaveState)
 
 HEADER = struct.Struct(">HII")     # tag, paramSize, ordinal / returnCode
+PARAM_SIZE = struct.Struct(">I")   # the header's paramSize, at offset 2
 TPM_INPUT_BUFFER = 4096            # the most one command may be (libtpms' buffer)
 # swtpm --tpm2 reads the buffer and a TCG command prefix at once (mainloop.c:
 # TPM_BUFFER_MAX + sizeof(struct tpm2_send_command_prefix), packed: 9 bytes)
@@ -217,8 +218,7 @@ class Framer:
         The server then skips the buffer (the common case: one read, one
         command)."""
         n = len(data)
-        return not self.buf and 10 <= n <= self.max_size and \
-            int.from_bytes(data[2:6], "big") == n
+        return not self.buf and 10 <= n <= self.max_size and PARAM_SIZE.unpack_from(data, 2)[0] == n
 
     def _cut(self, kind: str, n: int) -> tuple[str, bytes]:
         data = bytes(self.buf[:n])
@@ -702,7 +702,7 @@ class TPMServer:
             resp = self.failure_response()
         if self.state is not None and self.engine.persistent_changed and not self._save():
             return self.failure_response()      # (persist(), its test written out)
-        return bytes(resp)
+        return resp if type(resp) is bytes else bytes(resp)    # (bytes(bytes) is a call too)
 
     def failure_response(self) -> bytes:
         """What libtpms answers when it cannot keep its state: TPM_FAIL
