@@ -28,6 +28,11 @@ answered:<domid>:<ordinal>
     once tpmback has written the answer to such a request on its ring,
     before it notifies the frontend.
 
+One is fired by vtpmmgr-stubdom, which SIGKILLs itself:
+vtpmmgr:table-written
+    as it registers a new vTPM, once the new uuid table is on its disk
+    and before the table's key block is (pyxl/domain/vtpmmgr/storage.py).
+
 Other values are the toolstack's own (pyxl/toolstack/spawn.py).
 """
 
@@ -40,7 +45,8 @@ import struct
 
 _ENV = os.environ.get("PYXL_TEST_FAULT_AT", "")
 _FILE = _ENV[len("file:"):] if _ENV.startswith("file:") else ""
-ARMED = _ENV.startswith(("file:", "request:", "tpm:", "serve:", "answered:"))   # a fault point here may fire
+# a fault point here may fire
+ARMED = _ENV.startswith(("file:", "request:", "tpm:", "serve:", "answered:", "vtpmmgr:"))
 
 
 def spec() -> str:

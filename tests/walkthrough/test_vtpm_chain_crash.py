@@ -348,3 +348,48 @@ def test_acknowledged_nv_increments_of_a_tpm2_vtpm_survive_sigkills(host):
     _chain(host, "vtpm2.cfg")
     _kill_at_random_instants(host, Tpm2Counter(host), "vtpm2.cfg")
 
+
+@pytest.mark.slow
+def test_manager_killed_registering_a_second_vtpm_keeps_the_first(host):
+    """The manager SIGKILLed as it registers a second vTPM (its first
+    save), between writing the new uuid table and its key block (the hook
+    PYXL_TEST_FAULT_AT=file:, pyxl/hypervisor/testfault.py): the next
+    manager loads the first vTPM's record, and the first vTPM, started
+    again on its disk, has the state it saved.  The seed's order -- a new
+    key block first, then the table -- left a table no manager could read
+    ("refusing to initialize it"), and every vTPM's state with it."""
+    h = host
+    armed = h.dir / "fault-at"
+    armed.write_text("")
+    h.env["PYXL_TEST_FAULT_AT"] = "file:%s" % armed       # the domains inherit it
+    _chain(h, "vtpm.cfg")
+    h.guest("modprobe xen-tpmfront")
+    pubek = h.guest("cat /sys/devices/vtpm-0/pubek")
+    assert "Modulus length: 256" in pubek, pubek
+    h.wait_console("vtpmmgr", "Saved hash and key for vtpm %s" % UUID)
+
+    other = "11111111-2222-4333-8444-555555555555"
+    (h.dir / "b.img").write_bytes(bytes(8 << 20))
+    h.create("vtpm.cfg", 'disk=["file:%s,hda,w"]' % (h.dir / "b.img"), 'name="vb"',
+             'vtpm=["backend=vtpmmgr,uuid=%s"]' % other)
+    h.wait_console("vb", "Waiting for frontend domain to connect..")
+    armed.write_text("vtpmmgr:table-written")
+    h.create("domu.cfg", 'kernel="%s"' % (h.dir / "vmlinuz"), 'name="gb"',
+             'vtpm=["backend=vb"]')
+    h.console("type", "modprobe xen-tpmfront", "cat /sys/devices/vtpm-0/caps", "--",
+              "console", "gb")
+    h.wait_gone("vtpmmgr")                            # killed itself at the hook
+    armed.write_text("")
+    h.wait_console("vb", "tpm_store_permanent_data() failed")   # its first save: unanswered
+
+    since = h.console_size("vtpmmgr")
+    _create_manager(h)
+    mgr = h.console_log("vtpmmgr")[since:]
+    assert "Loaded 1 vtpms!" in mgr, mgr
+    assert h.run("destroy", "domu-vtpm").returncode == 0
+    since = h.console_size("domu-vtpm")
+    _new_vtpm(h, "vtpm.cfg")
+    assert "Loaded hash and key for vtpm %s" % UUID in h.console_log("vtpmmgr")
+    assert "holds no state" not in h.console_log("domu-vtpm")[since:]
+    again = h.guest("cat /sys/devices/vtpm-0/pubek")
+    assert again[again.index("Algorithm"):] == pubek[pubek.index("Algorithm"):]
