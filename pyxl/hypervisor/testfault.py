@@ -28,12 +28,13 @@ answered:<domid>:<ordinal>
     once tpmback has written the answer to such a request on its ring,
     before it notifies the frontend.
 
-One is fired by vtpmmgr-stubdom, which SIGKILLs itself:
+Other values are the toolstack's own (pyxl/toolstack/spawn.py).
+
+One is fired by vtpmmgr-stubdom, which SIGKILLs itself (armed through a
+file):
 vtpmmgr:table-written
     as it registers a new vTPM, once the new uuid table is on its disk
     and before the table's key block is (pyxl/domain/vtpmmgr/storage.py).
-
-Other values are the toolstack's own (pyxl/toolstack/spawn.py).
 """
 
 from __future__ import annotations
@@ -45,8 +46,7 @@ import struct
 
 _ENV = os.environ.get("PYXL_TEST_FAULT_AT", "")
 _FILE = _ENV[len("file:"):] if _ENV.startswith("file:") else ""
-# a fault point here may fire
-ARMED = _ENV.startswith(("file:", "request:", "tpm:", "serve:", "answered:", "vtpmmgr:"))
+ARMED = _ENV.startswith(("file:", "request:", "tpm:", "serve:", "answered:"))   # a fault point here may fire
 
 
 def spec() -> str:
