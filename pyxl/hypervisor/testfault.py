@@ -38,6 +38,12 @@ away:<domid>:<ordinal>
     is away) and the command goes on.
 
 Other values are the toolstack's own (pyxl/toolstack/spawn.py).
+
+One is fired by vtpmmgr-stubdom, which SIGKILLs itself (armed through a
+file):
+vtpmmgr:table-written
+    as it registers a new vTPM, once the new uuid table is on its disk
+    and before the table's key block is (pyxl/domain/vtpmmgr/storage.py).
 """
 
 from __future__ import annotations

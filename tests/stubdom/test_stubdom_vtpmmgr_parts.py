@@ -185,3 +185,47 @@ def test_load_hashkey_whose_chip_does_not_come_back_is_answered_tpm_ioerror(tmp_
     m.oiap = m.hw.oiap()
     m.load_storage_key()
     assert m.handle_cmd(U1, load) == struct.pack(">HII", 0x01C4, 62, 0) + hk
+
+
+class _Killed(BaseException):
+    """The manager's domain dies here: nothing after it is written."""
+
+
+def test_killed_between_the_table_and_its_key_block_keeps_every_vtpm_registered_before(
+        tmp_path):
+    """Each registration of a new vTPM (the table growing, and relocating
+    vTPM blocks, as in test_reload_and_relocation) cut short between its
+    two writes, the uuid table's and the table key block's: the next
+    manager loads every vTPM registered before with its record, not the
+    new one, which its next save then registers.  (The seed's order, a new
+    key block first, left a table no manager could decrypt.)"""
+    log: list[str] = []
+    m, dev, _ = make_manager(tmp_path, lines=log)
+    m.create()
+    records = {}
+    for i in [14, 1, 13, 2, 12, 3, 11, 4, 10, 5, 9, 6]:        # before and after each other
+        u = _uuid.UUID(int=i << 64).bytes
+        hk = hashlib.sha1(b"state %d" % i).digest() + bytes([i]) * 32
+        real_write, done = m.storage._write, []
+
+        def write(off, data, msg, real_write=real_write, done=done):
+            if msg in ("vtpm aes key", "vtpm uuid table"):
+                if done:
+                    raise _Killed()                       # the second of the two
+                done.append(msg)
+            real_write(off, data, msg)
+        m.storage._write = write
+        with pytest.raises(_Killed):
+            m.storage.save_hashkey(u, hk)
+        since = len(log)
+        m, _, _ = make_manager(tmp_path, dev, log)            # the next manager
+        m.storage.load_header()
+        if records:
+            assert "INFO[VTPM]: Loaded %d vtpms!\n" % len(records) in log[since:], log[since:]
+        for known, record in records.items():
+            assert m.storage.load_hashkey(known) == record
+        with pytest.raises(StorageFailure):
+            m.storage.load_hashkey(u)                         # not registered
+        m.storage.save_hashkey(u, hk)                         # its next save
+        records[u] = hk
+    assert "INFO[VTPM]: Relocating vtpm data\n" in log

@@ -19,9 +19,15 @@ needs the hardware TPM's TPM_UnBind.
 Crash safety, within the seed's format: every write is followed by a flush
 (a blkfront barrier) so the order on disk is the order written; a vTPM's
 hash+key update -- the frequent case -- is one 256-byte block inside one
-sector, replaced whole.  Registering a new vTPM rewrites the table key
-block and then the table in place, as the seed does; a crash between those
-two writes loses the table (the format has no second copy to fall back to).
+sector, replaced whole.  Registering a new vTPM rewrites the table in
+place and then the table key block.  Unlike the seed (vtpm_storage_new_vtpm),
+which binds a new table key first and then writes the table -- a crash
+between the two leaves the old table under the new key, which no manager
+can read, and every vTPM's state with it -- the table keeps its key once it
+has entries, and the new vTPM's entry goes last on disk: a crash between
+the writes leaves the old key block, whose cipher size covers the old
+entries at the head of the new table (relocated blocks are copies, written
+before), so the next manager loads the old table.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from pyxl.domain.drivers.tpmback import uuid_text
+from pyxl.hypervisor import testfault
 from pyxl.tpm.marshal import Reader
 from pyxl.tpm.structures import TPM_KEY
 
@@ -78,6 +85,7 @@ class MgrStorage:
     def reset(self) -> None:
         self.aes_offset = self.uuid_offset = self.end_offset = 0
         self.vtpms: list[list] = []      # [uuid bytes, offset], sorted by uuid
+        self.table_key = b""             # the uuid table's AES key, once it has entries
 
     # -- raw disk ------------------------------------------------------------
     def _write(self, off: int, data: bytes, msg: str) -> None:
@@ -158,17 +166,24 @@ class MgrStorage:
                 self._write(self.end_offset, block, "vtpm hashkey relocate")
                 v[1] = self.end_offset
                 self.end_offset += RSA_CIPHER_SIZE
-        self.log.info("Generating a new symmetric key\n")
-        key = self.mgr.rng(AES_KEY_SIZE)
+        key = self.table_key
+        if not key:                      # the first entry: the fresh header's key is zeros
+            self.log.info("Generating a new symmetric key\n")
+            key = self.mgr.rng(AES_KEY_SIZE)
         self.log.info("Binding encrypted key\n")
-        self._write(self.aes_offset, self._bind(key + struct.pack(">I", cipher_sz)),
-                    "vtpm aes key")
+        key_block = self._bind(key + struct.pack(">I", cipher_sz))
         self.log.info("Encrypting the uuid table\n")
-        plain = b"".join(v[0] + struct.pack(">I", v[1]) for v in self.vtpms)
+        # the new entry last (a stable sort): the old key block's size covers the others
+        entries = sorted(self.vtpms, key=lambda v: v[0] == u)
+        plain = b"".join(v[0] + struct.pack(">I", v[1]) for v in entries)
         plain += self.mgr.rng(-len(plain) % AES_BLOCK)
         iv = self.mgr.rng(AES_BLOCK)
         enc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
         self._write(self.uuid_offset, iv + enc.update(plain) + enc.finalize(), "vtpm uuid table")
+        if testfault.ARMED:
+            testfault.at("vtpmmgr:table-written")
+        self._write(self.aes_offset, key_block, "vtpm aes key")
+        self.table_key = key
 
     # -- per-vTPM hash and key -------------------------------------------------------
     def save_hashkey(self, u: bytes, hashkey: bytes) -> None:
@@ -264,6 +279,7 @@ class MgrStorage:
                 raise StorageFailure(TPM_IOERROR)
             key = clear[:AES_KEY_SIZE]
             cipher_size = struct.unpack_from(">I", clear, AES_KEY_SIZE)[0]
+            self.table_key = key if cipher_size > 0 else b""
             if cipher_size & (AES_BLOCK - 1):
                 self.log.error("Cipher text size (%d) is not a multiple of the aes block size! (%d)\n"
                                % (cipher_size, AES_BLOCK))
