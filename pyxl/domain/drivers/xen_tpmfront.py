@@ -28,6 +28,7 @@ see transmit().
 from __future__ import annotations
 
 import errno as _errno
+import itertools
 import struct
 import threading
 import time
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 TOKEN = "xen-tpmfront"
 TIMEOUT_C = 0.750                      # TIS default until the TPM says otherwise
 DURATION = 120.0                       # the longest TPM 1.2 duration class
+_devices = itertools.count()
 
 
 class TpmDeviceError(OSError):
@@ -57,7 +59,11 @@ class XenTpmFront:
                  klog: Callable[[str], object] | None = None):
         self.xen, self.nodename = xen, nodename
         self.klog = klog or (lambda msg: None)
+        # each device its own watch token: a removed device's thread, still
+        # reading, must not take the events of the device that replaced it
+        self.token = "%s-%d" % (TOKEN, next(_devices))
         self.registered = False
+        self.unplugged = False                  # its node is gone: it writes nothing more
         self.error: str | None = None
         self.cond = threading.Condition()
         self.lock = threading.Lock()            # one command at a time, like tpm_mutex
@@ -70,7 +76,7 @@ class XenTpmFront:
             while self._gone():                  # the daemon went away meanwhile: again
                 self._setup_ring()
             self.registered = True               # tpm_chip_register: /dev/tpm0 appears
-        xen.watch(self.bepath + "/state", TOKEN)
+        xen.watch(self.bepath + "/state", self.token)
         self._thread = threading.Thread(target=self._watch, name="xen-tpmfront", daemon=True)
         self._thread.start()
 
@@ -123,7 +129,7 @@ class XenTpmFront:
     # -- xenbus: backend_changed -------------------------------------------------
     def _watch(self) -> None:
         while self.registered:
-            if self.xen.read_watch(0.5, token=TOKEN) is None:
+            if self.xen.read_watch(0.5, token=self.token) is None:
                 if self.xen.closed:
                     time.sleep(0.05)             # until the domain resumes
                 continue
@@ -141,7 +147,7 @@ class XenTpmFront:
             if self.xen.read_str(self.bepath + "/feature-protocol-v2", default="0") != "1":
                 self._fatal(_errno.EINVAL, "vTPM protocol 2 required")
                 return
-            xenbus.switch_state(self.xen, self.nodename, xenbus.XenbusStateConnected)
+            self._switch(xenbus.XenbusStateConnected)
         elif state in (xenbus.XenbusStateClosing, xenbus.XenbusStateClosed):
             self.remove()
         with self.cond:
@@ -155,7 +161,7 @@ class XenTpmFront:
             self.xen.write("error/%s/error" % self.nodename, "%d %s" % (err, msg))
         except OSError:
             pass
-        xenbus.switch_state(self.xen, self.nodename, xenbus.XenbusStateClosing)
+        self._switch(xenbus.XenbusStateClosing)
         with self.cond:
             self.cond.notify_all()
 
@@ -289,26 +295,75 @@ class XenTpmFront:
                 return rsp, self.generation
         return self._send(request)
 
+    def _switch(self, state: int) -> None:
+        """xenbus_switch_state on our node, as __xenbus_switch_state does
+        it: in a transaction, and not at all once the node is gone (its
+        state unreadable) -- a removed device must not create its
+        directory again.  Nor into a node at Initialising: that is a new
+        device's, made by the toolstack after ours was removed (ours left
+        Initialising at probe, and nothing sets it back)."""
+        if self.unplugged:
+            return
+        nodename = self.nodename
+
+        def body(tx: int) -> None:
+            try:
+                raw = self.xen.read(nodename + "/state", tx)
+            except OSError:
+                return                                     # gone: abort, as Linux does
+            if raw.strip() in (b"%d" % state, b"%d" % xenbus.XenbusStateInitialising):
+                return
+            self.xen.write(nodename + "/state", "%d" % state, tx)
+        self.xen.transaction(body)
+
     def remove(self) -> None:
-        """The backend is going away: unregister the chip, close the ring."""
+        """backend_changed, backend Closing/Closed: device_unregister
+        (tpmfront_remove: the chip unregistered) and xenbus_frontend_closed."""
         if not self.registered:
             return
         self.registered = False
-        xenbus.switch_state(self.xen, self.nodename, xenbus.XenbusStateClosed)
+        self._switch(xenbus.XenbusStateClosed)
         with self.cond:
             self.cond.notify_all()
+
+    def unplug(self) -> None:
+        """xenbus_cleanup_devices: our node is gone (`xl vtpm-detach`
+        removed it).  tpmfront_remove: the chip unregistered, the ring
+        freed; xenbus_dev_remove's switch to Closed finds no node and
+        writes nothing (nor does anything later: the toolstack may make
+        a new device at the same path)."""
+        self.unplugged = True
+        self.registered = False
+        with self.cond:
+            self.cond.notify_all()
+        xen = self.xen
+        try:
+            xen.unwatch(self.bepath + "/state", self.token)
+        except OSError:
+            pass
+        for fn, arg in ((xen.evtchn_close, self.port), (xen.end_access, self.ref)):
+            try:
+                fn(arg)
+            except OSError:
+                pass
+        with self.ring_lock:
+            page, self.page = self.page, None
+            if page is not None and page is not self.inflight:
+                page.close()                     # (else transmit() closes it when done)
 
     def close(self) -> None:
         """Module unload / guest shutdown: Closing, wait for the backend, free."""
         xen = self.xen
         self.registered = False
+        if self.unplugged:
+            return                               # freed when its node went
         try:
-            xenbus.switch_state(xen, self.nodename, xenbus.XenbusStateClosing)
+            self._switch(xenbus.XenbusStateClosing)
             xenbus.wait_for_state(xen, self.bepath, {
                 xenbus.XenbusStateClosing, xenbus.XenbusStateClosed,
                 xenbus.XenbusStateInitWait, xenbus.XenbusStateUnknown}, 5)
-            xenbus.switch_state(xen, self.nodename, xenbus.XenbusStateClosed)
-            xen.unwatch(self.bepath + "/state", TOKEN)
+            self._switch(xenbus.XenbusStateClosed)
+            xen.unwatch(self.bepath + "/state", self.token)
             xenbus.wait_for_state(xen, self.bepath, {
                 xenbus.XenbusStateClosed, xenbus.XenbusStateInitWait,
                 xenbus.XenbusStateUnknown}, 5)
