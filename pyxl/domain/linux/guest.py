@@ -137,6 +137,7 @@ class Guest:
         the shell cannot end yet (an open quote, a trailing `|`) is
         continued after bash's PS2 prompt, `> `."""
         threading.Thread(target=self.watch_control, daemon=True).start()
+        threading.Thread(target=self.tpm.watch_devices, name="xenbus-vtpm", daemon=True).start()
         line = bytearray()
         pending = ""
         while True:
@@ -264,7 +265,7 @@ class Guest:
             return 1
         mod = args[-1].replace("_", "-")
         if name == "rmmod":
-            if mod != "xen-tpmfront" or not self.tpm.has_chip():
+            if mod != "xen-tpmfront" or not self.tpm.loaded:
                 io.error("rmmod: ERROR: Module %s is not currently loaded" % args[-1].replace("-", "_"))
                 return 1
             self.tpm.close()

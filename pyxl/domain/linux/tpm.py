@@ -5,6 +5,15 @@ The guest runs Debian's kernel, where xen-tpmfront is a module
 (CONFIG_TCG_XEN=m): at boot device/vtpm/0 has no driver, and the guide's
 `modprobe xen-tpmfront` binds it (`rmmod xen_tpmfront` lets it go).
 
+The guest's xenbus follows device/vtpm as Linux's frontend bus does
+(xenbus_probe_frontend.c's watch on "device", xenbus_dev_changed): a
+device whose node went (`xl vtpm-detach`) is removed -- its chip
+unregistered, /dev/tpm0 gone, nothing written to the node -- and a new
+node at Initialising (`xl vtpm-attach`) is a new device, bound at once
+while the module is loaded.  A device whose backend closed is
+unregistered (tpmfront's backend_changed) and leaves the bus, node or
+not.  A daemon restart removes no node: the frontend resumes instead.
+
 The guest is simulated but its userland is the host's real programs, so
 /dev/tpm0 must be reachable from a host process: the chip is exposed as a
 TCP endpoint speaking raw TPM 1.2 frames -- what tcsd's TCSD_TCP_DEVICE
@@ -17,10 +26,12 @@ vtpm-stubdom.
 
 from __future__ import annotations
 
+import errno as _errno
 import socket
 import struct
 import threading
 
+from pyxl.domain.drivers import xenbus
 from pyxl.domain.drivers.xen_tpmfront import (TpmDeviceError, XenTpmFront, caps_text,
                                               pcrs_text, pubek_text)
 from pyxl.hypervisor import testfault
@@ -34,6 +45,8 @@ if TYPE_CHECKING:
     from pyxl.domain.process import Domain
 
 NODE = "device/vtpm/0"
+DEVICES = "device/vtpm"              # the frontend bus's vtpm devices
+BUS_TOKEN = "xenbus-vtpm"
 CONNECT_TIMEOUT = 30.0
 HEADER = 10
 MAX_FRAME = 4096                     # TPM_BUFSIZE in Linux's tpm driver
@@ -60,28 +73,92 @@ class GuestTpm:
         self.tpmrm: TpmrmServer | None = None    # /dev/tpmrm0's endpoint (tpmrm.py), TPM 2.0 only
         self._version: tuple[object, int] | None = None    # (front, 1 or 2)
         self.lock = threading.Lock()
+        self.loaded = False              # the xen-tpmfront module
+        self.bus: set[str] | None = None     # device/vtpm/N on the guest's xenbus
         dom.on_resume(self.resume)
 
-    # -- the driver --------------------------------------------------------
-    def present(self) -> bool:
-        try:
-            return self.dom.xen.read_str(NODE + "/backend", default="") != ""
-        except OSError:
-            return False
+    # -- the frontend bus (drivers/xen/xenbus/xenbus_probe_frontend.c) -------
+    def watch_devices(self) -> None:
+        """The frontend bus's watch on the guest's device nodes (here
+        only device/vtpm): xenbus_dev_changed on every event.  Registered
+        again after a daemon restart (the resume), which removes no node."""
+        xen = self.dom.xen
+        xen.watch(DEVICES, BUS_TOKEN)
+        while True:
+            ev = xen.read_watch(timeout=None, token=BUS_TOKEN)
+            if ev is None:
+                if xen.closed:
+                    self.dom.reconnect(xen)      # until the domain is resumed
+                continue
+            try:
+                self.devices_changed()
+            except OSError:
+                pass                             # the connection broke: resumed, then again
 
+    def devices_changed(self) -> None:
+        """xenbus_dev_changed: a device whose node is gone is removed
+        (xenbus_cleanup_devices; XenTpmFront.unplug), a new one probed --
+        and bound while the module is loaded."""
+        with self.lock:
+            gone = self._scan()
+            f = self.front
+            if f is not None and f.nodename in gone:
+                f.unplug()
+                self.front = None
+            bind = self.loaded and (self.front is None or not self.front.registered)
+        if bind:
+            self._bind(wait=False)
+
+    def _scan(self) -> set[str]:
+        """Bring self.bus up to date with xenstore; the nodes that went.
+        A node joins at Initialising only (xenbus_probe_node: "Device is
+        not new, so ignore it"), except at the first scan (the boot's
+        xenbus_probe_devices); a device whose backend closed has been
+        unregistered (tpmfront's backend_changed) and left it.  Called
+        with self.lock held."""
+        xen = self.dom.xen
+        try:
+            ids = xen.directory(DEVICES)
+        except OSError as e:
+            if getattr(e, "errno", None) != _errno.ENOENT:
+                raise
+            ids = []
+        now = {DEVICES + "/" + i for i in ids if i.isdigit()}
+        first, bus = self.bus is None, self.bus or set()
+        f = self.front
+        if f is not None and not f.registered and not f.unplugged:
+            bus.discard(f.nodename)              # device_unregister'ed by backend_changed
+        gone = bus - now
+        for node in sorted(now - bus):
+            if first or xenbus.read_state(xen, node) == xenbus.XenbusStateInitialising:
+                bus.add(node)
+        self.bus = bus & now
+        return gone
+
+    # -- the driver --------------------------------------------------------
     def probe(self, wait: bool = False) -> bool:
-        """xenbus probe of device/vtpm/0: ring, event channel, Initialised;
-        the chip is usable once the backend connects (waited for in the
+        """modprobe: the module loaded, bound to the first vtpm device on
+        the bus (tpmfront_probe: ring, event channel, Initialised); the
+        chip is usable once the backend connects (waited for in the
         background unless `wait`)."""
+        self.loaded = True
+        return self._bind(wait)
+
+    def _bind(self, wait: bool) -> bool:
         with self.lock:
             if self.front is not None and self.front.registered:
                 return True
-            if not self.present():
+            try:
+                self._scan()
+            except OSError:
+                return False
+            node = min(self.bus or (), key=lambda n: int(n.rsplit("/", 1)[1]), default=None)
+            if node is None:
                 return False
             try:
-                self.front = XenTpmFront(self.dom.xen, NODE, klog=self.klog)
+                self.front = XenTpmFront(self.dom.xen, node, klog=self.klog)
             except OSError as e:
-                self.klog("vtpm vtpm-0: probe failed: %s" % e)
+                self.klog("vtpm vtpm-%s: probe failed: %s" % (node.rsplit("/", 1)[1], e))
                 return False
         if wait:
             return self.front.wait_connected(CONNECT_TIMEOUT)
@@ -122,7 +199,9 @@ class GuestTpm:
         cannot be reached it falls back to the host's own /dev/tpm0,
         /udev/tpm0 or /dev/tpm (open_device in TrouSerS' src/tddl/tddl.c)
         -- a guest must never reach the host's TPM."""
-        f = self.front
+        self.loaded = False
+        with self.lock:
+            f, self.front = self.front, None
         if f is not None and f.registered:
             f.close()
 
