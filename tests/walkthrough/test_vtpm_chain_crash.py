@@ -257,16 +257,13 @@ def _pid(h, kind: str) -> int:
 
 def _new_vtpm(h, vtpm_cfg: str) -> None:
     """The guest's vTPM domain is gone: a new one on its disk, and the
-    guest's device re-attached to it.  The guest's driver lets the dead
-    vTPM's device go before it is replaced, and binds the new one (the
-    simulated guest has no xenbus hotplug to do it)."""
+    guest's device re-attached to it, as a user does: the guest's xenbus
+    removes the old device and binds the new one (xen-tpmfront loaded)."""
     h.wait_gone("domu-vtpm")
     _create_vtpm(h, vtpm_cfg)
-    h.guest("rmmod xen_tpmfront")
     for args in (("vtpm-detach", "domu", "0"), ("vtpm-attach", "domu", "backend=domu-vtpm")):
         p = h.run(*args)
         assert p.returncode == 0, p.stderr
-    h.guest("modprobe xen-tpmfront")
 
 
 def _recover(h, kind: str, victim: int, vtpm_cfg: str) -> None:
