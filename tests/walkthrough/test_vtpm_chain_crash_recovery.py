@@ -50,8 +50,8 @@ from wt_host import EXAMPLES, procs_with_root
 from peers import need_peer
 
 ROUNDS = 7             # each of the five scenarios at least once; the file in about 2 minutes
-START = 0.6           # seconds: a stub domain's start, from its process to ready, is within it
-CREATE = 0.5          # seconds: `xl create` of a stub domain runs about this long
+START = 0.4           # seconds: a stub domain's start, from its process to ready, about this long
+CREATE = 0.3          # seconds: `xl create` of a stub domain runs about this long
 
 # TPM 1.2 (TPM Main Part 2, 4.1 and 5.6; Part 3, 18.2 and 20.2)
 TPM_TAG_RQU_COMMAND, TPM_TAG_RQU_AUTH1_COMMAND = 0xC1, 0xC2
