@@ -193,10 +193,16 @@ def _daemon_in_create(h, rnd: random.Random, vtpm_cfg: str) -> str:
     kind = rnd.choice(("vtpm-stubdom", "vtpmmgr-stubdom"))
     os.kill(_pid(h, kind), signal.SIGKILL)
     h.wait_gone(STUB[kind])
-    daemon = _pid(h, "daemon")
+    daemon, before = _pid(h, "daemon"), _domain_pids(h)
     began = time.monotonic()
     create = _start(h, kind, vtpm_cfg)
-    delay = rnd.uniform(0, CREATE)
+    if rnd.random() < 0.5:          # the command's start, or the daemon at its request
+        delay = rnd.uniform(0, CREATE)
+        at = "%.4f s into it" % delay
+    else:                           # the domain spawned, its devices not yet up
+        _new_process(h, before, create)
+        delay = rnd.uniform(0, 0.05)
+        at = "%.4f s after its process appeared" % delay
     time.sleep(delay)               # the instant
     os.kill(daemon, signal.SIGKILL)
     _, err = create.communicate(timeout=60)
@@ -206,8 +212,8 @@ def _daemon_in_create(h, rnd: random.Random, vtpm_cfg: str) -> str:
         assert time.monotonic() < deadline, "the daemon did not die"
         time.sleep(0.02)
     there = STUB[kind] in h.domains()                      # the next daemon
-    print("    %s's create, daemon killed %.4f s into it: create %s after %.3f s, the domain %s"
-          % (kind, delay, "succeeded" if create.returncode == 0 else "failed (%s)"
+    print("    %s's create, daemon killed %s: create %s after %.3f s, the domain %s"
+          % (kind, at, "succeeded" if create.returncode == 0 else "failed (%s)"
              % err.strip()[-80:], took, "there" if there else "not there"))
     if there:
         p = h.run("destroy", STUB[kind])
