@@ -751,15 +751,21 @@ def path_cleanup(xs: XsTree, t: int, path: str) -> None:
 
 # -- vtpm ---------------------------------------------------------------
 
-def add_vtpm(xs: XsConnection, domid: int, backend_domid: int, devid: int, uuid: str) -> tuple[str, str]:
-    """libxl__device_vtpm_add: both dirs in one transaction, state 1/1."""
+def add_vtpm(xs: XsConnection, domid: int, backend_domid: int, devid: int, uuid: str,
+             backend_alive: bool = True) -> tuple[str, str]:
+    """libxl__device_vtpm_add: both dirs in one transaction, state 1/1.
+    backend_alive=False (a restarted daemon writing again a device whose
+    backend's domain died): the frontend's and libxl's dirs only, naming
+    the backend that is gone, as xenstore kept them (vtpm-detach removes
+    them)."""
     fe = "/local/domain/%d/device/vtpm/%d" % (domid, devid)
     be = "/local/domain/%d/backend/vtpm/%d/%d" % (backend_domid, domid, devid)
     back = {"frontend": fe, "frontend-id": domid, "online": 1,
             "state": XenbusStateInitialising, "handle": devid, "uuid": uuid, "resume": "False"}
 
     def body(t: int) -> None:
-        _write_dir(xs, t, be, back, ["n%d" % backend_domid, "r%d" % domid])
+        if backend_alive:
+            _write_dir(xs, t, be, back, ["n%d" % backend_domid, "r%d" % domid])
         _write_dir(xs, t, fe, {"backend": be, "backend-id": backend_domid,
                                "state": XenbusStateInitialising, "handle": devid},
                    ["n%d" % domid, "r%d" % backend_domid])

@@ -204,10 +204,17 @@ def write_xenstore(st: HostState, dom: Domain) -> None:
         be = v.get("backend_domname")
         be_dom = st.table.by_name(be) if be is not None else \
             st.table.domains.get(int(v.get("backend_domid", 0)))
-        if be_dom is None:
-            continue
         if not v.get("uuid"):
             v["uuid"] = str(uuidlib.uuid4())
+        if be_dom is None:
+            # its backend's domain died (a restarted daemon): xenstore kept
+            # the frontend's device, naming the dead backend, until
+            # vtpm-detach; so does this one (from state that records it)
+            if "backend_domid" in v:
+                devices.add_vtpm(st.xs, dom.domid, int(v["backend_domid"]),
+                                 int(v.get("devid", i)), v["uuid"], backend_alive=False)
+            continue
+        v["backend_domid"] = be_dom.domid
         devices.add_vtpm(st.xs, dom.domid, be_dom.domid, int(v.get("devid", i)), v["uuid"])
     for i, nic in enumerate(dom.config.get("nics") or []):
         # libxl__device_nic_setdefault; the MAC it draws is kept in the config

@@ -194,8 +194,13 @@ class TpmFront:
                 self.xen.write(self.nodename + "/feature-protocol-v2", "1")
                 self._connect(RESUME_TIMEOUT)
             except (TpmFrontError, OSError) as e:
+                # no backend to resume with (its domain died while the daemon
+                # was away): as when a backend goes away under a command, the
+                # next command connects to whatever backend the device names
+                # then (_reattach), so a re-attach to a new one is taken up
                 self.err("Resume failed: %s\n" % e)
-                self.state = xenbus.XenbusStateClosed
+                self.state = xenbus.XenbusStateConnected
+                self.broken = True
 
     def _release_ring(self) -> None:
         for fn, arg in ((self.xen.evtchn_close, self.port), (self.xen.end_access, self.ref)):
