@@ -341,15 +341,20 @@ class XenTpmFront:
             xen.unwatch(self.bepath + "/state", self.token)
         except OSError:
             pass
-        for fn, arg in ((xen.evtchn_close, self.port), (xen.end_access, self.ref)):
-            try:
-                fn(arg)
-            except OSError:
-                pass
+        self._release_channel()
         with self.ring_lock:
             page, self.page = self.page, None
             if page is not None and page is not self.inflight:
                 page.close()                     # (else transmit() closes it when done)
+
+    def _release_channel(self) -> None:
+        """The ring's event channel closed and its grant ended (either may
+        already be gone with its hypervisor)."""
+        for fn, arg in ((self.xen.evtchn_close, self.port), (self.xen.end_access, self.ref)):
+            try:
+                fn(arg)
+            except OSError:
+                pass
 
     def close(self) -> None:
         """Module unload / guest shutdown: Closing, wait for the backend, free."""
@@ -369,11 +374,7 @@ class XenTpmFront:
                 xenbus.XenbusStateUnknown}, 5)
         except OSError:
             pass
-        for fn, arg in ((xen.evtchn_close, self.port), (xen.end_access, self.ref)):
-            try:
-                fn(arg)
-            except OSError:
-                pass
+        self._release_channel()
         if self.page is not None:
             self.page.close()
 
