@@ -53,15 +53,7 @@ MSSIM_SEND_COMMAND, MSSIM_SESSION_END = 8, 20      # tpm2-tss tcti-mssim.c
 
 def _chain(h) -> tuple[int, tuple[str, int]]:
     """The guide's chain, the guest's tcsd running: where its /dev/tpm0 is."""
-    d = h.dir
-    (d / "mgr.img").write_bytes(bytes(16 << 20))
-    (d / "vtpm.img").write_bytes(bytes(8 << 20))
-    (d / "vmlinuz").write_text("stand-in kernel\n")
-    h.create("vtpmmgr-stubdom.cfg", 'disk=["file:%s,hda,w"]' % (d / "mgr.img"))
-    h.wait_console("vtpmmgr", "INFO[VTPM]: Waiting for commands from vTPM's:")
-    h.create("vtpm.cfg", 'disk=["file:%s,hda,w"]' % (d / "vtpm.img"))
-    h.wait_console("domu-vtpm", "Waiting for frontend domain to connect..")
-    h.create("domu.cfg", 'kernel="%s"' % (d / "vmlinuz"))
+    h.guide_chain()
     h.guest("modprobe xen-tpmfront", "tcsd")
     return _tpm0(h)
 
@@ -231,15 +223,7 @@ def _chain2(h) -> tuple[int, tuple[str, int]]:
     """The guide's chain with a TPM 2.0 vTPM (examples/vtpm2.cfg), the
     guest's /dev/tpmrm0 opened once by tpm2-tools: a thread of the guest's
     process in the guest's network, and where /dev/tpmrm0 is in it."""
-    d = h.dir
-    (d / "mgr.img").write_bytes(bytes(16 << 20))
-    (d / "vtpm.img").write_bytes(bytes(8 << 20))
-    (d / "vmlinuz").write_text("stand-in kernel\n")
-    h.create("vtpmmgr-stubdom.cfg", 'disk=["file:%s,hda,w"]' % (d / "mgr.img"))
-    h.wait_console("vtpmmgr", "INFO[VTPM]: Waiting for commands from vTPM's:")
-    h.create("vtpm2.cfg", 'disk=["file:%s,hda,w"]' % (d / "vtpm.img"))
-    h.wait_console("domu-vtpm", "Waiting for frontend domain to connect..")
-    h.create("domu.cfg", 'kernel="%s"' % (d / "vmlinuz"))
+    h.guide_chain("vtpm2.cfg")
     h.guest("modprobe xen-tpmfront", "tpm2_pcrread sha256:16")
     pid = _pid_of(h, b"pyxl-domain\0domid=%s\0" % h.domains()["domu"][0].encode())
     own = os.readlink("/proc/%d/ns/net" % pid)

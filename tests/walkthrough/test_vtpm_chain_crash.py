@@ -226,28 +226,6 @@ class Stepper:
         assert self.acked >= n, (why, self.outcome)
 
 
-def _create_manager(h) -> None:
-    since = h.console_size("vtpmmgr")
-    h.create("vtpmmgr-stubdom.cfg", 'disk=["file:%s,hda,w"]' % (h.dir / "mgr.img"))
-    h.wait_console("vtpmmgr", "INFO[VTPM]: Waiting for commands from vTPM's:", since=since)
-
-
-def _create_vtpm(h, cfg: str) -> None:
-    since = h.console_size("domu-vtpm")
-    h.create(cfg, 'disk=["file:%s,hda,w"]' % (h.dir / "vtpm.img"))
-    h.wait_console("domu-vtpm", "Waiting for frontend domain to connect..", since=since)
-
-
-def _chain(h, vtpm_cfg: str) -> None:
-    d = h.dir
-    (d / "mgr.img").write_bytes(bytes(16 << 20))
-    (d / "vtpm.img").write_bytes(bytes(8 << 20))
-    (d / "vmlinuz").write_text("stand-in kernel\n")
-    _create_manager(h)
-    _create_vtpm(h, vtpm_cfg)
-    h.create("domu.cfg", 'kernel="%s"' % (d / "vmlinuz"))
-
-
 def _pid(h, kind: str) -> int:
     if kind == "daemon":
         return _pid_of(h, b"pyxl.toolstack.daemon")
@@ -260,7 +238,7 @@ def _new_vtpm(h, vtpm_cfg: str) -> None:
     guest's device re-attached to it, as a user does: the guest's xenbus
     removes the old device and binds the new one (xen-tpmfront loaded)."""
     h.wait_gone("domu-vtpm")
-    _create_vtpm(h, vtpm_cfg)
+    h.create_vtpm(vtpm_cfg)
     for args in (("vtpm-detach", "domu", "0"), ("vtpm-attach", "domu", "backend=domu-vtpm")):
         p = h.run(*args)
         assert p.returncode == 0, p.stderr
@@ -277,7 +255,7 @@ def _recover(h, kind: str, victim: int, vtpm_cfg: str) -> None:
         assert h.run("list").returncode == 0          # the next daemon
     elif kind == "vtpmmgr-stubdom":
         h.wait_gone("vtpmmgr")                        # reaped: on_crash=destroy
-        _create_manager(h)
+        h.create_manager()
         if vtpm_cfg == "vtpm2.cfg":                   # TPM_RC_FAILURE until restarted
             assert h.run("destroy", "domu-vtpm").returncode == 0
             _new_vtpm(h, vtpm_cfg)
@@ -300,6 +278,13 @@ def _round(h, counter, vtpm_cfg: str, kind: str, k: int, delay: float, value: in
     time.sleep(delay)             # the instant: the experiment, not a wait
     os.kill(victim, signal.SIGKILL)
     _recover(h, kind, victim, vtpm_cfg)          # the guest keeps stepping meanwhile
+    return _settled(w, counter)
+
+
+def _settled(w: Stepper, counter) -> int:
+    """The guest stops stepping; the counter's value after the recovery,
+    checked against what the guest was answered: every acknowledged step
+    is there, the one in flight at most once."""
     w.stop.set()
     w.thread.join(150)
     assert not w.thread.is_alive(), "the step in flight was never answered"
@@ -314,27 +299,35 @@ def _round(h, counter, vtpm_cfg: str, kind: str, k: int, delay: float, value: in
     return value
 
 
-def _kill_at_random_instants(h, counter, vtpm_cfg: str) -> None:
+def _seeded_rounds(kinds: list[str], rounds: int, one: Callable[..., int]) -> None:
+    """`rounds` rounds, each kind as often as the others in a seeded order;
+    round n is one(rnd, kind, k, delay, value) -> the value after it, with
+    k and delay drawn from the seed.  A failure names the seed and round."""
     seed = _seed()
     rnd = random.Random(seed)
     print("PYXL_CRASH_SEED=%d" % seed)
+    order = [kinds[i % len(kinds)] for i in range(rounds)]
+    rnd.shuffle(order)
     value = 0
-    kinds = [KINDS[i % len(KINDS)] for i in range(ROUNDS)]
-    rnd.shuffle(kinds)
-    for n, kind in enumerate(kinds):
+    for n, kind in enumerate(order):
         k, delay = rnd.randint(1, 20), rnd.uniform(0, 0.05)
-        why = "PYXL_CRASH_SEED=%d round %d: %s killed %.4f s after the %d-th step" % (
+        why = "PYXL_CRASH_SEED=%d round %d: %s, %.4f s after the %d-th step" % (
             seed, n, kind, delay, k)
         print(why)
         try:
-            value = _round(h, counter, vtpm_cfg, kind, k, delay, value)
+            value = one(rnd, kind, k, delay, value)
         except AssertionError as e:
             raise AssertionError("%s: %s" % (why, e)) from e
 
 
+def _kill_at_random_instants(h, counter, vtpm_cfg: str) -> None:
+    _seeded_rounds(KINDS, ROUNDS, lambda rnd, kind, k, delay, value:
+                   _round(h, counter, vtpm_cfg, kind, k, delay, value))
+
+
 @pytest.mark.slow
 def test_acknowledged_nv_writes_survive_sigkills_at_random_instants(host):
-    _chain(host, "vtpm.cfg")
+    host.guide_chain("vtpm.cfg")
     _kill_at_random_instants(host, Tpm12Counter(host), "vtpm.cfg")
 
 
@@ -342,7 +335,7 @@ def test_acknowledged_nv_writes_survive_sigkills_at_random_instants(host):
 @pytest.mark.peer("tpm2-tools")
 def test_acknowledged_nv_increments_of_a_tpm2_vtpm_survive_sigkills(host):
     need_peer("tpm2-tools")
-    _chain(host, "vtpm2.cfg")
+    host.guide_chain("vtpm2.cfg")
     _kill_at_random_instants(host, Tpm2Counter(host), "vtpm2.cfg")
 
 
@@ -359,7 +352,7 @@ def test_manager_killed_registering_a_second_vtpm_keeps_the_first(host):
     armed = h.dir / "fault-at"
     armed.write_text("")
     h.env["PYXL_TEST_FAULT_AT"] = "file:%s" % armed       # the domains inherit it
-    _chain(h, "vtpm.cfg")
+    h.guide_chain("vtpm.cfg")
     h.guest("modprobe xen-tpmfront")
     pubek = h.guest("cat /sys/devices/vtpm-0/pubek")
     assert "Modulus length: 256" in pubek, pubek
@@ -380,7 +373,7 @@ def test_manager_killed_registering_a_second_vtpm_keeps_the_first(host):
     h.wait_console("vb", "tpm_store_permanent_data() failed")   # its first save: unanswered
 
     since = h.console_size("vtpmmgr")
-    _create_manager(h)
+    h.create_manager()
     mgr = h.console_log("vtpmmgr")[since:]
     assert "Loaded 1 vtpms!" in mgr, mgr
     assert h.run("destroy", "domu-vtpm").returncode == 0

@@ -42,8 +42,8 @@ from typing import Callable
 
 import pytest
 from test_daemon_restart_vtpm import _ended, _tpm0, _transact, _wait_connected
-from test_vtpm_chain_crash import (UUID, Stepper, Tpm2Counter, _chain, _create_manager,
-                                   _new_vtpm, _pid, _rc, _recover, _seed)
+from test_vtpm_chain_crash import (UUID, Stepper, Tpm2Counter, _new_vtpm, _pid, _rc,
+                                   _recover, _seeded_rounds, _settled)
 from test_walkthrough_e2e import host  # noqa: F401  (the fixture)
 from wt_host import EXAMPLES, procs_with_root
 
@@ -239,7 +239,7 @@ def _two_at_once(h, other: str, vtpm_cfg: str) -> str:
         assert h.run("list").returncode == 0            # the next daemon
     else:
         h.wait_gone("vtpmmgr")
-        _create_manager(h)
+        h.create_manager()
     _new_vtpm(h, vtpm_cfg)
     _wait_connected(h, int(h.domains()["domu-vtpm"][0]))
     return "%s and vtpm-stubdom killed together" % other
@@ -260,42 +260,17 @@ def _round(h, counter, vtpm_cfg: str, rnd: random.Random, scenario: str, k: int,
     w.wait_acked(value + k, "the guest's steps before the kill")
     time.sleep(delay)             # the instant: the experiment, not a wait
     print("   ", SCENARIOS[scenario](h, rnd, vtpm_cfg))      # the guest keeps stepping
-    w.stop.set()
-    w.thread.join(150)
-    assert not w.thread.is_alive(), "the step in flight was never answered"
-    value = counter.value("after the recovery")
-    acked, sent, outcome = w.acked, w.sent, w.outcome
-    seen = "acked %d, sent %d, got %r, read %d" % (acked, sent, outcome, value)
-    print("   ", seen)
-    if isinstance(outcome, bytes) and _rc(outcome) == 0:
-        assert value == acked == sent, seen
-    else:
-        assert value in (acked, acked + 1) and sent == acked + 1, seen
-    return value
+    return _settled(w, counter)
 
 
 def _kill_during_recovery(h, counter, vtpm_cfg: str) -> None:
-    seed = _seed()
-    rnd = random.Random(seed)
-    print("PYXL_CRASH_SEED=%d" % seed)
-    names = list(SCENARIOS)
-    scenarios = [names[i % len(names)] for i in range(ROUNDS)]
-    rnd.shuffle(scenarios)
-    value = 0
-    for n, scenario in enumerate(scenarios):
-        k, delay = rnd.randint(1, 20), rnd.uniform(0, 0.05)
-        why = "PYXL_CRASH_SEED=%d round %d: %s, %.4f s after the %d-th step" % (
-            seed, n, scenario, delay, k)
-        print(why)
-        try:
-            value = _round(h, counter, vtpm_cfg, rnd, scenario, k, delay, value)
-        except AssertionError as e:
-            raise AssertionError("%s: %s" % (why, e)) from e
+    _seeded_rounds(list(SCENARIOS), ROUNDS, lambda rnd, scenario, k, delay, value:
+                   _round(h, counter, vtpm_cfg, rnd, scenario, k, delay, value))
 
 
 @pytest.mark.slow
 def test_owner_authorized_nv_writes_survive_kills_during_recovery_and_two_at_once(host):
-    _chain(host, "vtpm.cfg")
+    host.guide_chain("vtpm.cfg")
     _kill_during_recovery(host, Tpm12OwnerCounter(host), "vtpm.cfg")
 
 
@@ -303,7 +278,7 @@ def test_owner_authorized_nv_writes_survive_kills_during_recovery_and_two_at_onc
 @pytest.mark.peer("tpm2-tools")
 def test_nv_increments_of_a_tpm2_vtpm_survive_kills_during_recovery(host):
     need_peer("tpm2-tools")
-    _chain(host, "vtpm2.cfg")
+    host.guide_chain("vtpm2.cfg")
     _kill_during_recovery(host, Tpm2Counter(host), "vtpm2.cfg")
 
 
@@ -319,7 +294,7 @@ def test_a_vtpm_whose_manager_died_before_a_daemon_restart_saves_once_re_attache
     connects to the backend the device names then, as after a manager's
     death without a daemon restart."""
     h = host
-    _chain(h, "vtpm.cfg")
+    h.guide_chain("vtpm.cfg")
     counter = Tpm12OwnerCounter(h)
     assert _rc(counter.step(1)) == 0
     since = h.console_size("domu-vtpm")

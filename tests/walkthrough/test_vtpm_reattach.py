@@ -12,7 +12,7 @@ import time
 
 import pytest
 from test_daemon_restart_vtpm import _wait_connected
-from test_vtpm_chain_crash import UUID, _chain, _create_vtpm
+from test_vtpm_chain_crash import UUID
 from test_walkthrough_e2e import host  # noqa: F401  (the fixture)
 
 
@@ -49,7 +49,7 @@ def _detach(h) -> None:
 @pytest.mark.slow
 def test_guest_tpm_follows_detach_and_attach(host):  # noqa: F811
     h = host
-    _chain(h, "vtpm.cfg")
+    h.guide_chain("vtpm.cfg")
     h.guest("modprobe xen-tpmfront")
     pubek = _pubek(h)                  # made by the vTPM at its first start, then saved
     h.wait_console("vtpmmgr", "Saved hash and key for vtpm %s" % UUID)
@@ -64,7 +64,7 @@ def test_guest_tpm_follows_detach_and_attach(host):  # noqa: F811
     # -- its vTPM, whose frontend went, ends (it serves one guest in its life);
     # started again on its disk, attach alone brings the chip back -------------------
     h.wait_gone("domu-vtpm")
-    _create_vtpm(h, "vtpm.cfg")
+    h.create_vtpm("vtpm.cfg")
     vtpm = int(h.domains()["domu-vtpm"][0])
     _attach(h, "backend=domu-vtpm")
     _wait_connected(h, vtpm)
@@ -75,7 +75,7 @@ def test_guest_tpm_follows_detach_and_attach(host):  # noqa: F811
     # -- the vTPM dies under a bound device; a new one; detach + attach --------------
     assert h.run("destroy", "domu-vtpm").returncode == 0
     h.wait_gone("domu-vtpm")
-    _create_vtpm(h, "vtpm.cfg")
+    h.create_vtpm("vtpm.cfg")
     vtpm = int(h.domains()["domu-vtpm"][0])
     _detach(h)
     _attach(h, "backend=domu-vtpm")
@@ -89,7 +89,7 @@ def test_guest_tpm_follows_detach_and_attach(host):  # noqa: F811
     assert "tpm0" not in _dev_lines(h.guest("ls /dev"))
     assert h.run("destroy", "domu-vtpm").returncode == 0
     h.wait_gone("domu-vtpm")
-    _create_vtpm(h, "vtpm.cfg")
+    h.create_vtpm("vtpm.cfg")
     vtpm = int(h.domains()["domu-vtpm"][0])
     _detach(h)
     _attach(h, "backend=domu-vtpm")

@@ -114,6 +114,29 @@ class Host:
         p = self.run("create", str(EXAMPLES / cfg), *extra)
         assert p.returncode == 0, p.stderr
 
+    def create_manager(self) -> None:
+        """vtpmmgr-stubdom on dir/mgr.img, until its console says it serves."""
+        since = self.console_size("vtpmmgr")
+        self.create("vtpmmgr-stubdom.cfg", 'disk=["file:%s,hda,w"]' % (self.dir / "mgr.img"))
+        self.wait_console("vtpmmgr", "INFO[VTPM]: Waiting for commands from vTPM's:", since=since)
+
+    def create_vtpm(self, cfg: str = "vtpm.cfg") -> None:
+        """The guest's vtpm-stubdom (`cfg`) on dir/vtpm.img, until it waits
+        for its frontend."""
+        since = self.console_size("domu-vtpm")
+        self.create(cfg, 'disk=["file:%s,hda,w"]' % (self.dir / "vtpm.img"))
+        self.wait_console("domu-vtpm", "Waiting for frontend domain to connect..", since=since)
+
+    def guide_chain(self, vtpm_cfg: str = "vtpm.cfg") -> None:
+        """The guide's three domains on blank images: the manager, the
+        guest's vTPM (`vtpm_cfg`) and the guest (a stand-in kernel)."""
+        (self.dir / "mgr.img").write_bytes(bytes(16 << 20))
+        (self.dir / "vtpm.img").write_bytes(bytes(8 << 20))
+        (self.dir / "vmlinuz").write_text("stand-in kernel\n")
+        self.create_manager()
+        self.create_vtpm(vtpm_cfg)
+        self.create("domu.cfg", 'kernel="%s"' % (self.dir / "vmlinuz"))
+
     def stop(self) -> list[int]:
         """`pyxl daemon stop --force`; the processes still alive 10 s later."""
         self.run("daemon", "stop", "--force", timeout=60)
