@@ -160,6 +160,20 @@ _KINDS = (
               " domain creation fail: {reason}\n"
               "libxl: error: libxl_create.c:1296:initiate_domain_create: cannot make domain: -3\n"
               + _DESTROY_NEVER_MADE),
+    # libxl__domain_config_setdefault: libxl_cpupool_qualifier_to_cpupoolid
+    # found no such pool (LOGD with no domain made yet: no "Domain N:")
+    FaultKind(192, "ILLEGAL_POOL", 3,
+              "libxl: error: libxl_create.c:1134:libxl__domain_config_setdefault:"
+              " Illegal pool specified: {pool}"),
+    # libxl__build_pre: xc_vcpu_setaffinity's -EINVAL (vcpu_set_hard_affinity:
+    # no CPU of the domain's pool in the hard affinity) fails the build
+    FaultKind(193, "AFFINITY_BUILD_FAILED", 3,
+              "libxl: error: libxl_sched.c:62:libxl__set_vcpuaffinity: Domain {domid}:"
+              "Setting vcpu affinity: Invalid argument\n"
+              "libxl: error: libxl_dom.c:350:libxl__build_pre: setting affinity failed on"
+              " vcpu `{vcpu}'\n"
+              "libxl: error: libxl_create.c:1640:domcreate_rebuild_done: Domain {domid}:"
+              "cannot (re-)build domain: -3\n" + _DESTROY_GONE),
     FaultKind(38, "NAME_NOT_UTF8", 1,
               "pyxl: the domain name {shown} is not valid UTF-8: libxl would take its bytes"
               " as they are, but pyxl cannot represent such a name"),

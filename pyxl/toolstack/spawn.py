@@ -88,6 +88,14 @@ def create(st: HostState, config: dict, config_file: str = "", config_text: str 
         # xl's freemem(): does it fit?
         if free_memory_kb(st) < max_memkb + MAXMEM_SLACK_KB:
             raise Fault("NOMEM")
+        # libxl__domain_config_setdefault: pool= names an existing pool
+        poolid = 0
+        pool_name = cfg(config, "c_info", "pool_name", default=None)
+        if pool_name is not None:
+            pool = sched.pool_of_qualifier(st.host, pool_name)
+            if pool is None:
+                raise Fault("ILLEGAL_POOL", pool=pool_name)
+            poolid = pool["poolid"]
         domid = st.table.allocate_domid()
         # XEN_DOMCTL_createdomain: arch_sanitise_domain_config's limit
         limit = MAX_VIRT_CPUS if cfg(config, "c_info", "type", default="pv") == "pv" \
@@ -109,20 +117,21 @@ def create(st: HostState, config: dict, config_file: str = "", config_text: str 
                 st.save()
                 raise Fault("DISK_MISSING", domid=domid, vdev=disk.get("vdev", ""),
                             path=path, index=i)
+        dom = Domain(domid, name, uuid, max_memkb, target_memkb, vcpus, kernel=kernel,
+                     config=config, config_text=config_text, config_file=config_file)
+        dom.cpupool = poolid
+        dom.monitored = monitor
+        set_config_affinity(st, dom)      # libxl__build_pre, before the kernel is read
         from pyxl.toolstack import platform
 
         if kernel and not os.path.isfile(kernel) and not platform.embedded_kernel(kernel):
             st.save()
             raise Fault("KERNEL_MISSING", domid=domid, path=kernel)
-        dom = Domain(domid, name, uuid, max_memkb, target_memkb, vcpus, kernel=kernel,
-                     config=config, config_text=config_text, config_file=config_file)
-        dom.monitored = monitor
         # libxl__build_post: cpu/N/availability "online" for the vcpus in
         # avail_vcpus (all of them unless vcpus= is below maxvcpus=)
         if avail and set(range(vcpus)) - set(avail):
             dom.vcpus_online = sorted(v for v in set(avail) if v < vcpus)
         st.table.domains[domid] = dom
-        set_config_affinity(st, dom)
         try:
             st.hv.domain_created(domid, name=name, home=False,
                                  console_log=st.paths.console_log(name))
@@ -158,17 +167,17 @@ def create(st: HostState, config: dict, config_file: str = "", config_text: str 
 def set_config_affinity(st: HostState, dom: Domain) -> None:
     """libxl__build_pre (libxl_dom.c): each vcpu's hard and soft affinity
     from the configuration (cpus=, cpus_soft=), one libxl_set_vcpuaffinity
-    per vcpu.  Where libxl would fail the build (a hard affinity with no CPU
-    of the domain's pool) the vcpu keeps every CPU and the daemon's log
-    says so."""
+    per vcpu.  A hard affinity with no CPU of the domain's pool is Xen's
+    -EINVAL (vcpu_set_hard_affinity), and the build fails at that vcpu:
+    the domain made (its domid used) is torn down before it ever ran."""
     hard = cfg(dom.config, "b_info", "vcpu_hard_affinity", default=None) or []
     soft = cfg(dom.config, "b_info", "vcpu_soft_affinity", default=None) or []
     for v in range(min(max(len(hard), len(soft)), dom.vcpus)):
         h = hard[v] if v < len(hard) else None
         s = soft[v] if v < len(soft) else None
         if not set_affinity_locked(st, dom, v, h, s):
-            st.log("domain %d (%s): vcpu %d: hard affinity %s has no CPU of its pool: left"
-                   " on every CPU" % (dom.domid, dom.name, v, h))
+            st.save()
+            raise Fault("AFFINITY_BUILD_FAILED", domid=dom.domid, vcpu=v)
 
 
 def check_name(name: str) -> None:

@@ -98,6 +98,18 @@ SITES = [
      "Requested %d VCPUs, however maxcpus is %d!"),
     # libxl_sched.c libxl__set_vcpuaffinity, upstream 62
     ("VCPU_PIN_FAILED", "libxl_sched.c", "libxl__set_vcpuaffinity", "Setting vcpu affinity"),
+    # create with a hard affinity outside the pool: libxl__build_pre, upstream 350,
+    # then domcreate_rebuild_done; pool= naming no pool: libxl__domain_config_setdefault,
+    # upstream 1132 (Debian: +2)
+    ("AFFINITY_BUILD_FAILED", "libxl_sched.c", "libxl__set_vcpuaffinity",
+     "Setting vcpu affinity"),
+    ("AFFINITY_BUILD_FAILED", "libxl_dom.c", "libxl__build_pre",
+     "setting affinity failed on vcpu `%d'"),
+    ("AFFINITY_BUILD_FAILED", "libxl_create.c", "domcreate_rebuild_done",
+     "cannot (re-)build domain: %d"),
+    ("AFFINITY_BUILD_FAILED", "libxl_domain.c", "libxl__destroy_domid", "Non-existant domain"),
+    ("ILLEGAL_POOL", "libxl_create.c", "libxl__domain_config_setdefault",
+     "Illegal pool specified: %s"),
     # libxl_sched.c sched_ratelimit_check, upstream 270
     ("SCHED_RATELIMIT_RANGE", "libxl_sched.c", "sched_ratelimit_check",
      "Ratelimit out of range, valid range is from %d to %d"),

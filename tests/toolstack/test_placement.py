@@ -128,6 +128,24 @@ def test_cpupools_bound_where_the_process_runs(host, tmp_path):
     assert runs_on(host, "web") == real(2)
 
 
+def test_pool_in_the_config_places_the_domain_in_it(host, tmp_path):
+    """pool="p1" (c_info.pool_name; libxl__domain_make creates the domain
+    in that pool, cpupool_id): the process runs on the pool's CPUs, the
+    pool counts the domain and cannot be destroyed while it holds it; a
+    pool given by its id (all digits) is the same pool."""
+    host.env["PYXL_HOST_CPUS"] = "4"
+    assert host.run("cpupool-cpu-remove", "Pool-0", "2-3").returncode == 0
+    p = host.run("cpupool-create", 'name="p1"', 'cpus="2-3"')
+    assert p.returncode == 0, p.stderr
+    guest(host, tmp_path, "inp1", 'pool="p1"\n')
+    assert runs_on(host, "inp1") == real(2, 3)
+    rows = {r.split()[0]: r.split() for r in host.run("cpupool-list").stdout.splitlines()[1:]}
+    assert rows["p1"][-1] == "1" and rows["Pool-0"][-1] == "1"     # Domain-0
+    assert host.run("cpupool-destroy", "p1").returncode != 0
+    guest(host, tmp_path, "byid", 'pool="0"\nvcpus=1\ncpus="1"\n')
+    assert runs_on(host, "byid") == real(1)
+
+
 def test_placement_survives_a_daemon_restart(host, tmp_path):
     """The affinity is the hypervisor's, kept with the domain: a daemon
     SIGKILLed and restarted places the adopted domain again, even one

@@ -270,3 +270,48 @@ def test_destroy_f_0_fails_as_on_the_toolstack_domain(host, at):
         "Domain 0:Destruction of domain failed\n",
         "destroy failed (rc=-3)\n"]))
     assert "Domain-0" in host.domains()
+
+
+def _create_text(host, tmp_path, name: str, extra: str):
+    cfg = tmp_path / (name + ".cfg")
+    cfg.write_text('name="%s"\nkernel="%s"\nmemory=64\n%s' % (name, host.kernel, extra))
+    p = host.run("create", cfg)
+    lines = p.stderr.splitlines()
+    assert lines[:1] == ["Parsing config from %s" % cfg], p.stderr
+    return p.returncode, lines[1:]
+
+
+def test_create_with_a_hard_affinity_outside_its_pool(host, at, tmp_path):
+    # libxl_dom.c libxl__build_pre: libxl_set_vcpuaffinity per vcpu; Xen's
+    # vcpu_set_hard_affinity (sched/core.c) is -EINVAL when the mask has no
+    # online CPU of the domain's pool; libxl_sched.c libxl__set_vcpuaffinity
+    # LOGED "Setting vcpu affinity", libxl__build_pre LOG "setting affinity
+    # failed on vcpu `%d'", then domcreate_rebuild_done; the domain made is
+    # destroyed again by xl
+    host.env["PYXL_HOST_CPUS"] = "4"
+    assert host.run("cpupool-cpu-remove", "Pool-0", "2-3").returncode == 0
+    rc, lines = _create_text(host, tmp_path, "pinned", 'vcpus=2\ncpus=["0", "2-3"]\n')
+    assert (rc, lines) == (3, [
+        at("Setting vcpu affinity", "libxl_sched.c", "libxl__set_vcpuaffinity")
+        + "Domain 1:Setting vcpu affinity: Invalid argument",
+        at("setting affinity failed on vcpu `%d'", "libxl_dom.c", "libxl__build_pre")
+        + "setting affinity failed on vcpu `1'",
+        at("cannot (re-)build domain: %d", "libxl_create.c", "domcreate_rebuild_done")
+        + "Domain 1:cannot (re-)build domain: -3"] + destroyed_again(1))
+    assert "pinned" not in host.domains()
+    # within the pool it is taken; the failed one used up domid 1
+    rc, _ = _create_text(host, tmp_path, "fits", 'vcpus=2\ncpus=["0", "1-3"]\n')
+    assert rc == 0
+    assert host.domains()["fits"]["domid"] == 2
+
+
+def test_create_in_a_pool_that_does_not_exist(host, at, tmp_path):
+    # libxl_create.c libxl__domain_config_setdefault: libxl_cpupool_qualifier_to_cpupoolid
+    # finds no pool; LOGD with no domain made yet; initiate_domain_create's
+    # error_out before libxl__domain_make: no domid used, nothing destroyed
+    rc, lines = _create_text(host, tmp_path, "lost", 'pool="nope"\n')
+    assert (rc, lines) == (3, [
+        at("Illegal pool specified: %s", "libxl_create.c", "libxl__domain_config_setdefault")
+        + "Illegal pool specified: nope"])
+    assert host.create("next").returncode == 0
+    assert host.domains()["next"]["domid"] == 1
