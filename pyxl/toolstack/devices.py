@@ -12,6 +12,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Callable
 
+from pyxl.hypervisor import testfault
 from pyxl.hypervisor.xenstore import payload_fits
 
 if TYPE_CHECKING:
@@ -788,6 +789,17 @@ def wait_state(xs: XsConnection, path: str, want: int, timeout: float,
         return v is not None and v.isdigit() and int(v) == want
 
     return _await(xs, path + "/state", done, timeout, alive)
+
+
+def wait_vtpm_backend(xs: XsConnection, be: str, timeout: float,
+                      alive: Callable[[], bool] = lambda: True) -> bool:
+    """libxl__wait_device_connection (libxl_device.c) for a vTPM whose
+    directories were just committed: wait until its backend `be` has
+    come up; False after `timeout` or once `alive()` says the backend's
+    domain is gone."""
+    if testfault.ARMED and testfault.spec() == "hold:vtpm-backend-connected":
+        wait_state(xs, be, XenbusStateConnected, timeout, alive)
+    return wait_state(xs, be, XenbusStateInitWait, timeout, alive)
 
 
 def list_vtpms(xs: XsConnection, domid: int) -> list[dict]:
