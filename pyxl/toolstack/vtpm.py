@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 def attach(st: HostState, dom_q: str, uuid: str | None, backend: str | None,
            device_timeout: float = devices.DEVICE_TIMEOUT) -> int:
     """libxl_device_vtpm_add: the next free devid, both directories
-    written, then the backend awaited (InitWait); on timeout the device
-    is taken away again."""
+    written, then the backend awaited (InitWait, or on past it:
+    devices.wait_vtpm_backend); on timeout the device is taken away
+    again."""
     with st.lock:
         dom = st.resolve(dom_q)
         be_domid = 0
