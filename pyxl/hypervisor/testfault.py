@@ -37,6 +37,16 @@ away:<domid>:<ordinal>
     emptied (the test then knows the command is one sent while the daemon
     is away) and the command goes on.
 
+One holds the daemon's toolstack instead of killing anything:
+hold:vtpm-backend-connected
+    when it has committed a vTPM's directories (vtpm-attach, or create
+    of a domain with a vtpm), it waits until that device's backend is
+    Connected before it starts waiting for the backend to come up
+    (pyxl/toolstack/devices.py wait_vtpm_backend): the backend has then
+    gone on past InitWait, its frontend being already Initialised (a
+    guest with xen-tpmfront loaded, a stub domain's tpmfront), as it may
+    when the toolstack's wait starts late.
+
 Other values are the toolstack's own (pyxl/toolstack/spawn.py).
 
 One is fired by vtpmmgr-stubdom, which SIGKILLs itself (armed through a
@@ -66,7 +76,8 @@ if TYPE_CHECKING:
 
 _ENV = os.environ.get("PYXL_TEST_FAULT_AT", "")
 _FILE = _ENV[len("file:"):] if _ENV.startswith("file:") else ""
-ARMED = _ENV.startswith(("file:", "request:", "tpm:", "serve:", "answered:", "away:"))   # a fault point here may fire
+# a fault point here may fire
+ARMED = _ENV.startswith(("file:", "request:", "tpm:", "serve:", "answered:", "away:", "hold:"))
 
 
 def spec() -> str:

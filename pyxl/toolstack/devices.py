@@ -12,6 +12,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Callable
 
+from pyxl.hypervisor import testfault
 from pyxl.hypervisor.xenstore import payload_fits
 
 if TYPE_CHECKING:
@@ -39,6 +40,18 @@ XenbusStateInitialised = 3
 XenbusStateConnected = 4
 XenbusStateClosing = 5
 XenbusStateClosed = 6
+
+# What libxl__wait_device_connection waits for, InitWait, is where Linux's
+# blkback and netback stay until their hotplug script has run (libxl does
+# not wait at all for QEMU, which "will set the state of the device to 4
+# directly").  Mini-os tpmback, a vTPM's backend, stays there only until
+# its frontend is Initialised (tpmback.c new_tpmif: InitWait, then the
+# frontend's state watched, connect_fe, Connected): one already
+# Initialised -- a guest with xen-tpmfront loaded given a device, a stub
+# domain's tpmfront started at once -- takes it on to Connected before a
+# wait that reads the state a moment late sees InitWait.  A state it
+# reaches only through InitWait says as much that it came up.
+BACKEND_UP = (XenbusStateInitWait, XenbusStateInitialised, XenbusStateConnected)
 
 
 def _tx(xs: XsConnection, fn: Callable[[int], object], retries: int = 20) -> None:
@@ -776,18 +789,31 @@ def add_vtpm(xs: XsConnection, domid: int, backend_domid: int, devid: int, uuid:
     return fe, be
 
 
-def wait_state(xs: XsConnection, path: str, want: int, timeout: float,
+def wait_state(xs: XsConnection, path: str, want: int | tuple[int, ...], timeout: float,
                alive: Callable[[], bool] = lambda: True) -> bool:
     """libxl__wait_for_backend / libxl__wait_device_connection
     (libxl_device.c): wait, by a watch on `path`/state, until it reads
-    `want`; False after `timeout` (LIBXL_INIT_TIMEOUT when adding,
-    LIBXL_DESTROY_TIMEOUT when removing) or once `alive()` says the
-    backend's domain is gone."""
+    `want` (or one of them); False after `timeout` (LIBXL_INIT_TIMEOUT
+    when adding, LIBXL_DESTROY_TIMEOUT when removing) or once `alive()`
+    says the backend's domain is gone."""
+    wanted = (want,) if isinstance(want, int) else want
+
     def done() -> bool:
         v = read(xs, path + "/state")
-        return v is not None and v.isdigit() and int(v) == want
+        return v is not None and v.isdigit() and int(v) in wanted
 
     return _await(xs, path + "/state", done, timeout, alive)
+
+
+def wait_vtpm_backend(xs: XsConnection, be: str, timeout: float,
+                      alive: Callable[[], bool] = lambda: True) -> bool:
+    """libxl__wait_device_connection (libxl_device.c) for a vTPM whose
+    directories were just committed: wait until its backend `be` has
+    come up: InitWait, or on past it (BACKEND_UP); False after `timeout`
+    or once `alive()` says the backend's domain is gone."""
+    if testfault.ARMED and testfault.spec() == "hold:vtpm-backend-connected":
+        wait_state(xs, be, XenbusStateConnected, timeout, alive)
+    return wait_state(xs, be, BACKEND_UP, timeout, alive)
 
 
 def list_vtpms(xs: XsConnection, domid: int) -> list[dict]:

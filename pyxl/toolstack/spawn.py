@@ -154,10 +154,12 @@ def create(st: HostState, config: dict, config_file: str = "", config_text: str 
         st.save()
         st.changed.notify_all()
     # libxl waits (without our lock) for every backend to reach InitWait
+    # (libxl's domain is still paused then; this one's process runs, and its
+    # frontend may already have taken the backend on past it)
     for devid, be_domid in enumerate(vtpm_backends):
         be = "/local/domain/%d/backend/vtpm/%d/%d" % (be_domid, domid, devid)
-        if not devices.wait_state(st.xs, be, devices.XenbusStateInitWait, device_timeout,
-                                  alive=lambda: be_domid in st.table.domains):
+        if not devices.wait_vtpm_backend(st.xs, be, device_timeout,
+                                         alive=lambda: be_domid in st.table.domains):
             with st.lock:
                 teardown.destroy_locked(st, dom)
             raise Fault("DEVICE_TIMEOUT", domid=domid, path=be, kind="vtpm")

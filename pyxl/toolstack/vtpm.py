@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 def attach(st: HostState, dom_q: str, uuid: str | None, backend: str | None,
            device_timeout: float = devices.DEVICE_TIMEOUT) -> int:
     """libxl_device_vtpm_add: the next free devid, both directories
-    written, then the backend awaited (InitWait); on timeout the device
-    is taken away again."""
+    written, then the backend awaited (InitWait, or on past it:
+    devices.wait_vtpm_backend); on timeout the device is taken away
+    again."""
     with st.lock:
         dom = st.resolve(dom_q)
         be_domid = 0
@@ -38,8 +39,8 @@ def attach(st: HostState, dom_q: str, uuid: str | None, backend: str | None,
             {"backend_domid": be_domid, "devid": devid, "uuid": uuid})
         st.save()
     be = "/local/domain/%d/backend/vtpm/%d/%d" % (be_domid, dom.domid, devid)
-    if not devices.wait_state(st.xs, be, devices.XenbusStateInitWait, device_timeout,
-                              alive=lambda: be_domid in st.table.domains):
+    if not devices.wait_vtpm_backend(st.xs, be, device_timeout,
+                                     alive=lambda: be_domid in st.table.domains):
         with st.lock:
             devices.remove_vtpm(st.xs, dom.domid, devid, 0)
             dom.config["vtpms"] = [v for v in dom.config.get("vtpms", [])

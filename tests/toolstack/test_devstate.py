@@ -100,3 +100,19 @@ def test_a_foreign_backend_removing_itself_ends_the_wait(hv):
     t = _when_watched(hv, be, lambda: xs.rm(be))
     assert devices.wait_backend_gone(xs, be, 30)
     t.join()
+
+
+@pytest.mark.parametrize("state,up", [
+    (devices.XenbusStateInitialising, False),
+    (devices.XenbusStateInitWait, True),
+    (devices.XenbusStateConnected, True),     # mini-os tpmback, its frontend Initialised
+    (devices.XenbusStateClosing, False),
+    (devices.XenbusStateClosed, False),       # tpmback.c: connect_fe failed
+])
+def test_a_vtpm_backend_found_past_initwait_has_come_up(hv, state, up):
+    """Mini-os tpmback goes on from InitWait to Connected as soon as its
+    frontend is Initialised (tpmback.c new_tpmif, frontend_changed):
+    found there, it has come up, as at InitWait; not when it closed."""
+    xs = hv.xs()
+    xs.write(BE + "/state", str(state))
+    assert devices.wait_vtpm_backend(xs, BE, 0) is up
