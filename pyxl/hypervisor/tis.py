@@ -73,7 +73,7 @@ INTF_CAPS_TPM2 = INTF_CAPS | 3 << 28 | 3 << 9     # interface 1.3 for TPM 2.0, 6
 STS_TPM_FAMILY2_0 = 1 << 26                      # STS byte 3 = 0x04
 
 IDLE, READY, RECEPTION, COMPLETION = range(4)
-BURST = 64
+MAX_BURST = 0xFFFF         # burstCount is 16 bits
 MAX_BUFFER = 4096
 
 
@@ -170,10 +170,12 @@ class TisDevice:
         return v
 
     def _burst(self) -> int:
+        """burstCount as QEMU's tpm_tis_common.c reports it: the room left in
+        the command buffer, or what is left of the response to read."""
         if self.state in (READY, RECEPTION):
-            return min(BURST, MAX_BUFFER - len(self.cmd))
+            return min(MAX_BURST, MAX_BUFFER - len(self.cmd))
         if self.state == COMPLETION:
-            return min(BURST, len(self.rsp) - self.rsp_pos)
+            return min(MAX_BURST, len(self.rsp) - self.rsp_pos)
         return 0
 
     def _read8(self, loc: int, reg: int) -> int:

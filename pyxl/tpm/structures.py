@@ -12,14 +12,14 @@ and to_bytes/from_bytes (a whole buffer) are the layout's, for all of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar, Iterable, NamedTuple
 
 from . import constants as C
 from .crypto import sha1
 from .layout import (BYTE4, FLAG, IGNORED, REST, SIZED16, SIZED32, TAG, TPM_BOOL, TPM_DIGEST,
                      UINT8, UINT16, UINT32, UINT64, Check, Fixed, Sized, TPMBadValue, TPMStruct,
-                     TPMStructError, Union, after, structure)
+                     TPMStructError, Union, after, dataclass_structure)
 from .marshal import ALLOC_MAX, Reader, TPMDecodeError
 
 __all__ = ["TPMBadValue", "TPMStruct", "TPMStructError"]
@@ -75,8 +75,7 @@ def _stored_data12_tag(v: int, at: int) -> None:
 
 # ---------------------------------------------------------------- versions
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_STRUCT_VER(TPMStruct):
     """1.1 version; in 1.2 structures always 1.1.0.0 (Part 2 5.1)."""
     major: UINT8 = 1
@@ -85,8 +84,7 @@ class TPM_STRUCT_VER(TPMStruct):
     revMinor: UINT8 = 0
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_VERSION(TPM_STRUCT_VER):
     """The TPM's version (Part 2 5.3); same layout as TPM_STRUCT_VER."""
     major: UINT8 = 1
@@ -95,8 +93,7 @@ class TPM_VERSION(TPM_STRUCT_VER):
     revMinor: UINT8 = 0
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_CAP_VERSION_INFO(TPMStruct):
     """TPM_CAP_VERSION_VAL answer (Part 2 21.6)."""
     tag: ClassVar[TAG] = C.TPM_TAG_CAP_VERSION_INFO
@@ -107,16 +104,14 @@ class TPM_CAP_VERSION_INFO(TPMStruct):
     vendorSpecific: SIZED16 = b""       # vendorSpecificSize, vendorSpecific
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_DA_ACTION_TYPE(TPMStruct):
     """What the TPM does when the dictionary-attack threshold is reached (Part 2 21.10)."""
     tag: ClassVar[TAG] = C.TPM_TAG_DA_ACTION_TYPE
     actions: UINT32 = C.TPM_DA_ACTION_TIMEOUT
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_DA_INFO(TPMStruct):
     """GetCapability(TPM_CAP_DA_LOGIC) while disableFullDALogicInfo is clear (Part 2 21.7)."""
     tag: ClassVar[TAG] = C.TPM_TAG_DA_INFO
@@ -128,8 +123,7 @@ class TPM_DA_INFO(TPMStruct):
     vendorData: SIZED32 = b""                       # vendorDataSize, vendorData
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_DA_INFO_LIMITED(TPMStruct):
     """GetCapability(TPM_CAP_DA_LOGIC) while disableFullDALogicInfo is set (Part 2 21.8)."""
     tag: ClassVar[TAG] = C.TPM_TAG_DA_INFO_LIMITED
@@ -150,8 +144,7 @@ def _select_size_minor(v: int, at: int) -> None:
         raise TPMBadValue(at, "TPM_SELECT_SIZE minor %#x" % v, C.TPM_BAD_PARAMETER)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_SELECT_SIZE(TPMStruct):
     """GetCapability(TPM_CAP_SELECT_SIZE)'s subCap (Part 2 5.18): a TPM
     version and the PCR selection size asked about."""
@@ -175,8 +168,7 @@ class _HandleList:
         parts.extend(h.to_bytes(4, "big") for h in value)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_KEY_HANDLE_LIST(TPMStruct):
     """The handles GetCapability(TPM_CAP_HANDLE, TPM_CAP_KEY_HANDLE) lists (Part 2 5.7)."""
     handle: Annotated[list[int], _HandleList()] = field(default_factory=list)
@@ -184,8 +176,7 @@ class TPM_KEY_HANDLE_LIST(TPMStruct):
 
 # ---------------------------------------------------------------- PCRs (Part 2 8)
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_PCR_SELECTION(TPMStruct):
     """Part 2 8.1: sizeOfSelect, pcrSelect (at most TPM_NUM_PCR / 8 bytes)."""
     pcrSelect: Annotated[bytes, Sized("H", C.TPM_NUM_PCR // 8, _select_too_big)] = bytes(3)
@@ -207,16 +198,14 @@ TPM_LOCALITY_SELECTION = Annotated[int, Fixed("B"), Check(
     _locality_legal, "{v} == 0 or {v} & ~%d" % C.TPM_LOC_ALL)]
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_PCR_COMPOSITE(TPMStruct):
     """Part 2 8.2: pcrValue is the concatenated 20-byte values (valueSize first)."""
     select: TPM_PCR_SELECTION = field(default_factory=TPM_PCR_SELECTION)
     pcrValue: SIZED32 = b""
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_PCR_INFO(TPMStruct):
     """Part 2 8.3."""
     pcrSelection: TPM_PCR_SELECTION = field(default_factory=TPM_PCR_SELECTION)
@@ -224,8 +213,7 @@ class TPM_PCR_INFO(TPMStruct):
     digestAtCreation: TPM_DIGEST = bytes(20)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_PCR_INFO_LONG(TPMStruct):
     """Part 2 8.4."""
     tag: ClassVar[TAG] = C.TPM_TAG_PCR_INFO_LONG
@@ -237,8 +225,7 @@ class TPM_PCR_INFO_LONG(TPMStruct):
     digestAtRelease: TPM_DIGEST = bytes(20)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_PCR_INFO_SHORT(TPMStruct):
     """Part 2 8.5."""
     pcrSelection: TPM_PCR_SELECTION = field(default_factory=TPM_PCR_SELECTION)
@@ -248,8 +235,7 @@ class TPM_PCR_INFO_SHORT(TPMStruct):
 
 # ---------------------------------------------------------------- keys (Part 2 10)
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_RSA_KEY_PARMS(TPMStruct):
     """Part 2 10.1.1: exponentSize, exponent (empty: the default 65537)."""
     keyLength: UINT32 = 2048
@@ -265,8 +251,7 @@ def _bad_key_algorithm(at: int, alg: int) -> Exception:
     return TPMBadValue(at, "key algorithm %#x" % alg, C.TPM_BAD_KEY_PROPERTY)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_KEY_PARMS(TPMStruct):
     """Part 2 10.1: parmSize, parms (a union on algorithmID).  As libtpms's
     TPM_KeyParms_Load: an RSA key's parms are parsed at once (short:
@@ -282,15 +267,13 @@ class TPM_KEY_PARMS(TPMStruct):
         return TPM_RSA_KEY_PARMS.from_bytes(self.parms)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_STORE_PUBKEY(TPMStruct):
     """Part 2 10.4: keyLength, key (the RSA modulus, big-endian)."""
     key: SIZED32 = b""
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_PUBKEY(TPMStruct):
     """Part 2 10.5."""
     algorithmParms: TPM_KEY_PARMS = field(default_factory=TPM_KEY_PARMS)
@@ -323,8 +306,7 @@ class AnyKey(TPMStruct):
         return TPM_PUBKEY(self.algorithmParms, self.pubKey)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_KEY(AnyKey):
     """A 1.1 key blob (Part 2 10.2); PCRInfo is a TPM_PCR_INFO or empty,
     parsed as it is read (TPM_Key_Load)."""
@@ -339,8 +321,7 @@ class TPM_KEY(AnyKey):
     encData: SIZED32 = b""
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_KEY12(AnyKey):
     """A 1.2 key blob (Part 2 10.3); PCRInfo is a TPM_PCR_INFO_LONG or empty."""
     tag: ClassVar[Annotated[int, Fixed("H"), after("fill", _key12_tag)]] = C.TPM_TAG_KEY12
@@ -366,8 +347,7 @@ def unmarshal_any_key(r: Reader) -> AnyKey:
     return TPM_KEY.unmarshal(r)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_STORE_ASYMKEY(TPMStruct):
     """The secret half of a wrapped key (Part 2 10.6); privKey is the prime p."""
     payload: UINT8 = C.TPM_PT_ASYM
@@ -377,8 +357,7 @@ class TPM_STORE_ASYMKEY(TPMStruct):
     privKey: SIZED32 = b""
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_MIGRATE_ASYMKEY(TPMStruct):
     """Part 2 10.8."""
     payload: UINT8 = C.TPM_PT_MIGRATE
@@ -389,8 +368,7 @@ class TPM_MIGRATE_ASYMKEY(TPMStruct):
 
 # ---------------------------------------------------------------- migration (Part 2 5.12, 5.15-5.21)
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_MIGRATIONKEYAUTH(TPMStruct):
     """An owner-approved migration destination (Part 2 5.12)."""
     migrationKey: TPM_PUBKEY = field(default_factory=TPM_PUBKEY)
@@ -429,16 +407,14 @@ class _DigestList:
         parts.extend(value)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_MSA_COMPOSITE(TPMStruct):
     """The migration authorities a certified-migration key may move to, as
     digests of their TPM_PUBKEYs (Part 2 5.15).  The list is never empty."""
     migAuthDigest: Annotated[list[bytes], _DigestList()] = field(default_factory=list)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_CMK_AUTH(TPMStruct):
     """A migration authority's approval to move one key to one parent (Part 2 5.16)."""
     migrationAuthorityDigest: TPM_DIGEST = bytes(20)
@@ -446,8 +422,7 @@ class TPM_CMK_AUTH(TPMStruct):
     sourceKeyDigest: TPM_DIGEST = bytes(20)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_CMK_MIGAUTH(TPMStruct):
     """HMAC'ed with tpmProof, it is a CMK's migrationAuth (Part 2 5.19)."""
     tag: ClassVar[TAG] = C.TPM_TAG_CMK_MIGAUTH
@@ -455,8 +430,7 @@ class TPM_CMK_MIGAUTH(TPMStruct):
     pubKeyDigest: TPM_DIGEST = bytes(20)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_CMK_SIGTICKET(TPMStruct):
     """HMAC'ed with tpmProof: "verKeyDigest's key signed signedData" (Part 2 5.20)."""
     tag: ClassVar[TAG] = C.TPM_TAG_CMK_SIGTICKET
@@ -464,8 +438,7 @@ class TPM_CMK_SIGTICKET(TPMStruct):
     signedData: TPM_DIGEST = bytes(20)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_CMK_MA_APPROVAL(TPMStruct):
     """HMAC'ed with tpmProof: the owner approved this TPM_MSA_COMPOSITE (Part 2 5.21)."""
     tag: ClassVar[TAG] = C.TPM_TAG_CMK_MA_APPROVAL
@@ -488,8 +461,7 @@ class AnyStoredData(TPMStruct):
         return self.to_bytes()[:-(_U32_BYTES + len(self.encData))] + bytes(_U32_BYTES)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_STORED_DATA(AnyStoredData):
     """1.1 sealed blob (Part 2 9.1); sealInfo is a TPM_PCR_INFO or empty,
     parsed as it is read (TPM_StoredData_Load)."""
@@ -499,8 +471,7 @@ class TPM_STORED_DATA(AnyStoredData):
     encData: SIZED32 = b""
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_STORED_DATA12(AnyStoredData):
     """1.2 sealed blob (Part 2 9.2); sealInfo is a TPM_PCR_INFO_LONG or empty.
     et 0: TPM_Seal's plain blob; TPM_Sealx sets TPM_ET_XOR|TPM_ET_KEY, which
@@ -521,8 +492,7 @@ def unmarshal_any_stored_data(r: Reader) -> AnyStoredData:
     return TPM_STORED_DATA12.unmarshal(r)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_SEALED_DATA(TPMStruct):
     """Part 2 9.3."""
     payload: UINT8 = C.TPM_PT_SEAL
@@ -532,8 +502,7 @@ class TPM_SEALED_DATA(TPMStruct):
     data: SIZED32 = b""
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_BOUND_DATA(TPMStruct):
     """Part 2 9.5: payloadData runs to the end of the (decrypted) buffer, so
     any prefix longer than the 5-byte header is itself a valid TPM_BOUND_DATA."""
@@ -542,8 +511,7 @@ class TPM_BOUND_DATA(TPMStruct):
     payloadData: REST = b""
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_QUOTE_INFO(TPMStruct):
     """What TPM_Quote signs (Part 2 11.3)."""
     version: TPM_STRUCT_VER = field(default_factory=TPM_STRUCT_VER)
@@ -552,8 +520,7 @@ class TPM_QUOTE_INFO(TPMStruct):
     externalData: TPM_DIGEST = bytes(20)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_CHANGEAUTH_VALIDATE(TPMStruct):
     """Part 2 5.11."""
     newAuthSecret: TPM_DIGEST = bytes(20)
@@ -562,16 +529,14 @@ class TPM_CHANGEAUTH_VALIDATE(TPMStruct):
 
 # ---------------------------------------------------------------- NV (Part 2 19)
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_NV_ATTRIBUTES(TPMStruct):
     """Part 2 19.2."""
     tag: ClassVar[TAG] = C.TPM_TAG_NV_ATTRIBUTES
     attributes: UINT32 = 0
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_NV_DATA_PUBLIC(TPMStruct):
     """Part 2 19.3."""
     tag: ClassVar[TAG] = C.TPM_TAG_NV_DATA_PUBLIC
@@ -622,8 +587,7 @@ class _FlagStruct(TPMStruct):
         return self._flags.word(self)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_PERMANENT_FLAGS(_FlagStruct):
     """Part 2 7.1; the defaults are the Xen vTPM's (Berlios emulator) initial values."""
     tag: ClassVar[TAG] = C.TPM_TAG_PERMANENT_FLAGS
@@ -649,8 +613,7 @@ class TPM_PERMANENT_FLAGS(_FlagStruct):
     disableFullDALogicInfo: FLAG = False
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_STCLEAR_FLAGS(_FlagStruct):
     """Part 2 7.2."""
     tag: ClassVar[TAG] = C.TPM_TAG_STCLEAR_FLAGS
@@ -667,8 +630,7 @@ for _cls in (TPM_PERMANENT_FLAGS, TPM_STCLEAR_FLAGS):
 del _cls
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_CURRENT_TICKS(TPMStruct):
     """Part 2 15.1."""
     tag: ClassVar[TAG] = C.TPM_TAG_CURRENT_TICKS
@@ -679,8 +641,7 @@ class TPM_CURRENT_TICKS(TPMStruct):
 
 # ---------------------------------------------------------------- transport sessions (Part 2 13)
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_TRANSPORT_PUBLIC(TPMStruct):
     """Part 2 13.1."""
     tag: ClassVar[TAG] = C.TPM_TAG_TRANSPORT_PUBLIC
@@ -689,8 +650,7 @@ class TPM_TRANSPORT_PUBLIC(TPMStruct):
     encScheme: UINT16 = C.TPM_ES_NONE
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_TRANSPORT_LOG_IN(TPMStruct):
     """Part 2 13.3: what a wrapped command extends transDigest with."""
     tag: ClassVar[TAG] = C.TPM_TAG_TRANSPORT_LOG_IN
@@ -698,8 +658,7 @@ class TPM_TRANSPORT_LOG_IN(TPMStruct):
     pubKeyHash: TPM_DIGEST = bytes(20)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_TRANSPORT_LOG_OUT(TPMStruct):
     """Part 2 13.4: what a wrapped command's response extends transDigest with."""
     tag: ClassVar[TAG] = C.TPM_TAG_TRANSPORT_LOG_OUT
@@ -708,8 +667,7 @@ class TPM_TRANSPORT_LOG_OUT(TPMStruct):
     locality: UINT32 = 0
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_TRANSPORT_AUTH(TPMStruct):
     """Part 2 13.5: the secret of an encrypted EstablishTransport."""
     tag: ClassVar[TAG] = C.TPM_TAG_TRANSPORT_AUTH
@@ -718,8 +676,7 @@ class TPM_TRANSPORT_AUTH(TPMStruct):
 
 # ---------------------------------------------------------------- identities, counters, certifying
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_SYMMETRIC_KEY(TPMStruct):
     """Part 2 9.4: size (UINT16), data."""
     algId: UINT32 = C.TPM_ALG_AES128
@@ -727,8 +684,7 @@ class TPM_SYMMETRIC_KEY(TPMStruct):
     data: SIZED16 = b""
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_IDENTITY_CONTENTS(TPMStruct):
     """What MakeIdentity's identityBinding signs (Part 2 12.5)."""
     ver: TPM_STRUCT_VER = field(default_factory=TPM_STRUCT_VER)
@@ -737,16 +693,14 @@ class TPM_IDENTITY_CONTENTS(TPMStruct):
     identityPubKey: TPM_PUBKEY = field(default_factory=TPM_PUBKEY)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_ASYM_CA_CONTENTS(TPMStruct):
     """The 1.1 ActivateIdentity blob (Part 2 12.8)."""
     sessionKey: TPM_SYMMETRIC_KEY = field(default_factory=TPM_SYMMETRIC_KEY)
     idDigest: TPM_DIGEST = bytes(20)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_EK_BLOB_ACTIVATE(TPMStruct):
     """Part 2 12.2."""
     tag: ClassVar[TAG] = C.TPM_TAG_EK_BLOB_ACTIVATE
@@ -764,8 +718,7 @@ def _bad_ek_type(at: int, ek_type: int) -> Exception:
     return TPMBadValue(at, "ekType %#x" % ek_type, C.TPM_BAD_TYPE)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_EK_BLOB(TPMStruct):
     """Part 2 12.1: blob is a union on ekType.  ActivateIdentity, its only
     reader, takes TPM_EK_TYPE_ACTIVATE only (any other type is TPM_BAD_TYPE
@@ -780,8 +733,7 @@ class TPM_EK_BLOB(TPMStruct):
         return TPM_EK_BLOB_ACTIVATE.from_bytes(self.blob)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_COUNTER_VALUE(TPMStruct):
     """Part 2 5.13."""
     tag: ClassVar[TAG] = C.TPM_TAG_COUNTER_VALUE
@@ -789,8 +741,7 @@ class TPM_COUNTER_VALUE(TPMStruct):
     counter: UINT32 = 0
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_AUDIT_EVENT_IN(TPMStruct):
     """What an audited command's input extends the audit digest with (Part 2 14.1)."""
     tag: ClassVar[TAG] = C.TPM_TAG_AUDIT_EVENT_IN
@@ -798,8 +749,7 @@ class TPM_AUDIT_EVENT_IN(TPMStruct):
     auditCount: TPM_COUNTER_VALUE = field(default_factory=TPM_COUNTER_VALUE)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_AUDIT_EVENT_OUT(TPMStruct):
     """What an audited command's output extends the audit digest with (Part 2 14.2)."""
     tag: ClassVar[TAG] = C.TPM_TAG_AUDIT_EVENT_OUT
@@ -807,8 +757,7 @@ class TPM_AUDIT_EVENT_OUT(TPMStruct):
     auditCount: TPM_COUNTER_VALUE = field(default_factory=TPM_COUNTER_VALUE)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_QUOTE_INFO2(TPMStruct):
     """What TPM_Quote2 signs (Part 2 11.4)."""
     tag: ClassVar[TAG] = C.TPM_TAG_QUOTE_INFO2
@@ -817,8 +766,7 @@ class TPM_QUOTE_INFO2(TPMStruct):
     infoShort: TPM_PCR_INFO_SHORT = field(default_factory=TPM_PCR_INFO_SHORT)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_CERTIFY_INFO(TPMStruct):
     """What TPM_CertifyKey signs (Part 2 11.1)."""
     version: TPM_STRUCT_VER = field(default_factory=TPM_STRUCT_VER)
@@ -832,8 +780,7 @@ class TPM_CERTIFY_INFO(TPMStruct):
     PCRInfo: SIZED32 = b""
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_CERTIFY_INFO2(TPMStruct):
     """What TPM_CertifyKey2 signs (Part 2 11.2); pcrInfo is a TPM_PCR_INFO_SHORT or empty."""
     tag: ClassVar[TAG] = C.TPM_TAG_CERTIFY_INFO2
@@ -852,8 +799,7 @@ class TPM_CERTIFY_INFO2(TPMStruct):
 
 # ---------------------------------------------------------------- context blobs (Part 2 18)
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_CONTEXT_SENSITIVE(TPMStruct):
     """Part 2 18.2."""
     tag: ClassVar[TAG] = C.TPM_TAG_CONTEXT_SENSITIVE
@@ -861,8 +807,7 @@ class TPM_CONTEXT_SENSITIVE(TPMStruct):
     internalData: SIZED32 = b""
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_CONTEXT_BLOB(TPMStruct):
     """A saved key or session (Part 2 18.1); sensitiveData is encrypted."""
     tag: ClassVar[TAG] = C.TPM_TAG_CONTEXTBLOB
@@ -877,8 +822,7 @@ class TPM_CONTEXT_BLOB(TPMStruct):
 
 # ---------------------------------------------------------------- DAA (Part 2 22)
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_DAA_ISSUER(TPMStruct):
     """Digests of the issuer's public parameters, and q itself (22.3)."""
     tag: ClassVar[TAG] = C.TPM_TAG_DAA_ISSUER
@@ -891,8 +835,7 @@ class TPM_DAA_ISSUER(TPMStruct):
     DAA_generic_q: Annotated[bytes, Fixed("26s")] = bytes(26)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_DAA_TPM(TPMStruct):
     """The TPM's own DAA parameters, exported (encrypted) by the join (22.4)."""
     tag: ClassVar[TAG] = C.TPM_TAG_DAA_TPM
@@ -903,8 +846,7 @@ class TPM_DAA_TPM(TPMStruct):
     DAA_count: UINT32 = 0
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_DAA_CONTEXT(TPMStruct):
     """A DAA session's working state; never leaves the TPM (22.5)."""
     tag: ClassVar[TAG] = C.TPM_TAG_DAA_CONTEXT
@@ -915,8 +857,7 @@ class TPM_DAA_CONTEXT(TPMStruct):
     DAA_stage: UINT8 = 0
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_DAA_JOINDATA(TPMStruct):
     """The join's secrets u0, u1 and the issuer key digest (22.6; untagged)."""
     DAA_join_u0: Annotated[bytes, Fixed("128s")] = bytes(128)
@@ -924,8 +865,7 @@ class TPM_DAA_JOINDATA(TPMStruct):
     DAA_digest_n0: TPM_DIGEST = bytes(20)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_DAA_BLOB(TPMStruct):
     """A DAA value exported by the TPM, encrypted and HMAC'ed (22.8)."""
     tag: ClassVar[TAG] = C.TPM_TAG_DAA_BLOB
@@ -936,16 +876,14 @@ class TPM_DAA_BLOB(TPMStruct):
     sensitiveData: SIZED32 = b""
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_DAA_SENSITIVE(TPMStruct):
     """The plaintext inside a TPM_DAA_BLOB (22.9)."""
     tag: ClassVar[TAG] = C.TPM_TAG_DAA_SENSITIVE
     internalData: SIZED32 = b""
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_SIGN_INFO(TPMStruct):
     """What TickStampBlob (and the INFO signature scheme) signs (Part 2 5.14)."""
     tag: ClassVar[TAG] = C.TPM_TAG_SIGNINFO
@@ -960,8 +898,7 @@ TPM_DEL_OWNER_BITS = 0x00000001
 TPM_DEL_KEY_BITS = 0x00000002
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_FAMILY_TABLE_ENTRY(TPMStruct):
     """A row of the family table, as Delegate_ReadTable returns it (Part 2 20.5)."""
     tag: ClassVar[TAG] = C.TPM_TAG_FAMILY_TABLE_ENTRY
@@ -971,8 +908,7 @@ class TPM_FAMILY_TABLE_ENTRY(TPMStruct):
     flags: UINT32 = 0
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_DELEGATIONS(TPMStruct):
     """Part 2 20.2."""
     tag: ClassVar[TAG] = C.TPM_TAG_DELEGATIONS
@@ -981,8 +917,7 @@ class TPM_DELEGATIONS(TPMStruct):
     per2: UINT32 = 0
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_DELEGATE_PUBLIC(TPMStruct):
     """Part 2 20.8."""
     tag: ClassVar[TAG] = C.TPM_TAG_DELEGATE_PUBLIC
@@ -993,8 +928,7 @@ class TPM_DELEGATE_PUBLIC(TPMStruct):
     verificationCount: UINT32 = 0
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_DELEGATE_SENSITIVE(TPMStruct):
     """Part 2 20.11."""
     tag: ClassVar[TAG] = C.TPM_TAG_DELEGATE_SENSITIVE
@@ -1009,8 +943,7 @@ def _delegating(bits: int, what: str) -> Check:
     return Check(check)
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_DELEGATE_OWNER_BLOB(TPMStruct):
     """Part 2 20.12."""
     tag: ClassVar[TAG] = C.TPM_TAG_DELEGATE_OWNER_BLOB
@@ -1021,8 +954,7 @@ class TPM_DELEGATE_OWNER_BLOB(TPMStruct):
     sensitiveArea: SIZED32 = b""
 
 
-@structure
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass_structure
 class TPM_DELEGATE_KEY_BLOB(TPMStruct):
     """Part 2 20.13."""
     tag: ClassVar[TAG] = C.TPM_TAG_DELG_KEY_BLOB

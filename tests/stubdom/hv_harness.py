@@ -131,9 +131,11 @@ def spawn_kernel(host: Host, domid: int, name: str, kernel: str, cmdline: str = 
     spec_fd = domspec.to_fd(spec)
     env = dict(os.environ, PYXL_MINIOS_BOOT_DELAY="0",
                PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    # as pyxl.toolstack.spawn starts it: no site module, the paths given
+    boot = ("import sys; sys.path[:0] = %r; from pyxl.domain.process import main; main()"
+            % ([str(REPO)] + [p for p in sys.path if p.endswith("site-packages")]))
     try:
-        p = subprocess.Popen([sys.executable, "-c", "from pyxl.domain.process import main; main()"]
-                             + domspec.argv(domid, spec_fd),
+        p = subprocess.Popen([sys.executable, "-S", "-c", boot] + domspec.argv(domid, spec_fd),
                              pass_fds=[sock.fileno(), spec_fd, *fds.values()],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     finally:

@@ -178,3 +178,52 @@ def test_a_daemon_restart_under_a_command_fails_it_and_resume_waits_for_it(dev, 
     rsp = tis.transmit(GETRANDOM)                      # the resumed driver works on the new chip
     assert len(rsp) == 30 and rsp[6:10] == b"\0\0\0\0" and new_dev.commands == 1
     assert len(seen) > before
+
+
+class SmallFifo(T.TisDevice):
+    """A chip whose FIFO takes and gives 8 bytes at a time (burstCount 8),
+    as small real chips do."""
+
+    def _burst(self):
+        return min(8, super()._burst())
+
+
+def test_the_driver_moves_no_more_than_burstcount_bytes_per_access(tmp_path):
+    """mini-os get_burstcount reads burstCount's two bytes (STS+1, STS+2) and
+    recv_data / tpm_tis_send move that many bytes per burst, no more."""
+    dev = SmallFifo(str(tmp_path / "tpm.state"), key_source=key_pool())
+    io = IoMem()
+    io.add_device(T.TIS_BASE, T.TIS_LEN, dev)
+    io.permit(7, 0xFED40, 1)
+    tis = TpmTis(DirectXen(io, 7), lambda line: None)
+    fifo = []
+    read, write = io.read, io.write
+    io.read = lambda d, a, w, n=1: (a == T.TIS_BASE + T.DATA_FIFO and fifo.append(n)) or read(d, a, w, n)
+    io.write = lambda d, a, w, data: (a == T.TIS_BASE + T.DATA_FIFO and fifo.append(len(data))) \
+        or write(d, a, w, data)
+    ext = struct.pack(">HIII", 0xC1, 34, 0x14, 3) + bytes(range(20))
+    rsp = tis.transmit(ext)                            # 34 bytes in, 30 out
+    assert rsp[:10] == struct.pack(">HII", 0xC4, 30, 0)
+    assert fifo == [8, 8, 8, 8, 1, 1] + [8, 2] + [8, 8, 4], fifo   # the last byte alone, as mini-os
+
+
+def test_a_command_is_14_register_accesses(dev):
+    """Per command: ACCESS (locality held?), STS (ready? and burstCount in
+    the same 32-bit read), the FIFO but the last byte, STS (expect), the
+    last byte, STS, tpmGo, STS (dataAvail), the header, STS, the rest, STS
+    (nothing left), commandReady, ACCESS (release_locality).  mini-os
+    reads STS again after each wait_for_stat and burstCount apart from it:
+    each a round trip to the device here, for a value just read."""
+    io = IoMem()
+    io.add_device(T.TIS_BASE, T.TIS_LEN, dev)
+    io.permit(7, 0xFED40, 1)
+    tis = TpmTis(DirectXen(io, 7), lambda line: None)
+    seen = []
+    read, write = io.read, io.write
+    io.read = lambda d, a, w, n=1: seen.append(("r", a & 0xFFF, w)) or read(d, a, w, n)
+    io.write = lambda d, a, w, data: seen.append(("w", a & 0xFFF, w)) or write(d, a, w, data)
+    assert len(tis.transmit(GETRANDOM)) == 30
+    sts, fifo = ("r", T.STS, 4), T.DATA_FIFO
+    assert seen == [("r", T.ACCESS, 1), sts, ("w", fifo, 1), sts, ("w", fifo, 1), sts,
+                    ("w", T.STS, 1), sts, ("r", fifo, 1), sts, ("r", fifo, 1), sts,
+                    ("w", T.STS, 1), ("r", T.ACCESS, 1)], seen

@@ -242,3 +242,48 @@ def test_eq_and_repr_are_a_dataclass_s(cls, data):
     assert (value == other) is want
     with pytest.raises(TypeError):
         hash(value)
+
+
+@pytest.mark.parametrize("cls", S.ALL_STRUCTURES, ids=lambda c: c.__name__)
+def test_init_is_a_dataclass_s(cls):
+    """A structure's __init__, compiled when the class is first constructed,
+    is the one dataclasses generates: the reference is a dataclass made by
+    dataclasses.make_dataclass with the same fields and defaults."""
+    import dataclasses
+    import inspect
+
+    spec = [(f.name, f.type, dataclasses.field(default=f.default, default_factory=f.default_factory))
+            for f in fields(cls)]
+    ref = dataclasses.make_dataclass(cls.__qualname__, spec)
+    a, b, want = cls(), cls(), ref()
+    assert str(inspect.signature(cls.__init__)) == str(inspect.signature(ref.__init__))
+    names = [f.name for f in fields(cls)]
+    for n in names:
+        assert getattr(a, n) == getattr(want, n), n
+        if isinstance(getattr(a, n), S.TPMStruct):      # a default_factory: one object each
+            assert getattr(a, n) is not getattr(b, n), n
+    values = [getattr(a, n) for n in names]
+    assert cls(*values) == a == cls(**dict(zip(names, values)))
+    if names:
+        with pytest.raises(TypeError):
+            cls(*values, None)
+        with pytest.raises(TypeError):
+            cls(no_such_field=1)
+
+
+def test_structures_are_declared_without_compiling_their_init():
+    """Importing the structures compiles no __init__ (dataclasses compiles
+    one per class at import): the first construction of a class does."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", "from pyxl.tpm import structures as S\n"
+         "print(sum('<locals>' in c.__init__.__qualname__ for c in S.ALL_STRUCTURES), "
+         "len(S.ALL_STRUCTURES))\n"
+         "S.TPM_KEY()\n"
+         "print(S.TPM_KEY.__init__.__qualname__, S.TPM_KEY12.__init__.__qualname__ != 'TPM_KEY12.__init__')"],
+        check=True, capture_output=True, text=True).stdout.split("\n")
+    lazy, total = out[0].split()
+    assert lazy == total and int(total) > 60
+    assert out[1] == "TPM_KEY.__init__ True"

@@ -179,72 +179,94 @@ class TpmTis:
             self._w(loc, ACCESS, ACCESS_ACTIVE_LOCALITY)
 
     def _status(self) -> int:
-        return self._r(self.locality, STS)
+        """TPM_STS as one 32-bit read: the status in bits 0-7, burstCount in
+        8-23 (as Linux's tpm_tis_core get_burstcount reads it).  mini-os's
+        tpm_tis_status reads the status byte and get_burstcount the two
+        burstCount bytes after it; here each is one trapped round trip to
+        the device, so the driver reads them together and uses the value it
+        read -- the status a wait_for_stat saw, the burstCount beside it --
+        instead of reading STS again straight after (the register cannot
+        change in between but by the driver's own access)."""
+        return self._r(self.locality, STS, 4)
 
-    def _wait_for_stat(self, mask: int, timeout: float) -> bool:
-        if self._status() & mask == mask:
-            return True
+    def _wait_for_stat(self, mask: int, timeout: float) -> int:
+        """wait_for_stat (polling): the last TPM_STS read (_status), whose
+        status has every bit of `mask` unless the timeout passed."""
+        sts = self._status()
+        if sts & mask == mask:
+            return sts
         stop = time.monotonic() + timeout
         while time.monotonic() < stop:
             time.sleep(TPM_TIMEOUT)
-            if self._status() & mask == mask:
-                return True
-        return False
+            sts = self._status()
+            if sts & mask == mask:
+                break
+        return sts
 
-    def _burstcount(self) -> int:
+    def _burstcount(self, sts: int) -> int:
+        """get_burstcount, starting from the TPM_STS just read."""
         stop = time.monotonic() + self.timeout_d
         while True:
-            n = int.from_bytes(self.xen.mmio_read(self._addr(self.locality, STS + 1), 1, 2,
-                                                  generation=self.generation), "little")
+            n = sts >> 8 & 0xFFFF
             if n:
                 return n
             if time.monotonic() >= stop:
                 return -1
             time.sleep(TPM_TIMEOUT)
+            sts = self._status()
 
     # -- send / receive -------------------------------------------------------------
     def send(self, buf: bytes) -> None:
         if self.request_locality(self.locality) < 0:
             raise TisError(16, "locality")
-        if not self._status() & STS_COMMAND_READY:
+        sts = self._status()
+        if not sts & STS_COMMAND_READY:
             self._w(self.locality, STS, STS_COMMAND_READY)
-            if not self._wait_for_stat(STS_COMMAND_READY, self.timeout_b):
+            sts = self._wait_for_stat(STS_COMMAND_READY, self.timeout_b)
+            if not sts & STS_COMMAND_READY:
                 raise TisError(62, "not ready")
         count = 0
         while count < len(buf) - 1:
-            burst = self._burstcount()
+            burst = self._burstcount(sts)
             if burst < 0:
                 raise TisError(16, "burst count")
             chunk = buf[count:min(count + burst, len(buf) - 1)]
             self.xen.mmio_write(self._addr(self.locality, DATA_FIFO), chunk, 1,
                                 generation=self.generation)
             count += len(chunk)
-            self._wait_for_stat(STS_VALID, self.timeout_c)
-            if not self._status() & STS_EXPECT:
+            sts = self._wait_for_stat(STS_VALID, self.timeout_c)
+            if not sts & STS_EXPECT:
                 self._w(self.locality, STS, STS_COMMAND_READY)
                 raise TisError(5, "TPM does not expect more data")
         self._w(self.locality, DATA_FIFO, buf[-1])
-        self._wait_for_stat(STS_VALID, self.timeout_c)
-        if self._status() & STS_EXPECT:
+        if self._wait_for_stat(STS_VALID, self.timeout_c) & STS_EXPECT:
             self._w(self.locality, STS, STS_COMMAND_READY)
             raise TisError(5, "TPM expects more data")
         self._w(self.locality, STS, STS_GO)
 
-    def _recv_data(self, count: int) -> bytes:
+    def _recv_data(self, count: int, sts: int | None = None) -> bytes:
+        """recv_data: up to `count` bytes, a burst at a time.  `sts`: the
+        TPM_STS read just before, if any (tpm_transmit's last poll)."""
+        want = STS_DATA_AVAIL | STS_VALID
         out = bytearray()
-        while len(out) < count and self._wait_for_stat(STS_DATA_AVAIL | STS_VALID,
-                                                       self.timeout_c):
-            burst = self._burstcount()
+        while len(out) < count:
+            if sts is None or sts & want != want:
+                sts = self._wait_for_stat(want, self.timeout_c)
+                if sts & want != want:
+                    break
+            burst = self._burstcount(sts)
             if burst < 0:
                 break
             n = min(burst, count - len(out))
             out += self.xen.mmio_read(self._addr(self.locality, DATA_FIFO), 1, n,
                                       generation=self.generation)
+            sts = None
         return bytes(out)
 
-    def recv(self) -> bytes:
+    def recv(self, sts: int | None = None) -> bytes:
+        """tpm_tis_recv; `sts` as for _recv_data."""
         try:
-            head = self._recv_data(HEADER)
+            head = self._recv_data(HEADER, sts)
             if len(head) < HEADER:
                 self.printk("Error reading tpm cmd header\n")
                 raise TisError(5, "header")
@@ -256,8 +278,7 @@ class TpmTis:
                 self.printk("Unable to read rest of tpm command size=%d expected=%d\n"
                             % (HEADER + len(rest), expected))
                 raise TisError(62, "short response")
-            self._wait_for_stat(STS_VALID, self.timeout_c)
-            if self._status() & STS_DATA_AVAIL:
+            if self._wait_for_stat(STS_VALID, self.timeout_c) & STS_DATA_AVAIL:
                 self.printk("Error: left over data\n")
                 raise TisError(5, "left over data")
             return head + rest
@@ -311,10 +332,10 @@ class TpmTis:
         ordinal = struct.unpack_from(">I", buf, 6)[0]
         stop = time.monotonic() + self._duration(ordinal)
         while True:
-            st = self._status()
-            if st & (STS_DATA_AVAIL | STS_VALID) == STS_DATA_AVAIL | STS_VALID:
+            sts = self._status()
+            if sts & (STS_DATA_AVAIL | STS_VALID) == STS_DATA_AVAIL | STS_VALID:
                 break
-            if st == STS_COMMAND_READY:
+            if sts & 0xFF == STS_COMMAND_READY:
                 self.printk("TPM Error: Operation Canceled\n")
                 raise TisError(125, "canceled")
             if time.monotonic() >= stop:
@@ -323,7 +344,7 @@ class TpmTis:
                 raise TisError(62, "timed out")
             time.sleep(TPM_TIMEOUT)
         try:
-            return self.recv()
+            return self.recv(sts)
         except TisError as e:
             self.printk("tpm_transmit: tpm_recv: error %d\n" % -e.errno)
             raise
