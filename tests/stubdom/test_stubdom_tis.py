@@ -180,6 +180,27 @@ def test_a_daemon_restart_under_a_command_fails_it_and_resume_waits_for_it(dev, 
     assert len(seen) > before
 
 
+def _traced_tis(dev, note):
+    """mini-os's driver on `dev` at locality 0, each register access after
+    its set-up reported as note("r"/"w", offset in the locality's page,
+    width, byte count)."""
+    io = IoMem()
+    io.add_device(T.TIS_BASE, T.TIS_LEN, dev)
+    io.permit(7, 0xFED40, 1)
+    tis = TpmTis(DirectXen(io, 7), lambda line: None)
+    read, write = io.read, io.write
+
+    def traced_read(d, a, w, n=1):
+        note("r", a & 0xFFF, w, n)
+        return read(d, a, w, n)
+
+    def traced_write(d, a, w, data):
+        note("w", a & 0xFFF, w, len(data))
+        return write(d, a, w, data)
+    io.read, io.write = traced_read, traced_write
+    return tis
+
+
 class SmallFifo(T.TisDevice):
     """A chip whose FIFO takes and gives 8 bytes at a time (burstCount 8),
     as small real chips do."""
@@ -192,15 +213,12 @@ def test_the_driver_moves_no_more_than_burstcount_bytes_per_access(tmp_path):
     """mini-os get_burstcount reads burstCount's two bytes (STS+1, STS+2) and
     recv_data / tpm_tis_send move that many bytes per burst, no more."""
     dev = SmallFifo(str(tmp_path / "tpm.state"), key_source=key_pool())
-    io = IoMem()
-    io.add_device(T.TIS_BASE, T.TIS_LEN, dev)
-    io.permit(7, 0xFED40, 1)
-    tis = TpmTis(DirectXen(io, 7), lambda line: None)
     fifo = []
-    read, write = io.read, io.write
-    io.read = lambda d, a, w, n=1: (a == T.TIS_BASE + T.DATA_FIFO and fifo.append(n)) or read(d, a, w, n)
-    io.write = lambda d, a, w, data: (a == T.TIS_BASE + T.DATA_FIFO and fifo.append(len(data))) \
-        or write(d, a, w, data)
+
+    def note(kind, addr, width, n):
+        if addr == T.DATA_FIFO:
+            fifo.append(n)
+    tis = _traced_tis(dev, note)
     ext = struct.pack(">HIII", 0xC1, 34, 0x14, 3) + bytes(range(20))
     rsp = tis.transmit(ext)                            # 34 bytes in, 30 out
     assert rsp[:10] == struct.pack(">HII", 0xC4, 30, 0)
@@ -214,14 +232,8 @@ def test_a_command_is_14_register_accesses(dev):
     (nothing left), commandReady, ACCESS (release_locality).  mini-os
     reads STS again after each wait_for_stat and burstCount apart from it:
     each a round trip to the device here, for a value just read."""
-    io = IoMem()
-    io.add_device(T.TIS_BASE, T.TIS_LEN, dev)
-    io.permit(7, 0xFED40, 1)
-    tis = TpmTis(DirectXen(io, 7), lambda line: None)
     seen = []
-    read, write = io.read, io.write
-    io.read = lambda d, a, w, n=1: seen.append(("r", a & 0xFFF, w)) or read(d, a, w, n)
-    io.write = lambda d, a, w, data: seen.append(("w", a & 0xFFF, w)) or write(d, a, w, data)
+    tis = _traced_tis(dev, lambda kind, addr, width, n: seen.append((kind, addr, width)))
     assert len(tis.transmit(GETRANDOM)) == 30
     sts, fifo = ("r", T.STS, 4), T.DATA_FIFO
     assert seen == [("r", T.ACCESS, 1), sts, ("w", fifo, 1), sts, ("w", fifo, 1), sts,
