@@ -833,13 +833,13 @@ def _console_kick(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
     """The console ring's event channel notified: xenconsoled's
     handle_ring_read takes the output into the domain's buffer and log
     (Console.take_ring).  xenconsoled notifies back after every read; here
-    only a domain that said it waits for room (a[0] = 1) is told, once the
-    ring has some (CONSOLE_ROOM)."""
+    only a domain that said it waits for room (a[0] = b"1") is told, once
+    the ring has some (CONSOLE_ROOM)."""
     dom = hv._domains.get(conn.domid)
     if dom is not None:
         if testfault.ARMED:
             testfault.at("console:%s" % dom.name)
-        if dom.console.take_ring() and a[0]:
+        if dom.console.take_ring() and a[0] == b"1":
             conn.console_room()
     return _NOTHING
 
@@ -921,7 +921,7 @@ OPS: dict[int, Op] = {
     HvOp.GNT_END_ACCESS: Op(_gnt_end_access, fields("u")),
     HvOp.GNT_MAP: Op(_gnt_map, fields("uuu")),
     HvOp.GNT_UNMAP: Op(_gnt_unmap, fields("uu")),
-    HvOp.CONSOLE_KICK: Op(_console_kick, fields("u")),
+    HvOp.CONSOLE_KICK: Op(_console_kick, fields("b")),
     HvOp.MMIO_READ: Op(_mmio_read, fields("uuu")),
     HvOp.MEMORY_RESERVATION: Op(_memory_reservation, fields("u")),
     HvOp.MMIO_WRITE: Op(_mmio_write, fields("uub")),

@@ -38,15 +38,20 @@ def write_out(page: memoryview, data: bytes | bytearray | memoryview) -> int:
     past them; returns how many.  A page whose indices say more than the
     ring holds (Linux: BUG_ON) takes nothing."""
     cons, prod = _OUT_IDX.unpack_from(page, OUT_CONS)
-    room = OUT_SIZE - ((prod - cons) & _IDX_MOD)
-    n = min(len(data), room) if room > 0 else 0
-    if n:
-        at = prod & _MASK
-        first = min(n, OUT_SIZE - at)
-        page[OUT_OFF + at:OUT_OFF + at + first] = data[:first]
-        if first < n:
-            page[OUT_OFF:OUT_OFF + n - first] = data[first:n]
-        _U32.pack_into(page, OUT_PROD, (prod + n) & _IDX_MOD)
+    n = OUT_SIZE - ((prod - cons) & _IDX_MOD)      # room
+    if n <= 0:
+        return 0
+    if len(data) < n:
+        n = len(data)
+    at = prod & _MASK
+    end = at + n
+    if end <= OUT_SIZE:
+        page[OUT_OFF + at:OUT_OFF + end] = data[:n] if n < len(data) else data
+    else:
+        first = OUT_SIZE - at
+        page[OUT_OFF + at:OUT_OFF + OUT_SIZE] = data[:first]
+        page[OUT_OFF:OUT_OFF + n - first] = data[first:n]
+    _U32.pack_into(page, OUT_PROD, (prod + n) & _IDX_MOD)
     return n
 
 

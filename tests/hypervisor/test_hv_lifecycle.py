@@ -210,7 +210,7 @@ def test_wait_disconnected_means_the_last_output_is_in_the_log(tmp_path):
         for i in range(200):        # 1690 bytes: the ring holds them all
             line = b"line %d\n" % i
             assert xencons.write_out(page.buf, line) == len(line)
-            chan.send(wire.Frame(wire.CONSOLE_KICK, [0], flags=wire.FLAG_ONEWAY))
+            chan.send(wire.Frame(wire.CONSOLE_KICK, [b"0"], flags=wire.FLAG_ONEWAY))
         theirs.close()              # the domain process exits
         assert not hv.wait_disconnected(1, 0.05)
         assert not log.read_bytes()

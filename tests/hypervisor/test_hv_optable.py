@@ -69,7 +69,7 @@ HYPERCALLS = {
     wire.GNT_END_ACCESS: ("u", 0),
     wire.GNT_MAP: ("uuu", 0),
     wire.GNT_UNMAP: ("uu", 0),
-    wire.CONSOLE_KICK: ("u", 0),
+    wire.CONSOLE_KICK: ("b", 0),
     wire.MMIO_READ: ("uuu", 0),
     wire.MMIO_WRITE: ("uub", 0),
     wire.MEMORY_RESERVATION: ("u", 0),
