@@ -143,6 +143,9 @@ class Mapping:
 
 
 _DRAIN = 256          # bytes _drain asks for at once (one byte per notification)
+# the console's kick, made once: output on the ring; and output waiting for room
+_KICK = wire.Frame(wire.CONSOLE_KICK, [b"0"], flags=wire.FLAG_ONEWAY)
+_KICK_WAITING = wire.Frame(wire.CONSOLE_KICK, [b"1"], flags=wire.FLAG_ONEWAY)
 
 
 class _Direct:
@@ -937,8 +940,7 @@ class XenInterface:
             if self.closed or self._resuming not in (None, threading.get_ident()):
                 return
             try:
-                self.chan.send(wire.Frame(wire.CONSOLE_KICK, [b"1" if waiting else b"0"],
-                                          flags=wire.FLAG_ONEWAY))
+                self.chan.send(_KICK_WAITING if waiting else _KICK)
             except OSError:
                 pass            # the reader sees the break
 
