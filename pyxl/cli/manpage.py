@@ -70,6 +70,17 @@ def render() -> str:
             "once the daemon has started, which logs to var/log/pyxl/xldevd.log (0600); "
             "-p FILE writes its pid to FILE, never through a symbolic link. SIGTERM stops "
             "it."),
+        ".PP",
+        esc("A domain's console output goes onto its console ring page, as on Xen (struct "
+            "xencons_interface: 2048 bytes of output), and stays there until the daemon "
+            "has written it to console/guest-NAME.log and its console buffer. Output a "
+            "killed daemon had not taken is taken by the next one, when it adopts the "
+            "domain, before anything newer: none is lost, and a byte is logged twice only "
+            "if the daemon was killed between writing it to the log and marking it taken. "
+            "What does not fit on the ring while no daemon takes it waits in the domain, "
+            "which never stops for it: the newest 64 KiB are kept, older bytes dropped. "
+            "Keyboard input still goes over the domain's connection to the daemon: input "
+            "the killed daemon had not handed to the domain is lost."),
         ".SH GLOBAL OPTIONS",
         ".TP", ".B \\-v", "Verbose.",
         ".TP", ".B \\-N", "Dry run: print what would be done (commands that support it).",

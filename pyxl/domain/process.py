@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from pyxl.domain.xen import XenInterface
 
 EXIT_SHUTDOWN_BASE = 64
-CONSOLE_PENDING_MAX = 64 * 1024   # console output kept while no daemon listens
 
 # kernel image name -> runtime module (import path, function)
 KERNELS = (
@@ -83,8 +82,6 @@ class Domain:
             # the next one adopts us (or, not knowing us, tells us to go)
             self.xen = self._dial(lambda s: XenInterface(s, domid=self.domid))
         self.generation = 0
-        self._console_lock = threading.Lock()
-        self._console_pending = b""
         self._resume_handlers: list = []
 
     def reconnect(self, broken: XenInterface | None = None) -> bool:
@@ -102,7 +99,6 @@ class Domain:
                     return True           # another thread already did it
                 self._dial(self.xen.resume)
                 self.generation += 1
-                self._flush_console()
                 handlers = list(self._resume_handlers)
             for fn in handlers:
                 try:
@@ -162,24 +158,12 @@ class Domain:
                 self.reconnect(self.xen)
         threading.Thread(target=run, name="xenbus-resume", daemon=True).start()
 
-    # -- the console (through the hypervisor, like the PV console ring) ----
+    # -- the console: its ring page (XenInterface.console_write) -----------
     def console_write(self, data: bytes | str) -> None:
-        """While the daemon is away (killed, not yet restarted) output waits
-        here, as it would in the console ring and the guest's tty, and goes
-        out once a new daemon has the domain back."""
-        if isinstance(data, str):
-            data = data.encode()
-        with self._console_lock:
-            if self._console_pending:
-                data = self._console_pending + data
-                self._console_pending = b""
-            if not self.xen.console_write(data):
-                self._console_pending = data[:CONSOLE_PENDING_MAX]   # the oldest stay
-
-    def _flush_console(self) -> None:
-        with self._console_lock:
-            if self._console_pending and self.xen.console_write(self._console_pending):
-                self._console_pending = b""
+        """Output on the console ring.  What the daemon has not taken yet
+        stays on the ring page, across a daemon restart; what the ring has
+        no room for waits, bounded, in front of it."""
+        self.xen.console_write(data)
 
     def console_read(self, timeout: float | None = None) -> bytes | None:
         """Input typed on the console; None on timeout.  Survives a daemon restart."""
@@ -191,7 +175,10 @@ class Domain:
             self.reconnect(xen)
 
     def shutdown(self, reason: int) -> None:
-        """SCHEDOP_shutdown: the domain stops running for good."""
+        """SCHEDOP_shutdown: the domain stops running for good (its console
+        output first: what is on the ring page the daemon takes even after
+        the process has gone, what waits in front of it would be lost)."""
+        self.xen.console_flush()
         if self.status_path:
             from pyxl.fsutil import atomic_write
 
@@ -202,6 +189,7 @@ class Domain:
         os._exit(EXIT_SHUTDOWN_BASE + reason)
 
     def crash(self, code: int = 1) -> None:
+        self.xen.console_flush()
         os._exit(code)
 
 

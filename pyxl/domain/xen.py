@@ -24,6 +24,12 @@ channel wait on direct channels) comes first: the reader is woken and
 stands aside while it waits.  Errors come back as `XenError` (an OSError
 with the errno the hypervisor returned).
 
+Console output goes onto the domain's console ring page
+(pyxl.hypervisor.xencons), which is handed to the hypervisor with every
+HELLO; a frame only kicks the daemon.  The one thread of our own,
+"console-room", runs only while output waits for room on that ring
+(console_write).
+
 A request made while the daemon is away (killed, not yet restarted) is not
 an error once something will resume the connection (`resumable`, set by
 the domain's xenbus-resume thread): as on Xen's xenstore ring, where a
@@ -50,13 +56,14 @@ from __future__ import annotations
 
 import _socket
 import errno as _errno
+import fcntl
 import mmap
 import os
 import select
 import threading
 import time
 
-from pyxl.hypervisor import wire
+from pyxl.hypervisor import wire, xencons
 
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
 if TYPE_CHECKING:
@@ -67,6 +74,7 @@ if TYPE_CHECKING:
 PAGE_SIZE = 4096
 DOMID_SELF = 0x7FF0
 ENV_FD = "PYXL_XEN_FD"
+CONSOLE_PENDING_MAX = 64 * 1024   # console output waiting in front of a full ring, at most
 
 # requests that name nothing of the old hypervisor (no event channel, no
 # grant, no transaction) and that may be made twice: sent again on the new
@@ -99,8 +107,10 @@ class Page:
     memfd mapped shared; `buf` is a writable memoryview of it."""
 
     def __init__(self) -> None:
-        self.fd = os.memfd_create("pyxl-page", os.MFD_CLOEXEC)
+        self.fd = os.memfd_create("pyxl-page", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         os.ftruncate(self.fd, PAGE_SIZE)
+        # a page stays a page: whoever maps it can never fault past its end
+        fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
         self.mmap = mmap.mmap(self.fd, PAGE_SIZE, mmap.MAP_SHARED,
                               mmap.PROT_READ | mmap.PROT_WRITE)
         self.buf = memoryview(self.mmap)
@@ -133,6 +143,9 @@ class Mapping:
 
 
 _DRAIN = 256          # bytes _drain asks for at once (one byte per notification)
+# the console's kick, made once: output on the ring; and output waiting for room
+_KICK = wire.Frame(wire.CONSOLE_KICK, [b"0"], flags=wire.FLAG_ONEWAY)
+_KICK_WAITING = wire.Frame(wire.CONSOLE_KICK, [b"1"], flags=wire.FLAG_ONEWAY)
 
 
 class _Direct:
@@ -185,7 +198,16 @@ class XenInterface:
         self._resuming: int | None = None        # the thread in resume(), until it is done
         self._no_wait = threading.local()        # .on: this thread's calls never wait
         self._tx_gen: dict[int, int] = {}        # open transaction -> its generation (until ended)
-        version, told = self._call(wire.HELLO, [wire.WIRE_VERSION])
+        # the console: its ring page (handed over with every HELLO), the
+        # output waiting in front of a full ring, the daemon's word that the
+        # ring has room, the thread that waits for it (console_write)
+        self.console_page = Page()
+        self._console_lock = threading.Lock()
+        self._console_pending = bytearray()
+        self.console_dropped = 0                 # bytes the pending buffer let go (oldest first)
+        self._console_room = False
+        self._console_waiter: threading.Thread | None = None
+        version, told = self._call(wire.HELLO, [wire.WIRE_VERSION], fds=[self.console_page.fd])
         self.domid = int(told)
         if domid is not None and int(domid) != self.domid:
             raise XenError("EPROTO", f"this socket belongs to domain {self.domid}, not {domid}")
@@ -231,7 +253,10 @@ class XenInterface:
             # the other threads' calls wait until HELLO and the watches are through
             self._resuming = threading.get_ident()
         try:
-            version, told = self._call(wire.HELLO, [wire.WIRE_VERSION])
+            # the console page goes over again: the new daemon takes what
+            # the old one left on it before anything newer
+            version, told = self._call(wire.HELLO, [wire.WIRE_VERSION],
+                                       fds=[self.console_page.fd])
             if int(told) != self.domid:
                 self.close()
                 raise XenError("EPROTO", f"reconnected as domain {int(told)}, not {self.domid}")
@@ -241,6 +266,9 @@ class XenInterface:
             with self._mutex:
                 self._resuming = None
                 self._cond.notify_all()
+        # output kept in front of the ring, and a kick for what other
+        # threads put on it while the resume was under way
+        self.console_write(b"", kick=True)
 
     @classmethod
     def from_fd(cls, fd: int) -> "XenInterface":
@@ -368,6 +396,8 @@ class XenInterface:
             self._set_direct(int(f.args[0]), f.fds[0])
         elif f.op == wire.CONSOLE_INPUT and f.args:
             self._console_in += f.args[0]
+        elif f.op == wire.CONSOLE_ROOM:
+            self._console_room = True
         else:
             for fd in f.fds:
                 os.close(fd)
@@ -849,23 +879,126 @@ class XenInterface:
         self._call_frame(wire.MMIO_WRITE, [addr, width, bytes(data)], generation=generation)
 
     # -- console ---------------------------------------------------------
-    def console_write(self, data: bytes | str) -> bool:
-        """Console output (one-way; never waits for the daemon to log it).
-        False if the connection is gone (or being resumed) and the output
-        was not sent."""
+    def console_write(self, data: bytes | str, kick: bool = False) -> None:
+        """Console output, onto the ring page (xencons.write_out), then a
+        kick (one-way: never waits for the daemon to take it).  What the
+        daemon has not taken stays on the page, across a daemon restart.
+
+        What the ring has no room for waits in a buffer in front of it, as
+        in the tty layer, moved on by a thread of ours each time the daemon
+        says the ring has room again (CONSOLE_ROOM, which the kick asks
+        for), and by a resume.  While more than CONSOLE_PENDING_MAX bytes
+        wait, the writer waits for room itself, as Linux's
+        domU_write_console (drivers/tty/hvc/hvc_xen.c) does -- there by
+        polling with HYPERVISOR_sched_op(SCHEDOP_yield) until the ring has
+        room for all of it, here by sleeping until the daemon says so --
+        but only while a daemon is there to take output: with none (killed,
+        not yet restarted) the writer never waits, and the buffer keeps the
+        newest CONSOLE_PENDING_MAX bytes, counting those it lets go in
+        `console_dropped`.  `kick`: kick even if nothing new was written."""
         if isinstance(data, str):
             data = data.encode()
+        with self._console_lock:
+            pending = self._console_pending
+            if pending:
+                pending += data
+                kick = self._console_move() or kick
+            elif data:
+                n = xencons.write_out(self.console_page.buf, data)
+                if n < len(data):
+                    pending += memoryview(data)[n:]
+                kick = True
+            if len(pending) > CONSOLE_PENDING_MAX:
+                kick = self._console_wait_room(kick)
+                over = len(pending) - CONSOLE_PENDING_MAX
+                if over > 0:                  # no daemon: the oldest go
+                    del pending[:over]
+                    self.console_dropped += over
+            if pending and self._console_waiter is None and not self.closed:
+                self._console_waiter = threading.Thread(
+                    target=self._console_room_thread, name="console-room", daemon=True)
+                self._console_waiter.start()
+            if kick:
+                # the console-room thread, if there is one, is told too, and
+                # ends if nothing waits any more (never left parked)
+                self._console_kick(bool(pending) or self._console_waiter is not None)
+
+    def _console_move(self) -> bool:
+        """With _console_lock held: waiting output onto the ring, as much as
+        it has room for; whether any moved."""
+        pending = self._console_pending
+        n = xencons.write_out(self.console_page.buf, pending)
+        del pending[:n]
+        return n > 0
+
+    def _console_kick(self, waiting: bool) -> None:
+        """The console's event channel notified, saying whether output waits
+        for room.  Not sent while the connection is down or being resumed
+        by another thread (nothing goes before its HELLO): the output is on
+        the page, which the next HELLO hands over, and resume() kicks."""
         with self._lock:
             if self.closed or self._resuming not in (None, threading.get_ident()):
-                return False              # (nothing goes before resume()'s HELLO)
-            for i in range(0, len(data), wire.CONSOLE_CHUNK):
-                try:
-                    self.chan.send(wire.Frame(
-                        wire.CONSOLE_WRITE, [data[i:i + wire.CONSOLE_CHUNK]],
-                        flags=wire.FLAG_ONEWAY))
-                except OSError:
-                    return False
-        return True
+                return
+            try:
+                self.chan.send(_KICK_WAITING if waiting else _KICK)
+            except OSError:
+                pass            # the reader sees the break
+
+    def _console_wait_room(self, kick: bool, limit: int = CONSOLE_PENDING_MAX,
+                           timeout: float | None = None) -> bool:
+        """With _console_lock held, while more than `limit` bytes wait: move
+        them on each time the daemon says there is room, until they fit,
+        the connection breaks or `timeout` passes.  `kick`: output moved
+        and not kicked yet; returns the same after the wait.  The daemon's
+        word is taken (cleared) only under _console_lock, so the
+        console-room thread cannot take it from under a writer waiting here."""
+        pending = self._console_pending
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while len(pending) > limit:
+            gen = self.generation
+            if kick:
+                self._console_kick(True)
+                kick = False
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            with self._mutex:
+                self._wait(lambda: self._console_room
+                           or self.generation != gen and self._resuming is None,
+                           left, first=False)
+                if self.closed:
+                    return False              # resume() kicks once it is back
+                room, self._console_room = self._console_room, False
+            # room: move on; a new connection: its daemon must hear we wait
+            if room:
+                kick = self._console_move()
+            elif self.generation != gen:
+                kick = True
+        return kick
+
+    def console_flush(self, timeout: float = 2.0) -> None:
+        """Wait (up to `timeout` seconds, and only while a daemon takes
+        output) until no output waits in front of the ring: before the
+        domain ends, so that its last words reach the console."""
+        with self._console_lock:
+            if self._console_pending:
+                self._console_wait_room(False, 0, timeout)
+
+    def _console_room_thread(self) -> None:
+        """Moves waiting output on each time the daemon says the ring has
+        room.  Ends once none waits, or while the connection is broken
+        (resume() moves it on from there)."""
+        while True:
+            with self._mutex:
+                self._wait(lambda: self._console_room, None, first=False)
+            with self._console_lock:
+                with self._mutex:
+                    room, self._console_room = self._console_room, False
+                if room and self._console_move():
+                    self._console_kick(bool(self._console_pending))
+                if not self._console_pending or self.closed:
+                    self._console_waiter = None
+                    return
 
     def console_read(self, timeout: float | None = None) -> bytes | None:
         """Console input typed at the domain; None on timeout, b"" once the

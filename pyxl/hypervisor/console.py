@@ -16,18 +16,34 @@ guest costs at most (log_keep + 1) * log_max bytes of disk.  Log files are
 the host's own: 0600, never opened through a symbolic link
 (pyxl.fsutil.open_append), in a directory the toolstack made and checked.
 
+Output reaches the console on the domain's ring page (xencons.py), as on
+Xen: the domain hands the page over with every HELLO (`set_ring`) and
+kicks after writing (`take_ring`), and what `out` holds is appended to the
+log and the backlog before out_cons moves past it (xenconsoled's
+buffer_append) -- so output the domain wrote and a killed daemon never
+took is still on the page when the next daemon gets it back, and is taken
+then, before anything newer.  (A daemon killed between the log's append
+and the index's store leaves those bytes to be logged again: once more,
+never lost.)
+
 Input goes the other way through `send_input`, which the hypervisor wires
 to the domain's connection (kept, bounded, until the domain connects).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import io
+import mmap
 import os
+import stat
 import threading
 from typing import Callable
 
 from pyxl.fsutil import open_append
+
+from . import xencons
 
 DEFAULT_LIMIT = 64 * 1024
 DEFAULT_LOG_MAX = 1024 * 1024      # bytes per console log file
@@ -89,6 +105,25 @@ class ConsoleReader:
             self._console._cond.notify_all()
 
 
+def map_ring(fd: int) -> mmap.mmap:
+    """The domain's console page, mapped shared read-write (what xenconsoled's
+    xengnttab_map_grant_ref of GNTTAB_RESERVED_CONSOLE gives it).  The
+    descriptor is the domain's to choose, so it is checked first: one
+    4096-byte memfd sealed against shrinking (F_SEAL_SHRINK), so no access
+    to the mapping can fault (SIGBUS) or block the daemon; anything else is
+    EINVAL, and a page that cannot be mapped writable fails as mmap does."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size != xencons.PAGE_SIZE:
+        raise OSError(errno.EINVAL, "the console ring must be one 4096-byte shared page")
+    try:
+        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+    except OSError:
+        seals = 0          # not a memfd
+    if not seals & fcntl.F_SEAL_SHRINK:
+        raise OSError(errno.EINVAL, "the console ring must be a memfd sealed against shrinking")
+    return mmap.mmap(fd, xencons.PAGE_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+
+
 class Console:
     def __init__(self, domid: int, log_path: str | None = None, limit: int = DEFAULT_LIMIT,
                  log_max: int | None = DEFAULT_LOG_MAX, log_keep: int = DEFAULT_LOG_KEEP):
@@ -105,6 +140,8 @@ class Console:
         self.log_max = log_max if log_max and log_max > 0 else None   # None: no cap
         self.log_keep = max(0, log_keep)
         self._log_size = 0
+        self._ring: mmap.mmap | None = None       # the domain's page (set_ring)
+        self._ring_buf: memoryview | None = None
         if log_path:
             self._log = open(open_append(log_path), "ab", buffering=0)
             self._log_size = os.fstat(self._log.fileno()).st_size
@@ -155,19 +192,59 @@ class Console:
         if not data:
             return
         with self._cond:
+            if not self.closed:
+                self._output(data)
+
+    def _output(self, data: bytes) -> None:
+        """With self._cond held: into the log, and to the readers or the backlog."""
+        if self._log is not None and self._log_path is not None:
+            try:
+                self._write_log(self._log, self._log_path, data)
+            except OSError:
+                pass  # a full disk must not take the console down
+        if self._readers:
+            for r in self._readers:
+                r._buf.add(data)
+        else:
+            self._backlog.add(data)
+        self._cond.notify_all()
+
+    def set_ring(self, fd: int) -> None:
+        """The domain's console page (its descriptor stays the caller's),
+        checked and mapped (map_ring), in place of any it had; what it
+        holds already -- output a previous daemon never took -- is taken
+        now.  Raises OSError for a page that will not do."""
+        ring = map_ring(fd)
+        with self._cond:
+            self._drop_ring()
             if self.closed:
+                ring.close()
                 return
-            if self._log is not None and self._log_path is not None:
-                try:
-                    self._write_log(self._log, self._log_path, data)
-                except OSError:
-                    pass  # a full disk must not take the console down
-            if self._readers:
-                for r in self._readers:
-                    r._buf.add(data)
-            else:
-                self._backlog.add(data)
-            self._cond.notify_all()
+            self._ring, self._ring_buf = ring, memoryview(ring)
+        self.take_ring()
+
+    def take_ring(self) -> bool:
+        """The domain kicked: what `out` holds goes to the log and the
+        backlog, then out_cons moves past it (xenconsoled's handle_ring_read
+        and buffer_append).  True if the ring's indices were sane (it has
+        room now); False for one that says it holds more than it can, which
+        is left as it is, unread, as buffer_append leaves it, or no ring."""
+        with self._cond:
+            buf = self._ring_buf
+            if buf is None:
+                return False
+            data, cons, sane = xencons.read_out(buf)
+            if data:
+                self._output(data)
+                xencons.consumed(buf, cons)
+            return sane
+
+    def _drop_ring(self) -> None:
+        """With self._cond held: unmap the page, if any."""
+        if self._ring is not None and self._ring_buf is not None:
+            self._ring_buf.release()
+            self._ring.close()
+        self._ring = self._ring_buf = None
 
     # -- readers -------------------------------------------------------
     def attach(self) -> ConsoleReader:
@@ -202,6 +279,7 @@ class Console:
         with self._cond:
             self.closed = True
             self._input_sink = None
+            self._drop_ring()
             if self._log is not None:
                 self._log.close()
                 self._log = None

@@ -93,6 +93,7 @@ class DomainConnection:
         self._events = 0
         self._pending_ports: set[int] = set()
         self._pending_watch: set[tuple[str, str]] = set()
+        self._room_queued = False      # a CONSOLE_ROOM waits in the queue
         self._sending = False          # the writer thread is sending outside the lock
         self.closed = False
         # The socket's descriptor is closed only once no thread can touch it
@@ -213,6 +214,16 @@ class DomainConnection:
                 self._pending_ports.add(port)
                 self._events += 1
 
+    def console_room(self) -> None:
+        """Tell the domain its console ring has room (coalesced: at most one
+        queued)."""
+        with self._cond:
+            if self.closed or self._room_queued:
+                return
+            if not self._push(wire.Frame(wire.CONSOLE_ROOM)):
+                self._room_queued = True
+                self._events += 1
+
     def console_input(self, data: bytes) -> bool:
         with self._cond:
             if self.closed:
@@ -262,6 +273,8 @@ class DomainConnection:
                     elif frame.op == wire.XS_WATCH_EVENT:
                         self._pending_watch.discard((frame.args[0].decode(),
                                                      frame.args[1].decode()))
+                    elif frame.op == wire.CONSOLE_ROOM:
+                        self._room_queued = False
                 self._cond.notify_all()
             try:
                 if self.closed:
@@ -562,6 +575,10 @@ class Hypervisor:
             if dom is not None and current:
                 dom.conn = None
                 dom.console.set_input_sink(None)
+        if current and dom is not None:
+            # what the domain put on its ring and had no time to kick about
+            # (it died between the two) is taken now: its last words
+            dom.console.take_ring()
         if current and self.on_disconnect is not None:
             self.on_disconnect(conn.domid)
 
@@ -708,10 +725,19 @@ def fields(kinds: str) -> Callable[[list], list]:
 
 
 def _hello(hv: Hypervisor, conn: DomainConnection, tx: int, a: list, fds: list[int]) -> tuple:
-    """The wire's handshake (no Xen counterpart: a domain's start info)."""
+    """The wire's handshake (no Xen counterpart: a domain's start info),
+    with the domain's console ring page.  On Xen the domain builder puts
+    that page in the guest's memory and seeds grant ref
+    GNTTAB_RESERVED_CONSOLE for xenconsoled (xc_dom_gnttab_seed), and a
+    restarted xenconsoled maps it again; here the page is the domain
+    process's own memory, so it comes with every HELLO -- a new daemon's
+    too, which first takes what the old one left on it (Console.set_ring)."""
     if a[0] != wire.WIRE_VERSION:
         raise OSError(_errno.EPROTO, f"wire version {a[0]} not supported "
                       f"(hypervisor speaks {wire.WIRE_VERSION})")
+    dom = hv._domains.get(conn.domid)
+    if dom is not None:
+        dom.console.set_ring(fds[0])
     return [wire.WIRE_VERSION, conn.domid], []
 
 
@@ -802,13 +828,19 @@ def _gnt_unmap(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
     return _NOTHING
 
 
-def _console_write(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
+def _console_kick(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
         fds: list[int]) -> tuple:
-    """Output on the domain's console ring, as xenconsoled's
-    handle_ring_read takes it into the domain's buffer and log."""
+    """The console ring's event channel notified: xenconsoled's
+    handle_ring_read takes the output into the domain's buffer and log
+    (Console.take_ring).  xenconsoled notifies back after every read; here
+    only a domain that said it waits for room (a[0] = b"1") is told, once
+    the ring has some (CONSOLE_ROOM)."""
     dom = hv._domains.get(conn.domid)
     if dom is not None:
-        dom.console.output(a[0])
+        if testfault.ARMED:
+            testfault.at("console:%s" % dom.name)
+        if dom.console.take_ring() and a[0] == b"1":
+            conn.console_room()
     return _NOTHING
 
 
@@ -879,7 +911,7 @@ def _xs_row(kind: int) -> Op:
 # and xenstored's wire_funcs for the xenstore ring): a new op is a new row.
 OPS: dict[int, Op] = {
     **{kind: _xs_row(kind) for kind, xrow in XENSTORED_OPS.items() if xrow.func is not None},
-    HvOp.HELLO: Op(_hello, fields("u")),
+    HvOp.HELLO: Op(_hello, fields("u"), fds=1),
     HvOp.EVTCHN_ALLOC_UNBOUND: Op(_evtchn_alloc_unbound, fields("uu")),
     HvOp.EVTCHN_BIND_INTERDOMAIN: Op(_evtchn_bind_interdomain, fields("uu")),
     HvOp.EVTCHN_SEND: Op(_evtchn_send, fields("u")),
@@ -889,7 +921,7 @@ OPS: dict[int, Op] = {
     HvOp.GNT_END_ACCESS: Op(_gnt_end_access, fields("u")),
     HvOp.GNT_MAP: Op(_gnt_map, fields("uuu")),
     HvOp.GNT_UNMAP: Op(_gnt_unmap, fields("uu")),
-    HvOp.CONSOLE_WRITE: Op(_console_write, fields("b")),
+    HvOp.CONSOLE_KICK: Op(_console_kick, fields("b")),
     HvOp.MMIO_READ: Op(_mmio_read, fields("uuu")),
     HvOp.MEMORY_RESERVATION: Op(_memory_reservation, fields("u")),
     HvOp.MMIO_WRITE: Op(_mmio_write, fields("uub")),

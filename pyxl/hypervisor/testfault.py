@@ -10,6 +10,10 @@ request:<domain name>:<path>
     on reading that domain's request whose first argument is <path> (a
     xenstore request's path as the domain wrote it; a register access's
     address, in decimal), leaving it unanswered (services.py).
+console:<domain name>
+    on reading that domain's console kick, before taking what its console
+    ring holds (services.py): output the domain wrote and the daemon
+    never took.
 tpm:<ordinal>
     when the host's hardware TPM is started (STS.tpmGo) on a command with
     that ordinal (TPM 1.2) or command code (TPM 2.0), in decimal, before
@@ -77,7 +81,8 @@ if TYPE_CHECKING:
 _ENV = os.environ.get("PYXL_TEST_FAULT_AT", "")
 _FILE = _ENV[len("file:"):] if _ENV.startswith("file:") else ""
 # a fault point here may fire
-ARMED = _ENV.startswith(("file:", "request:", "tpm:", "serve:", "answered:", "away:", "hold:"))
+ARMED = _ENV.startswith(("file:", "request:", "console:", "tpm:", "serve:", "answered:", "away:",
+                         "hold:"))
 
 
 def spec() -> str:

@@ -12,14 +12,16 @@ sockets) ride along as SCM_RIGHTS on the frame's first byte. Requests carry
 a non-zero req_id and get exactly one reply with the same req_id: the same
 op on success,
 `XS_ERROR` with (errno name, message) on failure. `FLAG_ONEWAY` requests
-(console output) get no reply. Pushed events (watch fired, event channel
-pending, a bound event channel's own socket, console input) have req_id 0.
+(the console's kick) get no reply. Pushed events (watch fired, event channel
+pending, a bound event channel's own socket, console input, console ring
+room) have req_id 0.
 
 xenstore ops keep xenstored's numbers (xs_wire.h); the other hypercalls
 (`HvOp`) live above 0x100.  The hypervisor serves every op from one table
 (pyxl.hypervisor.services.OPS), which checks its arguments. A connection starts with HELLO: the client sends its wire
-version, the server answers with its version and the domain's domid (which
-the server knows from the socket; a domain cannot choose it).
+version and its console ring page (pyxl.hypervisor.xencons), the server
+answers with its version and the domain's domid (which the server knows
+from the socket; a domain cannot choose it).
 
 This module is shared by both ends and must stay cheap to import.
 """
@@ -36,7 +38,7 @@ TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in e
 if TYPE_CHECKING:
     from typing import Iterable, Sequence
 
-WIRE_VERSION = 3          # 3: direct event channels (EVTCHN_BOUND)
+WIRE_VERSION = 4          # 3: direct event channels (EVTCHN_BOUND); 4: the console ring page
 
 # xenstore ops keep xenstored's numbers (one home: xs_wire)
 from .xs_wire import XsType  # noqa: E402
@@ -73,8 +75,9 @@ class HvOp(IntEnum):
     GNT_END_ACCESS = 0x301
     GNT_MAP = 0x302
     GNT_UNMAP = 0x303
-    CONSOLE_WRITE = 0x400         # one-way: domain output
+    CONSOLE_KICK = 0x401          # one-way: new output on the console ring; 1: waiting for room
     CONSOLE_INPUT = 0x480         # pushed: input for the domain
+    CONSOLE_ROOM = 0x481          # pushed: the console ring was emptied (after a kick waiting for room)
     MMIO_READ = 0x500             # iomem access: addr, width, count -> data
     MMIO_WRITE = 0x501            # iomem access: addr, width, data
     MEMORY_RESERVATION = 0x600    # XENMEM_{increase,decrease}_reservation: kB -> kB granted
@@ -92,8 +95,9 @@ GNT_GRANT = HvOp.GNT_GRANT
 GNT_END_ACCESS = HvOp.GNT_END_ACCESS
 GNT_MAP = HvOp.GNT_MAP
 GNT_UNMAP = HvOp.GNT_UNMAP
-CONSOLE_WRITE = HvOp.CONSOLE_WRITE
+CONSOLE_KICK = HvOp.CONSOLE_KICK
 CONSOLE_INPUT = HvOp.CONSOLE_INPUT
+CONSOLE_ROOM = HvOp.CONSOLE_ROOM
 MMIO_READ = HvOp.MMIO_READ
 MMIO_WRITE = HvOp.MMIO_WRITE
 MEMORY_RESERVATION = HvOp.MEMORY_RESERVATION
@@ -107,7 +111,7 @@ MAX_FDS = 4
 # as every descriptor Python opens is (PEP 446): none leaks into a program
 # a domain runs
 _CLOEXEC = socket.MSG_CMSG_CLOEXEC
-MAX_FRAME = 64 * 1024 + 256    # console chunks are at most 64 KiB
+MAX_FRAME = 64 * 1024 + 256    # console input chunks are at most 64 KiB
 CONSOLE_CHUNK = 64 * 1024
 
 

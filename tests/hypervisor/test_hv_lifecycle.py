@@ -13,8 +13,11 @@ import socket
 import threading
 import time
 
-from pyxl.hypervisor import wire
+from pyxl.domain.xen import Page
+from pyxl.hypervisor import wire, xencons
 from pyxl.hypervisor.services import Hypervisor
+
+PAGE = Page()          # the console ring page every raw HELLO here hands over
 
 
 def _open_fds() -> int:
@@ -24,11 +27,17 @@ def _open_fds() -> int:
 def _hello(sock, timeout: float) -> wire.Frame | None:
     """Send HELLO on the domain's end; the reply, or None if none came in time."""
     chan = wire.Channel(sock)
-    chan.send(wire.Frame(wire.HELLO, [wire.WIRE_VERSION], req_id=7))
+    chan.send(wire.Frame(wire.HELLO, [wire.WIRE_VERSION], req_id=7, fds=[PAGE.fd]))
     p = select.poll()
     p.register(sock.fileno(), select.POLLIN)
     if not p.poll(int(timeout * 1000)):
         return None
+    return chan.recv()
+
+
+def _hello_with(sock, page) -> wire.Frame:
+    chan = wire.Channel(sock)
+    chan.send(wire.Frame(wire.HELLO, [wire.WIRE_VERSION], req_id=7, fds=[page.fd]))
     return chan.recv()
 
 
@@ -103,11 +112,11 @@ def test_hello_is_always_answered_while_domains_come_and_go():
             try:
                 if fate == "crash":          # dies before its HELLO is answered
                     wire.Channel(theirs).send(
-                        wire.Frame(wire.HELLO, [wire.WIRE_VERSION], req_id=7))
+                        wire.Frame(wire.HELLO, [wire.WIRE_VERSION], req_id=7, fds=[PAGE.fd]))
                     theirs.close()
                 elif fate == "destroy":      # destroyed while its HELLO is in flight
                     wire.Channel(theirs).send(
-                        wire.Frame(wire.HELLO, [wire.WIRE_VERSION], req_id=7))
+                        wire.Frame(wire.HELLO, [wire.WIRE_VERSION], req_id=7, fds=[PAGE.fd]))
                     hv.domain_destroyed(domid)
                     continue
                 elif fate == "giveup":       # the daemon stops waiting for the threads
@@ -194,11 +203,14 @@ def test_wait_disconnected_means_the_last_output_is_in_the_log(tmp_path):
     hv.domain_created(1, console_log=str(log))
     theirs = hv.connect_domain(1)
     chan = wire.Channel(theirs)
+    page = Page()
+    assert _hello_with(theirs, page).op == wire.HELLO
     with hv.xenstore.lock:          # the hypervisor is stuck on the first request
         chan.send(wire.Frame(wire.XS_READ, ["/local"], req_id=1))
-        for i in range(200):
-            chan.send(wire.Frame(wire.CONSOLE_WRITE, [b"line %d\n" % i],
-                                 flags=wire.FLAG_ONEWAY))
+        for i in range(200):        # 1690 bytes: the ring holds them all
+            line = b"line %d\n" % i
+            assert xencons.write_out(page.buf, line) == len(line)
+            chan.send(wire.Frame(wire.CONSOLE_KICK, [b"0"], flags=wire.FLAG_ONEWAY))
         theirs.close()              # the domain process exits
         assert not hv.wait_disconnected(1, 0.05)
         assert not log.read_bytes()

@@ -59,7 +59,7 @@ def fails(x: XenInterface, op: int, args=(), tx: int = 0, fds=()) -> str:
 # op: the struct's fields as pyxl.domain.xen sends them ("u" a number, "b"
 # bytes) and how many page descriptors go with it
 HYPERCALLS = {
-    wire.HELLO: ("u", 0),
+    wire.HELLO: ("u", 1),
     wire.EVTCHN_ALLOC_UNBOUND: ("uu", 0),
     wire.EVTCHN_BIND_INTERDOMAIN: ("uu", 0),
     wire.EVTCHN_SEND: ("u", 0),
@@ -69,7 +69,7 @@ HYPERCALLS = {
     wire.GNT_END_ACCESS: ("u", 0),
     wire.GNT_MAP: ("uuu", 0),
     wire.GNT_UNMAP: ("uu", 0),
-    wire.CONSOLE_WRITE: ("b", 0),
+    wire.CONSOLE_KICK: ("b", 0),
     wire.MMIO_READ: ("uuu", 0),
     wire.MMIO_WRITE: ("uub", 0),
     wire.MEMORY_RESERVATION: ("u", 0),

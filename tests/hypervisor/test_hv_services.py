@@ -196,7 +196,7 @@ def test_hostile_frames_drop_only_that_connection(hv):
 def test_unknown_operation_and_version_mismatch(hv):
     x1 = xen(hv, 1)
     assert fails(x1._call, 0x7777) == "ENOSYS"
-    assert fails(x1._call, wire.HELLO, [99]) == "EPROTO"
+    assert fails(x1._call, wire.HELLO, [99], fds=[x1.console_page.fd]) == "EPROTO"
     with pytest.raises(OSError):
         hv.connect_domain(42)
 

@@ -59,7 +59,7 @@ def test_big_frames_arrive_whole(kind):
     a, b = PAIRS[kind]()
     ca, cb = wire.Channel(a), wire.Channel(b)
     payload = bytes(range(256)) * 250                     # 64000 bytes
-    t = threading.Thread(target=lambda: [ca.send(wire.Frame(wire.CONSOLE_WRITE, [payload]))
+    t = threading.Thread(target=lambda: [ca.send(wire.Frame(wire.CONSOLE_INPUT, [payload]))
                                          for _ in range(20)])
     t.start()
     for _ in range(20):
@@ -72,7 +72,7 @@ def test_nowait_partial_send_on_a_stream_returns_the_tail():
     a, b = PAIRS["stream"]()
     a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     ca, cb = wire.Channel(a), wire.Channel(b)
-    frame = wire.Frame(wire.CONSOLE_WRITE, [b"z" * 60000])
+    frame = wire.Frame(wire.CONSOLE_INPUT, [b"z" * 60000])
     rest = ca.send(frame, nowait=True)
     assert rest                                          # the peer's buffer is small
     t = threading.Thread(target=a.sendall, args=(rest,))
@@ -92,4 +92,4 @@ def test_stream_junk_is_refused():
 
 def test_oversized_frames_are_refused():
     with pytest.raises(wire.WireError):
-        wire.Frame(wire.CONSOLE_WRITE, [b"x" * (wire.MAX_FRAME + 1)]).encode()
+        wire.Frame(wire.CONSOLE_INPUT, [b"x" * (wire.MAX_FRAME + 1)]).encode()

@@ -38,7 +38,7 @@ def test_a_run_of_guest_commands_is_not_relayed_by_the_hypervisor(host):  # noqa
     # each end's first send may come before the socket pushed at its bind
     # was read; before: one relay per notification, 4 per command
     assert relayed <= 3, ops
-    console = {d: ops[d, wire.CONSOLE_WRITE] for d in (MGR, VTPM)}
+    console = {d: ops[d, wire.CONSOLE_KICK] for d in (MGR, VTPM)}
     # before: one console write per command in each stub domain
     assert all(n <= RUN // 2 for n in console.values()), console
     # and every command's lines reach the consoles once the run is over

@@ -138,6 +138,30 @@ def test_sigkill_daemon_then_adopt_live_and_record_dead(host):
                   or "login:" in host.console_log("alive"), what="console after adoption")
 
 
+def test_console_output_a_killed_daemon_never_took_is_logged_once_by_the_next(host, tmp_path):
+    """The daemon dies on the guest's console kick, before taking what the
+    ring holds (testfault console:<name>): the output stays on the ring
+    page, and the next daemon, given the page back when the guest
+    reconnects, logs it -- once, after what came before it."""
+    fault = tmp_path / "fault"
+    fault.write_text("")
+    host.env["PYXL_TEST_FAULT_AT"] = "file:%s" % fault
+    assert host.create("vm").returncode == 0
+    host.wait_for(lambda: "login:" in host.console_log("vm"), what="boot")
+    daemon = daemon_pids(host)
+    fault.write_text("console:vm")
+    host.run("sysrq", "vm", "h")        # the guest prints the help line, and kicks
+    host.wait_for(lambda: all(gone(p) for p in daemon), what="the daemon's fault point")
+    help_line = "sysrq: HELP : loglevel(0-9) reboot(b) crash(c)"
+    assert help_line not in host.console_log("vm")       # never taken
+    fault.write_text("")
+    assert host.run("list").returncode == 0              # a new daemon adopts vm
+    host.wait_for(lambda: help_line in host.console_log("vm"), what="the help line")
+    log = host.console_log("vm")
+    assert log.count(help_line) == 1
+    assert log.count("login:") == 1 and log.index("login:") < log.index(help_line)
+
+
 def test_adopted_domain_reconnects_and_obeys_shutdown(host):
     assert host.create("vm").returncode == 0
     host.wait_for(lambda: "login:" in host.console_log("vm"), what="boot")

@@ -1,0 +1,87 @@
+"""The console ring page: struct xencons_interface
+(xen/include/public/io/console.h), one 4096-byte page shared by a domain
+and the console daemon.
+
+    char in[1024];                        offset 0     input, to the domain
+    char out[2048];                       offset 1024  output, from the domain
+    XENCONS_RING_IDX in_cons, in_prod;    offset 3072  (uint32_t each,
+    XENCONS_RING_IDX out_cons, out_prod;  offset 3080   little-endian: x86)
+
+Indices run free (modulo 2**32) and are masked into the ring
+(MASK_XENCONS_IDX).  The producer writes bytes, then its index; the
+consumer reads bytes, then advances its own index -- so whatever the
+consumer has not taken stays on the page, for a console daemon restarted
+meanwhile to take.  Only `out` is used here (pyxl's keyboard input still
+travels as frames on the domain's connection).
+
+Imports only struct: domain processes import this.
+"""
+
+from __future__ import annotations
+
+import struct
+
+PAGE_SIZE = 4096
+OUT_OFF = 1024                  # offsetof(struct xencons_interface, out)
+OUT_SIZE = 2048                 # sizeof(intf->out)
+_MASK = OUT_SIZE - 1
+_IDX_MOD = 0xFFFFFFFF           # XENCONS_RING_IDX is a uint32_t
+OUT_CONS = 3080                 # offsetof(..., out_cons)
+OUT_PROD = 3084                 # offsetof(..., out_prod)
+_OUT_IDX = struct.Struct("<II")   # out_cons, out_prod
+_U32 = struct.Struct("<I")
+
+
+def write_out(page: memoryview, data: bytes | bytearray | memoryview) -> int:
+    """The domain's side, Linux's __write_console (drivers/tty/hvc/hvc_xen.c):
+    as many bytes of `data` as `out` has room for, then out_prod advanced
+    past them; returns how many.  A page whose indices say more than the
+    ring holds (Linux: BUG_ON) takes nothing."""
+    cons, prod = _OUT_IDX.unpack_from(page, OUT_CONS)
+    n = OUT_SIZE - ((prod - cons) & _IDX_MOD)      # room
+    if n <= 0:
+        return 0
+    if len(data) < n:
+        n = len(data)
+    at = prod & _MASK
+    end = at + n
+    if end <= OUT_SIZE:
+        page[OUT_OFF + at:OUT_OFF + end] = data[:n] if n < len(data) else data
+    else:
+        first = OUT_SIZE - at
+        page[OUT_OFF + at:OUT_OFF + OUT_SIZE] = data[:first]
+        page[OUT_OFF:OUT_OFF + n - first] = data[first:n]
+    _U32.pack_into(page, OUT_PROD, (prod + n) & _IDX_MOD)
+    return n
+
+
+def read_out(page: memoryview) -> tuple[bytes, int, bool]:
+    """The console daemon's side, xenconsoled's buffer_append
+    (tools/console/daemon/io.c): (the bytes out_cons..out_prod, the
+    out_cons that consumes them, whether the indices were sane -- the ring
+    then has room once they are consumed).
+
+    The page is the domain's and may say anything: each index is read once,
+    every offset is masked into `out`, and a ring whose indices say it
+    holds more than sizeof(out) is not read at all (as buffer_append
+    returns when size > sizeof(intf->out)) -- so at most a ring's worth is
+    taken, never a byte outside the page.  The caller stores the new
+    out_cons (consumed()) once it has kept the bytes."""
+    cons, prod = _OUT_IDX.unpack_from(page, OUT_CONS)
+    size = (prod - cons) & _IDX_MOD
+    if size == 0:
+        return b"", cons, True
+    if size > OUT_SIZE:
+        return b"", cons, False
+    at = cons & _MASK
+    end = at + size
+    if end <= OUT_SIZE:
+        data = bytes(page[OUT_OFF + at:OUT_OFF + end])
+    else:
+        data = bytes(page[OUT_OFF + at:OUT_OFF + OUT_SIZE]) + bytes(page[OUT_OFF:OUT_OFF + end - OUT_SIZE])
+    return data, (cons + size) & _IDX_MOD, True
+
+
+def consumed(page: memoryview, cons: int) -> None:
+    """out_cons = cons: the bytes before it are the daemon's now."""
+    _U32.pack_into(page, OUT_CONS, cons)

@@ -1,0 +1,205 @@
+"""The console as Xen's ring page (struct xencons_interface,
+xen/include/public/io/console.h): output stays on the domain's page until
+the console daemon has taken it, so a daemon that goes away loses none of
+it; the daemon reads the page as the domain's to scribble on."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+import time
+
+import pytest
+
+from pyxl.domain.xen import CONSOLE_PENDING_MAX, Page, XenError, XenInterface
+from pyxl.hypervisor import wire, xencons
+from pyxl.hypervisor.services import Hypervisor
+
+OUT_CONS, OUT_PROD = 3080, 3084          # offsetof(struct xencons_interface, out_cons/out_prod)
+
+
+def _hv(tmp_path, tag: str) -> Hypervisor:
+    hv = Hypervisor(on_disconnect=lambda d: None)
+    hv.domain_created(1, name="dom1", console_log=str(tmp_path / ("guest-%s.log" % tag)))
+    return hv
+
+
+def _until(pred, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.01)
+    raise AssertionError("timed out")
+
+
+def _gone(old: Hypervisor, x: XenInterface) -> None:
+    """The daemon goes away; the domain sees its connection break."""
+    old.close()
+    assert x.read_watch(5) is None and x.closed
+
+
+def test_the_layout_is_xencons_interface():
+    """The offsets of console.h's struct, on x86 (little-endian uint32_t
+    indices after in[1024] and out[2048])."""
+    assert (xencons.OUT_OFF, xencons.OUT_SIZE) == (1024, 2048)
+    assert (xencons.OUT_CONS, xencons.OUT_PROD) == (1024 + 2048 + 8, 1024 + 2048 + 12)
+    page = memoryview(bytearray(4096))
+    assert xencons.write_out(page, b"abc") == 3
+    assert struct.unpack_from("<4I", page, 3072) == (0, 0, 0, 3)
+    assert bytes(page[1024:1027]) == b"abc"
+
+
+def test_output_written_while_the_daemon_is_away_is_taken_once_before_newer(tmp_path):
+    old = _hv(tmp_path, "old")
+    x = XenInterface(old.connect_domain(1))
+    x.console_write(b"before\n")
+    _until(lambda: old.console(1).backlog == b"before\n")     # taken: out_cons moved past it
+    _gone(old, x)
+    x.console_write(b"while away\n")                         # on the page, no daemon to kick
+    new = _hv(tmp_path, "new")
+    try:
+        x.resume(new.connect_domain(1))
+        x.console_write(b"after\n")
+        log = tmp_path / "guest-new.log"
+        _until(lambda: log.read_bytes().endswith(b"after\n"))
+        assert log.read_bytes() == b"while away\nafter\n"
+        assert (tmp_path / "guest-old.log").read_bytes() == b"before\n"
+    finally:
+        x.close()
+        new.close()
+
+
+def test_a_full_ring_with_no_daemon_keeps_the_newest_output_for_the_next(tmp_path):
+    """The ring fills while no daemon listens: the writer carries on (it
+    never waits), what the ring has no room for waits in front of it,
+    bounded to the newest CONSOLE_PENDING_MAX bytes, and the next daemon
+    gets the ring's bytes, then those, in order and once."""
+    old = _hv(tmp_path, "old")
+    x = XenInterface(old.connect_domain(1))
+    _gone(old, x)
+    data = b"".join(b"line %05d\n" % i for i in range(8000))          # 88000 bytes
+    t0 = time.monotonic()
+    for i in range(0, len(data), 1000):
+        x.console_write(data[i:i + 1000])
+    assert time.monotonic() - t0 < 5                   # it returned: nobody waited for room
+    dropped = len(data) - xencons.OUT_SIZE - CONSOLE_PENDING_MAX
+    assert x.console_dropped == dropped
+    new = _hv(tmp_path, "new")
+    try:
+        x.resume(new.connect_domain(1))
+        log = tmp_path / "guest-new.log"
+        _until(lambda: log.read_bytes().endswith(b"line 07999\n"))
+        assert log.read_bytes() == data[:xencons.OUT_SIZE] + data[-CONSOLE_PENDING_MAX:]
+        x.console_write(b"and on\n")                   # the ring works on, with room told
+        _until(lambda: log.read_bytes().endswith(b"and on\n"))
+    finally:
+        x.close()
+        new.close()
+
+
+def test_a_slow_daemon_tells_the_domain_when_there_is_room(tmp_path):
+    """More than the ring holds at once, with a daemon: everything arrives,
+    moved on each time the daemon says the ring has room; with more than
+    CONSOLE_PENDING_MAX at once the writer waits for room rather than let
+    any go."""
+    hv = _hv(tmp_path, "a")
+    x = XenInterface(hv.connect_domain(1))
+    try:
+        data = bytes(range(256)) * 200                                 # 51200 bytes
+        x.console_write(data)
+        log = tmp_path / "guest-a.log"
+        _until(lambda: len(log.read_bytes()) >= len(data))
+        assert log.read_bytes() == data and x.console_dropped == 0
+        _until(lambda: x._console_waiter is None)    # its thread ends, not left parked
+        big = bytes(range(251)) * 1000                                 # 251000 bytes
+        x.console_write(big)
+        assert len(x._console_pending) <= CONSOLE_PENDING_MAX
+        _until(lambda: len(log.read_bytes()) >= len(data + big))
+        assert log.read_bytes() == data + big and x.console_dropped == 0
+    finally:
+        x.close()
+        hv.close()
+
+
+def test_a_domain_that_ends_flushes_its_console_first(tmp_path):
+    """console_flush (Domain.shutdown, Domain.crash): nothing waits in front
+    of the ring once it returns, and what is on the ring when the
+    connection ends is taken then (the domain's last words)."""
+    hv = _hv(tmp_path, "f")
+    x = XenInterface(hv.connect_domain(1))
+    data = b"".join(b"last %05d\n" % i for i in range(3000))           # 33000 bytes
+    x.console_write(data)
+    x.console_flush(10)
+    assert not x._console_pending
+    x.close()                                        # the process ends
+    log = tmp_path / "guest-f.log"
+    _until(lambda: log.read_bytes().endswith(b"last 02999\n"))
+    assert log.read_bytes() == data
+    hv.close()
+
+
+def test_hostile_indices_are_read_as_xenconsoled_reads_them(tmp_path):
+    """The domain's page says anything: a ring claiming more than it holds is
+    not read; one claiming exactly a ring's worth, at indices near 2**32, is
+    read masked into out[] (a ring's worth, never a byte beyond); the
+    daemon answers the domain's next request either way."""
+    hv = _hv(tmp_path, "h")
+    x = XenInterface(hv.connect_domain(1))
+    log = tmp_path / "guest-h.log"
+    page = x.console_page.buf
+    try:
+        kick = wire.Frame(wire.CONSOLE_KICK, [b"1"], flags=wire.FLAG_ONEWAY)
+        for cons, prod in ((0, 0x80000000), (5, 2), (0xFFFFFFFF, 2048)):
+            struct.pack_into("<II", page, OUT_CONS, cons, prod)
+            with x._lock:
+                x.chan.send(kick)
+            assert x.read("name") == b"dom1"                      # kick handled, daemon on
+            assert struct.unpack_from("<II", page, OUT_CONS) == (cons, prod)   # left as it is
+        assert log.read_bytes() == b""
+        # a full ring whose indices wrap: out[2047] first, then out[0..2046]
+        page[1024:3072] = bytes(i % 251 for i in range(2048))
+        struct.pack_into("<II", page, OUT_CONS, 0xFFFFF7FF, 0xFFFFFFFF)
+        with x._lock:
+            x.chan.send(kick)
+        assert x.read("name") == b"dom1"
+        ring = bytes(i % 251 for i in range(2048))
+        assert log.read_bytes() == ring[2047:] + ring[:2047]
+        assert struct.unpack_from("<II", page, OUT_CONS) == (0xFFFFFFFF, 0xFFFFFFFF)
+        x.console_write(b"sane again\n")                          # wraps past 2**32
+        _until(lambda: log.read_bytes().endswith(b"sane again\n"))
+    finally:
+        x.close()
+        hv.close()
+
+
+def test_a_domain_cannot_hand_over_a_page_that_would_fault_or_block_the_daemon(tmp_path):
+    """HELLO's page is the domain's choice: one that could shrink under the
+    daemon's mapping (an unsealed memfd), a pipe, a file of another size or
+    a page the daemon cannot write are refused, and the daemon carries on."""
+    hv = _hv(tmp_path, "p")
+    x = XenInterface(hv.connect_domain(1))
+    unsealed = os.memfd_create("page")
+    os.ftruncate(unsealed, 4096)
+    r, w = os.pipe()
+    big = os.memfd_create("page", os.MFD_ALLOW_SEALING)
+    os.ftruncate(big, 8192)
+    fcntl.fcntl(big, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
+    other = Page()
+    readonly = os.open("/proc/self/fd/%d" % other.fd, os.O_RDONLY)
+    try:
+        for fd in (unsealed, r, big, readonly):
+            with pytest.raises(XenError) as e:
+                x._call(wire.HELLO, [wire.WIRE_VERSION], fds=[fd])
+            assert e.value.name in ("EINVAL", "EACCES"), (fd, e.value)
+        assert x.read("name") == b"dom1"
+        x.console_write(b"still mine\n")          # the page it first handed over stays
+        _until(lambda: (tmp_path / "guest-p.log").read_bytes() == b"still mine\n")
+    finally:
+        for fd in (unsealed, r, w, big, readonly):
+            os.close(fd)
+        other.close()
+        x.close()
+        hv.close()
