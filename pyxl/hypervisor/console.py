@@ -32,18 +32,16 @@ to the domain's connection (kept, bounded, until the domain connects).
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import io
 import mmap
 import os
-import stat
 import threading
 from typing import Callable
 
 from pyxl.fsutil import open_append
 
 from . import xencons
+from .grant import check_page
 
 DEFAULT_LIMIT = 64 * 1024
 DEFAULT_LOG_MAX = 1024 * 1024      # bytes per console log file
@@ -108,19 +106,11 @@ class ConsoleReader:
 def map_ring(fd: int) -> mmap.mmap:
     """The domain's console page, mapped shared read-write (what xenconsoled's
     xengnttab_map_grant_ref of GNTTAB_RESERVED_CONSOLE gives it).  The
-    descriptor is the domain's to choose, so it is checked first: one
-    4096-byte memfd sealed against shrinking (F_SEAL_SHRINK), so no access
-    to the mapping can fault (SIGBUS) or block the daemon; anything else is
+    descriptor is the domain's to choose, so it is checked first as a
+    grant's page is (grant.check_page: a sealed 4096-byte memfd, so no
+    access to the mapping can fault or block the daemon); anything else is
     EINVAL, and a page that cannot be mapped writable fails as mmap does."""
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_size != xencons.PAGE_SIZE:
-        raise OSError(errno.EINVAL, "the console ring must be one 4096-byte shared page")
-    try:
-        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
-    except OSError:
-        seals = 0          # not a memfd
-    if not seals & fcntl.F_SEAL_SHRINK:
-        raise OSError(errno.EINVAL, "the console ring must be a memfd sealed against shrinking")
+    check_page(fd, "the console ring")
     return mmap.mmap(fd, xencons.PAGE_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
 
 

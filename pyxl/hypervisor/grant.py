@@ -24,6 +24,7 @@ daemon), so grants cannot exhaust the daemon's descriptor table.
 from __future__ import annotations
 
 import errno as _errno
+import fcntl
 import os
 import stat
 import threading
@@ -82,6 +83,24 @@ def open_page_fd(fd: int, readonly: bool) -> int:
     return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
 
 
+def check_page(fd: int, what: str = "a grant") -> None:
+    """A page a domain hands the hypervisor (to grant, or as its console
+    ring) is one 4096-byte memfd sealed against shrinking (F_SEAL_SHRINK):
+    Xen's pages are the domain's memory and cannot go away under a mapper,
+    where a file the granter could truncate would make every access of
+    the mapping domain -- a backend, the daemon -- fault (SIGBUS).
+    Anything else is EINVAL."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size != PAGE_SIZE:
+        raise GrantError(_errno.EINVAL, "%s must be one 4096-byte shared page" % what)
+    try:
+        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+    except OSError:
+        seals = 0          # not a memfd
+    if not seals & fcntl.F_SEAL_SHRINK:
+        raise GrantError(_errno.EINVAL, "%s must be a memfd sealed against shrinking" % what)
+
+
 class GrantTables:
     def __init__(self, max_entries: int = 4096, max_pages: int = 64):
         self.lock = threading.RLock()
@@ -118,9 +137,8 @@ class GrantTables:
         caller's (it is duplicated if new to the table)."""
         with self.lock:
             table = self._table(caller)
+            check_page(fd)
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_size != PAGE_SIZE:
-                raise GrantError(_errno.EINVAL, "a grant must be one 4096-byte shared page")
             if len(table) >= self._max_entries:
                 raise GrantError(_errno.ENOSPC, "grant table full")
             pages = self._pages[caller]

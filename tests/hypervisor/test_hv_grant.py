@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
+import tempfile
 
 import pytest
 
@@ -21,10 +23,17 @@ def gt():
         t.remove_domain(d)
 
 
+def sealed_page() -> int:
+    """A domain's page as pyxl.domain.xen.Page makes it."""
+    fd = os.memfd_create("test-page", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    os.ftruncate(fd, PAGE_SIZE)
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
+    return fd
+
+
 @pytest.fixture
 def page():
-    fd = os.memfd_create("test-page", os.MFD_CLOEXEC)
-    os.ftruncate(fd, PAGE_SIZE)
+    fd = sealed_page()
     m = mmap.mmap(fd, PAGE_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
     yield fd, m
     m.close()
@@ -122,3 +131,26 @@ def test_destroy_revokes_grants_and_releases_mappings(gt, page):
     assert gt.query(2, ref2)["mapped"] == 0
     gt.end_access(2, ref2)                      # no longer busy
     gt.add_domain(1)
+
+
+def test_a_page_its_granter_could_shrink_is_refused(gt):
+    """A page that can be truncated under its mapper would make every access
+    of the mapping domain (a backend, the daemon) fault with SIGBUS; Xen's
+    pages are domain memory.  Refused: an unsealed memfd, one sealed only
+    against growing, and a plain 4096-byte file; the shrink seal is taken."""
+    unsealed = os.memfd_create("unsealed", os.MFD_ALLOW_SEALING)
+    grow_only = os.memfd_create("grow-only", os.MFD_ALLOW_SEALING)
+    with tempfile.TemporaryFile() as plain:
+        try:
+            for fd in (unsealed, grow_only, plain.fileno()):
+                os.ftruncate(fd, PAGE_SIZE)
+            fcntl.fcntl(grow_only, fcntl.F_ADD_SEALS, fcntl.F_SEAL_GROW)
+            for fd in (unsealed, grow_only, plain.fileno()):
+                assert status(gt.grant, 1, fd, 2, False)[1] == "EINVAL"
+            fcntl.fcntl(unsealed, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
+            assert gt.grant(1, unsealed, 2, False) >= GNTTAB_NR_RESERVED_ENTRIES
+            with pytest.raises(PermissionError):
+                os.ftruncate(unsealed, 0)        # what the seal guarantees the mapper
+        finally:
+            os.close(unsealed)
+            os.close(grow_only)
