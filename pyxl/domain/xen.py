@@ -772,18 +772,27 @@ class XenInterface:
         and return it; None on timeout (or if the connection closed).
         timeout=0 takes a notification already there, if any (ports with
         a socket of their own are looked at once)."""
-        want = None if ports is None else ({ports} if isinstance(ports, int) else set(ports))
+        # the usual case, one port (an int, or one in `ports`), first:
+        # without the general loop's set and closure when it is an int
+        want: set[int] | None = None
+        if isinstance(ports, int):
+            alone: int | None = ports
+        else:
+            want = None if ports is None else set(ports)
+            alone = next(iter(want)) if want is not None and len(want) == 1 else None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if alone is not None and (timeout is None or timeout > 0):
+            p = self._wait_alone(alone, timeout)
+            if p is not None:
+                return p
+        if want is None and alone is not None:
+            want = {alone}
 
         def find() -> int | None:
             for p in self._pending:
                 if want is None or p in want:
                     return p
             return None
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if want is not None and len(want) == 1 and (timeout is None or timeout > 0):
-            p = self._wait_alone(next(iter(want)), timeout)
-            if p is not None:
-                return p
         looked = False
         with self._mutex:
             while True:

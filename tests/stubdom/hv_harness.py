@@ -54,13 +54,15 @@ class Host:
                              % (text, domid, self.console(domid)))
 
     def spawn(self, domid: int, argv: list[str], pass_fds=(), env=None,
-              stdin=None) -> subprocess.Popen:
+              stdin=None, prefix: tuple[str, ...] = ()) -> subprocess.Popen:
+        """`prefix`: a command to run the domain's Python under (a bench's
+        valgrind), as spawn_kernel's."""
         sock = self.hv.connect_domain(domid)
         e = dict(os.environ, PYXL_XEN_FD=str(sock.fileno()),
                  PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
         e.update(env or {})
         try:
-            p = subprocess.Popen([sys.executable, *argv], pass_fds=[sock.fileno(), *pass_fds],
+            p = subprocess.Popen([*prefix, sys.executable, *argv], pass_fds=[sock.fileno(), *pass_fds],
                                  env=e, stdin=stdin, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE)
         finally:
@@ -115,10 +117,13 @@ class Host:
 
 
 def spawn_kernel(host: Host, domid: int, name: str, kernel: str, cmdline: str = "",
-                 disks: dict | None = None, readonly: bool = False) -> subprocess.Popen:
+                 disks: dict | None = None, readonly: bool = False,
+                 prefix: tuple[str, ...] = ()) -> subprocess.Popen:
     """Start a domain the way the toolstack does: pyxl.domain.process.main
     with a spec (pyxl.domain.spec) naming the kernel, its hypervisor socket
-    and its block fds (opened read-only for a `,r` disk, as blkback does)."""
+    and its block fds (opened read-only for a `,r` disk, as blkback does).
+    `prefix`: a command to run the domain's Python under (a bench's
+    valgrind)."""
     from pyxl.domain import spec as domspec
 
     flags = os.O_RDONLY if readonly else os.O_RDWR
@@ -135,7 +140,8 @@ def spawn_kernel(host: Host, domid: int, name: str, kernel: str, cmdline: str = 
     boot = ("import sys; sys.path[:0] = %r; from pyxl.domain.process import main; main()"
             % ([str(REPO)] + [p for p in sys.path if p.endswith("site-packages")]))
     try:
-        p = subprocess.Popen([sys.executable, "-S", "-c", boot] + domspec.argv(domid, spec_fd),
+        p = subprocess.Popen([*prefix, sys.executable, "-S", "-c", boot]
+                             + domspec.argv(domid, spec_fd),
                              pass_fds=[sock.fileno(), spec_fd, *fds.values()],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     finally:

@@ -105,12 +105,13 @@ class FakeXen:
     def evtchn_notify(self, port: int) -> None:
         self.notified.append(port)
 
-    def evtchn_wait(self, ports: list[int], timeout: float | None = None) -> int | None:
+    def evtchn_wait(self, ports: int | list[int], timeout: float | None = None) -> int | None:
+        # as XenInterface.evtchn_wait: one port as an int, or several
         try:
             port = self.events.get(timeout=timeout)
         except queue.Empty:
             return None
-        return port if port in ports else None
+        return port if port in ([ports] if isinstance(ports, int) else ports) else None
 
 
 class _Mapping:

@@ -349,8 +349,9 @@ class TpmFront:
         shared = self.shared
         assert shared is not None
         try:
-            # a stale notification (the backend's bind) must not end this wait
-            self.xen.evtchn_clear(self.port)
+            # no stale notification is cleared first (as mini-os tpmfront_send
+            # does not): _wait_response waits for the page's state, so one
+            # (the backend's bind) only makes it look once more
             self.inflight = self.page
             shared.submit(request, self.locality)
             self.xen.evtchn_notify(self.port)

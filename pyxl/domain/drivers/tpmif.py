@@ -28,6 +28,7 @@ TPMIF_STATE_CANCEL = 3
 
 PAGE_SIZE = 4096
 HEADER = struct.Struct("<IBBBB")
+_LENGTH = struct.Struct("<I")
 DATA_OFFSET = HEADER.size          # 8
 MAX_PACKET = PAGE_SIZE - DATA_OFFSET
 
@@ -77,21 +78,26 @@ class SharedPage:
         """What the frontend does after allocating the page: all zero = IDLE."""
         self.buf[:DATA_OFFSET] = bytes(DATA_OFFSET)
 
+    # _put and _get, on every message, read the header's fields themselves
+    # rather than through the properties above (one function call each)
     def _put(self, data: bytes, state: int, locality: int | None) -> None:
-        off = self.data_offset
-        if len(data) > PAGE_SIZE - off:
-            raise TpmifError(f"packet of {len(data)} bytes does not fit the shared page")
-        self.buf[off:off + len(data)] = data
-        struct.pack_into("<I", self.buf, 0, len(data))
+        buf, n = self.buf, len(data)
+        off = DATA_OFFSET + 4 * buf[_EXTRA_AT]
+        if n > PAGE_SIZE - off:
+            raise TpmifError(f"packet of {n} bytes does not fit the shared page")
+        buf[off:off + n] = data
+        _LENGTH.pack_into(buf, 0, n)
         if locality is not None:
-            self.buf[_LOCALITY_AT] = locality
-        self.state = state          # last: the other end acts on the state
+            buf[_LOCALITY_AT] = locality
+        buf[_STATE_AT] = state      # last: the other end acts on the state
 
-    def _get(self) -> bytes:
-        off, n = self.data_offset, self.length
+    def _get(self) -> tuple[bytes, int]:
+        """The packet and the locality it was sent with."""
+        n, _state, locality, _pad, extra = HEADER.unpack_from(self.buf)
+        off = DATA_OFFSET + 4 * extra
         if n > PAGE_SIZE - off:
             raise TpmifError(f"length {n} exceeds the shared page")
-        return bytes(self.buf[off:off + n])
+        return bytes(self.buf[off:off + n]), locality
 
     # frontend side
     def submit(self, request: bytes, locality: int = 0) -> None:
@@ -101,11 +107,11 @@ class SharedPage:
         self.state = TPMIF_STATE_CANCEL
 
     def response(self) -> bytes:
-        return self._get()
+        return self._get()[0]
 
     # backend side
     def request(self) -> tuple[bytes, int]:
-        return self._get(), self.locality
+        return self._get()
 
     def finish(self, response: bytes) -> None:
         self._put(response, TPMIF_STATE_FINISH, None)

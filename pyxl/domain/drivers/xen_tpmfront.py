@@ -232,7 +232,8 @@ class XenTpmFront:
                 self._give_up(shared, port, gen, "vTPM busy")      # unless the ring died
                 self._release_inflight()                           # nothing went out on it
                 return None, gen
-            self.xen.evtchn_clear(port)                     # drop a stale notification
+            # no stale notification cleared first, as vtpm_send does not:
+            # _wait_idle waits for the page's state, not for one notification
             shared.submit(request, 0)                       # Linux leaves locality 0
             submitted = True
             self.xen.evtchn_notify(port)

@@ -25,9 +25,12 @@ the next save goes to the same slot again, never over the only copy the
 manager vouches for.
 
 The next save's key, IV and cipher context are drawn off the command's
-path (prepare()): while the manager stores this save's record, before
-the slot is written (vtpm-stubdom also calls it once it has answered its
-guest, for the first save); a command's path only encrypts.  Each is used for one save and dropped
+path (prepare()): while the manager stores this save's record, once the
+slot is written -- the slot's write goes to the disk first, so that it
+is not held back behind work no answer waits for when the vTPM and the
+manager share a CPU (vtpm-stubdom also calls it once it has answered its
+guest, for the first save and after a failed write); a command's path
+only encrypts.  Each is used for one save and dropped
 whether that save succeeds or fails, so no key or IV is ever used twice
 and every save is a new ciphertext, even of the same state.
 """
@@ -185,10 +188,10 @@ class VtpmBlk:
         hashkey = hashlib.sha1(blob).digest() + save.key
 
         def meanwhile() -> None:
-            # the next save's key and cipher first: the manager binds and
-            # writes this record meanwhile, which takes longer than both
-            self.prepare()
+            # the slot first, then the next save's key and cipher, while the
+            # manager's write of this record is still on its way to the disk
             self._write_raw(blob, target)
+            self.prepare()
         self.manager.save_hashkey(hashkey + (self.current or b""), meanwhile=meanwhile)
         self.active_slot, self.current = target, hashkey
 
