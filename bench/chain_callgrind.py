@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests" / "stubdom"), str(ROOT / "tests"), str(ROOT)]
 
 from bench_guest_domain import COMMANDS, COMMANDS2  # noqa: E402
-from hv_harness import Host, spawn_kernel  # noqa: E402
+from hv_harness import Host  # noqa: E402
+from stubdom_vtpm import start_chain  # noqa: E402
 
-from pyxl.hypervisor import tis as T  # noqa: E402
 
 WARM = 20
 PROCS = ("guest", "vtpm", "manager")
@@ -88,23 +88,8 @@ def run(tmp: Path, n: int, tpm2: bool, top: int, keep: str | None) -> None:
     closed = False
     outs = {who: str(tmp / ("%s.cg" % who)) for who in PROCS}
     try:
-        host.tis = T.TisDevice(str(tmp / "hwtpm.state"))
-        host.hv.iomem.add_device(T.TIS_BASE, T.TIS_LEN, host.tis)
-        for name, mb in (("mgr.img", 16), ("vtpm.img", 8)):
-            with open(tmp / name, "wb") as f:
-                f.truncate(mb << 20)
-        host.create(1, "vtpmmgr")
-        host.hv.iomem.permit(1, 0xFED40, 5)
-        mgr = spawn_kernel(host, 1, "vtpmmgr", "vtpmmgr-stubdom.gz", "",
-                           {"hda": str(tmp / "mgr.img")}, prefix=_grind(outs["manager"]))
-        host.wait_console(1, "Waiting for commands from vTPM's:", 600)
-        host.create(2, "vtpm")
-        host.add_vtpm(2, 1, "ac0a5b9e-cbe2-4c07-b43b-1d69e46fb839")
-        vtpm = spawn_kernel(host, 2, "vtpm", "vtpm-stubdom.gz", "tpm2=1" if tpm2 else "",
-                            {"hda": str(tmp / "vtpm.img")}, prefix=_grind(outs["vtpm"]))
-        host.wait_console(2, "Waiting for frontend domain to connect..", 600)
-        host.create(3, "guest")
-        host.add_vtpm(3, 2, "d6e0a5f4-3b2c-4d1e-8f90-123456789abc")
+        mgr, vtpm = start_chain(host, tmp, tpm2, timeout=600,
+                                prefix=lambda who: _grind(outs[who]))
         guest = host.spawn(3, ["-c", GUEST, str(n), str(WARM)]
                            + [r.hex() for r in commands.values()],
                            stdin=subprocess.PIPE, prefix=_grind(outs["guest"]))

@@ -49,10 +49,12 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests" / "stubdom"), str(ROOT / "tests"), str(ROOT)]
@@ -69,28 +71,41 @@ WRITES = 2            # durable writes per acknowledged command: the vTPM's disk
 KEPT = "kept:"        # swtpm's TPM 1.2 figures over one kept connection
 
 
+def start_chain(host: Host, tmp: Path, tpm2: bool, timeout: float = 120,
+                prefix: Callable[[str], tuple[str, ...]] = lambda who: (),
+                started: Callable[[str, int], object] = lambda who, pid: None
+                ) -> tuple[subprocess.Popen, subprocess.Popen]:
+    """The guide's chain on `host` up to the guest: the TIS hardware TPM,
+    fresh images, vtpmmgr-stubdom (domain 1) and vtpm-stubdom (domain 2)
+    each at its console line, and the guest's (domain 3) vTPM device.
+    prefix(who): a command to run that domain's Python under; started(who,
+    pid): called as each starts (a placement).  -> (manager, vtpm)."""
+    host.tis = T.TisDevice(str(tmp / "hwtpm.state"))
+    host.hv.iomem.add_device(T.TIS_BASE, T.TIS_LEN, host.tis)
+    for name, mb in (("mgr.img", 16), ("vtpm.img", 8)):
+        with open(tmp / name, "wb") as f:
+            f.truncate(mb << 20)
+    host.create(1, "vtpmmgr")
+    host.hv.iomem.permit(1, 0xFED40, 5)
+    mgr = spawn_kernel(host, 1, "vtpmmgr", "vtpmmgr-stubdom.gz", "",
+                       {"hda": str(tmp / "mgr.img")}, prefix=prefix("manager"))
+    started("manager", mgr.pid)
+    host.wait_console(1, "Waiting for commands from vTPM's:", timeout)
+    host.create(2, "vtpm")
+    host.add_vtpm(2, 1, "ac0a5b9e-cbe2-4c07-b43b-1d69e46fb839")
+    vtpm = spawn_kernel(host, 2, "vtpm", "vtpm-stubdom.gz", "tpm2=1" if tpm2 else "",
+                        {"hda": str(tmp / "vtpm.img")}, prefix=prefix("vtpm"))
+    started("vtpm", vtpm.pid)
+    host.wait_console(2, "Waiting for frontend domain to connect..", timeout)
+    host.create(3, "guest")
+    host.add_vtpm(3, 2, "d6e0a5f4-3b2c-4d1e-8f90-123456789abc")
+    return mgr, vtpm
+
+
 def run_pyxl(tmp: Path, n: int, tpm2: bool, place: Placement) -> dict:
     host = Host(tmp)
     try:
-        host.tis = T.TisDevice(str(tmp / "hwtpm.state"))
-        host.hv.iomem.add_device(T.TIS_BASE, T.TIS_LEN, host.tis)
-        for name, mb in (("mgr.img", 16), ("vtpm.img", 8)):
-            with open(tmp / name, "wb") as f:
-                f.truncate(mb << 20)
-        host.create(1, "vtpmmgr")
-        host.hv.iomem.permit(1, 0xFED40, 5)
-        mgr = spawn_kernel(host, 1, "vtpmmgr", "vtpmmgr-stubdom.gz", "",
-                           {"hda": str(tmp / "mgr.img")})
-        place.server("manager", mgr.pid)            # --split: to vCPU B
-        host.wait_console(1, "Waiting for commands from vTPM's:", 120)
-        host.create(2, "vtpm")
-        host.add_vtpm(2, 1, "ac0a5b9e-cbe2-4c07-b43b-1d69e46fb839")
-        vtpm = spawn_kernel(host, 2, "vtpm", "vtpm-stubdom.gz", "tpm2=1" if tpm2 else "",
-                            {"hda": str(tmp / "vtpm.img")})
-        place.server("vtpm", vtpm.pid)
-        host.wait_console(2, "Waiting for frontend domain to connect..", 120)
-        host.create(3, "guest")
-        host.add_vtpm(3, 2, "d6e0a5f4-3b2c-4d1e-8f90-123456789abc")
+        mgr, vtpm = start_chain(host, tmp, tpm2, started=place.server)   # --split: to vCPU B
         pids = "vtpm:%d,manager:%d,hypervisor:%d" % (vtpm.pid, mgr.pid, os.getpid())
         p = host.spawn(3, [str(HERE / "bench_guest_domain.py"), str(n)] + (["tpm2"] if tpm2 else []),
                        env={"BENCH_CPU_PIDS": pids})
