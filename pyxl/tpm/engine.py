@@ -82,6 +82,20 @@ _AUTH2FAIL = int(C.TPM_AUTH2FAIL)
 _HEADER = struct.Struct(">HII")
 _RC_ORDINAL = struct.Struct(">II")       # returnCode || ordinal, the start of a response digest
 _sha1 = hashlib.sha1
+
+
+class _OrdinalDigests(dict[int, bytes]):
+    """ordinal -> SHA-1(ordinal): the parameter digest of an authorized
+    command without HMAC'ed parameters (GetCapabilityOwner, OwnerClear, a
+    command whose only inputs are handles), the same for every such command
+    of an ordinal.  Filled on first use; only registered ordinals get here."""
+
+    def __missing__(self, ordinal: int) -> bytes:
+        d = self[ordinal] = _sha1(ordinal.to_bytes(4, "big")).digest()
+        return d
+
+
+_ORDINAL_DIGESTS = _OrdinalDigests()
 _RSP_TAG: dict[int, int] = {0: C.TPM_TAG_RSP_COMMAND, 1: C.TPM_TAG_RSP_AUTH1_COMMAND,
             2: C.TPM_TAG_RSP_AUTH2_COMMAND}
 
@@ -287,11 +301,14 @@ class Ctx(Reader):
         # SHA-1(ordinal || the HMAC'ed parameters): the request's header
         # without tag and paramSize, then the parameters after the handles
         data = self.data
-        if self.mark_pos == 10:
+        mark = self.mark_pos
+        if mark == pos:              # no HMAC'ed parameters: SHA-1(ordinal), made once
+            self.in_digest = _ORDINAL_DIGESTS[self.ordinal]
+        elif mark == 10:
             self.in_digest = _sha1(data[6:pos]).digest()
         else:
             h = _sha1(data[6:10])
-            h.update(data[self.mark_pos:pos])
+            h.update(data[mark:pos])
             self.in_digest = h.digest()
 
     @property
