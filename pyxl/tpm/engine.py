@@ -245,17 +245,20 @@ class Ctx(Reader):
     offset 10 to paramSize): dispatch hands the one object to the handler
     as both `ctx` and `r`, one object per command instead of two."""
 
-    # Defaults most commands keep, as class attributes: an instance holds
-    # only what its command sets (a Ctx is made for every command).
-    mark_pos = 10                # start of the HMAC'ed parameters
-    param_end = 10
-    auths: Sequence[AuthIn] = ()
-    in_digest = b""
-    out_skip = 0                 # leading output bytes not in the HMAC (handles)
-    transport: TransportSession | None = None    # the session a wrapped command runs in
-    extra_tail = b""             # a transport session's response trailer (handled
-    extra_auths = 0              # by commands/transport.py, not by _respond's loop)
-    audit_io: tuple[bytes, bytes] | None = None  # audit digests a command sets
+    # Slots, not an instance dict: a Ctx is made (and freed) for every
+    # command, and a slot is read by a specialized bytecode where a class
+    # attribute behind an instance is looked up generically.
+    __slots__ = ("tpm", "tag", "ordinal", "locality", "mark_pos", "param_end", "auths",
+                 "in_digest", "out_skip", "transport", "extra_tail", "extra_auths", "audit_io")
+    mark_pos: int                # start of the HMAC'ed parameters
+    param_end: int
+    auths: Sequence[AuthIn]
+    in_digest: bytes
+    out_skip: int                # leading output bytes not in the HMAC (handles)
+    transport: TransportSession | None           # the session a wrapped command runs in
+    extra_tail: bytes            # a transport session's response trailer (handled
+    extra_auths: int             # by commands/transport.py, not by _respond's loop)
+    audit_io: tuple[bytes, bytes] | None         # audit digests a command sets
 
     def __init__(self, tpm: "TPM", tag: int, ordinal: int, locality: int, data: bytes,
                  transport: TransportSession | None = None):
@@ -264,10 +267,13 @@ class Ctx(Reader):
         self.ordinal = ordinal
         self.locality = locality
         self.data = data           # bytes, its length paramSize (dispatch checked both)
-        self.pos = 10
+        self.pos = self.mark_pos = self.param_end = 10
         self.end = len(data)
-        if transport is not None:
-            self.transport = transport
+        self.auths = ()
+        self.in_digest = self.extra_tail = b""
+        self.out_skip = self.extra_auths = 0
+        self.transport = transport
+        self.audit_io = None
 
     def mark(self, r: Reader) -> None:
         """The HMAC'ed parameters start here (after the handles)."""
