@@ -82,6 +82,20 @@ _AUTH2FAIL = int(C.TPM_AUTH2FAIL)
 _HEADER = struct.Struct(">HII")
 _RC_ORDINAL = struct.Struct(">II")       # returnCode || ordinal, the start of a response digest
 _sha1 = hashlib.sha1
+
+
+class _OrdinalDigests(dict[int, bytes]):
+    """ordinal -> SHA-1(ordinal): the parameter digest of an authorized
+    command without HMAC'ed parameters (GetCapabilityOwner, OwnerClear, a
+    command whose only inputs are handles), the same for every such command
+    of an ordinal.  Filled on first use; only registered ordinals get here."""
+
+    def __missing__(self, ordinal: int) -> bytes:
+        d = self[ordinal] = _sha1(ordinal.to_bytes(4, "big")).digest()
+        return d
+
+
+_ORDINAL_DIGESTS = _OrdinalDigests()
 _RSP_TAG: dict[int, int] = {0: C.TPM_TAG_RSP_COMMAND, 1: C.TPM_TAG_RSP_AUTH1_COMMAND,
             2: C.TPM_TAG_RSP_AUTH2_COMMAND}
 
@@ -231,17 +245,20 @@ class Ctx(Reader):
     offset 10 to paramSize): dispatch hands the one object to the handler
     as both `ctx` and `r`, one object per command instead of two."""
 
-    # Defaults most commands keep, as class attributes: an instance holds
-    # only what its command sets (a Ctx is made for every command).
-    mark_pos = 10                # start of the HMAC'ed parameters
-    param_end = 10
-    auths: Sequence[AuthIn] = ()
-    in_digest = b""
-    out_skip = 0                 # leading output bytes not in the HMAC (handles)
-    transport: TransportSession | None = None    # the session a wrapped command runs in
-    extra_tail = b""             # a transport session's response trailer (handled
-    extra_auths = 0              # by commands/transport.py, not by _respond's loop)
-    audit_io: tuple[bytes, bytes] | None = None  # audit digests a command sets
+    # Slots, not an instance dict: a Ctx is made (and freed) for every
+    # command, and a slot is read by a specialized bytecode where a class
+    # attribute behind an instance is looked up generically.
+    __slots__ = ("tpm", "tag", "ordinal", "locality", "mark_pos", "param_end", "auths",
+                 "in_digest", "out_skip", "transport", "extra_tail", "extra_auths", "audit_io")
+    mark_pos: int                # start of the HMAC'ed parameters
+    param_end: int
+    auths: Sequence[AuthIn]
+    in_digest: bytes
+    out_skip: int                # leading output bytes not in the HMAC (handles)
+    transport: TransportSession | None           # the session a wrapped command runs in
+    extra_tail: bytes            # a transport session's response trailer (handled
+    extra_auths: int             # by commands/transport.py, not by _respond's loop)
+    audit_io: tuple[bytes, bytes] | None         # audit digests a command sets
 
     def __init__(self, tpm: "TPM", tag: int, ordinal: int, locality: int, data: bytes,
                  transport: TransportSession | None = None):
@@ -250,10 +267,13 @@ class Ctx(Reader):
         self.ordinal = ordinal
         self.locality = locality
         self.data = data           # bytes, its length paramSize (dispatch checked both)
-        self.pos = 10
+        self.pos = self.mark_pos = self.param_end = 10
         self.end = len(data)
-        if transport is not None:
-            self.transport = transport
+        self.auths = ()
+        self.in_digest = self.extra_tail = b""
+        self.out_skip = self.extra_auths = 0
+        self.transport = transport
+        self.audit_io = None
 
     def mark(self, r: Reader) -> None:
         """The HMAC'ed parameters start here (after the handles)."""
@@ -287,11 +307,14 @@ class Ctx(Reader):
         # SHA-1(ordinal || the HMAC'ed parameters): the request's header
         # without tag and paramSize, then the parameters after the handles
         data = self.data
-        if self.mark_pos == 10:
+        mark = self.mark_pos
+        if mark == pos:              # no HMAC'ed parameters: SHA-1(ordinal), made once
+            self.in_digest = _ORDINAL_DIGESTS[self.ordinal]
+        elif mark == 10:
             self.in_digest = _sha1(data[6:pos]).digest()
         else:
             h = _sha1(data[6:10])
-            h.update(data[self.mark_pos:pos])
+            h.update(data[mark:pos])
             self.in_digest = h.digest()
 
     @property

@@ -567,8 +567,10 @@ class _FlagStruct(TPMStruct):
     def _compiled(cls) -> _FlagFields:
         names = tuple(cls._layout.names)
         # one expression of the flags' bits (GetCapabilityOwner answers two
-        # of these words; summing an attrgetter's tuple cost twice as much)
-        source = "def word(s):\n    return %s\n" % " | ".join(
+        # of these words; summing an attrgetter's tuple cost twice as much),
+        # added: the bits are distinct, and + on ints is a specialized
+        # bytecode where | is a generic call
+        source = "def word(s):\n    return %s\n" % " + ".join(
             "(%d if s.%s else 0)" % (1 << i, n) for i, n in enumerate(names))
         ns: dict[str, Any] = {}
         exec(compile(source, "<as_word of %s>" % cls.__name__, "exec"), ns)
