@@ -227,8 +227,13 @@ def _chain2(h) -> tuple[int, tuple[str, int]]:
     h.guest("modprobe xen-tpmfront", "tpm2_pcrread sha256:16")
     pid = _pid_of(h, b"pyxl-domain\0domid=%s\0" % h.domains()["domu"][0].encode())
     own = os.readlink("/proc/%d/ns/net" % pid)
-    net = [int(t) for t in os.listdir("/proc/%d/task" % pid)
-           if os.readlink("/proc/%d/task/%s/ns/net" % (pid, t)) != own]
+    net = []
+    for t in os.listdir("/proc/%d/task" % pid):
+        try:
+            if os.readlink("/proc/%d/task/%s/ns/net" % (pid, t)) != own:
+                net.append(int(t))
+        except OSError:
+            continue                    # a thread that ended meanwhile
     assert net, "the guest has no network of its own"
     return net[0], ("127.0.0.1", 2321)          # tpm2-tss's mssim port
 
