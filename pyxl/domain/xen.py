@@ -26,7 +26,10 @@ with the errno the hypervisor returned).
 
 Console output goes onto the domain's console ring page
 (pyxl.hypervisor.xencons), which is handed to the hypervisor with every
-HELLO; a frame only kicks the daemon.  The one thread of our own,
+HELLO; a frame only kicks the daemon.  Keyboard input comes on the same
+page (its `in`), a frame (CONSOLE_INPUT) only saying it is there: input
+the daemon put there is read once even when that daemon is killed first
+(console_read).  The one thread of our own,
 "console-room", runs only while output waits for room on that ring
 (console_write).
 
@@ -179,7 +182,7 @@ class XenInterface:
         self._replies: dict[int, wire.Frame] = {}
         self._watch_events: list[tuple[str, str]] = []
         self._pending: list[int] = []            # ports, in arrival order
-        self._console_in = bytearray()
+        self._console_in_waiting = False         # the daemon holds more input (console_read)
         self._direct: dict[int, _Direct] = {}    # port -> its socket to the peer domain
         self.closed = False
         self.broken = threading.Event()          # set with `closed`; cleared by resume()
@@ -394,8 +397,9 @@ class XenInterface:
                 self._pending.append(port)
         elif f.op == wire.EVTCHN_BOUND and len(f.fds) == 1 and f.args:
             self._set_direct(int(f.args[0]), f.fds[0])
-        elif f.op == wire.CONSOLE_INPUT and f.args:
-            self._console_in += f.args[0]
+        elif f.op == wire.CONSOLE_INPUT:
+            if f.args and f.args[0] == b"1":
+                self._console_in_waiting = True
         elif f.op == wire.CONSOLE_ROOM:
             self._console_room = True
         else:
@@ -1010,13 +1014,26 @@ class XenInterface:
                     return
 
     def console_read(self, timeout: float | None = None) -> bytes | None:
-        """Console input typed at the domain; None on timeout, b"" once the
-        connection is closed."""
-        with self._mutex:
-            self._wait(lambda: bool(self._console_in), timeout, first=False)
-            if not self._console_in:
+        """Console input typed at the domain, from the ring page's `in`
+        (xencons.read_in: mini-os's handle_input, Linux's
+        domU_read_console), waking on the daemon's notification; None on
+        timeout, b"" once the connection is closed and `in` is empty.  The
+        page is looked at first, so input a daemon put there before it went
+        away is read, once, after the resume.  When the daemon said more
+        input waits for room, it is kicked once some was taken."""
+        page = self.console_page.buf
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            with self._mutex:
+                self._wait(lambda: self._console_in_waiting or xencons.in_pending(page) > 0,
+                           left, first=False)
+                data = xencons.read_in(page)
+                kick, self._console_in_waiting = self._console_in_waiting, False
+            if kick:
+                self._console_kick(False)
+            if data:
+                return data
+            if not kick:
                 return b"" if self.closed else None
-            out = bytes(self._console_in)
-            self._console_in.clear()
-            return out
-
+            # only the daemon's word that more waits: wait for it to put it on

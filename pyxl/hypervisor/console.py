@@ -26,8 +26,13 @@ then, before anything newer.  (A daemon killed between the log's append
 and the index's store leaves those bytes to be logged again: once more,
 never lost.)
 
-Input goes the other way through `send_input`, which the hypervisor wires
-to the domain's connection (kept, bounded, until the domain connects).
+Input goes the other way on the same page, as xenconsoled's handle_tty_read
+puts it: `send_input` writes what `in` has room for at in_prod and the
+domain is notified (the input sink the hypervisor wires to the domain's
+connection); the rest waits in a bounded buffer (oldest dropped) and goes
+on when the domain kicks after taking some (`put_input`), or onto the page
+of the domain's next connection.  Input on the page is the domain's: a
+daemon killed before the domain read it loses none of it.
 """
 
 from __future__ import annotations
@@ -124,7 +129,7 @@ class Console:
         self._readers: list[ConsoleReader] = []
         self._log: io.FileIO | None = None    # open while logging to _log_path
         self._log_path = log_path
-        self._input_sink: Callable[[bytes], bool] | None = None
+        self._input_sink: Callable[[bool], None] | None = None
         self._pending_input = _Bounded(limit)
         self.closed = False
         self.log_max = log_max if log_max and log_max > 0 else None   # None: no cap
@@ -203,7 +208,8 @@ class Console:
         """The domain's console page (its descriptor stays the caller's),
         checked and mapped (map_ring), in place of any it had; what it
         holds already -- output a previous daemon never took -- is taken
-        now.  Raises OSError for a page that will not do."""
+        now, and input waiting here goes onto it.  Raises OSError for a
+        page that will not do."""
         ring = map_ring(fd)
         with self._cond:
             self._drop_ring()
@@ -212,6 +218,7 @@ class Console:
                 return
             self._ring, self._ring_buf = ring, memoryview(ring)
         self.take_ring()
+        self.put_input()
 
     def take_ring(self) -> bool:
         """The domain kicked: what `out` holds goes to the log and the
@@ -250,20 +257,42 @@ class Console:
             return bytes(self._backlog.data)
 
     # -- input to the domain -------------------------------------------
-    def set_input_sink(self, sink: Callable[[bytes], bool] | None) -> None:
-        """`sink(data) -> bool` delivers input to the domain (False = not now)."""
+    def set_input_sink(self, sink: Callable[[bool], None] | None) -> None:
+        """`sink(waiting)` notifies the domain that `in` has new input;
+        `waiting`: more waits here, so the domain should kick once it has
+        taken some.  None: no domain to notify (input waits here)."""
         with self._cond:
             self._input_sink = sink
-            if sink is not None and self._pending_input.data:
-                if sink(bytes(self._pending_input.data)):
-                    self._pending_input.take()
 
     def send_input(self, data: bytes) -> None:
+        """Keyboard input for the domain: onto `in` as far as it has room,
+        the rest kept (bounded) until the domain takes some."""
         with self._cond:
             if self.closed or not data:
                 return
-            if self._input_sink is None or not self._input_sink(bytes(data)):
-                self._pending_input.add(bytes(data))
+            self._pending_input.add(bytes(data))
+            self._put_input()
+
+    def put_input(self) -> None:
+        """The domain kicked (or handed its page over): input waiting here
+        goes onto `in`, as far as it has room."""
+        with self._cond:
+            if self._pending_input.data and not self.closed:
+                self._put_input()
+
+    def _put_input(self) -> None:
+        """With self._cond held: xenconsoled's handle_tty_read -- waiting
+        input written at in_prod (xencons.write_in: never more than `in`
+        has room for, never outside it, however the domain's in_cons
+        reads), then the domain notified."""
+        buf, pending = self._ring_buf, self._pending_input.data
+        if buf is None or not pending:
+            return
+        n = xencons.write_in(buf, pending)
+        if n:
+            del pending[:n]
+        if self._input_sink is not None:
+            self._input_sink(bool(pending))
 
     def close(self) -> None:
         with self._cond:

@@ -94,6 +94,7 @@ class DomainConnection:
         self._pending_ports: set[int] = set()
         self._pending_watch: set[tuple[str, str]] = set()
         self._room_queued = False      # a CONSOLE_ROOM waits in the queue
+        self._input_queued: set[bytes] = set()   # the CONSOLE_INPUT args queued
         self._sending = False          # the writer thread is sending outside the lock
         self.closed = False
         # The socket's descriptor is closed only once no thread can touch it
@@ -224,17 +225,18 @@ class DomainConnection:
                 self._room_queued = True
                 self._events += 1
 
-    def console_input(self, data: bytes) -> bool:
+    def console_input(self, waiting: bool) -> None:
+        """Tell the domain its console ring's `in` has new input (the
+        event channel xenconsoled's handle_tty_read notifies); `waiting`:
+        more input waits for room, so the domain should kick once it has
+        taken some.  Coalesced: at most one of each queued."""
+        arg = b"1" if waiting else b"0"
         with self._cond:
-            if self.closed:
-                return False
-            if self._events >= EVENT_QUEUE_LIMIT:
-                return False
-            for i in range(0, len(data), wire.CONSOLE_CHUNK):
-                if not self._push(wire.Frame(wire.CONSOLE_INPUT,
-                                             [data[i:i + wire.CONSOLE_CHUNK]])):
-                    self._events += 1
-            return True
+            if self.closed or arg in self._input_queued:
+                return
+            if not self._push(wire.Frame(wire.CONSOLE_INPUT, [arg])):
+                self._input_queued.add(arg)
+                self._events += 1
 
     def _reply(self, frame: wire.Frame) -> None:
         with self._cond:
@@ -275,6 +277,8 @@ class DomainConnection:
                                                      frame.args[1].decode()))
                     elif frame.op == wire.CONSOLE_ROOM:
                         self._room_queued = False
+                    elif frame.op == wire.CONSOLE_INPUT:
+                        self._input_queued.discard(frame.args[0])
                 self._cond.notify_all()
             try:
                 if self.closed:
@@ -834,13 +838,16 @@ def _console_kick(hv: Hypervisor, conn: DomainConnection, tx: int, a: list,
     handle_ring_read takes the output into the domain's buffer and log
     (Console.take_ring).  xenconsoled notifies back after every read; here
     only a domain that said it waits for room (a[0] = b"1") is told, once
-    the ring has some (CONSOLE_ROOM)."""
+    the ring has some (CONSOLE_ROOM).  Input waiting for room in `in` goes
+    on too (Console.put_input): the domain kicks once it took some, when
+    it was told input waits (CONSOLE_INPUT's b"1")."""
     dom = hv._domains.get(conn.domid)
     if dom is not None:
         if testfault.ARMED:
             testfault.at("console:%s" % dom.name)
         if dom.console.take_ring() and a[0] == b"1":
             conn.console_room()
+        dom.console.put_input()
     return _NOTHING
 
 

@@ -13,8 +13,8 @@ a non-zero req_id and get exactly one reply with the same req_id: the same
 op on success,
 `XS_ERROR` with (errno name, message) on failure. `FLAG_ONEWAY` requests
 (the console's kick) get no reply. Pushed events (watch fired, event channel
-pending, a bound event channel's own socket, console input, console ring
-room) have req_id 0.
+pending, a bound event channel's own socket, console input on the ring
+page, console ring room) have req_id 0.
 
 xenstore ops keep xenstored's numbers (xs_wire.h); the other hypercalls
 (`HvOp`) live above 0x100.  The hypervisor serves every op from one table
@@ -38,7 +38,7 @@ TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in e
 if TYPE_CHECKING:
     from typing import Iterable, Sequence
 
-WIRE_VERSION = 4          # 3: direct event channels (EVTCHN_BOUND); 4: the console ring page
+WIRE_VERSION = 5          # 3: direct event channels (EVTCHN_BOUND); 4: the console ring page; 5: console input on it
 
 # xenstore ops keep xenstored's numbers (one home: xs_wire)
 from .xs_wire import XsType  # noqa: E402
@@ -76,7 +76,7 @@ class HvOp(IntEnum):
     GNT_MAP = 0x302
     GNT_UNMAP = 0x303
     CONSOLE_KICK = 0x401          # one-way: new output on the console ring; 1: waiting for room
-    CONSOLE_INPUT = 0x480         # pushed: input for the domain
+    CONSOLE_INPUT = 0x480         # pushed: input on the console ring; 1: more waits for room
     CONSOLE_ROOM = 0x481          # pushed: the console ring was emptied (after a kick waiting for room)
     MMIO_READ = 0x500             # iomem access: addr, width, count -> data
     MMIO_WRITE = 0x501            # iomem access: addr, width, data
@@ -111,8 +111,7 @@ MAX_FDS = 4
 # as every descriptor Python opens is (PEP 446): none leaks into a program
 # a domain runs
 _CLOEXEC = socket.MSG_CMSG_CLOEXEC
-MAX_FRAME = 64 * 1024 + 256    # console input chunks are at most 64 KiB
-CONSOLE_CHUNK = 64 * 1024
+MAX_FRAME = 64 * 1024 + 256    # 64 KiB of arguments and the header
 
 
 class WireError(Exception):

@@ -11,8 +11,8 @@ Indices run free (modulo 2**32) and are masked into the ring
 (MASK_XENCONS_IDX).  The producer writes bytes, then its index; the
 consumer reads bytes, then advances its own index -- so whatever the
 consumer has not taken stays on the page, for a console daemon restarted
-meanwhile to take.  Only `out` is used here (pyxl's keyboard input still
-travels as frames on the domain's connection).
+meanwhile to take (`out`), or for the domain to read after a resume
+(`in`, keyboard input the daemon put there).
 
 Imports only struct: domain processes import this.
 """
@@ -22,6 +22,11 @@ from __future__ import annotations
 import struct
 
 PAGE_SIZE = 4096
+IN_OFF = 0                      # offsetof(struct xencons_interface, in)
+IN_SIZE = 1024                  # sizeof(intf->in)
+_IN_MASK = IN_SIZE - 1
+IN_CONS = 3072                  # offsetof(..., in_cons)
+IN_PROD = 3076                  # offsetof(..., in_prod)
 OUT_OFF = 1024                  # offsetof(struct xencons_interface, out)
 OUT_SIZE = 2048                 # sizeof(intf->out)
 _MASK = OUT_SIZE - 1
@@ -29,6 +34,7 @@ _IDX_MOD = 0xFFFFFFFF           # XENCONS_RING_IDX is a uint32_t
 OUT_CONS = 3080                 # offsetof(..., out_cons)
 OUT_PROD = 3084                 # offsetof(..., out_prod)
 _OUT_IDX = struct.Struct("<II")   # out_cons, out_prod
+_IN_IDX = _OUT_IDX                # in_cons, in_prod (same shape)
 _U32 = struct.Struct("<I")
 
 
@@ -85,3 +91,61 @@ def read_out(page: memoryview) -> tuple[bytes, int, bool]:
 def consumed(page: memoryview, cons: int) -> None:
     """out_cons = cons: the bytes before it are the daemon's now."""
     _U32.pack_into(page, OUT_CONS, cons)
+
+
+def write_in(page: memoryview, data: bytes | bytearray | memoryview) -> int:
+    """The console daemon's side, xenconsoled's handle_tty_read
+    (tools/console/daemon/io.c): as many bytes of `data` as `in` has room
+    for, at in_prod, then in_prod advanced past them; returns how many.
+
+    The page is the domain's and may say anything: each index is read once,
+    every offset is masked into `in`, and a ring whose indices say it holds
+    more than sizeof(in) counts as full (nothing written) -- so in_prod -
+    in_cons never exceeds sizeof(in) through us, and no byte is written
+    outside `in`."""
+    cons, prod = _IN_IDX.unpack_from(page, IN_CONS)
+    used = (prod - cons) & _IDX_MOD
+    if used >= IN_SIZE:
+        return 0
+    n = IN_SIZE - used
+    if len(data) < n:
+        n = len(data)
+    if n == 0:
+        return 0
+    at = prod & _IN_MASK
+    end = at + n
+    if end <= IN_SIZE:
+        page[IN_OFF + at:IN_OFF + end] = data[:n]
+    else:
+        first = IN_SIZE - at
+        page[IN_OFF + at:IN_OFF + IN_SIZE] = data[:first]
+        page[IN_OFF:IN_OFF + n - first] = data[first:n]
+    _U32.pack_into(page, IN_PROD, (prod + n) & _IDX_MOD)
+    return n
+
+
+def in_pending(page: memoryview) -> int:
+    """How many bytes `in` holds for the domain (0 for indices that say
+    more than the ring holds)."""
+    cons, prod = _IN_IDX.unpack_from(page, IN_CONS)
+    size = (prod - cons) & _IDX_MOD
+    return size if size <= IN_SIZE else 0
+
+
+def read_in(page: memoryview) -> bytes:
+    """The domain's side, mini-os's handle_input (console/xencons_ring.c)
+    and Linux's domU_read_console (drivers/tty/hvc/hvc_xen.c): the bytes
+    in_cons..in_prod, then in_cons advanced past them.  Indices that say
+    the ring holds more than sizeof(in) are left as they are, unread."""
+    cons, prod = _IN_IDX.unpack_from(page, IN_CONS)
+    size = (prod - cons) & _IDX_MOD
+    if size == 0 or size > IN_SIZE:
+        return b""
+    at = cons & _IN_MASK
+    end = at + size
+    if end <= IN_SIZE:
+        data = bytes(page[IN_OFF + at:IN_OFF + end])
+    else:
+        data = bytes(page[IN_OFF + at:IN_OFF + IN_SIZE]) + bytes(page[IN_OFF:IN_OFF + end - IN_SIZE])
+    _U32.pack_into(page, IN_CONS, (cons + size) & _IDX_MOD)
+    return data

@@ -203,3 +203,92 @@ def test_a_domain_cannot_hand_over_a_page_that_would_fault_or_block_the_daemon(t
         other.close()
         x.close()
         hv.close()
+
+
+IN_CONS, IN_PROD = 3072, 3076            # offsetof(struct xencons_interface, in_cons/in_prod)
+
+
+def test_input_on_the_ring_is_read_once_after_the_daemon_is_killed(tmp_path):
+    """Input the daemon put on in[] is the domain's: a daemon killed before
+    the domain read it -- even one killed between its in_prod store and its
+    notification (the lost notification stood in for by a sink that drops
+    it) -- loses none of it; the domain reads it once, in order, after the
+    resume, and what the new daemon sends after it."""
+    old = _hv(tmp_path, "old")
+    x = XenInterface(old.connect_domain(1))
+    new = None
+    try:
+        typer = old.console(1).attach()
+        typer.write(b"first\n")                                  # notified
+        old.console(1).set_input_sink(lambda waiting: None)    # the next notification is lost
+        typer.write(b"second\n")
+        assert struct.unpack_from("<II", x.console_page.buf, IN_CONS) == (0, 13)
+        _gone(old, x)
+        new = _hv(tmp_path, "new")
+        x.resume(new.connect_domain(1))
+        got = x.console_read(5)
+        assert got == b"first\nsecond\n"
+        assert x.console_read(0.05) is None                   # once
+        new.console(1).attach().write(b"third\n")
+        assert x.console_read(5) == b"third\n"
+    finally:
+        x.close()
+        if new is not None:
+            new.close()
+
+
+def test_hostile_input_indices_get_nothing_written_outside_in_and_lose_nothing(tmp_path):
+    """The domain's in_cons says anything: a ring claiming more than in[]
+    holds counts as full -- not a byte of the page changes, the input waits
+    in the daemon, which carries on -- and once the indices are sane again
+    (near 2**32, so the write wraps from in[1023] to in[0]) and the domain
+    kicks, all of it arrives, in order."""
+    hv = _hv(tmp_path, "h")
+    x = XenInterface(hv.connect_domain(1))
+    page = x.console_page.buf
+    try:
+        typer = hv.console(1).attach()
+        sent = bytearray()
+        for i, (cons, prod) in enumerate(((0x80000000, 0), (5, 2), (0xFFFFFFFF, 1024),
+                                          (1, 0xFFFFFFFF))):
+            struct.pack_into("<II", page, IN_CONS, cons, prod)
+            before = bytes(page)
+            line = b"typed %d\n" % i
+            typer.write(line)
+            sent += line
+            assert bytes(page) == before                        # nothing written
+            assert x.read("name") == b"dom1"                    # the daemon carries on
+        struct.pack_into("<II", page, IN_CONS, 0xFFFFFFFE, 0xFFFFFFFE)
+        x._console_kick(False)
+        got = bytearray()
+        while len(got) < len(sent):
+            chunk = x.console_read(5)
+            assert chunk
+            got += chunk
+        assert got == sent
+        assert page[1022:1024].tobytes() + page[0:2].tobytes() == sent[:4]
+        assert struct.unpack_from("<II", page, IN_CONS) == ((0xFFFFFFFE + len(sent)) & 0xFFFFFFFF,) * 2
+    finally:
+        x.close()
+        hv.close()
+
+
+def test_input_larger_than_the_ring_arrives_whole_and_in_order(tmp_path):
+    """5000 bytes at once through a 1024-byte in[]: what does not fit waits
+    in the daemon and follows each time the domain takes some."""
+    hv = _hv(tmp_path, "big")
+    x = XenInterface(hv.connect_domain(1))
+    try:
+        sent = bytes(i % 251 for i in range(5000))
+        hv.console(1).attach().write(sent)
+        got = bytearray()
+        while len(got) < len(sent):
+            chunk = x.console_read(5)
+            assert chunk
+            assert len(chunk) <= 1024
+            got += chunk
+        assert bytes(got) == sent
+        assert x.console_read(0.05) is None
+    finally:
+        x.close()
+        hv.close()
