@@ -79,8 +79,12 @@ def render() -> str:
             "if the daemon was killed between writing it to the log and marking it taken. "
             "What does not fit on the ring while no daemon takes it waits in the domain, "
             "which never stops for it: the newest 64 KiB are kept, older bytes dropped. "
-            "Keyboard input still goes over the domain's connection to the daemon: input "
-            "the killed daemon had not handed to the domain is lost."),
+            "Keyboard input (pyxl console) goes onto the same page, as on Xen (its 1024 "
+            "bytes of input), and is the domain's once it is there: input a killed daemon "
+            "had put on the page is read by the domain, once and in order, after the next "
+            "daemon adopts it. What does not fit waits in the daemon (at most 64 KiB, "
+            "oldest dropped) and follows as the domain reads; input the killed daemon was "
+            "still holding there is lost."),
         ".SH GLOBAL OPTIONS",
         ".TP", ".B \\-v", "Verbose.",
         ".TP", ".B \\-N", "Dry run: print what would be done (commands that support it).",
