@@ -24,7 +24,7 @@ import sys
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
 if TYPE_CHECKING:
     import _socket
-    from typing import Callable, TypeVar
+    from typing import Callable, Iterator, TypeVar
 
     _T = TypeVar("_T")
 
@@ -138,6 +138,19 @@ class Domain:
         """Run fn() after every reconnection (a frontend's or backend's
         xenbus resume handler)."""
         self._resume_handlers.append(fn)
+
+    def watch_events(self, token: str | tuple[str, ...]) -> Iterator[tuple[str, str]]:
+        """The watch events carrying `token` (xenwatch_thread's loop), for
+        ever: a break of the hypervisor connection is waited out -- the
+        domain resumed, its watches registered again (xs_resume) -- and
+        the loop goes on as if nothing had happened."""
+        xen = self.xen
+        while True:
+            ev = xen.read_watch(timeout=None, token=token)
+            if ev is not None:
+                yield ev
+            elif xen.closed:
+                self.reconnect(xen)      # until the domain is resumed
 
     def keep_connected(self) -> None:
         """A thread that resumes the domain once its hypervisor connection

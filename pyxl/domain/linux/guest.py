@@ -371,12 +371,7 @@ class Guest:
             xen.watch(path, token)
         self._vcpus_as_set(xen)
         tokens = tuple(t for _, t in _WATCHES)
-        while True:
-            ev = xen.read_watch(timeout=None, token=tokens)
-            if ev is None:
-                if xen.closed:
-                    self.dom.reconnect(xen)      # until the domain is resumed
-                continue
+        for ev in self.dom.watch_events(tokens):
             if ev[1] == "balloon":
                 self.balloon(xen.read_str("memory/target", default=""))
                 continue

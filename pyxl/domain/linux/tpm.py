@@ -82,14 +82,8 @@ class GuestTpm:
         """The frontend bus's watch on the guest's device nodes (here
         only device/vtpm): xenbus_dev_changed on every event.  Registered
         again after a daemon restart (the resume), which removes no node."""
-        xen = self.dom.xen
-        xen.watch(DEVICES, BUS_TOKEN)
-        while True:
-            ev = xen.read_watch(timeout=None, token=BUS_TOKEN)
-            if ev is None:
-                if xen.closed:
-                    self.dom.reconnect(xen)      # until the domain is resumed
-                continue
+        self.dom.xen.watch(DEVICES, BUS_TOKEN)
+        for _ in self.dom.watch_events(BUS_TOKEN):
             try:
                 self.devices_changed()
             except OSError:
