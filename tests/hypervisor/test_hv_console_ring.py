@@ -15,6 +15,7 @@ import pytest
 from pyxl.domain.xen import CONSOLE_PENDING_MAX, Page, XenError, XenInterface
 from pyxl.hypervisor import wire, xencons
 from pyxl.hypervisor.services import Hypervisor
+from waiting import until
 
 OUT_CONS, OUT_PROD = 3080, 3084          # offsetof(struct xencons_interface, out_cons/out_prod)
 
@@ -23,16 +24,6 @@ def _hv(tmp_path, tag: str) -> Hypervisor:
     hv = Hypervisor(on_disconnect=lambda d: None)
     hv.domain_created(1, name="dom1", console_log=str(tmp_path / ("guest-%s.log" % tag)))
     return hv
-
-
-def _until(pred, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.01)
-    raise AssertionError("timed out")
 
 
 def _gone(old: Hypervisor, x: XenInterface) -> None:
@@ -56,7 +47,7 @@ def test_output_written_while_the_daemon_is_away_is_taken_once_before_newer(tmp_
     old = _hv(tmp_path, "old")
     x = XenInterface(old.connect_domain(1))
     x.console_write(b"before\n")
-    _until(lambda: old.console(1).backlog == b"before\n")     # taken: out_cons moved past it
+    until(lambda: old.console(1).backlog == b"before\n")     # taken: out_cons moved past it
     _gone(old, x)
     x.console_write(b"while away\n")                         # on the page, no daemon to kick
     new = _hv(tmp_path, "new")
@@ -64,7 +55,7 @@ def test_output_written_while_the_daemon_is_away_is_taken_once_before_newer(tmp_
         x.resume(new.connect_domain(1))
         x.console_write(b"after\n")
         log = tmp_path / "guest-new.log"
-        _until(lambda: log.read_bytes().endswith(b"after\n"))
+        until(lambda: log.read_bytes().endswith(b"after\n"))
         assert log.read_bytes() == b"while away\nafter\n"
         assert (tmp_path / "guest-old.log").read_bytes() == b"before\n"
     finally:
@@ -91,10 +82,10 @@ def test_a_full_ring_with_no_daemon_keeps_the_newest_output_for_the_next(tmp_pat
     try:
         x.resume(new.connect_domain(1))
         log = tmp_path / "guest-new.log"
-        _until(lambda: log.read_bytes().endswith(b"line 07999\n"))
+        until(lambda: log.read_bytes().endswith(b"line 07999\n"))
         assert log.read_bytes() == data[:xencons.OUT_SIZE] + data[-CONSOLE_PENDING_MAX:]
         x.console_write(b"and on\n")                   # the ring works on, with room told
-        _until(lambda: log.read_bytes().endswith(b"and on\n"))
+        until(lambda: log.read_bytes().endswith(b"and on\n"))
     finally:
         x.close()
         new.close()
@@ -111,13 +102,13 @@ def test_a_slow_daemon_tells_the_domain_when_there_is_room(tmp_path):
         data = bytes(range(256)) * 200                                 # 51200 bytes
         x.console_write(data)
         log = tmp_path / "guest-a.log"
-        _until(lambda: len(log.read_bytes()) >= len(data))
+        until(lambda: len(log.read_bytes()) >= len(data))
         assert log.read_bytes() == data and x.console_dropped == 0
-        _until(lambda: x._console_waiter is None)    # its thread ends, not left parked
+        until(lambda: x._console_waiter is None)    # its thread ends, not left parked
         big = bytes(range(251)) * 1000                                 # 251000 bytes
         x.console_write(big)
         assert len(x._console_pending) <= CONSOLE_PENDING_MAX
-        _until(lambda: len(log.read_bytes()) >= len(data + big))
+        until(lambda: len(log.read_bytes()) >= len(data + big))
         assert log.read_bytes() == data + big and x.console_dropped == 0
     finally:
         x.close()
@@ -136,7 +127,7 @@ def test_a_domain_that_ends_flushes_its_console_first(tmp_path):
     assert not x._console_pending
     x.close()                                        # the process ends
     log = tmp_path / "guest-f.log"
-    _until(lambda: log.read_bytes().endswith(b"last 02999\n"))
+    until(lambda: log.read_bytes().endswith(b"last 02999\n"))
     assert log.read_bytes() == data
     hv.close()
 
@@ -169,7 +160,7 @@ def test_hostile_indices_are_read_as_xenconsoled_reads_them(tmp_path):
         assert log.read_bytes() == ring[2047:] + ring[:2047]
         assert struct.unpack_from("<II", page, OUT_CONS) == (0xFFFFFFFF, 0xFFFFFFFF)
         x.console_write(b"sane again\n")                          # wraps past 2**32
-        _until(lambda: log.read_bytes().endswith(b"sane again\n"))
+        until(lambda: log.read_bytes().endswith(b"sane again\n"))
     finally:
         x.close()
         hv.close()
@@ -196,7 +187,7 @@ def test_a_domain_cannot_hand_over_a_page_that_would_fault_or_block_the_daemon(t
             assert e.value.name in ("EINVAL", "EACCES"), (fd, e.value)
         assert x.read("name") == b"dom1"
         x.console_write(b"still mine\n")          # the page it first handed over stays
-        _until(lambda: (tmp_path / "guest-p.log").read_bytes() == b"still mine\n")
+        until(lambda: (tmp_path / "guest-p.log").read_bytes() == b"still mine\n")
     finally:
         for fd in (unsealed, r, w, big, readonly):
             os.close(fd)

@@ -16,6 +16,7 @@ import time
 from pyxl.domain.xen import Page
 from pyxl.hypervisor import wire, xencons
 from pyxl.hypervisor.services import Hypervisor
+from waiting import until
 
 PAGE = Page()          # the console ring page every raw HELLO here hands over
 
@@ -41,15 +42,6 @@ def _hello_with(sock, page) -> wire.Frame:
     return chan.recv()
 
 
-def _until(pred, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
-
-
 def test_a_closed_connection_keeps_its_fd_while_a_thread_may_use_it():
     hv = Hypervisor()
     hv.domain_created(1)
@@ -59,7 +51,7 @@ def test_a_closed_connection_keeps_its_fd_while_a_thread_may_use_it():
     with hv.xenstore.lock:               # the reader gets stuck inside a request
         wire.Channel(theirs).send(wire.Frame(wire.XS_READ, ["/local"], req_id=1))
         # the reader has taken the request off the socket: it now waits for our lock
-        assert _until(lambda: not select.select([conn.sock], [], [], 0)[0])
+        until(lambda: not select.select([conn.sock], [], [], 0)[0], 5)
         conn.close()
         conn.join(0.05)                  # a daemon that gave up waiting for it
         assert conn._reader.is_alive()
@@ -67,8 +59,8 @@ def test_a_closed_connection_keeps_its_fd_while_a_thread_may_use_it():
         # the next domain's socket must not get the number the reader still uses
         assert fd not in (a.fileno(), b.fileno())
         os.fstat(fd)
-    assert _until(lambda: not conn._reader.is_alive() and not conn._writer.is_alive())
-    assert _until(lambda: conn.sock.fileno() == -1)   # the last thread closed it
+    until(lambda: not conn._reader.is_alive() and not conn._writer.is_alive())
+    until(lambda: conn.sock.fileno() == -1)   # the last thread closed it
     for s in (a, b, theirs):
         s.close()
     hv.close()
@@ -153,7 +145,7 @@ def test_hello_is_always_answered_while_domains_come_and_go():
     assert answered[0] > 50, answered
     hv.close()
     # every connection's socket is closed once its threads are done
-    assert _until(lambda: _open_fds() <= base_fds), (_open_fds(), base_fds)
+    until(lambda: _open_fds() <= base_fds, 5, "the fds to be closed")
 
 
 def test_a_bug_in_a_service_is_answered_eio_and_the_connection_lives():

@@ -7,8 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from waiting import until
 
 REPO = Path(__file__).resolve().parents[2]
 MKDOM = Path(__file__).with_name("mkdom.py")
@@ -124,13 +125,7 @@ class Host:
             return c.call(op, **args)
 
     def wait_for(self, pred, timeout=10.0, what="condition"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            v = pred()
-            if v:
-                return v
-            time.sleep(0.02)
-        raise AssertionError("timed out waiting for " + what)
+        return until(pred, timeout, what, interval=0.02)
 
     def console_log(self, name: str) -> str:
         p = Path(self.root, "var/log/pyxl/console/guest-%s.log" % name)
