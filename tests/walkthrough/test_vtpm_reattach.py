@@ -46,6 +46,18 @@ def _detach(h) -> None:
     assert p.returncode == 0, p.stderr
 
 
+def _replace_vtpm(h) -> int:
+    """domu's vtpm-stubdom destroyed and started again on its disk, then the
+    guest's device detached and attached to the new one; its domid."""
+    assert h.run("destroy", "domu-vtpm").returncode == 0
+    h.wait_gone("domu-vtpm")
+    h.create_vtpm("vtpm.cfg")
+    vtpm = int(h.domains()["domu-vtpm"][0])
+    _detach(h)
+    _attach(h, "backend=domu-vtpm")
+    return vtpm
+
+
 @pytest.mark.slow
 def test_guest_tpm_follows_detach_and_attach(host):  # noqa: F811
     h = host
@@ -73,12 +85,7 @@ def test_guest_tpm_follows_detach_and_attach(host):  # noqa: F811
     assert "Loaded hash and key for vtpm %s" % UUID in h.console_log("vtpmmgr")
 
     # -- the vTPM dies under a bound device; a new one; detach + attach --------------
-    assert h.run("destroy", "domu-vtpm").returncode == 0
-    h.wait_gone("domu-vtpm")
-    h.create_vtpm("vtpm.cfg")
-    vtpm = int(h.domains()["domu-vtpm"][0])
-    _detach(h)
-    _attach(h, "backend=domu-vtpm")
+    vtpm = _replace_vtpm(h)
     _wait_connected(h, vtpm)           # not stuck at Initialised
     assert _pubek(h) == pubek
     out = h.guest("tcsd", "tpm_version").replace("\r", "")        # tcsd on the new /dev/tpm0
@@ -87,12 +94,7 @@ def test_guest_tpm_follows_detach_and_attach(host):  # noqa: F811
     # -- the module unloaded: a device attached meanwhile is bound by modprobe ----
     h.guest("rmmod xen_tpmfront")
     assert "tpm0" not in _dev_lines(h.guest("ls /dev"))
-    assert h.run("destroy", "domu-vtpm").returncode == 0
-    h.wait_gone("domu-vtpm")
-    h.create_vtpm("vtpm.cfg")
-    vtpm = int(h.domains()["domu-vtpm"][0])
-    _detach(h)
-    _attach(h, "backend=domu-vtpm")
+    vtpm = _replace_vtpm(h)
     assert "tpm0" not in _dev_lines(h.guest("ls /dev"))     # no driver: no chip
     h.guest("modprobe xen-tpmfront")
     _wait_connected(h, vtpm)
