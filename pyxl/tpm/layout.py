@@ -525,6 +525,10 @@ def dataclass_structure(cls: S) -> S:
     of what declaring a structure costs; a process that uses a handful of
     structures (vtpmmgr-stubdom) then compiles a handful."""
     made = cast(S, dataclass(slots=True, eq=False, repr=False, init=False)(cls))
+    if hasattr(made, "__post_init__") or any(not f.init for f in fields(made)):   # type: ignore[arg-type]
+        # _compile_init writes neither: such a class is a plain @dataclass + structure
+        raise TypeError("%s: dataclass_structure takes no __post_init__ or init=False field"
+                        % cls.__name__)
     type.__setattr__(made, "__init__", _first_init(made))
     return structure(made)
 

@@ -287,3 +287,24 @@ def test_structures_are_declared_without_compiling_their_init():
     lazy, total = out[0].split()
     assert lazy == total and int(total) > 60
     assert out[1] == "TPM_KEY.__init__ True"
+
+
+def test_a_structure_with_a_post_init_or_an_init_false_field_is_refused():
+    """The lazily compiled __init__ runs neither __post_init__ nor leaves
+    out init=False fields, as dataclasses' would: such a class is refused
+    when declared rather than built wrong."""
+    import dataclasses
+
+    from pyxl.tpm.layout import dataclass_structure
+
+    with pytest.raises(TypeError, match="__post_init__"):
+        @dataclass_structure
+        class Checked(S.TPMStruct):
+            a: int = 0
+
+            def __post_init__(self) -> None:
+                pass
+    with pytest.raises(TypeError, match="init=False"):
+        @dataclass_structure
+        class Derived(S.TPMStruct):
+            a: int = dataclasses.field(default=0, init=False)
