@@ -219,7 +219,10 @@ def bind(log: MgrLog, key: TPM_KEY, data: bytes) -> bytes:
     """TPM_Bind in software: RSA-OAEP(SHA-1, label "TCPA") with the bind
     key's public part over TPM_BOUND_DATA {1.1.0.0, TPM_PT_BIND, data}."""
     log.info("TPM_Bind\n", "TPM")
-    return _public_key(bytes(key.pubKey.key)).encrypt_oaep(bytes([1, 1, 0, 0, 2]) + data)
+    return _public_key(bytes(key.pubKey.key)).encrypt_oaep(BOUND_DATA_HEAD + data)
+
+
+BOUND_DATA_HEAD = bytes([1, 1, 0, 0, 2])     # TPM_BOUND_DATA's ver 1.1.0.0, payload TPM_PT_BIND
 
 
 @functools.lru_cache(maxsize=4)

@@ -7,7 +7,7 @@ import os
 import re
 import struct
 import threading
-from typing import TYPE_CHECKING, Callable, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, Protocol, TypeVar
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -133,8 +133,8 @@ class ManagerBase(Generic[_Hw, _Key]):
                 else self.dom.xen.generation
             self._hw_resumed.notify_all()
 
-    def _hw_retry(self, fn: Callable[[], _T]) -> _T:
-        """fn(), sent again (at most HW_SENDS times in all) when a daemon
+    def _hw_retry(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """fn(*args), sent again (at most HW_SENDS times in all) when a daemon
         restart interrupted its hardware command (TisConnectionReplaced),
         once resume_hw has brought the chip up on the new connection: its
         locality, OIAP session and storage key (what an UnBind uses) are
@@ -147,14 +147,14 @@ class ManagerBase(Generic[_Hw, _Key]):
         retried."""
         for _ in range(HW_SENDS - 1):
             try:
-                return fn()
+                return fn(*args)
             except TisConnectionReplaced as e:
                 dead = e.generation
                 with self._hw_resumed:
                     if not self._hw_resumed.wait_for(lambda: self._hw_generation > dead,
                                                      HW_RESUME_TIMEOUT):
                         raise
-        return fn()
+        return fn(*args)
 
     # -- what each chip's manager provides ------------------------------------------
     def init(self, argv: list[str]) -> bool:
@@ -281,10 +281,10 @@ class ManagerBase(Generic[_Hw, _Key]):
         cannot reach (its command still failing after _hw_retry) is
         TPM_IOERROR, as Xen's tpm.c TPM_TransmitData answers a failed write
         or read of the TPM, for the vTPM's hash-and-key requests too."""
-        try:
-            tag, _size, ordinal = P.unpack_header(req)
-        except ValueError:
-            tag, ordinal = 0, 0
+        if len(req) >= P.HEADER_SIZE:
+            tag, _size, ordinal = P.HEADER.unpack_from(req)
+        else:
+            tag = ordinal = 0
         if tag == P.VTPM_TAG_REQ:
             if ordinal in (P.VTPM_ORD_SAVEHASHKEY, P.VTPM_ORD_LOADHASHKEY) and \
                     not self._open(uuid, who):
@@ -296,8 +296,7 @@ class ManagerBase(Generic[_Hw, _Key]):
                     status = C.TPM_BAD_PARAMETER
                 else:
                     try:
-                        self._hw_retry(lambda: self.storage.save_hashkey(uuid,
-                                                                         req[P.HEADER_SIZE:]))
+                        self._hw_retry(self.storage.save_hashkey, uuid, req[P.HEADER_SIZE:])
                     except StorageFailure as e:
                         self.log.tryfail("vtpmmgr_SaveHashKey", "vtpm_cmd_handler.c", 61, e.rc)
                         status = e.rc
@@ -308,7 +307,7 @@ class ManagerBase(Generic[_Hw, _Key]):
                 return P.HEADER.pack(P.VTPM_TAG_RSP, P.HEADER_SIZE, status)
             if ordinal == P.VTPM_ORD_LOADHASHKEY:
                 try:
-                    hk = self._hw_retry(lambda: self.storage.load_hashkey(uuid))
+                    hk = self._hw_retry(self.storage.load_hashkey, uuid)
                 except StorageFailure as e:
                     self.log.tryfail("vtpmmgr_LoadHashKey", "vtpm_cmd_handler.c", 78, e.rc)
                     return P.HEADER.pack(P.VTPM_TAG_RSP, P.HEADER_SIZE, e.rc)
@@ -328,7 +327,7 @@ class ManagerBase(Generic[_Hw, _Key]):
                 self.log.error("TPM Disallowed Passthrough ord=%d\n" % ordinal)
                 return P.HEADER.pack(tag + 3, P.HEADER_SIZE, C.TPM_DISABLED_CMD)
             try:
-                return self._hw_retry(lambda: self.chip.transmit(req[:TCPA_MAX_BUFFER_LENGTH]))
+                return self._hw_retry(self.chip.transmit, req[:TCPA_MAX_BUFFER_LENGTH])
             except (TisError, TpmFrontError, OSError):
                 self.log.tryfail("vtpmmgr_handle_cmd", "vtpm_cmd_handler.c", 134, C.TPM_IOERROR)
                 return P.HEADER.pack(tag + 3, P.HEADER_SIZE, C.TPM_IOERROR)

@@ -239,7 +239,7 @@ class Manager2(ManagerBase[HwTpm2, SealedKey]):
         n = min(struct.unpack_from(">I", req, P.HEADER_SIZE)[0],
                 TCPA_MAX_BUFFER_LENGTH - GETRANDOM_REQ_SIZE)
         try:
-            data = self._hw_retry(lambda: self.chip.get_random(n))
+            data = self._hw_retry(self.chip.get_random, n)
         except HwTpmError as e:
             self.log.tryfail("vtpmmgr_handle_getrandom", "vtpm_cmd_handler.c", 818, e.rc)
             return P.HEADER.pack(tag + 3, P.HEADER_SIZE, e.rc)
