@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     from pyxl.domain.xen import Mapping, XenInterface
 
     OpenClose = Callable[[int, int], object]        # (domid, handle)
+    from typing import TypeVar
+
+    _W = TypeVar("_W")
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _NEW_FE = re.compile(r"^backend/vtpm/(\d+)/(\d+)$")
@@ -73,7 +76,7 @@ def uuid_text(u: bytes) -> str:
     return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
 
 
-@dataclass
+@dataclass(slots=True)
 class TpmCmd:
     domid: int
     handle: int
@@ -458,61 +461,73 @@ class TpmBack:
 
     # -- requests ----------------------------------------------------------
     def _irq(self, port: int) -> None:
-        """tpmback_handler: what the event channel means for its interface."""
-        with self.mutex:
-            for t in self.tpms:
-                page = t.connected_page()
-                if t.port == port and page is not None:
-                    st = page.state
-                    if st == TPMIF_STATE_SUBMIT:
-                        t.ready = True
-                    elif st == TPMIF_STATE_CANCEL and not t.ready:
-                        page.idle()
-                        try:
-                            self.xen.evtchn_notify(port)
-                        except OSError:
-                            pass
-                    return
+        """tpmback_handler: what the event channel means for its interface
+        (called with cond held)."""
+        for t in self.tpms:
+            page = t.connected_page()
+            if t.port == port and page is not None:
+                st = page.state
+                if st == TPMIF_STATE_SUBMIT:
+                    t.ready = True
+                elif st == TPMIF_STATE_CANCEL and not t.ready:
+                    page.idle()
+                    try:
+                        self.xen.evtchn_notify(port)
+                    except OSError:
+                        pass
+                return
 
-    def _pump(self, want: Callable[[], bool], timeout: float | None) -> bool:
-        """Wait until want() (under cond) holds, servicing event channels."""
+    def _pump(self, want: Callable[[], _W | None], timeout: float | None) -> _W | None:
+        """Wait until want() (called with cond held) gives something, and
+        give that, servicing event channels; None if shut down or timed
+        out.  The event a wait brings is taken in the same hold of cond as
+        the want() that follows it."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        port = None
         while True:
             with self.mutex:
-                if want():
-                    return True
+                if port is not None:
+                    self._irq(port)
+                got = want()
+                if got:
+                    return got
                 if self.closed:
-                    return False
+                    return None
                 ports = [t.port for t in self.tpms if t.status == CONNECTED]
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            step = POLL if left is None else min(POLL, left)
+            port = None
+            if deadline is None:
+                step = POLL
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                step = min(POLL, left)
             if self.xen.closed:                  # the daemon is away: wait for resume()
                 time.sleep(step)
             elif ports:
                 # one interface (a vTPM's guest, usually the manager's vTPM):
                 # its port as an int, evtchn_wait's quickest case
                 port = self.xen.evtchn_wait(ports[0] if len(ports) == 1 else ports, timeout=step)
-                if port is not None:
-                    self._irq(port)
             else:
                 with self.mutex:
-                    if not want():
-                        self.cond.wait(step)
+                    got = want()
+                    if got:
+                        return got
+                    self.cond.wait(step)
 
     def wait_for_frontend_connect(self, timeout: float | None = None) -> tuple[int, int] | None:
         """Block until at least one interface is known; the first one's
         (domid, handle), or None if shut down / timed out."""
-        if not self._pump(lambda: bool(self.tpms), timeout):
-            return None
-        with self.mutex:
-            t = self.tpms[0]
-            return t.domid, t.handle
+        t = self._pump(lambda: self.tpms[0] if self.tpms else None, timeout)
+        return None if t is None else (t.domid, t.handle)
 
-    def _take(self, t: TpmIf, page: SharedPage) -> TpmCmd | None:
-        """The request on `page` for the server; None if there is none for
-        it: a bad length, or a resend answered from `t.kept` (resp())."""
+    def _take(self, t: TpmIf) -> TpmCmd | None:
+        """The request waiting on `t`, handed to the server (called with
+        cond held); None if there is none for it: none waiting, a bad
+        length, or a resend answered from `t.kept` (resp())."""
+        page = t.connected_page()
+        if not t.ready or page is None:
+            return None
         kept, t.kept = t.kept, None          # for the first request taken after it only
         try:
             req, locality = page.request()
@@ -530,10 +545,7 @@ class TpmBack:
             self.log("Frontend %u/%u: answered again, without running it twice\n"
                      % (t.domid, t.handle))
             return None
-        return TpmCmd(t.domid, t.handle, t.uuid, req, locality, t.ring)
-
-    def _serving(self, cmd: TpmCmd) -> TpmCmd:
-        """`cmd`, handed to the server (called with cond held)."""
+        cmd = TpmCmd(t.domid, t.handle, t.uuid, req, locality, t.ring)
         if testfault.ARMED and self._fault("serve", cmd):
             # its answer comes after the ring died: wait until resume() ran
             gen = self.generation
@@ -548,43 +560,28 @@ class TpmBack:
         testfault.kill_peer(self.xen.sock)
         return True
 
-    def _any_ready(self) -> bool:
-        """Some interface has a request waiting (called with cond held)."""
+    def _take_any(self) -> TpmCmd | None:
+        """The request waiting on the first interface that has one, taken
+        (called with cond held)."""
         for t in self.tpms:
             if t.ready:
-                return True
-        return False
+                cmd = self._take(t)
+                if cmd is not None:
+                    return cmd
+        return None
 
     def req_any(self, timeout: float | None = None) -> TpmCmd | None:
         """The next request from any connected interface (None: shut down or
         timed out)."""
-        while True:
-            if not self._pump(self._any_ready, timeout):
-                return None
-            with self.mutex:
-                for t in self.tpms:
-                    page = t.connected_page()
-                    if t.ready and page is not None:
-                        cmd = self._take(t, page)
-                        if cmd is not None:
-                            return self._serving(cmd)
+        return self._pump(self._take_any, timeout)
 
     def req(self, domid: int, handle: int, timeout: float | None = None) -> TpmCmd | None:
         """The next request from one interface; None once it is freed."""
         t = self.get(domid, handle)
         if t is None:
             return None
-        while True:
-            if not self._pump(lambda: t.ready or t.closed, timeout):
-                return None
-            with self.mutex:
-                if t.closed:
-                    return None
-                page = t.connected_page()
-                if t.ready and page is not None:
-                    cmd = self._take(t, page)
-                    if cmd is not None:
-                        return self._serving(cmd)
+        got = self._pump(lambda: t.closed or self._take(t), timeout)
+        return got if isinstance(got, TpmCmd) else None
 
     def resp(self, cmd: TpmCmd, response: bytes) -> None:
         """Answer `cmd` on the ring it came from.  If that ring died with
