@@ -32,6 +32,7 @@ before), so the next manager loads the old table.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
@@ -68,7 +69,9 @@ class StorageFailure(Exception):
         self.rc = rc
 
 
-uuid_str = uuid_text        # a vTPM's uuid as the seed's log lines print it
+# a vTPM's uuid as the seed's log lines print it, made once per uuid (every
+# save prints its vTPM's)
+uuid_str = functools.lru_cache(maxsize=256)(uuid_text)
 
 
 class MgrStorage:
