@@ -158,9 +158,13 @@ class TpmBack:
     # -- the interface list ------------------------------------------------
     def get(self, domid: int, handle: int) -> TpmIf | None:
         with self.mutex:
-            for t in self.tpms:
-                if t.domid == domid and t.handle == handle:
-                    return t
+            return self._find(domid, handle)
+
+    def _find(self, domid: int, handle: int) -> TpmIf | None:
+        """get(), called with cond held."""
+        for t in self.tpms:
+            if t.domid == domid and t.handle == handle:
+                return t
         return None
 
     def num_frontends(self) -> int:
@@ -600,7 +604,7 @@ class TpmBack:
         before it takes the next), so the resend is never taken before the
         answer is kept."""
         with self.mutex:
-            t = self.get(cmd.domid, cmd.handle)
+            t = self._find(cmd.domid, cmd.handle)
             if t is None:
                 self.err("Tried to send a reponse to non existant frontend %u/%u\n"
                          % (cmd.domid, cmd.handle))

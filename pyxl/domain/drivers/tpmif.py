@@ -110,8 +110,7 @@ class SharedPage:
         return self._get()[0]
 
     # backend side
-    def request(self) -> tuple[bytes, int]:
-        return self._get()
+    request = _get           # the request and its locality
 
     def finish(self, response: bytes) -> None:
         self._put(response, TPMIF_STATE_FINISH, None)
