@@ -346,23 +346,23 @@ class ManagerBase(Generic[_Hw, _Key]):
         def waiting() -> None:
             self.log.info("Waiting for commands from vTPM's:\n")
         waiting()
+        back, printk = self.backend, self.printk
         while True:
-            cmd = self.backend.req_any()
+            cmd = back.req_any()
             if cmd is None:
-                if self.backend.closed:
+                if back.closed:
                     return 0
                 self.log.error("NULL tpmcmd\n")
                 waiting()
                 continue
             # the lines of a run of commands, each followed by the next
             # "Waiting", go out after its last reply
-            with self.printk.held():
+            with printk.held():
                 while cmd is not None:
-                    self.backend.resp(cmd, self.handle_cmd(cmd.uuid, cmd.req,
-                                                           (cmd.domid, cmd.handle)))
+                    back.resp(cmd, self.handle_cmd(cmd.uuid, cmd.req, (cmd.domid, cmd.handle)))
                     waiting()
-                    cmd = self.backend.req_any(timeout=CONSOLE_LINGER) \
-                        if self.printk.kept() < CONSOLE_RUN else None
+                    cmd = back.req_any(timeout=CONSOLE_LINGER) \
+                        if printk.kept() < CONSOLE_RUN else None
 
 
 class Manager(ManagerBase[HwTpm, TPM_KEY]):
