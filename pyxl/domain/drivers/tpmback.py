@@ -468,8 +468,8 @@ class TpmBack:
         """tpmback_handler: what the event channel means for its interface
         (called with cond held)."""
         for t in self.tpms:
-            page = t.connected_page()
-            if t.port == port and page is not None:
+            page = t.connected_page() if t.port == port else None
+            if page is not None:
                 st = page.state
                 if st == TPMIF_STATE_SUBMIT:
                     t.ready = True
