@@ -49,9 +49,8 @@ new ones (`generation`).
 
 A bound interdomain channel usually has a socket of its own to the peer
 domain (pyxl/hypervisor/evtchn.py, "Direct channels"): a send is one byte
-written to it, a wait for one such port is one blocking recv on it, and a
-wait for several ports that all have one polls just those sockets; either
-leaves the hypervisor's socket to whichever thread reads it.
+written to it, and a wait for ports that all have one polls just those
+sockets, leaving the hypervisor's socket to whichever thread reads it.
 
 Imports only the standard library's basics: domain processes are small.
 """
@@ -64,7 +63,6 @@ import fcntl
 import mmap
 import os
 import select
-import struct
 import threading
 import time
 
@@ -153,36 +151,19 @@ _KICK = wire.Frame(wire.CONSOLE_KICK, [b"0"], flags=wire.FLAG_ONEWAY)
 _KICK_WAITING = wire.Frame(wire.CONSOLE_KICK, [b"1"], flags=wire.FLAG_ONEWAY)
 
 
-_RCVTIMEO = struct.Struct("@ll")      # struct timeval, for SO_RCVTIMEO
-
-
-def _ms(timeout: float) -> int:
-    """A timeout in whole milliseconds, rounded up (poll's unit)."""
-    return max(1, int(timeout * 1000 + 0.999))
-
-
 class _Direct:
     """An event channel's own socket to its peer domain (evtchn_wait,
-    evtchn_notify); `users`: threads waiting on it, `dead`: forgotten, to
-    be closed by its last user; `poll`: its socket and the closed flag,
-    registered once, for a look at this channel alone (evtchn_clear,
-    _wait_direct); `ms`: the SO_RCVTIMEO set on it, in ms (0: none), for
-    the blocking recv of _wait_alone."""
+    evtchn_notify); `users`: threads polling it, `dead`: forgotten, to be
+    closed by its last user; `poll`: its socket and the closed flag,
+    registered once, for a wait on this channel alone by one thread."""
 
-    __slots__ = ("sock", "fd", "poll", "users", "dead", "ms")
+    __slots__ = ("sock", "fd", "poll", "users", "dead")
 
     def __init__(self, sock: _socket.socket, closed_fd: int):
-        sock.setblocking(True)          # recv waits (_wait_alone); the others pass MSG_DONTWAIT
-        self.sock, self.fd, self.users, self.dead, self.ms = sock, sock.fileno(), 0, False, 0
+        self.sock, self.fd, self.users, self.dead = sock, sock.fileno(), 0, False
         self.poll = select.poll()
         self.poll.register(self.fd, select.POLLIN)
         self.poll.register(closed_fd, select.POLLIN)
-
-    def set_timeout(self, ms: int) -> None:
-        """How long a blocking recv on the socket waits: `ms` (0: for ever)."""
-        self.sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVTIMEO,
-                             _RCVTIMEO.pack(ms // 1000, ms % 1000 * 1000))
-        self.ms = ms
 
 
 class XenInterface:
@@ -372,7 +353,7 @@ class XenInterface:
         frame = eof = None
         ready: set[int] = set()
         try:
-            ms = -1 if left is None else _ms(left)
+            ms = -1 if left is None else max(1, int(left * 1000 + 0.999))
             for fd, _ev in poll.poll(ms):
                 if fd == self._kick:
                     os.eventfd_read(self._kick)
@@ -716,7 +697,7 @@ class XenInterface:
             d.users += 1
         self._cond.release()
         try:
-            ms = -1 if left is None else 0 if left <= 0 else _ms(left)
+            ms = -1 if left is None else 0 if left <= 0 else max(1, int(left * 1000 + 0.999))
             ready = {fd for fd, _ev in poll.poll(ms)}
         finally:
             self._cond.acquire()
@@ -730,17 +711,19 @@ class XenInterface:
 
     def _wait_alone(self, port: int, timeout: float | None) -> int | None:
         """evtchn_wait's usual case, on its own: one port, with a socket
-        no other thread is waiting on (every wait of a command's round
-        trip).  One blocking recv on that socket, no poll first: nothing
-        else need wake it, as a break or a new binding drops the socket
-        (_set_closed, _set_direct), whose shutdown ends the recv.  The
-        timeout is the socket's SO_RCVTIMEO, set again only when the
-        caller's timeout (in ms, rounded up as for poll) changes.  The
-        kernel counts it in ticks (CONFIG_HZ): the recv may end up to a
-        tick after it, or before it -- then evtchn_wait's general loop
-        waits out the rest.  The port once notified; None when it was not
-        (a timeout, a closed connection, no socket of its own, another
-        waiter): evtchn_wait's general loop then decides."""
+        no other thread is polling (every wait of a command's round trip).
+        The port once notified; None when it was not (a timeout, a closed
+        connection, no socket of its own, another poller): evtchn_wait's
+        general loop then decides.
+
+        A poll, then a recv that does not wait -- not one recv that waits:
+        a unix stream socket wakes a thread blocked in recv each time the
+        peer takes a byte this end sent (unix_write_space on the socket's
+        one wait queue), and poll(POLLIN) is not woken by that.  On a
+        round trip the peer takes our notification and then works before
+        it answers, so a blocking recv would be woken, in vain, once per
+        wait: a context switch more, and on a shared vCPU the peer
+        preempted for it."""
         with self._mutex:
             if port in self._pending:
                 self._pending.remove(port)
@@ -748,34 +731,22 @@ class XenInterface:
             d = self._direct.get(port)
             if d is None or d.users or self.closed:
                 return None
-            ms = 0 if timeout is None else _ms(timeout)
-            if d.ms != ms:
-                d.set_timeout(ms)
             d.users += 1
             self._cond.release()
-            data: bytes | None = b""
             try:
-                data = d.sock.recv(_DRAIN)
-            except BlockingIOError:              # SO_RCVTIMEO ran out
-                data = None
-            except OSError:
-                pass                             # as EOF
+                ready = d.poll.poll(-1 if timeout is None else max(1, int(timeout * 1000 + 0.999)))
             finally:
                 self._cond.acquire()
                 d.users -= 1
-            if d.dead:                           # dropped meanwhile: closed by its last user
-                if not d.users:
-                    d.sock.close()
-            elif data == b"":                    # the peer's end is gone: ask the hypervisor
-                self._drop_direct(port)
-            elif data is not None and len(data) == _DRAIN:
-                self._drain(port, d)             # more waiting: they coalesce
-            if not data:
-                return None
-            # notified (also just before the socket was dropped: not lost)
+                if d.dead:
+                    if not d.users:
+                        d.sock.close()
+                elif ready:
+                    self._drain(port, d)
             if port in self._pending:
                 self._pending.remove(port)
-            return port
+                return port
+            return None
 
     def _drain(self, port: int, d: _Direct) -> None:
         """With self._cond held: read every notification waiting on `port`'s

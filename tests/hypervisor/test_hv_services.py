@@ -538,8 +538,8 @@ def _waiting_on(x, port):
 
 def test_a_wait_on_a_channel_alone_is_ended_by_what_ends_the_channel(hv):
     """A wait for one port with a socket of its own (every wait of a
-    command's round trip) is one blocking recv on that socket, with no
-    timeout here.  Nothing else wakes it, so what ends the channel must:
+    command's round trip), with no timeout here, watches that socket
+    alone, not the hypervisor's.  What ends the channel ends the wait:
     the peer closing its end (the wait goes on through the hypervisor and
     gets the notification sent once the port is bound again) and the
     connection closing (None).  Notifications pending meanwhile coalesce
