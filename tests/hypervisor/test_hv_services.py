@@ -14,6 +14,7 @@ from pyxl.domain.xen import XenError, XenInterface
 from pyxl.hypervisor import wire
 from pyxl.hypervisor.services import EVENT_QUEUE_LIMIT, Hypervisor
 from pyxl.hypervisor.xenstore import QueueSink, Quotas
+from waiting import until
 
 
 @pytest.fixture
@@ -529,10 +530,9 @@ def _waiting_on(x, port):
     got = []
     t = threading.Thread(target=lambda: got.append(x.evtchn_wait(port)), daemon=True)
     t.start()
-    deadline = time.monotonic() + 10
-    while not (port in x._direct and x._direct[port].users):
-        assert t.is_alive() and time.monotonic() < deadline
-        time.sleep(0.001)
+    until(lambda: port in x._direct and x._direct[port].users or not t.is_alive(),
+          what="the wait on the port's socket", interval=0.001)
+    assert t.is_alive()
     return t, got
 
 
@@ -558,10 +558,8 @@ def test_a_wait_on_a_channel_alone_is_ended_by_what_ends_the_channel(hv):
     # the peer closes its end under the wait, then binds the port again
     waiter, got = _waiting_on(x1, p1)
     x2.evtchn_close(p2)
-    deadline = time.monotonic() + 10
-    while p1 in x1._direct:                    # the wait read EOF: the hypervisor from now on
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
+    # the wait read EOF: through the hypervisor from now on
+    until(lambda: p1 not in x1._direct, what="the socket dropped", interval=0.001)
     assert waiter.is_alive() and got == []
     q2 = x2.evtchn_bind_interdomain(1, p1)
     x2.evtchn_notify(q2)
