@@ -146,6 +146,10 @@ class Mapping:
 
 
 _DRAIN = 256          # bytes _drain asks for at once (one byte per notification)
+# evtchn_notify's send.  MSG_NOSIGNAL: a domain process runs with SIGPIPE at
+# its default action (pyxl.domain.process), and the socket is a stream: a
+# peer gone must be EPIPE there, not the end of this domain
+_NOTIFY = _socket.MSG_DONTWAIT | _socket.MSG_NOSIGNAL
 # the console's kick, made once: output on the ring; and output waiting for room
 _KICK = wire.Frame(wire.CONSOLE_KICK, [b"0"], flags=wire.FLAG_ONEWAY)
 _KICK_WAITING = wire.Frame(wire.CONSOLE_KICK, [b"1"], flags=wire.FLAG_ONEWAY)
@@ -373,8 +377,8 @@ class XenInterface:
                 if d.dead:
                     if not d.users:
                         d.sock.close()
-                elif d.fd in ready:
-                    self._drain(port, d)
+                elif d.fd in ready and self._drain(port, d):
+                    self._set_pending(port)
             if eof:
                 self._set_closed()
             elif frame is not None:
@@ -392,9 +396,7 @@ class XenInterface:
             if ev not in self._watch_events:   # xenstored coalesces too
                 self._watch_events.append(ev)
         elif f.op == wire.EVTCHN_EVENT:
-            port = int(f.args[0])
-            if port not in self._pending:
-                self._pending.append(port)
+            self._set_pending(int(f.args[0]))
         elif f.op == wire.EVTCHN_BOUND and len(f.fds) == 1 and f.args:
             self._set_direct(int(f.args[0]), f.fds[0])
         elif f.op == wire.CONSOLE_INPUT:
@@ -640,10 +642,7 @@ class XenInterface:
             d = self._direct.get(port)
             if d is not None:
                 try:
-                    # MSG_NOSIGNAL: a domain process runs with SIGPIPE at its default
-                    # action (pyxl.domain.process), and the socket is a stream:
-                    # a peer gone must be EPIPE here, not the end of this domain
-                    d.sock.send(b"\1", _socket.MSG_DONTWAIT | _socket.MSG_NOSIGNAL)
+                    d.sock.send(b"\1", _NOTIFY)
                     return
                 except BlockingIOError:
                     return
@@ -706,15 +705,24 @@ class XenInterface:
                 if d.dead:
                     if not d.users:
                         d.sock.close()
-                elif d.fd in ready:
-                    self._drain(port, d)
+                elif d.fd in ready and self._drain(port, d):
+                    self._set_pending(port)
 
     def _wait_alone(self, port: int, timeout: float | None) -> int | None:
         """evtchn_wait's usual case, on its own: one port, with a socket
         no other thread is polling (every wait of a command's round trip).
         The port once notified; None when it was not (a timeout, a closed
         connection, no socket of its own, another poller): evtchn_wait's
-        general loop then decides."""
+        general loop then decides.
+
+        A poll, then a recv that does not wait -- not one recv that waits:
+        a unix stream socket wakes a thread blocked in recv each time the
+        peer takes a byte this end sent (unix_write_space on the socket's
+        one wait queue), and poll(POLLIN) is not woken by that.  On a
+        round trip the peer takes our notification and then works before
+        it answers, so a blocking recv would be woken, in vain, once per
+        wait: a context switch more, and on a shared vCPU the peer
+        preempted for it."""
         with self._mutex:
             if port in self._pending:
                 self._pending.remove(port)
@@ -725,40 +733,47 @@ class XenInterface:
             d.users += 1
             self._cond.release()
             try:
-                ready = d.poll.poll(-1 if timeout is None else max(1, int(timeout * 1000 + 0.999)))
+                # (a timeout under 1 ms polls 0 ms: the general loop waits out the rest)
+                ready = d.poll.poll(-1 if timeout is None else int(timeout * 1000 + 0.999))
             finally:
                 self._cond.acquire()
                 d.users -= 1
-                if d.dead:
-                    if not d.users:
-                        d.sock.close()
-                elif ready:
-                    self._drain(port, d)
-            if port in self._pending:
+            if d.dead:
+                if not d.users:
+                    d.sock.close()
+                got = False
+            else:
+                got = self._drain(port, d) if ready else False
+            if port in self._pending:            # (filed meanwhile too: one notification)
                 self._pending.remove(port)
                 return port
-            return None
+            return port if got else None
 
-    def _drain(self, port: int, d: _Direct) -> None:
+    def _drain(self, port: int, d: _Direct) -> bool:
         """With self._cond held: read every notification waiting on `port`'s
-        socket (they coalesce into one pending port).  The socket is a
-        stream (the hypervisor's _direct_channel): one recv takes all the
-        bytes there are, and a short read means none is left."""
+        socket; whether there was any (however many, they are one: the
+        caller files the port pending, _set_pending, or takes it).  The
+        socket is a stream (the hypervisor's _direct_channel): one recv
+        takes all the bytes there are, and a short read means none is left."""
         got = False
         while True:
             try:
                 data = d.sock.recv(_DRAIN, _socket.MSG_DONTWAIT)
             except BlockingIOError:
-                break
+                return got
             except OSError:
                 data = b""
             if not data:                 # the peer's end is gone: ask the hypervisor from now on
                 self._drop_direct(port)
-                break
-            got = True
+                return got
             if len(data) < _DRAIN:
-                break
-        if got and port not in self._pending:
+                return True
+            got = True
+
+    def _set_pending(self, port: int) -> None:
+        """With self._cond held: `port` was notified; pending once however
+        often (Xen's pending bit), in arrival order."""
+        if port not in self._pending:
             self._pending.append(port)
 
     def evtchn_status(self, port: int, dom: int = DOMID_SELF) -> dict:
@@ -830,8 +845,8 @@ class XenInterface:
     def evtchn_pending(self, port: int) -> bool:
         with self._mutex:
             d = self._direct.get(port)
-            if d is not None:
-                self._drain(port, d)
+            if d is not None and self._drain(port, d):
+                self._set_pending(port)
             return port in self._pending
 
     def evtchn_clear(self, port: int) -> None:

@@ -14,6 +14,7 @@ from pyxl.domain.xen import XenError, XenInterface
 from pyxl.hypervisor import wire
 from pyxl.hypervisor.services import EVENT_QUEUE_LIMIT, Hypervisor
 from pyxl.hypervisor.xenstore import QueueSink, Quotas
+from waiting import until
 
 
 @pytest.fixture
@@ -521,3 +522,53 @@ def test_a_direct_channel_closed_or_bound_again_keeps_xen_semantics(hv):
     x1.evtchn_notify(p1)                       # the peer is gone: dropped, no error
     assert x1.evtchn_status(p1) == {"status": "unbound", "dom": 2}
     assert x1.evtchn_wait(p1, 0.1) is None
+
+
+def _waiting_on(x, port):
+    """A thread waiting for `port` of `x`, and the list its answer goes in;
+    returned once the thread waits on the port's own socket."""
+    got = []
+    t = threading.Thread(target=lambda: got.append(x.evtchn_wait(port)), daemon=True)
+    t.start()
+    until(lambda: port in x._direct and x._direct[port].users or not t.is_alive(),
+          what="the wait on the port's socket", interval=0.001)
+    assert t.is_alive()
+    return t, got
+
+
+def test_a_wait_on_a_channel_alone_is_ended_by_what_ends_the_channel(hv):
+    """A wait for one port with a socket of its own (every wait of a
+    command's round trip), with no timeout here, watches that socket
+    alone, not the hypervisor's.  What ends the channel ends the wait:
+    the peer closing its end (the wait goes on through the hypervisor and
+    gets the notification sent once the port is bound again) and the
+    connection closing (None).  Notifications pending meanwhile coalesce
+    into one however many there are."""
+    x1, x2 = xen(hv, 1), xen(hv, 2)
+    p1 = x1.evtchn_alloc_unbound(2)
+    p2 = x2.evtchn_bind_interdomain(1, p1)
+    assert x2.evtchn_wait(p2, 1) == p2         # pending set by the bind
+    x2.evtchn_notify(p2)
+    assert x1.evtchn_wait(p1, 5) == p1         # (the first send asks the hypervisor)
+    # more notifications than one recv takes: one wake-up, none left
+    for _ in range(1000):
+        x2.evtchn_notify(p2)
+    assert x1.evtchn_wait(p1) == p1
+    assert x1.evtchn_wait(p1, timeout=0) is None
+    # the peer closes its end under the wait, then binds the port again
+    waiter, got = _waiting_on(x1, p1)
+    x2.evtchn_close(p2)
+    # the wait read EOF: through the hypervisor from now on
+    until(lambda: p1 not in x1._direct, what="the socket dropped", interval=0.001)
+    assert waiter.is_alive() and got == []
+    q2 = x2.evtchn_bind_interdomain(1, p1)
+    x2.evtchn_notify(q2)
+    waiter.join(10)
+    assert got == [p1]
+    # the connection closes under the wait
+    assert x1.evtchn_wait(p1, timeout=0) is None
+    waiter, got = _waiting_on(x1, p1)
+    x1.close()
+    waiter.join(10)
+    assert got == [None]
+    x2.close()

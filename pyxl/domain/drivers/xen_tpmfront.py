@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 TOKEN = "xen-tpmfront"
 TIMEOUT_C = 0.750                      # TIS default until the TPM says otherwise
 DURATION = 120.0                       # the longest TPM 1.2 duration class
+_IDLE = (TPMIF_STATE_IDLE, TPMIF_STATE_FINISH)   # the page is the frontend's
 _devices = itertools.count()
 
 
@@ -183,14 +184,21 @@ class XenTpmFront:
     # -- the TPM chip ------------------------------------------------------------------
     def _wait_idle(self, shared: SharedPage, port: int, gen: int, timeout: float) -> bool:
         """Wait for the page to be idle (IDLE or FINISH); False on expiry,
-        or once the ring of hypervisor `gen` died (see _lost())."""
+        or once the ring of hypervisor `gen` died while it waited (see
+        _lost()).  An idle page is looked at once: no clock read."""
+        if shared.state in _IDLE:
+            return True
         deadline = time.monotonic() + timeout
-        while shared.state not in (TPMIF_STATE_IDLE, TPMIF_STATE_FINISH):
-            left = deadline - time.monotonic()
-            if left <= 0 or not self.registered or self._lost(gen):
+        left = timeout
+        while True:
+            if not self.registered or self._lost(gen):
                 return False
             self.xen.evtchn_wait(port, timeout=min(left, 0.5))
-        return not self._lost(gen)
+            if shared.state in _IDLE:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
 
     def _lost(self, gen: int) -> bool:
         return self.xen.closed or self.xen.generation != gen
@@ -228,7 +236,7 @@ class XenTpmFront:
             self.inflight = page                 # open until we are done, even if replaced
         submitted = False
         try:
-            if not self._wait_idle(shared, port, gen, self.timeout_c):
+            if not self._wait_idle(shared, port, gen, self.timeout_c) or self._lost(gen):
                 self._give_up(shared, port, gen, "vTPM busy")      # unless the ring died
                 self._release_inflight()                           # nothing went out on it
                 return None, gen
