@@ -38,34 +38,73 @@ _OPAD = bytes(b ^ 0x5C for b in range(256))
 _SHA1_BLOCK = 64
 
 
+def _pads(key: bytes) -> tuple[bytes, bytes]:
+    """K XOR ipad, K XOR opad (RFC 2104: a key longer than a block is
+    hashed first, a shorter one padded with zeros)."""
+    if len(key) > _SHA1_BLOCK:
+        key = _sha1(key).digest()
+    key = key.ljust(_SHA1_BLOCK, b"\0")
+    return key.translate(_IPAD), key.translate(_OPAD)
+
+
 def hmac_sha1(key: bytes, *parts: bytes) -> bytes:
     """HMAC-SHA1 of the concatenated parts (RFC 2104, as libtpms'
-    TPM_HMAC_Generate).  Written out on hashlib's SHA-1: every command with
-    an authorization session computes two or three of these, and the
-    `hmac` module's object set-up costs more than the hashing of such
-    short messages (RFC 2202's vectors in tests/tpm/test_crypto.py)."""
-    return HmacSha1(key).digest(*parts)
+    TPM_HMAC_Generate), for a key used once.  Written out on hashlib's
+    SHA-1: the `hmac` module's object set-up costs more than the hashing
+    of such short messages (RFC 2202's vectors in tests/tpm/test_crypto.py)."""
+    ipad_key, opad_key = _pads(key)
+    return _sha1(opad_key + _sha1(ipad_key + b"".join(parts)).digest()).digest()
 
 
 class HmacSha1:
-    """HMAC-SHA1 under one key, padded once (RFC 2104): an authorized
-    command's request HMAC is checked and its response HMAC made under the
-    same secret, so the engine pads the key once per command."""
+    """HMAC-SHA1 under one key, its two padded key blocks hashed once, as
+    the `hmac` module's HMAC object keeps its inner and outer contexts:
+    each digest() copies them and hashes only the message.  For a secret
+    that authorizes many commands (HmacKeys keeps them): an authorized
+    command's request HMAC is checked and its response HMAC made under
+    the same one."""
 
-    __slots__ = ("_ipad_key", "_opad_key")
+    __slots__ = ("key", "_inner", "_outer")
 
     def __init__(self, key: bytes):
-        # K XOR ipad, K XOR opad (RFC 2104: a key longer than a block is
-        # hashed first, a shorter one padded with zeros)
-        if len(key) > _SHA1_BLOCK:
-            key = _sha1(key).digest()
-        key = key.ljust(_SHA1_BLOCK, b"\0")
-        self._ipad_key = key.translate(_IPAD)
-        self._opad_key = key.translate(_OPAD)
+        self.key = key
+        ipad_key, opad_key = _pads(key)
+        self._inner = _sha1(ipad_key)
+        self._outer = _sha1(opad_key)
 
     def digest(self, *parts: bytes) -> bytes:
-        inner = _sha1(self._ipad_key + b"".join(parts)).digest()
-        return _sha1(self._opad_key + inner).digest()
+        inner = self._inner.copy()
+        inner.update(b"".join(parts))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+class HmacKeys:
+    """The keyed HMAC-SHA1 of the secrets a TPM's commands were authorized
+    with lately (the owner's, a key's, a transport session's), so their
+    pads are hashed once rather than on every command.  Looked up by the
+    secret's identity -- the same bytes object the TPM holds -- never by
+    comparing secret bytes; an entry keeps its secret alive, so an id is
+    not reused while it is in here.  At most LIMIT entries: a full cache
+    starts over."""
+
+    LIMIT = 8
+    __slots__ = ("_by_id",)
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, HmacSha1] = {}
+
+    def __call__(self, key: bytes) -> HmacSha1:
+        mac = self._by_id.get(id(key))
+        if mac is None or mac.key is not key:
+            if len(self._by_id) >= self.LIMIT:
+                self._by_id.clear()
+            mac = self._by_id[id(key)] = HmacSha1(key)
+        return mac
+
+    def clear(self) -> None:
+        self._by_id.clear()
 
 
 def random_bytes(n: int) -> bytes:

@@ -30,7 +30,7 @@ from hmac import compare_digest
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import constants as C
-from .crypto import (HmacSha1, KeySource, RSAKey, aes128_ctr, generate_rsa, nonce,
+from .crypto import (HmacKeys, HmacSha1, KeySource, RSAKey, aes128_ctr, generate_rsa, nonce,
                      random_bytes, sha1, xor)
 from .identity import XEN_VTPM_IDENTITY, Identity
 from .marshal import Reader, TPMDecodeError, Writer
@@ -376,7 +376,7 @@ class Ctx(Reader):
             key = s.shared_secret
         if key is None:
             raise TPMError(fail)
-        mac = HmacSha1(key)
+        mac = self.tpm.macs(key)
         want = mac.digest(self.in_digest, s.nonce_even, a.nonce_odd, b"\x01" if a.cont else b"\x00")
         if not compare_digest(want, a.auth):
             self.tpm.auth_failed()
@@ -483,6 +483,7 @@ class TPM:
         self.stclear = TPM_STCLEAR_FLAGS()
         self.pcrs = [bytes(20)] * C.TPM_NUM_PCR
         self.sessions: dict[int, Session] = {}
+        self.macs = HmacKeys()          # the keyed HMAC of recently used secrets
         # loaded keys; owner-evict keys stay loaded through every power cycle
         self.keys: dict[int, LoadedKey] = dict(self.perm.evict_keys)
         self.sha1_ctx: hashlib._Hash | None = None
