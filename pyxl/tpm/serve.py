@@ -712,12 +712,19 @@ class TPMServer:
         except Exception:   # the engine promises not to raise; never let it kill the server
             self.log("engine raised on %s:\n%s" % (request[:10].hex(), traceback.format_exc()))
             resp = self.failure_response()
-        if not isinstance(resp, (bytes, bytearray)) or len(resp) < 10:
-            self.log("engine returned a malformed response to %s" % request[:10].hex())
-            resp = self.failure_response()
+        if type(resp) is not bytes or len(resp) < 10:    # (the engines answer bytes)
+            resp = self._checked(request, resp)
         if self.state is not None and self.engine.persistent_changed and not self._save():
             return self.failure_response()      # (persist(), its test written out)
-        return resp if type(resp) is bytes else bytes(resp)    # (bytes(bytes) is a call too)
+        return resp
+
+    def _checked(self, request: bytes, resp: object) -> bytes:
+        """An engine's answer that is not bytes of a whole header: a
+        bytearray as bytes, anything else TPM_FAIL (logged)."""
+        if isinstance(resp, bytearray) and len(resp) >= 10:
+            return bytes(resp)
+        self.log("engine returned a malformed response to %s" % request[:10].hex())
+        return self.failure_response()
 
     def failure_response(self) -> bytes:
         """What libtpms answers when it cannot keep its state: TPM_FAIL
