@@ -97,7 +97,7 @@ class HmacKeys:
     def __init__(self) -> None:
         self._by_id: dict[int, HmacSha1] = {}
 
-    def __call__(self, key: bytes) -> HmacSha1:
+    def keyed(self, key: bytes) -> HmacSha1:
         mac = self._by_id.get(id(key))
         if mac is None or mac.key is not key:
             if len(self._by_id) >= self.LIMIT:

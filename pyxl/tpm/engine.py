@@ -376,7 +376,7 @@ class Ctx(Reader):
             key = s.shared_secret
         if key is None:
             raise TPMError(fail)
-        mac = self.tpm.macs(key)
+        mac = self.tpm.macs.keyed(key)
         want = mac.digest(self.in_digest, s.nonce_even, a.nonce_odd, b"\x01" if a.cont else b"\x00")
         if not compare_digest(want, a.auth):
             self.tpm.auth_failed()

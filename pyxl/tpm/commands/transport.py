@@ -108,7 +108,7 @@ _trans_trailer = trailer_fields     # a transport session's trailer is an auth t
 def _check_trans(tpm: TPM, t: TransportSession, in_digest: bytes, odd: bytes, cont: int,
                  auth: bytes) -> HmacSha1:
     """Check the transport session's HMAC; the keyed HMAC, for the response's."""
-    mac = tpm.macs(t.auth)
+    mac = tpm.macs.keyed(t.auth)
     if not _eq(mac.digest(in_digest, t.nonce_even, odd, bytes((cont,))), auth):
         raise TPMError(C.TPM_AUTH2FAIL)
     return mac
