@@ -89,7 +89,7 @@ class HmacKeys:
     secret's identity -- the same bytes object the TPM holds -- never by
     comparing secret bytes; an entry keeps its secret alive, so an id is
     not reused while it is in here.  At most LIMIT entries: a full cache
-    starts over."""
+    starts over.  Volatile: the engine makes a new one at TPM_Init."""
 
     LIMIT = 8
     __slots__ = ("_by_id",)
@@ -104,9 +104,6 @@ class HmacKeys:
                 self._by_id.clear()
             mac = self._by_id[id(key)] = HmacSha1(key)
         return mac
-
-    def clear(self) -> None:
-        self._by_id.clear()
 
 
 def random_bytes(n: int) -> bytes:
