@@ -7,11 +7,13 @@ RSAKey keeps only (n, e, p) -- what the TPM stores -- and builds the
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 import itertools
 import os
 import struct
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -38,73 +40,109 @@ _OPAD = bytes(b ^ 0x5C for b in range(256))
 _SHA1_BLOCK = 64
 
 
+def _pads(key: bytes) -> tuple[bytes, bytes]:
+    """K XOR ipad, K XOR opad (RFC 2104: a key longer than a block is
+    hashed first, a shorter one padded with zeros)."""
+    if len(key) > _SHA1_BLOCK:
+        key = _sha1(key).digest()
+    key = key.ljust(_SHA1_BLOCK, b"\0")
+    return key.translate(_IPAD), key.translate(_OPAD)
+
+
 def hmac_sha1(key: bytes, *parts: bytes) -> bytes:
     """HMAC-SHA1 of the concatenated parts (RFC 2104, as libtpms'
-    TPM_HMAC_Generate).  Written out on hashlib's SHA-1: every command with
-    an authorization session computes two or three of these, and the
-    `hmac` module's object set-up costs more than the hashing of such
-    short messages (RFC 2202's vectors in tests/tpm/test_crypto.py)."""
-    return HmacSha1(key).digest(*parts)
+    TPM_HMAC_Generate), for a key used once.  Written out on hashlib's
+    SHA-1: the `hmac` module's object set-up costs more than the hashing
+    of such short messages (RFC 2202's vectors in tests/tpm/test_crypto.py)."""
+    ipad_key, opad_key = _pads(key)
+    return _sha1(opad_key + _sha1(ipad_key + b"".join(parts)).digest()).digest()
 
 
 class HmacSha1:
-    """HMAC-SHA1 under one key, padded once (RFC 2104): an authorized
-    command's request HMAC is checked and its response HMAC made under the
-    same secret, so the engine pads the key once per command."""
+    """HMAC-SHA1 under one key, its two padded key blocks hashed once, as
+    the `hmac` module's HMAC object keeps its inner and outer contexts:
+    each digest() copies them and hashes only the message.  For a secret
+    that authorizes many commands (HmacKeys keeps them): an authorized
+    command's request HMAC is checked and its response HMAC made under
+    the same one."""
 
-    __slots__ = ("_ipad_key", "_opad_key")
+    __slots__ = ("key", "_inner", "_outer")
 
     def __init__(self, key: bytes):
-        # K XOR ipad, K XOR opad (RFC 2104: a key longer than a block is
-        # hashed first, a shorter one padded with zeros)
-        if len(key) > _SHA1_BLOCK:
-            key = _sha1(key).digest()
-        key = key.ljust(_SHA1_BLOCK, b"\0")
-        self._ipad_key = key.translate(_IPAD)
-        self._opad_key = key.translate(_OPAD)
+        self.key = key
+        ipad_key, opad_key = _pads(key)
+        self._inner = _sha1(ipad_key)
+        self._outer = _sha1(opad_key)
 
     def digest(self, *parts: bytes) -> bytes:
-        inner = _sha1(self._ipad_key + b"".join(parts)).digest()
-        return _sha1(self._opad_key + inner).digest()
+        inner = self._inner.copy()
+        inner.update(b"".join(parts))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+class HmacKeys:
+    """The keyed HMAC-SHA1 of the secrets a TPM's commands were authorized
+    with lately (the owner's, a key's, a transport session's), so their
+    pads are hashed once rather than on every command.  Looked up by the
+    secret's identity -- the same bytes object the TPM holds -- never by
+    comparing secret bytes; an entry keeps its secret alive, so an id is
+    not reused while it is in here.  At most LIMIT entries: a full cache
+    starts over.  Volatile: the engine makes a new one at TPM_Init."""
+
+    LIMIT = 8
+    __slots__ = ("_by_id",)
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, HmacSha1] = {}
+
+    def keyed(self, key: bytes) -> HmacSha1:
+        mac = self._by_id.get(id(key))
+        if mac is None or mac.key is not key:
+            if len(self._by_id) >= self.LIMIT:
+                self._by_id.clear()
+            mac = self._by_id[id(key)] = HmacSha1(key)
+        return mac
 
 
 def random_bytes(n: int) -> bytes:
     return os.urandom(n)
 
 
-class _NoncePool:
-    """The kernel's random bytes read a page at a time and handed out as
-    20-byte nonces, as libtpms draws its nonces from OpenSSL's user-space
-    generator (TPM_Random -> RAND_bytes) rather than asking the kernel for
-    each: every authorized command needs one or two, and a getrandom()
-    system call each is a measurable share of such a command.  For nonces
-    only (public once sent); secrets still come from random_bytes().  A
-    forked child starts with an empty pool, so it never repeats the
-    parent's nonces."""
+class _KernelRandom(io.RawIOBase):
+    """The kernel's random bytes (os.urandom: getrandom()) as a raw stream."""
 
-    SIZE = 4096 - 4096 % 20
+    def readable(self) -> bool:
+        return True
 
-    def __init__(self) -> None:
-        self._buf = b""
-        self._pos = 0
-
-    def take(self) -> bytes:
-        """A fresh 20-byte TPM_NONCE (nonceEven and the like)."""
-        p = self._pos
-        if p == len(self._buf):
-            self._buf = os.urandom(self.SIZE)
-            p = 0
-        self._pos = p + 20
-        return self._buf[p:p + 20]
-
-    def clear(self) -> None:
-        self._buf = b""
-        self._pos = 0
+    def readinto(self, buf: Any) -> int:
+        with memoryview(buf) as view:
+            view[:] = os.urandom(len(view))
+            return len(view)
 
 
-_nonces = _NoncePool()
-os.register_at_fork(after_in_child=_nonces.clear)
-nonce = _nonces.take          # nonce() -> 20 fresh random bytes
+# Nonces: the kernel's random bytes read a page at a time and handed out 20
+# at a time, as libtpms draws its nonces from OpenSSL's user-space generator
+# (TPM_Random -> RAND_bytes) rather than asking the kernel for each: every
+# authorized command needs one or two, and a getrandom() system call each is
+# a measurable share of such a command.  The page is a BufferedReader's
+# buffer, so taking a nonce is one C call (a Python method doing the same
+# slicing cost three times as many instructions).  For nonces only (public
+# once sent); secrets still come from random_bytes().
+_NONCE_PAGE = 4096 - 4096 % 20
+_nonce_source = io.BufferedReader(_KernelRandom(), _NONCE_PAGE)
+nonce: Callable[[], bytes] = functools.partial(_nonce_source.read, 20)   # 20 fresh random bytes
+
+
+def _drop_parents_nonces() -> None:
+    """A forked child never hands out the nonces its parent had buffered:
+    peek() returns all that is buffered (or, with none, a fresh page),
+    and that much is read and dropped."""
+    _nonce_source.read(len(_nonce_source.peek(1)))
+
+
+os.register_at_fork(after_in_child=_drop_parents_nonces)
 
 
 def xor(a: bytes, b: bytes) -> bytes:

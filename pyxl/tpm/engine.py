@@ -30,7 +30,7 @@ from hmac import compare_digest
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import constants as C
-from .crypto import (HmacSha1, KeySource, RSAKey, aes128_ctr, generate_rsa, nonce,
+from .crypto import (HmacKeys, HmacSha1, KeySource, RSAKey, aes128_ctr, generate_rsa, nonce,
                      random_bytes, sha1, xor)
 from .identity import XEN_VTPM_IDENTITY, Identity
 from .marshal import Reader, TPMDecodeError, Writer
@@ -167,7 +167,7 @@ class DelegateRow:
     auth: bytes                   # the delegation's authValue
 
 
-@dataclass
+@dataclass(slots=True)   # (made by every OIAP: slots are cheaper to make and read)
 class Session:
     handle: int
     protocol: int                 # TPM_PID_OIAP / TPM_PID_OSAP
@@ -184,7 +184,7 @@ class Session:
         return self.entity_type >> 8
 
 
-@dataclass
+@dataclass(slots=True)   # (one per authorized command)
 class AuthIn:
     """One authorization trailer of a request."""
     handle: int
@@ -376,7 +376,7 @@ class Ctx(Reader):
             key = s.shared_secret
         if key is None:
             raise TPMError(fail)
-        mac = HmacSha1(key)
+        mac = self.tpm.macs.keyed(key)
         want = mac.digest(self.in_digest, s.nonce_even, a.nonce_odd, b"\x01" if a.cont else b"\x00")
         if not compare_digest(want, a.auth):
             self.tpm.auth_failed()
@@ -483,6 +483,7 @@ class TPM:
         self.stclear = TPM_STCLEAR_FLAGS()
         self.pcrs = [bytes(20)] * C.TPM_NUM_PCR
         self.sessions: dict[int, Session] = {}
+        self.macs = HmacKeys()          # the keyed HMAC of recently used secrets
         # loaded keys; owner-evict keys stay loaded through every power cycle
         self.keys: dict[int, LoadedKey] = dict(self.perm.evict_keys)
         self.sha1_ctx: hashlib._Hash | None = None
@@ -578,7 +579,12 @@ class TPM:
         """libtpms TPM_CheckState, in its order."""
         perm = self.perm
         if check & CHECK_NO_LOCKOUT and tag != _RQU:
-            self.check_lockout()
+            # the dictionary-attack lockout; a command that passes it lets
+            # ResetLockValue be tried again (disableResetLock, which a failed
+            # ResetLockValue during a lockout sets)
+            if perm.auth_fail_count > LOCKOUT_THRESHOLD and self.lockout_active():
+                raise TPMError(C.TPM_DEFEND_LOCK_RUNNING)
+            self.disable_reset_lock = False
         if self.post_init and not check & CHECK_STARTUP:
             raise TPMError(C.TPM_INVALID_POSTINIT)
         if check & (CHECK_ENABLED | CHECK_ACTIVATED) and (perm.flags.disable
@@ -599,11 +605,6 @@ class TPM:
             self.lockout_since = self.clock()
         wait = 1 << min(n - LOCKOUT_THRESHOLD - 1, 31)
         return self.clock() - self.lockout_since < wait
-
-    def check_lockout(self) -> None:
-        if self.perm.auth_fail_count > LOCKOUT_THRESHOLD and self.lockout_active():
-            raise TPMError(C.TPM_DEFEND_LOCK_RUNNING)
-        self.disable_reset_lock = False
 
     def auth_failed(self) -> None:
         """Count an authorization failure towards the dictionary-attack lockout."""

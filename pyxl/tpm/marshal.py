@@ -83,11 +83,21 @@ class Reader:
             raise TPMBadBool(p, 1, 1, "BOOL %#x" % v)
         return v
 
+    # u16, u32 and digest check their bounds themselves, as fixed() does
+    # (nearly every command reads one: a call to _take each saved)
     def u16(self) -> int:
-        return _U16.unpack_from(self.data, self._take(2, "u16"))[0]
+        p = self.pos
+        if p + 2 > self.end:
+            raise TPMDecodeError(p, 2, self.end - p, "u16")
+        self.pos = p + 2
+        return _U16.unpack_from(self.data, p)[0]
 
     def u32(self) -> int:
-        return _U32.unpack_from(self.data, self._take(4, "u32"))[0]
+        p = self.pos
+        if p + 4 > self.end:
+            raise TPMDecodeError(p, 4, self.end - p, "u32")
+        self.pos = p + 4
+        return _U32.unpack_from(self.data, p)[0]
 
     def u64(self) -> int:
         return _U64.unpack_from(self.data, self._take(8, "u64"))[0]
@@ -106,7 +116,11 @@ class Reader:
         return st.unpack_from(self.data, p)
 
     def digest(self) -> builtins.bytes:
-        return self.bytes(20, "TPM_DIGEST")
+        p = self.pos
+        if p + 20 > self.end:
+            raise TPMDecodeError(p, 20, self.end - p, "TPM_DIGEST")
+        self.pos = p + 20
+        return self.data[p:p + 20]
 
     def sized32(self, what: str = "sized buffer") -> builtins.bytes:
         """UINT32 size followed by that many bytes (TPM_SIZED_BUFFER,

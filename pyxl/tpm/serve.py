@@ -516,6 +516,9 @@ class TPMServer:
         # measurable share of a round trip when every command is a connection
         self._epoll = select.epoll()
         self._watched: dict[int, Callable[[], None]] = {}     # fd -> what to do when readable
+        # a connection's fd -> its Conn: the usual event, handed to _readable
+        # directly (a call through a partial costs more, on every command)
+        self._conn_fds: dict[int, Conn] = {}
         self.conns: dict[socket.socket, Conn] = {}
         self._waiting: set[Conn] = set()     # conns with a partial frame (a deadline)
         # restart(blob, old) -> a running engine with blob's state (old is
@@ -550,11 +553,19 @@ class TPMServer:
         self._epoll.register(sock.fileno(), select.EPOLLIN)
         self._watched[sock.fileno()] = on_readable
 
+    def _watch_conn(self, conn: Conn) -> None:
+        fd = conn.sock.fileno()
+        self._epoll.register(fd, select.EPOLLIN)
+        self._conn_fds[fd] = conn
+
     def _unwatch(self, sock: socket.socket, closing: bool = False) -> None:
         """Stop watching sock; closing: the caller closes it next, which
         takes it out of the epoll set (no other descriptor shares it)."""
         fd = sock.fileno()
-        if self._watched.pop(fd, None) is not None and not closing:
+        watched: object = self._watched.pop(fd, None)
+        if watched is None:
+            watched = self._conn_fds.pop(fd, None)
+        if watched is not None and not closing:
             try:
                 self._epoll.unregister(fd)
             except OSError:
@@ -569,9 +580,13 @@ class TPMServer:
             while not self._stop:
                 timeout = self._next_timeout() if self._waiting else None
                 for fd, _ in self._epoll.poll(-1 if timeout is None else timeout, POLL_EVENTS):
-                    on_readable = self._watched.get(fd)
-                    if on_readable is not None:     # (not closed by an earlier event)
-                        on_readable()
+                    conn = self._conn_fds.get(fd)
+                    if conn is not None:            # (not closed by an earlier event)
+                        self._readable(conn)
+                    else:                           # a listener, the wake-up
+                        on_readable = self._watched.get(fd)
+                        if on_readable is not None:
+                            on_readable()
                     if self._stop:
                         break
                 if timeout is not None:      # a short frame was waiting (else none can be due)
@@ -619,7 +634,7 @@ class TPMServer:
         if sock in self.conns:               # still open: more commands, or EOF
             if lst.tcp:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._watch(sock, functools.partial(self._readable, conn))
+            self._watch_conn(conn)
 
     def _readable(self, conn: Conn) -> None:
         try:
@@ -697,12 +712,19 @@ class TPMServer:
         except Exception:   # the engine promises not to raise; never let it kill the server
             self.log("engine raised on %s:\n%s" % (request[:10].hex(), traceback.format_exc()))
             resp = self.failure_response()
-        if not isinstance(resp, (bytes, bytearray)) or len(resp) < 10:
-            self.log("engine returned a malformed response to %s" % request[:10].hex())
-            resp = self.failure_response()
+        if type(resp) is not bytes or len(resp) < 10:    # (the engines answer bytes)
+            resp = self._checked(request, resp)
         if self.state is not None and self.engine.persistent_changed and not self._save():
             return self.failure_response()      # (persist(), its test written out)
-        return resp if type(resp) is bytes else bytes(resp)    # (bytes(bytes) is a call too)
+        return resp
+
+    def _checked(self, request: bytes, resp: object) -> bytes:
+        """An engine's answer that is not bytes of a whole header: a
+        bytearray as bytes, anything else TPM_FAIL (logged)."""
+        if isinstance(resp, bytearray) and len(resp) >= 10:
+            return bytes(resp)
+        self.log("engine returned a malformed response to %s" % request[:10].hex())
+        return self.failure_response()
 
     def failure_response(self) -> bytes:
         """What libtpms answers when it cannot keep its state: TPM_FAIL

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from pyxl.tpm.crypto import HmacSha1, hmac_sha1, nonce
+from pyxl.tpm.crypto import HmacKeys, HmacSha1, hmac_sha1, nonce
 
 # (key, data, digest): RFC 2202 section 3, test cases 1-7
 RFC2202 = [
@@ -93,3 +93,19 @@ def test_raw_pkcs1_signature_of_a_digestinfo_is_cryptographys():
     want = key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA1()))
     sha1_digestinfo = bytes.fromhex("3021300906052b0e03021a05000414")
     assert RSAKey.from_crypto(key).sign_raw_pkcs1(sha1_digestinfo + digest) == want
+
+
+def test_hmac_keys_key_by_identity_and_stay_correct_past_their_limit():
+    # the engine's cache of keyed HMACs: the same secret object gives the same
+    # keyed HMAC; equal bytes in another object (a changed secret) are keyed
+    # anew; past LIMIT secrets it starts over and every digest stays RFC 2104's
+    macs = HmacKeys()
+    keys = [bytes([i]) * 20 for i in range(HmacKeys.LIMIT * 2 + 1)]
+    for key in keys + keys:
+        assert macs.keyed(key).digest(b"msg") == hmac.new(key, b"msg", hashlib.sha1).digest()
+    owner = bytes(range(20))
+    assert macs.keyed(owner) is macs.keyed(owner)
+    same_bytes = bytes(bytearray(owner))
+    assert same_bytes == owner and same_bytes is not owner
+    assert macs.keyed(same_bytes) is not macs.keyed(owner)
+    assert macs.keyed(same_bytes).digest(b"x") == macs.keyed(owner).digest(b"x")

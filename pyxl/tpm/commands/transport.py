@@ -105,10 +105,10 @@ def EstablishTransport(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
 _trans_trailer = trailer_fields     # a transport session's trailer is an auth trailer's shape
 
 
-def _check_trans(t: TransportSession, in_digest: bytes, odd: bytes, cont: int,
+def _check_trans(tpm: TPM, t: TransportSession, in_digest: bytes, odd: bytes, cont: int,
                  auth: bytes) -> HmacSha1:
     """Check the transport session's HMAC; the keyed HMAC, for the response's."""
-    mac = HmacSha1(t.auth)
+    mac = tpm.macs.keyed(t.auth)
     if not _eq(mac.digest(in_digest, t.nonce_even, odd, bytes((cont,))), auth):
         raise TPMError(C.TPM_AUTH2FAIL)
     return mac
@@ -185,7 +185,7 @@ def _execute_transport(tpm: TPM, ctx: Ctx, wrapped: bytes, handle: int, odd: byt
         rr = Reader(cmd[14:])
         key_handles = 1 if rr.u32() == C.TPM_RT_KEY else 0
     h1 = sha1(cmd[6:10], cmd[e1:e1 + len1])              # ordinal || DATAw
-    mac = _check_trans(t, sha1(_II.pack(ctx.ordinal, len(wrapped)), h1), odd, cont, auth)
+    mac = _check_trans(tpm, t, sha1(_II.pack(ctx.ordinal, len(wrapped)), h1), odd, cont, auth)
     if not row.wrappable:
         raise TPMError(C.TPM_NO_WRAP_TRANSPORT)
     if t.logging:
@@ -267,7 +267,7 @@ def ReleaseTransportSigned(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
         if n_key:
             ctx.verify(0, key.usage_auth, C.TPM_ET_KEYHANDLE, key_handle)
         in_digest = sha1(_u32(ctx.ordinal), anti_replay)
-        mac = _check_trans(t, in_digest, odd, cont, auth)
+        mac = _check_trans(tpm, t, in_digest, odd, cont, auth)
         if not t.logging:
             raise TPMError(C.TPM_BAD_MODE)
     except TPMError as e:
