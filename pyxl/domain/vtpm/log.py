@@ -60,9 +60,10 @@ class VtpmLog:
         self.line("vtpm.c", line, "Error", msg, filtered=True)
 
     # everything else always prints (line()'s format, without its level
-    # test: four of these lines go out on every save)
+    # test; the four lines of every save are printed as
+    # printk(emu_format(...) % args), made once)
     def emu(self, file: str, line: int, kind: str, msg: str) -> None:
-        self.printk("%s:%d: %s: %s\n" % (file, line, kind, msg))
+        self.printk(emu_format(file, line, kind, msg))
 
     def pyxl(self, kind: str, msg: str) -> None:
         """pyxl's own lines (no seed counterpart: refusals and recoveries
@@ -77,6 +78,11 @@ class VtpmLog:
         self.printk(command_lines(int.from_bytes(request[0:2], "big"),
                                   int.from_bytes(request[6:10], "big"),
                                   int.from_bytes(response[6:10], "big")))
+
+
+def emu_format(file: str, line: int, kind: str, msg: str) -> str:
+    """emu()'s line; with a format as `msg`, that line's format."""
+    return "%s:%d: %s: %s\n" % (file, line, kind, msg)
 
 
 @functools.lru_cache(maxsize=256)

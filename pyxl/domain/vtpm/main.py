@@ -33,6 +33,7 @@ ENTROPY_BYTES = 128        # polarssl ENTROPY_MAX_GATHER per gather
 # save its state and the manager store its key.  Follow the guide; with False
 # a save happens only when the engine's persistent state changed.
 SAVE_EVERY_COMMAND = True
+DATA_SIZE = L.emu_format("tpm_data.c", 206, "Debug", "size of permanent data: %d")
 
 
 class Drbg:
@@ -136,7 +137,7 @@ class Vtpm:
             blob = self.tpm.dump()
         else:
             blob = self.durable
-        self.log.emu("tpm_data.c", 206, "Debug", "size of permanent data: %d" % len(blob))
+        self.log.printk(DATA_SIZE % len(blob))
         try:
             self.blk.write(blob)
         except (StorageError, ManagerError):

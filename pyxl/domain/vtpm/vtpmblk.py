@@ -46,6 +46,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pyxl.domain.minios import disk_is_blank
 from pyxl.domain.vtpmmgr.protocol import HASHKEYSZ, HASHSZ, NVMKEYSZ
 
+from .log import emu_format
+
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
 if TYPE_CHECKING:
     from typing import Callable
@@ -58,6 +60,9 @@ if TYPE_CHECKING:
 
 BLKSZ = 16
 F = "vtpmblk.c"
+# the lines every save prints
+BEGIN_WRITE = emu_format(F, 70, "Debug", "Begin Write data=0x%x len=%u slot=%u ssize=%u")
+WROTE = emu_format(F, 89, "Info", "Wrote %u bytes to NVM persistent storage")
 
 
 class StorageError(Exception):
@@ -133,8 +138,7 @@ class VtpmBlk:
         return disk_is_blank(self.fd)
 
     def _write_raw(self, blob: bytes, slot: int) -> None:
-        self.log.emu(F, 70, "Debug", "Begin Write data=0x%x len=%u slot=%u ssize=%u"
-                     % (id(blob) & 0xFFFFFFFF, len(blob), slot, self.slot_size))
+        self.log.printk(BEGIN_WRITE % (id(blob) & 0xFFFFFFFF, len(blob), slot, self.slot_size))
         if len(blob) > self.slot_size - 4:
             self.log.emu(F, 73, "Error", "vtpm data cannot fit in data slot (%d/%d)."
                          % (len(blob), self.slot_size - 4))
@@ -152,7 +156,7 @@ class VtpmBlk:
         except OSError as e:
             self.log.emu(F, 85, "Error", "write(data) failed! error was %s" % e.strerror)
             raise StorageError(str(e)) from None
-        self.log.emu(F, 89, "Info", "Wrote %u bytes to NVM persistent storage" % len(blob))
+        self.log.printk(WROTE % len(blob))
 
     def _read_raw(self, slot: int) -> bytes:
         off = slot * self.slot_size
