@@ -72,7 +72,7 @@ class StorageError(Exception):
 def _encryptor(key: bytes, iv12: bytes, clear_len: int) -> tuple[bytes, CipherContext]:
     """The IV for a plaintext of clear_len bytes and its AES-256-CBC context."""
     iv = iv12 + struct.pack(">I", clear_len)
-    return iv, Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    return iv, Cipher(algorithms.AES256(key), modes.CBC(iv)).encryptor()
 
 
 def encrypt(clear: bytes, key: bytes, iv12: bytes) -> bytes:
@@ -86,8 +86,8 @@ class _NextSave:
     that uses it arrives, used once."""
 
     def __init__(self, rng: Callable[[int], bytes], clear_len: int):
-        self.key = rng(NVMKEYSZ)
-        self.iv12 = rng(12)
+        drawn = rng(NVMKEYSZ + 12)
+        self.key, self.iv12 = drawn[:NVMKEYSZ], drawn[NVMKEYSZ:]
         self.clear_len = clear_len
         self.iv, self.enc = _encryptor(self.key, self.iv12, clear_len)
 
@@ -104,7 +104,7 @@ def decrypt(blob: bytes, key: bytes) -> bytes:
     if len(blob) < BLKSZ or len(body) % BLKSZ:
         raise StorageError("Decryption Error: Cipher block size was not a multiple of %u" % BLKSZ)
     n = struct.unpack(">I", iv[12:])[0]
-    dec = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+    dec = Cipher(algorithms.AES256(key), modes.CBC(iv)).decryptor()
     clear = dec.update(body) + dec.finalize()
     if n > len(clear):
         raise StorageError("plaintext length beyond the decrypted data")
