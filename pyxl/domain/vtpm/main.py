@@ -256,7 +256,7 @@ class Vtpm:
         if not req:
             return b""
         if len(req) >= 10:
-            ordinal = int.from_bytes(req[6:10], "big")
+            ordinal = L.U32.unpack_from(req, 6)[0]
             if ordinal in self.opts.bad_ordinals:
                 # the seed's format lacks its argument; we print the ordinal
                 self.log.error(L.L_DISABLED_ORD, "Disabled command ordinal (%d) requested!\n"
