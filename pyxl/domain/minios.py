@@ -70,15 +70,25 @@ class Printk:
             with self._lock:
                 self._held -= 1
                 if not self._held and self._kept:
-                    data = b"".join(map(_console_bytes, self._kept))
+                    # made console bytes in one go: the same bytes as line by
+                    # line, unless a "\r" ends one line and a "\n" starts
+                    # the next (one line end if joined first, two apart)
+                    text = "".join(self._kept)
+                    data = b"".join(map(_console_bytes, self._kept)) if "\r" in text \
+                        else _console_bytes(text)
                     self._kept.clear()
                     self._kept_len = 0
                     self._write(data)
 
 
 def _console_bytes(text: str) -> bytes:
-    """What console_print puts on the ring for `text`: each "\\n" as "\\r\\n"."""
-    return text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8", "replace")
+    """What console_print puts on the ring for `text`: each "\\n" as "\\r\\n"
+    (replaced in the UTF-8 bytes, where a "\\n" is only ever that byte:
+    cheaper than in the str)."""
+    data = text.encode("utf-8", "replace")
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
+    return data.replace(b"\n", b"\r\n")
 
 
 def make_printk(console_write: Callable[[bytes], object]) -> Printk:

@@ -232,6 +232,12 @@ def test_printk_held_sends_a_commands_lines_at_once_unchanged():
     assert writes == [b"a\r\n", b"b\r\nc\r\nd"]
     printk("e\n")
     assert writes[-1] == b"e\r\n"
+    # console_print converts each call's text on its own: a "\r" ending one
+    # and a "\n" starting the next are not one line end
+    with printk.held():
+        printk("f\r")
+        printk("\ng\n")
+    assert writes[-1] == b"f\r\r\ng\r\n"
 
 
 def test_a_command_that_changes_nothing_saves_the_same_state_without_a_dump(tmp_path):

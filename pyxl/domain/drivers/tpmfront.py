@@ -279,26 +279,12 @@ class TpmFront:
             raise TpmFrontError(90, "message too long")
         if testfault.ARMED:
             testfault.away(self.xen, request)
-        self._meanwhile = meanwhile
-        try:
-            return self._cmd_retrying(request, timeout)
-        finally:
-            self._meanwhile = None
-
-    def _run_meanwhile(self) -> BaseException | None:
-        fn, self._meanwhile = self._meanwhile, None
-        if fn is not None:
-            try:
-                fn()
-            except Exception as e:
-                return e
-        return None
-
-    def _cmd_retrying(self, request: bytes, timeout: float | None) -> bytes:
         with self.commands:                   # the resend is the new ring's first request
+            self._meanwhile = meanwhile
             try:
                 return self._cmd_resent(request, timeout)
             finally:
+                self._meanwhile = None
                 with self.lock:
                     sent, self.inflight = self.inflight, None
                     if sent is not None and sent is not self.page:
@@ -323,7 +309,7 @@ class TpmFront:
             with self.lock:
                 dead = self.generation
                 if not self._gone():
-                    rsp = self._answered_on_dead_ring()
+                    rsp = self._answered_on_dead_ring() if self.inflight is not None else None
                     if rsp is not None:
                         return rsp
                     if self.state != xenbus.XenbusStateConnected:
@@ -357,7 +343,14 @@ class TpmFront:
             self.xen.evtchn_notify(self.port)
         except OSError:
             return None
-        failed = self._run_meanwhile()
+        # cmd(meanwhile=), once across resends
+        meanwhile, self._meanwhile = self._meanwhile, None
+        failed: Exception | None = None
+        if meanwhile is not None:
+            try:
+                meanwhile()
+            except Exception as e:
+                failed = e
         rsp = self._wait_response(timeout)
         if failed is not None:
             raise failed

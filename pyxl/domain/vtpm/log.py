@@ -13,6 +13,7 @@ two-slot version (58c2ab7588) whose disk layout we use.
 from __future__ import annotations
 
 import functools
+import struct
 
 from pyxl.tpm import constants as C
 
@@ -37,6 +38,10 @@ L_TAG_LINE: dict[int, int] = {C.TPM_TAG_RQU_AUTH2_COMMAND: 3435, C.TPM_TAG_RQU_A
               C.TPM_TAG_RQU_COMMAND: 3450}
 L_BAD_TAG, L_STATUS_MODE, L_UNKNOWN_ORD = 3456, 3464, 4070
 L_CMD_FAILED, L_CMD_OK, L_EMU_INIT, L_EMU_SHUTDOWN, L_HANDLE = 4077, 4084, 4113, 4126, 4143
+# a request's tag and ordinal; a BE uint32 (a response's return code at 6):
+# one unpack each rather than an int.from_bytes of a slice per field
+TAG_ORDINAL = struct.Struct(">H4xI")
+U32 = struct.Struct(">I")
 # rcs tpm_check_status_and_mode produces before a command runs
 STATUS_MODE_RCS = {C.TPM_DISABLED, C.TPM_DEACTIVATED, C.TPM_INVALID_POSTINIT,
                    C.TPM_DISABLED_CMD}
@@ -60,9 +65,10 @@ class VtpmLog:
         self.line("vtpm.c", line, "Error", msg, filtered=True)
 
     # everything else always prints (line()'s format, without its level
-    # test: four of these lines go out on every save)
+    # test; the four lines of every save are printed as
+    # printk(emu_format(...) % args), made once)
     def emu(self, file: str, line: int, kind: str, msg: str) -> None:
-        self.printk("%s:%d: %s: %s\n" % (file, line, kind, msg))
+        self.printk(emu_format(file, line, kind, msg))
 
     def pyxl(self, kind: str, msg: str) -> None:
         """pyxl's own lines (no seed counterpart: refusals and recoveries
@@ -74,9 +80,13 @@ class VtpmLog:
         if len(request) < 10 or len(response) < 10:
             self.emu("tpm_cmd_handler.c", L_HANDLE, "Debug", "tpm_handle_command()")
             return
-        self.printk(command_lines(int.from_bytes(request[0:2], "big"),
-                                  int.from_bytes(request[6:10], "big"),
-                                  int.from_bytes(response[6:10], "big")))
+        tag, ordinal = TAG_ORDINAL.unpack_from(request)
+        self.printk(command_lines(tag, ordinal, U32.unpack_from(response, 6)[0]))
+
+
+def emu_format(file: str, line: int, kind: str, msg: str) -> str:
+    """emu()'s line; with a format as `msg`, that line's format."""
+    return "%s:%d: %s: %s\n" % (file, line, kind, msg)
 
 
 @functools.lru_cache(maxsize=256)

@@ -33,6 +33,7 @@ ENTROPY_BYTES = 128        # polarssl ENTROPY_MAX_GATHER per gather
 # save its state and the manager store its key.  Follow the guide; with False
 # a save happens only when the engine's persistent state changed.
 SAVE_EVERY_COMMAND = True
+DATA_SIZE = L.emu_format("tpm_data.c", 206, "Debug", "size of permanent data: %d")
 
 
 class Drbg:
@@ -136,7 +137,7 @@ class Vtpm:
             blob = self.tpm.dump()
         else:
             blob = self.durable
-        self.log.emu("tpm_data.c", 206, "Debug", "size of permanent data: %d" % len(blob))
+        self.log.printk(DATA_SIZE % len(blob))
         try:
             self.blk.write(blob)
         except (StorageError, ManagerError):
@@ -255,7 +256,7 @@ class Vtpm:
         if not req:
             return b""
         if len(req) >= 10:
-            ordinal = int.from_bytes(req[6:10], "big")
+            ordinal = L.U32.unpack_from(req, 6)[0]
             if ordinal in self.opts.bad_ordinals:
                 # the seed's format lacks its argument; we print the ordinal
                 self.log.error(L.L_DISABLED_ORD, "Disabled command ordinal (%d) requested!\n"

@@ -9,6 +9,8 @@ import struct
 from pyxl.domain.drivers.tpmfront import TpmFrontError
 from pyxl.domain.vtpmmgr import protocol as P
 
+from .log import emu_format
+
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
 if TYPE_CHECKING:
     from typing import Callable
@@ -26,6 +28,7 @@ TPM_FAIL = 9
 MANAGER_TIMEOUT = 10.0
 ERR_MALFORMED = "Malformed response from backend"
 ERR_TPMFRONT = "Error sending command through frontend device"
+SENDING_KEY = emu_format("vtpm_cmd.c", 201, "Info", "Sending encryption key to backend")
 
 
 class ManagerError(Exception):
@@ -96,7 +99,7 @@ class ManagerClient:
         def while_the_manager_works() -> None:
             if meanwhile is not None:
                 meanwhile()
-            self.log.emu("vtpm_cmd.c", 201, "Info", "Sending encryption key to backend")
+            self.log.printk(SENDING_KEY)
         try:
             self._call(P.pack(P.VTPM_TAG_REQ, P.VTPM_ORD_SAVEHASHKEY, hashkey),
                        "VTPM_SaveHashKey()", (202, 207, 210), while_the_manager_works)

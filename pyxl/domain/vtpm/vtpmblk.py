@@ -46,6 +46,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pyxl.domain.minios import disk_is_blank
 from pyxl.domain.vtpmmgr.protocol import HASHKEYSZ, HASHSZ, NVMKEYSZ
 
+from .log import emu_format
+
 TYPE_CHECKING = False      # typing.TYPE_CHECKING, without importing typing in every domain
 if TYPE_CHECKING:
     from typing import Callable
@@ -58,6 +60,9 @@ if TYPE_CHECKING:
 
 BLKSZ = 16
 F = "vtpmblk.c"
+# the lines every save prints
+BEGIN_WRITE = emu_format(F, 70, "Debug", "Begin Write data=0x%x len=%u slot=%u ssize=%u")
+WROTE = emu_format(F, 89, "Info", "Wrote %u bytes to NVM persistent storage")
 
 
 class StorageError(Exception):
@@ -67,7 +72,7 @@ class StorageError(Exception):
 def _encryptor(key: bytes, iv12: bytes, clear_len: int) -> tuple[bytes, CipherContext]:
     """The IV for a plaintext of clear_len bytes and its AES-256-CBC context."""
     iv = iv12 + struct.pack(">I", clear_len)
-    return iv, Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    return iv, Cipher(algorithms.AES256(key), modes.CBC(iv)).encryptor()
 
 
 def encrypt(clear: bytes, key: bytes, iv12: bytes) -> bytes:
@@ -81,8 +86,8 @@ class _NextSave:
     that uses it arrives, used once."""
 
     def __init__(self, rng: Callable[[int], bytes], clear_len: int):
-        self.key = rng(NVMKEYSZ)
-        self.iv12 = rng(12)
+        drawn = rng(NVMKEYSZ + 12)
+        self.key, self.iv12 = drawn[:NVMKEYSZ], drawn[NVMKEYSZ:]
         self.clear_len = clear_len
         self.iv, self.enc = _encryptor(self.key, self.iv12, clear_len)
 
@@ -99,7 +104,7 @@ def decrypt(blob: bytes, key: bytes) -> bytes:
     if len(blob) < BLKSZ or len(body) % BLKSZ:
         raise StorageError("Decryption Error: Cipher block size was not a multiple of %u" % BLKSZ)
     n = struct.unpack(">I", iv[12:])[0]
-    dec = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+    dec = Cipher(algorithms.AES256(key), modes.CBC(iv)).decryptor()
     clear = dec.update(body) + dec.finalize()
     if n > len(clear):
         raise StorageError("plaintext length beyond the decrypted data")
@@ -133,8 +138,7 @@ class VtpmBlk:
         return disk_is_blank(self.fd)
 
     def _write_raw(self, blob: bytes, slot: int) -> None:
-        self.log.emu(F, 70, "Debug", "Begin Write data=0x%x len=%u slot=%u ssize=%u"
-                     % (id(blob) & 0xFFFFFFFF, len(blob), slot, self.slot_size))
+        self.log.printk(BEGIN_WRITE % (id(blob) & 0xFFFFFFFF, len(blob), slot, self.slot_size))
         if len(blob) > self.slot_size - 4:
             self.log.emu(F, 73, "Error", "vtpm data cannot fit in data slot (%d/%d)."
                          % (len(blob), self.slot_size - 4))
@@ -152,7 +156,7 @@ class VtpmBlk:
         except OSError as e:
             self.log.emu(F, 85, "Error", "write(data) failed! error was %s" % e.strerror)
             raise StorageError(str(e)) from None
-        self.log.emu(F, 89, "Info", "Wrote %u bytes to NVM persistent storage" % len(blob))
+        self.log.printk(WROTE % len(blob))
 
     def _read_raw(self, slot: int) -> bytes:
         off = slot * self.slot_size
