@@ -339,7 +339,12 @@ class Ctx(Reader):
         unless `fail` names the code (libtpms picks TPM_Authdata_Check or
         TPM_Auth2data_Check per command, not per position)."""
         a = self.auths[i]
-        s = a.session or self.session(i)
+        tpm = self.tpm
+        s = a.session
+        if s is None:                # (session(i), inline: once per authorized command)
+            s = a.session = tpm.sessions.get(a.handle)
+            if s is None:
+                raise TPMError(C.TPM_INVALID_AUTHHANDLE)
         if fail is None:
             fail = _AUTHFAIL if i == 0 else _AUTH2FAIL
         protocol = s.protocol
@@ -347,11 +352,11 @@ class Ctx(Reader):
             if not allow_oiap:
                 raise TPMError(C.TPM_BAD_MODE)
             key = secret
-            if entity_type == _ET_OWNER and self.tpm.owner_reference != _KH_OWNER:
+            if entity_type == _ET_OWNER and tpm.owner_reference != _KH_OWNER:
                 # SetOwnerPointer: "the owner" is the delegate row, within its rights
                 from .commands.delegate import check_permission, owner_pointer_row
-                row = owner_pointer_row(self.tpm)
-                check_permission(self.tpm, row.pub, self.ordinal, self.locality)
+                row = owner_pointer_row(tpm)
+                check_permission(tpm, row.pub, self.ordinal, self.locality)
                 key = row.auth
         elif protocol == _PID_DSAP:
             if not allow_osap:
@@ -359,12 +364,12 @@ class Ctx(Reader):
             # a DSAP session stands for the owner or for one key, and only for
             # the ordinals delegated
             from .commands.delegate import check_permission, dsap_entity_ok
-            if s.delegate is None or not dsap_entity_ok(self.tpm, s, entity_type, entity_value):
+            if s.delegate is None or not dsap_entity_ok(tpm, s, entity_type, entity_value):
                 raise TPMError(fail)
-            check_permission(self.tpm, s.delegate, self.ordinal, self.locality)
+            check_permission(tpm, s.delegate, self.ordinal, self.locality)
             if entity_type == C.TPM_ET_KEYHANDLE and entity_value is not None:
                 from .commands.cmk import check_restrict_delegate
-                check_restrict_delegate(self.tpm, entity_value)
+                check_restrict_delegate(tpm, entity_value)
             key = s.shared_secret
         else:
             if not allow_osap:
@@ -376,10 +381,10 @@ class Ctx(Reader):
             key = s.shared_secret
         if key is None:
             raise TPMError(fail)
-        mac = self.tpm.macs.keyed(key)
+        mac = tpm.macs.keyed(key)
         want = mac.digest(self.in_digest, s.nonce_even, a.nonce_odd, b"\x01" if a.cont else b"\x00")
         if not compare_digest(want, a.auth):
-            self.tpm.auth_failed()
+            tpm.auth_failed()
             raise TPMError(fail)
         a.mac = mac
         return s
@@ -397,6 +402,13 @@ class Ctx(Reader):
         if s.adip == C.TPM_ET_AES128_CTR and not self.tpm.identity.berlios:
             return aes128_ctr(s.shared_secret, nonce, enc)
         raise TPMError(C.TPM_INAPPROPRIATE_ENC)
+
+
+# Every command makes a Ctx: object.__new__ and a call of __init__ as a
+# function, where Ctx(...) would run __init__ through C (type_call ->
+# slot_tp_init -> a nested interpreter loop); ~1% of an OIAP pair's instructions
+_new = object.__new__
+_init_ctx = Ctx.__init__
 
 
 _TRAILER = struct.Struct(">I20sB20s")     # authHandle, nonceOdd, continueAuthSession, auth
@@ -708,7 +720,8 @@ class TPM:
         handler = COMMANDS.get(ordinal)
         if handler is None:              # libtpms TPM_Process_Unused
             return _error(C.TPM_BAD_ORDINAL, tag)
-        ctx = Ctx(self, tag, ordinal, locality, req, transport)
+        ctx = _new(Ctx)        # Ctx(...), spelt out (_init_ctx)
+        _init_ctx(ctx, self, tag, ordinal, locality, req, transport)
         try:
             out = handler(self, ctx, ctx)     # the Ctx is the parameters' Reader too
         except TPMError as e:
@@ -762,7 +775,9 @@ class TPM:
         tail = ctx.extra_tail
         if not auths and not tail:                # no session: the header and out
             return _HEADER.pack(_RSP_TAG[ctx.extra_auths], 10 + len(out), 0) + out
-        parts = [b"", out]
+        n = len(auths)
+        parts = [_HEADER.pack(_RSP_TAG[n + ctx.extra_auths], 10 + len(out) + 41 * n + len(tail), 0),
+                 out]
         if auths:
             # the response's HMACs (libtpms TPM_AuthParams_Set): over
             # SHA-1(returnCode || ordinal || outParams), nonceEven, nonceOdd, continue
@@ -775,15 +790,15 @@ class TPM:
                     # a handler that takes auth must verify every trailer
                     raise RuntimeError("unverified auth session in %s" % C.ord_name(ctx.ordinal))
                 even = nonce()
-                cont = b"\x01" if a.cont else b"\x00"
-                parts += (even, cont, mac.digest(out_digest, even, a.nonce_odd, cont))
                 if a.cont and s.handle in sessions:
+                    cont = b"\x01"
                     s.nonce_even = even
                 else:
+                    cont = b"\x01" if a.cont else b"\x00"
                     sessions.pop(s.handle, None)
-        parts.append(tail)
-        parts[0] = _HEADER.pack(_RSP_TAG[len(auths) + ctx.extra_auths],
-                                10 + len(out) + 41 * len(auths) + len(tail), 0)
+                parts += (even, cont, mac.digest(out_digest, even, a.nonce_odd, cont))
+        if tail:
+            parts.append(tail)
         return b"".join(parts)
 
     # -- helpers for commands ----------------------------------------------------

@@ -558,10 +558,19 @@ class _FlagFields(NamedTuple):
 
 
 class _FlagStruct(TPMStruct):
-    """A tag followed by one flag byte per field, in declaration order."""
+    """A tag followed by one flag byte per field, in declaration order.
 
-    __slots__ = ()
+    as_word() is kept until a flag changes: every assignment goes through
+    __setattr__, which forgets it (GetCapabilityOwner asks for the word on
+    every call; flags change a few times in a TPM's life)."""
+
+    __slots__ = ("_word",)
+    _word: int | None            # as_word()'s answer, None once a flag is set
     _flags: ClassVar[_FlagFields]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        _set_word(self, None)
 
     @classmethod
     def _compiled(cls) -> _FlagFields:
@@ -584,9 +593,20 @@ class _FlagStruct(TPMStruct):
         return bool(getattr(self, self._flags.names[bit - 1]))
 
     def as_word(self) -> int:
-        """Bit i-1 set for flag i -- the 32-bit form GetCapabilityOwner returns.
-        Each flag structure replaces this with its generated one (_compiled)."""
-        return self._flags.word(self)
+        """Bit i-1 set for flag i -- the 32-bit form GetCapabilityOwner returns
+        (computed by the generated _flags.word, then kept)."""
+        try:
+            w = self._word
+        except AttributeError:   # (never assigned: a structure not made by __init__)
+            w = None
+        if w is None:
+            w = self._flags.word(self)
+            _set_word(self, w)
+        return w
+
+
+# the slot's own setter: stores as_word()'s answer past __setattr__
+_set_word: Callable[[_FlagStruct, int | None], None] = vars(_FlagStruct)["_word"].__set__
 
 
 @dataclass_structure
@@ -628,7 +648,6 @@ class TPM_STCLEAR_FLAGS(_FlagStruct):
 
 for _cls in (TPM_PERMANENT_FLAGS, TPM_STCLEAR_FLAGS):
     _cls._flags = _cls._compiled()
-    _cls.as_word = _cls._flags.word     # type: ignore[method-assign, assignment]  # one call
 del _cls
 
 

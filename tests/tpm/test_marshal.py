@@ -177,6 +177,24 @@ def test_known_encodings():
     assert S.TPM_STCLEAR_FLAGS(deactivated=True).as_word() == 1
 
 
+def test_flag_word_follows_every_change():
+    # as_word() is kept between calls: any change of a flag must show in the
+    # next one (Part 2 7.2 numbering: TPM_SF_DEACTIVATED 1, TPM_SF_PHYSICALPRESENCE 3)
+    sf = S.TPM_STCLEAR_FLAGS()
+    assert sf.as_word() == 0
+    sf.physicalPresence = True
+    assert sf.as_word() == 0b100
+    sf.set_bit(1, True)
+    assert sf.as_word() == 0b101
+    setattr(sf, "physicalPresence", False)
+    assert sf.as_word() == 0b001
+    assert sf.copy().as_word() == 0b001 and S.TPM_STCLEAR_FLAGS.from_bytes(sf.to_bytes()) == sf
+    pf = S.TPM_PERMANENT_FLAGS()
+    before = pf.as_word()
+    pf.disable = not pf.disable                             # TPM_PF_DISABLE, bit 0
+    assert pf.as_word() == before ^ 1
+
+
 def test_reader_errors_are_typed():
     r = Reader(b"\x00\x01\x02")
     assert r.u16() == 1
