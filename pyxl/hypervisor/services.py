@@ -91,10 +91,8 @@ class DomainConnection:
         self._queue: collections.deque[wire.Frame | _Rest] = collections.deque()
         self._replies = 0
         self._events = 0
-        self._pending_ports: set[int] = set()
-        self._pending_watch: set[tuple[str, str]] = set()
-        self._room_queued = False      # a CONSOLE_ROOM waits in the queue
-        self._input_queued: set[bytes] = set()   # the CONSOLE_INPUT args queued
+        # the one-way notifications waiting in the queue, by (op, args): _event
+        self._queued: set[tuple[int, tuple[bytes, ...]]] = set()
         self._sending = False          # the writer thread is sending outside the lock
         self.closed = False
         # The socket's descriptor is closed only once no thread can touch it
@@ -197,46 +195,39 @@ class DomainConnection:
             os.close(fd)
         return False
 
-    def _watch_event(self, path: str, token: str) -> None:
+    def _event(self, frame: wire.Frame, bounded: bool = False) -> None:
+        """Send the domain a one-way notification, coalesced as Xen's
+        pending bit and xenstored's watch events are: while one with the
+        same op and arguments waits in the queue, another adds nothing.
+        `bounded`: dropped once EVENT_QUEUE_LIMIT notifications wait (watch
+        events; the others are few by construction: one per port, one per
+        console kind)."""
+        key = (frame.op, tuple(frame.args))
         with self._cond:
-            if self.closed or (path, token) in self._pending_watch:
+            if self.closed or key in self._queued:
                 return
-            if self._events >= EVENT_QUEUE_LIMIT:
+            if bounded and self._events >= EVENT_QUEUE_LIMIT:
                 return
-            if not self._push(wire.Frame(wire.XS_WATCH_EVENT, [path, token])):
-                self._pending_watch.add((path, token))
+            if not self._push(frame):
+                self._queued.add(key)
                 self._events += 1
+
+    def _watch_event(self, path: str, token: str) -> None:
+        self._event(wire.Frame(wire.XS_WATCH_EVENT, [path, token]), bounded=True)
 
     def evtchn_event(self, port: int) -> None:
-        with self._cond:
-            if self.closed or port in self._pending_ports:
-                return
-            if not self._push(wire.Frame(wire.EVTCHN_EVENT, [port])):
-                self._pending_ports.add(port)
-                self._events += 1
+        self._event(wire.Frame(wire.EVTCHN_EVENT, [port]))
 
     def console_room(self) -> None:
-        """Tell the domain its console ring has room (coalesced: at most one
-        queued)."""
-        with self._cond:
-            if self.closed or self._room_queued:
-                return
-            if not self._push(wire.Frame(wire.CONSOLE_ROOM)):
-                self._room_queued = True
-                self._events += 1
+        """Tell the domain its console ring has room."""
+        self._event(wire.Frame(wire.CONSOLE_ROOM))
 
     def console_input(self, waiting: bool) -> None:
         """Tell the domain its console ring's `in` has new input (the
         event channel xenconsoled's handle_tty_read notifies); `waiting`:
         more input waits for room, so the domain should kick once it has
-        taken some.  Coalesced: at most one of each queued."""
-        arg = b"1" if waiting else b"0"
-        with self._cond:
-            if self.closed or arg in self._input_queued:
-                return
-            if not self._push(wire.Frame(wire.CONSOLE_INPUT, [arg])):
-                self._input_queued.add(arg)
-                self._events += 1
+        taken some."""
+        self._event(wire.Frame(wire.CONSOLE_INPUT, [b"1" if waiting else b"0"]))
 
     def _reply(self, frame: wire.Frame) -> None:
         with self._cond:
@@ -270,15 +261,7 @@ class DomainConnection:
                     self._replies -= 1
                 else:
                     self._events -= 1
-                    if frame.op == wire.EVTCHN_EVENT:
-                        self._pending_ports.discard(int(frame.args[0]))
-                    elif frame.op == wire.XS_WATCH_EVENT:
-                        self._pending_watch.discard((frame.args[0].decode(),
-                                                     frame.args[1].decode()))
-                    elif frame.op == wire.CONSOLE_ROOM:
-                        self._room_queued = False
-                    elif frame.op == wire.CONSOLE_INPUT:
-                        self._input_queued.discard(frame.args[0])
+                    self._queued.discard((frame.op, tuple(frame.args)))
                 self._cond.notify_all()
             try:
                 if self.closed:
