@@ -28,11 +28,15 @@ TPM_CONF = 0x07            # strong persistence | generate EK | generate DAA see
 STARTUP = {1: "clear", 2: "state", 3: "deactivated"}
 GROWTH = 2                 # each slot must have room for the start-up state to double
 ENTROPY_BYTES = 128        # polarssl ENTROPY_MAX_GATHER per gather
-# The seed saves after every successful command (strong persistence), and the
-# guide relies on it: after `tpm_version` the user is told to watch the vTPM
-# save its state and the manager store its key.  Follow the guide; with False
-# a save happens only when the engine's persistent state changed.
-SAVE_EVERY_COMMAND = True
+# The seed's emulator (TPM_CONF_STRONG_PERSISTENCE) saves after every
+# successful command, even one that changed nothing it stores (PCRRead,
+# GetCapability, Extend: PCRs are not in what it stores).  pyxl saves when
+# what it would store differs from the last durable save, or nothing was ever
+# saved: a new vTPM's first successful command always saves, which is the
+# save the guide has the user watch after tcsd and tpm_version.  A save of
+# the same state again would leave the disk holding that same state, so none
+# is made: no write, no SaveHashKey, none of the save's console lines
+# (pyxl-vtpm(7), "When a vTPM saves").
 DATA_SIZE = L.emu_format("tpm_data.c", 206, "Debug", "size of permanent data: %d")
 
 
@@ -126,24 +130,20 @@ class Vtpm:
         return True
 
     def store(self) -> bool:
-        """tpm_store_permanent_data -> write_vtpmblk.  False when the state
-        could not be saved and differs from what the disk and the manager
-        hold: the changes are then undone (the emulator keeps them, answers
-        success, and loses them at the next start).  A command that left
-        the engine's persistent state as it was (PCRRead, GetRandom, ...)
-        saves the bytes of the last save again, without dumping the engine:
-        what is stored is what a dump would have given."""
-        if self.durable is None or self.tpm.persistent_changed:
-            blob = self.tpm.dump()
-        else:
-            blob = self.durable
+        """tpm_store_permanent_data -> write_vtpmblk, when what a save would
+        store differs from what the disk holds: nothing saved yet (a new
+        vTPM), or the engine's persistent state changed since the last
+        durable save.  False when the state could not be saved: the changes
+        are then undone (the emulator keeps them, answers success, and
+        loses them at the next start)."""
+        if self.durable is not None and not self.tpm.persistent_changed:
+            return True                      # the disk holds this state already
+        blob = self.tpm.dump()
         self.log.printk(DATA_SIZE % len(blob))
         try:
             self.blk.write(blob)
         except (StorageError, ManagerError):
             self.log.emu("tpm_cmd_handler.c", 4089, "Error", "tpm_store_permanent_data() failed")
-            if blob == self.durable:
-                return True          # nothing new was at stake (PCRRead, Extend, ...)
             if self.opts.tpm2:
                 # libtpms cannot undo part of its state: as after a failed
                 # NV commit it goes to failure mode (engine2.failure_response)
@@ -267,8 +267,7 @@ class Vtpm:
         rsp = self.tpm.execute(req, locality)
         if not self.opts.tpm2:             # tpm_emulator's lines describe TPM 1.2 commands
             self.log.command(req, rsp)
-        if len(rsp) >= 10 and rsp[6:10] == b"\0\0\0\0" and (
-                SAVE_EVERY_COMMAND or self.tpm.persistent_changed):
+        if len(rsp) >= 10 and rsp[6:10] == b"\0\0\0\0":
             if not self.store():             # no acknowledgement without durability
                 return engine2.failure_response() if self.opts.tpm2 \
                     else create_error_response(req, TPM_FAIL)
