@@ -6,12 +6,16 @@ change, unlike bench/stubdom_vtpm.py's times.
 
 The chain is bench/stubdom_vtpm.py's (an in-process Hypervisor with the
 TIS hardware TPM, which is this process and not counted); the domains'
-processes start under callgrind with instrumentation off.  For each kind
-of command the guest sends a few first (warm-up), then every process is
-counted (callgrind_control -z, -i on ... -i off, -d) over N commands of
-that kind.  Kernel time (system calls, task switches) is not in these
-counts.  With --top, callgrind_annotate's functions with the most
-instructions (inclusive) in each process, for the first kind.
+processes start under callgrind with instrumentation off.  The commands
+are tests/stubdom/bench_guest_domain.py's COMMANDS (COMMANDS2 with
+--tpm2), those the chain answers without a save (the new vTPM's first
+save is made by the first warm-up command); stubdom_vtpm.py's rows that
+save are not counted.  For each kind of command the guest sends a few
+first (warm-up), then every process is counted (callgrind_control -z, -i
+on ... -i off, -d) over N commands of that kind.  Kernel time (system
+calls, task switches) is not in these counts.  With --top,
+callgrind_annotate's functions with the most instructions (inclusive) in
+each process, for the first kind.
 
   PYTHONPATH=. python bench/chain_callgrind.py [-n 100] [--tpm2] [--top 25]
 """
