@@ -240,11 +240,26 @@ def test_printk_held_sends_a_commands_lines_at_once_unchanged():
     assert writes[-1] == b"f\r\r\ng\r\n"
 
 
-def test_a_command_that_changes_nothing_saves_the_same_state_without_a_dump(tmp_path):
-    """Every successful command is saved (the guide shows a save after
-    tpm_version); when the engine's persistent state did not change, the
-    bytes saved are those of the last save -- exactly what a dump gives --
-    and the engine is not dumped again."""
+class CountingManager(FakeManager):
+    """FakeManager that counts the SaveHashKey requests it gets."""
+
+    def __init__(self):
+        super().__init__()
+        self.saves = 0
+
+    def save_hashkey(self, hk, meanwhile=None):
+        self.saves += 1
+        super().save_hashkey(hk, meanwhile)
+
+
+def test_only_a_command_that_changes_the_stored_state_saves(tmp_path):
+    """A new vTPM's first successful command saves, though it changes
+    nothing (its state was never stored); after that a command that leaves
+    the stored state as it was (TPM 1.2 Part 3: GetRandom, PCRRead, Extend
+    -- PCRs are volatile -- GetCapability) is answered with no dump, no
+    write, no SaveHashKey and none of the save's lines, and the disk still
+    reads back what a dump gives; TPM_SaveState, which keeps the volatile
+    state in what the TPM stores, saves before it is answered."""
     import os
 
     from pyxl.tpm import TPM, XEN_VTPM_IDENTITY
@@ -252,25 +267,45 @@ def test_a_command_that_changes_nothing_saves_the_same_state_without_a_dump(tmp_
     img = tmp_path / "v.img"
     img.write_bytes(bytes(1 << 20))
     fd = os.open(img, os.O_RDWR)
-    mgr = FakeManager()
+    mgr, lines = CountingManager(), []
 
     class Opts:
         bad_ordinals, tpm2 = [], False
     v = Vtpm.__new__(Vtpm)
-    v.log, v.opts, v.failed = L.VtpmLog(lambda s: None), Opts(), False
+    v.log, v.opts, v.failed = L.VtpmLog(lines.append), Opts(), False
     v.blk = VtpmBlk(fd, mgr, v.log, os.urandom)
     v.tpm = TPM(XEN_VTPM_IDENTITY)
     v.initial, v.durable = v.tpm.dump(), None
     v.tpm.power_on("clear")
     getrandom = struct.pack(">HIII", 0xC1, 14, 0x46, 16)
-    assert v.handle(getrandom, 0)[6:10] == bytes(4)      # the first save dumps
+    first = v.handle(getrandom, 0)
+    assert first[6:10] == bytes(4) and mgr.saves == 1     # a new vTPM: saved
+    assert VtpmBlk(fd, mgr, v.log, os.urandom).read() == v.tpm.dump()
+    assert "Info: Wrote " in "".join(lines)
+
     dumps = []
     dump = v.tpm.dump
     v.tpm.dump = lambda: dumps.append(1) or dump()
-    before = mgr.hashkey
-    for req in (getrandom, struct.pack(">HIII", 0xC1, 14, 0x15, 10)):   # GetRandom, PCRRead
-        assert v.handle(req, 0)[6:10] == bytes(4)
-    assert mgr.hashkey != before                           # saved, under a new key
-    assert dumps == []
+    image, record = img.read_bytes(), mgr.hashkey
+    lines.clear()
+    digest = hashlib.sha1(b"measured").digest()
+    pcr10 = hashlib.sha1(bytes(20) + digest).digest()     # Part 3 TPM_Extend
+    r_rand = v.handle(getrandom, 0)
+    r_ext = v.handle(struct.pack(">HII", 0xC1, 34, 0x14) + struct.pack(">I", 10) + digest, 0)
+    r_read = v.handle(struct.pack(">HIII", 0xC1, 14, 0x15, 10), 0)
+    r_cap = v.handle(struct.pack(">HIIII", 0xC1, 18, 0x65, 0x1A, 0), 0)   # VERSION_VAL
+    assert r_rand[:14] == struct.pack(">HIII", 0xC4, 30, 0, 16) and r_rand[14:] != first[14:]
+    assert r_ext == struct.pack(">HII", 0xC4, 30, 0) + pcr10
+    assert r_read == struct.pack(">HII", 0xC4, 30, 0) + pcr10
+    assert r_cap[6:10] == bytes(4)
+    assert dumps == [] and mgr.saves == 1 and mgr.hashkey == record
+    assert img.read_bytes() == image
+    text = "".join(lines)
+    assert "[TPM_ORD_PCRRead]" in text                      # the commands' own lines
+    assert "size of permanent data" not in text and "Wrote " not in text
+
+    save_state = struct.pack(">HII", 0xC1, 10, 0x98)
+    assert v.handle(save_state, 0)[6:10] == bytes(4)
+    assert dumps == [1] and mgr.saves == 2 and img.read_bytes() != image
     assert VtpmBlk(fd, mgr, v.log, os.urandom).read() == dump()
     os.close(fd)

@@ -40,6 +40,7 @@ READ_PUBEK = frame(0x7C, bytes(20))
 EXTEND10 = frame(0x14, struct.pack(">I", 10) + hashlib.sha1(b"measured").digest())
 PCRREAD10 = frame(0x15, struct.pack(">I", 10))
 SET_OWNER_INSTALL_OFF = frame(0x71, b"\0")             # TPM_SetOwnerInstall(FALSE)
+SAVE_STATE = frame(0x98)                 # TPM_SaveState: keeps the volatile state (Part 3)
 PERMANENT_FLAGS = frame(0x65, struct.pack(">III", 4, 4, 0x108))
 OWNERSHIP = 17                  # TPM_PERMANENT_FLAGS.ownership in GetCapability's reply
 PCR10 = hashlib.sha1(bytes(20) + hashlib.sha1(b"measured").digest()).digest()
@@ -316,8 +317,13 @@ def test_killed_manager_fails_commands_then_a_new_one_resumes(host):
     assert g.cmd(PCRREAD10)[10:30] == PCR10              # the vTPM's PCRs are intact
     flags = g.cmd(PERMANENT_FLAGS)
     assert rc(flags) == 0 and flags[OWNERSHIP] == 1      # SetOwnerInstall(FALSE) undone
+    # neither command changed what the vTPM stores, so neither needed the
+    # manager; a change (TPM_SaveState keeps the volatile state) is saved
+    # through the new one
+    assert rc(g.cmd(SAVE_STATE)) == 0
     host.wait_console(VTPM, "Tpmfront:Info Reconnected to backend "
                       "/local/domain/%d/backend/vtpm/%d/0" % (MGR2, VTPM))
+    host.wait_console(MGR2, "INFO[VTPM]: Saved hash and key for vtpm %s" % UUID)
     g.close()
     assert vtpm.wait(30) == POWEROFF
     retire(host, VTPM, GUEST)
