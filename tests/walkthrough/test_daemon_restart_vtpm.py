@@ -171,6 +171,7 @@ def test_vtpm_chain_survives_sigkilled_daemon(host):  # noqa: F811
     assert rsp[6:10] == b"\0\0\0\0" and len(rsp) == 30, rsp.hex()
     before = _pcr_line(host.guest("cat /sys/devices/vtpm-0/pcrs"))
     assert before != " ".join(["00"] * 20)
+    _wait_saves(host, 1)                # the new vTPM's first save, in the walk-through
     saves = host.console_log("vtpmmgr").count(SAVED)
     ring = host.run("vtpm-list", "domu").stdout.splitlines()[1].split()
 
