@@ -7,6 +7,12 @@ writes their devices' xenstore directories afresh; each domain dials back
 in and its drivers resume as Linux's xenbus frontends do after a restore
 (fresh ring page, fresh event channel, the XenbusState handshake again).
 The vTPM's engine -- PCRs included -- lives on in the vtpm-stubdom process.
+
+A vTPM saves only when what it stores changed (pyxl-vtpm(7), "What happens
+to a vTPM's state"), so the saves made across a restart -- the vTPM's state
+reaching the manager over the ring the next daemon set up -- are made by
+commands that change it: the guest's tpm_takeownership, and a PCRRead
+after TPM_SaveState (which deletes the state SaveState kept).
 """
 
 from __future__ import annotations
@@ -24,7 +30,11 @@ from test_walkthrough_e2e import GUIDE_TPM_VERSION, host  # noqa: F401  (the fix
 from wt_host import EXAMPLES, Host, in_netns, procs_with_root, squeeze
 
 TPM_ORD_Extend, TPM_ORD_PcrRead = 0x14, 0x15
+# TPM 1.2 Part 3, TPM_SaveState (no auth): the TPM keeps its volatile state
+# in what it stores, until the next command of another ordinal deletes it
+TPM_SAVESTATE = bytes.fromhex("00c10000000a00000098")
 PCR = 10
+SAVED = "Saved hash and key for vtpm"
 
 
 def _pid_of(host, needle: bytes) -> int:
@@ -127,6 +137,12 @@ def _wait_count(host, dom: str, line: str, n: int, timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
+def _wait_saves(host, n: int, timeout: float = 20) -> None:
+    """Wait until the manager has stored the vTPM's state n times (its
+    console line follows the answer)."""
+    _wait_count(host, "vtpmmgr", SAVED, n, timeout)
+
+
 def _wait_connected(host, vtpm_domid: int, timeout: float = 20) -> list[str]:
     """vtpm-list until the guest's frontend is Connected again (it only
     gets there after the backend connected to its new ring)."""
@@ -155,7 +171,8 @@ def test_vtpm_chain_survives_sigkilled_daemon(host):  # noqa: F811
     assert rsp[6:10] == b"\0\0\0\0" and len(rsp) == 30, rsp.hex()
     before = _pcr_line(host.guest("cat /sys/devices/vtpm-0/pcrs"))
     assert before != " ".join(["00"] * 20)
-    saves = host.console_log("vtpmmgr").count("Saved hash and key for vtpm")
+    _wait_saves(host, 1)                # the new vTPM's first save, in the walk-through
+    saves = host.console_log("vtpmmgr").count(SAVED)
     ring = host.run("vtpm-list", "domu").stdout.splitlines()[1].split()
 
     # -- the daemon is SIGKILLed; the next command starts a new one -----------------
@@ -181,16 +198,23 @@ def test_vtpm_chain_survives_sigkilled_daemon(host):  # noqa: F811
     i = [n for n, x in enumerate(lines) if x.endswith("tpm_version")][0]
     assert [squeeze(x) for x in lines[i + 1:i + 8]] == GUIDE_TPM_VERSION.splitlines(), out
     assert _pcr_line(host.guest("cat /sys/devices/vtpm-0/pcrs")) == before
-    # ... and the vTPM's state still reaches the manager (its new ring to vtpmmgr)
-    deadline = time.monotonic() + 10
-    while host.console_log("vtpmmgr").count("Saved hash and key for vtpm") <= saves:
-        assert time.monotonic() < deadline, host.console_log("vtpmmgr")[-2000:]
-        time.sleep(0.05)
+    assert host.console_log("vtpmmgr").count(SAVED) == saves      # nothing changed: no save
+    # ... and the vTPM's state still reaches the manager (its new ring to
+    # vtpmmgr): the guest takes ownership, a change the vTPM saves
+    out = host.guest("tpm_takeownership -y -z").replace("\r", "").splitlines()
+    assert out[-2].endswith("tpm_takeownership -y -z") and out[-1] == "root@domu:~# ", out
+    saves += 1
+    _wait_saves(host, saves)
     assert "tpm_store_permanent_data() failed" not in host.console_log("domu-vtpm")
 
     # -- a command in flight when the daemon dies is answered once the next is up ---
     # (pyxl's own: Linux fails it on a resume, but a Xen toolstack restart
-    # leaves the ring alone, and the command completes)
+    # leaves the ring alone, and the command completes).  After a SaveState
+    # the PCRRead in flight is a change the vTPM saves: over its ring to the
+    # manager, which the daemon's death took too.
+    assert _transact(dev, TPM_SAVESTATE)[6:10] == b"\0\0\0\0"
+    saves += 1
+    _wait_saves(host, saves)
     vpid = _pid_of(host, b"pyxl-domain\0domid=%d\0" % vtpm)
     os.kill(vpid, signal.SIGSTOP)                 # the vTPM cannot answer meanwhile
     s = _connect(dev, timeout=60)
@@ -209,6 +233,9 @@ def test_vtpm_chain_survives_sigkilled_daemon(host):  # noqa: F811
     with s:
         rsp = _response(s)                            # sent again on the new ring
     assert rsp[6:10] == b"\0\0\0\0" and " ".join("%02X" % b for b in rsp[10:30]) == before
+    saves += 1
+    _wait_saves(host, saves)                      # its save reached the manager
+    assert "tpm_store_permanent_data() failed" not in host.console_log("domu-vtpm")
     _wait_connected(host, vtpm)
     rsp = _transact(dev, struct.pack(">HIII", 0xC1, 14, TPM_ORD_PcrRead, PCR))
     assert rsp[6:10] == b"\0\0\0\0"
@@ -242,7 +269,8 @@ def _sysfs(host, *names: str) -> list[str]:
 @pytest.mark.slow
 def test_guest_sysfs_tpm_survives_sigkilled_daemon_without_tcsd(bare_host):
     """The same chain built command by command; the guest's TPM is read
-    through its sysfs files (each a few real TPM commands over the ring)."""
+    through its sysfs files (each a few real TPM commands over the ring),
+    and the vTPM's save as its guest shuts down reaches the manager."""
     h = bare_host
     mgr_img, vtpm_img, kernel = h.dir / "mgr.img", h.dir / "vtpm.img", h.dir / "vmlinuz"
     for path, size in ((mgr_img, 16 << 20), (vtpm_img, 8 << 20)):
@@ -267,11 +295,16 @@ def test_guest_sysfs_tpm_survives_sigkilled_daemon_without_tcsd(bare_host):
     assert again[2] == ring[2]                         # the same device (uuid)
     assert _sysfs(h, "caps", "pubek") == [caps, pubek]
     h.wait_console("domu-vtpm", "Tpmfront:Info Resuming: reconnecting to the backend\n")
-    assert "tpm_store_permanent_data() failed" not in h.console_log("domu-vtpm")
+    saves = h.console_log("vtpmmgr").count(SAVED)
 
     p = h.run("shutdown", "-w", "domu")
     assert p.returncode == 0, p.stderr
     h.wait_gone("domu-vtpm")
+    # reading caps and EK saves nothing; the vTPM's save as it shuts down
+    # (TPM_SaveState keeps its volatile state: a change) reaches the manager
+    # over the ring the next daemon set up
+    _wait_saves(h, saves + 1)
+    assert "tpm_store_permanent_data() failed" not in h.console_log("domu-vtpm")
     assert "Tpmback:Error" not in h.console_log("domu-vtpm")
     assert h.run("destroy", "vtpmmgr").returncode == 0
 
