@@ -142,8 +142,10 @@ class TisDevice:
                 cast("TPM2", self.tpm).close()
 
     def _save(self) -> None:
-        if self.state_path and self.tpm.persistent_changed:
-            atomic_write(self.state_path, self.tpm.dump())
+        if self.state_path:
+            blob = self.tpm.dump_if_changed()
+            if blob is not None:
+                atomic_write(self.state_path, blob)
 
     def _reset_fifo(self, state: int) -> None:
         self.state = state

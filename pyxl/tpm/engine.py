@@ -545,6 +545,21 @@ class TPM:
         self._dirty = False
         return blob
 
+    def dump_if_changed(self) -> bytes | None:
+        """dump() when it would differ from the last dump() / load(), else
+        None: the state serialized once, where persistent_changed and then
+        dump() serialize it twice."""
+        from .state import dump_state
+        with self._lock:
+            if not self._dirty:
+                return None
+            blob = dump_state(self)
+            self._dirty = False
+            if blob == self._last_dump:
+                return None
+            self._last_dump = blob
+            return blob
+
     @classmethod
     def load(cls, blob: bytes, identity: Identity = XEN_VTPM_IDENTITY, *,
              key_source: KeySource | None = None,

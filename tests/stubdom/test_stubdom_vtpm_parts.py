@@ -252,7 +252,7 @@ class CountingManager(FakeManager):
         super().save_hashkey(hk, meanwhile)
 
 
-def test_only_a_command_that_changes_the_stored_state_saves(tmp_path):
+def test_only_a_command_that_changes_the_stored_state_saves(tmp_path, monkeypatch):
     """A new vTPM's first successful command saves, though it changes
     nothing (its state was never stored); after that a command that leaves
     the stored state as it was (TPM 1.2 Part 3: GetRandom, PCRRead, Extend
@@ -283,9 +283,12 @@ def test_only_a_command_that_changes_the_stored_state_saves(tmp_path):
     assert VtpmBlk(fd, mgr, v.log, os.urandom).read() == v.tpm.dump()
     assert "Info: Wrote " in "".join(lines)
 
-    dumps = []
-    dump = v.tpm.dump
-    v.tpm.dump = lambda: dumps.append(1) or dump()
+    import pyxl.tpm.state
+
+    dumps = []                            # each serialization of the TPM's state
+    dump_state = pyxl.tpm.state.dump_state
+    monkeypatch.setattr(pyxl.tpm.state, "dump_state",
+                        lambda tpm: dumps.append(1) or dump_state(tpm))
     image, record = img.read_bytes(), mgr.hashkey
     lines.clear()
     digest = hashlib.sha1(b"measured").digest()
@@ -307,5 +310,5 @@ def test_only_a_command_that_changes_the_stored_state_saves(tmp_path):
     save_state = struct.pack(">HII", 0xC1, 10, 0x98)
     assert v.handle(save_state, 0)[6:10] == bytes(4)
     assert dumps == [1] and mgr.saves == 2 and img.read_bytes() != image
-    assert VtpmBlk(fd, mgr, v.log, os.urandom).read() == dump()
+    assert VtpmBlk(fd, mgr, v.log, os.urandom).read() == v.tpm.dump()
     os.close(fd)

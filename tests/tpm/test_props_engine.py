@@ -288,6 +288,21 @@ def test_persistent_changed_tracks_dump(first, second):
     assert tpm.persistent_changed == (tpm.dump() != blob)
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.lists(STEP, max_size=20), st.lists(STEP, max_size=10))
+def test_dump_if_changed_is_a_dump_exactly_when_the_state_changed(first, second):
+    from pyxl.tpm.state import dump_state     # the serialization, without the bookkeeping
+    tpm = TPM(key_source=key_pool())
+    tpm.power_on("clear")
+    run_stream(tpm, first)
+    blob = tpm.dump()
+    run_stream(tpm, second)
+    now = dump_state(tpm)
+    got = tpm.dump_if_changed()
+    assert got == (now if now != blob else None)
+    assert tpm.dump_if_changed() is None and not tpm.persistent_changed
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.binary(max_size=200), st.sampled_from([0, 1, 2, 3, 4]))
 def test_random_bytes_on_owned_tpm(data, locality):

@@ -136,9 +136,9 @@ class Vtpm:
         durable save.  False when the state could not be saved: the changes
         are then undone (the emulator keeps them, answers success, and
         loses them at the next start)."""
-        if self.durable is not None and not self.tpm.persistent_changed:
+        blob = self.tpm.dump() if self.durable is None else self.tpm.dump_if_changed()
+        if blob is None:
             return True                      # the disk holds this state already
-        blob = self.tpm.dump()
         self.log.printk(DATA_SIZE % len(blob))
         try:
             self.blk.write(blob)

@@ -334,6 +334,10 @@ class TPM2:
         """True when dump() would differ from the last dump() / load()."""
         return self._changed
 
+    def dump_if_changed(self) -> bytes | None:
+        """dump() when it would differ from the last dump() / load(), else None."""
+        return self.dump() if self._changed else None
+
     def dump(self, volatile: bool = False) -> bytes:
         """The TPM's state as one blob (module doc); volatile=True adds the
         running TPM's volatile state, to resume without TPM2_Startup."""
