@@ -22,8 +22,8 @@ the vTPM's slot and the manager's record):
       repeatable change that needs no owner and no authorization): 2 saves,
       4 writes per pair.
   NV_Write (TPM 2.0): TPM2_NV_Write of a new 8-byte counter value each call
-      to an NV index defined once, untimed, under the owner hierarchy, with
-      its own empty password: 1 save, 2 writes.
+      to an NV index defined once, untimed, under the owner hierarchy and
+      written with the (empty) owner password: 1 save, 2 writes.
 Each vTPM is new; its first command (a save, whatever it is) is sent
 before the rows, untimed.
 

@@ -33,12 +33,13 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from pyxl.domain.drivers.xen_tpmfront import XenTpmFront
-from pyxl.domain.tpm2_frames import (PW_SESSION, TPM_ALG_SHA256, TPM_ST_SESSIONS,
-                                     pcr_extend_request)
+from pyxl.domain.tpm2_frames import TPM_ALG_SHA256, pcr_extend_request
 from pyxl.domain.xen import XenInterface
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+sys.path[:0] = [str(Path(__file__).resolve().parents[2] / "bench"),
+                str(Path(__file__).resolve().parents[1])]
 from benchutil import WhereRan, cpu_ns  # noqa: E402
+from tpm2 import client as C  # noqa: E402
 
 Send = Callable[[bytes], bytes]
 
@@ -60,34 +61,9 @@ COMMANDS2 = {
 # in what it stores; the next command of another ordinal deletes it again
 TPM_SAVESTATE = struct.pack(">HII", 0xC1, 10, 0x98)
 
-# TPM 2.0 Part 2 (libtpms src/tpm2/TpmTypes.h): an ordinary NV index of the
-# owner hierarchy, read and written with its own (empty) password
-TPM_CC_NV_DefineSpace, TPM_CC_NV_Write = 0x12A, 0x137
-TPM_RH_OWNER = 0x40000001
-TPMA_NV_AUTHWRITE, TPMA_NV_AUTHREAD = 1 << 2, 1 << 18
-TPM_RC_RETRY = 0x922
+# TPM 2.0: an ordinary NV index of the owner hierarchy (tests/tpm2/client.py's
+# frames, Part 3 31: owner-authorized with the empty owner password)
 NV_INDEX, NV_SIZE = 0x01000001, 8
-
-
-def nv_define_request() -> bytes:
-    """TPM 2.0 Part 3, TPM2_NV_DefineSpace: authHandle TPM_RH_OWNER (empty
-    owner password, PW_SESSION); TPM2B_AUTH auth (empty); TPM2B_NV_PUBLIC
-    {nvIndex, nameAlg, TPMA_NV attributes, TPM2B_DIGEST authPolicy (empty),
-    dataSize}."""
-    public = struct.pack(">IHIHH", NV_INDEX, TPM_ALG_SHA256,
-                         TPMA_NV_AUTHWRITE | TPMA_NV_AUTHREAD, 0, NV_SIZE)
-    body = struct.pack(">I", TPM_RH_OWNER) + PW_SESSION \
-        + struct.pack(">HH", 0, len(public)) + public
-    return struct.pack(">HII", TPM_ST_SESSIONS, 10 + len(body), TPM_CC_NV_DefineSpace) + body
-
-
-def nv_write_request(counter: int) -> bytes:
-    """TPM 2.0 Part 3, TPM2_NV_Write: authHandle and nvIndex both the index
-    (TPMA_NV_AUTHWRITE: its own empty password, PW_SESSION); TPM2B_MAX_NV_BUFFER
-    data (the counter, NV_SIZE bytes), UINT16 offset 0."""
-    body = struct.pack(">II", NV_INDEX, NV_INDEX) + PW_SESSION \
-        + struct.pack(">HQH", NV_SIZE, counter, 0)
-    return struct.pack(">HII", TPM_ST_SESSIONS, 10 + len(body), TPM_CC_NV_Write) + body
 
 
 def ok(req: bytes, rsp: bytes) -> bytes:
@@ -98,18 +74,19 @@ def ok(req: bytes, rsp: bytes) -> bytes:
     return rsp
 
 
+def nv_write_request(counter: int) -> bytes:
+    """TPM2_NV_Write of the counter (NV_SIZE bytes) at offset 0."""
+    return C.nv_write(NV_INDEX, counter.to_bytes(NV_SIZE, "big"))
+
+
 def nv_setup(send: Send) -> None:
-    """The NV index defined and written once (counter 0).  libtpms (pyxl's
-    vTPM and swtpm alike) answers the first TPM2_NV_Write after the
-    definition TPM_RC_RETRY; TPM 2.0 Part 1: such a command is sent again."""
-    req = nv_define_request()
+    """The NV index defined and written once (counter 0); libtpms (pyxl's
+    vTPM and swtpm alike) answers the first NV_Write after the definition
+    TPM_RC_RETRY, so it is sent again (C.retried)."""
+    req = C.nv_define(NV_INDEX, NV_SIZE)
     ok(req, send(req))
     req = nv_write_request(0)
-    for _ in range(3):
-        rsp = send(req)
-        if struct.unpack_from(">I", rsp, 6)[0] != TPM_RC_RETRY:
-            break
-    ok(req, rsp)
+    ok(req, C.retried(send, req))
 
 
 class Kind(NamedTuple):

@@ -76,12 +76,8 @@ def wait_saves(host, n: int) -> tuple[int, int, int, int]:
 
 
 def ok(guest, request: bytes) -> bytes:
-    """A TPM 2.0 command that must succeed; TPM_RC_RETRY (libtpms answers
-    the first NV_Write after a definition so) is sent again (Part 1)."""
-    for _ in range(3):
-        rsp = guest.cmd(request)
-        if C.rc_of(rsp) != C.TPM_RC_RETRY:
-            break
+    """A TPM 2.0 command that must succeed (sent again on TPM_RC_RETRY)."""
+    rsp = C.retried(guest.cmd, request)
     assert C.rc_of(rsp) == 0, rsp.hex()
     return rsp
 

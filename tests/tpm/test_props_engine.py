@@ -276,15 +276,21 @@ def test_streams_never_crash_and_state_round_trips(prologue, identity, locality,
     assert again.internal_errors == 0
 
 
-@settings(max_examples=25, deadline=None)
-@given(st.lists(STEP, max_size=20), st.lists(STEP, max_size=10))
-def test_persistent_changed_tracks_dump(first, second):
+def dumped_then_run(first, second) -> tuple[TPM, bytes]:
+    """A TPM that ran `first`, was dumped (the blob returned), then ran `second`."""
     tpm = TPM(key_source=key_pool())
     tpm.power_on("clear")
     run_stream(tpm, first)
     blob = tpm.dump()
     assert not tpm.persistent_changed
     run_stream(tpm, second)
+    return tpm, blob
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(STEP, max_size=20), st.lists(STEP, max_size=10))
+def test_persistent_changed_tracks_dump(first, second):
+    tpm, blob = dumped_then_run(first, second)
     assert tpm.persistent_changed == (tpm.dump() != blob)
 
 
@@ -292,11 +298,7 @@ def test_persistent_changed_tracks_dump(first, second):
 @given(st.lists(STEP, max_size=20), st.lists(STEP, max_size=10))
 def test_dump_if_changed_is_a_dump_exactly_when_the_state_changed(first, second):
     from pyxl.tpm.state import dump_state     # the serialization, without the bookkeeping
-    tpm = TPM(key_source=key_pool())
-    tpm.power_on("clear")
-    run_stream(tpm, first)
-    blob = tpm.dump()
-    run_stream(tpm, second)
+    tpm, blob = dumped_then_run(first, second)
     now = dump_state(tpm)
     got = tpm.dump_if_changed()
     assert got == (now if now != blob else None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import Callable
 
 from tpm.fixtures import read_response
 
@@ -120,6 +121,17 @@ def handle_of(resp: bytes) -> int:
     return struct.unpack_from(">I", resp, 10)[0]
 
 
+def retried(send: Callable[[bytes], bytes], data: bytes, tries: int = 5) -> bytes:
+    """send(data), sent again while the TPM answers TPM_RC_RETRY (libtpms
+    does, e.g. to the first Create under an ECC parent or the first NV_Write
+    after NV_DefineSpace), as tpm2-tss's ESAPI does: the last response."""
+    for _ in range(tries):
+        resp = send(data)
+        if len(resp) < 10 or rc_of(resp) != TPM_RC_RETRY:
+            break
+    return resp
+
+
 class TPM2Client:
     """Commands over one kept connection (reconnects if the peer closed it)."""
 
@@ -152,13 +164,8 @@ class TPM2Client:
         return self.send(data)
 
     def ok(self, data: bytes) -> bytes:
-        """The response of a command that must succeed; TPM_RC_RETRY (libtpms
-        answers it, e.g. to the first Create under an ECC parent) is retried,
-        as tpm2-tss's ESAPI does."""
-        for _ in range(5):
-            resp = self.send(data)
-            if len(resp) < 10 or rc_of(resp) != TPM_RC_RETRY:
-                break
+        """The response of a command that must succeed (retried())."""
+        resp = retried(self.send, data)
         if len(resp) < 10 or rc_of(resp):
             raise AssertionError("TPM2 command 0x%s failed: %s" % (data[6:10].hex(), resp.hex()))
         return resp
