@@ -146,6 +146,7 @@ class Mapping:
 
 
 _DRAIN = 256          # bytes _drain asks for at once (one byte per notification)
+_RAN_OUT = -1         # _wait_alone: its poll ran out (no port is negative)
 # evtchn_notify's send.  MSG_NOSIGNAL: a domain process runs with SIGPIPE at
 # its default action (pyxl.domain.process), and the socket is a stream: a
 # peer gone must be EPIPE there, not the end of this domain
@@ -638,7 +639,7 @@ class XenInterface:
         answer)."""
         if self.closed:
             raise XenError("EPIPE", "hypervisor connection closed")
-        for _ in range(3):
+        for _ in (1, 2, 3):                      # (a tuple: no range() per notification)
             d = self._direct.get(port)
             if d is not None:
                 try:
@@ -711,9 +712,10 @@ class XenInterface:
     def _wait_alone(self, port: int, timeout: float | None) -> int | None:
         """evtchn_wait's usual case, on its own: one port, with a socket
         no other thread is polling (every wait of a command's round trip).
-        The port once notified; None when it was not (a timeout, a closed
-        connection, no socket of its own, another poller): evtchn_wait's
-        general loop then decides.
+        The port once notified; None when it was not (a closed connection,
+        no socket of its own, another poller, a socket gone under the poll):
+        evtchn_wait's general loop then decides, given the whole timeout
+        again (a wait cut short that way may last up to twice it).
 
         A poll, then a recv that does not wait -- not one recv that waits:
         a unix stream socket wakes a thread blocked in recv each time the
@@ -722,7 +724,11 @@ class XenInterface:
         round trip the peer takes our notification and then works before
         it answers, so a blocking recv would be woken, in vain, once per
         wait: a context switch more, and on a shared vCPU the peer
-        preempted for it."""
+        preempted for it.
+
+        _RAN_OUT when the poll ran out with nothing pending: the whole
+        timeout has passed (no clock read here), and the general loop only
+        looks once more, as it does at its deadline."""
         with self._mutex:
             if port in self._pending:
                 self._pending.remove(port)
@@ -733,8 +739,8 @@ class XenInterface:
             d.users += 1
             self._cond.release()
             try:
-                # (a timeout under 1 ms polls 0 ms: the general loop waits out the rest)
-                ready = d.poll.poll(-1 if timeout is None else int(timeout * 1000 + 0.999))
+                # (milliseconds as a float: poll rounds a fraction up)
+                ready = d.poll.poll(None if timeout is None else timeout * 1000)
             finally:
                 self._cond.acquire()
                 d.users -= 1
@@ -747,7 +753,7 @@ class XenInterface:
             if port in self._pending:            # (filed meanwhile too: one notification)
                 self._pending.remove(port)
                 return port
-            return port if got else None
+            return port if got else None if ready else _RAN_OUT
 
     def _drain(self, port: int, d: _Direct) -> bool:
         """With self._cond held: read every notification waiting on `port`'s
@@ -792,20 +798,27 @@ class XenInterface:
         timeout=0 takes a notification already there, if any (ports with
         a socket of their own are looked at once)."""
         # the usual case, one port (an int, or one in `ports`), first:
-        # without the general loop's set and closure when it is an int
+        # without the general loop's set, closure and cells when it is an
+        # int, and without a clock read (the deadline is the general loop's)
         want: set[int] | None = None
         if isinstance(ports, int):
             alone: int | None = ports
         else:
             want = None if ports is None else set(ports)
             alone = next(iter(want)) if want is not None and len(want) == 1 else None
-        deadline = None if timeout is None else time.monotonic() + timeout
         if alone is not None and (timeout is None or timeout > 0):
             p = self._wait_alone(alone, timeout)
-            if p is not None:
+            if p == _RAN_OUT:
+                timeout = 0.0                    # the time is up: one look more
+            elif p is not None:
                 return p
         if want is None and alone is not None:
             want = {alone}
+        return self._wait_any(want, timeout)
+
+    def _wait_any(self, want: set[int] | None, timeout: float | None) -> int | None:
+        """evtchn_wait's general loop: any of `want` (any port if None)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
 
         def find() -> int | None:
             for p in self._pending:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 TOKEN = "xen-tpmfront"
 TIMEOUT_C = 0.750                      # TIS default until the TPM says otherwise
 DURATION = 120.0                       # the longest TPM 1.2 duration class
+STEP = 0.5                             # the longest wait before registered and the ring are looked at
 _IDLE = (TPMIF_STATE_IDLE, TPMIF_STATE_FINISH)   # the page is the frontend's
 _devices = itertools.count()
 
@@ -193,7 +194,7 @@ class XenTpmFront:
         while True:
             if not self.registered or self._lost(gen):
                 return False
-            self.xen.evtchn_wait(port, timeout=min(left, 0.5))
+            self.xen.evtchn_wait(port, timeout=min(left, STEP))
             if shared.state in _IDLE:
                 return True
             left = deadline - time.monotonic()
@@ -212,16 +213,19 @@ class XenTpmFront:
         again on the new ring, where tpmback answers it from what it kept
         if it had run it (TpmBack.resp).  A command sent while the daemon
         is away waits for the new ring the same way, then goes out once.
-        The wait is bounded by the command's duration, as Linux's vtpm_send
-        bounds its wait for the page, and fails the same: ETIME."""
+        The wait for the new ring is bounded by the command's duration
+        (from when the ring was found dead: no clock read on a command
+        that went well), as Linux's vtpm_send bounds its wait for the page,
+        and fails the same: ETIME."""
         with self.lock:
             if not self.registered:
                 raise TpmDeviceError(_errno.ENODEV, "no TPM")
-            deadline = time.monotonic() + self.duration
             try:
                 rsp, gen = self._send(request)
-                while rsp is None:                     # the ring of hypervisor `gen` died under it
-                    rsp, gen = self._resend(request, gen, deadline)
+                if rsp is None:                        # the ring of hypervisor `gen` died under it
+                    deadline = time.monotonic() + self.duration
+                    while rsp is None:
+                        rsp, gen = self._resend(request, gen, deadline)
             finally:
                 self._release_inflight()
             if len(rsp) < 10:
@@ -234,6 +238,7 @@ class XenTpmFront:
         with self.ring_lock:
             page, shared, port, gen = self.page, self.shared, self.port, self.generation
             self.inflight = page                 # open until we are done, even if replaced
+        xen = self.xen
         submitted = False
         try:
             if not self._wait_idle(shared, port, gen, self.timeout_c) or self._lost(gen):
@@ -241,12 +246,22 @@ class XenTpmFront:
                 self._release_inflight()                           # nothing went out on it
                 return None, gen
             # no stale notification cleared first, as vtpm_send does not:
-            # _wait_idle waits for the page's state, not for one notification
+            # the waits are for the page's state, not for one notification
             shared.submit(request, 0)                       # Linux leaves locality 0
             submitted = True
-            self.xen.evtchn_notify(port)
-            self._wait_idle(shared, port, gen, self.duration)
-            if shared.state != TPMIF_STATE_FINISH:
+            xen.evtchn_notify(port)
+            # the first wait goes straight to the port, with no clock read
+            # (what wakes it is usually the answer); _wait_idle waits the
+            # rest of the duration, if the page is not idle after it
+            duration = self.duration
+            step = STEP if duration > STEP else duration
+            if xen.evtchn_wait(port, step) is None:        # it ran out (or the connection closed)
+                duration -= step
+            state = shared.state
+            if state not in _IDLE and duration > 0:
+                self._wait_idle(shared, port, gen, duration)
+                state = shared.state
+            if state != TPMIF_STATE_FINISH:
                 self._give_up(shared, port, gen, "vTPM timed out")
                 return None, gen
         except TpmDeviceError:
