@@ -729,7 +729,11 @@ class XenInterface:
         _RAN_OUT when the poll ran out with nothing pending: the whole
         timeout has passed (no clock read here), and the general loop only
         looks once more, as it does at its deadline."""
-        with self._mutex:
+        # (the lock's own acquire and release, not `with`: no __enter__ and
+        # __exit__ looked up and bound on every wait)
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             if port in self._pending:
                 self._pending.remove(port)
                 return port
@@ -737,12 +741,12 @@ class XenInterface:
             if d is None or d.users or self.closed:
                 return None
             d.users += 1
-            self._cond.release()
+            mutex.release()
             try:
                 # (milliseconds as a float: poll rounds a fraction up)
                 ready = d.poll.poll(None if timeout is None else timeout * 1000)
             finally:
-                self._cond.acquire()
+                mutex.acquire()
                 d.users -= 1
             if d.dead:
                 if not d.users:
@@ -754,6 +758,8 @@ class XenInterface:
                 self._pending.remove(port)
                 return port
             return port if got else None if ready else _RAN_OUT
+        finally:
+            mutex.release()
 
     def _drain(self, port: int, d: _Direct) -> bool:
         """With self._cond held: read every notification waiting on `port`'s

@@ -217,7 +217,9 @@ class XenTpmFront:
         (from when the ring was found dead: no clock read on a command
         that went well), as Linux's vtpm_send bounds its wait for the page,
         and fails the same: ETIME."""
-        with self.lock:
+        lock = self.lock                 # (acquire/release, not `with`: see _send)
+        lock.acquire()
+        try:
             if not self.registered:
                 raise TpmDeviceError(_errno.ENODEV, "no TPM")
             try:
@@ -228,20 +230,28 @@ class XenTpmFront:
                         rsp, gen = self._resend(request, gen, deadline)
             finally:
                 self._release_inflight()
-            if len(rsp) < 10:
-                raise TpmDeviceError(_errno.EIO, "short response")
-            return rsp
+        finally:
+            lock.release()
+        if len(rsp) < 10:
+            raise TpmDeviceError(_errno.EIO, "short response")
+        return rsp
 
     def _send(self, request: bytes) -> tuple[bytes | None, int]:
         """One round trip on the current ring: the answer (None if the ring
         died under it), the ring's hypervisor generation."""
-        with self.ring_lock:
-            page, shared, port, gen = self.page, self.shared, self.port, self.generation
-            self.inflight = page                 # open until we are done, even if replaced
+        # (the lock's own acquire and release, not `with`: no __enter__ and
+        # __exit__ looked up and bound per command; nothing between them raises)
+        ring_lock = self.ring_lock
+        ring_lock.acquire()
+        page, shared, port, gen = self.page, self.shared, self.port, self.generation
+        self.inflight = page                     # open until we are done, even if replaced
+        ring_lock.release()
         xen = self.xen
         submitted = False
         try:
-            if not self._wait_idle(shared, port, gen, self.timeout_c) or self._lost(gen):
+            # (an idle page, the usual one, looked at here: no call)
+            if shared.state not in _IDLE and not self._wait_idle(shared, port, gen, self.timeout_c) \
+                    or self._lost(gen):
                 self._give_up(shared, port, gen, "vTPM busy")      # unless the ring died
                 self._release_inflight()                           # nothing went out on it
                 return None, gen
@@ -277,10 +287,14 @@ class XenTpmFront:
     def _release_inflight(self) -> None:
         """Done with the page the command went out on: closed if it is a
         ring that died (resume() left it open)."""
-        with self.ring_lock:
+        ring_lock = self.ring_lock       # (acquire/release, not `with`: see _send)
+        ring_lock.acquire()
+        try:
             sent, self.inflight = self.inflight, None
             if sent is not None and sent is not self.page:
                 sent.close()
+        finally:
+            ring_lock.release()
 
     def _give_up(self, shared: SharedPage, port: int, gen: int, why: str) -> None:
         """Cancel and fail the command, unless its ring died (then it is
