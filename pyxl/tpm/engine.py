@@ -548,11 +548,13 @@ class TPM:
     def dump_if_changed(self) -> bytes | None:
         """dump() when it would differ from the last dump() / load(), else
         None: the state serialized once, where persistent_changed and then
-        dump() serialize it twice."""
-        from .state import dump_state
+        dump() serialize it twice.  A command that changed nothing leaves
+        the TPM clean: no import and no serialization then, on every such
+        command of a vTPM."""
         with self._lock:
             if not self._dirty:
                 return None
+            from .state import dump_state
             blob = dump_state(self)
             self._dirty = False
             if blob == self._last_dump:

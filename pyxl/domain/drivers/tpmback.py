@@ -497,7 +497,14 @@ class TpmBack:
                     return got
                 if self.closed:
                     return None
-                ports = [t.port for t in self.tpms if t.status == CONNECTED]
+                tpms = self.tpms
+                if len(tpms) == 1:
+                    # one interface (a vTPM's guest, usually the manager's vTPM):
+                    # its port as an int, evtchn_wait's quickest case
+                    ports: int | list[int] | None = \
+                        tpms[0].port if tpms[0].status == CONNECTED else None
+                else:
+                    ports = [t.port for t in tpms if t.status == CONNECTED] or None
             port = None
             if deadline is None:
                 step = POLL
@@ -508,10 +515,8 @@ class TpmBack:
                 step = min(POLL, left)
             if self.xen.closed:                  # the daemon is away: wait for resume()
                 time.sleep(step)
-            elif ports:
-                # one interface (a vTPM's guest, usually the manager's vTPM):
-                # its port as an int, evtchn_wait's quickest case
-                port = self.xen.evtchn_wait(ports[0] if len(ports) == 1 else ports, timeout=step)
+            elif ports is not None:
+                port = self.xen.evtchn_wait(ports, timeout=step)
             else:
                 with self.mutex:
                     got = want()
@@ -529,8 +534,10 @@ class TpmBack:
         """The request waiting on `t`, handed to the server (called with
         cond held); None if there is none for it: none waiting, a bad
         length, or a resend answered from `t.kept` (resp())."""
+        if not t.ready:
+            return None                      # (the usual answer, looked at first)
         page = t.connected_page()
-        if not t.ready or page is None:
+        if page is None:
             return None
         kept, t.kept = t.kept, None          # for the first request taken after it only
         try:

@@ -160,7 +160,9 @@ class TPM2:
         self._resp = c_void_p()                    # libtpms's response buffer, reused
         self._resp_total = c_uint32(0)
         self._resp_len = c_uint32(0)
-        self._process_refs = (byref(self._resp), byref(self._resp_len), byref(self._resp_total))
+        # TPMLIB_Process's out-pointers, as the addresses libtpms.py declares
+        self._process_refs = (ctypes.addressof(self._resp), ctypes.addressof(self._resp_len),
+                              ctypes.addressof(self._resp_total))
         self._callbacks = self._make_callbacks()   # referenced for as long as libtpms has them
         self.resumed = False                       # last power-on restored a volatile state
         self.closed = False

@@ -84,8 +84,10 @@ class Library:
                 ("TPMLIB_ChooseTPMVersion", [c_int]),
                 ("TPMLIB_RegisterCallbacks", [POINTER(Callbacks)]),
                 ("TPMLIB_MainInit", []),
-                ("TPMLIB_Process", [POINTER(c_void_p), POINTER(c_uint32), POINTER(c_uint32),
-                                    c_char_p, c_uint32]),
+                # the three out-pointers as addresses (TPM2.execute passes its
+                # buffers' ctypes.addressof): a c_void_p takes an int as it is,
+                # where a POINTER argument checks each object's type per call
+                ("TPMLIB_Process", [c_void_p, c_void_p, c_void_p, c_char_p, c_uint32]),
                 ("TPMLIB_SetState", [c_int, c_char_p, c_uint32]),
                 ("TPMLIB_GetState", [c_int, POINTER(c_void_p), POINTER(c_uint32)])):
             fn = getattr(lib, name)
