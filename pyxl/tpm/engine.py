@@ -30,8 +30,8 @@ from hmac import compare_digest
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import constants as C
-from .crypto import (HmacKeys, HmacSha1, KeySource, RSAKey, aes128_ctr, generate_rsa, nonce,
-                     random_bytes, sha1, xor)
+from .crypto import (SHORT_SHA1, HmacKeys, HmacSha1, KeySource, RSAKey, aes128_ctr, generate_rsa,
+                     nonce, random_bytes, sha1, sha1_short, xor)
 from .identity import XEN_VTPM_IDENTITY, Identity
 from .marshal import Reader, TPMDecodeError, Writer
 from .structures import (TPM_DELEGATE_PUBLIC, TPM_KEY, TPM_KEY12, AnyKey, TPM_KEY_PARMS,
@@ -81,7 +81,7 @@ _AUTH2FAIL = int(C.TPM_AUTH2FAIL)
 # a command's header: tag, paramSize, ordinal (Part 3 3.x, TPM_RQU_COMMAND)
 _HEADER = struct.Struct(">HII")
 _RC_ORDINAL = struct.Struct(">II")       # returnCode || ordinal, the start of a response digest
-_sha1 = hashlib.sha1
+_sha1 = hashlib.sha1            # SHA-1 of a long message; sha1_short below SHORT_SHA1 bytes
 
 
 class _OrdinalDigests(dict[int, bytes]):
@@ -310,10 +310,12 @@ class Ctx(Reader):
         mark = self.mark_pos
         if mark == pos:              # no HMAC'ed parameters: SHA-1(ordinal), made once
             self.in_digest = _ORDINAL_DIGESTS[self.ordinal]
-        elif mark == 10:
-            self.in_digest = _sha1(data[6:pos]).digest()
+            return
+        new_sha1 = sha1_short if pos - mark <= SHORT_SHA1 else _sha1
+        if mark == 10:
+            self.in_digest = new_sha1(data[6:pos]).digest()
         else:
-            h = _sha1(data[6:10])
+            h = new_sha1(data[6:10])
             h.update(data[mark:pos])
             self.in_digest = h.digest()
 
@@ -796,7 +798,8 @@ class TPM:
         if auths:
             # the response's HMACs (libtpms TPM_AuthParams_Set): over
             # SHA-1(returnCode || ordinal || outParams), nonceEven, nonceOdd, continue
-            out_digest = _sha1(_RC_ORDINAL.pack(0, ctx.ordinal) + out[ctx.out_skip:]).digest()
+            params = _RC_ORDINAL.pack(0, ctx.ordinal) + out[ctx.out_skip:]
+            out_digest = (sha1_short if len(params) <= SHORT_SHA1 else _sha1)(params).digest()
             sessions = self.sessions
             for a in auths:
                 s = a.session
