@@ -759,7 +759,10 @@ class TPM:
             from .commands.audit import audit
             audit(self, ctx, out)
             self.mark_dirty()
-        return self._respond(ctx, out)
+        if ctx.auths or ctx.extra_tail:
+            return self._respond(ctx, out)
+        # no session (most commands): the header and out, without a call
+        return _HEADER.pack(_RSP_TAG[ctx.extra_auths], 10 + len(out), 0) + out
 
     def _preprocess(self, ordinal: int, transport: TransportSession | None) -> None:
         """What any command ends (libtpms TPM_Process_Preprocess): a SHA-1
@@ -786,12 +789,11 @@ class TPM:
             self.sessions.pop(a.handle, None)
 
     def _respond(self, ctx: Ctx, out: bytes) -> bytes:
-        """The response frame: header, out, each session's trailer, a
-        transport session's trailer -- joined once."""
+        """The response frame of a command with sessions: header, out, each
+        session's trailer, a transport session's trailer -- joined once
+        (dispatch answers a command without any itself)."""
         auths = ctx.auths
         tail = ctx.extra_tail
-        if not auths and not tail:                # no session: the header and out
-            return _HEADER.pack(_RSP_TAG[ctx.extra_auths], 10 + len(out), 0) + out
         n = len(auths)
         parts = [_HEADER.pack(_RSP_TAG[n + ctx.extra_auths], 10 + len(out) + 41 * n + len(tail), 0),
                  out]

@@ -113,7 +113,9 @@ def GetRandom(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     n = r.u32()
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     n = min(n, tpm.identity.max_random)
-    return Writer().sized32(random_bytes(n)).getvalue()
+    # randomBytesSize, randomBytes (a TPM_SIZED_BUFFER): the two joined
+    # directly, a Writer's object and calls cost more than the random bytes
+    return n.to_bytes(4, "big") + random_bytes(n)
 
 
 @command(C.TPM_ORD_StirRandom)
