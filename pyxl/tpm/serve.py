@@ -366,7 +366,7 @@ class Conn:
     sock: socket.socket
     where: Any            # accept()'s address (host, port, ...), or a Unix socket's name
     framer: FrameSource
-    last_active: float
+    last_active: int      # TPMServer.reads at its last read (the longest idle goes first)
     eof: bool = False
 
     @property
@@ -528,6 +528,10 @@ class TPMServer:
         self.durable = durable
         self.fatal: str | None = None    # why the server stopped serving (exit status 1)
         self.commands = 0
+        # reads from connections so far: the clock of Conn.last_active (a
+        # count orders them as well as a time would, without a clock read
+        # per command)
+        self.reads = 0
         self._stop = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -625,7 +629,7 @@ class TPMServer:
         sock.setblocking(False)
         peer = addr if lst.tcp else (addr or lst.address)
         framer = control_framer() if lst.ctrl else SwtpmTPM2Framer() if self.tpm2 else Framer()
-        conn = Conn(sock, peer, framer, time.monotonic())
+        conn = Conn(sock, peer, framer, self.reads)
         self.conns[sock] = conn
         # tcsd writes its command right after connecting: often it is
         # already here, so serve it before anything else (nothing is in
@@ -644,16 +648,17 @@ class TPMServer:
         except OSError:
             self._close(conn)
             return
-        now = time.monotonic()
-        conn.last_active = now
+        self.reads += 1
+        conn.last_active = self.reads
         framer = conn.framer
-        if not data:
-            conn.eof = True
-        elif not (self.trace or self._stop) and isinstance(framer, Framer) and framer.whole(data):
+        if not (self.trace or self._stop) and isinstance(framer, Framer) and framer.whole(data):
             self._send(conn, self.execute(data))     # one read, one command: no buffering
             return
-        else:
+        now = time.monotonic()      # (the framer's grace period: not needed above)
+        if data:
             framer.feed(data, now)
+        else:
+            conn.eof = True
         self._process(conn, now)
         if conn.eof and conn.sock in self.conns:
             self._close(conn)
