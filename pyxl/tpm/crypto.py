@@ -145,11 +145,16 @@ class _KernelRandom(io.RawIOBase):
 # authorized command needs one or two, and a getrandom() system call each is
 # a measurable share of such a command.  The page is a BufferedReader's
 # buffer, so taking a nonce is one C call (a Python method doing the same
-# slicing cost three times as many instructions).  For nonces only (public
-# once sent); secrets still come from random_bytes().
+# slicing cost three times as many instructions).  For nonces and
+# GetRandom's answer only (public_random: public once sent); secrets still
+# come from random_bytes().
 _NONCE_PAGE = 4096 - 4096 % 20
 _nonce_source = io.BufferedReader(_KernelRandom(), _NONCE_PAGE)
 nonce: Callable[[], bytes] = functools.partial(_nonce_source.read, 20)   # 20 fresh random bytes
+# n fresh random bytes that leave the TPM as they are: GetRandom's answer,
+# which libtpms also draws from RAND_bytes (TPM_Process_GetRandom); more
+# than a page is read from the kernel directly
+public_random: Callable[[int], bytes] = _nonce_source.read
 
 
 def _drop_parents_nonces() -> None:
