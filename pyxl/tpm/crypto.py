@@ -30,9 +30,23 @@ OAEP_TCPA = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(
 
 _sha1 = hashlib.sha1
 
+# SHA-1 of a short message (an HMAC's, a PCR extend's, an authorized
+# command's parameter digests): CPython's built-in SHA-1, where the
+# interpreter has it, rather than hashlib's.  hashlib's is OpenSSL's, which
+# sets up, copies and frees an EVP context per object and per digest(): about
+# 2,000 instructions more per digest than the built-in spends (callgrind),
+# while a block costs the built-in ~1.7x what it costs OpenSSL -- so a message
+# longer than SHORT_SHA1 bytes stays with hashlib's.
+try:
+    from _sha1 import sha1 as sha1_short  # type: ignore[import-not-found]  # (no stub)
+except ImportError:           # a CPython built without it
+    sha1_short = hashlib.sha1
+SHORT_SHA1 = 192
+
 
 def sha1(*parts: bytes) -> bytes:
-    return _sha1(b"".join(parts)).digest()
+    data = b"".join(parts)
+    return (sha1_short if len(data) <= SHORT_SHA1 else _sha1)(data).digest()
 
 
 _IPAD = bytes(b ^ 0x36 for b in range(256))    # byte -> byte XOR ipad, for bytes.translate
@@ -51,11 +65,13 @@ def _pads(key: bytes) -> tuple[bytes, bytes]:
 
 def hmac_sha1(key: bytes, *parts: bytes) -> bytes:
     """HMAC-SHA1 of the concatenated parts (RFC 2104, as libtpms'
-    TPM_HMAC_Generate), for a key used once.  Written out on hashlib's
-    SHA-1: the `hmac` module's object set-up costs more than the hashing
+    TPM_HMAC_Generate), for a key used once.  Written out on SHA-1
+    (sha1_short for what is short): the `hmac` module's object set-up costs more than the hashing
     of such short messages (RFC 2202's vectors in tests/tpm/test_crypto.py)."""
     ipad_key, opad_key = _pads(key)
-    return _sha1(opad_key + _sha1(ipad_key + b"".join(parts)).digest()).digest()
+    inner = ipad_key + b"".join(parts)
+    inner_digest = (sha1_short if len(inner) <= SHORT_SHA1 else _sha1)(inner).digest()
+    return sha1_short(opad_key + inner_digest).digest()
 
 
 class HmacSha1:
@@ -64,15 +80,16 @@ class HmacSha1:
     each digest() copies them and hashes only the message.  For a secret
     that authorizes many commands (HmacKeys keeps them): an authorized
     command's request HMAC is checked and its response HMAC made under
-    the same one."""
+    the same one.  Its messages are digests and nonces: short, so the
+    contexts are the built-in SHA-1's (sha1_short)."""
 
     __slots__ = ("key", "_inner", "_outer")
 
     def __init__(self, key: bytes):
         self.key = key
         ipad_key, opad_key = _pads(key)
-        self._inner = _sha1(ipad_key)
-        self._outer = _sha1(opad_key)
+        self._inner = sha1_short(ipad_key)
+        self._outer = sha1_short(opad_key)
 
     def digest(self, *parts: bytes) -> bytes:
         inner = self._inner.copy()
@@ -128,11 +145,16 @@ class _KernelRandom(io.RawIOBase):
 # authorized command needs one or two, and a getrandom() system call each is
 # a measurable share of such a command.  The page is a BufferedReader's
 # buffer, so taking a nonce is one C call (a Python method doing the same
-# slicing cost three times as many instructions).  For nonces only (public
-# once sent); secrets still come from random_bytes().
+# slicing cost three times as many instructions).  For nonces and
+# GetRandom's answer only (public_random: public once sent); secrets still
+# come from random_bytes().
 _NONCE_PAGE = 4096 - 4096 % 20
 _nonce_source = io.BufferedReader(_KernelRandom(), _NONCE_PAGE)
 nonce: Callable[[], bytes] = functools.partial(_nonce_source.read, 20)   # 20 fresh random bytes
+# n fresh random bytes that leave the TPM as they are: GetRandom's answer,
+# which libtpms also draws from RAND_bytes (TPM_Process_GetRandom); more
+# than a page is read from the kernel directly
+public_random: Callable[[int], bytes] = _nonce_source.read
 
 
 def _drop_parents_nonces() -> None:
@@ -154,7 +176,7 @@ def xor(a: bytes, b: bytes) -> bytes:
 def mgf1(seed: bytes, length: int) -> bytes:
     """MGF1 with SHA-1 (PKCS#1 B.2.1): the keystream of Sealx / Unseal's XOR
     and of transport sessions (the seed is hashed once, then copied)."""
-    base = _sha1(seed)
+    base = (sha1_short if len(seed) <= SHORT_SHA1 else _sha1)(seed)
     n = (length + 19) // 20
     out = []
     for counter in _COUNTERS[:n] if n <= len(_COUNTERS) else map(_U32.pack, range(n)):

@@ -30,8 +30,8 @@ from hmac import compare_digest
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import constants as C
-from .crypto import (HmacKeys, HmacSha1, KeySource, RSAKey, aes128_ctr, generate_rsa, nonce,
-                     random_bytes, sha1, xor)
+from .crypto import (SHORT_SHA1, HmacKeys, HmacSha1, KeySource, RSAKey, aes128_ctr, generate_rsa,
+                     nonce, random_bytes, sha1, sha1_short, xor)
 from .identity import XEN_VTPM_IDENTITY, Identity
 from .marshal import Reader, TPMDecodeError, Writer
 from .structures import (TPM_DELEGATE_PUBLIC, TPM_KEY, TPM_KEY12, AnyKey, TPM_KEY_PARMS,
@@ -81,7 +81,7 @@ _AUTH2FAIL = int(C.TPM_AUTH2FAIL)
 # a command's header: tag, paramSize, ordinal (Part 3 3.x, TPM_RQU_COMMAND)
 _HEADER = struct.Struct(">HII")
 _RC_ORDINAL = struct.Struct(">II")       # returnCode || ordinal, the start of a response digest
-_sha1 = hashlib.sha1
+_sha1 = hashlib.sha1            # SHA-1 of a long message; sha1_short below SHORT_SHA1 bytes
 
 
 class _OrdinalDigests(dict[int, bytes]):
@@ -310,10 +310,12 @@ class Ctx(Reader):
         mark = self.mark_pos
         if mark == pos:              # no HMAC'ed parameters: SHA-1(ordinal), made once
             self.in_digest = _ORDINAL_DIGESTS[self.ordinal]
-        elif mark == 10:
-            self.in_digest = _sha1(data[6:pos]).digest()
+            return
+        new_sha1 = sha1_short if pos - mark <= SHORT_SHA1 else _sha1
+        if mark == 10:
+            self.in_digest = new_sha1(data[6:pos]).digest()
         else:
-            h = _sha1(data[6:10])
+            h = new_sha1(data[6:10])
             h.update(data[mark:pos])
             self.in_digest = h.digest()
 
@@ -759,7 +761,10 @@ class TPM:
             from .commands.audit import audit
             audit(self, ctx, out)
             self.mark_dirty()
-        return self._respond(ctx, out)
+        if ctx.auths or ctx.extra_tail:
+            return self._respond(ctx, out)
+        # no session (most commands): the header and out, without a call
+        return _HEADER.pack(_RSP_TAG[ctx.extra_auths], 10 + len(out), 0) + out
 
     def _preprocess(self, ordinal: int, transport: TransportSession | None) -> None:
         """What any command ends (libtpms TPM_Process_Preprocess): a SHA-1
@@ -786,19 +791,19 @@ class TPM:
             self.sessions.pop(a.handle, None)
 
     def _respond(self, ctx: Ctx, out: bytes) -> bytes:
-        """The response frame: header, out, each session's trailer, a
-        transport session's trailer -- joined once."""
+        """The response frame of a command with sessions: header, out, each
+        session's trailer, a transport session's trailer -- joined once
+        (dispatch answers a command without any itself)."""
         auths = ctx.auths
         tail = ctx.extra_tail
-        if not auths and not tail:                # no session: the header and out
-            return _HEADER.pack(_RSP_TAG[ctx.extra_auths], 10 + len(out), 0) + out
         n = len(auths)
         parts = [_HEADER.pack(_RSP_TAG[n + ctx.extra_auths], 10 + len(out) + 41 * n + len(tail), 0),
                  out]
         if auths:
             # the response's HMACs (libtpms TPM_AuthParams_Set): over
             # SHA-1(returnCode || ordinal || outParams), nonceEven, nonceOdd, continue
-            out_digest = _sha1(_RC_ORDINAL.pack(0, ctx.ordinal) + out[ctx.out_skip:]).digest()
+            params = _RC_ORDINAL.pack(0, ctx.ordinal) + out[ctx.out_skip:]
+            out_digest = (sha1_short if len(params) <= SHORT_SHA1 else _sha1)(params).digest()
             sessions = self.sessions
             for a in auths:
                 s = a.session

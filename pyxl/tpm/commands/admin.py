@@ -6,7 +6,7 @@ import hashlib
 from typing import TYPE_CHECKING
 
 from .. import constants as C
-from ..crypto import random_bytes, sha1
+from ..crypto import public_random, random_bytes, sha1
 from ..engine import (CHECK_ALLOW_NO_OWNER, CHECK_BASIC, CHECK_STARTUP, CHECK_NO_LOCKOUT,
                       PCR_EXTEND_LOCALITY, T0, TPMError, command)
 from ..marshal import Writer
@@ -113,7 +113,9 @@ def GetRandom(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     n = r.u32()
     ctx.start(r, T0, CHECK_ALLOW_NO_OWNER)
     n = min(n, tpm.identity.max_random)
-    return Writer().sized32(random_bytes(n)).getvalue()
+    # randomBytesSize, randomBytes (a TPM_SIZED_BUFFER): the two joined
+    # directly, a Writer's object and calls cost more than the random bytes
+    return n.to_bytes(4, "big") + public_random(n)
 
 
 @command(C.TPM_ORD_StirRandom)

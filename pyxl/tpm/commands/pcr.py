@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from hashlib import sha1 as _sha1
 from typing import TYPE_CHECKING
 
 from .. import constants as C
+from ..crypto import sha1_short
 from ..engine import (CHECK_ALLOW_NO_OWNER, CHECK_BASIC, PCR_EXTEND_LOCALITY,
                       PCR_RESET_LOCALITY, T0, TPMError, command)
 from ..structures import TPM_PCR_SELECTION
@@ -36,8 +36,9 @@ def Extend(tpm: TPM, ctx: Ctx, r: Reader) -> bytes:
     if tpm.perm.flags.disable or tpm.stclear.deactivated:
         # a disabled or deactivated TPM answers with the digest but keeps the PCR
         return bytes(20)
-    # SHA-1(PCR || digest): hashlib directly, this is every Extend's work
-    new = tpm.pcrs[idx] = _sha1(tpm.pcrs[idx] + digest).digest()
+    # SHA-1(PCR || digest): the built-in SHA-1 directly (40 bytes: crypto.sha1_short),
+    # this is every Extend's work
+    new = tpm.pcrs[idx] = sha1_short(tpm.pcrs[idx] + digest).digest()
     return new
 
 
