@@ -213,21 +213,18 @@ class XenTpmFront:
         again on the new ring, where tpmback answers it from what it kept
         if it had run it (TpmBack.resp).  A command sent while the daemon
         is away waits for the new ring the same way, then goes out once.
-        The wait for the new ring is bounded by the command's duration
-        (from when the ring was found dead: no clock read on a command
-        that went well), as Linux's vtpm_send bounds its wait for the page,
-        and fails the same: ETIME."""
+        The wait is bounded by the command's duration, as Linux's vtpm_send
+        bounds its wait for the page, and fails the same: ETIME."""
         lock = self.lock                 # (acquire/release, not `with`: see _send)
         lock.acquire()
         try:
             if not self.registered:
                 raise TpmDeviceError(_errno.ENODEV, "no TPM")
+            deadline = time.monotonic() + self.duration
             try:
                 rsp, gen = self._send(request)
-                if rsp is None:                        # the ring of hypervisor `gen` died under it
-                    deadline = time.monotonic() + self.duration
-                    while rsp is None:
-                        rsp, gen = self._resend(request, gen, deadline)
+                while rsp is None:                     # the ring of hypervisor `gen` died under it
+                    rsp, gen = self._resend(request, gen, deadline)
             finally:
                 self._release_inflight()
         finally:
