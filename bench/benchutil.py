@@ -22,7 +22,7 @@ import argparse
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -140,6 +140,16 @@ class Placement:
                                                           servers, self.split[1])
         return "not pinned: %s, %s free on vCPUs %s" % (
             client, servers, ",".join(map(str, sorted(os.sched_getaffinity(0)))))
+
+
+def measure(fn: Callable[[], object], n: int) -> list[float]:
+    """fn() n times, each timed: milliseconds."""
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
 
 
 def disk_irqs(path: str | Path) -> str:

@@ -36,14 +36,13 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
 
-from benchutil import Placement, add_cpu_option  # noqa: E402
+from benchutil import Placement, add_cpu_option, measure  # noqa: E402
 from tpm.client import TPMClient  # noqa: E402
 from tpm.fixtures import Swtpm, free_port, wait_port  # noqa: E402
 
@@ -99,15 +98,6 @@ while True:
 """ % ANSWER.hex()
 
 
-def timed(fn: Callable[[], object], n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1e6)
-    return out
-
-
 def pair_client(page: mmap.mmap, sock: socket.socket) -> Callable[[bytes], bytes]:
     """The guest's side: the request on the page, a notification, a wait."""
     poll = select.poll()
@@ -159,12 +149,12 @@ def main() -> None:
             for name, send in kinds.items():
                 if send(PCRREAD)[:10] != ANSWER[:10]:
                     raise SystemExit("%s: not a PCRRead answer" % name)
-                timed(lambda: send(PCRREAD), 200)          # warm-up
+                measure(lambda: send(PCRREAD), 200)        # warm-up
             times: dict[str, list[float]] = {k: [] for k in kinds}
             for _ in range(args.r):
                 for name, send in kinds.items():
-                    times[name] += timed(lambda: send(PCRREAD), args.n)
-            med = {k: statistics.median(v) for k, v in times.items()}
+                    times[name] += measure(lambda: send(PCRREAD), args.n)
+            med = {k: statistics.median(v) * 1000 for k, v in times.items()}     # us
             print(place.describe("the bench", "swtpm, the loop's server, the pair's other process"))
             print("median us per round trip (n=%d x %d rounds)" % (args.n, args.r))
             rows = (("swtpm", "swtpm, kept TCP connection (TPMClient)"),

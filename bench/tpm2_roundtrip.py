@@ -25,7 +25,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +35,7 @@ from tpm2 import client as T  # noqa: E402
 from tpm2.client import TPM2Client  # noqa: E402
 from tpm2.fixtures import Swtpm2  # noqa: E402
 from benchutil import Placement, WhereRan, add_counts, add_cpu_option  # noqa: E402
-from benchutil import cpu_ns, where_line  # noqa: E402
+from benchutil import cpu_ns, measure, where_line  # noqa: E402
 
 TARGET = 1.5
 
@@ -55,15 +54,6 @@ def operations(c: TPM2Client):
             ("GetRandom(32)", lambda: c.ok(T.get_random(32)), False),
             ("Unseal", lambda: c.ok(T.unseal(sealed)), False),
             ("CreatePrimary(ECC)+Flush", create_primary, True)]
-
-
-def measure(fn, n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
 
 
 def main() -> int:

@@ -30,7 +30,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +38,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 from tpm.client import TPMClient, TPMError  # noqa: E402
 from tpm.fixtures import PyxlServe, Swtpm  # noqa: E402
 from benchutil import Placement, WhereRan, add_counts, add_cpu_option  # noqa: E402
-from benchutil import cpu_ns, where_line  # noqa: E402
+from benchutil import cpu_ns, measure, where_line  # noqa: E402
 
 
 def prepare(c: TPMClient) -> None:
@@ -73,15 +72,6 @@ def operations(c: TPMClient):
             ("Seal+Unseal", seal_unseal, True),
             ("Unseal", unseal_only, True),
             ("CreateWrapKey(2048)", lambda: c.create_wrap_key(), True)]
-
-
-def measure(fn, n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
 
 
 def main() -> int:
