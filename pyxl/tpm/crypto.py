@@ -44,9 +44,15 @@ except ImportError:           # a CPython built without it
 SHORT_SHA1 = 192
 
 
+def sha1_for(n: int) -> Callable[[bytes], Any]:
+    """The SHA-1 constructor for a message of n bytes: sha1_short up to
+    SHORT_SHA1, hashlib's beyond (the one home of that rule)."""
+    return sha1_short if n <= SHORT_SHA1 else _sha1
+
+
 def sha1(*parts: bytes) -> bytes:
     data = b"".join(parts)
-    return (sha1_short if len(data) <= SHORT_SHA1 else _sha1)(data).digest()
+    return sha1_for(len(data))(data).digest()
 
 
 _IPAD = bytes(b ^ 0x36 for b in range(256))    # byte -> byte XOR ipad, for bytes.translate
@@ -70,7 +76,7 @@ def hmac_sha1(key: bytes, *parts: bytes) -> bytes:
     of such short messages (RFC 2202's vectors in tests/tpm/test_crypto.py)."""
     ipad_key, opad_key = _pads(key)
     inner = ipad_key + b"".join(parts)
-    inner_digest = (sha1_short if len(inner) <= SHORT_SHA1 else _sha1)(inner).digest()
+    inner_digest = sha1_for(len(inner))(inner).digest()
     return sha1_short(opad_key + inner_digest).digest()
 
 
@@ -176,7 +182,7 @@ def xor(a: bytes, b: bytes) -> bytes:
 def mgf1(seed: bytes, length: int) -> bytes:
     """MGF1 with SHA-1 (PKCS#1 B.2.1): the keystream of Sealx / Unseal's XOR
     and of transport sessions (the seed is hashed once, then copied)."""
-    base = (sha1_short if len(seed) <= SHORT_SHA1 else _sha1)(seed)
+    base = sha1_for(len(seed))(seed)
     n = (length + 19) // 20
     out = []
     for counter in _COUNTERS[:n] if n <= len(_COUNTERS) else map(_U32.pack, range(n)):

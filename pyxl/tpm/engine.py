@@ -30,8 +30,8 @@ from hmac import compare_digest
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import constants as C
-from .crypto import (SHORT_SHA1, HmacKeys, HmacSha1, KeySource, RSAKey, aes128_ctr, generate_rsa,
-                     nonce, random_bytes, sha1, sha1_short, xor)
+from .crypto import (HmacKeys, HmacSha1, KeySource, RSAKey, aes128_ctr, generate_rsa, nonce,
+                     random_bytes, sha1, sha1_for, xor)
 from .identity import XEN_VTPM_IDENTITY, Identity
 from .marshal import Reader, TPMDecodeError, Writer
 from .structures import (TPM_DELEGATE_PUBLIC, TPM_KEY, TPM_KEY12, AnyKey, TPM_KEY_PARMS,
@@ -81,7 +81,7 @@ _AUTH2FAIL = int(C.TPM_AUTH2FAIL)
 # a command's header: tag, paramSize, ordinal (Part 3 3.x, TPM_RQU_COMMAND)
 _HEADER = struct.Struct(">HII")
 _RC_ORDINAL = struct.Struct(">II")       # returnCode || ordinal, the start of a response digest
-_sha1 = hashlib.sha1            # SHA-1 of a long message; sha1_short below SHORT_SHA1 bytes
+_sha1 = hashlib.sha1
 
 
 class _OrdinalDigests(dict[int, bytes]):
@@ -311,7 +311,7 @@ class Ctx(Reader):
         if mark == pos:              # no HMAC'ed parameters: SHA-1(ordinal), made once
             self.in_digest = _ORDINAL_DIGESTS[self.ordinal]
             return
-        new_sha1 = sha1_short if pos - mark <= SHORT_SHA1 else _sha1
+        new_sha1 = sha1_for(pos - mark)
         if mark == 10:
             self.in_digest = new_sha1(data[6:pos]).digest()
         else:
@@ -803,7 +803,7 @@ class TPM:
             # the response's HMACs (libtpms TPM_AuthParams_Set): over
             # SHA-1(returnCode || ordinal || outParams), nonceEven, nonceOdd, continue
             params = _RC_ORDINAL.pack(0, ctx.ordinal) + out[ctx.out_skip:]
-            out_digest = (sha1_short if len(params) <= SHORT_SHA1 else _sha1)(params).digest()
+            out_digest = sha1_for(len(params))(params).digest()
             sessions = self.sessions
             for a in auths:
                 s = a.session
