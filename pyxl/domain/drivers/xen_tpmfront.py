@@ -261,7 +261,7 @@ class XenTpmFront:
             # (what wakes it is usually the answer); _wait_idle waits the
             # rest of the duration, if the page is not idle after it
             duration = self.duration
-            step = STEP if duration > STEP else duration
+            step = min(duration, STEP)
             if xen.evtchn_wait(port, step) is None:        # it ran out (or the connection closed)
                 duration -= step
             state = shared.state
